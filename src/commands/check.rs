@@ -1,0 +1,23 @@
+use std::path::Path;
+
+use crate::config;
+use crate::exit_codes;
+
+pub fn run(vault: &Path, explicit: Option<&Path>) -> i32 {
+    match config::load(vault, explicit) {
+        Ok(cfg) => {
+            let enabled = cfg.processes.iter().filter(|p| p.enabled).count();
+            println!(
+                "{}: ok ({} processes, {} enabled)",
+                cfg.source,
+                cfg.processes.len(),
+                enabled
+            );
+            exit_codes::OK
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            exit_codes::CONFIG
+        }
+    }
+}

@@ -1,0 +1,27 @@
+use std::path::Path;
+
+use crate::config::DEFAULT_TABLE;
+use crate::exit_codes;
+use crate::vault::{Vault, layout};
+
+pub fn run(root: &Path) -> i32 {
+    let vault = Vault::new(root.to_path_buf());
+    match layout::init(&vault, DEFAULT_TABLE) {
+        Ok(report) => {
+            if report.created.is_empty() {
+                println!("Vault {} is complete; nothing to create.", root.display());
+            } else {
+                println!("Vault {}:", root.display());
+                for p in &report.created {
+                    let shown = p.strip_prefix(root).unwrap_or(p);
+                    println!("  created {}", shown.display());
+                }
+            }
+            exit_codes::OK
+        }
+        Err(e) => super::fail(
+            exit_codes::CANT_CREATE,
+            format_args!("failed to initialise vault {}: {e}", root.display()),
+        ),
+    }
+}

@@ -1,0 +1,188 @@
+//! The validated process table. Everything here has passed validation: durations are
+//! parsed, names are unique, paths are as written (made absolute at spawn time).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the table came from, for messages ("built-in default" or a path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    BuiltIn,
+    File(PathBuf),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::BuiltIn => f.write_str("<built-in default>"),
+            Source::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub source: Source,
+    pub supervisor: SupervisorSettings,
+    /// In file order; names are unique.
+    pub processes: Vec<ProcessSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SupervisorSettings {
+    /// `health_interval`, default 30 s.
+    pub health_interval: Duration,
+    /// `stop_timeout`, default 10 s: SIGTERM to the group, SIGKILL after this.
+    pub stop_timeout: Duration,
+    /// `log_max_size`, default 10 MiB: size at which a log file is rotated.
+    pub log_max_size: u64,
+    /// `log_max_files`, default 5: rotated files kept (`name.log.1` … `name.log.N`).
+    pub log_max_files: u32,
+}
+
+impl Default for SupervisorSettings {
+    fn default() -> Self {
+        SupervisorSettings {
+            health_interval: Duration::from_secs(30),
+            stop_timeout: Duration::from_secs(10),
+            log_max_size: 10 * 1024 * 1024,
+            log_max_files: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+impl RestartPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartPolicy::Always => "always",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::Never => "never",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BackoffSpec {
+    /// `initial`, default 2 s (zero allowed: restart at once).
+    pub initial: Duration,
+    /// `factor`, default 2.0 (>= 1.0).
+    pub factor: f64,
+    /// `max`, default 60 s (the cap).
+    pub max: Duration,
+    /// `reset_after`, default 5 min of stable running.
+    pub reset_after: Duration,
+}
+
+impl Default for BackoffSpec {
+    fn default() -> Self {
+        BackoffSpec {
+            initial: Duration::from_secs(2),
+            factor: 2.0,
+            max: Duration::from_secs(60),
+            reset_after: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Signals a child may ask to be stopped with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopSignal {
+    Term,
+    Int,
+    Hup,
+    Quit,
+    Usr1,
+    Usr2,
+}
+
+impl StopSignal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopSignal::Term => "TERM",
+            StopSignal::Int => "INT",
+            StopSignal::Hup => "HUP",
+            StopSignal::Quit => "QUIT",
+            StopSignal::Usr1 => "USR1",
+            StopSignal::Usr2 => "USR2",
+        }
+    }
+    pub fn number(self) -> i32 {
+        match self {
+            StopSignal::Term => libc::SIGTERM,
+            StopSignal::Int => libc::SIGINT,
+            StopSignal::Hup => libc::SIGHUP,
+            StopSignal::Quit => libc::SIGQUIT,
+            StopSignal::Usr1 => libc::SIGUSR1,
+            StopSignal::Usr2 => libc::SIGUSR2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessSpec {
+    /// Unique; `[A-Za-z0-9_.-]{1,64}`, used as the log file name.
+    pub name: String,
+    /// Human-readable name for the console and Dashboard; defaults to `name`.
+    pub description: String,
+    /// As written. `"ai-employee"` means the supervisor's own executable; a bare name is
+    /// looked up on `PATH`; a relative path is relative to the vault.
+    pub command: String,
+    pub args: Vec<String>,
+    /// `enabled`, default true.
+    pub enabled: bool,
+    /// `restart`, default always.
+    pub restart: RestartPolicy,
+    pub backoff: BackoffSpec,
+    /// `max_restarts` within `restart_window` → state fatal. None: never give up.
+    pub max_restarts: Option<u32>,
+    /// `restart_window`, default 5 min.
+    pub restart_window: Duration,
+    /// `heartbeat_timeout`: restart a child whose heartbeat file is older than this.
+    pub heartbeat_timeout: Option<Duration>,
+    /// `max_memory` in bytes: restart a child whose RSS grows past it.
+    pub max_memory: Option<u64>,
+    /// Extra environment, on top of the supervisor's own.
+    pub env: BTreeMap<String, String>,
+    /// `cwd`, default the vault; relative paths are relative to the vault.
+    pub cwd: Option<PathBuf>,
+    /// Per-process `stop_timeout`, overriding `[supervisor] stop_timeout`.
+    pub stop_timeout: Option<Duration>,
+    /// `stop_signal`, default TERM.
+    pub stop_signal: StopSignal,
+    /// Per-process log rotation overrides.
+    pub log_max_size: Option<u64>,
+    pub log_max_files: Option<u32>,
+}
+
+impl ProcessSpec {
+    /// A spec with every optional field at its default (used by tests and the parser).
+    pub fn new(name: &str, command: &str, args: &[&str]) -> Self {
+        ProcessSpec {
+            name: name.to_string(),
+            description: name.to_string(),
+            command: command.to_string(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            enabled: true,
+            restart: RestartPolicy::Always,
+            backoff: BackoffSpec::default(),
+            max_restarts: None,
+            restart_window: Duration::from_secs(300),
+            heartbeat_timeout: None,
+            max_memory: None,
+            env: BTreeMap::new(),
+            cwd: None,
+            stop_timeout: None,
+            stop_signal: StopSignal::Term,
+            log_max_size: None,
+            log_max_files: None,
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! ai-employee: a process supervisor for a personal AI employee's watchers.
+//!
+//! Start at `docs/ARCHITECTURE.md` for the event flow.
+
+/// clap types for the command line (no logic).
+pub mod cli;
+/// One module per subcommand.
+pub mod commands;
+/// The process table: TOML → validated model, errors with file:line:column.
+pub mod config;
+/// Exit codes (API for scripts and service managers).
+pub mod exit_codes;
+/// Size-rotated log files and the system log.
+pub mod logs;
+/// The only place that spawns, signals and reaps processes; the orphan guardian.
+pub mod process;
+/// The per-child state machine (pure), backoff (pure), and the async runtime.
+pub mod supervisor;
+/// Vault layout, atomic writes, Dashboard.md, the supervisor lock.
+pub mod vault;
+/// The watchers shipped in the binary (`ai-employee watch <name>`).
+#[path = "../watchers/mod.rs"]
+pub mod watchers;

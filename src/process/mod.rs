@@ -1,0 +1,3 @@
+//! The only place that spawns, signals and reaps processes.
+
+pub mod guardian;

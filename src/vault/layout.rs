@@ -1,0 +1,127 @@
+//! Where things live in a vault, and `init`, which creates what is missing.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Folders every vault has (SPEC §1).
+pub const FOLDERS: &[&str] = &[
+    "Inbox",
+    "Needs_Action",
+    "Plans",
+    "Pending_Approval",
+    "Approved",
+    "Rejected",
+    "Done",
+    "Failed",
+    "Logs",
+    "credentials",
+];
+
+/// Supervisor state (lock, child records, heartbeats, control socket), hidden from Obsidian.
+pub const STATE_DIR: &str = ".ai-employee";
+
+#[derive(Debug, Clone)]
+pub struct Vault {
+    root: PathBuf,
+}
+
+impl Vault {
+    /// `root` should be absolute (callers make it so).
+    pub fn new(root: PathBuf) -> Self {
+        Vault { root }
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("Logs")
+    }
+    pub fn system_log(&self) -> PathBuf {
+        self.logs_dir().join("system.log")
+    }
+    pub fn child_log(&self, name: &str) -> PathBuf {
+        self.logs_dir().join(format!("{name}.log"))
+    }
+    pub fn dashboard(&self) -> PathBuf {
+        self.root.join("Dashboard.md")
+    }
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join(STATE_DIR)
+    }
+    pub fn lock_file(&self) -> PathBuf {
+        self.state_dir().join("supervisor.lock")
+    }
+    pub fn children_record(&self) -> PathBuf {
+        self.state_dir().join("children")
+    }
+    pub fn heartbeat_dir(&self) -> PathBuf {
+        self.state_dir().join("heartbeat")
+    }
+    pub fn heartbeat(&self, name: &str) -> PathBuf {
+        self.heartbeat_dir().join(name)
+    }
+    pub fn config_file(&self) -> PathBuf {
+        self.root.join(crate::config::VAULT_CONFIG_NAME)
+    }
+}
+
+/// What `init` did.
+#[derive(Debug, Default)]
+pub struct InitReport {
+    pub created: Vec<PathBuf>,
+}
+
+const DASHBOARD_TEMPLATE: &str = "# AI Employee Dashboard\n\n## System Status\n\n| Timestamp | Action | Status | Details |\n|---|---|---|---|\n";
+
+const HANDBOOK_TEMPLATE: &str = "# Company Handbook\n\nRules of engagement for the AI employee. Edit freely: the supervisor never\nwrites this file.\n\n- Ask for approval before sending anything on my behalf.\n- Never pay anything automatically.\n";
+
+/// Create what is missing (folders, Dashboard.md, Company_Handbook.md, the process table,
+/// the state folder); never overwrite what exists.
+pub fn init(vault: &Vault, config_text: &str) -> io::Result<InitReport> {
+    let mut report = InitReport::default();
+    if !vault.root().exists() {
+        std::fs::create_dir_all(vault.root())?;
+        report.created.push(vault.root().to_path_buf());
+    }
+    for f in FOLDERS {
+        let p = vault.root().join(f);
+        if !p.exists() {
+            std::fs::create_dir_all(&p)?;
+            report.created.push(p);
+        }
+    }
+    ensure_private_dir(&vault.state_dir())?;
+    ensure_private_dir(&vault.heartbeat_dir())?;
+    for (path, text) in [
+        (vault.dashboard(), DASHBOARD_TEMPLATE),
+        (vault.root().join("Company_Handbook.md"), HANDBOOK_TEMPLATE),
+        (vault.config_file(), config_text),
+    ] {
+        if super::atomic::create_new(&path, text.as_bytes())? {
+            report.created.push(path);
+        }
+    }
+    Ok(report)
+}
+
+/// Make sure the folders the supervisor itself needs exist (Logs, state), without
+/// writing any user file. Used by `supervise` on every start.
+pub fn ensure_runtime_dirs(vault: &Vault) -> io::Result<()> {
+    std::fs::create_dir_all(vault.logs_dir())?;
+    ensure_private_dir(&vault.state_dir())?;
+    ensure_private_dir(&vault.heartbeat_dir())
+}
+
+fn ensure_private_dir(p: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The Dashboard written when none exists.
+pub fn dashboard_template() -> &'static str {
+    DASHBOARD_TEMPLATE
+}

@@ -1,0 +1,8 @@
+//! The vault: its layout, atomic writes of user-owned files, the Dashboard, the lock.
+
+pub mod atomic;
+pub mod dashboard;
+pub mod layout;
+pub mod lock;
+
+pub use layout::Vault;

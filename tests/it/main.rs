@@ -1,0 +1,7 @@
+//! The one integration-test binary: real child processes, real signals, real files.
+
+mod common;
+mod config_errors;
+mod dashboard;
+mod supervisor;
+mod units;
