@@ -1,0 +1,1 @@
+//! The one-supervisor-per-vault lock.
