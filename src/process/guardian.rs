@@ -1,5 +1,109 @@
-//! The orphan guardian (filled in by the supervisor work).
+//! The orphan guardian: a tiny process (`ai-employee __guardian`) that outlives a killed
+//! supervisor just long enough to take its children down.
+//!
+//! The supervisor keeps the write end of a pipe whose read end is the guardian's stdin,
+//! and tells it each child process group as it starts (`+PGID`) and ends (`-PGID`). When
+//! the supervisor dies for any reason, SIGKILL included, the kernel closes its end; the
+//! guardian reads EOF and SIGKILLs every group still recorded. A clean shutdown sends `q`
+//! first, so the guardian leaves quietly.
+//!
+//! Unlike a parent-death signal, this reaches grandchildren (they share the child's
+//! group) and does not depend on which thread spawned what.
 
+use std::collections::HashSet;
+use std::io::{self, BufRead, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+/// The supervisor's handle.
+pub struct Guardian {
+    pipe: std::fs::File,
+    pid: i32,
+}
+
+impl Guardian {
+    /// Start a guardian that knows the groups in `pgids`.
+    pub fn spawn(pgids: impl IntoIterator<Item = i32>) -> io::Result<Guardian> {
+        let (rd, wr): (OwnedFd, OwnedFd) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+        let mut cmd = Command::new(super::spawn::self_exe()?);
+        cmd.arg0("ai-employee")
+            .arg("__guardian")
+            .stdin(Stdio::from(rd))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            // Its own group: a terminal's Ctrl+C goes to the supervisor, not to it.
+            .process_group(0);
+        let child = cmd.spawn()?;
+        drop(cmd);
+        let pid = child.id() as i32;
+        drop(child);
+        let mut g = Guardian { pipe: std::fs::File::from(wr), pid };
+        let mut batch = String::new();
+        for p in pgids {
+            batch.push_str(&format!("+{p}\n"));
+        }
+        if !batch.is_empty() {
+            g.pipe.write_all(batch.as_bytes())?;
+        }
+        Ok(g)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Record a new child group. Errors (a dead guardian) are reported to the caller,
+    /// which restarts the guardian when it reaps it.
+    pub fn add(&mut self, pgid: i32) -> io::Result<()> {
+        self.pipe.write_all(format!("+{pgid}\n").as_bytes())
+    }
+
+    pub fn remove(&mut self, pgid: i32) -> io::Result<()> {
+        self.pipe.write_all(format!("-{pgid}\n").as_bytes())
+    }
+
+    /// Clean shutdown: the guardian exits without killing anything.
+    pub fn dismiss(mut self) {
+        let _ = self.pipe.write_all(b"q\n");
+    }
+}
+
+/// The guardian's main loop (`ai-employee __guardian`). Returns its exit code.
 pub fn run_guardian() -> i32 {
+    // Stray terminal and service-manager signals must not take it down before the
+    // supervisor; only SIGKILL (or EOF) ends it.
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGPIPE] {
+        // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code.
+        unsafe {
+            libc::signal(sig, libc::SIG_IGN);
+        }
+    }
+    let mut groups: HashSet<i32> = HashSet::new();
+    let stdin = io::stdin();
+    let mut line = String::new();
+    let mut input = stdin.lock();
+    loop {
+        line.clear();
+        match input.read_line(&mut line) {
+            Ok(0) => break, // the supervisor is gone
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+        let l = line.trim_end();
+        if l == "q" {
+            return 0;
+        }
+        if let Some(n) = l.strip_prefix('+').and_then(|n| n.parse::<i32>().ok()) {
+            groups.insert(n);
+        } else if let Some(n) = l.strip_prefix('-').and_then(|n| n.parse::<i32>().ok()) {
+            groups.remove(&n);
+        }
+    }
+    for g in groups {
+        super::signal_group(g, libc::SIGKILL);
+    }
     0
 }

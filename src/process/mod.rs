@@ -1,3 +1,94 @@
-//! The only place that spawns, signals and reaps processes.
+//! The only place that spawns, signals and reaps processes. Unix only; the few
+//! Linux/macOS differences live in `stats_*.rs`, chosen by `cfg`.
 
 pub mod guardian;
+pub mod records;
+pub mod spawn;
+pub mod stats;
+
+use std::fmt;
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+impl ExitStatus {
+    pub fn success(self) -> bool {
+        self == ExitStatus::Code(0)
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ExitStatus::Code(c) => write!(f, "exit code {c}"),
+            ExitStatus::Signal(s) => write!(f, "signal {}", signal_name(s)),
+        }
+    }
+}
+
+/// `SIGKILL`, `SIGTERM`, … or `signal 42` for the unnamed.
+pub fn signal_name(sig: i32) -> String {
+    match nix::sys::signal::Signal::try_from(sig) {
+        Ok(s) => s.as_str().to_string(),
+        Err(_) => format!("signal {sig}"),
+    }
+}
+
+/// Reap every child that has exited, without blocking.
+pub fn reap_all() -> Vec<(i32, ExitStatus)> {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    let mut out = Vec::new();
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => out.push((pid.as_raw(), ExitStatus::Code(code))),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                out.push((pid.as_raw(), ExitStatus::Signal(sig as i32)))
+            }
+            Ok(WaitStatus::StillAlive) => break,
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break, // ECHILD: nothing left to reap
+        }
+    }
+    out
+}
+
+/// Send `sig` to every process in group `pgid`. Returns false if the group is empty.
+pub fn signal_group(pgid: i32, sig: i32) -> bool {
+    if pgid <= 1 {
+        return false; // never signal init's group or "every process"
+    }
+    // SAFETY: kill(2) with a negative pid targets one process group; no memory is involved.
+    unsafe { libc::kill(-pgid, sig) == 0 }
+}
+
+/// Whether group `pgid` still has members (zombies included until reaped).
+pub fn group_alive(pgid: i32) -> bool {
+    signal_group(pgid, 0)
+}
+
+/// Make this process a child subreaper (Linux): orphaned grandchildren are re-parented to
+/// us, so we reap them and can tell when a child's whole group is gone.
+pub fn become_subreaper() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer flag; no pointers.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+}
+
+/// Raise the soft open-files limit to the hard limit: each child costs a pipe and a log.
+pub fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        #[cfg(target_os = "macos")]
+        let hard = hard.min(libc::OPEN_MAX as u64 * 8).min(hard);
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}

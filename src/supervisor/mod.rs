@@ -1,1 +1,6 @@
-//! Supervisor.
+//! Supervision: the pure per-child state machine and backoff, the system status derived
+//! from the children, and the async runtime that turns OS events into machine events and
+//! carries out the machine's actions.
+
+pub mod backoff;
+pub mod machine;

@@ -1,0 +1,129 @@
+//! The tracing layer behind `Logs/system.log` and the console.
+//!
+//! `system.log` gets one line per event with every field:
+//! `2026-02-16 18:30:15.123 WARN  gmail: exited with code 1 pid=12346`
+//! The console gets the same event, shorter (`18:30:15 gmail: exited with code 1`), with
+//! colour when stderr is a terminal and `NO_COLOR` is unset.
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write as _};
+use std::sync::Mutex;
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::{Context, SubscriberExt};
+
+use super::RotatingFile;
+
+struct Sinks {
+    file: Option<RotatingFile>,
+    console: bool,
+    color: bool,
+    console_level: Level,
+}
+
+pub struct SystemLogLayer {
+    sinks: Mutex<Sinks>,
+}
+
+#[derive(Default)]
+struct Fields {
+    message: String,
+    child: Option<String>,
+    rest: String,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "message" => self.message.push_str(value),
+            "child" => self.child = Some(value.to_string()),
+            name => {
+                let _ = write!(self.rest, " {name}={value}");
+            }
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "message" => {
+                let _ = write!(self.message, "{value:?}");
+            }
+            "child" => self.child = Some(format!("{value:?}")),
+            name => {
+                let _ = write!(self.rest, " {name}={value:?}");
+            }
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for SystemLogLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let level = *event.metadata().level();
+        let mut f = Fields::default();
+        event.record(&mut f);
+        let now = chrono::Local::now();
+        let who = f.child.as_deref().map(|c| format!("{c}: ")).unwrap_or_default();
+        let Ok(mut sinks) = self.sinks.lock() else { return };
+        if let Some(file) = sinks.file.as_mut() {
+            let line = format!(
+                "{} {:<5} {who}{}{}\n",
+                now.format("%Y-%m-%d %H:%M:%S%.3f"),
+                level.as_str(),
+                f.message,
+                f.rest
+            );
+            // A full disk must not take supervision down; the console still has the line.
+            let _ = file.write_all(line.as_bytes());
+        }
+        if sinks.console && level <= sinks.console_level {
+            let (pre, post) = if sinks.color {
+                match level {
+                    Level::ERROR => ("\x1b[31m", "\x1b[0m"),
+                    Level::WARN => ("\x1b[33m", "\x1b[0m"),
+                    _ => ("", ""),
+                }
+            } else {
+                ("", "")
+            };
+            let line = format!("{} {pre}{who}{}{post}\n", now.format("%H:%M:%S"), f.message);
+            let _ = std::io::stderr().write_all(line.as_bytes());
+        }
+    }
+}
+
+/// Options for [`install`].
+pub struct SystemLogOptions {
+    pub file: Option<RotatingFile>,
+    pub console: bool,
+    /// Most verbose level written (file and console); `AI_EMPLOYEE_LOG=debug` raises it.
+    pub level: Level,
+}
+
+/// Whether console output should be coloured (stderr is a terminal, `NO_COLOR` unset).
+pub fn use_color() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}
+
+/// Install the global subscriber. Returns false if one was already installed.
+pub fn install(opts: SystemLogOptions) -> bool {
+    let layer = SystemLogLayer {
+        sinks: Mutex::new(Sinks {
+            file: opts.file,
+            console: opts.console,
+            color: use_color(),
+            console_level: Level::INFO.min(opts.level),
+        }),
+    };
+    let filter = tracing_subscriber::filter::LevelFilter::from_level(opts.level);
+    let subscriber = tracing_subscriber::registry().with(layer.with_filter(filter));
+    tracing::subscriber::set_global_default(subscriber).is_ok()
+}
+
+/// The level asked for in `AI_EMPLOYEE_LOG` (error, warn, info, debug, trace), default info.
+pub fn level_from_env() -> Level {
+    std::env::var("AI_EMPLOYEE_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(Level::INFO)
+}

@@ -1,0 +1,530 @@
+//! The per-child state machine: `on_event(event, now) -> Vec<Action>`. Pure: no tokio,
+//! no syscalls, no clock of its own. The runtime feeds it OS events and carries out the
+//! actions it returns, so every decision is testable with plain unit tests.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::backoff;
+use crate::config::ProcessSpec;
+use crate::exit_codes;
+use crate::process::ExitStatus;
+
+/// What happens once a stop has finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Then {
+    /// Stay stopped (user request, disabled, shutdown).
+    Rest,
+    /// Start again at once (the definition changed, or a manual restart).
+    Restart,
+    /// Start again through the crash backoff (a failed health check).
+    CrashRestart,
+    /// The entry left the table: forget it.
+    Remove,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Phase {
+    /// Not running and not scheduled: never started, stopped, or disabled.
+    Idle,
+    /// A spawn was requested; the runtime answers with Spawned or SpawnFailed.
+    Starting,
+    Running { pid: i32, since: Instant },
+    /// Waiting to restart.
+    Backoff { until: Instant },
+    /// Stop signal sent. `pid` is None once the leader is reaped but the group lives on.
+    Stopping { pid: Option<i32>, pgid: i32, kill_at: Instant, killed: bool, then: Then },
+    /// Ended and, by its restart policy, not restarted.
+    Exited { status: ExitStatus },
+    /// Exited 78 or cannot be spawned: the user has to fix something. Not restarted.
+    NeedsSetup { reason: String },
+    /// Gave up: `max_restarts` within `restart_window`.
+    Fatal { reason: String },
+    /// Stopped after leaving the table; the runtime drops it.
+    Removed,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Start it (initial start, enabled by a reload, manual start).
+    Start,
+    Spawned { pid: i32 },
+    SpawnFailed { reason: String, setup: bool },
+    /// The leader was reaped. `group_alive`: other members of its group remain.
+    Exited { pid: i32, status: ExitStatus, group_alive: bool },
+    /// The group of a stopping child has no members left.
+    GroupGone,
+    /// A deadline passed (backoff over, stop timeout, stable).
+    Tick,
+    Stop(Then),
+    HealthFailed { reason: String },
+    /// Second Ctrl+C: SIGKILL now.
+    Kill,
+}
+
+/// Something worth a log line, a console line or a Dashboard row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    Started { pid: i32, restart: u32 },
+    SpawnFailed { reason: String, retry_in: Option<Duration> },
+    Exited { pid: i32, status: ExitStatus, next: Next, uptime: Duration },
+    /// Ran long enough: the crash series is over, backoff starts from the beginning.
+    Stable,
+    Stopping { pid: i32, signal: i32, timeout: Duration },
+    StopTimedOut { pid: Option<i32> },
+    Stopped,
+    HealthFailed { pid: i32, reason: String },
+    RestartCancelled,
+}
+
+/// What follows an exit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    Restart(Duration),
+    NeedsSetup,
+    Fatal(String),
+    Done,
+    Stopped,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub enum Action {
+    /// Spawn the child now; answer with Spawned / SpawnFailed.
+    Spawn,
+    /// Send a signal to a process group.
+    Signal { pgid: i32, sig: i32 },
+    Notice(Notice),
+}
+
+/// One supervised entry.
+#[derive(Debug, Clone)]
+pub struct Child {
+    pub spec: ProcessSpec,
+    /// `stop_timeout` in force (the entry's own, else the supervisor's).
+    pub stop_timeout: Duration,
+    pub phase: Phase,
+    /// Consecutive failed runs; drives the backoff, reset after `reset_after` up.
+    pub attempt: u32,
+    /// Restarts in this supervisor's lifetime (not counting the first start).
+    pub restarts: u32,
+    pub last_exit: Option<ExitStatus>,
+    /// When the current crash series ends if the child stays up.
+    stable_at: Option<Instant>,
+    /// Restart times inside `restart_window`, for `max_restarts`.
+    recent: VecDeque<Instant>,
+    /// Whether it has ever been spawned (the first spawn is not a restart).
+    spawned_once: bool,
+}
+
+impl Child {
+    pub fn new(spec: ProcessSpec, stop_timeout: Duration) -> Self {
+        Child {
+            spec,
+            stop_timeout,
+            phase: Phase::Idle,
+            attempt: 0,
+            restarts: 0,
+            last_exit: None,
+            stable_at: None,
+            recent: VecDeque::new(),
+            spawned_once: false,
+        }
+    }
+
+    pub fn pid(&self) -> Option<i32> {
+        match self.phase {
+            Phase::Running { pid, .. } => Some(pid),
+            Phase::Stopping { pid, .. } => pid,
+            _ => None,
+        }
+    }
+
+    /// The process group that may still have members.
+    pub fn pgid(&self) -> Option<i32> {
+        match self.phase {
+            Phase::Running { pid, .. } => Some(pid),
+            Phase::Stopping { pgid, .. } => Some(pgid),
+            _ => None,
+        }
+    }
+
+    /// Up and past any crash series.
+    pub fn is_healthy(&self) -> bool {
+        matches!(self.phase, Phase::Running { .. }) && self.attempt == 0
+    }
+
+    /// Nothing running and nothing scheduled.
+    pub fn is_at_rest(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Idle
+                | Phase::Exited { .. }
+                | Phase::NeedsSetup { .. }
+                | Phase::Fatal { .. }
+                | Phase::Removed
+        )
+    }
+
+    /// The next instant at which a [`Event::Tick`] is due.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Backoff { until } => Some(until),
+            Phase::Running { .. } => self.stable_at,
+            Phase::Stopping { kill_at, killed: false, .. } => Some(kill_at),
+            _ => None,
+        }
+    }
+
+    /// Whether the runtime should poll the group of a stopping child for emptiness.
+    pub fn is_draining(&self) -> bool {
+        matches!(self.phase, Phase::Stopping { pid: None, .. })
+    }
+
+    pub fn on_event(&mut self, event: Event, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        match event {
+            Event::Start => match self.phase {
+                Phase::Running { .. } | Phase::Starting | Phase::Stopping { .. } => {}
+                _ => {
+                    self.attempt = 0;
+                    self.stable_at = None;
+                    self.recent.clear();
+                    self.spawn(&mut out);
+                }
+            },
+            Event::Spawned { pid } => {
+                let restart = if self.spawned_once {
+                    self.restarts += 1;
+                    self.restarts
+                } else {
+                    0
+                };
+                self.spawned_once = true;
+                self.phase = Phase::Running { pid, since: now };
+                self.stable_at = (self.attempt > 0).then(|| now + self.spec.backoff.reset_after);
+                out.push(Action::Notice(Notice::Started { pid, restart }));
+            }
+            Event::SpawnFailed { reason, setup } => {
+                if setup {
+                    self.phase = Phase::NeedsSetup { reason: reason.clone() };
+                    out.push(Action::Notice(Notice::SpawnFailed { reason, retry_in: None }));
+                } else {
+                    let next = self.after_failure(now, &mut out);
+                    let retry_in = match next {
+                        Next::Restart(d) => Some(d),
+                        _ => None,
+                    };
+                    out.push(Action::Notice(Notice::SpawnFailed { reason, retry_in }));
+                }
+            }
+            Event::Exited { pid, status, group_alive } => match self.phase.clone() {
+                Phase::Running { pid: running, since } if running == pid => {
+                    self.last_exit = Some(status);
+                    if group_alive {
+                        // The service is over; whatever it left in its group goes too.
+                        out.push(Action::Signal { pgid: pid, sig: libc::SIGKILL });
+                    }
+                    let uptime = now.saturating_duration_since(since);
+                    let next = self.after_exit(status, uptime, now, &mut out);
+                    out.insert(0, Action::Notice(Notice::Exited { pid, status, next, uptime }));
+                }
+                Phase::Stopping { pid: Some(p), pgid, kill_at, killed, then } if p == pid => {
+                    self.last_exit = Some(status);
+                    if group_alive {
+                        self.phase = Phase::Stopping { pid: None, pgid, kill_at, killed, then };
+                    } else {
+                        self.finish_stop(then, now, &mut out);
+                    }
+                }
+                _ => {}
+            },
+            Event::GroupGone => {
+                if let Phase::Stopping { pid: None, then, .. } = self.phase {
+                    self.finish_stop(then, now, &mut out);
+                }
+            }
+            Event::Tick => match self.phase {
+                Phase::Backoff { until } if until <= now => self.spawn(&mut out),
+                Phase::Running { .. } if self.stable_at.is_some_and(|t| t <= now) => {
+                    self.stable_at = None;
+                    self.attempt = 0;
+                    out.push(Action::Notice(Notice::Stable));
+                }
+                Phase::Stopping { pid, pgid, kill_at, killed: false, then } if kill_at <= now => {
+                    out.push(Action::Notice(Notice::StopTimedOut { pid }));
+                    out.push(Action::Signal { pgid, sig: libc::SIGKILL });
+                    self.phase = Phase::Stopping { pid, pgid, kill_at, killed: true, then };
+                }
+                _ => {}
+            },
+            Event::Stop(then) => self.stop(then, now, &mut out),
+            Event::HealthFailed { reason } => {
+                if let Phase::Running { pid, .. } = self.phase {
+                    out.push(Action::Notice(Notice::HealthFailed { pid, reason }));
+                    self.stop(Then::CrashRestart, now, &mut out);
+                }
+            }
+            Event::Kill => {
+                if let Some(pgid) = self.pgid() {
+                    out.push(Action::Signal { pgid, sig: libc::SIGKILL });
+                }
+                if let Phase::Stopping { pid, pgid, kill_at, then, .. } = self.phase {
+                    self.phase = Phase::Stopping { pid, pgid, kill_at, killed: true, then };
+                }
+            }
+        }
+        out
+    }
+
+    fn spawn(&mut self, out: &mut Vec<Action>) {
+        self.phase = Phase::Starting;
+        out.push(Action::Spawn);
+    }
+
+    fn stop(&mut self, then: Then, now: Instant, out: &mut Vec<Action>) {
+        match self.phase.clone() {
+            Phase::Running { pid, .. } => {
+                let sig = self.spec.stop_signal.number();
+                out.push(Action::Notice(Notice::Stopping { pid, signal: sig, timeout: self.stop_timeout }));
+                out.push(Action::Signal { pgid: pid, sig });
+                // A stopped (SIGSTOP) process acts on the signal only once continued.
+                out.push(Action::Signal { pgid: pid, sig: libc::SIGCONT });
+                self.phase = Phase::Stopping {
+                    pid: Some(pid),
+                    pgid: pid,
+                    kill_at: now + self.stop_timeout,
+                    killed: false,
+                    then,
+                };
+                self.stable_at = None;
+            }
+            Phase::Stopping { pid, pgid, kill_at, killed, then: old } => {
+                // Already stopping: a later, stronger intent wins (shutdown beats restart).
+                let then = match (old, then) {
+                    (Then::Remove, _) | (_, Then::Remove) => Then::Remove,
+                    (_, Then::Rest) => Then::Rest,
+                    (o, _) => o,
+                };
+                self.phase = Phase::Stopping { pid, pgid, kill_at, killed, then };
+            }
+            Phase::Backoff { .. } | Phase::Starting => {
+                out.push(Action::Notice(Notice::RestartCancelled));
+                self.finish_stop(then, now, out);
+            }
+            _ => self.finish_stop(then, now, out),
+        }
+    }
+
+    fn finish_stop(&mut self, then: Then, now: Instant, out: &mut Vec<Action>) {
+        match then {
+            Then::Rest => {
+                let was_running = !self.is_at_rest();
+                self.phase = Phase::Idle;
+                if was_running {
+                    out.push(Action::Notice(Notice::Stopped));
+                }
+            }
+            Then::Remove => {
+                self.phase = Phase::Removed;
+                out.push(Action::Notice(Notice::Stopped));
+            }
+            Then::Restart => {
+                self.attempt = 0;
+                self.stable_at = None;
+                self.spawn(out);
+            }
+            Then::CrashRestart => {
+                let _ = self.after_failure(now, out);
+            }
+        }
+    }
+
+    /// Decide what follows an exit of a running child.
+    fn after_exit(&mut self, status: ExitStatus, uptime: Duration, now: Instant, out: &mut Vec<Action>) -> Next {
+        use crate::config::RestartPolicy;
+        if status == ExitStatus::Code(exit_codes::CONFIG) {
+            self.phase = Phase::NeedsSetup {
+                reason: format!("exited {} (needs configuration; see Logs/{}.log)", exit_codes::CONFIG, self.spec.name),
+            };
+            return Next::NeedsSetup;
+        }
+        let restart = match self.spec.restart {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => !status.success(),
+            RestartPolicy::Never => false,
+        };
+        if !restart {
+            self.phase = Phase::Exited { status };
+            return Next::Done;
+        }
+        if uptime >= self.spec.backoff.reset_after {
+            self.attempt = 0;
+        }
+        self.after_failure(now, out)
+    }
+
+    /// Schedule a restart through the backoff, or give up.
+    fn after_failure(&mut self, now: Instant, out: &mut Vec<Action>) -> Next {
+        self.stable_at = None;
+        if let Some(max) = self.spec.max_restarts {
+            let window = self.spec.restart_window;
+            while self.recent.front().is_some_and(|t| now.saturating_duration_since(*t) >= window) {
+                self.recent.pop_front();
+            }
+            if self.recent.len() >= max as usize {
+                let reason = format!("gave up after {max} restarts within {window:?}");
+                self.phase = Phase::Fatal { reason: reason.clone() };
+                return Next::Fatal(reason);
+            }
+            self.recent.push_back(now);
+        }
+        self.attempt = self.attempt.saturating_add(1);
+        let d = backoff::delay(&self.spec.backoff, self.attempt);
+        if d.is_zero() {
+            self.spawn(out);
+        } else {
+            self.phase = Phase::Backoff { until: now + d };
+        }
+        Next::Restart(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BackoffSpec, RestartPolicy};
+
+    fn child() -> Child {
+        Child::new(ProcessSpec::new("w", "/bin/true", &[]), Duration::from_secs(10))
+    }
+
+    fn start(c: &mut Child, pid: i32, now: Instant) {
+        assert_eq!(c.on_event(Event::Start, now), vec![Action::Spawn]);
+        let _ = c.on_event(Event::Spawned { pid }, now);
+    }
+
+    fn crash(c: &mut Child, pid: i32, now: Instant) -> Vec<Action> {
+        c.on_event(Event::Exited { pid, status: ExitStatus::Code(1), group_alive: false }, now)
+    }
+
+    #[test]
+    fn crash_series_follows_backoff_and_resets_after_stable_run() {
+        let t0 = Instant::now();
+        let mut c = child();
+        start(&mut c, 10, t0);
+        let mut now = t0 + Duration::from_secs(1);
+        let mut delays = Vec::new();
+        for pid in 11..18 {
+            let _ = crash(&mut c, pid - 1, now);
+            let Phase::Backoff { until } = c.phase else { panic!("not in backoff: {:?}", c.phase) };
+            delays.push((until - now).as_secs());
+            now = until;
+            assert_eq!(c.on_event(Event::Tick, now), vec![Action::Spawn]);
+            let _ = c.on_event(Event::Spawned { pid }, now);
+        }
+        assert_eq!(delays, vec![2, 4, 8, 16, 32, 60, 60]);
+        assert!(!c.is_healthy());
+        // Stays up for reset_after: the series ends.
+        now += Duration::from_secs(300);
+        assert_eq!(c.deadline(), Some(now));
+        assert_eq!(c.on_event(Event::Tick, now), vec![Action::Notice(Notice::Stable)]);
+        assert!(c.is_healthy());
+        let _ = crash(&mut c, 17, now + Duration::from_secs(1));
+        assert!(matches!(c.phase, Phase::Backoff { until } if until == now + Duration::from_secs(3)));
+        assert_eq!(c.restarts, 7);
+    }
+
+    #[test]
+    fn exit_78_needs_setup_and_is_not_restarted() {
+        let t0 = Instant::now();
+        let mut c = child();
+        start(&mut c, 10, t0);
+        let a = c.on_event(Event::Exited { pid: 10, status: ExitStatus::Code(78), group_alive: false }, t0);
+        assert!(matches!(c.phase, Phase::NeedsSetup { .. }));
+        assert!(!a.contains(&Action::Spawn));
+        assert_eq!(c.deadline(), None);
+    }
+
+    #[test]
+    fn policies() {
+        let t0 = Instant::now();
+        for (policy, status, restarts) in [
+            (RestartPolicy::Never, ExitStatus::Code(1), false),
+            (RestartPolicy::OnFailure, ExitStatus::Code(0), false),
+            (RestartPolicy::OnFailure, ExitStatus::Signal(9), true),
+            (RestartPolicy::Always, ExitStatus::Code(0), true),
+        ] {
+            let mut c = child();
+            c.spec.restart = policy;
+            start(&mut c, 10, t0);
+            let _ = c.on_event(Event::Exited { pid: 10, status, group_alive: false }, t0);
+            assert_eq!(matches!(c.phase, Phase::Backoff { .. }), restarts, "{policy:?} {status}");
+        }
+    }
+
+    #[test]
+    fn zero_backoff_spawns_in_the_same_step() {
+        let t0 = Instant::now();
+        let mut c = child();
+        c.spec.backoff = BackoffSpec { initial: Duration::ZERO, ..BackoffSpec::default() };
+        start(&mut c, 10, t0);
+        let a = crash(&mut c, 10, t0);
+        assert!(a.contains(&Action::Spawn));
+        assert_eq!(c.phase, Phase::Starting);
+    }
+
+    #[test]
+    fn max_restarts_in_window_gives_up() {
+        let t0 = Instant::now();
+        let mut c = child();
+        c.spec.backoff = BackoffSpec { initial: Duration::ZERO, ..BackoffSpec::default() };
+        c.spec.max_restarts = Some(3);
+        c.spec.restart_window = Duration::from_secs(60);
+        start(&mut c, 10, t0);
+        for i in 0..3 {
+            let _ = crash(&mut c, 10 + i, t0);
+            let _ = c.on_event(Event::Spawned { pid: 11 + i }, t0);
+        }
+        let _ = crash(&mut c, 13, t0);
+        assert!(matches!(c.phase, Phase::Fatal { .. }), "{:?}", c.phase);
+    }
+
+    #[test]
+    fn stop_during_backoff_cancels_the_restart() {
+        let t0 = Instant::now();
+        let mut c = child();
+        start(&mut c, 10, t0);
+        let _ = crash(&mut c, 10, t0);
+        let a = c.on_event(Event::Stop(Then::Rest), t0);
+        assert!(!a.contains(&Action::Spawn));
+        assert_eq!(c.phase, Phase::Idle);
+        assert_eq!(c.on_event(Event::Tick, t0 + Duration::from_secs(100)), vec![]);
+    }
+
+    #[test]
+    fn stop_escalates_to_sigkill_and_waits_for_the_group() {
+        let t0 = Instant::now();
+        let mut c = child();
+        start(&mut c, 10, t0);
+        let a = c.on_event(Event::Stop(Then::Rest), t0);
+        assert!(a.contains(&Action::Signal { pgid: 10, sig: libc::SIGTERM }));
+        assert_eq!(c.deadline(), Some(t0 + Duration::from_secs(10)));
+        let a = c.on_event(Event::Tick, t0 + Duration::from_secs(10));
+        assert!(a.contains(&Action::Signal { pgid: 10, sig: libc::SIGKILL }));
+        let _ = c.on_event(Event::Exited { pid: 10, status: ExitStatus::Signal(9), group_alive: true }, t0);
+        assert!(c.is_draining());
+        let _ = c.on_event(Event::GroupGone, t0);
+        assert_eq!(c.phase, Phase::Idle);
+    }
+
+    #[test]
+    fn health_failure_restarts_through_backoff() {
+        let t0 = Instant::now();
+        let mut c = child();
+        start(&mut c, 10, t0);
+        let _ = c.on_event(Event::HealthFailed { reason: "heartbeat".into() }, t0);
+        let _ = c.on_event(Event::Exited { pid: 10, status: ExitStatus::Signal(15), group_alive: false }, t0);
+        assert!(matches!(c.phase, Phase::Backoff { .. }), "{:?}", c.phase);
+    }
+}
