@@ -10,6 +10,9 @@ use crate::config::ProcessSpec;
 use crate::exit_codes;
 use crate::process::ExitStatus;
 
+/// Shortest wait before retrying a spawn that failed for a passing reason.
+pub const SPAWN_RETRY_MIN: Duration = Duration::from_secs(1);
+
 /// What happens once a stop has finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Then {
@@ -210,7 +213,8 @@ impl Child {
                     self.phase = Phase::NeedsSetup { reason: reason.clone() };
                     out.push(Action::Notice(Notice::SpawnFailed { reason, retry_in: None }));
                 } else {
-                    let next = self.after_failure(now, &mut out);
+                    // Never a tight loop on a failing spawn (out of descriptors, say).
+                    let next = self.after_failure(now, SPAWN_RETRY_MIN, &mut out);
                     let retry_in = match next {
                         Next::Restart(d) => Some(d),
                         _ => None,
@@ -335,7 +339,7 @@ impl Child {
                 self.spawn(out);
             }
             Then::CrashRestart => {
-                let _ = self.after_failure(now, out);
+                let _ = self.after_failure(now, Duration::ZERO, out);
             }
         }
     }
@@ -361,11 +365,11 @@ impl Child {
         if uptime >= self.spec.backoff.reset_after {
             self.attempt = 0;
         }
-        self.after_failure(now, out)
+        self.after_failure(now, Duration::ZERO, out)
     }
 
     /// Schedule a restart through the backoff, or give up.
-    fn after_failure(&mut self, now: Instant, out: &mut Vec<Action>) -> Next {
+    fn after_failure(&mut self, now: Instant, min_delay: Duration, out: &mut Vec<Action>) -> Next {
         self.stable_at = None;
         if let Some(max) = self.spec.max_restarts {
             let window = self.spec.restart_window;
@@ -380,7 +384,7 @@ impl Child {
             self.recent.push_back(now);
         }
         self.attempt = self.attempt.saturating_add(1);
-        let d = backoff::delay(&self.spec.backoff, self.attempt);
+        let d = backoff::delay(&self.spec.backoff, self.attempt).max(min_delay);
         if d.is_zero() {
             self.spawn(out);
         } else {

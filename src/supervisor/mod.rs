@@ -3,4 +3,8 @@
 //! carries out the machine's actions.
 
 pub mod backoff;
+pub mod console;
+pub mod dashboard_writer;
 pub mod machine;
+pub mod runtime;
+pub mod status;

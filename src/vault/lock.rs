@@ -1,1 +1,61 @@
-//! The one-supervisor-per-vault lock.
+//! One supervisor per vault: an exclusive `flock` on `.ai-employee/supervisor.lock`, held
+//! for the supervisor's lifetime and released by the kernel when it dies, so a stale lock
+//! never blocks. The holder's pid is written into the file for the message a second
+//! supervisor prints.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// Held for as long as it lives.
+#[derive(Debug)]
+pub struct VaultLock {
+    _file: File,
+    path: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("vault is already supervised by pid {pid} (lock {path})")]
+    HeldBy { pid: i32, path: PathBuf },
+    #[error("vault is already supervised by another process (lock {path})")]
+    Held { path: PathBuf },
+    #[error("failed to lock {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+impl VaultLock {
+    pub fn acquire(path: &Path) -> Result<VaultLock, LockError> {
+        let io_err = |source| LockError::Io { path: path.to_path_buf(), source };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io_err)?;
+        // SAFETY: flock on a descriptor we own; no memory involved.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                return Err(match text.trim().parse::<i32>() {
+                    Ok(pid) if pid > 0 => LockError::HeldBy { pid, path: path.to_path_buf() },
+                    _ => LockError::Held { path: path.to_path_buf() },
+                });
+            }
+            return Err(io_err(err));
+        }
+        file.set_len(0).map_err(io_err)?;
+        file.rewind().map_err(io_err)?;
+        file.write_all(format!("{}\n", std::process::id()).as_bytes()).map_err(io_err)?;
+        Ok(VaultLock { _file: file, path: path.to_path_buf() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}

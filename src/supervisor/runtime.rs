@@ -1,0 +1,805 @@
+//! The async runtime: one thread, one event loop. It turns OS events (SIGCHLD, signals,
+//! deadlines) into machine events, carries out the machine's actions (spawn, signal), and
+//! owns everything with side effects: logs, the Dashboard writer, the guardian, records.
+//!
+//! Exits are noticed through SIGCHLD and reaped at once (never by polling); every deadline
+//! is on the monotonic clock.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{debug, error, info, warn};
+
+use super::dashboard_writer::DashboardWriter;
+use super::machine::{Action, Child, Event, Next, Notice, Phase, Then};
+use super::status::{self, Summary};
+use crate::config::{self, Config, ProcessSpec, SupervisorSettings};
+use crate::logs::RotatingFile;
+use crate::process::guardian::Guardian;
+use crate::process::spawn::{SpawnRequest, is_setup_error, spawn};
+use crate::process::{self, records};
+use crate::vault::Vault;
+
+/// How long the Dashboard waits after start before its first summary row, so children
+/// that fail at once are reported as such rather than as a moment of "online".
+const SUMMARY_SETTLE: Duration = Duration::from_millis(1500);
+/// Poll period for the group of a stopping child whose leader is gone.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
+/// How long shutdown waits for the last output of dead children to reach their logs.
+const DRAIN_LOGS_MAX: Duration = Duration::from_millis(500);
+
+/// Where the table came from, for reloads.
+#[derive(Debug, Clone)]
+pub struct TableLocation {
+    pub explicit: Option<PathBuf>,
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stopped by the first Ctrl+C / SIGTERM, children stopped gracefully.
+    Clean,
+    /// A second Ctrl+C: children were SIGKILLed.
+    Forced,
+}
+
+struct Slot {
+    child: Child,
+    log: Rc<RefCell<RotatingFile>>,
+    /// Heartbeat file mtime last seen and when (monotonic) it was seen to change.
+    beat: Option<(SystemTime, Instant)>,
+    /// Leader start time (for the records file), read once per spawn.
+    start_time: Option<u64>,
+    started_at: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Stats {
+    starts: u64,
+    restarts: u64,
+    crashes: u64,
+    health_failures: u64,
+}
+
+pub struct Runtime {
+    vault: Vault,
+    table: TableLocation,
+    settings: SupervisorSettings,
+    slots: Vec<Slot>,
+    by_pid: HashMap<i32, usize>,
+    guardian: Option<Guardian>,
+    dashboard: DashboardWriter,
+    last_summary: Option<Summary>,
+    summary_due: Option<Instant>,
+    next_health: Instant,
+    watchdog: Option<(Duration, Instant)>,
+    records_dirty: bool,
+    shutting_down: bool,
+    forced: bool,
+    started: Instant,
+    stats: Stats,
+    drains: Rc<Cell<usize>>,
+}
+
+impl Runtime {
+    pub fn new(vault: Vault, table: TableLocation, config: Config) -> Runtime {
+        let now = Instant::now();
+        let settings = config.supervisor.clone();
+        let dashboard = DashboardWriter::start(vault.dashboard());
+        let mut rt = Runtime {
+            vault,
+            table,
+            settings,
+            slots: Vec::new(),
+            by_pid: HashMap::new(),
+            guardian: None,
+            dashboard,
+            last_summary: None,
+            summary_due: Some(now + SUMMARY_SETTLE),
+            next_health: now + config.supervisor.health_interval,
+            watchdog: watchdog_interval().map(|d| (d, now)),
+            records_dirty: false,
+            shutting_down: false,
+            forced: false,
+            started: now,
+            stats: Stats::default(),
+            drains: Rc::new(Cell::new(0)),
+        };
+        for spec in config.processes {
+            rt.slots.push(rt.new_slot(spec));
+        }
+        rt
+    }
+
+    fn new_slot(&self, spec: ProcessSpec) -> Slot {
+        let stop_timeout = spec.stop_timeout.unwrap_or(self.settings.stop_timeout);
+        let log = RotatingFile::new(
+            self.vault.child_log(&spec.name),
+            spec.log_max_size.unwrap_or(self.settings.log_max_size),
+            spec.log_max_files.unwrap_or(self.settings.log_max_files),
+        );
+        Slot {
+            child: Child::new(spec, stop_timeout),
+            log: Rc::new(RefCell::new(log)),
+            beat: None,
+            start_time: None,
+            started_at: None,
+        }
+    }
+
+    /// Run until shut down. Must be called inside a `LocalSet`.
+    pub async fn run(mut self) -> std::io::Result<Outcome> {
+        // Register SIGCHLD before the first spawn so no exit can be missed.
+        let mut sigchld = signal(SignalKind::child())?;
+        let mut sigint = signal(SignalKind::interrupt())?;
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut sighup = signal(SignalKind::hangup())?;
+
+        self.start_guardian();
+        let enabled = self.slots.iter().filter(|s| s.child.spec.enabled).count();
+        for i in 0..self.slots.len() {
+            if self.slots[i].child.spec.enabled {
+                self.dispatch(i, Event::Start);
+            }
+        }
+        self.after_batch();
+        let running = self.slots.iter().filter(|s| s.child.pid().is_some()).count();
+        crate::supervisor::console::started(running, enabled);
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+
+        loop {
+            let deadline = self.next_deadline();
+            tokio::select! {
+                biased;
+                _ = sigchld.recv() => self.on_sigchld(),
+                _ = sigint.recv() => self.on_stop_signal("SIGINT"),
+                _ = sigterm.recv() => self.on_stop_signal("SIGTERM"),
+                _ = sighup.recv() => self.reload(),
+                _ = sleep_until(deadline) => self.on_tick(),
+            }
+            self.after_batch();
+            if self.shutting_down && self.slots.iter().all(|s| s.child.is_at_rest()) {
+                break;
+            }
+        }
+        self.finish().await;
+        Ok(if self.forced { Outcome::Forced } else { Outcome::Clean })
+    }
+
+    // ----- events ---------------------------------------------------------------------
+
+    fn on_sigchld(&mut self) {
+        for (pid, status) in process::reap_all() {
+            if self.guardian.as_ref().is_some_and(|g| g.pid() == pid) {
+                warn!("orphan guardian (pid {pid}) ended with {status}; starting a new one");
+                self.guardian = None;
+                if !self.shutting_down {
+                    self.start_guardian();
+                }
+                continue;
+            }
+            let Some(i) = self.by_pid.remove(&pid) else {
+                continue; // a re-parented grandchild (we are a subreaper)
+            };
+            if let Some(g) = self.guardian.as_mut() {
+                // The group is cleaned up right here (or drained by the stop logic).
+                let _ = g.remove(pid);
+            }
+            self.records_dirty = true;
+            let group_alive = process::group_alive(pid);
+            self.dispatch(i, Event::Exited { pid, status, group_alive });
+        }
+        self.poll_draining();
+    }
+
+    fn on_stop_signal(&mut self, name: &str) {
+        if self.shutting_down {
+            if name == "SIGINT" && !self.forced {
+                warn!("second Ctrl+C: killing all children now");
+                self.forced = true;
+                for i in 0..self.slots.len() {
+                    self.dispatch(i, Event::Kill);
+                }
+            }
+            return;
+        }
+        self.shutting_down = true;
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        info!("received {name}: stopping all children (Ctrl+C again to kill them at once)");
+        crate::supervisor::console::stopping();
+        for i in 0..self.slots.len() {
+            self.dispatch(i, Event::Stop(Then::Rest));
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.slots.len() {
+            if self.slots[i].child.deadline().is_some_and(|d| d <= now) {
+                self.dispatch(i, Event::Tick);
+            }
+        }
+        self.poll_draining();
+        if now >= self.next_health {
+            self.next_health = now + self.settings.health_interval;
+            self.health_check(now);
+        }
+        if let Some((period, last)) = self.watchdog
+            && now >= last + period
+        {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            self.watchdog = Some((period, now));
+        }
+    }
+
+    fn poll_draining(&mut self) {
+        for i in 0..self.slots.len() {
+            if let Some(pgid) = self.slots[i].child.pgid()
+                && self.slots[i].child.is_draining()
+                && !process::group_alive(pgid)
+            {
+                self.dispatch(i, Event::GroupGone);
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut d = self.slots.iter().filter_map(|s| s.child.deadline()).min();
+        let mut merge = |t: Instant| d = Some(d.map_or(t, |x| x.min(t)));
+        if !self.shutting_down {
+            merge(self.next_health);
+        }
+        if let Some(t) = self.summary_due {
+            merge(t);
+        }
+        if let Some((period, last)) = self.watchdog {
+            merge(last + period);
+        }
+        if self.slots.iter().any(|s| s.child.is_draining()) {
+            merge(Instant::now() + DRAIN_POLL);
+        }
+        d
+    }
+
+    // ----- the machine's actions ------------------------------------------------------
+
+    fn dispatch(&mut self, i: usize, event: Event) {
+        let now = Instant::now();
+        let actions = self.slots[i].child.on_event(event, now);
+        for a in actions {
+            match a {
+                Action::Spawn => {
+                    let ev = self.spawn_child(i);
+                    self.dispatch(i, ev);
+                }
+                Action::Signal { pgid, sig } => {
+                    process::signal_group(pgid, sig);
+                }
+                Action::Notice(n) => self.notice(i, n),
+            }
+        }
+    }
+
+    fn spawn_child(&mut self, i: usize) -> Event {
+        let vault = self.vault.root().to_path_buf();
+        let heartbeat = self.vault.heartbeat(&self.slots[i].child.spec.name);
+        let spec = &self.slots[i].child.spec;
+        let cwd = match &spec.cwd {
+            Some(c) if c.is_absolute() => c.clone(),
+            Some(c) => vault.join(c),
+            None => vault.clone(),
+        };
+        let _ = std::fs::remove_file(&heartbeat);
+        let req = SpawnRequest {
+            command: &spec.command,
+            args: &spec.args,
+            env: &spec.env,
+            cwd: &cwd,
+            vault: &vault,
+            heartbeat: &heartbeat,
+        };
+        match spawn(&req) {
+            Ok(sp) => {
+                let pid = sp.pid;
+                self.by_pid.insert(pid, i);
+                if let Some(g) = self.guardian.as_mut() {
+                    let _ = g.add(pid);
+                }
+                let slot = &mut self.slots[i];
+                slot.beat = None;
+                slot.start_time = None;
+                slot.started_at = Some(Instant::now());
+                self.records_dirty = true;
+                start_drain(sp.output, slot.log.clone(), self.drains.clone());
+                Event::Spawned { pid }
+            }
+            Err(e) => Event::SpawnFailed {
+                setup: is_setup_error(&e),
+                reason: format!("failed to start {:?}: {e}", spec.command),
+            },
+        }
+    }
+
+    fn notice(&mut self, i: usize, n: Notice) {
+        let c = &self.slots[i].child;
+        let name = c.spec.name.as_str();
+        let desc = c.spec.description.as_str();
+        match n {
+            Notice::Started { pid, restart } => {
+                self.stats.starts += 1;
+                if restart == 0 {
+                    info!(child = name, pid, "started {desc} (pid {pid})");
+                } else {
+                    self.stats.restarts += 1;
+                    info!(child = name, pid, "restarted {desc} (pid {pid}, restart #{restart})");
+                }
+            }
+            Notice::SpawnFailed { reason, retry_in } => match retry_in {
+                Some(d) => error!(child = name, "{reason}; retrying in {}", fmt_dur(d)),
+                None => {
+                    error!(child = name, "{reason}; needs setup, not restarted");
+                    self.dashboard.send(status::child_row(
+                        "⚠ Needs Setup",
+                        format!("{desc}: {reason}"),
+                    ));
+                }
+            },
+            Notice::Exited { pid, status, next, uptime } => {
+                let up = fmt_dur(uptime);
+                match next {
+                    Next::Restart(d) => {
+                        self.stats.crashes += 1;
+                        warn!(
+                            child = name,
+                            pid,
+                            "exited with {status} after {up}; restarting in {}",
+                            fmt_dur(d)
+                        );
+                    }
+                    Next::NeedsSetup => {
+                        warn!(child = name, pid, "exited with {status}: needs setup, not restarted (see Logs/{name}.log)");
+                        self.dashboard.send(status::child_row(
+                            "⚠ Needs Setup",
+                            format!("{desc}: exited 78, needs configuration (see Logs/{name}.log)"),
+                        ));
+                    }
+                    Next::Fatal(reason) => {
+                        error!(child = name, pid, "exited with {status}; {reason}");
+                        self.dashboard.send(status::child_row(
+                            "✗ Gave Up",
+                            format!("{desc}: {reason}, last {status}"),
+                        ));
+                    }
+                    Next::Done => info!(
+                        child = name,
+                        pid,
+                        "exited with {status} after {up}; restart = \"{}\": not restarted",
+                        c.spec.restart.as_str()
+                    ),
+                    Next::Stopped => info!(child = name, pid, "exited with {status}"),
+                }
+            }
+            Notice::Stable => debug!(child = name, "stable: backoff reset"),
+            Notice::Stopping { pid, signal, timeout } => info!(
+                child = name,
+                pid,
+                "stopping {desc} ({}, SIGKILL after {})",
+                process::signal_name(signal),
+                fmt_dur(timeout)
+            ),
+            Notice::StopTimedOut { pid } => warn!(
+                child = name,
+                "did not stop within {}; sending SIGKILL to its process group{}",
+                fmt_dur(c.stop_timeout),
+                pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+            ),
+            Notice::Stopped => {
+                let last = c.last_exit.map(|s| format!(" ({s})")).unwrap_or_default();
+                info!(child = name, "stopped {desc}{last}");
+            }
+            Notice::HealthFailed { pid, reason } => {
+                self.stats.health_failures += 1;
+                warn!(child = name, pid, "health check failed: {reason}; restarting");
+            }
+            Notice::RestartCancelled => info!(child = name, "pending restart cancelled"),
+        }
+    }
+
+    // ----- health -----------------------------------------------------------------------
+
+    fn health_check(&mut self, now: Instant) {
+        for i in 0..self.slots.len() {
+            let Phase::Running { pid, since } = self.slots[i].child.phase else { continue };
+            if let Some(reason) = self.health_problem(i, pid, since, now) {
+                self.dispatch(i, Event::HealthFailed { reason });
+            }
+        }
+    }
+
+    fn health_problem(&mut self, i: usize, pid: i32, since: Instant, now: Instant) -> Option<String> {
+        let spec = &self.slots[i].child.spec;
+        let info = process::stats::proc_info(pid);
+        if let Some(info) = info {
+            match info.state {
+                process::stats::RunState::Zombie => return Some("process is a zombie".into()),
+                process::stats::RunState::Stopped => {
+                    return Some("process is stopped (SIGSTOP or traced)".into());
+                }
+                process::stats::RunState::Running => {}
+            }
+            if let Some(max) = spec.max_memory
+                && info.rss > max
+            {
+                return Some(format!("memory {} over max_memory {}", fmt_size(info.rss), fmt_size(max)));
+            }
+        }
+        let timeout = spec.heartbeat_timeout?;
+        let path = self.vault.heartbeat(&spec.name);
+        let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let slot = &mut self.slots[i];
+        // Staleness is judged on the monotonic clock: when did we last see the file change?
+        if let Some(m) = mtime
+            && slot.beat.is_none_or(|(seen, _)| seen != m)
+        {
+            slot.beat = Some((m, now));
+        }
+        let last = slot.beat.map_or(since, |(_, at)| at);
+        let age = now.saturating_duration_since(last);
+        if age > timeout {
+            return Some(match slot.beat {
+                Some(_) => format!("heartbeat is {} old (heartbeat_timeout {})", fmt_dur(age), fmt_dur(timeout)),
+                None => format!("no heartbeat within heartbeat_timeout {}", fmt_dur(timeout)),
+            });
+        }
+        None
+    }
+
+    // ----- bookkeeping after every batch of events ---------------------------------------
+
+    fn after_batch(&mut self) {
+        // Drop entries that left the table.
+        if self.slots.iter().any(|s| s.child.phase == Phase::Removed) {
+            self.slots.retain(|s| s.child.phase != Phase::Removed);
+            self.reindex();
+        }
+        if self.records_dirty {
+            self.records_dirty = false;
+            self.save_records();
+        }
+        let now = Instant::now();
+        if self.summary_due.is_some_and(|t| t <= now) {
+            self.summary_due = None;
+        }
+        if self.summary_due.is_none() && !self.shutting_down {
+            let s = status::summarize(self.slots.iter().map(|s| &s.child));
+            if self.last_summary.as_ref() != Some(&s) {
+                self.dashboard.send(status::system_row(s.status, s.details.clone()));
+                self.last_summary = Some(s);
+            }
+        }
+    }
+
+    fn reindex(&mut self) {
+        self.by_pid.clear();
+        for (i, s) in self.slots.iter().enumerate() {
+            if let Some(pid) = s.child.pid() {
+                self.by_pid.insert(pid, i);
+            }
+        }
+    }
+
+    fn save_records(&mut self) {
+        let mut recs = Vec::new();
+        for s in self.slots.iter_mut() {
+            let Some(pgid) = s.child.pgid() else { continue };
+            if s.start_time.is_none() {
+                s.start_time = process::stats::proc_info(pgid).map(|p| p.start_time);
+            }
+            if let Some(start_time) = s.start_time {
+                recs.push(records::Record { pgid, start_time, name: s.child.spec.name.clone() });
+            }
+        }
+        if let Err(e) = records::save(&self.vault.children_record(), &recs) {
+            warn!("failed to write {}: {e}", self.vault.children_record().display());
+        }
+    }
+
+    fn start_guardian(&mut self) {
+        let groups: Vec<i32> = self.slots.iter().filter_map(|s| s.child.pgid()).collect();
+        match Guardian::spawn(groups) {
+            Ok(g) => {
+                debug!("orphan guardian started (pid {})", g.pid());
+                self.guardian = Some(g);
+            }
+            Err(e) => error!("failed to start the orphan guardian: {e}; children may outlive a killed supervisor"),
+        }
+    }
+
+    // ----- reload -------------------------------------------------------------------------
+
+    fn reload(&mut self) {
+        if self.shutting_down {
+            return;
+        }
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+        let new = match config::load(self.vault.root(), self.table.explicit.as_deref()) {
+            Ok(c) => c,
+            Err(errors) => {
+                for e in &errors.0 {
+                    error!("reload failed: {e}");
+                }
+                error!("reload failed: keeping the current process table");
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+                return;
+            }
+        };
+        self.settings = new.supervisor.clone();
+        self.next_health = self.next_health.min(Instant::now() + self.settings.health_interval);
+        let mut changes = ReloadChanges::default();
+        let mut old: HashMap<String, Slot> =
+            self.slots.drain(..).map(|s| (s.child.spec.name.clone(), s)).collect();
+        let mut to_start = Vec::new();
+        let mut to_restart = Vec::new();
+        let mut to_stop = Vec::new();
+        for spec in new.processes {
+            let name = spec.name.clone();
+            let stop_timeout = spec.stop_timeout.unwrap_or(self.settings.stop_timeout);
+            let idx = self.slots.len();
+            match old.remove(&name) {
+                None => {
+                    if spec.enabled {
+                        to_start.push(idx);
+                    }
+                    changes.added.push(name);
+                    let slot = self.new_slot(spec);
+                    self.slots.push(slot);
+                }
+                Some(mut slot) => {
+                    slot.child.stop_timeout = stop_timeout;
+                    slot.log.borrow_mut().set_limits(
+                        spec.log_max_size.unwrap_or(self.settings.log_max_size),
+                        spec.log_max_files.unwrap_or(self.settings.log_max_files),
+                    );
+                    let was = slot.child.spec.clone();
+                    let same = same_definition(&was, &spec);
+                    slot.child.spec.description = spec.description.clone();
+                    if same {
+                        changes.unchanged.push(name);
+                    } else {
+                        let enabled_now = spec.enabled;
+                        slot.child.spec = spec;
+                        if !enabled_now {
+                            to_stop.push(idx);
+                            changes.disabled.push(name);
+                        } else if !was.enabled || slot.child.is_at_rest() {
+                            to_start.push(idx);
+                            changes.changed.push(name);
+                        } else {
+                            to_restart.push(idx);
+                            changes.changed.push(name);
+                        }
+                    }
+                    self.slots.push(slot);
+                }
+            }
+        }
+        for (name, slot) in old {
+            changes.removed.push(name);
+            let idx = self.slots.len();
+            // Dropped once stopped (`Then::Remove`).
+            self.slots.push(slot);
+            to_stop.push(idx);
+        }
+        self.reindex();
+        info!("reload: {}", changes.describe());
+        for i in to_stop {
+            let then = removal(&changes, &self.slots[i].child.spec.name);
+            self.dispatch(i, Event::Stop(then));
+        }
+        for i in to_restart {
+            self.dispatch(i, Event::Stop(Then::Restart));
+        }
+        for i in to_start {
+            // Fresh definition: a child that needed setup or gave up gets a new chance.
+            if !matches!(self.slots[i].child.phase, Phase::Running { .. } | Phase::Stopping { .. }) {
+                self.slots[i].child.phase = Phase::Idle;
+            }
+            self.dispatch(i, Event::Start);
+        }
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    }
+
+    // ----- shutdown -------------------------------------------------------------------------
+
+    async fn finish(&mut self) {
+        // Let the drain tasks copy the last output of dead children into their logs.
+        let until = Instant::now() + DRAIN_LOGS_MAX;
+        while self.drains.get() > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        if let Some(g) = self.guardian.take() {
+            g.dismiss();
+        }
+        let _ = std::fs::remove_file(self.vault.children_record());
+        let up = self.started.elapsed();
+        let how = if self.forced { "forced shutdown" } else { "clean shutdown" };
+        info!(
+            "supervisor stopped ({how}); up {}, {} starts, {} restarts, {} crashes, {} health failures",
+            fmt_dur(up),
+            self.stats.starts,
+            self.stats.restarts,
+            self.stats.crashes,
+            self.stats.health_failures
+        );
+        self.dashboard.send(status::system_row(
+            status::OFFLINE,
+            format!(
+                "System Offline: supervisor stopped ({how}, up {}, {} restarts)",
+                fmt_dur(up),
+                self.stats.restarts
+            ),
+        ));
+        self.dashboard.finish();
+        let rows: Vec<super::console::StatRow> = self
+            .slots
+            .iter()
+            .map(|s| super::console::StatRow {
+                name: s.child.spec.name.clone(),
+                restarts: s.child.restarts,
+                last_exit: s.child.last_exit,
+                state: state_word(&s.child.phase),
+            })
+            .collect();
+        super::console::session_stats(up, self.stats.starts, self.stats.restarts, &rows);
+    }
+}
+
+fn removal(changes: &ReloadChanges, name: &str) -> Then {
+    if changes.removed.iter().any(|n| n == name) { Then::Remove } else { Then::Rest }
+}
+
+/// Whether a reload should leave a running child alone: everything but the description
+/// (and log limits, applied in place) must match.
+fn same_definition(a: &ProcessSpec, b: &ProcessSpec) -> bool {
+    let strip = |s: &ProcessSpec| ProcessSpec {
+        description: String::new(),
+        log_max_size: None,
+        log_max_files: None,
+        ..s.clone()
+    };
+    strip(a) == strip(b)
+}
+
+#[derive(Default)]
+struct ReloadChanges {
+    added: Vec<String>,
+    removed: Vec<String>,
+    changed: Vec<String>,
+    disabled: Vec<String>,
+    unchanged: Vec<String>,
+}
+
+impl ReloadChanges {
+    fn describe(&self) -> String {
+        let part = |label: &str, v: &Vec<String>| {
+            if v.is_empty() { None } else { Some(format!("{label} {}", v.join(", "))) }
+        };
+        let parts: Vec<String> = [
+            part("added", &self.added),
+            part("removed", &self.removed),
+            part("changed", &self.changed),
+            part("disabled", &self.disabled),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if parts.is_empty() {
+            format!("no changes ({} unchanged)", self.unchanged.len())
+        } else {
+            format!("{}; {} unchanged", parts.join("; "), self.unchanged.len())
+        }
+    }
+}
+
+pub fn state_word(p: &Phase) -> &'static str {
+    match p {
+        Phase::Idle => "stopped",
+        Phase::Starting => "starting",
+        Phase::Running { .. } => "running",
+        Phase::Backoff { .. } => "backoff",
+        Phase::Stopping { .. } => "stopping",
+        Phase::Exited { .. } => "exited",
+        Phase::NeedsSetup { .. } => "needs-setup",
+        Phase::Fatal { .. } => "fatal",
+        Phase::Removed => "removed",
+    }
+}
+
+async fn sleep_until(d: Option<Instant>) {
+    match d {
+        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// systemd's watchdog period, halved (ping twice per period), if this process is watched.
+fn watchdog_interval() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Some(pid) = std::env::var("WATCHDOG_PID").ok().and_then(|p| p.parse::<u32>().ok())
+        && pid != std::process::id()
+    {
+        return None;
+    }
+    (usec > 0).then(|| Duration::from_micros(usec / 2))
+}
+
+thread_local! {
+    static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0u8; 64 * 1024]);
+}
+
+/// Copy a child's output pipe into its log until EOF (all writers, grandchildren too,
+/// have closed it). One shared buffer: the runtime is single-threaded.
+fn start_drain(fd: std::os::fd::OwnedFd, log: Rc<RefCell<RotatingFile>>, drains: Rc<Cell<usize>>) {
+    let rx = match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+        Ok(rx) => rx,
+        Err(e) => {
+            warn!("failed to watch a child's output: {e}");
+            return;
+        }
+    };
+    drains.set(drains.get() + 1);
+    tokio::task::spawn_local(async move {
+        loop {
+            if rx.readable().await.is_err() {
+                break;
+            }
+            let done = READ_BUF.with(|b| {
+                let mut buf = b.borrow_mut();
+                loop {
+                    match rx.try_read(&mut buf) {
+                        Ok(0) => return true,
+                        Ok(n) => {
+                            if let Err(e) = log.borrow_mut().write_all(&buf[..n]) {
+                                debug!("failed to write {}: {e}", log.borrow().path().display());
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(_) => return true,
+                    }
+                }
+            });
+            if done {
+                break;
+            }
+        }
+        drains.set(drains.get() - 1);
+    });
+}
+
+pub fn fmt_dur(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let s = d.as_secs();
+    let (h, m, sec) = (s / 3600, (s / 60) % 60, s % 60);
+    if h > 0 {
+        format!("{h}h{m:02}m{sec:02}s")
+    } else if m > 0 {
+        format!("{m}m{sec:02}s")
+    } else if ms % 1000 == 0 || s >= 10 {
+        format!("{s}s")
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+fn fmt_size(b: u64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    format!("{:.1}MiB", b as f64 / MIB)
+}
