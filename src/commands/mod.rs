@@ -25,7 +25,10 @@ pub fn run(cli: Cli) -> i32 {
 /// `--vault`, else `$AI_EMPLOYEE_VAULT` (clap reads it), else `./AI_Employee_Vault`;
 /// made absolute against the current directory.
 pub fn resolve_vault(arg: &VaultArg) -> PathBuf {
-    let p = arg.vault.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_VAULT));
+    let p = arg
+        .vault
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_VAULT));
     absolute(&p)
 }
 

@@ -64,7 +64,10 @@ pub fn run(root: &Path, explicit: Option<&Path>) -> i32 {
     process::raise_fd_limit();
     process::become_subreaper();
 
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return super::fail(exit_codes::FAILURE, format_args!("failed to start: {e}")),
     };

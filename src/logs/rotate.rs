@@ -17,7 +17,13 @@ pub struct RotatingFile {
 
 impl RotatingFile {
     pub fn new(path: PathBuf, max_size: u64, max_files: u32) -> Self {
-        RotatingFile { path, max_size: max_size.max(1024), max_files, file: None, size: 0 }
+        RotatingFile {
+            path,
+            max_size: max_size.max(1024),
+            max_files,
+            file: None,
+            size: 0,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -32,11 +38,16 @@ impl RotatingFile {
 
     fn open(&mut self) -> io::Result<&mut File> {
         if self.file.is_none() {
-            let f = OpenOptions::new().create(true).append(true).open(&self.path)?;
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
             self.size = f.metadata()?.len();
             self.file = Some(f);
         }
-        self.file.as_mut().ok_or_else(|| io::Error::other("log file not open"))
+        self.file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("log file not open"))
     }
 
     /// Append `buf`; rotates first if it would cross the size limit (a write larger than
@@ -81,7 +92,11 @@ impl RotatingFile {
 }
 
 fn ignore_missing(e: io::Error) -> io::Result<()> {
-    if e.kind() == io::ErrorKind::NotFound { Ok(()) } else { Err(e) }
+    if e.kind() == io::ErrorKind::NotFound {
+        Ok(())
+    } else {
+        Err(e)
+    }
 }
 
 #[cfg(test)]

@@ -63,8 +63,14 @@ impl<S: Subscriber> Layer<S> for SystemLogLayer {
         let mut f = Fields::default();
         event.record(&mut f);
         let now = chrono::Local::now();
-        let who = f.child.as_deref().map(|c| format!("{c}: ")).unwrap_or_default();
-        let Ok(mut sinks) = self.sinks.lock() else { return };
+        let who = f
+            .child
+            .as_deref()
+            .map(|c| format!("{c}: "))
+            .unwrap_or_default();
+        let Ok(mut sinks) = self.sinks.lock() else {
+            return;
+        };
         if let Some(file) = sinks.file.as_mut() {
             let line = format!(
                 "{} {:<5} {who}{}{}\n",

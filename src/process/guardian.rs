@@ -39,7 +39,10 @@ impl Guardian {
         drop(cmd);
         let pid = child.id() as i32;
         drop(child);
-        let mut g = Guardian { pipe: std::fs::File::from(wr), pid };
+        let mut g = Guardian {
+            pipe: std::fs::File::from(wr),
+            pid,
+        };
         let mut batch = String::new();
         for p in pgids {
             batch.push_str(&format!("+{p}\n"));
@@ -74,7 +77,13 @@ impl Guardian {
 pub fn run_guardian() -> i32 {
     // Stray terminal and service-manager signals must not take it down before the
     // supervisor; only SIGKILL (or EOF) ends it.
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGPIPE] {
+    for sig in [
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGPIPE,
+    ] {
         // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code.
         unsafe {
             libc::signal(sig, libc::SIG_IGN);

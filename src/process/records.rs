@@ -23,14 +23,18 @@ pub fn save(path: &Path, records: &[Record]) -> io::Result<()> {
         text.push_str(&format!("{} {} {}\n", r.pgid, r.start_time, r.name));
     }
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new().prefix(".children-").tempfile_in(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".children-")
+        .tempfile_in(dir)?;
     tmp.write_all(text.as_bytes())?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
 
 pub fn load(path: &Path) -> Vec<Record> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
     text.lines()
         .filter_map(|l| {
             let mut it = l.splitn(3, ' ');

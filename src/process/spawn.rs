@@ -40,7 +40,11 @@ pub fn resolve_program(command: &str, vault: &Path, path_var: Option<&str>) -> i
     }
     if command.contains('/') {
         let p = Path::new(command);
-        return Ok(if p.is_absolute() { p.to_path_buf() } else { vault.join(p) });
+        return Ok(if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            vault.join(p)
+        });
     }
     let path_var = path_var
         .map(str::to_string)
@@ -77,11 +81,22 @@ pub fn self_exe() -> io::Result<PathBuf> {
 }
 
 /// Variables that belong to the supervisor's own service manager, not to children.
-const SCRUBBED_ENV: &[&str] = &["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
+const SCRUBBED_ENV: &[&str] = &[
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+];
 
 /// Start a child. Never goes through a shell.
 pub fn spawn(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
-    let program = resolve_program(req.command, req.vault, req.env.get("PATH").map(String::as_str))?;
+    let program = resolve_program(
+        req.command,
+        req.vault,
+        req.env.get("PATH").map(String::as_str),
+    )?;
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
     let wr2 = wr.try_clone()?;
     let mut cmd = Command::new(&program);
@@ -95,7 +110,8 @@ pub fn spawn(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
     for k in SCRUBBED_ENV {
         cmd.env_remove(k);
     }
-    cmd.env("AI_EMPLOYEE_HEARTBEAT", req.heartbeat).env("AI_EMPLOYEE_VAULT", req.vault);
+    cmd.env("AI_EMPLOYEE_HEARTBEAT", req.heartbeat)
+        .env("AI_EMPLOYEE_VAULT", req.vault);
     cmd.envs(req.env);
     let child = cmd.spawn()?;
     // `cmd` holds the pipe's write ends; drop it so EOF arrives when the child's side closes.
@@ -103,14 +119,22 @@ pub fn spawn(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
     let pid = child.id() as i32;
     // We reap with waitpid(-1) ourselves; dropping a std Child neither waits nor kills.
     drop(child);
-    nix::fcntl::fcntl(&rd, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))
-        .map_err(io::Error::from)?;
+    nix::fcntl::fcntl(
+        &rd,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .map_err(io::Error::from)?;
     Ok(Spawned { pid, output: rd })
 }
 
 /// Whether a spawn error means the table needs fixing (no such program, not executable,
 /// bad working directory) rather than a passing condition.
 pub fn is_setup_error(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied)
-        || matches!(e.raw_os_error(), Some(libc::ENOEXEC) | Some(libc::ENOTDIR) | Some(libc::EISDIR))
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+    ) || matches!(
+        e.raw_os_error(),
+        Some(libc::ENOEXEC) | Some(libc::ENOTDIR) | Some(libc::EISDIR)
+    )
 }

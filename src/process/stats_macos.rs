@@ -5,7 +5,13 @@ pub fn proc_info(pid: i32) -> Option<ProcInfo> {
     let bsd: libc::proc_bsdinfo = unsafe {
         let mut info: libc::proc_bsdinfo = std::mem::zeroed();
         let size = std::mem::size_of::<libc::proc_bsdinfo>() as i32;
-        let n = libc::proc_pidinfo(pid, libc::PROC_PIDTBSDINFO, 0, (&mut info as *mut libc::proc_bsdinfo).cast(), size);
+        let n = libc::proc_pidinfo(
+            pid,
+            libc::PROC_PIDTBSDINFO,
+            0,
+            (&mut info as *mut libc::proc_bsdinfo).cast(),
+            size,
+        );
         if n != size {
             return None;
         }
@@ -15,7 +21,13 @@ pub fn proc_info(pid: i32) -> Option<ProcInfo> {
     let task: libc::proc_taskinfo = unsafe {
         let mut info: libc::proc_taskinfo = std::mem::zeroed();
         let size = std::mem::size_of::<libc::proc_taskinfo>() as i32;
-        let n = libc::proc_pidinfo(pid, libc::PROC_PIDTASKINFO, 0, (&mut info as *mut libc::proc_taskinfo).cast(), size);
+        let n = libc::proc_pidinfo(
+            pid,
+            libc::PROC_PIDTASKINFO,
+            0,
+            (&mut info as *mut libc::proc_taskinfo).cast(),
+            size,
+        );
         if n != size {
             info = std::mem::zeroed();
         }

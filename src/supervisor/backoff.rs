@@ -31,7 +31,10 @@ mod tests {
 
     #[test]
     fn zero_initial_restarts_at_once() {
-        let spec = BackoffSpec { initial: Duration::ZERO, ..BackoffSpec::default() };
+        let spec = BackoffSpec {
+            initial: Duration::ZERO,
+            ..BackoffSpec::default()
+        };
         assert_eq!(delay(&spec, 1), Duration::ZERO);
         assert_eq!(delay(&spec, 50), Duration::ZERO);
     }
@@ -44,7 +47,11 @@ mod tests {
 
     #[test]
     fn factor_one_is_constant() {
-        let spec = BackoffSpec { factor: 1.0, initial: Duration::from_millis(300), ..BackoffSpec::default() };
+        let spec = BackoffSpec {
+            factor: 1.0,
+            initial: Duration::from_millis(300),
+            ..BackoffSpec::default()
+        };
         assert_eq!(delay(&spec, 7), Duration::from_millis(300));
     }
 }

@@ -47,10 +47,19 @@ pub fn session_stats(up: Duration, starts: u64, restarts: u64, rows: &[StatRow])
         super::runtime::fmt_dur(up)
     );
     let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
-    eprintln!("  {:<w$}  {:>8}  {:<12}  LAST EXIT", "NAME", "RESTARTS", "STATE");
+    eprintln!(
+        "  {:<w$}  {:>8}  {:<12}  LAST EXIT",
+        "NAME", "RESTARTS", "STATE"
+    );
     for r in rows {
-        let last = r.last_exit.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
-        eprintln!("  {:<w$}  {:>8}  {:<12}  {last}", r.name, r.restarts, r.state);
+        let last = r
+            .last_exit
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "-".into());
+        eprintln!(
+            "  {:<w$}  {:>8}  {:<12}  {last}",
+            r.name, r.restarts, r.state
+        );
     }
     eprintln!("All processes stopped");
     eprintln!("{RULE}");

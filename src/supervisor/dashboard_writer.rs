@@ -26,15 +26,27 @@ impl DashboardWriter {
                     let mut batch = vec![first];
                     batch.extend(rx.try_iter());
                     if let Err(e) = append_rows(&path, &batch) {
-                        warn!("failed to update {}: {e} ({} rows not written)", path.display(), batch.len());
+                        warn!(
+                            "failed to update {}: {e} ({} rows not written)",
+                            path.display(),
+                            batch.len()
+                        );
                     }
                 }
             });
         match handle {
-            Ok(h) => DashboardWriter { tx: Some(tx), handle: Some(h) },
+            Ok(h) => DashboardWriter {
+                tx: Some(tx),
+                handle: Some(h),
+            },
             Err(e) => {
-                warn!("failed to start the Dashboard writer: {e}; Dashboard.md will not be updated");
-                DashboardWriter { tx: None, handle: None }
+                warn!(
+                    "failed to start the Dashboard writer: {e}; Dashboard.md will not be updated"
+                );
+                DashboardWriter {
+                    tx: None,
+                    handle: None,
+                }
             }
         }
     }

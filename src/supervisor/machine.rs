@@ -32,17 +32,34 @@ pub enum Phase {
     Idle,
     /// A spawn was requested; the runtime answers with Spawned or SpawnFailed.
     Starting,
-    Running { pid: i32, since: Instant },
+    Running {
+        pid: i32,
+        since: Instant,
+    },
     /// Waiting to restart.
-    Backoff { until: Instant },
+    Backoff {
+        until: Instant,
+    },
     /// Stop signal sent. `pid` is None once the leader is reaped but the group lives on.
-    Stopping { pid: Option<i32>, pgid: i32, kill_at: Instant, killed: bool, then: Then },
+    Stopping {
+        pid: Option<i32>,
+        pgid: i32,
+        kill_at: Instant,
+        killed: bool,
+        then: Then,
+    },
     /// Ended and, by its restart policy, not restarted.
-    Exited { status: ExitStatus },
+    Exited {
+        status: ExitStatus,
+    },
     /// Exited 78 or cannot be spawned: the user has to fix something. Not restarted.
-    NeedsSetup { reason: String },
+    NeedsSetup {
+        reason: String,
+    },
     /// Gave up: `max_restarts` within `restart_window`.
-    Fatal { reason: String },
+    Fatal {
+        reason: String,
+    },
     /// Stopped after leaving the table; the runtime drops it.
     Removed,
 }
@@ -51,16 +68,27 @@ pub enum Phase {
 pub enum Event {
     /// Start it (initial start, enabled by a reload, manual start).
     Start,
-    Spawned { pid: i32 },
-    SpawnFailed { reason: String, setup: bool },
+    Spawned {
+        pid: i32,
+    },
+    SpawnFailed {
+        reason: String,
+        setup: bool,
+    },
     /// The leader was reaped. `group_alive`: other members of its group remain.
-    Exited { pid: i32, status: ExitStatus, group_alive: bool },
+    Exited {
+        pid: i32,
+        status: ExitStatus,
+        group_alive: bool,
+    },
     /// The group of a stopping child has no members left.
     GroupGone,
     /// A deadline passed (backoff over, stop timeout, stable).
     Tick,
     Stop(Then),
-    HealthFailed { reason: String },
+    HealthFailed {
+        reason: String,
+    },
     /// Second Ctrl+C: SIGKILL now.
     Kill,
 }
@@ -68,15 +96,35 @@ pub enum Event {
 /// Something worth a log line, a console line or a Dashboard row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Notice {
-    Started { pid: i32, restart: u32 },
-    SpawnFailed { reason: String, retry_in: Option<Duration> },
-    Exited { pid: i32, status: ExitStatus, next: Next, uptime: Duration },
+    Started {
+        pid: i32,
+        restart: u32,
+    },
+    SpawnFailed {
+        reason: String,
+        retry_in: Option<Duration>,
+    },
+    Exited {
+        pid: i32,
+        status: ExitStatus,
+        next: Next,
+        uptime: Duration,
+    },
     /// Ran long enough: the crash series is over, backoff starts from the beginning.
     Stable,
-    Stopping { pid: i32, signal: i32, timeout: Duration },
-    StopTimedOut { pid: Option<i32> },
+    Stopping {
+        pid: i32,
+        signal: i32,
+        timeout: Duration,
+    },
+    StopTimedOut {
+        pid: Option<i32>,
+    },
     Stopped,
-    HealthFailed { pid: i32, reason: String },
+    HealthFailed {
+        pid: i32,
+        reason: String,
+    },
     RestartCancelled,
 }
 
@@ -96,7 +144,10 @@ pub enum Action {
     /// Spawn the child now; answer with Spawned / SpawnFailed.
     Spawn,
     /// Send a signal to a process group.
-    Signal { pgid: i32, sig: i32 },
+    Signal {
+        pgid: i32,
+        sig: i32,
+    },
     Notice(Notice),
 }
 
@@ -174,7 +225,11 @@ impl Child {
         match self.phase {
             Phase::Backoff { until } => Some(until),
             Phase::Running { .. } => self.stable_at,
-            Phase::Stopping { kill_at, killed: false, .. } => Some(kill_at),
+            Phase::Stopping {
+                kill_at,
+                killed: false,
+                ..
+            } => Some(kill_at),
             _ => None,
         }
     }
@@ -210,8 +265,13 @@ impl Child {
             }
             Event::SpawnFailed { reason, setup } => {
                 if setup {
-                    self.phase = Phase::NeedsSetup { reason: reason.clone() };
-                    out.push(Action::Notice(Notice::SpawnFailed { reason, retry_in: None }));
+                    self.phase = Phase::NeedsSetup {
+                        reason: reason.clone(),
+                    };
+                    out.push(Action::Notice(Notice::SpawnFailed {
+                        reason,
+                        retry_in: None,
+                    }));
                 } else {
                     // Never a tight loop on a failing spawn (out of descriptors, say).
                     let next = self.after_failure(now, SPAWN_RETRY_MIN, &mut out);
@@ -222,21 +282,51 @@ impl Child {
                     out.push(Action::Notice(Notice::SpawnFailed { reason, retry_in }));
                 }
             }
-            Event::Exited { pid, status, group_alive } => match self.phase.clone() {
-                Phase::Running { pid: running, since } if running == pid => {
+            Event::Exited {
+                pid,
+                status,
+                group_alive,
+            } => match self.phase.clone() {
+                Phase::Running {
+                    pid: running,
+                    since,
+                } if running == pid => {
                     self.last_exit = Some(status);
                     if group_alive {
                         // The service is over; whatever it left in its group goes too.
-                        out.push(Action::Signal { pgid: pid, sig: libc::SIGKILL });
+                        out.push(Action::Signal {
+                            pgid: pid,
+                            sig: libc::SIGKILL,
+                        });
                     }
                     let uptime = now.saturating_duration_since(since);
                     let next = self.after_exit(status, uptime, now, &mut out);
-                    out.insert(0, Action::Notice(Notice::Exited { pid, status, next, uptime }));
+                    out.insert(
+                        0,
+                        Action::Notice(Notice::Exited {
+                            pid,
+                            status,
+                            next,
+                            uptime,
+                        }),
+                    );
                 }
-                Phase::Stopping { pid: Some(p), pgid, kill_at, killed, then } if p == pid => {
+                Phase::Stopping {
+                    pid: Some(p),
+                    pgid,
+                    kill_at,
+                    killed,
+                    then,
+                } if p == pid => {
                     self.last_exit = Some(status);
                     if group_alive {
-                        self.phase = Phase::Stopping { pid: None, pgid, kill_at, killed, then };
+                        self.phase = Phase::Stopping {
+                            pid: None,
+                            pgid,
+                            kill_at,
+                            killed,
+                            then,
+                        };
                     } else {
                         self.finish_stop(then, now, &mut out);
                     }
@@ -244,7 +334,10 @@ impl Child {
                 _ => {}
             },
             Event::GroupGone => {
-                if let Phase::Stopping { pid: None, then, .. } = self.phase {
+                if let Phase::Stopping {
+                    pid: None, then, ..
+                } = self.phase
+                {
                     self.finish_stop(then, now, &mut out);
                 }
             }
@@ -255,10 +348,25 @@ impl Child {
                     self.attempt = 0;
                     out.push(Action::Notice(Notice::Stable));
                 }
-                Phase::Stopping { pid, pgid, kill_at, killed: false, then } if kill_at <= now => {
+                Phase::Stopping {
+                    pid,
+                    pgid,
+                    kill_at,
+                    killed: false,
+                    then,
+                } if kill_at <= now => {
                     out.push(Action::Notice(Notice::StopTimedOut { pid }));
-                    out.push(Action::Signal { pgid, sig: libc::SIGKILL });
-                    self.phase = Phase::Stopping { pid, pgid, kill_at, killed: true, then };
+                    out.push(Action::Signal {
+                        pgid,
+                        sig: libc::SIGKILL,
+                    });
+                    self.phase = Phase::Stopping {
+                        pid,
+                        pgid,
+                        kill_at,
+                        killed: true,
+                        then,
+                    };
                 }
                 _ => {}
             },
@@ -271,10 +379,26 @@ impl Child {
             }
             Event::Kill => {
                 if let Some(pgid) = self.pgid() {
-                    out.push(Action::Signal { pgid, sig: libc::SIGKILL });
+                    out.push(Action::Signal {
+                        pgid,
+                        sig: libc::SIGKILL,
+                    });
                 }
-                if let Phase::Stopping { pid, pgid, kill_at, then, .. } = self.phase {
-                    self.phase = Phase::Stopping { pid, pgid, kill_at, killed: true, then };
+                if let Phase::Stopping {
+                    pid,
+                    pgid,
+                    kill_at,
+                    then,
+                    ..
+                } = self.phase
+                {
+                    self.phase = Phase::Stopping {
+                        pid,
+                        pgid,
+                        kill_at,
+                        killed: true,
+                        then,
+                    };
                 }
             }
         }
@@ -290,10 +414,17 @@ impl Child {
         match self.phase.clone() {
             Phase::Running { pid, .. } => {
                 let sig = self.spec.stop_signal.number();
-                out.push(Action::Notice(Notice::Stopping { pid, signal: sig, timeout: self.stop_timeout }));
+                out.push(Action::Notice(Notice::Stopping {
+                    pid,
+                    signal: sig,
+                    timeout: self.stop_timeout,
+                }));
                 out.push(Action::Signal { pgid: pid, sig });
                 // A stopped (SIGSTOP) process acts on the signal only once continued.
-                out.push(Action::Signal { pgid: pid, sig: libc::SIGCONT });
+                out.push(Action::Signal {
+                    pgid: pid,
+                    sig: libc::SIGCONT,
+                });
                 self.phase = Phase::Stopping {
                     pid: Some(pid),
                     pgid: pid,
@@ -303,14 +434,26 @@ impl Child {
                 };
                 self.stable_at = None;
             }
-            Phase::Stopping { pid, pgid, kill_at, killed, then: old } => {
+            Phase::Stopping {
+                pid,
+                pgid,
+                kill_at,
+                killed,
+                then: old,
+            } => {
                 // Already stopping: a later, stronger intent wins (shutdown beats restart).
                 let then = match (old, then) {
                     (Then::Remove, _) | (_, Then::Remove) => Then::Remove,
                     (_, Then::Rest) => Then::Rest,
                     (o, _) => o,
                 };
-                self.phase = Phase::Stopping { pid, pgid, kill_at, killed, then };
+                self.phase = Phase::Stopping {
+                    pid,
+                    pgid,
+                    kill_at,
+                    killed,
+                    then,
+                };
             }
             Phase::Backoff { .. } | Phase::Starting => {
                 out.push(Action::Notice(Notice::RestartCancelled));
@@ -345,11 +488,21 @@ impl Child {
     }
 
     /// Decide what follows an exit of a running child.
-    fn after_exit(&mut self, status: ExitStatus, uptime: Duration, now: Instant, out: &mut Vec<Action>) -> Next {
+    fn after_exit(
+        &mut self,
+        status: ExitStatus,
+        uptime: Duration,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) -> Next {
         use crate::config::RestartPolicy;
         if status == ExitStatus::Code(exit_codes::CONFIG) {
             self.phase = Phase::NeedsSetup {
-                reason: format!("exited {} (needs configuration; see Logs/{}.log)", exit_codes::CONFIG, self.spec.name),
+                reason: format!(
+                    "exited {} (needs configuration; see Logs/{}.log)",
+                    exit_codes::CONFIG,
+                    self.spec.name
+                ),
             };
             return Next::NeedsSetup;
         }
@@ -373,12 +526,18 @@ impl Child {
         self.stable_at = None;
         if let Some(max) = self.spec.max_restarts {
             let window = self.spec.restart_window;
-            while self.recent.front().is_some_and(|t| now.saturating_duration_since(*t) >= window) {
+            while self
+                .recent
+                .front()
+                .is_some_and(|t| now.saturating_duration_since(*t) >= window)
+            {
                 self.recent.pop_front();
             }
             if self.recent.len() >= max as usize {
                 let reason = format!("gave up after {max} restarts within {window:?}");
-                self.phase = Phase::Fatal { reason: reason.clone() };
+                self.phase = Phase::Fatal {
+                    reason: reason.clone(),
+                };
                 return Next::Fatal(reason);
             }
             self.recent.push_back(now);
@@ -400,7 +559,10 @@ mod tests {
     use crate::config::{BackoffSpec, RestartPolicy};
 
     fn child() -> Child {
-        Child::new(ProcessSpec::new("w", "/bin/true", &[]), Duration::from_secs(10))
+        Child::new(
+            ProcessSpec::new("w", "/bin/true", &[]),
+            Duration::from_secs(10),
+        )
     }
 
     fn start(c: &mut Child, pid: i32, now: Instant) {
@@ -409,7 +571,14 @@ mod tests {
     }
 
     fn crash(c: &mut Child, pid: i32, now: Instant) -> Vec<Action> {
-        c.on_event(Event::Exited { pid, status: ExitStatus::Code(1), group_alive: false }, now)
+        c.on_event(
+            Event::Exited {
+                pid,
+                status: ExitStatus::Code(1),
+                group_alive: false,
+            },
+            now,
+        )
     }
 
     #[test]
@@ -421,7 +590,9 @@ mod tests {
         let mut delays = Vec::new();
         for pid in 11..18 {
             let _ = crash(&mut c, pid - 1, now);
-            let Phase::Backoff { until } = c.phase else { panic!("not in backoff: {:?}", c.phase) };
+            let Phase::Backoff { until } = c.phase else {
+                panic!("not in backoff: {:?}", c.phase)
+            };
             delays.push((until - now).as_secs());
             now = until;
             assert_eq!(c.on_event(Event::Tick, now), vec![Action::Spawn]);
@@ -432,10 +603,15 @@ mod tests {
         // Stays up for reset_after: the series ends.
         now += Duration::from_secs(300);
         assert_eq!(c.deadline(), Some(now));
-        assert_eq!(c.on_event(Event::Tick, now), vec![Action::Notice(Notice::Stable)]);
+        assert_eq!(
+            c.on_event(Event::Tick, now),
+            vec![Action::Notice(Notice::Stable)]
+        );
         assert!(c.is_healthy());
         let _ = crash(&mut c, 17, now + Duration::from_secs(1));
-        assert!(matches!(c.phase, Phase::Backoff { until } if until == now + Duration::from_secs(3)));
+        assert!(
+            matches!(c.phase, Phase::Backoff { until } if until == now + Duration::from_secs(3))
+        );
         assert_eq!(c.restarts, 7);
     }
 
@@ -444,7 +620,14 @@ mod tests {
         let t0 = Instant::now();
         let mut c = child();
         start(&mut c, 10, t0);
-        let a = c.on_event(Event::Exited { pid: 10, status: ExitStatus::Code(78), group_alive: false }, t0);
+        let a = c.on_event(
+            Event::Exited {
+                pid: 10,
+                status: ExitStatus::Code(78),
+                group_alive: false,
+            },
+            t0,
+        );
         assert!(matches!(c.phase, Phase::NeedsSetup { .. }));
         assert!(!a.contains(&Action::Spawn));
         assert_eq!(c.deadline(), None);
@@ -462,8 +645,19 @@ mod tests {
             let mut c = child();
             c.spec.restart = policy;
             start(&mut c, 10, t0);
-            let _ = c.on_event(Event::Exited { pid: 10, status, group_alive: false }, t0);
-            assert_eq!(matches!(c.phase, Phase::Backoff { .. }), restarts, "{policy:?} {status}");
+            let _ = c.on_event(
+                Event::Exited {
+                    pid: 10,
+                    status,
+                    group_alive: false,
+                },
+                t0,
+            );
+            assert_eq!(
+                matches!(c.phase, Phase::Backoff { .. }),
+                restarts,
+                "{policy:?} {status}"
+            );
         }
     }
 
@@ -471,7 +665,10 @@ mod tests {
     fn zero_backoff_spawns_in_the_same_step() {
         let t0 = Instant::now();
         let mut c = child();
-        c.spec.backoff = BackoffSpec { initial: Duration::ZERO, ..BackoffSpec::default() };
+        c.spec.backoff = BackoffSpec {
+            initial: Duration::ZERO,
+            ..BackoffSpec::default()
+        };
         start(&mut c, 10, t0);
         let a = crash(&mut c, 10, t0);
         assert!(a.contains(&Action::Spawn));
@@ -482,7 +679,10 @@ mod tests {
     fn max_restarts_in_window_gives_up() {
         let t0 = Instant::now();
         let mut c = child();
-        c.spec.backoff = BackoffSpec { initial: Duration::ZERO, ..BackoffSpec::default() };
+        c.spec.backoff = BackoffSpec {
+            initial: Duration::ZERO,
+            ..BackoffSpec::default()
+        };
         c.spec.max_restarts = Some(3);
         c.spec.restart_window = Duration::from_secs(60);
         start(&mut c, 10, t0);
@@ -503,7 +703,10 @@ mod tests {
         let a = c.on_event(Event::Stop(Then::Rest), t0);
         assert!(!a.contains(&Action::Spawn));
         assert_eq!(c.phase, Phase::Idle);
-        assert_eq!(c.on_event(Event::Tick, t0 + Duration::from_secs(100)), vec![]);
+        assert_eq!(
+            c.on_event(Event::Tick, t0 + Duration::from_secs(100)),
+            vec![]
+        );
     }
 
     #[test]
@@ -512,11 +715,24 @@ mod tests {
         let mut c = child();
         start(&mut c, 10, t0);
         let a = c.on_event(Event::Stop(Then::Rest), t0);
-        assert!(a.contains(&Action::Signal { pgid: 10, sig: libc::SIGTERM }));
+        assert!(a.contains(&Action::Signal {
+            pgid: 10,
+            sig: libc::SIGTERM
+        }));
         assert_eq!(c.deadline(), Some(t0 + Duration::from_secs(10)));
         let a = c.on_event(Event::Tick, t0 + Duration::from_secs(10));
-        assert!(a.contains(&Action::Signal { pgid: 10, sig: libc::SIGKILL }));
-        let _ = c.on_event(Event::Exited { pid: 10, status: ExitStatus::Signal(9), group_alive: true }, t0);
+        assert!(a.contains(&Action::Signal {
+            pgid: 10,
+            sig: libc::SIGKILL
+        }));
+        let _ = c.on_event(
+            Event::Exited {
+                pid: 10,
+                status: ExitStatus::Signal(9),
+                group_alive: true,
+            },
+            t0,
+        );
         assert!(c.is_draining());
         let _ = c.on_event(Event::GroupGone, t0);
         assert_eq!(c.phase, Phase::Idle);
@@ -527,8 +743,20 @@ mod tests {
         let t0 = Instant::now();
         let mut c = child();
         start(&mut c, 10, t0);
-        let _ = c.on_event(Event::HealthFailed { reason: "heartbeat".into() }, t0);
-        let _ = c.on_event(Event::Exited { pid: 10, status: ExitStatus::Signal(15), group_alive: false }, t0);
+        let _ = c.on_event(
+            Event::HealthFailed {
+                reason: "heartbeat".into(),
+            },
+            t0,
+        );
+        let _ = c.on_event(
+            Event::Exited {
+                pid: 10,
+                status: ExitStatus::Signal(15),
+                group_alive: false,
+            },
+            t0,
+        );
         assert!(matches!(c.phase, Phase::Backoff { .. }), "{:?}", c.phase);
     }
 }

@@ -147,7 +147,11 @@ impl Runtime {
             }
         }
         self.after_batch();
-        let running = self.slots.iter().filter(|s| s.child.pid().is_some()).count();
+        let running = self
+            .slots
+            .iter()
+            .filter(|s| s.child.pid().is_some())
+            .count();
         crate::supervisor::console::started(running, enabled);
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
@@ -167,7 +171,11 @@ impl Runtime {
             }
         }
         self.finish().await;
-        Ok(if self.forced { Outcome::Forced } else { Outcome::Clean })
+        Ok(if self.forced {
+            Outcome::Forced
+        } else {
+            Outcome::Clean
+        })
     }
 
     // ----- events ---------------------------------------------------------------------
@@ -191,7 +199,14 @@ impl Runtime {
             }
             self.records_dirty = true;
             let group_alive = process::group_alive(pid);
-            self.dispatch(i, Event::Exited { pid, status, group_alive });
+            self.dispatch(
+                i,
+                Event::Exited {
+                    pid,
+                    status,
+                    group_alive,
+                },
+            );
         }
         self.poll_draining();
     }
@@ -335,7 +350,10 @@ impl Runtime {
                     info!(child = name, pid, "started {desc} (pid {pid})");
                 } else {
                     self.stats.restarts += 1;
-                    info!(child = name, pid, "restarted {desc} (pid {pid}, restart #{restart})");
+                    info!(
+                        child = name,
+                        pid, "restarted {desc} (pid {pid}, restart #{restart})"
+                    );
                 }
             }
             Notice::SpawnFailed { reason, retry_in } => match retry_in {
@@ -348,7 +366,12 @@ impl Runtime {
                     ));
                 }
             },
-            Notice::Exited { pid, status, next, uptime } => {
+            Notice::Exited {
+                pid,
+                status,
+                next,
+                uptime,
+            } => {
                 let up = fmt_dur(uptime);
                 match next {
                     Next::Restart(d) => {
@@ -361,7 +384,11 @@ impl Runtime {
                         );
                     }
                     Next::NeedsSetup => {
-                        warn!(child = name, pid, "exited with {status}: needs setup, not restarted (see Logs/{name}.log)");
+                        warn!(
+                            child = name,
+                            pid,
+                            "exited with {status}: needs setup, not restarted (see Logs/{name}.log)"
+                        );
                         self.dashboard.send(status::child_row(
                             "⚠ Needs Setup",
                             format!("{desc}: exited 78, needs configuration (see Logs/{name}.log)"),
@@ -384,7 +411,11 @@ impl Runtime {
                 }
             }
             Notice::Stable => debug!(child = name, "stable: backoff reset"),
-            Notice::Stopping { pid, signal, timeout } => info!(
+            Notice::Stopping {
+                pid,
+                signal,
+                timeout,
+            } => info!(
                 child = name,
                 pid,
                 "stopping {desc} ({}, SIGKILL after {})",
@@ -403,7 +434,10 @@ impl Runtime {
             }
             Notice::HealthFailed { pid, reason } => {
                 self.stats.health_failures += 1;
-                warn!(child = name, pid, "health check failed: {reason}; restarting");
+                warn!(
+                    child = name,
+                    pid, "health check failed: {reason}; restarting"
+                );
             }
             Notice::RestartCancelled => info!(child = name, "pending restart cancelled"),
         }
@@ -413,14 +447,22 @@ impl Runtime {
 
     fn health_check(&mut self, now: Instant) {
         for i in 0..self.slots.len() {
-            let Phase::Running { pid, since } = self.slots[i].child.phase else { continue };
+            let Phase::Running { pid, since } = self.slots[i].child.phase else {
+                continue;
+            };
             if let Some(reason) = self.health_problem(i, pid, since, now) {
                 self.dispatch(i, Event::HealthFailed { reason });
             }
         }
     }
 
-    fn health_problem(&mut self, i: usize, pid: i32, since: Instant, now: Instant) -> Option<String> {
+    fn health_problem(
+        &mut self,
+        i: usize,
+        pid: i32,
+        since: Instant,
+        now: Instant,
+    ) -> Option<String> {
         let spec = &self.slots[i].child.spec;
         let info = process::stats::proc_info(pid);
         if let Some(info) = info {
@@ -434,7 +476,11 @@ impl Runtime {
             if let Some(max) = spec.max_memory
                 && info.rss > max
             {
-                return Some(format!("memory {} over max_memory {}", fmt_size(info.rss), fmt_size(max)));
+                return Some(format!(
+                    "memory {} over max_memory {}",
+                    fmt_size(info.rss),
+                    fmt_size(max)
+                ));
             }
         }
         let timeout = spec.heartbeat_timeout?;
@@ -451,7 +497,11 @@ impl Runtime {
         let age = now.saturating_duration_since(last);
         if age > timeout {
             return Some(match slot.beat {
-                Some(_) => format!("heartbeat is {} old (heartbeat_timeout {})", fmt_dur(age), fmt_dur(timeout)),
+                Some(_) => format!(
+                    "heartbeat is {} old (heartbeat_timeout {})",
+                    fmt_dur(age),
+                    fmt_dur(timeout)
+                ),
                 None => format!("no heartbeat within heartbeat_timeout {}", fmt_dur(timeout)),
             });
         }
@@ -477,7 +527,8 @@ impl Runtime {
         if self.summary_due.is_none() && !self.shutting_down {
             let s = status::summarize(self.slots.iter().map(|s| &s.child));
             if self.last_summary.as_ref() != Some(&s) {
-                self.dashboard.send(status::system_row(s.status, s.details.clone()));
+                self.dashboard
+                    .send(status::system_row(s.status, s.details.clone()));
                 self.last_summary = Some(s);
             }
         }
@@ -500,11 +551,18 @@ impl Runtime {
                 s.start_time = process::stats::proc_info(pgid).map(|p| p.start_time);
             }
             if let Some(start_time) = s.start_time {
-                recs.push(records::Record { pgid, start_time, name: s.child.spec.name.clone() });
+                recs.push(records::Record {
+                    pgid,
+                    start_time,
+                    name: s.child.spec.name.clone(),
+                });
             }
         }
         if let Err(e) = records::save(&self.vault.children_record(), &recs) {
-            warn!("failed to write {}: {e}", self.vault.children_record().display());
+            warn!(
+                "failed to write {}: {e}",
+                self.vault.children_record().display()
+            );
         }
     }
 
@@ -515,7 +573,9 @@ impl Runtime {
                 debug!("orphan guardian started (pid {})", g.pid());
                 self.guardian = Some(g);
             }
-            Err(e) => error!("failed to start the orphan guardian: {e}; children may outlive a killed supervisor"),
+            Err(e) => error!(
+                "failed to start the orphan guardian: {e}; children may outlive a killed supervisor"
+            ),
         }
     }
 
@@ -538,10 +598,15 @@ impl Runtime {
             }
         };
         self.settings = new.supervisor.clone();
-        self.next_health = self.next_health.min(Instant::now() + self.settings.health_interval);
+        self.next_health = self
+            .next_health
+            .min(Instant::now() + self.settings.health_interval);
         let mut changes = ReloadChanges::default();
-        let mut old: HashMap<String, Slot> =
-            self.slots.drain(..).map(|s| (s.child.spec.name.clone(), s)).collect();
+        let mut old: HashMap<String, Slot> = self
+            .slots
+            .drain(..)
+            .map(|s| (s.child.spec.name.clone(), s))
+            .collect();
         let mut to_start = Vec::new();
         let mut to_restart = Vec::new();
         let mut to_stop = Vec::new();
@@ -605,7 +670,10 @@ impl Runtime {
         }
         for i in to_start {
             // Fresh definition: a child that needed setup or gave up gets a new chance.
-            if !matches!(self.slots[i].child.phase, Phase::Running { .. } | Phase::Stopping { .. }) {
+            if !matches!(
+                self.slots[i].child.phase,
+                Phase::Running { .. } | Phase::Stopping { .. }
+            ) {
                 self.slots[i].child.phase = Phase::Idle;
             }
             self.dispatch(i, Event::Start);
@@ -626,7 +694,11 @@ impl Runtime {
         }
         let _ = std::fs::remove_file(self.vault.children_record());
         let up = self.started.elapsed();
-        let how = if self.forced { "forced shutdown" } else { "clean shutdown" };
+        let how = if self.forced {
+            "forced shutdown"
+        } else {
+            "clean shutdown"
+        };
         info!(
             "supervisor stopped ({how}); up {}, {} starts, {} restarts, {} crashes, {} health failures",
             fmt_dur(up),
@@ -659,7 +731,11 @@ impl Runtime {
 }
 
 fn removal(changes: &ReloadChanges, name: &str) -> Then {
-    if changes.removed.iter().any(|n| n == name) { Then::Remove } else { Then::Rest }
+    if changes.removed.iter().any(|n| n == name) {
+        Then::Remove
+    } else {
+        Then::Rest
+    }
 }
 
 /// Whether a reload should leave a running child alone: everything but the description
@@ -686,7 +762,11 @@ struct ReloadChanges {
 impl ReloadChanges {
     fn describe(&self) -> String {
         let part = |label: &str, v: &Vec<String>| {
-            if v.is_empty() { None } else { Some(format!("{label} {}", v.join(", "))) }
+            if v.is_empty() {
+                None
+            } else {
+                Some(format!("{label} {}", v.join(", ")))
+            }
         };
         let parts: Vec<String> = [
             part("added", &self.added),
@@ -729,7 +809,9 @@ async fn sleep_until(d: Option<Instant>) {
 /// systemd's watchdog period, halved (ping twice per period), if this process is watched.
 fn watchdog_interval() -> Option<Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
-    if let Some(pid) = std::env::var("WATCHDOG_PID").ok().and_then(|p| p.parse::<u32>().ok())
+    if let Some(pid) = std::env::var("WATCHDOG_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
         && pid != std::process::id()
     {
         return None;

@@ -44,7 +44,10 @@ pub fn summarize<'a>(children: impl Iterator<Item = &'a Child>) -> Summary {
             details: format!("System Online: All Watchers Active ({running} running)"),
         }
     } else {
-        Summary { status: DEGRADED, details: format!("System Degraded: {}", problems.join(", ")) }
+        Summary {
+            status: DEGRADED,
+            details: format!("System Degraded: {}", problems.join(", ")),
+        }
     }
 }
 
@@ -53,9 +56,19 @@ pub fn now_stamp() -> String {
 }
 
 pub fn system_row(status: &str, details: String) -> Row {
-    Row { timestamp: now_stamp(), action: "System_Status".into(), status: status.into(), details }
+    Row {
+        timestamp: now_stamp(),
+        action: "System_Status".into(),
+        status: status.into(),
+        details,
+    }
 }
 
 pub fn child_row(status: &str, details: String) -> Row {
-    Row { timestamp: now_stamp(), action: "Watcher_Status".into(), status: status.into(), details }
+    Row {
+        timestamp: now_stamp(),
+        action: "Watcher_Status".into(),
+        status: status.into(),
+        details,
+    }
 }

@@ -27,7 +27,10 @@ pub enum LockError {
 
 impl VaultLock {
     pub fn acquire(path: &Path) -> Result<VaultLock, LockError> {
-        let io_err = |source| LockError::Io { path: path.to_path_buf(), source };
+        let io_err = |source| LockError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -43,16 +46,25 @@ impl VaultLock {
                 let mut text = String::new();
                 let _ = file.read_to_string(&mut text);
                 return Err(match text.trim().parse::<i32>() {
-                    Ok(pid) if pid > 0 => LockError::HeldBy { pid, path: path.to_path_buf() },
-                    _ => LockError::Held { path: path.to_path_buf() },
+                    Ok(pid) if pid > 0 => LockError::HeldBy {
+                        pid,
+                        path: path.to_path_buf(),
+                    },
+                    _ => LockError::Held {
+                        path: path.to_path_buf(),
+                    },
                 });
             }
             return Err(io_err(err));
         }
         file.set_len(0).map_err(io_err)?;
         file.rewind().map_err(io_err)?;
-        file.write_all(format!("{}\n", std::process::id()).as_bytes()).map_err(io_err)?;
-        Ok(VaultLock { _file: file, path: path.to_path_buf() })
+        file.write_all(format!("{}\n", std::process::id()).as_bytes())
+            .map_err(io_err)?;
+        Ok(VaultLock {
+            _file: file,
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn path(&self) -> &Path {

@@ -1,1 +1,207 @@
-//! common
+//! Test builder: a temp vault, a table writer, a spawned supervisor with a watchdog, and
+//! `wait_until(cond, deadline)`. No fixed sleeps: every wait is on a condition.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ai-employee");
+
+/// Poll `cond` every few milliseconds until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Whether `pid` is a live process (a zombie counts as dead).
+pub fn alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            let state = s.rfind(')').and_then(|i| s[i + 2..].chars().next());
+            !matches!(state, Some('Z') | Some('X'))
+        }
+        Err(_) => {
+            // Not Linux, or gone.
+            // SAFETY: kill with signal 0 only checks for existence.
+            cfg!(not(target_os = "linux")) && unsafe { libc::kill(pid, 0) == 0 }
+        }
+    }
+}
+
+pub fn signal(pid: i32, sig: i32) {
+    // SAFETY: sends a signal; no memory involved.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+/// Wall-clock nanoseconds, comparable with `date +%s%N` in fixture children.
+pub fn now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+pub struct TestVault {
+    pub dir: tempfile::TempDir,
+    pub vault: PathBuf,
+    pub config: PathBuf,
+}
+
+impl TestVault {
+    pub fn new() -> TestVault {
+        let dir = tempfile::Builder::new()
+            .prefix("aie-it-")
+            .tempdir()
+            .expect("tempdir");
+        let vault = dir.path().join("vault");
+        let config = dir.path().join("table.toml");
+        TestVault { dir, vault, config }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write_config(&self, text: &str) {
+        fs::write(&self.config, text).expect("write table");
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        fs::read_to_string(self.dir.path().join(rel)).unwrap_or_default()
+    }
+
+    pub fn system_log(&self) -> String {
+        fs::read_to_string(self.vault.join("Logs/system.log")).unwrap_or_default()
+    }
+
+    pub fn dashboard(&self) -> String {
+        fs::read_to_string(self.vault.join("Dashboard.md")).unwrap_or_default()
+    }
+
+    /// `supervise --vault V --config C`, output to files in the temp dir.
+    pub fn start(&self) -> Supervisor {
+        self.start_with(&[])
+    }
+
+    pub fn start_with(&self, extra_env: &[(&str, &str)]) -> Supervisor {
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        let _ = n;
+        let out = self.dir.path().join(format!("supervisor-{}.out", now_ns()));
+        let mut cmd = Command::new(BIN);
+        cmd.arg("supervise")
+            .arg("--vault")
+            .arg(&self.vault)
+            .arg("--config")
+            .arg(&self.config)
+            .env_remove("AI_EMPLOYEE_VAULT")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(fs::File::create(&out).expect("out file")))
+            .stderr(Stdio::from(
+                fs::File::create(out.with_extension("err")).expect("err file"),
+            ));
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn supervisor");
+        Supervisor {
+            child: Some(child),
+            out,
+        }
+    }
+}
+
+pub struct Supervisor {
+    child: Option<Child>,
+    out: PathBuf,
+}
+
+impl Supervisor {
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(-1)
+    }
+
+    pub fn signal(&self, sig: i32) {
+        signal(self.pid(), sig);
+    }
+
+    /// Console output so far (stderr).
+    pub fn console(&self) -> String {
+        fs::read_to_string(self.out.with_extension("err")).unwrap_or_default()
+    }
+
+    /// Wait for exit with a deadline; None if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let end = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                self.child = None;
+                return Some(st);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// SIGTERM and wait (the normal end of a test).
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        self.signal(libc::SIGTERM);
+        self.wait_exit(Duration::from_secs(20))
+    }
+}
+
+impl Drop for Supervisor {
+    /// Watchdog: a supervisor left running by a failed test is killed (its guardian then
+    /// takes its children down).
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A `[[process]]` entry running `/bin/sh -c SCRIPT` (the supervisor execs /bin/sh
+/// directly; the shell is the fixture, not the supervisor's).
+pub fn sh_process(name: &str, script: &str, extra: &str) -> String {
+    format!(
+        "[[process]]\nname = \"{name}\"\ncommand = \"/bin/sh\"\nargs = [\"-c\", {script:?}]\n{extra}\n"
+    )
+}
+
+/// Lines of a marker file written by fixture children.
+pub fn lines(p: &Path) -> Vec<String> {
+    fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The pids recorded by `echo "start $$ $(date +%s%N)" >> MARKER` lines.
+pub fn starts(p: &Path) -> Vec<(i32, u128)> {
+    lines(p)
+        .iter()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            (it.next()? == "start").then_some(())?;
+            Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+        })
+        .collect()
+}

@@ -1,1 +1,437 @@
-//! supervisor
+//! The supervisor with real child processes and real signals.
+
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+const FAST: &str = "[supervisor]\nhealth_interval = \"30s\"\nstop_timeout = \"2s\"\n\n";
+
+/// A child that records its start and then waits (exits on SIGTERM, like most programs).
+fn recorder(marker: &std::path::Path) -> String {
+    format!(
+        "echo \"start $$ $(date +%s%N)\" >> {m}; exec sleep 1000",
+        m = marker.display()
+    )
+}
+
+#[test]
+fn kill_9_of_a_child_restarts_it_with_the_configured_backoff() {
+    let tv = TestVault::new();
+    let m = tv.path("m");
+    let backoff =
+        "backoff = { initial = \"200ms\", factor = 2, max = \"800ms\", reset_after = \"1m\" }";
+    tv.write_config(&format!(
+        "{FAST}{}",
+        sh_process("w", &recorder(&m), backoff)
+    ));
+    let mut sup = tv.start();
+    let expected = [200u128, 400, 800, 800];
+    for (n, want_ms) in expected.iter().enumerate() {
+        assert!(
+            wait_until(Duration::from_secs(10), || starts(&m).len() == n + 1),
+            "start #{n}"
+        );
+        let (pid, _) = starts(&m)[n];
+        let killed_at = now_ns();
+        signal(pid, libc::SIGKILL);
+        assert!(
+            wait_until(Duration::from_secs(10), || starts(&m).len() == n + 2),
+            "no restart after kill -9 #{n}\n{}",
+            tv.system_log()
+        );
+        let (new_pid, started_ns) = starts(&m)[n + 1];
+        assert_ne!(new_pid, pid);
+        let delay_ms = (started_ns.saturating_sub(killed_at)) / 1_000_000;
+        assert!(
+            delay_ms + 2 >= *want_ms,
+            "restart #{} after {delay_ms} ms, wanted >= {want_ms} ms",
+            n + 1
+        );
+        assert!(!alive(pid));
+    }
+    let log = tv.system_log();
+    assert!(log.contains("exited with signal SIGKILL"), "{log}");
+    assert!(log.contains("restarting in 800ms"), "{log}");
+    assert!(log.contains("restart #4"), "{log}");
+    assert_eq!(sup.stop().map(|s| s.code()), Some(Some(0)));
+}
+
+#[test]
+fn a_crashing_child_follows_the_backoff_sequence() {
+    let tv = TestVault::new();
+    let m = tv.path("m");
+    let script = format!("echo \"start $$ $(date +%s%N)\" >> {}; exit 3", m.display());
+    let backoff =
+        "backoff = { initial = \"100ms\", factor = 2, max = \"400ms\", reset_after = \"1m\" }";
+    tv.write_config(&format!("{FAST}{}", sh_process("crash", &script, backoff)));
+    let mut sup = tv.start();
+    assert!(
+        wait_until(Duration::from_secs(15), || starts(&m).len() >= 6),
+        "{}",
+        tv.system_log()
+    );
+    let s = starts(&m);
+    let gaps: Vec<u128> = s
+        .windows(2)
+        .map(|w| (w[1].1 - w[0].1) / 1_000_000)
+        .collect();
+    for (gap, want) in gaps.iter().zip([100u128, 200, 400, 400, 400]) {
+        assert!(*gap + 2 >= want, "gaps {gaps:?}");
+    }
+    assert!(tv.system_log().contains("exited with exit code 3"));
+    assert_eq!(sup.stop().map(|s| s.code()), Some(Some(0)));
+}
+
+#[test]
+fn a_child_that_ignores_sigterm_is_killed_at_stop_timeout_with_its_grandchild() {
+    let tv = TestVault::new();
+    let gc = tv.path("gc.pid");
+    let ready = tv.path("ready");
+    let script = format!(
+        "trap '' TERM; sleep 1000 & echo $! > {gc}; echo $$ > {ready}; while :; do sleep 1; done",
+        gc = gc.display(),
+        ready = ready.display()
+    );
+    tv.write_config(&format!(
+        "[supervisor]\nstop_timeout = \"1s\"\n\n{}",
+        sh_process("stubborn", &script, "")
+    ));
+    let mut sup = tv.start();
+    assert!(wait_until(Duration::from_secs(10), || tv
+        .read("ready")
+        .trim()
+        .parse::<i32>()
+        .is_ok()));
+    let child: i32 = tv.read("ready").trim().parse().unwrap_or(0);
+    let grandchild: i32 = tv.read("gc.pid").trim().parse().unwrap_or(0);
+    assert!(alive(child) && alive(grandchild));
+    let t0 = Instant::now();
+    sup.signal(libc::SIGTERM);
+    let st = sup
+        .wait_exit(Duration::from_secs(10))
+        .expect("supervisor did not exit");
+    let took = t0.elapsed();
+    assert_eq!(st.code(), Some(0));
+    assert!(
+        took >= Duration::from_millis(1000),
+        "exited after {took:?}, before stop_timeout"
+    );
+    assert!(wait_until(Duration::from_secs(2), || !alive(child)
+        && !alive(grandchild)));
+    let log = tv.system_log();
+    assert!(
+        log.contains("did not stop within 1s; sending SIGKILL"),
+        "{log}"
+    );
+}
+
+#[test]
+fn ctrl_c_during_backoff_cancels_the_pending_restart() {
+    let tv = TestVault::new();
+    let m = tv.path("m");
+    let script = format!("echo \"start $$ $(date +%s%N)\" >> {}; exit 1", m.display());
+    tv.write_config(&format!(
+        "{FAST}{}",
+        sh_process("w", &script, "backoff = { initial = \"3s\" }")
+    ));
+    let mut sup = tv.start();
+    assert!(wait_until(Duration::from_secs(10), || tv
+        .system_log()
+        .contains("restarting in 3s")));
+    let t0 = Instant::now();
+    sup.signal(libc::SIGINT);
+    let st = sup.wait_exit(Duration::from_secs(10)).expect("no exit");
+    assert_eq!(st.code(), Some(0));
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "waited for the backoff: {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(starts(&m).len(), 1, "a child was spawned during shutdown");
+    let log = tv.system_log();
+    assert!(log.contains("pending restart cancelled"), "{log}");
+    assert!(tv.dashboard().contains("✗ Offline"));
+}
+
+#[test]
+fn sigkill_of_the_supervisor_takes_children_and_grandchildren_down() {
+    let tv = TestVault::new();
+    let mut table = String::from(FAST);
+    for i in 0..5 {
+        let script = format!(
+            "sleep 1000 & echo $! >> {gc}; echo $$ >> {c}; exec sleep 1000",
+            gc = tv.path("gc").display(),
+            c = tv.path("c").display()
+        );
+        table.push_str(&sh_process(&format!("w{i}"), &script, ""));
+    }
+    tv.write_config(&table);
+    let mut sup = tv.start();
+    let pids = |f: &str| -> Vec<i32> {
+        tv.read(f)
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    };
+    assert!(wait_until(Duration::from_secs(10), || pids("c").len() == 5
+        && pids("gc").len() == 5));
+    let all: Vec<i32> = pids("c").into_iter().chain(pids("gc")).collect();
+    assert!(all.iter().all(|p| alive(*p)));
+    sup.signal(libc::SIGKILL);
+    let _ = sup.wait_exit(Duration::from_secs(5));
+    assert!(
+        wait_until(Duration::from_secs(2), || all.iter().all(|p| !alive(*p))),
+        "still alive 2 s after kill -9: {:?}",
+        all.iter().filter(|p| alive(**p)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn one_supervisor_per_vault_and_a_stale_lock_does_not_block() {
+    let tv = TestVault::new();
+    let m = tv.path("m");
+    tv.write_config(&format!("{FAST}{}", sh_process("w", &recorder(&m), "")));
+    let mut first = tv.start();
+    assert!(wait_until(Duration::from_secs(10), || starts(&m).len() == 1));
+    let mut second = tv.start();
+    let st = second
+        .wait_exit(Duration::from_secs(10))
+        .expect("second supervisor kept running");
+    assert_eq!(st.code(), Some(75));
+    let err = second.console();
+    assert!(
+        err.contains(&format!("already supervised by pid {}", first.pid())),
+        "{err}"
+    );
+    // A supervisor killed outright leaves its lock file behind; it must not block.
+    first.signal(libc::SIGKILL);
+    let _ = first.wait_exit(Duration::from_secs(5));
+    let mut third = tv.start();
+    assert!(
+        wait_until(Duration::from_secs(10), || starts(&m).len() == 2),
+        "{}",
+        third.console()
+    );
+    assert_eq!(third.stop().map(|s| s.code()), Some(Some(0)));
+}
+
+#[test]
+fn exit_78_means_needs_setup_and_no_restart() {
+    let tv = TestVault::new();
+    let m = tv.path("m");
+    let script = format!(
+        "echo \"start $$ $(date +%s%N)\" >> {}; echo 'missing credentials' >&2; exit 78",
+        m.display()
+    );
+    tv.write_config(&format!(
+        "{FAST}{}",
+        sh_process("setup", &script, "backoff = { initial = \"0s\" }")
+    ));
+    let mut sup = tv.start();
+    assert!(
+        wait_until(Duration::from_secs(10), || tv
+            .dashboard()
+            .contains("Needs Setup")),
+        "{}",
+        tv.dashboard()
+    );
+    assert!(wait_until(Duration::from_secs(10), || tv
+        .dashboard()
+        .contains("⚠ Degraded")));
+    assert_eq!(starts(&m).len(), 1);
+    assert!(wait_until(Duration::from_secs(5), || tv
+        .read("vault/Logs/setup.log")
+        .contains("missing credentials")));
+    assert_eq!(sup.stop().map(|s| s.code()), Some(Some(0)));
+    assert_eq!(starts(&m).len(), 1, "restarted after exit 78");
+}
+
+#[test]
+fn child_output_goes_to_its_log_and_dashboard_shows_online_then_offline() {
+    let tv = TestVault::new();
+    let script = "echo hello from stdout; echo hello from stderr >&2; exec sleep 1000";
+    tv.write_config(&format!("{FAST}{}", sh_process("talker", script, "")));
+    let mut sup = tv.start();
+    assert!(wait_until(Duration::from_secs(10), || {
+        let l = tv.read("vault/Logs/talker.log");
+        l.contains("hello from stdout") && l.contains("hello from stderr")
+    }));
+    assert!(wait_until(Duration::from_secs(10), || tv
+        .dashboard()
+        .contains("✓ Online")));
+    assert_eq!(sup.stop().map(|s| s.code()), Some(Some(0)));
+    let d = tv.dashboard();
+    let offline = d.find("✗ Offline").expect("offline row");
+    let online = d.find("✓ Online").expect("online row");
+    assert!(offline < online, "newest first:\n{d}");
+    let console = sup.console();
+    assert!(console.contains("Session statistics"), "{console}");
+    assert!(console.contains("talker"), "{console}");
+}
+
+#[test]
+fn reload_changes_exactly_the_entries_it_should() {
+    let tv = TestVault::new();
+    let pidfile = |n: &str| tv.path(&format!("{n}.pid"));
+    let script = |n: &str, v: &str| {
+        format!(
+            "echo $$ >> {}; echo {v} > /dev/null; exec sleep 1000",
+            pidfile(n).display()
+        )
+    };
+    let table = |entries: &[(&str, &str, &str)]| {
+        let mut t = String::from(FAST);
+        for (n, v, extra) in entries {
+            t.push_str(&sh_process(n, &script(n, v), extra));
+        }
+        t
+    };
+    tv.write_config(&table(&[
+        ("keep", "1", ""),
+        ("change", "1", ""),
+        ("remove", "1", ""),
+        ("disable", "1", ""),
+    ]));
+    let mut sup = tv.start();
+    let pids = |n: &str| -> Vec<i32> {
+        tv.read(&format!("{n}.pid"))
+            .lines()
+            .filter_map(|l| l.parse().ok())
+            .collect()
+    };
+    assert!(wait_until(Duration::from_secs(10), || [
+        "keep", "change", "remove", "disable"
+    ]
+    .iter()
+    .all(|n| pids(n).len() == 1)));
+    let keep = pids("keep")[0];
+    let change = pids("change")[0];
+    let remove = pids("remove")[0];
+    let disable = pids("disable")[0];
+    tv.write_config(&table(&[
+        (
+            "keep",
+            "1",
+            "description = \"only the description changed\"",
+        ),
+        ("change", "2", ""),
+        ("disable", "1", "enabled = false"),
+        ("added", "1", ""),
+    ]));
+    sup.signal(libc::SIGHUP);
+    assert!(
+        wait_until(Duration::from_secs(10), || pids("change").len() == 2
+            && pids("added").len() == 1
+            && !alive(remove)
+            && !alive(disable)),
+        "{}",
+        tv.system_log()
+    );
+    assert!(alive(keep), "untouched child was restarted");
+    assert_eq!(pids("keep"), vec![keep]);
+    assert!(!alive(change));
+    assert!(alive(pids("change")[1]));
+    assert_eq!(
+        pids("disable").len(),
+        1,
+        "a disabled entry was started again"
+    );
+    let log = tv.system_log();
+    assert!(
+        log.contains(
+            "reload: added added; removed remove; changed change; disabled disable; 1 unchanged"
+        ),
+        "{log}"
+    );
+    // A broken table is refused and nothing changes.
+    tv.write_config("[[process]]\nname = 1\n");
+    sup.signal(libc::SIGHUP);
+    assert!(wait_until(Duration::from_secs(10), || tv
+        .system_log()
+        .contains("keeping the current process table")));
+    assert!(alive(keep) && alive(pids("change")[1]) && alive(pids("added")[0]));
+    assert_eq!(sup.stop().map(|s| s.code()), Some(Some(0)));
+}
+
+#[test]
+fn a_stale_heartbeat_restarts_the_child() {
+    let tv = TestVault::new();
+    let m = tv.path("m");
+    // Beats once, then goes quiet.
+    let script = format!(
+        "echo \"start $$ $(date +%s%N)\" >> {}; touch \"$AI_EMPLOYEE_HEARTBEAT\"; exec sleep 1000",
+        m.display()
+    );
+    tv.write_config(&format!(
+        "[supervisor]\nhealth_interval = \"100ms\"\nstop_timeout = \"2s\"\n\n{}",
+        sh_process(
+            "quiet",
+            &script,
+            "heartbeat_timeout = \"300ms\"\nbackoff = { initial = \"0s\" }"
+        )
+    ));
+    let mut sup = tv.start();
+    assert!(
+        wait_until(Duration::from_secs(10), || starts(&m).len() >= 2),
+        "{}",
+        tv.system_log()
+    );
+    let s = starts(&m);
+    assert!(
+        (s[1].1 - s[0].1) / 1_000_000 >= 300,
+        "restarted before the heartbeat went stale"
+    );
+    assert!(
+        tv.system_log().contains("health check failed: heartbeat"),
+        "{}",
+        tv.system_log()
+    );
+    assert_eq!(sup.stop().map(|s| s.code()), Some(Some(0)));
+}
+
+#[test]
+fn a_child_over_max_memory_is_restarted() {
+    let tv = TestVault::new();
+    let m = tv.path("m");
+    let script = format!(
+        "echo \"start $$ $(date +%s%N)\" >> {}; exec sleep 1000",
+        m.display()
+    );
+    // sleep(1) needs well over 4 KiB resident.
+    tv.write_config(&format!(
+        "[supervisor]\nhealth_interval = \"100ms\"\n\n{}",
+        sh_process(
+            "big",
+            &script,
+            "max_memory = \"4KiB\"\nbackoff = { initial = \"0s\" }"
+        )
+    ));
+    let mut sup = tv.start();
+    assert!(
+        wait_until(Duration::from_secs(10), || starts(&m).len() >= 2),
+        "{}",
+        tv.system_log()
+    );
+    assert!(
+        tv.system_log().contains("over max_memory"),
+        "{}",
+        tv.system_log()
+    );
+    assert_eq!(sup.stop().map(|s| s.code()), Some(Some(0)));
+}
+
+#[test]
+fn a_bad_table_exits_78_with_file_line_column() {
+    let tv = TestVault::new();
+    tv.write_config(
+        "[[process]]\nname = \"x\"\ncommand = \"/bin/true\"\nrestart = \"sometimes\"\n",
+    );
+    let mut sup = tv.start();
+    let st = sup.wait_exit(Duration::from_secs(10)).expect("no exit");
+    assert_eq!(st.code(), Some(78));
+    let err = sup.console();
+    assert!(
+        err.starts_with(&format!("{}:4:", tv.config.display())),
+        "{err}"
+    );
+}
