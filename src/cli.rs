@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "ai-employee", version, about = "Keeps a personal AI employee's watchers running")]
+#[command(
+    name = "ai-employee",
+    version,
+    about = "Keeps a personal AI employee's watchers running"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -8,6 +8,9 @@ use crate::exit_codes;
 
 /// Run a watcher; returns the process exit code.
 pub fn run(name: WatcherName) -> i32 {
-    eprintln!("ai-employee watch {}: not available in this build", name.as_str());
+    eprintln!(
+        "ai-employee watch {}: not available in this build",
+        name.as_str()
+    );
     exit_codes::CONFIG
 }
