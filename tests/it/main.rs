@@ -1,5 +1,7 @@
 //! The one integration-test binary: real child processes, real signals, real files.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 mod config_errors;
 mod dashboard;
