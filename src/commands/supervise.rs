@@ -13,8 +13,9 @@ use crate::vault::{Vault, layout};
 
 pub fn run(root: &Path, explicit: Option<&Path>) -> i32 {
     let vault = Vault::new(root.to_path_buf());
-    // First run: create the vault (never overwrites anything).
-    if let Err(e) = layout::init(&vault, config::DEFAULT_TABLE) {
+    // First run: create the vault's folders (never overwrites anything). Its template
+    // files are written off the start-up path, below.
+    if let Err(e) = layout::create_folders(&vault) {
         return super::fail(
             exit_codes::CANT_CREATE,
             format_args!("failed to create vault {}: {e}", root.display()),
@@ -61,6 +62,12 @@ pub fn run(root: &Path, explicit: Option<&Path>) -> i32 {
             r.pgid
         );
     }
+    let templates_vault = vault.clone();
+    let _ = std::thread::Builder::new().name("vault-init".into()).spawn(move || {
+        if let Err(e) = layout::write_templates(&templates_vault, config::DEFAULT_TABLE) {
+            tracing::warn!("failed to write the vault's template files: {e}");
+        }
+    });
     process::raise_fd_limit();
     process::become_subreaper();
 

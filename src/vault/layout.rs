@@ -78,6 +78,13 @@ const HANDBOOK_TEMPLATE: &str = "# Company Handbook\n\nRules of engagement for t
 /// Create what is missing (folders, Dashboard.md, Company_Handbook.md, the process table,
 /// the state folder); never overwrite what exists.
 pub fn init(vault: &Vault, config_text: &str) -> io::Result<InitReport> {
+    let mut report = create_folders(vault)?;
+    report.created.extend(write_templates(vault, config_text)?);
+    Ok(report)
+}
+
+/// The folder part of [`init`]: cheap (no file is written, nothing is fsynced).
+pub fn create_folders(vault: &Vault) -> io::Result<InitReport> {
     let mut report = InitReport::default();
     if !vault.root().exists() {
         std::fs::create_dir_all(vault.root())?;
@@ -92,24 +99,22 @@ pub fn init(vault: &Vault, config_text: &str) -> io::Result<InitReport> {
     }
     ensure_private_dir(&vault.state_dir())?;
     ensure_private_dir(&vault.heartbeat_dir())?;
+    Ok(report)
+}
+
+/// The file part of [`init`]: each missing template written atomically and durably.
+pub fn write_templates(vault: &Vault, config_text: &str) -> io::Result<Vec<PathBuf>> {
+    let mut created = Vec::new();
     for (path, text) in [
         (vault.dashboard(), DASHBOARD_TEMPLATE),
         (vault.root().join("Company_Handbook.md"), HANDBOOK_TEMPLATE),
         (vault.config_file(), config_text),
     ] {
         if super::atomic::create_new(&path, text.as_bytes())? {
-            report.created.push(path);
+            created.push(path);
         }
     }
-    Ok(report)
-}
-
-/// Make sure the folders the supervisor itself needs exist (Logs, state), without
-/// writing any user file. Used by `supervise` on every start.
-pub fn ensure_runtime_dirs(vault: &Vault) -> io::Result<()> {
-    std::fs::create_dir_all(vault.logs_dir())?;
-    ensure_private_dir(&vault.state_dir())?;
-    ensure_private_dir(&vault.heartbeat_dir())
+    Ok(created)
 }
 
 fn ensure_private_dir(p: &Path) -> io::Result<()> {

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need, then runs
+# formatting and lint checks and every test. Used by CI (.ci/run) and by developers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# Debian packages the tests use (systemd-analyze checks the unit file).
+pkgs=()
+command -v systemd-analyze >/dev/null 2>&1 || pkgs+=(systemd)
+command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
+command -v cc >/dev/null 2>&1 || pkgs+=(gcc)
+if [ ${#pkgs[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    log "installing ${pkgs[*]}"
+    sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
+  else
+    echo "note: missing ${pkgs[*]} and no apt-get; the tests that need them will say so" >&2
+  fi
+fi
+
+command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+
+log "cargo test"
+cargo test --all-targets --locked
