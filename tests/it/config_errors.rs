@@ -1,1 +1,831 @@
-//! config_errors
+//! The process table parser: the default table, valid edge cases, and the exact text of
+//! the errors a user sees for malformed tables (pinned with insta, one snapshot per case).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use ai_employee::config::{
+    self, BackoffSpec, Config, ConfigErrors, RestartPolicy, Source, StopSignal, SupervisorSettings,
+};
+
+const FILE: &str = "ai-employee.toml";
+
+fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    config::parse(text, Source::File(PathBuf::from(FILE)))
+}
+
+/// The errors for a table that must not parse, as `check` prints them.
+fn errors(text: &str) -> String {
+    match parse(text) {
+        Ok(cfg) => panic!("expected errors, but the table parsed: {cfg:#?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn ok(text: &str) -> Config {
+    match parse(text) {
+        Ok(cfg) => cfg,
+        Err(e) => panic!("expected the table to parse, got:\n{e}"),
+    }
+}
+
+/// Pin the error output of one malformed table under the case's name.
+macro_rules! malformed {
+    ($($case:ident: $text:expr;)+) => {
+        $(
+            #[test]
+            fn $case() {
+                insta::assert_snapshot!(stringify!($case), errors($text));
+            }
+        )+
+        /// Every case, for the count check.
+        const MALFORMED_CASES: &[&str] = &[$(stringify!($case)),+];
+    };
+}
+
+malformed! {
+    // ---- TOML syntax: exactly one error at the parser's position ----
+    syntax_unterminated_string: r#"
+[[process]]
+name = "gmail
+command = "ai-employee"
+"#;
+    syntax_duplicate_key: r#"
+[[process]]
+name = "gmail"
+name = "gmail2"
+command = "ai-employee"
+"#;
+    syntax_unquoted_duration: r#"
+[supervisor]
+health_interval = 30s
+"#;
+    syntax_missing_value: r#"
+[supervisor]
+stop_timeout =
+"#;
+    syntax_unclosed_header: r#"
+[[process]
+name = "a"
+"#;
+    syntax_duplicate_supervisor_table: r#"
+[supervisor]
+stop_timeout = "10s"
+
+[supervisor]
+health_interval = "30s"
+"#;
+
+    // ---- top level ----
+    top_level_table_typo: r#"
+[superviser]
+health_interval = "30s"
+"#;
+    top_level_key_before_any_table: r#"
+name = "gmail"
+health_interval = "30s"
+colour = "blue"
+"#;
+    process_single_brackets: r#"
+[process]
+name = "gmail"
+command = "ai-employee"
+"#;
+    process_is_a_string: r#"
+process = "gmail"
+"#;
+    process_array_of_non_tables: r#"
+process = [{ name = "a", command = "true" }, "b"]
+"#;
+    supervisor_double_brackets: r#"
+[[supervisor]]
+health_interval = "30s"
+"#;
+    supervisor_is_a_string: r#"
+supervisor = "on"
+"#;
+
+    // ---- [supervisor] ----
+    supervisor_unknown_key_typo: r#"
+[supervisor]
+health_intervl = "30s"
+"#;
+    supervisor_key_from_process: r#"
+[supervisor]
+restart = "always"
+"#;
+    duration_without_unit: r#"
+[supervisor]
+health_interval = "30"
+"#;
+    duration_as_integer: r#"
+[supervisor]
+health_interval = 30
+"#;
+    duration_zero_where_positive: r#"
+[supervisor]
+health_interval = "0s"
+"#;
+    duration_negative: r#"
+[supervisor]
+stop_timeout = "-5s"
+"#;
+    duration_unknown_unit: r#"
+[supervisor]
+stop_timeout = "5min"
+"#;
+    duration_with_space: r#"
+[supervisor]
+stop_timeout = "1m 30s"
+"#;
+    duration_as_time_of_day: r#"
+[supervisor]
+stop_timeout = 00:00:10
+"#;
+    duration_overflow: r#"
+[supervisor]
+stop_timeout = "99999999999999999999d"
+"#;
+    log_max_size_too_small: r#"
+[supervisor]
+log_max_size = "512B"
+"#;
+    log_max_size_unknown_unit: r#"
+[supervisor]
+log_max_size = "10mb"
+"#;
+    log_max_size_negative_integer: r#"
+[supervisor]
+log_max_size = -1
+"#;
+    log_max_files_out_of_range: r#"
+[supervisor]
+log_max_files = 0
+
+[[process]]
+name = "a"
+command = "true"
+log_max_files = 101
+"#;
+    log_max_files_float: r#"
+[supervisor]
+log_max_files = 2.5
+"#;
+    log_max_files_quoted: r#"
+[supervisor]
+log_max_files = "5"
+"#;
+
+    // ---- [[process]]: required keys and names ----
+    missing_name: r#"
+[[process]]
+command = "ai-employee"
+"#;
+    missing_command: r#"
+[[process]]
+name = "gmail"
+"#;
+    empty_process: r#"
+[[process]]
+
+[[process]]
+name = "ok"
+command = "true"
+"#;
+    name_wrong_type: r#"
+[[process]]
+name = 42
+command = "true"
+"#;
+    name_with_space: r#"
+[[process]]
+name = "my app"
+command = "true"
+"#;
+    name_with_slash: r#"
+[[process]]
+name = "../etc/passwd"
+command = "true"
+"#;
+    name_leading_dot: r#"
+[[process]]
+name = ".hidden"
+command = "true"
+"#;
+    name_empty: r#"
+[[process]]
+name = ""
+command = "true"
+"#;
+    name_too_long: r#"
+[[process]]
+name = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+command = "true"
+"#;
+    duplicate_name: r#"
+[[process]]
+name = "gmail"
+command = "ai-employee"
+
+[[process]]
+name = "whatsapp"
+command = "ai-employee"
+
+[[process]]
+name = "gmail"
+command = "ai-employee"
+"#;
+    description_multiline: r#"
+[[process]]
+name = "a"
+description = """
+two
+lines"""
+command = "true"
+"#;
+
+    // ---- [[process]]: command and args ----
+    command_empty: r#"
+[[process]]
+name = "a"
+command = "  "
+"#;
+    command_with_nul: r#"
+[[process]]
+name = "a"
+command = "tr\u0000ue"
+"#;
+    command_array: r#"
+[[process]]
+name = "a"
+command = ["ai-employee", "watch", "gmail"]
+"#;
+    args_as_string: r#"
+[[process]]
+name = "gmail"
+command = "ai-employee"
+args = "watch gmail"
+"#;
+    args_non_string_elements: r#"
+[[process]]
+name = "a"
+command = "sleep"
+args = ["--seconds", 5, true]
+"#;
+
+    // ---- [[process]]: other keys ----
+    unknown_process_key_typo: r#"
+[[process]]
+name = "gmail"
+command = "ai-employee"
+restrat = "always"
+"#;
+    unknown_process_key_alias: r#"
+[[process]]
+name = "gmail"
+cmd = "ai-employee"
+environment = { A = "b" }
+"#;
+    unknown_process_key_far: r#"
+[[process]]
+name = "gmail"
+command = "ai-employee"
+colour = "blue"
+"#;
+    health_interval_in_process: r#"
+[[process]]
+name = "gmail"
+command = "ai-employee"
+health_interval = "30s"
+"#;
+    enabled_quoted: r#"
+[[process]]
+name = "a"
+command = "true"
+enabled = "false"
+"#;
+    enabled_integer: r#"
+[[process]]
+name = "a"
+command = "true"
+enabled = 1
+"#;
+    restart_unknown_value: r#"
+[[process]]
+name = "a"
+command = "true"
+restart = "sometimes"
+"#;
+    restart_near_miss: r#"
+[[process]]
+name = "a"
+command = "true"
+restart = "on_failure"
+"#;
+    max_restarts_zero: r#"
+[[process]]
+name = "a"
+command = "true"
+max_restarts = 0
+"#;
+    max_restarts_too_large: r#"
+[[process]]
+name = "a"
+command = "true"
+max_restarts = 5000000000
+"#;
+    restart_window_zero: r#"
+[[process]]
+name = "a"
+command = "true"
+restart_window = "0"
+"#;
+    heartbeat_timeout_bool: r#"
+[[process]]
+name = "a"
+command = "true"
+heartbeat_timeout = true
+"#;
+    max_memory_zero: r#"
+[[process]]
+name = "a"
+command = "true"
+max_memory = "0MiB"
+"#;
+    max_memory_fraction_of_byte: r#"
+[[process]]
+name = "a"
+command = "true"
+max_memory = "1.5"
+"#;
+    cwd_empty: r#"
+[[process]]
+name = "a"
+command = "true"
+cwd = ""
+"#;
+    stop_signal_kill: r#"
+[[process]]
+name = "a"
+command = "true"
+stop_signal = "SIGKILL"
+"#;
+    stop_signal_lowercase: r#"
+[[process]]
+name = "a"
+command = "true"
+stop_signal = "sigint"
+"#;
+    stop_signal_number: r#"
+[[process]]
+name = "a"
+command = "true"
+stop_signal = 15
+"#;
+
+    // ---- backoff ----
+    backoff_as_string: r#"
+[[process]]
+name = "a"
+command = "true"
+backoff = "2s"
+"#;
+    backoff_unknown_key: r#"
+[[process]]
+name = "a"
+command = "true"
+backoff = { initial = "2s", maximum = "60s" }
+"#;
+    backoff_factor_below_one: r#"
+[[process]]
+name = "a"
+command = "true"
+backoff = { factor = 0.5 }
+"#;
+    backoff_factor_too_large: r#"
+[[process]]
+name = "a"
+command = "true"
+backoff = { factor = 1000 }
+"#;
+    backoff_factor_nan: r#"
+[[process]]
+name = "a"
+command = "true"
+backoff = { factor = nan }
+"#;
+    backoff_max_below_initial: r#"
+[[process]]
+name = "a"
+command = "true"
+backoff = { initial = "10s", max = "5s" }
+"#;
+    backoff_initial_above_default_max: r#"
+[[process]]
+name = "a"
+command = "true"
+backoff = { initial = "2m" }
+"#;
+    backoff_max_below_default_initial: r#"
+[[process]]
+name = "a"
+command = "true"
+backoff = { max = "1s" }
+"#;
+    backoff_subtable_errors: r#"
+[[process]]
+name = "a"
+command = "true"
+
+[process.backoff]
+initial = 2
+reset_after = "5 m"
+"#;
+
+    // ---- env ----
+    env_non_string_values: r#"
+[[process]]
+name = "a"
+command = "true"
+env = { PORT = 8080, DEBUG = true, LIST = ["a"] }
+"#;
+    env_bad_names: r#"
+[[process]]
+name = "a"
+command = "true"
+
+[process.env]
+"A=B" = "x"
+"" = "y"
+OK = "fine"
+"#;
+    env_as_array: r#"
+[[process]]
+name = "a"
+command = "true"
+env = ["RUST_LOG=info"]
+"#;
+
+    // ---- several problems: all reported, in source order ----
+    many_problems_in_source_order: r#"
+[supervisor]
+health_interval = "30"
+log_max_files = 0
+colour = "blue"
+
+[[process]]
+name = "gmail"
+command = "ai-employee"
+restrat = "always"
+backoff = { initial = "10s", max = "5s" }
+
+[[process]]
+name = "gmail"
+restart = "sometimes"
+max_memory = "lots"
+env = { PORT = 8080 }
+"#;
+}
+
+#[test]
+fn there_are_at_least_35_malformed_cases() {
+    assert!(MALFORMED_CASES.len() >= 35, "{}", MALFORMED_CASES.len());
+}
+
+#[test]
+fn a_syntax_error_is_exactly_one_error_at_the_parser_position() {
+    let text = "[supervisor]\nhealth_interval = 30s\ncolour = 1\n";
+    let err = parse(text).unwrap_err();
+    assert_eq!(err.0.len(), 1, "{err}");
+    assert_eq!((err.0[0].line, err.0[0].column), (2, 19));
+    assert_eq!(err.0[0].file, FILE);
+}
+
+#[test]
+fn several_errors_are_all_reported_in_source_order() {
+    let text = r#"
+[[process]]
+name = "b"
+command = "true"
+restart = "sometimes"
+args = [1]
+
+[supervisor]
+stop_timeout = "x"
+health_interval = 5
+
+[[process]]
+name = "b"
+"#;
+    let err = parse(text).unwrap_err();
+    let at: Vec<(usize, usize)> = err.0.iter().map(|e| (e.line, e.column)).collect();
+    // toml_edit groups every [[process]] under the first header, so the second entry is
+    // checked before [supervisor]; the output is still in line order.
+    assert_eq!(
+        at,
+        [(5, 11), (6, 9), (9, 16), (10, 19), (12, 1), (13, 8)],
+        "{err}"
+    );
+    assert!(
+        err.0[4]
+            .message
+            .contains("missing required key \"command\""),
+        "{err}"
+    );
+    assert!(
+        err.0[5].message.starts_with("duplicate process name \"b\""),
+        "{err}"
+    );
+    for e in &err.0 {
+        assert_eq!(e.file, FILE);
+    }
+}
+
+#[test]
+fn errors_name_the_file_as_given_and_the_built_in_default() {
+    let err = config::parse("x = 1", Source::File(PathBuf::from("/v/ai-employee.toml")))
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("/v/ai-employee.toml:1:1: "), "{err}");
+    let err = config::parse("x = 1", Source::BuiltIn)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("<built-in default>:1:1: "), "{err}");
+}
+
+#[test]
+fn columns_count_characters_not_bytes() {
+    let err = parse("[[process]]\nname = \"e\" # é\ncommand = \"true\"\nenv = { \"ü\" = 1 }\n")
+        .unwrap_err();
+    assert_eq!((err.0[0].line, err.0[0].column), (4, 15), "{err}");
+    let err = parse("[[process]]\nname = \"é\" ; x = 1\n").unwrap_err();
+    assert_eq!((err.0[0].line, err.0[0].column), (2, 12), "{err}");
+}
+
+#[test]
+fn the_default_table_parses_to_the_four_watchers() {
+    let cfg = config::parse(config::DEFAULT_TABLE, Source::BuiltIn).unwrap();
+    assert_eq!(cfg.source, Source::BuiltIn);
+    assert_eq!(cfg.supervisor, SupervisorSettings::default());
+
+    let names: Vec<&str> = cfg.processes.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["filesystem", "gmail", "whatsapp", "approvals"]);
+    let descriptions: Vec<&str> = cfg
+        .processes
+        .iter()
+        .map(|p| p.description.as_str())
+        .collect();
+    assert_eq!(
+        descriptions,
+        [
+            "File System Watcher",
+            "Gmail Inbox Watcher",
+            "WhatsApp Watcher",
+            "Approval Handler (Safety Valve)"
+        ]
+    );
+    for p in &cfg.processes {
+        assert_eq!(p.command, "ai-employee");
+        assert_eq!(p.args, ["watch", p.name.as_str()]);
+        assert!(p.enabled);
+        assert_eq!(p.restart, RestartPolicy::Always);
+        assert_eq!(p.backoff, BackoffSpec::default());
+        assert_eq!(p.max_memory, Some(256 * 1024 * 1024));
+        assert_eq!(p.max_restarts, None);
+        assert_eq!(p.restart_window, Duration::from_secs(300));
+        assert_eq!(p.stop_signal, StopSignal::Term);
+        assert_eq!(p.stop_timeout, None);
+        assert!(p.env.is_empty());
+        assert_eq!(p.cwd, None);
+        assert_eq!((p.log_max_size, p.log_max_files), (None, None));
+    }
+    let heartbeats: Vec<Option<Duration>> =
+        cfg.processes.iter().map(|p| p.heartbeat_timeout).collect();
+    let s = |n| Some(Duration::from_secs(n));
+    assert_eq!(heartbeats, [s(90), s(180), s(90), s(90)]);
+}
+
+#[test]
+fn the_default_table_file_is_the_embedded_one() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ai-employee.toml");
+    let on_disk = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(on_disk, config::DEFAULT_TABLE);
+    let cfg = config::load_file(&path).unwrap();
+    assert_eq!(cfg.processes.len(), 4);
+}
+
+#[test]
+fn no_processes_is_a_valid_table() {
+    for text in ["", "# nothing yet\n", "[supervisor]\n", "process = []\n"] {
+        let cfg = ok(text);
+        assert!(cfg.processes.is_empty(), "{text:?}");
+        assert_eq!(cfg.supervisor, SupervisorSettings::default(), "{text:?}");
+    }
+}
+
+#[test]
+fn zero_backoff_and_factor_one_are_valid() {
+    let cfg = ok(r#"
+[[process]]
+name = "fast"
+command = "true"
+backoff = { initial = "0", max = "0s", factor = 1, reset_after = "0s" }
+
+[[process]]
+name = "steady"
+command = "true"
+backoff = { initial = "5s", max = "5s", factor = 1.0 }
+"#);
+    let fast = &cfg.processes[0].backoff;
+    assert_eq!(
+        (fast.initial, fast.max, fast.reset_after),
+        (Duration::ZERO, Duration::ZERO, Duration::ZERO)
+    );
+    assert_eq!(fast.factor, 1.0);
+    let steady = &cfg.processes[1].backoff;
+    assert_eq!(
+        (steady.initial, steady.max, steady.factor),
+        (Duration::from_secs(5), Duration::from_secs(5), 1.0)
+    );
+    assert_eq!(steady.reset_after, BackoffSpec::default().reset_after);
+}
+
+#[test]
+fn every_key_is_read() {
+    let cfg = ok(r#"
+[supervisor]
+health_interval = "1m30s"
+stop_timeout = "0"
+log_max_size = 4096
+log_max_files = 100
+
+[[process]]
+name = "all.keys_1-x"
+description = "Every key"
+command = "/usr/bin/env"
+args = []
+enabled = false
+restart = "on-failure"
+backoff.initial = "500ms"
+backoff.factor = 1.5
+backoff.max = "1h"
+backoff.reset_after = "1d"
+max_restarts = 3
+restart_window = "10m"
+heartbeat_timeout = "2.5s"
+max_memory = "1.5GiB"
+cwd = "work/dir"
+stop_timeout = "3s"
+stop_signal = "SIGINT"
+log_max_size = "1MB"
+log_max_files = 1
+
+[process.env]
+RUST_LOG = "debug"
+"with space" = ""
+
+[[process]]
+name = "never"
+command = "x"
+restart = "never"
+stop_signal = "USR2"
+"#);
+    assert_eq!(
+        cfg.supervisor,
+        SupervisorSettings {
+            health_interval: Duration::from_secs(90),
+            stop_timeout: Duration::ZERO,
+            log_max_size: 4096,
+            log_max_files: 100,
+        }
+    );
+    let p = &cfg.processes[0];
+    assert_eq!(p.name, "all.keys_1-x");
+    assert_eq!(p.description, "Every key");
+    assert_eq!(p.command, "/usr/bin/env");
+    assert!(p.args.is_empty());
+    assert!(!p.enabled);
+    assert_eq!(p.restart, RestartPolicy::OnFailure);
+    assert_eq!(
+        p.backoff,
+        BackoffSpec {
+            initial: Duration::from_millis(500),
+            factor: 1.5,
+            max: Duration::from_secs(3600),
+            reset_after: Duration::from_secs(86_400),
+        }
+    );
+    assert_eq!(p.max_restarts, Some(3));
+    assert_eq!(p.restart_window, Duration::from_secs(600));
+    assert_eq!(p.heartbeat_timeout, Some(Duration::from_millis(2500)));
+    assert_eq!(p.max_memory, Some(3 << 29));
+    assert_eq!(p.cwd, Some(PathBuf::from("work/dir")));
+    assert_eq!(p.stop_timeout, Some(Duration::from_secs(3)));
+    assert_eq!(p.stop_signal, StopSignal::Int);
+    assert_eq!(p.log_max_size, Some(1_000_000));
+    assert_eq!(p.log_max_files, Some(1));
+    assert_eq!(p.env.len(), 2);
+    assert_eq!(p.env["RUST_LOG"], "debug");
+    assert_eq!(p.env["with space"], "");
+
+    let q = &cfg.processes[1];
+    assert_eq!(q.description, "never", "description defaults to the name");
+    assert_eq!(q.restart, RestartPolicy::Never);
+    assert_eq!(q.stop_signal, StopSignal::Usr2);
+}
+
+#[test]
+fn inline_array_of_tables_is_the_same_as_double_brackets() {
+    let inline = ok(
+        r#"process = [{ name = "a", command = "true", args = ["1"] }, { name = "b", command = "false" }]"#,
+    );
+    let brackets = ok(r#"
+[[process]]
+name = "a"
+command = "true"
+args = ["1"]
+
+[[process]]
+name = "b"
+command = "false"
+"#);
+    assert_eq!(inline.processes, brackets.processes);
+}
+
+// ---- end to end: `ai-employee check --config FILE` ----
+
+fn check(dir: &Path, file: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ai-employee"))
+        .args(["check", "--config", file, "--vault"])
+        .arg(dir)
+        .current_dir(dir)
+        .env_remove("AI_EMPLOYEE_VAULT")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn check_exits_78_with_every_error_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        r#"[supervisor]
+health_interval = "30"
+
+[[process]]
+name = "gmail"
+command = "ai-employee"
+restrat = "always"
+
+[[process]]
+name = "gmail"
+command = "ai-employee"
+"#,
+    )
+    .unwrap();
+    let out = check(dir.path(), "bad.toml");
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        r#"bad.toml:2:19: supervisor.health_interval: invalid duration "30" (use a unit: "30s", "5m", "500ms")
+bad.toml:7:1: unknown key "restrat" in [[process]] (did you mean "restart"?)
+bad.toml:10:8: duplicate process name "gmail" (first defined at line 5)
+"#
+    );
+    assert!(out.stdout.is_empty(), "{out:?}");
+}
+
+#[test]
+fn check_exits_78_on_a_syntax_error_and_a_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.toml"), "[[process]\nname = \"a\"\n").unwrap();
+    let out = check(dir.path(), "bad.toml");
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("bad.toml:1:11: invalid TOML: "),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    let out = check(dir.path(), "missing.toml");
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("missing.toml: failed to read the process table: "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_exits_0_on_a_good_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("good.toml"), config::DEFAULT_TABLE).unwrap();
+    let out = check(dir.path(), "good.toml");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("good.toml: ok"), "{stdout}");
+}
