@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Run the bench-peers harness (../shared/bench-peers) with ai-employee beside
+# supervisord, PM2, Horust, s6 and runit.
+#
+#   bench/run-peers.sh [--no-install] [--no-build] [--keep-tmp] [--quick] [bench.py args...]
+#
+#   --no-install  skip bench-peers' install_peers.sh (peers already installed)
+#   --no-build    do not run `cargo build --release` (use the existing binary)
+#   --keep-tmp    keep the temp copy of the harness (default: removed)
+#   anything else goes to bench-peers' run.sh / bench.py, e.g. --quick,
+#   --peers s6,runit, --phases lifecycle --reps 5  (`--peers ''` = ours alone)
+#
+# What it does: builds the release binary, copies it and the harness into a
+# fresh temp dir (so a rebuild during the ~15 min run cannot change what is
+# measured), writes an adapter JSON there with the copied binary's absolute
+# path (from bench/ai-employee.json), runs install_peers.sh and
+# `run.sh --external <adapter>`, then copies RESULTS.md, the raw JSON and the
+# console log to bench/results/peers-<UTC time>/ (gitignored).
+set -euo pipefail
+export PYTHONDONTWRITEBYTECODE=1
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(git -C "$here" rev-parse --show-toplevel)
+src="$repo/../shared/bench-peers"
+[ -d "$src" ] || { echo "bench-peers not found at $src" >&2; exit 1; }
+
+install=1 build=1 keep=0
+pass=()
+for a in "$@"; do
+    case "$a" in
+        --no-install) install=0 ;;
+        --no-build) build=0 ;;
+        --keep-tmp) keep=1 ;;
+        *) pass+=("$a") ;;
+    esac
+done
+
+if [ "$build" = 1 ]; then
+    (cd "$repo" && cargo build --release)
+fi
+bin="$repo/target/release/ai-employee"
+[ -x "$bin" ] || { echo "no release binary at $bin (run cargo build --release)" >&2; exit 1; }
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/aie-peers.XXXXXX")
+if [ "$keep" = 0 ]; then trap 'rm -rf "$tmp"' EXIT; fi
+cp -r "$src" "$tmp/bench-peers"
+mkdir "$tmp/adapter"
+cp "$bin" "$tmp/adapter/ai-employee"
+cp "$here/render_table.py" "$tmp/adapter/"
+python3 - "$here/ai-employee.json" "$tmp/adapter/ai-employee.json" "$tmp/adapter/ai-employee" <<'PY'
+import json, sys
+spec = json.load(open(sys.argv[1]))
+exe = sys.argv[3]
+for key in ("start", "version"):
+    argv = spec[key]
+    if argv[0].endswith("/ai-employee"):
+        argv[0] = exe
+json.dump(spec, open(sys.argv[2], "w"), indent=2)
+PY
+echo "adapter: $tmp/adapter/ai-employee.json ($("$tmp/adapter/ai-employee" --version), $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo '+dirty'))"
+
+if [ "$install" = 1 ]; then
+    (cd "$tmp/bench-peers" && ./install_peers.sh)
+fi
+
+ts=$(date -u +%Y%m%d-%H%M%S)
+out="$repo/bench/results/peers-$ts"
+mkdir -p "$out"
+set +e
+(cd "$tmp/bench-peers" && ./run.sh --external "$tmp/adapter/ai-employee.json" "${pass[@]}") 2>&1 | tee "$out/console.log"
+rc=${PIPESTATUS[0]}
+set -e
+cp "$tmp/bench-peers/RESULTS.md" "$out/" 2>/dev/null || true
+cp "$tmp"/bench-peers/results/run-*.json "$out/" 2>/dev/null || true
+{
+    echo "command: bench/run-peers.sh $*"
+    echo "commit: $(git -C "$repo" rev-parse HEAD)"
+    git -C "$repo" status --short -- src Cargo.toml Cargo.lock | sed 's/^/dirty: /'
+    echo "binary: $("$tmp/adapter/ai-employee" --version) sha256 $(sha256sum "$tmp/adapter/ai-employee" | cut -d' ' -f1)"
+} > "$out/run-info.txt"
+echo "results copied to $out (RESULTS.md, run-*.json, console.log, run-info.txt)"
+exit "$rc"
