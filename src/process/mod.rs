@@ -24,7 +24,7 @@ impl ExitStatus {
 impl fmt::Display for ExitStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            ExitStatus::Code(c) => write!(f, "exit code {c}"),
+            ExitStatus::Code(c) => write!(f, "code {c}"),
             ExitStatus::Signal(s) => write!(f, "signal {}", signal_name(s)),
         }
     }

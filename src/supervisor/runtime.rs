@@ -227,7 +227,10 @@ impl Runtime {
         info!("received {name}: stopping all children (Ctrl+C again to kill them at once)");
         crate::supervisor::console::stopping();
         for i in 0..self.slots.len() {
-            self.dispatch(i, Event::Stop(Then::Rest));
+            // Children at rest keep their state (needs-setup, fatal, exited) for the report.
+            if !self.slots[i].child.is_at_rest() {
+                self.dispatch(i, Event::Stop(Then::Rest));
+            }
         }
     }
 

@@ -78,7 +78,7 @@ fn a_crashing_child_follows_the_backoff_sequence() {
     for (gap, want) in gaps.iter().zip([100u128, 200, 400, 400, 400]) {
         assert!(*gap + 2 >= want, "gaps {gaps:?}");
     }
-    assert!(tv.system_log().contains("exited with exit code 3"));
+    assert!(tv.system_log().contains("exited with code 3"));
     assert_eq!(sup.stop().map(|s| s.code()), Some(Some(0)));
 }
 
