@@ -753,6 +753,29 @@ command = "false"
     assert_eq!(inline.processes, brackets.processes);
 }
 
+#[test]
+fn the_parser_never_panics_on_truncated_or_mangled_tables() {
+    let table = config::DEFAULT_TABLE;
+    let boundaries: Vec<usize> = table.char_indices().map(|(i, _)| i).collect();
+    for (n, &i) in boundaries.iter().enumerate() {
+        let _ = parse(&table[..i]);
+        // Every third position, to keep the test quick in debug builds.
+        if n % 3 != 0 {
+            continue;
+        }
+        let next = table[i..].chars().next().map_or(0, char::len_utf8);
+        for replacement in ["", "\"", "[", "=", "\n", "é"] {
+            let mangled = format!("{}{replacement}{}", &table[..i], &table[i + next..]);
+            if let Err(e) = parse(&mangled) {
+                for err in &e.0 {
+                    assert!(err.line >= 1 && err.column >= 1, "{err}");
+                    assert!(!err.message.is_empty());
+                }
+            }
+        }
+    }
+}
+
 // ---- end to end: `ai-employee check --config FILE` ----
 
 fn check(dir: &Path, file: &str) -> std::process::Output {
