@@ -303,7 +303,10 @@ mod tests {
         }
         std::fs::remove_file(&b)?;
         if cfg!(any(target_os = "linux", target_os = "macos")) {
-            assert_eq!(exchange(&a, &b).map_err(|e| e.kind()), Err(io::ErrorKind::NotFound));
+            assert_eq!(
+                exchange(&a, &b).map_err(|e| e.kind()),
+                Err(io::ErrorKind::NotFound)
+            );
         }
         Ok(())
     }
@@ -315,13 +318,22 @@ mod tests {
         let p = dir.path().join("f");
         std::fs::write(&p, "x")?;
         let f = File::open(&p)?;
-        assert_eq!(wait_sole_opener(&f, Duration::from_millis(100)), Sole::Proven);
+        assert_eq!(
+            wait_sole_opener(&f, Duration::from_millis(100)),
+            Sole::Proven
+        );
         let other = std::fs::OpenOptions::new().append(true).open(&p)?;
         let t = Instant::now();
-        assert_eq!(wait_sole_opener(&f, Duration::from_millis(50)), Sole::Settled);
+        assert_eq!(
+            wait_sole_opener(&f, Duration::from_millis(50)),
+            Sole::Settled
+        );
         assert!(t.elapsed() >= Duration::from_millis(50));
         drop(other);
-        assert_eq!(wait_sole_opener(&f, Duration::from_millis(100)), Sole::Proven);
+        assert_eq!(
+            wait_sole_opener(&f, Duration::from_millis(100)),
+            Sole::Proven
+        );
         Ok(())
     }
 }

@@ -1,4 +1,32 @@
 //! Dashboard.md status rows (SPEC §3). Owned by the vault helper.
+//!
+//! The file is shared with Obsidian, the agent and scripts, so a write must be atomic and
+//! must not lose what they write at the same time. [`append_rows`] runs rounds of:
+//!
+//! 1. read the file in place through a descriptor we keep (inode A, `known` bytes);
+//! 2. build the new text (our rows at the top of the status table), write it to a temp
+//!    file in the same folder, fsync;
+//! 3. check that the name still points at A, then swap temp and Dashboard atomically
+//!    (`renameat2(RENAME_EXCHANGE)` on Linux, `renamex_np(RENAME_SWAP)` on macOS); the
+//!    temp name now holds the file that was in place;
+//! 4. if that is not A, someone renamed their version in between: swap it straight back
+//!    (our stale text was visible for microseconds) and start again on their text;
+//! 5. if it is A, wait until nobody else has A open (a Linux write lease proves it; else a
+//!    size-stability window), then take what appenders added after `known` and append it
+//!    to the file now in place with `O_APPEND`, as they meant to;
+//! 6. a last read confirms that our rows are in the file in place.
+//!
+//! Without an atomic swap (other filesystems and platforms) step 3 becomes
+//! check-then-rename. `docs/dashboard.md` states what is and is not guaranteed.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tracing::warn;
+
+use super::atomic::{self, FileId};
 
 /// One row of the `| Timestamp | Action | Status | Details |` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,10 +40,702 @@ pub struct Row {
     pub details: String,
 }
 
+impl Row {
+    /// The table line for this row (no line ending), cells escaped so that they cannot
+    /// break the table: `|` becomes `\|`, line breaks become spaces.
+    pub fn markdown(&self) -> String {
+        format!(
+            "| {} | {} | {} | {} |",
+            escape_cell(&self.timestamp),
+            escape_cell(&self.action),
+            escape_cell(&self.status),
+            escape_cell(&self.details)
+        )
+    }
+}
+
+/// The header line of the status table.
+pub const HEADER: &str = "| Timestamp | Action | Status | Details |";
+const SEPARATOR: &str = "|---|---|---|---|";
+const SECTION: &str = "## System Status";
+
+/// Rounds before giving up (a normal call takes 2: swap, then confirm).
+const MAX_ROUNDS: usize = 32;
+/// Time before giving up.
+const MAX_TIME: Duration = Duration::from_secs(10);
+/// How long to wait for appenders that still hold a file we replaced.
+const LATE_WRITERS: Duration = Duration::from_secs(1);
+
 /// Insert `rows` (oldest first) at the top of the status table of the Dashboard at
 /// `path` (newest first), creating the file or table if missing. Atomic, and never loses
-/// an edit someone else makes to the file at the same time.
-pub fn append_rows(path: &std::path::Path, rows: &[Row]) -> std::io::Result<()> {
-    let _ = (path, rows);
-    Ok(())
+/// an edit someone else makes to the file at the same time (see the module docs and
+/// `docs/dashboard.md` for the exact guarantee). Blocks for a few milliseconds (fsyncs;
+/// up to about a second when another process holds a replaced file open): call it from
+/// a background thread. Gives up with an error after [`MAX_ROUNDS`] rounds or
+/// [`MAX_TIME`].
+pub fn append_rows(path: &Path, rows: &[Row]) -> io::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let path = resolve(path);
+    let mut job = Job {
+        path: &path,
+        lines: rows.iter().map(Row::markdown).collect(),
+        baseline: None,
+        tails: Vec::new(),
+        corrective: None,
+    };
+    let start = Instant::now();
+    for _ in 0..MAX_ROUNDS {
+        if job.round()? == Step::Done {
+            return Ok(());
+        }
+        if start.elapsed() > MAX_TIME {
+            break;
+        }
+    }
+    job.append_tails_best_effort();
+    Err(io::Error::other(format!(
+        "the file kept changing; gave up after {MAX_ROUNDS} attempts"
+    )))
+}
+
+/// A symlinked Dashboard is updated where it points (replacing the link would cut it).
+fn resolve(path: &Path) -> PathBuf {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+        }
+        _ => path.to_path_buf(),
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    Done,
+    Again,
+}
+
+/// Mode and owner to give the replacement.
+#[derive(Debug, Clone, Copy)]
+struct Perms {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+impl Perms {
+    fn of(f: &File) -> io::Result<Perms> {
+        use std::os::unix::fs::MetadataExt;
+        let m = f.metadata()?;
+        Ok(Perms {
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+        })
+    }
+
+    fn apply(&self, f: &File) -> io::Result<()> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        f.set_permissions(std::fs::Permissions::from_mode(self.mode))?;
+        let m = f.metadata()?;
+        if m.uid() != self.uid || m.gid() != self.gid {
+            // Only possible with privileges; without them the file is ours, as it would
+            // be after any editor's save.
+            let _ = std::os::unix::fs::fchown(f, Some(self.uid), Some(self.gid));
+        }
+        Ok(())
+    }
+}
+
+/// The file in place that a swap is expected to give back, and the bytes we know it has.
+struct InPlace {
+    file: File,
+    id: FileId,
+    known: Vec<u8>,
+}
+
+/// What the next round builds on, when that is not simply the file in place.
+struct Corrective {
+    basis: Vec<u8>,
+    perms: Perms,
+    in_place: InPlace,
+}
+
+struct Job<'a> {
+    path: &'a Path,
+    /// Our rows as table lines, oldest first.
+    lines: Vec<String>,
+    /// How often each of our lines occurred in the first text we read (normally 0): a
+    /// line counts as present when a text has it more often than that.
+    baseline: Option<Vec<usize>>,
+    /// Bytes others appended to a file we replaced, still to be appended to the file in
+    /// place.
+    tails: Vec<Vec<u8>>,
+    corrective: Option<Corrective>,
+}
+
+impl Job<'_> {
+    fn round(&mut self) -> io::Result<Step> {
+        let (basis, perms, in_place, corrective) = match self.corrective.take() {
+            Some(c) => (c.basis, c.perms, c.in_place, true),
+            None => match read_current(self.path)? {
+                None => return self.create(),
+                Some((in_place, perms)) => (in_place.known.clone(), perms, in_place, false),
+            },
+        };
+        let missing = self.missing(&basis);
+        if missing.is_empty() && !corrective {
+            if self.tails.is_empty() {
+                return Ok(Step::Done);
+            }
+            return self.deliver_tails(&in_place);
+        }
+        let new = insert_rows(&basis, &missing);
+
+        let dir = atomic::parent_dir(self.path);
+        let mut tmp = self.temp_file(dir)?;
+        perms.apply(tmp.as_file())?;
+        tmp.write_all(&new)?;
+        tmp.as_file().sync_all()?;
+        // Renamed over since we read it? Start again on the new text rather than
+        // publish a stale one.
+        match atomic::path_id(self.path) {
+            Ok(id) if id == in_place.id => {}
+            Ok(_) => return Ok(Step::Again),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Step::Again),
+            Err(e) => return Err(e),
+        }
+        let (ours, tmp_path) = tmp.into_parts();
+        let our_id = atomic::file_id(&ours)?;
+        match atomic::exchange(&tmp_path, self.path) {
+            Ok(true) => {
+                // The temp name now holds what was in place; from here on it is ours to
+                // remove or put back, not `TempPath`'s to delete.
+                let held = tmp_path.keep().map_err(|e| e.error)?;
+                let back = atomic::path_id(&held)?;
+                if back != in_place.id {
+                    return self.swap_back(&held, ours, our_id, new);
+                }
+                std::fs::remove_file(&held)?;
+                atomic::sync_dir(dir)?;
+            }
+            Ok(false) => {
+                // No atomic swap here: check-then-rename. An editor's rename landing
+                // between the check above and this rename is overwritten unseen.
+                tmp_path.persist(self.path).map_err(|e| e.error)?;
+                atomic::sync_dir(dir)?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Step::Again),
+            Err(e) => return Err(e),
+        }
+        self.absorb_late_writes(in_place, ours, our_id, new)?;
+        Ok(Step::Again)
+    }
+
+    /// Our lines that `text` lacks, oldest first.
+    fn missing(&mut self, text: &[u8]) -> Vec<&str> {
+        let counts: Vec<usize> = self.lines.iter().map(|l| count_row(text, l)).collect();
+        let baseline = self.baseline.get_or_insert_with(|| counts.clone());
+        self.lines
+            .iter()
+            .zip(counts.iter().zip(baseline.iter()))
+            .filter(|(_, (now, base))| now <= base)
+            .map(|(l, _)| l.as_str())
+            .collect()
+    }
+
+    /// A hidden temp file next to the Dashboard (`.Dashboard.md.XXXXXX.tmp`).
+    fn temp_file(&self, dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
+        let prefix = format!(".{}.", name.unwrap_or_default());
+        tempfile::Builder::new()
+            .prefix(&prefix)
+            .suffix(".tmp")
+            .tempfile_in(dir)
+    }
+
+    /// No Dashboard at all: create it from the template (unless someone else just did).
+    fn create(&mut self) -> io::Result<Step> {
+        let template = super::layout::dashboard_template().as_bytes();
+        let missing = self.missing(template);
+        let mut text = insert_rows(template, &missing);
+        for t in &self.tails {
+            text.extend_from_slice(t);
+        }
+        if atomic::create_new(self.path, &text)? {
+            self.tails.clear();
+            return Ok(Step::Done);
+        }
+        Ok(Step::Again)
+    }
+
+    /// Someone renamed their version `held` into place after we read the file, and our
+    /// swap took it out again. Put it back at once, then start over on their text.
+    fn swap_back(
+        &mut self,
+        held: &Path,
+        ours: File,
+        our_id: FileId,
+        new: Vec<u8>,
+    ) -> io::Result<Step> {
+        let dir = atomic::parent_dir(self.path);
+        let kept = |e: io::Error| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "failed to put back a version someone saved at the same time ({e}); it is kept as {}",
+                    held.display()
+                ),
+            )
+        };
+        if !atomic::exchange(held, self.path).map_err(kept)? {
+            return Err(kept(io::Error::other("the swap stopped working")));
+        }
+        let back = atomic::path_id(held).map_err(kept)?;
+        if back == our_id {
+            // Appenders that opened ours during its microseconds in place wrote to it.
+            atomic::wait_sole_opener(&ours, LATE_WRITERS);
+            let now = read_all(&ours)?;
+            if now.len() > new.len() && now.starts_with(&new) {
+                self.tails.push(now[new.len()..].to_vec());
+            }
+        } else {
+            // A third writer replaced our stale version within those microseconds and we
+            // just took theirs out: it is the newest, put it back. The version we took
+            // out first survives only in so far as that writer had read it.
+            warn!(
+                "{}: three writers within microseconds; a concurrent edit may be lost",
+                self.path.display()
+            );
+            if !atomic::exchange(held, self.path).map_err(kept)? {
+                return Err(kept(io::Error::other("the swap stopped working")));
+            }
+        }
+        std::fs::remove_file(held)?;
+        atomic::sync_dir(dir)?;
+        Ok(Step::Again)
+    }
+
+    /// We replaced `old`. Appenders that opened it before may still write to it: wait
+    /// until nobody else has it open, then keep what they added.
+    fn absorb_late_writes(
+        &mut self,
+        old: InPlace,
+        ours: File,
+        our_id: FileId,
+        new: Vec<u8>,
+    ) -> io::Result<()> {
+        atomic::wait_sole_opener(&old.file, LATE_WRITERS);
+        let now = read_all(&old.file)?;
+        if now.starts_with(&old.known) {
+            if now.len() > old.known.len() {
+                self.tails.push(now[old.known.len()..].to_vec());
+            }
+        } else {
+            // Rewritten in place (`>`, an editor that truncates and writes) after we read
+            // it: that text is the newest; build on it and replace ours.
+            self.corrective = Some(Corrective {
+                basis: now,
+                perms: Perms::of(&old.file)?,
+                in_place: InPlace {
+                    file: ours,
+                    id: our_id,
+                    known: new,
+                },
+            });
+        }
+        Ok(())
+    }
+
+    /// Append the pending tails to the file in place (`in_place`, just read) with
+    /// `O_APPEND`, as their writers meant to.
+    fn deliver_tails(&mut self, in_place: &InPlace) -> io::Result<Step> {
+        let mut f = match OpenOptions::new().append(true).open(self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Step::Again),
+            Err(e) => return Err(e),
+        };
+        if atomic::file_id(&f)? != in_place.id {
+            return Ok(Step::Again);
+        }
+        let bytes = self.tails.concat();
+        f.write_all(&bytes)?;
+        f.sync_data()?;
+        match atomic::path_id(self.path) {
+            Ok(id) if id == in_place.id => {
+                self.tails.clear();
+                Ok(Step::Done)
+            }
+            // Replaced while we wrote: whether that editor saw our bytes is unknown; append
+            // them again to the new file (a duplicate is better than a loss).
+            _ => Ok(Step::Again),
+        }
+    }
+
+    /// Giving up: bytes others appended must not vanish with us.
+    fn append_tails_best_effort(&mut self) {
+        if self.tails.is_empty() {
+            return;
+        }
+        let bytes = self.tails.concat();
+        let done = OpenOptions::new()
+            .append(true)
+            .open(self.path)
+            .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_data()));
+        if let Err(e) = done {
+            warn!(
+                "{}: {} bytes others appended could not be carried over: {e}",
+                self.path.display(),
+                bytes.len()
+            );
+        }
+    }
+}
+
+/// Open and read the file in place. `None` when there is none.
+fn read_current(path: &Path) -> io::Result<Option<(InPlace, Perms)>> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut known = Vec::new();
+    file.read_to_end(&mut known)?;
+    // An append that crosses a page boundary can be seen half done. A last line without
+    // its newline gets another look or two before we build on it.
+    for _ in 0..3 {
+        if known.last().is_none_or(|&b| b == b'\n') {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+        let before = known.len();
+        file.read_to_end(&mut known)?;
+        if known.len() == before {
+            break;
+        }
+    }
+    let id = atomic::file_id(&file)?;
+    let perms = Perms::of(&file)?;
+    Ok(Some((InPlace { file, id, known }, perms)))
+}
+
+/// The whole content of `f`, from the start.
+fn read_all(mut f: &File) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    f.seek(io::SeekFrom::Start(0))?;
+    f.read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+// ---- the text (pure) ----
+
+fn escape_cell(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '|' => out.push_str("\\|"),
+            '\r' => {
+                if chars.peek() == Some(&'\n') {
+                    chars.next();
+                }
+                out.push(' ');
+            }
+            '\n' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out.trim().to_string()
+}
+
+/// Lines of `text` with the offset where each starts; the line excludes its `\n`.
+fn lines(text: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        if start >= text.len() {
+            return None;
+        }
+        let end = text[start..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(text.len(), |i| start + i);
+        let line = (start, &text[start..end]);
+        start = end + 1;
+        Some(line)
+    })
+}
+
+/// The cells of a table line, trimmed (`None` when it is not one).
+fn cells(line: &[u8]) -> Option<Vec<&str>> {
+    let s = std::str::from_utf8(line).ok()?.trim();
+    let s = s.strip_prefix('|')?;
+    let s = s.strip_suffix('|').unwrap_or(s);
+    Some(s.split('|').map(str::trim).collect())
+}
+
+fn is_header(line: &[u8]) -> bool {
+    let want = ["timestamp", "action", "status", "details"];
+    cells(line)
+        .is_some_and(|c| c.len() == 4 && c.iter().zip(want).all(|(a, b)| a.eq_ignore_ascii_case(b)))
+}
+
+fn is_separator(line: &[u8]) -> bool {
+    cells(line).is_some_and(|c| {
+        c.len() == 4
+            && c.iter().all(|cell| {
+                let d = cell.strip_prefix(':').unwrap_or(cell);
+                let d = d.strip_suffix(':').unwrap_or(d);
+                !d.is_empty() && d.bytes().all(|b| b == b'-')
+            })
+    })
+}
+
+/// Leading spaces of a line (tabs count as four).
+fn indent(line: &[u8]) -> usize {
+    line.iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .map(|&b| if b == b'\t' { 4 } else { 1 })
+        .sum()
+}
+
+/// Where the status table's rows start: just after its separator line.
+#[derive(Debug, PartialEq, Eq)]
+struct TablePos {
+    /// Byte offset right after the separator line (and its line ending, if any).
+    rows_at: usize,
+    /// The separator is the last line and has no line ending.
+    needs_newline: bool,
+    crlf: bool,
+}
+
+/// The first `| Timestamp | Action | Status | Details |` table (outside code blocks).
+fn find_table(text: &[u8]) -> Option<TablePos> {
+    let mut fence: Option<u8> = None;
+    let mut prev: Option<(usize, &[u8])> = None;
+    for (start, line) in lines(text) {
+        let trimmed = line.trim_ascii_start();
+        let marker = [b"```".as_slice(), b"~~~"]
+            .into_iter()
+            .find(|m| trimmed.starts_with(m));
+        if indent(line) < 4 {
+            match (fence, marker) {
+                (None, Some(m)) => {
+                    fence = Some(m[0]);
+                    prev = None;
+                    continue;
+                }
+                (Some(f), Some(m)) if f == m[0] => {
+                    fence = None;
+                    prev = None;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        if fence.is_some() {
+            continue;
+        }
+        if let Some((_, header)) = prev {
+            if indent(header) < 4 && is_header(header) && is_separator(line) {
+                let end = start + line.len();
+                let has_newline = end < text.len();
+                return Some(TablePos {
+                    rows_at: if has_newline { end + 1 } else { end },
+                    needs_newline: !has_newline,
+                    crlf: line.ends_with(b"\r"),
+                });
+            }
+        }
+        prev = Some((start, line));
+    }
+    None
+}
+
+/// `text` with `rows` (oldest first) at the top of the status table, newest first; a
+/// `## System Status` section with the table is added at the end when there is none.
+fn insert_rows(text: &[u8], rows: &[&str]) -> Vec<u8> {
+    let mut out =
+        Vec::with_capacity(text.len() + rows.iter().map(|r| r.len() + 2).sum::<usize>() + 128);
+    match find_table(text) {
+        Some(t) => {
+            let nl: &[u8] = if t.crlf { b"\r\n" } else { b"\n" };
+            out.extend_from_slice(&text[..t.rows_at]);
+            if t.needs_newline {
+                out.extend_from_slice(nl);
+            }
+            for r in rows.iter().rev() {
+                out.extend_from_slice(r.as_bytes());
+                out.extend_from_slice(nl);
+            }
+            out.extend_from_slice(&text[t.rows_at..]);
+        }
+        None => {
+            let nl: &[u8] = if text.windows(2).any(|w| w == b"\r\n") {
+                b"\r\n"
+            } else {
+                b"\n"
+            };
+            out.extend_from_slice(text);
+            if !text.is_empty() {
+                if !text.ends_with(b"\n") {
+                    out.extend_from_slice(nl);
+                }
+                if !out.ends_with(b"\n\n") && !out.ends_with(b"\n\r\n") {
+                    out.extend_from_slice(nl);
+                }
+            }
+            for part in [SECTION, "", HEADER, SEPARATOR] {
+                out.extend_from_slice(part.as_bytes());
+                out.extend_from_slice(nl);
+            }
+            for r in rows.iter().rev() {
+                out.extend_from_slice(r.as_bytes());
+                out.extend_from_slice(nl);
+            }
+        }
+    }
+    out
+}
+
+/// How many lines of `text` are the table row `row` (cells compared trimmed, so a table
+/// re-aligned by an editor still matches).
+fn count_row(text: &[u8], row: &str) -> usize {
+    let Some(want) = cells(row.as_bytes()) else {
+        return 0;
+    };
+    lines(text)
+        .filter(|(_, l)| cells(l).is_some_and(|c| c == want))
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(details: &str) -> Row {
+        Row {
+            timestamp: "2026-02-16 18:25:00".into(),
+            action: "System_Status".into(),
+            status: "✓ Online".into(),
+            details: details.into(),
+        }
+    }
+
+    fn s(b: Vec<u8>) -> String {
+        String::from_utf8(b).unwrap_or_default()
+    }
+
+    #[test]
+    fn row_format_matches_the_spec() {
+        assert_eq!(
+            row("System Online: All Watchers Active").markdown(),
+            "| 2026-02-16 18:25:00 | System_Status | ✓ Online | System Online: All Watchers Active |"
+        );
+    }
+
+    #[test]
+    fn cells_cannot_break_the_table() {
+        assert_eq!(escape_cell("a|b\nc\r\nd\re"), "a\\|b c d e");
+        assert_eq!(escape_cell("  trailing newline\n"), "trailing newline");
+        let line = row("x | y\nz").markdown();
+        assert_eq!(
+            cells(line.as_bytes()).map(|c| c.len()),
+            Some(5),
+            "naive split sees the escaped pipe"
+        );
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn rows_go_to_the_top_newest_first() {
+        let text = b"# D\n\n| Timestamp | Action | Status | Details |\n|---|---|---|---|\n| old |\n\nafter\n";
+        let out = s(insert_rows(text, &["| r1 |", "| r2 |"]));
+        assert_eq!(
+            out,
+            "# D\n\n| Timestamp | Action | Status | Details |\n|---|---|---|---|\n| r2 |\n| r1 |\n| old |\n\nafter\n"
+        );
+    }
+
+    #[test]
+    fn header_in_the_middle_of_a_document_is_found() {
+        let text = "# Title\n\nSome text | with a pipe.\n\n| Other | Table |\n|---|---|\n| a | b |\n\n## Status\n\n|Timestamp|Action|Status|Details|\n| :--- | --- | ---: | :-: |\n| x | y | z | w |\n\n## Notes\n";
+        let out = s(insert_rows(text.as_bytes(), &["| new |"]));
+        assert!(
+            out.contains("| :--- | --- | ---: | :-: |\n| new |\n| x | y | z | w |\n"),
+            "{out}"
+        );
+        assert_eq!(out.len(), text.len() + "| new |\n".len());
+    }
+
+    #[test]
+    fn a_header_inside_a_code_block_is_not_the_table() {
+        let text = "```\n| Timestamp | Action | Status | Details |\n|---|---|---|---|\n```\n\n| Timestamp | Action | Status | Details |\n|---|---|---|---|\n";
+        let out = s(insert_rows(text.as_bytes(), &["| new |"]));
+        assert!(out.ends_with("|---|---|---|---|\n| new |\n"), "{out}");
+        assert!(out.starts_with(
+            "```\n| Timestamp | Action | Status | Details |\n|---|---|---|---|\n```\n"
+        ));
+    }
+
+    #[test]
+    fn a_header_without_separator_is_not_the_table() {
+        let text = "| Timestamp | Action | Status | Details |\nnot a separator\n";
+        let out = s(insert_rows(text.as_bytes(), &["| new |"]));
+        assert!(out.starts_with(text));
+        assert!(out.ends_with("\n\n## System Status\n\n| Timestamp | Action | Status | Details |\n|---|---|---|---|\n| new |\n"), "{out}");
+    }
+
+    #[test]
+    fn missing_table_is_added_at_the_end() {
+        assert_eq!(
+            s(insert_rows(b"# Mine\nno newline", &["| new |"])),
+            "# Mine\nno newline\n\n## System Status\n\n| Timestamp | Action | Status | Details |\n|---|---|---|---|\n| new |\n"
+        );
+        assert_eq!(
+            s(insert_rows(b"", &["| new |"])),
+            "## System Status\n\n| Timestamp | Action | Status | Details |\n|---|---|---|---|\n| new |\n"
+        );
+    }
+
+    #[test]
+    fn separator_at_end_of_file_without_newline() {
+        let out = s(insert_rows(
+            b"| Timestamp | Action | Status | Details |\n|---|---|---|---|",
+            &["| new |"],
+        ));
+        assert_eq!(
+            out,
+            "| Timestamp | Action | Status | Details |\n|---|---|---|---|\n| new |\n"
+        );
+    }
+
+    #[test]
+    fn crlf_files_get_crlf_rows() {
+        let out = s(insert_rows(
+            b"| Timestamp | Action | Status | Details |\r\n|---|---|---|---|\r\n| old |\r\n",
+            &["| new |"],
+        ));
+        assert_eq!(
+            out,
+            "| Timestamp | Action | Status | Details |\r\n|---|---|---|---|\r\n| new |\r\n| old |\r\n"
+        );
+    }
+
+    #[test]
+    fn template_has_the_table() {
+        assert!(find_table(super::super::layout::dashboard_template().as_bytes()).is_some());
+    }
+
+    #[test]
+    fn rows_are_counted_even_when_realigned() {
+        let r = row("a | b").markdown();
+        let text =
+            format!("{r}\n|2026-02-16 18:25:00|  System_Status  |✓ Online|a \\| b|\nother\n");
+        assert_eq!(count_row(text.as_bytes(), &r), 2);
+        assert_eq!(count_row(b"nothing", &r), 0);
+    }
 }
