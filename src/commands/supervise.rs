@@ -62,12 +62,23 @@ pub fn run(root: &Path, explicit: Option<&Path>) -> i32 {
             r.pgid
         );
     }
-    let templates_vault = vault.clone();
-    let _ = std::thread::Builder::new().name("vault-init".into()).spawn(move || {
-        if let Err(e) = layout::write_templates(&templates_vault, config::DEFAULT_TABLE) {
-            tracing::warn!("failed to write the vault's template files: {e}");
+    // SAFETY: no thread has been started yet (the tokio runtime and the helper threads
+    // come below), which is what forking without exec requires.
+    let guardian = match unsafe { process::guardian::Guardian::fork_early() } {
+        Ok(g) => Some(g),
+        Err(e) => {
+            tracing::warn!("failed to fork the orphan guardian: {e}; starting it by exec");
+            None
         }
-    });
+    };
+    let templates_vault = vault.clone();
+    let _ = std::thread::Builder::new()
+        .name("vault-init".into())
+        .spawn(move || {
+            if let Err(e) = layout::write_templates(&templates_vault, config::DEFAULT_TABLE) {
+                tracing::warn!("failed to write the vault's template files: {e}");
+            }
+        });
     process::raise_fd_limit();
     process::become_subreaper();
 
@@ -78,7 +89,7 @@ pub fn run(root: &Path, explicit: Option<&Path>) -> i32 {
         Ok(rt) => rt,
         Err(e) => return super::fail(exit_codes::FAILURE, format_args!("failed to start: {e}")),
     };
-    let runtime = Runtime::new(vault, TableLocation { explicit }, cfg);
+    let runtime = Runtime::new(vault, TableLocation { explicit }, cfg, guardian);
     let local = tokio::task::LocalSet::new();
     let outcome = local.block_on(&rt, runtime.run());
     drop(lock);

@@ -53,6 +53,40 @@ impl Guardian {
         Ok(g)
     }
 
+    /// Start the guardian by `fork` without `exec`: it then shares the supervisor's pages
+    /// instead of mapping a second copy of the binary (about 1 MiB instead of 2.5).
+    ///
+    /// # Safety
+    /// The process must be single-threaded (call it before any thread or runtime starts):
+    /// the child allocates and takes locks after the fork.
+    pub unsafe fn fork_early() -> io::Result<Guardian> {
+        let (rd, wr): (OwnedFd, OwnedFd) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+        // SAFETY: single-threaded per this function's contract.
+        match unsafe { libc::fork() } {
+            -1 => Err(io::Error::last_os_error()),
+            0 => {
+                use std::os::fd::AsRawFd;
+                // SAFETY: plain descriptor and process-group syscalls in the new child.
+                unsafe {
+                    libc::dup2(rd.as_raw_fd(), 0);
+                    close_from(3);
+                    libc::setpgid(0, 0);
+                }
+                let code = run_guardian();
+                // SAFETY: leave without running the supervisor's destructors or atexit hooks.
+                unsafe { libc::_exit(code) }
+            }
+            pid => {
+                drop(rd);
+                Ok(Guardian {
+                    pipe: std::fs::File::from(wr),
+                    pid,
+                })
+            }
+        }
+    }
+
     pub fn pid(&self) -> i32 {
         self.pid
     }
@@ -70,6 +104,35 @@ impl Guardian {
     /// Clean shutdown: the guardian exits without killing anything.
     pub fn dismiss(mut self) {
         let _ = self.pipe.write_all(b"q\n");
+    }
+}
+
+/// Close every descriptor from `low` up (the guardian must not hold the supervisor's lock
+/// or the write end of its own pipe).
+///
+/// # Safety
+/// Closes descriptors behind the back of whatever owns them: only for a fresh child.
+unsafe fn close_from(low: i32) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: close_range has no memory arguments.
+    unsafe {
+        if libc::syscall(
+            libc::SYS_close_range,
+            low as libc::c_uint,
+            libc::c_uint::MAX,
+            0,
+        ) == 0
+        {
+            return;
+        }
+    }
+    // SAFETY: as above.
+    let max = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) }.clamp(256, 65536) as i32;
+    for fd in low..max {
+        // SAFETY: closing a descriptor number; errors (EBADF) are ignored.
+        unsafe {
+            libc::close(fd);
+        }
     }
 }
 

@@ -86,7 +86,14 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(vault: Vault, table: TableLocation, config: Config) -> Runtime {
+    /// `guardian`: one started before the runtime (see [`Guardian::fork_early`]), or None
+    /// to start one when the loop starts.
+    pub fn new(
+        vault: Vault,
+        table: TableLocation,
+        config: Config,
+        guardian: Option<Guardian>,
+    ) -> Runtime {
         let now = Instant::now();
         let settings = config.supervisor.clone();
         let dashboard = DashboardWriter::start(vault.dashboard());
@@ -96,7 +103,7 @@ impl Runtime {
             settings,
             slots: Vec::new(),
             by_pid: HashMap::new(),
-            guardian: None,
+            guardian,
             dashboard,
             last_summary: None,
             summary_due: Some(now + SUMMARY_SETTLE),
@@ -139,7 +146,9 @@ impl Runtime {
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut sighup = signal(SignalKind::hangup())?;
 
-        self.start_guardian();
+        if self.guardian.is_none() {
+            self.start_guardian();
+        }
         let enabled = self.slots.iter().filter(|s| s.child.spec.enabled).count();
         for i in 0..self.slots.len() {
             if self.slots[i].child.spec.enabled {
