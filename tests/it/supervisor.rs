@@ -435,3 +435,257 @@ fn a_bad_table_exits_78_with_file_line_column() {
         "{err}"
     );
 }
+
+#[test]
+fn a_second_ctrl_c_kills_at_once() {
+    let tv = TestVault::new();
+    let ready = tv.path("ready");
+    let script = format!(
+        "trap '' TERM INT; echo $$ > {}; while :; do sleep 1; done",
+        ready.display()
+    );
+    tv.write_config(&format!(
+        "[supervisor]\nstop_timeout = \"30s\"\n\n{}",
+        sh_process("stubborn", &script, "")
+    ));
+    let mut sup = tv.start();
+    assert!(wait_until(Duration::from_secs(10), || tv
+        .read("ready")
+        .trim()
+        .parse::<i32>()
+        .is_ok()));
+    let child: i32 = tv.read("ready").trim().parse().unwrap_or(0);
+    sup.signal(libc::SIGINT);
+    assert!(wait_until(Duration::from_secs(10), || tv
+        .system_log()
+        .contains("stopping all children")));
+    let t0 = Instant::now();
+    sup.signal(libc::SIGINT);
+    let st = sup
+        .wait_exit(Duration::from_secs(10))
+        .expect("no exit after the second Ctrl+C");
+    assert_eq!(st.code(), Some(130));
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert!(wait_until(Duration::from_secs(2), || !alive(child)));
+    assert!(tv.dashboard().contains("forced shutdown"));
+}
+
+#[test]
+fn a_crash_loop_writes_one_degraded_row_not_one_per_restart() {
+    let tv = TestVault::new();
+    let m = tv.path("m");
+    let script = format!("echo \"start $$ $(date +%s%N)\" >> {}; exit 1", m.display());
+    let mut table = String::from(FAST);
+    table.push_str(&sh_process(
+        "loop",
+        &script,
+        "backoff = { initial = \"20ms\", max = \"40ms\" }",
+    ));
+    table.push_str(&sh_process("steady", "exec sleep 1000", ""));
+    tv.write_config(&table);
+    let mut sup = tv.start();
+    assert!(wait_until(Duration::from_secs(20), || starts(&m).len() >= 40));
+    assert!(wait_until(Duration::from_secs(10), || tv
+        .dashboard()
+        .contains("⚠ Degraded")));
+    assert_eq!(sup.stop().map(|s| s.code()), Some(Some(0)));
+    let d = tv.dashboard();
+    let degraded: Vec<&str> = d.lines().filter(|l| l.contains("⚠ Degraded")).collect();
+    assert_eq!(degraded.len(), 1, "{d}");
+    assert!(degraded[0].contains("loop restarting"), "{d}");
+    assert!(
+        !d.contains("✓ Online"),
+        "a crash loop is never online:\n{d}"
+    );
+}
+
+#[test]
+fn a_stopped_process_fails_its_health_check() {
+    let tv = TestVault::new();
+    let m = tv.path("m");
+    tv.write_config(&format!(
+        "[supervisor]\nhealth_interval = \"100ms\"\n\n{}",
+        sh_process("w", &recorder(&m), "backoff = { initial = \"0s\" }")
+    ));
+    let mut sup = tv.start();
+    assert!(wait_until(Duration::from_secs(10), || starts(&m).len() == 1));
+    let (pid, _) = starts(&m)[0];
+    signal(pid, libc::SIGSTOP);
+    assert!(
+        wait_until(Duration::from_secs(10), || starts(&m).len() == 2),
+        "{}",
+        tv.system_log()
+    );
+    assert!(tv.system_log().contains("process is stopped"));
+    assert!(wait_until(Duration::from_secs(5), || !alive(pid)));
+    assert_eq!(sup.stop().map(|s| s.code()), Some(Some(0)));
+}
+
+#[test]
+fn leftovers_of_a_dead_supervisor_are_cleaned_up_but_reused_pids_are_not_touched() {
+    use std::os::unix::process::CommandExt;
+    let tv = TestVault::new();
+    // Two unrelated process groups: one recorded with its true start time (a leftover of
+    // a previous supervisor), one recorded with a different start time (a reused pid).
+    let spawn_group = || {
+        std::process::Command::new("/bin/sleep")
+            .arg("1000")
+            .process_group(0)
+            .spawn()
+            .expect("spawn sleep")
+    };
+    let mut leftover = spawn_group();
+    let mut stranger = spawn_group();
+    let start_time = |pid: u32| -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let rest = &s[s.rfind(')').map(|i| i + 2).unwrap_or(0)..];
+        rest.split_whitespace()
+            .nth(19)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let state = tv.vault.join(".ai-employee");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(
+        state.join("children"),
+        format!(
+            "{} {} old\n{} {} reused\n",
+            leftover.id(),
+            start_time(leftover.id()),
+            stranger.id(),
+            start_time(stranger.id()) + 1
+        ),
+    )
+    .unwrap();
+    tv.write_config(&format!("{FAST}{}", sh_process("w", "exec sleep 1000", "")));
+    let mut sup = tv.start();
+    let st = {
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(st)) = leftover.try_wait() {
+                break Some(st);
+            }
+            if Instant::now() > end {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        st.and_then(|s| s.signal()),
+        Some(libc::SIGKILL),
+        "leftover not killed"
+    );
+    assert!(
+        matches!(stranger.try_wait(), Ok(None)),
+        "a reused pid was killed"
+    );
+    assert!(
+        tv.system_log()
+            .contains("left running by a previous supervisor")
+    );
+    let _ = stranger.kill();
+    let _ = stranger.wait();
+    assert_eq!(sup.stop().map(|s| s.code()), Some(Some(0)));
+}
+
+#[test]
+fn a_killed_guardian_is_replaced_and_still_protects_the_children() {
+    let tv = TestVault::new();
+    let c = tv.path("c");
+    tv.write_config(&format!(
+        "{FAST}{}",
+        sh_process(
+            "w",
+            &format!("echo $$ > {}; exec sleep 1000", c.display()),
+            ""
+        )
+    ));
+    let mut sup = tv.start();
+    assert!(wait_until(Duration::from_secs(10), || tv
+        .read("c")
+        .trim()
+        .parse::<i32>()
+        .is_ok()));
+    let child: i32 = tv.read("c").trim().parse().unwrap_or(0);
+    let guardians = || -> Vec<i32> {
+        let out = std::process::Command::new("pgrep")
+            .args(["-P", &sup.pid().to_string()])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default();
+        out.lines()
+            .filter_map(|l| l.trim().parse::<i32>().ok())
+            .filter(|p| *p != child)
+            .collect()
+    };
+    assert!(wait_until(Duration::from_secs(5), || guardians().len() == 1));
+    let first = guardians()[0];
+    signal(first, libc::SIGKILL);
+    assert!(
+        wait_until(Duration::from_secs(5), || guardians().len() == 1
+            && guardians()[0] != first),
+        "{}",
+        tv.system_log()
+    );
+    sup.signal(libc::SIGKILL);
+    let _ = sup.wait_exit(Duration::from_secs(5));
+    assert!(
+        wait_until(Duration::from_secs(2), || !alive(child)),
+        "child outlived the supervisor"
+    );
+}
+
+#[test]
+fn systemd_notify_ready_watchdog_and_stopping() {
+    let tv = TestVault::new();
+    let sock_path = tv.path("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    tv.write_config(&format!(
+        "{FAST}{}",
+        sh_process("w", "env; exec sleep 1000", "")
+    ));
+    let mut sup = tv.start_with(&[
+        ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+        ("WATCHDOG_USEC", "200000"),
+    ]);
+    let mut got = Vec::<String>::new();
+    let mut recv_until = |want: &str, got: &mut Vec<String>| {
+        let end = Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 512];
+        while Instant::now() < end {
+            if let Ok(n) = sock.recv(&mut buf) {
+                got.push(String::from_utf8_lossy(&buf[..n]).to_string());
+                if got.last().is_some_and(|m| m.contains(want)) {
+                    return true;
+                }
+            }
+        }
+        false
+    };
+    assert!(recv_until("READY=1", &mut got), "{got:?}");
+    assert!(recv_until("WATCHDOG=1", &mut got), "{got:?}");
+    assert!(recv_until("WATCHDOG=1", &mut got), "{got:?}");
+    sup.signal(libc::SIGTERM);
+    assert!(recv_until("STOPPING=1", &mut got), "{got:?}");
+    assert_eq!(
+        sup.wait_exit(Duration::from_secs(10))
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+    // The child gets its heartbeat path and the vault, not the service manager's socket.
+    let env = tv.read("vault/Logs/w.log");
+    assert!(env.contains("AI_EMPLOYEE_HEARTBEAT="), "{env}");
+    assert!(env.contains("AI_EMPLOYEE_VAULT="), "{env}");
+    assert!(
+        !env.contains("NOTIFY_SOCKET") && !env.contains("WATCHDOG_USEC"),
+        "{env}"
+    );
+}
