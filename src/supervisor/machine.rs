@@ -534,7 +534,10 @@ impl Child {
                 self.recent.pop_front();
             }
             if self.recent.len() >= max as usize {
-                let reason = format!("gave up after {max} restarts within {window:?}");
+                let reason = format!(
+                    "gave up after {max} restarts within {}",
+                    crate::config::units::format_duration(window)
+                );
                 self.phase = Phase::Fatal {
                     reason: reason.clone(),
                 };
