@@ -55,6 +55,8 @@ struct Slot {
     /// Leader start time (for the records file), read once per spawn.
     start_time: Option<u64>,
     started_at: Option<Instant>,
+    /// The process group the guardian currently knows for this child.
+    guarded: Option<i32>,
 }
 
 #[derive(Default)]
@@ -135,6 +137,7 @@ impl Runtime {
             beat: None,
             start_time: None,
             started_at: None,
+            guarded: None,
         }
     }
 
@@ -202,10 +205,6 @@ impl Runtime {
             let Some(i) = self.by_pid.remove(&pid) else {
                 continue; // a re-parented grandchild (we are a subreaper)
             };
-            if let Some(g) = self.guardian.as_mut() {
-                // The group is cleaned up right here (or drained by the stop logic).
-                let _ = g.remove(pid);
-            }
             self.records_dirty = true;
             let group_alive = process::group_alive(pid);
             self.dispatch(
@@ -309,6 +308,26 @@ impl Runtime {
                 Action::Notice(n) => self.notice(i, n),
             }
         }
+        self.sync_guard(i);
+    }
+
+    /// Tell the guardian about a child's group while it may have members: from spawn until
+    /// the leader is reaped and, when stopping, until the whole group is gone.
+    fn sync_guard(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        let now = slot.child.pgid();
+        if slot.guarded == now {
+            return;
+        }
+        if let Some(g) = self.guardian.as_mut() {
+            if let Some(old) = slot.guarded {
+                let _ = g.remove(old);
+            }
+            if let Some(new) = now {
+                let _ = g.add(new);
+            }
+        }
+        slot.guarded = now;
     }
 
     fn spawn_child(&mut self, i: usize) -> Event {
@@ -333,9 +352,6 @@ impl Runtime {
             Ok(sp) => {
                 let pid = sp.pid;
                 self.by_pid.insert(pid, i);
-                if let Some(g) = self.guardian.as_mut() {
-                    let _ = g.add(pid);
-                }
                 let slot = &mut self.slots[i];
                 slot.beat = None;
                 slot.start_time = None;
@@ -458,6 +474,8 @@ impl Runtime {
     // ----- health -----------------------------------------------------------------------
 
     fn health_check(&mut self, now: Instant) {
+        // An exit not yet reaped would look like a zombie: take pending exits first.
+        self.on_sigchld();
         for i in 0..self.slots.len() {
             let Phase::Running { pid, since } = self.slots[i].child.phase else {
                 continue;
