@@ -141,6 +141,7 @@ fn wait_size_stable(file: &File) {
     }
 }
 
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 enum Lease {
     /// A write lease was granted (and released again at once).
     Acquired,

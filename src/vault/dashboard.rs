@@ -77,7 +77,7 @@ pub fn append_rows(path: &Path, rows: &[Row]) -> io::Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
-    let path = resolve(path);
+    let path = resolve(path)?;
     let mut job = Job {
         path: &path,
         lines: rows.iter().map(Row::markdown).collect(),
@@ -101,12 +101,12 @@ pub fn append_rows(path: &Path, rows: &[Row]) -> io::Result<()> {
 }
 
 /// A symlinked Dashboard is updated where it points (replacing the link would cut it).
-fn resolve(path: &Path) -> PathBuf {
+fn resolve(path: &Path) -> io::Result<PathBuf> {
     match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => {
-            std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
-        }
-        _ => path.to_path_buf(),
+        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path).map_err(|e| {
+            io::Error::new(e.kind(), format!("it is a symlink to a missing file ({e})"))
+        }),
+        _ => Ok(path.to_path_buf()),
     }
 }
 
@@ -296,14 +296,7 @@ impl Job<'_> {
             return Err(kept(io::Error::other("the swap stopped working")));
         }
         let back = atomic::path_id(held).map_err(kept)?;
-        if back == our_id {
-            // Appenders that opened ours during its microseconds in place wrote to it.
-            atomic::wait_sole_opener(&ours, LATE_WRITERS);
-            let now = read_all(&ours)?;
-            if now.len() > new.len() && now.starts_with(&new) {
-                self.tails.push(now[new.len()..].to_vec());
-            }
-        } else {
+        if back != our_id {
             // A third writer replaced our stale version within those microseconds and we
             // just took theirs out: it is the newest, put it back. The version we took
             // out first survives only in so far as that writer had read it.
@@ -317,6 +310,14 @@ impl Job<'_> {
         }
         std::fs::remove_file(held)?;
         atomic::sync_dir(dir)?;
+        if back == our_id {
+            // Appenders that opened ours during its microseconds in place wrote to it.
+            atomic::wait_sole_opener(&ours, LATE_WRITERS);
+            let now = read_all(&ours)?;
+            if now.len() > new.len() && now.starts_with(&new) {
+                self.tails.push(now[new.len()..].to_vec());
+            }
+        }
         Ok(Step::Again)
     }
 
@@ -331,13 +332,14 @@ impl Job<'_> {
     ) -> io::Result<()> {
         atomic::wait_sole_opener(&old.file, LATE_WRITERS);
         let now = read_all(&old.file)?;
-        if now.starts_with(&old.known) {
-            if now.len() > old.known.len() {
-                self.tails.push(now[old.known.len()..].to_vec());
-            }
+        if now.len() == old.known.len() && now == old.known {
+            // Nobody wrote to it.
+        } else if !old.known.is_empty() && now.starts_with(&old.known) {
+            self.tails.push(now[old.known.len()..].to_vec());
         } else {
-            // Rewritten in place (`>`, an editor that truncates and writes) after we read
-            // it: that text is the newest; build on it and replace ours.
+            // Rewritten in place (`>`, an editor that truncates and writes) after or while
+            // we read it (an empty file we read is taken as such a moment, not as a file
+            // to append to): that text is the newest; build on it and replace ours.
             self.corrective = Some(Corrective {
                 basis: now,
                 perms: Perms::of(&old.file)?,
@@ -405,16 +407,17 @@ fn read_current(path: &Path) -> io::Result<Option<(InPlace, Perms)>> {
     };
     let mut known = Vec::new();
     file.read_to_end(&mut known)?;
-    // An append that crosses a page boundary can be seen half done. A last line without
-    // its newline gets another look or two before we build on it.
+    // An append that crosses a page boundary can be seen half done, and a writer that
+    // truncates and rewrites in place can be caught between the two. A last line without
+    // its newline, or an empty file, gets another look or two before we build on it.
     for _ in 0..3 {
-        if known.last().is_none_or(|&b| b == b'\n') {
+        if known.last().is_some_and(|&b| b == b'\n') {
             break;
         }
         std::thread::sleep(Duration::from_millis(1));
         let before = known.len();
         file.read_to_end(&mut known)?;
-        if known.len() == before {
+        if known.len() == before && !known.is_empty() {
             break;
         }
     }
