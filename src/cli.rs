@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,35 +45,34 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
-    /// Run one watcher (started by the supervisor)
+    /// Run one watcher (the supervisor starts these as its children)
     Watch {
-        #[arg(value_enum)]
-        watcher: WatcherName,
-        #[command(flatten)]
-        vault: VaultArg,
+        #[command(subcommand)]
+        watcher: WatchCommand,
     },
     /// Internal: the orphan guardian started by `supervise`
     #[command(name = "__guardian", hide = true)]
     Guardian,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum WatcherName {
-    Filesystem,
-    Gmail,
-    Whatsapp,
-    Approvals,
+/// The watchers; each one's options live in its own module under `watchers/`.
+#[derive(Debug, Subcommand)]
+pub enum WatchCommand {
+    /// Inbox/ → task files in Needs_Action/
+    Filesystem(crate::watchers::filesystem::Args),
+    /// Important unread mail → EMAIL_*.md tasks
+    Gmail(PlainWatchArgs),
+    /// WhatsApp Cloud API webhook → WHATSAPP_*.md tasks
+    Whatsapp(PlainWatchArgs),
+    /// Executes what a human moved into Approved/ (the safety valve)
+    Approvals(crate::watchers::approvals::Args),
 }
 
-impl WatcherName {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WatcherName::Filesystem => "filesystem",
-            WatcherName::Gmail => "gmail",
-            WatcherName::Whatsapp => "whatsapp",
-            WatcherName::Approvals => "approvals",
-        }
-    }
+/// Options of a watcher that has no options of its own yet.
+#[derive(Debug, Args, Clone)]
+pub struct PlainWatchArgs {
+    #[command(flatten)]
+    pub vault: VaultArg,
 }
 
 /// The default vault when neither `--vault` nor `$AI_EMPLOYEE_VAULT` is set.

@@ -7,7 +7,6 @@ mod supervise;
 use std::path::{Path, PathBuf};
 
 use crate::cli::{Cli, Command, DEFAULT_VAULT, VaultArg};
-use crate::exit_codes;
 
 /// Run a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
@@ -17,7 +16,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Supervise { vault, config } => {
             supervise::run(&resolve_vault(&vault), config.as_deref())
         }
-        Command::Watch { watcher, vault: _ } => crate::watchers::run(watcher),
+        Command::Watch { watcher } => crate::watchers::run(watcher),
         Command::Guardian => crate::process::guardian::run_guardian(),
     }
 }
@@ -41,6 +40,3 @@ pub(crate) fn fail(code: i32, msg: impl std::fmt::Display) -> i32 {
     eprintln!("ai-employee: {msg}");
     code
 }
-
-#[allow(dead_code)]
-pub(crate) const _OK: i32 = exit_codes::OK;

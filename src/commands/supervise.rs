@@ -45,6 +45,7 @@ pub fn run(root: &Path, explicit: Option<&Path>) -> i32 {
         file: Some(syslog),
         console: true,
         level: system::level_from_env(),
+        full_time: false,
     });
 
     let enabled = cfg.processes.iter().filter(|p| p.enabled).count();

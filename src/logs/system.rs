@@ -21,6 +21,7 @@ struct Sinks {
     console: bool,
     color: bool,
     console_level: Level,
+    console_time: &'static str,
 }
 
 pub struct SystemLogLayer {
@@ -92,7 +93,11 @@ impl<S: Subscriber> Layer<S> for SystemLogLayer {
             } else {
                 ("", "")
             };
-            let line = format!("{} {pre}{who}{}{post}\n", now.format("%H:%M:%S"), f.message);
+            let line = format!(
+                "{} {pre}{who}{}{post}\n",
+                now.format(sinks.console_time),
+                f.message
+            );
             let _ = std::io::stderr().write_all(line.as_bytes());
         }
     }
@@ -104,6 +109,8 @@ pub struct SystemLogOptions {
     pub console: bool,
     /// Most verbose level written (file and console); `AI_EMPLOYEE_LOG=debug` raises it.
     pub level: Level,
+    /// Console lines carry the date too (a watcher's stderr becomes its log file).
+    pub full_time: bool,
 }
 
 /// Whether console output should be coloured (stderr is a terminal, `NO_COLOR` unset).
@@ -119,6 +126,11 @@ pub fn install(opts: SystemLogOptions) -> bool {
             console: opts.console,
             color: use_color(),
             console_level: Level::INFO.min(opts.level),
+            console_time: if opts.full_time {
+                "%Y-%m-%d %H:%M:%S%.3f"
+            } else {
+                "%H:%M:%S"
+            },
         }),
     };
     let filter = tracing_subscriber::filter::LevelFilter::from_level(opts.level);

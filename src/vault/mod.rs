@@ -2,6 +2,7 @@
 
 pub mod atomic;
 pub mod dashboard;
+pub mod frontmatter;
 pub mod layout;
 pub mod lock;
 

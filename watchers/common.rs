@@ -1,0 +1,100 @@
+//! What every watcher needs: its vault, a heartbeat, a SIGTERM flag, logging to stderr,
+//! and the one-line exit 78 for missing configuration.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::cli::VaultArg;
+use crate::exit_codes;
+use crate::logs::system::{self, SystemLogOptions};
+
+/// Shared state of a running watcher.
+pub struct WatcherCtx {
+    pub name: &'static str,
+    pub vault: PathBuf,
+    stop: Arc<AtomicBool>,
+    heartbeat: Option<PathBuf>,
+    last_beat: Option<Instant>,
+}
+
+/// How often a watcher touches its heartbeat file (the supervisor's default
+/// `heartbeat_timeout` is 90 s).
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+
+impl WatcherCtx {
+    /// Set up logging (stderr, which the supervisor writes to `Logs/<name>.log`), SIGTERM
+    /// and SIGINT handling, and the heartbeat from `$AI_EMPLOYEE_HEARTBEAT`.
+    pub fn start(name: &'static str, vault: &VaultArg) -> std::io::Result<WatcherCtx> {
+        system::install(SystemLogOptions {
+            file: None,
+            console: true,
+            level: system::level_from_env(),
+            full_time: true,
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            signal_hook::flag::register(sig, stop.clone())?;
+        }
+        let heartbeat = std::env::var_os("AI_EMPLOYEE_HEARTBEAT").map(PathBuf::from);
+        let mut ctx = WatcherCtx {
+            name,
+            vault: crate::commands::resolve_vault(vault),
+            stop,
+            heartbeat,
+            last_beat: None,
+        };
+        ctx.beat();
+        Ok(ctx)
+    }
+
+    /// True once SIGTERM or SIGINT arrived: finish the current item and return.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// The flag itself, for threads and wait loops.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// Touch the heartbeat file if the last beat is older than [`HEARTBEAT_EVERY`]. Cheap
+    /// to call often.
+    pub fn beat(&mut self) {
+        if self
+            .last_beat
+            .is_some_and(|t| t.elapsed() < HEARTBEAT_EVERY)
+        {
+            return;
+        }
+        if let Some(p) = &self.heartbeat {
+            touch(p);
+        }
+        self.last_beat = Some(Instant::now());
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.vault.join(rel)
+    }
+}
+
+fn touch(p: &Path) {
+    let now = std::time::SystemTime::now();
+    let ok = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(p)
+        .and_then(|f| f.set_modified(now));
+    if let Err(e) = ok {
+        tracing::debug!("failed to touch heartbeat {}: {e}", p.display());
+    }
+}
+
+/// Print the one-line reason a watcher cannot run and return 78 (the supervisor shows the
+/// watcher as needing setup and does not restart it).
+pub fn needs_setup(name: &str, msg: impl std::fmt::Display) -> i32 {
+    eprintln!("ai-employee watch {name}: {msg}");
+    exit_codes::CONFIG
+}
