@@ -2,8 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod approvals;
 mod common;
 mod config_errors;
 mod dashboard;
+mod fs_watcher;
 mod supervisor;
 mod units;

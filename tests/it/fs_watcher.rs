@@ -1,0 +1,1 @@
+//! fs_watcher
