@@ -198,13 +198,17 @@ impl Job<'_> {
         perms.apply(tmp.as_file())?;
         tmp.write_all(&new)?;
         tmp.as_file().sync_all()?;
-        // Renamed over since we read it? Start again on the new text rather than
-        // publish a stale one.
+        // Renamed over or rewritten in place since we read it (the fsync took
+        // milliseconds)? Start again on the new text rather than publish a stale one.
+        // Only appends are fine: they are carried over after the swap.
         match atomic::path_id(self.path) {
             Ok(id) if id == in_place.id => {}
             Ok(_) => return Ok(Step::Again),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Step::Again),
             Err(e) => return Err(e),
+        }
+        if !only_appended(&in_place.known, &read_all(&in_place.file)?) {
+            return Ok(Step::Again);
         }
         let (ours, tmp_path) = tmp.into_parts();
         let our_id = atomic::file_id(&ours)?;
@@ -332,10 +336,10 @@ impl Job<'_> {
     ) -> io::Result<()> {
         atomic::wait_sole_opener(&old.file, LATE_WRITERS);
         let now = read_all(&old.file)?;
-        if now.len() == old.known.len() && now == old.known {
-            // Nobody wrote to it.
-        } else if !old.known.is_empty() && now.starts_with(&old.known) {
-            self.tails.push(now[old.known.len()..].to_vec());
+        if only_appended(&old.known, &now) {
+            if now.len() > old.known.len() {
+                self.tails.push(now[old.known.len()..].to_vec());
+            }
         } else {
             // Rewritten in place (`>`, an editor that truncates and writes) after or while
             // we read it (an empty file we read is taken as such a moment, not as a file
@@ -424,6 +428,13 @@ fn read_current(path: &Path) -> io::Result<Option<(InPlace, Perms)>> {
     let id = atomic::file_id(&file)?;
     let perms = Perms::of(&file)?;
     Ok(Some((InPlace { file, id, known }, perms)))
+}
+
+/// Whether a file we read as `known` and now holds `now` has only been appended to. An
+/// empty file that filled up counts as rewritten (we caught a writer between truncating
+/// and writing), not as appended to.
+fn only_appended(known: &[u8], now: &[u8]) -> bool {
+    now == known || (!known.is_empty() && now.starts_with(known))
 }
 
 /// The whole content of `f`, from the start.

@@ -314,38 +314,48 @@ fn appends_by_another_process_are_never_lost() {
     eprintln!("{n} lines appended concurrently; append_rows took {per_call:?} per call");
 }
 
-/// The replacer: a separate `sh` process that, in a loop, reads the Dashboard (`cp` to a
+/// The saver: a separate `sh` process that, in a loop, reads the Dashboard (`cp` to a
 /// snapshot), writes the snapshot plus one line to a temp file and renames it over the
-/// Dashboard — the way Obsidian or the agent save.
+/// Dashboard, the way a careful editor or the agent saves.
 ///
 /// What can be asserted, precisely:
 /// - Its lines are never lost: it runs sequentially, so each read happens after its
-///   previous rename; only a writer that overwrites without looking (not us) could take
-///   a line away. Every `renamed line i` is present exactly once.
-/// - Our rows are NOT all guaranteed: when its read comes before our swap and its rename
-///   after, its rename drops our row. That is its lost update, which nothing on our side
-///   can prevent (it does not look before it renames). But once it has *seen* one of our
+///   previous save; only a writer that overwrites without looking (not us) could take
+///   a line away. Every `saved line i` is present exactly once.
+/// - Our rows are NOT all guaranteed: when its read comes before our swap and its save
+///   after, its save drops our row. That is its lost update, which nothing on our side
+///   can prevent (it does not look before it saves). But once it has *seen* one of our
 ///   rows (it is in one of its snapshots) the row must survive: it builds on what it
 ///   read, and we never take away what is there. Rows written after it stopped are all
 ///   present, and none of ours is ever duplicated.
 #[test]
 fn saves_by_rename_from_another_process_are_never_lost() {
+    whole_file_saves("mv .w.tmp Dashboard.md");
+}
+
+/// The same with a saver that truncates the file and writes it in place (`>`), which is
+/// not atomic itself: we may read it half written, or it may rewrite the file we are
+/// replacing. The same assertions hold.
+#[test]
+fn saves_in_place_from_another_process_are_never_lost() {
+    whole_file_saves("cat .w.tmp > Dashboard.md");
+}
+
+fn whole_file_saves(save: &str) {
     let (dir, d) = temp_vault();
     fs::write(&d, dashboard_template()).unwrap();
     fs::create_dir(dir.path().join("snaps")).unwrap();
-    let mut writer = sh(
-        dir.path(),
-        r#"set -e; i=0
+    let script = r#"set -e; i=0
         while [ ! -e stop ] || [ $i -lt 20 ]; do
           cp Dashboard.md snaps/$i
-          { cat snaps/$i; echo "renamed line $i"; } > .w.tmp
-          mv .w.tmp Dashboard.md
+          { cat snaps/$i; echo "saved line $i"; } > .w.tmp
+          SAVE
           i=$((i+1))
         done
-        echo $i > count.tmp; mv count.tmp count"#,
-    );
+        echo $i > count.tmp; mv count.tmp count"#;
+    let mut writer = sh(dir.path(), &script.replace("SAVE", save));
     assert!(wait_until(Duration::from_secs(10), || {
-        fs::read_to_string(&d).is_ok_and(|t| t.contains("renamed line 0\n"))
+        fs::read_to_string(&d).is_ok_and(|t| t.contains("saved line 0\n"))
     }));
     let t = Instant::now();
     for k in 0..200 {
@@ -367,12 +377,12 @@ fn saves_by_rename_from_another_process_are_never_lost() {
     let counts = line_counts(&text);
     // Their lines: all, once.
     for i in 0..n {
-        let l = format!("renamed line {i}");
+        let l = format!("saved line {i}");
         assert_eq!(counts.get(l.as_str()), Some(&1), "{l} (of {n})");
     }
     // Ours: never twice; present if the writer ever saw it; all rows after it stopped.
     let ours: Vec<String> = (0..200).map(|k| row("a", k).markdown()).collect();
-    let mut seen = vec![false; 200];
+    let mut seen = [false; 200];
     let mut partial_snapshots = 0;
     for i in 0..n {
         let snap = fs::read_to_string(dir.path().join(format!("snaps/{i}"))).unwrap();
@@ -416,7 +426,7 @@ fn saves_by_rename_from_another_process_are_never_lost() {
         leftovers(dir.path())
     );
     eprintln!(
-        "{n} saves by rename concurrently; append_rows took {per_call:?} per call; \
+        "{n} saves ({save}) concurrently; append_rows took {per_call:?} per call; \
          {} of our 200 rows were dropped by the other writer's stale saves (never seen by it): {lost:?}",
         lost.len()
     );
