@@ -508,7 +508,8 @@ def main():
            "machine": bench.machine_info(),
            "git": {"commit": commit, "dirty": dirty.splitlines()},
            "binary": {"version": ad.version(), "sha256": sha, "source": args.bin},
-           "args": {k: v for k, v in vars(args).items() if k != "out"}}
+           "args": {k: v for k, v in vars(args).items() if k != "out"},
+           "loadavg_start": Path("/proc/loadavg").read_text().strip()}
     log(f"{out['binary']['version']} ({commit[:10]}{' +dirty' if dirty else ''}), child "
         f"{bench.CHILD_EXE}, temp {base}")
     ts = time.strftime("%Y%m%d-%H%M%S", time.gmtime(started))
@@ -517,6 +518,7 @@ def main():
 
     def save():
         out["elapsed_s"] = round(time.time() - started, 1)
+        out["loadavg_end"] = Path("/proc/loadavg").read_text().strip()
         out_path.write_text(json.dumps(out, indent=1))
 
     try:

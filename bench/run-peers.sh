@@ -75,6 +75,7 @@ cp "$tmp"/bench-peers/results/run-*.json "$out/" 2>/dev/null || true
 {
     echo "command: bench/run-peers.sh $*"
     echo "commit: $(git -C "$repo" rev-parse HEAD)"
+    echo "loadavg at end: $(cat /proc/loadavg)"
     git -C "$repo" status --short -- src Cargo.toml Cargo.lock | sed 's/^/dirty: /'
     echo "binary: $("$tmp/adapter/ai-employee" --version) sha256 $(sha256sum "$tmp/adapter/ai-employee" | cut -d' ' -f1)"
 } > "$out/run-info.txt"
