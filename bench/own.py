@@ -450,6 +450,9 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", default=str(REPO / "target" / "release" / "ai-employee"))
     ap.add_argument("--build", action="store_true", help="cargo build --release first")
+    ap.add_argument("--rev", default=None,
+                    help="measure this committed revision, built in a clean tree by "
+                         "bench/build-rev.sh (instead of the working copy's --bin)")
     ap.add_argument("--bench-peers", default=str(REPO.parent / "shared" / "bench-peers"))
     ap.add_argument("--phases", default="restart,startstop,idle,orphan")
     ap.add_argument("--quick", action="store_true",
@@ -478,7 +481,14 @@ def main():
     args.idle_ns = [int(x) for x in args.idle_ns.split(",") if x]
     phases = [p for p in args.phases.split(",") if p]
 
-    if args.build:
+    rev_sha = None
+    if args.rev:
+        rev_sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify",
+                                  args.rev + "^{commit}"], capture_output=True, text=True,
+                                 check=True).stdout.strip()
+        args.bin = subprocess.run([str(HERE / "build-rev.sh"), rev_sha], stdout=subprocess.PIPE,
+                                  text=True, check=True).stdout.strip()
+    elif args.build:
         subprocess.run(["cargo", "build", "--release"], cwd=REPO, check=True)
     if not os.access(args.bin, os.X_OK):
         sys.exit(f"no executable at {args.bin} (use --build)")
@@ -497,16 +507,18 @@ def main():
     base = Path(tempfile.mkdtemp(prefix="aie-own."))
     bench.CHILD_EXE = bench.compile_child(base)
     ad, exe = make_adapter(base, args.bin)
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--short", "--", "src", "Cargo.toml",
-                            "Cargo.lock"], capture_output=True, text=True).stdout.strip()
+    commit = rev_sha or subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"],
+                                       capture_output=True, text=True).stdout.strip()
+    dirty = "" if rev_sha else subprocess.run(
+        ["git", "-C", str(REPO), "status", "--short", "--", "src", "Cargo.toml", "Cargo.lock"],
+        capture_output=True, text=True).stdout.strip()
     sha = subprocess.run(["sha256sum", exe], capture_output=True, text=True).stdout.split()[0]
     started = time.time()
     out = {"date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started)),
            "command": " ".join([sys.argv[0]] + sys.argv[1:]),
            "machine": bench.machine_info(),
-           "git": {"commit": commit, "dirty": dirty.splitlines()},
+           "git": {"commit": commit, "dirty": dirty.splitlines(),
+                   "clean_build_of_rev": args.rev},
            "binary": {"version": ad.version(), "sha256": sha, "source": args.bin},
            "args": {k: v for k, v in vars(args).items() if k != "out"},
            "loadavg_start": Path("/proc/loadavg").read_text().strip()}

@@ -2,10 +2,12 @@
 # Run the bench-peers harness (../shared/bench-peers) with ai-employee beside
 # supervisord, PM2, Horust, s6 and runit.
 #
-#   bench/run-peers.sh [--no-install] [--no-build] [--keep-tmp] [--quick] [bench.py args...]
+#   bench/run-peers.sh [--no-install] [--no-build | --rev REV] [--keep-tmp] [--quick] [bench.py args...]
 #
 #   --no-install  skip bench-peers' install_peers.sh (peers already installed)
 #   --no-build    do not run `cargo build --release` (use the existing binary)
+#   --rev REV     measure the committed revision REV (e.g. HEAD) built in a clean
+#                 tree by bench/build-rev.sh, instead of the working copy
 #   --keep-tmp    keep the temp copy of the harness (default: removed)
 #   anything else goes to bench-peers' run.sh / bench.py, e.g. --quick,
 #   --peers s6,runit, --phases lifecycle --reps 5  (`--peers ''` = ours alone)
@@ -24,21 +26,32 @@ repo=$(git -C "$here" rev-parse --show-toplevel)
 src="$repo/../shared/bench-peers"
 [ -d "$src" ] || { echo "bench-peers not found at $src" >&2; exit 1; }
 
-install=1 build=1 keep=0
+args_all="$*"
+install=1 build=1 keep=0 rev=
 pass=()
-for a in "$@"; do
-    case "$a" in
+while [ $# -gt 0 ]; do
+    case "$1" in
         --no-install) install=0 ;;
         --no-build) build=0 ;;
         --keep-tmp) keep=1 ;;
-        *) pass+=("$a") ;;
+        --rev) rev=$2; shift ;;
+        --rev=*) rev=${1#--rev=} ;;
+        *) pass+=("$1") ;;
     esac
+    shift
 done
 
-if [ "$build" = 1 ]; then
-    (cd "$repo" && cargo build --release)
+if [ -n "$rev" ]; then
+    sha=$(git -C "$repo" rev-parse --verify "$rev^{commit}")
+    bin=$("$here/build-rev.sh" "$sha")
+    what="commit $sha (clean build of --rev $rev)"
+else
+    if [ "$build" = 1 ]; then
+        (cd "$repo" && cargo build --release)
+    fi
+    bin="$repo/target/release/ai-employee"
+    what="working copy at $(git -C "$repo" rev-parse HEAD)$(git -C "$repo" diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' +uncommitted changes')"
 fi
-bin="$repo/target/release/ai-employee"
 [ -x "$bin" ] || { echo "no release binary at $bin (run cargo build --release)" >&2; exit 1; }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/aie-peers.XXXXXX")
@@ -57,7 +70,7 @@ for key in ("start", "version"):
         argv[0] = exe
 json.dump(spec, open(sys.argv[2], "w"), indent=2)
 PY
-echo "adapter: $tmp/adapter/ai-employee.json ($("$tmp/adapter/ai-employee" --version), $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo '+dirty'))"
+echo "adapter: $tmp/adapter/ai-employee.json ($("$tmp/adapter/ai-employee" --version), $what)"
 
 if [ "$install" = 1 ]; then
     (cd "$tmp/bench-peers" && ./install_peers.sh)
@@ -73,10 +86,10 @@ set -e
 cp "$tmp/bench-peers/RESULTS.md" "$out/" 2>/dev/null || true
 cp "$tmp"/bench-peers/results/run-*.json "$out/" 2>/dev/null || true
 {
-    echo "command: bench/run-peers.sh $*"
-    echo "commit: $(git -C "$repo" rev-parse HEAD)"
+    echo "command: bench/run-peers.sh $args_all"
+    echo "measured: $what"
     echo "loadavg at end: $(cat /proc/loadavg)"
-    git -C "$repo" status --short -- src Cargo.toml Cargo.lock | sed 's/^/dirty: /'
+    [ -n "$rev" ] || git -C "$repo" status --short -- src Cargo.toml Cargo.lock | sed 's/^/uncommitted: /'
     echo "binary: $("$tmp/adapter/ai-employee" --version) sha256 $(sha256sum "$tmp/adapter/ai-employee" | cut -d' ' -f1)"
 } > "$out/run-info.txt"
 echo "results copied to $out (RESULTS.md, run-*.json, console.log, run-info.txt)"
