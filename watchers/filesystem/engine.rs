@@ -1,0 +1,773 @@
+//! The main loop: OS events and worker results arrive on one channel; the loop decides
+//! which Inbox names to look at, hands complete files to the workers, and commits staged
+//! tasks in batches (ledger fsync, then publish).
+//!
+//! State per name lives in `pending` only while something is going on with it; the
+//! ledger remembers the rest.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::Utc;
+use notify::event::{AccessKind, AccessMode, ModifyKind};
+use notify::{EventKind, RecursiveMode, Watcher};
+
+use super::ledger::{Kind, Ledger, Record, Snap};
+use super::ready::{self, Decision, Track};
+use super::stage::{self, Done, Job, Outcome, Stager};
+use super::sys::{self, Writers};
+use super::{Error, Options, Paths, names};
+use crate::watchers::common::WatcherCtx;
+
+/// Longest wait for a message, so the stop flag and the heartbeat are looked at often.
+const MAX_WAIT: Duration = Duration::from_millis(200);
+/// A batch of staged tasks is committed when this old (if workers are still busy) …
+const COMMIT_DELAY: Duration = Duration::from_millis(10);
+/// … or when this large.
+const COMMIT_MAX: usize = 256;
+/// How often a file that a writer holds open is looked at anyway (events do the work;
+/// this is a safety net).
+const WRITER_RECHECK: Duration = Duration::from_secs(2);
+/// Names judged per loop turn at most (the loop stays responsive during big sweeps).
+const CHECKS_PER_TURN: usize = 1024;
+/// Messages taken per loop turn at most.
+const MESSAGES_PER_TURN: usize = 4096;
+/// How long stopping waits for copies in progress before leaving them to the next start.
+const STOP_GRACE: Duration = Duration::from_millis(600);
+
+pub enum Msg {
+    Fs(notify::Result<notify::Event>),
+    Done(Done),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JobState {
+    Idle,
+    Running,
+    /// Staged, waiting for the next commit.
+    Staged,
+}
+
+struct Pending {
+    track: Track,
+    /// In `queue`.
+    queued: bool,
+    /// A writer had it open at the last look: only a close (or the slow timer) brings
+    /// it back.
+    writer_open: bool,
+    timer: Option<Instant>,
+    job: JobState,
+    /// Something happened while a job ran: look again afterwards.
+    recheck: bool,
+    failures: u32,
+}
+
+impl Pending {
+    fn new() -> Pending {
+        Pending {
+            track: Track::new(),
+            queued: false,
+            writer_open: false,
+            timer: None,
+            job: JobState::Idle,
+            recheck: false,
+            failures: 0,
+        }
+    }
+}
+
+struct StagedTask {
+    job: Job,
+    sha256: [u8; 32],
+    snap: Snap,
+}
+
+#[derive(Default)]
+struct Stats {
+    tasks: u64,
+    unchanged: u64,
+}
+
+pub struct Engine {
+    ctx: WatcherCtx,
+    opts: Options,
+    paths: Paths,
+    ledger: Ledger,
+    pending: HashMap<OsString, Pending>,
+    queue: VecDeque<OsString>,
+    timers: BinaryHeap<Reverse<(Instant, OsString)>>,
+    jobs: Option<Sender<Job>>,
+    cap: usize,
+    running: usize,
+    staged: Vec<StagedTask>,
+    first_staged: Option<Instant>,
+    /// Task names (copies and notes) handed out and not yet published.
+    reserved: HashSet<String>,
+    rx: Receiver<Msg>,
+    watcher: Box<dyn Watcher>,
+    rescan: bool,
+    rewatch_at: Option<Instant>,
+    stats: Stats,
+}
+
+impl Engine {
+    /// Open the ledger, recover what a crash left in staging, start the workers and the
+    /// OS watch.
+    pub fn start(ctx: WatcherCtx, opts: Options, paths: Paths) -> Result<Engine, Error> {
+        let loaded = Ledger::open(&paths.ledger).map_err(Error::io("open", &paths.ledger))?;
+        if loaded.torn_bytes > 0 {
+            tracing::warn!(
+                "ledger: cut off a torn last line ({} bytes) left by a crash",
+                loaded.torn_bytes
+            );
+        }
+        if loaded.bad_lines > 0 {
+            tracing::warn!("ledger: skipped {} unreadable lines", loaded.bad_lines);
+        }
+        let recovered = stage::recover(&paths.staging, &paths.needs_action, &loaded.tasks)
+            .map_err(Error::io("recover staged tasks in", &paths.staging))?;
+        for t in &recovered.published {
+            tracing::info!("published task {t}, staged before the last stop");
+        }
+        if recovered.discarded > 0 {
+            tracing::info!(
+                "discarded {} unfinished staged files from before the last stop",
+                recovered.discarded
+            );
+        }
+
+        let (tx, rx) = mpsc::channel();
+        let jobs = spawn_workers(&paths.staging, &ctx, opts.workers, &tx)?;
+        let mut watcher = make_watcher(&tx, opts.poll)?;
+        watcher
+            .watch(&paths.inbox, RecursiveMode::NonRecursive)
+            .map_err(|source| Error::Watch {
+                path: paths.inbox.clone(),
+                source,
+            })?;
+        Ok(Engine {
+            cap: opts.workers * 2,
+            ctx,
+            opts,
+            paths,
+            ledger: loaded.ledger,
+            pending: HashMap::new(),
+            queue: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            jobs: Some(jobs),
+            running: 0,
+            staged: Vec::new(),
+            first_staged: None,
+            reserved: HashSet::new(),
+            rx,
+            watcher,
+            rescan: false,
+            rewatch_at: None,
+            stats: Stats::default(),
+        })
+    }
+
+    pub fn run(mut self) -> Result<(), Error> {
+        let (found, done) = self.sweep()?;
+        tracing::info!(
+            "watching {} ({}; settle {}; {} workers): {found} files there, {done} already have tasks, {} to look at",
+            self.paths.inbox.display(),
+            match self.opts.poll {
+                Some(d) => format!("polling every {}", crate::config::units::format_duration(d)),
+                None => "OS file events".to_string(),
+            },
+            crate::config::units::format_duration(self.opts.settle),
+            self.opts.workers,
+            found - done,
+        );
+        loop {
+            self.ctx.beat();
+            if self.ctx.stopping() {
+                break;
+            }
+            let wait = self.next_wait(Instant::now());
+            match self.rx.recv_timeout(wait) {
+                Ok(m) => self.on_msg(m)?,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Err(Error::Workers),
+            }
+            for _ in 0..MESSAGES_PER_TURN {
+                match self.rx.try_recv() {
+                    Ok(m) => self.on_msg(m)?,
+                    Err(_) => break,
+                }
+            }
+            let now = Instant::now();
+            if self.rewatch_at.is_some_and(|t| t <= now) {
+                self.rewatch();
+            }
+            if std::mem::take(&mut self.rescan) {
+                match self.sweep() {
+                    Ok((found, done)) => tracing::info!(
+                        "rescanned Inbox: {found} files, {} to look at",
+                        found - done
+                    ),
+                    Err(e) => {
+                        tracing::warn!("{e}");
+                        self.rewatch_at = Some(now + Duration::from_secs(1));
+                    }
+                }
+            }
+            self.fire_timers(now);
+            self.run_checks();
+            self.maybe_commit(false)?;
+        }
+        self.shutdown()
+    }
+
+    fn next_wait(&self, now: Instant) -> Duration {
+        if self.rescan || (!self.queue.is_empty() && self.running < self.cap) {
+            return Duration::ZERO;
+        }
+        let mut until = now + MAX_WAIT;
+        if let Some(Reverse((t, _))) = self.timers.peek() {
+            until = until.min(*t);
+        }
+        if let Some(t) = self.rewatch_at {
+            until = until.min(t);
+        }
+        if let Some(first) = self.first_staged {
+            if self.running == 0 {
+                return Duration::ZERO;
+            }
+            until = until.min(first + COMMIT_DELAY);
+        }
+        until.saturating_duration_since(now)
+    }
+
+    fn on_msg(&mut self, m: Msg) -> Result<(), Error> {
+        match m {
+            Msg::Fs(Ok(ev)) => self.on_event(ev),
+            Msg::Fs(Err(e)) => {
+                tracing::warn!("file events: {e}; rescanning Inbox");
+                self.rescan = true;
+            }
+            Msg::Done(d) => self.on_done(d)?,
+        }
+        Ok(())
+    }
+
+    fn on_event(&mut self, ev: notify::Event) {
+        if ev.need_rescan() {
+            tracing::info!("file events were lost (queue overflow); rescanning Inbox");
+            self.rescan = true;
+        }
+        let closed = matches!(
+            ev.kind,
+            EventKind::Access(AccessKind::Close(AccessMode::Write))
+        );
+        // Opens and read-only closes (our own reads among them) say nothing new.
+        if matches!(ev.kind, EventKind::Access(_)) && !closed {
+            return;
+        }
+        let closed = closed && !self.opts.settle_only;
+        for path in &ev.paths {
+            if *path == self.paths.inbox {
+                if matches!(
+                    ev.kind,
+                    EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+                ) {
+                    tracing::warn!("Inbox was removed or renamed; watching it again");
+                    self.rewatch_at = Some(Instant::now());
+                }
+                continue;
+            }
+            if path.parent() != Some(self.paths.inbox.as_path()) {
+                continue;
+            }
+            match path.file_name() {
+                Some(name) if !names::is_ignored(name) => self.mark(name.to_os_string(), closed),
+                _ => {}
+            }
+        }
+    }
+
+    /// Something happened to `name`: look at it soon.
+    fn mark(&mut self, name: OsString, closed: bool) {
+        let p = self
+            .pending
+            .entry(name.clone())
+            .or_insert_with(Pending::new);
+        if closed {
+            p.track.closed = true;
+            p.writer_open = false;
+        }
+        if p.job != JobState::Idle {
+            p.recheck = true;
+            return;
+        }
+        if p.writer_open || p.queued {
+            return;
+        }
+        p.queued = true;
+        self.queue.push_back(name);
+    }
+
+    fn enqueue(&mut self, name: &OsStr) {
+        if let Some(p) = self.pending.get_mut(name)
+            && !p.queued
+            && p.job == JobState::Idle
+        {
+            p.queued = true;
+            self.queue.push_back(name.to_os_string());
+        }
+    }
+
+    fn set_timer(&mut self, name: &OsStr, at: Instant) {
+        if let Some(p) = self.pending.get_mut(name) {
+            p.timer = Some(at);
+            self.timers.push(Reverse((at, name.to_os_string())));
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(Reverse((at, _))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((at, name))) = self.timers.pop() else {
+                break;
+            };
+            if let Some(p) = self.pending.get_mut(&name)
+                && p.timer == Some(at)
+            {
+                p.timer = None;
+                self.enqueue(&name);
+            }
+        }
+    }
+
+    /// List Inbox: every top-level regular file not already done gets looked at.
+    /// Returns (files found, files whose task exists already).
+    fn sweep(&mut self) -> Result<(usize, usize), Error> {
+        let inbox = self.paths.inbox.clone();
+        let read = Error::io("read", &inbox);
+        let (mut found, mut done) = (0, 0);
+        for entry in std::fs::read_dir(&inbox).map_err(&read)? {
+            let entry = entry.map_err(&read)?;
+            let name = entry.file_name();
+            if names::is_ignored(&name) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            found += 1;
+            let unchanged = std::fs::symlink_metadata(entry.path()).is_ok_and(|m| {
+                self.ledger
+                    .get(&name)
+                    .is_some_and(|r| r.snap == Snap::of(&m))
+            });
+            if unchanged && !self.pending.contains_key(&name) {
+                done += 1;
+            } else {
+                self.mark(name, false);
+            }
+        }
+        Ok((found, done))
+    }
+
+    fn run_checks(&mut self) {
+        let mut n = 0;
+        while self.running < self.cap && n < CHECKS_PER_TURN {
+            let Some(name) = self.queue.pop_front() else {
+                break;
+            };
+            self.check(name);
+            n += 1;
+        }
+    }
+
+    /// Look at `name` and decide: done already, not complete yet, or take it.
+    fn check(&mut self, name: OsString) {
+        let Some(p) = self.pending.get_mut(&name) else {
+            return;
+        };
+        p.queued = false;
+        if p.job != JobState::Idle {
+            p.recheck = true;
+            return;
+        }
+        let path = self.paths.inbox.join(&name);
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_file() => m,
+            Ok(_) => {
+                // A folder, symlink, FIFO …: ignored.
+                self.pending.remove(&name);
+                return;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.pending.remove(&name);
+                return;
+            }
+            Err(e) => {
+                self.fail(&name, &e);
+                return;
+            }
+        };
+        let snap = Snap::of(&meta);
+        if self.ledger.get(&name).is_some_and(|r| r.snap == snap) {
+            self.pending.remove(&name);
+            return;
+        }
+        let writers = if self.opts.settle_only {
+            Writers::Unknown
+        } else {
+            match sys::open_read(&path) {
+                Ok(f) => sys::writers(&f),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    self.pending.remove(&name);
+                    return;
+                }
+                Err(_) => Writers::Unknown,
+            }
+        };
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|m| SystemTime::now().duration_since(m).ok())
+            .unwrap_or(Duration::ZERO);
+        let now = Instant::now();
+        let settle = self.opts.settle;
+        let Some(p) = self.pending.get_mut(&name) else {
+            return;
+        };
+        match ready::decide(&mut p.track, snap, writers, age, now, settle) {
+            Decision::Ready => self.dispatch(name, path, snap),
+            Decision::WaitForClose => {
+                p.writer_open = true;
+                self.set_timer(&name, now + WRITER_RECHECK.max(settle));
+            }
+            Decision::WaitUntil(t) => self.set_timer(&name, t),
+        }
+    }
+
+    fn dispatch(&mut self, name: OsString, path: PathBuf, snap: Snap) {
+        let received = Utc::now();
+        let task = self.reserve_task_name(&name, received);
+        let previous = self.ledger.get(&name).map(|r| r.sha256);
+        if let Some(p) = self.pending.get_mut(&name) {
+            p.job = JobState::Running;
+            p.writer_open = false;
+            p.track = Track::new();
+        }
+        let job = Job {
+            name,
+            path,
+            snap,
+            task,
+            received,
+            previous,
+        };
+        let Some(jobs) = self.jobs.as_ref() else {
+            return;
+        };
+        if let Err(mpsc::SendError(job)) = jobs.send(job) {
+            // Workers gone (only while stopping): forget the job; the next start takes
+            // the file.
+            self.release(&job.task);
+            self.pending.remove(&job.name);
+            return;
+        }
+        self.running += 1;
+    }
+
+    /// `FILE_<stamp>_<name>`, or `FILE_<stamp>-<n>_<name>` when that copy or its note is
+    /// taken in `Needs_Action/` or by a task in progress.
+    fn reserve_task_name(&mut self, name: &OsStr, received: chrono::DateTime<Utc>) -> String {
+        let stamp = names::stamp(received);
+        let clean = names::sanitize(name);
+        let na = &self.paths.needs_action;
+        let taken = |s: &String, reserved: &HashSet<String>| {
+            reserved.contains(s) || std::fs::symlink_metadata(na.join(s)).is_ok()
+        };
+        let mut n = 1;
+        loop {
+            let task = names::task_name(&stamp, n, &clean);
+            let meta = names::meta_name(&task);
+            if !taken(&task, &self.reserved) && !taken(&meta, &self.reserved) {
+                self.reserved.insert(meta);
+                self.reserved.insert(task.clone());
+                return task;
+            }
+            n += 1;
+        }
+    }
+
+    fn release(&mut self, task: &str) {
+        self.reserved.remove(task);
+        self.reserved.remove(&names::meta_name(task));
+    }
+
+    /// A job for `name` is over (its task committed, or nothing to do).
+    fn finish(&mut self, name: &OsStr) {
+        let Some(p) = self.pending.get_mut(name) else {
+            return;
+        };
+        p.job = JobState::Idle;
+        p.failures = 0;
+        if std::mem::take(&mut p.recheck) {
+            self.enqueue(name);
+        } else if p.timer.is_none() {
+            self.pending.remove(name);
+        }
+    }
+
+    fn fail(&mut self, name: &OsStr, e: &io::Error) {
+        let Some(p) = self.pending.get_mut(name) else {
+            return;
+        };
+        p.failures += 1;
+        let delay = Duration::from_secs(1 << p.failures.min(6)).min(Duration::from_secs(60));
+        let msg = format!(
+            "failed to take {:?} from Inbox: {e}; trying again in {}s",
+            name.to_string_lossy(),
+            delay.as_secs()
+        );
+        if p.failures == 1 {
+            tracing::warn!("{msg}");
+        } else {
+            tracing::debug!("{msg}");
+        }
+        self.set_timer(name, Instant::now() + delay);
+    }
+
+    fn on_done(&mut self, d: Done) -> Result<(), Error> {
+        self.running = self.running.saturating_sub(1);
+        let Done { job, outcome } = d;
+        match outcome {
+            Outcome::Staged { sha256, snap } => {
+                if let Some(p) = self.pending.get_mut(&job.name) {
+                    p.job = JobState::Staged;
+                }
+                self.first_staged.get_or_insert_with(Instant::now);
+                self.staged.push(StagedTask { job, sha256, snap });
+            }
+            Outcome::Same { snap } => {
+                self.release(&job.task);
+                if let Some(prev) = self.ledger.get(&job.name) {
+                    let rec = Record {
+                        sha256: prev.sha256,
+                        snap,
+                        task: prev.task.clone(),
+                    };
+                    self.ledger
+                        .append(vec![(job.name.clone(), rec)], Kind::Seen, false)
+                        .map_err(Error::io("append to", &self.paths.ledger))?;
+                }
+                self.stats.unchanged += 1;
+                tracing::debug!("{:?}: content unchanged", job.name.to_string_lossy());
+                self.finish(&job.name);
+            }
+            Outcome::Changed => {
+                self.release(&job.task);
+                if let Some(p) = self.pending.get_mut(&job.name) {
+                    p.job = JobState::Idle;
+                    p.recheck = false;
+                    p.track = Track::new();
+                }
+                // An event usually comes first; this is the fallback.
+                self.set_timer(&job.name, Instant::now() + self.opts.settle);
+            }
+            Outcome::Gone => {
+                self.release(&job.task);
+                if let Some(p) = self.pending.get_mut(&job.name) {
+                    p.job = JobState::Idle;
+                    p.recheck = false;
+                }
+                // The check forgets it, or sees what took its place.
+                self.enqueue(&job.name);
+            }
+            Outcome::Aborted => self.release(&job.task),
+            Outcome::Failed(e) => {
+                self.release(&job.task);
+                if let Some(p) = self.pending.get_mut(&job.name) {
+                    p.job = JobState::Idle;
+                    p.recheck = false;
+                }
+                self.fail(&job.name, &e);
+            }
+        }
+        Ok(())
+    }
+
+    fn maybe_commit(&mut self, force: bool) -> Result<(), Error> {
+        let Some(first) = self.first_staged else {
+            return Ok(());
+        };
+        if force
+            || self.running == 0
+            || self.staged.len() >= COMMIT_MAX
+            || first.elapsed() >= COMMIT_DELAY
+        {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Make the staged batch durable in the ledger, then publish it. Any error here is
+    /// fatal: the next start finishes or undoes the batch from the ledger and staging.
+    fn commit(&mut self) -> Result<(), Error> {
+        let batch = std::mem::take(&mut self.staged);
+        self.first_staged = None;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let staging = self.paths.staging.clone();
+        let na = self.paths.needs_action.clone();
+        // The staged files' names must be durable before a ledger line vouches for them.
+        sys::sync_dir(&staging).map_err(Error::io("sync", &staging))?;
+        let entries = batch
+            .iter()
+            .map(|s| {
+                (
+                    s.job.name.clone(),
+                    Record {
+                        sha256: s.sha256,
+                        snap: s.snap,
+                        task: s.job.task.clone(),
+                    },
+                )
+            })
+            .collect();
+        self.ledger
+            .append(entries, Kind::Task, true)
+            .map_err(Error::io("append to", &self.paths.ledger))?;
+        let mut published = Vec::with_capacity(batch.len());
+        for s in &batch {
+            let name = stage::publish(&staging, &na, &s.job.task)
+                .map_err(Error::io("publish a task into", &na))?;
+            published.push(name);
+        }
+        sys::sync_dir(&na).map_err(Error::io("sync", &na))?;
+        sys::sync_dir(&staging).map_err(Error::io("sync", &staging))?;
+        for (s, name) in batch.iter().zip(published) {
+            tracing::info!(
+                "{:?} ({} bytes) -> Needs_Action/{name}.md",
+                s.job.name.to_string_lossy(),
+                s.snap.size
+            );
+            self.stats.tasks += 1;
+            self.release(&s.job.task);
+            self.finish(&s.job.name);
+        }
+        if self
+            .ledger
+            .compact_if_needed()
+            .map_err(Error::io("compact", &self.paths.ledger))?
+        {
+            tracing::info!("ledger compacted to {} entries", self.ledger.remembered());
+        }
+        Ok(())
+    }
+
+    /// Inbox itself was removed or renamed: make it again and watch it again.
+    fn rewatch(&mut self) {
+        self.rewatch_at = None;
+        let inbox = self.paths.inbox.clone();
+        let _ = self.watcher.unwatch(&inbox);
+        let res = std::fs::create_dir_all(&inbox)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                self.watcher
+                    .watch(&inbox, RecursiveMode::NonRecursive)
+                    .map_err(|e| e.to_string())
+            });
+        match res {
+            Ok(()) => self.rescan = true,
+            Err(e) => {
+                tracing::warn!("failed to watch {} again: {e}", inbox.display());
+                self.rewatch_at = Some(Instant::now() + Duration::from_secs(1));
+            }
+        }
+    }
+
+    /// SIGTERM: copies in progress stop (they watch the same flag), what is staged is
+    /// committed, and the rest is left for the next start.
+    fn shutdown(mut self) -> Result<(), Error> {
+        self.jobs = None;
+        let deadline = Instant::now() + STOP_GRACE;
+        while self.running > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(Msg::Done(d)) => self.on_done(d)?,
+                Ok(Msg::Fs(_)) => {}
+                Err(_) => break,
+            }
+        }
+        self.maybe_commit(true)?;
+        tracing::info!(
+            "stopped: {} new tasks, {} files unchanged since their task",
+            self.stats.tasks,
+            self.stats.unchanged
+        );
+        Ok(())
+    }
+}
+
+fn spawn_workers(
+    staging: &Path,
+    ctx: &WatcherCtx,
+    n: usize,
+    tx: &Sender<Msg>,
+) -> Result<Sender<Job>, Error> {
+    let (job_tx, job_rx) = mpsc::channel::<Job>();
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    for i in 0..n {
+        let rx = Arc::clone(&job_rx);
+        let tx = tx.clone();
+        let mut stager = Stager::new(staging.to_path_buf(), ctx.stop_flag());
+        std::thread::Builder::new()
+            .name(format!("fs-worker-{i}"))
+            .spawn(move || {
+                loop {
+                    let job = {
+                        let Ok(rx) = rx.lock() else { return };
+                        match rx.recv() {
+                            Ok(j) => j,
+                            Err(_) => return,
+                        }
+                    };
+                    let outcome = stager.stage(&job);
+                    if tx.send(Msg::Done(Done { job, outcome })).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(Error::io("start a worker thread for", staging))?;
+    }
+    Ok(job_tx)
+}
+
+/// OS file events (inotify, FSEvents, kqueue), or polling when asked to or when the OS
+/// watcher cannot be had (inotify instance limit reached, say).
+fn make_watcher(tx: &Sender<Msg>, poll: Option<Duration>) -> Result<Box<dyn Watcher>, Error> {
+    let handler = |tx: Sender<Msg>| move |res| drop(tx.send(Msg::Fs(res)));
+    let poller = |interval: Duration| -> Result<Box<dyn Watcher>, Error> {
+        let config = notify::Config::default().with_poll_interval(interval);
+        notify::PollWatcher::new(handler(tx.clone()), config)
+            .map(|w| Box::new(w) as Box<dyn Watcher>)
+            .map_err(|source| Error::Watch {
+                path: PathBuf::from("Inbox"),
+                source,
+            })
+    };
+    if let Some(interval) = poll {
+        return poller(interval);
+    }
+    match notify::recommended_watcher(handler(tx.clone())) {
+        Ok(w) => Ok(Box::new(w)),
+        Err(e) => {
+            tracing::warn!("OS file events unavailable ({e}); polling Inbox every second");
+            poller(Duration::from_secs(1))
+        }
+    }
+}
