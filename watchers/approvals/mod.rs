@@ -1,15 +1,293 @@
-//! `ai-employee watch approvals`: executes what a human moved into `Approved/`.
+//! `ai-employee watch approvals`: executes what a human moved into `Approved/` (the
+//! safety valve). Operator documentation: `docs/approvals.md`.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `mod.rs` | options, start-up (vault, lock, credentials → exit 78), the event loop |
+//! | `arrivals.rs` | which files in `Approved/` are ready (OS events, listings, settling) |
+//! | `handler.rs` | one file start to end: read, ledger, validate, execute, decide, move |
+//! | `request.rs` | frontmatter → validated request, or the reason it is refused |
+//! | `ledger.rs` | the fsynced intent/outcome ledger (exactly once across crashes) |
+//! | `outcome.rs` | the decision and the idempotent move to `Done/` or `Failed/` |
+//! | `retry.rs` | capped exponential backoff (pure) |
+//! | `email.rs`, `whatsapp.rs`, `local.rs` | the four actions |
+//! | `credentials.rs` | `credentials/smtp.toml`, `credentials/whatsapp.toml` |
+//! | `audit.rs`, `dashboard_rows.rs` | `Logs/YYYY-MM-DD.json`, Dashboard rows |
+
+mod arrivals;
+mod audit;
+mod credentials;
+mod dashboard_rows;
+mod email;
+mod handler;
+mod ledger;
+mod local;
+mod outcome;
+mod request;
+mod retry;
+mod whatsapp;
+
+use std::time::{Duration, Instant};
 
 use clap::Args as ClapArgs;
+use sha2::{Digest, Sha256};
 
 use crate::cli::VaultArg;
+use crate::config::units::parse_duration;
+use crate::exit_codes;
+use crate::vault::lock::{LockError, VaultLock};
+
+use super::common::{WatcherCtx, needs_setup};
+use handler::{Handler, Options, Step};
+
+const NAME: &str = "approvals";
+
+/// Longest wait for events in the loop, so SIGTERM is seen quickly.
+const TICK: Duration = Duration::from_millis(200);
 
 #[derive(Debug, ClapArgs, Clone)]
 pub struct Args {
     #[command(flatten)]
     pub vault: VaultArg,
+    /// Do everything but the action itself (no email, no WhatsApp message, no queue entry,
+    /// no payment task); files go to Done/ with `result: dry_run`
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Attempts before an approval that keeps failing transiently goes to Failed/
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
+    /// Delay before the second attempt; doubled for each further one
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = positive_duration)]
+    pub retry_initial: Duration,
+    /// Longest delay between two attempts
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = positive_duration)]
+    pub retry_max: Duration,
+    /// How long a file written in place (not moved in) must stay unchanged before it is read
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_duration)]
+    pub settle: Duration,
+    /// How often Approved/ is listed in full, besides OS file events
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = positive_duration)]
+    pub rescan: Duration,
 }
 
-pub fn run(_args: Args) -> i32 {
-    super::common::needs_setup("approvals", "not available in this build")
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err("must be more than 0".into());
+    }
+    Ok(d)
+}
+
+/// The result of one external or local call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Carried out. `fields` are added to the file's frontmatter.
+    Success {
+        detail: String,
+        fields: Vec<(String, String)>,
+    },
+    /// Failed without effect; may be tried again.
+    Transient(String),
+    /// Refused by the other side, without effect; not retried.
+    Permanent(String),
+    /// May or may not have had an effect; never retried.
+    Unknown(String),
+}
+
+impl Outcome {
+    fn redacted(self, secrets: &[String]) -> Outcome {
+        match self {
+            Outcome::Success { detail, fields } => Outcome::Success {
+                detail: redact(&detail, secrets),
+                fields: fields
+                    .into_iter()
+                    .map(|(k, v)| (k, redact(&v, secrets)))
+                    .collect(),
+            },
+            Outcome::Transient(e) => Outcome::Transient(redact(&e, secrets)),
+            Outcome::Permanent(e) => Outcome::Permanent(redact(&e, secrets)),
+            Outcome::Unknown(e) => Outcome::Unknown(redact(&e, secrets)),
+        }
+    }
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(bytes);
+    let mut s = String::with_capacity(64);
+    for b in digest.iter() {
+        s.push(HEX[usize::from(b >> 4)] as char);
+        s.push(HEX[usize::from(b & 15)] as char);
+    }
+    s
+}
+
+/// A short stable name for an approval identity (file name + content hash), used in the
+/// Message-ID, the LinkedIn queue marker and the payment task's name.
+pub fn identity_tag(name: &str, sha: &str) -> String {
+    let mut input = Vec::with_capacity(name.len() + 1 + sha.len());
+    input.extend_from_slice(name.as_bytes());
+    input.push(0);
+    input.extend_from_slice(sha.as_bytes());
+    sha256_hex(&input)[..20].to_string()
+}
+
+/// Replace every secret (and its JSON-escaped form) in `text`.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for s in secrets {
+        if s.chars().count() < 4 {
+            continue;
+        }
+        out = out.replace(s.as_str(), "[redacted]");
+        let escaped = serde_json::to_string(s).unwrap_or_default();
+        let escaped = escaped.trim_matches('"');
+        if escaped != s {
+            out = out.replace(escaped, "[redacted]");
+        }
+    }
+    out
+}
+
+pub fn run(args: Args) -> i32 {
+    let mut ctx = match WatcherCtx::start(NAME, &args.vault) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ai-employee watch {NAME}: failed to set up signal handling: {e}");
+            return exit_codes::FAILURE;
+        }
+    };
+    let vault = ctx.vault.clone();
+    if !vault.is_dir() {
+        return needs_setup(
+            NAME,
+            format!(
+                "no vault at {}: create it with `ai-employee init`",
+                vault.display()
+            ),
+        );
+    }
+    for folder in ["Approved", "Done", "Failed", "Logs", "Needs_Action"] {
+        if let Err(e) = std::fs::create_dir_all(vault.join(folder)) {
+            eprintln!(
+                "ai-employee watch {NAME}: failed to create {}: {e}",
+                vault.join(folder).display()
+            );
+            return exit_codes::CANT_CREATE;
+        }
+    }
+    let state = crate::vault::Vault::new(vault.clone()).state_dir();
+    if let Err(e) = create_private_dir(&state) {
+        eprintln!(
+            "ai-employee watch {NAME}: failed to create {}: {e}",
+            state.display()
+        );
+        return exit_codes::CANT_CREATE;
+    }
+    // One handler per vault: two would execute the same file twice.
+    let _lock = match VaultLock::acquire(&state.join("approvals.lock")) {
+        Ok(l) => l,
+        Err(LockError::HeldBy { pid, .. }) => {
+            eprintln!(
+                "ai-employee watch {NAME}: another approval handler (pid {pid}) is running for this vault"
+            );
+            return exit_codes::LOCKED;
+        }
+        Err(e) => {
+            eprintln!("ai-employee watch {NAME}: {e}");
+            return exit_codes::LOCKED;
+        }
+    };
+    let creds = credentials::Credentials::load(&vault);
+    if let Some(problem) = creds.startup_problem(args.dry_run) {
+        return needs_setup(NAME, problem);
+    }
+    let ledger = match ledger::Ledger::open(&state.join("approvals.ledger")) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("ai-employee watch {NAME}: {e}");
+            return exit_codes::FAILURE;
+        }
+    };
+    let policy = retry::RetryPolicy {
+        max_attempts: args.max_attempts,
+        initial: args.retry_initial,
+        max: args.retry_max.max(args.retry_initial),
+    };
+    tracing::info!(
+        "watching {} (dry run: {}, attempts: {}, retry delays: {:?})",
+        vault.join("Approved").display(),
+        args.dry_run,
+        policy.max_attempts,
+        policy.delays()
+    );
+    let mut handler = Handler::new(
+        vault.clone(),
+        ledger,
+        creds,
+        Options {
+            dry_run: args.dry_run,
+            policy,
+        },
+        ctx.stop_flag(),
+    );
+    handler.close_unfinished();
+    let mut arrivals = arrivals::Arrivals::new(&vault.join("Approved"), args.settle, args.rescan);
+
+    'run: while !ctx.stopping() {
+        ctx.beat();
+        let now = Instant::now();
+        let wait = handler
+            .next_retry()
+            .map_or(TICK, |t| t.saturating_duration_since(now).min(TICK));
+        let ready = arrivals.poll(wait, &|n| handler.waiting(n));
+        let due = handler.take_due(Instant::now());
+        for name in due.into_iter().chain(ready) {
+            if ctx.stopping() {
+                break 'run;
+            }
+            ctx.beat();
+            arrivals.forget(&name);
+            match handler.process(&name) {
+                Step::Interrupted => break 'run,
+                Step::Finished | Step::RetryAt(_) | Step::Deferred => {}
+            }
+        }
+    }
+    tracing::info!("stopping");
+    handler.shutdown(Duration::from_millis(250));
+    exit_codes::OK
+}
+
+fn create_private_dir(p: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha_and_tags() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(identity_tag("a.md", "x").len(), 20);
+        assert_ne!(identity_tag("a.md", "x"), identity_tag("b.md", "x"));
+    }
+
+    #[test]
+    fn redaction_covers_plain_and_json_escaped_secrets() {
+        let secrets = vec!["pa\"ss-word".to_string(), "abc".to_string()];
+        assert_eq!(
+            redact("x pa\"ss-word y pa\\\"ss-word abc", &secrets),
+            "x [redacted] y [redacted] abc"
+        );
+    }
 }

@@ -1,0 +1,71 @@
+//! The audit log (SPEC §1): one JSON object per line in `Logs/YYYY-MM-DD.json` (UTC
+//! date), one `O_APPEND` write per line, so lines from concurrent writers never mix.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+pub const ACTOR: &str = "ai-employee";
+
+/// One attempt, or one refusal.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub action_type: String,
+    pub target: String,
+    pub parameters: Value,
+    pub approved_by: String,
+    pub result: String,
+    pub error: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Audit {
+    dir: PathBuf,
+}
+
+impl Audit {
+    pub fn new(logs_dir: PathBuf) -> Audit {
+        Audit { dir: logs_dir }
+    }
+
+    pub fn path_for(&self, now: DateTime<Utc>) -> PathBuf {
+        self.dir.join(format!("{}.json", now.format("%Y-%m-%d")))
+    }
+
+    /// Append `e`; every occurrence of a secret is replaced first. Failures are logged,
+    /// never fatal (the ledger, not this log, is what execution depends on).
+    pub fn write(&self, now: DateTime<Utc>, e: &Entry, secrets: &[String]) {
+        let mut obj = json!({
+            "timestamp": now.to_rfc3339_opts(SecondsFormat::Millis, true),
+            "action_type": e.action_type,
+            "actor": ACTOR,
+            "target": e.target,
+            "parameters": e.parameters,
+            "approval_status": "approved",
+            "approved_by": e.approved_by,
+            "result": e.result,
+        });
+        if let (Some(err), Some(map)) = (&e.error, obj.as_object_mut()) {
+            map.insert("error".to_string(), Value::String(err.clone()));
+        }
+        let mut line = super::redact(&obj.to_string(), secrets);
+        line.push('\n');
+        let path = self.path_for(now);
+        let result = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(err) = result {
+            tracing::warn!(
+                "failed to append to the audit log {}: {err}",
+                path.display()
+            );
+        }
+    }
+}

@@ -1,0 +1,618 @@
+//! `credentials/smtp.toml` and `credentials/whatsapp.toml`: how to reach the outside world.
+//!
+//! Both are optional, each enables one action (`send_email`, `send_whatsapp`). A file that
+//! exists must be valid. They are re-read when they change (size, mtime, inode), so adding
+//! or fixing one needs no restart. Secrets are kept in [`Secret`], whose `Debug` and
+//! `Display` never show the value.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lettre::message::Mailbox;
+use toml_edit::{Document, Item, Value};
+
+use crate::config::units::parse_duration;
+
+pub const SMTP_FILE: &str = "credentials/smtp.toml";
+pub const WHATSAPP_FILE: &str = "credentials/whatsapp.toml";
+pub const DEFAULT_WHATSAPP_BASE_URL: &str = "https://graph.facebook.com/v21.0";
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A password or token: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain text (loopback hosts only when a password is set).
+    None,
+    /// Plain connection upgraded with STARTTLS (required, not opportunistic).
+    StartTls,
+    /// TLS from the first byte ("SMTPS", usually port 465).
+    Tls,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub login: Option<(String, Secret)>,
+    pub from: Mailbox,
+    pub timeout: Duration,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct WhatsappConfig {
+    pub token: Secret,
+    pub phone_number_id: String,
+    pub base_url: String,
+    pub timeout: Duration,
+    pub dry_run: bool,
+}
+
+/// One credentials file as last read.
+#[derive(Debug, Clone)]
+pub enum Loaded<T> {
+    Missing,
+    Invalid(String),
+    Ready(T),
+}
+
+/// A credentials file, re-read when it changes on disk.
+#[derive(Debug)]
+pub struct Channel<T> {
+    rel: &'static str,
+    path: PathBuf,
+    sig: Option<(u64, i64, i64, u64)>,
+    loaded: Loaded<T>,
+    parse: fn(&str, &str) -> Result<T, String>,
+}
+
+impl<T> Channel<T> {
+    fn new(vault: &Path, rel: &'static str, parse: fn(&str, &str) -> Result<T, String>) -> Self {
+        let mut c = Channel {
+            rel,
+            path: vault.join(rel),
+            sig: None,
+            loaded: Loaded::Missing,
+            parse,
+        };
+        c.refresh();
+        c
+    }
+
+    /// Vault-relative name, for messages.
+    pub fn rel(&self) -> &'static str {
+        self.rel
+    }
+
+    /// The current contents (re-read first if the file changed).
+    pub fn current(&mut self) -> &Loaded<T> {
+        self.refresh();
+        &self.loaded
+    }
+
+    fn refresh(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        let meta = match std::fs::metadata(&self.path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.sig = None;
+                self.loaded = Loaded::Missing;
+                return;
+            }
+            Err(e) => {
+                self.sig = None;
+                self.loaded = Loaded::Invalid(format!("{}: cannot read: {e}", self.rel));
+                return;
+            }
+        };
+        let sig = (meta.ino(), meta.mtime(), meta.mtime_nsec(), meta.len());
+        if self.sig == Some(sig) {
+            return;
+        }
+        self.sig = Some(sig);
+        if meta.mode() & 0o077 != 0 {
+            tracing::warn!(
+                "{} can be read by other users (mode {:o}): run `chmod 600` on it",
+                self.rel,
+                meta.mode() & 0o777
+            );
+        }
+        self.loaded = match std::fs::read_to_string(&self.path) {
+            Ok(text) => match (self.parse)(self.rel, &text) {
+                Ok(v) => Loaded::Ready(v),
+                Err(e) => Loaded::Invalid(e),
+            },
+            Err(e) => Loaded::Invalid(format!("{}: cannot read: {e}", self.rel)),
+        };
+    }
+}
+
+/// Every channel the handler knows.
+#[derive(Debug)]
+pub struct Credentials {
+    pub smtp: Channel<SmtpConfig>,
+    pub whatsapp: Channel<WhatsappConfig>,
+}
+
+impl Credentials {
+    pub fn load(vault: &Path) -> Credentials {
+        Credentials {
+            smtp: Channel::new(vault, SMTP_FILE, parse_smtp),
+            whatsapp: Channel::new(vault, WHATSAPP_FILE, parse_whatsapp),
+        }
+    }
+
+    /// Every secret currently loaded (for redaction of error text).
+    pub fn secrets(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if let Loaded::Ready(c) = &self.smtp.loaded
+            && let Some((_, p)) = &c.login
+        {
+            v.push(p.expose().to_string());
+        }
+        if let Loaded::Ready(c) = &self.whatsapp.loaded {
+            v.push(c.token.expose().to_string());
+        }
+        v
+    }
+
+    /// The one-line reason the handler cannot start, if any: a file that exists but is
+    /// invalid, or no channel configured at all (unless `dry_run`).
+    pub fn startup_problem(&self, dry_run: bool) -> Option<String> {
+        if let Some(problem) = self
+            .smtp
+            .loaded_problem()
+            .or_else(|| self.whatsapp.loaded_problem())
+        {
+            return Some(problem);
+        }
+        let none = matches!(self.smtp.loaded, Loaded::Missing)
+            && matches!(self.whatsapp.loaded, Loaded::Missing);
+        (none && !dry_run).then(|| {
+            format!(
+                "no credentials: create {SMTP_FILE} (email) and/or {WHATSAPP_FILE} (WhatsApp); \
+                 see docs/approvals.md"
+            )
+        })
+    }
+}
+
+impl<T> Channel<T> {
+    fn loaded_problem(&self) -> Option<String> {
+        match &self.loaded {
+            Loaded::Invalid(e) => Some(e.clone()),
+            _ => None,
+        }
+    }
+}
+
+const SMTP_KEYS: &[&str] = &[
+    "host", "port", "tls", "username", "password", "from", "timeout", "dry_run",
+];
+
+/// Parse `credentials/smtp.toml`. Unknown keys are errors (a typo must not silently
+/// drop the password).
+pub fn parse_smtp(rel: &str, text: &str) -> Result<SmtpConfig, String> {
+    let f = Fields::parse(rel, text)?;
+    for (key, _) in f.doc.as_table().iter() {
+        if !SMTP_KEYS.contains(&key) {
+            return Err(f.err_key(
+                key,
+                format!("unknown key `{key}` (known: {})", SMTP_KEYS.join(", ")),
+            ));
+        }
+    }
+    let host = f.required_str("host")?;
+    if host.trim().is_empty() || host.contains(char::is_whitespace) {
+        return Err(f.err_value("host", "`host` must be a host name or address".into()));
+    }
+    let tls = match f.opt_str("tls")?.unwrap_or("starttls") {
+        "none" => TlsMode::None,
+        "starttls" => TlsMode::StartTls,
+        "tls" => TlsMode::Tls,
+        other => {
+            return Err(f.err_value(
+                "tls",
+                format!("`tls` must be \"none\", \"starttls\" or \"tls\", not {other:?}"),
+            ));
+        }
+    };
+    let port = match f.opt_int("port")? {
+        None => match tls {
+            TlsMode::None => 25,
+            TlsMode::StartTls => 587,
+            TlsMode::Tls => 465,
+        },
+        Some(p) => u16::try_from(p)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| f.err_value("port", format!("`port` must be 1 to 65535, not {p}")))?,
+    };
+    let username = f.opt_str("username")?;
+    let password = f.opt_str("password")?;
+    let login = match (username, password) {
+        (Some(u), Some(p)) => Some((u.to_string(), Secret(p.to_string()))),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(f.err_key("username", "`username` is set but `password` is not".into()));
+        }
+        (None, Some(_)) => {
+            return Err(f.err_key("password", "`password` is set but `username` is not".into()));
+        }
+    };
+    if login.is_some() && tls == TlsMode::None && !is_loopback(host) {
+        return Err(f.err_value(
+            "tls",
+            format!(
+                "tls = \"none\" would send the password unencrypted to {host}: use \"starttls\" \
+                 or \"tls\" (\"none\" is allowed with a password only for a loopback host)"
+            ),
+        ));
+    }
+    let from_text = f.required_str("from")?;
+    let from: Mailbox = from_text.parse().map_err(|_| {
+        f.err_value(
+            "from",
+            format!("`from` is not an email address: {from_text:?} (e.g. \"Me <me@example.com>\")"),
+        )
+    })?;
+    Ok(SmtpConfig {
+        host: host.to_string(),
+        port,
+        tls,
+        login,
+        from,
+        timeout: f.opt_duration("timeout")?.unwrap_or(DEFAULT_TIMEOUT),
+        dry_run: f.opt_bool("dry_run")?.unwrap_or(false),
+    })
+}
+
+/// Parse `credentials/whatsapp.toml`. Keys this handler does not use are left alone: the
+/// WhatsApp webhook watcher may keep its own settings (app secret, verify token) in the
+/// same file.
+pub fn parse_whatsapp(rel: &str, text: &str) -> Result<WhatsappConfig, String> {
+    let f = Fields::parse(rel, text)?;
+    let token_key = if f.has("token") {
+        "token"
+    } else {
+        "access_token"
+    };
+    let token = f
+        .opt_str(token_key)?
+        .ok_or_else(|| format!("{rel}: missing `token` (the WhatsApp Cloud API access token)"))?;
+    if token.trim().is_empty() {
+        return Err(f.err_value(token_key, "the token is empty".into()));
+    }
+    let id_item = f.doc.get("phone_number_id");
+    let phone_number_id = match id_item.and_then(Item::as_value) {
+        None => {
+            return Err(format!(
+                "{rel}: missing `phone_number_id` (the sender's phone number ID from Meta's \
+                 app dashboard, not the phone number)"
+            ));
+        }
+        Some(Value::String(s)) => s.value().trim().to_string(),
+        Some(Value::Integer(i)) => i.value().to_string(),
+        Some(_) => {
+            return Err(f.err_value(
+                "phone_number_id",
+                "`phone_number_id` must be a string of digits".into(),
+            ));
+        }
+    };
+    if phone_number_id.is_empty() || !phone_number_id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(f.err_value(
+            "phone_number_id",
+            format!("`phone_number_id` must be digits only, not {phone_number_id:?}"),
+        ));
+    }
+    let base_url = f
+        .opt_str("base_url")?
+        .unwrap_or(DEFAULT_WHATSAPP_BASE_URL)
+        .trim_end_matches('/')
+        .to_string();
+    if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
+        return Err(f.err_value(
+            "base_url",
+            format!("`base_url` must start with https:// (or http:// for a local stand-in), not {base_url:?}"),
+        ));
+    }
+    if base_url.starts_with("http://") && !host_of(&base_url).is_some_and(is_loopback) {
+        return Err(f.err_value(
+            "base_url",
+            "`base_url` with http:// would send the token unencrypted: only a loopback host may use it".into(),
+        ));
+    }
+    Ok(WhatsappConfig {
+        token: Secret(token.to_string()),
+        phone_number_id,
+        base_url,
+        timeout: f.opt_duration("timeout")?.unwrap_or(DEFAULT_TIMEOUT),
+        dry_run: f.opt_bool("dry_run")?.unwrap_or(false),
+    })
+}
+
+fn host_of(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next();
+    }
+    Some(authority.split(':').next().unwrap_or(authority))
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A parsed TOML file and the helpers that turn its values into typed fields with
+/// `file:line:column` errors.
+struct Fields<'a> {
+    rel: &'a str,
+    text: &'a str,
+    doc: Document<&'a str>,
+}
+
+impl<'a> Fields<'a> {
+    fn parse(rel: &'a str, text: &'a str) -> Result<Self, String> {
+        let doc = Document::parse(text).map_err(|e| {
+            let (line, col) = e.span().map_or((1, 1), |s| line_column(text, s.start));
+            format!(
+                "{rel}:{line}:{col}: invalid TOML: {}",
+                e.message().split_whitespace().collect::<Vec<_>>().join(" ")
+            )
+        })?;
+        Ok(Fields { rel, text, doc })
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.doc.get(key).is_some()
+    }
+
+    fn at(&self, offset: Option<usize>, message: String) -> String {
+        let (line, col) = line_column(self.text, offset.unwrap_or(0));
+        format!("{}:{line}:{col}: {message}", self.rel)
+    }
+
+    fn err_key(&self, key: &str, message: String) -> String {
+        let offset = self
+            .doc
+            .as_table()
+            .key(key)
+            .and_then(|k| k.span())
+            .map(|s| s.start);
+        self.at(offset, message)
+    }
+
+    fn err_value(&self, key: &str, message: String) -> String {
+        let offset = self
+            .doc
+            .get(key)
+            .and_then(|i| i.as_value())
+            .and_then(|v| v.span())
+            .map(|s| s.start);
+        match offset {
+            Some(o) => self.at(Some(o), message),
+            None => self.err_key(key, message),
+        }
+    }
+
+    fn value(&self, key: &str) -> Option<&Value> {
+        self.doc.get(key).and_then(Item::as_value)
+    }
+
+    fn wrong_type(&self, key: &str, expected: &str) -> String {
+        let found = match self.doc.get(key) {
+            Some(Item::Value(Value::String(_))) => "a string",
+            Some(Item::Value(Value::Integer(_))) => "an integer",
+            Some(Item::Value(Value::Float(_))) => "a number",
+            Some(Item::Value(Value::Boolean(_))) => "a boolean",
+            Some(Item::Value(Value::Array(_))) => "a list",
+            Some(Item::Value(Value::Datetime(_))) => "a date",
+            _ => "a table",
+        };
+        self.err_value(key, format!("`{key}` must be {expected}, found {found}"))
+    }
+
+    fn opt_str(&self, key: &str) -> Result<Option<&str>, String> {
+        match (self.doc.get(key), self.value(key)) {
+            (None, _) => Ok(None),
+            (_, Some(Value::String(s))) => Ok(Some(s.value())),
+            _ => Err(self.wrong_type(key, "a string")),
+        }
+    }
+
+    fn required_str(&self, key: &str) -> Result<&str, String> {
+        self.opt_str(key)?
+            .ok_or_else(|| format!("{}: missing `{key}`", self.rel))
+    }
+
+    fn opt_int(&self, key: &str) -> Result<Option<i64>, String> {
+        match (self.doc.get(key), self.value(key)) {
+            (None, _) => Ok(None),
+            (_, Some(Value::Integer(i))) => Ok(Some(*i.value())),
+            _ => Err(self.wrong_type(key, "an integer")),
+        }
+    }
+
+    fn opt_bool(&self, key: &str) -> Result<Option<bool>, String> {
+        match (self.doc.get(key), self.value(key)) {
+            (None, _) => Ok(None),
+            (_, Some(Value::Boolean(b))) => Ok(Some(*b.value())),
+            _ => Err(self.wrong_type(key, "true or false")),
+        }
+    }
+
+    fn opt_duration(&self, key: &str) -> Result<Option<Duration>, String> {
+        let Some(s) = self.opt_str(key)? else {
+            return Ok(None);
+        };
+        let d = parse_duration(s).map_err(|e| self.err_value(key, format!("`{key}`: {e}")))?;
+        if d.is_zero() {
+            return Err(self.err_value(key, format!("`{key}` must be more than 0")));
+        }
+        Ok(Some(d))
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = 1 + before.matches('\n').count();
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = 1 + before.get(line_start..).map_or(0, |s| s.chars().count());
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "host = \"smtp.example.com\"\nport = 587\ntls = \"starttls\"\nusername = \"me@example.com\"\npassword = \"hunter2-xyz\"\nfrom = \"Me <me@example.com>\"\n";
+
+    #[test]
+    fn a_full_smtp_file() {
+        let c = parse_smtp(SMTP_FILE, GOOD).expect("valid");
+        assert_eq!(c.host, "smtp.example.com");
+        assert_eq!(c.port, 587);
+        assert_eq!(c.tls, TlsMode::StartTls);
+        assert_eq!(c.from.email.to_string(), "me@example.com");
+        assert_eq!(c.timeout, DEFAULT_TIMEOUT);
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn smtp_defaults_follow_the_tls_mode() {
+        let c = parse_smtp(
+            SMTP_FILE,
+            "host = \"127.0.0.1\"\ntls = \"tls\"\nfrom = \"a@b.c\"\n",
+        )
+        .expect("valid");
+        assert_eq!(c.port, 465);
+        assert!(c.login.is_none());
+    }
+
+    #[test]
+    fn smtp_errors_name_the_file_line_and_column() {
+        let cases = [
+            (
+                "host = \"h\"\nfrom = \"a@b.c\"\npasword = \"x\"\n",
+                "credentials/smtp.toml:3:1: unknown key `pasword` (known: host, port, tls, username, password, from, timeout, dry_run)",
+            ),
+            (
+                "host = \"h\"\nfrom = \"a@b.c\"\nport = 70000\n",
+                "credentials/smtp.toml:3:8: `port` must be 1 to 65535, not 70000",
+            ),
+            (
+                "host = \"h\"\nfrom = \"a@b.c\"\nport = \"587\"\n",
+                "credentials/smtp.toml:3:8: `port` must be an integer, found a string",
+            ),
+            (
+                "host = \"h\"\nfrom = \"nobody\"\n",
+                "credentials/smtp.toml:2:8: `from` is not an email address: \"nobody\" (e.g. \"Me <me@example.com>\")",
+            ),
+            (
+                "from = \"a@b.c\"\n",
+                "credentials/smtp.toml: missing `host`",
+            ),
+            (
+                "host = \"h\"\nfrom = \"a@b.c\"\ntls = \"ssl\"\n",
+                "credentials/smtp.toml:3:7: `tls` must be \"none\", \"starttls\" or \"tls\", not \"ssl\"",
+            ),
+            (
+                "host = \"h\"\nfrom = \"a@b.c\"\nusername = \"u\"\n",
+                "credentials/smtp.toml:3:1: `username` is set but `password` is not",
+            ),
+            (
+                "host = \"smtp.example.com\"\nfrom = \"a@b.c\"\ntls = \"none\"\nusername = \"u\"\npassword = \"p\"\n",
+                "credentials/smtp.toml:3:7: tls = \"none\" would send the password unencrypted to smtp.example.com: use \"starttls\" or \"tls\" (\"none\" is allowed with a password only for a loopback host)",
+            ),
+            (
+                "host = \"h\"\nfrom = \"a@b.c\"\ntimeout = \"soon\"\n",
+                "credentials/smtp.toml:3:11: `timeout`: invalid duration \"soon\" (expected e.g. \"500ms\", \"30s\", \"5m\", \"1h\", \"1d\" or \"1m30s\")",
+            ),
+            (
+                "host = [\n",
+                "credentials/smtp.toml:1:9: invalid TOML: unclosed array, expected `]`",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(
+                parse_smtp(SMTP_FILE, text).err().as_deref(),
+                Some(want),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn whatsapp_file_and_its_errors() {
+        let c = parse_whatsapp(
+            WHATSAPP_FILE,
+            "token = \"EAAB-secret\"\nphone_number_id = 1234567890\napp_secret = \"other watcher's\"\n",
+        )
+        .expect("valid");
+        assert_eq!(c.phone_number_id, "1234567890");
+        assert_eq!(c.base_url, DEFAULT_WHATSAPP_BASE_URL);
+        assert!(!format!("{c:?}").contains("EAAB"));
+        let cases = [
+            (
+                "phone_number_id = \"1\"\n",
+                "credentials/whatsapp.toml: missing `token` (the WhatsApp Cloud API access token)",
+            ),
+            (
+                "token = \"t\"\n",
+                "credentials/whatsapp.toml: missing `phone_number_id` (the sender's phone number ID from Meta's app dashboard, not the phone number)",
+            ),
+            (
+                "token = \"t\"\nphone_number_id = \"+1 415\"\n",
+                "credentials/whatsapp.toml:2:19: `phone_number_id` must be digits only, not \"+1 415\"",
+            ),
+            (
+                "token = \"t\"\nphone_number_id = \"1\"\nbase_url = \"http://example.com\"\n",
+                "credentials/whatsapp.toml:3:12: `base_url` with http:// would send the token unencrypted: only a loopback host may use it",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(
+                parse_whatsapp(WHATSAPP_FILE, text).err().as_deref(),
+                Some(want),
+                "{text}"
+            );
+        }
+        let local = parse_whatsapp(
+            WHATSAPP_FILE,
+            "token = \"t\"\nphone_number_id = \"1\"\nbase_url = \"http://127.0.0.1:8080/v21.0/\"\n",
+        )
+        .expect("loopback http is fine");
+        assert_eq!(local.base_url, "http://127.0.0.1:8080/v21.0");
+    }
+}

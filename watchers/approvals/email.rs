@@ -1,0 +1,233 @@
+//! `send_email`: the message built with lettre and sent over one SMTP connection.
+//!
+//! The session is driven step by step (connect, STARTTLS, AUTH, MAIL, RCPT, DATA, the
+//! message) rather than through `SmtpTransport::send`, to know which side of the point of
+//! no return a failure falls on:
+//!
+//! - before the message text is sent, nothing can have been delivered: a network error,
+//!   a timeout or a 4xx reply is [`Outcome::Transient`], a 5xx reply is
+//!   [`Outcome::Permanent`];
+//! - after it, a 4xx/5xx reply to the final `.` still means "not accepted", but a lost
+//!   connection or a timeout leaves the delivery unknown: [`Outcome::Unknown`], never
+//!   retried.
+
+use lettre::Message;
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{SmtpConnection, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+
+use super::Outcome;
+use super::credentials::{SmtpConfig, TlsMode};
+use super::request::Email;
+
+/// Build the MIME message (From from the credentials file, a deterministic Message-ID).
+pub fn build(cfg: &SmtpConfig, email: &Email, message_id: &str) -> Result<Message, String> {
+    let mut b = Message::builder()
+        .from(cfg.from.clone())
+        .subject(email.subject.clone())
+        .message_id(Some(message_id.to_string()))
+        .date_now();
+    for m in &email.to {
+        b = b.to(m.clone());
+    }
+    for m in &email.cc {
+        b = b.cc(m.clone());
+    }
+    for m in &email.bcc {
+        b = b.bcc(m.clone());
+    }
+    let text = SinglePart::plain(email.body.clone());
+    let built = if email.attachments.is_empty() {
+        b.singlepart(text)
+    } else {
+        let mut parts = MultiPart::mixed().singlepart(text);
+        for a in &email.attachments {
+            parts = parts.singlepart(
+                Attachment::new(a.file_name.clone())
+                    .body(a.bytes.clone(), content_type(&a.file_name)),
+            );
+        }
+        b.multipart(parts)
+    };
+    built.map_err(|e| format!("cannot build the email: {e}"))
+}
+
+fn content_type(name: &str) -> ContentType {
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    let mime = match ext.as_deref() {
+        Some("pdf") => "application/pdf",
+        Some("txt") | Some("md") => "text/plain; charset=utf-8",
+        Some("csv") => "text/csv; charset=utf-8",
+        Some("png") => "image/png",
+        Some("jpg") | Some("jpeg") => "image/jpeg",
+        Some("gif") => "image/gif",
+        Some("html") | Some("htm") => "text/html; charset=utf-8",
+        Some("json") => "application/json",
+        Some("zip") => "application/zip",
+        Some("docx") => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        Some("xlsx") => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        _ => "application/octet-stream",
+    };
+    ContentType::parse(mime).unwrap_or(ContentType::TEXT_PLAIN)
+}
+
+/// Send `message` through the server in `cfg`.
+pub fn send(cfg: &SmtpConfig, message: &Message) -> Outcome {
+    let server = format!("{}:{}", cfg.host, cfg.port);
+    let hello = ClientId::default();
+    let tls = match cfg.tls {
+        TlsMode::None => None,
+        TlsMode::StartTls | TlsMode::Tls => match TlsParameters::new(cfg.host.clone()) {
+            Ok(p) => Some(p),
+            Err(e) => return Outcome::Permanent(format!("SMTP {server}: TLS setup failed: {e}")),
+        },
+    };
+    let wrapper = match cfg.tls {
+        TlsMode::Tls => tls.as_ref(),
+        _ => None,
+    };
+    let mut conn = match SmtpConnection::connect(
+        (cfg.host.as_str(), cfg.port),
+        Some(cfg.timeout),
+        &hello,
+        wrapper,
+        None,
+    ) {
+        Ok(c) => c,
+        Err(e) => return before_commit(&server, "connect", &e),
+    };
+    let outcome = session(cfg, &mut conn, &hello, tls.as_ref(), message, &server);
+    if matches!(outcome, Outcome::Success { .. }) {
+        let _ = conn.quit();
+    } else {
+        conn.abort();
+    }
+    outcome
+}
+
+fn session(
+    cfg: &SmtpConfig,
+    conn: &mut SmtpConnection,
+    hello: &ClientId,
+    tls: Option<&TlsParameters>,
+    message: &Message,
+    server: &str,
+) -> Outcome {
+    if cfg.tls == TlsMode::StartTls
+        && let Some(params) = tls
+        && let Err(e) = conn.starttls(params, hello)
+    {
+        return before_commit(server, "STARTTLS", &e);
+    }
+    if let Some((user, password)) = &cfg.login
+        && let Err(e) = conn.auth(
+            &[Mechanism::Plain, Mechanism::Login],
+            &Credentials::new(user.clone(), password.expose().to_string()),
+        )
+    {
+        return before_commit(server, "login", &e);
+    }
+    let envelope = message.envelope();
+    let bytes = message.formatted();
+    let mut options = Vec::new();
+    let non_ascii = envelope.from().is_some_and(|a| !a.to_string().is_ascii())
+        || envelope.to().iter().any(|a| !a.to_string().is_ascii());
+    if non_ascii {
+        if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
+            return Outcome::Permanent(format!(
+                "SMTP {server}: the server cannot take non-ASCII addresses (no SMTPUTF8)"
+            ));
+        }
+        options.push(MailParameter::SmtpUtfEight);
+    }
+    if !bytes.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
+        options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    if let Err(e) = conn.command(Mail::new(envelope.from().cloned(), options)) {
+        return before_commit(server, "MAIL FROM", &e);
+    }
+    for rcpt in envelope.to() {
+        if let Err(e) = conn.command(Rcpt::new(rcpt.clone(), vec![])) {
+            return before_commit(server, &format!("RCPT TO <{rcpt}>"), &e);
+        }
+    }
+    if let Err(e) = conn.command(Data) {
+        return before_commit(server, "DATA", &e);
+    }
+    // The point of no return: from here a lost reply may hide a delivery.
+    match conn.message(&bytes) {
+        Ok(reply) => {
+            let text = one_line(&format!(
+                "{} {}",
+                reply.code(),
+                reply.message().collect::<Vec<_>>().join(" ")
+            ));
+            Outcome::Success {
+                detail: format!("{server}: {text}"),
+                fields: vec![("smtp_reply".to_string(), text)],
+            }
+        }
+        Err(e) if e.is_transient() => {
+            Outcome::Transient(format!("SMTP {server} did not accept the message: {e}"))
+        }
+        Err(e) if e.is_permanent() => {
+            Outcome::Permanent(format!("SMTP {server} refused the message: {e}"))
+        }
+        Err(e) => Outcome::Unknown(format!(
+            "SMTP {server}: the connection failed after the message was sent ({e})"
+        )),
+    }
+}
+
+/// Classify a failure before the message text was sent (nothing delivered).
+fn before_commit(server: &str, step: &str, e: &lettre::transport::smtp::Error) -> Outcome {
+    let text = format!("SMTP {server}: {step} failed: {}", one_line(&e.to_string()));
+    if e.is_permanent() || e.is_tls() || e.is_client() {
+        Outcome::Permanent(text)
+    } else {
+        // 4xx replies, refused or dropped connections, timeouts, garbled replies.
+        Outcome::Transient(text)
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::watchers::approvals::credentials::parse_smtp;
+
+    #[test]
+    fn tls_parameters_build_for_a_host_name() {
+        assert!(TlsParameters::new("smtp.example.com".to_string()).is_ok());
+    }
+
+    #[test]
+    fn connection_refused_is_transient() {
+        // A port nobody listens on: bind, read the port, close.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let cfg = parse_smtp(
+            "smtp.toml",
+            &format!("host = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nfrom = \"a@b.c\"\n"),
+        )
+        .expect("valid");
+        let email = Email {
+            to: vec!["x@y.z".parse().expect("addr")],
+            cc: vec![],
+            bcc: vec![],
+            subject: "s".into(),
+            body: "b".into(),
+            attachments: vec![],
+        };
+        let m = build(&cfg, &email, "<id@x>").expect("builds");
+        assert!(matches!(send(&cfg, &m), Outcome::Transient(_)));
+    }
+}

@@ -1,0 +1,879 @@
+//! One approval file, start to end: read, identify, consult the ledger, validate,
+//! execute, decide, record, move. The loop that feeds it lives in `mod.rs`.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::json;
+
+use crate::vault::frontmatter;
+
+use super::audit::{Audit, Entry};
+use super::credentials::{Credentials, Loaded};
+use super::dashboard_rows::DashboardRows;
+use super::ledger::{Key, Ledger, LedgerError, Record, State};
+use super::outcome::{self, Decision, Folder, results};
+use super::request::{self, Action, Request};
+use super::retry::{AfterTransient, RetryPolicy};
+use super::{Outcome, email, identity_tag, local, redact, sha256_hex, whatsapp};
+
+/// How long an external call may go on after SIGTERM before the handler exits anyway
+/// (leaving the intent open: the next start reports the outcome as unknown).
+const STOP_GRACE: Duration = Duration::from_millis(500);
+
+/// What became of one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// It left `Approved/` (or was not there).
+    Finished,
+    /// It stays in `Approved/` until this instant (transient failure).
+    RetryAt(Instant),
+    /// SIGTERM arrived during an external call; the handler must exit now.
+    Interrupted,
+    /// Could not be handled now (an I/O error, logged); the next listing tries again.
+    Deferred,
+}
+
+pub struct Options {
+    pub dry_run: bool,
+    pub policy: RetryPolicy,
+}
+
+pub struct Handler {
+    vault: PathBuf,
+    ledger: Ledger,
+    creds: Credentials,
+    audit: Audit,
+    dashboard: DashboardRows,
+    opts: Options,
+    stop: Arc<AtomicBool>,
+    retries: HashMap<String, Instant>,
+}
+
+/// What the audit log says about an approval (best effort for a refused file).
+#[derive(Debug, Clone)]
+struct Subject {
+    action_type: String,
+    target: String,
+    parameters: serde_json::Value,
+    approved_by: String,
+}
+
+impl Subject {
+    fn of_request(r: &Request) -> Subject {
+        Subject {
+            action_type: r.action.name().to_string(),
+            target: r.action.target(),
+            parameters: r.action.parameters(),
+            approved_by: r.approved_by.clone(),
+        }
+    }
+
+    /// From whatever can be read of the file.
+    fn of_text(text: &str, vault: &Path) -> Subject {
+        let Ok(doc) = frontmatter::parse(text) else {
+            return Subject::unknown();
+        };
+        if let Ok(r) = request::validate(&doc, Utc::now(), vault) {
+            return Subject::of_request(&r);
+        }
+        let target = ["to", "recipient"]
+            .iter()
+            .find_map(|k| frontmatter::get_str(&doc.front, k))
+            .unwrap_or("")
+            .to_string();
+        Subject {
+            action_type: request::action_of(&doc.front),
+            target,
+            parameters: json!({}),
+            approved_by: frontmatter::get_str(&doc.front, "approved_by")
+                .unwrap_or("human")
+                .to_string(),
+        }
+    }
+
+    fn unknown() -> Subject {
+        Subject {
+            action_type: "unknown".into(),
+            target: String::new(),
+            parameters: json!({}),
+            approved_by: "human".into(),
+        }
+    }
+}
+
+/// The file being handled.
+struct Item<'a> {
+    name: &'a str,
+    sha: &'a str,
+    text: &'a str,
+}
+
+fn now_text(now: DateTime<Utc>) -> String {
+    now.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+impl Handler {
+    pub fn new(
+        vault: PathBuf,
+        ledger: Ledger,
+        creds: Credentials,
+        opts: Options,
+        stop: Arc<AtomicBool>,
+    ) -> Handler {
+        let audit = Audit::new(vault.join("Logs"));
+        let dashboard = DashboardRows::start(vault.join("Dashboard.md"));
+        Handler {
+            vault,
+            ledger,
+            creds,
+            audit,
+            dashboard,
+            opts,
+            stop,
+            retries: HashMap::new(),
+        }
+    }
+
+    /// Names waiting for a retry, and the earliest instant one is due.
+    pub fn waiting(&self, name: &str) -> bool {
+        self.retries.contains_key(name)
+    }
+
+    pub fn next_retry(&self) -> Option<Instant> {
+        self.retries.values().min().copied()
+    }
+
+    /// Names whose retry is due, removed from the schedule.
+    pub fn take_due(&mut self, now: Instant) -> Vec<String> {
+        let mut due: Vec<String> = self
+            .retries
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        due.sort();
+        for n in &due {
+            self.retries.remove(n);
+        }
+        due
+    }
+
+    pub fn shutdown(self, limit: Duration) {
+        self.dashboard.finish(limit);
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        self.creds.secrets()
+    }
+
+    /// At start: ledger entries left unfinished whose file is no longer in `Approved/`
+    /// (a person moved or deleted it while the handler was down). Each is closed with an
+    /// audit line; an attempt whose outcome is unknown also gets a Dashboard row.
+    pub fn close_unfinished(&mut self) {
+        for ((name, sha), state) in self.ledger.unfinished() {
+            let path = self.vault.join("Approved").join(&name);
+            let same = std::fs::read(&path).is_ok_and(|b| sha256_hex(&b) == sha);
+            if same {
+                continue; // handled by the start-up pass
+            }
+            let at = now_text(Utc::now());
+            match state {
+                State::InFlight {
+                    attempt, action, ..
+                } => {
+                    let error = format!(
+                        "outcome unknown — check before re-approving: the handler stopped during \
+                         attempt {attempt} and Approved/{name} has since been moved or changed"
+                    );
+                    tracing::warn!("{name}: {error}");
+                    self.audit_line(
+                        &Subject {
+                            action_type: action,
+                            ..Subject::unknown()
+                        },
+                        &name,
+                        &sha,
+                        attempt,
+                        results::OUTCOME_UNKNOWN,
+                        Some(&error),
+                    );
+                    self.dashboard
+                        .push("⚠ Outcome unknown", format!("{name}: {error}"));
+                }
+                State::Decided(d) => {
+                    tracing::info!("{name}: already {}; it has left Approved/", d.result);
+                }
+                _ => {}
+            }
+            let rec = Record::Done {
+                file: name.clone(),
+                sha256: sha.clone(),
+                dest: String::new(),
+                at,
+            };
+            if let Err(e) = self.ledger.append(rec, false) {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+
+    /// Handle `Approved/<name>`.
+    pub fn process(&mut self, name: &str) -> Step {
+        let path = self.vault.join("Approved").join(name);
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Step::Finished,
+            Err(e) => {
+                tracing::warn!("cannot look at Approved/{name}: {e}");
+                return Step::Deferred;
+            }
+        };
+        if meta.is_dir() {
+            tracing::debug!("Approved/{name} is a folder; ignored");
+            return Step::Finished;
+        }
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&path)
+                .map(|t| t.display().to_string())
+                .unwrap_or_default();
+            return self.park(
+                name,
+                &format!(
+                    "is a symbolic link (to {target:?}): only regular files in Approved/ are executed"
+                ),
+            );
+        }
+        if !meta.is_file() {
+            return self.park(name, "is not a regular file");
+        }
+        if meta.len() > request::MAX_FILE_BYTES {
+            return self.park(name, &too_large(meta.len()));
+        }
+        let bytes = match read_approval(&path) {
+            Ok(b) => b,
+            Err(ReadError::Gone) => return Step::Finished,
+            Err(ReadError::Symlink) => {
+                return self.park(
+                    name,
+                    "is a symbolic link: only regular files in Approved/ are executed",
+                );
+            }
+            Err(ReadError::TooLarge(n)) => return self.park(name, &too_large(n)),
+            Err(ReadError::NotRegular) => return self.park(name, "is not a regular file"),
+            Err(ReadError::Io(e)) => {
+                tracing::warn!("cannot read Approved/{name}: {e}");
+                return Step::Deferred;
+            }
+        };
+        let sha = sha256_hex(&bytes);
+        let Ok(text) = String::from_utf8(bytes) else {
+            return self.park(name, "is not UTF-8 text");
+        };
+        let item = Item {
+            name,
+            sha: &sha,
+            text: &text,
+        };
+        let key: Key = (name.to_string(), sha.clone());
+        let attempt = match self.ledger.state(&key).cloned() {
+            None => 1,
+            Some(State::Open {
+                attempts,
+                last_error,
+            }) => {
+                if attempts >= self.opts.policy.max_attempts {
+                    let subject = Subject::of_text(&text, &self.vault);
+                    let error = format!(
+                        "gave up after {attempts} attempts: {}",
+                        last_error.unwrap_or_default()
+                    );
+                    return self.conclude_failed(&item, &subject, attempts, results::FAILED, error);
+                }
+                attempts + 1
+            }
+            Some(State::InFlight {
+                attempt,
+                action,
+                effect,
+                at,
+            }) => match self.recover_in_flight(&item, attempt, &action, effect, &at) {
+                Some(step) => return step,
+                None => attempt,
+            },
+            Some(State::Decided(d)) => {
+                tracing::info!(
+                    "{name}: finishing the move decided before a restart ({})",
+                    d.result
+                );
+                return self.finish(&item, &d);
+            }
+            Some(State::Finished { dest, at }) => {
+                let subject = Subject::of_text(&text, &self.vault);
+                let error = format!(
+                    "already handled at {at}{}: the same file name and content were approved \
+                     before; change the file to run it again",
+                    if dest.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (see {dest})")
+                    }
+                );
+                return self.conclude_failed(&item, &subject, 0, results::REFUSED, error);
+            }
+        };
+        let doc = match frontmatter::parse(&text) {
+            Ok(d) => d,
+            Err(e) => {
+                return self.conclude_failed(
+                    &item,
+                    &Subject::unknown(),
+                    0,
+                    results::REFUSED,
+                    e.to_string(),
+                );
+            }
+        };
+        let req = match request::validate(&doc, Utc::now(), &self.vault) {
+            Ok(r) => r,
+            Err(e) => {
+                let subject = Subject::of_text(&text, &self.vault);
+                return self.conclude_failed(&item, &subject, 0, results::REFUSED, e);
+            }
+        };
+        self.execute(&item, &req, attempt)
+    }
+
+    /// An intent without an outcome, found at start. A local action is checked (its mark
+    /// is there or not); an external one is never repeated. `None`: the local effect did
+    /// not happen, run the attempt normally.
+    fn recover_in_flight(
+        &mut self,
+        item: &Item,
+        attempt: u32,
+        action: &str,
+        effect: Option<String>,
+        at: &str,
+    ) -> Option<Step> {
+        let subject = Subject::of_text(item.text, &self.vault);
+        if let Some(effect) = effect {
+            let tag = identity_tag(item.name, item.sha);
+            let (applied, result, fields) = if effect.starts_with(local::QUEUE_FILE) {
+                (local::queued(&self.vault, &tag), results::QUEUED, vec![])
+            } else {
+                (
+                    self.vault.join(&effect).exists(),
+                    results::RECORDED,
+                    vec![("payment_task".to_string(), effect.clone())],
+                )
+            };
+            if !applied {
+                tracing::info!(
+                    "{}: attempt {attempt} stopped before its effect; running it",
+                    item.name
+                );
+                return None;
+            }
+            tracing::info!(
+                "{}: attempt {attempt} had completed ({effect}) before a restart",
+                item.name
+            );
+            return Some(self.conclude(
+                item,
+                &subject,
+                attempt,
+                Outcome::Success {
+                    detail: format!("{effect} (found after a restart)"),
+                    fields,
+                },
+                Some(result),
+            ));
+        }
+        let error = format!(
+            "outcome unknown — check before re-approving: the handler stopped during attempt \
+             {attempt} ({action}, started {at}), after the request may have been sent"
+        );
+        Some(self.conclude_failed(item, &subject, attempt, results::OUTCOME_UNKNOWN, error))
+    }
+
+    fn execute(&mut self, item: &Item, req: &Request, attempt: u32) -> Step {
+        let subject = Subject::of_request(req);
+        let tag = identity_tag(item.name, item.sha);
+        let now = Utc::now();
+        // Credentials first: a missing or broken file is a refusal, before any intent.
+        let mut channel_dry_run = false;
+        let smtp = match &req.action {
+            Action::Email(_) => match self.creds.smtp.current().clone() {
+                Loaded::Ready(c) => {
+                    channel_dry_run = c.dry_run;
+                    Some(c)
+                }
+                Loaded::Missing if self.opts.dry_run => None,
+                Loaded::Missing => {
+                    let error = format!(
+                        "send_email needs {}, which does not exist: create it (see \
+                         docs/approvals.md), then move this file back to Approved/",
+                        self.creds.smtp.rel()
+                    );
+                    return self.conclude_failed(item, &subject, 0, results::REFUSED, error);
+                }
+                Loaded::Invalid(e) => {
+                    let error = format!("send_email cannot run: {e}");
+                    return self.conclude_failed(item, &subject, 0, results::REFUSED, error);
+                }
+            },
+            _ => None,
+        };
+        let wa = match &req.action {
+            Action::Whatsapp(_) => match self.creds.whatsapp.current().clone() {
+                Loaded::Ready(c) => {
+                    channel_dry_run = c.dry_run;
+                    Some(c)
+                }
+                Loaded::Missing if self.opts.dry_run => None,
+                Loaded::Missing => {
+                    let error = format!(
+                        "send_whatsapp needs {}, which does not exist: create it (see \
+                         docs/approvals.md), then move this file back to Approved/",
+                        self.creds.whatsapp.rel()
+                    );
+                    return self.conclude_failed(item, &subject, 0, results::REFUSED, error);
+                }
+                Loaded::Invalid(e) => {
+                    let error = format!("send_whatsapp cannot run: {e}");
+                    return self.conclude_failed(item, &subject, 0, results::REFUSED, error);
+                }
+            },
+            _ => None,
+        };
+        // A message that cannot be built is refused before anything is recorded.
+        let message = match (&req.action, &smtp) {
+            (Action::Email(e), Some(cfg)) => {
+                let id = format!("<{tag}@{}>", cfg.from.email.domain());
+                match email::build(cfg, e, &id) {
+                    Ok(m) => Some(m),
+                    Err(err) => {
+                        return self.conclude_failed(item, &subject, 0, results::REFUSED, err);
+                    }
+                }
+            }
+            _ => None,
+        };
+        if self.opts.dry_run || channel_dry_run {
+            let detail = format!(
+                "dry run: {} to {} not carried out",
+                req.action.name(),
+                subject.target
+            );
+            return self.conclude(
+                item,
+                &subject,
+                attempt,
+                Outcome::Success {
+                    detail,
+                    fields: vec![],
+                },
+                Some(results::DRY_RUN),
+            );
+        }
+        let effect = match &req.action {
+            Action::Linkedin(_) => Some(local::linkedin_effect(&tag)),
+            Action::Payment(p) => Some(local::payment_task(
+                &now.format("%Y%m%d-%H%M%S").to_string(),
+                &p.recipient,
+                &tag,
+            )),
+            _ => None,
+        };
+        // The intent, durable before anything happens.
+        let intent = Record::Intent {
+            file: item.name.to_string(),
+            sha256: item.sha.to_string(),
+            attempt,
+            action: req.action.name().to_string(),
+            at: now_text(now),
+            effect: effect.clone(),
+        };
+        if let Err(e) = self.ledger.append(intent, true) {
+            tracing::error!("{}: not executed: {e}", item.name);
+            return Step::Deferred;
+        }
+        tracing::info!(
+            "{}: {} attempt {attempt} → {}",
+            item.name,
+            req.action.name(),
+            subject.target
+        );
+        let outcome = match (&req.action, smtp, message, wa) {
+            (Action::Email(_), Some(cfg), Some(msg), _) => {
+                match interruptible(&self.stop, move || email::send(&cfg, &msg)) {
+                    Some(o) => o,
+                    None => return Step::Interrupted,
+                }
+            }
+            (Action::Whatsapp(w), _, _, Some(cfg)) => {
+                let w = w.clone();
+                match interruptible(&self.stop, move || whatsapp::send(&cfg, &w)) {
+                    Some(o) => o,
+                    None => return Step::Interrupted,
+                }
+            }
+            (Action::Linkedin(post), ..) => {
+                let at = now_text(now);
+                match local::queue_post(&self.vault, &tag, item.name, &at, post) {
+                    Ok(fresh) => Outcome::Success {
+                        detail: if fresh {
+                            "appended to LINKEDIN_QUEUE.md".into()
+                        } else {
+                            "already in LINKEDIN_QUEUE.md".into()
+                        },
+                        fields: vec![],
+                    },
+                    Err(e) => {
+                        Outcome::Transient(format!("cannot append to LINKEDIN_QUEUE.md: {e}"))
+                    }
+                }
+            }
+            (Action::Payment(p), ..) => {
+                let task = effect.clone().unwrap_or_default();
+                match local::record_payment(
+                    &self.vault,
+                    &task,
+                    item.name,
+                    item.sha,
+                    &req.approved_by,
+                    &now_text(now),
+                    p,
+                ) {
+                    Ok(_) => Outcome::Success {
+                        detail: format!("manual payment task {task}"),
+                        fields: vec![("payment_task".to_string(), task)],
+                    },
+                    Err(e) => Outcome::Transient(format!("cannot write {task}: {e}")),
+                }
+            }
+            // Unreachable by construction (credentials were checked above).
+            _ => Outcome::Permanent("internal error: no channel for this action".into()),
+        };
+        let outcome = outcome.redacted(&self.secrets());
+        let result = match &req.action {
+            Action::Email(_) | Action::Whatsapp(_) => results::SENT,
+            Action::Linkedin(_) => results::QUEUED,
+            Action::Payment(_) => results::RECORDED,
+        };
+        self.conclude(item, &subject, attempt, outcome, Some(result))
+    }
+
+    /// Record and carry out what an attempt's outcome means.
+    fn conclude(
+        &mut self,
+        item: &Item,
+        subject: &Subject,
+        attempt: u32,
+        outcome: Outcome,
+        success_result: Option<&str>,
+    ) -> Step {
+        match outcome {
+            Outcome::Success { detail, fields } => {
+                let result = success_result.unwrap_or(results::SENT);
+                tracing::info!("{}: {result}: {detail}", item.name);
+                let at = now_text(Utc::now());
+                let d = Decision::new(
+                    &self.vault,
+                    item.name,
+                    item.text,
+                    Folder::Done,
+                    result,
+                    None,
+                    at,
+                    fields,
+                );
+                if !self.decide(item, &d) {
+                    return Step::Deferred;
+                }
+                self.audit_line(subject, item.name, item.sha, attempt, result, None);
+                self.finish(item, &d)
+            }
+            Outcome::Transient(error) => match self.opts.policy.after_transient(attempt) {
+                AfterTransient::RetryIn(delay) => {
+                    let rec = Record::Transient {
+                        file: item.name.to_string(),
+                        sha256: item.sha.to_string(),
+                        attempt,
+                        at: now_text(Utc::now()),
+                        error: error.clone(),
+                    };
+                    if let Err(e) = self.ledger.append(rec, true) {
+                        tracing::error!("{e}");
+                        return Step::Deferred;
+                    }
+                    tracing::warn!(
+                        "{}: attempt {attempt} failed, trying again in {delay:?}: {error}",
+                        item.name
+                    );
+                    self.audit_line(
+                        subject,
+                        item.name,
+                        item.sha,
+                        attempt,
+                        results::RETRYING,
+                        Some(&error),
+                    );
+                    let at = Instant::now() + delay;
+                    self.retries.insert(item.name.to_string(), at);
+                    Step::RetryAt(at)
+                }
+                AfterTransient::GiveUp => {
+                    let error = format!("gave up after {attempt} attempts: {error}");
+                    self.conclude_failed(item, subject, attempt, results::FAILED, error)
+                }
+            },
+            Outcome::Permanent(error) => {
+                self.conclude_failed(item, subject, attempt, results::FAILED, error)
+            }
+            Outcome::Unknown(error) => {
+                let error = format!("outcome unknown — check before re-approving: {error}");
+                self.conclude_failed(item, subject, attempt, results::OUTCOME_UNKNOWN, error)
+            }
+        }
+    }
+
+    /// `Failed/` with `error`, an audit line and a Dashboard row.
+    fn conclude_failed(
+        &mut self,
+        item: &Item,
+        subject: &Subject,
+        attempt: u32,
+        result: &str,
+        error: String,
+    ) -> Step {
+        let error = redact(&error, &self.secrets());
+        tracing::warn!("{}: {result}: {error}", item.name);
+        let at = now_text(Utc::now());
+        let d = Decision::new(
+            &self.vault,
+            item.name,
+            item.text,
+            Folder::Failed,
+            result,
+            Some(error.clone()),
+            at,
+            vec![],
+        );
+        if !self.decide(item, &d) {
+            return Step::Deferred;
+        }
+        self.audit_line(subject, item.name, item.sha, attempt, result, Some(&error));
+        let status = match result {
+            results::REFUSED => "✗ Refused",
+            results::OUTCOME_UNKNOWN => "⚠ Outcome unknown",
+            _ => "✗ Failed",
+        };
+        self.dashboard
+            .push(status, format!("{}: {}", item.name, clip(&error, 300)));
+        self.finish(item, &d)
+    }
+
+    /// Record the decision (durably) before anything moves.
+    fn decide(&mut self, item: &Item, d: &Decision) -> bool {
+        let rec = Record::Final {
+            file: item.name.to_string(),
+            sha256: item.sha.to_string(),
+            at: d.at.clone(),
+            decision: d.clone(),
+        };
+        match self.ledger.append(rec, true) {
+            Ok(()) => true,
+            Err(e) => {
+                log_ledger_error(item.name, &e);
+                false
+            }
+        }
+    }
+
+    fn finish(&mut self, item: &Item, d: &Decision) -> Step {
+        match outcome::finish(&self.vault, item.name, item.sha, item.text, d) {
+            Ok(dest) => {
+                let rec = Record::Done {
+                    file: item.name.to_string(),
+                    sha256: item.sha.to_string(),
+                    dest: dest.clone(),
+                    at: d.at.clone(),
+                };
+                if let Err(e) = self.ledger.append(rec, false) {
+                    tracing::warn!("{e}");
+                }
+                tracing::info!("{} → {dest}", item.name);
+                Step::Finished
+            }
+            Err(e) => {
+                tracing::error!("{}: failed to move it to {}: {e}", item.name, d.dest);
+                Step::Deferred
+            }
+        }
+    }
+
+    /// A file that cannot be read as an approval: moved aside with a note.
+    fn park(&mut self, name: &str, why: &str) -> Step {
+        let at = now_text(Utc::now());
+        let error = format!("Approved/{name} {why}");
+        tracing::warn!("refused: {error}");
+        match outcome::park_unreadable(&self.vault, name, &error, &at) {
+            Ok(note) => {
+                self.audit_line(
+                    &Subject::unknown(),
+                    name,
+                    "",
+                    0,
+                    results::REFUSED,
+                    Some(&error),
+                );
+                self.dashboard.push("✗ Refused", clip(&error, 300));
+                tracing::info!("{name} → {note}");
+                Step::Finished
+            }
+            Err(e) => {
+                tracing::error!("{name}: failed to move it to Failed/: {e}");
+                Step::Deferred
+            }
+        }
+    }
+
+    fn audit_line(
+        &self,
+        subject: &Subject,
+        name: &str,
+        sha: &str,
+        attempt: u32,
+        result: &str,
+        error: Option<&str>,
+    ) {
+        let mut parameters = subject.parameters.clone();
+        if let Some(map) = parameters.as_object_mut() {
+            map.insert("file".into(), json!(name));
+            if !sha.is_empty() {
+                map.insert("sha256".into(), json!(sha));
+            }
+            if attempt > 0 {
+                map.insert("attempt".into(), json!(attempt));
+            }
+            if self.opts.dry_run {
+                map.insert("dry_run".into(), json!(true));
+            }
+        }
+        let entry = Entry {
+            action_type: subject.action_type.clone(),
+            target: subject.target.clone(),
+            parameters,
+            approved_by: subject.approved_by.clone(),
+            result: result.to_string(),
+            error: error.map(str::to_string),
+        };
+        self.audit.write(Utc::now(), &entry, &self.secrets());
+    }
+}
+
+fn log_ledger_error(name: &str, e: &LedgerError) {
+    tracing::error!("{name}: {e}");
+}
+
+fn too_large(len: u64) -> String {
+    format!(
+        "is {}, over the {} limit for approval files",
+        request::mib(len),
+        request::mib(request::MAX_FILE_BYTES)
+    )
+}
+
+fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max).collect();
+    out.push('…');
+    out
+}
+
+enum ReadError {
+    Gone,
+    Symlink,
+    NotRegular,
+    TooLarge(u64),
+    Io(io::Error),
+}
+
+/// Read an approval without following a symlink swapped in since it was looked at, and
+/// without blocking on a FIFO.
+fn read_approval(path: &Path) -> Result<Vec<u8>, ReadError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match (e.kind(), e.raw_os_error()) {
+            (io::ErrorKind::NotFound, _) => ReadError::Gone,
+            (_, Some(libc::ELOOP)) => ReadError::Symlink,
+            _ => ReadError::Io(e),
+        })?;
+    let meta = file.metadata().map_err(ReadError::Io)?;
+    if !meta.is_file() {
+        return Err(ReadError::NotRegular);
+    }
+    if meta.len() > request::MAX_FILE_BYTES {
+        return Err(ReadError::TooLarge(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(request::MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    if bytes.len() as u64 > request::MAX_FILE_BYTES {
+        return Err(ReadError::TooLarge(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// Run the call `f` on its own thread so that SIGTERM is noticed while it blocks.
+/// `None`: the stop flag was set and `f` did not finish within [`STOP_GRACE`] (its intent
+/// stays open: the next start reports the outcome as unknown).
+fn interruptible(
+    stop: &AtomicBool,
+    f: impl FnOnce() -> Outcome + Send + 'static,
+) -> Option<Outcome> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("send".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        });
+    if let Err(e) = spawned {
+        // Nothing was sent.
+        return Some(Outcome::Transient(format!(
+            "cannot start a thread for the call: {e}"
+        )));
+    }
+    let mut stop_seen: Option<Instant> = None;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(v) => return Some(v),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if stop.load(Ordering::Relaxed) {
+                    let since = *stop_seen.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= STOP_GRACE {
+                        return None;
+                    }
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Some(Outcome::Unknown(
+                    "internal error: the call ended without a result".into(),
+                ));
+            }
+        }
+    }
+}

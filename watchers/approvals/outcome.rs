@@ -1,0 +1,322 @@
+//! Where an approval ends: `Done/` or `Failed/`, with the result added to its
+//! frontmatter. The decision is recorded in the ledger before the file moves, and the
+//! move itself is idempotent, so a crash in the middle is finished at the next start.
+
+use std::io;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_norway::{Mapping, Value};
+
+use crate::vault::atomic;
+use crate::vault::frontmatter;
+
+use super::sha256_hex;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Folder {
+    Done,
+    Failed,
+}
+
+impl Folder {
+    pub fn dir(self) -> &'static str {
+        match self {
+            Folder::Done => "Done",
+            Folder::Failed => "Failed",
+        }
+    }
+}
+
+/// Result values written into the frontmatter and the audit log.
+pub mod results {
+    pub const SENT: &str = "sent";
+    pub const QUEUED: &str = "queued";
+    pub const RECORDED: &str = "recorded";
+    pub const DRY_RUN: &str = "dry_run";
+    pub const REFUSED: &str = "refused";
+    pub const FAILED: &str = "failed";
+    pub const OUTCOME_UNKNOWN: &str = "outcome_unknown";
+    /// Audit only: a transient failure, tried again later.
+    pub const RETRYING: &str = "retrying";
+    /// The results that mean "this was carried out": a file carrying one of them is not
+    /// executed again.
+    pub const EXECUTED: &[&str] = &[SENT, QUEUED, RECORDED];
+}
+
+/// What happens to one approval file, decided before it is moved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub folder: Folder,
+    /// Vault-relative destination, e.g. `Done/APPROVAL_x.md`.
+    pub dest: String,
+    pub result: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `executed_at` (Done) or `failed_at` (Failed), RFC 3339.
+    pub at: String,
+    /// More frontmatter (`message_id`, `smtp_reply`, `payment_task`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<(String, String)>,
+    /// SHA-256 of the text written to `dest`.
+    pub final_sha256: String,
+    /// The original has no usable frontmatter: ours goes in front of its text.
+    #[serde(default)]
+    pub prefix: bool,
+}
+
+impl Decision {
+    /// Build a decision for `original`, choosing a free name in the folder.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        vault: &Path,
+        name: &str,
+        original: &str,
+        folder: Folder,
+        result: &str,
+        error: Option<String>,
+        at: String,
+        fields: Vec<(String, String)>,
+    ) -> Decision {
+        let prefix = frontmatter::parse(original).is_err();
+        let mut d = Decision {
+            folder,
+            dest: free_name(vault, folder.dir(), name),
+            result: result.to_string(),
+            error,
+            at,
+            fields,
+            final_sha256: String::new(),
+            prefix,
+        };
+        d.final_sha256 = sha256_hex(render(original, &d).as_bytes());
+        d
+    }
+}
+
+/// The text the file has at its destination.
+pub fn render(original: &str, d: &Decision) -> String {
+    let parsed = if d.prefix {
+        None
+    } else {
+        frontmatter::parse(original).ok()
+    };
+    match parsed {
+        Some(doc) => {
+            let mut front = doc.front;
+            for stale in ["result", "error", "executed_at", "failed_at"] {
+                front.remove(stale);
+            }
+            add_fields(&mut front, d);
+            frontmatter::render(&front, &doc.body)
+        }
+        None => {
+            let mut front = Mapping::new();
+            add_fields(&mut front, d);
+            format!("{}{original}", frontmatter::render(&front, ""))
+        }
+    }
+}
+
+fn add_fields(front: &mut Mapping, d: &Decision) {
+    let status = match d.folder {
+        Folder::Done => "done",
+        Folder::Failed => "failed",
+    };
+    frontmatter::set(front, "status", status);
+    frontmatter::set(front, "result", d.result.as_str());
+    match d.folder {
+        Folder::Done => frontmatter::set(front, "executed_at", d.at.as_str()),
+        Folder::Failed => frontmatter::set(front, "failed_at", d.at.as_str()),
+    }
+    if let Some(e) = &d.error {
+        frontmatter::set(front, "error", e.as_str());
+    }
+    for (k, v) in &d.fields {
+        front.insert(Value::String(k.clone()), Value::String(v.clone()));
+    }
+}
+
+/// `Folder/name`, or `Folder/stem-2.ext`, `-3` … if taken.
+pub fn free_name(vault: &Path, folder: &str, name: &str) -> String {
+    let dir = vault.join(folder);
+    if !exists(&dir.join(name)) {
+        return format!("{folder}/{name}");
+    }
+    let (stem, ext) = match name.rfind('.') {
+        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        _ => (name, ""),
+    };
+    let mut n = 2u32;
+    loop {
+        let candidate = format!("{stem}-{n}{ext}");
+        if !exists(&dir.join(&candidate)) || n == u32::MAX {
+            return format!("{folder}/{candidate}");
+        }
+        n += 1;
+    }
+}
+
+fn exists(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok()
+}
+
+/// Carry out `d` for `Approved/<name>` whose bytes were `original` (SHA-256 `sha`):
+/// create the destination (unless a previous run already did), then remove the source
+/// if it still holds these bytes. Idempotent. Returns the vault-relative destination.
+pub fn finish(
+    vault: &Path,
+    name: &str,
+    sha: &str,
+    original: &str,
+    d: &Decision,
+) -> io::Result<String> {
+    let text = render(original, d);
+    let text_sha = sha256_hex(text.as_bytes());
+    let mut dest = d.dest.clone();
+    for _ in 0..1000 {
+        let path = vault.join(&dest);
+        if atomic::create_new(&path, text.as_bytes())? {
+            break;
+        }
+        // Taken: by an earlier run of this very step (then we are done) or by someone else.
+        if std::fs::read(&path).is_ok_and(|b| sha256_hex(&b) == text_sha) {
+            break;
+        }
+        dest = free_name(vault, d.folder.dir(), name);
+    }
+    remove_if_same(&vault.join("Approved").join(name), sha)?;
+    Ok(dest)
+}
+
+/// Remove `path` if it still holds the bytes with SHA-256 `sha` (a file edited or
+/// replaced since it was read is a new approval and stays).
+pub fn remove_if_same(path: &Path, sha: &str) -> io::Result<()> {
+    match std::fs::read(path) {
+        Ok(bytes) if sha256_hex(&bytes) == sha => {
+            std::fs::remove_file(path)?;
+            atomic::sync_dir(atomic::parent_dir(path))
+        }
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A file that cannot be read as an approval (symlink, over the size limit, not UTF-8,
+/// not a regular file): a note `Failed/<name>` with the error, and the file itself moved
+/// next to it as `Failed/<stem>.original` (a symlink is moved as a link, never followed).
+/// Returns the note's vault-relative path.
+pub fn park_unreadable(vault: &Path, name: &str, error: &str, at: &str) -> io::Result<String> {
+    let note_rel = free_name(vault, "Failed", name);
+    let stem = note_rel
+        .strip_prefix("Failed/")
+        .unwrap_or(&note_rel)
+        .trim_end_matches(".md")
+        .to_string();
+    let original_rel = free_name(vault, "Failed", &format!("{stem}.original"));
+    let original_name = original_rel
+        .strip_prefix("Failed/")
+        .unwrap_or(&original_rel)
+        .to_string();
+    let mut front = Mapping::new();
+    frontmatter::set(&mut front, "type", "approval_request");
+    frontmatter::set(&mut front, "status", "failed");
+    frontmatter::set(&mut front, "result", results::REFUSED);
+    frontmatter::set(&mut front, "failed_at", at);
+    frontmatter::set(&mut front, "error", error);
+    frontmatter::set(&mut front, "original", original_name.as_str());
+    let body = format!(
+        "`Approved/{name}` could not be read as an approval. It was moved, unchanged, next \
+         to this note as `{original_name}`.\n"
+    );
+    let src = vault.join("Approved").join(name);
+    let note = vault.join(&note_rel);
+    atomic::create_new(&note, frontmatter::render(&front, &body).as_bytes())?;
+    match std::fs::rename(&src, vault.join(&original_rel)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    atomic::sync_dir(&vault.join("Failed"))?;
+    atomic::sync_dir(&vault.join("Approved"))?;
+    Ok(note_rel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(vault: &Path, original: &str, folder: Folder) -> Decision {
+        Decision::new(
+            vault,
+            "a.md",
+            original,
+            folder,
+            "sent",
+            None,
+            "2026-01-07T10:31:00Z".into(),
+            vec![("message_id".into(), "<x@y>".into())],
+        )
+    }
+
+    #[test]
+    fn done_keeps_the_frontmatter_and_body_and_adds_the_result() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let original =
+            "---\ntype: approval_request\naction: send_email\nstatus: pending\n---\nHello\n";
+        let d = decision(dir.path(), original, Folder::Done);
+        let text = render(original, &d);
+        let doc = frontmatter::parse(&text).expect("parses");
+        assert_eq!(frontmatter::get_str(&doc.front, "status"), Some("done"));
+        assert_eq!(frontmatter::get_str(&doc.front, "result"), Some("sent"));
+        assert_eq!(
+            frontmatter::get_str(&doc.front, "executed_at"),
+            Some("2026-01-07T10:31:00Z")
+        );
+        assert_eq!(
+            frontmatter::get_str(&doc.front, "message_id"),
+            Some("<x@y>")
+        );
+        assert_eq!(doc.body, "Hello\n");
+        assert_eq!(d.dest, "Done/a.md");
+        assert_eq!(d.final_sha256, sha256_hex(text.as_bytes()));
+    }
+
+    #[test]
+    fn unparseable_text_is_kept_after_our_frontmatter() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let original = "no frontmatter here\n";
+        let mut d = decision(dir.path(), original, Folder::Failed);
+        d.error = Some("bad".into());
+        let text = render(original, &d);
+        assert!(text.ends_with("---\nno frontmatter here\n"), "{text}");
+        let doc = frontmatter::parse(&text).expect("parses");
+        assert_eq!(frontmatter::get_str(&doc.front, "error"), Some("bad"));
+    }
+
+    #[test]
+    fn finish_is_idempotent_and_never_clobbers() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let v = dir.path();
+        for f in ["Approved", "Done", "Failed"] {
+            std::fs::create_dir(v.join(f))?;
+        }
+        std::fs::write(v.join("Done/a.md"), "someone else's")?;
+        let original = "---\ntype: approval_request\n---\nbody\n";
+        std::fs::write(v.join("Approved/a.md"), original)?;
+        let sha = sha256_hex(original.as_bytes());
+        let d = decision(v, original, Folder::Done);
+        assert_eq!(d.dest, "Done/a-2.md");
+        // A crash after the destination was written but before the source was removed:
+        atomic::create_new(&v.join("Done/a-2.md"), render(original, &d).as_bytes())?;
+        assert_eq!(finish(v, "a.md", &sha, original, &d)?, "Done/a-2.md");
+        assert!(!v.join("Approved/a.md").exists());
+        assert!(!v.join("Done/a-3.md").exists());
+        assert_eq!(
+            std::fs::read_to_string(v.join("Done/a.md"))?,
+            "someone else's"
+        );
+        Ok(())
+    }
+}
