@@ -83,16 +83,15 @@ pub fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
     sys::exchange(a, b)
 }
 
-/// How [`wait_sole_opener`] ended.
+/// How a wait for other openers ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sole {
-    /// Proven (Linux lease): nobody else had the file open at one instant after the call
-    /// started. If the file has no name left, no write can land on it any more.
+    /// Proven with a Linux lease (see the functions using it).
     Proven,
     /// Not provable here (no leases: not Linux, a filesystem without them, or a file owned
-    /// by someone else without `CAP_LEASE`), or someone kept the file open past the time
-    /// limit. The size was then watched until it stayed unchanged for a short window:
-    /// a writer that is still active was very probably seen, but not provably.
+    /// by someone else without `CAP_LEASE`), or the other opener did not go away within
+    /// the time limit. The size was then watched until it stayed unchanged for a short
+    /// window: an active writer was very probably seen, but not provably.
     Settled,
 }
 
@@ -102,21 +101,68 @@ pub enum Sole {
 /// `file` must be the caller's only open descriptor for that file (another one, even in
 /// this process, counts as "someone else"); any open mode works. Used on a file the
 /// caller has just unlinked or swapped away, to know that late `O_APPEND` writers (which
-/// opened it before it lost its name) are done with it.
+/// opened it before it lost its name) are done with it: once nobody has it open and it
+/// has no name, no write can land on it any more.
 pub fn wait_sole_opener(file: &File, limit: Duration) -> Sole {
+    match with_lease(file, LeaseKind::Write, limit, || ()) {
+        Some(()) => Sole::Proven,
+        None => {
+            wait_size_stable(file);
+            Sole::Settled
+        }
+    }
+}
+
+/// Read all of `file` (from the start) at an instant when nobody has it open for
+/// writing, waiting for that at most about `limit`: the text cannot be half of what a
+/// writer that truncates and rewrites in place is writing, nor an append half done.
+///
+/// On Linux the read happens under a read lease: a writer opening the file meanwhile
+/// waits the few microseconds until the read is done. `file` must be open read-only. Where
+/// that cannot be proven (see [`Sole::Settled`]) the size is watched for a short stability
+/// window before reading. Returns the text and which of the two it was.
+pub fn read_without_writers(file: &File, limit: Duration) -> io::Result<(Vec<u8>, Sole)> {
+    match with_lease(file, LeaseKind::Read, limit, || read_all(file)) {
+        Some(r) => Ok((r?, Sole::Proven)),
+        None => {
+            wait_size_stable(file);
+            Ok((read_all(file)?, Sole::Settled))
+        }
+    }
+}
+
+/// The whole content of `f`, from the start (moves its offset).
+pub fn read_all(mut f: &File) -> io::Result<Vec<u8>> {
+    use std::io::{Read, Seek};
+    let mut buf = Vec::new();
+    f.seek(io::SeekFrom::Start(0))?;
+    f.read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// Take a lease on `file` (retrying while others stand in the way, polling tightly, for
+/// at most about `limit`), run `f` while holding it, give it back. `None` when no lease
+/// could be had (unsupported, or still others after `limit`).
+fn with_lease<T>(
+    file: &File,
+    kind: LeaseKind,
+    limit: Duration,
+    f: impl FnOnce() -> T,
+) -> Option<T> {
     let end = Instant::now() + limit;
-    let mut pause = Duration::from_micros(50);
+    let mut pause = Duration::from_micros(20);
     loop {
-        match sys::try_write_lease(file) {
-            Lease::Acquired => return Sole::Proven,
+        match sys::take_lease(file, kind) {
+            Lease::Acquired => {
+                let r = f();
+                sys::release_lease(file);
+                return Some(r);
+            }
             Lease::Busy if Instant::now() < end => {
                 std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(5));
+                pause = (pause * 2).min(Duration::from_micros(250));
             }
-            Lease::Busy | Lease::Unsupported => {
-                wait_size_stable(file);
-                return Sole::Settled;
-            }
+            Lease::Busy | Lease::Unsupported => return None,
         }
     }
 }
@@ -141,11 +187,20 @@ fn wait_size_stable(file: &File) {
     }
 }
 
+#[derive(Clone, Copy)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+enum LeaseKind {
+    /// Granted only when nobody else has the file open for writing (read-only fd).
+    Read,
+    /// Granted only when nobody else has the file open at all.
+    Write,
+}
+
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 enum Lease {
-    /// A write lease was granted (and released again at once).
+    /// Granted and held: give it back with `release_lease`.
     Acquired,
-    /// Another open file description exists.
+    /// Another open file description stands in the way.
     Busy,
     /// Leases do not work here.
     Unsupported,
@@ -160,7 +215,7 @@ fn c_path(p: &Path) -> io::Result<std::ffi::CString> {
 
 #[cfg(target_os = "linux")]
 mod sys {
-    use super::{Lease, c_path};
+    use super::{Lease, LeaseKind, c_path};
     use std::fs::File;
     use std::io;
     use std::os::fd::AsRawFd;
@@ -195,27 +250,27 @@ mod sys {
     /// `F_SETSIG` (10 on every Linux architecture; missing from the libc crate for glibc).
     const F_SETSIG: libc::c_int = 10;
 
-    /// Try to take a write lease on `file`, and give it back at once. The kernel grants it
-    /// only when no other open file description of the inode exists (checked empirically:
-    /// `O_RDONLY`, `O_WRONLY` and `O_RDWR` all work when they are the only one; a second
-    /// descriptor of any mode, in any process, gives `EAGAIN`). Needs the file's owner or
-    /// `CAP_LEASE` (else `EACCES`).
-    pub fn try_write_lease(file: &File) -> Lease {
+    /// Take a lease on `file`. The kernel grants a write lease only when no other open
+    /// file description of the inode exists (checked empirically: `O_RDONLY`, `O_WRONLY`
+    /// and `O_RDWR` all work when they are the only one; a second descriptor of any mode,
+    /// in any process, gives `EAGAIN`), and a read lease (read-only descriptor) only when
+    /// nobody has it open for writing. Needs the file's owner or `CAP_LEASE` (else
+    /// `EACCES`).
+    pub fn take_lease(file: &File, kind: LeaseKind) -> Lease {
         let fd = file.as_raw_fd();
-        // A lease break is announced with SIGIO, whose default action kills the process.
-        // The file has no name left when this is used, so nobody should open it, but make
-        // sure a break could only ever deliver SIGURG (ignored by default).
+        let arg = match kind {
+            LeaseKind::Read => libc::F_RDLCK,
+            LeaseKind::Write => libc::F_WRLCK,
+        };
+        // While the lease is held, another process opening the file (for writing, for a
+        // read lease) waits until we give it back, and we are told with SIGIO, whose
+        // default action kills the process. Make that signal SIGURG (ignored by default).
         // SAFETY: plain fcntl calls on a descriptor we own.
         unsafe {
             libc::fcntl(fd, F_SETSIG, libc::SIGURG);
         }
         // SAFETY: as above.
-        let r = unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_WRLCK) };
-        if r == 0 {
-            // SAFETY: as above.
-            unsafe {
-                libc::fcntl(fd, libc::F_SETLEASE, libc::F_UNLCK);
-            }
+        if unsafe { libc::fcntl(fd, libc::F_SETLEASE, arg) } == 0 {
             return Lease::Acquired;
         }
         match io::Error::last_os_error().raw_os_error() {
@@ -223,11 +278,18 @@ mod sys {
             _ => Lease::Unsupported,
         }
     }
+
+    pub fn release_lease(file: &File) {
+        // SAFETY: a plain fcntl call on a descriptor we own.
+        unsafe {
+            libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK);
+        }
+    }
 }
 
 #[cfg(target_os = "macos")]
 mod sys {
-    use super::{Lease, c_path};
+    use super::{Lease, LeaseKind, c_path};
     use std::fs::File;
     use std::io;
     use std::path::Path;
@@ -248,14 +310,16 @@ mod sys {
     }
 
     /// No leases on macOS.
-    pub fn try_write_lease(_file: &File) -> Lease {
+    pub fn take_lease(_file: &File, _kind: LeaseKind) -> Lease {
         Lease::Unsupported
     }
+
+    pub fn release_lease(_file: &File) {}
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
 mod sys {
-    use super::Lease;
+    use super::{Lease, LeaseKind};
     use std::fs::File;
     use std::io;
     use std::path::Path;
@@ -264,9 +328,11 @@ mod sys {
         Ok(false)
     }
 
-    pub fn try_write_lease(_file: &File) -> Lease {
+    pub fn take_lease(_file: &File, _kind: LeaseKind) -> Lease {
         Lease::Unsupported
     }
+
+    pub fn release_lease(_file: &File) {}
 }
 
 #[cfg(test)]

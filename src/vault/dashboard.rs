@@ -20,7 +20,7 @@
 //! check-then-rename. `docs/dashboard.md` states what is and is not guaranteed.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -63,6 +63,8 @@ const SECTION: &str = "## System Status";
 const MAX_ROUNDS: usize = 32;
 /// Time before giving up.
 const MAX_TIME: Duration = Duration::from_secs(10);
+/// How long to wait for a writer that may be half way through the file we read.
+const MID_WRITE: Duration = Duration::from_millis(200);
 /// How long to wait for appenders that still hold a file we replaced.
 const LATE_WRITERS: Duration = Duration::from_secs(1);
 
@@ -83,6 +85,7 @@ pub fn append_rows(path: &Path, rows: &[Row]) -> io::Result<()> {
         lines: rows.iter().map(Row::markdown).collect(),
         baseline: None,
         tails: Vec::new(),
+        placed: Vec::new(),
         corrective: None,
     };
     let start = Instant::now();
@@ -172,6 +175,8 @@ struct Job<'a> {
     /// Bytes others appended to a file we replaced, still to be appended to the file in
     /// place.
     tails: Vec<Vec<u8>>,
+    /// The text of the file we last put in place.
+    placed: Vec<u8>,
     corrective: Option<Corrective>,
 }
 
@@ -189,7 +194,11 @@ impl Job<'_> {
             if self.tails.is_empty() {
                 return Ok(Step::Done);
             }
-            return self.deliver_tails(&in_place);
+            return Ok(if self.deliver_tails(in_place.id)? {
+                Step::Done
+            } else {
+                Step::Again
+            });
         }
         let new = insert_rows(&basis, &missing);
 
@@ -207,7 +216,7 @@ impl Job<'_> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Step::Again),
             Err(e) => return Err(e),
         }
-        if !only_appended(&in_place.known, &read_all(&in_place.file)?) {
+        if !only_appended(&in_place.known, &atomic::read_all(&in_place.file)?) {
             return Ok(Step::Again);
         }
         let (ours, tmp_path) = tmp.into_parts();
@@ -233,7 +242,13 @@ impl Job<'_> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Step::Again),
             Err(e) => return Err(e),
         }
+        self.placed.clone_from(&new);
         self.absorb_late_writes(in_place, ours, our_id, new)?;
+        // Carry what appenders added at once: until then the file in place lacks it, and
+        // a writer that reads now and saves later would drop it.
+        if !self.tails.is_empty() && self.corrective.is_none() {
+            self.deliver_tails(our_id)?;
+        }
         Ok(Step::Again)
     }
 
@@ -317,7 +332,7 @@ impl Job<'_> {
         if back == our_id {
             // Appenders that opened ours during its microseconds in place wrote to it.
             atomic::wait_sole_opener(&ours, LATE_WRITERS);
-            let now = read_all(&ours)?;
+            let now = atomic::read_all(&ours)?;
             if now.len() > new.len() && now.starts_with(&new) {
                 self.tails.push(now[new.len()..].to_vec());
             }
@@ -335,7 +350,7 @@ impl Job<'_> {
         new: Vec<u8>,
     ) -> io::Result<()> {
         atomic::wait_sole_opener(&old.file, LATE_WRITERS);
-        let now = read_all(&old.file)?;
+        let now = atomic::read_all(&old.file)?;
         if only_appended(&old.known, &now) {
             if now.len() > old.known.len() {
                 self.tails.push(now[old.known.len()..].to_vec());
@@ -357,29 +372,51 @@ impl Job<'_> {
         Ok(())
     }
 
-    /// Append the pending tails to the file in place (`in_place`, just read) with
-    /// `O_APPEND`, as their writers meant to.
-    fn deliver_tails(&mut self, in_place: &InPlace) -> io::Result<Step> {
-        let mut f = match OpenOptions::new().append(true).open(self.path) {
+    /// Append the pending tails with `O_APPEND`, as their writers meant to, to the file in
+    /// place if it is `into` (one that has our rows). Whether they were delivered.
+    fn deliver_tails(&mut self, into: FileId) -> io::Result<bool> {
+        let reader = match File::open(self.path) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Step::Again),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(e),
         };
-        if atomic::file_id(&f)? != in_place.id {
-            return Ok(Step::Again);
+        if atomic::file_id(&reader)? != into {
+            return Ok(false);
         }
-        let bytes = self.tails.concat();
-        f.write_all(&bytes)?;
+        // Appending to a file that a writer has just truncated is pointless: it will write
+        // its whole text over it.
+        let now = read_settled(&reader)?;
+        drop(reader);
+        let mut f = match OpenOptions::new().append(true).open(self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if atomic::file_id(&f)? != into {
+            return Ok(false);
+        }
+        // Rewritten in place since we put it there? Then its writer read the file at some
+        // point; a tail its text already has one more time than ours did, it carried over
+        // itself. (Only appended to: append, no guessing.)
+        let rewritten = !only_appended(&self.placed, &now);
+        let bytes: Vec<u8> = self
+            .tails
+            .iter()
+            .filter(|t| !(rewritten && occurrences(&now, t) > occurrences(&self.placed, t)))
+            .flatten()
+            .copied()
+            .collect();
+        if !bytes.is_empty() {
+            f.write_all(&bytes)?;
+        }
+        // Replaced while we wrote? Whether that editor saw our bytes is unknown; they stay
+        // pending and go to the new file too (a duplicate is better than a loss).
+        let stayed = atomic::path_id(self.path).is_ok_and(|id| id == into);
         f.sync_data()?;
-        match atomic::path_id(self.path) {
-            Ok(id) if id == in_place.id => {
-                self.tails.clear();
-                Ok(Step::Done)
-            }
-            // Replaced while we wrote: whether that editor saw our bytes is unknown; append
-            // them again to the new file (a duplicate is better than a loss).
-            _ => Ok(Step::Again),
+        if stayed {
+            self.tails.clear();
         }
+        Ok(stayed)
     }
 
     /// Giving up: bytes others appended must not vanish with us.
@@ -404,30 +441,30 @@ impl Job<'_> {
 
 /// Open and read the file in place. `None` when there is none.
 fn read_current(path: &Path) -> io::Result<Option<(InPlace, Perms)>> {
-    let mut file = match File::open(path) {
+    let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let mut known = Vec::new();
-    file.read_to_end(&mut known)?;
-    // An append that crosses a page boundary can be seen half done, and a writer that
-    // truncates and rewrites in place can be caught between the two. A last line without
-    // its newline, or an empty file, gets another look or two before we build on it.
-    for _ in 0..3 {
-        if known.last().is_some_and(|&b| b == b'\n') {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-        let before = known.len();
-        file.read_to_end(&mut known)?;
-        if known.len() == before && !known.is_empty() {
-            break;
-        }
-    }
+    let known = read_settled(&file)?;
     let id = atomic::file_id(&file)?;
     let perms = Perms::of(&file)?;
     Ok(Some((InPlace { file, id, known }, perms)))
+}
+
+/// Read all of `file` (open read-only). A text without the status table or without a
+/// final newline may be a moment in someone else's write: a writer that truncates and
+/// rewrites in place, caught half way (perhaps with an append landed in between), or an
+/// append half done. Built on, such a text would be published, so it is read again at a
+/// moment when nobody has the file open for writing. Complete-looking texts are taken at
+/// once: appenders keep the file open nearly all the time, and a prefix that has the
+/// table is safe to build on (the rest arrives as an append, see `only_appended`).
+fn read_settled(file: &File) -> io::Result<Vec<u8>> {
+    let text = atomic::read_all(file)?;
+    if text.last() == Some(&b'\n') && find_table(&text).is_some() {
+        return Ok(text);
+    }
+    Ok(atomic::read_without_writers(file, MID_WRITE)?.0)
 }
 
 /// Whether a file we read as `known` and now holds `now` has only been appended to. An
@@ -437,12 +474,17 @@ fn only_appended(known: &[u8], now: &[u8]) -> bool {
     now == known || (!known.is_empty() && now.starts_with(known))
 }
 
-/// The whole content of `f`, from the start.
-fn read_all(mut f: &File) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    f.seek(io::SeekFrom::Start(0))?;
-    f.read_to_end(&mut buf)?;
-    Ok(buf)
+/// How often `needle` occurs in `hay` (not overlapping).
+fn occurrences(hay: &[u8], needle: &[u8]) -> usize {
+    if needle.is_empty() {
+        return 0;
+    }
+    let (mut n, mut at) = (0, 0);
+    while let Some(i) = hay[at..].windows(needle.len()).position(|w| w == needle) {
+        n += 1;
+        at += i + needle.len();
+    }
+    n
 }
 
 // ---- the text (pure) ----
