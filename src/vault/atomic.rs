@@ -403,4 +403,22 @@ mod tests {
         );
         Ok(())
     }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn reads_without_writers_only_when_no_one_writes() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("f");
+        std::fs::write(&p, "text\n")?;
+        let f = File::open(&p)?;
+        let _reader = File::open(&p)?;
+        let got = read_without_writers(&f, Duration::from_millis(100))?;
+        assert_eq!(got, (b"text\n".to_vec(), Sole::Proven));
+        let _writer = std::fs::OpenOptions::new().append(true).open(&p)?;
+        let t = Instant::now();
+        let got = read_without_writers(&f, Duration::from_millis(50))?;
+        assert_eq!(got.1, Sole::Settled);
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        Ok(())
+    }
 }

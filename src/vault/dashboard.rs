@@ -1,20 +1,24 @@
 //! Dashboard.md status rows (SPEC §3). Owned by the vault helper.
 //!
 //! The file is shared with Obsidian, the agent and scripts, so a write must be atomic and
-//! must not lose what they write at the same time. [`append_rows`] runs rounds of:
+//! must not drop what they write at the same time. [`append_rows`] runs rounds of:
 //!
-//! 1. read the file in place through a descriptor we keep (inode A, `known` bytes);
+//! 1. read the file in place through a descriptor we keep (inode A, `known` bytes); a
+//!    text that may be a moment in someone's write (no status table, no final newline)
+//!    is read again when nobody has the file open for writing;
 //! 2. build the new text (our rows at the top of the status table), write it to a temp
 //!    file in the same folder, fsync;
-//! 3. check that the name still points at A, then swap temp and Dashboard atomically
-//!    (`renameat2(RENAME_EXCHANGE)` on Linux, `renamex_np(RENAME_SWAP)` on macOS); the
-//!    temp name now holds the file that was in place;
+//! 3. check that the name still points at A and that A was at most appended to, then
+//!    swap temp and Dashboard atomically (`renameat2(RENAME_EXCHANGE)` on Linux,
+//!    `renamex_np(RENAME_SWAP)` on macOS); the temp name now holds what was in place;
 //! 4. if that is not A, someone renamed their version in between: swap it straight back
 //!    (our stale text was visible for microseconds) and start again on their text;
 //! 5. if it is A, wait until nobody else has A open (a Linux write lease proves it; else a
-//!    size-stability window), then take what appenders added after `known` and append it
-//!    to the file now in place with `O_APPEND`, as they meant to;
-//! 6. a last read confirms that our rows are in the file in place.
+//!    size-stability window). Bytes appended after `known` are appended to the file now
+//!    in place with `O_APPEND`, at once, as their writers meant to; if A was instead
+//!    rewritten in place, the next round builds on that text and replaces ours;
+//! 6. a last read confirms that our rows are in the file in place (a save that dropped
+//!    them meanwhile gets them inserted again).
 //!
 //! Without an atomic swap (other filesystems and platforms) step 3 becomes
 //! check-then-rename. `docs/dashboard.md` states what is and is not guaranteed.
@@ -69,12 +73,13 @@ const MID_WRITE: Duration = Duration::from_millis(200);
 const LATE_WRITERS: Duration = Duration::from_secs(1);
 
 /// Insert `rows` (oldest first) at the top of the status table of the Dashboard at
-/// `path` (newest first), creating the file or table if missing. Atomic, and never loses
-/// an edit someone else makes to the file at the same time (see the module docs and
-/// `docs/dashboard.md` for the exact guarantee). Blocks for a few milliseconds (fsyncs;
-/// up to about a second when another process holds a replaced file open): call it from
-/// a background thread. Gives up with an error after [`MAX_ROUNDS`] rounds or
-/// [`MAX_TIME`].
+/// `path` (newest first), creating the file or table if missing. Atomic, and does not
+/// drop what others write to the file at the same time (see the module docs, and
+/// `docs/dashboard.md` for the exact guarantee and its limits). Blocks for a few
+/// milliseconds (fsyncs; up to about a second when another process holds a replaced file
+/// open): call it from a background thread. Gives up with an error after [`MAX_ROUNDS`]
+/// rounds or [`MAX_TIME`]: the rows are then not confirmed (they may or may not be in the
+/// file), while bytes of others that it was carrying over are still appended.
 pub fn append_rows(path: &Path, rows: &[Row]) -> io::Result<()> {
     if rows.is_empty() {
         return Ok(());
