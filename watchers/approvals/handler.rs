@@ -784,9 +784,8 @@ fn log_ledger_error(name: &str, e: &LedgerError) {
 
 fn too_large(len: u64) -> String {
     format!(
-        "is {}, over the {} limit for approval files",
-        request::mib(len),
-        request::mib(request::MAX_FILE_BYTES)
+        "is {len} bytes, over the 1 MiB ({} bytes) limit for approval files",
+        request::MAX_FILE_BYTES
     )
 }
 
