@@ -559,6 +559,10 @@ fn approved_email_arrives_with_the_right_from_to_subject_and_body() {
         m.header("Message-ID")
             .is_some_and(|id| id.ends_with("@example.com>"))
     );
+    assert_eq!(
+        field(&v.join("Done/APPROVAL_invoice.md"), "message_id"),
+        m.header("Message-ID")
+    );
     // SMTP framing adds the final line break.
     assert_eq!(m.body().trim_end(), body.trim_end());
     // The file: result, executed_at, nothing left in Approved/.
@@ -1119,6 +1123,11 @@ fn malformed_approvals_are_refused_with_their_reason() {
             "approved_by_a_list",
             good_email("approved_by: [a, b]\n"),
             "field `approved_by` must be a string, found a list",
+        ),
+        (
+            "message_id_malformed",
+            good_email("message_id: not-an-id\n"),
+            "field `message_id` must look like \"<id@domain>\", found \"not-an-id\"",
         ),
         (
             "already_executed",
@@ -1776,6 +1785,16 @@ fn sigterm_exits_0_within_a_second_idle_and_in_the_middle_of_a_send() {
     );
     assert_eq!(field(&failed, "result").as_deref(), Some("outcome_unknown"));
     assert!(smtp.mails().is_empty());
+    // Re-approved after checking: the same Message-ID as the attempt that may have gone
+    // out, so a mail client shows one message even if both arrived.
+    let id = field(&failed, "message_id").expect("message_id kept on the failed file");
+    fs::rename(&failed, v.join("Approved/stuck.md")).expect("re-approve");
+    assert!(wait_until(Duration::from_secs(10), || v
+        .join("Done/stuck.md")
+        .exists()));
+    let mails = smtp.with_subject_containing("STUCK-token");
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].header("Message-ID"), Some(id));
     h.stop();
 }
 

@@ -226,6 +226,7 @@ mod tests {
             subject: "s".into(),
             body: "b".into(),
             attachments: vec![],
+            message_id: None,
         };
         let m = build(&cfg, &email, "<id@x>").expect("builds");
         assert!(matches!(send(&cfg, &m), Outcome::Transient(_)));

@@ -293,7 +293,14 @@ impl Handler {
                         "gave up after {attempts} attempts: {}",
                         last_error.unwrap_or_default()
                     );
-                    return self.conclude_failed(&item, &subject, attempts, results::FAILED, error);
+                    return self.conclude_failed(
+                        &item,
+                        &subject,
+                        attempts,
+                        results::FAILED,
+                        error,
+                        vec![],
+                    );
                 }
                 attempts + 1
             }
@@ -301,8 +308,9 @@ impl Handler {
                 attempt,
                 action,
                 effect,
+                message_id,
                 at,
-            }) => match self.recover_in_flight(&item, attempt, &action, effect, &at) {
+            }) => match self.recover_in_flight(&item, attempt, &action, effect, message_id, &at) {
                 Some(step) => return step,
                 None => attempt,
             },
@@ -324,7 +332,7 @@ impl Handler {
                         format!(" (see {dest})")
                     }
                 );
-                return self.conclude_failed(&item, &subject, 0, results::REFUSED, error);
+                return self.conclude_failed(&item, &subject, 0, results::REFUSED, error, vec![]);
             }
         };
         let doc = match frontmatter::parse(&text) {
@@ -336,6 +344,7 @@ impl Handler {
                     0,
                     results::REFUSED,
                     e.to_string(),
+                    vec![],
                 );
             }
         };
@@ -343,7 +352,7 @@ impl Handler {
             Ok(r) => r,
             Err(e) => {
                 let subject = Subject::of_text(&text, &self.vault);
-                return self.conclude_failed(&item, &subject, 0, results::REFUSED, e);
+                return self.conclude_failed(&item, &subject, 0, results::REFUSED, e, vec![]);
             }
         };
         self.execute(&item, &req, attempt)
@@ -358,6 +367,7 @@ impl Handler {
         attempt: u32,
         action: &str,
         effect: Option<String>,
+        message_id: Option<String>,
         at: &str,
     ) -> Option<Step> {
         let subject = Subject::of_text(item.text, &self.vault);
@@ -392,13 +402,24 @@ impl Handler {
                     fields,
                 },
                 Some(result),
+                vec![],
             ));
         }
         let error = format!(
             "outcome unknown — check before re-approving: the handler stopped during attempt \
              {attempt} ({action}, started {at}), after the request may have been sent"
         );
-        Some(self.conclude_failed(item, &subject, attempt, results::OUTCOME_UNKNOWN, error))
+        let fields = message_id
+            .map(|id| vec![("message_id".to_string(), id)])
+            .unwrap_or_default();
+        Some(self.conclude_failed(
+            item,
+            &subject,
+            attempt,
+            results::OUTCOME_UNKNOWN,
+            error,
+            fields,
+        ))
     }
 
     fn execute(&mut self, item: &Item, req: &Request, attempt: u32) -> Step {
@@ -420,11 +441,25 @@ impl Handler {
                          docs/approvals.md), then move this file back to Approved/",
                         self.creds.smtp.rel()
                     );
-                    return self.conclude_failed(item, &subject, 0, results::REFUSED, error);
+                    return self.conclude_failed(
+                        item,
+                        &subject,
+                        0,
+                        results::REFUSED,
+                        error,
+                        vec![],
+                    );
                 }
                 Loaded::Invalid(e) => {
                     let error = format!("send_email cannot run: {e}");
-                    return self.conclude_failed(item, &subject, 0, results::REFUSED, error);
+                    return self.conclude_failed(
+                        item,
+                        &subject,
+                        0,
+                        results::REFUSED,
+                        error,
+                        vec![],
+                    );
                 }
             },
             _ => None,
@@ -442,23 +477,49 @@ impl Handler {
                          docs/approvals.md), then move this file back to Approved/",
                         self.creds.whatsapp.rel()
                     );
-                    return self.conclude_failed(item, &subject, 0, results::REFUSED, error);
+                    return self.conclude_failed(
+                        item,
+                        &subject,
+                        0,
+                        results::REFUSED,
+                        error,
+                        vec![],
+                    );
                 }
                 Loaded::Invalid(e) => {
                     let error = format!("send_whatsapp cannot run: {e}");
-                    return self.conclude_failed(item, &subject, 0, results::REFUSED, error);
+                    return self.conclude_failed(
+                        item,
+                        &subject,
+                        0,
+                        results::REFUSED,
+                        error,
+                        vec![],
+                    );
                 }
             },
             _ => None,
         };
         // A message that cannot be built is refused before anything is recorded.
+        let mut message_id = None;
         let message = match (&req.action, &smtp) {
             (Action::Email(e), Some(cfg)) => {
-                let id = format!("<{tag}@{}>", cfg.from.email.domain());
+                let id = e
+                    .message_id
+                    .clone()
+                    .unwrap_or_else(|| format!("<{tag}@{}>", cfg.from.email.domain()));
+                message_id = Some(id.clone());
                 match email::build(cfg, e, &id) {
                     Ok(m) => Some(m),
                     Err(err) => {
-                        return self.conclude_failed(item, &subject, 0, results::REFUSED, err);
+                        return self.conclude_failed(
+                            item,
+                            &subject,
+                            0,
+                            results::REFUSED,
+                            err,
+                            vec![],
+                        );
                     }
                 }
             }
@@ -479,6 +540,7 @@ impl Handler {
                     fields: vec![],
                 },
                 Some(results::DRY_RUN),
+                vec![],
             );
         }
         let effect = match &req.action {
@@ -498,6 +560,7 @@ impl Handler {
             action: req.action.name().to_string(),
             at: now_text(now),
             effect: effect.clone(),
+            message_id: message_id.clone(),
         };
         if let Err(e) = self.ledger.append(intent, true) {
             tracing::error!("{}: not executed: {e}", item.name);
@@ -566,7 +629,10 @@ impl Handler {
             Action::Linkedin(_) => results::QUEUED,
             Action::Payment(_) => results::RECORDED,
         };
-        self.conclude(item, &subject, attempt, outcome, Some(result))
+        let extra = message_id
+            .map(|id| vec![("message_id".to_string(), id)])
+            .unwrap_or_default();
+        self.conclude(item, &subject, attempt, outcome, Some(result), extra)
     }
 
     /// Record and carry out what an attempt's outcome means.
@@ -577,9 +643,11 @@ impl Handler {
         attempt: u32,
         outcome: Outcome,
         success_result: Option<&str>,
+        extra: Vec<(String, String)>,
     ) -> Step {
         match outcome {
-            Outcome::Success { detail, fields } => {
+            Outcome::Success { detail, mut fields } => {
+                fields.extend(extra);
                 let result = success_result.unwrap_or(results::SENT);
                 tracing::info!("{}: {result}: {detail}", item.name);
                 let at = now_text(Utc::now());
@@ -630,15 +698,22 @@ impl Handler {
                 }
                 AfterTransient::GiveUp => {
                     let error = format!("gave up after {attempt} attempts: {error}");
-                    self.conclude_failed(item, subject, attempt, results::FAILED, error)
+                    self.conclude_failed(item, subject, attempt, results::FAILED, error, extra)
                 }
             },
             Outcome::Permanent(error) => {
-                self.conclude_failed(item, subject, attempt, results::FAILED, error)
+                self.conclude_failed(item, subject, attempt, results::FAILED, error, extra)
             }
             Outcome::Unknown(error) => {
                 let error = format!("outcome unknown — check before re-approving: {error}");
-                self.conclude_failed(item, subject, attempt, results::OUTCOME_UNKNOWN, error)
+                self.conclude_failed(
+                    item,
+                    subject,
+                    attempt,
+                    results::OUTCOME_UNKNOWN,
+                    error,
+                    extra,
+                )
             }
         }
     }
@@ -651,6 +726,7 @@ impl Handler {
         attempt: u32,
         result: &str,
         error: String,
+        fields: Vec<(String, String)>,
     ) -> Step {
         let error = redact(&error, &self.secrets());
         tracing::warn!("{}: {result}: {error}", item.name);
@@ -663,7 +739,7 @@ impl Handler {
             result,
             Some(error.clone()),
             at,
-            vec![],
+            fields,
         );
         if !self.decide(item, &d) {
             return Step::Deferred;

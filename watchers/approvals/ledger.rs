@@ -41,6 +41,10 @@ pub enum Record {
         /// Where a local action leaves its mark (to check it after a crash).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         effect: Option<String>,
+        /// The Message-ID of an email (kept on the file if the outcome is unknown, so a
+        /// re-approval sends the same message again).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_id: Option<String>,
     },
     /// The attempt failed without effect; may be retried.
     Transient {
@@ -91,6 +95,7 @@ pub enum State {
         attempt: u32,
         action: String,
         effect: Option<String>,
+        message_id: Option<String>,
         at: String,
     },
     /// Decided but maybe not moved yet.
@@ -220,12 +225,14 @@ fn apply(states: &mut HashMap<Key, State>, rec: &Record) {
             attempt,
             action,
             effect,
+            message_id,
             at,
             ..
         } => State::InFlight {
             attempt: *attempt,
             action: action.clone(),
             effect: effect.clone(),
+            message_id: message_id.clone(),
             at: at.clone(),
         },
         Record::Transient { attempt, error, .. } => State::Open {
@@ -254,6 +261,7 @@ mod tests {
             action: "send_email".into(),
             at: "t".into(),
             effect: None,
+            message_id: None,
         }
     }
 

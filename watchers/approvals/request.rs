@@ -51,6 +51,9 @@ pub struct Email {
     pub subject: String,
     pub body: String,
     pub attachments: Vec<Attachment>,
+    /// `message_id` from the frontmatter: a file re-approved after an unknown outcome
+    /// sends the very same message (mail clients drop a second copy with the same ID).
+    pub message_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -304,7 +307,24 @@ fn email(f: &Fields, body: &str, vault: &Path) -> Result<Email, String> {
         Some(v) => return Err(f.wrong("attachments", "a list of vault-relative paths", v)),
     };
     let attachments = attachments(vault, &paths)?;
+    let message_id = match f.str("message_id")? {
+        None => None,
+        Some(id) => {
+            let ok = id.starts_with('<')
+                && id.ends_with('>')
+                && id.contains('@')
+                && id.is_ascii()
+                && !id.contains(char::is_whitespace);
+            if !ok {
+                return Err(format!(
+                    "field `message_id` must look like \"<id@domain>\", found {id:?}"
+                ));
+            }
+            Some(id.to_string())
+        }
+    };
     Ok(Email {
+        message_id,
         to,
         cc,
         bcc,
