@@ -478,7 +478,13 @@ fn whole_file_saves(save: &str, kind: Saver) {
 fn two_processes_appending_rows_lose_nothing() {
     let (dir, d) = temp_vault();
     fs::write(&d, dashboard_template()).unwrap();
-    let mut other = Command::new(std::env::current_exe().unwrap())
+    // /proc/self/exe still works when a concurrent build has replaced the binary.
+    let exe = if cfg!(target_os = "linux") {
+        PathBuf::from("/proc/self/exe")
+    } else {
+        std::env::current_exe().unwrap()
+    };
+    let mut other = Command::new(exe)
         .args([
             "dashboard::helper_process_appending_rows",
             "--exact",
