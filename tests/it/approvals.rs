@@ -517,7 +517,8 @@ fn approved_email_arrives_with_the_right_from_to_subject_and_body() {
     smtp_toml(v, smtp.port, true, "");
     let mut h = Handler::start(v, &[]);
     h.wait_log("watching ");
-    let body = "Dear client,\n\nplease find the invoice: total 1,234.00.\n\nRegards\n";
+    // A line starting with "." checks SMTP transparency (dot-stuffing).
+    let body = "Dear client,\n\nplease find the invoice: total 1,234.00.\n.\n..and a line with dots\n\nRegards\n";
     approve(
         v,
         "APPROVAL_invoice.md",

@@ -157,8 +157,14 @@ fn session(
     if let Err(e) = conn.command(Data) {
         return before_commit(server, "DATA", &e);
     }
-    // The point of no return: from here a lost reply may hide a delivery.
-    match conn.message(&bytes) {
+    // The point of no return: from here a lost reply may hide a delivery. The text and
+    // its final "." go out in one write (lettre's `message` makes two, and Nagle's
+    // algorithm then holds the "." until the server's delayed ACK: 40 ms per message).
+    let sent = match String::from_utf8(dot_stuff(&bytes)) {
+        Ok(text) => conn.command(Payload(text)),
+        Err(_) => conn.message(&bytes),
+    };
+    match sent {
         Ok(reply) => {
             let text = one_line(&format!(
                 "{} {}",
@@ -182,6 +188,33 @@ fn session(
     }
 }
 
+/// The message text with SMTP transparency (a "." that starts a line is doubled) and the
+/// terminating `CRLF . CRLF`, sent as one "command".
+struct Payload(String);
+
+impl std::fmt::Display for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)?;
+        f.write_str("\r\n.\r\n")
+    }
+}
+
+/// RFC 5321 §4.5.2 transparency, as lettre's own codec does it.
+fn dot_stuff(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 16);
+    let mut line_start = true;
+    let mut prev = 0u8;
+    for &b in text {
+        if line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        line_start = prev == b'\r' && b == b'\n';
+        prev = b;
+    }
+    out
+}
+
 /// Classify a failure before the message text was sent (nothing delivered).
 fn before_commit(server: &str, step: &str, e: &lettre::transport::smtp::Error) -> Outcome {
     let text = format!("SMTP {server}: {step} failed: {}", one_line(&e.to_string()));
@@ -201,6 +234,14 @@ fn one_line(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::watchers::approvals::credentials::parse_smtp;
+
+    #[test]
+    fn dot_stuffing_doubles_a_leading_dot_only() {
+        assert_eq!(
+            dot_stuff(b".a\r\nb.\r\n.\r\n..c\n.d"),
+            b"..a\r\nb.\r\n..\r\n...c\n.d"
+        );
+    }
 
     #[test]
     fn tls_parameters_build_for_a_host_name() {
