@@ -152,7 +152,7 @@ impl Engine {
                 source,
             })?;
         Ok(Engine {
-            cap: opts.workers * 2,
+            cap: opts.workers * 4,
             ctx,
             opts,
             paths,
@@ -413,23 +413,37 @@ impl Engine {
                 return;
             }
         };
+        if self
+            .ledger
+            .get(&name)
+            .is_some_and(|r| r.snap == Snap::of(&meta))
+        {
+            self.pending.remove(&name);
+            return;
+        }
+        let (writers, meta) = if self.opts.settle_only {
+            (Writers::Unknown, meta)
+        } else {
+            // Ask about writers first and fingerprint afterwards (on the same open file):
+            // a writer that closes in between is then seen with its final size.
+            match sys::open_read(&path).and_then(|f| Ok((sys::writers(&f), f.metadata()?))) {
+                Ok((w, m)) if m.file_type().is_file() => (w, m),
+                Ok(_) => {
+                    self.pending.remove(&name);
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    self.pending.remove(&name);
+                    return;
+                }
+                Err(_) => (Writers::Unknown, meta),
+            }
+        };
         let snap = Snap::of(&meta);
         if self.ledger.get(&name).is_some_and(|r| r.snap == snap) {
             self.pending.remove(&name);
             return;
         }
-        let writers = if self.opts.settle_only {
-            Writers::Unknown
-        } else {
-            match sys::open_read(&path) {
-                Ok(f) => sys::writers(&f),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    self.pending.remove(&name);
-                    return;
-                }
-                Err(_) => Writers::Unknown,
-            }
-        };
         let age = meta
             .modified()
             .ok()
@@ -569,13 +583,17 @@ impl Engine {
             }
             Outcome::Changed => {
                 self.release(&job.task);
-                if let Some(p) = self.pending.get_mut(&job.name) {
-                    p.job = JobState::Idle;
-                    p.recheck = false;
-                    p.track = Track::new();
+                let Some(p) = self.pending.get_mut(&job.name) else {
+                    return Ok(());
+                };
+                p.job = JobState::Idle;
+                p.track = Track::new();
+                if std::mem::take(&mut p.recheck) {
+                    // Events came meanwhile (the close, usually): look again now.
+                    self.enqueue(&job.name);
+                } else {
+                    self.set_timer(&job.name, Instant::now() + self.opts.settle);
                 }
-                // An event usually comes first; this is the fallback.
-                self.set_timer(&job.name, Instant::now() + self.opts.settle);
             }
             Outcome::Gone => {
                 self.release(&job.task);
@@ -647,8 +665,9 @@ impl Engine {
                 .map_err(Error::io("publish a task into", &na))?;
             published.push(name);
         }
-        sys::sync_dir(&na).map_err(Error::io("sync", &na))?;
-        sys::sync_dir(&staging).map_err(Error::io("sync", &staging))?;
+        // No fsync of the folders here: a rename is one atomic step, so after a power
+        // loss each file is either published or back in staging, where the ledger line
+        // makes the next start publish it again.
         for (s, name) in batch.iter().zip(published) {
             tracing::info!(
                 "{:?} ({} bytes) -> Needs_Action/{name}.md",

@@ -46,7 +46,7 @@ pub struct Args {
     pub settle: Duration,
 
     /// Threads that copy, hash and fsync files
-    #[arg(long, value_name = "N", default_value_t = 4,
+    #[arg(long, value_name = "N", default_value_t = 8,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub workers: u16,
 

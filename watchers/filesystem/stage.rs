@@ -184,8 +184,8 @@ const MAX_ALTERNATIVES: u32 = 1000;
 /// Publish a committed task: the copy to `Needs_Action/<task>`, then the metadata to
 /// `Needs_Action/<task>.md`, never replacing a file. If a name is taken (someone else
 /// made a file of exactly that name), the next `FILE_<stamp>-<n>_<name>` is used.
-/// Idempotent: what is no longer staged was published before. Does not fsync (the
-/// caller syncs both folders once per batch). Returns the name the task got.
+/// Idempotent: what is no longer staged was published before. Does not fsync the folders
+/// (not needed: see `commit` in the engine). Returns the name the task got.
 pub fn publish(staging: &Path, needs_action: &Path, task: &str) -> io::Result<String> {
     let copy = staged_copy(staging, task);
     let meta = staged_meta(staging, task);

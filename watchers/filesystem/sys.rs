@@ -34,14 +34,15 @@ pub fn writers(file: &File) -> Writers {
 }
 
 /// Rename `from` to `to` unless `to` exists (then `ErrorKind::AlreadyExists` and nothing
-/// changed). Falls back to `link` + `unlink` where the file system has no such rename;
-/// a crash between those two leaves both names (the caller's recovery looks at the link
-/// count).
+/// changed). Falls back to `link`, fsync of `to`'s folder, `unlink` where the file system
+/// has no such rename; a crash between the link and the unlink leaves both names (the
+/// caller's recovery looks at the link count), never neither.
 pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
     match imp::rename_noreplace(from, to) {
         Ok(true) => Ok(()),
         Ok(false) => {
             std::fs::hard_link(from, to)?;
+            sync_dir(crate::vault::atomic::parent_dir(to))?;
             std::fs::remove_file(from)
         }
         Err(e) => Err(e),
