@@ -940,7 +940,46 @@ fn a_recorded_outcome_not_yet_moved_is_finished_without_executing_again() {
         "{:?}",
         field(&dup, "error")
     );
+    // And again: still a duplicate (refusing it did not reset what the ledger knows).
+    approve(v, "decided.md", &text);
+    let dup2 = v.join("Failed/decided-2.md");
+    assert!(wait_until(Duration::from_secs(10), || dup2.exists()));
+    assert!(field(&dup2, "error").is_some_and(|e| e.starts_with("already handled at ")));
     assert!(smtp.mails().is_empty());
+    h.stop();
+}
+
+#[test]
+fn refused_for_missing_credentials_then_runs_once_they_exist() {
+    let tv = new_vault();
+    let v = &tv.vault;
+    let api = StandIn::start(vec![]);
+    whatsapp_toml(v, api.port); // email is not set up yet
+    let mut h = Handler::start(v, &[]);
+    let text = email("a@example.com", "LATE-SETUP-token", "x\n", "");
+    approve(v, "mail.md", &text);
+    let failed = v.join("Failed/mail.md");
+    assert!(wait_until(Duration::from_secs(10), || failed.exists()));
+    assert_eq!(
+        field(&failed, "error").as_deref(),
+        Some(
+            "send_email needs credentials/smtp.toml, which does not exist: create it (see \
+             docs/approvals.md), then move this file back to Approved/"
+        )
+    );
+    // Set up while the handler runs (no restart), then approve again: both the file as
+    // it came out of Failed/ and an identical fresh copy of the original run.
+    let smtp = Smtp::start(tv.dir.path(), 0, false, 0);
+    smtp_toml(v, smtp.port, false, "");
+    fs::rename(&failed, v.join("Approved/mail.md")).expect("move back");
+    assert!(wait_until(Duration::from_secs(10), || v
+        .join("Done/mail.md")
+        .exists()));
+    approve(v, "mail.md", &text);
+    assert!(wait_until(Duration::from_secs(10), || v
+        .join("Done/mail-2.md")
+        .exists()));
+    assert_eq!(smtp.with_subject_containing("LATE-SETUP-token").len(), 2);
     h.stop();
 }
 

@@ -321,8 +321,9 @@ impl Handler {
                 );
                 return self.finish(&item, &d);
             }
-            Some(State::Finished { dest, at }) => {
-                let subject = Subject::of_text(&text, &self.vault);
+            Some(State::Finished { dest, at, result })
+                if result.as_deref().is_none_or(|r| results::ONCE.contains(&r)) =>
+            {
                 let error = format!(
                     "already handled at {at}{}: the same file name and content were approved \
                      before; change the file to run it again",
@@ -332,8 +333,10 @@ impl Handler {
                         format!(" (see {dest})")
                     }
                 );
-                return self.conclude_failed(&item, &subject, 0, results::REFUSED, error, vec![]);
+                return self.refuse_duplicate(&item, error);
             }
+            // Refused, failed or rehearsed before: nothing was carried out; a new run.
+            Some(State::Finished { .. }) => 1,
         };
         let doc = match frontmatter::parse(&text) {
             Ok(d) => d,
@@ -753,6 +756,43 @@ impl Handler {
         self.dashboard
             .push(status, format!("{}: {}", item.name, clip(&error, 300)));
         self.finish(item, &d)
+    }
+
+    /// A second copy of something already carried out. Not recorded in the ledger (the
+    /// identity keeps its "carried out" state); a crash here at worst refuses it twice.
+    fn refuse_duplicate(&mut self, item: &Item, error: String) -> Step {
+        tracing::warn!("{}: {}: {error}", item.name, results::REFUSED);
+        let d = Decision::new(
+            &self.vault,
+            item.name,
+            item.text,
+            Folder::Failed,
+            results::REFUSED,
+            Some(error.clone()),
+            now_text(Utc::now()),
+            vec![],
+        );
+        let subject = Subject::of_text(item.text, &self.vault);
+        self.audit_line(
+            &subject,
+            item.name,
+            item.sha,
+            0,
+            results::REFUSED,
+            Some(&error),
+        );
+        self.dashboard
+            .push("✗ Refused", format!("{}: {}", item.name, clip(&error, 300)));
+        match outcome::finish(&self.vault, item.name, item.sha, item.text, &d) {
+            Ok(dest) => {
+                tracing::info!("{} → {dest}", item.name);
+                Step::Finished
+            }
+            Err(e) => {
+                tracing::error!("{}: failed to move it to {}: {e}", item.name, d.dest);
+                Step::Deferred
+            }
+        }
     }
 
     /// Record the decision (durably) before anything moves.

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::outcome::Decision;
+use super::outcome::{Decision, results};
 
 /// An approval's identity: file name and SHA-256 (hex) of its content.
 pub type Key = (String, String);
@@ -100,8 +100,13 @@ pub enum State {
     },
     /// Decided but maybe not moved yet.
     Decided(Decision),
-    /// Moved to `dest` (vault-relative).
-    Finished { dest: String, at: String },
+    /// Moved to `dest` (vault-relative; empty if the file had left `Approved/`).
+    /// `result`: the decision's result (`None` when unknown).
+    Finished {
+        dest: String,
+        at: String,
+        result: Option<String>,
+    },
 }
 
 #[derive(Debug)]
@@ -243,6 +248,12 @@ fn apply(states: &mut HashMap<Key, State>, rec: &Record) {
         Record::Done { dest, at, .. } => State::Finished {
             dest: dest.clone(),
             at: at.clone(),
+            result: match states.get(&key) {
+                Some(State::Decided(d)) => Some(d.result.clone()),
+                Some(State::InFlight { .. }) => Some(results::OUTCOME_UNKNOWN.to_string()),
+                Some(State::Finished { result, .. }) => result.clone(),
+                _ => None,
+            },
         },
     };
     states.insert(key, next);

@@ -42,6 +42,9 @@ pub mod results {
     /// The results that mean "this was carried out": a file carrying one of them is not
     /// executed again.
     pub const EXECUTED: &[&str] = &[SENT, QUEUED, RECORDED];
+    /// Results after which the same file name and content is not run again: it was
+    /// carried out, or may have been.
+    pub const ONCE: &[&str] = &[SENT, QUEUED, RECORDED, OUTCOME_UNKNOWN];
 }
 
 /// What happens to one approval file, decided before it is moved.
