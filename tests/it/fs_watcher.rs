@@ -349,7 +349,7 @@ fn sweep_at_start_restarts_and_changed_content() {
     let mut w = FsWatcher::start(&vault, &[]);
     let log = w.wait_log("watching ");
     assert!(
-        log.contains("3 files there, 3 already have tasks, 0 to look at"),
+        log.contains("3 files in Inbox, 3 already done, 0 to look at"),
         "{log}"
     );
     w.stop();
@@ -368,14 +368,14 @@ fn sweep_at_start_restarts_and_changed_content() {
     let mut w = FsWatcher::start(&vault, &[]);
     let log = w.wait_log("watching ");
     assert!(
-        log.contains("3 files there, 1 already have tasks, 2 to look at"),
+        log.contains("3 files in Inbox, 1 already done, 2 to look at"),
         "{log}"
     );
     wait_tasks(&vault, 4);
     w.stop();
     let log = w.log();
     assert!(
-        log.contains("stopped: 1 new tasks, 1 files unchanged"),
+        log.contains("stopped: 1 new task, 1 file unchanged"),
         "{log}"
     );
     let all = tasks(&vault);
@@ -556,7 +556,7 @@ fn ten_thousand_files_with_kill_9_restarts_make_exactly_ten_thousand_tasks() {
     let log = w.wait_log("watching ");
     assert!(
         log.contains(&format!(
-            "{FILES} files there, {FILES} already have tasks, 0 to look at"
+            "{FILES} files in Inbox, {FILES} already done, 0 to look at"
         )),
         "{log}"
     );

@@ -176,7 +176,7 @@ impl Engine {
     pub fn run(mut self) -> Result<(), Error> {
         let (found, done) = self.sweep()?;
         tracing::info!(
-            "watching {} ({}; settle {}; {} workers): {found} files there, {done} already have tasks, {} to look at",
+            "watching {} ({}; settle {}; {} workers): {} in Inbox, {done} already done, {} to look at",
             self.paths.inbox.display(),
             match self.opts.poll {
                 Some(d) => format!("polling every {}", crate::config::units::format_duration(d)),
@@ -184,6 +184,7 @@ impl Engine {
             },
             crate::config::units::format_duration(self.opts.settle),
             self.opts.workers,
+            count(found as u64, "file"),
             found - done,
         );
         loop {
@@ -210,7 +211,8 @@ impl Engine {
             if std::mem::take(&mut self.rescan) {
                 match self.sweep() {
                     Ok((found, done)) => tracing::info!(
-                        "rescanned Inbox: {found} files, {} to look at",
+                        "rescanned Inbox: {}, {} to look at",
+                        count(found as u64, "file"),
                         found - done
                     ),
                     Err(e) => {
@@ -724,11 +726,19 @@ impl Engine {
         }
         self.maybe_commit(true)?;
         tracing::info!(
-            "stopped: {} new tasks, {} files unchanged since their task",
-            self.stats.tasks,
-            self.stats.unchanged
+            "stopped: {}, {} unchanged since their task",
+            count(self.stats.tasks, "new task"),
+            count(self.stats.unchanged, "file")
         );
         Ok(())
+    }
+}
+
+/// `1 file`, `2 files`.
+fn count(n: u64, what: &str) -> String {
+    match n {
+        1 => format!("1 {what}"),
+        n => format!("{n} {what}s"),
     }
 }
 
