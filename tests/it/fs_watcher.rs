@@ -443,6 +443,32 @@ fn a_second_watcher_on_the_same_vault_is_refused() {
     first.stop();
 }
 
+#[test]
+fn an_event_queue_overflow_is_caught_by_a_rescan() {
+    // Stopped with SIGSTOP, the watcher cannot drain the kernel's event queue; each file
+    // below makes about four events (create, open, modify, close), so the queue
+    // overflows and events are lost. The rescan must find every file anyway.
+    let limit: usize = fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(16384);
+    let files = (limit / 3).clamp(1000, 20_000);
+    let (_dir, vault) = new_vault();
+    let mut w = FsWatcher::start_ready(&vault, &[]);
+    crate::common::signal(w.pid(), libc::SIGSTOP);
+    for i in 0..files {
+        fs::write(vault.join("Inbox").join(format!("o{i:05}")), format!("{i}")).unwrap();
+    }
+    crate::common::signal(w.pid(), libc::SIGCONT);
+    let ok = wait_until(Duration::from_secs(60), || md_count(&vault) >= files);
+    assert!(ok, "{} of {files} tasks", md_count(&vault));
+    w.stop();
+    assert_eq!(md_count(&vault), files);
+    if cfg!(target_os = "linux") {
+        assert!(w.log().contains("rescanning Inbox"), "{}", w.log());
+    }
+}
+
 /// A small deterministic generator for "random-ish" kill moments (the seed is printed).
 struct XorShift(u64);
 
