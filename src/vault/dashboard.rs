@@ -212,20 +212,21 @@ impl Job<'_> {
         perms.apply(tmp.as_file())?;
         tmp.write_all(&new)?;
         tmp.as_file().sync_all()?;
-        // Renamed over or rewritten in place since we read it (the fsync took
+        let (ours, tmp_path) = tmp.into_parts();
+        let our_id = atomic::file_id(&ours)?;
+        // Rewritten in place or renamed over since we read it (the fsync took
         // milliseconds)? Start again on the new text rather than publish a stale one.
-        // Only appends are fine: they are carried over after the swap.
+        // Only appends are fine: they are carried over after the swap. The name is
+        // checked last, right before the swap, to keep the window between them tiny.
+        if !only_appended(&in_place.known, &atomic::read_all(&in_place.file)?) {
+            return Ok(Step::Again);
+        }
         match atomic::path_id(self.path) {
             Ok(id) if id == in_place.id => {}
             Ok(_) => return Ok(Step::Again),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Step::Again),
             Err(e) => return Err(e),
         }
-        if !only_appended(&in_place.known, &atomic::read_all(&in_place.file)?) {
-            return Ok(Step::Again);
-        }
-        let (ours, tmp_path) = tmp.into_parts();
-        let our_id = atomic::file_id(&ours)?;
         match atomic::exchange(&tmp_path, self.path) {
             Ok(true) => {
                 // The temp name now holds what was in place; from here on it is ours to
