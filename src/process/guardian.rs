@@ -25,8 +25,7 @@ pub struct Guardian {
 impl Guardian {
     /// Start a guardian that knows the groups in `pgids`.
     pub fn spawn(pgids: impl IntoIterator<Item = i32>) -> io::Result<Guardian> {
-        let (rd, wr): (OwnedFd, OwnedFd) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+        let (rd, wr): (OwnedFd, OwnedFd) = super::cloexec_pipe()?;
         let mut cmd = Command::new(super::spawn::self_exe()?);
         cmd.arg0("ai-employee")
             .arg("__guardian")
@@ -60,8 +59,7 @@ impl Guardian {
     /// The process must be single-threaded (call it before any thread or runtime starts):
     /// the child allocates and takes locks after the fork.
     pub unsafe fn fork_early() -> io::Result<Guardian> {
-        let (rd, wr): (OwnedFd, OwnedFd) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+        let (rd, wr): (OwnedFd, OwnedFd) = super::cloexec_pipe()?;
         // SAFETY: single-threaded per this function's contract.
         match unsafe { libc::fork() } {
             -1 => Err(io::Error::last_os_error()),

@@ -71,6 +71,25 @@ pub fn group_alive(pgid: i32) -> bool {
     signal_group(pgid, 0)
 }
 
+/// A pipe whose both ends are close-on-exec (children never inherit them by accident).
+pub fn cloexec_pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    #[cfg(target_os = "linux")]
+    {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+        // No pipe2 on macOS; the supervisor's only other thread never forks, so the
+        // window between pipe() and fcntl() cannot leak the descriptors.
+        let (rd, wr) = nix::unistd::pipe().map_err(std::io::Error::from)?;
+        for fd in [&rd, &wr] {
+            fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(std::io::Error::from)?;
+        }
+        Ok((rd, wr))
+    }
+}
+
 /// Make this process a child subreaper (Linux): orphaned grandchildren are re-parented to
 /// us, so we reap them and can tell when a child's whole group is gone.
 pub fn become_subreaper() {
@@ -85,8 +104,9 @@ pub fn become_subreaper() {
 pub fn raise_fd_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        // macOS refuses RLIM_INFINITY for open files; 10240 is its OPEN_MAX.
         #[cfg(target_os = "macos")]
-        let hard = hard.min(libc::OPEN_MAX as u64 * 8).min(hard);
+        let hard = hard.min(10240);
         if soft < hard {
             let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
         }

@@ -97,7 +97,7 @@ pub fn spawn(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
         req.vault,
         req.env.get("PATH").map(String::as_str),
     )?;
-    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    let (rd, wr) = super::cloexec_pipe()?;
     let wr2 = wr.try_clone()?;
     let mut cmd = Command::new(&program);
     cmd.arg0(req.command)

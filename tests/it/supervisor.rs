@@ -657,7 +657,7 @@ fn systemd_notify_ready_watchdog_and_stopping() {
         ("WATCHDOG_USEC", "200000"),
     ]);
     let mut got = Vec::<String>::new();
-    let mut recv_until = |want: &str, got: &mut Vec<String>| {
+    let recv_until = |want: &str, got: &mut Vec<String>| {
         let end = Instant::now() + Duration::from_secs(10);
         let mut buf = [0u8; 512];
         while Instant::now() < end {
