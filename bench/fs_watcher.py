@@ -21,6 +21,10 @@ notes are visible; Needs_Action/ is listed every 20 ms). Then the same N files a
 in a fresh vault while the watcher is down, and it is started: the start-up sweep rate.
 A last run repeats the live burst while kill -9'ing and restarting the watcher 3 times
 and checks that exactly N tasks with N distinct original names result.
+
+Stress (`--only stress`, not part of the default run): files are written while the watcher
+is kill -9'd every 0.5-30 ms, --kills times (default 300), then it runs to the end; checks
+exactly N notes, N copies, N distinct original names, and an empty staging folder.
 """
 
 import argparse
@@ -222,13 +226,71 @@ def burst_sweep(binary, base, n):
     return t_done - t0
 
 
+def stress(binary, base, n, kills, seed):
+    vault = os.path.join(base, "stress")
+    inbox, na = os.path.join(vault, "Inbox"), os.path.join(vault, "Needs_Action")
+    os.makedirs(inbox)
+    log_path = os.path.join(base, "stress.log")
+    rnd = random.Random(seed)
+    import threading
+
+    def writer():
+        for i in range(n):
+            with open(os.path.join(inbox, f"s{i:05}.txt"), "w") as f:
+                f.write(f"stress file {i}\n")
+            if i % 50 == 0:
+                time.sleep(0.001)
+
+    t = threading.Thread(target=writer)
+    t0 = time.perf_counter()
+    with open(log_path, "w") as log:
+        w = start(binary, vault, log)
+        t.start()
+        for _ in range(kills):
+            time.sleep(rnd.uniform(0.0005, 0.03))
+            w.kill()
+            w.wait()
+            w = start(binary, vault, log)
+        t.join()
+        ok = wait_for(lambda: notes(na) >= n, 300, pause=0.05)
+        w.send_signal(signal.SIGTERM)
+        rc = w.wait()
+    took = time.perf_counter() - t0
+    entries = os.listdir(na)
+    mds = [e for e in entries if e.endswith(".md")]
+    originals = {}
+    for m in mds:
+        with open(os.path.join(na, m)) as fh:
+            for line in fh:
+                if line.startswith("original_name:"):
+                    originals.setdefault(line.split(":", 1)[1].strip(), []).append(m)
+                    break
+    dups = sum(1 for v in originals.values() if len(v) > 1)
+    staged = os.listdir(os.path.join(vault, ".ai-employee", "filesystem.staging"))
+    with open(log_path) as fh:
+        text = fh.read()
+    rolled_forward = text.count("staged before the last stop")
+    rolled_back = text.count("unfinished staged files")
+    good = ok and rc == 0 and len(mds) == n and len(entries) == 2 * n and len(originals) == n \
+        and dups == 0 and not staged
+    print(f"stress: {n} files, {kills} kill -9s (seed {seed}) in {took:.1f} s: {len(mds)} notes, "
+          f"{len(entries) - len(mds)} copies, {len(originals)} distinct names, {dups} duplicated, "
+          f"{len(staged)} left in staging; recoveries: {rolled_forward} tasks published from "
+          f"staging, {rolled_back} starts discarded unfinished staging "
+          f"[{'OK' if good else 'MISMATCH'}]")
+    if not good:
+        sys.exit(1)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "ai-employee"))
     ap.add_argument("--drops", type=int, default=1000)
     ap.add_argument("--burst", type=int, default=10000)
     ap.add_argument("--dir", default=None, help="where the temp vaults go (default: system temp)")
-    ap.add_argument("--only", choices=("latency", "burst"), default=None)
+    ap.add_argument("--only", choices=("latency", "burst", "stress"), default=None)
+    ap.add_argument("--kills", type=int, default=300, help="kill -9s in --only stress")
+    ap.add_argument("--seed", type=int, default=None, help="seed for --only stress")
     ap.add_argument("watcher_args", nargs="*", help="extra arguments for the watcher (after --)")
     a = ap.parse_args()
     EXTRA_ARGS.extend(a.watcher_args)
@@ -243,6 +305,10 @@ def main():
     print(f"watcher: {a.bin} watch filesystem --vault V {' '.join(EXTRA_ARGS)}".rstrip())
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     print()
+    if a.only == "stress":
+        seed = a.seed if a.seed is not None else random.randrange(1 << 30)
+        stress(a.bin, base, a.burst, a.kills, seed)
+        return
     if a.only != "burst":
         for mode in ("rename", "write"):
             vis, rec = latency(a.bin, base, a.drops, mode)
