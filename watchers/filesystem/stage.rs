@@ -382,6 +382,27 @@ mod tests {
     }
 
     #[test]
+    fn files_larger_than_the_buffer_are_copied_whole() -> io::Result<()> {
+        let d = dirs()?;
+        let mut x: u32 = 1;
+        let data: Vec<u8> = (0..COPY_BUFFER * 4 + 7)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                (x >> 16) as u8
+            })
+            .collect();
+        std::fs::write(d.inbox.join("big.bin"), &data)?;
+        let j = job(&d, "big.bin", "T", None)?;
+        let Outcome::Staged { sha256, snap } = stager(&d).stage(&j) else {
+            panic!("not staged");
+        };
+        assert_eq!(sha256, <[u8; 32]>::from(Sha256::digest(&data)));
+        assert_eq!(snap.size, data.len() as u64);
+        assert_eq!(std::fs::read(staged_copy(&d.staging, "T"))?, data);
+        Ok(())
+    }
+
+    #[test]
     fn same_content_stages_nothing_and_changes_are_seen() -> io::Result<()> {
         let d = dirs()?;
         std::fs::write(d.inbox.join("a"), "hello")?;
