@@ -118,6 +118,32 @@ class PidWatch:
         return min(t) if t else None
 
 
+def cpu_jiffies():
+    """(total, idle) jiffies over all CPUs from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v[:8]), v[3] + v[4]
+
+
+def busy_pct(a, b):
+    tot = b[0] - a[0]
+    return None if tot <= 0 else round(100.0 * (1 - (b[1] - a[1]) / tot), 1)
+
+
+def wait_quiet(max_s, threshold):
+    """Wait (at most max_s) until the machine's CPUs are less than threshold %
+    busy over a 3 s sample: other people's builds on a 2-core box swamp
+    millisecond timings.  Returns the last sample."""
+    deadline = time.monotonic() + max_s
+    while True:
+        a = cpu_jiffies()
+        time.sleep(3)
+        busy = busy_pct(a, cpu_jiffies())
+        if busy is None or busy < threshold or time.monotonic() >= deadline:
+            return busy
+        log(f"  machine busy ({busy}% CPU over 3 s, load {os.getloadavg()[0]:.2f}); waiting")
+
+
 # ---------------------------------------------------------------------------
 # phases
 
@@ -132,6 +158,8 @@ def phase_restart(ad, base, args):
             res["error"] = inst.error
             return res
         bench.nap(args.settle)
+        own0 = {p: (st, bench.cpu_ns(p)) for p, st in inst.own_now().items()}
+        t_loop = bench.mono()
         lats, fails = [], 0
         for i in range(kills):
             name = inst.names[i % n]
@@ -154,6 +182,18 @@ def phase_restart(ad, base, args):
             bench.nap(bench.random.uniform(args.gap_min, args.gap_max))
             if (i + 1) % 50 == 0:
                 log(f"  {i + 1}/{kills} kills, median so far {bench.median(lats)} ms")
+        # on-CPU time of the supervisor's own processes (all threads) per restart:
+        # robust against other load on the machine, unlike the latency
+        loop_s = (bench.mono() - t_loop) / 1e9
+        per = {}
+        for p, (st, c0) in own0.items():
+            if bench.alive(p, st):
+                per[p] = round((bench.cpu_ns(p) - c0) / 1e3 / max(1, kills), 1)
+        res["own_cpu_us_per_restart"] = per
+        res["own_cpu_us_per_restart_total"] = round(sum(per.values()), 1)
+        res["loop_s"] = round(loop_s, 2)
+        log(f"  supervisor CPU per restart: {res['own_cpu_us_per_restart_total']} us "
+            f"(per process {per})")
         res["restart_ms"] = lats
         res["failures"] = fails
         res["stats"] = stats(lats)
@@ -393,7 +433,7 @@ def phase_orphan(ad, base, args):
 # ---------------------------------------------------------------------------
 
 
-def make_adapter(base: Path, exe: str):
+def make_adapter(base: Path, exe: str, env=None):
     """Copy the binary and render_table.py to base/adapter and write the
     adapter spec (same as bench/run-peers.sh does)."""
     d = base / "adapter"
@@ -404,6 +444,8 @@ def make_adapter(base: Path, exe: str):
     for key in ("start", "version"):
         if spec[key][0].endswith("/ai-employee"):
             spec[key][0] = str(d / "ai-employee")
+    if env:
+        spec.setdefault("env", {}).update(env)
     (d / "ai-employee.json").write_text(json.dumps(spec, indent=2))
     return External(str(d / "ai-employee.json")), str(d / "ai-employee")
 
@@ -418,7 +460,8 @@ def print_summary(out):
         s = r["stats"]
         print(f"(a) restart latency, N={r['n']}, {s['n']} kills ({r['failures']} failures): "
               f"median {s['median']} ms, p95 {s['p95']} ms, p99 {s['p99']} ms, "
-              f"min {s['min']}, max {s['max']} ms")
+              f"min {s['min']}, max {s['max']} ms; supervisor CPU "
+              f"{r.get('own_cpu_us_per_restart_total')} us per restart")
     ss = out.get("startstop")
     if ss:
         sm = ss["summary"]
@@ -436,6 +479,9 @@ def print_summary(out):
         print(f"(c) idle N={r['n']}: RSS {r['rss_kb'] / 1024:.2f} MiB, PSS {r['pss_kb'] / 1024:.2f} MiB "
               f"({r['own_procs']} procs, {r['own_threads']} threads), CPU {r['cpu_ms_per_60s']} ms/min "
               f"over {r['window_s']} s, {r['ctxt_switches_per_60s']} wakeups/min")
+    for ph, m in out.get("machine_busy", {}).items():
+        print(f"    machine during {ph}: {m.get('busy_pct_during')}% CPU busy (incl. this benchmark), "
+              f"load {m.get('load1_start'):.2f} -> {m.get('load1_end'):.2f}")
     o = out.get("orphan")
     if o:
         print(f"(d) kill -9 of the supervisor, N={o['n']}: children alive after 2 s "
@@ -471,6 +517,12 @@ def main():
     ap.add_argument("--start-timeout", type=float, default=60)
     ap.add_argument("--restart-timeout", type=float, default=10)
     ap.add_argument("--stop-bound", type=float, default=30)
+    ap.add_argument("--env", action="append", default=[], metavar="K=V",
+                    help="extra environment for the supervisor (e.g. AI_EMPLOYEE_LOG=error)")
+    ap.add_argument("--quiet-below", type=float, default=25,
+                    help="before each phase wait until the CPUs are less than this %% busy")
+    ap.add_argument("--quiet-max-wait", type=float, default=300,
+                    help="... but at most this many seconds (0 = do not wait)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (configs, vault logs)")
     args = ap.parse_args()
@@ -506,7 +558,7 @@ def main():
 
     base = Path(tempfile.mkdtemp(prefix="aie-own."))
     bench.CHILD_EXE = bench.compile_child(base)
-    ad, exe = make_adapter(base, args.bin)
+    ad, exe = make_adapter(base, args.bin, dict(e.split("=", 1) for e in args.env))
     commit = rev_sha or subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"],
                                        capture_output=True, text=True).stdout.strip()
     dirty = "" if rev_sha else subprocess.run(
@@ -533,18 +585,19 @@ def main():
         out["loadavg_end"] = Path("/proc/loadavg").read_text().strip()
         out_path.write_text(json.dumps(out, indent=1))
 
+    fns = {"restart": phase_restart, "startstop": phase_startstop, "idle": phase_idle,
+           "orphan": phase_orphan}
+    out["machine_busy"] = {}
     try:
-        if "restart" in phases:
-            out["restart"] = phase_restart(ad, base, args)
-            save()
-        if "startstop" in phases:
-            out["startstop"] = phase_startstop(ad, base, args)
-            save()
-        if "idle" in phases:
-            out["idle"] = phase_idle(ad, base, args)
-            save()
-        if "orphan" in phases:
-            out["orphan"] = phase_orphan(ad, base, args)
+        for ph in [p for p in fns if p in phases]:
+            before = wait_quiet(args.quiet_max_wait, args.quiet_below) \
+                if args.quiet_max_wait > 0 else None
+            a, la = cpu_jiffies(), os.getloadavg()[0]
+            out[ph] = fns[ph](ad, base, args)
+            out["machine_busy"][ph] = {"busy_pct_before": before,
+                                       "busy_pct_during": busy_pct(a, cpu_jiffies()),
+                                       "load1_start": la, "load1_end": os.getloadavg()[0]}
+            log(f"  {ph}: machine {out['machine_busy'][ph]}")
             save()
     finally:
         bench.sweep_descendants("final")
