@@ -732,6 +732,7 @@ fn crash_injection_200_approvals_with_kill_9_at_random_moments() {
     }
     writer.join().expect("writer");
     let mut h = Handler::start(&v, &args);
+    h.wait_log("watching ");
     assert!(
         wait_until(Duration::from_secs(60), || files(&v.join("Approved"))
             .is_empty()),

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
+use crate::vault::atomic::{self, FileId};
 use crate::vault::frontmatter;
 
 use super::audit::{Audit, Entry};
@@ -112,6 +113,8 @@ struct Item<'a> {
     name: &'a str,
     sha: &'a str,
     text: &'a str,
+    /// Device and inode it was read from.
+    id: FileId,
 }
 
 fn now_text(now: DateTime<Utc>) -> String {
@@ -255,7 +258,7 @@ impl Handler {
         if meta.len() > request::MAX_FILE_BYTES {
             return self.park(name, &too_large(meta.len()));
         }
-        let bytes = match read_approval(&path) {
+        let (bytes, id) = match read_approval(&path) {
             Ok(b) => b,
             Err(ReadError::Gone) => return Step::Finished,
             Err(ReadError::Symlink) => {
@@ -279,6 +282,7 @@ impl Handler {
             name,
             sha: &sha,
             text: &text,
+            id,
         };
         let key: Key = (name.to_string(), sha.clone());
         let attempt = match self.ledger.state(&key).cloned() {
@@ -783,7 +787,7 @@ impl Handler {
         );
         self.dashboard
             .push("✗ Refused", format!("{}: {}", item.name, clip(&error, 300)));
-        match outcome::finish(&self.vault, item.name, item.sha, item.text, &d) {
+        match outcome::finish(&self.vault, item.name, item.sha, item.id, item.text, &d) {
             Ok(dest) => {
                 tracing::info!("{} → {dest}", item.name);
                 Step::Finished
@@ -813,7 +817,7 @@ impl Handler {
     }
 
     fn finish(&mut self, item: &Item, d: &Decision) -> Step {
-        match outcome::finish(&self.vault, item.name, item.sha, item.text, d) {
+        match outcome::finish(&self.vault, item.name, item.sha, item.id, item.text, d) {
             Ok(dest) => {
                 let rec = Record::Done {
                     file: item.name.to_string(),
@@ -924,7 +928,7 @@ enum ReadError {
 
 /// Read an approval without following a symlink swapped in since it was looked at, and
 /// without blocking on a FIFO.
-fn read_approval(path: &Path) -> Result<Vec<u8>, ReadError> {
+fn read_approval(path: &Path) -> Result<(Vec<u8>, FileId), ReadError> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
@@ -943,6 +947,7 @@ fn read_approval(path: &Path) -> Result<Vec<u8>, ReadError> {
     if meta.len() > request::MAX_FILE_BYTES {
         return Err(ReadError::TooLarge(meta.len()));
     }
+    let id = atomic::file_id(&file).map_err(ReadError::Io)?;
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.take(request::MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
@@ -950,7 +955,7 @@ fn read_approval(path: &Path) -> Result<Vec<u8>, ReadError> {
     if bytes.len() as u64 > request::MAX_FILE_BYTES {
         return Err(ReadError::TooLarge(bytes.len() as u64));
     }
-    Ok(bytes)
+    Ok((bytes, id))
 }
 
 /// Run the call `f` on its own thread so that SIGTERM is noticed while it blocks.

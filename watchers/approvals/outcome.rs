@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_norway::{Mapping, Value};
 
-use crate::vault::atomic;
+use crate::vault::atomic::{self, FileId};
 use crate::vault::frontmatter;
 
 use super::sha256_hex;
@@ -164,13 +164,15 @@ fn exists(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok()
 }
 
-/// Carry out `d` for `Approved/<name>` whose bytes were `original` (SHA-256 `sha`):
-/// create the destination (unless a previous run already did), then remove the source
-/// if it still holds these bytes. Idempotent. Returns the vault-relative destination.
+/// Carry out `d` for `Approved/<name>` whose bytes were `original` (SHA-256 `sha`), read
+/// from the file `id`: create the destination (unless a previous run already did), then
+/// remove the source if it is still that file with those bytes. Idempotent. Returns the
+/// vault-relative destination.
 pub fn finish(
     vault: &Path,
     name: &str,
     sha: &str,
+    id: FileId,
     original: &str,
     d: &Decision,
 ) -> io::Result<String> {
@@ -188,13 +190,17 @@ pub fn finish(
         }
         dest = free_name(vault, d.folder.dir(), name);
     }
-    remove_if_same(&vault.join("Approved").join(name), sha)?;
+    remove_if_same(&vault.join("Approved").join(name), sha, id)?;
     Ok(dest)
 }
 
-/// Remove `path` if it still holds the bytes with SHA-256 `sha` (a file edited or
-/// replaced since it was read is a new approval and stays).
-pub fn remove_if_same(path: &Path, sha: &str) -> io::Result<()> {
+/// Remove `path` if it is still the file `id` with the bytes of SHA-256 `sha` (a file
+/// edited or replaced since it was read, even by identical bytes, is a new approval and
+/// stays).
+pub fn remove_if_same(path: &Path, sha: &str, id: FileId) -> io::Result<()> {
+    if atomic::path_id(path).ok() != Some(id) {
+        return Ok(());
+    }
     match std::fs::read(path) {
         Ok(bytes) if sha256_hex(&bytes) == sha => {
             std::fs::remove_file(path)?;
@@ -309,11 +315,12 @@ mod tests {
         let original = "---\ntype: approval_request\n---\nbody\n";
         std::fs::write(v.join("Approved/a.md"), original)?;
         let sha = sha256_hex(original.as_bytes());
+        let id = atomic::path_id(&v.join("Approved/a.md"))?;
         let d = decision(v, original, Folder::Done);
         assert_eq!(d.dest, "Done/a-2.md");
         // A crash after the destination was written but before the source was removed:
         atomic::create_new(&v.join("Done/a-2.md"), render(original, &d).as_bytes())?;
-        assert_eq!(finish(v, "a.md", &sha, original, &d)?, "Done/a-2.md");
+        assert_eq!(finish(v, "a.md", &sha, id, original, &d)?, "Done/a-2.md");
         assert!(!v.join("Approved/a.md").exists());
         assert!(!v.join("Done/a-3.md").exists());
         assert_eq!(
