@@ -251,6 +251,9 @@ def phase_startstop(ad, base, args):
             else:
                 r["start_first_ms"] = inst.start_first_ms
                 r["start_all_ms"] = inst.start_all_ms
+                # every child's first start stamp, from the supervisor's launch (ms)
+                r["start_stamps_ms"] = sorted(ms(inst.starts(nm)[0][1] - inst.t_launch)
+                                              for nm in inst.names)
                 bench.nap(args.settle)
                 r.update(graceful_stop(ad, inst, args.stop_bound))
         finally:
