@@ -25,7 +25,7 @@ use super::{Outcome, email, identity_tag, local, redact, sha256_hex, whatsapp};
 
 /// How long an external call may go on after SIGTERM before the handler exits anyway
 /// (leaving the intent open: the next start reports the outcome as unknown).
-const STOP_GRACE: Duration = Duration::from_millis(500);
+const STOP_GRACE: Duration = Duration::from_millis(400);
 
 /// What became of one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
