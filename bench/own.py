@@ -4,6 +4,9 @@
     bench/own.py [--quick] [--build] [--bin PATH] [--phases restart,startstop,idle,orphan]
 
 Phases:
+  floor      what the machine allows without a supervisor: posix_spawn of the
+             child by the harness -> its start stamp (one at a time), and
+             N=100 back-to-back spawns -> the last stamp
   restart    (a) crash-to-restart latency: kill -9 of a running child ->
              the new instance's own start stamp; backoff initial = 0s;
              --kills (200) kills over N=--restart-n (100) services, one at a
@@ -202,6 +205,70 @@ def phase_restart(ad, base, args):
     finally:
         inst.cleanup()
         bench.sweep_descendants("restart")
+
+
+def phase_floor(ad, base, args):
+    """What the machine allows without any supervisor: the harness itself
+    posix_spawn()s the child (glibc: clone3 CLONE_VM|CLONE_VFORK, like std's
+    Command::spawn) and reads its start stamp.  (1) spawn -> stamp of one child,
+    one at a time, with the restart phase's idle gap between them; (2) N=--life-n
+    children spawned back to back -> the last stamp."""
+    d = base / "floor"
+    d.mkdir()
+    env = {"PATH": "/usr/bin:/bin"}
+
+    def spawn(name):
+        return os.posix_spawn(bench.CHILD_EXE, [bench.CHILD_EXE, str(d / name), "forever"], env,
+                              setpgroup=0)
+
+    def stamp(name, deadline):
+        while bench.mono() < deadline:
+            try:
+                f = (d / name).read_text().split()
+                if len(f) >= 3:
+                    return int(f[2])
+            except OSError:
+                pass
+            time.sleep(0.0002)
+        return None
+
+    def kill_all(pids):
+        for p in pids:
+            st = bench.proc_start(p)
+            if st is not None:
+                bench.safe_kill(p, signal.SIGKILL, st)
+        for p in pids:
+            try:
+                os.waitpid(p, 0)
+            except ChildProcessError:
+                pass
+
+    one = []
+    for i in range(args.floor_spawns):
+        t0 = bench.mono()
+        pid = spawn(f"one{i}")
+        t = stamp(f"one{i}", t0 + 5_000_000_000)
+        kill_all([pid])
+        one.append(ms(t - t0) if t else None)
+        # same idle gap as between the kills of the restart phase: on a VM an idle
+        # vCPU takes a while to wake, and that is part of what a restart costs
+        bench.nap(bench.random.uniform(args.gap_min, args.gap_max))
+    batch = []
+    for rep in range(args.reps):
+        t0 = bench.mono()
+        pids = [spawn(f"b{rep}-{i}") for i in range(args.life_n)]
+        deadline = t0 + 10_000_000_000
+        stamps = [stamp(f"b{rep}-{i}", deadline) for i in range(args.life_n)]
+        kill_all(pids)
+        batch.append(ms(max(stamps) - t0) if all(stamps) else None)
+        bench.nap(0.5)
+    res = {"spawn_to_stamp": stats(one), "spawn_to_stamp_ms": one,
+           "start_n": args.life_n, "start_n_last_stamp_ms": batch,
+           "start_n_median_ms": bench.median(batch)}
+    log(f"floor: posix_spawn -> child's stamp median {res['spawn_to_stamp'].get('median')} ms "
+        f"(p99 {res['spawn_to_stamp'].get('p99')}); {args.life_n} back-to-back spawns -> last "
+        f"stamp {batch} ms")
+    return res
 
 
 def graceful_stop(ad, inst, bound_s):
@@ -458,6 +525,12 @@ def print_summary(out):
     print("=" * 72)
     print(f"ai-employee own benchmarks — {out['binary']['version']} ({out['git']['commit'][:10]}"
           f"{' +dirty' if out['git']['dirty'] else ''}), {out['machine'].get('cores')} cores")
+    f = out.get("floor")
+    if f:
+        print(f"(floor, no supervisor) posix_spawn -> child's stamp: median "
+              f"{f['spawn_to_stamp'].get('median')} ms, p99 {f['spawn_to_stamp'].get('p99')} ms; "
+              f"{f['start_n']} back-to-back spawns: median {f['start_n_median_ms']} ms "
+              f"{f['start_n_last_stamp_ms']}")
     r = out.get("restart")
     if r and "stats" in r:
         s = r["stats"]
@@ -503,7 +576,9 @@ def main():
                     help="measure this committed revision, built in a clean tree by "
                          "bench/build-rev.sh (instead of the working copy's --bin)")
     ap.add_argument("--bench-peers", default=str(REPO.parent / "shared" / "bench-peers"))
-    ap.add_argument("--phases", default="restart,startstop,idle,orphan")
+    ap.add_argument("--phases", default="floor,restart,startstop,idle,orphan")
+    ap.add_argument("--floor-spawns", type=int, default=100,
+                    help="floor phase: single spawns to time (no supervisor involved)")
     ap.add_argument("--quick", action="store_true",
                     help="20 s idle window, 2 reps, 100 kills")
     ap.add_argument("--kills", type=int, default=200)
@@ -588,8 +663,8 @@ def main():
         out["loadavg_end"] = Path("/proc/loadavg").read_text().strip()
         out_path.write_text(json.dumps(out, indent=1))
 
-    fns = {"restart": phase_restart, "startstop": phase_startstop, "idle": phase_idle,
-           "orphan": phase_orphan}
+    fns = {"floor": phase_floor, "restart": phase_restart, "startstop": phase_startstop,
+           "idle": phase_idle, "orphan": phase_orphan}
     out["machine_busy"] = {}
     try:
         for ph in [p for p in fns if p in phases]:
