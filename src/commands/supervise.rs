@@ -1,6 +1,8 @@
 //! `ai-employee supervise`: run the process table in the foreground.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use crate::config;
 use crate::exit_codes;
@@ -12,6 +14,22 @@ use crate::vault::lock::{LockError, VaultLock};
 use crate::vault::{Vault, layout};
 
 pub fn run(root: &Path, explicit: Option<&Path>) -> i32 {
+    // A stop requested while we are still starting (before the event loop listens) must
+    // not kill us with the default action: note it and act on it once running.
+    let early_stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(sig, early_stop.clone()) {
+            return super::fail(
+                exit_codes::FAILURE,
+                format_args!("failed to handle signals: {e}"),
+            );
+        }
+    }
+    // A reload requested during start-up is moot: the table is read below anyway.
+    let _ = signal_hook::flag::register(
+        signal_hook::consts::SIGHUP,
+        Arc::new(AtomicBool::new(false)),
+    );
     let vault = Vault::new(root.to_path_buf());
     // First run: create the vault's folders (never overwrites anything). Its template
     // files are written off the start-up path, below.
@@ -21,20 +39,34 @@ pub fn run(root: &Path, explicit: Option<&Path>) -> i32 {
             format_args!("failed to create vault {}: {e}", root.display()),
         );
     }
-    let explicit = explicit.map(super::absolute);
-    let cfg = match config::load(root, explicit.as_deref()) {
-        Ok(c) => c,
-        Err(errors) => {
-            eprintln!("{errors}");
-            return exit_codes::CONFIG;
-        }
-    };
     let lock = match VaultLock::acquire(&vault.lock_file()) {
         Ok(l) => l,
         Err(e @ (LockError::HeldBy { .. } | LockError::Held { .. })) => {
             return super::fail(exit_codes::LOCKED, format_args!("{}: {e}", root.display()));
         }
         Err(e) => return super::fail(exit_codes::CANT_CREATE, e),
+    };
+    // The guardian is forked now, while this process is single-threaded and its heap is
+    // still small (the forked guardian keeps a copy of every page mapped at this point).
+    // SAFETY: no thread has been started yet (the tokio runtime and the helper threads
+    // come below), which is what forking without exec requires.
+    let guardian = match unsafe { process::guardian::Guardian::fork_early() } {
+        Ok(g) => Some(g),
+        Err(e) => {
+            eprintln!("ai-employee: failed to fork the orphan guardian: {e}; starting it by exec");
+            None
+        }
+    };
+    let explicit = explicit.map(super::absolute);
+    let cfg = match config::load(root, explicit.as_deref()) {
+        Ok(c) => c,
+        Err(errors) => {
+            if let Some(g) = guardian {
+                g.dismiss();
+            }
+            eprintln!("{errors}");
+            return exit_codes::CONFIG;
+        }
     };
     let syslog = RotatingFile::new(
         vault.system_log(),
@@ -63,15 +95,6 @@ pub fn run(root: &Path, explicit: Option<&Path>) -> i32 {
             r.pgid
         );
     }
-    // SAFETY: no thread has been started yet (the tokio runtime and the helper threads
-    // come below), which is what forking without exec requires.
-    let guardian = match unsafe { process::guardian::Guardian::fork_early() } {
-        Ok(g) => Some(g),
-        Err(e) => {
-            tracing::warn!("failed to fork the orphan guardian: {e}; starting it by exec");
-            None
-        }
-    };
     let templates_vault = vault.clone();
     let _ = std::thread::Builder::new()
         .name("vault-init".into())
@@ -90,7 +113,7 @@ pub fn run(root: &Path, explicit: Option<&Path>) -> i32 {
         Ok(rt) => rt,
         Err(e) => return super::fail(exit_codes::FAILURE, format_args!("failed to start: {e}")),
     };
-    let runtime = Runtime::new(vault, TableLocation { explicit }, cfg, guardian);
+    let runtime = Runtime::new(vault, TableLocation { explicit }, cfg, guardian, early_stop);
     let local = tokio::task::LocalSet::new();
     let outcome = local.block_on(&rt, runtime.run());
     drop(lock);

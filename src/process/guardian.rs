@@ -150,10 +150,13 @@ pub fn run_guardian() -> i32 {
             libc::signal(sig, libc::SIG_IGN);
         }
     }
-    let mut groups: HashSet<i32> = HashSet::new();
+    let mut groups: HashSet<i32> = HashSet::with_capacity(64);
     let stdin = io::stdin();
     let mut line = String::new();
     let mut input = stdin.lock();
+    // From here on the guardian sleeps in read(2) almost always: keep only the code its
+    // loop touches.
+    super::trim_code_pages();
     loop {
         line.clear();
         match input.read_line(&mut line) {

@@ -9,6 +9,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::signal::unix::{SignalKind, signal};
@@ -27,6 +29,12 @@ use crate::vault::Vault;
 /// How long the Dashboard waits after start before its first summary row, so children
 /// that fail at once are reported as such rather than as a moment of "online".
 const SUMMARY_SETTLE: Duration = Duration::from_millis(1500);
+/// The Dashboard's summary is evaluated at most this often, so a burst of restarts costs
+/// one write, not one per restart.
+const SUMMARY_EVERY: Duration = Duration::from_secs(1);
+/// After this long without events, code pages mapped during the last burst of activity
+/// are dropped from the resident set (see `process::trim_code_pages`).
+const TRIM_AFTER_IDLE: Duration = Duration::from_secs(10);
 /// Poll period for the group of a stopping child whose leader is gone.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
 /// How long shutdown waits for the last output of dead children to reach their logs.
@@ -74,17 +82,21 @@ pub struct Runtime {
     slots: Vec<Slot>,
     by_pid: HashMap<i32, usize>,
     guardian: Option<Guardian>,
+    records: Option<records::RecordLog>,
     dashboard: DashboardWriter,
     last_summary: Option<Summary>,
     summary_due: Option<Instant>,
+    /// When to trim code pages, pushed back by every event.
+    trim_due: Option<Instant>,
     next_health: Instant,
     watchdog: Option<(Duration, Instant)>,
-    records_dirty: bool,
     shutting_down: bool,
     forced: bool,
     started: Instant,
     stats: Stats,
     drains: Rc<Cell<usize>>,
+    /// Set by SIGTERM/SIGINT received before the event loop listened.
+    early_stop: Arc<AtomicBool>,
 }
 
 impl Runtime {
@@ -95,10 +107,21 @@ impl Runtime {
         table: TableLocation,
         config: Config,
         guardian: Option<Guardian>,
+        early_stop: Arc<AtomicBool>,
     ) -> Runtime {
         let now = Instant::now();
         let settings = config.supervisor.clone();
         let dashboard = DashboardWriter::start(vault.dashboard());
+        let records = match records::RecordLog::create(&vault.children_record()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                warn!(
+                    "failed to create {}: {e}",
+                    vault.children_record().display()
+                );
+                None
+            }
+        };
         let mut rt = Runtime {
             vault,
             table,
@@ -106,17 +129,19 @@ impl Runtime {
             slots: Vec::new(),
             by_pid: HashMap::new(),
             guardian,
+            records,
             dashboard,
             last_summary: None,
             summary_due: Some(now + SUMMARY_SETTLE),
+            trim_due: None,
             next_health: now + config.supervisor.health_interval,
             watchdog: watchdog_interval().map(|d| (d, now)),
-            records_dirty: false,
             shutting_down: false,
             forced: false,
             started: now,
             stats: Stats::default(),
             drains: Rc::new(Cell::new(0)),
+            early_stop,
         };
         for spec in config.processes {
             rt.slots.push(rt.new_slot(spec));
@@ -152,6 +177,12 @@ impl Runtime {
         if self.guardian.is_none() {
             self.start_guardian();
         }
+        if self.early_stop.load(Ordering::SeqCst) {
+            info!("stop requested during start-up: not starting any child");
+            self.shutting_down = true;
+            self.finish().await;
+            return Ok(Outcome::Clean);
+        }
         let enabled = self.slots.iter().filter(|s| s.child.spec.enabled).count();
         for i in 0..self.slots.len() {
             if self.slots[i].child.spec.enabled {
@@ -178,6 +209,14 @@ impl Runtime {
                 _ = sleep_until(deadline) => self.on_tick(),
             }
             self.after_batch();
+            let now = Instant::now();
+            if self.trim_due.is_some_and(|t| t <= now) {
+                self.trim_due = None;
+                process::trim_code_pages();
+            } else if self.summary_due.is_some() || self.trim_due.is_none() {
+                // Activity: trim once things have been quiet for a while.
+                self.trim_due = Some(now + TRIM_AFTER_IDLE);
+            }
             if self.shutting_down && self.slots.iter().all(|s| s.child.is_at_rest()) {
                 break;
             }
@@ -205,7 +244,6 @@ impl Runtime {
             let Some(i) = self.by_pid.remove(&pid) else {
                 continue; // a re-parented grandchild (we are a subreaper)
             };
-            self.records_dirty = true;
             let group_alive = process::group_alive(pid);
             self.dispatch(
                 i,
@@ -282,6 +320,9 @@ impl Runtime {
         if let Some(t) = self.summary_due {
             merge(t);
         }
+        if let Some(t) = self.trim_due {
+            merge(t);
+        }
         if let Some((period, last)) = self.watchdog {
             merge(last + period);
         }
@@ -293,22 +334,36 @@ impl Runtime {
 
     // ----- the machine's actions ------------------------------------------------------
 
+    /// Feed one event to child `i` and carry out what it decides. Spawns and signals
+    /// happen first; log lines, Dashboard rows and bookkeeping after, so a restarted
+    /// child never waits behind them.
     fn dispatch(&mut self, i: usize, event: Event) {
+        let mut notices = Vec::new();
+        self.decide_and_act(i, event, &mut notices);
+        for n in notices {
+            self.notice(i, n);
+        }
+        self.sync_guard(i);
+        if self.summary_due.is_none() {
+            self.summary_due = Some(Instant::now() + SUMMARY_EVERY);
+        }
+    }
+
+    fn decide_and_act(&mut self, i: usize, event: Event, notices: &mut Vec<Notice>) {
         let now = Instant::now();
         let actions = self.slots[i].child.on_event(event, now);
         for a in actions {
             match a {
                 Action::Spawn => {
                     let ev = self.spawn_child(i);
-                    self.dispatch(i, ev);
+                    self.decide_and_act(i, ev, notices);
                 }
                 Action::Signal { pgid, sig } => {
                     process::signal_group(pgid, sig);
                 }
-                Action::Notice(n) => self.notice(i, n),
+                Action::Notice(n) => notices.push(n),
             }
         }
-        self.sync_guard(i);
     }
 
     /// Tell the guardian about a child's group while it may have members: from spawn until
@@ -319,12 +374,28 @@ impl Runtime {
         if slot.guarded == now {
             return;
         }
-        if let Some(g) = self.guardian.as_mut() {
-            if let Some(old) = slot.guarded {
+        if let Some(old) = slot.guarded {
+            if let Some(g) = self.guardian.as_mut() {
                 let _ = g.remove(old);
             }
-            if let Some(new) = now {
+            if let Some(r) = self.records.as_mut() {
+                let _ = r.remove(old);
+            }
+        }
+        if let Some(new) = now {
+            if let Some(g) = self.guardian.as_mut() {
                 let _ = g.add(new);
+            }
+            slot.start_time = process::stats::proc_info(new).map(|p| p.start_time);
+            if let (Some(r), Some(start_time)) = (self.records.as_mut(), slot.start_time) {
+                let rec = records::Record {
+                    pgid: new,
+                    start_time,
+                    name: slot.child.spec.name.clone(),
+                };
+                if let Err(e) = r.add(&rec) {
+                    warn!("failed to record process group {new}: {e}");
+                }
             }
         }
         slot.guarded = now;
@@ -356,7 +427,6 @@ impl Runtime {
                 slot.beat = None;
                 slot.start_time = None;
                 slot.started_at = Some(Instant::now());
-                self.records_dirty = true;
                 start_drain(sp.output, slot.log.clone(), self.drains.clone());
                 Event::Spawned { pid }
             }
@@ -546,15 +616,30 @@ impl Runtime {
             self.slots.retain(|s| s.child.phase != Phase::Removed);
             self.reindex();
         }
-        if self.records_dirty {
-            self.records_dirty = false;
-            self.save_records();
+        if let Some(r) = self.records.as_mut()
+            && r.needs_compaction()
+        {
+            let live: Vec<records::Record> = self
+                .slots
+                .iter()
+                .filter_map(|s| {
+                    Some(records::Record {
+                        pgid: s.guarded?,
+                        start_time: s.start_time?,
+                        name: s.child.spec.name.clone(),
+                    })
+                })
+                .collect();
+            if let Err(e) = r.maybe_compact(&live) {
+                warn!(
+                    "failed to compact {}: {e}",
+                    self.vault.children_record().display()
+                );
+            }
         }
         let now = Instant::now();
-        if self.summary_due.is_some_and(|t| t <= now) {
+        if self.summary_due.is_some_and(|t| t <= now) && !self.shutting_down {
             self.summary_due = None;
-        }
-        if self.summary_due.is_none() && !self.shutting_down {
             let s = status::summarize(self.slots.iter().map(|s| &s.child));
             if self.last_summary.as_ref() != Some(&s) {
                 self.dashboard
@@ -570,29 +655,6 @@ impl Runtime {
             if let Some(pid) = s.child.pid() {
                 self.by_pid.insert(pid, i);
             }
-        }
-    }
-
-    fn save_records(&mut self) {
-        let mut recs = Vec::new();
-        for s in self.slots.iter_mut() {
-            let Some(pgid) = s.child.pgid() else { continue };
-            if s.start_time.is_none() {
-                s.start_time = process::stats::proc_info(pgid).map(|p| p.start_time);
-            }
-            if let Some(start_time) = s.start_time {
-                recs.push(records::Record {
-                    pgid,
-                    start_time,
-                    name: s.child.spec.name.clone(),
-                });
-            }
-        }
-        if let Err(e) = records::save(&self.vault.children_record(), &recs) {
-            warn!(
-                "failed to write {}: {e}",
-                self.vault.children_record().display()
-            );
         }
     }
 
@@ -722,7 +784,9 @@ impl Runtime {
         if let Some(g) = self.guardian.take() {
             g.dismiss();
         }
-        let _ = std::fs::remove_file(self.vault.children_record());
+        if let Some(r) = self.records.take() {
+            r.discard();
+        }
         let up = self.started.elapsed();
         let how = if self.forced {
             "forced shutdown"

@@ -553,7 +553,7 @@ fn leftovers_of_a_dead_supervisor_are_cleaned_up_but_reused_pids_are_not_touched
     std::fs::write(
         state.join("children"),
         format!(
-            "{} {} old\n{} {} reused\n",
+            "+{} {} old\n+{} {} reused\n",
             leftover.id(),
             start_time(leftover.id()),
             stranger.id(),
@@ -688,4 +688,38 @@ fn systemd_notify_ready_watchdog_and_stopping() {
         !env.contains("NOTIFY_SOCKET") && !env.contains("WATCHDOG_USEC"),
         "{env}"
     );
+}
+
+#[test]
+fn sigterm_during_start_up_still_shuts_down_cleanly() {
+    for _ in 0..5 {
+        let tv = TestVault::new();
+        let c = tv.path("c");
+        let mut table = String::from(FAST);
+        for i in 0..20 {
+            table.push_str(&sh_process(
+                &format!("w{i}"),
+                &format!("echo $$ >> {}; exec sleep 1000", c.display()),
+                "",
+            ));
+        }
+        tv.write_config(&table);
+        let mut sup = tv.start();
+        let lock = tv.vault.join(".ai-employee/supervisor.lock");
+        let pid = sup.pid().to_string();
+        assert!(wait_until(Duration::from_secs(10), || {
+            std::fs::read_to_string(&lock).is_ok_and(|t| t.trim() == pid)
+        }));
+        sup.signal(libc::SIGTERM);
+        let st = sup.wait_exit(Duration::from_secs(10)).expect("no exit");
+        assert_eq!(st.code(), Some(0), "{}", sup.console());
+        let started: Vec<i32> = tv
+            .read("c")
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        assert!(wait_until(Duration::from_secs(2), || started
+            .iter()
+            .all(|p| !alive(*p))));
+    }
 }
