@@ -95,6 +95,8 @@ pub struct Runtime {
     started: Instant,
     stats: Stats,
     drains: Rc<Cell<usize>>,
+    /// When the initial start finished (None while still starting).
+    running_since: Option<Instant>,
     /// Set by SIGTERM/SIGINT received before the event loop listened.
     early_stop: Arc<AtomicBool>,
 }
@@ -142,6 +144,7 @@ impl Runtime {
             stats: Stats::default(),
             drains: Rc::new(Cell::new(0)),
             early_stop,
+            running_since: None,
         };
         for spec in config.processes {
             rt.slots.push(rt.new_slot(spec));
@@ -197,6 +200,7 @@ impl Runtime {
             .count();
         crate::supervisor::console::started(running, enabled);
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        self.running_since = Some(Instant::now());
 
         loop {
             let deadline = self.next_deadline();
@@ -428,6 +432,15 @@ impl Runtime {
                 slot.start_time = None;
                 slot.started_at = Some(Instant::now());
                 start_drain(sp.output, slot.log.clone(), self.drains.clone());
+                if self.running_since.is_some() {
+                    // After vfork the new child usually sits on our CPU, still loading;
+                    // let it run before our bookkeeping (~0.15 ms off a restart). Not
+                    // during the initial start, where it would slow the spawn loop.
+                    // SAFETY: sched_yield takes no arguments.
+                    unsafe {
+                        libc::sched_yield();
+                    }
+                }
                 Event::Spawned { pid }
             }
             Err(e) => Event::SpawnFailed {
