@@ -213,13 +213,9 @@ impl Runtime {
                 _ = sleep_until(deadline) => self.on_tick(),
             }
             self.after_batch();
-            let now = Instant::now();
-            if self.trim_due.is_some_and(|t| t <= now) {
+            if self.trim_due.is_some_and(|t| t <= Instant::now()) {
                 self.trim_due = None;
                 process::trim_code_pages();
-            } else if self.summary_due.is_some() || self.trim_due.is_none() {
-                // Activity: trim once things have been quiet for a while.
-                self.trim_due = Some(now + TRIM_AFTER_IDLE);
             }
             if self.shutting_down && self.slots.iter().all(|s| s.child.is_at_rest()) {
                 break;
@@ -348,9 +344,13 @@ impl Runtime {
             self.notice(i, n);
         }
         self.sync_guard(i);
+        let now = Instant::now();
         if self.summary_due.is_none() {
-            self.summary_due = Some(Instant::now() + SUMMARY_EVERY);
+            self.summary_due = Some(now + SUMMARY_EVERY);
         }
+        // A child event: trim code pages once things have been quiet for a while
+        // (health polls and watchdog pings do not count, so an idle system trims once).
+        self.trim_due = Some(now + TRIM_AFTER_IDLE);
     }
 
     fn decide_and_act(&mut self, i: usize, event: Event, notices: &mut Vec<Notice>) {
