@@ -207,11 +207,14 @@ enum Lease {
 }
 
 /// A path as a C string for the raw syscalls.
-fn c_path(p: &Path) -> io::Result<std::ffi::CString> {
+pub(crate) fn c_path(p: &Path) -> io::Result<std::ffi::CString> {
     use std::os::unix::ffi::OsStrExt;
     std::ffi::CString::new(p.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
 }
+
+#[cfg(target_os = "linux")]
+pub(crate) use sys::renameat2;
 
 #[cfg(target_os = "linux")]
 mod sys {
@@ -224,6 +227,13 @@ mod sys {
     /// `renameat2(RENAME_EXCHANGE)` through the raw syscall (the glibc wrapper only exists
     /// since 2.28).
     pub fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
+        renameat2(a, b, libc::RENAME_EXCHANGE)
+    }
+
+    /// `renameat2(from, to, flags)` through the raw syscall (the glibc wrapper only exists
+    /// since 2.28). `Ok(false)`: the flag is not supported here (old kernel, or a
+    /// filesystem without it).
+    pub fn renameat2(a: &Path, b: &Path, flags: libc::c_uint) -> io::Result<bool> {
         let (a, b) = (c_path(a)?, c_path(b)?);
         // SAFETY: both pointers are valid NUL-terminated strings for the call's duration.
         let r = unsafe {
@@ -233,7 +243,7 @@ mod sys {
                 a.as_ptr(),
                 libc::AT_FDCWD,
                 b.as_ptr(),
-                libc::RENAME_EXCHANGE,
+                flags,
             )
         };
         if r == 0 {

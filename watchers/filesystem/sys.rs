@@ -54,17 +54,9 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// A path as a C string for the raw calls.
-#[cfg_attr(not(any(target_os = "linux", target_os = "macos")), allow(dead_code))]
-fn c_path(p: &Path) -> io::Result<std::ffi::CString> {
-    use std::os::unix::ffi::OsStrExt;
-    std::ffi::CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
-}
-
 #[cfg(target_os = "linux")]
 mod imp {
-    use super::{Writers, c_path};
+    use super::Writers;
     use std::fs::File;
     use std::io;
     use std::os::fd::AsRawFd;
@@ -102,35 +94,15 @@ mod imp {
         }
     }
 
-    /// `renameat2(RENAME_NOREPLACE)` through the raw syscall (the glibc wrapper only
-    /// exists since 2.28). `Ok(false)`: not supported here.
+    /// `renameat2(RENAME_NOREPLACE)`. `Ok(false)`: not supported here.
     pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<bool> {
-        let (a, b) = (c_path(from)?, c_path(to)?);
-        // SAFETY: both pointers are valid NUL-terminated strings for the call's duration.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_renameat2,
-                libc::AT_FDCWD,
-                a.as_ptr(),
-                libc::AT_FDCWD,
-                b.as_ptr(),
-                libc::RENAME_NOREPLACE,
-            )
-        };
-        if r == 0 {
-            return Ok(true);
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::ENOSYS) | Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => Ok(false),
-            _ => Err(e),
-        }
+        crate::vault::atomic::renameat2(from, to, libc::RENAME_NOREPLACE)
     }
 }
 
 #[cfg(target_os = "macos")]
 mod imp {
-    use super::{Writers, c_path};
+    use super::Writers;
     use std::fs::File;
     use std::io;
     use std::path::Path;
@@ -142,7 +114,10 @@ mod imp {
 
     /// `renamex_np(RENAME_EXCL)`. `Ok(false)`: not supported by this file system.
     pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<bool> {
-        let (a, b) = (c_path(from)?, c_path(to)?);
+        let (a, b) = (
+            crate::vault::atomic::c_path(from)?,
+            crate::vault::atomic::c_path(to)?,
+        );
         // SAFETY: both pointers are valid NUL-terminated strings for the call's duration.
         let r = unsafe { libc::renamex_np(a.as_ptr(), b.as_ptr(), libc::RENAME_EXCL) };
         if r == 0 {
