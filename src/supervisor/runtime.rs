@@ -62,7 +62,6 @@ struct Slot {
     beat: Option<(SystemTime, Instant)>,
     /// Leader start time (for the records file), read once per spawn.
     start_time: Option<u64>,
-    started_at: Option<Instant>,
     /// The process group the guardian currently knows for this child.
     guarded: Option<i32>,
 }
@@ -164,7 +163,6 @@ impl Runtime {
             log: Rc::new(RefCell::new(log)),
             beat: None,
             start_time: None,
-            started_at: None,
             guarded: None,
         }
     }
@@ -430,7 +428,6 @@ impl Runtime {
                 let slot = &mut self.slots[i];
                 slot.beat = None;
                 slot.start_time = None;
-                slot.started_at = Some(Instant::now());
                 start_drain(sp.output, slot.log.clone(), self.drains.clone());
                 if self.running_since.is_some() {
                     // After vfork the new child usually sits on our CPU, still loading;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use ai_employee::vault::frontmatter;
 use sha2::{Digest, Sha256};
 
-use crate::common::{BIN, TestVault, now_ns, wait_until};
+use crate::common::{BIN, TestVault, now_ns, wait_child, wait_until};
 
 // ---------------------------------------------------------------------------------------
 // Helpers: vault, handler process, SMTP server, WhatsApp stand-in.
@@ -201,18 +201,9 @@ impl Handler {
     }
 
     fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let child = self.child.as_mut()?;
-        let end = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(st)) = child.try_wait() {
-                self.child = None;
-                return Some(st);
-            }
-            if Instant::now() >= end {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        let st = wait_child(self.child.as_mut()?, timeout)?;
+        self.child = None;
+        Some(st)
     }
 
     fn kill9(&mut self) {

@@ -24,6 +24,20 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Wait for `child` to exit, with a deadline; None if it is still running.
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Whether `pid` is a live process (a zombie counts as dead).
 pub fn alive(pid: i32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -97,8 +111,6 @@ impl TestVault {
     }
 
     pub fn start_with(&self, extra_env: &[(&str, &str)]) -> Supervisor {
-        let n = std::sync::atomic::AtomicUsize::new(0);
-        let _ = n;
         let out = self.dir.path().join(format!("supervisor-{}.out", now_ns()));
         let mut cmd = Command::new(BIN);
         cmd.arg("supervise")
@@ -145,18 +157,9 @@ impl Supervisor {
 
     /// Wait for exit with a deadline; None if it is still running.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let child = self.child.as_mut()?;
-        let end = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(st)) = child.try_wait() {
-                self.child = None;
-                return Some(st);
-            }
-            if Instant::now() >= end {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let st = wait_child(self.child.as_mut()?, timeout)?;
+        self.child = None;
+        Some(st)
     }
 
     /// SIGTERM and wait (the normal end of a test).

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use ai_employee::vault::frontmatter::{self, Document};
 use sha2::{Digest, Sha256};
 
-use crate::common::{BIN, wait_until};
+use crate::common::{BIN, wait_child, wait_until};
 
 /// A running `watch filesystem` with its stderr in a file.
 struct FsWatcher {
@@ -73,18 +73,9 @@ impl FsWatcher {
     }
 
     fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let child = self.child.as_mut()?;
-        let end = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(st)) = child.try_wait() {
-                self.child = None;
-                return Some(st);
-            }
-            if Instant::now() >= end {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        let st = wait_child(self.child.as_mut()?, timeout)?;
+        self.child = None;
+        Some(st)
     }
 
     /// SIGTERM and wait; asserts a clean exit.

@@ -563,18 +563,7 @@ fn leftovers_of_a_dead_supervisor_are_cleaned_up_but_reused_pids_are_not_touched
     .unwrap();
     tv.write_config(&format!("{FAST}{}", sh_process("w", "exec sleep 1000", "")));
     let mut sup = tv.start();
-    let st = {
-        let end = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(Some(st)) = leftover.try_wait() {
-                break Some(st);
-            }
-            if Instant::now() > end {
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    };
+    let st = wait_child(&mut leftover, Duration::from_secs(10));
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(
         st.and_then(|s| s.signal()),

@@ -434,79 +434,57 @@ impl Handler {
         let tag = identity_tag(item.name, item.sha);
         let now = Utc::now();
         // Credentials first: a missing or broken file is a refusal, before any intent.
-        let mut channel_dry_run = false;
+        let dry_run = self.opts.dry_run;
         let smtp = match &req.action {
-            Action::Email(_) => match self.creds.smtp.current().clone() {
-                Loaded::Ready(c) => {
-                    channel_dry_run = c.dry_run;
-                    Some(c)
+            Action::Email(_) => {
+                let rel = self.creds.smtp.rel();
+                match ready_credentials(
+                    self.creds.smtp.current().clone(),
+                    "send_email",
+                    rel,
+                    dry_run,
+                ) {
+                    Ok(c) => c,
+                    Err(error) => {
+                        return self.conclude_failed(
+                            item,
+                            &subject,
+                            0,
+                            results::REFUSED,
+                            error,
+                            vec![],
+                        );
+                    }
                 }
-                Loaded::Missing if self.opts.dry_run => None,
-                Loaded::Missing => {
-                    let error = format!(
-                        "send_email needs {}, which does not exist: create it (see \
-                         docs/approvals.md), then move this file back to Approved/",
-                        self.creds.smtp.rel()
-                    );
-                    return self.conclude_failed(
-                        item,
-                        &subject,
-                        0,
-                        results::REFUSED,
-                        error,
-                        vec![],
-                    );
-                }
-                Loaded::Invalid(e) => {
-                    let error = format!("send_email cannot run: {e}");
-                    return self.conclude_failed(
-                        item,
-                        &subject,
-                        0,
-                        results::REFUSED,
-                        error,
-                        vec![],
-                    );
-                }
-            },
+            }
             _ => None,
         };
         let wa = match &req.action {
-            Action::Whatsapp(_) => match self.creds.whatsapp.current().clone() {
-                Loaded::Ready(c) => {
-                    channel_dry_run = c.dry_run;
-                    Some(c)
+            Action::Whatsapp(_) => {
+                let rel = self.creds.whatsapp.rel();
+                match ready_credentials(
+                    self.creds.whatsapp.current().clone(),
+                    "send_whatsapp",
+                    rel,
+                    dry_run,
+                ) {
+                    Ok(c) => c,
+                    Err(error) => {
+                        return self.conclude_failed(
+                            item,
+                            &subject,
+                            0,
+                            results::REFUSED,
+                            error,
+                            vec![],
+                        );
+                    }
                 }
-                Loaded::Missing if self.opts.dry_run => None,
-                Loaded::Missing => {
-                    let error = format!(
-                        "send_whatsapp needs {}, which does not exist: create it (see \
-                         docs/approvals.md), then move this file back to Approved/",
-                        self.creds.whatsapp.rel()
-                    );
-                    return self.conclude_failed(
-                        item,
-                        &subject,
-                        0,
-                        results::REFUSED,
-                        error,
-                        vec![],
-                    );
-                }
-                Loaded::Invalid(e) => {
-                    let error = format!("send_whatsapp cannot run: {e}");
-                    return self.conclude_failed(
-                        item,
-                        &subject,
-                        0,
-                        results::REFUSED,
-                        error,
-                        vec![],
-                    );
-                }
-            },
+            }
             _ => None,
         };
+        let channel_dry_run =
+            smtp.as_ref().is_some_and(|c| c.dry_run) || wa.as_ref().is_some_and(|c| c.dry_run);
         // A message that cannot be built is refused before anything is recorded.
         let mut message_id = None;
         let message = match (&req.action, &smtp) {
@@ -995,5 +973,24 @@ fn interruptible(
                 ));
             }
         }
+    }
+}
+
+/// The credentials an action needs: `Ok(Some)` when ready, `Ok(None)` when missing under
+/// `--dry-run` (nothing will be sent), `Err(reason)` to refuse the approval.
+fn ready_credentials<T>(
+    loaded: Loaded<T>,
+    action: &str,
+    rel: &str,
+    dry_run: bool,
+) -> Result<Option<T>, String> {
+    match loaded {
+        Loaded::Ready(c) => Ok(Some(c)),
+        Loaded::Missing if dry_run => Ok(None),
+        Loaded::Missing => Err(format!(
+            "{action} needs {rel}, which does not exist: create it (see docs/approvals.md), \
+             then move this file back to Approved/"
+        )),
+        Loaded::Invalid(e) => Err(format!("{action} cannot run: {e}")),
     }
 }
