@@ -61,18 +61,11 @@ pub enum WatchCommand {
     /// Inbox/ → task files in Needs_Action/
     Filesystem(crate::watchers::filesystem::Args),
     /// Important unread mail → EMAIL_*.md tasks
-    Gmail(PlainWatchArgs),
+    Gmail(crate::watchers::gmail::Args),
     /// WhatsApp Cloud API webhook → WHATSAPP_*.md tasks
-    Whatsapp(PlainWatchArgs),
+    Whatsapp(crate::watchers::whatsapp::Args),
     /// Executes what a human moved into Approved/ (the safety valve)
     Approvals(crate::watchers::approvals::Args),
-}
-
-/// Options of a watcher that has no options of its own yet.
-#[derive(Debug, Args, Clone)]
-pub struct PlainWatchArgs {
-    #[command(flatten)]
-    pub vault: VaultArg,
 }
 
 /// The default vault when neither `--vault` nor `$AI_EMPLOYEE_VAULT` is set.

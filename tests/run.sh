@@ -12,6 +12,8 @@ command -v systemd-analyze >/dev/null 2>&1 || pkgs+=(systemd)
 command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
 command -v cc >/dev/null 2>&1 || pkgs+=(gcc)
 command -v pgrep >/dev/null 2>&1 || pkgs+=(procps)
+# The mail watcher's tests run a real IMAP server (Dovecot) on loopback.
+[ -x /usr/sbin/dovecot ] || pkgs+=(dovecot-imapd)
 # The approval handler's tests run a real SMTP server (aiosmtpd) under Debian's python3.
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || pkgs+=(python3-aiosmtpd)
 if [ ${#pkgs[@]} -gt 0 ]; then

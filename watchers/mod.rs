@@ -4,22 +4,21 @@
 
 pub mod approvals;
 pub mod common;
+pub mod credentials;
 pub mod filesystem;
+pub mod gmail;
+pub mod oauth;
+pub mod tasks;
+pub mod whatsapp;
 
 use crate::cli::WatchCommand;
-use crate::exit_codes;
 
 /// Run a watcher; returns the process exit code.
 pub fn run(cmd: WatchCommand) -> i32 {
     match cmd {
         WatchCommand::Filesystem(args) => filesystem::run(args),
         WatchCommand::Approvals(args) => approvals::run(args),
-        WatchCommand::Gmail(_) => not_available("gmail"),
-        WatchCommand::Whatsapp(_) => not_available("whatsapp"),
+        WatchCommand::Gmail(args) => gmail::run(args),
+        WatchCommand::Whatsapp(args) => whatsapp::run(args),
     }
-}
-
-fn not_available(name: &str) -> i32 {
-    eprintln!("ai-employee watch {name}: not available in this build");
-    exit_codes::CONFIG
 }

@@ -7,5 +7,8 @@ mod common;
 mod config_errors;
 mod dashboard;
 mod fs_watcher;
+mod gmail;
+mod oauth;
 mod supervisor;
 mod units;
+mod whatsapp;

@@ -5,41 +5,19 @@
 //! or fixing one needs no restart. Secrets are kept in [`Secret`], whose `Debug` and
 //! `Display` never show the value.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lettre::message::Mailbox;
-use toml_edit::{Document, Item, Value};
+use toml_edit::{Item, Value};
 
-use crate::config::units::parse_duration;
+pub use crate::watchers::credentials::Secret;
+use crate::watchers::credentials::{Fields, host_of, is_loopback};
 
 pub const SMTP_FILE: &str = "credentials/smtp.toml";
 pub const WHATSAPP_FILE: &str = "credentials/whatsapp.toml";
 pub const DEFAULT_WHATSAPP_BASE_URL: &str = "https://graph.facebook.com/v21.0";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A password or token: never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsMode {
@@ -254,7 +232,7 @@ pub fn parse_smtp(rel: &str, text: &str) -> Result<SmtpConfig, String> {
     let username = f.opt_str("username")?;
     let password = f.opt_str("password")?;
     let login = match (username, password) {
-        (Some(u), Some(p)) => Some((u.to_string(), Secret(p.to_string()))),
+        (Some(u), Some(p)) => Some((u.to_string(), Secret::from(p.to_string()))),
         (None, None) => None,
         (Some(_), None) => {
             return Err(f.err_key("username", "`username` is set but `password` is not".into()));
@@ -347,149 +325,12 @@ pub fn parse_whatsapp(rel: &str, text: &str) -> Result<WhatsappConfig, String> {
         ));
     }
     Ok(WhatsappConfig {
-        token: Secret(token.to_string()),
+        token: Secret::from(token.to_string()),
         phone_number_id,
         base_url,
         timeout: f.opt_duration("timeout")?.unwrap_or(DEFAULT_TIMEOUT),
         dry_run: f.opt_bool("dry_run")?.unwrap_or(false),
     })
-}
-
-fn host_of(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split('/').next()?;
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if let Some(v6) = authority.strip_prefix('[') {
-        return v6.split(']').next();
-    }
-    Some(authority.split(':').next().unwrap_or(authority))
-}
-
-fn is_loopback(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// A parsed TOML file and the helpers that turn its values into typed fields with
-/// `file:line:column` errors.
-struct Fields<'a> {
-    rel: &'a str,
-    text: &'a str,
-    doc: Document<&'a str>,
-}
-
-impl<'a> Fields<'a> {
-    fn parse(rel: &'a str, text: &'a str) -> Result<Self, String> {
-        let doc = Document::parse(text).map_err(|e| {
-            let (line, col) = e.span().map_or((1, 1), |s| line_column(text, s.start));
-            format!(
-                "{rel}:{line}:{col}: invalid TOML: {}",
-                e.message().split_whitespace().collect::<Vec<_>>().join(" ")
-            )
-        })?;
-        Ok(Fields { rel, text, doc })
-    }
-
-    fn has(&self, key: &str) -> bool {
-        self.doc.get(key).is_some()
-    }
-
-    fn at(&self, offset: Option<usize>, message: String) -> String {
-        let (line, col) = line_column(self.text, offset.unwrap_or(0));
-        format!("{}:{line}:{col}: {message}", self.rel)
-    }
-
-    fn err_key(&self, key: &str, message: String) -> String {
-        let offset = self
-            .doc
-            .as_table()
-            .key(key)
-            .and_then(|k| k.span())
-            .map(|s| s.start);
-        self.at(offset, message)
-    }
-
-    fn err_value(&self, key: &str, message: String) -> String {
-        let offset = self
-            .doc
-            .get(key)
-            .and_then(|i| i.as_value())
-            .and_then(|v| v.span())
-            .map(|s| s.start);
-        match offset {
-            Some(o) => self.at(Some(o), message),
-            None => self.err_key(key, message),
-        }
-    }
-
-    fn value(&self, key: &str) -> Option<&Value> {
-        self.doc.get(key).and_then(Item::as_value)
-    }
-
-    fn wrong_type(&self, key: &str, expected: &str) -> String {
-        let found = match self.doc.get(key) {
-            Some(Item::Value(Value::String(_))) => "a string",
-            Some(Item::Value(Value::Integer(_))) => "an integer",
-            Some(Item::Value(Value::Float(_))) => "a number",
-            Some(Item::Value(Value::Boolean(_))) => "a boolean",
-            Some(Item::Value(Value::Array(_))) => "a list",
-            Some(Item::Value(Value::Datetime(_))) => "a date",
-            _ => "a table",
-        };
-        self.err_value(key, format!("`{key}` must be {expected}, found {found}"))
-    }
-
-    fn opt_str(&self, key: &str) -> Result<Option<&str>, String> {
-        match (self.doc.get(key), self.value(key)) {
-            (None, _) => Ok(None),
-            (_, Some(Value::String(s))) => Ok(Some(s.value())),
-            _ => Err(self.wrong_type(key, "a string")),
-        }
-    }
-
-    fn required_str(&self, key: &str) -> Result<&str, String> {
-        self.opt_str(key)?
-            .ok_or_else(|| format!("{}: missing `{key}`", self.rel))
-    }
-
-    fn opt_int(&self, key: &str) -> Result<Option<i64>, String> {
-        match (self.doc.get(key), self.value(key)) {
-            (None, _) => Ok(None),
-            (_, Some(Value::Integer(i))) => Ok(Some(*i.value())),
-            _ => Err(self.wrong_type(key, "an integer")),
-        }
-    }
-
-    fn opt_bool(&self, key: &str) -> Result<Option<bool>, String> {
-        match (self.doc.get(key), self.value(key)) {
-            (None, _) => Ok(None),
-            (_, Some(Value::Boolean(b))) => Ok(Some(*b.value())),
-            _ => Err(self.wrong_type(key, "true or false")),
-        }
-    }
-
-    fn opt_duration(&self, key: &str) -> Result<Option<Duration>, String> {
-        let Some(s) = self.opt_str(key)? else {
-            return Ok(None);
-        };
-        let d = parse_duration(s).map_err(|e| self.err_value(key, format!("`{key}`: {e}")))?;
-        if d.is_zero() {
-            return Err(self.err_value(key, format!("`{key}` must be more than 0")));
-        }
-        Ok(Some(d))
-    }
-}
-
-/// 1-based line and column (in characters) of a byte offset.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = text.get(..offset).unwrap_or(text);
-    let line = 1 + before.matches('\n').count();
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = 1 + before.get(line_start..).map_or(0, |s| s.chars().count());
-    (line, column)
 }
 
 #[cfg(test)]

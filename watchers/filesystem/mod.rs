@@ -16,7 +16,7 @@ mod ledger;
 mod names;
 mod ready;
 mod stage;
-mod sys;
+pub(crate) mod sys;
 mod task;
 
 use std::fs::{File, OpenOptions};

@@ -1,0 +1,18 @@
+//! `ai-employee watch gmail` (being built).
+
+use clap::Args as ClapArgs;
+
+use crate::cli::VaultArg;
+use crate::watchers::common::needs_setup;
+
+pub const NAME: &str = "gmail";
+
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    #[command(flatten)]
+    pub vault: VaultArg,
+}
+
+pub fn run(_args: Args) -> i32 {
+    needs_setup(NAME, "not available in this build")
+}

@@ -1,0 +1,451 @@
+//! Exactly-once task files for the message watchers (mail, WhatsApp): each message key
+//! (`<uidvalidity>:<uid>`, a WhatsApp message id) becomes one `Needs_Action/` file, never
+//! two, even when a crash hits between any two steps or the message is delivered again.
+//!
+//! The steps of [`TaskSink::write_batch`]:
+//! 1. each new task is written to `.ai-employee/staging-<watcher>/<name>` and fsynced,
+//!    then the staging folder is fsynced;
+//! 2. one line per task (`{"key":…,"task":…}`) is appended to `.ai-employee/<watcher>.seen`
+//!    and the ledger is fsynced: from here on the key counts as seen;
+//! 3. each staged file is renamed (never replacing) into `Needs_Action/`, and that folder
+//!    is fsynced.
+//!
+//! A crash before 2 leaves staged files no ledger line names: [`TaskSink::open`] deletes
+//! them, and the message, not yet seen, is taken again. A crash after 2 leaves staged
+//! files the ledger names: `open` publishes them. A message delivered again after 2 is
+//! seen and skipped. A torn last ledger line (a crash in the middle of the append) was
+//! never fsynced, so nothing relies on it: it is cut off at open.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::watchers::filesystem::sys::{rename_noreplace, sync_dir};
+
+/// Longest slug kept in a file name (bytes).
+const MAX_SLUG_BYTES: usize = 48;
+/// Most `-n` alternatives tried for a taken name.
+const MAX_ALTERNATIVES: u32 = 1000;
+
+/// A task to write.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// What makes the message unique for its watcher.
+    pub key: String,
+    /// `EMAIL` or `WHATSAPP`.
+    pub prefix: &'static str,
+    /// When the message was received (the file name's stamp).
+    pub when: DateTime<Utc>,
+    /// Turned into the file name's slug (a subject, a sender).
+    pub title: String,
+    /// The whole file: frontmatter and body.
+    pub text: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Line {
+    key: String,
+    task: String,
+}
+
+/// The staging folder, the ledger of seen keys, and `Needs_Action/`.
+pub struct TaskSink {
+    staging: PathBuf,
+    needs_action: PathBuf,
+    ledger: File,
+    seen: HashSet<String>,
+}
+
+impl TaskSink {
+    /// Open (creating what is missing) the sink of watcher `watcher` in `vault`, and finish
+    /// what a crash interrupted. Returns the sink and the tasks published by recovery.
+    pub fn open(vault: &Path, watcher: &str) -> io::Result<(TaskSink, Vec<String>)> {
+        let state = vault.join(".ai-employee");
+        ensure_private_dir(&state)?;
+        let staging = state.join(format!("staging-{watcher}"));
+        ensure_private_dir(&staging)?;
+        let needs_action = vault.join("Needs_Action");
+        std::fs::create_dir_all(&needs_action)?;
+        let ledger_path = state.join(format!("{watcher}.seen"));
+        let mut ledger = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&ledger_path)?;
+        let mut text = Vec::new();
+        ledger.read_to_end(&mut text)?;
+        let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if complete < text.len() {
+            tracing::warn!(
+                "{}: cutting off a torn last line ({} bytes)",
+                ledger_path.display(),
+                text.len() - complete
+            );
+            ledger.set_len(complete as u64)?;
+            ledger.sync_all()?;
+        }
+        let mut seen = HashSet::new();
+        let mut tasks = HashMap::new();
+        for (i, raw) in text[..complete].split(|&b| b == b'\n').enumerate() {
+            if raw.is_empty() {
+                continue;
+            }
+            match serde_json::from_slice::<Line>(raw) {
+                Ok(l) => {
+                    tasks.insert(l.task, ());
+                    seen.insert(l.key);
+                }
+                Err(e) => tracing::warn!(
+                    "{}:{}: skipping a line that does not parse: {e}",
+                    ledger_path.display(),
+                    i + 1
+                ),
+            }
+        }
+        ledger.seek(io::SeekFrom::End(0))?;
+        let mut sink = TaskSink {
+            staging,
+            needs_action,
+            ledger,
+            seen,
+        };
+        let recovered = sink.recover(&tasks)?;
+        Ok((sink, recovered))
+    }
+
+    /// Whether a task was already written for `key`.
+    pub fn seen(&self, key: &str) -> bool {
+        self.seen.contains(key)
+    }
+
+    /// How many keys the ledger remembers.
+    pub fn remembered(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Write one task unless its key was seen. Returns the file name in `Needs_Action/`.
+    pub fn write(&mut self, task: &NewTask) -> io::Result<Option<String>> {
+        Ok(self
+            .write_batch(std::slice::from_ref(task))?
+            .pop()
+            .flatten())
+    }
+
+    /// Write several tasks with one fsync of each folder and of the ledger. Returns, per
+    /// task, the file name in `Needs_Action/`, or `None` when its key was seen before
+    /// (or earlier in the same batch). When this returns `Ok`, every task is durable.
+    pub fn write_batch(&mut self, tasks: &[NewTask]) -> io::Result<Vec<Option<String>>> {
+        let mut batch_keys = HashSet::new();
+        let mut staged: Vec<Option<String>> = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            if self.seen.contains(&t.key) || !batch_keys.insert(t.key.as_str()) {
+                staged.push(None);
+                continue;
+            }
+            staged.push(Some(self.stage(t)?));
+        }
+        let mut lines = Vec::new();
+        for (t, name) in tasks.iter().zip(&staged) {
+            if let Some(name) = name {
+                let line = Line {
+                    key: t.key.clone(),
+                    task: name.clone(),
+                };
+                serde_json::to_writer(&mut lines, &line).map_err(io::Error::other)?;
+                lines.push(b'\n');
+            }
+        }
+        if lines.is_empty() {
+            return Ok(staged);
+        }
+        sync_dir(&self.staging)?;
+        self.ledger.write_all(&lines)?;
+        self.ledger.sync_data()?;
+        let mut out = Vec::with_capacity(tasks.len());
+        for (t, name) in tasks.iter().zip(staged) {
+            match name {
+                Some(name) => {
+                    self.seen.insert(t.key.clone());
+                    out.push(Some(self.publish(&name)?));
+                }
+                None => out.push(None),
+            }
+        }
+        sync_dir(&self.needs_action)?;
+        Ok(out)
+    }
+
+    /// Write `t` into staging under a name free in both staging and `Needs_Action/`.
+    fn stage(&self, t: &NewTask) -> io::Result<String> {
+        let base = format!("{}_{}_{}", t.prefix, stamp(t.when), slug(&t.title));
+        for n in 1..=MAX_ALTERNATIVES {
+            let name = alternative(&base, n);
+            if self.needs_action.join(&name).exists() {
+                continue;
+            }
+            let mut f = match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(self.staging.join(&name))
+            {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            };
+            f.write_all(t.text.as_bytes())?;
+            f.sync_all()?;
+            return Ok(name);
+        }
+        Err(no_free_name(&base))
+    }
+
+    /// Move a staged task into `Needs_Action/`, under another `-n` name if its own was
+    /// taken meanwhile. Idempotent: a task no longer staged was published before.
+    fn publish(&self, staged: &str) -> io::Result<String> {
+        let from = self.staging.join(staged);
+        let base = staged.strip_suffix(".md").unwrap_or(staged);
+        let base = strip_alternative(base);
+        let mut name = staged.to_string();
+        for n in 1..=MAX_ALTERNATIVES {
+            match rename_noreplace(&from, &self.needs_action.join(&name)) {
+                Ok(()) => return Ok(name),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && !from.exists() => {
+                    return Ok(name);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    name = alternative(base, n + 1);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(no_free_name(base))
+    }
+
+    /// Publish staged files the ledger names; delete the rest.
+    fn recover(&mut self, tasks: &HashMap<String, ()>) -> io::Result<Vec<String>> {
+        let mut published = Vec::new();
+        let mut names: Vec<String> = Vec::new();
+        for entry in std::fs::read_dir(&self.staging)? {
+            let entry = entry?;
+            match entry.file_name().into_string() {
+                Ok(n) if tasks.contains_key(&n) => names.push(n),
+                _ => {
+                    let p = entry.path();
+                    tracing::info!("discarding {} (never recorded)", p.display());
+                    match std::fs::remove_file(&p) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        names.sort();
+        for n in names {
+            published.push(self.publish(&n)?);
+        }
+        if !published.is_empty() {
+            sync_dir(&self.needs_action)?;
+        }
+        sync_dir(&self.staging)?;
+        Ok(published)
+    }
+}
+
+fn no_free_name(base: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("no free name for task {base}.md in Needs_Action/"),
+    )
+}
+
+/// `base.md`, then `base-2.md`, `base-3.md` …
+fn alternative(base: &str, n: u32) -> String {
+    if n <= 1 {
+        format!("{base}.md")
+    } else {
+        format!("{base}-{n}.md")
+    }
+}
+
+/// `base-7` → `base` when the suffix is one [`alternative`] added. Slugs never end in
+/// `-<digits>` (see [`slug`]), so this cannot eat part of a slug.
+fn strip_alternative(name: &str) -> &str {
+    match name.rsplit_once('-') {
+        Some((b, n)) if !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()) => b,
+        _ => name,
+    }
+}
+
+/// `20261121T235901Z`: the UTC second a message was received.
+pub fn stamp(when: DateTime<Utc>) -> String {
+    when.format("%Y%m%dT%H%M%SZ").to_string()
+}
+
+/// A file-name-safe summary of `title`: letters and digits (any script) lowercased, every
+/// other run of characters one `_`, at most [`MAX_SLUG_BYTES`] bytes; `message` when
+/// nothing is left. Never ends in `-<digits>` (the `-n` alternatives use that).
+pub fn slug(title: &str) -> String {
+    let mut out = String::new();
+    let mut gap = false;
+    for c in title.chars() {
+        if c.is_alphanumeric() {
+            if gap && !out.is_empty() {
+                out.push('_');
+            }
+            gap = false;
+            if out.len() + c.len_utf8() * 2 > MAX_SLUG_BYTES {
+                break;
+            }
+            out.extend(c.to_lowercase());
+        } else {
+            gap = true;
+        }
+    }
+    if out.is_empty() {
+        out.push_str("message");
+    }
+    out
+}
+
+/// Make `dir` private (0700), creating it if needed.
+fn ensure_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let m = std::fs::metadata(dir)?;
+    if m.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(key: &str, title: &str) -> NewTask {
+        NewTask {
+            key: key.into(),
+            prefix: "EMAIL",
+            when: DateTime::from_timestamp(1_795_000_000, 0).unwrap_or_default(),
+            title: title.into(),
+            text: format!("---\nkey: \"{key}\"\n---\n"),
+        }
+    }
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn slugs() {
+        assert_eq!(slug("Invoice #1234: overdue!"), "invoice_1234_overdue");
+        assert_eq!(slug("  Grüße aus Köln "), "grüße_aus_köln");
+        assert_eq!(slug("::"), "message");
+        assert_eq!(slug("Re: meeting-2"), "re_meeting_2");
+        let long = slug(&"a".repeat(200));
+        assert!(long.len() <= MAX_SLUG_BYTES, "{long}");
+    }
+
+    #[test]
+    fn each_key_once_and_names_never_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut sink, rec) = TaskSink::open(tmp.path(), "gmail").unwrap();
+        assert!(rec.is_empty());
+        let first = sink.write(&task("7:1", "Hello")).unwrap();
+        assert_eq!(first.as_deref(), Some("EMAIL_20261118T110640Z_hello.md"));
+        assert_eq!(sink.write(&task("7:1", "Hello")).unwrap(), None);
+        // Same stamp and title, another key: another name.
+        let out = sink
+            .write_batch(&[
+                task("7:2", "Hello"),
+                task("7:2", "Hello"),
+                task("7:3", "Hello"),
+            ])
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![
+                Some("EMAIL_20261118T110640Z_hello-2.md".to_string()),
+                None,
+                Some("EMAIL_20261118T110640Z_hello-3.md".to_string())
+            ]
+        );
+        drop(sink);
+        let (sink, rec) = TaskSink::open(tmp.path(), "gmail").unwrap();
+        assert!(rec.is_empty());
+        assert!(sink.seen("7:1") && sink.seen("7:2") && sink.seen("7:3"));
+        assert_eq!(listing(&tmp.path().join("Needs_Action")).len(), 3);
+        assert!(listing(&tmp.path().join(".ai-employee/staging-gmail")).is_empty());
+    }
+
+    #[test]
+    fn recovery_publishes_what_the_ledger_names_and_drops_the_rest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (sink, _) = TaskSink::open(tmp.path(), "whatsapp").unwrap();
+        drop(sink);
+        let state = tmp.path().join(".ai-employee");
+        let staging = state.join("staging-whatsapp");
+        // A crash after the ledger line: the staged file must be published.
+        std::fs::write(staging.join("WHATSAPP_x_a.md"), "a").unwrap();
+        // A crash before it: the staged file must go.
+        std::fs::write(staging.join("WHATSAPP_x_b.md"), "b").unwrap();
+        // And a torn last line that must be cut off.
+        std::fs::write(
+            state.join("whatsapp.seen"),
+            "{\"key\":\"wamid.A\",\"task\":\"WHATSAPP_x_a.md\"}\n{\"key\":\"wam",
+        )
+        .unwrap();
+        let (mut sink, rec) = TaskSink::open(tmp.path(), "whatsapp").unwrap();
+        assert_eq!(rec, vec!["WHATSAPP_x_a.md".to_string()]);
+        assert!(sink.seen("wamid.A"));
+        assert_eq!(listing(&staging), Vec::<String>::new());
+        assert_eq!(
+            listing(&tmp.path().join("Needs_Action")),
+            vec!["WHATSAPP_x_a.md".to_string()]
+        );
+        let mut t = task("wamid.B", "b");
+        t.prefix = "WHATSAPP";
+        assert!(sink.write(&t).unwrap().is_some());
+        let ledger = std::fs::read_to_string(state.join("whatsapp.seen")).unwrap();
+        assert_eq!(ledger.lines().count(), 2, "{ledger}");
+        assert!(ledger.ends_with('\n'));
+    }
+
+    #[test]
+    fn a_name_taken_in_needs_action_is_never_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut sink, _) = TaskSink::open(tmp.path(), "gmail").unwrap();
+        let na = tmp.path().join("Needs_Action");
+        std::fs::write(na.join("EMAIL_20261118T110640Z_hi.md"), "mine").unwrap();
+        let name = sink.write(&task("1:1", "hi")).unwrap();
+        assert_eq!(name.as_deref(), Some("EMAIL_20261118T110640Z_hi-2.md"));
+        assert_eq!(
+            std::fs::read_to_string(na.join("EMAIL_20261118T110640Z_hi.md")).unwrap(),
+            "mine"
+        );
+    }
+}
