@@ -1,0 +1,3 @@
+//! Load generator for the WhatsApp webhook (being built).
+
+fn main() {}
