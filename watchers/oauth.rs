@@ -97,6 +97,11 @@ impl TokenSource {
         &self.path
     }
 
+    /// How messages name the token file.
+    pub fn rel(&self) -> &str {
+        &self.rel
+    }
+
     /// Can the file be used? (exists, parses, has refresh_token, client_id, client_secret,
     /// token_uri). Err: one line naming the file and what is wrong (caller exits 78).
     pub fn check(&self) -> Result<(), String> {

@@ -1853,7 +1853,7 @@ fn missing_or_broken_setup_exits_78_with_one_line() {
     assert_eq!(code, Some(78));
     assert_eq!(
         err,
-        "ai-employee watch approvals: credentials/smtp.toml:3:1: unknown key `pasword` (known: host, port, tls, username, password, from, timeout, dry_run)\n"
+        "ai-employee watch approvals: credentials/smtp.toml:3:1: unknown key `pasword` (known: host, port, tls, username, password, oauth_token_file, from, timeout, dry_run)\n"
     );
     // A dry run needs no credentials; the broken file still stops it.
     fs::remove_file(v.join("credentials/smtp.toml")).expect("rm");

@@ -1,4 +1,6 @@
 //! `credentials/smtp.toml` and `credentials/whatsapp.toml`: how to reach the outside world.
+//! The SMTP login is a password or an OAuth2 token file (XOAUTH2, `oauth_token_file`),
+//! read through [`TokenSource`].
 //!
 //! Both are optional, each enables one action (`send_email`, `send_whatsapp`). A file that
 //! exists must be valid. They are re-read when they change (size, mtime, inode), so adding
@@ -13,6 +15,7 @@ use toml_edit::{Item, Value};
 
 pub use crate::watchers::credentials::Secret;
 use crate::watchers::credentials::{Fields, host_of, is_loopback};
+use crate::watchers::oauth::TokenSource;
 
 pub const SMTP_FILE: &str = "credentials/smtp.toml";
 pub const WHATSAPP_FILE: &str = "credentials/whatsapp.toml";
@@ -34,10 +37,31 @@ pub struct SmtpConfig {
     pub host: String,
     pub port: u16,
     pub tls: TlsMode,
+    /// `username` and `password` (AUTH PLAIN or LOGIN).
     pub login: Option<(String, Secret)>,
+    /// `username` and `oauth_token_file` (AUTH XOAUTH2); never together with `login`.
+    pub oauth: Option<OauthLogin>,
     pub from: Mailbox,
     pub timeout: Duration,
     pub dry_run: bool,
+}
+
+/// XOAUTH2 login: the account and its token file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OauthLogin {
+    pub user: String,
+    /// As written in `smtp.toml`: relative to `credentials/`.
+    pub token_file: String,
+}
+
+impl OauthLogin {
+    /// The token file of this login in `vault`.
+    pub fn source(&self, vault: &Path) -> TokenSource {
+        TokenSource::new(
+            vault.join("credentials").join(&self.token_file),
+            format!("credentials/{}", self.token_file),
+        )
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -133,6 +157,7 @@ impl<T> Channel<T> {
 pub struct Credentials {
     pub smtp: Channel<SmtpConfig>,
     pub whatsapp: Channel<WhatsappConfig>,
+    vault: PathBuf,
 }
 
 impl Credentials {
@@ -140,6 +165,7 @@ impl Credentials {
         Credentials {
             smtp: Channel::new(vault, SMTP_FILE, parse_smtp),
             whatsapp: Channel::new(vault, WHATSAPP_FILE, parse_whatsapp),
+            vault: vault.to_path_buf(),
         }
     }
 
@@ -167,6 +193,12 @@ impl Credentials {
         {
             return Some(problem);
         }
+        if let Loaded::Ready(c) = &self.smtp.loaded
+            && let Some(oauth) = &c.oauth
+            && let Err(problem) = oauth.source(&self.vault).check()
+        {
+            return Some(problem);
+        }
         let none = matches!(self.smtp.loaded, Loaded::Missing)
             && matches!(self.whatsapp.loaded, Loaded::Missing);
         (none && !dry_run).then(|| {
@@ -188,7 +220,15 @@ impl<T> Channel<T> {
 }
 
 const SMTP_KEYS: &[&str] = &[
-    "host", "port", "tls", "username", "password", "from", "timeout", "dry_run",
+    "host",
+    "port",
+    "tls",
+    "username",
+    "password",
+    "oauth_token_file",
+    "from",
+    "timeout",
+    "dry_run",
 ];
 
 /// Parse `credentials/smtp.toml`. Unknown keys are errors (a typo must not silently
@@ -231,22 +271,51 @@ pub fn parse_smtp(rel: &str, text: &str) -> Result<SmtpConfig, String> {
     };
     let username = f.opt_str("username")?;
     let password = f.opt_str("password")?;
+    let token_file = f.opt_str("oauth_token_file")?;
+    if password.is_some() && token_file.is_some() {
+        return Err(f.err_key(
+            "oauth_token_file",
+            "`oauth_token_file` and `password` cannot both be set: choose one way to log in".into(),
+        ));
+    }
+    let oauth = match (username, token_file) {
+        (Some(u), Some(t)) => Some(OauthLogin {
+            user: u.to_string(),
+            token_file: token_file_name(&f, t)?,
+        }),
+        (None, Some(_)) => {
+            return Err(f.err_key(
+                "oauth_token_file",
+                "`oauth_token_file` is set but `username` (the mail account) is not".into(),
+            ));
+        }
+        (_, None) => None,
+    };
     let login = match (username, password) {
         (Some(u), Some(p)) => Some((u.to_string(), Secret::from(p.to_string()))),
         (None, None) => None,
+        (Some(_), None) if oauth.is_some() => None,
         (Some(_), None) => {
-            return Err(f.err_key("username", "`username` is set but `password` is not".into()));
+            return Err(f.err_key(
+                "username",
+                "`username` is set but neither `password` nor `oauth_token_file` is".into(),
+            ));
         }
         (None, Some(_)) => {
             return Err(f.err_key("password", "`password` is set but `username` is not".into()));
         }
     };
-    if login.is_some() && tls == TlsMode::None && !is_loopback(host) {
+    if (login.is_some() || oauth.is_some()) && tls == TlsMode::None && !is_loopback(host) {
+        let what = if oauth.is_some() {
+            "the OAuth token"
+        } else {
+            "the password"
+        };
         return Err(f.err_value(
             "tls",
             format!(
-                "tls = \"none\" would send the password unencrypted to {host}: use \"starttls\" \
-                 or \"tls\" (\"none\" is allowed with a password only for a loopback host)"
+                "tls = \"none\" would send {what} unencrypted to {host}: use \"starttls\" \
+                 or \"tls\" (\"none\" is allowed with a login only for a loopback host)"
             ),
         ));
     }
@@ -262,10 +331,29 @@ pub fn parse_smtp(rel: &str, text: &str) -> Result<SmtpConfig, String> {
         port,
         tls,
         login,
+        oauth,
         from,
         timeout: f.opt_duration("timeout")?.unwrap_or(DEFAULT_TIMEOUT),
         dry_run: f.opt_bool("dry_run")?.unwrap_or(false),
     })
+}
+
+/// `oauth_token_file`: a file name or path inside `credentials/`.
+fn token_file_name(f: &Fields, name: &str) -> Result<String, String> {
+    use std::path::Component;
+    let p = Path::new(name);
+    let inside = !name.trim().is_empty()
+        && p.components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    if !inside {
+        return Err(f.err_value(
+            "oauth_token_file",
+            format!(
+                "`oauth_token_file` must name a file in credentials/ (e.g. \"token.json\"), not {name:?}"
+            ),
+        ));
+    }
+    Ok(name.to_string())
 }
 
 /// Parse `credentials/whatsapp.toml`. Keys this handler does not use are left alone: the
@@ -366,7 +454,7 @@ mod tests {
         let cases = [
             (
                 "host = \"h\"\nfrom = \"a@b.c\"\npasword = \"x\"\n",
-                "credentials/smtp.toml:3:1: unknown key `pasword` (known: host, port, tls, username, password, from, timeout, dry_run)",
+                "credentials/smtp.toml:3:1: unknown key `pasword` (known: host, port, tls, username, password, oauth_token_file, from, timeout, dry_run)",
             ),
             (
                 "host = \"h\"\nfrom = \"a@b.c\"\nport = 70000\n",
@@ -390,11 +478,11 @@ mod tests {
             ),
             (
                 "host = \"h\"\nfrom = \"a@b.c\"\nusername = \"u\"\n",
-                "credentials/smtp.toml:3:1: `username` is set but `password` is not",
+                "credentials/smtp.toml:3:1: `username` is set but neither `password` nor `oauth_token_file` is",
             ),
             (
                 "host = \"smtp.example.com\"\nfrom = \"a@b.c\"\ntls = \"none\"\nusername = \"u\"\npassword = \"p\"\n",
-                "credentials/smtp.toml:3:7: tls = \"none\" would send the password unencrypted to smtp.example.com: use \"starttls\" or \"tls\" (\"none\" is allowed with a password only for a loopback host)",
+                "credentials/smtp.toml:3:7: tls = \"none\" would send the password unencrypted to smtp.example.com: use \"starttls\" or \"tls\" (\"none\" is allowed with a login only for a loopback host)",
             ),
             (
                 "host = \"h\"\nfrom = \"a@b.c\"\ntimeout = \"soon\"\n",
@@ -403,6 +491,50 @@ mod tests {
             (
                 "host = [\n",
                 "credentials/smtp.toml:1:9: invalid TOML: unclosed array, expected `]`",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(
+                parse_smtp(SMTP_FILE, text).err().as_deref(),
+                Some(want),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn smtp_oauth_login() {
+        let c = parse_smtp(
+            SMTP_FILE,
+            "host = \"smtp.gmail.com\"\nusername = \"me@gmail.com\"\noauth_token_file = \"token.json\"\nfrom = \"me@gmail.com\"\n",
+        )
+        .expect("valid");
+        assert!(c.login.is_none());
+        let oauth = c.oauth.expect("oauth login");
+        assert_eq!(oauth.user, "me@gmail.com");
+        assert_eq!(oauth.token_file, "token.json");
+        let src = oauth.source(Path::new("/v"));
+        assert_eq!(src.path(), Path::new("/v/credentials/token.json"));
+        let cases = [
+            (
+                "host = \"h\"\nfrom = \"a@b.c\"\noauth_token_file = \"token.json\"\n",
+                "credentials/smtp.toml:3:1: `oauth_token_file` is set but `username` (the mail account) is not",
+            ),
+            (
+                "host = \"h\"\nfrom = \"a@b.c\"\nusername = \"u\"\npassword = \"p\"\noauth_token_file = \"t.json\"\n",
+                "credentials/smtp.toml:5:1: `oauth_token_file` and `password` cannot both be set: choose one way to log in",
+            ),
+            (
+                "host = \"h\"\nfrom = \"a@b.c\"\nusername = \"u\"\noauth_token_file = \"../token.json\"\n",
+                "credentials/smtp.toml:4:20: `oauth_token_file` must name a file in credentials/ (e.g. \"token.json\"), not \"../token.json\"",
+            ),
+            (
+                "host = \"h\"\nfrom = \"a@b.c\"\nusername = \"u\"\noauth_token_file = \"/etc/token.json\"\n",
+                "credentials/smtp.toml:4:20: `oauth_token_file` must name a file in credentials/ (e.g. \"token.json\"), not \"/etc/token.json\"",
+            ),
+            (
+                "host = \"smtp.gmail.com\"\nfrom = \"a@b.c\"\ntls = \"none\"\nusername = \"u\"\noauth_token_file = \"t.json\"\n",
+                "credentials/smtp.toml:3:7: tls = \"none\" would send the OAuth token unencrypted to smtp.gmail.com: use \"starttls\" or \"tls\" (\"none\" is allowed with a login only for a loopback host)",
             ),
         ];
         for (text, want) in cases {

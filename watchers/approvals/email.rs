@@ -10,18 +10,24 @@
 //! - after it, a 4xx/5xx reply to the final `.` still means "not accepted", but a lost
 //!   connection or a timeout leaves the delivery unknown: [`Outcome::Unknown`], never
 //!   retried.
+//!
+//! Login is AUTH PLAIN/LOGIN with a password, or AUTH XOAUTH2 with an OAuth2 access token
+//! from the token file. A token the server refuses (535) is refreshed once
+//! ([`TokenSource::refresh_rejected`]) and the login tried again on the same connection.
 
 use lettre::Message;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{SmtpConnection, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::commands::{Auth, Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 
 use super::Outcome;
-use super::credentials::{SmtpConfig, TlsMode};
+use super::credentials::{OauthLogin, SmtpConfig, TlsMode};
 use super::request::Email;
+use crate::watchers::credentials::Secret;
+use crate::watchers::oauth::{OauthError, TokenSource};
 
 /// Build the MIME message (From from the credentials file, a deterministic Message-ID).
 pub fn build(cfg: &SmtpConfig, email: &Email, message_id: &str) -> Result<Message, String> {
@@ -74,9 +80,21 @@ fn content_type(name: &str) -> ContentType {
     ContentType::parse(mime).unwrap_or(ContentType::TEXT_PLAIN)
 }
 
-/// Send `message` through the server in `cfg`.
-pub fn send(cfg: &SmtpConfig, message: &Message) -> Outcome {
+/// Send `message` through the server in `cfg`. `tokens`: the token file of `cfg.oauth`
+/// (XOAUTH2 login).
+pub fn send(cfg: &SmtpConfig, message: &Message, tokens: Option<&TokenSource>) -> Outcome {
     let server = format!("{}:{}", cfg.host, cfg.port);
+    // The access token first: no connection is opened for nothing when it cannot be had.
+    let oauth = match (&cfg.oauth, tokens) {
+        (Some(login), Some(tokens)) => match tokens.access_token() {
+            Ok(token) => Some((login, tokens, token)),
+            Err(e) => return token_failure(&server, e),
+        },
+        (Some(_), None) => {
+            return Outcome::Permanent("internal error: no token file for XOAUTH2".into());
+        }
+        (None, _) => None,
+    };
     let hello = ClientId::default();
     let tls = match cfg.tls {
         TlsMode::None => None,
@@ -99,7 +117,15 @@ pub fn send(cfg: &SmtpConfig, message: &Message) -> Outcome {
         Ok(c) => c,
         Err(e) => return before_commit(&server, "connect", &e),
     };
-    let outcome = session(cfg, &mut conn, &hello, tls.as_ref(), message, &server);
+    let outcome = session(
+        cfg,
+        &mut conn,
+        &hello,
+        tls.as_ref(),
+        oauth,
+        message,
+        &server,
+    );
     if matches!(outcome, Outcome::Success { .. }) {
         let _ = conn.quit();
     } else {
@@ -113,6 +139,7 @@ fn session(
     conn: &mut SmtpConnection,
     hello: &ClientId,
     tls: Option<&TlsParameters>,
+    oauth: Option<(&OauthLogin, &TokenSource, Secret)>,
     message: &Message,
     server: &str,
 ) -> Outcome {
@@ -129,6 +156,11 @@ fn session(
         )
     {
         return before_commit(server, "login", &e);
+    }
+    if let Some((login, tokens, token)) = oauth
+        && let Err(outcome) = xoauth2_login(conn, &login.user, tokens, token, server)
+    {
+        return outcome;
     }
     let envelope = message.envelope();
     let bytes = message.formatted();
@@ -185,6 +217,99 @@ fn session(
         Err(e) => Outcome::Unknown(format!(
             "SMTP {server}: the connection failed after the message was sent ({e})"
         )),
+    }
+}
+
+/// AUTH XOAUTH2; a refused token (535) is refreshed once and tried again.
+fn xoauth2_login(
+    conn: &mut SmtpConnection,
+    user: &str,
+    tokens: &TokenSource,
+    token: Secret,
+    server: &str,
+) -> Result<(), Outcome> {
+    if !conn
+        .server_info()
+        .supports_auth_mechanism(Mechanism::Xoauth2)
+    {
+        return Err(Outcome::Permanent(format!(
+            "SMTP {server}: the server does not offer AUTH XOAUTH2 (set `password` instead of \
+             `oauth_token_file`, or check `host`)"
+        )));
+    }
+    match xoauth2(conn, user, &token) {
+        Ok(()) => return Ok(()),
+        Err(Xoauth2Error::Refused(_)) => {
+            tracing::info!("SMTP {server}: the access token was refused; refreshing it");
+        }
+        Err(Xoauth2Error::Smtp(e)) => return Err(before_commit(server, "login (XOAUTH2)", &e)),
+    }
+    let fresh = tokens
+        .refresh_rejected(&token)
+        .map_err(|e| token_failure(server, e))?;
+    match xoauth2(conn, user, &fresh) {
+        Ok(()) => Ok(()),
+        Err(Xoauth2Error::Refused(reply)) => Err(Outcome::Permanent(format!(
+            "SMTP {server}: login (XOAUTH2) as {user} refused even with a freshly refreshed \
+             token from {} ({reply}): check `username` and that the token has the scope \
+             https://mail.google.com/ (see docs/oauth.md)",
+            tokens.rel()
+        ))),
+        Err(Xoauth2Error::Smtp(e)) => Err(before_commit(server, "login (XOAUTH2)", &e)),
+    }
+}
+
+enum Xoauth2Error {
+    /// 535: the server does not accept this token.
+    Refused(String),
+    /// Anything else (a 4xx, a lost connection, a timeout).
+    Smtp(lettre::transport::smtp::Error),
+}
+
+impl From<lettre::transport::smtp::Error> for Xoauth2Error {
+    fn from(e: lettre::transport::smtp::Error) -> Self {
+        if e.status().map(u16::from) == Some(535) {
+            Xoauth2Error::Refused(one_line(&e.to_string()))
+        } else {
+            Xoauth2Error::Smtp(e)
+        }
+    }
+}
+
+/// One AUTH XOAUTH2 exchange. A server that refuses the token may first send a 334
+/// challenge with the error details (Gmail does); the empty reply then gets the final 535.
+fn xoauth2(conn: &mut SmtpConnection, user: &str, token: &Secret) -> Result<(), Xoauth2Error> {
+    let creds = Credentials::new(user.to_string(), token.expose().to_string());
+    let reply = conn.command(Auth::new(Mechanism::Xoauth2, creds, None)?)?;
+    if reply.has_code(334) {
+        let end = conn.command(EmptyLine)?;
+        // Success after an error challenge is not in the protocol: not logged in.
+        return Err(Xoauth2Error::Refused(format!(
+            "unexpected reply {} after the error challenge",
+            end.code()
+        )));
+    }
+    Ok(())
+}
+
+/// The empty client response that ends an XOAUTH2 exchange after an error challenge.
+struct EmptyLine;
+
+impl std::fmt::Display for EmptyLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\r\n")
+    }
+}
+
+/// No access token: nothing was sent.
+fn token_failure(server: &str, e: OauthError) -> Outcome {
+    match e {
+        OauthError::Unusable(m) => {
+            Outcome::Permanent(format!("SMTP {server}: cannot log in with XOAUTH2: {m}"))
+        }
+        OauthError::Transient(m) => {
+            Outcome::Transient(format!("SMTP {server}: no OAuth access token yet: {m}"))
+        }
     }
 }
 
@@ -270,6 +395,6 @@ mod tests {
             message_id: None,
         };
         let m = build(&cfg, &email, "<id@x>").expect("builds");
-        assert!(matches!(send(&cfg, &m), Outcome::Transient(_)));
+        assert!(matches!(send(&cfg, &m, None), Outcome::Transient(_)));
     }
 }

@@ -559,7 +559,8 @@ impl Handler {
         );
         let outcome = match (&req.action, smtp, message, wa) {
             (Action::Email(_), Some(cfg), Some(msg), _) => {
-                match interruptible(&self.stop, move || email::send(&cfg, &msg)) {
+                let tokens = cfg.oauth.as_ref().map(|o| o.source(&self.vault));
+                match interruptible(&self.stop, move || email::send(&cfg, &msg, tokens.as_ref())) {
                     Some(o) => o,
                     None => return Step::Interrupted,
                 }
