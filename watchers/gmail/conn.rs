@@ -1,0 +1,323 @@
+//! Reaching the IMAP server: TCP, TLS or STARTTLS (rustls with the ring provider; public
+//! roots from webpki-roots plus an optional `ca_file`), the greeting, and logging in with
+//! a password or XOAUTH2.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_imap::imap_proto::{Response, Status};
+use async_imap::{Client, Session};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+use super::config::{Config, TlsMode};
+use crate::watchers::credentials::Secret;
+
+/// The connection under the IMAP client: plain (loopback only) or TLS.
+#[derive(Debug)]
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+pub type ImapSession = Session<Stream>;
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Why a connection or login did not work.
+#[derive(Debug)]
+pub enum ConnError {
+    /// The server refused the credentials (its reason): the watcher needs setup.
+    Refused(String),
+    /// Anything that may pass: network, timeouts, a server going away.
+    Transient(String),
+}
+
+/// The TLS settings: public roots plus the `ca_file`'s certificates. The error is the
+/// one-line reason the watcher cannot run.
+pub fn tls_config(cfg: &Config) -> Result<Arc<ClientConfig>, String> {
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(ca) = &cfg.ca_file {
+        let pem =
+            std::fs::read(ca).map_err(|e| format!("cannot read ca_file {}: {e}", ca.display()))?;
+        let mut added = 0;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(format!("ca_file {} holds no PEM certificate", ca.display()));
+        }
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS set-up failed: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+async fn within<T>(
+    limit: Duration,
+    what: &str,
+    fut: impl Future<Output = Result<T, String>>,
+) -> Result<T, ConnError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(ConnError::Transient(format!("{what}: {e}"))),
+        Err(_) => Err(ConnError::Transient(format!(
+            "{what}: no answer within {}s",
+            limit.as_secs_f64()
+        ))),
+    }
+}
+
+/// Connect, secure the connection and read the greeting: an unauthenticated client.
+pub async fn connect(cfg: &Config, tls: &Arc<ClientConfig>) -> Result<Client<Stream>, ConnError> {
+    let addr = format!("{}:{}", cfg.host, cfg.port);
+    let tcp = within(cfg.timeout, "failed to connect", async {
+        TcpStream::connect((cfg.host.as_str(), cfg.port))
+            .await
+            .map_err(|e| format!("{addr}: {e}"))
+    })
+    .await?;
+    let _ = tcp.set_nodelay(true);
+    keepalive(&tcp);
+    match cfg.tls {
+        TlsMode::None => {
+            let mut client = Client::new(Stream::Plain(tcp));
+            greeting(&mut client, cfg.timeout).await?;
+            Ok(client)
+        }
+        TlsMode::Tls => {
+            let s = handshake(cfg, tls, tcp).await?;
+            let mut client = Client::new(Stream::Tls(Box::new(s)));
+            greeting(&mut client, cfg.timeout).await?;
+            Ok(client)
+        }
+        TlsMode::StartTls => {
+            let mut client = Client::new(Stream::Plain(tcp));
+            greeting(&mut client, cfg.timeout).await?;
+            within(cfg.timeout, "STARTTLS", async {
+                client
+                    .run_command_and_check_ok("STARTTLS", None)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await?;
+            let Stream::Plain(tcp) = client.into_inner() else {
+                return Err(ConnError::Transient("STARTTLS on a TLS connection".into()));
+            };
+            let s = handshake(cfg, tls, tcp).await?;
+            Ok(Client::new(Stream::Tls(Box::new(s))))
+        }
+    }
+}
+
+async fn handshake(
+    cfg: &Config,
+    tls: &Arc<ClientConfig>,
+    tcp: TcpStream,
+) -> Result<TlsStream<TcpStream>, ConnError> {
+    let name = ServerName::try_from(cfg.host.clone())
+        .map_err(|e| ConnError::Transient(format!("invalid host name {}: {e}", cfg.host)))?;
+    within(cfg.timeout, "TLS handshake failed", async {
+        TlsConnector::from(tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await
+}
+
+/// `* OK …` (or PREAUTH); `* BYE` and anything else is a refusal to talk now.
+async fn greeting(client: &mut Client<Stream>, limit: Duration) -> Result<(), ConnError> {
+    let resp = within(limit, "no greeting", async {
+        client.read_response().await.map_err(|e| e.to_string())
+    })
+    .await?;
+    let Some(resp) = resp else {
+        return Err(ConnError::Transient(
+            "the server closed the connection before its greeting".into(),
+        ));
+    };
+    match resp.parsed() {
+        Response::Data {
+            status: Status::Ok | Status::PreAuth,
+            ..
+        } => Ok(()),
+        Response::Data { information, .. } => Err(ConnError::Transient(format!(
+            "the server refused the connection: {}",
+            information.as_deref().unwrap_or("(no reason given)")
+        ))),
+        _ => Err(ConnError::Transient("unexpected greeting".into())),
+    }
+}
+
+/// LOGIN with a password.
+pub async fn login(
+    client: Client<Stream>,
+    cfg: &Config,
+    user: &str,
+    password: &Secret,
+) -> Result<ImapSession, ConnError> {
+    let r = tokio::time::timeout(cfg.timeout, client.login(user, password.expose())).await;
+    auth_result(r, cfg.timeout, &[password.expose()])
+}
+
+/// The SASL XOAUTH2 exchange: the initial response, then an empty answer to the
+/// server's error challenge (so it can send its NO).
+struct XOAuth2 {
+    response: Option<String>,
+}
+
+impl async_imap::Authenticator for XOAuth2 {
+    type Response = String;
+    fn process(&mut self, _challenge: &[u8]) -> String {
+        self.response.take().unwrap_or_default()
+    }
+}
+
+/// AUTHENTICATE XOAUTH2 with `response` (the unencoded SASL string).
+pub async fn xoauth2(
+    client: Client<Stream>,
+    cfg: &Config,
+    response: String,
+    secret: &str,
+) -> Result<ImapSession, ConnError> {
+    let auth = XOAuth2 {
+        response: Some(response),
+    };
+    let r = tokio::time::timeout(cfg.timeout, client.authenticate("XOAUTH2", auth)).await;
+    auth_result(r, cfg.timeout, &[secret])
+}
+
+type AuthResult = Result<ImapSession, (async_imap::error::Error, Client<Stream>)>;
+
+fn auth_result(
+    r: Result<AuthResult, tokio::time::error::Elapsed>,
+    limit: Duration,
+    secrets: &[&str],
+) -> Result<ImapSession, ConnError> {
+    use async_imap::error::Error;
+    match r {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err((Error::No(reason) | Error::Bad(reason), _))) => {
+            Err(ConnError::Refused(redact(reason.trim(), secrets)))
+        }
+        Ok(Err((e, _))) => Err(ConnError::Transient(format!(
+            "login failed: {}",
+            redact(&e.to_string(), secrets)
+        ))),
+        Err(_) => Err(ConnError::Transient(format!(
+            "login: no answer within {}s",
+            limit.as_secs_f64()
+        ))),
+    }
+}
+
+/// `text` with every secret replaced (a server may echo what it was sent).
+pub fn redact(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_string();
+    for s in secrets {
+        if !s.is_empty() {
+            out = out.replace(s, "[redacted]");
+        }
+    }
+    if out.is_empty() {
+        "(no reason given)".into()
+    } else {
+        out
+    }
+}
+
+/// TCP keepalive, so a connection that died silently (a laptop's network gone) is noticed
+/// within minutes even while idling.
+fn keepalive(tcp: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let fd = tcp.as_raw_fd();
+    let set = |level: libc::c_int, opt: libc::c_int, v: libc::c_int| {
+        // SAFETY: setsockopt on a socket we own, with a pointer to a live c_int.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                opt,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        }
+    };
+    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
+    #[cfg(target_os = "linux")]
+    {
+        set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 60);
+        set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 15);
+        set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 4);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_from_server_text() {
+        assert_eq!(
+            redact("[AUTHENTICATIONFAILED] bad hunter2", &["hunter2"]),
+            "[AUTHENTICATIONFAILED] bad [redacted]"
+        );
+        assert_eq!(redact("", &["x"]), "(no reason given)");
+    }
+}
