@@ -1,18 +1,322 @@
-//! `ai-employee watch whatsapp` (being built).
+//! `ai-employee watch whatsapp`: a WhatsApp Business Cloud API webhook receiver. Text
+//! messages that contain a keyword become `WHATSAPP_*.md` tasks in `Needs_Action/`, each
+//! message id once, across re-deliveries and restarts. See `docs/whatsapp.md`.
+//!
+//! - `credentials`: `app_secret` and `verify_token` from `credentials/whatsapp.toml`.
+//! - `server`: the HTTP routes (handshake, signature, size cap, JSON).
+//! - `payload`: the text messages in a delivery.
+//! - `keywords`: whole-word, case-insensitive matching.
+//! - `task`: the task file's frontmatter and body.
+//! - `writer`: the one thread that writes tasks, a group commit per batch.
 
+mod credentials;
+mod keywords;
+mod payload;
+mod server;
+mod task;
+mod writer;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::serve::ListenerExt;
 use clap::Args as ClapArgs;
 
+use self::keywords::{DEFAULT_HIGH_KEYWORDS, DEFAULT_KEYWORDS, Keywords};
+use self::writer::Writer;
 use crate::cli::VaultArg;
-use crate::watchers::common::needs_setup;
+use crate::exit_codes;
+use crate::vault::layout::STATE_DIR;
+use crate::vault::lock::{LockError, VaultLock};
+use crate::watchers::common::{HEARTBEAT_EVERY, WatcherCtx, needs_setup};
+use crate::watchers::tasks::TaskSink;
 
 pub const NAME: &str = "whatsapp";
+
+/// How long in-flight requests may take to finish after SIGTERM.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, ClapArgs)]
 pub struct Args {
     #[command(flatten)]
     pub vault: VaultArg,
+
+    /// Address to listen on. Loopback by default: put a TLS reverse proxy or tunnel in
+    /// front. Any other address (e.g. 0.0.0.0:8787) must be given explicitly
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8787")]
+    pub listen: SocketAddr,
+
+    /// URL path of the webhook
+    #[arg(long, value_name = "PATH", default_value = "/webhook", value_parser = parse_path)]
+    pub path: String,
+
+    /// A message containing this word becomes a task (whole words, any case; repeat the
+    /// flag for several; replaces the default list) [default: urgent, asap, invoice,
+    /// payment, help]
+    #[arg(long = "keyword", value_name = "WORD")]
+    pub keywords: Vec<String>,
+
+    /// A task whose message contains this word gets `priority: high`, others `normal`
+    /// (repeatable; replaces the default list) [default: urgent, asap]
+    #[arg(long = "high-keyword", value_name = "WORD")]
+    pub high_keywords: Vec<String>,
+
+    /// Largest request body accepted; larger ones are answered 413
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_max_body)]
+    pub max_body: u64,
 }
 
-pub fn run(_args: Args) -> i32 {
-    needs_setup(NAME, "not available in this build")
+/// A path made of `/`-separated segments of URL-safe characters.
+fn parse_path(s: &str) -> Result<String, String> {
+    let ok = s.starts_with('/')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} must start with / and contain only letters, digits and / - . _ ~"
+        ))
+    }
+}
+
+/// 1 KiB to 64 MiB.
+fn parse_max_body(s: &str) -> Result<u64, String> {
+    let n = crate::config::units::parse_size(s)?;
+    if !(1024..=64 << 20).contains(&n) {
+        return Err(format!("{s:?} must be between 1KiB and 64MiB"));
+    }
+    Ok(n)
+}
+
+/// Build a keyword list from the flags, or the defaults when none were given.
+fn keyword_list(given: &[String], default: &[&str], flag: &str) -> Result<Keywords, String> {
+    let built = if given.is_empty() {
+        Keywords::new(default)
+    } else {
+        Keywords::new(given)
+    };
+    built.map_err(|e| format!("--{flag}: {e}"))
+}
+
+pub fn run(args: Args) -> i32 {
+    let ctx = match WatcherCtx::start(NAME, &args.vault) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            eprintln!("ai-employee watch {NAME}: failed to set up signal handling: {e}");
+            return exit_codes::FAILURE;
+        }
+    };
+    let secrets = match credentials::load(&ctx.vault) {
+        Ok(s) => s,
+        Err(msg) => return needs_setup(NAME, msg),
+    };
+    let (keywords, high) = match (
+        keyword_list(&args.keywords, DEFAULT_KEYWORDS, "keyword"),
+        keyword_list(&args.high_keywords, DEFAULT_HIGH_KEYWORDS, "high-keyword"),
+    ) {
+        (Ok(k), Ok(h)) => (k, h),
+        (Err(e), _) | (_, Err(e)) => return needs_setup(NAME, e),
+    };
+    // One watcher per vault: two would share the ledger of seen message ids.
+    let state = ctx.vault.join(STATE_DIR);
+    if let Err(e) = create_private_dir(&state) {
+        return needs_setup(NAME, format!("cannot create {}: {e}", state.display()));
+    }
+    let _lock = match VaultLock::acquire(&state.join("whatsapp.lock")) {
+        Ok(l) => l,
+        Err(LockError::HeldBy { pid, .. }) => {
+            eprintln!(
+                "ai-employee watch {NAME}: another WhatsApp watcher (pid {pid}) is running on this vault"
+            );
+            return exit_codes::LOCKED;
+        }
+        Err(LockError::Held { .. }) => {
+            eprintln!(
+                "ai-employee watch {NAME}: another WhatsApp watcher is running on this vault"
+            );
+            return exit_codes::LOCKED;
+        }
+        Err(e) => {
+            eprintln!("ai-employee watch {NAME}: {e}");
+            return exit_codes::FAILURE;
+        }
+    };
+    let sink = match TaskSink::open(&ctx.vault, NAME) {
+        Ok((sink, recovered)) => {
+            for name in recovered {
+                tracing::info!("published {name} (interrupted by the last stop)");
+            }
+            sink
+        }
+        Err(e) => {
+            return needs_setup(
+                NAME,
+                format!("cannot open the task store in {}: {e}", ctx.vault.display()),
+            );
+        }
+    };
+    let remembered = sink.remembered();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ai-employee watch {NAME}: failed to start the runtime: {e}");
+            return exit_codes::FAILURE;
+        }
+    };
+    let listener = match runtime.block_on(tokio::net::TcpListener::bind(args.listen)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "ai-employee watch {NAME}: failed to listen on {}: {e}",
+                args.listen
+            );
+            return exit_codes::FAILURE;
+        }
+    };
+    let stop = ctx.stop_flag();
+    let vault = ctx.vault.clone();
+    let mut ctx = ctx;
+    let writer = match Writer::start(vault, sink, move || ctx.beat()) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("ai-employee watch {NAME}: failed to start the task writer: {e}");
+            return exit_codes::FAILURE;
+        }
+    };
+    let local = listener.local_addr().unwrap_or(args.listen);
+    tracing::info!(
+        "listening on http://{local}{} (keywords: {}; high priority: {}; {} message ids remembered)",
+        args.path,
+        keywords.shown().join(", "),
+        high.shown().join(", "),
+        remembered
+    );
+    if !local.ip().is_loopback() {
+        tracing::warn!(
+            "listening on a non-loopback address ({local}): serve it only behind TLS (a reverse proxy or tunnel)"
+        );
+    }
+    let app = Arc::new(server::App {
+        secrets,
+        keywords,
+        high,
+        max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
+        writer: writer.handle(),
+    });
+    let router = server::router(&args.path, app);
+    let beats = writer.handle();
+    let result = runtime.block_on(async move {
+        // The heartbeat travels through the writer: fresh only while both run.
+        let heart = tokio::spawn(async move {
+            let mut every = tokio::time::interval(HEARTBEAT_EVERY / 2);
+            loop {
+                every.tick().await;
+                beats.beat();
+            }
+        });
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("failed to set TCP_NODELAY: {e}");
+            }
+        });
+        let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
+        let signal_stop = stop.clone();
+        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+            wait_for_stop(signal_stop).await;
+            tracing::info!("stopping: finishing requests in flight");
+            let _ = stopped_tx.send(true);
+        });
+        let drain_deadline = async move {
+            let mut rx = stopped_rx;
+            let _ = rx.wait_for(|s| *s).await;
+            tokio::time::sleep(DRAIN_TIMEOUT).await;
+        };
+        let r = tokio::select! {
+            r = serve => r.map_err(|e| e.to_string()),
+            () = drain_deadline => {
+                tracing::warn!("stopping with requests still open after {DRAIN_TIMEOUT:?}");
+                Ok(())
+            }
+        };
+        heart.abort();
+        r
+    });
+    // Nothing sends any more: write what is queued, then stop.
+    writer.stop();
+    drop(runtime);
+    match result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            exit_codes::OK
+        }
+        Err(e) => {
+            tracing::error!("the server failed: {e}");
+            exit_codes::FAILURE
+        }
+    }
+}
+
+/// SIGTERM or SIGINT (also one that arrived before the runtime started).
+async fn wait_for_stop(flag: Arc<AtomicBool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    if flag.load(Ordering::Relaxed) {
+        return;
+    }
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            // No signal streams: fall back to watching the flag the watcher set up.
+            let mut every = tokio::time::interval(Duration::from_millis(200));
+            while !flag.load(Ordering::Relaxed) {
+                every.tick().await;
+            }
+        }
+    }
+}
+
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags() {
+        assert!(parse_path("/webhook").is_ok());
+        assert!(parse_path("/a/b-c_d.e~f").is_ok());
+        assert!(parse_path("webhook").is_err());
+        assert!(parse_path("/{id}").is_err());
+        assert!(parse_path("/a?b").is_err());
+        assert_eq!(parse_max_body("1MiB"), Ok(1 << 20));
+        assert!(parse_max_body("10").is_err());
+        assert!(parse_max_body("1GiB").is_err());
+        assert!(keyword_list(&[], DEFAULT_KEYWORDS, "keyword").is_ok());
+        assert_eq!(
+            keyword_list(&["!".to_string()], DEFAULT_KEYWORDS, "keyword").err(),
+            Some("--keyword: keyword \"!\" has no letters or digits, so it can never match".into())
+        );
+    }
 }
