@@ -1899,3 +1899,315 @@ fn a_file_written_in_place_is_read_only_once_complete() {
     assert!(files(&v.join("Failed")).is_empty());
     h.stop();
 }
+
+// ---------------------------------------------------------------------------------------
+// XOAUTH2: the login with an OAuth2 token file (credentials/token.json).
+// ---------------------------------------------------------------------------------------
+
+/// The SMTP fixture with AUTH XOAUTH2 only (PLAIN and LOGIN withdrawn), accepting the
+/// access tokens the [`TokenServer`] reports active for the user (asked over HTTP, as a
+/// real server does). Refusals go as Gmail does them: a 334 challenge with the error, then
+/// 535 after the client's empty reply. Each attempt is appended to `$AIE_XOAUTH2_LOG` as
+/// `ok <user>` or `refused <user>`.
+const XOAUTH2_WRAPPER: &str = r#"
+import asyncio, base64, importlib.util, json, os, urllib.parse, urllib.request
+spec = importlib.util.spec_from_file_location("smtp_fixture", os.environ["AIE_SMTP_FIXTURE"])
+fixture = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(fixture)
+from aiosmtpd.smtp import AuthResult, MISSING
+
+INTROSPECT = os.environ["AIE_INTROSPECT_URL"]
+LOG = os.environ["AIE_XOAUTH2_LOG"]
+
+def active_user(token):
+    data = urllib.parse.urlencode({"token": token}).encode()
+    with urllib.request.urlopen(INTROSPECT, data=data, timeout=10) as r:
+        reply = json.load(r)
+    return reply.get("username") if reply.get("active") else None
+
+def record(line):
+    with open(LOG, "a") as f:
+        f.write(line + "\n")
+
+class Handler(fixture.Handler):
+    async def auth_XOAUTH2(self, server, args):
+        if len(args) > 1:
+            try:
+                blob = base64.b64decode(args[1], validate=True)
+            except Exception:
+                await server.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        else:
+            blob = await server.challenge_auth("")
+            if blob is MISSING:
+                return AuthResult(success=False, handled=True)
+        parts = blob.decode("utf-8", "replace").split("\x01")
+        user = parts[0][len("user="):] if parts[0].startswith("user=") else ""
+        token = next((p[len("auth=Bearer "):] for p in parts if p.startswith("auth=Bearer ")), "")
+        loop = asyncio.get_running_loop()
+        who = await loop.run_in_executor(None, active_user, token) if token else None
+        if who is not None and who == user:
+            record("ok " + user)
+            return AuthResult(success=True, auth_data=user)
+        record("refused " + user)
+        error = json.dumps({"status": "401", "schemes": "Bearer", "scope": "https://mail.google.com/"})
+        await server.challenge_auth(error)
+        return AuthResult(success=False, handled=False,
+                          message="535 5.7.8 Username and Password not accepted")
+
+class SMTP(fixture.SMTP):
+    def __init__(self, *args, **kwargs):
+        kwargs["auth_required"] = True
+        kwargs["auth_exclude_mechanism"] = ["PLAIN", "LOGIN"]
+        super().__init__(*args, **kwargs)
+
+fixture.Handler = Handler
+fixture.SMTP = SMTP
+fixture.main()
+"#;
+
+const OAUTH_USER: &str = "agent@example.com";
+
+impl Smtp {
+    /// [`XOAUTH2_WRAPPER`] around the usual fixture; its log of AUTH attempts is `log`.
+    fn start_xoauth2(dir: &Path, introspect_url: &str, log: &Path) -> Smtp {
+        let n = SPAWNS.fetch_add(1, Ordering::Relaxed);
+        let script = dir.join(format!("smtp-xoauth2-{n}.py"));
+        fs::write(&script, XOAUTH2_WRAPPER).expect("write wrapper");
+        let out = dir.join(format!("smtp-out-{n}"));
+        let ready = dir.join(format!("smtp-ready-{n}"));
+        let err = dir.join(format!("smtp-{n}.err"));
+        let child = Command::new(python())
+            .arg(&script)
+            .args(["--port", "0", "--out"])
+            .arg(&out)
+            .arg("--ready")
+            .arg(&ready)
+            .env("AIE_SMTP_FIXTURE", FIXTURE)
+            .env("AIE_INTROSPECT_URL", introspect_url)
+            .env("AIE_XOAUTH2_LOG", log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(fs::File::create(&err).expect("smtp stderr")))
+            .spawn()
+            .expect("spawn XOAUTH2 fixture");
+        let mut s = Smtp {
+            child: Some(child),
+            port: 0,
+            out,
+        };
+        assert!(
+            wait_until(Duration::from_secs(15), || ready.exists()),
+            "XOAUTH2 SMTP fixture did not start: {}",
+            fs::read_to_string(&err).unwrap_or_default()
+        );
+        s.port = fs::read_to_string(&ready)
+            .expect("ready file")
+            .trim()
+            .parse()
+            .expect("port");
+        s
+    }
+}
+
+fn oauth_smtp_toml(vault: &Path, port: u16) {
+    write_private(
+        &vault.join("credentials/smtp.toml"),
+        &format!(
+            "host = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nfrom = \"{FROM}\"\ntimeout = \"5s\"\nusername = \"{OAUTH_USER}\"\noauth_token_file = \"token.json\"\n"
+        ),
+    );
+}
+
+fn auth_log(p: &Path) -> Vec<String> {
+    fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn token_in_file(vault: &Path) -> String {
+    let v: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(vault.join("credentials/token.json")).expect("read"),
+    )
+    .expect("json");
+    v["token"].as_str().expect("token").to_string()
+}
+
+#[test]
+fn xoauth2_login_refreshes_expired_and_refused_tokens_and_shares_the_file() {
+    use crate::oauth::{CLIENT_SECRET, TokenServer};
+    use ai_employee::watchers::oauth::TokenSource;
+    use std::os::unix::fs::PermissionsExt;
+
+    let tv = new_vault();
+    let v = &tv.vault;
+    let server = TokenServer::start();
+    let log = tv.dir.path().join("xoauth2.log");
+    let smtp = Smtp::start_xoauth2(tv.dir.path(), &server.introspect_url(), &log);
+    oauth_smtp_toml(v, smtp.port);
+    // Expired: the first send refreshes it.
+    write_private(
+        &v.join("credentials/token.json"),
+        &server.token_json(OAUTH_USER, -30),
+    );
+    let refresh = {
+        let j: serde_json::Value = serde_json::from_str(
+            &fs::read_to_string(v.join("credentials/token.json")).expect("read"),
+        )
+        .expect("json");
+        j["refresh_token"]
+            .as_str()
+            .expect("refresh token")
+            .to_string()
+    };
+    let mut h = Handler::start_env(v, FAST, &[("AI_EMPLOYEE_LOG", "trace")]);
+    let done = |name: &str| {
+        assert!(
+            wait_until(Duration::from_secs(15), || v
+                .join("Done")
+                .join(name)
+                .exists()),
+            "{name} not done: {}",
+            h.stderr()
+        );
+    };
+
+    // 1. Expired token: refreshed once, written back (still 0600), used.
+    approve(v, "o1.md", &email("a@example.com", "OAUTH-1", "one\n", ""));
+    done("o1.md");
+    assert_eq!(smtp.with_subject_containing("OAUTH-1").len(), 1);
+    assert_eq!(server.refresh_count(), 1);
+    let t1 = token_in_file(v);
+    assert!(server.is_active(&t1));
+    assert_eq!(auth_log(&log), [format!("ok {OAUTH_USER}")]);
+    let mode = fs::metadata(v.join("credentials/token.json"))
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // 2. Another process (the mail watcher, here this test) refreshed the file after the
+    // server refused t1: the handler uses the new token without a refresh of its own.
+    server.revoke_access_tokens();
+    let other = TokenSource::new(
+        v.join("credentials/token.json"),
+        "credentials/token.json".into(),
+    );
+    let t2 = other
+        .refresh_rejected(&ai_employee::watchers::credentials::Secret::from(
+            t1.clone(),
+        ))
+        .expect("refreshed by the other process");
+    assert_eq!(server.refresh_count(), 2);
+    approve(v, "o2.md", &email("a@example.com", "OAUTH-2", "two\n", ""));
+    done("o2.md");
+    assert_eq!(smtp.with_subject_containing("OAUTH-2").len(), 1);
+    assert_eq!(server.refresh_count(), 2, "no refresh by the handler");
+    assert_eq!(token_in_file(v), t2.expose());
+
+    // 3. The server refuses a token the file still holds as valid: refreshed once, the
+    // login tried again on the same connection, the message sent.
+    server.revoke_access_tokens();
+    approve(
+        v,
+        "o3.md",
+        &email("a@example.com", "OAUTH-3", "three\n", ""),
+    );
+    done("o3.md");
+    assert_eq!(smtp.with_subject_containing("OAUTH-3").len(), 1);
+    assert_eq!(server.refresh_count(), 3);
+    assert_eq!(
+        auth_log(&log)[1..],
+        [
+            format!("ok {OAUTH_USER}"),
+            format!("refused {OAUTH_USER}"),
+            format!("ok {OAUTH_USER}")
+        ]
+    );
+    assert!(server.is_active(&token_in_file(v)));
+
+    // 4. Access revoked by the user: the refresh token is refused; the approval fails
+    // with a reason that says what to do, and nothing is sent.
+    server.revoke_refresh_tokens();
+    server.revoke_access_tokens();
+    approve(v, "o4.md", &email("a@example.com", "OAUTH-4", "four\n", ""));
+    assert!(
+        wait_until(Duration::from_secs(15), || v.join("Failed/o4.md").exists()),
+        "{}",
+        h.stderr()
+    );
+    let error = field(&v.join("Failed/o4.md"), "error").expect("error");
+    assert!(error.contains("credentials/token.json"), "{error}");
+    assert!(error.contains("invalid_grant"), "{error}");
+    assert!(error.contains("docs/oauth.md"), "{error}");
+    assert!(smtp.with_subject_containing("OAUTH-4").is_empty());
+    let (st, _) = h.stop();
+    assert_eq!(st.and_then(|s| s.code()), Some(0));
+
+    // No token, refresh token or client secret anywhere but credentials/.
+    let mut leaks = Vec::new();
+    let secrets = [
+        t1.as_str(),
+        t2.expose(),
+        refresh.as_str(),
+        CLIENT_SECRET,
+        "ya29.",
+    ];
+    let mut stack = vec![v.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).expect("read_dir").flatten() {
+            let p = e.path();
+            if p.ends_with("credentials") {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = fs::read(&p) {
+                let text = String::from_utf8_lossy(&bytes);
+                for s in secrets {
+                    if text.contains(s) {
+                        leaks.push(format!("{} contains {s}", p.display()));
+                    }
+                }
+            }
+        }
+    }
+    let stderr = h.stderr();
+    assert!(stderr.contains("refreshing the access token"), "{stderr}");
+    for s in secrets {
+        if stderr.contains(s) {
+            leaks.push(format!("stderr contains {s}"));
+        }
+    }
+    assert!(leaks.is_empty(), "{leaks:#?}");
+}
+
+#[test]
+fn an_unusable_token_file_stops_the_handler_with_one_line() {
+    let tv = new_vault();
+    let v = &tv.vault;
+    oauth_smtp_toml(v, free_port());
+    let run = || {
+        let mut h = Handler::start(v, &[]);
+        let st = h.wait_exit(Duration::from_secs(10));
+        (st.and_then(|s| s.code()), h.stderr())
+    };
+    let (code, err) = run();
+    assert_eq!(code, Some(78));
+    assert_eq!(
+        err,
+        "ai-employee watch approvals: credentials/token.json: not found (create an OAuth token file: see docs/oauth.md)\n"
+    );
+    write_private(
+        &v.join("credentials/token.json"),
+        r#"{"token": "ya29.x", "client_id": "c", "client_secret": "s", "token_uri": "https://oauth2.googleapis.com/token"}"#,
+    );
+    let (code, err) = run();
+    assert_eq!(code, Some(78));
+    assert_eq!(
+        err,
+        "ai-employee watch approvals: credentials/token.json: missing `refresh_token`\n"
+    );
+}
