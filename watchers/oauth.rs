@@ -39,6 +39,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Lifetime assumed when the token endpoint does not say (`expires_in` missing).
 const DEFAULT_EXPIRES_IN: i64 = 3600;
 
+/// Longest lifetime believed (a larger `expires_in` is cut to this).
+const MAX_EXPIRES_IN: i64 = 366 * 24 * 3600;
+
 /// Where the user is told to look when the token cannot be used.
 const DOCS: &str = "docs/oauth.md";
 
@@ -242,12 +245,17 @@ impl TokenSource {
             }
         };
         file.update(&token, now);
-        let mut bytes = serde_json::to_vec_pretty(&file.map).map_err(|e| {
-            OauthError::Transient(format!("{}: cannot encode the token file: {e}", self.rel))
-        })?;
-        bytes.push(b'\n');
-        write_atomic(&self.path, &bytes)
-            .map_err(|e| OauthError::Transient(format!("{}: cannot write: {e}", self.rel)))?;
+        // A file that cannot be written does not make the new token less valid: use it,
+        // and say why every refresh will call the endpoint again.
+        let written = serde_json::to_vec_pretty(&file.map)
+            .map_err(io::Error::other)
+            .and_then(|mut bytes| {
+                bytes.push(b'\n');
+                write_atomic(&self.path, &bytes)
+            });
+        if let Err(e) = written {
+            tracing::warn!("{}: cannot write the refreshed token back: {e}", self.rel);
+        }
         tracing::info!(
             "{}: access token refreshed, valid until {}",
             self.rel,
@@ -443,7 +451,7 @@ fn classify(status: u16, reply: &Value) -> Reply {
             _ => None,
         }
         .filter(|n| *n > 0)
-        .unwrap_or(DEFAULT_EXPIRES_IN);
+        .map_or(DEFAULT_EXPIRES_IN, |n| n.min(MAX_EXPIRES_IN));
         return Reply::Token(NewToken {
             access_token: Secret::from(access),
             expires_in,
@@ -623,6 +631,8 @@ mod tests {
         let ok = classify(200, &json!({"access_token": "ya29.x", "expires_in": 3599}));
         assert!(matches!(ok, Reply::Token(ref n) if n.expires_in == 3599
             && n.access_token.expose() == "ya29.x" && n.refresh_token.is_none()));
+        let long = classify(200, &json!({"access_token": "a", "expires_in": i64::MAX}));
+        assert!(matches!(long, Reply::Token(ref n) if n.expires_in == MAX_EXPIRES_IN));
         let ok = classify(200, &json!({"access_token": "a", "refresh_token": "r"}));
         assert!(
             matches!(ok, Reply::Token(ref n) if n.expires_in == DEFAULT_EXPIRES_IN
