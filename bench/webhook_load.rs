@@ -70,7 +70,13 @@ fn sign(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
-fn body(id: &str, matching: bool) -> Vec<u8> {
+/// A delivery of one message from contact `n` (one contact per connection, as many
+/// senders write at once), stamped with the current second like a real delivery.
+fn body(n: usize, id: &str, matching: bool) -> Vec<u8> {
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let text = if matching {
         "Hi, the invoice is overdue, please pay asap"
     } else {
@@ -80,11 +86,12 @@ fn body(id: &str, matching: bool) -> Vec<u8> {
         concat!(
             r#"{{"object":"whatsapp_business_account","entry":[{{"id":"102290129340398","changes":[{{"field":"messages","value":{{"#,
             r#""messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550783881","phone_number_id":"106540352242922"}},"#,
-            r#""contacts":[{{"profile":{{"name":"Load Test"}},"wa_id":"15551234567"}}],"#,
-            r#""messages":[{{"from":"15551234567","id":"{id}","timestamp":"{ts}","type":"text","text":{{"body":"{text}"}}}}]}}}}]}}]}}"#
+            r#""contacts":[{{"profile":{{"name":"Load Test {n}"}},"wa_id":"1555{n:07}"}}],"#,
+            r#""messages":[{{"from":"1555{n:07}","id":"{id}","timestamp":"{ts}","type":"text","text":{{"body":"{text}"}}}}]}}}}]}}]}}"#
         ),
+        n = n,
         id = id,
-        ts = 1_795_000_000,
+        ts = ts,
         text = text,
     )
     .into_bytes()
@@ -162,7 +169,7 @@ async fn connection(n: usize, target: Arc<Target>) -> Tally {
             let matching = ((seq + 1) as f64 * ratio).floor() > (seq as f64 * ratio).floor();
             let id = format!("wamid.{prefix}.{n}.{seq}");
             seq += 1;
-            let b = body(&id, matching);
+            let b = body(n, &id, matching);
             let sig = sign(secret, &b);
             let mut req = format!(
                 "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nX-Hub-Signature-256: {sig}\r\nContent-Length: {}\r\n\r\n",
