@@ -20,11 +20,11 @@ use crate::watchers::tasks::{NewTask, TaskSink};
 /// already had a task.
 pub type Written = Vec<Option<String>>;
 
+/// Where a job's answer goes.
+type Answer = oneshot::Sender<Result<Written, String>>;
+
 enum Msg {
-    Write {
-        tasks: Vec<NewTask>,
-        done: oneshot::Sender<Result<Written, String>>,
-    },
+    Write { tasks: Vec<NewTask>, done: Answer },
     Beat,
     Stop,
 }
@@ -127,11 +127,7 @@ fn run(
 }
 
 /// Write every job's tasks with one `write_batch` and answer each job.
-fn commit(
-    vault: &std::path::Path,
-    sink: &mut Option<TaskSink>,
-    jobs: Vec<(Vec<NewTask>, oneshot::Sender<Result<Written, String>>)>,
-) {
+fn commit(vault: &std::path::Path, sink: &mut Option<TaskSink>, jobs: Vec<(Vec<NewTask>, Answer)>) {
     let mut all = Vec::new();
     let mut answers = Vec::with_capacity(jobs.len());
     for (tasks, done) in jobs {
