@@ -675,3 +675,60 @@ fn heartbeat_and_clean_stop_on_sigterm() {
     w.stop();
     assert!(w.log().contains("stopped"), "{}", w.log());
 }
+
+#[test]
+fn a_request_in_flight_at_sigterm_is_finished() {
+    let (_dir, vault) = new_vault();
+    let mut w = Watcher::start(&vault, &[]);
+    let body = one("wamid.inflight", "payment due");
+    let sig = sign(SECRET, &body);
+    let mut s = TcpStream::connect(("127.0.0.1", w.port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nHost: x\r\nX-Hub-Signature-256: {sig}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let (first, rest) = body.split_at(body.len() / 2);
+    s.write_all(head.as_bytes()).expect("head");
+    s.write_all(first).expect("first half");
+    crate::common::signal(w.pid(), libc::SIGTERM);
+    let ok = wait_until(Duration::from_secs(10), || w.log().contains("stopping"));
+    assert!(ok, "{}", w.log());
+    // The open request still completes.
+    s.write_all(rest).expect("second half");
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let resp = String::from_utf8_lossy(&resp);
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let st = w.wait_exit(Duration::from_secs(15));
+    assert_eq!(st.and_then(|s| s.code()), Some(0), "{}", w.log());
+    assert_eq!(tasks(&vault).len(), 1);
+}
+
+#[test]
+fn an_io_error_is_answered_500_and_the_redelivery_succeeds() {
+    let (_dir, vault) = new_vault();
+    let mut w = Watcher::start(&vault, &[]);
+    let na = vault.join("Needs_Action");
+    // Needs_Action replaced by a file: the task cannot be published.
+    fs::remove_dir(&na).expect("rmdir Needs_Action");
+    fs::write(&na, "not a folder").expect("file");
+    let body = one("wamid.io", "invoice attached");
+    assert_eq!(w.post(&body).0, 500);
+    // Still up, still failing while the folder is broken.
+    assert_eq!(w.post(&one("wamid.io2", "help")).0, 500);
+    fs::remove_file(&na).expect("rm file");
+    fs::create_dir(&na).expect("mkdir");
+    // Meta delivers again: 200, and one task per message, not two.
+    assert_eq!(w.post(&body).0, 200);
+    assert_eq!(w.post(&one("wamid.io2", "help")).0, 200);
+    w.stop();
+    let mut ids: Vec<String> = tasks(&vault)
+        .values()
+        .map(|d| field(d, "message_id").to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec!["wamid.io", "wamid.io2"]);
+    assert!(w.log().contains("answered 500"), "{}", w.log());
+}

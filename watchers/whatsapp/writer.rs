@@ -134,6 +134,9 @@ fn commit(vault: &std::path::Path, sink: &mut Option<TaskSink>, jobs: Vec<(Vec<N
         answers.push((tasks.len(), done));
         all.extend(tasks);
     }
+    if sink.is_none() {
+        *sink = reopen(vault);
+    }
     let result = match sink {
         Some(s) => s.write_batch(&all).map_err(|e| e.to_string()),
         None => Err("the task store is not open".to_string()),
@@ -158,15 +161,22 @@ fn commit(vault: &std::path::Path, sink: &mut Option<TaskSink>, jobs: Vec<(Vec<N
             // open it again, which re-reads the ledger and finishes or discards what the
             // failure interrupted. Until that works, every write fails (and Meta retries).
             *sink = None;
-            match TaskSink::open(vault, super::NAME) {
-                Ok((s, recovered)) => {
-                    for name in recovered {
-                        tracing::info!("published {name} (recovered)");
-                    }
-                    *sink = Some(s);
-                }
-                Err(e) => tracing::error!("failed to reopen the task store: {e}"),
+            *sink = reopen(vault);
+        }
+    }
+}
+
+fn reopen(vault: &std::path::Path) -> Option<TaskSink> {
+    match TaskSink::open(vault, super::NAME) {
+        Ok((s, recovered)) => {
+            for name in recovered {
+                tracing::info!("published {name} (recovered)");
             }
+            Some(s)
+        }
+        Err(e) => {
+            tracing::error!("failed to reopen the task store: {e}");
+            None
         }
     }
 }
