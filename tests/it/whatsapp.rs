@@ -685,12 +685,21 @@ fn a_request_in_flight_at_sigterm_is_finished() {
     let mut s = TcpStream::connect(("127.0.0.1", w.port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
+    // `Expect: 100-continue`: the "100 Continue" shows the handler is reading the body,
+    // so the request is in flight (not merely queued) when SIGTERM arrives.
     let head = format!(
-        "POST /webhook HTTP/1.1\r\nHost: x\r\nX-Hub-Signature-256: {sig}\r\nContent-Length: {}\r\n\r\n",
+        "POST /webhook HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nX-Hub-Signature-256: {sig}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     let (first, rest) = body.split_at(body.len() / 2);
     s.write_all(head.as_bytes()).expect("head");
+    let mut interim = Vec::new();
+    let mut byte = [0u8; 1];
+    while !interim.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).expect("read 100 Continue"), 1, "closed");
+        interim.push(byte[0]);
+    }
+    assert!(interim.starts_with(b"HTTP/1.1 100"), "{interim:?}");
     s.write_all(first).expect("first half");
     crate::common::signal(w.pid(), libc::SIGTERM);
     let ok = wait_until(Duration::from_secs(10), || w.log().contains("stopping"));
