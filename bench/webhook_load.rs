@@ -70,9 +70,11 @@ fn sign(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
-/// A delivery of one message from contact `n` (one contact per connection, as many
-/// senders write at once), stamped with the current second like a real delivery.
-fn body(n: usize, id: &str, matching: bool) -> Vec<u8> {
+/// A delivery of one message from sender `n`, stamped with the current second like a
+/// real delivery. Each message comes from its own sender, as in a busy inbox, so task
+/// file names (stamp + sender) do not collide: a taken name costs the task sink one
+/// more lookup per earlier task with the same name.
+fn body(n: u64, id: &str, matching: bool) -> Vec<u8> {
     let ts = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -86,8 +88,8 @@ fn body(n: usize, id: &str, matching: bool) -> Vec<u8> {
         concat!(
             r#"{{"object":"whatsapp_business_account","entry":[{{"id":"102290129340398","changes":[{{"field":"messages","value":{{"#,
             r#""messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550783881","phone_number_id":"106540352242922"}},"#,
-            r#""contacts":[{{"profile":{{"name":"Load Test {n}"}},"wa_id":"1555{n:07}"}}],"#,
-            r#""messages":[{{"from":"1555{n:07}","id":"{id}","timestamp":"{ts}","type":"text","text":{{"body":"{text}"}}}}]}}}}]}}]}}"#
+            r#""contacts":[{{"profile":{{"name":"Load Test {n}"}},"wa_id":"1{n:012}"}}],"#,
+            r#""messages":[{{"from":"1{n:012}","id":"{id}","timestamp":"{ts}","type":"text","text":{{"body":"{text}"}}}}]}}}}]}}]}}"#
         ),
         n = n,
         id = id,
@@ -169,7 +171,8 @@ async fn connection(n: usize, target: Arc<Target>) -> Tally {
             let matching = ((seq + 1) as f64 * ratio).floor() > (seq as f64 * ratio).floor();
             let id = format!("wamid.{prefix}.{n}.{seq}");
             seq += 1;
-            let b = body(n, &id, matching);
+            let sender = (n as u64) * 10_000_000 + seq;
+            let b = body(sender, &id, matching);
             let sig = sign(secret, &b);
             let mut req = format!(
                 "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nX-Hub-Signature-256: {sig}\r\nContent-Length: {}\r\n\r\n",
