@@ -212,9 +212,10 @@ pub fn run(args: Args) -> i32 {
     let router = server::router(&args.path, app);
     let beats = writer.handle();
     let result = runtime.block_on(async move {
-        // The heartbeat travels through the writer: fresh only while both run.
+        // The heartbeat travels through the writer, so it is fresh only while both run.
+        // Asked every second; `WatcherCtx::beat` touches the file every HEARTBEAT_EVERY.
         let heart = tokio::spawn(async move {
-            let mut every = tokio::time::interval(HEARTBEAT_EVERY / 2);
+            let mut every = tokio::time::interval(HEARTBEAT_EVERY / 10);
             loop {
                 every.tick().await;
                 beats.beat();
