@@ -259,7 +259,7 @@ fn with_idle_a_message_is_a_task_within_a_second() {
     let mut w = Gw::start_ready(&vault, &["--keyword", "urgent"]);
     assert!(w.log().contains("(IDLE)"), "{}", w.log());
     for i in 1..=3 {
-        d.deliver(&mail("a@example.com", &format!("urgent {i}"), "now"));
+        d.deliver(mail("a@example.com", &format!("urgent {i}"), "now"));
         let delivered = Instant::now();
         let ok = wait_until(Duration::from_secs(1), || count(&vault) >= i);
         let took = delivered.elapsed();
@@ -279,7 +279,7 @@ fn the_message_stays_unread_on_the_server() {
     let d = Dovecot::start(tmp.path(), Setup::default());
     let vault = vault_for(&d, tmp.path(), "starttls");
     let mut w = Gw::start_ready(&vault, &["--sender", "boss@example.com"]);
-    d.deliver(&mail("Boss <boss@example.com>", "Read me", "text"));
+    d.deliver(mail("Boss <boss@example.com>", "Read me", "text"));
     d.append(&mail("x@example.com", "Starred", "text"), "\\Flagged");
     wait_tasks(&vault, 2, Duration::from_secs(10));
     w.stop();
@@ -301,13 +301,13 @@ fn mail_delivered_while_the_watcher_was_stopped_is_taken_at_start() {
     let vault = vault_for(&d, tmp.path(), "tls");
     let args = ["--keyword", "report"];
     let mut w = Gw::start_ready(&vault, &args);
-    d.deliver(&mail("a@example.com", "report one", "x"));
+    d.deliver(mail("a@example.com", "report one", "x"));
     wait_tasks(&vault, 1, Duration::from_secs(10));
     w.stop();
     for i in 2..=4 {
-        d.deliver(&mail("a@example.com", &format!("report {i}"), "x"));
+        d.deliver(mail("a@example.com", &format!("report {i}"), "x"));
     }
-    d.deliver(&mail("a@example.com", "not important", "x"));
+    d.deliver(mail("a@example.com", "not important", "x"));
     let mut w = Gw::start(&vault, &args);
     wait_tasks(&vault, 4, Duration::from_secs(10));
     w.wait_log("watching INBOX");
@@ -329,7 +329,7 @@ fn a_dovecot_restart_mid_run_loses_and_duplicates_nothing() {
     let args = ["--keyword", "n"];
     let mut w = Gw::start_ready(&vault, &args);
     for i in 0..3 {
-        d.deliver(&mail("a@example.com", &format!("n {i}"), "x"));
+        d.deliver(mail("a@example.com", &format!("n {i}"), "x"));
     }
     wait_tasks(&vault, 3, Duration::from_secs(10));
     d.stop();
@@ -342,7 +342,7 @@ fn a_dovecot_restart_mid_run_loses_and_duplicates_nothing() {
     wait_tasks(&vault, 6, Duration::from_secs(15));
     w.wait_log("reconnected to 127.0.0.1");
     for i in 6..8 {
-        d.deliver(&mail("a@example.com", &format!("n {i}"), "x"));
+        d.deliver(mail("a@example.com", &format!("n {i}"), "x"));
     }
     wait_tasks(&vault, 8, Duration::from_secs(10));
     w.stop();
@@ -453,22 +453,22 @@ fn importance_rules_decide_what_becomes_a_task() {
         ],
     );
     d.append(&mail("x@example.com", "flagged", "nothing"), "\\Flagged");
-    d.deliver(&mail("Boss <BOSS@example.com>", "from the boss", "nothing"));
-    d.deliver(&mail(
+    d.deliver(mail("Boss <BOSS@example.com>", "from the boss", "nothing"));
+    d.deliver(mail(
         "x@example.com",
         "keyword in the text",
         "send the Invoice today",
     ));
-    d.deliver(&mail("x@example.com", "Reply asap please", "nothing"));
+    d.deliver(mail("x@example.com", "Reply asap please", "nothing"));
     // Not important: none of the rules, a keyword only inside a word, already read.
-    d.deliver(&mail("x@example.com", "none", "hello"));
-    d.deliver(&mail("x@example.com", "invoices", "reinvoiced"));
+    d.deliver(mail("x@example.com", "none", "hello"));
+    d.deliver(mail("x@example.com", "invoices", "reinvoiced"));
     d.append(
         &mail("boss@example.com", "already read", "invoice"),
         "\\Seen \\Flagged",
     );
     // A last important one: once it is a task, everything before it was judged.
-    d.deliver(&mail("x@example.com", "sentinel", "invoice"));
+    d.deliver(mail("x@example.com", "sentinel", "invoice"));
     let ok = wait_until(Duration::from_secs(10), || {
         tasks(&vault)
             .values()
@@ -512,7 +512,7 @@ fn without_idle_mail_is_picked_up_by_polling() {
     let mut w = Gw::start_ready(&vault, &["--poll", "700ms", "--keyword", "poll"]);
     assert!(w.log().contains("no IDLE: checking every"), "{}", w.log());
     for i in 1..=2 {
-        d.deliver(&mail("a@example.com", &format!("poll {i}"), "x"));
+        d.deliver(mail("a@example.com", &format!("poll {i}"), "x"));
         let delivered = Instant::now();
         // One poll interval, plus the time a check takes.
         let ok = wait_until(poll + Duration::from_millis(700), || count(&vault) >= i);
@@ -611,7 +611,7 @@ fn xoauth2_with_an_expired_token_refreshes_it_and_logs_in() {
     assert!(server.refresh_count() >= 1, "no refresh");
     let after = fs::read_to_string(&token_file).unwrap();
     assert_ne!(before, after, "the token file was not rewritten");
-    d.deliver(&mail("a@example.com", "oauth works", "x"));
+    d.deliver(mail("a@example.com", "oauth works", "x"));
     wait_tasks(&vault, 1, Duration::from_secs(10));
     w.stop();
     let log = w.log();
