@@ -50,7 +50,16 @@ pub fn run(vault: &Path, verb: Verb, name: &str) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let before = find(&mut client, name);
+    let before = match call(&mut client, &Request::Status) {
+        Ok(r) if r.ok => r
+            .status
+            .and_then(|s| s.children.into_iter().find(|c| c.name == name)),
+        Ok(r) => {
+            eprintln!("ai-employee: {}", r.error.unwrap_or_default());
+            return UNKNOWN;
+        }
+        Err(code) => return code,
+    };
     let active = before.as_ref().is_some_and(|c| {
         matches!(
             c.state.as_str(),
@@ -76,8 +85,16 @@ pub fn run(vault: &Path, verb: Verb, name: &str) -> i32 {
     match verb {
         Verb::Start => {
             println!("{message}");
-            let Some(pid) = find(&mut client, name).and_then(|c| c.pid) else {
-                return exit_codes::OK;
+            let now = find(&mut client, name);
+            let Some(pid) = now.as_ref().and_then(|c| c.pid) else {
+                return match now {
+                    Some(c) if c.state != "running" => {
+                        let last = c.last_exit.map(|e| format!(", {e}")).unwrap_or_default();
+                        eprintln!("ai-employee: {name} exited at once ({}{last})", c.state);
+                        exit_codes::FAILURE
+                    }
+                    _ => exit_codes::OK,
+                };
             };
             // Like supervisord's startsecs: a child that dies within a second did not start.
             let settle = Instant::now() + START_SETTLE;

@@ -70,7 +70,12 @@ impl Client {
     pub fn call(&mut self, req: &Request) -> io::Result<Response> {
         let mut line = serde_json::to_vec(req).map_err(io::Error::other)?;
         line.push(b'\n');
-        self.writer.write_all(&line)?;
+        if let Err(e) = self.writer.write_all(&line) {
+            // A server that refuses us answers and closes at once: read its reason.
+            if e.kind() != io::ErrorKind::BrokenPipe {
+                return Err(e);
+            }
+        }
         let mut reply = String::new();
         if self.reader.read_line(&mut reply)? == 0 {
             return Err(io::Error::new(

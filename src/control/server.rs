@@ -80,16 +80,26 @@ async fn serve(
 ) -> io::Result<()> {
     let peer = stream.peer_cred()?.uid();
     let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
     if peer != owner {
         warn!(
             "control socket: refused a connection from uid {peer} (the supervisor runs as uid {owner})"
         );
+        // Take the request line first (briefly), so the client reads the reason instead
+        // of a reset connection.
+        let mut ignored = Vec::new();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            (&mut reader)
+                .take(MAX_REQUEST_BYTES as u64)
+                .read_until(b'\n', &mut ignored),
+        )
+        .await;
         let refusal = Response::error(format!(
             "refused: the supervisor runs as uid {owner}, you are uid {peer}"
         ));
         return send(&mut write, &refusal).await;
     }
-    let mut reader = BufReader::new(read);
     let mut line = Vec::new();
     loop {
         line.clear();
