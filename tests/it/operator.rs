@@ -429,10 +429,10 @@ fn logs_prints_the_last_lines_and_follows_across_rotation() {
 
 /// A uid other than ours, for the socket's owner check: the one tests/run.sh creates,
 /// else `nobody`.
-fn other_uid() -> Option<u32> {
+fn other_user() -> Option<(u32, u32)> {
     for name in ["ai-employee-test", "nobody"] {
         if let Ok(Some(u)) = nix::unistd::User::from_name(name) {
-            return Some(u.uid.as_raw());
+            return Some((u.uid.as_raw(), u.gid.as_raw()));
         }
     }
     None
@@ -444,7 +444,7 @@ fn another_user_is_refused_by_the_socket() {
         eprintln!("skipped: needs root to run a client as a second uid (CI runs as root)");
         return;
     }
-    let uid = other_uid().expect("a second user (tests/run.sh creates ai-employee-test)");
+    let (uid, gid) = other_user().expect("a second user (tests/run.sh creates ai-employee-test)");
     let tv = TestVault::new();
     tv.write_config(SLEEPER);
     let mut sup = start(&tv, |v| child(v, "sleeper")["state"] == "running");
@@ -461,7 +461,7 @@ fn another_user_is_refused_by_the_socket() {
             .arg("--vault")
             .arg(&tv.vault)
             .uid(uid)
-            .gid(uid)
+            .gid(gid)
             .env("NO_COLOR", "1")
             .output()
             .expect("run as the other user")
