@@ -45,6 +45,70 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Show each child's state, pid, uptime, restarts, last exit, memory and CPU
+    ///
+    /// Exit status: 0 healthy, 1 degraded (a child is restarting, needs setup, gave up or
+    /// failed), 3 no supervisor is running on the vault, 4 status unknown (the socket
+    /// belongs to another user, or the supervisor did not answer).
+    Status {
+        #[command(flatten)]
+        vault: VaultArg,
+        /// Print the report as JSON (the control socket's status object)
+        #[arg(long)]
+        json: bool,
+        /// Redraw the report in place every --interval until Ctrl+C
+        #[arg(long, short = 'w')]
+        watch: bool,
+        /// How often --watch redraws
+        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = positive_duration)]
+        interval: std::time::Duration,
+    },
+    /// Start a child that is stopped, needs setup, gave up or exited
+    Start {
+        #[command(flatten)]
+        vault: VaultArg,
+        /// The process name from the table
+        name: String,
+    },
+    /// Stop a child; it stays stopped until `start` or the supervisor's next start
+    Stop {
+        #[command(flatten)]
+        vault: VaultArg,
+        /// The process name from the table
+        name: String,
+    },
+    /// Stop a child (if running) and start it again at once
+    Restart {
+        #[command(flatten)]
+        vault: VaultArg,
+        /// The process name from the table
+        name: String,
+    },
+    /// Re-read the process table of the running supervisor (the same as SIGHUP)
+    Reload {
+        #[command(flatten)]
+        vault: VaultArg,
+    },
+    /// Print the system log, or one child's log, and optionally follow it
+    Logs {
+        #[command(flatten)]
+        vault: VaultArg,
+        /// A process name (its Logs/<name>.log); without one, Logs/system.log
+        name: Option<String>,
+        /// Keep printing what is appended, across rotations, until Ctrl+C
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// How many of the last lines to print first
+        #[arg(long, short = 'n', value_name = "N", default_value_t = 20)]
+        lines: usize,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions {
+        /// The shell to complete for
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) generated from this command line
+    Man,
     /// Run one watcher (the supervisor starts these as its children)
     Watch {
         #[command(subcommand)]
@@ -66,6 +130,13 @@ pub enum WatchCommand {
     Whatsapp(crate::watchers::whatsapp::Args),
     /// Executes what a human moved into Approved/ (the safety valve)
     Approvals(crate::watchers::approvals::Args),
+}
+
+fn positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    match crate::config::units::parse_duration(s)? {
+        d if d.is_zero() => Err("must be greater than zero".into()),
+        d => Ok(d),
+    }
 }
 
 /// The default vault when neither `--vault` nor `$AI_EMPLOYEE_VAULT` is set.

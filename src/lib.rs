@@ -8,6 +8,8 @@ pub mod cli;
 pub mod commands;
 /// The process table: TOML → validated model, errors with file:line:column.
 pub mod config;
+/// The control socket: protocol, server (in the supervisor) and client (the commands).
+pub mod control;
 /// Exit codes (API for scripts and service managers).
 pub mod exit_codes;
 /// Size-rotated log files and the system log.

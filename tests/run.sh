@@ -27,6 +27,13 @@ if [ ${#pkgs[@]} -gt 0 ]; then
   fi
 fi
 
+# The control socket's owner check is tested against a second user.
+if [ "$(id -u)" -eq 0 ] && ! id ai-employee-test >/dev/null 2>&1; then
+  log "creating the user ai-employee-test (a second uid for the control-socket tests)"
+  useradd --system --no-create-home --shell /usr/sbin/nologin ai-employee-test 2>/dev/null \
+    || adduser --system --no-create-home ai-employee-test >/dev/null 2>&1 || true
+fi
+
 command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy >/dev/null 2>&1 || true
 

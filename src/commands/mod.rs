@@ -1,7 +1,10 @@
 //! One module per subcommand; [`run`] dispatches and returns the exit code.
 
 mod check;
+mod control;
 mod init;
+mod logs;
+pub mod status;
 mod supervise;
 
 use std::path::{Path, PathBuf};
@@ -15,6 +18,40 @@ pub fn run(cli: Cli) -> i32 {
         Command::Check { vault, config } => check::run(&resolve_vault(&vault), config.as_deref()),
         Command::Supervise { vault, config } => {
             supervise::run(&resolve_vault(&vault), config.as_deref())
+        }
+        Command::Status {
+            vault,
+            json,
+            watch,
+            interval,
+        } => status::run(&resolve_vault(&vault), json, watch, interval),
+        Command::Start { vault, name } => {
+            control::run(&resolve_vault(&vault), control::Verb::Start, &name)
+        }
+        Command::Stop { vault, name } => {
+            control::run(&resolve_vault(&vault), control::Verb::Stop, &name)
+        }
+        Command::Restart { vault, name } => {
+            control::run(&resolve_vault(&vault), control::Verb::Restart, &name)
+        }
+        Command::Reload { vault } => control::reload(&resolve_vault(&vault)),
+        Command::Logs {
+            vault,
+            name,
+            follow,
+            lines,
+        } => logs::run(&resolve_vault(&vault), name.as_deref(), follow, lines),
+        Command::Completions { shell } => {
+            let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "ai-employee", &mut std::io::stdout());
+            crate::exit_codes::OK
+        }
+        Command::Man => {
+            let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+            match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+                Ok(()) => crate::exit_codes::OK,
+                Err(e) => fail(crate::exit_codes::FAILURE, e),
+            }
         }
         Command::Watch { watcher } => crate::watchers::run(watcher),
         Command::Guardian => crate::process::guardian::run_guardian(),

@@ -27,6 +27,8 @@ pub struct Config {
     pub supervisor: SupervisorSettings,
     /// In file order; names are unique.
     pub processes: Vec<ProcessSpec>,
+    /// `[[notify]]` webhooks, in file order.
+    pub notify: Vec<NotifySpec>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +41,8 @@ pub struct SupervisorSettings {
     pub log_max_size: u64,
     /// `log_max_files`, default 5: rotated files kept (`name.log.1` … `name.log.N`).
     pub log_max_files: u32,
+    /// `metrics`, off by default: where to serve Prometheus metrics (`127.0.0.1:9464`).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl Default for SupervisorSettings {
@@ -48,6 +52,7 @@ impl Default for SupervisorSettings {
             stop_timeout: Duration::from_secs(10),
             log_max_size: 10 * 1024 * 1024,
             log_max_files: 5,
+            metrics: None,
         }
     }
 }
@@ -185,4 +190,57 @@ impl ProcessSpec {
             log_max_files: None,
         }
     }
+}
+
+/// Something the supervisor can tell a `[[notify]]` webhook about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NotifyEvent {
+    /// A child was given up on (`max_restarts` within `restart_window`).
+    ChildFatal,
+    /// A child exited 78 or cannot be started: a person must fix its configuration.
+    ChildNeedsSetup,
+    /// The system went from online to degraded.
+    SystemDegraded,
+    /// The supervisor stopped.
+    SystemOffline,
+    /// The approval handler could not carry out an approved action.
+    ApprovalFailed,
+}
+
+impl NotifyEvent {
+    pub const ALL: [NotifyEvent; 5] = [
+        NotifyEvent::ChildFatal,
+        NotifyEvent::ChildNeedsSetup,
+        NotifyEvent::SystemDegraded,
+        NotifyEvent::SystemOffline,
+        NotifyEvent::ApprovalFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyEvent::ChildFatal => "child_fatal",
+            NotifyEvent::ChildNeedsSetup => "child_needs_setup",
+            NotifyEvent::SystemDegraded => "system_degraded",
+            NotifyEvent::SystemOffline => "system_offline",
+            NotifyEvent::ApprovalFailed => "approval_failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<NotifyEvent> {
+        NotifyEvent::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+}
+
+/// One `[[notify]]` entry: a JSON POST to `webhook` for each of `events`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotifySpec {
+    /// An `https://` URL (or `http://` for a loopback host). May hold a secret (Slack and
+    /// Discord put one in the path), so logs show only its host.
+    pub webhook: String,
+    /// Default: every event.
+    pub events: Vec<NotifyEvent>,
+    /// Per attempt, default 5 s.
+    pub timeout: Duration,
+    /// Further attempts after a failure, default 3 (1 s, 2 s, 4 s apart).
+    pub retries: u32,
 }

@@ -18,8 +18,8 @@ use toml_edit::{Document, Item, Key, TableLike, Value};
 
 use super::units::{format_duration, format_size, parse_duration, parse_size};
 use super::{
-    BackoffSpec, Config, ConfigError, ConfigErrors, ProcessSpec, RestartPolicy, Source, StopSignal,
-    SupervisorSettings,
+    BackoffSpec, Config, ConfigError, ConfigErrors, NotifyEvent, NotifySpec, ProcessSpec,
+    RestartPolicy, Source, StopSignal, SupervisorSettings,
 };
 
 const SUPERVISOR_KEYS: &[&str] = &[
@@ -27,7 +27,11 @@ const SUPERVISOR_KEYS: &[&str] = &[
     "stop_timeout",
     "log_max_size",
     "log_max_files",
+    "metrics",
 ];
+
+const NOTIFY_KEYS: &[&str] = &["webhook", "events", "timeout", "retries"];
+const MAX_NOTIFY_RETRIES: i64 = 10;
 
 const PROCESS_KEYS: &[&str] = &[
     "name",
@@ -123,12 +127,13 @@ pub(super) fn parse(text: &str, source: Source) -> Result<Config, ConfigErrors> 
     };
 
     let mut checker = Checker::new(text);
-    let (supervisor, processes) = checker.root(doc.as_table());
+    let (supervisor, processes, notify) = checker.root(doc.as_table());
     if checker.problems.is_empty() {
         return Ok(Config {
             source,
             supervisor,
             processes,
+            notify,
         });
     }
     // Stable: problems at the same spot keep the order they were found in.
@@ -148,6 +153,33 @@ pub(super) fn parse(text: &str, source: Source) -> Result<Config, ConfigErrors> 
             })
             .collect(),
     ))
+}
+
+/// Why a webhook URL is unusable: not http(s), or plain http to a host that is not on
+/// this machine (the events would cross the network unencrypted).
+fn webhook_problem(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("https://")
+        .map(|r| (r, true))
+        .or_else(|| url.strip_prefix("http://").map(|r| (r, false)));
+    let Some((rest, tls)) = rest else {
+        return Some(format!("expected an https:// URL, found {url:?}"));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    if host.is_empty() {
+        return Some("the URL has no host".to_string());
+    }
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!tls && !loopback)
+        .then(|| format!("http:// is allowed only for a loopback host; use https:// for {host}"))
 }
 
 /// `invalid TOML: …` from the parser's message, naming the key for a duplicate.
@@ -253,9 +285,13 @@ impl<'a> Checker<'a> {
         self.problems.push((at, message));
     }
 
-    fn root(&mut self, root: &'a toml_edit::Table) -> (SupervisorSettings, Vec<ProcessSpec>) {
+    fn root(
+        &mut self,
+        root: &'a toml_edit::Table,
+    ) -> (SupervisorSettings, Vec<ProcessSpec>, Vec<NotifySpec>) {
         let mut supervisor = SupervisorSettings::default();
         let mut processes = Vec::new();
+        let mut notify = Vec::new();
         for (name, item) in root.iter() {
             let field = Field::new(name.to_string(), root.key(name), item);
             match name {
@@ -265,6 +301,7 @@ impl<'a> Checker<'a> {
                     }
                 }
                 "process" => processes = self.processes(&field),
+                "notify" => notify = self.notifies(&field),
                 _ => {
                     let hint = if PROCESS_KEYS.contains(&name) && SUPERVISOR_KEYS.contains(&name) {
                         " (it belongs in [supervisor] or a [[process]])".to_string()
@@ -275,11 +312,18 @@ impl<'a> Checker<'a> {
                     } else {
                         match suggest(
                             name,
-                            &["supervisor", "process"],
-                            &[("processes", "process")],
+                            &["supervisor", "process", "notify"],
+                            &[
+                                ("processes", "process"),
+                                ("notification", "notify"),
+                                ("notifications", "notify"),
+                                ("webhook", "notify"),
+                                ("webhooks", "notify"),
+                            ],
                         ) {
                             Some(s) => format!(" (did you mean {s:?}?)"),
-                            None => " (only [supervisor] and [[process]] are allowed)".to_string(),
+                            None => " (only [supervisor], [[process]] and [[notify]] are allowed)"
+                                .to_string(),
                         }
                     };
                     self.error(
@@ -289,7 +333,7 @@ impl<'a> Checker<'a> {
                 }
             }
         }
-        (supervisor, processes)
+        (supervisor, processes, notify)
     }
 
     fn supervisor_table(&mut self, field: &Field<'a>) -> Option<&'a dyn TableLike> {
@@ -332,6 +376,7 @@ impl<'a> Checker<'a> {
                         s.log_max_files = n;
                     }
                 }
+                "metrics" => s.metrics = self.listen_address(&field),
                 _ => {
                     let hint = if PROCESS_KEYS.contains(&key) {
                         " (it belongs in a [[process]])".to_string()
@@ -885,6 +930,162 @@ impl<'a> Checker<'a> {
     }
 
     // ---- typed getters: each records its own error and returns None ----
+
+    /// `metrics = "127.0.0.1:9464"`: an IP address and port (`localhost` means 127.0.0.1).
+    fn listen_address(&mut self, field: &Field<'a>) -> Option<std::net::SocketAddr> {
+        let s = self.string(field)?;
+        let parsed = match s.strip_prefix("localhost:") {
+            Some(port) => format!("127.0.0.1:{port}").parse(),
+            None => s.parse::<std::net::SocketAddr>(),
+        };
+        match parsed {
+            Ok(a) if a.port() != 0 => Some(a),
+            _ => {
+                self.error(
+                    field.at(),
+                    format!(
+                        "{}: expected an address and port such as \"127.0.0.1:9464\", found {s:?}",
+                        field.path
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn notifies(&mut self, field: &Field<'a>) -> Vec<NotifySpec> {
+        let mut tables: Vec<(&'a dyn TableLike, usize)> = Vec::new();
+        match field.item {
+            Item::ArrayOfTables(array) => {
+                for t in array.iter() {
+                    let at = t.span().map_or_else(|| field.at(), |s| s.start);
+                    tables.push((t, at));
+                }
+            }
+            Item::Table(_) => self.error(
+                field.at(),
+                "notify: expected an array of tables, found a table (write [[notify]] with \
+                 double brackets)"
+                    .to_string(),
+            ),
+            other => self.type_error(field, "an array of tables ([[notify]])", other),
+        }
+        let mut out = Vec::new();
+        for (i, (table, at)) in tables.into_iter().enumerate() {
+            out.extend(self.notify(i + 1, table, at));
+        }
+        out
+    }
+
+    fn notify(&mut self, number: usize, table: &'a dyn TableLike, at: usize) -> Option<NotifySpec> {
+        let prefix = format!("notify[{number}]");
+        let mut webhook = None;
+        let mut events = NotifyEvent::ALL.to_vec();
+        let mut timeout = Duration::from_secs(5);
+        let mut retries = 3;
+        let mut ok = true;
+        for (key, item) in table.iter() {
+            let field = Field::new(format!("{prefix}.{key}"), table.key(key), item);
+            match key {
+                "webhook" => match self.string(&field) {
+                    Some(url) => match webhook_problem(url) {
+                        None => webhook = Some(url.to_string()),
+                        Some(p) => {
+                            self.error(field.at(), format!("{}: {p}", field.path));
+                            ok = false;
+                        }
+                    },
+                    None => ok = false,
+                },
+                "events" => match self.event_list(&field) {
+                    Some(e) => events = e,
+                    None => ok = false,
+                },
+                "timeout" => match self.positive_duration(&field) {
+                    Some(d) => timeout = d,
+                    None => ok = false,
+                },
+                "retries" => match self.integer(&field) {
+                    Some(n) if (0..=MAX_NOTIFY_RETRIES).contains(&n) => retries = n as u32,
+                    Some(n) => {
+                        self.error(
+                            field.at(),
+                            format!(
+                                "{}: must be between 0 and {MAX_NOTIFY_RETRIES}, found {n}",
+                                field.path
+                            ),
+                        );
+                        ok = false;
+                    }
+                    None => ok = false,
+                },
+                _ => {
+                    let hint =
+                        did_you_mean(key, NOTIFY_KEYS, &[("url", "webhook"), ("on", "events")]);
+                    self.error(
+                        field.key_at(),
+                        format!("unknown key {key:?} in [[notify]]{hint}"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let Some(webhook) = webhook else {
+            if ok {
+                self.error(at, format!("{prefix}: missing required key \"webhook\""));
+            }
+            return None;
+        };
+        ok.then_some(NotifySpec {
+            webhook,
+            events,
+            timeout,
+            retries,
+        })
+    }
+
+    fn event_list(&mut self, field: &Field<'a>) -> Option<Vec<NotifyEvent>> {
+        let Item::Value(Value::Array(array)) = field.item else {
+            self.type_error(field, "a list of event names", field.item);
+            return None;
+        };
+        let names: Vec<&str> = NotifyEvent::ALL.iter().map(|e| e.as_str()).collect();
+        let mut out = Vec::new();
+        for v in array.iter() {
+            let at = v.span().map_or_else(|| field.at(), |s| s.start);
+            match v {
+                Value::String(s) => match NotifyEvent::parse(s.value()) {
+                    Some(e) if !out.contains(&e) => out.push(e),
+                    Some(_) => {}
+                    None => {
+                        let hint = did_you_mean(s.value(), &names, &[]);
+                        self.error(
+                            at,
+                            format!(
+                                "{}: unknown event {:?} (known: {}){hint}",
+                                field.path,
+                                s.value(),
+                                names.join(", ")
+                            ),
+                        );
+                        return None;
+                    }
+                },
+                other => {
+                    self.error(
+                        at,
+                        format!(
+                            "{}: expected event names (strings), found {}",
+                            field.path,
+                            describe_value(other)
+                        ),
+                    );
+                    return None;
+                }
+            }
+        }
+        Some(out)
+    }
 
     fn type_error(&mut self, field: &Field<'a>, expected: &str, found: &Item) {
         self.error(

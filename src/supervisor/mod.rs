@@ -6,5 +6,7 @@ pub mod backoff;
 pub mod console;
 pub mod dashboard_writer;
 pub mod machine;
+pub mod metrics;
+pub mod notify;
 pub mod runtime;
 pub mod status;

@@ -16,10 +16,17 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{debug, error, info, warn};
 
+use tokio::sync::mpsc;
+
 use super::dashboard_writer::DashboardWriter;
 use super::machine::{Action, Child, Event, Next, Notice, Phase, Then};
+use super::notify::Notifier;
 use super::status::{self, Summary};
-use crate::config::{self, Config, ProcessSpec, SupervisorSettings};
+use crate::config::{self, Config, NotifyEvent, NotifySpec, ProcessSpec, SupervisorSettings};
+use crate::control::server::{Call, ControlSocket};
+use crate::control::{
+    ChildStatus, Health, LastExit, ReloadReport, Request, Response, StatusReport, SupervisorInfo,
+};
 use crate::logs::RotatingFile;
 use crate::process::guardian::Guardian;
 use crate::process::spawn::{SpawnRequest, is_setup_error, spawn};
@@ -39,6 +46,12 @@ const TRIM_AFTER_IDLE: Duration = Duration::from_secs(10);
 const DRAIN_POLL: Duration = Duration::from_millis(10);
 /// How long shutdown waits for the last output of dead children to reach their logs.
 const DRAIN_LOGS_MAX: Duration = Duration::from_millis(500);
+/// How long shutdown waits for `[[notify]]` webhooks to take the last events.
+const NOTIFY_FLUSH_MAX: Duration = Duration::from_secs(2);
+/// CPU % is measured over at least this long (a shorter gap repeats the last figure).
+const CPU_SAMPLE_MIN: Duration = Duration::from_millis(500);
+
+mod operator;
 
 /// Where the table came from, for reloads.
 #[derive(Debug, Clone)]
@@ -64,6 +77,17 @@ struct Slot {
     start_time: Option<u64>,
     /// The process group the guardian currently knows for this child.
     guarded: Option<i32>,
+    /// Last CPU reading, for CPU %.
+    cpu: Option<CpuSample>,
+}
+
+#[derive(Clone, Copy)]
+struct CpuSample {
+    pid: i32,
+    at: Instant,
+    cpu_ns: u64,
+    /// CPU % over the interval that ended at `at`.
+    percent: Option<f64>,
 }
 
 #[derive(Default)]
@@ -98,6 +122,11 @@ pub struct Runtime {
     running_since: Option<Instant>,
     /// Set by SIGTERM/SIGINT received before the event loop listened.
     early_stop: Arc<AtomicBool>,
+    /// Where the table in force came from (for `status`).
+    table_source: String,
+    started_wall: chrono::DateTime<chrono::Utc>,
+    notify_specs: Vec<NotifySpec>,
+    notifier: Option<Notifier>,
 }
 
 impl Runtime {
@@ -112,6 +141,7 @@ impl Runtime {
     ) -> Runtime {
         let now = Instant::now();
         let settings = config.supervisor.clone();
+        let notifier = Notifier::start(&config.notify, vault.root());
         let dashboard = DashboardWriter::start(vault.dashboard());
         let records = match records::RecordLog::create(&vault.children_record()) {
             Ok(r) => Some(r),
@@ -144,6 +174,10 @@ impl Runtime {
             drains: Rc::new(Cell::new(0)),
             early_stop,
             running_since: None,
+            table_source: config.source.to_string(),
+            started_wall: chrono::Utc::now(),
+            notify_specs: config.notify.clone(),
+            notifier: Some(notifier),
         };
         for spec in config.processes {
             rt.slots.push(rt.new_slot(spec));
@@ -164,6 +198,7 @@ impl Runtime {
             beat: None,
             start_time: None,
             guarded: None,
+            cpu: None,
         }
     }
 
@@ -178,6 +213,24 @@ impl Runtime {
         if self.guardian.is_none() {
             self.start_guardian();
         }
+        let (calls_tx, mut calls) = mpsc::unbounded_channel::<Call>();
+        let socket_path = crate::control::socket_path(self.vault.root());
+        let _control: Option<ControlSocket> =
+            match crate::control::server::start(&socket_path, calls_tx.clone()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    error!(
+                        "failed to open the control socket {}: {e}; status, start, stop and \
+                         reload commands will not reach this supervisor",
+                        socket_path.display()
+                    );
+                    None
+                }
+            };
+        if let Some(addr) = self.settings.metrics {
+            tokio::task::spawn_local(super::metrics::serve(addr, calls_tx.clone()));
+        }
+        drop(calls_tx);
         if self.early_stop.load(Ordering::SeqCst) {
             info!("stop requested during start-up: not starting any child");
             self.shutting_down = true;
@@ -207,7 +260,13 @@ impl Runtime {
                 _ = sigchld.recv() => self.on_sigchld(),
                 _ = sigint.recv() => self.on_stop_signal("SIGINT"),
                 _ = sigterm.recv() => self.on_stop_signal("SIGTERM"),
-                _ = sighup.recv() => self.reload(),
+                _ = sighup.recv() => {
+                    let _ = self.reload();
+                }
+                Some(call) = calls.recv() => {
+                    let response = self.on_control(call.request);
+                    let _ = call.reply.send(response);
+                }
                 _ = sleep_until(deadline) => self.on_tick(),
             }
             self.after_batch();
@@ -472,6 +531,11 @@ impl Runtime {
                         "⚠ Needs Setup",
                         format!("{desc}: {reason}"),
                     ));
+                    self.notify(
+                        NotifyEvent::ChildNeedsSetup,
+                        Some(name),
+                        &format!("needs setup: {reason}"),
+                    );
                 }
             },
             Notice::Exited {
@@ -501,6 +565,11 @@ impl Runtime {
                             "⚠ Needs Setup",
                             format!("{desc}: exited 78, needs configuration (see Logs/{name}.log)"),
                         ));
+                        self.notify(
+                            NotifyEvent::ChildNeedsSetup,
+                            Some(name),
+                            &format!("exited 78: needs configuration (see Logs/{name}.log)"),
+                        );
                     }
                     Next::Fatal(reason) => {
                         error!(child = name, pid, "exited with {status}; {reason}");
@@ -508,6 +577,11 @@ impl Runtime {
                             "✗ Gave Up",
                             format!("{desc}: {reason}, last {status}"),
                         ));
+                        self.notify(
+                            NotifyEvent::ChildFatal,
+                            Some(name),
+                            &format!("gave up: {reason}, last {status}"),
+                        );
                     }
                     Next::Done => info!(
                         child = name,
@@ -573,8 +647,11 @@ impl Runtime {
         since: Instant,
         now: Instant,
     ) -> Option<String> {
-        let spec = &self.slots[i].child.spec;
         let info = process::stats::proc_info(pid);
+        if let Some(info) = info {
+            self.note_cpu(i, pid, info.cpu_ns, now);
+        }
+        let spec = &self.slots[i].child.spec;
         if let Some(info) = info {
             match info.state {
                 process::stats::RunState::Zombie => return Some("process is a zombie".into()),
@@ -654,6 +731,13 @@ impl Runtime {
             if self.last_summary.as_ref() != Some(&s) {
                 self.dashboard
                     .send(status::system_row(s.status, s.details.clone()));
+                let was_degraded = self
+                    .last_summary
+                    .as_ref()
+                    .is_some_and(|l| l.status == status::DEGRADED);
+                if s.status == status::DEGRADED && !was_degraded {
+                    self.notify(NotifyEvent::SystemDegraded, None, &s.details);
+                }
                 self.last_summary = Some(s);
             }
         }
@@ -683,9 +767,10 @@ impl Runtime {
 
     // ----- reload -------------------------------------------------------------------------
 
-    fn reload(&mut self) {
+    /// Re-read the table and apply it. Err: the table's errors (the old table stays).
+    fn reload(&mut self) -> Result<ReloadReport, Vec<String>> {
         if self.shutting_down {
-            return;
+            return Err(vec!["the supervisor is shutting down".into()]);
         }
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
         let new = match config::load(self.vault.root(), self.table.explicit.as_deref()) {
@@ -696,14 +781,27 @@ impl Runtime {
                 }
                 error!("reload failed: keeping the current process table");
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-                return;
+                return Err(errors.0.iter().map(|e| e.to_string()).collect());
             }
         };
+        if new.supervisor.metrics != self.settings.metrics {
+            warn!("reload: a new metrics address takes effect when the supervisor restarts");
+        }
+        let metrics = self.settings.metrics;
         self.settings = new.supervisor.clone();
+        self.settings.metrics = metrics;
+        self.table_source = new.source.to_string();
+        if new.notify != self.notify_specs {
+            if let Some(old) = self.notifier.take() {
+                old.finish(Duration::ZERO);
+            }
+            self.notifier = Some(Notifier::start(&new.notify, self.vault.root()));
+            self.notify_specs = new.notify.clone();
+        }
         self.next_health = self
             .next_health
             .min(Instant::now() + self.settings.health_interval);
-        let mut changes = ReloadChanges::default();
+        let mut changes = ReloadReport::default();
         let mut old: HashMap<String, Slot> = self
             .slots
             .drain(..)
@@ -781,6 +879,7 @@ impl Runtime {
             self.dispatch(i, Event::Start);
         }
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        Ok(changes)
     }
 
     // ----- shutdown -------------------------------------------------------------------------
@@ -811,15 +910,18 @@ impl Runtime {
             self.stats.crashes,
             self.stats.health_failures
         );
-        self.dashboard.send(status::system_row(
-            status::OFFLINE,
-            format!(
-                "System Offline: supervisor stopped ({how}, up {}, {} restarts)",
-                fmt_dur(up),
-                self.stats.restarts
-            ),
-        ));
+        let offline = format!(
+            "System Offline: supervisor stopped ({how}, up {}, {} restarts)",
+            fmt_dur(up),
+            self.stats.restarts
+        );
+        self.notify(NotifyEvent::SystemOffline, None, &offline);
+        self.dashboard
+            .send(status::system_row(status::OFFLINE, offline));
         self.dashboard.finish();
+        if let Some(n) = self.notifier.take() {
+            n.finish(NOTIFY_FLUSH_MAX);
+        }
         let rows: Vec<super::console::StatRow> = self
             .slots
             .iter()
@@ -834,7 +936,7 @@ impl Runtime {
     }
 }
 
-fn removal(changes: &ReloadChanges, name: &str) -> Then {
+fn removal(changes: &ReloadReport, name: &str) -> Then {
     if changes.removed.iter().any(|n| n == name) {
         Then::Remove
     } else {
@@ -852,41 +954,6 @@ fn same_definition(a: &ProcessSpec, b: &ProcessSpec) -> bool {
         ..s.clone()
     };
     strip(a) == strip(b)
-}
-
-#[derive(Default)]
-struct ReloadChanges {
-    added: Vec<String>,
-    removed: Vec<String>,
-    changed: Vec<String>,
-    disabled: Vec<String>,
-    unchanged: Vec<String>,
-}
-
-impl ReloadChanges {
-    fn describe(&self) -> String {
-        let part = |label: &str, v: &Vec<String>| {
-            if v.is_empty() {
-                None
-            } else {
-                Some(format!("{label} {}", v.join(", ")))
-            }
-        };
-        let parts: Vec<String> = [
-            part("added", &self.added),
-            part("removed", &self.removed),
-            part("changed", &self.changed),
-            part("disabled", &self.disabled),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        if parts.is_empty() {
-            format!("no changes ({} unchanged)", self.unchanged.len())
-        } else {
-            format!("{}; {} unchanged", parts.join("; "), self.unchanged.len())
-        }
-    }
 }
 
 pub fn state_word(p: &Phase) -> &'static str {

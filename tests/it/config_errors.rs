@@ -6,7 +6,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use ai_employee::config::{
-    self, BackoffSpec, Config, ConfigErrors, RestartPolicy, Source, StopSignal, SupervisorSettings,
+    self, BackoffSpec, Config, ConfigErrors, NotifyEvent, NotifySpec, RestartPolicy, Source,
+    StopSignal, SupervisorSettings,
 };
 
 const FILE: &str = "ai-employee.toml";
@@ -486,6 +487,33 @@ restart = "sometimes"
 max_memory = "lots"
 env = { PORT = 8080 }
 "#;
+
+    // ---- metrics and [[notify]] ----
+    metrics_not_an_address: r#"
+[supervisor]
+metrics = "9464"
+"#;
+    notify_single_brackets: r#"
+[notify]
+webhook = "https://hooks.example.com/x"
+"#;
+    notify_errors: r#"
+[[notify]]
+webhook = "http://hooks.example.com/x"
+events = ["child_fatal", "child_crashed"]
+retries = 99
+timeout = "0s"
+
+[[notify]]
+url = "https://hooks.example.com/y"
+
+[[notify]]
+events = ["system_offline"]
+"#;
+    notify_misspelt_table: r#"
+[[notifications]]
+webhook = "https://hooks.example.com/x"
+"#;
 }
 
 #[test]
@@ -659,6 +687,7 @@ health_interval = "1m30s"
 stop_timeout = "0"
 log_max_size = 4096
 log_max_files = 100
+metrics = "localhost:9464"
 
 [[process]]
 name = "all.keys_1-x"
@@ -690,6 +719,15 @@ name = "never"
 command = "x"
 restart = "never"
 stop_signal = "USR2"
+
+[[notify]]
+webhook = "https://hooks.example.com/T000/B000/XXXX"
+events = ["child_fatal", "system_offline", "child_fatal"]
+timeout = "2s"
+retries = 0
+
+[[notify]]
+webhook = "http://127.0.0.1:9000/hook"
 "#);
     assert_eq!(
         cfg.supervisor,
@@ -698,7 +736,25 @@ stop_signal = "USR2"
             stop_timeout: Duration::ZERO,
             log_max_size: 4096,
             log_max_files: 100,
+            metrics: Some("127.0.0.1:9464".parse().unwrap()),
         }
+    );
+    assert_eq!(
+        cfg.notify,
+        vec![
+            NotifySpec {
+                webhook: "https://hooks.example.com/T000/B000/XXXX".into(),
+                events: vec![NotifyEvent::ChildFatal, NotifyEvent::SystemOffline],
+                timeout: Duration::from_secs(2),
+                retries: 0,
+            },
+            NotifySpec {
+                webhook: "http://127.0.0.1:9000/hook".into(),
+                events: NotifyEvent::ALL.to_vec(),
+                timeout: Duration::from_secs(5),
+                retries: 3,
+            },
+        ]
     );
     let p = &cfg.processes[0];
     assert_eq!(p.name, "all.keys_1-x");

@@ -9,6 +9,7 @@ mod dashboard;
 mod fs_watcher;
 mod gmail;
 mod oauth;
+mod operator;
 mod supervisor;
 mod units;
 mod whatsapp;
