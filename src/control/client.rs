@@ -91,3 +91,38 @@ impl Client {
         })
     }
 }
+
+/// Tell the supervisor of `vault`, if one runs, about an event for its `[[notify]]`
+/// webhooks (a child's best effort: waits at most about a second, never fails the
+/// caller). Returns whether the supervisor took it.
+pub fn send_event(vault: &Path, event: &str, details: &str) -> bool {
+    const LIMIT: Duration = Duration::from_secs(1);
+    let path = socket_path(vault);
+    let Ok(stream) = UnixStream::connect(&path) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(LIMIT));
+    let _ = stream.set_write_timeout(Some(LIMIT));
+    let Ok(writer) = stream.try_clone() else {
+        return false;
+    };
+    let mut client = Client {
+        reader: BufReader::new(stream),
+        writer,
+    };
+    let req = Request::Event {
+        event: event.to_string(),
+        details: details.to_string(),
+    };
+    match client.call(&req) {
+        Ok(r) if r.ok => true,
+        Ok(r) => {
+            tracing::debug!("the supervisor did not take the event: {:?}", r.error);
+            false
+        }
+        Err(e) => {
+            tracing::debug!("could not tell the supervisor about the event: {e}");
+            false
+        }
+    }
+}

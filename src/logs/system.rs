@@ -120,12 +120,19 @@ pub fn use_color() -> bool {
 
 /// Install the global subscriber. Returns false if one was already installed.
 pub fn install(opts: SystemLogOptions) -> bool {
+    // With a log file (the supervisor) the console shows at most info and the file has
+    // the detail; without one (a watcher, whose stderr is its log) the console is the log.
+    let console_level = if opts.file.is_some() {
+        Level::INFO.min(opts.level)
+    } else {
+        opts.level
+    };
     let layer = SystemLogLayer {
         sinks: Mutex::new(Sinks {
             file: opts.file,
             console: opts.console,
             color: use_color(),
-            console_level: Level::INFO.min(opts.level),
+            console_level,
             console_time: if opts.full_time {
                 "%Y-%m-%d %H:%M:%S%.3f"
             } else {

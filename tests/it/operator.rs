@@ -712,6 +712,41 @@ fn webhooks_get_exactly_the_configured_events() {
 }
 
 #[test]
+fn a_refused_approval_reaches_the_webhook_as_approval_failed() {
+    let rx = Receiver::start(false);
+    let tv = TestVault::new();
+    tv.write_config(&format!(
+        "[[notify]]\nwebhook = \"http://127.0.0.1:{}/hook\"\nevents = [\"approval_failed\"]\n\n\
+         [[process]]\nname = \"approvals\"\ncommand = \"ai-employee\"\nargs = [\"watch\", \"approvals\", \"--dry-run\"]\n",
+        rx.port
+    ));
+    let mut sup = start(&tv, |v| child(v, "approvals")["state"] == "running");
+    let approved = tv.vault.join("Approved");
+    std::fs::create_dir_all(&approved).unwrap();
+    std::fs::write(
+        approved.join("wire.md"),
+        "---\ntype: approval_request\naction: wire_money\namount: 5000\nstatus: pending\n---\nPlease.\n",
+    )
+    .unwrap();
+    assert!(
+        wait_until(LONG, || rx.events() == ["approval_failed"]),
+        "{:?}\n{}",
+        rx.events(),
+        tv.system_log()
+    );
+    let body = rx.bodies.lock().unwrap()[0].clone();
+    let details = body["details"].as_str().unwrap();
+    assert!(details.starts_with("wire.md: refused"), "{details}");
+    assert!(details.contains("wire_money"), "{details}");
+    assert!(sup.stop().is_some());
+    assert_eq!(
+        rx.events(),
+        ["approval_failed"],
+        "system_offline was not subscribed to"
+    );
+}
+
+#[test]
 fn a_hanging_or_dead_webhook_does_not_delay_restarts() {
     for hang in [true, false] {
         let rx = Receiver::start(hang);

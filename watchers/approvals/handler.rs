@@ -738,6 +738,12 @@ impl Handler {
         };
         self.dashboard
             .push(status, format!("{}: {}", item.name, clip(&error, 300)));
+        // For the supervisor's `[[notify]]` webhooks (approval_failed); best effort.
+        crate::control::client::send_event(
+            &self.vault,
+            "approval_failed",
+            &format!("{}: {result}: {}", item.name, clip(&error, 300)),
+        );
         self.finish(item, &d)
     }
 
