@@ -113,21 +113,18 @@ pub fn raise_fd_limit() {
     }
 }
 
-/// Drop this process's mappings of its own executable's code and read-only data (Linux).
+/// Drop this process's mappings of read-only code and data from files: its own
+/// executable and the shared libraries (libc, the loader) (Linux).
 ///
 /// Start-up runs code that is never needed again (argument and TOML parsing, set-up), and
 /// the kernel maps in neighbouring pages around every fault; afterwards most of the binary
-/// is counted in our resident set. `MADV_DONTNEED` on these never-written, file-backed
+/// and of libc is counted in our resident set. `MADV_DONTNEED` on these never-written, file-backed
 /// mappings only removes them from our page tables: the pages stay in the page cache and
 /// what is used again is mapped back on its next access. Mappings holding private
 /// (written) pages, such as relocated data, are left alone.
 pub fn trim_code_pages() {
     #[cfg(target_os = "linux")]
     {
-        use std::os::unix::fs::MetadataExt;
-        let Ok(exe) = std::fs::metadata("/proc/self/exe") else {
-            return;
-        };
         let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
             return;
         };
@@ -142,14 +139,16 @@ pub fn trim_code_pages() {
                 // `start-end perms offset dev inode path`
                 let perms = f.next().unwrap_or("");
                 let inode = f.nth(2).and_then(|i| i.parse::<u64>().ok()).unwrap_or(0);
-                let ours = inode == exe.ino() && (perms == "r-xp" || perms == "r--p");
+                // File-backed (an inode), private and never writable: the bytes are the
+                // file's. The `Anonymous: 0` check below rules out relocated pages.
+                let ours = inode != 0 && (perms == "r-xp" || perms == "r--p");
                 current = ours.then_some((lo, hi - lo));
             } else if first == "Anonymous:"
                 && let Some((addr, len)) = current.take()
                 && f.next() == Some("0")
             {
-                // SAFETY: the range is a whole mapping of our own read-only executable
-                // file with no private pages; dropping its page-table entries only makes
+                // SAFETY: the range is a whole read-only mapping of a file with no
+                // private pages; dropping its page-table entries only makes
                 // the next access fault the same bytes back in from the page cache.
                 unsafe {
                     libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED);
