@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use crate::cli::VaultArg;
 use crate::exit_codes;
 use crate::logs::system::{self, SystemLogOptions};
+use crate::vault::layout::{STATE_DIR, ensure_private_dir};
+use crate::vault::lock::{LockError, VaultLock};
 
 /// Shared state of a running watcher.
 pub struct WatcherCtx {
@@ -76,6 +78,40 @@ impl WatcherCtx {
 
     pub fn path(&self, rel: &str) -> PathBuf {
         self.vault.join(rel)
+    }
+
+    /// One watcher of this kind per vault (two would both take every message): an
+    /// exclusive lock on `<vault>/.ai-employee/<name>.lock`, held until the guard drops
+    /// and released by the kernel however the process ends. Take it before touching the
+    /// watcher's state. `what` names the watcher in the message ("WhatsApp watcher").
+    /// Err: the exit code, after one line on stderr (75 when another one holds it).
+    pub fn single_instance(&self, what: &str) -> Result<VaultLock, i32> {
+        let name = self.name;
+        let state = self.vault.join(STATE_DIR);
+        if let Err(e) = ensure_private_dir(&state) {
+            eprintln!(
+                "ai-employee watch {name}: cannot create {}: {e}",
+                state.display()
+            );
+            return Err(exit_codes::CANT_CREATE);
+        }
+        match VaultLock::acquire(&state.join(format!("{name}.lock"))) {
+            Ok(lock) => Ok(lock),
+            Err(LockError::HeldBy { pid, .. }) => {
+                eprintln!(
+                    "ai-employee watch {name}: another {what} (pid {pid}) is running on this vault"
+                );
+                Err(exit_codes::LOCKED)
+            }
+            Err(LockError::Held { .. }) => {
+                eprintln!("ai-employee watch {name}: another {what} is running on this vault");
+                Err(exit_codes::LOCKED)
+            }
+            Err(e) => {
+                eprintln!("ai-employee watch {name}: {e}");
+                Err(exit_codes::FAILURE)
+            }
+        }
     }
 }
 

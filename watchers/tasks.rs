@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::vault::layout::ensure_private_dir;
 use crate::watchers::filesystem::sys::{rename_noreplace, sync_dir};
 
 /// Longest slug kept in a file name (bytes).
@@ -350,25 +351,6 @@ pub fn slug(title: &str) -> String {
         out.push_str("message");
     }
     out
-}
-
-/// Make `dir` private (0700), creating it if needed.
-fn ensure_private_dir(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    match std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-    {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
-    let m = std::fs::metadata(dir)?;
-    if m.permissions().mode() & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

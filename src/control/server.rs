@@ -39,8 +39,7 @@ impl Drop for ControlSocket {
 /// `LocalSet`, sending every request to `calls`.
 pub fn start(path: &Path, calls: mpsc::UnboundedSender<Call>) -> io::Result<ControlSocket> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        crate::vault::layout::ensure_private_dir(dir)?;
     }
     match std::fs::remove_file(path) {
         Ok(()) => {}

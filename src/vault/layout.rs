@@ -117,17 +117,23 @@ pub fn write_templates(vault: &Vault, config_text: &str) -> io::Result<Vec<PathB
     Ok(created)
 }
 
-fn ensure_private_dir(p: &Path) -> io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+/// Make `dir` private (0700), creating it (and its parents) if needed.
+pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     match std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(p)
+        .create(dir)
     {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
     }
+    let m = std::fs::metadata(dir)?;
+    if m.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }
 
 /// The Dashboard written when none exists.

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use ai_employee::vault::frontmatter;
 use sha2::{Digest, Sha256};
 
-use crate::common::{BIN, TestVault, now_ns, wait_child, wait_until};
+use crate::common::{BIN, TestVault, WatcherProc, now_ns, wait_until};
 
 // ---------------------------------------------------------------------------------------
 // Helpers: vault, handler process, SMTP server, WhatsApp stand-in.
@@ -148,13 +148,24 @@ fn sha_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// A running handler with its stderr in a file.
-struct Handler {
-    child: Option<Child>,
-    err: PathBuf,
+/// Numbers the SMTP fixtures' log files.
+static SPAWNS: AtomicUsize = AtomicUsize::new(0);
+
+/// A running `watch approvals` (looks at Approved/ every 200 ms besides events).
+struct Handler(WatcherProc);
+
+impl std::ops::Deref for Handler {
+    type Target = WatcherProc;
+    fn deref(&self) -> &WatcherProc {
+        &self.0
+    }
 }
 
-static SPAWNS: AtomicUsize = AtomicUsize::new(0);
+impl std::ops::DerefMut for Handler {
+    fn deref_mut(&mut self) -> &mut WatcherProc {
+        &mut self.0
+    }
+}
 
 impl Handler {
     fn start(vault: &Path, extra: &[&str]) -> Handler {
@@ -162,71 +173,22 @@ impl Handler {
     }
 
     fn start_env(vault: &Path, extra: &[&str], env: &[(&str, &str)]) -> Handler {
-        let n = SPAWNS.fetch_add(1, Ordering::Relaxed);
-        let err = vault
-            .parent()
-            .expect("vault has a parent")
-            .join(format!("approvals-{n}.err"));
-        let mut cmd = Command::new(BIN);
-        cmd.args(["watch", "approvals", "--vault"])
-            .arg(vault)
-            .args(["--rescan", "200ms"])
-            .args(extra)
-            .env_remove("AI_EMPLOYEE_VAULT")
-            .env_remove("AI_EMPLOYEE_HEARTBEAT")
-            .env_remove("AI_EMPLOYEE_LOG")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(fs::File::create(&err).expect("stderr file")));
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Handler {
-            child: Some(cmd.spawn().expect("spawn handler")),
-            err,
-        }
+        let mut args = vec!["--rescan", "200ms"];
+        args.extend_from_slice(extra);
+        Handler(WatcherProc::spawn_with("approvals", vault, &args, |cmd| {
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+        }))
     }
 
     fn stderr(&self) -> String {
-        fs::read_to_string(&self.err).unwrap_or_default()
-    }
-
-    fn wait_log(&self, needle: &str) {
-        assert!(
-            wait_until(Duration::from_secs(10), || self.stderr().contains(needle)),
-            "no {needle:?} in the handler's stderr:\n{}",
-            self.stderr()
-        );
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let st = wait_child(self.child.as_mut()?, timeout)?;
-        self.child = None;
-        Some(st)
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.log()
     }
 
     /// SIGTERM; the exit status and how long it took.
     fn stop(&mut self) -> (Option<ExitStatus>, Duration) {
-        let t = Instant::now();
-        if let Some(c) = &self.child {
-            crate::common::signal(c.id() as i32, libc::SIGTERM);
-        }
-        let st = self.wait_exit(Duration::from_secs(10));
-        (st, t.elapsed())
-    }
-}
-
-impl Drop for Handler {
-    fn drop(&mut self) {
-        self.kill9();
+        self.0.terminate(Duration::from_secs(10))
     }
 }
 

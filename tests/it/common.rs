@@ -208,3 +208,107 @@ pub fn starts(p: &Path) -> Vec<(i32, u128)> {
         })
         .collect()
 }
+
+/// A running `ai-employee watch <name>` (started directly, not by a supervisor) with its
+/// stderr in `<name>-<n>.err` next to the vault. Killed (SIGKILL) when dropped.
+pub struct WatcherProc {
+    child: Option<Child>,
+    err: PathBuf,
+}
+
+static WATCHER_STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl WatcherProc {
+    /// `watch <name> --vault <vault> <args>`, with `configure` for extra environment.
+    pub fn spawn_with(
+        name: &str,
+        vault: &Path,
+        args: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> WatcherProc {
+        let n = WATCHER_STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let err = vault
+            .parent()
+            .expect("vault has a parent")
+            .join(format!("{name}-{n}.err"));
+        let mut cmd = Command::new(BIN);
+        cmd.args(["watch", name, "--vault"])
+            .arg(vault)
+            .args(args)
+            .env_remove("AI_EMPLOYEE_VAULT")
+            .env_remove("AI_EMPLOYEE_HEARTBEAT")
+            .env_remove("AI_EMPLOYEE_LOG")
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(fs::File::create(&err).expect("stderr file")));
+        configure(&mut cmd);
+        WatcherProc {
+            child: Some(cmd.spawn().expect("spawn watcher")),
+            err,
+        }
+    }
+
+    pub fn spawn(name: &str, vault: &Path, args: &[&str]) -> WatcherProc {
+        WatcherProc::spawn_with(name, vault, args, |_| {})
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(-1, |c| c.id() as i32)
+    }
+
+    /// Its stderr so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
+    /// Wait (20 s at most) for `needle` in the log; returns the log.
+    pub fn wait_log(&self, needle: &str) -> String {
+        let ok = wait_until(Duration::from_secs(20), || self.log().contains(needle));
+        assert!(ok, "no {needle:?} in the watcher's log:\n{}", self.log());
+        self.log()
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let st = wait_child(self.child.as_mut()?, timeout)?;
+        self.child = None;
+        Some(st)
+    }
+
+    /// SIGTERM and wait up to `timeout`: the exit status and how long it took.
+    pub fn terminate(&mut self, timeout: Duration) -> (Option<ExitStatus>, Duration) {
+        let t = Instant::now();
+        if self.child.is_some() {
+            signal(self.pid(), libc::SIGTERM);
+        }
+        let st = self.wait_exit(timeout);
+        (st, t.elapsed())
+    }
+
+    /// SIGTERM and wait; asserts a clean exit (0). Returns how long it took.
+    pub fn stop_clean(&mut self, timeout: Duration) -> Duration {
+        let (st, took) = self.terminate(timeout);
+        assert_eq!(
+            st.and_then(|s| s.code()),
+            Some(0),
+            "watcher did not stop cleanly:\n{}",
+            self.log()
+        );
+        took
+    }
+
+    /// SIGKILL and reap (the kernel has released the watcher's lock once this returns).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for WatcherProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

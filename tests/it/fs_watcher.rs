@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -15,40 +14,27 @@ use std::time::{Duration, Instant, SystemTime};
 use ai_employee::vault::frontmatter::{self, Document};
 use sha2::{Digest, Sha256};
 
-use crate::common::{BIN, wait_child, wait_until};
+use crate::common::{WatcherProc, wait_until};
 
-/// A running `watch filesystem` with its stderr in a file.
-struct FsWatcher {
-    child: Option<Child>,
-    err: PathBuf,
+/// A running `watch filesystem`.
+struct FsWatcher(WatcherProc);
+
+impl std::ops::Deref for FsWatcher {
+    type Target = WatcherProc;
+    fn deref(&self) -> &WatcherProc {
+        &self.0
+    }
 }
 
-static STARTS: AtomicUsize = AtomicUsize::new(0);
+impl std::ops::DerefMut for FsWatcher {
+    fn deref_mut(&mut self) -> &mut WatcherProc {
+        &mut self.0
+    }
+}
 
 impl FsWatcher {
     fn start(vault: &Path, extra: &[&str]) -> FsWatcher {
-        let n = STARTS.fetch_add(1, Ordering::Relaxed);
-        let err = vault
-            .parent()
-            .expect("vault has a parent")
-            .join(format!("watcher-{n}.err"));
-        let child = Command::new(BIN)
-            .args(["watch", "filesystem", "--vault"])
-            .arg(vault)
-            .args(extra)
-            .env_remove("AI_EMPLOYEE_VAULT")
-            .env_remove("AI_EMPLOYEE_HEARTBEAT")
-            .env_remove("AI_EMPLOYEE_LOG")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(fs::File::create(&err).expect("stderr file")))
-            .spawn()
-            .expect("spawn watcher");
-        FsWatcher {
-            child: Some(child),
-            err,
-        }
+        FsWatcher(WatcherProc::spawn("filesystem", vault, extra))
     }
 
     /// Start and wait for the line that says the watch is up and the sweep is done.
@@ -58,50 +44,9 @@ impl FsWatcher {
         w
     }
 
-    fn pid(&self) -> i32 {
-        self.child.as_ref().map_or(-1, |c| c.id() as i32)
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.err).unwrap_or_default()
-    }
-
-    fn wait_log(&self, needle: &str) -> String {
-        let ok = wait_until(Duration::from_secs(20), || self.log().contains(needle));
-        assert!(ok, "no {needle:?} in the watcher's log:\n{}", self.log());
-        self.log()
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let st = wait_child(self.child.as_mut()?, timeout)?;
-        self.child = None;
-        Some(st)
-    }
-
     /// SIGTERM and wait; asserts a clean exit.
     fn stop(&mut self) {
-        crate::common::signal(self.pid(), libc::SIGTERM);
-        let st = self.wait_exit(Duration::from_secs(10));
-        assert_eq!(
-            st.and_then(|s| s.code()),
-            Some(0),
-            "watcher did not stop cleanly:\n{}",
-            self.log()
-        );
-    }
-
-    /// SIGKILL and reap (the kernel has released the watcher's lock once this returns).
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for FsWatcher {
-    fn drop(&mut self) {
-        self.kill9();
+        self.0.stop_clean(Duration::from_secs(10));
     }
 }
 

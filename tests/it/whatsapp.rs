@@ -8,53 +8,45 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ai_employee::vault::frontmatter::{self, Document};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::common::{BIN, wait_child, wait_until};
+use crate::common::{WatcherProc, wait_until};
 
 const SECRET: &str = "app-secret-0123456789abcdef";
 const VERIFY: &str = "verify me: \"please\" & thanks";
 
 struct Watcher {
-    child: Option<Child>,
-    err: PathBuf,
+    proc: WatcherProc,
     port: u16,
 }
 
-static STARTS: AtomicUsize = AtomicUsize::new(0);
+impl std::ops::Deref for Watcher {
+    type Target = WatcherProc;
+    fn deref(&self) -> &WatcherProc {
+        &self.proc
+    }
+}
+
+impl std::ops::DerefMut for Watcher {
+    fn deref_mut(&mut self) -> &mut WatcherProc {
+        &mut self.proc
+    }
+}
 
 impl Watcher {
     fn spawn(vault: &Path, extra: &[&str], env: &[(&str, &Path)]) -> Watcher {
-        let n = STARTS.fetch_add(1, Ordering::Relaxed);
-        let err = vault
-            .parent()
-            .expect("vault has a parent")
-            .join(format!("whatsapp-{n}.err"));
-        let mut cmd = Command::new(BIN);
-        cmd.args(["watch", "whatsapp", "--vault"])
-            .arg(vault)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(extra)
-            .env_remove("AI_EMPLOYEE_VAULT")
-            .env_remove("AI_EMPLOYEE_HEARTBEAT")
-            .env_remove("AI_EMPLOYEE_LOG")
-            .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(fs::File::create(&err).expect("stderr file")));
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
+        let mut args = vec!["--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
         Watcher {
-            child: Some(cmd.spawn().expect("spawn watcher")),
-            err,
+            proc: WatcherProc::spawn_with("whatsapp", vault, &args, |cmd| {
+                for (k, v) in env {
+                    cmd.env(k, v);
+                }
+            }),
             port: 0,
         }
     }
@@ -86,30 +78,9 @@ impl Watcher {
         assert!(ok, "port {} does not accept connections", self.port);
     }
 
-    fn pid(&self) -> i32 {
-        self.child.as_ref().map_or(-1, |c| c.id() as i32)
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.err).unwrap_or_default()
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let st = wait_child(self.child.as_mut()?, timeout)?;
-        self.child = None;
-        Some(st)
-    }
-
     /// SIGTERM and wait; asserts a clean exit.
     fn stop(&mut self) {
-        crate::common::signal(self.pid(), libc::SIGTERM);
-        let st = self.wait_exit(Duration::from_secs(15));
-        assert_eq!(
-            st.and_then(|s| s.code()),
-            Some(0),
-            "watcher did not stop cleanly:\n{}",
-            self.log()
-        );
+        self.proc.stop_clean(Duration::from_secs(15));
     }
 
     fn get(&self, target: &str) -> (u16, String) {
@@ -130,15 +101,6 @@ impl Watcher {
 
     fn post(&self, body: &[u8]) -> (u16, String) {
         self.post_signed(body, SECRET)
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 

@@ -19,10 +19,8 @@ mod stage;
 pub(crate) mod sys;
 mod task;
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -90,7 +88,6 @@ pub struct Paths {
     /// Private folder where tasks are built before they are published.
     pub staging: PathBuf,
     pub ledger: PathBuf,
-    pub lock: PathBuf,
 }
 
 impl Paths {
@@ -101,7 +98,6 @@ impl Paths {
             needs_action: vault.join("Needs_Action"),
             staging: state.join("filesystem.staging"),
             ledger: state.join("filesystem.ledger"),
-            lock: state.join("filesystem.lock"),
             state,
         }
     }
@@ -176,21 +172,9 @@ pub fn run(args: Args) -> i32 {
     if let Err(msg) = paths.prepare() {
         return needs_setup(NAME, msg);
     }
-    let _lock = match lock(&paths.lock) {
-        Ok(f) => f,
-        Err(Locked::By(pid)) => {
-            eprintln!(
-                "ai-employee watch {NAME}: another filesystem watcher (pid {pid}) is running on this vault"
-            );
-            return exit_codes::LOCKED;
-        }
-        Err(Locked::Io(e)) => {
-            eprintln!(
-                "ai-employee watch {NAME}: failed to lock {}: {e}",
-                paths.lock.display()
-            );
-            return exit_codes::FAILURE;
-        }
+    let _lock = match ctx.single_instance("filesystem watcher") {
+        Ok(l) => l,
+        Err(code) => return code,
     };
     let opts = Options {
         settle: args.settle,
@@ -205,36 +189,4 @@ pub fn run(args: Args) -> i32 {
             exit_codes::FAILURE
         }
     }
-}
-
-enum Locked {
-    By(String),
-    Io(io::Error),
-}
-
-/// One watcher per vault: two would both take every file. An exclusive `flock`, released
-/// by the kernel when the process dies (even by `kill -9`).
-fn lock(path: &Path) -> Result<File, Locked> {
-    let mut f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(Locked::Io)?;
-    // SAFETY: flock on a descriptor we own; no memory involved.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            let mut pid = String::new();
-            let _ = f.read_to_string(&mut pid);
-            return Err(Locked::By(pid.trim().to_string()));
-        }
-        return Err(Locked::Io(e));
-    }
-    f.set_len(0).map_err(Locked::Io)?;
-    f.rewind().map_err(Locked::Io)?;
-    writeln!(f, "{}", std::process::id()).map_err(Locked::Io)?;
-    Ok(f)
 }

@@ -33,7 +33,6 @@ use crate::cli::VaultArg;
 use crate::config::units::{format_duration, parse_duration, parse_size};
 use crate::exit_codes;
 use crate::vault::layout::STATE_DIR;
-use crate::vault::lock::{LockError, VaultLock};
 use crate::watchers::oauth::TokenSource;
 use crate::watchers::tasks::TaskSink;
 
@@ -116,6 +115,11 @@ pub fn run(args: Args) -> i32 {
         }
     };
     let state_dir = ctx.vault.join(STATE_DIR);
+    // Before the task sink: its recovery must never run beside another watcher's writes.
+    let _lock = match ctx.single_instance("gmail watcher") {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
     let (sink, recovered) = match TaskSink::open(&ctx.vault, NAME) {
         Ok(s) => s,
         Err(e) => {
@@ -126,19 +130,6 @@ pub fn run(args: Args) -> i32 {
                     ctx.vault.display()
                 ),
             );
-        }
-    };
-    let _lock = match VaultLock::acquire(&state_dir.join("gmail.lock")) {
-        Ok(l) => l,
-        Err(LockError::HeldBy { pid, .. }) => {
-            eprintln!(
-                "ai-employee watch {NAME}: another gmail watcher (pid {pid}) is running on this vault"
-            );
-            return exit_codes::LOCKED;
-        }
-        Err(e) => {
-            eprintln!("ai-employee watch {NAME}: {e}");
-            return exit_codes::LOCKED;
         }
     };
     for name in &recovered {

@@ -28,8 +28,6 @@ use self::keywords::{DEFAULT_HIGH_KEYWORDS, DEFAULT_KEYWORDS, Keywords};
 use self::writer::Writer;
 use crate::cli::VaultArg;
 use crate::exit_codes;
-use crate::vault::layout::STATE_DIR;
-use crate::vault::lock::{LockError, VaultLock};
 use crate::watchers::common::{HEARTBEAT_EVERY, WatcherCtx, needs_setup};
 use crate::watchers::tasks::TaskSink;
 
@@ -121,28 +119,9 @@ pub fn run(args: Args) -> i32 {
         (Err(e), _) | (_, Err(e)) => return needs_setup(NAME, e),
     };
     // One watcher per vault: two would share the ledger of seen message ids.
-    let state = ctx.vault.join(STATE_DIR);
-    if let Err(e) = create_private_dir(&state) {
-        return needs_setup(NAME, format!("cannot create {}: {e}", state.display()));
-    }
-    let _lock = match VaultLock::acquire(&state.join("whatsapp.lock")) {
+    let _lock = match ctx.single_instance("WhatsApp watcher") {
         Ok(l) => l,
-        Err(LockError::HeldBy { pid, .. }) => {
-            eprintln!(
-                "ai-employee watch {NAME}: another WhatsApp watcher (pid {pid}) is running on this vault"
-            );
-            return exit_codes::LOCKED;
-        }
-        Err(LockError::Held { .. }) => {
-            eprintln!(
-                "ai-employee watch {NAME}: another WhatsApp watcher is running on this vault"
-            );
-            return exit_codes::LOCKED;
-        }
-        Err(e) => {
-            eprintln!("ai-employee watch {NAME}: {e}");
-            return exit_codes::FAILURE;
-        }
+        Err(code) => return code,
     };
     let sink = match TaskSink::open(&ctx.vault, NAME) {
         Ok((sink, recovered)) => {
@@ -285,18 +264,6 @@ async fn wait_for_stop(flag: Arc<AtomicBool>) {
                 every.tick().await;
             }
         }
-    }
-}
-
-fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-    {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
-        _ => Ok(()),
     }
 }
 

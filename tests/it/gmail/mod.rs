@@ -9,22 +9,29 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ai_employee::vault::frontmatter::{self, Document};
 
 use self::dovecot::{Dovecot, PASSWORD, Setup, available};
-use crate::common::{BIN, wait_child, wait_until};
+use crate::common::{WatcherProc, wait_until};
 
-/// A running `watch gmail` with its stderr in a file.
-struct Gw {
-    child: Option<Child>,
-    err: PathBuf,
+/// A running `watch gmail` (reconnects every 300 ms at most).
+struct Gw(WatcherProc);
+
+impl std::ops::Deref for Gw {
+    type Target = WatcherProc;
+    fn deref(&self) -> &WatcherProc {
+        &self.0
+    }
 }
 
-static STARTS: AtomicUsize = AtomicUsize::new(0);
+impl std::ops::DerefMut for Gw {
+    fn deref_mut(&mut self) -> &mut WatcherProc {
+        &mut self.0
+    }
+}
 
 impl Gw {
     fn start(vault: &Path, extra: &[&str]) -> Gw {
@@ -32,30 +39,13 @@ impl Gw {
     }
 
     fn start_env(vault: &Path, extra: &[&str], env: &[(&str, &str)]) -> Gw {
-        let n = STARTS.fetch_add(1, Ordering::Relaxed);
-        let err = vault
-            .parent()
-            .expect("vault has a parent")
-            .join(format!("gmail-{n}.err"));
-        let mut cmd = Command::new(BIN);
-        cmd.args(["watch", "gmail", "--vault"])
-            .arg(vault)
-            .args(["--reconnect-max", "300ms"])
-            .args(extra)
-            .env_remove("AI_EMPLOYEE_VAULT")
-            .env_remove("AI_EMPLOYEE_HEARTBEAT")
-            .env_remove("AI_EMPLOYEE_LOG")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(fs::File::create(&err).expect("stderr file")));
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Gw {
-            child: Some(cmd.spawn().expect("spawn watcher")),
-            err,
-        }
+        let mut args = vec!["--reconnect-max", "300ms"];
+        args.extend_from_slice(extra);
+        Gw(WatcherProc::spawn_with("gmail", vault, &args, |cmd| {
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+        }))
     }
 
     /// Start and wait until it watches the mailbox.
@@ -65,51 +55,10 @@ impl Gw {
         w
     }
 
-    fn pid(&self) -> i32 {
-        self.child.as_ref().map_or(-1, |c| c.id() as i32)
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.err).unwrap_or_default()
-    }
-
-    fn wait_log(&self, needle: &str) -> String {
-        let ok = wait_until(Duration::from_secs(20), || self.log().contains(needle));
-        assert!(ok, "no {needle:?} in the watcher's log:\n{}", self.log());
-        self.log()
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let st = wait_child(self.child.as_mut()?, timeout)?;
-        self.child = None;
-        Some(st)
-    }
-
     /// SIGTERM and wait; asserts a clean exit within a second.
     fn stop(&mut self) {
-        let t = Instant::now();
-        crate::common::signal(self.pid(), libc::SIGTERM);
-        let st = self.wait_exit(Duration::from_secs(10));
-        assert_eq!(
-            st.and_then(|s| s.code()),
-            Some(0),
-            "watcher did not stop cleanly:\n{}",
-            self.log()
-        );
-        assert!(
-            t.elapsed() < Duration::from_secs(1),
-            "stop took {:?}",
-            t.elapsed()
-        );
-    }
-}
-
-impl Drop for Gw {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        let took = self.0.stop_clean(Duration::from_secs(10));
+        assert!(took < Duration::from_secs(1), "stop took {took:?}");
     }
 }
 
