@@ -242,6 +242,99 @@ fn status_exit_codes_healthy_degraded_not_running() {
 }
 
 #[test]
+fn status_exit_code_for_each_state() {
+    let fatal = sh_process(
+        "c",
+        "exit 1",
+        "backoff = { initial = \"0s\" }\nmax_restarts = 1\nrestart_window = \"1m\"",
+    );
+    let cases: [(&str, String, i32); 6] = [
+        ("running", SLEEPER.replace("sleeper", "c"), 0),
+        (
+            "disabled",
+            "[[process]]\nname = \"c\"\ncommand = \"sleep\"\nargs = [\"1\"]\nenabled = false\n"
+                .into(),
+            0,
+        ),
+        (
+            "exited",
+            sh_process("c", "exit 0", "restart = \"on-failure\""),
+            0,
+        ),
+        (
+            "backoff",
+            sh_process(
+                "c",
+                "exit 1",
+                "backoff = { initial = \"1h\", max = \"1h\" }",
+            ),
+            1,
+        ),
+        ("needs-setup", sh_process("c", "exit 78", ""), 1),
+        ("fatal", fatal, 1),
+    ];
+    for (want, table, code) in cases {
+        let tv = TestVault::new();
+        tv.write_config(&table);
+        let mut sup = start(&tv, |v| child(v, "c")["state"] == want);
+        let (json_code, v) = status_json(&tv);
+        let table_code = ctl(&tv, &["status"]).status.code();
+        assert_eq!((table_code, json_code), (Some(code), code), "{want}: {v}");
+        assert!(sup.stop().is_some());
+    }
+}
+
+#[test]
+fn status_watch_redraws_until_interrupted() {
+    let tv = TestVault::new();
+    tv.write_config(SLEEPER);
+    let mut sup = start(&tv, |v| child(v, "sleeper")["state"] == "running");
+    let mut watch = Command::new(BIN)
+        .args(["status", "--watch", "--interval", "100ms", "--vault"])
+        .arg(&tv.vault)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("status --watch");
+    let out = watch.stdout.take().unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let l2 = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            l2.lock().unwrap().push(line);
+        }
+    });
+    let reports = || {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with("ai-employee ") && l.contains("healthy"))
+            .count()
+    };
+    // Report after report, then the supervisor goes away and the view says so.
+    assert!(wait_until(LONG, || reports() >= 3));
+    assert!(sup.stop().is_some());
+    let gone = || {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("ai-employee: not running"))
+    };
+    assert!(wait_until(LONG, gone), "{:?}", lines.lock().unwrap());
+    assert!(
+        alive(watch.id() as i32),
+        "it keeps watching until interrupted"
+    );
+    crate::common::signal(watch.id() as i32, libc::SIGINT);
+    assert!(
+        crate::common::wait_child(&mut watch, LONG).is_some(),
+        "exits on Ctrl+C"
+    );
+}
+
+#[test]
 fn stop_start_restart_one_child() {
     let tv = TestVault::new();
     // Restart at once after a crash: a stopped child that came back would show at once.
