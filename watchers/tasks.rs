@@ -4,9 +4,8 @@
 //!
 //! The steps of [`TaskSink::write_batch`]:
 //! 1. each new task is written to `.ai-employee/staging-<watcher>/<name>` and made
-//!    durable with its folder entry: one file by `fsync` of it and the folder, several at
-//!    once by one `syncfs` of the file system (Linux; elsewhere an `fsync` each), so a
-//!    batch costs about the same as one task;
+//!    durable with its folder entry (`fsync` of each file and the folder; for a burst of
+//!    many, one `syncfs` on Linux, see [`make_durable`]);
 //! 2. one line per task (`{"key":…,"task":…}`) is appended to `.ai-employee/<watcher>.seen`
 //!    and the ledger is fsynced: from here on the key counts as seen;
 //! 3. each staged file is renamed (never replacing) into `Needs_Action/`. The folder is
@@ -145,7 +144,7 @@ impl TaskSink {
             .flatten())
     }
 
-    /// Write several tasks with two syncs in all (the staged files, the ledger). Returns, per
+    /// Write several tasks with the fsyncs of one batch done together. Returns, per
     /// task, the file name in `Needs_Action/`, or `None` when its key was seen before
     /// (or earlier in the same batch). When this returns `Ok`, every task is durable.
     pub fn write_batch(&mut self, tasks: &[NewTask]) -> io::Result<Vec<Option<String>>> {
@@ -279,11 +278,18 @@ impl TaskSink {
     }
 }
 
-/// Make freshly written `files` in `dir`, and their names, durable.
+/// From this many files on, a batch is made durable with one `syncfs` (Linux).
+const SYNCFS_FROM: usize = 8;
+
+/// Make freshly written `files` in `dir`, and their names, durable. A few files are
+/// fsynced one by one. A burst (at least [`SYNCFS_FROM`] files) is made durable with one
+/// `syncfs` of the file system on Linux: one journal commit for the whole batch instead
+/// of one per file (fsyncs from several threads measured slower here). `syncfs` also
+/// writes out other programs' pending data on that file system, which is why it is kept
+/// for bursts.
 fn make_durable(files: &[File], dir: &Path) -> io::Result<()> {
     #[cfg(target_os = "linux")]
-    if files.len() > 1 {
-        // One journal commit for the whole batch instead of one per file.
+    if files.len() >= SYNCFS_FROM {
         use std::os::fd::AsRawFd;
         let d = File::open(dir)?;
         // SAFETY: syncfs on a descriptor we own; no memory involved.

@@ -344,7 +344,12 @@ fn saves_by_rename_from_another_process_are_never_lost() {
 /// save drops its own line. So losses explained by a later snapshot lacking the line are
 /// more frequent here (a few percent), and still bounded (a replace that ignores its
 /// saves loses nearly all of them). Nothing is ever duplicated; the rest as above.
+///
+/// Its windows widen when the machine stalls on I/O (an fsync taking tens of
+/// milliseconds), so it is run alone, after the rest of the suite, by `tests/run.sh`
+/// (`cargo test --test it -- --ignored --exact dashboard::saves_in_place_…`).
 #[test]
+#[ignore = "timing-sensitive under parallel I/O: tests/run.sh runs it alone"]
 fn saves_in_place_from_another_process_are_never_lost() {
     whole_file_saves("cat .w.tmp > Dashboard.md", Saver::InPlace);
 }
