@@ -279,14 +279,14 @@ impl TaskSink {
 }
 
 /// From this many files on, a batch is made durable with one `syncfs` (Linux).
-const SYNCFS_FROM: usize = 8;
+const SYNCFS_FROM: usize = 2;
 
-/// Make freshly written `files` in `dir`, and their names, durable. A few files are
-/// fsynced one by one. A burst (at least [`SYNCFS_FROM`] files) is made durable with one
-/// `syncfs` of the file system on Linux: one journal commit for the whole batch instead
-/// of one per file (fsyncs from several threads measured slower here). `syncfs` also
-/// writes out other programs' pending data on that file system, which is why it is kept
-/// for bursts.
+/// Make freshly written `files` in `dir`, and their names, durable. One file: `fsync`
+/// of it and the folder. A batch: one `syncfs` of the file system on Linux, one journal
+/// commit for all of them instead of one per file (fsyncs from several threads were
+/// measured slower). `syncfs` also writes out other programs' pending data on that file
+/// system; on ext4 an `fsync` already commits the whole running journal transaction, so
+/// the extra cost is the data of files others have not synced yet.
 fn make_durable(files: &[File], dir: &Path) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     if files.len() >= SYNCFS_FROM {
