@@ -60,7 +60,7 @@ pub enum Command {
         #[arg(long, short = 'w')]
         watch: bool,
         /// How often --watch redraws
-        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = positive_duration)]
+        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = crate::config::units::parse_positive_duration)]
         interval: std::time::Duration,
     },
     /// Start a child that is stopped, needs setup, gave up or exited
@@ -130,13 +130,6 @@ pub enum WatchCommand {
     Whatsapp(crate::watchers::whatsapp::Args),
     /// Executes what a human moved into Approved/ (the safety valve)
     Approvals(crate::watchers::approvals::Args),
-}
-
-fn positive_duration(s: &str) -> Result<std::time::Duration, String> {
-    match crate::config::units::parse_duration(s)? {
-        d if d.is_zero() => Err("must be greater than zero".into()),
-        d => Ok(d),
-    }
 }
 
 /// The default vault when neither `--vault` nor `$AI_EMPLOYEE_VAULT` is set.

@@ -172,6 +172,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::new(secs, nanos))
 }
 
+/// A duration that must be more than zero (command-line flags such as `--poll 30s`).
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("{s:?} must be more than zero")),
+        d => Ok(d),
+    }
+}
+
 /// Parse a size in bytes: `"512"`, `"512B"`, `"10KiB"`, `"1.5GiB"`, `"100MB"`. Binary
 /// units: `K`, `KiB`, `M`, `MiB`, `G`, `GiB`, `T`, `TiB`; decimal: `KB` (or `kB`), `MB`,
 /// `GB`, `TB`. A fractional size is rounded down to whole bytes.

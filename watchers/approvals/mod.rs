@@ -33,7 +33,7 @@ use clap::Args as ClapArgs;
 use sha2::{Digest, Sha256};
 
 use crate::cli::VaultArg;
-use crate::config::units::parse_duration;
+use crate::config::units::{parse_duration, parse_positive_duration};
 use crate::exit_codes;
 use crate::vault::lock::{LockError, VaultLock};
 
@@ -57,25 +57,17 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
     /// Delay before the second attempt; doubled for each further one
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = positive_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration)]
     pub retry_initial: Duration,
     /// Longest delay between two attempts
-    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = positive_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_positive_duration)]
     pub retry_max: Duration,
     /// How long a file written in place (not moved in) must stay unchanged before it is read
     #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_duration)]
     pub settle: Duration,
     /// How often Approved/ is listed in full, besides OS file events
-    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = positive_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_positive_duration)]
     pub rescan: Duration,
-}
-
-fn positive_duration(s: &str) -> Result<Duration, String> {
-    let d = parse_duration(s)?;
-    if d.is_zero() {
-        return Err("must be more than 0".into());
-    }
-    Ok(d)
 }
 
 /// The result of one external or local call.

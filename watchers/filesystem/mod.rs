@@ -50,7 +50,7 @@ pub struct Args {
 
     /// Look at Inbox every DURATION instead of using OS file events (for folders where
     /// events do not arrive, such as some network shares)
-    #[arg(long, value_name = "DURATION", value_parser = parse_positive)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::units::parse_positive_duration)]
     pub poll: Option<Duration>,
 
     /// Judge completeness by settling only, as on macOS (ignore Linux close events and
@@ -61,13 +61,6 @@ pub struct Args {
 
 fn parse_settle(s: &str) -> Result<Duration, String> {
     crate::config::units::parse_duration(s)
-}
-
-fn parse_positive(s: &str) -> Result<Duration, String> {
-    match crate::config::units::parse_duration(s)? {
-        d if d.is_zero() => Err(format!("{s:?} must be more than zero")),
-        d => Ok(d),
-    }
 }
 
 /// The options the engine runs with.

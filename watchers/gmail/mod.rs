@@ -30,7 +30,7 @@ use self::importance::Rules;
 use self::session::{Failure, Options, Watcher};
 use super::common::{HEARTBEAT_EVERY, WatcherCtx, needs_setup};
 use crate::cli::VaultArg;
-use crate::config::units::{format_duration, parse_duration, parse_size};
+use crate::config::units::{format_duration, parse_positive_duration, parse_size};
 use crate::exit_codes;
 use crate::vault::layout::STATE_DIR;
 use crate::watchers::oauth::TokenSource;
@@ -51,7 +51,7 @@ pub struct Args {
     pub mailbox: String,
 
     /// Where the server has no IDLE: look for new mail this often
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_positive)]
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_positive_duration)]
     pub poll: Duration,
 
     /// Unread mail from this address (or from any address at @domain) is important;
@@ -69,15 +69,8 @@ pub struct Args {
     pub max_body: u64,
 
     /// Longest wait between reconnection attempts (they start at 1s and double)
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_positive)]
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_positive_duration)]
     pub reconnect_max: Duration,
-}
-
-fn parse_positive(s: &str) -> Result<Duration, String> {
-    match parse_duration(s)? {
-        d if d.is_zero() => Err(format!("{s:?} must be more than zero")),
-        d => Ok(d),
-    }
 }
 
 fn parse_max_body(s: &str) -> Result<u64, String> {
