@@ -535,7 +535,8 @@ impl Child {
             }
             if self.recent.len() >= max as usize {
                 let reason = format!(
-                    "gave up after {max} restarts within {}",
+                    "gave up after {max} restart{} within {}",
+                    if max == 1 { "" } else { "s" },
                     crate::config::units::format_duration(window)
                 );
                 self.phase = Phase::Fatal {
