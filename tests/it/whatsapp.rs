@@ -709,3 +709,104 @@ fn an_io_error_is_answered_500_and_the_redelivery_succeeds() {
     assert_eq!(ids, vec!["wamid.io", "wamid.io2"]);
     assert!(w.log().contains("answered 500"), "{}", w.log());
 }
+
+/// A POST that reports a dead or dying watcher as `None` instead of failing the test.
+fn try_post(port: u16, body: &[u8]) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    let sig = sign(SECRET, body);
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nX-Hub-Signature-256: {sig}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).ok()?;
+    s.write_all(body).ok()?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).ok()?;
+    String::from_utf8_lossy(&resp)
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+}
+
+#[test]
+fn kill_9_under_load_then_redelivery_leaves_exactly_one_task_per_message() {
+    use std::sync::{Arc, Mutex};
+    const N: usize = 240;
+    const SENDERS: usize = 8;
+    let (_dir, vault) = new_vault();
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
+        (0..N)
+            .map(|i| {
+                let from = format!("1555000{i:04}");
+                delivery(
+                    &[(from.as_str(), "Crash Test")],
+                    vec![message(
+                        &format!("wamid.crash{i}"),
+                        &from,
+                        "urgent: invoice",
+                    )],
+                )
+            })
+            .collect(),
+    );
+    let mut acked = vec![false; N];
+    // Two rounds in which the watcher is killed with SIGKILL while deliveries are in
+    // flight; like Meta, the next round sends again what was not answered 200.
+    for _ in 0..2 {
+        let mut w = Watcher::start(&vault, &[]);
+        let port = w.port;
+        let pending: Vec<usize> = (0..N).filter(|&i| !acked[i]).collect();
+        let done = Arc::new(Mutex::new(Vec::<usize>::new()));
+        let threads: Vec<_> = (0..SENDERS)
+            .map(|t| {
+                let mine: Vec<usize> = pending.iter().copied().skip(t).step_by(SENDERS).collect();
+                let (done, bodies) = (done.clone(), bodies.clone());
+                std::thread::spawn(move || {
+                    for i in mine {
+                        match try_post(port, &bodies[i]) {
+                            Some(200) => done.lock().unwrap().push(i),
+                            Some(other) => panic!("message {i}: HTTP {other}"),
+                            None => return, // the watcher is gone
+                        }
+                    }
+                })
+            })
+            .collect();
+        let third = pending.len() / 3;
+        assert!(
+            wait_until(Duration::from_secs(30), || done.lock().unwrap().len()
+                >= third),
+            "{}",
+            w.log()
+        );
+        w.kill9();
+        for t in threads {
+            t.join().expect("sender");
+        }
+        for &i in done.lock().unwrap().iter() {
+            acked[i] = true;
+        }
+    }
+    assert!(
+        acked.iter().any(|a| !a),
+        "the kills came too late to test anything"
+    );
+    // Every message delivered once more (Meta's duplicates of answered ones included).
+    let mut w = Watcher::start(&vault, &[]);
+    for (i, body) in bodies.iter().enumerate() {
+        assert_eq!(w.post(body).0, 200, "message {i}");
+    }
+    w.stop();
+    let mut ids: Vec<String> = tasks(&vault)
+        .values()
+        .map(|d| field(d, "message_id").to_string())
+        .collect();
+    ids.sort();
+    let mut want: Vec<String> = (0..N).map(|i| format!("wamid.crash{i}")).collect();
+    want.sort();
+    assert_eq!(ids, want, "each message exactly one task");
+    let staging = vault.join(".ai-employee/staging-whatsapp");
+    assert_eq!(fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0), 0);
+}
