@@ -12,6 +12,8 @@ pub mod config;
 pub mod control;
 /// Exit codes (API for scripts and service managers).
 pub mod exit_codes;
+/// The HTTP client set-up shared by webhooks, OAuth and the WhatsApp API.
+pub mod http;
 /// Size-rotated log files and the system log.
 pub mod logs;
 /// The only place that spawns, signals and reaps processes; the orphan guardian.

@@ -128,6 +128,15 @@ fn touch(p: &Path) {
     }
 }
 
+/// `--max-body SIZE` of the mail and WhatsApp watchers: 1 KiB to 64 MiB.
+pub fn parse_max_body(s: &str) -> Result<u64, String> {
+    let n = crate::config::units::parse_size(s)?;
+    if !(1024..=64 << 20).contains(&n) {
+        return Err(format!("{s:?} must be between 1KiB and 64MiB"));
+    }
+    Ok(n)
+}
+
 /// Print the one-line reason a watcher cannot run and return 78 (the supervisor shows the
 /// watcher as needing setup and does not restart it).
 pub fn needs_setup(name: &str, msg: impl std::fmt::Display) -> i32 {

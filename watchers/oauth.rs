@@ -192,13 +192,7 @@ impl TokenSource {
     fn refresh(&self, mut file: TokenFile) -> Result<Secret, OauthError> {
         tracing::info!("{}: refreshing the access token", self.rel);
         let endpoint = format!("token endpoint {}", file.token_uri);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_global(Some(self.timeout))
-            .user_agent(concat!("ai-employee/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+        let agent: ureq::Agent = crate::http::client(self.timeout).build().into();
         let sent = agent.post(&file.token_uri).send_form([
             ("grant_type", "refresh_token"),
             ("refresh_token", file.refresh_token.expose()),

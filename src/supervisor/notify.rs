@@ -137,13 +137,7 @@ struct Worker {
 
 impl Worker {
     fn run(self, rx: Receiver<String>) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_global(Some(self.timeout))
-            .user_agent(concat!("ai-employee/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+        let agent: ureq::Agent = crate::http::client(self.timeout).build().into();
         let mut failing = false;
         for body in rx {
             let mut wait = RETRY_FIRST;

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use ai_employee::vault::frontmatter;
 use sha2::{Digest, Sha256};
 
-use crate::common::{BIN, TestVault, WatcherProc, now_ns, wait_until};
+use crate::common::{
+    BIN, HttpRequest, TestVault, WatcherProc, now_ns, read_http_request, wait_until,
+};
 
 // ---------------------------------------------------------------------------------------
 // Helpers: vault, handler process, SMTP server, WhatsApp stand-in.
@@ -328,23 +330,6 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-#[derive(Debug, Clone)]
-struct HttpRequest {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl HttpRequest {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 /// The WhatsApp Cloud API stand-in: answers each request with the next scripted
 /// (status, body), then 200 with a message id.
 struct StandIn {
@@ -369,7 +354,7 @@ impl StandIn {
                 }
                 let Ok(mut conn) = conn else { continue };
                 let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-                let Some(req) = read_request(&mut conn) else {
+                let Some(req) = read_http_request(&conn) else {
                     continue;
                 };
                 reqs.lock().expect("lock").push(req);
@@ -406,40 +391,6 @@ impl Drop for StandIn {
             let _ = t.join();
         }
     }
-}
-
-fn read_request(conn: &mut TcpStream) -> Option<HttpRequest> {
-    let mut reader = BufReader::new(conn.try_clone().ok()?);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let path = parts.next()?.to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        reader.read_line(&mut h).ok()?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).ok()?;
-    Some(HttpRequest {
-        method,
-        path,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
 }
 
 /// Small deterministic PRNG (xorshift64*), seeded and printed by the test.

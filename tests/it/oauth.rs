@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -17,7 +17,7 @@ use ai_employee::watchers::credentials::Secret;
 use ai_employee::watchers::oauth::{OauthError, TokenSource, xoauth2_response};
 use serde_json::{Value, json};
 
-use crate::common::wait_until;
+use crate::common::{HttpRequest, read_http_request, wait_until};
 
 // ---------------------------------------------------------------------------------------
 // The token endpoint stand-in.
@@ -251,18 +251,10 @@ fn active_user(state: &Mutex<State>, token: &str) -> Option<String> {
         .map(|(user, _)| user.clone())
 }
 
-struct Request {
-    method: String,
-    path: String,
-    query: String,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
 /// One request per connection (`Connection: close`).
 fn serve(mut conn: TcpStream, shared: &Shared) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-    let Some(req) = read_request(&mut conn) else {
+    let Some(req) = read_http_request(&conn) else {
         return;
     };
     let (status, body) = if req.path == "/token" {
@@ -300,7 +292,7 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn refresh(req: &Request, state: &Mutex<State>) -> (u16, String) {
+fn refresh(req: &HttpRequest, state: &Mutex<State>) -> (u16, String) {
     let form = parse_form(&req.body);
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
     let mut st = state.lock().expect("lock");
@@ -340,14 +332,12 @@ fn refresh(req: &Request, state: &Mutex<State>) -> (u16, String) {
     (200, body.to_string())
 }
 
-fn introspect(req: &Request, state: &Mutex<State>) -> (u16, String) {
+fn introspect(req: &HttpRequest, state: &Mutex<State>) -> (u16, String) {
     let mut fields = parse_form(&req.query);
     fields.extend(parse_form(&req.body));
     let bearer = req
-        .headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-        .and_then(|(_, v)| v.strip_prefix("Bearer "))
+        .header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_string);
     let token = fields
         .get("token")
@@ -363,47 +353,6 @@ fn introspect(req: &Request, state: &Mutex<State>) -> (u16, String) {
         ),
         None => (200, json!({"active": false}).to_string()),
     }
-}
-
-fn read_request(conn: &mut TcpStream) -> Option<Request> {
-    let mut reader = BufReader::new(conn.try_clone().ok()?);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let target = parts.next()?.to_string();
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p.to_string(), q.to_string()),
-        None => (target, String::new()),
-    };
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).ok()? == 0 {
-            break;
-        }
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).ok()?;
-    Some(Request {
-        method,
-        path,
-        query,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
 }
 
 /// `a=b&c=d`, percent- and `+`-decoded.

@@ -225,6 +225,16 @@ fn tasks(vault: &Path) -> BTreeMap<String, Document> {
     out
 }
 
+/// The `message_id` of every task, sorted (one entry per task file).
+fn message_ids(vault: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = tasks(vault)
+        .values()
+        .map(|d| field(d, "message_id").to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
 fn field<'a>(doc: &'a Document, key: &str) -> &'a str {
     frontmatter::get_str(&doc.front, key).unwrap_or_else(|| panic!("no {key} in {doc:?}"))
 }
@@ -542,10 +552,7 @@ fn a_redelivered_message_stays_one_task_also_after_a_restart() {
     assert_eq!(w.post(&one("wamid.again", "invoice, edited")).0, 200);
     assert_eq!(w.post(&one("wamid.new", "invoice two")).0, 200);
     w.stop();
-    let ids: Vec<String> = tasks(&vault)
-        .values()
-        .map(|d| field(d, "message_id").to_string())
-        .collect();
+    let ids = message_ids(&vault);
     assert_eq!(ids.len(), 2, "{ids:?}");
     assert!(ids.contains(&"wamid.again".to_string()) && ids.contains(&"wamid.new".to_string()));
 }
@@ -701,12 +708,7 @@ fn an_io_error_is_answered_500_and_the_redelivery_succeeds() {
     assert_eq!(w.post(&body).0, 200);
     assert_eq!(w.post(&one("wamid.io2", "help")).0, 200);
     w.stop();
-    let mut ids: Vec<String> = tasks(&vault)
-        .values()
-        .map(|d| field(d, "message_id").to_string())
-        .collect();
-    ids.sort();
-    assert_eq!(ids, vec!["wamid.io", "wamid.io2"]);
+    assert_eq!(message_ids(&vault), vec!["wamid.io", "wamid.io2"]);
     assert!(w.log().contains("answered 500"), "{}", w.log());
 }
 
@@ -799,14 +801,9 @@ fn kill_9_under_load_then_redelivery_leaves_exactly_one_task_per_message() {
         assert_eq!(w.post(body).0, 200, "message {i}");
     }
     w.stop();
-    let mut ids: Vec<String> = tasks(&vault)
-        .values()
-        .map(|d| field(d, "message_id").to_string())
-        .collect();
-    ids.sort();
     let mut want: Vec<String> = (0..N).map(|i| format!("wamid.crash{i}")).collect();
     want.sort();
-    assert_eq!(ids, want, "each message exactly one task");
+    assert_eq!(message_ids(&vault), want, "each message exactly one task");
     let staging = vault.join(".ai-employee/staging-whatsapp");
     assert_eq!(fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0), 0);
 }

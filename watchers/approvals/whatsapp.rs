@@ -27,12 +27,8 @@ pub fn payload(msg: &Whatsapp) -> serde_json::Value {
 
 pub fn send(cfg: &WhatsappConfig, msg: &Whatsapp) -> Outcome {
     let url = format!("{}/{}/messages", cfg.base_url, cfg.phone_number_id);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
+    let agent: ureq::Agent = crate::http::client(cfg.timeout)
         .timeout_connect(Some((cfg.timeout / 2).min(Duration::from_secs(10))))
-        .timeout_global(Some(cfg.timeout))
-        .user_agent(concat!("ai-employee/", env!("CARGO_PKG_VERSION")))
         .build()
         .into();
     let body = payload(msg).to_string();

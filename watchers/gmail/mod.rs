@@ -30,7 +30,7 @@ use self::importance::Rules;
 use self::session::{Failure, Options, Watcher};
 use super::common::{HEARTBEAT_EVERY, WatcherCtx, needs_setup};
 use crate::cli::VaultArg;
-use crate::config::units::{format_duration, parse_positive_duration, parse_size};
+use crate::config::units::{format_duration, parse_positive_duration};
 use crate::exit_codes;
 use crate::vault::layout::STATE_DIR;
 use crate::watchers::oauth::TokenSource;
@@ -65,20 +65,12 @@ pub struct Args {
     pub keywords: Vec<String>,
 
     /// The most message text kept in a task (the rest stays in the mailbox)
-    #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = parse_max_body)]
+    #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = crate::watchers::common::parse_max_body)]
     pub max_body: u64,
 
     /// Longest wait between reconnection attempts (they start at 1s and double)
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_positive_duration)]
     pub reconnect_max: Duration,
-}
-
-fn parse_max_body(s: &str) -> Result<u64, String> {
-    match parse_size(s)? {
-        n if n < 1024 => Err(format!("{s:?} is too small (at least 1KiB)")),
-        n if n > 64 << 20 => Err(format!("{s:?} is too large (at most 64MiB)")),
-        n => Ok(n),
-    }
 }
 
 pub fn run(args: Args) -> i32 {

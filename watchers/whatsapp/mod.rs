@@ -62,7 +62,7 @@ pub struct Args {
     pub high_keywords: Vec<String>,
 
     /// Largest request body accepted; larger ones are answered 413
-    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_max_body)]
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = crate::watchers::common::parse_max_body)]
     pub max_body: u64,
 }
 
@@ -81,14 +81,6 @@ fn parse_path(s: &str) -> Result<String, String> {
 }
 
 /// 1 KiB to 64 MiB.
-fn parse_max_body(s: &str) -> Result<u64, String> {
-    let n = crate::config::units::parse_size(s)?;
-    if !(1024..=64 << 20).contains(&n) {
-        return Err(format!("{s:?} must be between 1KiB and 64MiB"));
-    }
-    Ok(n)
-}
-
 /// Build a keyword list from the flags, or the defaults when none were given.
 fn keyword_list(given: &[String], default: &[&str], flag: &str) -> Result<Keywords, String> {
     let built = if given.is_empty() {
@@ -270,6 +262,7 @@ async fn wait_for_stop(flag: Arc<AtomicBool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::watchers::common::parse_max_body;
 
     #[test]
     fn flags() {
