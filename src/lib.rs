@@ -12,6 +12,11 @@ pub mod config;
 pub mod control;
 /// Exit codes (API for scripts and service managers).
 pub mod exit_codes;
+/// Entry points for the fuzz targets in `fuzz/` (the `fuzzing` feature; and in the unit
+/// tests, which replay every input in `fuzz/regressions/`).
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzz;
 /// The HTTP client set-up shared by webhooks, OAuth and the WhatsApp API.
 pub mod http;
 /// Size-rotated log files and the system log.

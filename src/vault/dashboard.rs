@@ -574,9 +574,28 @@ struct TablePos {
     crlf: bool,
 }
 
+/// What a scan of the Dashboard found.
+#[derive(Debug, PartialEq, Eq)]
+enum Scan {
+    Table(TablePos),
+    /// No table; the file ends inside a fenced code block opened by this marker
+    /// (e.g. ```` ``` ````), which anything appended would land in.
+    NoTable {
+        open_fence: Option<Vec<u8>>,
+    },
+}
+
 /// The first `| Timestamp | Action | Status | Details |` table (outside code blocks).
 fn find_table(text: &[u8]) -> Option<TablePos> {
-    let mut fence: Option<u8> = None;
+    match scan(text) {
+        Scan::Table(t) => Some(t),
+        Scan::NoTable { .. } => None,
+    }
+}
+
+fn scan(text: &[u8]) -> Scan {
+    // The open fence: its character and the marker run that opened it.
+    let mut fence: Option<(u8, &[u8])> = None;
     let mut prev: Option<(usize, &[u8])> = None;
     for (start, line) in lines(text) {
         let trimmed = line.trim_ascii_start();
@@ -586,11 +605,12 @@ fn find_table(text: &[u8]) -> Option<TablePos> {
         if indent(line) < 4 {
             match (fence, marker) {
                 (None, Some(m)) => {
-                    fence = Some(m[0]);
+                    let run = trimmed.iter().take_while(|&&b| b == m[0]).count();
+                    fence = Some((m[0], &trimmed[..run]));
                     prev = None;
                     continue;
                 }
-                (Some(f), Some(m)) if f == m[0] => {
+                (Some((f, _)), Some(m)) if f == m[0] => {
                     fence = None;
                     prev = None;
                     continue;
@@ -605,7 +625,7 @@ fn find_table(text: &[u8]) -> Option<TablePos> {
             if indent(header) < 4 && is_header(header) && is_separator(line) {
                 let end = start + line.len();
                 let has_newline = end < text.len();
-                return Some(TablePos {
+                return Scan::Table(TablePos {
                     rows_at: if has_newline { end + 1 } else { end },
                     needs_newline: !has_newline,
                     crlf: line.ends_with(b"\r"),
@@ -614,7 +634,9 @@ fn find_table(text: &[u8]) -> Option<TablePos> {
         }
         prev = Some((start, line));
     }
-    None
+    Scan::NoTable {
+        open_fence: fence.map(|(_, run)| run.to_vec()),
+    }
 }
 
 /// `text` with `rows` (oldest first) at the top of the status table, newest first; a
@@ -622,8 +644,8 @@ fn find_table(text: &[u8]) -> Option<TablePos> {
 fn insert_rows(text: &[u8], rows: &[&str]) -> Vec<u8> {
     let mut out =
         Vec::with_capacity(text.len() + rows.iter().map(|r| r.len() + 2).sum::<usize>() + 128);
-    match find_table(text) {
-        Some(t) => {
+    match scan(text) {
+        Scan::Table(t) => {
             let nl: &[u8] = if t.crlf { b"\r\n" } else { b"\n" };
             out.extend_from_slice(&text[..t.rows_at]);
             if t.needs_newline {
@@ -635,7 +657,7 @@ fn insert_rows(text: &[u8], rows: &[&str]) -> Vec<u8> {
             }
             out.extend_from_slice(&text[t.rows_at..]);
         }
-        None => {
+        Scan::NoTable { open_fence } => {
             let nl: &[u8] = if text.windows(2).any(|w| w == b"\r\n") {
                 b"\r\n"
             } else {
@@ -644,6 +666,12 @@ fn insert_rows(text: &[u8], rows: &[&str]) -> Vec<u8> {
             out.extend_from_slice(text);
             if !text.is_empty() {
                 if !text.ends_with(b"\n") {
+                    out.extend_from_slice(nl);
+                }
+                // A code block left open at the end (a person mid-edit) would swallow
+                // the new section, and every later row would add another: close it.
+                if let Some(run) = open_fence {
+                    out.extend_from_slice(&run);
                     out.extend_from_slice(nl);
                 }
                 if !out.ends_with(b"\n\n") && !out.ends_with(b"\n\r\n") {
@@ -672,6 +700,38 @@ fn count_row(text: &[u8], row: &str) -> usize {
     lines(text)
         .filter(|(_, l)| cells(l).is_some_and(|c| c == want))
         .count()
+}
+
+/// The merge's properties, for the fuzz target (`src/fuzz.rs`): the row is added exactly
+/// once, it is the first row of the table found afterwards, and every byte of `text` is
+/// still there in order around it.
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn fuzz_insert(text: &[u8], details: &str) {
+    let row = Row {
+        timestamp: "2026-01-01 00:00:00".into(),
+        action: "System_Status".into(),
+        status: "✓ Online".into(),
+        details: details.into(),
+    }
+    .markdown();
+    let out = insert_rows(text, &[&row]);
+    assert_eq!(
+        count_row(&out, &row),
+        count_row(text, &row) + 1,
+        "the row was not added exactly once"
+    );
+    let Some(t) = find_table(&out) else {
+        panic!("no table after the insert")
+    };
+    assert!(
+        out[t.rows_at..].starts_with(row.as_bytes()),
+        "the new row is not the table's first row"
+    );
+    // Every byte of the original, in order (a subsequence of the result).
+    let mut rest = out.iter();
+    for b in text {
+        assert!(rest.any(|o| o == b), "a byte of the file was lost");
+    }
 }
 
 #[cfg(test)]
@@ -749,6 +809,20 @@ mod tests {
         let out = s(insert_rows(text.as_bytes(), &["| new |"]));
         assert!(out.starts_with(text));
         assert!(out.ends_with("\n\n## System Status\n\n| Timestamp | Action | Status | Details |\n|---|---|---|---|\n| new |\n"), "{out}");
+    }
+
+    #[test]
+    fn a_code_block_left_open_is_closed_before_the_table_is_added() {
+        let text = b"# Notes\n\n````rust\nfn main() {}\n";
+        let once = insert_rows(text, &["| a | b | c | d |"]);
+        assert!(s(once.clone()).contains("fn main() {}\n````\n\n## System Status"));
+        // The next row goes into the same table, not into a second section.
+        let twice = insert_rows(&once, &["| e | f | g | h |"]);
+        assert_eq!(s(twice.clone()).matches(SECTION).count(), 1);
+        assert_eq!(
+            find_table(&twice).map(|t| t.rows_at),
+            find_table(&once).map(|t| t.rows_at)
+        );
     }
 
     #[test]

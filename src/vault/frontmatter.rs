@@ -46,6 +46,14 @@ pub fn parse(text: &str) -> Result<Document, FrontmatterError> {
             .map_err(|e| FrontmatterError::Yaml(one_line(&e.to_string())))?
     };
     match value {
+        // What is read must be writable back (result fields are added to approvals and
+        // tasks by re-rendering them): a key the writer cannot represent (a tagged or
+        // nested key) would otherwise lose the whole frontmatter on the way to Done/.
+        Value::Mapping(front) if serde_norway::to_string(&front).is_err() => {
+            Err(FrontmatterError::Yaml(
+                "a key is not a plain value (tags and nested keys cannot be written back)".into(),
+            ))
+        }
         Value::Mapping(front) => Ok(Document {
             front,
             body: body.to_string(),

@@ -23,7 +23,7 @@ mod handler;
 mod ledger;
 mod local;
 mod outcome;
-mod request;
+pub(crate) mod request;
 mod retry;
 mod whatsapp;
 

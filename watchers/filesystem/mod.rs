@@ -17,7 +17,7 @@ mod names;
 mod ready;
 mod stage;
 pub(crate) mod sys;
-mod task;
+pub(crate) mod task;
 
 use std::io;
 use std::os::unix::fs::MetadataExt;

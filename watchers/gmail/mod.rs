@@ -14,11 +14,11 @@
 mod config;
 mod conn;
 mod imap;
-mod importance;
-mod message;
+pub(crate) mod importance;
+pub(crate) mod message;
 mod session;
 mod state;
-mod task;
+pub(crate) mod task;
 
 use std::time::{Duration, Instant};
 

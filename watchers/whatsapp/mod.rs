@@ -11,9 +11,9 @@
 
 mod credentials;
 mod keywords;
-mod payload;
+pub(crate) mod payload;
 mod server;
-mod task;
+pub(crate) mod task;
 mod writer;
 
 use std::net::SocketAddr;

@@ -1,0 +1,244 @@
+//! Entry points for the fuzz targets in `fuzz/` (built only with the `fuzzing` feature).
+//!
+//! Each function takes the fuzzer's bytes, runs one parser of untrusted input the way the
+//! program does, and panics when a property the program relies on does not hold (a panic
+//! inside the parser is a finding too). The properties:
+//! - the process table: never a panic; a table `check` accepts can be represented by the
+//!   runtime (every duration can be added to the monotonic clock).
+//! - frontmatter: what parses renders back to text that parses to the same document.
+//! - task notes written from untrusted text (email, WhatsApp, a dropped file's name):
+//!   they parse back, every field reads back as the value it was written from, and no
+//!   field of the sender's choosing appears.
+//! - an approval request: validation never panics.
+//! - the control socket's request lines: what parses serializes and parses back equal.
+//! - the Dashboard table merge: the row is added once and no line of the file is lost.
+
+use chrono::{DateTime, Utc};
+use serde_norway::{Mapping, Value};
+
+use crate::vault::frontmatter;
+
+/// A fixed clock, so a finding reproduces.
+fn fixed_now() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default()
+}
+
+fn text(data: &[u8]) -> Option<&str> {
+    std::str::from_utf8(data).ok()
+}
+
+/// The process table (`check`, `supervise`, `reload`).
+pub fn process_table(data: &[u8]) {
+    let Some(t) = text(data) else { return };
+    let _ = crate::config::parse(t, crate::config::Source::BuiltIn);
+}
+
+/// Task and approval frontmatter.
+pub fn frontmatter(data: &[u8]) {
+    let Some(t) = text(data) else { return };
+    let Ok(doc) = frontmatter::parse(t) else {
+        return;
+    };
+    let again = frontmatter::render(&doc.front, &doc.body);
+    match frontmatter::parse(&again) {
+        Ok(back) => assert_eq!(back, doc, "render → parse changed the document:\n{again}"),
+        Err(e) => panic!("rendered frontmatter does not parse ({e}):\n{again}"),
+    }
+}
+
+/// The fields of a rendered task note, parsed back.
+fn parsed_note(note: &str) -> Mapping {
+    match frontmatter::parse(note) {
+        Ok(doc) => doc.front,
+        Err(e) => panic!("a task note does not parse ({e}):\n{note}"),
+    }
+}
+
+fn assert_field(front: &Mapping, key: &str, want: &str, note: &str) {
+    let got = front.get(key);
+    assert_eq!(
+        got,
+        Some(&Value::String(want.to_string())),
+        "field {key} did not round-trip in:\n{note}"
+    );
+}
+
+fn assert_keys(front: &Mapping, keys: &[&str], note: &str) {
+    let got: Vec<&str> = front.keys().filter_map(Value::as_str).collect();
+    assert_eq!(got, keys, "unexpected fields in:\n{note}");
+}
+
+/// A WhatsApp webhook body → the task notes written from it.
+pub fn whatsapp_delivery(data: &[u8]) {
+    use crate::watchers::whatsapp::{payload, task};
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
+    let delivery = payload::read(&json);
+    for m in &delivery.texts {
+        let keywords = vec!["urgent".to_string()];
+        let t = task::build(m, &keywords, task::Priority::High, fixed_now());
+        let front = parsed_note(&t.text);
+        assert_keys(
+            &front,
+            &[
+                "type",
+                "status",
+                "priority",
+                "received",
+                "from",
+                "contact_name",
+                "keywords",
+                "message_id",
+            ],
+            &t.text,
+        );
+        assert_field(&front, "type", "whatsapp", &t.text);
+        assert_field(&front, "status", "pending", &t.text);
+        assert_field(&front, "from", &m.from, &t.text);
+        assert_field(
+            &front,
+            "contact_name",
+            m.contact_name.as_deref().unwrap_or_default(),
+            &t.text,
+        );
+        assert_field(&front, "message_id", &m.id, &t.text);
+    }
+}
+
+/// A raw email (RFC 5322 bytes from the IMAP server) → its task note.
+pub fn email(data: &[u8]) {
+    use crate::watchers::gmail::{importance::Reason, message, task};
+    let e = message::decode(data, 64 * 1024);
+    let origin = task::Origin {
+        mailbox: "INBOX",
+        uid: 7,
+        gmail_thread: None,
+        internal_date: None,
+        size: u32::try_from(data.len()).unwrap_or(u32::MAX),
+        partial: false,
+    };
+    let received = task::received(&origin, &e, fixed_now());
+    let note = task::render(&origin, &e, &[Reason::Flagged], received);
+    let front = parsed_note(&note);
+    assert_field(&front, "type", "email", &note);
+    assert_field(&front, "status", "pending", &note);
+    assert_field(&front, "from", &e.from, &note);
+    assert_field(&front, "subject", &e.subject, &note);
+    assert_keys(
+        &front,
+        &[
+            "type",
+            "status",
+            "priority",
+            "received",
+            "from",
+            "subject",
+            "message_id",
+            "thread_id",
+            "uid",
+            "mailbox",
+        ],
+        &note,
+    );
+}
+
+/// A dropped file's name → its task note.
+pub fn file_name(data: &[u8]) {
+    use std::os::unix::ffi::OsStrExt;
+    let name = std::ffi::OsStr::from_bytes(data);
+    let facts = crate::watchers::filesystem::task::Facts {
+        original_name: name,
+        size: data.len() as u64,
+        sha256_hex: "00",
+        received: fixed_now(),
+    };
+    let note = crate::watchers::filesystem::task::render(&facts);
+    let front = parsed_note(&note);
+    assert_field(&front, "type", "file_drop", &note);
+    assert_field(&front, "original_name", &name.to_string_lossy(), &note);
+    assert_field(&front, "status", "pending", &note);
+}
+
+/// An approval request as the handler reads it from `Approved/`.
+pub fn approval_request(data: &[u8]) {
+    let Some(t) = text(data) else { return };
+    let Ok(doc) = frontmatter::parse(t) else {
+        return;
+    };
+    let _ = crate::watchers::approvals::request::validate(
+        &doc,
+        fixed_now(),
+        std::path::Path::new("/vault"),
+    );
+}
+
+/// One request line on the control socket.
+pub fn control_request(data: &[u8]) {
+    use crate::control::Request;
+    let Ok(req) = serde_json::from_slice::<Request>(data) else {
+        return;
+    };
+    let line = match serde_json::to_vec(&req) {
+        Ok(l) => l,
+        Err(e) => panic!("a parsed request does not serialize: {e}"),
+    };
+    match serde_json::from_slice::<Request>(&line) {
+        Ok(back) => assert_eq!(back, req),
+        Err(e) => panic!("a serialized request does not parse back: {e}"),
+    }
+}
+
+/// Dashboard.md as a person left it, plus the details of a status row to insert.
+pub fn dashboard_merge(data: &[u8]) {
+    let split = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+    let (details, file) = data.split_at(split);
+    let file = file.get(1..).unwrap_or_default();
+    let details = String::from_utf8_lossy(details);
+    crate::vault::dashboard::fuzz_insert(file, &details);
+}
+
+/// Every input a fuzz target once failed on, kept in `fuzz/regressions/<target>/`, must pass.
+#[cfg(test)]
+mod tests {
+    type Target = fn(&[u8]);
+    const TARGETS: &[(&str, Target)] = &[
+        ("process_table", super::process_table),
+        ("frontmatter", super::frontmatter),
+        ("whatsapp_delivery", super::whatsapp_delivery),
+        ("email", super::email),
+        ("file_name", super::file_name),
+        ("approval_request", super::approval_request),
+        ("control_request", super::control_request),
+        ("dashboard_merge", super::dashboard_merge),
+    ];
+
+    #[test]
+    fn every_past_finding_passes() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+        let mut failed = Vec::new();
+        let mut replayed = 0;
+        for (name, target) in TARGETS {
+            let Ok(dir) = std::fs::read_dir(root.join(name)) else {
+                continue;
+            };
+            for entry in dir.flatten() {
+                let path = entry.path();
+                let data = std::fs::read(&path).unwrap();
+                replayed += 1;
+                if std::panic::catch_unwind(|| target(&data)).is_err() {
+                    failed.push(path.display().to_string());
+                }
+            }
+        }
+        assert!(
+            failed.is_empty(),
+            "fuzz regressions fail again: {failed:#?}"
+        );
+        assert!(
+            replayed > 0,
+            "no regression inputs under {}",
+            root.display()
+        );
+    }
+}
