@@ -872,15 +872,34 @@ fn refused_for_missing_credentials_then_runs_once_they_exist() {
              docs/approvals.md), then move this file back to Approved/"
         )
     );
-    // Set up while the handler runs (no restart), then approve again: both the file as
-    // it came out of Failed/ and an identical fresh copy of the original run.
+    // Set up while the handler runs (no restart), then approve again: the file as it
+    // came out of Failed/ runs.
     let smtp = Smtp::start(tv.dir.path(), 0, false, 0);
     smtp_toml(v, smtp.port, false, "");
     fs::rename(&failed, v.join("Approved/mail.md")).expect("move back");
     assert!(wait_until(Duration::from_secs(10), || v
         .join("Done/mail.md")
         .exists()));
+    // An identical fresh copy of the original is the same email again: refused as a
+    // duplicate; with `allow_duplicate: true` it runs.
     approve(v, "mail.md", &text);
+    assert!(wait_until(Duration::from_secs(10), || failed.exists()));
+    assert!(
+        field(&failed, "error")
+            .is_some_and(|e| e.starts_with("duplicate of Done/mail.md (sent at ")),
+        "{:?}",
+        field(&failed, "error")
+    );
+    approve(
+        v,
+        "mail.md",
+        &email(
+            "a@example.com",
+            "LATE-SETUP-token",
+            "x\n",
+            "allow_duplicate: true\n",
+        ),
+    );
     assert!(wait_until(Duration::from_secs(10), || v
         .join("Done/mail-2.md")
         .exists()));
@@ -2123,4 +2142,241 @@ fn an_unusable_token_file_stops_the_handler_with_one_line() {
         err,
         "ai-employee watch approvals: credentials/token.json: missing `refresh_token`\n"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Half-written and changed files: only a complete file is read, and Done/ holds exactly
+// what was executed.
+// ---------------------------------------------------------------------------------------
+
+/// The text of a file in `Done/` or `Failed/` without the fields the handler adds, as the
+/// frontmatter and body it carried when it was read.
+fn body_of(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    frontmatter::parse(&text)
+        .map(|d| d.body)
+        .unwrap_or_default()
+}
+
+#[test]
+fn an_approval_moved_in_while_its_writer_still_writes_is_read_whole() {
+    let tv = new_vault();
+    let v = &tv.vault;
+    let smtp = Smtp::start(tv.dir.path(), 0, false, 0);
+    smtp_toml(v, smtp.port, false, "");
+    let mut h = Handler::start(v, &[]);
+    h.wait_log("watching ");
+    // The first half is a valid approval on its own: only the rest tells it is not done.
+    let first = email("a@example.com", "HALF-RENAMED", "first half\n", "");
+    let rest = "second half\n";
+    let pending = v.join("Pending_Approval/half.md");
+    let mut f = fs::File::create(&pending).expect("create");
+    f.write_all(first.as_bytes()).expect("write");
+    f.flush().expect("flush");
+    fs::rename(&pending, v.join("Approved/half.md")).expect("approve");
+    // The writer pauses (it is the scenario, not a wait for a condition), then finishes.
+    std::thread::sleep(Duration::from_millis(1500));
+    f.write_all(rest.as_bytes()).expect("write rest");
+    drop(f);
+    let done = v.join("Done/half.md");
+    assert!(
+        wait_until(Duration::from_secs(10), || done.exists()
+            && files(&v.join("Approved")).is_empty()),
+        "{}",
+        h.stderr()
+    );
+    let mails = smtp.with_subject_containing("HALF-RENAMED");
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(mails[0].body().trim_end(), "first half\nsecond half");
+    assert_eq!(body_of(&done), "first half\nsecond half\n");
+    assert!(
+        h.stderr()
+            .contains("is open for writing in another process; it is read once closed"),
+        "{}",
+        h.stderr()
+    );
+    assert!(
+        files(&v.join("Failed")).is_empty(),
+        "{:?}",
+        files(&v.join("Failed"))
+    );
+    h.stop();
+}
+
+#[test]
+fn an_approval_written_in_place_with_a_pause_longer_than_settle_is_read_whole() {
+    let tv = new_vault();
+    let v = &tv.vault;
+    let smtp = Smtp::start(tv.dir.path(), 0, false, 0);
+    smtp_toml(v, smtp.port, false, "");
+    let mut h = Handler::start(v, &["--settle", "300ms"]);
+    h.wait_log("watching ");
+    let first = email("a@example.com", "HALF-IN-PLACE", "first half\n", "");
+    let mut f = fs::File::create(v.join("Approved/inplace.md")).expect("create");
+    f.write_all(first.as_bytes()).expect("write");
+    f.flush().expect("flush");
+    // Five times --settle without a change, the file still open.
+    std::thread::sleep(Duration::from_millis(1500));
+    f.write_all(b"second half\n").expect("write rest");
+    drop(f);
+    let done = v.join("Done/inplace.md");
+    assert!(
+        wait_until(Duration::from_secs(10), || done.exists()
+            && files(&v.join("Approved")).is_empty()),
+        "{}",
+        h.stderr()
+    );
+    let mails = smtp.with_subject_containing("HALF-IN-PLACE");
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(mails[0].body().trim_end(), "first half\nsecond half");
+    assert_eq!(body_of(&done), "first half\nsecond half\n");
+    assert!(
+        h.stderr()
+            .contains("is open for writing in another process; it is read once closed"),
+        "{}",
+        h.stderr()
+    );
+    assert!(
+        files(&v.join("Failed")).is_empty(),
+        "{:?}",
+        files(&v.join("Failed"))
+    );
+    h.stop();
+}
+
+/// The SMTP fixture holding every message at DATA until `$AIE_GATE/release` exists;
+/// `$AIE_GATE/data` appears when a message is being held.
+const GATE_WRAPPER: &str = r#"
+import asyncio, importlib.util, os
+spec = importlib.util.spec_from_file_location("smtp_fixture", os.environ["AIE_SMTP_FIXTURE"])
+fixture = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(fixture)
+GATE = os.environ["AIE_GATE"]
+
+class Handler(fixture.Handler):
+    async def handle_DATA(self, server, session, envelope):
+        open(os.path.join(GATE, "data"), "w").close()
+        while not os.path.exists(os.path.join(GATE, "release")):
+            await asyncio.sleep(0.01)
+        return await super().handle_DATA(server, session, envelope)
+
+fixture.Handler = Handler
+fixture.main()
+"#;
+
+impl Smtp {
+    /// [`GATE_WRAPPER`] around the usual fixture, gated by files in `gate`.
+    fn start_gated(dir: &Path, gate: &Path) -> Smtp {
+        let n = SPAWNS.fetch_add(1, Ordering::Relaxed);
+        let script = dir.join(format!("smtp-gate-{n}.py"));
+        fs::write(&script, GATE_WRAPPER).expect("write wrapper");
+        fs::create_dir_all(gate).expect("gate dir");
+        let out = dir.join(format!("smtp-out-{n}"));
+        let ready = dir.join(format!("smtp-ready-{n}"));
+        let err = dir.join(format!("smtp-{n}.err"));
+        let child = Command::new(python())
+            .arg(&script)
+            .args(["--port", "0", "--out"])
+            .arg(&out)
+            .arg("--ready")
+            .arg(&ready)
+            .env("AIE_SMTP_FIXTURE", FIXTURE)
+            .env("AIE_GATE", gate)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(fs::File::create(&err).expect("smtp stderr")))
+            .spawn()
+            .expect("spawn gated fixture");
+        let mut s = Smtp {
+            child: Some(child),
+            port: 0,
+            out,
+        };
+        assert!(
+            wait_until(Duration::from_secs(15), || ready.exists()),
+            "gated SMTP fixture did not start: {}",
+            fs::read_to_string(&err).unwrap_or_default()
+        );
+        s.port = fs::read_to_string(&ready)
+            .expect("ready file")
+            .trim()
+            .parse()
+            .expect("port");
+        s
+    }
+}
+
+/// `text` without the frontmatter lines of the keys the handler sets.
+fn without_result_fields(text: &str) -> String {
+    const SET: &[&str] = &[
+        "status:",
+        "result:",
+        "executed_at:",
+        "failed_at:",
+        "error:",
+        "message_id:",
+        "smtp_reply:",
+    ];
+    text.split_inclusive('\n')
+        .filter(|l| !SET.iter().any(|k| l.starts_with(k)))
+        .collect()
+}
+
+#[test]
+fn a_file_changed_after_its_action_started_is_archived_as_executed_and_not_run_again() {
+    let tv = new_vault();
+    let v = &tv.vault;
+    let gate = tv.dir.path().join("gate");
+    let smtp = Smtp::start_gated(tv.dir.path(), &gate);
+    smtp_toml(v, smtp.port, false, "");
+    let mut h = Handler::start(v, &[]);
+    h.wait_log("watching ");
+    // A comment and hand-made quoting: kept as written.
+    let one = "---\ntype: approval_request\naction: send_email   # what to do\nto: 'a@example.com'\nsubject: \"CHANGED-token\"\nstatus: pending\n---\nversion one\n";
+    approve(v, "changed.md", one);
+    // The message is in the server's hands: change the file in place, then let it go.
+    assert!(
+        wait_until(Duration::from_secs(10), || gate.join("data").exists()),
+        "{}",
+        h.stderr()
+    );
+    let two = one.replace("version one", "version two, edited in place");
+    fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(v.join("Approved/changed.md"))
+        .and_then(|mut f| f.write_all(two.as_bytes()))
+        .expect("edit in place");
+    fs::write(gate.join("release"), "").expect("release");
+    let (done, failed) = (v.join("Done/changed.md"), v.join("Failed/changed.md"));
+    assert!(
+        wait_until(Duration::from_secs(10), || done.exists()
+            && failed.exists()
+            && files(&v.join("Approved")).is_empty()),
+        "{}",
+        h.stderr()
+    );
+    // What was sent is what is archived in Done/: the file as read, byte for byte, with
+    // the result fields added.
+    let mails = smtp.with_subject_containing("CHANGED-token");
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(mails[0].body().trim_end(), "version one");
+    let archived = fs::read_to_string(&done).expect("done");
+    assert_eq!(without_result_fields(&archived), without_result_fields(one));
+    assert_eq!(field(&done, "result").as_deref(), Some("sent"));
+    assert_eq!(field(&done, "status").as_deref(), Some("done"));
+    assert_eq!(field(&done, "message_id"), mails[0].header("Message-ID"));
+    // The changed version was not carried out: it waits in Failed/, whole, with the reason.
+    let refused = fs::read_to_string(&failed).expect("failed");
+    assert_eq!(without_result_fields(&refused), without_result_fields(&two));
+    assert_eq!(field(&failed, "result").as_deref(), Some("refused"));
+    assert_eq!(
+        field(&failed, "error").as_deref(),
+        Some(
+            "Approved/changed.md was changed after its action had started: the version carried \
+             out is Done/changed.md; this version was not carried out (move it back to \
+             Approved/ to approve it)"
+        )
+    );
+    h.stop();
 }

@@ -1,4 +1,5 @@
-//! The append-only ledger that makes execution exactly-once across crashes.
+//! The ledger that makes execution exactly-once across crashes, and remembers what was
+//! carried out (for the duplicate rule).
 //!
 //! `<vault>/.ai-employee/approvals.ledger`, one JSON record per line, written with one
 //! `O_APPEND` write each. An approval is identified by its file name and the SHA-256 of
@@ -8,25 +9,43 @@
 //! 2. `transient` (fsynced) — the call failed without effect; the file stays in
 //!    `Approved/` and a later attempt writes a new `intent`;
 //!    or `final` (fsynced) — the decision: which folder, under which name, with which
-//!    fields; written before the file is moved;
+//!    fields, and for a carried-out action its content key; written before the file is
+//!    moved;
 //! 3. `done` — the file has been moved.
 //!
 //! Replaying the records gives each identity a [`State`]; `docs/approvals.md` walks
 //! through every crash point. A torn last line (a crash in the middle of a write, which
 //! therefore never returned and never let the call start) is ignored.
+//!
+//! **Compaction.** The file is rewritten with one record per identity that still matters
+//! — unfinished business (an open intent, a decision not yet moved, transient attempts
+//! of the last [`REMEMBER`]) and what was carried out (or may have been) in the last
+//! [`REMEMBER`] — when it holds more than twice that plus [`SLACK`] records: at start and
+//! while running. The new file is written beside the old one, fsynced, and renamed over
+//! it (then the folder is fsynced): a crash leaves the old ledger or the new one, never
+//! half of either.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::outcome::{Decision, results};
+use crate::vault::atomic::{self, FileId};
 
 /// An approval's identity: file name and SHA-256 (hex) of its content.
 pub type Key = (String, String);
+
+/// How long the ledger remembers what was carried out: an identical file (same name and
+/// bytes) or the same action with the same content is refused within this time.
+pub const REMEMBER: TimeDelta = TimeDelta::days(7);
+
+/// Records beyond twice the live ones before the file is compacted.
+pub const SLACK: u64 = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "record", rename_all = "snake_case")]
@@ -60,6 +79,9 @@ pub enum Record {
         sha256: String,
         at: String,
         decision: Decision,
+        /// The content key of a carried-out action (the duplicate rule).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content: Option<String>,
     },
     /// The file was moved to its destination.
     Done {
@@ -67,6 +89,17 @@ pub enum Record {
         sha256: String,
         dest: String,
         at: String,
+        /// The decision's result; written by compaction (otherwise known from the
+        /// `final` before it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<String>,
+        /// As in `final`; written by compaction.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content: Option<String>,
+        /// The file that was read is still in `Approved/` (this device and inode) with
+        /// other bytes: it was changed after its action had started.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        changed: Option<FileId>,
     },
 }
 
@@ -85,10 +118,12 @@ impl Record {
 /// Where an identity stands after replay.
 #[derive(Debug, Clone, PartialEq)]
 pub enum State {
-    /// No attempt in flight; `attempts` earlier attempts failed transiently.
+    /// No attempt in flight; `attempts` earlier attempts failed transiently, the last
+    /// at `at`.
     Open {
         attempts: u32,
         last_error: Option<String>,
+        at: String,
     },
     /// An intent without an outcome: the handler stopped during the attempt.
     InFlight {
@@ -99,14 +134,39 @@ pub enum State {
         at: String,
     },
     /// Decided but maybe not moved yet.
-    Decided(Decision),
+    Decided {
+        decision: Box<Decision>,
+        content: Option<String>,
+    },
     /// Moved to `dest` (vault-relative; empty if the file had left `Approved/`).
     /// `result`: the decision's result (`None` when unknown).
     Finished {
         dest: String,
         at: String,
         result: Option<String>,
+        content: Option<String>,
     },
+}
+
+/// An earlier approval with the same content that was carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executed {
+    pub file: String,
+    /// Where it went (vault-relative); empty if unknown.
+    pub dest: String,
+    pub result: String,
+    pub at: String,
+}
+
+/// A file left in `Approved/` that was changed after its action had started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changed {
+    /// The identity that was carried out.
+    pub sha: String,
+    /// Where the version carried out went.
+    pub dest: String,
+    /// The file (device, inode) that was read and changed.
+    pub id: FileId,
 }
 
 #[derive(Debug)]
@@ -114,9 +174,17 @@ pub struct Ledger {
     path: PathBuf,
     file: File,
     states: HashMap<Key, State>,
+    /// Content key → the latest identity that carried it out.
+    by_content: HashMap<String, Key>,
+    /// File name → a changed file left behind under that name.
+    changed: HashMap<String, Changed>,
     /// The file does not end with a newline (a torn last record): start the next one on
     /// a fresh line.
     needs_newline: bool,
+    /// Records in the file.
+    records: u64,
+    /// Compact when `records` reaches this.
+    compact_at: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,52 +193,108 @@ pub enum LedgerError {
     Open { path: PathBuf, source: io::Error },
     #[error("failed to append to the ledger {path}: {source}")]
     Append { path: PathBuf, source: io::Error },
+    #[error("failed to compact the ledger {path}: {source}")]
+    Compact { path: PathBuf, source: io::Error },
 }
 
+/// Replay prunes what it no longer needs every this many records, so a long ledger is
+/// read in bounded memory.
+const PRUNE_EVERY: u64 = 100_000;
+
 impl Ledger {
-    /// Open (creating it `0600` if missing) and replay.
+    /// Open (creating it `0600` if missing), replay, and compact if it is mostly history.
     pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
+        Ledger::open_at(path, Utc::now())
+    }
+
+    /// [`Ledger::open`] with the time that decides what is old.
+    pub fn open_at(path: &Path, now: DateTime<Utc>) -> Result<Ledger, LedgerError> {
         let err = |source| LedgerError::Open {
             path: path.to_path_buf(),
             source,
         };
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .mode(0o600)
             .open(path)
             .map_err(err)?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(err)?;
-        let needs_newline = bytes.last().is_some_and(|&b| b != b'\n');
-        let mut states = HashMap::new();
+        let mut l = Ledger {
+            path: path.to_path_buf(),
+            file,
+            states: HashMap::new(),
+            by_content: HashMap::new(),
+            changed: HashMap::new(),
+            needs_newline: false,
+            records: 0,
+            compact_at: SLACK,
+        };
+        let mut reader = BufReader::with_capacity(1 << 16, l.file.try_clone().map_err(err)?);
+        let mut line = Vec::with_capacity(1024);
         let mut skipped = 0usize;
-        for line in bytes.split(|&b| b == b'\n') {
+        let mut last_byte = b'\n';
+        let mut records = 0u64;
+        loop {
+            line.clear();
+            let n = reader.read_until(b'\n', &mut line).map_err(err)?;
+            if n == 0 {
+                break;
+            }
+            last_byte = line[n - 1];
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            match serde_json::from_slice::<Record>(line) {
-                Ok(rec) => apply(&mut states, &rec),
+            match serde_json::from_slice::<Record>(&line) {
+                Ok(rec) => {
+                    records += 1;
+                    l.apply(&rec);
+                    if records % PRUNE_EVERY == 0 {
+                        l.prune(now);
+                    }
+                }
                 Err(_) => skipped += 1,
             }
         }
+        drop(reader);
+        l.needs_newline = last_byte != b'\n';
+        l.records = records;
         if skipped > 0 {
             tracing::warn!(
                 "ledger {}: ignored {skipped} unreadable line(s) (a write cut short by a crash)",
                 path.display()
             );
         }
-        Ok(Ledger {
-            path: path.to_path_buf(),
-            file,
-            states,
-            needs_newline,
-        })
+        l.prune(now);
+        let live = l.states.len() as u64;
+        l.compact_at = 2 * live + SLACK;
+        if l.records >= l.compact_at {
+            let before = l.records;
+            l.compact(now).map_err(|e| match e {
+                LedgerError::Compact { source, .. } => err(source),
+                other => other,
+            })?;
+            tracing::info!(
+                "ledger {}: compacted, {before} records → {}",
+                path.display(),
+                l.records
+            );
+        }
+        Ok(l)
     }
 
     pub fn state(&self, key: &Key) -> Option<&State> {
         self.states.get(key)
+    }
+
+    /// How many identities the ledger holds.
+    pub fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    /// Records in the file now.
+    pub fn records(&self) -> u64 {
+        self.records
     }
 
     /// Identities whose last record is an intent or a decision (unfinished business).
@@ -178,14 +302,46 @@ impl Ledger {
         let mut v: Vec<(Key, State)> = self
             .states
             .iter()
-            .filter(|(_, s)| matches!(s, State::InFlight { .. } | State::Decided(_)))
+            .filter(|(_, s)| matches!(s, State::InFlight { .. } | State::Decided { .. }))
             .map(|(k, s)| (k.clone(), s.clone()))
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
 
-    /// Append one record in a single write; `durable`: fsync before returning.
+    /// The latest approval with this content key that was carried out (`sent`, `queued`,
+    /// `recorded`) within [`REMEMBER`] before `now`.
+    pub fn executed(&self, content: &str, now: DateTime<Utc>) -> Option<Executed> {
+        let key = self.by_content.get(content)?;
+        let (dest, at, result) = match self.states.get(key)? {
+            State::Decided { decision, .. } => (&decision.dest, &decision.at, &decision.result),
+            State::Finished {
+                dest,
+                at,
+                result: Some(result),
+                ..
+            } => (dest, at, result),
+            _ => return None,
+        };
+        if !results::EXECUTED.contains(&result.as_str()) || !recent(at, now) {
+            return None;
+        }
+        Some(Executed {
+            file: key.0.clone(),
+            dest: dest.clone(),
+            result: result.clone(),
+            at: at.clone(),
+        })
+    }
+
+    /// A file under `name` left in `Approved/` after it was changed during its action.
+    pub fn changed_after(&self, name: &str) -> Option<&Changed> {
+        self.changed.get(name)
+    }
+
+    /// Append one record in a single write; `durable`: fsync before returning. Compacts
+    /// the file afterwards when it has grown enough (a failure there is logged; the
+    /// record is written either way).
     pub fn append(&mut self, rec: Record, durable: bool) -> Result<(), LedgerError> {
         let mut line = Vec::with_capacity(256);
         if self.needs_newline {
@@ -208,8 +364,266 @@ impl Ledger {
             source,
         })?;
         self.needs_newline = false;
-        apply(&mut self.states, &rec);
+        self.records += 1;
+        self.apply(&rec);
+        if self.records >= self.compact_at {
+            let now = Utc::now();
+            self.prune(now);
+            let before = self.records;
+            match self.compact(now) {
+                Ok(()) => tracing::info!(
+                    "ledger {}: compacted, {before} records → {}",
+                    self.path.display(),
+                    self.records
+                ),
+                Err(e) => {
+                    tracing::warn!("{e}; trying again later");
+                    self.compact_at = self.records + SLACK;
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Forget what is no longer needed at `now` (see the module documentation).
+    fn prune(&mut self, now: DateTime<Utc>) {
+        self.states.retain(|_, s| match s {
+            State::InFlight { .. } | State::Decided { .. } => true,
+            State::Open { at, .. } => recent(at, now),
+            State::Finished { at, result, .. } => {
+                result.as_deref().is_none_or(|r| results::ONCE.contains(&r)) && recent(at, now)
+            }
+        });
+        let states = &self.states;
+        self.by_content.retain(|_, k| {
+            matches!(
+                states.get(k),
+                Some(State::Decided { .. } | State::Finished { .. })
+            )
+        });
+        self.changed
+            .retain(|name, c| states.contains_key(&(name.clone(), c.sha.clone())));
+    }
+
+    /// Rewrite the file with one record per identity still held (after [`Ledger::prune`]).
+    fn compact(&mut self, now: DateTime<Utc>) -> Result<(), LedgerError> {
+        self.prune(now);
+        let err = |source| LedgerError::Compact {
+            path: self.path.clone(),
+            source,
+        };
+        let mut recs: Vec<(bool, &str, Record)> = Vec::with_capacity(self.states.len());
+        for ((file, sha), state) in &self.states {
+            let (file, sha256) = (file.clone(), sha.clone());
+            let (at, rec) = match state {
+                State::Open {
+                    attempts,
+                    last_error,
+                    at,
+                } => (
+                    at.as_str(),
+                    Record::Transient {
+                        file,
+                        sha256,
+                        attempt: *attempts,
+                        at: at.clone(),
+                        error: last_error.clone().unwrap_or_default(),
+                    },
+                ),
+                State::InFlight {
+                    attempt,
+                    action,
+                    effect,
+                    message_id,
+                    at,
+                } => (
+                    at.as_str(),
+                    Record::Intent {
+                        file,
+                        sha256,
+                        attempt: *attempt,
+                        action: action.clone(),
+                        at: at.clone(),
+                        effect: effect.clone(),
+                        message_id: message_id.clone(),
+                    },
+                ),
+                State::Decided { decision, content } => (
+                    decision.at.as_str(),
+                    Record::Final {
+                        file,
+                        sha256,
+                        at: decision.at.clone(),
+                        decision: (**decision).clone(),
+                        content: content.clone(),
+                    },
+                ),
+                State::Finished {
+                    dest,
+                    at,
+                    result,
+                    content,
+                } => {
+                    let changed = self
+                        .changed
+                        .get(&file)
+                        .filter(|c| c.sha == sha256)
+                        .map(|c| c.id);
+                    (
+                        at.as_str(),
+                        Record::Done {
+                            file,
+                            sha256,
+                            dest: dest.clone(),
+                            at: at.clone(),
+                            result: result.clone(),
+                            content: content.clone(),
+                            changed,
+                        },
+                    )
+                }
+            };
+            let has_changed = matches!(
+                rec,
+                Record::Done {
+                    changed: Some(_),
+                    ..
+                }
+            );
+            recs.push((has_changed, at, rec));
+        }
+        // Oldest first, so the latest carried-out identity of a content key is replayed
+        // last; the "changed" marks after everything else, which would clear them.
+        recs.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        let mut text = Vec::with_capacity(recs.len() * 256);
+        for (_, _, rec) in &recs {
+            serde_json::to_writer(&mut text, rec).map_err(|e| err(io::Error::other(e)))?;
+            text.push(b'\n');
+        }
+        let count = recs.len() as u64;
+        drop(recs);
+        let dir = atomic::parent_dir(&self.path);
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".approvals.ledger-")
+            .tempfile_in(dir)
+            .map_err(err)?;
+        tmp.write_all(&text).map_err(err)?;
+        tmp.as_file().sync_all().map_err(err)?;
+        // The handle for later appends, opened before the rename: there is no moment
+        // at which appends could go to the old file after it lost its name.
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(tmp.path())
+            .map_err(err)?;
+        tmp.persist(&self.path).map_err(|e| err(e.error))?;
+        atomic::sync_dir(dir).map_err(err)?;
+        self.file = file;
+        self.needs_newline = false;
+        self.records = count;
+        self.compact_at = 2 * count + SLACK;
+        Ok(())
+    }
+
+    fn apply(&mut self, rec: &Record) {
+        let key = rec.key();
+        let next = match rec {
+            Record::Intent {
+                attempt,
+                action,
+                effect,
+                message_id,
+                at,
+                ..
+            } => State::InFlight {
+                attempt: *attempt,
+                action: action.clone(),
+                effect: effect.clone(),
+                message_id: message_id.clone(),
+                at: at.clone(),
+            },
+            Record::Transient {
+                attempt, error, at, ..
+            } => State::Open {
+                attempts: *attempt,
+                last_error: Some(error.clone()),
+                at: at.clone(),
+            },
+            Record::Final {
+                decision, content, ..
+            } => State::Decided {
+                decision: Box::new(decision.clone()),
+                content: content.clone(),
+            },
+            Record::Done {
+                dest,
+                at,
+                result,
+                content,
+                changed,
+                file,
+                sha256,
+            } => {
+                let (prev_result, prev_content) = match self.states.get(&key) {
+                    Some(State::Decided { decision, content }) => {
+                        (Some(decision.result.clone()), content.clone())
+                    }
+                    Some(State::InFlight { .. }) => {
+                        (Some(results::OUTCOME_UNKNOWN.to_string()), None)
+                    }
+                    Some(State::Finished {
+                        result, content, ..
+                    }) => (result.clone(), content.clone()),
+                    _ => (None, None),
+                };
+                match changed {
+                    Some(id) => {
+                        self.changed.insert(
+                            file.clone(),
+                            Changed {
+                                sha: sha256.clone(),
+                                dest: dest.clone(),
+                                id: *id,
+                            },
+                        );
+                    }
+                    None => {
+                        self.changed.remove(file);
+                    }
+                }
+                State::Finished {
+                    dest: dest.clone(),
+                    at: at.clone(),
+                    result: result.clone().or(prev_result),
+                    content: content.clone().or(prev_content),
+                }
+            }
+        };
+        let carried = match &next {
+            State::Decided {
+                decision,
+                content: Some(c),
+            } if results::EXECUTED.contains(&decision.result.as_str()) => Some(c.clone()),
+            State::Finished {
+                result: Some(r),
+                content: Some(c),
+                ..
+            } if results::EXECUTED.contains(&r.as_str()) => Some(c.clone()),
+            _ => None,
+        };
+        if let Some(c) = carried {
+            self.by_content.insert(c, key.clone());
+        }
+        self.states.insert(key, next);
+    }
+}
+
+/// Whether `at` (RFC 3339) is within [`REMEMBER`] before `now`. A time that cannot be read
+/// counts as recent (kept rather than forgotten).
+fn recent(at: &str, now: DateTime<Utc>) -> bool {
+    match DateTime::parse_from_rfc3339(at) {
+        Ok(t) => now.signed_duration_since(t.with_timezone(&Utc)) <= REMEMBER,
+        Err(_) => true,
     }
 }
 
@@ -221,42 +635,6 @@ fn write_once(file: &mut File, buf: &[u8]) -> io::Result<()> {
         file.write_all(&buf[n..])?;
     }
     Ok(())
-}
-
-fn apply(states: &mut HashMap<Key, State>, rec: &Record) {
-    let key = rec.key();
-    let next = match rec {
-        Record::Intent {
-            attempt,
-            action,
-            effect,
-            message_id,
-            at,
-            ..
-        } => State::InFlight {
-            attempt: *attempt,
-            action: action.clone(),
-            effect: effect.clone(),
-            message_id: message_id.clone(),
-            at: at.clone(),
-        },
-        Record::Transient { attempt, error, .. } => State::Open {
-            attempts: *attempt,
-            last_error: Some(error.clone()),
-        },
-        Record::Final { decision, .. } => State::Decided(decision.clone()),
-        Record::Done { dest, at, .. } => State::Finished {
-            dest: dest.clone(),
-            at: at.clone(),
-            result: match states.get(&key) {
-                Some(State::Decided(d)) => Some(d.result.clone()),
-                Some(State::InFlight { .. }) => Some(results::OUTCOME_UNKNOWN.to_string()),
-                Some(State::Finished { result, .. }) => result.clone(),
-                _ => None,
-            },
-        },
-    };
-    states.insert(key, next);
 }
 
 #[cfg(test)]
@@ -324,11 +702,18 @@ mod tests {
                 sha256: "aa".into(),
                 at: "t".into(),
                 decision: decision(),
+                content: None,
             },
             true,
         )?;
         let l = Ledger::open(&path)?;
-        assert_eq!(l.state(&key), Some(&State::Decided(decision())));
+        assert_eq!(
+            l.state(&key),
+            Some(&State::Decided {
+                decision: Box::new(decision()),
+                content: None
+            })
+        );
         Ok(())
     }
 

@@ -221,6 +221,7 @@ pub fn run(args: Args) -> i32 {
         Options {
             dry_run: args.dry_run,
             policy,
+            settle: args.settle,
         },
         ctx.stop_flag(),
     );
@@ -243,6 +244,7 @@ pub fn run(args: Args) -> i32 {
             arrivals.forget(&name);
             match handler.process(&name) {
                 Step::Interrupted => break 'run,
+                Step::Later(wait) => arrivals.later(&name, wait),
                 Step::Finished | Step::RetryAt(_) | Step::Deferred => {}
             }
         }

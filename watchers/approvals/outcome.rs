@@ -97,8 +97,90 @@ impl Decision {
     }
 }
 
-/// The text the file has at its destination.
+/// The text the file has at its destination: the original, byte for byte, with the
+/// lines of the keys the handler sets (`status`, `result`, `executed_at` or `failed_at`,
+/// `error`, and the result's own fields) replaced by new ones before the closing `---`.
+/// A frontmatter whose lines cannot be edited that way (the check: it must parse back to
+/// exactly the intended keys and body) is rewritten as a whole instead.
 pub fn render(original: &str, d: &Decision) -> String {
+    if !d.prefix
+        && let Some(text) = render_in_place(original, d)
+    {
+        return text;
+    }
+    render_rewritten(original, d)
+}
+
+/// The keys whose lines [`render_in_place`] replaces.
+const STALE: &[&str] = &["status", "result", "error", "executed_at", "failed_at"];
+
+/// [`render`] keeping the original text; `None` when it cannot.
+fn render_in_place(original: &str, d: &Decision) -> Option<String> {
+    let doc = frontmatter::parse(original).ok()?;
+    let mut want = doc.front.clone();
+    for stale in STALE {
+        want.remove(*stale);
+    }
+    add_fields(&mut want, d);
+    let bom = if original.starts_with('\u{feff}') {
+        "\u{feff}"
+    } else {
+        ""
+    };
+    let rest = &original[bom.len()..];
+    let (open, nl) = if rest.starts_with("---\r\n") {
+        ("---\r\n", "\r\n")
+    } else if rest.starts_with("---\n") {
+        ("---\n", "\n")
+    } else {
+        return None;
+    };
+    let rest = &rest[open.len()..];
+    // The frontmatter's lines up to the closing marker line.
+    let mut end = None;
+    let mut offset = 0;
+    for line in rest.split_inclusive('\n') {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        if (bare == "---" || bare == "...") && line.ends_with('\n') {
+            end = Some(offset);
+            break;
+        }
+        offset += line.len();
+    }
+    let end = end?;
+    let (yaml, after) = rest.split_at(end);
+    let replaced = |key: &str| STALE.contains(&key) || d.fields.iter().any(|(k, _)| k == key);
+    let mut kept = String::with_capacity(yaml.len());
+    let mut dropping = false;
+    for line in yaml.split_inclusive('\n') {
+        let top_level = !line.starts_with([' ', '\t', '\r', '\n', '#']);
+        if top_level {
+            let key = line
+                .split_once(':')
+                .map(|(k, _)| k.trim().trim_matches(['"', '\'']))
+                .unwrap_or("");
+            dropping = replaced(key);
+        }
+        if !dropping {
+            kept.push_str(line);
+        }
+    }
+    if !kept.is_empty() && !kept.ends_with('\n') {
+        kept.push_str(nl);
+    }
+    let mut added = Mapping::new();
+    add_fields(&mut added, d);
+    let mut new_lines = serde_norway::to_string(&added).ok()?;
+    if nl == "\r\n" {
+        new_lines = new_lines.replace('\n', "\r\n");
+    }
+    let text = format!("{bom}{open}{kept}{new_lines}{after}");
+    let check = frontmatter::parse(&text).ok()?;
+    (check.front == want && check.body == doc.body).then_some(text)
+}
+
+/// [`render`] by writing the frontmatter anew (comments and quoting are not kept).
+fn render_rewritten(original: &str, d: &Decision) -> String {
     let parsed = if d.prefix {
         None
     } else {
