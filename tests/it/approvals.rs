@@ -2380,3 +2380,101 @@ fn a_file_changed_after_its_action_started_is_archived_as_executed_and_not_run_a
     );
     h.stop();
 }
+
+// ---------------------------------------------------------------------------------------
+// The same approval under two names (sync-conflict copies).
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_sync_conflict_copy_is_refused_as_a_duplicate_even_after_a_restart() {
+    let tv = new_vault();
+    let v = &tv.vault;
+    let smtp = Smtp::start(tv.dir.path(), 0, false, 0);
+    smtp_toml(v, smtp.port, false, "");
+    let mut h = Handler::start(v, &[]);
+    h.wait_log("watching ");
+    let original = "---\ntype: approval_request\naction: send_email\nto: client@example.com\nsubject: \"DUP-token Q3 report\"\nstatus: pending\n---\nHere is the Q3 report.\n";
+    approve(v, "report.md", original);
+    let done = v.join("Done/report.md");
+    assert!(
+        wait_until(Duration::from_secs(10), || done.exists()),
+        "{}",
+        h.stderr()
+    );
+    // The copy a sync tool made, re-saved by an editor: other quoting, spacing, key order,
+    // `status`, line ends, an added note, a trailing blank line.
+    let copy = "---\r\naction:   send_email\r\ntype: 'approval_request'\r\nsubject: DUP-token Q3 report\r\nto: [\"Client@Example.com\"]\r\nstatus: approved\r\nnote: conflicted copy\r\n---\r\nHere is the Q3 report.\r\n\r\n";
+    approve(v, "report (1).md", copy);
+    let failed = v.join("Failed/report (1).md");
+    assert!(
+        wait_until(Duration::from_secs(10), || failed.exists()),
+        "{}",
+        h.stderr()
+    );
+    let executed_at = field(&done, "executed_at").expect("executed_at");
+    assert_eq!(field(&failed, "result").as_deref(), Some("refused"));
+    assert_eq!(
+        field(&failed, "error"),
+        Some(format!(
+            "duplicate of Done/report.md (sent at {executed_at}): the same send_email with the \
+             same content was carried out within the last 7 days; to carry it out again, add \
+             `allow_duplicate: true`"
+        ))
+    );
+    // A LinkedIn post and its copy: the same rule for a local action.
+    let post = "---\ntype: approval_request\naction: linkedin_post\n---\nDUP-post: we shipped\n";
+    approve(v, "post.md", post);
+    assert!(wait_until(Duration::from_secs(10), || v
+        .join("Done/post.md")
+        .exists()));
+    approve(v, "post (1).md", &post.replace("---\nDUP", "---\n\nDUP"));
+    assert!(wait_until(Duration::from_secs(10), || v
+        .join("Failed/post (1).md")
+        .exists()));
+    assert!(
+        field(&v.join("Failed/post (1).md"), "error")
+            .is_some_and(|e| e.starts_with("duplicate of Done/post.md (queued at ")),
+        "{:?}",
+        field(&v.join("Failed/post (1).md"), "error")
+    );
+    // Different content is a different approval; `allow_duplicate: true` runs a copy.
+    approve(
+        v,
+        "report (2).md",
+        &original.replace("Q3 report.", "Q3 report, corrected."),
+    );
+    approve(
+        v,
+        "report (3).md",
+        &original.replace("status: pending", "allow_duplicate: true"),
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || v
+            .join("Done/report (2).md")
+            .exists()
+            && v.join("Done/report (3).md").exists()),
+        "{}",
+        h.stderr()
+    );
+    // Durable: after a restart a copy is still refused.
+    let (st, _) = h.stop();
+    assert_eq!(st.and_then(|s| s.code()), Some(0));
+    let mut h = Handler::start(v, &[]);
+    h.wait_log("watching ");
+    approve(v, "report (4).md", copy);
+    let failed4 = v.join("Failed/report (4).md");
+    assert!(
+        wait_until(Duration::from_secs(10), || failed4.exists()),
+        "{}",
+        h.stderr()
+    );
+    assert!(
+        field(&failed4, "error").is_some_and(|e| e.starts_with("duplicate of Done/report")),
+        "{:?}",
+        field(&failed4, "error")
+    );
+    assert_eq!(smtp.with_subject_containing("DUP-token").len(), 3);
+    let queue = fs::read_to_string(v.join("LINKEDIN_QUEUE.md")).expect("queue");
+    assert_eq!(queue.matches("DUP-post").count(), 1, "{queue}");
+    h.stop();
+}

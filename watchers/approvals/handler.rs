@@ -1206,3 +1206,43 @@ fn ready_credentials<T>(
         Loaded::Invalid(e) => Err(format!("{action} cannot run: {e}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unsettled(r: Result<Vec<u8>, ReadError>) -> Option<Duration> {
+        match r {
+            Err(ReadError::Unsettled(d)) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// Where no lease can be had: a stability window (the change time) before the read.
+    #[test]
+    fn without_leases_a_file_is_read_only_after_settle_unchanged() -> io::Result<()> {
+        use std::io::Write;
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("a.md");
+        std::fs::write(&p, "text\n")?;
+        let f = std::fs::File::open(&p)?;
+        let meta = f.metadata()?;
+        let settle = Duration::from_secs(60);
+        // Just written: not yet.
+        let wait = unsettled(read_settled(&f, &meta, settle, SystemTime::now()));
+        assert!(wait.is_some_and(|w| w > Duration::from_secs(50) && w <= settle));
+        // A minute later, unchanged: read.
+        let later = SystemTime::now() + settle;
+        assert_eq!(
+            read_settled(&f, &meta, settle, later).ok().as_deref(),
+            Some(&b"text\n"[..])
+        );
+        // Changed since `meta` was taken (a writer went on): not trusted, looked at again.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)?
+            .write_all(b"more\n")?;
+        assert!(unsettled(read_settled(&f, &meta, settle, later)).is_some());
+        Ok(())
+    }
+}

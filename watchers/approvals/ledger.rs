@@ -739,4 +739,247 @@ mod tests {
         assert!(l.state(&("c.md".into(), "aa".into())).is_some());
         Ok(())
     }
+
+    fn open_err(source: io::Error) -> LedgerError {
+        LedgerError::Open {
+            path: PathBuf::new(),
+            source,
+        }
+    }
+
+    fn at(t: DateTime<Utc>) -> String {
+        t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    }
+
+    /// A carried-out (or not) approval as the handler records it: intent, final, done.
+    fn executed(l: &mut Ledger, file: &str, sha: &str, result: &str, content: &str, when: &str) {
+        let mut d = decision();
+        d.result = result.into();
+        d.dest = format!("Done/{file}");
+        d.at = when.into();
+        for rec in [
+            Record::Intent {
+                file: file.into(),
+                sha256: sha.into(),
+                attempt: 1,
+                action: "send_email".into(),
+                at: when.into(),
+                effect: None,
+                message_id: None,
+            },
+            Record::Final {
+                file: file.into(),
+                sha256: sha.into(),
+                at: when.into(),
+                decision: d,
+                content: Some(content.into()),
+            },
+            Record::Done {
+                file: file.into(),
+                sha256: sha.into(),
+                dest: format!("Done/{file}"),
+                at: when.into(),
+                result: None,
+                content: None,
+                changed: None,
+            },
+        ] {
+            l.append(rec, false).expect("append");
+        }
+    }
+
+    #[test]
+    fn what_was_carried_out_is_remembered_for_seven_days() -> Result<(), LedgerError> {
+        let dir = tempfile::tempdir().map_err(open_err)?;
+        let path = dir.path().join("l");
+        let now = Utc::now();
+        let mut l = Ledger::open_at(&path, now)?;
+        executed(
+            &mut l,
+            "a.md",
+            "s1",
+            "sent",
+            "C",
+            &at(now - TimeDelta::days(1)),
+        );
+        executed(&mut l, "r.md", "s2", "refused", "R", &at(now));
+        executed(&mut l, "d.md", "s3", "dry_run", "D", &at(now));
+        let e = l.executed("C", now).expect("remembered");
+        assert_eq!((e.dest.as_str(), e.result.as_str()), ("Done/a.md", "sent"));
+        assert!(l.executed("C", now + TimeDelta::days(5)).is_some());
+        assert!(l.executed("C", now + TimeDelta::days(7)).is_none());
+        assert!(l.executed("R", now).is_none(), "refused is not carried out");
+        assert!(
+            l.executed("D", now).is_none(),
+            "a dry run is not carried out"
+        );
+        // Across a restart.
+        let l = Ledger::open_at(&path, now)?;
+        assert_eq!(l.executed("C", now), Some(e));
+        Ok(())
+    }
+
+    #[test]
+    fn compaction_keeps_what_exactly_once_and_duplicates_need() -> Result<(), LedgerError> {
+        let dir = tempfile::tempdir().map_err(open_err)?;
+        let path = dir.path().join("l");
+        let now = Utc::now();
+        let (recent, old) = (at(now - TimeDelta::hours(1)), at(now - TimeDelta::days(30)));
+        let mut l = Ledger::open_at(&path, now)?;
+        for i in 0..50 {
+            executed(
+                &mut l,
+                &format!("old{i}.md"),
+                "s",
+                "sent",
+                &format!("O{i}"),
+                &old,
+            );
+        }
+        executed(&mut l, "sent.md", "s", "sent", "S", &recent);
+        executed(&mut l, "unknown.md", "s", "outcome_unknown", "U", &recent);
+        executed(&mut l, "refused.md", "s", "refused", "X", &recent);
+        // Carried out twice (the second with allow_duplicate): the latest is named.
+        executed(
+            &mut l,
+            "twice.md",
+            "s",
+            "sent",
+            "T",
+            &at(now - TimeDelta::hours(3)),
+        );
+        executed(&mut l, "twice (1).md", "s", "sent", "T", &recent);
+        l.append(intent("inflight.md", 2), true)?;
+        l.append(
+            Record::Transient {
+                file: "retry.md".into(),
+                sha256: "aa".into(),
+                attempt: 3,
+                at: recent.clone(),
+                error: "451".into(),
+            },
+            true,
+        )?;
+        l.append(
+            Record::Final {
+                file: "decided.md".into(),
+                sha256: "aa".into(),
+                at: old.clone(),
+                decision: decision(),
+                content: None,
+            },
+            true,
+        )?;
+        executed(
+            &mut l,
+            "sent.md",
+            "older",
+            "sent",
+            "S0",
+            &at(now - TimeDelta::days(2)),
+        );
+        // A changed file left behind.
+        l.append(
+            Record::Done {
+                file: "sent.md".into(),
+                sha256: "s".into(),
+                dest: "Done/sent.md".into(),
+                at: recent.clone(),
+                result: None,
+                content: None,
+                changed: Some((7, 42)),
+            },
+            true,
+        )?;
+        let before: HashMap<Key, State> = l.states.clone();
+        l.compact(now).map_err(|e| open_err(io::Error::other(e)))?;
+        let text = std::fs::read_to_string(&path).map_err(open_err)?;
+        assert_eq!(text.lines().count(), 8, "{text}");
+        for l in [&l, &Ledger::open_at(&path, now)?] {
+            let key = |f: &str, s: &str| (f.to_string(), s.to_string());
+            assert_eq!(l.states.len(), 8);
+            for k in [
+                key("sent.md", "s"),
+                key("sent.md", "older"),
+                key("unknown.md", "s"),
+                key("twice.md", "s"),
+                key("twice (1).md", "s"),
+                key("inflight.md", "aa"),
+                key("retry.md", "aa"),
+                key("decided.md", "aa"),
+            ] {
+                assert_eq!(l.state(&k), before.get(&k), "{k:?}");
+            }
+            assert!(l.state(&key("old0.md", "s")).is_none());
+            assert!(l.state(&key("refused.md", "s")).is_none());
+            assert!(l.executed("O1", now).is_none());
+            assert_eq!(
+                l.executed("S", now).map(|e| e.dest),
+                Some("Done/sent.md".into())
+            );
+            assert_eq!(
+                l.executed("T", now).map(|e| e.file),
+                Some("twice (1).md".into())
+            );
+            assert!(l.executed("U", now).is_none());
+            assert_eq!(
+                l.changed_after("sent.md"),
+                Some(&Changed {
+                    sha: "s".into(),
+                    dest: "Done/sent.md".into(),
+                    id: (7, 42)
+                })
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_long_history_is_compacted_at_open_and_while_appending() -> Result<(), LedgerError> {
+        let dir = tempfile::tempdir().map_err(open_err)?;
+        let path = dir.path().join("l");
+        let now = Utc::now();
+        let old = at(now - TimeDelta::days(30));
+        {
+            let mut text = String::new();
+            for i in 0..(SLACK + 10) {
+                let rec = Record::Done {
+                    file: format!("f{i}.md"),
+                    sha256: "s".into(),
+                    dest: String::new(),
+                    at: old.clone(),
+                    result: Some("sent".into()),
+                    content: None,
+                    changed: None,
+                };
+                text.push_str(&serde_json::to_string(&rec).unwrap_or_default());
+                text.push('\n');
+            }
+            std::fs::write(&path, text).map_err(open_err)?;
+        }
+        let mut l = Ledger::open_at(&path, now)?;
+        assert_eq!(l.records(), 0);
+        assert_eq!(std::fs::metadata(&path).map_err(open_err)?.len(), 0);
+        // Growing again: compacted once the threshold is reached; appends still land.
+        for i in 0..SLACK {
+            l.append(
+                Record::Done {
+                    file: format!("g{i}.md"),
+                    sha256: "s".into(),
+                    dest: String::new(),
+                    at: at(now),
+                    result: Some("refused".into()),
+                    content: None,
+                    changed: None,
+                },
+                false,
+            )?;
+        }
+        assert!(l.records() < 10, "{}", l.records());
+        l.append(intent("after.md", 1), true)?;
+        let l = Ledger::open_at(&path, now)?;
+        assert!(l.state(&("after.md".into(), "aa".into())).is_some());
+        assert_eq!(l.len(), 1);
+        Ok(())
+    }
 }

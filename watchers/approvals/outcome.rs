@@ -153,8 +153,10 @@ fn render_in_place(original: &str, d: &Decision) -> Option<String> {
     let mut kept = String::with_capacity(yaml.len());
     let mut dropping = false;
     for line in yaml.split_inclusive('\n') {
-        let top_level = !line.starts_with([' ', '\t', '\r', '\n', '#']);
-        if top_level {
+        if line.starts_with('#') {
+            // A comment in the first column ends any value before it.
+            dropping = false;
+        } else if !line.starts_with([' ', '\t', '\r', '\n']) {
             let key = line
                 .split_once(':')
                 .map(|(k, _)| k.trim().trim_matches(['"', '\'']))
@@ -372,6 +374,37 @@ mod tests {
         assert_eq!(doc.body, "Hello\n");
         assert_eq!(d.dest, "Done/a.md");
         assert_eq!(d.final_sha256, sha256_hex(text.as_bytes()));
+    }
+
+    #[test]
+    fn the_original_text_is_kept_byte_for_byte_around_the_added_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let original = "---\ntype: approval_request   # kept\naction: send_email\nstatus: pending\nto: 'a@b.c'\nresult: failed\nerror: |\n  an old\n  error\n# a comment\nmessage_id: <old@y>\n---\nHello\n";
+        let d = decision(dir.path(), original, Folder::Done);
+        let text = render(original, &d);
+        assert_eq!(
+            text,
+            "---\ntype: approval_request   # kept\naction: send_email\nto: 'a@b.c'\n# a comment\nstatus: done\nresult: sent\nexecuted_at: 2026-01-07T10:31:00Z\nmessage_id: <x@y>\n---\nHello\n"
+        );
+        // CRLF stays CRLF; a BOM stays.
+        let crlf = "\u{feff}---\r\ntype: approval_request\r\n---\r\nHi\r\n";
+        let text = render(crlf, &decision(dir.path(), crlf, Folder::Done));
+        assert!(
+            text.starts_with("\u{feff}---\r\ntype: approval_request\r\nstatus: done\r\n"),
+            "{text:?}"
+        );
+        assert!(text.ends_with("---\r\nHi\r\n"), "{text:?}");
+        // A frontmatter whose lines cannot be edited (a flow mapping) is rewritten.
+        let flow = "---\n{type: approval_request, status: pending}\n---\nHi\n";
+        let d = decision(dir.path(), flow, Folder::Done);
+        let text = render(flow, &d);
+        let doc = frontmatter::parse(&text).expect("parses");
+        assert_eq!(frontmatter::get_str(&doc.front, "status"), Some("done"));
+        assert_eq!(
+            frontmatter::get_str(&doc.front, "type"),
+            Some("approval_request")
+        );
+        assert_eq!(doc.body, "Hi\n");
     }
 
     #[test]

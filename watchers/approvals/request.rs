@@ -671,6 +671,52 @@ mod tests {
     }
 
     #[test]
+    fn the_content_key_ignores_form_and_bookkeeping_but_not_content() {
+        let key = |t: &str| check(t).expect("valid").content_key();
+        let base = key(
+            "---\ntype: approval_request\naction: send_email\nto: [a@example.com, B@example.com]\ncc: c@example.com\nsubject: Hi\nstatus: pending\ncreated: 2026-01-01T00:00:00Z\n---\nHello\n\nBye\n",
+        );
+        // Other spacing, quoting, order, line ends, bookkeeping keys, display names.
+        assert_eq!(
+            base,
+            key(
+                "---\r\nsubject:   'Hi'\r\naction: send_email\r\ntype: approval_request\r\ncc: [\"C <c@example.com>\"]\r\nto: [\"b@example.com\", \"Ann <a@EXAMPLE.com>\"]\r\nstatus: approved\r\napproved_by: bob\r\nmessage_id: <x@y>\r\n---\r\nHello\r\n\r\nBye\r\n\r\n"
+            )
+        );
+        for other in [
+            // The text, a recipient moved to cc, the subject, the action.
+            "---\ntype: approval_request\naction: send_email\nto: [a@example.com, B@example.com]\ncc: c@example.com\nsubject: Hi\n---\nHello\n\nBye!\n",
+            "---\ntype: approval_request\naction: send_email\nto: a@example.com\ncc: [b@example.com, c@example.com]\nsubject: Hi\n---\nHello\n\nBye\n",
+            "---\ntype: approval_request\naction: send_email\nto: [a@example.com, B@example.com]\ncc: c@example.com\nsubject: Hi!\n---\nHello\n\nBye\n",
+            "---\ntype: approval_request\naction: linkedin_post\n---\nHello\n\nBye\n",
+        ] {
+            assert_ne!(base, key(other), "{other}");
+        }
+        let pay = |amount: &str, currency: &str| {
+            key(&format!(
+                "---\ntype: approval_request\naction: payment\namount: {amount}\ncurrency: {currency}\nrecipient: Acme\nreason: hosting\n---\n"
+            ))
+        };
+        assert_eq!(pay("120.50", "eur"), pay("120.5", "EUR"));
+        assert_ne!(pay("120.5", "EUR"), pay("120.6", "EUR"));
+    }
+
+    #[test]
+    fn allow_duplicate_must_be_a_boolean() {
+        let text = |v: &str| {
+            format!(
+                "---\ntype: approval_request\naction: linkedin_post\nallow_duplicate: {v}\n---\nPost\n"
+            )
+        };
+        assert!(check(&text("true")).expect("valid").allow_duplicate);
+        assert!(!check(&text("false")).expect("valid").allow_duplicate);
+        assert_eq!(
+            check(&text("yes")).err().as_deref(),
+            Some("field `allow_duplicate` must be true or false, found a string")
+        );
+    }
+
+    #[test]
     fn previews_are_short_and_flat() {
         assert_eq!(preview("a\n\nb"), "a b");
         assert_eq!(preview(&"x".repeat(50)).chars().count(), 41);
