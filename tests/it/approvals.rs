@@ -1762,39 +1762,196 @@ fn sigterm_exits_0_within_a_second_idle_and_in_the_middle_of_a_send() {
     h.stop();
 }
 
+/// One action's missing or broken credentials disable that action only: the others run,
+/// and its approvals go to Failed/ with the reason. The start-up log and the Dashboard
+/// say which actions are enabled.
 #[test]
-fn missing_or_broken_setup_exits_78_with_one_line() {
+fn missing_or_broken_credentials_disable_only_their_own_action() {
     let tv = new_vault();
     let v = &tv.vault;
-    let run = |extra: &[&str]| {
-        let mut h = Handler::start(v, extra);
-        let st = h.wait_exit(Duration::from_secs(10));
-        (st.and_then(|s| s.code()), h.stderr())
-    };
-    let (code, err) = run(&[]);
-    assert_eq!(code, Some(78));
-    assert_eq!(
-        err,
-        "ai-employee watch approvals: no credentials: create credentials/smtp.toml (email) and/or credentials/whatsapp.toml (WhatsApp); see docs/approvals.md\n"
+    // No credentials at all: LinkedIn posts and payments need none.
+    let mut h = Handler::start(v, &[]);
+    let log = h.wait_log("watching ");
+    assert!(
+        log.contains(
+            "actions enabled: linkedin_post, payment; not enabled: send_email \
+             (credentials/smtp.toml does not exist), send_whatsapp (credentials/whatsapp.toml \
+             does not exist): see docs/approvals.md"
+        ),
+        "{log}"
     );
+    approve(
+        v,
+        "post.md",
+        "---\ntype: approval_request\naction: linkedin_post\n---\nNO-CREDS post\n",
+    );
+    approve(
+        v,
+        "pay.md",
+        "---\ntype: approval_request\naction: payment\namount: 10\nrecipient: Acme\nreason: NO-CREDS\n---\n",
+    );
+    approve(v, "mail.md", &email("a@example.com", "NO-CREDS", "x\n", ""));
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            v.join("Done/post.md").exists()
+                && v.join("Done/pay.md").exists()
+                && v.join("Failed/mail.md").exists()
+        }),
+        "{}",
+        h.stderr()
+    );
+    assert_eq!(
+        field(&v.join("Failed/mail.md"), "error").as_deref(),
+        Some(
+            "send_email needs credentials/smtp.toml, which does not exist: create it (see \
+             docs/approvals.md), then move this file back to Approved/"
+        )
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || tv.dashboard().contains(
+            "| Approval | ⚠ Not set up | not enabled: send_email (credentials/smtp.toml does not \
+             exist), send_whatsapp (credentials/whatsapp.toml does not exist): see \
+             docs/approvals.md |"
+        )),
+        "{}",
+        tv.dashboard()
+    );
+    let (st, _) = h.stop();
+    assert_eq!(st.and_then(|s| s.code()), Some(0));
+    // A broken smtp.toml: email is refused with the exact line; the rest still runs.
     write_private(
         &v.join("credentials/smtp.toml"),
         "host = \"h\"\nfrom = \"a@b.c\"\npasword = \"x\"\n",
     );
-    let (code, err) = run(&[]);
-    assert_eq!(code, Some(78));
-    assert_eq!(
-        err,
-        "ai-employee watch approvals: credentials/smtp.toml:3:1: unknown key `pasword` (known: host, port, tls, username, password, oauth_token_file, from, timeout, dry_run)\n"
+    let broken = "credentials/smtp.toml:3:1: unknown key `pasword` (known: host, port, tls, \
+                  username, password, oauth_token_file, from, timeout, dry_run)";
+    let mut h = Handler::start(v, &[]);
+    let log = h.wait_log("watching ");
+    assert!(
+        log.contains(&format!(
+            "not enabled: send_email ({broken}), send_whatsapp"
+        )),
+        "{log}"
     );
-    // A dry run needs no credentials; the broken file still stops it.
+    approve(
+        v,
+        "mail2.md",
+        &email("a@example.com", "BROKEN-SMTP", "x\n", ""),
+    );
+    approve(
+        v,
+        "post2.md",
+        "---\ntype: approval_request\naction: linkedin_post\n---\nBROKEN-SMTP post\n",
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || v
+            .join("Failed/mail2.md")
+            .exists()
+            && v.join("Done/post2.md").exists()),
+        "{}",
+        h.stderr()
+    );
+    assert_eq!(
+        field(&v.join("Failed/mail2.md"), "error"),
+        Some(format!(
+            "send_email cannot run: {broken} (see docs/approvals.md); then move this file back \
+             to Approved/"
+        ))
+    );
+    let (st, _) = h.stop();
+    assert_eq!(st.and_then(|s| s.code()), Some(0));
+    // A dry run rehearses every action without credentials.
     fs::remove_file(v.join("credentials/smtp.toml")).expect("rm");
+    let mut h = Handler::start(v, &["--dry-run"]);
+    let log = h.wait_log("watching ");
+    assert!(
+        log.contains(
+            "actions enabled: linkedin_post, payment, send_email (dry run), send_whatsapp (dry run)"
+        ),
+        "{log}"
+    );
+    h.stop();
+}
+
+/// Exactly the file docs/whatsapp.md asks for (the webhook's keys only): the approval
+/// handler runs email, LinkedIn and payments, and refuses WhatsApp with what to add.
+#[test]
+fn a_webhook_only_whatsapp_file_does_not_stop_the_other_actions() {
+    let tv = new_vault();
+    let v = &tv.vault;
+    let smtp = Smtp::start(tv.dir.path(), 0, false, 0);
+    smtp_toml(v, smtp.port, false, "");
+    write_private(
+        &v.join("credentials/whatsapp.toml"),
+        "app_secret   = \"0123456789abcdef0123456789abcdef\"\nverify_token = \"6f1c0e3b9a7d4e2f8a5b1c3d7e9f0a2b\"\n",
+    );
+    let mut h = Handler::start(v, &[]);
+    let log = h.wait_log("watching ");
+    assert!(
+        log.contains(
+            "actions enabled: linkedin_post, payment, send_email; not enabled: send_whatsapp \
+             (credentials/whatsapp.toml has no `token` and `phone_number_id`, only other keys)"
+        ),
+        "{log}"
+    );
+    approve(
+        v,
+        "mail.md",
+        &email("a@example.com", "WEBHOOK-ONLY", "x\n", ""),
+    );
+    approve(
+        v,
+        "post.md",
+        "---\ntype: approval_request\naction: linkedin_post\n---\nWEBHOOK-ONLY post\n",
+    );
+    approve(
+        v,
+        "pay.md",
+        "---\ntype: approval_request\naction: payment\namount: 5\nrecipient: Acme\nreason: WEBHOOK-ONLY\n---\n",
+    );
+    approve(v, "wa.md", &whatsapp_approval("+14155550123", "hi"));
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            [
+                "Done/mail.md",
+                "Done/post.md",
+                "Done/pay.md",
+                "Failed/wa.md",
+            ]
+            .iter()
+            .all(|f| v.join(f).exists())
+        }),
+        "{}",
+        h.stderr()
+    );
+    assert_eq!(smtp.with_subject_containing("WEBHOOK-ONLY").len(), 1);
+    assert_eq!(
+        field(&v.join("Failed/wa.md"), "error").as_deref(),
+        Some(
+            "send_whatsapp needs `token` and `phone_number_id` in credentials/whatsapp.toml, \
+             which has only other keys (the WhatsApp webhook's): add them (see \
+             docs/approvals.md), then move this file back to Approved/"
+        )
+    );
+    let (st, _) = h.stop();
+    assert_eq!(st.and_then(|s| s.code()), Some(0));
+}
+
+#[test]
+fn a_second_handler_or_a_missing_vault_stops_with_one_line() {
+    let tv = new_vault();
+    let v = &tv.vault;
     let mut h = Handler::start(v, &["--dry-run"]);
     h.wait_log("watching ");
     // One handler per vault.
-    let (code, err) = run(&["--dry-run"]);
-    assert_eq!(code, Some(75));
-    assert!(err.contains("another approval handler (pid "), "{err}");
+    let mut h2 = Handler::start(v, &[]);
+    let st = h2.wait_exit(Duration::from_secs(10));
+    assert_eq!(st.and_then(|s| s.code()), Some(75));
+    assert!(
+        h2.stderr().contains("another approval handler (pid "),
+        "{}",
+        h2.stderr()
+    );
     h.stop();
     // No vault at all.
     let mut h = Handler::start(&tv.dir.path().join("nowhere"), &[]);
@@ -2117,31 +2274,64 @@ fn xoauth2_login_refreshes_expired_and_refused_tokens_and_shares_the_file() {
 }
 
 #[test]
-fn an_unusable_token_file_stops_the_handler_with_one_line() {
+fn an_unusable_token_file_refuses_email_only() {
     let tv = new_vault();
     let v = &tv.vault;
     oauth_smtp_toml(v, free_port());
-    let run = || {
-        let mut h = Handler::start(v, &[]);
-        let st = h.wait_exit(Duration::from_secs(10));
-        (st.and_then(|s| s.code()), h.stderr())
-    };
-    let (code, err) = run();
-    assert_eq!(code, Some(78));
-    assert_eq!(
-        err,
-        "ai-employee watch approvals: credentials/token.json: not found (create an OAuth token file: see docs/oauth.md)\n"
+    let missing =
+        "credentials/token.json: not found (create an OAuth token file: see docs/oauth.md)";
+    let mut h = Handler::start(v, &[]);
+    let log = h.wait_log("watching ");
+    assert!(
+        log.contains(&format!("not enabled: send_email ({missing})")),
+        "{log}"
     );
+    approve(v, "mail.md", &email("a@example.com", "NO-TOKEN", "x\n", ""));
+    approve(
+        v,
+        "post.md",
+        "---\ntype: approval_request\naction: linkedin_post\n---\nNO-TOKEN post\n",
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || v
+            .join("Failed/mail.md")
+            .exists()
+            && v.join("Done/post.md").exists()),
+        "{}",
+        h.stderr()
+    );
+    assert_eq!(
+        field(&v.join("Failed/mail.md"), "error"),
+        Some(format!(
+            "send_email cannot run: {missing}; then move this file back to Approved/"
+        ))
+    );
+    assert_eq!(
+        field(&v.join("Failed/mail.md"), "result").as_deref(),
+        Some("refused")
+    );
+    // A token file without a refresh token: the same, with what is wrong.
     write_private(
         &v.join("credentials/token.json"),
         r#"{"token": "ya29.x", "client_id": "c", "client_secret": "s", "token_uri": "https://oauth2.googleapis.com/token"}"#,
     );
-    let (code, err) = run();
-    assert_eq!(code, Some(78));
-    assert_eq!(
-        err,
-        "ai-employee watch approvals: credentials/token.json: missing `refresh_token`\n"
+    approve(
+        v,
+        "mail2.md",
+        &email("a@example.com", "NO-TOKEN-2", "x\n", ""),
     );
+    assert!(wait_until(Duration::from_secs(10), || v
+        .join("Failed/mail2.md")
+        .exists()));
+    assert_eq!(
+        field(&v.join("Failed/mail2.md"), "error").as_deref(),
+        Some(
+            "send_email cannot run: credentials/token.json: missing `refresh_token`; then move \
+             this file back to Approved/"
+        )
+    );
+    let (st, _) = h.stop();
+    assert_eq!(st.and_then(|s| s.code()), Some(0));
 }
 
 // ---------------------------------------------------------------------------------------

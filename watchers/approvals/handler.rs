@@ -239,6 +239,11 @@ impl Handler {
         due
     }
 
+    /// A Dashboard row about the handler's set-up (actions not enabled).
+    pub fn setup_row(&self, details: String) {
+        self.dashboard.push("⚠ Not set up", details);
+    }
+
     pub fn shutdown(self, limit: Duration) {
         self.dashboard.finish(limit);
     }
@@ -564,12 +569,26 @@ impl Handler {
         let smtp = match &req.action {
             Action::Email(_) => {
                 let rel = self.creds.smtp.rel();
-                match ready_credentials(
+                let ready = ready_credentials(
                     self.creds.smtp.current().clone(),
                     "send_email",
                     rel,
                     dry_run,
-                ) {
+                )
+                .and_then(|c| {
+                    // An OAuth token file that is missing or unusable: nothing to log in with.
+                    match c.as_ref().and_then(|c| c.oauth.as_ref()) {
+                        Some(o) => o.source(&self.vault).check().map_err(|problem| {
+                            format!(
+                                "send_email cannot run: {problem}; then move this file back \
+                                 to Approved/"
+                            )
+                        }),
+                        None => Ok(()),
+                    }
+                    .map(|()| c)
+                });
+                match ready {
                     Ok(c) => c,
                     Err(error) => {
                         return self.conclude_failed(
@@ -1203,7 +1222,15 @@ fn ready_credentials<T>(
             "{action} needs {rel}, which does not exist: create it (see docs/approvals.md), \
              then move this file back to Approved/"
         )),
-        Loaded::Invalid(e) => Err(format!("{action} cannot run: {e}")),
+        Loaded::Unset(keys) => Err(format!(
+            "{action} needs {keys} in {rel}, which has only other keys (the WhatsApp \
+             webhook's): add them (see docs/approvals.md), then move this file back to \
+             Approved/"
+        )),
+        Loaded::Invalid(e) => Err(format!(
+            "{action} cannot run: {e} (see docs/approvals.md); then move this file back to \
+             Approved/"
+        )),
     }
 }
 
