@@ -20,8 +20,9 @@ For each binary (--before: a build without compaction, e.g. `bench/build-rev.sh 
             test: the first start after an upgrade, which compacts it)
   start 2   again, on the ledger as start 1 left it (the steady state)
   start 3   (binary under test only) the steady state at its largest: the compacted
-            ledger plus refused approvals of the last day up to one record below the
-            compaction threshold (2 x live + 10,000), so no compaction happens at start
+            ledger plus approvals carried out in the last day, as many as fit below the
+            compaction threshold (2 x live + 10,000 records), so none is compacted away at
+            start and all are in memory
 
 Start time = from spawn until the log line "watching " (ledger replayed, compacted,
 ready). Memory = VmRSS and VmHWM (peak) of the process 0.5 s later. The ledger's size and
@@ -55,13 +56,13 @@ def hexid(prefix: str, i: int) -> str:
     return hashlib.sha256(f"{prefix}{i}".encode()).hexdigest()
 
 
-def write_ledger(path: Path, n: int, span: timedelta, now: datetime) -> None:
+def write_ledger(path: Path, n: int, span: timedelta, now: datetime, prefix: str = "") -> None:
     """n approvals, oldest first, evenly over `span` before `now`."""
     with open(path, "w", buffering=1 << 20) as f:
         for i in range(n):
             t = stamp(now - span + span * (i / n))
-            name = f"APPROVAL_{i:07d}_invoice_client.md"
-            sha = hexid("s", i)
+            name = f"APPROVAL{prefix}_{i:07d}_invoice_client.md"
+            sha = hexid(prefix + "s", i)
             tag = sha[:20]
             mid = f"<{tag}@example.com>"
             f.write(
@@ -70,28 +71,29 @@ def write_ledger(path: Path, n: int, span: timedelta, now: datetime) -> None:
                 f'{{"record":"final","file":"{name}","sha256":"{sha}","at":"{t}",'
                 f'"decision":{{"folder":"Done","dest":"Done/{name}","result":"sent","at":"{t}",'
                 f'"fields":[["smtp_reply","127.0.0.1:25: 250 2.0.0 Ok: queued as {tag[:10].upper()}"],'
-                f'["message_id","{mid}"]],"final_sha256":"{hexid("f", i)}","prefix":false}},'
-                f'"content":"{hexid("c", i)}"}}\n'
+                f'["message_id","{mid}"]],"final_sha256":"{hexid(prefix + "f", i)}","prefix":false}},'
+                f'"content":"{hexid(prefix + "c", i)}"}}\n'
                 f'{{"record":"done","file":"{name}","sha256":"{sha}","dest":"Done/{name}","at":"{t}"}}\n'
             )
 
 
 def pad_below_threshold(path: Path, now: datetime) -> int:
-    """Append refused approvals until the file holds 2 x live + SLACK - 1 records
-    (live = its records now, a compacted ledger). Returns the records added."""
+    """Append approvals carried out in the last day (3 records each) until one more
+    would make the file reach the compaction threshold (2 x live + SLACK records) at the
+    next start: the largest ledger, and the most identities in memory, of the steady
+    state. `path` must be freshly compacted (one record per live identity). Returns the
+    approvals added."""
     with open(path, "rb") as f:
         live = sum(1 for _ in f)
-    add = 2 * live + SLACK - 1 - live
-    t = stamp(now - timedelta(hours=12))
-    with open(path, "a", buffering=1 << 20) as f:
-        for i in range(add):
-            name = f"REFUSED_{i:07d}.md"
-            sha = hexid("r", i)
-            f.write(
-                f'{{"record":"done","file":"{name}","sha256":"{sha}","dest":"Failed/{name}",'
-                f'"at":"{t}","result":"refused"}}\n'
-            )
-    return add
+    # live + 3k records < 2 (live + k) + SLACK  <=>  k < live + SLACK; a margin for
+    # identities that age out meanwhile.
+    k = max(0, live + SLACK - 100)
+    tmp = path.with_suffix(".pad")
+    write_ledger(tmp, k, timedelta(days=1), now, prefix="PAD")
+    with open(path, "ab") as out, open(tmp, "rb") as src:
+        shutil.copyfileobj(src, out, 1 << 20)
+    tmp.unlink()
+    return k
 
 
 def ledger_stats(path: Path) -> tuple[int, int]:
@@ -186,7 +188,7 @@ def main() -> None:
                     if run == "start 3":
                         added = pad_below_threshold(
                             vault / ".ai-employee" / "approvals.ledger", now)
-                        note = f" (+{added} refused records)"
+                        note = f" (+{added} approvals)"
                     r = start_once(binary, vault, work / f"{sc}-{label}-{i}.err")
                     row = (sc, label, run + note, r)
                     rows.append(row)

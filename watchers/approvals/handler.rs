@@ -396,7 +396,7 @@ impl Handler {
             return self.conclude_failed(&item, &subject, 0, results::REFUSED, error, vec![]);
         }
         let key: Key = (name.to_string(), sha.clone());
-        let attempt = match self.ledger.state(&key).cloned() {
+        let attempt = match self.ledger.state(&key) {
             None => 1,
             Some(State::Open {
                 attempts,

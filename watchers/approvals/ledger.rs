@@ -30,6 +30,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -169,13 +170,97 @@ pub struct Changed {
     pub id: FileId,
 }
 
+/// What is kept of a [`State::Finished`] identity, compactly: most of the ledger's
+/// memory is these (one per approval carried out in the last [`REMEMBER`]).
+#[derive(Debug, Clone, PartialEq)]
+struct Remembered {
+    /// `None`: `Done/<file name>`.
+    dest: Option<Box<str>>,
+    at: At,
+    /// One of [`results::ONCE`]; `None` when unknown.
+    result: Option<&'static str>,
+    content: Option<ContentId>,
+}
+
+/// A record's time: seconds since the epoch, or (from a hand-made ledger) the text.
+#[derive(Debug, Clone, PartialEq)]
+enum At {
+    Secs(i64),
+    Text(Box<str>),
+}
+
+impl At {
+    fn parse(at: &str) -> At {
+        match DateTime::parse_from_rfc3339(at) {
+            Ok(t) if stamp(t.timestamp()).as_deref() == Some(at) => At::Secs(t.timestamp()),
+            _ => At::Text(at.into()),
+        }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            At::Secs(s) => stamp(*s).unwrap_or_default(),
+            At::Text(t) => t.to_string(),
+        }
+    }
+
+    /// Within [`REMEMBER`] before `now` (a time that cannot be read counts as recent).
+    fn recent(&self, now: DateTime<Utc>) -> bool {
+        match self {
+            At::Secs(s) => now.timestamp().saturating_sub(*s) <= REMEMBER.num_seconds(),
+            At::Text(t) => recent(t, now),
+        }
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`, as the handler writes times.
+fn stamp(secs: i64) -> Option<String> {
+    DateTime::from_timestamp(secs, 0).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+/// A content key as 32 bytes (the key is a SHA-256 in hex; anything else is hashed).
+type ContentId = [u8; 32];
+
+fn content_id(content: &str) -> ContentId {
+    let mut id = [0u8; 32];
+    let hex = content.as_bytes();
+    let ok = hex.len() == 64
+        && hex.chunks(2).zip(id.iter_mut()).all(|(pair, out)| {
+            let digit = |c: u8| (c as char).to_digit(16).filter(|_| !c.is_ascii_uppercase());
+            match (digit(pair[0]), digit(pair[1])) {
+                (Some(h), Some(l)) => {
+                    *out = (h * 16 + l) as u8;
+                    true
+                }
+                _ => false,
+            }
+        });
+    if ok {
+        return id;
+    }
+    use sha2::Digest;
+    sha2::Sha256::digest(content.as_bytes()).into()
+}
+
+fn content_text(id: &ContentId) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The `&'static` form of a result that [`Remembered`] keeps.
+fn once_result(r: &str) -> Option<&'static str> {
+    results::ONCE.iter().copied().find(|x| *x == r)
+}
+
 #[derive(Debug)]
 pub struct Ledger {
     path: PathBuf,
     file: File,
-    states: HashMap<Key, State>,
+    /// Identities with business left (transient attempts, an intent, a decision).
+    states: HashMap<Rc<Key>, State>,
+    /// Identities carried out (or maybe), remembered for [`REMEMBER`].
+    finished: HashMap<Rc<Key>, Remembered>,
     /// Content key → the latest identity that carried it out.
-    by_content: HashMap<String, Key>,
+    by_content: HashMap<ContentId, Rc<Key>>,
     /// File name → a changed file left behind under that name.
     changed: HashMap<String, Changed>,
     /// The file does not end with a newline (a torn last record): start the next one on
@@ -224,6 +309,7 @@ impl Ledger {
             path: path.to_path_buf(),
             file,
             states: HashMap::new(),
+            finished: HashMap::new(),
             by_content: HashMap::new(),
             changed: HashMap::new(),
             needs_newline: false,
@@ -235,6 +321,7 @@ impl Ledger {
         let mut skipped = 0usize;
         let mut last_byte = b'\n';
         let mut records = 0u64;
+        let mut since_prune = 0u64;
         loop {
             line.clear();
             let n = reader.read_until(b'\n', &mut line).map_err(err)?;
@@ -248,9 +335,11 @@ impl Ledger {
             match serde_json::from_slice::<Record>(&line) {
                 Ok(rec) => {
                     records += 1;
+                    since_prune += 1;
                     l.apply(&rec);
-                    if records % PRUNE_EVERY == 0 {
+                    if since_prune >= PRUNE_EVERY.max(l.len() as u64) {
                         l.prune(now);
+                        since_prune = 0;
                     }
                 }
                 Err(_) => skipped += 1,
@@ -266,7 +355,7 @@ impl Ledger {
             );
         }
         l.prune(now);
-        let live = l.states.len() as u64;
+        let live = l.len() as u64;
         l.compact_at = 2 * live + SLACK;
         if l.records >= l.compact_at {
             let before = l.records;
@@ -283,13 +372,30 @@ impl Ledger {
         Ok(l)
     }
 
-    pub fn state(&self, key: &Key) -> Option<&State> {
-        self.states.get(key)
+    pub fn state(&self, key: &Key) -> Option<State> {
+        if let Some(s) = self.states.get(key) {
+            return Some(s.clone());
+        }
+        let r = self.finished.get(key)?;
+        Some(State::Finished {
+            dest: match &r.dest {
+                Some(d) => d.to_string(),
+                None => format!("Done/{}", key.0),
+            },
+            at: r.at.text(),
+            result: r.result.map(str::to_string),
+            content: r.content.as_ref().map(content_text),
+        })
     }
 
     /// How many identities the ledger holds.
     pub fn len(&self) -> usize {
-        self.states.len()
+        self.states.len() + self.finished.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Records in the file now.
@@ -303,7 +409,7 @@ impl Ledger {
             .states
             .iter()
             .filter(|(_, s)| matches!(s, State::InFlight { .. } | State::Decided { .. }))
-            .map(|(k, s)| (k.clone(), s.clone()))
+            .map(|(k, s)| ((**k).clone(), s.clone()))
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
@@ -312,25 +418,31 @@ impl Ledger {
     /// The latest approval with this content key that was carried out (`sent`, `queued`,
     /// `recorded`) within [`REMEMBER`] before `now`.
     pub fn executed(&self, content: &str, now: DateTime<Utc>) -> Option<Executed> {
-        let key = self.by_content.get(content)?;
-        let (dest, at, result) = match self.states.get(key)? {
-            State::Decided { decision, .. } => (&decision.dest, &decision.at, &decision.result),
-            State::Finished {
-                dest,
-                at,
-                result: Some(result),
-                ..
-            } => (dest, at, result),
-            _ => return None,
+        let key = self.by_content.get(&content_id(content))?;
+        let found = match (self.states.get(key), self.finished.get(key)) {
+            (Some(State::Decided { decision, .. }), _) => Some((
+                decision.dest.clone(),
+                decision.result.clone(),
+                At::parse(&decision.at),
+            )),
+            (None, Some(r)) => r.result.map(|result| {
+                let dest = match &r.dest {
+                    Some(d) => d.to_string(),
+                    None => format!("Done/{}", key.0),
+                };
+                (dest, result.to_string(), r.at.clone())
+            }),
+            _ => None,
         };
-        if !results::EXECUTED.contains(&result.as_str()) || !recent(at, now) {
+        let (dest, result, at) = found?;
+        if !results::EXECUTED.contains(&result.as_str()) || !at.recent(now) {
             return None;
         }
         Some(Executed {
             file: key.0.clone(),
-            dest: dest.clone(),
-            result: result.clone(),
-            at: at.clone(),
+            dest,
+            result,
+            at: at.text(),
         })
     }
 
@@ -388,21 +500,16 @@ impl Ledger {
     /// Forget what is no longer needed at `now` (see the module documentation).
     fn prune(&mut self, now: DateTime<Utc>) {
         self.states.retain(|_, s| match s {
-            State::InFlight { .. } | State::Decided { .. } => true,
             State::Open { at, .. } => recent(at, now),
-            State::Finished { at, result, .. } => {
-                result.as_deref().is_none_or(|r| results::ONCE.contains(&r)) && recent(at, now)
-            }
+            _ => true,
         });
-        let states = &self.states;
+        self.finished.retain(|_, r| r.at.recent(now));
+        let (states, finished) = (&self.states, &self.finished);
         self.by_content.retain(|_, k| {
-            matches!(
-                states.get(k),
-                Some(State::Decided { .. } | State::Finished { .. })
-            )
+            matches!(states.get(k), Some(State::Decided { .. })) || finished.contains_key(k)
         });
         self.changed
-            .retain(|name, c| states.contains_key(&(name.clone(), c.sha.clone())));
+            .retain(|name, c| finished.contains_key(&(name.clone(), c.sha.clone())));
     }
 
     /// Rewrite the file with one record per identity still held (after [`Ledger::prune`]).
@@ -412,16 +519,16 @@ impl Ledger {
             path: self.path.clone(),
             source,
         };
-        let mut recs: Vec<(bool, &str, Record)> = Vec::with_capacity(self.states.len());
-        for ((file, sha), state) in &self.states {
-            let (file, sha256) = (file.clone(), sha.clone());
+        let mut recs: Vec<(bool, String, Record)> = Vec::with_capacity(self.len());
+        for (key, state) in &self.states {
+            let (file, sha256) = (key.0.clone(), key.1.clone());
             let (at, rec) = match state {
                 State::Open {
                     attempts,
                     last_error,
                     at,
                 } => (
-                    at.as_str(),
+                    at.clone(),
                     Record::Transient {
                         file,
                         sha256,
@@ -437,7 +544,7 @@ impl Ledger {
                     message_id,
                     at,
                 } => (
-                    at.as_str(),
+                    at.clone(),
                     Record::Intent {
                         file,
                         sha256,
@@ -449,7 +556,7 @@ impl Ledger {
                     },
                 ),
                 State::Decided { decision, content } => (
-                    decision.at.as_str(),
+                    decision.at.clone(),
                     Record::Final {
                         file,
                         sha256,
@@ -458,43 +565,35 @@ impl Ledger {
                         content: content.clone(),
                     },
                 ),
-                State::Finished {
-                    dest,
-                    at,
-                    result,
-                    content,
-                } => {
-                    let changed = self
-                        .changed
-                        .get(&file)
-                        .filter(|c| c.sha == sha256)
-                        .map(|c| c.id);
-                    (
-                        at.as_str(),
-                        Record::Done {
-                            file,
-                            sha256,
-                            dest: dest.clone(),
-                            at: at.clone(),
-                            result: result.clone(),
-                            content: content.clone(),
-                            changed,
-                        },
-                    )
-                }
+                // Not kept in `states`.
+                State::Finished { .. } => continue,
             };
-            let has_changed = matches!(
-                rec,
-                Record::Done {
-                    changed: Some(_),
-                    ..
-                }
-            );
-            recs.push((has_changed, at, rec));
+            recs.push((false, at, rec));
+        }
+        for (key, r) in &self.finished {
+            let changed = self
+                .changed
+                .get(&key.0)
+                .filter(|c| c.sha == key.1)
+                .map(|c| c.id);
+            let at = r.at.text();
+            let rec = Record::Done {
+                file: key.0.clone(),
+                sha256: key.1.clone(),
+                dest: match &r.dest {
+                    Some(d) => d.to_string(),
+                    None => format!("Done/{}", key.0),
+                },
+                at: at.clone(),
+                result: Some(r.result.unwrap_or(UNKNOWN_RESULT).to_string()),
+                content: r.content.as_ref().map(content_text),
+                changed,
+            };
+            recs.push((changed.is_some(), at, rec));
         }
         // Oldest first, so the latest carried-out identity of a content key is replayed
         // last; the "changed" marks after everything else, which would clear them.
-        recs.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        recs.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         let mut text = Vec::with_capacity(recs.len() * 256);
         for (_, _, rec) in &recs {
             serde_json::to_writer(&mut text, rec).map_err(|e| err(io::Error::other(e)))?;
@@ -564,16 +663,16 @@ impl Ledger {
                 file,
                 sha256,
             } => {
-                let (prev_result, prev_content) = match self.states.get(&key) {
+                let (prev_result, prev_content) = match self.state(&key) {
                     Some(State::Decided { decision, content }) => {
-                        (Some(decision.result.clone()), content.clone())
+                        (Some(decision.result.clone()), content)
                     }
                     Some(State::InFlight { .. }) => {
                         (Some(results::OUTCOME_UNKNOWN.to_string()), None)
                     }
                     Some(State::Finished {
                         result, content, ..
-                    }) => (result.clone(), content.clone()),
+                    }) => (result, content),
                     _ => (None, None),
                 };
                 match changed {
@@ -599,24 +698,70 @@ impl Ledger {
                 }
             }
         };
-        let carried = match &next {
-            State::Decided {
-                decision,
-                content: Some(c),
-            } if results::EXECUTED.contains(&decision.result.as_str()) => Some(c.clone()),
-            State::Finished {
-                result: Some(r),
-                content: Some(c),
-                ..
-            } if results::EXECUTED.contains(&r.as_str()) => Some(c.clone()),
-            _ => None,
+        let key = match self.states.get_key_value(&key) {
+            Some((k, _)) => k.clone(),
+            None => match self.finished.get_key_value(&key) {
+                Some((k, _)) => k.clone(),
+                None => Rc::new(key),
+            },
         };
-        if let Some(c) = carried {
-            self.by_content.insert(c, key.clone());
+        match next {
+            State::Finished {
+                dest,
+                at,
+                result,
+                content,
+            } => {
+                self.states.remove(&key);
+                let result = match result.as_deref().filter(|r| *r != UNKNOWN_RESULT) {
+                    None => None,
+                    Some(r) => match once_result(r) {
+                        Some(r) => Some(r),
+                        // Refused, failed, rehearsed: nothing was carried out, and an
+                        // identical file runs as if new: nothing to remember.
+                        None => {
+                            self.finished.remove(&key);
+                            self.changed.retain(|n, c| !(*n == key.0 && c.sha == key.1));
+                            return;
+                        }
+                    },
+                };
+                let content = content.as_deref().map(content_id);
+                if let (Some(r), Some(c)) = (result, content)
+                    && results::EXECUTED.contains(&r)
+                {
+                    self.by_content.insert(c, key.clone());
+                }
+                let dest = (dest != format!("Done/{}", key.0)).then(|| dest.into_boxed_str());
+                self.finished.insert(
+                    key,
+                    Remembered {
+                        dest,
+                        at: At::parse(&at),
+                        result,
+                        content,
+                    },
+                );
+            }
+            next => {
+                self.finished.remove(&key);
+                if let State::Decided {
+                    decision,
+                    content: Some(c),
+                } = &next
+                    && results::EXECUTED.contains(&decision.result.as_str())
+                {
+                    self.by_content.insert(content_id(c), key.clone());
+                }
+                self.states.insert(key, next);
+            }
         }
-        self.states.insert(key, next);
     }
 }
+
+/// How compaction writes a remembered identity whose result is not known (a ledger from
+/// before results were recorded with `done`).
+const UNKNOWN_RESULT: &str = "unknown";
 
 /// Whether `at` (RFC 3339) is within [`REMEMBER`] before `now`. A time that cannot be read
 /// counts as recent (kept rather than forgotten).
@@ -709,7 +854,7 @@ mod tests {
         let l = Ledger::open(&path)?;
         assert_eq!(
             l.state(&key),
-            Some(&State::Decided {
+            Some(State::Decided {
                 decision: Box::new(decision()),
                 content: None
             })
@@ -891,24 +1036,32 @@ mod tests {
             },
             true,
         )?;
-        let before: HashMap<Key, State> = l.states.clone();
+        let keys = [
+            ("sent.md", "s"),
+            ("sent.md", "older"),
+            ("unknown.md", "s"),
+            ("twice.md", "s"),
+            ("twice (1).md", "s"),
+            ("inflight.md", "aa"),
+            ("retry.md", "aa"),
+            ("decided.md", "aa"),
+        ];
+        let before: HashMap<Key, Option<State>> = keys
+            .iter()
+            .map(|(f, s)| {
+                let k = (f.to_string(), s.to_string());
+                (k.clone(), l.state(&k))
+            })
+            .collect();
+        assert!(before.values().all(Option::is_some));
         l.compact(now).map_err(|e| open_err(io::Error::other(e)))?;
         let text = std::fs::read_to_string(&path).map_err(open_err)?;
         assert_eq!(text.lines().count(), 8, "{text}");
         for l in [&l, &Ledger::open_at(&path, now)?] {
             let key = |f: &str, s: &str| (f.to_string(), s.to_string());
-            assert_eq!(l.states.len(), 8);
-            for k in [
-                key("sent.md", "s"),
-                key("sent.md", "older"),
-                key("unknown.md", "s"),
-                key("twice.md", "s"),
-                key("twice (1).md", "s"),
-                key("inflight.md", "aa"),
-                key("retry.md", "aa"),
-                key("decided.md", "aa"),
-            ] {
-                assert_eq!(l.state(&k), before.get(&k), "{k:?}");
+            assert_eq!(l.len(), 8);
+            for (k, state) in &before {
+                assert_eq!(&l.state(k), state, "{k:?}");
             }
             assert!(l.state(&key("old0.md", "s")).is_none());
             assert!(l.state(&key("refused.md", "s")).is_none());
