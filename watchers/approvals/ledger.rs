@@ -337,7 +337,7 @@ impl Ledger {
                     records += 1;
                     since_prune += 1;
                     l.apply(&rec);
-                    if since_prune >= PRUNE_EVERY.max(l.len() as u64) {
+                    if since_prune >= PRUNE_EVERY.max(l.identities() as u64) {
                         l.prune(now);
                         since_prune = 0;
                     }
@@ -355,7 +355,10 @@ impl Ledger {
             );
         }
         l.prune(now);
-        let live = l.len() as u64;
+        if records > PRUNE_EVERY {
+            release_freed_memory();
+        }
+        let live = l.identities() as u64;
         l.compact_at = 2 * live + SLACK;
         if l.records >= l.compact_at {
             let before = l.records;
@@ -389,13 +392,8 @@ impl Ledger {
     }
 
     /// How many identities the ledger holds.
-    pub fn len(&self) -> usize {
+    pub fn identities(&self) -> usize {
         self.states.len() + self.finished.len()
-    }
-
-    /// Whether it holds none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Records in the file now.
@@ -519,7 +517,17 @@ impl Ledger {
             path: self.path.clone(),
             source,
         };
-        let mut recs: Vec<(bool, String, Record)> = Vec::with_capacity(self.len());
+        // Identities with business left are few: their records are made at once. The
+        // many remembered ones are written one by one, in order, to keep memory flat.
+        enum Entry {
+            Full(Record),
+            Remembered(Rc<Key>),
+        }
+        let sort_secs = |at: &At| match at {
+            At::Secs(s) => *s,
+            At::Text(_) => i64::MAX,
+        };
+        let mut entries: Vec<(bool, i64, Entry)> = Vec::with_capacity(self.identities());
         for (key, state) in &self.states {
             let (file, sha256) = (key.0.clone(), key.1.clone());
             let (at, rec) = match state {
@@ -528,7 +536,7 @@ impl Ledger {
                     last_error,
                     at,
                 } => (
-                    at.clone(),
+                    at,
                     Record::Transient {
                         file,
                         sha256,
@@ -544,7 +552,7 @@ impl Ledger {
                     message_id,
                     at,
                 } => (
-                    at.clone(),
+                    at,
                     Record::Intent {
                         file,
                         sha256,
@@ -556,7 +564,7 @@ impl Ledger {
                     },
                 ),
                 State::Decided { decision, content } => (
-                    decision.at.clone(),
+                    &decision.at,
                     Record::Final {
                         file,
                         sha256,
@@ -568,45 +576,54 @@ impl Ledger {
                 // Not kept in `states`.
                 State::Finished { .. } => continue,
             };
-            recs.push((false, at, rec));
+            entries.push((false, sort_secs(&At::parse(at)), Entry::Full(rec)));
         }
         for (key, r) in &self.finished {
-            let changed = self
-                .changed
-                .get(&key.0)
-                .filter(|c| c.sha == key.1)
-                .map(|c| c.id);
-            let at = r.at.text();
-            let rec = Record::Done {
-                file: key.0.clone(),
-                sha256: key.1.clone(),
-                dest: match &r.dest {
-                    Some(d) => d.to_string(),
-                    None => format!("Done/{}", key.0),
-                },
-                at: at.clone(),
-                result: Some(r.result.unwrap_or(UNKNOWN_RESULT).to_string()),
-                content: r.content.as_ref().map(content_text),
-                changed,
-            };
-            recs.push((changed.is_some(), at, rec));
+            let changed = self.changed.get(&key.0).is_some_and(|c| c.sha == key.1);
+            entries.push((changed, sort_secs(&r.at), Entry::Remembered(key.clone())));
         }
         // Oldest first, so the latest carried-out identity of a content key is replayed
         // last; the "changed" marks after everything else, which would clear them.
-        recs.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        let mut text = Vec::with_capacity(recs.len() * 256);
-        for (_, _, rec) in &recs {
-            serde_json::to_writer(&mut text, rec).map_err(|e| err(io::Error::other(e)))?;
-            text.push(b'\n');
-        }
-        let count = recs.len() as u64;
-        drop(recs);
+        entries.sort_by_key(|e| (e.0, e.1));
+        let count = entries.len() as u64;
         let dir = atomic::parent_dir(&self.path);
         let mut tmp = tempfile::Builder::new()
             .prefix(".approvals.ledger-")
             .tempfile_in(dir)
             .map_err(err)?;
-        tmp.write_all(&text).map_err(err)?;
+        {
+            let mut out = io::BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
+            for (_, _, entry) in entries {
+                let rec = match entry {
+                    Entry::Full(rec) => rec,
+                    Entry::Remembered(key) => {
+                        let Some(r) = self.finished.get(&key) else {
+                            continue;
+                        };
+                        let changed = self
+                            .changed
+                            .get(&key.0)
+                            .filter(|c| c.sha == key.1)
+                            .map(|c| c.id);
+                        Record::Done {
+                            file: key.0.clone(),
+                            sha256: key.1.clone(),
+                            dest: match &r.dest {
+                                Some(d) => d.to_string(),
+                                None => format!("Done/{}", key.0),
+                            },
+                            at: r.at.text(),
+                            result: Some(r.result.unwrap_or(UNKNOWN_RESULT).to_string()),
+                            content: r.content.as_ref().map(content_text),
+                            changed,
+                        }
+                    }
+                };
+                serde_json::to_writer(&mut out, &rec).map_err(|e| err(io::Error::other(e)))?;
+                out.write_all(b"\n").map_err(err)?;
+            }
+            out.flush().map_err(err)?;
+        }
         tmp.as_file().sync_all().map_err(err)?;
         // The handle for later appends, opened before the rename: there is no moment
         // at which appends could go to the old file after it lost its name.
@@ -756,6 +773,16 @@ impl Ledger {
                 self.states.insert(key, next);
             }
         }
+    }
+}
+
+/// Give the memory freed after replaying a long ledger back to the system (glibc keeps
+/// it otherwise, and the process would look as large as the history it read).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -1059,7 +1086,7 @@ mod tests {
         assert_eq!(text.lines().count(), 8, "{text}");
         for l in [&l, &Ledger::open_at(&path, now)?] {
             let key = |f: &str, s: &str| (f.to_string(), s.to_string());
-            assert_eq!(l.len(), 8);
+            assert_eq!(l.identities(), 8);
             for (k, state) in &before {
                 assert_eq!(&l.state(k), state, "{k:?}");
             }
@@ -1132,7 +1159,7 @@ mod tests {
         l.append(intent("after.md", 1), true)?;
         let l = Ledger::open_at(&path, now)?;
         assert!(l.state(&("after.md".into(), "aa".into())).is_some());
-        assert_eq!(l.len(), 1);
+        assert_eq!(l.identities(), 1);
         Ok(())
     }
 }

@@ -205,7 +205,7 @@ pub fn run(args: Args) -> i32 {
     tracing::debug!(
         "ledger: {} records, {} approvals remembered",
         ledger.records(),
-        ledger.len()
+        ledger.identities()
     );
     let policy = retry::RetryPolicy {
         max_attempts: args.max_attempts,
