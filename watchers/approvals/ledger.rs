@@ -371,6 +371,7 @@ impl Ledger {
                 path.display(),
                 l.records
             );
+            release_freed_memory();
         }
         Ok(l)
     }
