@@ -3,11 +3,11 @@
 //!
 //! | file | owns |
 //! |---|---|
-//! | `mod.rs` | options, start-up (vault, lock, credentials → exit 78), the event loop |
-//! | `arrivals.rs` | which files in `Approved/` are ready (OS events, listings, settling) |
-//! | `handler.rs` | one file start to end: read, ledger, validate, execute, decide, move |
+//! | `mod.rs` | options, start-up (vault, lock, which actions are enabled), the event loop |
+//! | `arrivals.rs` | which files in `Approved/` to look at, and when (OS events, listings, settling) |
+//! | `handler.rs` | one file start to end: read (only whole files), ledger, validate, duplicates, execute, decide, move |
 //! | `request.rs` | frontmatter → validated request, or the reason it is refused |
-//! | `ledger.rs` | the fsynced intent/outcome ledger (exactly once across crashes) |
+//! | `ledger.rs` | the fsynced intent/outcome ledger (exactly once across crashes, what was carried out in the last 7 days), compacted |
 //! | `outcome.rs` | the decision and the idempotent move to `Done/` or `Failed/` |
 //! | `retry.rs` | capped exponential backoff (pure) |
 //! | `email.rs`, `whatsapp.rs`, `local.rs` | the four actions |
