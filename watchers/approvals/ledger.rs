@@ -521,7 +521,7 @@ impl Ledger {
         // Identities with business left are few: their records are made at once. The
         // many remembered ones are written one by one, in order, to keep memory flat.
         enum Entry {
-            Full(Record),
+            Full(Box<Record>),
             Remembered(Rc<Key>),
         }
         let sort_secs = |at: &At| match at {
@@ -577,7 +577,7 @@ impl Ledger {
                 // Not kept in `states`.
                 State::Finished { .. } => continue,
             };
-            entries.push((false, sort_secs(&At::parse(at)), Entry::Full(rec)));
+            entries.push((false, sort_secs(&At::parse(at)), Entry::Full(Box::new(rec))));
         }
         for (key, r) in &self.finished {
             let changed = self.changed.get(&key.0).is_some_and(|c| c.sha == key.1);
@@ -596,7 +596,7 @@ impl Ledger {
             let mut out = io::BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
             for (_, _, entry) in entries {
                 let rec = match entry {
-                    Entry::Full(rec) => rec,
+                    Entry::Full(rec) => *rec,
                     Entry::Remembered(key) => {
                         let Some(r) = self.finished.get(&key) else {
                             continue;
