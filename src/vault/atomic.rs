@@ -131,6 +131,35 @@ pub fn read_without_writers(file: &File, limit: Duration) -> io::Result<(Vec<u8>
     }
 }
 
+/// What one look at a file's writers found ([`read_if_no_writers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WritersNow {
+    /// Nobody had it open for writing (proven with a read lease); the whole text, read
+    /// under that lease.
+    None(Vec<u8>),
+    /// Somebody has it open for writing right now (proven); nothing was read.
+    Open,
+    /// Cannot tell here (see [`Sole::Settled`]); nothing was read.
+    Unknown,
+}
+
+/// Read all of `file` (from the start) if, at this instant, nobody has it open for
+/// writing; never waits. The read happens under a Linux read lease, so a writer that opens
+/// the file meanwhile waits until it is done: the text is never half of a write in
+/// progress. `file` must be open read-only. Callers that cannot tell ([`WritersNow::Unknown`])
+/// judge completeness some other way (a stability window).
+pub fn read_if_no_writers(file: &File) -> io::Result<WritersNow> {
+    match sys::take_lease(file, LeaseKind::Read) {
+        Lease::Acquired => {
+            let r = read_all(file);
+            sys::release_lease(file);
+            Ok(WritersNow::None(r?))
+        }
+        Lease::Busy => Ok(WritersNow::Open),
+        Lease::Unsupported => Ok(WritersNow::Unknown),
+    }
+}
+
 /// The whole content of `f`, from the start (moves its offset).
 pub fn read_all(mut f: &File) -> io::Result<Vec<u8>> {
     use std::io::{Read, Seek};
@@ -429,6 +458,28 @@ mod tests {
         let got = read_without_writers(&f, Duration::from_millis(50))?;
         assert_eq!(got.1, Sole::Settled);
         assert!(t.elapsed() >= Duration::from_millis(50));
+        Ok(())
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn read_if_no_writers_reads_only_without_a_writer() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("f");
+        std::fs::write(&p, "text\n")?;
+        let f = File::open(&p)?;
+        let _reader = File::open(&p)?;
+        assert_eq!(
+            read_if_no_writers(&f)?,
+            WritersNow::None(b"text\n".to_vec())
+        );
+        let writer = std::fs::OpenOptions::new().append(true).open(&p)?;
+        assert_eq!(read_if_no_writers(&f)?, WritersNow::Open);
+        drop(writer);
+        assert_eq!(
+            read_if_no_writers(&f)?,
+            WritersNow::None(b"text\n".to_vec())
+        );
         Ok(())
     }
 }

@@ -872,15 +872,34 @@ fn refused_for_missing_credentials_then_runs_once_they_exist() {
              docs/approvals.md), then move this file back to Approved/"
         )
     );
-    // Set up while the handler runs (no restart), then approve again: both the file as
-    // it came out of Failed/ and an identical fresh copy of the original run.
+    // Set up while the handler runs (no restart), then approve again: the file as it
+    // came out of Failed/ runs.
     let smtp = Smtp::start(tv.dir.path(), 0, false, 0);
     smtp_toml(v, smtp.port, false, "");
     fs::rename(&failed, v.join("Approved/mail.md")).expect("move back");
     assert!(wait_until(Duration::from_secs(10), || v
         .join("Done/mail.md")
         .exists()));
+    // An identical fresh copy of the original is the same email again: refused as a
+    // duplicate; with `allow_duplicate: true` it runs.
     approve(v, "mail.md", &text);
+    assert!(wait_until(Duration::from_secs(10), || failed.exists()));
+    assert!(
+        field(&failed, "error")
+            .is_some_and(|e| e.starts_with("duplicate of Done/mail.md (sent at ")),
+        "{:?}",
+        field(&failed, "error")
+    );
+    approve(
+        v,
+        "mail.md",
+        &email(
+            "a@example.com",
+            "LATE-SETUP-token",
+            "x\n",
+            "allow_duplicate: true\n",
+        ),
+    );
     assert!(wait_until(Duration::from_secs(10), || v
         .join("Done/mail-2.md")
         .exists()));
@@ -1743,39 +1762,196 @@ fn sigterm_exits_0_within_a_second_idle_and_in_the_middle_of_a_send() {
     h.stop();
 }
 
+/// One action's missing or broken credentials disable that action only: the others run,
+/// and its approvals go to Failed/ with the reason. The start-up log and the Dashboard
+/// say which actions are enabled.
 #[test]
-fn missing_or_broken_setup_exits_78_with_one_line() {
+fn missing_or_broken_credentials_disable_only_their_own_action() {
     let tv = new_vault();
     let v = &tv.vault;
-    let run = |extra: &[&str]| {
-        let mut h = Handler::start(v, extra);
-        let st = h.wait_exit(Duration::from_secs(10));
-        (st.and_then(|s| s.code()), h.stderr())
-    };
-    let (code, err) = run(&[]);
-    assert_eq!(code, Some(78));
-    assert_eq!(
-        err,
-        "ai-employee watch approvals: no credentials: create credentials/smtp.toml (email) and/or credentials/whatsapp.toml (WhatsApp); see docs/approvals.md\n"
+    // No credentials at all: LinkedIn posts and payments need none.
+    let mut h = Handler::start(v, &[]);
+    let log = h.wait_log("watching ");
+    assert!(
+        log.contains(
+            "actions enabled: linkedin_post, payment; not enabled: send_email \
+             (credentials/smtp.toml does not exist), send_whatsapp (credentials/whatsapp.toml \
+             does not exist): see docs/approvals.md"
+        ),
+        "{log}"
     );
+    approve(
+        v,
+        "post.md",
+        "---\ntype: approval_request\naction: linkedin_post\n---\nNO-CREDS post\n",
+    );
+    approve(
+        v,
+        "pay.md",
+        "---\ntype: approval_request\naction: payment\namount: 10\nrecipient: Acme\nreason: NO-CREDS\n---\n",
+    );
+    approve(v, "mail.md", &email("a@example.com", "NO-CREDS", "x\n", ""));
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            v.join("Done/post.md").exists()
+                && v.join("Done/pay.md").exists()
+                && v.join("Failed/mail.md").exists()
+        }),
+        "{}",
+        h.stderr()
+    );
+    assert_eq!(
+        field(&v.join("Failed/mail.md"), "error").as_deref(),
+        Some(
+            "send_email needs credentials/smtp.toml, which does not exist: create it (see \
+             docs/approvals.md), then move this file back to Approved/"
+        )
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || tv.dashboard().contains(
+            "| Approval | ⚠ Not set up | not enabled: send_email (credentials/smtp.toml does not \
+             exist), send_whatsapp (credentials/whatsapp.toml does not exist): see \
+             docs/approvals.md |"
+        )),
+        "{}",
+        tv.dashboard()
+    );
+    let (st, _) = h.stop();
+    assert_eq!(st.and_then(|s| s.code()), Some(0));
+    // A broken smtp.toml: email is refused with the exact line; the rest still runs.
     write_private(
         &v.join("credentials/smtp.toml"),
         "host = \"h\"\nfrom = \"a@b.c\"\npasword = \"x\"\n",
     );
-    let (code, err) = run(&[]);
-    assert_eq!(code, Some(78));
-    assert_eq!(
-        err,
-        "ai-employee watch approvals: credentials/smtp.toml:3:1: unknown key `pasword` (known: host, port, tls, username, password, oauth_token_file, from, timeout, dry_run)\n"
+    let broken = "credentials/smtp.toml:3:1: unknown key `pasword` (known: host, port, tls, \
+                  username, password, oauth_token_file, from, timeout, dry_run)";
+    let mut h = Handler::start(v, &[]);
+    let log = h.wait_log("watching ");
+    assert!(
+        log.contains(&format!(
+            "not enabled: send_email ({broken}), send_whatsapp"
+        )),
+        "{log}"
     );
-    // A dry run needs no credentials; the broken file still stops it.
+    approve(
+        v,
+        "mail2.md",
+        &email("a@example.com", "BROKEN-SMTP", "x\n", ""),
+    );
+    approve(
+        v,
+        "post2.md",
+        "---\ntype: approval_request\naction: linkedin_post\n---\nBROKEN-SMTP post\n",
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || v
+            .join("Failed/mail2.md")
+            .exists()
+            && v.join("Done/post2.md").exists()),
+        "{}",
+        h.stderr()
+    );
+    assert_eq!(
+        field(&v.join("Failed/mail2.md"), "error"),
+        Some(format!(
+            "send_email cannot run: {broken} (see docs/approvals.md); then move this file back \
+             to Approved/"
+        ))
+    );
+    let (st, _) = h.stop();
+    assert_eq!(st.and_then(|s| s.code()), Some(0));
+    // A dry run rehearses every action without credentials.
     fs::remove_file(v.join("credentials/smtp.toml")).expect("rm");
+    let mut h = Handler::start(v, &["--dry-run"]);
+    let log = h.wait_log("watching ");
+    assert!(
+        log.contains(
+            "actions enabled: linkedin_post, payment, send_email (dry run), send_whatsapp (dry run)"
+        ),
+        "{log}"
+    );
+    h.stop();
+}
+
+/// Exactly the file docs/whatsapp.md asks for (the webhook's keys only): the approval
+/// handler runs email, LinkedIn and payments, and refuses WhatsApp with what to add.
+#[test]
+fn a_webhook_only_whatsapp_file_does_not_stop_the_other_actions() {
+    let tv = new_vault();
+    let v = &tv.vault;
+    let smtp = Smtp::start(tv.dir.path(), 0, false, 0);
+    smtp_toml(v, smtp.port, false, "");
+    write_private(
+        &v.join("credentials/whatsapp.toml"),
+        "app_secret   = \"0123456789abcdef0123456789abcdef\"\nverify_token = \"6f1c0e3b9a7d4e2f8a5b1c3d7e9f0a2b\"\n",
+    );
+    let mut h = Handler::start(v, &[]);
+    let log = h.wait_log("watching ");
+    assert!(
+        log.contains(
+            "actions enabled: linkedin_post, payment, send_email; not enabled: send_whatsapp \
+             (credentials/whatsapp.toml has no `token` and `phone_number_id`, only other keys)"
+        ),
+        "{log}"
+    );
+    approve(
+        v,
+        "mail.md",
+        &email("a@example.com", "WEBHOOK-ONLY", "x\n", ""),
+    );
+    approve(
+        v,
+        "post.md",
+        "---\ntype: approval_request\naction: linkedin_post\n---\nWEBHOOK-ONLY post\n",
+    );
+    approve(
+        v,
+        "pay.md",
+        "---\ntype: approval_request\naction: payment\namount: 5\nrecipient: Acme\nreason: WEBHOOK-ONLY\n---\n",
+    );
+    approve(v, "wa.md", &whatsapp_approval("+14155550123", "hi"));
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            [
+                "Done/mail.md",
+                "Done/post.md",
+                "Done/pay.md",
+                "Failed/wa.md",
+            ]
+            .iter()
+            .all(|f| v.join(f).exists())
+        }),
+        "{}",
+        h.stderr()
+    );
+    assert_eq!(smtp.with_subject_containing("WEBHOOK-ONLY").len(), 1);
+    assert_eq!(
+        field(&v.join("Failed/wa.md"), "error").as_deref(),
+        Some(
+            "send_whatsapp needs `token` and `phone_number_id` in credentials/whatsapp.toml, \
+             which has only other keys (the WhatsApp webhook's): add them (see \
+             docs/approvals.md), then move this file back to Approved/"
+        )
+    );
+    let (st, _) = h.stop();
+    assert_eq!(st.and_then(|s| s.code()), Some(0));
+}
+
+#[test]
+fn a_second_handler_or_a_missing_vault_stops_with_one_line() {
+    let tv = new_vault();
+    let v = &tv.vault;
     let mut h = Handler::start(v, &["--dry-run"]);
     h.wait_log("watching ");
     // One handler per vault.
-    let (code, err) = run(&["--dry-run"]);
-    assert_eq!(code, Some(75));
-    assert!(err.contains("another approval handler (pid "), "{err}");
+    let mut h2 = Handler::start(v, &[]);
+    let st = h2.wait_exit(Duration::from_secs(10));
+    assert_eq!(st.and_then(|s| s.code()), Some(75));
+    assert!(
+        h2.stderr().contains("another approval handler (pid "),
+        "{}",
+        h2.stderr()
+    );
     h.stop();
     // No vault at all.
     let mut h = Handler::start(&tv.dir.path().join("nowhere"), &[]);
@@ -2098,29 +2274,397 @@ fn xoauth2_login_refreshes_expired_and_refused_tokens_and_shares_the_file() {
 }
 
 #[test]
-fn an_unusable_token_file_stops_the_handler_with_one_line() {
+fn an_unusable_token_file_refuses_email_only() {
     let tv = new_vault();
     let v = &tv.vault;
     oauth_smtp_toml(v, free_port());
-    let run = || {
-        let mut h = Handler::start(v, &[]);
-        let st = h.wait_exit(Duration::from_secs(10));
-        (st.and_then(|s| s.code()), h.stderr())
-    };
-    let (code, err) = run();
-    assert_eq!(code, Some(78));
-    assert_eq!(
-        err,
-        "ai-employee watch approvals: credentials/token.json: not found (create an OAuth token file: see docs/oauth.md)\n"
+    let missing =
+        "credentials/token.json: not found (create an OAuth token file: see docs/oauth.md)";
+    let mut h = Handler::start(v, &[]);
+    let log = h.wait_log("watching ");
+    assert!(
+        log.contains(&format!("not enabled: send_email ({missing})")),
+        "{log}"
     );
+    approve(v, "mail.md", &email("a@example.com", "NO-TOKEN", "x\n", ""));
+    approve(
+        v,
+        "post.md",
+        "---\ntype: approval_request\naction: linkedin_post\n---\nNO-TOKEN post\n",
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || v
+            .join("Failed/mail.md")
+            .exists()
+            && v.join("Done/post.md").exists()),
+        "{}",
+        h.stderr()
+    );
+    assert_eq!(
+        field(&v.join("Failed/mail.md"), "error"),
+        Some(format!(
+            "send_email cannot run: {missing}; then move this file back to Approved/"
+        ))
+    );
+    assert_eq!(
+        field(&v.join("Failed/mail.md"), "result").as_deref(),
+        Some("refused")
+    );
+    // A token file without a refresh token: the same, with what is wrong.
     write_private(
         &v.join("credentials/token.json"),
         r#"{"token": "ya29.x", "client_id": "c", "client_secret": "s", "token_uri": "https://oauth2.googleapis.com/token"}"#,
     );
-    let (code, err) = run();
-    assert_eq!(code, Some(78));
-    assert_eq!(
-        err,
-        "ai-employee watch approvals: credentials/token.json: missing `refresh_token`\n"
+    approve(
+        v,
+        "mail2.md",
+        &email("a@example.com", "NO-TOKEN-2", "x\n", ""),
     );
+    assert!(wait_until(Duration::from_secs(10), || v
+        .join("Failed/mail2.md")
+        .exists()));
+    assert_eq!(
+        field(&v.join("Failed/mail2.md"), "error").as_deref(),
+        Some(
+            "send_email cannot run: credentials/token.json: missing `refresh_token`; then move \
+             this file back to Approved/"
+        )
+    );
+    let (st, _) = h.stop();
+    assert_eq!(st.and_then(|s| s.code()), Some(0));
+}
+
+// ---------------------------------------------------------------------------------------
+// Half-written and changed files: only a complete file is read, and Done/ holds exactly
+// what was executed.
+// ---------------------------------------------------------------------------------------
+
+/// The text of a file in `Done/` or `Failed/` without the fields the handler adds, as the
+/// frontmatter and body it carried when it was read.
+fn body_of(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    frontmatter::parse(&text)
+        .map(|d| d.body)
+        .unwrap_or_default()
+}
+
+#[test]
+fn an_approval_moved_in_while_its_writer_still_writes_is_read_whole() {
+    let tv = new_vault();
+    let v = &tv.vault;
+    let smtp = Smtp::start(tv.dir.path(), 0, false, 0);
+    smtp_toml(v, smtp.port, false, "");
+    let mut h = Handler::start(v, &[]);
+    h.wait_log("watching ");
+    // The first half is a valid approval on its own: only the rest tells it is not done.
+    let first = email("a@example.com", "HALF-RENAMED", "first half\n", "");
+    let rest = "second half\n";
+    let pending = v.join("Pending_Approval/half.md");
+    let mut f = fs::File::create(&pending).expect("create");
+    f.write_all(first.as_bytes()).expect("write");
+    f.flush().expect("flush");
+    fs::rename(&pending, v.join("Approved/half.md")).expect("approve");
+    // The writer pauses (it is the scenario, not a wait for a condition), then finishes.
+    std::thread::sleep(Duration::from_millis(1500));
+    f.write_all(rest.as_bytes()).expect("write rest");
+    drop(f);
+    let done = v.join("Done/half.md");
+    assert!(
+        wait_until(Duration::from_secs(10), || done.exists()
+            && files(&v.join("Approved")).is_empty()),
+        "{}",
+        h.stderr()
+    );
+    let mails = smtp.with_subject_containing("HALF-RENAMED");
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(mails[0].body().trim_end(), "first half\nsecond half");
+    assert_eq!(body_of(&done), "first half\nsecond half\n");
+    assert!(
+        h.stderr()
+            .contains("is open for writing in another process; it is read once closed"),
+        "{}",
+        h.stderr()
+    );
+    assert!(
+        files(&v.join("Failed")).is_empty(),
+        "{:?}",
+        files(&v.join("Failed"))
+    );
+    h.stop();
+}
+
+#[test]
+fn an_approval_written_in_place_with_a_pause_longer_than_settle_is_read_whole() {
+    let tv = new_vault();
+    let v = &tv.vault;
+    let smtp = Smtp::start(tv.dir.path(), 0, false, 0);
+    smtp_toml(v, smtp.port, false, "");
+    let mut h = Handler::start(v, &["--settle", "300ms"]);
+    h.wait_log("watching ");
+    let first = email("a@example.com", "HALF-IN-PLACE", "first half\n", "");
+    let mut f = fs::File::create(v.join("Approved/inplace.md")).expect("create");
+    f.write_all(first.as_bytes()).expect("write");
+    f.flush().expect("flush");
+    // Five times --settle without a change, the file still open.
+    std::thread::sleep(Duration::from_millis(1500));
+    f.write_all(b"second half\n").expect("write rest");
+    drop(f);
+    let done = v.join("Done/inplace.md");
+    assert!(
+        wait_until(Duration::from_secs(10), || done.exists()
+            && files(&v.join("Approved")).is_empty()),
+        "{}",
+        h.stderr()
+    );
+    let mails = smtp.with_subject_containing("HALF-IN-PLACE");
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(mails[0].body().trim_end(), "first half\nsecond half");
+    assert_eq!(body_of(&done), "first half\nsecond half\n");
+    assert!(
+        h.stderr()
+            .contains("is open for writing in another process; it is read once closed"),
+        "{}",
+        h.stderr()
+    );
+    assert!(
+        files(&v.join("Failed")).is_empty(),
+        "{:?}",
+        files(&v.join("Failed"))
+    );
+    h.stop();
+}
+
+/// The SMTP fixture holding every message at DATA until `$AIE_GATE/release` exists;
+/// `$AIE_GATE/data` appears when a message is being held.
+const GATE_WRAPPER: &str = r#"
+import asyncio, importlib.util, os
+spec = importlib.util.spec_from_file_location("smtp_fixture", os.environ["AIE_SMTP_FIXTURE"])
+fixture = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(fixture)
+GATE = os.environ["AIE_GATE"]
+
+class Handler(fixture.Handler):
+    async def handle_DATA(self, server, session, envelope):
+        open(os.path.join(GATE, "data"), "w").close()
+        while not os.path.exists(os.path.join(GATE, "release")):
+            await asyncio.sleep(0.01)
+        return await super().handle_DATA(server, session, envelope)
+
+fixture.Handler = Handler
+fixture.main()
+"#;
+
+impl Smtp {
+    /// [`GATE_WRAPPER`] around the usual fixture, gated by files in `gate`.
+    fn start_gated(dir: &Path, gate: &Path) -> Smtp {
+        let n = SPAWNS.fetch_add(1, Ordering::Relaxed);
+        let script = dir.join(format!("smtp-gate-{n}.py"));
+        fs::write(&script, GATE_WRAPPER).expect("write wrapper");
+        fs::create_dir_all(gate).expect("gate dir");
+        let out = dir.join(format!("smtp-out-{n}"));
+        let ready = dir.join(format!("smtp-ready-{n}"));
+        let err = dir.join(format!("smtp-{n}.err"));
+        let child = Command::new(python())
+            .arg(&script)
+            .args(["--port", "0", "--out"])
+            .arg(&out)
+            .arg("--ready")
+            .arg(&ready)
+            .env("AIE_SMTP_FIXTURE", FIXTURE)
+            .env("AIE_GATE", gate)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(fs::File::create(&err).expect("smtp stderr")))
+            .spawn()
+            .expect("spawn gated fixture");
+        let mut s = Smtp {
+            child: Some(child),
+            port: 0,
+            out,
+        };
+        assert!(
+            wait_until(Duration::from_secs(15), || ready.exists()),
+            "gated SMTP fixture did not start: {}",
+            fs::read_to_string(&err).unwrap_or_default()
+        );
+        s.port = fs::read_to_string(&ready)
+            .expect("ready file")
+            .trim()
+            .parse()
+            .expect("port");
+        s
+    }
+}
+
+/// `text` without the frontmatter lines of the keys the handler sets.
+fn without_result_fields(text: &str) -> String {
+    const SET: &[&str] = &[
+        "status:",
+        "result:",
+        "executed_at:",
+        "failed_at:",
+        "error:",
+        "message_id:",
+        "smtp_reply:",
+    ];
+    text.split_inclusive('\n')
+        .filter(|l| !SET.iter().any(|k| l.starts_with(k)))
+        .collect()
+}
+
+#[test]
+fn a_file_changed_after_its_action_started_is_archived_as_executed_and_not_run_again() {
+    let tv = new_vault();
+    let v = &tv.vault;
+    let gate = tv.dir.path().join("gate");
+    let smtp = Smtp::start_gated(tv.dir.path(), &gate);
+    smtp_toml(v, smtp.port, false, "");
+    let mut h = Handler::start(v, &[]);
+    h.wait_log("watching ");
+    // A comment and hand-made quoting: kept as written.
+    let one = "---\ntype: approval_request\naction: send_email   # what to do\nto: 'a@example.com'\nsubject: \"CHANGED-token\"\nstatus: pending\n---\nversion one\n";
+    approve(v, "changed.md", one);
+    // The message is in the server's hands: change the file in place, then let it go.
+    assert!(
+        wait_until(Duration::from_secs(10), || gate.join("data").exists()),
+        "{}",
+        h.stderr()
+    );
+    let two = one.replace("version one", "version two, edited in place");
+    fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(v.join("Approved/changed.md"))
+        .and_then(|mut f| f.write_all(two.as_bytes()))
+        .expect("edit in place");
+    fs::write(gate.join("release"), "").expect("release");
+    let (done, failed) = (v.join("Done/changed.md"), v.join("Failed/changed.md"));
+    assert!(
+        wait_until(Duration::from_secs(10), || done.exists()
+            && failed.exists()
+            && files(&v.join("Approved")).is_empty()),
+        "{}",
+        h.stderr()
+    );
+    // What was sent is what is archived in Done/: the file as read, byte for byte, with
+    // the result fields added.
+    let mails = smtp.with_subject_containing("CHANGED-token");
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(mails[0].body().trim_end(), "version one");
+    let archived = fs::read_to_string(&done).expect("done");
+    assert_eq!(without_result_fields(&archived), without_result_fields(one));
+    assert_eq!(field(&done, "result").as_deref(), Some("sent"));
+    assert_eq!(field(&done, "status").as_deref(), Some("done"));
+    assert_eq!(field(&done, "message_id"), mails[0].header("Message-ID"));
+    // The changed version was not carried out: it waits in Failed/, whole, with the reason.
+    let refused = fs::read_to_string(&failed).expect("failed");
+    assert_eq!(without_result_fields(&refused), without_result_fields(&two));
+    assert_eq!(field(&failed, "result").as_deref(), Some("refused"));
+    assert_eq!(
+        field(&failed, "error").as_deref(),
+        Some(
+            "Approved/changed.md was changed after its action had started: the version carried \
+             out is Done/changed.md; this version was not carried out (move it back to \
+             Approved/ to approve it)"
+        )
+    );
+    h.stop();
+}
+
+// ---------------------------------------------------------------------------------------
+// The same approval under two names (sync-conflict copies).
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_sync_conflict_copy_is_refused_as_a_duplicate_even_after_a_restart() {
+    let tv = new_vault();
+    let v = &tv.vault;
+    let smtp = Smtp::start(tv.dir.path(), 0, false, 0);
+    smtp_toml(v, smtp.port, false, "");
+    let mut h = Handler::start(v, &[]);
+    h.wait_log("watching ");
+    let original = "---\ntype: approval_request\naction: send_email\nto: client@example.com\nsubject: \"DUP-token Q3 report\"\nstatus: pending\n---\nHere is the Q3 report.\n";
+    approve(v, "report.md", original);
+    let done = v.join("Done/report.md");
+    assert!(
+        wait_until(Duration::from_secs(10), || done.exists()),
+        "{}",
+        h.stderr()
+    );
+    // The copy a sync tool made, re-saved by an editor: other quoting, spacing, key order,
+    // `status`, line ends, an added note, a trailing blank line.
+    let copy = "---\r\naction:   send_email\r\ntype: 'approval_request'\r\nsubject: DUP-token Q3 report\r\nto: [\"Client@Example.com\"]\r\nstatus: approved\r\nnote: conflicted copy\r\n---\r\nHere is the Q3 report.\r\n\r\n";
+    approve(v, "report (1).md", copy);
+    let failed = v.join("Failed/report (1).md");
+    assert!(
+        wait_until(Duration::from_secs(10), || failed.exists()),
+        "{}",
+        h.stderr()
+    );
+    let executed_at = field(&done, "executed_at").expect("executed_at");
+    assert_eq!(field(&failed, "result").as_deref(), Some("refused"));
+    assert_eq!(
+        field(&failed, "error"),
+        Some(format!(
+            "duplicate of Done/report.md (sent at {executed_at}): the same send_email with the \
+             same content was carried out within the last 7 days; to carry it out again, add \
+             `allow_duplicate: true`"
+        ))
+    );
+    // A LinkedIn post and its copy: the same rule for a local action.
+    let post = "---\ntype: approval_request\naction: linkedin_post\n---\nDUP-post: we shipped\n";
+    approve(v, "post.md", post);
+    assert!(wait_until(Duration::from_secs(10), || v
+        .join("Done/post.md")
+        .exists()));
+    approve(v, "post (1).md", &post.replace("---\nDUP", "---\n\nDUP"));
+    assert!(wait_until(Duration::from_secs(10), || v
+        .join("Failed/post (1).md")
+        .exists()));
+    assert!(
+        field(&v.join("Failed/post (1).md"), "error")
+            .is_some_and(|e| e.starts_with("duplicate of Done/post.md (queued at ")),
+        "{:?}",
+        field(&v.join("Failed/post (1).md"), "error")
+    );
+    // Different content is a different approval; `allow_duplicate: true` runs a copy.
+    approve(
+        v,
+        "report (2).md",
+        &original.replace("Q3 report.", "Q3 report, corrected."),
+    );
+    approve(
+        v,
+        "report (3).md",
+        &original.replace("status: pending", "allow_duplicate: true"),
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || v
+            .join("Done/report (2).md")
+            .exists()
+            && v.join("Done/report (3).md").exists()),
+        "{}",
+        h.stderr()
+    );
+    // Durable: after a restart a copy is still refused.
+    let (st, _) = h.stop();
+    assert_eq!(st.and_then(|s| s.code()), Some(0));
+    let mut h = Handler::start(v, &[]);
+    h.wait_log("watching ");
+    approve(v, "report (4).md", copy);
+    let failed4 = v.join("Failed/report (4).md");
+    assert!(
+        wait_until(Duration::from_secs(10), || failed4.exists()),
+        "{}",
+        h.stderr()
+    );
+    assert!(
+        field(&failed4, "error").is_some_and(|e| e.starts_with("duplicate of Done/report")),
+        "{:?}",
+        field(&failed4, "error")
+    );
+    assert_eq!(smtp.with_subject_containing("DUP-token").len(), 3);
+    let queue = fs::read_to_string(v.join("LINKEDIN_QUEUE.md")).expect("queue");
+    assert_eq!(queue.matches("DUP-post").count(), 1, "{queue}");
+    h.stop();
 }

@@ -24,6 +24,9 @@ enum Hint {
     Complete,
     /// Seen, maybe still being written.
     Settling,
+    /// Found incomplete when read (open for writing, or changed too recently): look
+    /// again at this instant, or at once when a writer closes it.
+    Until(Instant),
 }
 
 pub struct Arrivals {
@@ -102,6 +105,13 @@ impl Arrivals {
         self.pending.remove(name);
     }
 
+    /// Look at `name` again after `wait` (it was not complete), or as soon as it is
+    /// closed after writing or moved in again.
+    pub fn later(&mut self, name: &str, wait: Duration) {
+        self.pending
+            .insert(name.to_string(), Hint::Until(Instant::now() + wait));
+    }
+
     /// Wait at most `max_wait` for events, then return the names that are ready, sorted.
     /// `skip`: names the caller is not interested in right now (waiting for a retry).
     pub fn poll(&mut self, max_wait: Duration, skip: &dyn Fn(&str) -> bool) -> Vec<String> {
@@ -126,10 +136,19 @@ impl Arrivals {
         let now = SystemTime::now();
         let settle = self.settle;
         let dir = self.dir.clone();
+        let instant = Instant::now();
         self.pending.retain(|name, hint| {
-            if *hint == Hint::Complete {
-                ready.push(name.clone());
-                return false;
+            match *hint {
+                Hint::Complete => {
+                    ready.push(name.clone());
+                    return false;
+                }
+                Hint::Until(t) if t <= instant => {
+                    ready.push(name.clone());
+                    return false;
+                }
+                Hint::Until(_) => return true,
+                Hint::Settling => {}
             }
             match std::fs::symlink_metadata(dir.join(name.as_str())) {
                 Err(_) => false,
@@ -193,7 +212,7 @@ impl Arrivals {
 /// Time since the file last changed, content or metadata (its ctime, which every write,
 /// rename and chmod updates and nobody can set back). A ctime in the future (the clock
 /// was turned back since) counts as quiet.
-fn quiet_for(meta: &std::fs::Metadata, now: SystemTime) -> Duration {
+pub fn quiet_for(meta: &std::fs::Metadata, now: SystemTime) -> Duration {
     use std::os::unix::fs::MetadataExt;
     let ctime = SystemTime::UNIX_EPOCH
         + Duration::new(

@@ -2,9 +2,9 @@
 //! The SMTP login is a password or an OAuth2 token file (XOAUTH2, `oauth_token_file`),
 //! read through [`TokenSource`].
 //!
-//! Both are optional, each enables one action (`send_email`, `send_whatsapp`). A file that
-//! exists must be valid. They are re-read when they change (size, mtime, inode), so adding
-//! or fixing one needs no restart. Secrets are kept in [`Secret`], whose `Debug` and
+//! Both are optional, each enables one action (`send_email`, `send_whatsapp`); a file
+//! that is missing or invalid disables only its action. They are re-read when they change
+//! (size, mtime, inode), so adding or fixing one needs no restart. Secrets are kept in [`Secret`], whose `Debug` and
 //! `Display` never show the value.
 
 use std::path::{Path, PathBuf};
@@ -77,9 +77,16 @@ pub struct WhatsappConfig {
 #[derive(Debug, Clone)]
 pub enum Loaded<T> {
     Missing,
+    /// The file exists but holds none of this action's keys (`whatsapp.toml` with only
+    /// the webhook watcher's settings); the text says what is missing.
+    Unset(String),
     Invalid(String),
     Ready(T),
 }
+
+/// What a parser makes of a credentials file: `Ok(None)` when it holds none of the
+/// action's keys.
+type Parser<T> = fn(&str, &str) -> Result<Option<T>, String>;
 
 /// A credentials file, re-read when it changes on disk.
 #[derive(Debug)]
@@ -88,11 +95,11 @@ pub struct Channel<T> {
     path: PathBuf,
     sig: Option<(u64, i64, i64, u64)>,
     loaded: Loaded<T>,
-    parse: fn(&str, &str) -> Result<T, String>,
+    parse: Parser<T>,
 }
 
 impl<T> Channel<T> {
-    fn new(vault: &Path, rel: &'static str, parse: fn(&str, &str) -> Result<T, String>) -> Self {
+    fn new(vault: &Path, rel: &'static str, parse: Parser<T>) -> Self {
         let mut c = Channel {
             rel,
             path: vault.join(rel),
@@ -144,7 +151,8 @@ impl<T> Channel<T> {
         }
         self.loaded = match std::fs::read_to_string(&self.path) {
             Ok(text) => match (self.parse)(self.rel, &text) {
-                Ok(v) => Loaded::Ready(v),
+                Ok(Some(v)) => Loaded::Ready(v),
+                Ok(None) => Loaded::Unset(self.unset_keys()),
                 Err(e) => Loaded::Invalid(e),
             },
             Err(e) => Loaded::Invalid(format!("{}: cannot read: {e}", self.rel)),
@@ -163,8 +171,10 @@ pub struct Credentials {
 impl Credentials {
     pub fn load(vault: &Path) -> Credentials {
         Credentials {
-            smtp: Channel::new(vault, SMTP_FILE, parse_smtp),
-            whatsapp: Channel::new(vault, WHATSAPP_FILE, parse_whatsapp),
+            smtp: Channel::new(vault, SMTP_FILE, |rel, text| {
+                parse_smtp(rel, text).map(Some)
+            }),
+            whatsapp: Channel::new(vault, WHATSAPP_FILE, parse_whatsapp_if_set),
             vault: vault.to_path_buf(),
         }
     }
@@ -183,38 +193,53 @@ impl Credentials {
         v
     }
 
-    /// The one-line reason the handler cannot start, if any: a file that exists but is
-    /// invalid, or no channel configured at all (unless `dry_run`).
-    pub fn startup_problem(&self, dry_run: bool) -> Option<String> {
-        if let Some(problem) = self
-            .smtp
-            .loaded_problem()
-            .or_else(|| self.whatsapp.loaded_problem())
-        {
-            return Some(problem);
-        }
-        if let Loaded::Ready(c) = &self.smtp.loaded
-            && let Some(oauth) = &c.oauth
-            && let Err(problem) = oauth.source(&self.vault).check()
-        {
-            return Some(problem);
-        }
-        let none = matches!(self.smtp.loaded, Loaded::Missing)
-            && matches!(self.whatsapp.loaded, Loaded::Missing);
-        (none && !dry_run).then(|| {
-            format!(
-                "no credentials: create {SMTP_FILE} (email) and/or {WHATSAPP_FILE} (WhatsApp); \
-                 see docs/approvals.md"
-            )
-        })
+    /// Which actions can run now: each with `Ok(note)` (enabled; the note says "dry run"
+    /// when it will only be rehearsed for want of credentials) or `Err(reason)` (not
+    /// enabled, and why: the file and what is wrong with it). LinkedIn posts and payments
+    /// need no credentials and are always enabled.
+    pub fn actions(
+        &mut self,
+        dry_run: bool,
+    ) -> Vec<(&'static str, Result<Option<&'static str>, String>)> {
+        let vault = self.vault.clone();
+        let email = match self.smtp.current() {
+            Loaded::Ready(c) => match &c.oauth {
+                Some(o) => o.source(&vault).check().map(|()| None),
+                None => Ok(None),
+            },
+            other => channel_state(other, SMTP_FILE, dry_run),
+        };
+        let whatsapp = channel_state(self.whatsapp.current(), WHATSAPP_FILE, dry_run);
+        vec![
+            ("linkedin_post", Ok(None)),
+            ("payment", Ok(None)),
+            ("send_email", email),
+            ("send_whatsapp", whatsapp),
+        ]
+    }
+}
+
+/// [`Credentials::actions`] for one file that is not ready (or is).
+fn channel_state<T>(
+    loaded: &Loaded<T>,
+    rel: &str,
+    dry_run: bool,
+) -> Result<Option<&'static str>, String> {
+    match loaded {
+        Loaded::Ready(_) => Ok(None),
+        Loaded::Missing if dry_run => Ok(Some("dry run")),
+        Loaded::Missing => Err(format!("{rel} does not exist")),
+        Loaded::Unset(keys) => Err(format!("{rel} has no {keys}, only other keys")),
+        Loaded::Invalid(e) => Err(e.clone()),
     }
 }
 
 impl<T> Channel<T> {
-    fn loaded_problem(&self) -> Option<String> {
-        match &self.loaded {
-            Loaded::Invalid(e) => Some(e.clone()),
-            _ => None,
+    /// The keys an [`Loaded::Unset`] file lacks, for messages.
+    fn unset_keys(&self) -> String {
+        match self.rel {
+            WHATSAPP_FILE => "`token` and `phone_number_id`".to_string(),
+            _ => "settings for this action".to_string(),
         }
     }
 }
@@ -354,6 +379,20 @@ fn token_file_name(f: &Fields, name: &str) -> Result<String, String> {
         ));
     }
     Ok(name.to_string())
+}
+
+/// [`parse_whatsapp`], or `Ok(None)` for a file with none of the keys this handler uses
+/// (`token`, `access_token`, `phone_number_id`): the WhatsApp webhook watcher's file,
+/// written as docs/whatsapp.md asks, before sending was set up.
+pub fn parse_whatsapp_if_set(rel: &str, text: &str) -> Result<Option<WhatsappConfig>, String> {
+    let f = Fields::parse(rel, text)?;
+    if !["token", "access_token", "phone_number_id"]
+        .iter()
+        .any(|k| f.has(k))
+    {
+        return Ok(None);
+    }
+    parse_whatsapp(rel, text).map(Some)
 }
 
 /// Parse `credentials/whatsapp.toml`. Keys this handler does not use are left alone: the
@@ -581,6 +620,20 @@ mod tests {
                 "{text}"
             );
         }
+        // The webhook watcher's keys only: not set up for sending (not an error).
+        assert!(
+            parse_whatsapp_if_set(WHATSAPP_FILE, "app_secret = \"s\"\nverify_token = \"v\"\n")
+                .expect("not an error")
+                .is_none()
+        );
+        assert_eq!(
+            parse_whatsapp_if_set(WHATSAPP_FILE, "app_secret = \"s\"\ntoken = \"t\"\n")
+                .err()
+                .as_deref(),
+            Some(
+                "credentials/whatsapp.toml: missing `phone_number_id` (the sender's phone number ID from Meta's app dashboard, not the phone number)"
+            )
+        );
         let local = parse_whatsapp(
             WHATSAPP_FILE,
             "token = \"t\"\nphone_number_id = \"1\"\nbase_url = \"http://127.0.0.1:8080/v21.0/\"\n",

@@ -1,17 +1,17 @@
 //! One approval file, start to end: read, identify, consult the ledger, validate,
 //! execute, decide, record, move. The loop that feeds it lives in `mod.rs`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
-use crate::vault::atomic::{self, FileId};
+use crate::vault::atomic::{self, FileId, WritersNow};
 use crate::vault::frontmatter;
 
 use super::audit::{Audit, Entry};
@@ -21,7 +21,7 @@ use super::ledger::{Key, Ledger, LedgerError, Record, State};
 use super::outcome::{self, Decision, Folder, results};
 use super::request::{self, Action, Request};
 use super::retry::{AfterTransient, RetryPolicy};
-use super::{Outcome, email, identity_tag, local, redact, sha256_hex, whatsapp};
+use super::{Outcome, arrivals, email, identity_tag, local, redact, sha256_hex, whatsapp};
 
 /// How long an external call may go on after SIGTERM before the handler exits anyway
 /// (leaving the intent open: the next start reports the outcome as unknown).
@@ -38,12 +38,23 @@ pub enum Step {
     Interrupted,
     /// Could not be handled now (an I/O error, logged); the next listing tries again.
     Deferred,
+    /// Not complete yet (another process has it open for writing, or it changed too
+    /// recently to be trusted): look again after this long, or as soon as its writer
+    /// closes it.
+    Later(Duration),
 }
 
 pub struct Options {
     pub dry_run: bool,
     pub policy: RetryPolicy,
+    /// Where open writers cannot be seen (no leases): how long a file must have been
+    /// unchanged before it is read.
+    pub settle: Duration,
 }
+
+/// How often a file that another process holds open for writing is looked at again
+/// (besides the event its close gives).
+const WRITER_RECHECK: Duration = Duration::from_secs(1);
 
 pub struct Handler {
     vault: PathBuf,
@@ -54,6 +65,8 @@ pub struct Handler {
     opts: Options,
     stop: Arc<AtomicBool>,
     retries: HashMap<String, Instant>,
+    /// Names found open for writing (logged once each).
+    writing: HashSet<String>,
 }
 
 /// What the audit log says about an approval (best effort for a refused file).
@@ -115,6 +128,64 @@ struct Item<'a> {
     text: &'a str,
     /// Device and inode it was read from.
     id: FileId,
+    /// What `stat` said when it was read.
+    snap: Fingerprint,
+    /// The content key (the duplicate rule), once it is known.
+    content: Option<String>,
+}
+
+/// The content key of an approval text, if it is a valid request.
+fn content_of(text: &str, vault: &Path) -> Option<String> {
+    let doc = frontmatter::parse(text).ok()?;
+    request::validate(&doc, Utc::now(), vault)
+        .ok()
+        .map(|r| r.content_key())
+}
+
+/// The refusal of a duplicate of `prev`.
+fn duplicate_error(req: &Request, prev: &super::ledger::Executed) -> String {
+    let what = if prev.dest.is_empty() {
+        format!("Approved/{}", prev.file)
+    } else {
+        prev.dest.clone()
+    };
+    format!(
+        "duplicate of {what} ({} at {}): the same {} with the same content was carried out \
+         within the last {} days; to carry it out again, add `allow_duplicate: true`",
+        prev.result,
+        prev.at,
+        req.action.name(),
+        super::ledger::REMEMBER.num_days()
+    )
+}
+
+/// What `stat` says about a file; equal fingerprints mean unchanged content (the change
+/// time cannot be set by users and moves with every write).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint {
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+    dev: u64,
+    ino: u64,
+}
+
+impl Fingerprint {
+    fn of(m: &std::fs::Metadata) -> Fingerprint {
+        use std::os::unix::fs::MetadataExt;
+        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+        Fingerprint {
+            size: m.len(),
+            mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+            ctime_ns: ns(m.ctime(), m.ctime_nsec()),
+            dev: m.dev(),
+            ino: m.ino(),
+        }
+    }
+
+    fn id(&self) -> FileId {
+        (self.dev, self.ino)
+    }
 }
 
 fn now_text(now: DateTime<Utc>) -> String {
@@ -140,6 +211,7 @@ impl Handler {
             opts,
             stop,
             retries: HashMap::new(),
+            writing: HashSet::new(),
         }
     }
 
@@ -165,6 +237,11 @@ impl Handler {
             self.retries.remove(n);
         }
         due
+    }
+
+    /// A Dashboard row about the handler's set-up (actions not enabled).
+    pub fn setup_row(&self, details: String) {
+        self.dashboard.push("⚠ Not set up", details);
     }
 
     pub fn shutdown(self, limit: Duration) {
@@ -209,8 +286,8 @@ impl Handler {
                     self.dashboard
                         .push("⚠ Outcome unknown", format!("{name}: {error}"));
                 }
-                State::Decided(d) => {
-                    tracing::info!("{name}: already {}; it has left Approved/", d.result);
+                State::Decided { decision, .. } => {
+                    tracing::info!("{name}: already {}; it has left Approved/", decision.result);
                 }
                 _ => {}
             }
@@ -219,6 +296,9 @@ impl Handler {
                 sha256: sha.clone(),
                 dest: String::new(),
                 at,
+                result: None,
+                content: None,
+                changed: None,
             };
             if let Err(e) = self.ledger.append(rec, false) {
                 tracing::warn!("{e}");
@@ -258,9 +338,22 @@ impl Handler {
         if meta.len() > request::MAX_FILE_BYTES {
             return self.park(name, &too_large(meta.len()));
         }
-        let (bytes, id) = match read_approval(&path) {
+        let (bytes, snap) = match read_approval(&path, self.opts.settle) {
             Ok(b) => b,
             Err(ReadError::Gone) => return Step::Finished,
+            Err(ReadError::Writing) => {
+                if self.writing.insert(name.to_string()) {
+                    tracing::info!(
+                        "Approved/{name} is open for writing in another process; it is read \
+                         once closed"
+                    );
+                }
+                return Step::Later(WRITER_RECHECK);
+            }
+            Err(ReadError::Unsettled(wait)) => {
+                tracing::debug!("Approved/{name} changed recently; looking again in {wait:?}");
+                return Step::Later(wait);
+            }
             Err(ReadError::Symlink) => {
                 return self.park(
                     name,
@@ -274,22 +367,41 @@ impl Handler {
                 return Step::Deferred;
             }
         };
+        self.writing.remove(name);
         let sha = sha256_hex(&bytes);
         let Ok(text) = String::from_utf8(bytes) else {
             return self.park(name, "is not UTF-8 text");
         };
-        let item = Item {
+        let mut item = Item {
             name,
             sha: &sha,
             text: &text,
-            id,
+            id: snap.id(),
+            snap,
+            content: None,
         };
+        // The file that was carried out, changed after its action had started and left
+        // behind: not a new approval of its own.
+        if let Some(c) = self.ledger.changed_after(name)
+            && c.id == item.id
+            && c.sha != sha
+        {
+            let error = format!(
+                "Approved/{name} was changed after its action had started: the version carried \
+                 out is {}; this version was not carried out (move it back to Approved/ to \
+                 approve it)",
+                c.dest
+            );
+            let subject = Subject::of_text(&text, &self.vault);
+            return self.conclude_failed(&item, &subject, 0, results::REFUSED, error, vec![]);
+        }
         let key: Key = (name.to_string(), sha.clone());
-        let attempt = match self.ledger.state(&key).cloned() {
+        let attempt = match self.ledger.state(&key) {
             None => 1,
             Some(State::Open {
                 attempts,
                 last_error,
+                ..
             }) => {
                 if attempts >= self.opts.policy.max_attempts {
                     let subject = Subject::of_text(&text, &self.vault);
@@ -314,20 +426,24 @@ impl Handler {
                 effect,
                 message_id,
                 at,
-            }) => match self.recover_in_flight(&item, attempt, &action, effect, message_id, &at) {
-                Some(step) => return step,
-                None => attempt,
-            },
-            Some(State::Decided(d)) => {
+            }) => {
+                item.content = content_of(&text, &self.vault);
+                match self.recover_in_flight(&item, attempt, &action, effect, message_id, &at) {
+                    Some(step) => return step,
+                    None => attempt,
+                }
+            }
+            Some(State::Decided { decision, content }) => {
                 tracing::info!(
                     "{name}: finishing the move decided before a restart ({})",
-                    d.result
+                    decision.result
                 );
-                return self.finish(&item, &d);
+                item.content = content;
+                return self.finish(&item, &decision);
             }
-            Some(State::Finished { dest, at, result })
-                if result.as_deref().is_none_or(|r| results::ONCE.contains(&r)) =>
-            {
+            Some(State::Finished {
+                dest, at, result, ..
+            }) if result.as_deref().is_none_or(|r| results::ONCE.contains(&r)) => {
                 let error = format!(
                     "already handled at {at}{}: the same file name and content were approved \
                      before; change the file to run it again",
@@ -362,6 +478,21 @@ impl Handler {
                 return self.conclude_failed(&item, &subject, 0, results::REFUSED, e, vec![]);
             }
         };
+        let content = req.content_key();
+        if !req.allow_duplicate
+            && let Some(prev) = self.ledger.executed(&content, Utc::now())
+        {
+            let error = duplicate_error(&req, &prev);
+            return self.conclude_failed(
+                &item,
+                &Subject::of_request(&req),
+                0,
+                results::REFUSED,
+                error,
+                vec![],
+            );
+        }
+        item.content = Some(content);
         self.execute(&item, &req, attempt)
     }
 
@@ -438,12 +569,26 @@ impl Handler {
         let smtp = match &req.action {
             Action::Email(_) => {
                 let rel = self.creds.smtp.rel();
-                match ready_credentials(
+                let ready = ready_credentials(
                     self.creds.smtp.current().clone(),
                     "send_email",
                     rel,
                     dry_run,
-                ) {
+                )
+                .and_then(|c| {
+                    // An OAuth token file that is missing or unusable: nothing to log in with.
+                    match c.as_ref().and_then(|c| c.oauth.as_ref()) {
+                        Some(o) => o.source(&self.vault).check().map_err(|problem| {
+                            format!(
+                                "send_email cannot run: {problem}; then move this file back \
+                                 to Approved/"
+                            )
+                        }),
+                        None => Ok(()),
+                    }
+                    .map(|()| c)
+                });
+                match ready {
                     Ok(c) => c,
                     Err(error) => {
                         return self.conclude_failed(
@@ -537,6 +682,12 @@ impl Handler {
             )),
             _ => None,
         };
+        // Nothing has happened yet: a file changed since it was read is read again, so
+        // what is carried out (and archived) is the file as it is now.
+        if !self.unchanged(item) {
+            tracing::info!("{}: changed since it was read; reading it again", item.name);
+            return Step::Later(Duration::ZERO);
+        }
         // The intent, durable before anything happens.
         let intent = Record::Intent {
             file: item.name.to_string(),
@@ -784,13 +935,25 @@ impl Handler {
         }
     }
 
+    /// Whether `Approved/<name>` is still exactly the file that was read.
+    fn unchanged(&self, item: &Item) -> bool {
+        let path = self.vault.join("Approved").join(item.name);
+        std::fs::symlink_metadata(path).is_ok_and(|m| Fingerprint::of(&m) == item.snap)
+    }
+
     /// Record the decision (durably) before anything moves.
     fn decide(&mut self, item: &Item, d: &Decision) -> bool {
+        let content = if results::EXECUTED.contains(&d.result.as_str()) {
+            item.content.clone()
+        } else {
+            None
+        };
         let rec = Record::Final {
             file: item.name.to_string(),
             sha256: item.sha.to_string(),
             at: d.at.clone(),
             decision: d.clone(),
+            content,
         };
         match self.ledger.append(rec, true) {
             Ok(()) => true,
@@ -804,13 +967,29 @@ impl Handler {
     fn finish(&mut self, item: &Item, d: &Decision) -> Step {
         match outcome::finish(&self.vault, item.name, item.sha, item.id, item.text, d) {
             Ok(dest) => {
+                // Still there, same file, other bytes (`finish` removes it only with the
+                // bytes that were read): changed in place after its action had started.
+                let path = self.vault.join("Approved").join(item.name);
+                let changed = (results::ONCE.contains(&d.result.as_str())
+                    && atomic::path_id(&path).ok() == Some(item.id))
+                .then_some(item.id);
+                if changed.is_some() {
+                    tracing::warn!(
+                        "{}: changed after its action had started; the version carried out is \
+                         {dest}, the changed file will be refused",
+                        item.name
+                    );
+                }
                 let rec = Record::Done {
                     file: item.name.to_string(),
                     sha256: item.sha.to_string(),
                     dest: dest.clone(),
                     at: d.at.clone(),
+                    result: None,
+                    content: None,
+                    changed,
                 };
-                if let Err(e) = self.ledger.append(rec, false) {
+                if let Err(e) = self.ledger.append(rec, changed.is_some()) {
                     tracing::warn!("{e}");
                 }
                 tracing::info!("{} → {dest}", item.name);
@@ -908,13 +1087,18 @@ enum ReadError {
     Symlink,
     NotRegular,
     TooLarge(u64),
+    /// Another process has it open for writing.
+    Writing,
+    /// Changed too recently, or while it was read (where writers cannot be seen): look
+    /// again after this long.
+    Unsettled(Duration),
     Io(io::Error),
 }
 
-/// Read an approval without following a symlink swapped in since it was looked at, and
-/// without blocking on a FIFO.
-fn read_approval(path: &Path) -> Result<(Vec<u8>, FileId), ReadError> {
-    use std::io::Read;
+/// Read an approval without following a symlink swapped in since it was looked at,
+/// without blocking on a FIFO, and only when it is complete (see [`read_complete`]).
+/// Returns its bytes and what `stat` said of it.
+fn read_approval(path: &Path, settle: Duration) -> Result<(Vec<u8>, Fingerprint), ReadError> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -932,15 +1116,55 @@ fn read_approval(path: &Path) -> Result<(Vec<u8>, FileId), ReadError> {
     if meta.len() > request::MAX_FILE_BYTES {
         return Err(ReadError::TooLarge(meta.len()));
     }
-    let id = atomic::file_id(&file).map_err(ReadError::Io)?;
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(request::MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(ReadError::Io)?;
+    let bytes = read_complete(&file, &meta, settle, SystemTime::now())?;
     if bytes.len() as u64 > request::MAX_FILE_BYTES {
         return Err(ReadError::TooLarge(bytes.len() as u64));
     }
-    Ok((bytes, id))
+    Ok((bytes, Fingerprint::of(&meta)))
+}
+
+/// The whole text of `file` (whose `stat` before reading was `meta`), only when nobody is
+/// writing it. Where the kernel can tell (Linux leases), "nobody has it open for writing"
+/// is proven and the text is read under a read lease. Where it cannot (macOS, a file of
+/// another user), the file must have been unchanged for `settle` (its change time) and
+/// must be unchanged after the read (size, times, inode).
+fn read_complete(
+    file: &std::fs::File,
+    meta: &std::fs::Metadata,
+    settle: Duration,
+    now: SystemTime,
+) -> Result<Vec<u8>, ReadError> {
+    match atomic::read_if_no_writers(file).map_err(ReadError::Io)? {
+        WritersNow::None(bytes) => Ok(bytes),
+        WritersNow::Open => Err(ReadError::Writing),
+        WritersNow::Unknown => read_settled(file, meta, settle, now),
+    }
+}
+
+/// [`read_complete`] where writers cannot be seen: a stability window before the read, a
+/// re-check after it.
+fn read_settled(
+    file: &std::fs::File,
+    meta: &std::fs::Metadata,
+    settle: Duration,
+    now: SystemTime,
+) -> Result<Vec<u8>, ReadError> {
+    use std::io::{Read, Seek};
+    let quiet = arrivals::quiet_for(meta, now);
+    if quiet < settle {
+        return Err(ReadError::Unsettled(settle - quiet));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    let mut f = file;
+    f.seek(io::SeekFrom::Start(0)).map_err(ReadError::Io)?;
+    f.take(request::MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    let after = file.metadata().map_err(ReadError::Io)?;
+    if Fingerprint::of(&after) != Fingerprint::of(meta) || bytes.len() as u64 != meta.len() {
+        return Err(ReadError::Unsettled(settle.max(Duration::from_millis(10))));
+    }
+    Ok(bytes)
 }
 
 /// Run the call `f` on its own thread so that SIGTERM is noticed while it blocks.
@@ -998,6 +1222,54 @@ fn ready_credentials<T>(
             "{action} needs {rel}, which does not exist: create it (see docs/approvals.md), \
              then move this file back to Approved/"
         )),
-        Loaded::Invalid(e) => Err(format!("{action} cannot run: {e}")),
+        Loaded::Unset(keys) => Err(format!(
+            "{action} needs {keys} in {rel}, which has only other keys (the WhatsApp \
+             webhook's): add them (see docs/approvals.md), then move this file back to \
+             Approved/"
+        )),
+        Loaded::Invalid(e) => Err(format!(
+            "{action} cannot run: {e} (see docs/approvals.md); then move this file back to \
+             Approved/"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unsettled(r: Result<Vec<u8>, ReadError>) -> Option<Duration> {
+        match r {
+            Err(ReadError::Unsettled(d)) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// Where no lease can be had: a stability window (the change time) before the read.
+    #[test]
+    fn without_leases_a_file_is_read_only_after_settle_unchanged() -> io::Result<()> {
+        use std::io::Write;
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("a.md");
+        std::fs::write(&p, "text\n")?;
+        let f = std::fs::File::open(&p)?;
+        let meta = f.metadata()?;
+        let settle = Duration::from_secs(60);
+        // Just written: not yet.
+        let wait = unsettled(read_settled(&f, &meta, settle, SystemTime::now()));
+        assert!(wait.is_some_and(|w| w > Duration::from_secs(50) && w <= settle));
+        // A minute later, unchanged: read.
+        let later = SystemTime::now() + settle;
+        assert_eq!(
+            read_settled(&f, &meta, settle, later).ok().as_deref(),
+            Some(&b"text\n"[..])
+        );
+        // Changed since `meta` was taken (a writer went on): not trusted, looked at again.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)?
+            .write_all(b"more\n")?;
+        assert!(unsettled(read_settled(&f, &meta, settle, later)).is_some());
+        Ok(())
     }
 }

@@ -3,11 +3,11 @@
 //!
 //! | file | owns |
 //! |---|---|
-//! | `mod.rs` | options, start-up (vault, lock, credentials → exit 78), the event loop |
-//! | `arrivals.rs` | which files in `Approved/` are ready (OS events, listings, settling) |
-//! | `handler.rs` | one file start to end: read, ledger, validate, execute, decide, move |
+//! | `mod.rs` | options, start-up (vault, lock, which actions are enabled), the event loop |
+//! | `arrivals.rs` | which files in `Approved/` to look at, and when (OS events, listings, settling) |
+//! | `handler.rs` | one file start to end: read (only whole files), ledger, validate, duplicates, execute, decide, move |
 //! | `request.rs` | frontmatter → validated request, or the reason it is refused |
-//! | `ledger.rs` | the fsynced intent/outcome ledger (exactly once across crashes) |
+//! | `ledger.rs` | the fsynced intent/outcome ledger (exactly once across crashes, what was carried out in the last 7 days), compacted |
 //! | `outcome.rs` | the decision and the idempotent move to `Done/` or `Failed/` |
 //! | `retry.rs` | capped exponential backoff (pure) |
 //! | `email.rs`, `whatsapp.rs`, `local.rs` | the four actions |
@@ -191,10 +191,10 @@ pub fn run(args: Args) -> i32 {
             return exit_codes::LOCKED;
         }
     };
-    let creds = credentials::Credentials::load(&vault);
-    if let Some(problem) = creds.startup_problem(args.dry_run) {
-        return needs_setup(NAME, problem);
-    }
+    let mut creds = credentials::Credentials::load(&vault);
+    // Each action is enabled by its own credentials; LinkedIn posts and payments need
+    // none, so the handler always has something to do and never stops for credentials.
+    let actions = creds.actions(args.dry_run);
     let ledger = match ledger::Ledger::open(&state.join("approvals.ledger")) {
         Ok(l) => l,
         Err(e) => {
@@ -202,6 +202,11 @@ pub fn run(args: Args) -> i32 {
             return exit_codes::FAILURE;
         }
     };
+    tracing::debug!(
+        "ledger: {} records, {} approvals remembered",
+        ledger.records(),
+        ledger.identities()
+    );
     let policy = retry::RetryPolicy {
         max_attempts: args.max_attempts,
         initial: args.retry_initial,
@@ -221,9 +226,11 @@ pub fn run(args: Args) -> i32 {
         Options {
             dry_run: args.dry_run,
             policy,
+            settle: args.settle,
         },
         ctx.stop_flag(),
     );
+    report_actions(&handler, &actions);
     handler.close_unfinished();
     let mut arrivals = arrivals::Arrivals::new(&vault.join("Approved"), args.settle, args.rescan);
 
@@ -243,6 +250,7 @@ pub fn run(args: Args) -> i32 {
             arrivals.forget(&name);
             match handler.process(&name) {
                 Step::Interrupted => break 'run,
+                Step::Later(wait) => arrivals.later(&name, wait),
                 Step::Finished | Step::RetryAt(_) | Step::Deferred => {}
             }
         }
@@ -250,6 +258,36 @@ pub fn run(args: Args) -> i32 {
     tracing::info!("stopping");
     handler.shutdown(Duration::from_millis(250));
     exit_codes::OK
+}
+
+/// Say at start which actions are enabled and which are not, and why: in the log (a
+/// warning when one is not) and, then, as a Dashboard row.
+fn report_actions(
+    handler: &Handler,
+    actions: &[(&'static str, Result<Option<&'static str>, String>)],
+) {
+    let enabled: Vec<String> = actions
+        .iter()
+        .filter_map(|(a, r)| match r {
+            Ok(None) => Some(a.to_string()),
+            Ok(Some(note)) => Some(format!("{a} ({note})")),
+            Err(_) => None,
+        })
+        .collect();
+    let disabled: Vec<String> = actions
+        .iter()
+        .filter_map(|(a, r)| r.as_ref().err().map(|why| format!("{a} ({why})")))
+        .collect();
+    if disabled.is_empty() {
+        tracing::info!("actions enabled: {}", enabled.join(", "));
+        return;
+    }
+    let not = format!(
+        "not enabled: {}: see docs/approvals.md",
+        disabled.join(", ")
+    );
+    tracing::warn!("actions enabled: {}; {not}", enabled.join(", "));
+    handler.setup_row(not);
 }
 
 fn create_private_dir(p: &std::path::Path) -> std::io::Result<()> {

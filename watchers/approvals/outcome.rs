@@ -97,8 +97,92 @@ impl Decision {
     }
 }
 
-/// The text the file has at its destination.
+/// The text the file has at its destination: the original, byte for byte, with the
+/// lines of the keys the handler sets (`status`, `result`, `executed_at` or `failed_at`,
+/// `error`, and the result's own fields) replaced by new ones before the closing `---`.
+/// A frontmatter whose lines cannot be edited that way (the check: it must parse back to
+/// exactly the intended keys and body) is rewritten as a whole instead.
 pub fn render(original: &str, d: &Decision) -> String {
+    if !d.prefix
+        && let Some(text) = render_in_place(original, d)
+    {
+        return text;
+    }
+    render_rewritten(original, d)
+}
+
+/// The keys whose lines [`render_in_place`] replaces.
+const STALE: &[&str] = &["status", "result", "error", "executed_at", "failed_at"];
+
+/// [`render`] keeping the original text; `None` when it cannot.
+fn render_in_place(original: &str, d: &Decision) -> Option<String> {
+    let doc = frontmatter::parse(original).ok()?;
+    let mut want = doc.front.clone();
+    for stale in STALE {
+        want.remove(*stale);
+    }
+    add_fields(&mut want, d);
+    let bom = if original.starts_with('\u{feff}') {
+        "\u{feff}"
+    } else {
+        ""
+    };
+    let rest = &original[bom.len()..];
+    let (open, nl) = if rest.starts_with("---\r\n") {
+        ("---\r\n", "\r\n")
+    } else if rest.starts_with("---\n") {
+        ("---\n", "\n")
+    } else {
+        return None;
+    };
+    let rest = &rest[open.len()..];
+    // The frontmatter's lines up to the closing marker line.
+    let mut end = None;
+    let mut offset = 0;
+    for line in rest.split_inclusive('\n') {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        if (bare == "---" || bare == "...") && line.ends_with('\n') {
+            end = Some(offset);
+            break;
+        }
+        offset += line.len();
+    }
+    let end = end?;
+    let (yaml, after) = rest.split_at(end);
+    let replaced = |key: &str| STALE.contains(&key) || d.fields.iter().any(|(k, _)| k == key);
+    let mut kept = String::with_capacity(yaml.len());
+    let mut dropping = false;
+    for line in yaml.split_inclusive('\n') {
+        if line.starts_with('#') {
+            // A comment in the first column ends any value before it.
+            dropping = false;
+        } else if !line.starts_with([' ', '\t', '\r', '\n']) {
+            let key = line
+                .split_once(':')
+                .map(|(k, _)| k.trim().trim_matches(['"', '\'']))
+                .unwrap_or("");
+            dropping = replaced(key);
+        }
+        if !dropping {
+            kept.push_str(line);
+        }
+    }
+    if !kept.is_empty() && !kept.ends_with('\n') {
+        kept.push_str(nl);
+    }
+    let mut added = Mapping::new();
+    add_fields(&mut added, d);
+    let mut new_lines = serde_norway::to_string(&added).ok()?;
+    if nl == "\r\n" {
+        new_lines = new_lines.replace('\n', "\r\n");
+    }
+    let text = format!("{bom}{open}{kept}{new_lines}{after}");
+    let check = frontmatter::parse(&text).ok()?;
+    (check.front == want && check.body == doc.body).then_some(text)
+}
+
+/// [`render`] by writing the frontmatter anew (comments and quoting are not kept).
+fn render_rewritten(original: &str, d: &Decision) -> String {
     let parsed = if d.prefix {
         None
     } else {
@@ -290,6 +374,37 @@ mod tests {
         assert_eq!(doc.body, "Hello\n");
         assert_eq!(d.dest, "Done/a.md");
         assert_eq!(d.final_sha256, sha256_hex(text.as_bytes()));
+    }
+
+    #[test]
+    fn the_original_text_is_kept_byte_for_byte_around_the_added_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let original = "---\ntype: approval_request   # kept\naction: send_email\nstatus: pending\nto: 'a@b.c'\nresult: failed\nerror: |\n  an old\n  error\n# a comment\nmessage_id: <old@y>\n---\nHello\n";
+        let d = decision(dir.path(), original, Folder::Done);
+        let text = render(original, &d);
+        assert_eq!(
+            text,
+            "---\ntype: approval_request   # kept\naction: send_email\nto: 'a@b.c'\n# a comment\nstatus: done\nresult: sent\nexecuted_at: 2026-01-07T10:31:00Z\nmessage_id: <x@y>\n---\nHello\n"
+        );
+        // CRLF stays CRLF; a BOM stays.
+        let crlf = "\u{feff}---\r\ntype: approval_request\r\n---\r\nHi\r\n";
+        let text = render(crlf, &decision(dir.path(), crlf, Folder::Done));
+        assert!(
+            text.starts_with("\u{feff}---\r\ntype: approval_request\r\nstatus: done\r\n"),
+            "{text:?}"
+        );
+        assert!(text.ends_with("---\r\nHi\r\n"), "{text:?}");
+        // A frontmatter whose lines cannot be edited (a flow mapping) is rewritten.
+        let flow = "---\n{type: approval_request, status: pending}\n---\nHi\n";
+        let d = decision(dir.path(), flow, Folder::Done);
+        let text = render(flow, &d);
+        let doc = frontmatter::parse(&text).expect("parses");
+        assert_eq!(frontmatter::get_str(&doc.front, "status"), Some("done"));
+        assert_eq!(
+            frontmatter::get_str(&doc.front, "type"),
+            Some("approval_request")
+        );
+        assert_eq!(doc.body, "Hi\n");
     }
 
     #[test]

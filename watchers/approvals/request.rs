@@ -33,6 +33,69 @@ pub struct Request {
     pub action: Action,
     /// `approved_by` from the frontmatter, else `human`.
     pub approved_by: String,
+    /// `allow_duplicate: true`: carry it out even if the same action with the same
+    /// content was carried out within the last 7 days.
+    pub allow_duplicate: bool,
+}
+
+impl Request {
+    /// The content key of the duplicate rule: SHA-256 of the action's parameters and text
+    /// after parsing, in a canonical form. Two approvals with the same key do the same
+    /// thing. In: the action; for email the addresses of `to`, `cc` and `bcc` (lowercase,
+    /// sorted, without display names), `subject`, the text and each attachment's path and
+    /// SHA-256; for WhatsApp the number and the message; for LinkedIn the post; for a
+    /// payment `amount`, `currency` (uppercase), `recipient`, `reason`. Texts have their
+    /// line ends made `\n` and trailing white space at the end removed. Not in: everything
+    /// else in the frontmatter (`status`, `created`, `expires`, `approved_by`,
+    /// `message_id`, notes, key order, quoting, spacing) and the file's name.
+    pub fn content_key(&self) -> String {
+        use serde_json::json;
+        let text = |t: &str| {
+            t.replace("\r\n", "\n")
+                .replace('\r', "\n")
+                .trim_end()
+                .to_string()
+        };
+        let addrs = |list: &[Mailbox]| {
+            let mut v: Vec<String> = list
+                .iter()
+                .map(|m| m.email.to_string().to_lowercase())
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let canonical = match &self.action {
+            Action::Email(e) => json!({
+                "action": "send_email",
+                "to": addrs(&e.to),
+                "cc": addrs(&e.cc),
+                "bcc": addrs(&e.bcc),
+                "subject": e.subject.trim(),
+                "text": text(&e.body),
+                "attachments": e.attachments.iter().map(|a| json!([
+                    a.rel, super::sha256_hex(&a.bytes)
+                ])).collect::<Vec<_>>(),
+            }),
+            Action::Whatsapp(w) => json!({
+                "action": "send_whatsapp",
+                "to": w.to,
+                "text": text(&w.body),
+            }),
+            Action::Linkedin(l) => json!({
+                "action": "linkedin_post",
+                "text": text(&l.body),
+            }),
+            Action::Payment(p) => json!({
+                "action": "payment",
+                "amount": p.amount,
+                "currency": p.currency.as_deref().map(|c| c.trim().to_uppercase()),
+                "recipient": p.recipient.trim(),
+                "reason": text(&p.reason),
+            }),
+        };
+        super::sha256_hex(canonical.to_string().as_bytes())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -217,6 +280,11 @@ pub fn validate(doc: &Document, now: DateTime<Utc>, vault: &Path) -> Result<Requ
         }
     }
     let approved_by = f.str("approved_by")?.unwrap_or("human").to_string();
+    let allow_duplicate = match doc.front.get("allow_duplicate") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(v) => return Err(f.wrong("allow_duplicate", "true or false", v)),
+    };
     let action = match action {
         "send_email" => Action::Email(email(&f, &doc.body, vault)?),
         "send_whatsapp" => Action::Whatsapp(whatsapp(&f, &doc.body)?),
@@ -226,6 +294,7 @@ pub fn validate(doc: &Document, now: DateTime<Utc>, vault: &Path) -> Result<Requ
     Ok(Request {
         action,
         approved_by,
+        allow_duplicate,
     })
 }
 
@@ -599,6 +668,52 @@ mod tests {
         );
         assert_eq!(phone_digits("12345"), None);
         assert_eq!(phone_digits("+1415abc"), None);
+    }
+
+    #[test]
+    fn the_content_key_ignores_form_and_bookkeeping_but_not_content() {
+        let key = |t: &str| check(t).expect("valid").content_key();
+        let base = key(
+            "---\ntype: approval_request\naction: send_email\nto: [a@example.com, B@example.com]\ncc: c@example.com\nsubject: Hi\nstatus: pending\ncreated: 2026-01-01T00:00:00Z\n---\nHello\n\nBye\n",
+        );
+        // Other spacing, quoting, order, line ends, bookkeeping keys, display names.
+        assert_eq!(
+            base,
+            key(
+                "---\r\nsubject:   'Hi'\r\naction: send_email\r\ntype: approval_request\r\ncc: [\"C <c@example.com>\"]\r\nto: [\"b@example.com\", \"Ann <a@EXAMPLE.com>\"]\r\nstatus: approved\r\napproved_by: bob\r\nmessage_id: <x@y>\r\n---\r\nHello\r\n\r\nBye\r\n\r\n"
+            )
+        );
+        for other in [
+            // The text, a recipient moved to cc, the subject, the action.
+            "---\ntype: approval_request\naction: send_email\nto: [a@example.com, B@example.com]\ncc: c@example.com\nsubject: Hi\n---\nHello\n\nBye!\n",
+            "---\ntype: approval_request\naction: send_email\nto: a@example.com\ncc: [b@example.com, c@example.com]\nsubject: Hi\n---\nHello\n\nBye\n",
+            "---\ntype: approval_request\naction: send_email\nto: [a@example.com, B@example.com]\ncc: c@example.com\nsubject: Hi!\n---\nHello\n\nBye\n",
+            "---\ntype: approval_request\naction: linkedin_post\n---\nHello\n\nBye\n",
+        ] {
+            assert_ne!(base, key(other), "{other}");
+        }
+        let pay = |amount: &str, currency: &str| {
+            key(&format!(
+                "---\ntype: approval_request\naction: payment\namount: {amount}\ncurrency: {currency}\nrecipient: Acme\nreason: hosting\n---\n"
+            ))
+        };
+        assert_eq!(pay("120.50", "eur"), pay("120.5", "EUR"));
+        assert_ne!(pay("120.5", "EUR"), pay("120.6", "EUR"));
+    }
+
+    #[test]
+    fn allow_duplicate_must_be_a_boolean() {
+        let text = |v: &str| {
+            format!(
+                "---\ntype: approval_request\naction: linkedin_post\nallow_duplicate: {v}\n---\nPost\n"
+            )
+        };
+        assert!(check(&text("true")).expect("valid").allow_duplicate);
+        assert!(!check(&text("false")).expect("valid").allow_duplicate);
+        assert_eq!(
+            check(&text("yes")).err().as_deref(),
+            Some("field `allow_duplicate` must be true or false, found a string")
+        );
     }
 
     #[test]
