@@ -10,6 +10,8 @@ mod fs_watcher;
 mod gmail;
 mod oauth;
 mod operator;
+mod postfix;
+mod smtp_wire;
 mod supervisor;
 mod units;
 mod whatsapp;
