@@ -173,7 +173,9 @@ pub fn explain_certificate(ce: &CertificateError, setup: CertSetup<'_>) -> Strin
              CA that issued it"
         ),
     };
-    format!("the server's certificate is not accepted: {why}. A certificate error does not pass by waiting: {fix}; see {docs}")
+    format!(
+        "the server's certificate is not accepted: {why}. A certificate error does not pass by waiting: {fix}; see {docs}"
+    )
 }
 
 enum Kind {
@@ -190,10 +192,9 @@ fn classify(ce: &CertificateError) -> Kind {
     match ce {
         C::UnknownIssuer => Kind::UnknownIssuer,
         C::NotValidForName | C::NotValidForNameContext { .. } => Kind::WrongName,
-        C::Expired
-        | C::ExpiredContext { .. }
-        | C::NotValidYet
-        | C::NotValidYetContext { .. } => Kind::Time,
+        C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. } => {
+            Kind::Time
+        }
         C::Other(other) => match other.0.downcast_ref::<webpki::Error>() {
             Some(webpki::Error::CaUsedAsEndEntity) => Kind::CaAsServer,
             Some(webpki::Error::EndEntityUsedAsCa) => Kind::ServerAsCa,
@@ -220,10 +221,9 @@ fn certificate_reason(ce: &CertificateError, ca_file: Option<&str>) -> String {
         C::NotValidForNameContext { .. } => {
             // rustls' text: "certificate not valid for name \"x\"; certificate is only valid for y"
             let text = ce.to_string();
-            text.strip_prefix("certificate ").unwrap_or(&text).replace(
-                "; certificate is only valid for",
-                ": it is only valid for",
-            )
+            text.strip_prefix("certificate ")
+                .unwrap_or(&text)
+                .replace("; certificate is only valid for", ": it is only valid for")
         }
         C::Expired => "it has expired".to_string(),
         C::ExpiredContext { time, not_after } => format!(
@@ -337,7 +337,10 @@ mod tests {
         assert_eq!(words("HandshakeFailure"), "handshake failure");
         assert_eq!(words("CaUsedAsEndEntity"), "ca used as end entity");
         assert_eq!(words("Unknown(42)"), "unknown 42");
-        assert_eq!(words("NoCipherSuitesInCommon"), "no cipher suites in common");
+        assert_eq!(
+            words("NoCipherSuitesInCommon"),
+            "no cipher suites in common"
+        );
     }
 
     #[test]
@@ -429,7 +432,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("ca.pem");
         let e = load_ca_file(&p, "credentials/ca.pem").unwrap_err();
-        assert!(e.starts_with("cannot read ca_file credentials/ca.pem: "), "{e}");
+        assert!(
+            e.starts_with("cannot read ca_file credentials/ca.pem: "),
+            "{e}"
+        );
         std::fs::write(&p, "not a certificate\n").expect("write");
         assert_eq!(
             load_ca_file(&p, "credentials/ca.pem").unwrap_err(),

@@ -24,7 +24,8 @@ use crate::common::{
 // Helpers: vault, handler process, SMTP server, WhatsApp stand-in.
 // ---------------------------------------------------------------------------------------
 
-pub(crate) const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/smtp/server.py");
+pub(crate) const FIXTURE: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/smtp/server.py");
 const SMTP_PASSWORD: &str = "Pw-7f3a9c-not-in-logs";
 const WA_TOKEN: &str = "EAAG-token-5d81e2-not-in-logs";
 pub(crate) const FROM: &str = "AI Employee <ai@example.com>";
@@ -1776,7 +1777,7 @@ fn missing_or_broken_setup_exits_78_with_one_line() {
     assert_eq!(code, Some(78));
     assert_eq!(
         err,
-        "ai-employee watch approvals: credentials/smtp.toml:3:1: unknown key `pasword` (known: host, port, tls, username, password, oauth_token_file, from, timeout, dry_run)\n"
+        "ai-employee watch approvals: credentials/smtp.toml:3:1: unknown key `pasword` (known: host, port, tls, username, password, oauth_token_file, from, timeout, dry_run, ca_file)\n"
     );
     // A dry run needs no credentials; the broken file still stops it.
     fs::remove_file(v.join("credentials/smtp.toml")).expect("rm");

@@ -44,6 +44,15 @@ pub struct SmtpConfig {
     pub from: Mailbox,
     pub timeout: Duration,
     pub dry_run: bool,
+    /// Extra trusted root certificates (PEM), besides the public roots.
+    pub ca_file: Option<CaFile>,
+}
+
+/// `ca_file`: relative to `credentials/` (or absolute), and its name for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaFile {
+    pub path: PathBuf,
+    pub shown: String,
 }
 
 /// XOAUTH2 login: the account and its token file.
@@ -229,6 +238,7 @@ const SMTP_KEYS: &[&str] = &[
     "from",
     "timeout",
     "dry_run",
+    "ca_file",
 ];
 
 /// Parse `credentials/smtp.toml`. Unknown keys are errors (a typo must not silently
@@ -326,6 +336,20 @@ pub fn parse_smtp(rel: &str, text: &str) -> Result<SmtpConfig, String> {
             format!("`from` is not an email address: {from_text:?} (e.g. \"Me <me@example.com>\")"),
         )
     })?;
+    let ca_file = match f.opt_str("ca_file")? {
+        Some(c) if c.trim().is_empty() => {
+            return Err(f.err_value("ca_file", "`ca_file` is empty".into()));
+        }
+        Some(c) => Some(CaFile {
+            path: PathBuf::from(c),
+            shown: if Path::new(c).is_absolute() {
+                c.to_string()
+            } else {
+                format!("credentials/{c}")
+            },
+        }),
+        None => None,
+    };
     Ok(SmtpConfig {
         host: host.to_string(),
         port,
@@ -335,6 +359,7 @@ pub fn parse_smtp(rel: &str, text: &str) -> Result<SmtpConfig, String> {
         from,
         timeout: f.opt_duration("timeout")?.unwrap_or(DEFAULT_TIMEOUT),
         dry_run: f.opt_bool("dry_run")?.unwrap_or(false),
+        ca_file,
     })
 }
 
@@ -454,7 +479,7 @@ mod tests {
         let cases = [
             (
                 "host = \"h\"\nfrom = \"a@b.c\"\npasword = \"x\"\n",
-                "credentials/smtp.toml:3:1: unknown key `pasword` (known: host, port, tls, username, password, oauth_token_file, from, timeout, dry_run)",
+                "credentials/smtp.toml:3:1: unknown key `pasword` (known: host, port, tls, username, password, oauth_token_file, from, timeout, dry_run, ca_file)",
             ),
             (
                 "host = \"h\"\nfrom = \"a@b.c\"\nport = 70000\n",

@@ -560,7 +560,10 @@ impl Handler {
         let outcome = match (&req.action, smtp, message, wa) {
             (Action::Email(_), Some(cfg), Some(msg), _) => {
                 let tokens = cfg.oauth.as_ref().map(|o| o.source(&self.vault));
-                match interruptible(&self.stop, move || email::send(&cfg, &msg, tokens.as_ref())) {
+                let dir = self.vault.join("credentials");
+                match interruptible(&self.stop, move || {
+                    email::send(&cfg, &msg, tokens.as_ref(), &dir)
+                }) {
                     Some(o) => o,
                     None => return Step::Interrupted,
                 }
