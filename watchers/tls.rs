@@ -6,11 +6,34 @@
 //! it, so the caller stops (exit 78) or fails the approval at once instead of retrying.
 
 use std::error::Error as StdError;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::{self, CertificateError};
+
+/// A `ca_file` setting: the path (as written, or already joined to the credentials
+/// folder), and its name for messages (`credentials/<name>`, or the absolute path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaFile {
+    pub path: PathBuf,
+    pub shown: String,
+}
+
+impl CaFile {
+    /// `value` as written in a credentials file, relative to `credentials_dir` unless
+    /// absolute.
+    pub fn new(value: &str, credentials_dir: &Path) -> CaFile {
+        CaFile {
+            path: credentials_dir.join(value),
+            shown: if Path::new(value).is_absolute() {
+                value.to_string()
+            } else {
+                format!("credentials/{value}")
+            },
+        }
+    }
+}
 
 /// The certificates of a PEM `ca_file` (`shown`: its name for messages). At least one.
 pub fn load_ca_file(path: &Path, shown: &str) -> Result<Vec<CertificateDer<'static>>, String> {

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod approvals;
+mod certs;
 mod common;
 mod config_errors;
 mod dashboard;

@@ -410,3 +410,135 @@ fn postfix_strict_and_lenient_each_deliver_exactly_one_message_per_approval() {
     assert_eq!(audit.len(), 2, "{audit:?}");
     assert!(files(&v.join("Failed")).is_empty());
 }
+
+// ---------------------------------------------------------------------------------------
+// STARTTLS certificate errors.
+// ---------------------------------------------------------------------------------------
+
+/// aiosmtpd offering (and requiring) STARTTLS with this certificate.
+fn tls_sink(dir: &Path, cert: &Path, key: &Path) -> Smtp {
+    Smtp::spawn(
+        dir,
+        &[
+            "--port".to_string(),
+            "0".to_string(),
+            "--tls-cert".to_string(),
+            cert.display().to_string(),
+            "--tls-key".to_string(),
+            key.display().to_string(),
+        ],
+    )
+}
+
+/// `smtp.toml` for STARTTLS to 127.0.0.1:`port`, with or without a `ca_file`.
+fn starttls_toml(vault: &Path, port: u16, ca: Option<&Path>) {
+    let ca = ca
+        .map(|p| format!("ca_file = {:?}\n", p.display().to_string()))
+        .unwrap_or_default();
+    let tmp = vault.join("credentials/.smtp.toml.tmp");
+    write_private(
+        &tmp,
+        &format!(
+            "host = \"127.0.0.1\"\nport = {port}\ntls = \"starttls\"\nfrom = \"{FROM}\"\ntimeout = \"5s\"\n{ca}"
+        ),
+    );
+    fs::rename(&tmp, vault.join("credentials/smtp.toml")).expect("replace smtp.toml");
+}
+
+/// Wait until `name` is in Failed/; its `error`. Asserts it was tried once, not retried.
+fn failed_at_once(vault: &Path, name: &str, h: &Handler) -> String {
+    let failed = vault.join("Failed").join(name);
+    let ok = wait_until(Duration::from_secs(20), || failed.exists());
+    assert!(ok, "{name} not in Failed/:\n{}", h.stderr());
+    assert_eq!(field(&failed, "result").as_deref(), Some("failed"));
+    let lines: Vec<serde_json::Value> = audit_lines(vault)
+        .into_iter()
+        .filter(|l| l["parameters"]["file"] == name)
+        .collect();
+    assert_eq!(lines.len(), 1, "tried more than once: {lines:?}");
+    assert_eq!(lines[0]["result"], "failed");
+    field(&failed, "error").expect("error")
+}
+
+#[test]
+fn starttls_certificate_errors_fail_the_approval_at_once_naming_ca_file() {
+    let tv = new_vault();
+    let v = &tv.vault;
+    let pki = crate::certs::make(&tv.dir.path().join("pki"));
+    let good = tls_sink(tv.dir.path(), &pki.server_cert, &pki.server_key);
+    starttls_toml(v, good.port, None);
+    // Fast retries: a certificate error counted as transient would be retried at once.
+    let mut h = Handler::start(
+        v,
+        &[
+            "--retry-initial",
+            "50ms",
+            "--retry-max",
+            "100ms",
+            "--max-attempts",
+            "5",
+        ],
+    );
+    h.wait_log("watching ");
+    // No ca_file: the private CA is unknown.
+    approve(
+        v,
+        "unknown.md",
+        &email("a@example.com", "TLS-unknown", "x\n", ""),
+    );
+    let error = failed_at_once(v, "unknown.md", &h);
+    assert_eq!(
+        error,
+        format!(
+            "SMTP 127.0.0.1:{}: STARTTLS failed: the server's certificate is not accepted: it \
+             was not issued by a certificate authority this program trusts (the public roots; \
+             no `ca_file` is set). A certificate error does not pass by waiting: if the \
+             server uses a certificate from a private CA or a self-signed one, save that CA \
+             certificate (PEM) in credentials/ and name it with `ca_file` in \
+             credentials/smtp.toml; see docs/approvals.md",
+            good.port
+        )
+    );
+    // With the CA in ca_file the same server is trusted.
+    starttls_toml(v, good.port, Some(&pki.ca));
+    approve(
+        v,
+        "trusted.md",
+        &email("a@example.com", "TLS-trusted", "x\n", ""),
+    );
+    let done = finished(v, "trusted.md", &h);
+    assert_eq!(field(&done, "result").as_deref(), Some("sent"));
+    assert_eq!(good.mails().len(), 1);
+    // A server that presents a CA certificate as its own.
+    let rogue = tls_sink(tv.dir.path(), &pki.ca_as_server_cert, &pki.ca_as_server_key);
+    starttls_toml(v, rogue.port, Some(&pki.ca_as_server_cert));
+    approve(
+        v,
+        "rogue.md",
+        &email("a@example.com", "TLS-rogue", "x\n", ""),
+    );
+    let error = failed_at_once(v, "rogue.md", &h);
+    assert!(
+        error.contains("STARTTLS failed: the server's certificate is not accepted: the server presents a CA certificate as its own"),
+        "{error}"
+    );
+    assert!(
+        error.contains("`ca_file` in credentials/smtp.toml"),
+        "{error}"
+    );
+    assert!(rogue.mails().is_empty());
+    // A ca_file that is not there: refused with its name, nothing sent.
+    starttls_toml(v, good.port, Some(&tv.dir.path().join("missing.pem")));
+    approve(
+        v,
+        "missing-ca.md",
+        &email("a@example.com", "TLS-missing", "x\n", ""),
+    );
+    let error = failed_at_once(v, "missing-ca.md", &h);
+    assert!(
+        error.contains("cannot read ca_file") && error.contains("missing.pem"),
+        "{error}"
+    );
+    h.stop();
+    assert_eq!(good.mails().len(), 1);
+}

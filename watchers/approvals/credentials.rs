@@ -16,6 +16,7 @@ use toml_edit::{Item, Value};
 pub use crate::watchers::credentials::Secret;
 use crate::watchers::credentials::{Fields, host_of, is_loopback};
 use crate::watchers::oauth::TokenSource;
+use crate::watchers::tls::CaFile;
 
 pub const SMTP_FILE: &str = "credentials/smtp.toml";
 pub const WHATSAPP_FILE: &str = "credentials/whatsapp.toml";
@@ -46,13 +47,6 @@ pub struct SmtpConfig {
     pub dry_run: bool,
     /// Extra trusted root certificates (PEM), besides the public roots.
     pub ca_file: Option<CaFile>,
-}
-
-/// `ca_file`: relative to `credentials/` (or absolute), and its name for messages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CaFile {
-    pub path: PathBuf,
-    pub shown: String,
 }
 
 /// XOAUTH2 login: the account and its token file.
@@ -340,14 +334,8 @@ pub fn parse_smtp(rel: &str, text: &str) -> Result<SmtpConfig, String> {
         Some(c) if c.trim().is_empty() => {
             return Err(f.err_value("ca_file", "`ca_file` is empty".into()));
         }
-        Some(c) => Some(CaFile {
-            path: PathBuf::from(c),
-            shown: if Path::new(c).is_absolute() {
-                c.to_string()
-            } else {
-                format!("credentials/{c}")
-            },
-        }),
+        // Relative to credentials/: joined when the email is sent.
+        Some(c) => Some(CaFile::new(c, Path::new(""))),
         None => None,
     };
     Ok(SmtpConfig {
