@@ -107,7 +107,7 @@ pub fn tls_error_text(e: &rustls::Error) -> String {
     match e {
         E::InvalidCertificate(ce) => format!(
             "the server's certificate is not accepted: {}",
-            certificate_reason(ce, None)
+            certificate_reason(ce, Roots::Public)
         ),
         E::AlertReceived(alert) => format!(
             "the server ended the TLS handshake ({})",
@@ -163,7 +163,13 @@ pub fn explain_certificate(ce: &CertificateError, setup: CertSetup<'_>) -> Strin
         ca_file,
         docs,
     } = setup;
-    let why = certificate_reason(ce, ca_file);
+    let why = certificate_reason(
+        ce,
+        match ca_file {
+            Some(ca) => Roots::CaFile(ca),
+            None => Roots::NoCaFile,
+        },
+    );
     let fix = match classify(ce) {
         Kind::UnknownIssuer => match ca_file {
             None => format!(
@@ -227,15 +233,29 @@ fn classify(ce: &CertificateError) -> Kind {
     }
 }
 
+/// The roots a certificate was checked against.
+#[derive(Clone, Copy)]
+enum Roots<'a> {
+    /// The public roots; the client has no `ca_file` setting.
+    Public,
+    /// The public roots; a `ca_file` could be set but is not.
+    NoCaFile,
+    /// The public roots and this `ca_file`.
+    CaFile(&'a str),
+}
+
 /// Why the certificate is refused, in words.
-fn certificate_reason(ce: &CertificateError, ca_file: Option<&str>) -> String {
+fn certificate_reason(ce: &CertificateError, roots: Roots<'_>) -> String {
     use CertificateError as C;
     match ce {
-        C::UnknownIssuer => match ca_file {
-            None => "it was not issued by a certificate authority this program trusts (the \
-                     public roots; no `ca_file` is set)"
+        C::UnknownIssuer => match roots {
+            Roots::Public => "it was not issued by a certificate authority this program trusts \
+                              (the public roots)"
                 .to_string(),
-            Some(ca) => format!(
+            Roots::NoCaFile => "it was not issued by a certificate authority this program \
+                                trusts (the public roots; no `ca_file` is set)"
+                .to_string(),
+            Roots::CaFile(ca) => format!(
                 "it was issued neither by a public certificate authority nor by one in \
                  ca_file {ca}"
             ),

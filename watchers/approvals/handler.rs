@@ -670,8 +670,9 @@ impl Handler {
                         return Step::Deferred;
                     }
                     tracing::warn!(
-                        "{}: attempt {attempt} failed, trying again in {delay:?}: {error}",
-                        item.name
+                        "{}: attempt {attempt} failed, trying again in {}: {error}",
+                        item.name,
+                        crate::config::units::format_duration(delay)
                     );
                     self.audit_line(
                         subject,

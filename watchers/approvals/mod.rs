@@ -208,11 +208,16 @@ pub fn run(args: Args) -> i32 {
         max: args.retry_max.max(args.retry_initial),
     };
     tracing::info!(
-        "watching {} (dry run: {}, attempts: {}, retry delays: {:?})",
+        "watching {} (dry run: {}, attempts: {}, retry delays: {})",
         vault.join("Approved").display(),
         args.dry_run,
         policy.max_attempts,
-        policy.delays()
+        policy
+            .delays()
+            .into_iter()
+            .map(crate::config::units::format_duration)
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let mut handler = Handler::new(
         vault.clone(),
