@@ -24,6 +24,9 @@ use std::time::Duration;
 
 use crate::common::{wait_child, wait_until};
 
+const POSTCONF: &str = "/usr/sbin/postconf";
+const POSTFIX: &str = "/usr/sbin/postfix";
+
 /// uid/gid that virtual(8) delivers as (`nobody`).
 const MAIL_ID: u32 = 65534;
 
@@ -37,7 +40,7 @@ pub struct Postfix {
 
 /// Where Postfix keeps its daemons (`postconf -d daemon_directory`), if installed.
 fn daemon_directory() -> Option<PathBuf> {
-    let out = Command::new("postconf")
+    let out = Command::new(POSTCONF)
         .args(["-d", "-h", "daemon_directory"])
         .output()
         .ok()?;
@@ -61,7 +64,7 @@ pub fn available() -> bool {
 
 /// The strict value of `smtpd_forbid_bare_newline` this Postfix knows.
 fn strict_value() -> &'static str {
-    let out = Command::new("postconf")
+    let out = Command::new(POSTCONF)
         .arg("-d")
         .output()
         .expect("postconf -d");
@@ -174,7 +177,7 @@ impl Postfix {
         )
         .expect("master.cf");
         // `postfix check` creates the queue directories with their owners and modes.
-        let out = Command::new("postfix")
+        let out = Command::new(POSTFIX)
             .arg("-c")
             .arg(&conf)
             .arg("check")
