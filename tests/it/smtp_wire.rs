@@ -527,6 +527,43 @@ fn starttls_certificate_errors_fail_the_approval_at_once_naming_ca_file() {
         "{error}"
     );
     assert!(rogue.mails().is_empty());
+    // SMTPS (TLS from the first byte) with a certificate nobody trusts: the same.
+    let smtps = Smtp::spawn(
+        tv.dir.path(),
+        &[
+            "--port".to_string(),
+            "0".to_string(),
+            "--tls-cert".to_string(),
+            pki.server_cert.display().to_string(),
+            "--tls-key".to_string(),
+            pki.server_key.display().to_string(),
+            "--smtps".to_string(),
+        ],
+    );
+    let tmp = v.join("credentials/.smtp.toml.tmp");
+    write_private(
+        &tmp,
+        &format!(
+            "host = \"127.0.0.1\"\nport = {}\ntls = \"tls\"\nfrom = \"{FROM}\"\ntimeout = \"5s\"\n",
+            smtps.port
+        ),
+    );
+    fs::rename(&tmp, v.join("credentials/smtp.toml")).expect("replace smtp.toml");
+    approve(
+        v,
+        "smtps.md",
+        &email("a@example.com", "TLS-smtps", "x\n", ""),
+    );
+    let error = failed_at_once(v, "smtps.md", &h);
+    assert!(
+        error.starts_with(&format!(
+            "SMTP 127.0.0.1:{}: connect failed: the server's certificate is not accepted: it \
+             was not issued by a certificate authority this program trusts",
+            smtps.port
+        )),
+        "{error}"
+    );
+    assert!(smtps.mails().is_empty());
     // A ca_file that is not there: refused with its name, nothing sent.
     starttls_toml(v, good.port, Some(&tv.dir.path().join("missing.pem")));
     approve(
