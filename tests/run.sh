@@ -16,6 +16,9 @@ command -v pgrep >/dev/null 2>&1 || pkgs+=(procps)
 [ -x /usr/sbin/dovecot ] || pkgs+=(dovecot-imapd)
 # The approval handler's tests run a real SMTP server (aiosmtpd) under Debian's python3.
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || pkgs+=(python3-aiosmtpd)
+# ... and a real Postfix (its own instance per test, on loopback ports; needs root) for
+# what reaches a strict and a lenient mail server.
+[ -x /usr/sbin/postconf ] || pkgs+=(postfix)
 if [ ${#pkgs[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     log "installing ${pkgs[*]}"

@@ -143,3 +143,41 @@ pub fn needs_setup(name: &str, msg: impl std::fmt::Display) -> i32 {
     eprintln!("ai-employee watch {name}: {msg}");
     exit_codes::CONFIG
 }
+
+/// A file-watching error in words: notify's own text appends the paths in Rust notation
+/// (`… about ["/v/Inbox"]`); the caller names the folder itself.
+pub fn notify_error_text(e: &notify::Error) -> String {
+    match &e.kind {
+        notify::ErrorKind::Generic(s) => s.clone(),
+        notify::ErrorKind::Io(io) => io.to_string(),
+        notify::ErrorKind::PathNotFound => "the folder does not exist".to_string(),
+        notify::ErrorKind::WatchNotFound => "the folder is not being watched".to_string(),
+        notify::ErrorKind::InvalidConfig(_) => "invalid file watching settings".to_string(),
+        notify::ErrorKind::MaxFilesWatch => {
+            "the system's limit on watched folders is reached (Linux: raise \
+             fs.inotify.max_user_watches)"
+                .to_string()
+        }
+    }
+}
+
+#[cfg(test)]
+mod notify_error_tests {
+    use super::notify_error_text;
+
+    #[test]
+    fn notify_errors_without_rust_notation() {
+        let e = notify::Error::io(std::io::Error::from_raw_os_error(libc::ENOENT))
+            .add_path("/v/Inbox".into());
+        assert!(e.to_string().contains("about [\"/v/Inbox\"]"), "{e}");
+        assert_eq!(
+            notify_error_text(&e),
+            "No such file or directory (os error 2)"
+        );
+        assert_eq!(
+            notify_error_text(&notify::Error::new(notify::ErrorKind::MaxFilesWatch)),
+            "the system's limit on watched folders is reached (Linux: raise \
+             fs.inotify.max_user_watches)"
+        );
+    }
+}

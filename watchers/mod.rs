@@ -9,6 +9,7 @@ pub mod filesystem;
 pub mod gmail;
 pub mod oauth;
 pub mod tasks;
+pub mod tls;
 pub mod whatsapp;
 
 use crate::cli::WatchCommand;

@@ -203,7 +203,7 @@ impl TokenSource {
             OauthError::Transient(format!(
                 "{}: {endpoint}: {}",
                 self.rel,
-                file.scrub(&e.to_string())
+                file.scrub(&crate::http::error_text(&e))
             ))
         })?;
         let status = response.status().as_u16();
@@ -216,7 +216,7 @@ impl TokenSource {
                 OauthError::Transient(format!(
                     "{}: {endpoint}: reading the reply: {}",
                     self.rel,
-                    file.scrub(&e.to_string())
+                    file.scrub(&crate::http::error_text(&e))
                 ))
             })?;
         let reply: Value = serde_json::from_str(&text).unwrap_or(Value::Null);

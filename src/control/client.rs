@@ -117,7 +117,10 @@ pub fn send_event(vault: &Path, event: &str, details: &str) -> bool {
     match client.call(&req) {
         Ok(r) if r.ok => true,
         Ok(r) => {
-            tracing::debug!("the supervisor did not take the event: {:?}", r.error);
+            tracing::debug!(
+                "the supervisor did not take the event: {}",
+                r.error.as_deref().unwrap_or("no reason given")
+            );
             false
         }
         Err(e) => {

@@ -159,7 +159,7 @@ impl Worker {
                     }
                     Ok(r) => last_error = format!("HTTP {}", r.status().as_u16()),
                     // ureq's errors name the host, not the path (where secrets live).
-                    Err(e) => last_error = e.to_string(),
+                    Err(e) => last_error = crate::http::error_text(&e),
                 }
             }
             if sent && failing {

@@ -24,16 +24,17 @@ use crate::common::{
 // Helpers: vault, handler process, SMTP server, WhatsApp stand-in.
 // ---------------------------------------------------------------------------------------
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/smtp/server.py");
+pub(crate) const FIXTURE: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/smtp/server.py");
 const SMTP_PASSWORD: &str = "Pw-7f3a9c-not-in-logs";
 const WA_TOKEN: &str = "EAAG-token-5d81e2-not-in-logs";
-const FROM: &str = "AI Employee <ai@example.com>";
+pub(crate) const FROM: &str = "AI Employee <ai@example.com>";
 /// Fast retries for tests.
 const FAST: &[&str] = &["--retry-initial", "100ms", "--retry-max", "300ms"];
 
 /// A Python that has aiosmtpd: Debian's /usr/bin/python3 (python3-aiosmtpd), else the
 /// first `python3` on PATH that has it (pip install aiosmtpd).
-fn python() -> &'static str {
+pub(crate) fn python() -> &'static str {
     static PY: OnceLock<String> = OnceLock::new();
     PY.get_or_init(|| {
         for py in ["/usr/bin/python3", "python3"] {
@@ -54,7 +55,7 @@ fn python() -> &'static str {
     })
 }
 
-fn new_vault() -> TestVault {
+pub(crate) fn new_vault() -> TestVault {
     let tv = TestVault::new();
     let st = Command::new(BIN)
         .args(["init", "--vault"])
@@ -68,13 +69,13 @@ fn new_vault() -> TestVault {
     tv
 }
 
-fn write_private(path: &Path, text: &str) {
+pub(crate) fn write_private(path: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;
     fs::write(path, text).expect("write credentials");
     fs::set_permissions(path, fs::Permissions::from_mode(0o600)).expect("chmod");
 }
 
-fn smtp_toml(vault: &Path, port: u16, auth: bool, extra: &str) {
+pub(crate) fn smtp_toml(vault: &Path, port: u16, auth: bool, extra: &str) {
     let login = if auth {
         format!("username = \"agent\"\npassword = \"{SMTP_PASSWORD}\"\n")
     } else {
@@ -98,19 +99,19 @@ fn whatsapp_toml(vault: &Path, port: u16) {
 }
 
 /// As a person does it: written in Pending_Approval/, then moved to Approved/.
-fn approve(vault: &Path, name: &str, text: &str) {
+pub(crate) fn approve(vault: &Path, name: &str, text: &str) {
     let pending = vault.join("Pending_Approval").join(name);
     fs::write(&pending, text).expect("write pending");
     fs::rename(&pending, vault.join("Approved").join(name)).expect("approve");
 }
 
-fn email(to: &str, subject: &str, body: &str, extra: &str) -> String {
+pub(crate) fn email(to: &str, subject: &str, body: &str, extra: &str) -> String {
     format!(
         "---\ntype: approval_request\naction: send_email\nto: {to:?}\nsubject: {subject:?}\ncreated: 2026-01-07T10:30:00Z\nstatus: pending\n{extra}---\n{body}"
     )
 }
 
-fn files(dir: &Path) -> Vec<String> {
+pub(crate) fn files(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
@@ -123,13 +124,13 @@ fn files(dir: &Path) -> Vec<String> {
     v
 }
 
-fn field(path: &Path, key: &str) -> Option<String> {
+pub(crate) fn field(path: &Path, key: &str) -> Option<String> {
     let text = fs::read_to_string(path).ok()?;
     let doc = frontmatter::parse(&text).ok()?;
     frontmatter::get_str(&doc.front, key).map(str::to_string)
 }
 
-fn audit_lines(vault: &Path) -> Vec<serde_json::Value> {
+pub(crate) fn audit_lines(vault: &Path) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     for name in files(&vault.join("Logs")) {
         if !name.ends_with(".json") {
@@ -154,7 +155,7 @@ fn sha_hex(bytes: &[u8]) -> String {
 static SPAWNS: AtomicUsize = AtomicUsize::new(0);
 
 /// A running `watch approvals` (looks at Approved/ every 200 ms besides events).
-struct Handler(WatcherProc);
+pub(crate) struct Handler(WatcherProc);
 
 impl std::ops::Deref for Handler {
     type Target = WatcherProc;
@@ -170,7 +171,7 @@ impl std::ops::DerefMut for Handler {
 }
 
 impl Handler {
-    fn start(vault: &Path, extra: &[&str]) -> Handler {
+    pub(crate) fn start(vault: &Path, extra: &[&str]) -> Handler {
         Handler::start_env(vault, extra, &[])
     }
 
@@ -184,27 +185,27 @@ impl Handler {
         }))
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.log()
     }
 
     /// SIGTERM; the exit status and how long it took.
-    fn stop(&mut self) -> (Option<ExitStatus>, Duration) {
+    pub(crate) fn stop(&mut self) -> (Option<ExitStatus>, Duration) {
         self.0.terminate(Duration::from_secs(10))
     }
 }
 
 /// One message as the SMTP server stored it.
 #[derive(Debug, Clone)]
-struct Mail {
-    received_ns: u128,
-    mail_from: String,
-    rcpt_tos: Vec<String>,
-    data: String,
+pub(crate) struct Mail {
+    pub(crate) received_ns: u128,
+    pub(crate) mail_from: String,
+    pub(crate) rcpt_tos: Vec<String>,
+    pub(crate) data: String,
 }
 
 impl Mail {
-    fn header(&self, name: &str) -> Option<String> {
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
         let head = self.data.split("\r\n\r\n").next()?;
         let mut value: Option<String> = None;
         for line in head.split("\r\n") {
@@ -235,33 +236,43 @@ impl Mail {
 }
 
 /// aiosmtpd on 127.0.0.1, messages as JSON files in `out`.
-struct Smtp {
+pub(crate) struct Smtp {
     child: Option<Child>,
-    port: u16,
+    pub(crate) port: u16,
     out: PathBuf,
 }
 
 impl Smtp {
-    fn start(dir: &Path, port: u16, auth: bool, delay_ms: u32) -> Smtp {
+    pub(crate) fn start(dir: &Path, port: u16, auth: bool, delay_ms: u32) -> Smtp {
+        let mut args = vec![
+            "--port".to_string(),
+            port.to_string(),
+            "--delay-ms".to_string(),
+            delay_ms.to_string(),
+        ];
+        if auth {
+            args.extend(["--auth".to_string(), format!("agent:{SMTP_PASSWORD}")]);
+        }
+        Smtp::spawn(dir, &args)
+    }
+
+    /// The fixture with these arguments (besides `--out` and `--ready`).
+    pub(crate) fn spawn(dir: &Path, args: &[String]) -> Smtp {
         let n = SPAWNS.fetch_add(1, Ordering::Relaxed);
         let out = dir.join(format!("smtp-out-{n}"));
         let ready = dir.join(format!("smtp-ready-{n}"));
         let mut cmd = Command::new(python());
         cmd.arg(FIXTURE)
-            .args(["--port", &port.to_string()])
+            .args(args)
             .arg("--out")
             .arg(&out)
             .arg("--ready")
             .arg(&ready)
-            .args(["--delay-ms", &delay_ms.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(
                 fs::File::create(dir.join(format!("smtp-{n}.err"))).expect("smtp stderr"),
             ));
-        if auth {
-            cmd.args(["--auth", &format!("agent:{SMTP_PASSWORD}")]);
-        }
         let child = cmd.spawn().expect("spawn aiosmtpd fixture");
         let mut s = Smtp {
             child: Some(child),
@@ -281,7 +292,7 @@ impl Smtp {
         s
     }
 
-    fn mails(&self) -> Vec<Mail> {
+    pub(crate) fn mails(&self) -> Vec<Mail> {
         let mut v: Vec<Mail> = files(&self.out)
             .into_iter()
             .filter(|n| n.ends_with(".json"))
@@ -323,7 +334,7 @@ impl Drop for Smtp {
 }
 
 /// A port nobody listens on right now.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -877,9 +888,12 @@ fn refused_for_missing_credentials_then_runs_once_they_exist() {
     let smtp = Smtp::start(tv.dir.path(), 0, false, 0);
     smtp_toml(v, smtp.port, false, "");
     fs::rename(&failed, v.join("Approved/mail.md")).expect("move back");
+    // Done until it left Approved/ too: a file put under the same name before that
+    // replaces the one being finished, and is refused as a changed file.
     assert!(wait_until(Duration::from_secs(10), || v
         .join("Done/mail.md")
-        .exists()));
+        .exists()
+        && !v.join("Approved/mail.md").exists()));
     // An identical fresh copy of the original is the same email again: refused as a
     // duplicate; with `allow_duplicate: true` it runs.
     approve(v, "mail.md", &text);
@@ -1824,7 +1838,7 @@ fn missing_or_broken_credentials_disable_only_their_own_action() {
         "host = \"h\"\nfrom = \"a@b.c\"\npasword = \"x\"\n",
     );
     let broken = "credentials/smtp.toml:3:1: unknown key `pasword` (known: host, port, tls, \
-                  username, password, oauth_token_file, from, timeout, dry_run)";
+                  username, password, oauth_token_file, from, timeout, dry_run, ca_file)";
     let mut h = Handler::start(v, &[]);
     let log = h.wait_log("watching ");
     assert!(

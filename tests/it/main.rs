@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod approvals;
+mod certs;
 mod common;
 mod config_errors;
 mod dashboard;
@@ -10,6 +11,8 @@ mod fs_watcher;
 mod gmail;
 mod oauth;
 mod operator;
+mod postfix;
+mod smtp_wire;
 mod supervisor;
 mod units;
 mod whatsapp;

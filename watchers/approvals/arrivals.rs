@@ -56,9 +56,10 @@ impl Arrivals {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::warn!(
-                    "cannot watch {} for events ({e}); listing it every {:?} instead",
+                    "cannot watch {} for events ({}); listing it every {} instead",
                     dir.display(),
-                    rescan_every
+                    crate::watchers::common::notify_error_text(&e),
+                    crate::config::units::format_duration(rescan_every)
                 );
                 None
             }
@@ -170,7 +171,10 @@ impl Arrivals {
         let ev = match ev {
             Ok(ev) => ev,
             Err(e) => {
-                tracing::debug!("file event error: {e}; listing the folder again");
+                tracing::debug!(
+                    "file event error: {}; listing the folder again",
+                    crate::watchers::common::notify_error_text(&e)
+                );
                 self.scan();
                 return;
             }

@@ -16,6 +16,7 @@ use toml_edit::{Item, Value};
 pub use crate::watchers::credentials::Secret;
 use crate::watchers::credentials::{Fields, host_of, is_loopback};
 use crate::watchers::oauth::TokenSource;
+use crate::watchers::tls::CaFile;
 
 pub const SMTP_FILE: &str = "credentials/smtp.toml";
 pub const WHATSAPP_FILE: &str = "credentials/whatsapp.toml";
@@ -44,6 +45,8 @@ pub struct SmtpConfig {
     pub from: Mailbox,
     pub timeout: Duration,
     pub dry_run: bool,
+    /// Extra trusted root certificates (PEM), besides the public roots.
+    pub ca_file: Option<CaFile>,
 }
 
 /// XOAUTH2 login: the account and its token file.
@@ -254,6 +257,7 @@ const SMTP_KEYS: &[&str] = &[
     "from",
     "timeout",
     "dry_run",
+    "ca_file",
 ];
 
 /// Parse `credentials/smtp.toml`. Unknown keys are errors (a typo must not silently
@@ -351,6 +355,14 @@ pub fn parse_smtp(rel: &str, text: &str) -> Result<SmtpConfig, String> {
             format!("`from` is not an email address: {from_text:?} (e.g. \"Me <me@example.com>\")"),
         )
     })?;
+    let ca_file = match f.opt_str("ca_file")? {
+        Some(c) if c.trim().is_empty() => {
+            return Err(f.err_value("ca_file", "`ca_file` is empty".into()));
+        }
+        // Relative to credentials/: joined when the email is sent.
+        Some(c) => Some(CaFile::new(c, Path::new(""))),
+        None => None,
+    };
     Ok(SmtpConfig {
         host: host.to_string(),
         port,
@@ -360,6 +372,7 @@ pub fn parse_smtp(rel: &str, text: &str) -> Result<SmtpConfig, String> {
         from,
         timeout: f.opt_duration("timeout")?.unwrap_or(DEFAULT_TIMEOUT),
         dry_run: f.opt_bool("dry_run")?.unwrap_or(false),
+        ca_file,
     })
 }
 
@@ -493,7 +506,7 @@ mod tests {
         let cases = [
             (
                 "host = \"h\"\nfrom = \"a@b.c\"\npasword = \"x\"\n",
-                "credentials/smtp.toml:3:1: unknown key `pasword` (known: host, port, tls, username, password, oauth_token_file, from, timeout, dry_run)",
+                "credentials/smtp.toml:3:1: unknown key `pasword` (known: host, port, tls, username, password, oauth_token_file, from, timeout, dry_run, ca_file)",
             ),
             (
                 "host = \"h\"\nfrom = \"a@b.c\"\nport = 70000\n",

@@ -15,22 +15,44 @@
 //! from the token file. A token the server refuses (535) is refreshed once
 //! ([`TokenSource::refresh_rejected`]) and the login tried again on the same connection.
 
+use std::path::Path;
+
 use lettre::Message;
-use lettre::message::header::ContentType;
-use lettre::message::{Attachment, MultiPart, SinglePart};
+use lettre::address::Envelope;
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Attachment, Body, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{SmtpConnection, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, SmtpConnection, TlsParameters};
 use lettre::transport::smtp::commands::{Auth, Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 
 use super::Outcome;
-use super::credentials::{OauthLogin, SmtpConfig, TlsMode};
+use super::credentials::{OauthLogin, SMTP_FILE, SmtpConfig, TlsMode};
 use super::request::Email;
 use crate::watchers::credentials::Secret;
 use crate::watchers::oauth::{OauthError, TokenSource};
+use crate::watchers::tls::{self, CertSetup};
+
+/// The longest line RFC 5322 allows (without its CRLF).
+const MAX_LINE: usize = 998;
+
+/// An email ready for the wire: its envelope and its text in canonical form, checked by
+/// [`canonical`] when it was built.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    envelope: Envelope,
+    text: String,
+}
 
 /// Build the MIME message (From from the credentials file, a deterministic Message-ID).
-pub fn build(cfg: &SmtpConfig, email: &Email, message_id: &str) -> Result<Message, String> {
+///
+/// What goes on the wire is strict RFC 5321/5322, whatever the approval holds:
+/// - the email text's line breaks (CRLF, LF or a lone CR) all become CRLF; text with
+///   other control characters (a NUL, say) is sent quoted-printable (`=00`);
+/// - every attachment is base64, so its bytes arrive exactly as they are in the file;
+/// - the result is checked once more ([`canonical`]): only CRLF line breaks, no NUL, no
+///   line over 998 octets. An email that fails the check is refused, never sent.
+pub fn build(cfg: &SmtpConfig, email: &Email, message_id: &str) -> Result<Outgoing, String> {
     let mut b = Message::builder()
         .from(cfg.from.clone())
         .subject(email.subject.clone())
@@ -45,24 +67,88 @@ pub fn build(cfg: &SmtpConfig, email: &Email, message_id: &str) -> Result<Messag
     for m in &email.bcc {
         b = b.bcc(m.clone());
     }
-    let text = SinglePart::plain(email.body.clone());
+    let text = SinglePart::plain(text_body(&email.body));
     let built = if email.attachments.is_empty() {
         b.singlepart(text)
     } else {
         let mut parts = MultiPart::mixed().singlepart(text);
         for a in &email.attachments {
+            let body = Body::new_with_encoding(a.bytes.clone(), ContentTransferEncoding::Base64)
+                .map_err(|_| format!("cannot encode the attachment {:?}", a.rel))?;
             parts = parts.singlepart(
                 Attachment::new(a.file_name.clone())
-                    .body(a.bytes.clone(), content_type(&a.file_name)),
+                    .body(body, content_type(&a.file_name, &a.bytes)),
             );
         }
         b.multipart(parts)
     };
-    built.map_err(|e| format!("cannot build the email: {e}"))
+    let message = built.map_err(|e| format!("cannot build the email: {e}"))?;
+    let text = String::from_utf8(message.formatted())
+        .map_err(|_| "cannot build the email: its text is not UTF-8".to_string())?;
+    canonical(text.as_bytes())
+        .map_err(|e| format!("cannot send this email: its text would break SMTP ({e})"))?;
+    Ok(Outgoing {
+        envelope: message.envelope().clone(),
+        text,
+    })
 }
 
-fn content_type(name: &str) -> ContentType {
+/// The email text as a MIME body: line breaks of any convention become CRLF (lettre
+/// turns each LF into CRLF); control characters other than tab go out quoted-printable,
+/// never raw.
+fn text_body(text: &str) -> Body {
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    let controls = text
+        .chars()
+        .any(|c| c.is_control() && c != '\t' && c != '\n');
+    if controls {
+        // Quoted-printable never fails to encode; the fallback cannot happen.
+        Body::new_with_encoding(text, ContentTransferEncoding::QuotedPrintable)
+            .unwrap_or_else(|t| Body::new(String::from_utf8_lossy(&t).into_owned()))
+    } else {
+        Body::new(text)
+    }
+}
+
+/// RFC 5321 §2.3.8 and RFC 5322 §2.1.1, 2.3: lines end in CRLF and only there (no bare CR
+/// or LF), no NUL, no line longer than 998 octets. The error names the first offence.
+pub fn canonical(text: &[u8]) -> Result<(), String> {
+    let mut line_start = 0;
+    for (i, &b) in text.iter().enumerate() {
+        match b {
+            0 => return Err(format!("a NUL byte at offset {i}")),
+            b'\r' if text.get(i + 1) != Some(&b'\n') => {
+                return Err(format!("a carriage return without line feed at offset {i}"));
+            }
+            b'\n' if i == 0 || text[i - 1] != b'\r' => {
+                return Err(format!("a line feed without carriage return at offset {i}"));
+            }
+            b'\n' => {
+                if i - 1 - line_start > MAX_LINE {
+                    return Err(format!(
+                        "a line of {} octets at offset {line_start}, over the {MAX_LINE} allowed",
+                        i - 1 - line_start
+                    ));
+                }
+                line_start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if text.len() - line_start > MAX_LINE {
+        return Err(format!(
+            "a line of {} octets at offset {line_start}, over the {MAX_LINE} allowed",
+            text.len() - line_start
+        ));
+    }
+    Ok(())
+}
+
+/// The attachment's type by its extension; a "text" file that is not UTF-8 is sent as
+/// bytes (`application/octet-stream`), never as UTF-8 text it is not.
+fn content_type(name: &str, bytes: &[u8]) -> ContentType {
     let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    let text = std::str::from_utf8(bytes).is_ok();
     let mime = match ext.as_deref() {
         Some("pdf") => "application/pdf",
         Some("txt") | Some("md") => "text/plain; charset=utf-8",
@@ -77,18 +163,50 @@ fn content_type(name: &str) -> ContentType {
         Some("xlsx") => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         _ => "application/octet-stream",
     };
+    let mime = if mime.contains("charset=utf-8") && !text {
+        "application/octet-stream"
+    } else {
+        mime
+    };
     ContentType::parse(mime).unwrap_or(ContentType::TEXT_PLAIN)
 }
 
+/// Where the failures of one send are reported from: `host:port`, and what the user can
+/// change about a certificate error.
+struct Site<'a> {
+    server: String,
+    cfg: &'a SmtpConfig,
+}
+
+impl Site<'_> {
+    fn cert_setup(&self) -> CertSetup<'_> {
+        CertSetup {
+            host: &self.cfg.host,
+            creds_file: SMTP_FILE,
+            ca_file: self.cfg.ca_file.as_ref().map(|c| c.shown.as_str()),
+            docs: "docs/approvals.md",
+        }
+    }
+}
+
 /// Send `message` through the server in `cfg`. `tokens`: the token file of `cfg.oauth`
-/// (XOAUTH2 login).
-pub fn send(cfg: &SmtpConfig, message: &Message, tokens: Option<&TokenSource>) -> Outcome {
-    let server = format!("{}:{}", cfg.host, cfg.port);
+/// (XOAUTH2 login). `credentials_dir`: where a relative `ca_file` is.
+pub fn send(
+    cfg: &SmtpConfig,
+    message: &Outgoing,
+    tokens: Option<&TokenSource>,
+    credentials_dir: &Path,
+) -> Outcome {
+    let site = Site {
+        server: format!("{}:{}", cfg.host, cfg.port),
+        cfg,
+    };
+    let server = site.server.as_str();
     // The access token first: no connection is opened for nothing when it cannot be had.
     let oauth = match (&cfg.oauth, tokens) {
         (Some(login), Some(tokens)) => match tokens.access_token() {
             Ok(token) => Some((login, tokens, token)),
-            Err(e) => return token_failure(&server, e),
+            Err(e) => return token_failure(server, e),
         },
         (Some(_), None) => {
             return Outcome::Permanent("internal error: no token file for XOAUTH2".into());
@@ -98,9 +216,9 @@ pub fn send(cfg: &SmtpConfig, message: &Message, tokens: Option<&TokenSource>) -
     let hello = ClientId::default();
     let tls = match cfg.tls {
         TlsMode::None => None,
-        TlsMode::StartTls | TlsMode::Tls => match TlsParameters::new(cfg.host.clone()) {
+        TlsMode::StartTls | TlsMode::Tls => match tls_parameters(&site, credentials_dir) {
             Ok(p) => Some(p),
-            Err(e) => return Outcome::Permanent(format!("SMTP {server}: TLS setup failed: {e}")),
+            Err(outcome) => return outcome,
         },
     };
     let wrapper = match cfg.tls {
@@ -115,17 +233,9 @@ pub fn send(cfg: &SmtpConfig, message: &Message, tokens: Option<&TokenSource>) -
         None,
     ) {
         Ok(c) => c,
-        Err(e) => return before_commit(&server, "connect", &e),
+        Err(e) => return before_commit(&site, "connect", &e),
     };
-    let outcome = session(
-        cfg,
-        &mut conn,
-        &hello,
-        tls.as_ref(),
-        oauth,
-        message,
-        &server,
-    );
+    let outcome = session(&site, &mut conn, &hello, tls.as_ref(), oauth, message);
     if matches!(outcome, Outcome::Success { .. }) {
         let _ = conn.quit();
     } else {
@@ -134,20 +244,54 @@ pub fn send(cfg: &SmtpConfig, message: &Message, tokens: Option<&TokenSource>) -
     outcome
 }
 
+/// The TLS settings: the public roots, plus the certificates of `ca_file`.
+fn tls_parameters(site: &Site<'_>, credentials_dir: &Path) -> Result<TlsParameters, Outcome> {
+    let server = &site.server;
+    let mut b = TlsParameters::builder(site.cfg.host.clone());
+    if let Some(ca) = &site.cfg.ca_file {
+        let certs = tls::load_ca_file(&credentials_dir.join(&ca.path), &ca.shown).map_err(|e| {
+            Outcome::Permanent(format!(
+                "SMTP {server}: {e} (`ca_file` in {SMTP_FILE}; see docs/approvals.md)"
+            ))
+        })?;
+        for cert in certs {
+            let cert = Certificate::from_der(cert.to_vec()).map_err(|e| {
+                Outcome::Permanent(format!(
+                    "SMTP {server}: ca_file {}: {} (`ca_file` in {SMTP_FILE})",
+                    ca.shown,
+                    error_text(&e)
+                ))
+            })?;
+            b = b.add_root_certificate(cert);
+        }
+    }
+    b.build().map_err(|e| {
+        let about = match &site.cfg.ca_file {
+            Some(ca) => format!(" (is ca_file {} a CA certificate?)", ca.shown),
+            None => String::new(),
+        };
+        Outcome::Permanent(format!(
+            "SMTP {server}: TLS set-up failed: {}{about}",
+            error_text(&e)
+        ))
+    })
+}
+
 fn session(
-    cfg: &SmtpConfig,
+    site: &Site<'_>,
     conn: &mut SmtpConnection,
     hello: &ClientId,
     tls: Option<&TlsParameters>,
     oauth: Option<(&OauthLogin, &TokenSource, Secret)>,
-    message: &Message,
-    server: &str,
+    message: &Outgoing,
 ) -> Outcome {
+    let cfg = site.cfg;
+    let server = site.server.as_str();
     if cfg.tls == TlsMode::StartTls
         && let Some(params) = tls
         && let Err(e) = conn.starttls(params, hello)
     {
-        return before_commit(server, "STARTTLS", &e);
+        return before_commit(site, "STARTTLS", &e);
     }
     if let Some((user, password)) = &cfg.login
         && let Err(e) = conn.auth(
@@ -155,15 +299,14 @@ fn session(
             &Credentials::new(user.clone(), password.expose().to_string()),
         )
     {
-        return before_commit(server, "login", &e);
+        return before_commit(site, "login", &e);
     }
     if let Some((login, tokens, token)) = oauth
-        && let Err(outcome) = xoauth2_login(conn, &login.user, tokens, token, server)
+        && let Err(outcome) = xoauth2_login(site, conn, &login.user, tokens, token)
     {
         return outcome;
     }
-    let envelope = message.envelope();
-    let bytes = message.formatted();
+    let envelope = &message.envelope;
     let mut options = Vec::new();
     let non_ascii = envelope.from().is_some_and(|a| !a.to_string().is_ascii())
         || envelope.to().iter().any(|a| !a.to_string().is_ascii());
@@ -175,28 +318,25 @@ fn session(
         }
         options.push(MailParameter::SmtpUtfEight);
     }
-    if !bytes.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
+    if !message.text.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
         options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
     }
+    // One approval, one transaction: one MAIL, its RCPTs, one DATA.
     if let Err(e) = conn.command(Mail::new(envelope.from().cloned(), options)) {
-        return before_commit(server, "MAIL FROM", &e);
+        return before_commit(site, "MAIL FROM", &e);
     }
     for rcpt in envelope.to() {
         if let Err(e) = conn.command(Rcpt::new(rcpt.clone(), vec![])) {
-            return before_commit(server, &format!("RCPT TO <{rcpt}>"), &e);
+            return before_commit(site, &format!("RCPT TO <{rcpt}>"), &e);
         }
     }
     if let Err(e) = conn.command(Data) {
-        return before_commit(server, "DATA", &e);
+        return before_commit(site, "DATA", &e);
     }
     // The point of no return: from here a lost reply may hide a delivery. The text and
     // its final "." go out in one write (lettre's `message` makes two, and Nagle's
     // algorithm then holds the "." until the server's delayed ACK: 40 ms per message).
-    let sent = match String::from_utf8(dot_stuff(&bytes)) {
-        Ok(text) => conn.command(Payload(text)),
-        Err(_) => conn.message(&bytes),
-    };
-    match sent {
+    match conn.command(Payload(dot_stuff(&message.text))) {
         Ok(reply) => {
             let text = one_line(&format!(
                 "{} {}",
@@ -208,26 +348,30 @@ fn session(
                 fields: vec![("smtp_reply".to_string(), text)],
             }
         }
-        Err(e) if e.is_transient() => {
-            Outcome::Transient(format!("SMTP {server} did not accept the message: {e}"))
-        }
-        Err(e) if e.is_permanent() => {
-            Outcome::Permanent(format!("SMTP {server} refused the message: {e}"))
-        }
+        Err(e) if e.is_transient() => Outcome::Transient(format!(
+            "SMTP {server} did not accept the message: {}",
+            error_text(&e)
+        )),
+        Err(e) if e.is_permanent() => Outcome::Permanent(format!(
+            "SMTP {server} refused the message: {}",
+            error_text(&e)
+        )),
         Err(e) => Outcome::Unknown(format!(
-            "SMTP {server}: the connection failed after the message was sent ({e})"
+            "SMTP {server}: the connection failed after the message was sent ({})",
+            error_text(&e)
         )),
     }
 }
 
 /// AUTH XOAUTH2; a refused token (535) is refreshed once and tried again.
 fn xoauth2_login(
+    site: &Site<'_>,
     conn: &mut SmtpConnection,
     user: &str,
     tokens: &TokenSource,
     token: Secret,
-    server: &str,
 ) -> Result<(), Outcome> {
+    let server = site.server.as_str();
     if !conn
         .server_info()
         .supports_auth_mechanism(Mechanism::Xoauth2)
@@ -242,7 +386,7 @@ fn xoauth2_login(
         Err(Xoauth2Error::Refused(_)) => {
             tracing::info!("SMTP {server}: the access token was refused; refreshing it");
         }
-        Err(Xoauth2Error::Smtp(e)) => return Err(before_commit(server, "login (XOAUTH2)", &e)),
+        Err(Xoauth2Error::Smtp(e)) => return Err(before_commit(site, "login (XOAUTH2)", &e)),
     }
     let fresh = tokens
         .refresh_rejected(&token)
@@ -255,7 +399,7 @@ fn xoauth2_login(
              https://mail.google.com/ (see docs/oauth.md)",
             tokens.rel()
         ))),
-        Err(Xoauth2Error::Smtp(e)) => Err(before_commit(server, "login (XOAUTH2)", &e)),
+        Err(Xoauth2Error::Smtp(e)) => Err(before_commit(site, "login (XOAUTH2)", &e)),
     }
 }
 
@@ -313,41 +457,61 @@ fn token_failure(server: &str, e: OauthError) -> Outcome {
     }
 }
 
-/// The message text with SMTP transparency (a "." that starts a line is doubled) and the
-/// terminating `CRLF . CRLF`, sent as one "command".
+/// The message text, dot-stuffed, and the end of the data: the text's last line is
+/// ended by CRLF if it is not already, then `.` CRLF.
 struct Payload(String);
 
 impl std::fmt::Display for Payload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)?;
-        f.write_str("\r\n.\r\n")
+        if !(self.0.is_empty() || self.0.ends_with("\r\n")) {
+            f.write_str("\r\n")?;
+        }
+        f.write_str(".\r\n")
     }
 }
 
-/// RFC 5321 §4.5.2 transparency, as lettre's own codec does it.
-fn dot_stuff(text: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len() + 16);
-    let mut line_start = true;
-    let mut prev = 0u8;
-    for &b in text {
-        if line_start && b == b'.' {
-            out.push(b'.');
+/// RFC 5321 §4.5.2 transparency: a "." that starts a line is doubled. Lines are what
+/// CRLF ends: [`build`] made sure no bare CR or LF is left that another reader could
+/// take for a line end.
+fn dot_stuff(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    for (i, line) in text.split("\r\n").enumerate() {
+        if i > 0 {
+            out.push_str("\r\n");
         }
-        out.push(b);
-        line_start = prev == b'\r' && b == b'\n';
-        prev = b;
+        if line.starts_with('.') {
+            out.push('.');
+        }
+        out.push_str(line);
     }
     out
 }
 
-/// Classify a failure before the message text was sent (nothing delivered).
-fn before_commit(server: &str, step: &str, e: &lettre::transport::smtp::Error) -> Outcome {
-    let text = format!("SMTP {server}: {step} failed: {}", one_line(&e.to_string()));
+/// Classify a failure before the message text was sent (nothing delivered). A certificate
+/// the client does not accept is a set-up problem (permanent), found by its type.
+fn before_commit(site: &Site<'_>, step: &str, e: &lettre::transport::smtp::Error) -> Outcome {
+    let server = &site.server;
+    if let Some(ce) = tls::certificate_error(e) {
+        return Outcome::Permanent(format!(
+            "SMTP {server}: {step} failed: {}",
+            tls::explain_certificate(ce, site.cert_setup())
+        ));
+    }
+    let text = format!("SMTP {server}: {step} failed: {}", error_text(e));
     if e.is_permanent() || e.is_tls() || e.is_client() {
         Outcome::Permanent(text)
     } else {
         // 4xx replies, refused or dropped connections, timeouts, garbled replies.
         Outcome::Transient(text)
+    }
+}
+
+/// An SMTP error in words: a TLS failure inside it explained, the rest one line.
+fn error_text(e: &lettre::transport::smtp::Error) -> String {
+    match tls::tls_error(e) {
+        Some(t) => tls::tls_error_text(t),
+        None => one_line(&e.to_string()),
     }
 }
 
@@ -359,13 +523,126 @@ fn one_line(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::watchers::approvals::credentials::parse_smtp;
+    use crate::watchers::approvals::request::Attachment as Attached;
+    use mail_parser::MimeHeaders;
+
+    fn cfg(port: u16) -> SmtpConfig {
+        parse_smtp(
+            "smtp.toml",
+            &format!("host = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nfrom = \"a@b.c\"\n"),
+        )
+        .expect("valid")
+    }
+
+    fn email(body: &str, attachments: Vec<Attached>) -> Email {
+        Email {
+            to: vec!["x@y.z".parse().expect("addr")],
+            cc: vec![],
+            bcc: vec![],
+            subject: "s".into(),
+            body: body.into(),
+            attachments,
+            message_id: None,
+        }
+    }
+
+    fn attached(name: &str, bytes: &[u8]) -> Attached {
+        Attached {
+            rel: format!("Inbox/{name}"),
+            file_name: name.to_string(),
+            bytes: bytes.to_vec(),
+        }
+    }
 
     #[test]
     fn dot_stuffing_doubles_a_leading_dot_only() {
         assert_eq!(
-            dot_stuff(b".a\r\nb.\r\n.\r\n..c\n.d"),
-            b"..a\r\nb.\r\n..\r\n...c\n.d"
+            dot_stuff(".a\r\nb.\r\n.\r\n..c\r\n.d"),
+            "..a\r\nb.\r\n..\r\n...c\r\n..d"
         );
+        assert_eq!(Payload("a\r\n".into()).to_string(), "a\r\n.\r\n");
+        assert_eq!(Payload("a".into()).to_string(), "a\r\n.\r\n");
+    }
+
+    #[test]
+    fn canonical_names_the_first_offence() {
+        assert_eq!(canonical(b"a\r\nb\r\n"), Ok(()));
+        assert_eq!(canonical(b""), Ok(()));
+        assert_eq!(
+            canonical(b"a\r\nb\nc").unwrap_err(),
+            "a line feed without carriage return at offset 4"
+        );
+        assert_eq!(
+            canonical(b"a\rb").unwrap_err(),
+            "a carriage return without line feed at offset 1"
+        );
+        assert_eq!(canonical(b"a\0").unwrap_err(), "a NUL byte at offset 1");
+        assert!(canonical(&[b'x'; 998]).is_ok());
+        assert_eq!(
+            canonical(&[b'x'; 999]).unwrap_err(),
+            "a line of 999 octets at offset 0, over the 998 allowed"
+        );
+    }
+
+    /// Small deterministic PRNG (xorshift64*).
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn bytes(&mut self, n: usize, alphabet: &[u8]) -> Vec<u8> {
+            (0..n)
+                .map(|_| alphabet[(self.next() % alphabet.len() as u64) as usize])
+                .collect()
+        }
+    }
+
+    #[test]
+    fn whatever_the_approval_holds_the_message_is_canonical_and_decodes_to_it() {
+        let hostile: &[u8] = b"\r\n.\0\t xX=-";
+        let mut rng = Rng(0x5eed_1234_abcd_0001);
+        for round in 0..300 {
+            let n = (rng.next() % 300) as usize;
+            let body_bytes = rng.bytes(n, hostile);
+            let body = String::from_utf8(body_bytes).expect("ascii");
+            let body = if round % 3 == 0 {
+                format!("{body} Grüße €")
+            } else {
+                body
+            };
+            let long = (rng.next() % 2000) as usize;
+            let att = if round % 2 == 0 {
+                rng.bytes(long, hostile)
+            } else {
+                (0..long).map(|_| rng.next() as u8).collect()
+            };
+            let names = ["a.txt", "b.bin", "x\r\n.\r\nMAIL FROM.txt", "ü.csv"];
+            let name = names[round % names.len()];
+            let e = email(&body, vec![attached(name, &att)]);
+            let out = build(&cfg(25), &e, "<id@b.c>").expect("builds");
+            canonical(out.text.as_bytes()).expect("canonical");
+            let stuffed = dot_stuff(&out.text);
+            assert!(
+                !stuffed.split("\r\n").any(|l| l == "."),
+                "a lone dot line on the wire"
+            );
+            let msg = mail_parser::MessageParser::default()
+                .parse(out.text.as_bytes())
+                .expect("parses");
+            let text = msg.body_text(0).expect("text");
+            let want = body.replace("\r\n", "\n").replace('\r', "\n");
+            assert_eq!(
+                text.replace("\r\n", "\n").trim_end(),
+                want.trim_end(),
+                "round {round}"
+            );
+            let a = msg.attachments().next().expect("attachment");
+            assert_eq!(a.contents(), &att[..], "round {round}");
+            assert_eq!(a.attachment_name(), Some(name), "round {round}");
+        }
     }
 
     #[test]
@@ -380,21 +657,11 @@ mod tests {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("free port");
-        let cfg = parse_smtp(
-            "smtp.toml",
-            &format!("host = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nfrom = \"a@b.c\"\n"),
-        )
-        .expect("valid");
-        let email = Email {
-            to: vec!["x@y.z".parse().expect("addr")],
-            cc: vec![],
-            bcc: vec![],
-            subject: "s".into(),
-            body: "b".into(),
-            attachments: vec![],
-            message_id: None,
-        };
-        let m = build(&cfg, &email, "<id@x>").expect("builds");
-        assert!(matches!(send(&cfg, &m, None), Outcome::Transient(_)));
+        let c = cfg(port);
+        let m = build(&c, &email("b", vec![]), "<id@x>").expect("builds");
+        assert!(matches!(
+            send(&c, &m, None, Path::new("/nonexistent")),
+            Outcome::Transient(_)
+        ));
     }
 }

@@ -711,7 +711,10 @@ impl Handler {
         let outcome = match (&req.action, smtp, message, wa) {
             (Action::Email(_), Some(cfg), Some(msg), _) => {
                 let tokens = cfg.oauth.as_ref().map(|o| o.source(&self.vault));
-                match interruptible(&self.stop, move || email::send(&cfg, &msg, tokens.as_ref())) {
+                let dir = self.vault.join("credentials");
+                match interruptible(&self.stop, move || {
+                    email::send(&cfg, &msg, tokens.as_ref(), &dir)
+                }) {
                     Some(o) => o,
                     None => return Step::Interrupted,
                 }
@@ -818,8 +821,9 @@ impl Handler {
                         return Step::Deferred;
                     }
                     tracing::warn!(
-                        "{}: attempt {attempt} failed, trying again in {delay:?}: {error}",
-                        item.name
+                        "{}: attempt {attempt} failed, trying again in {}: {error}",
+                        item.name,
+                        crate::config::units::format_duration(delay)
                     );
                     self.audit_line(
                         subject,

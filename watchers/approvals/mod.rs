@@ -212,12 +212,17 @@ pub fn run(args: Args) -> i32 {
         initial: args.retry_initial,
         max: args.retry_max.max(args.retry_initial),
     };
-    tracing::info!(
-        "watching {} (dry run: {}, attempts: {}, retry delays: {:?})",
+    let watching = format!(
+        "watching {} (dry run: {}, attempts: {}, retry delays: {})",
         vault.join("Approved").display(),
         args.dry_run,
         policy.max_attempts,
-        policy.delays()
+        policy
+            .delays()
+            .into_iter()
+            .map(crate::config::units::format_duration)
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let mut handler = Handler::new(
         vault.clone(),
@@ -231,6 +236,8 @@ pub fn run(args: Args) -> i32 {
         ctx.stop_flag(),
     );
     report_actions(&handler, &actions);
+    // The last start-up line: what the handler can do is said before it.
+    tracing::info!("{watching}");
     handler.close_unfinished();
     let mut arrivals = arrivals::Arrivals::new(&vault.join("Approved"), args.settle, args.rescan);
 

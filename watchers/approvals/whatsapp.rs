@@ -94,7 +94,7 @@ fn reason(reply: &serde_json::Value, text: &str) -> String {
 fn classify_error(base: &str, e: &ureq::Error) -> Outcome {
     use std::io::ErrorKind;
     use ureq::{Error, Timeout};
-    let text = format!("WhatsApp API {base}: {e}");
+    let text = format!("WhatsApp API {base}: {}", crate::http::error_text(e));
     match e {
         Error::HostNotFound | Error::ConnectionFailed => Outcome::Transient(text),
         Error::Timeout(Timeout::Resolve | Timeout::Connect) => Outcome::Transient(text),

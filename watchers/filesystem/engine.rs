@@ -252,7 +252,10 @@ impl Engine {
         match m {
             Msg::Fs(Ok(ev)) => self.on_event(ev),
             Msg::Fs(Err(e)) => {
-                tracing::warn!("file events: {e}; rescanning Inbox");
+                tracing::warn!(
+                    "file events: {}; rescanning Inbox",
+                    crate::watchers::common::notify_error_text(&e)
+                );
                 self.rescan = true;
             }
             Msg::Done(d) => self.on_done(d)?,

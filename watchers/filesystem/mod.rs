@@ -132,7 +132,7 @@ pub enum Error {
         path: PathBuf,
         source: io::Error,
     },
-    #[error("failed to watch {}: {source}", path.display())]
+    #[error("failed to watch {}: {}", path.display(), crate::watchers::common::notify_error_text(source))]
     Watch {
         path: PathBuf,
         source: notify::Error,

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::watchers::credentials::{Fields, Secret, is_loopback};
+use crate::watchers::tls::CaFile;
 
 /// Vault-relative path of the credentials file.
 pub const CREDENTIALS_FILE: &str = "credentials/gmail.toml";
@@ -64,7 +65,7 @@ pub struct Config {
     pub username: String,
     pub auth: Auth,
     /// An extra trusted root certificate (PEM), besides the public roots.
-    pub ca_file: Option<PathBuf>,
+    pub ca_file: Option<CaFile>,
     /// Limit of each network operation (connect, TLS, a command and its answer).
     pub timeout: Duration,
 }
@@ -187,7 +188,7 @@ pub fn parse(rel: &str, text: &str, credentials_dir: &Path) -> Result<Config, St
         Some(c) if c.trim().is_empty() => {
             return Err(f.err_value("ca_file", "`ca_file` is empty".into()));
         }
-        Some(c) => Some(credentials_dir.join(c)),
+        Some(c) => Some(CaFile::new(c, credentials_dir)),
         None => None,
     };
     Ok(Config {
@@ -247,10 +248,9 @@ mod tests {
         );
         assert_eq!(c.port, 143);
         assert_eq!(c.tls, TlsMode::StartTls);
-        assert_eq!(
-            c.ca_file.as_deref(),
-            Some(Path::new("/v/credentials/ca.pem"))
-        );
+        let ca = c.ca_file.as_ref().expect("ca_file");
+        assert_eq!(ca.path, Path::new("/v/credentials/ca.pem"));
+        assert_eq!(ca.shown, "credentials/ca.pem");
         assert_eq!(c.timeout, Duration::from_secs(5));
         match &c.auth {
             Auth::OAuth { path, rel } => {

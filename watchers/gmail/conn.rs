@@ -14,12 +14,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
-use super::config::{Config, TlsMode};
+use super::config::{CREDENTIALS_FILE, Config, TlsMode};
 use crate::watchers::credentials::Secret;
+use crate::watchers::tls::{self, CertSetup};
 
 /// The connection under the IMAP client: plain (loopback only) or TLS.
 #[derive(Debug)]
@@ -77,6 +77,9 @@ pub enum ConnError {
     Refused(String),
     /// Anything that may pass: network, timeouts, a server going away.
     Transient(String),
+    /// The server's certificate is not accepted (the one-line reason, naming `ca_file`):
+    /// a set-up problem, not retried.
+    Certificate(String),
 }
 
 /// The TLS settings: public roots plus the `ca_file`'s certificates. The error is the
@@ -85,24 +88,20 @@ pub fn tls_config(cfg: &Config) -> Result<Arc<ClientConfig>, String> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(ca) = &cfg.ca_file {
-        let pem =
-            std::fs::read(ca).map_err(|e| format!("cannot read ca_file {}: {e}", ca.display()))?;
-        let mut added = 0;
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(format!("ca_file {} holds no PEM certificate", ca.display()));
+        for cert in tls::load_ca_file(&ca.path, &ca.shown)? {
+            roots.add(cert).map_err(|e| {
+                format!(
+                    "ca_file {} holds a certificate that cannot be a trusted root ({})",
+                    ca.shown,
+                    tls::tls_error_text(&e)
+                )
+            })?;
         }
     }
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS set-up failed: {e}"))?
+        .map_err(|e| format!("TLS set-up failed: {}", tls::tls_error_text(&e)))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
@@ -129,7 +128,7 @@ pub async fn connect(cfg: &Config, tls: &Arc<ClientConfig>) -> Result<Client<Str
     let tcp = within(cfg.timeout, "failed to connect", async {
         TcpStream::connect((cfg.host.as_str(), cfg.port))
             .await
-            .map_err(|e| format!("{addr}: {e}"))
+            .map_err(|e| format!("{addr}: {}", tls::io_error_text(&e)))
     })
     .await?;
     let _ = tcp.set_nodelay(true);
@@ -153,7 +152,7 @@ pub async fn connect(cfg: &Config, tls: &Arc<ClientConfig>) -> Result<Client<Str
                 client
                     .run_command_and_check_ok("STARTTLS", None)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| imap_error_text(&e))
             })
             .await?;
             let Stream::Plain(tcp) = client.into_inner() else {
@@ -172,19 +171,43 @@ async fn handshake(
 ) -> Result<TlsStream<TcpStream>, ConnError> {
     let name = ServerName::try_from(cfg.host.clone())
         .map_err(|e| ConnError::Transient(format!("invalid host name {}: {e}", cfg.host)))?;
-    within(cfg.timeout, "TLS handshake failed", async {
-        TlsConnector::from(tls.clone())
-            .connect(name, tcp)
-            .await
-            .map_err(|e| e.to_string())
-    })
-    .await
+    let connect = TlsConnector::from(tls.clone()).connect(name, tcp);
+    match tokio::time::timeout(cfg.timeout, connect).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => match tls::certificate_error(&e) {
+            Some(ce) => Err(ConnError::Certificate(format!(
+                "{}:{}: {}",
+                cfg.host,
+                cfg.port,
+                tls::explain_certificate(
+                    ce,
+                    CertSetup {
+                        host: &cfg.host,
+                        creds_file: CREDENTIALS_FILE,
+                        ca_file: cfg.ca_file.as_ref().map(|c| c.shown.as_str()),
+                        docs: "docs/gmail.md",
+                    }
+                )
+            ))),
+            None => Err(ConnError::Transient(format!(
+                "TLS handshake failed: {}",
+                tls::io_error_text(&e)
+            ))),
+        },
+        Err(_) => Err(ConnError::Transient(format!(
+            "TLS handshake failed: no answer within {}s",
+            cfg.timeout.as_secs_f64()
+        ))),
+    }
 }
 
 /// `* OK …` (or PREAUTH); `* BYE` and anything else is a refusal to talk now.
 async fn greeting(client: &mut Client<Stream>, limit: Duration) -> Result<(), ConnError> {
     let resp = within(limit, "no greeting", async {
-        client.read_response().await.map_err(|e| e.to_string())
+        client
+            .read_response()
+            .await
+            .map_err(|e| tls::io_error_text(&e))
     })
     .await?;
     let Some(resp) = resp else {
@@ -254,17 +277,144 @@ fn auth_result(
     match r {
         Ok(Ok(s)) => Ok(s),
         Ok(Err((Error::No(reason) | Error::Bad(reason), _))) => {
-            Err(ConnError::Refused(redact(reason.trim(), secrets)))
+            Err(ConnError::Refused(redact(&server_text(&reason), secrets)))
         }
         Ok(Err((e, _))) => Err(ConnError::Transient(format!(
             "login failed: {}",
-            redact(&e.to_string(), secrets)
+            redact(&imap_error_text(&e), secrets)
         ))),
         Err(_) => Err(ConnError::Transient(format!(
             "login: no answer within {}s",
             limit.as_secs_f64()
         ))),
     }
+}
+
+/// An IMAP client error in words. The server's own reason is kept; async-imap's Rust
+/// notation around it (`code: None, info: Some("…")`) is not.
+pub fn imap_error_text(e: &async_imap::error::Error) -> String {
+    use async_imap::error::{Error, ParseError};
+    match e {
+        Error::Io(io) => tls::io_error_text(io),
+        Error::No(r) => format!("the server refused: {}", server_text(r)),
+        Error::Bad(r) => format!("the server rejected the command: {}", server_text(r)),
+        Error::ConnectionLost => "the connection was lost".to_string(),
+        Error::Parse(p) => match p {
+            ParseError::Invalid(_) => "the server sent an answer that cannot be parsed".into(),
+            ParseError::Unexpected(_) => "the server sent an unexpected answer".into(),
+            ParseError::Authentication(..) => {
+                "the server's authentication challenge cannot be read".into()
+            }
+            ParseError::DataNotUtf8(..) => "the server sent text that is not UTF-8".into(),
+            ParseError::ExpectedResponseNotFound(what) => {
+                format!("the server did not answer {what}")
+            }
+        },
+        Error::Validate(v) => format!("the character '{}' cannot be sent in a command", v.0),
+        Error::Append => "the message could not be appended".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The server's words in async-imap's text of a NO or BAD answer, which it writes as
+/// `code: <response code>, info: <text>` in Rust's debug notation (`None`,
+/// `Some(Alert)`, `Some("Login failed.")`): `[ALERT] Login failed.`.
+pub fn server_text(raw: &str) -> String {
+    let raw = raw.trim();
+    let Some(rest) = raw.strip_prefix("code: ") else {
+        return if raw.is_empty() {
+            "(no reason given)".to_string()
+        } else {
+            raw.to_string()
+        };
+    };
+    // The code's end: ", info: " outside brackets and quotes.
+    let (mut depth, mut quoted, mut escaped) = (0i32, false, false);
+    let mut split = None;
+    for (i, c) in rest.char_indices() {
+        if quoted {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => quoted = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => quoted = true,
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth -= 1,
+            ',' if depth == 0 && rest[i..].starts_with(", info: ") => {
+                split = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let Some(split) = split else {
+        return raw.to_string();
+    };
+    let code = debug_code(&rest[..split]);
+    let info = debug_option_str(&rest[split + ", info: ".len()..]);
+    match (code, info) {
+        (Some(c), Some(i)) if !i.trim().is_empty() => format!("[{c}] {}", i.trim()),
+        (None, Some(i)) if !i.trim().is_empty() => i.trim().to_string(),
+        (Some(c), _) => format!("[{c}]"),
+        (None, _) => "(no reason given)".to_string(),
+    }
+}
+
+/// `Some(TryCreate)` → `TRYCREATE`, `Some(UidValidity(5))` → `UIDVALIDITY 5`; `None` and
+/// anything more involved → None.
+fn debug_code(text: &str) -> Option<String> {
+    let inner = text.strip_prefix("Some(")?.strip_suffix(')')?;
+    let (name, arg) = match inner.split_once('(') {
+        Some((n, a)) => (n, a.strip_suffix(')')),
+        None => (inner, None),
+    };
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let name = name.to_ascii_uppercase();
+    match arg {
+        None => Some(name),
+        Some(a) if a.chars().all(|c| c.is_ascii_digit()) => Some(format!("{name} {a}")),
+        Some(_) => Some(name),
+    }
+}
+
+/// `Some("a \"b\"")` → `a "b"`; `None` → None.
+fn debug_option_str(text: &str) -> Option<String> {
+    let inner = text.trim().strip_prefix("Some(\"")?.strip_suffix("\")")?;
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('t') => out.push('\t'),
+            Some('0') => out.push('\0'),
+            Some('u') => {
+                // \u{XXXX}
+                let hex: String = chars
+                    .by_ref()
+                    .skip_while(|c| *c == '{')
+                    .take_while(|c| *c != '}')
+                    .collect();
+                if let Some(ch) = u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+                    out.push(ch);
+                }
+            }
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    Some(out)
 }
 
 /// `text` with every secret replaced (a server may echo what it was sent).
@@ -311,6 +461,35 @@ fn keepalive(tcp: &TcpStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_reasons_come_out_of_async_imaps_debug_text() {
+        use async_imap::imap_proto::ResponseCode;
+        // Made the way async-imap makes them, so a change of its format shows here.
+        let made = |code: Option<ResponseCode<'_>>, info: Option<&str>| {
+            format!("code: {code:?}, info: {info:?}")
+        };
+        assert_eq!(
+            server_text(&made(None, Some("Login failed: authentication failure"))),
+            "Login failed: authentication failure"
+        );
+        assert_eq!(
+            server_text(&made(Some(ResponseCode::Alert), Some("Quota \"x\", 90%"))),
+            "[ALERT] Quota \"x\", 90%"
+        );
+        assert_eq!(
+            server_text(&made(Some(ResponseCode::UidValidity(5)), None)),
+            "[UIDVALIDITY 5]"
+        );
+        assert_eq!(server_text(&made(None, None)), "(no reason given)");
+        assert_eq!(
+            server_text(&made(None, Some("tab\there, info: \u{e9}"))),
+            "tab\there, info: \u{e9}"
+        );
+        assert_eq!(server_text("plain words"), "plain words");
+        let e = async_imap::error::Error::No(made(None, Some("Mailbox doesn't exist: Nope")));
+        insta::assert_snapshot!(imap_error_text(&e), @"the server refused: Mailbox doesn't exist: Nope");
+    }
 
     #[test]
     fn secrets_are_redacted_from_server_text() {

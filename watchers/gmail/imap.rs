@@ -35,11 +35,15 @@ pub async fn uid_fetch(
         let id = s
             .run_command(format!("UID FETCH {set} {items}"))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| super::conn::imap_error_text(&e))?;
         let mut out = Vec::new();
         let mut news = false;
         loop {
-            let Some(resp) = s.read_response().await.map_err(|e| e.to_string())? else {
+            let Some(resp) = s
+                .read_response()
+                .await
+                .map_err(|e| crate::watchers::tls::io_error_text(&e))?
+            else {
                 return Err("the server closed the connection".to_string());
             };
             match resp.parsed() {

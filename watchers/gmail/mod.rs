@@ -87,7 +87,15 @@ pub fn run(args: Args) -> i32 {
     };
     let tls = match conn::tls_config(&cfg) {
         Ok(t) => t,
-        Err(msg) => return needs_setup(NAME, format!("{msg}; see docs/gmail.md")),
+        Err(msg) => {
+            return needs_setup(
+                NAME,
+                format!(
+                    "{msg} (`ca_file` in {}); see docs/gmail.md",
+                    config::CREDENTIALS_FILE
+                ),
+            );
+        }
     };
     let tokens = match &cfg.auth {
         Auth::Password(_) => None,

@@ -42,6 +42,7 @@ impl From<ConnError> for Failure {
         match e {
             ConnError::Refused(r) => Failure::Transient(r),
             ConnError::Transient(r) => Failure::Transient(r),
+            ConnError::Certificate(r) => Failure::Setup(r),
         }
     }
 }
@@ -123,10 +124,15 @@ impl Watcher {
             Ok(Err(async_imap::error::Error::No(r))) => {
                 return Err(Failure::Setup(format!(
                     "cannot open mailbox {mailbox:?}: {} (see --mailbox)",
-                    r.trim()
+                    conn::server_text(&r)
                 )));
             }
-            Ok(Err(e)) => return Err(Failure::Transient(format!("EXAMINE: {e}"))),
+            Ok(Err(e)) => {
+                return Err(Failure::Transient(format!(
+                    "EXAMINE: {}",
+                    conn::imap_error_text(&e)
+                )));
+            }
             Err(_) => return Err(Failure::Transient("EXAMINE: no answer".into())),
         };
         let Some(validity) = mb.uid_validity else {
@@ -399,7 +405,12 @@ impl Watcher {
             match wait.await {
                 Ok(IdleResponse::NewData(_)) => {}
                 Ok(IdleResponse::Timeout | IdleResponse::ManualInterrupt) => {}
-                Err(e) => return Err(Failure::Transient(format!("while idling: {e}"))),
+                Err(e) => {
+                    return Err(Failure::Transient(format!(
+                        "while idling: {}",
+                        conn::imap_error_text(&e)
+                    )));
+                }
             }
         }
         within(limit, "DONE", handle.done()).await
@@ -426,7 +437,10 @@ async fn within<T>(
 ) -> Result<T, Failure> {
     match tokio::time::timeout(limit, fut).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(Failure::Transient(format!("{what}: {e}"))),
+        Ok(Err(e)) => Err(Failure::Transient(format!(
+            "{what}: {}",
+            conn::imap_error_text(&e)
+        ))),
         Err(_) => Err(Failure::Transient(format!(
             "{what}: no answer within {}s",
             limit.as_secs_f64()

@@ -26,6 +26,8 @@ pub struct Setup {
     pub no_idle: bool,
     /// Check XOAUTH2 tokens at this introspection URL (Dovecot's oauth2 passdb).
     pub oauth_introspect: Option<String>,
+    /// Serve this certificate and key (PEM files) instead of a fresh self-signed one.
+    pub cert: Option<(PathBuf, PathBuf)>,
 }
 
 pub struct Dovecot {
@@ -75,14 +77,22 @@ impl Dovecot {
             }
             chown(dir.join("mail"), Some(owner.0), Some(owner.1)).expect("chown mail");
         }
-        let ck = rcgen::generate_simple_self_signed(vec![
-            "localhost".to_string(),
-            "127.0.0.1".to_string(),
-        ])
-        .expect("certificate");
         let cert = dir.join("cert.pem");
-        fs::write(&cert, ck.cert.pem()).expect("cert");
-        fs::write(dir.join("key.pem"), ck.signing_key.serialize_pem()).expect("key");
+        match &setup.cert {
+            Some((c, k)) => {
+                fs::copy(c, &cert).expect("cert");
+                fs::copy(k, dir.join("key.pem")).expect("key");
+            }
+            None => {
+                let ck = rcgen::generate_simple_self_signed(vec![
+                    "localhost".to_string(),
+                    "127.0.0.1".to_string(),
+                ])
+                .expect("certificate");
+                fs::write(&cert, ck.cert.pem()).expect("cert");
+                fs::write(dir.join("key.pem"), ck.signing_key.serialize_pem()).expect("key");
+            }
+        }
         fs::write(
             dir.join("passwd"),
             format!("alice:{{PLAIN}}{PASSWORD}::::::\n"),
