@@ -19,7 +19,7 @@ use tracing::{debug, error, info, warn};
 use tokio::sync::mpsc;
 
 use super::dashboard_writer::DashboardWriter;
-use super::machine::{Action, Child, Event, Next, Notice, Phase, Then};
+use super::machine::{Action, Child, Event, Next, Notice, Phase, Then, later};
 use super::notify::Notifier;
 use super::status::{self, Summary};
 use crate::config::{self, Config, NotifyEvent, NotifySpec, ProcessSpec, SupervisorSettings};
@@ -163,9 +163,9 @@ impl Runtime {
             records,
             dashboard,
             last_summary: None,
-            summary_due: Some(now + SUMMARY_SETTLE),
+            summary_due: Some(later(now, SUMMARY_SETTLE)),
             trim_due: None,
-            next_health: now + config.supervisor.health_interval,
+            next_health: later(now, config.supervisor.health_interval),
             watchdog: watchdog_interval().map(|d| (d, now)),
             shutting_down: false,
             forced: false,
@@ -346,11 +346,11 @@ impl Runtime {
         }
         self.poll_draining();
         if now >= self.next_health {
-            self.next_health = now + self.settings.health_interval;
+            self.next_health = later(now, self.settings.health_interval);
             self.health_check(now);
         }
         if let Some((period, last)) = self.watchdog
-            && now >= last + period
+            && now >= later(last, period)
         {
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
             self.watchdog = Some((period, now));
@@ -381,10 +381,10 @@ impl Runtime {
             merge(t);
         }
         if let Some((period, last)) = self.watchdog {
-            merge(last + period);
+            merge(later(last, period));
         }
         if self.slots.iter().any(|s| s.child.is_draining()) {
-            merge(Instant::now() + DRAIN_POLL);
+            merge(later(Instant::now(), DRAIN_POLL));
         }
         d
     }
@@ -403,11 +403,11 @@ impl Runtime {
         self.sync_guard(i);
         let now = Instant::now();
         if self.summary_due.is_none() {
-            self.summary_due = Some(now + SUMMARY_EVERY);
+            self.summary_due = Some(later(now, SUMMARY_EVERY));
         }
         // A child event: trim code pages once things have been quiet for a while
         // (health polls and watchdog pings do not count, so an idle system trims once).
-        self.trim_due = Some(now + TRIM_AFTER_IDLE);
+        self.trim_due = Some(later(now, TRIM_AFTER_IDLE));
     }
 
     fn decide_and_act(&mut self, i: usize, event: Event, notices: &mut Vec<Notice>) {
@@ -800,7 +800,7 @@ impl Runtime {
         }
         self.next_health = self
             .next_health
-            .min(Instant::now() + self.settings.health_interval);
+            .min(later(Instant::now(), self.settings.health_interval));
         let mut changes = ReloadReport::default();
         let mut old: HashMap<String, Slot> = self
             .slots
@@ -886,7 +886,7 @@ impl Runtime {
 
     async fn finish(&mut self) {
         // Let the drain tasks copy the last output of dead children into their logs.
-        let until = Instant::now() + DRAIN_LOGS_MAX;
+        let until = later(Instant::now(), DRAIN_LOGS_MAX);
         while self.drains.get() > 0 && Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }

@@ -8,6 +8,7 @@ mod config_errors;
 mod dashboard;
 mod fs_watcher;
 mod gmail;
+mod limits;
 mod oauth;
 mod operator;
 mod supervisor;
