@@ -761,8 +761,15 @@ mod tests {
     #[test]
     fn deadlines_saturate_instead_of_overflowing() {
         let t0 = Instant::now();
-        assert_eq!(later(t0, Duration::from_secs(5)), t0 + Duration::from_secs(5));
-        for d in [Duration::MAX, Duration::from_secs(u64::MAX / 2), FAR_FUTURE * 2] {
+        assert_eq!(
+            later(t0, Duration::from_secs(5)),
+            t0 + Duration::from_secs(5)
+        );
+        for d in [
+            Duration::MAX,
+            Duration::from_secs(u64::MAX / 2),
+            FAR_FUTURE * 2,
+        ] {
             let t = later(t0, d);
             assert!(t > t0 + Duration::from_secs(50 * 365 * 86_400), "{d:?}");
         }

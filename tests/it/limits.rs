@@ -47,7 +47,10 @@ fn hostile_tables() -> Vec<(&'static str, String, &'static str)> {
     vec![
         (
             "supervisor.health_interval",
-            format!("[supervisor]\nhealth_interval = \"{HUGE}\"\n\n{}", proc_("")),
+            format!(
+                "[supervisor]\nhealth_interval = \"{HUGE}\"\n\n{}",
+                proc_("")
+            ),
             "2:19",
         ),
         (
@@ -57,12 +60,17 @@ fn hostile_tables() -> Vec<(&'static str, String, &'static str)> {
         ),
         (
             "supervisor.log_max_size",
-            format!("[supervisor]\nlog_max_size = \"16000000TiB\"\n\n{}", proc_("")),
+            format!(
+                "[supervisor]\nlog_max_size = \"16000000TiB\"\n\n{}",
+                proc_("")
+            ),
             "2:16",
         ),
         (
             "process[1].backoff.initial",
-            proc_(&format!("backoff = {{ initial = \"{HUGE}\", max = \"3650d\" }}")),
+            proc_(&format!(
+                "backoff = {{ initial = \"{HUGE}\", max = \"3650d\" }}"
+            )),
             "5:23",
         ),
         (
@@ -121,7 +129,10 @@ fn check_refuses_every_value_the_runtime_cannot_represent() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(78), "{key}: {stderr}\n{table}");
         let want = format!("{}:{at}: {key}: ", path.display());
-        assert!(stderr.starts_with(&want), "{key}: want {want:?}, got {stderr}");
+        assert!(
+            stderr.starts_with(&want),
+            "{key}: want {want:?}, got {stderr}"
+        );
         assert!(stderr.contains("at most"), "{key}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{key}: {stderr}");
     }
@@ -150,7 +161,10 @@ fn supervise_exits_78_on_those_tables_instead_of_panicking() {
 fn a_table_at_every_maximum_runs_and_stops_cleanly() {
     let tv = TestVault::new();
     let marker = tv.path("m");
-    let script = format!("echo \"start $$ $(date +%s%N)\" >> {}; exit 3", marker.display());
+    let script = format!(
+        "echo \"start $$ $(date +%s%N)\" >> {}; exit 3",
+        marker.display()
+    );
     tv.write_config(&format!(
         "[supervisor]\nhealth_interval = \"3650d\"\nstop_timeout = \"3650d\"\nlog_max_size = \"1TiB\"\n\n{}\n{}",
         sh_process(
@@ -197,7 +211,11 @@ fn a_reload_with_such_a_table_keeps_the_supervisor_and_its_children() {
         // SIGHUP takes the same path.
         sup.signal(libc::SIGHUP);
         assert!(
-            wait_until(LONG, || tv.system_log().matches("reload failed: keeping").count() >= 2),
+            wait_until(LONG, || tv
+                .system_log()
+                .matches("reload failed: keeping")
+                .count()
+                >= 2),
             "{key}: {}",
             tv.system_log()
         );
@@ -220,7 +238,11 @@ impl Rng {
         z ^ (z >> 31)
     }
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
     }
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
@@ -303,7 +325,12 @@ fn mutate(rng: &mut Rng, table: &str) -> String {
                     let end = rest
                         .find([',', '}', '#'])
                         .map_or(line.len(), |j| at + 1 + j);
-                    lines[i] = format!("{} {} {}", &line[..at + 1], *rng.pick(ODD_VALUES), &line[end..]);
+                    lines[i] = format!(
+                        "{} {} {}",
+                        &line[..at + 1],
+                        *rng.pick(ODD_VALUES),
+                        &line[end..]
+                    );
                 }
             }
             // A key dropped.
@@ -327,7 +354,10 @@ fn mutate(rng: &mut Rng, table: &str) -> String {
             5 => {
                 let joined = lines.join("\n");
                 let cut: Vec<usize> = joined.char_indices().map(|(i, _)| i).collect();
-                let at = cut.get(rng.below(cut.len() + 1)).copied().unwrap_or(joined.len());
+                let at = cut
+                    .get(rng.below(cut.len() + 1))
+                    .copied()
+                    .unwrap_or(joined.len());
                 lines = vec![joined[..at].to_string()];
             }
             // Bytes inserted at a random character.
@@ -341,7 +371,7 @@ fn mutate(rng: &mut Rng, table: &str) -> String {
                 let at = *rng.pick(&cut);
                 let mut s = joined[..at].to_string();
                 for _ in 0..1 + rng.below(4) {
-                    s.push_str(*rng.pick(ODD_CHARS));
+                    s.push_str(rng.pick(ODD_CHARS));
                 }
                 s.push_str(&joined[at..]);
                 lines = vec![s];
@@ -402,7 +432,10 @@ fn parse_with_deadline(text: String, case: usize) {
     match rx.recv_timeout(Duration::from_secs(10)) {
         Ok(Ok(())) => {}
         Ok(Err(errors)) => {
-            assert!(!errors.is_empty(), "case {case}: an error without a message");
+            assert!(
+                !errors.is_empty(),
+                "case {case}: an error without a message"
+            );
             for e in errors {
                 assert!(!e.message.is_empty(), "case {case}: {e}");
                 assert!(e.line >= 1 && e.column >= 1, "case {case}: {e}\n{shown}");
@@ -457,7 +490,10 @@ fn a_thousand_random_mutations_of_the_default_table_never_panic_or_hang() {
         }
     }
     // The mutations are not all fatal: some tables still parse (and ran the machine).
-    assert!(accepted > 50, "only {accepted} of 1000 mutated tables parsed");
+    assert!(
+        accepted > 50,
+        "only {accepted} of 1000 mutated tables parsed"
+    );
 }
 
 /// Invalid UTF-8 bytes in the file: a clear error, never a panic.

@@ -9,6 +9,7 @@ mod dashboard;
 mod fs_watcher;
 mod gmail;
 mod limits;
+mod metrics;
 mod oauth;
 mod operator;
 mod supervisor;
