@@ -371,7 +371,7 @@ fn mutate(rng: &mut Rng, table: &str) -> String {
                 let at = *rng.pick(&cut);
                 let mut s = joined[..at].to_string();
                 for _ in 0..1 + rng.below(4) {
-                    let c: &str = rng.pick(ODD_CHARS);
+                    let c: &&str = rng.pick(ODD_CHARS);
                     s.push_str(c);
                 }
                 s.push_str(&joined[at..]);
