@@ -68,9 +68,73 @@ pub enum Outcome {
     Forced,
 }
 
+/// A child's log file, and whether writing it fails: said on the console once when it
+/// starts failing (with the error) and once when it works again (with what was lost), so
+/// a `Logs/` that cannot be written is never silent.
+struct ChildLog {
+    file: RotatingFile,
+    name: String,
+    /// The error of the first failed write, while writes fail.
+    failing: Option<String>,
+    /// Bytes of output dropped since writes started failing.
+    lost: u64,
+}
+
+impl ChildLog {
+    fn new(file: RotatingFile, name: &str) -> ChildLog {
+        ChildLog {
+            file,
+            name: name.to_string(),
+            failing: None,
+            lost: 0,
+        }
+    }
+
+    fn write(&mut self, buf: &[u8]) {
+        match self.file.write_all(buf) {
+            Ok(()) => {
+                if self.failing.take().is_some() {
+                    info!(
+                        child = self.name.as_str(),
+                        "{} can be written again ({} bytes of output were lost meanwhile)",
+                        self.file.path().display(),
+                        self.lost
+                    );
+                    self.lost = 0;
+                }
+            }
+            Err(e) => {
+                self.lost = self.lost.saturating_add(buf.len() as u64);
+                if self.failing.is_none() {
+                    warn!(
+                        child = self.name.as_str(),
+                        "cannot write {}: {e}; its output is lost until it can be written again",
+                        self.file.path().display()
+                    );
+                    self.failing = Some(e.to_string());
+                }
+            }
+        }
+    }
+
+    /// Where a reader finds this child's output: `see Logs/x.log`, or why it is not there.
+    /// Its last output may still be in the pipe (an exit is handled first), so whether the
+    /// file can be opened is tried now.
+    fn see(&mut self) -> String {
+        if self.failing.is_none() {
+            self.write(b"");
+        }
+        let name = &self.name;
+        match &self.failing {
+            None => format!("see Logs/{name}.log"),
+            Some(e) => format!("its output could not be written to Logs/{name}.log: {e}"),
+        }
+    }
+}
+
 struct Slot {
     child: Child,
-    log: Rc<RefCell<RotatingFile>>,
+    log: Rc<RefCell<ChildLog>>,
     /// Heartbeat file mtime last seen and when (monotonic) it was seen to change.
     beat: Option<(SystemTime, Instant)>,
     /// Leader start time (for the records file), read once per spawn.
@@ -187,14 +251,14 @@ impl Runtime {
 
     fn new_slot(&self, spec: ProcessSpec) -> Slot {
         let stop_timeout = spec.stop_timeout.unwrap_or(self.settings.stop_timeout);
-        let log = RotatingFile::new(
+        let file = RotatingFile::new(
             self.vault.child_log(&spec.name),
             spec.log_max_size.unwrap_or(self.settings.log_max_size),
             spec.log_max_files.unwrap_or(self.settings.log_max_files),
         );
         Slot {
+            log: Rc::new(RefCell::new(ChildLog::new(file, &spec.name))),
             child: Child::new(spec, stop_timeout),
-            log: Rc::new(RefCell::new(log)),
             beat: None,
             start_time: None,
             guarded: None,
@@ -556,20 +620,27 @@ impl Runtime {
                         );
                     }
                     Next::NeedsSetup => {
+                        // Its reason is in its output: point there, or say that it
+                        // could not be kept.
+                        let see = self.slots[i].log.borrow_mut().see();
                         warn!(
                             child = name,
-                            pid,
-                            "exited with {status}: needs setup, not restarted (see Logs/{name}.log)"
+                            pid, "exited with {status}: needs setup, not restarted ({see})"
                         );
                         self.dashboard.send(status::child_row(
                             "⚠ Needs Setup",
-                            format!("{desc}: exited 78, needs configuration (see Logs/{name}.log)"),
+                            format!("{desc}: exited 78, needs configuration ({see})"),
                         ));
                         self.notify(
                             NotifyEvent::ChildNeedsSetup,
                             Some(name),
-                            &format!("exited 78: needs configuration (see Logs/{name}.log)"),
+                            &format!("exited 78: needs configuration ({see})"),
                         );
+                        if self.slots[i].log.borrow().failing.is_some()
+                            && let Phase::NeedsSetup { reason } = &mut self.slots[i].child.phase
+                        {
+                            *reason = format!("exited 78 (needs configuration; {see})");
+                        }
                     }
                     Next::Fatal(reason) => {
                         error!(child = name, pid, "exited with {status}; {reason}");
@@ -635,6 +706,13 @@ impl Runtime {
                 continue;
             };
             if let Some(reason) = self.health_problem(i, pid, since, now) {
+                // A child that exited after the reap above (its SIGCHLD not yet handled)
+                // looks like a zombie, or like a missed heartbeat. Reap again: an exit is
+                // reported as an exit, with its code, never as a failed health check.
+                self.on_sigchld();
+                if !matches!(self.slots[i].child.phase, Phase::Running { pid: p, .. } if p == pid) {
+                    continue;
+                }
                 self.dispatch(i, Event::HealthFailed { reason });
             }
         }
@@ -825,7 +903,7 @@ impl Runtime {
                 }
                 Some(mut slot) => {
                     slot.child.stop_timeout = stop_timeout;
-                    slot.log.borrow_mut().set_limits(
+                    slot.log.borrow_mut().file.set_limits(
                         spec.log_max_size.unwrap_or(self.settings.log_max_size),
                         spec.log_max_files.unwrap_or(self.settings.log_max_files),
                     );
@@ -996,7 +1074,7 @@ thread_local! {
 
 /// Copy a child's output pipe into its log until EOF (all writers, grandchildren too,
 /// have closed it). One shared buffer: the runtime is single-threaded.
-fn start_drain(fd: std::os::fd::OwnedFd, log: Rc<RefCell<RotatingFile>>, drains: Rc<Cell<usize>>) {
+fn start_drain(fd: std::os::fd::OwnedFd, log: Rc<RefCell<ChildLog>>, drains: Rc<Cell<usize>>) {
     let rx = match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
         Ok(rx) => rx,
         Err(e) => {
@@ -1016,9 +1094,7 @@ fn start_drain(fd: std::os::fd::OwnedFd, log: Rc<RefCell<RotatingFile>>, drains:
                     match rx.try_read(&mut buf) {
                         Ok(0) => return true,
                         Ok(n) => {
-                            if let Err(e) = log.borrow_mut().write_all(&buf[..n]) {
-                                debug!("failed to write {}: {e}", log.borrow().path().display());
-                            }
+                            log.borrow_mut().write(&buf[..n]);
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
