@@ -596,6 +596,12 @@ fn insert_rows(text: &[u8], rows: &[&str]) -> Vec<u8> {
     }
 }
 
+/// [`insert_rows`] for the text module's tests.
+#[cfg(test)]
+pub(super) fn tests_insert_rows(text: &[u8], rows: &[&str]) -> Vec<u8> {
+    insert_rows(text, rows)
+}
+
 /// How many lines of `text` are the table row `row` (cells compared trimmed, so a table
 /// re-aligned by an editor still matches).
 #[cfg(test)]

@@ -49,13 +49,21 @@ fn row_year(line: &[u8]) -> Option<String> {
     let s = std::str::from_utf8(line.get(..line.len().min(64))?).ok()?;
     let s = s.trim_start().strip_prefix('|')?.trim_start();
     let year = s.get(..4)?;
-    year.bytes().all(|b| b.is_ascii_digit()).then(|| year.to_string())
+    year.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| year.to_string())
 }
 
 /// Append the rows `src[from..to]` (whole lines of the status table, newest first) to the
 /// archives and fsync them. Returns how many rows went out (rows found already archived
 /// by an earlier attempt are not written again).
-pub fn archive_rows(src: &Text, from: u64, to: u64, dashboard: &Path, mode: u32) -> io::Result<u64> {
+pub fn archive_rows(
+    src: &Text,
+    from: u64,
+    to: u64,
+    dashboard: &Path,
+    mode: u32,
+) -> io::Result<u64> {
     let logs = atomic::parent_dir(dashboard).join("Logs");
     match std::fs::symlink_metadata(&logs) {
         Ok(m) if m.is_dir() => {}
@@ -91,7 +99,7 @@ pub fn archive_rows(src: &Text, from: u64, to: u64, dashboard: &Path, mode: u32)
                 } else {
                     written += append_group(src, gs, ge, dashboard, &g, mode)?;
                     group = Some((year.unwrap_or_else(|| now_year.clone()), start, end));
-                    }
+                }
             }
             (None, Some((g, gs, ge))) => {
                 written += append_group(src, gs, ge, dashboard, &g, mode)?;
@@ -125,11 +133,13 @@ fn append_group(
         .custom_flags(libc::O_NOFOLLOW)
         .open(&path)?;
     let len = file_len(&file)?;
-    // Rows at the end of the group that the last section already holds.
+    // Rows at the end of the group that the last section already ends with (an earlier
+    // attempt archived them): the whole section (then only the newer rows above it are
+    // written), or all of the group (then nothing is).
     let mut to_write = to;
     if let Some(last) = last_section_rows(&file, len)? {
-        let n = len - last;
-        if n > 0 && n <= to - from && ranges_equal(&file, last, src, to - n, n)? {
+        let n = (len - last).min(to - from);
+        if n > 0 && ranges_equal(&file, len - n, src, to - n, n)? {
             to_write = to - n;
         }
     }
@@ -217,7 +227,10 @@ mod tests {
 
     #[test]
     fn years_come_from_the_timestamp_cell() {
-        assert_eq!(row_year(b"| 2025-01-02 03:04:05 | a | b | c |").as_deref(), Some("2025"));
+        assert_eq!(
+            row_year(b"| 2025-01-02 03:04:05 | a | b | c |").as_deref(),
+            Some("2025")
+        );
         assert_eq!(row_year(b"|2024-x|").as_deref(), Some("2024"));
         assert_eq!(row_year(b"| yesterday | a |"), None);
         assert_eq!(row_year(b"no table"), None);

@@ -105,7 +105,8 @@ impl<'d> TextWriter<'d> {
     }
 
     pub fn push(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.tail.extend_from_slice(&bytes[bytes.len().saturating_sub(3)..]);
+        self.tail
+            .extend_from_slice(&bytes[bytes.len().saturating_sub(3)..]);
         let extra = self.tail.len().saturating_sub(3);
         self.tail.drain(..extra);
         if let Some((f, len)) = self.file.as_mut() {
@@ -310,7 +311,10 @@ pub fn occurrences(hay: &dyn At, len: u64, needle: &[u8]) -> io::Result<usize> {
             from += i + needle.len();
         }
         // Keep what a match crossing into the next chunk could start with.
-        let cut = window.len().saturating_sub(keep).max(from.min(window.len()));
+        let cut = window
+            .len()
+            .saturating_sub(keep)
+            .max(from.min(window.len()));
         window.drain(..cut);
         from = from.saturating_sub(cut);
     }
@@ -379,7 +383,9 @@ impl<'s> Lines<'s> {
         if next_at >= self.end {
             return false;
         }
-        let n = usize::try_from(self.end - next_at).unwrap_or(CHUNK).min(CHUNK);
+        let n = usize::try_from(self.end - next_at)
+            .unwrap_or(CHUNK)
+            .min(CHUNK);
         self.buf.resize(n, 0);
         if let Err(e) = read_exact_at(self.src, &mut self.buf, next_at) {
             self.error = Some(e);
@@ -403,7 +409,12 @@ impl<'s> Lines<'s> {
             let rest = &self.buf[self.pos..];
             match rest.iter().position(|&b| b == b'\n') {
                 Some(i) => {
-                    take(&mut self.line, &self.buf[self.pos..self.pos + i], &mut len, &mut last);
+                    take(
+                        &mut self.line,
+                        &self.buf[self.pos..self.pos + i],
+                        &mut len,
+                        &mut last,
+                    );
                     self.pos += i + 1;
                     return Some(Line {
                         start,
@@ -441,7 +452,6 @@ fn take(line: &mut Vec<u8>, part: &[u8], len: &mut u64, last: &mut Option<u8>) {
     let room = LINE_CAP.saturating_sub(line.len());
     line.extend_from_slice(&part[..part.len().min(room)]);
 }
-
 
 // ---- the status table, read and written in one pass each ----
 
@@ -645,7 +655,14 @@ mod tests {
 
     #[test]
     fn lines_match_a_plain_split() {
-        let texts: [&[u8]; 6] = [b"", b"a", b"a\n", b"a\nb", b"\n\nx\r\n", b"one\ntwo\n\nthree"];
+        let texts: [&[u8]; 6] = [
+            b"",
+            b"a",
+            b"a\n",
+            b"a\nb",
+            b"\n\nx\r\n",
+            b"one\ntwo\n\nthree",
+        ];
         for text in texts {
             let t = Text::from(text.to_vec());
             let mut lines = t.lines();
@@ -675,7 +692,10 @@ mod tests {
         let t = Text::from(text);
         let mut lines = t.lines();
         let l = lines.next_line().unwrap();
-        assert_eq!((l.len, l.head.len(), l.complete()), ((LINE_CAP * 3 + 5) as u64, LINE_CAP, false));
+        assert_eq!(
+            (l.len, l.head.len(), l.complete()),
+            ((LINE_CAP * 3 + 5) as u64, LINE_CAP, false)
+        );
         let l = lines.next_line().unwrap();
         assert_eq!((l.start, l.head), ((LINE_CAP * 3 + 6) as u64, &b"next"[..]));
         assert!(lines.next_line().is_none());
@@ -692,6 +712,50 @@ mod tests {
         assert_eq!(t.occurrences(b"cab").unwrap(), 1);
         assert_eq!(Text::from(b"aaaa".to_vec()).occurrences(b"aa").unwrap(), 2);
         assert_eq!(t.occurrences(b"").unwrap(), 0);
+    }
+
+    /// The same text in memory and in a private file gives the same scan and the same
+    /// result, with the table near the start, in the middle, or missing.
+    #[test]
+    fn spilled_texts_are_handled_like_small_ones() {
+        let dir = std::env::temp_dir();
+        let notes: String = (0..20000)
+            .map(|i| format!("note {i} | with a pipe\n"))
+            .collect();
+        let table =
+            "| Timestamp | Action | Status | Details |\n|---|---|---|---|\n| old | a | b | c |\n";
+        let fenced = "```\n| Timestamp | Action | Status | Details |\n|---|---|---|---|\n```\n";
+        for text in [
+            format!("# D\n\n{table}\n{notes}"),
+            format!("{fenced}{notes}\n## S\n\n{table}after\n"),
+            format!("{notes}no table, no final newline"),
+            format!("{notes}\r\n{table}"),
+        ] {
+            assert!(text.len() > SPILL_AT);
+            let rows = ["| new | a | b | c |", "| old | a | b | c |"];
+            let mem = Text::from(text.clone().into_bytes());
+            let mut w = TextWriter::new(&dir);
+            w.push(text.as_bytes()).unwrap();
+            let file = w.finish();
+            assert!(mem.as_slice().is_some() && file.as_slice().is_none());
+            let a = scan(&mem, mem.len(), &rows, 10, 100).unwrap();
+            let b = scan(&file, file.len(), &rows, 10, 100).unwrap();
+            assert_eq!(a, b);
+            let mut out_a = Vec::new();
+            build(&mem, mem.len(), &a, &rows[..1], None, &dir)
+                .unwrap()
+                .write_to(&mut out_a)
+                .unwrap();
+            let mut out_b = Vec::new();
+            build(&file, file.len(), &b, &rows[..1], None, &dir)
+                .unwrap()
+                .write_to(&mut out_b)
+                .unwrap();
+            assert_eq!(out_a, out_b);
+            // What the slice-based insert (as the unit tests of the Dashboard pin it) does.
+            let want = super::super::dashboard::tests_insert_rows(text.as_bytes(), &rows[..1]);
+            assert_eq!(out_a, want);
+        }
     }
 
     #[test]

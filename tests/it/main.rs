@@ -6,6 +6,7 @@ mod approvals;
 mod common;
 mod config_errors;
 mod dashboard;
+mod dashboard_archive;
 mod failures;
 mod fs_watcher;
 mod gmail;
