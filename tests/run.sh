@@ -19,6 +19,8 @@ command -v pgrep >/dev/null 2>&1 || pkgs+=(procps)
 # ... and a real Postfix (its own instance per test, on loopback ports; needs root) for
 # what reaches a strict and a lenient mail server.
 [ -x /usr/sbin/postconf ] || pkgs+=(postfix)
+# The metrics endpoint is checked with Prometheus' own promtool.
+command -v promtool >/dev/null 2>&1 || pkgs+=(prometheus)
 if [ ${#pkgs[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     log "installing ${pkgs[*]}"

@@ -5,6 +5,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The longest duration any key of the table accepts: 3650 days (ten years). Every
+/// deadline the supervisor computes from a table value stays far inside what the
+/// monotonic clock can represent.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+
+/// The largest size any key of the table accepts: 1 TiB.
+pub const MAX_SIZE: u64 = 1 << 40;
+
 /// Where the table came from, for messages ("built-in default" or a path).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {

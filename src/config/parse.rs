@@ -18,8 +18,8 @@ use toml_edit::{Document, Item, Key, TableLike, Value};
 
 use super::units::{format_duration, format_size, parse_duration, parse_size};
 use super::{
-    BackoffSpec, Config, ConfigError, ConfigErrors, NotifyEvent, NotifySpec, ProcessSpec,
-    RestartPolicy, Source, StopSignal, SupervisorSettings,
+    BackoffSpec, Config, ConfigError, ConfigErrors, MAX_DURATION, MAX_SIZE, NotifyEvent,
+    NotifySpec, ProcessSpec, RestartPolicy, Source, StopSignal, SupervisorSettings,
 };
 
 const SUPERVISOR_KEYS: &[&str] = &[
@@ -1205,6 +1205,18 @@ impl<'a> Checker<'a> {
     fn duration(&mut self, field: &Field<'a>) -> Option<Duration> {
         match field.item {
             Item::Value(Value::String(s)) => match parse_duration(s.value()) {
+                Ok(d) if d > MAX_DURATION => {
+                    self.error(
+                        field.at(),
+                        format!(
+                            "{}: must be at most {:?} (ten years), found {:?}",
+                            field.path,
+                            format_duration(MAX_DURATION),
+                            s.value()
+                        ),
+                    );
+                    None
+                }
                 Ok(d) => Some(d),
                 Err(e) => {
                     self.error(field.at(), format!("{}: {e}", field.path));
@@ -1242,8 +1254,28 @@ impl<'a> Checker<'a> {
         Some(d)
     }
 
-    /// A size: a string with a unit, or an integer number of bytes.
+    /// A size: a string with a unit, or an integer number of bytes; at most [`MAX_SIZE`].
     fn size(&mut self, field: &Field<'a>) -> Option<u64> {
+        let n = self.any_size(field)?;
+        if n > MAX_SIZE {
+            let found = match field.item {
+                Item::Value(Value::String(s)) => format!("{:?}", s.value()),
+                _ => n.to_string(),
+            };
+            self.error(
+                field.at(),
+                format!(
+                    "{}: must be at most {:?}, found {found}",
+                    field.path,
+                    format_size(MAX_SIZE)
+                ),
+            );
+            return None;
+        }
+        Some(n)
+    }
+
+    fn any_size(&mut self, field: &Field<'a>) -> Option<u64> {
         match field.item {
             Item::Value(Value::String(s)) => match parse_size(s.value()) {
                 Ok(n) => Some(n),

@@ -54,12 +54,12 @@ impl RotatingFile {
     /// the limit goes whole into a fresh file).
     pub fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         self.open()?;
-        if self.size > 0 && self.size + buf.len() as u64 > self.max_size {
+        if self.size > 0 && self.size.saturating_add(buf.len() as u64) > self.max_size {
             self.rotate()?;
         }
         let f = self.open()?;
         f.write_all(buf)?;
-        self.size += buf.len() as u64;
+        self.size = self.size.saturating_add(buf.len() as u64);
         Ok(())
     }
 

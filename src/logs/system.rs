@@ -18,6 +18,9 @@ use super::RotatingFile;
 
 struct Sinks {
     file: Option<RotatingFile>,
+    /// While writing the file fails: lines not written (said on the console when writing
+    /// starts failing and when it works again, never silent).
+    file_failing: Option<u64>,
     console: bool,
     color: bool,
     console_level: Level,
@@ -72,16 +75,55 @@ impl<S: Subscriber> Layer<S> for SystemLogLayer {
         let Ok(mut sinks) = self.sinks.lock() else {
             return;
         };
+        let sinks = &mut *sinks;
+        // What the console must hear about the file itself (it cannot go to the file).
+        let mut about_file: Option<(Level, String)> = None;
         if let Some(file) = sinks.file.as_mut() {
+            let stamp = now.format("%Y-%m-%d %H:%M:%S%.3f");
             let line = format!(
-                "{} {:<5} {who}{}{}\n",
-                now.format("%Y-%m-%d %H:%M:%S%.3f"),
+                "{stamp} {:<5} {who}{}{}\n",
                 level.as_str(),
                 f.message,
                 f.rest
             );
-            // A full disk must not take supervision down; the console still has the line.
-            let _ = file.write_all(line.as_bytes());
+            // A full disk or a read-only Logs/ must not take supervision down, nor pass
+            // unnoticed: the console says so once, and again when it works again.
+            match (file.write_all(line.as_bytes()), sinks.file_failing) {
+                (Ok(()), None) => {}
+                (Ok(()), Some(lost)) => {
+                    let note = format!(
+                        "{} can be written again ({lost} log lines were not written meanwhile; \
+                         the console had those of level info and above)",
+                        file.path().display()
+                    );
+                    let _ = file.write_all(format!("{stamp} WARN  {note}\n").as_bytes());
+                    about_file = Some((Level::WARN, note));
+                    sinks.file_failing = None;
+                }
+                (Err(e), None) => {
+                    about_file = Some((
+                        Level::ERROR,
+                        format!(
+                            "cannot write {}: {e}; log lines go to the console only until it \
+                             can be written again",
+                            file.path().display()
+                        ),
+                    ));
+                    sinks.file_failing = Some(1);
+                }
+                (Err(_), Some(lost)) => sinks.file_failing = Some(lost.saturating_add(1)),
+            }
+        }
+        if let Some((note_level, note)) = about_file
+            && sinks.console
+        {
+            let (pre, post) = match (sinks.color, note_level) {
+                (true, Level::ERROR) => ("\x1b[31m", "\x1b[0m"),
+                (true, _) => ("\x1b[33m", "\x1b[0m"),
+                _ => ("", ""),
+            };
+            let line = format!("{} {pre}{note}{post}\n", now.format(sinks.console_time));
+            let _ = std::io::stderr().write_all(line.as_bytes());
         }
         if sinks.console && level <= sinks.console_level {
             let (pre, post) = if sinks.color {
@@ -130,6 +172,7 @@ pub fn install(opts: SystemLogOptions) -> bool {
     let layer = SystemLogLayer {
         sinks: Mutex::new(Sinks {
             file: opts.file,
+            file_failing: None,
             console: opts.console,
             color: use_color(),
             console_level,

@@ -29,8 +29,10 @@ pub fn proc_info(pid: i32) -> Option<ProcInfo> {
     let rss_pages: u64 = f.get(21)?.parse().ok()?;
     Some(ProcInfo {
         state,
-        rss: rss_pages * page_size(),
+        rss: rss_pages.saturating_mul(page_size()),
         start_time,
-        cpu_ns: (utime + stime) * (1_000_000_000 / clock_ticks()),
+        cpu_ns: utime
+            .saturating_add(stime)
+            .saturating_mul(1_000_000_000 / clock_ticks()),
     })
 }

@@ -41,7 +41,10 @@ pub fn proc_info(pid: i32) -> Option<ProcInfo> {
     Some(ProcInfo {
         state,
         rss: task.pti_resident_size,
-        start_time: bsd.pbi_start_tvsec * 1_000_000 + bsd.pbi_start_tvusec,
-        cpu_ns: task.pti_total_user + task.pti_total_system,
+        start_time: bsd
+            .pbi_start_tvsec
+            .saturating_mul(1_000_000)
+            .saturating_add(bsd.pbi_start_tvusec),
+        cpu_ns: task.pti_total_user.saturating_add(task.pti_total_system),
     })
 }

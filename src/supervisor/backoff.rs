@@ -14,7 +14,7 @@ pub fn delay(spec: &BackoffSpec, attempt: u32) -> Duration {
     if !secs.is_finite() || secs >= spec.max.as_secs_f64() {
         spec.max
     } else {
-        Duration::from_secs_f64(secs).min(spec.max)
+        Duration::try_from_secs_f64(secs).map_or(spec.max, |d| d.min(spec.max))
     }
 }
 
@@ -43,6 +43,24 @@ mod tests {
     fn huge_attempt_counts_stay_capped() {
         let spec = BackoffSpec::default();
         assert_eq!(delay(&spec, u32::MAX), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn huge_durations_never_panic() {
+        let spec = BackoffSpec {
+            initial: Duration::MAX,
+            factor: 100.0,
+            max: Duration::MAX,
+            reset_after: Duration::MAX,
+        };
+        for n in [1, 2, 100, u32::MAX] {
+            assert_eq!(delay(&spec, n), Duration::MAX);
+        }
+        let nan = BackoffSpec {
+            factor: f64::NAN,
+            ..BackoffSpec::default()
+        };
+        assert_eq!(delay(&nan, 3), nan.max);
     }
 
     #[test]

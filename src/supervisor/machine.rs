@@ -13,6 +13,19 @@ use crate::process::ExitStatus;
 /// Shortest wait before retrying a spawn that failed for a passing reason.
 pub const SPAWN_RETRY_MIN: Duration = Duration::from_secs(1);
 
+/// How far ahead a deadline may lie: far beyond any value the table accepts
+/// ([`crate::config::MAX_DURATION`]), and well inside what the monotonic clock can
+/// represent on every platform.
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// `t + d`, saturating: never panics, whatever `d` is. A deadline that would overflow the
+/// clock lies [`FAR_FUTURE`] ahead instead (for practical purposes, never).
+pub fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d.min(FAR_FUTURE))
+        .or_else(|| t.checked_add(Duration::from_secs(86_400)))
+        .unwrap_or(t)
+}
+
 /// What happens once a stop has finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Then {
@@ -260,7 +273,8 @@ impl Child {
                 };
                 self.spawned_once = true;
                 self.phase = Phase::Running { pid, since: now };
-                self.stable_at = (self.attempt > 0).then(|| now + self.spec.backoff.reset_after);
+                self.stable_at =
+                    (self.attempt > 0).then(|| later(now, self.spec.backoff.reset_after));
                 out.push(Action::Notice(Notice::Started { pid, restart }));
             }
             Event::SpawnFailed { reason, setup } => {
@@ -428,7 +442,7 @@ impl Child {
                 self.phase = Phase::Stopping {
                     pid: Some(pid),
                     pgid: pid,
-                    kill_at: now + self.stop_timeout,
+                    kill_at: later(now, self.stop_timeout),
                     killed: false,
                     then,
                 };
@@ -551,7 +565,9 @@ impl Child {
         if d.is_zero() {
             self.spawn(out);
         } else {
-            self.phase = Phase::Backoff { until: now + d };
+            self.phase = Phase::Backoff {
+                until: later(now, d),
+            };
         }
         Next::Restart(d)
     }
@@ -740,6 +756,40 @@ mod tests {
         assert!(c.is_draining());
         let _ = c.on_event(Event::GroupGone, t0);
         assert_eq!(c.phase, Phase::Idle);
+    }
+
+    #[test]
+    fn deadlines_saturate_instead_of_overflowing() {
+        let t0 = Instant::now();
+        assert_eq!(
+            later(t0, Duration::from_secs(5)),
+            t0 + Duration::from_secs(5)
+        );
+        for d in [
+            Duration::MAX,
+            Duration::from_secs(u64::MAX / 2),
+            FAR_FUTURE * 2,
+        ] {
+            let t = later(t0, d);
+            assert!(t > t0 + Duration::from_secs(50 * 365 * 86_400), "{d:?}");
+        }
+        // A child whose every duration is huge still goes through its life.
+        let mut c = child();
+        c.stop_timeout = Duration::MAX;
+        c.spec.backoff = BackoffSpec {
+            initial: Duration::MAX,
+            factor: 100.0,
+            max: Duration::MAX,
+            reset_after: Duration::MAX,
+        };
+        start(&mut c, 10, t0);
+        let _ = crash(&mut c, 10, t0);
+        assert!(matches!(c.phase, Phase::Backoff { .. }), "{:?}", c.phase);
+        let _ = c.on_event(Event::Stop(Then::Rest), t0);
+        assert_eq!(c.phase, Phase::Idle);
+        start(&mut c, 11, t0);
+        let _ = c.on_event(Event::Stop(Then::Rest), t0);
+        assert!(c.deadline().is_some_and(|d| d > t0));
     }
 
     #[test]

@@ -1,94 +1,266 @@
 //! `[supervisor] metrics = "127.0.0.1:9464"`: Prometheus metrics over HTTP (`GET
-//! /metrics`, OpenMetrics text). Values come from the same status report as
-//! `ai-employee status --json`, taken at scrape time.
+//! /metrics`). Values come from the same status report as `ai-employee status --json`,
+//! taken at scrape time.
+//!
+//! Two formats, chosen by the request's `Accept` header: the classic Prometheus text
+//! format (`text/plain; version=0.0.4`) and OpenMetrics 1.0 (`application/openmetrics-text`,
+//! what Prometheus itself asks for first, and the answer when the request states no
+//! preference). Both carry `# HELP` and `# TYPE` for every family; families come in a
+//! fixed order and samples in the table's order, so two scrapes of the same state are
+//! byte-identical.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use crate::control::server::Call;
 use crate::control::{Request, StatusReport};
 
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const PREFIX: &str = "ai_employee_";
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Child {
-    name: String,
+/// The two exposition formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The classic Prometheus text format, version 0.0.4.
+    Text,
+    /// OpenMetrics 1.0 text.
+    OpenMetrics,
 }
 
-/// The metrics text for a status report.
-pub fn render(report: &StatusReport) -> String {
-    let mut registry = Registry::with_prefix("ai_employee");
-    let up = Family::<Child, Gauge>::default();
-    let restarts = Family::<Child, Counter>::default();
-    let last_exit = Family::<Child, Gauge>::default();
-    let rss = Family::<Child, Gauge>::default();
-    let cpu = Family::<Child, Counter<f64>>::default();
-    for c in &report.children {
-        let l = Child {
-            name: c.name.clone(),
-        };
-        up.get_or_create(&l).set(i64::from(c.state == "running"));
-        restarts.get_or_create(&l).inc_by(u64::from(c.restarts));
-        if let Some(e) = &c.last_exit {
-            last_exit.get_or_create(&l).set(exit_code(e));
-        }
-        if let Some(b) = c.rss_bytes {
-            rss.get_or_create(&l)
-                .set(i64::try_from(b).unwrap_or(i64::MAX));
-        }
-        if let Some(s) = c.cpu_seconds {
-            cpu.get_or_create(&l).inc_by(s);
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
         }
     }
-    let uptime = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
-    uptime.set(report.supervisor.uptime_secs);
-    let healthy = Gauge::<i64>::default();
-    healthy.set(i64::from(report.health == crate::control::Health::Healthy));
-    registry.register("child_up", "1 if the child is running", up);
-    registry.register(
-        "child_restarts",
-        "Restarts since the supervisor started",
-        restarts,
-    );
-    registry.register(
-        "child_last_exit_code",
-        "Exit code of the last run (128 + signal number when killed by a signal)",
-        last_exit,
-    );
-    registry.register(
-        "child_rss_bytes",
-        "Resident set size of the running process",
-        rss,
-    );
-    registry.register(
-        "child_cpu_seconds",
-        "User + system CPU time of the running process",
-        cpu,
-    );
-    registry.register(
-        "supervisor_uptime_seconds",
-        "Seconds since the supervisor started",
-        uptime,
-    );
-    registry.register(
-        "supervisor_healthy",
-        "1 if every child is as it should be (status exit 0)",
-        healthy,
-    );
+}
+
+/// The format to answer a request with `Accept: accept` (content negotiation with
+/// q-values). OpenMetrics when it is preferred, when both are equally welcome (`*/*`) and
+/// when the header is missing or names neither; the classic format when `text/plain`
+/// (any version) is preferred.
+pub fn negotiate(accept: Option<&str>) -> Format {
+    let Some(accept) = accept else {
+        return Format::OpenMetrics;
+    };
+    // The best q of each format (None: not acceptable at all).
+    let (mut text, mut open): (Option<f32>, Option<f32>) = (None, None);
+    let better = |slot: &mut Option<f32>, q: f32| {
+        if slot.is_none_or(|old| q > old) {
+            *slot = Some(q);
+        }
+    };
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let mut q = 1.0f32;
+        for p in parts {
+            if let Some((k, v)) = p.split_once('=')
+                && k.trim().eq_ignore_ascii_case("q")
+            {
+                q = v.trim().parse().unwrap_or(0.0);
+            }
+        }
+        if q.is_nan() || q <= 0.0 {
+            continue;
+        }
+        match media.as_str() {
+            "application/openmetrics-text" => better(&mut open, q),
+            "text/plain" => better(&mut text, q),
+            // A wildcard is worth less than a named type of the same q.
+            "*/*" => {
+                better(&mut open, q * 0.999);
+                better(&mut text, q * 0.998);
+            }
+            "text/*" => better(&mut text, q * 0.999),
+            "application/*" => better(&mut open, q * 0.999),
+            _ => {}
+        }
+    }
+    match (text, open) {
+        (Some(t), Some(o)) if t > o => Format::Text,
+        (Some(_), None) => Format::Text,
+        _ => Format::OpenMetrics,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Gauge,
+    Counter,
+}
+
+/// One metric family: its samples are `(child name or None, value)`.
+struct Family {
+    /// Without the prefix, and for a counter without `_total`.
+    name: &'static str,
+    help: &'static str,
+    kind: Kind,
+    samples: Vec<(Option<String>, Value)>,
+}
+
+#[derive(Clone, Copy)]
+enum Value {
+    Int(i64),
+    Float(f64),
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Value::Int(n) => write!(f, "{n}"),
+            Value::Float(x) if x.is_nan() => f.write_str("NaN"),
+            Value::Float(x) if x.is_infinite() => {
+                f.write_str(if x > 0.0 { "+Inf" } else { "-Inf" })
+            }
+            // Rust never writes an exponent here; both formats accept plain decimals.
+            Value::Float(x) => write!(f, "{x:?}"),
+        }
+    }
+}
+
+/// The families for a status report, in their fixed order.
+fn families(report: &StatusReport) -> Vec<Family> {
+    let per_child = |f: &dyn Fn(&crate::control::ChildStatus) -> Option<Value>| {
+        report
+            .children
+            .iter()
+            .filter_map(|c| Some((Some(c.name.clone()), f(c)?)))
+            .collect::<Vec<_>>()
+    };
+    vec![
+        Family {
+            name: "child_up",
+            help: "1 if the child is running.",
+            kind: Kind::Gauge,
+            samples: per_child(&|c| Some(Value::Int(i64::from(c.state == "running")))),
+        },
+        Family {
+            name: "child_restarts",
+            help: "Restarts since the supervisor started.",
+            kind: Kind::Counter,
+            samples: per_child(&|c| Some(Value::Int(i64::from(c.restarts)))),
+        },
+        Family {
+            name: "child_last_exit_code",
+            help: "Exit code of the last run (128 + signal number when killed by a signal).",
+            kind: Kind::Gauge,
+            samples: per_child(&|c| c.last_exit.as_ref().map(|e| Value::Int(exit_code(e)))),
+        },
+        Family {
+            name: "child_rss_bytes",
+            help: "Resident set size of the running process.",
+            kind: Kind::Gauge,
+            samples: per_child(&|c| {
+                c.rss_bytes
+                    .map(|b| Value::Int(i64::try_from(b).unwrap_or(i64::MAX)))
+            }),
+        },
+        Family {
+            name: "child_cpu_seconds",
+            help: "User + system CPU time of the running process.",
+            kind: Kind::Counter,
+            samples: per_child(&|c| c.cpu_seconds.map(Value::Float)),
+        },
+        Family {
+            name: "supervisor_uptime_seconds",
+            help: "Seconds since the supervisor started.",
+            kind: Kind::Gauge,
+            samples: vec![(None, Value::Float(report.supervisor.uptime_secs))],
+        },
+        Family {
+            name: "supervisor_healthy",
+            help: "1 if every child is as it should be (status exit 0).",
+            kind: Kind::Gauge,
+            samples: vec![(
+                None,
+                Value::Int(i64::from(report.health == crate::control::Health::Healthy)),
+            )],
+        },
+    ]
+}
+
+/// The metrics text for a status report, in `format`.
+pub fn render(report: &StatusReport, format: Format) -> String {
     let mut out = String::new();
-    if let Err(e) = encode(&mut out, &registry) {
-        warn!("metrics: encoding failed: {e}");
+    for family in families(report) {
+        // A family without samples (no child has exited yet) is left out, as the
+        // official clients do.
+        if family.samples.is_empty() {
+            continue;
+        }
+        let total = if family.kind == Kind::Counter {
+            "_total"
+        } else {
+            ""
+        };
+        let sample_name = format!("{PREFIX}{}{total}", family.name);
+        // Classic: HELP and TYPE name the sample (`…_total`); OpenMetrics: the family.
+        let family_name = match format {
+            Format::Text => sample_name.clone(),
+            Format::OpenMetrics => format!("{PREFIX}{}", family.name),
+        };
+        let kind = match family.kind {
+            Kind::Gauge => "gauge",
+            Kind::Counter => "counter",
+        };
+        let _ = writeln!(
+            out,
+            "# HELP {family_name} {}",
+            escape_help(family.help, format)
+        );
+        let _ = writeln!(out, "# TYPE {family_name} {kind}");
+        for (child, value) in family.samples {
+            match child {
+                Some(name) => {
+                    let _ = writeln!(
+                        out,
+                        "{sample_name}{{name=\"{}\"}} {value}",
+                        escape_label(&name)
+                    );
+                }
+                None => {
+                    let _ = writeln!(out, "{sample_name} {value}");
+                }
+            }
+        }
+    }
+    if format == Format::OpenMetrics {
+        out.push_str("# EOF\n");
+    }
+    out
+}
+
+/// HELP text: backslash and line feed escaped (and, in OpenMetrics, the double quote).
+fn escape_help(s: &str, format: Format) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if format == Format::OpenMetrics => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A label value: backslash, double quote and line feed escaped (both formats).
+fn escape_label(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
     }
     out
 }
@@ -122,7 +294,11 @@ pub async fn serve(addr: SocketAddr, calls: mpsc::UnboundedSender<Call>) {
     }
 }
 
-async fn scrape(State(calls): State<mpsc::UnboundedSender<Call>>) -> impl IntoResponse {
+async fn scrape(
+    State(calls): State<mpsc::UnboundedSender<Call>>,
+    headers: HeaderMap,
+) -> impl IntoResponse {
+    let format = negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let (reply, answer) = oneshot::channel();
     let sent = calls.send(Call {
         request: Request::Status,
@@ -135,13 +311,142 @@ async fn scrape(State(calls): State<mpsc::UnboundedSender<Call>>) -> impl IntoRe
     match status {
         Some(s) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, CONTENT_TYPE)],
-            render(&s),
+            [
+                (header::CONTENT_TYPE, format.content_type()),
+                (header::VARY, "Accept"),
+            ],
+            render(&s, format),
         ),
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
-            [(header::CONTENT_TYPE, "text/plain")],
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (header::VARY, "Accept"),
+            ],
             "the supervisor is shutting down\n".to_string(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::{ChildStatus, Health, LastExit, SupervisorInfo};
+
+    fn report() -> StatusReport {
+        let child = |name: &str, state: &str| ChildStatus {
+            name: name.into(),
+            description: name.into(),
+            state: state.into(),
+            enabled: true,
+            pid: None,
+            uptime_secs: None,
+            restarts: 2,
+            last_exit: None,
+            rss_bytes: None,
+            cpu_percent: None,
+            cpu_seconds: None,
+            backoff_left_secs: None,
+            reason: None,
+        };
+        let mut a = child("zeta", "running");
+        a.rss_bytes = Some(4096);
+        a.cpu_seconds = Some(0.5);
+        let mut b = child("alpha", "backoff");
+        b.last_exit = Some(LastExit {
+            code: None,
+            signal: Some("SIGKILL".into()),
+        });
+        StatusReport {
+            protocol: 1,
+            health: Health::Degraded,
+            supervisor: SupervisorInfo {
+                pid: 1,
+                version: "0".into(),
+                started_at: String::new(),
+                uptime_secs: 12.25,
+                vault: String::new(),
+                table: String::new(),
+            },
+            children: vec![a, b],
+        }
+    }
+
+    #[test]
+    fn negotiation() {
+        use Format::*;
+        let cases = [
+            (None, OpenMetrics),
+            (Some(""), OpenMetrics),
+            (Some("*/*"), OpenMetrics),
+            (Some("application/json"), OpenMetrics),
+            (Some("text/plain"), Text),
+            (Some("text/plain;version=0.0.4"), Text),
+            (Some("text/plain; version=0.0.4; charset=utf-8"), Text),
+            (Some("text/plain;version=0.0.4;q=0.5,*/*;q=0.1"), Text),
+            (
+                Some("application/openmetrics-text; version=1.0.0"),
+                OpenMetrics,
+            ),
+            (
+                Some(
+                    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+                     version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+                ),
+                OpenMetrics,
+            ),
+            (Some("application/openmetrics-text;q=0.2, text/plain"), Text),
+            (Some("text/plain;q=0, */*"), OpenMetrics),
+            (Some("text/*"), Text),
+            (Some("TEXT/PLAIN"), Text),
+        ];
+        for (accept, want) in cases {
+            assert_eq!(negotiate(accept), want, "{accept:?}");
+        }
+    }
+
+    #[test]
+    fn classic_text_names_help_and_type_after_the_sample() {
+        let text = render(&report(), Format::Text);
+        assert!(text.contains(
+            "# HELP ai_employee_child_restarts_total Restarts since the supervisor started.\n\
+             # TYPE ai_employee_child_restarts_total counter\n\
+             ai_employee_child_restarts_total{name=\"zeta\"} 2\n\
+             ai_employee_child_restarts_total{name=\"alpha\"} 2\n"
+        ));
+        assert!(text.contains("ai_employee_child_last_exit_code{name=\"alpha\"} 137\n"));
+        assert!(text.contains("ai_employee_child_cpu_seconds_total{name=\"zeta\"} 0.5\n"));
+        assert!(text.contains("ai_employee_supervisor_uptime_seconds 12.25\n"));
+        assert!(!text.contains("# EOF"));
+    }
+
+    #[test]
+    fn openmetrics_names_the_family_and_ends_with_eof() {
+        let text = render(&report(), Format::OpenMetrics);
+        assert!(text.contains(
+            "# TYPE ai_employee_child_restarts counter\n\
+             ai_employee_child_restarts_total{name=\"zeta\"} 2\n"
+        ));
+        assert!(
+            text.ends_with("ai_employee_supervisor_healthy 0\n# EOF\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_same_state_renders_the_same_bytes() {
+        for f in [Format::Text, Format::OpenMetrics] {
+            assert_eq!(render(&report(), f), render(&report(), f));
+        }
+    }
+
+    #[test]
+    fn escapes() {
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(escape_help("a\"b\\\n", Format::Text), "a\"b\\\\\\n");
+        assert_eq!(escape_help("a\"b", Format::OpenMetrics), "a\\\"b");
+        assert_eq!(Value::Float(f64::INFINITY).to_string(), "+Inf");
+        assert_eq!(Value::Float(f64::NAN).to_string(), "NaN");
+        assert_eq!(Value::Float(1e21).to_string(), "1e21");
     }
 }

@@ -19,7 +19,7 @@ use tracing::{debug, error, info, warn};
 use tokio::sync::mpsc;
 
 use super::dashboard_writer::DashboardWriter;
-use super::machine::{Action, Child, Event, Next, Notice, Phase, Then};
+use super::machine::{Action, Child, Event, Next, Notice, Phase, Then, later};
 use super::notify::Notifier;
 use super::status::{self, Summary};
 use crate::config::{self, Config, NotifyEvent, NotifySpec, ProcessSpec, SupervisorSettings};
@@ -68,9 +68,73 @@ pub enum Outcome {
     Forced,
 }
 
+/// A child's log file, and whether writing it fails: said on the console once when it
+/// starts failing (with the error) and once when it works again (with what was lost), so
+/// a `Logs/` that cannot be written is never silent.
+struct ChildLog {
+    file: RotatingFile,
+    name: String,
+    /// The error of the first failed write, while writes fail.
+    failing: Option<String>,
+    /// Bytes of output dropped since writes started failing.
+    lost: u64,
+}
+
+impl ChildLog {
+    fn new(file: RotatingFile, name: &str) -> ChildLog {
+        ChildLog {
+            file,
+            name: name.to_string(),
+            failing: None,
+            lost: 0,
+        }
+    }
+
+    fn write(&mut self, buf: &[u8]) {
+        match self.file.write_all(buf) {
+            Ok(()) => {
+                if self.failing.take().is_some() {
+                    info!(
+                        child = self.name.as_str(),
+                        "{} can be written again ({} bytes of output were lost meanwhile)",
+                        self.file.path().display(),
+                        self.lost
+                    );
+                    self.lost = 0;
+                }
+            }
+            Err(e) => {
+                self.lost = self.lost.saturating_add(buf.len() as u64);
+                if self.failing.is_none() {
+                    warn!(
+                        child = self.name.as_str(),
+                        "cannot write {}: {e}; its output is lost until it can be written again",
+                        self.file.path().display()
+                    );
+                    self.failing = Some(e.to_string());
+                }
+            }
+        }
+    }
+
+    /// Where a reader finds this child's output: `see Logs/x.log`, or why it is not there.
+    /// Its last output may still be in the pipe (an exit is handled first), so whether the
+    /// file can be opened is tried now.
+    fn see(&mut self) -> String {
+        if self.failing.is_none() {
+            self.write(b"");
+        }
+        let name = &self.name;
+        match &self.failing {
+            None => format!("see Logs/{name}.log"),
+            Some(e) => format!("its output could not be written to Logs/{name}.log: {e}"),
+        }
+    }
+}
+
 struct Slot {
     child: Child,
-    log: Rc<RefCell<RotatingFile>>,
+    log: Rc<RefCell<ChildLog>>,
     /// Heartbeat file mtime last seen and when (monotonic) it was seen to change.
     beat: Option<(SystemTime, Instant)>,
     /// Leader start time (for the records file), read once per spawn.
@@ -163,9 +227,9 @@ impl Runtime {
             records,
             dashboard,
             last_summary: None,
-            summary_due: Some(now + SUMMARY_SETTLE),
+            summary_due: Some(later(now, SUMMARY_SETTLE)),
             trim_due: None,
-            next_health: now + config.supervisor.health_interval,
+            next_health: later(now, config.supervisor.health_interval),
             watchdog: watchdog_interval().map(|d| (d, now)),
             shutting_down: false,
             forced: false,
@@ -187,14 +251,14 @@ impl Runtime {
 
     fn new_slot(&self, spec: ProcessSpec) -> Slot {
         let stop_timeout = spec.stop_timeout.unwrap_or(self.settings.stop_timeout);
-        let log = RotatingFile::new(
+        let file = RotatingFile::new(
             self.vault.child_log(&spec.name),
             spec.log_max_size.unwrap_or(self.settings.log_max_size),
             spec.log_max_files.unwrap_or(self.settings.log_max_files),
         );
         Slot {
+            log: Rc::new(RefCell::new(ChildLog::new(file, &spec.name))),
             child: Child::new(spec, stop_timeout),
-            log: Rc::new(RefCell::new(log)),
             beat: None,
             start_time: None,
             guarded: None,
@@ -346,11 +410,11 @@ impl Runtime {
         }
         self.poll_draining();
         if now >= self.next_health {
-            self.next_health = now + self.settings.health_interval;
+            self.next_health = later(now, self.settings.health_interval);
             self.health_check(now);
         }
         if let Some((period, last)) = self.watchdog
-            && now >= last + period
+            && now >= later(last, period)
         {
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
             self.watchdog = Some((period, now));
@@ -381,10 +445,10 @@ impl Runtime {
             merge(t);
         }
         if let Some((period, last)) = self.watchdog {
-            merge(last + period);
+            merge(later(last, period));
         }
         if self.slots.iter().any(|s| s.child.is_draining()) {
-            merge(Instant::now() + DRAIN_POLL);
+            merge(later(Instant::now(), DRAIN_POLL));
         }
         d
     }
@@ -403,11 +467,11 @@ impl Runtime {
         self.sync_guard(i);
         let now = Instant::now();
         if self.summary_due.is_none() {
-            self.summary_due = Some(now + SUMMARY_EVERY);
+            self.summary_due = Some(later(now, SUMMARY_EVERY));
         }
         // A child event: trim code pages once things have been quiet for a while
         // (health polls and watchdog pings do not count, so an idle system trims once).
-        self.trim_due = Some(now + TRIM_AFTER_IDLE);
+        self.trim_due = Some(later(now, TRIM_AFTER_IDLE));
     }
 
     fn decide_and_act(&mut self, i: usize, event: Event, notices: &mut Vec<Notice>) {
@@ -556,20 +620,27 @@ impl Runtime {
                         );
                     }
                     Next::NeedsSetup => {
+                        // Its reason is in its output: point there, or say that it
+                        // could not be kept.
+                        let see = self.slots[i].log.borrow_mut().see();
                         warn!(
                             child = name,
-                            pid,
-                            "exited with {status}: needs setup, not restarted (see Logs/{name}.log)"
+                            pid, "exited with {status}: needs setup, not restarted ({see})"
                         );
                         self.dashboard.send(status::child_row(
                             "⚠ Needs Setup",
-                            format!("{desc}: exited 78, needs configuration (see Logs/{name}.log)"),
+                            format!("{desc}: exited 78, needs configuration ({see})"),
                         ));
                         self.notify(
                             NotifyEvent::ChildNeedsSetup,
                             Some(name),
-                            &format!("exited 78: needs configuration (see Logs/{name}.log)"),
+                            &format!("exited 78: needs configuration ({see})"),
                         );
+                        if self.slots[i].log.borrow().failing.is_some()
+                            && let Phase::NeedsSetup { reason } = &mut self.slots[i].child.phase
+                        {
+                            *reason = format!("exited 78 (needs configuration; {see})");
+                        }
                     }
                     Next::Fatal(reason) => {
                         error!(child = name, pid, "exited with {status}; {reason}");
@@ -635,6 +706,13 @@ impl Runtime {
                 continue;
             };
             if let Some(reason) = self.health_problem(i, pid, since, now) {
+                // A child that exited after the reap above (its SIGCHLD not yet handled)
+                // looks like a zombie, or like a missed heartbeat. Reap again: an exit is
+                // reported as an exit, with its code, never as a failed health check.
+                self.on_sigchld();
+                if !matches!(self.slots[i].child.phase, Phase::Running { pid: p, .. } if p == pid) {
+                    continue;
+                }
                 self.dispatch(i, Event::HealthFailed { reason });
             }
         }
@@ -800,7 +878,7 @@ impl Runtime {
         }
         self.next_health = self
             .next_health
-            .min(Instant::now() + self.settings.health_interval);
+            .min(later(Instant::now(), self.settings.health_interval));
         let mut changes = ReloadReport::default();
         let mut old: HashMap<String, Slot> = self
             .slots
@@ -825,7 +903,7 @@ impl Runtime {
                 }
                 Some(mut slot) => {
                     slot.child.stop_timeout = stop_timeout;
-                    slot.log.borrow_mut().set_limits(
+                    slot.log.borrow_mut().file.set_limits(
                         spec.log_max_size.unwrap_or(self.settings.log_max_size),
                         spec.log_max_files.unwrap_or(self.settings.log_max_files),
                     );
@@ -886,7 +964,7 @@ impl Runtime {
 
     async fn finish(&mut self) {
         // Let the drain tasks copy the last output of dead children into their logs.
-        let until = Instant::now() + DRAIN_LOGS_MAX;
+        let until = later(Instant::now(), DRAIN_LOGS_MAX);
         while self.drains.get() > 0 && Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
@@ -996,7 +1074,7 @@ thread_local! {
 
 /// Copy a child's output pipe into its log until EOF (all writers, grandchildren too,
 /// have closed it). One shared buffer: the runtime is single-threaded.
-fn start_drain(fd: std::os::fd::OwnedFd, log: Rc<RefCell<RotatingFile>>, drains: Rc<Cell<usize>>) {
+fn start_drain(fd: std::os::fd::OwnedFd, log: Rc<RefCell<ChildLog>>, drains: Rc<Cell<usize>>) {
     let rx = match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
         Ok(rx) => rx,
         Err(e) => {
@@ -1016,9 +1094,7 @@ fn start_drain(fd: std::os::fd::OwnedFd, log: Rc<RefCell<RotatingFile>>, drains:
                     match rx.try_read(&mut buf) {
                         Ok(0) => return true,
                         Ok(n) => {
-                            if let Err(e) = log.borrow_mut().write_all(&buf[..n]) {
-                                debug!("failed to write {}: {e}", log.borrow().path().display());
-                            }
+                            log.borrow_mut().write(&buf[..n]);
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,

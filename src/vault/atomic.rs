@@ -122,11 +122,21 @@ pub fn wait_sole_opener(file: &File, limit: Duration) -> Sole {
 /// that cannot be proven (see [`Sole::Settled`]) the size is watched for a short stability
 /// window before reading. Returns the text and which of the two it was.
 pub fn read_without_writers(file: &File, limit: Duration) -> io::Result<(Vec<u8>, Sole)> {
-    match with_lease(file, LeaseKind::Read, limit, || read_all(file)) {
+    read_without_writers_with(file, limit, read_all)
+}
+
+/// [`read_without_writers`] with the caller's way of reading (e.g. into a private copy
+/// instead of memory).
+pub fn read_without_writers_with<T>(
+    file: &File,
+    limit: Duration,
+    read: impl Fn(&File) -> io::Result<T>,
+) -> io::Result<(T, Sole)> {
+    match with_lease(file, LeaseKind::Read, limit, || read(file)) {
         Some(r) => Ok((r?, Sole::Proven)),
         None => {
             wait_size_stable(file);
-            Ok((read_all(file)?, Sole::Settled))
+            Ok((read(file)?, Sole::Settled))
         }
     }
 }

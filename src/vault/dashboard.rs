@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 use tracing::warn;
 
 use super::atomic::{self, FileId};
+use super::dashboard_archive::{self, ARCHIVE_ABOVE, KEEP};
+use super::dashboard_text::{self, Text, file_len, only_appended};
 
 /// One row of the `| Timestamp | Action | Status | Details |` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,8 +62,8 @@ impl Row {
 
 /// The header line of the status table.
 pub const HEADER: &str = "| Timestamp | Action | Status | Details |";
-const SEPARATOR: &str = "|---|---|---|---|";
-const SECTION: &str = "## System Status";
+pub(super) const SEPARATOR: &str = "|---|---|---|---|";
+pub(super) const SECTION: &str = "## System Status";
 
 /// Rounds before giving up (a normal call takes 2: swap, then confirm).
 const MAX_ROUNDS: usize = 32;
@@ -87,11 +89,13 @@ pub fn append_rows(path: &Path, rows: &[Row]) -> io::Result<()> {
     let path = resolve(path)?;
     let mut job = Job {
         path: &path,
+        dir: atomic::parent_dir(&path).to_path_buf(),
         lines: rows.iter().map(Row::markdown).collect(),
         baseline: None,
         tails: Vec::new(),
-        placed: Vec::new(),
+        placed: Text::from(Vec::new()),
         corrective: None,
+        archive_failed: false,
     };
     let start = Instant::now();
     for _ in 0..MAX_ROUNDS {
@@ -160,18 +164,20 @@ impl Perms {
 struct InPlace {
     file: File,
     id: FileId,
-    known: Vec<u8>,
+    known: Text,
 }
 
 /// What the next round builds on, when that is not simply the file in place.
 struct Corrective {
-    basis: Vec<u8>,
+    basis: Text,
     perms: Perms,
     in_place: InPlace,
 }
 
 struct Job<'a> {
     path: &'a Path,
+    /// Its folder, where large texts are kept while we work (see `dashboard_text`).
+    dir: PathBuf,
     /// Our rows as table lines, oldest first.
     lines: Vec<String>,
     /// How often each of our lines occurred in the first text we read (normally 0): a
@@ -181,8 +187,10 @@ struct Job<'a> {
     /// place.
     tails: Vec<Vec<u8>>,
     /// The text of the file we last put in place.
-    placed: Vec<u8>,
+    placed: Text,
     corrective: Option<Corrective>,
+    /// Archiving old rows failed in this call (said once; the rows then stay).
+    archive_failed: bool,
 }
 
 impl Job<'_> {
@@ -194,7 +202,7 @@ impl Job<'_> {
                 Some((in_place, perms)) => (in_place.known.clone(), perms, in_place, false),
             },
         };
-        let missing = self.missing(&basis);
+        let missing = self.missing(&basis)?;
         if missing.is_empty() && !corrective {
             if self.tails.is_empty() {
                 return Ok(Step::Done);
@@ -205,12 +213,12 @@ impl Job<'_> {
                 Step::Again
             });
         }
-        let new = insert_rows(&basis, &missing);
+        let new = self.build(&basis, &missing, perms)?;
 
         let dir = atomic::parent_dir(self.path);
         let mut tmp = self.temp_file(dir)?;
         perms.apply(tmp.as_file())?;
-        tmp.write_all(&new)?;
+        new.write_to(&mut tmp)?;
         tmp.as_file().sync_all()?;
         let (ours, tmp_path) = tmp.into_parts();
         let our_id = atomic::file_id(&ours)?;
@@ -218,7 +226,7 @@ impl Job<'_> {
         // milliseconds)? Start again on the new text rather than publish a stale one.
         // Only appends are fine: they are carried over after the swap. The name is
         // checked last, right before the swap, to keep the window between them tiny.
-        if !only_appended(&in_place.known, &atomic::read_all(&in_place.file)?) {
+        if !only_appended(&in_place.known, &in_place.file, file_len(&in_place.file)?)? {
             return Ok(Step::Again);
         }
         match atomic::path_id(self.path) {
@@ -248,7 +256,7 @@ impl Job<'_> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Step::Again),
             Err(e) => return Err(e),
         }
-        self.placed.clone_from(&new);
+        self.placed = new.clone();
         self.absorb_late_writes(in_place, ours, our_id, new)?;
         // Carry what appenders added at once: until then the file in place lacks it, and
         // a writer that reads now and saves later would drop it.
@@ -259,15 +267,46 @@ impl Job<'_> {
     }
 
     /// Our lines that `text` lacks, oldest first.
-    fn missing(&mut self, text: &[u8]) -> Vec<&str> {
-        let counts: Vec<usize> = self.lines.iter().map(|l| count_row(text, l)).collect();
+    fn missing(&mut self, text: &Text) -> io::Result<Vec<String>> {
+        let lines: Vec<&str> = self.lines.iter().map(String::as_str).collect();
+        let counts = dashboard_text::scan(text, text.len(), &lines, 0, u64::MAX)?.counts;
         let baseline = self.baseline.get_or_insert_with(|| counts.clone());
-        self.lines
+        Ok(self
+            .lines
             .iter()
             .zip(counts.iter().zip(baseline.iter()))
             .filter(|(_, (now, base))| now <= base)
-            .map(|(l, _)| l.as_str())
-            .collect()
+            .map(|(l, _)| l.clone())
+            .collect())
+    }
+
+    /// `basis` with the `missing` rows at the top of its status table. When the table's
+    /// rows pass [`ARCHIVE_ABOVE`] bytes, the oldest are first appended to
+    /// `Logs/dashboard-YYYY.md` (fsynced) and left out, down to [`KEEP`] bytes of rows.
+    fn build(&mut self, basis: &Text, missing: &[String], perms: Perms) -> io::Result<Text> {
+        let rows: Vec<&str> = missing.iter().map(String::as_str).collect();
+        let extra: u64 = rows.iter().map(|r| r.len() as u64 + 1).sum();
+        let scan = dashboard_text::scan(basis, basis.len(), &[], extra, KEEP)?;
+        let mut cut = None;
+        if scan.table.is_some()
+            && scan.rows_bytes + extra > ARCHIVE_ABOVE
+            && !self.archive_failed
+            && let Some(from) = scan.keep_end
+        {
+            match dashboard_archive::archive_rows(basis, from, scan.rows_end, self.path, perms.mode)
+            {
+                Ok(_) => cut = Some((from, scan.rows_end)),
+                Err(e) => {
+                    // The rows matter more than the archive: write them, keep the old rows.
+                    warn!(
+                        "{}: old rows not archived ({e}); they stay in the file",
+                        self.path.display()
+                    );
+                    self.archive_failed = true;
+                }
+            }
+        }
+        dashboard_text::build(basis, basis.len(), &scan, &rows, cut, &self.dir)
     }
 
     /// A hidden temp file next to the Dashboard (`.Dashboard.md.XXXXXX.tmp`).
@@ -286,7 +325,8 @@ impl Job<'_> {
     /// No Dashboard at all: create it from the template (unless someone else just did).
     fn create(&mut self) -> io::Result<Step> {
         let template = super::layout::dashboard_template().as_bytes();
-        let missing = self.missing(template);
+        let missing = self.missing(&Text::from(template.to_vec()))?;
+        let missing: Vec<&str> = missing.iter().map(String::as_str).collect();
         let mut text = insert_rows(template, &missing);
         for t in &self.tails {
             text.extend_from_slice(t);
@@ -305,7 +345,7 @@ impl Job<'_> {
         held: &Path,
         ours: File,
         our_id: FileId,
-        new: Vec<u8>,
+        new: Text,
     ) -> io::Result<Step> {
         let dir = atomic::parent_dir(self.path);
         let kept = |e: io::Error| {
@@ -338,9 +378,9 @@ impl Job<'_> {
         if back == our_id {
             // Appenders that opened ours during its microseconds in place wrote to it.
             atomic::wait_sole_opener(&ours, LATE_WRITERS);
-            let now = atomic::read_all(&ours)?;
-            if now.len() > new.len() && now.starts_with(&new) {
-                self.tails.push(now[new.len()..].to_vec());
+            let now = Text::read(&ours, &self.dir)?;
+            if now.len() > new.len() && only_appended(&new, &now, now.len())? {
+                self.tails.push(now.slice_vec(new.len(), now.len())?);
             }
         }
         Ok(Step::Again)
@@ -353,13 +393,13 @@ impl Job<'_> {
         old: InPlace,
         ours: File,
         our_id: FileId,
-        new: Vec<u8>,
+        new: Text,
     ) -> io::Result<()> {
         atomic::wait_sole_opener(&old.file, LATE_WRITERS);
-        let now = atomic::read_all(&old.file)?;
-        if only_appended(&old.known, &now) {
+        let now = Text::read(&old.file, &self.dir)?;
+        if only_appended(&old.known, &now, now.len())? {
             if now.len() > old.known.len() {
-                self.tails.push(now[old.known.len()..].to_vec());
+                self.tails.push(now.slice_vec(old.known.len(), now.len())?);
             }
         } else {
             // Rewritten in place (`>`, an editor that truncates and writes) after or while
@@ -391,7 +431,7 @@ impl Job<'_> {
         }
         // Appending to a file that a writer has just truncated is pointless: it will write
         // its whole text over it.
-        let now = read_settled(&reader)?;
+        let now = read_settled(&reader, &self.dir)?;
         drop(reader);
         let mut f = match OpenOptions::new().append(true).open(self.path) {
             Ok(f) => f,
@@ -404,14 +444,13 @@ impl Job<'_> {
         // Rewritten in place since we put it there? Then its writer read the file at some
         // point; a tail its text already has one more time than ours did, it carried over
         // itself. (Only appended to: append, no guessing.)
-        let rewritten = !only_appended(&self.placed, &now);
-        let bytes: Vec<u8> = self
-            .tails
-            .iter()
-            .filter(|t| !(rewritten && occurrences(&now, t) > occurrences(&self.placed, t)))
-            .flatten()
-            .copied()
-            .collect();
+        let rewritten = !only_appended(&self.placed, &now, now.len())?;
+        let mut bytes: Vec<u8> = Vec::new();
+        for t in &self.tails {
+            if !(rewritten && now.occurrences(t)? > self.placed.occurrences(t)?) {
+                bytes.extend_from_slice(t);
+            }
+        }
         if !bytes.is_empty() {
             f.write_all(&bytes)?;
         }
@@ -452,7 +491,7 @@ fn read_current(path: &Path) -> io::Result<Option<(InPlace, Perms)>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let known = read_settled(&file)?;
+    let known = read_settled(&file, atomic::parent_dir(path))?;
     let id = atomic::file_id(&file)?;
     let perms = Perms::of(&file)?;
     Ok(Some((InPlace { file, id, known }, perms)))
@@ -465,32 +504,16 @@ fn read_current(path: &Path) -> io::Result<Option<(InPlace, Perms)>> {
 /// moment when nobody has the file open for writing. Complete-looking texts are taken at
 /// once: appenders keep the file open nearly all the time, and a prefix that has the
 /// table is safe to build on (the rest arrives as an append, see `only_appended`).
-fn read_settled(file: &File) -> io::Result<Vec<u8>> {
-    let text = atomic::read_all(file)?;
-    if text.last() == Some(&b'\n') && find_table(&text).is_some() {
+fn read_settled(file: &File, dir: &Path) -> io::Result<Text> {
+    let text = Text::read(file, dir)?;
+    if text.last_byte()? == Some(b'\n')
+        && dashboard_text::scan(&text, text.len(), &[], 0, u64::MAX)?
+            .table
+            .is_some()
+    {
         return Ok(text);
     }
-    Ok(atomic::read_without_writers(file, MID_WRITE)?.0)
-}
-
-/// Whether a file we read as `known` and now holds `now` has only been appended to. An
-/// empty file that filled up counts as rewritten (we caught a writer between truncating
-/// and writing), not as appended to.
-fn only_appended(known: &[u8], now: &[u8]) -> bool {
-    now == known || (!known.is_empty() && now.starts_with(known))
-}
-
-/// How often `needle` occurs in `hay` (not overlapping).
-fn occurrences(hay: &[u8], needle: &[u8]) -> usize {
-    if needle.is_empty() {
-        return 0;
-    }
-    let (mut n, mut at) = (0, 0);
-    while let Some(i) = hay[at..].windows(needle.len()).position(|w| w == needle) {
-        n += 1;
-        at += i + needle.len();
-    }
-    n
+    Ok(atomic::read_without_writers_with(file, MID_WRITE, |f| Text::read(f, dir))?.0)
 }
 
 // ---- the text (pure) ----
@@ -514,38 +537,21 @@ fn escape_cell(s: &str) -> String {
     out.trim().to_string()
 }
 
-/// Lines of `text` with the offset where each starts; the line excludes its `\n`.
-fn lines(text: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
-    let mut start = 0;
-    std::iter::from_fn(move || {
-        if start >= text.len() {
-            return None;
-        }
-        let end = text[start..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(text.len(), |i| start + i);
-        let line = (start, &text[start..end]);
-        start = end + 1;
-        Some(line)
-    })
-}
-
 /// The cells of a table line, trimmed (`None` when it is not one).
-fn cells(line: &[u8]) -> Option<Vec<&str>> {
+pub(super) fn cells(line: &[u8]) -> Option<Vec<&str>> {
     let s = std::str::from_utf8(line).ok()?.trim();
     let s = s.strip_prefix('|')?;
     let s = s.strip_suffix('|').unwrap_or(s);
     Some(s.split('|').map(str::trim).collect())
 }
 
-fn is_header(line: &[u8]) -> bool {
+pub(super) fn is_header(line: &[u8]) -> bool {
     let want = ["timestamp", "action", "status", "details"];
     cells(line)
         .is_some_and(|c| c.len() == 4 && c.iter().zip(want).all(|(a, b)| a.eq_ignore_ascii_case(b)))
 }
 
-fn is_separator(line: &[u8]) -> bool {
+pub(super) fn is_separator(line: &[u8]) -> bool {
     cells(line).is_some_and(|c| {
         c.len() == 4
             && c.iter().all(|cell| {
@@ -557,149 +563,51 @@ fn is_separator(line: &[u8]) -> bool {
 }
 
 /// Leading spaces of a line (tabs count as four).
-fn indent(line: &[u8]) -> usize {
+pub(super) fn indent(line: &[u8]) -> usize {
     line.iter()
         .take_while(|&&b| b == b' ' || b == b'\t')
         .map(|&b| if b == b'\t' { 4 } else { 1 })
         .sum()
 }
 
-/// Where the status table's rows start: just after its separator line.
-#[derive(Debug, PartialEq, Eq)]
-struct TablePos {
-    /// Byte offset right after the separator line (and its line ending, if any).
-    rows_at: usize,
-    /// The separator is the last line and has no line ending.
-    needs_newline: bool,
-    crlf: bool,
-}
-
-/// What a scan of the Dashboard found.
-#[derive(Debug, PartialEq, Eq)]
-enum Scan {
-    Table(TablePos),
-    /// No table; the file ends inside a fenced code block opened by this marker
-    /// (e.g. ```` ``` ````), which anything appended would land in.
-    NoTable {
-        open_fence: Option<Vec<u8>>,
-    },
-}
-
 /// The first `| Timestamp | Action | Status | Details |` table (outside code blocks).
-fn find_table(text: &[u8]) -> Option<TablePos> {
-    match scan(text) {
-        Scan::Table(t) => Some(t),
-        Scan::NoTable { .. } => None,
-    }
-}
-
-fn scan(text: &[u8]) -> Scan {
-    // The open fence: its character and the marker run that opened it.
-    let mut fence: Option<(u8, &[u8])> = None;
-    let mut prev: Option<(usize, &[u8])> = None;
-    for (start, line) in lines(text) {
-        let trimmed = line.trim_ascii_start();
-        let marker = [b"```".as_slice(), b"~~~"]
-            .into_iter()
-            .find(|m| trimmed.starts_with(m));
-        if indent(line) < 4 {
-            match (fence, marker) {
-                (None, Some(m)) => {
-                    let run = trimmed.iter().take_while(|&&b| b == m[0]).count();
-                    fence = Some((m[0], &trimmed[..run]));
-                    prev = None;
-                    continue;
-                }
-                (Some((f, _)), Some(m)) if f == m[0] => {
-                    fence = None;
-                    prev = None;
-                    continue;
-                }
-                _ => {}
-            }
-        }
-        if fence.is_some() {
-            continue;
-        }
-        if let Some((_, header)) = prev {
-            if indent(header) < 4 && is_header(header) && is_separator(line) {
-                let end = start + line.len();
-                let has_newline = end < text.len();
-                return Scan::Table(TablePos {
-                    rows_at: if has_newline { end + 1 } else { end },
-                    needs_newline: !has_newline,
-                    crlf: line.ends_with(b"\r"),
-                });
-            }
-        }
-        prev = Some((start, line));
-    }
-    Scan::NoTable {
-        open_fence: fence.map(|(_, run)| run.to_vec()),
-    }
+#[cfg(any(test, feature = "fuzzing"))]
+fn find_table(text: &[u8]) -> Option<dashboard_text::TablePos> {
+    let t = Text::from(text.to_vec());
+    dashboard_text::scan(&t, t.len(), &[], 0, u64::MAX)
+        .ok()?
+        .table
 }
 
 /// `text` with `rows` (oldest first) at the top of the status table, newest first; a
 /// `## System Status` section with the table is added at the end when there is none.
+/// (For small texts in memory: the template; the merge itself uses
+/// `dashboard_text::build`, which this calls.)
 fn insert_rows(text: &[u8], rows: &[&str]) -> Vec<u8> {
-    let mut out =
-        Vec::with_capacity(text.len() + rows.iter().map(|r| r.len() + 2).sum::<usize>() + 128);
-    match scan(text) {
-        Scan::Table(t) => {
-            let nl: &[u8] = if t.crlf { b"\r\n" } else { b"\n" };
-            out.extend_from_slice(&text[..t.rows_at]);
-            if t.needs_newline {
-                out.extend_from_slice(nl);
-            }
-            for r in rows.iter().rev() {
-                out.extend_from_slice(r.as_bytes());
-                out.extend_from_slice(nl);
-            }
-            out.extend_from_slice(&text[t.rows_at..]);
-        }
-        Scan::NoTable { open_fence } => {
-            let nl: &[u8] = if text.windows(2).any(|w| w == b"\r\n") {
-                b"\r\n"
-            } else {
-                b"\n"
-            };
-            out.extend_from_slice(text);
-            if !text.is_empty() {
-                if !text.ends_with(b"\n") {
-                    out.extend_from_slice(nl);
-                }
-                // A code block left open at the end (a person mid-edit) would swallow
-                // the new section, and every later row would add another: close it.
-                if let Some(run) = open_fence {
-                    out.extend_from_slice(&run);
-                    out.extend_from_slice(nl);
-                }
-                if !out.ends_with(b"\n\n") && !out.ends_with(b"\n\r\n") {
-                    out.extend_from_slice(nl);
-                }
-            }
-            for part in [SECTION, "", HEADER, SEPARATOR] {
-                out.extend_from_slice(part.as_bytes());
-                out.extend_from_slice(nl);
-            }
-            for r in rows.iter().rev() {
-                out.extend_from_slice(r.as_bytes());
-                out.extend_from_slice(nl);
-            }
-        }
+    let t = Text::from(text.to_vec());
+    let built = dashboard_text::scan(&t, t.len(), &[], 0, u64::MAX).and_then(|scan| {
+        dashboard_text::build(&t, t.len(), &scan, rows, None, &std::env::temp_dir())
+    });
+    let mut out = Vec::new();
+    match built.and_then(|b| b.write_to(&mut out)) {
+        Ok(()) => out,
+        // Only reachable for a text too large for memory, which this is never given.
+        Err(_) => text.to_vec(),
     }
-    out
+}
+
+/// [`insert_rows`] for the text module's tests.
+#[cfg(test)]
+pub(super) fn tests_insert_rows(text: &[u8], rows: &[&str]) -> Vec<u8> {
+    insert_rows(text, rows)
 }
 
 /// How many lines of `text` are the table row `row` (cells compared trimmed, so a table
 /// re-aligned by an editor still matches).
+#[cfg(any(test, feature = "fuzzing"))]
 fn count_row(text: &[u8], row: &str) -> usize {
-    let Some(want) = cells(row.as_bytes()) else {
-        return 0;
-    };
-    lines(text)
-        .filter(|(_, l)| cells(l).is_some_and(|c| c == want))
-        .count()
+    let t = Text::from(text.to_vec());
+    dashboard_text::scan(&t, t.len(), &[row], 0, u64::MAX).map_or(0, |s| s.counts[0])
 }
 
 /// The merge's properties, for the fuzz target (`src/fuzz.rs`): the row is added exactly
@@ -723,8 +631,9 @@ pub fn fuzz_insert(text: &[u8], details: &str) {
     let Some(t) = find_table(&out) else {
         panic!("no table after the insert")
     };
+    let at = usize::try_from(t.rows_at).unwrap_or(usize::MAX);
     assert!(
-        out[t.rows_at..].starts_with(row.as_bytes()),
+        out.get(at..).is_some_and(|r| r.starts_with(row.as_bytes())),
         "the new row is not the table's first row"
     );
     // Every byte of the original, in order (a subsequence of the result).

@@ -2,6 +2,8 @@
 
 pub mod atomic;
 pub mod dashboard;
+pub mod dashboard_archive;
+pub mod dashboard_text;
 pub mod frontmatter;
 pub mod layout;
 pub mod lock;

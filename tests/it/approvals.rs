@@ -490,7 +490,10 @@ fn approved_email_arrives_with_the_right_from_to_subject_and_body() {
         field(&done, "subject").as_deref(),
         Some("Invoice #1234: \"final\"")
     );
-    assert!(files(&v.join("Approved")).is_empty());
+    assert!(wait_until(Duration::from_secs(10), || files(
+        &v.join("Approved")
+    )
+    .is_empty()));
     // The audit line.
     let lines = audit_lines(v);
     assert_eq!(lines.len(), 1, "{lines:?}");
@@ -897,7 +900,15 @@ fn refused_for_missing_credentials_then_runs_once_they_exist() {
     // An identical fresh copy of the original is the same email again: refused as a
     // duplicate; with `allow_duplicate: true` it runs.
     approve(v, "mail.md", &text);
-    assert!(wait_until(Duration::from_secs(10), || failed.exists()));
+    assert!(
+        wait_until(Duration::from_secs(10), || failed.exists()
+            && !v.join("Approved/mail.md").exists()),
+        "Failed/: {:?}, Done/: {:?}, Approved/: {:?}\n{}",
+        files(&v.join("Failed")),
+        files(&v.join("Done")),
+        files(&v.join("Approved")),
+        h.stderr()
+    );
     assert!(
         field(&failed, "error")
             .is_some_and(|e| e.starts_with("duplicate of Done/mail.md (sent at ")),

@@ -514,6 +514,35 @@ events = ["system_offline"]
 [[notifications]]
 webhook = "https://hooks.example.com/x"
 "#;
+
+    // ---- values the runtime cannot represent: every duration and size has a maximum ----
+    durations_above_the_maximum: r#"
+[supervisor]
+health_interval = "200000000000000d"
+stop_timeout = "3650d1ms"
+
+[[process]]
+name = "a"
+command = "true"
+backoff = { initial = "200000000000000d", max = "3650d", reset_after = "87601h" }
+restart_window = "5256001m"
+heartbeat_timeout = "315360000001s"
+stop_timeout = "3651d"
+
+[[notify]]
+webhook = "https://hooks.example.com/x"
+timeout = "200000000000000d"
+"#;
+    sizes_above_the_maximum: r#"
+[supervisor]
+log_max_size = "1025GiB"
+
+[[process]]
+name = "a"
+command = "true"
+max_memory = 9223372036854775807
+log_max_size = "2TB"
+"#;
 }
 
 #[test]

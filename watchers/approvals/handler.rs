@@ -928,7 +928,7 @@ impl Handler {
         self.dashboard
             .push("✗ Refused", format!("{}: {}", item.name, clip(&error, 300)));
         match outcome::finish(&self.vault, item.name, item.sha, item.id, item.text, &d) {
-            Ok(dest) => {
+            Ok((dest, _)) => {
                 tracing::info!("{} → {dest}", item.name);
                 Step::Finished
             }
@@ -970,13 +970,12 @@ impl Handler {
 
     fn finish(&mut self, item: &Item, d: &Decision) -> Step {
         match outcome::finish(&self.vault, item.name, item.sha, item.id, item.text, d) {
-            Ok(dest) => {
+            Ok((dest, left)) => {
                 // Still there, same file, other bytes (`finish` removes it only with the
                 // bytes that were read): changed in place after its action had started.
-                let path = self.vault.join("Approved").join(item.name);
                 let changed = (results::ONCE.contains(&d.result.as_str())
-                    && atomic::path_id(&path).ok() == Some(item.id))
-                .then_some(item.id);
+                    && left == outcome::Left::Changed)
+                    .then_some(item.id);
                 if changed.is_some() {
                     tracing::warn!(
                         "{}: changed after its action had started; the version carried out is \

@@ -259,7 +259,7 @@ pub fn finish(
     id: FileId,
     original: &str,
     d: &Decision,
-) -> io::Result<String> {
+) -> io::Result<(String, Left)> {
     let text = render(original, d);
     let text_sha = sha256_hex(text.as_bytes());
     let mut dest = d.dest.clone();
@@ -274,24 +274,40 @@ pub fn finish(
         }
         dest = free_name(vault, d.folder.dir(), name);
     }
-    remove_if_same(&vault.join("Approved").join(name), sha, id)?;
-    Ok(dest)
+    let left = remove_if_same(&vault.join("Approved").join(name), sha, id)?;
+    Ok((dest, left))
+}
+
+/// What [`remove_if_same`] left in `Approved/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Left {
+    /// Nothing of it: removed now, or gone already.
+    Nothing,
+    /// Another file under the name (replaced since it was read): a new approval.
+    Other,
+    /// The same file with other bytes: changed in place after it was read.
+    Changed,
 }
 
 /// Remove `path` if it is still the file `id` with the bytes of SHA-256 `sha` (a file
-/// edited or replaced since it was read, even by identical bytes, is a new approval and
-/// stays).
-pub fn remove_if_same(path: &Path, sha: &str, id: FileId) -> io::Result<()> {
-    if atomic::path_id(path).ok() != Some(id) {
-        return Ok(());
+/// edited or replaced since it was read, even by identical bytes, stays). Says what is
+/// left, decided here, in one look: a check made later could take a new file that got
+/// the same inode number for the changed one.
+pub fn remove_if_same(path: &Path, sha: &str, id: FileId) -> io::Result<Left> {
+    match atomic::path_id(path) {
+        Ok(now) if now == id => {}
+        Ok(_) => return Ok(Left::Other),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Left::Nothing),
+        Err(e) => return Err(e),
     }
     match std::fs::read(path) {
         Ok(bytes) if sha256_hex(&bytes) == sha => {
             std::fs::remove_file(path)?;
-            atomic::sync_dir(atomic::parent_dir(path))
+            atomic::sync_dir(atomic::parent_dir(path))?;
+            Ok(Left::Nothing)
         }
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Ok(_) => Ok(Left::Changed),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Left::Nothing),
         Err(e) => Err(e),
     }
 }
@@ -420,6 +436,34 @@ mod tests {
     }
 
     #[test]
+    fn what_finish_leaves_is_decided_in_one_look() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let v = dir.path();
+        for f in ["Approved", "Done", "Failed"] {
+            std::fs::create_dir(v.join(f))?;
+        }
+        let original = "---\ntype: approval_request\n---\nbody\n";
+        let path = v.join("Approved/a.md");
+        std::fs::write(&path, original)?;
+        let sha = sha256_hex(original.as_bytes());
+        let id = atomic::path_id(&path)?;
+        // Changed in place: stays, and is said to be the changed file.
+        std::fs::write(&path, "---\ntype: approval_request\n---\nother\n")?;
+        let d = decision(v, original, Folder::Done);
+        assert_eq!(finish(v, "a.md", &sha, id, original, &d)?.1, Left::Changed);
+        assert!(path.exists());
+        // Replaced by another file: stays, a new approval.
+        std::fs::remove_file(&path)?;
+        std::fs::write(v.join("new.md"), original)?;
+        std::fs::rename(v.join("new.md"), &path)?;
+        if atomic::path_id(&path)? != id {
+            assert_eq!(remove_if_same(&path, &sha, id)?, Left::Other);
+            assert!(path.exists());
+        }
+        Ok(())
+    }
+
+    #[test]
     fn finish_is_idempotent_and_never_clobbers() -> io::Result<()> {
         let dir = tempfile::tempdir()?;
         let v = dir.path();
@@ -435,7 +479,10 @@ mod tests {
         assert_eq!(d.dest, "Done/a-2.md");
         // A crash after the destination was written but before the source was removed:
         atomic::create_new(&v.join("Done/a-2.md"), render(original, &d).as_bytes())?;
-        assert_eq!(finish(v, "a.md", &sha, id, original, &d)?, "Done/a-2.md");
+        assert_eq!(
+            finish(v, "a.md", &sha, id, original, &d)?,
+            ("Done/a-2.md".to_string(), Left::Nothing)
+        );
         assert!(!v.join("Approved/a.md").exists());
         assert!(!v.join("Done/a-3.md").exists());
         assert_eq!(
