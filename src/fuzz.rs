@@ -30,7 +30,43 @@ fn text(data: &[u8]) -> Option<&str> {
 /// The process table (`check`, `supervise`, `reload`).
 pub fn process_table(data: &[u8]) {
     let Some(t) = text(data) else { return };
-    let _ = crate::config::parse(t, crate::config::Source::BuiltIn);
+    if let Ok(cfg) = crate::config::parse(t, crate::config::Source::BuiltIn) {
+        run_machine(&cfg);
+    }
+}
+
+/// Drive each child of an accepted table through crashes, backoff, a stop timeout and
+/// the clock far ahead: the state machine's time arithmetic must hold for every value
+/// `check` accepts.
+fn run_machine(cfg: &crate::config::Config) {
+    use crate::process::ExitStatus;
+    use crate::supervisor::machine::{Child, Event, Then};
+    let t0 = std::time::Instant::now();
+    for spec in &cfg.processes {
+        let stop = spec.stop_timeout.unwrap_or(cfg.supervisor.stop_timeout);
+        let mut c = Child::new(spec.clone(), stop);
+        let _ = c.on_event(Event::Start, t0);
+        let mut now = t0;
+        for pid in 100..104 {
+            let _ = c.on_event(Event::Spawned { pid }, now);
+            let status = ExitStatus::Code(1);
+            let exited = Event::Exited {
+                pid,
+                status,
+                group_alive: false,
+            };
+            let _ = c.on_event(exited, now);
+            if let Some(d) = c.deadline() {
+                now = now.max(d);
+                let _ = c.on_event(Event::Tick, now);
+            }
+        }
+        let _ = c.on_event(Event::Spawned { pid: 200 }, now);
+        let _ = c.on_event(Event::Stop(Then::Rest), now);
+        if let Some(d) = c.deadline() {
+            let _ = c.on_event(Event::Tick, d);
+        }
+    }
 }
 
 /// Task and approval frontmatter.
