@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use toml_edit::{Document, Item, Value};
 
-use crate::config::units::parse_duration;
+use crate::config::units::parse_flag_duration;
 
 /// A password or token: never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -157,7 +157,7 @@ impl<'a> Fields<'a> {
         let Some(s) = self.opt_str(key)? else {
             return Ok(None);
         };
-        let d = parse_duration(s).map_err(|e| self.err_value(key, format!("`{key}`: {e}")))?;
+        let d = parse_flag_duration(s).map_err(|e| self.err_value(key, format!("`{key}`: {e}")))?;
         if d.is_zero() {
             return Err(self.err_value(key, format!("`{key}` must be more than 0")));
         }

@@ -172,9 +172,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::new(secs, nanos))
 }
 
-/// A duration that must be more than zero (command-line flags such as `--poll 30s`).
-pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+/// A duration for a command-line flag or a credentials file: at most
+/// [`MAX_DURATION`](super::MAX_DURATION), like every duration of the table, so no value
+/// can overflow the clock arithmetic it ends up in.
+pub fn parse_flag_duration(s: &str) -> Result<Duration, String> {
     match parse_duration(s)? {
+        d if d > super::MAX_DURATION => Err(format!(
+            "{s:?} is too long: at most {:?} (ten years)",
+            format_duration(super::MAX_DURATION)
+        )),
+        d => Ok(d),
+    }
+}
+
+/// A duration that must be more than zero (command-line flags such as `--poll 30s`), at
+/// most ten years.
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_flag_duration(s)? {
         d if d.is_zero() => Err(format!("{s:?} must be more than zero")),
         d => Ok(d),
     }

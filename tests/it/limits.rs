@@ -511,3 +511,31 @@ fn check_refuses_a_table_that_is_not_utf8() {
     assert!(stderr.contains("t.toml"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+/// The watchers' duration flags have the table's maximum too: a value past it is a usage
+/// error (exit 2, one line naming the flag), never a value that overflows a deadline.
+#[test]
+fn duration_flags_past_ten_years_are_usage_errors() {
+    let tv = TestVault::new();
+    let cases: &[&[&str]] = &[
+        &["watch", "approvals", "--settle"],
+        &["watch", "approvals", "--retry-initial"],
+        &["watch", "approvals", "--retry-max"],
+        &["watch", "approvals", "--rescan"],
+        &["watch", "filesystem", "--settle"],
+        &["watch", "gmail", "--poll"],
+        &["watch", "gmail", "--reconnect-max"],
+    ];
+    for args in cases {
+        let mut all = args.to_vec();
+        all.push(HUGE);
+        let out = ctl(&tv, &all);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let first = err.lines().next().unwrap_or_default();
+        assert!(
+            first.contains(args[2]) && first.contains("is too long: at most \"3650d\""),
+            "{args:?}: {err}"
+        );
+    }
+}

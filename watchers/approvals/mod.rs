@@ -33,7 +33,7 @@ use clap::Args as ClapArgs;
 use sha2::{Digest, Sha256};
 
 use crate::cli::VaultArg;
-use crate::config::units::{parse_duration, parse_positive_duration};
+use crate::config::units::{parse_flag_duration, parse_positive_duration};
 use crate::exit_codes;
 use crate::vault::lock::{LockError, VaultLock};
 
@@ -63,7 +63,7 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_positive_duration)]
     pub retry_max: Duration,
     /// How long a file written in place (not moved in) must stay unchanged before it is read
-    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_flag_duration)]
     pub settle: Duration,
     /// How often Approved/ is listed in full, besides OS file events
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_positive_duration)]

@@ -60,7 +60,7 @@ pub struct Args {
 }
 
 fn parse_settle(s: &str) -> Result<Duration, String> {
-    crate::config::units::parse_duration(s)
+    crate::config::units::parse_flag_duration(s)
 }
 
 /// The options the engine runs with.
