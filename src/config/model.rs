@@ -10,6 +10,10 @@ use std::time::Duration;
 /// monotonic clock can represent.
 pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
 
+/// The most `max_restarts` accepts: the supervisor remembers that many restart times per
+/// child within `restart_window` (16 bytes each).
+pub const MAX_RESTARTS: u32 = 10_000;
+
 /// The largest size any key of the table accepts: 1 TiB.
 pub const MAX_SIZE: u64 = 1 << 40;
 

@@ -18,8 +18,8 @@ use toml_edit::{Document, Item, Key, TableLike, Value};
 
 use super::units::{format_duration, format_size, parse_duration, parse_size};
 use super::{
-    BackoffSpec, Config, ConfigError, ConfigErrors, MAX_DURATION, MAX_SIZE, NotifyEvent,
-    NotifySpec, ProcessSpec, RestartPolicy, Source, StopSignal, SupervisorSettings,
+    BackoffSpec, Config, ConfigError, ConfigErrors, MAX_DURATION, MAX_RESTARTS, MAX_SIZE,
+    NotifyEvent, NotifySpec, ProcessSpec, RestartPolicy, Source, StopSignal, SupervisorSettings,
 };
 
 const SUPERVISOR_KEYS: &[&str] = &[
@@ -552,12 +552,16 @@ impl<'a> Checker<'a> {
                                     field.path
                                 ),
                             );
-                        } else if let Ok(n) = u32::try_from(n) {
+                        } else if let Some(n) = u32::try_from(n).ok().filter(|&n| n <= MAX_RESTARTS)
+                        {
                             spec.max_restarts = Some(n);
                         } else {
                             self.error(
                                 field.at(),
-                                format!("{}: must be at most {}, found {n}", field.path, u32::MAX),
+                                format!(
+                                    "{}: must be at most {MAX_RESTARTS}, found {n}",
+                                    field.path
+                                ),
                             );
                         }
                     }
