@@ -12,4 +12,5 @@ mod oauth;
 mod operator;
 mod supervisor;
 mod units;
+mod vault_symlinks;
 mod whatsapp;
