@@ -5,5 +5,6 @@ pub mod dashboard;
 pub mod frontmatter;
 pub mod layout;
 pub mod lock;
+pub mod nofollow;
 
 pub use layout::Vault;

@@ -297,7 +297,9 @@ fn a_symlinked_heartbeat_file_is_not_touched() {
 
 /// Allocated bytes of a file (`st_blocks` counts 512-byte units).
 fn allocated(p: &Path) -> u64 {
-    fs::metadata(p).map(|m| m.blocks() * 512).unwrap_or(u64::MAX)
+    fs::metadata(p)
+        .map(|m| m.blocks() * 512)
+        .unwrap_or(u64::MAX)
 }
 
 #[test]
@@ -390,7 +392,10 @@ fn a_file_over_max_size_gets_a_note_and_no_copy() {
     let note = fs::read_to_string(v.join("Needs_Action").join(note_name)).expect("note");
     assert!(note.contains("copied: false"), "{note}");
     assert!(note.contains("size: 4096"), "{note}");
-    assert!(note.contains(&format!("sha256: {}", sha(&[7u8; 4096]))), "{note}");
+    assert!(
+        note.contains(&format!("sha256: {}", sha(&[7u8; 4096]))),
+        "{note}"
+    );
     assert!(note.contains("--max-size"), "{note}");
     // The original stays; a restart takes nothing again.
     assert!(v.join("Inbox/big.bin").exists());
@@ -422,7 +427,11 @@ fn approved_symlinked_to_pending_approval_executes_nothing() {
     });
     assert!(ended, "{}", w.log());
     assert_eq!(exit_code(&mut w), Some(78), "{}", w.log());
-    assert!(names(&v.join("Done")).is_empty(), "{:?}", names(&v.join("Done")));
+    assert!(
+        names(&v.join("Done")).is_empty(),
+        "{:?}",
+        names(&v.join("Done"))
+    );
     assert!(names(&v.join("Failed")).is_empty());
     assert_eq!(names(&v.join("Pending_Approval")), ["draft.md"]);
     let log = w.log();
@@ -446,7 +455,11 @@ fn approved_replaced_by_a_symlink_while_running_executes_nothing() {
     });
     assert!(ended, "{}", w.log());
     assert_eq!(exit_code(&mut w), Some(78), "{}", w.log());
-    assert!(names(&v.join("Done")).is_empty(), "{:?}", names(&v.join("Done")));
+    assert!(
+        names(&v.join("Done")).is_empty(),
+        "{:?}",
+        names(&v.join("Done"))
+    );
     assert_eq!(names(&v.join("Pending_Approval")), ["draft.md"]);
 }
 
@@ -579,7 +592,12 @@ fn symlinked_log_files_are_not_written_through() {
     assert!(wait_until(LIMIT, || marker.exists()), "{}", s.console());
     // A stop drains the child's output pipe and writes every log line before the
     // supervisor exits: after it, nothing more can be written anywhere.
-    assert_eq!(s.stop().and_then(|st| st.code()), Some(0), "{}", s.console());
+    assert_eq!(
+        s.stop().and_then(|st| st.code()),
+        Some(0),
+        "{}",
+        s.console()
+    );
     assert_eq!(fingerprint(&sys_out), s0, "{}", s.console());
     assert_eq!(fingerprint(&child_out), c0, "{}", s.console());
 }
@@ -604,9 +622,7 @@ fn a_symlinked_dashboard_outside_the_vault_is_never_rewritten() {
     assert!(ended, "{}", s.console());
     s.stop();
     assert_eq!(fingerprint(&outside), before, "{}", s.console());
-    assert!(
-        fs::symlink_metadata(v.join("Dashboard.md")).is_ok_and(|m| m.file_type().is_symlink())
-    );
+    assert!(fs::symlink_metadata(v.join("Dashboard.md")).is_ok_and(|m| m.file_type().is_symlink()));
     let console = s.console();
     assert!(console.contains("symbolic link"), "{console}");
 }
