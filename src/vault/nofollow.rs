@@ -203,6 +203,7 @@ pub enum FolderError {
         target: String,
     },
     NotDir {
+        what: &'static str,
         path: PathBuf,
     },
     Io {
@@ -221,7 +222,11 @@ impl fmt::Display for FolderError {
                  folders inside it: links there are never followed",
                 path.display()
             ),
-            FolderError::NotDir { path } => write!(f, "{} is not a folder", path.display()),
+            FolderError::NotDir { what, path } => write!(
+                f,
+                "cannot {what} {}: it exists and is not a folder",
+                path.display()
+            ),
             FolderError::Io { what, path, source } => {
                 write!(f, "cannot {what} {}: {source}", path.display())
             }
@@ -336,7 +341,7 @@ impl Dir {
             }
             let next = parent
                 .open_dir(c)
-                .map_err(|e| self.folder_error("open", &so_far, e))?;
+                .map_err(|e| self.folder_error("create", &so_far, e))?;
             cur = Some(next);
         }
         let dir = match cur {
@@ -365,7 +370,7 @@ impl Dir {
                 };
             }
             if e.raw_os_error() == Some(libc::ENOTDIR) {
-                return FolderError::NotDir { path };
+                return FolderError::NotDir { what, path };
             }
         }
         FolderError::Io {

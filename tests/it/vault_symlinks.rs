@@ -382,7 +382,7 @@ fn a_file_over_max_size_gets_a_note_and_no_copy() {
     w.wait_log("\"small.txt\"");
     w.stop_clean(LIMIT);
     let log = w.log();
-    assert!(log.contains("over the 1.0 KiB limit"), "{log}");
+    assert!(log.contains("over the 1KiB limit"), "{log}");
     let na = names(&v.join("Needs_Action"));
     assert_eq!(na.len(), 3, "{na:?}");
     let note_name = na
