@@ -67,6 +67,12 @@ impl How {
         }
     }
 
+    /// Append to an existing file (`NotFound` if there is none).
+    pub const APPEND_EXISTING: How = How {
+        flags: OFlag::O_WRONLY.union(OFlag::O_APPEND),
+        mode: 0,
+    };
+
     /// Read and append, creating the file with `mode` if missing.
     pub fn read_append(mode: u32) -> How {
         How {
@@ -91,11 +97,11 @@ impl How {
         }
     }
 
-    /// Write a new file with `mode`; `AlreadyExists` if the name is taken (by anything,
-    /// a symlink included).
+    /// A new file with `mode`, open for reading and writing; `AlreadyExists` if the
+    /// name is taken (by anything, a symlink included).
     pub fn create_new(mode: u32) -> How {
         How {
-            flags: OFlag::O_WRONLY.union(OFlag::O_CREAT).union(OFlag::O_EXCL),
+            flags: OFlag::O_RDWR.union(OFlag::O_CREAT).union(OFlag::O_EXCL),
             mode,
         }
     }
@@ -802,6 +808,28 @@ pub fn open_under(base: &Path, path: &Path, how: How) -> io::Result<File> {
         )
     })?;
     Dir::open(base)?.file(rel, how)
+}
+
+/// The vault folder at `path` = `<vault>/<folder>`: `<vault>` is followed, `<folder>`
+/// must be a real folder (a symlink is refused with a one-line [`FolderError`]).
+pub fn open_folder(path: &Path) -> Result<Dir, FolderError> {
+    let (base, name) = match (path.parent(), path.file_name()) {
+        (Some(p), Some(n)) if !p.as_os_str().is_empty() => (p, n),
+        (_, Some(n)) => (Path::new("."), n),
+        _ => {
+            return Err(FolderError::Io {
+                what: "open",
+                path: path.to_path_buf(),
+                source: invalid(path, "has no folder name"),
+            });
+        }
+    };
+    let root = Dir::open(base).map_err(|source| FolderError::Io {
+        what: "open",
+        path: base.to_path_buf(),
+        source,
+    })?;
+    root.folder(name)
 }
 
 /// Open `path` = `<somewhere>/<folder>/<file>` without following a symlink at the folder

@@ -16,9 +16,8 @@
 //! therefore never returned and never let the call start) is ignored.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -134,13 +133,12 @@ impl Ledger {
             path: path.to_path_buf(),
             source,
         };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(err)?;
+        // Neither the file nor `.ai-employee/` is reached through a symlink.
+        let mut file = crate::vault::nofollow::open_in_folder(
+            path,
+            crate::vault::nofollow::How::read_append(0o600),
+        )
+        .map_err(err)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(err)?;
         let needs_newline = bytes.last().is_some_and(|&b| b != b'\n');

@@ -8,8 +8,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_norway::{Mapping, Value};
 
-use crate::vault::atomic::{self, FileId};
+use crate::vault::atomic::FileId;
 use crate::vault::frontmatter;
+use crate::vault::nofollow::{self, Dir};
 
 use super::sha256_hex;
 
@@ -142,8 +143,13 @@ fn add_fields(front: &mut Mapping, d: &Decision) {
 
 /// `Folder/name`, or `Folder/stem-2.ext`, `-3` … if taken.
 pub fn free_name(vault: &Path, folder: &str, name: &str) -> String {
-    let dir = vault.join(folder);
-    if !exists(&dir.join(name)) {
+    // A folder that cannot be opened (or is a symlink): the name is as good as any, the
+    // write into it fails and says why.
+    let Ok(dir) = nofollow::open_folder(&vault.join(folder)) else {
+        return format!("{folder}/{name}");
+    };
+    let exists = |n: &str| dir.exists(n);
+    if !exists(name) {
         return format!("{folder}/{name}");
     }
     let (stem, ext) = match name.rfind('.') {
@@ -153,15 +159,19 @@ pub fn free_name(vault: &Path, folder: &str, name: &str) -> String {
     let mut n = 2u32;
     loop {
         let candidate = format!("{stem}-{n}{ext}");
-        if !exists(&dir.join(&candidate)) || n == u32::MAX {
+        if !exists(&candidate) || n == u32::MAX {
             return format!("{folder}/{candidate}");
         }
         n += 1;
     }
 }
 
-fn exists(p: &Path) -> bool {
-    std::fs::symlink_metadata(p).is_ok()
+/// The folder and file name of a vault-relative `rel` such as `Done/x.md`, the folder
+/// opened without following a symlink.
+fn split(vault: &Path, rel: &str) -> io::Result<(Dir, String)> {
+    let (folder, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+    let dir = nofollow::open_folder(&vault.join(folder))?;
+    Ok((dir, name.to_string()))
 }
 
 /// Carry out `d` for `Approved/<name>` whose bytes were `original` (SHA-256 `sha`), read
@@ -180,31 +190,35 @@ pub fn finish(
     let text_sha = sha256_hex(text.as_bytes());
     let mut dest = d.dest.clone();
     for _ in 0..1000 {
-        let path = vault.join(&dest);
-        if atomic::create_new(&path, text.as_bytes())? {
+        let (dir, file) = split(vault, &dest)?;
+        if dir.create_new(&file, text.as_bytes(), 0o600)? {
             break;
         }
         // Taken: by an earlier run of this very step (then we are done) or by someone else.
-        if std::fs::read(&path).is_ok_and(|b| sha256_hex(&b) == text_sha) {
+        if dir
+            .read(&file, None)
+            .is_ok_and(|b| sha256_hex(&b) == text_sha)
+        {
             break;
         }
         dest = free_name(vault, d.folder.dir(), name);
     }
-    remove_if_same(&vault.join("Approved").join(name), sha, id)?;
+    let approved = nofollow::open_folder(&vault.join("Approved"))?;
+    remove_if_same(&approved, name, sha, id)?;
     Ok(dest)
 }
 
-/// Remove `path` if it is still the file `id` with the bytes of SHA-256 `sha` (a file
-/// edited or replaced since it was read, even by identical bytes, is a new approval and
-/// stays).
-pub fn remove_if_same(path: &Path, sha: &str, id: FileId) -> io::Result<()> {
-    if atomic::path_id(path).ok() != Some(id) {
+/// Remove `name` from `dir` if it is still the file `id` with the bytes of SHA-256 `sha`
+/// (a file edited or replaced since it was read, even by identical bytes, is a new
+/// approval and stays).
+pub fn remove_if_same(dir: &Dir, name: &str, sha: &str, id: FileId) -> io::Result<()> {
+    if dir.stat(name).ok().map(|s| (s.dev, s.ino)) != Some(id) {
         return Ok(());
     }
-    match std::fs::read(path) {
+    match dir.read(name, None) {
         Ok(bytes) if sha256_hex(&bytes) == sha => {
-            std::fs::remove_file(path)?;
-            atomic::sync_dir(atomic::parent_dir(path))
+            dir.remove_file(name)?;
+            dir.sync()
         }
         Ok(_) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -239,22 +253,24 @@ pub fn park_unreadable(vault: &Path, name: &str, error: &str, at: &str) -> io::R
         "`Approved/{name}` could not be read as an approval. It was moved, unchanged, next \
          to this note as `{original_name}`.\n"
     );
-    let src = vault.join("Approved").join(name);
-    let note = vault.join(&note_rel);
-    atomic::create_new(&note, frontmatter::render(&front, &body).as_bytes())?;
-    match std::fs::rename(&src, vault.join(&original_rel)) {
+    let approved = nofollow::open_folder(&vault.join("Approved"))?;
+    let (failed, note) = split(vault, &note_rel)?;
+    failed.create_new(&note, frontmatter::render(&front, &body).as_bytes(), 0o600)?;
+    // The file is moved as it is: a symlink as a link, never followed.
+    match approved.rename(name, &failed, &original_name) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    atomic::sync_dir(&vault.join("Failed"))?;
-    atomic::sync_dir(&vault.join("Approved"))?;
+    failed.sync()?;
+    approved.sync()?;
     Ok(note_rel)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vault::atomic;
 
     fn decision(vault: &Path, original: &str, folder: Folder) -> Decision {
         Decision::new(
