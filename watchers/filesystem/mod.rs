@@ -9,7 +9,10 @@
 //! - `ledger`: the append-only memory of what was done.
 //! - `task`: the note's frontmatter and body.
 //! - `names`: ignored names, sanitizing, task names.
-//! - `sys`: leases, no-replace rename, directory fsync (Linux/macOS bits).
+//! - `sys`: leases, `SEEK_DATA` / `SEEK_HOLE` (Linux/macOS bits).
+//!
+//! Every file is reached relative to an open folder (`vault::nofollow`): no symlink in
+//! the vault is followed, and a vault folder that is one stops the watcher (exit 78).
 
 mod engine;
 mod ledger;
