@@ -493,6 +493,54 @@ mod tests {
     }
 
     #[test]
+    fn holes_are_kept_and_hashed_as_zeros() -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let d = dirs()?;
+        let p = d.inbox.join("sparse");
+        let f = std::fs::File::create(&p)?;
+        // Data in the middle, holes before, between and after (a trailing hole too).
+        f.set_len(64 << 20)?;
+        f.write_all_at(b"middle", 20 << 20)?;
+        f.write_all_at(&[7u8; 5000], 40 << 20)?;
+        drop(f);
+        let j = job(&d, "sparse", "T", None)?;
+        let Outcome::Staged { sha256, snap, .. } = stager(&d).stage(&j) else {
+            panic!("not staged");
+        };
+        let whole = std::fs::read(&p)?;
+        assert_eq!(sha256, <[u8; 32]>::from(Sha256::digest(&whole)));
+        assert_eq!(snap.size, 64 << 20);
+        let copy = staged_copy(&d.staging, "T");
+        assert_eq!(std::fs::read(&copy)?, whole);
+        let blocks = |p: &Path| std::fs::metadata(p).map(|m| m.blocks() * 512);
+        assert!(
+            blocks(&copy)? <= blocks(&p)? + (1 << 20),
+            "holes were filled"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn files_over_the_size_limit_get_a_note_without_a_copy() -> io::Result<()> {
+        let d = dirs()?;
+        std::fs::write(d.inbox.join("big"), [1u8; 2048])?;
+        let j = job(&d, "big", "T", None)?;
+        let staging = Arc::new(Dir::open(&d.staging)?);
+        let mut st = Stager::new(staging, Arc::new(AtomicBool::new(false)), 1024);
+        let Outcome::Staged { sha256, copied, .. } = st.stage(&j) else {
+            panic!("not staged");
+        };
+        assert!(!copied);
+        assert_eq!(sha256, <[u8; 32]>::from(Sha256::digest([1u8; 2048])));
+        assert!(!staged_copy(&d.staging, "T").exists());
+        let note = std::fs::read_to_string(staged_meta(&d.staging, "T"))?;
+        assert!(note.contains("copied: false"), "{note}");
+        assert_eq!(publish(&d.staging, &d.na, "T")?, "T");
+        assert!(d.na.join("T.md").exists() && !d.na.join("T").exists());
+        Ok(())
+    }
+
+    #[test]
     fn same_content_stages_nothing_and_changes_are_seen() -> io::Result<()> {
         let d = dirs()?;
         std::fs::write(d.inbox.join("a"), "hello")?;

@@ -27,21 +27,50 @@ pub fn writers(file: &File) -> Writers {
 /// only a hole follows up to the end. An error where the file system cannot tell (the
 /// caller then copies everything).
 pub fn seek_data(file: &File, pos: u64) -> io::Result<Option<u64>> {
-    use nix::unistd::{Whence, lseek};
-    let at = i64::try_from(pos).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    match lseek(file, at, Whence::SeekData) {
-        Ok(d) => Ok(Some(u64::try_from(d).unwrap_or(0))),
-        Err(nix::errno::Errno::ENXIO) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    holes::seek_data(file, pos)
 }
 
 /// The first offset at or after `pos` where a hole starts (`SEEK_HOLE`; the end of the
 /// file counts as one).
 pub fn seek_hole(file: &File, pos: u64) -> io::Result<u64> {
+    holes::seek_hole(file, pos)
+}
+
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+mod holes {
     use nix::unistd::{Whence, lseek};
-    let at = i64::try_from(pos).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    Ok(u64::try_from(lseek(file, at, Whence::SeekHole)?).unwrap_or(0))
+    use std::fs::File;
+    use std::io;
+
+    fn offset(pos: u64) -> io::Result<i64> {
+        i64::try_from(pos).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    }
+
+    pub fn seek_data(file: &File, pos: u64) -> io::Result<Option<u64>> {
+        match lseek(file, offset(pos)?, Whence::SeekData) {
+            Ok(d) => Ok(Some(u64::try_from(d).unwrap_or(0))),
+            Err(nix::errno::Errno::ENXIO) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn seek_hole(file: &File, pos: u64) -> io::Result<u64> {
+        Ok(u64::try_from(lseek(file, offset(pos)?, Whence::SeekHole)?).unwrap_or(0))
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+mod holes {
+    use std::fs::File;
+    use std::io;
+
+    pub fn seek_data(_file: &File, _pos: u64) -> io::Result<Option<u64>> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+
+    pub fn seek_hole(_file: &File, _pos: u64) -> io::Result<u64> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
 }
 
 #[cfg(target_os = "linux")]
