@@ -21,7 +21,7 @@ v=$tmp/vault
 mkdir -p "$v/Inbox"
 "$bin" watch filesystem --vault "$v" --max-size 1TiB 2>"$tmp/log" &
 pid=$!
-until grep -q "watching " "$tmp/log"; do sleep 0.05; done
+until grep -qs "watching " "$tmp/log"; do sleep 0.05; done
 
 f=$v/Inbox/.disk.img
 truncate -s "$size" "$f"
@@ -32,7 +32,7 @@ done
 sync "$f"
 start=$(date +%s%N)
 mv "$f" "$v/Inbox/disk.img"
-until grep -q -- "-> Needs_Action/" "$tmp/log"; do sleep 0.01; done
+until grep -qs -- "-> Needs_Action/" "$tmp/log"; do sleep 0.01; done
 end=$(date +%s%N)
 copy=$(find "$v/Needs_Action" -name 'FILE_*_disk.img')
 alloc() { echo $(($(stat -c %b "$1") * $(stat -c %B "$1"))); }
