@@ -233,6 +233,26 @@ fn inbox_replaced_by_a_symlink_while_running_stops_the_watcher() {
 }
 
 #[test]
+fn needs_action_replaced_by_a_symlink_while_running_writes_nothing_outside() {
+    let tv = new_vault();
+    let v = &tv.vault;
+    let target = tv.dir.path().join("elsewhere");
+    fs::create_dir(&target).expect("mkdir");
+    let mut w = WatcherProc::spawn("filesystem", v, &[]);
+    w.wait_log("watching ");
+    fs::rename(v.join("Needs_Action"), v.join("Needs_Action.old")).expect("rename");
+    symlink(&target, v.join("Needs_Action")).expect("symlink");
+    fs::write(v.join("Inbox/a.txt"), "a").expect("write");
+    let ended = wait_until(LIMIT, || {
+        !names(&target).is_empty() || w.log().contains("symbolic")
+    });
+    assert!(ended, "{}", w.log());
+    assert_eq!(exit_code(&mut w), Some(78), "{}", w.log());
+    assert!(names(&target).is_empty(), "{:?}", names(&target));
+    assert!(w.log().contains("Needs_Action"), "{}", w.log());
+}
+
+#[test]
 fn a_symlinked_needs_action_or_state_folder_is_refused() {
     for rel in ["Needs_Action", ".ai-employee"] {
         let tv = new_vault();
@@ -569,6 +589,33 @@ fn a_symlinked_logs_or_state_folder_stops_the_supervisor_at_start() {
         );
         assert!(names(&target).is_empty(), "{rel}: {:?}", names(&target));
     }
+}
+
+#[test]
+fn a_symlinked_inbox_leaves_the_supervisor_running_with_a_warning() {
+    let tv = new_vault();
+    let outside = outside_dir(&tv);
+    replace_with_link(&tv.vault, "Inbox", &outside);
+    one_child_table(&tv, "exec sleep 30");
+    let mut s = tv.start();
+    assert!(
+        wait_until(LIMIT, || s.console().contains("will refuse to run")),
+        "{}",
+        s.console()
+    );
+    assert!(
+        s.console().contains("Inbox is a symbolic link"),
+        "{}",
+        s.console()
+    );
+    assert_eq!(
+        s.stop().and_then(|st| st.code()),
+        Some(0),
+        "{}",
+        s.console()
+    );
+    // Nothing was created through the link.
+    assert_eq!(names(&outside), ["secret.txt"]);
 }
 
 #[test]

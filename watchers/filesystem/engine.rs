@@ -221,7 +221,7 @@ impl Engine {
             let now = Instant::now();
             if now.duration_since(self.place_checked) >= PLACE_CHECK {
                 self.place_checked = now;
-                self.check_place();
+                self.check_place()?;
             }
             if self.rewatch_at.is_some_and(|t| t <= now) {
                 self.rewatch()?;
@@ -725,16 +725,31 @@ impl Engine {
         Ok(())
     }
 
-    /// Whether `Inbox/` is still the folder the watcher opened; if not (renamed away,
-    /// removed, replaced by a symlink or another folder), open it again now.
-    fn check_place(&mut self) {
+    /// Whether `Inbox/` and `Needs_Action/` are still the folders the watcher opened. If
+    /// not (renamed away, removed, replaced by a symlink or another folder): `Inbox/` is
+    /// opened again now; `Needs_Action/` is opened again (created if missing). A symlink
+    /// in the place of either stops the watcher (exit 78); nothing is read or written
+    /// through it meanwhile, since every access goes through the descriptors.
+    fn check_place(&mut self) -> Result<(), Error> {
+        let vault = &self.paths.vault;
+        if !self.paths.needs_action.still_at(vault, "Needs_Action") {
+            match vault.make_folder("Needs_Action", false) {
+                Ok(d) => {
+                    tracing::warn!("Needs_Action was removed, renamed or replaced; opened again");
+                    self.paths.needs_action = d;
+                }
+                Err(e) if e.is_symlink() => return Err(Error::Setup(e.to_string())),
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
         if self.paths.explicit_inbox || self.rewatch_at.is_some() {
-            return;
+            return Ok(());
         }
         if !self.paths.inbox_dir.still_at(&self.paths.vault, "Inbox") {
             tracing::warn!("Inbox was removed, renamed or replaced; opening it again");
             self.rewatch_at = Some(Instant::now());
         }
+        Ok(())
     }
 
     /// Inbox itself was removed, renamed or replaced: make it again (the vault's own
