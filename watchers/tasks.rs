@@ -470,6 +470,23 @@ mod tests {
     }
 
     #[test]
+    fn symlinked_folders_and_ledgers_are_refused() {
+        for rel in ["Needs_Action", ".ai-employee", ".ai-employee/gmail.seen"] {
+            let tmp = tempfile::tempdir().unwrap();
+            let outside = tempfile::tempdir().unwrap();
+            let vault = tmp.path().join("vault");
+            std::fs::create_dir_all(vault.join(".ai-employee")).unwrap();
+            if rel == ".ai-employee" {
+                std::fs::remove_dir(vault.join(rel)).unwrap();
+            }
+            std::os::unix::fs::symlink(outside.path(), vault.join(rel)).unwrap();
+            let err = TaskSink::open(&vault, "gmail").err().expect(rel);
+            assert!(err.to_string().contains("symbolic link"), "{rel}: {err}");
+            assert!(listing(outside.path()).is_empty(), "{rel}");
+        }
+    }
+
+    #[test]
     fn a_name_taken_in_needs_action_is_never_replaced() {
         let tmp = tempfile::tempdir().unwrap();
         let (mut sink, _) = TaskSink::open(tmp.path(), "gmail").unwrap();
