@@ -188,6 +188,9 @@ pub fn finish(
 ) -> io::Result<String> {
     let text = render(original, d);
     let text_sha = sha256_hex(text.as_bytes());
+    // Opened first: nothing but the removal stands between the destination appearing and
+    // the source going.
+    let approved = nofollow::open_folder(&vault.join("Approved"))?;
     let mut dest = d.dest.clone();
     for _ in 0..1000 {
         let (dir, file) = split(vault, &dest)?;
@@ -203,7 +206,6 @@ pub fn finish(
         }
         dest = free_name(vault, d.folder.dir(), name);
     }
-    let approved = nofollow::open_folder(&vault.join("Approved"))?;
     remove_if_same(&approved, name, sha, id)?;
     Ok(dest)
 }
