@@ -71,7 +71,7 @@ impl WatcherCtx {
             return;
         }
         if let Some(p) = &self.heartbeat {
-            touch(p);
+            touch(&self.vault, p);
         }
         self.last_beat = Some(Instant::now());
     }
@@ -89,6 +89,9 @@ impl WatcherCtx {
         let name = self.name;
         let state = self.vault.join(STATE_DIR);
         if let Err(e) = ensure_private_dir(&state) {
+            if crate::vault::nofollow::is_symlink_error(&e) {
+                return Err(needs_setup(name, e));
+            }
             eprintln!(
                 "ai-employee watch {name}: cannot create {}: {e}",
                 state.display()
@@ -115,14 +118,17 @@ impl WatcherCtx {
     }
 }
 
-fn touch(p: &Path) {
+/// Touch the heartbeat file `p`, never through a symlink: below the vault, no component
+/// is followed; elsewhere (a test's own path), its folder and the file are not.
+fn touch(vault: &Path, p: &Path) {
+    use crate::vault::nofollow::{self, How};
     let now = std::time::SystemTime::now();
-    let ok = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(p)
-        .and_then(|f| f.set_modified(now));
+    let opened = if p.starts_with(vault) {
+        nofollow::open_under(vault, p, How::write(0o600))
+    } else {
+        nofollow::open_in_folder(p, How::write(0o600))
+    };
+    let ok = opened.and_then(|f| f.set_modified(now));
     if let Err(e) = ok {
         tracing::debug!("failed to touch heartbeat {}: {e}", p.display());
     }

@@ -2,11 +2,70 @@
 //! secrets that never print. Shared by every watcher that talks to the outside world.
 
 use std::fmt;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml_edit::{Document, Item, Value};
 
 use crate::config::units::parse_flag_duration;
+use crate::vault::nofollow::{Dir, How};
+
+/// Open the file `path` of the vault's `credentials/` folder as `how` says. Nothing from
+/// `credentials/` down (the folder, any folder below it, the file) is reached through a
+/// symlink: a link there could make a parse error quote another file's line, or a token
+/// refresh overwrite a file outside the vault. A path without a `credentials` folder is
+/// opened without following its last component.
+pub fn open_file(path: &Path, how: How) -> io::Result<File> {
+    let (base, rel) = anchor(path);
+    Dir::open(&base)?.file(rel, how)
+}
+
+/// The whole file `path` of `credentials/` as text (see [`open_file`]).
+pub fn read_file(path: &Path) -> io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    open_file(path, How::READ)?.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// Replace the file `path` of `credentials/` atomically (see [`open_file`]); it keeps its
+/// permission bits, a new file is `0600`.
+pub fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let (base, rel) = anchor(path);
+    let root = Dir::open(&base)?;
+    let (folder, name) = match (rel.parent(), rel.file_name()) {
+        (Some(f), Some(n)) => (f, n),
+        _ => return Err(io::Error::from(io::ErrorKind::InvalidInput)),
+    };
+    let dir = if folder.as_os_str().is_empty() {
+        root
+    } else {
+        root.open_dir(folder)?
+    };
+    dir.write_atomic(name, bytes, 0o600)
+}
+
+/// `path` split after the vault: (`<vault>`, `credentials/…`), or (its folder, its name).
+fn anchor(path: &Path) -> (PathBuf, PathBuf) {
+    let parts: Vec<_> = path.components().collect();
+    if let Some(i) = parts.iter().rposition(|c| c.as_os_str() == "credentials")
+        && i + 1 < parts.len()
+    {
+        let base: PathBuf = parts[..i].iter().collect();
+        let rel: PathBuf = parts[i..].iter().collect();
+        let base = if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        };
+        return (base, rel);
+    }
+    let base = crate::vault::atomic::parent_dir(path).to_path_buf();
+    let rel = path.file_name().map(PathBuf::from).unwrap_or_default();
+    (base, rel)
+}
 
 /// A password or token: never printed.
 #[derive(Clone, PartialEq, Eq)]

@@ -17,17 +17,15 @@
 //! error message or a log line.
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::vault::atomic::write_atomic;
 use crate::watchers::credentials::{Secret, host_of, is_loopback};
 
 /// A stored access token is used only while it stays valid at least this much longer.
@@ -148,7 +146,7 @@ impl TokenSource {
     }
 
     fn read(&self) -> Result<TokenFile, OauthError> {
-        let text = match std::fs::read_to_string(&self.path) {
+        let text = match crate::watchers::credentials::read_file(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(self.unusable(format!(
@@ -163,14 +161,11 @@ impl TokenSource {
     /// Take the exclusive lock on the sidecar file (blocks until it is free).
     fn lock(&self) -> Result<File, OauthError> {
         let lock_path = lock_path(&self.path);
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&lock_path)
-            .map_err(|e| self.unusable(format!("cannot open {}: {e}", lock_path.display())))?;
+        let f = crate::watchers::credentials::open_file(
+            &lock_path,
+            crate::vault::nofollow::How::read_write(0o600),
+        )
+        .map_err(|e| self.unusable(format!("cannot open {}: {e}", lock_path.display())))?;
         loop {
             // SAFETY: flock on a descriptor we own; no memory involved.
             if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
@@ -245,7 +240,7 @@ impl TokenSource {
             .map_err(io::Error::other)
             .and_then(|mut bytes| {
                 bytes.push(b'\n');
-                write_atomic(&self.path, &bytes)
+                crate::watchers::credentials::write_file(&self.path, &bytes)
             });
         if let Err(e) = written {
             tracing::warn!("{}: cannot write the refreshed token back: {e}", self.rel);

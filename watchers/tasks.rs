@@ -19,16 +19,15 @@
 //! never fsynced, so nothing relies on it: it is cut off at open.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::vault::layout::ensure_private_dir;
-use crate::watchers::filesystem::sys::{rename_noreplace, sync_dir};
+use crate::vault::layout::STATE_DIR;
+use crate::vault::nofollow::{Dir, How};
 
 /// Longest slug kept in a file name (bytes).
 const MAX_SLUG_BYTES: usize = 48;
@@ -58,8 +57,9 @@ struct Line {
 
 /// The staging folder, the ledger of seen keys, and `Needs_Action/`.
 pub struct TaskSink {
-    staging: PathBuf,
-    needs_action: PathBuf,
+    /// Both reached without following a symlink (see `vault::nofollow`).
+    staging: Dir,
+    needs_action: Dir,
     ledger: File,
     seen: HashSet<String>,
     /// Per name stem, the next `-n` to try: many tasks with one stem (one sender within
@@ -70,20 +70,15 @@ pub struct TaskSink {
 impl TaskSink {
     /// Open (creating what is missing) the sink of watcher `watcher` in `vault`, and finish
     /// what a crash interrupted. Returns the sink and the tasks published by recovery.
+    /// No folder of the vault, nor the ledger, is reached through a symlink.
     pub fn open(vault: &Path, watcher: &str) -> io::Result<(TaskSink, Vec<String>)> {
-        let state = vault.join(".ai-employee");
-        ensure_private_dir(&state)?;
-        let staging = state.join(format!("staging-{watcher}"));
-        ensure_private_dir(&staging)?;
-        let needs_action = vault.join("Needs_Action");
-        std::fs::create_dir_all(&needs_action)?;
-        let ledger_path = state.join(format!("{watcher}.seen"));
-        let mut ledger = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&ledger_path)?;
+        let root = Dir::open(vault)?;
+        let state = root.make_folder(STATE_DIR, true)?;
+        let staging = state.make_folder(format!("staging-{watcher}"), true)?;
+        let needs_action = root.make_folder("Needs_Action", false)?;
+        let ledger_name = format!("{watcher}.seen");
+        let ledger_path = state.display_path(&ledger_name);
+        let mut ledger = state.file(&ledger_name, How::read_append(0o600))?;
         let mut text = Vec::new();
         ledger.read_to_end(&mut text)?;
         let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
@@ -205,15 +200,10 @@ impl TaskSink {
         let first = self.next_alternative.get(&base).copied().unwrap_or(1);
         for n in first..first.saturating_add(MAX_ALTERNATIVES) {
             let name = alternative(&base, n);
-            if self.needs_action.join(&name).exists() {
+            if self.needs_action.exists(&name) {
                 continue;
             }
-            let mut f = match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .open(self.staging.join(&name))
-            {
+            let mut f = match self.staging.file(&name, How::create_new(0o644)) {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
@@ -228,14 +218,16 @@ impl TaskSink {
     /// Move a staged task into `Needs_Action/`, under another `-n` name if its own was
     /// taken meanwhile. Idempotent: a task no longer staged was published before.
     fn publish(&self, staged: &str) -> io::Result<String> {
-        let from = self.staging.join(staged);
         let base = staged.strip_suffix(".md").unwrap_or(staged);
         let base = strip_alternative(base);
         let mut name = staged.to_string();
         for n in 1..=MAX_ALTERNATIVES {
-            match rename_noreplace(&from, &self.needs_action.join(&name)) {
+            match self
+                .staging
+                .rename_noreplace(staged, &self.needs_action, &name)
+            {
                 Ok(()) => return Ok(name),
-                Err(e) if e.kind() == io::ErrorKind::NotFound && !from.exists() => {
+                Err(e) if e.kind() == io::ErrorKind::NotFound && !self.staging.exists(staged) => {
                     return Ok(name);
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -251,14 +243,14 @@ impl TaskSink {
     fn recover(&mut self, tasks: &HashMap<String, ()>) -> io::Result<Vec<String>> {
         let mut published = Vec::new();
         let mut names: Vec<String> = Vec::new();
-        for entry in std::fs::read_dir(&self.staging)? {
-            let entry = entry?;
-            match entry.file_name().into_string() {
-                Ok(n) if tasks.contains_key(&n) => names.push(n),
+        for entry in self.staging.list()? {
+            match entry.name.to_str() {
+                Some(n) if tasks.contains_key(n) => names.push(n.to_string()),
                 _ => {
-                    let p = entry.path();
+                    let n = entry.name;
+                    let p = self.staging.display_path(&n);
                     tracing::info!("discarding {} (never recorded)", p.display());
-                    match std::fs::remove_file(&p) {
+                    match self.staging.remove_file(&n) {
                         Ok(()) => {}
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                         Err(e) => return Err(e),
@@ -271,9 +263,9 @@ impl TaskSink {
             published.push(self.publish(&n)?);
         }
         if !published.is_empty() {
-            sync_dir(&self.needs_action)?;
+            self.needs_action.sync()?;
         }
-        sync_dir(&self.staging)?;
+        self.staging.sync()?;
         Ok(published)
     }
 }
@@ -287,20 +279,19 @@ const SYNCFS_FROM: usize = 2;
 /// measured slower). `syncfs` also writes out other programs' pending data on that file
 /// system; on ext4 an `fsync` already commits the whole running journal transaction, so
 /// the extra cost is the data of files others have not synced yet.
-fn make_durable(files: &[File], dir: &Path) -> io::Result<()> {
+fn make_durable(files: &[File], dir: &Dir) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     if files.len() >= SYNCFS_FROM {
         use std::os::fd::AsRawFd;
-        let d = File::open(dir)?;
         // SAFETY: syncfs on a descriptor we own; no memory involved.
-        if unsafe { libc::syncfs(d.as_raw_fd()) } == 0 {
+        if unsafe { libc::syncfs(dir.as_raw_fd()) } == 0 {
             return Ok(());
         }
     }
     for f in files {
         f.sync_all()?;
     }
-    sync_dir(dir)
+    dir.sync()
 }
 
 fn no_free_name(base: &str) -> io::Error {
@@ -476,6 +467,23 @@ mod tests {
         let (sink, rec) = TaskSink::open(tmp.path(), "whatsapp").unwrap();
         assert!(rec.is_empty());
         assert_eq!(sink.remembered(), 2500);
+    }
+
+    #[test]
+    fn symlinked_folders_and_ledgers_are_refused() {
+        for rel in ["Needs_Action", ".ai-employee", ".ai-employee/gmail.seen"] {
+            let tmp = tempfile::tempdir().unwrap();
+            let outside = tempfile::tempdir().unwrap();
+            let vault = tmp.path().join("vault");
+            std::fs::create_dir_all(vault.join(".ai-employee")).unwrap();
+            if rel == ".ai-employee" {
+                std::fs::remove_dir(vault.join(rel)).unwrap();
+            }
+            std::os::unix::fs::symlink(outside.path(), vault.join(rel)).unwrap();
+            let err = TaskSink::open(&vault, "gmail").err().expect(rel);
+            assert!(err.to_string().contains("symbolic link"), "{rel}: {err}");
+            assert!(listing(outside.path()).is_empty(), "{rel}");
+        }
     }
 
     #[test]

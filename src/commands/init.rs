@@ -17,7 +17,13 @@ pub fn run(root: &Path) -> i32 {
                     println!("  created {}", shown.display());
                 }
             }
+            for line in &report.refused {
+                eprintln!("ai-employee: warning: {line}");
+            }
             exit_codes::OK
+        }
+        Err(e) if crate::vault::nofollow::is_symlink_error(&e) => {
+            super::fail(exit_codes::CONFIG, e)
         }
         Err(e) => super::fail(
             exit_codes::CANT_CREATE,

@@ -47,8 +47,13 @@ pub fn run(vault_root: &Path, name: Option<&str>, follow: bool, lines: usize) ->
     }
 }
 
+/// A log file of the vault, never through a symlink (the file or `Logs/`).
+fn open_log(path: &Path) -> io::Result<File> {
+    crate::vault::nofollow::open_in_folder(path, crate::vault::nofollow::How::READ)
+}
+
 fn tail(path: &Path, lines: usize, follow: bool) -> io::Result<()> {
-    let mut file = File::open(path)?;
+    let mut file = open_log(path)?;
     let len = file.metadata()?.len();
     let start = last_lines_start(&mut file, len, lines)?;
     let mut out = io::stdout().lock();
@@ -109,12 +114,12 @@ fn follow_file(path: PathBuf, mut file: File) -> io::Result<()> {
         let mut out = io::stdout().lock();
         copy_to_end(&mut file, &mut out)?;
         out.flush()?;
-        match std::fs::metadata(&path) {
+        match std::fs::symlink_metadata(&path) {
             Ok(m) if m.ino() != ino => {
                 // Rotated: finish the old file (lines written just before the rename),
                 // then start the new one.
                 copy_to_end(&mut file, &mut out)?;
-                if let Ok(f) = File::open(&path) {
+                if let Ok(f) = open_log(&path) {
                     file = f;
                     ino = m.ino();
                     copy_to_end(&mut file, &mut out)?;

@@ -33,12 +33,20 @@ pub fn run(root: &Path, explicit: Option<&Path>) -> i32 {
     let vault = Vault::new(root.to_path_buf());
     // First run: create the vault's folders (never overwrites anything). Its template
     // files are written off the start-up path, below.
-    if let Err(e) = layout::create_folders(&vault) {
-        return super::fail(
-            exit_codes::CANT_CREATE,
-            format_args!("failed to create vault {}: {e}", root.display()),
-        );
-    }
+    // `Logs/` or `.ai-employee/` as a symlink: refuse to start (nothing is written
+    // through it). Other working folders as symlinks: their watchers refuse to run.
+    let folders = match layout::create_folders(&vault) {
+        Ok(report) => report,
+        Err(e) if crate::vault::nofollow::is_symlink_error(&e) => {
+            return super::fail(exit_codes::CONFIG, e);
+        }
+        Err(e) => {
+            return super::fail(
+                exit_codes::CANT_CREATE,
+                format_args!("failed to create vault {}: {e}", root.display()),
+            );
+        }
+    };
     let lock = match VaultLock::acquire(&vault.lock_file()) {
         Ok(l) => l,
         Err(e @ (LockError::HeldBy { .. } | LockError::Held { .. })) => {
@@ -88,6 +96,9 @@ pub fn run(root: &Path, explicit: Option<&Path>) -> i32 {
         env!("CARGO_PKG_VERSION"),
         cfg.source
     );
+    for line in &folders.refused {
+        tracing::warn!("{line}; the watchers that use it will refuse to run");
+    }
     for r in process::records::kill_leftovers(&vault.children_record()) {
         tracing::warn!(
             child = r.name.as_str(),

@@ -1,10 +1,15 @@
 //! A size-rotated append-only file: `name.log` → `name.log.1` → … → `name.log.N`.
 //!
 //! Opened lazily on the first write, so a child that prints nothing costs no descriptor.
+//! Neither the files nor the folder they are in (`Logs/`) are reached through a symlink
+//! (see `vault::nofollow`): a log is never written to a file outside the vault.
 
-use std::fs::{File, OpenOptions};
+use std::ffi::OsString;
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+use crate::vault::nofollow::{self, How};
 
 #[derive(Debug)]
 pub struct RotatingFile {
@@ -38,10 +43,7 @@ impl RotatingFile {
 
     fn open(&mut self) -> io::Result<&mut File> {
         if self.file.is_none() {
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
+            let f = nofollow::open_in_folder(&self.path, How::append(0o644))?;
             self.size = f.metadata()?.len();
             self.file = Some(f);
         }
@@ -66,19 +68,25 @@ impl RotatingFile {
     /// Shift `name.log.(i)` → `name.log.(i+1)`, dropping the oldest, and start afresh.
     pub fn rotate(&mut self) -> io::Result<()> {
         self.file = None;
+        // Renames and removals name files in the folder's descriptor: a symlink among
+        // them is renamed or removed as a link, never followed.
+        let (dir, name) = nofollow::folder_of(&self.path)?;
         if self.max_files == 0 {
-            std::fs::remove_file(&self.path).or_else(ignore_missing)?;
+            dir.remove_file(&name).or_else(ignore_missing)?;
         } else {
             let numbered = |i: u32| {
-                let mut s = self.path.clone().into_os_string();
+                let mut s = OsString::from(&name);
                 s.push(format!(".{i}"));
-                PathBuf::from(s)
+                s
             };
-            std::fs::remove_file(numbered(self.max_files)).or_else(ignore_missing)?;
+            dir.remove_file(numbered(self.max_files))
+                .or_else(ignore_missing)?;
             for i in (1..self.max_files).rev() {
-                std::fs::rename(numbered(i), numbered(i + 1)).or_else(ignore_missing)?;
+                dir.rename(numbered(i), &dir, numbered(i + 1))
+                    .or_else(ignore_missing)?;
             }
-            std::fs::rename(&self.path, numbered(1)).or_else(ignore_missing)?;
+            dir.rename(&name, &dir, numbered(1))
+                .or_else(ignore_missing)?;
         }
         self.size = 0;
         self.open()?;

@@ -3,11 +3,12 @@
 //! loss aside: a `kill -9` of both), the next supervisor kills what is left, and never a
 //! process that merely reuses a recorded pid: the start time must match too.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use super::stats::proc_info;
+use crate::vault::nofollow::{self, How};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -32,13 +33,10 @@ const COMPACT_AFTER: usize = 4096;
 impl RecordLog {
     /// Start a fresh journal at `path` (after [`kill_leftovers`] has read the old one).
     pub fn create(path: &Path) -> io::Result<RecordLog> {
-        let file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(path)?;
+        // Neither the journal nor `.ai-employee/` is reached through a symlink.
+        let file = nofollow::open_in_folder(path, How::truncate(0o600))?;
         drop(file);
-        let file = OpenOptions::new().append(true).open(path)?;
+        let file = nofollow::open_in_folder(path, How::append(0o600))?;
         Ok(RecordLog {
             path: path.to_path_buf(),
             file: Some(file),
@@ -78,13 +76,13 @@ impl RecordLog {
         for r in live {
             text.push_str(&format!("+{} {} {}\n", r.pgid, r.start_time, r.name));
         }
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".children-")
-            .tempfile_in(dir)?;
+        let (dir, name) = nofollow::folder_of(&self.path)?;
+        let mut tmp = dir.temp_file(".children-", "", 0o600)?;
         tmp.write_all(text.as_bytes())?;
-        tmp.persist(&self.path).map_err(|e| e.error)?;
-        self.file = Some(OpenOptions::new().append(true).open(&self.path)?);
+        dir.rename(tmp.name(), &dir, &name)?;
+        tmp.keep();
+        drop(tmp);
+        self.file = Some(dir.file(&name, How::append(0o600))?);
         self.lines = live.len();
         Ok(())
     }
@@ -98,9 +96,10 @@ impl RecordLog {
 
 /// Replay a journal into the groups it says are live.
 pub fn load(path: &Path) -> Vec<Record> {
-    let Ok(text) = std::fs::read_to_string(path) else {
+    let Ok(text) = nofollow::folder_of(path).and_then(|(dir, name)| dir.read(name, None)) else {
         return Vec::new();
     };
+    let text = String::from_utf8_lossy(&text);
     let mut live: Vec<Record> = Vec::new();
     for l in text.lines() {
         if let Some(rest) = l.strip_prefix('+') {

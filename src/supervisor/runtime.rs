@@ -750,7 +750,10 @@ impl Runtime {
         }
         let timeout = spec.heartbeat_timeout?;
         let path = self.vault.heartbeat(&spec.name);
-        let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        // The heartbeat file itself, never a symlink's target.
+        let mtime = std::fs::symlink_metadata(&path)
+            .and_then(|m| m.modified())
+            .ok();
         let slot = &mut self.slots[i];
         // Staleness is judged on the monotonic clock: when did we last see the file change?
         if let Some(m) = mtime

@@ -253,9 +253,6 @@ pub(crate) fn c_path(p: &Path) -> io::Result<std::ffi::CString> {
 }
 
 #[cfg(target_os = "linux")]
-pub(crate) use sys::renameat2;
-
-#[cfg(target_os = "linux")]
 mod sys {
     use super::{Lease, LeaseKind, c_path};
     use std::fs::File;

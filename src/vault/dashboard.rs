@@ -22,10 +22,15 @@
 //!
 //! Without an atomic swap (other filesystems and platforms) step 3 becomes
 //! check-then-rename. `docs/dashboard.md` states what is and is not guaranteed.
+//!
+//! Every step names the file relative to the descriptor of its folder and never follows a
+//! symlink (see `vault::nofollow`). A `Dashboard.md` that is a symlink is followed only to
+//! a regular file elsewhere in the vault, outside its working folders (see [`resolve`]).
 
-use std::fs::{File, OpenOptions};
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path};
 use std::time::{Duration, Instant};
 
 use tracing::warn;
@@ -33,6 +38,7 @@ use tracing::warn;
 use super::atomic::{self, FileId};
 use super::dashboard_archive::{self, ARCHIVE_ABOVE, KEEP};
 use super::dashboard_text::{self, Text, file_len, only_appended};
+use super::nofollow::{Dir, How, Kind, SymlinkRefused};
 
 /// One row of the `| Timestamp | Action | Status | Details |` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,10 +92,12 @@ pub fn append_rows(path: &Path, rows: &[Row]) -> io::Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
-    let path = resolve(path)?;
+    let (dir, name) = resolve(path)?;
+    let shown = dir.display_path(&name);
     let mut job = Job {
-        path: &path,
-        dir: atomic::parent_dir(&path).to_path_buf(),
+        dir: &dir,
+        name: &name,
+        path: &shown,
         lines: rows.iter().map(Row::markdown).collect(),
         baseline: None,
         tails: Vec::new(),
@@ -112,13 +120,65 @@ pub fn append_rows(path: &Path, rows: &[Row]) -> io::Result<()> {
     )))
 }
 
-/// A symlinked Dashboard is updated where it points (replacing the link would cut it).
-fn resolve(path: &Path) -> io::Result<PathBuf> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path).map_err(|e| {
-            io::Error::new(e.kind(), format!("it is a symlink to a missing file ({e})"))
-        }),
-        _ => Ok(path.to_path_buf()),
+/// The folder (opened) and the name of the file to update. The Dashboard's folder (the
+/// vault) is followed; a `Dashboard.md` that is a symlink is updated where it points
+/// (replacing the link would cut it) only when that is a regular file inside the vault
+/// and not in one of its working folders (`Inbox/`, `Approved/`, `Logs/`, `credentials/`,
+/// `.ai-employee/` …): anything else is refused, and nothing is written.
+fn resolve(path: &Path) -> io::Result<(Dir, OsString)> {
+    let vault = atomic::parent_dir(path);
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let root = Dir::open(vault)?;
+    match root.stat(name) {
+        Ok(s) if s.kind == Kind::Symlink => {}
+        _ => return Ok((root, name.to_os_string())),
+    }
+    let target = root
+        .read_link(name)
+        .map(|t| t.display().to_string())
+        .unwrap_or_default();
+    let refuse = |why: &str| {
+        io::Error::other(SymlinkRefused(format!(
+            "{} is a symbolic link (to {target:?}) {why}; not followed, nothing written",
+            path.display()
+        )))
+    };
+    let real = std::fs::canonicalize(path).map_err(|_| refuse("to a missing file"))?;
+    let real_vault = std::fs::canonicalize(vault)?;
+    let Ok(rel) = real.strip_prefix(&real_vault) else {
+        return Err(refuse("leading outside the vault"));
+    };
+    let mut parts = rel.components();
+    let first = match parts.next() {
+        Some(Component::Normal(c)) => c,
+        _ => return Err(refuse("leading outside the vault")),
+    };
+    let working = super::layout::FOLDERS
+        .iter()
+        .chain(std::iter::once(&super::layout::STATE_DIR))
+        .any(|f| OsStr::new(f) == first);
+    if working && parts.next().is_some() {
+        return Err(refuse(&format!(
+            "into the vault's {} folder",
+            first.to_string_lossy()
+        )));
+    }
+    // The canonical path has no symlink left: resolving it beneath the vault with no
+    // symlink allowed fails if a component was swapped for one meanwhile.
+    let folder = rel.parent().unwrap_or(Path::new(""));
+    let dir = if folder.as_os_str().is_empty() {
+        root
+    } else {
+        root.open_dir(folder)?
+    };
+    let file = rel
+        .file_name()
+        .ok_or_else(|| refuse("to something that is not a file"))?;
+    match dir.stat(file) {
+        Ok(s) if s.kind == Kind::File => Ok((dir, file.to_os_string())),
+        _ => Err(refuse("to something that is not a regular file")),
     }
 }
 
@@ -175,9 +235,11 @@ struct Corrective {
 }
 
 struct Job<'a> {
+    /// The folder holding the file, and its name there: every access goes through them.
+    dir: &'a Dir,
+    name: &'a OsStr,
+    /// For messages.
     path: &'a Path,
-    /// Its folder, where large texts are kept while we work (see `dashboard_text`).
-    dir: PathBuf,
     /// Our rows as table lines, oldest first.
     lines: Vec<String>,
     /// How often each of our lines occurred in the first text we read (normally 0): a
@@ -193,11 +255,11 @@ struct Job<'a> {
     archive_failed: bool,
 }
 
-impl Job<'_> {
+impl<'a> Job<'a> {
     fn round(&mut self) -> io::Result<Step> {
         let (basis, perms, in_place, corrective) = match self.corrective.take() {
             Some(c) => (c.basis, c.perms, c.in_place, true),
-            None => match read_current(self.path)? {
+            None => match read_current(self.dir, self.name)? {
                 None => return self.create(),
                 Some((in_place, perms)) => (in_place.known.clone(), perms, in_place, false),
             },
@@ -215,13 +277,13 @@ impl Job<'_> {
         }
         let new = self.build(&basis, &missing, perms)?;
 
-        let dir = atomic::parent_dir(self.path);
-        let mut tmp = self.temp_file(dir)?;
-        perms.apply(tmp.as_file())?;
+        let dir = self.dir;
+        let mut tmp = self.temp_file()?;
+        perms.apply(tmp.file())?;
         new.write_to(&mut tmp)?;
-        tmp.as_file().sync_all()?;
-        let (ours, tmp_path) = tmp.into_parts();
-        let our_id = atomic::file_id(&ours)?;
+        tmp.file().sync_all()?;
+        let tmp_name = tmp.name().to_os_string();
+        let our_id = atomic::file_id(tmp.file())?;
         // Rewritten in place or renamed over since we read it (the fsync took
         // milliseconds)? Start again on the new text rather than publish a stale one.
         // Only appends are fine: they are carried over after the swap. The name is
@@ -229,34 +291,39 @@ impl Job<'_> {
         if !only_appended(&in_place.known, &in_place.file, file_len(&in_place.file)?)? {
             return Ok(Step::Again);
         }
-        match atomic::path_id(self.path) {
+        match self.name_id() {
             Ok(id) if id == in_place.id => {}
             Ok(_) => return Ok(Step::Again),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Step::Again),
             Err(e) => return Err(e),
         }
-        match atomic::exchange(&tmp_path, self.path) {
+        let ours = match dir.exchange(&tmp_name, self.name) {
             Ok(true) => {
                 // The temp name now holds what was in place; from here on it is ours to
-                // remove or put back, not `TempPath`'s to delete.
-                let held = tmp_path.keep().map_err(|e| e.error)?;
-                let back = atomic::path_id(&held)?;
+                // remove or put back, not the temp file's to delete.
+                tmp.keep();
+                let ours = tmp.into_file();
+                let back = stat_id(dir, &tmp_name)?;
                 if back != in_place.id {
-                    return self.swap_back(&held, ours, our_id, new);
+                    return self.swap_back(&tmp_name, ours, our_id, new);
                 }
-                std::fs::remove_file(&held)?;
-                atomic::sync_dir(dir)?;
+                dir.remove_file(&tmp_name)?;
+                dir.sync()?;
+                ours
             }
             Ok(false) => {
                 // No atomic swap here: check-then-rename. An editor's rename landing
                 // between the check above and this rename is overwritten unseen.
-                tmp_path.persist(self.path).map_err(|e| e.error)?;
-                atomic::sync_dir(dir)?;
+                dir.rename(&tmp_name, dir, self.name)?;
+                tmp.keep();
+                let ours = tmp.into_file();
+                dir.sync()?;
+                ours
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Step::Again),
             Err(e) => return Err(e),
-        }
-        self.placed = new.clone();
+        };
+        self.placed.clone_from(&new);
         self.absorb_late_writes(in_place, ours, our_id, new)?;
         // Carry what appenders added at once: until then the file in place lacks it, and
         // a writer that reads now and saves later would drop it.
@@ -306,20 +373,18 @@ impl Job<'_> {
                 }
             }
         }
-        dashboard_text::build(basis, basis.len(), &scan, &rows, cut, &self.dir)
+        dashboard_text::build(basis, basis.len(), &scan, &rows, cut, self.dir.path())
     }
 
     /// A hidden temp file next to the Dashboard (`.Dashboard.md.XXXXXX.tmp`).
-    fn temp_file(&self, dir: &Path) -> io::Result<tempfile::NamedTempFile> {
-        let name = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned());
-        let prefix = format!(".{}.", name.unwrap_or_default());
-        tempfile::Builder::new()
-            .prefix(&prefix)
-            .suffix(".tmp")
-            .tempfile_in(dir)
+    fn temp_file(&self) -> io::Result<super::nofollow::TempFile<'a>> {
+        let prefix = format!(".{}.", self.name.to_string_lossy());
+        self.dir.temp_file(&prefix, ".tmp", 0o600)
+    }
+
+    /// Device and inode of what the name is now (a symlink itself, not its target).
+    fn name_id(&self) -> io::Result<FileId> {
+        stat_id(self.dir, self.name)
     }
 
     /// No Dashboard at all: create it from the template (unless someone else just did).
@@ -331,7 +396,7 @@ impl Job<'_> {
         for t in &self.tails {
             text.extend_from_slice(t);
         }
-        if atomic::create_new(self.path, &text)? {
+        if self.dir.create_new(self.name, &text, 0o600)? {
             self.tails.clear();
             return Ok(Step::Done);
         }
@@ -342,25 +407,25 @@ impl Job<'_> {
     /// swap took it out again. Put it back at once, then start over on their text.
     fn swap_back(
         &mut self,
-        held: &Path,
+        held: &OsStr,
         ours: File,
         our_id: FileId,
         new: Text,
     ) -> io::Result<Step> {
-        let dir = atomic::parent_dir(self.path);
+        let dir = self.dir;
         let kept = |e: io::Error| {
             io::Error::new(
                 e.kind(),
                 format!(
                     "failed to put back a version someone saved at the same time ({e}); it is kept as {}",
-                    held.display()
+                    dir.display_path(held).display()
                 ),
             )
         };
-        if !atomic::exchange(held, self.path).map_err(kept)? {
+        if !dir.exchange(held, self.name).map_err(kept)? {
             return Err(kept(io::Error::other("the swap stopped working")));
         }
-        let back = atomic::path_id(held).map_err(kept)?;
+        let back = stat_id(dir, held).map_err(kept)?;
         if back != our_id {
             // A third writer replaced our stale version within those microseconds and we
             // just took theirs out: it is the newest, put it back. The version we took
@@ -369,16 +434,16 @@ impl Job<'_> {
                 "{}: three writers within microseconds; a concurrent edit may be lost",
                 self.path.display()
             );
-            if !atomic::exchange(held, self.path).map_err(kept)? {
+            if !dir.exchange(held, self.name).map_err(kept)? {
                 return Err(kept(io::Error::other("the swap stopped working")));
             }
         }
-        std::fs::remove_file(held)?;
-        atomic::sync_dir(dir)?;
+        dir.remove_file(held)?;
+        dir.sync()?;
         if back == our_id {
             // Appenders that opened ours during its microseconds in place wrote to it.
             atomic::wait_sole_opener(&ours, LATE_WRITERS);
-            let now = Text::read(&ours, &self.dir)?;
+            let now = Text::read(&ours, self.dir.path())?;
             if now.len() > new.len() && only_appended(&new, &now, now.len())? {
                 self.tails.push(now.slice_vec(new.len(), now.len())?);
             }
@@ -396,7 +461,7 @@ impl Job<'_> {
         new: Text,
     ) -> io::Result<()> {
         atomic::wait_sole_opener(&old.file, LATE_WRITERS);
-        let now = Text::read(&old.file, &self.dir)?;
+        let now = Text::read(&old.file, self.dir.path())?;
         if only_appended(&old.known, &now, now.len())? {
             if now.len() > old.known.len() {
                 self.tails.push(now.slice_vec(old.known.len(), now.len())?);
@@ -421,7 +486,7 @@ impl Job<'_> {
     /// Append the pending tails with `O_APPEND`, as their writers meant to, to the file in
     /// place if it is `into` (one that has our rows). Whether they were delivered.
     fn deliver_tails(&mut self, into: FileId) -> io::Result<bool> {
-        let reader = match File::open(self.path) {
+        let reader = match self.dir.file(self.name, How::READ) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(e),
@@ -431,9 +496,9 @@ impl Job<'_> {
         }
         // Appending to a file that a writer has just truncated is pointless: it will write
         // its whole text over it.
-        let now = read_settled(&reader, &self.dir)?;
+        let now = read_settled(&reader, self.dir.path())?;
         drop(reader);
-        let mut f = match OpenOptions::new().append(true).open(self.path) {
+        let mut f = match self.dir.file(self.name, How::APPEND_EXISTING) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(e),
@@ -456,7 +521,7 @@ impl Job<'_> {
         }
         // Replaced while we wrote? Whether that editor saw our bytes is unknown; they stay
         // pending and go to the new file too (a duplicate is better than a loss).
-        let stayed = atomic::path_id(self.path).is_ok_and(|id| id == into);
+        let stayed = self.name_id().is_ok_and(|id| id == into);
         f.sync_data()?;
         if stayed {
             self.tails.clear();
@@ -470,9 +535,9 @@ impl Job<'_> {
             return;
         }
         let bytes = self.tails.concat();
-        let done = OpenOptions::new()
-            .append(true)
-            .open(self.path)
+        let done = self
+            .dir
+            .file(self.name, How::APPEND_EXISTING)
             .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_data()));
         if let Err(e) = done {
             warn!(
@@ -484,14 +549,20 @@ impl Job<'_> {
     }
 }
 
-/// Open and read the file in place. `None` when there is none.
-fn read_current(path: &Path) -> io::Result<Option<(InPlace, Perms)>> {
-    let file = match File::open(path) {
+/// Device and inode of `name` in `dir` (a symlink itself, not its target).
+fn stat_id(dir: &Dir, name: &OsStr) -> io::Result<FileId> {
+    let s = dir.stat(name)?;
+    Ok((s.dev, s.ino))
+}
+
+/// Open and read the file in place (never through a symlink). `None` when there is none.
+fn read_current(dir: &Dir, name: &OsStr) -> io::Result<Option<(InPlace, Perms)>> {
+    let file = match dir.file(name, How::READ) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let known = read_settled(&file, atomic::parent_dir(path))?;
+    let known = read_settled(&file, dir.path())?;
     let id = atomic::file_id(&file)?;
     let perms = Perms::of(&file)?;
     Ok(Some((InPlace { file, id, known }, perms)))

@@ -3,6 +3,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::nofollow::Dir;
+
 /// Folders every vault has (SPEC §1).
 pub const FOLDERS: &[&str] = &[
     "Inbox",
@@ -19,6 +21,19 @@ pub const FOLDERS: &[&str] = &[
 
 /// Supervisor state (lock, child records, heartbeats, control socket), hidden from Obsidian.
 pub const STATE_DIR: &str = ".ai-employee";
+
+/// Folders the program reads or writes. None of them may be a symlink (see
+/// `vault::nofollow`): `Logs/` and the state folder stop the supervisor, the others stop
+/// the watcher that uses them (exit 78). The other folders (`Plans/` …) are the user's.
+pub const WORKING_FOLDERS: &[&str] = &[
+    "Inbox",
+    "Needs_Action",
+    "Approved",
+    "Done",
+    "Failed",
+    "Logs",
+    "credentials",
+];
 
 #[derive(Debug, Clone)]
 pub struct Vault {
@@ -69,6 +84,9 @@ impl Vault {
 #[derive(Debug, Default)]
 pub struct InitReport {
     pub created: Vec<PathBuf>,
+    /// Working folders that are symlinks, one line each (left alone: the watcher that
+    /// uses the folder refuses to run until it is a real folder).
+    pub refused: Vec<String>,
 }
 
 const DASHBOARD_TEMPLATE: &str = "# AI Employee Dashboard\n\n## System Status\n\n| Timestamp | Action | Status | Details |\n|---|---|---|---|\n";
@@ -83,56 +101,71 @@ pub fn init(vault: &Vault, config_text: &str) -> io::Result<InitReport> {
     Ok(report)
 }
 
-/// The folder part of [`init`]: cheap (no file is written, nothing is fsynced).
+/// The folder part of [`init`]: cheap (no file is written, nothing is fsynced). Never
+/// creates anything through a symlink. `Logs/` or the state folder as a symlink is an
+/// error ([`nofollow::is_symlink_error`] holds for it, and its message names the folder).
 pub fn create_folders(vault: &Vault) -> io::Result<InitReport> {
     let mut report = InitReport::default();
     if !vault.root().exists() {
         std::fs::create_dir_all(vault.root())?;
         report.created.push(vault.root().to_path_buf());
     }
+    let root = Dir::open(vault.root())?;
     for f in FOLDERS {
-        let p = vault.root().join(f);
-        if !p.exists() {
-            std::fs::create_dir_all(&p)?;
-            report.created.push(p);
+        let existed = root.exists(f);
+        match root.make_folder(f, false) {
+            Ok(_) if !existed => report.created.push(vault.root().join(f)),
+            Ok(_) => {}
+            Err(e) if e.is_symlink() && *f == "Logs" => return Err(e.into()),
+            Err(e) if e.is_symlink() => {
+                if WORKING_FOLDERS.contains(f) {
+                    report.refused.push(e.to_string());
+                }
+            }
+            Err(e) => return Err(e.into()),
         }
     }
-    ensure_private_dir(&vault.state_dir())?;
-    ensure_private_dir(&vault.heartbeat_dir())?;
+    root.make_folder(STATE_DIR, true)?;
+    root.make_folder(Path::new(STATE_DIR).join("heartbeat"), true)?;
     Ok(report)
 }
 
 /// The file part of [`init`]: each missing template written atomically and durably.
 pub fn write_templates(vault: &Vault, config_text: &str) -> io::Result<Vec<PathBuf>> {
     let mut created = Vec::new();
+    let root = Dir::open(vault.root())?;
     for (path, text) in [
         (vault.dashboard(), DASHBOARD_TEMPLATE),
         (vault.root().join("Company_Handbook.md"), HANDBOOK_TEMPLATE),
         (vault.config_file(), config_text),
     ] {
-        if super::atomic::create_new(&path, text.as_bytes())? {
+        // A name taken by anything (a symlink too) is left alone.
+        let name = path.file_name().unwrap_or_default();
+        if root.create_new(name, text.as_bytes(), 0o600)? {
             created.push(path);
         }
     }
     Ok(created)
 }
 
-/// Make `dir` private (0700), creating it (and its parents) if needed.
+/// Make `dir` private (0700), creating it (and its parents) if needed. `dir` itself must
+/// not be a symlink (its parent is followed).
 pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use std::os::unix::fs::DirBuilderExt;
+    let parent = super::atomic::parent_dir(dir);
     match std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(dir)
+        .create(parent)
     {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e),
     }
-    let m = std::fs::metadata(dir)?;
-    if m.permissions().mode() & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
+    let name = dir
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no folder name"))?;
+    Dir::open(parent)?.make_folder(name, true)?;
     Ok(())
 }
 

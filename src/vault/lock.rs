@@ -3,7 +3,7 @@
 //! never blocks. The holder's pid is written into the file for the message a second
 //! supervisor prints.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -31,13 +31,10 @@ impl VaultLock {
             path: path.to_path_buf(),
             source,
         };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(io_err)?;
+        // Neither the lock file nor its folder is reached through a symlink.
+        let mut file =
+            super::nofollow::open_in_folder(path, super::nofollow::How::read_write(0o600))
+                .map_err(io_err)?;
         // SAFETY: flock on a descriptor we own; no memory involved.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc != 0 {

@@ -7,5 +7,6 @@ pub mod dashboard_text;
 pub mod frontmatter;
 pub mod layout;
 pub mod lock;
+pub mod nofollow;
 
 pub use layout::Vault;

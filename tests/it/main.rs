@@ -19,4 +19,5 @@ mod postfix;
 mod smtp_wire;
 mod supervisor;
 mod units;
+mod vault_symlinks;
 mod whatsapp;

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant, SystemTime};
 use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
+use crate::vault::nofollow;
+
 /// How often pending (settling) files are looked at again.
 const SETTLE_POLL: Duration = Duration::from_millis(20);
 
@@ -79,10 +81,15 @@ impl Arrivals {
 
     /// Every approval file in the folder right now, sorted (the start-up pass).
     pub fn list(&self) -> Vec<String> {
-        let mut names: Vec<String> = match std::fs::read_dir(&self.dir) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().into_string().ok())
+        // Listed through the folder's descriptor: `Approved/` replaced by a symlink (to
+        // `Pending_Approval/`, say) is refused, never listed.
+        let listed = nofollow::open_folder(&self.dir)
+            .map_err(std::io::Error::from)
+            .and_then(|d| d.list());
+        let mut names: Vec<String> = match listed {
+            Ok(entries) => entries
+                .into_iter()
+                .filter_map(|e| e.name.into_string().ok())
                 .filter(|n| is_candidate(n))
                 .collect(),
             Err(e) => {
@@ -136,7 +143,7 @@ impl Arrivals {
         let mut ready = Vec::new();
         let now = SystemTime::now();
         let settle = self.settle;
-        let dir = self.dir.clone();
+        let dir = nofollow::open_folder(&self.dir).ok();
         let instant = Instant::now();
         self.pending.retain(|name, hint| {
             match *hint {
@@ -151,10 +158,10 @@ impl Arrivals {
                 Hint::Until(_) => return true,
                 Hint::Settling => {}
             }
-            match std::fs::symlink_metadata(dir.join(name.as_str())) {
-                Err(_) => false,
-                Ok(meta) => {
-                    if quiet_for(&meta, now) >= settle {
+            match dir.as_ref().map(|d| d.stat(name.as_str())) {
+                None | Some(Err(_)) => false,
+                Some(Ok(meta)) => {
+                    if quiet_for(meta.changed(), now) >= settle {
                         ready.push(name.clone());
                         false
                     } else {
@@ -216,12 +223,16 @@ impl Arrivals {
 /// Time since the file last changed, content or metadata (its ctime, which every write,
 /// rename and chmod updates and nobody can set back). A ctime in the future (the clock
 /// was turned back since) counts as quiet.
-pub fn quiet_for(meta: &std::fs::Metadata, now: SystemTime) -> Duration {
+pub fn quiet_for(ctime: SystemTime, now: SystemTime) -> Duration {
+    now.duration_since(ctime).unwrap_or(Duration::MAX)
+}
+
+/// A file's change time (ctime) from its `stat`.
+pub fn ctime(meta: &std::fs::Metadata) -> SystemTime {
     use std::os::unix::fs::MetadataExt;
-    let ctime = SystemTime::UNIX_EPOCH
+    SystemTime::UNIX_EPOCH
         + Duration::new(
             u64::try_from(meta.ctime()).unwrap_or(0),
             u32::try_from(meta.ctime_nsec()).unwrap_or(0),
-        );
-    now.duration_since(ctime).unwrap_or(Duration::MAX)
+        )
 }

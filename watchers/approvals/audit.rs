@@ -1,13 +1,13 @@
 //! The audit log (SPEC §1): one JSON object per line in `Logs/YYYY-MM-DD.json` (UTC
 //! date), one `O_APPEND` write per line, so lines from concurrent writers never mix.
 
-use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
+
+use crate::vault::nofollow::{self, How};
 
 pub const ACTOR: &str = "ai-employee";
 
@@ -55,11 +55,8 @@ impl Audit {
         let mut line = super::redact(&obj.to_string(), secrets);
         line.push('\n');
         let path = self.path_for(now);
-        let result = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&path)
+        // Neither `Logs/` nor the day's file is written through a symlink.
+        let result = nofollow::open_in_folder(&path, How::append(0o600))
             .and_then(|mut f| f.write_all(line.as_bytes()));
         if let Err(err) = result {
             tracing::warn!(

@@ -126,8 +126,12 @@ impl<T> Channel<T> {
     }
 
     fn refresh(&mut self) {
+        use std::io::Read;
         use std::os::unix::fs::MetadataExt;
-        let meta = match std::fs::metadata(&self.path) {
+        // Never through a symlink (see `credentials::open_file`).
+        let opened =
+            crate::watchers::credentials::open_file(&self.path, crate::vault::nofollow::How::READ);
+        let meta = match opened.and_then(|f| Ok((f.metadata()?, f))) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 self.sig = None;
@@ -140,6 +144,7 @@ impl<T> Channel<T> {
                 return;
             }
         };
+        let (meta, mut file) = meta;
         let sig = (meta.ino(), meta.mtime(), meta.mtime_nsec(), meta.len());
         if self.sig == Some(sig) {
             return;
@@ -152,7 +157,8 @@ impl<T> Channel<T> {
                 meta.mode() & 0o777
             );
         }
-        self.loaded = match std::fs::read_to_string(&self.path) {
+        let mut text = String::new();
+        self.loaded = match file.read_to_string(&mut text).map(|_| text) {
             Ok(text) => match (self.parse)(self.rel, &text) {
                 Ok(Some(v)) => Loaded::Ready(v),
                 Ok(None) => Loaded::Unset(self.unset_keys()),

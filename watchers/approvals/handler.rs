@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::vault::atomic::{self, FileId, WritersNow};
 use crate::vault::frontmatter;
+use crate::vault::nofollow::{self, Dir, How, Kind};
 
 use super::audit::{Audit, Entry};
 use super::credentials::{Credentials, Loaded};
@@ -257,8 +258,10 @@ impl Handler {
     /// audit line; an attempt whose outcome is unknown also gets a Dashboard row.
     pub fn close_unfinished(&mut self) {
         for ((name, sha), state) in self.ledger.unfinished() {
-            let path = self.vault.join("Approved").join(&name);
-            let same = std::fs::read(&path).is_ok_and(|b| sha256_hex(&b) == sha);
+            let same = nofollow::open_folder(&self.vault.join("Approved"))
+                .ok()
+                .and_then(|d| d.read(&name, None).ok())
+                .is_some_and(|b| sha256_hex(&b) == sha);
             if same {
                 continue; // handled by the start-up pass
             }
@@ -308,8 +311,15 @@ impl Handler {
 
     /// Handle `Approved/<name>`.
     pub fn process(&mut self, name: &str) -> Step {
-        let path = self.vault.join("Approved").join(name);
-        let meta = match std::fs::symlink_metadata(&path) {
+        // Neither Approved/ nor the file is ever reached through a symlink.
+        let approved = match nofollow::open_folder(&self.vault.join("Approved")) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!("cannot look at Approved/{name}: {e}");
+                return Step::Deferred;
+            }
+        };
+        let meta = match approved.stat(name) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Step::Finished,
             Err(e) => {
@@ -321,8 +331,9 @@ impl Handler {
             tracing::debug!("Approved/{name} is a folder; ignored");
             return Step::Finished;
         }
-        if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(&path)
+        if meta.kind == Kind::Symlink {
+            let target = approved
+                .read_link(name)
                 .map(|t| t.display().to_string())
                 .unwrap_or_default();
             return self.park(
@@ -335,10 +346,10 @@ impl Handler {
         if !meta.is_file() {
             return self.park(name, "is not a regular file");
         }
-        if meta.len() > request::MAX_FILE_BYTES {
-            return self.park(name, &too_large(meta.len()));
+        if meta.size > request::MAX_FILE_BYTES {
+            return self.park(name, &too_large(meta.size));
         }
-        let (bytes, snap) = match read_approval(&path, self.opts.settle) {
+        let (bytes, snap) = match read_approval(&approved, name, self.opts.settle) {
             Ok(b) => b,
             Err(ReadError::Gone) => return Step::Finished,
             Err(ReadError::Writing) => {
@@ -515,7 +526,7 @@ impl Handler {
                 (local::queued(&self.vault, &tag), results::QUEUED, vec![])
             } else {
                 (
-                    self.vault.join(&effect).exists(),
+                    Dir::open(&self.vault).is_ok_and(|root| root.exists(&effect)),
                     results::RECORDED,
                     vec![("payment_task".to_string(), effect.clone())],
                 )
@@ -1098,24 +1109,26 @@ enum ReadError {
     Io(io::Error),
 }
 
-/// Read an approval without following a symlink swapped in since it was looked at,
-/// without blocking on a FIFO, and only when it is complete (see [`read_complete`]).
+/// Read `name` of `approved` without following a symlink swapped in since it was looked
+/// at, without blocking on a FIFO, and only when it is complete (see [`read_complete`]).
 /// Returns its bytes and what `stat` said of it.
-fn read_approval(path: &Path, settle: Duration) -> Result<(Vec<u8>, Fingerprint), ReadError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| match (e.kind(), e.raw_os_error()) {
-            (io::ErrorKind::NotFound, _) => ReadError::Gone,
-            (_, Some(libc::ELOOP)) => ReadError::Symlink,
-            _ => ReadError::Io(e),
-        })?;
+fn read_approval(
+    approved: &Dir,
+    name: &str,
+    settle: Duration,
+) -> Result<(Vec<u8>, Fingerprint), ReadError> {
+    let file = approved.file(name, How::READ).map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            ReadError::Gone
+        } else if nofollow::is_symlink_error(&e) {
+            ReadError::Symlink
+        } else if e.kind() == io::ErrorKind::InvalidInput {
+            ReadError::NotRegular
+        } else {
+            ReadError::Io(e)
+        }
+    })?;
     let meta = file.metadata().map_err(ReadError::Io)?;
-    if !meta.is_file() {
-        return Err(ReadError::NotRegular);
-    }
     if meta.len() > request::MAX_FILE_BYTES {
         return Err(ReadError::TooLarge(meta.len()));
     }
@@ -1153,7 +1166,7 @@ fn read_settled(
     now: SystemTime,
 ) -> Result<Vec<u8>, ReadError> {
     use std::io::{Read, Seek};
-    let quiet = arrivals::quiet_for(meta, now);
+    let quiet = arrivals::quiet_for(arrivals::ctime(meta), now);
     if quiet < settle {
         return Err(ReadError::Unsettled(settle - quiet));
     }

@@ -26,14 +26,15 @@
 //! half of either.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::vault::nofollow;
 
 use super::outcome::{Decision, results};
 use crate::vault::atomic::{self, FileId};
@@ -298,13 +299,12 @@ impl Ledger {
             path: path.to_path_buf(),
             source,
         };
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(err)?;
+        // Neither the file nor `.ai-employee/` is reached through a symlink.
+        let file = crate::vault::nofollow::open_in_folder(
+            path,
+            crate::vault::nofollow::How::read_append(0o600),
+        )
+        .map_err(err)?;
         let mut l = Ledger {
             path: path.to_path_buf(),
             file,
@@ -587,13 +587,19 @@ impl Ledger {
         // last; the "changed" marks after everything else, which would clear them.
         entries.sort_by_key(|e| (e.0, e.1));
         let count = entries.len() as u64;
-        let dir = atomic::parent_dir(&self.path);
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".approvals.ledger-")
-            .tempfile_in(dir)
+        // Written and renamed in `.ai-employee/` as opened without following a symlink.
+        let dir = nofollow::open_folder(atomic::parent_dir(&self.path))
+            .map_err(io::Error::from)
+            .map_err(err)?;
+        let name = self
+            .path
+            .file_name()
+            .ok_or_else(|| err(io::Error::from(io::ErrorKind::InvalidInput)))?;
+        let tmp = dir
+            .temp_file(".approvals.ledger-", "", 0o600)
             .map_err(err)?;
         {
-            let mut out = io::BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
+            let mut out = io::BufWriter::with_capacity(1 << 16, tmp.file());
             for (_, _, entry) in entries {
                 let rec = match entry {
                     Entry::Full(rec) => *rec,
@@ -625,16 +631,16 @@ impl Ledger {
             }
             out.flush().map_err(err)?;
         }
-        tmp.as_file().sync_all().map_err(err)?;
+        tmp.file().sync_all().map_err(err)?;
         // The handle for later appends, opened before the rename: there is no moment
         // at which appends could go to the old file after it lost its name.
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(tmp.path())
+        let file = dir
+            .file(tmp.name(), nofollow::How::read_append(0o600))
             .map_err(err)?;
-        tmp.persist(&self.path).map_err(|e| err(e.error))?;
-        atomic::sync_dir(dir).map_err(err)?;
+        let mut tmp = tmp;
+        dir.rename(tmp.name(), &dir, name).map_err(err)?;
+        tmp.keep();
+        dir.sync().map_err(err)?;
         self.file = file;
         self.needs_newline = false;
         self.records = count;

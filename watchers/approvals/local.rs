@@ -3,14 +3,13 @@
 //! ever paid). Both leave a mark named by the approval's identity, so after a crash the
 //! handler can check whether the effect happened instead of guessing.
 
-use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::Path;
 
 use serde_norway::Mapping;
 
-use crate::vault::atomic;
 use crate::vault::frontmatter;
+use crate::vault::nofollow::{self, Dir, How};
 
 use super::request::{Linkedin, Payment};
 
@@ -38,17 +37,18 @@ pub fn queue_post(
     at: &str,
     post: &Linkedin,
 ) -> io::Result<bool> {
-    let path = vault.join(QUEUE_FILE);
-    atomic::create_new(&path, QUEUE_HEADER.as_bytes())?;
+    // The queue is never read or written through a symlink.
+    let root = Dir::open(vault)?;
+    root.create_new(QUEUE_FILE, QUEUE_HEADER.as_bytes(), 0o600)?;
     let marker = queue_marker(tag);
-    if std::fs::read_to_string(&path)?.contains(&marker) {
+    if String::from_utf8_lossy(&root.read(QUEUE_FILE, None)?).contains(&marker) {
         return Ok(false);
     }
     let entry = format!(
         "\n## {at} (approved in {file})\n\n{}\n\n{marker}\n",
         post.body.trim_end()
     );
-    let mut f = OpenOptions::new().append(true).open(&path)?;
+    let mut f = root.file(QUEUE_FILE, How::append(0o600))?;
     f.write_all(entry.as_bytes())?;
     f.sync_data()?;
     Ok(true)
@@ -56,7 +56,9 @@ pub fn queue_post(
 
 /// Whether the queue holds the post with this tag.
 pub fn queued(vault: &Path, tag: &str) -> bool {
-    std::fs::read_to_string(vault.join(QUEUE_FILE)).is_ok_and(|t| t.contains(&queue_marker(tag)))
+    Dir::open(vault)
+        .and_then(|root| root.read(QUEUE_FILE, None))
+        .is_ok_and(|t| String::from_utf8_lossy(&t).contains(&queue_marker(tag)))
 }
 
 /// `Needs_Action/PAYMENT_<stamp>_<recipient>_<tag6>.md`, fixed before the intent is
@@ -123,8 +125,6 @@ pub fn record_payment(
          Done/.\n",
         p.recipient, p.reason
     );
-    atomic::create_new(
-        &vault.join(task_rel),
-        frontmatter::render(&front, &body).as_bytes(),
-    )
+    let (dir, name) = nofollow::folder_of(&vault.join(task_rel))?;
+    dir.create_new(&name, frontmatter::render(&front, &body).as_bytes(), 0o600)
 }

@@ -36,6 +36,7 @@ use crate::cli::VaultArg;
 use crate::config::units::{parse_flag_duration, parse_positive_duration};
 use crate::exit_codes;
 use crate::vault::lock::{LockError, VaultLock};
+use crate::vault::nofollow::Dir;
 
 use super::common::{WatcherCtx, needs_setup};
 use handler::{Handler, Options, Step};
@@ -44,6 +45,25 @@ const NAME: &str = "approvals";
 
 /// Longest wait for events in the loop, so SIGTERM is seen quickly.
 const TICK: Duration = Duration::from_millis(200);
+
+/// The vault folders the handler reads or writes. None may be a symlink: `Approved/` as
+/// a link to `Pending_Approval/` would execute drafts nobody approved, `Done/` as a link
+/// would write outside the vault.
+const FOLDERS: [&str; 5] = ["Approved", "Done", "Failed", "Logs", "Needs_Action"];
+
+/// How often the handler checks that its folders are still real folders.
+const FOLDER_CHECK: Duration = Duration::from_secs(1);
+
+/// The first of the handler's folders that is now a symlink, as the one-line reason.
+fn symlinked_folder(root: &Dir) -> Option<String> {
+    FOLDERS
+        .iter()
+        .chain(std::iter::once(&crate::vault::layout::STATE_DIR))
+        .find_map(|f| match root.folder(f) {
+            Err(e) if e.is_symlink() => Some(e.to_string()),
+            _ => None,
+        })
+}
 
 #[derive(Debug, ClapArgs, Clone)]
 pub struct Args {
@@ -160,23 +180,32 @@ pub fn run(args: Args) -> i32 {
             ),
         );
     }
-    for folder in ["Approved", "Done", "Failed", "Logs", "Needs_Action"] {
-        if let Err(e) = std::fs::create_dir_all(vault.join(folder)) {
+    let root = match Dir::open(&vault) {
+        Ok(r) => r,
+        Err(e) => {
             eprintln!(
-                "ai-employee watch {NAME}: failed to create {}: {e}",
-                vault.join(folder).display()
+                "ai-employee watch {NAME}: failed to open {}: {e}",
+                vault.display()
             );
             return exit_codes::CANT_CREATE;
         }
+    };
+    let state_dir = crate::vault::layout::STATE_DIR;
+    for (folder, private) in FOLDERS
+        .iter()
+        .map(|f| (*f, false))
+        .chain(std::iter::once((state_dir, true)))
+    {
+        match root.make_folder(folder, private) {
+            Ok(_) => {}
+            Err(e) if e.is_symlink() => return needs_setup(NAME, e),
+            Err(e) => {
+                eprintln!("ai-employee watch {NAME}: failed to create {folder}: {e}");
+                return exit_codes::CANT_CREATE;
+            }
+        }
     }
     let state = crate::vault::Vault::new(vault.clone()).state_dir();
-    if let Err(e) = create_private_dir(&state) {
-        eprintln!(
-            "ai-employee watch {NAME}: failed to create {}: {e}",
-            state.display()
-        );
-        return exit_codes::CANT_CREATE;
-    }
     // One handler per vault: two would execute the same file twice.
     let _lock = match VaultLock::acquire(&state.join("approvals.lock")) {
         Ok(l) => l,
@@ -241,8 +270,19 @@ pub fn run(args: Args) -> i32 {
     handler.close_unfinished();
     let mut arrivals = arrivals::Arrivals::new(&vault.join("Approved"), args.settle, args.rescan);
 
+    let mut folders_checked = Instant::now();
     'run: while !ctx.stopping() {
         ctx.beat();
+        if folders_checked.elapsed() >= FOLDER_CHECK {
+            folders_checked = Instant::now();
+            if let Some(problem) = symlinked_folder(&root) {
+                // Nothing is read or moved through it (every access refuses the link);
+                // stop so the supervisor shows the vault as needing setup.
+                tracing::error!("stopping: {problem}");
+                handler.shutdown(Duration::from_millis(250));
+                return needs_setup(NAME, problem);
+            }
+        }
         let now = Instant::now();
         let wait = handler
             .next_retry()
@@ -295,14 +335,6 @@ fn report_actions(
     );
     tracing::warn!("actions enabled: {}; {not}", enabled.join(", "));
     handler.setup_row(not);
-}
-
-fn create_private_dir(p: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(p)
 }
 
 #[cfg(test)]

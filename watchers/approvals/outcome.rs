@@ -8,8 +8,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_norway::{Mapping, Value};
 
-use crate::vault::atomic::{self, FileId};
+use crate::vault::atomic::FileId;
 use crate::vault::frontmatter;
+use crate::vault::nofollow::{self, Dir};
 
 use super::sha256_hex;
 
@@ -226,8 +227,13 @@ fn add_fields(front: &mut Mapping, d: &Decision) {
 
 /// `Folder/name`, or `Folder/stem-2.ext`, `-3` … if taken.
 pub fn free_name(vault: &Path, folder: &str, name: &str) -> String {
-    let dir = vault.join(folder);
-    if !exists(&dir.join(name)) {
+    // A folder that cannot be opened (or is a symlink): the name is as good as any, the
+    // write into it fails and says why.
+    let Ok(dir) = nofollow::open_folder(&vault.join(folder)) else {
+        return format!("{folder}/{name}");
+    };
+    let exists = |n: &str| dir.exists(n);
+    if !exists(name) {
         return format!("{folder}/{name}");
     }
     let (stem, ext) = match name.rfind('.') {
@@ -237,15 +243,19 @@ pub fn free_name(vault: &Path, folder: &str, name: &str) -> String {
     let mut n = 2u32;
     loop {
         let candidate = format!("{stem}-{n}{ext}");
-        if !exists(&dir.join(&candidate)) || n == u32::MAX {
+        if !exists(&candidate) || n == u32::MAX {
             return format!("{folder}/{candidate}");
         }
         n += 1;
     }
 }
 
-fn exists(p: &Path) -> bool {
-    std::fs::symlink_metadata(p).is_ok()
+/// The folder and file name of a vault-relative `rel` such as `Done/x.md`, the folder
+/// opened without following a symlink.
+fn split(vault: &Path, rel: &str) -> io::Result<(Dir, String)> {
+    let (folder, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+    let dir = nofollow::open_folder(&vault.join(folder))?;
+    Ok((dir, name.to_string()))
 }
 
 /// Carry out `d` for `Approved/<name>` whose bytes were `original` (SHA-256 `sha`), read
@@ -262,19 +272,25 @@ pub fn finish(
 ) -> io::Result<(String, Left)> {
     let text = render(original, d);
     let text_sha = sha256_hex(text.as_bytes());
+    // Opened first: nothing but the removal stands between the destination appearing and
+    // the source going.
+    let approved = nofollow::open_folder(&vault.join("Approved"))?;
     let mut dest = d.dest.clone();
     for _ in 0..1000 {
-        let path = vault.join(&dest);
-        if atomic::create_new(&path, text.as_bytes())? {
+        let (dir, file) = split(vault, &dest)?;
+        if dir.create_new(&file, text.as_bytes(), 0o600)? {
             break;
         }
         // Taken: by an earlier run of this very step (then we are done) or by someone else.
-        if std::fs::read(&path).is_ok_and(|b| sha256_hex(&b) == text_sha) {
+        if dir
+            .read(&file, None)
+            .is_ok_and(|b| sha256_hex(&b) == text_sha)
+        {
             break;
         }
         dest = free_name(vault, d.folder.dir(), name);
     }
-    let left = remove_if_same(&vault.join("Approved").join(name), sha, id)?;
+    let left = remove_if_same(&approved, name, sha, id)?;
     Ok((dest, left))
 }
 
@@ -289,21 +305,21 @@ pub enum Left {
     Changed,
 }
 
-/// Remove `path` if it is still the file `id` with the bytes of SHA-256 `sha` (a file
-/// edited or replaced since it was read, even by identical bytes, stays). Says what is
-/// left, decided here, in one look: a check made later could take a new file that got
-/// the same inode number for the changed one.
-pub fn remove_if_same(path: &Path, sha: &str, id: FileId) -> io::Result<Left> {
-    match atomic::path_id(path) {
-        Ok(now) if now == id => {}
+/// Remove `name` from `dir` if it is still the file `id` with the bytes of SHA-256 `sha`
+/// (a file edited or replaced since it was read, even by identical bytes, stays). Says
+/// what is left, decided here, in one look: a check made later could take a new file
+/// that got the same inode number for the changed one.
+pub fn remove_if_same(dir: &Dir, name: &str, sha: &str, id: FileId) -> io::Result<Left> {
+    match dir.stat(name) {
+        Ok(s) if (s.dev, s.ino) == id => {}
         Ok(_) => return Ok(Left::Other),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Left::Nothing),
         Err(e) => return Err(e),
     }
-    match std::fs::read(path) {
+    match dir.read(name, None) {
         Ok(bytes) if sha256_hex(&bytes) == sha => {
-            std::fs::remove_file(path)?;
-            atomic::sync_dir(atomic::parent_dir(path))?;
+            dir.remove_file(name)?;
+            dir.sync()?;
             Ok(Left::Nothing)
         }
         Ok(_) => Ok(Left::Changed),
@@ -339,22 +355,24 @@ pub fn park_unreadable(vault: &Path, name: &str, error: &str, at: &str) -> io::R
         "`Approved/{name}` could not be read as an approval. It was moved, unchanged, next \
          to this note as `{original_name}`.\n"
     );
-    let src = vault.join("Approved").join(name);
-    let note = vault.join(&note_rel);
-    atomic::create_new(&note, frontmatter::render(&front, &body).as_bytes())?;
-    match std::fs::rename(&src, vault.join(&original_rel)) {
+    let approved = nofollow::open_folder(&vault.join("Approved"))?;
+    let (failed, note) = split(vault, &note_rel)?;
+    failed.create_new(&note, frontmatter::render(&front, &body).as_bytes(), 0o600)?;
+    // The file is moved as it is: a symlink as a link, never followed.
+    match approved.rename(name, &failed, &original_name) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    atomic::sync_dir(&vault.join("Failed"))?;
-    atomic::sync_dir(&vault.join("Approved"))?;
+    failed.sync()?;
+    approved.sync()?;
     Ok(note_rel)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vault::atomic;
 
     fn decision(vault: &Path, original: &str, folder: Folder) -> Decision {
         Decision::new(
@@ -457,7 +475,8 @@ mod tests {
         std::fs::write(v.join("new.md"), original)?;
         std::fs::rename(v.join("new.md"), &path)?;
         if atomic::path_id(&path)? != id {
-            assert_eq!(remove_if_same(&path, &sha, id)?, Left::Other);
+            let approved = Dir::open(&v.join("Approved"))?;
+            assert_eq!(remove_if_same(&approved, "a.md", &sha, id)?, Left::Other);
             assert!(path.exists());
         }
         Ok(())

@@ -468,7 +468,7 @@ fn attachment(vault: &Path, canon_vault: &Path, rel: &str) -> Result<Attachment,
             first.to_string_lossy()
         )));
     }
-    let bytes = read_regular(&canon, MAX_ATTACHMENT_BYTES).map_err(|e| bad(&e))?;
+    let bytes = read_regular(canon_vault, inside, MAX_ATTACHMENT_BYTES).map_err(|e| bad(&e))?;
     let file_name = canon
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -480,21 +480,21 @@ fn attachment(vault: &Path, canon_vault: &Path, rel: &str) -> Result<Attachment,
     })
 }
 
-/// Read a regular file (not following a symlink at the last step), at most `limit` bytes.
-fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+/// Read the regular file `rel` of `vault` (resolved beneath it with no symlink in any
+/// component: the path was canonicalised just before, so a link there now was swapped
+/// in meanwhile), at most `limit` bytes.
+fn read_regular(vault: &Path, rel: &Path, limit: u64) -> Result<Vec<u8>, String> {
+    use crate::vault::nofollow::{Dir, How};
     use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| format!("cannot be read: {e}"))?;
+    let file = Dir::open(vault)
+        .and_then(|root| root.file(rel, How::READ))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidInput => "not a regular file".to_string(),
+            _ => format!("cannot be read: {e}"),
+        })?;
     let meta = file
         .metadata()
         .map_err(|e| format!("cannot be read: {e}"))?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
     if meta.len() > limit {
         return Err(format!(
             "{} is over the {} limit",

@@ -9,7 +9,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -22,7 +22,8 @@ use super::ledger::{Kind, Ledger, Record, Snap};
 use super::ready::{self, Decision, Track};
 use super::stage::{self, Done, Job, Outcome, Stager};
 use super::sys::{self, Writers};
-use super::{Error, Options, Paths, names};
+use super::{Error, Options, Paths, inbox_error, names};
+use crate::vault::nofollow::{self, Dir, How, Kind as FileKind};
 use crate::watchers::common::WatcherCtx;
 
 /// Longest wait for a message, so the stop flag and the heartbeat are looked at often.
@@ -40,6 +41,9 @@ const CHECKS_PER_TURN: usize = 1024;
 const MESSAGES_PER_TURN: usize = 4096;
 /// How long stopping waits for copies in progress before leaving them to the next start.
 const STOP_GRACE: Duration = Duration::from_millis(600);
+/// How often the watcher checks that `Inbox/` is still the folder it opened (events say
+/// so too, where they arrive).
+const PLACE_CHECK: Duration = Duration::from_secs(1);
 
 pub enum Msg {
     Fs(notify::Result<notify::Event>),
@@ -86,6 +90,8 @@ struct StagedTask {
     job: Job,
     sha256: [u8; 32],
     snap: Snap,
+    /// False: over `--max-size`, a note without a copy.
+    copied: bool,
 }
 
 #[derive(Default)]
@@ -113,6 +119,7 @@ pub struct Engine {
     watcher: Box<dyn Watcher>,
     rescan: bool,
     rewatch_at: Option<Instant>,
+    place_checked: Instant,
     stats: Stats,
 }
 
@@ -120,7 +127,13 @@ impl Engine {
     /// Open the ledger, recover what a crash left in staging, start the workers and the
     /// OS watch.
     pub fn start(ctx: WatcherCtx, opts: Options, paths: Paths) -> Result<Engine, Error> {
-        let loaded = Ledger::open(&paths.ledger).map_err(Error::io("open", &paths.ledger))?;
+        let loaded = Ledger::open(&paths.ledger).map_err(|e| {
+            if nofollow::is_symlink_error(&e) {
+                Error::Setup(e.to_string())
+            } else {
+                Error::io("open", &paths.ledger)(e)
+            }
+        })?;
         if loaded.torn_bytes > 0 {
             tracing::warn!(
                 "ledger: cut off a torn last line ({} bytes) left by a crash",
@@ -131,7 +144,7 @@ impl Engine {
             tracing::warn!("ledger: skipped {} unreadable lines", loaded.bad_lines);
         }
         let recovered = stage::recover(&paths.staging, &paths.needs_action, &loaded.tasks)
-            .map_err(Error::io("recover staged tasks in", &paths.staging))?;
+            .map_err(Error::io("recover staged tasks in", paths.staging.path()))?;
         for t in &recovered.published {
             tracing::info!("published task {t}, staged before the last stop");
         }
@@ -143,7 +156,7 @@ impl Engine {
         }
 
         let (tx, rx) = mpsc::channel();
-        let jobs = spawn_workers(&paths.staging, &ctx, opts.workers, &tx)?;
+        let jobs = spawn_workers(&paths.staging, &ctx, &opts, &tx)?;
         let mut watcher = make_watcher(&tx, opts.poll)?;
         watcher
             .watch(&paths.inbox, RecursiveMode::NonRecursive)
@@ -169,6 +182,7 @@ impl Engine {
             watcher,
             rescan: false,
             rewatch_at: None,
+            place_checked: Instant::now(),
             stats: Stats::default(),
         })
     }
@@ -205,8 +219,12 @@ impl Engine {
                 }
             }
             let now = Instant::now();
+            if now.duration_since(self.place_checked) >= PLACE_CHECK {
+                self.place_checked = now;
+                self.check_place()?;
+            }
             if self.rewatch_at.is_some_and(|t| t <= now) {
-                self.rewatch();
+                self.rewatch()?;
             }
             if std::mem::take(&mut self.rescan) {
                 match self.sweep() {
@@ -356,20 +374,19 @@ impl Engine {
     /// List Inbox: every top-level regular file not already done gets looked at.
     /// Returns (files found, files whose task exists already).
     fn sweep(&mut self) -> Result<(usize, usize), Error> {
-        let inbox = self.paths.inbox.clone();
-        let read = Error::io("read", &inbox);
+        let inbox = Arc::clone(&self.paths.inbox_dir);
         let (mut found, mut done) = (0, 0);
-        for entry in std::fs::read_dir(&inbox).map_err(&read)? {
-            let entry = entry.map_err(&read)?;
-            let name = entry.file_name();
-            if names::is_ignored(&name) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+        for entry in inbox.list().map_err(Error::io("read", inbox.path()))? {
+            let name = entry.name;
+            // Symlinks, folders, FIFOs … are ignored.
+            if names::is_ignored(&name) || entry.kind != FileKind::File {
                 continue;
             }
             found += 1;
-            let unchanged = std::fs::symlink_metadata(entry.path()).is_ok_and(|m| {
+            let unchanged = inbox.stat(&name).is_ok_and(|m| {
                 self.ledger
                     .get(&name)
-                    .is_some_and(|r| r.snap == Snap::of(&m))
+                    .is_some_and(|r| r.snap == Snap::of_stat(&m))
             });
             if unchanged && !self.pending.contains_key(&name) {
                 done += 1;
@@ -401,9 +418,9 @@ impl Engine {
             p.recheck = true;
             return;
         }
-        let path = self.paths.inbox.join(&name);
-        let meta = match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.file_type().is_file() => m,
+        let inbox = Arc::clone(&self.paths.inbox_dir);
+        let meta = match inbox.stat(&name) {
+            Ok(m) if m.is_file() => m,
             Ok(_) => {
                 // A folder, symlink, FIFO …: ignored.
                 self.pending.remove(&name);
@@ -421,38 +438,39 @@ impl Engine {
         if self
             .ledger
             .get(&name)
-            .is_some_and(|r| r.snap == Snap::of(&meta))
+            .is_some_and(|r| r.snap == Snap::of_stat(&meta))
         {
             self.pending.remove(&name);
             return;
         }
-        let (writers, meta) = if self.opts.settle_only {
-            (Writers::Unknown, meta)
+        let (writers, snap, modified) = if self.opts.settle_only {
+            (Writers::Unknown, Snap::of_stat(&meta), meta.modified())
         } else {
             // Ask about writers first and fingerprint afterwards (on the same open file):
             // a writer that closes in between is then seen with its final size.
-            match sys::open_read(&path).and_then(|f| Ok((sys::writers(&f), f.metadata()?))) {
-                Ok((w, m)) if m.file_type().is_file() => (w, m),
-                Ok(_) => {
+            match inbox
+                .file(&name, How::READ)
+                .and_then(|f| Ok((sys::writers(&f), f.metadata()?)))
+            {
+                Ok((w, m)) => (w, Snap::of(&m), m.modified().unwrap_or(meta.modified())),
+                // Became a symlink, a FIFO or a folder meanwhile, or is gone: ignored.
+                Err(e)
+                    if e.kind() == io::ErrorKind::NotFound
+                        || e.kind() == io::ErrorKind::InvalidInput
+                        || nofollow::is_symlink_error(&e) =>
+                {
                     self.pending.remove(&name);
                     return;
                 }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    self.pending.remove(&name);
-                    return;
-                }
-                Err(_) => (Writers::Unknown, meta),
+                Err(_) => (Writers::Unknown, Snap::of_stat(&meta), meta.modified()),
             }
         };
-        let snap = Snap::of(&meta);
         if self.ledger.get(&name).is_some_and(|r| r.snap == snap) {
             self.pending.remove(&name);
             return;
         }
-        let age = meta
-            .modified()
-            .ok()
-            .and_then(|m| SystemTime::now().duration_since(m).ok())
+        let age = SystemTime::now()
+            .duration_since(modified)
             .unwrap_or(Duration::ZERO);
         let now = Instant::now();
         let settle = self.opts.settle;
@@ -460,7 +478,7 @@ impl Engine {
             return;
         };
         match ready::decide(&mut p.track, snap, writers, age, now, settle) {
-            Decision::Ready => self.dispatch(name, path, snap),
+            Decision::Ready => self.dispatch(name, inbox, snap),
             Decision::WaitForClose => {
                 p.writer_open = true;
                 self.set_timer(&name, now + WRITER_RECHECK.max(settle));
@@ -469,7 +487,7 @@ impl Engine {
         }
     }
 
-    fn dispatch(&mut self, name: OsString, path: PathBuf, snap: Snap) {
+    fn dispatch(&mut self, name: OsString, inbox: Arc<Dir>, snap: Snap) {
         let received = Utc::now();
         let task = self.reserve_task_name(&name, received);
         let previous = self.ledger.get(&name).map(|r| r.sha256);
@@ -480,7 +498,7 @@ impl Engine {
         }
         let job = Job {
             name,
-            path,
+            inbox,
             snap,
             task,
             received,
@@ -505,9 +523,7 @@ impl Engine {
         let stamp = names::stamp(received);
         let clean = names::sanitize(name);
         let na = &self.paths.needs_action;
-        let taken = |s: &String, reserved: &HashSet<String>| {
-            reserved.contains(s) || std::fs::symlink_metadata(na.join(s)).is_ok()
-        };
+        let taken = |s: &String, reserved: &HashSet<String>| reserved.contains(s) || na.exists(s);
         let mut n = 1;
         loop {
             let task = names::task_name(&stamp, n, &clean);
@@ -563,12 +579,21 @@ impl Engine {
         self.running = self.running.saturating_sub(1);
         let Done { job, outcome } = d;
         match outcome {
-            Outcome::Staged { sha256, snap } => {
+            Outcome::Staged {
+                sha256,
+                snap,
+                copied,
+            } => {
                 if let Some(p) = self.pending.get_mut(&job.name) {
                     p.job = JobState::Staged;
                 }
                 self.first_staged.get_or_insert_with(Instant::now);
-                self.staged.push(StagedTask { job, sha256, snap });
+                self.staged.push(StagedTask {
+                    job,
+                    sha256,
+                    snap,
+                    copied,
+                });
             }
             Outcome::Same { snap } => {
                 self.release(&job.task);
@@ -644,10 +669,10 @@ impl Engine {
         if batch.is_empty() {
             return Ok(());
         }
-        let staging = self.paths.staging.clone();
-        let na = self.paths.needs_action.clone();
+        let staging = Arc::clone(&self.paths.staging);
+        let na = &self.paths.needs_action;
         // The staged files' names must be durable before a ledger line vouches for them.
-        sys::sync_dir(&staging).map_err(Error::io("sync", &staging))?;
+        staging.sync().map_err(Error::io("sync", staging.path()))?;
         let entries = batch
             .iter()
             .map(|s| {
@@ -666,19 +691,29 @@ impl Engine {
             .map_err(Error::io("append to", &self.paths.ledger))?;
         let mut published = Vec::with_capacity(batch.len());
         for s in &batch {
-            let name = stage::publish(&staging, &na, &s.job.task)
-                .map_err(Error::io("publish a task into", &na))?;
+            let name = stage::publish(&staging, na, &s.job.task)
+                .map_err(Error::io("publish a task into", na.path()))?;
             published.push(name);
         }
         // No fsync of the folders here: a rename is one atomic step, so after a power
         // loss each file is either published or back in staging, where the ledger line
         // makes the next start publish it again.
         for (s, name) in batch.iter().zip(published) {
-            tracing::info!(
-                "{:?} ({} bytes) -> Needs_Action/{name}.md",
-                s.job.name.to_string_lossy(),
-                s.snap.size
-            );
+            if s.copied {
+                tracing::info!(
+                    "{:?} ({} bytes) -> Needs_Action/{name}.md",
+                    s.job.name.to_string_lossy(),
+                    s.snap.size
+                );
+            } else {
+                tracing::warn!(
+                    "{:?} ({} bytes) is over the {} limit for copies (--max-size): a note \
+                     without a copy -> Needs_Action/{name}.md",
+                    s.job.name.to_string_lossy(),
+                    s.snap.size,
+                    crate::config::units::format_size(self.opts.max_size)
+                );
+            }
             self.stats.tasks += 1;
             self.release(&s.job.task);
             self.finish(&s.job.name);
@@ -693,25 +728,68 @@ impl Engine {
         Ok(())
     }
 
-    /// Inbox itself was removed or renamed: make it again and watch it again.
-    fn rewatch(&mut self) {
+    /// Whether `Inbox/` and `Needs_Action/` are still the folders the watcher opened. If
+    /// not (renamed away, removed, replaced by a symlink or another folder): `Inbox/` is
+    /// opened again now; `Needs_Action/` is opened again (created if missing). A symlink
+    /// in the place of either stops the watcher (exit 78); nothing is read or written
+    /// through it meanwhile, since every access goes through the descriptors.
+    fn check_place(&mut self) -> Result<(), Error> {
+        let vault = &self.paths.vault;
+        if !self.paths.needs_action.still_at(vault, "Needs_Action") {
+            match vault.make_folder("Needs_Action", false) {
+                Ok(d) => {
+                    tracing::warn!("Needs_Action was removed, renamed or replaced; opened again");
+                    self.paths.needs_action = d;
+                }
+                Err(e) if e.is_symlink() => return Err(Error::Setup(e.to_string())),
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+        if self.paths.explicit_inbox || self.rewatch_at.is_some() {
+            return Ok(());
+        }
+        if !self.paths.inbox_dir.still_at(&self.paths.vault, "Inbox") {
+            tracing::warn!("Inbox was removed, renamed or replaced; opening it again");
+            self.rewatch_at = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// Inbox itself was removed, renamed or replaced: make it again (the vault's own
+    /// `Inbox/`), open it and watch it again. A symlink in its place is never followed:
+    /// the watcher stops (exit 78) with one line saying so.
+    fn rewatch(&mut self) -> Result<(), Error> {
         self.rewatch_at = None;
         let inbox = self.paths.inbox.clone();
         let _ = self.watcher.unwatch(&inbox);
-        let res = std::fs::create_dir_all(&inbox)
-            .map_err(|e| e.to_string())
-            .and_then(|()| {
-                self.watcher
-                    .watch(&inbox, RecursiveMode::NonRecursive)
-                    .map_err(|e| e.to_string())
-            });
+        let opened = if self.paths.explicit_inbox {
+            std::fs::create_dir_all(&inbox)
+                .and_then(|()| Dir::open(&inbox))
+                .map_err(|e| e.to_string())
+        } else {
+            match self.paths.vault.make_folder("Inbox", false) {
+                Ok(d) => Ok(d),
+                Err(e) if e.is_symlink() => return Err(Error::Setup(inbox_error(e))),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let res = opened.and_then(|dir| {
+            self.watcher
+                .watch(&inbox, RecursiveMode::NonRecursive)
+                .map_err(|e| e.to_string())?;
+            Ok(dir)
+        });
         match res {
-            Ok(()) => self.rescan = true,
+            Ok(dir) => {
+                self.paths.inbox_dir = Arc::new(dir);
+                self.rescan = true;
+            }
             Err(e) => {
                 tracing::warn!("failed to watch {} again: {e}", inbox.display());
                 self.rewatch_at = Some(Instant::now() + Duration::from_secs(1));
             }
         }
+        Ok(())
     }
 
     /// SIGTERM: copies in progress stop (they watch the same flag), what is staged is
@@ -746,17 +824,18 @@ fn count(n: u64, what: &str) -> String {
 }
 
 fn spawn_workers(
-    staging: &Path,
+    staging: &Arc<Dir>,
     ctx: &WatcherCtx,
-    n: usize,
+    opts: &Options,
     tx: &Sender<Msg>,
 ) -> Result<Sender<Job>, Error> {
+    let n = opts.workers;
     let (job_tx, job_rx) = mpsc::channel::<Job>();
     let job_rx = Arc::new(Mutex::new(job_rx));
     for i in 0..n {
         let rx = Arc::clone(&job_rx);
         let tx = tx.clone();
-        let mut stager = Stager::new(staging.to_path_buf(), ctx.stop_flag());
+        let mut stager = Stager::new(Arc::clone(staging), ctx.stop_flag(), opts.max_size);
         std::thread::Builder::new()
             .name(format!("fs-worker-{i}"))
             .spawn(move || {
@@ -774,7 +853,7 @@ fn spawn_workers(
                     }
                 }
             })
-            .map_err(Error::io("start a worker thread for", staging))?;
+            .map_err(Error::io("start a worker thread for", staging.path()))?;
     }
     Ok(job_tx)
 }

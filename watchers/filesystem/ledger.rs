@@ -16,11 +16,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use crate::vault::nofollow::{self, Dir, How};
 
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +46,17 @@ impl Snap {
             ctime_ns: ns(m.ctime(), m.ctime_nsec()),
             dev: m.dev(),
             ino: m.ino(),
+        }
+    }
+
+    /// The fingerprint from an `lstat` made through [`nofollow`].
+    pub fn of_stat(s: &nofollow::Stat) -> Snap {
+        Snap {
+            size: s.size,
+            mtime_ns: s.mtime_ns,
+            ctime_ns: s.ctime_ns,
+            dev: s.dev,
+            ino: s.ino,
         }
     }
 }
@@ -134,7 +147,9 @@ impl Line {
 /// The open ledger.
 #[derive(Debug)]
 pub struct Ledger {
-    path: PathBuf,
+    /// The folder it is in, and its name there.
+    dir: Dir,
+    name: OsString,
     file: File,
     lines: usize,
     map: HashMap<OsString, (Kind, Record)>,
@@ -154,15 +169,12 @@ pub struct Loaded {
 }
 
 impl Ledger {
-    /// Open (or create) the ledger at `path`, cutting off a torn last line.
+    /// Open (or create) the ledger at `path`, cutting off a torn last line. Neither the
+    /// file nor the folder it is in is reached through a symlink.
     pub fn open(path: &Path) -> io::Result<Loaded> {
-        let _ = std::fs::remove_file(tmp_path(path));
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(path)?;
+        let (dir, name) = nofollow::folder_of(path)?;
+        let _ = dir.remove_file(tmp_name(&name));
+        let mut file = dir.file(&name, How::read_append(0o600))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
         let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
@@ -193,7 +205,8 @@ impl Ledger {
         }
         Ok(Loaded {
             ledger: Ledger {
-                path: path.to_path_buf(),
+                dir,
+                name,
                 file,
                 lines,
                 map,
@@ -252,33 +265,28 @@ impl Ledger {
     }
 
     fn compact(&mut self) -> io::Result<()> {
-        let tmp = tmp_path(&self.path);
+        let tmp = tmp_name(&self.name);
         let mut buf = Vec::with_capacity(self.map.len() * 256);
         for (name, (kind, rec)) in &self.map {
             serde_json::to_writer(&mut buf, &Line::new(*kind, name, rec))?;
             buf.push(b'\n');
         }
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let mut f = self.dir.file(&tmp, How::truncate(0o600))?;
         f.write_all(&buf)?;
         f.sync_all()?;
         drop(f);
-        std::fs::rename(&tmp, &self.path)?;
-        super::sys::sync_dir(crate::vault::atomic::parent_dir(&self.path))?;
-        self.file = OpenOptions::new().append(true).open(&self.path)?;
+        self.dir.rename(&tmp, &self.dir, &self.name)?;
+        self.dir.sync()?;
+        self.file = self.dir.file(&self.name, How::append(0o600))?;
         self.lines = self.map.len();
         Ok(())
     }
 }
 
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_os_string();
+fn tmp_name(name: &OsStr) -> OsString {
+    let mut s = name.to_os_string();
     s.push(".tmp");
-    PathBuf::from(s)
+    s
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -304,6 +312,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
 
     fn rec(n: u8, task: &str) -> Record {
         Record {

@@ -9,7 +9,10 @@
 //! - `ledger`: the append-only memory of what was done.
 //! - `task`: the note's frontmatter and body.
 //! - `names`: ignored names, sanitizing, task names.
-//! - `sys`: leases, no-replace rename, directory fsync (Linux/macOS bits).
+//! - `sys`: leases, `SEEK_DATA` / `SEEK_HOLE` (Linux/macOS bits).
+//!
+//! Every file is reached relative to an open folder (`vault::nofollow`): no symlink in
+//! the vault is followed, and a vault folder that is one stops the watcher (exit 78).
 
 mod engine;
 mod ledger;
@@ -20,8 +23,8 @@ pub(crate) mod sys;
 pub(crate) mod task;
 
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args as ClapArgs;
@@ -30,13 +33,27 @@ use super::common::{WatcherCtx, needs_setup};
 use crate::cli::VaultArg;
 use crate::exit_codes;
 use crate::vault::layout::STATE_DIR;
+use crate::vault::nofollow::{Dir, FolderError};
 
 const NAME: &str = "filesystem";
+
+/// Default `--max-size`: larger files get a note but no copy.
+pub const DEFAULT_MAX_SIZE: &str = "1GiB";
 
 #[derive(Debug, ClapArgs, Clone)]
 pub struct Args {
     #[command(flatten)]
     pub vault: VaultArg,
+
+    /// Take files from DIR instead of the vault's Inbox/ (followed if it is a symlink:
+    /// naming it is the choice; symlinks inside it are still never followed)
+    #[arg(long, value_name = "DIR")]
+    pub inbox: Option<PathBuf>,
+
+    /// Files larger than this get a task note but no copy (the original stays where it
+    /// was dropped)
+    #[arg(long, value_name = "SIZE", default_value = DEFAULT_MAX_SIZE, value_parser = parse_max_size)]
+    pub max_size: u64,
 
     /// Where the OS cannot tell that a writer closed the file (macOS, network shares):
     /// take a file once its size and modification time stayed unchanged this long
@@ -63,6 +80,13 @@ fn parse_settle(s: &str) -> Result<Duration, String> {
     crate::config::units::parse_flag_duration(s)
 }
 
+fn parse_max_size(s: &str) -> Result<u64, String> {
+    match crate::config::units::parse_size(s)? {
+        0 => Err(format!("{s:?} must be at least 1 byte")),
+        n => Ok(n),
+    }
+}
+
 /// The options the engine runs with.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -70,57 +94,88 @@ pub struct Options {
     pub workers: usize,
     pub poll: Option<Duration>,
     pub settle_only: bool,
+    pub max_size: u64,
 }
 
-/// Where the watcher reads and writes.
-#[derive(Debug, Clone)]
+/// Where the watcher reads and writes: open folders (every file is reached relative to
+/// them, never through a symlink), and their paths for OS events and messages.
+#[derive(Debug)]
 pub struct Paths {
+    /// The vault root (followed if it is a symlink: the user's choice).
+    pub vault: Dir,
+    /// The Inbox's path: events arrive under it.
     pub inbox: PathBuf,
-    pub needs_action: PathBuf,
-    pub state: PathBuf,
+    /// `Inbox/`, or the folder `--inbox` names.
+    pub inbox_dir: Arc<Dir>,
+    /// `--inbox` was given: the folder is the user's, not the vault's `Inbox/`.
+    pub explicit_inbox: bool,
+    pub needs_action: Dir,
     /// Private folder where tasks are built before they are published.
-    pub staging: PathBuf,
+    pub staging: Arc<Dir>,
     pub ledger: PathBuf,
 }
 
 impl Paths {
-    fn new(vault: &Path) -> Paths {
-        let state = vault.join(STATE_DIR);
-        Paths {
-            inbox: vault.join("Inbox"),
-            needs_action: vault.join("Needs_Action"),
-            staging: state.join("filesystem.staging"),
-            ledger: state.join("filesystem.ledger"),
-            state,
-        }
-    }
-
-    /// Create the folders the watcher needs; the error is the one-line reason.
-    fn prepare(&mut self) -> Result<(), String> {
+    /// Open (creating what is missing) the folders the watcher needs; the error is the
+    /// one-line reason. No vault folder may be a symlink.
+    fn prepare(vault: &Path, explicit_inbox: Option<&Path>) -> Result<Paths, String> {
         let fail =
-            |what: &str, p: &Path, e: io::Error| format!("cannot {what} {}: {e}", p.display());
-        std::fs::create_dir_all(&self.inbox).map_err(|e| fail("create", &self.inbox, e))?;
-        std::fs::read_dir(&self.inbox).map_err(|e| fail("read", &self.inbox, e))?;
+            |what: &str, p: &Path, e: std::io::Error| format!("cannot {what} {}: {e}", p.display());
+        std::fs::create_dir_all(vault).map_err(|e| fail("create", vault, e))?;
+        let root = Dir::open(vault).map_err(|e| fail("open", vault, e))?;
         // Events arrive with the real path (symlinks resolved on macOS).
-        if let Ok(real) = std::fs::canonicalize(&self.inbox) {
-            self.inbox = real;
+        let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        let (inbox, inbox_dir) = match explicit_inbox {
+            Some(dir) => {
+                let d = Dir::open(dir).map_err(|e| fail("read", dir, e))?;
+                (real(dir), d)
+            }
+            None => {
+                let d = root.make_folder("Inbox", false).map_err(inbox_error)?;
+                (real(vault).join("Inbox"), d)
+            }
+        };
+        inbox_dir.list().map_err(|e| fail("read", &inbox, e))?;
+        let needs_action = root
+            .make_folder("Needs_Action", false)
+            .map_err(|e| e.to_string())?;
+        let state = root
+            .make_folder(STATE_DIR, true)
+            .map_err(|e| e.to_string())?;
+        let staging = state
+            .make_folder("filesystem.staging", true)
+            .map_err(|e| e.to_string())?;
+        let dev = |d: &Dir| d.stat_self().map(|s| s.dev);
+        match (dev(&needs_action), dev(&staging)) {
+            (Ok(a), Ok(b)) if a == b => {}
+            (Ok(_), Ok(_)) => {
+                return Err(format!(
+                    "{} and {} must be on one file system (tasks are published by rename)",
+                    needs_action.path().display(),
+                    staging.path().display()
+                ));
+            }
+            (Err(e), _) => return Err(fail("read", needs_action.path(), e)),
+            (_, Err(e)) => return Err(fail("read", staging.path(), e)),
         }
-        std::fs::create_dir_all(&self.needs_action)
-            .map_err(|e| fail("create", &self.needs_action, e))?;
-        for dir in [&self.state, &self.staging] {
-            stage::ensure_private_dir(dir).map_err(|e| fail("create", dir, e))?;
-        }
-        let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev());
-        match (dev(&self.needs_action), dev(&self.staging)) {
-            (Ok(a), Ok(b)) if a == b => Ok(()),
-            (Ok(_), Ok(_)) => Err(format!(
-                "{} and {} must be on one file system (tasks are published by rename)",
-                self.needs_action.display(),
-                self.staging.display()
-            )),
-            (Err(e), _) => Err(fail("read", &self.needs_action, e)),
-            (_, Err(e)) => Err(fail("read", &self.staging, e)),
-        }
+        Ok(Paths {
+            ledger: vault.join(STATE_DIR).join("filesystem.ledger"),
+            vault: root,
+            inbox,
+            inbox_dir: Arc::new(inbox_dir),
+            explicit_inbox: explicit_inbox.is_some(),
+            needs_action,
+            staging: Arc::new(staging),
+        })
+    }
+}
+
+/// The one line for an unusable `Inbox/`, with the way to take files from elsewhere.
+pub fn inbox_error(e: FolderError) -> String {
+    if e.is_symlink() {
+        format!("{e}; to take files from another folder, name it with --inbox DIR")
+    } else {
+        e.to_string()
     }
 }
 
@@ -139,6 +194,9 @@ pub enum Error {
     },
     #[error("the copy workers stopped unexpectedly")]
     Workers,
+    /// A vault folder became unusable (replaced by a symlink, say): exit 78.
+    #[error("{0}")]
+    Setup(String),
 }
 
 impl Error {
@@ -161,10 +219,10 @@ pub fn run(args: Args) -> i32 {
             return exit_codes::FAILURE;
         }
     };
-    let mut paths = Paths::new(&ctx.vault);
-    if let Err(msg) = paths.prepare() {
-        return needs_setup(NAME, msg);
-    }
+    let paths = match Paths::prepare(&ctx.vault, args.inbox.as_deref()) {
+        Ok(p) => p,
+        Err(msg) => return needs_setup(NAME, msg),
+    };
     let _lock = match ctx.single_instance("filesystem watcher") {
         Ok(l) => l,
         Err(code) => return code,
@@ -174,9 +232,11 @@ pub fn run(args: Args) -> i32 {
         workers: usize::from(args.workers),
         poll: args.poll,
         settle_only: args.settle_only,
+        max_size: args.max_size,
     };
     match engine::Engine::start(ctx, opts, paths).and_then(engine::Engine::run) {
         Ok(()) => exit_codes::OK,
+        Err(Error::Setup(msg)) => needs_setup(NAME, msg),
         Err(e) => {
             tracing::error!("{e}");
             exit_codes::FAILURE

@@ -12,10 +12,9 @@
 
 use std::collections::HashSet;
 use std::ffi::OsString;
-use std::fs::OpenOptions;
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -24,13 +23,14 @@ use sha2::{Digest, Sha256};
 
 use super::ledger::{Snap, hex};
 use super::{names, sys, task};
+use crate::vault::nofollow::{self, Dir, How, Kind};
 
 /// One file to turn into a task.
 #[derive(Debug, Clone)]
 pub struct Job {
     pub name: OsString,
-    /// `Inbox/<name>`.
-    pub path: PathBuf,
+    /// The folder it is in (`Inbox/`): it is opened relative to it, never by path.
+    pub inbox: Arc<Dir>,
     /// The fingerprint the readiness check judged.
     pub snap: Snap,
     /// The task name reserved for it.
@@ -42,10 +42,12 @@ pub struct Job {
 
 #[derive(Debug)]
 pub enum Outcome {
-    /// Copy and metadata are durable in staging.
+    /// The metadata (and the copy, when `copied`) are durable in staging.
     Staged {
         sha256: [u8; 32],
         snap: Snap,
+        /// False when the file is over `--max-size`: a note only.
+        copied: bool,
     },
     /// The content is the one a task was already made for (nothing staged).
     Same {
@@ -67,80 +69,72 @@ pub struct Done {
     pub outcome: Outcome,
 }
 
-pub fn staged_copy(staging: &Path, task: &str) -> PathBuf {
-    staging.join(format!("{task}.copy"))
+pub fn staged_copy(task: &str) -> String {
+    format!("{task}.copy")
 }
 
-pub fn staged_meta(staging: &Path, task: &str) -> PathBuf {
-    staging.join(format!("{task}.meta"))
+pub fn staged_meta(task: &str) -> String {
+    format!("{task}.meta")
 }
 
 const COPY_BUFFER: usize = 256 * 1024;
 
-/// A worker's tools: the staging folder, the stop flag, a copy buffer.
+/// A worker's tools: the staging folder, the stop flag, a copy buffer, the size limit.
 pub struct Stager {
-    staging: PathBuf,
+    staging: Arc<Dir>,
     stop: Arc<AtomicBool>,
     buf: Vec<u8>,
+    max_size: u64,
 }
 
 impl Stager {
-    pub fn new(staging: PathBuf, stop: Arc<AtomicBool>) -> Stager {
+    pub fn new(staging: Arc<Dir>, stop: Arc<AtomicBool>, max_size: u64) -> Stager {
         Stager {
             staging,
             stop,
             buf: vec![0; COPY_BUFFER],
+            max_size,
         }
     }
 
     pub fn stage(&mut self, job: &Job) -> Outcome {
-        let copy = staged_copy(&self.staging, &job.task);
-        let meta = staged_meta(&self.staging, &job.task);
+        let copy = staged_copy(&job.task);
+        let meta = staged_meta(&job.task);
         let out = match self.try_stage(job, &copy, &meta) {
             Ok(o) => o,
             Err(e) if e.kind() == io::ErrorKind::NotFound => Outcome::Gone,
-            // O_NOFOLLOW on a name that became a symlink.
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Outcome::Gone,
+            // A name that became a symlink (O_NOFOLLOW), a FIFO or a folder.
+            Err(e) if nofollow::is_symlink_error(&e) => Outcome::Gone,
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => Outcome::Gone,
             Err(e) => Outcome::Failed(e),
         };
         if !matches!(out, Outcome::Staged { .. }) {
-            let _ = std::fs::remove_file(&copy);
-            let _ = std::fs::remove_file(&meta);
+            let _ = self.staging.remove_file(&copy);
+            let _ = self.staging.remove_file(&meta);
         }
         out
     }
 
-    fn try_stage(&mut self, job: &Job, copy: &Path, meta: &Path) -> io::Result<Outcome> {
-        let mut src = sys::open_read(&job.path)?;
+    fn try_stage(&mut self, job: &Job, copy: &str, meta: &str) -> io::Result<Outcome> {
+        let src = job.inbox.file(&job.name, How::READ)?;
         let before = src.metadata()?;
-        if !before.is_file() {
-            return Ok(Outcome::Gone);
-        }
         let snap = Snap::of(&before);
         if snap != job.snap {
             return Ok(Outcome::Changed);
         }
-        let mut dst = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode((before.mode() & 0o777) | 0o600)
-            .open(copy)?;
+        let too_large = snap.size > self.max_size;
+        let dst = if too_large {
+            None
+        } else {
+            Some(
+                self.staging
+                    .file(copy, How::create_new((before.mode() & 0o777) | 0o600))?,
+            )
+        };
         let mut hasher = Sha256::new();
-        let mut copied: u64 = 0;
-        loop {
-            if self.stop.load(Ordering::Relaxed) {
-                return Ok(Outcome::Aborted);
-            }
-            let n = match src.read(&mut self.buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            hasher.update(&self.buf[..n]);
-            dst.write_all(&self.buf[..n])?;
-            copied += n as u64;
-        }
+        let Some(copied) = self.copy(&src, dst.as_ref(), &mut hasher)? else {
+            return Ok(Outcome::Aborted);
+        };
         let after = Snap::of(&src.metadata()?);
         if after != snap || copied != after.size {
             return Ok(Outcome::Changed);
@@ -149,33 +143,128 @@ impl Stager {
         if job.previous == Some(sha256) {
             return Ok(Outcome::Same { snap });
         }
-        dst.sync_all()?;
-        drop(dst);
-        let text = task::render(&task::Facts {
+        if let Some(dst) = dst {
+            dst.sync_all()?;
+        }
+        let facts = task::Facts {
             original_name: &job.name,
             size: copied,
             sha256_hex: &hex(&sha256),
             received: job.received,
-        });
-        let mut m = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(meta)?;
+        };
+        let text = if too_large {
+            task::render_not_copied(&facts, self.max_size)
+        } else {
+            task::render(&facts)
+        };
+        let mut m = self.staging.file(meta, How::create_new(0o600))?;
         m.write_all(text.as_bytes())?;
         m.sync_all()?;
-        Ok(Outcome::Staged { sha256, snap })
+        Ok(Outcome::Staged {
+            sha256,
+            snap,
+            copied: !too_large,
+        })
+    }
+
+    /// Stream `src` into `dst` (when given) at the same offsets while hashing all of it.
+    /// Holes (`SEEK_DATA` / `SEEK_HOLE`) are hashed as the zeros they read as but not
+    /// written, so a sparse file stays sparse; the copy gets its length at the end.
+    /// Returns the bytes hashed, or `None` when SIGTERM stopped it.
+    fn copy(
+        &mut self,
+        src: &File,
+        dst: Option<&File>,
+        hasher: &mut Sha256,
+    ) -> io::Result<Option<u64>> {
+        let mut pos: u64 = 0;
+        let mut sparse = true;
+        'segments: loop {
+            let data = if sparse {
+                match sys::seek_data(src, pos) {
+                    Ok(Some(d)) => d,
+                    Ok(None) => {
+                        // No data after `pos`: the rest is a hole up to the end.
+                        let end = src.metadata()?.len().max(pos);
+                        if !self.hash_zeros(hasher, end - pos) {
+                            return Ok(None);
+                        }
+                        pos = end;
+                        break 'segments;
+                    }
+                    Err(_) => {
+                        sparse = false;
+                        pos
+                    }
+                }
+            } else {
+                pos
+            };
+            if !self.hash_zeros(hasher, data.saturating_sub(pos)) {
+                return Ok(None);
+            }
+            pos = pos.max(data);
+            let hole = if sparse {
+                sys::seek_hole(src, pos).unwrap_or(u64::MAX)
+            } else {
+                u64::MAX
+            };
+            while pos < hole {
+                if self.stop.load(Ordering::Relaxed) {
+                    return Ok(None);
+                }
+                let want = usize::try_from(hole - pos)
+                    .unwrap_or(usize::MAX)
+                    .min(self.buf.len());
+                let n = match src.read_at(&mut self.buf[..want], pos) {
+                    Ok(0) => break 'segments,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                hasher.update(&self.buf[..n]);
+                if let Some(dst) = dst {
+                    dst.write_all_at(&self.buf[..n], pos)?;
+                }
+                pos += n as u64;
+            }
+            if !sparse {
+                break;
+            }
+        }
+        if let Some(dst) = dst {
+            // A trailing hole: the copy gets the full length without data blocks.
+            if dst.metadata()?.len() < pos {
+                dst.set_len(pos)?;
+            }
+        }
+        Ok(Some(pos))
+    }
+
+    /// Hash `n` zero bytes (a hole). False when SIGTERM stopped it.
+    fn hash_zeros(&mut self, hasher: &mut Sha256, mut n: u64) -> bool {
+        static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+        let mut since_check = 0usize;
+        while n > 0 {
+            let k = usize::try_from(n).unwrap_or(usize::MAX).min(ZEROS.len());
+            hasher.update(&ZEROS[..k]);
+            n -= k as u64;
+            since_check += k;
+            if since_check >= COPY_BUFFER {
+                since_check = 0;
+                if self.stop.load(Ordering::Relaxed) {
+                    return false;
+                }
+            }
+        }
+        true
     }
 }
 
-fn exists(p: &Path) -> bool {
-    std::fs::symlink_metadata(p).is_ok()
-}
-
 /// Whether a staged file also has a second name: the `link` + `unlink` fallback of
-/// [`sys::rename_noreplace`] was interrupted after the link, so it is published already.
-fn linked_elsewhere(p: &Path) -> bool {
-    std::fs::symlink_metadata(p).is_ok_and(|m| m.nlink() > 1)
+/// [`Dir::rename_noreplace`] was interrupted after the link, so it is published already.
+fn linked_elsewhere(staging: &Dir, name: &str) -> bool {
+    staging.stat(name).is_ok_and(|m| m.nlink > 1)
 }
 
 /// Most alternatives tried for a taken name before giving up.
@@ -184,11 +273,12 @@ const MAX_ALTERNATIVES: u32 = 1000;
 /// Publish a committed task: the copy to `Needs_Action/<task>`, then the metadata to
 /// `Needs_Action/<task>.md`, never replacing a file. If a name is taken (someone else
 /// made a file of exactly that name), the next `FILE_<stamp>-<n>_<name>` is used.
-/// Idempotent: what is no longer staged was published before. Does not fsync the folders
-/// (not needed: see `commit` in the engine). Returns the name the task got.
-pub fn publish(staging: &Path, needs_action: &Path, task: &str) -> io::Result<String> {
-    let copy = staged_copy(staging, task);
-    let meta = staged_meta(staging, task);
+/// Idempotent: what is no longer staged was published before. A task over `--max-size`
+/// has no copy: only its note is published. Does not fsync the folders (not needed: see
+/// `commit` in the engine). Returns the name the task got.
+pub fn publish(staging: &Dir, needs_action: &Dir, task: &str) -> io::Result<String> {
+    let copy = staged_copy(task);
+    let meta = staged_meta(task);
     let mut name = task.to_string();
     let mut n = 1;
     let mut next = |name: &mut String| -> io::Result<()> {
@@ -196,23 +286,25 @@ pub fn publish(staging: &Path, needs_action: &Path, task: &str) -> io::Result<St
         if n > MAX_ALTERNATIVES {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
-                format!("no free name for task {task} in {}", needs_action.display()),
+                format!(
+                    "no free name for task {task} in {}",
+                    needs_action.path().display()
+                ),
             ));
         }
         *name = names::alternative(task, n);
         Ok(())
     };
-    if exists(&copy) {
-        if linked_elsewhere(&copy) {
-            std::fs::remove_file(&copy)?;
+    if staging.exists(&copy) {
+        if linked_elsewhere(staging, &copy) {
+            staging.remove_file(&copy)?;
         } else {
             loop {
-                let target = needs_action.join(&name);
-                if exists(&target) || exists(&needs_action.join(names::meta_name(&name))) {
+                if needs_action.exists(&name) || needs_action.exists(names::meta_name(&name)) {
                     next(&mut name)?;
                     continue;
                 }
-                match sys::rename_noreplace(&copy, &target) {
+                match staging.rename_noreplace(&copy, needs_action, &name) {
                     Ok(()) => break,
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => next(&mut name)?,
                     Err(e) => return Err(e),
@@ -220,20 +312,20 @@ pub fn publish(staging: &Path, needs_action: &Path, task: &str) -> io::Result<St
             }
         }
     }
-    if exists(&meta) {
-        if linked_elsewhere(&meta) {
-            std::fs::remove_file(&meta)?;
+    if staging.exists(&meta) {
+        if linked_elsewhere(staging, &meta) {
+            staging.remove_file(&meta)?;
         } else {
             loop {
-                let target = needs_action.join(names::meta_name(&name));
-                match sys::rename_noreplace(&meta, &target) {
+                let target = names::meta_name(&name);
+                match staging.rename_noreplace(&meta, needs_action, &target) {
                     Ok(()) => break,
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                         // Only when a file of exactly this name appeared since the check
                         // above: the note then names a different copy than its own name.
                         tracing::warn!(
                             "{} appeared while publishing; the task note takes another name",
-                            target.display()
+                            needs_action.display_path(&target).display()
                         );
                         next(&mut name)?;
                     }
@@ -258,16 +350,14 @@ pub struct Recovered {
 /// At start: publish staged tasks named in the ledger (`tasks`), delete everything else
 /// in staging, and fsync both folders.
 pub fn recover(
-    staging: &Path,
-    needs_action: &Path,
+    staging: &Dir,
+    needs_action: &Dir,
     tasks: &HashSet<String>,
 ) -> io::Result<Recovered> {
     let mut committed = Vec::new();
     let mut out = Recovered::default();
-    for entry in std::fs::read_dir(staging)? {
-        let entry = entry?;
-        let file_name = entry.file_name();
-        let task = file_name.to_str().and_then(|s| {
+    for entry in staging.list()? {
+        let task = entry.name.to_str().and_then(|s| {
             s.strip_suffix(".copy")
                 .or_else(|| s.strip_suffix(".meta"))
                 .filter(|t| tasks.contains(*t))
@@ -275,11 +365,10 @@ pub fn recover(
         match task {
             Some(t) => committed.push(t.to_string()),
             None => {
-                let p = entry.path();
-                let removed = if entry.file_type()?.is_dir() {
-                    std::fs::remove_dir_all(&p)
+                let removed = if entry.kind == Kind::Dir {
+                    staging.remove_dir_all(&entry.name)
                 } else {
-                    std::fs::remove_file(&p)
+                    staging.remove_file(&entry.name)
                 };
                 match removed {
                     Ok(()) => out.discarded += 1,
@@ -294,16 +383,32 @@ pub fn recover(
     for t in committed {
         out.published.push(publish(staging, needs_action, &t)?);
     }
-    sys::sync_dir(needs_action)?;
-    sys::sync_dir(staging)?;
+    needs_action.sync()?;
+    staging.sync()?;
     Ok(out)
 }
-
-pub use crate::vault::layout::ensure_private_dir;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::{Path, PathBuf};
+
+    // Path-taking forms of the functions under test, for the tests' brevity.
+    fn publish(staging: &Path, na: &Path, task: &str) -> io::Result<String> {
+        super::publish(&Dir::open(staging)?, &Dir::open(na)?, task)
+    }
+
+    fn recover(staging: &Path, na: &Path, tasks: &HashSet<String>) -> io::Result<Recovered> {
+        super::recover(&Dir::open(staging)?, &Dir::open(na)?, tasks)
+    }
+
+    fn staged_copy(staging: &Path, task: &str) -> PathBuf {
+        staging.join(super::staged_copy(task))
+    }
+
+    fn staged_meta(staging: &Path, task: &str) -> PathBuf {
+        staging.join(super::staged_meta(task))
+    }
 
     struct Dirs {
         _tmp: tempfile::TempDir,
@@ -331,7 +436,7 @@ mod tests {
         Ok(Job {
             name: name.into(),
             snap: Snap::of(&std::fs::symlink_metadata(&path)?),
-            path,
+            inbox: Arc::new(Dir::open(&d.inbox)?),
             task: task.to_string(),
             received: Utc::now(),
             previous,
@@ -339,7 +444,9 @@ mod tests {
     }
 
     fn stager(d: &Dirs) -> Stager {
-        Stager::new(d.staging.clone(), Arc::new(AtomicBool::new(false)))
+        let staging = Dir::open(&d.staging).map(Arc::new);
+        let staging = staging.unwrap_or_else(|e| panic!("{e}"));
+        Stager::new(staging, Arc::new(AtomicBool::new(false)), u64::MAX)
     }
 
     #[test]
@@ -376,12 +483,60 @@ mod tests {
             .collect();
         std::fs::write(d.inbox.join("big.bin"), &data)?;
         let j = job(&d, "big.bin", "T", None)?;
-        let Outcome::Staged { sha256, snap } = stager(&d).stage(&j) else {
+        let Outcome::Staged { sha256, snap, .. } = stager(&d).stage(&j) else {
             panic!("not staged");
         };
         assert_eq!(sha256, <[u8; 32]>::from(Sha256::digest(&data)));
         assert_eq!(snap.size, data.len() as u64);
         assert_eq!(std::fs::read(staged_copy(&d.staging, "T"))?, data);
+        Ok(())
+    }
+
+    #[test]
+    fn holes_are_kept_and_hashed_as_zeros() -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let d = dirs()?;
+        let p = d.inbox.join("sparse");
+        let f = std::fs::File::create(&p)?;
+        // Data in the middle, holes before, between and after (a trailing hole too).
+        f.set_len(64 << 20)?;
+        f.write_all_at(b"middle", 20 << 20)?;
+        f.write_all_at(&[7u8; 5000], 40 << 20)?;
+        drop(f);
+        let j = job(&d, "sparse", "T", None)?;
+        let Outcome::Staged { sha256, snap, .. } = stager(&d).stage(&j) else {
+            panic!("not staged");
+        };
+        let whole = std::fs::read(&p)?;
+        assert_eq!(sha256, <[u8; 32]>::from(Sha256::digest(&whole)));
+        assert_eq!(snap.size, 64 << 20);
+        let copy = staged_copy(&d.staging, "T");
+        assert_eq!(std::fs::read(&copy)?, whole);
+        let blocks = |p: &Path| std::fs::metadata(p).map(|m| m.blocks() * 512);
+        assert!(
+            blocks(&copy)? <= blocks(&p)? + (1 << 20),
+            "holes were filled"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn files_over_the_size_limit_get_a_note_without_a_copy() -> io::Result<()> {
+        let d = dirs()?;
+        std::fs::write(d.inbox.join("big"), [1u8; 2048])?;
+        let j = job(&d, "big", "T", None)?;
+        let staging = Arc::new(Dir::open(&d.staging)?);
+        let mut st = Stager::new(staging, Arc::new(AtomicBool::new(false)), 1024);
+        let Outcome::Staged { sha256, copied, .. } = st.stage(&j) else {
+            panic!("not staged");
+        };
+        assert!(!copied);
+        assert_eq!(sha256, <[u8; 32]>::from(Sha256::digest([1u8; 2048])));
+        assert!(!staged_copy(&d.staging, "T").exists());
+        let note = std::fs::read_to_string(staged_meta(&d.staging, "T"))?;
+        assert!(note.contains("copied: false"), "{note}");
+        assert_eq!(publish(&d.staging, &d.na, "T")?, "T");
+        assert!(d.na.join("T.md").exists() && !d.na.join("T").exists());
         Ok(())
     }
 

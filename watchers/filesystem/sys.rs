@@ -1,12 +1,10 @@
-//! The few system calls the watcher needs beyond `std`: whether anybody still has a file
-//! open for writing (Linux read leases), a rename that never replaces, and opening an
-//! Inbox file without following links or blocking on FIFOs. Linux and macOS differences
-//! live in the small `cfg`'d modules at the bottom.
+//! The few system calls the watcher needs beyond `std` and `vault::nofollow` (which
+//! opens, lists and renames without following links): whether anybody still has a file
+//! open for writing (Linux read leases), and where a file's data and holes are. Linux and
+//! macOS differences live in the small `cfg`'d modules at the bottom.
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
 
 /// Whether some process has a file open for writing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,38 +18,59 @@ pub enum Writers {
     Unknown,
 }
 
-/// Open `path` for reading: never through a symlink, never blocking on a FIFO.
-pub fn open_read(path: &Path) -> io::Result<File> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-}
-
 /// [`Writers`] of an open file (`file` must be open read-only).
 pub fn writers(file: &File) -> Writers {
     imp::writers(file)
 }
 
-/// Rename `from` to `to` unless `to` exists (then `ErrorKind::AlreadyExists` and nothing
-/// changed). Falls back to `link`, fsync of `to`'s folder, `unlink` where the file system
-/// has no such rename; a crash between the link and the unlink leaves both names (the
-/// caller's recovery looks at the link count), never neither.
-pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    match imp::rename_noreplace(from, to) {
-        Ok(true) => Ok(()),
-        Ok(false) => {
-            std::fs::hard_link(from, to)?;
-            sync_dir(crate::vault::atomic::parent_dir(to))?;
-            std::fs::remove_file(from)
+/// The first offset at or after `pos` where `file` has data (`SEEK_DATA`); `None` when
+/// only a hole follows up to the end. An error where the file system cannot tell (the
+/// caller then copies everything).
+pub fn seek_data(file: &File, pos: u64) -> io::Result<Option<u64>> {
+    holes::seek_data(file, pos)
+}
+
+/// The first offset at or after `pos` where a hole starts (`SEEK_HOLE`; the end of the
+/// file counts as one).
+pub fn seek_hole(file: &File, pos: u64) -> io::Result<u64> {
+    holes::seek_hole(file, pos)
+}
+
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+mod holes {
+    use nix::unistd::{Whence, lseek};
+    use std::fs::File;
+    use std::io;
+
+    fn offset(pos: u64) -> io::Result<i64> {
+        i64::try_from(pos).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    }
+
+    pub fn seek_data(file: &File, pos: u64) -> io::Result<Option<u64>> {
+        match lseek(file, offset(pos)?, Whence::SeekData) {
+            Ok(d) => Ok(Some(u64::try_from(d).unwrap_or(0))),
+            Err(nix::errno::Errno::ENXIO) => Ok(None),
+            Err(e) => Err(e.into()),
         }
-        Err(e) => Err(e),
+    }
+
+    pub fn seek_hole(file: &File, pos: u64) -> io::Result<u64> {
+        Ok(u64::try_from(lseek(file, offset(pos)?, Whence::SeekHole)?).unwrap_or(0))
     }
 }
 
-/// fsync a directory so the names created, renamed or removed in it are durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+mod holes {
+    use std::fs::File;
+    use std::io;
+
+    pub fn seek_data(_file: &File, _pos: u64) -> io::Result<Option<u64>> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+
+    pub fn seek_hole(_file: &File, _pos: u64) -> io::Result<u64> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
 }
 
 #[cfg(target_os = "linux")]
@@ -60,7 +79,6 @@ mod imp {
     use std::fs::File;
     use std::io;
     use std::os::fd::AsRawFd;
-    use std::path::Path;
 
     /// `F_SETSIG` (10 on every Linux architecture; not exported by the libc crate for glibc).
     const F_SETSIG: libc::c_int = 10;
@@ -93,41 +111,16 @@ mod imp {
             _ => Writers::Unknown,
         }
     }
-
-    /// `renameat2(RENAME_NOREPLACE)`. `Ok(false)`: not supported here.
-    pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<bool> {
-        crate::vault::atomic::renameat2(from, to, libc::RENAME_NOREPLACE)
-    }
 }
 
 #[cfg(target_os = "macos")]
 mod imp {
     use super::Writers;
     use std::fs::File;
-    use std::io;
-    use std::path::Path;
 
     /// No leases on macOS: completeness is judged by settling.
     pub fn writers(_file: &File) -> Writers {
         Writers::Unknown
-    }
-
-    /// `renamex_np(RENAME_EXCL)`. `Ok(false)`: not supported by this file system.
-    pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<bool> {
-        let (a, b) = (
-            crate::vault::atomic::c_path(from)?,
-            crate::vault::atomic::c_path(to)?,
-        );
-        // SAFETY: both pointers are valid NUL-terminated strings for the call's duration.
-        let r = unsafe { libc::renamex_np(a.as_ptr(), b.as_ptr(), libc::RENAME_EXCL) };
-        if r == 0 {
-            return Ok(true);
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::ENOTSUP) | Some(libc::EINVAL) => Ok(false),
-            _ => Err(e),
-        }
     }
 }
 
@@ -135,21 +128,29 @@ mod imp {
 mod imp {
     use super::Writers;
     use std::fs::File;
-    use std::io;
-    use std::path::Path;
 
     pub fn writers(_file: &File) -> Writers {
         Writers::Unknown
-    }
-
-    pub fn rename_noreplace(_from: &Path, _to: &Path) -> io::Result<bool> {
-        Ok(false)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vault::nofollow::{Dir, How};
+    use std::path::Path;
+
+    fn open_read(path: &Path) -> io::Result<File> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        Dir::open(dir)?.file(path.file_name().unwrap_or_default(), How::READ)
+    }
+
+    fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+        let (a, b) = (from.parent(), to.parent());
+        let (a, b) = (a.unwrap_or(Path::new(".")), b.unwrap_or(Path::new(".")));
+        let name = |p: &Path| p.file_name().unwrap_or_default().to_os_string();
+        Dir::open(a)?.rename_noreplace(name(from), &Dir::open(b)?, name(to))
+    }
 
     #[test]
     fn rename_noreplace_never_replaces() -> io::Result<()> {

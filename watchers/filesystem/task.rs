@@ -18,6 +18,16 @@ pub struct Facts<'a> {
 /// The metadata file's text: frontmatter (`type: file_drop`, `original_name`, `size`,
 /// `sha256`, `received`, `status: pending`, `priority: normal`) and a short summary.
 pub fn render(f: &Facts<'_>) -> String {
+    render_with(f, None)
+}
+
+/// The note for a file over the `--max-size` limit `limit`: no copy was made, and the
+/// frontmatter says `copied: false`. `sha256` is still the hash of the whole file.
+pub fn render_not_copied(f: &Facts<'_>, limit: u64) -> String {
+    render_with(f, Some(limit))
+}
+
+fn render_with(f: &Facts<'_>, not_copied: Option<u64>) -> String {
     let name = f.original_name.to_string_lossy();
     let received = f.received.to_rfc3339_opts(SecondsFormat::Millis, true);
     let mut m = Mapping::new();
@@ -28,11 +38,23 @@ pub fn render(f: &Facts<'_>) -> String {
     frontmatter::set(&mut m, "received", received.as_str());
     frontmatter::set(&mut m, "status", "pending");
     frontmatter::set(&mut m, "priority", "normal");
+    let about_copy = match not_copied {
+        None => "A copy sits next to this note (the same name without `.md`); the original \
+                 stays in `Inbox/`."
+            .to_string(),
+        Some(limit) => {
+            frontmatter::set(&mut m, "copied", false);
+            format!(
+                "It is larger than the {} limit for copies (`--max-size` of the filesystem \
+                 watcher), so no copy was made: the original stays in `Inbox/`.",
+                crate::config::units::format_size(limit)
+            )
+        }
+    };
     let size = human_size(f.size);
     let body = format!(
         "# New file: {title}\n\n\
-         A file was dropped into `Inbox/`. A copy sits next to this note (the same name \
-         without `.md`); the original stays in `Inbox/`.\n\n\
+         A file was dropped into `Inbox/`. {about_copy}\n\n\
          - Original name: {code}\n\
          - Size: {size}\n\
          - SHA-256: `{sha}`\n\

@@ -74,7 +74,7 @@ pub struct Config {
 /// cannot run.
 pub fn load(vault: &Path) -> Result<Config, String> {
     let path = vault.join(CREDENTIALS_FILE);
-    let text = match std::fs::read_to_string(&path) {
+    let text = match crate::watchers::credentials::read_file(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(format!(
@@ -96,7 +96,7 @@ pub fn load(vault: &Path) -> Result<Config, String> {
 
 fn warn_if_readable_by_others(path: &Path) {
     use std::os::unix::fs::MetadataExt;
-    if let Ok(m) = std::fs::metadata(path)
+    if let Ok(m) = std::fs::symlink_metadata(path)
         && m.mode() & 0o077 != 0
     {
         tracing::warn!(

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::vault::atomic::write_atomic;
+use crate::vault::nofollow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mark {
@@ -34,7 +34,8 @@ pub struct State {
 impl State {
     /// Read the state (a missing file is an empty state).
     pub fn load(path: &Path) -> Result<State, String> {
-        let file = match std::fs::read(path) {
+        // Neither the file nor `.ai-employee/` is reached through a symlink.
+        let file = match nofollow::folder_of(path).and_then(|(dir, name)| dir.read(name, None)) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 format!(
                     "{} is damaged ({e}); remove it to start over from the unread mail",
@@ -61,7 +62,9 @@ impl State {
         }
         let old = self.file.mailboxes.insert(mailbox.to_string(), mark);
         let bytes = serde_json::to_vec(&self.file).map_err(io::Error::other)?;
-        if let Err(e) = write_atomic(&self.path, &bytes) {
+        let written = nofollow::folder_of(&self.path)
+            .and_then(|(dir, name)| dir.write_atomic(name, &bytes, 0o600));
+        if let Err(e) = written {
             match old {
                 Some(o) => self.file.mailboxes.insert(mailbox.to_string(), o),
                 None => self.file.mailboxes.remove(mailbox),

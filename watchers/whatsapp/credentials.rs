@@ -35,7 +35,7 @@ pub struct WebhookSecrets {
 /// Read the file from `vault`. The error is the one-line reason for exit 78.
 pub fn load(vault: &Path) -> Result<WebhookSecrets, String> {
     let path = vault.join(FILE);
-    let text = match std::fs::read_to_string(&path) {
+    let text = match crate::watchers::credentials::read_file(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(format!(
@@ -57,7 +57,7 @@ pub fn load(vault: &Path) -> Result<WebhookSecrets, String> {
 
 fn warn_if_readable_by_others(path: &Path) {
     use std::os::unix::fs::MetadataExt;
-    if let Ok(meta) = std::fs::metadata(path)
+    if let Ok(meta) = std::fs::symlink_metadata(path)
         && meta.mode() & 0o077 != 0
     {
         tracing::warn!(
