@@ -16,6 +16,8 @@ command -v pgrep >/dev/null 2>&1 || pkgs+=(procps)
 [ -x /usr/sbin/dovecot ] || pkgs+=(dovecot-imapd)
 # The approval handler's tests run a real SMTP server (aiosmtpd) under Debian's python3.
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || pkgs+=(python3-aiosmtpd)
+# Frontmatter is read back by a real YAML 1.1 reader (PyYAML) under Debian's python3.
+/usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || pkgs+=(python3-yaml)
 if [ ${#pkgs[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     log "installing ${pkgs[*]}"

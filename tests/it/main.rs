@@ -13,3 +13,4 @@ mod operator;
 mod supervisor;
 mod units;
 mod whatsapp;
+mod yaml_readers;
