@@ -142,6 +142,9 @@ impl Engine {
             );
         }
 
+        let mut ledger = loaded.ledger;
+        retire(&mut ledger, &paths)?;
+
         let (tx, rx) = mpsc::channel();
         let jobs = spawn_workers(&paths.staging, &ctx, opts.workers, &tx)?;
         let mut watcher = make_watcher(&tx, opts.poll)?;
@@ -156,7 +159,7 @@ impl Engine {
             ctx,
             opts,
             paths,
-            ledger: loaded.ledger,
+            ledger,
             pending: HashMap::new(),
             queue: VecDeque::new(),
             timers: BinaryHeap::new(),
@@ -365,7 +368,7 @@ impl Engine {
             found += 1;
             let unchanged = std::fs::symlink_metadata(entry.path()).is_ok_and(|m| {
                 self.ledger
-                    .get(&name)
+                    .lookup(&name)
                     .is_some_and(|r| r.snap == Snap::of(&m))
             });
             if unchanged && !self.pending.contains_key(&name) {
@@ -417,7 +420,7 @@ impl Engine {
         };
         if self
             .ledger
-            .get(&name)
+            .lookup(&name)
             .is_some_and(|r| r.snap == Snap::of(&meta))
         {
             self.pending.remove(&name);
@@ -442,7 +445,7 @@ impl Engine {
             }
         };
         let snap = Snap::of(&meta);
-        if self.ledger.get(&name).is_some_and(|r| r.snap == snap) {
+        if self.ledger.lookup(&name).is_some_and(|r| r.snap == snap) {
             self.pending.remove(&name);
             return;
         }
@@ -469,7 +472,7 @@ impl Engine {
     fn dispatch(&mut self, name: OsString, path: PathBuf, snap: Snap) {
         let received = Utc::now();
         let task = self.reserve_task_name(&name, received);
-        let previous = self.ledger.get(&name).map(|r| r.sha256);
+        let previous = self.ledger.lookup(&name).map(|r| r.sha256);
         if let Some(p) = self.pending.get_mut(&name) {
             p.job = JobState::Running;
             p.writer_open = false;
@@ -569,7 +572,7 @@ impl Engine {
             }
             Outcome::Same { snap } => {
                 self.release(&job.task);
-                if let Some(prev) = self.ledger.get(&job.name) {
+                if let Some(prev) = self.ledger.lookup(&job.name) {
                     let rec = Record {
                         sha256: prev.sha256,
                         snap,
@@ -680,6 +683,7 @@ impl Engine {
             self.release(&s.job.task);
             self.finish(&s.job.name);
         }
+        retire(&mut self.ledger, &self.paths)?;
         if self
             .ledger
             .compact_if_needed()
@@ -732,6 +736,30 @@ impl Engine {
         );
         Ok(())
     }
+}
+
+/// Move the names that are neither in Inbox/ nor staged out of memory, into the
+/// ledger's index (see `ledger.rs`), when enough new names were recorded.
+fn retire(ledger: &mut Ledger, paths: &Paths) -> Result<(), Error> {
+    // Anything but "not found" counts as present: a name is retired only when surely gone.
+    let gone = |p: PathBuf| matches!(std::fs::symlink_metadata(p), Err(e) if e.kind() == io::ErrorKind::NotFound);
+    let needed = |name: &OsStr, rec: &Record| {
+        !gone(paths.inbox.join(name))
+            || !gone(paths.staging.join(format!("{}.copy", rec.task)))
+            || !gone(paths.staging.join(format!("{}.meta", rec.task)))
+    };
+    let retired = ledger
+        .retire_if_needed(needed)
+        .map_err(Error::io("compact", &paths.ledger))?;
+    if retired > 0 {
+        tracing::info!(
+            "ledger: {} no longer in Inbox moved out of memory ({} names kept, {} retired in all)",
+            count(retired as u64, "name"),
+            ledger.remembered(),
+            ledger.retired()
+        );
+    }
+    Ok(())
 }
 
 /// `1 file`, `2 files`.

@@ -12,17 +12,41 @@
 //! The last line for a name wins. A torn last line (a crash in the middle of a write) is
 //! cut off when the ledger is opened; a line that does not parse is skipped with a
 //! warning. When the file holds many more lines than names it is rewritten (temp file,
-//! fsync, rename, fsync of the folder), so it stays about one line per name ever seen.
+//! fsync, rename, fsync of the folder), so it stays about one line per name.
+//!
+//! **Retired names.** Exactly-once needs, for every name ever taken, the hash of the
+//! content of its last task, forever (the same file dropped again must not become a
+//! second task). Everything else serves a name only while it is in Inbox/ (the `stat`
+//! fingerprint saves hashing it again) or while its task is staged (the task name tells
+//! recovery it was committed). So when [`RETIRE_EVERY`] names were added since the last
+//! time, [`Ledger::retire_if_needed`] moves the names that are neither in Inbox/ nor
+//! staged into `filesystem.ledger.index`: 48 bytes each (a 16-byte SHA-256 prefix of the
+//! name, the content's SHA-256), sorted, looked up on disk and never loaded
+//! ([`SortedIndex`]). First the index is replaced atomically (temp, fsync, rename, fsync
+//! of the folder), then the journal is rewritten without those names. A crash before the
+//! index's rename changes nothing; after it, a name is in both, and the journal's record
+//! (read first) says the same. A retired name that shows up in Inbox/ again is hashed
+//! once (its fingerprint was dropped) and compared with the retired hash.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::watchers::sorted_index::{KEY_LEN, SortedIndex, key_of};
+
+/// Names added to the journal between two looks for names to retire.
+pub const RETIRE_EVERY: usize = 65_536;
+const INDEX_MAGIC: [u8; 8] = *b"AIEFSLX1";
+/// Name key, then the content's SHA-256.
+const INDEX_RECORD: usize = KEY_LEN + 32;
 
 /// What `stat` says about a file; equal fingerprints mean unchanged content (the change
 /// time cannot be set by users, and changes with every write).
@@ -36,6 +60,15 @@ pub struct Snap {
 }
 
 impl Snap {
+    /// No file has it (inode 0): a retired name's fingerprint.
+    const NONE: Snap = Snap {
+        size: 0,
+        mtime_ns: 0,
+        ctime_ns: 0,
+        dev: 0,
+        ino: 0,
+    };
+
     pub fn of(m: &std::fs::Metadata) -> Snap {
         let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
         Snap {
@@ -138,6 +171,12 @@ pub struct Ledger {
     file: File,
     lines: usize,
     map: HashMap<OsString, (Kind, Record)>,
+    /// Retired names.
+    index: SortedIndex,
+    /// Names in `map` after the last retirement.
+    floor: usize,
+    /// The index could not be read: nothing may be recorded (see [`Ledger::get`]).
+    index_error: RefCell<Option<String>>,
 }
 
 /// What [`Ledger::open`] found.
@@ -157,39 +196,52 @@ impl Ledger {
     /// Open (or create) the ledger at `path`, cutting off a torn last line.
     pub fn open(path: &Path) -> io::Result<Loaded> {
         let _ = std::fs::remove_file(tmp_path(path));
+        let index = SortedIndex::open(&index_path(path), INDEX_MAGIC, INDEX_RECORD)?;
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .mode(0o600)
             .open(path)?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        let torn_bytes = (bytes.len() - whole) as u64;
-        if torn_bytes > 0 {
-            file.set_len(whole as u64)?;
-            file.sync_data()?;
-        }
         let mut map = HashMap::new();
         let mut tasks = HashSet::new();
         let mut lines = 0;
         let mut bad_lines = 0;
-        for raw in bytes[..whole].split(|&b| b == b'\n') {
-            if raw.is_empty() {
-                continue;
-            }
-            lines += 1;
-            let parsed = serde_json::from_slice::<Line>(raw)
-                .ok()
-                .and_then(|l| Some((l.kind, l.into_entry()?)));
-            match parsed {
-                Some((kind, (name, rec))) => {
-                    tasks.insert(rec.task.clone());
-                    map.insert(name, (kind, rec));
+        let mut whole = 0u64;
+        let mut torn_bytes = 0u64;
+        {
+            // Streamed, so a long journal is never held in memory as text.
+            let mut reader = BufReader::with_capacity(1 << 16, &mut file);
+            let mut raw = Vec::new();
+            loop {
+                raw.clear();
+                if reader.read_until(b'\n', &mut raw)? == 0 {
+                    break;
                 }
-                None => bad_lines += 1,
+                if !raw.ends_with(b"\n") {
+                    torn_bytes = raw.len() as u64;
+                    break;
+                }
+                whole += raw.len() as u64;
+                if raw.len() == 1 {
+                    continue;
+                }
+                lines += 1;
+                let parsed = serde_json::from_slice::<Line>(&raw)
+                    .ok()
+                    .and_then(|l| Some((l.kind, l.into_entry()?)));
+                match parsed {
+                    Some((kind, (name, rec))) => {
+                        tasks.insert(rec.task.clone());
+                        map.insert(name, (kind, rec));
+                    }
+                    None => bad_lines += 1,
+                }
             }
+        }
+        if torn_bytes > 0 {
+            file.set_len(whole)?;
+            file.sync_data()?;
         }
         Ok(Loaded {
             ledger: Ledger {
@@ -197,6 +249,9 @@ impl Ledger {
                 file,
                 lines,
                 map,
+                index,
+                floor: 0,
+                index_error: RefCell::new(None),
             },
             tasks,
             bad_lines,
@@ -204,13 +259,51 @@ impl Ledger {
         })
     }
 
-    pub fn get(&self, name: &OsStr) -> Option<&Record> {
+    /// What is remembered about `name`: its journal record, else its retired content
+    /// hash (with a fingerprint no file has and no task name).
+    ///
+    /// If the index cannot be read, this answers None and every later [`Ledger::append`]
+    /// fails, so the watcher stops before a task made because of that answer is recorded,
+    /// and nothing it did is ever visible (a task is published only after its line).
+    pub fn lookup(&self, name: &OsStr) -> Option<Cow<'_, Record>> {
+        if let Some((_, r)) = self.map.get(name) {
+            return Some(Cow::Borrowed(r));
+        }
+        match self.index.find(&key_of(name.as_bytes())) {
+            Ok(Some(rec)) => {
+                let mut sha256 = [0u8; 32];
+                sha256.copy_from_slice(&rec[KEY_LEN..]);
+                Some(Cow::Owned(Record {
+                    sha256,
+                    snap: Snap::NONE,
+                    task: String::new(),
+                }))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                self.index_error.replace(Some(format!(
+                    "reading {}: {e}",
+                    index_path(&self.path).display()
+                )));
+                None
+            }
+        }
+    }
+
+    /// The journal's record for `name` (retired names not included).
+    #[cfg(test)]
+    fn get(&self, name: &OsStr) -> Option<&Record> {
         self.map.get(name).map(|(_, r)| r)
     }
 
-    /// How many names are remembered.
+    /// How many names are remembered in the journal (in memory).
     pub fn remembered(&self) -> usize {
         self.map.len()
+    }
+
+    /// How many names were retired into the index.
+    pub fn retired(&self) -> u64 {
+        self.index.len()
     }
 
     /// Append `entries` with one write; with `durable`, fsync before returning (which
@@ -222,6 +315,9 @@ impl Ledger {
         kind: Kind,
         durable: bool,
     ) -> io::Result<()> {
+        if let Some(e) = self.index_error.borrow().as_ref() {
+            return Err(io::Error::other(e.clone()));
+        }
         if entries.is_empty() {
             return Ok(());
         }
@@ -251,6 +347,44 @@ impl Ledger {
         Ok(true)
     }
 
+    /// When [`RETIRE_EVERY`] names were added since the last time, move every name for
+    /// which `needed` says no (not in Inbox/, task not staged) into the index, then
+    /// rewrite the journal without them. Returns how many were retired.
+    pub fn retire_if_needed(
+        &mut self,
+        needed: impl Fn(&OsStr, &Record) -> bool,
+    ) -> io::Result<usize> {
+        if self.map.len() < self.floor + RETIRE_EVERY {
+            return Ok(0);
+        }
+        let retired: Vec<OsString> = self
+            .map
+            .iter()
+            .filter(|(name, (_, rec))| !needed(name, rec))
+            .map(|(name, _)| name.clone())
+            .collect();
+        if !retired.is_empty() {
+            let records: Vec<[u8; INDEX_RECORD]> = retired
+                .iter()
+                .filter_map(|name| {
+                    let (_, rec) = self.map.get(name)?;
+                    let mut r = [0u8; INDEX_RECORD];
+                    r[..KEY_LEN].copy_from_slice(&key_of(name.as_bytes()));
+                    r[KEY_LEN..].copy_from_slice(&rec.sha256);
+                    Some(r)
+                })
+                .collect();
+            // Durable first; only then may the journal forget them.
+            self.index.merge(records)?;
+            for name in &retired {
+                self.map.remove(name);
+            }
+            self.compact()?;
+        }
+        self.floor = self.map.len();
+        Ok(retired.len())
+    }
+
     fn compact(&mut self) -> io::Result<()> {
         let tmp = tmp_path(&self.path);
         let mut buf = Vec::with_capacity(self.map.len() * 256);
@@ -273,6 +407,12 @@ impl Ledger {
         self.lines = self.map.len();
         Ok(())
     }
+}
+
+fn index_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(".index");
+    PathBuf::from(s)
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
@@ -388,6 +528,118 @@ mod tests {
             loaded.ledger.get(OsStr::new("n2")).map(|r| r.task.as_str()),
             Some("T2999")
         );
+        Ok(())
+    }
+
+    fn many(l: &mut Ledger, prefix: &str, n: usize) -> io::Result<()> {
+        let entries = (0..n)
+            .map(|i| {
+                (
+                    format!("{prefix}{i}").into(),
+                    rec((i % 200) as u8, &format!("T{prefix}{i}")),
+                )
+            })
+            .collect();
+        l.append(entries, Kind::Task, false)
+    }
+
+    #[test]
+    fn names_gone_from_inbox_are_retired_and_still_known() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("l");
+        let mut l = Ledger::open(&p)?.ledger;
+        many(&mut l, "gone", RETIRE_EVERY - 10)?;
+        many(&mut l, "kept", 5)?;
+        let needed = |n: &OsStr, _: &Record| n.to_string_lossy().starts_with("kept");
+        assert_eq!(l.retire_if_needed(needed)?, 0, "not yet");
+        many(&mut l, "more", 10)?;
+        assert_eq!(l.retire_if_needed(needed)?, RETIRE_EVERY);
+        assert_eq!(l.remembered(), 5);
+        assert_eq!(l.retired(), RETIRE_EVERY as u64);
+        let retired = l.lookup(OsStr::new("gone7")).map(Cow::into_owned);
+        assert_eq!(
+            retired,
+            Some(Record {
+                sha256: [7; 32],
+                snap: Snap::NONE,
+                task: String::new()
+            })
+        );
+        assert_eq!(
+            l.lookup(OsStr::new("kept3")).map(Cow::into_owned),
+            Some(rec(3, "Tkept3"))
+        );
+        assert!(l.lookup(OsStr::new("never")).is_none());
+        // New content for a retired name: the journal's record wins, also after reopen.
+        l.append(vec![("gone7".into(), rec(99, "Tnew"))], Kind::Task, true)?;
+        drop(l);
+        assert_eq!(std::fs::read_to_string(&p)?.lines().count(), 6);
+        let l = Ledger::open(&p)?.ledger;
+        assert_eq!(
+            l.lookup(OsStr::new("gone7")).map(Cow::into_owned),
+            Some(rec(99, "Tnew"))
+        );
+        assert_eq!(
+            l.lookup(OsStr::new("more3")).map(|r| r.sha256),
+            Some([3; 32])
+        );
+        assert_eq!(l.remembered(), 6);
+        Ok(())
+    }
+
+    #[test]
+    fn a_crash_after_the_index_before_the_journal_rewrite_changes_nothing() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("l");
+        let mut l = Ledger::open(&p)?.ledger;
+        l.append(vec![("a".into(), rec(1, "T1"))], Kind::Task, true)?;
+        l.append(vec![("a".into(), rec(2, "T2"))], Kind::Task, true)?;
+        // The index got an older record for "a" (step one of a retirement), the journal
+        // was not rewritten: the journal's last line still wins.
+        let mut old = [0u8; INDEX_RECORD];
+        old[..KEY_LEN].copy_from_slice(&key_of(b"a"));
+        old[KEY_LEN..].copy_from_slice(&[1; 32]);
+        l.index.merge(vec![old])?;
+        drop(l);
+        let l = Ledger::open(&p)?.ledger;
+        assert_eq!(
+            l.lookup(OsStr::new("a")).map(Cow::into_owned),
+            Some(rec(2, "T2"))
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn an_unreadable_index_stops_every_append() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("l");
+        let mut l = Ledger::open(&p)?.ledger;
+        many(&mut l, "x", RETIRE_EVERY)?;
+        assert_eq!(l.retire_if_needed(|_, _| false)?, RETIRE_EVERY);
+        // The index shrinks under the open ledger: lookups past its end fail.
+        OpenOptions::new()
+            .write(true)
+            .open(index_path(&p))?
+            .set_len(30)?;
+        let answers: Vec<bool> = (0..50)
+            .map(|i| l.lookup(OsStr::new(&format!("x{i}"))).is_some())
+            .collect();
+        assert!(answers.iter().any(|found| !found));
+        assert!(
+            l.append(vec![("y".into(), rec(1, "T"))], Kind::Task, true)
+                .is_err()
+        );
+        assert!(
+            l.append(vec![("y".into(), rec(1, "T"))], Kind::Seen, false)
+                .is_err()
+        );
+        // And a damaged index is refused at open, naming it.
+        drop(l);
+        let e = Ledger::open(&p)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("l.index"), "{e}");
         Ok(())
     }
 
