@@ -120,7 +120,8 @@ impl Engine {
     /// Open the ledger, recover what a crash left in staging, start the workers and the
     /// OS watch.
     pub fn start(ctx: WatcherCtx, opts: Options, paths: Paths) -> Result<Engine, Error> {
-        let loaded = Ledger::open(&paths.ledger).map_err(Error::io("open", &paths.ledger))?;
+        let loaded = Ledger::open_retiring(&paths.ledger, &paths.inbox, &paths.staging)
+            .map_err(Error::io("open", &paths.ledger))?;
         if loaded.torn_bytes > 0 {
             tracing::warn!(
                 "ledger: cut off a torn last line ({} bytes) left by a crash",
@@ -143,6 +144,7 @@ impl Engine {
         }
 
         let mut ledger = loaded.ledger;
+        log_retired(loaded.retired, &ledger);
         retire(&mut ledger, &paths)?;
 
         let (tx, rx) = mpsc::channel();
@@ -751,6 +753,11 @@ fn retire(ledger: &mut Ledger, paths: &Paths) -> Result<(), Error> {
     let retired = ledger
         .retire_if_needed(needed)
         .map_err(Error::io("compact", &paths.ledger))?;
+    log_retired(retired, ledger);
+    Ok(())
+}
+
+fn log_retired(retired: usize, ledger: &Ledger) {
     if retired > 0 {
         tracing::info!(
             "ledger: {} no longer in Inbox moved out of memory ({} names kept, {} retired in all)",
@@ -759,7 +766,6 @@ fn retire(ledger: &mut Ledger, paths: &Paths) -> Result<(), Error> {
             ledger.retired()
         );
     }
-    Ok(())
 }
 
 /// `1 file`, `2 files`.

@@ -190,13 +190,45 @@ pub struct Loaded {
     pub bad_lines: usize,
     /// Bytes of a torn last line that were cut off.
     pub torn_bytes: u64,
+    /// Names retired while opening ([`Ledger::open_retiring`]).
+    pub retired: usize,
 }
 
 impl Ledger {
     /// Open (or create) the ledger at `path`, cutting off a torn last line.
     pub fn open(path: &Path) -> io::Result<Loaded> {
+        Ledger::open_with(path, None)
+    }
+
+    /// [`Ledger::open`], retiring at once, while reading, what a long journal (left by an
+    /// earlier version) holds about names that are neither in `inbox` nor staged in
+    /// `staging`, so that it is never all held in memory. Without a listing of either
+    /// folder it is [`Ledger::open`].
+    pub fn open_retiring(path: &Path, inbox: &Path, staging: &Path) -> io::Result<Loaded> {
+        let names = |dir: &Path| -> Option<HashSet<OsString>> {
+            std::fs::read_dir(dir)
+                .ok()?
+                .map(|e| e.map(|e| e.file_name()))
+                .collect::<io::Result<_>>()
+                .ok()
+        };
+        let (Some(present), Some(staged)) = (names(inbox), names(staging)) else {
+            return Ledger::open(path);
+        };
+        let staged_tasks: HashSet<String> = staged
+            .iter()
+            .filter_map(|n| n.to_str())
+            .filter_map(|n| n.strip_suffix(".copy").or_else(|| n.strip_suffix(".meta")))
+            .map(str::to_string)
+            .collect();
+        let needed =
+            |name: &OsStr, task: &str| present.contains(name) || staged_tasks.contains(task);
+        Ledger::open_with(path, Some(&needed))
+    }
+
+    fn open_with(path: &Path, needed: Option<&dyn Fn(&OsStr, &str) -> bool>) -> io::Result<Loaded> {
         let _ = std::fs::remove_file(tmp_path(path));
-        let index = SortedIndex::open(&index_path(path), INDEX_MAGIC, INDEX_RECORD)?;
+        let mut index = SortedIndex::open(&index_path(path), INDEX_MAGIC, INDEX_RECORD)?;
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -209,6 +241,10 @@ impl Ledger {
         let mut bad_lines = 0;
         let mut whole = 0u64;
         let mut torn_bytes = 0u64;
+        // Names `needed` says no to: their index records (in line order, so the last
+        // wins), and, until there are enough of them to retire, their records.
+        let mut retire: Vec<[u8; INDEX_RECORD]> = Vec::new();
+        let mut unneeded: Option<HashMap<OsString, (Kind, Record)>> = Some(HashMap::new());
         {
             // Streamed, so a long journal is never held in memory as text.
             let mut reader = BufReader::with_capacity(1 << 16, &mut file);
@@ -230,12 +266,25 @@ impl Ledger {
                 let parsed = serde_json::from_slice::<Line>(&raw)
                     .ok()
                     .and_then(|l| Some((l.kind, l.into_entry()?)));
-                match parsed {
-                    Some((kind, (name, rec))) => {
-                        tasks.insert(rec.task.clone());
-                        map.insert(name, (kind, rec));
+                let Some((kind, (name, rec))) = parsed else {
+                    bad_lines += 1;
+                    continue;
+                };
+                if needed.is_none_or(|f| f(&name, &rec.task)) {
+                    tasks.insert(rec.task.clone());
+                    if let Some(u) = unneeded.as_mut() {
+                        u.remove(&name);
                     }
-                    None => bad_lines += 1,
+                    map.insert(name, (kind, rec));
+                    continue;
+                }
+                map.remove(&name);
+                retire.push(index_record(&name, &rec));
+                if let Some(u) = unneeded.as_mut() {
+                    u.insert(name, (kind, rec));
+                    if retire.len() >= RETIRE_EVERY {
+                        unneeded = None;
+                    }
                 }
             }
         }
@@ -243,19 +292,35 @@ impl Ledger {
             file.set_len(whole)?;
             file.sync_data()?;
         }
+        let retiring = unneeded.is_none();
+        let mut retired = 0;
+        if let Some(u) = unneeded {
+            map.extend(u);
+        } else {
+            let before = index.len();
+            // Durable before the journal forgets them (see the module docs).
+            index.merge(retire)?;
+            retired = usize::try_from(index.len() - before).unwrap_or(usize::MAX);
+        }
+        let mut ledger = Ledger {
+            path: path.to_path_buf(),
+            file,
+            lines,
+            map,
+            index,
+            floor: 0,
+            index_error: RefCell::new(None),
+        };
+        if retiring {
+            ledger.compact()?;
+            ledger.floor = ledger.map.len();
+        }
         Ok(Loaded {
-            ledger: Ledger {
-                path: path.to_path_buf(),
-                file,
-                lines,
-                map,
-                index,
-                floor: 0,
-                index_error: RefCell::new(None),
-            },
+            ledger,
             tasks,
             bad_lines,
             torn_bytes,
+            retired,
         })
     }
 
@@ -366,13 +431,7 @@ impl Ledger {
         if !retired.is_empty() {
             let records: Vec<[u8; INDEX_RECORD]> = retired
                 .iter()
-                .filter_map(|name| {
-                    let (_, rec) = self.map.get(name)?;
-                    let mut r = [0u8; INDEX_RECORD];
-                    r[..KEY_LEN].copy_from_slice(&key_of(name.as_bytes()));
-                    r[KEY_LEN..].copy_from_slice(&rec.sha256);
-                    Some(r)
-                })
+                .filter_map(|name| Some(index_record(name, &self.map.get(name)?.1)))
                 .collect();
             // Durable first; only then may the journal forget them.
             self.index.merge(records)?;
@@ -407,6 +466,14 @@ impl Ledger {
         self.lines = self.map.len();
         Ok(())
     }
+}
+
+/// A retired name's record: its key, then its content hash.
+fn index_record(name: &OsStr, rec: &Record) -> [u8; INDEX_RECORD] {
+    let mut r = [0u8; INDEX_RECORD];
+    r[..KEY_LEN].copy_from_slice(&key_of(name.as_bytes()));
+    r[KEY_LEN..].copy_from_slice(&rec.sha256);
+    r
 }
 
 fn index_path(path: &Path) -> PathBuf {
@@ -584,6 +651,61 @@ mod tests {
             Some([3; 32])
         );
         assert_eq!(l.remembered(), 6);
+        Ok(())
+    }
+
+    #[test]
+    fn a_long_journal_is_retired_while_it_is_read() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (inbox, staging) = (dir.path().join("Inbox"), dir.path().join("staging"));
+        std::fs::create_dir(&inbox)?;
+        std::fs::create_dir(&staging)?;
+        std::fs::write(inbox.join("here"), "x")?;
+        std::fs::write(staging.join("Tstaged.copy"), "x")?;
+        let p = dir.path().join("l");
+        let mut l = Ledger::open(&p)?.ledger;
+        l.append(vec![("here".into(), rec(1, "There"))], Kind::Task, false)?;
+        l.append(
+            vec![("gone-later".into(), rec(2, "Tstaged"))],
+            Kind::Task,
+            false,
+        )?;
+        many(&mut l, "gone", RETIRE_EVERY + 3)?;
+        // The last line for this name is not needed: the index must get it.
+        l.append(
+            vec![("gone-later".into(), rec(9, "Tpublished"))],
+            Kind::Task,
+            false,
+        )?;
+        l.append(vec![("gone1".into(), rec(42, "Tgone1b"))], Kind::Task, true)?;
+        drop(l);
+        let loaded = Ledger::open_retiring(&p, &inbox, &staging)?;
+        assert_eq!(loaded.retired, RETIRE_EVERY + 4);
+        assert!(loaded.tasks.contains("Tstaged") && loaded.tasks.contains("There"));
+        let l = loaded.ledger;
+        assert_eq!(l.remembered(), 1);
+        assert_eq!(l.get(OsStr::new("here")), Some(&rec(1, "There")));
+        assert_eq!(
+            l.lookup(OsStr::new("gone-later")).map(|r| r.sha256),
+            Some([9; 32])
+        );
+        assert_eq!(
+            l.lookup(OsStr::new("gone1")).map(|r| r.sha256),
+            Some([42; 32])
+        );
+        assert_eq!(
+            l.lookup(OsStr::new("gone2")).map(|r| r.sha256),
+            Some([2; 32])
+        );
+        assert_eq!(std::fs::read_to_string(&p)?.lines().count(), 1);
+        // A short one is read whole.
+        drop(l);
+        let mut l = Ledger::open(&p)?.ledger;
+        l.append(vec![("new".into(), rec(5, "Tnew"))], Kind::Task, true)?;
+        drop(l);
+        let loaded = Ledger::open_retiring(&p, &inbox, &staging)?;
+        assert_eq!(loaded.retired, 0);
+        assert_eq!(loaded.ledger.remembered(), 2);
         Ok(())
     }
 
