@@ -164,6 +164,9 @@ impl Line {
     }
 }
 
+/// Whether a name (with its task) must stay in the journal: still in Inbox/, or staged.
+type Needed<'a> = &'a dyn Fn(&OsStr, &str) -> bool;
+
 /// The open ledger.
 #[derive(Debug)]
 pub struct Ledger {
@@ -226,7 +229,7 @@ impl Ledger {
         Ledger::open_with(path, Some(&needed))
     }
 
-    fn open_with(path: &Path, needed: Option<&dyn Fn(&OsStr, &str) -> bool>) -> io::Result<Loaded> {
+    fn open_with(path: &Path, needed: Option<Needed<'_>>) -> io::Result<Loaded> {
         let _ = std::fs::remove_file(tmp_path(path));
         let mut index = SortedIndex::open(&index_path(path), INDEX_MAGIC, INDEX_RECORD)?;
         let mut file = OpenOptions::new()
