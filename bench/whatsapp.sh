@@ -16,7 +16,7 @@ RATIOS=${RATIOS:-"1.0 0.1"}
 SECRET=bench-app-secret-0123456789abcdef
 
 cargo build --release --quiet --bin ai-employee --example webhook_load
-BIN=target/release/ai-employee
+BIN=${BIN:-target/release/ai-employee}   # BIN=path compares another build
 LOAD=target/release/examples/webhook_load
 
 TMP=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/aie-wa-bench.XXXXXX")

@@ -21,6 +21,8 @@ command -v pgrep >/dev/null 2>&1 || pkgs+=(procps)
 [ -x /usr/sbin/postconf ] || pkgs+=(postfix)
 # The metrics endpoint is checked with Prometheus' own promtool.
 command -v promtool >/dev/null 2>&1 || pkgs+=(prometheus)
+# Frontmatter is read back by a real YAML 1.1 reader (PyYAML) under Debian's python3.
+/usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || pkgs+=(python3-yaml)
 if [ ${#pkgs[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     log "installing ${pkgs[*]}"

@@ -8,6 +8,8 @@ pub mod credentials;
 pub mod filesystem;
 pub mod gmail;
 pub mod oauth;
+pub mod sorted_index;
+pub mod task_ledger;
 pub mod tasks;
 pub mod tls;
 pub mod whatsapp;

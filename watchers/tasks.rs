@@ -17,17 +17,20 @@
 //! files the ledger names: `open` publishes them. A message delivered again after 2 is
 //! seen and skipped. A torn last ledger line (a crash in the middle of the append) was
 //! never fsynced, so nothing relies on it: it is cut off at open.
+//!
+//! The ledger is compacted as it grows: keys move into a sorted on-disk index and the
+//! journal is cut down to the tasks still staged (see [`crate::watchers::task_ledger`]).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Write};
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::vault::layout::STATE_DIR;
 use crate::vault::nofollow::{Dir, How};
+use crate::watchers::task_ledger::{SeenLedger, staged_names};
 
 /// Longest slug kept in a file name (bytes).
 const MAX_SLUG_BYTES: usize = 48;
@@ -49,19 +52,12 @@ pub struct NewTask {
     pub text: String,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Line {
-    key: String,
-    task: String,
-}
-
 /// The staging folder, the ledger of seen keys, and `Needs_Action/`.
 pub struct TaskSink {
     /// Both reached without following a symlink (see `vault::nofollow`).
     staging: Dir,
     needs_action: Dir,
-    ledger: File,
-    seen: HashSet<String>,
+    ledger: SeenLedger,
     /// Per name stem, the next `-n` to try: many tasks with one stem (one sender within
     /// one second) never rescan the names already taken.
     next_alternative: HashMap<String, u32>,
@@ -76,59 +72,26 @@ impl TaskSink {
         let state = root.make_folder(STATE_DIR, true)?;
         let staging = state.make_folder(format!("staging-{watcher}"), true)?;
         let needs_action = root.make_folder("Needs_Action", false)?;
-        let ledger_name = format!("{watcher}.seen");
-        let ledger_path = state.display_path(&ledger_name);
-        let mut ledger = state.file(&ledger_name, How::read_append(0o600))?;
-        let mut text = Vec::new();
-        ledger.read_to_end(&mut text)?;
-        let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        if complete < text.len() {
-            tracing::warn!(
-                "{}: cutting off a torn last line ({} bytes)",
-                ledger_path.display(),
-                text.len() - complete
-            );
-            ledger.set_len(complete as u64)?;
-            ledger.sync_all()?;
-        }
-        let mut seen = HashSet::new();
-        let mut tasks = HashMap::new();
-        for (i, raw) in text[..complete].split(|&b| b == b'\n').enumerate() {
-            if raw.is_empty() {
-                continue;
-            }
-            match serde_json::from_slice::<Line>(raw) {
-                Ok(l) => {
-                    tasks.insert(l.task, ());
-                    seen.insert(l.key);
-                }
-                Err(e) => tracing::warn!(
-                    "{}:{}: skipping a line that does not parse: {e}",
-                    ledger_path.display(),
-                    i + 1
-                ),
-            }
-        }
-        ledger.seek(io::SeekFrom::End(0))?;
+        let staged = staged_names(&staging)?;
+        let opened = SeenLedger::open(&state, watcher, &staged)?;
         let mut sink = TaskSink {
             staging,
             needs_action,
-            ledger,
-            seen,
+            ledger: opened.ledger,
             next_alternative: HashMap::new(),
         };
-        let recovered = sink.recover(&tasks)?;
+        let recovered = sink.recover(&opened.committed)?;
         Ok((sink, recovered))
     }
 
     /// Whether a task was already written for `key`.
     pub fn seen(&self, key: &str) -> bool {
-        self.seen.contains(key)
+        self.ledger.seen(key).unwrap_or(false)
     }
 
     /// How many keys the ledger remembers.
     pub fn remembered(&self) -> usize {
-        self.seen.len()
+        usize::try_from(self.ledger.remembered()).unwrap_or(usize::MAX)
     }
 
     /// Write one task unless its key was seen. Returns the file name in `Needs_Action/`.
@@ -147,7 +110,7 @@ impl TaskSink {
         let mut staged: Vec<Option<String>> = Vec::with_capacity(tasks.len());
         let mut files = Vec::new();
         for t in tasks {
-            if self.seen.contains(&t.key) || !batch_keys.insert(t.key.as_str()) {
+            if !batch_keys.insert(t.key.as_str()) || self.ledger.seen(&t.key)? {
                 staged.push(None);
                 continue;
             }
@@ -155,37 +118,35 @@ impl TaskSink {
             staged.push(Some(name));
             files.push(file);
         }
-        let mut lines = Vec::new();
-        for (t, name) in tasks.iter().zip(&staged) {
-            if let Some(name) = name {
-                let line = Line {
-                    key: t.key.clone(),
-                    task: name.clone(),
-                };
-                serde_json::to_writer(&mut lines, &line).map_err(io::Error::other)?;
-                lines.push(b'\n');
-            }
-        }
+        let lines: Vec<(&str, &str)> = tasks
+            .iter()
+            .zip(&staged)
+            .filter_map(|(t, name)| Some((t.key.as_str(), name.as_deref()?)))
+            .collect();
         if lines.is_empty() {
             return Ok(staged);
         }
         make_durable(&files, &self.staging)?;
         drop(files);
-        self.ledger.write_all(&lines)?;
-        self.ledger.sync_data()?;
         // From here the keys are seen (the ledger says so), even if a publish below
         // fails: the staged file is then published by the next `open`.
-        for (t, name) in tasks.iter().zip(&staged) {
-            if name.is_some() {
-                self.seen.insert(t.key.clone());
-            }
-        }
+        self.ledger.record(&lines)?;
         let mut out = Vec::with_capacity(tasks.len());
         for name in staged {
             match name {
                 Some(name) => out.push(Some(self.publish(&name)?)),
                 None => out.push(None),
             }
+        }
+        // Every task of the batch is published: a good moment to compact. A failure
+        // leaves the ledger as it was (still correct), so it is only logged.
+        match self.ledger.compact_if_needed(&self.staging) {
+            Ok(true) => tracing::info!(
+                "task ledger compacted ({} keys remembered)",
+                self.ledger.remembered()
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("failed to compact the task ledger (will retry later): {e}"),
         }
         Ok(out)
     }
@@ -240,12 +201,12 @@ impl TaskSink {
     }
 
     /// Publish staged files the ledger names; delete the rest.
-    fn recover(&mut self, tasks: &HashMap<String, ()>) -> io::Result<Vec<String>> {
+    fn recover(&mut self, tasks: &HashSet<String>) -> io::Result<Vec<String>> {
         let mut published = Vec::new();
         let mut names: Vec<String> = Vec::new();
         for entry in self.staging.list()? {
             match entry.name.to_str() {
-                Some(n) if tasks.contains_key(n) => names.push(n.to_string()),
+                Some(n) if tasks.contains(n) => names.push(n.to_string()),
                 _ => {
                     let n = entry.name;
                     let p = self.staging.display_path(&n);

@@ -9,8 +9,17 @@
 //! ```
 //! Values are written by a YAML serializer, so anything (a subject with `:`, a sender like
 //! `"Doe, J" <j@x>`) is quoted as needed and parses back to the same value.
+//!
+//! [`render`] is the one place frontmatter is written. Readers differ in which plain
+//! scalars they type: YAML 1.1 readers (PyYAML, Ruby, many Obsidian plugins) read `yes`,
+//! `on`, `2026-01-01`, `0o17` … as booleans, dates and numbers; YAML 1.2 readers read
+//! `0o17` and `1e3` as numbers. serde_norway quotes only what its own (1.2) resolver would
+//! type, so `render` quotes every string that *any* of these readers would type
+//! ([`typed_when_plain`]), and writes floats in a form both read as numbers (`1.0e+20`,
+//! not `1e20`).
 
-use serde_norway::{Mapping, Value};
+use serde_norway::value::TaggedValue;
+use serde_norway::{Mapping, Number, Value};
 
 /// A parsed file: the frontmatter mapping (key order kept) and the body after it.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,14 +89,375 @@ fn split_at_end_marker(rest: &str) -> Option<(&str, &str)> {
     (last == "---").then(|| (&rest[..offset], ""))
 }
 
-/// Render a document back to text.
+/// Render a document back to text. Every string reads back as that string, and every
+/// number as that number, in YAML 1.1 and 1.2 readers alike.
 pub fn render(front: &Mapping, body: &str) -> String {
     let yaml = if front.is_empty() {
         String::new()
     } else {
-        serde_norway::to_string(front).unwrap_or_default()
+        render_yaml(front)
     };
     format!("---\n{yaml}---\n{body}")
+}
+
+/// A decimal given as text (`120.50`, digits and at most one `.`), as a YAML number when
+/// that keeps its value (an integer, or at most 15 significant digits: what a double
+/// holds exactly); otherwise as the string, so that no digit is ever lost.
+pub fn decimal(text: &str) -> Value {
+    let t = text.trim();
+    if let Ok(n) = t.parse::<u64>() {
+        return Value::Number(Number::from(n));
+    }
+    let plain = !t.is_empty()
+        && t.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && t.bytes().filter(|&b| b == b'.').count() <= 1;
+    let significant = t
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .skip_while(|&b| b == b'0')
+        .collect::<Vec<u8>>();
+    let significant = significant
+        .iter()
+        .rposition(|&b| b != b'0')
+        .map_or(0, |i| i + 1);
+    match t.parse::<f64>() {
+        Ok(f) if plain && f.is_finite() && significant <= 15 => Value::Number(Number::from(f)),
+        _ => Value::String(text.to_string()),
+    }
+}
+
+/// serde_norway's output, with the strings only other readers would type single-quoted
+/// and floats in a form every reader types as a float.
+///
+/// serde_norway chooses a scalar's style itself, so each such value is first replaced by
+/// a placeholder (letters and digits only, so always written plain, as is, on one line)
+/// that occurs in no string or tag of the document, and after serializing the
+/// placeholder is replaced by the value's text.
+pub fn render_yaml(front: &Mapping) -> String {
+    let mut texts = Vec::new();
+    collect_texts(front, &mut texts);
+    let prefix = placeholder_prefix(&texts);
+    let mut swaps = Vec::new();
+    let swapped = swap(Value::Mapping(front.clone()), &prefix, &mut swaps);
+    let Ok(mut out) = serde_norway::to_string(&swapped) else {
+        return serde_norway::to_string(front).unwrap_or_default();
+    };
+    for (token, text) in &swaps {
+        if out.matches(token.as_str()).count() != 1 {
+            // Cannot happen (the placeholder is unique and written as is); never write
+            // a document that is not the one asked for.
+            return serde_norway::to_string(front).unwrap_or_default();
+        }
+        out = out.replacen(token.as_str(), text, 1);
+    }
+    out
+}
+
+/// Every string and tag in the document (what a placeholder must not occur in).
+fn collect_texts<'a>(m: &'a Mapping, out: &mut Vec<&'a str>) {
+    fn value<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::String(s) => out.push(s),
+            Value::Sequence(items) => items.iter().for_each(|i| value(i, out)),
+            Value::Mapping(m) => collect_texts(m, out),
+            Value::Tagged(t) => {
+                value(&t.value, out);
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+    for (k, v) in m {
+        value(k, out);
+        value(v, out);
+    }
+}
+
+/// `aiq<n>z`, with the first `n` that occurs in none of `texts` (nor does any tag, which
+/// serde_norway writes from strings collected there too).
+fn placeholder_prefix(texts: &[&str]) -> String {
+    (0u64..)
+        .map(|n| format!("aiq{n}z"))
+        .find(|p| !texts.iter().any(|t| t.contains(p.as_str())))
+        .unwrap_or_default()
+}
+
+/// `v` with each value that needs its own text replaced by a placeholder (recorded in
+/// `swaps` with that text).
+fn swap(v: Value, prefix: &str, swaps: &mut Vec<(String, String)>) -> Value {
+    let mut placeholder = |text: String| {
+        // Ends in a letter, so that no placeholder is the start of another.
+        let token = format!("{prefix}{}q", swaps.len());
+        swaps.push((token.clone(), text));
+        Value::String(token)
+    };
+    match v {
+        Value::String(s) if typed_when_plain(&s) => placeholder(single_quoted(&s)),
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if !n.is_i64() && !n.is_u64() && f.is_finite() => placeholder(float_text(f)),
+            _ => Value::Number(n),
+        },
+        Value::Sequence(items) => {
+            Value::Sequence(items.into_iter().map(|i| swap(i, prefix, swaps)).collect())
+        }
+        Value::Mapping(m) => Value::Mapping(
+            m.into_iter()
+                .map(|(k, v)| (swap(k, prefix, swaps), swap(v, prefix, swaps)))
+                .collect(),
+        ),
+        Value::Tagged(t) => {
+            let TaggedValue { tag, value } = *t;
+            Value::Tagged(Box::new(TaggedValue {
+                tag,
+                value: swap(value, prefix, swaps),
+            }))
+        }
+        other => other,
+    }
+}
+
+/// `'text'` (the strings [`typed_when_plain`] accepts are printable ASCII on one line).
+fn single_quoted(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A finite float as YAML 1.1 wants it (a `.` in the mantissa, a signed exponent), which
+/// YAML 1.2 reads as the same float: `1e20` → `1.0e+20`, `2.5e-7` → `2.5e-7`.
+fn float_text(f: f64) -> String {
+    // serde_norway's own text for a finite float (shortest round trip).
+    let s = Number::from(f).to_string();
+    let (mantissa, exponent) = match s.split_once(['e', 'E']) {
+        Some((m, e)) => (m.to_string(), Some(e.to_string())),
+        None => (s, None),
+    };
+    let mantissa = if mantissa.contains('.') {
+        mantissa
+    } else {
+        format!("{mantissa}.0")
+    };
+    match exponent {
+        None => mantissa,
+        Some(e) if e.starts_with(['-', '+']) => format!("{mantissa}e{e}"),
+        Some(e) => format!("{mantissa}e+{e}"),
+    }
+}
+
+/// Whether a YAML 1.1 reader (the full 1.1 type repository as PyYAML implements it:
+/// bool, null, int, float, timestamp, merge, value) or a YAML 1.2 reader (core schema)
+/// reads `s`, written as a plain scalar, as something other than the string `s`.
+pub fn typed_when_plain(s: &str) -> bool {
+    matches!(
+        s,
+        "" | "~"
+            | "null"
+            | "Null"
+            | "NULL"
+            | "y"
+            | "Y"
+            | "n"
+            | "N"
+            | "yes"
+            | "Yes"
+            | "YES"
+            | "no"
+            | "No"
+            | "NO"
+            | "true"
+            | "True"
+            | "TRUE"
+            | "false"
+            | "False"
+            | "FALSE"
+            | "on"
+            | "On"
+            | "ON"
+            | "off"
+            | "Off"
+            | "OFF"
+            | "<<"
+            | "="
+    ) || yaml_int(s)
+        || yaml_float(s)
+        || yaml11_timestamp(s)
+}
+
+fn strip_sign(s: &str) -> &str {
+    s.strip_prefix(['-', '+']).unwrap_or(s)
+}
+
+fn all_of(s: &str, ok: impl Fn(u8) -> bool) -> bool {
+    !s.is_empty() && s.bytes().all(ok)
+}
+
+fn digit_or_underscore(b: u8) -> bool {
+    b.is_ascii_digit() || b == b'_'
+}
+
+/// 1.1: `0b1010`, `017`, `1_000`, `0x1F`, `190:20:30` (all with an optional sign);
+/// 1.2: `[-+]?[0-9]+`, `0o17`, `0x1F`.
+fn yaml_int(s: &str) -> bool {
+    let t = strip_sign(s);
+    if let Some(bin) = t.strip_prefix("0b") {
+        return all_of(bin, |b| matches!(b, b'0' | b'1' | b'_'));
+    }
+    if let Some(hex) = t.strip_prefix("0x") {
+        return all_of(hex, |b| b.is_ascii_hexdigit() || b == b'_');
+    }
+    if let Some(oct) = t.strip_prefix("0o") {
+        return all_of(oct, |b| matches!(b, b'0'..=b'7'));
+    }
+    all_of(t, digit_or_underscore) && t.as_bytes()[0].is_ascii_digit() || sexagesimal(t, false)
+}
+
+/// 1.1 base 60: `[1-9][0-9_]*(:[0-5]?[0-9])+`, for floats with a `.[0-9_]*` tail and
+/// any leading digit.
+fn sexagesimal(t: &str, float: bool) -> bool {
+    let (t, ok_tail) = if float {
+        match t.split_once('.') {
+            Some((head, tail)) => (head, tail.bytes().all(digit_or_underscore)),
+            None => return false,
+        }
+    } else {
+        (t, true)
+    };
+    let mut parts = t.split(':');
+    let first = parts.next().unwrap_or("");
+    let first_ok = all_of(first, digit_or_underscore)
+        && if float {
+            first.as_bytes()[0].is_ascii_digit()
+        } else {
+            matches!(first.as_bytes()[0], b'1'..=b'9')
+        };
+    let mut rest = 0;
+    let rest_ok = parts.all(|p| {
+        rest += 1;
+        let b = p.as_bytes();
+        match b.len() {
+            1 => b[0].is_ascii_digit(),
+            2 => matches!(b[0], b'0'..=b'5') && b[1].is_ascii_digit(),
+            _ => false,
+        }
+    });
+    ok_tail && first_ok && rest > 0 && rest_ok
+}
+
+/// 1.1: `[-+]?([0-9][0-9_]*)?\.[0-9._]*([eE][-+][0-9]+)?`, base 60 with a fraction,
+/// `.inf`, `.nan`; 1.2: `[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?`.
+fn yaml_float(s: &str) -> bool {
+    let t = strip_sign(s);
+    if matches!(t, ".inf" | ".Inf" | ".INF" | ".nan" | ".NaN" | ".NAN") {
+        return true;
+    }
+    if sexagesimal(t, true) {
+        return true;
+    }
+    let (mantissa, exponent) = match t.split_once(['e', 'E']) {
+        Some((m, e)) => (m, Some(e)),
+        None => (t, None),
+    };
+    let exponent_ok = exponent.is_none_or(|e| all_of(strip_sign(e), |b| b.is_ascii_digit()));
+    if !exponent_ok || mantissa.is_empty() {
+        return false;
+    }
+    // 1.1: a `.` is required; digits, `_` and further dots around it.
+    let yaml11 = match mantissa.split_once('.') {
+        Some((int, frac)) => {
+            (int.is_empty()
+                || (int.as_bytes()[0].is_ascii_digit() && int.bytes().all(digit_or_underscore)))
+                && frac.bytes().all(|b| digit_or_underscore(b) || b == b'.')
+        }
+        None => false,
+    };
+    // 1.2: digits with at most one `.` and at least one digit, exponent optional.
+    let yaml12 = match mantissa.split_once('.') {
+        Some((int, frac)) => {
+            (int.bytes().all(|b| b.is_ascii_digit()) && frac.bytes().all(|b| b.is_ascii_digit()))
+                && !(int.is_empty() && frac.is_empty())
+        }
+        None => all_of(mantissa, |b| b.is_ascii_digit()),
+    };
+    yaml11 || yaml12
+}
+
+/// 1.1 timestamps: `2001-12-14`, `2001-12-14t21:59:43.10-05:00`,
+/// `2001-12-14 21:59:43.10 -5`, `2001-12-15T02:59:43.1Z` (month and day may have one
+/// digit, the time zone is optional).
+fn yaml11_timestamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits = |from: usize, min: usize, max: usize| -> Option<usize> {
+        let n = b[from.min(b.len())..]
+            .iter()
+            .take(max)
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        (n >= min).then_some(from + n)
+    };
+    let expect = |at: usize, c: u8| -> Option<usize> { (b.get(at) == Some(&c)).then_some(at + 1) };
+    let date = (|| {
+        let i = digits(0, 4, 4)?;
+        let i = expect(i, b'-')?;
+        let i = digits(i, 1, 2)?;
+        let i = expect(i, b'-')?;
+        digits(i, 1, 2)
+    })();
+    let Some(mut i) = date else {
+        return false;
+    };
+    if i == b.len() {
+        return true;
+    }
+    // The time: `T`, `t` or blanks, then hh:mm:ss[.fraction].
+    let time = (|| {
+        let mut i = i;
+        if matches!(b.get(i), Some(b'T' | b't')) {
+            i += 1;
+        } else {
+            let blanks = b[i..]
+                .iter()
+                .take_while(|c| matches!(c, b' ' | b'\t'))
+                .count();
+            if blanks == 0 {
+                return None;
+            }
+            i += blanks;
+        }
+        let i = digits(i, 1, 2)?;
+        let i = expect(i, b':')?;
+        let i = digits(i, 2, 2)?;
+        let i = expect(i, b':')?;
+        let mut i = digits(i, 2, 2)?;
+        if b.get(i) == Some(&b'.') {
+            i += 1 + b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        }
+        Some(i)
+    })();
+    match time {
+        Some(t) => i = t,
+        None => return false,
+    }
+    // The zone: blanks, then `Z` or ±h[h][:mm].
+    i += b[i..]
+        .iter()
+        .take_while(|c| matches!(c, b' ' | b'\t'))
+        .count();
+    if i == b.len() {
+        return true;
+    }
+    if b[i] == b'Z' {
+        return i + 1 == b.len();
+    }
+    if !matches!(b[i], b'+' | b'-') {
+        return false;
+    }
+    let Some(mut i) = digits(i + 1, 1, 2) else {
+        return false;
+    };
+    if b.get(i) == Some(&b':') {
+        match digits(i + 1, 2, 2) {
+            Some(j) => i = j,
+            None => return false,
+        }
+    }
+    i == b.len()
 }
 
 /// Look up a string value.
@@ -134,6 +504,112 @@ mod tests {
         let doc = parse(&text).expect("parses");
         assert_eq!(doc.front, m);
         assert_eq!(doc.body, "Body\n");
+    }
+
+    #[test]
+    fn strings_other_readers_would_type_are_quoted() {
+        for s in [
+            "yes",
+            "No",
+            "ON",
+            "off",
+            "y",
+            "N",
+            "true",
+            "null",
+            "~",
+            "",
+            "<<",
+            "=",
+            "2026-01-01",
+            "2026-1-1",
+            "2001-12-14t21:59:43.10-05:00",
+            "2001-12-14 21:59:43.10 -5",
+            "2026-11-21T23:59:01.250Z",
+            "0o17",
+            "0x1F",
+            "0b1_0",
+            "017",
+            "1_000",
+            "-12",
+            "+1",
+            "1e3",
+            "1E-3",
+            "1.5",
+            ".5",
+            "1.",
+            "1.2.3",
+            "12:30:00",
+            "190:20:30.15",
+            ".inf",
+            "-.INF",
+            ".NaN",
+        ] {
+            assert!(typed_when_plain(s), "{s:?}");
+            let mut m = Mapping::new();
+            set(&mut m, "v", s);
+            let text = render(&m, "");
+            assert_eq!(text, format!("---\nv: '{s}'\n---\n"), "{s:?}");
+            assert_eq!(parse(&text).map(|d| d.front), Ok(m));
+        }
+        for s in [
+            "yess",
+            "report.pdf",
+            "2026-01-01.pdf",
+            "2026-01-01 notes",
+            "0x",
+            "1e",
+            "12:30 x",
+            "1.5 kg",
+            "inf",
+            "nan",
+            "0:30",
+            "2026-01-01T10",
+            "Ana Lima",
+        ] {
+            assert!(!typed_when_plain(s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn floats_are_written_so_that_yaml_1_1_reads_floats() {
+        assert_eq!(float_text(1e20), "1.0e+20");
+        assert_eq!(float_text(2.5e-7), "2.5e-7");
+        assert_eq!(float_text(12.5), "12.5");
+        assert_eq!(float_text(1.0), "1.0");
+        let mut m = Mapping::new();
+        set(&mut m, "big", 1e20);
+        set(&mut m, "count", 7u64);
+        assert_eq!(render(&m, ""), "---\nbig: 1.0e+20\ncount: 7\n---\n");
+        assert_eq!(parse(&render(&m, "")).map(|d| d.front), Ok(m));
+    }
+
+    #[test]
+    fn decimals_are_numbers_when_exact() {
+        assert_eq!(decimal("120"), Value::Number(Number::from(120u64)));
+        assert_eq!(decimal("120.50"), Value::Number(Number::from(120.5)));
+        assert_eq!(decimal(".5"), Value::Number(Number::from(0.5)));
+        assert_eq!(
+            decimal("0.000000000000001"),
+            Value::Number(Number::from(1e-15))
+        );
+        // 17 significant digits: a double would change it.
+        assert_eq!(
+            decimal("12345678901234567.5"),
+            Value::String("12345678901234567.5".into())
+        );
+        assert_eq!(decimal("lots"), Value::String("lots".into()));
+    }
+
+    #[test]
+    fn a_placeholder_never_collides_with_the_content() {
+        let mut m = Mapping::new();
+        set(&mut m, "aiq0z0q", "yes");
+        set(&mut m, "x", "aiq0z0q aiq1z");
+        set(&mut m, "yes", "no");
+        let text = render(&m, "");
+        assert_eq!(parse(&text).map(|d| d.front), Ok(m), "{text}");
+        assert!(text.contains("'yes': 'no'"), "{text}");
     }
 
     #[test]

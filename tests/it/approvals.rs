@@ -124,10 +124,14 @@ pub(crate) fn files(dir: &Path) -> Vec<String> {
     v
 }
 
+/// A frontmatter field as text: a string, or a number's digits.
 pub(crate) fn field(path: &Path, key: &str) -> Option<String> {
     let text = fs::read_to_string(path).ok()?;
     let doc = frontmatter::parse(&text).ok()?;
-    frontmatter::get_str(&doc.front, key).map(str::to_string)
+    match doc.front.get(key)? {
+        serde_norway::Value::Number(n) => Some(n.to_string()),
+        v => v.as_str().map(str::to_string),
+    }
 }
 
 pub(crate) fn audit_lines(vault: &Path) -> Vec<serde_json::Value> {
@@ -1433,6 +1437,56 @@ fn linkedin_posts_are_queued_and_payments_are_recorded_never_paid() {
     assert_eq!(pay["approved_by"], "bob");
     assert!(api.requests().is_empty());
     h.stop();
+}
+
+#[test]
+fn payment_task_and_done_file_keep_their_types_for_yaml_1_1_readers() {
+    use crate::yaml_readers::{py_get, pyyaml};
+    let tv = new_vault();
+    let v = &tv.vault;
+    let api = StandIn::start(vec![]);
+    whatsapp_toml(v, api.port);
+    let mut h = Handler::start(v, &[]);
+    approve(
+        v,
+        "pay.md",
+        "---\ntype: approval_request\naction: payment\namount: \"12.5\"\nrecipient: \"yes\"\nreason: \"2026-01-01\"\napproved_by: \"on\"\n---\n",
+    );
+    assert!(wait_until(Duration::from_secs(10), || v
+        .join("Done/pay.md")
+        .exists()));
+    h.stop();
+    let done = v.join("Done/pay.md");
+    let task = v.join(field(&done, "payment_task").expect("payment_task"));
+    let py = pyyaml(&task);
+    let amount = py_get(&py, "amount");
+    assert_eq!(amount["t"], "float", "{amount}");
+    assert_eq!(amount["v"], "12.5");
+    for (key, want) in [
+        ("recipient", "yes"),
+        ("reason", "2026-01-01"),
+        ("approved_by", "on"),
+        ("type", "payment"),
+    ] {
+        let got = py_get(&py, key);
+        assert_eq!(
+            (got["t"].as_str(), got["v"].as_str()),
+            (Some("str"), Some(want))
+        );
+    }
+    assert_eq!(py_get(&py, "received")["t"], "str");
+    let py = pyyaml(&done);
+    for key in [
+        "status",
+        "result",
+        "executed_at",
+        "payment_task",
+        "recipient",
+        "reason",
+    ] {
+        assert_eq!(py_get(&py, key)["t"], "str", "{key}: {py}");
+    }
+    assert_eq!(py_get(&py, "result")["v"], "recorded");
 }
 
 // ---------------------------------------------------------------------------------------

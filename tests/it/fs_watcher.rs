@@ -525,3 +525,78 @@ fn ten_thousand_files_with_kill_9_restarts_make_exactly_ten_thousand_tasks() {
     w.stop();
     assert_eq!(md_count(&vault), FILES);
 }
+
+#[test]
+fn names_retired_from_a_long_ledger_still_count_as_done() {
+    const OLD: usize = 70_000;
+    let (_dir, vault) = new_vault();
+    let state = vault.join(".ai-employee");
+    fs::create_dir_all(&state).expect("state");
+    // A ledger that has grown long (as an earlier version, without retirement, leaves
+    // it): OLD files taken and since removed from Inbox, among them report.pdf.
+    let mut text = String::new();
+    for i in 0..OLD {
+        let (name, content) = if i == 123 {
+            ("report.pdf".to_string(), "the report\n".to_string())
+        } else {
+            (format!("old {i}.txt"), format!("old {i}\n"))
+        };
+        text.push_str(&format!(
+            "{{\"kind\":\"task\",\"name\":\"{name}\",\"sha256\":\"{}\",\"size\":{},\"mtime_ns\":1,\"ctime_ns\":1,\"dev\":1,\"ino\":{},\"task\":\"FILE_20260101T000000Z_{name}\"}}\n",
+            sha256_hex(content.as_bytes()),
+            content.len(),
+            i + 1
+        ));
+    }
+    fs::write(state.join("filesystem.ledger"), text).expect("ledger");
+    // One name still in Inbox, unchanged: kept in the journal.
+    fs::write(vault.join("Inbox/old 7.txt"), "old 7\n").expect("drop");
+
+    let mut w = FsWatcher::start_ready(&vault, &[]);
+    let log = w.wait_log("moved out of memory");
+    assert!(
+        log.contains(&format!("{} names no longer in Inbox", OLD - 1)),
+        "{log}"
+    );
+    // Only the name still in Inbox is left in the journal.
+    let journal = fs::read_to_string(state.join("filesystem.ledger")).expect("journal");
+    assert!(
+        journal
+            .lines()
+            .all(|l| l.contains("\"name\":\"old 7.txt\"")),
+        "{journal}"
+    );
+    assert!(state.join("filesystem.ledger.index").exists());
+
+    // The same file dropped again: known by its retired hash, no second task. The
+    // watcher records that it looked (a `seen` line), which is what is waited for.
+    fs::write(vault.join("Inbox/report.pdf"), "the report\n").expect("drop");
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            fs::read_to_string(state.join("filesystem.ledger"))
+                .is_ok_and(|j| j.contains("\"kind\":\"seen\",\"name\":\"report.pdf\""))
+        }),
+        "{}",
+        w.log()
+    );
+    assert_eq!(md_count(&vault), 0);
+    // New content under that name: a new task.
+    fs::write(vault.join("Inbox/report.pdf"), "the report, version 2\n").expect("drop");
+    wait_tasks(&vault, 1);
+    w.stop();
+    let all = tasks(&vault);
+    assert_eq!(all.len(), 1, "{all:?}");
+    let doc = all.values().next().expect("one");
+    assert_eq!(field(doc, "original_name"), "report.pdf");
+    assert_eq!(field(doc, "sha256"), sha256_hex(b"the report, version 2\n"));
+
+    // A restart finds everything done.
+    let mut w = FsWatcher::start_ready(&vault, &[]);
+    assert!(
+        w.log().contains("2 files in Inbox, 2 already done"),
+        "{}",
+        w.log()
+    );
+    w.stop();
+    assert_eq!(md_count(&vault), 1);
+}

@@ -21,3 +21,4 @@ mod supervisor;
 mod units;
 mod vault_symlinks;
 mod whatsapp;
+mod yaml_readers;

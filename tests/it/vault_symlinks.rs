@@ -47,6 +47,31 @@ fn outside_dir(tv: &TestVault) -> PathBuf {
     d
 }
 
+/// Put a symlink to `target` in the place of the folder `rel` of a running vault in one
+/// step (the folder is kept as `<rel>.old`): a watcher that notices a missing folder
+/// recreates it, so a rename followed by a symlink would race with it.
+fn swap_in_link(vault: &Path, rel: &str, target: impl AsRef<Path>) {
+    let p = vault.join(rel);
+    let link = vault.join(format!("{rel}.old"));
+    symlink(target, &link).expect("symlink");
+    #[cfg(target_os = "linux")]
+    nix::fcntl::renameat2(
+        nix::fcntl::AT_FDCWD,
+        &link,
+        nix::fcntl::AT_FDCWD,
+        &p,
+        nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+    )
+    .expect("exchange");
+    #[cfg(not(target_os = "linux"))]
+    {
+        let tmp = vault.join(format!("{rel}.tmp"));
+        fs::rename(&p, &tmp).expect("rename");
+        fs::rename(&link, &p).expect("rename");
+        fs::rename(&tmp, &link).expect("rename");
+    }
+}
+
 /// Replace the folder `rel` of the vault by a symlink to `target`.
 fn replace_with_link(vault: &Path, rel: &str, target: &Path) {
     let p = vault.join(rel);
@@ -221,8 +246,7 @@ fn inbox_replaced_by_a_symlink_while_running_stops_the_watcher() {
     let outside = outside_dir(&tv);
     let mut w = WatcherProc::spawn("filesystem", v, &[]);
     w.wait_log("watching ");
-    fs::rename(v.join("Inbox"), v.join("Inbox.old")).expect("rename");
-    symlink(&outside, v.join("Inbox")).expect("symlink");
+    swap_in_link(v, "Inbox", &outside);
     let ended = wait_until(LIMIT, || {
         vault_holds(&v.join("Needs_Action"), SECRET.as_bytes()) || w.log().contains("symbolic")
     });
@@ -240,8 +264,7 @@ fn needs_action_replaced_by_a_symlink_while_running_writes_nothing_outside() {
     fs::create_dir(&target).expect("mkdir");
     let mut w = WatcherProc::spawn("filesystem", v, &[]);
     w.wait_log("watching ");
-    fs::rename(v.join("Needs_Action"), v.join("Needs_Action.old")).expect("rename");
-    symlink(&target, v.join("Needs_Action")).expect("symlink");
+    swap_in_link(v, "Needs_Action", &target);
     fs::write(v.join("Inbox/a.txt"), "a").expect("write");
     let ended = wait_until(LIMIT, || {
         !names(&target).is_empty() || w.log().contains("symbolic")
@@ -468,8 +491,7 @@ fn approved_replaced_by_a_symlink_while_running_executes_nothing() {
     fs::write(v.join("Pending_Approval/draft.md"), draft("DRAFT")).expect("write");
     let mut w = WatcherProc::spawn("approvals", v, &["--dry-run", "--rescan", "200ms"]);
     w.wait_log("watching ");
-    fs::rename(v.join("Approved"), v.join("Approved.old")).expect("rename");
-    symlink("Pending_Approval", v.join("Approved")).expect("symlink");
+    swap_in_link(v, "Approved", "Pending_Approval");
     let ended = wait_until(LIMIT, || {
         !names(&v.join("Done")).is_empty() || w.log().contains("symbolic")
     });

@@ -714,8 +714,14 @@ fn an_io_error_is_answered_500_and_the_redelivery_succeeds() {
 
 /// A POST that reports a dead or dying watcher as `None` instead of failing the test.
 fn try_post(port: u16, body: &[u8]) -> Option<u16> {
+    post_within(port, body, Duration::from_secs(20))
+}
+
+/// A signed POST of `body` on a fresh connection, answered within `within`: the status,
+/// or None when no answer came in time (or the watcher is gone).
+fn post_within(port: u16, body: &[u8], within: Duration) -> Option<u16> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    s.set_read_timeout(Some(within)).ok()?;
     let sig = sign(SECRET, body);
     let head = format!(
         "POST /webhook HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
@@ -806,4 +812,175 @@ fn kill_9_under_load_then_redelivery_leaves_exactly_one_task_per_message() {
     assert_eq!(message_ids(&vault), want, "each message exactly one task");
     let staging = vault.join(".ai-employee/staging-whatsapp");
     assert_eq!(fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0), 0);
+}
+
+/// A client that sends its request one byte at a time (slowloris), on a non-blocking
+/// socket so that many are driven from one thread.
+struct SlowClient {
+    s: TcpStream,
+    request: Vec<u8>,
+    sent: usize,
+    closed: bool,
+    got: Vec<u8>,
+}
+
+impl SlowClient {
+    /// Connect and send the first `first` bytes of `request` at once.
+    fn open(port: u16, request: &[u8], first: usize) -> SlowClient {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.write_all(&request[..first]).expect("first bytes");
+        s.set_nonblocking(true).expect("non-blocking");
+        SlowClient {
+            s,
+            request: request.to_vec(),
+            sent: first,
+            closed: false,
+            got: Vec::new(),
+        }
+    }
+
+    /// Send one more byte (never the last: the request is never complete).
+    fn trickle(&mut self) {
+        if self.closed || self.sent + 1 >= self.request.len() {
+            return;
+        }
+        match self.s.write(&self.request[self.sent..=self.sent]) {
+            Ok(n) => self.sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => self.closed = true,
+        }
+    }
+
+    /// Whether the server closed the connection (reading what it sent meanwhile).
+    fn is_closed(&mut self) -> bool {
+        let mut buf = [0u8; 1024];
+        while !self.closed {
+            match self.s.read(&mut buf) {
+                Ok(0) => self.closed = true,
+                Ok(n) => self.got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => self.closed = true,
+            }
+        }
+        self.closed
+    }
+}
+
+/// Spawn the watcher with its open-file limit (soft and hard) set to `nofile`.
+fn spawn_with_nofile(vault: &Path, extra: &[&str], nofile: u64) -> Watcher {
+    use std::os::unix::process::CommandExt;
+    let mut args = vec!["--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let mut w = Watcher {
+        proc: WatcherProc::spawn_with("whatsapp", vault, &args, |cmd| {
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+            unsafe {
+                cmd.pre_exec(move || {
+                    nix::sys::resource::setrlimit(
+                        nix::sys::resource::Resource::RLIMIT_NOFILE,
+                        nofile,
+                        nofile,
+                    )
+                    .map_err(std::io::Error::from)
+                });
+            }
+        }),
+        port: 0,
+    };
+    w.wait_ready();
+    w
+}
+
+#[test]
+fn slow_clients_are_timed_out_and_a_delivery_is_answered_under_a_low_fd_limit() {
+    const SLOW_HEADERS: usize = 200;
+    const SLOW_BODIES: usize = 3;
+    const TIMEOUT: Duration = Duration::from_secs(6);
+    let (_dir, vault) = new_vault();
+    // 128 open files in all: 200 slow clients are more than the watcher may hold.
+    let mut w = spawn_with_nofile(
+        &vault,
+        &["--header-timeout", "6s", "--body-timeout", "6s"],
+        128,
+    );
+    let cap: usize = w
+        .log()
+        .split("at most ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no connection limit in the log:\n{}", w.log()));
+    assert!(cap < 128, "the limit {cap} ignores the open-file limit");
+
+    let started = std::time::Instant::now();
+    let head = b"POST /webhook HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let mut slow: Vec<SlowClient> = (0..SLOW_HEADERS)
+        .map(|_| SlowClient::open(w.port, head, 1))
+        .collect();
+    // Complete headers, then a body that never completes.
+    let body_head = b"POST /webhook HTTP/1.1\r\nHost: x\r\nX-Hub-Signature-256: sha256=00\r\nContent-Length: 100\r\n\r\n{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{";
+    let head_len = body_head.len() - 100;
+    let mut slow_bodies: Vec<SlowClient> = (0..SLOW_BODIES)
+        .map(|_| SlowClient::open(w.port, body_head, head_len + 1))
+        .collect();
+
+    // A real delivery while the slow clients hold every connection the watcher allows.
+    let body = one("wamid.realdelivery", "urgent: are you there?");
+    let status = post_within(w.port, &body, Duration::from_secs(5));
+    assert_eq!(status, Some(200), "no timely answer:\n{}", w.log());
+    let open = slow
+        .iter_mut()
+        .map(|c| usize::from(!c.is_closed()))
+        .sum::<usize>();
+    assert!(
+        started.elapsed() < TIMEOUT,
+        "too slow to show anything ({:?})",
+        started.elapsed()
+    );
+    assert!(
+        open >= cap / 2 && open <= cap,
+        "{open} slow clients still open after the delivery (limit {cap})"
+    );
+    assert_eq!(message_ids(&vault), vec!["wamid.realdelivery"]);
+
+    // The slow clients keep sending, a byte at a time; each is closed after its timeout.
+    let all_closed = wait_until(TIMEOUT + Duration::from_secs(20), || {
+        for c in slow.iter_mut().chain(slow_bodies.iter_mut()) {
+            c.trickle();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        slow.iter_mut()
+            .chain(slow_bodies.iter_mut())
+            .all(SlowClient::is_closed)
+    });
+    let still = slow
+        .iter_mut()
+        .chain(slow_bodies.iter_mut())
+        .map(|c| usize::from(!c.is_closed()))
+        .sum::<usize>();
+    assert!(all_closed, "{still} slow clients still open:\n{}", w.log());
+    assert!(
+        started.elapsed() >= TIMEOUT,
+        "closed before their timeout ({:?})",
+        started.elapsed()
+    );
+    for c in &slow_bodies {
+        let got = String::from_utf8_lossy(&c.got);
+        assert!(got.starts_with("HTTP/1.1 408"), "{got:?}");
+    }
+    let log = w.wait_log("connection limit");
+    assert_eq!(
+        log.matches("reached the connection limit").count(),
+        1,
+        "one line per episode:\n{log}"
+    );
+    w.wait_log("no complete request header within 6s");
+
+    // Still healthy afterwards.
+    assert_eq!(w.post(&one("wamid.after", "help")).0, 200);
+    w.stop();
+    assert_eq!(
+        message_ids(&vault),
+        vec!["wamid.after", "wamid.realdelivery"]
+    );
 }

@@ -106,7 +106,7 @@ pub fn record_payment(
     frontmatter::set(&mut front, "status", "pending");
     frontmatter::set(&mut front, "priority", "high");
     frontmatter::set(&mut front, "received", at);
-    frontmatter::set(&mut front, "amount", p.amount.as_str());
+    frontmatter::set(&mut front, "amount", frontmatter::decimal(&p.amount));
     if let Some(c) = &p.currency {
         frontmatter::set(&mut front, "currency", c.as_str());
     }

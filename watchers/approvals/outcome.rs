@@ -173,7 +173,7 @@ fn render_in_place(original: &str, d: &Decision) -> Option<String> {
     }
     let mut added = Mapping::new();
     add_fields(&mut added, d);
-    let mut new_lines = serde_norway::to_string(&added).ok()?;
+    let mut new_lines = frontmatter::render_yaml(&added);
     if nl == "\r\n" {
         new_lines = new_lines.replace('\n', "\r\n");
     }
@@ -418,7 +418,7 @@ mod tests {
         let text = render(original, &d);
         assert_eq!(
             text,
-            "---\ntype: approval_request   # kept\naction: send_email\nto: 'a@b.c'\n# a comment\nstatus: done\nresult: sent\nexecuted_at: 2026-01-07T10:31:00Z\nmessage_id: <x@y>\n---\nHello\n"
+            "---\ntype: approval_request   # kept\naction: send_email\nto: 'a@b.c'\n# a comment\nstatus: done\nresult: sent\nexecuted_at: '2026-01-07T10:31:00Z'\nmessage_id: <x@y>\n---\nHello\n"
         );
         // CRLF stays CRLF; a BOM stays.
         let crlf = "\u{feff}---\r\ntype: approval_request\r\n---\r\nHi\r\n";

@@ -9,7 +9,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -127,13 +127,14 @@ impl Engine {
     /// Open the ledger, recover what a crash left in staging, start the workers and the
     /// OS watch.
     pub fn start(ctx: WatcherCtx, opts: Options, paths: Paths) -> Result<Engine, Error> {
-        let loaded = Ledger::open(&paths.ledger).map_err(|e| {
-            if nofollow::is_symlink_error(&e) {
-                Error::Setup(e.to_string())
-            } else {
-                Error::io("open", &paths.ledger)(e)
-            }
-        })?;
+        let loaded = Ledger::open_retiring(&paths.ledger, &paths.inbox_dir, &paths.staging)
+            .map_err(|e| {
+                if nofollow::is_symlink_error(&e) {
+                    Error::Setup(e.to_string())
+                } else {
+                    Error::io("open", &paths.ledger)(e)
+                }
+            })?;
         if loaded.torn_bytes > 0 {
             tracing::warn!(
                 "ledger: cut off a torn last line ({} bytes) left by a crash",
@@ -155,6 +156,10 @@ impl Engine {
             );
         }
 
+        let mut ledger = loaded.ledger;
+        log_retired(loaded.retired, &ledger);
+        retire(&mut ledger, &paths)?;
+
         let (tx, rx) = mpsc::channel();
         let jobs = spawn_workers(&paths.staging, &ctx, &opts, &tx)?;
         let mut watcher = make_watcher(&tx, opts.poll)?;
@@ -169,7 +174,7 @@ impl Engine {
             ctx,
             opts,
             paths,
-            ledger: loaded.ledger,
+            ledger,
             pending: HashMap::new(),
             queue: VecDeque::new(),
             timers: BinaryHeap::new(),
@@ -385,7 +390,7 @@ impl Engine {
             found += 1;
             let unchanged = inbox.stat(&name).is_ok_and(|m| {
                 self.ledger
-                    .get(&name)
+                    .lookup(&name)
                     .is_some_and(|r| r.snap == Snap::of_stat(&m))
             });
             if unchanged && !self.pending.contains_key(&name) {
@@ -437,7 +442,7 @@ impl Engine {
         };
         if self
             .ledger
-            .get(&name)
+            .lookup(&name)
             .is_some_and(|r| r.snap == Snap::of_stat(&meta))
         {
             self.pending.remove(&name);
@@ -465,7 +470,7 @@ impl Engine {
                 Err(_) => (Writers::Unknown, Snap::of_stat(&meta), meta.modified()),
             }
         };
-        if self.ledger.get(&name).is_some_and(|r| r.snap == snap) {
+        if self.ledger.lookup(&name).is_some_and(|r| r.snap == snap) {
             self.pending.remove(&name);
             return;
         }
@@ -490,7 +495,7 @@ impl Engine {
     fn dispatch(&mut self, name: OsString, inbox: Arc<Dir>, snap: Snap) {
         let received = Utc::now();
         let task = self.reserve_task_name(&name, received);
-        let previous = self.ledger.get(&name).map(|r| r.sha256);
+        let previous = self.ledger.lookup(&name).map(|r| r.sha256);
         if let Some(p) = self.pending.get_mut(&name) {
             p.job = JobState::Running;
             p.writer_open = false;
@@ -597,7 +602,7 @@ impl Engine {
             }
             Outcome::Same { snap } => {
                 self.release(&job.task);
-                if let Some(prev) = self.ledger.get(&job.name) {
+                if let Some(prev) = self.ledger.lookup(&job.name) {
                     let rec = Record {
                         sha256: prev.sha256,
                         snap,
@@ -718,6 +723,7 @@ impl Engine {
             self.release(&s.job.task);
             self.finish(&s.job.name);
         }
+        retire(&mut self.ledger, &self.paths)?;
         if self
             .ledger
             .compact_if_needed()
@@ -812,6 +818,34 @@ impl Engine {
             count(self.stats.unchanged, "file")
         );
         Ok(())
+    }
+}
+
+/// Move the names that are neither in Inbox/ nor staged out of memory, into the
+/// ledger's index (see `ledger.rs`), when enough new names were recorded.
+fn retire(ledger: &mut Ledger, paths: &Paths) -> Result<(), Error> {
+    // Anything but "not found" counts as present: a name is retired only when surely gone.
+    let gone = |dir: &Dir, name: &Path| matches!(dir.stat(name), Err(e) if e.kind() == io::ErrorKind::NotFound);
+    let needed = |name: &OsStr, rec: &Record| {
+        !gone(&paths.inbox_dir, Path::new(name))
+            || !gone(&paths.staging, Path::new(&format!("{}.copy", rec.task)))
+            || !gone(&paths.staging, Path::new(&format!("{}.meta", rec.task)))
+    };
+    let retired = ledger
+        .retire_if_needed(needed)
+        .map_err(Error::io("compact", &paths.ledger))?;
+    log_retired(retired, ledger);
+    Ok(())
+}
+
+fn log_retired(retired: usize, ledger: &Ledger) {
+    if retired > 0 {
+        tracing::info!(
+            "ledger: {} no longer in Inbox moved out of memory ({} names kept, {} retired in all)",
+            count(retired as u64, "name"),
+            ledger.remembered(),
+            ledger.retired()
+        );
     }
 }
 

@@ -12,19 +12,42 @@
 //! The last line for a name wins. A torn last line (a crash in the middle of a write) is
 //! cut off when the ledger is opened; a line that does not parse is skipped with a
 //! warning. When the file holds many more lines than names it is rewritten (temp file,
-//! fsync, rename, fsync of the folder), so it stays about one line per name ever seen.
+//! fsync, rename, fsync of the folder), so it stays about one line per name.
+//!
+//! **Retired names.** Exactly-once needs, for every name ever taken, the hash of the
+//! content of its last task, forever (the same file dropped again must not become a
+//! second task). Everything else serves a name only while it is in Inbox/ (the `stat`
+//! fingerprint saves hashing it again) or while its task is staged (the task name tells
+//! recovery it was committed). So when [`RETIRE_EVERY`] names were added since the last
+//! time, [`Ledger::retire_if_needed`] moves the names that are neither in Inbox/ nor
+//! staged into `filesystem.ledger.index`: 48 bytes each (a 16-byte SHA-256 prefix of the
+//! name, the content's SHA-256), sorted, looked up on disk and never loaded
+//! ([`SortedIndex`]). First the index is replaced atomically (temp, fsync, rename, fsync
+//! of the folder), then the journal is rewritten without those names. A crash before the
+//! index's rename changes nothing; after it, a name is in both, and the journal's record
+//! (read first) says the same. A retired name that shows up in Inbox/ again is hashed
+//! once (its fingerprint was dropped) and compared with the retired hash.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use crate::vault::nofollow::{self, Dir, How};
-
 use serde::{Deserialize, Serialize};
+
+use crate::vault::nofollow::{self, Dir, How};
+use crate::watchers::sorted_index::{KEY_LEN, SortedIndex, key_of};
+
+/// Names added to the journal between two looks for names to retire.
+pub const RETIRE_EVERY: usize = 65_536;
+const INDEX_MAGIC: [u8; 8] = *b"AIEFSLX1";
+/// Name key, then the content's SHA-256.
+const INDEX_RECORD: usize = KEY_LEN + 32;
 
 /// What `stat` says about a file; equal fingerprints mean unchanged content (the change
 /// time cannot be set by users, and changes with every write).
@@ -38,6 +61,15 @@ pub struct Snap {
 }
 
 impl Snap {
+    /// No file has it (inode 0): a retired name's fingerprint.
+    const NONE: Snap = Snap {
+        size: 0,
+        mtime_ns: 0,
+        ctime_ns: 0,
+        dev: 0,
+        ino: 0,
+    };
+
     pub fn of(m: &std::fs::Metadata) -> Snap {
         let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
         Snap {
@@ -144,6 +176,9 @@ impl Line {
     }
 }
 
+/// Whether a name (with its task) must stay in the journal: still in Inbox/, or staged.
+type Needed<'a> = &'a dyn Fn(&OsStr, &str) -> bool;
+
 /// The open ledger.
 #[derive(Debug)]
 pub struct Ledger {
@@ -153,6 +188,12 @@ pub struct Ledger {
     file: File,
     lines: usize,
     map: HashMap<OsString, (Kind, Record)>,
+    /// Retired names.
+    index: SortedIndex,
+    /// Names in `map` after the last retirement.
+    floor: usize,
+    /// The index could not be read: nothing may be recorded (see [`Ledger::get`]).
+    index_error: RefCell<Option<String>>,
 }
 
 /// What [`Ledger::open`] found.
@@ -166,64 +207,180 @@ pub struct Loaded {
     pub bad_lines: usize,
     /// Bytes of a torn last line that were cut off.
     pub torn_bytes: u64,
+    /// Names retired while opening ([`Ledger::open_retiring`]).
+    pub retired: usize,
 }
 
 impl Ledger {
     /// Open (or create) the ledger at `path`, cutting off a torn last line. Neither the
-    /// file nor the folder it is in is reached through a symlink.
+    /// file, its index, nor the folder they are in is reached through a symlink.
     pub fn open(path: &Path) -> io::Result<Loaded> {
+        Ledger::open_with(path, None)
+    }
+
+    /// [`Ledger::open`], retiring at once, while reading, what a long journal (left by an
+    /// earlier version) holds about names that are neither in `inbox` nor staged in
+    /// `staging`, so that it is never all held in memory. Without a listing of either
+    /// folder it is [`Ledger::open`].
+    pub fn open_retiring(path: &Path, inbox: &Dir, staging: &Dir) -> io::Result<Loaded> {
+        let names = |dir: &Dir| -> Option<HashSet<OsString>> {
+            Some(dir.list().ok()?.into_iter().map(|e| e.name).collect())
+        };
+        let (Some(present), Some(staged)) = (names(inbox), names(staging)) else {
+            return Ledger::open(path);
+        };
+        let staged_tasks: HashSet<String> = staged
+            .iter()
+            .filter_map(|n| n.to_str())
+            .filter_map(|n| n.strip_suffix(".copy").or_else(|| n.strip_suffix(".meta")))
+            .map(str::to_string)
+            .collect();
+        let needed =
+            |name: &OsStr, task: &str| present.contains(name) || staged_tasks.contains(task);
+        Ledger::open_with(path, Some(&needed))
+    }
+
+    fn open_with(path: &Path, needed: Option<Needed<'_>>) -> io::Result<Loaded> {
         let (dir, name) = nofollow::folder_of(path)?;
         let _ = dir.remove_file(tmp_name(&name));
+        let index_name = index_name(&name);
+        let mut index = SortedIndex::open(&dir, &index_name, INDEX_MAGIC, INDEX_RECORD)?;
         let mut file = dir.file(&name, How::read_append(0o600))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        let torn_bytes = (bytes.len() - whole) as u64;
-        if torn_bytes > 0 {
-            file.set_len(whole as u64)?;
-            file.sync_data()?;
-        }
         let mut map = HashMap::new();
         let mut tasks = HashSet::new();
         let mut lines = 0;
         let mut bad_lines = 0;
-        for raw in bytes[..whole].split(|&b| b == b'\n') {
-            if raw.is_empty() {
-                continue;
-            }
-            lines += 1;
-            let parsed = serde_json::from_slice::<Line>(raw)
-                .ok()
-                .and_then(|l| Some((l.kind, l.into_entry()?)));
-            match parsed {
-                Some((kind, (name, rec))) => {
-                    tasks.insert(rec.task.clone());
-                    map.insert(name, (kind, rec));
+        let mut whole = 0u64;
+        let mut torn_bytes = 0u64;
+        // Names `needed` says no to: their index records (in line order, so the last
+        // wins), and, until there are enough of them to retire, their records.
+        let mut retire: Vec<[u8; INDEX_RECORD]> = Vec::new();
+        let mut unneeded: Option<HashMap<OsString, (Kind, Record)>> = Some(HashMap::new());
+        {
+            // Streamed, so a long journal is never held in memory as text.
+            let mut reader = BufReader::with_capacity(1 << 16, &mut file);
+            let mut raw = Vec::new();
+            loop {
+                raw.clear();
+                if reader.read_until(b'\n', &mut raw)? == 0 {
+                    break;
                 }
-                None => bad_lines += 1,
+                if !raw.ends_with(b"\n") {
+                    torn_bytes = raw.len() as u64;
+                    break;
+                }
+                whole += raw.len() as u64;
+                if raw.len() == 1 {
+                    continue;
+                }
+                lines += 1;
+                let parsed = serde_json::from_slice::<Line>(&raw)
+                    .ok()
+                    .and_then(|l| Some((l.kind, l.into_entry()?)));
+                let Some((kind, (name, rec))) = parsed else {
+                    bad_lines += 1;
+                    continue;
+                };
+                if needed.is_none_or(|f| f(&name, &rec.task)) {
+                    tasks.insert(rec.task.clone());
+                    if let Some(u) = unneeded.as_mut() {
+                        u.remove(&name);
+                    }
+                    map.insert(name, (kind, rec));
+                    continue;
+                }
+                map.remove(&name);
+                retire.push(index_record(&name, &rec));
+                if let Some(u) = unneeded.as_mut() {
+                    u.insert(name, (kind, rec));
+                    if retire.len() >= RETIRE_EVERY {
+                        unneeded = None;
+                    }
+                }
             }
         }
+        if torn_bytes > 0 {
+            file.set_len(whole)?;
+            file.sync_data()?;
+        }
+        let retiring = unneeded.is_none();
+        let mut retired = 0;
+        if let Some(u) = unneeded {
+            map.extend(u);
+        } else {
+            let before = index.len();
+            // Durable before the journal forgets them (see the module docs).
+            index.merge(retire)?;
+            retired = usize::try_from(index.len() - before).unwrap_or(usize::MAX);
+        }
+        let mut ledger = Ledger {
+            dir,
+            name,
+            file,
+            lines,
+            map,
+            index,
+            floor: 0,
+            index_error: RefCell::new(None),
+        };
+        if retiring {
+            ledger.compact()?;
+            ledger.floor = ledger.map.len();
+        }
         Ok(Loaded {
-            ledger: Ledger {
-                dir,
-                name,
-                file,
-                lines,
-                map,
-            },
+            ledger,
             tasks,
             bad_lines,
             torn_bytes,
+            retired,
         })
     }
 
-    pub fn get(&self, name: &OsStr) -> Option<&Record> {
+    /// What is remembered about `name`: its journal record, else its retired content
+    /// hash (with a fingerprint no file has and no task name).
+    ///
+    /// If the index cannot be read, this answers None and every later [`Ledger::append`]
+    /// fails, so the watcher stops before a task made because of that answer is recorded,
+    /// and nothing it did is ever visible (a task is published only after its line).
+    pub fn lookup(&self, name: &OsStr) -> Option<Cow<'_, Record>> {
+        if let Some((_, r)) = self.map.get(name) {
+            return Some(Cow::Borrowed(r));
+        }
+        match self.index.find(&key_of(name.as_bytes())) {
+            Ok(Some(rec)) => {
+                let mut sha256 = [0u8; 32];
+                sha256.copy_from_slice(&rec[KEY_LEN..]);
+                Some(Cow::Owned(Record {
+                    sha256,
+                    snap: Snap::NONE,
+                    task: String::new(),
+                }))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                self.index_error.replace(Some(format!(
+                    "reading {}: {e}",
+                    self.dir.display_path(index_name(&self.name)).display()
+                )));
+                None
+            }
+        }
+    }
+
+    /// The journal's record for `name` (retired names not included).
+    #[cfg(test)]
+    fn get(&self, name: &OsStr) -> Option<&Record> {
         self.map.get(name).map(|(_, r)| r)
     }
 
-    /// How many names are remembered.
+    /// How many names are remembered in the journal (in memory).
     pub fn remembered(&self) -> usize {
         self.map.len()
+    }
+
+    /// How many names were retired into the index.
+    pub fn retired(&self) -> u64 {
+        self.index.len()
     }
 
     /// Append `entries` with one write; with `durable`, fsync before returning (which
@@ -235,6 +392,9 @@ impl Ledger {
         kind: Kind,
         durable: bool,
     ) -> io::Result<()> {
+        if let Some(e) = self.index_error.borrow().as_ref() {
+            return Err(io::Error::other(e.clone()));
+        }
         if entries.is_empty() {
             return Ok(());
         }
@@ -264,6 +424,38 @@ impl Ledger {
         Ok(true)
     }
 
+    /// When [`RETIRE_EVERY`] names were added since the last time, move every name for
+    /// which `needed` says no (not in Inbox/, task not staged) into the index, then
+    /// rewrite the journal without them. Returns how many were retired.
+    pub fn retire_if_needed(
+        &mut self,
+        needed: impl Fn(&OsStr, &Record) -> bool,
+    ) -> io::Result<usize> {
+        if self.map.len() < self.floor + RETIRE_EVERY {
+            return Ok(0);
+        }
+        let retired: Vec<OsString> = self
+            .map
+            .iter()
+            .filter(|(name, (_, rec))| !needed(name, rec))
+            .map(|(name, _)| name.clone())
+            .collect();
+        if !retired.is_empty() {
+            let records: Vec<[u8; INDEX_RECORD]> = retired
+                .iter()
+                .filter_map(|name| Some(index_record(name, &self.map.get(name)?.1)))
+                .collect();
+            // Durable first; only then may the journal forget them.
+            self.index.merge(records)?;
+            for name in &retired {
+                self.map.remove(name);
+            }
+            self.compact()?;
+        }
+        self.floor = self.map.len();
+        Ok(retired.len())
+    }
+
     fn compact(&mut self) -> io::Result<()> {
         let tmp = tmp_name(&self.name);
         let mut buf = Vec::with_capacity(self.map.len() * 256);
@@ -281,6 +473,20 @@ impl Ledger {
         self.lines = self.map.len();
         Ok(())
     }
+}
+
+/// A retired name's record: its key, then its content hash.
+fn index_record(name: &OsStr, rec: &Record) -> [u8; INDEX_RECORD] {
+    let mut r = [0u8; INDEX_RECORD];
+    r[..KEY_LEN].copy_from_slice(&key_of(name.as_bytes()));
+    r[KEY_LEN..].copy_from_slice(&rec.sha256);
+    r
+}
+
+fn index_name(name: &OsStr) -> OsString {
+    let mut s = name.to_os_string();
+    s.push(".index");
+    s
 }
 
 fn tmp_name(name: &OsStr) -> OsString {
@@ -397,6 +603,173 @@ mod tests {
             loaded.ledger.get(OsStr::new("n2")).map(|r| r.task.as_str()),
             Some("T2999")
         );
+        Ok(())
+    }
+
+    fn many(l: &mut Ledger, prefix: &str, n: usize) -> io::Result<()> {
+        let entries = (0..n)
+            .map(|i| {
+                (
+                    format!("{prefix}{i}").into(),
+                    rec((i % 200) as u8, &format!("T{prefix}{i}")),
+                )
+            })
+            .collect();
+        l.append(entries, Kind::Task, false)
+    }
+
+    #[test]
+    fn names_gone_from_inbox_are_retired_and_still_known() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("l");
+        let mut l = Ledger::open(&p)?.ledger;
+        many(&mut l, "gone", RETIRE_EVERY - 10)?;
+        many(&mut l, "kept", 5)?;
+        let needed = |n: &OsStr, _: &Record| n.to_string_lossy().starts_with("kept");
+        assert_eq!(l.retire_if_needed(needed)?, 0, "not yet");
+        many(&mut l, "more", 10)?;
+        assert_eq!(l.retire_if_needed(needed)?, RETIRE_EVERY);
+        assert_eq!(l.remembered(), 5);
+        assert_eq!(l.retired(), RETIRE_EVERY as u64);
+        let retired = l.lookup(OsStr::new("gone7")).map(Cow::into_owned);
+        assert_eq!(
+            retired,
+            Some(Record {
+                sha256: [7; 32],
+                snap: Snap::NONE,
+                task: String::new()
+            })
+        );
+        assert_eq!(
+            l.lookup(OsStr::new("kept3")).map(Cow::into_owned),
+            Some(rec(3, "Tkept3"))
+        );
+        assert!(l.lookup(OsStr::new("never")).is_none());
+        // New content for a retired name: the journal's record wins, also after reopen.
+        l.append(vec![("gone7".into(), rec(99, "Tnew"))], Kind::Task, true)?;
+        drop(l);
+        assert_eq!(std::fs::read_to_string(&p)?.lines().count(), 6);
+        let l = Ledger::open(&p)?.ledger;
+        assert_eq!(
+            l.lookup(OsStr::new("gone7")).map(Cow::into_owned),
+            Some(rec(99, "Tnew"))
+        );
+        assert_eq!(
+            l.lookup(OsStr::new("more3")).map(|r| r.sha256),
+            Some([3; 32])
+        );
+        assert_eq!(l.remembered(), 6);
+        Ok(())
+    }
+
+    #[test]
+    fn a_long_journal_is_retired_while_it_is_read() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (inbox, staging) = (dir.path().join("Inbox"), dir.path().join("staging"));
+        std::fs::create_dir(&inbox)?;
+        std::fs::create_dir(&staging)?;
+        std::fs::write(inbox.join("here"), "x")?;
+        std::fs::write(staging.join("Tstaged.copy"), "x")?;
+        let p = dir.path().join("l");
+        let mut l = Ledger::open(&p)?.ledger;
+        l.append(vec![("here".into(), rec(1, "There"))], Kind::Task, false)?;
+        l.append(
+            vec![("gone-later".into(), rec(2, "Tstaged"))],
+            Kind::Task,
+            false,
+        )?;
+        many(&mut l, "gone", RETIRE_EVERY + 3)?;
+        // The last line for this name is not needed: the index must get it.
+        l.append(
+            vec![("gone-later".into(), rec(9, "Tpublished"))],
+            Kind::Task,
+            false,
+        )?;
+        l.append(vec![("gone1".into(), rec(42, "Tgone1b"))], Kind::Task, true)?;
+        drop(l);
+        let loaded = Ledger::open_retiring(&p, &Dir::open(&inbox)?, &Dir::open(&staging)?)?;
+        assert_eq!(loaded.retired, RETIRE_EVERY + 4);
+        assert!(loaded.tasks.contains("Tstaged") && loaded.tasks.contains("There"));
+        let l = loaded.ledger;
+        assert_eq!(l.remembered(), 1);
+        assert_eq!(l.get(OsStr::new("here")), Some(&rec(1, "There")));
+        assert_eq!(
+            l.lookup(OsStr::new("gone-later")).map(|r| r.sha256),
+            Some([9; 32])
+        );
+        assert_eq!(
+            l.lookup(OsStr::new("gone1")).map(|r| r.sha256),
+            Some([42; 32])
+        );
+        assert_eq!(
+            l.lookup(OsStr::new("gone2")).map(|r| r.sha256),
+            Some([2; 32])
+        );
+        assert_eq!(std::fs::read_to_string(&p)?.lines().count(), 1);
+        // A short one is read whole.
+        drop(l);
+        let mut l = Ledger::open(&p)?.ledger;
+        l.append(vec![("new".into(), rec(5, "Tnew"))], Kind::Task, true)?;
+        drop(l);
+        let loaded = Ledger::open_retiring(&p, &Dir::open(&inbox)?, &Dir::open(&staging)?)?;
+        assert_eq!(loaded.retired, 0);
+        assert_eq!(loaded.ledger.remembered(), 2);
+        Ok(())
+    }
+
+    #[test]
+    fn a_crash_after_the_index_before_the_journal_rewrite_changes_nothing() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("l");
+        let mut l = Ledger::open(&p)?.ledger;
+        l.append(vec![("a".into(), rec(1, "T1"))], Kind::Task, true)?;
+        l.append(vec![("a".into(), rec(2, "T2"))], Kind::Task, true)?;
+        // The index got an older record for "a" (step one of a retirement), the journal
+        // was not rewritten: the journal's last line still wins.
+        let mut old = [0u8; INDEX_RECORD];
+        old[..KEY_LEN].copy_from_slice(&key_of(b"a"));
+        old[KEY_LEN..].copy_from_slice(&[1; 32]);
+        l.index.merge(vec![old])?;
+        drop(l);
+        let l = Ledger::open(&p)?.ledger;
+        assert_eq!(
+            l.lookup(OsStr::new("a")).map(Cow::into_owned),
+            Some(rec(2, "T2"))
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn an_unreadable_index_stops_every_append() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("l");
+        let mut l = Ledger::open(&p)?.ledger;
+        many(&mut l, "x", RETIRE_EVERY)?;
+        assert_eq!(l.retire_if_needed(|_, _| false)?, RETIRE_EVERY);
+        // The index shrinks under the open ledger: lookups past its end fail.
+        OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("l.index"))?
+            .set_len(30)?;
+        let answers: Vec<bool> = (0..50)
+            .map(|i| l.lookup(OsStr::new(&format!("x{i}"))).is_some())
+            .collect();
+        assert!(answers.iter().any(|found| !found));
+        assert!(
+            l.append(vec![("y".into(), rec(1, "T"))], Kind::Task, true)
+                .is_err()
+        );
+        assert!(
+            l.append(vec![("y".into(), rec(1, "T"))], Kind::Seen, false)
+                .is_err()
+        );
+        // And a damaged index is refused at open, naming it.
+        drop(l);
+        let e = Ledger::open(&p)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("l.index"), "{e}");
         Ok(())
     }
 

@@ -3,12 +3,14 @@
 //! message id once, across re-deliveries and restarts. See `docs/whatsapp.md`.
 //!
 //! - `credentials`: `app_secret` and `verify_token` from `credentials/whatsapp.toml`.
-//! - `server`: the HTTP routes (handshake, signature, size cap, JSON).
+//! - `conns`: accepting connections: header timeout, connection cap, graceful stop.
+//! - `server`: the HTTP routes (handshake, signature, size cap, body timeout, JSON).
 //! - `payload`: the text messages in a delivery.
 //! - `keywords`: whole-word, case-insensitive matching.
 //! - `task`: the task file's frontmatter and body.
 //! - `writer`: the one thread that writes tasks, a group commit per batch.
 
+mod conns;
 mod credentials;
 mod keywords;
 pub(crate) mod payload;
@@ -21,7 +23,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use clap::Args as ClapArgs;
 
 use self::keywords::{DEFAULT_HIGH_KEYWORDS, DEFAULT_KEYWORDS, Keywords};
@@ -33,8 +34,8 @@ use crate::watchers::tasks::TaskSink;
 
 pub const NAME: &str = "whatsapp";
 
-/// How long in-flight requests may take to finish after SIGTERM.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest `--header-timeout` / `--body-timeout`.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, ClapArgs)]
 pub struct Args {
@@ -64,6 +65,32 @@ pub struct Args {
     /// Largest request body accepted; larger ones are answered 413
     #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = crate::watchers::common::parse_max_body)]
     pub max_body: u64,
+
+    /// Longest time a client may take to send a request's headers (counted from when it
+    /// connects, or from the previous answer on a kept-alive connection); then the
+    /// connection is closed (up to 1h)
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
+    pub header_timeout: Duration,
+
+    /// Longest time a client may take to send a request's body; then it is answered 408
+    /// and the connection closed (up to 1h)
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
+    pub body_timeout: Duration,
+
+    /// Most connections open at once (never more than half the open-file limit). When
+    /// reached, each new connection closes the oldest one that has no complete request
+    /// being processed
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub max_connections: u32,
+}
+
+/// A positive duration up to [`MAX_TIMEOUT`].
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = crate::config::units::parse_positive_duration(s)?;
+    if d > MAX_TIMEOUT {
+        return Err(format!("{s:?} is more than the maximum of 1h"));
+    }
+    Ok(d)
 }
 
 /// A path made of `/`-separated segments of URL-safe characters.
@@ -80,7 +107,6 @@ fn parse_path(s: &str) -> Result<String, String> {
     }
 }
 
-/// 1 KiB to 64 MiB.
 /// Build a keyword list from the flags, or the defaults when none were given.
 fn keyword_list(given: &[String], default: &[&str], flag: &str) -> Result<Keywords, String> {
     let built = if given.is_empty() {
@@ -161,6 +187,26 @@ pub fn run(args: Args) -> i32 {
         }
     };
     let local = listener.local_addr().unwrap_or(args.listen);
+    let limits = conns::Limits {
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        max_connections: args.max_connections as usize,
+    };
+    let (cap, nofile) = conns::effective_cap(limits.max_connections);
+    tracing::info!(
+        "at most {cap} connections at a time{}; request headers within {}, bodies within {}",
+        match nofile {
+            Some(n) if cap < limits.max_connections => {
+                format!(
+                    " (half the open-file limit of {n}; --max-connections {})",
+                    limits.max_connections
+                )
+            }
+            _ => String::new(),
+        },
+        crate::config::units::format_duration(limits.header_timeout),
+        crate::config::units::format_duration(limits.body_timeout),
+    );
     tracing::info!(
         "listening on http://{local}{} (keywords: {}; high priority: {}; {} message ids remembered)",
         args.path,
@@ -173,16 +219,19 @@ pub fn run(args: Args) -> i32 {
             "listening on a non-loopback address ({local}): serve it only behind TLS (a reverse proxy or tunnel)"
         );
     }
+    let shared = conns::Shared::new(cap, limits);
     let app = Arc::new(server::App {
         secrets,
         keywords,
         high,
         max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
+        body_timeout: limits.body_timeout,
+        conns: Arc::clone(&shared),
         writer: writer.handle(),
     });
     let router = server::router(&args.path, app);
     let beats = writer.handle();
-    let result = runtime.block_on(async move {
+    runtime.block_on(async move {
         // The heartbeat travels through the writer, so it is fresh only while both run.
         // Asked every second; `WatcherCtx::beat` touches the file every HEARTBEAT_EVERY.
         let heart = tokio::spawn(async move {
@@ -192,46 +241,14 @@ pub fn run(args: Args) -> i32 {
                 beats.beat();
             }
         });
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!("failed to set TCP_NODELAY: {e}");
-            }
-        });
-        let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
-        let signal_stop = stop.clone();
-        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-            wait_for_stop(signal_stop).await;
-            tracing::info!("stopping: finishing requests in flight");
-            let _ = stopped_tx.send(true);
-        });
-        let drain_deadline = async move {
-            let mut rx = stopped_rx;
-            let _ = rx.wait_for(|s| *s).await;
-            tokio::time::sleep(DRAIN_TIMEOUT).await;
-        };
-        let r = tokio::select! {
-            r = serve => r.map_err(|e| e.to_string()),
-            () = drain_deadline => {
-                tracing::warn!("stopping with requests still open after {DRAIN_TIMEOUT:?}");
-                Ok(())
-            }
-        };
+        conns::serve(listener, router, shared, wait_for_stop(stop)).await;
         heart.abort();
-        r
     });
     // Nothing sends any more: write what is queued, then stop.
     writer.stop();
     drop(runtime);
-    match result {
-        Ok(()) => {
-            tracing::info!("stopped");
-            exit_codes::OK
-        }
-        Err(e) => {
-            tracing::error!("the server failed: {e}");
-            exit_codes::FAILURE
-        }
-    }
+    tracing::info!("stopped");
+    exit_codes::OK
 }
 
 /// SIGTERM or SIGINT (also one that arrived before the runtime started).

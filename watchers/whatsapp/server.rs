@@ -5,6 +5,7 @@
 //! | GET with `hub.mode=subscribe` and the right `hub.verify_token` | 200, `hub.challenge` as plain text |
 //! | GET otherwise | 403 (400 without a challenge) |
 //! | POST larger than `--max-body` | 413 |
+//! | POST whose body takes longer than `--body-timeout` | 408, connection closed |
 //! | POST without a valid `X-Hub-Signature-256` | 401 |
 //! | POST that is not JSON | 400 |
 //! | POST, valid | 200 once its tasks are durable; 500 if they could not be written |
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -26,14 +27,13 @@ use futures_util::StreamExt;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use super::conns::{ConnMark, Shared};
 use super::credentials::WebhookSecrets;
 use super::keywords::Keywords;
 use super::payload;
 use super::task::{self, Priority};
 use super::writer::WriterHandle;
 
-/// How long a client may take to send a body.
-const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest `hub.challenge` echoed back (Meta sends a number).
 const MAX_CHALLENGE: usize = 1024;
 
@@ -43,6 +43,10 @@ pub struct App {
     pub keywords: Keywords,
     pub high: Keywords,
     pub max_body: usize,
+    /// How long a client may take to send a body.
+    pub body_timeout: Duration,
+    /// The connections (for the slow-client log).
+    pub conns: Arc<Shared>,
     pub writer: WriterHandle,
 }
 
@@ -104,7 +108,12 @@ async fn verify(State(app): State<Arc<App>>, uri: Uri) -> Response {
 }
 
 /// POST: a delivery of messages and status updates.
-async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+async fn receive(
+    State(app): State<Arc<App>>,
+    conn: Option<Extension<ConnMark>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let arrived = Utc::now();
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -115,18 +124,32 @@ async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) ->
         return text(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n");
     }
     let capacity = declared.map_or(0, |n| n as usize);
-    let bytes =
-        match tokio::time::timeout(BODY_TIMEOUT, read_capped(body, app.max_body, capacity)).await {
-            Ok(Ok(b)) => b,
-            Ok(Err(ReadError::TooLarge)) => {
-                tracing::warn!("refused a delivery over {} bytes (413)", app.max_body);
-                return text(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n");
-            }
-            Ok(Err(ReadError::Broken)) => {
-                return text(StatusCode::BAD_REQUEST, "could not read the body\n");
-            }
-            Err(_) => return text(StatusCode::REQUEST_TIMEOUT, "body too slow\n"),
-        };
+    let read = read_capped(body, app.max_body, capacity);
+    let bytes = match tokio::time::timeout(app.body_timeout, read).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(ReadError::TooLarge)) => {
+            tracing::warn!("refused a delivery over {} bytes (413)", app.max_body);
+            return text(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n");
+        }
+        Ok(Err(ReadError::Broken)) => {
+            return text(StatusCode::BAD_REQUEST, "could not read the body\n");
+        }
+        Err(_) => {
+            app.conns.slow().body_timeout();
+            // The rest of the body may still come: the connection cannot be reused.
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                [
+                    (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                    (header::CONNECTION, "close"),
+                ],
+                "body too slow\n",
+            )
+                .into_response();
+        }
+    };
+    // The request is complete: its connection is no longer closed to make room.
+    let _busy = conn.as_ref().map(|Extension(c)| c.busy());
     let signature = headers
         .get("x-hub-signature-256")
         .and_then(|v| v.to_str().ok());
