@@ -470,10 +470,16 @@ impl Ledger {
                 Ok(())
             }
         });
-        result.map_err(|source| LedgerError::Append {
-            path: self.path.clone(),
-            source,
-        })?;
+        if let Err(source) = result {
+            // Part of the line may be in the file (a full disk cuts a write short): the
+            // next record starts a line of its own, or it would be glued to the fragment
+            // and lost when the ledger is read again.
+            self.needs_newline = true;
+            return Err(LedgerError::Append {
+                path: self.path.clone(),
+                source,
+            });
+        }
         self.needs_newline = false;
         self.records += 1;
         self.apply(&rec);
