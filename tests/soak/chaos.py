@@ -816,6 +816,7 @@ name = "approvals"
 description = "Approval Handler"
 command = "ai-employee"
 args = ["watch", "approvals", "--retry-initial", "1s", "--retry-max", "4s"]
+log_max_size = "1MiB"
 restart = "always"
 backoff = { initial = "200ms", max = "3s", reset_after = "30s" }
 heartbeat_timeout = "60s"
@@ -1005,6 +1006,75 @@ def check_email(c: Chaos, r: Results) -> None:
     r.add("no half approval sent", not truncated, f"{len(truncated)} messages without their last line", truncated)
 
 
+def check_records(c: Chaos, r: Results) -> None:
+    """Ledgers and the audit log: a write cut short (ENOSPC) must not swallow the record
+    written after it (a fragment glued to the next record makes both unreadable)."""
+    glued, fragments, audit_bad = [], 0, []
+    for path, start in ((c.vault / ".ai-employee" / "approvals.ledger", '{"record"'),
+                        (c.vault / ".ai-employee" / "filesystem.ledger", '{"kind"')):
+        try:
+            lines = path.read_bytes().decode("utf-8", "replace").split("\n")
+        except OSError:
+            continue
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                json.loads(line)
+                continue
+            except ValueError:
+                pass
+            if i == len(lines) - 1:
+                continue  # a torn last line (the next start cuts or skips it)
+            fragments += 1
+            if line.find(start, 1) > 0:
+                glued.append(f"{path.name} line {i + 1}: a record glued to a fragment: {line[:120]}…")
+    for p in sorted((c.vault / "Logs").glob("*.json")):
+        for i, line in enumerate(p.read_bytes().decode("utf-8", "replace").split("\n")):
+            if not line.strip():
+                continue
+            try:
+                json.loads(line)
+            except ValueError:
+                audit_bad.append(f"Logs/{p.name} line {i + 1}: not JSON: {line[:120]}…")
+    r.add("ledgers keep every record", not glued,
+          f"{len(glued)} records glued to a cut-off write ({fragments} fragment lines in all)", glued)
+    r.add("audit log lines are JSON", not audit_bad, f"{len(audit_bad)} unreadable lines", audit_bad)
+
+
+def check_unknown_outcomes(c: Chaos, r: Results) -> None:
+    """'Outcome unknown' only for an attempt whose handler stopped: never for one the same
+    handler process saw accepted (its log says `NAME: sent:` with no start in between)."""
+    logs = c.vault / "Logs"
+    files = sorted(logs.glob("approvals.log.*"), key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0)
+    files.append(logs / "approvals.log")
+    gen, sent_in, wrong, checked = 0, {}, [], 0
+    pat = re.compile(r"^\S+ \S+ (.+?): (sent|outcome_unknown): ")
+    for p in files:
+        try:
+            text = p.read_text("utf-8", "replace")
+        except OSError:
+            continue
+        for line in text.split("\n"):
+            if " watching " in line:
+                gen += 1
+                continue
+            m = pat.match(line)
+            if not m:
+                continue
+            name, what = m.group(1), m.group(2)
+            if what == "sent":
+                sent_in[name] = gen
+            else:
+                checked += 1
+                if sent_in.get(name) == gen:
+                    wrong.append(f"{name}: the handler logged the server's acceptance, then "
+                                 f"reported it outcome unknown without a restart in between")
+    r.add("outcome unknown only after a stop", not wrong,
+          f"{checked} outcome-unknown lines read in the logs, {len(wrong)} for a send the same "
+          "handler saw accepted", wrong)
+
+
 def check_flat(c: Chaos, r: Results, warmup: float) -> None:
     rows, fails = [], []
     longest = None
@@ -1114,6 +1184,8 @@ def main() -> int:
         results.add("vault drained after chaos", drained, why or "every drop has a note, Approved/ empty")
         check_tasks(c, results)
         check_email(c, results)
+        check_unknown_outcomes(c, results)
+        check_records(c, results)
         results.add("no zombie", not c.zombies_persistent and not zombies_end,
                     f"{len(c.zombies_persistent)} defunct children of ours for >2 s outside stalls, "
                     f"{c.zombies_in_stall} during/just after a stall (info), {len(zombies_end)} at the end",
