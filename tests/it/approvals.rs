@@ -21,7 +21,7 @@ use crate::common::{
 };
 
 #[cfg(target_os = "linux")]
-mod ledger_full;
+mod disk_full;
 
 // ---------------------------------------------------------------------------------------
 // Helpers: vault, handler process, SMTP server, WhatsApp stand-in.

@@ -1,10 +1,10 @@
-//! The approval handler when a ledger write fails part-way (a full disk): found by the
+//! The approval handler when a write fails part-way (a full disk): found by the
 //! chaos run (tests/soak/chaos.py). The failure is the one ENOSPC gives in the middle of
 //! an append: the `write` stores the first bytes, the rest fails. It is produced here with
 //! RLIMIT_FSIZE set on the running handler (`prlimit`, SIGXFSZ ignored), which cuts a
-//! write at an exact byte, without root and without a special file system. The ledger is
-//! padded with blank lines first (which replay skips), so the limit only ever reaches
-//! the ledger: every other file the handler writes is far smaller than the limit.
+//! write at an exact byte, without root and without a special file system. The file under
+//! test (the ledger, the audit log) is padded first, so the limit only ever reaches it:
+//! every other file the handler writes is far smaller than the limit.
 
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -152,4 +152,60 @@ fn a_ledger_write_cut_short_does_not_hide_the_next_record_after_a_restart() {
         );
     }
     h.stop();
+}
+
+fn post(text: &str) -> String {
+    format!("---\ntype: approval_request\naction: linkedin_post\n---\n{text}\n")
+}
+
+/// The audit log (`Logs/YYYY-MM-DD.json`, one JSON object a line) after an entry that
+/// the full disk cut short: the entries written after it are still lines of their own.
+#[test]
+fn an_audit_line_cut_short_does_not_spoil_the_next_one() {
+    let tv = new_vault();
+    let v = &tv.vault;
+    // Padded with JSON lines so the audit log is the largest file the handler writes
+    // (today's and tomorrow's, in case the test runs across midnight UTC).
+    let now = chrono::Utc::now();
+    let logs: Vec<_> = [now, now + chrono::Duration::days(1)]
+        .iter()
+        .map(|t| v.join(format!("Logs/{}.json", t.format("%Y-%m-%d"))))
+        .collect();
+    for p in &logs {
+        fs::write(p, "{\"padding\":true}\n".repeat(4096)).expect("pad the audit log");
+    }
+    let h = handler_without_sigxfsz(v);
+    h.wait_log("watching ");
+    let len = fs::metadata(&logs[0]).expect("audit log").len();
+    limit_file_size(h.pid(), Some(len + 20));
+    approve(v, "first.md", &post("FIRST post"));
+    h.wait_log("failed to append to the audit log");
+    limit_file_size(h.pid(), None);
+    approve(v, "second.md", &post("SECOND post"));
+    let mut h = h;
+    assert!(
+        wait_until(Duration::from_secs(10), || v
+            .join("Done/second.md")
+            .exists()
+            && files(&v.join("Approved")).is_empty()),
+        "{}",
+        h.stderr()
+    );
+    h.stop();
+    let mut entries = Vec::new();
+    for p in &logs {
+        let text = fs::read_to_string(p).expect("audit log");
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let entry: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{}: not one JSON object ({e}): {line}", p.display()));
+            if entry.get("padding").is_none() {
+                entries.push(entry);
+            }
+        }
+    }
+    let files_in: Vec<_> = entries
+        .iter()
+        .filter_map(|e| e["parameters"]["file"].as_str())
+        .collect();
+    assert_eq!(files_in, ["second.md"], "{entries:?}");
 }
