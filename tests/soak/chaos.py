@@ -222,6 +222,7 @@ class Chaos:
         self.zombies_in_stall = 0
         self.zombie_reported: set = set()
         self.stalls: list[list] = []  # [start, end or None]
+        self.stall_probes: list[dict] = []
         self.fills: list[list] = []
         self.max_same_watcher = {"filesystem": 0, "approvals": 0}
         self.dup_watchers: list[str] = []
@@ -580,13 +581,54 @@ class Chaos:
             if r.returncode != 0:
                 self.errors.append(f"fsfreeze -f: {r.stderr.strip()}")
                 return
-            self.stop_chaos.wait(hold)
+            end = time.monotonic() + hold
+            self.stop_chaos.wait(min(0.3, hold / 3))
+            self.stall_probe(rng, end)
+            self.stop_chaos.wait(max(0.0, end - time.monotonic()))
         finally:
             subprocess.run(["fsfreeze", "-u", str(self.mnt)], capture_output=True)
             entry[1] = self.now()
             failsafe.kill()
             failsafe.wait()
             self.count("disk stall")
+
+    def stall_probe(self, rng: random.Random, end: float) -> None:
+        """SIGKILL one watcher while the disk is frozen: is it reaped and restarted before
+        the thaw (does the supervisor's loop wait for the disk)?"""
+        fs, ap, _, _ = self.children()
+        sup = self.sup
+        pool = [("filesystem", p) for p in fs] + [("approvals", p) for p in ap]
+        if not pool or sup is None:
+            return
+        what, victim = rng.choice(pool)
+        try:
+            os.kill(victim, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        self.count("kill during a stall")
+        died = reaped = restarted = None
+        t0 = time.monotonic()
+        while time.monotonic() < end and not self.stop_chaos.is_set():
+            try:
+                with open(f"/proc/{victim}/stat", "rb") as f:
+                    st = f.read().decode("utf-8", "replace")
+                state = st[st.rindex(")") + 2]
+            except OSError:
+                state = "gone"
+            now = time.monotonic() - t0
+            if died is None and state in ("Z", "gone", "X"):
+                died = now
+            if reaped is None and state == "gone":
+                reaped = now
+            fs2, ap2, _, _ = self.children()
+            if restarted is None and [p for p in (fs2 if what == "filesystem" else ap2) if p != victim]:
+                restarted = now
+            if restarted is not None and reaped is not None:
+                break
+            time.sleep(0.02)
+        with self.lock:
+            self.stall_probes.append({"what": what, "died": died, "reaped": reaped,
+                                      "restarted": restarted, "window": end - t0})
 
     def disk_loop(self, rng: random.Random) -> None:
         while not self.stop_chaos.is_set():
@@ -1203,6 +1245,17 @@ def main() -> int:
                     c.dup_watchers)
         results.add("guardian restarted after SIGKILL", None,
                     f"{len(c.guardian_gaps)} gaps, longest {max(c.guardian_gaps, default=0):.0f}s")
+        probes = c.stall_probes
+        died = [p for p in probes if p["died"] is not None]
+        restarted = sorted(p["restarted"] for p in died if p["restarted"] is not None)
+        reaped = [p for p in died if p["reaped"] is not None]
+        results.add("restart while the disk is frozen", None,
+                    f"{len(probes)} watchers SIGKILLed during a freeze: {len(died)} died at once, "
+                    f"{len(reaped)} reaped and {len(restarted)} restarted before the thaw"
+                    + (f" (median {restarted[len(restarted) // 2] * 1000:.0f} ms)" if restarted else "")
+                    + f"; {len(died) - len(restarted)} waited for the thaw",
+                    [f"{p['what']}: died {p['died']}, reaped {p['reaped']}, restarted {p['restarted']} "
+                     f"(s after the kill; the freeze had {p['window']:.1f}s left)" for p in died])
         fills = [f for f in c.fills if f[1] is not None]
         stalls = [s for s in c.stalls if s[1] is not None]
         ev = ", ".join(f"{k} {v}" for k, v in sorted(c.events.items()))
