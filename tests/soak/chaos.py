@@ -1086,12 +1086,27 @@ def check_records(c: Chaos, r: Results) -> None:
 
 def check_unknown_outcomes(c: Chaos, r: Results) -> None:
     """'Outcome unknown' only for an attempt whose handler stopped: never for one the same
-    handler process saw accepted (its log says `NAME: sent:` with no start in between)."""
+    handler process saw accepted (its log says `NAME: sent:`, and no handler started
+    before the outcome-unknown line). Starts are taken from the handler's own `watching`
+    line and, since that line is lost when the disk is full, from the supervisor's
+    console (on the real disk; whole seconds)."""
     logs = c.vault / "Logs"
     files = sorted(logs.glob("approvals.log.*"), key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0)
     files.append(logs / "approvals.log")
-    gen, sent_in, wrong, checked = 0, {}, [], 0
-    pat = re.compile(r"^\S+ \S+ (.+?): (sent|outcome_unknown): ")
+
+    def sec(hms: str) -> float:
+        h, m, rest = hms.split(":")
+        return int(h) * 3600 + int(m) * 60 + float(rest)
+
+    starts = []
+    try:
+        console = (c.work / "supervisor.console.log").read_text("utf-8", "replace")
+    except OSError:
+        console = ""
+    for m in re.finditer(r"^(\d\d:\d\d:\d\d) approvals: (?:re)?started ", console, re.M):
+        starts.append(sec(m.group(1)))
+    gen, sent_in, wrong, checked, watching = 0, {}, [], 0, []
+    pat = re.compile(r"^\S+ (\S+) (.+?): (sent|outcome_unknown): ")
     for p in files:
         try:
             text = p.read_text("utf-8", "replace")
@@ -1100,18 +1115,29 @@ def check_unknown_outcomes(c: Chaos, r: Results) -> None:
         for line in text.split("\n"):
             if " watching " in line:
                 gen += 1
+                try:
+                    watching.append(sec(line.split(" ")[1]))
+                except (IndexError, ValueError):
+                    pass
                 continue
             m = pat.match(line)
             if not m:
                 continue
-            name, what = m.group(1), m.group(2)
+            t, name, what = sec(m.group(1)), m.group(2), m.group(3)
             if what == "sent":
-                sent_in[name] = gen
-            else:
-                checked += 1
-                if sent_in.get(name) == gen:
-                    wrong.append(f"{name}: the handler logged the server's acceptance, then "
-                                 f"reported it outcome unknown without a restart in between")
+                sent_in[name] = (gen, t, m.group(1)[:12])
+                continue
+            checked += 1
+            if name not in sent_in or sent_in[name][0] != gen:
+                continue
+            t_sent = sent_in[name][1]
+            # A console start in the second of the send may be the start before it (when
+            # its `watching` line is there, before the send).
+            same = any(int(w) == int(t_sent) and w <= t_sent for w in watching)
+            if any(int(t_sent) < s0 <= t + 1 or (s0 == int(t_sent) and not same) for s0 in starts):
+                continue  # a handler started in between (its `watching` line was lost)
+            wrong.append(f"{name}: the handler logged the server's acceptance at {sent_in[name][2]}, "
+                         f"then at {m.group(1)[:12]} outcome unknown, without a restart in between")
     r.add("outcome unknown only after a stop", not wrong,
           f"{checked} outcome-unknown lines read in the logs, {len(wrong)} for a send the same "
           "handler saw accepted", wrong)
