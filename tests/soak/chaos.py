@@ -26,11 +26,15 @@ in subject and body; SIGKILL of the filesystem watcher, the approval handler, th
 guardian and the supervisor itself (restarted after a short delay, as systemd's
 Restart=on-failure would; supervisor kills happen in the first half of the run only, so
 the second half is one long supervisor lifetime to measure RSS and fds on); ENOSPC
-phases (ballast topped up for 5-20 s, then removed); stalls (fsfreeze for 1-6 s).
+phases (ballast topped up for 5-20 s, then removed); stalls (fsfreeze for 1-6 s,
+a watcher SIGKILLed in each to see whether it is restarted before the thaw).
 
 At the end: chaos stops, the vault drains, the supervisor gets SIGTERM, and the
-invariants are checked and printed as PASS/FAIL with numbers (exit 1 if any fails,
-2 on a set-up error). See docs/BENCHMARKS.md, "Chaos run".
+invariants are checked and printed as PASS/FAIL with numbers: no Inbox file lost, no
+task twice or half, no email sent twice or approved-and-lost (counted per marker at the
+server), no half approval sent, outcome unknown only after a stop, no record lost to a
+cut-off write, no zombie, no orphan, a clean stop, supervisor RSS and fds flat (exit 1
+if any fails, 2 on a set-up error). See docs/BENCHMARKS.md, "Chaos run".
 """
 from __future__ import annotations
 
