@@ -20,6 +20,9 @@ use crate::common::{
     BIN, HttpRequest, TestVault, WatcherProc, now_ns, read_http_request, wait_until,
 };
 
+#[cfg(target_os = "linux")]
+mod disk_full;
+
 // ---------------------------------------------------------------------------------------
 // Helpers: vault, handler process, SMTP server, WhatsApp stand-in.
 // ---------------------------------------------------------------------------------------

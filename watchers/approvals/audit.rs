@@ -1,8 +1,10 @@
 //! The audit log (SPEC §1): one JSON object per line in `Logs/YYYY-MM-DD.json` (UTC
-//! date), one `O_APPEND` write per line, so lines from concurrent writers never mix.
+//! date), one `O_APPEND` write per line, so lines from concurrent writers never mix. The
+//! handler (one per vault) is the only writer.
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
@@ -56,13 +58,32 @@ impl Audit {
         line.push('\n');
         let path = self.path_for(now);
         // Neither `Logs/` nor the day's file is written through a symlink.
-        let result = nofollow::open_in_folder(&path, How::append(0o600))
-            .and_then(|mut f| f.write_all(line.as_bytes()));
-        if let Err(err) = result {
+        if let Err(err) = append_line(&path, line.as_bytes()) {
             tracing::warn!(
                 "failed to append to the audit log {}: {err}",
                 path.display()
             );
         }
     }
+}
+
+/// Append one whole line. A write cut short (a full disk stores the first bytes, then
+/// fails) is cut off again, and a line left unfinished anyway (that cut failed too) is
+/// ended before the next one, so every line stays one JSON object and no entry is glued
+/// to a fragment.
+fn append_line(path: &Path, line: &[u8]) -> io::Result<()> {
+    let mut f = nofollow::open_in_folder(path, How::read_append(0o600))?;
+    let len = f.metadata()?.len();
+    let mut buf = Vec::with_capacity(line.len() + 1);
+    if len > 0 {
+        let mut last = [0u8; 1];
+        f.read_exact_at(&mut last, len - 1)?;
+        if last[0] != b'\n' {
+            buf.push(b'\n');
+        }
+    }
+    buf.extend_from_slice(line);
+    f.write_all(&buf).inspect_err(|_| {
+        let _ = f.set_len(len);
+    })
 }

@@ -68,6 +68,21 @@ pub struct Handler {
     retries: HashMap<String, Instant>,
     /// Names found open for writing (logged once each).
     writing: HashSet<String>,
+    /// Outcomes known but not yet in the ledger (its write failed: a full disk).
+    unrecorded: HashMap<Key, Unrecorded>,
+}
+
+/// An attempt that ended with a known outcome the ledger could not record. Kept until the
+/// record can be written, so that the intent left open in the ledger is not taken for an
+/// attempt cut short by a crash (which would turn a sent email into "outcome unknown").
+/// Only a stop of the handler loses it, and then "outcome unknown" is the truth.
+struct Unrecorded {
+    attempt: u32,
+    subject: Subject,
+    outcome: Outcome,
+    success_result: Option<String>,
+    extra: Vec<(String, String)>,
+    content: Option<String>,
 }
 
 /// What the audit log says about an approval (best effort for a refused file).
@@ -213,6 +228,7 @@ impl Handler {
             stop,
             retries: HashMap::new(),
             writing: HashSet::new(),
+            unrecorded: HashMap::new(),
         }
     }
 
@@ -438,6 +454,23 @@ impl Handler {
                 message_id,
                 at,
             }) => {
+                if let Some(u) = self.unrecorded.remove(&key)
+                    && u.attempt == attempt
+                {
+                    tracing::info!(
+                        "{name}: recording the outcome of attempt {attempt}, which the ledger \
+                         could not take before"
+                    );
+                    item.content = u.content;
+                    return self.conclude(
+                        &item,
+                        &u.subject,
+                        attempt,
+                        u.outcome,
+                        u.success_result.as_deref(),
+                        u.extra,
+                    );
+                }
                 item.content = content_of(&text, &self.vault);
                 match self.recover_in_flight(&item, attempt, &action, effect, message_id, &at) {
                     Some(step) => return step,
@@ -786,8 +819,35 @@ impl Handler {
         self.conclude(item, &subject, attempt, outcome, Some(result), extra)
     }
 
-    /// Record and carry out what an attempt's outcome means.
+    /// Record and carry out what an attempt's outcome means. If the ledger cannot take
+    /// the record, the outcome is kept (see [`Unrecorded`]) for the next look at the file.
     fn conclude(
+        &mut self,
+        item: &Item,
+        subject: &Subject,
+        attempt: u32,
+        outcome: Outcome,
+        success_result: Option<&str>,
+        extra: Vec<(String, String)>,
+    ) -> Step {
+        let kept = Unrecorded {
+            attempt,
+            subject: subject.clone(),
+            outcome: outcome.clone(),
+            success_result: success_result.map(str::to_string),
+            extra: extra.clone(),
+            content: item.content.clone(),
+        };
+        let step = self.record_outcome(item, subject, attempt, outcome, success_result, extra);
+        let key: Key = (item.name.to_string(), item.sha.to_string());
+        if matches!(self.ledger.state(&key), Some(State::InFlight { attempt: a, .. }) if a == attempt)
+        {
+            self.unrecorded.insert(key, kept);
+        }
+        step
+    }
+
+    fn record_outcome(
         &mut self,
         item: &Item,
         subject: &Subject,

@@ -463,6 +463,7 @@ impl Ledger {
             source: io::Error::other(e),
         })?;
         line.push(b'\n');
+        let before = self.file.metadata().map(|m| m.len());
         let result = write_once(&mut self.file, &line).and_then(|()| {
             if durable {
                 self.file.sync_data()
@@ -470,10 +471,18 @@ impl Ledger {
                 Ok(())
             }
         });
-        result.map_err(|source| LedgerError::Append {
-            path: self.path.clone(),
-            source,
-        })?;
+        if let Err(source) = result {
+            // Part of the line may be in the file (a full disk cuts a write short): cut it
+            // off again. Failing that, the next record starts a line of its own, or it
+            // would be glued to the fragment and lost when the ledger is read again.
+            if before.and_then(|len| self.file.set_len(len)).is_err() {
+                self.needs_newline = true;
+            }
+            return Err(LedgerError::Append {
+                path: self.path.clone(),
+                source,
+            });
+        }
         self.needs_newline = false;
         self.records += 1;
         self.apply(&rec);
