@@ -1955,6 +1955,40 @@ fn missing_or_broken_credentials_disable_only_their_own_action() {
     h.stop();
 }
 
+/// The set-up row is written when the set-up changed, not at every start: a handler
+/// restarted in a loop (or every morning) does not flood the Dashboard.
+#[test]
+fn the_set_up_row_is_written_once_per_change_not_per_start() {
+    let tv = new_vault();
+    let v = &tv.vault;
+    let rows = |what: &str| {
+        tv.dashboard()
+            .lines()
+            .filter(|l| l.contains(&format!("| Approval | {what} |")))
+            .count()
+    };
+    for _ in 0..3 {
+        let mut h = Handler::start(v, &[]);
+        h.wait_log("watching ");
+        let (st, _) = h.stop();
+        assert_eq!(st.and_then(|s| s.code()), Some(0));
+    }
+    assert_eq!(rows("⚠ Not set up"), 1, "{}", tv.dashboard());
+    assert_eq!(rows("✓ Set up"), 0, "{}", tv.dashboard());
+    // Every action enabled (a dry run needs no credentials): one row says so, once.
+    for _ in 0..2 {
+        let mut h = Handler::start(v, &["--dry-run"]);
+        h.wait_log("watching ");
+        h.stop();
+    }
+    assert_eq!(rows("✓ Set up"), 1, "{}", tv.dashboard());
+    // Broken again: a new row.
+    let mut h = Handler::start(v, &[]);
+    h.wait_log("watching ");
+    h.stop();
+    assert_eq!(rows("⚠ Not set up"), 2, "{}", tv.dashboard());
+}
+
 /// Exactly the file docs/whatsapp.md asks for (the webhook's keys only): the approval
 /// handler runs email, LinkedIn and payments, and refuses WhatsApp with what to add.
 #[test]

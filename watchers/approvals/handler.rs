@@ -256,9 +256,37 @@ impl Handler {
         due
     }
 
-    /// A Dashboard row about the handler's set-up (actions not enabled).
-    pub fn setup_row(&self, details: String) {
-        self.dashboard.push("⚠ Not set up", details);
+    /// A Dashboard row about the handler's set-up (`Some`: actions not enabled, with
+    /// why; `None`: every action enabled), written only when it differs from what the
+    /// last start reported: a handler restarted in a loop, or every morning, adds no row
+    /// until something changed. What was reported lives in
+    /// `.ai-employee/approvals.setup` (missing: everything was enabled).
+    pub fn setup_row(&self, details: Option<String>) {
+        const NAME: &str = "approvals.setup";
+        let state = Dir::open(&self.vault)
+            .and_then(|root| Ok(root.folder(crate::vault::layout::STATE_DIR)?));
+        let before = state
+            .as_ref()
+            .ok()
+            .and_then(|d| d.read(NAME, Some(64 * 1024)).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let now = details.clone().unwrap_or_default();
+        if before == now {
+            return;
+        }
+        match &details {
+            Some(d) => self.dashboard.push("⚠ Not set up", d.clone()),
+            None => self
+                .dashboard
+                .push("✓ Set up", "every action enabled".to_string()),
+        }
+        let saved = state.and_then(|d| d.write_atomic(NAME, now.as_bytes(), 0o600));
+        if let Err(e) = saved {
+            tracing::warn!(
+                "failed to remember the set-up state (the row may repeat at the next start): {e}"
+            );
+        }
     }
 
     pub fn shutdown(self, limit: Duration) {

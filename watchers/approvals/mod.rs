@@ -327,6 +327,7 @@ fn report_actions(
         .collect();
     if disabled.is_empty() {
         tracing::info!("actions enabled: {}", enabled.join(", "));
+        handler.setup_row(None);
         return;
     }
     let not = format!(
@@ -334,7 +335,7 @@ fn report_actions(
         disabled.join(", ")
     );
     tracing::warn!("actions enabled: {}; {not}", enabled.join(", "));
-    handler.setup_row(not);
+    handler.setup_row(Some(not));
 }
 
 #[cfg(test)]
