@@ -57,12 +57,17 @@ pub fn parse(text: &str) -> Result<Document, FrontmatterError> {
     match value {
         // What is read must be writable back (result fields are added to approvals and
         // tasks by re-rendering them): a key the writer cannot represent (a tagged or
-        // nested key) would otherwise lose the whole frontmatter on the way to Done/.
+        // nested key) would otherwise lose the whole frontmatter on the way to Done/, and
+        // a tag it writes as read but no reader accepts (`!%5b` is read as `![`) would
+        // leave a file nothing can parse.
         Value::Mapping(front) if serde_norway::to_string(&front).is_err() => {
             Err(FrontmatterError::Yaml(
                 "a key is not a plain value (tags and nested keys cannot be written back)".into(),
             ))
         }
+        Value::Mapping(front) if !reads_back(&front) => Err(FrontmatterError::Yaml(
+            "a tag or value cannot be written back as read (use plain values)".into(),
+        )),
         Value::Mapping(front) => Ok(Document {
             front,
             body: body.to_string(),
@@ -73,6 +78,21 @@ pub fn parse(text: &str) -> Result<Document, FrontmatterError> {
         }),
         other => Err(FrontmatterError::NotAMapping(kind(&other))),
     }
+}
+
+/// Whether `front`, written by [`render_yaml`], parses again. Only a tag can fail to
+/// (the writer puts it out as read, decoded), so a document without one is not tried.
+fn reads_back(front: &Mapping) -> bool {
+    fn has_tag(v: &Value) -> bool {
+        match v {
+            Value::Tagged(_) => true,
+            Value::Mapping(m) => m.iter().any(|(k, v)| has_tag(k) || has_tag(v)),
+            Value::Sequence(s) => s.iter().any(has_tag),
+            _ => false,
+        }
+    }
+    !front.iter().any(|(k, v)| has_tag(k) || has_tag(v))
+        || serde_norway::from_str::<Value>(&render_yaml(front)).is_ok()
 }
 
 fn split_at_end_marker(rest: &str) -> Option<(&str, &str)> {
@@ -489,6 +509,19 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tag_that_cannot_be_written_back_is_refused() {
+        // `%5b` is read as `[`, which no reader accepts in a tag when written back.
+        let e = parse("---\nnull: !%5b0 x\n---\n").err();
+        assert!(
+            e.as_ref()
+                .is_some_and(|e| e.to_string().contains("cannot be written back")),
+            "{e:?}"
+        );
+        let ok = parse("---\nk: !custom x\n---\n").expect("a plain tag reads back");
+        assert_eq!(ok.front.len(), 1);
+    }
 
     #[test]
     fn tricky_values_round_trip() {
