@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use crate::config;
 use crate::exit_codes;
-use crate::logs::{LogWriter, RotatingFile};
 use crate::logs::system::{self, SystemLogOptions};
+use crate::logs::{LogWriter, RotatingFile};
 use crate::process;
 use crate::supervisor::runtime::{Outcome, Runtime, TableLocation};
 use crate::vault::lock::{LockError, VaultLock};

@@ -27,7 +27,8 @@ use super::RotatingFile;
 pub const QUEUE_MAX: usize = 4 << 20;
 /// Bytes waiting to be written for one file.
 pub const FILE_QUEUE_MAX: usize = 1 << 20;
-/// What a queued request other than a write counts against the bound.
+/// What a queued request counts against the bound besides its bytes (its share of the
+/// queue's own memory, so that many tiny writes are bounded too).
 const OP_COST: usize = 64;
 
 /// How the console is written (for what the system log says about its own file, which
@@ -120,7 +121,7 @@ impl Op {
 
     fn cost(&self) -> usize {
         match self {
-            Op::Write { data, .. } => data.len().max(1),
+            Op::Write { data, .. } => data.len() + OP_COST,
             _ => OP_COST,
         }
     }
@@ -180,7 +181,7 @@ impl Shared {
         let mut q = self.lock();
         let op = match op {
             Op::Write { data, .. } => {
-                let cost = data.len().max(1);
+                let cost = data.len() + OP_COST;
                 let file_bytes = q.files.get(&id).map_or(0, |f| f.bytes);
                 let full = file_bytes.saturating_add(cost) > self.file_max
                     || q.bytes.saturating_add(cost) > self.total_max;
@@ -367,7 +368,11 @@ impl LogWriter {
         }
         let q = self.shared.lock();
         let queued: usize = q.items.iter().map(|(_, _, op)| op.output_len()).sum();
-        let busy = if q.busy_since.is_some() { q.busy_bytes } else { 0 };
+        let busy = if q.busy_since.is_some() {
+            q.busy_bytes
+        } else {
+            0
+        };
         Err(Unwritten {
             bytes: queued + busy,
             requests: q.items.len() + usize::from(q.busy_since.is_some()),
@@ -740,24 +745,35 @@ mod tests {
     fn a_full_queue_drops_and_counts_without_blocking_and_says_so_later() {
         let dir = tempfile::tempdir().unwrap();
         let (sink, notes) = collecting();
-        let w = LogWriter::start_with(1000, 550, sink).unwrap();
+        // Room for five writes of 100 per file (each costs 100 + OP_COST), and in all for
+        // those, the blocking request and one write of 300.
+        let per_file = 5 * (100 + OP_COST) + 10;
+        let w = LogWriter::start_with(OP_COST + per_file + 300 + OP_COST, per_file, sink).unwrap();
         let path = dir.path().join("c.log");
         let c = w.open_child(RotatingFile::new(path.clone(), 1 << 30, 1), "c");
         let other = w.open_child(RotatingFile::new(dir.path().join("o.log"), 1 << 30, 1), "o");
         let unblock = block(&w);
-        // The file's share (600) takes five writes of 100; the sixth and later are
-        // dropped, each at once.
+        // The file's share takes five writes of 100; the sixth and later are dropped,
+        // each at once.
         let started = Instant::now();
         let kept: Vec<bool> = (0..10u8).map(|i| c.write(&[b'0' + i; 100])).collect();
-        assert_eq!(kept, [true, true, true, true, true, false, false, false, false, false]);
-        // Another file still has room in the whole queue (1000)...
+        assert_eq!(
+            kept,
+            [
+                true, true, true, true, true, false, false, false, false, false
+            ]
+        );
+        // Another file still has room in the whole queue...
         assert!(other.write(&[b'o'; 300]));
         // ... until the whole queue is full.
         assert!(!other.write(&[b'o'; 300]));
         assert!(started.elapsed() < Duration::from_secs(1));
         drop(unblock);
         assert!(w.shared.flush(Instant::now() + LONG));
-        assert!(notes.lock().unwrap().is_empty(), "reported before anything was written after");
+        assert!(
+            notes.lock().unwrap().is_empty(),
+            "reported before anything was written after"
+        );
         // The next write after the loss carries the report, placed before its bytes.
         assert!(c.write(b"after\n"));
         assert_eq!(w.finish(LONG), Ok(()));
@@ -801,7 +817,9 @@ mod tests {
         let path = dir.path().join("system.log");
         let s = w.open_system(RotatingFile::new(path.clone(), 1 << 30, 1), None);
         let unblock = block(&w);
-        let kept = (0..30).filter(|i| s.write(format!("line {i:02} {}\n", "x".repeat(90)).as_bytes())).count();
+        let kept = (0..30)
+            .filter(|i| s.write(format!("line {i:02} {}\n", "x".repeat(90)).as_bytes()))
+            .count();
         assert!(kept < 30);
         drop(unblock);
         assert!(s.write(b"next\n"));
@@ -809,11 +827,14 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), kept + 2, "{text}");
-        assert!(lines[kept].contains(&format!(
-            "{} log lines were not written to {}: the disk did not keep up",
-            30 - kept,
-            path.display()
-        )), "{text}");
+        assert!(
+            lines[kept].contains(&format!(
+                "{} log lines were not written to {}: the disk did not keep up",
+                30 - kept,
+                path.display()
+            )),
+            "{text}"
+        );
         assert_eq!(lines[kept + 1], "next");
     }
 
@@ -836,10 +857,18 @@ mod tests {
         c.write(b"kept\n");
         assert_eq!(w.finish(LONG), Ok(()));
         assert_eq!(c.probe(LONG), Probe::Answered(None));
-        assert_eq!(std::fs::read_to_string(logs.join("c.log")).unwrap(), "kept\n");
+        assert_eq!(
+            std::fs::read_to_string(logs.join("c.log")).unwrap(),
+            "kept\n"
+        );
         let notes = notes.lock().unwrap().clone();
         assert_eq!(notes.len(), 2, "{notes:?}");
-        assert!(notes[0].text.starts_with(&format!("cannot write {}: ", logs.join("c.log").display())), "{notes:?}");
+        assert!(
+            notes[0]
+                .text
+                .starts_with(&format!("cannot write {}: ", logs.join("c.log").display())),
+            "{notes:?}"
+        );
         assert_eq!(
             notes[1].text,
             format!(
@@ -876,6 +905,9 @@ mod tests {
         assert!(t.elapsed() < Duration::from_millis(50));
         drop(unblock);
         assert_eq!(w.finish(LONG), Ok(()));
-        assert_eq!(std::fs::read(dir.path().join("c.log")).unwrap(), vec![b'x'; 1000]);
+        assert_eq!(
+            std::fs::read(dir.path().join("c.log")).unwrap(),
+            vec![b'x'; 1000]
+        );
     }
 }

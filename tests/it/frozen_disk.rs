@@ -19,11 +19,7 @@ const LONG: Duration = Duration::from_secs(30);
 const WHILE_FROZEN: Duration = Duration::from_secs(10);
 
 fn run(cmd: &str, args: &[&str]) -> Result<(), String> {
-    match Command::new(cmd)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-    {
+    match Command::new(cmd).args(args).stdin(Stdio::null()).output() {
         Ok(o) if o.status.success() => Ok(()),
         Ok(o) => Err(format!(
             "{cmd} {args:?}: {}{}",
@@ -141,11 +137,7 @@ fn a_frozen_logs_disk_does_not_stop_restarts_status_or_a_stop() {
     let marker = tv.path("starts");
     tv.write_config(&format!(
         "{}\n{}",
-        sh_process(
-            "chatty",
-            "while :; do echo tick; sleep 0.02; done",
-            ""
-        ),
+        sh_process("chatty", "while :; do echo tick; sleep 0.02; done", ""),
         sh_process(
             "victim",
             &format!(
@@ -176,7 +168,9 @@ fn a_frozen_logs_disk_does_not_stop_restarts_status_or_a_stop() {
     );
     let answer = status(&tv, WHILE_FROZEN);
     assert!(
-        answer.as_deref().is_some_and(|a| a.contains("chatty") && a.contains("victim")),
+        answer
+            .as_deref()
+            .is_some_and(|a| a.contains("chatty") && a.contains("victim")),
         "status did not answer during the freeze: {answer:?}\n{}",
         sup.console()
     );
@@ -186,7 +180,9 @@ fn a_frozen_logs_disk_does_not_stop_restarts_status_or_a_stop() {
     let before = tv.read("vault/Logs/chatty.log").len();
     frozen.thaw();
     assert!(
-        wait_until(LONG, || tv.system_log().contains("victim: exited with signal SIGKILL")
+        wait_until(LONG, || tv
+            .system_log()
+            .contains("victim: exited with signal SIGKILL")
             && tv.read("vault/Logs/chatty.log").len() > before),
         "{}\n{}",
         tv.system_log(),
