@@ -3,15 +3,19 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use crate::config;
 use crate::exit_codes;
-use crate::logs::RotatingFile;
 use crate::logs::system::{self, SystemLogOptions};
+use crate::logs::{LogWriter, RotatingFile};
 use crate::process;
 use crate::supervisor::runtime::{Outcome, Runtime, TableLocation};
 use crate::vault::lock::{LockError, VaultLock};
 use crate::vault::{Vault, layout};
+
+/// How long a stop waits for queued log lines to reach their files.
+const LOG_FLUSH_MAX: Duration = Duration::from_secs(2);
 
 pub fn run(root: &Path, explicit: Option<&Path>) -> i32 {
     // A stop requested while we are still starting (before the event loop listens) must
@@ -81,8 +85,22 @@ pub fn run(root: &Path, explicit: Option<&Path>) -> i32 {
         cfg.supervisor.log_max_size,
         cfg.supervisor.log_max_files,
     );
+    // Every log file is written on this thread, never on the event loop's (a stalled
+    // disk would stop supervision). Started after the guardian's fork, like every thread.
+    let logs = match LogWriter::start() {
+        Ok(w) => w,
+        Err(e) => {
+            if let Some(g) = guardian {
+                g.dismiss();
+            }
+            return super::fail(
+                exit_codes::FAILURE,
+                format_args!("failed to start the log writer: {e}"),
+            );
+        }
+    };
     system::install(SystemLogOptions {
-        file: Some(syslog),
+        file: Some((logs.clone(), syslog)),
         console: true,
         level: system::level_from_env(),
         full_time: false,
@@ -124,9 +142,26 @@ pub fn run(root: &Path, explicit: Option<&Path>) -> i32 {
         Ok(rt) => rt,
         Err(e) => return super::fail(exit_codes::FAILURE, format_args!("failed to start: {e}")),
     };
-    let runtime = Runtime::new(vault, TableLocation { explicit }, cfg, guardian, early_stop);
+    let runtime = Runtime::new(
+        vault,
+        TableLocation { explicit },
+        cfg,
+        guardian,
+        early_stop,
+        logs.clone(),
+    );
     let local = tokio::task::LocalSet::new();
     let outcome = local.block_on(&rt, runtime.run());
+    // The last log lines reach their files, unless the disk does not answer: then the
+    // stop does not wait for it (the console has had every line of level info and up).
+    if let Err(left) = logs.finish(LOG_FLUSH_MAX) {
+        tracing::warn!(
+            "{} bytes of log output were not written to Logs/: the disk did not answer \
+             within {}s of the stop",
+            left.bytes,
+            LOG_FLUSH_MAX.as_secs()
+        );
+    }
     drop(lock);
     match outcome {
         Ok(Outcome::Clean) => exit_codes::OK,

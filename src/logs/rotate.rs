@@ -93,6 +93,11 @@ impl RotatingFile {
         Ok(())
     }
 
+    /// Whether the file is open (it is opened by the first write).
+    pub fn is_open(&self) -> bool {
+        self.file.is_some()
+    }
+
     /// Close the descriptor (reopened on the next write).
     pub fn close(&mut self) {
         self.file = None;

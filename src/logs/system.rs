@@ -14,13 +14,12 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 
-use super::RotatingFile;
+use super::writer::Console;
+use super::{LogFile, LogWriter, RotatingFile};
 
 struct Sinks {
-    file: Option<RotatingFile>,
-    /// While writing the file fails: lines not written (said on the console when writing
-    /// starts failing and when it works again, never silent).
-    file_failing: Option<u64>,
+    /// `system.log`, written by the log writer's thread.
+    file: Option<LogFile>,
     console: bool,
     color: bool,
     console_level: Level,
@@ -76,9 +75,10 @@ impl<S: Subscriber> Layer<S> for SystemLogLayer {
             return;
         };
         let sinks = &mut *sinks;
-        // What the console must hear about the file itself (it cannot go to the file).
-        let mut about_file: Option<(Level, String)> = None;
-        if let Some(file) = sinks.file.as_mut() {
+        if let Some(file) = sinks.file.as_ref() {
+            // Queued for the log writer's thread, never written here: a stalled disk must
+            // not stop the thread that logs. What goes wrong with the file (it cannot be
+            // written, the queue was full) the writer says on the console itself.
             let stamp = now.format("%Y-%m-%d %H:%M:%S%.3f");
             let line = format!(
                 "{stamp} {:<5} {who}{}{}\n",
@@ -86,44 +86,7 @@ impl<S: Subscriber> Layer<S> for SystemLogLayer {
                 f.message,
                 f.rest
             );
-            // A full disk or a read-only Logs/ must not take supervision down, nor pass
-            // unnoticed: the console says so once, and again when it works again.
-            match (file.write_all(line.as_bytes()), sinks.file_failing) {
-                (Ok(()), None) => {}
-                (Ok(()), Some(lost)) => {
-                    let note = format!(
-                        "{} can be written again ({lost} log lines were not written meanwhile; \
-                         the console had those of level info and above)",
-                        file.path().display()
-                    );
-                    let _ = file.write_all(format!("{stamp} WARN  {note}\n").as_bytes());
-                    about_file = Some((Level::WARN, note));
-                    sinks.file_failing = None;
-                }
-                (Err(e), None) => {
-                    about_file = Some((
-                        Level::ERROR,
-                        format!(
-                            "cannot write {}: {e}; log lines go to the console only until it \
-                             can be written again",
-                            file.path().display()
-                        ),
-                    ));
-                    sinks.file_failing = Some(1);
-                }
-                (Err(_), Some(lost)) => sinks.file_failing = Some(lost.saturating_add(1)),
-            }
-        }
-        if let Some((note_level, note)) = about_file
-            && sinks.console
-        {
-            let (pre, post) = match (sinks.color, note_level) {
-                (true, Level::ERROR) => ("\x1b[31m", "\x1b[0m"),
-                (true, _) => ("\x1b[33m", "\x1b[0m"),
-                _ => ("", ""),
-            };
-            let line = format!("{} {pre}{note}{post}\n", now.format(sinks.console_time));
-            let _ = std::io::stderr().write_all(line.as_bytes());
+            file.write(line.as_bytes());
         }
         if sinks.console && level <= sinks.console_level {
             let (pre, post) = if sinks.color {
@@ -147,7 +110,8 @@ impl<S: Subscriber> Layer<S> for SystemLogLayer {
 
 /// Options for [`install`].
 pub struct SystemLogOptions {
-    pub file: Option<RotatingFile>,
+    /// The system log, handed to this log writer's thread.
+    pub file: Option<(LogWriter, RotatingFile)>,
     pub console: bool,
     /// Most verbose level written (file and console); `AI_EMPLOYEE_LOG=debug` raises it.
     pub level: Level,
@@ -169,18 +133,25 @@ pub fn install(opts: SystemLogOptions) -> bool {
     } else {
         opts.level
     };
+    let color = use_color();
+    let console_time = if opts.full_time {
+        "%Y-%m-%d %H:%M:%S%.3f"
+    } else {
+        "%H:%M:%S"
+    };
+    let console = opts.console.then_some(Console {
+        color,
+        time: console_time,
+    });
     let layer = SystemLogLayer {
         sinks: Mutex::new(Sinks {
-            file: opts.file,
-            file_failing: None,
+            file: opts
+                .file
+                .map(|(writer, file)| writer.open_system(file, console)),
             console: opts.console,
-            color: use_color(),
+            color,
             console_level,
-            console_time: if opts.full_time {
-                "%Y-%m-%d %H:%M:%S%.3f"
-            } else {
-                "%H:%M:%S"
-            },
+            console_time,
         }),
     };
     let filter = tracing_subscriber::filter::LevelFilter::from_level(opts.level);

@@ -27,7 +27,8 @@ use crate::control::server::{Call, ControlSocket};
 use crate::control::{
     ChildStatus, Health, LastExit, ReloadReport, Request, Response, StatusReport, SupervisorInfo,
 };
-use crate::logs::RotatingFile;
+use crate::logs::writer::Probe;
+use crate::logs::{LogFile, LogWriter, RotatingFile};
 use crate::process::guardian::Guardian;
 use crate::process::spawn::{SpawnRequest, is_setup_error, spawn};
 use crate::process::{self, records};
@@ -46,6 +47,9 @@ const TRIM_AFTER_IDLE: Duration = Duration::from_secs(10);
 const DRAIN_POLL: Duration = Duration::from_millis(10);
 /// How long shutdown waits for the last output of dead children to reach their logs.
 const DRAIN_LOGS_MAX: Duration = Duration::from_millis(500);
+/// How long an exit message waits for the log writer to say whether the child's log
+/// can be written (a stalled disk gets the last state known instead).
+const SEE_LOG_WAIT: Duration = Duration::from_millis(250);
 /// How long shutdown waits for `[[notify]]` webhooks to take the last events.
 const NOTIFY_FLUSH_MAX: Duration = Duration::from_secs(2);
 /// CPU % is measured over at least this long (a shorter gap repeats the last figure).
@@ -68,73 +72,50 @@ pub enum Outcome {
     Forced,
 }
 
-/// A child's log file, and whether writing it fails: said on the console once when it
-/// starts failing (with the error) and once when it works again (with what was lost), so
-/// a `Logs/` that cannot be written is never silent.
+/// A child's log file, written by the log writer's thread (see `logs::writer`): the
+/// event loop only queues its output, so a stalled disk never stops supervision. Whether
+/// writing it fails is said on the console once when it starts failing (with the error)
+/// and once when it works again (with what was lost), so a `Logs/` that cannot be
+/// written is never silent.
 struct ChildLog {
-    file: RotatingFile,
+    file: LogFile,
     name: String,
-    /// The error of the first failed write, while writes fail.
-    failing: Option<String>,
-    /// Bytes of output dropped since writes started failing.
-    lost: u64,
 }
 
 impl ChildLog {
-    fn new(file: RotatingFile, name: &str) -> ChildLog {
+    fn new(file: LogFile, name: &str) -> ChildLog {
         ChildLog {
             file,
             name: name.to_string(),
-            failing: None,
-            lost: 0,
         }
     }
 
-    fn write(&mut self, buf: &[u8]) {
-        match self.file.write_all(buf) {
-            Ok(()) => {
-                if self.failing.take().is_some() {
-                    info!(
-                        child = self.name.as_str(),
-                        "{} can be written again ({} bytes of output were lost meanwhile)",
-                        self.file.path().display(),
-                        self.lost
-                    );
-                    self.lost = 0;
-                }
-            }
-            Err(e) => {
-                self.lost = self.lost.saturating_add(buf.len() as u64);
-                if self.failing.is_none() {
-                    warn!(
-                        child = self.name.as_str(),
-                        "cannot write {}: {e}; its output is lost until it can be written again",
-                        self.file.path().display()
-                    );
-                    self.failing = Some(e.to_string());
-                }
-            }
-        }
+    fn write(&self, buf: &[u8]) {
+        self.file.write(buf);
     }
 
     /// Where a reader finds this child's output: `see Logs/x.log`, or why it is not there.
-    /// Its last output may still be in the pipe (an exit is handled first), so whether the
-    /// file can be opened is tried now.
-    fn see(&mut self) -> String {
-        if self.failing.is_none() {
-            self.write(b"");
-        }
+    /// Its last output may still be in the pipe or the writer's queue (an exit is handled
+    /// first), so the writer is asked to write what it has and to try the file now; on a
+    /// stalled disk it is not waited for longer than [`SEE_LOG_WAIT`].
+    fn see(&self) -> String {
         let name = &self.name;
-        match &self.failing {
-            None => format!("see Logs/{name}.log"),
-            Some(e) => format!("its output could not be written to Logs/{name}.log: {e}"),
+        match self.file.probe(SEE_LOG_WAIT) {
+            Probe::Answered(None) => format!("see Logs/{name}.log"),
+            Probe::Answered(Some(e)) | Probe::NoAnswer(Some(e)) => {
+                format!("its output could not be written to Logs/{name}.log: {e}")
+            }
+            Probe::NoAnswer(None) => format!(
+                "see Logs/{name}.log, once the disk answers: its last output is still waiting \
+                 to be written"
+            ),
         }
     }
 }
 
 struct Slot {
     child: Child,
-    log: Rc<RefCell<ChildLog>>,
+    log: Rc<ChildLog>,
     /// Heartbeat file mtime last seen and when (monotonic) it was seen to change.
     beat: Option<(SystemTime, Instant)>,
     /// Leader start time (for the records file), read once per spawn.
@@ -171,6 +152,8 @@ pub struct Runtime {
     guardian: Option<Guardian>,
     records: Option<records::RecordLog>,
     dashboard: DashboardWriter,
+    /// Owns and writes every log file (its own thread).
+    logs: LogWriter,
     last_summary: Option<Summary>,
     summary_due: Option<Instant>,
     /// When to trim code pages, pushed back by every event.
@@ -202,6 +185,7 @@ impl Runtime {
         config: Config,
         guardian: Option<Guardian>,
         early_stop: Arc<AtomicBool>,
+        logs: LogWriter,
     ) -> Runtime {
         let now = Instant::now();
         let settings = config.supervisor.clone();
@@ -226,6 +210,7 @@ impl Runtime {
             guardian,
             records,
             dashboard,
+            logs,
             last_summary: None,
             summary_due: Some(later(now, SUMMARY_SETTLE)),
             trim_due: None,
@@ -257,7 +242,10 @@ impl Runtime {
             spec.log_max_files.unwrap_or(self.settings.log_max_files),
         );
         Slot {
-            log: Rc::new(RefCell::new(ChildLog::new(file, &spec.name))),
+            log: Rc::new(ChildLog::new(
+                self.logs.open_child(file, &spec.name),
+                &spec.name,
+            )),
             child: Child::new(spec, stop_timeout),
             beat: None,
             start_time: None,
@@ -622,7 +610,7 @@ impl Runtime {
                     Next::NeedsSetup => {
                         // Its reason is in its output: point there, or say that it
                         // could not be kept.
-                        let see = self.slots[i].log.borrow_mut().see();
+                        let see = self.slots[i].log.see();
                         warn!(
                             child = name,
                             pid, "exited with {status}: needs setup, not restarted ({see})"
@@ -636,7 +624,7 @@ impl Runtime {
                             Some(name),
                             &format!("exited 78: needs configuration ({see})"),
                         );
-                        if self.slots[i].log.borrow().failing.is_some()
+                        if self.slots[i].log.file.failing().is_some()
                             && let Phase::NeedsSetup { reason } = &mut self.slots[i].child.phase
                         {
                             *reason = format!("exited 78 (needs configuration; {see})");
@@ -906,7 +894,7 @@ impl Runtime {
                 }
                 Some(mut slot) => {
                     slot.child.stop_timeout = stop_timeout;
-                    slot.log.borrow_mut().file.set_limits(
+                    slot.log.file.set_limits(
                         spec.log_max_size.unwrap_or(self.settings.log_max_size),
                         spec.log_max_files.unwrap_or(self.settings.log_max_files),
                     );
@@ -1077,7 +1065,7 @@ thread_local! {
 
 /// Copy a child's output pipe into its log until EOF (all writers, grandchildren too,
 /// have closed it). One shared buffer: the runtime is single-threaded.
-fn start_drain(fd: std::os::fd::OwnedFd, log: Rc<RefCell<ChildLog>>, drains: Rc<Cell<usize>>) {
+fn start_drain(fd: std::os::fd::OwnedFd, log: Rc<ChildLog>, drains: Rc<Cell<usize>>) {
     let rx = match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
         Ok(rx) => rx,
         Err(e) => {
@@ -1097,7 +1085,7 @@ fn start_drain(fd: std::os::fd::OwnedFd, log: Rc<RefCell<ChildLog>>, drains: Rc<
                     match rx.try_read(&mut buf) {
                         Ok(0) => return true,
                         Ok(n) => {
-                            log.borrow_mut().write(&buf[..n]);
+                            log.write(&buf[..n]);
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,

@@ -9,6 +9,7 @@ mod config_errors;
 mod dashboard;
 mod dashboard_archive;
 mod failures;
+mod frozen_disk;
 mod fs_watcher;
 mod gmail;
 mod limits;
