@@ -7,12 +7,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ai_employee_vault::control::{MAX_REQUEST_BYTES, Request, Response};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
-
-use super::{MAX_REQUEST_BYTES, Request, Response};
 
 /// A request on its way to the runtime, with where to send the answer.
 pub struct Call {
@@ -39,7 +38,7 @@ impl Drop for ControlSocket {
 /// `LocalSet`, sending every request to `calls`.
 pub fn start(path: &Path, calls: mpsc::UnboundedSender<Call>) -> io::Result<ControlSocket> {
     if let Some(dir) = path.parent() {
-        crate::vault::layout::ensure_private_dir(dir)?;
+        ai_employee_vault::layout::ensure_private_dir(dir)?;
     }
     match std::fs::remove_file(path) {
         Ok(()) => {}

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ai_employee::watchers::credentials::Secret;
-use ai_employee::watchers::oauth::{OauthError, TokenSource, xoauth2_response};
+use ai_employee_vault::credentials::Secret;
+use ai_employee_vault::oauth::{OauthError, TokenSource, xoauth2_response};
 use serde_json::{Value, json};
 
 use crate::common::{HttpRequest, read_http_request, wait_until};

@@ -21,11 +21,13 @@ pub struct ProcInfo {
 }
 
 #[cfg(target_os = "linux")]
-#[path = "stats_linux.rs"]
-mod imp;
+mod linux;
+#[cfg(target_os = "linux")]
+use linux as imp;
 #[cfg(target_os = "macos")]
-#[path = "stats_macos.rs"]
-mod imp;
+mod macos;
+#[cfg(target_os = "macos")]
+use macos as imp;
 
 /// Information about `pid`, or None if it does not exist (or cannot be read).
 pub fn proc_info(pid: i32) -> Option<ProcInfo> {

@@ -12,10 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant, SystemTime};
 
+use ai_employee_vault::nofollow;
 use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
-
-use crate::vault::nofollow;
 
 /// How often pending (settling) files are looked at again.
 const SETTLE_POLL: Duration = Duration::from_millis(20);
@@ -60,8 +59,8 @@ impl Arrivals {
                 tracing::warn!(
                     "cannot watch {} for events ({}); listing it every {} instead",
                     dir.display(),
-                    crate::watchers::common::notify_error_text(&e),
-                    crate::config::units::format_duration(rescan_every)
+                    ai_employee_vault::watcher::notify_error_text(&e),
+                    ai_employee_vault::units::format_duration(rescan_every)
                 );
                 None
             }
@@ -180,7 +179,7 @@ impl Arrivals {
             Err(e) => {
                 tracing::debug!(
                     "file event error: {}; listing the folder again",
-                    crate::watchers::common::notify_error_text(&e)
+                    ai_employee_vault::watcher::notify_error_text(&e)
                 );
                 self.scan();
                 return;

@@ -6,10 +6,9 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use ai_employee_vault::nofollow::{self, How};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
-
-use crate::vault::nofollow::{self, How};
 
 pub const ACTOR: &str = "ai-employee";
 

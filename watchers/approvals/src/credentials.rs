@@ -10,13 +10,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use ai_employee_vault::credentials::Secret;
+use ai_employee_vault::credentials::{Fields, host_of, is_loopback};
+use ai_employee_vault::oauth::TokenSource;
+use ai_employee_vault::tls::CaFile;
 use lettre::message::Mailbox;
 use toml_edit::{Item, Value};
-
-pub use crate::watchers::credentials::Secret;
-use crate::watchers::credentials::{Fields, host_of, is_loopback};
-use crate::watchers::oauth::TokenSource;
-use crate::watchers::tls::CaFile;
 
 pub const SMTP_FILE: &str = "credentials/smtp.toml";
 pub const WHATSAPP_FILE: &str = "credentials/whatsapp.toml";
@@ -129,8 +128,10 @@ impl<T> Channel<T> {
         use std::io::Read;
         use std::os::unix::fs::MetadataExt;
         // Never through a symlink (see `credentials::open_file`).
-        let opened =
-            crate::watchers::credentials::open_file(&self.path, crate::vault::nofollow::How::READ);
+        let opened = ai_employee_vault::credentials::open_file(
+            &self.path,
+            ai_employee_vault::nofollow::How::READ,
+        );
         let meta = match opened.and_then(|f| Ok((f.metadata()?, f))) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

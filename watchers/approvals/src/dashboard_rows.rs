@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::{Duration, Instant};
 
-use crate::vault::dashboard::{Row, append_rows};
+use ai_employee_vault::dashboard::{Row, append_rows};
 
 pub struct DashboardRows {
     tx: Option<Sender<Row>>,

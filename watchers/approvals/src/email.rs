@@ -17,6 +17,9 @@
 
 use std::path::Path;
 
+use ai_employee_vault::credentials::Secret;
+use ai_employee_vault::oauth::{OauthError, TokenSource};
+use ai_employee_vault::tls::{self, CertSetup};
 use lettre::Message;
 use lettre::address::Envelope;
 use lettre::message::header::{ContentTransferEncoding, ContentType};
@@ -29,9 +32,6 @@ use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter,
 use super::Outcome;
 use super::credentials::{OauthLogin, SMTP_FILE, SmtpConfig, TlsMode};
 use super::request::Email;
-use crate::watchers::credentials::Secret;
-use crate::watchers::oauth::{OauthError, TokenSource};
-use crate::watchers::tls::{self, CertSetup};
 
 /// The longest line RFC 5322 allows (without its CRLF).
 const MAX_LINE: usize = 998;
@@ -522,8 +522,8 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::watchers::approvals::credentials::parse_smtp;
-    use crate::watchers::approvals::request::Attachment as Attached;
+    use crate::credentials::parse_smtp;
+    use crate::request::Attachment as Attached;
     use mail_parser::MimeHeaders;
 
     fn cfg(port: u16) -> SmtpConfig {

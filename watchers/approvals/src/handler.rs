@@ -8,12 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use ai_employee_vault::atomic::{self, FileId, WritersNow};
+use ai_employee_vault::frontmatter;
+use ai_employee_vault::nofollow::{self, Dir, How, Kind};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
-
-use crate::vault::atomic::{self, FileId, WritersNow};
-use crate::vault::frontmatter;
-use crate::vault::nofollow::{self, Dir, How, Kind};
 
 use super::audit::{Audit, Entry};
 use super::credentials::{Credentials, Loaded};
@@ -264,7 +263,7 @@ impl Handler {
     pub fn setup_row(&self, details: Option<String>) {
         const NAME: &str = "approvals.setup";
         let state = Dir::open(&self.vault)
-            .and_then(|root| Ok(root.folder(crate::vault::layout::STATE_DIR)?));
+            .and_then(|root| Ok(root.folder(ai_employee_vault::layout::STATE_DIR)?));
         let before = state
             .as_ref()
             .ok()
@@ -922,7 +921,7 @@ impl Handler {
                     tracing::warn!(
                         "{}: attempt {attempt} failed, trying again in {}: {error}",
                         item.name,
-                        crate::config::units::format_duration(delay)
+                        ai_employee_vault::units::format_duration(delay)
                     );
                     self.audit_line(
                         subject,
@@ -993,7 +992,7 @@ impl Handler {
         self.dashboard
             .push(status, format!("{}: {}", item.name, clip(&error, 300)));
         // For the supervisor's `[[notify]]` webhooks (approval_failed); best effort.
-        crate::control::client::send_event(
+        ai_employee_vault::control::client::send_event(
             &self.vault,
             "approval_failed",
             &format!("{}: {result}: {}", item.name, clip(&error, 300)),

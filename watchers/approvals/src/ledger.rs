@@ -31,13 +31,12 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use ai_employee_vault::atomic::{self, FileId};
+use ai_employee_vault::nofollow;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::vault::nofollow;
-
 use super::outcome::{Decision, results};
-use crate::vault::atomic::{self, FileId};
 
 /// An approval's identity: file name and SHA-256 (hex) of its content.
 pub type Key = (String, String);
@@ -300,9 +299,9 @@ impl Ledger {
             source,
         };
         // Neither the file nor `.ai-employee/` is reached through a symlink.
-        let file = crate::vault::nofollow::open_in_folder(
+        let file = ai_employee_vault::nofollow::open_in_folder(
             path,
-            crate::vault::nofollow::How::read_append(0o600),
+            ai_employee_vault::nofollow::How::read_append(0o600),
         )
         .map_err(err)?;
         let mut l = Ledger {

@@ -23,22 +23,21 @@ mod handler;
 mod ledger;
 mod local;
 mod outcome;
-pub(crate) mod request;
+pub mod request;
 mod retry;
 mod whatsapp;
 
 use std::time::{Duration, Instant};
 
+use ai_employee_vault::cli::VaultArg;
+use ai_employee_vault::exit_codes;
+use ai_employee_vault::lock::{LockError, VaultLock};
+use ai_employee_vault::nofollow::Dir;
+use ai_employee_vault::units::{parse_flag_duration, parse_positive_duration};
+use ai_employee_vault::watcher::{WatcherCtx, needs_setup};
 use clap::Args as ClapArgs;
 use sha2::{Digest, Sha256};
 
-use crate::cli::VaultArg;
-use crate::config::units::{parse_flag_duration, parse_positive_duration};
-use crate::exit_codes;
-use crate::vault::lock::{LockError, VaultLock};
-use crate::vault::nofollow::Dir;
-
-use super::common::{WatcherCtx, needs_setup};
 use handler::{Handler, Options, Step};
 
 const NAME: &str = "approvals";
@@ -58,7 +57,7 @@ const FOLDER_CHECK: Duration = Duration::from_secs(1);
 fn symlinked_folder(root: &Dir) -> Option<String> {
     FOLDERS
         .iter()
-        .chain(std::iter::once(&crate::vault::layout::STATE_DIR))
+        .chain(std::iter::once(&ai_employee_vault::layout::STATE_DIR))
         .find_map(|f| match root.folder(f) {
             Err(e) if e.is_symlink() => Some(e.to_string()),
             _ => None,
@@ -190,7 +189,7 @@ pub fn run(args: Args) -> i32 {
             return exit_codes::CANT_CREATE;
         }
     };
-    let state_dir = crate::vault::layout::STATE_DIR;
+    let state_dir = ai_employee_vault::layout::STATE_DIR;
     for (folder, private) in FOLDERS
         .iter()
         .map(|f| (*f, false))
@@ -205,7 +204,7 @@ pub fn run(args: Args) -> i32 {
             }
         }
     }
-    let state = crate::vault::Vault::new(vault.clone()).state_dir();
+    let state = ai_employee_vault::Vault::new(vault.clone()).state_dir();
     // One handler per vault: two would execute the same file twice.
     let _lock = match VaultLock::acquire(&state.join("approvals.lock")) {
         Ok(l) => l,
@@ -249,7 +248,7 @@ pub fn run(args: Args) -> i32 {
         policy
             .delays()
             .into_iter()
-            .map(crate::config::units::format_duration)
+            .map(ai_employee_vault::units::format_duration)
             .collect::<Vec<_>>()
             .join(", ")
     );

@@ -6,10 +6,9 @@
 use std::io::{self, Write};
 use std::path::Path;
 
+use ai_employee_vault::frontmatter;
+use ai_employee_vault::nofollow::{self, Dir, How};
 use serde_norway::Mapping;
-
-use crate::vault::frontmatter;
-use crate::vault::nofollow::{self, Dir, How};
 
 use super::request::{Linkedin, Payment};
 

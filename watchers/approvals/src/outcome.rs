@@ -5,12 +5,11 @@
 use std::io;
 use std::path::Path;
 
+use ai_employee_vault::atomic::FileId;
+use ai_employee_vault::frontmatter;
+use ai_employee_vault::nofollow::{self, Dir};
 use serde::{Deserialize, Serialize};
 use serde_norway::{Mapping, Value};
-
-use crate::vault::atomic::FileId;
-use crate::vault::frontmatter;
-use crate::vault::nofollow::{self, Dir};
 
 use super::sha256_hex;
 
@@ -371,8 +370,9 @@ pub fn park_unreadable(vault: &Path, name: &str, error: &str, at: &str) -> io::R
 
 #[cfg(test)]
 mod tests {
+    use ai_employee_vault::atomic;
+
     use super::*;
-    use crate::vault::atomic;
 
     fn decision(vault: &Path, original: &str, folder: Folder) -> Decision {
         Decision::new(

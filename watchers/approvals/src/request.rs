@@ -8,11 +8,10 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use ai_employee_vault::frontmatter::{self, Document};
 use chrono::{DateTime, Utc};
 use lettre::message::{Mailbox, Mailboxes};
 use serde_norway::{Mapping, Value};
-
-use crate::vault::frontmatter::{self, Document};
 
 use super::outcome::results;
 
@@ -461,7 +460,7 @@ fn attachment(vault: &Path, canon_vault: &Path, rel: &str) -> Result<Attachment,
         return Err(bad("a symbolic link leads outside the vault"));
     };
     if let Some(Component::Normal(first)) = inside.components().next()
-        && (first == "credentials" || first == crate::vault::layout::STATE_DIR)
+        && (first == "credentials" || first == ai_employee_vault::layout::STATE_DIR)
     {
         return Err(bad(&format!(
             "files under {}/ are never attached",
@@ -484,7 +483,7 @@ fn attachment(vault: &Path, canon_vault: &Path, rel: &str) -> Result<Attachment,
 /// component: the path was canonicalised just before, so a link there now was swapped
 /// in meanwhile), at most `limit` bytes.
 fn read_regular(vault: &Path, rel: &Path, limit: u64) -> Result<Vec<u8>, String> {
-    use crate::vault::nofollow::{Dir, How};
+    use ai_employee_vault::nofollow::{Dir, How};
     use std::io::Read;
     let file = Dir::open(vault)
         .and_then(|root| root.file(rel, How::READ))

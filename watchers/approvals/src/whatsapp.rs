@@ -27,7 +27,7 @@ pub fn payload(msg: &Whatsapp) -> serde_json::Value {
 
 pub fn send(cfg: &WhatsappConfig, msg: &Whatsapp) -> Outcome {
     let url = format!("{}/{}/messages", cfg.base_url, cfg.phone_number_id);
-    let agent: ureq::Agent = crate::http::client(cfg.timeout)
+    let agent: ureq::Agent = ai_employee_vault::http::client(cfg.timeout)
         .timeout_connect(Some((cfg.timeout / 2).min(Duration::from_secs(10))))
         .build()
         .into();
@@ -94,7 +94,10 @@ fn reason(reply: &serde_json::Value, text: &str) -> String {
 fn classify_error(base: &str, e: &ureq::Error) -> Outcome {
     use std::io::ErrorKind;
     use ureq::{Error, Timeout};
-    let text = format!("WhatsApp API {base}: {}", crate::http::error_text(e));
+    let text = format!(
+        "WhatsApp API {base}: {}",
+        ai_employee_vault::http::error_text(e)
+    );
     match e {
         Error::HostNotFound | Error::ConnectionFailed => Outcome::Transient(text),
         Error::Timeout(Timeout::Resolve | Timeout::Connect) => Outcome::Transient(text),

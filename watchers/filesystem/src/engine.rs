@@ -14,6 +14,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use ai_employee_vault::nofollow::{self, Dir, How, Kind as FileKind};
+use ai_employee_vault::watcher::WatcherCtx;
 use chrono::Utc;
 use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{EventKind, RecursiveMode, Watcher};
@@ -23,8 +25,6 @@ use super::ready::{self, Decision, Track};
 use super::stage::{self, Done, Job, Outcome, Stager};
 use super::sys::{self, Writers};
 use super::{Error, Options, Paths, inbox_error, names};
-use crate::vault::nofollow::{self, Dir, How, Kind as FileKind};
-use crate::watchers::common::WatcherCtx;
 
 /// Longest wait for a message, so the stop flag and the heartbeat are looked at often.
 const MAX_WAIT: Duration = Duration::from_millis(200);
@@ -198,10 +198,13 @@ impl Engine {
             "watching {} ({}; settle {}; {} workers): {} in Inbox, {done} already done, {} to look at",
             self.paths.inbox.display(),
             match self.opts.poll {
-                Some(d) => format!("polling every {}", crate::config::units::format_duration(d)),
+                Some(d) => format!(
+                    "polling every {}",
+                    ai_employee_vault::units::format_duration(d)
+                ),
                 None => "OS file events".to_string(),
             },
-            crate::config::units::format_duration(self.opts.settle),
+            ai_employee_vault::units::format_duration(self.opts.settle),
             self.opts.workers,
             count(found as u64, "file"),
             found - done,
@@ -277,7 +280,7 @@ impl Engine {
             Msg::Fs(Err(e)) => {
                 tracing::warn!(
                     "file events: {}; rescanning Inbox",
-                    crate::watchers::common::notify_error_text(&e)
+                    ai_employee_vault::watcher::notify_error_text(&e)
                 );
                 self.rescan = true;
             }
@@ -716,7 +719,7 @@ impl Engine {
                      without a copy -> Needs_Action/{name}.md",
                     s.job.name.to_string_lossy(),
                     s.snap.size,
-                    crate::config::units::format_size(self.opts.max_size)
+                    ai_employee_vault::units::format_size(self.opts.max_size)
                 );
             }
             self.stats.tasks += 1;

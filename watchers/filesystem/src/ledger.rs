@@ -38,10 +38,9 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use ai_employee_vault::nofollow::{self, Dir, How};
+use ai_employee_vault::sorted_index::{KEY_LEN, SortedIndex, key_of};
 use serde::{Deserialize, Serialize};
-
-use crate::vault::nofollow::{self, Dir, How};
-use crate::watchers::sorted_index::{KEY_LEN, SortedIndex, key_of};
 
 /// Names added to the journal between two looks for names to retire.
 pub const RETIRE_EVERY: usize = 65_536;

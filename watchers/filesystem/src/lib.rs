@@ -19,21 +19,20 @@ mod ledger;
 mod names;
 mod ready;
 mod stage;
-pub(crate) mod sys;
-pub(crate) mod task;
+mod sys;
+pub mod task;
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ai_employee_vault::cli::VaultArg;
+use ai_employee_vault::exit_codes;
+use ai_employee_vault::layout::STATE_DIR;
+use ai_employee_vault::nofollow::{Dir, FolderError};
+use ai_employee_vault::watcher::{WatcherCtx, needs_setup};
 use clap::Args as ClapArgs;
-
-use super::common::{WatcherCtx, needs_setup};
-use crate::cli::VaultArg;
-use crate::exit_codes;
-use crate::vault::layout::STATE_DIR;
-use crate::vault::nofollow::{Dir, FolderError};
 
 const NAME: &str = "filesystem";
 
@@ -67,7 +66,7 @@ pub struct Args {
 
     /// Look at Inbox every DURATION instead of using OS file events (for folders where
     /// events do not arrive, such as some network shares)
-    #[arg(long, value_name = "DURATION", value_parser = crate::config::units::parse_positive_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = ai_employee_vault::units::parse_positive_duration)]
     pub poll: Option<Duration>,
 
     /// Judge completeness by settling only, as on macOS (ignore Linux close events and
@@ -77,11 +76,11 @@ pub struct Args {
 }
 
 fn parse_settle(s: &str) -> Result<Duration, String> {
-    crate::config::units::parse_flag_duration(s)
+    ai_employee_vault::units::parse_flag_duration(s)
 }
 
 fn parse_max_size(s: &str) -> Result<u64, String> {
-    match crate::config::units::parse_size(s)? {
+    match ai_employee_vault::units::parse_size(s)? {
         0 => Err(format!("{s:?} must be at least 1 byte")),
         n => Ok(n),
     }
@@ -187,7 +186,7 @@ pub enum Error {
         path: PathBuf,
         source: io::Error,
     },
-    #[error("failed to watch {}: {}", path.display(), crate::watchers::common::notify_error_text(source))]
+    #[error("failed to watch {}: {}", path.display(), ai_employee_vault::watcher::notify_error_text(source))]
     Watch {
         path: PathBuf,
         source: notify::Error,

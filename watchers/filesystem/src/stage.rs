@@ -18,12 +18,12 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use ai_employee_vault::nofollow::{self, Dir, How, Kind};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use super::ledger::{Snap, hex};
 use super::{names, sys, task};
-use crate::vault::nofollow::{self, Dir, How, Kind};
 
 /// One file to turn into a task.
 #[derive(Debug, Clone)]

@@ -136,8 +136,9 @@ mod imp {
 
 #[cfg(test)]
 mod tests {
+    use ai_employee_vault::nofollow::{Dir, How};
+
     use super::*;
-    use crate::vault::nofollow::{Dir, How};
     use std::path::Path;
 
     fn open_read(path: &Path) -> io::Result<File> {

@@ -2,10 +2,9 @@
 
 use std::ffi::OsStr;
 
+use ai_employee_vault::frontmatter;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_norway::Mapping;
-
-use crate::vault::frontmatter;
 
 /// The facts a task is written from.
 pub struct Facts<'a> {
@@ -47,7 +46,7 @@ fn render_with(f: &Facts<'_>, not_copied: Option<u64>) -> String {
             format!(
                 "It is larger than the {} limit for copies (`--max-size` of the filesystem \
                  watcher), so no copy was made: the original stays in `Inbox/`.",
-                crate::config::units::format_size(limit)
+                ai_employee_vault::units::format_size(limit)
             )
         }
     };
@@ -110,8 +109,9 @@ fn code_span(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use ai_employee_vault::frontmatter::{get_str, parse};
+
     use super::*;
-    use crate::vault::frontmatter::{get_str, parse};
 
     #[test]
     fn tricky_names_round_trip_through_the_frontmatter() {

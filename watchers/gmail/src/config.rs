@@ -16,8 +16,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::watchers::credentials::{Fields, Secret, is_loopback};
-use crate::watchers::tls::CaFile;
+use ai_employee_vault::credentials::{Fields, Secret, is_loopback};
+use ai_employee_vault::tls::CaFile;
 
 /// Vault-relative path of the credentials file.
 pub const CREDENTIALS_FILE: &str = "credentials/gmail.toml";
@@ -74,7 +74,7 @@ pub struct Config {
 /// cannot run.
 pub fn load(vault: &Path) -> Result<Config, String> {
     let path = vault.join(CREDENTIALS_FILE);
-    let text = match crate::watchers::credentials::read_file(&path) {
+    let text = match ai_employee_vault::credentials::read_file(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(format!(

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use ai_employee_vault::credentials::Secret;
+use ai_employee_vault::tls::{self, CertSetup};
 use async_imap::imap_proto::{Response, Status};
 use async_imap::{Client, Session};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -18,8 +20,6 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
 use super::config::{CREDENTIALS_FILE, Config, TlsMode};
-use crate::watchers::credentials::Secret;
-use crate::watchers::tls::{self, CertSetup};
 
 /// The connection under the IMAP client: plain (loopback only) or TLS.
 #[derive(Debug)]

@@ -42,7 +42,7 @@ pub async fn uid_fetch(
             let Some(resp) = s
                 .read_response()
                 .await
-                .map_err(|e| crate::watchers::tls::io_error_text(&e))?
+                .map_err(|e| ai_employee_vault::tls::io_error_text(&e))?
             else {
                 return Err("the server closed the connection".to_string());
             };

@@ -14,27 +14,27 @@
 mod config;
 mod conn;
 mod imap;
-pub(crate) mod importance;
-pub(crate) mod message;
+pub mod importance;
+pub mod message;
 mod session;
 mod state;
-pub(crate) mod task;
+pub mod task;
 
 use std::time::{Duration, Instant};
 
+use ai_employee_vault::cli::VaultArg;
+use ai_employee_vault::exit_codes;
+use ai_employee_vault::layout::STATE_DIR;
+use ai_employee_vault::oauth::TokenSource;
+use ai_employee_vault::tasks::TaskSink;
+use ai_employee_vault::units::{format_duration, parse_positive_duration};
+use ai_employee_vault::watcher::{HEARTBEAT_EVERY, WatcherCtx, needs_setup};
 use clap::Args as ClapArgs;
 use tokio::signal::unix::{SignalKind, signal};
 
 use self::config::Auth;
 use self::importance::Rules;
 use self::session::{Failure, Options, Watcher};
-use super::common::{HEARTBEAT_EVERY, WatcherCtx, needs_setup};
-use crate::cli::VaultArg;
-use crate::config::units::{format_duration, parse_positive_duration};
-use crate::exit_codes;
-use crate::vault::layout::STATE_DIR;
-use crate::watchers::oauth::TokenSource;
-use crate::watchers::tasks::TaskSink;
 
 pub const NAME: &str = "gmail";
 
@@ -65,7 +65,7 @@ pub struct Args {
     pub keywords: Vec<String>,
 
     /// The most message text kept in a task (the rest stays in the mailbox)
-    #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = crate::watchers::common::parse_max_body)]
+    #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = ai_employee_vault::watcher::parse_max_body)]
     pub max_body: u64,
 
     /// Longest wait between reconnection attempts (they start at 1s and double)

@@ -7,6 +7,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ai_employee_vault::oauth::{OauthError, TokenSource, xoauth2_response};
+use ai_employee_vault::tasks::{NewTask, TaskSink};
 use async_imap::extensions::idle::IdleResponse;
 use chrono::Utc;
 use tokio_rustls::rustls::ClientConfig;
@@ -18,8 +20,6 @@ use super::importance::{self, Rules};
 use super::message;
 use super::state::{Mark, State};
 use super::task::{self, Origin};
-use crate::watchers::oauth::{OauthError, TokenSource, xoauth2_response};
-use crate::watchers::tasks::{NewTask, TaskSink};
 
 /// IDLE is ended and started again this often (servers drop an IDLE after 30 minutes).
 const IDLE_RENEW: Duration = Duration::from_secs(10 * 60);
@@ -167,7 +167,7 @@ impl Watcher {
                 "reconnected to {}:{} after {} ({attempts} failed attempts)",
                 self.cfg.host,
                 self.cfg.port,
-                crate::config::units::format_duration(Duration::from_secs(
+                ai_employee_vault::units::format_duration(Duration::from_secs(
                     since.elapsed().as_secs()
                 ))
             );
@@ -179,7 +179,7 @@ impl Watcher {
             } else {
                 format!(
                     "the server has no IDLE: checking every {}",
-                    crate::config::units::format_duration(self.opts.poll)
+                    ai_employee_vault::units::format_duration(self.opts.poll)
                 )
             };
             tracing::info!(
@@ -419,8 +419,8 @@ impl Watcher {
 
 /// A blocking OAuth call off the runtime's thread.
 async fn blocking(
-    f: impl FnOnce() -> Result<crate::watchers::credentials::Secret, OauthError> + Send + 'static,
-) -> Result<crate::watchers::credentials::Secret, Failure> {
+    f: impl FnOnce() -> Result<ai_employee_vault::credentials::Secret, OauthError> + Send + 'static,
+) -> Result<ai_employee_vault::credentials::Secret, Failure> {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(t)) => Ok(t),
         Ok(Err(OauthError::Unusable(m))) => Err(Failure::Setup(m)),

@@ -8,9 +8,8 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use ai_employee_vault::nofollow;
 use serde::{Deserialize, Serialize};
-
-use crate::vault::nofollow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mark {

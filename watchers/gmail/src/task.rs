@@ -2,12 +2,12 @@
 //! the decoded text in a fenced block (so nothing in it — `---`, `#`, HTML — is read as
 //! Markdown structure or frontmatter).
 
+use ai_employee_vault::frontmatter;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_norway::Mapping;
 
 use super::importance::{Reason, priority};
 use super::message::Email;
-use crate::vault::frontmatter;
 
 /// Where the message was found.
 pub struct Origin<'a> {
@@ -106,8 +106,9 @@ fn longest_backtick_run(s: &str) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use ai_employee_vault::frontmatter::{get_str, parse};
+
     use super::*;
-    use crate::vault::frontmatter::{get_str, parse};
 
     #[test]
     fn tricky_values_round_trip_and_the_text_stays_in_its_fence() {

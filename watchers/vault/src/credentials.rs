@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use toml_edit::{Document, Item, Value};
 
-use crate::config::units::parse_flag_duration;
-use crate::vault::nofollow::{Dir, How};
+use crate::nofollow::{Dir, How};
+use crate::units::parse_flag_duration;
 
 /// Open the file `path` of the vault's `credentials/` folder as `how` says. Nothing from
 /// `credentials/` down (the folder, any folder below it, the file) is reached through a
@@ -62,7 +62,7 @@ fn anchor(path: &Path) -> (PathBuf, PathBuf) {
         };
         return (base, rel);
     }
-    let base = crate::vault::atomic::parent_dir(path).to_path_buf();
+    let base = crate::atomic::parent_dir(path).to_path_buf();
     let rel = path.file_name().map(PathBuf::from).unwrap_or_default();
     (base, rel)
 }

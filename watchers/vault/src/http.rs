@@ -20,7 +20,7 @@ pub fn client(timeout: Duration) -> ConfigBuilder<AgentScope> {
 /// A ureq error as people read it: its TLS failures explained (ureq shows rustls' own
 /// text, which uses Rust names such as `UnknownIssuer`), everything else as ureq says it.
 pub fn error_text(e: &ureq::Error) -> String {
-    use crate::watchers::tls;
+    use crate::tls;
     match e {
         ureq::Error::Rustls(t) => tls::tls_error_text(t),
         ureq::Error::Io(io) => tls::io_error_text(io),

@@ -19,6 +19,9 @@ pub const FOLDERS: &[&str] = &[
     "credentials",
 ];
 
+/// File name of the process table inside a vault.
+pub const VAULT_CONFIG_NAME: &str = "ai-employee.toml";
+
 /// Supervisor state (lock, child records, heartbeats, control socket), hidden from Obsidian.
 pub const STATE_DIR: &str = ".ai-employee";
 
@@ -76,7 +79,7 @@ impl Vault {
         self.heartbeat_dir().join(name)
     }
     pub fn config_file(&self) -> PathBuf {
-        self.root.join(crate::config::VAULT_CONFIG_NAME)
+        self.root.join(VAULT_CONFIG_NAME)
     }
 }
 

@@ -26,7 +26,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::watchers::credentials::{Secret, host_of, is_loopback};
+use crate::credentials::{Secret, host_of, is_loopback};
 
 /// A stored access token is used only while it stays valid at least this much longer.
 pub const MIN_VALIDITY: Duration = Duration::from_secs(60);
@@ -146,7 +146,7 @@ impl TokenSource {
     }
 
     fn read(&self) -> Result<TokenFile, OauthError> {
-        let text = match crate::watchers::credentials::read_file(&self.path) {
+        let text = match crate::credentials::read_file(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(self.unusable(format!(
@@ -161,11 +161,8 @@ impl TokenSource {
     /// Take the exclusive lock on the sidecar file (blocks until it is free).
     fn lock(&self) -> Result<File, OauthError> {
         let lock_path = lock_path(&self.path);
-        let f = crate::watchers::credentials::open_file(
-            &lock_path,
-            crate::vault::nofollow::How::read_write(0o600),
-        )
-        .map_err(|e| self.unusable(format!("cannot open {}: {e}", lock_path.display())))?;
+        let f = crate::credentials::open_file(&lock_path, crate::nofollow::How::read_write(0o600))
+            .map_err(|e| self.unusable(format!("cannot open {}: {e}", lock_path.display())))?;
         loop {
             // SAFETY: flock on a descriptor we own; no memory involved.
             if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
@@ -240,7 +237,7 @@ impl TokenSource {
             .map_err(io::Error::other)
             .and_then(|mut bytes| {
                 bytes.push(b'\n');
-                crate::watchers::credentials::write_file(&self.path, &bytes)
+                crate::credentials::write_file(&self.path, &bytes)
             });
         if let Err(e) = written {
             tracing::warn!("{}: cannot write the refreshed token back: {e}", self.rel);
@@ -260,7 +257,7 @@ fn lock_path(path: &Path) -> PathBuf {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "token".to_string());
-    crate::vault::atomic::parent_dir(path).join(format!(".{name}.lock"))
+    crate::atomic::parent_dir(path).join(format!(".{name}.lock"))
 }
 
 /// The token file, parsed; `map` keeps every field for the rewrite.

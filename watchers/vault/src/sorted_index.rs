@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::vault::nofollow::{Dir, How};
+use crate::nofollow::{Dir, How};
 
 /// Length of a record's key.
 pub const KEY_LEN: usize = 16;

@@ -1,4 +1,4 @@
-//! The task sink's ledger of seen message keys (see [`crate::watchers::tasks`]), in two
+//! The task sink's ledger of seen message keys (see [`crate::tasks`]), in two
 //! parts under `.ai-employee/`:
 //!
 //! - `<watcher>.seen`, the journal: one JSON line `{"key":…,"task":…}` per task, appended
@@ -31,8 +31,8 @@ use std::io::{self, BufRead, BufReader, Seek, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::vault::nofollow::{Dir, How};
-use crate::watchers::sorted_index::{KEY_LEN, SortedIndex, key_of};
+use crate::nofollow::{Dir, How};
+use crate::sorted_index::{KEY_LEN, SortedIndex, key_of};
 
 /// Journal lines that trigger a compaction.
 pub const COMPACT_EVERY: usize = 65_536;

@@ -19,7 +19,7 @@
 //! never fsynced, so nothing relies on it: it is cut off at open.
 //!
 //! The ledger is compacted as it grows: keys move into a sorted on-disk index and the
-//! journal is cut down to the tasks still staged (see [`crate::watchers::task_ledger`]).
+//! journal is cut down to the tasks still staged (see [`crate::task_ledger`]).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -28,9 +28,9 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use crate::vault::layout::STATE_DIR;
-use crate::vault::nofollow::{Dir, How};
-use crate::watchers::task_ledger::{SeenLedger, staged_names};
+use crate::layout::STATE_DIR;
+use crate::nofollow::{Dir, How};
+use crate::task_ledger::{SeenLedger, staged_names};
 
 /// Longest slug kept in a file name (bytes).
 const MAX_SLUG_BYTES: usize = 48;

@@ -8,6 +8,11 @@
 
 use std::time::Duration;
 
+/// The longest duration any key of the table (and any flag or credentials field)
+/// accepts: 3650 days (ten years). Every deadline the supervisor computes from a table
+/// value stays far inside what the monotonic clock can represent.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+
 const NANOS_PER_MS: u128 = 1_000_000;
 const NANOS_PER_S: u128 = 1_000_000_000;
 
@@ -173,13 +178,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// A duration for a command-line flag or a credentials file: at most
-/// [`MAX_DURATION`](super::MAX_DURATION), like every duration of the table, so no value
+/// [`MAX_DURATION`], like every duration of the table, so no value
 /// can overflow the clock arithmetic it ends up in.
 pub fn parse_flag_duration(s: &str) -> Result<Duration, String> {
     match parse_duration(s)? {
-        d if d > super::MAX_DURATION => Err(format!(
+        d if d > MAX_DURATION => Err(format!(
             "{s:?} is too long: at most {:?} (ten years)",
-            format_duration(super::MAX_DURATION)
+            format_duration(MAX_DURATION)
         )),
         d => Ok(d),
     }

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::cli::VaultArg;
 use crate::exit_codes;
+use crate::layout::{STATE_DIR, ensure_private_dir};
+use crate::lock::{LockError, VaultLock};
 use crate::logs::system::{self, SystemLogOptions};
-use crate::vault::layout::{STATE_DIR, ensure_private_dir};
-use crate::vault::lock::{LockError, VaultLock};
 
 /// Shared state of a running watcher.
 pub struct WatcherCtx {
@@ -42,7 +42,7 @@ impl WatcherCtx {
         let heartbeat = std::env::var_os("AI_EMPLOYEE_HEARTBEAT").map(PathBuf::from);
         let mut ctx = WatcherCtx {
             name,
-            vault: crate::commands::resolve_vault(vault),
+            vault: crate::cli::resolve_vault(vault),
             stop,
             heartbeat,
             last_beat: None,
@@ -89,7 +89,7 @@ impl WatcherCtx {
         let name = self.name;
         let state = self.vault.join(STATE_DIR);
         if let Err(e) = ensure_private_dir(&state) {
-            if crate::vault::nofollow::is_symlink_error(&e) {
+            if crate::nofollow::is_symlink_error(&e) {
                 return Err(needs_setup(name, e));
             }
             eprintln!(
@@ -121,7 +121,7 @@ impl WatcherCtx {
 /// Touch the heartbeat file `p`, never through a symlink: below the vault, no component
 /// is followed; elsewhere (a test's own path), its folder and the file are not.
 fn touch(vault: &Path, p: &Path) {
-    use crate::vault::nofollow::{self, How};
+    use crate::nofollow::{self, How};
     let now = std::time::SystemTime::now();
     let opened = if p.starts_with(vault) {
         nofollow::open_under(vault, p, How::write(0o600))
@@ -136,7 +136,7 @@ fn touch(vault: &Path, p: &Path) {
 
 /// `--max-body SIZE` of the mail and WhatsApp watchers: 1 KiB to 64 MiB.
 pub fn parse_max_body(s: &str) -> Result<u64, String> {
-    let n = crate::config::units::parse_size(s)?;
+    let n = crate::units::parse_size(s)?;
     if !(1024..=64 << 20).contains(&n) {
         return Err(format!("{s:?} must be between 1KiB and 64MiB"));
     }

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use ai_employee_vault::units::format_duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::Request;
@@ -32,8 +33,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tower_service::Service;
-
-use crate::config::units::format_duration;
 
 /// How long in-flight requests may take to finish after SIGTERM.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);

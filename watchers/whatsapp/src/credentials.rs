@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::watchers::credentials::{Fields, Secret};
+use ai_employee_vault::credentials::{Fields, Secret};
 
 pub const FILE: &str = "credentials/whatsapp.toml";
 
@@ -35,7 +35,7 @@ pub struct WebhookSecrets {
 /// Read the file from `vault`. The error is the one-line reason for exit 78.
 pub fn load(vault: &Path) -> Result<WebhookSecrets, String> {
     let path = vault.join(FILE);
-    let text = match crate::watchers::credentials::read_file(&path) {
+    let text = match ai_employee_vault::credentials::read_file(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(format!(

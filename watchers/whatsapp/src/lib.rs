@@ -13,9 +13,9 @@
 mod conns;
 mod credentials;
 mod keywords;
-pub(crate) mod payload;
+pub mod payload;
 mod server;
-pub(crate) mod task;
+pub mod task;
 mod writer;
 
 use std::net::SocketAddr;
@@ -23,14 +23,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use ai_employee_vault::cli::VaultArg;
+use ai_employee_vault::exit_codes;
+use ai_employee_vault::tasks::TaskSink;
+use ai_employee_vault::watcher::{HEARTBEAT_EVERY, WatcherCtx, needs_setup};
 use clap::Args as ClapArgs;
 
 use self::keywords::{DEFAULT_HIGH_KEYWORDS, DEFAULT_KEYWORDS, Keywords};
 use self::writer::Writer;
-use crate::cli::VaultArg;
-use crate::exit_codes;
-use crate::watchers::common::{HEARTBEAT_EVERY, WatcherCtx, needs_setup};
-use crate::watchers::tasks::TaskSink;
 
 pub const NAME: &str = "whatsapp";
 
@@ -63,7 +63,7 @@ pub struct Args {
     pub high_keywords: Vec<String>,
 
     /// Largest request body accepted; larger ones are answered 413
-    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = crate::watchers::common::parse_max_body)]
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = ai_employee_vault::watcher::parse_max_body)]
     pub max_body: u64,
 
     /// Longest time a client may take to send a request's headers (counted from when it
@@ -86,7 +86,7 @@ pub struct Args {
 
 /// A positive duration up to [`MAX_TIMEOUT`].
 fn parse_timeout(s: &str) -> Result<Duration, String> {
-    let d = crate::config::units::parse_positive_duration(s)?;
+    let d = ai_employee_vault::units::parse_positive_duration(s)?;
     if d > MAX_TIMEOUT {
         return Err(format!("{s:?} is more than the maximum of 1h"));
     }
@@ -204,8 +204,8 @@ pub fn run(args: Args) -> i32 {
             }
             _ => String::new(),
         },
-        crate::config::units::format_duration(limits.header_timeout),
-        crate::config::units::format_duration(limits.body_timeout),
+        ai_employee_vault::units::format_duration(limits.header_timeout),
+        ai_employee_vault::units::format_duration(limits.body_timeout),
     );
     tracing::info!(
         "listening on http://{local}{} (keywords: {}; high priority: {}; {} message ids remembered)",
@@ -278,8 +278,9 @@ async fn wait_for_stop(flag: Arc<AtomicBool>) {
 
 #[cfg(test)]
 mod tests {
+    use ai_employee_vault::watcher::parse_max_body;
+
     use super::*;
-    use crate::watchers::common::parse_max_body;
 
     #[test]
     fn flags() {

@@ -7,12 +7,12 @@
 //! a link, `[[wiki links]]` or HTML shows as the sender typed it and cannot change the
 //! structure of the file around it.
 
+use ai_employee_vault::frontmatter;
+use ai_employee_vault::tasks::NewTask;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_norway::{Mapping, Value};
 
 use super::payload::TextMessage;
-use crate::vault::frontmatter;
-use crate::watchers::tasks::NewTask;
 
 pub const PREFIX: &str = "WHATSAPP";
 
@@ -180,8 +180,9 @@ fn escape_line(line: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use ai_employee_vault::frontmatter::{get_str, parse};
+
     use super::*;
-    use crate::vault::frontmatter::{get_str, parse};
 
     /// Undo [`quote`]: what a Markdown renderer shows.
     fn unquote(q: &str) -> String {

@@ -12,9 +12,8 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
+use ai_employee_vault::tasks::{NewTask, TaskSink};
 use tokio::sync::oneshot;
-
-use crate::watchers::tasks::{NewTask, TaskSink};
 
 /// Per task of a job: its file name in `Needs_Action/`, or `None` when its message id
 /// already had a task.
@@ -62,7 +61,7 @@ pub struct Writer {
 
 impl Writer {
     /// Start the thread with the open sink of `vault`; `beat` touches the heartbeat
-    /// (see [`crate::watchers::common::WatcherCtx::beat`]).
+    /// (see [`ai_employee_vault::watcher::WatcherCtx::beat`]).
     pub fn start(
         vault: PathBuf,
         sink: TaskSink,

@@ -12,9 +12,12 @@
 //! → {"cmd":"start","name":"nope"}
 //! ← {"ok":false,"error":"no process named \"nope\" (known: filesystem, gmail)"}
 //! ```
+//!
+//! This module holds the protocol types and the blocking [`client`] (the operator's
+//! commands, and the approval handler's events); the server runs inside the supervisor
+//! (`ai_employee::control`).
 
 pub mod client;
-pub mod server;
 
 use std::path::{Path, PathBuf};
 
@@ -137,22 +140,6 @@ pub struct LastExit {
     pub code: Option<i32>,
     /// `SIGKILL`, `SIGTERM`, …
     pub signal: Option<String>,
-}
-
-impl LastExit {
-    pub fn of(s: crate::process::ExitStatus) -> LastExit {
-        use crate::process::ExitStatus;
-        match s {
-            ExitStatus::Code(c) => LastExit {
-                code: Some(c),
-                signal: None,
-            },
-            ExitStatus::Signal(sig) => LastExit {
-                code: None,
-                signal: Some(crate::process::signal_name(sig)),
-            },
-        }
-    }
 }
 
 impl std::fmt::Display for LastExit {

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::vault::nofollow::{self, How};
+use crate::nofollow::{self, How};
 
 #[derive(Debug)]
 pub struct RotatingFile {
