@@ -1,5 +1,5 @@
 //! One approval file, start to end: read, identify, consult the ledger, validate,
-//! execute, decide, record, move. The loop that feeds it lives in `mod.rs`.
+//! execute, decide, record, move. The loop that feeds it lives in `lib.rs`.
 
 use std::collections::{HashMap, HashSet};
 use std::io;

@@ -3,7 +3,7 @@
 //!
 //! | file | owns |
 //! |---|---|
-//! | `mod.rs` | options, start-up (vault, lock, which actions are enabled), the event loop |
+//! | `lib.rs` | options, start-up (vault, lock, which actions are enabled), the event loop |
 //! | `arrivals.rs` | which files in `Approved/` to look at, and when (OS events, listings, settling) |
 //! | `handler.rs` | one file start to end: read (only whole files), ledger, validate, duplicates, execute, decide, move |
 //! | `request.rs` | frontmatter → validated request, or the reason it is refused |

@@ -11,7 +11,7 @@
 //! - `names`: ignored names, sanitizing, task names.
 //! - `sys`: leases, `SEEK_DATA` / `SEEK_HOLE` (Linux/macOS bits).
 //!
-//! Every file is reached relative to an open folder (`vault::nofollow`): no symlink in
+//! Every file is reached relative to an open folder (`ai_employee_vault::nofollow`): no symlink in
 //! the vault is followed, and a vault folder that is one stops the watcher (exit 78).
 
 mod engine;

@@ -1,4 +1,4 @@
-//! The few system calls the watcher needs beyond `std` and `vault::nofollow` (which
+//! The few system calls the watcher needs beyond `std` and `ai_employee_vault::nofollow` (which
 //! opens, lists and renames without following links): whether anybody still has a file
 //! open for writing (Linux read leases), and where a file's data and holes are. Linux and
 //! macOS differences live in the small `cfg`'d modules at the bottom.

@@ -24,7 +24,7 @@
 //! check-then-rename. `docs/dashboard.md` states what is and is not guaranteed.
 //!
 //! Every step names the file relative to the descriptor of its folder and never follows a
-//! symlink (see `vault::nofollow`). A `Dashboard.md` that is a symlink is followed only to
+//! symlink (see `crate::nofollow`). A `Dashboard.md` that is a symlink is followed only to
 //! a regular file elsewhere in the vault, outside its working folders (see [`resolve`]).
 
 use std::ffi::{OsStr, OsString};

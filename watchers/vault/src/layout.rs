@@ -26,7 +26,7 @@ pub const VAULT_CONFIG_NAME: &str = "ai-employee.toml";
 pub const STATE_DIR: &str = ".ai-employee";
 
 /// Folders the program reads or writes. None of them may be a symlink (see
-/// `vault::nofollow`): `Logs/` and the state folder stop the supervisor, the others stop
+/// `crate::nofollow`): `Logs/` and the state folder stop the supervisor, the others stop
 /// the watcher that uses them (exit 78). The other folders (`Plans/` …) are the user's.
 pub const WORKING_FOLDERS: &[&str] = &[
     "Inbox",

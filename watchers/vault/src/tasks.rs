@@ -54,7 +54,7 @@ pub struct NewTask {
 
 /// The staging folder, the ledger of seen keys, and `Needs_Action/`.
 pub struct TaskSink {
-    /// Both reached without following a symlink (see `vault::nofollow`).
+    /// Both reached without following a symlink (see `crate::nofollow`).
     staging: Dir,
     needs_action: Dir,
     ledger: SeenLedger,

@@ -2,7 +2,7 @@
 //!
 //! Opened lazily on the first write, so a child that prints nothing costs no descriptor.
 //! Neither the files nor the folder they are in (`Logs/`) are reached through a symlink
-//! (see `vault::nofollow`): a log is never written to a file outside the vault.
+//! (see `crate::nofollow`): a log is never written to a file outside the vault.
 
 use std::ffi::OsString;
 use std::fs::File;
