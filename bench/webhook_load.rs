@@ -49,7 +49,7 @@ struct Args {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    ai_employee::config::units::parse_duration(s)
+    ai_employee_vault::units::parse_duration(s)
 }
 
 /// What one connection saw.

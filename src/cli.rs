@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use ai_employee_vault::cli::VaultArg;
+use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -13,13 +14,6 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Debug, Args, Clone)]
-pub struct VaultArg {
-    /// The vault folder [default: $AI_EMPLOYEE_VAULT, else ./AI_Employee_Vault]
-    #[arg(long, value_name = "DIR", env = "AI_EMPLOYEE_VAULT")]
-    pub vault: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,7 +54,7 @@ pub enum Command {
         #[arg(long, short = 'w')]
         watch: bool,
         /// How often --watch redraws
-        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = crate::config::units::parse_positive_duration)]
+        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = ai_employee_vault::units::parse_positive_duration)]
         interval: std::time::Duration,
     },
     /// Start a child that is stopped, needs setup, gave up or exited
@@ -119,18 +113,15 @@ pub enum Command {
     Guardian,
 }
 
-/// The watchers; each one's options live in its own module under `watchers/`.
+/// The watchers; each one's options live in its own crate under `watchers/`.
 #[derive(Debug, Subcommand)]
 pub enum WatchCommand {
     /// Inbox/ → task files in Needs_Action/
-    Filesystem(crate::watchers::filesystem::Args),
+    Filesystem(ai_employee_filesystem::Args),
     /// Important unread mail → EMAIL_*.md tasks
-    Gmail(crate::watchers::gmail::Args),
+    Gmail(ai_employee_gmail::Args),
     /// WhatsApp Cloud API webhook → WHATSAPP_*.md tasks
-    Whatsapp(crate::watchers::whatsapp::Args),
+    Whatsapp(ai_employee_whatsapp::Args),
     /// Executes what a human moved into Approved/ (the safety valve)
-    Approvals(crate::watchers::approvals::Args),
+    Approvals(ai_employee_approvals::Args),
 }
-
-/// The default vault when neither `--vault` nor `$AI_EMPLOYEE_VAULT` is set.
-pub const DEFAULT_VAULT: &str = "AI_Employee_Vault";

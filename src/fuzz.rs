@@ -13,10 +13,9 @@
 //! - the control socket's request lines: what parses serializes and parses back equal.
 //! - the Dashboard table merge: the row is added once and no line of the file is lost.
 
+use ai_employee_vault::frontmatter;
 use chrono::{DateTime, Utc};
 use serde_norway::{Mapping, Value};
-
-use crate::vault::frontmatter;
 
 /// A fixed clock, so a finding reproduces.
 fn fixed_now() -> DateTime<Utc> {
@@ -106,7 +105,7 @@ fn assert_keys(front: &Mapping, keys: &[&str], note: &str) {
 
 /// A WhatsApp webhook body → the task notes written from it.
 pub fn whatsapp_delivery(data: &[u8]) {
-    use crate::watchers::whatsapp::{payload, task};
+    use ai_employee_whatsapp::{payload, task};
     let Ok(json) = serde_json::from_slice::<serde_json::Value>(data) else {
         return;
     };
@@ -144,7 +143,7 @@ pub fn whatsapp_delivery(data: &[u8]) {
 
 /// A raw email (RFC 5322 bytes from the IMAP server) → its task note.
 pub fn email(data: &[u8]) {
-    use crate::watchers::gmail::{importance::Reason, message, task};
+    use ai_employee_gmail::{importance::Reason, message, task};
     let e = message::decode(data, 64 * 1024);
     let origin = task::Origin {
         mailbox: "INBOX",
@@ -183,13 +182,13 @@ pub fn email(data: &[u8]) {
 pub fn file_name(data: &[u8]) {
     use std::os::unix::ffi::OsStrExt;
     let name = std::ffi::OsStr::from_bytes(data);
-    let facts = crate::watchers::filesystem::task::Facts {
+    let facts = ai_employee_filesystem::task::Facts {
         original_name: name,
         size: data.len() as u64,
         sha256_hex: "00",
         received: fixed_now(),
     };
-    let note = crate::watchers::filesystem::task::render(&facts);
+    let note = ai_employee_filesystem::task::render(&facts);
     let front = parsed_note(&note);
     assert_field(&front, "type", "file_drop", &note);
     assert_field(&front, "original_name", &name.to_string_lossy(), &note);
@@ -202,16 +201,13 @@ pub fn approval_request(data: &[u8]) {
     let Ok(doc) = frontmatter::parse(t) else {
         return;
     };
-    let _ = crate::watchers::approvals::request::validate(
-        &doc,
-        fixed_now(),
-        std::path::Path::new("/vault"),
-    );
+    let _ =
+        ai_employee_approvals::request::validate(&doc, fixed_now(), std::path::Path::new("/vault"));
 }
 
 /// One request line on the control socket.
 pub fn control_request(data: &[u8]) {
-    use crate::control::Request;
+    use ai_employee_vault::control::Request;
     let Ok(req) = serde_json::from_slice::<Request>(data) else {
         return;
     };
@@ -231,7 +227,7 @@ pub fn dashboard_merge(data: &[u8]) {
     let (details, file) = data.split_at(split);
     let file = file.get(1..).unwrap_or_default();
     let details = String::from_utf8_lossy(details);
-    crate::vault::dashboard::fuzz_insert(file, &details);
+    ai_employee_vault::dashboard::fuzz_insert(file, &details);
 }
 
 /// Every input a fuzz target once failed on, kept in `fuzz/regressions/<target>/`, must pass.

@@ -47,11 +47,11 @@ rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup com
 log "cargo fmt --check"
 cargo fmt --all -- --check
 
-log "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets --locked -- -D warnings
+log "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
-log "cargo test"
-cargo test --all-targets --locked
+log "cargo test --workspace"
+cargo test --workspace --all-targets --locked
 
 # Timing-sensitive under the suite's parallel I/O (its windows are microseconds when the
 # disk is quiet): run alone.

@@ -1,7 +1,8 @@
 use std::path::Path;
 
+use ai_employee_vault::exit_codes;
+
 use crate::config;
-use crate::exit_codes;
 
 pub fn run(vault: &Path, explicit: Option<&Path>) -> i32 {
     match config::load(vault, explicit) {

@@ -9,10 +9,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use ai_employee_vault::control::client::{Client, ConnectError};
+use ai_employee_vault::control::{ChildStatus, Request, Response};
+use ai_employee_vault::exit_codes;
+
 use super::status::{NOT_RUNNING, UNKNOWN};
-use crate::control::client::{Client, ConnectError};
-use crate::control::{ChildStatus, Request, Response};
-use crate::exit_codes;
 
 /// How long `stop` / `restart` wait for the child to get there (a child's stop_timeout
 /// is usually seconds; SIGKILL follows it).

@@ -1,8 +1,9 @@
 use std::path::Path;
 
+use ai_employee_vault::exit_codes;
+use ai_employee_vault::{Vault, layout};
+
 use crate::config::DEFAULT_TABLE;
-use crate::exit_codes;
-use crate::vault::{Vault, layout};
 
 pub fn run(root: &Path) -> i32 {
     let vault = Vault::new(root.to_path_buf());
@@ -22,7 +23,7 @@ pub fn run(root: &Path) -> i32 {
             }
             exit_codes::OK
         }
-        Err(e) if crate::vault::nofollow::is_symlink_error(&e) => {
+        Err(e) if ai_employee_vault::nofollow::is_symlink_error(&e) => {
             super::fail(exit_codes::CONFIG, e)
         }
         Err(e) => super::fail(

@@ -9,8 +9,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::exit_codes;
-use crate::vault::Vault;
+use ai_employee_vault::Vault;
+use ai_employee_vault::exit_codes;
 
 /// How often `-f` looks for new lines and rotations.
 const FOLLOW_POLL: Duration = Duration::from_millis(100);
@@ -49,7 +49,7 @@ pub fn run(vault_root: &Path, name: Option<&str>, follow: bool, lines: usize) ->
 
 /// A log file of the vault, never through a symlink (the file or `Logs/`).
 fn open_log(path: &Path) -> io::Result<File> {
-    crate::vault::nofollow::open_in_folder(path, crate::vault::nofollow::How::READ)
+    ai_employee_vault::nofollow::open_in_folder(path, ai_employee_vault::nofollow::How::READ)
 }
 
 fn tail(path: &Path, lines: usize, follow: bool) -> io::Result<()> {

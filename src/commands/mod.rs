@@ -6,10 +6,11 @@ mod init;
 mod logs;
 pub mod status;
 mod supervise;
+mod watch;
 
-use std::path::{Path, PathBuf};
+use ai_employee_vault::cli::resolve_vault;
 
-use crate::cli::{Cli, Command, DEFAULT_VAULT, VaultArg};
+use crate::cli::{Cli, Command};
 
 /// Run a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
@@ -44,32 +45,18 @@ pub fn run(cli: Cli) -> i32 {
         Command::Completions { shell } => {
             let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "ai-employee", &mut std::io::stdout());
-            crate::exit_codes::OK
+            ai_employee_vault::exit_codes::OK
         }
         Command::Man => {
             let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
             match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
-                Ok(()) => crate::exit_codes::OK,
-                Err(e) => fail(crate::exit_codes::FAILURE, e),
+                Ok(()) => ai_employee_vault::exit_codes::OK,
+                Err(e) => fail(ai_employee_vault::exit_codes::FAILURE, e),
             }
         }
-        Command::Watch { watcher } => crate::watchers::run(watcher),
+        Command::Watch { watcher } => watch::run(watcher),
         Command::Guardian => crate::process::guardian::run_guardian(),
     }
-}
-
-/// `--vault`, else `$AI_EMPLOYEE_VAULT` (clap reads it), else `./AI_Employee_Vault`;
-/// made absolute against the current directory.
-pub fn resolve_vault(arg: &VaultArg) -> PathBuf {
-    let p = arg
-        .vault
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_VAULT));
-    absolute(&p)
-}
-
-pub(crate) fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// Print a fatal error as one line on stderr and return its exit code.

@@ -7,8 +7,8 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::control::client::{Client, ConnectError};
-use crate::control::{ChildStatus, Health, Request, StatusReport};
+use ai_employee_vault::control::client::{Client, ConnectError};
+use ai_employee_vault::control::{ChildStatus, Health, Request, StatusReport};
 
 pub const HEALTHY: i32 = 0;
 pub const DEGRADED: i32 = 1;
@@ -84,7 +84,7 @@ fn run_watch(vault: &Path, json: bool, interval: Duration) -> i32 {
         if tty && !json {
             frame.push_str(&style.dim(&format!(
                 "\nevery {}; Ctrl+C to quit\n",
-                crate::config::units::format_duration(interval)
+                ai_employee_vault::units::format_duration(interval)
             )));
         }
         let mut out = std::io::stdout().lock();
@@ -309,8 +309,9 @@ fn human_bytes(b: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use ai_employee_vault::control::{LastExit, SupervisorInfo};
+
     use super::*;
-    use crate::control::{LastExit, SupervisorInfo};
 
     fn child(name: &str, state: &str) -> ChildStatus {
         ChildStatus {

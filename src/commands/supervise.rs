@@ -5,14 +5,15 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use ai_employee_vault::exit_codes;
+use ai_employee_vault::lock::{LockError, VaultLock};
+use ai_employee_vault::logs::system::{self, SystemLogOptions};
+use ai_employee_vault::logs::{LogWriter, RotatingFile};
+use ai_employee_vault::{Vault, layout};
+
 use crate::config;
-use crate::exit_codes;
-use crate::logs::system::{self, SystemLogOptions};
-use crate::logs::{LogWriter, RotatingFile};
 use crate::process;
 use crate::supervisor::runtime::{Outcome, Runtime, TableLocation};
-use crate::vault::lock::{LockError, VaultLock};
-use crate::vault::{Vault, layout};
 
 /// How long a stop waits for queued log lines to reach their files.
 const LOG_FLUSH_MAX: Duration = Duration::from_secs(2);
@@ -41,7 +42,7 @@ pub fn run(root: &Path, explicit: Option<&Path>) -> i32 {
     // through it). Other working folders as symlinks: their watchers refuse to run.
     let folders = match layout::create_folders(&vault) {
         Ok(report) => report,
-        Err(e) if crate::vault::nofollow::is_symlink_error(&e) => {
+        Err(e) if ai_employee_vault::nofollow::is_symlink_error(&e) => {
             return super::fail(exit_codes::CONFIG, e);
         }
         Err(e) => {
@@ -69,7 +70,7 @@ pub fn run(root: &Path, explicit: Option<&Path>) -> i32 {
             None
         }
     };
-    let explicit = explicit.map(super::absolute);
+    let explicit = explicit.map(ai_employee_vault::cli::absolute);
     let cfg = match config::load(root, explicit.as_deref()) {
         Ok(c) => c,
         Err(errors) => {

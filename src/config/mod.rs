@@ -5,7 +5,6 @@
 
 pub mod model;
 mod parse;
-pub mod units;
 
 use std::path::{Path, PathBuf};
 
@@ -14,8 +13,7 @@ pub use model::*;
 /// The built-in default table: the same bytes as `config/ai-employee.toml`.
 pub const DEFAULT_TABLE: &str = include_str!("../../config/ai-employee.toml");
 
-/// File name of the table inside a vault.
-pub const VAULT_CONFIG_NAME: &str = "ai-employee.toml";
+pub use ai_employee_vault::layout::VAULT_CONFIG_NAME;
 
 /// One problem in a table, located in its source.
 #[derive(Debug, Clone, PartialEq, Eq)]

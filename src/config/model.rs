@@ -5,10 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The longest duration any key of the table accepts: 3650 days (ten years). Every
-/// deadline the supervisor computes from a table value stays far inside what the
-/// monotonic clock can represent.
-pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+pub use ai_employee_vault::units::MAX_DURATION;
 
 /// The most `max_restarts` accepts: the supervisor remembers that many restart times per
 /// child within `restart_window` (16 bytes each).

@@ -14,9 +14,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ai_employee_vault::units::{format_duration, format_size, parse_duration, parse_size};
 use toml_edit::{Document, Item, Key, TableLike, Value};
 
-use super::units::{format_duration, format_size, parse_duration, parse_size};
 use super::{
     BackoffSpec, Config, ConfigError, ConfigErrors, MAX_DURATION, MAX_RESTARTS, MAX_SIZE,
     NotifyEvent, NotifySpec, ProcessSpec, RestartPolicy, Source, StopSignal, SupervisorSettings,

@@ -1,5 +1,5 @@
 //! The only place that spawns, signals and reaps processes. Unix only; the few
-//! Linux/macOS differences live in `stats_*.rs`, chosen by `cfg`.
+//! Linux/macOS differences live in `stats/linux.rs` and `stats/macos.rs`, chosen by `cfg`.
 
 pub mod guardian;
 pub mod records;

@@ -7,8 +7,9 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use ai_employee_vault::nofollow::{self, How};
+
 use super::stats::proc_info;
-use crate::vault::nofollow::{self, How};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {

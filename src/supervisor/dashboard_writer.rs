@@ -11,9 +11,8 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use ai_employee_vault::dashboard::{Row, append_rows};
 use tracing::{info, warn};
-
-use crate::vault::dashboard::{Row, append_rows};
 
 /// First wait before retrying a failed write; doubled up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_millis(500);

@@ -5,9 +5,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use ai_employee_vault::exit_codes;
+
 use super::backoff;
 use crate::config::ProcessSpec;
-use crate::exit_codes;
 use crate::process::ExitStatus;
 
 /// Shortest wait before retrying a spawn that failed for a passing reason.
@@ -551,7 +552,7 @@ impl Child {
                 let reason = format!(
                     "gave up after {max} restart{} within {}",
                     if max == 1 { "" } else { "s" },
-                    crate::config::units::format_duration(window)
+                    ai_employee_vault::units::format_duration(window)
                 );
                 self.phase = Phase::Fatal {
                     reason: reason.clone(),

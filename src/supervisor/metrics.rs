@@ -12,14 +12,14 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
+use ai_employee_vault::control::{Request, StatusReport};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use crate::control::server::Call;
-use crate::control::{Request, StatusReport};
+use crate::control::Call;
 
 const PREFIX: &str = "ai_employee_";
 
@@ -127,7 +127,7 @@ impl std::fmt::Display for Value {
 
 /// The families for a status report, in their fixed order.
 fn families(report: &StatusReport) -> Vec<Family> {
-    let per_child = |f: &dyn Fn(&crate::control::ChildStatus) -> Option<Value>| {
+    let per_child = |f: &dyn Fn(&ai_employee_vault::control::ChildStatus) -> Option<Value>| {
         report
             .children
             .iter()
@@ -180,7 +180,9 @@ fn families(report: &StatusReport) -> Vec<Family> {
             kind: Kind::Gauge,
             samples: vec![(
                 None,
-                Value::Int(i64::from(report.health == crate::control::Health::Healthy)),
+                Value::Int(i64::from(
+                    report.health == ai_employee_vault::control::Health::Healthy,
+                )),
             )],
         },
     ]
@@ -266,7 +268,7 @@ fn escape_label(s: &str) -> String {
 }
 
 /// Shell convention: a signal death is 128 + its number.
-fn exit_code(e: &crate::control::LastExit) -> i64 {
+fn exit_code(e: &ai_employee_vault::control::LastExit) -> i64 {
     match (e.code, &e.signal) {
         (Some(c), _) => i64::from(c),
         (None, Some(name)) => name
@@ -330,8 +332,9 @@ async fn scrape(
 
 #[cfg(test)]
 mod tests {
+    use ai_employee_vault::control::{ChildStatus, Health, LastExit, SupervisorInfo};
+
     use super::*;
-    use crate::control::{ChildStatus, Health, LastExit, SupervisorInfo};
 
     fn report() -> StatusReport {
         let child = |name: &str, state: &str| ChildStatus {

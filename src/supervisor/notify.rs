@@ -137,7 +137,7 @@ struct Worker {
 
 impl Worker {
     fn run(self, rx: Receiver<String>) {
-        let agent: ureq::Agent = crate::http::client(self.timeout).build().into();
+        let agent: ureq::Agent = ai_employee_vault::http::client(self.timeout).build().into();
         let mut failing = false;
         for body in rx {
             let mut wait = RETRY_FIRST;
@@ -159,7 +159,7 @@ impl Worker {
                     }
                     Ok(r) => last_error = format!("HTTP {}", r.status().as_u16()),
                     // ureq's errors name the host, not the path (where secrets live).
-                    Err(e) => last_error = crate::http::error_text(&e),
+                    Err(e) => last_error = ai_employee_vault::http::error_text(&e),
                 }
             }
             if sent && failing {

@@ -16,6 +16,11 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{debug, error, info, warn};
 
+use ai_employee_vault::Vault;
+use ai_employee_vault::control::{
+    ChildStatus, Health, LastExit, ReloadReport, Request, Response, StatusReport, SupervisorInfo,
+};
+use ai_employee_vault::logs::RotatingFile;
 use tokio::sync::mpsc;
 
 use super::dashboard_writer::DashboardWriter;
@@ -23,16 +28,12 @@ use super::machine::{Action, Child, Event, Next, Notice, Phase, Then, later};
 use super::notify::Notifier;
 use super::status::{self, Summary};
 use crate::config::{self, Config, NotifyEvent, NotifySpec, ProcessSpec, SupervisorSettings};
-use crate::control::server::{Call, ControlSocket};
-use crate::control::{
-    ChildStatus, Health, LastExit, ReloadReport, Request, Response, StatusReport, SupervisorInfo,
-};
-use crate::logs::writer::Probe;
-use crate::logs::{LogFile, LogWriter, RotatingFile};
+use crate::control::{Call, ControlSocket};
 use crate::process::guardian::Guardian;
 use crate::process::spawn::{SpawnRequest, is_setup_error, spawn};
 use crate::process::{self, records};
-use crate::vault::Vault;
+use ai_employee_vault::logs::writer::Probe;
+use ai_employee_vault::logs::{LogFile, LogWriter};
 
 /// How long the Dashboard waits after start before its first summary row, so children
 /// that fail at once are reported as such rather than as a moment of "online".
@@ -266,9 +267,9 @@ impl Runtime {
             self.start_guardian();
         }
         let (calls_tx, mut calls) = mpsc::unbounded_channel::<Call>();
-        let socket_path = crate::control::socket_path(self.vault.root());
+        let socket_path = ai_employee_vault::control::socket_path(self.vault.root());
         let _control: Option<ControlSocket> =
-            match crate::control::server::start(&socket_path, calls_tx.clone()) {
+            match crate::control::start(&socket_path, calls_tx.clone()) {
                 Ok(s) => Some(s),
                 Err(e) => {
                     error!(

@@ -1,7 +1,8 @@
 //! The system's status as the Dashboard shows it, derived from the children (pure).
 
+use ai_employee_vault::dashboard::Row;
+
 use super::machine::{Child, Phase};
-use crate::vault::dashboard::Row;
 
 /// A child's contribution to the system status; stable across a crash loop, so a loop
 /// does not produce a row per restart.

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use ai_employee::vault::frontmatter;
+use ai_employee_vault::frontmatter;
 use sha2::{Digest, Sha256};
 
 use crate::common::{
@@ -2242,8 +2242,9 @@ fn token_in_file(vault: &Path) -> String {
 
 #[test]
 fn xoauth2_login_refreshes_expired_and_refused_tokens_and_shares_the_file() {
+    use ai_employee_vault::oauth::TokenSource;
+
     use crate::oauth::{CLIENT_SECRET, TokenServer};
-    use ai_employee::watchers::oauth::TokenSource;
     use std::os::unix::fs::PermissionsExt;
 
     let tv = new_vault();
@@ -2301,9 +2302,7 @@ fn xoauth2_login_refreshes_expired_and_refused_tokens_and_shares_the_file() {
         "credentials/token.json".into(),
     );
     let t2 = other
-        .refresh_rejected(&ai_employee::watchers::credentials::Secret::from(
-            t1.clone(),
-        ))
+        .refresh_rejected(&ai_employee_vault::credentials::Secret::from(t1.clone()))
         .expect("refreshed by the other process");
     assert_eq!(server.refresh_count(), 2);
     approve(v, "o2.md", &email("a@example.com", "OAUTH-2", "two\n", ""));

@@ -9,8 +9,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ai_employee::vault::dashboard::{HEADER, Row, append_rows};
-use ai_employee::vault::layout::dashboard_template;
+use ai_employee_vault::dashboard::{HEADER, Row, append_rows};
+use ai_employee_vault::layout::dashboard_template;
 
 const SEPARATOR: &str = "|---|---|---|---|";
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use ai_employee::vault::frontmatter::{self, Document};
+use ai_employee_vault::frontmatter::{self, Document};
 use sha2::{Digest, Sha256};
 
 use crate::common::{WatcherProc, wait_until};

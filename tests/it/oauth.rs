@@ -1,7 +1,7 @@
-//! OAuth2 token files (`watchers/oauth.rs`) against a real HTTP token endpoint stand-in on
-//! 127.0.0.1 ([`TokenServer`], also used by the mail watcher's and the approval handler's
-//! tests): refresh, the lock between racing users of one file, refused grants, a dead or
-//! hanging endpoint, and secrets kept out of error messages.
+//! OAuth2 token files (`watchers/vault/src/oauth.rs`) against a real HTTP token endpoint
+//! stand-in on 127.0.0.1 ([`TokenServer`], also used by the mail watcher's and the approval
+//! handler's tests): refresh, the lock between racing users of one file, refused grants, a
+//! dead or hanging endpoint, and secrets kept out of error messages.
 
 #![allow(dead_code)]
 
@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ai_employee::watchers::credentials::Secret;
-use ai_employee::watchers::oauth::{OauthError, TokenSource, xoauth2_response};
+use ai_employee_vault::credentials::Secret;
+use ai_employee_vault::oauth::{OauthError, TokenSource, xoauth2_response};
 use serde_json::{Value, json};
 
 use crate::common::{HttpRequest, read_http_request, wait_until};

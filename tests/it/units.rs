@@ -19,7 +19,7 @@ const UNIT_NAME: &str = "ai-employee.service";
 const PLIST_FILE: &str = "launchd/com.ai-employee.supervisor.plist";
 const PLIST_LABEL: &str = "com.ai-employee.supervisor";
 
-/// Exit codes from `src/exit_codes.rs` that restarting cannot fix.
+/// Exit codes from `watchers/vault/src/exit_codes.rs` that restarting cannot fix.
 const LOCKED: &str = "75";
 const CONFIG: &str = "78";
 /// The supervisor's default per-child `stop_timeout`, in seconds.

@@ -706,7 +706,7 @@ fn a_symlinked_dashboard_outside_the_vault_is_never_rewritten() {
 
 #[test]
 fn append_rows_refuses_a_dashboard_that_leads_outside_the_vault() {
-    use ai_employee::vault::dashboard::{Row, append_rows};
+    use ai_employee_vault::dashboard::{Row, append_rows};
     let tv = TestVault::new();
     fs::create_dir_all(&tv.vault).expect("mkdir");
     let outside = outside_file(&tv, "outside.md", "# mine\n");

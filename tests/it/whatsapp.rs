@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ai_employee::vault::frontmatter::{self, Document};
+use ai_employee_vault::frontmatter::{self, Document};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use ai_employee::vault::frontmatter;
+use ai_employee_vault::frontmatter;
 use serde_json::Value as Json;
 use serde_norway::{Mapping, Number, Value};
 

@@ -175,7 +175,7 @@ impl Runtime {
                 pid,
                 uptime_secs: uptime.map(|d| d.as_secs_f64()),
                 restarts: c.restarts,
-                last_exit: c.last_exit.map(LastExit::of),
+                last_exit: c.last_exit.map(last_exit),
                 rss_bytes: info.map(|p| p.rss),
                 cpu_percent,
                 cpu_seconds: info.map(|p| p.cpu_ns as f64 / 1e9),
@@ -193,7 +193,7 @@ impl Runtime {
         }
         let summary = status::summarize(self.slots.iter().map(|s| &s.child));
         StatusReport {
-            protocol: crate::control::PROTOCOL_VERSION,
+            protocol: ai_employee_vault::control::PROTOCOL_VERSION,
             health: if summary.status == status::ONLINE {
                 Health::Healthy
             } else {
@@ -269,6 +269,21 @@ fn cpu_percent(
             });
             p
         }
+    }
+}
+
+/// A child's last exit as the status report shows it.
+fn last_exit(s: crate::process::ExitStatus) -> LastExit {
+    use crate::process::ExitStatus;
+    match s {
+        ExitStatus::Code(c) => LastExit {
+            code: Some(c),
+            signal: None,
+        },
+        ExitStatus::Signal(sig) => LastExit {
+            code: None,
+            signal: Some(crate::process::signal_name(sig)),
+        },
     }
 }
 

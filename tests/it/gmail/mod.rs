@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ai_employee::vault::frontmatter::{self, Document};
+use ai_employee_vault::frontmatter::{self, Document};
 
 use self::dovecot::{Dovecot, PASSWORD, Setup, available};
 use crate::common::{WatcherProc, wait_until};

@@ -1,0 +1,237 @@
+//! Which files in `Approved/` are ready to be read: OS file events (`notify`: inotify,
+//! FSEvents, kqueue) plus a full listing at start and every few seconds, in case an event
+//! is lost or the platform has none.
+//!
+//! A file moved in (a rename is atomic) or closed after writing is ready at once. Any
+//! other sighting (created, modified, found by a listing) is ready once neither its
+//! content nor its metadata changed for `settle` (its ctime is older), so a file
+//! still being written in place is not read half-way.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant, SystemTime};
+
+use ai_employee_vault::nofollow;
+use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+
+/// How often pending (settling) files are looked at again.
+const SETTLE_POLL: Duration = Duration::from_millis(20);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hint {
+    /// Renamed in, or closed after writing.
+    Complete,
+    /// Seen, maybe still being written.
+    Settling,
+    /// Found incomplete when read (open for writing, or changed too recently): look
+    /// again at this instant, or at once when a writer closes it.
+    Until(Instant),
+}
+
+pub struct Arrivals {
+    dir: PathBuf,
+    rx: Receiver<notify::Result<notify::Event>>,
+    _watcher: Option<RecommendedWatcher>,
+    pending: HashMap<String, Hint>,
+    settle: Duration,
+    rescan_every: Duration,
+    last_scan: Instant,
+}
+
+/// Whether a name in `Approved/` is an approval file: `*.md`, not hidden (editors' and
+/// our own temp files start with a dot).
+pub fn is_candidate(name: &str) -> bool {
+    name.len() > 3 && name.ends_with(".md") && !name.starts_with('.')
+}
+
+impl Arrivals {
+    /// Start watching `dir` and list what is already there.
+    pub fn new(dir: &Path, settle: Duration, rescan_every: Duration) -> Arrivals {
+        let (tx, rx) = channel();
+        let watcher = match notify::recommended_watcher(tx).and_then(|mut w| {
+            w.watch(dir, RecursiveMode::NonRecursive)?;
+            Ok(w)
+        }) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot watch {} for events ({}); listing it every {} instead",
+                    dir.display(),
+                    ai_employee_vault::watcher::notify_error_text(&e),
+                    ai_employee_vault::units::format_duration(rescan_every)
+                );
+                None
+            }
+        };
+        let mut a = Arrivals {
+            dir: dir.to_path_buf(),
+            rx,
+            _watcher: watcher,
+            pending: HashMap::new(),
+            settle,
+            rescan_every,
+            last_scan: Instant::now(),
+        };
+        a.scan();
+        a
+    }
+
+    /// Every approval file in the folder right now, sorted (the start-up pass).
+    pub fn list(&self) -> Vec<String> {
+        // Listed through the folder's descriptor: `Approved/` replaced by a symlink (to
+        // `Pending_Approval/`, say) is refused, never listed.
+        let listed = nofollow::open_folder(&self.dir)
+            .map_err(std::io::Error::from)
+            .and_then(|d| d.list());
+        let mut names: Vec<String> = match listed {
+            Ok(entries) => entries
+                .into_iter()
+                .filter_map(|e| e.name.into_string().ok())
+                .filter(|n| is_candidate(n))
+                .collect(),
+            Err(e) => {
+                tracing::warn!("failed to list {}: {e}", self.dir.display());
+                Vec::new()
+            }
+        };
+        names.sort();
+        names
+    }
+
+    fn scan(&mut self) {
+        self.last_scan = Instant::now();
+        for name in self.list() {
+            self.pending.entry(name).or_insert(Hint::Settling);
+        }
+    }
+
+    /// Forget a name (it was handled, or is waiting for a retry).
+    pub fn forget(&mut self, name: &str) {
+        self.pending.remove(name);
+    }
+
+    /// Look at `name` again after `wait` (it was not complete), or as soon as it is
+    /// closed after writing or moved in again.
+    pub fn later(&mut self, name: &str, wait: Duration) {
+        self.pending
+            .insert(name.to_string(), Hint::Until(Instant::now() + wait));
+    }
+
+    /// Wait at most `max_wait` for events, then return the names that are ready, sorted.
+    /// `skip`: names the caller is not interested in right now (waiting for a retry).
+    pub fn poll(&mut self, max_wait: Duration, skip: &dyn Fn(&str) -> bool) -> Vec<String> {
+        let wait = if self.pending.is_empty() {
+            max_wait
+        } else {
+            max_wait.min(SETTLE_POLL)
+        };
+        match self.rx.recv_timeout(wait) {
+            Ok(ev) => self.on_event(ev),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
+        }
+        while let Ok(ev) = self.rx.try_recv() {
+            self.on_event(ev);
+        }
+        if self.last_scan.elapsed() >= self.rescan_every {
+            self.scan();
+        }
+        self.pending.retain(|name, _| !skip(name));
+        let mut ready = Vec::new();
+        let now = SystemTime::now();
+        let settle = self.settle;
+        let dir = nofollow::open_folder(&self.dir).ok();
+        let instant = Instant::now();
+        self.pending.retain(|name, hint| {
+            match *hint {
+                Hint::Complete => {
+                    ready.push(name.clone());
+                    return false;
+                }
+                Hint::Until(t) if t <= instant => {
+                    ready.push(name.clone());
+                    return false;
+                }
+                Hint::Until(_) => return true,
+                Hint::Settling => {}
+            }
+            match dir.as_ref().map(|d| d.stat(name.as_str())) {
+                None | Some(Err(_)) => false,
+                Some(Ok(meta)) => {
+                    if quiet_for(meta.changed(), now) >= settle {
+                        ready.push(name.clone());
+                        false
+                    } else {
+                        true
+                    }
+                }
+            }
+        });
+        ready.sort();
+        ready
+    }
+
+    fn on_event(&mut self, ev: notify::Result<notify::Event>) {
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(e) => {
+                tracing::debug!(
+                    "file event error: {}; listing the folder again",
+                    ai_employee_vault::watcher::notify_error_text(&e)
+                );
+                self.scan();
+                return;
+            }
+        };
+        if ev.need_rescan() {
+            self.scan();
+            return;
+        }
+        let hint = match ev.kind {
+            EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => {
+                Some(Hint::Complete)
+            }
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(Hint::Complete),
+            EventKind::Create(_) | EventKind::Modify(_) | EventKind::Any | EventKind::Other => {
+                Some(Hint::Settling)
+            }
+            // Our own reads (open, close-after-read) and removals.
+            EventKind::Access(_) | EventKind::Remove(_) => None,
+        };
+        let Some(hint) = hint else { return };
+        // For `Both`, the new name is the last path.
+        let Some(path) = ev.paths.last() else { return };
+        if path.parent() != Some(self.dir.as_path()) {
+            return;
+        }
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            return;
+        };
+        if !is_candidate(name) {
+            return;
+        }
+        let entry = self.pending.entry(name.to_string()).or_insert(hint);
+        if hint == Hint::Complete {
+            *entry = Hint::Complete;
+        }
+    }
+}
+
+/// Time since the file last changed, content or metadata (its ctime, which every write,
+/// rename and chmod updates and nobody can set back). A ctime in the future (the clock
+/// was turned back since) counts as quiet.
+pub fn quiet_for(ctime: SystemTime, now: SystemTime) -> Duration {
+    now.duration_since(ctime).unwrap_or(Duration::MAX)
+}
+
+/// A file's change time (ctime) from its `stat`.
+pub fn ctime(meta: &std::fs::Metadata) -> SystemTime {
+    use std::os::unix::fs::MetadataExt;
+    SystemTime::UNIX_EPOCH
+        + Duration::new(
+            u64::try_from(meta.ctime()).unwrap_or(0),
+            u32::try_from(meta.ctime_nsec()).unwrap_or(0),
+        )
+}

@@ -1,0 +1,88 @@
+//! The audit log (SPEC §1): one JSON object per line in `Logs/YYYY-MM-DD.json` (UTC
+//! date), one `O_APPEND` write per line, so lines from concurrent writers never mix. The
+//! handler (one per vault) is the only writer.
+
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use ai_employee_vault::nofollow::{self, How};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+pub const ACTOR: &str = "ai-employee";
+
+/// One attempt, or one refusal.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub action_type: String,
+    pub target: String,
+    pub parameters: Value,
+    pub approved_by: String,
+    pub result: String,
+    pub error: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Audit {
+    dir: PathBuf,
+}
+
+impl Audit {
+    pub fn new(logs_dir: PathBuf) -> Audit {
+        Audit { dir: logs_dir }
+    }
+
+    pub fn path_for(&self, now: DateTime<Utc>) -> PathBuf {
+        self.dir.join(format!("{}.json", now.format("%Y-%m-%d")))
+    }
+
+    /// Append `e`; every occurrence of a secret is replaced first. Failures are logged,
+    /// never fatal (the ledger, not this log, is what execution depends on).
+    pub fn write(&self, now: DateTime<Utc>, e: &Entry, secrets: &[String]) {
+        let mut obj = json!({
+            "timestamp": now.to_rfc3339_opts(SecondsFormat::Millis, true),
+            "action_type": e.action_type,
+            "actor": ACTOR,
+            "target": e.target,
+            "parameters": e.parameters,
+            "approval_status": "approved",
+            "approved_by": e.approved_by,
+            "result": e.result,
+        });
+        if let (Some(err), Some(map)) = (&e.error, obj.as_object_mut()) {
+            map.insert("error".to_string(), Value::String(err.clone()));
+        }
+        let mut line = super::redact(&obj.to_string(), secrets);
+        line.push('\n');
+        let path = self.path_for(now);
+        // Neither `Logs/` nor the day's file is written through a symlink.
+        if let Err(err) = append_line(&path, line.as_bytes()) {
+            tracing::warn!(
+                "failed to append to the audit log {}: {err}",
+                path.display()
+            );
+        }
+    }
+}
+
+/// Append one whole line. A write cut short (a full disk stores the first bytes, then
+/// fails) is cut off again, and a line left unfinished anyway (that cut failed too) is
+/// ended before the next one, so every line stays one JSON object and no entry is glued
+/// to a fragment.
+fn append_line(path: &Path, line: &[u8]) -> io::Result<()> {
+    let mut f = nofollow::open_in_folder(path, How::read_append(0o600))?;
+    let len = f.metadata()?.len();
+    let mut buf = Vec::with_capacity(line.len() + 1);
+    if len > 0 {
+        let mut last = [0u8; 1];
+        f.read_exact_at(&mut last, len - 1)?;
+        if last[0] != b'\n' {
+            buf.push(b'\n');
+        }
+    }
+    buf.extend_from_slice(line);
+    f.write_all(&buf).inspect_err(|_| {
+        let _ = f.set_len(len);
+    })
+}

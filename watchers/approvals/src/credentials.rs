@@ -1,0 +1,664 @@
+//! `credentials/smtp.toml` and `credentials/whatsapp.toml`: how to reach the outside world.
+//! The SMTP login is a password or an OAuth2 token file (XOAUTH2, `oauth_token_file`),
+//! read through [`TokenSource`].
+//!
+//! Both are optional, each enables one action (`send_email`, `send_whatsapp`); a file
+//! that is missing or invalid disables only its action. They are re-read when they change
+//! (size, mtime, inode), so adding or fixing one needs no restart. Secrets are kept in [`Secret`], whose `Debug` and
+//! `Display` never show the value.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use ai_employee_vault::credentials::Secret;
+use ai_employee_vault::credentials::{Fields, host_of, is_loopback};
+use ai_employee_vault::oauth::TokenSource;
+use ai_employee_vault::tls::CaFile;
+use lettre::message::Mailbox;
+use toml_edit::{Item, Value};
+
+pub const SMTP_FILE: &str = "credentials/smtp.toml";
+pub const WHATSAPP_FILE: &str = "credentials/whatsapp.toml";
+pub const DEFAULT_WHATSAPP_BASE_URL: &str = "https://graph.facebook.com/v21.0";
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain text (loopback hosts only when a password is set).
+    None,
+    /// Plain connection upgraded with STARTTLS (required, not opportunistic).
+    StartTls,
+    /// TLS from the first byte ("SMTPS", usually port 465).
+    Tls,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    /// `username` and `password` (AUTH PLAIN or LOGIN).
+    pub login: Option<(String, Secret)>,
+    /// `username` and `oauth_token_file` (AUTH XOAUTH2); never together with `login`.
+    pub oauth: Option<OauthLogin>,
+    pub from: Mailbox,
+    pub timeout: Duration,
+    pub dry_run: bool,
+    /// Extra trusted root certificates (PEM), besides the public roots.
+    pub ca_file: Option<CaFile>,
+}
+
+/// XOAUTH2 login: the account and its token file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OauthLogin {
+    pub user: String,
+    /// As written in `smtp.toml`: relative to `credentials/`.
+    pub token_file: String,
+}
+
+impl OauthLogin {
+    /// The token file of this login in `vault`.
+    pub fn source(&self, vault: &Path) -> TokenSource {
+        TokenSource::new(
+            vault.join("credentials").join(&self.token_file),
+            format!("credentials/{}", self.token_file),
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WhatsappConfig {
+    pub token: Secret,
+    pub phone_number_id: String,
+    pub base_url: String,
+    pub timeout: Duration,
+    pub dry_run: bool,
+}
+
+/// One credentials file as last read.
+#[derive(Debug, Clone)]
+pub enum Loaded<T> {
+    Missing,
+    /// The file exists but holds none of this action's keys (`whatsapp.toml` with only
+    /// the webhook watcher's settings); the text says what is missing.
+    Unset(String),
+    Invalid(String),
+    Ready(T),
+}
+
+/// What a parser makes of a credentials file: `Ok(None)` when it holds none of the
+/// action's keys.
+type Parser<T> = fn(&str, &str) -> Result<Option<T>, String>;
+
+/// A credentials file, re-read when it changes on disk.
+#[derive(Debug)]
+pub struct Channel<T> {
+    rel: &'static str,
+    path: PathBuf,
+    sig: Option<(u64, i64, i64, u64)>,
+    loaded: Loaded<T>,
+    parse: Parser<T>,
+}
+
+impl<T> Channel<T> {
+    fn new(vault: &Path, rel: &'static str, parse: Parser<T>) -> Self {
+        let mut c = Channel {
+            rel,
+            path: vault.join(rel),
+            sig: None,
+            loaded: Loaded::Missing,
+            parse,
+        };
+        c.refresh();
+        c
+    }
+
+    /// Vault-relative name, for messages.
+    pub fn rel(&self) -> &'static str {
+        self.rel
+    }
+
+    /// The current contents (re-read first if the file changed).
+    pub fn current(&mut self) -> &Loaded<T> {
+        self.refresh();
+        &self.loaded
+    }
+
+    fn refresh(&mut self) {
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        // Never through a symlink (see `credentials::open_file`).
+        let opened = ai_employee_vault::credentials::open_file(
+            &self.path,
+            ai_employee_vault::nofollow::How::READ,
+        );
+        let meta = match opened.and_then(|f| Ok((f.metadata()?, f))) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.sig = None;
+                self.loaded = Loaded::Missing;
+                return;
+            }
+            Err(e) => {
+                self.sig = None;
+                self.loaded = Loaded::Invalid(format!("{}: cannot read: {e}", self.rel));
+                return;
+            }
+        };
+        let (meta, mut file) = meta;
+        let sig = (meta.ino(), meta.mtime(), meta.mtime_nsec(), meta.len());
+        if self.sig == Some(sig) {
+            return;
+        }
+        self.sig = Some(sig);
+        if meta.mode() & 0o077 != 0 {
+            tracing::warn!(
+                "{} can be read by other users (mode {:o}): run `chmod 600` on it",
+                self.rel,
+                meta.mode() & 0o777
+            );
+        }
+        let mut text = String::new();
+        self.loaded = match file.read_to_string(&mut text).map(|_| text) {
+            Ok(text) => match (self.parse)(self.rel, &text) {
+                Ok(Some(v)) => Loaded::Ready(v),
+                Ok(None) => Loaded::Unset(self.unset_keys()),
+                Err(e) => Loaded::Invalid(e),
+            },
+            Err(e) => Loaded::Invalid(format!("{}: cannot read: {e}", self.rel)),
+        };
+    }
+}
+
+/// Every channel the handler knows.
+#[derive(Debug)]
+pub struct Credentials {
+    pub smtp: Channel<SmtpConfig>,
+    pub whatsapp: Channel<WhatsappConfig>,
+    vault: PathBuf,
+}
+
+impl Credentials {
+    pub fn load(vault: &Path) -> Credentials {
+        Credentials {
+            smtp: Channel::new(vault, SMTP_FILE, |rel, text| {
+                parse_smtp(rel, text).map(Some)
+            }),
+            whatsapp: Channel::new(vault, WHATSAPP_FILE, parse_whatsapp_if_set),
+            vault: vault.to_path_buf(),
+        }
+    }
+
+    /// Every secret currently loaded (for redaction of error text).
+    pub fn secrets(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if let Loaded::Ready(c) = &self.smtp.loaded
+            && let Some((_, p)) = &c.login
+        {
+            v.push(p.expose().to_string());
+        }
+        if let Loaded::Ready(c) = &self.whatsapp.loaded {
+            v.push(c.token.expose().to_string());
+        }
+        v
+    }
+
+    /// Which actions can run now: each with `Ok(note)` (enabled; the note says "dry run"
+    /// when it will only be rehearsed for want of credentials) or `Err(reason)` (not
+    /// enabled, and why: the file and what is wrong with it). LinkedIn posts and payments
+    /// need no credentials and are always enabled.
+    pub fn actions(
+        &mut self,
+        dry_run: bool,
+    ) -> Vec<(&'static str, Result<Option<&'static str>, String>)> {
+        let vault = self.vault.clone();
+        let email = match self.smtp.current() {
+            Loaded::Ready(c) => match &c.oauth {
+                Some(o) => o.source(&vault).check().map(|()| None),
+                None => Ok(None),
+            },
+            other => channel_state(other, SMTP_FILE, dry_run),
+        };
+        let whatsapp = channel_state(self.whatsapp.current(), WHATSAPP_FILE, dry_run);
+        vec![
+            ("linkedin_post", Ok(None)),
+            ("payment", Ok(None)),
+            ("send_email", email),
+            ("send_whatsapp", whatsapp),
+        ]
+    }
+}
+
+/// [`Credentials::actions`] for one file that is not ready (or is).
+fn channel_state<T>(
+    loaded: &Loaded<T>,
+    rel: &str,
+    dry_run: bool,
+) -> Result<Option<&'static str>, String> {
+    match loaded {
+        Loaded::Ready(_) => Ok(None),
+        Loaded::Missing if dry_run => Ok(Some("dry run")),
+        Loaded::Missing => Err(format!("{rel} does not exist")),
+        Loaded::Unset(keys) => Err(format!("{rel} has no {keys}, only other keys")),
+        Loaded::Invalid(e) => Err(e.clone()),
+    }
+}
+
+impl<T> Channel<T> {
+    /// The keys an [`Loaded::Unset`] file lacks, for messages.
+    fn unset_keys(&self) -> String {
+        match self.rel {
+            WHATSAPP_FILE => "`token` and `phone_number_id`".to_string(),
+            _ => "settings for this action".to_string(),
+        }
+    }
+}
+
+const SMTP_KEYS: &[&str] = &[
+    "host",
+    "port",
+    "tls",
+    "username",
+    "password",
+    "oauth_token_file",
+    "from",
+    "timeout",
+    "dry_run",
+    "ca_file",
+];
+
+/// Parse `credentials/smtp.toml`. Unknown keys are errors (a typo must not silently
+/// drop the password).
+pub fn parse_smtp(rel: &str, text: &str) -> Result<SmtpConfig, String> {
+    let f = Fields::parse(rel, text)?;
+    for (key, _) in f.doc.as_table().iter() {
+        if !SMTP_KEYS.contains(&key) {
+            return Err(f.err_key(
+                key,
+                format!("unknown key `{key}` (known: {})", SMTP_KEYS.join(", ")),
+            ));
+        }
+    }
+    let host = f.required_str("host")?;
+    if host.trim().is_empty() || host.contains(char::is_whitespace) {
+        return Err(f.err_value("host", "`host` must be a host name or address".into()));
+    }
+    let tls = match f.opt_str("tls")?.unwrap_or("starttls") {
+        "none" => TlsMode::None,
+        "starttls" => TlsMode::StartTls,
+        "tls" => TlsMode::Tls,
+        other => {
+            return Err(f.err_value(
+                "tls",
+                format!("`tls` must be \"none\", \"starttls\" or \"tls\", not {other:?}"),
+            ));
+        }
+    };
+    let port = match f.opt_int("port")? {
+        None => match tls {
+            TlsMode::None => 25,
+            TlsMode::StartTls => 587,
+            TlsMode::Tls => 465,
+        },
+        Some(p) => u16::try_from(p)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| f.err_value("port", format!("`port` must be 1 to 65535, not {p}")))?,
+    };
+    let username = f.opt_str("username")?;
+    let password = f.opt_str("password")?;
+    let token_file = f.opt_str("oauth_token_file")?;
+    if password.is_some() && token_file.is_some() {
+        return Err(f.err_key(
+            "oauth_token_file",
+            "`oauth_token_file` and `password` cannot both be set: choose one way to log in".into(),
+        ));
+    }
+    let oauth = match (username, token_file) {
+        (Some(u), Some(t)) => Some(OauthLogin {
+            user: u.to_string(),
+            token_file: token_file_name(&f, t)?,
+        }),
+        (None, Some(_)) => {
+            return Err(f.err_key(
+                "oauth_token_file",
+                "`oauth_token_file` is set but `username` (the mail account) is not".into(),
+            ));
+        }
+        (_, None) => None,
+    };
+    let login = match (username, password) {
+        (Some(u), Some(p)) => Some((u.to_string(), Secret::from(p.to_string()))),
+        (None, None) => None,
+        (Some(_), None) if oauth.is_some() => None,
+        (Some(_), None) => {
+            return Err(f.err_key(
+                "username",
+                "`username` is set but neither `password` nor `oauth_token_file` is".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(f.err_key("password", "`password` is set but `username` is not".into()));
+        }
+    };
+    if (login.is_some() || oauth.is_some()) && tls == TlsMode::None && !is_loopback(host) {
+        let what = if oauth.is_some() {
+            "the OAuth token"
+        } else {
+            "the password"
+        };
+        return Err(f.err_value(
+            "tls",
+            format!(
+                "tls = \"none\" would send {what} unencrypted to {host}: use \"starttls\" \
+                 or \"tls\" (\"none\" is allowed with a login only for a loopback host)"
+            ),
+        ));
+    }
+    let from_text = f.required_str("from")?;
+    let from: Mailbox = from_text.parse().map_err(|_| {
+        f.err_value(
+            "from",
+            format!("`from` is not an email address: {from_text:?} (e.g. \"Me <me@example.com>\")"),
+        )
+    })?;
+    let ca_file = match f.opt_str("ca_file")? {
+        Some(c) if c.trim().is_empty() => {
+            return Err(f.err_value("ca_file", "`ca_file` is empty".into()));
+        }
+        // Relative to credentials/: joined when the email is sent.
+        Some(c) => Some(CaFile::new(c, Path::new(""))),
+        None => None,
+    };
+    Ok(SmtpConfig {
+        host: host.to_string(),
+        port,
+        tls,
+        login,
+        oauth,
+        from,
+        timeout: f.opt_duration("timeout")?.unwrap_or(DEFAULT_TIMEOUT),
+        dry_run: f.opt_bool("dry_run")?.unwrap_or(false),
+        ca_file,
+    })
+}
+
+/// `oauth_token_file`: a file name or path inside `credentials/`.
+fn token_file_name(f: &Fields, name: &str) -> Result<String, String> {
+    use std::path::Component;
+    let p = Path::new(name);
+    let inside = !name.trim().is_empty()
+        && p.components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    if !inside {
+        return Err(f.err_value(
+            "oauth_token_file",
+            format!(
+                "`oauth_token_file` must name a file in credentials/ (e.g. \"token.json\"), not {name:?}"
+            ),
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// [`parse_whatsapp`], or `Ok(None)` for a file with none of the keys this handler uses
+/// (`token`, `access_token`, `phone_number_id`): the WhatsApp webhook watcher's file,
+/// written as docs/whatsapp.md asks, before sending was set up.
+pub fn parse_whatsapp_if_set(rel: &str, text: &str) -> Result<Option<WhatsappConfig>, String> {
+    let f = Fields::parse(rel, text)?;
+    if !["token", "access_token", "phone_number_id"]
+        .iter()
+        .any(|k| f.has(k))
+    {
+        return Ok(None);
+    }
+    parse_whatsapp(rel, text).map(Some)
+}
+
+/// Parse `credentials/whatsapp.toml`. Keys this handler does not use are left alone: the
+/// WhatsApp webhook watcher may keep its own settings (app secret, verify token) in the
+/// same file.
+pub fn parse_whatsapp(rel: &str, text: &str) -> Result<WhatsappConfig, String> {
+    let f = Fields::parse(rel, text)?;
+    let token_key = if f.has("token") {
+        "token"
+    } else {
+        "access_token"
+    };
+    let token = f
+        .opt_str(token_key)?
+        .ok_or_else(|| format!("{rel}: missing `token` (the WhatsApp Cloud API access token)"))?;
+    if token.trim().is_empty() {
+        return Err(f.err_value(token_key, "the token is empty".into()));
+    }
+    let id_item = f.doc.get("phone_number_id");
+    let phone_number_id = match id_item.and_then(Item::as_value) {
+        None => {
+            return Err(format!(
+                "{rel}: missing `phone_number_id` (the sender's phone number ID from Meta's \
+                 app dashboard, not the phone number)"
+            ));
+        }
+        Some(Value::String(s)) => s.value().trim().to_string(),
+        Some(Value::Integer(i)) => i.value().to_string(),
+        Some(_) => {
+            return Err(f.err_value(
+                "phone_number_id",
+                "`phone_number_id` must be a string of digits".into(),
+            ));
+        }
+    };
+    if phone_number_id.is_empty() || !phone_number_id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(f.err_value(
+            "phone_number_id",
+            format!("`phone_number_id` must be digits only, not {phone_number_id:?}"),
+        ));
+    }
+    let base_url = f
+        .opt_str("base_url")?
+        .unwrap_or(DEFAULT_WHATSAPP_BASE_URL)
+        .trim_end_matches('/')
+        .to_string();
+    if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
+        return Err(f.err_value(
+            "base_url",
+            format!("`base_url` must start with https:// (or http:// for a local stand-in), not {base_url:?}"),
+        ));
+    }
+    if base_url.starts_with("http://") && !host_of(&base_url).is_some_and(is_loopback) {
+        return Err(f.err_value(
+            "base_url",
+            "`base_url` with http:// would send the token unencrypted: only a loopback host may use it".into(),
+        ));
+    }
+    Ok(WhatsappConfig {
+        token: Secret::from(token.to_string()),
+        phone_number_id,
+        base_url,
+        timeout: f.opt_duration("timeout")?.unwrap_or(DEFAULT_TIMEOUT),
+        dry_run: f.opt_bool("dry_run")?.unwrap_or(false),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "host = \"smtp.example.com\"\nport = 587\ntls = \"starttls\"\nusername = \"me@example.com\"\npassword = \"hunter2-xyz\"\nfrom = \"Me <me@example.com>\"\n";
+
+    #[test]
+    fn a_full_smtp_file() {
+        let c = parse_smtp(SMTP_FILE, GOOD).expect("valid");
+        assert_eq!(c.host, "smtp.example.com");
+        assert_eq!(c.port, 587);
+        assert_eq!(c.tls, TlsMode::StartTls);
+        assert_eq!(c.from.email.to_string(), "me@example.com");
+        assert_eq!(c.timeout, DEFAULT_TIMEOUT);
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn smtp_defaults_follow_the_tls_mode() {
+        let c = parse_smtp(
+            SMTP_FILE,
+            "host = \"127.0.0.1\"\ntls = \"tls\"\nfrom = \"a@b.c\"\n",
+        )
+        .expect("valid");
+        assert_eq!(c.port, 465);
+        assert!(c.login.is_none());
+    }
+
+    #[test]
+    fn smtp_errors_name_the_file_line_and_column() {
+        let cases = [
+            (
+                "host = \"h\"\nfrom = \"a@b.c\"\npasword = \"x\"\n",
+                "credentials/smtp.toml:3:1: unknown key `pasword` (known: host, port, tls, username, password, oauth_token_file, from, timeout, dry_run, ca_file)",
+            ),
+            (
+                "host = \"h\"\nfrom = \"a@b.c\"\nport = 70000\n",
+                "credentials/smtp.toml:3:8: `port` must be 1 to 65535, not 70000",
+            ),
+            (
+                "host = \"h\"\nfrom = \"a@b.c\"\nport = \"587\"\n",
+                "credentials/smtp.toml:3:8: `port` must be an integer, found a string",
+            ),
+            (
+                "host = \"h\"\nfrom = \"nobody\"\n",
+                "credentials/smtp.toml:2:8: `from` is not an email address: \"nobody\" (e.g. \"Me <me@example.com>\")",
+            ),
+            (
+                "from = \"a@b.c\"\n",
+                "credentials/smtp.toml: missing `host`",
+            ),
+            (
+                "host = \"h\"\nfrom = \"a@b.c\"\ntls = \"ssl\"\n",
+                "credentials/smtp.toml:3:7: `tls` must be \"none\", \"starttls\" or \"tls\", not \"ssl\"",
+            ),
+            (
+                "host = \"h\"\nfrom = \"a@b.c\"\nusername = \"u\"\n",
+                "credentials/smtp.toml:3:1: `username` is set but neither `password` nor `oauth_token_file` is",
+            ),
+            (
+                "host = \"smtp.example.com\"\nfrom = \"a@b.c\"\ntls = \"none\"\nusername = \"u\"\npassword = \"p\"\n",
+                "credentials/smtp.toml:3:7: tls = \"none\" would send the password unencrypted to smtp.example.com: use \"starttls\" or \"tls\" (\"none\" is allowed with a login only for a loopback host)",
+            ),
+            (
+                "host = \"h\"\nfrom = \"a@b.c\"\ntimeout = \"soon\"\n",
+                "credentials/smtp.toml:3:11: `timeout`: invalid duration \"soon\" (expected e.g. \"500ms\", \"30s\", \"5m\", \"1h\", \"1d\" or \"1m30s\")",
+            ),
+            (
+                "host = [\n",
+                "credentials/smtp.toml:1:9: invalid TOML: unclosed array, expected `]`",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(
+                parse_smtp(SMTP_FILE, text).err().as_deref(),
+                Some(want),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn smtp_oauth_login() {
+        let c = parse_smtp(
+            SMTP_FILE,
+            "host = \"smtp.gmail.com\"\nusername = \"me@gmail.com\"\noauth_token_file = \"token.json\"\nfrom = \"me@gmail.com\"\n",
+        )
+        .expect("valid");
+        assert!(c.login.is_none());
+        let oauth = c.oauth.expect("oauth login");
+        assert_eq!(oauth.user, "me@gmail.com");
+        assert_eq!(oauth.token_file, "token.json");
+        let src = oauth.source(Path::new("/v"));
+        assert_eq!(src.path(), Path::new("/v/credentials/token.json"));
+        let cases = [
+            (
+                "host = \"h\"\nfrom = \"a@b.c\"\noauth_token_file = \"token.json\"\n",
+                "credentials/smtp.toml:3:1: `oauth_token_file` is set but `username` (the mail account) is not",
+            ),
+            (
+                "host = \"h\"\nfrom = \"a@b.c\"\nusername = \"u\"\npassword = \"p\"\noauth_token_file = \"t.json\"\n",
+                "credentials/smtp.toml:5:1: `oauth_token_file` and `password` cannot both be set: choose one way to log in",
+            ),
+            (
+                "host = \"h\"\nfrom = \"a@b.c\"\nusername = \"u\"\noauth_token_file = \"../token.json\"\n",
+                "credentials/smtp.toml:4:20: `oauth_token_file` must name a file in credentials/ (e.g. \"token.json\"), not \"../token.json\"",
+            ),
+            (
+                "host = \"h\"\nfrom = \"a@b.c\"\nusername = \"u\"\noauth_token_file = \"/etc/token.json\"\n",
+                "credentials/smtp.toml:4:20: `oauth_token_file` must name a file in credentials/ (e.g. \"token.json\"), not \"/etc/token.json\"",
+            ),
+            (
+                "host = \"smtp.gmail.com\"\nfrom = \"a@b.c\"\ntls = \"none\"\nusername = \"u\"\noauth_token_file = \"t.json\"\n",
+                "credentials/smtp.toml:3:7: tls = \"none\" would send the OAuth token unencrypted to smtp.gmail.com: use \"starttls\" or \"tls\" (\"none\" is allowed with a login only for a loopback host)",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(
+                parse_smtp(SMTP_FILE, text).err().as_deref(),
+                Some(want),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn whatsapp_file_and_its_errors() {
+        let c = parse_whatsapp(
+            WHATSAPP_FILE,
+            "token = \"EAAB-secret\"\nphone_number_id = 1234567890\napp_secret = \"other watcher's\"\n",
+        )
+        .expect("valid");
+        assert_eq!(c.phone_number_id, "1234567890");
+        assert_eq!(c.base_url, DEFAULT_WHATSAPP_BASE_URL);
+        assert!(!format!("{c:?}").contains("EAAB"));
+        let cases = [
+            (
+                "phone_number_id = \"1\"\n",
+                "credentials/whatsapp.toml: missing `token` (the WhatsApp Cloud API access token)",
+            ),
+            (
+                "token = \"t\"\n",
+                "credentials/whatsapp.toml: missing `phone_number_id` (the sender's phone number ID from Meta's app dashboard, not the phone number)",
+            ),
+            (
+                "token = \"t\"\nphone_number_id = \"+1 415\"\n",
+                "credentials/whatsapp.toml:2:19: `phone_number_id` must be digits only, not \"+1 415\"",
+            ),
+            (
+                "token = \"t\"\nphone_number_id = \"1\"\nbase_url = \"http://example.com\"\n",
+                "credentials/whatsapp.toml:3:12: `base_url` with http:// would send the token unencrypted: only a loopback host may use it",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(
+                parse_whatsapp(WHATSAPP_FILE, text).err().as_deref(),
+                Some(want),
+                "{text}"
+            );
+        }
+        // The webhook watcher's keys only: not set up for sending (not an error).
+        assert!(
+            parse_whatsapp_if_set(WHATSAPP_FILE, "app_secret = \"s\"\nverify_token = \"v\"\n")
+                .expect("not an error")
+                .is_none()
+        );
+        assert_eq!(
+            parse_whatsapp_if_set(WHATSAPP_FILE, "app_secret = \"s\"\ntoken = \"t\"\n")
+                .err()
+                .as_deref(),
+            Some(
+                "credentials/whatsapp.toml: missing `phone_number_id` (the sender's phone number ID from Meta's app dashboard, not the phone number)"
+            )
+        );
+        let local = parse_whatsapp(
+            WHATSAPP_FILE,
+            "token = \"t\"\nphone_number_id = \"1\"\nbase_url = \"http://127.0.0.1:8080/v21.0/\"\n",
+        )
+        .expect("loopback http is fine");
+        assert_eq!(local.base_url, "http://127.0.0.1:8080/v21.0");
+    }
+}

@@ -1,0 +1,1378 @@
+//! One approval file, start to end: read, identify, consult the ledger, validate,
+//! execute, decide, record, move. The loop that feeds it lives in `lib.rs`.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use ai_employee_vault::atomic::{self, FileId, WritersNow};
+use ai_employee_vault::frontmatter;
+use ai_employee_vault::nofollow::{self, Dir, How, Kind};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::json;
+
+use super::audit::{Audit, Entry};
+use super::credentials::{Credentials, Loaded};
+use super::dashboard_rows::DashboardRows;
+use super::ledger::{Key, Ledger, LedgerError, Record, State};
+use super::outcome::{self, Decision, Folder, results};
+use super::request::{self, Action, Request};
+use super::retry::{AfterTransient, RetryPolicy};
+use super::{Outcome, arrivals, email, identity_tag, local, redact, sha256_hex, whatsapp};
+
+/// How long an external call may go on after SIGTERM before the handler exits anyway
+/// (leaving the intent open: the next start reports the outcome as unknown).
+const STOP_GRACE: Duration = Duration::from_millis(400);
+
+/// What became of one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// It left `Approved/` (or was not there).
+    Finished,
+    /// It stays in `Approved/` until this instant (transient failure).
+    RetryAt(Instant),
+    /// SIGTERM arrived during an external call; the handler must exit now.
+    Interrupted,
+    /// Could not be handled now (an I/O error, logged); the next listing tries again.
+    Deferred,
+    /// Not complete yet (another process has it open for writing, or it changed too
+    /// recently to be trusted): look again after this long, or as soon as its writer
+    /// closes it.
+    Later(Duration),
+}
+
+pub struct Options {
+    pub dry_run: bool,
+    pub policy: RetryPolicy,
+    /// Where open writers cannot be seen (no leases): how long a file must have been
+    /// unchanged before it is read.
+    pub settle: Duration,
+}
+
+/// How often a file that another process holds open for writing is looked at again
+/// (besides the event its close gives).
+const WRITER_RECHECK: Duration = Duration::from_secs(1);
+
+pub struct Handler {
+    vault: PathBuf,
+    ledger: Ledger,
+    creds: Credentials,
+    audit: Audit,
+    dashboard: DashboardRows,
+    opts: Options,
+    stop: Arc<AtomicBool>,
+    retries: HashMap<String, Instant>,
+    /// Names found open for writing (logged once each).
+    writing: HashSet<String>,
+    /// Outcomes known but not yet in the ledger (its write failed: a full disk).
+    unrecorded: HashMap<Key, Unrecorded>,
+}
+
+/// An attempt that ended with a known outcome the ledger could not record. Kept until the
+/// record can be written, so that the intent left open in the ledger is not taken for an
+/// attempt cut short by a crash (which would turn a sent email into "outcome unknown").
+/// Only a stop of the handler loses it, and then "outcome unknown" is the truth.
+struct Unrecorded {
+    attempt: u32,
+    subject: Subject,
+    outcome: Outcome,
+    success_result: Option<String>,
+    extra: Vec<(String, String)>,
+    content: Option<String>,
+}
+
+/// What the audit log says about an approval (best effort for a refused file).
+#[derive(Debug, Clone)]
+struct Subject {
+    action_type: String,
+    target: String,
+    parameters: serde_json::Value,
+    approved_by: String,
+}
+
+impl Subject {
+    fn of_request(r: &Request) -> Subject {
+        Subject {
+            action_type: r.action.name().to_string(),
+            target: r.action.target(),
+            parameters: r.action.parameters(),
+            approved_by: r.approved_by.clone(),
+        }
+    }
+
+    /// From whatever can be read of the file.
+    fn of_text(text: &str, vault: &Path) -> Subject {
+        let Ok(doc) = frontmatter::parse(text) else {
+            return Subject::unknown();
+        };
+        if let Ok(r) = request::validate(&doc, Utc::now(), vault) {
+            return Subject::of_request(&r);
+        }
+        let target = ["to", "recipient"]
+            .iter()
+            .find_map(|k| frontmatter::get_str(&doc.front, k))
+            .unwrap_or("")
+            .to_string();
+        Subject {
+            action_type: request::action_of(&doc.front),
+            target,
+            parameters: json!({}),
+            approved_by: frontmatter::get_str(&doc.front, "approved_by")
+                .unwrap_or("human")
+                .to_string(),
+        }
+    }
+
+    fn unknown() -> Subject {
+        Subject {
+            action_type: "unknown".into(),
+            target: String::new(),
+            parameters: json!({}),
+            approved_by: "human".into(),
+        }
+    }
+}
+
+/// The file being handled.
+struct Item<'a> {
+    name: &'a str,
+    sha: &'a str,
+    text: &'a str,
+    /// Device and inode it was read from.
+    id: FileId,
+    /// What `stat` said when it was read.
+    snap: Fingerprint,
+    /// The content key (the duplicate rule), once it is known.
+    content: Option<String>,
+}
+
+/// The content key of an approval text, if it is a valid request.
+fn content_of(text: &str, vault: &Path) -> Option<String> {
+    let doc = frontmatter::parse(text).ok()?;
+    request::validate(&doc, Utc::now(), vault)
+        .ok()
+        .map(|r| r.content_key())
+}
+
+/// The refusal of a duplicate of `prev`.
+fn duplicate_error(req: &Request, prev: &super::ledger::Executed) -> String {
+    let what = if prev.dest.is_empty() {
+        format!("Approved/{}", prev.file)
+    } else {
+        prev.dest.clone()
+    };
+    format!(
+        "duplicate of {what} ({} at {}): the same {} with the same content was carried out \
+         within the last {} days; to carry it out again, add `allow_duplicate: true`",
+        prev.result,
+        prev.at,
+        req.action.name(),
+        super::ledger::REMEMBER.num_days()
+    )
+}
+
+/// What `stat` says about a file; equal fingerprints mean unchanged content (the change
+/// time cannot be set by users and moves with every write).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint {
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+    dev: u64,
+    ino: u64,
+}
+
+impl Fingerprint {
+    fn of(m: &std::fs::Metadata) -> Fingerprint {
+        use std::os::unix::fs::MetadataExt;
+        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+        Fingerprint {
+            size: m.len(),
+            mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+            ctime_ns: ns(m.ctime(), m.ctime_nsec()),
+            dev: m.dev(),
+            ino: m.ino(),
+        }
+    }
+
+    fn id(&self) -> FileId {
+        (self.dev, self.ino)
+    }
+}
+
+fn now_text(now: DateTime<Utc>) -> String {
+    now.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+impl Handler {
+    pub fn new(
+        vault: PathBuf,
+        ledger: Ledger,
+        creds: Credentials,
+        opts: Options,
+        stop: Arc<AtomicBool>,
+    ) -> Handler {
+        let audit = Audit::new(vault.join("Logs"));
+        let dashboard = DashboardRows::start(vault.join("Dashboard.md"));
+        Handler {
+            vault,
+            ledger,
+            creds,
+            audit,
+            dashboard,
+            opts,
+            stop,
+            retries: HashMap::new(),
+            writing: HashSet::new(),
+            unrecorded: HashMap::new(),
+        }
+    }
+
+    /// Names waiting for a retry, and the earliest instant one is due.
+    pub fn waiting(&self, name: &str) -> bool {
+        self.retries.contains_key(name)
+    }
+
+    pub fn next_retry(&self) -> Option<Instant> {
+        self.retries.values().min().copied()
+    }
+
+    /// Names whose retry is due, removed from the schedule.
+    pub fn take_due(&mut self, now: Instant) -> Vec<String> {
+        let mut due: Vec<String> = self
+            .retries
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        due.sort();
+        for n in &due {
+            self.retries.remove(n);
+        }
+        due
+    }
+
+    /// A Dashboard row about the handler's set-up (`Some`: actions not enabled, with
+    /// why; `None`: every action enabled), written only when it differs from what the
+    /// last start reported: a handler restarted in a loop, or every morning, adds no row
+    /// until something changed. What was reported lives in
+    /// `.ai-employee/approvals.setup` (missing: everything was enabled).
+    pub fn setup_row(&self, details: Option<String>) {
+        const NAME: &str = "approvals.setup";
+        let state = Dir::open(&self.vault)
+            .and_then(|root| Ok(root.folder(ai_employee_vault::layout::STATE_DIR)?));
+        let before = state
+            .as_ref()
+            .ok()
+            .and_then(|d| d.read(NAME, Some(64 * 1024)).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let now = details.clone().unwrap_or_default();
+        if before == now {
+            return;
+        }
+        match &details {
+            Some(d) => self.dashboard.push("⚠ Not set up", d.clone()),
+            None => self
+                .dashboard
+                .push("✓ Set up", "every action enabled".to_string()),
+        }
+        let saved = state.and_then(|d| d.write_atomic(NAME, now.as_bytes(), 0o600));
+        if let Err(e) = saved {
+            tracing::warn!(
+                "failed to remember the set-up state (the row may repeat at the next start): {e}"
+            );
+        }
+    }
+
+    pub fn shutdown(self, limit: Duration) {
+        self.dashboard.finish(limit);
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        self.creds.secrets()
+    }
+
+    /// At start: ledger entries left unfinished whose file is no longer in `Approved/`
+    /// (a person moved or deleted it while the handler was down). Each is closed with an
+    /// audit line; an attempt whose outcome is unknown also gets a Dashboard row.
+    pub fn close_unfinished(&mut self) {
+        for ((name, sha), state) in self.ledger.unfinished() {
+            let same = nofollow::open_folder(&self.vault.join("Approved"))
+                .ok()
+                .and_then(|d| d.read(&name, None).ok())
+                .is_some_and(|b| sha256_hex(&b) == sha);
+            if same {
+                continue; // handled by the start-up pass
+            }
+            let at = now_text(Utc::now());
+            match state {
+                State::InFlight {
+                    attempt, action, ..
+                } => {
+                    let error = format!(
+                        "outcome unknown — check before re-approving: the handler stopped during \
+                         attempt {attempt} and Approved/{name} has since been moved or changed"
+                    );
+                    tracing::warn!("{name}: {error}");
+                    self.audit_line(
+                        &Subject {
+                            action_type: action,
+                            ..Subject::unknown()
+                        },
+                        &name,
+                        &sha,
+                        attempt,
+                        results::OUTCOME_UNKNOWN,
+                        Some(&error),
+                    );
+                    self.dashboard
+                        .push("⚠ Outcome unknown", format!("{name}: {error}"));
+                }
+                State::Decided { decision, .. } => {
+                    tracing::info!("{name}: already {}; it has left Approved/", decision.result);
+                }
+                _ => {}
+            }
+            let rec = Record::Done {
+                file: name.clone(),
+                sha256: sha.clone(),
+                dest: String::new(),
+                at,
+                result: None,
+                content: None,
+                changed: None,
+            };
+            if let Err(e) = self.ledger.append(rec, false) {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+
+    /// Handle `Approved/<name>`.
+    pub fn process(&mut self, name: &str) -> Step {
+        // Neither Approved/ nor the file is ever reached through a symlink.
+        let approved = match nofollow::open_folder(&self.vault.join("Approved")) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!("cannot look at Approved/{name}: {e}");
+                return Step::Deferred;
+            }
+        };
+        let meta = match approved.stat(name) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Step::Finished,
+            Err(e) => {
+                tracing::warn!("cannot look at Approved/{name}: {e}");
+                return Step::Deferred;
+            }
+        };
+        if meta.is_dir() {
+            tracing::debug!("Approved/{name} is a folder; ignored");
+            return Step::Finished;
+        }
+        if meta.kind == Kind::Symlink {
+            let target = approved
+                .read_link(name)
+                .map(|t| t.display().to_string())
+                .unwrap_or_default();
+            return self.park(
+                name,
+                &format!(
+                    "is a symbolic link (to {target:?}): only regular files in Approved/ are executed"
+                ),
+            );
+        }
+        if !meta.is_file() {
+            return self.park(name, "is not a regular file");
+        }
+        if meta.size > request::MAX_FILE_BYTES {
+            return self.park(name, &too_large(meta.size));
+        }
+        let (bytes, snap) = match read_approval(&approved, name, self.opts.settle) {
+            Ok(b) => b,
+            Err(ReadError::Gone) => return Step::Finished,
+            Err(ReadError::Writing) => {
+                if self.writing.insert(name.to_string()) {
+                    tracing::info!(
+                        "Approved/{name} is open for writing in another process; it is read \
+                         once closed"
+                    );
+                }
+                return Step::Later(WRITER_RECHECK);
+            }
+            Err(ReadError::Unsettled(wait)) => {
+                tracing::debug!("Approved/{name} changed recently; looking again in {wait:?}");
+                return Step::Later(wait);
+            }
+            Err(ReadError::Symlink) => {
+                return self.park(
+                    name,
+                    "is a symbolic link: only regular files in Approved/ are executed",
+                );
+            }
+            Err(ReadError::TooLarge(n)) => return self.park(name, &too_large(n)),
+            Err(ReadError::NotRegular) => return self.park(name, "is not a regular file"),
+            Err(ReadError::Io(e)) => {
+                tracing::warn!("cannot read Approved/{name}: {e}");
+                return Step::Deferred;
+            }
+        };
+        self.writing.remove(name);
+        let sha = sha256_hex(&bytes);
+        let Ok(text) = String::from_utf8(bytes) else {
+            return self.park(name, "is not UTF-8 text");
+        };
+        let mut item = Item {
+            name,
+            sha: &sha,
+            text: &text,
+            id: snap.id(),
+            snap,
+            content: None,
+        };
+        // The file that was carried out, changed after its action had started and left
+        // behind: not a new approval of its own.
+        if let Some(c) = self.ledger.changed_after(name)
+            && c.id == item.id
+            && c.sha != sha
+        {
+            let error = format!(
+                "Approved/{name} was changed after its action had started: the version carried \
+                 out is {}; this version was not carried out (move it back to Approved/ to \
+                 approve it)",
+                c.dest
+            );
+            let subject = Subject::of_text(&text, &self.vault);
+            return self.conclude_failed(&item, &subject, 0, results::REFUSED, error, vec![]);
+        }
+        let key: Key = (name.to_string(), sha.clone());
+        let attempt = match self.ledger.state(&key) {
+            None => 1,
+            Some(State::Open {
+                attempts,
+                last_error,
+                ..
+            }) => {
+                if attempts >= self.opts.policy.max_attempts {
+                    let subject = Subject::of_text(&text, &self.vault);
+                    let error = format!(
+                        "gave up after {attempts} attempts: {}",
+                        last_error.unwrap_or_default()
+                    );
+                    return self.conclude_failed(
+                        &item,
+                        &subject,
+                        attempts,
+                        results::FAILED,
+                        error,
+                        vec![],
+                    );
+                }
+                attempts + 1
+            }
+            Some(State::InFlight {
+                attempt,
+                action,
+                effect,
+                message_id,
+                at,
+            }) => {
+                if let Some(u) = self.unrecorded.remove(&key)
+                    && u.attempt == attempt
+                {
+                    tracing::info!(
+                        "{name}: recording the outcome of attempt {attempt}, which the ledger \
+                         could not take before"
+                    );
+                    item.content = u.content;
+                    return self.conclude(
+                        &item,
+                        &u.subject,
+                        attempt,
+                        u.outcome,
+                        u.success_result.as_deref(),
+                        u.extra,
+                    );
+                }
+                item.content = content_of(&text, &self.vault);
+                match self.recover_in_flight(&item, attempt, &action, effect, message_id, &at) {
+                    Some(step) => return step,
+                    None => attempt,
+                }
+            }
+            Some(State::Decided { decision, content }) => {
+                tracing::info!(
+                    "{name}: finishing the move decided before a restart ({})",
+                    decision.result
+                );
+                item.content = content;
+                return self.finish(&item, &decision);
+            }
+            Some(State::Finished {
+                dest, at, result, ..
+            }) if result.as_deref().is_none_or(|r| results::ONCE.contains(&r)) => {
+                let error = format!(
+                    "already handled at {at}{}: the same file name and content were approved \
+                     before; change the file to run it again",
+                    if dest.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (see {dest})")
+                    }
+                );
+                return self.refuse_duplicate(&item, error);
+            }
+            // Refused, failed or rehearsed before: nothing was carried out; a new run.
+            Some(State::Finished { .. }) => 1,
+        };
+        let doc = match frontmatter::parse(&text) {
+            Ok(d) => d,
+            Err(e) => {
+                return self.conclude_failed(
+                    &item,
+                    &Subject::unknown(),
+                    0,
+                    results::REFUSED,
+                    e.to_string(),
+                    vec![],
+                );
+            }
+        };
+        let req = match request::validate(&doc, Utc::now(), &self.vault) {
+            Ok(r) => r,
+            Err(e) => {
+                let subject = Subject::of_text(&text, &self.vault);
+                return self.conclude_failed(&item, &subject, 0, results::REFUSED, e, vec![]);
+            }
+        };
+        let content = req.content_key();
+        if !req.allow_duplicate
+            && let Some(prev) = self.ledger.executed(&content, Utc::now())
+        {
+            let error = duplicate_error(&req, &prev);
+            return self.conclude_failed(
+                &item,
+                &Subject::of_request(&req),
+                0,
+                results::REFUSED,
+                error,
+                vec![],
+            );
+        }
+        item.content = Some(content);
+        self.execute(&item, &req, attempt)
+    }
+
+    /// An intent without an outcome, found at start. A local action is checked (its mark
+    /// is there or not); an external one is never repeated. `None`: the local effect did
+    /// not happen, run the attempt normally.
+    fn recover_in_flight(
+        &mut self,
+        item: &Item,
+        attempt: u32,
+        action: &str,
+        effect: Option<String>,
+        message_id: Option<String>,
+        at: &str,
+    ) -> Option<Step> {
+        let subject = Subject::of_text(item.text, &self.vault);
+        if let Some(effect) = effect {
+            let tag = identity_tag(item.name, item.sha);
+            let (applied, result, fields) = if effect.starts_with(local::QUEUE_FILE) {
+                (local::queued(&self.vault, &tag), results::QUEUED, vec![])
+            } else {
+                (
+                    Dir::open(&self.vault).is_ok_and(|root| root.exists(&effect)),
+                    results::RECORDED,
+                    vec![("payment_task".to_string(), effect.clone())],
+                )
+            };
+            if !applied {
+                tracing::info!(
+                    "{}: attempt {attempt} stopped before its effect; running it",
+                    item.name
+                );
+                return None;
+            }
+            tracing::info!(
+                "{}: attempt {attempt} had completed ({effect}) before a restart",
+                item.name
+            );
+            return Some(self.conclude(
+                item,
+                &subject,
+                attempt,
+                Outcome::Success {
+                    detail: format!("{effect} (found after a restart)"),
+                    fields,
+                },
+                Some(result),
+                vec![],
+            ));
+        }
+        let error = format!(
+            "outcome unknown — check before re-approving: the handler stopped during attempt \
+             {attempt} ({action}, started {at}), after the request may have been sent"
+        );
+        let fields = message_id
+            .map(|id| vec![("message_id".to_string(), id)])
+            .unwrap_or_default();
+        Some(self.conclude_failed(
+            item,
+            &subject,
+            attempt,
+            results::OUTCOME_UNKNOWN,
+            error,
+            fields,
+        ))
+    }
+
+    fn execute(&mut self, item: &Item, req: &Request, attempt: u32) -> Step {
+        let subject = Subject::of_request(req);
+        let tag = identity_tag(item.name, item.sha);
+        let now = Utc::now();
+        // Credentials first: a missing or broken file is a refusal, before any intent.
+        let dry_run = self.opts.dry_run;
+        let smtp = match &req.action {
+            Action::Email(_) => {
+                let rel = self.creds.smtp.rel();
+                let ready = ready_credentials(
+                    self.creds.smtp.current().clone(),
+                    "send_email",
+                    rel,
+                    dry_run,
+                )
+                .and_then(|c| {
+                    // An OAuth token file that is missing or unusable: nothing to log in with.
+                    match c.as_ref().and_then(|c| c.oauth.as_ref()) {
+                        Some(o) => o.source(&self.vault).check().map_err(|problem| {
+                            format!(
+                                "send_email cannot run: {problem}; then move this file back \
+                                 to Approved/"
+                            )
+                        }),
+                        None => Ok(()),
+                    }
+                    .map(|()| c)
+                });
+                match ready {
+                    Ok(c) => c,
+                    Err(error) => {
+                        return self.conclude_failed(
+                            item,
+                            &subject,
+                            0,
+                            results::REFUSED,
+                            error,
+                            vec![],
+                        );
+                    }
+                }
+            }
+            _ => None,
+        };
+        let wa = match &req.action {
+            Action::Whatsapp(_) => {
+                let rel = self.creds.whatsapp.rel();
+                match ready_credentials(
+                    self.creds.whatsapp.current().clone(),
+                    "send_whatsapp",
+                    rel,
+                    dry_run,
+                ) {
+                    Ok(c) => c,
+                    Err(error) => {
+                        return self.conclude_failed(
+                            item,
+                            &subject,
+                            0,
+                            results::REFUSED,
+                            error,
+                            vec![],
+                        );
+                    }
+                }
+            }
+            _ => None,
+        };
+        let channel_dry_run =
+            smtp.as_ref().is_some_and(|c| c.dry_run) || wa.as_ref().is_some_and(|c| c.dry_run);
+        // A message that cannot be built is refused before anything is recorded.
+        let mut message_id = None;
+        let message = match (&req.action, &smtp) {
+            (Action::Email(e), Some(cfg)) => {
+                let id = e
+                    .message_id
+                    .clone()
+                    .unwrap_or_else(|| format!("<{tag}@{}>", cfg.from.email.domain()));
+                message_id = Some(id.clone());
+                match email::build(cfg, e, &id) {
+                    Ok(m) => Some(m),
+                    Err(err) => {
+                        return self.conclude_failed(
+                            item,
+                            &subject,
+                            0,
+                            results::REFUSED,
+                            err,
+                            vec![],
+                        );
+                    }
+                }
+            }
+            _ => None,
+        };
+        if self.opts.dry_run || channel_dry_run {
+            let detail = format!(
+                "dry run: {} to {} not carried out",
+                req.action.name(),
+                subject.target
+            );
+            return self.conclude(
+                item,
+                &subject,
+                attempt,
+                Outcome::Success {
+                    detail,
+                    fields: vec![],
+                },
+                Some(results::DRY_RUN),
+                vec![],
+            );
+        }
+        let effect = match &req.action {
+            Action::Linkedin(_) => Some(local::linkedin_effect(&tag)),
+            Action::Payment(p) => Some(local::payment_task(
+                &now.format("%Y%m%d-%H%M%S").to_string(),
+                &p.recipient,
+                &tag,
+            )),
+            _ => None,
+        };
+        // Nothing has happened yet: a file changed since it was read is read again, so
+        // what is carried out (and archived) is the file as it is now.
+        if !self.unchanged(item) {
+            tracing::info!("{}: changed since it was read; reading it again", item.name);
+            return Step::Later(Duration::ZERO);
+        }
+        // The intent, durable before anything happens.
+        let intent = Record::Intent {
+            file: item.name.to_string(),
+            sha256: item.sha.to_string(),
+            attempt,
+            action: req.action.name().to_string(),
+            at: now_text(now),
+            effect: effect.clone(),
+            message_id: message_id.clone(),
+        };
+        if let Err(e) = self.ledger.append(intent, true) {
+            tracing::error!("{}: not executed: {e}", item.name);
+            return Step::Deferred;
+        }
+        tracing::info!(
+            "{}: {} attempt {attempt} → {}",
+            item.name,
+            req.action.name(),
+            subject.target
+        );
+        let outcome = match (&req.action, smtp, message, wa) {
+            (Action::Email(_), Some(cfg), Some(msg), _) => {
+                let tokens = cfg.oauth.as_ref().map(|o| o.source(&self.vault));
+                let dir = self.vault.join("credentials");
+                match interruptible(&self.stop, move || {
+                    email::send(&cfg, &msg, tokens.as_ref(), &dir)
+                }) {
+                    Some(o) => o,
+                    None => return Step::Interrupted,
+                }
+            }
+            (Action::Whatsapp(w), _, _, Some(cfg)) => {
+                let w = w.clone();
+                match interruptible(&self.stop, move || whatsapp::send(&cfg, &w)) {
+                    Some(o) => o,
+                    None => return Step::Interrupted,
+                }
+            }
+            (Action::Linkedin(post), ..) => {
+                let at = now_text(now);
+                match local::queue_post(&self.vault, &tag, item.name, &at, post) {
+                    Ok(fresh) => Outcome::Success {
+                        detail: if fresh {
+                            "appended to LINKEDIN_QUEUE.md".into()
+                        } else {
+                            "already in LINKEDIN_QUEUE.md".into()
+                        },
+                        fields: vec![],
+                    },
+                    Err(e) => {
+                        Outcome::Transient(format!("cannot append to LINKEDIN_QUEUE.md: {e}"))
+                    }
+                }
+            }
+            (Action::Payment(p), ..) => {
+                let task = effect.clone().unwrap_or_default();
+                match local::record_payment(
+                    &self.vault,
+                    &task,
+                    item.name,
+                    item.sha,
+                    &req.approved_by,
+                    &now_text(now),
+                    p,
+                ) {
+                    Ok(_) => Outcome::Success {
+                        detail: format!("manual payment task {task}"),
+                        fields: vec![("payment_task".to_string(), task)],
+                    },
+                    Err(e) => Outcome::Transient(format!("cannot write {task}: {e}")),
+                }
+            }
+            // Unreachable by construction (credentials were checked above).
+            _ => Outcome::Permanent("internal error: no channel for this action".into()),
+        };
+        let outcome = outcome.redacted(&self.secrets());
+        let result = match &req.action {
+            Action::Email(_) | Action::Whatsapp(_) => results::SENT,
+            Action::Linkedin(_) => results::QUEUED,
+            Action::Payment(_) => results::RECORDED,
+        };
+        let extra = message_id
+            .map(|id| vec![("message_id".to_string(), id)])
+            .unwrap_or_default();
+        self.conclude(item, &subject, attempt, outcome, Some(result), extra)
+    }
+
+    /// Record and carry out what an attempt's outcome means. If the ledger cannot take
+    /// the record, the outcome is kept (see [`Unrecorded`]) for the next look at the file.
+    fn conclude(
+        &mut self,
+        item: &Item,
+        subject: &Subject,
+        attempt: u32,
+        outcome: Outcome,
+        success_result: Option<&str>,
+        extra: Vec<(String, String)>,
+    ) -> Step {
+        let kept = Unrecorded {
+            attempt,
+            subject: subject.clone(),
+            outcome: outcome.clone(),
+            success_result: success_result.map(str::to_string),
+            extra: extra.clone(),
+            content: item.content.clone(),
+        };
+        let step = self.record_outcome(item, subject, attempt, outcome, success_result, extra);
+        let key: Key = (item.name.to_string(), item.sha.to_string());
+        if matches!(self.ledger.state(&key), Some(State::InFlight { attempt: a, .. }) if a == attempt)
+        {
+            self.unrecorded.insert(key, kept);
+        }
+        step
+    }
+
+    fn record_outcome(
+        &mut self,
+        item: &Item,
+        subject: &Subject,
+        attempt: u32,
+        outcome: Outcome,
+        success_result: Option<&str>,
+        extra: Vec<(String, String)>,
+    ) -> Step {
+        match outcome {
+            Outcome::Success { detail, mut fields } => {
+                fields.extend(extra);
+                let result = success_result.unwrap_or(results::SENT);
+                tracing::info!("{}: {result}: {detail}", item.name);
+                let at = now_text(Utc::now());
+                let d = Decision::new(
+                    &self.vault,
+                    item.name,
+                    item.text,
+                    Folder::Done,
+                    result,
+                    None,
+                    at,
+                    fields,
+                );
+                if !self.decide(item, &d) {
+                    return Step::Deferred;
+                }
+                self.audit_line(subject, item.name, item.sha, attempt, result, None);
+                self.finish(item, &d)
+            }
+            Outcome::Transient(error) => match self.opts.policy.after_transient(attempt) {
+                AfterTransient::RetryIn(delay) => {
+                    let rec = Record::Transient {
+                        file: item.name.to_string(),
+                        sha256: item.sha.to_string(),
+                        attempt,
+                        at: now_text(Utc::now()),
+                        error: error.clone(),
+                    };
+                    if let Err(e) = self.ledger.append(rec, true) {
+                        tracing::error!("{e}");
+                        return Step::Deferred;
+                    }
+                    tracing::warn!(
+                        "{}: attempt {attempt} failed, trying again in {}: {error}",
+                        item.name,
+                        ai_employee_vault::units::format_duration(delay)
+                    );
+                    self.audit_line(
+                        subject,
+                        item.name,
+                        item.sha,
+                        attempt,
+                        results::RETRYING,
+                        Some(&error),
+                    );
+                    let at = Instant::now() + delay;
+                    self.retries.insert(item.name.to_string(), at);
+                    Step::RetryAt(at)
+                }
+                AfterTransient::GiveUp => {
+                    let error = format!("gave up after {attempt} attempts: {error}");
+                    self.conclude_failed(item, subject, attempt, results::FAILED, error, extra)
+                }
+            },
+            Outcome::Permanent(error) => {
+                self.conclude_failed(item, subject, attempt, results::FAILED, error, extra)
+            }
+            Outcome::Unknown(error) => {
+                let error = format!("outcome unknown — check before re-approving: {error}");
+                self.conclude_failed(
+                    item,
+                    subject,
+                    attempt,
+                    results::OUTCOME_UNKNOWN,
+                    error,
+                    extra,
+                )
+            }
+        }
+    }
+
+    /// `Failed/` with `error`, an audit line and a Dashboard row.
+    fn conclude_failed(
+        &mut self,
+        item: &Item,
+        subject: &Subject,
+        attempt: u32,
+        result: &str,
+        error: String,
+        fields: Vec<(String, String)>,
+    ) -> Step {
+        let error = redact(&error, &self.secrets());
+        tracing::warn!("{}: {result}: {error}", item.name);
+        let at = now_text(Utc::now());
+        let d = Decision::new(
+            &self.vault,
+            item.name,
+            item.text,
+            Folder::Failed,
+            result,
+            Some(error.clone()),
+            at,
+            fields,
+        );
+        if !self.decide(item, &d) {
+            return Step::Deferred;
+        }
+        self.audit_line(subject, item.name, item.sha, attempt, result, Some(&error));
+        let status = match result {
+            results::REFUSED => "✗ Refused",
+            results::OUTCOME_UNKNOWN => "⚠ Outcome unknown",
+            _ => "✗ Failed",
+        };
+        self.dashboard
+            .push(status, format!("{}: {}", item.name, clip(&error, 300)));
+        // For the supervisor's `[[notify]]` webhooks (approval_failed); best effort.
+        ai_employee_vault::control::client::send_event(
+            &self.vault,
+            "approval_failed",
+            &format!("{}: {result}: {}", item.name, clip(&error, 300)),
+        );
+        self.finish(item, &d)
+    }
+
+    /// A second copy of something already carried out. Not recorded in the ledger (the
+    /// identity keeps its "carried out" state); a crash here at worst refuses it twice.
+    fn refuse_duplicate(&mut self, item: &Item, error: String) -> Step {
+        tracing::warn!("{}: {}: {error}", item.name, results::REFUSED);
+        let d = Decision::new(
+            &self.vault,
+            item.name,
+            item.text,
+            Folder::Failed,
+            results::REFUSED,
+            Some(error.clone()),
+            now_text(Utc::now()),
+            vec![],
+        );
+        let subject = Subject::of_text(item.text, &self.vault);
+        self.audit_line(
+            &subject,
+            item.name,
+            item.sha,
+            0,
+            results::REFUSED,
+            Some(&error),
+        );
+        self.dashboard
+            .push("✗ Refused", format!("{}: {}", item.name, clip(&error, 300)));
+        match outcome::finish(&self.vault, item.name, item.sha, item.id, item.text, &d) {
+            Ok((dest, _)) => {
+                tracing::info!("{} → {dest}", item.name);
+                Step::Finished
+            }
+            Err(e) => {
+                tracing::error!("{}: failed to move it to {}: {e}", item.name, d.dest);
+                Step::Deferred
+            }
+        }
+    }
+
+    /// Whether `Approved/<name>` is still exactly the file that was read.
+    fn unchanged(&self, item: &Item) -> bool {
+        let path = self.vault.join("Approved").join(item.name);
+        std::fs::symlink_metadata(path).is_ok_and(|m| Fingerprint::of(&m) == item.snap)
+    }
+
+    /// Record the decision (durably) before anything moves.
+    fn decide(&mut self, item: &Item, d: &Decision) -> bool {
+        let content = if results::EXECUTED.contains(&d.result.as_str()) {
+            item.content.clone()
+        } else {
+            None
+        };
+        let rec = Record::Final {
+            file: item.name.to_string(),
+            sha256: item.sha.to_string(),
+            at: d.at.clone(),
+            decision: d.clone(),
+            content,
+        };
+        match self.ledger.append(rec, true) {
+            Ok(()) => true,
+            Err(e) => {
+                log_ledger_error(item.name, &e);
+                false
+            }
+        }
+    }
+
+    fn finish(&mut self, item: &Item, d: &Decision) -> Step {
+        match outcome::finish(&self.vault, item.name, item.sha, item.id, item.text, d) {
+            Ok((dest, left)) => {
+                // Still there, same file, other bytes (`finish` removes it only with the
+                // bytes that were read): changed in place after its action had started.
+                let changed = (results::ONCE.contains(&d.result.as_str())
+                    && left == outcome::Left::Changed)
+                    .then_some(item.id);
+                if changed.is_some() {
+                    tracing::warn!(
+                        "{}: changed after its action had started; the version carried out is \
+                         {dest}, the changed file will be refused",
+                        item.name
+                    );
+                }
+                let rec = Record::Done {
+                    file: item.name.to_string(),
+                    sha256: item.sha.to_string(),
+                    dest: dest.clone(),
+                    at: d.at.clone(),
+                    result: None,
+                    content: None,
+                    changed,
+                };
+                if let Err(e) = self.ledger.append(rec, changed.is_some()) {
+                    tracing::warn!("{e}");
+                }
+                tracing::info!("{} → {dest}", item.name);
+                Step::Finished
+            }
+            Err(e) => {
+                tracing::error!("{}: failed to move it to {}: {e}", item.name, d.dest);
+                Step::Deferred
+            }
+        }
+    }
+
+    /// A file that cannot be read as an approval: moved aside with a note.
+    fn park(&mut self, name: &str, why: &str) -> Step {
+        let at = now_text(Utc::now());
+        let error = format!("Approved/{name} {why}");
+        tracing::warn!("refused: {error}");
+        match outcome::park_unreadable(&self.vault, name, &error, &at) {
+            Ok(note) => {
+                self.audit_line(
+                    &Subject::unknown(),
+                    name,
+                    "",
+                    0,
+                    results::REFUSED,
+                    Some(&error),
+                );
+                self.dashboard.push("✗ Refused", clip(&error, 300));
+                tracing::info!("{name} → {note}");
+                Step::Finished
+            }
+            Err(e) => {
+                tracing::error!("{name}: failed to move it to Failed/: {e}");
+                Step::Deferred
+            }
+        }
+    }
+
+    fn audit_line(
+        &self,
+        subject: &Subject,
+        name: &str,
+        sha: &str,
+        attempt: u32,
+        result: &str,
+        error: Option<&str>,
+    ) {
+        let mut parameters = subject.parameters.clone();
+        if let Some(map) = parameters.as_object_mut() {
+            map.insert("file".into(), json!(name));
+            if !sha.is_empty() {
+                map.insert("sha256".into(), json!(sha));
+            }
+            if attempt > 0 {
+                map.insert("attempt".into(), json!(attempt));
+            }
+            if self.opts.dry_run {
+                map.insert("dry_run".into(), json!(true));
+            }
+        }
+        let entry = Entry {
+            action_type: subject.action_type.clone(),
+            target: subject.target.clone(),
+            parameters,
+            approved_by: subject.approved_by.clone(),
+            result: result.to_string(),
+            error: error.map(str::to_string),
+        };
+        self.audit.write(Utc::now(), &entry, &self.secrets());
+    }
+}
+
+fn log_ledger_error(name: &str, e: &LedgerError) {
+    tracing::error!("{name}: {e}");
+}
+
+fn too_large(len: u64) -> String {
+    format!(
+        "is {len} bytes, over the 1 MiB ({} bytes) limit for approval files",
+        request::MAX_FILE_BYTES
+    )
+}
+
+fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max).collect();
+    out.push('…');
+    out
+}
+
+enum ReadError {
+    Gone,
+    Symlink,
+    NotRegular,
+    TooLarge(u64),
+    /// Another process has it open for writing.
+    Writing,
+    /// Changed too recently, or while it was read (where writers cannot be seen): look
+    /// again after this long.
+    Unsettled(Duration),
+    Io(io::Error),
+}
+
+/// Read `name` of `approved` without following a symlink swapped in since it was looked
+/// at, without blocking on a FIFO, and only when it is complete (see [`read_complete`]).
+/// Returns its bytes and what `stat` said of it.
+fn read_approval(
+    approved: &Dir,
+    name: &str,
+    settle: Duration,
+) -> Result<(Vec<u8>, Fingerprint), ReadError> {
+    let file = approved.file(name, How::READ).map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            ReadError::Gone
+        } else if nofollow::is_symlink_error(&e) {
+            ReadError::Symlink
+        } else if e.kind() == io::ErrorKind::InvalidInput {
+            ReadError::NotRegular
+        } else {
+            ReadError::Io(e)
+        }
+    })?;
+    let meta = file.metadata().map_err(ReadError::Io)?;
+    if meta.len() > request::MAX_FILE_BYTES {
+        return Err(ReadError::TooLarge(meta.len()));
+    }
+    let bytes = read_complete(&file, &meta, settle, SystemTime::now())?;
+    if bytes.len() as u64 > request::MAX_FILE_BYTES {
+        return Err(ReadError::TooLarge(bytes.len() as u64));
+    }
+    Ok((bytes, Fingerprint::of(&meta)))
+}
+
+/// The whole text of `file` (whose `stat` before reading was `meta`), only when nobody is
+/// writing it. Where the kernel can tell (Linux leases), "nobody has it open for writing"
+/// is proven and the text is read under a read lease. Where it cannot (macOS, a file of
+/// another user), the file must have been unchanged for `settle` (its change time) and
+/// must be unchanged after the read (size, times, inode).
+fn read_complete(
+    file: &std::fs::File,
+    meta: &std::fs::Metadata,
+    settle: Duration,
+    now: SystemTime,
+) -> Result<Vec<u8>, ReadError> {
+    match atomic::read_if_no_writers(file).map_err(ReadError::Io)? {
+        WritersNow::None(bytes) => Ok(bytes),
+        WritersNow::Open => Err(ReadError::Writing),
+        WritersNow::Unknown => read_settled(file, meta, settle, now),
+    }
+}
+
+/// [`read_complete`] where writers cannot be seen: a stability window before the read, a
+/// re-check after it.
+fn read_settled(
+    file: &std::fs::File,
+    meta: &std::fs::Metadata,
+    settle: Duration,
+    now: SystemTime,
+) -> Result<Vec<u8>, ReadError> {
+    use std::io::{Read, Seek};
+    let quiet = arrivals::quiet_for(arrivals::ctime(meta), now);
+    if quiet < settle {
+        return Err(ReadError::Unsettled(settle - quiet));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    let mut f = file;
+    f.seek(io::SeekFrom::Start(0)).map_err(ReadError::Io)?;
+    f.take(request::MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    let after = file.metadata().map_err(ReadError::Io)?;
+    if Fingerprint::of(&after) != Fingerprint::of(meta) || bytes.len() as u64 != meta.len() {
+        return Err(ReadError::Unsettled(settle.max(Duration::from_millis(10))));
+    }
+    Ok(bytes)
+}
+
+/// Run the call `f` on its own thread so that SIGTERM is noticed while it blocks.
+/// `None`: the stop flag was set and `f` did not finish within [`STOP_GRACE`] (its intent
+/// stays open: the next start reports the outcome as unknown).
+fn interruptible(
+    stop: &AtomicBool,
+    f: impl FnOnce() -> Outcome + Send + 'static,
+) -> Option<Outcome> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("send".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        });
+    if let Err(e) = spawned {
+        // Nothing was sent.
+        return Some(Outcome::Transient(format!(
+            "cannot start a thread for the call: {e}"
+        )));
+    }
+    let mut stop_seen: Option<Instant> = None;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(v) => return Some(v),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if stop.load(Ordering::Relaxed) {
+                    let since = *stop_seen.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= STOP_GRACE {
+                        return None;
+                    }
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Some(Outcome::Unknown(
+                    "internal error: the call ended without a result".into(),
+                ));
+            }
+        }
+    }
+}
+
+/// The credentials an action needs: `Ok(Some)` when ready, `Ok(None)` when missing under
+/// `--dry-run` (nothing will be sent), `Err(reason)` to refuse the approval.
+fn ready_credentials<T>(
+    loaded: Loaded<T>,
+    action: &str,
+    rel: &str,
+    dry_run: bool,
+) -> Result<Option<T>, String> {
+    match loaded {
+        Loaded::Ready(c) => Ok(Some(c)),
+        Loaded::Missing if dry_run => Ok(None),
+        Loaded::Missing => Err(format!(
+            "{action} needs {rel}, which does not exist: create it (see docs/approvals.md), \
+             then move this file back to Approved/"
+        )),
+        Loaded::Unset(keys) => Err(format!(
+            "{action} needs {keys} in {rel}, which has only other keys (the WhatsApp \
+             webhook's): add them (see docs/approvals.md), then move this file back to \
+             Approved/"
+        )),
+        Loaded::Invalid(e) => Err(format!(
+            "{action} cannot run: {e} (see docs/approvals.md); then move this file back to \
+             Approved/"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unsettled(r: Result<Vec<u8>, ReadError>) -> Option<Duration> {
+        match r {
+            Err(ReadError::Unsettled(d)) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// Where no lease can be had: a stability window (the change time) before the read.
+    #[test]
+    fn without_leases_a_file_is_read_only_after_settle_unchanged() -> io::Result<()> {
+        use std::io::Write;
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("a.md");
+        std::fs::write(&p, "text\n")?;
+        let f = std::fs::File::open(&p)?;
+        let meta = f.metadata()?;
+        let settle = Duration::from_secs(60);
+        // Just written: not yet.
+        let wait = unsettled(read_settled(&f, &meta, settle, SystemTime::now()));
+        assert!(wait.is_some_and(|w| w > Duration::from_secs(50) && w <= settle));
+        // A minute later, unchanged: read.
+        let later = SystemTime::now() + settle;
+        assert_eq!(
+            read_settled(&f, &meta, settle, later).ok().as_deref(),
+            Some(&b"text\n"[..])
+        );
+        // Changed since `meta` was taken (a writer went on): not trusted, looked at again.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)?
+            .write_all(b"more\n")?;
+        assert!(unsettled(read_settled(&f, &meta, settle, later)).is_some());
+        Ok(())
+    }
+}

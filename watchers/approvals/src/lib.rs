@@ -1,0 +1,362 @@
+//! `ai-employee watch approvals`: executes what a human moved into `Approved/` (the
+//! safety valve). Operator documentation: `docs/approvals.md`.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `lib.rs` | options, start-up (vault, lock, which actions are enabled), the event loop |
+//! | `arrivals.rs` | which files in `Approved/` to look at, and when (OS events, listings, settling) |
+//! | `handler.rs` | one file start to end: read (only whole files), ledger, validate, duplicates, execute, decide, move |
+//! | `request.rs` | frontmatter → validated request, or the reason it is refused |
+//! | `ledger.rs` | the fsynced intent/outcome ledger (exactly once across crashes, what was carried out in the last 7 days), compacted |
+//! | `outcome.rs` | the decision and the idempotent move to `Done/` or `Failed/` |
+//! | `retry.rs` | capped exponential backoff (pure) |
+//! | `email.rs`, `whatsapp.rs`, `local.rs` | the four actions |
+//! | `credentials.rs` | `credentials/smtp.toml`, `credentials/whatsapp.toml` |
+//! | `audit.rs`, `dashboard_rows.rs` | `Logs/YYYY-MM-DD.json`, Dashboard rows |
+
+mod arrivals;
+mod audit;
+mod credentials;
+mod dashboard_rows;
+mod email;
+mod handler;
+mod ledger;
+mod local;
+mod outcome;
+pub mod request;
+mod retry;
+mod whatsapp;
+
+use std::time::{Duration, Instant};
+
+use ai_employee_vault::cli::VaultArg;
+use ai_employee_vault::exit_codes;
+use ai_employee_vault::lock::{LockError, VaultLock};
+use ai_employee_vault::nofollow::Dir;
+use ai_employee_vault::units::{parse_flag_duration, parse_positive_duration};
+use ai_employee_vault::watcher::{WatcherCtx, needs_setup};
+use clap::Args as ClapArgs;
+use sha2::{Digest, Sha256};
+
+use handler::{Handler, Options, Step};
+
+const NAME: &str = "approvals";
+
+/// Longest wait for events in the loop, so SIGTERM is seen quickly.
+const TICK: Duration = Duration::from_millis(200);
+
+/// The vault folders the handler reads or writes. None may be a symlink: `Approved/` as
+/// a link to `Pending_Approval/` would execute drafts nobody approved, `Done/` as a link
+/// would write outside the vault.
+const FOLDERS: [&str; 5] = ["Approved", "Done", "Failed", "Logs", "Needs_Action"];
+
+/// How often the handler checks that its folders are still real folders.
+const FOLDER_CHECK: Duration = Duration::from_secs(1);
+
+/// The first of the handler's folders that is now a symlink, as the one-line reason.
+fn symlinked_folder(root: &Dir) -> Option<String> {
+    FOLDERS
+        .iter()
+        .chain(std::iter::once(&ai_employee_vault::layout::STATE_DIR))
+        .find_map(|f| match root.folder(f) {
+            Err(e) if e.is_symlink() => Some(e.to_string()),
+            _ => None,
+        })
+}
+
+#[derive(Debug, ClapArgs, Clone)]
+pub struct Args {
+    #[command(flatten)]
+    pub vault: VaultArg,
+    /// Do everything but the action itself (no email, no WhatsApp message, no queue entry,
+    /// no payment task); files go to Done/ with `result: dry_run`
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Attempts before an approval that keeps failing transiently goes to Failed/
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
+    /// Delay before the second attempt; doubled for each further one
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration)]
+    pub retry_initial: Duration,
+    /// Longest delay between two attempts
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_positive_duration)]
+    pub retry_max: Duration,
+    /// How long a file written in place (not moved in) must stay unchanged before it is read
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_flag_duration)]
+    pub settle: Duration,
+    /// How often Approved/ is listed in full, besides OS file events
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_positive_duration)]
+    pub rescan: Duration,
+}
+
+/// The result of one external or local call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Carried out. `fields` are added to the file's frontmatter.
+    Success {
+        detail: String,
+        fields: Vec<(String, String)>,
+    },
+    /// Failed without effect; may be tried again.
+    Transient(String),
+    /// Refused by the other side, without effect; not retried.
+    Permanent(String),
+    /// May or may not have had an effect; never retried.
+    Unknown(String),
+}
+
+impl Outcome {
+    fn redacted(self, secrets: &[String]) -> Outcome {
+        match self {
+            Outcome::Success { detail, fields } => Outcome::Success {
+                detail: redact(&detail, secrets),
+                fields: fields
+                    .into_iter()
+                    .map(|(k, v)| (k, redact(&v, secrets)))
+                    .collect(),
+            },
+            Outcome::Transient(e) => Outcome::Transient(redact(&e, secrets)),
+            Outcome::Permanent(e) => Outcome::Permanent(redact(&e, secrets)),
+            Outcome::Unknown(e) => Outcome::Unknown(redact(&e, secrets)),
+        }
+    }
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(bytes);
+    let mut s = String::with_capacity(64);
+    for b in digest.iter() {
+        s.push(HEX[usize::from(b >> 4)] as char);
+        s.push(HEX[usize::from(b & 15)] as char);
+    }
+    s
+}
+
+/// A short stable name for an approval identity (file name + content hash), used in the
+/// Message-ID, the LinkedIn queue marker and the payment task's name.
+pub fn identity_tag(name: &str, sha: &str) -> String {
+    let mut input = Vec::with_capacity(name.len() + 1 + sha.len());
+    input.extend_from_slice(name.as_bytes());
+    input.push(0);
+    input.extend_from_slice(sha.as_bytes());
+    sha256_hex(&input)[..20].to_string()
+}
+
+/// Replace every secret (and its JSON-escaped form) in `text`.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for s in secrets {
+        if s.chars().count() < 4 {
+            continue;
+        }
+        out = out.replace(s.as_str(), "[redacted]");
+        let escaped = serde_json::to_string(s).unwrap_or_default();
+        let escaped = escaped.trim_matches('"');
+        if escaped != s {
+            out = out.replace(escaped, "[redacted]");
+        }
+    }
+    out
+}
+
+pub fn run(args: Args) -> i32 {
+    let mut ctx = match WatcherCtx::start(NAME, &args.vault) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ai-employee watch {NAME}: failed to set up signal handling: {e}");
+            return exit_codes::FAILURE;
+        }
+    };
+    let vault = ctx.vault.clone();
+    if !vault.is_dir() {
+        return needs_setup(
+            NAME,
+            format!(
+                "no vault at {}: create it with `ai-employee init`",
+                vault.display()
+            ),
+        );
+    }
+    let root = match Dir::open(&vault) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!(
+                "ai-employee watch {NAME}: failed to open {}: {e}",
+                vault.display()
+            );
+            return exit_codes::CANT_CREATE;
+        }
+    };
+    let state_dir = ai_employee_vault::layout::STATE_DIR;
+    for (folder, private) in FOLDERS
+        .iter()
+        .map(|f| (*f, false))
+        .chain(std::iter::once((state_dir, true)))
+    {
+        match root.make_folder(folder, private) {
+            Ok(_) => {}
+            Err(e) if e.is_symlink() => return needs_setup(NAME, e),
+            Err(e) => {
+                eprintln!("ai-employee watch {NAME}: failed to create {folder}: {e}");
+                return exit_codes::CANT_CREATE;
+            }
+        }
+    }
+    let state = ai_employee_vault::Vault::new(vault.clone()).state_dir();
+    // One handler per vault: two would execute the same file twice.
+    let _lock = match VaultLock::acquire(&state.join("approvals.lock")) {
+        Ok(l) => l,
+        Err(LockError::HeldBy { pid, .. }) => {
+            eprintln!(
+                "ai-employee watch {NAME}: another approval handler (pid {pid}) is running for this vault"
+            );
+            return exit_codes::LOCKED;
+        }
+        Err(e) => {
+            eprintln!("ai-employee watch {NAME}: {e}");
+            return exit_codes::LOCKED;
+        }
+    };
+    let mut creds = credentials::Credentials::load(&vault);
+    // Each action is enabled by its own credentials; LinkedIn posts and payments need
+    // none, so the handler always has something to do and never stops for credentials.
+    let actions = creds.actions(args.dry_run);
+    let ledger = match ledger::Ledger::open(&state.join("approvals.ledger")) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("ai-employee watch {NAME}: {e}");
+            return exit_codes::FAILURE;
+        }
+    };
+    tracing::debug!(
+        "ledger: {} records, {} approvals remembered",
+        ledger.records(),
+        ledger.identities()
+    );
+    let policy = retry::RetryPolicy {
+        max_attempts: args.max_attempts,
+        initial: args.retry_initial,
+        max: args.retry_max.max(args.retry_initial),
+    };
+    let watching = format!(
+        "watching {} (dry run: {}, attempts: {}, retry delays: {})",
+        vault.join("Approved").display(),
+        args.dry_run,
+        policy.max_attempts,
+        policy
+            .delays()
+            .into_iter()
+            .map(ai_employee_vault::units::format_duration)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut handler = Handler::new(
+        vault.clone(),
+        ledger,
+        creds,
+        Options {
+            dry_run: args.dry_run,
+            policy,
+            settle: args.settle,
+        },
+        ctx.stop_flag(),
+    );
+    report_actions(&handler, &actions);
+    // The last start-up line: what the handler can do is said before it.
+    tracing::info!("{watching}");
+    handler.close_unfinished();
+    let mut arrivals = arrivals::Arrivals::new(&vault.join("Approved"), args.settle, args.rescan);
+
+    let mut folders_checked = Instant::now();
+    'run: while !ctx.stopping() {
+        ctx.beat();
+        if folders_checked.elapsed() >= FOLDER_CHECK {
+            folders_checked = Instant::now();
+            if let Some(problem) = symlinked_folder(&root) {
+                // Nothing is read or moved through it (every access refuses the link);
+                // stop so the supervisor shows the vault as needing setup.
+                tracing::error!("stopping: {problem}");
+                handler.shutdown(Duration::from_millis(250));
+                return needs_setup(NAME, problem);
+            }
+        }
+        let now = Instant::now();
+        let wait = handler
+            .next_retry()
+            .map_or(TICK, |t| t.saturating_duration_since(now).min(TICK));
+        let ready = arrivals.poll(wait, &|n| handler.waiting(n));
+        let due = handler.take_due(Instant::now());
+        for name in due.into_iter().chain(ready) {
+            if ctx.stopping() {
+                break 'run;
+            }
+            ctx.beat();
+            arrivals.forget(&name);
+            match handler.process(&name) {
+                Step::Interrupted => break 'run,
+                Step::Later(wait) => arrivals.later(&name, wait),
+                Step::Finished | Step::RetryAt(_) | Step::Deferred => {}
+            }
+        }
+    }
+    tracing::info!("stopping");
+    handler.shutdown(Duration::from_millis(250));
+    exit_codes::OK
+}
+
+/// Say at start which actions are enabled and which are not, and why: in the log (a
+/// warning when one is not) and, then, as a Dashboard row.
+fn report_actions(
+    handler: &Handler,
+    actions: &[(&'static str, Result<Option<&'static str>, String>)],
+) {
+    let enabled: Vec<String> = actions
+        .iter()
+        .filter_map(|(a, r)| match r {
+            Ok(None) => Some(a.to_string()),
+            Ok(Some(note)) => Some(format!("{a} ({note})")),
+            Err(_) => None,
+        })
+        .collect();
+    let disabled: Vec<String> = actions
+        .iter()
+        .filter_map(|(a, r)| r.as_ref().err().map(|why| format!("{a} ({why})")))
+        .collect();
+    if disabled.is_empty() {
+        tracing::info!("actions enabled: {}", enabled.join(", "));
+        handler.setup_row(None);
+        return;
+    }
+    let not = format!(
+        "not enabled: {}: see docs/approvals.md",
+        disabled.join(", ")
+    );
+    tracing::warn!("actions enabled: {}; {not}", enabled.join(", "));
+    handler.setup_row(Some(not));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha_and_tags() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(identity_tag("a.md", "x").len(), 20);
+        assert_ne!(identity_tag("a.md", "x"), identity_tag("b.md", "x"));
+    }
+
+    #[test]
+    fn redaction_covers_plain_and_json_escaped_secrets() {
+        let secrets = vec!["pa\"ss-word".to_string(), "abc".to_string()];
+        assert_eq!(
+            redact("x pa\"ss-word y pa\\\"ss-word abc", &secrets),
+            "x [redacted] y [redacted] abc"
+        );
+    }
+}

@@ -1,0 +1,723 @@
+//! An approval file's frontmatter → a validated [`Request`], or the reason it is refused.
+//!
+//! Only what passes here is ever executed. The checks, in order: `type`, `action`,
+//! "already executed", `expires`, `approved_by`, then the action's own fields (and, for
+//! email attachments, that each one is a regular file inside the vault, outside
+//! `credentials/` and `.ai-employee/`). Messages are one line, name the field, and say
+//! what was expected and what was found.
+
+use std::path::{Component, Path, PathBuf};
+
+use ai_employee_vault::frontmatter::{self, Document};
+use chrono::{DateTime, Utc};
+use lettre::message::{Mailbox, Mailboxes};
+use serde_norway::{Mapping, Value};
+
+use super::outcome::results;
+
+/// The actions this handler carries out; nothing else is ever executed.
+pub const ACTIONS: &[&str] = &["send_email", "send_whatsapp", "linkedin_post", "payment"];
+
+/// Approval files larger than this are refused unread.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+/// Total size of an email's attachments.
+pub const MAX_ATTACHMENT_BYTES: u64 = 20 * 1024 * 1024;
+/// WhatsApp's limit for a text message.
+pub const MAX_WHATSAPP_CHARS: usize = 4096;
+/// LinkedIn's limit for a post.
+pub const MAX_LINKEDIN_CHARS: usize = 3000;
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub action: Action,
+    /// `approved_by` from the frontmatter, else `human`.
+    pub approved_by: String,
+    /// `allow_duplicate: true`: carry it out even if the same action with the same
+    /// content was carried out within the last 7 days.
+    pub allow_duplicate: bool,
+}
+
+impl Request {
+    /// The content key of the duplicate rule: SHA-256 of the action's parameters and text
+    /// after parsing, in a canonical form. Two approvals with the same key do the same
+    /// thing. In: the action; for email the addresses of `to`, `cc` and `bcc` (lowercase,
+    /// sorted, without display names), `subject`, the text and each attachment's path and
+    /// SHA-256; for WhatsApp the number and the message; for LinkedIn the post; for a
+    /// payment `amount`, `currency` (uppercase), `recipient`, `reason`. Texts have their
+    /// line ends made `\n` and trailing white space at the end removed. Not in: everything
+    /// else in the frontmatter (`status`, `created`, `expires`, `approved_by`,
+    /// `message_id`, notes, key order, quoting, spacing) and the file's name.
+    pub fn content_key(&self) -> String {
+        use serde_json::json;
+        let text = |t: &str| {
+            t.replace("\r\n", "\n")
+                .replace('\r', "\n")
+                .trim_end()
+                .to_string()
+        };
+        let addrs = |list: &[Mailbox]| {
+            let mut v: Vec<String> = list
+                .iter()
+                .map(|m| m.email.to_string().to_lowercase())
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let canonical = match &self.action {
+            Action::Email(e) => json!({
+                "action": "send_email",
+                "to": addrs(&e.to),
+                "cc": addrs(&e.cc),
+                "bcc": addrs(&e.bcc),
+                "subject": e.subject.trim(),
+                "text": text(&e.body),
+                "attachments": e.attachments.iter().map(|a| json!([
+                    a.rel, super::sha256_hex(&a.bytes)
+                ])).collect::<Vec<_>>(),
+            }),
+            Action::Whatsapp(w) => json!({
+                "action": "send_whatsapp",
+                "to": w.to,
+                "text": text(&w.body),
+            }),
+            Action::Linkedin(l) => json!({
+                "action": "linkedin_post",
+                "text": text(&l.body),
+            }),
+            Action::Payment(p) => json!({
+                "action": "payment",
+                "amount": p.amount,
+                "currency": p.currency.as_deref().map(|c| c.trim().to_uppercase()),
+                "recipient": p.recipient.trim(),
+                "reason": text(&p.reason),
+            }),
+        };
+        super::sha256_hex(canonical.to_string().as_bytes())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Action {
+    Email(Email),
+    Whatsapp(Whatsapp),
+    Linkedin(Linkedin),
+    Payment(Payment),
+}
+
+#[derive(Debug, Clone)]
+pub struct Email {
+    pub to: Vec<Mailbox>,
+    pub cc: Vec<Mailbox>,
+    pub bcc: Vec<Mailbox>,
+    pub subject: String,
+    pub body: String,
+    pub attachments: Vec<Attachment>,
+    /// `message_id` from the frontmatter: a file re-approved after an unknown outcome
+    /// sends the very same message (mail clients drop a second copy with the same ID).
+    pub message_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    /// As written in the approval.
+    pub rel: String,
+    pub file_name: String,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Whatsapp {
+    /// Digits only, country code first.
+    pub to: String,
+    pub body: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Linkedin {
+    pub body: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Payment {
+    /// As a decimal string (`120.5`).
+    pub amount: String,
+    pub currency: Option<String>,
+    pub recipient: String,
+    pub reason: String,
+}
+
+impl Action {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Email(_) => "send_email",
+            Action::Whatsapp(_) => "send_whatsapp",
+            Action::Linkedin(_) => "linkedin_post",
+            Action::Payment(_) => "payment",
+        }
+    }
+
+    /// Who or what the action is aimed at (the audit log's `target`).
+    pub fn target(&self) -> String {
+        match self {
+            Action::Email(e) => {
+                e.to.iter()
+                    .map(|m| m.email.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+            Action::Whatsapp(w) => format!("+{}", w.to),
+            Action::Linkedin(_) => "LINKEDIN_QUEUE.md".to_string(),
+            Action::Payment(p) => p.recipient.clone(),
+        }
+    }
+
+    /// The audit log's `parameters`: no secrets, no full bodies.
+    pub fn parameters(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            Action::Email(e) => json!({
+                "subject": e.subject,
+                "cc": e.cc.iter().map(|m| m.email.to_string()).collect::<Vec<_>>(),
+                "bcc_count": e.bcc.len(),
+                "body_chars": e.body.chars().count(),
+                "body_preview": preview(&e.body),
+                "attachments": e.attachments.iter().map(|a| json!({
+                    "path": a.rel, "bytes": a.bytes.len()
+                })).collect::<Vec<_>>(),
+            }),
+            Action::Whatsapp(w) => json!({
+                "body_chars": w.body.chars().count(),
+                "body_preview": preview(&w.body),
+            }),
+            Action::Linkedin(l) => json!({
+                "body_chars": l.body.chars().count(),
+                "body_preview": preview(&l.body),
+            }),
+            Action::Payment(p) => json!({
+                "amount": p.amount,
+                "currency": p.currency,
+                "recipient": p.recipient,
+                "reason": p.reason,
+            }),
+        }
+    }
+}
+
+/// The first 40 characters on one line, with `…` when cut.
+pub fn preview(text: &str) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out: String = flat.chars().take(40).collect();
+    if flat.chars().count() > 40 {
+        out.push('…');
+    }
+    out
+}
+
+/// The `action` field as written, for the audit log of a refused file.
+pub fn action_of(front: &Mapping) -> String {
+    match front.get("action") {
+        Some(Value::String(s)) => s.clone(),
+        _ => "unknown".to_string(),
+    }
+}
+
+/// Check everything that can be checked without credentials or network.
+pub fn validate(doc: &Document, now: DateTime<Utc>, vault: &Path) -> Result<Request, String> {
+    let f = Fields(&doc.front);
+    match f.str("type")? {
+        None => {
+            return Err(
+                "missing field `type` (an approval file has `type: approval_request`)".into(),
+            );
+        }
+        Some("approval_request") => {}
+        Some(other) => {
+            return Err(format!(
+                "`type` is {other:?}, not \"approval_request\": only approval requests are executed"
+            ));
+        }
+    }
+    let action = match f.str("action")? {
+        None => {
+            return Err(format!(
+                "missing field `action` (one of {})",
+                ACTIONS.join(", ")
+            ));
+        }
+        Some(a) if ACTIONS.contains(&a) => a,
+        Some(other) => {
+            return Err(format!(
+                "unknown action {other:?}: only {} are allowed",
+                ACTIONS.join(", ")
+            ));
+        }
+    };
+    if let Some(Value::String(r)) = doc.front.get("result")
+        && results::EXECUTED.contains(&r.as_str())
+    {
+        let when = frontmatter::get_str(&doc.front, "executed_at")
+            .map(|t| format!(" at {t}"))
+            .unwrap_or_default();
+        return Err(format!(
+            "already executed (result: {r}{when}): to run it again, remove `result` and \
+             `executed_at`"
+        ));
+    }
+    if let Some(expires) = f.str("expires")? {
+        let t = parse_time(expires).ok_or_else(|| {
+            format!(
+                "field `expires` is not a time: {expires:?} (expected RFC 3339 with a time zone, \
+                 e.g. 2026-01-08T10:30:00Z)"
+            )
+        })?;
+        if t <= now {
+            return Err(format!(
+                "approval expired at {}: ask again rather than act late",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ));
+        }
+    }
+    let approved_by = f.str("approved_by")?.unwrap_or("human").to_string();
+    let allow_duplicate = match doc.front.get("allow_duplicate") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(v) => return Err(f.wrong("allow_duplicate", "true or false", v)),
+    };
+    let action = match action {
+        "send_email" => Action::Email(email(&f, &doc.body, vault)?),
+        "send_whatsapp" => Action::Whatsapp(whatsapp(&f, &doc.body)?),
+        "linkedin_post" => Action::Linkedin(linkedin(&f, &doc.body)?),
+        _ => Action::Payment(payment(&f)?),
+    };
+    Ok(Request {
+        action,
+        approved_by,
+        allow_duplicate,
+    })
+}
+
+fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s.trim())
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Typed access to the frontmatter with uniform messages.
+struct Fields<'a>(&'a Mapping);
+
+impl Fields<'_> {
+    fn wrong(&self, key: &str, expected: &str, v: &Value) -> String {
+        format!(
+            "field `{key}` must be {expected}, found {}",
+            frontmatter::kind(v)
+        )
+    }
+
+    fn str(&self, key: &str) -> Result<Option<&str>, String> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(v) => Err(self.wrong(key, "a string", v)),
+        }
+    }
+
+    fn required(&self, key: &str, action: &str, needs: &str) -> Result<&str, String> {
+        match self.str(key)? {
+            Some(s) if !s.trim().is_empty() => Ok(s),
+            Some(_) => Err(format!("field `{key}` is empty")),
+            None => Err(format!("missing field `{key}` ({action} needs {needs})")),
+        }
+    }
+
+    /// A string or a list of strings.
+    fn strings(&self, key: &str, expected: &str) -> Result<Vec<String>, String> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::String(s)) => Ok(vec![s.clone()]),
+            Some(Value::Sequence(items)) => items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s.clone()),
+                    other => Err(format!(
+                        "field `{key}` must be {expected}, found a list containing {}",
+                        frontmatter::kind(other)
+                    )),
+                })
+                .collect(),
+            Some(v) => Err(self.wrong(key, expected, v)),
+        }
+    }
+}
+
+const EMAIL_NEEDS: &str = "`to`, `subject` and the email text after the frontmatter";
+
+fn email(f: &Fields, body: &str, vault: &Path) -> Result<Email, String> {
+    let to = addresses(f, "to")?;
+    if to.is_empty() {
+        return Err(format!(
+            "missing field `to` (send_email needs {EMAIL_NEEDS})"
+        ));
+    }
+    let cc = addresses(f, "cc")?;
+    let bcc = addresses(f, "bcc")?;
+    let subject = f.required("subject", "send_email", EMAIL_NEEDS)?;
+    if subject.contains(['\r', '\n']) {
+        return Err("field `subject` must be one line".into());
+    }
+    let body = body.trim_start_matches(['\r', '\n']);
+    if body.trim().is_empty() {
+        return Err("the email text (after the frontmatter) is empty".into());
+    }
+    let paths = match f.0.get("attachments") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Sequence(_)) => f.strings("attachments", "a list of vault-relative paths")?,
+        Some(v) => return Err(f.wrong("attachments", "a list of vault-relative paths", v)),
+    };
+    let attachments = attachments(vault, &paths)?;
+    let message_id = match f.str("message_id")? {
+        None => None,
+        Some(id) => {
+            let ok = id.starts_with('<')
+                && id.ends_with('>')
+                && id.contains('@')
+                && id.is_ascii()
+                && !id.contains(char::is_whitespace);
+            if !ok {
+                return Err(format!(
+                    "field `message_id` must look like \"<id@domain>\", found {id:?}"
+                ));
+            }
+            Some(id.to_string())
+        }
+    };
+    Ok(Email {
+        message_id,
+        to,
+        cc,
+        bcc,
+        subject: subject.to_string(),
+        body: body.to_string(),
+        attachments,
+    })
+}
+
+fn addresses(f: &Fields, key: &str) -> Result<Vec<Mailbox>, String> {
+    let mut out = Vec::new();
+    for text in f.strings(key, "an email address or a list of them")? {
+        let parsed: Mailboxes = text
+            .parse()
+            .map_err(|_| format!("field `{key}`: {text:?} is not a valid email address"))?;
+        out.extend(parsed);
+    }
+    Ok(out)
+}
+
+fn attachments(vault: &Path, paths: &[String]) -> Result<Vec<Attachment>, String> {
+    let canon_vault = vault
+        .canonicalize()
+        .map_err(|e| format!("cannot resolve the vault folder: {e}"))?;
+    let mut total = 0u64;
+    let mut out = Vec::new();
+    for rel in paths {
+        let a = attachment(vault, &canon_vault, rel)?;
+        total += a.bytes.len() as u64;
+        if total > MAX_ATTACHMENT_BYTES {
+            return Err(format!(
+                "attachments: {} in all, over the {} limit",
+                mib(total),
+                mib(MAX_ATTACHMENT_BYTES)
+            ));
+        }
+        out.push(a);
+    }
+    Ok(out)
+}
+
+fn attachment(vault: &Path, canon_vault: &Path, rel: &str) -> Result<Attachment, String> {
+    let bad = |why: &str| format!("attachment {rel:?}: {why}");
+    if rel.trim().is_empty() {
+        return Err(bad("empty path"));
+    }
+    let p = Path::new(rel);
+    if p.components().any(|c| c == Component::ParentDir) {
+        return Err(bad("must not contain \"..\""));
+    }
+    let joined: PathBuf = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        vault.join(p)
+    };
+    if !(joined.starts_with(vault) || joined.starts_with(canon_vault)) {
+        return Err(bad("outside the vault"));
+    }
+    let canon = match joined.canonicalize() {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(bad("not found")),
+        Err(e) => return Err(bad(&format!("cannot be read: {e}"))),
+    };
+    let Ok(inside) = canon.strip_prefix(canon_vault) else {
+        return Err(bad("a symbolic link leads outside the vault"));
+    };
+    if let Some(Component::Normal(first)) = inside.components().next()
+        && (first == "credentials" || first == ai_employee_vault::layout::STATE_DIR)
+    {
+        return Err(bad(&format!(
+            "files under {}/ are never attached",
+            first.to_string_lossy()
+        )));
+    }
+    let bytes = read_regular(canon_vault, inside, MAX_ATTACHMENT_BYTES).map_err(|e| bad(&e))?;
+    let file_name = canon
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "attachment".to_string());
+    Ok(Attachment {
+        rel: rel.to_string(),
+        file_name,
+        bytes,
+    })
+}
+
+/// Read the regular file `rel` of `vault` (resolved beneath it with no symlink in any
+/// component: the path was canonicalised just before, so a link there now was swapped
+/// in meanwhile), at most `limit` bytes.
+fn read_regular(vault: &Path, rel: &Path, limit: u64) -> Result<Vec<u8>, String> {
+    use ai_employee_vault::nofollow::{Dir, How};
+    use std::io::Read;
+    let file = Dir::open(vault)
+        .and_then(|root| root.file(rel, How::READ))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidInput => "not a regular file".to_string(),
+            _ => format!("cannot be read: {e}"),
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    if meta.len() > limit {
+        return Err(format!(
+            "{} is over the {} limit",
+            mib(meta.len()),
+            mib(limit)
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    Ok(bytes)
+}
+
+pub fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// The message text: the `body` field if there is one, else the Markdown after the
+/// frontmatter.
+fn message_body(f: &Fields, body: &str) -> Result<String, String> {
+    match f.str("body")? {
+        Some(b) => Ok(b.trim().to_string()),
+        None => Ok(body.trim().to_string()),
+    }
+}
+
+fn whatsapp(f: &Fields, body: &str) -> Result<Whatsapp, String> {
+    let raw = match f.0.get("to") {
+        None | Some(Value::Null) => {
+            return Err("missing field `to` (send_whatsapp needs `to` and a message body)".into());
+        }
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) if n.is_u64() => n.to_string(),
+        Some(v) => return Err(f.wrong("to", "a phone number", v)),
+    };
+    let to = phone_digits(&raw).ok_or_else(|| {
+        format!(
+            "field `to` is not a phone number: {raw:?} (use international format, e.g. \
+             \"+14155550123\")"
+        )
+    })?;
+    let body = message_body(f, body)?;
+    if body.is_empty() {
+        return Err("the message is empty (a `body` field or text after the frontmatter)".into());
+    }
+    let chars = body.chars().count();
+    if chars > MAX_WHATSAPP_CHARS {
+        return Err(format!(
+            "the message has {chars} characters, over WhatsApp's {MAX_WHATSAPP_CHARS}"
+        ));
+    }
+    Ok(Whatsapp { to, body })
+}
+
+/// `+1 (415) 555-0123` → `14155550123`; 8 to 15 digits (E.164).
+fn phone_digits(s: &str) -> Option<String> {
+    let s = s.trim();
+    let s = s.strip_prefix('+').unwrap_or(s);
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '(' | ')' | '.'))
+    {
+        return None;
+    }
+    let digits: String = s.chars().filter(char::is_ascii_digit).collect();
+    (8..=15).contains(&digits.len()).then_some(digits)
+}
+
+fn linkedin(f: &Fields, body: &str) -> Result<Linkedin, String> {
+    let body = message_body(f, body)?;
+    if body.is_empty() {
+        return Err("the post is empty (a `body` field or text after the frontmatter)".into());
+    }
+    let chars = body.chars().count();
+    if chars > MAX_LINKEDIN_CHARS {
+        return Err(format!(
+            "the post has {chars} characters, over LinkedIn's {MAX_LINKEDIN_CHARS}"
+        ));
+    }
+    Ok(Linkedin { body })
+}
+
+const PAYMENT_NEEDS: &str = "`amount`, `recipient` and `reason`";
+
+fn payment(f: &Fields) -> Result<Payment, String> {
+    let amount = match f.0.get("amount") {
+        None | Some(Value::Null) => {
+            return Err(format!(
+                "missing field `amount` (payment needs {PAYMENT_NEEDS})"
+            ));
+        }
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .filter(|x| x.is_finite())
+            .map(|x| (x, n.to_string())),
+        Some(Value::String(s)) => {
+            let t = s.trim();
+            t.parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite() && t.chars().all(|c| c.is_ascii_digit() || c == '.'))
+                .map(|x| (x, t.to_string()))
+        }
+        Some(v) => return Err(f.wrong("amount", "a number", v)),
+    };
+    let amount = match amount {
+        Some((x, text)) if x > 0.0 => text,
+        _ => {
+            return Err(format!(
+                "field `amount` must be a positive number, found {}",
+                display(f.0.get("amount"))
+            ));
+        }
+    };
+    let currency = f.str("currency")?.map(|c| c.trim().to_string());
+    let recipient = f
+        .required("recipient", "payment", PAYMENT_NEEDS)?
+        .trim()
+        .to_string();
+    let reason = f
+        .required("reason", "payment", PAYMENT_NEEDS)?
+        .trim()
+        .to_string();
+    Ok(Payment {
+        amount,
+        currency,
+        recipient,
+        reason,
+    })
+}
+
+fn display(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(s)) => format!("{s:?}"),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(other) => frontmatter::kind(other).to_string(),
+        None => "nothing".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> Result<Request, String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let doc = frontmatter::parse(text).map_err(|e| e.to_string())?;
+        validate(&doc, Utc::now(), dir.path())
+    }
+
+    #[test]
+    fn a_good_email() {
+        let r = check(
+            "---\ntype: approval_request\naction: send_email\nto: '\"Doe, J\" <j@example.com>, b@example.com'\nsubject: 'Invoice #1: due'\n---\nHello\n",
+        )
+        .expect("valid");
+        let Action::Email(e) = r.action else {
+            panic!("not an email")
+        };
+        assert_eq!(e.to.len(), 2);
+        assert_eq!(e.subject, "Invoice #1: due");
+        assert_eq!(e.body, "Hello\n");
+        assert_eq!(r.approved_by, "human");
+    }
+
+    #[test]
+    fn phone_numbers() {
+        assert_eq!(
+            phone_digits("+1 (415) 555-0123").as_deref(),
+            Some("14155550123")
+        );
+        assert_eq!(phone_digits("12345"), None);
+        assert_eq!(phone_digits("+1415abc"), None);
+    }
+
+    #[test]
+    fn the_content_key_ignores_form_and_bookkeeping_but_not_content() {
+        let key = |t: &str| check(t).expect("valid").content_key();
+        let base = key(
+            "---\ntype: approval_request\naction: send_email\nto: [a@example.com, B@example.com]\ncc: c@example.com\nsubject: Hi\nstatus: pending\ncreated: 2026-01-01T00:00:00Z\n---\nHello\n\nBye\n",
+        );
+        // Other spacing, quoting, order, line ends, bookkeeping keys, display names.
+        assert_eq!(
+            base,
+            key(
+                "---\r\nsubject:   'Hi'\r\naction: send_email\r\ntype: approval_request\r\ncc: [\"C <c@example.com>\"]\r\nto: [\"b@example.com\", \"Ann <a@EXAMPLE.com>\"]\r\nstatus: approved\r\napproved_by: bob\r\nmessage_id: <x@y>\r\n---\r\nHello\r\n\r\nBye\r\n\r\n"
+            )
+        );
+        for other in [
+            // The text, a recipient moved to cc, the subject, the action.
+            "---\ntype: approval_request\naction: send_email\nto: [a@example.com, B@example.com]\ncc: c@example.com\nsubject: Hi\n---\nHello\n\nBye!\n",
+            "---\ntype: approval_request\naction: send_email\nto: a@example.com\ncc: [b@example.com, c@example.com]\nsubject: Hi\n---\nHello\n\nBye\n",
+            "---\ntype: approval_request\naction: send_email\nto: [a@example.com, B@example.com]\ncc: c@example.com\nsubject: Hi!\n---\nHello\n\nBye\n",
+            "---\ntype: approval_request\naction: linkedin_post\n---\nHello\n\nBye\n",
+        ] {
+            assert_ne!(base, key(other), "{other}");
+        }
+        let pay = |amount: &str, currency: &str| {
+            key(&format!(
+                "---\ntype: approval_request\naction: payment\namount: {amount}\ncurrency: {currency}\nrecipient: Acme\nreason: hosting\n---\n"
+            ))
+        };
+        assert_eq!(pay("120.50", "eur"), pay("120.5", "EUR"));
+        assert_ne!(pay("120.5", "EUR"), pay("120.6", "EUR"));
+    }
+
+    #[test]
+    fn allow_duplicate_must_be_a_boolean() {
+        let text = |v: &str| {
+            format!(
+                "---\ntype: approval_request\naction: linkedin_post\nallow_duplicate: {v}\n---\nPost\n"
+            )
+        };
+        assert!(check(&text("true")).expect("valid").allow_duplicate);
+        assert!(!check(&text("false")).expect("valid").allow_duplicate);
+        assert_eq!(
+            check(&text("yes")).err().as_deref(),
+            Some("field `allow_duplicate` must be true or false, found a string")
+        );
+    }
+
+    #[test]
+    fn previews_are_short_and_flat() {
+        assert_eq!(preview("a\n\nb"), "a b");
+        assert_eq!(preview(&"x".repeat(50)).chars().count(), 41);
+    }
+}

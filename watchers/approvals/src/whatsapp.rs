@@ -1,0 +1,121 @@
+//! `send_whatsapp`: one text message through the WhatsApp Cloud API,
+//! `POST {base_url}/{phone_number_id}/messages` with a bearer token.
+//!
+//! Classification: no connection (DNS, refused, connect timeout) → transient; HTTP 429 and
+//! 5xx → transient (Meta's documented "try again"); other 4xx → permanent; a failure after
+//! the request was sent (timeout waiting for the reply, connection reset) → unknown, never
+//! retried.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::Outcome;
+use super::credentials::WhatsappConfig;
+use super::request::Whatsapp;
+
+/// The request body Meta expects for a text message.
+pub fn payload(msg: &Whatsapp) -> serde_json::Value {
+    json!({
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": msg.to,
+        "type": "text",
+        "text": { "preview_url": false, "body": msg.body },
+    })
+}
+
+pub fn send(cfg: &WhatsappConfig, msg: &Whatsapp) -> Outcome {
+    let url = format!("{}/{}/messages", cfg.base_url, cfg.phone_number_id);
+    let agent: ureq::Agent = ai_employee_vault::http::client(cfg.timeout)
+        .timeout_connect(Some((cfg.timeout / 2).min(Duration::from_secs(10))))
+        .build()
+        .into();
+    let body = payload(msg).to_string();
+    let response = agent
+        .post(&url)
+        .header("Authorization", &format!("Bearer {}", cfg.token.expose()))
+        .header("Content-Type", "application/json")
+        .send(&body);
+    let mut response = match response {
+        Ok(r) => r,
+        Err(e) => return classify_error(&cfg.base_url, &e),
+    };
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024)
+        .read_to_string()
+        .unwrap_or_default();
+    let reply: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let api = format!("WhatsApp API {}", cfg.base_url);
+    match status {
+        200..=299 => {
+            let id = reply
+                .pointer("/messages/0/id")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string();
+            let mut fields = Vec::new();
+            if !id.is_empty() {
+                fields.push(("whatsapp_message_id".to_string(), id.clone()));
+            }
+            Outcome::Success {
+                detail: format!("{api}: HTTP {status} {id}"),
+                fields,
+            }
+        }
+        429 | 500..=599 => {
+            Outcome::Transient(format!("{api}: HTTP {status}{}", reason(&reply, &text)))
+        }
+        _ => Outcome::Permanent(format!(
+            "{api} refused the message: HTTP {status}{}",
+            reason(&reply, &text)
+        )),
+    }
+}
+
+/// `: <Meta's error message>` or the start of the body.
+fn reason(reply: &serde_json::Value, text: &str) -> String {
+    let msg = reply
+        .pointer("/error/message")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| text.chars().take(200).collect());
+    let msg = msg.split_whitespace().collect::<Vec<_>>().join(" ");
+    if msg.is_empty() {
+        String::new()
+    } else {
+        format!(": {msg}")
+    }
+}
+
+fn classify_error(base: &str, e: &ureq::Error) -> Outcome {
+    use std::io::ErrorKind;
+    use ureq::{Error, Timeout};
+    let text = format!(
+        "WhatsApp API {base}: {}",
+        ai_employee_vault::http::error_text(e)
+    );
+    match e {
+        Error::HostNotFound | Error::ConnectionFailed => Outcome::Transient(text),
+        Error::Timeout(Timeout::Resolve | Timeout::Connect) => Outcome::Transient(text),
+        Error::Io(io)
+            if matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::AddrNotAvailable
+                    | ErrorKind::NetworkUnreachable
+                    | ErrorKind::HostUnreachable
+                    | ErrorKind::NetworkDown
+            ) =>
+        {
+            Outcome::Transient(text)
+        }
+        Error::Timeout(_) | Error::Io(_) | Error::Protocol(_) => {
+            Outcome::Unknown(format!("{text} (the request may have reached the server)"))
+        }
+        _ => Outcome::Permanent(text),
+    }
+}

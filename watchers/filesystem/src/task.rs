@@ -1,0 +1,161 @@
+//! What a file-drop task says: the metadata `.md` next to the copy (SPEC §1).
+
+use std::ffi::OsStr;
+
+use ai_employee_vault::frontmatter;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_norway::Mapping;
+
+/// The facts a task is written from.
+pub struct Facts<'a> {
+    pub original_name: &'a OsStr,
+    pub size: u64,
+    pub sha256_hex: &'a str,
+    pub received: DateTime<Utc>,
+}
+
+/// The metadata file's text: frontmatter (`type: file_drop`, `original_name`, `size`,
+/// `sha256`, `received`, `status: pending`, `priority: normal`) and a short summary.
+pub fn render(f: &Facts<'_>) -> String {
+    render_with(f, None)
+}
+
+/// The note for a file over the `--max-size` limit `limit`: no copy was made, and the
+/// frontmatter says `copied: false`. `sha256` is still the hash of the whole file.
+pub fn render_not_copied(f: &Facts<'_>, limit: u64) -> String {
+    render_with(f, Some(limit))
+}
+
+fn render_with(f: &Facts<'_>, not_copied: Option<u64>) -> String {
+    let name = f.original_name.to_string_lossy();
+    let received = f.received.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let mut m = Mapping::new();
+    frontmatter::set(&mut m, "type", "file_drop");
+    frontmatter::set(&mut m, "original_name", name.as_ref());
+    frontmatter::set(&mut m, "size", f.size);
+    frontmatter::set(&mut m, "sha256", f.sha256_hex);
+    frontmatter::set(&mut m, "received", received.as_str());
+    frontmatter::set(&mut m, "status", "pending");
+    frontmatter::set(&mut m, "priority", "normal");
+    let about_copy = match not_copied {
+        None => "A copy sits next to this note (the same name without `.md`); the original \
+                 stays in `Inbox/`."
+            .to_string(),
+        Some(limit) => {
+            frontmatter::set(&mut m, "copied", false);
+            format!(
+                "It is larger than the {} limit for copies (`--max-size` of the filesystem \
+                 watcher), so no copy was made: the original stays in `Inbox/`.",
+                ai_employee_vault::units::format_size(limit)
+            )
+        }
+    };
+    let size = human_size(f.size);
+    let body = format!(
+        "# New file: {title}\n\n\
+         A file was dropped into `Inbox/`. {about_copy}\n\n\
+         - Original name: {code}\n\
+         - Size: {size}\n\
+         - SHA-256: `{sha}`\n\
+         - Received: {when}\n",
+        title = one_line(&name),
+        code = code_span(&one_line(&name)),
+        sha = f.sha256_hex,
+        when = f.received.format("%Y-%m-%d %H:%M:%S UTC"),
+    );
+    frontmatter::render(&m, &body)
+}
+
+/// `512 bytes`, `2.0 KiB (2048 bytes)`, `1.5 MiB (1572864 bytes)`.
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = UNITS[0];
+    for next in &UNITS[1..] {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = next;
+    }
+    format!("{value:.1} {unit} ({bytes} bytes)")
+}
+
+/// Control characters (a newline in a name) would break the Markdown layout.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// `s` as a Markdown code span, fenced with more backticks than it contains.
+fn code_span(s: &str) -> String {
+    let mut longest = 0;
+    let mut run = 0;
+    for c in s.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let fence = "`".repeat(longest + 1);
+    if longest > 0 {
+        format!("{fence} {s} {fence}")
+    } else {
+        format!("{fence}{s}{fence}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ai_employee_vault::frontmatter::{get_str, parse};
+
+    use super::*;
+
+    #[test]
+    fn tricky_names_round_trip_through_the_frontmatter() {
+        let received = DateTime::parse_from_rfc3339("2026-11-21T23:59:01.250Z")
+            .map(|d| d.with_timezone(&Utc))
+            .unwrap_or_default();
+        for name in [
+            "report: Q3 \"final\".pdf",
+            "yes",
+            "0123",
+            "a`b`.txt",
+            "x\ny",
+        ] {
+            let text = render(&Facts {
+                original_name: OsStr::new(name),
+                size: 2048,
+                sha256_hex: "ab",
+                received,
+            });
+            let doc = parse(&text).expect("parses");
+            assert_eq!(get_str(&doc.front, "original_name"), Some(name));
+            assert_eq!(get_str(&doc.front, "type"), Some("file_drop"));
+            assert_eq!(get_str(&doc.front, "status"), Some("pending"));
+            assert_eq!(get_str(&doc.front, "priority"), Some("normal"));
+            assert_eq!(
+                get_str(&doc.front, "received"),
+                Some("2026-11-21T23:59:01.250Z")
+            );
+            assert_eq!(doc.front.get("size").and_then(|v| v.as_u64()), Some(2048));
+            assert!(doc.body.contains("2.0 KiB (2048 bytes)"), "{}", doc.body);
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_size(0), "0 bytes");
+        assert_eq!(human_size(1023), "1023 bytes");
+        assert_eq!(human_size(1536), "1.5 KiB (1536 bytes)");
+        assert_eq!(human_size(3 << 30), "3.0 GiB (3221225472 bytes)");
+    }
+
+    #[test]
+    fn code_spans() {
+        assert_eq!(code_span("a"), "`a`");
+        assert_eq!(code_span("a`b"), "`` a`b ``");
+    }
+}

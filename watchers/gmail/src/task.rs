@@ -1,0 +1,182 @@
+//! What an email task says (SPEC §1): quoted YAML frontmatter, a readable summary, and
+//! the decoded text in a fenced block (so nothing in it — `---`, `#`, HTML — is read as
+//! Markdown structure or frontmatter).
+
+use ai_employee_vault::frontmatter;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_norway::Mapping;
+
+use super::importance::{Reason, priority};
+use super::message::Email;
+
+/// Where the message was found.
+pub struct Origin<'a> {
+    pub mailbox: &'a str,
+    pub uid: u32,
+    /// X-GM-THRID on Gmail.
+    pub gmail_thread: Option<u64>,
+    /// INTERNALDATE (when the server received it).
+    pub internal_date: Option<DateTime<Utc>>,
+    /// The whole message's size (RFC822.SIZE).
+    pub size: u32,
+    /// Whether only the first part of the message was fetched.
+    pub partial: bool,
+}
+
+/// When the message was received: INTERNALDATE, else the Date header, else `now`.
+pub fn received(o: &Origin<'_>, e: &Email, now: DateTime<Utc>) -> DateTime<Utc> {
+    o.internal_date.or(e.date).unwrap_or(now)
+}
+
+/// The task file's text.
+pub fn render(o: &Origin<'_>, e: &Email, reasons: &[Reason], received: DateTime<Utc>) -> String {
+    let thread_id = match o.gmail_thread {
+        Some(t) => t.to_string(),
+        None => e.thread_root.clone().unwrap_or_default(),
+    };
+    let mut m = Mapping::new();
+    frontmatter::set(&mut m, "type", "email");
+    frontmatter::set(&mut m, "status", "pending");
+    frontmatter::set(&mut m, "priority", priority(reasons));
+    let when = received.to_rfc3339_opts(SecondsFormat::Secs, true);
+    frontmatter::set(&mut m, "received", when.as_str());
+    frontmatter::set(&mut m, "from", e.from.as_str());
+    frontmatter::set(&mut m, "subject", e.subject.as_str());
+    frontmatter::set(
+        &mut m,
+        "message_id",
+        e.message_id.as_deref().unwrap_or_default(),
+    );
+    frontmatter::set(&mut m, "thread_id", thread_id.as_str());
+    frontmatter::set(&mut m, "uid", u64::from(o.uid));
+    frontmatter::set(&mut m, "mailbox", o.mailbox);
+
+    let why: Vec<String> = reasons.iter().map(Reason::describe).collect();
+    let subject = if e.subject.is_empty() {
+        "(no subject)"
+    } else {
+        e.subject.as_str()
+    };
+    let mut body = format!(
+        "# Email: {subject}\n\n\
+         Important unread mail ({why}). It is still unread in the mailbox.\n\n\
+         - From: {from}\n\
+         - Subject: {subject}\n\
+         - Received: {when}\n\
+         - Mailbox: {mailbox} (UID {uid})\n",
+        why = why.join(", "),
+        from = if e.from.is_empty() {
+            "(unknown)"
+        } else {
+            &e.from
+        },
+        when = received.format("%Y-%m-%d %H:%M:%S UTC"),
+        mailbox = o.mailbox,
+        uid = o.uid,
+    );
+    if !e.attachments.is_empty() {
+        body.push_str(&format!("- Attachments: {}\n", e.attachments.join(", ")));
+    }
+    body.push_str("\n## Message\n\n");
+    if e.text.is_empty() {
+        body.push_str("(no text)\n");
+    } else {
+        let fence = "`".repeat(longest_backtick_run(&e.text).max(2) + 1);
+        body.push_str(&format!("{fence}text\n{}\n{fence}\n", e.text));
+    }
+    if e.text_cut > 0 || o.partial {
+        body.push_str(&format!(
+            "\nThe text was shortened ({} of the message's {} bytes shown here); the whole \
+             message is in the mailbox.\n",
+            e.text.len(),
+            o.size
+        ));
+    }
+    frontmatter::render(&m, &body)
+}
+
+fn longest_backtick_run(s: &str) -> usize {
+    let (mut longest, mut run) = (0, 0);
+    for c in s.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    longest
+}
+
+#[cfg(test)]
+mod tests {
+    use ai_employee_vault::frontmatter::{get_str, parse};
+
+    use super::*;
+
+    #[test]
+    fn tricky_values_round_trip_and_the_text_stays_in_its_fence() {
+        let e = Email {
+            from: "\"Doe, J\" <j@x>".into(),
+            from_address: Some("j@x".into()),
+            subject: "Re: Invoice #12: \"urgent\" 'now'".into(),
+            message_id: Some("<m@x>".into()),
+            thread_root: Some("<root@x>".into()),
+            date: None,
+            text: "---\ntype: fake\n---\n```\n# not a heading".into(),
+            text_cut: 0,
+            attachments: vec![],
+        };
+        let o = Origin {
+            mailbox: "INBOX",
+            uid: 7,
+            gmail_thread: None,
+            internal_date: DateTime::from_timestamp(1_795_000_000, 0),
+            size: 100,
+            partial: false,
+        };
+        let when = received(&o, &e, Utc::now());
+        let text = render(&o, &e, &[Reason::Flagged], when);
+        let doc = match parse(&text) {
+            Ok(d) => d,
+            Err(err) => panic!("{err}: {text}"),
+        };
+        assert_eq!(get_str(&doc.front, "type"), Some("email"));
+        assert_eq!(get_str(&doc.front, "from"), Some("\"Doe, J\" <j@x>"));
+        assert_eq!(
+            get_str(&doc.front, "subject"),
+            Some("Re: Invoice #12: \"urgent\" 'now'")
+        );
+        assert_eq!(get_str(&doc.front, "priority"), Some("high"));
+        assert_eq!(get_str(&doc.front, "thread_id"), Some("<root@x>"));
+        assert_eq!(
+            get_str(&doc.front, "received"),
+            Some("2026-11-18T11:06:40Z")
+        );
+        assert_eq!(doc.front.get("uid").and_then(|v| v.as_u64()), Some(7));
+        assert!(
+            doc.body.contains("````text\n---\ntype: fake"),
+            "{}",
+            doc.body
+        );
+        assert!(!doc.body.contains("shortened"));
+    }
+
+    #[test]
+    fn gmail_thread_ids_win() {
+        let e = Email::default();
+        let o = Origin {
+            mailbox: "INBOX",
+            uid: 1,
+            gmail_thread: Some(1_278_455_344_230_334_865),
+            internal_date: None,
+            size: 10,
+            partial: true,
+        };
+        let text = render(&o, &e, &[Reason::GmailImportant], Utc::now());
+        let doc = parse(&text).unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(
+            get_str(&doc.front, "thread_id"),
+            Some("1278455344230334865")
+        );
+        assert_eq!(get_str(&doc.front, "priority"), Some("normal"));
+        assert_eq!(get_str(&doc.front, "message_id"), Some(""));
+        assert!(doc.body.contains("shortened"));
+    }
+}

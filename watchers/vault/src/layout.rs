@@ -1,0 +1,178 @@
+//! Where things live in a vault, and `init`, which creates what is missing.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::nofollow::Dir;
+
+/// Folders every vault has (SPEC §1).
+pub const FOLDERS: &[&str] = &[
+    "Inbox",
+    "Needs_Action",
+    "Plans",
+    "Pending_Approval",
+    "Approved",
+    "Rejected",
+    "Done",
+    "Failed",
+    "Logs",
+    "credentials",
+];
+
+/// File name of the process table inside a vault.
+pub const VAULT_CONFIG_NAME: &str = "ai-employee.toml";
+
+/// Supervisor state (lock, child records, heartbeats, control socket), hidden from Obsidian.
+pub const STATE_DIR: &str = ".ai-employee";
+
+/// Folders the program reads or writes. None of them may be a symlink (see
+/// `crate::nofollow`): `Logs/` and the state folder stop the supervisor, the others stop
+/// the watcher that uses them (exit 78). The other folders (`Plans/` …) are the user's.
+pub const WORKING_FOLDERS: &[&str] = &[
+    "Inbox",
+    "Needs_Action",
+    "Approved",
+    "Done",
+    "Failed",
+    "Logs",
+    "credentials",
+];
+
+#[derive(Debug, Clone)]
+pub struct Vault {
+    root: PathBuf,
+}
+
+impl Vault {
+    /// `root` should be absolute (callers make it so).
+    pub fn new(root: PathBuf) -> Self {
+        Vault { root }
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("Logs")
+    }
+    pub fn system_log(&self) -> PathBuf {
+        self.logs_dir().join("system.log")
+    }
+    pub fn child_log(&self, name: &str) -> PathBuf {
+        self.logs_dir().join(format!("{name}.log"))
+    }
+    pub fn dashboard(&self) -> PathBuf {
+        self.root.join("Dashboard.md")
+    }
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join(STATE_DIR)
+    }
+    pub fn lock_file(&self) -> PathBuf {
+        self.state_dir().join("supervisor.lock")
+    }
+    pub fn children_record(&self) -> PathBuf {
+        self.state_dir().join("children")
+    }
+    pub fn heartbeat_dir(&self) -> PathBuf {
+        self.state_dir().join("heartbeat")
+    }
+    pub fn heartbeat(&self, name: &str) -> PathBuf {
+        self.heartbeat_dir().join(name)
+    }
+    pub fn config_file(&self) -> PathBuf {
+        self.root.join(VAULT_CONFIG_NAME)
+    }
+}
+
+/// What `init` did.
+#[derive(Debug, Default)]
+pub struct InitReport {
+    pub created: Vec<PathBuf>,
+    /// Working folders that are symlinks, one line each (left alone: the watcher that
+    /// uses the folder refuses to run until it is a real folder).
+    pub refused: Vec<String>,
+}
+
+const DASHBOARD_TEMPLATE: &str = "# AI Employee Dashboard\n\n## System Status\n\n| Timestamp | Action | Status | Details |\n|---|---|---|---|\n";
+
+const HANDBOOK_TEMPLATE: &str = "# Company Handbook\n\nRules of engagement for the AI employee. Edit freely: the supervisor never\nwrites this file.\n\n- Ask for approval before sending anything on my behalf.\n- Never pay anything automatically.\n";
+
+/// Create what is missing (folders, Dashboard.md, Company_Handbook.md, the process table,
+/// the state folder); never overwrite what exists.
+pub fn init(vault: &Vault, config_text: &str) -> io::Result<InitReport> {
+    let mut report = create_folders(vault)?;
+    report.created.extend(write_templates(vault, config_text)?);
+    Ok(report)
+}
+
+/// The folder part of [`init`]: cheap (no file is written, nothing is fsynced). Never
+/// creates anything through a symlink. `Logs/` or the state folder as a symlink is an
+/// error ([`nofollow::is_symlink_error`] holds for it, and its message names the folder).
+pub fn create_folders(vault: &Vault) -> io::Result<InitReport> {
+    let mut report = InitReport::default();
+    if !vault.root().exists() {
+        std::fs::create_dir_all(vault.root())?;
+        report.created.push(vault.root().to_path_buf());
+    }
+    let root = Dir::open(vault.root())?;
+    for f in FOLDERS {
+        let existed = root.exists(f);
+        match root.make_folder(f, false) {
+            Ok(_) if !existed => report.created.push(vault.root().join(f)),
+            Ok(_) => {}
+            Err(e) if e.is_symlink() && *f == "Logs" => return Err(e.into()),
+            Err(e) if e.is_symlink() => {
+                if WORKING_FOLDERS.contains(f) {
+                    report.refused.push(e.to_string());
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    root.make_folder(STATE_DIR, true)?;
+    root.make_folder(Path::new(STATE_DIR).join("heartbeat"), true)?;
+    Ok(report)
+}
+
+/// The file part of [`init`]: each missing template written atomically and durably.
+pub fn write_templates(vault: &Vault, config_text: &str) -> io::Result<Vec<PathBuf>> {
+    let mut created = Vec::new();
+    let root = Dir::open(vault.root())?;
+    for (path, text) in [
+        (vault.dashboard(), DASHBOARD_TEMPLATE),
+        (vault.root().join("Company_Handbook.md"), HANDBOOK_TEMPLATE),
+        (vault.config_file(), config_text),
+    ] {
+        // A name taken by anything (a symlink too) is left alone.
+        let name = path.file_name().unwrap_or_default();
+        if root.create_new(name, text.as_bytes(), 0o600)? {
+            created.push(path);
+        }
+    }
+    Ok(created)
+}
+
+/// Make `dir` private (0700), creating it (and its parents) if needed. `dir` itself must
+/// not be a symlink (its parent is followed).
+pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let parent = super::atomic::parent_dir(dir);
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(parent)
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let name = dir
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no folder name"))?;
+    Dir::open(parent)?.make_folder(name, true)?;
+    Ok(())
+}
+
+/// The Dashboard written when none exists.
+pub fn dashboard_template() -> &'static str {
+    DASHBOARD_TEMPLATE
+}

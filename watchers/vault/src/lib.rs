@@ -1,0 +1,54 @@
+//! What the supervisor and every watcher share: the vault (its layout, the one way to its
+//! files without following links, atomic writes, frontmatter, Dashboard.md, the lock),
+//! log files, durations and sizes, exit codes, the HTTP client set-up, the control
+//! socket's protocol and client, and what every watcher needs (its start-up, credentials,
+//! OAuth, TLS, the exactly-once task sink).
+//!
+//! This crate depends on no other crate of the workspace; the supervisor and each watcher
+//! crate depend on it. See `docs/ARCHITECTURE.md` for the crate graph.
+
+/// Atomic writes of user-owned files, no-replace and exchange renames, leases.
+pub mod atomic;
+/// The shared command-line bits (`--vault`) every command and watcher takes.
+pub mod cli;
+/// The control socket's protocol types and the blocking client (the server is in the
+/// supervisor).
+pub mod control;
+/// Credentials files in `credentials/` and secrets that never print.
+pub mod credentials;
+/// Dashboard.md: the merge with other writers.
+pub mod dashboard;
+/// Old Dashboard rows to `Logs/dashboard-YYYY.md`.
+pub mod dashboard_archive;
+/// Dashboard texts read and written in chunks.
+pub mod dashboard_text;
+/// Exit codes (API for scripts and service managers).
+pub mod exit_codes;
+/// YAML frontmatter of task and approval files.
+pub mod frontmatter;
+/// The HTTP client set-up shared by webhooks, OAuth and the WhatsApp API.
+pub mod http;
+/// The vault's folders and `init`.
+pub mod layout;
+/// The vault lock (one supervisor, one instance of each watcher).
+pub mod lock;
+/// Size-rotated log files and the system log.
+pub mod logs;
+/// The one way to the vault's files: folder descriptors, `openat2` / `O_NOFOLLOW`.
+pub mod nofollow;
+/// OAuth token refresh under a lock (IMAP and SMTP).
+pub mod oauth;
+/// A sorted on-disk index of fixed-size keys (the compacted ledgers).
+pub mod sorted_index;
+/// The task sink's ledger of seen message keys.
+pub mod task_ledger;
+/// Exactly-once task files: staging, ledger, no-replace publish.
+pub mod tasks;
+/// `ca_file` and certificate errors explained (IMAP and SMTP).
+pub mod tls;
+/// Durations ("500ms", "1m30s") and sizes ("10MiB"): parsing and formatting.
+pub mod units;
+/// What every watcher needs: heartbeat, SIGTERM, logging, exit 78.
+pub mod watcher;
+
+pub use layout::Vault;

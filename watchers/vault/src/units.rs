@@ -1,0 +1,473 @@
+//! Durations ("500ms", "2s", "1m30s", "1.5h", "1d") and sizes ("512KiB", "10MiB", "1GiB").
+//!
+//! Both parsers are strict: no spaces, no signs, a unit is required (except for the
+//! duration `"0"` and a plain byte count), and values that do not fit are rejected rather
+//! than clamped. Errors are message fragments such as
+//! `invalid duration "30" (use a unit: "30s", "5m", "500ms")`; the table parser prefixes
+//! them with the field path.
+
+use std::time::Duration;
+
+/// The longest duration any key of the table (and any flag or credentials field)
+/// accepts: 3650 days (ten years). Every deadline the supervisor computes from a table
+/// value stays far inside what the monotonic clock can represent.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+
+const NANOS_PER_MS: u128 = 1_000_000;
+const NANOS_PER_S: u128 = 1_000_000_000;
+
+/// Duration units, largest first: (suffix, nanoseconds).
+const DURATION_UNITS: [(&str, u128); 5] = [
+    ("d", 86_400 * NANOS_PER_S),
+    ("h", 3_600 * NANOS_PER_S),
+    ("m", 60 * NANOS_PER_S),
+    ("s", NANOS_PER_S),
+    ("ms", NANOS_PER_MS),
+];
+
+/// Size units: (suffix, bytes). `K`/`M`/`G`/`T` are binary, like `KiB`…; `KB`… are decimal.
+const SIZE_UNITS: [(&str, u128); 14] = [
+    ("B", 1),
+    ("K", 1 << 10),
+    ("KiB", 1 << 10),
+    ("KB", 1_000),
+    ("kB", 1_000),
+    ("M", 1 << 20),
+    ("MiB", 1 << 20),
+    ("MB", 1_000_000),
+    ("G", 1 << 30),
+    ("GiB", 1 << 30),
+    ("GB", 1_000_000_000),
+    ("T", 1 << 40),
+    ("TiB", 1 << 40),
+    ("TB", 1_000_000_000_000),
+];
+
+/// Fraction digits beyond this many cannot change the result by a whole nanosecond/byte
+/// for any unit we accept (the largest unit is under 10^14 ns / 2^40 bytes).
+const MAX_FRACTION_DIGITS: usize = 18;
+
+/// A decimal number split from its unit: `"1.5"` + `"GiB"`.
+struct Number<'a> {
+    int: &'a str,
+    frac: &'a str,
+}
+
+impl Number<'_> {
+    /// `self × unit`, rounded down; `None` on overflow of u128.
+    fn times(&self, unit: u128) -> Option<u128> {
+        let mut total: u128 = 0;
+        for c in self.int.bytes() {
+            total = total.checked_mul(10)?.checked_add(u128::from(c - b'0'))?;
+        }
+        let mut total = total.checked_mul(unit)?;
+        let frac = &self.frac[..self.frac.len().min(MAX_FRACTION_DIGITS)];
+        if !frac.is_empty() {
+            let mut digits: u128 = 0;
+            for c in frac.bytes() {
+                digits = digits * 10 + u128::from(c - b'0');
+            }
+            let scale = 10u128.pow(frac.len() as u32);
+            // digits < 10^18 and unit < 2^50, so the product fits easily.
+            total = total.checked_add(digits.checked_mul(unit)? / scale)?;
+        }
+        Some(total)
+    }
+
+    fn has_fraction(&self) -> bool {
+        self.frac.bytes().any(|c| c != b'0')
+    }
+}
+
+/// Split a leading `digits[.digits]` off `s`. `None` if `s` does not start with a digit, the
+/// fraction has no digits ("1.", ".5") or a second dot follows ("1.2.3").
+fn take_number(s: &str) -> Option<(Number<'_>, &str)> {
+    let int_len = s.bytes().take_while(u8::is_ascii_digit).count();
+    if int_len == 0 {
+        return None;
+    }
+    let (int, rest) = s.split_at(int_len);
+    match rest.strip_prefix('.') {
+        Some(after_dot) => {
+            let frac_len = after_dot.bytes().take_while(u8::is_ascii_digit).count();
+            if frac_len == 0 {
+                return None;
+            }
+            let (frac, rest) = after_dot.split_at(frac_len);
+            (!rest.starts_with('.')).then_some((Number { int, frac }, rest))
+        }
+        None => Some((Number { int, frac: "" }, rest)),
+    }
+}
+
+/// The unit letters at the start of `s` (up to the next digit).
+fn take_unit(s: &str) -> (&str, &str) {
+    let len = s
+        .char_indices()
+        .find(|(_, c)| c.is_ascii_digit() || *c == '.')
+        .map_or(s.len(), |(i, _)| i);
+    s.split_at(len)
+}
+
+/// Parse a duration: one or more `<number><unit>` parts, largest unit first, each unit at
+/// most once: `"500ms"`, `"2s"`, `"1.5s"`, `"5m"`, `"1h"`, `"1d"`, `"1m30s"`. `"0"` is the
+/// only duration without a unit.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    const EXAMPLES: &str = "\"500ms\", \"30s\", \"5m\", \"1h\", \"1d\" or \"1m30s\"";
+    if s.is_empty() {
+        return Err(format!("invalid duration \"\" (expected e.g. {EXAMPLES})"));
+    }
+    if s.starts_with('-') {
+        return Err(format!("invalid duration {s:?} (must not be negative)"));
+    }
+    if s.chars().any(char::is_whitespace) {
+        let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+        return Err(format!(
+            "invalid duration {s:?} (remove the spaces: {compact:?})"
+        ));
+    }
+    if s.bytes().all(|c| c == b'0') {
+        return Ok(Duration::ZERO);
+    }
+
+    let mut rest = s;
+    let mut total: u128 = 0;
+    // Index into DURATION_UNITS of the last unit used; the next must be smaller.
+    let mut last_unit: Option<usize> = None;
+    while !rest.is_empty() {
+        let Some((number, after)) = take_number(rest) else {
+            return Err(format!("invalid duration {s:?} (expected e.g. {EXAMPLES})"));
+        };
+        let (unit, after) = take_unit(after);
+        if unit.is_empty() {
+            if last_unit.is_none() && after.is_empty() {
+                return Err(format!(
+                    "invalid duration {s:?} (use a unit: \"30s\", \"5m\", \"500ms\")"
+                ));
+            }
+            return Err(format!(
+                "invalid duration {s:?} (every number needs a unit: ms, s, m, h or d)"
+            ));
+        }
+        let Some(index) = DURATION_UNITS.iter().position(|(u, _)| *u == unit) else {
+            return Err(format!(
+                "invalid duration {s:?} (unknown unit {unit:?}; use ms, s, m, h or d)"
+            ));
+        };
+        if last_unit.is_some_and(|last| index <= last) {
+            return Err(format!(
+                "invalid duration {s:?} (units must go from largest to smallest, each once, \
+                 as in \"1h30m\")"
+            ));
+        }
+        last_unit = Some(index);
+        let part = number
+            .times(DURATION_UNITS[index].1)
+            .ok_or_else(|| format!("invalid duration {s:?} (too large)"))?;
+        total = total
+            .checked_add(part)
+            .ok_or_else(|| format!("invalid duration {s:?} (too large)"))?;
+        rest = after;
+    }
+
+    let secs = u64::try_from(total / NANOS_PER_S)
+        .map_err(|_| format!("invalid duration {s:?} (too large)"))?;
+    // The remainder is below 10^9, so it fits in u32.
+    let nanos = (total % NANOS_PER_S) as u32;
+    Ok(Duration::new(secs, nanos))
+}
+
+/// A duration for a command-line flag or a credentials file: at most
+/// [`MAX_DURATION`], like every duration of the table, so no value
+/// can overflow the clock arithmetic it ends up in.
+pub fn parse_flag_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d > MAX_DURATION => Err(format!(
+            "{s:?} is too long: at most {:?} (ten years)",
+            format_duration(MAX_DURATION)
+        )),
+        d => Ok(d),
+    }
+}
+
+/// A duration that must be more than zero (command-line flags such as `--poll 30s`), at
+/// most ten years.
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_flag_duration(s)? {
+        d if d.is_zero() => Err(format!("{s:?} must be more than zero")),
+        d => Ok(d),
+    }
+}
+
+/// Parse a size in bytes: `"512"`, `"512B"`, `"10KiB"`, `"1.5GiB"`, `"100MB"`. Binary
+/// units: `K`, `KiB`, `M`, `MiB`, `G`, `GiB`, `T`, `TiB`; decimal: `KB` (or `kB`), `MB`,
+/// `GB`, `TB`. A fractional size is rounded down to whole bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    const EXAMPLES: &str = "\"512KiB\", \"10MiB\", \"1GiB\" or \"100MB\"";
+    if s.is_empty() {
+        return Err(format!("invalid size \"\" (expected e.g. {EXAMPLES})"));
+    }
+    if s.starts_with('-') {
+        return Err(format!("invalid size {s:?} (must not be negative)"));
+    }
+    if s.chars().any(char::is_whitespace) {
+        let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+        return Err(format!(
+            "invalid size {s:?} (remove the spaces: {compact:?})"
+        ));
+    }
+    let Some((number, unit)) = take_number(s) else {
+        return Err(format!("invalid size {s:?} (expected e.g. {EXAMPLES})"));
+    };
+    let multiplier = if unit.is_empty() {
+        1
+    } else {
+        match SIZE_UNITS.iter().find(|(u, _)| *u == unit) {
+            Some((_, m)) => *m,
+            None => {
+                return Err(format!(
+                    "invalid size {s:?} (unknown unit {unit:?}; use B, KiB, MiB, GiB, TiB, \
+                     KB, MB, GB or TB)"
+                ));
+            }
+        }
+    };
+    if multiplier == 1 && number.has_fraction() {
+        return Err(format!(
+            "invalid size {s:?} (a byte count must be a whole number)"
+        ));
+    }
+    number
+        .times(multiplier)
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| format!("invalid size {s:?} (too large)"))
+}
+
+/// Format a duration the way the table writes it: `"2s"`, `"1m30s"`, `"500ms"`, `"1h"`,
+/// `"0s"`. Parts below a millisecond become a fraction of a millisecond (`"0.25ms"`), so
+/// the result always parses back to the same duration.
+pub fn format_duration(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    if nanos == 0 {
+        return "0s".to_string();
+    }
+    let mut out = String::new();
+    let mut rest = nanos;
+    for (unit, size) in DURATION_UNITS {
+        let count = rest / size;
+        rest %= size;
+        if unit == "ms" && rest > 0 {
+            let frac = format!("{rest:06}");
+            out.push_str(&format!("{count}.{}ms", frac.trim_end_matches('0')));
+            rest = 0;
+        } else if count > 0 {
+            out.push_str(&format!("{count}{unit}"));
+        }
+    }
+    out
+}
+
+/// Format a byte count with the largest binary unit that divides it: `"10MiB"`,
+/// `"1536KiB"`, `"512B"`.
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [(&str, u64); 4] = [
+        ("TiB", 1 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ];
+    for (unit, size) in UNITS {
+        if bytes != 0 && bytes % size == 0 {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    format!("{bytes}B")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn durations_accepted() {
+        let cases = [
+            ("0", Duration::ZERO),
+            ("00", Duration::ZERO),
+            ("0s", Duration::ZERO),
+            ("0ms", Duration::ZERO),
+            ("500ms", ms(500)),
+            ("2s", ms(2_000)),
+            ("1.5s", ms(1_500)),
+            ("0.5s", ms(500)),
+            ("5m", ms(300_000)),
+            ("1h", ms(3_600_000)),
+            ("1d", ms(86_400_000)),
+            ("1m30s", ms(90_000)),
+            ("1h30m", ms(5_400_000)),
+            ("1d2h3m4s5ms", ms(93_784_005)),
+            ("1.5ms", Duration::from_micros(1_500)),
+            ("90s", ms(90_000)),
+            ("1.25h", ms(4_500_000)),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_duration(text), Ok(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn long_fractions_are_truncated_not_rejected() {
+        assert_eq!(
+            parse_duration("0.1234567891234567891234s"),
+            Ok(Duration::from_nanos(123_456_789))
+        );
+    }
+
+    #[test]
+    fn durations_rejected() {
+        let cases = [
+            ("", "invalid duration \"\" (expected e.g."),
+            (
+                "30",
+                "invalid duration \"30\" (use a unit: \"30s\", \"5m\", \"500ms\")",
+            ),
+            ("1.5", "(use a unit"),
+            ("-5s", "(must not be negative)"),
+            ("-0", "(must not be negative)"),
+            ("+5s", "(expected e.g."),
+            ("5 s", "(remove the spaces: \"5s\")"),
+            ("1m 30s", "(remove the spaces: \"1m30s\")"),
+            ("5min", "(unknown unit \"min\"; use ms, s, m, h or d)"),
+            ("5S", "(unknown unit \"S\""),
+            ("5us", "(unknown unit \"us\""),
+            ("s", "(expected e.g."),
+            ("1.s", "(expected e.g."),
+            (".5s", "(expected e.g."),
+            ("1.2.3s", "(expected e.g."),
+            ("30s1m", "(units must go from largest to smallest"),
+            ("1m1m", "(units must go from largest to smallest"),
+            ("1m30", "(every number needs a unit"),
+            ("213503982334602d", "(too large)"),
+            ("99999999999999999999999999999999999999999d", "(too large)"),
+            ("18446744073709551616s", "(too large)"),
+        ];
+        for (text, want) in cases {
+            match parse_duration(text) {
+                Ok(d) => panic!("{text:?} parsed as {d:?}"),
+                Err(e) => assert!(e.contains(want), "{text:?}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn largest_duration_fits() {
+        assert_eq!(
+            parse_duration("18446744073709551615s"),
+            Ok(Duration::from_secs(u64::MAX))
+        );
+    }
+
+    #[test]
+    fn sizes_accepted() {
+        let cases = [
+            ("0", 0),
+            ("512", 512),
+            ("512B", 512),
+            ("1K", 1024),
+            ("10KiB", 10 * 1024),
+            ("10KB", 10_000),
+            ("10kB", 10_000),
+            ("10M", 10 << 20),
+            ("10MiB", 10 << 20),
+            ("10MB", 10_000_000),
+            ("1G", 1 << 30),
+            ("1GiB", 1 << 30),
+            ("1GB", 1_000_000_000),
+            ("1.5GiB", 3 << 29),
+            ("0.5KiB", 512),
+            ("0.1KiB", 102),
+            ("2TiB", 2 << 40),
+            ("1.0B", 1),
+            ("18446744073709551615", u64::MAX),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_size(text), Ok(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn sizes_rejected() {
+        let cases = [
+            ("", "invalid size \"\" (expected e.g."),
+            ("-1MiB", "(must not be negative)"),
+            ("10 MiB", "(remove the spaces: \"10MiB\")"),
+            ("10mb", "(unknown unit \"mb\""),
+            ("10Mi", "(unknown unit \"Mi\""),
+            ("MiB", "(expected e.g."),
+            ("1.5", "(a byte count must be a whole number)"),
+            ("1.5B", "(a byte count must be a whole number)"),
+            ("1.2.3MiB", "(expected e.g."),
+            ("18446744073709551616", "(too large)"),
+            ("16777216TiB", "(too large)"),
+            ("99999999999999999999999999999999999999999", "(too large)"),
+        ];
+        for (text, want) in cases {
+            match parse_size(text) {
+                Ok(n) => panic!("{text:?} parsed as {n}"),
+                Err(e) => assert!(e.contains(want), "{text:?}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn format_durations() {
+        let cases = [
+            (Duration::ZERO, "0s"),
+            (ms(500), "500ms"),
+            (ms(2_000), "2s"),
+            (ms(90_000), "1m30s"),
+            (ms(3_600_000), "1h"),
+            (ms(86_400_000 + 1), "1d1ms"),
+            (ms(1_500), "1s500ms"),
+            (Duration::from_micros(250), "0.25ms"),
+            (Duration::from_nanos(1), "0.000001ms"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(format_duration(d), want, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn format_then_parse_round_trips() {
+        for nanos in [
+            0,
+            1,
+            999,
+            1_000_000,
+            1_500_000_001,
+            86_400_000_000_123,
+            u64::MAX,
+        ] {
+            let d = Duration::from_nanos(nanos);
+            assert_eq!(parse_duration(&format_duration(d)), Ok(d), "{d:?}");
+        }
+        let max = Duration::new(u64::MAX, 999_999_999);
+        assert_eq!(parse_duration(&format_duration(max)), Ok(max));
+    }
+
+    #[test]
+    fn format_sizes() {
+        assert_eq!(format_size(0), "0B");
+        assert_eq!(format_size(512), "512B");
+        assert_eq!(format_size(1024), "1KiB");
+        assert_eq!(format_size(1536 * 1024), "1536KiB");
+        assert_eq!(format_size(10 << 20), "10MiB");
+        assert_eq!(format_size(1 << 40), "1TiB");
+        for n in [0, 1, 1023, 1024, 10 << 20, u64::MAX] {
+            assert_eq!(parse_size(&format_size(n)), Ok(n));
+        }
+    }
+}

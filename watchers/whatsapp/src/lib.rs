@@ -1,0 +1,301 @@
+//! `ai-employee watch whatsapp`: a WhatsApp Business Cloud API webhook receiver. Text
+//! messages that contain a keyword become `WHATSAPP_*.md` tasks in `Needs_Action/`, each
+//! message id once, across re-deliveries and restarts. See `docs/whatsapp.md`.
+//!
+//! - `credentials`: `app_secret` and `verify_token` from `credentials/whatsapp.toml`.
+//! - `conns`: accepting connections: header timeout, connection cap, graceful stop.
+//! - `server`: the HTTP routes (handshake, signature, size cap, body timeout, JSON).
+//! - `payload`: the text messages in a delivery.
+//! - `keywords`: whole-word, case-insensitive matching.
+//! - `task`: the task file's frontmatter and body.
+//! - `writer`: the one thread that writes tasks, a group commit per batch.
+
+mod conns;
+mod credentials;
+mod keywords;
+pub mod payload;
+mod server;
+pub mod task;
+mod writer;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use ai_employee_vault::cli::VaultArg;
+use ai_employee_vault::exit_codes;
+use ai_employee_vault::tasks::TaskSink;
+use ai_employee_vault::watcher::{HEARTBEAT_EVERY, WatcherCtx, needs_setup};
+use clap::Args as ClapArgs;
+
+use self::keywords::{DEFAULT_HIGH_KEYWORDS, DEFAULT_KEYWORDS, Keywords};
+use self::writer::Writer;
+
+pub const NAME: &str = "whatsapp";
+
+/// Longest `--header-timeout` / `--body-timeout`.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    #[command(flatten)]
+    pub vault: VaultArg,
+
+    /// Address to listen on. Loopback by default: put a TLS reverse proxy or tunnel in
+    /// front. Any other address (e.g. 0.0.0.0:8787) must be given explicitly
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8787")]
+    pub listen: SocketAddr,
+
+    /// URL path of the webhook
+    #[arg(long, value_name = "PATH", default_value = "/webhook", value_parser = parse_path)]
+    pub path: String,
+
+    /// A message containing this word becomes a task (whole words, any case; repeat the
+    /// flag for several; replaces the default list) [default: urgent, asap, invoice,
+    /// payment, help]
+    #[arg(long = "keyword", value_name = "WORD")]
+    pub keywords: Vec<String>,
+
+    /// A task whose message contains this word gets `priority: high`, others `normal`
+    /// (repeatable; replaces the default list) [default: urgent, asap]
+    #[arg(long = "high-keyword", value_name = "WORD")]
+    pub high_keywords: Vec<String>,
+
+    /// Largest request body accepted; larger ones are answered 413
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = ai_employee_vault::watcher::parse_max_body)]
+    pub max_body: u64,
+
+    /// Longest time a client may take to send a request's headers (counted from when it
+    /// connects, or from the previous answer on a kept-alive connection); then the
+    /// connection is closed (up to 1h)
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
+    pub header_timeout: Duration,
+
+    /// Longest time a client may take to send a request's body; then it is answered 408
+    /// and the connection closed (up to 1h)
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
+    pub body_timeout: Duration,
+
+    /// Most connections open at once (never more than half the open-file limit). When
+    /// reached, each new connection closes the oldest one that has no complete request
+    /// being processed
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub max_connections: u32,
+}
+
+/// A positive duration up to [`MAX_TIMEOUT`].
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = ai_employee_vault::units::parse_positive_duration(s)?;
+    if d > MAX_TIMEOUT {
+        return Err(format!("{s:?} is more than the maximum of 1h"));
+    }
+    Ok(d)
+}
+
+/// A path made of `/`-separated segments of URL-safe characters.
+fn parse_path(s: &str) -> Result<String, String> {
+    let ok = s.starts_with('/')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} must start with / and contain only letters, digits and / - . _ ~"
+        ))
+    }
+}
+
+/// Build a keyword list from the flags, or the defaults when none were given.
+fn keyword_list(given: &[String], default: &[&str], flag: &str) -> Result<Keywords, String> {
+    let built = if given.is_empty() {
+        Keywords::new(default)
+    } else {
+        Keywords::new(given)
+    };
+    built.map_err(|e| format!("--{flag}: {e}"))
+}
+
+pub fn run(args: Args) -> i32 {
+    let ctx = match WatcherCtx::start(NAME, &args.vault) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            eprintln!("ai-employee watch {NAME}: failed to set up signal handling: {e}");
+            return exit_codes::FAILURE;
+        }
+    };
+    let secrets = match credentials::load(&ctx.vault) {
+        Ok(s) => s,
+        Err(msg) => return needs_setup(NAME, msg),
+    };
+    let (keywords, high) = match (
+        keyword_list(&args.keywords, DEFAULT_KEYWORDS, "keyword"),
+        keyword_list(&args.high_keywords, DEFAULT_HIGH_KEYWORDS, "high-keyword"),
+    ) {
+        (Ok(k), Ok(h)) => (k, h),
+        (Err(e), _) | (_, Err(e)) => return needs_setup(NAME, e),
+    };
+    // One watcher per vault: two would share the ledger of seen message ids.
+    let _lock = match ctx.single_instance("WhatsApp watcher") {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let sink = match TaskSink::open(&ctx.vault, NAME) {
+        Ok((sink, recovered)) => {
+            for name in recovered {
+                tracing::info!("published {name} (interrupted by the last stop)");
+            }
+            sink
+        }
+        Err(e) => {
+            return needs_setup(
+                NAME,
+                format!("cannot open the task store in {}: {e}", ctx.vault.display()),
+            );
+        }
+    };
+    let remembered = sink.remembered();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ai-employee watch {NAME}: failed to start the runtime: {e}");
+            return exit_codes::FAILURE;
+        }
+    };
+    let listener = match runtime.block_on(tokio::net::TcpListener::bind(args.listen)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "ai-employee watch {NAME}: failed to listen on {}: {e}",
+                args.listen
+            );
+            return exit_codes::FAILURE;
+        }
+    };
+    let stop = ctx.stop_flag();
+    let vault = ctx.vault.clone();
+    let mut ctx = ctx;
+    let writer = match Writer::start(vault, sink, move || ctx.beat()) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("ai-employee watch {NAME}: failed to start the task writer: {e}");
+            return exit_codes::FAILURE;
+        }
+    };
+    let local = listener.local_addr().unwrap_or(args.listen);
+    let limits = conns::Limits {
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        max_connections: args.max_connections as usize,
+    };
+    let (cap, nofile) = conns::effective_cap(limits.max_connections);
+    tracing::info!(
+        "at most {cap} connections at a time{}; request headers within {}, bodies within {}",
+        match nofile {
+            Some(n) if cap < limits.max_connections => {
+                format!(
+                    " (half the open-file limit of {n}; --max-connections {})",
+                    limits.max_connections
+                )
+            }
+            _ => String::new(),
+        },
+        ai_employee_vault::units::format_duration(limits.header_timeout),
+        ai_employee_vault::units::format_duration(limits.body_timeout),
+    );
+    tracing::info!(
+        "listening on http://{local}{} (keywords: {}; high priority: {}; {} message ids remembered)",
+        args.path,
+        keywords.shown().join(", "),
+        high.shown().join(", "),
+        remembered
+    );
+    if !local.ip().is_loopback() {
+        tracing::warn!(
+            "listening on a non-loopback address ({local}): serve it only behind TLS (a reverse proxy or tunnel)"
+        );
+    }
+    let shared = conns::Shared::new(cap, limits);
+    let app = Arc::new(server::App {
+        secrets,
+        keywords,
+        high,
+        max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
+        body_timeout: limits.body_timeout,
+        conns: Arc::clone(&shared),
+        writer: writer.handle(),
+    });
+    let router = server::router(&args.path, app);
+    let beats = writer.handle();
+    runtime.block_on(async move {
+        // The heartbeat travels through the writer, so it is fresh only while both run.
+        // Asked every second; `WatcherCtx::beat` touches the file every HEARTBEAT_EVERY.
+        let heart = tokio::spawn(async move {
+            let mut every = tokio::time::interval(HEARTBEAT_EVERY / 10);
+            loop {
+                every.tick().await;
+                beats.beat();
+            }
+        });
+        conns::serve(listener, router, shared, wait_for_stop(stop)).await;
+        heart.abort();
+    });
+    // Nothing sends any more: write what is queued, then stop.
+    writer.stop();
+    drop(runtime);
+    tracing::info!("stopped");
+    exit_codes::OK
+}
+
+/// SIGTERM or SIGINT (also one that arrived before the runtime started).
+async fn wait_for_stop(flag: Arc<AtomicBool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    if flag.load(Ordering::Relaxed) {
+        return;
+    }
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            // No signal streams: fall back to watching the flag the watcher set up.
+            let mut every = tokio::time::interval(Duration::from_millis(200));
+            while !flag.load(Ordering::Relaxed) {
+                every.tick().await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ai_employee_vault::watcher::parse_max_body;
+
+    use super::*;
+
+    #[test]
+    fn flags() {
+        assert!(parse_path("/webhook").is_ok());
+        assert!(parse_path("/a/b-c_d.e~f").is_ok());
+        assert!(parse_path("webhook").is_err());
+        assert!(parse_path("/{id}").is_err());
+        assert!(parse_path("/a?b").is_err());
+        assert_eq!(parse_max_body("1MiB"), Ok(1 << 20));
+        assert!(parse_max_body("10").is_err());
+        assert!(parse_max_body("1GiB").is_err());
+        assert!(keyword_list(&[], DEFAULT_KEYWORDS, "keyword").is_ok());
+        assert_eq!(
+            keyword_list(&["!".to_string()], DEFAULT_KEYWORDS, "keyword").err(),
+            Some("--keyword: keyword \"!\" has no letters or digits, so it can never match".into())
+        );
+    }
+}
