@@ -2,12 +2,16 @@
 # Run the bench-peers harness (../shared/bench-peers) with ai-employee beside
 # supervisord, PM2, Horust, s6 and runit.
 #
-#   bench/run-peers.sh [--no-install] [--no-build | --rev REV] [--keep-tmp] [--quick] [bench.py args...]
+#   bench/run-peers.sh [--no-install] [--no-build | --rev REV] [--before REV] [--keep-tmp] [--quick] [bench.py args...]
 #
 #   --no-install  skip bench-peers' install_peers.sh (peers already installed)
 #   --no-build    do not run `cargo build --release` (use the existing binary)
 #   --rev REV     measure the committed revision REV (e.g. HEAD) built in a clean
 #                 tree by bench/build-rev.sh, instead of the working copy
+#   --before REV  also measure the committed revision REV (clean build by
+#                 bench/build-rev.sh) in the same run, as the adapter
+#                 "ai-employee@<short sha>": before/after rows of a change
+#                 measured under the same load
 #   --keep-tmp    keep the temp copy of the harness (default: removed)
 #   anything else goes to bench-peers' run.sh / bench.py, e.g. --quick,
 #   --peers s6,runit, --phases lifecycle --reps 5  (`--peers ''` = ours alone)
@@ -27,7 +31,7 @@ src="$repo/../shared/bench-peers"
 [ -d "$src" ] || { echo "bench-peers not found at $src" >&2; exit 1; }
 
 args_all="$*"
-install=1 build=1 keep=0 rev=
+install=1 build=1 keep=0 rev= before=
 pass=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -36,6 +40,8 @@ while [ $# -gt 0 ]; do
         --keep-tmp) keep=1 ;;
         --rev) rev=$2; shift ;;
         --rev=*) rev=${1#--rev=} ;;
+        --before) before=$2; shift ;;
+        --before=*) before=${1#--before=} ;;
         *) pass+=("$1") ;;
     esac
     shift
@@ -57,19 +63,32 @@ fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/aie-peers.XXXXXX")
 if [ "$keep" = 0 ]; then trap 'rm -rf "$tmp"' EXIT; fi
 cp -r "$src" "$tmp/bench-peers"
-mkdir "$tmp/adapter"
-cp "$bin" "$tmp/adapter/ai-employee"
-cp "$here/render_table.py" "$tmp/adapter/"
-python3 - "$here/ai-employee.json" "$tmp/adapter/ai-employee.json" "$tmp/adapter/ai-employee" <<'PY'
+# adapter DIR BINARY NAME: the adapter JSON for one binary, in DIR
+adapter() {
+    mkdir "$1"
+    cp "$2" "$1/ai-employee"
+    cp "$here/render_table.py" "$1/"
+    python3 - "$here/ai-employee.json" "$1/ai-employee.json" "$1/ai-employee" "$3" <<'PY'
 import json, sys
 spec = json.load(open(sys.argv[1]))
 exe = sys.argv[3]
+spec["name"] = sys.argv[4]
 for key in ("start", "version"):
     argv = spec[key]
     if argv[0].endswith("/ai-employee"):
         argv[0] = exe
 json.dump(spec, open(sys.argv[2], "w"), indent=2)
 PY
+}
+adapter "$tmp/adapter" "$bin" ai-employee
+externals=(--external "$tmp/adapter/ai-employee.json")
+if [ -n "$before" ]; then
+    bsha=$(git -C "$repo" rev-parse --verify "$before^{commit}")
+    bbin=$("$here/build-rev.sh" "$bsha")
+    adapter "$tmp/adapter-before" "$bbin" "ai-employee@${bsha:0:8}"
+    externals+=(--external "$tmp/adapter-before/ai-employee.json")
+    what="$what; before: commit $bsha as ai-employee@${bsha:0:8}"
+fi
 echo "adapter: $tmp/adapter/ai-employee.json ($("$tmp/adapter/ai-employee" --version), $what)"
 
 if [ "$install" = 1 ]; then
@@ -80,7 +99,7 @@ ts=$(date -u +%Y%m%d-%H%M%S)
 out="$repo/bench/results/peers-$ts"
 mkdir -p "$out"
 set +e
-(cd "$tmp/bench-peers" && ./run.sh --external "$tmp/adapter/ai-employee.json" "${pass[@]}") 2>&1 | tee "$out/console.log"
+(cd "$tmp/bench-peers" && ./run.sh "${externals[@]}" "${pass[@]}") 2>&1 | tee "$out/console.log"
 rc=${PIPESTATUS[0]}
 set -e
 cp "$tmp/bench-peers/RESULTS.md" "$out/" 2>/dev/null || true
