@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ai_employee_vault::dashboard::archive::{self as dashboard_archive, ARCHIVE_ABOVE, KEEP};
+use ai_employee_vault::dashboard::text::Text;
 use ai_employee_vault::dashboard::{Row, append_rows};
-use ai_employee_vault::dashboard_archive::{self, ARCHIVE_ABOVE, KEEP};
-use ai_employee_vault::dashboard_text::Text;
 
 use crate::common::{BIN, TestVault, wait_until};
 

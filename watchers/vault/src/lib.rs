@@ -18,10 +18,6 @@ pub mod control;
 pub mod credentials;
 /// Dashboard.md: the merge with other writers.
 pub mod dashboard;
-/// Old Dashboard rows to `Logs/dashboard-YYYY.md`.
-pub mod dashboard_archive;
-/// Dashboard texts read and written in chunks.
-pub mod dashboard_text;
 /// Exit codes (API for scripts and service managers).
 pub mod exit_codes;
 /// YAML frontmatter of task and approval files.

@@ -27,8 +27,8 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use super::atomic;
-use super::dashboard_text::{At, Lines, Text, file_len, ranges_equal};
+use super::text::{At, Lines, Text, file_len, ranges_equal};
+use crate::atomic;
 
 /// Rows of the status table beyond this many bytes are archived …
 pub const ARCHIVE_ABOVE: u64 = 1024 * 1024;
@@ -158,8 +158,8 @@ fn append_group(
     head.push_str(&format!(
         "\n{SECTION_PREFIX}{}\n\n{}\n{}\n",
         chrono::Local::now().format("%Y-%m-%d %H:%M:%S"),
-        super::dashboard::HEADER,
-        super::dashboard::SEPARATOR
+        super::table::HEADER,
+        super::table::SEPARATOR
     ));
     let mut written = 0u64;
     let result = (|| -> io::Result<()> {

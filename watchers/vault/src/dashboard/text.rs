@@ -490,7 +490,7 @@ pub struct Scan {
 /// table's rows would have to be cut to keep `keep` bytes of them once `extra` more bytes
 /// of rows are inserted at the top.
 pub fn scan(src: &dyn At, len: u64, rows: &[&str], extra: u64, keep: u64) -> io::Result<Scan> {
-    use super::dashboard::{cells, indent, is_header, is_separator};
+    use super::table::{cells, indent, is_header, is_separator};
     let wanted: Vec<Option<Vec<&str>>> = rows.iter().map(|r| cells(r.as_bytes())).collect();
     let mut out = Scan {
         table: None,
@@ -590,7 +590,7 @@ pub fn build(
     cut: Option<(u64, u64)>,
     dir: &Path,
 ) -> io::Result<Text> {
-    use super::dashboard::{HEADER, SECTION, SEPARATOR};
+    use super::table::{HEADER, SECTION, SEPARATOR};
     let mut out = TextWriter::new(dir);
     match scan.table {
         Some(t) => {
@@ -767,7 +767,7 @@ mod tests {
                 .unwrap();
             assert_eq!(out_a, out_b);
             // What the slice-based insert (as the unit tests of the Dashboard pin it) does.
-            let want = super::super::dashboard::tests_insert_rows(text.as_bytes(), &rows[..1]);
+            let want = super::super::table::tests_insert_rows(text.as_bytes(), &rows[..1]);
             assert_eq!(out_a, want);
         }
     }
