@@ -11,8 +11,9 @@
 //!
 //! The last line for a name wins. The file is a [`Journal`]: a torn last line (a crash in
 //! the middle of a write) is cut off when the ledger is opened; a line that does not
-//! parse is skipped with a warning. When the file holds many more lines than names it is rewritten (temp file,
-//! fsync, rename, fsync of the folder), so it stays about one line per name.
+//! parse is skipped with a warning. When the file holds many more lines than names it is
+//! rewritten (temp file, fsync, rename, fsync of the folder), so it stays about one line
+//! per name.
 //!
 //! **Retired names.** Exactly-once needs, for every name ever taken, the hash of the
 //! content of its last task, forever (the same file dropped again must not become a
