@@ -74,7 +74,8 @@ impl RecordLog {
             return Ok(());
         }
         self.journal.replace(false, &mut |out| {
-            live.iter().try_for_each(|r| out.write_all(r.line().as_bytes()))
+            live.iter()
+                .try_for_each(|r| out.write_all(r.line().as_bytes()))
         })?;
         self.lines = live.len();
         Ok(())
@@ -148,14 +149,14 @@ mod tests {
 
     #[test]
     fn journal_replays_adds_and_removes_and_survives_compaction() -> io::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("children");
-        let mut log = RecordLog::create(&path)?;
         let rec = |pgid, name: &str| Record {
             pgid,
             start_time: 7,
             name: name.into(),
         };
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("children");
+        let mut log = RecordLog::create(&path)?;
         log.add(&rec(10, "a"))?;
         log.add(&rec(11, "b c"))?;
         log.remove(10)?;

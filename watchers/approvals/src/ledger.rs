@@ -569,10 +569,8 @@ impl Ledger {
                             let Some(r) = finished.get(&key) else {
                                 continue;
                             };
-                            let changed = changed
-                                .get(&key.0)
-                                .filter(|c| c.sha == key.1)
-                                .map(|c| c.id);
+                            let changed =
+                                changed.get(&key.0).filter(|c| c.sha == key.1).map(|c| c.id);
                             Record::Done {
                                 file: key.0.clone(),
                                 sha256: key.1.clone(),
@@ -785,13 +783,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn replay_gives_the_last_state_per_identity() -> Result<(), LedgerError> {
-        let dir = tempfile::tempdir().map_err(|source| LedgerError::Open {
+    fn open_err(source: io::Error) -> LedgerError {
+        LedgerError::Open {
             path: PathBuf::new(),
             source,
-        })?;
+        }
+    }
+
+    /// A temporary folder, and the path of a ledger in it.
+    fn temp_ledger_path() -> Result<(tempfile::TempDir, PathBuf), LedgerError> {
+        let dir = tempfile::tempdir().map_err(open_err)?;
         let path = dir.path().join("l");
+        Ok((dir, path))
+    }
+
+    #[test]
+    fn replay_gives_the_last_state_per_identity() -> Result<(), LedgerError> {
+        let (_dir, path) = temp_ledger_path()?;
         let key = ("x.md".to_string(), "aa".to_string());
         {
             let mut l = Ledger::open(&path)?;
@@ -837,11 +845,7 @@ mod tests {
 
     #[test]
     fn a_torn_last_line_is_ignored_and_the_next_record_starts_fresh() -> Result<(), LedgerError> {
-        let dir = tempfile::tempdir().map_err(|source| LedgerError::Open {
-            path: PathBuf::new(),
-            source,
-        })?;
-        let path = dir.path().join("l");
+        let (_dir, path) = temp_ledger_path()?;
         let mut text = serde_json::to_string(&intent("a.md", 1)).unwrap_or_default();
         text.push('\n');
         text.push_str("{\"record\":\"intent\",\"file\":\"b.m");
@@ -856,13 +860,6 @@ mod tests {
         assert!(l.state(&("a.md".into(), "aa".into())).is_some());
         assert!(l.state(&("c.md".into(), "aa".into())).is_some());
         Ok(())
-    }
-
-    fn open_err(source: io::Error) -> LedgerError {
-        LedgerError::Open {
-            path: PathBuf::new(),
-            source,
-        }
     }
 
     fn at(t: DateTime<Utc>) -> String {
@@ -908,8 +905,7 @@ mod tests {
 
     #[test]
     fn what_was_carried_out_is_remembered_for_seven_days() -> Result<(), LedgerError> {
-        let dir = tempfile::tempdir().map_err(open_err)?;
-        let path = dir.path().join("l");
+        let (_dir, path) = temp_ledger_path()?;
         let now = Utc::now();
         let mut l = Ledger::open_at(&path, now)?;
         executed(
@@ -939,8 +935,7 @@ mod tests {
 
     #[test]
     fn compaction_keeps_what_exactly_once_and_duplicates_need() -> Result<(), LedgerError> {
-        let dir = tempfile::tempdir().map_err(open_err)?;
-        let path = dir.path().join("l");
+        let (_dir, path) = temp_ledger_path()?;
         let now = Utc::now();
         let (recent, old) = (at(now - TimeDelta::hours(1)), at(now - TimeDelta::days(30)));
         let mut l = Ledger::open_at(&path, now)?;
@@ -1062,8 +1057,7 @@ mod tests {
 
     #[test]
     fn a_long_history_is_compacted_at_open_and_while_appending() -> Result<(), LedgerError> {
-        let dir = tempfile::tempdir().map_err(open_err)?;
-        let path = dir.path().join("l");
+        let (_dir, path) = temp_ledger_path()?;
         let now = Utc::now();
         let old = at(now - TimeDelta::days(30));
         {

@@ -366,7 +366,11 @@ mod tests {
         let mut r = Reader::open(&Dir::open(dir.path())?, "j")?;
         while r.next_line()?.is_some() {}
         assert_eq!(r.torn(), 7);
-        assert_eq!(std::fs::read(&p)?.len(), 15, "reading leaves the file as it is");
+        assert_eq!(
+            std::fs::read(&p)?.len(),
+            15,
+            "reading leaves the file as it is"
+        );
         let (j, torn) = open(dir.path(), "j")?;
         assert_eq!(torn, 7);
         assert_eq!(std::fs::read_to_string(&p)?, "{\"a\":1}\n");
@@ -420,7 +424,11 @@ mod tests {
         }
         assert_eq!(
             seen,
-            [(1, "+1 2 a".into()), (4, "-1".into()), (5, "+3 4 b c".into())]
+            [
+                (1, "+1 2 a".into()),
+                (4, "-1".into()),
+                (5, "+3 4 b c".into())
+            ]
         );
         Ok(())
     }
@@ -432,7 +440,10 @@ mod tests {
         let (mut j, _) = open(dir.path(), "j")?;
         j.append(b"b\nc\n", true)?;
         j.append(b"d\n", false)?;
-        assert_eq!(std::fs::read_to_string(dir.path().join("j"))?, "a\nb\nc\nd\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("j"))?,
+            "a\nb\nc\nd\n"
+        );
         assert_eq!(records(dir.path(), "j")?, ["a", "b", "c", "d"]);
         // Only whole lines are appended.
         assert!(j.append(b"e", true).is_err());
@@ -494,22 +505,23 @@ mod tests {
 
     #[test]
     fn a_symlinked_journal_is_refused_and_its_target_untouched() -> io::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let target = dir.path().join("elsewhere");
-        std::fs::write(&target, "mine")?;
-        std::os::unix::fs::symlink(&target, dir.path().join("j"))?;
-        let e = open(dir.path(), "j").err();
-        assert!(
-            e.as_ref().is_some_and(crate::nofollow::is_symlink_error),
-            "{e:?}"
-        );
-        let e = Journal::create(Dir::open(dir.path())?, "j").err();
-        assert!(
-            e.as_ref().is_some_and(crate::nofollow::is_symlink_error),
-            "{e:?}"
-        );
-        assert!(Reader::open(&Dir::open(dir.path())?, "j").is_err());
-        assert_eq!(std::fs::read_to_string(&target)?, "mine");
+        let (vault, outside) = (tempfile::tempdir()?, tempfile::tempdir()?);
+        let theirs = outside.path().join("theirs");
+        std::fs::write(&theirs, "mine")?;
+        std::os::unix::fs::symlink(&theirs, vault.path().join("j"))?;
+        let folder = Dir::open(vault.path())?;
+        let refusals = [
+            open(vault.path(), "j").err(),
+            Journal::create(folder.try_clone()?, "j").err(),
+            Reader::open(&folder, "j").err(),
+        ];
+        for e in refusals {
+            assert!(
+                e.as_ref().is_some_and(crate::nofollow::is_symlink_error),
+                "{e:?}"
+            );
+        }
+        assert_eq!(std::fs::read_to_string(&theirs)?, "mine");
         Ok(())
     }
 }
