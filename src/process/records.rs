@@ -83,8 +83,7 @@ impl RecordLog {
 
     /// Clean shutdown: nothing is left to clean up.
     pub fn discard(self) {
-        // A journal left behind names only groups that are gone: the next supervisor
-        // finds each dead, or its pid reused with another start time, and kills nothing.
+        // Harmless if left: every group it names is gone, so the next start kills nothing.
         let _ = self.journal.remove();
     }
 }
@@ -136,8 +135,7 @@ pub fn kill_leftovers(path: &Path) -> Vec<Record> {
             _ => {} // gone, or the pid now belongs to someone else: leave it alone
         }
     }
-    // Best effort: the supervisor starts the journal afresh right after
-    // (`RecordLog::create`), and says so if it cannot.
+    // Harmless if left: `RecordLog::create` starts the journal afresh right after.
     let _ = std::fs::remove_file(path);
     killed
 }

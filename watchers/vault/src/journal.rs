@@ -149,8 +149,7 @@ impl Journal {
         let tmp = tmp_name(&self.name);
         let result = self.replace_from(&tmp, durable, write);
         if result.is_err() {
-            // Best effort: a `.tmp` left behind is truncated by the next replace and
-            // removed by the next open; the error that matters is the one returned.
+            // Best effort: a `.tmp` left here is removed at the next open; `result` says why.
             let _ = self.dir.remove_file(&tmp);
         }
         result
