@@ -693,7 +693,10 @@ mod tests {
             .map(|i| l.lookup(OsStr::new(&format!("x{i}"))).is_some())
             .collect();
         assert!(answers.iter().any(|found| !found));
-        assert!(task(&mut l, "y", rec(1, "T"), true).is_err());
+        assert!(
+            l.append(vec![("y".into(), rec(1, "T"))], Kind::Task, true)
+                .is_err()
+        );
         assert!(
             l.append(vec![("y".into(), rec(1, "T"))], Kind::Seen, false)
                 .is_err()
