@@ -3,11 +3,11 @@
 //! loss aside: a `kill -9` of both), the next supervisor kills what is left, and never a
 //! process that merely reuses a recorded pid: the start time must match too.
 
-use std::fs::File;
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::Path;
 
-use ai_employee_vault::nofollow::{self, How};
+use ai_employee_vault::journal::{Journal, Reader};
+use ai_employee_vault::nofollow;
 
 use super::stats::proc_info;
 
@@ -18,13 +18,20 @@ pub struct Record {
     pub name: String,
 }
 
-/// The journal of live groups: `+PGID START NAME` when a group appears, `-PGID` when it is
-/// gone, one `O_APPEND` write each. Appends never trigger the flush a rename-over does
-/// on ext4, so keeping it costs microseconds on the restart path. Rewritten (temp +
-/// rename) only when it has grown; removed on a clean shutdown.
+impl Record {
+    /// Its journal line: `+PGID START NAME`.
+    fn line(&self) -> String {
+        format!("+{} {} {}\n", self.pgid, self.start_time, self.name)
+    }
+}
+
+/// The journal of live groups (see [`ai_employee_vault::journal`]): `+PGID START NAME`
+/// when a group appears, `-PGID` when it is gone, one `O_APPEND` write each, never
+/// fsynced. Appends never trigger the flush a rename-over does on ext4, so keeping it
+/// costs microseconds on the restart path. Rewritten (temp + rename, not fsynced either)
+/// only when it has grown; removed on a clean shutdown.
 pub struct RecordLog {
-    path: PathBuf,
-    file: Option<File>,
+    journal: Journal,
     lines: usize,
 }
 
@@ -35,28 +42,21 @@ impl RecordLog {
     /// Start a fresh journal at `path` (after [`kill_leftovers`] has read the old one).
     pub fn create(path: &Path) -> io::Result<RecordLog> {
         // Neither the journal nor `.ai-employee/` is reached through a symlink.
-        let file = nofollow::open_in_folder(path, How::truncate(0o600))?;
-        drop(file);
-        let file = nofollow::open_in_folder(path, How::append(0o600))?;
+        let (dir, name) = nofollow::folder_of(path)?;
         Ok(RecordLog {
-            path: path.to_path_buf(),
-            file: Some(file),
+            journal: Journal::create(dir, name)?,
             lines: 0,
         })
     }
 
     fn append(&mut self, line: &str) -> io::Result<()> {
-        let f = self
-            .file
-            .as_mut()
-            .ok_or_else(|| io::Error::other("record journal closed"))?;
-        f.write_all(line.as_bytes())?;
+        self.journal.append(line.as_bytes(), false)?;
         self.lines += 1;
         Ok(())
     }
 
     pub fn add(&mut self, r: &Record) -> io::Result<()> {
-        self.append(&format!("+{} {} {}\n", r.pgid, r.start_time, r.name))
+        self.append(&r.line())
     }
 
     pub fn remove(&mut self, pgid: i32) -> io::Result<()> {
@@ -73,36 +73,32 @@ impl RecordLog {
         if !self.needs_compaction() {
             return Ok(());
         }
-        let mut text = String::with_capacity(live.len() * 32);
-        for r in live {
-            text.push_str(&format!("+{} {} {}\n", r.pgid, r.start_time, r.name));
-        }
-        let (dir, name) = nofollow::folder_of(&self.path)?;
-        let mut tmp = dir.temp_file(".children-", "", 0o600)?;
-        tmp.write_all(text.as_bytes())?;
-        dir.rename(tmp.name(), &dir, &name)?;
-        tmp.keep();
-        drop(tmp);
-        self.file = Some(dir.file(&name, How::append(0o600))?);
+        self.journal.replace(false, &mut |out| {
+            live.iter()
+                .try_for_each(|r| out.write_all(r.line().as_bytes()))
+        })?;
         self.lines = live.len();
         Ok(())
     }
 
     /// Clean shutdown: nothing is left to clean up.
-    pub fn discard(mut self) {
-        self.file = None;
-        let _ = std::fs::remove_file(&self.path);
+    pub fn discard(self) {
+        // Harmless if left: every group it names is gone, so the next start kills nothing.
+        let _ = self.journal.remove();
     }
 }
 
-/// Replay a journal into the groups it says are live.
+/// Replay a journal into the groups it says are live (none if it cannot be read).
 pub fn load(path: &Path) -> Vec<Record> {
-    let Ok(text) = nofollow::folder_of(path).and_then(|(dir, name)| dir.read(name, None)) else {
-        return Vec::new();
-    };
-    let text = String::from_utf8_lossy(&text);
+    replay(path).unwrap_or_default()
+}
+
+fn replay(path: &Path) -> io::Result<Vec<Record>> {
+    let (dir, name) = nofollow::folder_of(path)?;
+    let mut reader = Reader::open(&dir, name)?;
     let mut live: Vec<Record> = Vec::new();
-    for l in text.lines() {
+    while let Some(line) = reader.next_line()? {
+        let l = String::from_utf8_lossy(line.bytes);
         if let Some(rest) = l.strip_prefix('+') {
             let mut it = rest.splitn(3, ' ');
             let rec = (|| {
@@ -120,7 +116,7 @@ pub fn load(path: &Path) -> Vec<Record> {
             live.retain(|x| x.pgid != pgid);
         }
     }
-    live
+    Ok(live)
 }
 
 /// Kill the groups of a previous supervisor that are still alive with the same leader
@@ -139,6 +135,7 @@ pub fn kill_leftovers(path: &Path) -> Vec<Record> {
             _ => {} // gone, or the pid now belongs to someone else: leave it alone
         }
     }
+    // Harmless if left: `RecordLog::create` starts the journal afresh right after.
     let _ = std::fs::remove_file(path);
     killed
 }
@@ -146,17 +143,18 @@ pub fn kill_leftovers(path: &Path) -> Vec<Record> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn journal_replays_adds_and_removes_and_survives_compaction() -> io::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("children");
-        let mut log = RecordLog::create(&path)?;
         let rec = |pgid, name: &str| Record {
             pgid,
             start_time: 7,
             name: name.into(),
         };
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("children");
+        let mut log = RecordLog::create(&path)?;
         log.add(&rec(10, "a"))?;
         log.add(&rec(11, "b c"))?;
         log.remove(10)?;

@@ -14,8 +14,9 @@
 //! 3. `done` — the file has been moved.
 //!
 //! Replaying the records gives each identity a [`State`]; `docs/approvals.md` walks
-//! through every crash point. A torn last line (a crash in the middle of a write, which
-//! therefore never returned and never let the call start) is ignored.
+//! through every crash point. The file is a [`Journal`]: a torn last line (a crash in the
+//! middle of a write, which therefore never returned and never let the call start) is not
+//! a record, and is cut off when the ledger is opened.
 //!
 //! **Compaction.** The file is rewritten with one record per identity that still matters
 //! — unfinished business (an open intent, a decision not yet moved, transient attempts
@@ -26,12 +27,12 @@
 //! half of either.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use ai_employee_vault::atomic::{self, FileId};
+use ai_employee_vault::atomic::FileId;
+use ai_employee_vault::journal::{Journal, json_line};
 use ai_employee_vault::nofollow;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -254,7 +255,8 @@ fn once_result(r: &str) -> Option<&'static str> {
 #[derive(Debug)]
 pub struct Ledger {
     path: PathBuf,
-    file: File,
+    /// The file (see [`ai_employee_vault::journal`]).
+    journal: Journal,
     /// Identities with business left (transient attempts, an intent, a decision).
     states: HashMap<Rc<Key>, State>,
     /// Identities carried out (or maybe), remembered for [`REMEMBER`].
@@ -263,9 +265,6 @@ pub struct Ledger {
     by_content: HashMap<ContentId, Rc<Key>>,
     /// File name → a changed file left behind under that name.
     changed: HashMap<String, Changed>,
-    /// The file does not end with a newline (a torn last record): start the next one on
-    /// a fresh line.
-    needs_newline: bool,
     /// Records in the file.
     records: u64,
     /// Compact when `records` reaches this.
@@ -298,40 +297,27 @@ impl Ledger {
             path: path.to_path_buf(),
             source,
         };
-        // Neither the file nor `.ai-employee/` is reached through a symlink.
-        let file = ai_employee_vault::nofollow::open_in_folder(
-            path,
-            ai_employee_vault::nofollow::How::read_append(0o600),
-        )
-        .map_err(err)?;
+        // Neither the file nor `.ai-employee/` is reached through a symlink. A torn last
+        // line (a write that never returned, so the call it was to precede never started)
+        // is cut off.
+        let (dir, name) = nofollow::folder_of(path).map_err(err)?;
+        let (journal, torn) = Journal::open(dir, name).map_err(err)?;
+        let mut reader = journal.reader().map_err(err)?;
         let mut l = Ledger {
             path: path.to_path_buf(),
-            file,
+            journal,
             states: HashMap::new(),
             finished: HashMap::new(),
             by_content: HashMap::new(),
             changed: HashMap::new(),
-            needs_newline: false,
             records: 0,
             compact_at: SLACK,
         };
-        let mut reader = BufReader::with_capacity(1 << 16, l.file.try_clone().map_err(err)?);
-        let mut line = Vec::with_capacity(1024);
-        let mut skipped = 0usize;
-        let mut last_byte = b'\n';
+        let mut skipped = usize::from(torn > 0);
         let mut records = 0u64;
         let mut since_prune = 0u64;
-        loop {
-            line.clear();
-            let n = reader.read_until(b'\n', &mut line).map_err(err)?;
-            if n == 0 {
-                break;
-            }
-            last_byte = line[n - 1];
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            match serde_json::from_slice::<Record>(&line) {
+        while let Some(line) = reader.next_line().map_err(err)? {
+            match serde_json::from_slice::<Record>(line.bytes) {
                 Ok(rec) => {
                     records += 1;
                     since_prune += 1;
@@ -345,7 +331,6 @@ impl Ledger {
             }
         }
         drop(reader);
-        l.needs_newline = last_byte != b'\n';
         l.records = records;
         if skipped > 0 {
             tracing::warn!(
@@ -454,35 +439,14 @@ impl Ledger {
     /// record is written either way).
     pub fn append(&mut self, rec: Record, durable: bool) -> Result<(), LedgerError> {
         let mut line = Vec::with_capacity(256);
-        if self.needs_newline {
-            line.push(b'\n');
-        }
-        serde_json::to_writer(&mut line, &rec).map_err(|e| LedgerError::Append {
-            path: self.path.clone(),
-            source: io::Error::other(e),
-        })?;
-        line.push(b'\n');
-        let before = self.file.metadata().map(|m| m.len());
-        let result = write_once(&mut self.file, &line).and_then(|()| {
-            if durable {
-                self.file.sync_data()
-            } else {
-                Ok(())
-            }
-        });
-        if let Err(source) = result {
-            // Part of the line may be in the file (a full disk cuts a write short): cut it
-            // off again. Failing that, the next record starts a line of its own, or it
-            // would be glued to the fragment and lost when the ledger is read again.
-            if before.and_then(|len| self.file.set_len(len)).is_err() {
-                self.needs_newline = true;
-            }
-            return Err(LedgerError::Append {
+        // A write cut short (a full disk stores the first bytes) is cut off the journal
+        // again, so the next record never starts glued to a fragment.
+        json_line(&mut line, &rec)
+            .and_then(|()| self.journal.append(&line, durable))
+            .map_err(|source| LedgerError::Append {
                 path: self.path.clone(),
                 source,
-            });
-        }
-        self.needs_newline = false;
+            })?;
         self.records += 1;
         self.apply(&rec);
         if self.records >= self.compact_at {
@@ -595,62 +559,37 @@ impl Ledger {
         // last; the "changed" marks after everything else, which would clear them.
         entries.sort_by_key(|e| (e.0, e.1));
         let count = entries.len() as u64;
-        // Written and renamed in `.ai-employee/` as opened without following a symlink.
-        let dir = nofollow::open_folder(atomic::parent_dir(&self.path))
-            .map_err(io::Error::from)
-            .map_err(err)?;
-        let name = self
-            .path
-            .file_name()
-            .ok_or_else(|| err(io::Error::from(io::ErrorKind::InvalidInput)))?;
-        let tmp = dir
-            .temp_file(".approvals.ledger-", "", 0o600)
-            .map_err(err)?;
-        {
-            let mut out = io::BufWriter::with_capacity(1 << 16, tmp.file());
-            for (_, _, entry) in entries {
-                let rec = match entry {
-                    Entry::Full(rec) => *rec,
-                    Entry::Remembered(key) => {
-                        let Some(r) = self.finished.get(&key) else {
-                            continue;
-                        };
-                        let changed = self
-                            .changed
-                            .get(&key.0)
-                            .filter(|c| c.sha == key.1)
-                            .map(|c| c.id);
-                        Record::Done {
-                            file: key.0.clone(),
-                            sha256: key.1.clone(),
-                            dest: match &r.dest {
-                                Some(d) => d.to_string(),
-                                None => format!("Done/{}", key.0),
-                            },
-                            at: r.at.text(),
-                            result: Some(r.result.unwrap_or(UNKNOWN_RESULT).to_string()),
-                            content: r.content.as_ref().map(content_text),
-                            changed,
+        let (finished, changed) = (&self.finished, &self.changed);
+        self.journal
+            .replace(true, &mut |out| {
+                for (_, _, entry) in entries.drain(..) {
+                    let rec = match entry {
+                        Entry::Full(rec) => *rec,
+                        Entry::Remembered(key) => {
+                            let Some(r) = finished.get(&key) else {
+                                continue;
+                            };
+                            let changed =
+                                changed.get(&key.0).filter(|c| c.sha == key.1).map(|c| c.id);
+                            Record::Done {
+                                file: key.0.clone(),
+                                sha256: key.1.clone(),
+                                dest: match &r.dest {
+                                    Some(d) => d.to_string(),
+                                    None => format!("Done/{}", key.0),
+                                },
+                                at: r.at.text(),
+                                result: Some(r.result.unwrap_or(UNKNOWN_RESULT).to_string()),
+                                content: r.content.as_ref().map(content_text),
+                                changed,
+                            }
                         }
-                    }
-                };
-                serde_json::to_writer(&mut out, &rec).map_err(|e| err(io::Error::other(e)))?;
-                out.write_all(b"\n").map_err(err)?;
-            }
-            out.flush().map_err(err)?;
-        }
-        tmp.file().sync_all().map_err(err)?;
-        // The handle for later appends, opened before the rename: there is no moment
-        // at which appends could go to the old file after it lost its name.
-        let file = dir
-            .file(tmp.name(), nofollow::How::read_append(0o600))
+                    };
+                    json_line(out, &rec)?;
+                }
+                Ok(())
+            })
             .map_err(err)?;
-        let mut tmp = tmp;
-        dir.rename(tmp.name(), &dir, name).map_err(err)?;
-        tmp.keep();
-        dir.sync().map_err(err)?;
-        self.file = file;
-        self.needs_newline = false;
         self.records = count;
         self.compact_at = 2 * count + SLACK;
         Ok(())
@@ -814,16 +753,6 @@ fn recent(at: &str, now: DateTime<Utc>) -> bool {
     }
 }
 
-/// One `write(2)` for the whole buffer (a short write is completed, which only happens on
-/// a full disk or a signal).
-fn write_once(file: &mut File, buf: &[u8]) -> io::Result<()> {
-    let n = file.write(buf)?;
-    if n < buf.len() {
-        file.write_all(&buf[n..])?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::outcome::{Decision, Folder};
@@ -854,13 +783,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn replay_gives_the_last_state_per_identity() -> Result<(), LedgerError> {
-        let dir = tempfile::tempdir().map_err(|source| LedgerError::Open {
+    fn open_err(source: io::Error) -> LedgerError {
+        LedgerError::Open {
             path: PathBuf::new(),
             source,
-        })?;
+        }
+    }
+
+    /// A temporary folder, and the path of a ledger in it.
+    fn temp_ledger_path() -> Result<(tempfile::TempDir, PathBuf), LedgerError> {
+        let dir = tempfile::tempdir().map_err(open_err)?;
         let path = dir.path().join("l");
+        Ok((dir, path))
+    }
+
+    #[test]
+    fn replay_gives_the_last_state_per_identity() -> Result<(), LedgerError> {
+        let (_dir, path) = temp_ledger_path()?;
         let key = ("x.md".to_string(), "aa".to_string());
         {
             let mut l = Ledger::open(&path)?;
@@ -906,11 +845,7 @@ mod tests {
 
     #[test]
     fn a_torn_last_line_is_ignored_and_the_next_record_starts_fresh() -> Result<(), LedgerError> {
-        let dir = tempfile::tempdir().map_err(|source| LedgerError::Open {
-            path: PathBuf::new(),
-            source,
-        })?;
-        let path = dir.path().join("l");
+        let (_dir, path) = temp_ledger_path()?;
         let mut text = serde_json::to_string(&intent("a.md", 1)).unwrap_or_default();
         text.push('\n');
         text.push_str("{\"record\":\"intent\",\"file\":\"b.m");
@@ -925,13 +860,6 @@ mod tests {
         assert!(l.state(&("a.md".into(), "aa".into())).is_some());
         assert!(l.state(&("c.md".into(), "aa".into())).is_some());
         Ok(())
-    }
-
-    fn open_err(source: io::Error) -> LedgerError {
-        LedgerError::Open {
-            path: PathBuf::new(),
-            source,
-        }
     }
 
     fn at(t: DateTime<Utc>) -> String {
@@ -977,8 +905,7 @@ mod tests {
 
     #[test]
     fn what_was_carried_out_is_remembered_for_seven_days() -> Result<(), LedgerError> {
-        let dir = tempfile::tempdir().map_err(open_err)?;
-        let path = dir.path().join("l");
+        let (_dir, path) = temp_ledger_path()?;
         let now = Utc::now();
         let mut l = Ledger::open_at(&path, now)?;
         executed(
@@ -1008,8 +935,7 @@ mod tests {
 
     #[test]
     fn compaction_keeps_what_exactly_once_and_duplicates_need() -> Result<(), LedgerError> {
-        let dir = tempfile::tempdir().map_err(open_err)?;
-        let path = dir.path().join("l");
+        let (_dir, path) = temp_ledger_path()?;
         let now = Utc::now();
         let (recent, old) = (at(now - TimeDelta::hours(1)), at(now - TimeDelta::days(30)));
         let mut l = Ledger::open_at(&path, now)?;
@@ -1131,8 +1057,7 @@ mod tests {
 
     #[test]
     fn a_long_history_is_compacted_at_open_and_while_appending() -> Result<(), LedgerError> {
-        let dir = tempfile::tempdir().map_err(open_err)?;
-        let path = dir.path().join("l");
+        let (_dir, path) = temp_ledger_path()?;
         let now = Utc::now();
         let old = at(now - TimeDelta::days(30));
         {

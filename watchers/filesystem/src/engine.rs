@@ -458,9 +458,9 @@ impl Engine {
             // a writer that closes in between is then seen with its final size.
             match inbox
                 .file(&name, How::READ)
-                .and_then(|f| Ok((sys::writers(&f), f.metadata()?)))
+                .and_then(|f| Ok((sys::writers(&f), nofollow::stat_file(&f)?)))
             {
-                Ok((w, m)) => (w, Snap::of(&m), m.modified().unwrap_or(meta.modified())),
+                Ok((w, m)) => (w, Snap::of_stat(&m), m.modified()),
                 // Became a symlink, a FIFO or a folder meanwhile, or is gone: ignored.
                 Err(e)
                     if e.kind() == io::ErrorKind::NotFound

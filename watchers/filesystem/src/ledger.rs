@@ -9,10 +9,11 @@
 //! name was looked at again and its content had not changed; it only refreshes the
 //! `stat` fingerprint so the next start does not hash the file again, and is not fsynced.
 //!
-//! The last line for a name wins. A torn last line (a crash in the middle of a write) is
-//! cut off when the ledger is opened; a line that does not parse is skipped with a
-//! warning. When the file holds many more lines than names it is rewritten (temp file,
-//! fsync, rename, fsync of the folder), so it stays about one line per name.
+//! The last line for a name wins. The file is a [`Journal`]: a torn last line (a crash in
+//! the middle of a write) is cut off when the ledger is opened; a line that does not
+//! parse is skipped with a warning. When the file holds many more lines than names it is
+//! rewritten (temp file, fsync, rename, fsync of the folder), so it stays about one line
+//! per name.
 //!
 //! **Retired names.** Exactly-once needs, for every name ever taken, the hash of the
 //! content of its last task, forever (the same file dropped again must not become a
@@ -32,13 +33,12 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use ai_employee_vault::nofollow::{self, Dir, How};
+use ai_employee_vault::journal::{Journal, json_line};
+use ai_employee_vault::nofollow::{self, Dir};
 use ai_employee_vault::sorted_index::{KEY_LEN, SortedIndex, key_of};
 use serde::{Deserialize, Serialize};
 
@@ -69,18 +69,7 @@ impl Snap {
         ino: 0,
     };
 
-    pub fn of(m: &std::fs::Metadata) -> Snap {
-        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
-        Snap {
-            size: m.len(),
-            mtime_ns: ns(m.mtime(), m.mtime_nsec()),
-            ctime_ns: ns(m.ctime(), m.ctime_nsec()),
-            dev: m.dev(),
-            ino: m.ino(),
-        }
-    }
-
-    /// The fingerprint from an `lstat` made through [`nofollow`].
+    /// The fingerprint from an `lstat` or `fstat` made through [`nofollow`].
     pub fn of_stat(s: &nofollow::Stat) -> Snap {
         Snap {
             size: s.size,
@@ -181,10 +170,9 @@ type Needed<'a> = &'a dyn Fn(&OsStr, &str) -> bool;
 /// The open ledger.
 #[derive(Debug)]
 pub struct Ledger {
-    /// The folder it is in, and its name there.
-    dir: Dir,
-    name: OsString,
-    file: File,
+    /// `filesystem.ledger` (see [`ai_employee_vault::journal`]).
+    journal: Journal,
+    /// Lines in the journal.
     lines: usize,
     map: HashMap<OsString, (Kind, Record)>,
     /// Retired names.
@@ -241,66 +229,43 @@ impl Ledger {
 
     fn open_with(path: &Path, needed: Option<Needed<'_>>) -> io::Result<Loaded> {
         let (dir, name) = nofollow::folder_of(path)?;
-        let _ = dir.remove_file(tmp_name(&name));
-        let index_name = index_name(&name);
-        let mut index = SortedIndex::open(&dir, &index_name, INDEX_MAGIC, INDEX_RECORD)?;
-        let mut file = dir.file(&name, How::read_append(0o600))?;
+        let mut index = SortedIndex::open(&dir, index_name(&name), INDEX_MAGIC, INDEX_RECORD)?;
+        let (journal, torn_bytes) = Journal::open(dir, name)?;
         let mut map = HashMap::new();
         let mut tasks = HashSet::new();
         let mut lines = 0;
         let mut bad_lines = 0;
-        let mut whole = 0u64;
-        let mut torn_bytes = 0u64;
         // Names `needed` says no to: their index records (in line order, so the last
         // wins), and, until there are enough of them to retire, their records.
         let mut retire: Vec<[u8; INDEX_RECORD]> = Vec::new();
         let mut unneeded: Option<HashMap<OsString, (Kind, Record)>> = Some(HashMap::new());
-        {
-            // Streamed, so a long journal is never held in memory as text.
-            let mut reader = BufReader::with_capacity(1 << 16, &mut file);
-            let mut raw = Vec::new();
-            loop {
-                raw.clear();
-                if reader.read_until(b'\n', &mut raw)? == 0 {
-                    break;
-                }
-                if !raw.ends_with(b"\n") {
-                    torn_bytes = raw.len() as u64;
-                    break;
-                }
-                whole += raw.len() as u64;
-                if raw.len() == 1 {
-                    continue;
-                }
-                lines += 1;
-                let parsed = serde_json::from_slice::<Line>(&raw)
-                    .ok()
-                    .and_then(|l| Some((l.kind, l.into_entry()?)));
-                let Some((kind, (name, rec))) = parsed else {
-                    bad_lines += 1;
-                    continue;
-                };
-                if needed.is_none_or(|f| f(&name, &rec.task)) {
-                    tasks.insert(rec.task.clone());
-                    if let Some(u) = unneeded.as_mut() {
-                        u.remove(&name);
-                    }
-                    map.insert(name, (kind, rec));
-                    continue;
-                }
-                map.remove(&name);
-                retire.push(index_record(&name, &rec));
+        // Streamed, so a long journal is never held in memory as text.
+        let mut reader = journal.reader()?;
+        while let Some(line) = reader.next_line()? {
+            lines += 1;
+            let parsed = serde_json::from_slice::<Line>(line.bytes)
+                .ok()
+                .and_then(|l| Some((l.kind, l.into_entry()?)));
+            let Some((kind, (name, rec))) = parsed else {
+                bad_lines += 1;
+                continue;
+            };
+            if needed.is_none_or(|f| f(&name, &rec.task)) {
+                tasks.insert(rec.task.clone());
                 if let Some(u) = unneeded.as_mut() {
-                    u.insert(name, (kind, rec));
-                    if retire.len() >= RETIRE_EVERY {
-                        unneeded = None;
-                    }
+                    u.remove(&name);
+                }
+                map.insert(name, (kind, rec));
+                continue;
+            }
+            map.remove(&name);
+            retire.push(index_record(&name, &rec));
+            if let Some(u) = unneeded.as_mut() {
+                u.insert(name, (kind, rec));
+                if retire.len() >= RETIRE_EVERY {
+                    unneeded = None;
                 }
             }
-        }
-        if torn_bytes > 0 {
-            file.set_len(whole)?;
-            file.sync_data()?;
         }
         let retiring = unneeded.is_none();
         let mut retired = 0;
@@ -313,9 +278,7 @@ impl Ledger {
             retired = usize::try_from(index.len() - before).unwrap_or(usize::MAX);
         }
         let mut ledger = Ledger {
-            dir,
-            name,
-            file,
+            journal,
             lines,
             map,
             index,
@@ -359,7 +322,7 @@ impl Ledger {
             Err(e) => {
                 self.index_error.replace(Some(format!(
                     "reading {}: {e}",
-                    self.dir.display_path(index_name(&self.name)).display()
+                    self.index.path().display()
                 )));
                 None
             }
@@ -399,13 +362,9 @@ impl Ledger {
         }
         let mut buf = Vec::with_capacity(entries.len() * 256);
         for (name, rec) in &entries {
-            serde_json::to_writer(&mut buf, &Line::new(kind, name, rec))?;
-            buf.push(b'\n');
+            json_line(&mut buf, &Line::new(kind, name, rec))?;
         }
-        self.file.write_all(&buf)?;
-        if durable {
-            self.file.sync_data()?;
-        }
+        self.journal.append(&buf, durable)?;
         self.lines += entries.len();
         for (name, rec) in entries {
             self.map.insert(name, (kind, rec));
@@ -456,19 +415,13 @@ impl Ledger {
     }
 
     fn compact(&mut self) -> io::Result<()> {
-        let tmp = tmp_name(&self.name);
-        let mut buf = Vec::with_capacity(self.map.len() * 256);
-        for (name, (kind, rec)) in &self.map {
-            serde_json::to_writer(&mut buf, &Line::new(*kind, name, rec))?;
-            buf.push(b'\n');
-        }
-        let mut f = self.dir.file(&tmp, How::truncate(0o600))?;
-        f.write_all(&buf)?;
-        f.sync_all()?;
-        drop(f);
-        self.dir.rename(&tmp, &self.dir, &self.name)?;
-        self.dir.sync()?;
-        self.file = self.dir.file(&self.name, How::append(0o600))?;
+        let map = &self.map;
+        self.journal.replace(true, &mut |out| {
+            for (name, (kind, rec)) in map {
+                json_line(out, &Line::new(*kind, name, rec))?;
+            }
+            Ok(())
+        })?;
         self.lines = self.map.len();
         Ok(())
     }
@@ -485,12 +438,6 @@ fn index_record(name: &OsStr, rec: &Record) -> [u8; INDEX_RECORD] {
 fn index_name(name: &OsStr) -> OsString {
     let mut s = name.to_os_string();
     s.push(".index");
-    s
-}
-
-fn tmp_name(name: &OsStr) -> OsString {
-    let mut s = name.to_os_string();
-    s.push(".tmp");
     s
 }
 
@@ -518,6 +465,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
     use std::fs::OpenOptions;
+    use std::io::Write;
 
     fn rec(n: u8, task: &str) -> Record {
         Record {
@@ -533,18 +481,29 @@ mod tests {
         }
     }
 
-    #[test]
-    fn last_line_per_name_wins_and_survives_reopen() -> io::Result<()> {
+    /// A new ledger `l` in a temporary folder.
+    fn temp_ledger() -> io::Result<(tempfile::TempDir, std::path::PathBuf, Ledger)> {
         let dir = tempfile::tempdir()?;
         let p = dir.path().join("l");
-        let mut l = Ledger::open(&p)?.ledger;
+        let l = Ledger::open(&p)?.ledger;
+        Ok((dir, p, l))
+    }
+
+    /// Append one `task` line for `name`.
+    fn task(l: &mut Ledger, name: &str, r: Record, durable: bool) -> io::Result<()> {
+        l.append(vec![(name.into(), r)], Kind::Task, durable)
+    }
+
+    #[test]
+    fn last_line_per_name_wins_and_survives_reopen() -> io::Result<()> {
+        let (_dir, p, mut l) = temp_ledger()?;
         let odd = OsString::from_vec(vec![b'x', 0xff]);
         l.append(
             vec![("a".into(), rec(1, "T1")), (odd.clone(), rec(2, "T2"))],
             Kind::Task,
             true,
         )?;
-        l.append(vec![("a".into(), rec(3, "T3"))], Kind::Task, true)?;
+        task(&mut l, "a", rec(3, "T3"), true)?;
         l.append(vec![("a".into(), rec(3, "T3"))], Kind::Seen, false)?;
         drop(l);
         let loaded = Ledger::open(&p)?;
@@ -558,10 +517,8 @@ mod tests {
 
     #[test]
     fn torn_tail_is_cut_and_garbage_skipped() -> io::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let p = dir.path().join("l");
-        let mut l = Ledger::open(&p)?.ledger;
-        l.append(vec![("a".into(), rec(1, "T1"))], Kind::Task, true)?;
+        let (_dir, p, mut l) = temp_ledger()?;
+        task(&mut l, "a", rec(1, "T1"), true)?;
         drop(l);
         let mut f = OpenOptions::new().append(true).open(&p)?;
         f.write_all(b"not json\n{\"kind\":\"task\",\"name\":\"b\",\"sha")?;
@@ -570,7 +527,7 @@ mod tests {
         assert_eq!(loaded.bad_lines, 1);
         assert!(loaded.torn_bytes > 0);
         let mut l = loaded.ledger;
-        l.append(vec![("c".into(), rec(5, "T5"))], Kind::Task, true)?;
+        task(&mut l, "c", rec(5, "T5"), true)?;
         drop(l);
         let loaded = Ledger::open(&p)?;
         assert_eq!(loaded.torn_bytes, 0);
@@ -581,9 +538,7 @@ mod tests {
 
     #[test]
     fn compaction_keeps_one_line_per_name() -> io::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let p = dir.path().join("l");
-        let mut l = Ledger::open(&p)?.ledger;
+        let (_dir, p, mut l) = temp_ledger()?;
         for i in 0..3000u32 {
             let n = (i % 3) as u8;
             l.append(
@@ -593,7 +548,7 @@ mod tests {
             )?;
         }
         assert!(l.compact_if_needed()?);
-        l.append(vec![("z".into(), rec(9, "TZ"))], Kind::Task, true)?;
+        task(&mut l, "z", rec(9, "TZ"), true)?;
         drop(l);
         let text = std::fs::read_to_string(&p)?;
         assert_eq!(text.lines().count(), 4);
@@ -619,9 +574,7 @@ mod tests {
 
     #[test]
     fn names_gone_from_inbox_are_retired_and_still_known() -> io::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let p = dir.path().join("l");
-        let mut l = Ledger::open(&p)?.ledger;
+        let (_dir, p, mut l) = temp_ledger()?;
         many(&mut l, "gone", RETIRE_EVERY - 10)?;
         many(&mut l, "kept", 5)?;
         let needed = |n: &OsStr, _: &Record| n.to_string_lossy().starts_with("kept");
@@ -645,7 +598,7 @@ mod tests {
         );
         assert!(l.lookup(OsStr::new("never")).is_none());
         // New content for a retired name: the journal's record wins, also after reopen.
-        l.append(vec![("gone7".into(), rec(99, "Tnew"))], Kind::Task, true)?;
+        task(&mut l, "gone7", rec(99, "Tnew"), true)?;
         drop(l);
         assert_eq!(std::fs::read_to_string(&p)?.lines().count(), 6);
         let l = Ledger::open(&p)?.ledger;
@@ -663,28 +616,18 @@ mod tests {
 
     #[test]
     fn a_long_journal_is_retired_while_it_is_read() -> io::Result<()> {
-        let dir = tempfile::tempdir()?;
+        let (dir, p, mut l) = temp_ledger()?;
         let (inbox, staging) = (dir.path().join("Inbox"), dir.path().join("staging"));
         std::fs::create_dir(&inbox)?;
         std::fs::create_dir(&staging)?;
         std::fs::write(inbox.join("here"), "x")?;
         std::fs::write(staging.join("Tstaged.copy"), "x")?;
-        let p = dir.path().join("l");
-        let mut l = Ledger::open(&p)?.ledger;
-        l.append(vec![("here".into(), rec(1, "There"))], Kind::Task, false)?;
-        l.append(
-            vec![("gone-later".into(), rec(2, "Tstaged"))],
-            Kind::Task,
-            false,
-        )?;
+        task(&mut l, "here", rec(1, "There"), false)?;
+        task(&mut l, "gone-later", rec(2, "Tstaged"), false)?;
         many(&mut l, "gone", RETIRE_EVERY + 3)?;
         // The last line for this name is not needed: the index must get it.
-        l.append(
-            vec![("gone-later".into(), rec(9, "Tpublished"))],
-            Kind::Task,
-            false,
-        )?;
-        l.append(vec![("gone1".into(), rec(42, "Tgone1b"))], Kind::Task, true)?;
+        task(&mut l, "gone-later", rec(9, "Tpublished"), false)?;
+        task(&mut l, "gone1", rec(42, "Tgone1b"), true)?;
         drop(l);
         let loaded = Ledger::open_retiring(&p, &Dir::open(&inbox)?, &Dir::open(&staging)?)?;
         assert_eq!(loaded.retired, RETIRE_EVERY + 4);
@@ -708,7 +651,7 @@ mod tests {
         // A short one is read whole.
         drop(l);
         let mut l = Ledger::open(&p)?.ledger;
-        l.append(vec![("new".into(), rec(5, "Tnew"))], Kind::Task, true)?;
+        task(&mut l, "new", rec(5, "Tnew"), true)?;
         drop(l);
         let loaded = Ledger::open_retiring(&p, &Dir::open(&inbox)?, &Dir::open(&staging)?)?;
         assert_eq!(loaded.retired, 0);
@@ -718,11 +661,9 @@ mod tests {
 
     #[test]
     fn a_crash_after_the_index_before_the_journal_rewrite_changes_nothing() -> io::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let p = dir.path().join("l");
-        let mut l = Ledger::open(&p)?.ledger;
-        l.append(vec![("a".into(), rec(1, "T1"))], Kind::Task, true)?;
-        l.append(vec![("a".into(), rec(2, "T2"))], Kind::Task, true)?;
+        let (_dir, p, mut l) = temp_ledger()?;
+        task(&mut l, "a", rec(1, "T1"), true)?;
+        task(&mut l, "a", rec(2, "T2"), true)?;
         // The index got an older record for "a" (step one of a retirement), the journal
         // was not rewritten: the journal's last line still wins.
         let mut old = [0u8; INDEX_RECORD];
@@ -740,9 +681,7 @@ mod tests {
 
     #[test]
     fn an_unreadable_index_stops_every_append() -> io::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let p = dir.path().join("l");
-        let mut l = Ledger::open(&p)?.ledger;
+        let (dir, p, mut l) = temp_ledger()?;
         many(&mut l, "x", RETIRE_EVERY)?;
         assert_eq!(l.retire_if_needed(|_, _| false)?, RETIRE_EVERY);
         // The index shrinks under the open ledger: lookups past its end fail.

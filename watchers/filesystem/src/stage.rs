@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -117,8 +117,8 @@ impl Stager {
 
     fn try_stage(&mut self, job: &Job, copy: &str, meta: &str) -> io::Result<Outcome> {
         let src = job.inbox.file(&job.name, How::READ)?;
-        let before = src.metadata()?;
-        let snap = Snap::of(&before);
+        let before = nofollow::stat_file(&src)?;
+        let snap = Snap::of_stat(&before);
         if snap != job.snap {
             return Ok(Outcome::Changed);
         }
@@ -128,14 +128,14 @@ impl Stager {
         } else {
             Some(
                 self.staging
-                    .file(copy, How::create_new((before.mode() & 0o777) | 0o600))?,
+                    .file(copy, How::create_new((before.mode & 0o777) | 0o600))?,
             )
         };
         let mut hasher = Sha256::new();
         let Some(copied) = self.copy(&src, dst.as_ref(), &mut hasher)? else {
             return Ok(Outcome::Aborted);
         };
-        let after = Snap::of(&src.metadata()?);
+        let after = Snap::of_stat(&nofollow::stat_file(&src)?);
         if after != snap || copied != after.size {
             return Ok(Outcome::Changed);
         }
@@ -391,6 +391,7 @@ pub fn recover(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
     use std::path::{Path, PathBuf};
 
     // Path-taking forms of the functions under test, for the tests' brevity.
@@ -432,10 +433,9 @@ mod tests {
     }
 
     fn job(d: &Dirs, name: &str, task: &str, previous: Option<[u8; 32]>) -> io::Result<Job> {
-        let path = d.inbox.join(name);
         Ok(Job {
             name: name.into(),
-            snap: Snap::of(&std::fs::symlink_metadata(&path)?),
+            snap: Snap::of_stat(&Dir::open(&d.inbox)?.stat(name)?),
             inbox: Arc::new(Dir::open(&d.inbox)?),
             task: task.to_string(),
             received: Utc::now(),

@@ -24,6 +24,8 @@ pub mod exit_codes;
 pub mod frontmatter;
 /// The HTTP client set-up shared by webhooks, OAuth and the WhatsApp API.
 pub mod http;
+/// The append-only journal every ledger is written as (one torn-tail rule).
+pub mod journal;
 /// The vault's folders and `init`.
 pub mod layout;
 /// The vault lock (one supervisor, one instance of each watcher).

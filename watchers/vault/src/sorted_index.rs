@@ -123,6 +123,11 @@ impl SortedIndex {
         Ok(index)
     }
 
+    /// Where it is (for messages).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// How many records it holds.
     pub fn len(&self) -> u64 {
         self.count

@@ -1,8 +1,8 @@
 //! The task sink's ledger of seen message keys (see [`crate::tasks`]), in two
 //! parts under `.ai-employee/`:
 //!
-//! - `<watcher>.seen`, the journal: one JSON line `{"key":…,"task":…}` per task, appended
-//!   and fsynced before the task is published. Its keys are also held in memory (as
+//! - `<watcher>.seen`, the journal ([`crate::journal`]): one JSON line
+//!   `{"key":…,"task":…}` per task, appended and fsynced before the task is published. Its keys are also held in memory (as
 //!   16-byte digests).
 //! - `<watcher>.seen.index`, the compacted keys: the 16-byte SHA-256 prefix of every key
 //!   moved out of the journal, sorted, looked up on disk (a binary search with `pread`),
@@ -26,12 +26,12 @@
 //! and lose the new index.
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Seek, Write};
+use std::io;
 
 use serde::{Deserialize, Serialize};
 
-use crate::nofollow::{Dir, How};
+use crate::journal::{Journal, json_line};
+use crate::nofollow::Dir;
 use crate::sorted_index::{KEY_LEN, SortedIndex, key_of};
 
 /// Journal lines that trigger a compaction.
@@ -45,10 +45,8 @@ struct Line {
 }
 
 pub struct SeenLedger {
-    /// The state folder, reached without following a symlink.
-    state: Dir,
-    journal_name: String,
-    journal: File,
+    /// `<watcher>.seen` in the state folder (see [`crate::journal`]).
+    journal: Journal,
     journal_lines: usize,
     /// Digests of the journal's keys.
     recent: HashSet<[u8; KEY_LEN]>,
@@ -68,66 +66,42 @@ impl SeenLedger {
     /// Open (creating) the ledger of `watcher` in the state folder `state`. `staged`: the
     /// names in the staging folder, to tell which of them the journal names.
     pub fn open(state: &Dir, watcher: &str, staged: &HashSet<String>) -> io::Result<Opened> {
-        let journal_name = format!("{watcher}.seen");
-        let journal_path = state.display_path(&journal_name);
         let index = SortedIndex::open(state, format!("{watcher}.seen.index"), MAGIC, KEY_LEN)?;
-        remove_if_present(state, &tmp_name(&journal_name))?;
-        let mut journal = state.file(&journal_name, How::read_append(0o600))?;
+        let (journal, torn) = Journal::open(state.try_clone()?, format!("{watcher}.seen"))?;
+        let journal_path = journal.path();
+        if torn > 0 {
+            tracing::warn!(
+                "{}: cutting off a torn last line ({torn} bytes)",
+                journal_path.display()
+            );
+        }
         // Streamed: a long journal (left by a version without compaction) is read
         // without holding it in memory.
         let mut digests: Vec<[u8; KEY_LEN]> = Vec::new();
         let mut committed = HashSet::new();
         let mut kept = Vec::new();
         let mut kept_keys = HashSet::new();
-        let mut complete = 0u64;
-        let mut torn = 0usize;
-        {
-            let mut reader = BufReader::with_capacity(1 << 16, &mut journal);
-            let mut raw = Vec::new();
-            let mut number = 0usize;
-            loop {
-                raw.clear();
-                if reader.read_until(b'\n', &mut raw)? == 0 {
-                    break;
-                }
-                if !raw.ends_with(b"\n") {
-                    torn = raw.len();
-                    break;
-                }
-                number += 1;
-                complete += raw.len() as u64;
-                if raw.len() == 1 {
-                    continue;
-                }
-                match serde_json::from_slice::<Line>(&raw) {
-                    Ok(l) => {
-                        let k = key_of(l.key.as_bytes());
-                        if staged.contains(&l.task) {
-                            kept.extend_from_slice(&raw);
-                            kept_keys.insert(k);
-                            committed.insert(l.task);
-                        }
-                        digests.push(k);
+        let mut reader = journal.reader()?;
+        while let Some(line) = reader.next_line()? {
+            match serde_json::from_slice::<Line>(line.bytes) {
+                Ok(l) => {
+                    let k = key_of(l.key.as_bytes());
+                    if staged.contains(&l.task) {
+                        kept.extend_from_slice(line.bytes);
+                        kept.push(b'\n');
+                        kept_keys.insert(k);
+                        committed.insert(l.task);
                     }
-                    Err(e) => tracing::warn!(
-                        "{}:{number}: skipping a line that does not parse: {e}",
-                        journal_path.display()
-                    ),
+                    digests.push(k);
                 }
+                Err(e) => tracing::warn!(
+                    "{}:{}: skipping a line that does not parse: {e}",
+                    journal_path.display(),
+                    line.number
+                ),
             }
         }
-        if torn > 0 {
-            tracing::warn!(
-                "{}: cutting off a torn last line ({torn} bytes)",
-                journal_path.display()
-            );
-            journal.set_len(complete)?;
-            journal.sync_all()?;
-        }
-        journal.seek(io::SeekFrom::End(0))?;
         let mut ledger = SeenLedger {
-            state: state.try_clone()?,
-            journal_name,
             journal,
             journal_lines: digests.len(),
             recent: HashSet::new(),
@@ -159,20 +133,15 @@ impl SeenLedger {
     /// Append one line per `(key, task)` with one write and fsync: from then on the keys
     /// count as seen.
     pub fn record(&mut self, entries: &[(&str, &str)]) -> io::Result<()> {
-        if entries.is_empty() {
-            return Ok(());
-        }
         let mut lines = Vec::new();
         for (key, task) in entries {
             let line = Line {
                 key: (*key).to_string(),
                 task: (*task).to_string(),
             };
-            serde_json::to_writer(&mut lines, &line).map_err(io::Error::other)?;
-            lines.push(b'\n');
+            json_line(&mut lines, &line)?;
         }
-        self.journal.write_all(&lines)?;
-        self.journal.sync_data()?;
+        self.journal.append(&lines, true)?;
         for (key, _) in entries {
             self.recent.insert(key_of(key.as_bytes()));
         }
@@ -208,17 +177,15 @@ impl SeenLedger {
         let mut kept = Vec::new();
         let mut kept_keys = HashSet::new();
         if !staged.is_empty() {
-            let mut reader = BufReader::new(self.state.file(&self.journal_name, How::READ)?);
-            let mut line = Vec::new();
-            while reader.read_until(b'\n', &mut line)? > 0 {
-                if let Ok(l) = serde_json::from_slice::<Line>(&line)
+            let mut reader = self.journal.reader()?;
+            while let Some(line) = reader.next_line()? {
+                if let Ok(l) = serde_json::from_slice::<Line>(line.bytes)
                     && staged.contains(&l.task)
-                    && line.ends_with(b"\n")
                 {
                     kept_keys.insert(key_of(l.key.as_bytes()));
-                    kept.extend_from_slice(&line);
+                    kept.extend_from_slice(line.bytes);
+                    kept.push(b'\n');
                 }
-                line.clear();
             }
         }
         self.replace_journal(&kept, kept_keys)
@@ -226,16 +193,7 @@ impl SeenLedger {
 
     /// Replace the journal atomically by `kept` (whole lines), whose keys are `keys`.
     fn replace_journal(&mut self, kept: &[u8], keys: HashSet<[u8; KEY_LEN]>) -> io::Result<()> {
-        let tmp = tmp_name(&self.journal_name);
-        let mut f = self.state.file(&tmp, How::truncate(0o600))?;
-        f.write_all(kept)?;
-        f.sync_all()?;
-        drop(f);
-        self.state.rename(&tmp, &self.state, &self.journal_name)?;
-        self.state.sync()?;
-        self.journal = self
-            .state
-            .file(&self.journal_name, How::read_append(0o600))?;
+        self.journal.replace(true, &mut |w| w.write_all(kept))?;
         self.journal_lines = keys.len();
         self.recent = keys;
         Ok(())
@@ -251,32 +209,25 @@ pub fn staged_names(staging: &Dir) -> io::Result<HashSet<String>> {
         .collect())
 }
 
-fn tmp_name(name: &str) -> String {
-    format!("{name}.tmp")
-}
-
-fn remove_if_present(dir: &Dir, name: &str) -> io::Result<()> {
-    match dir.remove_file(name) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A temporary folder, open as the ledger's state folder.
+    fn temp_state() -> io::Result<(tempfile::TempDir, Dir)> {
+        let dir = tempfile::tempdir()?;
+        let state = Dir::open(dir.path())?;
+        Ok((dir, state))
+    }
+
     #[test]
     fn keys_survive_compaction_and_staged_tasks_keep_their_line() -> io::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let state_dir = Dir::open(dir.path())?;
-        let state = &state_dir;
+        let (dir, state) = temp_state()?;
         let staging_path = dir.path().join("staging");
         std::fs::create_dir(&staging_path)?;
         let staging = Dir::open(&staging_path)?;
         let none = HashSet::new();
-        let mut l = SeenLedger::open(state, "w", &none)?.ledger;
+        let mut l = SeenLedger::open(&state, "w", &none)?.ledger;
         let all: Vec<(String, String)> = (0..COMPACT_EVERY + 10)
             .map(|i| (format!("key{i}"), format!("T{i}.md")))
             .collect();
@@ -299,7 +250,7 @@ mod tests {
         l.record(&[("after", "A.md")])?;
         drop(l);
         let staged: HashSet<String> = ["T3.md".to_string()].into();
-        let o = SeenLedger::open(state, "w", &staged)?;
+        let o = SeenLedger::open(&state, "w", &staged)?;
         assert_eq!(o.committed, staged);
         let l = o.ledger;
         assert!(l.seen("key1")? && l.seen("key3")? && l.seen("after")?);
@@ -310,9 +261,7 @@ mod tests {
 
     #[test]
     fn a_long_journal_is_compacted_at_open() -> io::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let state_dir = Dir::open(dir.path())?;
-        let state = &state_dir;
+        let (dir, state) = temp_state()?;
         let mut text = String::new();
         for i in 0..COMPACT_EVERY {
             text.push_str(&format!("{{\"key\":\"k{i}\",\"task\":\"T{i}.md\"}}\n"));
@@ -320,7 +269,7 @@ mod tests {
         text.push_str("{\"key\":\"torn");
         std::fs::write(dir.path().join("w.seen"), text)?;
         let staged: HashSet<String> = ["T5.md".to_string(), "stray.md".to_string()].into();
-        let o = SeenLedger::open(state, "w", &staged)?;
+        let o = SeenLedger::open(&state, "w", &staged)?;
         assert_eq!(o.committed, ["T5.md".to_string()].into());
         assert_eq!(
             std::fs::read_to_string(dir.path().join("w.seen"))?,
@@ -333,21 +282,19 @@ mod tests {
 
     #[test]
     fn a_crash_between_the_index_and_the_journal_loses_nothing() -> io::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let state_dir = Dir::open(dir.path())?;
-        let state = &state_dir;
+        let (dir, state) = temp_state()?;
         let none = HashSet::new();
-        let mut l = SeenLedger::open(state, "w", &none)?.ledger;
+        let mut l = SeenLedger::open(&state, "w", &none)?.ledger;
         l.record(&[("a", "A.md"), ("b", "B.md")])?;
         // (1) only: the index holds the keys, the journal still has its lines.
         let keys: Vec<[u8; KEY_LEN]> = l.recent.iter().copied().collect();
         l.index.merge(keys)?;
         drop(l);
-        let l = SeenLedger::open(state, "w", &none)?.ledger;
+        let l = SeenLedger::open(&state, "w", &none)?.ledger;
         assert!(l.seen("a")? && l.seen("b")?);
         // A half-written journal replacement is ignored.
         std::fs::write(dir.path().join("w.seen.tmp"), "garbage")?;
-        let l = SeenLedger::open(state, "w", &none)?.ledger;
+        let l = SeenLedger::open(&state, "w", &none)?.ledger;
         assert!(l.seen("a")? && l.seen("b")?);
         assert!(!dir.path().join("w.seen.tmp").exists());
         Ok(())

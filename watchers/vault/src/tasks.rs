@@ -327,14 +327,10 @@ mod tests {
         }
     }
 
+    /// The names in `dir`, sorted (none if it cannot be listed).
     fn listing(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .filter_map(|e| e.file_name().into_string().ok())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let names = Dir::open(dir).and_then(|d| staged_names(&d));
+        let mut v: Vec<String> = names.unwrap_or_default().into_iter().collect();
         v.sort();
         v
     }
