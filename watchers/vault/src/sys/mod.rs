@@ -4,9 +4,10 @@
 //!
 //! It carries out calls and decides nothing: which flags a vault file is opened with,
 //! how a refused symlink is explained, when a batch is durable enough, is for the callers
-//! (`nofollow`, `atomic`, `lock`, `oauth`, `tasks`, the filesystem watcher). Folders are
-//! passed as descriptors and names as single components, so a call never resolves a
-//! path the caller did not mean.
+//! (`nofollow`, `atomic`, `lock`, `oauth`, the filesystem watcher). Folders are
+//! passed as descriptors and names as single components ([`At`]; a whole path only
+//! where the caller says so with [`At::path`]), so a call never resolves a path the
+//! caller did not mean.
 //!
 //! What is the same on Linux and macOS is in this file; what differs is in `linux.rs`
 //! and `macos.rs`, chosen once below. A call a platform or a file system does not have
