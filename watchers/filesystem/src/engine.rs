@@ -14,6 +14,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use ai_employee_vault::atomic::{self, Writers};
 use ai_employee_vault::nofollow::{self, Dir, How, Kind as FileKind};
 use ai_employee_vault::watcher::WatcherCtx;
 use chrono::Utc;
@@ -23,7 +24,6 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use super::ledger::{Kind, Ledger, Record, Snap};
 use super::ready::{self, Decision, Track};
 use super::stage::{self, Done, Job, Outcome, Stager};
-use super::sys::{self, Writers};
 use super::{Error, Options, Paths, inbox_error, names};
 
 /// Longest wait for a message, so the stop flag and the heartbeat are looked at often.
@@ -458,7 +458,7 @@ impl Engine {
             // a writer that closes in between is then seen with its final size.
             match inbox
                 .file(&name, How::READ)
-                .and_then(|f| Ok((sys::writers(&f), nofollow::stat_file(&f)?)))
+                .and_then(|f| Ok((atomic::writers(&f), nofollow::stat_file(&f)?)))
             {
                 Ok((w, m)) => (w, Snap::of_stat(&m), m.modified()),
                 // Became a symlink, a FIFO or a folder meanwhile, or is gone: ignored.

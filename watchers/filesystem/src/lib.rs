@@ -19,7 +19,6 @@ mod ledger;
 mod names;
 mod ready;
 mod stage;
-mod sys;
 pub mod task;
 
 use std::io;

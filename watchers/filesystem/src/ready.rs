@@ -11,8 +11,9 @@
 
 use std::time::{Duration, Instant};
 
+use ai_employee_vault::atomic::Writers;
+
 use super::ledger::Snap;
-use super::sys::Writers;
 
 /// What the watcher has seen of one file since it last judged it.
 #[derive(Debug, Clone)]

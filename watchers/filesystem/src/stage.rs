@@ -19,11 +19,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ai_employee_vault::nofollow::{self, Dir, How, Kind};
+use ai_employee_vault::sys;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use super::ledger::{Snap, hex};
-use super::{names, sys, task};
+use super::{names, task};
 
 /// One file to turn into a task.
 #[derive(Debug, Clone)]

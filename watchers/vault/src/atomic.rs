@@ -1,14 +1,17 @@
 //! Atomic writes of user-owned files: temp file in the same folder, fsync, rename, fsync
 //! of the folder. A reader never sees half a file. (Owned by the vault helper.)
 //!
-//! Also the two platform primitives the Dashboard merge needs ([`exchange`] and
-//! [`wait_sole_opener`]); the Linux and macOS differences live in small `cfg`'d functions
-//! at the bottom of this file.
+//! Also what the Dashboard merge, the approval handler and the filesystem watcher learn
+//! from leases: whether anybody else has a file open ([`wait_sole_opener`], [`writers`],
+//! [`read_without_writers`], [`read_if_no_writers`]). The leases themselves, and every
+//! other system call, are in [`crate::sys`].
 
 use std::fs::File;
 use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+use crate::sys::{self, At, Lease, LeaseKind};
 
 /// Write `bytes` to `path` atomically, replacing what is there.
 ///
@@ -80,7 +83,7 @@ pub fn path_id(path: &Path) -> io::Result<FileId> {
 /// falls back to a plain rename); nothing was changed. `Err`: e.g. `NotFound` when one
 /// of the names is gone.
 pub fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
-    sys::exchange(a, b)
+    sys::exchange(At::path(a), At::path(b))
 }
 
 /// How a wait for other openers ended.
@@ -159,14 +162,36 @@ pub enum WritersNow {
 /// progress. `file` must be open read-only. Callers that cannot tell ([`WritersNow::Unknown`])
 /// judge completeness some other way (a stability window).
 pub fn read_if_no_writers(file: &File) -> io::Result<WritersNow> {
-    match sys::take_lease(file, LeaseKind::Read) {
-        Lease::Acquired => {
+    match sys::lease(file, LeaseKind::Read) {
+        Lease::Held(held) => {
             let r = read_all(file);
-            sys::release_lease(file);
+            drop(held);
             Ok(WritersNow::None(r?))
         }
         Lease::Busy => Ok(WritersNow::Open),
         Lease::Unsupported => Ok(WritersNow::Unknown),
+    }
+}
+
+/// Whether some process has a file open for writing ([`writers`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writers {
+    /// Proven: nobody has it open for writing (a read lease was granted).
+    None,
+    /// Proven: somebody has it open for writing.
+    Open,
+    /// Cannot tell here (see [`Sole::Settled`]).
+    Unknown,
+}
+
+/// [`Writers`] of `file` at this instant (`file` must be open read-only): a read lease
+/// taken and given back at once, so a writer opening the file meanwhile waits
+/// microseconds at most.
+pub fn writers(file: &File) -> Writers {
+    match sys::lease(file, LeaseKind::Read) {
+        Lease::Held(_) => Writers::None,
+        Lease::Busy => Writers::Open,
+        Lease::Unsupported => Writers::Unknown,
     }
 }
 
@@ -191,12 +216,8 @@ fn with_lease<T>(
     let end = Instant::now() + limit;
     let mut pause = Duration::from_micros(20);
     loop {
-        match sys::take_lease(file, kind) {
-            Lease::Acquired => {
-                let r = f();
-                sys::release_lease(file);
-                return Some(r);
-            }
+        match sys::lease(file, kind) {
+            Lease::Held(_held) => return Some(f()),
             Lease::Busy if Instant::now() < end => {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_micros(250));
@@ -224,161 +245,6 @@ fn wait_size_stable(file: &File) {
             return;
         }
     }
-}
-
-#[derive(Clone, Copy)]
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-enum LeaseKind {
-    /// Granted only when nobody else has the file open for writing (read-only fd).
-    Read,
-    /// Granted only when nobody else has the file open at all.
-    Write,
-}
-
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-enum Lease {
-    /// Granted and held: give it back with `release_lease`.
-    Acquired,
-    /// Another open file description stands in the way.
-    Busy,
-    /// Leases do not work here.
-    Unsupported,
-}
-
-/// A path as a C string for the raw syscalls.
-pub(crate) fn c_path(p: &Path) -> io::Result<std::ffi::CString> {
-    use std::os::unix::ffi::OsStrExt;
-    std::ffi::CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
-}
-
-#[cfg(target_os = "linux")]
-mod sys {
-    use super::{Lease, LeaseKind, c_path};
-    use std::fs::File;
-    use std::io;
-    use std::os::fd::AsRawFd;
-    use std::path::Path;
-
-    /// `renameat2(RENAME_EXCHANGE)` through the raw syscall (the glibc wrapper only exists
-    /// since 2.28).
-    pub fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
-        renameat2(a, b, libc::RENAME_EXCHANGE)
-    }
-
-    /// `renameat2(from, to, flags)` through the raw syscall (the glibc wrapper only exists
-    /// since 2.28). `Ok(false)`: the flag is not supported here (old kernel, or a
-    /// filesystem without it).
-    pub fn renameat2(a: &Path, b: &Path, flags: libc::c_uint) -> io::Result<bool> {
-        let (a, b) = (c_path(a)?, c_path(b)?);
-        // SAFETY: both pointers are valid NUL-terminated strings for the call's duration.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_renameat2,
-                libc::AT_FDCWD,
-                a.as_ptr(),
-                libc::AT_FDCWD,
-                b.as_ptr(),
-                flags,
-            )
-        };
-        if r == 0 {
-            return Ok(true);
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            // Old kernel, or a filesystem without the flag.
-            Some(libc::ENOSYS) | Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => Ok(false),
-            _ => Err(e),
-        }
-    }
-
-    /// `F_SETSIG` (10 on every Linux architecture; missing from the libc crate for glibc).
-    const F_SETSIG: libc::c_int = 10;
-
-    /// Take a lease on `file`. The kernel grants a write lease only when no other open
-    /// file description of the inode exists (checked empirically: `O_RDONLY`, `O_WRONLY`
-    /// and `O_RDWR` all work when they are the only one; a second descriptor of any mode,
-    /// in any process, gives `EAGAIN`), and a read lease (read-only descriptor) only when
-    /// nobody has it open for writing. Needs the file's owner or `CAP_LEASE` (else
-    /// `EACCES`).
-    pub fn take_lease(file: &File, kind: LeaseKind) -> Lease {
-        let fd = file.as_raw_fd();
-        let arg = match kind {
-            LeaseKind::Read => libc::F_RDLCK,
-            LeaseKind::Write => libc::F_WRLCK,
-        };
-        // While the lease is held, another process opening the file (for writing, for a
-        // read lease) waits until we give it back, and we are told with SIGIO, whose
-        // default action kills the process. Make that signal SIGURG (ignored by default).
-        // SAFETY: plain fcntl calls on a descriptor we own.
-        unsafe {
-            libc::fcntl(fd, F_SETSIG, libc::SIGURG);
-        }
-        // SAFETY: as above.
-        if unsafe { libc::fcntl(fd, libc::F_SETLEASE, arg) } == 0 {
-            return Lease::Acquired;
-        }
-        match io::Error::last_os_error().raw_os_error() {
-            Some(libc::EAGAIN) | Some(libc::EBUSY) => Lease::Busy,
-            _ => Lease::Unsupported,
-        }
-    }
-
-    pub fn release_lease(file: &File) {
-        // SAFETY: a plain fcntl call on a descriptor we own.
-        unsafe {
-            libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK);
-        }
-    }
-}
-
-#[cfg(target_os = "macos")]
-mod sys {
-    use super::{Lease, LeaseKind, c_path};
-    use std::fs::File;
-    use std::io;
-    use std::path::Path;
-
-    /// `renamex_np(RENAME_SWAP)` (APFS; HFS+ answers `ENOTSUP`).
-    pub fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
-        let (a, b) = (c_path(a)?, c_path(b)?);
-        // SAFETY: both pointers are valid NUL-terminated strings for the call's duration.
-        let r = unsafe { libc::renamex_np(a.as_ptr(), b.as_ptr(), libc::RENAME_SWAP) };
-        if r == 0 {
-            return Ok(true);
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::ENOTSUP) | Some(libc::EINVAL) => Ok(false),
-            _ => Err(e),
-        }
-    }
-
-    /// No leases on macOS.
-    pub fn take_lease(_file: &File, _kind: LeaseKind) -> Lease {
-        Lease::Unsupported
-    }
-
-    pub fn release_lease(_file: &File) {}
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "macos")))]
-mod sys {
-    use super::{Lease, LeaseKind};
-    use std::fs::File;
-    use std::io;
-    use std::path::Path;
-
-    pub fn exchange(_a: &Path, _b: &Path) -> io::Result<bool> {
-        Ok(false)
-    }
-
-    pub fn take_lease(_file: &File, _kind: LeaseKind) -> Lease {
-        Lease::Unsupported
-    }
-
-    pub fn release_lease(_file: &File) {}
 }
 
 #[cfg(test)]
@@ -424,13 +290,20 @@ mod tests {
         Ok(())
     }
 
+    /// A file `f` with `text` in a temporary folder, and the file open read-only.
+    #[cfg(target_os = "linux")]
+    fn file_with(text: &str) -> io::Result<(tempfile::TempDir, std::path::PathBuf, File)> {
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("f");
+        std::fs::write(&p, text)?;
+        let f = File::open(&p)?;
+        Ok((dir, p, f))
+    }
+
     #[test]
     #[cfg(target_os = "linux")]
     fn sole_opener_is_proven_only_without_other_descriptors() -> io::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let p = dir.path().join("f");
-        std::fs::write(&p, "x")?;
-        let f = File::open(&p)?;
+        let (_dir, p, f) = file_with("x")?;
         assert_eq!(
             wait_sole_opener(&f, Duration::from_millis(100)),
             Sole::Proven
@@ -453,10 +326,7 @@ mod tests {
     #[test]
     #[cfg(target_os = "linux")]
     fn reads_without_writers_only_when_no_one_writes() -> io::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let p = dir.path().join("f");
-        std::fs::write(&p, "text\n")?;
-        let f = File::open(&p)?;
+        let (_dir, p, f) = file_with("text\n")?;
         let _reader = File::open(&p)?;
         let got = read_without_writers(&f, Duration::from_millis(100))?;
         assert_eq!(got, (b"text\n".to_vec(), Sole::Proven));
@@ -470,11 +340,26 @@ mod tests {
 
     #[test]
     #[cfg(target_os = "linux")]
-    fn read_if_no_writers_reads_only_without_a_writer() -> io::Result<()> {
+    fn writers_sees_an_open_writer() -> io::Result<()> {
         let dir = tempfile::tempdir()?;
         let p = dir.path().join("f");
-        std::fs::write(&p, "text\n")?;
-        let f = File::open(&p)?;
+        let w = std::fs::File::create(&p)?;
+        let r = File::open(&p)?;
+        // Leases may be unavailable (another owner without CAP_LEASE, or disabled).
+        let open = writers(&r);
+        assert!(matches!(open, Writers::Open | Writers::Unknown), "{open:?}");
+        drop(w);
+        let closed = writers(&r);
+        if open == Writers::Open {
+            assert_eq!(closed, Writers::None);
+        }
+        Ok(())
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn read_if_no_writers_reads_only_without_a_writer() -> io::Result<()> {
+        let (_dir, p, f) = file_with("text\n")?;
         let _reader = File::open(&p)?;
         assert_eq!(
             read_if_no_writers(&f)?,

@@ -7,7 +7,7 @@
 //! This crate depends on no other crate of the workspace; the supervisor and each watcher
 //! crate depend on it. See `docs/ARCHITECTURE.md` for the crate graph.
 
-/// Atomic writes of user-owned files, no-replace and exchange renames, leases.
+/// Atomic writes of user-owned files; whether others have a file open (leases).
 pub mod atomic;
 /// The shared command-line bits (`--vault`) every command and watcher takes.
 pub mod cli;
@@ -38,6 +38,9 @@ pub mod nofollow;
 pub mod oauth;
 /// A sorted on-disk index of fixed-size keys (the compacted ledgers).
 pub mod sorted_index;
+/// Every file-system system call beyond `std` (the one home for `unsafe` on files):
+/// `*at` calls, `openat2`, renames with flags, leases, `flock`, `syncfs`, sparse files.
+pub mod sys;
 /// The task sink's ledger of seen message keys.
 pub mod task_ledger;
 /// Exactly-once task files: staging, ledger, no-replace publish.

@@ -3,15 +3,15 @@
 //! never blocks. The holder's pid is written into the file for the message a second
 //! supervisor prints.
 
-use std::fs::File;
 use std::io::{self, Read, Seek, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+
+use crate::sys::{self, FileLock, TryLock};
 
 /// Held for as long as it lives.
 #[derive(Debug)]
 pub struct VaultLock {
-    _file: File,
+    _lock: FileLock,
     path: PathBuf,
 }
 
@@ -32,15 +32,13 @@ impl VaultLock {
             source,
         };
         // Neither the lock file nor its folder is reached through a symlink.
-        let mut file =
-            super::nofollow::open_in_folder(path, super::nofollow::How::read_write(0o600))
-                .map_err(io_err)?;
-        // SAFETY: flock on a descriptor we own; no memory involved.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        let file = super::nofollow::open_in_folder(path, super::nofollow::How::read_write(0o600))
+            .map_err(io_err)?;
+        let lock = match sys::try_lock(file).map_err(io_err)? {
+            TryLock::Locked(lock) => lock,
+            TryLock::Held(mut file) => {
                 let mut text = String::new();
+                // Without the holder's pid (unreadable) the message says less, nothing else.
                 let _ = file.read_to_string(&mut text);
                 return Err(match text.trim().parse::<i32>() {
                     Ok(pid) if pid > 0 => LockError::HeldBy {
@@ -52,14 +50,14 @@ impl VaultLock {
                     },
                 });
             }
-            return Err(io_err(err));
-        }
+        };
+        let mut file = lock.file();
         file.set_len(0).map_err(io_err)?;
         file.rewind().map_err(io_err)?;
         file.write_all(format!("{}\n", std::process::id()).as_bytes())
             .map_err(io_err)?;
         Ok(VaultLock {
-            _file: file,
+            _lock: lock,
             path: path.to_path_buf(),
         })
     }

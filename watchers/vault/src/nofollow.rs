@@ -4,7 +4,7 @@
 //! it can put a symlink where the program expects a folder or a file (`Inbox -> /etc`,
 //! `Approved -> Pending_Approval`, `Dashboard.md -> ~/.bashrc`). Everything the program
 //! reads as input or writes as output inside the vault therefore goes through this
-//! module, which is the one place with the `*at` system calls:
+//! module, the one user of the `*at` system calls (which [`crate::sys`] carries out):
 //!
 //! - a [`Dir`] is an open folder. The vault root, and a folder the user named on the
 //!   command line (`--inbox`), are opened following symlinks: that is the user's choice.
@@ -27,14 +27,15 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag};
-use nix::sys::stat::{FileStat, Mode, SFlag};
+use nix::fcntl::OFlag;
+
+use crate::sys::{self, At, DIR_FLAGS};
+pub use crate::sys::{Kind, Stat};
 
 /// An open folder. Operations name files relative to it.
 #[derive(Debug)]
@@ -115,83 +116,9 @@ impl How {
     }
 }
 
-/// What a name is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Kind {
-    File,
-    Dir,
-    Symlink,
-    /// A FIFO, socket or device.
-    Other,
-}
-
-/// `lstat` of a name (a symlink itself, never its target).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stat {
-    pub kind: Kind,
-    pub size: u64,
-    /// Permission bits (`0o7777`).
-    pub mode: u32,
-    pub dev: u64,
-    pub ino: u64,
-    pub nlink: u64,
-    /// Allocated 512-byte blocks.
-    pub blocks: u64,
-    pub mtime_ns: i64,
-    pub ctime_ns: i64,
-}
-
-impl Stat {
-    #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
-    fn of(s: &FileStat) -> Stat {
-        let fmt = SFlag::from_bits_truncate(s.st_mode as _) & SFlag::S_IFMT;
-        let kind = if fmt == SFlag::S_IFREG {
-            Kind::File
-        } else if fmt == SFlag::S_IFDIR {
-            Kind::Dir
-        } else if fmt == SFlag::S_IFLNK {
-            Kind::Symlink
-        } else {
-            Kind::Other
-        };
-        let ns = |sec: i64, nsec: i64| sec.saturating_mul(1_000_000_000).saturating_add(nsec);
-        Stat {
-            kind,
-            size: u64::try_from(s.st_size).unwrap_or(0),
-            mode: (s.st_mode as u32) & 0o7777,
-            dev: s.st_dev as u64,
-            ino: s.st_ino as u64,
-            nlink: s.st_nlink as u64,
-            blocks: u64::try_from(s.st_blocks).unwrap_or(0),
-            mtime_ns: ns(s.st_mtime as i64, s.st_mtime_nsec as i64),
-            ctime_ns: ns(s.st_ctime as i64, s.st_ctime_nsec as i64),
-        }
-    }
-
-    pub fn is_file(&self) -> bool {
-        self.kind == Kind::File
-    }
-
-    pub fn is_dir(&self) -> bool {
-        self.kind == Kind::Dir
-    }
-
-    /// The modification time.
-    pub fn modified(&self) -> SystemTime {
-        let t = Duration::from_nanos(u64::try_from(self.mtime_ns).unwrap_or(0));
-        SystemTime::UNIX_EPOCH + t
-    }
-
-    /// The change time.
-    pub fn changed(&self) -> SystemTime {
-        let t = Duration::from_nanos(u64::try_from(self.ctime_ns).unwrap_or(0));
-        SystemTime::UNIX_EPOCH + t
-    }
-}
-
 /// `fstat` of an open file.
 pub fn stat_file(f: &impl AsFd) -> io::Result<Stat> {
-    Ok(Stat::of(&nix::sys::stat::fstat(f.as_fd())?))
+    sys::stat(f.as_fd())
 }
 
 /// One name in a listing.
@@ -283,24 +210,23 @@ pub fn is_symlink_error(e: &io::Error) -> bool {
             .is_some_and(|inner| inner.is::<SymlinkRefused>())
 }
 
-const DIR_FLAGS: OFlag = OFlag::O_RDONLY
-    .union(OFlag::O_DIRECTORY)
-    .union(OFlag::O_CLOEXEC)
-    .union(OFlag::O_NOFOLLOW);
-
 impl Dir {
     /// Open the folder at `path`, following symlinks: the vault root, or a folder the
     /// user named explicitly. What is inside it is reached through the other methods.
     pub fn open(path: &Path) -> io::Result<Dir> {
-        let fd = nix::fcntl::open(
+        let fd = sys::open(
             path,
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
         )?;
         Ok(Dir {
             fd,
             path: path.to_path_buf(),
         })
+    }
+
+    /// `name` in this folder, for the `*at` calls.
+    fn at<'a>(&'a self, name: &'a OsStr) -> At<'a> {
+        At::new(self.fd.as_fd(), name)
     }
 
     /// Where it was opened (for messages).
@@ -341,9 +267,10 @@ impl Dir {
         for c in components(rel).map_err(|e| self.folder_error("create", rel, e))? {
             so_far.push(c);
             let parent = cur.as_ref().unwrap_or(self);
-            match nix::sys::stat::mkdirat(parent.fd.as_fd(), c, Mode::from_bits_truncate(mode)) {
-                Ok(()) | Err(Errno::EEXIST) => {}
-                Err(e) => return Err(self.folder_error("create", &so_far, e.into())),
+            match sys::make_dir_at(parent.at(c), mode) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(self.folder_error("create", &so_far, e)),
             }
             let next = parent
                 .open_dir(c)
@@ -359,8 +286,8 @@ impl Dir {
         if private {
             let st = stat_file(&dir.fd).map_err(|e| self.folder_error("read", rel, e))?;
             if st.mode & 0o077 != 0 {
-                nix::sys::stat::fchmod(dir.fd.as_fd(), Mode::from_bits_truncate(0o700))
-                    .map_err(|e| self.folder_error("protect", rel, e.into()))?;
+                sys::chmod(dir.fd.as_fd(), 0o700)
+                    .map_err(|e| self.folder_error("protect", rel, e))?;
             }
         }
         Ok(dir)
@@ -433,9 +360,7 @@ impl Dir {
             ));
         }
         // Regular files never block; clear the flag so the descriptor is an ordinary one.
-        let fl = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFL)?;
-        let fl = OFlag::from_bits_truncate(fl) - OFlag::O_NONBLOCK;
-        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(fl))?;
+        sys::set_blocking(fd.as_fd())?;
         Ok(File::from(fd))
     }
 
@@ -476,12 +401,7 @@ impl Dir {
     fn resolve(&self, rel: &Path, flags: OFlag, mode: u32) -> io::Result<OwnedFd> {
         let parts = components(rel)?;
         let flags = flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let mode = Mode::from_bits_truncate(mode as _);
-        match parts.as_slice() {
-            [] => Ok(nix::fcntl::openat(self.fd.as_fd(), ".", flags, mode)?),
-            [one] => Ok(nix::fcntl::openat(self.fd.as_fd(), *one, flags, mode)?),
-            _ => sys::open_beneath(self.fd.as_fd(), rel, &parts, flags, mode),
-        }
+        sys::open_beneath(self.fd.as_fd(), &parts, flags, mode)
     }
 
     /// `lstat` of the name `rel` (a symlink is reported as one). Intermediate components
@@ -490,11 +410,7 @@ impl Dir {
         let rel = rel.as_ref();
         let (dir, name) = self.parent_of(rel)?;
         let d = dir.as_ref().unwrap_or(self);
-        Ok(Stat::of(&nix::sys::stat::fstatat(
-            d.fd.as_fd(),
-            name,
-            AtFlags::AT_SYMLINK_NOFOLLOW,
-        )?))
+        sys::stat_at(d.at(name))
     }
 
     /// The folder holding the last component of `rel` (`None`: this one) and that name.
@@ -517,10 +433,7 @@ impl Dir {
 
     /// The target of the symlink `name` (for messages).
     pub fn read_link(&self, name: impl AsRef<Path>) -> io::Result<PathBuf> {
-        Ok(PathBuf::from(nix::fcntl::readlinkat(
-            self.fd.as_fd(),
-            name.as_ref(),
-        )?))
+        sys::read_link_at(self.at(name.as_ref().as_os_str()))
     }
 
     /// `fstat` of this folder itself.
@@ -541,26 +454,10 @@ impl Dir {
 
     /// The names in this folder (not `.` and `..`), unsorted.
     pub fn list(&self) -> io::Result<Vec<Entry>> {
-        let mut d = nix::dir::Dir::openat(
-            self.fd.as_fd(),
-            ".",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
         let mut out = Vec::new();
-        for e in d.iter() {
-            let e = e?;
-            let name = e.file_name().to_bytes();
-            if name == b"." || name == b".." {
-                continue;
-            }
-            let name = OsStr::from_bytes(name).to_os_string();
-            use nix::dir::Type;
-            let kind = match e.file_type() {
-                Some(Type::File) => Kind::File,
-                Some(Type::Directory) => Kind::Dir,
-                Some(Type::Symlink) => Kind::Symlink,
-                Some(_) => Kind::Other,
+        for (name, kind) in sys::list(self.fd.as_fd())? {
+            let kind = match kind {
+                Some(kind) => kind,
                 None => match self.stat(&name) {
                     Ok(s) => s.kind,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -580,12 +477,7 @@ impl Dir {
         to: impl AsRef<Path>,
     ) -> io::Result<()> {
         let (from, to) = (single(from.as_ref())?, single(to.as_ref())?);
-        Ok(nix::fcntl::renameat(
-            self.fd.as_fd(),
-            from,
-            to_dir.fd.as_fd(),
-            to,
-        )?)
+        sys::rename_at(self.at(from), to_dir.at(to))
     }
 
     /// Rename `from` (in this folder) to `to` in `to_dir` unless `to` exists (then
@@ -599,35 +491,26 @@ impl Dir {
         to: impl AsRef<Path>,
     ) -> io::Result<()> {
         let (from, to) = (single(from.as_ref())?, single(to.as_ref())?);
-        if sys::rename_excl(self.fd.as_fd(), from, to_dir.fd.as_fd(), to)? {
+        let (old, new) = (self.at(from), to_dir.at(to));
+        if sys::rename_noreplace(old, new)? {
             return Ok(());
         }
-        nix::unistd::linkat(
-            self.fd.as_fd(),
-            from,
-            to_dir.fd.as_fd(),
-            to,
-            AtFlags::empty(),
-        )?;
+        sys::link_at(old, new)?;
         to_dir.sync()?;
-        self.remove_file(from)
+        sys::remove_file_at(old)
     }
 
     /// Swap the names `a` and `b` of this folder in one step. `Ok(false)`: not possible
     /// on this platform or file system (nothing changed).
     pub fn exchange(&self, a: impl AsRef<Path>, b: impl AsRef<Path>) -> io::Result<bool> {
         let (a, b) = (single(a.as_ref())?, single(b.as_ref())?);
-        sys::exchange(self.fd.as_fd(), a, b)
+        sys::exchange(self.at(a), self.at(b))
     }
 
     /// Remove the name `name` (a file or a symlink itself, never its target).
     pub fn remove_file(&self, name: impl AsRef<Path>) -> io::Result<()> {
         let name = single(name.as_ref())?;
-        Ok(nix::unistd::unlinkat(
-            self.fd.as_fd(),
-            name,
-            nix::unistd::UnlinkatFlags::NoRemoveDir,
-        )?)
+        sys::remove_file_at(self.at(name))
     }
 
     /// Remove the folder `name` and everything in it, never following a symlink.
@@ -645,16 +528,18 @@ impl Dir {
             }
         }
         drop(sub);
-        Ok(nix::unistd::unlinkat(
-            self.fd.as_fd(),
-            name,
-            nix::unistd::UnlinkatFlags::RemoveDir,
-        )?)
+        sys::remove_dir_at(self.at(name))
     }
 
     /// fsync the folder, so names created, renamed or removed in it are durable.
     pub fn sync(&self) -> io::Result<()> {
-        Ok(nix::unistd::fsync(self.fd.as_fd())?)
+        sys::fsync(self.fd.as_fd())
+    }
+
+    /// `syncfs` of the file system this folder is on: everything pending there is
+    /// written out, one journal commit for many files. `Unsupported` on macOS.
+    pub fn sync_file_system(&self) -> io::Result<()> {
+        sys::syncfs(self.fd.as_fd())
     }
 
     /// A new hidden file in this folder, removed when dropped unless kept.
@@ -726,7 +611,7 @@ impl Dir {
             Err(e) => return Err(e),
         };
         let mut tmp = self.temp_file(".tmp-", "", mode)?;
-        nix::sys::stat::fchmod(tmp.file().as_fd(), Mode::from_bits_truncate(mode as _))?;
+        sys::chmod(tmp.file().as_fd(), mode)?;
         tmp.write_all(bytes)?;
         tmp.file().sync_all()?;
         self.rename(tmp.name(), self, name)?;
@@ -905,198 +790,6 @@ fn single(name: &Path) -> io::Result<&OsStr> {
     }
 }
 
-#[cfg(target_os = "linux")]
-mod sys {
-    use super::*;
-    use nix::fcntl::{OpenHow, ResolveFlag};
-
-    /// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`; per component where the kernel
-    /// has no `openat2` (before 5.6, or filtered by a seccomp profile).
-    pub fn open_beneath(
-        dir: BorrowedFd<'_>,
-        rel: &Path,
-        parts: &[&OsStr],
-        flags: OFlag,
-        mode: Mode,
-    ) -> io::Result<OwnedFd> {
-        let how = OpenHow::new().flags(flags).mode(mode).resolve(
-            ResolveFlag::RESOLVE_BENEATH
-                | ResolveFlag::RESOLVE_NO_SYMLINKS
-                | ResolveFlag::RESOLVE_NO_MAGICLINKS,
-        );
-        match nix::fcntl::openat2(dir, rel, how) {
-            Ok(fd) => Ok(fd),
-            Err(Errno::ENOSYS | Errno::EPERM) => per_component(dir, parts, flags, mode),
-            Err(Errno::EAGAIN) => per_component(dir, parts, flags, mode),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// `renameat2(RENAME_NOREPLACE)`. `Ok(false)`: not supported here.
-    pub fn rename_excl(
-        a_dir: BorrowedFd<'_>,
-        a: &OsStr,
-        b_dir: BorrowedFd<'_>,
-        b: &OsStr,
-    ) -> io::Result<bool> {
-        renameat2(a_dir, a, b_dir, b, libc::RENAME_NOREPLACE)
-    }
-
-    /// `renameat2(RENAME_EXCHANGE)`. `Ok(false)`: not supported here.
-    pub fn exchange(dir: BorrowedFd<'_>, a: &OsStr, b: &OsStr) -> io::Result<bool> {
-        renameat2(dir, a, dir, b, libc::RENAME_EXCHANGE)
-    }
-
-    /// Through the raw syscall (the glibc wrapper only exists since 2.28).
-    fn renameat2(
-        a_dir: BorrowedFd<'_>,
-        a: &OsStr,
-        b_dir: BorrowedFd<'_>,
-        b: &OsStr,
-        flags: libc::c_uint,
-    ) -> io::Result<bool> {
-        let (a, b) = (cstr(a)?, cstr(b)?);
-        // SAFETY: both names are valid NUL-terminated strings and both descriptors are
-        // open for the call's duration.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_renameat2,
-                a_dir.as_raw_fd(),
-                a.as_ptr(),
-                b_dir.as_raw_fd(),
-                b.as_ptr(),
-                flags,
-            )
-        };
-        if r == 0 {
-            return Ok(true);
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::ENOSYS) | Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => Ok(false),
-            _ => Err(e),
-        }
-    }
-}
-
-#[cfg(target_os = "macos")]
-mod sys {
-    use super::*;
-
-    /// `O_NOFOLLOW_ANY` (macOS 11): no symlink in any component. `..` was refused
-    /// already, so the result is beneath `dir`.
-    pub fn open_beneath(
-        dir: BorrowedFd<'_>,
-        rel: &Path,
-        parts: &[&OsStr],
-        flags: OFlag,
-        mode: Mode,
-    ) -> io::Result<OwnedFd> {
-        let any = OFlag::from_bits_retain(libc::O_NOFOLLOW_ANY);
-        match nix::fcntl::openat(dir, rel, flags | any, mode) {
-            Err(Errno::EINVAL) => per_component(dir, parts, flags, mode),
-            r => Ok(r?),
-        }
-    }
-
-    /// `renameatx_np(RENAME_EXCL)`. `Ok(false)`: not supported by this file system.
-    pub fn rename_excl(
-        a_dir: BorrowedFd<'_>,
-        a: &OsStr,
-        b_dir: BorrowedFd<'_>,
-        b: &OsStr,
-    ) -> io::Result<bool> {
-        renameatx(a_dir, a, b_dir, b, libc::RENAME_EXCL)
-    }
-
-    /// `renameatx_np(RENAME_SWAP)` (APFS; HFS+ answers `ENOTSUP`).
-    pub fn exchange(dir: BorrowedFd<'_>, a: &OsStr, b: &OsStr) -> io::Result<bool> {
-        renameatx(dir, a, dir, b, libc::RENAME_SWAP)
-    }
-
-    fn renameatx(
-        a_dir: BorrowedFd<'_>,
-        a: &OsStr,
-        b_dir: BorrowedFd<'_>,
-        b: &OsStr,
-        flags: libc::c_uint,
-    ) -> io::Result<bool> {
-        let (a, b) = (cstr(a)?, cstr(b)?);
-        // SAFETY: both names are valid NUL-terminated strings and both descriptors are
-        // open for the call's duration.
-        let r = unsafe {
-            libc::renameatx_np(
-                a_dir.as_raw_fd(),
-                a.as_ptr(),
-                b_dir.as_raw_fd(),
-                b.as_ptr(),
-                flags,
-            )
-        };
-        if r == 0 {
-            return Ok(true);
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::ENOTSUP) | Some(libc::EINVAL) => Ok(false),
-            _ => Err(e),
-        }
-    }
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "macos")))]
-mod sys {
-    use super::*;
-
-    pub fn open_beneath(
-        dir: BorrowedFd<'_>,
-        _rel: &Path,
-        parts: &[&OsStr],
-        flags: OFlag,
-        mode: Mode,
-    ) -> io::Result<OwnedFd> {
-        per_component(dir, parts, flags, mode)
-    }
-
-    pub fn rename_excl(
-        _a_dir: BorrowedFd<'_>,
-        _a: &OsStr,
-        _b_dir: BorrowedFd<'_>,
-        _b: &OsStr,
-    ) -> io::Result<bool> {
-        Ok(false)
-    }
-
-    pub fn exchange(_dir: BorrowedFd<'_>, _a: &OsStr, _b: &OsStr) -> io::Result<bool> {
-        Ok(false)
-    }
-}
-
-/// One `O_NOFOLLOW` `openat` per component (`parts` has no `..`).
-fn per_component(
-    dir: BorrowedFd<'_>,
-    parts: &[&OsStr],
-    flags: OFlag,
-    mode: Mode,
-) -> io::Result<OwnedFd> {
-    let Some((last, folders)) = parts.split_last() else {
-        return Ok(nix::fcntl::openat(dir, ".", flags, mode)?);
-    };
-    let mut cur: Option<OwnedFd> = None;
-    for f in folders {
-        let at = cur.as_ref().map_or(dir, |fd| fd.as_fd());
-        cur = Some(nix::fcntl::openat(at, *f, DIR_FLAGS, Mode::empty())?);
-    }
-    let at = cur.as_ref().map_or(dir, |fd| fd.as_fd());
-    Ok(nix::fcntl::openat(at, *last, flags, mode)?)
-}
-
-#[cfg_attr(not(any(target_os = "linux", target_os = "macos")), allow(dead_code))]
-fn cstr(s: &OsStr) -> io::Result<std::ffi::CString> {
-    std::ffi::CString::new(s.as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains a NUL byte"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1111,6 +804,14 @@ mod tests {
         std::fs::write(t.path().join("secret"), "secret")?;
         let root = Dir::open(&t.path().join("vault"))?;
         Ok((t, root))
+    }
+
+    /// Move the folder `path` to `<path>.real` and put a symlink to it at `path`.
+    fn replace_with_a_link(path: &Path) -> io::Result<()> {
+        let mut real = path.as_os_str().to_os_string();
+        real.push(".real");
+        std::fs::rename(path, &real)?;
+        symlink(&real, path)
     }
 
     fn read(f: File) -> String {
@@ -1178,24 +879,54 @@ mod tests {
         Ok(())
     }
 
+    fn open_read(path: &Path) -> io::Result<File> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        Dir::open(dir)?.file(path.file_name().unwrap_or_default(), How::READ)
+    }
+
+    fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+        let (a, b) = (from.parent(), to.parent());
+        let (a, b) = (a.unwrap_or(Path::new(".")), b.unwrap_or(Path::new(".")));
+        let name = |p: &Path| p.file_name().unwrap_or_default().to_os_string();
+        Dir::open(a)?.rename_noreplace(name(from), &Dir::open(b)?, name(to))
+    }
+
     #[test]
-    fn the_fallback_walk_refuses_links_too() -> io::Result<()> {
-        let (t, root) = setup()?;
-        let v = t.path().join("vault");
-        symlink(t.path(), v.join("Inbox/out"))?;
-        let parts = components(Path::new("Inbox/out/secret"))?;
-        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        assert!(per_component(root.as_fd(), &parts, flags, Mode::empty()).is_err());
-        let parts = components(Path::new("Inbox/sub/b.txt"))?;
-        let fd = per_component(root.as_fd(), &parts, flags, Mode::empty())?;
-        assert_eq!(read(File::from(fd)), "b");
+    fn rename_noreplace_never_replaces() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (a, b, c) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("c"),
+        );
+        std::fs::write(&a, "A")?;
+        std::fs::write(&b, "B")?;
+        let err = rename_noreplace(&a, &b).map_err(|e| e.kind());
+        assert_eq!(err, Err(io::ErrorKind::AlreadyExists));
+        assert_eq!(std::fs::read_to_string(&b)?, "B");
+        rename_noreplace(&a, &c)?;
+        assert!(!a.exists());
+        assert_eq!(std::fs::read_to_string(&c)?, "A");
+        Ok(())
+    }
+
+    #[test]
+    fn open_read_refuses_symlinks() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let target = dir.path().join("t");
+        std::fs::write(&target, "x")?;
+        let link = dir.path().join("l");
+        std::os::unix::fs::symlink(&target, &link)?;
+        assert!(open_read(&link).is_err());
+        assert!(open_read(&target).is_ok());
         Ok(())
     }
 
     #[test]
     fn fifos_are_refused_without_blocking() -> io::Result<()> {
         let (t, root) = setup()?;
-        nix::unistd::mkfifo(&t.path().join("vault/Inbox/fifo"), Mode::S_IRWXU)?;
+        let mode = nix::sys::stat::Mode::S_IRWXU;
+        nix::unistd::mkfifo(&t.path().join("vault/Inbox/fifo"), mode)?;
         let e = root.file("Inbox/fifo", How::READ).expect_err("fifo");
         assert!(e.to_string().contains("not a regular file"), "{e}");
         Ok(())
@@ -1246,12 +977,10 @@ mod tests {
 
     #[test]
     fn a_replaced_folder_is_noticed() -> io::Result<()> {
-        let (t, root) = setup()?;
-        let v = t.path().join("vault");
+        let (_t, root) = setup()?;
         let inbox = root.folder("Inbox").map_err(io::Error::from)?;
         assert!(inbox.still_at(&root, "Inbox"));
-        std::fs::rename(v.join("Inbox"), v.join("Inbox.old"))?;
-        symlink(v.join("Inbox.old"), v.join("Inbox"))?;
+        replace_with_a_link(&root.path().join("Inbox"))?;
         assert!(!inbox.still_at(&root, "Inbox"));
         // The descriptor still reaches the original folder.
         assert_eq!(read(inbox.file("a.txt", How::READ)?), "a");
@@ -1267,8 +996,7 @@ mod tests {
         assert!(open_in_folder(&v.join("Logs/system.log"), How::append(0o644)).is_ok());
         symlink(t.path().join("secret"), v.join("Logs/child.log"))?;
         assert!(open_in_folder(&v.join("Logs/child.log"), How::append(0o644)).is_err());
-        std::fs::rename(v.join("Logs"), v.join("Logs.real"))?;
-        symlink(v.join("Logs.real"), v.join("Logs"))?;
+        replace_with_a_link(&v.join("Logs"))?;
         assert!(open_in_folder(&v.join("Logs/system.log"), How::append(0o644)).is_err());
         assert!(folder_of(&v.join("Logs/system.log")).is_err());
         assert!(open_under(&v, &v.join("Inbox/sub/b.txt"), How::READ).is_ok());

@@ -17,9 +17,7 @@
 //! error message or a log line.
 
 use std::fmt;
-use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -159,24 +157,17 @@ impl TokenSource {
     }
 
     /// Take the exclusive lock on the sidecar file (blocks until it is free).
-    fn lock(&self) -> Result<File, OauthError> {
+    fn lock(&self) -> Result<crate::sys::FileLock, OauthError> {
         let lock_path = lock_path(&self.path);
         let f = crate::credentials::open_file(&lock_path, crate::nofollow::How::read_write(0o600))
             .map_err(|e| self.unusable(format!("cannot open {}: {e}", lock_path.display())))?;
-        loop {
-            // SAFETY: flock on a descriptor we own; no memory involved.
-            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
-                return Ok(f);
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(OauthError::Transient(format!(
-                    "{}: cannot lock {}: {e}",
-                    self.rel,
-                    lock_path.display()
-                )));
-            }
-        }
+        crate::sys::lock(f).map_err(|e| {
+            OauthError::Transient(format!(
+                "{}: cannot lock {}: {e}",
+                self.rel,
+                lock_path.display()
+            ))
+        })
     }
 
     /// Call the token endpoint, write the new token back, return it. Called with the lock

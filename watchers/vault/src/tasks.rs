@@ -243,13 +243,9 @@ const SYNCFS_FROM: usize = 2;
 /// system; on ext4 an `fsync` already commits the whole running journal transaction, so
 /// the extra cost is the data of files others have not synced yet.
 fn make_durable(files: &[File], dir: &Dir) -> io::Result<()> {
-    #[cfg(target_os = "linux")]
-    if files.len() >= SYNCFS_FROM {
-        use std::os::fd::AsRawFd;
-        // SAFETY: syncfs on a descriptor we own; no memory involved.
-        if unsafe { libc::syncfs(dir.as_raw_fd()) } == 0 {
-            return Ok(());
-        }
+    // Where `syncfs` fails (or is missing: macOS), the fsyncs below say what is wrong.
+    if files.len() >= SYNCFS_FROM && dir.sync_file_system().is_ok() {
+        return Ok(());
     }
     for f in files {
         f.sync_all()?;
