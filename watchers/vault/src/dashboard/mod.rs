@@ -10,7 +10,7 @@
 //!    file in the same folder, fsync;
 //! 3. check that the name still points at A and that A was at most appended to, then
 //!    swap temp and Dashboard atomically (`renameat2(RENAME_EXCHANGE)` on Linux,
-//!    `renamex_np(RENAME_SWAP)` on macOS); the temp name now holds what was in place;
+//!    `renameatx_np(RENAME_SWAP)` on macOS); the temp name now holds what was in place;
 //! 4. if that is not A, someone renamed their version in between: swap it straight back
 //!    (our stale text was visible for microseconds) and start again on their text;
 //! 5. if it is A, wait until nobody else has A open (a Linux write lease proves it; else a
