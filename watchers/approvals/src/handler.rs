@@ -21,7 +21,8 @@ use super::ledger::{Key, Ledger, LedgerError, Record, State};
 use super::outcome::{self, Decision, Folder, results};
 use super::request::{self, Action, Request};
 use super::retry::{AfterTransient, RetryPolicy};
-use super::{Outcome, arrivals, email, identity_tag, local, redact, sha256_hex, whatsapp};
+use super::actions::{email, linkedin as local, whatsapp};
+use super::{Outcome, arrivals, identity_tag, redact, sha256_hex};
 
 /// How long an external call may go on after SIGTERM before the handler exits anyway
 /// (leaving the intent open: the next start reports the outcome as unknown).

@@ -14,18 +14,16 @@
 //! | `credentials.rs` | `credentials/smtp.toml`, `credentials/whatsapp.toml` |
 //! | `audit.rs`, `dashboard_rows.rs` | `Logs/YYYY-MM-DD.json`, Dashboard rows |
 
+mod actions;
 mod arrivals;
 mod audit;
 mod credentials;
 mod dashboard_rows;
-mod email;
 mod handler;
 mod ledger;
-mod local;
 mod outcome;
 pub mod request;
 mod retry;
-mod whatsapp;
 
 use std::time::{Duration, Instant};
 

@@ -29,9 +29,9 @@ use lettre::transport::smtp::client::{Certificate, SmtpConnection, TlsParameters
 use lettre::transport::smtp::commands::{Auth, Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 
-use super::Outcome;
-use super::credentials::{OauthLogin, SMTP_FILE, SmtpConfig, TlsMode};
-use super::request::Email;
+use crate::Outcome;
+use crate::credentials::{OauthLogin, SMTP_FILE, SmtpConfig, TlsMode};
+use crate::request::Email;
 
 /// The longest line RFC 5322 allows (without its CRLF).
 const MAX_LINE: usize = 998;

@@ -10,7 +10,7 @@ use ai_employee_vault::frontmatter;
 use ai_employee_vault::nofollow::{self, Dir, How};
 use serde_norway::Mapping;
 
-use super::request::{Linkedin, Payment};
+use crate::request::{Linkedin, Payment};
 
 pub const QUEUE_FILE: &str = "LINKEDIN_QUEUE.md";
 

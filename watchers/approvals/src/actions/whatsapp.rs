@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::Outcome;
-use super::credentials::WhatsappConfig;
-use super::request::Whatsapp;
+use crate::Outcome;
+use crate::credentials::WhatsappConfig;
+use crate::request::Whatsapp;
 
 /// The request body Meta expects for a text message.
 pub fn payload(msg: &Whatsapp) -> serde_json::Value {

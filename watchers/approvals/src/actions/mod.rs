@@ -1,0 +1,5 @@
+//! The allow-listed actions, one module each.
+
+pub mod email;
+pub mod linkedin;
+pub mod whatsapp;
