@@ -21,7 +21,7 @@ use super::ledger::{Key, Ledger, LedgerError, Record, State};
 use super::outcome::{self, Decision, Folder, results};
 use super::request::{self, Action, Request};
 use super::retry::{AfterTransient, RetryPolicy};
-use super::actions::{email, linkedin as local, whatsapp};
+use super::actions::{email, linkedin, payment, whatsapp};
 use super::{Outcome, arrivals, identity_tag, redact, sha256_hex};
 
 /// How long an external call may go on after SIGTERM before the handler exits anyway
@@ -583,8 +583,8 @@ impl Handler {
         let subject = Subject::of_text(item.text, &self.vault);
         if let Some(effect) = effect {
             let tag = identity_tag(item.name, item.sha);
-            let (applied, result, fields) = if effect.starts_with(local::QUEUE_FILE) {
-                (local::queued(&self.vault, &tag), results::QUEUED, vec![])
+            let (applied, result, fields) = if effect.starts_with(linkedin::QUEUE_FILE) {
+                (linkedin::queued(&self.vault, &tag), results::QUEUED, vec![])
             } else {
                 (
                     Dir::open(&self.vault).is_ok_and(|root| root.exists(&effect)),
@@ -746,8 +746,8 @@ impl Handler {
             );
         }
         let effect = match &req.action {
-            Action::Linkedin(_) => Some(local::linkedin_effect(&tag)),
-            Action::Payment(p) => Some(local::payment_task(
+            Action::Linkedin(_) => Some(linkedin::linkedin_effect(&tag)),
+            Action::Payment(p) => Some(payment::payment_task(
                 &now.format("%Y%m%d-%H%M%S").to_string(),
                 &p.recipient,
                 &tag,
@@ -800,7 +800,7 @@ impl Handler {
             }
             (Action::Linkedin(post), ..) => {
                 let at = now_text(now);
-                match local::queue_post(&self.vault, &tag, item.name, &at, post) {
+                match linkedin::queue_post(&self.vault, &tag, item.name, &at, post) {
                     Ok(fresh) => Outcome::Success {
                         detail: if fresh {
                             "appended to LINKEDIN_QUEUE.md".into()
@@ -816,7 +816,7 @@ impl Handler {
             }
             (Action::Payment(p), ..) => {
                 let task = effect.clone().unwrap_or_default();
-                match local::record_payment(
+                match payment::record_payment(
                     &self.vault,
                     &task,
                     item.name,

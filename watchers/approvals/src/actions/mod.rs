@@ -2,4 +2,5 @@
 
 pub mod email;
 pub mod linkedin;
+pub mod payment;
 pub mod whatsapp;
