@@ -6,11 +6,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use ai_employee_vault::atomic::{self, FileId, WritersNow};
+use ai_employee_vault::atomic::FileId;
 use ai_employee_vault::frontmatter;
-use ai_employee_vault::nofollow::{self, Dir, How, Kind};
+use ai_employee_vault::nofollow::{self, Dir, Kind};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
@@ -20,9 +20,10 @@ use super::dashboard_rows::DashboardRows;
 use super::ledger::{Key, Ledger, LedgerError, Record, State};
 use super::outcome::{self, Decision, Folder, results};
 use super::request::{self, Action, Request};
+use super::reading::{Fingerprint, ReadError, read_approval};
 use super::retry::{AfterTransient, RetryPolicy};
 use super::actions::{email, linkedin, payment, whatsapp};
-use super::{Outcome, arrivals, identity_tag, redact, sha256_hex};
+use super::{Outcome, identity_tag, redact, sha256_hex};
 
 /// How long an external call may go on after SIGTERM before the handler exits anyway
 /// (leaving the intent open: the next start reports the outcome as unknown).
@@ -173,35 +174,6 @@ fn duplicate_error(req: &Request, prev: &super::ledger::Executed) -> String {
         req.action.name(),
         super::ledger::REMEMBER.num_days()
     )
-}
-
-/// What `stat` says about a file; equal fingerprints mean unchanged content (the change
-/// time cannot be set by users and moves with every write).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fingerprint {
-    size: u64,
-    mtime_ns: i64,
-    ctime_ns: i64,
-    dev: u64,
-    ino: u64,
-}
-
-impl Fingerprint {
-    fn of(m: &std::fs::Metadata) -> Fingerprint {
-        use std::os::unix::fs::MetadataExt;
-        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
-        Fingerprint {
-            size: m.len(),
-            mtime_ns: ns(m.mtime(), m.mtime_nsec()),
-            ctime_ns: ns(m.ctime(), m.ctime_nsec()),
-            dev: m.dev(),
-            ino: m.ino(),
-        }
-    }
-
-    fn id(&self) -> FileId {
-        (self.dev, self.ino)
-    }
 }
 
 fn now_text(now: DateTime<Utc>) -> String {
@@ -1184,93 +1156,6 @@ fn clip(s: &str, max: usize) -> String {
     out
 }
 
-enum ReadError {
-    Gone,
-    Symlink,
-    NotRegular,
-    TooLarge(u64),
-    /// Another process has it open for writing.
-    Writing,
-    /// Changed too recently, or while it was read (where writers cannot be seen): look
-    /// again after this long.
-    Unsettled(Duration),
-    Io(io::Error),
-}
-
-/// Read `name` of `approved` without following a symlink swapped in since it was looked
-/// at, without blocking on a FIFO, and only when it is complete (see [`read_complete`]).
-/// Returns its bytes and what `stat` said of it.
-fn read_approval(
-    approved: &Dir,
-    name: &str,
-    settle: Duration,
-) -> Result<(Vec<u8>, Fingerprint), ReadError> {
-    let file = approved.file(name, How::READ).map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
-            ReadError::Gone
-        } else if nofollow::is_symlink_error(&e) {
-            ReadError::Symlink
-        } else if e.kind() == io::ErrorKind::InvalidInput {
-            ReadError::NotRegular
-        } else {
-            ReadError::Io(e)
-        }
-    })?;
-    let meta = file.metadata().map_err(ReadError::Io)?;
-    if meta.len() > request::MAX_FILE_BYTES {
-        return Err(ReadError::TooLarge(meta.len()));
-    }
-    let bytes = read_complete(&file, &meta, settle, SystemTime::now())?;
-    if bytes.len() as u64 > request::MAX_FILE_BYTES {
-        return Err(ReadError::TooLarge(bytes.len() as u64));
-    }
-    Ok((bytes, Fingerprint::of(&meta)))
-}
-
-/// The whole text of `file` (whose `stat` before reading was `meta`), only when nobody is
-/// writing it. Where the kernel can tell (Linux leases), "nobody has it open for writing"
-/// is proven and the text is read under a read lease. Where it cannot (macOS, a file of
-/// another user), the file must have been unchanged for `settle` (its change time) and
-/// must be unchanged after the read (size, times, inode).
-fn read_complete(
-    file: &std::fs::File,
-    meta: &std::fs::Metadata,
-    settle: Duration,
-    now: SystemTime,
-) -> Result<Vec<u8>, ReadError> {
-    match atomic::read_if_no_writers(file).map_err(ReadError::Io)? {
-        WritersNow::None(bytes) => Ok(bytes),
-        WritersNow::Open => Err(ReadError::Writing),
-        WritersNow::Unknown => read_settled(file, meta, settle, now),
-    }
-}
-
-/// [`read_complete`] where writers cannot be seen: a stability window before the read, a
-/// re-check after it.
-fn read_settled(
-    file: &std::fs::File,
-    meta: &std::fs::Metadata,
-    settle: Duration,
-    now: SystemTime,
-) -> Result<Vec<u8>, ReadError> {
-    use std::io::{Read, Seek};
-    let quiet = arrivals::quiet_for(arrivals::ctime(meta), now);
-    if quiet < settle {
-        return Err(ReadError::Unsettled(settle - quiet));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    let mut f = file;
-    f.seek(io::SeekFrom::Start(0)).map_err(ReadError::Io)?;
-    f.take(request::MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(ReadError::Io)?;
-    let after = file.metadata().map_err(ReadError::Io)?;
-    if Fingerprint::of(&after) != Fingerprint::of(meta) || bytes.len() as u64 != meta.len() {
-        return Err(ReadError::Unsettled(settle.max(Duration::from_millis(10))));
-    }
-    Ok(bytes)
-}
-
 /// Run the call `f` on its own thread so that SIGTERM is noticed while it blocks.
 /// `None`: the stop flag was set and `f` did not finish within [`STOP_GRACE`] (its intent
 /// stays open: the next start reports the outcome as unknown).
@@ -1335,45 +1220,5 @@ fn ready_credentials<T>(
             "{action} cannot run: {e} (see docs/approvals.md); then move this file back to \
              Approved/"
         )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn unsettled(r: Result<Vec<u8>, ReadError>) -> Option<Duration> {
-        match r {
-            Err(ReadError::Unsettled(d)) => Some(d),
-            _ => None,
-        }
-    }
-
-    /// Where no lease can be had: a stability window (the change time) before the read.
-    #[test]
-    fn without_leases_a_file_is_read_only_after_settle_unchanged() -> io::Result<()> {
-        use std::io::Write;
-        let dir = tempfile::tempdir()?;
-        let p = dir.path().join("a.md");
-        std::fs::write(&p, "text\n")?;
-        let f = std::fs::File::open(&p)?;
-        let meta = f.metadata()?;
-        let settle = Duration::from_secs(60);
-        // Just written: not yet.
-        let wait = unsettled(read_settled(&f, &meta, settle, SystemTime::now()));
-        assert!(wait.is_some_and(|w| w > Duration::from_secs(50) && w <= settle));
-        // A minute later, unchanged: read.
-        let later = SystemTime::now() + settle;
-        assert_eq!(
-            read_settled(&f, &meta, settle, later).ok().as_deref(),
-            Some(&b"text\n"[..])
-        );
-        // Changed since `meta` was taken (a writer went on): not trusted, looked at again.
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(&p)?
-            .write_all(b"more\n")?;
-        assert!(unsettled(read_settled(&f, &meta, settle, later)).is_some());
-        Ok(())
     }
 }

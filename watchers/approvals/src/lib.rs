@@ -21,6 +21,7 @@ mod credentials;
 mod dashboard_rows;
 mod handler;
 mod ledger;
+mod reading;
 mod outcome;
 pub mod request;
 mod retry;
