@@ -14,15 +14,15 @@ use ai_employee_vault::nofollow::{self, Dir, Kind};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
-use super::audit::{Audit, Entry};
+use super::actions::{email, linkedin, payment, whatsapp};
+use super::audit::{Audit, Entry, Subject};
 use super::credentials::{Credentials, Loaded};
 use super::dashboard_rows::DashboardRows;
 use super::ledger::{Key, Ledger, LedgerError, Record, State};
 use super::outcome::{self, Decision, Folder, results};
-use super::request::{self, Action, Request};
 use super::reading::{Fingerprint, ReadError, read_approval};
+use super::request::{self, Action, Request};
 use super::retry::{AfterTransient, RetryPolicy};
-use super::actions::{email, linkedin, payment, whatsapp};
 use super::{Outcome, identity_tag, redact, sha256_hex};
 
 /// How long an external call may go on after SIGTERM before the handler exits anyway
@@ -84,58 +84,6 @@ struct Unrecorded {
     success_result: Option<String>,
     extra: Vec<(String, String)>,
     content: Option<String>,
-}
-
-/// What the audit log says about an approval (best effort for a refused file).
-#[derive(Debug, Clone)]
-struct Subject {
-    action_type: String,
-    target: String,
-    parameters: serde_json::Value,
-    approved_by: String,
-}
-
-impl Subject {
-    fn of_request(r: &Request) -> Subject {
-        Subject {
-            action_type: r.action.name().to_string(),
-            target: r.action.target(),
-            parameters: r.action.parameters(),
-            approved_by: r.approved_by.clone(),
-        }
-    }
-
-    /// From whatever can be read of the file.
-    fn of_text(text: &str, vault: &Path) -> Subject {
-        let Ok(doc) = frontmatter::parse(text) else {
-            return Subject::unknown();
-        };
-        if let Ok(r) = request::validate(&doc, Utc::now(), vault) {
-            return Subject::of_request(&r);
-        }
-        let target = ["to", "recipient"]
-            .iter()
-            .find_map(|k| frontmatter::get_str(&doc.front, k))
-            .unwrap_or("")
-            .to_string();
-        Subject {
-            action_type: request::action_of(&doc.front),
-            target,
-            parameters: json!({}),
-            approved_by: frontmatter::get_str(&doc.front, "approved_by")
-                .unwrap_or("human")
-                .to_string(),
-        }
-    }
-
-    fn unknown() -> Subject {
-        Subject {
-            action_type: "unknown".into(),
-            target: String::new(),
-            parameters: json!({}),
-            approved_by: "human".into(),
-        }
-    }
 }
 
 /// The file being handled.

@@ -21,8 +21,8 @@ mod credentials;
 mod dashboard_rows;
 mod handler;
 mod ledger;
-mod reading;
 mod outcome;
+mod reading;
 pub mod request;
 mod retry;
 
