@@ -467,7 +467,14 @@ impl Handler {
             Ok(r) => r,
             Err(e) => {
                 let subject = Subject::of_text(&text, &self.vault);
-                return self.conclude_failed(&item, &subject, 0, results::REFUSED, e, vec![]);
+                return self.conclude_failed(
+                    &item,
+                    &subject,
+                    0,
+                    results::REFUSED,
+                    e.to_string(),
+                    vec![],
+                );
             }
         };
         let content = req.content_key();
