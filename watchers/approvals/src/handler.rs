@@ -646,7 +646,7 @@ impl Handler {
                             &subject,
                             0,
                             results::REFUSED,
-                            err,
+                            err.to_string(),
                             vec![],
                         );
                     }

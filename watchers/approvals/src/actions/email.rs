@@ -52,7 +52,7 @@ pub struct Outgoing {
 /// - every attachment is base64, so its bytes arrive exactly as they are in the file;
 /// - the result is checked once more ([`canonical`]): only CRLF line breaks, no NUL, no
 ///   line over 998 octets. An email that fails the check is refused, never sent.
-pub fn build(cfg: &SmtpConfig, email: &Email, message_id: &str) -> Result<Outgoing, String> {
+pub fn build(cfg: &SmtpConfig, email: &Email, message_id: &str) -> Result<Outgoing, BuildError> {
     let mut b = Message::builder()
         .from(cfg.from.clone())
         .subject(email.subject.clone())
@@ -74,7 +74,7 @@ pub fn build(cfg: &SmtpConfig, email: &Email, message_id: &str) -> Result<Outgoi
         let mut parts = MultiPart::mixed().singlepart(text);
         for a in &email.attachments {
             let body = Body::new_with_encoding(a.bytes.clone(), ContentTransferEncoding::Base64)
-                .map_err(|_| format!("cannot encode the attachment {:?}", a.rel))?;
+                .map_err(|_| BuildError::Attachment(a.rel.clone()))?;
             parts = parts.singlepart(
                 Attachment::new(a.file_name.clone())
                     .body(body, content_type(&a.file_name, &a.bytes)),
@@ -82,15 +82,40 @@ pub fn build(cfg: &SmtpConfig, email: &Email, message_id: &str) -> Result<Outgoi
         }
         b.multipart(parts)
     };
-    let message = built.map_err(|e| format!("cannot build the email: {e}"))?;
-    let text = String::from_utf8(message.formatted())
-        .map_err(|_| "cannot build the email: its text is not UTF-8".to_string())?;
-    canonical(text.as_bytes())
-        .map_err(|e| format!("cannot send this email: its text would break SMTP ({e})"))?;
+    let message = built?;
+    let text = String::from_utf8(message.formatted()).map_err(|_| BuildError::NotUtf8)?;
+    canonical(text.as_bytes())?;
     Ok(Outgoing {
         envelope: message.envelope().clone(),
         text,
     })
+}
+
+/// Why an approved email cannot be sent as it is (it is refused, never sent).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The attachment as written in the approval.
+    #[error("cannot encode the attachment {0:?}")]
+    Attachment(String),
+    #[error("cannot build the email: {0}")]
+    Build(#[from] lettre::error::Error),
+    #[error("cannot build the email: its text is not UTF-8")]
+    NotUtf8,
+    #[error("cannot send this email: its text would break SMTP ({0})")]
+    NotCanonical(#[from] NotCanonical),
+}
+
+/// The first offence against the line rules of SMTP and RFC 5322 (offsets in bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotCanonical {
+    #[error("a NUL byte at offset {0}")]
+    Nul(usize),
+    #[error("a carriage return without line feed at offset {0}")]
+    BareCr(usize),
+    #[error("a line feed without carriage return at offset {0}")]
+    BareLf(usize),
+    #[error("a line of {len} octets at offset {at}, over the {MAX_LINE} allowed")]
+    LongLine { len: usize, at: usize },
 }
 
 /// The email text as a MIME body: line breaks of any convention become CRLF (lettre
@@ -112,36 +137,29 @@ fn text_body(text: &str) -> Body {
 
 /// RFC 5321 §2.3.8 and RFC 5322 §2.1.1, 2.3: lines end in CRLF and only there (no bare CR
 /// or LF), no NUL, no line longer than 998 octets. The error names the first offence.
-pub fn canonical(text: &[u8]) -> Result<(), String> {
+pub fn canonical(text: &[u8]) -> Result<(), NotCanonical> {
     let mut line_start = 0;
+    // Each line (its CRLF excluded) up to `end`.
+    let line = |line_start: usize, end: usize| match end - line_start {
+        len if len > MAX_LINE => Err(NotCanonical::LongLine {
+            len,
+            at: line_start,
+        }),
+        _ => Ok(()),
+    };
     for (i, &b) in text.iter().enumerate() {
         match b {
-            0 => return Err(format!("a NUL byte at offset {i}")),
-            b'\r' if text.get(i + 1) != Some(&b'\n') => {
-                return Err(format!("a carriage return without line feed at offset {i}"));
-            }
-            b'\n' if i == 0 || text[i - 1] != b'\r' => {
-                return Err(format!("a line feed without carriage return at offset {i}"));
-            }
+            0 => return Err(NotCanonical::Nul(i)),
+            b'\r' if text.get(i + 1) != Some(&b'\n') => return Err(NotCanonical::BareCr(i)),
+            b'\n' if i == 0 || text[i - 1] != b'\r' => return Err(NotCanonical::BareLf(i)),
             b'\n' => {
-                if i - 1 - line_start > MAX_LINE {
-                    return Err(format!(
-                        "a line of {} octets at offset {line_start}, over the {MAX_LINE} allowed",
-                        i - 1 - line_start
-                    ));
-                }
+                line(line_start, i - 1)?;
                 line_start = i + 1;
             }
             _ => {}
         }
     }
-    if text.len() - line_start > MAX_LINE {
-        return Err(format!(
-            "a line of {} octets at offset {line_start}, over the {MAX_LINE} allowed",
-            text.len() - line_start
-        ));
-    }
-    Ok(())
+    line(line_start, text.len())
 }
 
 /// The attachment's type by its extension; a "text" file that is not UTF-8 is sent as
@@ -566,21 +584,30 @@ mod tests {
 
     #[test]
     fn canonical_names_the_first_offence() {
+        let offence = |text: &[u8]| canonical(text).map_err(|e| e.to_string());
         assert_eq!(canonical(b"a\r\nb\r\n"), Ok(()));
         assert_eq!(canonical(b""), Ok(()));
         assert_eq!(
-            canonical(b"a\r\nb\nc").unwrap_err(),
+            offence(b"a\r\nb\nc").unwrap_err(),
             "a line feed without carriage return at offset 4"
         );
         assert_eq!(
-            canonical(b"a\rb").unwrap_err(),
+            offence(b"a\rb").unwrap_err(),
             "a carriage return without line feed at offset 1"
         );
-        assert_eq!(canonical(b"a\0").unwrap_err(), "a NUL byte at offset 1");
+        assert_eq!(offence(b"a\0").unwrap_err(), "a NUL byte at offset 1");
         assert!(canonical(&[b'x'; 998]).is_ok());
         assert_eq!(
-            canonical(&[b'x'; 999]).unwrap_err(),
+            offence(&[b'x'; 999]).unwrap_err(),
             "a line of 999 octets at offset 0, over the 998 allowed"
+        );
+        // The same limit for a line that ends with CRLF, named by where it starts.
+        let mut long = b"ok\r\n".to_vec();
+        long.extend_from_slice(&[b'y'; 999]);
+        long.extend_from_slice(b"\r\n");
+        assert_eq!(
+            offence(&long).unwrap_err(),
+            "a line of 999 octets at offset 4, over the 998 allowed"
         );
     }
 
