@@ -10,18 +10,19 @@ use std::time::{Duration, Instant};
 
 use ai_employee_vault::atomic::FileId;
 use ai_employee_vault::frontmatter;
+use ai_employee_vault::layout::Vault;
 use ai_employee_vault::nofollow::{self, Dir, Kind};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::Utc;
 use serde_json::json;
 
-use super::actions::{email, linkedin, payment, whatsapp};
+use super::actions::{Actions, Catalog, Context};
 use super::audit::{Audit, Entry, Subject};
-use super::credentials::{Credentials, Loaded};
+use super::credentials::Credentials;
 use super::dashboard_rows::DashboardRows;
 use super::ledger::{Key, Ledger, LedgerError, Record, State};
-use super::outcome::{self, Decision, Folder, results};
+use super::outcome::{self, Decision, Folder, results, time_text};
 use super::reading::{Fingerprint, ReadError, read_approval};
-use super::request::{self, Action, Request};
+use super::request::{self, Request};
 use super::retry::{AfterTransient, RetryPolicy};
 use super::{Outcome, identity_tag, redact, sha256_hex};
 
@@ -61,7 +62,7 @@ const WRITER_RECHECK: Duration = Duration::from_secs(1);
 pub struct Handler {
     vault: PathBuf,
     ledger: Ledger,
-    creds: Credentials,
+    actions: Box<dyn Catalog>,
     audit: Audit,
     dashboard: DashboardRows,
     opts: Options,
@@ -124,11 +125,8 @@ fn duplicate_error(req: &Request, prev: &super::ledger::Executed) -> String {
     )
 }
 
-fn now_text(now: DateTime<Utc>) -> String {
-    now.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
 impl Handler {
+    /// A handler for the four actions of this crate ([`Actions`]).
     pub fn new(
         vault: PathBuf,
         ledger: Ledger,
@@ -136,12 +134,24 @@ impl Handler {
         opts: Options,
         stop: Arc<AtomicBool>,
     ) -> Handler {
-        let audit = Audit::new(vault.join("Logs"));
-        let dashboard = DashboardRows::start(vault.join("Dashboard.md"));
+        Handler::with_actions(vault, ledger, Box::new(Actions::new(creds)), opts, stop)
+    }
+
+    /// A handler that takes its actions from `actions`.
+    pub fn with_actions(
+        vault: PathBuf,
+        ledger: Ledger,
+        actions: Box<dyn Catalog>,
+        opts: Options,
+        stop: Arc<AtomicBool>,
+    ) -> Handler {
+        let layout = Vault::new(vault.clone());
+        let audit = Audit::new(layout.logs_dir());
+        let dashboard = DashboardRows::start(layout.dashboard());
         Handler {
             vault,
             ledger,
-            creds,
+            actions,
             audit,
             dashboard,
             opts,
@@ -214,7 +224,7 @@ impl Handler {
     }
 
     fn secrets(&self) -> Vec<String> {
-        self.creds.secrets()
+        self.actions.secrets()
     }
 
     /// At start: ledger entries left unfinished whose file is no longer in `Approved/`
@@ -229,7 +239,7 @@ impl Handler {
             if same {
                 continue; // handled by the start-up pass
             }
-            let at = now_text(Utc::now());
+            let at = time_text(Utc::now());
             match state {
                 State::InFlight {
                     attempt, action, ..
@@ -510,22 +520,13 @@ impl Handler {
         let subject = Subject::of_text(item.text, &self.vault);
         if let Some(effect) = effect {
             let tag = identity_tag(item.name, item.sha);
-            let (applied, result, fields) = if effect.starts_with(linkedin::QUEUE_FILE) {
-                (linkedin::queued(&self.vault, &tag), results::QUEUED, vec![])
-            } else {
-                (
-                    Dir::open(&self.vault).is_ok_and(|root| root.exists(&effect)),
-                    results::RECORDED,
-                    vec![("payment_task".to_string(), effect.clone())],
-                )
-            };
-            if !applied {
+            let Some(found) = self.actions.found(&self.vault, action, &effect, &tag) else {
                 tracing::info!(
                     "{}: attempt {attempt} stopped before its effect; running it",
                     item.name
                 );
                 return None;
-            }
+            };
             tracing::info!(
                 "{}: attempt {attempt} had completed ({effect}) before a restart",
                 item.name
@@ -536,9 +537,9 @@ impl Handler {
                 attempt,
                 Outcome::Success {
                     detail: format!("{effect} (found after a restart)"),
-                    fields,
+                    fields: found.fields,
                 },
-                Some(result),
+                Some(found.result),
                 vec![],
             ));
         }
@@ -559,102 +560,39 @@ impl Handler {
         ))
     }
 
+    /// The ledger's protocol for one attempt: prepare the action (a refusal records
+    /// nothing), record the intent durably, perform the action once, record what came of
+    /// it. A crash between any two steps is recovered from the ledger at the next start
+    /// ([`Handler::recover_in_flight`]): an external call is never repeated.
     fn execute(&mut self, item: &Item, req: &Request, attempt: u32) -> Step {
         let subject = Subject::of_request(req);
         let tag = identity_tag(item.name, item.sha);
         let now = Utc::now();
-        // Credentials first: a missing or broken file is a refusal, before any intent.
-        let dry_run = self.opts.dry_run;
-        let smtp = match &req.action {
-            Action::Email(_) => {
-                let rel = self.creds.smtp.rel();
-                let ready = ready_credentials(
-                    self.creds.smtp.current().clone(),
-                    "send_email",
-                    rel,
-                    dry_run,
-                )
-                .and_then(|c| {
-                    // An OAuth token file that is missing or unusable: nothing to log in with.
-                    match c.as_ref().and_then(|c| c.oauth.as_ref()) {
-                        Some(o) => o.source(&self.vault).check().map_err(|problem| {
-                            format!(
-                                "send_email cannot run: {problem}; then move this file back \
-                                 to Approved/"
-                            )
-                        }),
-                        None => Ok(()),
-                    }
-                    .map(|()| c)
-                });
-                match ready {
-                    Ok(c) => c,
-                    Err(error) => {
-                        return self.conclude_failed(
-                            item,
-                            &subject,
-                            0,
-                            results::REFUSED,
-                            error,
-                            vec![],
-                        );
-                    }
-                }
-            }
-            _ => None,
+        let cx = Context {
+            vault: &self.vault,
+            file: item.name,
+            sha: item.sha,
+            tag: &tag,
+            approved_by: &req.approved_by,
+            now,
+            dry_run: self.opts.dry_run,
         };
-        let wa = match &req.action {
-            Action::Whatsapp(_) => {
-                let rel = self.creds.whatsapp.rel();
-                match ready_credentials(
-                    self.creds.whatsapp.current().clone(),
-                    "send_whatsapp",
-                    rel,
-                    dry_run,
-                ) {
-                    Ok(c) => c,
-                    Err(error) => {
-                        return self.conclude_failed(
-                            item,
-                            &subject,
-                            0,
-                            results::REFUSED,
-                            error,
-                            vec![],
-                        );
-                    }
-                }
+        let mut action = self.actions.action(req);
+        // Credentials first, then what will be sent: a refusal comes before any intent.
+        let plan = match action.prepare(&cx) {
+            Ok(p) => p,
+            Err(refused) => {
+                return self.conclude_failed(
+                    item,
+                    &subject,
+                    0,
+                    results::REFUSED,
+                    refused.to_string(),
+                    vec![],
+                );
             }
-            _ => None,
         };
-        let channel_dry_run =
-            smtp.as_ref().is_some_and(|c| c.dry_run) || wa.as_ref().is_some_and(|c| c.dry_run);
-        // A message that cannot be built is refused before anything is recorded.
-        let mut message_id = None;
-        let message = match (&req.action, &smtp) {
-            (Action::Email(e), Some(cfg)) => {
-                let id = e
-                    .message_id
-                    .clone()
-                    .unwrap_or_else(|| format!("<{tag}@{}>", cfg.from.email.domain()));
-                message_id = Some(id.clone());
-                match email::build(cfg, e, &id) {
-                    Ok(m) => Some(m),
-                    Err(err) => {
-                        return self.conclude_failed(
-                            item,
-                            &subject,
-                            0,
-                            results::REFUSED,
-                            err.to_string(),
-                            vec![],
-                        );
-                    }
-                }
-            }
-            _ => None,
-        };
-        if self.opts.dry_run || channel_dry_run {
+        if self.opts.dry_run || plan.rehearse {
             let detail = format!(
                 "dry run: {} to {} not carried out",
                 req.action.name(),
@@ -672,15 +610,6 @@ impl Handler {
                 vec![],
             );
         }
-        let effect = match &req.action {
-            Action::Linkedin(_) => Some(linkedin::linkedin_effect(&tag)),
-            Action::Payment(p) => Some(payment::payment_task(
-                &now.format("%Y%m%d-%H%M%S").to_string(),
-                &p.recipient,
-                &tag,
-            )),
-            _ => None,
-        };
         // Nothing has happened yet: a file changed since it was read is read again, so
         // what is carried out (and archived) is the file as it is now.
         if !self.unchanged(item) {
@@ -693,9 +622,9 @@ impl Handler {
             sha256: item.sha.to_string(),
             attempt,
             action: req.action.name().to_string(),
-            at: now_text(now),
-            effect: effect.clone(),
-            message_id: message_id.clone(),
+            at: time_text(now),
+            effect: plan.effect.clone(),
+            message_id: plan.message_id.clone(),
         };
         if let Err(e) = self.ledger.append(intent, true) {
             tracing::error!("{}: not executed: {e}", item.name);
@@ -707,68 +636,19 @@ impl Handler {
             req.action.name(),
             subject.target
         );
-        let outcome = match (&req.action, smtp, message, wa) {
-            (Action::Email(_), Some(cfg), Some(msg), _) => {
-                let tokens = cfg.oauth.as_ref().map(|o| o.source(&self.vault));
-                let dir = self.vault.join("credentials");
-                match interruptible(&self.stop, move || {
-                    email::send(&cfg, &msg, tokens.as_ref(), &dir)
-                }) {
-                    Some(o) => o,
-                    None => return Step::Interrupted,
-                }
+        let result = action.result();
+        let outcome = if plan.effect.is_some() {
+            // A write in the vault: quick, and found by its mark after a crash.
+            action.perform()
+        } else {
+            match interruptible(&self.stop, move || action.perform()) {
+                Some(o) => o,
+                None => return Step::Interrupted,
             }
-            (Action::Whatsapp(w), _, _, Some(cfg)) => {
-                let w = w.clone();
-                match interruptible(&self.stop, move || whatsapp::send(&cfg, &w)) {
-                    Some(o) => o,
-                    None => return Step::Interrupted,
-                }
-            }
-            (Action::Linkedin(post), ..) => {
-                let at = now_text(now);
-                match linkedin::queue_post(&self.vault, &tag, item.name, &at, post) {
-                    Ok(fresh) => Outcome::Success {
-                        detail: if fresh {
-                            "appended to LINKEDIN_QUEUE.md".into()
-                        } else {
-                            "already in LINKEDIN_QUEUE.md".into()
-                        },
-                        fields: vec![],
-                    },
-                    Err(e) => {
-                        Outcome::Transient(format!("cannot append to LINKEDIN_QUEUE.md: {e}"))
-                    }
-                }
-            }
-            (Action::Payment(p), ..) => {
-                let task = effect.clone().unwrap_or_default();
-                match payment::record_payment(
-                    &self.vault,
-                    &task,
-                    item.name,
-                    item.sha,
-                    &req.approved_by,
-                    &now_text(now),
-                    p,
-                ) {
-                    Ok(_) => Outcome::Success {
-                        detail: format!("manual payment task {task}"),
-                        fields: vec![("payment_task".to_string(), task)],
-                    },
-                    Err(e) => Outcome::Transient(format!("cannot write {task}: {e}")),
-                }
-            }
-            // Unreachable by construction (credentials were checked above).
-            _ => Outcome::Permanent("internal error: no channel for this action".into()),
         };
         let outcome = outcome.redacted(&self.secrets());
-        let result = match &req.action {
-            Action::Email(_) | Action::Whatsapp(_) => results::SENT,
-            Action::Linkedin(_) => results::QUEUED,
-            Action::Payment(_) => results::RECORDED,
-        };
-        let extra = message_id
+        let extra = plan
+            .message_id
             .map(|id| vec![("message_id".to_string(), id)])
             .unwrap_or_default();
         self.conclude(item, &subject, attempt, outcome, Some(result), extra)
@@ -816,7 +696,7 @@ impl Handler {
                 fields.extend(extra);
                 let result = success_result.unwrap_or(results::SENT);
                 tracing::info!("{}: {result}: {detail}", item.name);
-                let at = now_text(Utc::now());
+                let at = time_text(Utc::now());
                 let d = Decision::new(
                     &self.vault,
                     item.name,
@@ -839,7 +719,7 @@ impl Handler {
                         file: item.name.to_string(),
                         sha256: item.sha.to_string(),
                         attempt,
-                        at: now_text(Utc::now()),
+                        at: time_text(Utc::now()),
                         error: error.clone(),
                     };
                     if let Err(e) = self.ledger.append(rec, true) {
@@ -897,7 +777,7 @@ impl Handler {
     ) -> Step {
         let error = redact(&error, &self.secrets());
         tracing::warn!("{}: {result}: {error}", item.name);
-        let at = now_text(Utc::now());
+        let at = time_text(Utc::now());
         let d = Decision::new(
             &self.vault,
             item.name,
@@ -939,7 +819,7 @@ impl Handler {
             Folder::Failed,
             results::REFUSED,
             Some(error.clone()),
-            now_text(Utc::now()),
+            time_text(Utc::now()),
             vec![],
         );
         let subject = Subject::of_text(item.text, &self.vault);
@@ -1033,7 +913,7 @@ impl Handler {
 
     /// A file that cannot be read as an approval: moved aside with a note.
     fn park(&mut self, name: &str, why: &str) -> Step {
-        let at = now_text(Utc::now());
+        let at = time_text(Utc::now());
         let error = format!("Approved/{name} {why}");
         tracing::warn!("refused: {error}");
         match outcome::park_unreadable(&self.vault, name, &error, &at) {
@@ -1151,29 +1031,5 @@ fn interruptible(
     }
 }
 
-/// The credentials an action needs: `Ok(Some)` when ready, `Ok(None)` when missing under
-/// `--dry-run` (nothing will be sent), `Err(reason)` to refuse the approval.
-fn ready_credentials<T>(
-    loaded: Loaded<T>,
-    action: &str,
-    rel: &str,
-    dry_run: bool,
-) -> Result<Option<T>, String> {
-    match loaded {
-        Loaded::Ready(c) => Ok(Some(c)),
-        Loaded::Missing if dry_run => Ok(None),
-        Loaded::Missing => Err(format!(
-            "{action} needs {rel}, which does not exist: create it (see docs/approvals.md), \
-             then move this file back to Approved/"
-        )),
-        Loaded::Unset(keys) => Err(format!(
-            "{action} needs {keys} in {rel}, which has only other keys (the WhatsApp \
-             webhook's): add them (see docs/approvals.md), then move this file back to \
-             Approved/"
-        )),
-        Loaded::Invalid(e) => Err(format!(
-            "{action} cannot run: {e} (see docs/approvals.md); then move this file back to \
-             Approved/"
-        )),
-    }
-}
+#[cfg(test)]
+mod tests;

@@ -8,6 +8,7 @@ use std::path::Path;
 use ai_employee_vault::atomic::FileId;
 use ai_employee_vault::frontmatter;
 use ai_employee_vault::nofollow::{self, Dir};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_norway::{Mapping, Value};
 
@@ -26,6 +27,11 @@ impl Folder {
             Folder::Failed => "Failed",
         }
     }
+}
+
+/// A time as the handler writes it (frontmatter, ledger): RFC 3339 in UTC, in seconds.
+pub fn time_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 /// Result values written into the frontmatter and the audit log.

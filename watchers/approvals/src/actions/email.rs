@@ -15,7 +15,7 @@
 //! from the token file. A token the server refuses (535) is refreshed once
 //! ([`TokenSource::refresh_rejected`]) and the login tried again on the same connection.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ai_employee_vault::credentials::Secret;
 use ai_employee_vault::oauth::{OauthError, TokenSource};
@@ -29,9 +29,92 @@ use lettre::transport::smtp::client::{Certificate, SmtpConnection, TlsParameters
 use lettre::transport::smtp::commands::{Auth, Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 
+use super::{Action, Context, Plan, Refused, ready, rehearsal};
 use crate::Outcome;
-use crate::credentials::{OauthLogin, SMTP_FILE, SmtpConfig, TlsMode};
+use crate::credentials::{Loaded, OauthLogin, SMTP_FILE, SmtpConfig, TlsMode};
+use crate::outcome::results;
 use crate::request::Email;
+
+pub const NAME: &str = "send_email";
+
+/// `send_email`: the email and the SMTP credentials as they were when it was approved
+/// for this attempt; `prepare` checks them and builds the message.
+pub struct SendEmail {
+    email: Email,
+    rel: &'static str,
+    creds: Loaded<SmtpConfig>,
+    /// What `prepare` built for `perform`.
+    ready: Option<Ready>,
+}
+
+/// A message and the way to send it.
+struct Ready {
+    cfg: SmtpConfig,
+    message: Outgoing,
+    /// The token file of an XOAUTH2 login.
+    tokens: Option<TokenSource>,
+    /// Where a relative `ca_file` is.
+    credentials_dir: PathBuf,
+}
+
+impl SendEmail {
+    /// `creds`: `credentials/smtp.toml` (`rel`) as it is now.
+    pub fn new(email: Email, rel: &'static str, creds: Loaded<SmtpConfig>) -> SendEmail {
+        SendEmail {
+            email,
+            rel,
+            creds,
+            ready: None,
+        }
+    }
+}
+
+impl Action for SendEmail {
+    /// The credentials, the OAuth token file they name, then the message (its Message-ID
+    /// from the approval, else made from the approval's identity).
+    fn prepare(&mut self, cx: &Context<'_>) -> Result<Plan, Refused> {
+        let Some(cfg) = ready(&self.creds, NAME, self.rel, cx.dry_run)? else {
+            return Ok(rehearsal());
+        };
+        // An OAuth token file that is missing or unusable: nothing to log in with.
+        let tokens = cfg.oauth.as_ref().map(|o| o.source(cx.vault));
+        if let Some(t) = &tokens {
+            t.check().map_err(|problem| Refused::TokenFile {
+                action: NAME,
+                problem,
+            })?;
+        }
+        let id = self
+            .email
+            .message_id
+            .clone()
+            .unwrap_or_else(|| format!("<{}@{}>", cx.tag, cfg.from.email.domain()));
+        let message = build(cfg, &self.email, &id)?;
+        let plan = Plan {
+            effect: None,
+            message_id: Some(id),
+            rehearse: cfg.dry_run,
+        };
+        self.ready = Some(Ready {
+            cfg: cfg.clone(),
+            message,
+            tokens,
+            credentials_dir: cx.vault.join("credentials"),
+        });
+        Ok(plan)
+    }
+
+    fn perform(self: Box<Self>) -> Outcome {
+        match self.ready {
+            Some(r) => send(&r.cfg, &r.message, r.tokens.as_ref(), &r.credentials_dir),
+            None => super::unprepared(),
+        }
+    }
+
+    fn result(&self) -> &'static str {
+        results::SENT
+    }
+}
 
 /// The longest line RFC 5322 allows (without its CRLF).
 const MAX_LINE: usize = 998;

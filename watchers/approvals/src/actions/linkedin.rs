@@ -7,9 +7,71 @@ use std::path::Path;
 
 use ai_employee_vault::nofollow::{Dir, How};
 
+use super::{Action, Attempt, Context, Found, Plan, Refused};
+use crate::Outcome;
+use crate::outcome::results;
 use crate::request::Linkedin;
 
+pub const NAME: &str = "linkedin_post";
+
 pub const QUEUE_FILE: &str = "LINKEDIN_QUEUE.md";
+
+/// `linkedin_post`: the post, queued under the approval's identity.
+pub struct Post {
+    post: Linkedin,
+    /// The attempt `prepare` was given, for `perform`.
+    attempt: Option<Attempt>,
+}
+
+impl Post {
+    pub fn new(post: Linkedin) -> Post {
+        Post {
+            post,
+            attempt: None,
+        }
+    }
+}
+
+impl Action for Post {
+    /// Nothing to check: the post was checked with the request. The mark is the queue
+    /// entry's marker.
+    fn prepare(&mut self, cx: &Context<'_>) -> Result<Plan, Refused> {
+        self.attempt = Some(cx.attempt());
+        Ok(Plan {
+            effect: Some(linkedin_effect(cx.tag)),
+            ..Plan::default()
+        })
+    }
+
+    fn perform(self: Box<Self>) -> Outcome {
+        let Some(a) = &self.attempt else {
+            return super::unprepared();
+        };
+        match queue_post(&a.vault, &a.tag, &a.file, &a.at, &self.post) {
+            Ok(fresh) => Outcome::Success {
+                detail: if fresh {
+                    "appended to LINKEDIN_QUEUE.md".into()
+                } else {
+                    "already in LINKEDIN_QUEUE.md".into()
+                },
+                fields: vec![],
+            },
+            Err(e) => Outcome::Transient(format!("cannot append to LINKEDIN_QUEUE.md: {e}")),
+        }
+    }
+
+    fn result(&self) -> &'static str {
+        results::QUEUED
+    }
+}
+
+/// After a restart: the post with this tag is in the queue.
+pub fn found(vault: &Path, tag: &str) -> Option<Found> {
+    queued(vault, tag).then(|| Found {
+        result: results::QUEUED,
+        fields: vec![],
+    })
+}
 
 const QUEUE_HEADER: &str = "# LinkedIn queue\n\nPosts a human approved, oldest first. ai-employee only appends here; \
 post them, then delete or mark them as you like.\n";

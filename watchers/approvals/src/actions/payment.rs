@@ -6,10 +6,84 @@ use std::io;
 use std::path::Path;
 
 use ai_employee_vault::frontmatter;
-use ai_employee_vault::nofollow;
+use ai_employee_vault::nofollow::{self, Dir};
 use serde_norway::Mapping;
 
+use super::{Action, Attempt, Context, Found, Plan, Refused};
+use crate::Outcome;
+use crate::outcome::results;
 use crate::request::Payment;
+
+pub const NAME: &str = "payment";
+
+/// `payment`: the task for a human, named when it is prepared.
+pub struct Task {
+    payment: Payment,
+    /// The attempt `prepare` was given and the task's vault-relative path, for `perform`.
+    ready: Option<(Attempt, String)>,
+}
+
+impl Task {
+    pub fn new(payment: Payment) -> Task {
+        Task {
+            payment,
+            ready: None,
+        }
+    }
+}
+
+impl Action for Task {
+    /// The task's name (the mark): the attempt's time, the recipient, the identity.
+    fn prepare(&mut self, cx: &Context<'_>) -> Result<Plan, Refused> {
+        let task = payment_task(
+            &cx.now.format("%Y%m%d-%H%M%S").to_string(),
+            &self.payment.recipient,
+            cx.tag,
+        );
+        self.ready = Some((cx.attempt(), task.clone()));
+        Ok(Plan {
+            effect: Some(task),
+            ..Plan::default()
+        })
+    }
+
+    fn perform(self: Box<Self>) -> Outcome {
+        let Some((a, task)) = &self.ready else {
+            return super::unprepared();
+        };
+        let written = record_payment(
+            &a.vault,
+            task,
+            &a.file,
+            &a.sha,
+            &a.approved_by,
+            &a.at,
+            &self.payment,
+        );
+        match written {
+            // Written now, or by an attempt before a restart: the task is there.
+            Ok(_) => Outcome::Success {
+                detail: format!("manual payment task {task}"),
+                fields: vec![("payment_task".to_string(), task.clone())],
+            },
+            Err(e) => Outcome::Transient(format!("cannot write {task}: {e}")),
+        }
+    }
+
+    fn result(&self) -> &'static str {
+        results::RECORDED
+    }
+}
+
+/// After a restart: the task `effect` (vault-relative) exists.
+pub fn found(vault: &Path, effect: &str) -> Option<Found> {
+    Dir::open(vault)
+        .is_ok_and(|root| root.exists(effect))
+        .then(|| Found {
+            result: results::RECORDED,
+            fields: vec![("payment_task".to_string(), effect.to_string())],
+        })
+}
 
 /// `Needs_Action/PAYMENT_<stamp>_<recipient>_<tag6>.md`, fixed before the intent is
 /// recorded.

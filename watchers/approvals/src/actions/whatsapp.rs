@@ -10,9 +10,60 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::{Action, Context, Plan, Refused, ready, rehearsal};
 use crate::Outcome;
-use crate::credentials::WhatsappConfig;
+use crate::credentials::{Loaded, WhatsappConfig};
+use crate::outcome::results;
 use crate::request::Whatsapp;
+
+pub const NAME: &str = "send_whatsapp";
+
+/// `send_whatsapp`: the message and the Cloud API credentials as they were when it was
+/// approved for this attempt.
+pub struct SendWhatsapp {
+    msg: Whatsapp,
+    rel: &'static str,
+    creds: Loaded<WhatsappConfig>,
+    /// The credentials `prepare` accepted, for `perform`.
+    ready: Option<WhatsappConfig>,
+}
+
+impl SendWhatsapp {
+    /// `creds`: `credentials/whatsapp.toml` (`rel`) as it is now.
+    pub fn new(msg: Whatsapp, rel: &'static str, creds: Loaded<WhatsappConfig>) -> SendWhatsapp {
+        SendWhatsapp {
+            msg,
+            rel,
+            creds,
+            ready: None,
+        }
+    }
+}
+
+impl Action for SendWhatsapp {
+    fn prepare(&mut self, cx: &Context<'_>) -> Result<Plan, Refused> {
+        let Some(cfg) = ready(&self.creds, NAME, self.rel, cx.dry_run)? else {
+            return Ok(rehearsal());
+        };
+        self.ready = Some(cfg.clone());
+        Ok(Plan {
+            effect: None,
+            message_id: None,
+            rehearse: cfg.dry_run,
+        })
+    }
+
+    fn perform(self: Box<Self>) -> Outcome {
+        match &self.ready {
+            Some(cfg) => send(cfg, &self.msg),
+            None => super::unprepared(),
+        }
+    }
+
+    fn result(&self) -> &'static str {
+        results::SENT
+    }
+}
 
 /// The request body Meta expects for a text message.
 pub fn payload(msg: &Whatsapp) -> serde_json::Value {
