@@ -14,10 +14,14 @@ use chrono::{DateTime, Utc};
 use lettre::message::{Mailbox, Mailboxes};
 use serde_norway::{Mapping, Value};
 
+use super::actions::email::NAME as EMAIL;
+use super::actions::linkedin::NAME as LINKEDIN;
+use super::actions::payment::NAME as PAYMENT;
+use super::actions::whatsapp::NAME as WHATSAPP;
 use super::outcome::results;
 
 /// The actions this handler carries out; nothing else is ever executed.
-pub const ACTIONS: &[&str] = &["send_email", "send_whatsapp", "linkedin_post", "payment"];
+pub const ACTIONS: &[&str] = &[EMAIL, WHATSAPP, LINKEDIN, PAYMENT];
 
 /// Approval files larger than this are refused unread.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -67,7 +71,7 @@ impl Request {
         };
         let canonical = match &self.action {
             Action::Email(e) => json!({
-                "action": "send_email",
+                "action": EMAIL,
                 "to": addrs(&e.to),
                 "cc": addrs(&e.cc),
                 "bcc": addrs(&e.bcc),
@@ -78,16 +82,16 @@ impl Request {
                 ])).collect::<Vec<_>>(),
             }),
             Action::Whatsapp(w) => json!({
-                "action": "send_whatsapp",
+                "action": WHATSAPP,
                 "to": w.to,
                 "text": text(&w.body),
             }),
             Action::Linkedin(l) => json!({
-                "action": "linkedin_post",
+                "action": LINKEDIN,
                 "text": text(&l.body),
             }),
             Action::Payment(p) => json!({
-                "action": "payment",
+                "action": PAYMENT,
                 "amount": p.amount,
                 "currency": p.currency.as_deref().map(|c| c.trim().to_uppercase()),
                 "recipient": p.recipient.trim(),
@@ -151,10 +155,10 @@ pub struct Payment {
 impl Action {
     pub fn name(&self) -> &'static str {
         match self {
-            Action::Email(_) => "send_email",
-            Action::Whatsapp(_) => "send_whatsapp",
-            Action::Linkedin(_) => "linkedin_post",
-            Action::Payment(_) => "payment",
+            Action::Email(_) => EMAIL,
+            Action::Whatsapp(_) => WHATSAPP,
+            Action::Linkedin(_) => LINKEDIN,
+            Action::Payment(_) => PAYMENT,
         }
     }
 
@@ -335,9 +339,9 @@ pub fn validate(doc: &Document, now: DateTime<Utc>, vault: &Path) -> Result<Requ
         Some(v) => return Err(f.wrong("allow_duplicate", "true or false", v)),
     };
     let action = match action {
-        "send_email" => Action::Email(email(&f, &doc.body, vault)?),
-        "send_whatsapp" => Action::Whatsapp(whatsapp(&f, &doc.body)?),
-        "linkedin_post" => Action::Linkedin(linkedin(&f, &doc.body)?),
+        EMAIL => Action::Email(email(&f, &doc.body, vault)?),
+        WHATSAPP => Action::Whatsapp(whatsapp(&f, &doc.body)?),
+        LINKEDIN => Action::Linkedin(linkedin(&f, &doc.body)?),
         _ => Action::Payment(payment(&f)?),
     };
     Ok(Request {
@@ -412,12 +416,12 @@ fn email(f: &Fields, body: &str, vault: &Path) -> Result<Email, Invalid> {
     if to.is_empty() {
         return Err(Invalid::Missing {
             field: "to",
-            needs: format!("send_email needs {EMAIL_NEEDS}"),
+            needs: format!("{EMAIL} needs {EMAIL_NEEDS}"),
         });
     }
     let cc = addresses(f, "cc")?;
     let bcc = addresses(f, "bcc")?;
-    let subject = f.required("subject", "send_email", EMAIL_NEEDS)?;
+    let subject = f.required("subject", EMAIL, EMAIL_NEEDS)?;
     if subject.contains(['\r', '\n']) {
         return Err(Invalid::BadValue {
             field: "subject",
@@ -634,7 +638,7 @@ fn whatsapp(f: &Fields, body: &str) -> Result<Whatsapp, Invalid> {
         None | Some(Value::Null) => {
             return Err(Invalid::Missing {
                 field: "to",
-                needs: "send_whatsapp needs `to` and a message body".into(),
+                needs: format!("{WHATSAPP} needs `to` and a message body"),
             });
         }
         Some(Value::String(s)) => s.clone(),
@@ -677,7 +681,7 @@ fn payment(f: &Fields) -> Result<Payment, Invalid> {
         None | Some(Value::Null) => {
             return Err(Invalid::Missing {
                 field: "amount",
-                needs: format!("payment needs {PAYMENT_NEEDS}"),
+                needs: format!("{PAYMENT} needs {PAYMENT_NEEDS}"),
             });
         }
         Some(Value::Number(n)) => n
@@ -707,11 +711,11 @@ fn payment(f: &Fields) -> Result<Payment, Invalid> {
     };
     let currency = f.str("currency")?.map(|c| c.trim().to_string());
     let recipient = f
-        .required("recipient", "payment", PAYMENT_NEEDS)?
+        .required("recipient", PAYMENT, PAYMENT_NEEDS)?
         .trim()
         .to_string();
     let reason = f
-        .required("reason", "payment", PAYMENT_NEEDS)?
+        .required("reason", PAYMENT, PAYMENT_NEEDS)?
         .trim()
         .to_string();
     Ok(Payment {
