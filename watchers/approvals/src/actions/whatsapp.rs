@@ -93,12 +93,8 @@ pub fn send(cfg: &WhatsappConfig, msg: &Whatsapp) -> Outcome {
         Err(e) => return classify_error(&cfg.base_url, &e),
     };
     let status = response.status().as_u16();
-    let text = response
-        .body_mut()
-        .with_config()
-        .limit(64 * 1024)
-        .read_to_string()
-        .unwrap_or_default();
+    // A reply that cannot be read (cut off, too long) leaves the status to judge by.
+    let text = ai_employee_vault::http::reply_text(&mut response).unwrap_or_default();
     let reply: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     let api = format!("WhatsApp API {}", cfg.base_url);
     match status {
