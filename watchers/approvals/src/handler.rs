@@ -79,12 +79,26 @@ pub struct Handler {
 /// attempt cut short by a crash (which would turn a sent email into "outcome unknown").
 /// Only a stop of the handler loses it, and then "outcome unknown" is the truth.
 struct Unrecorded {
+    ended: Ended,
+    content: Option<String>,
+}
+
+/// What came of an attempt, to be recorded ([`Handler::conclude`]).
+#[derive(Debug, Clone)]
+struct Ended {
     attempt: u32,
     subject: Subject,
     outcome: Outcome,
-    success_result: Option<String>,
+    /// What a success is recorded as (`sent`, `queued`, `recorded`, `dry_run`).
+    success: &'static str,
+    /// Frontmatter kept on the file whatever the outcome (an email's Message-ID).
     extra: Vec<(String, String)>,
-    content: Option<String>,
+}
+
+/// The frontmatter that keeps an email's Message-ID on its file.
+fn message_id_field(id: Option<String>) -> Vec<(String, String)> {
+    id.map(|id| vec![("message_id".to_string(), id)])
+        .unwrap_or_default()
 }
 
 /// The file being handled.
@@ -413,21 +427,14 @@ impl Handler {
                 at,
             }) => {
                 if let Some(u) = self.unrecorded.remove(&key)
-                    && u.attempt == attempt
+                    && u.ended.attempt == attempt
                 {
                     tracing::info!(
                         "{name}: recording the outcome of attempt {attempt}, which the ledger \
                          could not take before"
                     );
                     item.content = u.content;
-                    return self.conclude(
-                        &item,
-                        &u.subject,
-                        attempt,
-                        u.outcome,
-                        u.success_result.as_deref(),
-                        u.extra,
-                    );
+                    return self.conclude(&item, u.ended);
                 }
                 item.content = content_of(&text, &self.vault);
                 match self.recover_in_flight(&item, attempt, &action, effect, message_id, &at) {
@@ -531,32 +538,32 @@ impl Handler {
                 "{}: attempt {attempt} had completed ({effect}) before a restart",
                 item.name
             );
+            let outcome = Outcome::Success {
+                detail: format!("{effect} (found after a restart)"),
+                fields: found.fields,
+            };
             return Some(self.conclude(
                 item,
-                &subject,
-                attempt,
-                Outcome::Success {
-                    detail: format!("{effect} (found after a restart)"),
-                    fields: found.fields,
+                Ended {
+                    attempt,
+                    subject,
+                    outcome,
+                    success: found.result,
+                    extra: vec![],
                 },
-                Some(found.result),
-                vec![],
             ));
         }
         let error = format!(
             "outcome unknown — check before re-approving: the handler stopped during attempt \
              {attempt} ({action}, started {at}), after the request may have been sent"
         );
-        let fields = message_id
-            .map(|id| vec![("message_id".to_string(), id)])
-            .unwrap_or_default();
         Some(self.conclude_failed(
             item,
             &subject,
             attempt,
             results::OUTCOME_UNKNOWN,
             error,
-            fields,
+            message_id_field(message_id),
         ))
     }
 
@@ -598,16 +605,19 @@ impl Handler {
                 req.action.name(),
                 subject.target
             );
+            let outcome = Outcome::Success {
+                detail,
+                fields: vec![],
+            };
             return self.conclude(
                 item,
-                &subject,
-                attempt,
-                Outcome::Success {
-                    detail,
-                    fields: vec![],
+                Ended {
+                    attempt,
+                    subject,
+                    outcome,
+                    success: results::DRY_RUN,
+                    extra: vec![],
                 },
-                Some(results::DRY_RUN),
-                vec![],
             );
         }
         // Nothing has happened yet: a file changed since it was read is read again, so
@@ -636,7 +646,7 @@ impl Handler {
             req.action.name(),
             subject.target
         );
-        let result = action.result();
+        let success = action.result();
         let outcome = if plan.effect.is_some() {
             // A write in the vault: quick, and found by its mark after a crash.
             action.perform()
@@ -647,33 +657,28 @@ impl Handler {
             }
         };
         let outcome = outcome.redacted(&self.secrets());
-        let extra = plan
-            .message_id
-            .map(|id| vec![("message_id".to_string(), id)])
-            .unwrap_or_default();
-        self.conclude(item, &subject, attempt, outcome, Some(result), extra)
+        let extra = message_id_field(plan.message_id);
+        self.conclude(
+            item,
+            Ended {
+                attempt,
+                subject,
+                outcome,
+                success,
+                extra,
+            },
+        )
     }
 
     /// Record and carry out what an attempt's outcome means. If the ledger cannot take
     /// the record, the outcome is kept (see [`Unrecorded`]) for the next look at the file.
-    fn conclude(
-        &mut self,
-        item: &Item,
-        subject: &Subject,
-        attempt: u32,
-        outcome: Outcome,
-        success_result: Option<&str>,
-        extra: Vec<(String, String)>,
-    ) -> Step {
+    fn conclude(&mut self, item: &Item, ended: Ended) -> Step {
+        let attempt = ended.attempt;
         let kept = Unrecorded {
-            attempt,
-            subject: subject.clone(),
-            outcome: outcome.clone(),
-            success_result: success_result.map(str::to_string),
-            extra: extra.clone(),
+            ended: ended.clone(),
             content: item.content.clone(),
         };
-        let step = self.record_outcome(item, subject, attempt, outcome, success_result, extra);
+        let step = self.record_outcome(item, ended);
         let key: Key = (item.name.to_string(), item.sha.to_string());
         if matches!(self.ledger.state(&key), Some(State::InFlight { attempt: a, .. }) if a == attempt)
         {
@@ -682,19 +687,18 @@ impl Handler {
         step
     }
 
-    fn record_outcome(
-        &mut self,
-        item: &Item,
-        subject: &Subject,
-        attempt: u32,
-        outcome: Outcome,
-        success_result: Option<&str>,
-        extra: Vec<(String, String)>,
-    ) -> Step {
+    fn record_outcome(&mut self, item: &Item, ended: Ended) -> Step {
+        let Ended {
+            attempt,
+            subject,
+            outcome,
+            success: result,
+            extra,
+        } = ended;
+        let subject = &subject;
         match outcome {
             Outcome::Success { detail, mut fields } => {
                 fields.extend(extra);
-                let result = success_result.unwrap_or(results::SENT);
                 tracing::info!("{}: {result}: {detail}", item.name);
                 let at = time_text(Utc::now());
                 let d = Decision::new(
@@ -847,8 +851,10 @@ impl Handler {
 
     /// Whether `Approved/<name>` is still exactly the file that was read.
     fn unchanged(&self, item: &Item) -> bool {
-        let path = self.vault.join("Approved").join(item.name);
-        std::fs::symlink_metadata(path).is_ok_and(|m| Fingerprint::of(&m) == item.snap)
+        nofollow::open_folder(&self.vault.join("Approved"))
+            .ok()
+            .and_then(|approved| approved.stat(item.name).ok())
+            .is_some_and(|s| Fingerprint::of(s) == item.snap)
     }
 
     /// Record the decision (durably) before anything moves.

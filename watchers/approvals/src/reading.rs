@@ -6,38 +6,37 @@ use std::io;
 use std::time::{Duration, SystemTime};
 
 use ai_employee_vault::atomic::{self, FileId, WritersNow};
-use ai_employee_vault::nofollow::{self, Dir, How};
+use ai_employee_vault::nofollow::{self, Dir, How, Stat};
 
 use super::{arrivals, request};
 
-/// What `stat` says about a file; equal fingerprints mean unchanged content (the change
-/// time cannot be set by users and moves with every write).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fingerprint {
-    size: u64,
-    mtime_ns: i64,
-    ctime_ns: i64,
-    dev: u64,
-    ino: u64,
-}
+/// What `stat` says about a file; equal fingerprints (size, times, device and inode) mean
+/// unchanged content: the change time cannot be set by users and moves with every write.
+#[derive(Debug, Clone, Copy)]
+pub struct Fingerprint(Stat);
 
 impl Fingerprint {
-    pub fn of(m: &std::fs::Metadata) -> Fingerprint {
-        use std::os::unix::fs::MetadataExt;
-        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
-        Fingerprint {
-            size: m.len(),
-            mtime_ns: ns(m.mtime(), m.mtime_nsec()),
-            ctime_ns: ns(m.ctime(), m.ctime_nsec()),
-            dev: m.dev(),
-            ino: m.ino(),
-        }
+    pub fn of(stat: Stat) -> Fingerprint {
+        Fingerprint(stat)
     }
 
     pub fn id(&self) -> FileId {
-        (self.dev, self.ino)
+        (self.0.dev, self.0.ino)
+    }
+
+    fn key(&self) -> (u64, i64, i64, FileId) {
+        let s = &self.0;
+        (s.size, s.mtime_ns, s.ctime_ns, self.id())
     }
 }
+
+impl PartialEq for Fingerprint {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Fingerprint {}
 
 pub enum ReadError {
     Gone,
@@ -53,8 +52,12 @@ pub enum ReadError {
 }
 
 /// Read `name` of `approved` without following a symlink swapped in since it was looked
-/// at, without blocking on a FIFO, and only when it is complete (see [`read_complete`]).
-/// Returns its bytes and what `stat` said of it.
+/// at, without blocking on a FIFO, and only when it is complete: when nobody is writing
+/// it. Where the kernel can tell (Linux leases), "nobody has it open for writing" is
+/// proven and the text is read under a read lease. Where it cannot (macOS, a file of
+/// another user), the file must have been unchanged for `settle` (its change time) and
+/// must be unchanged after the read (size, times, inode). Returns its bytes and what
+/// `stat` said of it.
 pub fn read_approval(
     approved: &Dir,
     name: &str,
@@ -71,56 +74,42 @@ pub fn read_approval(
             ReadError::Io(e)
         }
     })?;
-    let meta = file.metadata().map_err(ReadError::Io)?;
-    if meta.len() > request::MAX_FILE_BYTES {
-        return Err(ReadError::TooLarge(meta.len()));
+    let stat = nofollow::stat_file(&file).map_err(ReadError::Io)?;
+    if stat.size > request::MAX_FILE_BYTES {
+        return Err(ReadError::TooLarge(stat.size));
     }
-    let bytes = read_complete(&file, &meta, settle, SystemTime::now())?;
+    let bytes = match atomic::read_if_no_writers(&file).map_err(ReadError::Io)? {
+        WritersNow::None(bytes) => bytes,
+        WritersNow::Open => return Err(ReadError::Writing),
+        WritersNow::Unknown => read_settled(&file, &stat, settle, SystemTime::now())?,
+    };
     if bytes.len() as u64 > request::MAX_FILE_BYTES {
         return Err(ReadError::TooLarge(bytes.len() as u64));
     }
-    Ok((bytes, Fingerprint::of(&meta)))
+    Ok((bytes, Fingerprint::of(stat)))
 }
 
-/// The whole text of `file` (whose `stat` before reading was `meta`), only when nobody is
-/// writing it. Where the kernel can tell (Linux leases), "nobody has it open for writing"
-/// is proven and the text is read under a read lease. Where it cannot (macOS, a file of
-/// another user), the file must have been unchanged for `settle` (its change time) and
-/// must be unchanged after the read (size, times, inode).
-fn read_complete(
-    file: &std::fs::File,
-    meta: &std::fs::Metadata,
-    settle: Duration,
-    now: SystemTime,
-) -> Result<Vec<u8>, ReadError> {
-    match atomic::read_if_no_writers(file).map_err(ReadError::Io)? {
-        WritersNow::None(bytes) => Ok(bytes),
-        WritersNow::Open => Err(ReadError::Writing),
-        WritersNow::Unknown => read_settled(file, meta, settle, now),
-    }
-}
-
-/// [`read_complete`] where writers cannot be seen: a stability window before the read, a
-/// re-check after it.
+/// [`read_approval`] where writers cannot be seen: a stability window before the read
+/// (`stat` was taken before it), a re-check after it.
 fn read_settled(
     file: &std::fs::File,
-    meta: &std::fs::Metadata,
+    stat: &Stat,
     settle: Duration,
     now: SystemTime,
 ) -> Result<Vec<u8>, ReadError> {
     use std::io::{Read, Seek};
-    let quiet = arrivals::quiet_for(arrivals::ctime(meta), now);
+    let quiet = arrivals::quiet_for(stat.changed(), now);
     if quiet < settle {
         return Err(ReadError::Unsettled(settle - quiet));
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    let mut bytes = Vec::with_capacity(stat.size as usize);
     let mut f = file;
     f.seek(io::SeekFrom::Start(0)).map_err(ReadError::Io)?;
     f.take(request::MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(ReadError::Io)?;
-    let after = file.metadata().map_err(ReadError::Io)?;
-    if Fingerprint::of(&after) != Fingerprint::of(meta) || bytes.len() as u64 != meta.len() {
+    let after = nofollow::stat_file(file).map_err(ReadError::Io)?;
+    if Fingerprint::of(after) != Fingerprint::of(*stat) || bytes.len() as u64 != stat.size {
         return Err(ReadError::Unsettled(settle.max(Duration::from_millis(10))));
     }
     Ok(bytes)
@@ -145,7 +134,7 @@ mod tests {
         let p = dir.path().join("a.md");
         std::fs::write(&p, "text\n")?;
         let f = std::fs::File::open(&p)?;
-        let meta = f.metadata()?;
+        let meta = nofollow::stat_file(&f)?;
         let settle = Duration::from_secs(60);
         // Just written: not yet.
         let wait = unsettled(read_settled(&f, &meta, settle, SystemTime::now()));
