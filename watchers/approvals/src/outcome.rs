@@ -459,13 +459,19 @@ mod tests {
         assert_eq!(frontmatter::get_str(&doc.front, "error"), Some("bad"));
     }
 
+    /// A vault with the folders an approval moves between.
+    fn vault() -> io::Result<tempfile::TempDir> {
+        let dir = tempfile::tempdir()?;
+        for f in ["Approved", "Done", "Failed"] {
+            std::fs::create_dir(dir.path().join(f))?;
+        }
+        Ok(dir)
+    }
+
     #[test]
     fn what_finish_leaves_is_decided_in_one_look() -> io::Result<()> {
-        let dir = tempfile::tempdir()?;
+        let dir = vault()?;
         let v = dir.path();
-        for f in ["Approved", "Done", "Failed"] {
-            std::fs::create_dir(v.join(f))?;
-        }
         let original = "---\ntype: approval_request\n---\nbody\n";
         let path = v.join("Approved/a.md");
         std::fs::write(&path, original)?;
@@ -490,11 +496,8 @@ mod tests {
 
     #[test]
     fn finish_is_idempotent_and_never_clobbers() -> io::Result<()> {
-        let dir = tempfile::tempdir()?;
+        let dir = vault()?;
         let v = dir.path();
-        for f in ["Approved", "Done", "Failed"] {
-            std::fs::create_dir(v.join(f))?;
-        }
         std::fs::write(v.join("Done/a.md"), "someone else's")?;
         let original = "---\ntype: approval_request\n---\nbody\n";
         std::fs::write(v.join("Approved/a.md"), original)?;

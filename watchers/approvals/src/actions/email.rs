@@ -29,20 +29,19 @@ use lettre::transport::smtp::client::{Certificate, SmtpConnection, TlsParameters
 use lettre::transport::smtp::commands::{Auth, Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 
-use super::{Action, Context, Plan, Refused, ready, rehearsal};
+use super::{Action, Context, Creds, Plan, Refused, rehearsal};
 use crate::Outcome;
-use crate::credentials::{Loaded, OauthLogin, SMTP_FILE, SmtpConfig, TlsMode};
+use crate::credentials::{OauthLogin, SMTP_FILE, SmtpConfig, TlsMode};
 use crate::outcome::results;
 use crate::request::Email;
 
 pub const NAME: &str = "send_email";
 
-/// `send_email`: the email and the SMTP credentials as they were when it was approved
-/// for this attempt; `prepare` checks them and builds the message.
+/// `send_email`: the email, and `credentials/smtp.toml` as it was when the attempt
+/// started; `prepare` checks them and builds the message.
 pub struct SendEmail {
     email: Email,
-    rel: &'static str,
-    creds: Loaded<SmtpConfig>,
+    creds: Creds<SmtpConfig>,
     /// What `prepare` built for `perform`.
     ready: Option<Ready>,
 }
@@ -58,11 +57,9 @@ struct Ready {
 }
 
 impl SendEmail {
-    /// `creds`: `credentials/smtp.toml` (`rel`) as it is now.
-    pub fn new(email: Email, rel: &'static str, creds: Loaded<SmtpConfig>) -> SendEmail {
+    pub fn new(email: Email, creds: Creds<SmtpConfig>) -> SendEmail {
         SendEmail {
             email,
-            rel,
             creds,
             ready: None,
         }
@@ -73,7 +70,7 @@ impl Action for SendEmail {
     /// The credentials, the OAuth token file they name, then the message (its Message-ID
     /// from the approval, else made from the approval's identity).
     fn prepare(&mut self, cx: &Context<'_>) -> Result<Plan, Refused> {
-        let Some(cfg) = ready(&self.creds, NAME, self.rel, cx.dry_run)? else {
+        let Some(cfg) = self.creds.ready(NAME, cx.dry_run)? else {
             return Ok(rehearsal());
         };
         // An OAuth token file that is missing or unusable: nothing to log in with.

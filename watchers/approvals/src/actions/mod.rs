@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 
 use super::Outcome;
-use super::credentials::{Credentials, Loaded};
+use super::credentials::{Channel, Credentials, Loaded};
 use super::outcome::time_text;
 use super::request::{self, Request};
 
@@ -151,27 +151,42 @@ pub enum Refused {
     Email(#[from] email::BuildError),
 }
 
-/// The credentials an action needs: `Ok(Some)` when ready, `Ok(None)` when missing under
-/// `--dry-run` (nothing will be sent).
-fn ready<'c, T>(
-    loaded: &'c Loaded<T>,
-    action: &'static str,
+/// A credentials file as it was when an action was made for an approval.
+pub struct Creds<T> {
+    /// Vault-relative name, for messages.
     rel: &'static str,
-    dry_run: bool,
-) -> Result<Option<&'c T>, Refused> {
-    match loaded {
-        Loaded::Ready(c) => Ok(Some(c)),
-        Loaded::Missing if dry_run => Ok(None),
-        Loaded::Missing => Err(Refused::NoCredentials { action, rel }),
-        Loaded::Unset(keys) => Err(Refused::CredentialsUnset {
-            action,
-            keys: keys.clone(),
-            rel,
-        }),
-        Loaded::Invalid(problem) => Err(Refused::CredentialsInvalid {
-            action,
-            problem: problem.clone(),
-        }),
+    loaded: Loaded<T>,
+}
+
+impl<T: Clone> Creds<T> {
+    /// `channel` as it is now (read again if the file changed).
+    pub fn now(channel: &mut Channel<T>) -> Creds<T> {
+        Creds {
+            rel: channel.rel(),
+            loaded: channel.current().clone(),
+        }
+    }
+}
+
+impl<T> Creds<T> {
+    /// The credentials `action` needs: `Ok(Some)` when ready, `Ok(None)` when missing
+    /// under `--dry-run` (nothing will be sent).
+    fn ready(&self, action: &'static str, dry_run: bool) -> Result<Option<&T>, Refused> {
+        let rel = self.rel;
+        match &self.loaded {
+            Loaded::Ready(c) => Ok(Some(c)),
+            Loaded::Missing if dry_run => Ok(None),
+            Loaded::Missing => Err(Refused::NoCredentials { action, rel }),
+            Loaded::Unset(keys) => Err(Refused::CredentialsUnset {
+                action,
+                keys: keys.clone(),
+                rel,
+            }),
+            Loaded::Invalid(problem) => Err(Refused::CredentialsInvalid {
+                action,
+                problem: problem.clone(),
+            }),
+        }
     }
 }
 
@@ -217,13 +232,11 @@ impl Catalog for Actions {
         match &req.action {
             request::Action::Email(e) => Box::new(email::SendEmail::new(
                 e.clone(),
-                self.creds.smtp.rel(),
-                self.creds.smtp.current().clone(),
+                Creds::now(&mut self.creds.smtp),
             )),
             request::Action::Whatsapp(w) => Box::new(whatsapp::SendWhatsapp::new(
                 w.clone(),
-                self.creds.whatsapp.rel(),
-                self.creds.whatsapp.current().clone(),
+                Creds::now(&mut self.creds.whatsapp),
             )),
             request::Action::Linkedin(p) => Box::new(linkedin::Post::new(p.clone())),
             request::Action::Payment(p) => Box::new(payment::Task::new(p.clone())),

@@ -10,30 +10,27 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{Action, Context, Plan, Refused, ready, rehearsal};
+use super::{Action, Context, Creds, Plan, Refused, rehearsal};
 use crate::Outcome;
-use crate::credentials::{Loaded, WhatsappConfig};
+use crate::credentials::WhatsappConfig;
 use crate::outcome::results;
 use crate::request::Whatsapp;
 
 pub const NAME: &str = "send_whatsapp";
 
-/// `send_whatsapp`: the message and the Cloud API credentials as they were when it was
-/// approved for this attempt.
+/// `send_whatsapp`: the message, and `credentials/whatsapp.toml` as it was when the
+/// attempt started.
 pub struct SendWhatsapp {
     msg: Whatsapp,
-    rel: &'static str,
-    creds: Loaded<WhatsappConfig>,
+    creds: Creds<WhatsappConfig>,
     /// The credentials `prepare` accepted, for `perform`.
     ready: Option<WhatsappConfig>,
 }
 
 impl SendWhatsapp {
-    /// `creds`: `credentials/whatsapp.toml` (`rel`) as it is now.
-    pub fn new(msg: Whatsapp, rel: &'static str, creds: Loaded<WhatsappConfig>) -> SendWhatsapp {
+    pub fn new(msg: Whatsapp, creds: Creds<WhatsappConfig>) -> SendWhatsapp {
         SendWhatsapp {
             msg,
-            rel,
             creds,
             ready: None,
         }
@@ -42,7 +39,7 @@ impl SendWhatsapp {
 
 impl Action for SendWhatsapp {
     fn prepare(&mut self, cx: &Context<'_>) -> Result<Plan, Refused> {
-        let Some(cfg) = ready(&self.creds, NAME, self.rel, cx.dry_run)? else {
+        let Some(cfg) = self.creds.ready(NAME, cx.dry_run)? else {
             return Ok(rehearsal());
         };
         self.ready = Some(cfg.clone());
