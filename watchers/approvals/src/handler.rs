@@ -114,6 +114,23 @@ struct Item<'a> {
     content: Option<String>,
 }
 
+impl Item<'_> {
+    /// The decision to move this file to `folder` now, with `result`.
+    fn decision(
+        &self,
+        vault: &Path,
+        folder: Folder,
+        result: &str,
+        error: Option<String>,
+        fields: Vec<(String, String)>,
+    ) -> Decision {
+        let at = time_text(Utc::now());
+        Decision::new(
+            vault, self.name, self.text, folder, result, error, at, fields,
+        )
+    }
+}
+
 /// The content key of an approval text, if it is a valid request.
 fn content_of(text: &str, vault: &Path) -> Option<String> {
     let doc = frontmatter::parse(text).ok()?;
@@ -700,17 +717,7 @@ impl Handler {
             Outcome::Success { detail, mut fields } => {
                 fields.extend(extra);
                 tracing::info!("{}: {result}: {detail}", item.name);
-                let at = time_text(Utc::now());
-                let d = Decision::new(
-                    &self.vault,
-                    item.name,
-                    item.text,
-                    Folder::Done,
-                    result,
-                    None,
-                    at,
-                    fields,
-                );
+                let d = item.decision(&self.vault, Folder::Done, result, None, fields);
                 if !self.decide(item, &d) {
                     return Step::Deferred;
                 }
@@ -781,15 +788,11 @@ impl Handler {
     ) -> Step {
         let error = redact(&error, &self.secrets());
         tracing::warn!("{}: {result}: {error}", item.name);
-        let at = time_text(Utc::now());
-        let d = Decision::new(
+        let d = item.decision(
             &self.vault,
-            item.name,
-            item.text,
             Folder::Failed,
             result,
             Some(error.clone()),
-            at,
             fields,
         );
         if !self.decide(item, &d) {
@@ -816,14 +819,11 @@ impl Handler {
     /// identity keeps its "carried out" state); a crash here at worst refuses it twice.
     fn refuse_duplicate(&mut self, item: &Item, error: String) -> Step {
         tracing::warn!("{}: {}: {error}", item.name, results::REFUSED);
-        let d = Decision::new(
+        let d = item.decision(
             &self.vault,
-            item.name,
-            item.text,
             Folder::Failed,
             results::REFUSED,
             Some(error.clone()),
-            time_text(Utc::now()),
             vec![],
         );
         let subject = Subject::of_text(item.text, &self.vault);

@@ -105,6 +105,16 @@ impl Bench {
         all
     }
 
+    /// Process `name` with a call that SIGTERM interrupts: the handler gives up on it and
+    /// stops, the call ends later (its result is lost).
+    fn interrupt_the_call(&self, name: &str) {
+        let (entered, release) = self.fake.hang(self.stop.clone());
+        assert_eq!(self.handler().process(name), Step::Interrupted);
+        assert!(entered.try_recv().is_ok(), "interrupted during the call");
+        release.send(()).expect("the call is still waiting");
+        self.stop.store(false, Ordering::SeqCst);
+    }
+
     /// (prepares, performs, side effects) so far.
     fn calls(&self) -> (u32, u32, usize) {
         let s = self.fake.script();
@@ -286,16 +296,9 @@ fn an_unknown_outcome_is_never_repeated() {
 #[test]
 fn an_external_call_cut_short_by_sigterm_is_never_repeated() {
     let b = Bench::new();
-    let (entered, release) = b.fake.hang(b.stop.clone());
     b.approve("a.md", "Hello");
-    let mut h = b.handler();
-    assert_eq!(h.process("a.md"), Step::Interrupted);
-    assert!(entered.try_recv().is_ok(), "interrupted during the call");
+    b.interrupt_the_call("a.md");
     assert!(b.in_approved("a.md"));
-    drop(h);
-    // The call ends after the handler gave up on it (its result is lost).
-    release.send(()).expect("the call is still waiting");
-    b.stop.store(false, Ordering::SeqCst);
     // The next start: the intent is open, the call may have happened.
     let mut h = b.handler();
     assert_eq!(h.process("a.md"), Step::Finished);
@@ -319,11 +322,8 @@ fn an_external_call_cut_short_by_sigterm_is_never_repeated() {
 #[test]
 fn an_interrupted_call_whose_file_was_moved_away_is_closed_at_start() {
     let b = Bench::new();
-    let (_entered, release) = b.fake.hang(b.stop.clone());
     b.approve("a.md", "Hello");
-    assert_eq!(b.handler().process("a.md"), Step::Interrupted);
-    release.send(()).expect("the call is still waiting");
-    b.stop.store(false, Ordering::SeqCst);
+    b.interrupt_the_call("a.md");
     // A person moves it away while the handler is down.
     std::fs::remove_file(b.vault.join("Approved/a.md")).expect("remove");
     let h = b.handler();
