@@ -138,6 +138,8 @@ fn append_line(path: &Path, line: &[u8]) -> io::Result<()> {
     }
     buf.extend_from_slice(line);
     f.write_all(&buf).inspect_err(|_| {
+        // The write's error is the one reported; a cut that fails too leaves a fragment
+        // that the next line's leading newline (above) keeps apart.
         let _ = f.set_len(len);
     })
 }

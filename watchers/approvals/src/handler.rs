@@ -1008,6 +1008,8 @@ fn interruptible(
     let spawned = std::thread::Builder::new()
         .name("send".into())
         .spawn(move || {
+            // No receiver only when the handler gave up on the call (SIGTERM): its result
+            // is lost on purpose, the open intent says "outcome unknown".
             let _ = tx.send(f());
         });
     if let Err(e) = spawned {

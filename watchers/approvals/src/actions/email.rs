@@ -335,6 +335,7 @@ pub fn send(
     };
     let outcome = session(&site, &mut conn, &hello, tls.as_ref(), oauth, message);
     if matches!(outcome, Outcome::Success { .. }) {
+        // The message was accepted: a QUIT that fails changes nothing about that.
         let _ = conn.quit();
     } else {
         conn.abort();
