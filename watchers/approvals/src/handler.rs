@@ -1,5 +1,9 @@
-//! One approval file, start to end: read, identify, consult the ledger, validate,
-//! execute, decide, record, move. The loop that feeds it lives in `lib.rs`.
+//! One approval file, start to end: read, identify, consult the ledger, validate, then
+//! the ledger's protocol around its action (`actions/`): prepare (a refusal records
+//! nothing) → the intent, durable → perform, once → the outcome, durable → the move to
+//! `Done/` or `Failed/`. A crash between any two steps is finished from the ledger at the
+//! next start, and an external call is never repeated. The loop that feeds it lives in
+//! `lib.rs`; `handler/tests.rs` tests the protocol with a fake action.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
