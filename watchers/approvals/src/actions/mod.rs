@@ -35,8 +35,10 @@ pub trait Action: Send {
     /// Check the request and the credentials, and build what will be sent: no side
     /// effect. `Err`: the approval is refused, before any intent is recorded.
     fn prepare(&mut self, cx: &Context<'_>) -> Result<Plan, Refused>;
-    /// The one side effect, as prepared. Called at most once per recorded intent, and
-    /// only after a successful [`Action::prepare`].
+    /// The one side effect, as prepared; called only after a successful
+    /// [`Action::prepare`] and once its intent is recorded. After a crash, a call to
+    /// another system is never made again; a local action is, only if its mark is not
+    /// there ([`Catalog::found`]).
     fn perform(self: Box<Self>) -> Outcome;
     /// What a success is recorded as (`sent`, `queued`, `recorded`).
     fn result(&self) -> &'static str;
