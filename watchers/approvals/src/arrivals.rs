@@ -225,13 +225,3 @@ impl Arrivals {
 pub fn quiet_for(ctime: SystemTime, now: SystemTime) -> Duration {
     now.duration_since(ctime).unwrap_or(Duration::MAX)
 }
-
-/// A file's change time (ctime) from its `stat`.
-pub fn ctime(meta: &std::fs::Metadata) -> SystemTime {
-    use std::os::unix::fs::MetadataExt;
-    SystemTime::UNIX_EPOCH
-        + Duration::new(
-            u64::try_from(meta.ctime()).unwrap_or(0),
-            u32::try_from(meta.ctime_nsec()).unwrap_or(0),
-        )
-}

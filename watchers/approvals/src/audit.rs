@@ -6,9 +6,12 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use ai_employee_vault::frontmatter;
 use ai_employee_vault::nofollow::{self, How};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
+
+use super::request::{self, Request};
 
 pub const ACTOR: &str = "ai-employee";
 
@@ -21,6 +24,58 @@ pub struct Entry {
     pub approved_by: String,
     pub result: String,
     pub error: Option<String>,
+}
+
+/// What the audit log says about an approval (best effort for a refused file).
+#[derive(Debug, Clone)]
+pub struct Subject {
+    pub action_type: String,
+    pub target: String,
+    pub parameters: serde_json::Value,
+    pub approved_by: String,
+}
+
+impl Subject {
+    pub fn of_request(r: &Request) -> Subject {
+        Subject {
+            action_type: r.action.name().to_string(),
+            target: r.action.target(),
+            parameters: r.action.parameters(),
+            approved_by: r.approved_by.clone(),
+        }
+    }
+
+    /// From whatever can be read of the file.
+    pub fn of_text(text: &str, vault: &Path) -> Subject {
+        let Ok(doc) = frontmatter::parse(text) else {
+            return Subject::unknown();
+        };
+        if let Ok(r) = request::validate(&doc, Utc::now(), vault) {
+            return Subject::of_request(&r);
+        }
+        let target = ["to", "recipient"]
+            .iter()
+            .find_map(|k| frontmatter::get_str(&doc.front, k))
+            .unwrap_or("")
+            .to_string();
+        Subject {
+            action_type: request::action_of(&doc.front),
+            target,
+            parameters: json!({}),
+            approved_by: frontmatter::get_str(&doc.front, "approved_by")
+                .unwrap_or("human")
+                .to_string(),
+        }
+    }
+
+    pub fn unknown() -> Subject {
+        Subject {
+            action_type: "unknown".into(),
+            target: String::new(),
+            parameters: json!({}),
+            approved_by: "human".into(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -83,6 +138,8 @@ fn append_line(path: &Path, line: &[u8]) -> io::Result<()> {
     }
     buf.extend_from_slice(line);
     f.write_all(&buf).inspect_err(|_| {
+        // The write's error is the one reported; a cut that fails too leaves a fragment
+        // that the next line's leading newline (above) keeps apart.
         let _ = f.set_len(len);
     })
 }

@@ -1,27 +1,34 @@
-//! One approval file, start to end: read, identify, consult the ledger, validate,
-//! execute, decide, record, move. The loop that feeds it lives in `lib.rs`.
+//! One approval file, start to end: read, identify, consult the ledger, validate, then
+//! the ledger's protocol around its action (`actions/`): prepare (a refusal records
+//! nothing) → the intent, durable → perform, once → the outcome, durable → the move to
+//! `Done/` or `Failed/`. A crash between any two steps is finished from the ledger at the
+//! next start, and an external call is never repeated. The loop that feeds it lives in
+//! `lib.rs`; `handler/tests.rs` tests the protocol with a fake action.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use ai_employee_vault::atomic::{self, FileId, WritersNow};
+use ai_employee_vault::atomic::FileId;
 use ai_employee_vault::frontmatter;
-use ai_employee_vault::nofollow::{self, Dir, How, Kind};
-use chrono::{DateTime, SecondsFormat, Utc};
+use ai_employee_vault::layout::Vault;
+use ai_employee_vault::nofollow::{self, Dir, Kind};
+use chrono::Utc;
 use serde_json::json;
 
-use super::audit::{Audit, Entry};
-use super::credentials::{Credentials, Loaded};
+use super::actions::{Actions, Catalog, Context};
+use super::audit::{Audit, Entry, Subject};
+use super::credentials::Credentials;
 use super::dashboard_rows::DashboardRows;
 use super::ledger::{Key, Ledger, LedgerError, Record, State};
-use super::outcome::{self, Decision, Folder, results};
-use super::request::{self, Action, Request};
+use super::outcome::{self, Decision, Folder, results, time_text};
+use super::reading::{Fingerprint, ReadError, read_approval};
+use super::request::{self, Request};
 use super::retry::{AfterTransient, RetryPolicy};
-use super::{Outcome, arrivals, email, identity_tag, local, redact, sha256_hex, whatsapp};
+use super::{Outcome, identity_tag, redact, sha256_hex};
 
 /// How long an external call may go on after SIGTERM before the handler exits anyway
 /// (leaving the intent open: the next start reports the outcome as unknown).
@@ -59,7 +66,7 @@ const WRITER_RECHECK: Duration = Duration::from_secs(1);
 pub struct Handler {
     vault: PathBuf,
     ledger: Ledger,
-    creds: Credentials,
+    actions: Box<dyn Catalog>,
     audit: Audit,
     dashboard: DashboardRows,
     opts: Options,
@@ -76,64 +83,26 @@ pub struct Handler {
 /// attempt cut short by a crash (which would turn a sent email into "outcome unknown").
 /// Only a stop of the handler loses it, and then "outcome unknown" is the truth.
 struct Unrecorded {
-    attempt: u32,
-    subject: Subject,
-    outcome: Outcome,
-    success_result: Option<String>,
-    extra: Vec<(String, String)>,
+    ended: Ended,
     content: Option<String>,
 }
 
-/// What the audit log says about an approval (best effort for a refused file).
+/// What came of an attempt, to be recorded ([`Handler::conclude`]).
 #[derive(Debug, Clone)]
-struct Subject {
-    action_type: String,
-    target: String,
-    parameters: serde_json::Value,
-    approved_by: String,
+struct Ended {
+    attempt: u32,
+    subject: Subject,
+    outcome: Outcome,
+    /// What a success is recorded as (`sent`, `queued`, `recorded`, `dry_run`).
+    success: &'static str,
+    /// Frontmatter kept on the file whatever the outcome (an email's Message-ID).
+    extra: Vec<(String, String)>,
 }
 
-impl Subject {
-    fn of_request(r: &Request) -> Subject {
-        Subject {
-            action_type: r.action.name().to_string(),
-            target: r.action.target(),
-            parameters: r.action.parameters(),
-            approved_by: r.approved_by.clone(),
-        }
-    }
-
-    /// From whatever can be read of the file.
-    fn of_text(text: &str, vault: &Path) -> Subject {
-        let Ok(doc) = frontmatter::parse(text) else {
-            return Subject::unknown();
-        };
-        if let Ok(r) = request::validate(&doc, Utc::now(), vault) {
-            return Subject::of_request(&r);
-        }
-        let target = ["to", "recipient"]
-            .iter()
-            .find_map(|k| frontmatter::get_str(&doc.front, k))
-            .unwrap_or("")
-            .to_string();
-        Subject {
-            action_type: request::action_of(&doc.front),
-            target,
-            parameters: json!({}),
-            approved_by: frontmatter::get_str(&doc.front, "approved_by")
-                .unwrap_or("human")
-                .to_string(),
-        }
-    }
-
-    fn unknown() -> Subject {
-        Subject {
-            action_type: "unknown".into(),
-            target: String::new(),
-            parameters: json!({}),
-            approved_by: "human".into(),
-        }
-    }
+/// The frontmatter that keeps an email's Message-ID on its file.
+fn message_id_field(id: Option<String>) -> Vec<(String, String)> {
+    id.map(|id| vec![("message_id".to_string(), id)])
+        .unwrap_or_default()
 }
 
 /// The file being handled.
@@ -147,6 +116,23 @@ struct Item<'a> {
     snap: Fingerprint,
     /// The content key (the duplicate rule), once it is known.
     content: Option<String>,
+}
+
+impl Item<'_> {
+    /// The decision to move this file to `folder` now, with `result`.
+    fn decision(
+        &self,
+        vault: &Path,
+        folder: Folder,
+        result: &str,
+        error: Option<String>,
+        fields: Vec<(String, String)>,
+    ) -> Decision {
+        let at = time_text(Utc::now());
+        Decision::new(
+            vault, self.name, self.text, folder, result, error, at, fields,
+        )
+    }
 }
 
 /// The content key of an approval text, if it is a valid request.
@@ -174,40 +160,8 @@ fn duplicate_error(req: &Request, prev: &super::ledger::Executed) -> String {
     )
 }
 
-/// What `stat` says about a file; equal fingerprints mean unchanged content (the change
-/// time cannot be set by users and moves with every write).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fingerprint {
-    size: u64,
-    mtime_ns: i64,
-    ctime_ns: i64,
-    dev: u64,
-    ino: u64,
-}
-
-impl Fingerprint {
-    fn of(m: &std::fs::Metadata) -> Fingerprint {
-        use std::os::unix::fs::MetadataExt;
-        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
-        Fingerprint {
-            size: m.len(),
-            mtime_ns: ns(m.mtime(), m.mtime_nsec()),
-            ctime_ns: ns(m.ctime(), m.ctime_nsec()),
-            dev: m.dev(),
-            ino: m.ino(),
-        }
-    }
-
-    fn id(&self) -> FileId {
-        (self.dev, self.ino)
-    }
-}
-
-fn now_text(now: DateTime<Utc>) -> String {
-    now.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
 impl Handler {
+    /// A handler for the four actions of this crate ([`Actions`]).
     pub fn new(
         vault: PathBuf,
         ledger: Ledger,
@@ -215,12 +169,24 @@ impl Handler {
         opts: Options,
         stop: Arc<AtomicBool>,
     ) -> Handler {
-        let audit = Audit::new(vault.join("Logs"));
-        let dashboard = DashboardRows::start(vault.join("Dashboard.md"));
+        Handler::with_actions(vault, ledger, Box::new(Actions::new(creds)), opts, stop)
+    }
+
+    /// A handler that takes its actions from `actions`.
+    pub fn with_actions(
+        vault: PathBuf,
+        ledger: Ledger,
+        actions: Box<dyn Catalog>,
+        opts: Options,
+        stop: Arc<AtomicBool>,
+    ) -> Handler {
+        let layout = Vault::new(vault.clone());
+        let audit = Audit::new(layout.logs_dir());
+        let dashboard = DashboardRows::start(layout.dashboard());
         Handler {
             vault,
             ledger,
-            creds,
+            actions,
             audit,
             dashboard,
             opts,
@@ -293,7 +259,7 @@ impl Handler {
     }
 
     fn secrets(&self) -> Vec<String> {
-        self.creds.secrets()
+        self.actions.secrets()
     }
 
     /// At start: ledger entries left unfinished whose file is no longer in `Approved/`
@@ -308,7 +274,7 @@ impl Handler {
             if same {
                 continue; // handled by the start-up pass
             }
-            let at = now_text(Utc::now());
+            let at = time_text(Utc::now());
             match state {
                 State::InFlight {
                     attempt, action, ..
@@ -482,21 +448,14 @@ impl Handler {
                 at,
             }) => {
                 if let Some(u) = self.unrecorded.remove(&key)
-                    && u.attempt == attempt
+                    && u.ended.attempt == attempt
                 {
                     tracing::info!(
                         "{name}: recording the outcome of attempt {attempt}, which the ledger \
                          could not take before"
                     );
                     item.content = u.content;
-                    return self.conclude(
-                        &item,
-                        &u.subject,
-                        attempt,
-                        u.outcome,
-                        u.success_result.as_deref(),
-                        u.extra,
-                    );
+                    return self.conclude(&item, u.ended);
                 }
                 item.content = content_of(&text, &self.vault);
                 match self.recover_in_flight(&item, attempt, &action, effect, message_id, &at) {
@@ -546,7 +505,14 @@ impl Handler {
             Ok(r) => r,
             Err(e) => {
                 let subject = Subject::of_text(&text, &self.vault);
-                return self.conclude_failed(&item, &subject, 0, results::REFUSED, e, vec![]);
+                return self.conclude_failed(
+                    &item,
+                    &subject,
+                    0,
+                    results::REFUSED,
+                    e.to_string(),
+                    vec![],
+                );
             }
         };
         let content = req.content_key();
@@ -582,177 +548,99 @@ impl Handler {
         let subject = Subject::of_text(item.text, &self.vault);
         if let Some(effect) = effect {
             let tag = identity_tag(item.name, item.sha);
-            let (applied, result, fields) = if effect.starts_with(local::QUEUE_FILE) {
-                (local::queued(&self.vault, &tag), results::QUEUED, vec![])
-            } else {
-                (
-                    Dir::open(&self.vault).is_ok_and(|root| root.exists(&effect)),
-                    results::RECORDED,
-                    vec![("payment_task".to_string(), effect.clone())],
-                )
-            };
-            if !applied {
+            let Some(found) = self.actions.found(&self.vault, action, &effect, &tag) else {
                 tracing::info!(
                     "{}: attempt {attempt} stopped before its effect; running it",
                     item.name
                 );
                 return None;
-            }
+            };
             tracing::info!(
                 "{}: attempt {attempt} had completed ({effect}) before a restart",
                 item.name
             );
+            let outcome = Outcome::Success {
+                detail: format!("{effect} (found after a restart)"),
+                fields: found.fields,
+            };
             return Some(self.conclude(
                 item,
-                &subject,
-                attempt,
-                Outcome::Success {
-                    detail: format!("{effect} (found after a restart)"),
-                    fields,
+                Ended {
+                    attempt,
+                    subject,
+                    outcome,
+                    success: found.result,
+                    extra: vec![],
                 },
-                Some(result),
-                vec![],
             ));
         }
         let error = format!(
             "outcome unknown — check before re-approving: the handler stopped during attempt \
              {attempt} ({action}, started {at}), after the request may have been sent"
         );
-        let fields = message_id
-            .map(|id| vec![("message_id".to_string(), id)])
-            .unwrap_or_default();
         Some(self.conclude_failed(
             item,
             &subject,
             attempt,
             results::OUTCOME_UNKNOWN,
             error,
-            fields,
+            message_id_field(message_id),
         ))
     }
 
+    /// The ledger's protocol for one attempt: prepare the action (a refusal records
+    /// nothing), record the intent durably, perform the action once, record what came of
+    /// it. A crash between any two steps is recovered from the ledger at the next start
+    /// ([`Handler::recover_in_flight`]): an external call is never repeated.
     fn execute(&mut self, item: &Item, req: &Request, attempt: u32) -> Step {
         let subject = Subject::of_request(req);
         let tag = identity_tag(item.name, item.sha);
         let now = Utc::now();
-        // Credentials first: a missing or broken file is a refusal, before any intent.
-        let dry_run = self.opts.dry_run;
-        let smtp = match &req.action {
-            Action::Email(_) => {
-                let rel = self.creds.smtp.rel();
-                let ready = ready_credentials(
-                    self.creds.smtp.current().clone(),
-                    "send_email",
-                    rel,
-                    dry_run,
-                )
-                .and_then(|c| {
-                    // An OAuth token file that is missing or unusable: nothing to log in with.
-                    match c.as_ref().and_then(|c| c.oauth.as_ref()) {
-                        Some(o) => o.source(&self.vault).check().map_err(|problem| {
-                            format!(
-                                "send_email cannot run: {problem}; then move this file back \
-                                 to Approved/"
-                            )
-                        }),
-                        None => Ok(()),
-                    }
-                    .map(|()| c)
-                });
-                match ready {
-                    Ok(c) => c,
-                    Err(error) => {
-                        return self.conclude_failed(
-                            item,
-                            &subject,
-                            0,
-                            results::REFUSED,
-                            error,
-                            vec![],
-                        );
-                    }
-                }
-            }
-            _ => None,
+        let cx = Context {
+            vault: &self.vault,
+            file: item.name,
+            sha: item.sha,
+            tag: &tag,
+            approved_by: &req.approved_by,
+            now,
+            dry_run: self.opts.dry_run,
         };
-        let wa = match &req.action {
-            Action::Whatsapp(_) => {
-                let rel = self.creds.whatsapp.rel();
-                match ready_credentials(
-                    self.creds.whatsapp.current().clone(),
-                    "send_whatsapp",
-                    rel,
-                    dry_run,
-                ) {
-                    Ok(c) => c,
-                    Err(error) => {
-                        return self.conclude_failed(
-                            item,
-                            &subject,
-                            0,
-                            results::REFUSED,
-                            error,
-                            vec![],
-                        );
-                    }
-                }
+        let mut action = self.actions.action(req);
+        // Credentials first, then what will be sent: a refusal comes before any intent.
+        let plan = match action.prepare(&cx) {
+            Ok(p) => p,
+            Err(refused) => {
+                return self.conclude_failed(
+                    item,
+                    &subject,
+                    0,
+                    results::REFUSED,
+                    refused.to_string(),
+                    vec![],
+                );
             }
-            _ => None,
         };
-        let channel_dry_run =
-            smtp.as_ref().is_some_and(|c| c.dry_run) || wa.as_ref().is_some_and(|c| c.dry_run);
-        // A message that cannot be built is refused before anything is recorded.
-        let mut message_id = None;
-        let message = match (&req.action, &smtp) {
-            (Action::Email(e), Some(cfg)) => {
-                let id = e
-                    .message_id
-                    .clone()
-                    .unwrap_or_else(|| format!("<{tag}@{}>", cfg.from.email.domain()));
-                message_id = Some(id.clone());
-                match email::build(cfg, e, &id) {
-                    Ok(m) => Some(m),
-                    Err(err) => {
-                        return self.conclude_failed(
-                            item,
-                            &subject,
-                            0,
-                            results::REFUSED,
-                            err,
-                            vec![],
-                        );
-                    }
-                }
-            }
-            _ => None,
-        };
-        if self.opts.dry_run || channel_dry_run {
+        if self.opts.dry_run || plan.rehearse {
             let detail = format!(
                 "dry run: {} to {} not carried out",
                 req.action.name(),
                 subject.target
             );
+            let outcome = Outcome::Success {
+                detail,
+                fields: vec![],
+            };
             return self.conclude(
                 item,
-                &subject,
-                attempt,
-                Outcome::Success {
-                    detail,
-                    fields: vec![],
+                Ended {
+                    attempt,
+                    subject,
+                    outcome,
+                    success: results::DRY_RUN,
+                    extra: vec![],
                 },
-                Some(results::DRY_RUN),
-                vec![],
             );
         }
-        let effect = match &req.action {
-            Action::Linkedin(_) => Some(local::linkedin_effect(&tag)),
-            Action::Payment(p) => Some(local::payment_task(
-                &now.format("%Y%m%d-%H%M%S").to_string(),
-                &p.recipient,
-                &tag,
-            )),
-            _ => None,
-        };
         // Nothing has happened yet: a file changed since it was read is read again, so
         // what is carried out (and archived) is the file as it is now.
         if !self.unchanged(item) {
@@ -765,9 +653,9 @@ impl Handler {
             sha256: item.sha.to_string(),
             attempt,
             action: req.action.name().to_string(),
-            at: now_text(now),
-            effect: effect.clone(),
-            message_id: message_id.clone(),
+            at: time_text(now),
+            effect: plan.effect.clone(),
+            message_id: plan.message_id.clone(),
         };
         if let Err(e) = self.ledger.append(intent, true) {
             tracing::error!("{}: not executed: {e}", item.name);
@@ -779,93 +667,39 @@ impl Handler {
             req.action.name(),
             subject.target
         );
-        let outcome = match (&req.action, smtp, message, wa) {
-            (Action::Email(_), Some(cfg), Some(msg), _) => {
-                let tokens = cfg.oauth.as_ref().map(|o| o.source(&self.vault));
-                let dir = self.vault.join("credentials");
-                match interruptible(&self.stop, move || {
-                    email::send(&cfg, &msg, tokens.as_ref(), &dir)
-                }) {
-                    Some(o) => o,
-                    None => return Step::Interrupted,
-                }
+        let success = action.result();
+        let outcome = if plan.effect.is_some() {
+            // A write in the vault: quick, and found by its mark after a crash.
+            action.perform()
+        } else {
+            match interruptible(&self.stop, move || action.perform()) {
+                Some(o) => o,
+                None => return Step::Interrupted,
             }
-            (Action::Whatsapp(w), _, _, Some(cfg)) => {
-                let w = w.clone();
-                match interruptible(&self.stop, move || whatsapp::send(&cfg, &w)) {
-                    Some(o) => o,
-                    None => return Step::Interrupted,
-                }
-            }
-            (Action::Linkedin(post), ..) => {
-                let at = now_text(now);
-                match local::queue_post(&self.vault, &tag, item.name, &at, post) {
-                    Ok(fresh) => Outcome::Success {
-                        detail: if fresh {
-                            "appended to LINKEDIN_QUEUE.md".into()
-                        } else {
-                            "already in LINKEDIN_QUEUE.md".into()
-                        },
-                        fields: vec![],
-                    },
-                    Err(e) => {
-                        Outcome::Transient(format!("cannot append to LINKEDIN_QUEUE.md: {e}"))
-                    }
-                }
-            }
-            (Action::Payment(p), ..) => {
-                let task = effect.clone().unwrap_or_default();
-                match local::record_payment(
-                    &self.vault,
-                    &task,
-                    item.name,
-                    item.sha,
-                    &req.approved_by,
-                    &now_text(now),
-                    p,
-                ) {
-                    Ok(_) => Outcome::Success {
-                        detail: format!("manual payment task {task}"),
-                        fields: vec![("payment_task".to_string(), task)],
-                    },
-                    Err(e) => Outcome::Transient(format!("cannot write {task}: {e}")),
-                }
-            }
-            // Unreachable by construction (credentials were checked above).
-            _ => Outcome::Permanent("internal error: no channel for this action".into()),
         };
         let outcome = outcome.redacted(&self.secrets());
-        let result = match &req.action {
-            Action::Email(_) | Action::Whatsapp(_) => results::SENT,
-            Action::Linkedin(_) => results::QUEUED,
-            Action::Payment(_) => results::RECORDED,
-        };
-        let extra = message_id
-            .map(|id| vec![("message_id".to_string(), id)])
-            .unwrap_or_default();
-        self.conclude(item, &subject, attempt, outcome, Some(result), extra)
+        let extra = message_id_field(plan.message_id);
+        self.conclude(
+            item,
+            Ended {
+                attempt,
+                subject,
+                outcome,
+                success,
+                extra,
+            },
+        )
     }
 
     /// Record and carry out what an attempt's outcome means. If the ledger cannot take
     /// the record, the outcome is kept (see [`Unrecorded`]) for the next look at the file.
-    fn conclude(
-        &mut self,
-        item: &Item,
-        subject: &Subject,
-        attempt: u32,
-        outcome: Outcome,
-        success_result: Option<&str>,
-        extra: Vec<(String, String)>,
-    ) -> Step {
+    fn conclude(&mut self, item: &Item, ended: Ended) -> Step {
+        let attempt = ended.attempt;
         let kept = Unrecorded {
-            attempt,
-            subject: subject.clone(),
-            outcome: outcome.clone(),
-            success_result: success_result.map(str::to_string),
-            extra: extra.clone(),
+            ended: ended.clone(),
             content: item.content.clone(),
         };
-        let step = self.record_outcome(item, subject, attempt, outcome, success_result, extra);
+        let step = self.record_outcome(item, ended);
         let key: Key = (item.name.to_string(), item.sha.to_string());
         if matches!(self.ledger.state(&key), Some(State::InFlight { attempt: a, .. }) if a == attempt)
         {
@@ -874,31 +708,20 @@ impl Handler {
         step
     }
 
-    fn record_outcome(
-        &mut self,
-        item: &Item,
-        subject: &Subject,
-        attempt: u32,
-        outcome: Outcome,
-        success_result: Option<&str>,
-        extra: Vec<(String, String)>,
-    ) -> Step {
+    fn record_outcome(&mut self, item: &Item, ended: Ended) -> Step {
+        let Ended {
+            attempt,
+            subject,
+            outcome,
+            success: result,
+            extra,
+        } = ended;
+        let subject = &subject;
         match outcome {
             Outcome::Success { detail, mut fields } => {
                 fields.extend(extra);
-                let result = success_result.unwrap_or(results::SENT);
                 tracing::info!("{}: {result}: {detail}", item.name);
-                let at = now_text(Utc::now());
-                let d = Decision::new(
-                    &self.vault,
-                    item.name,
-                    item.text,
-                    Folder::Done,
-                    result,
-                    None,
-                    at,
-                    fields,
-                );
+                let d = item.decision(&self.vault, Folder::Done, result, None, fields);
                 if !self.decide(item, &d) {
                     return Step::Deferred;
                 }
@@ -911,7 +734,7 @@ impl Handler {
                         file: item.name.to_string(),
                         sha256: item.sha.to_string(),
                         attempt,
-                        at: now_text(Utc::now()),
+                        at: time_text(Utc::now()),
                         error: error.clone(),
                     };
                     if let Err(e) = self.ledger.append(rec, true) {
@@ -969,15 +792,11 @@ impl Handler {
     ) -> Step {
         let error = redact(&error, &self.secrets());
         tracing::warn!("{}: {result}: {error}", item.name);
-        let at = now_text(Utc::now());
-        let d = Decision::new(
+        let d = item.decision(
             &self.vault,
-            item.name,
-            item.text,
             Folder::Failed,
             result,
             Some(error.clone()),
-            at,
             fields,
         );
         if !self.decide(item, &d) {
@@ -1004,14 +823,11 @@ impl Handler {
     /// identity keeps its "carried out" state); a crash here at worst refuses it twice.
     fn refuse_duplicate(&mut self, item: &Item, error: String) -> Step {
         tracing::warn!("{}: {}: {error}", item.name, results::REFUSED);
-        let d = Decision::new(
+        let d = item.decision(
             &self.vault,
-            item.name,
-            item.text,
             Folder::Failed,
             results::REFUSED,
             Some(error.clone()),
-            now_text(Utc::now()),
             vec![],
         );
         let subject = Subject::of_text(item.text, &self.vault);
@@ -1039,8 +855,10 @@ impl Handler {
 
     /// Whether `Approved/<name>` is still exactly the file that was read.
     fn unchanged(&self, item: &Item) -> bool {
-        let path = self.vault.join("Approved").join(item.name);
-        std::fs::symlink_metadata(path).is_ok_and(|m| Fingerprint::of(&m) == item.snap)
+        nofollow::open_folder(&self.vault.join("Approved"))
+            .ok()
+            .and_then(|approved| approved.stat(item.name).ok())
+            .is_some_and(|s| Fingerprint::of(s) == item.snap)
     }
 
     /// Record the decision (durably) before anything moves.
@@ -1105,7 +923,7 @@ impl Handler {
 
     /// A file that cannot be read as an approval: moved aside with a note.
     fn park(&mut self, name: &str, why: &str) -> Step {
-        let at = now_text(Utc::now());
+        let at = time_text(Utc::now());
         let error = format!("Approved/{name} {why}");
         tracing::warn!("refused: {error}");
         match outcome::park_unreadable(&self.vault, name, &error, &at) {
@@ -1183,93 +1001,6 @@ fn clip(s: &str, max: usize) -> String {
     out
 }
 
-enum ReadError {
-    Gone,
-    Symlink,
-    NotRegular,
-    TooLarge(u64),
-    /// Another process has it open for writing.
-    Writing,
-    /// Changed too recently, or while it was read (where writers cannot be seen): look
-    /// again after this long.
-    Unsettled(Duration),
-    Io(io::Error),
-}
-
-/// Read `name` of `approved` without following a symlink swapped in since it was looked
-/// at, without blocking on a FIFO, and only when it is complete (see [`read_complete`]).
-/// Returns its bytes and what `stat` said of it.
-fn read_approval(
-    approved: &Dir,
-    name: &str,
-    settle: Duration,
-) -> Result<(Vec<u8>, Fingerprint), ReadError> {
-    let file = approved.file(name, How::READ).map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
-            ReadError::Gone
-        } else if nofollow::is_symlink_error(&e) {
-            ReadError::Symlink
-        } else if e.kind() == io::ErrorKind::InvalidInput {
-            ReadError::NotRegular
-        } else {
-            ReadError::Io(e)
-        }
-    })?;
-    let meta = file.metadata().map_err(ReadError::Io)?;
-    if meta.len() > request::MAX_FILE_BYTES {
-        return Err(ReadError::TooLarge(meta.len()));
-    }
-    let bytes = read_complete(&file, &meta, settle, SystemTime::now())?;
-    if bytes.len() as u64 > request::MAX_FILE_BYTES {
-        return Err(ReadError::TooLarge(bytes.len() as u64));
-    }
-    Ok((bytes, Fingerprint::of(&meta)))
-}
-
-/// The whole text of `file` (whose `stat` before reading was `meta`), only when nobody is
-/// writing it. Where the kernel can tell (Linux leases), "nobody has it open for writing"
-/// is proven and the text is read under a read lease. Where it cannot (macOS, a file of
-/// another user), the file must have been unchanged for `settle` (its change time) and
-/// must be unchanged after the read (size, times, inode).
-fn read_complete(
-    file: &std::fs::File,
-    meta: &std::fs::Metadata,
-    settle: Duration,
-    now: SystemTime,
-) -> Result<Vec<u8>, ReadError> {
-    match atomic::read_if_no_writers(file).map_err(ReadError::Io)? {
-        WritersNow::None(bytes) => Ok(bytes),
-        WritersNow::Open => Err(ReadError::Writing),
-        WritersNow::Unknown => read_settled(file, meta, settle, now),
-    }
-}
-
-/// [`read_complete`] where writers cannot be seen: a stability window before the read, a
-/// re-check after it.
-fn read_settled(
-    file: &std::fs::File,
-    meta: &std::fs::Metadata,
-    settle: Duration,
-    now: SystemTime,
-) -> Result<Vec<u8>, ReadError> {
-    use std::io::{Read, Seek};
-    let quiet = arrivals::quiet_for(arrivals::ctime(meta), now);
-    if quiet < settle {
-        return Err(ReadError::Unsettled(settle - quiet));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    let mut f = file;
-    f.seek(io::SeekFrom::Start(0)).map_err(ReadError::Io)?;
-    f.take(request::MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(ReadError::Io)?;
-    let after = file.metadata().map_err(ReadError::Io)?;
-    if Fingerprint::of(&after) != Fingerprint::of(meta) || bytes.len() as u64 != meta.len() {
-        return Err(ReadError::Unsettled(settle.max(Duration::from_millis(10))));
-    }
-    Ok(bytes)
-}
-
 /// Run the call `f` on its own thread so that SIGTERM is noticed while it blocks.
 /// `None`: the stop flag was set and `f` did not finish within [`STOP_GRACE`] (its intent
 /// stays open: the next start reports the outcome as unknown).
@@ -1281,6 +1012,8 @@ fn interruptible(
     let spawned = std::thread::Builder::new()
         .name("send".into())
         .spawn(move || {
+            // No receiver only when the handler gave up on the call (SIGTERM): its result
+            // is lost on purpose, the open intent says "outcome unknown".
             let _ = tx.send(f());
         });
     if let Err(e) = spawned {
@@ -1310,69 +1043,5 @@ fn interruptible(
     }
 }
 
-/// The credentials an action needs: `Ok(Some)` when ready, `Ok(None)` when missing under
-/// `--dry-run` (nothing will be sent), `Err(reason)` to refuse the approval.
-fn ready_credentials<T>(
-    loaded: Loaded<T>,
-    action: &str,
-    rel: &str,
-    dry_run: bool,
-) -> Result<Option<T>, String> {
-    match loaded {
-        Loaded::Ready(c) => Ok(Some(c)),
-        Loaded::Missing if dry_run => Ok(None),
-        Loaded::Missing => Err(format!(
-            "{action} needs {rel}, which does not exist: create it (see docs/approvals.md), \
-             then move this file back to Approved/"
-        )),
-        Loaded::Unset(keys) => Err(format!(
-            "{action} needs {keys} in {rel}, which has only other keys (the WhatsApp \
-             webhook's): add them (see docs/approvals.md), then move this file back to \
-             Approved/"
-        )),
-        Loaded::Invalid(e) => Err(format!(
-            "{action} cannot run: {e} (see docs/approvals.md); then move this file back to \
-             Approved/"
-        )),
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn unsettled(r: Result<Vec<u8>, ReadError>) -> Option<Duration> {
-        match r {
-            Err(ReadError::Unsettled(d)) => Some(d),
-            _ => None,
-        }
-    }
-
-    /// Where no lease can be had: a stability window (the change time) before the read.
-    #[test]
-    fn without_leases_a_file_is_read_only_after_settle_unchanged() -> io::Result<()> {
-        use std::io::Write;
-        let dir = tempfile::tempdir()?;
-        let p = dir.path().join("a.md");
-        std::fs::write(&p, "text\n")?;
-        let f = std::fs::File::open(&p)?;
-        let meta = f.metadata()?;
-        let settle = Duration::from_secs(60);
-        // Just written: not yet.
-        let wait = unsettled(read_settled(&f, &meta, settle, SystemTime::now()));
-        assert!(wait.is_some_and(|w| w > Duration::from_secs(50) && w <= settle));
-        // A minute later, unchanged: read.
-        let later = SystemTime::now() + settle;
-        assert_eq!(
-            read_settled(&f, &meta, settle, later).ok().as_deref(),
-            Some(&b"text\n"[..])
-        );
-        // Changed since `meta` was taken (a writer went on): not trusted, looked at again.
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(&p)?
-            .write_all(b"more\n")?;
-        assert!(unsettled(read_settled(&f, &meta, settle, later)).is_some());
-        Ok(())
-    }
-}
+mod tests;

@@ -5,27 +5,27 @@
 //! |---|---|
 //! | `lib.rs` | options, start-up (vault, lock, which actions are enabled), the event loop |
 //! | `arrivals.rs` | which files in `Approved/` to look at, and when (OS events, listings, settling) |
-//! | `handler.rs` | one file start to end: read (only whole files), ledger, validate, duplicates, execute, decide, move |
+//! | `handler.rs` | one file start to end: ledger state, validate, duplicates, then the ledger's protocol around its action (prepare → intent → perform → outcome), decide, move; unit tests with a fake action in `handler/tests.rs` |
+//! | `reading.rs` | an approval read only when whole (read leases, else a settle window and a re-check) |
 //! | `request.rs` | frontmatter → validated request, or the reason it is refused |
 //! | `ledger.rs` | the fsynced intent/outcome ledger (exactly once across crashes, what was carried out in the last 7 days), compacted |
 //! | `outcome.rs` | the decision and the idempotent move to `Done/` or `Failed/` |
 //! | `retry.rs` | capped exponential backoff (pure) |
-//! | `email.rs`, `whatsapp.rs`, `local.rs` | the four actions |
+//! | `actions/` | the four actions behind one trait (`prepare` → `perform` → `result`), one module each: `email.rs` (SMTP), `whatsapp.rs` (Cloud API), `linkedin.rs` (the queue), `payment.rs` (a task for a human) |
 //! | `credentials.rs` | `credentials/smtp.toml`, `credentials/whatsapp.toml` |
-//! | `audit.rs`, `dashboard_rows.rs` | `Logs/YYYY-MM-DD.json`, Dashboard rows |
+//! | `audit.rs`, `dashboard_rows.rs` | `Logs/YYYY-MM-DD.json` (and what it says about an approval), Dashboard rows |
 
+mod actions;
 mod arrivals;
 mod audit;
 mod credentials;
 mod dashboard_rows;
-mod email;
 mod handler;
 mod ledger;
-mod local;
 mod outcome;
+mod reading;
 pub mod request;
 mod retry;
-mod whatsapp;
 
 use std::time::{Duration, Instant};
 

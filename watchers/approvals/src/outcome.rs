@@ -8,6 +8,7 @@ use std::path::Path;
 use ai_employee_vault::atomic::FileId;
 use ai_employee_vault::frontmatter;
 use ai_employee_vault::nofollow::{self, Dir};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_norway::{Mapping, Value};
 
@@ -26,6 +27,11 @@ impl Folder {
             Folder::Failed => "Failed",
         }
     }
+}
+
+/// A time as the handler writes it (frontmatter, ledger): RFC 3339 in UTC, in seconds.
+pub fn time_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 /// Result values written into the frontmatter and the audit log.
@@ -453,13 +459,19 @@ mod tests {
         assert_eq!(frontmatter::get_str(&doc.front, "error"), Some("bad"));
     }
 
+    /// A vault with the folders an approval moves between.
+    fn vault() -> io::Result<tempfile::TempDir> {
+        let dir = tempfile::tempdir()?;
+        for f in ["Approved", "Done", "Failed"] {
+            std::fs::create_dir(dir.path().join(f))?;
+        }
+        Ok(dir)
+    }
+
     #[test]
     fn what_finish_leaves_is_decided_in_one_look() -> io::Result<()> {
-        let dir = tempfile::tempdir()?;
+        let dir = vault()?;
         let v = dir.path();
-        for f in ["Approved", "Done", "Failed"] {
-            std::fs::create_dir(v.join(f))?;
-        }
         let original = "---\ntype: approval_request\n---\nbody\n";
         let path = v.join("Approved/a.md");
         std::fs::write(&path, original)?;
@@ -484,11 +496,8 @@ mod tests {
 
     #[test]
     fn finish_is_idempotent_and_never_clobbers() -> io::Result<()> {
-        let dir = tempfile::tempdir()?;
+        let dir = vault()?;
         let v = dir.path();
-        for f in ["Approved", "Done", "Failed"] {
-            std::fs::create_dir(v.join(f))?;
-        }
         std::fs::write(v.join("Done/a.md"), "someone else's")?;
         let original = "---\ntype: approval_request\n---\nbody\n";
         std::fs::write(v.join("Approved/a.md"), original)?;

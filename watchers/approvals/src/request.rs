@@ -6,6 +6,7 @@
 //! `credentials/` and `.ai-employee/`). Messages are one line, name the field, and say
 //! what was expected and what was found.
 
+use std::io;
 use std::path::{Component, Path, PathBuf};
 
 use ai_employee_vault::frontmatter::{self, Document};
@@ -13,10 +14,14 @@ use chrono::{DateTime, Utc};
 use lettre::message::{Mailbox, Mailboxes};
 use serde_norway::{Mapping, Value};
 
+use super::actions::email::NAME as EMAIL;
+use super::actions::linkedin::NAME as LINKEDIN;
+use super::actions::payment::NAME as PAYMENT;
+use super::actions::whatsapp::NAME as WHATSAPP;
 use super::outcome::results;
 
 /// The actions this handler carries out; nothing else is ever executed.
-pub const ACTIONS: &[&str] = &["send_email", "send_whatsapp", "linkedin_post", "payment"];
+pub const ACTIONS: &[&str] = &[EMAIL, WHATSAPP, LINKEDIN, PAYMENT];
 
 /// Approval files larger than this are refused unread.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -66,7 +71,7 @@ impl Request {
         };
         let canonical = match &self.action {
             Action::Email(e) => json!({
-                "action": "send_email",
+                "action": EMAIL,
                 "to": addrs(&e.to),
                 "cc": addrs(&e.cc),
                 "bcc": addrs(&e.bcc),
@@ -77,16 +82,16 @@ impl Request {
                 ])).collect::<Vec<_>>(),
             }),
             Action::Whatsapp(w) => json!({
-                "action": "send_whatsapp",
+                "action": WHATSAPP,
                 "to": w.to,
                 "text": text(&w.body),
             }),
             Action::Linkedin(l) => json!({
-                "action": "linkedin_post",
+                "action": LINKEDIN,
                 "text": text(&l.body),
             }),
             Action::Payment(p) => json!({
-                "action": "payment",
+                "action": PAYMENT,
                 "amount": p.amount,
                 "currency": p.currency.as_deref().map(|c| c.trim().to_uppercase()),
                 "recipient": p.recipient.trim(),
@@ -150,10 +155,10 @@ pub struct Payment {
 impl Action {
     pub fn name(&self) -> &'static str {
         match self {
-            Action::Email(_) => "send_email",
-            Action::Whatsapp(_) => "send_whatsapp",
-            Action::Linkedin(_) => "linkedin_post",
-            Action::Payment(_) => "payment",
+            Action::Email(_) => EMAIL,
+            Action::Whatsapp(_) => WHATSAPP,
+            Action::Linkedin(_) => LINKEDIN,
+            Action::Payment(_) => PAYMENT,
         }
     }
 
@@ -222,36 +227,85 @@ pub fn action_of(front: &Mapping) -> String {
     }
 }
 
+/// Why an approval file is not a request this handler carries out: one line that names
+/// the field, what was expected and what was found.
+#[derive(Debug, thiserror::Error)]
+pub enum Invalid {
+    #[error("missing field `{field}` ({needs})")]
+    Missing { field: &'static str, needs: String },
+    #[error("field `{field}` is empty")]
+    Empty { field: &'static str },
+    /// The field holds another kind of value (`found`: "a number", "a list containing a
+    /// number" …).
+    #[error("field `{field}` must be {expected}, found {found}")]
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+        found: String,
+    },
+    /// The field has the right kind of value, but not a usable one (`problem` says how,
+    /// and what was found).
+    #[error("field `{field}` {problem}")]
+    BadValue {
+        field: &'static str,
+        problem: String,
+    },
+    #[error("field `{field}`: {text:?} is not a valid email address")]
+    BadAddress { field: &'static str, text: String },
+    #[error("`type` is {0:?}, not \"approval_request\": only approval requests are executed")]
+    NotARequest(String),
+    #[error("unknown action {0:?}: only {list} are allowed", list = ACTIONS.join(", "))]
+    UnknownAction(String),
+    /// `when`: ` at <executed_at>`, or nothing.
+    #[error(
+        "already executed (result: {result}{when}): to run it again, remove `result` and \
+         `executed_at`"
+    )]
+    AlreadyExecuted { result: String, when: String },
+    #[error("approval expired at {0}: ask again rather than act late")]
+    Expired(String),
+    #[error("the email text (after the frontmatter) is empty")]
+    NoEmailText,
+    /// The text to send is empty (`what`: "message", "post").
+    #[error("the {what} is empty (a `body` field or text after the frontmatter)")]
+    NoText { what: &'static str },
+    #[error("the {what} has {chars} characters, over {service}'s {max}")]
+    TooLong {
+        what: &'static str,
+        chars: usize,
+        service: &'static str,
+        max: usize,
+    },
+    #[error("attachment {rel:?}: {why}")]
+    Attachment { rel: String, why: Unattachable },
+    #[error("attachments: {} in all, over the {} limit", mib(*.total), mib(*.limit))]
+    AttachmentsTooLarge { total: u64, limit: u64 },
+    #[error("cannot resolve the vault folder: {0}")]
+    Vault(io::Error),
+}
+
 /// Check everything that can be checked without credentials or network.
-pub fn validate(doc: &Document, now: DateTime<Utc>, vault: &Path) -> Result<Request, String> {
+pub fn validate(doc: &Document, now: DateTime<Utc>, vault: &Path) -> Result<Request, Invalid> {
     let f = Fields(&doc.front);
     match f.str("type")? {
         None => {
-            return Err(
-                "missing field `type` (an approval file has `type: approval_request`)".into(),
-            );
+            return Err(Invalid::Missing {
+                field: "type",
+                needs: "an approval file has `type: approval_request`".into(),
+            });
         }
         Some("approval_request") => {}
-        Some(other) => {
-            return Err(format!(
-                "`type` is {other:?}, not \"approval_request\": only approval requests are executed"
-            ));
-        }
+        Some(other) => return Err(Invalid::NotARequest(other.to_string())),
     }
     let action = match f.str("action")? {
         None => {
-            return Err(format!(
-                "missing field `action` (one of {})",
-                ACTIONS.join(", ")
-            ));
+            return Err(Invalid::Missing {
+                field: "action",
+                needs: format!("one of {}", ACTIONS.join(", ")),
+            });
         }
         Some(a) if ACTIONS.contains(&a) => a,
-        Some(other) => {
-            return Err(format!(
-                "unknown action {other:?}: only {} are allowed",
-                ACTIONS.join(", ")
-            ));
-        }
+        Some(other) => return Err(Invalid::UnknownAction(other.to_string())),
     };
     if let Some(Value::String(r)) = doc.front.get("result")
         && results::EXECUTED.contains(&r.as_str())
@@ -259,22 +313,22 @@ pub fn validate(doc: &Document, now: DateTime<Utc>, vault: &Path) -> Result<Requ
         let when = frontmatter::get_str(&doc.front, "executed_at")
             .map(|t| format!(" at {t}"))
             .unwrap_or_default();
-        return Err(format!(
-            "already executed (result: {r}{when}): to run it again, remove `result` and \
-             `executed_at`"
-        ));
+        return Err(Invalid::AlreadyExecuted {
+            result: r.clone(),
+            when,
+        });
     }
     if let Some(expires) = f.str("expires")? {
-        let t = parse_time(expires).ok_or_else(|| {
-            format!(
-                "field `expires` is not a time: {expires:?} (expected RFC 3339 with a time zone, \
-                 e.g. 2026-01-08T10:30:00Z)"
-            )
+        let t = parse_time(expires).ok_or_else(|| Invalid::BadValue {
+            field: "expires",
+            problem: format!(
+                "is not a time: {expires:?} (expected RFC 3339 with a time zone, e.g. \
+                 2026-01-08T10:30:00Z)"
+            ),
         })?;
         if t <= now {
-            return Err(format!(
-                "approval expired at {}: ask again rather than act late",
-                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            return Err(Invalid::Expired(
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             ));
         }
     }
@@ -285,9 +339,9 @@ pub fn validate(doc: &Document, now: DateTime<Utc>, vault: &Path) -> Result<Requ
         Some(v) => return Err(f.wrong("allow_duplicate", "true or false", v)),
     };
     let action = match action {
-        "send_email" => Action::Email(email(&f, &doc.body, vault)?),
-        "send_whatsapp" => Action::Whatsapp(whatsapp(&f, &doc.body)?),
-        "linkedin_post" => Action::Linkedin(linkedin(&f, &doc.body)?),
+        EMAIL => Action::Email(email(&f, &doc.body, vault)?),
+        WHATSAPP => Action::Whatsapp(whatsapp(&f, &doc.body)?),
+        LINKEDIN => Action::Linkedin(linkedin(&f, &doc.body)?),
         _ => Action::Payment(payment(&f)?),
     };
     Ok(Request {
@@ -307,14 +361,15 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 struct Fields<'a>(&'a Mapping);
 
 impl Fields<'_> {
-    fn wrong(&self, key: &str, expected: &str, v: &Value) -> String {
-        format!(
-            "field `{key}` must be {expected}, found {}",
-            frontmatter::kind(v)
-        )
+    fn wrong(&self, field: &'static str, expected: &'static str, v: &Value) -> Invalid {
+        Invalid::WrongType {
+            field,
+            expected,
+            found: frontmatter::kind(v).to_string(),
+        }
     }
 
-    fn str(&self, key: &str) -> Result<Option<&str>, String> {
+    fn str(&self, key: &'static str) -> Result<Option<&str>, Invalid> {
         match self.0.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
@@ -322,16 +377,19 @@ impl Fields<'_> {
         }
     }
 
-    fn required(&self, key: &str, action: &str, needs: &str) -> Result<&str, String> {
+    fn required(&self, key: &'static str, action: &str, needs: &str) -> Result<&str, Invalid> {
         match self.str(key)? {
             Some(s) if !s.trim().is_empty() => Ok(s),
-            Some(_) => Err(format!("field `{key}` is empty")),
-            None => Err(format!("missing field `{key}` ({action} needs {needs})")),
+            Some(_) => Err(Invalid::Empty { field: key }),
+            None => Err(Invalid::Missing {
+                field: key,
+                needs: format!("{action} needs {needs}"),
+            }),
         }
     }
 
     /// A string or a list of strings.
-    fn strings(&self, key: &str, expected: &str) -> Result<Vec<String>, String> {
+    fn strings(&self, key: &'static str, expected: &'static str) -> Result<Vec<String>, Invalid> {
         match self.0.get(key) {
             None | Some(Value::Null) => Ok(Vec::new()),
             Some(Value::String(s)) => Ok(vec![s.clone()]),
@@ -339,10 +397,11 @@ impl Fields<'_> {
                 .iter()
                 .map(|v| match v {
                     Value::String(s) => Ok(s.clone()),
-                    other => Err(format!(
-                        "field `{key}` must be {expected}, found a list containing {}",
-                        frontmatter::kind(other)
-                    )),
+                    other => Err(Invalid::WrongType {
+                        field: key,
+                        expected,
+                        found: format!("a list containing {}", frontmatter::kind(other)),
+                    }),
                 })
                 .collect(),
             Some(v) => Err(self.wrong(key, expected, v)),
@@ -352,22 +411,26 @@ impl Fields<'_> {
 
 const EMAIL_NEEDS: &str = "`to`, `subject` and the email text after the frontmatter";
 
-fn email(f: &Fields, body: &str, vault: &Path) -> Result<Email, String> {
+fn email(f: &Fields, body: &str, vault: &Path) -> Result<Email, Invalid> {
     let to = addresses(f, "to")?;
     if to.is_empty() {
-        return Err(format!(
-            "missing field `to` (send_email needs {EMAIL_NEEDS})"
-        ));
+        return Err(Invalid::Missing {
+            field: "to",
+            needs: format!("{EMAIL} needs {EMAIL_NEEDS}"),
+        });
     }
     let cc = addresses(f, "cc")?;
     let bcc = addresses(f, "bcc")?;
-    let subject = f.required("subject", "send_email", EMAIL_NEEDS)?;
+    let subject = f.required("subject", EMAIL, EMAIL_NEEDS)?;
     if subject.contains(['\r', '\n']) {
-        return Err("field `subject` must be one line".into());
+        return Err(Invalid::BadValue {
+            field: "subject",
+            problem: "must be one line".into(),
+        });
     }
     let body = body.trim_start_matches(['\r', '\n']);
     if body.trim().is_empty() {
-        return Err("the email text (after the frontmatter) is empty".into());
+        return Err(Invalid::NoEmailText);
     }
     let paths = match f.0.get("attachments") {
         None | Some(Value::Null) => Vec::new(),
@@ -384,9 +447,10 @@ fn email(f: &Fields, body: &str, vault: &Path) -> Result<Email, String> {
                 && id.is_ascii()
                 && !id.contains(char::is_whitespace);
             if !ok {
-                return Err(format!(
-                    "field `message_id` must look like \"<id@domain>\", found {id:?}"
-                ));
+                return Err(Invalid::BadValue {
+                    field: "message_id",
+                    problem: format!("must look like \"<id@domain>\", found {id:?}"),
+                });
             }
             Some(id.to_string())
         }
@@ -402,72 +466,42 @@ fn email(f: &Fields, body: &str, vault: &Path) -> Result<Email, String> {
     })
 }
 
-fn addresses(f: &Fields, key: &str) -> Result<Vec<Mailbox>, String> {
+fn addresses(f: &Fields, key: &'static str) -> Result<Vec<Mailbox>, Invalid> {
     let mut out = Vec::new();
     for text in f.strings(key, "an email address or a list of them")? {
-        let parsed: Mailboxes = text
-            .parse()
-            .map_err(|_| format!("field `{key}`: {text:?} is not a valid email address"))?;
+        let parsed: Mailboxes = match text.parse() {
+            Ok(p) => p,
+            Err(_) => return Err(Invalid::BadAddress { field: key, text }),
+        };
         out.extend(parsed);
     }
     Ok(out)
 }
 
-fn attachments(vault: &Path, paths: &[String]) -> Result<Vec<Attachment>, String> {
-    let canon_vault = vault
-        .canonicalize()
-        .map_err(|e| format!("cannot resolve the vault folder: {e}"))?;
+fn attachments(vault: &Path, paths: &[String]) -> Result<Vec<Attachment>, Invalid> {
+    let canon_vault = vault.canonicalize().map_err(Invalid::Vault)?;
     let mut total = 0u64;
     let mut out = Vec::new();
     for rel in paths {
         let a = attachment(vault, &canon_vault, rel)?;
         total += a.bytes.len() as u64;
         if total > MAX_ATTACHMENT_BYTES {
-            return Err(format!(
-                "attachments: {} in all, over the {} limit",
-                mib(total),
-                mib(MAX_ATTACHMENT_BYTES)
-            ));
+            return Err(Invalid::AttachmentsTooLarge {
+                total,
+                limit: MAX_ATTACHMENT_BYTES,
+            });
         }
         out.push(a);
     }
     Ok(out)
 }
 
-fn attachment(vault: &Path, canon_vault: &Path, rel: &str) -> Result<Attachment, String> {
-    let bad = |why: &str| format!("attachment {rel:?}: {why}");
-    if rel.trim().is_empty() {
-        return Err(bad("empty path"));
-    }
-    let p = Path::new(rel);
-    if p.components().any(|c| c == Component::ParentDir) {
-        return Err(bad("must not contain \"..\""));
-    }
-    let joined: PathBuf = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        vault.join(p)
-    };
-    if !(joined.starts_with(vault) || joined.starts_with(canon_vault)) {
-        return Err(bad("outside the vault"));
-    }
-    let canon = match joined.canonicalize() {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(bad("not found")),
-        Err(e) => return Err(bad(&format!("cannot be read: {e}"))),
-    };
-    let Ok(inside) = canon.strip_prefix(canon_vault) else {
-        return Err(bad("a symbolic link leads outside the vault"));
-    };
-    if let Some(Component::Normal(first)) = inside.components().next()
-        && (first == "credentials" || first == ai_employee_vault::layout::STATE_DIR)
-    {
-        return Err(bad(&format!(
-            "files under {}/ are never attached",
-            first.to_string_lossy()
-        )));
-    }
-    let bytes = read_regular(canon_vault, inside, MAX_ATTACHMENT_BYTES).map_err(|e| bad(&e))?;
+fn attachment(vault: &Path, canon_vault: &Path, rel: &str) -> Result<Attachment, Invalid> {
+    let found = attachment_bytes(vault, canon_vault, rel).map_err(|why| Invalid::Attachment {
+        rel: rel.to_string(),
+        why,
+    });
+    let (canon, bytes) = found?;
     let file_name = canon
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -479,32 +513,91 @@ fn attachment(vault: &Path, canon_vault: &Path, rel: &str) -> Result<Attachment,
     })
 }
 
+/// Why a file cannot be attached.
+#[derive(Debug, thiserror::Error)]
+pub enum Unattachable {
+    #[error("empty path")]
+    EmptyPath,
+    #[error("must not contain \"..\"")]
+    ParentDir,
+    #[error("outside the vault")]
+    Outside,
+    #[error("not found")]
+    NotFound,
+    #[error("a symbolic link leads outside the vault")]
+    LinkOutside,
+    /// Under `credentials/` or the state folder (the name).
+    #[error("files under {0}/ are never attached")]
+    Private(String),
+    #[error("not a regular file")]
+    NotRegular,
+    #[error("{} is over the {} limit", mib(*.size), mib(*.limit))]
+    TooLarge { size: u64, limit: u64 },
+    #[error("cannot be read: {0}")]
+    Unreadable(io::Error),
+}
+
+/// The canonical path and the bytes of the attachment `rel`.
+fn attachment_bytes(
+    vault: &Path,
+    canon_vault: &Path,
+    rel: &str,
+) -> Result<(PathBuf, Vec<u8>), Unattachable> {
+    if rel.trim().is_empty() {
+        return Err(Unattachable::EmptyPath);
+    }
+    let p = Path::new(rel);
+    if p.components().any(|c| c == Component::ParentDir) {
+        return Err(Unattachable::ParentDir);
+    }
+    let joined: PathBuf = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        vault.join(p)
+    };
+    if !(joined.starts_with(vault) || joined.starts_with(canon_vault)) {
+        return Err(Unattachable::Outside);
+    }
+    let canon = match joined.canonicalize() {
+        Ok(c) => c,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Unattachable::NotFound),
+        Err(e) => return Err(Unattachable::Unreadable(e)),
+    };
+    let Ok(inside) = canon.strip_prefix(canon_vault) else {
+        return Err(Unattachable::LinkOutside);
+    };
+    if let Some(Component::Normal(first)) = inside.components().next()
+        && (first == "credentials" || first == ai_employee_vault::layout::STATE_DIR)
+    {
+        return Err(Unattachable::Private(first.to_string_lossy().into_owned()));
+    }
+    let bytes = read_regular(canon_vault, inside, MAX_ATTACHMENT_BYTES)?;
+    Ok((canon, bytes))
+}
+
 /// Read the regular file `rel` of `vault` (resolved beneath it with no symlink in any
 /// component: the path was canonicalised just before, so a link there now was swapped
 /// in meanwhile), at most `limit` bytes.
-fn read_regular(vault: &Path, rel: &Path, limit: u64) -> Result<Vec<u8>, String> {
+fn read_regular(vault: &Path, rel: &Path, limit: u64) -> Result<Vec<u8>, Unattachable> {
     use ai_employee_vault::nofollow::{Dir, How};
     use std::io::Read;
     let file = Dir::open(vault)
         .and_then(|root| root.file(rel, How::READ))
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::InvalidInput => "not a regular file".to_string(),
-            _ => format!("cannot be read: {e}"),
+            io::ErrorKind::InvalidInput => Unattachable::NotRegular,
+            _ => Unattachable::Unreadable(e),
         })?;
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("cannot be read: {e}"))?;
+    let meta = file.metadata().map_err(Unattachable::Unreadable)?;
     if meta.len() > limit {
-        return Err(format!(
-            "{} is over the {} limit",
-            mib(meta.len()),
-            mib(limit)
-        ));
+        return Err(Unattachable::TooLarge {
+            size: meta.len(),
+            limit,
+        });
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.take(limit + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot be read: {e}"))?;
+        .map_err(Unattachable::Unreadable)?;
     Ok(bytes)
 }
 
@@ -512,40 +605,53 @@ pub fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
-/// The message text: the `body` field if there is one, else the Markdown after the
-/// frontmatter.
-fn message_body(f: &Fields, body: &str) -> Result<String, String> {
-    match f.str("body")? {
-        Some(b) => Ok(b.trim().to_string()),
-        None => Ok(body.trim().to_string()),
+/// The text to send: the `body` field if there is one, else the Markdown after the
+/// frontmatter; not empty, and at most `max` characters (`what`: "message", "post").
+fn message_body(
+    f: &Fields,
+    body: &str,
+    what: &'static str,
+    service: &'static str,
+    max: usize,
+) -> Result<String, Invalid> {
+    let text = match f.str("body")? {
+        Some(b) => b.trim().to_string(),
+        None => body.trim().to_string(),
+    };
+    if text.is_empty() {
+        return Err(Invalid::NoText { what });
     }
+    let chars = text.chars().count();
+    if chars > max {
+        return Err(Invalid::TooLong {
+            what,
+            chars,
+            service,
+            max,
+        });
+    }
+    Ok(text)
 }
 
-fn whatsapp(f: &Fields, body: &str) -> Result<Whatsapp, String> {
+fn whatsapp(f: &Fields, body: &str) -> Result<Whatsapp, Invalid> {
     let raw = match f.0.get("to") {
         None | Some(Value::Null) => {
-            return Err("missing field `to` (send_whatsapp needs `to` and a message body)".into());
+            return Err(Invalid::Missing {
+                field: "to",
+                needs: format!("{WHATSAPP} needs `to` and a message body"),
+            });
         }
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) if n.is_u64() => n.to_string(),
         Some(v) => return Err(f.wrong("to", "a phone number", v)),
     };
-    let to = phone_digits(&raw).ok_or_else(|| {
-        format!(
-            "field `to` is not a phone number: {raw:?} (use international format, e.g. \
-             \"+14155550123\")"
-        )
+    let to = phone_digits(&raw).ok_or_else(|| Invalid::BadValue {
+        field: "to",
+        problem: format!(
+            "is not a phone number: {raw:?} (use international format, e.g. \"+14155550123\")"
+        ),
     })?;
-    let body = message_body(f, body)?;
-    if body.is_empty() {
-        return Err("the message is empty (a `body` field or text after the frontmatter)".into());
-    }
-    let chars = body.chars().count();
-    if chars > MAX_WHATSAPP_CHARS {
-        return Err(format!(
-            "the message has {chars} characters, over WhatsApp's {MAX_WHATSAPP_CHARS}"
-        ));
-    }
+    let body = message_body(f, body, "message", "WhatsApp", MAX_WHATSAPP_CHARS)?;
     Ok(Whatsapp { to, body })
 }
 
@@ -563,28 +669,20 @@ fn phone_digits(s: &str) -> Option<String> {
     (8..=15).contains(&digits.len()).then_some(digits)
 }
 
-fn linkedin(f: &Fields, body: &str) -> Result<Linkedin, String> {
-    let body = message_body(f, body)?;
-    if body.is_empty() {
-        return Err("the post is empty (a `body` field or text after the frontmatter)".into());
-    }
-    let chars = body.chars().count();
-    if chars > MAX_LINKEDIN_CHARS {
-        return Err(format!(
-            "the post has {chars} characters, over LinkedIn's {MAX_LINKEDIN_CHARS}"
-        ));
-    }
+fn linkedin(f: &Fields, body: &str) -> Result<Linkedin, Invalid> {
+    let body = message_body(f, body, "post", "LinkedIn", MAX_LINKEDIN_CHARS)?;
     Ok(Linkedin { body })
 }
 
 const PAYMENT_NEEDS: &str = "`amount`, `recipient` and `reason`";
 
-fn payment(f: &Fields) -> Result<Payment, String> {
+fn payment(f: &Fields) -> Result<Payment, Invalid> {
     let amount = match f.0.get("amount") {
         None | Some(Value::Null) => {
-            return Err(format!(
-                "missing field `amount` (payment needs {PAYMENT_NEEDS})"
-            ));
+            return Err(Invalid::Missing {
+                field: "amount",
+                needs: format!("{PAYMENT} needs {PAYMENT_NEEDS}"),
+            });
         }
         Some(Value::Number(n)) => n
             .as_f64()
@@ -602,19 +700,22 @@ fn payment(f: &Fields) -> Result<Payment, String> {
     let amount = match amount {
         Some((x, text)) if x > 0.0 => text,
         _ => {
-            return Err(format!(
-                "field `amount` must be a positive number, found {}",
-                display(f.0.get("amount"))
-            ));
+            return Err(Invalid::BadValue {
+                field: "amount",
+                problem: format!(
+                    "must be a positive number, found {}",
+                    display(f.0.get("amount"))
+                ),
+            });
         }
     };
     let currency = f.str("currency")?.map(|c| c.trim().to_string());
     let recipient = f
-        .required("recipient", "payment", PAYMENT_NEEDS)?
+        .required("recipient", PAYMENT, PAYMENT_NEEDS)?
         .trim()
         .to_string();
     let reason = f
-        .required("reason", "payment", PAYMENT_NEEDS)?
+        .required("reason", PAYMENT, PAYMENT_NEEDS)?
         .trim()
         .to_string();
     Ok(Payment {
@@ -641,7 +742,7 @@ mod tests {
     fn check(text: &str) -> Result<Request, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let doc = frontmatter::parse(text).map_err(|e| e.to_string())?;
-        validate(&doc, Utc::now(), dir.path())
+        validate(&doc, Utc::now(), dir.path()).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -719,5 +820,91 @@ mod tests {
     fn previews_are_short_and_flat() {
         assert_eq!(preview("a\n\nb"), "a b");
         assert_eq!(preview(&"x".repeat(50)).chars().count(), 41);
+    }
+
+    /// Every refusal, one line naming the field, byte for byte.
+    #[test]
+    fn every_refusal_says_which_field_and_why() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let v = dir.path();
+        std::fs::create_dir_all(v.join("credentials")).expect("set-up");
+        std::fs::write(v.join("credentials/x.txt"), "s").expect("set-up");
+        std::fs::create_dir_all(v.join("Inbox/sub")).expect("set-up");
+        let outside = tempfile::tempdir().expect("tempdir");
+        std::fs::write(outside.path().join("o.txt"), "o").expect("write");
+        std::os::unix::fs::symlink(outside.path().join("o.txt"), v.join("Inbox/link.txt"))
+            .expect("symlink");
+        let big = std::fs::File::create(v.join("Inbox/big.bin")).expect("set-up");
+        big.set_len(21 * 1024 * 1024).expect("set-up");
+        let big2 = std::fs::File::create(v.join("Inbox/big2.bin")).expect("set-up");
+        big2.set_len(15 * 1024 * 1024).expect("set-up");
+        let e = |extra: &str, body: &str| {
+            format!("---\ntype: approval_request\naction: send_email\n{extra}---\n{body}")
+        };
+        let long_wa = "x".repeat(4097);
+        let long_li = "y".repeat(3001);
+        let cases: Vec<(String, &str)> = vec![
+            ("---\naction: send_email\n---\nx".into(), "missing field `type` (an approval file has `type: approval_request`)"),
+            ("---\ntype: other\n---\nx".into(), "`type` is \"other\", not \"approval_request\": only approval requests are executed"),
+            ("---\ntype: 5\n---\nx".into(), "field `type` must be a string, found a number"),
+            ("---\ntype: approval_request\n---\nx".into(), "missing field `action` (one of send_email, send_whatsapp, linkedin_post, payment)"),
+            ("---\ntype: approval_request\naction: bogus\n---\nx".into(), "unknown action \"bogus\": only send_email, send_whatsapp, linkedin_post, payment are allowed"),
+            ("---\ntype: approval_request\naction: linkedin_post\nresult: sent\nexecuted_at: 2026-01-01T00:00:00Z\n---\nx".into(), "already executed (result: sent at 2026-01-01T00:00:00Z): to run it again, remove `result` and `executed_at`"),
+            ("---\ntype: approval_request\naction: linkedin_post\nresult: queued\n---\nx".into(), "already executed (result: queued): to run it again, remove `result` and `executed_at`"),
+            ("---\ntype: approval_request\naction: linkedin_post\nexpires: tomorrow\n---\nx".into(), "field `expires` is not a time: \"tomorrow\" (expected RFC 3339 with a time zone, e.g. 2026-01-08T10:30:00Z)"),
+            ("---\ntype: approval_request\naction: linkedin_post\nexpires: 2020-01-01T00:00:00+02:00\n---\nx".into(), "approval expired at 2019-12-31T22:00:00Z: ask again rather than act late"),
+            ("---\ntype: approval_request\naction: linkedin_post\napproved_by: 5\n---\nx".into(), "field `approved_by` must be a string, found a number"),
+            ("---\ntype: approval_request\naction: linkedin_post\nallow_duplicate: [1]\n---\nx".into(), "field `allow_duplicate` must be true or false, found a list"),
+            (e("", "x"), "missing field `to` (send_email needs `to`, `subject` and the email text after the frontmatter)"),
+            (e("to: 5\n", "x"), "field `to` must be an email address or a list of them, found a number"),
+            (e("to: [5]\n", "x"), "field `to` must be an email address or a list of them, found a list containing a number"),
+            (e("to: 'not an address'\n", "x"), "field `to`: \"not an address\" is not a valid email address"),
+            (e("to: a@b.c\ncc: 'bad'\n", "x"), "field `cc`: \"bad\" is not a valid email address"),
+            (e("to: a@b.c\n", "x"), "missing field `subject` (send_email needs `to`, `subject` and the email text after the frontmatter)"),
+            (e("to: a@b.c\nsubject: ''\n", "x"), "field `subject` is empty"),
+            (e("to: a@b.c\nsubject: \"a\\nb\"\n", "x"), "field `subject` must be one line"),
+            (e("to: a@b.c\nsubject: s\n", "\n\n  \n"), "the email text (after the frontmatter) is empty"),
+            (e("to: a@b.c\nsubject: s\nattachments: x\n", "x"), "field `attachments` must be a list of vault-relative paths, found a string"),
+            (e("to: a@b.c\nsubject: s\nattachments: [5]\n", "x"), "field `attachments` must be a list of vault-relative paths, found a list containing a number"),
+            (e("to: a@b.c\nsubject: s\nattachments: ['']\n", "x"), "attachment \"\": empty path"),
+            (e("to: a@b.c\nsubject: s\nattachments: ['../x']\n", "x"), "attachment \"../x\": must not contain \"..\""),
+            (e("to: a@b.c\nsubject: s\nattachments: ['/etc/passwd']\n", "x"), "attachment \"/etc/passwd\": outside the vault"),
+            (e("to: a@b.c\nsubject: s\nattachments: ['Inbox/missing.txt']\n", "x"), "attachment \"Inbox/missing.txt\": not found"),
+            (e("to: a@b.c\nsubject: s\nattachments: ['credentials/x.txt']\n", "x"), "attachment \"credentials/x.txt\": files under credentials/ are never attached"),
+            (e("to: a@b.c\nsubject: s\nattachments: ['Inbox/link.txt']\n", "x"), "attachment \"Inbox/link.txt\": a symbolic link leads outside the vault"),
+            (e("to: a@b.c\nsubject: s\nattachments: ['Inbox/sub']\n", "x"), "attachment \"Inbox/sub\": not a regular file"),
+            (e("to: a@b.c\nsubject: s\nattachments: ['Inbox/big.bin']\n", "x"), "attachment \"Inbox/big.bin\": 21.0 MiB is over the 20.0 MiB limit"),
+            (e("to: a@b.c\nsubject: s\nattachments: ['Inbox/big2.bin', 'Inbox/big2.bin']\n", "x"), "attachments: 30.0 MiB in all, over the 20.0 MiB limit"),
+            (e("to: a@b.c\nsubject: s\nmessage_id: bad\n", "x"), "field `message_id` must look like \"<id@domain>\", found \"bad\""),
+            (e("to: a@b.c\nsubject: s\nmessage_id: 5\n", "x"), "field `message_id` must be a string, found a number"),
+            ("---\ntype: approval_request\naction: send_whatsapp\n---\nx".into(), "missing field `to` (send_whatsapp needs `to` and a message body)"),
+            ("---\ntype: approval_request\naction: send_whatsapp\nto: [1]\n---\nx".into(), "field `to` must be a phone number, found a list"),
+            ("---\ntype: approval_request\naction: send_whatsapp\nto: abc\n---\nx".into(), "field `to` is not a phone number: \"abc\" (use international format, e.g. \"+14155550123\")"),
+            ("---\ntype: approval_request\naction: send_whatsapp\nto: 12345\n---\nx".into(), "field `to` is not a phone number: \"12345\" (use international format, e.g. \"+14155550123\")"),
+            ("---\ntype: approval_request\naction: send_whatsapp\nto: '+14155550123'\n---\n  \n".into(), "the message is empty (a `body` field or text after the frontmatter)"),
+            ("---\ntype: approval_request\naction: send_whatsapp\nto: '+14155550123'\nbody: 5\n---\nx".into(), "field `body` must be a string, found a number"),
+            (format!("---\ntype: approval_request\naction: send_whatsapp\nto: '+14155550123'\n---\n{long_wa}"), "the message has 4097 characters, over WhatsApp's 4096"),
+            ("---\ntype: approval_request\naction: linkedin_post\n---\n".into(), "the post is empty (a `body` field or text after the frontmatter)"),
+            (format!("---\ntype: approval_request\naction: linkedin_post\n---\n{long_li}"), "the post has 3001 characters, over LinkedIn's 3000"),
+            ("---\ntype: approval_request\naction: payment\n---\n".into(), "missing field `amount` (payment needs `amount`, `recipient` and `reason`)"),
+            ("---\ntype: approval_request\naction: payment\namount: [1]\n---\n".into(), "field `amount` must be a number, found a list"),
+            ("---\ntype: approval_request\naction: payment\namount: -1\n---\n".into(), "field `amount` must be a positive number, found -1"),
+            ("---\ntype: approval_request\naction: payment\namount: abc\n---\n".into(), "field `amount` must be a positive number, found \"abc\""),
+            ("---\ntype: approval_request\naction: payment\namount: 0\n---\n".into(), "field `amount` must be a positive number, found 0"),
+            ("---\ntype: approval_request\naction: payment\namount: 5\n---\n".into(), "missing field `recipient` (payment needs `amount`, `recipient` and `reason`)"),
+            ("---\ntype: approval_request\naction: payment\namount: 5\nrecipient: ''\n---\n".into(), "field `recipient` is empty"),
+            ("---\ntype: approval_request\naction: payment\namount: 5\nrecipient: r\n---\n".into(), "missing field `reason` (payment needs `amount`, `recipient` and `reason`)"),
+            ("---\ntype: approval_request\naction: payment\namount: 5\nrecipient: r\nreason: x\ncurrency: 5\n---\n".into(), "field `currency` must be a string, found a number"),
+        ];
+        for (text, want) in &cases {
+            let doc = frontmatter::parse(text).expect("parses");
+            let got = validate(&doc, Utc::now(), v).err().map(|e| e.to_string());
+            assert_eq!(got.as_deref(), Some(*want), "{text}");
+        }
+        // The vault itself cannot be resolved (only needed for attachments).
+        let doc = frontmatter::parse(&e("to: a@b.c\nsubject: s\nattachments: ['x']\n", "x"))
+            .expect("parses");
+        let got = validate(&doc, Utc::now(), Path::new("/nonexistent/v"));
+        assert!(matches!(got, Err(Invalid::Vault(_))), "{got:?}");
     }
 }

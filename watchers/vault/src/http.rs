@@ -17,6 +17,20 @@ pub fn client(timeout: Duration) -> ConfigBuilder<AgentScope> {
         .user_agent(concat!("ai-employee/", env!("CARGO_PKG_VERSION")))
 }
 
+/// The most of a reply's body that is read: the replies read here (the WhatsApp API's,
+/// the OAuth token endpoint's) are short JSON objects.
+pub const REPLY_LIMIT: u64 = 64 * 1024;
+
+/// The body of `response` as text, at most [`REPLY_LIMIT`] bytes (a longer one is an
+/// error, never buffered whole).
+pub fn reply_text(response: &mut ureq::http::Response<ureq::Body>) -> Result<String, ureq::Error> {
+    response
+        .body_mut()
+        .with_config()
+        .limit(REPLY_LIMIT)
+        .read_to_string()
+}
+
 /// A ureq error as people read it: its TLS failures explained (ureq shows rustls' own
 /// text, which uses Rust names such as `UnknownIssuer`), everything else as ureq says it.
 pub fn error_text(e: &ureq::Error) -> String {

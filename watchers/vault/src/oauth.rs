@@ -190,18 +190,13 @@ impl TokenSource {
             ))
         })?;
         let status = response.status().as_u16();
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(64 * 1024)
-            .read_to_string()
-            .map_err(|e| {
-                OauthError::Transient(format!(
-                    "{}: {endpoint}: reading the reply: {}",
-                    self.rel,
-                    file.scrub(&crate::http::error_text(&e))
-                ))
-            })?;
+        let text = crate::http::reply_text(&mut response).map_err(|e| {
+            OauthError::Transient(format!(
+                "{}: {endpoint}: reading the reply: {}",
+                self.rel,
+                file.scrub(&crate::http::error_text(&e))
+            ))
+        })?;
         let reply: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let now = Utc::now();
         let token = match classify(status, &reply) {

@@ -10,9 +10,57 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::Outcome;
-use super::credentials::WhatsappConfig;
-use super::request::Whatsapp;
+use super::{Action, Context, Creds, Plan, Refused, rehearsal};
+use crate::Outcome;
+use crate::credentials::WhatsappConfig;
+use crate::outcome::results;
+use crate::request::Whatsapp;
+
+pub const NAME: &str = "send_whatsapp";
+
+/// `send_whatsapp`: the message, and `credentials/whatsapp.toml` as it was when the
+/// attempt started.
+pub struct SendWhatsapp {
+    msg: Whatsapp,
+    creds: Creds<WhatsappConfig>,
+    /// The credentials `prepare` accepted, for `perform`.
+    ready: Option<WhatsappConfig>,
+}
+
+impl SendWhatsapp {
+    pub fn new(msg: Whatsapp, creds: Creds<WhatsappConfig>) -> SendWhatsapp {
+        SendWhatsapp {
+            msg,
+            creds,
+            ready: None,
+        }
+    }
+}
+
+impl Action for SendWhatsapp {
+    fn prepare(&mut self, cx: &Context<'_>) -> Result<Plan, Refused> {
+        let Some(cfg) = self.creds.ready(NAME, cx.dry_run)? else {
+            return Ok(rehearsal());
+        };
+        self.ready = Some(cfg.clone());
+        Ok(Plan {
+            effect: None,
+            message_id: None,
+            rehearse: cfg.dry_run,
+        })
+    }
+
+    fn perform(self: Box<Self>) -> Outcome {
+        match &self.ready {
+            Some(cfg) => send(cfg, &self.msg),
+            None => super::unprepared(),
+        }
+    }
+
+    fn result(&self) -> &'static str {
+        results::SENT
+    }
+}
 
 /// The request body Meta expects for a text message.
 pub fn payload(msg: &Whatsapp) -> serde_json::Value {
@@ -42,12 +90,8 @@ pub fn send(cfg: &WhatsappConfig, msg: &Whatsapp) -> Outcome {
         Err(e) => return classify_error(&cfg.base_url, &e),
     };
     let status = response.status().as_u16();
-    let text = response
-        .body_mut()
-        .with_config()
-        .limit(64 * 1024)
-        .read_to_string()
-        .unwrap_or_default();
+    // A reply that cannot be read (cut off, too long) leaves the status to judge by.
+    let text = ai_employee_vault::http::reply_text(&mut response).unwrap_or_default();
     let reply: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     let api = format!("WhatsApp API {}", cfg.base_url);
     match status {

@@ -1,63 +1,88 @@
-//! The two actions that stay inside the vault: `linkedin_post` (appended to
-//! `LINKEDIN_QUEUE.md`) and `payment` (a task for a human in `Needs_Action/`; nothing is
-//! ever paid). Both leave a mark named by the approval's identity, so after a crash the
-//! handler can check whether the effect happened instead of guessing.
+//! `payment`: a task for a human in `Needs_Action/`; nothing is ever paid. The task is
+//! named by the approval's identity, so after a crash the handler can check whether it
+//! was written instead of guessing.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 
 use ai_employee_vault::frontmatter;
-use ai_employee_vault::nofollow::{self, Dir, How};
+use ai_employee_vault::nofollow::{self, Dir};
 use serde_norway::Mapping;
 
-use super::request::{Linkedin, Payment};
+use super::{Action, Attempt, Context, Found, Plan, Refused};
+use crate::Outcome;
+use crate::outcome::results;
+use crate::request::Payment;
 
-pub const QUEUE_FILE: &str = "LINKEDIN_QUEUE.md";
+pub const NAME: &str = "payment";
 
-const QUEUE_HEADER: &str = "# LinkedIn queue\n\nPosts a human approved, oldest first. ai-employee only appends here; \
-post them, then delete or mark them as you like.\n";
-
-/// The comment that ends a queued post and names its approval.
-pub fn queue_marker(tag: &str) -> String {
-    format!("<!-- approval {tag} -->")
+/// `payment`: the task for a human, named when it is prepared.
+pub struct Task {
+    payment: Payment,
+    /// The attempt `prepare` was given and the task's vault-relative path, for `perform`.
+    ready: Option<(Attempt, String)>,
 }
 
-/// Where a local action leaves its mark (recorded in the ledger's intent).
-pub fn linkedin_effect(tag: &str) -> String {
-    format!("{QUEUE_FILE}#{tag}")
-}
-
-/// Append `post` to the queue with one `O_APPEND` write, fsynced. Returns false when a
-/// post with this tag is already there (a previous run got that far).
-pub fn queue_post(
-    vault: &Path,
-    tag: &str,
-    file: &str,
-    at: &str,
-    post: &Linkedin,
-) -> io::Result<bool> {
-    // The queue is never read or written through a symlink.
-    let root = Dir::open(vault)?;
-    root.create_new(QUEUE_FILE, QUEUE_HEADER.as_bytes(), 0o600)?;
-    let marker = queue_marker(tag);
-    if String::from_utf8_lossy(&root.read(QUEUE_FILE, None)?).contains(&marker) {
-        return Ok(false);
+impl Task {
+    pub fn new(payment: Payment) -> Task {
+        Task {
+            payment,
+            ready: None,
+        }
     }
-    let entry = format!(
-        "\n## {at} (approved in {file})\n\n{}\n\n{marker}\n",
-        post.body.trim_end()
-    );
-    let mut f = root.file(QUEUE_FILE, How::append(0o600))?;
-    f.write_all(entry.as_bytes())?;
-    f.sync_data()?;
-    Ok(true)
 }
 
-/// Whether the queue holds the post with this tag.
-pub fn queued(vault: &Path, tag: &str) -> bool {
+impl Action for Task {
+    /// The task's name (the mark): the attempt's time, the recipient, the identity.
+    fn prepare(&mut self, cx: &Context<'_>) -> Result<Plan, Refused> {
+        let task = payment_task(
+            &cx.now.format("%Y%m%d-%H%M%S").to_string(),
+            &self.payment.recipient,
+            cx.tag,
+        );
+        self.ready = Some((cx.attempt(), task.clone()));
+        Ok(Plan {
+            effect: Some(task),
+            ..Plan::default()
+        })
+    }
+
+    fn perform(self: Box<Self>) -> Outcome {
+        let Some((a, task)) = &self.ready else {
+            return super::unprepared();
+        };
+        let written = record_payment(
+            &a.vault,
+            task,
+            &a.file,
+            &a.sha,
+            &a.approved_by,
+            &a.at,
+            &self.payment,
+        );
+        match written {
+            // Written now, or by an attempt before a restart: the task is there.
+            Ok(_) => Outcome::Success {
+                detail: format!("manual payment task {task}"),
+                fields: vec![("payment_task".to_string(), task.clone())],
+            },
+            Err(e) => Outcome::Transient(format!("cannot write {task}: {e}")),
+        }
+    }
+
+    fn result(&self) -> &'static str {
+        results::RECORDED
+    }
+}
+
+/// After a restart: the task `effect` (vault-relative) exists.
+pub fn found(vault: &Path, effect: &str) -> Option<Found> {
     Dir::open(vault)
-        .and_then(|root| root.read(QUEUE_FILE, None))
-        .is_ok_and(|t| String::from_utf8_lossy(&t).contains(&queue_marker(tag)))
+        .is_ok_and(|root| root.exists(effect))
+        .then(|| Found {
+            result: results::RECORDED,
+            fields: vec![("payment_task".to_string(), effect.to_string())],
+        })
 }
 
 /// `Needs_Action/PAYMENT_<stamp>_<recipient>_<tag6>.md`, fixed before the intent is

@@ -15,7 +15,7 @@
 //! from the token file. A token the server refuses (535) is refreshed once
 //! ([`TokenSource::refresh_rejected`]) and the login tried again on the same connection.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ai_employee_vault::credentials::Secret;
 use ai_employee_vault::oauth::{OauthError, TokenSource};
@@ -29,9 +29,89 @@ use lettre::transport::smtp::client::{Certificate, SmtpConnection, TlsParameters
 use lettre::transport::smtp::commands::{Auth, Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 
-use super::Outcome;
-use super::credentials::{OauthLogin, SMTP_FILE, SmtpConfig, TlsMode};
-use super::request::Email;
+use super::{Action, Context, Creds, Plan, Refused, rehearsal};
+use crate::Outcome;
+use crate::credentials::{OauthLogin, SMTP_FILE, SmtpConfig, TlsMode};
+use crate::outcome::results;
+use crate::request::Email;
+
+pub const NAME: &str = "send_email";
+
+/// `send_email`: the email, and `credentials/smtp.toml` as it was when the attempt
+/// started; `prepare` checks them and builds the message.
+pub struct SendEmail {
+    email: Email,
+    creds: Creds<SmtpConfig>,
+    /// What `prepare` built for `perform`.
+    ready: Option<Ready>,
+}
+
+/// A message and the way to send it.
+struct Ready {
+    cfg: SmtpConfig,
+    message: Outgoing,
+    /// The token file of an XOAUTH2 login.
+    tokens: Option<TokenSource>,
+    /// Where a relative `ca_file` is.
+    credentials_dir: PathBuf,
+}
+
+impl SendEmail {
+    pub fn new(email: Email, creds: Creds<SmtpConfig>) -> SendEmail {
+        SendEmail {
+            email,
+            creds,
+            ready: None,
+        }
+    }
+}
+
+impl Action for SendEmail {
+    /// The credentials, the OAuth token file they name, then the message (its Message-ID
+    /// from the approval, else made from the approval's identity).
+    fn prepare(&mut self, cx: &Context<'_>) -> Result<Plan, Refused> {
+        let Some(cfg) = self.creds.ready(NAME, cx.dry_run)? else {
+            return Ok(rehearsal());
+        };
+        // An OAuth token file that is missing or unusable: nothing to log in with.
+        let tokens = cfg.oauth.as_ref().map(|o| o.source(cx.vault));
+        if let Some(t) = &tokens {
+            t.check().map_err(|problem| Refused::TokenFile {
+                action: NAME,
+                problem,
+            })?;
+        }
+        let id = self
+            .email
+            .message_id
+            .clone()
+            .unwrap_or_else(|| format!("<{}@{}>", cx.tag, cfg.from.email.domain()));
+        let message = build(cfg, &self.email, &id)?;
+        let plan = Plan {
+            effect: None,
+            message_id: Some(id),
+            rehearse: cfg.dry_run,
+        };
+        self.ready = Some(Ready {
+            cfg: cfg.clone(),
+            message,
+            tokens,
+            credentials_dir: cx.vault.join("credentials"),
+        });
+        Ok(plan)
+    }
+
+    fn perform(self: Box<Self>) -> Outcome {
+        match self.ready {
+            Some(r) => send(&r.cfg, &r.message, r.tokens.as_ref(), &r.credentials_dir),
+            None => super::unprepared(),
+        }
+    }
+
+    fn result(&self) -> &'static str {
+        results::SENT
+    }
+}
 
 /// The longest line RFC 5322 allows (without its CRLF).
 const MAX_LINE: usize = 998;
@@ -52,7 +132,7 @@ pub struct Outgoing {
 /// - every attachment is base64, so its bytes arrive exactly as they are in the file;
 /// - the result is checked once more ([`canonical`]): only CRLF line breaks, no NUL, no
 ///   line over 998 octets. An email that fails the check is refused, never sent.
-pub fn build(cfg: &SmtpConfig, email: &Email, message_id: &str) -> Result<Outgoing, String> {
+pub fn build(cfg: &SmtpConfig, email: &Email, message_id: &str) -> Result<Outgoing, BuildError> {
     let mut b = Message::builder()
         .from(cfg.from.clone())
         .subject(email.subject.clone())
@@ -74,7 +154,7 @@ pub fn build(cfg: &SmtpConfig, email: &Email, message_id: &str) -> Result<Outgoi
         let mut parts = MultiPart::mixed().singlepart(text);
         for a in &email.attachments {
             let body = Body::new_with_encoding(a.bytes.clone(), ContentTransferEncoding::Base64)
-                .map_err(|_| format!("cannot encode the attachment {:?}", a.rel))?;
+                .map_err(|_| BuildError::Attachment(a.rel.clone()))?;
             parts = parts.singlepart(
                 Attachment::new(a.file_name.clone())
                     .body(body, content_type(&a.file_name, &a.bytes)),
@@ -82,15 +162,40 @@ pub fn build(cfg: &SmtpConfig, email: &Email, message_id: &str) -> Result<Outgoi
         }
         b.multipart(parts)
     };
-    let message = built.map_err(|e| format!("cannot build the email: {e}"))?;
-    let text = String::from_utf8(message.formatted())
-        .map_err(|_| "cannot build the email: its text is not UTF-8".to_string())?;
-    canonical(text.as_bytes())
-        .map_err(|e| format!("cannot send this email: its text would break SMTP ({e})"))?;
+    let message = built?;
+    let text = String::from_utf8(message.formatted()).map_err(|_| BuildError::NotUtf8)?;
+    canonical(text.as_bytes())?;
     Ok(Outgoing {
         envelope: message.envelope().clone(),
         text,
     })
+}
+
+/// Why an approved email cannot be sent as it is (it is refused, never sent).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The attachment as written in the approval.
+    #[error("cannot encode the attachment {0:?}")]
+    Attachment(String),
+    #[error("cannot build the email: {0}")]
+    Build(#[from] lettre::error::Error),
+    #[error("cannot build the email: its text is not UTF-8")]
+    NotUtf8,
+    #[error("cannot send this email: its text would break SMTP ({0})")]
+    NotCanonical(#[from] NotCanonical),
+}
+
+/// The first offence against the line rules of SMTP and RFC 5322 (offsets in bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotCanonical {
+    #[error("a NUL byte at offset {0}")]
+    Nul(usize),
+    #[error("a carriage return without line feed at offset {0}")]
+    BareCr(usize),
+    #[error("a line feed without carriage return at offset {0}")]
+    BareLf(usize),
+    #[error("a line of {len} octets at offset {at}, over the {MAX_LINE} allowed")]
+    LongLine { len: usize, at: usize },
 }
 
 /// The email text as a MIME body: line breaks of any convention become CRLF (lettre
@@ -112,36 +217,29 @@ fn text_body(text: &str) -> Body {
 
 /// RFC 5321 §2.3.8 and RFC 5322 §2.1.1, 2.3: lines end in CRLF and only there (no bare CR
 /// or LF), no NUL, no line longer than 998 octets. The error names the first offence.
-pub fn canonical(text: &[u8]) -> Result<(), String> {
+pub fn canonical(text: &[u8]) -> Result<(), NotCanonical> {
     let mut line_start = 0;
+    // Each line (its CRLF excluded) up to `end`.
+    let line = |line_start: usize, end: usize| match end - line_start {
+        len if len > MAX_LINE => Err(NotCanonical::LongLine {
+            len,
+            at: line_start,
+        }),
+        _ => Ok(()),
+    };
     for (i, &b) in text.iter().enumerate() {
         match b {
-            0 => return Err(format!("a NUL byte at offset {i}")),
-            b'\r' if text.get(i + 1) != Some(&b'\n') => {
-                return Err(format!("a carriage return without line feed at offset {i}"));
-            }
-            b'\n' if i == 0 || text[i - 1] != b'\r' => {
-                return Err(format!("a line feed without carriage return at offset {i}"));
-            }
+            0 => return Err(NotCanonical::Nul(i)),
+            b'\r' if text.get(i + 1) != Some(&b'\n') => return Err(NotCanonical::BareCr(i)),
+            b'\n' if i == 0 || text[i - 1] != b'\r' => return Err(NotCanonical::BareLf(i)),
             b'\n' => {
-                if i - 1 - line_start > MAX_LINE {
-                    return Err(format!(
-                        "a line of {} octets at offset {line_start}, over the {MAX_LINE} allowed",
-                        i - 1 - line_start
-                    ));
-                }
+                line(line_start, i - 1)?;
                 line_start = i + 1;
             }
             _ => {}
         }
     }
-    if text.len() - line_start > MAX_LINE {
-        return Err(format!(
-            "a line of {} octets at offset {line_start}, over the {MAX_LINE} allowed",
-            text.len() - line_start
-        ));
-    }
-    Ok(())
+    line(line_start, text.len())
 }
 
 /// The attachment's type by its extension; a "text" file that is not UTF-8 is sent as
@@ -237,6 +335,7 @@ pub fn send(
     };
     let outcome = session(&site, &mut conn, &hello, tls.as_ref(), oauth, message);
     if matches!(outcome, Outcome::Success { .. }) {
+        // The message was accepted: a QUIT that fails changes nothing about that.
         let _ = conn.quit();
     } else {
         conn.abort();
@@ -566,21 +665,30 @@ mod tests {
 
     #[test]
     fn canonical_names_the_first_offence() {
+        let offence = |text: &[u8]| canonical(text).map_err(|e| e.to_string());
         assert_eq!(canonical(b"a\r\nb\r\n"), Ok(()));
         assert_eq!(canonical(b""), Ok(()));
         assert_eq!(
-            canonical(b"a\r\nb\nc").unwrap_err(),
+            offence(b"a\r\nb\nc").unwrap_err(),
             "a line feed without carriage return at offset 4"
         );
         assert_eq!(
-            canonical(b"a\rb").unwrap_err(),
+            offence(b"a\rb").unwrap_err(),
             "a carriage return without line feed at offset 1"
         );
-        assert_eq!(canonical(b"a\0").unwrap_err(), "a NUL byte at offset 1");
+        assert_eq!(offence(b"a\0").unwrap_err(), "a NUL byte at offset 1");
         assert!(canonical(&[b'x'; 998]).is_ok());
         assert_eq!(
-            canonical(&[b'x'; 999]).unwrap_err(),
+            offence(&[b'x'; 999]).unwrap_err(),
             "a line of 999 octets at offset 0, over the 998 allowed"
+        );
+        // The same limit for a line that ends with CRLF, named by where it starts.
+        let mut long = b"ok\r\n".to_vec();
+        long.extend_from_slice(&[b'y'; 999]);
+        long.extend_from_slice(b"\r\n");
+        assert_eq!(
+            offence(&long).unwrap_err(),
+            "a line of 999 octets at offset 4, over the 998 allowed"
         );
     }
 
