@@ -99,6 +99,11 @@ impl Problems {
         Recorded(())
     }
 
+    /// A problem already recorded, if any: for a problem that would only repeat it.
+    pub fn any(&self) -> Option<Recorded> {
+        (!self.list.is_empty()).then_some(Recorded(()))
+    }
+
     /// How many have been recorded (compare before and after reading a part to know
     /// whether that part was valid).
     pub fn count(&self) -> usize {
