@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use ai_employee_vault::credentials::Secret;
-use ai_employee_vault::credentials::{Fields, host_of, is_loopback, warn_if_open};
+use ai_employee_vault::credentials::{
+    Fields, MAIL_SERVER_KEYS, host_of, is_loopback, warn_if_open,
+};
 use ai_employee_vault::oauth::TokenSource;
 use ai_employee_vault::tls::CaFile;
 use ai_employee_vault::toml_fields::{Diagnostics, Recorded};
@@ -250,18 +252,8 @@ impl<T> Channel<T> {
     }
 }
 
-const SMTP_KEYS: &[&str] = &[
-    "host",
-    "port",
-    "tls",
-    "username",
-    "password",
-    "oauth_token_file",
-    "from",
-    "timeout",
-    "dry_run",
-    "ca_file",
-];
+/// The keys of `smtp.toml` besides [`MAIL_SERVER_KEYS`].
+const SMTP_KEYS: &[&str] = &["from", "timeout", "dry_run", "ca_file"];
 
 /// `tls`, in the order messages list them.
 const TLS_MODES: &[(&str, TlsMode)] = &[
@@ -277,7 +269,7 @@ pub fn parse_smtp(rel: &str, text: &str) -> Result<SmtpConfig, Diagnostics> {
 }
 
 fn read_smtp(f: &mut Fields<'_>) -> Result<SmtpConfig, Recorded> {
-    f.only_keys(SMTP_KEYS);
+    f.only_keys(&[MAIL_SERVER_KEYS, SMTP_KEYS].concat());
     let host = f.host(None);
     let tls = f.choice("tls", TLS_MODES, "starttls");
     let port = f.port(match tls {

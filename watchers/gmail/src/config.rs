@@ -16,7 +16,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ai_employee_vault::credentials::{self, Fields, Guide, LoadError, Secret, is_loopback};
+use ai_employee_vault::credentials::{
+    self, Fields, Guide, LoadError, MAIL_SERVER_KEYS, Secret, is_loopback,
+};
 use ai_employee_vault::tls::CaFile;
 use ai_employee_vault::toml_fields::{Diagnostics, Recorded};
 
@@ -24,16 +26,8 @@ use ai_employee_vault::toml_fields::{Diagnostics, Recorded};
 pub const CREDENTIALS_FILE: &str = "credentials/gmail.toml";
 const DEFAULT_HOST: &str = "imap.gmail.com";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-const KEYS: &[&str] = &[
-    "host",
-    "port",
-    "tls",
-    "username",
-    "password",
-    "oauth_token_file",
-    "ca_file",
-    "timeout",
-];
+/// The keys of `gmail.toml` besides [`MAIL_SERVER_KEYS`].
+const KEYS: &[&str] = &["ca_file", "timeout"];
 
 /// `tls`, in the order messages list them.
 const TLS_MODES: &[(&str, TlsMode)] = &[
@@ -89,14 +83,9 @@ const GUIDE: Guide = Guide {
 /// run: one line, or one line per problem of the file.
 pub fn load(vault: &Path) -> Result<Config, LoadError> {
     let path = vault.join(CREDENTIALS_FILE);
-    let text = credentials::read_required(&path, &GUIDE)?;
+    let text = GUIDE.read(&path)?;
     credentials::warn_if_readable_by_others(&path, CREDENTIALS_FILE);
-    parse(CREDENTIALS_FILE, &text, &vault.join("credentials")).map_err(|errors| {
-        LoadError::Invalid {
-            errors,
-            guide: &GUIDE,
-        }
-    })
+    parse(CREDENTIALS_FILE, &text, &vault.join("credentials")).map_err(|e| GUIDE.invalid(e))
 }
 
 /// Parse the file's text; relative file names are taken from `credentials_dir`.
@@ -105,7 +94,7 @@ pub fn parse(rel: &str, text: &str, credentials_dir: &Path) -> Result<Config, Di
 }
 
 fn read(f: &mut Fields<'_>, credentials_dir: &Path) -> Result<Config, Recorded> {
-    f.only_keys(KEYS);
+    f.only_keys(&[MAIL_SERVER_KEYS, KEYS].concat());
     let host = f.host(Some(DEFAULT_HOST));
     let tls = f.choice("tls", TLS_MODES, "tls");
     if let (Ok(host), Ok(TlsMode::None)) = (host, tls)

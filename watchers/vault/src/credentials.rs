@@ -116,6 +116,17 @@ pub fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// The keys of a mail server and its login (`gmail.toml` for IMAP, `smtp.toml`), in the
+/// order messages list them; each file has a few more of its own.
+pub const MAIL_SERVER_KEYS: &[&str] = &[
+    "host",
+    "port",
+    "tls",
+    "username",
+    "password",
+    "oauth_token_file",
+];
+
 /// What a watcher tells a person whose credentials file is missing, unreadable or
 /// invalid, after the file's path or problems.
 #[derive(Debug)]
@@ -150,19 +161,29 @@ pub enum LoadError {
     },
 }
 
-/// The text of the credentials file `path`, which a watcher cannot run without.
-pub fn read_required(path: &Path, guide: &'static Guide) -> Result<String, LoadError> {
-    read_file(path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => LoadError::Missing {
-            path: path.to_path_buf(),
-            guide,
-        },
-        _ => LoadError::Unreadable {
-            path: path.to_path_buf(),
-            source: e,
-            guide,
-        },
-    })
+impl Guide {
+    /// The text of the credentials file `path`, which the watcher cannot run without.
+    pub fn read(&'static self, path: &Path) -> Result<String, LoadError> {
+        read_file(path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => LoadError::Missing {
+                path: path.to_path_buf(),
+                guide: self,
+            },
+            _ => LoadError::Unreadable {
+                path: path.to_path_buf(),
+                source: e,
+                guide: self,
+            },
+        })
+    }
+
+    /// The file's problems, as the watcher reports them.
+    pub fn invalid(&'static self, errors: Diagnostics) -> LoadError {
+        LoadError::Invalid {
+            errors,
+            guide: self,
+        }
+    }
 }
 
 /// Warn when the credentials file `path` (`rel` in the vault) can be read by other users.
