@@ -201,18 +201,17 @@ impl Credentials {
         v
     }
 
-    /// Which actions can run now: each with `Ok(note)` (enabled; the note says "dry run"
-    /// when it will only be rehearsed for want of credentials) or `Err(reason)` (not
-    /// enabled, and why: the file and what is wrong with it). LinkedIn posts and payments
-    /// need no credentials and are always enabled.
-    pub fn actions(
-        &mut self,
-        dry_run: bool,
-    ) -> Vec<(&'static str, Result<Option<&'static str>, String>)> {
+    /// Which actions can run now, each with its [`ActionState`]. LinkedIn posts and
+    /// payments need no credentials and are always enabled.
+    pub fn actions(&mut self, dry_run: bool) -> Vec<(&'static str, ActionState)> {
         let vault = self.vault.clone();
         let email = match self.smtp.current() {
             Loaded::Ready(c) => match &c.oauth {
-                Some(o) => o.source(&vault).check().map(|()| None),
+                Some(o) => o
+                    .source(&vault)
+                    .check()
+                    .map(|()| None)
+                    .map_err(NotEnabled::Invalid),
                 None => Ok(None),
             },
             other => channel_state(other, SMTP_FILE, dry_run),
@@ -227,18 +226,34 @@ impl Credentials {
     }
 }
 
+/// `Ok(note)`: enabled (the note says "dry run" when it will only be rehearsed for want of
+/// credentials); `Err`: not enabled, and why.
+pub type ActionState = Result<Option<&'static str>, NotEnabled>;
+
+/// Why an action is not enabled: its credentials file and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotEnabled {
+    #[error("{0} does not exist")]
+    Missing(&'static str),
+    /// The file holds none of the action's keys.
+    #[error("{rel} has no {keys}, only other keys")]
+    Unset { rel: &'static str, keys: String },
+    /// The file's problems on one line, or its OAuth token file's.
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// [`Credentials::actions`] for one file that is not ready (or is).
-fn channel_state<T>(
-    loaded: &Loaded<T>,
-    rel: &str,
-    dry_run: bool,
-) -> Result<Option<&'static str>, String> {
+fn channel_state<T>(loaded: &Loaded<T>, rel: &'static str, dry_run: bool) -> ActionState {
     match loaded {
         Loaded::Ready(_) => Ok(None),
         Loaded::Missing if dry_run => Ok(Some("dry run")),
-        Loaded::Missing => Err(format!("{rel} does not exist")),
-        Loaded::Unset(keys) => Err(format!("{rel} has no {keys}, only other keys")),
-        Loaded::Invalid(e) => Err(e.clone()),
+        Loaded::Missing => Err(NotEnabled::Missing(rel)),
+        Loaded::Unset(keys) => Err(NotEnabled::Unset {
+            rel,
+            keys: keys.clone(),
+        }),
+        Loaded::Invalid(e) => Err(NotEnabled::Invalid(e.clone())),
     }
 }
 
