@@ -287,3 +287,91 @@ pub(super) fn one_of(values: &[&str]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use toml_edit::Document;
+
+    /// `read` applied to the value of `v` in `text`: what it returns, and the problems
+    /// it recorded (`line:column: message`).
+    fn read<T>(
+        text: &str,
+        read: impl FnOnce(&mut Checker<'_>, &Field<'_>) -> Option<T>,
+    ) -> (Option<T>, String) {
+        let doc = Document::parse(text).expect("valid TOML");
+        let table = doc.as_table();
+        let (key, item) = table.get_key_value("v").expect("a key v");
+        let field = Field::new("t.v".to_string(), Some(key), item);
+        let mut c = Checker {
+            text,
+            problems: Problems::default(),
+        };
+        let value = read(&mut c, &field);
+        let problems = match c.problems.finish("f", text, Ok(())) {
+            Ok(()) => String::new(),
+            Err(e) => e.to_string(),
+        };
+        (value, problems)
+    }
+
+    #[test]
+    fn a_value_or_a_recorded_problem() {
+        assert_eq!(
+            read("v = 7", |c, f| c.integer_in(f, 1, 9)),
+            (Some(7), String::new())
+        );
+        assert_eq!(
+            read("v = 10", |c, f| c.integer_in(f, 1, 9)),
+            (
+                None,
+                "f:1:5: t.v: must be between 1 and 9, found 10".to_string()
+            )
+        );
+        assert_eq!(
+            read("v = \"7\"", |c, f| c.integer(f)),
+            (
+                None,
+                "f:1:5: t.v: expected an integer, found a string (remove the quotes: 7)".into()
+            )
+        );
+        assert_eq!(
+            read("v = [1]", |c, f| c.boolean(f)).1,
+            "f:1:5: t.v: expected a boolean (true or false), found an array"
+        );
+        assert_eq!(
+            read("v = \"al\"", |c, f| c.choice(f, &["all", "none"])).1,
+            "f:1:5: t.v: expected one of \"all\", \"none\", found \"al\" (did you mean \"all\"?)"
+        );
+    }
+
+    #[test]
+    fn durations_and_sizes_have_a_ceiling() {
+        assert_eq!(
+            read("v = \"3650d\"", |c, f| c.duration(f)).0,
+            Some(MAX_DURATION)
+        );
+        assert_eq!(
+            read("v = \"3651d\"", |c, f| c.duration(f)).1,
+            "f:1:5: t.v: must be at most \"3650d\" (ten years), found \"3651d\""
+        );
+        assert_eq!(
+            read("v = 2199023255553", |c, f| c.size(f)).1,
+            "f:1:5: t.v: must be at most \"1TiB\", found 2199023255553"
+        );
+        assert_eq!(read("v = \"1KiB\"", |c, f| c.log_size(f)).0, Some(1024));
+    }
+
+    #[test]
+    fn a_list_written_as_one_string_is_shown_as_a_list_under_its_own_key() {
+        assert_eq!(
+            read("v = \"watch gmail\"", |c, f| c.string_list(f)).1,
+            "f:1:5: t.v: expected an array of strings, found a string (write v = [\"watch\", \
+             \"gmail\"])"
+        );
+        assert_eq!(
+            read("v = [\"a\", 1, \"b\"]", |c, f| c.string_list(f)).1,
+            "f:1:11: t.v[2]: expected a string, found an integer (put it in quotes: \"1\")"
+        );
+    }
+}
