@@ -361,16 +361,16 @@ fn smtp_login(f: &mut Fields<'_>) -> Result<Login, Recorded> {
             Ok((None, Some(oauth)))
         }
         (None, None, None) => Ok((None, None)),
-        (None, None, Some(_)) => Err(f.key_error(
+        (None, None, Some(_)) => Err(f.lacking(
             "oauth_token_file",
             "`oauth_token_file` is set but `username` (the mail account) is not".into(),
         )),
-        (Some(_), None, None) => Err(f.key_error(
+        (Some(_), None, None) => Err(f.lacking(
             "username",
             "`username` is set but neither `password` nor `oauth_token_file` is".into(),
         )),
         (None, Some(_), None) => {
-            Err(f.key_error("password", "`password` is set but `username` is not".into()))
+            Err(f.lacking("password", "`password` is set but `username` is not".into()))
         }
     }
 }
@@ -688,6 +688,12 @@ mod tests {
         ];
         let got = parse_smtp(SMTP_FILE, text).err().map(|e| e.to_string());
         assert_eq!(got, Some(want.join("\n")));
+        // A misspelt `password` is not also reported as missing.
+        let cases = [(
+            "host = \"h\"\nfrom = \"a@b.c\"\nusername = \"u\"\npasword = \"x\"\n",
+            "credentials/smtp.toml:4:1: unknown key `pasword` (known: host, port, tls, username, password, oauth_token_file, from, timeout, dry_run, ca_file)",
+        )];
+        assert_errors(parse_smtp, SMTP_FILE, &cases);
         // The handler keeps them on one line: they go into an approval's `error` field.
         let vault = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(vault.path().join("credentials")).expect("mkdir");

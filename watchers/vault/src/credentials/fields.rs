@@ -5,7 +5,8 @@
 //! A reader returns `Err(Recorded)` for a value it could not use, after recording why;
 //! the parser reads every key before it gives up, so all problems are reported at once.
 //! One rule keeps that from repeating a mistake: a missing key is not reported when the
-//! file has an unknown key, which is most likely the missing one, misspelt.
+//! file has an unknown key, which is most likely the missing one, misspelt
+//! ([`Fields::missing`], [`Fields::lacking`]).
 
 use std::time::Duration;
 
@@ -85,6 +86,16 @@ impl<'d> Fields<'d> {
         match self.problems.any() {
             Some(recorded) if self.unknown => recorded,
             _ => self.problems.whole_file(message),
+        }
+    }
+
+    /// Record `message` at `key`, which needs a key the file lacks (`` `username` is set
+    /// but `password` is not ``); left out, like [`Fields::missing`], when a key was
+    /// unknown.
+    pub fn lacking(&mut self, key: &str, message: String) -> Recorded {
+        match self.problems.any() {
+            Some(recorded) if self.unknown => recorded,
+            _ => self.key_error(key, message),
         }
     }
 
