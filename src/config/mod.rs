@@ -5,6 +5,8 @@
 
 pub mod model;
 mod parse;
+mod read;
+mod schema;
 
 use std::path::{Path, PathBuf};
 
@@ -13,51 +15,11 @@ pub use model::*;
 /// The built-in default table: the same bytes as `config/ai-employee.toml`.
 pub const DEFAULT_TABLE: &str = include_str!("../../config/ai-employee.toml");
 
-pub use ai_employee_vault::layout::VAULT_CONFIG_NAME;
-
-/// One problem in a table, located in its source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The path as given, or `<built-in default>`.
-    pub file: String,
-    /// 1-based; 0 when the problem is the file as a whole (cannot be read).
-    pub line: usize,
-    /// 1-based; 0 with line 0.
-    pub column: usize,
-    pub message: String,
-}
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.line == 0 {
-            write!(f, "{}: {}", self.file, self.message)
-        } else {
-            write!(
-                f,
-                "{}:{}:{}: {}",
-                self.file, self.line, self.column, self.message
-            )
-        }
-    }
-}
-
-/// Every problem found in one table, in source order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl std::fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
+/// One problem in a table, located in its source (`file` is the path as given, or
+/// `<built-in default>`; line 0 when the file cannot be read).
+pub use ai_employee_vault::toml_fields::Diagnostic as ConfigError;
+/// Every problem found in one table, in source order, one line each.
+pub use ai_employee_vault::toml_fields::Diagnostics as ConfigErrors;
 
 /// Parse and validate table text. `source` names it in error messages.
 pub fn parse(text: &str, source: Source) -> Result<Config, ConfigErrors> {
@@ -68,12 +30,10 @@ pub fn parse(text: &str, source: Source) -> Result<Config, ConfigErrors> {
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
     match std::fs::read_to_string(path) {
         Ok(text) => parse(&text, Source::File(path.to_path_buf())),
-        Err(e) => Err(ConfigErrors(vec![ConfigError {
-            file: path.display().to_string(),
-            line: 0,
-            column: 0,
-            message: format!("failed to read the process table: {e}"),
-        }])),
+        Err(e) => Err(ConfigErrors(vec![ConfigError::whole_file(
+            &path.display().to_string(),
+            format!("failed to read the process table: {e}"),
+        )])),
     }
 }
 
@@ -83,7 +43,7 @@ pub fn locate(vault: &Path, explicit: Option<&Path>) -> Option<PathBuf> {
     if let Some(p) = explicit {
         return Some(p.to_path_buf());
     }
-    let in_vault = vault.join(VAULT_CONFIG_NAME);
+    let in_vault = vault.join(ai_employee_vault::layout::VAULT_CONFIG_NAME);
     in_vault.exists().then_some(in_vault)
 }
 

@@ -5,8 +5,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use ai_employee_vault::units::MAX_DURATION;
-
 /// The most `max_restarts` accepts: the supervisor remembers that many restart times per
 /// child within `restart_window` (16 bytes each).
 pub const MAX_RESTARTS: u32 = 10_000;

@@ -15,7 +15,7 @@ use crate::process::ExitStatus;
 pub const SPAWN_RETRY_MIN: Duration = Duration::from_secs(1);
 
 /// How far ahead a deadline may lie: far beyond any value the table accepts
-/// ([`crate::config::MAX_DURATION`]), and well inside what the monotonic clock can
+/// ([`ai_employee_vault::units::MAX_DURATION`]), and well inside what the monotonic clock can
 /// represent on every platform.
 const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 86_400);
 

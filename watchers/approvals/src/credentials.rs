@@ -11,11 +11,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use ai_employee_vault::credentials::Secret;
-use ai_employee_vault::credentials::{Fields, host_of, is_loopback};
+use ai_employee_vault::credentials::{
+    Fields, MAIL_SERVER_KEYS, host_of, is_loopback, warn_if_open,
+};
 use ai_employee_vault::oauth::TokenSource;
 use ai_employee_vault::tls::CaFile;
+use ai_employee_vault::toml_fields::{Diagnostics, Recorded};
 use lettre::message::Mailbox;
-use toml_edit::{Item, Value};
+use toml_edit::Value;
 
 pub const SMTP_FILE: &str = "credentials/smtp.toml";
 pub const WHATSAPP_FILE: &str = "credentials/whatsapp.toml";
@@ -88,7 +91,7 @@ pub enum Loaded<T> {
 
 /// What a parser makes of a credentials file: `Ok(None)` when it holds none of the
 /// action's keys.
-type Parser<T> = fn(&str, &str) -> Result<Option<T>, String>;
+type Parser<T> = fn(&str, &str) -> Result<Option<T>, Diagnostics>;
 
 /// A credentials file, re-read when it changes on disk.
 #[derive(Debug)]
@@ -151,19 +154,14 @@ impl<T> Channel<T> {
             return;
         }
         self.sig = Some(sig);
-        if meta.mode() & 0o077 != 0 {
-            tracing::warn!(
-                "{} can be read by other users (mode {:o}): run `chmod 600` on it",
-                self.rel,
-                meta.mode() & 0o777
-            );
-        }
+        warn_if_open(self.rel, meta.mode());
         let mut text = String::new();
         self.loaded = match file.read_to_string(&mut text).map(|_| text) {
             Ok(text) => match (self.parse)(self.rel, &text) {
                 Ok(Some(v)) => Loaded::Ready(v),
                 Ok(None) => Loaded::Unset(self.unset_keys()),
-                Err(e) => Loaded::Invalid(e),
+                // One line: the reason goes into an approval's `error` and a Dashboard row.
+                Err(e) => Loaded::Invalid(e.one_line()),
             },
             Err(e) => Loaded::Invalid(format!("{}: cannot read: {e}", self.rel)),
         };
@@ -203,18 +201,17 @@ impl Credentials {
         v
     }
 
-    /// Which actions can run now: each with `Ok(note)` (enabled; the note says "dry run"
-    /// when it will only be rehearsed for want of credentials) or `Err(reason)` (not
-    /// enabled, and why: the file and what is wrong with it). LinkedIn posts and payments
-    /// need no credentials and are always enabled.
-    pub fn actions(
-        &mut self,
-        dry_run: bool,
-    ) -> Vec<(&'static str, Result<Option<&'static str>, String>)> {
+    /// Which actions can run now, each with its [`ActionState`]. LinkedIn posts and
+    /// payments need no credentials and are always enabled.
+    pub fn actions(&mut self, dry_run: bool) -> Vec<(&'static str, ActionState)> {
         let vault = self.vault.clone();
         let email = match self.smtp.current() {
             Loaded::Ready(c) => match &c.oauth {
-                Some(o) => o.source(&vault).check().map(|()| None),
+                Some(o) => o
+                    .source(&vault)
+                    .check()
+                    .map(|()| None)
+                    .map_err(NotEnabled::Invalid),
                 None => Ok(None),
             },
             other => channel_state(other, SMTP_FILE, dry_run),
@@ -229,18 +226,34 @@ impl Credentials {
     }
 }
 
+/// `Ok(note)`: enabled (the note says "dry run" when it will only be rehearsed for want of
+/// credentials); `Err`: not enabled, and why.
+pub type ActionState = Result<Option<&'static str>, NotEnabled>;
+
+/// Why an action is not enabled: its credentials file and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotEnabled {
+    #[error("{0} does not exist")]
+    Missing(&'static str),
+    /// The file holds none of the action's keys.
+    #[error("{rel} has no {keys}, only other keys")]
+    Unset { rel: &'static str, keys: String },
+    /// The file's problems on one line, or its OAuth token file's.
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// [`Credentials::actions`] for one file that is not ready (or is).
-fn channel_state<T>(
-    loaded: &Loaded<T>,
-    rel: &str,
-    dry_run: bool,
-) -> Result<Option<&'static str>, String> {
+fn channel_state<T>(loaded: &Loaded<T>, rel: &'static str, dry_run: bool) -> ActionState {
     match loaded {
         Loaded::Ready(_) => Ok(None),
         Loaded::Missing if dry_run => Ok(Some("dry run")),
-        Loaded::Missing => Err(format!("{rel} does not exist")),
-        Loaded::Unset(keys) => Err(format!("{rel} has no {keys}, only other keys")),
-        Loaded::Invalid(e) => Err(e.clone()),
+        Loaded::Missing => Err(NotEnabled::Missing(rel)),
+        Loaded::Unset(keys) => Err(NotEnabled::Unset {
+            rel,
+            keys: keys.clone(),
+        }),
+        Loaded::Invalid(e) => Err(NotEnabled::Invalid(e.clone())),
     }
 }
 
@@ -254,144 +267,123 @@ impl<T> Channel<T> {
     }
 }
 
-const SMTP_KEYS: &[&str] = &[
-    "host",
-    "port",
-    "tls",
-    "username",
-    "password",
-    "oauth_token_file",
-    "from",
-    "timeout",
-    "dry_run",
-    "ca_file",
+/// The keys of `smtp.toml` besides [`MAIL_SERVER_KEYS`].
+const SMTP_KEYS: &[&str] = &["from", "timeout", "dry_run", "ca_file"];
+
+/// `tls`, in the order messages list them.
+const TLS_MODES: &[(&str, TlsMode)] = &[
+    ("none", TlsMode::None),
+    ("starttls", TlsMode::StartTls),
+    ("tls", TlsMode::Tls),
 ];
 
 /// Parse `credentials/smtp.toml`. Unknown keys are errors (a typo must not silently
 /// drop the password).
-pub fn parse_smtp(rel: &str, text: &str) -> Result<SmtpConfig, String> {
-    let f = Fields::parse(rel, text)?;
-    for (key, _) in f.doc.as_table().iter() {
-        if !SMTP_KEYS.contains(&key) {
-            return Err(f.err_key(
-                key,
-                format!("unknown key `{key}` (known: {})", SMTP_KEYS.join(", ")),
-            ));
-        }
-    }
-    let host = f.required_str("host")?;
-    if host.trim().is_empty() || host.contains(char::is_whitespace) {
-        return Err(f.err_value("host", "`host` must be a host name or address".into()));
-    }
-    let tls = match f.opt_str("tls")?.unwrap_or("starttls") {
-        "none" => TlsMode::None,
-        "starttls" => TlsMode::StartTls,
-        "tls" => TlsMode::Tls,
-        other => {
-            return Err(f.err_value(
-                "tls",
-                format!("`tls` must be \"none\", \"starttls\" or \"tls\", not {other:?}"),
-            ));
-        }
-    };
-    let port = match f.opt_int("port")? {
-        None => match tls {
-            TlsMode::None => 25,
-            TlsMode::StartTls => 587,
-            TlsMode::Tls => 465,
-        },
-        Some(p) => u16::try_from(p)
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| f.err_value("port", format!("`port` must be 1 to 65535, not {p}")))?,
-    };
-    let username = f.opt_str("username")?;
-    let password = f.opt_str("password")?;
-    let token_file = f.opt_str("oauth_token_file")?;
-    if password.is_some() && token_file.is_some() {
-        return Err(f.err_key(
-            "oauth_token_file",
-            "`oauth_token_file` and `password` cannot both be set: choose one way to log in".into(),
-        ));
-    }
-    let oauth = match (username, token_file) {
-        (Some(u), Some(t)) => Some(OauthLogin {
-            user: u.to_string(),
-            token_file: token_file_name(&f, t)?,
-        }),
-        (None, Some(_)) => {
-            return Err(f.err_key(
-                "oauth_token_file",
-                "`oauth_token_file` is set but `username` (the mail account) is not".into(),
-            ));
-        }
-        (_, None) => None,
-    };
-    let login = match (username, password) {
-        (Some(u), Some(p)) => Some((u.to_string(), Secret::from(p.to_string()))),
-        (None, None) => None,
-        (Some(_), None) if oauth.is_some() => None,
-        (Some(_), None) => {
-            return Err(f.err_key(
-                "username",
-                "`username` is set but neither `password` nor `oauth_token_file` is".into(),
-            ));
-        }
-        (None, Some(_)) => {
-            return Err(f.err_key("password", "`password` is set but `username` is not".into()));
-        }
-    };
-    if (login.is_some() || oauth.is_some()) && tls == TlsMode::None && !is_loopback(host) {
+pub fn parse_smtp(rel: &str, text: &str) -> Result<SmtpConfig, Diagnostics> {
+    Fields::read(rel, text, read_smtp)
+}
+
+fn read_smtp(f: &mut Fields<'_>) -> Result<SmtpConfig, Recorded> {
+    f.only_keys(&[MAIL_SERVER_KEYS, SMTP_KEYS].concat());
+    let host = f.host(None);
+    let tls = f.choice("tls", TLS_MODES, "starttls");
+    let port = f.port(match tls {
+        Ok(TlsMode::None) => 25,
+        Ok(TlsMode::StartTls) | Err(_) => 587,
+        Ok(TlsMode::Tls) => 465,
+    });
+    let login = smtp_login(f);
+    if let (Ok(host), Ok(TlsMode::None), Ok((login, oauth))) = (host, tls, &login)
+        && (login.is_some() || oauth.is_some())
+        && !is_loopback(host)
+    {
         let what = if oauth.is_some() {
             "the OAuth token"
         } else {
             "the password"
         };
-        return Err(f.err_value(
+        f.value_error(
             "tls",
             format!(
                 "tls = \"none\" would send {what} unencrypted to {host}: use \"starttls\" \
                  or \"tls\" (\"none\" is allowed with a login only for a loopback host)"
             ),
-        ));
+        );
     }
-    let from_text = f.required_str("from")?;
-    let from: Mailbox = from_text.parse().map_err(|_| {
-        f.err_value(
-            "from",
-            format!("`from` is not an email address: {from_text:?} (e.g. \"Me <me@example.com>\")"),
-        )
-    })?;
-    let ca_file = match f.opt_str("ca_file")? {
-        Some(c) if c.trim().is_empty() => {
-            return Err(f.err_value("ca_file", "`ca_file` is empty".into()));
-        }
-        // Relative to credentials/: joined when the email is sent.
-        Some(c) => Some(CaFile::new(c, Path::new(""))),
-        None => None,
-    };
+    let from = f.required_str("from").and_then(|text| {
+        text.parse::<Mailbox>().map_err(|_| {
+            f.value_error(
+                "from",
+                format!("`from` is not an email address: {text:?} (e.g. \"Me <me@example.com>\")"),
+            )
+        })
+    });
+    // Relative to credentials/: joined when the email is sent.
+    let ca_file = f.nonblank("ca_file");
+    let timeout = f.duration("timeout");
+    let dry_run = f.boolean("dry_run");
+    let (login, oauth) = login?;
     Ok(SmtpConfig {
-        host: host.to_string(),
-        port,
-        tls,
+        host: host?.to_string(),
+        port: port?,
+        tls: tls?,
         login,
         oauth,
-        from,
-        timeout: f.opt_duration("timeout")?.unwrap_or(DEFAULT_TIMEOUT),
-        dry_run: f.opt_bool("dry_run")?.unwrap_or(false),
-        ca_file,
+        from: from?,
+        timeout: timeout?.unwrap_or(DEFAULT_TIMEOUT),
+        dry_run: dry_run?.unwrap_or(false),
+        ca_file: ca_file?.map(|c| CaFile::new(c, Path::new(""))),
     })
 }
 
+/// A password login (AUTH PLAIN or LOGIN), an OAuth one, or neither.
+type Login = (Option<(String, Secret)>, Option<OauthLogin>);
+
+/// The SMTP login: `username` with a `password` (AUTH PLAIN or LOGIN), or with an
+/// `oauth_token_file` (XOAUTH2), or neither.
+fn smtp_login(f: &mut Fields<'_>) -> Result<Login, Recorded> {
+    let (username, password, token_file) = (
+        f.str("username"),
+        f.str("password"),
+        f.str("oauth_token_file"),
+    );
+    match (username?, password?, token_file?) {
+        (_, Some(_), Some(_)) => Err(f.key_error(
+            "oauth_token_file",
+            "`oauth_token_file` and `password` cannot both be set: choose one way to log in".into(),
+        )),
+        (Some(u), Some(p), None) => Ok((Some((u.to_string(), Secret::from(p.to_string()))), None)),
+        (Some(u), None, Some(t)) => {
+            let oauth = OauthLogin {
+                user: u.to_string(),
+                token_file: token_file_name(f, t)?,
+            };
+            Ok((None, Some(oauth)))
+        }
+        (None, None, None) => Ok((None, None)),
+        (None, None, Some(_)) => Err(f.lacking(
+            "oauth_token_file",
+            "`oauth_token_file` is set but `username` (the mail account) is not".into(),
+        )),
+        (Some(_), None, None) => Err(f.lacking(
+            "username",
+            "`username` is set but neither `password` nor `oauth_token_file` is".into(),
+        )),
+        (None, Some(_), None) => {
+            Err(f.lacking("password", "`password` is set but `username` is not".into()))
+        }
+    }
+}
+
 /// `oauth_token_file`: a file name or path inside `credentials/`.
-fn token_file_name(f: &Fields, name: &str) -> Result<String, String> {
+fn token_file_name(f: &mut Fields<'_>, name: &str) -> Result<String, Recorded> {
     use std::path::Component;
     let p = Path::new(name);
     let inside = !name.trim().is_empty()
         && p.components()
             .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
     if !inside {
-        return Err(f.err_value(
+        return Err(f.value_error(
             "oauth_token_file",
             format!(
                 "`oauth_token_file` must name a file in credentials/ (e.g. \"token.json\"), not {name:?}"
@@ -401,88 +393,128 @@ fn token_file_name(f: &Fields, name: &str) -> Result<String, String> {
     Ok(name.to_string())
 }
 
-/// [`parse_whatsapp`], or `Ok(None)` for a file with none of the keys this handler uses
-/// (`token`, `access_token`, `phone_number_id`): the WhatsApp webhook watcher's file,
-/// written as docs/whatsapp.md asks, before sending was set up.
-pub fn parse_whatsapp_if_set(rel: &str, text: &str) -> Result<Option<WhatsappConfig>, String> {
-    let f = Fields::parse(rel, text)?;
-    if !["token", "access_token", "phone_number_id"]
+/// Whether a `whatsapp.toml` has any key this handler uses (`token`, `access_token`,
+/// `phone_number_id`); without, it is the WhatsApp webhook watcher's file, written as
+/// docs/whatsapp.md asks, before sending was set up.
+fn whatsapp_is_set(f: &Fields<'_>) -> bool {
+    ["token", "access_token", "phone_number_id"]
         .iter()
         .any(|k| f.has(k))
-    {
-        return Ok(None);
-    }
-    parse_whatsapp(rel, text).map(Some)
 }
 
-/// Parse `credentials/whatsapp.toml`. Keys this handler does not use are left alone: the
-/// WhatsApp webhook watcher may keep its own settings (app secret, verify token) in the
-/// same file.
-pub fn parse_whatsapp(rel: &str, text: &str) -> Result<WhatsappConfig, String> {
-    let f = Fields::parse(rel, text)?;
+/// Parse `credentials/whatsapp.toml`, or `Ok(None)` for a file with none of the keys
+/// this handler uses (see [`whatsapp_is_set`]). Keys this handler does not use are left
+/// alone: the WhatsApp webhook watcher keeps its own settings (app secret, verify token)
+/// in the same file.
+pub fn parse_whatsapp_if_set(rel: &str, text: &str) -> Result<Option<WhatsappConfig>, Diagnostics> {
+    Fields::read(rel, text, |f| {
+        if whatsapp_is_set(f) {
+            read_whatsapp(f).map(Some)
+        } else {
+            Ok(None)
+        }
+    })
+}
+
+/// Parse `credentials/whatsapp.toml` (as [`parse_whatsapp_if_set`] does when the file
+/// has a key of this handler's).
+#[cfg(test)]
+fn parse_whatsapp(rel: &str, text: &str) -> Result<WhatsappConfig, Diagnostics> {
+    Fields::read(rel, text, read_whatsapp)
+}
+
+fn read_whatsapp(f: &mut Fields<'_>) -> Result<WhatsappConfig, Recorded> {
     let token_key = if f.has("token") {
         "token"
     } else {
         "access_token"
     };
-    let token = f
-        .opt_str(token_key)?
-        .ok_or_else(|| format!("{rel}: missing `token` (the WhatsApp Cloud API access token)"))?;
-    if token.trim().is_empty() {
-        return Err(f.err_value(token_key, "the token is empty".into()));
-    }
-    let id_item = f.doc.get("phone_number_id");
-    let phone_number_id = match id_item.and_then(Item::as_value) {
+    let token = match f.str(token_key) {
+        Ok(Some(t)) if t.trim().is_empty() => {
+            Err(f.value_error(token_key, "the token is empty".into()))
+        }
+        Ok(Some(t)) => Ok(Secret::from(t.to_string())),
+        Ok(None) => Err(f.missing("missing `token` (the WhatsApp Cloud API access token)".into())),
+        Err(e) => Err(e),
+    };
+    let phone_number_id = phone_number_id(f);
+    let base_url = whatsapp_base_url(f);
+    let timeout = f.duration("timeout");
+    let dry_run = f.boolean("dry_run");
+    Ok(WhatsappConfig {
+        token: token?,
+        phone_number_id: phone_number_id?,
+        base_url: base_url?,
+        timeout: timeout?.unwrap_or(DEFAULT_TIMEOUT),
+        dry_run: dry_run?.unwrap_or(false),
+    })
+}
+
+/// `phone_number_id`: the sender's ID, digits (as a string or an integer).
+fn phone_number_id(f: &mut Fields<'_>) -> Result<String, Recorded> {
+    let id = match f.value("phone_number_id") {
         None => {
-            return Err(format!(
-                "{rel}: missing `phone_number_id` (the sender's phone number ID from Meta's \
-                 app dashboard, not the phone number)"
+            return Err(f.missing(
+                "missing `phone_number_id` (the sender's phone number ID from Meta's app \
+                 dashboard, not the phone number)"
+                    .into(),
             ));
         }
         Some(Value::String(s)) => s.value().trim().to_string(),
         Some(Value::Integer(i)) => i.value().to_string(),
         Some(_) => {
-            return Err(f.err_value(
+            return Err(f.value_error(
                 "phone_number_id",
                 "`phone_number_id` must be a string of digits".into(),
             ));
         }
     };
-    if phone_number_id.is_empty() || !phone_number_id.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(f.err_value(
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(f.value_error(
             "phone_number_id",
-            format!("`phone_number_id` must be digits only, not {phone_number_id:?}"),
+            format!("`phone_number_id` must be digits only, not {id:?}"),
         ));
     }
+    Ok(id)
+}
+
+/// `base_url`: https:// (http:// only for a loopback stand-in), without a trailing `/`.
+fn whatsapp_base_url(f: &mut Fields<'_>) -> Result<String, Recorded> {
     let base_url = f
-        .opt_str("base_url")?
+        .str("base_url")?
         .unwrap_or(DEFAULT_WHATSAPP_BASE_URL)
         .trim_end_matches('/')
         .to_string();
     if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
-        return Err(f.err_value(
+        return Err(f.value_error(
             "base_url",
             format!("`base_url` must start with https:// (or http:// for a local stand-in), not {base_url:?}"),
         ));
     }
     if base_url.starts_with("http://") && !host_of(&base_url).is_some_and(is_loopback) {
-        return Err(f.err_value(
+        return Err(f.value_error(
             "base_url",
             "`base_url` with http:// would send the token unencrypted: only a loopback host may use it".into(),
         ));
     }
-    Ok(WhatsappConfig {
-        token: Secret::from(token.to_string()),
-        phone_number_id,
-        base_url,
-        timeout: f.opt_duration("timeout")?.unwrap_or(DEFAULT_TIMEOUT),
-        dry_run: f.opt_bool("dry_run")?.unwrap_or(false),
-    })
+    Ok(base_url)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each case's text is refused with exactly its message.
+    fn assert_errors<T: std::fmt::Debug>(
+        parse: fn(&str, &str) -> Result<T, Diagnostics>,
+        rel: &str,
+        cases: &[(&str, &str)],
+    ) {
+        for (text, want) in cases {
+            let got = parse(rel, text).err().map(|e| e.to_string());
+            assert_eq!(got.as_deref(), Some(*want), "{text}");
+        }
+    }
 
     const GOOD: &str = "host = \"smtp.example.com\"\nport = 587\ntls = \"starttls\"\nusername = \"me@example.com\"\npassword = \"hunter2-xyz\"\nfrom = \"Me <me@example.com>\"\n";
 
@@ -552,13 +584,7 @@ mod tests {
                 "credentials/smtp.toml:1:9: invalid TOML: unclosed array, expected `]`",
             ),
         ];
-        for (text, want) in cases {
-            assert_eq!(
-                parse_smtp(SMTP_FILE, text).err().as_deref(),
-                Some(want),
-                "{text}"
-            );
-        }
+        assert_errors(parse_smtp, SMTP_FILE, &cases);
     }
 
     #[test]
@@ -596,13 +622,7 @@ mod tests {
                 "credentials/smtp.toml:3:7: tls = \"none\" would send the OAuth token unencrypted to smtp.gmail.com: use \"starttls\" or \"tls\" (\"none\" is allowed with a login only for a loopback host)",
             ),
         ];
-        for (text, want) in cases {
-            assert_eq!(
-                parse_smtp(SMTP_FILE, text).err().as_deref(),
-                Some(want),
-                "{text}"
-            );
-        }
+        assert_errors(parse_smtp, SMTP_FILE, &cases);
     }
 
     #[test]
@@ -633,13 +653,7 @@ mod tests {
                 "credentials/whatsapp.toml:3:12: `base_url` with http:// would send the token unencrypted: only a loopback host may use it",
             ),
         ];
-        for (text, want) in cases {
-            assert_eq!(
-                parse_whatsapp(WHATSAPP_FILE, text).err().as_deref(),
-                Some(want),
-                "{text}"
-            );
-        }
+        assert_errors(parse_whatsapp, WHATSAPP_FILE, &cases);
         // The webhook watcher's keys only: not set up for sending (not an error).
         assert!(
             parse_whatsapp_if_set(WHATSAPP_FILE, "app_secret = \"s\"\nverify_token = \"v\"\n")
@@ -649,6 +663,7 @@ mod tests {
         assert_eq!(
             parse_whatsapp_if_set(WHATSAPP_FILE, "app_secret = \"s\"\ntoken = \"t\"\n")
                 .err()
+                .map(|e| e.to_string())
                 .as_deref(),
             Some(
                 "credentials/whatsapp.toml: missing `phone_number_id` (the sender's phone number ID from Meta's app dashboard, not the phone number)"
@@ -660,5 +675,40 @@ mod tests {
         )
         .expect("loopback http is fine");
         assert_eq!(local.base_url, "http://127.0.0.1:8080/v21.0");
+    }
+
+    #[test]
+    fn every_problem_of_a_file_at_once() {
+        let text = "host = \"h\"\nport = 0\ntls = \"ssl\"\nfrom = \"nobody\"\npasword = \"x\"\n";
+        let want = [
+            "credentials/smtp.toml:2:8: `port` must be 1 to 65535, not 0",
+            "credentials/smtp.toml:3:7: `tls` must be \"none\", \"starttls\" or \"tls\", not \"ssl\"",
+            "credentials/smtp.toml:4:8: `from` is not an email address: \"nobody\" (e.g. \"Me <me@example.com>\")",
+            "credentials/smtp.toml:5:1: unknown key `pasword` (known: host, port, tls, username, password, oauth_token_file, from, timeout, dry_run, ca_file)",
+        ];
+        let got = parse_smtp(SMTP_FILE, text).err().map(|e| e.to_string());
+        assert_eq!(got, Some(want.join("\n")));
+        // A misspelt `password` is not also reported as missing.
+        let cases = [(
+            "host = \"h\"\nfrom = \"a@b.c\"\nusername = \"u\"\npasword = \"x\"\n",
+            "credentials/smtp.toml:4:1: unknown key `pasword` (known: host, port, tls, username, password, oauth_token_file, from, timeout, dry_run, ca_file)",
+        )];
+        assert_errors(parse_smtp, SMTP_FILE, &cases);
+        // The handler keeps them on one line: they go into an approval's `error` field.
+        let vault = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(vault.path().join("credentials")).expect("mkdir");
+        std::fs::write(vault.path().join(SMTP_FILE), text).expect("write");
+        let mut creds = Credentials::load(vault.path());
+        match creds.smtp.current() {
+            Loaded::Invalid(e) => assert_eq!(*e, want.join("; ")),
+            other => panic!("{other:?}"),
+        }
+        // A token without a phone number ID and a bad URL: both, the missing key first.
+        let cases = [(
+            "token = \"t\"\nbase_url = \"ftp://x\"\n",
+            "credentials/whatsapp.toml: missing `phone_number_id` (the sender's phone number ID from Meta's app dashboard, not the phone number)\n\
+             credentials/whatsapp.toml:2:12: `base_url` must start with https:// (or http:// for a local stand-in), not \"ftp://x\"",
+        )];
+        assert_errors(parse_whatsapp, WHATSAPP_FILE, &cases);
     }
 }

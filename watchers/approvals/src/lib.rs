@@ -308,10 +308,7 @@ pub fn run(args: Args) -> i32 {
 
 /// Say at start which actions are enabled and which are not, and why: in the log (a
 /// warning when one is not) and, then, as a Dashboard row.
-fn report_actions(
-    handler: &Handler,
-    actions: &[(&'static str, Result<Option<&'static str>, String>)],
-) {
+fn report_actions(handler: &Handler, actions: &[(&'static str, credentials::ActionState)]) {
     let enabled: Vec<String> = actions
         .iter()
         .filter_map(|(a, r)| match r {

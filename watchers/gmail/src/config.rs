@@ -16,22 +16,24 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ai_employee_vault::credentials::{Fields, Secret, is_loopback};
+use ai_employee_vault::credentials::{
+    self, Fields, Guide, LoadError, MAIL_SERVER_KEYS, Secret, is_loopback,
+};
 use ai_employee_vault::tls::CaFile;
+use ai_employee_vault::toml_fields::{Diagnostics, Recorded};
 
 /// Vault-relative path of the credentials file.
 pub const CREDENTIALS_FILE: &str = "credentials/gmail.toml";
 const DEFAULT_HOST: &str = "imap.gmail.com";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-const KEYS: &[&str] = &[
-    "host",
-    "port",
-    "tls",
-    "username",
-    "password",
-    "oauth_token_file",
-    "ca_file",
-    "timeout",
+/// The keys of `gmail.toml` besides [`MAIL_SERVER_KEYS`].
+const KEYS: &[&str] = &["ca_file", "timeout"];
+
+/// `tls`, in the order messages list them.
+const TLS_MODES: &[(&str, TlsMode)] = &[
+    ("tls", TlsMode::Tls),
+    ("starttls", TlsMode::StartTls),
+    ("none", TlsMode::None),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,136 +72,87 @@ pub struct Config {
     pub timeout: Duration,
 }
 
-/// Read `credentials/gmail.toml` of `vault`. The error is the one-line reason the watcher
-/// cannot run.
-pub fn load(vault: &Path) -> Result<Config, String> {
-    let path = vault.join(CREDENTIALS_FILE);
-    let text = match ai_employee_vault::credentials::read_file(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!(
-                "no credentials: create {} (IMAP host, username and an app password or \
-                 OAuth token file); see docs/gmail.md",
-                path.display()
-            ));
-        }
-        Err(e) => {
-            return Err(format!(
-                "cannot read {}: {e}; see docs/gmail.md",
-                path.display()
-            ));
-        }
-    };
-    warn_if_readable_by_others(&path);
-    parse(CREDENTIALS_FILE, &text, &vault.join("credentials"))
-}
+/// What the watcher says when the file is missing, unreadable or invalid.
+const GUIDE: Guide = Guide {
+    create: "(IMAP host, username and an app password or OAuth token file); see docs/gmail.md",
+    unreadable: "; see docs/gmail.md",
+    invalid: "",
+};
 
-fn warn_if_readable_by_others(path: &Path) {
-    use std::os::unix::fs::MetadataExt;
-    if let Ok(m) = std::fs::symlink_metadata(path)
-        && m.mode() & 0o077 != 0
-    {
-        tracing::warn!(
-            "{CREDENTIALS_FILE} can be read by other users (mode {:o}): run `chmod 600` on it",
-            m.mode() & 0o777
-        );
-    }
+/// Read `credentials/gmail.toml` of `vault`. The error is the reason the watcher cannot
+/// run: one line, or one line per problem of the file.
+pub fn load(vault: &Path) -> Result<Config, LoadError> {
+    let path = vault.join(CREDENTIALS_FILE);
+    let text = GUIDE.read(&path)?;
+    credentials::warn_if_readable_by_others(&path, CREDENTIALS_FILE);
+    parse(CREDENTIALS_FILE, &text, &vault.join("credentials")).map_err(|e| GUIDE.invalid(e))
 }
 
 /// Parse the file's text; relative file names are taken from `credentials_dir`.
-pub fn parse(rel: &str, text: &str, credentials_dir: &Path) -> Result<Config, String> {
-    let f = Fields::parse(rel, text)?;
-    for (key, _) in f.doc.as_table().iter() {
-        if !KEYS.contains(&key) {
-            return Err(f.err_key(
-                key,
-                format!("unknown key `{key}` (known: {})", KEYS.join(", ")),
-            ));
-        }
-    }
-    let host = f.opt_str("host")?.unwrap_or(DEFAULT_HOST);
-    if host.trim().is_empty() || host.contains(char::is_whitespace) {
-        return Err(f.err_value("host", "`host` must be a host name or address".into()));
-    }
-    let tls = match f.opt_str("tls")?.unwrap_or("tls") {
-        "tls" => TlsMode::Tls,
-        "starttls" => TlsMode::StartTls,
-        "none" => TlsMode::None,
-        other => {
-            return Err(f.err_value(
-                "tls",
-                format!("`tls` must be \"tls\", \"starttls\" or \"none\", not {other:?}"),
-            ));
-        }
-    };
-    if tls == TlsMode::None && !is_loopback(host) {
-        return Err(f.err_value(
+pub fn parse(rel: &str, text: &str, credentials_dir: &Path) -> Result<Config, Diagnostics> {
+    Fields::read(rel, text, |f| read(f, credentials_dir))
+}
+
+fn read(f: &mut Fields<'_>, credentials_dir: &Path) -> Result<Config, Recorded> {
+    f.only_keys(&[MAIL_SERVER_KEYS, KEYS].concat());
+    let host = f.host(Some(DEFAULT_HOST));
+    let tls = f.choice("tls", TLS_MODES, "tls");
+    if let (Ok(host), Ok(TlsMode::None)) = (host, tls)
+        && !is_loopback(host)
+    {
+        f.value_error(
             "tls",
             format!(
                 "tls = \"none\" would send the password or token unencrypted to {host}: use \
                  \"tls\" or \"starttls\" (\"none\" is allowed only for a loopback host)"
             ),
-        ));
+        );
     }
-    let port = match f.opt_int("port")? {
-        None => match tls {
-            TlsMode::Tls => 993,
-            TlsMode::StartTls | TlsMode::None => 143,
-        },
-        Some(p) => u16::try_from(p)
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| f.err_value("port", format!("`port` must be 1 to 65535, not {p}")))?,
-    };
-    let username = f.required_str("username")?;
-    if username.trim().is_empty() {
-        return Err(f.err_value("username", "`username` is empty".into()));
-    }
-    let auth = match (f.opt_str("password")?, f.opt_str("oauth_token_file")?) {
-        (Some(_), Some(_)) => {
-            return Err(f.err_key(
-                "oauth_token_file",
-                "set either `password` or `oauth_token_file`, not both".into(),
-            ));
-        }
-        (None, None) => {
-            return Err(format!(
-                "{rel}: missing `password` (a Gmail app password) or `oauth_token_file` \
-                 (an OAuth token file in credentials/)"
-            ));
-        }
-        (Some(p), None) => {
-            if p.is_empty() {
-                return Err(f.err_value("password", "`password` is empty".into()));
-            }
-            Auth::Password(Secret::from(p.to_string()))
-        }
-        (None, Some(t)) => {
-            if t.trim().is_empty() {
-                return Err(f.err_value("oauth_token_file", "`oauth_token_file` is empty".into()));
-            }
-            Auth::OAuth {
-                path: credentials_dir.join(t),
-                rel: relative_name(t),
-            }
-        }
-    };
-    let ca_file = match f.opt_str("ca_file")? {
-        Some(c) if c.trim().is_empty() => {
-            return Err(f.err_value("ca_file", "`ca_file` is empty".into()));
-        }
-        Some(c) => Some(CaFile::new(c, credentials_dir)),
-        None => None,
-    };
+    let port = f.port(match tls {
+        Ok(TlsMode::Tls) | Err(_) => 993,
+        Ok(TlsMode::StartTls | TlsMode::None) => 143,
+    });
+    let username = f.required_str("username").and_then(|u| match u.trim() {
+        "" => Err(f.value_error("username", "`username` is empty".into())),
+        _ => Ok(u),
+    });
+    let auth = auth(f, credentials_dir);
+    let ca_file = f.nonblank("ca_file");
+    let timeout = f.duration("timeout");
     Ok(Config {
-        host: host.to_string(),
-        port,
-        tls,
-        username: username.to_string(),
-        auth,
-        ca_file,
-        timeout: f.opt_duration("timeout")?.unwrap_or(DEFAULT_TIMEOUT),
+        host: host?.to_string(),
+        port: port?,
+        tls: tls?,
+        username: username?.to_string(),
+        auth: auth?,
+        ca_file: ca_file?.map(|c| CaFile::new(c, credentials_dir)),
+        timeout: timeout?.unwrap_or(DEFAULT_TIMEOUT),
     })
+}
+
+/// `password` or `oauth_token_file`, exactly one.
+fn auth(f: &mut Fields<'_>, credentials_dir: &Path) -> Result<Auth, Recorded> {
+    let (password, token_file) = (f.str("password"), f.str("oauth_token_file"));
+    match (password?, token_file?) {
+        (Some(_), Some(_)) => Err(f.key_error(
+            "oauth_token_file",
+            "set either `password` or `oauth_token_file`, not both".into(),
+        )),
+        (None, None) => Err(f.missing(
+            "missing `password` (a Gmail app password) or `oauth_token_file` (an OAuth token \
+             file in credentials/)"
+                .into(),
+        )),
+        (Some(""), None) => Err(f.value_error("password", "`password` is empty".into())),
+        (Some(p), None) => Ok(Auth::Password(Secret::from(p.to_string()))),
+        (None, Some(t)) if t.trim().is_empty() => {
+            Err(f.value_error("oauth_token_file", "`oauth_token_file` is empty".into()))
+        }
+        (None, Some(t)) => Ok(Auth::OAuth {
+            path: credentials_dir.join(t),
+            rel: relative_name(t),
+        }),
+    }
 }
 
 /// `credentials/<name>` for a name relative to `credentials/`; an absolute name as is.
@@ -225,6 +178,7 @@ mod tests {
     fn parse_err(text: &str) -> String {
         parse(CREDENTIALS_FILE, text, Path::new("/v/credentials"))
             .err()
+            .map(|e| e.to_string())
             .unwrap_or_default()
     }
 
@@ -311,5 +265,45 @@ mod tests {
         let c =
             parse_ok("host = \"127.0.0.1\"\ntls = \"none\"\nusername = \"u\"\npassword = \"p\"\n");
         assert_eq!((c.tls, c.port), (TlsMode::None, 143));
+    }
+
+    #[test]
+    fn every_problem_at_once_one_line_each() {
+        assert_eq!(
+            parse_err("username = \" \"\nport = 0\ntls = \"ssl\"\n"),
+            "credentials/gmail.toml: missing `password` (a Gmail app password) or \
+             `oauth_token_file` (an OAuth token file in credentials/)\n\
+             credentials/gmail.toml:1:12: `username` is empty\n\
+             credentials/gmail.toml:2:8: `port` must be 1 to 65535, not 0\n\
+             credentials/gmail.toml:3:7: `tls` must be \"tls\", \"starttls\" or \"none\", not \"ssl\""
+        );
+        // A misspelt key stands for the missing one: it is not reported twice.
+        assert_eq!(
+            parse_err("username = \"u\"\npasword = \"p\"\n"),
+            "credentials/gmail.toml:2:1: unknown key `pasword` (known: host, port, tls, \
+             username, password, oauth_token_file, ca_file, timeout)"
+        );
+    }
+
+    #[test]
+    fn a_missing_or_invalid_file_says_what_to_do() {
+        let vault = tempfile::tempdir().expect("tempdir");
+        let path = vault.path().join(CREDENTIALS_FILE);
+        let err = load(vault.path()).err().map(|e| e.to_string());
+        assert_eq!(
+            err,
+            Some(format!(
+                "no credentials: create {} (IMAP host, username and an app password or OAuth \
+                 token file); see docs/gmail.md",
+                path.display()
+            ))
+        );
+        std::fs::create_dir(vault.path().join("credentials")).expect("mkdir");
+        std::fs::write(&path, "password = \"p\"\n").expect("write");
+        let err = load(vault.path()).err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("credentials/gmail.toml: missing `username`")
+        );
     }
 }

@@ -1,16 +1,18 @@
-//! Reading the files in `credentials/`: typed fields with `file:line:column` errors, and
-//! secrets that never print. Shared by every watcher that talks to the outside world.
+//! Reading the files in `credentials/`: never through a link, typed fields with every
+//! problem reported at once as `file:line:column` lines ([`Fields`]), and secrets that
+//! never print. Shared by every watcher that talks to the outside world.
 
 use std::fmt;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use toml_edit::{Document, Item, Value};
+mod fields;
+
+pub use fields::Fields;
 
 use crate::nofollow::{Dir, How};
-use crate::units::parse_flag_duration;
+use crate::toml_fields::Diagnostics;
 
 /// Open the file `path` of the vault's `credentials/` folder as `how` says. Nothing from
 /// `credentials/` down (the folder, any folder below it, the file) is reached through a
@@ -114,122 +116,90 @@ pub fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// A parsed TOML file and the helpers that turn its values into typed fields with
-/// `file:line:column` errors.
-pub struct Fields<'a> {
-    pub rel: &'a str,
-    pub text: &'a str,
-    pub doc: Document<&'a str>,
+/// The keys of a mail server and its login (`gmail.toml` for IMAP, `smtp.toml`), in the
+/// order messages list them; each file has a few more of its own.
+pub const MAIL_SERVER_KEYS: &[&str] = &[
+    "host",
+    "port",
+    "tls",
+    "username",
+    "password",
+    "oauth_token_file",
+];
+
+/// What a watcher tells a person whose credentials file is missing, unreadable or
+/// invalid, after the file's path or problems.
+#[derive(Debug)]
+pub struct Guide {
+    /// After `no credentials: create <path> `: what to write, where the docs are.
+    pub create: &'static str,
+    /// After `cannot read <path>: <error>`.
+    pub unreadable: &'static str,
+    /// After the file's problems.
+    pub invalid: &'static str,
 }
 
-impl<'a> Fields<'a> {
-    pub fn parse(rel: &'a str, text: &'a str) -> Result<Self, String> {
-        let doc = Document::parse(text).map_err(|e| {
-            let (line, col) = e.span().map_or((1, 1), |s| line_column(text, s.start));
-            format!(
-                "{rel}:{line}:{col}: invalid TOML: {}",
-                e.message().split_whitespace().collect::<Vec<_>>().join(" ")
-            )
-        })?;
-        Ok(Fields { rel, text, doc })
+/// Why a watcher cannot use its credentials file (exit 78).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("no credentials: create {} {}", path.display(), guide.create)]
+    Missing {
+        path: PathBuf,
+        guide: &'static Guide,
+    },
+    #[error("cannot read {}: {source}{}", path.display(), guide.unreadable)]
+    Unreadable {
+        path: PathBuf,
+        source: io::Error,
+        guide: &'static Guide,
+    },
+    /// Every problem of the file, one line each.
+    #[error("{errors}{}", guide.invalid)]
+    Invalid {
+        errors: Diagnostics,
+        guide: &'static Guide,
+    },
+}
+
+impl Guide {
+    /// The text of the credentials file `path`, which the watcher cannot run without.
+    pub fn read(&'static self, path: &Path) -> Result<String, LoadError> {
+        read_file(path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => LoadError::Missing {
+                path: path.to_path_buf(),
+                guide: self,
+            },
+            _ => LoadError::Unreadable {
+                path: path.to_path_buf(),
+                source: e,
+                guide: self,
+            },
+        })
     }
 
-    pub fn has(&self, key: &str) -> bool {
-        self.doc.get(key).is_some()
-    }
-
-    pub fn at(&self, offset: Option<usize>, message: String) -> String {
-        let (line, col) = line_column(self.text, offset.unwrap_or(0));
-        format!("{}:{line}:{col}: {message}", self.rel)
-    }
-
-    pub fn err_key(&self, key: &str, message: String) -> String {
-        let offset = self
-            .doc
-            .as_table()
-            .key(key)
-            .and_then(|k| k.span())
-            .map(|s| s.start);
-        self.at(offset, message)
-    }
-
-    pub fn err_value(&self, key: &str, message: String) -> String {
-        let offset = self
-            .doc
-            .get(key)
-            .and_then(|i| i.as_value())
-            .and_then(|v| v.span())
-            .map(|s| s.start);
-        match offset {
-            Some(o) => self.at(Some(o), message),
-            None => self.err_key(key, message),
+    /// The file's problems, as the watcher reports them.
+    pub fn invalid(&'static self, errors: Diagnostics) -> LoadError {
+        LoadError::Invalid {
+            errors,
+            guide: self,
         }
-    }
-
-    pub fn value(&self, key: &str) -> Option<&Value> {
-        self.doc.get(key).and_then(Item::as_value)
-    }
-
-    pub fn wrong_type(&self, key: &str, expected: &str) -> String {
-        let found = match self.doc.get(key) {
-            Some(Item::Value(Value::String(_))) => "a string",
-            Some(Item::Value(Value::Integer(_))) => "an integer",
-            Some(Item::Value(Value::Float(_))) => "a number",
-            Some(Item::Value(Value::Boolean(_))) => "a boolean",
-            Some(Item::Value(Value::Array(_))) => "a list",
-            Some(Item::Value(Value::Datetime(_))) => "a date",
-            _ => "a table",
-        };
-        self.err_value(key, format!("`{key}` must be {expected}, found {found}"))
-    }
-
-    pub fn opt_str(&self, key: &str) -> Result<Option<&str>, String> {
-        match (self.doc.get(key), self.value(key)) {
-            (None, _) => Ok(None),
-            (_, Some(Value::String(s))) => Ok(Some(s.value())),
-            _ => Err(self.wrong_type(key, "a string")),
-        }
-    }
-
-    pub fn required_str(&self, key: &str) -> Result<&str, String> {
-        self.opt_str(key)?
-            .ok_or_else(|| format!("{}: missing `{key}`", self.rel))
-    }
-
-    pub fn opt_int(&self, key: &str) -> Result<Option<i64>, String> {
-        match (self.doc.get(key), self.value(key)) {
-            (None, _) => Ok(None),
-            (_, Some(Value::Integer(i))) => Ok(Some(*i.value())),
-            _ => Err(self.wrong_type(key, "an integer")),
-        }
-    }
-
-    pub fn opt_bool(&self, key: &str) -> Result<Option<bool>, String> {
-        match (self.doc.get(key), self.value(key)) {
-            (None, _) => Ok(None),
-            (_, Some(Value::Boolean(b))) => Ok(Some(*b.value())),
-            _ => Err(self.wrong_type(key, "true or false")),
-        }
-    }
-
-    pub fn opt_duration(&self, key: &str) -> Result<Option<Duration>, String> {
-        let Some(s) = self.opt_str(key)? else {
-            return Ok(None);
-        };
-        let d = parse_flag_duration(s).map_err(|e| self.err_value(key, format!("`{key}`: {e}")))?;
-        if d.is_zero() {
-            return Err(self.err_value(key, format!("`{key}` must be more than 0")));
-        }
-        Ok(Some(d))
     }
 }
 
-/// 1-based line and column (in characters) of a byte offset.
-pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = text.get(..offset).unwrap_or(text);
-    let line = 1 + before.matches('\n').count();
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = 1 + before.get(line_start..).map_or(0, |s| s.chars().count());
-    (line, column)
+/// Warn when the credentials file `path` (`rel` in the vault) can be read by other users.
+pub fn warn_if_readable_by_others(path: &Path, rel: &str) {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        warn_if_open(rel, m.mode());
+    }
+}
+
+/// Warn when permission bits `mode` of the credentials file `rel` let other users read it.
+pub fn warn_if_open(rel: &str, mode: u32) {
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            "{rel} can be read by other users (mode {:o}): run `chmod 600` on it",
+            mode & 0o777
+        );
+    }
 }

@@ -47,6 +47,9 @@ pub mod task_ledger;
 pub mod tasks;
 /// `ca_file` and certificate errors explained (IMAP and SMTP).
 pub mod tls;
+/// TOML with spans: fields, `file:line:column` diagnostics, every problem at once (the
+/// process table and the credentials files).
+pub mod toml_fields;
 /// Durations ("500ms", "1m30s") and sizes ("10MiB"): parsing and formatting.
 pub mod units;
 /// What every watcher needs: heartbeat, SIGTERM, logging, exit 78.

@@ -109,23 +109,29 @@ fn take_unit(s: &str) -> (&str, &str) {
     s.split_at(len)
 }
 
+/// What no `what` ("duration", "size") can be: empty, signed, or with white space in it.
+fn check_form(s: &str, what: &str, examples: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err(format!("invalid {what} \"\" (expected e.g. {examples})"));
+    }
+    if s.starts_with('-') {
+        return Err(format!("invalid {what} {s:?} (must not be negative)"));
+    }
+    if s.chars().any(char::is_whitespace) {
+        let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+        return Err(format!(
+            "invalid {what} {s:?} (remove the spaces: {compact:?})"
+        ));
+    }
+    Ok(())
+}
+
 /// Parse a duration: one or more `<number><unit>` parts, largest unit first, each unit at
 /// most once: `"500ms"`, `"2s"`, `"1.5s"`, `"5m"`, `"1h"`, `"1d"`, `"1m30s"`. `"0"` is the
 /// only duration without a unit.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     const EXAMPLES: &str = "\"500ms\", \"30s\", \"5m\", \"1h\", \"1d\" or \"1m30s\"";
-    if s.is_empty() {
-        return Err(format!("invalid duration \"\" (expected e.g. {EXAMPLES})"));
-    }
-    if s.starts_with('-') {
-        return Err(format!("invalid duration {s:?} (must not be negative)"));
-    }
-    if s.chars().any(char::is_whitespace) {
-        let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        return Err(format!(
-            "invalid duration {s:?} (remove the spaces: {compact:?})"
-        ));
-    }
+    check_form(s, "duration", EXAMPLES)?;
     if s.bytes().all(|c| c == b'0') {
         return Ok(Duration::ZERO);
     }
@@ -204,18 +210,7 @@ pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
 /// `GB`, `TB`. A fractional size is rounded down to whole bytes.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     const EXAMPLES: &str = "\"512KiB\", \"10MiB\", \"1GiB\" or \"100MB\"";
-    if s.is_empty() {
-        return Err(format!("invalid size \"\" (expected e.g. {EXAMPLES})"));
-    }
-    if s.starts_with('-') {
-        return Err(format!("invalid size {s:?} (must not be negative)"));
-    }
-    if s.chars().any(char::is_whitespace) {
-        let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        return Err(format!(
-            "invalid size {s:?} (remove the spaces: {compact:?})"
-        ));
-    }
+    check_form(s, "size", EXAMPLES)?;
     let Some((number, unit)) = take_number(s) else {
         return Err(format!("invalid size {s:?} (expected e.g. {EXAMPLES})"));
     };
@@ -292,6 +287,19 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// Each text is refused with a message that contains its fragment.
+    fn assert_rejected<T: std::fmt::Debug>(
+        parse: fn(&str) -> Result<T, String>,
+        cases: &[(&str, &str)],
+    ) {
+        for (text, want) in cases {
+            match parse(text) {
+                Ok(v) => panic!("{text:?} parsed as {v:?}"),
+                Err(e) => assert!(e.contains(want), "{text:?}: {e}"),
+            }
+        }
+    }
+
     #[test]
     fn durations_accepted() {
         let cases = [
@@ -354,12 +362,7 @@ mod tests {
             ("99999999999999999999999999999999999999999d", "(too large)"),
             ("18446744073709551616s", "(too large)"),
         ];
-        for (text, want) in cases {
-            match parse_duration(text) {
-                Ok(d) => panic!("{text:?} parsed as {d:?}"),
-                Err(e) => assert!(e.contains(want), "{text:?}: {e}"),
-            }
-        }
+        assert_rejected(parse_duration, &cases);
     }
 
     #[test]
@@ -414,12 +417,7 @@ mod tests {
             ("16777216TiB", "(too large)"),
             ("99999999999999999999999999999999999999999", "(too large)"),
         ];
-        for (text, want) in cases {
-            match parse_size(text) {
-                Ok(n) => panic!("{text:?} parsed as {n}"),
-                Err(e) => assert!(e.contains(want), "{text:?}: {e}"),
-            }
-        }
+        assert_rejected(parse_size, &cases);
     }
 
     #[test]

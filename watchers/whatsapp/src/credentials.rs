@@ -5,7 +5,8 @@
 
 use std::path::Path;
 
-use ai_employee_vault::credentials::{Fields, Secret};
+use ai_employee_vault::credentials::{self, Fields, Guide, LoadError, Secret};
+use ai_employee_vault::toml_fields::{Diagnostics, Recorded};
 
 pub const FILE: &str = "credentials/whatsapp.toml";
 
@@ -32,78 +33,58 @@ pub struct WebhookSecrets {
     pub verify_token: Secret,
 }
 
-/// Read the file from `vault`. The error is the one-line reason for exit 78.
-pub fn load(vault: &Path) -> Result<WebhookSecrets, String> {
+/// What the watcher says when the file is missing, unreadable or invalid.
+const GUIDE: Guide = Guide {
+    create: "with `app_secret` and `verify_token` (see docs/whatsapp.md)",
+    unreadable: " (see docs/whatsapp.md)",
+    invalid: " (see docs/whatsapp.md)",
+};
+
+/// Read the file from `vault`. The error is the reason for exit 78: one line, or one
+/// line per problem of the file.
+pub fn load(vault: &Path) -> Result<WebhookSecrets, LoadError> {
     let path = vault.join(FILE);
-    let text = match ai_employee_vault::credentials::read_file(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!(
-                "no credentials: create {} with `app_secret` and `verify_token` (see docs/whatsapp.md)",
-                path.display()
-            ));
-        }
-        Err(e) => {
-            return Err(format!(
-                "cannot read {}: {e} (see docs/whatsapp.md)",
-                path.display()
-            ));
-        }
-    };
-    let secrets = parse(FILE, &text).map_err(|e| format!("{e} (see docs/whatsapp.md)"))?;
-    warn_if_readable_by_others(&path);
+    let text = GUIDE.read(&path)?;
+    let secrets = parse(FILE, &text).map_err(|e| GUIDE.invalid(e))?;
+    credentials::warn_if_readable_by_others(&path, FILE);
     Ok(secrets)
 }
 
-fn warn_if_readable_by_others(path: &Path) {
-    use std::os::unix::fs::MetadataExt;
-    if let Ok(meta) = std::fs::symlink_metadata(path)
-        && meta.mode() & 0o077 != 0
-    {
-        tracing::warn!(
-            "{FILE} can be read by other users (mode {:o}): run `chmod 600` on it",
-            meta.mode() & 0o777
-        );
-    }
-}
-
 /// Parse the file's text; `rel` names it in errors.
-pub fn parse(rel: &str, text: &str) -> Result<WebhookSecrets, String> {
-    let f = Fields::parse(rel, text)?;
-    for (key, _) in f.doc.as_table().iter() {
-        if !OWN_KEYS.contains(&key) && !APPROVAL_KEYS.contains(&key) {
-            return Err(f.err_key(
-                key,
-                format!(
-                    "unknown key `{key}` (the webhook reads {}; the approval handler reads {})",
-                    OWN_KEYS.join(", "),
-                    APPROVAL_KEYS.join(", ")
-                ),
-            ));
-        }
-    }
-    let secret = |key: &str, what: &str| -> Result<Secret, String> {
-        let value = f
-            .opt_str(key)?
-            .ok_or_else(|| format!("{rel}: missing `{key}` ({what})"))?;
-        // Pasted values sometimes carry a stray space or newline; neither can be part of
-        // a value Meta issues or accepts.
-        let value = value.trim();
-        if value.is_empty() {
-            return Err(f.err_value(key, format!("`{key}` is empty")));
-        }
-        Ok(Secret::from(value.to_string()))
-    };
-    Ok(WebhookSecrets {
-        app_secret: secret(
+pub fn parse(rel: &str, text: &str) -> Result<WebhookSecrets, Diagnostics> {
+    Fields::read(rel, text, |f| {
+        f.unknown_keys(&[OWN_KEYS, APPROVAL_KEYS].concat(), &|key| {
+            format!(
+                "unknown key `{key}` (the webhook reads {}; the approval handler reads {})",
+                OWN_KEYS.join(", "),
+                APPROVAL_KEYS.join(", ")
+            )
+        });
+        let app_secret = secret(
+            f,
             "app_secret",
             "the Meta app's secret, from App settings → Basic",
-        )?,
-        verify_token: secret(
+        );
+        let verify_token = secret(
+            f,
             "verify_token",
             "any string you choose, typed again into the webhook form",
-        )?,
+        );
+        Ok(WebhookSecrets {
+            app_secret: app_secret?,
+            verify_token: verify_token?,
+        })
     })
+}
+
+/// A secret the file must set; `what` says what it is when it is missing.
+fn secret(f: &mut Fields<'_>, key: &str, what: &str) -> Result<Secret, Recorded> {
+    // Pasted values sometimes carry a stray space or newline; neither can be part of a
+    // value Meta issues or accepts.
+    match f.nonblank(key)? {
+        Some(value) => Ok(Secret::from(value.trim().to_string())),
+        None => Err(f.missing(format!("missing `{key}` ({what})"))),
+    }
 }
 
 #[cfg(test)]
@@ -155,7 +136,32 @@ mod tests {
             ),
         ];
         for (text, want) in cases {
-            assert_eq!(parse(FILE, text).err().as_deref(), Some(want), "{text}");
+            let got = parse(FILE, text).err().map(|e| e.to_string());
+            assert_eq!(got.as_deref(), Some(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn every_problem_at_once_but_a_misspelt_key_once() {
+        let unknown = "(the webhook reads app_secret, verify_token; the approval handler reads \
+                       token, access_token, phone_number_id, base_url, timeout, dry_run)";
+        let cases = [
+            (
+                "app_secret = 12\n".to_string(),
+                "credentials/whatsapp.toml: missing `verify_token` (any string you choose, typed again into the webhook form)\n\
+                 credentials/whatsapp.toml:1:14: `app_secret` must be a string, found an integer".to_string(),
+            ),
+            // `app_secert` is the missing `app_secret`: one problem, not two.
+            (
+                "verify_token = \"v\"\napp_secert = \"s\"\nverify = 1\n".to_string(),
+                format!(
+                    "credentials/whatsapp.toml:2:1: unknown key `app_secert` {unknown}\n\
+                     credentials/whatsapp.toml:3:1: unknown key `verify` {unknown}"
+                ),
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse(FILE, &text).unwrap_err().to_string(), want, "{text}");
         }
     }
 }
