@@ -108,7 +108,12 @@ pub fn run(root: &Path, explicit: Option<&Path>) -> i32 {
     });
 
     let enabled = cfg.processes.iter().filter(|p| p.enabled).count();
-    crate::supervisor::console::banner(root, &cfg.source.to_string(), cfg.processes.len(), enabled);
+    crate::supervisor::report::console::banner(
+        root,
+        &cfg.source.to_string(),
+        cfg.processes.len(),
+        enabled,
+    );
     tracing::info!(
         "supervisor starting (pid {}, version {}, table {})",
         std::process::id(),

@@ -23,10 +23,10 @@ use ai_employee_vault::control::{
 use ai_employee_vault::logs::RotatingFile;
 use tokio::sync::mpsc;
 
-use super::dashboard_writer::DashboardWriter;
 use super::machine::{Action, Child, Event, Next, Notice, Phase, Then, later};
-use super::notify::Notifier;
-use super::status::{self, Summary};
+use super::report::dashboard::DashboardWriter;
+use super::report::notify::Notifier;
+use super::report::summary::{self as status, Summary};
 use crate::config::{self, Config, NotifyEvent, NotifySpec, ProcessSpec, SupervisorSettings};
 use crate::control::{Call, ControlSocket};
 use crate::process::guardian::Guardian;
@@ -56,7 +56,12 @@ const NOTIFY_FLUSH_MAX: Duration = Duration::from_secs(2);
 /// CPU % is measured over at least this long (a shorter gap repeats the last figure).
 const CPU_SAMPLE_MIN: Duration = Duration::from_millis(500);
 
+mod health;
 mod operator;
+mod output;
+mod reload;
+
+use output::{ChildLog, start_drain};
 
 /// Where the table came from, for reloads.
 #[derive(Debug, Clone)]
@@ -71,47 +76,6 @@ pub enum Outcome {
     Clean,
     /// A second Ctrl+C: children were SIGKILLed.
     Forced,
-}
-
-/// A child's log file, written by the log writer's thread (see `logs::writer`): the
-/// event loop only queues its output, so a stalled disk never stops supervision. Whether
-/// writing it fails is said on the console once when it starts failing (with the error)
-/// and once when it works again (with what was lost), so a `Logs/` that cannot be
-/// written is never silent.
-struct ChildLog {
-    file: LogFile,
-    name: String,
-}
-
-impl ChildLog {
-    fn new(file: LogFile, name: &str) -> ChildLog {
-        ChildLog {
-            file,
-            name: name.to_string(),
-        }
-    }
-
-    fn write(&self, buf: &[u8]) {
-        self.file.write(buf);
-    }
-
-    /// Where a reader finds this child's output: `see Logs/x.log`, or why it is not there.
-    /// Its last output may still be in the pipe or the writer's queue (an exit is handled
-    /// first), so the writer is asked to write what it has and to try the file now; on a
-    /// stalled disk it is not waited for longer than [`SEE_LOG_WAIT`].
-    fn see(&self) -> String {
-        let name = &self.name;
-        match self.file.probe(SEE_LOG_WAIT) {
-            Probe::Answered(None) => format!("see Logs/{name}.log"),
-            Probe::Answered(Some(e)) | Probe::NoAnswer(Some(e)) => {
-                format!("its output could not be written to Logs/{name}.log: {e}")
-            }
-            Probe::NoAnswer(None) => format!(
-                "see Logs/{name}.log, once the disk answers: its last output is still waiting \
-                 to be written"
-            ),
-        }
-    }
 }
 
 struct Slot {
@@ -302,7 +266,7 @@ impl Runtime {
             .iter()
             .filter(|s| s.child.pid().is_some())
             .count();
-        crate::supervisor::console::started(running, enabled);
+        super::report::console::started(running, enabled);
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         self.running_since = Some(Instant::now());
 
@@ -381,7 +345,7 @@ impl Runtime {
         self.shutting_down = true;
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         info!("received {name}: stopping all children (Ctrl+C again to kill them at once)");
-        crate::supervisor::console::stopping();
+        super::report::console::stopping();
         for i in 0..self.slots.len() {
             // Children at rest keep their state (needs-setup, fatal, exited) for the report.
             if !self.slots[i].child.is_at_rest() {
@@ -685,86 +649,6 @@ impl Runtime {
         }
     }
 
-    // ----- health -----------------------------------------------------------------------
-
-    fn health_check(&mut self, now: Instant) {
-        // An exit not yet reaped would look like a zombie: take pending exits first.
-        self.on_sigchld();
-        for i in 0..self.slots.len() {
-            let Phase::Running { pid, since } = self.slots[i].child.phase else {
-                continue;
-            };
-            if let Some(reason) = self.health_problem(i, pid, since, now) {
-                // A child that exited after the reap above (its SIGCHLD not yet handled)
-                // looks like a zombie, or like a missed heartbeat. Reap again: an exit is
-                // reported as an exit, with its code, never as a failed health check.
-                self.on_sigchld();
-                if !matches!(self.slots[i].child.phase, Phase::Running { pid: p, .. } if p == pid) {
-                    continue;
-                }
-                self.dispatch(i, Event::HealthFailed { reason });
-            }
-        }
-    }
-
-    fn health_problem(
-        &mut self,
-        i: usize,
-        pid: i32,
-        since: Instant,
-        now: Instant,
-    ) -> Option<String> {
-        let info = process::stats::proc_info(pid);
-        if let Some(info) = info {
-            self.note_cpu(i, pid, info.cpu_ns, now);
-        }
-        let spec = &self.slots[i].child.spec;
-        if let Some(info) = info {
-            match info.state {
-                process::stats::RunState::Zombie => return Some("process is a zombie".into()),
-                process::stats::RunState::Stopped => {
-                    return Some("process is stopped (SIGSTOP or traced)".into());
-                }
-                process::stats::RunState::Running => {}
-            }
-            if let Some(max) = spec.max_memory
-                && info.rss > max
-            {
-                return Some(format!(
-                    "memory {} over max_memory {}",
-                    fmt_size(info.rss),
-                    fmt_size(max)
-                ));
-            }
-        }
-        let timeout = spec.heartbeat_timeout?;
-        let path = self.vault.heartbeat(&spec.name);
-        // The heartbeat file itself, never a symlink's target.
-        let mtime = std::fs::symlink_metadata(&path)
-            .and_then(|m| m.modified())
-            .ok();
-        let slot = &mut self.slots[i];
-        // Staleness is judged on the monotonic clock: when did we last see the file change?
-        if let Some(m) = mtime
-            && slot.beat.is_none_or(|(seen, _)| seen != m)
-        {
-            slot.beat = Some((m, now));
-        }
-        let last = slot.beat.map_or(since, |(_, at)| at);
-        let age = now.saturating_duration_since(last);
-        if age > timeout {
-            return Some(match slot.beat {
-                Some(_) => format!(
-                    "heartbeat is {} old (heartbeat_timeout {})",
-                    fmt_dur(age),
-                    fmt_dur(timeout)
-                ),
-                None => format!("no heartbeat within heartbeat_timeout {}", fmt_dur(timeout)),
-            });
-        }
-        None
-    }
-
     // ----- bookkeeping after every batch of events ---------------------------------------
 
     fn after_batch(&mut self) {
@@ -835,123 +719,6 @@ impl Runtime {
         }
     }
 
-    // ----- reload -------------------------------------------------------------------------
-
-    /// Re-read the table and apply it. Err: the table's errors (the old table stays).
-    fn reload(&mut self) -> Result<ReloadReport, Vec<String>> {
-        if self.shutting_down {
-            return Err(vec!["the supervisor is shutting down".into()]);
-        }
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
-        let new = match config::load(self.vault.root(), self.table.explicit.as_deref()) {
-            Ok(c) => c,
-            Err(errors) => {
-                for e in &errors.0 {
-                    error!("reload failed: {e}");
-                }
-                error!("reload failed: keeping the current process table");
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-                return Err(errors.0.iter().map(|e| e.to_string()).collect());
-            }
-        };
-        if new.supervisor.metrics != self.settings.metrics {
-            warn!("reload: a new metrics address takes effect when the supervisor restarts");
-        }
-        let metrics = self.settings.metrics;
-        self.settings = new.supervisor.clone();
-        self.settings.metrics = metrics;
-        self.table_source = new.source.to_string();
-        if new.notify != self.notify_specs {
-            if let Some(old) = self.notifier.take() {
-                old.finish(Duration::ZERO);
-            }
-            self.notifier = Some(Notifier::start(&new.notify, self.vault.root()));
-            self.notify_specs = new.notify.clone();
-        }
-        self.next_health = self
-            .next_health
-            .min(later(Instant::now(), self.settings.health_interval));
-        let mut changes = ReloadReport::default();
-        let mut old: HashMap<String, Slot> = self
-            .slots
-            .drain(..)
-            .map(|s| (s.child.spec.name.clone(), s))
-            .collect();
-        let mut to_start = Vec::new();
-        let mut to_restart = Vec::new();
-        let mut to_stop = Vec::new();
-        for spec in new.processes {
-            let name = spec.name.clone();
-            let stop_timeout = spec.stop_timeout.unwrap_or(self.settings.stop_timeout);
-            let idx = self.slots.len();
-            match old.remove(&name) {
-                None => {
-                    if spec.enabled {
-                        to_start.push(idx);
-                    }
-                    changes.added.push(name);
-                    let slot = self.new_slot(spec);
-                    self.slots.push(slot);
-                }
-                Some(mut slot) => {
-                    slot.child.stop_timeout = stop_timeout;
-                    slot.log.file.set_limits(
-                        spec.log_max_size.unwrap_or(self.settings.log_max_size),
-                        spec.log_max_files.unwrap_or(self.settings.log_max_files),
-                    );
-                    let was = slot.child.spec.clone();
-                    let same = same_definition(&was, &spec);
-                    slot.child.spec.description = spec.description.clone();
-                    if same {
-                        changes.unchanged.push(name);
-                    } else {
-                        let enabled_now = spec.enabled;
-                        slot.child.spec = spec;
-                        if !enabled_now {
-                            to_stop.push(idx);
-                            changes.disabled.push(name);
-                        } else if !was.enabled || slot.child.is_at_rest() {
-                            to_start.push(idx);
-                            changes.changed.push(name);
-                        } else {
-                            to_restart.push(idx);
-                            changes.changed.push(name);
-                        }
-                    }
-                    self.slots.push(slot);
-                }
-            }
-        }
-        for (name, slot) in old {
-            changes.removed.push(name);
-            let idx = self.slots.len();
-            // Dropped once stopped (`Then::Remove`).
-            self.slots.push(slot);
-            to_stop.push(idx);
-        }
-        self.reindex();
-        info!("reload: {}", changes.describe());
-        for i in to_stop {
-            let then = removal(&changes, &self.slots[i].child.spec.name);
-            self.dispatch(i, Event::Stop(then));
-        }
-        for i in to_restart {
-            self.dispatch(i, Event::Stop(Then::Restart));
-        }
-        for i in to_start {
-            // Fresh definition: a child that needed setup or gave up gets a new chance.
-            if !matches!(
-                self.slots[i].child.phase,
-                Phase::Running { .. } | Phase::Stopping { .. }
-            ) {
-                self.slots[i].child.phase = Phase::Idle;
-            }
-            self.dispatch(i, Event::Start);
-        }
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-        Ok(changes)
-    }
-
     // ----- shutdown -------------------------------------------------------------------------
 
     async fn finish(&mut self) {
@@ -992,38 +759,18 @@ impl Runtime {
         if let Some(n) = self.notifier.take() {
             n.finish(NOTIFY_FLUSH_MAX);
         }
-        let rows: Vec<super::console::StatRow> = self
+        let rows: Vec<super::report::console::StatRow> = self
             .slots
             .iter()
-            .map(|s| super::console::StatRow {
+            .map(|s| super::report::console::StatRow {
                 name: s.child.spec.name.clone(),
                 restarts: s.child.restarts,
                 last_exit: s.child.last_exit,
                 state: state_word(&s.child.phase),
             })
             .collect();
-        super::console::session_stats(up, self.stats.starts, self.stats.restarts, &rows);
+        super::report::console::session_stats(up, self.stats.starts, self.stats.restarts, &rows);
     }
-}
-
-fn removal(changes: &ReloadReport, name: &str) -> Then {
-    if changes.removed.iter().any(|n| n == name) {
-        Then::Remove
-    } else {
-        Then::Rest
-    }
-}
-
-/// Whether a reload should leave a running child alone: everything but the description
-/// (and log limits, applied in place) must match.
-fn same_definition(a: &ProcessSpec, b: &ProcessSpec) -> bool {
-    let strip = |s: &ProcessSpec| ProcessSpec {
-        description: String::new(),
-        log_max_size: None,
-        log_max_files: None,
-        ..s.clone()
-    };
-    strip(a) == strip(b)
 }
 
 pub fn state_word(p: &Phase) -> &'static str {
@@ -1058,48 +805,6 @@ fn watchdog_interval() -> Option<Duration> {
         return None;
     }
     (usec > 0).then(|| Duration::from_micros(usec / 2))
-}
-
-thread_local! {
-    static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0u8; 64 * 1024]);
-}
-
-/// Copy a child's output pipe into its log until EOF (all writers, grandchildren too,
-/// have closed it). One shared buffer: the runtime is single-threaded.
-fn start_drain(fd: std::os::fd::OwnedFd, log: Rc<ChildLog>, drains: Rc<Cell<usize>>) {
-    let rx = match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
-        Ok(rx) => rx,
-        Err(e) => {
-            warn!("failed to watch a child's output: {e}");
-            return;
-        }
-    };
-    drains.set(drains.get() + 1);
-    tokio::task::spawn_local(async move {
-        loop {
-            if rx.readable().await.is_err() {
-                break;
-            }
-            let done = READ_BUF.with(|b| {
-                let mut buf = b.borrow_mut();
-                loop {
-                    match rx.try_read(&mut buf) {
-                        Ok(0) => return true,
-                        Ok(n) => {
-                            log.write(&buf[..n]);
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        Err(_) => return true,
-                    }
-                }
-            });
-            if done {
-                break;
-            }
-        }
-        drains.set(drains.get() - 1);
-    });
 }
 
 pub fn fmt_dur(d: Duration) -> String {

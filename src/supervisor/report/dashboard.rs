@@ -59,7 +59,7 @@ impl Pending {
                     info!(
                         "{} updated again after {}: {} pending rows written{dropped}",
                         path.display(),
-                        super::runtime::fmt_dur(since.elapsed()),
+                        crate::supervisor::runtime::fmt_dur(since.elapsed()),
                         self.rows.len()
                     );
                 }

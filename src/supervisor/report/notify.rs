@@ -108,7 +108,7 @@ impl Notifier {
     /// Let queued events go out, waiting at most `limit` in all (at shutdown, so the
     /// `system_offline` event is sent). Webhooks still busy after that are abandoned.
     pub fn finish(self, limit: Duration) {
-        let until = super::machine::later(Instant::now(), limit);
+        let until = crate::supervisor::machine::later(Instant::now(), limit);
         let threads: Vec<JoinHandle<()>> = self
             .hooks
             .into_iter()

@@ -2,7 +2,7 @@
 
 use ai_employee_vault::dashboard::Row;
 
-use super::machine::{Child, Phase};
+use crate::supervisor::machine::{Child, Phase};
 
 /// A child's contribution to the system status; stable across a crash loop, so a loop
 /// does not produce a row per restart.
