@@ -21,6 +21,7 @@ use ai_employee_vault::control::{
     ChildStatus, Health, LastExit, ReloadReport, Request, Response, StatusReport, SupervisorInfo,
 };
 use ai_employee_vault::logs::RotatingFile;
+use ai_employee_vault::units::format_elapsed;
 use tokio::sync::mpsc;
 
 use super::machine::{Action, Child, Event, Next, Notice, Phase, Then, later};
@@ -541,7 +542,7 @@ impl Runtime {
                 }
             }
             Notice::SpawnFailed { reason, retry_in } => match retry_in {
-                Some(d) => error!(child = name, "{reason}; retrying in {}", fmt_dur(d)),
+                Some(d) => error!(child = name, "{reason}; retrying in {}", format_elapsed(d)),
                 None => {
                     error!(child = name, "{reason}; needs setup, not restarted");
                     self.dashboard.send(status::child_row(
@@ -561,7 +562,7 @@ impl Runtime {
                 next,
                 uptime,
             } => {
-                let up = fmt_dur(uptime);
+                let up = format_elapsed(uptime);
                 match next {
                     Next::Restart(d) => {
                         self.stats.crashes += 1;
@@ -569,7 +570,7 @@ impl Runtime {
                             child = name,
                             pid,
                             "exited with {status} after {up}; restarting in {}",
-                            fmt_dur(d)
+                            format_elapsed(d)
                         );
                     }
                     Next::NeedsSetup => {
@@ -626,12 +627,12 @@ impl Runtime {
                 pid,
                 "stopping {desc} ({}, SIGKILL after {})",
                 process::signal_name(signal),
-                fmt_dur(timeout)
+                format_elapsed(timeout)
             ),
             Notice::StopTimedOut { pid } => warn!(
                 child = name,
                 "did not stop within {}; sending SIGKILL to its process group{}",
-                fmt_dur(c.stop_timeout),
+                format_elapsed(c.stop_timeout),
                 pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
             ),
             Notice::Stopped => {
@@ -741,7 +742,7 @@ impl Runtime {
         };
         info!(
             "supervisor stopped ({how}); up {}, {} starts, {} restarts, {} crashes, {} health failures",
-            fmt_dur(up),
+            format_elapsed(up),
             self.stats.starts,
             self.stats.restarts,
             self.stats.crashes,
@@ -749,7 +750,7 @@ impl Runtime {
         );
         let offline = format!(
             "System Offline: supervisor stopped ({how}, up {}, {} restarts)",
-            fmt_dur(up),
+            format_elapsed(up),
             self.stats.restarts
         );
         self.notify(NotifyEvent::SystemOffline, None, &offline);
@@ -805,27 +806,4 @@ fn watchdog_interval() -> Option<Duration> {
         return None;
     }
     (usec > 0).then(|| Duration::from_micros(usec / 2))
-}
-
-pub fn fmt_dur(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let s = d.as_secs();
-    let (h, m, sec) = (s / 3600, (s / 60) % 60, s % 60);
-    if h > 0 {
-        format!("{h}h{m:02}m{sec:02}s")
-    } else if m > 0 {
-        format!("{m}m{sec:02}s")
-    } else if ms % 1000 == 0 || s >= 10 {
-        format!("{s}s")
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
-}
-
-fn fmt_size(b: u64) -> String {
-    const MIB: f64 = 1024.0 * 1024.0;
-    format!("{:.1}MiB", b as f64 / MIB)
 }

@@ -59,7 +59,7 @@ impl Pending {
                     info!(
                         "{} updated again after {}: {} pending rows written{dropped}",
                         path.display(),
-                        crate::supervisor::runtime::fmt_dur(since.elapsed()),
+                        ai_employee_vault::units::format_elapsed(since.elapsed()),
                         self.rows.len()
                     );
                 }

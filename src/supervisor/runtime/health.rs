@@ -48,8 +48,8 @@ impl Runtime {
             {
                 return Some(format!(
                     "memory {} over max_memory {}",
-                    fmt_size(info.rss),
-                    fmt_size(max)
+                    ai_employee_vault::units::format_mib_compact(info.rss),
+                    ai_employee_vault::units::format_mib_compact(max)
                 ));
             }
         }
@@ -72,10 +72,13 @@ impl Runtime {
             return Some(match slot.beat {
                 Some(_) => format!(
                     "heartbeat is {} old (heartbeat_timeout {})",
-                    fmt_dur(age),
-                    fmt_dur(timeout)
+                    format_elapsed(age),
+                    format_elapsed(timeout)
                 ),
-                None => format!("no heartbeat within heartbeat_timeout {}", fmt_dur(timeout)),
+                None => format!(
+                    "no heartbeat within heartbeat_timeout {}",
+                    format_elapsed(timeout)
+                ),
             });
         }
         None
