@@ -8,10 +8,15 @@ pub mod stats;
 
 use std::fmt;
 
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {
     Code(i32),
+    /// The signal's number: a process can die of one that has no name in [`Signal`] (a
+    /// real-time signal), so this stays a number.
     Signal(i32),
 }
 
@@ -58,17 +63,21 @@ pub fn reap_all() -> Vec<(i32, ExitStatus)> {
 }
 
 /// Send `sig` to every process in group `pgid`. Returns false if the group is empty.
-pub fn signal_group(pgid: i32, sig: i32) -> bool {
-    if pgid <= 1 {
-        return false; // never signal init's group or "every process"
-    }
-    // SAFETY: kill(2) with a negative pid targets one process group; no memory is involved.
-    unsafe { libc::kill(-pgid, sig) == 0 }
+pub fn signal_group(pgid: i32, sig: Signal) -> bool {
+    kill_group(pgid, Some(sig))
 }
 
 /// Whether group `pgid` still has members (zombies included until reaped).
 pub fn group_alive(pgid: i32) -> bool {
-    signal_group(pgid, 0)
+    kill_group(pgid, None)
+}
+
+/// killpg(2); `None` sends no signal, only checks that the group has members.
+fn kill_group(pgid: i32, sig: Option<Signal>) -> bool {
+    if pgid <= 1 {
+        return false; // never signal init's group or "every process"
+    }
+    nix::sys::signal::killpg(Pid::from_raw(pgid), sig).is_ok()
 }
 
 /// A pipe whose both ends are close-on-exec (children never inherit them by accident).
@@ -108,6 +117,7 @@ pub fn raise_fd_limit() {
         #[cfg(target_os = "macos")]
         let hard = hard.min(10240);
         if soft < hard {
+            // On failure the soft limit stays, which is what we would run with anyway.
             let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
         }
     }

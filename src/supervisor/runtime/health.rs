@@ -1,23 +1,32 @@
-//! Health checks: zombie, stopped, memory over `max_memory`, stale heartbeat.
+//! Health checks of running children, every `health_interval`: a zombie, a stopped
+//! process, memory over `max_memory`, a stale heartbeat. A child that fails one is
+//! restarted through the crash backoff.
 
-use super::*;
+use std::time::Instant;
+
+use super::{Event, Runtime};
+use crate::process::stats::{self, RunState};
+use crate::supervisor::machine::Phase;
+use crate::supervisor::report::phrase::Unhealthy;
 
 impl Runtime {
     pub(super) fn health_check(&mut self, now: Instant) {
         // An exit not yet reaped would look like a zombie: take pending exits first.
         self.on_sigchld();
         for i in 0..self.slots.len() {
-            let Phase::Running { pid, since } = self.slots[i].child.phase else {
+            let Phase::Running { pid, since } = *self.slots[i].child.phase() else {
                 continue;
             };
-            if let Some(reason) = self.health_problem(i, pid, since, now) {
+            if let Some(problem) = self.health_problem(i, pid, since, now) {
                 // A child that exited after the reap above (its SIGCHLD not yet handled)
                 // looks like a zombie, or like a missed heartbeat. Reap again: an exit is
                 // reported as an exit, with its code, never as a failed health check.
                 self.on_sigchld();
-                if !matches!(self.slots[i].child.phase, Phase::Running { pid: p, .. } if p == pid) {
+                if !matches!(*self.slots[i].child.phase(), Phase::Running { pid: p, .. } if p == pid)
+                {
                     continue;
                 }
+                let reason = problem.to_string();
                 self.dispatch(i, Event::HealthFailed { reason });
             }
         }
@@ -29,28 +38,22 @@ impl Runtime {
         pid: i32,
         since: Instant,
         now: Instant,
-    ) -> Option<String> {
-        let info = process::stats::proc_info(pid);
+    ) -> Option<Unhealthy> {
+        let info = stats::proc_info(pid);
         if let Some(info) = info {
             self.note_cpu(i, pid, info.cpu_ns, now);
         }
-        let spec = &self.slots[i].child.spec;
+        let spec = self.slots[i].child.spec();
         if let Some(info) = info {
             match info.state {
-                process::stats::RunState::Zombie => return Some("process is a zombie".into()),
-                process::stats::RunState::Stopped => {
-                    return Some("process is stopped (SIGSTOP or traced)".into());
-                }
-                process::stats::RunState::Running => {}
+                RunState::Zombie => return Some(Unhealthy::Zombie),
+                RunState::Stopped => return Some(Unhealthy::Stopped),
+                RunState::Running => {}
             }
             if let Some(max) = spec.max_memory
                 && info.rss > max
             {
-                return Some(format!(
-                    "memory {} over max_memory {}",
-                    ai_employee_vault::units::format_mib_compact(info.rss),
-                    ai_employee_vault::units::format_mib_compact(max)
-                ));
+                return Some(Unhealthy::Memory { rss: info.rss, max });
             }
         }
         let timeout = spec.heartbeat_timeout?;
@@ -70,15 +73,8 @@ impl Runtime {
         let age = now.saturating_duration_since(last);
         if age > timeout {
             return Some(match slot.beat {
-                Some(_) => format!(
-                    "heartbeat is {} old (heartbeat_timeout {})",
-                    format_elapsed(age),
-                    format_elapsed(timeout)
-                ),
-                None => format!(
-                    "no heartbeat within heartbeat_timeout {}",
-                    format_elapsed(timeout)
-                ),
+                Some(_) => Unhealthy::StaleHeartbeat { age, timeout },
+                None => Unhealthy::NoHeartbeat { timeout },
             });
         }
         None

@@ -1,44 +1,31 @@
-//! Children's output: one pipe per child, drained into its log by a task on the loop.
+//! Children's output. Each child has one pipe (stdout and stderr together) read by a
+//! task on the event loop into one shared 64 KiB buffer and queued for its log file,
+//! which the log writer's thread writes (see `ai_employee_vault::logs::writer`): the
+//! event loop only queues, so a stalled disk never stops supervision, and the pipe is
+//! always drained, so a chatty child never blocks. Whether writing a log fails is said
+//! on the console once when it starts failing and once when it works again.
 
-use super::*;
+use std::cell::{Cell, RefCell};
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
-/// A child's log file, written by the log writer's thread (see `logs::writer`): the
-/// event loop only queues its output, so a stalled disk never stops supervision. Whether
-/// writing it fails is said on the console once when it starts failing (with the error)
-/// and once when it works again (with what was lost), so a `Logs/` that cannot be
-/// written is never silent.
-pub(super) struct ChildLog {
-    pub(super) file: LogFile,
-    name: String,
-}
+use ai_employee_vault::logs::LogFile;
+use tracing::warn;
 
-impl ChildLog {
-    pub(super) fn new(file: LogFile, name: &str) -> ChildLog {
-        ChildLog {
-            file,
-            name: name.to_string(),
-        }
-    }
+use super::Runtime;
+use crate::supervisor::machine::later;
 
-    pub(super) fn write(&self, buf: &[u8]) {
-        self.file.write(buf);
-    }
+/// How long shutdown waits for the last output of dead children to reach their logs.
+const DRAIN_LOGS_MAX: Duration = Duration::from_millis(500);
 
-    /// Where a reader finds this child's output: `see Logs/x.log`, or why it is not there.
-    /// Its last output may still be in the pipe or the writer's queue (an exit is handled
-    /// first), so the writer is asked to write what it has and to try the file now; on a
-    /// stalled disk it is not waited for longer than [`SEE_LOG_WAIT`].
-    pub(super) fn see(&self) -> String {
-        let name = &self.name;
-        match self.file.probe(SEE_LOG_WAIT) {
-            Probe::Answered(None) => format!("see Logs/{name}.log"),
-            Probe::Answered(Some(e)) | Probe::NoAnswer(Some(e)) => {
-                format!("its output could not be written to Logs/{name}.log: {e}")
-            }
-            Probe::NoAnswer(None) => format!(
-                "see Logs/{name}.log, once the disk answers: its last output is still waiting \
-                 to be written"
-            ),
+impl Runtime {
+    /// Let the drain tasks copy the last output of dead children into their logs, for at
+    /// most [`DRAIN_LOGS_MAX`].
+    pub(super) async fn drain_last_output(&self) {
+        let until = later(Instant::now(), DRAIN_LOGS_MAX);
+        while self.drains.get() > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 }
@@ -49,7 +36,7 @@ thread_local! {
 
 /// Copy a child's output pipe into its log until EOF (all writers, grandchildren too,
 /// have closed it). One shared buffer: the runtime is single-threaded.
-pub(super) fn start_drain(fd: std::os::fd::OwnedFd, log: Rc<ChildLog>, drains: Rc<Cell<usize>>) {
+pub(super) fn start_drain(fd: OwnedFd, log: Rc<LogFile>, drains: Rc<Cell<usize>>) {
     let rx = match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
         Ok(rx) => rx,
         Err(e) => {
@@ -68,6 +55,8 @@ pub(super) fn start_drain(fd: std::os::fd::OwnedFd, log: Rc<ChildLog>, drains: R
                 loop {
                     match rx.try_read(&mut buf) {
                         Ok(0) => return true,
+                        // A write that does not fit the writer's queue is dropped and
+                        // counted there, and said in the log before the next one.
                         Ok(n) => {
                             log.write(&buf[..n]);
                         }

@@ -1,23 +1,40 @@
 //! `reload` (SIGHUP or the control socket): re-read the table and apply the difference.
+//! Children whose definition is unchanged keep running; changed ones restart, new ones
+//! start, removed and disabled ones stop.
 
-use super::*;
+use std::collections::HashMap;
+use std::time::Instant;
+
+use ai_employee_vault::control::ReloadReport;
+use sd_notify::NotifyState;
+use tracing::warn;
+
+use super::{Event, Runtime, Slot, Then, later, tell_service_manager};
+use crate::config::{self, ConfigErrors, ProcessSpec};
+
+/// Why a reload was not applied (the running table stays).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the supervisor is shutting down")]
+    ShuttingDown,
+    /// The table's errors, one a line (each with file:line:column).
+    #[error("{0}")]
+    Table(ConfigErrors),
+}
 
 impl Runtime {
-    /// Re-read the table and apply it. Err: the table's errors (the old table stays).
-    pub(super) fn reload(&mut self) -> Result<ReloadReport, Vec<String>> {
+    /// Re-read the table and apply it.
+    pub(super) fn reload(&mut self) -> Result<ReloadReport, ReloadError> {
         if self.shutting_down {
-            return Err(vec!["the supervisor is shutting down".into()]);
+            return Err(ReloadError::ShuttingDown);
         }
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+        tell_service_manager(NotifyState::Reloading);
         let new = match config::load(self.vault.root(), self.table.explicit.as_deref()) {
             Ok(c) => c,
             Err(errors) => {
-                for e in &errors.0 {
-                    error!("reload failed: {e}");
-                }
-                error!("reload failed: keeping the current process table");
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-                return Err(errors.0.iter().map(|e| e.to_string()).collect());
+                self.reporter.reload_failed(&errors);
+                tell_service_manager(NotifyState::Ready);
+                return Err(ReloadError::Table(errors));
             }
         };
         if new.supervisor.metrics != self.settings.metrics {
@@ -27,13 +44,7 @@ impl Runtime {
         self.settings = new.supervisor.clone();
         self.settings.metrics = metrics;
         self.table_source = new.source.to_string();
-        if new.notify != self.notify_specs {
-            if let Some(old) = self.notifier.take() {
-                old.finish(Duration::ZERO);
-            }
-            self.notifier = Some(Notifier::start(&new.notify, self.vault.root()));
-            self.notify_specs = new.notify.clone();
-        }
+        self.reporter.set_webhooks(&new.notify, self.vault.root());
         self.next_health = self
             .next_health
             .min(later(Instant::now(), self.settings.health_interval));
@@ -41,7 +52,7 @@ impl Runtime {
         let mut old: HashMap<String, Slot> = self
             .slots
             .drain(..)
-            .map(|s| (s.child.spec.name.clone(), s))
+            .map(|s| (s.child.name().to_string(), s))
             .collect();
         let mut to_start = Vec::new();
         let mut to_restart = Vec::new();
@@ -60,29 +71,27 @@ impl Runtime {
                     self.slots.push(slot);
                 }
                 Some(mut slot) => {
-                    slot.child.stop_timeout = stop_timeout;
-                    slot.log.file.set_limits(
+                    slot.log.set_limits(
                         spec.log_max_size.unwrap_or(self.settings.log_max_size),
                         spec.log_max_files.unwrap_or(self.settings.log_max_files),
                     );
-                    let was = slot.child.spec.clone();
-                    let same = same_definition(&was, &spec);
-                    slot.child.spec.description = spec.description.clone();
+                    let same = same_definition(slot.child.spec(), &spec);
+                    let was_enabled = slot.child.spec().enabled;
+                    let enabled_now = spec.enabled;
+                    // Unchanged but for the description and log limits: those change in
+                    // place, the child keeps running.
+                    slot.child.redefine(spec, stop_timeout);
                     if same {
                         changes.unchanged.push(name);
+                    } else if !enabled_now {
+                        to_stop.push(idx);
+                        changes.disabled.push(name);
+                    } else if !was_enabled || slot.child.is_at_rest() {
+                        to_start.push(idx);
+                        changes.changed.push(name);
                     } else {
-                        let enabled_now = spec.enabled;
-                        slot.child.spec = spec;
-                        if !enabled_now {
-                            to_stop.push(idx);
-                            changes.disabled.push(name);
-                        } else if !was.enabled || slot.child.is_at_rest() {
-                            to_start.push(idx);
-                            changes.changed.push(name);
-                        } else {
-                            to_restart.push(idx);
-                            changes.changed.push(name);
-                        }
+                        to_restart.push(idx);
+                        changes.changed.push(name);
                     }
                     self.slots.push(slot);
                 }
@@ -96,25 +105,20 @@ impl Runtime {
             to_stop.push(idx);
         }
         self.reindex();
-        info!("reload: {}", changes.describe());
+        self.reporter.reloaded(&changes);
         for i in to_stop {
-            let then = removal(&changes, &self.slots[i].child.spec.name);
+            let then = removal(&changes, self.slots[i].child.name());
             self.dispatch(i, Event::Stop(then));
         }
         for i in to_restart {
             self.dispatch(i, Event::Stop(Then::Restart));
         }
         for i in to_start {
-            // Fresh definition: a child that needed setup or gave up gets a new chance.
-            if !matches!(
-                self.slots[i].child.phase,
-                Phase::Running { .. } | Phase::Stopping { .. }
-            ) {
-                self.slots[i].child.phase = Phase::Idle;
-            }
+            // Fresh definition: a child that needed setup or gave up gets a new chance
+            // (a start begins a new crash series; a running one is left alone).
             self.dispatch(i, Event::Start);
         }
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        tell_service_manager(NotifyState::Ready);
         Ok(changes)
     }
 }
