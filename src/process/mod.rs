@@ -223,16 +223,12 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn a_child_killed_by_a_real_time_signal_is_reaped_with_its_status() {
-        let child = std::process::Command::new("/bin/sh")
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = std::process::Command::new("/bin/sh")
             .args(["-c", "kill -s 40 $$"])
             .spawn()
             .expect("sh starts");
-        let pid = child.id() as i32;
-        // waitpid for this child only, as reap_all does for all: the status is kept.
-        let mut status = 0;
-        // SAFETY: as in reap_all.
-        let got = unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert_eq!(got, pid);
+        let status = child.wait().expect("sh is reaped").into_raw();
         assert_eq!(ExitStatus::from_wait(status), Some(ExitStatus::Signal(40)));
     }
 }
