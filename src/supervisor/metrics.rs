@@ -9,7 +9,6 @@
 //! fixed order and samples in the table's order, so two scrapes of the same state are
 //! byte-identical.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use ai_employee_vault::control::{Request, StatusReport};
@@ -212,25 +211,18 @@ pub fn render(report: &StatusReport, format: Format) -> String {
             Kind::Gauge => "gauge",
             Kind::Counter => "counter",
         };
-        let _ = writeln!(
-            out,
-            "# HELP {family_name} {}",
+        out += &format!(
+            "# HELP {family_name} {}\n# TYPE {family_name} {kind}\n",
             escape_help(family.help, format)
         );
-        let _ = writeln!(out, "# TYPE {family_name} {kind}");
         for (child, value) in family.samples {
-            match child {
-                Some(name) => {
-                    let _ = writeln!(
-                        out,
-                        "{sample_name}{{name=\"{}\"}} {value}",
-                        escape_label(&name)
-                    );
-                }
-                None => {
-                    let _ = writeln!(out, "{sample_name} {value}");
-                }
-            }
+            out += &match child {
+                Some(name) => format!(
+                    "{sample_name}{{name=\"{}\"}} {value}\n",
+                    escape_label(&name)
+                ),
+                None => format!("{sample_name} {value}\n"),
+            };
         }
     }
     if format == Format::OpenMetrics {

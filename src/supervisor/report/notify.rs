@@ -121,8 +121,8 @@ impl Notifier {
             while !t.is_finished() && Instant::now() < until {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            if t.is_finished() {
-                let _ = t.join();
+            if t.is_finished() && t.join().is_err() {
+                warn!("notify: a webhook sender stopped with a panic");
             }
         }
     }
