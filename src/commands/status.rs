@@ -278,27 +278,8 @@ fn row(c: &ChildStatus) -> [String; 8] {
 
 #[cfg(test)]
 mod tests {
-    use ai_employee_vault::control::{LastExit, SupervisorInfo};
-
     use super::*;
-
-    fn child(name: &str, state: &str) -> ChildStatus {
-        ChildStatus {
-            name: name.into(),
-            description: String::new(),
-            state: state.into(),
-            enabled: true,
-            pid: None,
-            uptime_secs: None,
-            restarts: 0,
-            last_exit: None,
-            rss_bytes: None,
-            cpu_percent: None,
-            cpu_seconds: None,
-            backoff_left_secs: None,
-            reason: None,
-        }
-    }
+    use crate::supervisor::fixtures::{child, exited, killed_by};
 
     fn report() -> StatusReport {
         let mut running = child("filesystem", "running");
@@ -310,34 +291,20 @@ mod tests {
         let mut backoff = child("gmail", "backoff");
         backoff.restarts = 4;
         backoff.backoff_left_secs = Some(11.2);
-        backoff.last_exit = Some(LastExit {
-            code: Some(1),
-            signal: None,
-        });
+        backoff.last_exit = exited(1);
         let mut setup = child("whatsapp", "needs-setup");
-        setup.last_exit = Some(LastExit {
-            code: Some(78),
-            signal: None,
-        });
+        setup.last_exit = exited(78);
         setup.reason = Some("exited 78 (needs configuration; see Logs/whatsapp.log)".into());
         let mut killed = child("approvals", "stopped");
-        killed.last_exit = Some(LastExit {
-            code: None,
-            signal: Some("SIGKILL".into()),
-        });
-        StatusReport {
-            protocol: 1,
-            health: Health::Degraded,
-            supervisor: SupervisorInfo {
-                pid: 4242,
-                version: "0.1.0".into(),
-                started_at: "2026-11-22T01:00:00Z".into(),
-                uptime_secs: 7390.0,
-                vault: "/home/me/AI_Employee_Vault".into(),
-                table: "/home/me/AI_Employee_Vault/ai-employee.toml".into(),
-            },
-            children: vec![running, backoff, setup, killed],
-        }
+        killed.last_exit = killed_by("SIGKILL");
+        let children = vec![running, backoff, setup, killed];
+        let mut r = crate::supervisor::fixtures::report(4242, 7390.0, children);
+        let s = &mut r.supervisor;
+        s.version = "0.1.0".into();
+        s.started_at = "2026-11-22T01:00:00Z".into();
+        s.vault = "/home/me/AI_Employee_Vault".into();
+        s.table = "/home/me/AI_Employee_Vault/ai-employee.toml".into();
+        r
     }
 
     #[test]

@@ -423,20 +423,14 @@ impl Child {
                     pgid,
                     kill_at,
                     killed: false,
-                    then,
+                    ..
                 } if kill_at <= now => {
                     out.push(Action::Notice(Notice::StopTimedOut { pid }));
                     out.push(Action::Signal {
                         pgid,
                         sig: Signal::SIGKILL,
                     });
-                    self.phase = Phase::Stopping {
-                        pid,
-                        pgid,
-                        kill_at,
-                        killed: true,
-                        then,
-                    };
+                    self.mark_killed();
                 }
                 _ => {}
             },
@@ -454,25 +448,17 @@ impl Child {
                         sig: Signal::SIGKILL,
                     });
                 }
-                if let Phase::Stopping {
-                    pid,
-                    pgid,
-                    kill_at,
-                    then,
-                    ..
-                } = self.phase
-                {
-                    self.phase = Phase::Stopping {
-                        pid,
-                        pgid,
-                        kill_at,
-                        killed: true,
-                        then,
-                    };
-                }
+                self.mark_killed();
             }
         }
         out
+    }
+
+    /// A stopping child's group was sent SIGKILL: its stop timeout is over.
+    fn mark_killed(&mut self) {
+        if let Phase::Stopping { killed, .. } = &mut self.phase {
+            *killed = true;
+        }
     }
 
     fn spawn(&mut self, out: &mut Vec<Action>) {
@@ -635,6 +621,23 @@ mod tests {
         )
     }
 
+    /// A child restarted at once after its first crashes (no backoff delay).
+    fn child_without_backoff() -> Child {
+        let mut c = child();
+        c.spec.backoff = BackoffSpec {
+            initial: Duration::ZERO,
+            ..BackoffSpec::default()
+        };
+        c
+    }
+
+    /// `c` given up on after `max` restarts within a minute.
+    fn at_most(max: u32, mut c: Child) -> Child {
+        c.spec.max_restarts = Some(max);
+        c.spec.restart_window = Duration::from_secs(60);
+        c
+    }
+
     /// Feed an event whose actions the test does not look at (it looks at the state).
     fn feed(c: &mut Child, event: Event, now: Instant) {
         let _ = c.on_event(event, now);
@@ -730,11 +733,7 @@ mod tests {
     #[test]
     fn zero_backoff_spawns_in_the_same_step() {
         let t0 = Instant::now();
-        let mut c = child();
-        c.spec.backoff = BackoffSpec {
-            initial: Duration::ZERO,
-            ..BackoffSpec::default()
-        };
+        let mut c = child_without_backoff();
         start(&mut c, 10, t0);
         let a = crash(&mut c, 10, t0);
         assert!(a.contains(&Action::Spawn));
@@ -744,13 +743,7 @@ mod tests {
     #[test]
     fn max_restarts_in_window_gives_up() {
         let t0 = Instant::now();
-        let mut c = child();
-        c.spec.backoff = BackoffSpec {
-            initial: Duration::ZERO,
-            ..BackoffSpec::default()
-        };
-        c.spec.max_restarts = Some(3);
-        c.spec.restart_window = Duration::from_secs(60);
+        let mut c = at_most(3, child_without_backoff());
         start(&mut c, 10, t0);
         for i in 0..3 {
             crash(&mut c, 10 + i, t0);
@@ -858,12 +851,9 @@ mod tests {
     #[test]
     fn what_needs_a_person_is_kept_as_data_not_words() {
         let t0 = Instant::now();
-        let mut c = child();
-        c.spec.max_restarts = Some(1);
-        c.spec.restart_window = Duration::from_secs(60);
+        let mut c = at_most(1, child_without_backoff());
         start(&mut c, 10, t0);
         crash(&mut c, 10, t0);
-        feed(&mut c, Event::Tick, t0 + Duration::from_secs(2));
         feed(&mut c, Event::Spawned { pid: 11 }, t0);
         let a = crash(&mut c, 11, t0);
         let gave_up = GaveUp {

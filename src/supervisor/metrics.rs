@@ -324,47 +324,23 @@ async fn scrape(
 
 #[cfg(test)]
 mod tests {
-    use ai_employee_vault::control::{ChildStatus, Health, LastExit, SupervisorInfo};
+    use ai_employee_vault::control::ChildStatus;
 
     use super::*;
+    use crate::supervisor::fixtures::{self, killed_by};
 
     fn report() -> StatusReport {
         let child = |name: &str, state: &str| ChildStatus {
-            name: name.into(),
             description: name.into(),
-            state: state.into(),
-            enabled: true,
-            pid: None,
-            uptime_secs: None,
             restarts: 2,
-            last_exit: None,
-            rss_bytes: None,
-            cpu_percent: None,
-            cpu_seconds: None,
-            backoff_left_secs: None,
-            reason: None,
+            ..fixtures::child(name, state)
         };
         let mut a = child("zeta", "running");
         a.rss_bytes = Some(4096);
         a.cpu_seconds = Some(0.5);
         let mut b = child("alpha", "backoff");
-        b.last_exit = Some(LastExit {
-            code: None,
-            signal: Some("SIGKILL".into()),
-        });
-        StatusReport {
-            protocol: 1,
-            health: Health::Degraded,
-            supervisor: SupervisorInfo {
-                pid: 1,
-                version: "0".into(),
-                started_at: String::new(),
-                uptime_secs: 12.25,
-                vault: String::new(),
-                table: String::new(),
-            },
-            children: vec![a, b],
-        }
+        b.last_exit = killed_by("SIGKILL");
+        fixtures::report(1, 12.25, vec![a, b])
     }
 
     #[test]

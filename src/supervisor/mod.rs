@@ -3,6 +3,8 @@
 //! reporter that tells people what happened.
 
 pub mod backoff;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod machine;
 pub mod metrics;
 pub mod report;
