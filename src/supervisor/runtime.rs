@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ai_employee_vault::Vault;
 use ai_employee_vault::logs::{LogFile, LogWriter, RotatingFile};
+use nix::sys::signal::Signal;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tracing::{debug, error};
@@ -230,8 +231,8 @@ impl Runtime {
             tokio::select! {
                 biased;
                 _ = sigchld.recv() => self.on_sigchld(),
-                _ = sigint.recv() => self.on_stop_signal("SIGINT"),
-                _ = sigterm.recv() => self.on_stop_signal("SIGTERM"),
+                _ = sigint.recv() => self.on_stop_signal(Signal::SIGINT),
+                _ = sigterm.recv() => self.on_stop_signal(Signal::SIGTERM),
                 _ = sighup.recv() => {
                     // Its outcome is in the log already; SIGHUP has no one else to tell.
                     let _ = self.reload();
@@ -288,9 +289,9 @@ impl Runtime {
         self.poll_draining();
     }
 
-    fn on_stop_signal(&mut self, name: &str) {
+    fn on_stop_signal(&mut self, sig: Signal) {
         if self.shutting_down {
-            if name == "SIGINT" && !self.forced {
+            if sig == Signal::SIGINT && !self.forced {
                 self.reporter.killing();
                 self.forced = true;
                 for i in 0..self.slots.len() {
@@ -301,7 +302,7 @@ impl Runtime {
         }
         self.shutting_down = true;
         tell_service_manager(sd_notify::NotifyState::Stopping);
-        self.reporter.stopping(name);
+        self.reporter.stopping(sig);
         for i in 0..self.slots.len() {
             // Children at rest keep their state (needs-setup, fatal, exited) for the report.
             if !self.slots[i].child.is_at_rest() {

@@ -23,6 +23,7 @@ use ai_employee_vault::Vault;
 use ai_employee_vault::control::ReloadReport;
 use ai_employee_vault::logs::LogFile;
 use ai_employee_vault::units::format_elapsed;
+use nix::sys::signal::Signal;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{ConfigErrors, NotifyEvent, NotifySpec};
@@ -245,9 +246,12 @@ impl Reporter {
         info!("stop requested during start-up: not starting any child");
     }
 
-    /// The first SIGINT / SIGTERM (`signal`): every child is stopped.
-    pub fn stopping(&self, signal: &str) {
-        info!("received {signal}: stopping all children (Ctrl+C again to kill them at once)");
+    /// The first SIGINT / SIGTERM: every child is stopped.
+    pub fn stopping(&self, signal: Signal) {
+        info!(
+            "received {}: stopping all children (Ctrl+C again to kill them at once)",
+            signal.as_str()
+        );
         console::stopping();
     }
 
