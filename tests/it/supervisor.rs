@@ -604,9 +604,13 @@ fn leftovers_of_a_dead_supervisor_are_cleaned_up_but_reused_pids_are_not_touched
         matches!(stranger.try_wait(), Ok(None)),
         "a reused pid was killed"
     );
+    // The kill comes first; its log line reaches system.log through the log writer.
     assert!(
+        wait_until(Duration::from_secs(10), || tv
+            .system_log()
+            .contains("left running by a previous supervisor")),
+        "{}",
         tv.system_log()
-            .contains("left running by a previous supervisor")
     );
     let _ = stranger.kill();
     let _ = stranger.wait();
