@@ -9,7 +9,6 @@
 use std::path::{Component, Path, PathBuf};
 
 use ai_employee_vault::frontmatter::{self, Document};
-use ai_employee_vault::units::format_mib;
 use chrono::{DateTime, Utc};
 use lettre::message::{Mailbox, Mailboxes};
 use serde_norway::{Mapping, Value};
@@ -426,8 +425,8 @@ fn attachments(vault: &Path, paths: &[String]) -> Result<Vec<Attachment>, String
         if total > MAX_ATTACHMENT_BYTES {
             return Err(format!(
                 "attachments: {} in all, over the {} limit",
-                format_mib(total),
-                format_mib(MAX_ATTACHMENT_BYTES)
+                mib(total),
+                mib(MAX_ATTACHMENT_BYTES)
             ));
         }
         out.push(a);
@@ -498,8 +497,8 @@ fn read_regular(vault: &Path, rel: &Path, limit: u64) -> Result<Vec<u8>, String>
     if meta.len() > limit {
         return Err(format!(
             "{} is over the {} limit",
-            format_mib(meta.len()),
-            format_mib(limit)
+            mib(meta.len()),
+            mib(limit)
         ));
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
@@ -507,6 +506,10 @@ fn read_regular(vault: &Path, rel: &Path, limit: u64) -> Result<Vec<u8>, String>
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot be read: {e}"))?;
     Ok(bytes)
+}
+
+pub fn mib(bytes: u64) -> String {
+    ai_employee_vault::units::format_mib(bytes)
 }
 
 /// The message text: the `body` field if there is one, else the Markdown after the
