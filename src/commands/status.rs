@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use ai_employee_vault::control::client::{Client, ConnectError};
 use ai_employee_vault::control::{ChildStatus, Health, Request, StatusReport};
+use ai_employee_vault::units::{format_age, format_size_approx};
 
 pub const HEALTHY: i32 = 0;
 pub const DEGRADED: i32 = 1;
@@ -190,7 +191,7 @@ pub fn render_report(r: &StatusReport, style: Style) -> String {
         style.bold("ai-employee"),
         s.version,
         s.pid,
-        human_duration(s.uptime_secs),
+        format_age(s.uptime_secs),
         style.health(r.health),
         s.vault,
         s.table
@@ -260,76 +261,25 @@ fn pad(s: &str, width: usize, last: bool) -> String {
 fn row(c: &ChildStatus) -> [String; 8] {
     let dash = || "-".to_string();
     let state = match c.backoff_left_secs {
-        Some(left) => format!("{} ({})", c.state, human_duration(left.ceil())),
+        Some(left) => format!("{} ({})", c.state, format_age(left.ceil())),
         None => c.state.clone(),
     };
     [
         c.name.clone(),
         state,
         c.pid.map_or_else(dash, |p| p.to_string()),
-        c.uptime_secs.map_or_else(dash, human_duration),
+        c.uptime_secs.map_or_else(dash, format_age),
         c.restarts.to_string(),
         c.last_exit.as_ref().map_or_else(dash, |e| e.to_string()),
-        c.rss_bytes.map_or_else(dash, human_bytes),
+        c.rss_bytes.map_or_else(dash, format_size_approx),
         c.cpu_percent.map_or_else(dash, |p| format!("{p:.1}%")),
     ]
 }
 
-/// `45s`, `12m03s`, `2h05m`, `3d04h`.
-pub fn human_duration(secs: f64) -> String {
-    let s = secs.max(0.0) as u64;
-    let (d, h, m, sec) = (s / 86_400, (s / 3600) % 24, (s / 60) % 60, s % 60);
-    if d > 0 {
-        format!("{d}d{h:02}h")
-    } else if h > 0 {
-        format!("{h}h{m:02}m")
-    } else if m > 0 {
-        format!("{m}m{sec:02}s")
-    } else {
-        format!("{sec}s")
-    }
-}
-
-fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if b < 1024 {
-        return format!("{b} B");
-    }
-    let mut v = b as f64 / 1024.0;
-    let mut unit = UNITS[0];
-    for u in &UNITS[1..] {
-        if v < 1024.0 {
-            break;
-        }
-        v /= 1024.0;
-        unit = u;
-    }
-    format!("{v:.1} {unit}")
-}
-
 #[cfg(test)]
 mod tests {
-    use ai_employee_vault::control::{LastExit, SupervisorInfo};
-
     use super::*;
-
-    fn child(name: &str, state: &str) -> ChildStatus {
-        ChildStatus {
-            name: name.into(),
-            description: String::new(),
-            state: state.into(),
-            enabled: true,
-            pid: None,
-            uptime_secs: None,
-            restarts: 0,
-            last_exit: None,
-            rss_bytes: None,
-            cpu_percent: None,
-            cpu_seconds: None,
-            backoff_left_secs: None,
-            reason: None,
-        }
-    }
+    use crate::supervisor::fixtures::{child, exited, killed_by};
 
     fn report() -> StatusReport {
         let mut running = child("filesystem", "running");
@@ -341,34 +291,20 @@ mod tests {
         let mut backoff = child("gmail", "backoff");
         backoff.restarts = 4;
         backoff.backoff_left_secs = Some(11.2);
-        backoff.last_exit = Some(LastExit {
-            code: Some(1),
-            signal: None,
-        });
+        backoff.last_exit = exited(1);
         let mut setup = child("whatsapp", "needs-setup");
-        setup.last_exit = Some(LastExit {
-            code: Some(78),
-            signal: None,
-        });
+        setup.last_exit = exited(78);
         setup.reason = Some("exited 78 (needs configuration; see Logs/whatsapp.log)".into());
         let mut killed = child("approvals", "stopped");
-        killed.last_exit = Some(LastExit {
-            code: None,
-            signal: Some("SIGKILL".into()),
-        });
-        StatusReport {
-            protocol: 1,
-            health: Health::Degraded,
-            supervisor: SupervisorInfo {
-                pid: 4242,
-                version: "0.1.0".into(),
-                started_at: "2026-11-22T01:00:00Z".into(),
-                uptime_secs: 7390.0,
-                vault: "/home/me/AI_Employee_Vault".into(),
-                table: "/home/me/AI_Employee_Vault/ai-employee.toml".into(),
-            },
-            children: vec![running, backoff, setup, killed],
-        }
+        killed.last_exit = killed_by("SIGKILL");
+        let children = vec![running, backoff, setup, killed];
+        let mut r = crate::supervisor::fixtures::report(4242, 7390.0, children);
+        let s = &mut r.supervisor;
+        s.version = "0.1.0".into();
+        s.started_at = "2026-11-22T01:00:00Z".into();
+        s.vault = "/home/me/AI_Employee_Vault".into();
+        s.table = "/home/me/AI_Employee_Vault/ai-employee.toml".into();
+        r
     }
 
     #[test]
@@ -384,15 +320,5 @@ mod tests {
         assert!(coloured.contains("\x1b[32mrunning"), "{coloured}");
         assert!(coloured.contains("\x1b[33mbackoff (12s)"), "{coloured}");
         assert!(coloured.contains("\x1b[31mneeds-setup"), "{coloured}");
-    }
-
-    #[test]
-    fn durations_and_sizes() {
-        assert_eq!(human_duration(45.9), "45s");
-        assert_eq!(human_duration(723.0), "12m03s");
-        assert_eq!(human_duration(7500.0), "2h05m");
-        assert_eq!(human_duration(3.0 * 86_400.0 + 4.0 * 3600.0), "3d04h");
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(3_250_000), "3.1 MiB");
     }
 }

@@ -22,19 +22,21 @@ pub fn run(root: &Path, explicit: Option<&Path>) -> i32 {
     // A stop requested while we are still starting (before the event loop listens) must
     // not kill us with the default action: note it and act on it once running.
     let early_stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        if let Err(e) = signal_hook::flag::register(sig, early_stop.clone()) {
+    // A reload requested during start-up is moot (the table is read below anyway), but
+    // SIGHUP must not end the supervisor by its default action either.
+    let reload_moot = Arc::new(AtomicBool::new(false));
+    for (sig, flag) in [
+        (signal_hook::consts::SIGTERM, &early_stop),
+        (signal_hook::consts::SIGINT, &early_stop),
+        (signal_hook::consts::SIGHUP, &reload_moot),
+    ] {
+        if let Err(e) = signal_hook::flag::register(sig, flag.clone()) {
             return super::fail(
                 exit_codes::FAILURE,
                 format_args!("failed to handle signals: {e}"),
             );
         }
     }
-    // A reload requested during start-up is moot: the table is read below anyway.
-    let _ = signal_hook::flag::register(
-        signal_hook::consts::SIGHUP,
-        Arc::new(AtomicBool::new(false)),
-    );
     let vault = Vault::new(root.to_path_buf());
     // First run: create the vault's folders (never overwrites anything). Its template
     // files are written off the start-up path, below.
@@ -108,7 +110,12 @@ pub fn run(root: &Path, explicit: Option<&Path>) -> i32 {
     });
 
     let enabled = cfg.processes.iter().filter(|p| p.enabled).count();
-    crate::supervisor::console::banner(root, &cfg.source.to_string(), cfg.processes.len(), enabled);
+    crate::supervisor::report::console::banner(
+        root,
+        &cfg.source.to_string(),
+        cfg.processes.len(),
+        enabled,
+    );
     tracing::info!(
         "supervisor starting (pid {}, version {}, table {})",
         std::process::id(),
@@ -126,13 +133,16 @@ pub fn run(root: &Path, explicit: Option<&Path>) -> i32 {
         );
     }
     let templates_vault = vault.clone();
-    let _ = std::thread::Builder::new()
+    if let Err(e) = std::thread::Builder::new()
         .name("vault-init".into())
         .spawn(move || {
             if let Err(e) = layout::write_templates(&templates_vault, config::DEFAULT_TABLE) {
                 tracing::warn!("failed to write the vault's template files: {e}");
             }
-        });
+        })
+    {
+        tracing::warn!("failed to write the vault's template files: {e}");
+    }
     process::raise_fd_limit();
     process::become_subreaper();
 

@@ -126,14 +126,15 @@ impl StopSignal {
             StopSignal::Usr2 => "USR2",
         }
     }
-    pub fn number(self) -> i32 {
+    pub fn signal(self) -> nix::sys::signal::Signal {
+        use nix::sys::signal::Signal;
         match self {
-            StopSignal::Term => libc::SIGTERM,
-            StopSignal::Int => libc::SIGINT,
-            StopSignal::Hup => libc::SIGHUP,
-            StopSignal::Quit => libc::SIGQUIT,
-            StopSignal::Usr1 => libc::SIGUSR1,
-            StopSignal::Usr2 => libc::SIGUSR2,
+            StopSignal::Term => Signal::SIGTERM,
+            StopSignal::Int => Signal::SIGINT,
+            StopSignal::Hup => Signal::SIGHUP,
+            StopSignal::Quit => Signal::SIGQUIT,
+            StopSignal::Usr1 => Signal::SIGUSR1,
+            StopSignal::Usr2 => Signal::SIGUSR2,
         }
     }
 }

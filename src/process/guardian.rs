@@ -16,6 +16,8 @@ use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
+use nix::sys::signal::{SigHandler, Signal};
+
 /// The supervisor's handle.
 pub struct Guardian {
     pipe: std::fs::File,
@@ -101,7 +103,17 @@ impl Guardian {
 
     /// Clean shutdown: the guardian exits without killing anything.
     pub fn dismiss(mut self) {
+        // It fails only when the guardian is gone already: then there is no one to dismiss.
         let _ = self.pipe.write_all(b"q\n");
+    }
+
+    /// End a guardian that can no longer be told about groups (its pipe is broken) before
+    /// a new one takes over: SIGKILL first, so that closing the pipe (its EOF) can never
+    /// make it kill the groups it knew. Its pid is still ours to signal: it is reaped only
+    /// after this handle is gone.
+    pub fn kill(self) {
+        // Unreaped, its pid cannot have been reused; ESRCH means it is gone, as wanted.
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), Signal::SIGKILL);
     }
 }
 
@@ -139,16 +151,15 @@ pub fn run_guardian() -> i32 {
     // Stray terminal and service-manager signals must not take it down before the
     // supervisor; only SIGKILL (or EOF) ends it.
     for sig in [
-        libc::SIGINT,
-        libc::SIGTERM,
-        libc::SIGHUP,
-        libc::SIGQUIT,
-        libc::SIGPIPE,
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGPIPE,
     ] {
         // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code.
-        unsafe {
-            libc::signal(sig, libc::SIG_IGN);
-        }
+        // It fails only for SIGKILL and SIGSTOP, which are not in this list.
+        let _ = unsafe { nix::sys::signal::signal(sig, SigHandler::SigIgn) };
     }
     let mut groups: HashSet<i32> = HashSet::with_capacity(64);
     let stdin = io::stdin();
@@ -176,7 +187,7 @@ pub fn run_guardian() -> i32 {
         }
     }
     for g in groups {
-        super::signal_group(g, libc::SIGKILL);
+        super::signal_group(g, Signal::SIGKILL);
     }
     0
 }

@@ -8,10 +8,15 @@ pub mod stats;
 
 use std::fmt;
 
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {
     Code(i32),
+    /// The signal's number: a process can die of one that has no name in [`Signal`] (a
+    /// real-time signal), so this stays a number.
     Signal(i32),
 }
 
@@ -19,13 +24,28 @@ impl ExitStatus {
     pub fn success(self) -> bool {
         self == ExitStatus::Code(0)
     }
+
+    /// The end of a process as `waitpid(2)` tells it; None for a stop or a continue.
+    fn from_wait(status: libc::c_int) -> Option<ExitStatus> {
+        if libc::WIFEXITED(status) {
+            Some(ExitStatus::Code(libc::WEXITSTATUS(status)))
+        } else if libc::WIFSIGNALED(status) {
+            Some(ExitStatus::Signal(libc::WTERMSIG(status)))
+        } else {
+            None
+        }
+    }
 }
 
+/// `code 3`, `signal SIGKILL`, `signal 34` (a signal without a name).
 impl fmt::Display for ExitStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             ExitStatus::Code(c) => write!(f, "code {c}"),
-            ExitStatus::Signal(s) => write!(f, "signal {}", signal_name(s)),
+            ExitStatus::Signal(s) => match Signal::try_from(s) {
+                Ok(sig) => write!(f, "signal {}", sig.as_str()),
+                Err(_) => write!(f, "signal {s}"),
+            },
         }
     }
 }
@@ -39,36 +59,46 @@ pub fn signal_name(sig: i32) -> String {
 }
 
 /// Reap every child that has exited, without blocking.
+///
+/// Through libc, not nix's `waitpid`: nix turns the status into its `Signal`, which has
+/// no real-time signals, and answers EINVAL for a child killed by one, after the kernel
+/// has reaped it, so that exit would be lost.
 pub fn reap_all() -> Vec<(i32, ExitStatus)> {
-    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
     let mut out = Vec::new();
     loop {
-        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => out.push((pid.as_raw(), ExitStatus::Code(code))),
-            Ok(WaitStatus::Signaled(pid, sig, _)) => {
-                out.push((pid.as_raw(), ExitStatus::Signal(sig as i32)))
+        let mut status: libc::c_int = 0;
+        // SAFETY: waitpid writes one int through the pointer, to a local we own.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        match pid {
+            0 => break, // children remain, none has ended
+            -1 if nix::errno::Errno::last() == nix::errno::Errno::EINTR => continue,
+            -1 => break, // ECHILD: nothing left to reap
+            pid => {
+                if let Some(s) = ExitStatus::from_wait(status) {
+                    out.push((pid, s));
+                }
             }
-            Ok(WaitStatus::StillAlive) => break,
-            Ok(_) => continue,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => break, // ECHILD: nothing left to reap
         }
     }
     out
 }
 
 /// Send `sig` to every process in group `pgid`. Returns false if the group is empty.
-pub fn signal_group(pgid: i32, sig: i32) -> bool {
-    if pgid <= 1 {
-        return false; // never signal init's group or "every process"
-    }
-    // SAFETY: kill(2) with a negative pid targets one process group; no memory is involved.
-    unsafe { libc::kill(-pgid, sig) == 0 }
+pub fn signal_group(pgid: i32, sig: Signal) -> bool {
+    kill_group(pgid, Some(sig))
 }
 
 /// Whether group `pgid` still has members (zombies included until reaped).
 pub fn group_alive(pgid: i32) -> bool {
-    signal_group(pgid, 0)
+    kill_group(pgid, None)
+}
+
+/// killpg(2); `None` sends no signal, only checks that the group has members.
+fn kill_group(pgid: i32, sig: Option<Signal>) -> bool {
+    if pgid <= 1 {
+        return false; // never signal init's group or "every process"
+    }
+    nix::sys::signal::killpg(Pid::from_raw(pgid), sig).is_ok()
 }
 
 /// A pipe whose both ends are close-on-exec (children never inherit them by accident).
@@ -108,6 +138,7 @@ pub fn raise_fd_limit() {
         #[cfg(target_os = "macos")]
         let hard = hard.min(10240);
         if soft < hard {
+            // On failure the soft limit stays, which is what we would run with anyway.
             let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
         }
     }
@@ -155,5 +186,49 @@ pub fn trim_code_pages() {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_statuses() {
+        // Exit codes sit in the second byte; a signal death in the low seven bits.
+        assert_eq!(ExitStatus::from_wait(3 << 8), Some(ExitStatus::Code(3)));
+        assert_eq!(ExitStatus::from_wait(0), Some(ExitStatus::Code(0)));
+        assert_eq!(ExitStatus::from_wait(9), Some(ExitStatus::Signal(9)));
+        // Killed by SIGSEGV with a core dump (0x80).
+        assert_eq!(
+            ExitStatus::from_wait(0x80 | 11),
+            Some(ExitStatus::Signal(11))
+        );
+        // A real-time signal, which nix's Signal cannot name.
+        assert_eq!(ExitStatus::from_wait(40), Some(ExitStatus::Signal(40)));
+        // Stopped by SIGSTOP (0x7f, the signal in the second byte): not an end.
+        assert_eq!(ExitStatus::from_wait(0x7f | (19 << 8)), None);
+    }
+
+    #[test]
+    fn statuses_in_words() {
+        assert_eq!(ExitStatus::Code(78).to_string(), "code 78");
+        assert_eq!(ExitStatus::Signal(9).to_string(), "signal SIGKILL");
+        assert_eq!(ExitStatus::Signal(40).to_string(), "signal 40");
+        assert_eq!(signal_name(15), "SIGTERM");
+        assert_eq!(signal_name(40), "signal 40");
+    }
+
+    /// What the kernel reports for such a child (Linux: macOS has no real-time signals).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_child_killed_by_a_real_time_signal_is_reaped_with_its_status() {
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = std::process::Command::new("/bin/sh")
+            .args(["-c", "kill -s 40 $$"])
+            .spawn()
+            .expect("sh starts");
+        let status = child.wait().expect("sh is reaped").into_raw();
+        assert_eq!(ExitStatus::from_wait(status), Some(ExitStatus::Signal(40)));
     }
 }

@@ -129,7 +129,7 @@ pub fn kill_leftovers(path: &Path) -> Vec<Record> {
         }
         match proc_info(r.pgid) {
             Some(info) if info.start_time == r.start_time => {
-                super::signal_group(r.pgid, libc::SIGKILL);
+                super::signal_group(r.pgid, nix::sys::signal::Signal::SIGKILL);
                 killed.push(r);
             }
             _ => {} // gone, or the pid now belongs to someone else: leave it alone

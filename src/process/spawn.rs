@@ -24,6 +24,30 @@ pub struct SpawnRequest<'a> {
     pub heartbeat: &'a Path,
 }
 
+/// A child that could not be started, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to start {command:?}: {source}")]
+pub struct SpawnError {
+    /// As written in the table.
+    command: String,
+    source: io::Error,
+}
+
+impl SpawnError {
+    /// Whether the table needs fixing (no such program, not executable, bad working
+    /// directory) rather than a passing condition.
+    pub fn needs_setup(&self) -> bool {
+        let e = &self.source;
+        matches!(
+            e.kind(),
+            io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+        ) || matches!(
+            e.raw_os_error(),
+            Some(libc::ENOEXEC) | Some(libc::ENOTDIR) | Some(libc::EISDIR)
+        )
+    }
+}
+
 /// A started child.
 #[derive(Debug)]
 pub struct Spawned {
@@ -91,7 +115,14 @@ const SCRUBBED_ENV: &[&str] = &[
 ];
 
 /// Start a child. Never goes through a shell.
-pub fn spawn(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
+pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
+    start(req).map_err(|source| SpawnError {
+        command: req.command.to_string(),
+        source,
+    })
+}
+
+fn start(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
     let program = resolve_program(
         req.command,
         req.vault,
@@ -127,14 +158,50 @@ pub fn spawn(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
     Ok(Spawned { pid, output: rd })
 }
 
-/// Whether a spawn error means the table needs fixing (no such program, not executable,
-/// bad working directory) rather than a passing condition.
-pub fn is_setup_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
-    ) || matches!(
-        e.raw_os_error(),
-        Some(libc::ENOEXEC) | Some(libc::ENOTDIR) | Some(libc::EISDIR)
-    )
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start_error(command: &str, cwd: &Path) -> SpawnError {
+        let env = BTreeMap::new();
+        let req = SpawnRequest {
+            command,
+            args: &[],
+            env: &env,
+            cwd,
+            vault: Path::new("/"),
+            heartbeat: Path::new("/nonexistent/heartbeat"),
+        };
+        match spawn(&req) {
+            Ok(s) => panic!("{command} started as pid {}", s.pid),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn a_table_that_names_what_cannot_run_needs_setup() {
+        let e = start_error("/nonexistent/program", Path::new("/"));
+        assert!(e.needs_setup());
+        assert_eq!(
+            e.to_string(),
+            "failed to start \"/nonexistent/program\": No such file or directory (os error 2)"
+        );
+        // Not executable.
+        assert!(start_error("/etc/hosts", Path::new("/")).needs_setup());
+        // A working folder that is a file.
+        assert!(start_error("/bin/sh", Path::new("/etc/hosts")).needs_setup());
+    }
+
+    #[test]
+    fn a_passing_condition_does_not() {
+        let e = SpawnError {
+            command: "x".into(),
+            source: io::Error::from_raw_os_error(libc::EMFILE),
+        };
+        assert!(!e.needs_setup());
+        assert_eq!(
+            e.to_string(),
+            "failed to start \"x\": Too many open files (os error 24)"
+        );
+    }
 }

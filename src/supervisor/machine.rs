@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use ai_employee_vault::exit_codes;
+use nix::sys::signal::Signal;
 
 use super::backoff;
 use crate::config::ProcessSpec;
@@ -68,14 +69,32 @@ pub enum Phase {
     },
     /// Exited 78 or cannot be spawned: the user has to fix something. Not restarted.
     NeedsSetup {
-        reason: String,
+        cause: Setup,
     },
     /// Gave up: `max_restarts` within `restart_window`.
     Fatal {
-        reason: String,
+        gave_up: GaveUp,
     },
     /// Stopped after leaving the table; the runtime drops it.
     Removed,
+}
+
+/// Why a child waits for a person (the reporter says it in words).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Setup {
+    /// It exited with [`exit_codes::CONFIG`]: its own output says what is missing.
+    ExitedConfig,
+    /// It cannot be started (no such program, not executable, no such folder): the
+    /// spawn error.
+    CannotStart(String),
+}
+
+/// Why the supervisor stopped restarting a child: `restarts` restarts (`max_restarts`)
+/// within `window` (`restart_window`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GaveUp {
+    pub restarts: u32,
+    pub window: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -128,7 +147,7 @@ pub enum Notice {
     Stable,
     Stopping {
         pid: i32,
-        signal: i32,
+        signal: Signal,
         timeout: Duration,
     },
     StopTimedOut {
@@ -147,7 +166,7 @@ pub enum Notice {
 pub enum Next {
     Restart(Duration),
     NeedsSetup,
-    Fatal(String),
+    Fatal(GaveUp),
     Done,
     Stopped,
 }
@@ -160,23 +179,24 @@ pub enum Action {
     /// Send a signal to a process group.
     Signal {
         pgid: i32,
-        sig: i32,
+        sig: Signal,
     },
     Notice(Notice),
 }
 
-/// One supervised entry.
+/// One supervised entry. Its state changes only through [`Child::on_event`] (and a new
+/// definition from a reload, [`Child::redefine`]); the rest of the supervisor reads it.
 #[derive(Debug, Clone)]
 pub struct Child {
-    pub spec: ProcessSpec,
+    spec: ProcessSpec,
     /// `stop_timeout` in force (the entry's own, else the supervisor's).
-    pub stop_timeout: Duration,
-    pub phase: Phase,
+    stop_timeout: Duration,
+    phase: Phase,
     /// Consecutive failed runs; drives the backoff, reset after `reset_after` up.
-    pub attempt: u32,
+    attempt: u32,
     /// Restarts in this supervisor's lifetime (not counting the first start).
-    pub restarts: u32,
-    pub last_exit: Option<ExitStatus>,
+    restarts: u32,
+    last_exit: Option<ExitStatus>,
     /// When the current crash series ends if the child stays up.
     stable_at: Option<Instant>,
     /// Restart times inside `restart_window`, for `max_restarts`.
@@ -198,6 +218,40 @@ impl Child {
             recent: VecDeque::new(),
             spawned_once: false,
         }
+    }
+
+    /// Its definition in the table.
+    pub fn spec(&self) -> &ProcessSpec {
+        &self.spec
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    pub fn phase(&self) -> &Phase {
+        &self.phase
+    }
+
+    /// `stop_timeout` in force (the entry's own, else the supervisor's).
+    pub fn stop_timeout(&self) -> Duration {
+        self.stop_timeout
+    }
+
+    /// Restarts in this supervisor's lifetime (not counting the first start).
+    pub fn restarts(&self) -> u32 {
+        self.restarts
+    }
+
+    pub fn last_exit(&self) -> Option<ExitStatus> {
+        self.last_exit
+    }
+
+    /// A reload's definition of the same entry. It takes effect from the next event: a
+    /// running child keeps running until the runtime stops or restarts it.
+    pub fn redefine(&mut self, spec: ProcessSpec, stop_timeout: Duration) {
+        self.spec = spec;
+        self.stop_timeout = stop_timeout;
     }
 
     pub fn pid(&self) -> Option<i32> {
@@ -253,6 +307,7 @@ impl Child {
         matches!(self.phase, Phase::Stopping { pid: None, .. })
     }
 
+    #[must_use = "the actions must be carried out"]
     pub fn on_event(&mut self, event: Event, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
         match event {
@@ -281,7 +336,7 @@ impl Child {
             Event::SpawnFailed { reason, setup } => {
                 if setup {
                     self.phase = Phase::NeedsSetup {
-                        reason: reason.clone(),
+                        cause: Setup::CannotStart(reason.clone()),
                     };
                     out.push(Action::Notice(Notice::SpawnFailed {
                         reason,
@@ -311,7 +366,7 @@ impl Child {
                         // The service is over; whatever it left in its group goes too.
                         out.push(Action::Signal {
                             pgid: pid,
-                            sig: libc::SIGKILL,
+                            sig: Signal::SIGKILL,
                         });
                     }
                     let uptime = now.saturating_duration_since(since);
@@ -368,20 +423,14 @@ impl Child {
                     pgid,
                     kill_at,
                     killed: false,
-                    then,
+                    ..
                 } if kill_at <= now => {
                     out.push(Action::Notice(Notice::StopTimedOut { pid }));
                     out.push(Action::Signal {
                         pgid,
-                        sig: libc::SIGKILL,
+                        sig: Signal::SIGKILL,
                     });
-                    self.phase = Phase::Stopping {
-                        pid,
-                        pgid,
-                        kill_at,
-                        killed: true,
-                        then,
-                    };
+                    self.mark_killed();
                 }
                 _ => {}
             },
@@ -396,28 +445,20 @@ impl Child {
                 if let Some(pgid) = self.pgid() {
                     out.push(Action::Signal {
                         pgid,
-                        sig: libc::SIGKILL,
+                        sig: Signal::SIGKILL,
                     });
                 }
-                if let Phase::Stopping {
-                    pid,
-                    pgid,
-                    kill_at,
-                    then,
-                    ..
-                } = self.phase
-                {
-                    self.phase = Phase::Stopping {
-                        pid,
-                        pgid,
-                        kill_at,
-                        killed: true,
-                        then,
-                    };
-                }
+                self.mark_killed();
             }
         }
         out
+    }
+
+    /// A stopping child's group was sent SIGKILL: its stop timeout is over.
+    fn mark_killed(&mut self) {
+        if let Phase::Stopping { killed, .. } = &mut self.phase {
+            *killed = true;
+        }
     }
 
     fn spawn(&mut self, out: &mut Vec<Action>) {
@@ -428,7 +469,7 @@ impl Child {
     fn stop(&mut self, then: Then, now: Instant, out: &mut Vec<Action>) {
         match self.phase.clone() {
             Phase::Running { pid, .. } => {
-                let sig = self.spec.stop_signal.number();
+                let sig = self.spec.stop_signal.signal();
                 out.push(Action::Notice(Notice::Stopping {
                     pid,
                     signal: sig,
@@ -438,7 +479,7 @@ impl Child {
                 // A stopped (SIGSTOP) process acts on the signal only once continued.
                 out.push(Action::Signal {
                     pgid: pid,
-                    sig: libc::SIGCONT,
+                    sig: Signal::SIGCONT,
                 });
                 self.phase = Phase::Stopping {
                     pid: Some(pid),
@@ -497,6 +538,7 @@ impl Child {
                 self.spawn(out);
             }
             Then::CrashRestart => {
+                // What follows was told with the health failure that caused the stop.
                 let _ = self.after_failure(now, Duration::ZERO, out);
             }
         }
@@ -513,11 +555,7 @@ impl Child {
         use crate::config::RestartPolicy;
         if status == ExitStatus::Code(exit_codes::CONFIG) {
             self.phase = Phase::NeedsSetup {
-                reason: format!(
-                    "exited {} (needs configuration; see Logs/{}.log)",
-                    exit_codes::CONFIG,
-                    self.spec.name
-                ),
+                cause: Setup::ExitedConfig,
             };
             return Next::NeedsSetup;
         }
@@ -549,15 +587,12 @@ impl Child {
                 self.recent.pop_front();
             }
             if self.recent.len() >= max as usize {
-                let reason = format!(
-                    "gave up after {max} restart{} within {}",
-                    if max == 1 { "" } else { "s" },
-                    ai_employee_vault::units::format_duration(window)
-                );
-                self.phase = Phase::Fatal {
-                    reason: reason.clone(),
+                let gave_up = GaveUp {
+                    restarts: max,
+                    window,
                 };
-                return Next::Fatal(reason);
+                self.phase = Phase::Fatal { gave_up };
+                return Next::Fatal(gave_up);
             }
             self.recent.push_back(now);
         }
@@ -586,20 +621,47 @@ mod tests {
         )
     }
 
-    fn start(c: &mut Child, pid: i32, now: Instant) {
-        assert_eq!(c.on_event(Event::Start, now), vec![Action::Spawn]);
-        let _ = c.on_event(Event::Spawned { pid }, now);
+    /// A child restarted at once after its first crashes (no backoff delay).
+    fn child_without_backoff() -> Child {
+        let mut c = child();
+        c.spec.backoff = BackoffSpec {
+            initial: Duration::ZERO,
+            ..BackoffSpec::default()
+        };
+        c
     }
 
-    fn crash(c: &mut Child, pid: i32, now: Instant) -> Vec<Action> {
+    /// `c` given up on after `max` restarts within a minute.
+    fn at_most(max: u32, mut c: Child) -> Child {
+        c.spec.max_restarts = Some(max);
+        c.spec.restart_window = Duration::from_secs(60);
+        c
+    }
+
+    /// Feed an event whose actions the test does not look at (it looks at the state).
+    fn feed(c: &mut Child, event: Event, now: Instant) {
+        let _ = c.on_event(event, now);
+    }
+
+    fn start(c: &mut Child, pid: i32, now: Instant) {
+        assert_eq!(c.on_event(Event::Start, now), vec![Action::Spawn]);
+        feed(c, Event::Spawned { pid }, now);
+    }
+
+    /// The leader `pid` was reaped with `status`.
+    fn exit(c: &mut Child, pid: i32, status: ExitStatus, now: Instant) -> Vec<Action> {
         c.on_event(
             Event::Exited {
                 pid,
-                status: ExitStatus::Code(1),
+                status,
                 group_alive: false,
             },
             now,
         )
+    }
+
+    fn crash(c: &mut Child, pid: i32, now: Instant) -> Vec<Action> {
+        exit(c, pid, ExitStatus::Code(1), now)
     }
 
     #[test]
@@ -610,14 +672,14 @@ mod tests {
         let mut now = t0 + Duration::from_secs(1);
         let mut delays = Vec::new();
         for pid in 11..18 {
-            let _ = crash(&mut c, pid - 1, now);
+            crash(&mut c, pid - 1, now);
             let Phase::Backoff { until } = c.phase else {
                 panic!("not in backoff: {:?}", c.phase)
             };
             delays.push((until - now).as_secs());
             now = until;
             assert_eq!(c.on_event(Event::Tick, now), vec![Action::Spawn]);
-            let _ = c.on_event(Event::Spawned { pid }, now);
+            feed(&mut c, Event::Spawned { pid }, now);
         }
         assert_eq!(delays, vec![2, 4, 8, 16, 32, 60, 60]);
         assert!(!c.is_healthy());
@@ -629,7 +691,7 @@ mod tests {
             vec![Action::Notice(Notice::Stable)]
         );
         assert!(c.is_healthy());
-        let _ = crash(&mut c, 17, now + Duration::from_secs(1));
+        crash(&mut c, 17, now + Duration::from_secs(1));
         assert!(
             matches!(c.phase, Phase::Backoff { until } if until == now + Duration::from_secs(3))
         );
@@ -641,14 +703,7 @@ mod tests {
         let t0 = Instant::now();
         let mut c = child();
         start(&mut c, 10, t0);
-        let a = c.on_event(
-            Event::Exited {
-                pid: 10,
-                status: ExitStatus::Code(78),
-                group_alive: false,
-            },
-            t0,
-        );
+        let a = exit(&mut c, 10, ExitStatus::Code(78), t0);
         assert!(matches!(c.phase, Phase::NeedsSetup { .. }));
         assert!(!a.contains(&Action::Spawn));
         assert_eq!(c.deadline(), None);
@@ -666,14 +721,7 @@ mod tests {
             let mut c = child();
             c.spec.restart = policy;
             start(&mut c, 10, t0);
-            let _ = c.on_event(
-                Event::Exited {
-                    pid: 10,
-                    status,
-                    group_alive: false,
-                },
-                t0,
-            );
+            exit(&mut c, 10, status, t0);
             assert_eq!(
                 matches!(c.phase, Phase::Backoff { .. }),
                 restarts,
@@ -685,11 +733,7 @@ mod tests {
     #[test]
     fn zero_backoff_spawns_in_the_same_step() {
         let t0 = Instant::now();
-        let mut c = child();
-        c.spec.backoff = BackoffSpec {
-            initial: Duration::ZERO,
-            ..BackoffSpec::default()
-        };
+        let mut c = child_without_backoff();
         start(&mut c, 10, t0);
         let a = crash(&mut c, 10, t0);
         assert!(a.contains(&Action::Spawn));
@@ -699,19 +743,13 @@ mod tests {
     #[test]
     fn max_restarts_in_window_gives_up() {
         let t0 = Instant::now();
-        let mut c = child();
-        c.spec.backoff = BackoffSpec {
-            initial: Duration::ZERO,
-            ..BackoffSpec::default()
-        };
-        c.spec.max_restarts = Some(3);
-        c.spec.restart_window = Duration::from_secs(60);
+        let mut c = at_most(3, child_without_backoff());
         start(&mut c, 10, t0);
         for i in 0..3 {
-            let _ = crash(&mut c, 10 + i, t0);
-            let _ = c.on_event(Event::Spawned { pid: 11 + i }, t0);
+            crash(&mut c, 10 + i, t0);
+            feed(&mut c, Event::Spawned { pid: 11 + i }, t0);
         }
-        let _ = crash(&mut c, 13, t0);
+        crash(&mut c, 13, t0);
         assert!(matches!(c.phase, Phase::Fatal { .. }), "{:?}", c.phase);
     }
 
@@ -720,7 +758,7 @@ mod tests {
         let t0 = Instant::now();
         let mut c = child();
         start(&mut c, 10, t0);
-        let _ = crash(&mut c, 10, t0);
+        crash(&mut c, 10, t0);
         let a = c.on_event(Event::Stop(Then::Rest), t0);
         assert!(!a.contains(&Action::Spawn));
         assert_eq!(c.phase, Phase::Idle);
@@ -738,15 +776,16 @@ mod tests {
         let a = c.on_event(Event::Stop(Then::Rest), t0);
         assert!(a.contains(&Action::Signal {
             pgid: 10,
-            sig: libc::SIGTERM
+            sig: Signal::SIGTERM
         }));
         assert_eq!(c.deadline(), Some(t0 + Duration::from_secs(10)));
         let a = c.on_event(Event::Tick, t0 + Duration::from_secs(10));
         assert!(a.contains(&Action::Signal {
             pgid: 10,
-            sig: libc::SIGKILL
+            sig: Signal::SIGKILL
         }));
-        let _ = c.on_event(
+        feed(
+            &mut c,
             Event::Exited {
                 pid: 10,
                 status: ExitStatus::Signal(9),
@@ -755,7 +794,7 @@ mod tests {
             t0,
         );
         assert!(c.is_draining());
-        let _ = c.on_event(Event::GroupGone, t0);
+        feed(&mut c, Event::GroupGone, t0);
         assert_eq!(c.phase, Phase::Idle);
     }
 
@@ -784,12 +823,12 @@ mod tests {
             reset_after: Duration::MAX,
         };
         start(&mut c, 10, t0);
-        let _ = crash(&mut c, 10, t0);
+        crash(&mut c, 10, t0);
         assert!(matches!(c.phase, Phase::Backoff { .. }), "{:?}", c.phase);
-        let _ = c.on_event(Event::Stop(Then::Rest), t0);
+        feed(&mut c, Event::Stop(Then::Rest), t0);
         assert_eq!(c.phase, Phase::Idle);
         start(&mut c, 11, t0);
-        let _ = c.on_event(Event::Stop(Then::Rest), t0);
+        feed(&mut c, Event::Stop(Then::Rest), t0);
         assert!(c.deadline().is_some_and(|d| d > t0));
     }
 
@@ -798,20 +837,66 @@ mod tests {
         let t0 = Instant::now();
         let mut c = child();
         start(&mut c, 10, t0);
-        let _ = c.on_event(
+        feed(
+            &mut c,
             Event::HealthFailed {
                 reason: "heartbeat".into(),
             },
             t0,
         );
-        let _ = c.on_event(
-            Event::Exited {
-                pid: 10,
-                status: ExitStatus::Signal(15),
-                group_alive: false,
-            },
-            t0,
-        );
+        exit(&mut c, 10, ExitStatus::Signal(15), t0);
         assert!(matches!(c.phase, Phase::Backoff { .. }), "{:?}", c.phase);
+    }
+
+    #[test]
+    fn what_needs_a_person_is_kept_as_data_not_words() {
+        let t0 = Instant::now();
+        let mut c = at_most(1, child_without_backoff());
+        start(&mut c, 10, t0);
+        crash(&mut c, 10, t0);
+        feed(&mut c, Event::Spawned { pid: 11 }, t0);
+        let a = crash(&mut c, 11, t0);
+        let gave_up = GaveUp {
+            restarts: 1,
+            window: Duration::from_secs(60),
+        };
+        assert_eq!(c.phase, Phase::Fatal { gave_up });
+        assert!(a.iter().any(|a| matches!(
+            a,
+            Action::Notice(Notice::Exited { next: Next::Fatal(g), .. }) if *g == gave_up
+        )));
+    }
+
+    #[test]
+    fn start_gives_a_child_at_rest_a_fresh_series() {
+        let t0 = Instant::now();
+        for at_rest in [
+            Phase::NeedsSetup {
+                cause: Setup::ExitedConfig,
+            },
+            Phase::Fatal {
+                gave_up: GaveUp {
+                    restarts: 1,
+                    window: Duration::from_secs(1),
+                },
+            },
+            Phase::Exited {
+                status: ExitStatus::Code(0),
+            },
+            Phase::Backoff {
+                until: t0 + Duration::from_secs(5),
+            },
+            Phase::Idle,
+        ] {
+            let mut c = child();
+            c.attempt = 4;
+            c.phase = at_rest.clone();
+            assert_eq!(
+                c.on_event(Event::Start, t0),
+                vec![Action::Spawn],
+                "{at_rest:?}"
+            );
+            assert_eq!((c.attempt, &c.phase), (0, &Phase::Starting));
+        }
     }
 }

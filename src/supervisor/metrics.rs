@@ -9,7 +9,6 @@
 //! fixed order and samples in the table's order, so two scrapes of the same state are
 //! byte-identical.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use ai_employee_vault::control::{Request, StatusReport};
@@ -212,25 +211,18 @@ pub fn render(report: &StatusReport, format: Format) -> String {
             Kind::Gauge => "gauge",
             Kind::Counter => "counter",
         };
-        let _ = writeln!(
-            out,
-            "# HELP {family_name} {}",
+        out += &format!(
+            "# HELP {family_name} {}\n# TYPE {family_name} {kind}\n",
             escape_help(family.help, format)
         );
-        let _ = writeln!(out, "# TYPE {family_name} {kind}");
         for (child, value) in family.samples {
-            match child {
-                Some(name) => {
-                    let _ = writeln!(
-                        out,
-                        "{sample_name}{{name=\"{}\"}} {value}",
-                        escape_label(&name)
-                    );
-                }
-                None => {
-                    let _ = writeln!(out, "{sample_name} {value}");
-                }
-            }
+            out += &match child {
+                Some(name) => format!(
+                    "{sample_name}{{name=\"{}\"}} {value}\n",
+                    escape_label(&name)
+                ),
+                None => format!("{sample_name} {value}\n"),
+            };
         }
     }
     if format == Format::OpenMetrics {
@@ -332,47 +324,23 @@ async fn scrape(
 
 #[cfg(test)]
 mod tests {
-    use ai_employee_vault::control::{ChildStatus, Health, LastExit, SupervisorInfo};
+    use ai_employee_vault::control::ChildStatus;
 
     use super::*;
+    use crate::supervisor::fixtures::{self, killed_by};
 
     fn report() -> StatusReport {
         let child = |name: &str, state: &str| ChildStatus {
-            name: name.into(),
             description: name.into(),
-            state: state.into(),
-            enabled: true,
-            pid: None,
-            uptime_secs: None,
             restarts: 2,
-            last_exit: None,
-            rss_bytes: None,
-            cpu_percent: None,
-            cpu_seconds: None,
-            backoff_left_secs: None,
-            reason: None,
+            ..fixtures::child(name, state)
         };
         let mut a = child("zeta", "running");
         a.rss_bytes = Some(4096);
         a.cpu_seconds = Some(0.5);
         let mut b = child("alpha", "backoff");
-        b.last_exit = Some(LastExit {
-            code: None,
-            signal: Some("SIGKILL".into()),
-        });
-        StatusReport {
-            protocol: 1,
-            health: Health::Degraded,
-            supervisor: SupervisorInfo {
-                pid: 1,
-                version: "0".into(),
-                started_at: String::new(),
-                uptime_secs: 12.25,
-                vault: String::new(),
-                table: String::new(),
-            },
-            children: vec![a, b],
-        }
+        b.last_exit = killed_by("SIGKILL");
+        fixtures::report(1, 12.25, vec![a, b])
     }
 
     #[test]

@@ -1,12 +1,11 @@
-//! Supervision: the pure per-child state machine and backoff, the system status derived
-//! from the children, and the async runtime that turns OS events into machine events and
-//! carries out the machine's actions.
+//! Supervision: the pure per-child state machine and backoff, the async runtime that
+//! turns OS events into machine events and carries out the machine's actions, and the
+//! reporter that tells people what happened.
 
 pub mod backoff;
-pub mod console;
-pub mod dashboard_writer;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod machine;
 pub mod metrics;
-pub mod notify;
+pub mod report;
 pub mod runtime;
-pub mod status;

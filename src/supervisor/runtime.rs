@@ -1,11 +1,14 @@
 //! The async runtime: one thread, one event loop. It turns OS events (SIGCHLD, signals,
-//! deadlines) into machine events, carries out the machine's actions (spawn, signal), and
-//! owns everything with side effects: logs, the Dashboard writer, the guardian, records.
+//! deadlines, the operator's requests) into machine events, carries out the machine's
+//! actions (spawn, signal) and hands what happened to the [`Reporter`].
 //!
 //! Exits are noticed through SIGCHLD and reaped at once (never by polling); every deadline
-//! is on the monotonic clock.
+//! is on the monotonic clock. The rest of the runtime lives next to this file:
+//! `guard.rs` (the orphan guardian and the records file), `health.rs` (health checks),
+//! `output.rs` (children's output into their logs), `reload.rs` (a new table) and
+//! `operator.rs` (the control socket's requests).
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -13,27 +16,28 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::signal::unix::{SignalKind, signal};
-use tracing::{debug, error, info, warn};
-
 use ai_employee_vault::Vault;
-use ai_employee_vault::control::{
-    ChildStatus, Health, LastExit, ReloadReport, Request, Response, StatusReport, SupervisorInfo,
-};
-use ai_employee_vault::logs::RotatingFile;
+use ai_employee_vault::logs::{LogFile, LogWriter, RotatingFile};
+use nix::sys::signal::Signal;
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
+use tracing::{debug, error};
 
-use super::dashboard_writer::DashboardWriter;
-use super::machine::{Action, Child, Event, Next, Notice, Phase, Then, later};
-use super::notify::Notifier;
-use super::status::{self, Summary};
-use crate::config::{self, Config, NotifyEvent, NotifySpec, ProcessSpec, SupervisorSettings};
+use super::machine::{Action, Child, Event, Notice, Phase, Then, later};
+use super::report::Reporter;
+use crate::config::{Config, ProcessSpec, SupervisorSettings};
 use crate::control::{Call, ControlSocket};
 use crate::process::guardian::Guardian;
-use crate::process::spawn::{SpawnRequest, is_setup_error, spawn};
+use crate::process::spawn::{SpawnRequest, spawn};
 use crate::process::{self, records};
-use ai_employee_vault::logs::writer::Probe;
-use ai_employee_vault::logs::{LogFile, LogWriter};
+
+mod guard;
+mod health;
+mod operator;
+mod output;
+mod reload;
+
+pub use reload::ReloadError;
 
 /// How long the Dashboard waits after start before its first summary row, so children
 /// that fail at once are reported as such rather than as a moment of "online".
@@ -46,17 +50,6 @@ const SUMMARY_EVERY: Duration = Duration::from_secs(1);
 const TRIM_AFTER_IDLE: Duration = Duration::from_secs(10);
 /// Poll period for the group of a stopping child whose leader is gone.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
-/// How long shutdown waits for the last output of dead children to reach their logs.
-const DRAIN_LOGS_MAX: Duration = Duration::from_millis(500);
-/// How long an exit message waits for the log writer to say whether the child's log
-/// can be written (a stalled disk gets the last state known instead).
-const SEE_LOG_WAIT: Duration = Duration::from_millis(250);
-/// How long shutdown waits for `[[notify]]` webhooks to take the last events.
-const NOTIFY_FLUSH_MAX: Duration = Duration::from_secs(2);
-/// CPU % is measured over at least this long (a shorter gap repeats the last figure).
-const CPU_SAMPLE_MIN: Duration = Duration::from_millis(500);
-
-mod operator;
 
 /// Where the table came from, for reloads.
 #[derive(Debug, Clone)]
@@ -73,50 +66,11 @@ pub enum Outcome {
     Forced,
 }
 
-/// A child's log file, written by the log writer's thread (see `logs::writer`): the
-/// event loop only queues its output, so a stalled disk never stops supervision. Whether
-/// writing it fails is said on the console once when it starts failing (with the error)
-/// and once when it works again (with what was lost), so a `Logs/` that cannot be
-/// written is never silent.
-struct ChildLog {
-    file: LogFile,
-    name: String,
-}
-
-impl ChildLog {
-    fn new(file: LogFile, name: &str) -> ChildLog {
-        ChildLog {
-            file,
-            name: name.to_string(),
-        }
-    }
-
-    fn write(&self, buf: &[u8]) {
-        self.file.write(buf);
-    }
-
-    /// Where a reader finds this child's output: `see Logs/x.log`, or why it is not there.
-    /// Its last output may still be in the pipe or the writer's queue (an exit is handled
-    /// first), so the writer is asked to write what it has and to try the file now; on a
-    /// stalled disk it is not waited for longer than [`SEE_LOG_WAIT`].
-    fn see(&self) -> String {
-        let name = &self.name;
-        match self.file.probe(SEE_LOG_WAIT) {
-            Probe::Answered(None) => format!("see Logs/{name}.log"),
-            Probe::Answered(Some(e)) | Probe::NoAnswer(Some(e)) => {
-                format!("its output could not be written to Logs/{name}.log: {e}")
-            }
-            Probe::NoAnswer(None) => format!(
-                "see Logs/{name}.log, once the disk answers: its last output is still waiting \
-                 to be written"
-            ),
-        }
-    }
-}
-
+/// One entry of the table: its state machine and what the runtime keeps beside it.
 struct Slot {
     child: Child,
-    log: Rc<ChildLog>,
+    /// Its log file, written by the log writer's thread (see `output.rs`).
+    log: Rc<LogFile>,
     /// Heartbeat file mtime last seen and when (monotonic) it was seen to change.
     beat: Option<(SystemTime, Instant)>,
     /// Leader start time (for the records file), read once per spawn.
@@ -124,24 +78,10 @@ struct Slot {
     /// The process group the guardian currently knows for this child.
     guarded: Option<i32>,
     /// Last CPU reading, for CPU %.
-    cpu: Option<CpuSample>,
-}
-
-#[derive(Clone, Copy)]
-struct CpuSample {
-    pid: i32,
-    at: Instant,
-    cpu_ns: u64,
-    /// CPU % over the interval that ended at `at`.
-    percent: Option<f64>,
-}
-
-#[derive(Default)]
-struct Stats {
-    starts: u64,
-    restarts: u64,
-    crashes: u64,
-    health_failures: u64,
+    cpu: Option<operator::CpuSample>,
+    /// What its last exit said about its log, when it needs setup and that log could
+    /// not be written (for `status`; see [`Reporter::child`]).
+    setup_see: Option<String>,
 }
 
 pub struct Runtime {
@@ -152,10 +92,9 @@ pub struct Runtime {
     by_pid: HashMap<i32, usize>,
     guardian: Option<Guardian>,
     records: Option<records::RecordLog>,
-    dashboard: DashboardWriter,
+    reporter: Reporter,
     /// Owns and writes every log file (its own thread).
     logs: LogWriter,
-    last_summary: Option<Summary>,
     summary_due: Option<Instant>,
     /// When to trim code pages, pushed back by every event.
     trim_due: Option<Instant>,
@@ -164,7 +103,6 @@ pub struct Runtime {
     shutting_down: bool,
     forced: bool,
     started: Instant,
-    stats: Stats,
     drains: Rc<Cell<usize>>,
     /// When the initial start finished (None while still starting).
     running_since: Option<Instant>,
@@ -173,8 +111,6 @@ pub struct Runtime {
     /// Where the table in force came from (for `status`).
     table_source: String,
     started_wall: chrono::DateTime<chrono::Utc>,
-    notify_specs: Vec<NotifySpec>,
-    notifier: Option<Notifier>,
 }
 
 impl Runtime {
@@ -190,18 +126,8 @@ impl Runtime {
     ) -> Runtime {
         let now = Instant::now();
         let settings = config.supervisor.clone();
-        let notifier = Notifier::start(&config.notify, vault.root());
-        let dashboard = DashboardWriter::start(vault.dashboard());
-        let records = match records::RecordLog::create(&vault.children_record()) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                warn!(
-                    "failed to create {}: {e}",
-                    vault.children_record().display()
-                );
-                None
-            }
-        };
+        let reporter = Reporter::start(&vault, &config.notify);
+        let records = guard::open_records(&vault);
         let mut rt = Runtime {
             vault,
             table,
@@ -210,9 +136,8 @@ impl Runtime {
             by_pid: HashMap::new(),
             guardian,
             records,
-            dashboard,
+            reporter,
             logs,
-            last_summary: None,
             summary_due: Some(later(now, SUMMARY_SETTLE)),
             trim_due: None,
             next_health: later(now, config.supervisor.health_interval),
@@ -220,14 +145,11 @@ impl Runtime {
             shutting_down: false,
             forced: false,
             started: now,
-            stats: Stats::default(),
             drains: Rc::new(Cell::new(0)),
             early_stop,
             running_since: None,
             table_source: config.source.to_string(),
             started_wall: chrono::Utc::now(),
-            notify_specs: config.notify.clone(),
-            notifier: Some(notifier),
         };
         for spec in config.processes {
             rt.slots.push(rt.new_slot(spec));
@@ -243,15 +165,13 @@ impl Runtime {
             spec.log_max_files.unwrap_or(self.settings.log_max_files),
         );
         Slot {
-            log: Rc::new(ChildLog::new(
-                self.logs.open_child(file, &spec.name),
-                &spec.name,
-            )),
+            log: Rc::new(self.logs.open_child(file, &spec.name)),
             child: Child::new(spec, stop_timeout),
             beat: None,
             start_time: None,
             guarded: None,
             cpu: None,
+            setup_see: None,
         }
     }
 
@@ -285,14 +205,14 @@ impl Runtime {
         }
         drop(calls_tx);
         if self.early_stop.load(Ordering::SeqCst) {
-            info!("stop requested during start-up: not starting any child");
+            self.reporter.stopped_early();
             self.shutting_down = true;
             self.finish().await;
             return Ok(Outcome::Clean);
         }
-        let enabled = self.slots.iter().filter(|s| s.child.spec.enabled).count();
+        let enabled = self.slots.iter().filter(|s| s.child.spec().enabled).count();
         for i in 0..self.slots.len() {
-            if self.slots[i].child.spec.enabled {
+            if self.slots[i].child.spec().enabled {
                 self.dispatch(i, Event::Start);
             }
         }
@@ -302,8 +222,8 @@ impl Runtime {
             .iter()
             .filter(|s| s.child.pid().is_some())
             .count();
-        crate::supervisor::console::started(running, enabled);
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        self.reporter.started(running, enabled);
+        tell_service_manager(sd_notify::NotifyState::Ready);
         self.running_since = Some(Instant::now());
 
         loop {
@@ -311,13 +231,15 @@ impl Runtime {
             tokio::select! {
                 biased;
                 _ = sigchld.recv() => self.on_sigchld(),
-                _ = sigint.recv() => self.on_stop_signal("SIGINT"),
-                _ = sigterm.recv() => self.on_stop_signal("SIGTERM"),
+                _ = sigint.recv() => self.on_stop_signal(Signal::SIGINT),
+                _ = sigterm.recv() => self.on_stop_signal(Signal::SIGTERM),
                 _ = sighup.recv() => {
+                    // Its outcome is in the log already; SIGHUP has no one else to tell.
                     let _ = self.reload();
                 }
                 Some(call) = calls.recv() => {
                     let response = self.on_control(call.request);
+                    // It fails only when the asker stopped waiting: no one to answer.
                     let _ = call.reply.send(response);
                 }
                 _ = sleep_until(deadline) => self.on_tick(),
@@ -344,7 +266,7 @@ impl Runtime {
     fn on_sigchld(&mut self) {
         for (pid, status) in process::reap_all() {
             if self.guardian.as_ref().is_some_and(|g| g.pid() == pid) {
-                warn!("orphan guardian (pid {pid}) ended with {status}; starting a new one");
+                self.reporter.guardian_ended(pid, status);
                 self.guardian = None;
                 if !self.shutting_down {
                     self.start_guardian();
@@ -367,10 +289,10 @@ impl Runtime {
         self.poll_draining();
     }
 
-    fn on_stop_signal(&mut self, name: &str) {
+    fn on_stop_signal(&mut self, sig: Signal) {
         if self.shutting_down {
-            if name == "SIGINT" && !self.forced {
-                warn!("second Ctrl+C: killing all children now");
+            if sig == Signal::SIGINT && !self.forced {
+                self.reporter.killing();
                 self.forced = true;
                 for i in 0..self.slots.len() {
                     self.dispatch(i, Event::Kill);
@@ -379,9 +301,8 @@ impl Runtime {
             return;
         }
         self.shutting_down = true;
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-        info!("received {name}: stopping all children (Ctrl+C again to kill them at once)");
-        crate::supervisor::console::stopping();
+        tell_service_manager(sd_notify::NotifyState::Stopping);
+        self.reporter.stopping(sig);
         for i in 0..self.slots.len() {
             // Children at rest keep their state (needs-setup, fatal, exited) for the report.
             if !self.slots[i].child.is_at_rest() {
@@ -401,11 +322,15 @@ impl Runtime {
         if now >= self.next_health {
             self.next_health = later(now, self.settings.health_interval);
             self.health_check(now);
+            // A guardian that could not be started is tried again at each health poll.
+            if self.guardian.is_none() && !self.shutting_down {
+                self.start_guardian();
+            }
         }
         if let Some((period, last)) = self.watchdog
             && now >= later(last, period)
         {
-            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            tell_service_manager(sd_notify::NotifyState::Watchdog);
             self.watchdog = Some((period, now));
         }
     }
@@ -450,8 +375,11 @@ impl Runtime {
     fn dispatch(&mut self, i: usize, event: Event) {
         let mut notices = Vec::new();
         self.decide_and_act(i, event, &mut notices);
+        let slot = &mut self.slots[i];
         for n in notices {
-            self.notice(i, n);
+            if let Some(see) = self.reporter.child(&slot.child, &slot.log, n) {
+                slot.setup_see = Some(see);
+            }
         }
         self.sync_guard(i);
         let now = Instant::now();
@@ -480,51 +408,23 @@ impl Runtime {
         }
     }
 
-    /// Tell the guardian about a child's group while it may have members: from spawn until
-    /// the leader is reaped and, when stopping, until the whole group is gone.
-    fn sync_guard(&mut self, i: usize) {
-        let slot = &mut self.slots[i];
-        let now = slot.child.pgid();
-        if slot.guarded == now {
-            return;
-        }
-        if let Some(old) = slot.guarded {
-            if let Some(g) = self.guardian.as_mut() {
-                let _ = g.remove(old);
-            }
-            if let Some(r) = self.records.as_mut() {
-                let _ = r.remove(old);
-            }
-        }
-        if let Some(new) = now {
-            if let Some(g) = self.guardian.as_mut() {
-                let _ = g.add(new);
-            }
-            slot.start_time = process::stats::proc_info(new).map(|p| p.start_time);
-            if let (Some(r), Some(start_time)) = (self.records.as_mut(), slot.start_time) {
-                let rec = records::Record {
-                    pgid: new,
-                    start_time,
-                    name: slot.child.spec.name.clone(),
-                };
-                if let Err(e) = r.add(&rec) {
-                    warn!("failed to record process group {new}: {e}");
-                }
-            }
-        }
-        slot.guarded = now;
-    }
-
     fn spawn_child(&mut self, i: usize) -> Event {
         let vault = self.vault.root().to_path_buf();
-        let heartbeat = self.vault.heartbeat(&self.slots[i].child.spec.name);
-        let spec = &self.slots[i].child.spec;
+        let heartbeat = self.vault.heartbeat(self.slots[i].child.name());
+        let spec = self.slots[i].child.spec();
         let cwd = match &spec.cwd {
             Some(c) if c.is_absolute() => c.clone(),
             Some(c) => vault.join(c),
             None => vault.clone(),
         };
-        let _ = std::fs::remove_file(&heartbeat);
+        // A heartbeat left by the last run would count as a fresh one. Not there is the
+        // usual case; one that cannot be removed counts once, from its first sight (see
+        // `health.rs`), which is the grace a child without a heartbeat has anyway.
+        if let Err(e) = std::fs::remove_file(&heartbeat)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            debug!("failed to remove {}: {e}", heartbeat.display());
+        }
         let req = SpawnRequest {
             command: &spec.command,
             args: &spec.args,
@@ -540,7 +440,8 @@ impl Runtime {
                 let slot = &mut self.slots[i];
                 slot.beat = None;
                 slot.start_time = None;
-                start_drain(sp.output, slot.log.clone(), self.drains.clone());
+                slot.setup_see = None;
+                output::start_drain(sp.output, slot.log.clone(), self.drains.clone());
                 if self.running_since.is_some() {
                     // After vfork the new child usually sits on our CPU, still loading;
                     // let it run before our bookkeeping (~0.15 ms off a restart). Not
@@ -553,263 +454,29 @@ impl Runtime {
                 Event::Spawned { pid }
             }
             Err(e) => Event::SpawnFailed {
-                setup: is_setup_error(&e),
-                reason: format!("failed to start {:?}: {e}", spec.command),
+                setup: e.needs_setup(),
+                reason: e.to_string(),
             },
         }
-    }
-
-    fn notice(&mut self, i: usize, n: Notice) {
-        let c = &self.slots[i].child;
-        let name = c.spec.name.as_str();
-        let desc = c.spec.description.as_str();
-        match n {
-            Notice::Started { pid, restart } => {
-                self.stats.starts += 1;
-                if restart == 0 {
-                    info!(child = name, pid, "started {desc} (pid {pid})");
-                } else {
-                    self.stats.restarts += 1;
-                    info!(
-                        child = name,
-                        pid, "restarted {desc} (pid {pid}, restart #{restart})"
-                    );
-                }
-            }
-            Notice::SpawnFailed { reason, retry_in } => match retry_in {
-                Some(d) => error!(child = name, "{reason}; retrying in {}", fmt_dur(d)),
-                None => {
-                    error!(child = name, "{reason}; needs setup, not restarted");
-                    self.dashboard.send(status::child_row(
-                        "⚠ Needs Setup",
-                        format!("{desc}: {reason}"),
-                    ));
-                    self.notify(
-                        NotifyEvent::ChildNeedsSetup,
-                        Some(name),
-                        &format!("needs setup: {reason}"),
-                    );
-                }
-            },
-            Notice::Exited {
-                pid,
-                status,
-                next,
-                uptime,
-            } => {
-                let up = fmt_dur(uptime);
-                match next {
-                    Next::Restart(d) => {
-                        self.stats.crashes += 1;
-                        warn!(
-                            child = name,
-                            pid,
-                            "exited with {status} after {up}; restarting in {}",
-                            fmt_dur(d)
-                        );
-                    }
-                    Next::NeedsSetup => {
-                        // Its reason is in its output: point there, or say that it
-                        // could not be kept.
-                        let see = self.slots[i].log.see();
-                        warn!(
-                            child = name,
-                            pid, "exited with {status}: needs setup, not restarted ({see})"
-                        );
-                        self.dashboard.send(status::child_row(
-                            "⚠ Needs Setup",
-                            format!("{desc}: exited 78, needs configuration ({see})"),
-                        ));
-                        self.notify(
-                            NotifyEvent::ChildNeedsSetup,
-                            Some(name),
-                            &format!("exited 78: needs configuration ({see})"),
-                        );
-                        if self.slots[i].log.file.failing().is_some()
-                            && let Phase::NeedsSetup { reason } = &mut self.slots[i].child.phase
-                        {
-                            *reason = format!("exited 78 (needs configuration; {see})");
-                        }
-                    }
-                    Next::Fatal(reason) => {
-                        error!(child = name, pid, "exited with {status}; {reason}");
-                        self.dashboard.send(status::child_row(
-                            "✗ Gave Up",
-                            format!("{desc}: {reason}, last {status}"),
-                        ));
-                        self.notify(
-                            NotifyEvent::ChildFatal,
-                            Some(name),
-                            &format!("gave up: {reason}, last {status}"),
-                        );
-                    }
-                    Next::Done => info!(
-                        child = name,
-                        pid,
-                        "exited with {status} after {up}; restart = \"{}\": not restarted",
-                        c.spec.restart.as_str()
-                    ),
-                    Next::Stopped => info!(child = name, pid, "exited with {status}"),
-                }
-            }
-            Notice::Stable => debug!(child = name, "stable: backoff reset"),
-            Notice::Stopping {
-                pid,
-                signal,
-                timeout,
-            } => info!(
-                child = name,
-                pid,
-                "stopping {desc} ({}, SIGKILL after {})",
-                process::signal_name(signal),
-                fmt_dur(timeout)
-            ),
-            Notice::StopTimedOut { pid } => warn!(
-                child = name,
-                "did not stop within {}; sending SIGKILL to its process group{}",
-                fmt_dur(c.stop_timeout),
-                pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
-            ),
-            Notice::Stopped => {
-                let last = c.last_exit.map(|s| format!(" ({s})")).unwrap_or_default();
-                info!(child = name, "stopped {desc}{last}");
-            }
-            Notice::HealthFailed { pid, reason } => {
-                self.stats.health_failures += 1;
-                warn!(
-                    child = name,
-                    pid, "health check failed: {reason}; restarting"
-                );
-            }
-            Notice::RestartCancelled => info!(child = name, "pending restart cancelled"),
-        }
-    }
-
-    // ----- health -----------------------------------------------------------------------
-
-    fn health_check(&mut self, now: Instant) {
-        // An exit not yet reaped would look like a zombie: take pending exits first.
-        self.on_sigchld();
-        for i in 0..self.slots.len() {
-            let Phase::Running { pid, since } = self.slots[i].child.phase else {
-                continue;
-            };
-            if let Some(reason) = self.health_problem(i, pid, since, now) {
-                // A child that exited after the reap above (its SIGCHLD not yet handled)
-                // looks like a zombie, or like a missed heartbeat. Reap again: an exit is
-                // reported as an exit, with its code, never as a failed health check.
-                self.on_sigchld();
-                if !matches!(self.slots[i].child.phase, Phase::Running { pid: p, .. } if p == pid) {
-                    continue;
-                }
-                self.dispatch(i, Event::HealthFailed { reason });
-            }
-        }
-    }
-
-    fn health_problem(
-        &mut self,
-        i: usize,
-        pid: i32,
-        since: Instant,
-        now: Instant,
-    ) -> Option<String> {
-        let info = process::stats::proc_info(pid);
-        if let Some(info) = info {
-            self.note_cpu(i, pid, info.cpu_ns, now);
-        }
-        let spec = &self.slots[i].child.spec;
-        if let Some(info) = info {
-            match info.state {
-                process::stats::RunState::Zombie => return Some("process is a zombie".into()),
-                process::stats::RunState::Stopped => {
-                    return Some("process is stopped (SIGSTOP or traced)".into());
-                }
-                process::stats::RunState::Running => {}
-            }
-            if let Some(max) = spec.max_memory
-                && info.rss > max
-            {
-                return Some(format!(
-                    "memory {} over max_memory {}",
-                    fmt_size(info.rss),
-                    fmt_size(max)
-                ));
-            }
-        }
-        let timeout = spec.heartbeat_timeout?;
-        let path = self.vault.heartbeat(&spec.name);
-        // The heartbeat file itself, never a symlink's target.
-        let mtime = std::fs::symlink_metadata(&path)
-            .and_then(|m| m.modified())
-            .ok();
-        let slot = &mut self.slots[i];
-        // Staleness is judged on the monotonic clock: when did we last see the file change?
-        if let Some(m) = mtime
-            && slot.beat.is_none_or(|(seen, _)| seen != m)
-        {
-            slot.beat = Some((m, now));
-        }
-        let last = slot.beat.map_or(since, |(_, at)| at);
-        let age = now.saturating_duration_since(last);
-        if age > timeout {
-            return Some(match slot.beat {
-                Some(_) => format!(
-                    "heartbeat is {} old (heartbeat_timeout {})",
-                    fmt_dur(age),
-                    fmt_dur(timeout)
-                ),
-                None => format!("no heartbeat within heartbeat_timeout {}", fmt_dur(timeout)),
-            });
-        }
-        None
     }
 
     // ----- bookkeeping after every batch of events ---------------------------------------
 
     fn after_batch(&mut self) {
         // Drop entries that left the table.
-        if self.slots.iter().any(|s| s.child.phase == Phase::Removed) {
-            self.slots.retain(|s| s.child.phase != Phase::Removed);
+        if self
+            .slots
+            .iter()
+            .any(|s| *s.child.phase() == Phase::Removed)
+        {
+            self.slots.retain(|s| *s.child.phase() != Phase::Removed);
             self.reindex();
         }
-        if let Some(r) = self.records.as_mut()
-            && r.needs_compaction()
-        {
-            let live: Vec<records::Record> = self
-                .slots
-                .iter()
-                .filter_map(|s| {
-                    Some(records::Record {
-                        pgid: s.guarded?,
-                        start_time: s.start_time?,
-                        name: s.child.spec.name.clone(),
-                    })
-                })
-                .collect();
-            if let Err(e) = r.maybe_compact(&live) {
-                warn!(
-                    "failed to compact {}: {e}",
-                    self.vault.children_record().display()
-                );
-            }
-        }
+        self.compact_records();
         let now = Instant::now();
         if self.summary_due.is_some_and(|t| t <= now) && !self.shutting_down {
             self.summary_due = None;
-            let s = status::summarize(self.slots.iter().map(|s| &s.child));
-            if self.last_summary.as_ref() != Some(&s) {
-                self.dashboard
-                    .send(status::system_row(s.status, s.details.clone()));
-                let was_degraded = self
-                    .last_summary
-                    .as_ref()
-                    .is_some_and(|l| l.status == status::DEGRADED);
-                if s.status == status::DEGRADED && !was_degraded {
-                    self.notify(NotifyEvent::SystemDegraded, None, &s.details);
-                }
-                self.last_summary = Some(s);
-            }
+            self.reporter.system(self.slots.iter().map(|s| &s.child));
         }
     }
 
@@ -822,221 +489,21 @@ impl Runtime {
         }
     }
 
-    fn start_guardian(&mut self) {
-        let groups: Vec<i32> = self.slots.iter().filter_map(|s| s.child.pgid()).collect();
-        match Guardian::spawn(groups) {
-            Ok(g) => {
-                debug!("orphan guardian started (pid {})", g.pid());
-                self.guardian = Some(g);
-            }
-            Err(e) => error!(
-                "failed to start the orphan guardian: {e}; children may outlive a killed supervisor"
-            ),
-        }
-    }
-
-    // ----- reload -------------------------------------------------------------------------
-
-    /// Re-read the table and apply it. Err: the table's errors (the old table stays).
-    fn reload(&mut self) -> Result<ReloadReport, Vec<String>> {
-        if self.shutting_down {
-            return Err(vec!["the supervisor is shutting down".into()]);
-        }
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
-        let new = match config::load(self.vault.root(), self.table.explicit.as_deref()) {
-            Ok(c) => c,
-            Err(errors) => {
-                for e in &errors.0 {
-                    error!("reload failed: {e}");
-                }
-                error!("reload failed: keeping the current process table");
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-                return Err(errors.0.iter().map(|e| e.to_string()).collect());
-            }
-        };
-        if new.supervisor.metrics != self.settings.metrics {
-            warn!("reload: a new metrics address takes effect when the supervisor restarts");
-        }
-        let metrics = self.settings.metrics;
-        self.settings = new.supervisor.clone();
-        self.settings.metrics = metrics;
-        self.table_source = new.source.to_string();
-        if new.notify != self.notify_specs {
-            if let Some(old) = self.notifier.take() {
-                old.finish(Duration::ZERO);
-            }
-            self.notifier = Some(Notifier::start(&new.notify, self.vault.root()));
-            self.notify_specs = new.notify.clone();
-        }
-        self.next_health = self
-            .next_health
-            .min(later(Instant::now(), self.settings.health_interval));
-        let mut changes = ReloadReport::default();
-        let mut old: HashMap<String, Slot> = self
-            .slots
-            .drain(..)
-            .map(|s| (s.child.spec.name.clone(), s))
-            .collect();
-        let mut to_start = Vec::new();
-        let mut to_restart = Vec::new();
-        let mut to_stop = Vec::new();
-        for spec in new.processes {
-            let name = spec.name.clone();
-            let stop_timeout = spec.stop_timeout.unwrap_or(self.settings.stop_timeout);
-            let idx = self.slots.len();
-            match old.remove(&name) {
-                None => {
-                    if spec.enabled {
-                        to_start.push(idx);
-                    }
-                    changes.added.push(name);
-                    let slot = self.new_slot(spec);
-                    self.slots.push(slot);
-                }
-                Some(mut slot) => {
-                    slot.child.stop_timeout = stop_timeout;
-                    slot.log.file.set_limits(
-                        spec.log_max_size.unwrap_or(self.settings.log_max_size),
-                        spec.log_max_files.unwrap_or(self.settings.log_max_files),
-                    );
-                    let was = slot.child.spec.clone();
-                    let same = same_definition(&was, &spec);
-                    slot.child.spec.description = spec.description.clone();
-                    if same {
-                        changes.unchanged.push(name);
-                    } else {
-                        let enabled_now = spec.enabled;
-                        slot.child.spec = spec;
-                        if !enabled_now {
-                            to_stop.push(idx);
-                            changes.disabled.push(name);
-                        } else if !was.enabled || slot.child.is_at_rest() {
-                            to_start.push(idx);
-                            changes.changed.push(name);
-                        } else {
-                            to_restart.push(idx);
-                            changes.changed.push(name);
-                        }
-                    }
-                    self.slots.push(slot);
-                }
-            }
-        }
-        for (name, slot) in old {
-            changes.removed.push(name);
-            let idx = self.slots.len();
-            // Dropped once stopped (`Then::Remove`).
-            self.slots.push(slot);
-            to_stop.push(idx);
-        }
-        self.reindex();
-        info!("reload: {}", changes.describe());
-        for i in to_stop {
-            let then = removal(&changes, &self.slots[i].child.spec.name);
-            self.dispatch(i, Event::Stop(then));
-        }
-        for i in to_restart {
-            self.dispatch(i, Event::Stop(Then::Restart));
-        }
-        for i in to_start {
-            // Fresh definition: a child that needed setup or gave up gets a new chance.
-            if !matches!(
-                self.slots[i].child.phase,
-                Phase::Running { .. } | Phase::Stopping { .. }
-            ) {
-                self.slots[i].child.phase = Phase::Idle;
-            }
-            self.dispatch(i, Event::Start);
-        }
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-        Ok(changes)
-    }
-
     // ----- shutdown -------------------------------------------------------------------------
 
     async fn finish(&mut self) {
-        // Let the drain tasks copy the last output of dead children into their logs.
-        let until = later(Instant::now(), DRAIN_LOGS_MAX);
-        while self.drains.get() > 0 && Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        self.drain_last_output().await;
         if let Some(g) = self.guardian.take() {
             g.dismiss();
         }
         if let Some(r) = self.records.take() {
             r.discard();
         }
-        let up = self.started.elapsed();
-        let how = if self.forced {
-            "forced shutdown"
-        } else {
-            "clean shutdown"
-        };
-        info!(
-            "supervisor stopped ({how}); up {}, {} starts, {} restarts, {} crashes, {} health failures",
-            fmt_dur(up),
-            self.stats.starts,
-            self.stats.restarts,
-            self.stats.crashes,
-            self.stats.health_failures
+        self.reporter.shutdown(
+            self.forced,
+            self.started.elapsed(),
+            self.slots.iter().map(|s| &s.child),
         );
-        let offline = format!(
-            "System Offline: supervisor stopped ({how}, up {}, {} restarts)",
-            fmt_dur(up),
-            self.stats.restarts
-        );
-        self.notify(NotifyEvent::SystemOffline, None, &offline);
-        self.dashboard
-            .send(status::system_row(status::OFFLINE, offline));
-        self.dashboard.finish();
-        if let Some(n) = self.notifier.take() {
-            n.finish(NOTIFY_FLUSH_MAX);
-        }
-        let rows: Vec<super::console::StatRow> = self
-            .slots
-            .iter()
-            .map(|s| super::console::StatRow {
-                name: s.child.spec.name.clone(),
-                restarts: s.child.restarts,
-                last_exit: s.child.last_exit,
-                state: state_word(&s.child.phase),
-            })
-            .collect();
-        super::console::session_stats(up, self.stats.starts, self.stats.restarts, &rows);
-    }
-}
-
-fn removal(changes: &ReloadReport, name: &str) -> Then {
-    if changes.removed.iter().any(|n| n == name) {
-        Then::Remove
-    } else {
-        Then::Rest
-    }
-}
-
-/// Whether a reload should leave a running child alone: everything but the description
-/// (and log limits, applied in place) must match.
-fn same_definition(a: &ProcessSpec, b: &ProcessSpec) -> bool {
-    let strip = |s: &ProcessSpec| ProcessSpec {
-        description: String::new(),
-        log_max_size: None,
-        log_max_files: None,
-        ..s.clone()
-    };
-    strip(a) == strip(b)
-}
-
-pub fn state_word(p: &Phase) -> &'static str {
-    match p {
-        Phase::Idle => "stopped",
-        Phase::Starting => "starting",
-        Phase::Running { .. } => "running",
-        Phase::Backoff { .. } => "backoff",
-        Phase::Stopping { .. } => "stopping",
-        Phase::Exited { .. } => "exited",
-        Phase::NeedsSetup { .. } => "needs-setup",
-        Phase::Fatal { .. } => "fatal",
-        Phase::Removed => "removed",
     }
 }
 
@@ -1044,6 +511,15 @@ async fn sleep_until(d: Option<Instant>) {
     match d {
         Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Tell systemd (`Type=notify`) where we are. Without `NOTIFY_SOCKET` it does nothing; a
+/// send that fails leaves the service manager to its own timeouts, as for a service that
+/// never notifies, so it is only logged for debugging.
+fn tell_service_manager(state: sd_notify::NotifyState<'_>) {
+    if let Err(e) = sd_notify::notify(&[state]) {
+        debug!("failed to notify the service manager: {e}");
     }
 }
 
@@ -1058,69 +534,4 @@ fn watchdog_interval() -> Option<Duration> {
         return None;
     }
     (usec > 0).then(|| Duration::from_micros(usec / 2))
-}
-
-thread_local! {
-    static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0u8; 64 * 1024]);
-}
-
-/// Copy a child's output pipe into its log until EOF (all writers, grandchildren too,
-/// have closed it). One shared buffer: the runtime is single-threaded.
-fn start_drain(fd: std::os::fd::OwnedFd, log: Rc<ChildLog>, drains: Rc<Cell<usize>>) {
-    let rx = match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
-        Ok(rx) => rx,
-        Err(e) => {
-            warn!("failed to watch a child's output: {e}");
-            return;
-        }
-    };
-    drains.set(drains.get() + 1);
-    tokio::task::spawn_local(async move {
-        loop {
-            if rx.readable().await.is_err() {
-                break;
-            }
-            let done = READ_BUF.with(|b| {
-                let mut buf = b.borrow_mut();
-                loop {
-                    match rx.try_read(&mut buf) {
-                        Ok(0) => return true,
-                        Ok(n) => {
-                            log.write(&buf[..n]);
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        Err(_) => return true,
-                    }
-                }
-            });
-            if done {
-                break;
-            }
-        }
-        drains.set(drains.get() - 1);
-    });
-}
-
-pub fn fmt_dur(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let s = d.as_secs();
-    let (h, m, sec) = (s / 3600, (s / 60) % 60, s % 60);
-    if h > 0 {
-        format!("{h}h{m:02}m{sec:02}s")
-    } else if m > 0 {
-        format!("{m}m{sec:02}s")
-    } else if ms % 1000 == 0 || s >= 10 {
-        format!("{s}s")
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
-}
-
-fn fmt_size(b: u64) -> String {
-    const MIB: f64 = 1024.0 * 1024.0;
-    format!("{:.1}MiB", b as f64 / MIB)
 }

@@ -407,7 +407,7 @@ fn exercise_machine(cfg: &config::Config) {
                 now = now.max(d);
                 let _ = c.on_event(Event::Tick, now);
             }
-            if matches!(c.phase, Phase::Fatal { .. }) {
+            if matches!(c.phase(), Phase::Fatal { .. }) {
                 break;
             }
         }

@@ -56,6 +56,36 @@ fn kill_9_of_a_child_restarts_it_with_the_configured_backoff() {
     assert_eq!(sup.stop().map(|s| s.code()), Some(Some(0)));
 }
 
+/// An exit by a real-time signal (one nix's `Signal` has no name for) is seen and
+/// restarted like any crash.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_child_killed_by_a_real_time_signal_is_restarted() {
+    let tv = TestVault::new();
+    let m = tv.path("m");
+    let backoff = "backoff = { initial = \"0s\" }";
+    tv.write_config(&format!(
+        "{FAST}{}",
+        sh_process("w", &recorder(&m), backoff)
+    ));
+    let mut sup = tv.start();
+    assert!(
+        wait_until(Duration::from_secs(10), || starts(&m).len() == 1),
+        "{}",
+        tv.system_log()
+    );
+    let (pid, _) = starts(&m)[0];
+    signal(pid, 40);
+    assert!(
+        wait_until(Duration::from_secs(10), || starts(&m).len() == 2),
+        "no restart after signal 40\n{}",
+        tv.system_log()
+    );
+    let log = tv.system_log();
+    assert!(log.contains("exited with signal 40 after"), "{log}");
+    assert_eq!(sup.stop().map(|s| s.code()), Some(Some(0)));
+}
+
 #[test]
 fn a_crashing_child_follows_the_backoff_sequence() {
     let tv = TestVault::new();
@@ -574,9 +604,13 @@ fn leftovers_of_a_dead_supervisor_are_cleaned_up_but_reused_pids_are_not_touched
         matches!(stranger.try_wait(), Ok(None)),
         "a reused pid was killed"
     );
+    // The kill comes first; its log line reaches system.log through the log writer.
     assert!(
+        wait_until(Duration::from_secs(10), || tv
+            .system_log()
+            .contains("left running by a previous supervisor")),
+        "{}",
         tv.system_log()
-            .contains("left running by a previous supervisor")
     );
     let _ = stranger.kill();
     let _ = stranger.wait();

@@ -3,7 +3,30 @@
 
 use std::time::{Duration, Instant};
 
-use super::*;
+use ai_employee_vault::control::{
+    ChildStatus, Health, LastExit, Request, Response, StatusReport, SupervisorInfo,
+};
+use tracing::info;
+
+use super::{Event, Runtime, Then};
+use crate::config::NotifyEvent;
+use crate::process::{self, ExitStatus};
+use crate::supervisor::machine::Phase;
+use crate::supervisor::report::phrase::{state_word, status_reason};
+use crate::supervisor::report::summary;
+
+/// CPU % is measured over at least this long (a shorter gap repeats the last figure).
+const CPU_SAMPLE_MIN: Duration = Duration::from_millis(500);
+
+/// A CPU reading of a child, for CPU %.
+#[derive(Clone, Copy)]
+pub(super) struct CpuSample {
+    pid: i32,
+    at: Instant,
+    cpu_ns: u64,
+    /// CPU % over the interval that ended at `at`.
+    percent: Option<f64>,
+}
 
 impl Runtime {
     pub(super) fn on_control(&mut self, request: Request) -> Response {
@@ -23,15 +46,13 @@ impl Runtime {
                     reload: Some(report),
                     ..Response::default()
                 },
-                Err(errors) => Response::error(format!(
-                    "the process table has errors; the running table is kept:\n{}",
-                    errors.join("\n")
+                Err(e) => Response::error(format!(
+                    "the process table has errors; the running table is kept:\n{e}"
                 )),
             },
             Request::Event { event, details } => match NotifyEvent::parse(&event) {
                 Some(e @ NotifyEvent::ApprovalFailed) => {
-                    info!("event {event}: {details}");
-                    self.notify(e, None, &details);
+                    self.reporter.relay(e, &details);
                     Response::ok("noted")
                 }
                 _ => Response::error(format!(
@@ -49,18 +70,14 @@ impl Runtime {
         if self.shutting_down {
             return Response::error("the supervisor is shutting down");
         }
-        match self.slots.iter().position(|s| s.child.spec.name == name) {
+        match self.slots.iter().position(|s| s.child.name() == name) {
             Some(i) => {
                 let r = f(self, i);
                 self.after_batch();
                 r
             }
             None => {
-                let known: Vec<&str> = self
-                    .slots
-                    .iter()
-                    .map(|s| s.child.spec.name.as_str())
-                    .collect();
+                let known: Vec<&str> = self.slots.iter().map(|s| s.child.name()).collect();
                 Response::error(format!(
                     "no process named {name:?} (known: {})",
                     known.join(", ")
@@ -70,15 +87,15 @@ impl Runtime {
     }
 
     fn start_child(&mut self, i: usize) -> Response {
-        let name = self.slots[i].child.spec.name.clone();
-        match self.slots[i].child.phase {
+        let name = self.slots[i].child.name().to_string();
+        match *self.slots[i].child.phase() {
             Phase::Running { pid, .. } => {
                 return Response::ok(format!("{name} is already running (pid {pid})"));
             }
             Phase::Stopping { .. } | Phase::Starting | Phase::Removed => {
                 return Response::error(format!(
                     "{name} is {}; try again in a moment",
-                    state_word(&self.slots[i].child.phase)
+                    state_word(self.slots[i].child.phase())
                 ));
             }
             _ => {}
@@ -87,13 +104,13 @@ impl Runtime {
             child = name.as_str(),
             "start requested over the control socket"
         );
-        self.slots[i].child.phase = Phase::Idle;
+        // A start begins a new crash series, whatever the child was at rest with.
         self.dispatch(i, Event::Start);
         self.started_response(i)
     }
 
     fn stop_child(&mut self, i: usize) -> Response {
-        let name = self.slots[i].child.spec.name.clone();
+        let name = self.slots[i].child.name().to_string();
         let c = &self.slots[i].child;
         if c.is_at_rest() {
             return Response::ok(format!("{name} is not running ({})", self.state_of(i)));
@@ -111,8 +128,8 @@ impl Runtime {
     }
 
     fn restart_child(&mut self, i: usize) -> Response {
-        let name = self.slots[i].child.spec.name.clone();
-        match self.slots[i].child.phase {
+        let name = self.slots[i].child.name().to_string();
+        match *self.slots[i].child.phase() {
             Phase::Running { pid, .. } => {
                 info!(
                     child = name.as_str(),
@@ -126,15 +143,16 @@ impl Runtime {
     }
 
     fn started_response(&self, i: usize) -> Response {
-        let c = &self.slots[i].child;
-        match &c.phase {
-            Phase::Running { pid, .. } => {
-                Response::ok(format!("started {} (pid {pid})", c.spec.name))
-            }
-            Phase::NeedsSetup { reason } => {
-                Response::error(format!("{} needs setup: {reason}", c.spec.name))
-            }
-            other => Response::ok(format!("{} is {}", c.spec.name, state_word(other))),
+        let slot = &self.slots[i];
+        let c = &slot.child;
+        match c.phase() {
+            Phase::Running { pid, .. } => Response::ok(format!("started {} (pid {pid})", c.name())),
+            Phase::NeedsSetup { .. } => Response::error(format!(
+                "{} needs setup: {}",
+                c.name(),
+                status_reason(c, slot.setup_see.as_deref()).unwrap_or_default()
+            )),
+            other => Response::ok(format!("{} is {}", c.name(), state_word(other))),
         }
     }
 
@@ -142,9 +160,9 @@ impl Runtime {
     /// table turns off.
     fn state_of(&self, i: usize) -> &'static str {
         let c = &self.slots[i].child;
-        match c.phase {
-            Phase::Idle if !c.spec.enabled => "disabled",
-            ref p => state_word(p),
+        match c.phase() {
+            Phase::Idle if !c.spec().enabled => "disabled",
+            p => state_word(p),
         }
     }
 
@@ -155,7 +173,7 @@ impl Runtime {
             let state = self.state_of(i).to_string();
             let slot = &mut self.slots[i];
             let c = &slot.child;
-            let (pid, uptime) = match c.phase {
+            let (pid, uptime) = match *c.phase() {
                 Phase::Running { pid, since } => (Some(pid), Some(now - since)),
                 _ => (c.pid(), None),
             };
@@ -168,33 +186,30 @@ impl Runtime {
             };
             let c = &slot.child;
             children.push(ChildStatus {
-                name: c.spec.name.clone(),
-                description: c.spec.description.clone(),
+                name: c.name().to_string(),
+                description: c.spec().description.clone(),
                 state,
-                enabled: c.spec.enabled,
+                enabled: c.spec().enabled,
                 pid,
                 uptime_secs: uptime.map(|d| d.as_secs_f64()),
-                restarts: c.restarts,
-                last_exit: c.last_exit.map(last_exit),
+                restarts: c.restarts(),
+                last_exit: c.last_exit().map(last_exit),
                 rss_bytes: info.map(|p| p.rss),
                 cpu_percent,
                 cpu_seconds: info.map(|p| p.cpu_ns as f64 / 1e9),
-                backoff_left_secs: match c.phase {
+                backoff_left_secs: match *c.phase() {
                     Phase::Backoff { until } => {
                         Some(until.saturating_duration_since(now).as_secs_f64())
                     }
                     _ => None,
                 },
-                reason: match &c.phase {
-                    Phase::NeedsSetup { reason } | Phase::Fatal { reason } => Some(reason.clone()),
-                    _ => None,
-                },
+                reason: status_reason(c, slot.setup_see.as_deref()),
             });
         }
-        let summary = status::summarize(self.slots.iter().map(|s| &s.child));
+        let summary = summary::summarize(self.slots.iter().map(|s| &s.child));
         StatusReport {
             protocol: ai_employee_vault::control::PROTOCOL_VERSION,
-            health: if summary.status == status::ONLINE {
+            health: if summary.status == summary::ONLINE {
                 Health::Healthy
             } else {
                 Health::Degraded
@@ -213,20 +228,14 @@ impl Runtime {
         }
     }
 
-    /// Queue an event for the `[[notify]]` webhooks that want it.
-    pub(super) fn notify(&self, event: NotifyEvent, child: Option<&str>, details: &str) {
-        if let Some(n) = &self.notifier {
-            n.send(event, child, details);
-        }
-    }
-
     /// Remember a CPU reading taken elsewhere (the health poll), so `status` measures
     /// CPU % over the time since.
     pub(super) fn note_cpu(&mut self, i: usize, pid: i32, cpu_ns: u64, now: Instant) {
-        let uptime = match self.slots[i].child.phase {
+        let uptime = match *self.slots[i].child.phase() {
             Phase::Running { since, .. } => Some(now - since),
             _ => None,
         };
+        // Only the new sample matters here; `status` reads the figure.
         let _ = cpu_percent(&mut self.slots[i].cpu, pid, cpu_ns, now, uptime);
     }
 }
@@ -273,8 +282,7 @@ fn cpu_percent(
 }
 
 /// A child's last exit as the status report shows it.
-fn last_exit(s: crate::process::ExitStatus) -> LastExit {
-    use crate::process::ExitStatus;
+fn last_exit(s: ExitStatus) -> LastExit {
     match s {
         ExitStatus::Code(c) => LastExit {
             code: Some(c),
@@ -282,7 +290,7 @@ fn last_exit(s: crate::process::ExitStatus) -> LastExit {
         },
         ExitStatus::Signal(sig) => LastExit {
             code: None,
-            signal: Some(crate::process::signal_name(sig)),
+            signal: Some(process::signal_name(sig)),
         },
     }
 }

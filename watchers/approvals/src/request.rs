@@ -602,7 +602,7 @@ fn read_regular(vault: &Path, rel: &Path, limit: u64) -> Result<Vec<u8>, Unattac
 }
 
 pub fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+    ai_employee_vault::units::format_mib(bytes)
 }
 
 /// The text to send: the `body` field if there is one, else the Markdown after the

@@ -50,7 +50,7 @@ fn render_with(f: &Facts<'_>, not_copied: Option<u64>) -> String {
             )
         }
     };
-    let size = human_size(f.size);
+    let size = ai_employee_vault::units::format_size_and_bytes(f.size);
     let body = format!(
         "# New file: {title}\n\n\
          A file was dropped into `Inbox/`. {about_copy}\n\n\
@@ -64,24 +64,6 @@ fn render_with(f: &Facts<'_>, not_copied: Option<u64>) -> String {
         when = f.received.format("%Y-%m-%d %H:%M:%S UTC"),
     );
     frontmatter::render(&m, &body)
-}
-
-/// `512 bytes`, `2.0 KiB (2048 bytes)`, `1.5 MiB (1572864 bytes)`.
-fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if bytes < 1024 {
-        return format!("{bytes} bytes");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = UNITS[0];
-    for next in &UNITS[1..] {
-        if value < 1024.0 {
-            break;
-        }
-        value /= 1024.0;
-        unit = next;
-    }
-    format!("{value:.1} {unit} ({bytes} bytes)")
 }
 
 /// Control characters (a newline in a name) would break the Markdown layout.
@@ -143,14 +125,6 @@ mod tests {
             assert_eq!(doc.front.get("size").and_then(|v| v.as_u64()), Some(2048));
             assert!(doc.body.contains("2.0 KiB (2048 bytes)"), "{}", doc.body);
         }
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(human_size(0), "0 bytes");
-        assert_eq!(human_size(1023), "1023 bytes");
-        assert_eq!(human_size(1536), "1.5 KiB (1536 bytes)");
-        assert_eq!(human_size(3 << 30), "3.0 GiB (3221225472 bytes)");
     }
 
     #[test]

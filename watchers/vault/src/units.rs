@@ -1,4 +1,10 @@
-//! Durations ("500ms", "2s", "1m30s", "1.5h", "1d") and sizes ("512KiB", "10MiB", "1GiB").
+//! Durations ("500ms", "2s", "1m30s", "1.5h", "1d") and sizes ("512KiB", "10MiB", "1GiB"):
+//! parsing, and every way they are written for people.
+//!
+//! Written in the table's own syntax ([`format_duration`], [`format_size`]: the text parses
+//! back to the same value), or rounded for reading: [`format_elapsed`] (log lines),
+//! [`format_age`] (the `status` table), [`format_size_approx`], [`format_size_and_bytes`],
+//! [`format_mib`] and [`format_mib_compact`].
 //!
 //! Both parsers are strict: no spaces, no signs, a unit is required (except for the
 //! duration `"0"` and a plain byte count), and values that do not fit are rejected rather
@@ -279,6 +285,90 @@ pub fn format_size(bytes: u64) -> String {
     format!("{bytes}B")
 }
 
+/// `250ms`, `2.5s`, `12s`, `1m05s`, `26h01m40s`: how long something took or lasted, in
+/// log lines. Milliseconds below a second; a tenth of a second below ten seconds unless
+/// whole; then whole seconds, minutes and hours (rounded down).
+pub fn format_elapsed(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let s = d.as_secs();
+    let (h, m, sec) = hms(s);
+    if h > 0 {
+        format!("{h}h{m:02}m{sec:02}s")
+    } else if m > 0 {
+        format!("{m}m{sec:02}s")
+    } else if ms % 1000 == 0 || s >= 10 {
+        format!("{s}s")
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+/// `45s`, `12m03s`, `2h05m`, `3d04h`: an uptime or a time left in its two largest units,
+/// rounded down (the `status` table). Negative counts as zero.
+pub fn format_age(secs: f64) -> String {
+    let (h, m, sec) = hms(secs.max(0.0) as u64);
+    let (d, h) = (h / 24, h % 24);
+    if d > 0 {
+        format!("{d}d{h:02}h")
+    } else if h > 0 {
+        format!("{h}h{m:02}m")
+    } else if m > 0 {
+        format!("{m}m{sec:02}s")
+    } else {
+        format!("{sec}s")
+    }
+}
+
+/// Whole hours, minutes of the hour, seconds of the minute.
+fn hms(secs: u64) -> (u64, u64, u64) {
+    (secs / 3600, (secs / 60) % 60, secs % 60)
+}
+
+/// `512 B`, `3.1 MiB`: a byte count to one decimal in the largest binary unit of which it
+/// holds at least one (memory in the `status` table).
+pub fn format_size_approx(bytes: u64) -> String {
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = UNITS[0];
+    for next in &UNITS[1..] {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = next;
+    }
+    format!("{value:.1} {unit}")
+}
+
+/// `512 bytes`, `1.5 KiB (1536 bytes)`: [`format_size_approx`] with the exact count (the
+/// size of a dropped file in its task note).
+pub fn format_size_and_bytes(bytes: u64) -> String {
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    format!("{} ({bytes} bytes)", format_size_approx(bytes))
+}
+
+/// `3.1 MiB`: always in MiB, to one decimal, so a size and its limit read alike.
+pub fn format_mib(bytes: u64) -> String {
+    format!("{:.1} MiB", in_mib(bytes))
+}
+
+/// `3.1MiB`: [`format_mib`] without the space (the supervisor's health messages).
+pub fn format_mib_compact(bytes: u64) -> String {
+    format!("{:.1}MiB", in_mib(bytes))
+}
+
+fn in_mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,5 +557,53 @@ mod tests {
         for n in [0, 1, 1023, 1024, 10 << 20, u64::MAX] {
             assert_eq!(parse_size(&format_size(n)), Ok(n));
         }
+    }
+
+    #[test]
+    fn elapsed() {
+        let cases = [
+            (ms(0), "0ms"),
+            (ms(250), "250ms"),
+            (ms(999), "999ms"),
+            (ms(1_000), "1s"),
+            (ms(2_500), "2.5s"),
+            (ms(9_950), "9.9s"),
+            (ms(12_345), "12s"),
+            (ms(65_000), "1m05s"),
+            (ms(3_600_000), "1h00m00s"),
+            (ms(93_700_000), "26h01m40s"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(format_elapsed(d), want, "{d:?}");
+        }
+    }
+
+    /// Formerly `status`'s own `human_duration` and `human_bytes`.
+    #[test]
+    fn ages_and_approximate_sizes() {
+        assert_eq!(format_age(45.9), "45s");
+        assert_eq!(format_age(723.0), "12m03s");
+        assert_eq!(format_age(7500.0), "2h05m");
+        assert_eq!(format_age(3.0 * 86_400.0 + 4.0 * 3600.0), "3d04h");
+        assert_eq!(format_age(-1.0), "0s");
+        assert_eq!(format_size_approx(512), "512 B");
+        assert_eq!(format_size_approx(3_250_000), "3.1 MiB");
+    }
+
+    /// Formerly the filesystem watcher's own `human_size`.
+    #[test]
+    fn sizes_with_bytes() {
+        assert_eq!(format_size_and_bytes(0), "0 bytes");
+        assert_eq!(format_size_and_bytes(1023), "1023 bytes");
+        assert_eq!(format_size_and_bytes(1536), "1.5 KiB (1536 bytes)");
+        assert_eq!(format_size_and_bytes(3 << 30), "3.0 GiB (3221225472 bytes)");
+    }
+
+    #[test]
+    fn mebibytes() {
+        assert_eq!(format_mib(25 << 20), "25.0 MiB");
+        assert_eq!(format_mib(3_250_000), "3.1 MiB");
+        assert_eq!(format_mib_compact(4096), "0.0MiB");
+        assert_eq!(format_mib_compact(12_900_000), "12.3MiB");
     }
 }

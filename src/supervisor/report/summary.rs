@@ -2,13 +2,13 @@
 
 use ai_employee_vault::dashboard::Row;
 
-use super::machine::{Child, Phase};
+use crate::supervisor::machine::{Child, Phase};
 
 /// A child's contribution to the system status; stable across a crash loop, so a loop
 /// does not produce a row per restart.
 fn trouble(c: &Child) -> Option<&'static str> {
-    match &c.phase {
-        Phase::Running { .. } if c.attempt == 0 => None,
+    match c.phase() {
+        Phase::Running { .. } if c.is_healthy() => None,
         Phase::Running { .. } | Phase::Backoff { .. } | Phase::Starting => Some("restarting"),
         Phase::Stopping { .. } => None,
         Phase::NeedsSetup { .. } => Some("needs setup"),
@@ -32,11 +32,11 @@ pub fn summarize<'a>(children: impl Iterator<Item = &'a Child>) -> Summary {
     let mut running = 0;
     let mut problems = Vec::new();
     for c in children {
-        if matches!(c.phase, Phase::Running { .. }) {
+        if matches!(c.phase(), Phase::Running { .. }) {
             running += 1;
         }
         if let Some(t) = trouble(c) {
-            problems.push(format!("{} {t}", c.spec.name));
+            problems.push(format!("{} {t}", c.name()));
         }
     }
     if problems.is_empty() {

@@ -59,7 +59,7 @@ impl Pending {
                     info!(
                         "{} updated again after {}: {} pending rows written{dropped}",
                         path.display(),
-                        super::runtime::fmt_dur(since.elapsed()),
+                        ai_employee_vault::units::format_elapsed(since.elapsed()),
                         self.rows.len()
                     );
                 }
@@ -117,6 +117,8 @@ impl DashboardWriter {
 
     pub fn send(&self, row: Row) {
         if let Some(tx) = &self.tx {
+            // It fails only once the thread has ended (a panic, reported by `finish`):
+            // the row has nowhere to go.
             let _ = tx.send(row);
         }
     }
@@ -125,8 +127,10 @@ impl DashboardWriter {
     /// [`FINAL_RETRY`] more).
     pub fn finish(&mut self) {
         self.tx = None;
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
+        if let Some(h) = self.handle.take()
+            && h.join().is_err()
+        {
+            warn!("the Dashboard writer stopped with a panic; its last rows may not be written");
         }
     }
 }

@@ -108,7 +108,7 @@ impl Notifier {
     /// Let queued events go out, waiting at most `limit` in all (at shutdown, so the
     /// `system_offline` event is sent). Webhooks still busy after that are abandoned.
     pub fn finish(self, limit: Duration) {
-        let until = super::machine::later(Instant::now(), limit);
+        let until = crate::supervisor::machine::later(Instant::now(), limit);
         let threads: Vec<JoinHandle<()>> = self
             .hooks
             .into_iter()
@@ -121,8 +121,8 @@ impl Notifier {
             while !t.is_finished() && Instant::now() < until {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            if t.is_finished() {
-                let _ = t.join();
+            if t.is_finished() && t.join().is_err() {
+                warn!("notify: a webhook sender stopped with a panic");
             }
         }
     }

@@ -44,7 +44,7 @@ pub fn session_stats(up: Duration, starts: u64, restarts: u64, rows: &[StatRow])
     eprintln!("{RULE}");
     eprintln!(
         "Session statistics: up {}, {starts} starts, {restarts} restarts",
-        super::runtime::fmt_dur(up)
+        ai_employee_vault::units::format_elapsed(up)
     );
     let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
     eprintln!(
