@@ -2,12 +2,12 @@
 //! date), one `O_APPEND` write per line, so lines from concurrent writers never mix. The
 //! handler (one per vault) is the only writer.
 
-use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use ai_employee_vault::frontmatter;
-use ai_employee_vault::nofollow::{self, How};
+use ai_employee_vault::journal::Journal;
+use ai_employee_vault::nofollow;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
@@ -121,25 +121,13 @@ impl Audit {
     }
 }
 
-/// Append one whole line. A write cut short (a full disk stores the first bytes, then
-/// fails) is cut off again, and a line left unfinished anyway (that cut failed too) is
-/// ended before the next one, so every line stays one JSON object and no entry is glued
-/// to a fragment.
+/// Append one whole line as a record of the vault's append-only journal (see
+/// `ai_employee_vault::journal`): one write; a write cut short (a full disk stores the
+/// first bytes, then fails) is cut off again, and a fragment left anyway (that cut failed
+/// too, or the process died mid-write) is cut off before the next line, so every line
+/// stays one JSON object and no entry is glued to a fragment.
 fn append_line(path: &Path, line: &[u8]) -> io::Result<()> {
-    let mut f = nofollow::open_in_folder(path, How::read_append(0o600))?;
-    let len = f.metadata()?.len();
-    let mut buf = Vec::with_capacity(line.len() + 1);
-    if len > 0 {
-        let mut last = [0u8; 1];
-        f.read_exact_at(&mut last, len - 1)?;
-        if last[0] != b'\n' {
-            buf.push(b'\n');
-        }
-    }
-    buf.extend_from_slice(line);
-    f.write_all(&buf).inspect_err(|_| {
-        // The write's error is the one reported; a cut that fails too leaves a fragment
-        // that the next line's leading newline (above) keeps apart.
-        let _ = f.set_len(len);
-    })
+    let (dir, name) = nofollow::folder_of(path)?;
+    let (mut journal, _cut) = Journal::open(dir, name)?;
+    journal.append(line, false)
 }

@@ -1,7 +1,7 @@
 //! The append-only journal every ledger is written as: the task sink's seen keys
 //! (`<watcher>.seen`, see [`crate::task_ledger`]), the filesystem watcher's ledger, the
-//! approval handler's ledger and the supervisor's record of its process groups
-//! (`children`). Each keeps its own record format (a JSON object; `+PGID START NAME`);
+//! approval handler's ledger and its audit log (`Logs/YYYY-MM-DD.json`), and the
+//! supervisor's record of its process groups (`children`). Each keeps its own record format (a JSON object; `+PGID START NAME`);
 //! this module owns what they share:
 //!
 //! - **Reached without following a symlink**: the file is opened in its folder's [`Dir`]
