@@ -1,8 +1,8 @@
 //! The append-only journal every ledger is written as: the task sink's seen keys
 //! (`<watcher>.seen`, see [`crate::task_ledger`]), the filesystem watcher's ledger, the
 //! approval handler's ledger and its audit log (`Logs/YYYY-MM-DD.json`), and the
-//! supervisor's record of its process groups (`children`). Each keeps its own record format (a JSON object; `+PGID START NAME`);
-//! this module owns what they share:
+//! supervisor's record of its process groups (`children`). Each keeps its own record
+//! format (a JSON object; `+PGID START NAME`); this module owns what they share:
 //!
 //! - **Reached without following a symlink**: the file is opened in its folder's [`Dir`]
 //!   with `O_NOFOLLOW` (see [`crate::nofollow`]); a symlink in its place is refused.
