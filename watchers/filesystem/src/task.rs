@@ -158,4 +158,39 @@ mod tests {
         assert_eq!(code_span("a"), "`a`");
         assert_eq!(code_span("a`b"), "`` a`b ``");
     }
+
+    #[test]
+    fn notes_are_written_byte_for_byte() {
+        let received = DateTime::parse_from_rfc3339("2026-11-21T23:59:01.250Z")
+            .map(|d| d.with_timezone(&Utc))
+            .unwrap_or_default();
+        let f = Facts {
+            original_name: OsStr::new("yes: \"Q3\"\n.pdf"),
+            size: 1536,
+            sha256_hex: "0123",
+            received,
+        };
+        let front = "---\ntype: file_drop\noriginal_name: |-\n  yes: \"Q3\"\n  .pdf\nsize: 1536\n\
+                     sha256: '0123'\nreceived: '2026-11-21T23:59:01.250Z'\nstatus: pending\n\
+                     priority: normal\n";
+        let facts = "- Original name: `yes: \"Q3\" .pdf`\n- Size: 1.5 KiB (1536 bytes)\n\
+                     - SHA-256: `0123`\n- Received: 2026-11-21 23:59:01 UTC\n";
+        assert_eq!(
+            render(&f),
+            format!(
+                "{front}---\n# New file: yes: \"Q3\" .pdf\n\n\
+                 A file was dropped into `Inbox/`. A copy sits next to this note (the same name \
+                 without `.md`); the original stays in `Inbox/`.\n\n{facts}"
+            )
+        );
+        assert_eq!(
+            render_not_copied(&f, 1024),
+            format!(
+                "{front}copied: false\n---\n# New file: yes: \"Q3\" .pdf\n\n\
+                 A file was dropped into `Inbox/`. It is larger than the 1KiB limit for copies \
+                 (`--max-size` of the filesystem watcher), so no copy was made: the original \
+                 stays in `Inbox/`.\n\n{facts}"
+            )
+        );
+    }
 }

@@ -179,4 +179,62 @@ mod tests {
         assert_eq!(get_str(&doc.front, "message_id"), Some(""));
         assert!(doc.body.contains("shortened"));
     }
+
+    #[test]
+    fn notes_are_written_byte_for_byte() {
+        let e = Email {
+            from: "\"Doe, J\" <j@x>".into(),
+            from_address: Some("j@x".into()),
+            subject: "yes".into(),
+            message_id: Some("<m@x>".into()),
+            thread_root: Some("<root@x>".into()),
+            date: None,
+            text: "Pay `now`".into(),
+            text_cut: 3,
+            attachments: vec!["a.pdf".into(), "b.png".into()],
+        };
+        let o = Origin {
+            mailbox: "INBOX",
+            uid: 7,
+            gmail_thread: Some(12),
+            internal_date: DateTime::from_timestamp(1_795_000_000, 0),
+            size: 100,
+            partial: false,
+        };
+        let reasons = [Reason::Flagged, Reason::Keyword("pay".into())];
+        assert_eq!(
+            render(&o, &e, &reasons, received(&o, &e, Utc::now())),
+            "---\ntype: email\nstatus: pending\npriority: high\n\
+             received: '2026-11-18T11:06:40Z'\nfrom: '\"Doe, J\" <j@x>'\nsubject: 'yes'\n\
+             message_id: <m@x>\nthread_id: '12'\nuid: 7\nmailbox: INBOX\n---\n\
+             # Email: yes\n\n\
+             Important unread mail (flagged, mentions \"pay\"). It is still unread in the \
+             mailbox.\n\n\
+             - From: \"Doe, J\" <j@x>\n- Subject: yes\n- Received: 2026-11-18 11:06:40 UTC\n\
+             - Mailbox: INBOX (UID 7)\n- Attachments: a.pdf, b.png\n\n## Message\n\n\
+             ```text\nPay `now`\n```\n\n\
+             The text was shortened (9 of the message's 100 bytes shown here); the whole \
+             message is in the mailbox.\n"
+        );
+        let o = Origin {
+            mailbox: "Work/2026",
+            uid: 1,
+            gmail_thread: None,
+            internal_date: None,
+            size: 10,
+            partial: false,
+        };
+        let when = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        assert_eq!(
+            render(&o, &Email::default(), &[Reason::GmailImportant], when),
+            "---\ntype: email\nstatus: pending\npriority: normal\n\
+             received: '2027-01-15T08:00:00Z'\nfrom: ''\nsubject: ''\nmessage_id: ''\n\
+             thread_id: ''\nuid: 1\nmailbox: Work/2026\n---\n\
+             # Email: (no subject)\n\n\
+             Important unread mail (marked important by Gmail). It is still unread in the \
+             mailbox.\n\n\
+             - From: (unknown)\n- Subject: (no subject)\n- Received: 2027-01-15 08:00:00 UTC\n\
+             - Mailbox: Work/2026 (UID 1)\n\n## Message\n\n(no text)\n"
+        );
+    }
 }

@@ -319,4 +319,39 @@ mod tests {
         assert_eq!(t.when, arrived);
         assert!(t.text.contains("from an unknown sender"));
     }
+
+    #[test]
+    fn notes_are_written_byte_for_byte() {
+        let mut m = message("urgent: pay\n- now", Some("on"));
+        m.id = "wamid.X==".into();
+        let kw = [
+            "urgent".to_string(),
+            "pay: now".to_string(),
+            "no".to_string(),
+        ];
+        assert_eq!(
+            build(&m, &kw, Priority::High, Utc::now()).text,
+            "---\ntype: whatsapp\nstatus: pending\npriority: high\n\
+             received: '2026-11-18T11:06:40Z'\nfrom: '15551234567'\ncontact_name: 'on'\n\
+             keywords:\n- urgent\n- 'pay: now'\n- 'no'\nmessage_id: wamid.X==\n---\n\
+             # WhatsApp message from on (+15551234567)\n\n\
+             Matched keywords: urgent, pay: now, no. Priority: high.\n\n\
+             > urgent: pay\n> \\- now\n\n\
+             - From: on (+15551234567)\n- Received: 2026-11-18 11:06:40 UTC\n\
+             - Message ID: wamid.X\\=\\=\n"
+        );
+        let mut anon = message("", None);
+        anon.id.clear();
+        anon.from.clear();
+        let when = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        assert_eq!(
+            render(&anon, &[], Priority::Normal, when),
+            "---\ntype: whatsapp\nstatus: pending\npriority: normal\n\
+             received: '2027-01-15T08:00:00Z'\nfrom: ''\ncontact_name: ''\nkeywords: []\n\
+             message_id: ''\n---\n\
+             # WhatsApp message from an unknown sender\n\n\
+             Matched keywords: . Priority: normal.\n\n>\n\n\
+             - From: an unknown sender\n- Received: 2027-01-15 08:00:00 UTC\n- Message ID: \n"
+        );
+    }
 }
