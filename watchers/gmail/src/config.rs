@@ -16,6 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ai_employee_vault::Vault;
 use ai_employee_vault::credentials::{Fields, Secret, is_loopback};
 use ai_employee_vault::tls::CaFile;
 
@@ -72,8 +73,8 @@ pub struct Config {
 
 /// Read `credentials/gmail.toml` of `vault`. The error is the one-line reason the watcher
 /// cannot run.
-pub fn load(vault: &Path) -> Result<Config, String> {
-    let path = vault.join(CREDENTIALS_FILE);
+pub fn load(vault: &Vault) -> Result<Config, String> {
+    let path = vault.root().join(CREDENTIALS_FILE);
     let text = match ai_employee_vault::credentials::read_file(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -91,7 +92,7 @@ pub fn load(vault: &Path) -> Result<Config, String> {
         }
     };
     warn_if_readable_by_others(&path);
-    parse(CREDENTIALS_FILE, &text, &vault.join("credentials"))
+    parse(CREDENTIALS_FILE, &text, &vault.credentials_dir())
 }
 
 fn warn_if_readable_by_others(path: &Path) {

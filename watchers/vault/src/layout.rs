@@ -5,18 +5,31 @@ use std::path::{Path, PathBuf};
 
 use super::nofollow::Dir;
 
+/// The vault's folders by name, relative to its root (SPEC §1). [`Vault`] gives their
+/// paths; these names are for folder descriptors (`nofollow::Dir`), which take names.
+pub const INBOX: &str = "Inbox";
+pub const NEEDS_ACTION: &str = "Needs_Action";
+pub const PLANS: &str = "Plans";
+pub const PENDING_APPROVAL: &str = "Pending_Approval";
+pub const APPROVED: &str = "Approved";
+pub const REJECTED: &str = "Rejected";
+pub const DONE: &str = "Done";
+pub const FAILED: &str = "Failed";
+pub const LOGS: &str = "Logs";
+pub const CREDENTIALS: &str = "credentials";
+
 /// Folders every vault has (SPEC §1).
 pub const FOLDERS: &[&str] = &[
-    "Inbox",
-    "Needs_Action",
-    "Plans",
-    "Pending_Approval",
-    "Approved",
-    "Rejected",
-    "Done",
-    "Failed",
-    "Logs",
-    "credentials",
+    INBOX,
+    NEEDS_ACTION,
+    PLANS,
+    PENDING_APPROVAL,
+    APPROVED,
+    REJECTED,
+    DONE,
+    FAILED,
+    LOGS,
+    CREDENTIALS,
 ];
 
 /// File name of the process table inside a vault.
@@ -25,17 +38,20 @@ pub const VAULT_CONFIG_NAME: &str = "ai-employee.toml";
 /// Supervisor state (lock, child records, heartbeats, control socket), hidden from Obsidian.
 pub const STATE_DIR: &str = ".ai-employee";
 
+/// Heartbeat files, one per child, in the state folder.
+const HEARTBEAT_DIR: &str = "heartbeat";
+
 /// Folders the program reads or writes. None of them may be a symlink (see
 /// `crate::nofollow`): `Logs/` and the state folder stop the supervisor, the others stop
 /// the watcher that uses them (exit 78). The other folders (`Plans/` …) are the user's.
 pub const WORKING_FOLDERS: &[&str] = &[
-    "Inbox",
-    "Needs_Action",
-    "Approved",
-    "Done",
-    "Failed",
-    "Logs",
-    "credentials",
+    INBOX,
+    NEEDS_ACTION,
+    APPROVED,
+    DONE,
+    FAILED,
+    LOGS,
+    CREDENTIALS,
 ];
 
 #[derive(Debug, Clone)]
@@ -51,8 +67,32 @@ impl Vault {
     pub fn root(&self) -> &Path {
         &self.root
     }
+    pub fn inbox(&self) -> PathBuf {
+        self.root.join(INBOX)
+    }
+    pub fn needs_action(&self) -> PathBuf {
+        self.root.join(NEEDS_ACTION)
+    }
+    pub fn pending_approval(&self) -> PathBuf {
+        self.root.join(PENDING_APPROVAL)
+    }
+    pub fn approved(&self) -> PathBuf {
+        self.root.join(APPROVED)
+    }
+    pub fn rejected(&self) -> PathBuf {
+        self.root.join(REJECTED)
+    }
+    pub fn done(&self) -> PathBuf {
+        self.root.join(DONE)
+    }
+    pub fn failed(&self) -> PathBuf {
+        self.root.join(FAILED)
+    }
+    pub fn credentials_dir(&self) -> PathBuf {
+        self.root.join(CREDENTIALS)
+    }
     pub fn logs_dir(&self) -> PathBuf {
-        self.root.join("Logs")
+        self.root.join(LOGS)
     }
     pub fn system_log(&self) -> PathBuf {
         self.logs_dir().join("system.log")
@@ -66,14 +106,23 @@ impl Vault {
     pub fn state_dir(&self) -> PathBuf {
         self.root.join(STATE_DIR)
     }
+    /// A file (or folder) of the state folder that one part of the program owns
+    /// (`gmail.state`, `filesystem.ledger` …).
+    pub fn state_file(&self, name: &str) -> PathBuf {
+        self.state_dir().join(name)
+    }
     pub fn lock_file(&self) -> PathBuf {
-        self.state_dir().join("supervisor.lock")
+        self.state_file("supervisor.lock")
+    }
+    /// The lock that keeps one instance of watcher `name` per vault.
+    pub fn watcher_lock(&self, name: &str) -> PathBuf {
+        self.state_file(&format!("{name}.lock"))
     }
     pub fn children_record(&self) -> PathBuf {
-        self.state_dir().join("children")
+        self.state_file("children")
     }
     pub fn heartbeat_dir(&self) -> PathBuf {
-        self.state_dir().join("heartbeat")
+        self.state_file(HEARTBEAT_DIR)
     }
     pub fn heartbeat(&self, name: &str) -> PathBuf {
         self.heartbeat_dir().join(name)
@@ -119,7 +168,7 @@ pub fn create_folders(vault: &Vault) -> io::Result<InitReport> {
         match root.make_folder(f, false) {
             Ok(_) if !existed => report.created.push(vault.root().join(f)),
             Ok(_) => {}
-            Err(e) if e.is_symlink() && *f == "Logs" => return Err(e.into()),
+            Err(e) if e.is_symlink() && *f == LOGS => return Err(e.into()),
             Err(e) if e.is_symlink() => {
                 if WORKING_FOLDERS.contains(f) {
                     report.refused.push(e.to_string());
@@ -129,7 +178,7 @@ pub fn create_folders(vault: &Vault) -> io::Result<InitReport> {
         }
     }
     root.make_folder(STATE_DIR, true)?;
-    root.make_folder(Path::new(STATE_DIR).join("heartbeat"), true)?;
+    root.make_folder(Path::new(STATE_DIR).join(HEARTBEAT_DIR), true)?;
     Ok(report)
 }
 
