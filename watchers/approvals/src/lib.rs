@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use ai_employee_vault::cli::VaultArg;
 use ai_employee_vault::exit_codes;
-use ai_employee_vault::layout::{APPROVED, DONE, FAILED, LOGS, NEEDS_ACTION, STATE_DIR};
+use ai_employee_vault::layout::{Folder, STATE_DIR};
 use ai_employee_vault::lock::LockError;
 use ai_employee_vault::nofollow::Dir;
 use ai_employee_vault::units::{parse_flag_duration, parse_positive_duration};
@@ -49,7 +49,13 @@ const TICK: Duration = Duration::from_millis(200);
 /// The vault folders the handler reads or writes. None may be a symlink: `Approved/` as
 /// a link to `Pending_Approval/` would execute drafts nobody approved, `Done/` as a link
 /// would write outside the vault.
-const FOLDERS: [&str; 5] = [APPROVED, DONE, FAILED, LOGS, NEEDS_ACTION];
+const FOLDERS: [Folder; 5] = [
+    Folder::Approved,
+    Folder::Done,
+    Folder::Failed,
+    Folder::Logs,
+    Folder::NeedsAction,
+];
 
 /// How often the handler checks that its folders are still real folders.
 const FOLDER_CHECK: Duration = Duration::from_secs(1);
@@ -58,7 +64,8 @@ const FOLDER_CHECK: Duration = Duration::from_secs(1);
 fn symlinked_folder(root: &Dir) -> Option<String> {
     FOLDERS
         .iter()
-        .chain(std::iter::once(&STATE_DIR))
+        .map(|f| f.name())
+        .chain(std::iter::once(STATE_DIR))
         .find_map(|f| match root.folder(f) {
             Err(e) if e.is_symlink() => Some(e.to_string()),
             _ => None,
@@ -183,7 +190,7 @@ fn handle(mut ctx: WatcherCtx, args: &Args) -> Result<(), WatcherError> {
         .map_err(|e| cant_create(format!("failed to open {}: {e}", vault.display())))?;
     for (folder, private) in FOLDERS
         .iter()
-        .map(|f| (*f, false))
+        .map(|f| (f.name(), false))
         .chain(std::iter::once((STATE_DIR, true)))
     {
         match root.make_folder(folder, private) {
@@ -225,7 +232,7 @@ fn handle(mut ctx: WatcherCtx, args: &Args) -> Result<(), WatcherError> {
     };
     let watching = format!(
         "watching {} (dry run: {}, attempts: {}, retry delays: {})",
-        ctx.vault().approved().display(),
+        ctx.vault().folder(Folder::Approved).display(),
         args.dry_run,
         policy.max_attempts,
         policy
@@ -250,7 +257,11 @@ fn handle(mut ctx: WatcherCtx, args: &Args) -> Result<(), WatcherError> {
     // The last start-up line: what the handler can do is said before it.
     tracing::info!("{watching}");
     handler.close_unfinished();
-    let mut arrivals = arrivals::Arrivals::new(&ctx.vault().approved(), args.settle, args.rescan);
+    let mut arrivals = arrivals::Arrivals::new(
+        &ctx.vault().folder(Folder::Approved),
+        args.settle,
+        args.rescan,
+    );
 
     let mut folders_checked = Instant::now();
     'run: while !ctx.stopping() {

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use ai_employee_vault::Vault;
 use ai_employee_vault::cli::VaultArg;
-use ai_employee_vault::layout::{INBOX, NEEDS_ACTION, STATE_DIR};
+use ai_employee_vault::layout::{Folder, STATE_DIR};
 use ai_employee_vault::nofollow::{Dir, FolderError};
 use ai_employee_vault::watcher::{WatcherCtx, WatcherError, run_watcher};
 use clap::Args as ClapArgs;
@@ -135,13 +135,15 @@ impl Paths {
                 (real(dir), d)
             }
             None => {
-                let d = root.make_folder(INBOX, false).map_err(inbox_error)?;
-                (real(top).join(INBOX), d)
+                let d = root
+                    .make_folder(Folder::Inbox, false)
+                    .map_err(inbox_error)?;
+                (real(top).join(Folder::Inbox), d)
             }
         };
         inbox_dir.list().map_err(|e| fail("read", &inbox, e))?;
         let needs_action = root
-            .make_folder(NEEDS_ACTION, false)
+            .make_folder(Folder::NeedsAction, false)
             .map_err(|e| e.to_string())?;
         let state = root
             .make_folder(STATE_DIR, true)

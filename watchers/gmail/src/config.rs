@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use ai_employee_vault::Vault;
 use ai_employee_vault::credentials::{Fields, Secret, is_loopback};
+use ai_employee_vault::layout::Folder;
 use ai_employee_vault::tls::CaFile;
 
 /// Vault-relative path of the credentials file.
@@ -92,7 +93,7 @@ pub fn load(vault: &Vault) -> Result<Config, String> {
         }
     };
     warn_if_readable_by_others(&path);
-    parse(CREDENTIALS_FILE, &text, &vault.credentials_dir())
+    parse(CREDENTIALS_FILE, &text, &vault.folder(Folder::Credentials))
 }
 
 fn warn_if_readable_by_others(path: &Path) {

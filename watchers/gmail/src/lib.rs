@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 
 use ai_employee_vault::cli::VaultArg;
 use ai_employee_vault::oauth::TokenSource;
-use ai_employee_vault::tasks::TaskSink;
 use ai_employee_vault::units::{format_duration, parse_positive_duration};
 use ai_employee_vault::watcher::{HEARTBEAT_EVERY, WatcherCtx, WatcherError, run_watcher};
 use clap::Args as ClapArgs;
@@ -94,14 +93,7 @@ fn start(mut ctx: WatcherCtx, args: &Args) -> Result<(), WatcherError> {
     };
     // Before the task sink: its recovery must never run beside another watcher's writes.
     let _lock = ctx.single_instance("gmail watcher")?;
-    let root = ctx.vault().root();
-    let (sink, recovered) = TaskSink::open(root, NAME).map_err(|e| {
-        let root = root.display();
-        WatcherError::Setup(format!("cannot open the task folders in {root}: {e}"))
-    })?;
-    for name in &recovered {
-        tracing::info!("published {name} (interrupted before)");
-    }
+    let sink = ctx.open_task_sink()?;
     let state =
         state::State::load(&ctx.vault().state_file("gmail.state")).map_err(WatcherError::Setup)?;
     let opts = Options {

@@ -184,14 +184,12 @@ mod tests {
     fn notes_are_written_byte_for_byte() {
         let e = Email {
             from: "\"Doe, J\" <j@x>".into(),
-            from_address: Some("j@x".into()),
             subject: "yes".into(),
             message_id: Some("<m@x>".into()),
-            thread_root: Some("<root@x>".into()),
-            date: None,
             text: "Pay `now`".into(),
             text_cut: 3,
             attachments: vec!["a.pdf".into(), "b.png".into()],
+            ..Email::default()
         };
         let o = Origin {
             mailbox: "INBOX",

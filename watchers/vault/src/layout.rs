@@ -5,32 +5,81 @@ use std::path::{Path, PathBuf};
 
 use super::nofollow::Dir;
 
-/// The vault's folders by name, relative to its root (SPEC §1). [`Vault`] gives their
-/// paths; these names are for folder descriptors (`nofollow::Dir`), which take names.
-pub const INBOX: &str = "Inbox";
-pub const NEEDS_ACTION: &str = "Needs_Action";
-pub const PLANS: &str = "Plans";
-pub const PENDING_APPROVAL: &str = "Pending_Approval";
-pub const APPROVED: &str = "Approved";
-pub const REJECTED: &str = "Rejected";
-pub const DONE: &str = "Done";
-pub const FAILED: &str = "Failed";
-pub const LOGS: &str = "Logs";
-pub const CREDENTIALS: &str = "credentials";
+/// The vault's folders (SPEC §1). A `Folder` is also its path relative to the vault's
+/// root, for folder descriptors (`nofollow::Dir`); [`Vault::folder`] gives the full path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Folder {
+    Inbox,
+    NeedsAction,
+    Plans,
+    PendingApproval,
+    Approved,
+    Rejected,
+    Done,
+    Failed,
+    Logs,
+    Credentials,
+}
 
-/// Folders every vault has (SPEC §1).
-pub const FOLDERS: &[&str] = &[
-    INBOX,
-    NEEDS_ACTION,
-    PLANS,
-    PENDING_APPROVAL,
-    APPROVED,
-    REJECTED,
-    DONE,
-    FAILED,
-    LOGS,
-    CREDENTIALS,
-];
+impl Folder {
+    /// Every folder, in the order `init` creates them.
+    pub const ALL: [Folder; 10] = [
+        Folder::Inbox,
+        Folder::NeedsAction,
+        Folder::Plans,
+        Folder::PendingApproval,
+        Folder::Approved,
+        Folder::Rejected,
+        Folder::Done,
+        Folder::Failed,
+        Folder::Logs,
+        Folder::Credentials,
+    ];
+
+    /// Its name in the vault.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Folder::Inbox => "Inbox",
+            Folder::NeedsAction => "Needs_Action",
+            Folder::Plans => "Plans",
+            Folder::PendingApproval => "Pending_Approval",
+            Folder::Approved => "Approved",
+            Folder::Rejected => "Rejected",
+            Folder::Done => "Done",
+            Folder::Failed => "Failed",
+            Folder::Logs => "Logs",
+            Folder::Credentials => "credentials",
+        }
+    }
+
+    /// Whether the program reads or writes it. Such a folder may not be a symlink (see
+    /// `crate::nofollow`): `Logs/` (and the state folder) stop the supervisor, the others
+    /// stop the watcher that uses them (exit 78). The other folders (`Plans/` …) are the
+    /// user's.
+    pub const fn is_working(self) -> bool {
+        !matches!(
+            self,
+            Folder::Plans | Folder::PendingApproval | Folder::Rejected
+        )
+    }
+}
+
+impl AsRef<Path> for Folder {
+    fn as_ref(&self) -> &Path {
+        Path::new(self.name())
+    }
+}
+
+/// The names of [`Folder::ALL`]: the folders every vault has (SPEC §1).
+pub const FOLDERS: &[&str] = &{
+    let mut names = [""; Folder::ALL.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = Folder::ALL[i].name();
+        i += 1;
+    }
+    names
+};
 
 /// File name of the process table inside a vault.
 pub const VAULT_CONFIG_NAME: &str = "ai-employee.toml";
@@ -40,19 +89,6 @@ pub const STATE_DIR: &str = ".ai-employee";
 
 /// Heartbeat files, one per child, in the state folder.
 const HEARTBEAT_DIR: &str = "heartbeat";
-
-/// Folders the program reads or writes. None of them may be a symlink (see
-/// `crate::nofollow`): `Logs/` and the state folder stop the supervisor, the others stop
-/// the watcher that uses them (exit 78). The other folders (`Plans/` …) are the user's.
-pub const WORKING_FOLDERS: &[&str] = &[
-    INBOX,
-    NEEDS_ACTION,
-    APPROVED,
-    DONE,
-    FAILED,
-    LOGS,
-    CREDENTIALS,
-];
 
 #[derive(Debug, Clone)]
 pub struct Vault {
@@ -67,32 +103,12 @@ impl Vault {
     pub fn root(&self) -> &Path {
         &self.root
     }
-    pub fn inbox(&self) -> PathBuf {
-        self.root.join(INBOX)
-    }
-    pub fn needs_action(&self) -> PathBuf {
-        self.root.join(NEEDS_ACTION)
-    }
-    pub fn pending_approval(&self) -> PathBuf {
-        self.root.join(PENDING_APPROVAL)
-    }
-    pub fn approved(&self) -> PathBuf {
-        self.root.join(APPROVED)
-    }
-    pub fn rejected(&self) -> PathBuf {
-        self.root.join(REJECTED)
-    }
-    pub fn done(&self) -> PathBuf {
-        self.root.join(DONE)
-    }
-    pub fn failed(&self) -> PathBuf {
-        self.root.join(FAILED)
-    }
-    pub fn credentials_dir(&self) -> PathBuf {
-        self.root.join(CREDENTIALS)
+    /// One of the vault's folders.
+    pub fn folder(&self, folder: Folder) -> PathBuf {
+        self.root.join(folder)
     }
     pub fn logs_dir(&self) -> PathBuf {
-        self.root.join(LOGS)
+        self.folder(Folder::Logs)
     }
     pub fn system_log(&self) -> PathBuf {
         self.logs_dir().join("system.log")
@@ -163,14 +179,14 @@ pub fn create_folders(vault: &Vault) -> io::Result<InitReport> {
         report.created.push(vault.root().to_path_buf());
     }
     let root = Dir::open(vault.root())?;
-    for f in FOLDERS {
+    for f in Folder::ALL {
         let existed = root.exists(f);
         match root.make_folder(f, false) {
-            Ok(_) if !existed => report.created.push(vault.root().join(f)),
+            Ok(_) if !existed => report.created.push(vault.folder(f)),
             Ok(_) => {}
-            Err(e) if e.is_symlink() && *f == LOGS => return Err(e.into()),
+            Err(e) if e.is_symlink() && f == Folder::Logs => return Err(e.into()),
             Err(e) if e.is_symlink() => {
-                if WORKING_FOLDERS.contains(f) {
+                if f.is_working() {
                     report.refused.push(e.to_string());
                 }
             }

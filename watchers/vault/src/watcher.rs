@@ -18,6 +18,7 @@ use crate::exit_codes;
 use crate::layout::{Vault, ensure_private_dir};
 use crate::lock::{LockError, VaultLock};
 use crate::logs::system::{self, SystemLogOptions};
+use crate::tasks::TaskSink;
 
 /// Run watcher `name` on the vault `vault` names: set up what every watcher needs, call
 /// `watch`, and return the exit code. `watch` returns when asked to stop (exit 0) or with
@@ -203,6 +204,22 @@ impl WatcherCtx {
             ),
             e => start(exit_codes::FAILURE, e.to_string()),
         })
+    }
+
+    /// Open the watcher's exactly-once task sink ([`TaskSink::open`]; take the
+    /// [`WatcherCtx::single_instance`] lock first: its recovery must never run beside
+    /// another instance's writes), and log each task a crash left unpublished and that is
+    /// published now. Exit 78 when the vault's folders cannot be opened.
+    pub fn open_task_sink(&self) -> Result<TaskSink, WatcherError> {
+        let root = self.vault.root();
+        let (sink, recovered) = TaskSink::open(root, self.name).map_err(|e| {
+            let root = root.display();
+            WatcherError::Setup(format!("cannot open the task folders in {root}: {e}"))
+        })?;
+        for name in recovered {
+            tracing::info!("published {name} (interrupted by the last stop)");
+        }
+        Ok(sink)
     }
 }
 

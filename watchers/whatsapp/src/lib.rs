@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ai_employee_vault::cli::VaultArg;
-use ai_employee_vault::tasks::TaskSink;
 use ai_employee_vault::watcher::{HEARTBEAT_EVERY, WatcherCtx, WatcherError, run_watcher};
 use clap::Args as ClapArgs;
 
@@ -130,21 +129,14 @@ fn serve(mut ctx: WatcherCtx, args: &Args) -> Result<(), WatcherError> {
     };
     // One watcher per vault: two would share the ledger of seen message ids.
     let _lock = ctx.single_instance("WhatsApp watcher")?;
-    let root = ctx.vault().root();
-    let (sink, recovered) = TaskSink::open(root, NAME).map_err(|e| {
-        let root = root.display();
-        WatcherError::Setup(format!("cannot open the task store in {root}: {e}"))
-    })?;
-    for name in recovered {
-        tracing::info!("published {name} (interrupted by the last stop)");
-    }
+    let sink = ctx.open_task_sink()?;
     let remembered = sink.remembered();
     let runtime = ctx.runtime()?;
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(args.listen))
         .map_err(|e| WatcherError::failed_to(&format!("listen on {}", args.listen), e))?;
     let mut signals = ctx.stop_signals();
-    let vault = root.to_path_buf();
+    let vault = ctx.vault().root().to_path_buf();
     let writer = Writer::start(vault, sink, move || ctx.beat())
         .map_err(|e| WatcherError::failed_to("start the task writer", e))?;
     let local = listener.local_addr().unwrap_or(args.listen);
