@@ -2,12 +2,33 @@
 //! the decoded text in a fenced block (so nothing in it — `---`, `#`, HTML — is read as
 //! Markdown structure or frontmatter).
 
-use ai_employee_vault::frontmatter;
+use ai_employee_vault::frontmatter::{self, Priority, Status, TaskFrontmatter};
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_norway::Mapping;
+use serde::{Deserialize, Serialize};
 
 use super::importance::{Reason, priority};
 use super::message::Email;
+
+/// The frontmatter of an email task (SPEC §1), after `type: email`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailTask {
+    pub status: Status,
+    pub priority: Priority,
+    /// RFC 3339 in UTC, whole seconds.
+    pub received: String,
+    pub from: String,
+    pub subject: String,
+    /// `<id@host>`, or empty when the message has none.
+    pub message_id: String,
+    /// Gmail's thread id (X-GM-THRID), else the thread's root message id, else empty.
+    pub thread_id: String,
+    pub uid: u32,
+    pub mailbox: String,
+}
+
+impl TaskFrontmatter for EmailTask {
+    const TYPE: &'static str = "email";
+}
 
 /// Where the message was found.
 pub struct Origin<'a> {
@@ -34,22 +55,17 @@ pub fn render(o: &Origin<'_>, e: &Email, reasons: &[Reason], received: DateTime<
         Some(t) => t.to_string(),
         None => e.thread_root.clone().unwrap_or_default(),
     };
-    let mut m = Mapping::new();
-    frontmatter::set(&mut m, "type", "email");
-    frontmatter::set(&mut m, "status", "pending");
-    frontmatter::set(&mut m, "priority", priority(reasons));
-    let when = received.to_rfc3339_opts(SecondsFormat::Secs, true);
-    frontmatter::set(&mut m, "received", when.as_str());
-    frontmatter::set(&mut m, "from", e.from.as_str());
-    frontmatter::set(&mut m, "subject", e.subject.as_str());
-    frontmatter::set(
-        &mut m,
-        "message_id",
-        e.message_id.as_deref().unwrap_or_default(),
-    );
-    frontmatter::set(&mut m, "thread_id", thread_id.as_str());
-    frontmatter::set(&mut m, "uid", u64::from(o.uid));
-    frontmatter::set(&mut m, "mailbox", o.mailbox);
+    let front = EmailTask {
+        status: Status::Pending,
+        priority: priority(reasons),
+        received: received.to_rfc3339_opts(SecondsFormat::Secs, true),
+        from: e.from.clone(),
+        subject: e.subject.clone(),
+        message_id: e.message_id.clone().unwrap_or_default(),
+        thread_id,
+        uid: o.uid,
+        mailbox: o.mailbox.to_string(),
+    };
 
     let why: Vec<String> = reasons.iter().map(Reason::describe).collect();
     let subject = if e.subject.is_empty() {
@@ -92,7 +108,7 @@ pub fn render(o: &Origin<'_>, e: &Email, reasons: &[Reason], received: DateTime<
             o.size
         ));
     }
-    frontmatter::render(&m, &body)
+    frontmatter::render_task(&front, &body)
 }
 
 fn longest_backtick_run(s: &str) -> usize {
@@ -178,6 +194,40 @@ mod tests {
         assert_eq!(get_str(&doc.front, "priority"), Some("normal"));
         assert_eq!(get_str(&doc.front, "message_id"), Some(""));
         assert!(doc.body.contains("shortened"));
+    }
+
+    #[test]
+    fn notes_read_back_as_their_typed_frontmatter() {
+        let e = Email {
+            from: "Ana <a@x>".into(),
+            subject: "2026-01-01".into(),
+            ..Email::default()
+        };
+        let o = Origin {
+            mailbox: "INBOX",
+            uid: 9,
+            gmail_thread: Some(5),
+            internal_date: None,
+            size: 1,
+            partial: false,
+        };
+        let when = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let text = render(&o, &e, &[Reason::Flagged], when);
+        let read = frontmatter::parse_task::<EmailTask>(&text).map(|(t, _)| t);
+        assert_eq!(
+            read,
+            Ok(EmailTask {
+                status: Status::Pending,
+                priority: Priority::High,
+                received: "2027-01-15T08:00:00Z".into(),
+                from: "Ana <a@x>".into(),
+                subject: "2026-01-01".into(),
+                message_id: String::new(),
+                thread_id: "5".into(),
+                uid: 9,
+                mailbox: "INBOX".into(),
+            })
+        );
     }
 
     #[test]
