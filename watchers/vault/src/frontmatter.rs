@@ -90,17 +90,20 @@ impl PartialEq<&str> for Priority {
 /// A task file: `type: T::TYPE`, then the fields of `front`, then `body`, written by
 /// [`render`] (so every value reads back as written, in YAML 1.1 and 1.2 readers).
 pub fn render_task<T: TaskFrontmatter>(front: &T, body: &str) -> String {
+    render_fields(T::TYPE, serde_norway::to_value(front), body)
+}
+
+/// The part of [`render_task`] that is the same for every kind (compiled once).
+fn render_fields(kind: &str, fields: Result<Value, serde_norway::Error>, body: &str) -> String {
     let mut m = Mapping::new();
-    set(&mut m, "type", T::TYPE);
-    match serde_norway::to_value(front) {
+    set(&mut m, "type", kind);
+    match fields {
         Ok(Value::Mapping(fields)) => m.extend(fields),
         // A struct of strings, numbers, booleans, lists and unit enums always becomes a
         // mapping (each kind's tests pin its bytes). Should one ever not, the task is
         // still written, with its type and body, and the reason is logged.
-        other => tracing::error!(
-            "the fields of a {} task cannot be written: {other:?}",
-            T::TYPE
-        ),
+        Ok(other) => tracing::error!("the fields of a {kind} task are {}", self::kind(&other)),
+        Err(e) => tracing::error!("the fields of a {kind} task cannot be written: {e}"),
     }
     render(&m, body)
 }
