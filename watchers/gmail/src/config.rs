@@ -16,9 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ai_employee_vault::Vault;
 use ai_employee_vault::credentials::{Fields, Secret, is_loopback};
-use ai_employee_vault::layout::Folder;
 use ai_employee_vault::tls::CaFile;
 
 /// Vault-relative path of the credentials file.
@@ -74,8 +72,8 @@ pub struct Config {
 
 /// Read `credentials/gmail.toml` of `vault`. The error is the one-line reason the watcher
 /// cannot run.
-pub fn load(vault: &Vault) -> Result<Config, String> {
-    let path = vault.root().join(CREDENTIALS_FILE);
+pub fn load(vault: &Path) -> Result<Config, String> {
+    let path = vault.join(CREDENTIALS_FILE);
     let text = match ai_employee_vault::credentials::read_file(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -93,7 +91,8 @@ pub fn load(vault: &Vault) -> Result<Config, String> {
         }
     };
     warn_if_readable_by_others(&path);
-    parse(CREDENTIALS_FILE, &text, &vault.folder(Folder::Credentials))
+    let credentials_dir = vault.join(ai_employee_vault::layout::Folder::Credentials);
+    parse(CREDENTIALS_FILE, &text, &credentials_dir)
 }
 
 fn warn_if_readable_by_others(path: &Path) {

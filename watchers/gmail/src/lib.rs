@@ -75,7 +75,7 @@ pub fn run(args: Args) -> i32 {
 
 /// The start-up checks (exit 78 for each missing piece of setup), the lock, then watch.
 fn start(mut ctx: WatcherCtx, args: &Args) -> Result<(), WatcherError> {
-    let cfg = config::load(ctx.vault()).map_err(WatcherError::Setup)?;
+    let cfg = config::load(ctx.vault().root()).map_err(WatcherError::Setup)?;
     let tls = conn::tls_config(&cfg).map_err(|msg| {
         WatcherError::Setup(format!(
             "{msg} (`ca_file` in {}); see docs/gmail.md",
