@@ -171,29 +171,6 @@ mod tests {
     }
 
     #[test]
-    fn notes_read_back_as_their_typed_frontmatter() {
-        let f = Facts {
-            original_name: OsStr::new("on"),
-            size: 7,
-            sha256_hex: "ab",
-            received: DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
-        };
-        let mut want = FileDropTask {
-            original_name: "on".into(),
-            size: 7,
-            sha256: "ab".into(),
-            received: "2027-01-15T08:00:00.000Z".into(),
-            status: Status::Pending,
-            priority: Priority::Normal,
-            copied: true,
-        };
-        let read = |text: &str| frontmatter::parse_task::<FileDropTask>(text).map(|(t, _)| t);
-        assert_eq!(read(&render(&f)), Ok(want.clone()));
-        want.copied = false;
-        assert_eq!(read(&render_not_copied(&f, 1)), Ok(want));
-    }
-
-    #[test]
     fn sizes() {
         assert_eq!(human_size(0), "0 bytes");
         assert_eq!(human_size(1023), "1023 bytes");
@@ -240,5 +217,28 @@ mod tests {
                  stays in `Inbox/`.\n\n{facts}"
             )
         );
+    }
+
+    #[test]
+    fn notes_read_back_as_their_typed_frontmatter() {
+        let f = Facts {
+            original_name: OsStr::new("on"),
+            size: 7,
+            sha256_hex: "ab",
+            received: DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
+        };
+        let mut want = FileDropTask {
+            original_name: "on".into(),
+            size: 7,
+            sha256: "ab".into(),
+            received: "2027-01-15T08:00:00.000Z".into(),
+            status: Status::Pending,
+            priority: Priority::Normal,
+            copied: true,
+        };
+        let read = |text: &str| frontmatter::parse_task::<FileDropTask>(text).map(|(t, _)| t);
+        assert_eq!(read(&render(&f)), Ok(want.clone()));
+        want.copied = false;
+        assert_eq!(read(&render_not_copied(&f, 1)), Ok(want));
     }
 }
