@@ -31,10 +31,11 @@ use std::time::{Duration, Instant};
 
 use ai_employee_vault::cli::VaultArg;
 use ai_employee_vault::exit_codes;
-use ai_employee_vault::lock::{LockError, VaultLock};
+use ai_employee_vault::layout::{Folder, STATE_DIR};
+use ai_employee_vault::lock::LockError;
 use ai_employee_vault::nofollow::Dir;
 use ai_employee_vault::units::{parse_flag_duration, parse_positive_duration};
-use ai_employee_vault::watcher::{WatcherCtx, needs_setup};
+use ai_employee_vault::watcher::{WatcherCtx, WatcherError, run_watcher};
 use clap::Args as ClapArgs;
 use sha2::{Digest, Sha256};
 
@@ -48,7 +49,13 @@ const TICK: Duration = Duration::from_millis(200);
 /// The vault folders the handler reads or writes. None may be a symlink: `Approved/` as
 /// a link to `Pending_Approval/` would execute drafts nobody approved, `Done/` as a link
 /// would write outside the vault.
-const FOLDERS: [&str; 5] = ["Approved", "Done", "Failed", "Logs", "Needs_Action"];
+const FOLDERS: [Folder; 5] = [
+    Folder::Approved,
+    Folder::Done,
+    Folder::Failed,
+    Folder::Logs,
+    Folder::NeedsAction,
+];
 
 /// How often the handler checks that its folders are still real folders.
 const FOLDER_CHECK: Duration = Duration::from_secs(1);
@@ -57,7 +64,8 @@ const FOLDER_CHECK: Duration = Duration::from_secs(1);
 fn symlinked_folder(root: &Dir) -> Option<String> {
     FOLDERS
         .iter()
-        .chain(std::iter::once(&ai_employee_vault::layout::STATE_DIR))
+        .map(|f| f.name())
+        .chain(std::iter::once(STATE_DIR))
         .find_map(|f| match root.folder(f) {
             Err(e) if e.is_symlink() => Some(e.to_string()),
             _ => None,
@@ -162,74 +170,56 @@ pub fn redact(text: &str, secrets: &[String]) -> String {
 }
 
 pub fn run(args: Args) -> i32 {
-    let mut ctx = match WatcherCtx::start(NAME, &args.vault) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("ai-employee watch {NAME}: failed to set up signal handling: {e}");
-            return exit_codes::FAILURE;
-        }
-    };
-    let vault = ctx.vault.clone();
+    run_watcher(NAME, &args.vault, |ctx| handle(ctx, &args))
+}
+
+/// Start-up (the vault, its folders, the lock, the ledger), then the loop until stopped.
+fn handle(mut ctx: WatcherCtx, args: &Args) -> Result<(), WatcherError> {
+    let vault = ctx.vault().root().to_path_buf();
     if !vault.is_dir() {
-        return needs_setup(
-            NAME,
-            format!(
-                "no vault at {}: create it with `ai-employee init`",
-                vault.display()
-            ),
-        );
+        return Err(WatcherError::Setup(format!(
+            "no vault at {}: create it with `ai-employee init`",
+            vault.display()
+        )));
     }
-    let root = match Dir::open(&vault) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!(
-                "ai-employee watch {NAME}: failed to open {}: {e}",
-                vault.display()
-            );
-            return exit_codes::CANT_CREATE;
-        }
+    let cant_create = |message| WatcherError::Start {
+        code: exit_codes::CANT_CREATE,
+        message,
     };
-    let state_dir = ai_employee_vault::layout::STATE_DIR;
+    let root = Dir::open(&vault)
+        .map_err(|e| cant_create(format!("failed to open {}: {e}", vault.display())))?;
     for (folder, private) in FOLDERS
         .iter()
-        .map(|f| (*f, false))
-        .chain(std::iter::once((state_dir, true)))
+        .map(|f| (f.name(), false))
+        .chain(std::iter::once((STATE_DIR, true)))
     {
         match root.make_folder(folder, private) {
             Ok(_) => {}
-            Err(e) if e.is_symlink() => return needs_setup(NAME, e),
-            Err(e) => {
-                eprintln!("ai-employee watch {NAME}: failed to create {folder}: {e}");
-                return exit_codes::CANT_CREATE;
-            }
+            Err(e) if e.is_symlink() => return Err(WatcherError::Setup(e.to_string())),
+            Err(e) => return Err(cant_create(format!("failed to create {folder}: {e}"))),
         }
     }
-    let state = ai_employee_vault::Vault::new(vault.clone()).state_dir();
     // One handler per vault: two would execute the same file twice.
-    let _lock = match VaultLock::acquire(&state.join("approvals.lock")) {
-        Ok(l) => l,
-        Err(LockError::HeldBy { pid, .. }) => {
-            eprintln!(
-                "ai-employee watch {NAME}: another approval handler (pid {pid}) is running for this vault"
-            );
-            return exit_codes::LOCKED;
-        }
-        Err(e) => {
-            eprintln!("ai-employee watch {NAME}: {e}");
-            return exit_codes::LOCKED;
-        }
-    };
+    let _lock = ctx.lock().map_err(|e| WatcherError::Start {
+        code: exit_codes::LOCKED,
+        message: match e {
+            LockError::HeldBy { pid, .. } => {
+                format!("another approval handler (pid {pid}) is running for this vault")
+            }
+            e => e.to_string(),
+        },
+    })?;
     let mut creds = credentials::Credentials::load(&vault);
     // Each action is enabled by its own credentials; LinkedIn posts and payments need
     // none, so the handler always has something to do and never stops for credentials.
     let actions = creds.actions(args.dry_run);
-    let ledger = match ledger::Ledger::open(&state.join("approvals.ledger")) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("ai-employee watch {NAME}: {e}");
-            return exit_codes::FAILURE;
-        }
-    };
+    let ledger =
+        ledger::Ledger::open(&ctx.vault().state_file("approvals.ledger")).map_err(|e| {
+            WatcherError::Start {
+                code: exit_codes::FAILURE,
+                message: e.to_string(),
+            }
+        })?;
     tracing::debug!(
         "ledger: {} records, {} approvals remembered",
         ledger.records(),
@@ -242,7 +232,7 @@ pub fn run(args: Args) -> i32 {
     };
     let watching = format!(
         "watching {} (dry run: {}, attempts: {}, retry delays: {})",
-        vault.join("Approved").display(),
+        ctx.vault().folder(Folder::Approved).display(),
         args.dry_run,
         policy.max_attempts,
         policy
@@ -267,7 +257,11 @@ pub fn run(args: Args) -> i32 {
     // The last start-up line: what the handler can do is said before it.
     tracing::info!("{watching}");
     handler.close_unfinished();
-    let mut arrivals = arrivals::Arrivals::new(&vault.join("Approved"), args.settle, args.rescan);
+    let mut arrivals = arrivals::Arrivals::new(
+        &ctx.vault().folder(Folder::Approved),
+        args.settle,
+        args.rescan,
+    );
 
     let mut folders_checked = Instant::now();
     'run: while !ctx.stopping() {
@@ -279,7 +273,7 @@ pub fn run(args: Args) -> i32 {
                 // stop so the supervisor shows the vault as needing setup.
                 tracing::error!("stopping: {problem}");
                 handler.shutdown(Duration::from_millis(250));
-                return needs_setup(NAME, problem);
+                return Err(WatcherError::Setup(problem));
             }
         }
         let now = Instant::now();
@@ -303,7 +297,7 @@ pub fn run(args: Args) -> i32 {
     }
     tracing::info!("stopping");
     handler.shutdown(Duration::from_millis(250));
-    exit_codes::OK
+    Ok(())
 }
 
 /// Say at start which actions are enabled and which are not, and why: in the log (a

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use ai_employee_vault::atomic::{self, Writers};
+use ai_employee_vault::layout::Folder;
 use ai_employee_vault::nofollow::{self, Dir, How, Kind as FileKind};
 use ai_employee_vault::watcher::WatcherCtx;
 use chrono::Utc;
@@ -744,8 +745,8 @@ impl Engine {
     /// through it meanwhile, since every access goes through the descriptors.
     fn check_place(&mut self) -> Result<(), Error> {
         let vault = &self.paths.vault;
-        if !self.paths.needs_action.still_at(vault, "Needs_Action") {
-            match vault.make_folder("Needs_Action", false) {
+        if !self.paths.needs_action.still_at(vault, Folder::NeedsAction) {
+            match vault.make_folder(Folder::NeedsAction, false) {
                 Ok(d) => {
                     tracing::warn!("Needs_Action was removed, renamed or replaced; opened again");
                     self.paths.needs_action = d;
@@ -757,7 +758,11 @@ impl Engine {
         if self.paths.explicit_inbox || self.rewatch_at.is_some() {
             return Ok(());
         }
-        if !self.paths.inbox_dir.still_at(&self.paths.vault, "Inbox") {
+        if !self
+            .paths
+            .inbox_dir
+            .still_at(&self.paths.vault, Folder::Inbox)
+        {
             tracing::warn!("Inbox was removed, renamed or replaced; opening it again");
             self.rewatch_at = Some(Instant::now());
         }
@@ -776,7 +781,7 @@ impl Engine {
                 .and_then(|()| Dir::open(&inbox))
                 .map_err(|e| e.to_string())
         } else {
-            match self.paths.vault.make_folder("Inbox", false) {
+            match self.paths.vault.make_folder(Folder::Inbox, false) {
                 Ok(d) => Ok(d),
                 Err(e) if e.is_symlink() => return Err(Error::Setup(inbox_error(e))),
                 Err(e) => Err(e.to_string()),
@@ -904,7 +909,7 @@ fn make_watcher(tx: &Sender<Msg>, poll: Option<Duration>) -> Result<Box<dyn Watc
         notify::PollWatcher::new(handler(tx.clone()), config)
             .map(|w| Box::new(w) as Box<dyn Watcher>)
             .map_err(|source| Error::Watch {
-                path: PathBuf::from("Inbox"),
+                path: PathBuf::from(Folder::Inbox.name()),
                 source,
             })
     };

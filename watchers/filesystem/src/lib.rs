@@ -26,14 +26,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ai_employee_vault::Vault;
 use ai_employee_vault::cli::VaultArg;
-use ai_employee_vault::exit_codes;
-use ai_employee_vault::layout::STATE_DIR;
+use ai_employee_vault::layout::{Folder, STATE_DIR};
 use ai_employee_vault::nofollow::{Dir, FolderError};
-use ai_employee_vault::watcher::{WatcherCtx, needs_setup};
+use ai_employee_vault::watcher::{WatcherCtx, WatcherError, run_watcher};
 use clap::Args as ClapArgs;
 
 const NAME: &str = "filesystem";
+
+/// In the state folder: the ledger of what was taken, and where tasks are built.
+const LEDGER: &str = "filesystem.ledger";
+const STAGING: &str = "filesystem.staging";
 
 /// Default `--max-size`: larger files get a note but no copy.
 pub const DEFAULT_MAX_SIZE: &str = "1GiB";
@@ -116,11 +120,12 @@ pub struct Paths {
 impl Paths {
     /// Open (creating what is missing) the folders the watcher needs; the error is the
     /// one-line reason. No vault folder may be a symlink.
-    fn prepare(vault: &Path, explicit_inbox: Option<&Path>) -> Result<Paths, String> {
+    fn prepare(vault: &Vault, explicit_inbox: Option<&Path>) -> Result<Paths, String> {
         let fail =
             |what: &str, p: &Path, e: std::io::Error| format!("cannot {what} {}: {e}", p.display());
-        std::fs::create_dir_all(vault).map_err(|e| fail("create", vault, e))?;
-        let root = Dir::open(vault).map_err(|e| fail("open", vault, e))?;
+        let top = vault.root();
+        std::fs::create_dir_all(top).map_err(|e| fail("create", top, e))?;
+        let root = Dir::open(top).map_err(|e| fail("open", top, e))?;
         // Events arrive with the real path (symlinks resolved on macOS).
         let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
         let (inbox, inbox_dir) = match explicit_inbox {
@@ -129,19 +134,21 @@ impl Paths {
                 (real(dir), d)
             }
             None => {
-                let d = root.make_folder("Inbox", false).map_err(inbox_error)?;
-                (real(vault).join("Inbox"), d)
+                let d = root
+                    .make_folder(Folder::Inbox, false)
+                    .map_err(inbox_error)?;
+                (real(top).join(Folder::Inbox), d)
             }
         };
         inbox_dir.list().map_err(|e| fail("read", &inbox, e))?;
         let needs_action = root
-            .make_folder("Needs_Action", false)
+            .make_folder(Folder::NeedsAction, false)
             .map_err(|e| e.to_string())?;
         let state = root
             .make_folder(STATE_DIR, true)
             .map_err(|e| e.to_string())?;
         let staging = state
-            .make_folder("filesystem.staging", true)
+            .make_folder(STAGING, true)
             .map_err(|e| e.to_string())?;
         let dev = |d: &Dir| d.stat_self().map(|s| s.dev);
         match (dev(&needs_action), dev(&staging)) {
@@ -157,7 +164,7 @@ impl Paths {
             (_, Err(e)) => return Err(fail("read", staging.path(), e)),
         }
         Ok(Paths {
-            ledger: vault.join(STATE_DIR).join("filesystem.ledger"),
+            ledger: vault.state_file(LEDGER),
             vault: root,
             inbox,
             inbox_dir: Arc::new(inbox_dir),
@@ -209,22 +216,22 @@ impl Error {
     }
 }
 
-pub fn run(args: Args) -> i32 {
-    let ctx = match WatcherCtx::start(NAME, &args.vault) {
-        Ok(ctx) => ctx,
-        Err(e) => {
-            eprintln!("ai-employee watch {NAME}: failed to set up signal handling: {e}");
-            return exit_codes::FAILURE;
+impl From<Error> for WatcherError {
+    fn from(e: Error) -> WatcherError {
+        match e {
+            Error::Setup(msg) => WatcherError::Setup(msg),
+            e => WatcherError::Failed(e.to_string()),
         }
-    };
-    let paths = match Paths::prepare(&ctx.vault, args.inbox.as_deref()) {
-        Ok(p) => p,
-        Err(msg) => return needs_setup(NAME, msg),
-    };
-    let _lock = match ctx.single_instance("filesystem watcher") {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
+    }
+}
+
+pub fn run(args: Args) -> i32 {
+    run_watcher(NAME, &args.vault, |ctx| watch(ctx, &args))
+}
+
+fn watch(ctx: WatcherCtx, args: &Args) -> Result<(), WatcherError> {
+    let paths = Paths::prepare(ctx.vault(), args.inbox.as_deref()).map_err(WatcherError::Setup)?;
+    let _lock = ctx.single_instance("filesystem watcher")?;
     let opts = Options {
         settle: args.settle,
         workers: usize::from(args.workers),
@@ -232,12 +239,6 @@ pub fn run(args: Args) -> i32 {
         settle_only: args.settle_only,
         max_size: args.max_size,
     };
-    match engine::Engine::start(ctx, opts, paths).and_then(engine::Engine::run) {
-        Ok(()) => exit_codes::OK,
-        Err(Error::Setup(msg)) => needs_setup(NAME, msg),
-        Err(e) => {
-            tracing::error!("{e}");
-            exit_codes::FAILURE
-        }
-    }
+    engine::Engine::start(ctx, opts, paths).and_then(engine::Engine::run)?;
+    Ok(())
 }

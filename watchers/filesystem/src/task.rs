@@ -2,9 +2,9 @@
 
 use std::ffi::OsStr;
 
-use ai_employee_vault::frontmatter;
+use ai_employee_vault::frontmatter::{self, Priority, Status, TaskFrontmatter};
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_norway::Mapping;
+use serde::{Deserialize, Serialize};
 
 /// The facts a task is written from.
 pub struct Facts<'a> {
@@ -12,6 +12,34 @@ pub struct Facts<'a> {
     pub size: u64,
     pub sha256_hex: &'a str,
     pub received: DateTime<Utc>,
+}
+
+/// The frontmatter of a file-drop task (SPEC §1), after `type: file_drop`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDropTask {
+    pub original_name: String,
+    pub size: u64,
+    /// Of the whole file, in lowercase hex.
+    pub sha256: String,
+    /// RFC 3339 in UTC, with milliseconds.
+    pub received: String,
+    pub status: Status,
+    pub priority: Priority,
+    /// False for a file over `--max-size`: no copy was made. Written only then.
+    #[serde(default = "copied", skip_serializing_if = "is_copied")]
+    pub copied: bool,
+}
+
+impl TaskFrontmatter for FileDropTask {
+    const TYPE: &'static str = "file_drop";
+}
+
+fn copied() -> bool {
+    true
+}
+
+fn is_copied(copied: &bool) -> bool {
+    *copied
 }
 
 /// The metadata file's text: frontmatter (`type: file_drop`, `original_name`, `size`,
@@ -28,27 +56,24 @@ pub fn render_not_copied(f: &Facts<'_>, limit: u64) -> String {
 
 fn render_with(f: &Facts<'_>, not_copied: Option<u64>) -> String {
     let name = f.original_name.to_string_lossy();
-    let received = f.received.to_rfc3339_opts(SecondsFormat::Millis, true);
-    let mut m = Mapping::new();
-    frontmatter::set(&mut m, "type", "file_drop");
-    frontmatter::set(&mut m, "original_name", name.as_ref());
-    frontmatter::set(&mut m, "size", f.size);
-    frontmatter::set(&mut m, "sha256", f.sha256_hex);
-    frontmatter::set(&mut m, "received", received.as_str());
-    frontmatter::set(&mut m, "status", "pending");
-    frontmatter::set(&mut m, "priority", "normal");
+    let front = FileDropTask {
+        original_name: name.to_string(),
+        size: f.size,
+        sha256: f.sha256_hex.to_string(),
+        received: f.received.to_rfc3339_opts(SecondsFormat::Millis, true),
+        status: Status::Pending,
+        priority: Priority::Normal,
+        copied: not_copied.is_none(),
+    };
     let about_copy = match not_copied {
         None => "A copy sits next to this note (the same name without `.md`); the original \
                  stays in `Inbox/`."
             .to_string(),
-        Some(limit) => {
-            frontmatter::set(&mut m, "copied", false);
-            format!(
-                "It is larger than the {} limit for copies (`--max-size` of the filesystem \
-                 watcher), so no copy was made: the original stays in `Inbox/`.",
-                ai_employee_vault::units::format_size(limit)
-            )
-        }
+        Some(limit) => format!(
+            "It is larger than the {} limit for copies (`--max-size` of the filesystem \
+             watcher), so no copy was made: the original stays in `Inbox/`.",
+            ai_employee_vault::units::format_size(limit)
+        ),
     };
     let size = ai_employee_vault::units::format_size_and_bytes(f.size);
     let body = format!(
@@ -63,7 +88,7 @@ fn render_with(f: &Facts<'_>, not_copied: Option<u64>) -> String {
         sha = f.sha256_hex,
         when = f.received.format("%Y-%m-%d %H:%M:%S UTC"),
     );
-    frontmatter::render(&m, &body)
+    frontmatter::render_task(&front, &body)
 }
 
 /// Control characters (a newline in a name) would break the Markdown layout.
@@ -131,5 +156,63 @@ mod tests {
     fn code_spans() {
         assert_eq!(code_span("a"), "`a`");
         assert_eq!(code_span("a`b"), "`` a`b ``");
+    }
+
+    #[test]
+    fn notes_are_written_byte_for_byte() {
+        let received = DateTime::parse_from_rfc3339("2026-11-21T23:59:01.250Z")
+            .map(|d| d.with_timezone(&Utc))
+            .unwrap_or_default();
+        let f = Facts {
+            original_name: OsStr::new("yes: \"Q3\"\n.pdf"),
+            size: 1536,
+            sha256_hex: "0123",
+            received,
+        };
+        let front = "---\ntype: file_drop\noriginal_name: |-\n  yes: \"Q3\"\n  .pdf\nsize: 1536\n\
+                     sha256: '0123'\nreceived: '2026-11-21T23:59:01.250Z'\nstatus: pending\n\
+                     priority: normal\n";
+        let facts = "- Original name: `yes: \"Q3\" .pdf`\n- Size: 1.5 KiB (1536 bytes)\n\
+                     - SHA-256: `0123`\n- Received: 2026-11-21 23:59:01 UTC\n";
+        assert_eq!(
+            render(&f),
+            format!(
+                "{front}---\n# New file: yes: \"Q3\" .pdf\n\n\
+                 A file was dropped into `Inbox/`. A copy sits next to this note (the same name \
+                 without `.md`); the original stays in `Inbox/`.\n\n{facts}"
+            )
+        );
+        assert_eq!(
+            render_not_copied(&f, 1024),
+            format!(
+                "{front}copied: false\n---\n# New file: yes: \"Q3\" .pdf\n\n\
+                 A file was dropped into `Inbox/`. It is larger than the 1KiB limit for copies \
+                 (`--max-size` of the filesystem watcher), so no copy was made: the original \
+                 stays in `Inbox/`.\n\n{facts}"
+            )
+        );
+    }
+
+    #[test]
+    fn notes_read_back_as_their_typed_frontmatter() {
+        let f = Facts {
+            original_name: OsStr::new("on"),
+            size: 7,
+            sha256_hex: "ab",
+            received: DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
+        };
+        let mut want = FileDropTask {
+            original_name: "on".into(),
+            size: 7,
+            sha256: "ab".into(),
+            received: "2027-01-15T08:00:00.000Z".into(),
+            status: Status::Pending,
+            priority: Priority::Normal,
+            copied: true,
+        };
+        let read = |text: &str| frontmatter::parse_task::<FileDropTask>(text).map(|(t, _)| t);
+        assert_eq!(read(&render(&f)), Ok(want.clone()));
+        want.copied = false;
+        assert_eq!(read(&render_not_copied(&f, 1)), Ok(want));
     }
 }

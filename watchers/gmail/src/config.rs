@@ -85,7 +85,8 @@ pub fn load(vault: &Path) -> Result<Config, LoadError> {
     let path = vault.join(CREDENTIALS_FILE);
     let text = GUIDE.read(&path)?;
     credentials::warn_if_readable_by_others(&path, CREDENTIALS_FILE);
-    parse(CREDENTIALS_FILE, &text, &vault.join("credentials")).map_err(|e| GUIDE.invalid(e))
+    let credentials_dir = vault.join(ai_employee_vault::layout::Folder::Credentials);
+    parse(CREDENTIALS_FILE, &text, &credentials_dir).map_err(|e| GUIDE.invalid(e))
 }
 
 /// Parse the file's text; relative file names are taken from `credentials_dir`.

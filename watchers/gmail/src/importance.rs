@@ -9,6 +9,8 @@
 //! Priority: `high` for flagged mail, a configured sender or a keyword; `normal` for mail
 //! taken only because Gmail marked it important.
 
+use ai_employee_vault::frontmatter::Priority;
+
 /// Why a message was taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reason {
@@ -30,11 +32,11 @@ impl Reason {
 }
 
 /// `high` unless Gmail's own marking is the only reason.
-pub fn priority(reasons: &[Reason]) -> &'static str {
+pub fn priority(reasons: &[Reason]) -> Priority {
     if reasons.iter().any(|r| *r != Reason::GmailImportant) {
-        "high"
+        Priority::High
     } else {
-        "normal"
+        Priority::Normal
     }
 }
 

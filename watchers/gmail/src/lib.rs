@@ -23,14 +23,10 @@ pub mod task;
 use std::time::{Duration, Instant};
 
 use ai_employee_vault::cli::VaultArg;
-use ai_employee_vault::exit_codes;
-use ai_employee_vault::layout::STATE_DIR;
 use ai_employee_vault::oauth::TokenSource;
-use ai_employee_vault::tasks::TaskSink;
 use ai_employee_vault::units::{format_duration, parse_positive_duration};
-use ai_employee_vault::watcher::{HEARTBEAT_EVERY, WatcherCtx, needs_setup};
+use ai_employee_vault::watcher::{HEARTBEAT_EVERY, WatcherCtx, WatcherError, run_watcher};
 use clap::Args as ClapArgs;
-use tokio::signal::unix::{SignalKind, signal};
 
 use self::config::Auth;
 use self::importance::Rules;
@@ -74,64 +70,32 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> i32 {
-    let mut ctx = match WatcherCtx::start(NAME, &args.vault) {
-        Ok(ctx) => ctx,
-        Err(e) => {
-            eprintln!("ai-employee watch {NAME}: failed to set up signal handling: {e}");
-            return exit_codes::FAILURE;
-        }
-    };
-    let cfg = match config::load(&ctx.vault) {
-        Ok(c) => c,
-        Err(msg) => return needs_setup(NAME, msg),
-    };
-    let tls = match conn::tls_config(&cfg) {
-        Ok(t) => t,
-        Err(msg) => {
-            return needs_setup(
-                NAME,
-                format!(
-                    "{msg} (`ca_file` in {}); see docs/gmail.md",
-                    config::CREDENTIALS_FILE
-                ),
-            );
-        }
-    };
+    run_watcher(NAME, &args.vault, |ctx| start(ctx, &args))
+}
+
+/// The start-up checks (exit 78 for each missing piece of setup), the lock, then watch.
+fn start(mut ctx: WatcherCtx, args: &Args) -> Result<(), WatcherError> {
+    let cfg = config::load(ctx.vault().root())?;
+    let tls = conn::tls_config(&cfg).map_err(|msg| {
+        WatcherError::Setup(format!(
+            "{msg} (`ca_file` in {}); see docs/gmail.md",
+            config::CREDENTIALS_FILE
+        ))
+    })?;
     let tokens = match &cfg.auth {
         Auth::Password(_) => None,
         Auth::OAuth { path, rel } => {
             let src = TokenSource::new(path.clone(), rel.clone()).with_timeout(cfg.timeout);
-            if let Err(msg) = src.check() {
-                return needs_setup(NAME, format!("{msg}; see docs/gmail.md"));
-            }
+            src.check()
+                .map_err(|msg| WatcherError::Setup(format!("{msg}; see docs/gmail.md")))?;
             Some(src)
         }
     };
-    let state_dir = ctx.vault.join(STATE_DIR);
     // Before the task sink: its recovery must never run beside another watcher's writes.
-    let _lock = match ctx.single_instance("gmail watcher") {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    let (sink, recovered) = match TaskSink::open(&ctx.vault, NAME) {
-        Ok(s) => s,
-        Err(e) => {
-            return needs_setup(
-                NAME,
-                format!(
-                    "cannot open the task folders in {}: {e}",
-                    ctx.vault.display()
-                ),
-            );
-        }
-    };
-    for name in &recovered {
-        tracing::info!("published {name} (interrupted before)");
-    }
-    let state = match state::State::load(&state_dir.join("gmail.state")) {
-        Ok(s) => s,
-        Err(msg) => return needs_setup(NAME, msg),
-    };
+    let _lock = ctx.single_instance("gmail watcher")?;
+    let sink = ctx.open_task_sink()?;
+    let state =
+        state::State::load(&ctx.vault().state_file("gmail.state")).map_err(WatcherError::Setup)?;
     let opts = Options {
         mailbox: args.mailbox.clone(),
         poll: args.poll,
@@ -139,50 +103,17 @@ pub fn run(args: Args) -> i32 {
         max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
     };
     let mut watcher = Watcher::new(cfg, opts, tls, tokens, sink, state);
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ai-employee watch {NAME}: failed to start the runtime: {e}");
-            return exit_codes::FAILURE;
-        }
-    };
+    let rt = ctx.runtime()?;
     rt.block_on(watch(&mut ctx, &mut watcher, args.reconnect_max))
 }
 
-/// SIGTERM and SIGINT as futures (the watcher's flag is also set by its own handler).
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn new() -> std::io::Result<Signals> {
-        Ok(Signals {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-        })
-    }
-
-    async fn recv(&mut self) {
-        tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
-        }
-    }
-}
-
 /// Connect, watch, and reconnect with capped exponential backoff until stopped.
-async fn watch(ctx: &mut WatcherCtx, w: &mut Watcher, reconnect_max: Duration) -> i32 {
-    let mut signals = match Signals::new() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("ai-employee watch {NAME}: failed to set up signal handling: {e}");
-            return exit_codes::FAILURE;
-        }
-    };
+async fn watch(
+    ctx: &mut WatcherCtx,
+    w: &mut Watcher,
+    reconnect_max: Duration,
+) -> Result<(), WatcherError> {
+    let mut signals = ctx.stop_signals();
     let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
     let first_retry = FIRST_RETRY.min(reconnect_max);
     let mut delay = first_retry;
@@ -208,11 +139,8 @@ async fn watch(ctx: &mut WatcherCtx, w: &mut Watcher, reconnect_max: Duration) -
             return stopped(w);
         };
         let reason = match failure {
-            Failure::Setup(msg) => return needs_setup(NAME, msg),
-            Failure::Vault(msg) => {
-                tracing::error!("{msg}");
-                return exit_codes::FAILURE;
-            }
+            Failure::Setup(msg) => return Err(WatcherError::Setup(msg)),
+            Failure::Vault(msg) => return Err(WatcherError::Failed(msg)),
             Failure::Transient(reason) => reason,
         };
         if w.connected.is_some() {
@@ -250,7 +178,7 @@ async fn watch(ctx: &mut WatcherCtx, w: &mut Watcher, reconnect_max: Duration) -
     }
 }
 
-fn stopped(w: &Watcher) -> i32 {
+fn stopped(w: &Watcher) -> Result<(), WatcherError> {
     tracing::info!("stopped: {} new tasks", w.written);
-    exit_codes::OK
+    Ok(())
 }

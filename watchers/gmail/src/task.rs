@@ -2,12 +2,33 @@
 //! the decoded text in a fenced block (so nothing in it — `---`, `#`, HTML — is read as
 //! Markdown structure or frontmatter).
 
-use ai_employee_vault::frontmatter;
+use ai_employee_vault::frontmatter::{self, Priority, Status, TaskFrontmatter};
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_norway::Mapping;
+use serde::{Deserialize, Serialize};
 
 use super::importance::{Reason, priority};
 use super::message::Email;
+
+/// The frontmatter of an email task (SPEC §1), after `type: email`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailTask {
+    pub status: Status,
+    pub priority: Priority,
+    /// RFC 3339 in UTC, whole seconds.
+    pub received: String,
+    pub from: String,
+    pub subject: String,
+    /// `<id@host>`, or empty when the message has none.
+    pub message_id: String,
+    /// Gmail's thread id (X-GM-THRID), else the thread's root message id, else empty.
+    pub thread_id: String,
+    pub uid: u32,
+    pub mailbox: String,
+}
+
+impl TaskFrontmatter for EmailTask {
+    const TYPE: &'static str = "email";
+}
 
 /// Where the message was found.
 pub struct Origin<'a> {
@@ -34,22 +55,17 @@ pub fn render(o: &Origin<'_>, e: &Email, reasons: &[Reason], received: DateTime<
         Some(t) => t.to_string(),
         None => e.thread_root.clone().unwrap_or_default(),
     };
-    let mut m = Mapping::new();
-    frontmatter::set(&mut m, "type", "email");
-    frontmatter::set(&mut m, "status", "pending");
-    frontmatter::set(&mut m, "priority", priority(reasons));
-    let when = received.to_rfc3339_opts(SecondsFormat::Secs, true);
-    frontmatter::set(&mut m, "received", when.as_str());
-    frontmatter::set(&mut m, "from", e.from.as_str());
-    frontmatter::set(&mut m, "subject", e.subject.as_str());
-    frontmatter::set(
-        &mut m,
-        "message_id",
-        e.message_id.as_deref().unwrap_or_default(),
-    );
-    frontmatter::set(&mut m, "thread_id", thread_id.as_str());
-    frontmatter::set(&mut m, "uid", u64::from(o.uid));
-    frontmatter::set(&mut m, "mailbox", o.mailbox);
+    let front = EmailTask {
+        status: Status::Pending,
+        priority: priority(reasons),
+        received: received.to_rfc3339_opts(SecondsFormat::Secs, true),
+        from: e.from.clone(),
+        subject: e.subject.clone(),
+        message_id: e.message_id.clone().unwrap_or_default(),
+        thread_id,
+        uid: o.uid,
+        mailbox: o.mailbox.to_string(),
+    };
 
     let why: Vec<String> = reasons.iter().map(Reason::describe).collect();
     let subject = if e.subject.is_empty() {
@@ -92,7 +108,7 @@ pub fn render(o: &Origin<'_>, e: &Email, reasons: &[Reason], received: DateTime<
             o.size
         ));
     }
-    frontmatter::render(&m, &body)
+    frontmatter::render_task(&front, &body)
 }
 
 fn longest_backtick_run(s: &str) -> usize {
@@ -178,5 +194,95 @@ mod tests {
         assert_eq!(get_str(&doc.front, "priority"), Some("normal"));
         assert_eq!(get_str(&doc.front, "message_id"), Some(""));
         assert!(doc.body.contains("shortened"));
+    }
+
+    #[test]
+    fn notes_read_back_as_their_typed_frontmatter() {
+        let e = Email {
+            from: "Ana <a@x>".into(),
+            subject: "2026-01-01".into(),
+            ..Email::default()
+        };
+        let o = Origin {
+            mailbox: "INBOX",
+            uid: 9,
+            gmail_thread: Some(5),
+            internal_date: None,
+            size: 1,
+            partial: false,
+        };
+        let when = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let text = render(&o, &e, &[Reason::Flagged], when);
+        let read = frontmatter::parse_task::<EmailTask>(&text).map(|(t, _)| t);
+        assert_eq!(
+            read,
+            Ok(EmailTask {
+                status: Status::Pending,
+                priority: Priority::High,
+                received: "2027-01-15T08:00:00Z".into(),
+                from: "Ana <a@x>".into(),
+                subject: "2026-01-01".into(),
+                message_id: String::new(),
+                thread_id: "5".into(),
+                uid: 9,
+                mailbox: "INBOX".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn notes_are_written_byte_for_byte() {
+        let e = Email {
+            from: "\"Doe, J\" <j@x>".into(),
+            subject: "yes".into(),
+            message_id: Some("<m@x>".into()),
+            text: "Pay `now`".into(),
+            text_cut: 3,
+            attachments: vec!["a.pdf".into(), "b.png".into()],
+            ..Email::default()
+        };
+        let o = Origin {
+            mailbox: "INBOX",
+            uid: 7,
+            gmail_thread: Some(12),
+            internal_date: DateTime::from_timestamp(1_795_000_000, 0),
+            size: 100,
+            partial: false,
+        };
+        let reasons = [Reason::Flagged, Reason::Keyword("pay".into())];
+        assert_eq!(
+            render(&o, &e, &reasons, received(&o, &e, Utc::now())),
+            "---\ntype: email\nstatus: pending\npriority: high\n\
+             received: '2026-11-18T11:06:40Z'\nfrom: '\"Doe, J\" <j@x>'\nsubject: 'yes'\n\
+             message_id: <m@x>\nthread_id: '12'\nuid: 7\nmailbox: INBOX\n---\n\
+             # Email: yes\n\n\
+             Important unread mail (flagged, mentions \"pay\"). It is still unread in the \
+             mailbox.\n\n\
+             - From: \"Doe, J\" <j@x>\n- Subject: yes\n- Received: 2026-11-18 11:06:40 UTC\n\
+             - Mailbox: INBOX (UID 7)\n- Attachments: a.pdf, b.png\n\n## Message\n\n\
+             ```text\nPay `now`\n```\n\n\
+             The text was shortened (9 of the message's 100 bytes shown here); the whole \
+             message is in the mailbox.\n"
+        );
+        let o = Origin {
+            mailbox: "Work/2026",
+            uid: 1,
+            gmail_thread: None,
+            internal_date: None,
+            size: 10,
+            partial: false,
+        };
+        let when = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        assert_eq!(
+            render(&o, &Email::default(), &[Reason::GmailImportant], when),
+            "---\ntype: email\nstatus: pending\npriority: normal\n\
+             received: '2027-01-15T08:00:00Z'\nfrom: ''\nsubject: ''\nmessage_id: ''\n\
+             thread_id: ''\nuid: 1\nmailbox: Work/2026\n---\n\
+             # Email: (no subject)\n\n\
+             Important unread mail (marked important by Gmail). It is still unread in the \
+             mailbox.\n\n\
+             - From: (unknown)\n- Subject: (no subject)\n- Received: 2027-01-15 08:00:00 UTC\n\
+             - Mailbox: Work/2026 (UID 1)\n\n## Message\n\n(no text)\n"
+        );
     }
 }

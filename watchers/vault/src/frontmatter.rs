@@ -10,6 +10,10 @@
 //! Values are written by a YAML serializer, so anything (a subject with `:`, a sender like
 //! `"Doe, J" <j@x>`) is quoted as needed and parses back to the same value.
 //!
+//! Task files have typed frontmatter: one struct per kind of task ([`TaskFrontmatter`]),
+//! whose fields are the keys in the order written after `type`, rendered by
+//! [`render_task`] and read back by [`parse_task`].
+//!
 //! [`render`] is the one place frontmatter is written. Readers differ in which plain
 //! scalars they type: YAML 1.1 readers (PyYAML, Ruby, many Obsidian plugins) read `yes`,
 //! `on`, `2026-01-01`, `0o17` … as booleans, dates and numbers; YAML 1.2 readers read
@@ -18,6 +22,8 @@
 //! ([`typed_when_plain`]), and writes floats in a form both read as numbers (`1.0e+20`,
 //! not `1e20`).
 
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_norway::value::TaggedValue;
 use serde_norway::{Mapping, Number, Value};
 
@@ -38,6 +44,96 @@ pub enum FrontmatterError {
     Yaml(String),
     #[error("frontmatter must be a mapping of keys to values, found {0}")]
     NotAMapping(&'static str),
+    #[error("not a {want} task: `type` is {found}")]
+    WrongType { want: &'static str, found: String },
+    #[error("frontmatter of a {kind} task: {error}")]
+    Fields { kind: &'static str, error: String },
+}
+
+/// The frontmatter of one kind of task: a struct whose fields are the keys, in the order
+/// they are written after `type`.
+pub trait TaskFrontmatter: Serialize {
+    /// The value of `type` (`file_drop`, `email` …).
+    const TYPE: &'static str;
+}
+
+/// The status a task is written with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pending,
+}
+
+/// A task's priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    High,
+    Normal,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::High => "high",
+            Priority::Normal => "normal",
+        }
+    }
+}
+
+impl PartialEq<&str> for Priority {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// A task file: `type: T::TYPE`, then the fields of `front`, then `body`, written by
+/// [`render`] (so every value reads back as written, in YAML 1.1 and 1.2 readers).
+pub fn render_task<T: TaskFrontmatter>(front: &T, body: &str) -> String {
+    render_fields(T::TYPE, serde_norway::to_value(front), body)
+}
+
+/// The part of [`render_task`] that is the same for every kind (compiled once).
+fn render_fields(kind: &str, fields: Result<Value, serde_norway::Error>, body: &str) -> String {
+    let mut m = Mapping::new();
+    set(&mut m, "type", kind);
+    match fields {
+        Ok(Value::Mapping(fields)) => m.extend(fields),
+        // A struct of strings, numbers, booleans, lists and unit enums always becomes a
+        // mapping (each kind's tests pin its bytes). Should one ever not, the task is
+        // still written, with its type and body, and the reason is logged.
+        Ok(other) => tracing::error!("the fields of a {kind} task are {}", self::kind(&other)),
+        Err(e) => tracing::error!("the fields of a {kind} task cannot be written: {e}"),
+    }
+    render(&m, body)
+}
+
+/// A task file read back: its typed frontmatter (whose `type` must be `T::TYPE`) and its
+/// body.
+pub fn parse_task<T: TaskFrontmatter + DeserializeOwned>(
+    text: &str,
+) -> Result<(T, String), FrontmatterError> {
+    let mut doc = parse(text)?;
+    match doc.front.remove("type") {
+        Some(Value::String(t)) if t == T::TYPE => {}
+        other => {
+            return Err(FrontmatterError::WrongType {
+                want: T::TYPE,
+                found: match other {
+                    Some(Value::String(t)) => format!("{t:?}"),
+                    Some(v) => kind(&v).to_string(),
+                    None => "missing".to_string(),
+                },
+            });
+        }
+    }
+    let front = serde_norway::from_value(Value::Mapping(doc.front)).map_err(|e| {
+        FrontmatterError::Fields {
+            kind: T::TYPE,
+            error: one_line(&e.to_string()),
+        }
+    })?;
+    Ok((front, doc.body))
 }
 
 /// Split and parse `text`. Accepts `\n` and `\r\n` line ends and a UTF-8 BOM.
@@ -643,6 +739,50 @@ mod tests {
         let text = render(&m, "");
         assert_eq!(parse(&text).map(|d| d.front), Ok(m), "{text}");
         assert!(text.contains("'yes': 'no'"), "{text}");
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Note {
+        status: Status,
+        priority: Priority,
+        title: String,
+        tags: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<u64>,
+    }
+
+    impl TaskFrontmatter for Note {
+        const TYPE: &'static str = "note";
+    }
+
+    #[test]
+    fn typed_tasks_render_and_read_back() {
+        let note = Note {
+            status: Status::Pending,
+            priority: Priority::High,
+            title: "no".into(),
+            tags: vec!["a: b".into()],
+            size: None,
+        };
+        let text = render_task(&note, "Body\n");
+        assert_eq!(
+            text,
+            "---\ntype: note\nstatus: pending\npriority: high\ntitle: 'no'\ntags:\n- 'a: b'\n---\nBody\n"
+        );
+        assert_eq!(parse_task::<Note>(&text), Ok((note, "Body\n".to_string())));
+        assert_eq!(
+            parse_task::<Note>("---\ntype: email\n---\n").err(),
+            Some(FrontmatterError::WrongType {
+                want: "note",
+                found: "\"email\"".into()
+            })
+        );
+        let e = parse_task::<Note>("---\ntype: note\nstatus: done\n---\n").err();
+        assert!(
+            matches!(&e, Some(FrontmatterError::Fields { kind: "note", error }) if error.contains("done")),
+            "{e:?}"
+        );
+        assert_eq!(Priority::Normal, "normal");
     }
 
     #[test]

@@ -5,19 +5,81 @@ use std::path::{Path, PathBuf};
 
 use super::nofollow::Dir;
 
-/// Folders every vault has (SPEC §1).
-pub const FOLDERS: &[&str] = &[
-    "Inbox",
-    "Needs_Action",
-    "Plans",
-    "Pending_Approval",
-    "Approved",
-    "Rejected",
-    "Done",
-    "Failed",
-    "Logs",
-    "credentials",
-];
+/// The vault's folders (SPEC §1). A `Folder` is also its path relative to the vault's
+/// root, for folder descriptors (`nofollow::Dir`); [`Vault::folder`] gives the full path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Folder {
+    Inbox,
+    NeedsAction,
+    Plans,
+    PendingApproval,
+    Approved,
+    Rejected,
+    Done,
+    Failed,
+    Logs,
+    Credentials,
+}
+
+impl Folder {
+    /// Every folder, in the order `init` creates them.
+    pub const ALL: [Folder; 10] = [
+        Folder::Inbox,
+        Folder::NeedsAction,
+        Folder::Plans,
+        Folder::PendingApproval,
+        Folder::Approved,
+        Folder::Rejected,
+        Folder::Done,
+        Folder::Failed,
+        Folder::Logs,
+        Folder::Credentials,
+    ];
+
+    /// Its name in the vault.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Folder::Inbox => "Inbox",
+            Folder::NeedsAction => "Needs_Action",
+            Folder::Plans => "Plans",
+            Folder::PendingApproval => "Pending_Approval",
+            Folder::Approved => "Approved",
+            Folder::Rejected => "Rejected",
+            Folder::Done => "Done",
+            Folder::Failed => "Failed",
+            Folder::Logs => "Logs",
+            Folder::Credentials => "credentials",
+        }
+    }
+
+    /// Whether the program reads or writes it. Such a folder may not be a symlink (see
+    /// `crate::nofollow`): `Logs/` (and the state folder) stop the supervisor, the others
+    /// stop the watcher that uses them (exit 78). The other folders (`Plans/` …) are the
+    /// user's.
+    pub const fn is_working(self) -> bool {
+        !matches!(
+            self,
+            Folder::Plans | Folder::PendingApproval | Folder::Rejected
+        )
+    }
+}
+
+impl AsRef<Path> for Folder {
+    fn as_ref(&self) -> &Path {
+        Path::new(self.name())
+    }
+}
+
+/// The names of [`Folder::ALL`]: the folders every vault has (SPEC §1).
+pub const FOLDERS: &[&str] = &{
+    let mut names = [""; Folder::ALL.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = Folder::ALL[i].name();
+        i += 1;
+    }
+    names
+};
 
 /// File name of the process table inside a vault.
 pub const VAULT_CONFIG_NAME: &str = "ai-employee.toml";
@@ -25,18 +87,8 @@ pub const VAULT_CONFIG_NAME: &str = "ai-employee.toml";
 /// Supervisor state (lock, child records, heartbeats, control socket), hidden from Obsidian.
 pub const STATE_DIR: &str = ".ai-employee";
 
-/// Folders the program reads or writes. None of them may be a symlink (see
-/// `crate::nofollow`): `Logs/` and the state folder stop the supervisor, the others stop
-/// the watcher that uses them (exit 78). The other folders (`Plans/` …) are the user's.
-pub const WORKING_FOLDERS: &[&str] = &[
-    "Inbox",
-    "Needs_Action",
-    "Approved",
-    "Done",
-    "Failed",
-    "Logs",
-    "credentials",
-];
+/// Heartbeat files, one per child, in the state folder.
+const HEARTBEAT_DIR: &str = "heartbeat";
 
 #[derive(Debug, Clone)]
 pub struct Vault {
@@ -51,8 +103,12 @@ impl Vault {
     pub fn root(&self) -> &Path {
         &self.root
     }
+    /// One of the vault's folders.
+    pub fn folder(&self, folder: Folder) -> PathBuf {
+        self.root.join(folder)
+    }
     pub fn logs_dir(&self) -> PathBuf {
-        self.root.join("Logs")
+        self.folder(Folder::Logs)
     }
     pub fn system_log(&self) -> PathBuf {
         self.logs_dir().join("system.log")
@@ -66,14 +122,23 @@ impl Vault {
     pub fn state_dir(&self) -> PathBuf {
         self.root.join(STATE_DIR)
     }
+    /// A file (or folder) of the state folder that one part of the program owns
+    /// (`gmail.state`, `filesystem.ledger` …).
+    pub fn state_file(&self, name: &str) -> PathBuf {
+        self.state_dir().join(name)
+    }
     pub fn lock_file(&self) -> PathBuf {
-        self.state_dir().join("supervisor.lock")
+        self.state_file("supervisor.lock")
+    }
+    /// The lock that keeps one instance of watcher `name` per vault.
+    pub fn watcher_lock(&self, name: &str) -> PathBuf {
+        self.state_file(&format!("{name}.lock"))
     }
     pub fn children_record(&self) -> PathBuf {
-        self.state_dir().join("children")
+        self.state_file("children")
     }
     pub fn heartbeat_dir(&self) -> PathBuf {
-        self.state_dir().join("heartbeat")
+        self.state_file(HEARTBEAT_DIR)
     }
     pub fn heartbeat(&self, name: &str) -> PathBuf {
         self.heartbeat_dir().join(name)
@@ -114,14 +179,14 @@ pub fn create_folders(vault: &Vault) -> io::Result<InitReport> {
         report.created.push(vault.root().to_path_buf());
     }
     let root = Dir::open(vault.root())?;
-    for f in FOLDERS {
+    for f in Folder::ALL {
         let existed = root.exists(f);
         match root.make_folder(f, false) {
-            Ok(_) if !existed => report.created.push(vault.root().join(f)),
+            Ok(_) if !existed => report.created.push(vault.folder(f)),
             Ok(_) => {}
-            Err(e) if e.is_symlink() && *f == "Logs" => return Err(e.into()),
+            Err(e) if e.is_symlink() && f == Folder::Logs => return Err(e.into()),
             Err(e) if e.is_symlink() => {
-                if WORKING_FOLDERS.contains(f) {
+                if f.is_working() {
                     report.refused.push(e.to_string());
                 }
             }
@@ -129,7 +194,7 @@ pub fn create_folders(vault: &Vault) -> io::Result<InitReport> {
         }
     }
     root.make_folder(STATE_DIR, true)?;
-    root.make_folder(Path::new(STATE_DIR).join("heartbeat"), true)?;
+    root.make_folder(Path::new(STATE_DIR).join(HEARTBEAT_DIR), true)?;
     Ok(report)
 }
 

@@ -20,7 +20,7 @@ pub mod credentials;
 pub mod dashboard;
 /// Exit codes (API for scripts and service managers).
 pub mod exit_codes;
-/// YAML frontmatter of task and approval files.
+/// YAML frontmatter of task and approval files; typed task frontmatter.
 pub mod frontmatter;
 /// The HTTP client set-up shared by webhooks, OAuth and the WhatsApp API.
 pub mod http;
@@ -52,7 +52,7 @@ pub mod tls;
 pub mod toml_fields;
 /// Durations ("500ms", "1m30s") and sizes ("10MiB"): parsing and formatting.
 pub mod units;
-/// What every watcher needs: heartbeat, SIGTERM, logging, exit 78.
+/// The one watcher start-up (`run_watcher`): vault, logging, signals, heartbeat, lock, exit codes.
 pub mod watcher;
 
 pub use layout::Vault;

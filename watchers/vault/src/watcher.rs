@@ -1,21 +1,99 @@
-//! What every watcher needs: its vault, a heartbeat, a SIGTERM flag, logging to stderr,
-//! and the one-line exit 78 for missing configuration.
+//! What every watcher needs, and its one start-up.
+//!
+//! [`run_watcher`] resolves the vault, sets up logging to stderr (which the supervisor
+//! writes to `Logs/<name>.log`), SIGTERM / SIGINT handling and the heartbeat, runs the
+//! watcher's own code with a [`WatcherCtx`], and turns how that ended into the exit code:
+//! 0 after a stop request, 78 when the setup is missing ([`WatcherError::Setup`]: the
+//! supervisor shows the watcher as needing setup and does not restart it).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
 use crate::cli::VaultArg;
 use crate::exit_codes;
-use crate::layout::{STATE_DIR, ensure_private_dir};
+use crate::layout::{Vault, ensure_private_dir};
 use crate::lock::{LockError, VaultLock};
 use crate::logs::system::{self, SystemLogOptions};
+use crate::tasks::TaskSink;
 
-/// Shared state of a running watcher.
+/// Run watcher `name` on the vault `vault` names: set up what every watcher needs, call
+/// `watch`, and return the exit code. `watch` returns when asked to stop (exit 0) or with
+/// the reason it cannot go on, which is said here in one line.
+pub fn run_watcher(
+    name: &'static str,
+    vault: &VaultArg,
+    watch: impl FnOnce(WatcherCtx) -> Result<(), WatcherError>,
+) -> i32 {
+    let ctx = match WatcherCtx::start(name, vault) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            eprintln!("ai-employee watch {name}: failed to set up signal handling: {e}");
+            return exit_codes::FAILURE;
+        }
+    };
+    match watch(ctx) {
+        Ok(()) => exit_codes::OK,
+        Err(e) => e.report(name),
+    }
+}
+
+/// Why a watcher stopped other than by a stop request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WatcherError {
+    /// It cannot run until its setup is fixed (missing credentials, a vault folder that
+    /// is a symlink …): one line on stderr, exit 78.
+    #[error("{0}")]
+    Setup(String),
+    /// Starting failed for another reason: one line on stderr, exit `code`.
+    #[error("{message}")]
+    Start { code: i32, message: String },
+    /// A failure while running: logged as an error, exit 1.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A credentials file the watcher needs is missing, unreadable or invalid: it needs setup.
+impl From<crate::credentials::LoadError> for WatcherError {
+    fn from(e: crate::credentials::LoadError) -> WatcherError {
+        WatcherError::Setup(e.to_string())
+    }
+}
+
+impl WatcherError {
+    /// Starting failed: `failed to {what}: {error}`, exit 1.
+    pub fn failed_to(what: &str, error: impl std::fmt::Display) -> WatcherError {
+        WatcherError::Start {
+            code: exit_codes::FAILURE,
+            message: format!("failed to {what}: {error}"),
+        }
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            WatcherError::Setup(_) => exit_codes::CONFIG,
+            WatcherError::Start { code, .. } => *code,
+            WatcherError::Failed(_) => exit_codes::FAILURE,
+        }
+    }
+
+    /// Say it (stderr, or the log while running) and return the exit code.
+    fn report(&self, name: &str) -> i32 {
+        match self {
+            WatcherError::Failed(msg) => tracing::error!("{msg}"),
+            _ => eprintln!("ai-employee watch {name}: {self}"),
+        }
+        self.exit_code()
+    }
+}
+
+/// What a running watcher has: its name and vault, the stop request, the heartbeat.
 pub struct WatcherCtx {
-    pub name: &'static str,
-    pub vault: PathBuf,
+    name: &'static str,
+    vault: Vault,
     stop: Arc<AtomicBool>,
     heartbeat: Option<PathBuf>,
     last_beat: Option<Instant>,
@@ -28,7 +106,7 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 impl WatcherCtx {
     /// Set up logging (stderr, which the supervisor writes to `Logs/<name>.log`), SIGTERM
     /// and SIGINT handling, and the heartbeat from `$AI_EMPLOYEE_HEARTBEAT`.
-    pub fn start(name: &'static str, vault: &VaultArg) -> std::io::Result<WatcherCtx> {
+    fn start(name: &'static str, vault: &VaultArg) -> std::io::Result<WatcherCtx> {
         system::install(SystemLogOptions {
             file: None,
             console: true,
@@ -42,13 +120,22 @@ impl WatcherCtx {
         let heartbeat = std::env::var_os("AI_EMPLOYEE_HEARTBEAT").map(PathBuf::from);
         let mut ctx = WatcherCtx {
             name,
-            vault: crate::cli::resolve_vault(vault),
+            vault: Vault::new(crate::cli::resolve_vault(vault)),
             stop,
             heartbeat,
             last_beat: None,
         };
         ctx.beat();
         Ok(ctx)
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The vault (an absolute path).
+    pub fn vault(&self) -> &Vault {
+        &self.vault
     }
 
     /// True once SIGTERM or SIGINT arrived: finish the current item and return.
@@ -61,6 +148,22 @@ impl WatcherCtx {
         self.stop.clone()
     }
 
+    /// SIGTERM and SIGINT as a future, for a watcher on a runtime.
+    pub fn stop_signals(&self) -> StopSignals {
+        StopSignals {
+            flag: self.stop_flag(),
+            streams: None,
+        }
+    }
+
+    /// The runtime of a watcher that waits on the network (one thread).
+    pub fn runtime(&self) -> Result<tokio::runtime::Runtime, WatcherError> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| WatcherError::failed_to("start the runtime", e))
+    }
+
     /// Touch the heartbeat file if the last beat is older than [`HEARTBEAT_EVERY`]. Cheap
     /// to call often.
     pub fn beat(&mut self) {
@@ -71,48 +174,99 @@ impl WatcherCtx {
             return;
         }
         if let Some(p) = &self.heartbeat {
-            touch(&self.vault, p);
+            touch(self.vault.root(), p);
         }
         self.last_beat = Some(Instant::now());
     }
 
-    pub fn path(&self, rel: &str) -> PathBuf {
-        self.vault.join(rel)
+    /// The exclusive lock on `<vault>/.ai-employee/<name>.lock` (the state folder must
+    /// exist), held until the guard drops and released by the kernel however the process
+    /// ends. [`WatcherCtx::single_instance`] is the usual way to take it.
+    pub fn lock(&self) -> Result<VaultLock, LockError> {
+        VaultLock::acquire(&self.vault.watcher_lock(self.name))
     }
 
-    /// One watcher of this kind per vault (two would both take every message): an
-    /// exclusive lock on `<vault>/.ai-employee/<name>.lock`, held until the guard drops
-    /// and released by the kernel however the process ends. Take it before touching the
-    /// watcher's state. `what` names the watcher in the message ("WhatsApp watcher").
-    /// Err: the exit code, after one line on stderr (75 when another one holds it).
-    pub fn single_instance(&self, what: &str) -> Result<VaultLock, i32> {
-        let name = self.name;
-        let state = self.vault.join(STATE_DIR);
+    /// One watcher of this kind per vault (two would both take every message): the
+    /// [`WatcherCtx::lock`], creating the state folder first. Take it before touching
+    /// the watcher's state. `what` names the watcher in the message ("WhatsApp watcher");
+    /// exit 75 when another one holds it.
+    pub fn single_instance(&self, what: &str) -> Result<VaultLock, WatcherError> {
+        let start = |code, message| WatcherError::Start { code, message };
+        let state = self.vault.state_dir();
         if let Err(e) = ensure_private_dir(&state) {
             if crate::nofollow::is_symlink_error(&e) {
-                return Err(needs_setup(name, e));
+                return Err(WatcherError::Setup(e.to_string()));
             }
-            eprintln!(
-                "ai-employee watch {name}: cannot create {}: {e}",
-                state.display()
-            );
-            return Err(exit_codes::CANT_CREATE);
+            let message = format!("cannot create {}: {e}", state.display());
+            return Err(start(exit_codes::CANT_CREATE, message));
         }
-        match VaultLock::acquire(&state.join(format!("{name}.lock"))) {
-            Ok(lock) => Ok(lock),
-            Err(LockError::HeldBy { pid, .. }) => {
-                eprintln!(
-                    "ai-employee watch {name}: another {what} (pid {pid}) is running on this vault"
-                );
-                Err(exit_codes::LOCKED)
+        self.lock().map_err(|e| match e {
+            LockError::HeldBy { pid, .. } => start(
+                exit_codes::LOCKED,
+                format!("another {what} (pid {pid}) is running on this vault"),
+            ),
+            LockError::Held { .. } => start(
+                exit_codes::LOCKED,
+                format!("another {what} is running on this vault"),
+            ),
+            e => start(exit_codes::FAILURE, e.to_string()),
+        })
+    }
+
+    /// Open the watcher's exactly-once task sink ([`TaskSink::open`]; take the
+    /// [`WatcherCtx::single_instance`] lock first: its recovery must never run beside
+    /// another instance's writes), and log each task a crash left unpublished and that is
+    /// published now. Exit 78 when the vault's folders cannot be opened.
+    pub fn open_task_sink(&self) -> Result<TaskSink, WatcherError> {
+        let root = self.vault.root();
+        let (sink, recovered) = TaskSink::open(root, self.name).map_err(|e| {
+            let root = root.display();
+            WatcherError::Setup(format!("cannot open the task folders in {root}: {e}"))
+        })?;
+        for name in recovered {
+            tracing::info!("published {name} (interrupted by the last stop)");
+        }
+        Ok(sink)
+    }
+}
+
+/// SIGTERM or SIGINT as a future ([`WatcherCtx::stop_signals`]).
+pub struct StopSignals {
+    flag: Arc<AtomicBool>,
+    /// Created at the first wait, inside the runtime; `Some(None)`: they could not be.
+    streams: Option<Option<(Signal, Signal)>>,
+}
+
+impl StopSignals {
+    /// Wait for SIGTERM or SIGINT, or return at once if one came before (also before the
+    /// runtime started: the flag [`run_watcher`] set up says so). Cancel-safe.
+    pub async fn recv(&mut self) {
+        let StopSignals { flag, streams } = self;
+        let streams = streams.get_or_insert_with(|| {
+            match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(term), Ok(int)) => Some((term, int)),
+                _ => None,
             }
-            Err(LockError::Held { .. }) => {
-                eprintln!("ai-employee watch {name}: another {what} is running on this vault");
-                Err(exit_codes::LOCKED)
+        });
+        if flag.load(Ordering::Relaxed) {
+            return;
+        }
+        match streams {
+            Some((term, int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
-            Err(e) => {
-                eprintln!("ai-employee watch {name}: {e}");
-                Err(exit_codes::FAILURE)
+            None => {
+                // No signal streams: watch the flag instead.
+                let mut every = tokio::time::interval(Duration::from_millis(200));
+                while !flag.load(Ordering::Relaxed) {
+                    every.tick().await;
+                }
             }
         }
     }
@@ -143,13 +297,6 @@ pub fn parse_max_body(s: &str) -> Result<u64, String> {
     Ok(n)
 }
 
-/// Print the one-line reason a watcher cannot run and return 78 (the supervisor shows the
-/// watcher as needing setup and does not restart it).
-pub fn needs_setup(name: &str, msg: impl std::fmt::Display) -> i32 {
-    eprintln!("ai-employee watch {name}: {msg}");
-    exit_codes::CONFIG
-}
-
 /// A file-watching error in words: notify's own text appends the paths in Rust notation
 /// (`… about ["/v/Inbox"]`); the caller names the folder itself.
 pub fn notify_error_text(e: &notify::Error) -> String {
@@ -168,8 +315,58 @@ pub fn notify_error_text(e: &notify::Error) -> String {
 }
 
 #[cfg(test)]
-mod notify_error_tests {
-    use super::notify_error_text;
+mod tests {
+    use super::*;
+
+    #[test]
+    fn how_a_watcher_ended_is_its_exit_code() {
+        let setup = WatcherError::Setup("no credentials".into());
+        assert_eq!(
+            (setup.exit_code(), setup.to_string()),
+            (78, "no credentials".into())
+        );
+        let start = WatcherError::failed_to("start the runtime", "no threads");
+        assert_eq!(
+            (start.exit_code(), start.to_string()),
+            (1, "failed to start the runtime: no threads".into())
+        );
+        let locked = WatcherError::Start {
+            code: exit_codes::LOCKED,
+            message: "another one".into(),
+        };
+        assert_eq!(locked.exit_code(), 75);
+        assert_eq!(WatcherError::Failed("disk".into()).exit_code(), 1);
+    }
+
+    #[test]
+    fn stop_signals_see_a_signal_from_before_and_one_during_the_wait() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let flag = Arc::new(AtomicBool::new(true));
+        let mut signals = StopSignals {
+            flag: Arc::clone(&flag),
+            streams: None,
+        };
+        let limit = Duration::from_secs(10);
+        // A stop requested before the wait (the flag the handlers set).
+        let waited = rt.block_on(async { tokio::time::timeout(limit, signals.recv()).await });
+        assert!(waited.is_ok(), "the flag was set");
+        // The streams exist now; a signal that comes next ends the wait.
+        flag.store(false, Ordering::Relaxed);
+        assert!(matches!(signals.streams, Some(Some(_))));
+        nix::sys::signal::raise(nix::sys::signal::Signal::SIGINT).expect("raise");
+        let waited = rt.block_on(async { tokio::time::timeout(limit, signals.recv()).await });
+        assert!(waited.is_ok(), "SIGINT ended the wait");
+    }
+
+    #[test]
+    fn max_body_is_1kib_to_64mib() {
+        assert_eq!(parse_max_body("1MiB"), Ok(1 << 20));
+        assert!(parse_max_body("10").is_err());
+        assert!(parse_max_body("1GiB").is_err());
+    }
 
     #[test]
     fn notify_errors_without_rust_notation() {

@@ -20,13 +20,10 @@ mod writer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ai_employee_vault::cli::VaultArg;
-use ai_employee_vault::exit_codes;
-use ai_employee_vault::tasks::TaskSink;
-use ai_employee_vault::watcher::{HEARTBEAT_EVERY, WatcherCtx, needs_setup};
+use ai_employee_vault::watcher::{HEARTBEAT_EVERY, WatcherCtx, WatcherError, run_watcher};
 use clap::Args as ClapArgs;
 
 use self::keywords::{DEFAULT_HIGH_KEYWORDS, DEFAULT_KEYWORDS, Keywords};
@@ -118,74 +115,30 @@ fn keyword_list(given: &[String], default: &[&str], flag: &str) -> Result<Keywor
 }
 
 pub fn run(args: Args) -> i32 {
-    let ctx = match WatcherCtx::start(NAME, &args.vault) {
-        Ok(ctx) => ctx,
-        Err(e) => {
-            eprintln!("ai-employee watch {NAME}: failed to set up signal handling: {e}");
-            return exit_codes::FAILURE;
-        }
-    };
-    let secrets = match credentials::load(&ctx.vault) {
-        Ok(s) => s,
-        Err(msg) => return needs_setup(NAME, msg),
-    };
-    let (keywords, high) = match (
-        keyword_list(&args.keywords, DEFAULT_KEYWORDS, "keyword"),
-        keyword_list(&args.high_keywords, DEFAULT_HIGH_KEYWORDS, "high-keyword"),
-    ) {
+    run_watcher(NAME, &args.vault, |ctx| serve(ctx, &args))
+}
+
+/// The start-up checks (exit 78), the lock, then serve until stopped.
+fn serve(mut ctx: WatcherCtx, args: &Args) -> Result<(), WatcherError> {
+    let secrets = credentials::load(ctx.vault().root())?;
+    let keywords = keyword_list(&args.keywords, DEFAULT_KEYWORDS, "keyword");
+    let high = keyword_list(&args.high_keywords, DEFAULT_HIGH_KEYWORDS, "high-keyword");
+    let (keywords, high) = match (keywords, high) {
         (Ok(k), Ok(h)) => (k, h),
-        (Err(e), _) | (_, Err(e)) => return needs_setup(NAME, e),
+        (Err(e), _) | (_, Err(e)) => return Err(WatcherError::Setup(e)),
     };
     // One watcher per vault: two would share the ledger of seen message ids.
-    let _lock = match ctx.single_instance("WhatsApp watcher") {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    let sink = match TaskSink::open(&ctx.vault, NAME) {
-        Ok((sink, recovered)) => {
-            for name in recovered {
-                tracing::info!("published {name} (interrupted by the last stop)");
-            }
-            sink
-        }
-        Err(e) => {
-            return needs_setup(
-                NAME,
-                format!("cannot open the task store in {}: {e}", ctx.vault.display()),
-            );
-        }
-    };
+    let _lock = ctx.single_instance("WhatsApp watcher")?;
+    let sink = ctx.open_task_sink()?;
     let remembered = sink.remembered();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ai-employee watch {NAME}: failed to start the runtime: {e}");
-            return exit_codes::FAILURE;
-        }
-    };
-    let listener = match runtime.block_on(tokio::net::TcpListener::bind(args.listen)) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!(
-                "ai-employee watch {NAME}: failed to listen on {}: {e}",
-                args.listen
-            );
-            return exit_codes::FAILURE;
-        }
-    };
-    let stop = ctx.stop_flag();
-    let vault = ctx.vault.clone();
-    let mut ctx = ctx;
-    let writer = match Writer::start(vault, sink, move || ctx.beat()) {
-        Ok(w) => w,
-        Err(e) => {
-            eprintln!("ai-employee watch {NAME}: failed to start the task writer: {e}");
-            return exit_codes::FAILURE;
-        }
-    };
+    let runtime = ctx.runtime()?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(args.listen))
+        .map_err(|e| WatcherError::failed_to(&format!("listen on {}", args.listen), e))?;
+    let mut signals = ctx.stop_signals();
+    let vault = ctx.vault().root().to_path_buf();
+    let writer = Writer::start(vault, sink, move || ctx.beat())
+        .map_err(|e| WatcherError::failed_to("start the task writer", e))?;
     let local = listener.local_addr().unwrap_or(args.listen);
     let limits = conns::Limits {
         header_timeout: args.header_timeout,
@@ -241,45 +194,18 @@ pub fn run(args: Args) -> i32 {
                 beats.beat();
             }
         });
-        conns::serve(listener, router, shared, wait_for_stop(stop)).await;
+        conns::serve(listener, router, shared, signals.recv()).await;
         heart.abort();
     });
     // Nothing sends any more: write what is queued, then stop.
     writer.stop();
     drop(runtime);
     tracing::info!("stopped");
-    exit_codes::OK
-}
-
-/// SIGTERM or SIGINT (also one that arrived before the runtime started).
-async fn wait_for_stop(flag: Arc<AtomicBool>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    if flag.load(Ordering::Relaxed) {
-        return;
-    }
-    match (term, int) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            // No signal streams: fall back to watching the flag the watcher set up.
-            let mut every = tokio::time::interval(Duration::from_millis(200));
-            while !flag.load(Ordering::Relaxed) {
-                every.tick().await;
-            }
-        }
-    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use ai_employee_vault::watcher::parse_max_body;
-
     use super::*;
 
     #[test]
@@ -289,9 +215,6 @@ mod tests {
         assert!(parse_path("webhook").is_err());
         assert!(parse_path("/{id}").is_err());
         assert!(parse_path("/a?b").is_err());
-        assert_eq!(parse_max_body("1MiB"), Ok(1 << 20));
-        assert!(parse_max_body("10").is_err());
-        assert!(parse_max_body("1GiB").is_err());
         assert!(keyword_list(&[], DEFAULT_KEYWORDS, "keyword").is_ok());
         assert_eq!(
             keyword_list(&["!".to_string()], DEFAULT_KEYWORDS, "keyword").err(),

@@ -7,28 +7,35 @@
 //! a link, `[[wiki links]]` or HTML shows as the sender typed it and cannot change the
 //! structure of the file around it.
 
-use ai_employee_vault::frontmatter;
+use ai_employee_vault::frontmatter::{self, Status, TaskFrontmatter};
 use ai_employee_vault::tasks::NewTask;
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_norway::{Mapping, Value};
+use serde::{Deserialize, Serialize};
 
 use super::payload::TextMessage;
 
 pub const PREFIX: &str = "WHATSAPP";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Priority {
-    High,
-    Normal,
+pub use ai_employee_vault::frontmatter::Priority;
+
+/// The frontmatter of a WhatsApp task (SPEC §1), after `type: whatsapp`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhatsAppTask {
+    pub status: Status,
+    pub priority: Priority,
+    /// RFC 3339 in UTC, whole seconds.
+    pub received: String,
+    /// The sender's number (digits, no `+`).
+    pub from: String,
+    /// The sender's profile name, or empty.
+    pub contact_name: String,
+    /// The keywords the message matched.
+    pub keywords: Vec<String>,
+    pub message_id: String,
 }
 
-impl Priority {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::High => "high",
-            Priority::Normal => "normal",
-        }
-    }
+impl TaskFrontmatter for WhatsAppTask {
+    const TYPE: &'static str = "whatsapp";
 }
 
 /// The task for `m`, keyed by its message id. `received` is the message's own timestamp,
@@ -60,24 +67,15 @@ pub fn render(
     priority: Priority,
     received: DateTime<Utc>,
 ) -> String {
-    let received_text = received.to_rfc3339_opts(SecondsFormat::Secs, true);
-    let mut f = Mapping::new();
-    frontmatter::set(&mut f, "type", "whatsapp");
-    frontmatter::set(&mut f, "status", "pending");
-    frontmatter::set(&mut f, "priority", priority.as_str());
-    frontmatter::set(&mut f, "received", received_text.as_str());
-    frontmatter::set(&mut f, "from", m.from.as_str());
-    frontmatter::set(
-        &mut f,
-        "contact_name",
-        m.contact_name.as_deref().unwrap_or_default(),
-    );
-    frontmatter::set(
-        &mut f,
-        "keywords",
-        Value::Sequence(keywords.iter().map(|k| Value::from(k.as_str())).collect()),
-    );
-    frontmatter::set(&mut f, "message_id", m.id.as_str());
+    let front = WhatsAppTask {
+        status: Status::Pending,
+        priority,
+        received: received.to_rfc3339_opts(SecondsFormat::Secs, true),
+        from: m.from.clone(),
+        contact_name: m.contact_name.clone().unwrap_or_default(),
+        keywords: keywords.to_vec(),
+        message_id: m.id.clone(),
+    };
 
     let sender = match (&m.contact_name, m.from.is_empty()) {
         (Some(n), false) => format!("{} (+{})", inline(n), inline(&m.from)),
@@ -102,7 +100,7 @@ pub fn render(
         when = received.format("%Y-%m-%d %H:%M:%S UTC"),
         id = inline(&m.id),
     );
-    frontmatter::render(&f, &body)
+    frontmatter::render_task(&front, &body)
 }
 
 /// The message as a Markdown block quote that renders as typed.
@@ -318,5 +316,59 @@ mod tests {
         assert_eq!(t.title, "message");
         assert_eq!(t.when, arrived);
         assert!(t.text.contains("from an unknown sender"));
+    }
+
+    #[test]
+    fn notes_read_back_as_their_typed_frontmatter() {
+        let m = message("help", None);
+        let t = build(&m, &["help".into()], Priority::Normal, Utc::now());
+        let read = frontmatter::parse_task::<WhatsAppTask>(&t.text).map(|(t, _)| t);
+        assert_eq!(
+            read,
+            Ok(WhatsAppTask {
+                status: Status::Pending,
+                priority: Priority::Normal,
+                received: "2026-11-18T11:06:40Z".into(),
+                from: "15551234567".into(),
+                contact_name: String::new(),
+                keywords: vec!["help".into()],
+                message_id: m.id.clone(),
+            })
+        );
+    }
+
+    #[test]
+    fn notes_are_written_byte_for_byte() {
+        let mut m = message("urgent: pay\n- now", Some("on"));
+        m.id = "wamid.X==".into();
+        let kw = [
+            "urgent".to_string(),
+            "pay: now".to_string(),
+            "no".to_string(),
+        ];
+        assert_eq!(
+            build(&m, &kw, Priority::High, Utc::now()).text,
+            "---\ntype: whatsapp\nstatus: pending\npriority: high\n\
+             received: '2026-11-18T11:06:40Z'\nfrom: '15551234567'\ncontact_name: 'on'\n\
+             keywords:\n- urgent\n- 'pay: now'\n- 'no'\nmessage_id: wamid.X==\n---\n\
+             # WhatsApp message from on (+15551234567)\n\n\
+             Matched keywords: urgent, pay: now, no. Priority: high.\n\n\
+             > urgent: pay\n> \\- now\n\n\
+             - From: on (+15551234567)\n- Received: 2026-11-18 11:06:40 UTC\n\
+             - Message ID: wamid.X\\=\\=\n"
+        );
+        let mut anon = message("", None);
+        anon.id.clear();
+        anon.from.clear();
+        let when = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        assert_eq!(
+            render(&anon, &[], Priority::Normal, when),
+            "---\ntype: whatsapp\nstatus: pending\npriority: normal\n\
+             received: '2027-01-15T08:00:00Z'\nfrom: ''\ncontact_name: ''\nkeywords: []\n\
+             message_id: ''\n---\n\
+             # WhatsApp message from an unknown sender\n\n\
+             Matched keywords: . Priority: normal.\n\n>\n\n\
+             - From: an unknown sender\n- Received: 2027-01-15 08:00:00 UTC\n- Message ID: \n"
+        );
     }
 }
