@@ -152,3 +152,65 @@ pub fn record_payment(
     let (dir, name) = nofollow::folder_of(&vault.join(task_rel))?;
     dir.create_new(&name, frontmatter::render(&front, &body).as_bytes(), 0o600)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payment(amount: &str, currency: Option<&str>) -> Payment {
+        Payment {
+            amount: amount.to_string(),
+            currency: currency.map(str::to_string),
+            recipient: "ACME: Ltd".to_string(),
+            reason: "yes".to_string(),
+        }
+    }
+
+    fn written(p: &Payment) -> String {
+        let vault = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(vault.path().join("Needs_Action")).expect("mkdir");
+        let rel = payment_task("20260107-103100", &p.recipient, "abcdef123456");
+        assert_eq!(
+            rel,
+            "Needs_Action/PAYMENT_20260107-103100_acme-ltd_abcdef.md"
+        );
+        let wrote = record_payment(
+            vault.path(),
+            &rel,
+            "APPROVAL_pay.md",
+            "0123abcd",
+            "human",
+            "2026-01-07T10:31:00Z",
+            p,
+        )
+        .expect("written");
+        assert!(wrote);
+        // A second write finds it there and leaves it.
+        assert!(!record_payment(vault.path(), &rel, "x.md", "0", "h", "t", p).expect("looked"));
+        std::fs::read_to_string(vault.path().join(&rel)).expect("read")
+    }
+
+    #[test]
+    fn the_payment_task_is_written_byte_for_byte() {
+        assert_eq!(
+            written(&payment("120.50", Some("EUR"))),
+            "---\ntype: payment\nstatus: pending\npriority: high\n\
+             received: '2026-01-07T10:31:00Z'\namount: 120.5\ncurrency: EUR\n\
+             recipient: 'ACME: Ltd'\nreason: 'yes'\napproved_by: human\n\
+             approval_file: APPROVAL_pay.md\napproval_sha256: 0123abcd\n---\n\
+             # Manual payment needed\n\nApproved: pay **120.50 EUR** to **ACME: Ltd** for: \
+             yes\n\nai-employee never pays anything itself. Make the payment, then move this \
+             file to Done/.\n"
+        );
+        assert_eq!(
+            written(&payment("1234567.0123456789", None)),
+            "---\ntype: payment\nstatus: pending\npriority: high\n\
+             received: '2026-01-07T10:31:00Z'\namount: '1234567.0123456789'\n\
+             recipient: 'ACME: Ltd'\nreason: 'yes'\napproved_by: human\n\
+             approval_file: APPROVAL_pay.md\napproval_sha256: 0123abcd\n---\n\
+             # Manual payment needed\n\nApproved: pay **1234567.0123456789** to **ACME: Ltd** \
+             for: yes\n\nai-employee never pays anything itself. Make the payment, then move \
+             this file to Done/.\n"
+        );
+    }
+}
