@@ -6,8 +6,10 @@ use std::io;
 use std::path::Path;
 
 use ai_employee_vault::frontmatter;
+use ai_employee_vault::frontmatter::{Priority, Status, TaskFrontmatter};
 use ai_employee_vault::nofollow::{self, Dir};
-use serde_norway::Mapping;
+use serde::{Deserialize, Serialize};
+use serde_norway::Value;
 
 use super::{Action, Attempt, Context, Found, Plan, Refused};
 use crate::Outcome;
@@ -15,6 +17,29 @@ use crate::outcome::results;
 use crate::request::Payment;
 
 pub const NAME: &str = "payment";
+
+/// The frontmatter of a manual payment task, after `type: payment`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentTask {
+    pub status: Status,
+    pub priority: Priority,
+    /// When the approval was carried out, RFC 3339.
+    pub received: String,
+    /// A number when that keeps every digit, else the text ([`frontmatter::decimal`]).
+    pub amount: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    pub recipient: String,
+    pub reason: String,
+    pub approved_by: String,
+    /// The approval's file name and SHA-256.
+    pub approval_file: String,
+    pub approval_sha256: String,
+}
+
+impl TaskFrontmatter for PaymentTask {
+    const TYPE: &'static str = "payment";
+}
 
 /// `payment`: the task for a human, named when it is prepared.
 pub struct Task {
@@ -125,20 +150,18 @@ pub fn record_payment(
     at: &str,
     p: &Payment,
 ) -> io::Result<bool> {
-    let mut front = Mapping::new();
-    frontmatter::set(&mut front, "type", "payment");
-    frontmatter::set(&mut front, "status", "pending");
-    frontmatter::set(&mut front, "priority", "high");
-    frontmatter::set(&mut front, "received", at);
-    frontmatter::set(&mut front, "amount", frontmatter::decimal(&p.amount));
-    if let Some(c) = &p.currency {
-        frontmatter::set(&mut front, "currency", c.as_str());
-    }
-    frontmatter::set(&mut front, "recipient", p.recipient.as_str());
-    frontmatter::set(&mut front, "reason", p.reason.as_str());
-    frontmatter::set(&mut front, "approved_by", approved_by);
-    frontmatter::set(&mut front, "approval_file", file);
-    frontmatter::set(&mut front, "approval_sha256", sha);
+    let front = PaymentTask {
+        status: Status::Pending,
+        priority: Priority::High,
+        received: at.to_string(),
+        amount: frontmatter::decimal(&p.amount),
+        currency: p.currency.clone(),
+        recipient: p.recipient.clone(),
+        reason: p.reason.clone(),
+        approved_by: approved_by.to_string(),
+        approval_file: file.to_string(),
+        approval_sha256: sha.to_string(),
+    };
     let amount = match &p.currency {
         Some(c) => format!("{} {c}", p.amount),
         None => p.amount.clone(),
@@ -150,7 +173,11 @@ pub fn record_payment(
         p.recipient, p.reason
     );
     let (dir, name) = nofollow::folder_of(&vault.join(task_rel))?;
-    dir.create_new(&name, frontmatter::render(&front, &body).as_bytes(), 0o600)
+    dir.create_new(
+        &name,
+        frontmatter::render_task(&front, &body).as_bytes(),
+        0o600,
+    )
 }
 
 #[cfg(test)]
@@ -212,5 +239,17 @@ mod tests {
              for: yes\n\nai-employee never pays anything itself. Make the payment, then move \
              this file to Done/.\n"
         );
+    }
+
+    #[test]
+    fn the_payment_task_reads_back_as_written() {
+        let p = payment("120.50", Some("EUR"));
+        let (front, body) =
+            frontmatter::parse_task::<PaymentTask>(&written(&p)).expect("a payment task");
+        assert_eq!(front.amount, frontmatter::decimal("120.50"));
+        assert_eq!(front.currency.as_deref(), Some("EUR"));
+        assert_eq!(front.reason, "yes");
+        assert_eq!(front.priority, Priority::High);
+        assert!(body.starts_with("# Manual payment needed\n"));
     }
 }
