@@ -19,6 +19,7 @@ use ai_employee_vault::nofollow::{self, Dir, Kind};
 use chrono::Utc;
 use serde_json::json;
 
+use super::actions::Outcome;
 use super::actions::{Actions, Catalog, Context};
 use super::audit::{Audit, Entry, Subject};
 use super::credentials::Credentials;
@@ -28,7 +29,7 @@ use super::outcome::{self, Decision, Folder, results, time_text};
 use super::reading::{Fingerprint, ReadError, read_approval};
 use super::request::{self, Request};
 use super::retry::{AfterTransient, RetryPolicy};
-use super::{Outcome, identity_tag, redact, sha256_hex};
+use super::util::{identity_tag, redact, sha256_hex};
 
 /// How long an external call may go on after SIGTERM before the handler exits anyway
 /// (leaving the intent open: the next start reports the outcome as unknown).

@@ -78,7 +78,7 @@ impl Request {
                 "subject": e.subject.trim(),
                 "text": text(&e.body),
                 "attachments": e.attachments.iter().map(|a| json!([
-                    a.rel, super::sha256_hex(&a.bytes)
+                    a.rel, super::util::sha256_hex(&a.bytes)
                 ])).collect::<Vec<_>>(),
             }),
             Action::Whatsapp(w) => json!({
@@ -98,7 +98,7 @@ impl Request {
                 "reason": text(&p.reason),
             }),
         };
-        super::sha256_hex(canonical.to_string().as_bytes())
+        super::util::sha256_hex(canonical.to_string().as_bytes())
     }
 }
 

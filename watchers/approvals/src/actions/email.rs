@@ -29,8 +29,8 @@ use lettre::transport::smtp::client::{Certificate, SmtpConnection, TlsParameters
 use lettre::transport::smtp::commands::{Auth, Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 
+use super::Outcome;
 use super::{Action, Context, Creds, Plan, Refused, rehearsal};
-use crate::Outcome;
 use crate::credentials::{OauthLogin, SMTP_FILE, SmtpConfig, TlsMode};
 use crate::outcome::results;
 use crate::request::Email;

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::Outcome;
 use super::{Action, Catalog, Context, Found, Plan, Refused};
-use crate::Outcome;
 use crate::outcome::results;
 use crate::request::Request;
 

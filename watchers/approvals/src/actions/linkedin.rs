@@ -7,8 +7,8 @@ use std::path::Path;
 
 use ai_employee_vault::nofollow::{Dir, How};
 
+use super::Outcome;
 use super::{Action, Attempt, Context, Found, Plan, Refused};
-use crate::Outcome;
 use crate::outcome::results;
 use crate::request::Linkedin;
 

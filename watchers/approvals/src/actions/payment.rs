@@ -11,8 +11,8 @@ use ai_employee_vault::nofollow::{self, Dir};
 use serde::{Deserialize, Serialize};
 use serde_norway::Value;
 
+use super::Outcome;
 use super::{Action, Attempt, Context, Found, Plan, Refused};
-use crate::Outcome;
 use crate::outcome::results;
 use crate::request::Payment;
 
