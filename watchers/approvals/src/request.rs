@@ -10,6 +10,7 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 
 use ai_employee_vault::frontmatter::{self, Document};
+use ai_employee_vault::layout::{Folder, STATE_DIR};
 use chrono::{DateTime, Utc};
 use lettre::message::{Mailbox, Mailboxes};
 use serde_norway::{Mapping, Value};
@@ -567,7 +568,7 @@ fn attachment_bytes(
         return Err(Unattachable::LinkOutside);
     };
     if let Some(Component::Normal(first)) = inside.components().next()
-        && (first == "credentials" || first == ai_employee_vault::layout::STATE_DIR)
+        && (first == Folder::Credentials.name() || first == STATE_DIR)
     {
         return Err(Unattachable::Private(first.to_string_lossy().into_owned()));
     }

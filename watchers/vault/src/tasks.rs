@@ -28,7 +28,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use crate::layout::STATE_DIR;
+use crate::layout::{Folder, STATE_DIR};
 use crate::nofollow::{Dir, How};
 use crate::task_ledger::{SeenLedger, staged_names};
 
@@ -71,7 +71,7 @@ impl TaskSink {
         let root = Dir::open(vault)?;
         let state = root.make_folder(STATE_DIR, true)?;
         let staging = state.make_folder(format!("staging-{watcher}"), true)?;
-        let needs_action = root.make_folder("Needs_Action", false)?;
+        let needs_action = root.make_folder(Folder::NeedsAction, false)?;
         let staged = staged_names(&staging)?;
         let opened = SeenLedger::open(&state, watcher, &staged)?;
         let mut sink = TaskSink {

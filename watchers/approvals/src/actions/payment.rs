@@ -7,6 +7,7 @@ use std::path::Path;
 
 use ai_employee_vault::frontmatter;
 use ai_employee_vault::frontmatter::{Priority, Status, TaskFrontmatter};
+use ai_employee_vault::layout::Folder;
 use ai_employee_vault::nofollow::{self, Dir};
 use serde::{Deserialize, Serialize};
 use serde_norway::Value;
@@ -136,7 +137,7 @@ pub fn payment_task(stamp: &str, recipient: &str, tag: &str) -> String {
         slug
     };
     let short: String = tag.chars().take(6).collect();
-    format!("Needs_Action/PAYMENT_{stamp}_{slug}_{short}.md")
+    Folder::NeedsAction.rel(&format!("PAYMENT_{stamp}_{slug}_{short}.md"))
 }
 
 /// Write the payment task (atomically, never over an existing file). Returns false if it
