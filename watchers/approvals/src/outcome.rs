@@ -8,7 +8,7 @@ use std::path::Path;
 use ai_employee_vault::atomic::FileId;
 use ai_employee_vault::frontmatter;
 use ai_employee_vault::layout::Folder;
-use ai_employee_vault::nofollow::{self, Dir};
+use ai_employee_vault::nofollow::{self, Dir, Replace};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_norway::{Mapping, Value};
@@ -366,7 +366,7 @@ pub fn park_unreadable(vault: &Path, name: &str, error: &str, at: &str) -> io::R
     let (failed, note) = split(vault, &note_rel)?;
     failed.create_new(&note, frontmatter::render(&front, &body).as_bytes(), 0o600)?;
     // The file is moved as it is: a symlink as a link, never followed.
-    match approved.rename(name, &failed, &original_name) {
+    match approved.rename(name, &failed, &original_name, Replace::Yes) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),

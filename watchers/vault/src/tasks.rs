@@ -29,7 +29,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 
 use crate::layout::{Folder, STATE_DIR};
-use crate::nofollow::{Dir, How};
+use crate::nofollow::{Dir, How, Replace};
 use crate::task_ledger::{SeenLedger, staged_names};
 
 /// Longest slug kept in a file name (bytes).
@@ -187,7 +187,7 @@ impl TaskSink {
         for n in 1..=MAX_ALTERNATIVES {
             match self
                 .staging
-                .rename_noreplace(staged, &self.needs_action, &name)
+                .rename(staged, &self.needs_action, &name, Replace::No)
             {
                 Ok(()) => return Ok(name),
                 Err(e) if e.kind() == io::ErrorKind::NotFound && !self.staging.exists(staged) => {
