@@ -173,7 +173,7 @@ impl Action {
                     .join(", ")
             }
             Action::Whatsapp(w) => format!("+{}", w.to),
-            Action::Linkedin(_) => "LINKEDIN_QUEUE.md".to_string(),
+            Action::Linkedin(_) => super::actions::linkedin::QUEUE_FILE.to_string(),
             Action::Payment(p) => p.recipient.clone(),
         }
     }

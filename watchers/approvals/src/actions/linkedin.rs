@@ -50,13 +50,13 @@ impl Action for Post {
         match queue_post(&a.vault, &a.tag, &a.file, &a.at, &self.post) {
             Ok(fresh) => Outcome::Success {
                 detail: if fresh {
-                    "appended to LINKEDIN_QUEUE.md".into()
+                    format!("appended to {QUEUE_FILE}")
                 } else {
-                    "already in LINKEDIN_QUEUE.md".into()
+                    format!("already in {QUEUE_FILE}")
                 },
                 fields: vec![],
             },
-            Err(e) => Outcome::Transient(format!("cannot append to LINKEDIN_QUEUE.md: {e}")),
+            Err(e) => Outcome::Transient(format!("cannot append to {QUEUE_FILE}: {e}")),
         }
     }
 
