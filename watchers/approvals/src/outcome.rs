@@ -396,6 +396,15 @@ mod tests {
     }
 
     #[test]
+    fn destinations_are_recorded_by_their_folder_names() {
+        for d in [Destination::Done, Destination::Failed] {
+            let json = serde_json::to_string(&d).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", d.folder().name()));
+            assert_eq!(serde_json::from_str::<Destination>(&json).ok(), Some(d));
+        }
+    }
+
+    #[test]
     fn done_keeps_the_frontmatter_and_body_and_adds_the_result() {
         let dir = tempfile::tempdir().expect("tempdir");
         let original =
