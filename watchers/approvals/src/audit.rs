@@ -108,7 +108,7 @@ impl Audit {
         if let (Some(err), Some(map)) = (&e.error, obj.as_object_mut()) {
             map.insert("error".to_string(), Value::String(err.clone()));
         }
-        let mut line = super::redact(&obj.to_string(), secrets);
+        let mut line = super::util::redact(&obj.to_string(), secrets);
         line.push('\n');
         let path = self.path_for(now);
         // Neither `Logs/` nor the day's file is written through a symlink.

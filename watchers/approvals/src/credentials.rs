@@ -14,13 +14,16 @@ pub use ai_employee_vault::credentials::Secret;
 use ai_employee_vault::credentials::{
     Fields, MAIL_SERVER_KEYS, host_of, is_loopback, warn_if_open,
 };
+use ai_employee_vault::layout::Folder;
 use ai_employee_vault::oauth::TokenSource;
 use ai_employee_vault::tls::CaFile;
 use ai_employee_vault::toml_fields::{Diagnostics, Recorded};
 use lettre::message::Mailbox;
 use toml_edit::Value;
 
+/// `Folder::Credentials.rel("smtp.toml")`, as a constant.
 pub const SMTP_FILE: &str = "credentials/smtp.toml";
+/// `Folder::Credentials.rel("whatsapp.toml")`, as a constant.
 pub const WHATSAPP_FILE: &str = "credentials/whatsapp.toml";
 pub const DEFAULT_WHATSAPP_BASE_URL: &str = "https://graph.facebook.com/v21.0";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -63,8 +66,8 @@ impl OauthLogin {
     /// The token file of this login in `vault`.
     pub fn source(&self, vault: &Path) -> TokenSource {
         TokenSource::new(
-            vault.join("credentials").join(&self.token_file),
-            format!("credentials/{}", self.token_file),
+            vault.join(Folder::Credentials).join(&self.token_file),
+            Folder::Credentials.rel(&self.token_file),
         )
     }
 }
@@ -503,6 +506,12 @@ fn whatsapp_base_url(f: &mut Fields<'_>) -> Result<String, Recorded> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_credentials_files_are_in_the_credentials_folder() {
+        assert_eq!(SMTP_FILE, Folder::Credentials.rel("smtp.toml"));
+        assert_eq!(WHATSAPP_FILE, Folder::Credentials.rel("whatsapp.toml"));
+    }
 
     /// Each case's text is refused with exactly its message.
     fn assert_errors<T: std::fmt::Debug>(

@@ -14,21 +14,22 @@ use std::time::{Duration, Instant};
 
 use ai_employee_vault::atomic::FileId;
 use ai_employee_vault::frontmatter;
-use ai_employee_vault::layout::Vault;
+use ai_employee_vault::layout::{Folder, Vault};
 use ai_employee_vault::nofollow::{self, Dir, Kind};
 use chrono::Utc;
 use serde_json::json;
 
+use super::actions::Outcome;
 use super::actions::{Actions, Catalog, Context};
 use super::audit::{Audit, Entry, Subject};
 use super::credentials::Credentials;
 use super::dashboard_rows::DashboardRows;
 use super::ledger::{Key, Ledger, LedgerError, Record, State};
-use super::outcome::{self, Decision, Folder, results, time_text};
+use super::outcome::{self, Decision, Destination, results, time_text};
 use super::reading::{Fingerprint, ReadError, read_approval};
 use super::request::{self, Request};
 use super::retry::{AfterTransient, RetryPolicy};
-use super::{Outcome, identity_tag, redact, sha256_hex};
+use super::util::{identity_tag, redact, sha256_hex};
 
 /// How long an external call may go on after SIGTERM before the handler exits anyway
 /// (leaving the intent open: the next start reports the outcome as unknown).
@@ -123,7 +124,7 @@ impl Item<'_> {
     fn decision(
         &self,
         vault: &Path,
-        folder: Folder,
+        folder: Destination,
         result: &str,
         error: Option<String>,
         fields: Vec<(String, String)>,
@@ -146,7 +147,7 @@ fn content_of(text: &str, vault: &Path) -> Option<String> {
 /// The refusal of a duplicate of `prev`.
 fn duplicate_error(req: &Request, prev: &super::ledger::Executed) -> String {
     let what = if prev.dest.is_empty() {
-        format!("Approved/{}", prev.file)
+        Folder::Approved.rel(&prev.file)
     } else {
         prev.dest.clone()
     };
@@ -267,7 +268,8 @@ impl Handler {
     /// audit line; an attempt whose outcome is unknown also gets a Dashboard row.
     pub fn close_unfinished(&mut self) {
         for ((name, sha), state) in self.ledger.unfinished() {
-            let same = nofollow::open_folder(&self.vault.join("Approved"))
+            let same = self
+                .approved()
                 .ok()
                 .and_then(|d| d.read(&name, None).ok())
                 .is_some_and(|b| sha256_hex(&b) == sha);
@@ -281,7 +283,8 @@ impl Handler {
                 } => {
                     let error = format!(
                         "outcome unknown — check before re-approving: the handler stopped during \
-                         attempt {attempt} and Approved/{name} has since been moved or changed"
+                         attempt {attempt} and {} has since been moved or changed",
+                        Folder::Approved.rel(&name)
                     );
                     tracing::warn!("{name}: {error}");
                     self.audit_line(
@@ -320,11 +323,12 @@ impl Handler {
 
     /// Handle `Approved/<name>`.
     pub fn process(&mut self, name: &str) -> Step {
+        let rel = Folder::Approved.rel(name);
         // Neither Approved/ nor the file is ever reached through a symlink.
-        let approved = match nofollow::open_folder(&self.vault.join("Approved")) {
+        let approved = match self.approved() {
             Ok(d) => d,
             Err(e) => {
-                tracing::warn!("cannot look at Approved/{name}: {e}");
+                tracing::warn!("cannot look at {rel}: {e}");
                 return Step::Deferred;
             }
         };
@@ -332,12 +336,12 @@ impl Handler {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Step::Finished,
             Err(e) => {
-                tracing::warn!("cannot look at Approved/{name}: {e}");
+                tracing::warn!("cannot look at {rel}: {e}");
                 return Step::Deferred;
             }
         };
         if meta.is_dir() {
-            tracing::debug!("Approved/{name} is a folder; ignored");
+            tracing::debug!("{rel} is a folder; ignored");
             return Step::Finished;
         }
         if meta.kind == Kind::Symlink {
@@ -364,14 +368,14 @@ impl Handler {
             Err(ReadError::Writing) => {
                 if self.writing.insert(name.to_string()) {
                     tracing::info!(
-                        "Approved/{name} is open for writing in another process; it is read \
+                        "{rel} is open for writing in another process; it is read \
                          once closed"
                     );
                 }
                 return Step::Later(WRITER_RECHECK);
             }
             Err(ReadError::Unsettled(wait)) => {
-                tracing::debug!("Approved/{name} changed recently; looking again in {wait:?}");
+                tracing::debug!("{rel} changed recently; looking again in {wait:?}");
                 return Step::Later(wait);
             }
             Err(ReadError::Symlink) => {
@@ -383,7 +387,7 @@ impl Handler {
             Err(ReadError::TooLarge(n)) => return self.park(name, &too_large(n)),
             Err(ReadError::NotRegular) => return self.park(name, "is not a regular file"),
             Err(ReadError::Io(e)) => {
-                tracing::warn!("cannot read Approved/{name}: {e}");
+                tracing::warn!("cannot read {rel}: {e}");
                 return Step::Deferred;
             }
         };
@@ -407,7 +411,7 @@ impl Handler {
             && c.sha != sha
         {
             let error = format!(
-                "Approved/{name} was changed after its action had started: the version carried \
+                "{rel} was changed after its action had started: the version carried \
                  out is {}; this version was not carried out (move it back to Approved/ to \
                  approve it)",
                 c.dest
@@ -721,7 +725,7 @@ impl Handler {
             Outcome::Success { detail, mut fields } => {
                 fields.extend(extra);
                 tracing::info!("{}: {result}: {detail}", item.name);
-                let d = item.decision(&self.vault, Folder::Done, result, None, fields);
+                let d = item.decision(&self.vault, Destination::Done, result, None, fields);
                 if !self.decide(item, &d) {
                     return Step::Deferred;
                 }
@@ -794,7 +798,7 @@ impl Handler {
         tracing::warn!("{}: {result}: {error}", item.name);
         let d = item.decision(
             &self.vault,
-            Folder::Failed,
+            Destination::Failed,
             result,
             Some(error.clone()),
             fields,
@@ -825,7 +829,7 @@ impl Handler {
         tracing::warn!("{}: {}: {error}", item.name, results::REFUSED);
         let d = item.decision(
             &self.vault,
-            Folder::Failed,
+            Destination::Failed,
             results::REFUSED,
             Some(error.clone()),
             vec![],
@@ -853,9 +857,14 @@ impl Handler {
         }
     }
 
+    /// `Approved/`, opened without following a symlink.
+    fn approved(&self) -> Result<Dir, nofollow::FolderError> {
+        nofollow::open_folder(&self.vault.join(Folder::Approved))
+    }
+
     /// Whether `Approved/<name>` is still exactly the file that was read.
     fn unchanged(&self, item: &Item) -> bool {
-        nofollow::open_folder(&self.vault.join("Approved"))
+        self.approved()
             .ok()
             .and_then(|approved| approved.stat(item.name).ok())
             .is_some_and(|s| Fingerprint::of(s) == item.snap)
@@ -924,7 +933,7 @@ impl Handler {
     /// A file that cannot be read as an approval: moved aside with a note.
     fn park(&mut self, name: &str, why: &str) -> Step {
         let at = time_text(Utc::now());
-        let error = format!("Approved/{name} {why}");
+        let error = format!("{} {why}", Folder::Approved.rel(name));
         tracing::warn!("refused: {error}");
         match outcome::park_unreadable(&self.vault, name, &error, &at) {
             Ok(note) => {

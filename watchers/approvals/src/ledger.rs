@@ -33,6 +33,7 @@ use std::rc::Rc;
 
 use ai_employee_vault::atomic::FileId;
 use ai_employee_vault::journal::{Journal, json_line};
+use ai_employee_vault::layout::Folder;
 use ai_employee_vault::nofollow;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -181,6 +182,15 @@ struct Remembered {
     /// One of [`results::ONCE`]; `None` when unknown.
     result: Option<&'static str>,
     content: Option<ContentId>,
+}
+
+impl Remembered {
+    /// The vault-relative destination of `file`.
+    fn dest(&self, file: &str) -> String {
+        self.dest
+            .as_deref()
+            .map_or_else(|| Folder::Done.rel(file), str::to_string)
+    }
 }
 
 /// A record's time: seconds since the epoch, or (from a hand-made ledger) the text.
@@ -366,10 +376,7 @@ impl Ledger {
         }
         let r = self.finished.get(key)?;
         Some(State::Finished {
-            dest: match &r.dest {
-                Some(d) => d.to_string(),
-                None => format!("Done/{}", key.0),
-            },
+            dest: r.dest(&key.0),
             at: r.at.text(),
             result: r.result.map(str::to_string),
             content: r.content.as_ref().map(content_text),
@@ -408,13 +415,9 @@ impl Ledger {
                 decision.result.clone(),
                 At::parse(&decision.at),
             )),
-            (None, Some(r)) => r.result.map(|result| {
-                let dest = match &r.dest {
-                    Some(d) => d.to_string(),
-                    None => format!("Done/{}", key.0),
-                };
-                (dest, result.to_string(), r.at.clone())
-            }),
+            (None, Some(r)) => r
+                .result
+                .map(|result| (r.dest(&key.0), result.to_string(), r.at.clone())),
             _ => None,
         };
         let (dest, result, at) = found?;
@@ -574,10 +577,7 @@ impl Ledger {
                             Record::Done {
                                 file: key.0.clone(),
                                 sha256: key.1.clone(),
-                                dest: match &r.dest {
-                                    Some(d) => d.to_string(),
-                                    None => format!("Done/{}", key.0),
-                                },
+                                dest: r.dest(&key.0),
                                 at: r.at.text(),
                                 result: Some(r.result.unwrap_or(UNKNOWN_RESULT).to_string()),
                                 content: r.content.as_ref().map(content_text),
@@ -703,7 +703,7 @@ impl Ledger {
                 {
                     self.by_content.insert(c, key.clone());
                 }
-                let dest = (dest != format!("Done/{}", key.0)).then(|| dest.into_boxed_str());
+                let dest = (dest != Folder::Done.rel(&key.0)).then(|| dest.into_boxed_str());
                 self.finished.insert(
                     key,
                     Remembered {
@@ -755,7 +755,7 @@ fn recent(at: &str, now: DateTime<Utc>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::outcome::{Decision, Folder};
+    use super::super::outcome::{Decision, Destination};
     use super::*;
 
     fn intent(file: &str, attempt: u32) -> Record {
@@ -772,7 +772,7 @@ mod tests {
 
     fn decision() -> Decision {
         Decision {
-            folder: Folder::Done,
+            folder: Destination::Done,
             dest: "Done/x.md".into(),
             result: "sent".into(),
             error: None,

@@ -11,7 +11,8 @@
 //! | `ledger.rs` | the fsynced intent/outcome ledger (exactly once across crashes, what was carried out in the last 7 days), compacted |
 //! | `outcome.rs` | the decision and the idempotent move to `Done/` or `Failed/` |
 //! | `retry.rs` | capped exponential backoff (pure) |
-//! | `actions/` | the four actions behind one trait (`prepare` → `perform` → `result`), one module each: `email.rs` (SMTP), `whatsapp.rs` (Cloud API), `linkedin.rs` (the queue), `payment.rs` (a task for a human) |
+//! | `util.rs` | SHA-256 in hex, the identity tag of an approval, secrets redacted |
+//! | `actions/` | the four actions behind one trait (`prepare` → `perform` → `result`) and their `Outcome`, one module each: `email.rs` (SMTP), `whatsapp.rs` (Cloud API), `linkedin.rs` (the queue), `payment.rs` (a task for a human) |
 //! | `credentials.rs` | `credentials/smtp.toml`, `credentials/whatsapp.toml` |
 //! | `audit.rs`, `dashboard_rows.rs` | `Logs/YYYY-MM-DD.json` (and what it says about an approval), Dashboard rows |
 
@@ -26,6 +27,7 @@ mod outcome;
 mod reading;
 pub mod request;
 mod retry;
+mod util;
 
 use std::time::{Duration, Instant};
 
@@ -37,7 +39,6 @@ use ai_employee_vault::nofollow::Dir;
 use ai_employee_vault::units::{parse_flag_duration, parse_positive_duration};
 use ai_employee_vault::watcher::{WatcherCtx, WatcherError, run_watcher};
 use clap::Args as ClapArgs;
-use sha2::{Digest, Sha256};
 
 use handler::{Handler, Options, Step};
 
@@ -95,78 +96,6 @@ pub struct Args {
     /// How often Approved/ is listed in full, besides OS file events
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_positive_duration)]
     pub rescan: Duration,
-}
-
-/// The result of one external or local call.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// Carried out. `fields` are added to the file's frontmatter.
-    Success {
-        detail: String,
-        fields: Vec<(String, String)>,
-    },
-    /// Failed without effect; may be tried again.
-    Transient(String),
-    /// Refused by the other side, without effect; not retried.
-    Permanent(String),
-    /// May or may not have had an effect; never retried.
-    Unknown(String),
-}
-
-impl Outcome {
-    fn redacted(self, secrets: &[String]) -> Outcome {
-        match self {
-            Outcome::Success { detail, fields } => Outcome::Success {
-                detail: redact(&detail, secrets),
-                fields: fields
-                    .into_iter()
-                    .map(|(k, v)| (k, redact(&v, secrets)))
-                    .collect(),
-            },
-            Outcome::Transient(e) => Outcome::Transient(redact(&e, secrets)),
-            Outcome::Permanent(e) => Outcome::Permanent(redact(&e, secrets)),
-            Outcome::Unknown(e) => Outcome::Unknown(redact(&e, secrets)),
-        }
-    }
-}
-
-/// Lowercase hex SHA-256.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(bytes);
-    let mut s = String::with_capacity(64);
-    for b in digest.iter() {
-        s.push(HEX[usize::from(b >> 4)] as char);
-        s.push(HEX[usize::from(b & 15)] as char);
-    }
-    s
-}
-
-/// A short stable name for an approval identity (file name + content hash), used in the
-/// Message-ID, the LinkedIn queue marker and the payment task's name.
-pub fn identity_tag(name: &str, sha: &str) -> String {
-    let mut input = Vec::with_capacity(name.len() + 1 + sha.len());
-    input.extend_from_slice(name.as_bytes());
-    input.push(0);
-    input.extend_from_slice(sha.as_bytes());
-    sha256_hex(&input)[..20].to_string()
-}
-
-/// Replace every secret (and its JSON-escaped form) in `text`.
-pub fn redact(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_string();
-    for s in secrets {
-        if s.chars().count() < 4 {
-            continue;
-        }
-        out = out.replace(s.as_str(), "[redacted]");
-        let escaped = serde_json::to_string(s).unwrap_or_default();
-        let escaped = escaped.trim_matches('"');
-        if escaped != s {
-            out = out.replace(escaped, "[redacted]");
-        }
-    }
-    out
 }
 
 pub fn run(args: Args) -> i32 {
@@ -326,28 +255,4 @@ fn report_actions(handler: &Handler, actions: &[(&'static str, credentials::Acti
     );
     tracing::warn!("actions enabled: {}; {not}", enabled.join(", "));
     handler.setup_row(Some(not));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sha_and_tags() {
-        assert_eq!(
-            sha256_hex(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-        assert_eq!(identity_tag("a.md", "x").len(), 20);
-        assert_ne!(identity_tag("a.md", "x"), identity_tag("b.md", "x"));
-    }
-
-    #[test]
-    fn redaction_covers_plain_and_json_escaped_secrets() {
-        let secrets = vec!["pa\"ss-word".to_string(), "abc".to_string()];
-        assert_eq!(
-            redact("x pa\"ss-word y pa\\\"ss-word abc", &secrets),
-            "x [redacted] y [redacted] abc"
-        );
-    }
 }

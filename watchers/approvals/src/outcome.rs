@@ -7,24 +7,27 @@ use std::path::Path;
 
 use ai_employee_vault::atomic::FileId;
 use ai_employee_vault::frontmatter;
-use ai_employee_vault::nofollow::{self, Dir};
+use ai_employee_vault::layout::Folder;
+use ai_employee_vault::nofollow::{self, Dir, Replace};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_norway::{Mapping, Value};
 
-use super::sha256_hex;
+use super::util::sha256_hex;
 
+/// Where an approval ends: one of two vault folders. Recorded in the ledger's decisions
+/// (as `"Done"` or `"Failed"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Folder {
+pub enum Destination {
     Done,
     Failed,
 }
 
-impl Folder {
-    pub fn dir(self) -> &'static str {
+impl Destination {
+    pub fn folder(self) -> Folder {
         match self {
-            Folder::Done => "Done",
-            Folder::Failed => "Failed",
+            Destination::Done => Folder::Done,
+            Destination::Failed => Folder::Failed,
         }
     }
 }
@@ -56,7 +59,7 @@ pub mod results {
 /// What happens to one approval file, decided before it is moved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
-    pub folder: Folder,
+    pub folder: Destination,
     /// Vault-relative destination, e.g. `Done/APPROVAL_x.md`.
     pub dest: String,
     pub result: String,
@@ -81,7 +84,7 @@ impl Decision {
         vault: &Path,
         name: &str,
         original: &str,
-        folder: Folder,
+        folder: Destination,
         result: &str,
         error: Option<String>,
         at: String,
@@ -90,7 +93,7 @@ impl Decision {
         let prefix = frontmatter::parse(original).is_err();
         let mut d = Decision {
             folder,
-            dest: free_name(vault, folder.dir(), name),
+            dest: free_name(vault, folder.folder(), name),
             result: result.to_string(),
             error,
             at,
@@ -213,14 +216,14 @@ fn render_rewritten(original: &str, d: &Decision) -> String {
 
 fn add_fields(front: &mut Mapping, d: &Decision) {
     let status = match d.folder {
-        Folder::Done => "done",
-        Folder::Failed => "failed",
+        Destination::Done => "done",
+        Destination::Failed => "failed",
     };
     frontmatter::set(front, "status", status);
     frontmatter::set(front, "result", d.result.as_str());
     match d.folder {
-        Folder::Done => frontmatter::set(front, "executed_at", d.at.as_str()),
-        Folder::Failed => frontmatter::set(front, "failed_at", d.at.as_str()),
+        Destination::Done => frontmatter::set(front, "executed_at", d.at.as_str()),
+        Destination::Failed => frontmatter::set(front, "failed_at", d.at.as_str()),
     }
     if let Some(e) = &d.error {
         frontmatter::set(front, "error", e.as_str());
@@ -231,15 +234,20 @@ fn add_fields(front: &mut Mapping, d: &Decision) {
 }
 
 /// `Folder/name`, or `Folder/stem-2.ext`, `-3` … if taken.
-pub fn free_name(vault: &Path, folder: &str, name: &str) -> String {
+pub fn free_name(vault: &Path, folder: Folder, name: &str) -> String {
+    folder.rel(&free_file_name(vault, folder, name))
+}
+
+/// `name`, or `stem-2.ext`, `-3` … if taken in `folder`.
+fn free_file_name(vault: &Path, folder: Folder, name: &str) -> String {
     // A folder that cannot be opened (or is a symlink): the name is as good as any, the
     // write into it fails and says why.
     let Ok(dir) = nofollow::open_folder(&vault.join(folder)) else {
-        return format!("{folder}/{name}");
+        return name.to_string();
     };
     let exists = |n: &str| dir.exists(n);
     if !exists(name) {
-        return format!("{folder}/{name}");
+        return name.to_string();
     }
     let (stem, ext) = match name.rfind('.') {
         Some(i) if i > 0 => (&name[..i], &name[i..]),
@@ -249,7 +257,7 @@ pub fn free_name(vault: &Path, folder: &str, name: &str) -> String {
     loop {
         let candidate = format!("{stem}-{n}{ext}");
         if !exists(&candidate) || n == u32::MAX {
-            return format!("{folder}/{candidate}");
+            return candidate;
         }
         n += 1;
     }
@@ -279,7 +287,7 @@ pub fn finish(
     let text_sha = sha256_hex(text.as_bytes());
     // Opened first: nothing but the removal stands between the destination appearing and
     // the source going.
-    let approved = nofollow::open_folder(&vault.join("Approved"))?;
+    let approved = nofollow::open_folder(&vault.join(Folder::Approved))?;
     let mut dest = d.dest.clone();
     for _ in 0..1000 {
         let (dir, file) = split(vault, &dest)?;
@@ -293,7 +301,7 @@ pub fn finish(
         {
             break;
         }
-        dest = free_name(vault, d.folder.dir(), name);
+        dest = free_name(vault, d.folder.folder(), name);
     }
     let left = remove_if_same(&approved, name, sha, id)?;
     Ok((dest, left))
@@ -338,17 +346,10 @@ pub fn remove_if_same(dir: &Dir, name: &str, sha: &str, id: FileId) -> io::Resul
 /// next to it as `Failed/<stem>.original` (a symlink is moved as a link, never followed).
 /// Returns the note's vault-relative path.
 pub fn park_unreadable(vault: &Path, name: &str, error: &str, at: &str) -> io::Result<String> {
-    let note_rel = free_name(vault, "Failed", name);
-    let stem = note_rel
-        .strip_prefix("Failed/")
-        .unwrap_or(&note_rel)
-        .trim_end_matches(".md")
-        .to_string();
-    let original_rel = free_name(vault, "Failed", &format!("{stem}.original"));
-    let original_name = original_rel
-        .strip_prefix("Failed/")
-        .unwrap_or(&original_rel)
-        .to_string();
+    let note_name = free_file_name(vault, Folder::Failed, name);
+    let note_rel = Folder::Failed.rel(&note_name);
+    let stem = note_name.trim_end_matches(".md");
+    let original_name = free_file_name(vault, Folder::Failed, &format!("{stem}.original"));
     let mut front = Mapping::new();
     frontmatter::set(&mut front, "type", "approval_request");
     frontmatter::set(&mut front, "status", "failed");
@@ -357,14 +358,15 @@ pub fn park_unreadable(vault: &Path, name: &str, error: &str, at: &str) -> io::R
     frontmatter::set(&mut front, "error", error);
     frontmatter::set(&mut front, "original", original_name.as_str());
     let body = format!(
-        "`Approved/{name}` could not be read as an approval. It was moved, unchanged, next \
-         to this note as `{original_name}`.\n"
+        "`{}` could not be read as an approval. It was moved, unchanged, next to this \
+         note as `{original_name}`.\n",
+        Folder::Approved.rel(name)
     );
-    let approved = nofollow::open_folder(&vault.join("Approved"))?;
+    let approved = nofollow::open_folder(&vault.join(Folder::Approved))?;
     let (failed, note) = split(vault, &note_rel)?;
     failed.create_new(&note, frontmatter::render(&front, &body).as_bytes(), 0o600)?;
     // The file is moved as it is: a symlink as a link, never followed.
-    match approved.rename(name, &failed, &original_name) {
+    match approved.rename(name, &failed, &original_name, Replace::Yes) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
@@ -380,7 +382,7 @@ mod tests {
 
     use super::*;
 
-    fn decision(vault: &Path, original: &str, folder: Folder) -> Decision {
+    fn decision(vault: &Path, original: &str, folder: Destination) -> Decision {
         Decision::new(
             vault,
             "a.md",
@@ -394,11 +396,20 @@ mod tests {
     }
 
     #[test]
+    fn destinations_are_recorded_by_their_folder_names() {
+        for d in [Destination::Done, Destination::Failed] {
+            let json = serde_json::to_string(&d).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", d.folder().name()));
+            assert_eq!(serde_json::from_str::<Destination>(&json).ok(), Some(d));
+        }
+    }
+
+    #[test]
     fn done_keeps_the_frontmatter_and_body_and_adds_the_result() {
         let dir = tempfile::tempdir().expect("tempdir");
         let original =
             "---\ntype: approval_request\naction: send_email\nstatus: pending\n---\nHello\n";
-        let d = decision(dir.path(), original, Folder::Done);
+        let d = decision(dir.path(), original, Destination::Done);
         let text = render(original, &d);
         let doc = frontmatter::parse(&text).expect("parses");
         assert_eq!(frontmatter::get_str(&doc.front, "status"), Some("done"));
@@ -420,7 +431,7 @@ mod tests {
     fn the_original_text_is_kept_byte_for_byte_around_the_added_lines() {
         let dir = tempfile::tempdir().expect("tempdir");
         let original = "---\ntype: approval_request   # kept\naction: send_email\nstatus: pending\nto: 'a@b.c'\nresult: failed\nerror: |\n  an old\n  error\n# a comment\nmessage_id: <old@y>\n---\nHello\n";
-        let d = decision(dir.path(), original, Folder::Done);
+        let d = decision(dir.path(), original, Destination::Done);
         let text = render(original, &d);
         assert_eq!(
             text,
@@ -428,7 +439,7 @@ mod tests {
         );
         // CRLF stays CRLF; a BOM stays.
         let crlf = "\u{feff}---\r\ntype: approval_request\r\n---\r\nHi\r\n";
-        let text = render(crlf, &decision(dir.path(), crlf, Folder::Done));
+        let text = render(crlf, &decision(dir.path(), crlf, Destination::Done));
         assert!(
             text.starts_with("\u{feff}---\r\ntype: approval_request\r\nstatus: done\r\n"),
             "{text:?}"
@@ -436,7 +447,7 @@ mod tests {
         assert!(text.ends_with("---\r\nHi\r\n"), "{text:?}");
         // A frontmatter whose lines cannot be edited (a flow mapping) is rewritten.
         let flow = "---\n{type: approval_request, status: pending}\n---\nHi\n";
-        let d = decision(dir.path(), flow, Folder::Done);
+        let d = decision(dir.path(), flow, Destination::Done);
         let text = render(flow, &d);
         let doc = frontmatter::parse(&text).expect("parses");
         assert_eq!(frontmatter::get_str(&doc.front, "status"), Some("done"));
@@ -451,7 +462,7 @@ mod tests {
     fn unparseable_text_is_kept_after_our_frontmatter() {
         let dir = tempfile::tempdir().expect("tempdir");
         let original = "no frontmatter here\n";
-        let mut d = decision(dir.path(), original, Folder::Failed);
+        let mut d = decision(dir.path(), original, Destination::Failed);
         d.error = Some("bad".into());
         let text = render(original, &d);
         assert!(text.ends_with("---\nno frontmatter here\n"), "{text}");
@@ -479,7 +490,7 @@ mod tests {
         let id = atomic::path_id(&path)?;
         // Changed in place: stays, and is said to be the changed file.
         std::fs::write(&path, "---\ntype: approval_request\n---\nother\n")?;
-        let d = decision(v, original, Folder::Done);
+        let d = decision(v, original, Destination::Done);
         assert_eq!(finish(v, "a.md", &sha, id, original, &d)?.1, Left::Changed);
         assert!(path.exists());
         // Replaced by another file: stays, a new approval.
@@ -503,7 +514,7 @@ mod tests {
         std::fs::write(v.join("Approved/a.md"), original)?;
         let sha = sha256_hex(original.as_bytes());
         let id = atomic::path_id(&v.join("Approved/a.md"))?;
-        let d = decision(v, original, Folder::Done);
+        let d = decision(v, original, Destination::Done);
         assert_eq!(d.dest, "Done/a-2.md");
         // A crash after the destination was written but before the source was removed:
         atomic::create_new(&v.join("Done/a-2.md"), render(original, &d).as_bytes())?;

@@ -10,6 +10,7 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 
 use ai_employee_vault::frontmatter::{self, Document};
+use ai_employee_vault::layout::{Folder, STATE_DIR};
 use chrono::{DateTime, Utc};
 use lettre::message::{Mailbox, Mailboxes};
 use serde_norway::{Mapping, Value};
@@ -78,7 +79,7 @@ impl Request {
                 "subject": e.subject.trim(),
                 "text": text(&e.body),
                 "attachments": e.attachments.iter().map(|a| json!([
-                    a.rel, super::sha256_hex(&a.bytes)
+                    a.rel, super::util::sha256_hex(&a.bytes)
                 ])).collect::<Vec<_>>(),
             }),
             Action::Whatsapp(w) => json!({
@@ -98,7 +99,7 @@ impl Request {
                 "reason": text(&p.reason),
             }),
         };
-        super::sha256_hex(canonical.to_string().as_bytes())
+        super::util::sha256_hex(canonical.to_string().as_bytes())
     }
 }
 
@@ -172,7 +173,7 @@ impl Action {
                     .join(", ")
             }
             Action::Whatsapp(w) => format!("+{}", w.to),
-            Action::Linkedin(_) => "LINKEDIN_QUEUE.md".to_string(),
+            Action::Linkedin(_) => super::actions::linkedin::QUEUE_FILE.to_string(),
             Action::Payment(p) => p.recipient.clone(),
         }
     }
@@ -567,7 +568,7 @@ fn attachment_bytes(
         return Err(Unattachable::LinkOutside);
     };
     if let Some(Component::Normal(first)) = inside.components().next()
-        && (first == "credentials" || first == ai_employee_vault::layout::STATE_DIR)
+        && (first == Folder::Credentials.name() || first == STATE_DIR)
     {
         return Err(Unattachable::Private(first.to_string_lossy().into_owned()));
     }

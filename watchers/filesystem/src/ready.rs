@@ -148,27 +148,12 @@ mod tests {
             Decision::WaitUntil(t1 + SETTLE)
         );
         // Unchanged for `settle` (an mtime in the future, say on a network share).
+        let unchanged_at =
+            |t: &mut Track, now| decide(t, snap(2), Writers::Unknown, ms(0), now, SETTLE);
         assert_eq!(
-            decide(
-                &mut t,
-                snap(2),
-                Writers::Unknown,
-                ms(0),
-                t1 + ms(200),
-                SETTLE
-            ),
+            unchanged_at(&mut t, t1 + ms(200)),
             Decision::WaitUntil(t1 + SETTLE)
         );
-        assert_eq!(
-            decide(
-                &mut t,
-                snap(2),
-                Writers::Unknown,
-                ms(0),
-                t1 + SETTLE,
-                SETTLE
-            ),
-            Decision::Ready
-        );
+        assert_eq!(unchanged_at(&mut t, t1 + SETTLE), Decision::Ready);
     }
 }

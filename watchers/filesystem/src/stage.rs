@@ -18,7 +18,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ai_employee_vault::nofollow::{self, Dir, How, Kind};
+use ai_employee_vault::nofollow::{self, Dir, How, Kind, Replace};
 use ai_employee_vault::sys;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -263,7 +263,7 @@ impl Stager {
 }
 
 /// Whether a staged file also has a second name: the `link` + `unlink` fallback of
-/// [`Dir::rename_noreplace`] was interrupted after the link, so it is published already.
+/// [`Dir::rename`] without replacing was interrupted after the link, so it is published already.
 fn linked_elsewhere(staging: &Dir, name: &str) -> bool {
     staging.stat(name).is_ok_and(|m| m.nlink > 1)
 }
@@ -305,7 +305,7 @@ pub fn publish(staging: &Dir, needs_action: &Dir, task: &str) -> io::Result<Stri
                     next(&mut name)?;
                     continue;
                 }
-                match staging.rename_noreplace(&copy, needs_action, &name) {
+                match staging.rename(&copy, needs_action, &name, Replace::No) {
                     Ok(()) => break,
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => next(&mut name)?,
                     Err(e) => return Err(e),
@@ -319,7 +319,7 @@ pub fn publish(staging: &Dir, needs_action: &Dir, task: &str) -> io::Result<Stri
         } else {
             loop {
                 let target = names::meta_name(&name);
-                match staging.rename_noreplace(&meta, needs_action, &target) {
+                match staging.rename(&meta, needs_action, &target, Replace::No) {
                     Ok(()) => break,
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                         // Only when a file of exactly this name appeared since the check

@@ -37,7 +37,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::nofollow::{Dir, How};
+use crate::nofollow::{Dir, How, Replace};
 
 /// Permission bits of a new journal: the ledgers are the program's own state.
 const MODE: u32 = 0o600;
@@ -179,7 +179,7 @@ impl Journal {
         // The handle for later appends, opened before the rename: there is no moment at
         // which an append could go to the old file after it lost its name.
         let appender = self.dir.file(tmp, How::read_append(MODE))?;
-        self.dir.rename(tmp, &self.dir, &self.name)?;
+        self.dir.rename(tmp, &self.dir, &self.name, Replace::Yes)?;
         if durable {
             self.dir.sync()?;
         }

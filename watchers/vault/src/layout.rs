@@ -52,6 +52,12 @@ impl Folder {
         }
     }
 
+    /// The vault-relative name of file `name` in it (`Approved/x.md`), as messages and
+    /// frontmatter show it.
+    pub fn rel(self, name: &str) -> String {
+        format!("{}/{name}", self.name())
+    }
+
     /// Whether the program reads or writes it. Such a folder may not be a symlink (see
     /// `crate::nofollow`): `Logs/` (and the state folder) stop the supervisor, the others
     /// stop the watcher that uses them (exit 78). The other folders (`Plans/` …) are the
@@ -86,6 +92,9 @@ pub const VAULT_CONFIG_NAME: &str = "ai-employee.toml";
 
 /// Supervisor state (lock, child records, heartbeats, control socket), hidden from Obsidian.
 pub const STATE_DIR: &str = ".ai-employee";
+
+/// The supervisor's control socket, in the state folder.
+const CONTROL_SOCKET: &str = "control.sock";
 
 /// Heartbeat files, one per child, in the state folder.
 const HEARTBEAT_DIR: &str = "heartbeat";
@@ -133,6 +142,10 @@ impl Vault {
     /// The lock that keeps one instance of watcher `name` per vault.
     pub fn watcher_lock(&self, name: &str) -> PathBuf {
         self.state_file(&format!("{name}.lock"))
+    }
+    /// The socket `ai-employee status`, `start` and `stop` talk to the supervisor through.
+    pub fn control_socket(&self) -> PathBuf {
+        self.state_file(CONTROL_SOCKET)
     }
     pub fn children_record(&self) -> PathBuf {
         self.state_file("children")
@@ -240,4 +253,27 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
 /// The Dashboard written when none exists.
 pub fn dashboard_template() -> &'static str {
     DASHBOARD_TEMPLATE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folders_name_their_files_relative_to_the_vault() {
+        assert_eq!(Folder::Approved.rel("a.md"), "Approved/a.md");
+        assert_eq!(
+            Folder::Credentials.rel("smtp.toml"),
+            "credentials/smtp.toml"
+        );
+        let vault = Vault::new(PathBuf::from("/v"));
+        assert_eq!(
+            vault.folder(Folder::NeedsAction),
+            Path::new("/v/Needs_Action")
+        );
+        assert_eq!(
+            vault.control_socket(),
+            Path::new("/v/.ai-employee/control.sock")
+        );
+    }
 }

@@ -121,6 +121,13 @@ pub fn stat_file(f: &impl AsFd) -> io::Result<Stat> {
     sys::stat(f.as_fd())
 }
 
+/// Whether [`Dir::rename`] may replace what is at its destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replace {
+    Yes,
+    No,
+}
+
 /// One name in a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -469,35 +476,31 @@ impl Dir {
         Ok(out)
     }
 
-    /// Rename `from` (in this folder) to `to` in `to_dir`, replacing what is there.
+    /// Rename `from` (in this folder) to `to` in `to_dir`. [`Replace::Yes`]: what is at
+    /// `to` is replaced. [`Replace::No`]: if `to` exists, `AlreadyExists` and nothing
+    /// changed; where the file system has no such rename: `link`, fsync of `to_dir`,
+    /// `unlink`, and a crash between the two leaves both names, never neither (callers'
+    /// recovery looks at the link count).
     pub fn rename(
         &self,
         from: impl AsRef<Path>,
         to_dir: &Dir,
         to: impl AsRef<Path>,
-    ) -> io::Result<()> {
-        let (from, to) = (single(from.as_ref())?, single(to.as_ref())?);
-        sys::rename_at(self.at(from), to_dir.at(to))
-    }
-
-    /// Rename `from` (in this folder) to `to` in `to_dir` unless `to` exists (then
-    /// `AlreadyExists` and nothing changed). Where the file system has no such rename:
-    /// `link`, fsync of `to_dir`, `unlink`; a crash between the two leaves both names,
-    /// never neither (callers' recovery looks at the link count).
-    pub fn rename_noreplace(
-        &self,
-        from: impl AsRef<Path>,
-        to_dir: &Dir,
-        to: impl AsRef<Path>,
+        replace: Replace,
     ) -> io::Result<()> {
         let (from, to) = (single(from.as_ref())?, single(to.as_ref())?);
         let (old, new) = (self.at(from), to_dir.at(to));
-        if sys::rename_noreplace(old, new)? {
-            return Ok(());
+        match replace {
+            Replace::Yes => sys::rename_at(old, new),
+            Replace::No => {
+                if sys::rename_noreplace(old, new)? {
+                    return Ok(());
+                }
+                sys::link_at(old, new)?;
+                to_dir.sync()?;
+                sys::remove_file_at(old)
+            }
         }
-        sys::link_at(old, new)?;
-        to_dir.sync()?;
-        sys::remove_file_at(old)
     }
 
     /// Swap the names `a` and `b` of this folder in one step. `Ok(false)`: not possible
@@ -581,7 +584,7 @@ impl Dir {
         let mut tmp = self.temp_file(".tmp-", "", mode)?;
         tmp.write_all(bytes)?;
         tmp.file().sync_all()?;
-        match self.rename_noreplace(tmp.name(), self, name) {
+        match self.rename(tmp.name(), self, name, Replace::No) {
             Ok(()) => {
                 tmp.keep();
                 self.sync()?;
@@ -614,7 +617,7 @@ impl Dir {
         sys::chmod(tmp.file().as_fd(), mode)?;
         tmp.write_all(bytes)?;
         tmp.file().sync_all()?;
-        self.rename(tmp.name(), self, name)?;
+        self.rename(tmp.name(), self, name, Replace::Yes)?;
         tmp.keep();
         self.sync()
     }
@@ -888,7 +891,7 @@ mod tests {
         let (a, b) = (from.parent(), to.parent());
         let (a, b) = (a.unwrap_or(Path::new(".")), b.unwrap_or(Path::new(".")));
         let name = |p: &Path| p.file_name().unwrap_or_default().to_os_string();
-        Dir::open(a)?.rename_noreplace(name(from), &Dir::open(b)?, name(to))
+        Dir::open(a)?.rename(name(from), &Dir::open(b)?, name(to), Replace::No)
     }
 
     #[test]
@@ -955,10 +958,10 @@ mod tests {
             .map_err(io::Error::from)?;
         std::fs::write(t.path().join("vault/Needs_Action/a.txt"), "taken")?;
         let e = inbox
-            .rename_noreplace("a.txt", &out, "a.txt")
+            .rename("a.txt", &out, "a.txt", Replace::No)
             .expect_err("taken");
         assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
-        inbox.rename_noreplace("a.txt", &out, "b.txt")?;
+        inbox.rename("a.txt", &out, "b.txt", Replace::No)?;
         assert_eq!(read(out.file("b.txt", How::READ)?), "a");
         assert!(!inbox.exists("a.txt"));
         {

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::nofollow::{Dir, How};
+use crate::nofollow::{Dir, How, Replace};
 
 /// Length of a record's key.
 pub const KEY_LEN: usize = 16;
@@ -241,7 +241,7 @@ impl SortedIndex {
         out.write_all_at(&header, 0)?;
         out.sync_all()?;
         drop(out);
-        self.dir.rename(&tmp, &self.dir, &self.name)?;
+        self.dir.rename(&tmp, &self.dir, &self.name, Replace::Yes)?;
         self.dir.sync()?;
         self.file = Some(self.dir.file(&self.name, How::READ)?);
         self.count = count;

@@ -28,8 +28,8 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use crate::layout::STATE_DIR;
-use crate::nofollow::{Dir, How};
+use crate::layout::{Folder, STATE_DIR};
+use crate::nofollow::{Dir, How, Replace};
 use crate::task_ledger::{SeenLedger, staged_names};
 
 /// Longest slug kept in a file name (bytes).
@@ -71,7 +71,7 @@ impl TaskSink {
         let root = Dir::open(vault)?;
         let state = root.make_folder(STATE_DIR, true)?;
         let staging = state.make_folder(format!("staging-{watcher}"), true)?;
-        let needs_action = root.make_folder("Needs_Action", false)?;
+        let needs_action = root.make_folder(Folder::NeedsAction, false)?;
         let staged = staged_names(&staging)?;
         let opened = SeenLedger::open(&state, watcher, &staged)?;
         let mut sink = TaskSink {
@@ -187,7 +187,7 @@ impl TaskSink {
         for n in 1..=MAX_ALTERNATIVES {
             match self
                 .staging
-                .rename_noreplace(staged, &self.needs_action, &name)
+                .rename(staged, &self.needs_action, &name, Replace::No)
             {
                 Ok(()) => return Ok(name),
                 Err(e) if e.kind() == io::ErrorKind::NotFound && !self.staging.exists(staged) => {

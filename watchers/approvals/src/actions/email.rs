@@ -18,6 +18,7 @@
 use std::path::{Path, PathBuf};
 
 use ai_employee_vault::credentials::Secret;
+use ai_employee_vault::layout::Folder;
 use ai_employee_vault::oauth::{OauthError, TokenSource};
 use ai_employee_vault::tls::{self, CertSetup};
 use lettre::Message;
@@ -29,8 +30,8 @@ use lettre::transport::smtp::client::{Certificate, SmtpConnection, TlsParameters
 use lettre::transport::smtp::commands::{Auth, Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 
+use super::Outcome;
 use super::{Action, Context, Creds, Plan, Refused, rehearsal};
-use crate::Outcome;
 use crate::credentials::{OauthLogin, SMTP_FILE, SmtpConfig, TlsMode};
 use crate::outcome::results;
 use crate::request::Email;
@@ -96,7 +97,7 @@ impl Action for SendEmail {
             cfg: cfg.clone(),
             message,
             tokens,
-            credentials_dir: cx.vault.join("credentials"),
+            credentials_dir: cx.vault.join(Folder::Credentials),
         });
         Ok(plan)
     }
@@ -647,7 +648,7 @@ mod tests {
 
     fn attached(name: &str, bytes: &[u8]) -> Attached {
         Attached {
-            rel: format!("Inbox/{name}"),
+            rel: Folder::Inbox.rel(name),
             file_name: name.to_string(),
             bytes: bytes.to_vec(),
         }

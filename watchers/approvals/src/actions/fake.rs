@@ -11,8 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use ai_employee_vault::layout::Folder;
+
+use super::Outcome;
 use super::{Action, Catalog, Context, Found, Plan, Refused};
-use crate::Outcome;
 use crate::outcome::results;
 use crate::request::Request;
 
@@ -119,7 +121,7 @@ impl Action for FakeAction {
         let mut s = self.fake.script();
         s.prepares += 1;
         if let Some(text) = s.edit.take() {
-            let path = cx.vault.join("Approved").join(cx.file);
+            let path = cx.vault.join(Folder::Approved).join(cx.file);
             if let Err(e) = std::fs::write(&path, text) {
                 panic!("cannot edit {}: {e}", path.display());
             }

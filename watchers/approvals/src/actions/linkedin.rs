@@ -7,8 +7,8 @@ use std::path::Path;
 
 use ai_employee_vault::nofollow::{Dir, How};
 
+use super::Outcome;
 use super::{Action, Attempt, Context, Found, Plan, Refused};
-use crate::Outcome;
 use crate::outcome::results;
 use crate::request::Linkedin;
 
@@ -50,13 +50,13 @@ impl Action for Post {
         match queue_post(&a.vault, &a.tag, &a.file, &a.at, &self.post) {
             Ok(fresh) => Outcome::Success {
                 detail: if fresh {
-                    "appended to LINKEDIN_QUEUE.md".into()
+                    format!("appended to {QUEUE_FILE}")
                 } else {
-                    "already in LINKEDIN_QUEUE.md".into()
+                    format!("already in {QUEUE_FILE}")
                 },
                 fields: vec![],
             },
-            Err(e) => Outcome::Transient(format!("cannot append to LINKEDIN_QUEUE.md: {e}")),
+            Err(e) => Outcome::Transient(format!("cannot append to {QUEUE_FILE}: {e}")),
         }
     }
 

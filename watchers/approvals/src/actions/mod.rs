@@ -25,10 +25,44 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use super::Outcome;
 use super::credentials::{Channel, Credentials, Loaded};
 use super::outcome::time_text;
 use super::request::{self, Request};
+use super::util::redact;
+
+/// The result of one external or local call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Carried out. `fields` are added to the file's frontmatter.
+    Success {
+        detail: String,
+        fields: Vec<(String, String)>,
+    },
+    /// Failed without effect; may be tried again.
+    Transient(String),
+    /// Refused by the other side, without effect; not retried.
+    Permanent(String),
+    /// May or may not have had an effect; never retried.
+    Unknown(String),
+}
+
+impl Outcome {
+    /// The same outcome with every secret in its texts replaced.
+    pub fn redacted(self, secrets: &[String]) -> Outcome {
+        match self {
+            Outcome::Success { detail, fields } => Outcome::Success {
+                detail: redact(&detail, secrets),
+                fields: fields
+                    .into_iter()
+                    .map(|(k, v)| (k, redact(&v, secrets)))
+                    .collect(),
+            },
+            Outcome::Transient(e) => Outcome::Transient(redact(&e, secrets)),
+            Outcome::Permanent(e) => Outcome::Permanent(redact(&e, secrets)),
+            Outcome::Unknown(e) => Outcome::Unknown(redact(&e, secrets)),
+        }
+    }
+}
 
 /// One approval's action, from its checks to its side effect.
 pub trait Action: Send {
@@ -51,7 +85,7 @@ pub struct Context<'a> {
     /// The file's name in `Approved/` and the SHA-256 of its bytes.
     pub file: &'a str,
     pub sha: &'a str,
-    /// [`crate::identity_tag`] of the file: names the Message-ID, the queue marker, the
+    /// [`crate::util::identity_tag`] of the file: names the Message-ID, the queue marker, the
     /// payment task.
     pub tag: &'a str,
     pub approved_by: &'a str,

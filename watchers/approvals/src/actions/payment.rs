@@ -6,15 +6,41 @@ use std::io;
 use std::path::Path;
 
 use ai_employee_vault::frontmatter;
+use ai_employee_vault::frontmatter::{Priority, Status, TaskFrontmatter};
+use ai_employee_vault::layout::Folder;
 use ai_employee_vault::nofollow::{self, Dir};
-use serde_norway::Mapping;
+use serde::{Deserialize, Serialize};
+use serde_norway::Value;
 
+use super::Outcome;
 use super::{Action, Attempt, Context, Found, Plan, Refused};
-use crate::Outcome;
 use crate::outcome::results;
 use crate::request::Payment;
 
 pub const NAME: &str = "payment";
+
+/// The frontmatter of a manual payment task, after `type: payment`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentTask {
+    pub status: Status,
+    pub priority: Priority,
+    /// When the approval was carried out, RFC 3339.
+    pub received: String,
+    /// A number when that keeps every digit, else the text ([`frontmatter::decimal`]).
+    pub amount: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    pub recipient: String,
+    pub reason: String,
+    pub approved_by: String,
+    /// The approval's file name and SHA-256.
+    pub approval_file: String,
+    pub approval_sha256: String,
+}
+
+impl TaskFrontmatter for PaymentTask {
+    const TYPE: &'static str = "payment";
+}
 
 /// `payment`: the task for a human, named when it is prepared.
 pub struct Task {
@@ -111,7 +137,7 @@ pub fn payment_task(stamp: &str, recipient: &str, tag: &str) -> String {
         slug
     };
     let short: String = tag.chars().take(6).collect();
-    format!("Needs_Action/PAYMENT_{stamp}_{slug}_{short}.md")
+    Folder::NeedsAction.rel(&format!("PAYMENT_{stamp}_{slug}_{short}.md"))
 }
 
 /// Write the payment task (atomically, never over an existing file). Returns false if it
@@ -125,20 +151,18 @@ pub fn record_payment(
     at: &str,
     p: &Payment,
 ) -> io::Result<bool> {
-    let mut front = Mapping::new();
-    frontmatter::set(&mut front, "type", "payment");
-    frontmatter::set(&mut front, "status", "pending");
-    frontmatter::set(&mut front, "priority", "high");
-    frontmatter::set(&mut front, "received", at);
-    frontmatter::set(&mut front, "amount", frontmatter::decimal(&p.amount));
-    if let Some(c) = &p.currency {
-        frontmatter::set(&mut front, "currency", c.as_str());
-    }
-    frontmatter::set(&mut front, "recipient", p.recipient.as_str());
-    frontmatter::set(&mut front, "reason", p.reason.as_str());
-    frontmatter::set(&mut front, "approved_by", approved_by);
-    frontmatter::set(&mut front, "approval_file", file);
-    frontmatter::set(&mut front, "approval_sha256", sha);
+    let front = PaymentTask {
+        status: Status::Pending,
+        priority: Priority::High,
+        received: at.to_string(),
+        amount: frontmatter::decimal(&p.amount),
+        currency: p.currency.clone(),
+        recipient: p.recipient.clone(),
+        reason: p.reason.clone(),
+        approved_by: approved_by.to_string(),
+        approval_file: file.to_string(),
+        approval_sha256: sha.to_string(),
+    };
     let amount = match &p.currency {
         Some(c) => format!("{} {c}", p.amount),
         None => p.amount.clone(),
@@ -150,5 +174,83 @@ pub fn record_payment(
         p.recipient, p.reason
     );
     let (dir, name) = nofollow::folder_of(&vault.join(task_rel))?;
-    dir.create_new(&name, frontmatter::render(&front, &body).as_bytes(), 0o600)
+    dir.create_new(
+        &name,
+        frontmatter::render_task(&front, &body).as_bytes(),
+        0o600,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payment(amount: &str, currency: Option<&str>) -> Payment {
+        Payment {
+            amount: amount.to_string(),
+            currency: currency.map(str::to_string),
+            recipient: "ACME: Ltd".to_string(),
+            reason: "yes".to_string(),
+        }
+    }
+
+    fn written(p: &Payment) -> String {
+        let vault = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(vault.path().join("Needs_Action")).expect("mkdir");
+        let rel = payment_task("20260107-103100", &p.recipient, "abcdef123456");
+        assert_eq!(
+            rel,
+            "Needs_Action/PAYMENT_20260107-103100_acme-ltd_abcdef.md"
+        );
+        let wrote = record_payment(
+            vault.path(),
+            &rel,
+            "APPROVAL_pay.md",
+            "0123abcd",
+            "human",
+            "2026-01-07T10:31:00Z",
+            p,
+        )
+        .expect("written");
+        assert!(wrote);
+        // A second write finds it there and leaves it.
+        assert!(!record_payment(vault.path(), &rel, "x.md", "0", "h", "t", p).expect("looked"));
+        std::fs::read_to_string(vault.path().join(&rel)).expect("read")
+    }
+
+    #[test]
+    fn the_payment_task_is_written_byte_for_byte() {
+        assert_eq!(
+            written(&payment("120.50", Some("EUR"))),
+            "---\ntype: payment\nstatus: pending\npriority: high\n\
+             received: '2026-01-07T10:31:00Z'\namount: 120.5\ncurrency: EUR\n\
+             recipient: 'ACME: Ltd'\nreason: 'yes'\napproved_by: human\n\
+             approval_file: APPROVAL_pay.md\napproval_sha256: 0123abcd\n---\n\
+             # Manual payment needed\n\nApproved: pay **120.50 EUR** to **ACME: Ltd** for: \
+             yes\n\nai-employee never pays anything itself. Make the payment, then move this \
+             file to Done/.\n"
+        );
+        assert_eq!(
+            written(&payment("1234567.0123456789", None)),
+            "---\ntype: payment\nstatus: pending\npriority: high\n\
+             received: '2026-01-07T10:31:00Z'\namount: '1234567.0123456789'\n\
+             recipient: 'ACME: Ltd'\nreason: 'yes'\napproved_by: human\n\
+             approval_file: APPROVAL_pay.md\napproval_sha256: 0123abcd\n---\n\
+             # Manual payment needed\n\nApproved: pay **1234567.0123456789** to **ACME: Ltd** \
+             for: yes\n\nai-employee never pays anything itself. Make the payment, then move \
+             this file to Done/.\n"
+        );
+    }
+
+    #[test]
+    fn the_payment_task_reads_back_as_written() {
+        let p = payment("120.50", Some("EUR"));
+        let (front, body) =
+            frontmatter::parse_task::<PaymentTask>(&written(&p)).expect("a payment task");
+        assert_eq!(front.amount, frontmatter::decimal("120.50"));
+        assert_eq!(front.currency.as_deref(), Some("EUR"));
+        assert_eq!(front.reason, "yes");
+        assert_eq!(front.priority, Priority::High);
+        assert!(body.starts_with("# Manual payment needed\n"));
+    }
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::Outcome;
 use super::{Action, Context, Creds, Plan, Refused, rehearsal};
-use crate::Outcome;
 use crate::credentials::WhatsappConfig;
 use crate::outcome::results;
 use crate::request::Whatsapp;

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use ai_employee_vault::frontmatter;
 
 use super::{Handler, Options, Step};
-use crate::Outcome;
+use crate::actions::Outcome;
 use crate::actions::fake::{Crash, Fake};
 use crate::ledger::{Ledger, State};
 use crate::retry::RetryPolicy;
-use crate::sha256_hex;
+use crate::util::sha256_hex;
 
 /// A vault, the fake every request gets, and the stop flag of the handlers made here.
 struct Bench {
@@ -138,7 +138,7 @@ fn a_success_is_performed_once_and_its_copies_are_refused() {
     assert!(!b.in_approved("a.md"));
     assert_eq!(b.field("Done", "a.md", "result").as_deref(), Some("sent"));
     assert_eq!(b.field("Done", "a.md", "status").as_deref(), Some("done"));
-    let tag = crate::identity_tag("a.md", &sha256_hex(text.as_bytes()));
+    let tag = crate::util::identity_tag("a.md", &sha256_hex(text.as_bytes()));
     assert_eq!(
         b.field("Done", "a.md", "message_id"),
         Some(format!("<{tag}@fake>"))
@@ -386,7 +386,7 @@ fn a_local_effect_that_happened_before_a_crash_is_found_not_repeated() {
     let text = b.approve("a.md", "Hello");
     crash(b.handler(), "a.md");
     assert_eq!(b.handler().process("a.md"), Step::Finished);
-    let tag = crate::identity_tag("a.md", &sha256_hex(text.as_bytes()));
+    let tag = crate::util::identity_tag("a.md", &sha256_hex(text.as_bytes()));
     assert_eq!(b.field("Done", "a.md", "result").as_deref(), Some("queued"));
     assert_eq!(
         b.field("Done", "a.md", "fake_mark"),

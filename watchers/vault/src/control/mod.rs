@@ -23,6 +23,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::layout::Vault;
+
 /// Version of the protocol, in every status report; bumped on incompatible changes.
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -31,7 +33,7 @@ pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// The socket of the supervisor running on `vault`.
 pub fn socket_path(vault: &Path) -> PathBuf {
-    vault.join(".ai-employee").join("control.sock")
+    Vault::new(vault.to_path_buf()).control_socket()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use super::text::{At, Lines, Text, file_len, ranges_equal};
 use crate::atomic;
+use crate::layout::Folder;
 
 /// Rows of the status table beyond this many bytes are archived …
 pub const ARCHIVE_ABOVE: u64 = 1024 * 1024;
@@ -40,7 +41,7 @@ const SECTION_PREFIX: &str = "## Archived from Dashboard.md on ";
 /// `Logs/dashboard-YYYY.md` next to the Dashboard at `dashboard`.
 pub fn archive_path(dashboard: &Path, year: &str) -> PathBuf {
     atomic::parent_dir(dashboard)
-        .join("Logs")
+        .join(Folder::Logs)
         .join(format!("dashboard-{year}.md"))
 }
 
@@ -64,7 +65,7 @@ pub fn archive_rows(
     dashboard: &Path,
     mode: u32,
 ) -> io::Result<u64> {
-    let logs = atomic::parent_dir(dashboard).join("Logs");
+    let logs = atomic::parent_dir(dashboard).join(Folder::Logs);
     match std::fs::symlink_metadata(&logs) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use tracing::warn;
 
 use crate::atomic::{self, FileId};
-use crate::nofollow::{Dir, How, Kind, SymlinkRefused};
+use crate::nofollow::{Dir, How, Kind, Replace, SymlinkRefused};
 use archive::{ARCHIVE_ABOVE, KEEP};
 use text::{Text, file_len, only_appended};
 
@@ -295,7 +295,7 @@ impl<'a> Job<'a> {
             Ok(false) => {
                 // No atomic swap here: check-then-rename. An editor's rename landing
                 // between the check above and this rename is overwritten unseen.
-                dir.rename(&tmp_name, dir, self.name)?;
+                dir.rename(&tmp_name, dir, self.name, Replace::Yes)?;
                 tmp.keep();
                 let ours = tmp.into_file();
                 dir.sync()?;

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::nofollow::{self, How};
+use crate::nofollow::{self, How, Replace};
 
 #[derive(Debug)]
 pub struct RotatingFile {
@@ -82,10 +82,10 @@ impl RotatingFile {
             dir.remove_file(numbered(self.max_files))
                 .or_else(ignore_missing)?;
             for i in (1..self.max_files).rev() {
-                dir.rename(numbered(i), &dir, numbered(i + 1))
+                dir.rename(numbered(i), &dir, numbered(i + 1), Replace::Yes)
                     .or_else(ignore_missing)?;
             }
-            dir.rename(&name, &dir, numbered(1))
+            dir.rename(&name, &dir, numbered(1), Replace::Yes)
                 .or_else(ignore_missing)?;
         }
         self.size = 0;
