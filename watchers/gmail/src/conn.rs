@@ -107,10 +107,11 @@ pub fn tls_config(cfg: &Config) -> Result<Arc<ClientConfig>, String> {
     Ok(Arc::new(config))
 }
 
-async fn within<T>(
+/// `fut` within `limit`; its error (a one-line reason) or the timeout is transient.
+async fn within<T, E: std::fmt::Display>(
     limit: Duration,
     what: &str,
-    fut: impl Future<Output = Result<T, String>>,
+    fut: impl Future<Output = Result<T, E>>,
 ) -> Result<T, ConnError> {
     match tokio::time::timeout(limit, fut).await {
         Ok(Ok(v)) => Ok(v),
@@ -131,7 +132,9 @@ pub async fn connect(cfg: &Config, tls: &Arc<ClientConfig>) -> Result<Client<Str
             .map_err(|e| format!("{addr}: {}", tls::io_error_text(&e)))
     })
     .await?;
-    let _ = tcp.set_nodelay(true);
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!("failed to set TCP_NODELAY: {e}");
+    }
     keepalive(&tcp);
     match cfg.tls {
         TlsMode::None => {
