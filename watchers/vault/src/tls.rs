@@ -35,17 +35,39 @@ impl CaFile {
     }
 }
 
+/// Why a `ca_file` gives no certificates (`shown`: its name for messages).
+#[derive(Debug, thiserror::Error)]
+pub enum CaFileError {
+    #[error("cannot read ca_file {shown}: {source}")]
+    Read {
+        shown: String,
+        source: std::io::Error,
+    },
+    #[error("ca_file {shown} is not a valid PEM file: {source}")]
+    NotPem {
+        shown: String,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("ca_file {shown} holds no PEM certificate (expected \"-----BEGIN CERTIFICATE-----\")")]
+    NoCertificate { shown: String },
+}
+
 /// The certificates of a PEM `ca_file` (`shown`: its name for messages). At least one.
-pub fn load_ca_file(path: &Path, shown: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read ca_file {shown}: {e}"))?;
+pub fn load_ca_file(path: &Path, shown: &str) -> Result<Vec<CertificateDer<'static>>, CaFileError> {
+    let shown = || shown.to_string();
+    let pem = std::fs::read(path).map_err(|source| CaFileError::Read {
+        shown: shown(),
+        source,
+    })?;
     let mut certs = Vec::new();
     for cert in CertificateDer::pem_slice_iter(&pem) {
-        certs.push(cert.map_err(|e| format!("ca_file {shown} is not a valid PEM file: {e}"))?);
+        certs.push(cert.map_err(|source| CaFileError::NotPem {
+            shown: shown(),
+            source,
+        })?);
     }
     if certs.is_empty() {
-        return Err(format!(
-            "ca_file {shown} holds no PEM certificate (expected \"-----BEGIN CERTIFICATE-----\")"
-        ));
+        return Err(CaFileError::NoCertificate { shown: shown() });
     }
     Ok(certs)
 }
@@ -474,14 +496,18 @@ mod tests {
     fn ca_file_problems_name_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("ca.pem");
-        let e = load_ca_file(&p, "credentials/ca.pem").unwrap_err();
+        let e = load_ca_file(&p, "credentials/ca.pem")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("cannot read ca_file credentials/ca.pem: "),
             "{e}"
         );
         std::fs::write(&p, "not a certificate\n").expect("write");
         assert_eq!(
-            load_ca_file(&p, "credentials/ca.pem").unwrap_err(),
+            load_ca_file(&p, "credentials/ca.pem")
+                .unwrap_err()
+                .to_string(),
             "ca_file credentials/ca.pem holds no PEM certificate (expected \"-----BEGIN CERTIFICATE-----\")"
         );
     }
