@@ -76,37 +76,33 @@ pub fn load_ca_file(path: &Path, shown: &str) -> Result<Vec<CertificateDer<'stat
 /// stream reports a failed handshake as an `io::Error` that wraps the rustls error, and
 /// `io::Error::source` skips that wrapped error).
 pub fn certificate_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a CertificateError> {
-    let mut next: Option<&'a (dyn StdError + 'static)> = Some(err);
-    while let Some(e) = next {
-        if let Some(rustls::Error::InvalidCertificate(ce)) = e.downcast_ref::<rustls::Error>() {
-            return Some(ce);
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && let Some(inner) = io.get_ref()
-        {
-            let inner: &'a (dyn StdError + 'static) = inner;
-            if let Some(ce) = certificate_error(inner) {
-                return Some(ce);
-            }
-        }
-        next = e.source();
-    }
-    None
+    find_in_chain(err, |e| match e {
+        rustls::Error::InvalidCertificate(ce) => Some(ce),
+        _ => None,
+    })
 }
 
 /// The rustls error somewhere in `err`'s chain (see [`certificate_error`]).
 pub fn tls_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    find_in_chain(err, Some)
+}
+
+/// The first rustls error in `err`'s chain (looking inside `io::Error`s) that `pick` takes.
+fn find_in_chain<'a, T>(
+    err: &'a (dyn StdError + 'static),
+    pick: fn(&'a rustls::Error) -> Option<T>,
+) -> Option<T> {
     let mut next: Option<&'a (dyn StdError + 'static)> = Some(err);
     while let Some(e) = next {
-        if let Some(t) = e.downcast_ref::<rustls::Error>() {
-            return Some(t);
+        if let Some(found) = e.downcast_ref::<rustls::Error>().and_then(pick) {
+            return Some(found);
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>()
             && let Some(inner) = io.get_ref()
         {
             let inner: &'a (dyn StdError + 'static) = inner;
-            if let Some(t) = tls_error(inner) {
-                return Some(t);
+            if let Some(found) = find_in_chain(inner, pick) {
+                return Some(found);
             }
         }
         next = e.source();
