@@ -38,7 +38,7 @@ struct Args {
     #[arg(long, default_value_t = 50)]
     connections: usize,
     /// How long to send (e.g. 20s)
-    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    #[arg(long, default_value = "20s", value_parser = ai_employee_vault::units::parse_duration)]
     duration: Duration,
     /// Fraction of messages that contain a keyword (0.0 to 1.0)
     #[arg(long, default_value_t = 1.0)]
@@ -46,10 +46,6 @@ struct Args {
     /// Prefix of the message ids (unique per run, so runs never collide)
     #[arg(long)]
     id_prefix: Option<String>,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    ai_employee_vault::units::parse_duration(s)
 }
 
 /// What one connection saw.

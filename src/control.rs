@@ -29,6 +29,7 @@ pub struct ControlSocket {
 
 impl Drop for ControlSocket {
     fn drop(&mut self) {
+        // Harmless if left: the next supervisor replaces a stale socket (see `start`).
         let _ = std::fs::remove_file(&self.path);
     }
 }
@@ -86,6 +87,7 @@ async fn serve(
         // Take the request line first (briefly), so the client reads the reason instead
         // of a reset connection.
         let mut ignored = Vec::new();
+        // Whatever the read brings (a line, an error, the timeout), the refusal follows.
         let _ = tokio::time::timeout(
             Duration::from_secs(1),
             (&mut reader)

@@ -152,7 +152,7 @@ impl Checker<'_> {
                     format_duration(MAX_DURATION),
                     s.value()
                 ),
-                Err(e) => e,
+                Err(e) => e.to_string(),
             },
             Item::Value(Value::Integer(i)) => {
                 let n = i.value();

@@ -640,6 +640,7 @@ mod tests {
 
     /// Feed an event whose actions the test does not look at (it looks at the state).
     fn feed(c: &mut Child, event: Event, now: Instant) {
+        // The actions are not carried out: the state is under test.
         let _ = c.on_event(event, now);
     }
 

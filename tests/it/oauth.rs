@@ -786,7 +786,7 @@ fn check_names_the_file_and_what_is_wrong() {
     ];
     for (text, want) in cases {
         let s = Setup::new(&text);
-        let e = s.source().check().expect_err(want);
+        let e = s.source().check().expect_err(want).to_string();
         assert!(e.starts_with("credentials/token.json: "), "{e}");
         assert!(e.contains(want), "{e} should say {want}");
         assert!(!e.contains('\n'), "one line: {e}");
@@ -798,7 +798,7 @@ fn check_names_the_file_and_what_is_wrong() {
     }
     let s = Setup::new(&good.to_string());
     std::fs::remove_file(&s.path).expect("rm");
-    let e = s.source().check().expect_err("missing");
+    let e = s.source().check().expect_err("missing").to_string();
     assert!(e.starts_with("credentials/token.json: not found"), "{e}");
     assert!(e.contains("docs/oauth.md"), "{e}");
     assert_eq!(server.refresh_count(), 0);

@@ -214,7 +214,7 @@ impl Credentials {
                     .source(&vault)
                     .check()
                     .map(|()| None)
-                    .map_err(NotEnabled::Invalid),
+                    .map_err(|e| NotEnabled::Invalid(e.to_string())),
                 None => Ok(None),
             },
             other => channel_state(other, SMTP_FILE, dry_run),

@@ -775,6 +775,7 @@ impl Engine {
     fn rewatch(&mut self) -> Result<(), Error> {
         self.rewatch_at = None;
         let inbox = self.paths.inbox.clone();
+        // The old watch may have gone with the folder; a new one is made below either way.
         let _ = self.watcher.unwatch(&inbox);
         let opened = if self.paths.explicit_inbox {
             std::fs::create_dir_all(&inbox)
@@ -783,7 +784,7 @@ impl Engine {
         } else {
             match self.paths.vault.make_folder(Folder::Inbox, false) {
                 Ok(d) => Ok(d),
-                Err(e) if e.is_symlink() => return Err(Error::Setup(inbox_error(e))),
+                Err(e) if e.is_symlink() => return Err(Error::Setup(inbox_error(&e))),
                 Err(e) => Err(e.to_string()),
             }
         };

@@ -30,6 +30,7 @@ use ai_employee_vault::Vault;
 use ai_employee_vault::cli::VaultArg;
 use ai_employee_vault::layout::{Folder, STATE_DIR};
 use ai_employee_vault::nofollow::{Dir, FolderError};
+use ai_employee_vault::units::UnitError;
 use ai_employee_vault::watcher::{WatcherCtx, WatcherError, run_watcher};
 use clap::Args as ClapArgs;
 
@@ -78,13 +79,16 @@ pub struct Args {
     pub settle_only: bool,
 }
 
-fn parse_settle(s: &str) -> Result<Duration, String> {
+fn parse_settle(s: &str) -> Result<Duration, UnitError> {
     ai_employee_vault::units::parse_flag_duration(s)
 }
 
-fn parse_max_size(s: &str) -> Result<u64, String> {
+fn parse_max_size(s: &str) -> Result<u64, UnitError> {
     match ai_employee_vault::units::parse_size(s)? {
-        0 => Err(format!("{s:?} must be at least 1 byte")),
+        0 => Err(UnitError::OutOfBounds {
+            text: s.to_string(),
+            rule: "must be at least 1 byte",
+        }),
         n => Ok(n),
     }
 }
@@ -120,9 +124,12 @@ pub struct Paths {
 impl Paths {
     /// Open (creating what is missing) the folders the watcher needs; the error is the
     /// one-line reason. No vault folder may be a symlink.
-    fn prepare(vault: &Vault, explicit_inbox: Option<&Path>) -> Result<Paths, String> {
-        let fail =
-            |what: &str, p: &Path, e: std::io::Error| format!("cannot {what} {}: {e}", p.display());
+    fn prepare(vault: &Vault, explicit_inbox: Option<&Path>) -> Result<Paths, PrepareError> {
+        let fail = |what: &'static str, p: &Path, source: io::Error| PrepareError::Io {
+            what,
+            path: p.to_path_buf(),
+            source,
+        };
         let top = vault.root();
         std::fs::create_dir_all(top).map_err(|e| fail("create", top, e))?;
         let root = Dir::open(top).map_err(|e| fail("open", top, e))?;
@@ -136,29 +143,22 @@ impl Paths {
             None => {
                 let d = root
                     .make_folder(Folder::Inbox, false)
-                    .map_err(inbox_error)?;
+                    .map_err(PrepareError::Inbox)?;
                 (real(top).join(Folder::Inbox), d)
             }
         };
         inbox_dir.list().map_err(|e| fail("read", &inbox, e))?;
-        let needs_action = root
-            .make_folder(Folder::NeedsAction, false)
-            .map_err(|e| e.to_string())?;
-        let state = root
-            .make_folder(STATE_DIR, true)
-            .map_err(|e| e.to_string())?;
-        let staging = state
-            .make_folder(STAGING, true)
-            .map_err(|e| e.to_string())?;
+        let needs_action = root.make_folder(Folder::NeedsAction, false)?;
+        let state = root.make_folder(STATE_DIR, true)?;
+        let staging = state.make_folder(STAGING, true)?;
         let dev = |d: &Dir| d.stat_self().map(|s| s.dev);
         match (dev(&needs_action), dev(&staging)) {
             (Ok(a), Ok(b)) if a == b => {}
             (Ok(_), Ok(_)) => {
-                return Err(format!(
-                    "{} and {} must be on one file system (tasks are published by rename)",
-                    needs_action.path().display(),
-                    staging.path().display()
-                ));
+                return Err(PrepareError::TwoFileSystems {
+                    tasks: needs_action.path().to_path_buf(),
+                    staging: staging.path().to_path_buf(),
+                });
             }
             (Err(e), _) => return Err(fail("read", needs_action.path(), e)),
             (_, Err(e)) => return Err(fail("read", staging.path(), e)),
@@ -175,8 +175,30 @@ impl Paths {
     }
 }
 
+/// Why the watcher cannot use its folders (it needs setup: exit 78).
+#[derive(Debug, thiserror::Error)]
+enum PrepareError {
+    #[error("cannot {what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// `Inbox/` cannot be used (see [`inbox_error`]).
+    #[error("{}", inbox_error(.0))]
+    Inbox(FolderError),
+    #[error(transparent)]
+    Folder(#[from] FolderError),
+    #[error(
+        "{} and {} must be on one file system (tasks are published by rename)",
+        tasks.display(),
+        staging.display()
+    )]
+    TwoFileSystems { tasks: PathBuf, staging: PathBuf },
+}
+
 /// The one line for an unusable `Inbox/`, with the way to take files from elsewhere.
-pub fn inbox_error(e: FolderError) -> String {
+pub fn inbox_error(e: &FolderError) -> String {
     if e.is_symlink() {
         format!("{e}; to take files from another folder, name it with --inbox DIR")
     } else {
@@ -230,7 +252,8 @@ pub fn run(args: Args) -> i32 {
 }
 
 fn watch(ctx: WatcherCtx, args: &Args) -> Result<(), WatcherError> {
-    let paths = Paths::prepare(ctx.vault(), args.inbox.as_deref()).map_err(WatcherError::Setup)?;
+    let paths = Paths::prepare(ctx.vault(), args.inbox.as_deref())
+        .map_err(|e| WatcherError::Setup(e.to_string()))?;
     let _lock = ctx.single_instance("filesystem watcher")?;
     let opts = Options {
         settle: args.settle,

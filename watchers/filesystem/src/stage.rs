@@ -110,7 +110,9 @@ impl Stager {
             Err(e) => Outcome::Failed(e),
         };
         if !matches!(out, Outcome::Staged { .. }) {
+            // Best effort (often not there): the next start's recovery discards leftovers.
             let _ = self.staging.remove_file(&copy);
+            // Best effort, as for the copy.
             let _ = self.staging.remove_file(&meta);
         }
         out

@@ -82,35 +82,49 @@ pub enum ConnError {
     Certificate(String),
 }
 
-/// The TLS settings: public roots plus the `ca_file`'s certificates. The error is the
-/// one-line reason the watcher cannot run.
-pub fn tls_config(cfg: &Config) -> Result<Arc<ClientConfig>, String> {
+/// Why the TLS settings cannot be made: the watcher cannot run until `ca_file` is fixed.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error(transparent)]
+    CaFile(#[from] tls::CaFileError),
+    #[error(
+        "ca_file {shown} holds a certificate that cannot be a trusted root ({})",
+        tls::tls_error_text(.source)
+    )]
+    NotARoot {
+        shown: String,
+        source: tokio_rustls::rustls::Error,
+    },
+    #[error("TLS set-up failed: {}", tls::tls_error_text(.0))]
+    Rustls(tokio_rustls::rustls::Error),
+}
+
+/// The TLS settings: public roots plus the `ca_file`'s certificates.
+pub fn tls_config(cfg: &Config) -> Result<Arc<ClientConfig>, TlsSetupError> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(ca) = &cfg.ca_file {
         for cert in tls::load_ca_file(&ca.path, &ca.shown)? {
-            roots.add(cert).map_err(|e| {
-                format!(
-                    "ca_file {} holds a certificate that cannot be a trusted root ({})",
-                    ca.shown,
-                    tls::tls_error_text(&e)
-                )
+            roots.add(cert).map_err(|source| TlsSetupError::NotARoot {
+                shown: ca.shown.clone(),
+                source,
             })?;
         }
     }
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS set-up failed: {}", tls::tls_error_text(&e)))?
+        .map_err(TlsSetupError::Rustls)?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
 }
 
-async fn within<T>(
+/// `fut` within `limit`; its error (a one-line reason) or the timeout is transient.
+async fn within<T, E: std::fmt::Display>(
     limit: Duration,
     what: &str,
-    fut: impl Future<Output = Result<T, String>>,
+    fut: impl Future<Output = Result<T, E>>,
 ) -> Result<T, ConnError> {
     match tokio::time::timeout(limit, fut).await {
         Ok(Ok(v)) => Ok(v),
@@ -131,7 +145,9 @@ pub async fn connect(cfg: &Config, tls: &Arc<ClientConfig>) -> Result<Client<Str
             .map_err(|e| format!("{addr}: {}", tls::io_error_text(&e)))
     })
     .await?;
-    let _ = tcp.set_nodelay(true);
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!("failed to set TCP_NODELAY: {e}");
+    }
     keepalive(&tcp);
     match cfg.tls {
         TlsMode::None => {

@@ -94,8 +94,8 @@ fn start(mut ctx: WatcherCtx, args: &Args) -> Result<(), WatcherError> {
     // Before the task sink: its recovery must never run beside another watcher's writes.
     let _lock = ctx.single_instance("gmail watcher")?;
     let sink = ctx.open_task_sink()?;
-    let state =
-        state::State::load(&ctx.vault().state_file("gmail.state")).map_err(WatcherError::Setup)?;
+    let state = state::State::load(&ctx.vault().state_file("gmail.state"))
+        .map_err(|e| WatcherError::Setup(e.to_string()))?;
     let opts = Options {
         mailbox: args.mailbox.clone(),
         poll: args.poll,

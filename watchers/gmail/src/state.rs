@@ -23,6 +23,21 @@ struct File {
     mailboxes: BTreeMap<String, Mark>,
 }
 
+/// Why the state file cannot be used: the watcher needs setup.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "{} is damaged ({source}); remove it to start over from the unread mail",
+        path.display()
+    )]
+    Damaged {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+}
+
 /// The state file and its contents.
 #[derive(Debug)]
 pub struct State {
@@ -32,17 +47,20 @@ pub struct State {
 
 impl State {
     /// Read the state (a missing file is an empty state).
-    pub fn load(path: &Path) -> Result<State, String> {
+    pub fn load(path: &Path) -> Result<State, LoadError> {
         // Neither the file nor `.ai-employee/` is reached through a symlink.
         let file = match nofollow::folder_of(path).and_then(|(dir, name)| dir.read(name, None)) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                format!(
-                    "{} is damaged ({e}); remove it to start over from the unread mail",
-                    path.display()
-                )
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| LoadError::Damaged {
+                path: path.to_path_buf(),
+                source,
             })?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => File::default(),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(source) => {
+                return Err(LoadError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
         };
         Ok(State {
             path: path.to_path_buf(),
@@ -92,7 +110,10 @@ mod tests {
         let s = State::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.get("INBOX"), Some(m));
         std::fs::write(&path, "{oops").unwrap_or_else(|e| panic!("{e}"));
-        let err = State::load(&path).err().unwrap_or_default();
+        let err = State::load(&path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("is damaged"), "{err}");
     }
 }

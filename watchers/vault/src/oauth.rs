@@ -50,24 +50,35 @@ pub struct TokenSource {
 }
 
 /// Why no access token could be had.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OauthError {
     /// Not fixable by retrying (file missing/invalid, `invalid_grant`, `invalid_client`):
     /// exit 78 material. One line naming the file.
+    #[error("{0}")]
     Unusable(String),
     /// Network error, timeout, 5xx, 429: retry later with backoff.
+    #[error("{0}")]
     Transient(String),
 }
 
-impl fmt::Display for OauthError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            OauthError::Unusable(m) | OauthError::Transient(m) => f.write_str(m),
-        }
-    }
+/// What is wrong with the contents of a token file (the caller names the file).
+#[derive(Debug, thiserror::Error)]
+enum TokenFileError {
+    /// serde_json's message names only the position and the kind of problem, never the
+    /// text around it.
+    #[error("invalid JSON: {0}")]
+    Json(serde_json::Error),
+    #[error("invalid token file: expected a JSON object")]
+    NotAnObject,
+    #[error("`{0}` must be a string")]
+    NotAString(String),
+    #[error("missing `{0}`")]
+    Missing(String),
+    #[error("`token_uri` is not a URL: {0}")]
+    NotAUrl(String),
+    #[error("`token_uri` must start with https:// (plain http only to this machine): {0}")]
+    Insecure(String),
 }
-
-impl std::error::Error for OauthError {}
 
 /// The XOAUTH2 initial client response, not base64-encoded:
 /// `user=<user>\x01auth=Bearer <token>\x01\x01`.
@@ -103,8 +114,8 @@ impl TokenSource {
 
     /// Can the file be used? (exists, parses, has refresh_token, client_id, client_secret,
     /// token_uri). Err: one line naming the file and what is wrong (caller exits 78).
-    pub fn check(&self) -> Result<(), String> {
-        self.read().map(|_| ()).map_err(|e| e.to_string())
+    pub fn check(&self) -> Result<(), OauthError> {
+        self.read().map(|_| ())
     }
 
     /// A current access token: the stored one when valid for at least 60 s more, else
@@ -259,25 +270,21 @@ struct TokenFile {
 }
 
 impl TokenFile {
-    fn parse(text: &str) -> Result<TokenFile, String> {
-        let value: Value = serde_json::from_str(text).map_err(|e| {
-            // serde_json's message names only the position and the kind of problem, never
-            // the text around it.
-            format!("invalid JSON: {e}")
-        })?;
+    fn parse(text: &str) -> Result<TokenFile, TokenFileError> {
+        let value: Value = serde_json::from_str(text).map_err(TokenFileError::Json)?;
         let Value::Object(map) = value else {
-            return Err("invalid token file: expected a JSON object".to_string());
+            return Err(TokenFileError::NotAnObject);
         };
-        let opt = |key: &str| -> Result<Option<String>, String> {
+        let opt = |key: &str| -> Result<Option<String>, TokenFileError> {
             match map.get(key) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::String(s)) if s.is_empty() => Ok(None),
                 Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(format!("`{key}` must be a string")),
+                Some(_) => Err(TokenFileError::NotAString(key.to_string())),
             }
         };
-        let required = |key: &str| -> Result<String, String> {
-            opt(key)?.ok_or_else(|| format!("missing `{key}`"))
+        let required = |key: &str| -> Result<String, TokenFileError> {
+            opt(key)?.ok_or_else(|| TokenFileError::Missing(key.to_string()))
         };
         let token = match opt("token")? {
             Some(t) => Some(t),
@@ -348,18 +355,16 @@ impl TokenFile {
 }
 
 /// `https://…`, or `http://…` to a loopback host only.
-fn check_token_uri(uri: &str) -> Result<(), String> {
+fn check_token_uri(uri: &str) -> Result<(), TokenFileError> {
     let lower = uri.to_ascii_lowercase();
     let host = host_of(uri).unwrap_or("");
     if host.is_empty() {
-        return Err(format!("`token_uri` is not a URL: {uri}"));
+        return Err(TokenFileError::NotAUrl(uri.to_string()));
     }
     if lower.starts_with("https://") || (lower.starts_with("http://") && is_loopback(host)) {
         Ok(())
     } else {
-        Err(format!(
-            "`token_uri` must start with https:// (plain http only to this machine): {uri}"
-        ))
+        Err(TokenFileError::Insecure(uri.to_string()))
     }
 }
 
@@ -496,14 +501,20 @@ mod tests {
         for key in ["refresh_token", "client_id", "client_secret", "token_uri"] {
             let mut v: Value = serde_json::from_str(FILE).expect("json");
             v.as_object_mut().expect("object").remove(key);
-            let e = TokenFile::parse(&v.to_string()).expect_err("missing field");
+            let e = TokenFile::parse(&v.to_string())
+                .expect_err("missing field")
+                .to_string();
             assert_eq!(e, format!("missing `{key}`"));
         }
-        let e = TokenFile::parse("{\"token\": \"ya29.x\"").expect_err("bad json");
+        let e = TokenFile::parse("{\"token\": \"ya29.x\"")
+            .expect_err("bad json")
+            .to_string();
         assert!(e.starts_with("invalid JSON"), "{e}");
         assert!(!e.contains("ya29"), "{e}");
         assert!(TokenFile::parse("[]").is_err());
-        let e = TokenFile::parse(r#"{"refresh_token": 5}"#).expect_err("wrong type");
+        let e = TokenFile::parse(r#"{"refresh_token": 5}"#)
+            .expect_err("wrong type")
+            .to_string();
         assert_eq!(e, "`refresh_token` must be a string");
     }
 

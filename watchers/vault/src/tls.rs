@@ -35,17 +35,39 @@ impl CaFile {
     }
 }
 
+/// Why a `ca_file` gives no certificates (`shown`: its name for messages).
+#[derive(Debug, thiserror::Error)]
+pub enum CaFileError {
+    #[error("cannot read ca_file {shown}: {source}")]
+    Read {
+        shown: String,
+        source: std::io::Error,
+    },
+    #[error("ca_file {shown} is not a valid PEM file: {source}")]
+    NotPem {
+        shown: String,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("ca_file {shown} holds no PEM certificate (expected \"-----BEGIN CERTIFICATE-----\")")]
+    NoCertificate { shown: String },
+}
+
 /// The certificates of a PEM `ca_file` (`shown`: its name for messages). At least one.
-pub fn load_ca_file(path: &Path, shown: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read ca_file {shown}: {e}"))?;
+pub fn load_ca_file(path: &Path, shown: &str) -> Result<Vec<CertificateDer<'static>>, CaFileError> {
+    let shown = || shown.to_string();
+    let pem = std::fs::read(path).map_err(|source| CaFileError::Read {
+        shown: shown(),
+        source,
+    })?;
     let mut certs = Vec::new();
     for cert in CertificateDer::pem_slice_iter(&pem) {
-        certs.push(cert.map_err(|e| format!("ca_file {shown} is not a valid PEM file: {e}"))?);
+        certs.push(cert.map_err(|source| CaFileError::NotPem {
+            shown: shown(),
+            source,
+        })?);
     }
     if certs.is_empty() {
-        return Err(format!(
-            "ca_file {shown} holds no PEM certificate (expected \"-----BEGIN CERTIFICATE-----\")"
-        ));
+        return Err(CaFileError::NoCertificate { shown: shown() });
     }
     Ok(certs)
 }
@@ -54,37 +76,33 @@ pub fn load_ca_file(path: &Path, shown: &str) -> Result<Vec<CertificateDer<'stat
 /// stream reports a failed handshake as an `io::Error` that wraps the rustls error, and
 /// `io::Error::source` skips that wrapped error).
 pub fn certificate_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a CertificateError> {
-    let mut next: Option<&'a (dyn StdError + 'static)> = Some(err);
-    while let Some(e) = next {
-        if let Some(rustls::Error::InvalidCertificate(ce)) = e.downcast_ref::<rustls::Error>() {
-            return Some(ce);
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && let Some(inner) = io.get_ref()
-        {
-            let inner: &'a (dyn StdError + 'static) = inner;
-            if let Some(ce) = certificate_error(inner) {
-                return Some(ce);
-            }
-        }
-        next = e.source();
-    }
-    None
+    find_in_chain(err, |e| match e {
+        rustls::Error::InvalidCertificate(ce) => Some(ce),
+        _ => None,
+    })
 }
 
 /// The rustls error somewhere in `err`'s chain (see [`certificate_error`]).
 pub fn tls_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    find_in_chain(err, Some)
+}
+
+/// The first rustls error in `err`'s chain (looking inside `io::Error`s) that `pick` takes.
+fn find_in_chain<'a, T>(
+    err: &'a (dyn StdError + 'static),
+    pick: fn(&'a rustls::Error) -> Option<T>,
+) -> Option<T> {
     let mut next: Option<&'a (dyn StdError + 'static)> = Some(err);
     while let Some(e) = next {
-        if let Some(t) = e.downcast_ref::<rustls::Error>() {
-            return Some(t);
+        if let Some(found) = e.downcast_ref::<rustls::Error>().and_then(pick) {
+            return Some(found);
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>()
             && let Some(inner) = io.get_ref()
         {
             let inner: &'a (dyn StdError + 'static) = inner;
-            if let Some(t) = tls_error(inner) {
-                return Some(t);
+            if let Some(found) = find_in_chain(inner, pick) {
+                return Some(found);
             }
         }
         next = e.source();
@@ -474,14 +492,18 @@ mod tests {
     fn ca_file_problems_name_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("ca.pem");
-        let e = load_ca_file(&p, "credentials/ca.pem").unwrap_err();
+        let e = load_ca_file(&p, "credentials/ca.pem")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("cannot read ca_file credentials/ca.pem: "),
             "{e}"
         );
         std::fs::write(&p, "not a certificate\n").expect("write");
         assert_eq!(
-            load_ca_file(&p, "credentials/ca.pem").unwrap_err(),
+            load_ca_file(&p, "credentials/ca.pem")
+                .unwrap_err()
+                .to_string(),
             "ca_file credentials/ca.pem holds no PEM certificate (expected \"-----BEGIN CERTIFICATE-----\")"
         );
     }

@@ -8,9 +8,9 @@
 //!
 //! Both parsers are strict: no spaces, no signs, a unit is required (except for the
 //! duration `"0"` and a plain byte count), and values that do not fit are rejected rather
-//! than clamped. Errors are message fragments such as
+//! than clamped. Errors are [`UnitError`]s whose text is a message fragment such as
 //! `invalid duration "30" (use a unit: "30s", "5m", "500ms")`; the table parser prefixes
-//! them with the field path.
+//! it with the field path.
 
 use std::time::Duration;
 
@@ -115,19 +115,90 @@ fn take_unit(s: &str) -> (&str, &str) {
     s.split_at(len)
 }
 
-/// What no `what` ("duration", "size") can be: empty, signed, or with white space in it.
-fn check_form(s: &str, what: &str, examples: &str) -> Result<(), String> {
+/// What a [`UnitError`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quantity {
+    Duration,
+    Size,
+}
+
+impl Quantity {
+    /// Valid values to show when a text is not one.
+    fn examples(self) -> &'static str {
+        match self {
+            Quantity::Duration => "\"500ms\", \"30s\", \"5m\", \"1h\", \"1d\" or \"1m30s\"",
+            Quantity::Size => "\"512KiB\", \"10MiB\", \"1GiB\" or \"100MB\"",
+        }
+    }
+}
+
+impl std::fmt::Display for Quantity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Quantity::Duration => "duration",
+            Quantity::Size => "size",
+        })
+    }
+}
+
+/// Why a duration or size (of the table, a flag or a credentials file) was refused. The
+/// text is a fragment: the table parser prefixes it with the field path, clap with the flag.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnitError {
+    /// Empty, not a number, or a number in a form we do not take (`"+5s"`, `".5s"`).
+    #[error("invalid {what} {text:?} (expected e.g. {})", .what.examples())]
+    Malformed { what: Quantity, text: String },
+    #[error("invalid {what} {text:?} (must not be negative)")]
+    Negative { what: Quantity, text: String },
+    #[error("invalid {what} {text:?} (remove the spaces: {:?})", without_spaces(.text))]
+    Spaces { what: Quantity, text: String },
+    #[error("invalid {what} {text:?} (too large)")]
+    TooLarge { what: Quantity, text: String },
+    /// A lone number such as `"30"`.
+    #[error("invalid duration {0:?} (use a unit: \"30s\", \"5m\", \"500ms\")")]
+    NoUnit(String),
+    /// A later part without a unit, as in `"1m30"`.
+    #[error("invalid duration {0:?} (every number needs a unit: ms, s, m, h or d)")]
+    PartWithoutUnit(String),
+    #[error("invalid duration {text:?} (unknown unit {unit:?}; use ms, s, m, h or d)")]
+    UnknownDurationUnit { text: String, unit: String },
+    #[error(
+        "invalid duration {0:?} (units must go from largest to smallest, each once, as in \"1h30m\")"
+    )]
+    UnitOrder(String),
+    #[error(
+        "invalid size {text:?} (unknown unit {unit:?}; use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB)"
+    )]
+    UnknownSizeUnit { text: String, unit: String },
+    #[error("invalid size {0:?} (a byte count must be a whole number)")]
+    FractionalBytes(String),
+    /// A flag or credentials duration above [`MAX_DURATION`].
+    #[error("{0:?} is too long: at most {max:?} (ten years)", max = format_duration(MAX_DURATION))]
+    AboveMax(String),
+    /// Zero where only a positive duration makes sense.
+    #[error("{0:?} must be more than zero")]
+    Zero(String),
+    /// Outside the bounds of one flag: `rule` completes the sentence
+    /// (`"must be between 1KiB and 64MiB"`).
+    #[error("{text:?} {rule}")]
+    OutOfBounds { text: String, rule: &'static str },
+}
+
+fn without_spaces(s: &str) -> String {
+    s.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+/// What no duration or size can be: empty, signed, or with white space in it.
+fn check_form(s: &str, what: Quantity) -> Result<(), UnitError> {
+    let text = s.to_string();
     if s.is_empty() {
-        return Err(format!("invalid {what} \"\" (expected e.g. {examples})"));
+        return Err(UnitError::Malformed { what, text });
     }
     if s.starts_with('-') {
-        return Err(format!("invalid {what} {s:?} (must not be negative)"));
+        return Err(UnitError::Negative { what, text });
     }
     if s.chars().any(char::is_whitespace) {
-        let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        return Err(format!(
-            "invalid {what} {s:?} (remove the spaces: {compact:?})"
-        ));
+        return Err(UnitError::Spaces { what, text });
     }
     Ok(())
 }
@@ -135,12 +206,16 @@ fn check_form(s: &str, what: &str, examples: &str) -> Result<(), String> {
 /// Parse a duration: one or more `<number><unit>` parts, largest unit first, each unit at
 /// most once: `"500ms"`, `"2s"`, `"1.5s"`, `"5m"`, `"1h"`, `"1d"`, `"1m30s"`. `"0"` is the
 /// only duration without a unit.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    const EXAMPLES: &str = "\"500ms\", \"30s\", \"5m\", \"1h\", \"1d\" or \"1m30s\"";
-    check_form(s, "duration", EXAMPLES)?;
+pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
+    check_form(s, Quantity::Duration)?;
     if s.bytes().all(|c| c == b'0') {
         return Ok(Duration::ZERO);
     }
+    let text = || s.to_string();
+    let too_large = || UnitError::TooLarge {
+        what: Quantity::Duration,
+        text: text(),
+    };
 
     let mut rest = s;
     let mut total: u128 = 0;
@@ -148,42 +223,36 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let mut last_unit: Option<usize> = None;
     while !rest.is_empty() {
         let Some((number, after)) = take_number(rest) else {
-            return Err(format!("invalid duration {s:?} (expected e.g. {EXAMPLES})"));
+            return Err(UnitError::Malformed {
+                what: Quantity::Duration,
+                text: text(),
+            });
         };
         let (unit, after) = take_unit(after);
         if unit.is_empty() {
             if last_unit.is_none() && after.is_empty() {
-                return Err(format!(
-                    "invalid duration {s:?} (use a unit: \"30s\", \"5m\", \"500ms\")"
-                ));
+                return Err(UnitError::NoUnit(text()));
             }
-            return Err(format!(
-                "invalid duration {s:?} (every number needs a unit: ms, s, m, h or d)"
-            ));
+            return Err(UnitError::PartWithoutUnit(text()));
         }
         let Some(index) = DURATION_UNITS.iter().position(|(u, _)| *u == unit) else {
-            return Err(format!(
-                "invalid duration {s:?} (unknown unit {unit:?}; use ms, s, m, h or d)"
-            ));
+            return Err(UnitError::UnknownDurationUnit {
+                text: text(),
+                unit: unit.to_string(),
+            });
         };
         if last_unit.is_some_and(|last| index <= last) {
-            return Err(format!(
-                "invalid duration {s:?} (units must go from largest to smallest, each once, \
-                 as in \"1h30m\")"
-            ));
+            return Err(UnitError::UnitOrder(text()));
         }
         last_unit = Some(index);
         let part = number
             .times(DURATION_UNITS[index].1)
-            .ok_or_else(|| format!("invalid duration {s:?} (too large)"))?;
-        total = total
-            .checked_add(part)
-            .ok_or_else(|| format!("invalid duration {s:?} (too large)"))?;
+            .ok_or_else(too_large)?;
+        total = total.checked_add(part).ok_or_else(too_large)?;
         rest = after;
     }
 
-    let secs = u64::try_from(total / NANOS_PER_S)
-        .map_err(|_| format!("invalid duration {s:?} (too large)"))?;
+    let secs = u64::try_from(total / NANOS_PER_S).map_err(|_| too_large())?;
     // The remainder is below 10^9, so it fits in u32.
     let nanos = (total % NANOS_PER_S) as u32;
     Ok(Duration::new(secs, nanos))
@@ -192,21 +261,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// A duration for a command-line flag or a credentials file: at most
 /// [`MAX_DURATION`], like every duration of the table, so no value
 /// can overflow the clock arithmetic it ends up in.
-pub fn parse_flag_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_flag_duration(s: &str) -> Result<Duration, UnitError> {
     match parse_duration(s)? {
-        d if d > MAX_DURATION => Err(format!(
-            "{s:?} is too long: at most {:?} (ten years)",
-            format_duration(MAX_DURATION)
-        )),
+        d if d > MAX_DURATION => Err(UnitError::AboveMax(s.to_string())),
         d => Ok(d),
     }
 }
 
 /// A duration that must be more than zero (command-line flags such as `--poll 30s`), at
 /// most ten years.
-pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_positive_duration(s: &str) -> Result<Duration, UnitError> {
     match parse_flag_duration(s)? {
-        d if d.is_zero() => Err(format!("{s:?} must be more than zero")),
+        d if d.is_zero() => Err(UnitError::Zero(s.to_string())),
         d => Ok(d),
     }
 }
@@ -214,11 +280,14 @@ pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
 /// Parse a size in bytes: `"512"`, `"512B"`, `"10KiB"`, `"1.5GiB"`, `"100MB"`. Binary
 /// units: `K`, `KiB`, `M`, `MiB`, `G`, `GiB`, `T`, `TiB`; decimal: `KB` (or `kB`), `MB`,
 /// `GB`, `TB`. A fractional size is rounded down to whole bytes.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    const EXAMPLES: &str = "\"512KiB\", \"10MiB\", \"1GiB\" or \"100MB\"";
-    check_form(s, "size", EXAMPLES)?;
+pub fn parse_size(s: &str) -> Result<u64, UnitError> {
+    check_form(s, Quantity::Size)?;
+    let text = || s.to_string();
     let Some((number, unit)) = take_number(s) else {
-        return Err(format!("invalid size {s:?} (expected e.g. {EXAMPLES})"));
+        return Err(UnitError::Malformed {
+            what: Quantity::Size,
+            text: text(),
+        });
     };
     let multiplier = if unit.is_empty() {
         1
@@ -226,22 +295,23 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         match SIZE_UNITS.iter().find(|(u, _)| *u == unit) {
             Some((_, m)) => *m,
             None => {
-                return Err(format!(
-                    "invalid size {s:?} (unknown unit {unit:?}; use B, KiB, MiB, GiB, TiB, \
-                     KB, MB, GB or TB)"
-                ));
+                return Err(UnitError::UnknownSizeUnit {
+                    text: text(),
+                    unit: unit.to_string(),
+                });
             }
         }
     };
     if multiplier == 1 && number.has_fraction() {
-        return Err(format!(
-            "invalid size {s:?} (a byte count must be a whole number)"
-        ));
+        return Err(UnitError::FractionalBytes(text()));
     }
     number
         .times(multiplier)
         .and_then(|n| u64::try_from(n).ok())
-        .ok_or_else(|| format!("invalid size {s:?} (too large)"))
+        .ok_or_else(|| UnitError::TooLarge {
+            what: Quantity::Size,
+            text: text(),
+        })
 }
 
 /// Format a duration the way the table writes it: `"2s"`, `"1m30s"`, `"500ms"`, `"1h"`,
@@ -379,13 +449,13 @@ mod tests {
 
     /// Each text is refused with a message that contains its fragment.
     fn assert_rejected<T: std::fmt::Debug>(
-        parse: fn(&str) -> Result<T, String>,
+        parse: fn(&str) -> Result<T, UnitError>,
         cases: &[(&str, &str)],
     ) {
         for (text, want) in cases {
             match parse(text) {
                 Ok(v) => panic!("{text:?} parsed as {v:?}"),
-                Err(e) => assert!(e.contains(want), "{text:?}: {e}"),
+                Err(e) => assert!(e.to_string().contains(want), "{text:?}: {e}"),
             }
         }
     }

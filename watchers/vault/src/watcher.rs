@@ -289,10 +289,13 @@ fn touch(vault: &Path, p: &Path) {
 }
 
 /// `--max-body SIZE` of the mail and WhatsApp watchers: 1 KiB to 64 MiB.
-pub fn parse_max_body(s: &str) -> Result<u64, String> {
+pub fn parse_max_body(s: &str) -> Result<u64, crate::units::UnitError> {
     let n = crate::units::parse_size(s)?;
     if !(1024..=64 << 20).contains(&n) {
-        return Err(format!("{s:?} must be between 1KiB and 64MiB"));
+        return Err(crate::units::UnitError::OutOfBounds {
+            text: s.to_string(),
+            rule: "must be between 1KiB and 64MiB",
+        });
     }
     Ok(n)
 }

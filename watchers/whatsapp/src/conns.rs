@@ -430,6 +430,7 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!("stopping: finishing requests in flight");
+    // Fails only when no connection is left to tell.
     let _ = shutdown_tx.send(true);
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
         loop {

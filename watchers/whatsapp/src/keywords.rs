@@ -20,6 +20,11 @@ struct Keyword {
     words: Vec<String>,
 }
 
+/// A keyword with no letters or digits: it can never match.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("keyword {0:?} has no letters or digits, so it can never match")]
+pub struct NeverMatches(pub String);
+
 /// A list of keywords.
 #[derive(Debug, Clone)]
 pub struct Keywords {
@@ -28,15 +33,13 @@ pub struct Keywords {
 
 impl Keywords {
     /// Build from the configured list. Errors name a keyword with no letters or digits.
-    pub fn new<S: AsRef<str>>(list: &[S]) -> Result<Keywords, String> {
+    pub fn new<S: AsRef<str>>(list: &[S]) -> Result<Keywords, NeverMatches> {
         let mut out: Vec<Keyword> = Vec::new();
         for k in list {
             let shown = k.as_ref().trim();
             let words = words(shown);
             if words.is_empty() {
-                return Err(format!(
-                    "keyword {shown:?} has no letters or digits, so it can never match"
-                ));
+                return Err(NeverMatches(shown.to_string()));
             }
             if !out.iter().any(|o| o.words == words) {
                 out.push(Keyword {

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ai_employee_vault::cli::VaultArg;
+use ai_employee_vault::units::UnitError;
 use ai_employee_vault::watcher::{HEARTBEAT_EVERY, WatcherCtx, WatcherError, run_watcher};
 use clap::Args as ClapArgs;
 
@@ -82,36 +83,43 @@ pub struct Args {
 }
 
 /// A positive duration up to [`MAX_TIMEOUT`].
-fn parse_timeout(s: &str) -> Result<Duration, String> {
+fn parse_timeout(s: &str) -> Result<Duration, UnitError> {
     let d = ai_employee_vault::units::parse_positive_duration(s)?;
     if d > MAX_TIMEOUT {
-        return Err(format!("{s:?} is more than the maximum of 1h"));
+        return Err(UnitError::OutOfBounds {
+            text: s.to_string(),
+            rule: "is more than the maximum of 1h",
+        });
     }
     Ok(d)
 }
 
 /// A path made of `/`-separated segments of URL-safe characters.
-fn parse_path(s: &str) -> Result<String, String> {
+fn parse_path(s: &str) -> Result<String, BadPath> {
     let ok = s.starts_with('/')
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b));
     if ok {
         Ok(s.to_string())
     } else {
-        Err(format!(
-            "{s:?} must start with / and contain only letters, digits and / - . _ ~"
-        ))
+        Err(BadPath(s.to_string()))
     }
 }
 
-/// Build a keyword list from the flags, or the defaults when none were given.
-fn keyword_list(given: &[String], default: &[&str], flag: &str) -> Result<Keywords, String> {
+/// A `--path` that is not `/`-separated URL-safe segments.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} must start with / and contain only letters, digits and / - . _ ~")]
+struct BadPath(String);
+
+/// Build a keyword list from the flags, or the defaults when none were given; an unusable
+/// keyword needs setup (exit 78).
+fn keyword_list(given: &[String], default: &[&str], flag: &str) -> Result<Keywords, WatcherError> {
     let built = if given.is_empty() {
         Keywords::new(default)
     } else {
         Keywords::new(given)
     };
-    built.map_err(|e| format!("--{flag}: {e}"))
+    built.map_err(|e| WatcherError::Setup(format!("--{flag}: {e}")))
 }
 
 pub fn run(args: Args) -> i32 {
@@ -121,12 +129,8 @@ pub fn run(args: Args) -> i32 {
 /// The start-up checks (exit 78), the lock, then serve until stopped.
 fn serve(mut ctx: WatcherCtx, args: &Args) -> Result<(), WatcherError> {
     let secrets = credentials::load(ctx.vault().root())?;
-    let keywords = keyword_list(&args.keywords, DEFAULT_KEYWORDS, "keyword");
-    let high = keyword_list(&args.high_keywords, DEFAULT_HIGH_KEYWORDS, "high-keyword");
-    let (keywords, high) = match (keywords, high) {
-        (Ok(k), Ok(h)) => (k, h),
-        (Err(e), _) | (_, Err(e)) => return Err(WatcherError::Setup(e)),
-    };
+    let keywords = keyword_list(&args.keywords, DEFAULT_KEYWORDS, "keyword")?;
+    let high = keyword_list(&args.high_keywords, DEFAULT_HIGH_KEYWORDS, "high-keyword")?;
     // One watcher per vault: two would share the ledger of seen message ids.
     let _lock = ctx.single_instance("WhatsApp watcher")?;
     let sink = ctx.open_task_sink()?;
@@ -217,7 +221,9 @@ mod tests {
         assert!(parse_path("/a?b").is_err());
         assert!(keyword_list(&[], DEFAULT_KEYWORDS, "keyword").is_ok());
         assert_eq!(
-            keyword_list(&["!".to_string()], DEFAULT_KEYWORDS, "keyword").err(),
+            keyword_list(&["!".to_string()], DEFAULT_KEYWORDS, "keyword")
+                .err()
+                .map(|e| e.to_string()),
             Some("--keyword: keyword \"!\" has no letters or digits, so it can never match".into())
         );
     }

@@ -20,7 +20,17 @@ use tokio::sync::oneshot;
 pub type Written = Vec<Option<String>>;
 
 /// Where a job's answer goes.
-type Answer = oneshot::Sender<Result<Written, String>>;
+type Answer = oneshot::Sender<Result<Written, WriteError>>;
+
+/// Why a job's tasks are not durable.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    #[error("the task writer has stopped")]
+    Stopped,
+    /// The group's write failed (the same line is logged once for the group).
+    #[error("failed to write {count} task(s) into Needs_Action: {reason}")]
+    Failed { count: usize, reason: String },
+}
 
 enum Msg {
     Write { tasks: Vec<NewTask>, done: Answer },
@@ -35,20 +45,18 @@ pub struct WriterHandle {
 }
 
 impl WriterHandle {
-    /// Write `tasks` (in the next group) and wait until they are durable. The error is a
-    /// one-line description of the I/O failure.
-    pub async fn write(&self, tasks: Vec<NewTask>) -> Result<Written, String> {
+    /// Write `tasks` (in the next group) and wait until they are durable.
+    pub async fn write(&self, tasks: Vec<NewTask>) -> Result<Written, WriteError> {
         let (done, answer) = oneshot::channel();
         self.tx
             .send(Msg::Write { tasks, done })
-            .map_err(|_| "the task writer has stopped".to_string())?;
-        answer
-            .await
-            .map_err(|_| "the task writer has stopped".to_string())?
+            .map_err(|_| WriteError::Stopped)?;
+        answer.await.map_err(|_| WriteError::Stopped)?
     }
 
     /// Ask the writer to touch the heartbeat.
     pub fn beat(&self) {
+        // Fails only once the writer has stopped, and then there is nothing to beat for.
         let _ = self.tx.send(Msg::Beat);
     }
 }
@@ -85,6 +93,7 @@ impl Writer {
 
     /// Write what is queued, then end the thread.
     pub fn stop(mut self) {
+        // Fails only if the thread already ended; the join below reports a panic.
         let _ = self.tx.send(Msg::Stop);
         if let Some(t) = self.thread.take()
             && t.join().is_err()
@@ -144,17 +153,19 @@ fn commit(vault: &std::path::Path, sink: &mut Option<TaskSink>, jobs: Vec<(Vec<N
         Ok(names) => {
             let mut names = names.into_iter();
             for (n, done) in answers {
+                // The handler may have gone (its client hung up); the tasks are durable.
                 let _ = done.send(Ok(names.by_ref().take(n).collect()));
             }
         }
-        Err(e) => {
-            let msg = format!(
-                "failed to write {} task(s) into Needs_Action: {e}",
-                all.len()
-            );
-            tracing::error!("{msg}");
+        Err(reason) => {
+            let e = WriteError::Failed {
+                count: all.len(),
+                reason,
+            };
+            tracing::error!("{e}");
             for (_, done) in answers {
-                let _ = done.send(Err(msg.clone()));
+                // The handler may have gone (its client hung up); nobody is left to tell.
+                let _ = done.send(Err(e.clone()));
             }
             // After a failure part-way, the sink's memory of seen ids may lag its ledger:
             // open it again, which re-reads the ledger and finishes or discards what the

@@ -79,7 +79,7 @@ impl Action for SendEmail {
         if let Some(t) = &tokens {
             t.check().map_err(|problem| Refused::TokenFile {
                 action: NAME,
-                problem,
+                problem: problem.to_string(),
             })?;
         }
         let id = self

@@ -101,7 +101,9 @@ pub fn send_event(vault: &Path, event: &str, details: &str) -> bool {
     let Ok(stream) = UnixStream::connect(&path) else {
         return false;
     };
+    // Both fail only for a zero duration, which LIMIT is not.
     let _ = stream.set_read_timeout(Some(LIMIT));
+    // As above.
     let _ = stream.set_write_timeout(Some(LIMIT));
     let Ok(writer) = stream.try_clone() else {
         return false;

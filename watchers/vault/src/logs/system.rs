@@ -43,6 +43,7 @@ impl Visit for Fields {
             "message" => self.message.push_str(value),
             "child" => self.child = Some(value.to_string()),
             name => {
+                // Writing into a String cannot fail.
                 let _ = write!(self.rest, " {name}={value}");
             }
         }
@@ -50,10 +51,12 @@ impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         match field.name() {
             "message" => {
+                // Writing into a String cannot fail.
                 let _ = write!(self.message, "{value:?}");
             }
             "child" => self.child = Some(format!("{value:?}")),
             name => {
+                // Writing into a String cannot fail.
                 let _ = write!(self.rest, " {name}={value:?}");
             }
         }
@@ -103,6 +106,7 @@ impl<S: Subscriber> Layer<S> for SystemLogLayer {
                 now.format(sinks.console_time),
                 f.message
             );
+            // A console that refuses a line leaves nowhere to say so.
             let _ = std::io::stderr().write_all(line.as_bytes());
         }
     }

@@ -662,6 +662,7 @@ impl Entry {
     /// A line about the system log: into the file (if it takes it) and to the console.
     fn system_note(&mut self, console: Option<Console>, level: Level, note: String) {
         let stamp = chrono::Local::now().format("%Y-%m-%d %H:%M:%S%.3f");
+        // The file may be what fails; the console line below says it all the same.
         let _ = self
             .file
             .write_all(format!("{stamp} {:<5} {note}\n", level.as_str()).as_bytes());
@@ -682,6 +683,7 @@ fn console_note(console: Option<Console>, level: Level, note: &str) {
         "{} {pre}{note}{post}\n",
         chrono::Local::now().format(c.time)
     );
+    // A console that refuses a line leaves nowhere to say so.
     let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
@@ -705,7 +707,9 @@ mod tests {
         let (tx, rx) = mpsc::channel::<()>();
         let (in_tx, in_rx) = mpsc::channel::<()>();
         w.call(move || {
+            // The test waits for this; if it has failed already, nobody is left to tell.
             let _ = in_tx.send(());
+            // A message or the test dropping the sender ends the block alike.
             let _ = rx.recv();
         });
         in_rx.recv_timeout(LONG).expect("the writer took the block");
