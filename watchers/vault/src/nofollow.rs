@@ -679,6 +679,8 @@ impl Write for TempFile<'_> {
 impl Drop for TempFile<'_> {
     fn drop(&mut self) {
         if !self.keep {
+            // Best effort: a temp file that cannot be removed (the folder went read-only)
+            // holds no user data, and a drop has no one to report to.
             let _ = self.dir.remove_file(&self.name);
         }
     }
@@ -819,6 +821,7 @@ mod tests {
 
     fn read(f: File) -> String {
         let mut s = String::new();
+        // A failed read leaves `s` short, which the test's comparison reports.
         let _ = (&f).read_to_string(&mut s);
         s
     }
