@@ -588,7 +588,12 @@ impl Dir {
     /// Create `name` with `bytes` only if it does not exist, atomically (a reader sees
     /// nothing or everything) and durably. Returns whether it was created.
     pub fn create_new(&self, name: impl AsRef<Path>, bytes: &[u8], mode: u32) -> io::Result<bool> {
-        let name = single(name.as_ref())?;
+        self.create_new_path(name.as_ref(), bytes, mode)
+    }
+
+    /// [`Dir::create_new`]'s body, compiled once rather than once per path type.
+    fn create_new_path(&self, name: &Path, bytes: &[u8], mode: u32) -> io::Result<bool> {
+        let name = single(name)?;
         let mut tmp = self.temp_file(".tmp-", "", mode)?;
         tmp.write_all(bytes)?;
         tmp.file().sync_all()?;
@@ -606,7 +611,12 @@ impl Dir {
     /// Replace `name` with `bytes` atomically and durably. An existing file keeps its
     /// permission bits (a new one gets `mode`); a symlink there is refused, not replaced.
     pub fn write_atomic(&self, name: impl AsRef<Path>, bytes: &[u8], mode: u32) -> io::Result<()> {
-        let name = single(name.as_ref())?;
+        self.write_atomic_path(name.as_ref(), bytes, mode)
+    }
+
+    /// [`Dir::write_atomic`]'s body, compiled once rather than once per path type.
+    fn write_atomic_path(&self, name: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+        let name = single(name)?;
         let mode = match self.stat(name) {
             Ok(s) if s.kind == Kind::File => s.mode,
             Ok(s) if s.kind == Kind::Symlink => {
