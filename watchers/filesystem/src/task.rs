@@ -2,9 +2,9 @@
 
 use std::ffi::OsStr;
 
-use ai_employee_vault::frontmatter::{self, Mapping, Priority, Status, TaskFrontmatter};
+use ai_employee_vault::frontmatter::{self, Priority, Status, TaskFrontmatter};
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The facts a task is written from.
 pub struct Facts<'a> {
@@ -15,7 +15,7 @@ pub struct Facts<'a> {
 }
 
 /// The frontmatter of a file-drop task (SPEC §1), after `type: file_drop`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileDropTask {
     pub original_name: String,
     pub size: u64,
@@ -26,29 +26,20 @@ pub struct FileDropTask {
     pub status: Status,
     pub priority: Priority,
     /// False for a file over `--max-size`: no copy was made. Written only then.
-    #[serde(default = "copied")]
+    #[serde(default = "copied", skip_serializing_if = "is_copied")]
     pub copied: bool,
 }
 
 impl TaskFrontmatter for FileDropTask {
     const TYPE: &'static str = "file_drop";
-
-    fn fields(&self, m: &mut Mapping) {
-        use frontmatter::set;
-        set(m, "original_name", self.original_name.as_str());
-        set(m, "size", self.size);
-        set(m, "sha256", self.sha256.as_str());
-        set(m, "received", self.received.as_str());
-        set(m, "status", self.status.as_str());
-        set(m, "priority", self.priority.as_str());
-        if !self.copied {
-            set(m, "copied", false);
-        }
-    }
 }
 
 fn copied() -> bool {
     true
+}
+
+fn is_copied(copied: &bool) -> bool {
+    *copied
 }
 
 /// The metadata file's text: frontmatter (`type: file_drop`, `original_name`, `size`,

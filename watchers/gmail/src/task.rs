@@ -2,15 +2,15 @@
 //! the decoded text in a fenced block (so nothing in it — `---`, `#`, HTML — is read as
 //! Markdown structure or frontmatter).
 
-use ai_employee_vault::frontmatter::{self, Mapping, Priority, Status, TaskFrontmatter};
+use ai_employee_vault::frontmatter::{self, Priority, Status, TaskFrontmatter};
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::importance::{Reason, priority};
 use super::message::Email;
 
 /// The frontmatter of an email task (SPEC §1), after `type: email`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmailTask {
     pub status: Status,
     pub priority: Priority,
@@ -28,19 +28,6 @@ pub struct EmailTask {
 
 impl TaskFrontmatter for EmailTask {
     const TYPE: &'static str = "email";
-
-    fn fields(&self, m: &mut Mapping) {
-        use frontmatter::set;
-        set(m, "status", self.status.as_str());
-        set(m, "priority", self.priority.as_str());
-        set(m, "received", self.received.as_str());
-        set(m, "from", self.from.as_str());
-        set(m, "subject", self.subject.as_str());
-        set(m, "message_id", self.message_id.as_str());
-        set(m, "thread_id", self.thread_id.as_str());
-        set(m, "uid", self.uid);
-        set(m, "mailbox", self.mailbox.as_str());
-    }
 }
 
 /// Where the message was found.

@@ -7,10 +7,10 @@
 //! a link, `[[wiki links]]` or HTML shows as the sender typed it and cannot change the
 //! structure of the file around it.
 
-use ai_employee_vault::frontmatter::{self, Mapping, Status, TaskFrontmatter};
+use ai_employee_vault::frontmatter::{self, Status, TaskFrontmatter};
 use ai_employee_vault::tasks::NewTask;
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::payload::TextMessage;
 
@@ -19,7 +19,7 @@ pub const PREFIX: &str = "WHATSAPP";
 pub use ai_employee_vault::frontmatter::Priority;
 
 /// The frontmatter of a WhatsApp task (SPEC §1), after `type: whatsapp`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WhatsAppTask {
     pub status: Status,
     pub priority: Priority,
@@ -36,17 +36,6 @@ pub struct WhatsAppTask {
 
 impl TaskFrontmatter for WhatsAppTask {
     const TYPE: &'static str = "whatsapp";
-
-    fn fields(&self, m: &mut Mapping) {
-        use frontmatter::set;
-        set(m, "status", self.status.as_str());
-        set(m, "priority", self.priority.as_str());
-        set(m, "received", self.received.as_str());
-        set(m, "from", self.from.as_str());
-        set(m, "contact_name", self.contact_name.as_str());
-        set(m, "keywords", self.keywords.clone());
-        set(m, "message_id", self.message_id.as_str());
-    }
 }
 
 /// The task for `m`, keyed by its message id. `received` is the message's own timestamp,
