@@ -114,7 +114,7 @@ impl Problems {
     /// (the file's own first; problems at one spot keep the order they were found in).
     /// `value` is `Err` only when something was recorded.
     pub fn finish<T>(
-        mut self,
+        self,
         file: &str,
         text: &str,
         value: Result<T, Recorded>,
