@@ -99,7 +99,7 @@ pub fn run(vault: &Path, verb: Verb, name: &str) -> i32 {
             };
             // Like supervisord's startsecs: a child that dies within a second did not start.
             let settle = Instant::now() + START_SETTLE;
-            match wait(&mut client, name, settle, |c| c.pid != Some(pid)) {
+            match wait(&mut client, name, settle, &|c| c.pid != Some(pid)) {
                 Some(c) => {
                     let why = c.reason.map(|r| format!(": {r}")).unwrap_or_default();
                     let last = c.last_exit.map(|e| format!(", {e}")).unwrap_or_default();
@@ -117,7 +117,7 @@ pub fn run(vault: &Path, verb: Verb, name: &str) -> i32 {
             if !active {
                 return exit_codes::OK;
             }
-            let done = wait(&mut client, name, until, |c| {
+            let done = wait(&mut client, name, until, &|c| {
                 !matches!(c.state.as_str(), "running" | "stopping" | "starting")
             });
             match done {
@@ -134,7 +134,7 @@ pub fn run(vault: &Path, verb: Verb, name: &str) -> i32 {
         }
         Verb::Restart => {
             println!("{message}");
-            let done = wait(&mut client, name, until, |c| {
+            let done = wait(&mut client, name, until, &|c| {
                 (c.state == "running" && c.pid != before)
                     || !matches!(c.state.as_str(), "running" | "stopping" | "starting")
             });
@@ -170,7 +170,8 @@ fn wait(
     client: &mut Client,
     name: &str,
     until: Instant,
-    done: impl Fn(&ChildStatus) -> bool,
+    // dyn: one copy of the polling loop for the three conditions.
+    done: &dyn Fn(&ChildStatus) -> bool,
 ) -> Option<ChildStatus> {
     loop {
         if let Some(c) = find(client, name)

@@ -60,7 +60,11 @@ impl Journal {
     /// off a torn last line (see the module docs). Returns the journal and how many bytes
     /// were cut. A symlink in its place is refused.
     pub fn open(dir: Dir, name: impl Into<OsString>) -> io::Result<(Journal, u64)> {
-        let name = name.into();
+        Journal::open_named(dir, name.into())
+    }
+
+    /// [`Journal::open`]'s body, compiled once rather than once per name type.
+    fn open_named(dir: Dir, name: OsString) -> io::Result<(Journal, u64)> {
         remove_if_present(&dir, &tmp_name(&name))?;
         let file = dir.file(&name, How::read_append(MODE))?;
         let len = file.metadata()?.len();
@@ -80,7 +84,11 @@ impl Journal {
 
     /// Start the journal `name` in `dir` afresh: empty, whatever it held.
     pub fn create(dir: Dir, name: impl Into<OsString>) -> io::Result<Journal> {
-        let name = name.into();
+        Journal::create_named(dir, name.into())
+    }
+
+    /// [`Journal::create`]'s body, compiled once rather than once per name type.
+    fn create_named(dir: Dir, name: OsString) -> io::Result<Journal> {
         remove_if_present(&dir, &tmp_name(&name))?;
         let file = dir.file(&name, How::read_append(MODE))?;
         file.set_len(0)?;

@@ -267,7 +267,11 @@ impl Dir {
     /// before the umask). A private folder that exists with group or other bits gets
     /// `0o700`.
     pub fn make_folder(&self, rel: impl AsRef<Path>, private: bool) -> Result<Dir, FolderError> {
-        let rel = rel.as_ref();
+        self.make_folder_path(rel.as_ref(), private)
+    }
+
+    /// [`Dir::make_folder`]'s body, compiled once rather than once per path type.
+    fn make_folder_path(&self, rel: &Path, private: bool) -> Result<Dir, FolderError> {
         let mode = if private { 0o700 } else { 0o755 };
         let mut cur: Option<Dir> = None;
         let mut so_far = PathBuf::new();
@@ -354,7 +358,11 @@ impl Dir {
     /// following a symlink in any component. A FIFO, socket, device or folder is refused
     /// (`InvalidInput`, "not a regular file") without blocking.
     pub fn file(&self, rel: impl AsRef<Path>, how: How) -> io::Result<File> {
-        let rel = rel.as_ref();
+        self.file_path(rel.as_ref(), how)
+    }
+
+    /// [`Dir::file`]'s body, compiled once rather than once per path type.
+    fn file_path(&self, rel: &Path, how: How) -> io::Result<File> {
         let flags = how.flags | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK;
         let fd = self
             .resolve(rel, flags, how.mode)
@@ -374,9 +382,13 @@ impl Dir {
     /// The whole content of the regular file `rel`, at most `limit` bytes (`None`: no
     /// limit); over it, `InvalidData` with the size.
     pub fn read(&self, rel: impl AsRef<Path>, limit: Option<u64>) -> io::Result<Vec<u8>> {
+        self.read_path(rel.as_ref(), limit)
+    }
+
+    /// [`Dir::read`]'s body, compiled once rather than once per path type.
+    fn read_path(&self, rel: &Path, limit: Option<u64>) -> io::Result<Vec<u8>> {
         use std::io::Read;
-        let rel = rel.as_ref();
-        let f = self.file(rel, How::READ)?;
+        let f = self.file_path(rel, How::READ)?;
         let len = f.metadata()?.len();
         let cap = limit.unwrap_or(u64::MAX);
         if len > cap {
@@ -414,8 +426,7 @@ impl Dir {
     /// `lstat` of the name `rel` (a symlink is reported as one). Intermediate components
     /// are not followed either.
     pub fn stat(&self, rel: impl AsRef<Path>) -> io::Result<Stat> {
-        let rel = rel.as_ref();
-        let (dir, name) = self.parent_of(rel)?;
+        let (dir, name) = self.parent_of(rel.as_ref())?;
         let d = dir.as_ref().unwrap_or(self);
         sys::stat_at(d.at(name))
     }
@@ -580,7 +591,12 @@ impl Dir {
     /// Create `name` with `bytes` only if it does not exist, atomically (a reader sees
     /// nothing or everything) and durably. Returns whether it was created.
     pub fn create_new(&self, name: impl AsRef<Path>, bytes: &[u8], mode: u32) -> io::Result<bool> {
-        let name = single(name.as_ref())?;
+        self.create_new_path(name.as_ref(), bytes, mode)
+    }
+
+    /// [`Dir::create_new`]'s body, compiled once rather than once per path type.
+    fn create_new_path(&self, name: &Path, bytes: &[u8], mode: u32) -> io::Result<bool> {
+        let name = single(name)?;
         let mut tmp = self.temp_file(".tmp-", "", mode)?;
         tmp.write_all(bytes)?;
         tmp.file().sync_all()?;
@@ -598,7 +614,12 @@ impl Dir {
     /// Replace `name` with `bytes` atomically and durably. An existing file keeps its
     /// permission bits (a new one gets `mode`); a symlink there is refused, not replaced.
     pub fn write_atomic(&self, name: impl AsRef<Path>, bytes: &[u8], mode: u32) -> io::Result<()> {
-        let name = single(name.as_ref())?;
+        self.write_atomic_path(name.as_ref(), bytes, mode)
+    }
+
+    /// [`Dir::write_atomic`]'s body, compiled once rather than once per path type.
+    fn write_atomic_path(&self, name: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+        let name = single(name)?;
         let mode = match self.stat(name) {
             Ok(s) if s.kind == Kind::File => s.mode,
             Ok(s) if s.kind == Kind::Symlink => {

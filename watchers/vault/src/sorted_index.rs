@@ -163,19 +163,24 @@ impl SortedIndex {
     /// Merge `new` (records of `record_len` bytes; any order, duplicates allowed: the
     /// last one for a key wins) into the index, atomically. Also checks that the old
     /// records are in order.
-    pub fn merge<R: AsRef<[u8]>>(&mut self, mut new: Vec<R>) -> io::Result<()> {
-        if new.iter().any(|r| r.as_ref().len() != self.record_len) {
+    pub fn merge<R: AsRef<[u8]>>(&mut self, new: Vec<R>) -> io::Result<()> {
+        self.merge_records(new.iter().map(AsRef::as_ref).collect())
+    }
+
+    /// [`SortedIndex::merge`]'s body, compiled once rather than once per record type.
+    fn merge_records(&mut self, mut new: Vec<&[u8]>) -> io::Result<()> {
+        if new.iter().any(|r| r.len() != self.record_len) {
             return Err(io::Error::other("a ledger record of the wrong length"));
         }
         // Stable: of records with one key, the last given stays last.
-        new.sort_by(|a, b| a.as_ref()[..KEY_LEN].cmp(&b.as_ref()[..KEY_LEN]));
+        new.sort_by(|a, b| a[..KEY_LEN].cmp(&b[..KEY_LEN]));
         let last_of_key = |i: usize| {
             new.get(i + 1)
-                .is_none_or(|n| n.as_ref()[..KEY_LEN] != new[i].as_ref()[..KEY_LEN])
+                .is_none_or(|n| n[..KEY_LEN] != new[i][..KEY_LEN])
         };
         let unique: Vec<&[u8]> = (0..new.len())
             .filter(|&i| last_of_key(i))
-            .map(|i| new[i].as_ref())
+            .map(|i| new[i])
             .collect();
         let tmp = tmp_name(&self.name);
         let out = self.dir.file(&tmp, How::truncate(0o600))?;

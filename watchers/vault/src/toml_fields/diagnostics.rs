@@ -114,17 +114,22 @@ impl Problems {
     /// (the file's own first; problems at one spot keep the order they were found in).
     /// `value` is `Err` only when something was recorded.
     pub fn finish<T>(
-        mut self,
+        self,
         file: &str,
         text: &str,
         value: Result<T, Recorded>,
     ) -> Result<T, Diagnostics> {
         match value {
-            Ok(v) if self.list.is_empty() => return Ok(v),
-            _ => {}
+            Ok(v) if self.list.is_empty() => Ok(v),
+            _ => Err(self.into_diagnostics(file, text)),
         }
+    }
+
+    /// Every problem recorded, sorted by position, as lines. Not generic, so the release
+    /// binary holds it (and its sort) once, not once per `finish::<T>`.
+    fn into_diagnostics(mut self, file: &str, text: &str) -> Diagnostics {
         self.list.sort_by_key(|p| p.0);
-        Err(Diagnostics(
+        Diagnostics(
             self.list
                 .into_iter()
                 .map(|(offset, message)| {
@@ -137,7 +142,7 @@ impl Problems {
                     }
                 })
                 .collect(),
-        ))
+        )
     }
 }
 
