@@ -2,11 +2,12 @@
 # Clean-build time of committed revisions of the workspace, one after the other on this
 # machine (run it when nothing else builds: the numbers are wall and CPU seconds).
 #
-#   bench/build-time.sh [--reps N] [--profile dev|release] REV [REV...]
+#   bench/build-time.sh [--reps N] [--profile dev|dev-bin|release] REV [REV...]
 #
 # For each REV and repetition: `git archive REV` into a fresh temp dir, a fresh
 # CARGO_TARGET_DIR, then `cargo build --locked` (dev: `--workspace --all-targets`, what
-# a developer builds before testing; release: the binary that ships). Crates come from
+# a developer builds before testing; dev-bin: `--workspace`, the debug binary without
+# tests; release: the binary that ships). Crates come from
 # the local cargo registry (no download is timed). Prints one line per build (wall and
 # CPU seconds; with --profile release also the binary's size).
 set -euo pipefail
@@ -21,11 +22,12 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-[ ${#revs[@]} -gt 0 ] || { echo "usage: $0 [--reps N] [--profile dev|release] REV..." >&2; exit 2; }
+[ ${#revs[@]} -gt 0 ] || { echo "usage: $0 [--reps N] [--profile dev|dev-bin|release] REV..." >&2; exit 2; }
 case "$profile" in
     dev) flags=(--workspace --all-targets) ;;
+    dev-bin) flags=(--workspace) ;;
     release) flags=(--release) ;;
-    *) echo "--profile dev or release" >&2; exit 2 ;;
+    *) echo "--profile dev, dev-bin or release" >&2; exit 2 ;;
 esac
 work=$(mktemp -d "${TMPDIR:-/tmp}/aie-buildtime.XXXXXX")
 trap 'rm -rf "$work"' EXIT
