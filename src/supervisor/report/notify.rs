@@ -69,10 +69,6 @@ impl Notifier {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.hooks.is_empty()
-    }
-
     /// Queue `event` for every webhook that subscribes to it. Never blocks.
     pub fn send(&self, event: NotifyEvent, child: Option<&str>, details: &str) {
         if !self.hooks.iter().any(|h| h.events.contains(&event)) {

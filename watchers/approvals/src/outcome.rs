@@ -517,7 +517,7 @@ mod tests {
         let d = decision(v, original, Destination::Done);
         assert_eq!(d.dest, "Done/a-2.md");
         // A crash after the destination was written but before the source was removed:
-        atomic::create_new(&v.join("Done/a-2.md"), render(original, &d).as_bytes())?;
+        std::fs::write(v.join("Done/a-2.md"), render(original, &d))?;
         assert_eq!(
             finish(v, "a.md", &sha, id, original, &d)?,
             ("Done/a-2.md".to_string(), Left::Nothing)

@@ -1,8 +1,7 @@
-//! Atomic writes of user-owned files: temp file in the same folder, fsync, rename, fsync
-//! of the folder. A reader never sees half a file. (Owned by the vault helper.)
-//!
-//! Also what the Dashboard merge, the approval handler and the filesystem watcher learn
-//! from leases: whether anybody else has a file open ([`wait_sole_opener`], [`writers`],
+//! What the program does by path around atomic writes (the writes themselves are
+//! `nofollow::Dir::write_atomic` / `create_new`, through folder descriptors): fsync of a
+//! folder, the folder of a path, renames by path. Also what the Dashboard merge, the
+//! approval handler and the filesystem watcher learn from leases: whether anybody else has a file open ([`wait_sole_opener`], [`writers`],
 //! [`read_without_writers`], [`read_if_no_writers`]). The leases themselves, and every
 //! other system call, are in [`crate::sys`].
 
@@ -12,40 +11,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::sys::{self, At, Lease, LeaseKind};
-
-/// Write `bytes` to `path` atomically, replacing what is there.
-///
-/// An existing file keeps its permission bits; a new file is created `0600`.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::io::Write;
-    let dir = parent_dir(path);
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        tmp.as_file().set_permissions(meta.permissions())?;
-    }
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    sync_dir(dir)
-}
-
-/// Create `path` with `bytes` only if it does not exist (atomically: a reader sees nothing
-/// or everything). Returns whether it was created.
-pub fn create_new(path: &Path, bytes: &[u8]) -> io::Result<bool> {
-    use std::io::Write;
-    let dir = parent_dir(path);
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    match tmp.persist_noclobber(path) {
-        Ok(_) => {
-            sync_dir(dir)?;
-            Ok(true)
-        }
-        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(e.error),
-    }
-}
 
 /// fsync a directory so a rename in it is durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -255,19 +220,6 @@ mod tests {
     fn parent_of_a_bare_name_is_the_current_folder() {
         assert_eq!(parent_dir(Path::new("Dashboard.md")), Path::new("."));
         assert_eq!(parent_dir(Path::new("v/Dashboard.md")), Path::new("v"));
-    }
-
-    #[test]
-    fn write_atomic_keeps_the_mode_of_an_existing_file() -> io::Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir()?;
-        let p = dir.path().join("f.md");
-        std::fs::write(&p, "old")?;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640))?;
-        write_atomic(&p, b"new")?;
-        assert_eq!(std::fs::read_to_string(&p)?, "new");
-        assert_eq!(std::fs::metadata(&p)?.permissions().mode() & 0o7777, 0o640);
-        Ok(())
     }
 
     #[test]
