@@ -6,6 +6,8 @@
 //! units, the control protocol) is the `ai_employee_vault` crate; each watcher is its own
 //! crate under `watchers/`.
 
+/// The task loop (`ai-employee agent`): Needs_Action/ → agent → Done/.
+pub mod agent;
 /// clap types for the command line (no logic).
 pub mod cli;
 /// One module per subcommand.

@@ -36,6 +36,126 @@ pub struct Config {
     pub processes: Vec<ProcessSpec>,
     /// `[[notify]]` webhooks, in file order.
     pub notify: Vec<NotifySpec>,
+    /// `[agent]`: the task loop (`ai-employee agent`); defaults when the section is absent.
+    pub agent: AgentSettings,
+}
+
+/// `[agent]`: the task loop's settings (docs/agent.md lists every key).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentSettings {
+    /// `command`: the agent's argv template. Placeholders, each replaced inside an
+    /// argument: `{prompt}` (the rendered prompt), `{task}` (the task's id, its file stem),
+    /// `{task_file}` (vault-relative path of the task file in `In_Progress/`), `{vault}`.
+    pub command: Vec<String>,
+    /// `resume`: arguments appended to `command` to continue a session
+    /// (`{session_id}` replaced), default `["--resume", "{session_id}"]`.
+    pub resume: Vec<String>,
+    /// `prompt`: the prompt template, vault-relative (default `Prompts/agent.md`; the
+    /// built-in template when the file does not exist).
+    pub prompt: String,
+    /// `max_concurrent`, default 2: agents running at once.
+    pub max_concurrent: u32,
+    /// `timeout`, default 1 h: a run longer than this is stopped (SIGTERM to its group,
+    /// SIGKILL after `kill_after`).
+    pub timeout: Duration,
+    /// `kill_after`, default 10 s.
+    pub kill_after: Duration,
+    /// `max_attempts`, default 5: runs of a task before it goes to `Failed/`.
+    pub max_attempts: u32,
+    /// `retry_delays`, default 1m, 5m, 15m, 1h, 4h: the wait after the n-th failed
+    /// attempt (the last one repeats).
+    pub retry_delays: Vec<Duration>,
+    /// `max_iterations`, default 3: resumes of a session that stopped without a status
+    /// (or whose `verify` failed) within one attempt.
+    pub max_iterations: u32,
+    /// `verify`: optional argv run in the vault after a run that says done; a non-zero exit
+    /// feeds its output into the next iteration.
+    pub verify: Option<Vec<String>>,
+    /// `approval_keywords`, default deploy, production, delete: a task whose title or
+    /// body has one (whole word, any case) waits for a person before the agent starts.
+    pub approval_keywords: Vec<String>,
+    /// `approval_timeout`, default 24 h: no decision → the task needs human review.
+    pub approval_timeout: Duration,
+    /// `vip_senders`: addresses or numbers whose tasks score the sender weight.
+    pub vip_senders: Vec<String>,
+    /// `urgency_keywords`, default urgent, asap, emergency, immediately, critical.
+    pub urgency_keywords: Vec<String>,
+    /// `[agent.weights]`.
+    pub weights: Weights,
+    /// `max_backlog`, default 20: more tasks waiting → degraded.
+    pub max_backlog: u32,
+    /// `max_error_rate`, default 0.10 (of runs in the last 24 h) → degraded.
+    pub max_error_rate: f64,
+    /// `max_idle`, default 1 h: no completion for this long while tasks wait → degraded.
+    pub max_idle: Duration,
+    /// `dashboard_interval`, default 5 s: the `## Tasks` summary is written at most this
+    /// often.
+    pub dashboard_interval: Duration,
+    /// `env`: extra environment of the agent.
+    pub env: BTreeMap<String, String>,
+}
+
+/// `[agent.weights]`: how the score is made (docs/agent.md, "Priority").
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Weights {
+    /// `urgency`, default 0.4: the task's priority and urgency keywords.
+    pub urgency: f64,
+    /// `deadline`, default 0.3: how close the deadline is.
+    pub deadline: f64,
+    /// `sender`, default 0.3: a VIP sender.
+    pub sender: f64,
+    /// `age_per_hour`, default 0.05: added per hour of waiting, so nothing starves.
+    pub age_per_hour: f64,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Weights {
+            urgency: 0.4,
+            deadline: 0.3,
+            sender: 0.3,
+            age_per_hour: 0.05,
+        }
+    }
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let min = |m: u64| Duration::from_secs(m * 60);
+        AgentSettings {
+            command: s(&[
+                "claude",
+                "-p",
+                "{prompt}",
+                "--output-format",
+                "json",
+                "--permission-mode",
+                "acceptEdits",
+                "--allowedTools",
+                "Read,Write,Edit,Glob,Grep",
+            ]),
+            resume: s(&["--resume", "{session_id}"]),
+            prompt: "Prompts/agent.md".to_string(),
+            max_concurrent: 2,
+            timeout: min(60),
+            kill_after: Duration::from_secs(10),
+            max_attempts: 5,
+            retry_delays: vec![min(1), min(5), min(15), min(60), min(240)],
+            max_iterations: 3,
+            verify: None,
+            approval_keywords: s(&["deploy", "production", "delete"]),
+            approval_timeout: min(24 * 60),
+            vip_senders: Vec::new(),
+            urgency_keywords: s(&["urgent", "asap", "emergency", "immediately", "critical"]),
+            weights: Weights::default(),
+            max_backlog: 20,
+            max_error_rate: 0.10,
+            max_idle: min(60),
+            dashboard_interval: Duration::from_secs(5),
+            env: BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,127 @@
+//! `.ai-employee/tasks.json`: the loop's current state, replaced atomically (at most a few
+//! times a second) for `ai-employee tasks`, the supervisor's `/metrics` and
+//! `tasks health`. The vault stays the source of truth (each task's frontmatter); this is
+//! a view of it that is cheap to read.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The file name under `.ai-employee/`.
+pub const FILE_NAME: &str = "tasks.json";
+/// Bumped on incompatible changes.
+pub const VERSION: u32 = 1;
+
+/// Upper bounds (seconds) of the run-duration histogram's buckets (`+Inf` implied).
+pub const DURATION_BUCKETS: &[f64] = &[
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub version: u32,
+    /// The loop's pid.
+    pub pid: u32,
+    pub written_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    /// The stop file exists or `tasks pause` was given: no new task starts.
+    pub paused: bool,
+    /// Set when the agent cannot run (missing binary, not logged in): the one-line reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs_setup: Option<String>,
+    pub max_concurrent: u32,
+    /// Mean wall time of the last completed runs, for estimates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recent_run_ms: Option<u64>,
+    /// Every task the loop knows of, in queue order: running first, then by score.
+    pub tasks: Vec<TaskView>,
+    /// Counters since the event log began (the loop folds `Logs/tasks.jsonl` at start).
+    pub totals: Totals,
+    /// The same for today (local date).
+    pub today: Totals,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_completion: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    pub done: u64,
+    pub failed: u64,
+    pub rejected: u64,
+    pub needs_review: u64,
+    pub invalid: u64,
+    pub retries: u64,
+    /// Agent runs, and those that ended in an error (`RunResult::is_error`).
+    pub runs: u64,
+    pub run_errors: u64,
+    pub cost_usd: f64,
+    pub turns: u64,
+    /// Run durations: counts per bucket of [`DURATION_BUCKETS`] plus one for `+Inf`
+    /// (not cumulative), and their sum in seconds.
+    pub duration_counts: Vec<u64>,
+    pub duration_sum_s: f64,
+}
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// In Needs_Action/, ready when a slot is free.
+    Pending,
+    /// Waiting for a person to approve running it at all.
+    AwaitingRunApproval,
+    /// An agent runs it now.
+    Running,
+    /// The agent drafted approval requests; waiting for their outcome.
+    WaitingApproval,
+    /// A failed attempt; the next one at `retry_at`.
+    Retry,
+    /// No decision within `approval_timeout`.
+    NeedsReview,
+}
+
+impl TaskState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Pending => "pending",
+            TaskState::AwaitingRunApproval => "awaiting_run_approval",
+            TaskState::Running => "running",
+            TaskState::WaitingApproval => "waiting_approval",
+            TaskState::Retry => "retry",
+            TaskState::NeedsReview => "needs_review",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskView {
+    /// The file stem.
+    pub id: String,
+    /// Vault-relative path of the task file now.
+    pub file: String,
+    pub title: String,
+    pub state: TaskState,
+    pub score: f64,
+    /// Runs so far (including a running one).
+    pub attempt: u32,
+    pub queued_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<DateTime<Utc>>,
+    /// The agent's pid while running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Approval requests it waits for (vault-relative).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<String>,
+    #[serde(default)]
+    pub cost_usd: f64,
+    #[serde(default)]
+    pub turns: u64,
+}
