@@ -96,6 +96,44 @@ pub enum Command {
         #[arg(long, short = 'n', value_name = "N", default_value_t = 20)]
         lines: usize,
     },
+    /// Run the task loop: Needs_Action/ → priority → approval gate → the AI agent → Done/
+    ///
+    /// Exit status: 0 stopped (or, with --once, nothing left to run now), 78 the agent needs
+    /// setup or the table is invalid, 75 another task loop runs on the vault.
+    Agent {
+        #[command(flatten)]
+        vault: VaultArg,
+        /// Process table [default: <vault>/ai-employee.toml if present, else built-in]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Process what is runnable now, then exit
+        #[arg(long)]
+        once: bool,
+        /// Show what would run, in order, without starting the agent or changing the vault
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show the task queue (score, state, wait, attempt, estimated start and finish)
+    ///
+    /// Exit status: 0 the loop runs, 3 no task loop runs on the vault.
+    Tasks {
+        #[command(flatten)]
+        vault: VaultArg,
+        /// Print the queue as JSON (the loop's snapshot)
+        #[arg(long)]
+        json: bool,
+        /// Redraw the queue in place every --interval until Ctrl+C
+        #[arg(long, short = 'w')]
+        watch: bool,
+        /// Also show each task's file, deadline, last error and approvals
+        #[arg(long, short = 'v')]
+        verbose: bool,
+        /// How often --watch redraws
+        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = ai_employee_vault::units::parse_positive_duration)]
+        interval: std::time::Duration,
+        #[command(subcommand)]
+        command: Option<TasksCommand>,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         /// The shell to complete for
@@ -111,6 +149,66 @@ pub enum Command {
     /// Internal: the orphan guardian started by `supervise`
     #[command(name = "__guardian", hide = true)]
     Guardian,
+}
+
+/// `ai-employee tasks …`.
+#[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// Show one task: its file, state, attempts, errors, cost and log
+    Show {
+        /// The task's id (its file name without .md) or a unique prefix of it
+        id: String,
+    },
+    /// Create a task in Needs_Action/ by hand
+    Add {
+        /// What the task is
+        title: String,
+        /// The task's text
+        #[arg(long)]
+        body: Option<String>,
+        #[arg(long, value_enum, default_value = "medium")]
+        priority: TaskPriority,
+        /// When it is due: RFC 3339, `YYYY-MM-DD`, `YYYY-MM-DD HH:MM`, or a duration from
+        /// now (`2h`, `3d`)
+        #[arg(long, value_name = "TIME")]
+        deadline: Option<String>,
+    },
+    /// Run a task again now: one waiting to retry, needing review, or in Failed/
+    Retry {
+        /// The task's id or a unique prefix
+        id: String,
+    },
+    /// Start no new task (the stop file .claude_stop); running ones finish
+    Pause {
+        /// Also stop the running ones (they are retried after resume)
+        #[arg(long)]
+        now: bool,
+    },
+    /// Remove the stop file: tasks start again within a second
+    Resume,
+    /// Throughput, durations, error rate, retries and cost from Logs/tasks.jsonl
+    Metrics {
+        /// The window: `24h`, `7d` …
+        #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = ai_employee_vault::units::parse_positive_duration)]
+        since: std::time::Duration,
+        #[arg(long)]
+        json: bool,
+    },
+    /// healthy / degraded / unhealthy with reasons; exit 0 healthy, 1 not, 3 no loop runs
+    Health {
+        #[arg(long)]
+        json: bool,
+        /// Process table [default: <vault>/ai-employee.toml if present, else built-in]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TaskPriority {
+    High,
+    Medium,
+    Low,
 }
 
 /// The watchers; each one's options live in its own crate under `watchers/`.

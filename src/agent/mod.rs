@@ -2,11 +2,23 @@
 //! agent → Done/, Rejected/ or Failed/. See docs/agent.md for what it promises and
 //! docs/ARCHITECTURE.md for how the parts fit.
 
+/// The loop: discovery, scheduling, claiming, what each attempt's end means.
+pub mod engine;
 /// `Logs/tasks.jsonl`: one record per thing that happened to a task (the metrics' source).
 pub mod events;
+/// The approval gate's files: run requests, drafts linked to a task, where each is now.
+pub mod gate;
 /// The agent's answer: Claude Code's JSON result or plain text → what happened.
 pub mod outcome;
+/// The prompt template and how it is filled.
+pub mod prompt;
+/// One attempt: agent runs, resumes, `verify`, timeouts, logs.
+pub mod runner;
 /// The priority score (pure).
 pub mod score;
 /// `.ai-employee/tasks.json`: what the loop shows `tasks`, `/metrics` and the Dashboard.
 pub mod snapshot;
+/// Task files: the facts, the loop's keys in the frontmatter, safe edits and moves.
+pub mod task;
+/// Counters folded from the event log.
+pub mod totals;

@@ -1,11 +1,13 @@
 //! One module per subcommand; [`run`] dispatches and returns the exit code.
 
+mod agent;
 mod check;
 mod control;
 mod init;
 mod logs;
 pub mod status;
 mod supervise;
+pub mod tasks;
 mod watch;
 
 use ai_employee_vault::cli::resolve_vault;
@@ -42,6 +44,27 @@ pub fn run(cli: Cli) -> i32 {
             follow,
             lines,
         } => logs::run(&resolve_vault(&vault), name.as_deref(), follow, lines),
+        Command::Agent {
+            vault,
+            config,
+            once,
+            dry_run,
+        } => agent::run(&vault, config.as_deref(), once, dry_run),
+        Command::Tasks {
+            vault,
+            json,
+            watch,
+            verbose,
+            interval,
+            command,
+        } => tasks::run(
+            &resolve_vault(&vault),
+            command,
+            json,
+            watch,
+            verbose,
+            interval,
+        ),
         Command::Completions { shell } => {
             let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "ai-employee", &mut std::io::stdout());

@@ -50,8 +50,8 @@ pub struct AgentSettings {
     /// `resume`: arguments appended to `command` to continue a session
     /// (`{session_id}` replaced), default `["--resume", "{session_id}"]`.
     pub resume: Vec<String>,
-    /// `prompt`: the prompt template, vault-relative (default `Prompts/agent.md`; the
-    /// built-in template when the file does not exist).
+    /// `prompt`: the prompt template, vault-relative (default `Agent_Prompt.md`, which
+    /// `init` writes; the built-in template when the file does not exist).
     pub prompt: String,
     /// `max_concurrent`, default 2: agents running at once.
     pub max_concurrent: u32,
@@ -136,7 +136,7 @@ impl Default for AgentSettings {
                 "Read,Write,Edit,Glob,Grep",
             ]),
             resume: s(&["--resume", "{session_id}"]),
-            prompt: "Prompts/agent.md".to_string(),
+            prompt: "Agent_Prompt.md".to_string(),
             max_concurrent: 2,
             timeout: min(60),
             kill_after: Duration::from_secs(10),

@@ -2,6 +2,7 @@
 //! Linux/macOS differences live in `stats/linux.rs` and `stats/macos.rs`, chosen by `cfg`.
 
 pub mod guardian;
+pub mod job;
 pub mod records;
 pub mod spawn;
 pub mod stats;

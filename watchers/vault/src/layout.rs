@@ -11,6 +11,7 @@ use super::nofollow::Dir;
 pub enum Folder {
     Inbox,
     NeedsAction,
+    InProgress,
     Plans,
     PendingApproval,
     Approved,
@@ -23,9 +24,10 @@ pub enum Folder {
 
 impl Folder {
     /// Every folder, in the order `init` creates them.
-    pub const ALL: [Folder; 10] = [
+    pub const ALL: [Folder; 11] = [
         Folder::Inbox,
         Folder::NeedsAction,
+        Folder::InProgress,
         Folder::Plans,
         Folder::PendingApproval,
         Folder::Approved,
@@ -41,6 +43,7 @@ impl Folder {
         match self {
             Folder::Inbox => "Inbox",
             Folder::NeedsAction => "Needs_Action",
+            Folder::InProgress => "In_Progress",
             Folder::Plans => "Plans",
             Folder::PendingApproval => "Pending_Approval",
             Folder::Approved => "Approved",
@@ -172,6 +175,13 @@ pub struct InitReport {
 
 const DASHBOARD_TEMPLATE: &str = "# AI Employee Dashboard\n\n## System Status\n\n| Timestamp | Action | Status | Details |\n|---|---|---|---|\n";
 
+/// The task loop's prompt template (`Agent_Prompt.md`, `[agent] prompt`), written by
+/// `init` for the user to edit; the loop's built-in template when the file is missing.
+pub const AGENT_PROMPT_TEMPLATE: &str = include_str!("agent_prompt.md");
+
+/// The default `[agent] prompt` file.
+pub const AGENT_PROMPT_FILE: &str = "Agent_Prompt.md";
+
 const HANDBOOK_TEMPLATE: &str = "# Company Handbook\n\nRules of engagement for the AI employee. Edit freely: the supervisor never\nwrites this file.\n\n- Ask for approval before sending anything on my behalf.\n- Never pay anything automatically.\n";
 
 /// Create what is missing (folders, Dashboard.md, Company_Handbook.md, the process table,
@@ -218,6 +228,7 @@ pub fn write_templates(vault: &Vault, config_text: &str) -> io::Result<Vec<PathB
     for (path, text) in [
         (vault.dashboard(), DASHBOARD_TEMPLATE),
         (vault.root().join("Company_Handbook.md"), HANDBOOK_TEMPLATE),
+        (vault.root().join(AGENT_PROMPT_FILE), AGENT_PROMPT_TEMPLATE),
         (vault.config_file(), config_text),
     ] {
         // A name taken by anything (a symlink too) is left alone.

@@ -1,0 +1,1720 @@
+//! The loop itself: one thread, a tokio current-thread runtime. OS file events and a
+//! sweep find tasks; the queue is ordered by score; a free slot claims the best runnable
+//! task into `In_Progress/` and starts an attempt (`runner`); what an attempt returns
+//! moves the task on. Every decision is written into the task's frontmatter before the
+//! next step, so a loop killed at any instant resumes from the files (docs/agent.md,
+//! "Crash safety").
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ai_employee_vault::dashboard::Row;
+use ai_employee_vault::journal::{self, Journal};
+use ai_employee_vault::layout::{Folder, Vault};
+use ai_employee_vault::nofollow::{Dir, Kind};
+use ai_employee_vault::watcher::{WatcherCtx, WatcherError};
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use super::events::{self, EventKind, RunResult, TaskEvent};
+use super::gate;
+use super::prompt::{self, Fill};
+use super::runner::{self, AttemptEnd, AttemptSpec, Progress};
+use super::score::{self, Facts};
+use super::snapshot::{self, Snapshot, TaskView, Totals};
+use super::task::{self, LoopState, TaskDoc, keys};
+use crate::config::AgentSettings;
+use crate::process::records::{self, Record, RecordLog};
+
+/// The stop file (seed 000): while it exists no new task starts; `now` inside it also
+/// stops the running ones.
+pub const STOP_FILE: &str = ".claude_stop";
+/// The loop's record of its agents' process groups, under `.ai-employee/`.
+pub const GROUPS_FILE: &str = "agent-groups";
+/// How often the folders are listed again, in case an OS event was lost.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// How often waiting approvals are looked at without an event.
+const APPROVALS_EVERY: Duration = Duration::from_secs(10);
+/// The snapshot is rewritten at most this often (and at least every [`SWEEP_EVERY`]).
+const SNAPSHOT_EVERY: Duration = Duration::from_millis(250);
+
+/// How the loop was started.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Process what is runnable now, then exit.
+    pub once: bool,
+    /// Everything but starting the agent and changing the vault.
+    pub dry_run: bool,
+}
+
+/// One task the loop knows of.
+#[derive(Debug, Clone)]
+struct Entry {
+    id: String,
+    /// Its file name in `folder`.
+    name: String,
+    folder: Folder,
+    state: LoopState,
+    attempt: u32,
+    queued_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    retry_at: Option<DateTime<Utc>>,
+    waiting_since: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+    session_id: Option<String>,
+    title: String,
+    priority: Option<String>,
+    deadline: Option<DateTime<Utc>>,
+    /// The time-independent part of the score (urgency, sender).
+    base: f64,
+    run_approval: Option<String>,
+    approvals: Vec<String>,
+    /// The next run resumes the session after its approvals were decided.
+    resume_after_approval: bool,
+    cost_usd: f64,
+    turns: u64,
+    pid: Option<u32>,
+    /// Dry run: already shown.
+    seen_dry: bool,
+}
+
+/// What the event sources send the loop.
+enum Input {
+    /// Names changed in a watched folder (`None`: the vault root).
+    Fs(Option<Folder>, Vec<String>),
+    /// The OS watch failed: fall back to sweeps.
+    FsError(String),
+}
+
+pub struct Engine {
+    vault: Vault,
+    s: AgentSettings,
+    opts: Options,
+    template: String,
+    dirs: Dirs,
+    tasks: HashMap<String, Entry>,
+    running: HashMap<String, watch::Sender<bool>>,
+    paused: bool,
+    pause_now: bool,
+    events: Option<Journal>,
+    totals: Totals,
+    today: Totals,
+    today_date: chrono::NaiveDate,
+    records: Option<RecordLog>,
+    groups: HashMap<i32, Record>,
+    recent_runs: VecDeque<Duration>,
+    last_completion: Option<DateTime<Utc>>,
+    needs_setup: Option<String>,
+    started_at: DateTime<Utc>,
+    snapshot_dirty: bool,
+    last_snapshot: Instant,
+    rows: Vec<Row>,
+    dashboard: Option<(
+        std::sync::mpsc::Sender<Vec<Row>>,
+        std::thread::JoinHandle<()>,
+    )>,
+    approvals_dirty: bool,
+}
+
+/// The vault's folders, opened once (never through a symlink).
+struct Dirs {
+    root: Dir,
+    needs: Dir,
+    progress: Dir,
+    pending: Dir,
+    approved: Dir,
+    done: Dir,
+    rejected: Dir,
+    failed: Dir,
+}
+
+impl Dirs {
+    fn open(vault: &Vault) -> Result<Dirs, WatcherError> {
+        let root = Dir::open(vault.root()).map_err(|e| {
+            WatcherError::Setup(format!(
+                "cannot open the vault {}: {e}",
+                vault.root().display()
+            ))
+        })?;
+        let open = |f: Folder| {
+            root.make_folder(f.name(), false).map_err(|e| {
+                WatcherError::Setup(format!("cannot open {}: {e}", vault.folder(f).display()))
+            })
+        };
+        Ok(Dirs {
+            needs: open(Folder::NeedsAction)?,
+            progress: open(Folder::InProgress)?,
+            pending: open(Folder::PendingApproval)?,
+            approved: open(Folder::Approved)?,
+            done: open(Folder::Done)?,
+            rejected: open(Folder::Rejected)?,
+            failed: open(Folder::Failed)?,
+            root,
+        })
+    }
+
+    fn of(&self, f: Folder) -> &Dir {
+        match f {
+            Folder::NeedsAction => &self.needs,
+            Folder::InProgress => &self.progress,
+            Folder::PendingApproval => &self.pending,
+            Folder::Approved => &self.approved,
+            Folder::Done => &self.done,
+            Folder::Rejected => &self.rejected,
+            _ => &self.failed,
+        }
+    }
+}
+
+/// Run the loop until SIGTERM / SIGINT (or, with `--once`, until nothing is runnable).
+pub fn run(mut ctx: WatcherCtx, s: AgentSettings, opts: Options) -> Result<(), WatcherError> {
+    let _lock = ctx.single_instance("task loop")?;
+    let vault = ctx.vault().clone();
+    let dirs = Dirs::open(&vault)?;
+    let template = load_template(&dirs, &vault, &s);
+    let rt = ctx.runtime()?;
+    let mut engine = Engine::new(vault, s, opts, template, dirs)?;
+    rt.block_on(engine.main(&mut ctx))
+}
+
+/// The prompt template: the vault's file (never through a symlink), else the built-in one.
+fn load_template(dirs: &Dirs, vault: &Vault, s: &AgentSettings) -> String {
+    let path = vault.root().join(&s.prompt);
+    match dirs.root.read(&s.prompt, Some(256 * 1024)) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(_) => {
+                warn!(
+                    "the prompt template {} is not UTF-8 text; using the built-in one",
+                    path.display()
+                );
+                prompt::DEFAULT_TEMPLATE.to_string()
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => prompt::DEFAULT_TEMPLATE.to_string(),
+        Err(e) => {
+            warn!(
+                "cannot read the prompt template {}: {e}; using the built-in one",
+                path.display()
+            );
+            prompt::DEFAULT_TEMPLATE.to_string()
+        }
+    }
+}
+
+impl Engine {
+    fn new(
+        vault: Vault,
+        s: AgentSettings,
+        opts: Options,
+        template: String,
+        dirs: Dirs,
+    ) -> Result<Engine, WatcherError> {
+        let now = Utc::now();
+        let (events, records) = if opts.dry_run {
+            (None, None)
+        } else {
+            let logs = dirs
+                .root
+                .make_folder(Folder::Logs.name(), false)
+                .map_err(|e| {
+                    WatcherError::Setup(format!("cannot open {}: {e}", vault.logs_dir().display()))
+                })?;
+            logs.make_folder("agent", true).map_err(|e| {
+                WatcherError::Setup(format!(
+                    "cannot open {}/agent: {e}",
+                    vault.logs_dir().display()
+                ))
+            })?;
+            let (journal, _) = Journal::open(logs, events::FILE_NAME)
+                .map_err(|e| WatcherError::failed_to("open Logs/tasks.jsonl", e))?;
+            let groups = vault.state_file(GROUPS_FILE);
+            for r in records::kill_leftovers(&groups) {
+                warn!(
+                    "killed process group {} of an agent run the last loop left behind ({})",
+                    r.pgid, r.name
+                );
+            }
+            let log = RecordLog::create(&groups)
+                .map_err(|e| WatcherError::failed_to("create the record of agent groups", e))?;
+            (Some(journal), Some(log))
+        };
+        let (totals, today) = match &events {
+            Some(j) => super::totals::fold(&j.path(), now),
+            None => (Totals::default(), Totals::default()),
+        };
+        Ok(Engine {
+            vault,
+            s,
+            opts,
+            template,
+            dirs,
+            tasks: HashMap::new(),
+            running: HashMap::new(),
+            paused: false,
+            pause_now: false,
+            events,
+            totals,
+            today,
+            today_date: chrono::Local::now().date_naive(),
+            records,
+            groups: HashMap::new(),
+            recent_runs: VecDeque::new(),
+            last_completion: None,
+            needs_setup: None,
+            started_at: now,
+            snapshot_dirty: true,
+            last_snapshot: Instant::now(),
+            rows: Vec::new(),
+            dashboard: None,
+            approvals_dirty: true,
+        })
+    }
+
+    async fn main(&mut self, ctx: &mut WatcherCtx) -> Result<(), WatcherError> {
+        let mut stop = ctx.stop_signals();
+        let (in_tx, mut in_rx) = mpsc::unbounded_channel();
+        let _watcher = self.watch_folders(in_tx);
+        let (prog_tx, mut prog_rx) = mpsc::unbounded_channel::<Progress>();
+        let (end_tx, mut end_rx) = mpsc::unbounded_channel::<(String, AttemptEnd)>();
+        if !self.opts.dry_run {
+            self.dashboard = Some(start_dashboard_writer(self.vault.dashboard()));
+        }
+        self.check_stop_file();
+        self.sweep(Folder::InProgress);
+        self.sweep(Folder::NeedsAction);
+        info!(
+            "task loop started: {} tasks known, {} at most at once{}{}",
+            self.tasks.len(),
+            self.s.max_concurrent,
+            if self.paused {
+                ", paused (stop file present)"
+            } else {
+                ""
+            },
+            if self.opts.dry_run { ", dry run" } else { "" }
+        );
+        let mut last_sweep = Instant::now();
+        let mut last_approvals = Instant::now();
+        let mut stopping = false;
+        loop {
+            self.check_approvals_if_due(&mut last_approvals);
+            self.timers();
+            if !stopping && self.needs_setup.is_none() {
+                self.schedule(&prog_tx, &end_tx);
+            }
+            self.flush(false);
+            if stopping && self.running.is_empty() {
+                break;
+            }
+            if self.needs_setup.is_some() && self.running.is_empty() {
+                break;
+            }
+            if self.opts.once && self.running.is_empty() && !self.runnable_now() {
+                break;
+            }
+            ctx.beat();
+            let wake = self.next_wake(last_sweep);
+            tokio::select! {
+                Some(input) = in_rx.recv() => {
+                    self.input(input);
+                    while let Ok(more) = in_rx.try_recv() {
+                        self.input(more);
+                    }
+                }
+                Some(p) = prog_rx.recv() => self.progress(p),
+                Some((id, end)) = end_rx.recv() => self.attempt_ended(&id, end),
+                _ = tokio::time::sleep(wake) => {}
+                _ = stop.recv(), if !stopping => {
+                    info!("stopping: {} agent runs to stop", self.running.len());
+                    stopping = true;
+                    for tx in self.running.values() {
+                        let _ = tx.send(true); // a run that already ended needs no abort
+                    }
+                }
+            }
+            while let Ok(p) = prog_rx.try_recv() {
+                self.progress(p);
+            }
+            if last_sweep.elapsed() >= SWEEP_EVERY {
+                last_sweep = Instant::now();
+                self.sweep(Folder::NeedsAction);
+                self.snapshot_dirty = true;
+            }
+        }
+        self.flush(true);
+        if let Some((tx, thread)) = self.dashboard.take() {
+            drop(tx);
+            // Its rows are written before the loop exits; a panic there was already logged.
+            let _ = thread.join();
+        }
+        if let Some(reason) = &self.needs_setup {
+            return Err(WatcherError::Setup(format!(
+                "the agent cannot run: {reason} (see docs/agent.md, \"Setting up the agent\")"
+            )));
+        }
+        if let Some(r) = self.records.take() {
+            r.discard();
+        }
+        info!("task loop stopped");
+        Ok(())
+    }
+
+    // ---- discovery ------------------------------------------------------------------
+
+    fn watch_folders(
+        &self,
+        tx: mpsc::UnboundedSender<Input>,
+    ) -> Option<notify::RecommendedWatcher> {
+        use notify::{RecursiveMode, Watcher};
+        let root = self.vault.root().to_path_buf();
+        let folders = [
+            Folder::NeedsAction,
+            Folder::InProgress,
+            Folder::PendingApproval,
+            Folder::Approved,
+            Folder::Done,
+            Folder::Rejected,
+            Folder::Failed,
+        ];
+        let map: Vec<(PathBuf, Folder)> =
+            folders.iter().map(|f| (root.join(f.name()), *f)).collect();
+        let err_tx = tx.clone();
+        let handler = move |res: notify::Result<notify::Event>| match res {
+            Ok(ev) => {
+                let mut by: BTreeMap<Option<usize>, Vec<String>> = BTreeMap::new();
+                for p in &ev.paths {
+                    let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+                        continue;
+                    };
+                    let parent = p.parent();
+                    let idx = map.iter().position(|(d, _)| Some(d.as_path()) == parent);
+                    if idx.is_none() && parent != Some(root.as_path()) {
+                        continue;
+                    }
+                    by.entry(idx).or_default().push(name.to_string());
+                }
+                for (idx, names) in by {
+                    let _ = tx.send(Input::Fs(idx.map(|i| map[i].1), names)); // the loop has stopped
+                }
+            }
+            Err(e) => {
+                let _ = err_tx.send(Input::FsError(
+                    ai_employee_vault::watcher::notify_error_text(&e),
+                )); // as above
+            }
+        };
+        let mut w = match notify::recommended_watcher(handler) {
+            Ok(w) => w,
+            Err(e) => {
+                warn!(
+                    "no file events ({}); the folders are listed every {}s",
+                    ai_employee_vault::watcher::notify_error_text(&e),
+                    SWEEP_EVERY.as_secs()
+                );
+                return None;
+            }
+        };
+        let vault_root = self.vault.root().to_path_buf();
+        for dir in std::iter::once(vault_root.clone())
+            .chain(folders.iter().map(|f| vault_root.join(f.name())))
+        {
+            if let Err(e) = w.watch(&dir, RecursiveMode::NonRecursive) {
+                warn!(
+                    "cannot watch {}: {}",
+                    dir.display(),
+                    ai_employee_vault::watcher::notify_error_text(&e)
+                );
+            }
+        }
+        Some(w)
+    }
+
+    fn input(&mut self, input: Input) {
+        match input {
+            Input::FsError(e) => {
+                warn!("file events: {e}; listing the folders again");
+                self.sweep(Folder::NeedsAction);
+            }
+            Input::Fs(None, names) => {
+                if names.iter().any(|n| n == STOP_FILE) {
+                    self.check_stop_file();
+                }
+            }
+            Input::Fs(Some(Folder::NeedsAction), names) => {
+                for name in names {
+                    self.seen(Folder::NeedsAction, &name);
+                }
+            }
+            Input::Fs(Some(Folder::InProgress), names) => {
+                for name in names {
+                    self.seen(Folder::InProgress, &name);
+                }
+            }
+            Input::Fs(Some(_), _) => self.approvals_dirty = true,
+        }
+    }
+
+    /// List `folder` and take in every task not known yet.
+    fn sweep(&mut self, folder: Folder) {
+        let list = match self.dirs.of(folder).list() {
+            Ok(l) => l,
+            Err(e) => {
+                warn!("cannot list {}: {e}", folder.name());
+                return;
+            }
+        };
+        let names: HashSet<String> = list
+            .iter()
+            .filter(|e| e.kind == Kind::File)
+            .filter_map(|e| e.name.to_str().map(str::to_string))
+            .collect();
+        let mut sorted: Vec<&String> = names.iter().collect();
+        sorted.sort();
+        for name in sorted {
+            if !task::is_task_name(name) || names.contains(&format!("{name}.md")) {
+                continue; // the copy a filesystem task describes
+            }
+            let id = task::id_of(name);
+            if self
+                .tasks
+                .get(id)
+                .is_some_and(|e| e.folder == folder && e.name == *name)
+            {
+                continue;
+            }
+            self.seen(folder, name);
+        }
+        // Forget pending tasks someone took away.
+        let gone: Vec<String> = self
+            .tasks
+            .values()
+            .filter(|e| {
+                e.folder == folder && !names.contains(&e.name) && !self.running.contains_key(&e.id)
+            })
+            .map(|e| e.id.clone())
+            .collect();
+        for id in gone {
+            info!(
+                "{id} left {} (moved or removed by someone else)",
+                folder.name()
+            );
+            self.tasks.remove(&id);
+            self.snapshot_dirty = true;
+        }
+    }
+
+    /// A name appeared or changed in a task folder.
+    fn seen(&mut self, folder: Folder, name: &str) {
+        if !task::is_task_name(name) {
+            return;
+        }
+        let id = task::id_of(name).to_string();
+        if self.running.contains_key(&id) {
+            return; // our own writes while it runs
+        }
+        let dir = self.dirs.of(folder);
+        match dir.stat(name) {
+            Ok(s) if s.kind == Kind::File => {}
+            Ok(_) => return,
+            Err(_) => {
+                if self
+                    .tasks
+                    .get(&id)
+                    .is_some_and(|e| e.folder == folder && e.name == name)
+                {
+                    self.tasks.remove(&id);
+                    self.snapshot_dirty = true;
+                }
+                return;
+            }
+        }
+        if dir.stat(format!("{name}.md")).is_ok() {
+            return; // a copy described by `name.md`
+        }
+        let (doc, _) = match TaskDoc::read(dir, name) {
+            Ok(d) => d,
+            Err(e) if e.is_invalid() => {
+                self.invalid(folder, name, &e.to_string());
+                return;
+            }
+            Err(e) => {
+                warn!("cannot read {}: {e}", folder.rel(name));
+                return;
+            }
+        };
+        let now = Utc::now();
+        let known = self.tasks.get(&id).cloned();
+        let state = doc.state().unwrap_or(LoopState::Pending);
+        let queued_at = doc
+            .time(keys::QUEUED_AT)
+            .or(known.as_ref().map(|k| k.queued_at))
+            .or_else(|| doc.time("received"))
+            .unwrap_or(now)
+            .min(now);
+        let text = doc.keyword_text();
+        let facts = Facts {
+            priority: doc.str("priority"),
+            deadline: doc.time("deadline"),
+            sender: doc.str("from"),
+            text: &text,
+            kind: doc.str("type"),
+            queued_at,
+        };
+        let sc = score::score(&facts, &self.s, queued_at);
+        let gate_reason = score::needs_run_approval(&facts, &self.s);
+        let mut e = Entry {
+            id: id.clone(),
+            name: name.to_string(),
+            folder,
+            state,
+            attempt: doc.u32(keys::ATTEMPT).unwrap_or(0),
+            queued_at,
+            started_at: doc.time(keys::STARTED_AT),
+            retry_at: doc.time(keys::RETRY_AT),
+            waiting_since: doc.time(keys::WAITING_SINCE),
+            last_error: doc.str(keys::LAST_ERROR).map(str::to_string),
+            session_id: doc.str(keys::SESSION_ID).map(str::to_string),
+            title: doc.title(&id),
+            priority: doc.str("priority").map(str::to_string),
+            deadline: facts.deadline,
+            base: sc.total - sc.deadline - sc.age,
+            run_approval: doc.str(keys::RUN_APPROVAL).map(str::to_string),
+            approvals: doc.list(keys::APPROVALS),
+            resume_after_approval: known.as_ref().is_some_and(|k| k.resume_after_approval),
+            cost_usd: doc.f64(keys::COST_USD).unwrap_or(0.0),
+            turns: doc.u32(keys::TURNS).map_or(0, u64::from),
+            pid: None,
+            seen_dry: known.as_ref().is_some_and(|k| k.seen_dry),
+        };
+        if known.is_none() {
+            self.event(TaskEvent::new(now, EventKind::Queued, &id));
+        }
+        match state {
+            LoopState::Running => {
+                // Claimed by a loop that is gone: that run was interrupted.
+                e.state = LoopState::Retry;
+                self.tasks.insert(id.clone(), e);
+                let mut ev = TaskEvent::new(now, EventKind::Run, &id);
+                ev.result = Some(RunResult::Interrupted);
+                ev.error = Some("interrupted: the task loop stopped while the agent ran".into());
+                self.event(ev);
+                self.attempt_failed(
+                    &id,
+                    "interrupted: the task loop stopped while the agent ran".into(),
+                    Some(now),
+                );
+                return;
+            }
+            LoopState::Done | LoopState::Failed | LoopState::Rejected => {
+                self.tasks.insert(id.clone(), e);
+                self.finish_move(&id, state);
+                return;
+            }
+            LoopState::Pending
+                if e.run_approval.is_none() && gate_reason.is_some() && !doc_approved(&doc) =>
+            {
+                self.tasks.insert(id.clone(), e);
+                if let Some(reason) = gate_reason {
+                    self.request_run_approval(&id, &reason);
+                }
+                return;
+            }
+            _ => {}
+        }
+        if known.is_none() {
+            info!(
+                "queued {} ({}, score {:.2})",
+                folder.rel(name),
+                e.title,
+                self.score_of(&e, now)
+            );
+        }
+        self.tasks.insert(id, e);
+        self.snapshot_dirty = true;
+        self.approvals_dirty = true;
+    }
+
+    fn invalid(&mut self, folder: Folder, name: &str, why: &str) {
+        let id = task::id_of(name).to_string();
+        warn!(
+            "{} is not a valid task: {why}; moving it to Failed/",
+            folder.rel(name)
+        );
+        if self.opts.dry_run {
+            return;
+        }
+        match task::move_task(self.dirs.of(folder), &self.dirs.failed, name) {
+            Ok(to) => {
+                // The reason beside it: the file itself may not be editable as a task.
+                let note = format!("{} could not be read as a task: {why}\n", folder.rel(name));
+                if let Err(e) =
+                    self.dirs
+                        .failed
+                        .write_atomic(format!("{to}.error.txt"), note.as_bytes(), 0o644)
+                {
+                    warn!("cannot write the reason next to Failed/{to}: {e}");
+                }
+            }
+            Err(e) => warn!("cannot move {} to Failed/: {e}", folder.rel(name)),
+        }
+        self.tasks.remove(&id);
+        let mut ev = TaskEvent::new(Utc::now(), EventKind::Invalid, &id);
+        ev.error = Some(task::one_line(why, 300));
+        self.event(ev);
+        self.row(
+            "Task_Failed",
+            "✗ Invalid",
+            &format!("{id}: {}", task::one_line(why, 200)),
+        );
+    }
+
+    // ---- the stop file ------------------------------------------------------------------
+
+    fn check_stop_file(&mut self) {
+        let (paused, now_too) = match self.dirs.root.read(STOP_FILE, Some(64)) {
+            Ok(b) => (
+                true,
+                String::from_utf8_lossy(&b)
+                    .trim()
+                    .eq_ignore_ascii_case("now"),
+            ),
+            Err(_) => (self.dirs.root.stat(STOP_FILE).is_ok(), false),
+        };
+        if paused != self.paused {
+            let now = Utc::now();
+            self.paused = paused;
+            if paused {
+                info!(
+                    "paused: {STOP_FILE} exists; no new task starts{}",
+                    if now_too {
+                        ", running ones are stopped"
+                    } else {
+                        ", running ones finish"
+                    }
+                );
+                self.event(TaskEvent::new(now, EventKind::Paused, ""));
+            } else {
+                info!("resumed: {STOP_FILE} is gone");
+                self.event(TaskEvent::new(now, EventKind::Resumed, ""));
+            }
+            self.snapshot_dirty = true;
+        }
+        if paused && now_too && !self.pause_now {
+            for tx in self.running.values() {
+                let _ = tx.send(true); // a run that already ended needs no abort
+            }
+        }
+        self.pause_now = paused && now_too;
+    }
+
+    // ---- scheduling -------------------------------------------------------------------
+
+    fn score_of(&self, e: &Entry, now: DateTime<Utc>) -> f64 {
+        let facts = Facts {
+            deadline: e.deadline,
+            queued_at: e.queued_at,
+            ..Facts::default()
+        };
+        let t = score::score(&facts, &self.s, now);
+        e.base + t.deadline + t.age
+    }
+
+    fn is_runnable(&self, e: &Entry, now: DateTime<Utc>) -> bool {
+        if self.running.contains_key(&e.id) || (self.opts.dry_run && e.seen_dry) {
+            return false;
+        }
+        match e.state {
+            LoopState::Pending => true,
+            LoopState::Retry => e.retry_at.is_none_or(|t| t <= now),
+            LoopState::WaitingApproval => e.resume_after_approval,
+            _ => false,
+        }
+    }
+
+    fn runnable_now(&self) -> bool {
+        let now = Utc::now();
+        !self.paused && self.tasks.values().any(|e| self.is_runnable(e, now))
+    }
+
+    fn schedule(
+        &mut self,
+        prog: &mpsc::UnboundedSender<Progress>,
+        end: &mpsc::UnboundedSender<(String, AttemptEnd)>,
+    ) {
+        if self.paused {
+            return;
+        }
+        while self.running.len() < self.s.max_concurrent as usize {
+            let now = Utc::now();
+            let best = self
+                .tasks
+                .values()
+                .filter(|e| self.is_runnable(e, now))
+                .map(|e| (self.score_of(e, now), e))
+                .max_by(|(a, x), (b, y)| {
+                    a.total_cmp(b)
+                        .then_with(|| y.queued_at.cmp(&x.queued_at))
+                        .then_with(|| y.id.cmp(&x.id))
+                })
+                .map(|(_, e)| e.id.clone());
+            let Some(id) = best else { return };
+            self.start(&id, prog, end);
+        }
+    }
+
+    /// Claim task `id` and start an attempt.
+    fn start(
+        &mut self,
+        id: &str,
+        prog: &mpsc::UnboundedSender<Progress>,
+        end: &mpsc::UnboundedSender<(String, AttemptEnd)>,
+    ) {
+        let Some(e) = self.tasks.get(id).cloned() else {
+            return;
+        };
+        let now = Utc::now();
+        if self.opts.dry_run {
+            let argv = self.argv(&e, &e.name, Folder::InProgress);
+            let shown: Vec<&str> = argv
+                .iter()
+                .map(|a| if a.len() > 80 { "<prompt>" } else { a.as_str() })
+                .collect();
+            println!(
+                "would run {} (score {:.2}): {}",
+                e.id,
+                self.score_of(&e, now),
+                shown.join(" ")
+            );
+            if let Some(x) = self.tasks.get_mut(id) {
+                x.seen_dry = true;
+            }
+            return;
+        }
+        // Claim: the rename is the commitment; a task already gone is forgotten.
+        let name = if e.folder == Folder::InProgress {
+            e.name.clone()
+        } else {
+            match task::move_task(&self.dirs.needs, &self.dirs.progress, &e.name) {
+                Ok(n) => n,
+                Err(err) => {
+                    if err.kind() != std::io::ErrorKind::NotFound {
+                        warn!("cannot claim {}: {err}", Folder::NeedsAction.rel(&e.name));
+                    }
+                    self.tasks.remove(id);
+                    return;
+                }
+            }
+        };
+        let attempt = if e.resume_after_approval {
+            e.attempt.max(1)
+        } else {
+            e.attempt + 1
+        };
+        let resumed = e.resume_after_approval;
+        let written = task::update(&self.dirs.progress, &name, false, |d| {
+            d.set(keys::STATE, LoopState::Running.as_str());
+            d.set(keys::ATTEMPT, attempt);
+            d.set_time(keys::QUEUED_AT, e.queued_at);
+            d.set_time(keys::STARTED_AT, now);
+            d.remove(keys::RETRY_AT);
+        });
+        let doc = match written {
+            Ok(d) => d,
+            Err(err) => {
+                warn!(
+                    "cannot mark {} as running: {err}",
+                    Folder::InProgress.rel(&name)
+                );
+                if let Some(x) = self.tasks.get_mut(id) {
+                    x.folder = Folder::InProgress;
+                    x.name = name;
+                    x.state = LoopState::Retry;
+                    x.retry_at = Some(now + chrono::Duration::seconds(60));
+                }
+                return;
+            }
+        };
+        let argv = if resumed {
+            let outcome = self.approval_outcome_text(&e);
+            let prompt = format!(
+                "The approval requests you drafted for {} were decided:\n{outcome}\nFinish the \
+                 task and end with the status line.",
+                Folder::InProgress.rel(&name)
+            );
+            match &e.session_id {
+                Some(sid) => runner::resume_argv(
+                    &self.fill_static(&self.s.command, &e, &name),
+                    &self.s.resume,
+                    &prompt,
+                    sid,
+                ),
+                None => self.fill(&self.s.command, &e, &name, &prompt),
+            }
+        } else {
+            let mut e2 = e.clone();
+            e2.attempt = attempt;
+            self.argv(&e2, &name, Folder::InProgress)
+        };
+        let spec = AttemptSpec {
+            task: id.to_string(),
+            argv,
+            command: self.fill_static(&self.s.command, &e, &name),
+            resume: self.s.resume.clone(),
+            continue_prompt: prompt::CONTINUE
+                .replace("{task_file}", &Folder::InProgress.rel(&name)),
+            verify: self
+                .s
+                .verify
+                .as_ref()
+                .map(|v| self.fill_static(v, &e, &name)),
+            max_iterations: self.s.max_iterations,
+            cwd: self.vault.root().to_path_buf(),
+            env: self.s.env.clone(),
+            log: self
+                .vault
+                .logs_dir()
+                .join("agent")
+                .join(format!("{id}.log")),
+            timeout: self.s.timeout,
+            kill_after: self.s.kill_after,
+            dry_run: false,
+        };
+        let (abort_tx, abort_rx) = watch::channel(self.pause_now);
+        self.running.insert(id.to_string(), abort_tx);
+        if let Some(x) = self.tasks.get_mut(id) {
+            x.folder = Folder::InProgress;
+            x.name = name.clone();
+            x.state = LoopState::Running;
+            x.attempt = attempt;
+            x.started_at = Some(now);
+            x.retry_at = None;
+            x.resume_after_approval = false;
+            x.title = doc.title(id);
+        }
+        let mut ev = TaskEvent::new(now, EventKind::Started, id);
+        ev.attempt = Some(attempt);
+        self.event(ev);
+        info!(
+            "started {} (attempt {attempt}{})",
+            Folder::InProgress.rel(&name),
+            if resumed {
+                ", resuming after its approvals"
+            } else {
+                ""
+            }
+        );
+        self.snapshot_dirty = true;
+        let (prog, end) = (prog.clone(), end.clone());
+        let task_id = id.to_string();
+        tokio::spawn(async move {
+            let result = runner::attempt(spec, prog, abort_rx).await;
+            let _ = end.send((task_id, result)); // the loop is gone only after every run ended
+        });
+    }
+
+    fn fill_static(&self, argv: &[String], e: &Entry, name: &str) -> Vec<String> {
+        let task_file = Folder::InProgress.rel(name);
+        let vault = self.vault.root().display().to_string();
+        argv.iter()
+            .map(|a| {
+                a.replace("{task_file}", &task_file)
+                    .replace("{task}", &e.id)
+                    .replace("{vault}", &vault)
+            })
+            .collect()
+    }
+
+    fn fill(&self, argv: &[String], e: &Entry, name: &str, prompt: &str) -> Vec<String> {
+        self.fill_static(argv, e, name)
+            .into_iter()
+            .map(|a| a.replace("{prompt}", prompt))
+            .collect()
+    }
+
+    fn argv(&self, e: &Entry, name: &str, folder: Folder) -> Vec<String> {
+        let task_file = folder.rel(name);
+        let existing = self.existing_approvals(&e.id);
+        let attachment = task::companion_of(name)
+            .filter(|c| self.dirs.of(folder).stat(c).is_ok())
+            .map(|c| folder.rel(c));
+        let prompt = prompt::render(
+            &self.template,
+            &Fill {
+                task_file: &task_file,
+                task: &e.id,
+                title: &e.title,
+                attempt: e.attempt,
+                max_attempts: self.s.max_attempts,
+                last_error: e.last_error.as_deref(),
+                existing: &existing,
+                attachment: attachment.as_deref(),
+            },
+        );
+        self.fill(&self.s.command, e, name, &prompt)
+    }
+
+    // ---- what runs report ---------------------------------------------------------------
+
+    fn progress(&mut self, p: Progress) {
+        match p {
+            Progress::Started { task, pgid } => {
+                if let Some(e) = self.tasks.get_mut(&task) {
+                    e.pid = Some(pgid as u32);
+                }
+                let start_time = crate::process::stats::proc_info(pgid).map_or(0, |i| i.start_time);
+                let r = Record {
+                    pgid,
+                    start_time,
+                    name: task,
+                };
+                if let Some(log) = &mut self.records
+                    && let Err(e) = log.add(&r)
+                {
+                    warn!("cannot record agent group {pgid}: {e}");
+                }
+                self.groups.insert(pgid, r);
+                self.snapshot_dirty = true;
+            }
+            Progress::Ended { task, pgid } => {
+                if let Some(e) = self.tasks.get_mut(&task) {
+                    e.pid = None;
+                }
+                self.groups.remove(&pgid);
+                if let Some(log) = &mut self.records {
+                    if let Err(e) = log.remove(pgid) {
+                        warn!("cannot record the end of agent group {pgid}: {e}");
+                    }
+                    if log.needs_compaction() {
+                        let live: Vec<Record> = self.groups.values().cloned().collect();
+                        if let Err(e) = log.maybe_compact(&live) {
+                            warn!("cannot compact the record of agent groups: {e}");
+                        }
+                    }
+                }
+            }
+            Progress::Run {
+                task,
+                iteration,
+                result,
+                duration,
+                cost_usd,
+                turns,
+                error,
+            } => {
+                let now = Utc::now();
+                let attempt = self.tasks.get(&task).map(|e| e.attempt);
+                let mut ev = TaskEvent::new(now, EventKind::Run, &task);
+                ev.attempt = attempt;
+                ev.iteration = Some(iteration);
+                ev.result = Some(result);
+                ev.duration_ms = Some(duration.as_millis() as u64);
+                ev.cost_usd = cost_usd;
+                ev.turns = turns;
+                ev.error = error;
+                if result != RunResult::Interrupted && result != RunResult::NeedsSetup {
+                    self.recent_runs.push_back(duration);
+                    if self.recent_runs.len() > 20 {
+                        self.recent_runs.pop_front();
+                    }
+                }
+                self.event(ev);
+            }
+        }
+    }
+
+    fn attempt_ended(&mut self, id: &str, end: AttemptEnd) {
+        self.running.remove(id);
+        self.snapshot_dirty = true;
+        let Some(e) = self.tasks.get_mut(id) else {
+            return;
+        };
+        e.pid = None;
+        e.cost_usd += end.cost_usd;
+        e.turns += end.turns;
+        if end.session_id.is_some() {
+            e.session_id.clone_from(&end.session_id);
+        }
+        let now = Utc::now();
+        match end.result {
+            RunResult::NeedsSetup => {
+                let reason = end
+                    .setup
+                    .clone()
+                    .unwrap_or_else(|| "the agent cannot run".into());
+                warn!(
+                    "the agent cannot run: {reason}; no task is started until it is set up (docs/agent.md)"
+                );
+                self.needs_setup = Some(task::one_line(&reason, 300));
+                // Not the task's fault: give the attempt back.
+                let attempt = e.attempt.saturating_sub(1);
+                e.attempt = attempt;
+                e.state = LoopState::Pending;
+                let name = e.name.clone();
+                if let Err(err) = task::update(&self.dirs.progress, &name, false, |d| {
+                    d.set(keys::STATE, LoopState::Pending.as_str());
+                    d.set(keys::ATTEMPT, attempt);
+                }) {
+                    warn!("cannot put {} back: {err}", Folder::InProgress.rel(&name));
+                }
+                for tx in self.running.values() {
+                    let _ = tx.send(true); // a run that already ended needs no abort
+                }
+            }
+            RunResult::Done => self.finish(id, LoopState::Done, None, end.session_id.as_deref()),
+            RunResult::WaitingApproval => self.wait_for_approvals(id, end.session_id.as_deref()),
+            RunResult::Interrupted if self.pause_now => {
+                // Stopped by `tasks pause --now`: counted, and run again after the pause.
+                self.attempt_failed(id, end.error.unwrap_or_default(), Some(now));
+            }
+            RunResult::Interrupted => {
+                self.attempt_failed(id, end.error.unwrap_or_default(), Some(now));
+            }
+            _ => {
+                let why = end.error.unwrap_or_else(|| "the run failed".into());
+                self.attempt_failed(id, why, None);
+            }
+        }
+    }
+
+    /// A failed attempt: retry later (at `at`, or after the backoff), or fail the task.
+    fn attempt_failed(&mut self, id: &str, why: String, at: Option<DateTime<Utc>>) {
+        let Some(e) = self.tasks.get(id) else { return };
+        let now = Utc::now();
+        let why = task::one_line(&why, 500);
+        if e.attempt >= self.s.max_attempts {
+            warn!("{id} failed after {} attempts: {why}", e.attempt);
+            self.finish(id, LoopState::Failed, Some(why), None);
+            return;
+        }
+        let n = (e.attempt.max(1) - 1) as usize;
+        let delay = self
+            .s
+            .retry_delays
+            .get(n)
+            .or(self.s.retry_delays.last())
+            .copied()
+            .unwrap_or(Duration::from_secs(60));
+        let retry_at = at.unwrap_or_else(|| {
+            now + chrono::Duration::from_std(delay).unwrap_or_else(|_| chrono::Duration::hours(4))
+        });
+        let (name, folder, attempt) = (e.name.clone(), e.folder, e.attempt);
+        info!(
+            "{id}: attempt {attempt} failed ({why}); next attempt at {}",
+            retry_at.with_timezone(&chrono::Local).format("%H:%M:%S")
+        );
+        if let Err(err) = task::update(self.dirs.of(folder), &name, false, |d| {
+            d.set(keys::STATE, LoopState::Retry.as_str());
+            d.set_time(keys::RETRY_AT, retry_at);
+            d.set(keys::LAST_ERROR, why.clone());
+            d.set(keys::ATTEMPT, attempt);
+        }) {
+            warn!("cannot record the retry in {}: {err}", folder.rel(&name));
+        }
+        if let Some(e) = self.tasks.get_mut(id) {
+            e.state = LoopState::Retry;
+            e.retry_at = Some(retry_at);
+            e.last_error = Some(why.clone());
+        }
+        let mut ev = TaskEvent::new(now, EventKind::Retry, id);
+        ev.attempt = Some(attempt);
+        ev.retry_at = Some(retry_at);
+        ev.error = Some(why);
+        self.event(ev);
+        self.snapshot_dirty = true;
+    }
+
+    /// Write the final state into the task, then move it to its folder.
+    fn finish(&mut self, id: &str, state: LoopState, why: Option<String>, session: Option<&str>) {
+        let Some(e) = self.tasks.get(id).cloned() else {
+            return;
+        };
+        let now = Utc::now();
+        let status = state.as_str();
+        let res = task::update(self.dirs.of(e.folder), &e.name, true, |d| {
+            d.set(keys::STATE, status);
+            d.set(keys::STATUS, status);
+            d.set_time(keys::FINISHED_AT, now);
+            d.set(keys::ATTEMPT, e.attempt);
+            d.remove(keys::RETRY_AT);
+            if e.cost_usd > 0.0 {
+                d.set(keys::COST_USD, (e.cost_usd * 1e6).round() / 1e6);
+            }
+            if e.turns > 0 {
+                d.set(keys::TURNS, e.turns);
+            }
+            if let Some(s) = session.or(e.session_id.as_deref()) {
+                d.set(keys::SESSION_ID, s);
+            }
+            match &why {
+                Some(w) => d.set(keys::LAST_ERROR, w.clone()),
+                None if state == LoopState::Done => d.remove(keys::LAST_ERROR),
+                None => {}
+            }
+        });
+        if let Err(err) = res {
+            warn!(
+                "cannot record the end of {}: {err}; trying again later",
+                e.folder.rel(&e.name)
+            );
+            if let Some(x) = self.tasks.get_mut(id) {
+                x.state = LoopState::Retry;
+                x.retry_at = Some(now + chrono::Duration::seconds(30));
+            }
+            return;
+        }
+        let kind = match state {
+            LoopState::Done => EventKind::Done,
+            LoopState::Rejected => EventKind::Rejected,
+            _ => EventKind::Failed,
+        };
+        let mut ev = TaskEvent::new(now, kind, id);
+        ev.attempt = Some(e.attempt);
+        ev.duration_ms = Some((now - e.queued_at).num_milliseconds().max(0) as u64);
+        ev.cost_usd = (e.cost_usd > 0.0).then_some(e.cost_usd);
+        ev.turns = (e.turns > 0).then_some(e.turns as u32);
+        ev.error = why.clone();
+        self.event(ev);
+        if let Some(x) = self.tasks.get_mut(id) {
+            x.state = state;
+        }
+        self.finish_move(id, state);
+        match state {
+            LoopState::Failed => {
+                let why = why.unwrap_or_default();
+                self.row("Task_Failed", "✗ Failed", &format!("{id}: {why}"));
+                tell_supervisor(
+                    &self.vault,
+                    "task_failed",
+                    format!("task {id} failed after {} attempts: {why}", e.attempt),
+                );
+            }
+            LoopState::Rejected => {
+                self.row(
+                    "Task_Rejected",
+                    "✗ Rejected",
+                    &format!("{id}: {}", why.unwrap_or_default()),
+                );
+            }
+            _ => {
+                self.last_completion = Some(now);
+                info!(
+                    "done: {id} ({} attempts{})",
+                    e.attempt,
+                    if e.cost_usd > 0.0 {
+                        format!(", ${:.4}", e.cost_usd)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+        }
+    }
+
+    /// Move a task whose final state is written to its folder (again after a crash).
+    fn finish_move(&mut self, id: &str, state: LoopState) {
+        let Some(e) = self.tasks.get(id).cloned() else {
+            return;
+        };
+        let to = match state {
+            LoopState::Done => Folder::Done,
+            LoopState::Rejected => Folder::Rejected,
+            _ => Folder::Failed,
+        };
+        match task::move_task(self.dirs.of(e.folder), self.dirs.of(to), &e.name) {
+            Ok(_) => {
+                if let Err(err) = self.dirs.of(to).sync() {
+                    warn!("cannot sync {}: {err}", to.name());
+                }
+                self.tasks.remove(id);
+            }
+            Err(err) => warn!(
+                "cannot move {} to {}: {err}",
+                e.folder.rel(&e.name),
+                to.name()
+            ),
+        }
+        self.snapshot_dirty = true;
+    }
+
+    // ---- approvals ----------------------------------------------------------------------
+
+    fn existing_approvals(&self, id: &str) -> Vec<String> {
+        gate::drafts_of(&self.dirs.pending, id)
+            .into_iter()
+            .map(|n| Folder::PendingApproval.rel(&n))
+            .chain(
+                self.tasks
+                    .get(id)
+                    .map(|e| e.approvals.clone())
+                    .unwrap_or_default(),
+            )
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
+    fn request_run_approval(&mut self, id: &str, reason: &str) {
+        let Some(e) = self.tasks.get(id).cloned() else {
+            return;
+        };
+        if self.opts.dry_run {
+            println!("{id} needs a person's approval before it runs ({reason})");
+            return;
+        }
+        let now = Utc::now();
+        let expires = now
+            + chrono::Duration::from_std(self.s.approval_timeout)
+                .unwrap_or_else(|_| chrono::Duration::days(1));
+        let request = match gate::request_run(
+            &self.dirs.pending,
+            &e.id,
+            &e.title,
+            reason,
+            &e.folder.rel(&e.name),
+            now,
+            expires,
+        ) {
+            Ok(r) => r,
+            Err(err) => {
+                warn!("cannot write the run approval request for {id}: {err}");
+                return;
+            }
+        };
+        let rel = Folder::PendingApproval.rel(&request);
+        if let Err(err) = task::update(self.dirs.of(e.folder), &e.name, false, |d| {
+            d.set(keys::STATE, LoopState::AwaitingRunApproval.as_str());
+            d.set(keys::RUN_APPROVAL, rel.clone());
+            d.set_time(keys::WAITING_SINCE, now);
+            d.set_time(keys::QUEUED_AT, e.queued_at);
+        }) {
+            warn!(
+                "cannot record the approval request in {}: {err}",
+                e.folder.rel(&e.name)
+            );
+        }
+        if let Some(x) = self.tasks.get_mut(id) {
+            x.state = LoopState::AwaitingRunApproval;
+            x.run_approval = Some(rel.clone());
+            x.waiting_since = Some(now);
+        }
+        info!("{id} waits for a person to approve running it ({reason}): move {rel} to Approved/");
+        let mut ev = TaskEvent::new(now, EventKind::ApprovalRequested, id);
+        ev.error = Some(reason.to_string());
+        self.event(ev);
+        self.snapshot_dirty = true;
+    }
+
+    fn wait_for_approvals(&mut self, id: &str, session: Option<&str>) {
+        let Some(e) = self.tasks.get(id).cloned() else {
+            return;
+        };
+        let drafts: Vec<String> = gate::drafts_of(&self.dirs.pending, id)
+            .into_iter()
+            .map(|n| Folder::PendingApproval.rel(&n))
+            .collect();
+        let mut all = e.approvals.clone();
+        for d in drafts {
+            if !all.contains(&d) {
+                all.push(d);
+            }
+        }
+        let open: Vec<&String> = all
+            .iter()
+            .filter(|a| gate::locate(|f| self.dirs.of(f), a).is_none_or(|s| !s.decided()))
+            .collect();
+        if open.is_empty() {
+            self.attempt_failed(
+                id,
+                "the agent said it waits for approval but no request of this task is in Pending_Approval/ (a request needs `task: <id>` in its frontmatter)".into(),
+                None,
+            );
+            return;
+        }
+        let now = Utc::now();
+        let list = all.clone();
+        if let Err(err) = task::update(&self.dirs.progress, &e.name, false, |d| {
+            d.set(keys::STATE, LoopState::WaitingApproval.as_str());
+            d.set(
+                keys::APPROVALS,
+                serde_norway::Value::Sequence(
+                    list.iter()
+                        .cloned()
+                        .map(serde_norway::Value::String)
+                        .collect(),
+                ),
+            );
+            d.set_time(keys::WAITING_SINCE, now);
+            if let Some(s) = session {
+                d.set(keys::SESSION_ID, s);
+            }
+        }) {
+            warn!(
+                "cannot record the waiting approvals in {}: {err}",
+                Folder::InProgress.rel(&e.name)
+            );
+        }
+        if let Some(x) = self.tasks.get_mut(id) {
+            x.state = LoopState::WaitingApproval;
+            x.approvals = all.clone();
+            x.waiting_since = Some(now);
+        }
+        info!(
+            "{id} waits for {} approval request(s): {}",
+            all.len(),
+            all.join(", ")
+        );
+        let mut ev = TaskEvent::new(now, EventKind::WaitingApproval, id);
+        ev.attempt = Some(e.attempt);
+        self.event(ev);
+        self.snapshot_dirty = true;
+    }
+
+    fn approval_outcome_text(&self, e: &Entry) -> String {
+        e.approvals
+            .iter()
+            .map(|a| {
+                let state = gate::locate(|f| self.dirs.of(f), a)
+                    .map_or("not found".to_string(), |s| s.describe());
+                format!("- {a}: {state}")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn check_approvals_if_due(&mut self, last: &mut Instant) {
+        if !self.approvals_dirty && last.elapsed() < APPROVALS_EVERY {
+            return;
+        }
+        self.approvals_dirty = false;
+        *last = Instant::now();
+        let now = Utc::now();
+        let waiting: Vec<Entry> = self
+            .tasks
+            .values()
+            .filter(|e| {
+                matches!(
+                    e.state,
+                    LoopState::AwaitingRunApproval | LoopState::WaitingApproval
+                ) && !e.resume_after_approval
+            })
+            .cloned()
+            .collect();
+        for e in waiting {
+            let requests: Vec<String> = match e.state {
+                LoopState::AwaitingRunApproval => e.run_approval.iter().cloned().collect(),
+                _ => e.approvals.clone(),
+            };
+            let found: Vec<Option<gate::Where>> = requests
+                .iter()
+                .map(|a| gate::locate(|f| self.dirs.of(f), a))
+                .collect();
+            if let Some(i) = found
+                .iter()
+                .position(|w| matches!(w, Some(gate::Where::Rejected(_))))
+            {
+                let why = format!("a person rejected {}", requests[i]);
+                self.finish(&e.id, LoopState::Rejected, Some(why), None);
+                continue;
+            }
+            let decided = found
+                .iter()
+                .all(|w| w.as_ref().is_some_and(gate::Where::decided));
+            if decided {
+                if e.state == LoopState::AwaitingRunApproval {
+                    if found
+                        .iter()
+                        .any(|w| matches!(w, Some(gate::Where::Failed(_))))
+                    {
+                        self.needs_review(
+                            &e.id,
+                            "the approval handler refused the run approval (see Failed/)",
+                        );
+                        continue;
+                    }
+                    info!("{}: a person approved running it", e.id);
+                    if let Err(err) = task::update(self.dirs.of(e.folder), &e.name, false, |d| {
+                        d.set(keys::STATE, LoopState::Pending.as_str());
+                        d.set("run_approved", true);
+                    }) {
+                        warn!(
+                            "cannot record the approval in {}: {err}",
+                            e.folder.rel(&e.name)
+                        );
+                    }
+                    if let Some(x) = self.tasks.get_mut(&e.id) {
+                        x.state = LoopState::Pending;
+                    }
+                    self.event(TaskEvent::new(now, EventKind::RunApproved, &e.id));
+                } else if let Some(x) = self.tasks.get_mut(&e.id) {
+                    x.resume_after_approval = true;
+                }
+                self.snapshot_dirty = true;
+                continue;
+            }
+            let since = e.waiting_since.unwrap_or(e.queued_at);
+            let limit = chrono::Duration::from_std(self.s.approval_timeout)
+                .unwrap_or_else(|_| chrono::Duration::days(1));
+            if now - since >= limit {
+                self.needs_review(
+                    &e.id,
+                    &format!(
+                        "no decision within {}",
+                        ai_employee_vault::units::format_duration(self.s.approval_timeout)
+                    ),
+                );
+            }
+        }
+    }
+
+    fn needs_review(&mut self, id: &str, why: &str) {
+        let Some(e) = self.tasks.get(id).cloned() else {
+            return;
+        };
+        warn!("{id} needs human review: {why}");
+        if let Err(err) = task::update(self.dirs.of(e.folder), &e.name, true, |d| {
+            d.set(keys::STATE, LoopState::NeedsReview.as_str());
+            d.set(keys::LAST_ERROR, why);
+        }) {
+            warn!(
+                "cannot record the review in {}: {err}",
+                e.folder.rel(&e.name)
+            );
+        }
+        if let Some(x) = self.tasks.get_mut(id) {
+            x.state = LoopState::NeedsReview;
+            x.last_error = Some(why.to_string());
+        }
+        let mut ev = TaskEvent::new(Utc::now(), EventKind::NeedsReview, id);
+        ev.error = Some(why.to_string());
+        self.event(ev);
+        self.row("Task_Review", "⚠ Needs review", &format!("{id}: {why}"));
+        tell_supervisor(
+            &self.vault,
+            "task_needs_review",
+            format!("task {id} needs human review: {why}"),
+        );
+        self.snapshot_dirty = true;
+    }
+
+    // ---- time -----------------------------------------------------------------------------
+
+    fn timers(&mut self) {
+        let today = chrono::Local::now().date_naive();
+        if today != self.today_date {
+            self.today_date = today;
+            self.today = Totals::default();
+            self.snapshot_dirty = true;
+        }
+    }
+
+    fn next_wake(&self, last_sweep: Instant) -> Duration {
+        let now = Utc::now();
+        let mut wake = SWEEP_EVERY.saturating_sub(last_sweep.elapsed());
+        wake = wake.min(ai_employee_vault::watcher::HEARTBEAT_EVERY);
+        if self.tasks.values().any(|e| {
+            matches!(
+                e.state,
+                LoopState::AwaitingRunApproval | LoopState::WaitingApproval
+            )
+        }) {
+            wake = wake.min(APPROVALS_EVERY);
+        }
+        if !self.paused {
+            for e in self.tasks.values() {
+                if e.state == LoopState::Retry
+                    && let Some(t) = e.retry_at
+                {
+                    wake = wake.min((t - now).to_std().unwrap_or(Duration::ZERO));
+                }
+            }
+        }
+        if self.snapshot_dirty {
+            wake = wake.min(SNAPSHOT_EVERY.saturating_sub(self.last_snapshot.elapsed()));
+        }
+        wake.max(Duration::from_millis(1))
+    }
+
+    // ---- output -------------------------------------------------------------------------
+
+    fn event(&mut self, ev: TaskEvent) {
+        super::totals::count(&mut self.totals, &ev);
+        super::totals::count(&mut self.today, &ev);
+        if matches!(ev.event, EventKind::Done) {
+            self.last_completion = Some(ev.ts);
+        }
+        self.snapshot_dirty = true;
+        let Some(j) = &mut self.events else { return };
+        let mut line = Vec::with_capacity(160);
+        if let Err(e) = journal::json_line(&mut line, &ev).and_then(|()| j.append(&line, false)) {
+            warn!("cannot append to Logs/tasks.jsonl: {e}");
+        }
+    }
+
+    fn row(&mut self, action: &str, status: &str, details: &str) {
+        self.rows.push(Row {
+            timestamp: chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string(),
+            action: action.to_string(),
+            status: status.to_string(),
+            details: task::one_line(details, 300),
+        });
+    }
+
+    /// Write the snapshot if it changed (at most every [`SNAPSHOT_EVERY`] unless `force`),
+    /// and hand Dashboard rows to their writer.
+    fn flush(&mut self, force: bool) {
+        if !self.rows.is_empty()
+            && let Some((tx, _)) = &self.dashboard
+        {
+            let _ = tx.send(std::mem::take(&mut self.rows)); // its thread ends only with us
+        }
+        if self.opts.dry_run
+            || !(force || (self.snapshot_dirty && self.last_snapshot.elapsed() >= SNAPSHOT_EVERY))
+        {
+            return;
+        }
+        self.snapshot_dirty = false;
+        self.last_snapshot = Instant::now();
+        let snap = self.snapshot();
+        let bytes = match serde_json::to_vec(&snap) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!("cannot serialise the task snapshot: {e}");
+                return;
+            }
+        };
+        let (dir, name) = match ai_employee_vault::nofollow::folder_of(
+            &self.vault.state_file(snapshot::FILE_NAME),
+        ) {
+            Ok(x) => x,
+            Err(e) => {
+                warn!("cannot open .ai-employee/: {e}");
+                return;
+            }
+        };
+        if let Err(e) = write_quick(&dir, &name, &bytes) {
+            warn!("cannot write .ai-employee/{}: {e}", snapshot::FILE_NAME);
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let now = Utc::now();
+        let mut tasks: Vec<TaskView> = self
+            .tasks
+            .values()
+            .filter_map(|e| {
+                let state = e.state.view()?;
+                Some(TaskView {
+                    id: e.id.clone(),
+                    file: e.folder.rel(&e.name),
+                    title: e.title.clone(),
+                    state,
+                    score: (self.score_of(e, now) * 1000.0).round() / 1000.0,
+                    attempt: e.attempt,
+                    queued_at: e.queued_at,
+                    started_at: e.started_at.filter(|_| e.state == LoopState::Running),
+                    retry_at: e.retry_at.filter(|_| e.state == LoopState::Retry),
+                    last_error: e.last_error.clone(),
+                    priority: e.priority.clone(),
+                    deadline: e.deadline,
+                    pid: e.pid,
+                    approvals: match e.state {
+                        LoopState::AwaitingRunApproval => e.run_approval.iter().cloned().collect(),
+                        LoopState::WaitingApproval => e.approvals.clone(),
+                        _ => Vec::new(),
+                    },
+                    cost_usd: e.cost_usd,
+                    turns: e.turns,
+                })
+            })
+            .collect();
+        tasks.sort_by(|a, b| {
+            let run = |t: &TaskView| t.state != snapshot::TaskState::Running;
+            run(a)
+                .cmp(&run(b))
+                .then_with(|| b.score.total_cmp(&a.score))
+                .then_with(|| a.queued_at.cmp(&b.queued_at))
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        let recent = if self.recent_runs.is_empty() {
+            None
+        } else {
+            Some(
+                (self.recent_runs.iter().sum::<Duration>() / self.recent_runs.len() as u32)
+                    .as_millis() as u64,
+            )
+        };
+        Snapshot {
+            version: snapshot::VERSION,
+            pid: std::process::id(),
+            written_at: Some(now),
+            started_at: Some(self.started_at),
+            paused: self.paused,
+            needs_setup: self.needs_setup.clone(),
+            max_concurrent: self.s.max_concurrent,
+            recent_run_ms: recent,
+            tasks,
+            totals: self.totals.clone(),
+            today: self.today.clone(),
+            last_completion: self.last_completion,
+        }
+    }
+}
+
+/// Whether a person already approved running this task (`run_approved: true`).
+fn doc_approved(doc: &TaskDoc) -> bool {
+    matches!(
+        doc.front.get("run_approved"),
+        Some(serde_norway::Value::Bool(true))
+    )
+}
+
+/// Replace `name` atomically, without fsync (a view, rebuilt at the next start).
+fn write_quick(dir: &Dir, name: &std::ffi::OsStr, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut tmp = dir.temp_file(".tmp-", "", 0o600)?;
+    tmp.write_all(bytes)?;
+    dir.rename(
+        tmp.name(),
+        dir,
+        name,
+        ai_employee_vault::nofollow::Replace::Yes,
+    )?;
+    tmp.keep();
+    Ok(())
+}
+
+/// Tell the supervisor, if one runs, about an event for its webhooks (off the loop).
+fn tell_supervisor(vault: &Vault, event: &'static str, details: String) {
+    let root = vault.root().to_path_buf();
+    std::thread::spawn(move || {
+        ai_employee_vault::control::client::send_event(&root, event, &details);
+    });
+}
+
+/// The thread that writes Dashboard rows (each write may take milliseconds).
+fn start_dashboard_writer(
+    path: PathBuf,
+) -> (
+    std::sync::mpsc::Sender<Vec<Row>>,
+    std::thread::JoinHandle<()>,
+) {
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<Row>>();
+    let thread = std::thread::spawn(move || {
+        while let Ok(mut rows) = rx.recv() {
+            while let Ok(more) = rx.try_recv() {
+                rows.extend(more);
+            }
+            if let Err(e) = ai_employee_vault::dashboard::append_rows(&path, &rows) {
+                warn!(
+                    "cannot write {} rows to {}: {e}",
+                    rows.len(),
+                    path.display()
+                );
+            }
+        }
+    });
+    (tx, thread)
+}

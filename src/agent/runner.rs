@@ -1,0 +1,459 @@
+//! One attempt at a task: the agent run, its resumes (`max_iterations`) and `verify`, each
+//! in its own process group with the timeout, output into `Logs/agent/<task>.log`.
+//! Returns what happened; the loop decides what it means for the task.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, watch};
+
+use super::events::RunResult;
+use super::outcome::{self, Answer, Status};
+use crate::process::{self, job};
+
+/// The most of an agent's standard output kept for reading its answer (the rest is in
+/// the log).
+const ANSWER_CAP: usize = 4 * 1024 * 1024;
+/// How much of `verify`'s output is fed into the next iteration.
+const VERIFY_TAIL: usize = 8 * 1024;
+
+/// What an attempt needs; owned, so it can run on its own task.
+#[derive(Debug, Clone)]
+pub struct AttemptSpec {
+    pub task: String,
+    /// The first run's argv (placeholders filled in).
+    pub argv: Vec<String>,
+    /// `[agent] command` and `resume`, for resumes (placeholders other than `{prompt}` and
+    /// `{session_id}` filled in).
+    pub command: Vec<String>,
+    pub resume: Vec<String>,
+    /// The prompt of a resume after a run without status.
+    pub continue_prompt: String,
+    pub verify: Option<Vec<String>>,
+    pub max_iterations: u32,
+    pub cwd: PathBuf,
+    pub env: BTreeMap<String, String>,
+    pub log: PathBuf,
+    pub timeout: Duration,
+    pub kill_after: Duration,
+    pub dry_run: bool,
+}
+
+/// Reported while an attempt runs.
+#[derive(Debug)]
+pub enum Progress {
+    /// A process group started (the loop records it, to kill it if the loop dies).
+    Started { task: String, pgid: i32 },
+    /// It is gone.
+    Ended { task: String, pgid: i32 },
+    /// One agent run ended (an event for the metrics).
+    Run {
+        task: String,
+        iteration: u32,
+        result: RunResult,
+        duration: Duration,
+        cost_usd: Option<f64>,
+        turns: Option<u32>,
+        error: Option<String>,
+    },
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone)]
+pub struct AttemptEnd {
+    pub result: RunResult,
+    /// Why, for a result other than done / waiting for approval.
+    pub error: Option<String>,
+    pub session_id: Option<String>,
+    pub cost_usd: f64,
+    pub turns: u64,
+    pub iterations: u32,
+    /// Set for [`RunResult::NeedsSetup`].
+    pub setup: Option<String>,
+}
+
+/// Run one attempt. `abort` turning true stops it (SIGTERM, then SIGKILL after
+/// `kill_after`): the result is then [`RunResult::Interrupted`].
+pub async fn attempt(
+    spec: AttemptSpec,
+    progress: mpsc::UnboundedSender<Progress>,
+    mut abort: watch::Receiver<bool>,
+) -> AttemptEnd {
+    let mut end = AttemptEnd {
+        result: RunResult::NoStatus,
+        error: None,
+        session_id: None,
+        cost_usd: 0.0,
+        turns: 0,
+        iterations: 0,
+        setup: None,
+    };
+    let mut argv = spec.argv.clone();
+    for iteration in 1..=spec.max_iterations.max(1) {
+        end.iterations = iteration;
+        let started = Instant::now();
+        let run = run_once(&spec, &argv, iteration, &progress, &mut abort).await;
+        let (result, answer) = match run {
+            Err(e) => {
+                let setup = e.kind() == std::io::ErrorKind::NotFound
+                    || e.kind() == std::io::ErrorKind::PermissionDenied;
+                let why = format!("cannot start {:?}: {e}", argv.first().map_or("", |s| s));
+                if setup {
+                    end.setup = Some(why.clone());
+                }
+                let r = if setup {
+                    RunResult::NeedsSetup
+                } else {
+                    RunResult::Crashed
+                };
+                (r, Err(why))
+            }
+            Ok(out) => classify(&out),
+        };
+        let answer_ref = answer.as_ref().ok();
+        if let Some(a) = answer_ref {
+            if a.session_id.is_some() {
+                end.session_id.clone_from(&a.session_id);
+            }
+            end.cost_usd += a.cost_usd.unwrap_or(0.0);
+            end.turns += u64::from(a.turns.unwrap_or(0));
+        }
+        let error = match (&answer, result) {
+            (Err(why), _) => Some(why.clone()),
+            (Ok(a), RunResult::Failed) => Some(failure_text(a)),
+            (Ok(_), RunResult::NoStatus) => Some("the agent ended without a status line".into()),
+            (Ok(a), RunResult::NeedsSetup) => {
+                end.setup = Some(a.text.clone());
+                Some(a.text.clone())
+            }
+            (Ok(a), RunResult::Crashed | RunResult::Timeout | RunResult::Interrupted) => {
+                Some(a.text.clone())
+            }
+            _ => None,
+        };
+        let mut result = result;
+        let mut error = error;
+        // `verify` after a run that says done.
+        let mut verify_failure = None;
+        if result == RunResult::Done
+            && let Some(v) = &spec.verify
+            && !spec.dry_run
+        {
+            match verify(&spec, v, &progress, &mut abort).await {
+                Ok(None) => {}
+                Ok(Some(out)) => {
+                    result = RunResult::VerifyFailed;
+                    error = Some(format!("verify failed: {}", first_line(&out)));
+                    verify_failure = Some(out);
+                }
+                Err(e) => {
+                    result = RunResult::VerifyFailed;
+                    error = Some(format!("verify could not run: {e}"));
+                }
+            }
+        }
+        let _ = progress.send(Progress::Run {
+            task: spec.task.clone(),
+            iteration,
+            result,
+            duration: started.elapsed(),
+            cost_usd: answer_ref.and_then(|a| a.cost_usd),
+            turns: answer_ref.and_then(|a| a.turns),
+            error: error.clone(),
+        }); // the loop is gone only when it stops; nothing to tell then
+        end.result = result;
+        end.error = error;
+        let again = match result {
+            RunResult::NoStatus => Some(spec.continue_prompt.clone()),
+            RunResult::VerifyFailed => verify_failure.map(|out| {
+                format!(
+                    "The check `{}` failed after you said done. Its output:\n\n{}\n\nFix \
+                     the problem and end with the status line again.",
+                    spec.verify.as_deref().unwrap_or_default().join(" "),
+                    out
+                )
+            }),
+            _ => None,
+        };
+        let (Some(prompt), Some(session)) = (again, end.session_id.clone()) else {
+            break;
+        };
+        if *abort.borrow() {
+            break;
+        }
+        argv = resume_argv(&spec.command, &spec.resume, &prompt, &session);
+    }
+    end
+}
+
+/// `command` + `resume` with `{prompt}` and `{session_id}` filled in.
+pub fn resume_argv(
+    command: &[String],
+    resume: &[String],
+    prompt: &str,
+    session: &str,
+) -> Vec<String> {
+    command
+        .iter()
+        .chain(resume)
+        .map(|a| {
+            a.replace("{prompt}", prompt)
+                .replace("{session_id}", session)
+        })
+        .collect()
+}
+
+/// What one process run gave.
+struct Output {
+    code: Option<i32>,
+    signal: Option<i32>,
+    timed_out: bool,
+    aborted: bool,
+    stdout: Vec<u8>,
+    stderr_tail: String,
+}
+
+fn classify(out: &Output) -> (RunResult, Result<Answer, String>) {
+    let answer = outcome::parse_output(&out.stdout);
+    if let Some(reason) = outcome::needs_setup(out.code, &answer, &out.stderr_tail) {
+        let mut a = answer;
+        a.text = reason;
+        return (RunResult::NeedsSetup, Ok(a));
+    }
+    if out.aborted {
+        return (
+            RunResult::Interrupted,
+            Err("interrupted: the task loop stopped while the agent ran".into()),
+        );
+    }
+    if out.timed_out {
+        return (RunResult::Timeout, Err("timed out".into()));
+    }
+    if answer.is_error {
+        return (RunResult::Failed, Ok(answer));
+    }
+    match (&answer.status, out.code) {
+        (Status::Done, Some(0)) => (RunResult::Done, Ok(answer)),
+        (Status::WaitingApproval, Some(0)) => (RunResult::WaitingApproval, Ok(answer)),
+        (Status::Failed(_), _) => (RunResult::Failed, Ok(answer)),
+        (Status::Missing, Some(0)) => (RunResult::NoStatus, Ok(answer)),
+        _ => {
+            let how = match (out.code, out.signal) {
+                (Some(c), _) => format!("exited {c}"),
+                (None, Some(s)) => format!("killed by {}", process::signal_name(s)),
+                _ => "ended".to_string(),
+            };
+            let tail = first_line(out.stderr_tail.trim());
+            let why = if tail.is_empty() {
+                format!("the agent {how}")
+            } else {
+                format!("the agent {how}: {tail}")
+            };
+            (RunResult::Crashed, Err(why))
+        }
+    }
+}
+
+fn failure_text(a: &Answer) -> String {
+    match &a.status {
+        Status::Failed(reason) if !reason.is_empty() => reason.clone(),
+        _ => {
+            let t = last_line(&a.text);
+            if t.is_empty() {
+                "the agent answered with an error".into()
+            } else {
+                t
+            }
+        }
+    }
+}
+
+fn first_line(s: &str) -> String {
+    super::task::one_line(s.lines().find(|l| !l.trim().is_empty()).unwrap_or(""), 300)
+}
+
+fn last_line(s: &str) -> String {
+    super::task::one_line(
+        s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(""),
+        300,
+    )
+}
+
+/// Run `verify`; `Ok(None)` when it passed, `Ok(Some(output tail))` when it failed.
+async fn verify(
+    spec: &AttemptSpec,
+    argv: &[String],
+    progress: &mpsc::UnboundedSender<Progress>,
+    abort: &mut watch::Receiver<bool>,
+) -> std::io::Result<Option<String>> {
+    let out = run_process(spec, argv, "verify", progress, abort).await?;
+    if out.code == Some(0) {
+        return Ok(None);
+    }
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&out.stderr_tail);
+    let start = text.len().saturating_sub(VERIFY_TAIL);
+    let mut start = start;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    Ok(Some(text[start..].to_string()))
+}
+
+async fn run_once(
+    spec: &AttemptSpec,
+    argv: &[String],
+    iteration: u32,
+    progress: &mpsc::UnboundedSender<Progress>,
+    abort: &mut watch::Receiver<bool>,
+) -> std::io::Result<Output> {
+    if spec.dry_run {
+        return Ok(Output {
+            code: Some(0),
+            signal: None,
+            timed_out: false,
+            aborted: false,
+            stdout: b"dry run: the agent was not started\nSTATUS: done\n".to_vec(),
+            stderr_tail: String::new(),
+        });
+    }
+    run_process(
+        spec,
+        argv,
+        &format!("iteration {iteration}"),
+        progress,
+        abort,
+    )
+    .await
+}
+
+/// Start `argv`, copy its output into the log, stop it at the timeout or on abort.
+async fn run_process(
+    spec: &AttemptSpec,
+    argv: &[String],
+    what: &str,
+    progress: &mpsc::UnboundedSender<Progress>,
+    abort: &mut watch::Receiver<bool>,
+) -> std::io::Result<Output> {
+    let mut log = open_log(&spec.log)?;
+    let start_offset = log.seek(SeekFrom::End(0))?;
+    let shown: Vec<&str> = argv
+        .iter()
+        .map(|a| {
+            if a.len() > 200 {
+                "<prompt>"
+            } else {
+                a.as_str()
+            }
+        })
+        .collect();
+    writeln!(
+        log,
+        "==== {} {what}: {}",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M:%S"),
+        shown.join(" ")
+    )?;
+    let mut j = job::spawn_job(argv, &spec.cwd, &spec.env, log.try_clone()?)?;
+    let pgid = j.pgid;
+    let _ = progress.send(Progress::Started {
+        task: spec.task.clone(),
+        pgid,
+    }); // see above
+    let mut kept: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut status = None;
+    let mut stdout_open = true;
+    let mut timed_out = false;
+    let mut aborted = false;
+    let deadline = tokio::time::Instant::now() + spec.timeout;
+    let mut kill_at: Option<tokio::time::Instant> = None;
+    let far = tokio::time::Instant::now() + Duration::from_secs(86400 * 365);
+    while status.is_none() || stdout_open {
+        tokio::select! {
+            r = j.child.wait(), if status.is_none() => {
+                status = Some(r?);
+                // Whatever the leader left behind in its group goes with it.
+                process::signal_group(pgid, Signal::SIGKILL);
+            }
+            r = j.stdout.read(&mut chunk), if stdout_open => {
+                match r {
+                    Ok(0) | Err(_) => stdout_open = false,
+                    Ok(n) => {
+                        log.write_all(&chunk[..n])?;
+                        kept.extend_from_slice(&chunk[..n]);
+                        if kept.len() > 2 * ANSWER_CAP {
+                            kept.drain(..kept.len() - ANSWER_CAP);
+                        }
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(deadline), if status.is_none() && !timed_out && !aborted => {
+                timed_out = true;
+                process::signal_group(pgid, Signal::SIGTERM);
+                process::signal_group(pgid, Signal::SIGCONT);
+                kill_at = Some(tokio::time::Instant::now() + spec.kill_after);
+            }
+            _ = tokio::time::sleep_until(kill_at.unwrap_or(far)), if status.is_none() && kill_at.is_some() => {
+                process::signal_group(pgid, Signal::SIGKILL);
+                kill_at = None;
+            }
+            r = abort.changed(), if status.is_none() && !aborted && !timed_out => {
+                if r.is_err() || *abort.borrow() {
+                    aborted = true;
+                    process::signal_group(pgid, Signal::SIGTERM);
+                    process::signal_group(pgid, Signal::SIGCONT);
+                    kill_at = Some(tokio::time::Instant::now() + spec.kill_after);
+                }
+            }
+        }
+    }
+    let _ = progress.send(Progress::Ended {
+        task: spec.task.clone(),
+        pgid,
+    }); // see above
+    let status = status.ok_or_else(|| std::io::Error::other("no exit status"))?;
+    use std::os::unix::process::ExitStatusExt;
+    if !kept.ends_with(b"\n") && !kept.is_empty() {
+        log.write_all(b"\n")?;
+    }
+    let stderr_tail = read_tail(&spec.log, start_offset);
+    Ok(Output {
+        code: status.code(),
+        signal: status.signal(),
+        timed_out,
+        aborted,
+        stdout: kept,
+        stderr_tail,
+    })
+}
+
+fn open_log(path: &std::path::Path) -> std::io::Result<File> {
+    ai_employee_vault::nofollow::open_in_folder(
+        path,
+        ai_employee_vault::nofollow::How::append(0o600),
+    )
+}
+
+/// The last few KiB the run wrote to its log (its standard error is only there).
+fn read_tail(path: &std::path::Path, from: u64) -> String {
+    const TAIL: u64 = 4096;
+    let Ok(mut f) = open_log(path) else {
+        return String::new();
+    };
+    let Ok(len) = f.seek(SeekFrom::End(0)) else {
+        return String::new();
+    };
+    let start = from.max(len.saturating_sub(TAIL));
+    if f.seek(SeekFrom::Start(start)).is_err() {
+        return String::new();
+    }
+    let mut buf = Vec::new();
+    // A log we cannot read back only costs the error's detail.
+    let _ = std::io::Read::read_to_end(&mut f, &mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}

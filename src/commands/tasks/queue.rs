@@ -1,0 +1,326 @@
+//! `ai-employee tasks [--json] [--watch] [--verbose]`: the queue as the loop last wrote
+//! it, with estimated start and finish times from the recent mean run time and the
+//! concurrency.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Local, Utc};
+
+use super::{NOT_RUNNING, loop_pid, read_snapshot};
+use crate::agent::snapshot::{Snapshot, TaskState, TaskView};
+use crate::commands::status::Style;
+
+pub fn run(vault: &Path, json: bool, watch: bool, verbose: bool, interval: Duration) -> i32 {
+    let style = Style::detect();
+    let tty = std::io::stdout().is_terminal();
+    loop {
+        let (text, code) = frame(vault, json, verbose, style);
+        let mut out = std::io::stdout().lock();
+        let mut all = String::new();
+        if watch && tty {
+            all.push_str("\x1b[H\x1b[2J");
+        }
+        all.push_str(&text);
+        if out
+            .write_all(all.as_bytes())
+            .and_then(|()| out.flush())
+            .is_err()
+            || !watch
+        {
+            return code;
+        }
+        drop(out);
+        std::thread::sleep(interval);
+    }
+}
+
+fn frame(vault: &Path, json: bool, verbose: bool, style: Style) -> (String, i32) {
+    let pid = loop_pid(vault);
+    let snap = match read_snapshot(vault) {
+        Ok(s) => s,
+        Err(e) => {
+            return (
+                format!("ai-employee: {e}\n"),
+                ai_employee_vault::exit_codes::FAILURE,
+            );
+        }
+    };
+    let code = if pid.is_some() { 0 } else { NOT_RUNNING };
+    if json {
+        let value = serde_json::json!({
+            "running": pid.is_some(),
+            "pid": pid,
+            "vault": vault.display().to_string(),
+            "snapshot": snap,
+        });
+        let mut s = serde_json::to_string_pretty(&value).unwrap_or_default();
+        s.push('\n');
+        return (s, code);
+    }
+    let mut out = String::new();
+    match (pid, &snap) {
+        (None, _) => out.push_str(&format!(
+            "no task loop is running on {} (start it with `ai-employee agent`, or the \
+             supervisor's `agent` entry)\n",
+            vault.display()
+        )),
+        (Some(_), None) => out.push_str("the task loop is starting (no queue written yet)\n"),
+        _ => {}
+    }
+    if let Some(s) = &snap {
+        out.push_str(&render(s, Utc::now(), verbose, style, pid.is_some()));
+    }
+    (out, code)
+}
+
+/// Estimated start and finish of each task, in queue order.
+pub fn estimates(
+    s: &Snapshot,
+    now: DateTime<Utc>,
+) -> Vec<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
+    let avg = chrono::Duration::milliseconds(s.recent_run_ms.unwrap_or(0) as i64);
+    let known = s.recent_run_ms.is_some();
+    let mut slots: Vec<DateTime<Utc>> = Vec::new();
+    let mut out = Vec::with_capacity(s.tasks.len());
+    for t in &s.tasks {
+        if t.state == TaskState::Running {
+            let start = t.started_at.unwrap_or(now);
+            let finish = (start + avg).max(now);
+            slots.push(finish);
+            out.push((Some(start), known.then_some(finish)));
+        } else {
+            out.push((None, None));
+        }
+    }
+    let cap = s.max_concurrent.max(1) as usize;
+    while slots.len() < cap {
+        slots.push(now);
+    }
+    slots.sort();
+    if !known || s.paused {
+        return out;
+    }
+    for (i, t) in s.tasks.iter().enumerate() {
+        let runnable = matches!(t.state, TaskState::Pending | TaskState::Retry);
+        if !runnable {
+            continue;
+        }
+        // The earliest free slot; a retry not before its time.
+        let free = slots.remove(0);
+        let start = match (t.state, t.retry_at) {
+            (TaskState::Retry, Some(at)) => free.max(at),
+            _ => free,
+        };
+        let finish = start + avg;
+        let pos = slots.partition_point(|x| *x <= finish);
+        slots.insert(pos, finish);
+        out[i] = (Some(start), Some(finish));
+    }
+    out
+}
+
+pub fn render(
+    s: &Snapshot,
+    now: DateTime<Utc>,
+    verbose: bool,
+    style: Style,
+    running: bool,
+) -> String {
+    let mut out = String::new();
+    let count = |st: TaskState| s.tasks.iter().filter(|t| t.state == st).count();
+    let head = format!(
+        "Tasks: {} running (of {}), {} pending, {} waiting for approval, {} to retry{}{}",
+        count(TaskState::Running),
+        s.max_concurrent,
+        count(TaskState::Pending),
+        count(TaskState::WaitingApproval) + count(TaskState::AwaitingRunApproval),
+        count(TaskState::Retry),
+        if count(TaskState::NeedsReview) > 0 {
+            format!(", {} need review", count(TaskState::NeedsReview))
+        } else {
+            String::new()
+        },
+        if s.paused {
+            " · PAUSED (.claude_stop)"
+        } else {
+            ""
+        },
+    );
+    out.push_str(&style.bold(&head));
+    out.push('\n');
+    if let Some(why) = &s.needs_setup {
+        out.push_str(&style.paint(
+            "31",
+            &format!("the agent needs setup: {why} (docs/agent.md)"),
+        ));
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "Done today {} · failed today {} · cost today ${:.2}{}\n",
+        s.today.done,
+        s.today.failed,
+        s.today.cost_usd,
+        if running {
+            ""
+        } else {
+            " (last written by a loop that is not running)"
+        }
+    ));
+    if s.tasks.is_empty() {
+        out.push_str("The queue is empty.\n");
+        return out;
+    }
+    let est = estimates(s, now);
+    let rows: Vec<[String; 7]> = s
+        .tasks
+        .iter()
+        .zip(&est)
+        .map(|(t, (start, finish))| {
+            [
+                t.id.clone(),
+                state_text(t, s.paused, now),
+                format!("{:.2}", t.score),
+                age(now - t.queued_at),
+                t.attempt.to_string(),
+                start.map_or("-".into(), |x| when(x, now)),
+                finish.map_or("-".into(), |x| when(x, now)),
+            ]
+        })
+        .collect();
+    let header = [
+        "TASK", "STATE", "SCORE", "WAIT", "ATTEMPT", "START", "FINISH",
+    ];
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    widths[0] = widths[0].min(48);
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let c: String = c.chars().take(widths[i]).collect();
+                format!("{c:<w$}", w = widths[i])
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    out.push_str(&style.dim(line(&header.map(String::from)).trim_end()));
+    out.push('\n');
+    for (r, t) in rows.iter().zip(&s.tasks) {
+        let text = line(r);
+        let code = match t.state {
+            TaskState::Running => "32",
+            TaskState::Pending => "0",
+            TaskState::Retry | TaskState::WaitingApproval | TaskState::AwaitingRunApproval => "33",
+            TaskState::NeedsReview => "31",
+        };
+        out.push_str(&if code == "0" {
+            text.trim_end().to_string()
+        } else {
+            style.paint(code, text.trim_end())
+        });
+        out.push('\n');
+        if verbose {
+            out.push_str(&format!("    {} · {}\n", t.file, t.title));
+            if let Some(d) = t.deadline {
+                out.push_str(&format!(
+                    "    deadline {}\n",
+                    d.with_timezone(&Local).format("%Y-%m-%d %H:%M")
+                ));
+            }
+            if let Some(e) = &t.last_error {
+                out.push_str(&format!("    last error: {e}\n"));
+            }
+            for a in &t.approvals {
+                out.push_str(&format!("    waits for {a}\n"));
+            }
+            if t.cost_usd > 0.0 {
+                out.push_str(&format!("    cost ${:.4}, {} turns\n", t.cost_usd, t.turns));
+            }
+        }
+    }
+    out
+}
+
+fn state_text(t: &TaskView, paused: bool, now: DateTime<Utc>) -> String {
+    match t.state {
+        TaskState::Pending if paused => "paused".into(),
+        TaskState::Retry => match t.retry_at {
+            Some(at) if at > now => format!("retry in {}", age(at - now)),
+            _ => "retry now".into(),
+        },
+        TaskState::Running => match t.pid {
+            Some(p) => format!("running (pid {p})"),
+            None => "running".into(),
+        },
+        s => s.as_str().replace('_', " "),
+    }
+}
+
+fn age(d: chrono::Duration) -> String {
+    ai_employee_vault::units::format_age(d.num_milliseconds().max(0) as f64 / 1000.0)
+}
+
+fn when(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    if t <= now {
+        "now".into()
+    } else {
+        format!("in {}", age(t - now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(id: &str, state: TaskState, score: f64) -> TaskView {
+        TaskView {
+            id: id.into(),
+            file: format!("Needs_Action/{id}.md"),
+            title: id.into(),
+            state,
+            score,
+            attempt: 0,
+            queued_at: Utc::now(),
+            started_at: None,
+            retry_at: None,
+            last_error: None,
+            priority: None,
+            deadline: None,
+            pid: None,
+            approvals: Vec::new(),
+            cost_usd: 0.0,
+            turns: 0,
+        }
+    }
+
+    #[test]
+    fn estimates_fill_the_slots_in_order() {
+        let now = Utc::now();
+        let mut running = view("r", TaskState::Running, 1.0);
+        running.started_at = Some(now);
+        let s = Snapshot {
+            max_concurrent: 2,
+            recent_run_ms: Some(60_000),
+            tasks: vec![
+                running,
+                view("a", TaskState::Pending, 0.9),
+                view("b", TaskState::Pending, 0.8),
+                view("c", TaskState::Pending, 0.7),
+            ],
+            ..Snapshot::default()
+        };
+        let e = estimates(&s, now);
+        let min = |t: Option<DateTime<Utc>>| t.map(|t| (t - now).num_seconds());
+        assert_eq!(min(e[0].1), Some(60));
+        assert_eq!((min(e[1].0), min(e[1].1)), (Some(0), Some(60)));
+        assert_eq!((min(e[2].0), min(e[2].1)), (Some(60), Some(120)));
+        assert_eq!((min(e[3].0), min(e[3].1)), (Some(60), Some(120)));
+    }
+}
