@@ -114,13 +114,24 @@ impl Checker<'_> {
     /// An integer from `low` to `high`.
     pub fn integer_in(&mut self, field: &Field<'_>, low: i64, high: i64) -> Option<i64> {
         let n = self.integer(field)?;
-        if (low..=high).contains(&n) {
-            return Some(n);
+        self.in_range(field, n, low, high)
+    }
+
+    /// `x` (the field's value) if it is from `low` to `high`.
+    fn in_range<T: PartialOrd + std::fmt::Display>(
+        &mut self,
+        field: &Field<'_>,
+        x: T,
+        low: T,
+        high: T,
+    ) -> Option<T> {
+        if low <= x && x <= high {
+            return Some(x);
         }
         self.reject(
             field.at(),
             format!(
-                "{}: must be between {low} and {high}, found {n}",
+                "{}: must be between {low} and {high}, found {x}",
                 field.path
             ),
         )
@@ -237,16 +248,7 @@ impl Checker<'_> {
     /// A number from `low` to `high` (NaN is outside every range).
     pub fn number_in(&mut self, field: &Field<'_>, low: f64, high: f64) -> Option<f64> {
         let x = self.number(field)?;
-        if (low..=high).contains(&x) {
-            return Some(x);
-        }
-        self.reject(
-            field.at(),
-            format!(
-                "{}: must be between {low} and {high}, found {x}",
-                field.path
-            ),
-        )
+        self.in_range(field, x, low, high)
     }
 
     /// An array of strings without NUL (`args = ["watch", "gmail"]`).

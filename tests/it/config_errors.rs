@@ -1128,11 +1128,19 @@ fn check(dir: &Path, file: &str) -> std::process::Output {
         .unwrap()
 }
 
+/// `check` on `table` exits 78 with exactly `stderr`, and prints nothing on stdout.
+fn check_fails_with(table: &str, stderr: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.toml"), table).unwrap();
+    let out = check(dir.path(), "bad.toml");
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), stderr);
+    assert!(out.stdout.is_empty(), "{out:?}");
+}
+
 #[test]
 fn check_exits_78_with_every_error_on_stderr() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("bad.toml"),
+    check_fails_with(
         r#"[supervisor]
 health_interval = "30"
 
@@ -1145,18 +1153,11 @@ restrat = "always"
 name = "gmail"
 command = "ai-employee"
 "#,
-    )
-    .unwrap();
-    let out = check(dir.path(), "bad.toml");
-    assert_eq!(out.status.code(), Some(78), "{out:?}");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
         r#"bad.toml:2:19: supervisor.health_interval: invalid duration "30" (use a unit: "30s", "5m", "500ms")
 bad.toml:7:1: unknown key "restrat" in [[process]] (did you mean "restart"?)
 bad.toml:10:8: duplicate process name "gmail" (first defined at line 5)
-"#
+"#,
     );
-    assert!(out.stdout.is_empty(), "{out:?}");
 }
 
 #[test]
@@ -1183,9 +1184,7 @@ fn check_exits_78_on_a_syntax_error_and_a_missing_file() {
 
 #[test]
 fn check_exits_78_on_a_bad_agent_section() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("bad.toml"),
+    check_fails_with(
         r#"[agent]
 max_concurrent_tasks = 5
 command = ["claude", "-p", "{promt}"]
@@ -1194,19 +1193,12 @@ prompt = "/tmp/prompt.md"
 [agent.weights]
 urgency = -1
 "#,
-    )
-    .unwrap();
-    let out = check(dir.path(), "bad.toml");
-    assert_eq!(out.status.code(), Some(78), "{out:?}");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
         r#"bad.toml:2:1: unknown key "max_concurrent_tasks" in [agent] (did you mean "max_concurrent"?)
 bad.toml:3:28: agent.command[3]: unknown placeholder {promt} (did you mean "{prompt}"?)
 bad.toml:4:10: agent.prompt: must be a path inside the vault, relative to it, found "/tmp/prompt.md"
 bad.toml:7:11: agent.weights.urgency: must not be negative, found -1
-"#
+"#,
     );
-    assert!(out.stdout.is_empty(), "{out:?}");
 }
 
 #[test]
