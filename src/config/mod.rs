@@ -7,6 +7,7 @@ pub mod model;
 mod parse;
 mod read;
 mod schema;
+pub mod template;
 
 use std::path::{Path, PathBuf};
 

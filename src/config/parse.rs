@@ -40,7 +40,7 @@ pub(super) fn parse(text: &str, source: Source) -> Result<Config, Diagnostics> {
         supervisor: table.supervisor,
         processes: table.processes,
         notify: table.notify,
-        agent: crate::config::AgentSettings::default(),
+        agent: table.agent,
     };
     checker.problems.finish(&file, text, Ok(config))
 }

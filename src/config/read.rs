@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use ai_employee_vault::toml_fields::{Field, Kind, Problems, did_you_mean};
+use ai_employee_vault::toml_fields::{Field, Problems, did_you_mean};
 use ai_employee_vault::units::{
     MAX_DURATION, format_duration, format_size, parse_duration, parse_size,
 };
@@ -114,13 +114,24 @@ impl Checker<'_> {
     /// An integer from `low` to `high`.
     pub fn integer_in(&mut self, field: &Field<'_>, low: i64, high: i64) -> Option<i64> {
         let n = self.integer(field)?;
-        if (low..=high).contains(&n) {
-            return Some(n);
+        self.in_range(field, n, low, high)
+    }
+
+    /// `x` (the field's value) if it is from `low` to `high`.
+    fn in_range<T: PartialOrd + std::fmt::Display>(
+        &mut self,
+        field: &Field<'_>,
+        x: T,
+        low: T,
+        high: T,
+    ) -> Option<T> {
+        if low <= x && x <= high {
+            return Some(x);
         }
         self.reject(
             field.at(),
             format!(
-                "{}: must be between {low} and {high}, found {n}",
+                "{}: must be between {low} and {high}, found {x}",
                 field.path
             ),
         )
@@ -225,43 +236,60 @@ impl Checker<'_> {
         u32::try_from(n).ok()
     }
 
+    /// A number: a float or an integer (`factor = 2` is `2.0`).
+    pub fn number(&mut self, field: &Field<'_>) -> Option<f64> {
+        match field.item {
+            Item::Value(Value::Float(f)) => Some(*f.value()),
+            Item::Value(Value::Integer(i)) => Some(*i.value() as f64),
+            _ => self.type_error(field, "a number"),
+        }
+    }
+
+    /// A number from `low` to `high` (NaN is outside every range).
+    pub fn number_in(&mut self, field: &Field<'_>, low: f64, high: f64) -> Option<f64> {
+        let x = self.number(field)?;
+        self.in_range(field, x, low, high)
+    }
+
     /// An array of strings without NUL (`args = ["watch", "gmail"]`).
     pub fn string_list(&mut self, field: &Field<'_>) -> Option<Vec<String>> {
+        self.list(field, "an array of strings", |c, f| {
+            let s = c.string(f)?;
+            c.no_nul(f, s).then(|| s.to_string())
+        })
+    }
+
+    /// An array whose elements `element` reads, each named `path[n]` (counting from 1);
+    /// `expected` names the array in the message for anything else (`an array of
+    /// strings`). Every element is read, so every bad one is reported.
+    pub fn list<T>(
+        &mut self,
+        field: &Field<'_>,
+        expected: &str,
+        mut element: impl FnMut(&mut Self, &Field<'_>) -> Option<T>,
+    ) -> Option<Vec<T>> {
         let array = match field.item {
             Item::Value(Value::Array(a)) => a,
             Item::Value(Value::String(s)) => {
                 let words: Vec<&str> = s.value().split_whitespace().collect();
                 let (key, words) = (field.key.map_or("", |k| k.get()), one_of(&words));
                 let problem = format!(
-                    "{}: expected an array of strings, found a string (write {key} = [{words}])",
+                    "{}: expected {expected}, found a string (write {key} = [{words}])",
                     field.path
                 );
                 return self.reject(field.at(), problem);
             }
-            _ => return self.type_error(field, "an array of strings"),
+            _ => return self.type_error(field, expected),
         };
         let mut list = Vec::new();
         let mut ok = true;
         for (i, v) in array.iter().enumerate() {
-            let at = v.span().map_or_else(|| field.at(), |s| s.start);
-            let path = format!("{}[{}]", field.path, i + 1);
-            match v {
-                Value::String(s) if s.value().contains('\0') => {
-                    self.error(at, format!("{path}: must not contain a NUL character"));
-                    ok = false;
-                }
-                Value::String(s) => list.push(s.value().clone()),
-                other => {
-                    let hint = quote_hint(other);
-                    self.error(
-                        at,
-                        format!(
-                            "{path}: expected a string, found {}{hint}",
-                            Kind::of_value(other).noun()
-                        ),
-                    );
-                    ok = false;
-                }
+            // A copy keeps the value's span, so the element's problems point at it.
+            let item = Item::Value(v.clone());
+            let f = Field::new(format!("{}[{}]", field.path, i + 1), None, &item);
+            match element(self, &f) {
+                Some(x) => list.push(x),
+                None => ok = false,
             }
         }
         ok.then_some(list)

@@ -6,8 +6,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use ai_employee::config::{
-    self, BackoffSpec, Config, ConfigErrors, NotifyEvent, NotifySpec, RestartPolicy, Source,
-    StopSignal, SupervisorSettings,
+    self, AgentSettings, BackoffSpec, Config, ConfigErrors, NotifyEvent, NotifySpec, RestartPolicy,
+    Source, StopSignal, SupervisorSettings, Weights,
 };
 
 const FILE: &str = "ai-employee.toml";
@@ -543,6 +543,107 @@ command = "true"
 max_memory = 9223372036854775807
 log_max_size = "2TB"
 "#;
+
+    // ---- [agent] ----
+    agent_double_brackets: r#"
+[[agent]]
+max_concurrent = 2
+"#;
+    agent_is_a_string: r#"
+agent = "claude"
+"#;
+    agent_wrong_types: r#"
+[agent]
+command = "claude -p {prompt}"
+max_concurrent = "2"
+timeout = 3600
+kill_after = true
+verify = "make test"
+max_error_rate = "0.1"
+vip_senders = ["ceo@example.com", 7]
+env = { RETRIES = 3 }
+weights = 0.4
+"#;
+    agent_out_of_range: r#"
+[agent]
+max_concurrent = 0
+timeout = "0s"
+max_attempts = 101
+max_iterations = 21
+approval_timeout = "0"
+max_backlog = 1000001
+max_error_rate = 1.5
+max_idle = "0s"
+dashboard_interval = "500ms"
+"#;
+    agent_unknown_keys: r#"
+[agent]
+max_concurent = 2
+max_concurrent_tasks = 5
+claude_timeout = "1h"
+max_retries = 5
+args = ["-p"]
+restart = "always"
+colour = "blue"
+
+[agent.priority_weights]
+urgency = 0.4
+"#;
+    agent_bad_placeholders: r#"
+[agent]
+command = ["claude", "-p", "{promt}", "--resume", "{session_id}", "{ task }", "a}b", "{vault"]
+resume = ["--resume", "{session}", "{sesion_id}"]
+verify = ["make", "{target}"]
+"#;
+    agent_empty_lists: r#"
+[agent]
+command = []
+verify = []
+retry_delays = []
+approval_keywords = ["deploy", "", "  "]
+"#;
+    agent_empty_program: r#"
+[agent]
+command = ["", "-p", "{prompt}"]
+verify = ["  "]
+"#;
+    agent_bad_retry_delays: r#"
+[agent]
+retry_delays = ["1m", 300, "5 m", "1x"]
+"#;
+    agent_retry_delays_as_string: r#"
+[agent]
+retry_delays = "1m 5m 15m"
+"#;
+    agent_prompt_absolute: r#"
+[agent]
+prompt = "/etc/passwd"
+"#;
+    agent_prompt_leaves_the_vault: r#"
+[agent]
+prompt = "Prompts/../../secret.md"
+"#;
+    agent_prompt_empty: r#"
+[agent]
+prompt = ""
+"#;
+    agent_weights_errors: r#"
+[agent.weights]
+urgency = -0.1
+deadline = inf
+sender = "0.3"
+age = 0.05
+age_per_hour = nan
+"#;
+    agent_keys_at_the_top_level: r#"
+max_retries = 3
+vip_senders = ["ceo@example.com"]
+command = "claude"
+colour = "blue"
+
+[priority_weights]
+urgency = 0.4
+"#;
 }
 
 #[test]
@@ -625,6 +726,7 @@ fn the_default_table_parses_to_the_four_watchers() {
     let cfg = config::parse(config::DEFAULT_TABLE, Source::BuiltIn).unwrap();
     assert_eq!(cfg.source, Source::BuiltIn);
     assert_eq!(cfg.supervisor, SupervisorSettings::default());
+    assert_eq!(cfg.agent, AgentSettings::default());
 
     let names: Vec<&str> = cfg.processes.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["filesystem", "gmail", "whatsapp", "approvals"]);
@@ -670,6 +772,32 @@ fn the_default_table_file_is_the_embedded_one() {
     assert_eq!(on_disk, config::DEFAULT_TABLE);
     let cfg = config::load_file(&path).unwrap();
     assert_eq!(cfg.processes.len(), 4);
+}
+
+/// The default table's commented-out `# [agent]` block, uncommented.
+fn default_agent_block() -> String {
+    let start = config::DEFAULT_TABLE
+        .find("# [agent]\n")
+        .expect("the default table shows [agent]");
+    config::DEFAULT_TABLE[start..]
+        .lines()
+        .map(|line| line.strip_prefix("# ").unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_default_tables_agent_block_shows_the_defaults() {
+    // Uncommented, the `# [agent]` block reads into the defaults (`verify` is an example).
+    let agent = ok(&default_agent_block()).agent;
+    assert_eq!(agent.verify, Some(vec!["make".into(), "test".into()]));
+    assert_eq!(
+        AgentSettings {
+            verify: None,
+            ..agent
+        },
+        AgentSettings::default()
+    );
 }
 
 #[test]
@@ -821,6 +949,126 @@ webhook = "http://127.0.0.1:9000/hook"
 }
 
 #[test]
+fn every_agent_key_is_read() {
+    let cfg = ok(r#"
+[agent]
+command = ["/opt/agent/bin/run", "--task={task}", "--file", "{task_file}", "-C", "{vault}", "{prompt}", "{{literal}}"]
+resume = ["--continue", "{session_id}", "--json={{\"a\": 1}}"]
+prompt = "Prompts/./my agent.md"
+max_concurrent = 256
+timeout = "90m"
+kill_after = "0"
+max_attempts = 1
+retry_delays = ["0s", "30s", "2h"]
+max_iterations = 20
+verify = ["make", "-C", "{vault}", "test"]
+approval_keywords = ["Deploy", "wire transfer"]
+approval_timeout = "2d"
+vip_senders = ["ceo@example.com", "+15550100"]
+urgency_keywords = []
+max_backlog = 1000000
+max_error_rate = 1
+max_idle = "30m"
+dashboard_interval = "1s"
+
+[agent.env]
+ANTHROPIC_MODEL = "claude-sonnet"
+"EMPTY" = ""
+
+[agent.weights]
+urgency = 1
+deadline = 0.5
+sender = 0
+age_per_hour = -0.0
+"#);
+    let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let secs = Duration::from_secs;
+    assert_eq!(
+        cfg.agent,
+        AgentSettings {
+            command: s(&[
+                "/opt/agent/bin/run",
+                "--task={task}",
+                "--file",
+                "{task_file}",
+                "-C",
+                "{vault}",
+                "{prompt}",
+                "{{literal}}",
+            ]),
+            resume: s(&["--continue", "{session_id}", "--json={{\"a\": 1}}"]),
+            prompt: "Prompts/./my agent.md".into(),
+            max_concurrent: 256,
+            timeout: secs(90 * 60),
+            kill_after: Duration::ZERO,
+            max_attempts: 1,
+            retry_delays: vec![Duration::ZERO, secs(30), secs(7200)],
+            max_iterations: 20,
+            verify: Some(s(&["make", "-C", "{vault}", "test"])),
+            approval_keywords: s(&["Deploy", "wire transfer"]),
+            approval_timeout: secs(2 * 86_400),
+            vip_senders: s(&["ceo@example.com", "+15550100"]),
+            urgency_keywords: vec![],
+            weights: Weights {
+                urgency: 1.0,
+                deadline: 0.5,
+                sender: 0.0,
+                age_per_hour: 0.0,
+            },
+            max_backlog: 1_000_000,
+            max_error_rate: 1.0,
+            max_idle: secs(30 * 60),
+            dashboard_interval: secs(1),
+            env: [
+                ("ANTHROPIC_MODEL".to_string(), "claude-sonnet".to_string()),
+                ("EMPTY".to_string(), String::new()),
+            ]
+            .into(),
+        }
+    );
+    assert!(
+        cfg.agent.weights.age_per_hour.is_sign_positive(),
+        "-0.0 is read as 0"
+    );
+}
+
+#[test]
+fn agent_defaults_when_absent_or_partial() {
+    for text in [
+        "",
+        "[supervisor]\n",
+        "[agent]\n",
+        "agent = {}\n",
+        "[agent.weights]\n",
+    ] {
+        assert_eq!(ok(text).agent, AgentSettings::default(), "{text:?}");
+    }
+    let cfg = ok("[agent]\nmax_error_rate = 0\nweights = { sender = 0.9 }\n");
+    assert_eq!(cfg.agent.max_error_rate, 0.0);
+    assert_eq!(
+        cfg.agent.weights,
+        Weights {
+            sender: 0.9,
+            ..Weights::default()
+        }
+    );
+    assert_eq!(cfg.agent.command, AgentSettings::default().command);
+    let inline = ok("agent.weights = { urgency = 0.1 }\n");
+    let table = ok("[agent.weights]\nurgency = 0.1\n");
+    assert_eq!(inline.agent, table.agent);
+}
+
+#[test]
+fn the_default_agent_command_is_a_valid_template() {
+    let d = AgentSettings::default();
+    let text = format!(
+        "[agent]\ncommand = {:?}\nresume = {:?}\n",
+        d.command, d.resume
+    );
+    assert_eq!(ok(&text).agent, d);
+}
+
+#[test]
 fn inline_array_of_tables_is_the_same_as_double_brackets() {
     let inline = ok(
         r#"process = [{ name = "a", command = "true", args = ["1"] }, { name = "b", command = "false" }]"#,
@@ -840,21 +1088,27 @@ command = "false"
 
 #[test]
 fn the_parser_never_panics_on_truncated_or_mangled_tables() {
-    let table = config::DEFAULT_TABLE;
-    let boundaries: Vec<usize> = table.char_indices().map(|(i, _)| i).collect();
-    for (n, &i) in boundaries.iter().enumerate() {
-        let _ = parse(&table[..i]);
-        // Every third position, to keep the test quick in debug builds.
-        if n % 3 != 0 {
-            continue;
-        }
-        let next = table[i..].chars().next().map_or(0, char::len_utf8);
-        for replacement in ["", "\"", "[", "=", "\n", "é"] {
-            let mangled = format!("{}{replacement}{}", &table[..i], &table[i + next..]);
-            if let Err(e) = parse(&mangled) {
-                for err in &e.0 {
-                    assert!(err.line >= 1 && err.column >= 1, "{err}");
-                    assert!(!err.message.is_empty());
+    // The default table's processes, and its `[agent]` block uncommented (the comments
+    // would only make each parse longer).
+    let end = config::DEFAULT_TABLE
+        .find("\n# The task loop")
+        .unwrap_or(config::DEFAULT_TABLE.len());
+    for table in [&config::DEFAULT_TABLE[..end], &default_agent_block()] {
+        let boundaries: Vec<usize> = table.char_indices().map(|(i, _)| i).collect();
+        for (n, &i) in boundaries.iter().enumerate() {
+            let _ = parse(&table[..i]);
+            // Every third position, to keep the test quick in debug builds.
+            if n % 3 != 0 {
+                continue;
+            }
+            let next = table[i..].chars().next().map_or(0, char::len_utf8);
+            for replacement in ["", "\"", "[", "=", "\n", "é", "{", "}"] {
+                let mangled = format!("{}{replacement}{}", &table[..i], &table[i + next..]);
+                if let Err(e) = parse(&mangled) {
+                    for err in &e.0 {
+                        assert!(err.line >= 1 && err.column >= 1, "{err}");
+                        assert!(!err.message.is_empty());
+                    }
                 }
             }
         }
@@ -874,11 +1128,19 @@ fn check(dir: &Path, file: &str) -> std::process::Output {
         .unwrap()
 }
 
+/// `check` on `table` exits 78 with exactly `stderr`, and prints nothing on stdout.
+fn check_fails_with(table: &str, stderr: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.toml"), table).unwrap();
+    let out = check(dir.path(), "bad.toml");
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), stderr);
+    assert!(out.stdout.is_empty(), "{out:?}");
+}
+
 #[test]
 fn check_exits_78_with_every_error_on_stderr() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("bad.toml"),
+    check_fails_with(
         r#"[supervisor]
 health_interval = "30"
 
@@ -891,18 +1153,11 @@ restrat = "always"
 name = "gmail"
 command = "ai-employee"
 "#,
-    )
-    .unwrap();
-    let out = check(dir.path(), "bad.toml");
-    assert_eq!(out.status.code(), Some(78), "{out:?}");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
         r#"bad.toml:2:19: supervisor.health_interval: invalid duration "30" (use a unit: "30s", "5m", "500ms")
 bad.toml:7:1: unknown key "restrat" in [[process]] (did you mean "restart"?)
 bad.toml:10:8: duplicate process name "gmail" (first defined at line 5)
-"#
+"#,
     );
-    assert!(out.stdout.is_empty(), "{out:?}");
 }
 
 #[test]
@@ -924,6 +1179,25 @@ fn check_exits_78_on_a_syntax_error_and_a_missing_file() {
     assert!(
         stderr.starts_with("missing.toml: failed to read the process table: "),
         "{stderr}"
+    );
+}
+
+#[test]
+fn check_exits_78_on_a_bad_agent_section() {
+    check_fails_with(
+        r#"[agent]
+max_concurrent_tasks = 5
+command = ["claude", "-p", "{promt}"]
+prompt = "/tmp/prompt.md"
+
+[agent.weights]
+urgency = -1
+"#,
+        r#"bad.toml:2:1: unknown key "max_concurrent_tasks" in [agent] (did you mean "max_concurrent"?)
+bad.toml:3:28: agent.command[3]: unknown placeholder {promt} (did you mean "{prompt}"?)
+bad.toml:4:10: agent.prompt: must be a path inside the vault, relative to it, found "/tmp/prompt.md"
+bad.toml:7:11: agent.weights.urgency: must not be negative, found -1
+"#,
     );
 }
 

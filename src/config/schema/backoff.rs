@@ -2,7 +2,6 @@
 
 use ai_employee_vault::toml_fields::{Field, did_you_mean};
 use ai_employee_vault::units::format_duration;
-use toml_edit::{Item, Value};
 
 use super::{Checker, Key, names, read_section};
 use crate::config::BackoffSpec;
@@ -24,7 +23,7 @@ const KEYS: &[Key<Draft>] = &[
         }
     }),
     ("factor", |c, f, d| {
-        super::set(factor(c, f), &mut d.spec.factor)
+        super::set(c.number_in(f, 1.0, MAX_FACTOR), &mut d.spec.factor)
     }),
     ("max", |c, f, d| {
         if let Some(v) = c.duration(f) {
@@ -95,23 +94,4 @@ pub(super) fn read(c: &mut Checker<'_>, field: &Field<'_>) -> Option<BackoffSpec
         (None, None) => {}
     }
     None
-}
-
-/// `factor`: a number from 1 to 100.
-fn factor(c: &mut Checker<'_>, field: &Field<'_>) -> Option<f64> {
-    let x = match field.item {
-        Item::Value(Value::Float(f)) => *f.value(),
-        Item::Value(Value::Integer(i)) => *i.value() as f64,
-        _ => return c.type_error(field, "a number"),
-    };
-    if (1.0..=MAX_FACTOR).contains(&x) {
-        return Some(x);
-    }
-    c.reject(
-        field.at(),
-        format!(
-            "{}: must be between 1 and {MAX_FACTOR}, found {x}",
-            field.path
-        ),
-    )
 }

@@ -3,8 +3,9 @@
 //! [`Checker`]), so one pass over the tree finds all of them.
 //!
 //! The sections: the top level (this file), `[supervisor]`, `[[process]]` (with its
-//! `backoff` and `env` tables) and `[[notify]]`.
+//! `backoff` and `env` tables), `[[notify]]` and `[agent]` (with its `weights` table).
 
+mod agent;
 mod backoff;
 mod notify;
 mod process;
@@ -14,7 +15,7 @@ use ai_employee_vault::toml_fields::{Field, Kind, suggest};
 use toml_edit::{Item, TableLike, Value};
 
 use super::read::Checker;
-use super::{NotifySpec, ProcessSpec, SupervisorSettings};
+use super::{AgentSettings, NotifySpec, ProcessSpec, SupervisorSettings};
 
 /// One key of a section: its name and how its value is read into the section's draft.
 type Key<D> = (&'static str, fn(&mut Checker<'_>, &Field<'_>, &mut D));
@@ -109,29 +110,40 @@ pub(super) struct Table {
     /// In file order.
     pub processes: Vec<ProcessSpec>,
     pub notify: Vec<NotifySpec>,
+    pub agent: AgentSettings,
 }
 
 const TOP: &[Key<Table>] = &[
     ("supervisor", supervisor::read),
     ("process", process::read_all),
     ("notify", notify::read_all),
+    ("agent", agent::read),
 ];
 
 /// Read the top-level table.
 pub(super) fn read(c: &mut Checker<'_>, root: &dyn TableLike) -> Table {
     let mut table = Table::default();
-    let (process_keys, supervisor_keys) = (process::names(), supervisor::names());
+    let homes = [
+        ("[supervisor]", supervisor::names()),
+        ("a [[process]]", process::names()),
+        ("[agent]", agent::names()),
+    ];
     read_section(c, root, "", TOP, &mut table, |name| {
-        let in_process = process_keys.contains(&name);
-        let in_supervisor = supervisor_keys.contains(&name);
-        let hint = match (in_process, in_supervisor) {
-            (true, true) => " (it belongs in [supervisor] or a [[process]])".to_string(),
-            (true, false) => " (it belongs in a [[process]])".to_string(),
-            (false, true) => " (it belongs in [supervisor])".to_string(),
-            (false, false) => match suggest(name, &names(TOP), TOP_ALIASES) {
+        let home: Vec<&str> = homes
+            .iter()
+            .filter(|(_, keys)| keys.contains(&name))
+            .map(|(home, _)| *home)
+            .collect();
+        let hint = if !home.is_empty() {
+            format!(" (it belongs in {})", home.join(" or "))
+        } else if let Some(key) = agent::alias(name) {
+            format!(" (it belongs in [agent], as {key:?})")
+        } else {
+            match suggest(name, &names(TOP), TOP_ALIASES) {
                 Some(s) => format!(" (did you mean {s:?}?)"),
-                None => " (only [supervisor], [[process]] and [[notify]] are allowed)".to_string(),
-            },
+                None => " (only [supervisor], [[process]], [[notify]] and [agent] are allowed)"
+                    .to_string(),
+            }
         };
         format!("unknown key {name:?} at the top level{hint}")
     });
@@ -144,4 +156,6 @@ const TOP_ALIASES: &[(&str, &str)] = &[
     ("notifications", "notify"),
     ("webhook", "notify"),
     ("webhooks", "notify"),
+    ("orchestrator", "agent"),
+    ("tasks", "agent"),
 ];

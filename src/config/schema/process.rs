@@ -304,7 +304,7 @@ fn cwd(c: &mut Checker<'_>, field: &Field<'_>, d: &mut Draft) {
 }
 
 /// `env`: a table of strings, the names usable as environment variable names.
-fn env(c: &mut Checker<'_>, field: &Field<'_>) -> Option<BTreeMap<String, String>> {
+pub(super) fn env(c: &mut Checker<'_>, field: &Field<'_>) -> Option<BTreeMap<String, String>> {
     let table = c.table(field)?;
     let mut env = BTreeMap::new();
     let mut ok = true;
