@@ -927,7 +927,10 @@ mod tests {
         ))
         .expect("valid");
         assert_eq!(run.action.target(), task);
-        assert_eq!(run.action.parameters(), serde_json::json!({"title": "Deploy"}));
+        assert_eq!(
+            run.action.parameters(),
+            serde_json::json!({"title": "Deploy"})
+        );
         // 200 characters is a task id; a dot inside one is fine.
         assert!(is_task_id(&"a".repeat(MAX_TASK_ID_CHARS)));
         assert!(is_task_id("a.b-c_D9"));

@@ -525,7 +525,10 @@ fn run_task_is_approved_once_and_traced_to_its_task() {
         b.field("Done", "RUN_x.md", "result").as_deref(),
         Some("approved")
     );
-    assert_eq!(b.field("Done", "RUN_x.md", "status").as_deref(), Some("done"));
+    assert_eq!(
+        b.field("Done", "RUN_x.md", "status").as_deref(),
+        Some("done")
+    );
     assert_eq!(
         b.field("Done", "RUN_x.md", "task").as_deref(),
         Some("EMAIL_20261206T050000_deploy")
@@ -577,14 +580,25 @@ fn run_task_is_approved_once_and_traced_to_its_task() {
     );
     // A sync-conflict copy under another name is a duplicate; a new request for the same
     // task (another `created`) is not.
-    b.approve_text("RUN_x (1).md", &RUN.replace("status: pending", "status: approved"));
+    b.approve_text(
+        "RUN_x (1).md",
+        &RUN.replace("status: pending", "status: approved"),
+    );
     assert_eq!(
         b.real_handler(b.options()).process("RUN_x (1).md"),
         Step::Finished
     );
-    let error = b.field("Failed", "RUN_x (1).md", "error").unwrap_or_default();
-    assert!(error.starts_with("duplicate of Done/RUN_x.md (approved at "), "{error}");
-    b.approve_text("RUN_z.md", &RUN.replace("2026-12-06T05:00", "2026-12-07T08:00"));
+    let error = b
+        .field("Failed", "RUN_x (1).md", "error")
+        .unwrap_or_default();
+    assert!(
+        error.starts_with("duplicate of Done/RUN_x.md (approved at "),
+        "{error}"
+    );
+    b.approve_text(
+        "RUN_z.md",
+        &RUN.replace("2026-12-06T05:00", "2026-12-07T08:00"),
+    );
     assert_eq!(
         b.real_handler(b.options()).process("RUN_z.md"),
         Step::Finished
@@ -605,7 +619,10 @@ fn run_task_is_approved_once_and_traced_to_its_task() {
 fn run_task_cut_short_by_a_crash_after_its_intent_is_approved_not_unknown() {
     let b = Bench::new();
     // Valid when its intent was recorded, expired by the restart: the approval stood.
-    let text = RUN.replace("status: pending", "expires: 2026-01-01T00:00:00Z\nstatus: pending");
+    let text = RUN.replace(
+        "status: pending",
+        "expires: 2026-01-01T00:00:00Z\nstatus: pending",
+    );
     b.approve_text("RUN_x.md", &text);
     // What a handler that died between the intent and the outcome leaves behind.
     {
@@ -637,13 +654,19 @@ fn run_task_cut_short_by_a_crash_after_its_intent_is_approved_not_unknown() {
 #[test]
 fn run_task_refusals_go_to_failed_and_a_dry_run_is_not_an_approval() {
     let b = Bench::new();
-    let expired = RUN.replace("status: pending", "expires: 2026-01-01T00:00:00Z\nstatus: pending");
+    let expired = RUN.replace(
+        "status: pending",
+        "expires: 2026-01-01T00:00:00Z\nstatus: pending",
+    );
     b.approve_text("RUN_old.md", &expired);
     b.approve_text(
         "RUN_none.md",
         "---\ntype: approval_request\naction: run_task\n---\n",
     );
-    b.approve_text("RUN_bad.md", &RUN.replace("task: EMAIL_", "task: ../EMAIL_"));
+    b.approve_text(
+        "RUN_bad.md",
+        &RUN.replace("task: EMAIL_", "task: ../EMAIL_"),
+    );
     let mut h = b.real_handler(b.options());
     for name in ["RUN_old.md", "RUN_none.md", "RUN_bad.md"] {
         assert_eq!(h.process(name), Step::Finished);
