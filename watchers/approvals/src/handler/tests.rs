@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ai_employee_vault::frontmatter;
+use serde_json::json;
 
 use super::{Handler, Options, Step};
 use crate::actions::Outcome;
@@ -505,6 +506,22 @@ impl Bench {
         std::fs::write(self.vault.join("Approved").join(name), text).expect("approve");
     }
 
+    /// `name` through a new handler with the real actions (as after a restart).
+    fn process_real(&self, name: &str) {
+        let step = self.real_handler(self.options()).process(name);
+        assert_eq!(step, Step::Finished, "{name}");
+    }
+
+    fn failed_error(&self, name: &str) -> String {
+        self.field("Failed", name, "error").unwrap_or_default()
+    }
+
+    /// `Failed/<name>` says why, starting with `prefix`.
+    fn assert_refused(&self, name: &str, prefix: &str) {
+        let error = self.failed_error(name);
+        assert!(error.starts_with(prefix), "{name}: {error}");
+    }
+
     /// The audit log's lines as JSON.
     fn audit_lines(&self) -> Vec<serde_json::Value> {
         self.audit()
@@ -517,92 +534,57 @@ impl Bench {
 #[test]
 fn run_task_is_approved_once_and_traced_to_its_task() {
     let b = Bench::new();
+    let task = "EMAIL_20261206T050000_deploy";
     b.approve_text("RUN_x.md", RUN);
     let mut h = b.real_handler(b.options());
     assert_eq!(h.process("RUN_x.md"), Step::Finished);
     assert!(!b.in_approved("RUN_x.md"));
-    assert_eq!(
-        b.field("Done", "RUN_x.md", "result").as_deref(),
-        Some("approved")
-    );
-    assert_eq!(
-        b.field("Done", "RUN_x.md", "status").as_deref(),
-        Some("done")
-    );
-    assert_eq!(
-        b.field("Done", "RUN_x.md", "task").as_deref(),
-        Some("EMAIL_20261206T050000_deploy")
-    );
+    for (key, want) in [("result", "approved"), ("status", "done"), ("task", task)] {
+        assert_eq!(
+            b.field("Done", "RUN_x.md", key).as_deref(),
+            Some(want),
+            "{key}"
+        );
+    }
     let lines = b.audit_lines();
     assert_eq!(lines.len(), 1, "{lines:?}");
-    assert_eq!(lines[0]["action_type"], "run_task");
-    assert_eq!(lines[0]["target"], "EMAIL_20261206T050000_deploy");
-    assert_eq!(lines[0]["result"], "approved");
+    let a = &lines[0];
     assert_eq!(
-        lines[0]["parameters"]["task"],
-        "EMAIL_20261206T050000_deploy"
+        (&a["action_type"], &a["target"], &a["result"]),
+        (&json!("run_task"), &json!(task), &json!("approved"))
     );
-    assert_eq!(lines[0]["parameters"]["title"], "Deploy the site");
+    assert_eq!(a["parameters"]["task"], task);
+    assert_eq!(a["parameters"]["title"], "Deploy the site");
     // A local action: a crash after its intent is not an "outcome unknown".
+    let ledger = b.ledger_text();
     assert!(
-        b.ledger_text()
-            .contains("\"effect\":\"approval to run task EMAIL_20261206T050000_deploy\""),
-        "{}",
-        b.ledger_text()
+        ledger.contains(&format!("\"effect\":\"approval to run task {task}\"")),
+        "{ledger}"
     );
     // The same file approved again: already handled, in this run and after a restart.
     b.approve_text("RUN_x.md", RUN);
     assert_eq!(h.process("RUN_x.md"), Step::Finished);
-    let error = b.field("Failed", "RUN_x.md", "error").unwrap_or_default();
-    assert!(error.starts_with("already handled at "), "{error}");
-    assert!(error.contains("(see Done/RUN_x.md)"), "{error}");
+    b.assert_refused("RUN_x.md", "already handled at ");
+    assert!(b.failed_error("RUN_x.md").contains("(see Done/RUN_x.md)"));
     drop(h);
     b.approve_text("RUN_x.md", RUN);
-    assert_eq!(
-        b.real_handler(b.options()).process("RUN_x.md"),
-        Step::Finished
-    );
-    assert!(b.field("Failed", "RUN_x-2.md", "error").is_some());
+    b.process_real("RUN_x.md");
+    b.assert_refused("RUN_x-2.md", "already handled at ");
     // The file from Done/ dragged back: already executed.
     std::fs::rename(
         b.vault.join("Done/RUN_x.md"),
         b.vault.join("Approved/RUN_y.md"),
     )
     .expect("move back");
-    assert_eq!(
-        b.real_handler(b.options()).process("RUN_y.md"),
-        Step::Finished
-    );
-    let error = b.field("Failed", "RUN_y.md", "error").unwrap_or_default();
-    assert!(
-        error.starts_with("already executed (result: approved at "),
-        "{error}"
-    );
+    b.process_real("RUN_y.md");
+    b.assert_refused("RUN_y.md", "already executed (result: approved at ");
     // A sync-conflict copy under another name is a duplicate; a new request for the same
     // task (another `created`) is not.
-    b.approve_text(
-        "RUN_x (1).md",
-        &RUN.replace("status: pending", "status: approved"),
-    );
-    assert_eq!(
-        b.real_handler(b.options()).process("RUN_x (1).md"),
-        Step::Finished
-    );
-    let error = b
-        .field("Failed", "RUN_x (1).md", "error")
-        .unwrap_or_default();
-    assert!(
-        error.starts_with("duplicate of Done/RUN_x.md (approved at "),
-        "{error}"
-    );
-    b.approve_text(
-        "RUN_z.md",
-        &RUN.replace("2026-12-06T05:00", "2026-12-07T08:00"),
-    );
-    assert_eq!(
-        b.real_handler(b.options()).process("RUN_z.md"),
-        Step::Finished
-    );
+    b.approve_text("RUN_x (1).md", &RUN.replace("pending", "approved"));
+    b.process_real("RUN_x (1).md");
+    b.assert_refused("RUN_x (1).md", "duplicate of Done/RUN_x.md (approved at ");
+    b.approve_text("RUN_z.md", &RUN.replace("2026-12-06T05", "2026-12-07T08"));
+    b.process_real("RUN_z.md");
     assert_eq!(
         b.field("Done", "RUN_z.md", "result").as_deref(),
         Some("approved")
@@ -619,10 +601,7 @@ fn run_task_is_approved_once_and_traced_to_its_task() {
 fn run_task_cut_short_by_a_crash_after_its_intent_is_approved_not_unknown() {
     let b = Bench::new();
     // Valid when its intent was recorded, expired by the restart: the approval stood.
-    let text = RUN.replace(
-        "status: pending",
-        "expires: 2026-01-01T00:00:00Z\nstatus: pending",
-    );
+    let text = RUN.replace("status:", "expires: 2026-01-01T00:00:00Z\nstatus:");
     b.approve_text("RUN_x.md", &text);
     // What a handler that died between the intent and the outcome leaves behind.
     {
@@ -654,10 +633,7 @@ fn run_task_cut_short_by_a_crash_after_its_intent_is_approved_not_unknown() {
 #[test]
 fn run_task_refusals_go_to_failed_and_a_dry_run_is_not_an_approval() {
     let b = Bench::new();
-    let expired = RUN.replace(
-        "status: pending",
-        "expires: 2026-01-01T00:00:00Z\nstatus: pending",
-    );
+    let expired = RUN.replace("status:", "expires: 2026-01-01T00:00:00Z\nstatus:");
     b.approve_text("RUN_old.md", &expired);
     b.approve_text(
         "RUN_none.md",
@@ -667,28 +643,20 @@ fn run_task_refusals_go_to_failed_and_a_dry_run_is_not_an_approval() {
         "RUN_bad.md",
         &RUN.replace("task: EMAIL_", "task: ../EMAIL_"),
     );
-    let mut h = b.real_handler(b.options());
     for name in ["RUN_old.md", "RUN_none.md", "RUN_bad.md"] {
-        assert_eq!(h.process(name), Step::Finished);
-        assert_eq!(
-            b.field("Failed", name, "result").as_deref(),
-            Some("refused"),
-            "{name}"
-        );
+        b.process_real(name);
+        let result = b.field("Failed", name, "result");
+        assert_eq!(result.as_deref(), Some("refused"), "{name}");
     }
     assert_eq!(
-        b.field("Failed", "RUN_old.md", "error").as_deref(),
-        Some("approval expired at 2026-01-01T00:00:00Z: ask again rather than act late")
+        b.failed_error("RUN_old.md"),
+        "approval expired at 2026-01-01T00:00:00Z: ask again rather than act late"
     );
     assert_eq!(
-        b.field("Failed", "RUN_none.md", "error").as_deref(),
-        Some("missing field `task` (run_task needs `task`, the id of the task to run)")
+        b.failed_error("RUN_none.md"),
+        "missing field `task` (run_task needs `task`, the id of the task to run)"
     );
-    let bad = b.field("Failed", "RUN_bad.md", "error").unwrap_or_default();
-    assert!(
-        bad.starts_with("field `task` is not a task id: \"../EMAIL_"),
-        "{bad}"
-    );
+    b.assert_refused("RUN_bad.md", "field `task` is not a task id: \"../EMAIL_");
     // The refused request that names a valid task is still traced to it.
     let lines = b.audit_lines();
     let old = lines
@@ -699,7 +667,6 @@ fn run_task_refusals_go_to_failed_and_a_dry_run_is_not_an_approval() {
     assert_eq!(old["action_type"], "run_task");
     assert_eq!(old["target"], "EMAIL_20261206T050000_deploy");
     // Rehearsed only: `dry_run`, not `approved`.
-    drop(h);
     b.approve_text("RUN_dry.md", RUN);
     let mut h = b.real_handler(Options {
         dry_run: true,
