@@ -2,9 +2,8 @@
 //!
 //! Only what passes here is ever executed. The checks, in order: `type`, `action`,
 //! "already executed", `expires`, `approved_by`, `allow_duplicate`, `task`, then the
-//! action's own fields (and, for
-//! email attachments, that each one is a regular file inside the vault, outside
-//! `credentials/` and `.ai-employee/`). Messages are one line, name the field, and say
+//! action's own fields (and, for email attachments, that each one is a regular file
+//! inside the vault, outside `credentials/` and `.ai-employee/`). Messages are one line, name the field, and say
 //! what was expected and what was found.
 
 use std::io;
@@ -56,10 +55,12 @@ impl Request {
     /// thing. In: the action; for email the addresses of `to`, `cc` and `bcc` (lowercase,
     /// sorted, without display names), `subject`, the text and each attachment's path and
     /// SHA-256; for WhatsApp the number and the message; for LinkedIn the post; for a
-    /// payment `amount`, `currency` (uppercase), `recipient`, `reason`. Texts have their
-    /// line ends made `\n` and trailing white space at the end removed. Not in: everything
-    /// else in the frontmatter (`status`, `created`, `expires`, `approved_by`,
-    /// `message_id`, notes, key order, quoting, spacing) and the file's name.
+    /// payment `amount`, `currency` (uppercase), `recipient`, `reason`; for `run_task`
+    /// `task` and `created` (a copy of one request, not a new request for the task).
+    /// Texts have their line ends made `\n` and trailing white space at the end removed.
+    /// Not in: everything else in the frontmatter (`status`, `created` and `task` of the
+    /// other actions, `expires`, `approved_by`, `message_id`, notes, key order, quoting,
+    /// spacing) and the file's name.
     pub fn content_key(&self) -> String {
         use serde_json::json;
         let text = |t: &str| {
