@@ -22,6 +22,7 @@ use crate::common::{
 
 #[cfg(target_os = "linux")]
 mod disk_full;
+mod run_task;
 
 // ---------------------------------------------------------------------------------------
 // Helpers: vault, handler process, SMTP server, WhatsApp stand-in.
@@ -1007,12 +1008,12 @@ fn malformed_approvals_are_refused_with_their_reason() {
         (
             "missing_action",
             "---\ntype: approval_request\n---\nx\n".into(),
-            "missing field `action` (one of send_email, send_whatsapp, linkedin_post, payment)",
+            "missing field `action` (one of send_email, send_whatsapp, linkedin_post, payment, run_task)",
         ),
         (
             "unknown_action",
             "---\ntype: approval_request\naction: delete_all_files\n---\nx\n".into(),
-            "unknown action \"delete_all_files\": only send_email, send_whatsapp, linkedin_post, payment are allowed",
+            "unknown action \"delete_all_files\": only send_email, send_whatsapp, linkedin_post, payment, run_task are allowed",
         ),
         (
             "action_is_a_list",
@@ -1856,7 +1857,7 @@ fn missing_or_broken_credentials_disable_only_their_own_action() {
     let log = h.wait_log("watching ");
     assert!(
         log.contains(
-            "actions enabled: linkedin_post, payment; not enabled: send_email \
+            "actions enabled: linkedin_post, payment, run_task; not enabled: send_email \
              (credentials/smtp.toml does not exist), send_whatsapp (credentials/whatsapp.toml \
              does not exist): see docs/approvals.md"
         ),
@@ -1948,7 +1949,7 @@ fn missing_or_broken_credentials_disable_only_their_own_action() {
     let log = h.wait_log("watching ");
     assert!(
         log.contains(
-            "actions enabled: linkedin_post, payment, send_email (dry run), send_whatsapp (dry run)"
+            "actions enabled: linkedin_post, payment, run_task, send_email (dry run), send_whatsapp (dry run)"
         ),
         "{log}"
     );
@@ -2005,7 +2006,7 @@ fn a_webhook_only_whatsapp_file_does_not_stop_the_other_actions() {
     let log = h.wait_log("watching ");
     assert!(
         log.contains(
-            "actions enabled: linkedin_post, payment, send_email; not enabled: send_whatsapp \
+            "actions enabled: linkedin_post, payment, run_task, send_email; not enabled: send_whatsapp \
              (credentials/whatsapp.toml has no `token` and `phone_number_id`, only other keys)"
         ),
         "{log}"

@@ -11,6 +11,7 @@ use ai_employee_vault::nofollow;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
+use super::actions::run_task::NAME as RUN_TASK;
 use super::request::{self, Request};
 
 pub const ACTOR: &str = "ai-employee";
@@ -37,10 +38,14 @@ pub struct Subject {
 
 impl Subject {
     pub fn of_request(r: &Request) -> Subject {
+        let mut parameters = r.action.parameters();
+        if let (Some(task), Some(map)) = (&r.task, parameters.as_object_mut()) {
+            map.insert("task".into(), json!(task));
+        }
         Subject {
             action_type: r.action.name().to_string(),
             target: r.action.target(),
-            parameters: r.action.parameters(),
+            parameters,
             approved_by: r.approved_by.clone(),
         }
     }
@@ -53,15 +58,20 @@ impl Subject {
         if let Ok(r) = request::validate(&doc, Utc::now(), vault) {
             return Subject::of_request(&r);
         }
-        let target = ["to", "recipient"]
-            .iter()
-            .find_map(|k| frontmatter::get_str(&doc.front, k))
-            .unwrap_or("")
-            .to_string();
+        let action_type = request::action_of(&doc.front);
+        // A refused approval is still traced to its task, when it names one.
+        let task = frontmatter::get_str(&doc.front, "task").filter(|t| request::is_task_id(t));
+        let target = if action_type == RUN_TASK {
+            task
+        } else {
+            ["to", "recipient"]
+                .iter()
+                .find_map(|k| frontmatter::get_str(&doc.front, k))
+        };
         Subject {
-            action_type: request::action_of(&doc.front),
-            target,
-            parameters: json!({}),
+            action_type,
+            target: target.unwrap_or("").to_string(),
+            parameters: task.map_or_else(|| json!({}), |t| json!({ "task": t })),
             approved_by: frontmatter::get_str(&doc.front, "approved_by")
                 .unwrap_or("human")
                 .to_string(),

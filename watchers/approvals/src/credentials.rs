@@ -204,8 +204,8 @@ impl Credentials {
         v
     }
 
-    /// Which actions can run now, each with its [`ActionState`]. LinkedIn posts and
-    /// payments need no credentials and are always enabled.
+    /// Which actions can run now, each with its [`ActionState`]. LinkedIn posts,
+    /// payments and `run_task` need no credentials and are always enabled.
     pub fn actions(&mut self, dry_run: bool) -> Vec<(&'static str, ActionState)> {
         let vault = self.vault.clone();
         let email = match self.smtp.current() {
@@ -223,6 +223,7 @@ impl Credentials {
         vec![
             ("linkedin_post", Ok(None)),
             ("payment", Ok(None)),
+            ("run_task", Ok(None)),
             ("send_email", email),
             ("send_whatsapp", whatsapp),
         ]

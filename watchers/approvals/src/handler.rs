@@ -162,7 +162,7 @@ fn duplicate_error(req: &Request, prev: &super::ledger::Executed) -> String {
 }
 
 impl Handler {
-    /// A handler for the four actions of this crate ([`Actions`]).
+    /// A handler for the five actions of this crate ([`Actions`]).
     pub fn new(
         vault: PathBuf,
         ledger: Ledger,

@@ -42,6 +42,9 @@ pub mod results {
     pub const SENT: &str = "sent";
     pub const QUEUED: &str = "queued";
     pub const RECORDED: &str = "recorded";
+    /// `run_task`: a person approved running the agent on a task (the task loop acts on
+    /// it when the file is in `Done/`).
+    pub const APPROVED: &str = "approved";
     pub const DRY_RUN: &str = "dry_run";
     pub const REFUSED: &str = "refused";
     pub const FAILED: &str = "failed";
@@ -50,10 +53,10 @@ pub mod results {
     pub const RETRYING: &str = "retrying";
     /// The results that mean "this was carried out": a file carrying one of them is not
     /// executed again.
-    pub const EXECUTED: &[&str] = &[SENT, QUEUED, RECORDED];
+    pub const EXECUTED: &[&str] = &[SENT, QUEUED, RECORDED, APPROVED];
     /// Results after which the same file name and content is not run again: it was
     /// carried out, or may have been.
-    pub const ONCE: &[&str] = &[SENT, QUEUED, RECORDED, OUTCOME_UNKNOWN];
+    pub const ONCE: &[&str] = &[SENT, QUEUED, RECORDED, APPROVED, OUTCOME_UNKNOWN];
 }
 
 /// What happens to one approval file, decided before it is moved.

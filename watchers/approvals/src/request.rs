@@ -1,9 +1,9 @@
 //! An approval file's frontmatter → a validated [`Request`], or the reason it is refused.
 //!
 //! Only what passes here is ever executed. The checks, in order: `type`, `action`,
-//! "already executed", `expires`, `approved_by`, then the action's own fields (and, for
-//! email attachments, that each one is a regular file inside the vault, outside
-//! `credentials/` and `.ai-employee/`). Messages are one line, name the field, and say
+//! "already executed", `expires`, `approved_by`, `allow_duplicate`, `task`, then the
+//! action's own fields (and, for email attachments, that each one is a regular file
+//! inside the vault, outside `credentials/` and `.ai-employee/`). Messages are one line, name the field, and say
 //! what was expected and what was found.
 
 use std::io;
@@ -18,11 +18,12 @@ use serde_norway::{Mapping, Value};
 use super::actions::email::NAME as EMAIL;
 use super::actions::linkedin::NAME as LINKEDIN;
 use super::actions::payment::NAME as PAYMENT;
+use super::actions::run_task::NAME as RUN_TASK;
 use super::actions::whatsapp::NAME as WHATSAPP;
 use super::outcome::results;
 
 /// The actions this handler carries out; nothing else is ever executed.
-pub const ACTIONS: &[&str] = &[EMAIL, WHATSAPP, LINKEDIN, PAYMENT];
+pub const ACTIONS: &[&str] = &[EMAIL, WHATSAPP, LINKEDIN, PAYMENT, RUN_TASK];
 
 /// Approval files larger than this are refused unread.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -32,6 +33,8 @@ pub const MAX_ATTACHMENT_BYTES: u64 = 20 * 1024 * 1024;
 pub const MAX_WHATSAPP_CHARS: usize = 4096;
 /// LinkedIn's limit for a post.
 pub const MAX_LINKEDIN_CHARS: usize = 3000;
+/// The longest task id (`task`).
+pub const MAX_TASK_ID_CHARS: usize = 200;
 
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -41,6 +44,9 @@ pub struct Request {
     /// `allow_duplicate: true`: carry it out even if the same action with the same
     /// content was carried out within the last 7 days.
     pub allow_duplicate: bool,
+    /// `task`: the id of the task this approval belongs to (the task loop's, a file stem
+    /// such as `EMAIL_20261206T050000_hello`); recorded in the audit log.
+    pub task: Option<String>,
 }
 
 impl Request {
@@ -49,10 +55,12 @@ impl Request {
     /// thing. In: the action; for email the addresses of `to`, `cc` and `bcc` (lowercase,
     /// sorted, without display names), `subject`, the text and each attachment's path and
     /// SHA-256; for WhatsApp the number and the message; for LinkedIn the post; for a
-    /// payment `amount`, `currency` (uppercase), `recipient`, `reason`. Texts have their
-    /// line ends made `\n` and trailing white space at the end removed. Not in: everything
-    /// else in the frontmatter (`status`, `created`, `expires`, `approved_by`,
-    /// `message_id`, notes, key order, quoting, spacing) and the file's name.
+    /// payment `amount`, `currency` (uppercase), `recipient`, `reason`; for `run_task`
+    /// `task` and `created` (a copy of one request, not a new request for the task).
+    /// Texts have their line ends made `\n` and trailing white space at the end removed.
+    /// Not in: everything else in the frontmatter (`status`, `created` and `task` of the
+    /// other actions, `expires`, `approved_by`, `message_id`, notes, key order, quoting,
+    /// spacing) and the file's name.
     pub fn content_key(&self) -> String {
         use serde_json::json;
         let text = |t: &str| {
@@ -98,6 +106,11 @@ impl Request {
                 "recipient": p.recipient.trim(),
                 "reason": text(&p.reason),
             }),
+            Action::RunTask(r) => json!({
+                "action": RUN_TASK,
+                "task": r.task,
+                "created": r.created,
+            }),
         };
         super::util::sha256_hex(canonical.to_string().as_bytes())
     }
@@ -109,6 +122,7 @@ pub enum Action {
     Whatsapp(Whatsapp),
     Linkedin(Linkedin),
     Payment(Payment),
+    RunTask(RunTask),
 }
 
 #[derive(Debug, Clone)]
@@ -144,6 +158,18 @@ pub struct Linkedin {
     pub body: String,
 }
 
+/// `run_task`: a person lets the task loop run the AI agent on a task.
+#[derive(Debug, Clone)]
+pub struct RunTask {
+    /// The task's id (as in `task`).
+    pub task: String,
+    /// `title`, if any: for the audit log.
+    pub title: Option<String>,
+    /// `created` as written, if any: tells one request of the task loop from another for
+    /// the same task (a copy of the same request is a duplicate, a new request is not).
+    pub created: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Payment {
     /// As a decimal string (`120.5`).
@@ -160,6 +186,7 @@ impl Action {
             Action::Whatsapp(_) => WHATSAPP,
             Action::Linkedin(_) => LINKEDIN,
             Action::Payment(_) => PAYMENT,
+            Action::RunTask(_) => RUN_TASK,
         }
     }
 
@@ -175,6 +202,7 @@ impl Action {
             Action::Whatsapp(w) => format!("+{}", w.to),
             Action::Linkedin(_) => super::actions::linkedin::QUEUE_FILE.to_string(),
             Action::Payment(p) => p.recipient.clone(),
+            Action::RunTask(r) => r.task.clone(),
         }
     }
 
@@ -206,6 +234,10 @@ impl Action {
                 "recipient": p.recipient,
                 "reason": p.reason,
             }),
+            Action::RunTask(r) => match &r.title {
+                Some(title) => json!({ "title": title }),
+                None => json!({}),
+            },
         }
     }
 }
@@ -339,16 +371,70 @@ pub fn validate(doc: &Document, now: DateTime<Utc>, vault: &Path) -> Result<Requ
         Some(Value::Bool(b)) => *b,
         Some(v) => return Err(f.wrong("allow_duplicate", "true or false", v)),
     };
+    let task = task_of(&f)?;
     let action = match action {
         EMAIL => Action::Email(email(&f, &doc.body, vault)?),
         WHATSAPP => Action::Whatsapp(whatsapp(&f, &doc.body)?),
         LINKEDIN => Action::Linkedin(linkedin(&f, &doc.body)?),
+        RUN_TASK => Action::RunTask(run_task(&f, task.as_deref())?),
         _ => Action::Payment(payment(&f)?),
     };
     Ok(Request {
         action,
         approved_by,
         allow_duplicate,
+        task,
+    })
+}
+
+/// Whether `s` is a task id: 1 to [`MAX_TASK_ID_CHARS`] characters of `A-Z a-z 0-9 . _ -`,
+/// not starting with `.` (a task file's stem: never a path, never hidden).
+pub fn is_task_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_TASK_ID_CHARS
+        && !s.starts_with('.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// `task`, optional on every request: the id of the task it belongs to.
+fn task_of(f: &Fields) -> Result<Option<String>, Invalid> {
+    let task = match f.0.get("task") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) => s,
+        Some(v) => return Err(f.wrong("task", "a task id (a string)", v)),
+    };
+    if task.is_empty() {
+        return Err(Invalid::Empty { field: "task" });
+    }
+    if is_task_id(task) {
+        return Ok(Some(task.clone()));
+    }
+    let chars = task.chars().count();
+    let problem = if chars > MAX_TASK_ID_CHARS {
+        format!("is not a task id: {chars} characters, over {MAX_TASK_ID_CHARS}")
+    } else {
+        format!(
+            "is not a task id: {task:?} (1 to {MAX_TASK_ID_CHARS} characters of A-Z, a-z, 0-9, \
+             `.`, `_`, `-`, not starting with `.`)"
+        )
+    };
+    Err(Invalid::BadValue {
+        field: "task",
+        problem,
+    })
+}
+
+fn run_task(f: &Fields, task: Option<&str>) -> Result<RunTask, Invalid> {
+    let task = task.ok_or_else(|| Invalid::Missing {
+        field: "task",
+        needs: format!("{RUN_TASK} needs `task`, the id of the task to run"),
+    })?;
+    Ok(RunTask {
+        task: task.to_string(),
+        // Notes, not checked (like every other key): kept when they are text.
+        title: frontmatter::get_str(f.0, "title").map(str::to_string),
+        created: frontmatter::get_str(f.0, "created").map(str::to_string),
     })
 }
 
@@ -818,6 +904,66 @@ mod tests {
     }
 
     #[test]
+    fn every_action_takes_a_task_id_and_run_task_needs_one() {
+        let task = "EMAIL_20261206T050000_deploy-the-site.v2";
+        for (action, fields) in [
+            ("send_email", "to: a@example.com\nsubject: s\n"),
+            ("send_whatsapp", "to: '+14155550123'\n"),
+            ("linkedin_post", ""),
+            ("payment", "amount: 5\nrecipient: r\nreason: x\n"),
+            ("run_task", "title: \"Deploy the site\"\n"),
+        ] {
+            let r = check(&format!(
+                "---\ntype: approval_request\naction: {action}\n{fields}task: {task}\n---\nText\n"
+            ))
+            .unwrap_or_else(|e| panic!("{action}: {e}"));
+            assert_eq!(r.task.as_deref(), Some(task), "{action}");
+            assert_eq!(r.action.name(), action);
+        }
+        let r = check("---\ntype: approval_request\naction: linkedin_post\n---\nText\n")
+            .expect("valid");
+        assert_eq!(r.task, None);
+        let run = check(&format!(
+            "---\ntype: approval_request\naction: run_task\ntask: {task}\ntitle: Deploy\n---\n"
+        ))
+        .expect("valid");
+        assert_eq!(run.action.target(), task);
+        assert_eq!(
+            run.action.parameters(),
+            serde_json::json!({"title": "Deploy"})
+        );
+        // 200 characters is a task id; a dot inside one is fine.
+        assert!(is_task_id(&"a".repeat(MAX_TASK_ID_CHARS)));
+        assert!(is_task_id("a.b-c_D9"));
+        for bad in ["", ".x", "a/b", "a b", "é", "a\n"] {
+            assert!(!is_task_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_run_task_request_is_a_duplicate_only_of_a_copy_of_itself() {
+        let key = |task: &str, created: &str| {
+            check(&format!(
+                "---\ntype: approval_request\naction: run_task\ntask: {task}\n{created}status: pending\n---\nNotes\n"
+            ))
+            .expect("valid")
+            .content_key()
+        };
+        let first = key("T1", "created: 2026-12-06T05:00:00Z\n");
+        // A sync-conflict copy (other status, other notes) is the same request ...
+        assert_eq!(
+            first,
+            check("---\ntype: approval_request\naction: run_task\ntask: T1\ncreated: 2026-12-06T05:00:00Z\nstatus: approved\n---\nOther notes\n")
+                .expect("valid")
+                .content_key()
+        );
+        // ... a new request for the same task, or one for another task, is not.
+        assert_ne!(first, key("T1", "created: 2026-12-07T09:00:00Z\n"));
+        assert_ne!(first, key("T2", "created: 2026-12-06T05:00:00Z\n"));
+        assert_ne!(first, key("T1", ""));
+    }
+
+    #[test]
     fn previews_are_short_and_flat() {
         assert_eq!(preview("a\n\nb"), "a b");
         assert_eq!(preview(&"x".repeat(50)).chars().count(), 41);
@@ -848,8 +994,8 @@ mod tests {
             ("---\naction: send_email\n---\nx".into(), "missing field `type` (an approval file has `type: approval_request`)"),
             ("---\ntype: other\n---\nx".into(), "`type` is \"other\", not \"approval_request\": only approval requests are executed"),
             ("---\ntype: 5\n---\nx".into(), "field `type` must be a string, found a number"),
-            ("---\ntype: approval_request\n---\nx".into(), "missing field `action` (one of send_email, send_whatsapp, linkedin_post, payment)"),
-            ("---\ntype: approval_request\naction: bogus\n---\nx".into(), "unknown action \"bogus\": only send_email, send_whatsapp, linkedin_post, payment are allowed"),
+            ("---\ntype: approval_request\n---\nx".into(), "missing field `action` (one of send_email, send_whatsapp, linkedin_post, payment, run_task)"),
+            ("---\ntype: approval_request\naction: bogus\n---\nx".into(), "unknown action \"bogus\": only send_email, send_whatsapp, linkedin_post, payment, run_task are allowed"),
             ("---\ntype: approval_request\naction: linkedin_post\nresult: sent\nexecuted_at: 2026-01-01T00:00:00Z\n---\nx".into(), "already executed (result: sent at 2026-01-01T00:00:00Z): to run it again, remove `result` and `executed_at`"),
             ("---\ntype: approval_request\naction: linkedin_post\nresult: queued\n---\nx".into(), "already executed (result: queued): to run it again, remove `result` and `executed_at`"),
             ("---\ntype: approval_request\naction: linkedin_post\nexpires: tomorrow\n---\nx".into(), "field `expires` is not a time: \"tomorrow\" (expected RFC 3339 with a time zone, e.g. 2026-01-08T10:30:00Z)"),
@@ -896,6 +1042,15 @@ mod tests {
             ("---\ntype: approval_request\naction: payment\namount: 5\nrecipient: ''\n---\n".into(), "field `recipient` is empty"),
             ("---\ntype: approval_request\naction: payment\namount: 5\nrecipient: r\n---\n".into(), "missing field `reason` (payment needs `amount`, `recipient` and `reason`)"),
             ("---\ntype: approval_request\naction: payment\namount: 5\nrecipient: r\nreason: x\ncurrency: 5\n---\n".into(), "field `currency` must be a string, found a number"),
+            ("---\ntype: approval_request\naction: run_task\n---\n".into(), "missing field `task` (run_task needs `task`, the id of the task to run)"),
+            ("---\ntype: approval_request\naction: run_task\ntask: ''\n---\n".into(), "field `task` is empty"),
+            ("---\ntype: approval_request\naction: run_task\ntask: 5\n---\n".into(), "field `task` must be a task id (a string), found a number"),
+            ("---\ntype: approval_request\naction: run_task\ntask: ../Done/x\n---\n".into(), "field `task` is not a task id: \"../Done/x\" (1 to 200 characters of A-Z, a-z, 0-9, `.`, `_`, `-`, not starting with `.`)"),
+            ("---\ntype: approval_request\naction: run_task\ntask: .hidden\n---\n".into(), "field `task` is not a task id: \".hidden\" (1 to 200 characters of A-Z, a-z, 0-9, `.`, `_`, `-`, not starting with `.`)"),
+            (format!("---\ntype: approval_request\naction: run_task\ntask: {}\n---\n", "t".repeat(201)), "field `task` is not a task id: 201 characters, over 200"),
+            // On every action, checked before the action's own fields.
+            ("---\ntype: approval_request\naction: linkedin_post\ntask: 'a b'\n---\nx".into(), "field `task` is not a task id: \"a b\" (1 to 200 characters of A-Z, a-z, 0-9, `.`, `_`, `-`, not starting with `.`)"),
+            (e("task: [x]\n", "x"), "field `task` must be a task id (a string), found a list"),
         ];
         for (text, want) in &cases {
             let doc = frontmatter::parse(text).expect("parses");

@@ -12,10 +12,12 @@
 //! | `whatsapp.rs` | `send_whatsapp` | one Cloud API request |
 //! | `linkedin.rs` | `linkedin_post` | a post appended to `LINKEDIN_QUEUE.md` |
 //! | `payment.rs` | `payment` | a task for a human in `Needs_Action/` (nothing is paid) |
+//! | `run_task.rs` | `run_task` | none: the approval itself, which the task loop acts on once the file is in `Done/` |
 
 pub mod email;
 pub mod linkedin;
 pub mod payment;
+pub mod run_task;
 pub mod whatsapp;
 
 #[cfg(test)]
@@ -74,7 +76,7 @@ pub trait Action: Send {
     /// another system is never made again; a local action is, only if its mark is not
     /// there ([`Catalog::found`]).
     fn perform(self: Box<Self>) -> Outcome;
-    /// What a success is recorded as (`sent`, `queued`, `recorded`).
+    /// What a success is recorded as (`sent`, `queued`, `recorded`, `approved`).
     fn result(&self) -> &'static str;
 }
 
@@ -252,7 +254,7 @@ pub trait Catalog {
     fn found(&self, vault: &Path, action: &str, effect: &str, tag: &str) -> Option<Found>;
 }
 
-/// The four actions this handler carries out, and the credentials two of them need.
+/// The five actions this handler carries out, and the credentials two of them need.
 pub struct Actions {
     creds: Credentials,
 }
@@ -276,6 +278,7 @@ impl Catalog for Actions {
             )),
             request::Action::Linkedin(p) => Box::new(linkedin::Post::new(p.clone())),
             request::Action::Payment(p) => Box::new(payment::Task::new(p.clone())),
+            request::Action::RunTask(r) => Box::new(run_task::RunTask::new(r.clone())),
         }
     }
 
@@ -287,6 +290,7 @@ impl Catalog for Actions {
         match action {
             linkedin::NAME => linkedin::found(vault, tag),
             payment::NAME => payment::found(vault, effect),
+            run_task::NAME => Some(run_task::found()),
             _ => None,
         }
     }

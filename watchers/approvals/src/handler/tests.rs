@@ -8,11 +8,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ai_employee_vault::frontmatter;
+use serde_json::json;
 
 use super::{Handler, Options, Step};
 use crate::actions::Outcome;
 use crate::actions::fake::{Crash, Fake};
-use crate::ledger::{Ledger, State};
+use crate::actions::run_task;
+use crate::credentials::Credentials;
+use crate::ledger::{Ledger, Record, State};
+use crate::outcome::time_text;
 use crate::retry::RetryPolicy;
 use crate::util::sha256_hex;
 
@@ -54,6 +58,22 @@ impl Bench {
     /// A handler as it starts: the ledger read again from the file (what survives a crash).
     fn handler(&self) -> Handler {
         self.handler_with(self.options())
+    }
+
+    /// A handler with this crate's own actions (no credentials: `run_task`, LinkedIn
+    /// posts and payments can run).
+    fn real_handler(&self, opts: Options) -> Handler {
+        let ledger =
+            Ledger::open(&self.vault.join(".ai-employee/approvals.ledger")).expect("ledger opens");
+        let mut h = Handler::new(
+            self.vault.clone(),
+            ledger,
+            Credentials::load(&self.vault),
+            opts,
+            self.stop.clone(),
+        );
+        h.close_unfinished();
+        h
     }
 
     fn handler_with(&self, opts: Options) -> Handler {
@@ -473,4 +493,188 @@ fn secrets_never_reach_failed_or_the_audit_log() {
     let audit = b.audit();
     assert!(audit.contains("535 login [redacted] refused"), "{audit}");
     assert!(!audit.contains("hunter2"), "{audit}");
+}
+
+// ---------------------------------------------------------------------------------------
+// `run_task` (the task loop's approval to run the agent), with the real action.
+// ---------------------------------------------------------------------------------------
+
+const RUN: &str = "---\ntype: approval_request\naction: run_task\ntask: EMAIL_20261206T050000_deploy\ntitle: \"Deploy the site\"\ncreated: 2026-12-06T05:00:00Z\nstatus: pending\n---\nMove this file to Approved/ to let it run.\n";
+
+impl Bench {
+    fn approve_text(&self, name: &str, text: &str) {
+        std::fs::write(self.vault.join("Approved").join(name), text).expect("approve");
+    }
+
+    /// `name` through a new handler with the real actions (as after a restart).
+    fn process_real(&self, name: &str) {
+        let step = self.real_handler(self.options()).process(name);
+        assert_eq!(step, Step::Finished, "{name}");
+    }
+
+    fn failed_error(&self, name: &str) -> String {
+        self.field("Failed", name, "error").unwrap_or_default()
+    }
+
+    /// `Failed/<name>` says why, starting with `prefix`.
+    fn assert_refused(&self, name: &str, prefix: &str) {
+        let error = self.failed_error(name);
+        assert!(error.starts_with(prefix), "{name}: {error}");
+    }
+
+    /// The audit log's lines as JSON.
+    fn audit_lines(&self) -> Vec<serde_json::Value> {
+        self.audit()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+            .collect()
+    }
+}
+
+#[test]
+fn run_task_is_approved_once_and_traced_to_its_task() {
+    let b = Bench::new();
+    let task = "EMAIL_20261206T050000_deploy";
+    b.approve_text("RUN_x.md", RUN);
+    let mut h = b.real_handler(b.options());
+    assert_eq!(h.process("RUN_x.md"), Step::Finished);
+    assert!(!b.in_approved("RUN_x.md"));
+    for (key, want) in [("result", "approved"), ("status", "done"), ("task", task)] {
+        assert_eq!(
+            b.field("Done", "RUN_x.md", key).as_deref(),
+            Some(want),
+            "{key}"
+        );
+    }
+    let lines = b.audit_lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let a = &lines[0];
+    assert_eq!(
+        (&a["action_type"], &a["target"], &a["result"]),
+        (&json!("run_task"), &json!(task), &json!("approved"))
+    );
+    assert_eq!(a["parameters"]["task"], task);
+    assert_eq!(a["parameters"]["title"], "Deploy the site");
+    // A local action: a crash after its intent is not an "outcome unknown".
+    let ledger = b.ledger_text();
+    assert!(
+        ledger.contains(&format!("\"effect\":\"approval to run task {task}\"")),
+        "{ledger}"
+    );
+    // The same file approved again: already handled, in this run and after a restart.
+    b.approve_text("RUN_x.md", RUN);
+    assert_eq!(h.process("RUN_x.md"), Step::Finished);
+    b.assert_refused("RUN_x.md", "already handled at ");
+    assert!(b.failed_error("RUN_x.md").contains("(see Done/RUN_x.md)"));
+    drop(h);
+    b.approve_text("RUN_x.md", RUN);
+    b.process_real("RUN_x.md");
+    b.assert_refused("RUN_x-2.md", "already handled at ");
+    // The file from Done/ dragged back: already executed.
+    std::fs::rename(
+        b.vault.join("Done/RUN_x.md"),
+        b.vault.join("Approved/RUN_y.md"),
+    )
+    .expect("move back");
+    b.process_real("RUN_y.md");
+    b.assert_refused("RUN_y.md", "already executed (result: approved at ");
+    // A sync-conflict copy under another name is a duplicate; a new request for the same
+    // task (another `created`) is not.
+    b.approve_text("RUN_x (1).md", &RUN.replace("pending", "approved"));
+    b.process_real("RUN_x (1).md");
+    b.assert_refused("RUN_x (1).md", "duplicate of Done/RUN_x.md (approved at ");
+    b.approve_text("RUN_z.md", &RUN.replace("2026-12-06T05", "2026-12-07T08"));
+    b.process_real("RUN_z.md");
+    assert_eq!(
+        b.field("Done", "RUN_z.md", "result").as_deref(),
+        Some("approved")
+    );
+    let approved = b
+        .audit_lines()
+        .iter()
+        .filter(|l| l["result"] == "approved")
+        .count();
+    assert_eq!(approved, 2);
+}
+
+#[test]
+fn run_task_cut_short_by_a_crash_after_its_intent_is_approved_not_unknown() {
+    let b = Bench::new();
+    // Valid when its intent was recorded, expired by the restart: the approval stood.
+    let text = RUN.replace("status:", "expires: 2026-01-01T00:00:00Z\nstatus:");
+    b.approve_text("RUN_x.md", &text);
+    // What a handler that died between the intent and the outcome leaves behind.
+    {
+        let mut ledger =
+            Ledger::open(&b.vault.join(".ai-employee/approvals.ledger")).expect("ledger opens");
+        let intent = Record::Intent {
+            file: "RUN_x.md".into(),
+            sha256: sha256_hex(text.as_bytes()),
+            attempt: 1,
+            action: run_task::NAME.into(),
+            at: time_text(chrono::Utc::now()),
+            effect: Some(run_task::run_task_effect("EMAIL_20261206T050000_deploy")),
+            message_id: None,
+        };
+        ledger.append(intent, true).expect("intent");
+    }
+    let mut h = b.real_handler(b.options());
+    assert_eq!(h.process("RUN_x.md"), Step::Finished);
+    assert_eq!(
+        b.field("Done", "RUN_x.md", "result").as_deref(),
+        Some("approved")
+    );
+    assert!(!b.ledger_text().contains("\"attempt\":2"));
+    let lines = b.audit_lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["result"], "approved");
+}
+
+#[test]
+fn run_task_refusals_go_to_failed_and_a_dry_run_is_not_an_approval() {
+    let b = Bench::new();
+    let expired = RUN.replace("status:", "expires: 2026-01-01T00:00:00Z\nstatus:");
+    b.approve_text("RUN_old.md", &expired);
+    b.approve_text(
+        "RUN_none.md",
+        "---\ntype: approval_request\naction: run_task\n---\n",
+    );
+    b.approve_text(
+        "RUN_bad.md",
+        &RUN.replace("task: EMAIL_", "task: ../EMAIL_"),
+    );
+    for name in ["RUN_old.md", "RUN_none.md", "RUN_bad.md"] {
+        b.process_real(name);
+        let result = b.field("Failed", name, "result");
+        assert_eq!(result.as_deref(), Some("refused"), "{name}");
+    }
+    assert_eq!(
+        b.failed_error("RUN_old.md"),
+        "approval expired at 2026-01-01T00:00:00Z: ask again rather than act late"
+    );
+    assert_eq!(
+        b.failed_error("RUN_none.md"),
+        "missing field `task` (run_task needs `task`, the id of the task to run)"
+    );
+    b.assert_refused("RUN_bad.md", "field `task` is not a task id: \"../EMAIL_");
+    // The refused request that names a valid task is still traced to it.
+    let lines = b.audit_lines();
+    let old = lines
+        .iter()
+        .find(|l| l["parameters"]["task"] == "EMAIL_20261206T050000_deploy")
+        .expect("the expired one's line");
+    assert_eq!(old["result"], "refused");
+    assert_eq!(old["action_type"], "run_task");
+    assert_eq!(old["target"], "EMAIL_20261206T050000_deploy");
+    // Rehearsed only: `dry_run`, not `approved`.
+    b.approve_text("RUN_dry.md", RUN);
+    let mut h = b.real_handler(Options {
+        dry_run: true,
+        ..b.options()
+    });
+    assert_eq!(h.process("RUN_dry.md"), Step::Finished);
+    assert_eq!(
+        b.field("Done", "RUN_dry.md", "result").as_deref(),
+        Some("dry_run")
+    );
 }
