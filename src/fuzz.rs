@@ -12,6 +12,11 @@
 //! - an approval request: validation never panics.
 //! - the control socket's request lines: what parses serializes and parses back equal.
 //! - the Dashboard table merge: the row is added once and no line of the file is lost.
+//! - an agent's answer: never a panic; a failure reason is one clean line of at most 500
+//!   characters; a session id kept can never read as an option; a cost kept is a finite,
+//!   non-negative number; set-up detection never fires on a run that succeeded.
+//! - the priority score: finite, never negative with non-negative weights, and the sum of
+//!   its parts, for any text, sender, priority, deadline and waiting time.
 
 use ai_employee_vault::frontmatter;
 use chrono::{DateTime, Utc};
@@ -219,6 +224,92 @@ pub fn dashboard_merge(data: &[u8]) {
     ai_employee_vault::dashboard::fuzz_insert(file, &details);
 }
 
+/// An agent run's standard output (and, after a NUL byte, its standard error).
+pub fn agent_answer(data: &[u8]) {
+    use crate::agent::outcome::{self, Status};
+    let split = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+    let (stdout, stderr) = data.split_at(split);
+    let stderr = String::from_utf8_lossy(stderr.get(1..).unwrap_or_default());
+    let a = outcome::parse_output(stdout);
+    if let Status::Failed(reason) = &a.status {
+        assert!(!reason.is_empty() && reason.chars().count() <= outcome::MAX_REASON_CHARS);
+        assert!(!reason.chars().any(char::is_control), "{reason:?}");
+        assert_eq!(reason.trim(), reason);
+    }
+    if let Some(id) = &a.session_id {
+        assert!(
+            outcome::session_id_is_safe(id) && !id.starts_with('-'),
+            "{id:?}"
+        );
+    }
+    if let Some(c) = a.cost_usd {
+        assert!(c.is_finite() && c >= 0.0, "{c}");
+    }
+    assert_eq!(a.status, outcome::status_line(&a.text));
+    if !a.json {
+        assert_eq!(a.text, String::from_utf8_lossy(stdout));
+    }
+    if !a.is_error {
+        assert_eq!(outcome::needs_setup(Some(0), &a, &stderr), None);
+    }
+    if let Some(reason) = outcome::needs_setup(Some(1), &a, &stderr) {
+        assert!(
+            !reason.is_empty() && !reason.chars().any(char::is_control),
+            "{reason:?}"
+        );
+    }
+}
+
+/// A task's facts as the loop reads them: `priority`, `from` and the text, separated by
+/// NUL bytes, after 8 bytes of times (deadline and queued, as offsets in minutes).
+pub fn score(data: &[u8]) {
+    use crate::agent::score;
+    let Some((times, rest)) = data.split_first_chunk::<8>() else {
+        return;
+    };
+    let minutes = |b: [u8; 4]| chrono::TimeDelta::minutes(i64::from(i32::from_le_bytes(b)));
+    let [d0, d1, d2, d3, q0, q1, q2, q3] = *times;
+    let now = fixed_now();
+    let rest = String::from_utf8_lossy(rest);
+    let mut parts = rest.splitn(3, '\0');
+    let priority = parts.next();
+    let sender = parts.next();
+    let text = parts.next().unwrap_or_default();
+    let facts = score::Facts {
+        priority,
+        deadline: now.checked_add_signed(minutes([d0, d1, d2, d3])),
+        sender,
+        text,
+        kind: priority,
+        queued_at: now
+            .checked_sub_signed(minutes([q0, q1, q2, q3]))
+            .unwrap_or(now),
+    };
+    let mut settings = crate::config::AgentSettings::default();
+    settings.vip_senders = vec![
+        "boss@example.com".into(),
+        "@client.org".into(),
+        "+1 415 555 0123".into(),
+    ];
+    settings.urgency_keywords.push("right now".into());
+    settings.urgency_keywords.push("sofort erledigen".into());
+    let s = score::score(&facts, &settings, now);
+    for part in [s.total, s.urgency, s.deadline, s.sender, s.age] {
+        assert!(part.is_finite() && part >= 0.0, "{s:?}");
+    }
+    assert!(
+        (s.total - (s.urgency + s.deadline + s.sender + s.age)).abs() < 1e-9,
+        "{s:?}"
+    );
+    assert!(s.urgency <= settings.weights.urgency && s.deadline <= settings.weights.deadline);
+    if let Some(why) = score::needs_run_approval(&facts, &settings) {
+        assert!(
+            why == "payment" || settings.approval_keywords.contains(&why),
+            "{why}"
+        );
+    }
+}
+
 /// Every input a fuzz target once failed on, kept in `fuzz/regressions/<target>/`, must pass.
 #[cfg(test)]
 mod tests {
@@ -232,6 +323,8 @@ mod tests {
         ("approval_request", super::approval_request),
         ("control_request", super::control_request),
         ("dashboard_merge", super::dashboard_merge),
+        ("agent_answer", super::agent_answer),
+        ("score", super::score),
     ];
 
     #[test]

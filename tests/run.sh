@@ -23,15 +23,34 @@ command -v pgrep >/dev/null 2>&1 || pkgs+=(procps)
 command -v promtool >/dev/null 2>&1 || pkgs+=(prometheus)
 # Frontmatter is read back by a real YAML 1.1 reader (PyYAML) under Debian's python3.
 /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || pkgs+=(python3-yaml)
+# The real Claude Code CLI comes from npm (below); Debian's npm brings Node.js along. A
+# Node.js without npm (another vendor's) is left alone.
+command -v npm >/dev/null 2>&1 || command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
+sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
 if [ ${#pkgs[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     log "installing ${pkgs[*]}"
-    sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
   else
     echo "note: missing ${pkgs[*]} and no apt-get; the tests that need them will say so" >&2
   fi
+fi
+
+# The real Claude Code CLI, pinned (tests/it/claude_cli.rs: the agent's default command
+# line against its argument parser, and its not-logged-in answer). The package brings its
+# native binary as an optional dependency; nothing else is downloaded. Without npm or the
+# registry the tests that need it say SKIPPED.
+CLAUDE_CODE_VERSION=2.1.332
+if DISABLE_AUTOUPDATER=1 claude --version 2>/dev/null | grep -q "^$CLAUDE_CODE_VERSION "; then
+  :
+elif command -v npm >/dev/null 2>&1; then
+  log "installing Claude Code $CLAUDE_CODE_VERSION (npm)"
+  timeout 900 $sudo npm install -g --no-fund --no-audit --loglevel=error \
+    "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" \
+    || echo "note: Claude Code could not be installed from npm; the tests that need it will say SKIPPED" >&2
+else
+  echo "note: no npm; the Claude Code tests will say SKIPPED" >&2
 fi
 
 # The control socket's owner check is tested against a second user.

@@ -4,6 +4,7 @@
 
 mod approvals;
 mod certs;
+mod claude_cli;
 mod common;
 mod config_errors;
 mod dashboard;
