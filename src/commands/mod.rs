@@ -6,6 +6,7 @@ mod init;
 mod logs;
 pub mod status;
 mod supervise;
+pub mod tasks;
 mod watch;
 
 use ai_employee_vault::cli::resolve_vault;

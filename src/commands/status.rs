@@ -141,7 +141,7 @@ impl Style {
         }
     }
 
-    fn paint(self, code: &str, s: &str) -> String {
+    pub(crate) fn paint(self, code: &str, s: &str) -> String {
         if self.colour {
             format!("\x1b[{code}m{s}\x1b[0m")
         } else {
@@ -149,7 +149,7 @@ impl Style {
         }
     }
 
-    fn dim(self, s: &str) -> String {
+    pub(crate) fn dim(self, s: &str) -> String {
         self.paint("2", s)
     }
 
