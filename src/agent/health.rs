@@ -143,7 +143,7 @@ pub fn assess(o: &Observed, last_day: &Metrics, settings: &AgentSettings) -> Hea
         ));
     }
     // Stable: the rules' order within one severity.
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
     Health {
         state: found.first().map_or(State::Healthy, |f| f.0),
         reasons: found.into_iter().map(|f| f.1).collect(),

@@ -831,8 +831,8 @@ mod tests {
                 assert_eq!(first, Some(expected), "since {since}");
                 let before = log[..at as usize]
                     .split(|&b| b == b'\n')
-                    .filter_map(line_ts)
-                    .last();
+                    .rev()
+                    .find_map(line_ts);
                 assert_eq!(before, Some(expected - TimeDelta::minutes(1)));
             }
         }

@@ -59,25 +59,18 @@ fn write_snapshot(layout: &Vault, s: &Snapshot) {
     .unwrap();
 }
 
+/// A task as the loop writes it into the snapshot.
 fn task(id: &str, state: TaskState, now: DateTime<Utc>) -> TaskView {
-    TaskView {
-        id: id.into(),
-        file: format!("Needs_Action/{id}.md"),
-        title: id.into(),
-        state,
-        score: 0.3,
-        attempt: 0,
-        queued_at: now,
-        started_at: None,
-        retry_at: None,
-        last_error: None,
-        priority: None,
-        deadline: None,
-        pid: None,
-        approvals: Vec::new(),
-        cost_usd: 0.0,
-        turns: 0,
-    }
+    serde_json::from_value(serde_json::json!({
+        "id": id,
+        "file": format!("Needs_Action/{id}.md"),
+        "title": id,
+        "state": state,
+        "score": 0.3,
+        "attempt": 0,
+        "queued_at": now,
+    }))
+    .unwrap()
 }
 
 fn snapshot(now: DateTime<Utc>, tasks: Vec<TaskView>) -> Snapshot {
