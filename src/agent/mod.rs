@@ -8,6 +8,10 @@ pub mod engine;
 pub mod events;
 /// The approval gate's files: run requests, drafts linked to a task, where each is now.
 pub mod gate;
+/// The loop's health from its snapshot and the last day's metrics (`tasks health`).
+pub mod health;
+/// Task metrics: a fold over `Logs/tasks.jsonl` in a time window (`tasks metrics`).
+pub mod metrics;
 /// The agent's answer: Claude Code's JSON result or plain text → what happened.
 pub mod outcome;
 /// The prompt template and how it is filled.

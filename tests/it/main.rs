@@ -21,6 +21,7 @@ mod postfix;
 mod service_units;
 mod smtp_wire;
 mod supervisor;
+mod tasks_metrics;
 mod vault_symlinks;
 mod whatsapp;
 mod yaml_readers;

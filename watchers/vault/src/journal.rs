@@ -233,6 +233,16 @@ impl Reader {
         Ok(Reader::new(dir.file(name.as_ref(), How::READ)?))
     }
 
+    /// Read `file`, a journal the caller opened, from byte `at`, which must be where a
+    /// line starts (0, or just after a newline): for a reader that found its place itself,
+    /// such as a binary search over a journal kept in order. [`Line::number`] then counts
+    /// from `at`.
+    pub fn starting_at(file: File, at: u64) -> Reader {
+        let mut reader = Reader::new(file);
+        reader.input.get_mut().at = at;
+        reader
+    }
+
     fn new(file: File) -> Reader {
         Reader {
             input: BufReader::with_capacity(1 << 16, Positioned { file, at: 0 }),
