@@ -300,45 +300,11 @@ fn the_section_is_not_written_through_a_symlink_leading_outside_the_vault() {
 fn appends_are_never_lost_while_the_section_is_replaced() {
     let (dir, d) = temp_vault();
     fs::write(&d, dashboard_template()).unwrap();
-    let mut writer = sh(
-        dir.path(),
-        r#"set -e; i=0
-        while [ ! -e stop ] && [ $i -lt 100000 ]; do
-          for x in 1 2 3 4; do echo "appended line $i" >> Dashboard.md; i=$((i+1)); done
-          {
-            echo "appended line $i"; i=$((i+1))
-            /bin/true
-            echo "appended line $i"; i=$((i+1))
-          } >> Dashboard.md
-        done
-        echo $i > count.tmp; mv count.tmp count"#,
-    );
-    assert!(wait_until(Duration::from_secs(10), || {
-        fs::read_to_string(&d).is_ok_and(|t| t.contains("appended line 0\n"))
-    }));
-    let t = Instant::now();
-    for k in 0..200 {
+    let (n, per_call) = with_an_appender(dir.path(), |k| {
         replace_section(&d, &tasks_section(k)).unwrap();
-    }
-    let per_call = t.elapsed() / 200;
-    fs::write(dir.path().join("stop"), "").unwrap();
-    assert!(wait_exit(&mut writer, Duration::from_secs(30)).success());
-    let n: usize = fs::read_to_string(dir.path().join("count"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    });
     let text = fs::read_to_string(&d).unwrap();
-    let counts = line_counts(&text);
-    let lost: Vec<usize> = (0..n)
-        .filter(|i| counts.get(format!("appended line {i}").as_str()) != Some(&1))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "{} of {n} appended lines lost or duplicated, e.g. {:?}",
-        lost.len(),
-        &lost[..lost.len().min(5)]
-    );
+    assert_appended_once(&line_counts(&text), n);
     let section = format!("## Tasks\n{OPEN}\nPending 199 · Running 1\nUpdated 199\n{CLOSE}\n");
     assert_eq!(text.matches(OPEN).count(), 1);
     assert_eq!(text.matches(CLOSE).count(), 1);
@@ -409,8 +375,39 @@ fn readers_never_see_a_partial_file() {
 fn appends_by_another_process_are_never_lost() {
     let (dir, d) = temp_vault();
     fs::write(&d, dashboard_template()).unwrap();
+    let (n, per_call) = with_an_appender(dir.path(), |k| {
+        append_rows(&d, &[row("a", k)]).unwrap();
+    });
+
+    let text = fs::read_to_string(&d).unwrap();
+    let counts = line_counts(&text);
+    let ours: Vec<String> = (0..200).map(|k| row("a", k).markdown()).collect();
+    for r in &ours {
+        assert_eq!(counts.get(r.as_str()), Some(&1), "{r}");
+    }
+    assert_appended_once(&counts, n);
+    // Nothing else: no torn or glued lines.
+    let template_lines = dashboard_template().lines().count();
+    assert_eq!(text.lines().count(), template_lines + 200 + n);
+    // Ours still read newest first.
+    let mut want = ours.clone();
+    want.reverse();
+    assert_eq!(table_rows(&text), want);
+    assert!(
+        leftovers(dir.path()).is_empty(),
+        "{:?}",
+        leftovers(dir.path())
+    );
+    eprintln!("{n} lines appended concurrently; append_rows took {per_call:?} per call");
+}
+
+/// Run `write(k)` for k in 0..200 (a write to `dir/Dashboard.md`) while a separate `sh`
+/// process appends lines to it (`appended line N`), from before the first call to after
+/// the last. Returns how many lines it appended and the time per call.
+fn with_an_appender(dir: &Path, mut write: impl FnMut(usize)) -> (usize, Duration) {
+    let d = dir.join("Dashboard.md");
     let mut writer = sh(
-        dir.path(),
+        dir,
         // Per turn: 4 lines each with its own open(O_APPEND)/write/close (no fork: shell
         // builtins), then 4 lines through one descriptor kept open across an external
         // command (~1 ms): a late writer to a file we may have replaced meanwhile. A few
@@ -431,27 +428,24 @@ fn appends_by_another_process_are_never_lost() {
     }));
     let t = Instant::now();
     for k in 0..200 {
-        append_rows(&d, &[row("a", k)]).unwrap();
+        write(k);
     }
     let per_call = t.elapsed() / 200;
-    fs::write(dir.path().join("stop"), "").unwrap();
+    fs::write(dir.join("stop"), "").unwrap();
     assert!(wait_exit(&mut writer, Duration::from_secs(30)).success());
-    let n: usize = fs::read_to_string(dir.path().join("count"))
+    let n: usize = fs::read_to_string(dir.join("count"))
         .unwrap()
         .trim()
         .parse()
         .unwrap();
+    (n, per_call)
+}
 
-    let text = fs::read_to_string(&d).unwrap();
-    let counts = line_counts(&text);
-    let ours: Vec<String> = (0..200).map(|k| row("a", k).markdown()).collect();
-    for r in &ours {
-        assert_eq!(counts.get(r.as_str()), Some(&1), "{r}");
-    }
-    let theirs: Vec<String> = (0..n).map(|i| format!("appended line {i}")).collect();
-    let lost: Vec<&String> = theirs
-        .iter()
-        .filter(|l| counts.get(l.as_str()) != Some(&1))
+/// Every line the appender of [`with_an_appender`] wrote (`n` of them) is there exactly
+/// once.
+fn assert_appended_once(counts: &HashMap<&str, usize>, n: usize) {
+    let lost: Vec<usize> = (0..n)
+        .filter(|i| counts.get(format!("appended line {i}").as_str()) != Some(&1))
         .collect();
     assert!(
         lost.is_empty(),
@@ -459,19 +453,6 @@ fn appends_by_another_process_are_never_lost() {
         lost.len(),
         &lost[..lost.len().min(5)]
     );
-    // Nothing else: no torn or glued lines.
-    let template_lines = dashboard_template().lines().count();
-    assert_eq!(text.lines().count(), template_lines + 200 + n);
-    // Ours still read newest first.
-    let mut want = ours.clone();
-    want.reverse();
-    assert_eq!(table_rows(&text), want);
-    assert!(
-        leftovers(dir.path()).is_empty(),
-        "{:?}",
-        leftovers(dir.path())
-    );
-    eprintln!("{n} lines appended concurrently; append_rows took {per_call:?} per call");
 }
 
 /// The saver: a separate `sh` process that, in a loop, reads the Dashboard (`cat` to a
