@@ -333,15 +333,25 @@ pub enum NotifyEvent {
     SystemOffline,
     /// The approval handler could not carry out an approved action.
     ApprovalFailed,
+    /// The task loop gave up on a task (moved to Failed/).
+    TaskFailed,
+    /// A task's approvals got no decision in time: a person must look at it.
+    TaskNeedsReview,
+    /// The task loop cannot work through its queue (the agent needs setup, runs keep
+    /// failing, tasks wait too long).
+    TasksUnhealthy,
 }
 
 impl NotifyEvent {
-    pub const ALL: [NotifyEvent; 5] = [
+    pub const ALL: [NotifyEvent; 8] = [
         NotifyEvent::ChildFatal,
         NotifyEvent::ChildNeedsSetup,
         NotifyEvent::SystemDegraded,
         NotifyEvent::SystemOffline,
         NotifyEvent::ApprovalFailed,
+        NotifyEvent::TaskFailed,
+        NotifyEvent::TaskNeedsReview,
+        NotifyEvent::TasksUnhealthy,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -351,6 +361,9 @@ impl NotifyEvent {
             NotifyEvent::SystemDegraded => "system_degraded",
             NotifyEvent::SystemOffline => "system_offline",
             NotifyEvent::ApprovalFailed => "approval_failed",
+            NotifyEvent::TaskFailed => "task_failed",
+            NotifyEvent::TaskNeedsReview => "task_needs_review",
+            NotifyEvent::TasksUnhealthy => "tasks_unhealthy",
         }
     }
 

@@ -8,16 +8,27 @@
 //! preference). Both carry `# HELP` and `# TYPE` for every family; families come in a
 //! fixed order and samples in the table's order, so two scrapes of the same state are
 //! byte-identical.
+//!
+//! The task loop's families come from `<vault>/.ai-employee/tasks.json` (the loop replaces
+//! it atomically), read off the event loop at scrape time, only when it exists; only the
+//! counts are deserialised, not the tasks themselves (see [`TaskCounts`]). A file that
+//! cannot be read or used never fails the scrape: it shows as
+//! `ai_employee_tasks_snapshot_ok 0` (and, in the classic format, a comment saying why).
 
 use std::net::SocketAddr;
+use std::path::Path;
 
 use ai_employee_vault::control::{Request, StatusReport};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde::de::{Deserializer, SeqAccess, Visitor};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
+use crate::agent::snapshot::{self, DURATION_BUCKETS, TaskState, Totals};
 use crate::control::Call;
 
 const PREFIX: &str = "ai_employee_";
@@ -93,15 +104,43 @@ pub fn negotiate(accept: Option<&str>) -> Format {
 enum Kind {
     Gauge,
     Counter,
+    Histogram,
 }
 
-/// One metric family: its samples are `(child name or None, value)`.
+/// One metric family.
 struct Family {
     /// Without the prefix, and for a counter without `_total`.
     name: &'static str,
     help: &'static str,
     kind: Kind,
-    samples: Vec<(Option<String>, Value)>,
+    samples: Vec<Sample>,
+}
+
+struct Sample {
+    /// After the family name: `_bucket`, `_sum`, `_count` for a histogram; counters get
+    /// `_total` in any case.
+    suffix: &'static str,
+    /// One label, or none.
+    label: Option<(&'static str, String)>,
+    value: Value,
+}
+
+impl Sample {
+    fn plain(value: Value) -> Sample {
+        Sample {
+            suffix: "",
+            label: None,
+            value,
+        }
+    }
+
+    fn labelled(key: &'static str, label: String, value: Value) -> Sample {
+        Sample {
+            suffix: "",
+            label: Some((key, label)),
+            value,
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -130,7 +169,7 @@ fn families(report: &StatusReport) -> Vec<Family> {
         report
             .children
             .iter()
-            .filter_map(|c| Some((Some(c.name.clone()), f(c)?)))
+            .filter_map(|c| Some(Sample::labelled("name", c.name.clone(), f(c)?)))
             .collect::<Vec<_>>()
     };
     vec![
@@ -171,26 +210,283 @@ fn families(report: &StatusReport) -> Vec<Family> {
             name: "supervisor_uptime_seconds",
             help: "Seconds since the supervisor started.",
             kind: Kind::Gauge,
-            samples: vec![(None, Value::Float(report.supervisor.uptime_secs))],
+            samples: vec![Sample::plain(Value::Float(report.supervisor.uptime_secs))],
         },
         Family {
             name: "supervisor_healthy",
             help: "1 if every child is as it should be (status exit 0).",
             kind: Kind::Gauge,
-            samples: vec![(
-                None,
-                Value::Int(i64::from(
-                    report.health == ai_employee_vault::control::Health::Healthy,
-                )),
-            )],
+            samples: vec![Sample::plain(Value::Int(i64::from(
+                report.health == ai_employee_vault::control::Health::Healthy,
+            )))],
         },
     ]
 }
 
-/// The metrics text for a status report, in `format`.
-pub fn render(report: &StatusReport, format: Format) -> String {
+/// What the scrape found of the task loop.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Tasks {
+    /// No `tasks.json`: the loop never ran in this vault; no task families at all.
+    Absent,
+    /// A file that cannot be read or used, and why: `ai_employee_tasks_snapshot_ok 0`.
+    Unusable(String),
+    Ok(Box<TaskCounts>),
+}
+
+/// The task states, in the order of their samples.
+const STATES: [TaskState; 6] = [
+    TaskState::Pending,
+    TaskState::Running,
+    TaskState::WaitingApproval,
+    TaskState::Retry,
+    TaskState::AwaitingRunApproval,
+    TaskState::NeedsReview,
+];
+
+/// The parts of the snapshot (`crate::agent::snapshot::Snapshot`) the metrics need: of
+/// `tasks`, only how many are in each state (each task's other fields are skipped
+/// without being kept).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TaskCounts {
+    pub version: u32,
+    pub pid: u32,
+    pub written_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub paused: bool,
+    /// How many tasks are in each of [`STATES`].
+    #[serde(deserialize_with = "count_states")]
+    pub tasks: [u64; STATES.len()],
+    pub totals: Totals,
+}
+
+fn count_states<'de, D: Deserializer<'de>>(d: D) -> Result<[u64; STATES.len()], D::Error> {
+    #[derive(Deserialize)]
+    struct StateOnly {
+        state: TaskState,
+    }
+    struct Counter;
+    impl<'de> Visitor<'de> for Counter {
+        type Value = [u64; STATES.len()];
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of tasks")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut n = [0u64; STATES.len()];
+            while let Some(t) = seq.next_element::<StateOnly>()? {
+                if let Some(i) = STATES.iter().position(|&s| s == t.state) {
+                    n[i] += 1;
+                }
+            }
+            Ok(n)
+        }
+    }
+    d.deserialize_seq(Counter)
+}
+
+/// `tasks.json` larger than this is not read (10,000 tasks take about 3 MB).
+const TASKS_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// Read the task loop's snapshot in `vault` (blocking: call it off the event loop). A
+/// symlink on the way is not followed.
+pub fn read_tasks(vault: &Path) -> Tasks {
+    let rel = Path::new(ai_employee_vault::layout::STATE_DIR).join(snapshot::FILE_NAME);
+    let bytes = match ai_employee_vault::nofollow::Dir::open(vault)
+        .and_then(|d| d.read(&rel, Some(TASKS_LIMIT)))
+    {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Tasks::Absent,
+        Err(e) => return Tasks::Unusable(format!("cannot read {}: {e}", rel.display())),
+    };
+    let counts: TaskCounts = match serde_json::from_slice(&bytes) {
+        Ok(c) => c,
+        Err(e) => return Tasks::Unusable(format!("{}: {e}", rel.display())),
+    };
+    if counts.version != snapshot::VERSION {
+        return Tasks::Unusable(format!(
+            "{}: version {}, this supervisor reads version {}",
+            rel.display(),
+            counts.version,
+            snapshot::VERSION
+        ));
+    }
+    if !process_exists(counts.pid) {
+        return Tasks::Unusable(format!(
+            "{}: stale, the task loop that wrote it (pid {}) is not running",
+            rel.display(),
+            counts.pid
+        ));
+    }
+    Tasks::Ok(Box::new(counts))
+}
+
+/// Whether a process `pid` exists (signal 0; one of another user counts).
+fn process_exists(pid: u32) -> bool {
+    use nix::errno::Errno;
+    match i32::try_from(pid) {
+        Ok(p) if p > 0 => !matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None),
+            Err(Errno::ESRCH)
+        ),
+        _ => false,
+    }
+}
+
+/// A count as a sample value.
+fn int(n: u64) -> Value {
+    Value::Int(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// A counter's float: never negative, never NaN.
+fn amount(x: f64) -> Value {
+    Value::Float(if x.is_finite() && x > 0.0 { x } else { 0.0 })
+}
+
+/// The task loop's families, in their fixed order (none when there is no snapshot).
+fn task_families(tasks: &Tasks, now: DateTime<Utc>) -> Vec<Family> {
+    let ok = |v: bool| Family {
+        name: "tasks_snapshot_ok",
+        help: "1 if .ai-employee/tasks.json could be read and its task loop is running.",
+        kind: Kind::Gauge,
+        samples: vec![Sample::plain(Value::Int(i64::from(v)))],
+    };
+    let c = match tasks {
+        Tasks::Absent => return Vec::new(),
+        Tasks::Unusable(_) => return vec![ok(false)],
+        Tasks::Ok(c) => c,
+    };
+    let t = &c.totals;
+    let counter = |name, help, value| Family {
+        name,
+        help,
+        kind: Kind::Counter,
+        samples: vec![Sample::plain(value)],
+    };
+    vec![
+        ok(true),
+        Family {
+            name: "tasks_snapshot_age_seconds",
+            help: "Seconds since the task loop last wrote .ai-employee/tasks.json.",
+            kind: Kind::Gauge,
+            samples: c
+                .written_at
+                .map(|w| {
+                    let age = (now - w).num_milliseconds().max(0) as f64 / 1000.0;
+                    Sample::plain(Value::Float(age))
+                })
+                .into_iter()
+                .collect(),
+        },
+        Family {
+            name: "tasks",
+            help: "Tasks the loop knows of, by state.",
+            kind: Kind::Gauge,
+            samples: STATES
+                .iter()
+                .zip(c.tasks)
+                .map(|(s, n)| Sample::labelled("state", s.as_str().to_string(), int(n)))
+                .collect(),
+        },
+        Family {
+            name: "tasks_paused",
+            help: "1 if no new task starts (the stop file, or tasks pause).",
+            kind: Kind::Gauge,
+            samples: vec![Sample::plain(Value::Int(i64::from(c.paused)))],
+        },
+        Family {
+            name: "task_outcomes",
+            help: "Tasks finished, by outcome.",
+            kind: Kind::Counter,
+            samples: [
+                ("done", t.done),
+                ("failed", t.failed),
+                ("rejected", t.rejected),
+                ("needs_review", t.needs_review),
+                ("invalid", t.invalid),
+            ]
+            .into_iter()
+            .map(|(o, n)| Sample::labelled("outcome", o.to_string(), int(n)))
+            .collect(),
+        },
+        counter("task_runs", "Agent runs.", int(t.runs)),
+        counter(
+            "task_run_errors",
+            "Agent runs that ended in an error.",
+            int(t.run_errors),
+        ),
+        counter(
+            "task_retries",
+            "Attempts scheduled again after a failure.",
+            int(t.retries),
+        ),
+        Family {
+            name: "task_run_duration_seconds",
+            help: "Wall time of agent runs.",
+            kind: Kind::Histogram,
+            samples: duration_samples(t),
+        },
+        counter(
+            "task_cost_usd",
+            "What agent runs cost, in US dollars, as the agent reported it.",
+            amount(t.cost_usd),
+        ),
+        counter("task_turns", "Agent turns.", int(t.turns)),
+    ]
+}
+
+/// The run-duration histogram: cumulative buckets of [`DURATION_BUCKETS`] and `+Inf`,
+/// then sum and count. Counts beyond the known buckets go to `+Inf` only.
+fn duration_samples(t: &Totals) -> Vec<Sample> {
+    let mut out = Vec::new();
+    let mut cumulative = 0u64;
+    for (i, le) in DURATION_BUCKETS.iter().enumerate() {
+        cumulative = cumulative.saturating_add(t.duration_counts.get(i).copied().unwrap_or(0));
+        out.push(Sample {
+            suffix: "_bucket",
+            label: Some(("le", Value::Float(*le).to_string())),
+            value: int(cumulative),
+        });
+    }
+    let count = t
+        .duration_counts
+        .iter()
+        .fold(0u64, |a, &n| a.saturating_add(n));
+    out.push(Sample {
+        suffix: "_bucket",
+        label: Some(("le", "+Inf".to_string())),
+        value: int(count),
+    });
+    out.push(Sample {
+        suffix: "_sum",
+        label: None,
+        value: amount(t.duration_sum_s),
+    });
+    out.push(Sample {
+        suffix: "_count",
+        label: None,
+        value: int(count),
+    });
+    out
+}
+
+/// The metrics text for a status report and the task loop's snapshot, in `format`.
+pub fn render(report: &StatusReport, tasks: &Tasks, format: Format) -> String {
+    render_at(report, tasks, format, Utc::now())
+}
+
+fn render_at(report: &StatusReport, tasks: &Tasks, format: Format, now: DateTime<Utc>) -> String {
     let mut out = String::new();
-    for family in families(report) {
+    if let (Tasks::Unusable(why), Format::Text) = (tasks, format) {
+        // OpenMetrics allows no free comments; the classic format does.
+        out += &format!(
+            "# task metrics left out: {}
+",
+            one_line(why)
+        );
+    }
+    let all = families(report)
+        .into_iter()
+        .chain(task_families(tasks, now));
+    for family in all {
         // A family without samples (no child has exited yet) is left out, as the
         // official clients do.
         if family.samples.is_empty() {
@@ -201,27 +497,35 @@ pub fn render(report: &StatusReport, format: Format) -> String {
         } else {
             ""
         };
-        let sample_name = format!("{PREFIX}{}{total}", family.name);
-        // Classic: HELP and TYPE name the sample (`…_total`); OpenMetrics: the family.
+        let base = format!("{PREFIX}{}", family.name);
+        // Classic: HELP and TYPE name a counter's sample (`…_total`); OpenMetrics: the
+        // family.
         let family_name = match format {
-            Format::Text => sample_name.clone(),
-            Format::OpenMetrics => format!("{PREFIX}{}", family.name),
+            Format::Text => format!("{base}{total}"),
+            Format::OpenMetrics => base.clone(),
         };
         let kind = match family.kind {
             Kind::Gauge => "gauge",
             Kind::Counter => "counter",
+            Kind::Histogram => "histogram",
         };
         out += &format!(
             "# HELP {family_name} {}\n# TYPE {family_name} {kind}\n",
             escape_help(family.help, format)
         );
-        for (child, value) in family.samples {
-            out += &match child {
-                Some(name) => format!(
-                    "{sample_name}{{name=\"{}\"}} {value}\n",
-                    escape_label(&name)
+        for s in family.samples {
+            let suffix = if family.kind == Kind::Counter {
+                total
+            } else {
+                s.suffix
+            };
+            out += &match s.label {
+                Some((key, v)) => format!(
+                    "{base}{suffix}{{{key}=\"{}\"}} {}\n",
+                    escape_label(&v),
+                    s.value
                 ),
-                None => format!("{sample_name} {value}\n"),
+                None => format!("{base}{suffix} {}\n", s.value),
             };
         }
     }
@@ -229,6 +533,10 @@ pub fn render(report: &StatusReport, format: Format) -> String {
         out.push_str("# EOF\n");
     }
     out
+}
+
+fn one_line(s: &str) -> String {
+    s.replace(['\r', '\n'], " ")
 }
 
 /// HELP text: backslash and line feed escaped (and, in OpenMetrics, the double quote).
@@ -303,14 +611,20 @@ async fn scrape(
         _ => None,
     };
     match status {
-        Some(s) => (
-            StatusCode::OK,
-            [
-                (header::CONTENT_TYPE, format.content_type()),
-                (header::VARY, "Accept"),
-            ],
-            render(&s, format),
-        ),
+        Some(s) => {
+            let vault = std::path::PathBuf::from(&s.supervisor.vault);
+            let tasks = tokio::task::spawn_blocking(move || read_tasks(&vault))
+                .await
+                .unwrap_or_else(|e| Tasks::Unusable(format!("the read failed: {e}")));
+            (
+                StatusCode::OK,
+                [
+                    (header::CONTENT_TYPE, format.content_type()),
+                    (header::VARY, "Accept"),
+                ],
+                render(&s, &tasks, format),
+            )
+        }
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
             [
@@ -378,7 +692,7 @@ mod tests {
 
     #[test]
     fn classic_text_names_help_and_type_after_the_sample() {
-        let text = render(&report(), Format::Text);
+        let text = render(&report(), &Tasks::Absent, Format::Text);
         assert!(text.contains(
             "# HELP ai_employee_child_restarts_total Restarts since the supervisor started.\n\
              # TYPE ai_employee_child_restarts_total counter\n\
@@ -393,7 +707,7 @@ mod tests {
 
     #[test]
     fn openmetrics_names_the_family_and_ends_with_eof() {
-        let text = render(&report(), Format::OpenMetrics);
+        let text = render(&report(), &Tasks::Absent, Format::OpenMetrics);
         assert!(text.contains(
             "# TYPE ai_employee_child_restarts counter\n\
              ai_employee_child_restarts_total{name=\"zeta\"} 2\n"
@@ -407,8 +721,132 @@ mod tests {
     #[test]
     fn the_same_state_renders_the_same_bytes() {
         for f in [Format::Text, Format::OpenMetrics] {
-            assert_eq!(render(&report(), f), render(&report(), f));
+            assert_eq!(
+                render(&report(), &Tasks::Absent, f),
+                render(&report(), &Tasks::Absent, f)
+            );
         }
+    }
+
+    fn counts() -> TaskCounts {
+        let json = r#"{"version":1,"pid":1,"written_at":"2026-12-06T05:10:00Z","paused":true,
+            "tasks":[{"id":"a","state":"running","title":"x","extra":[1,{"b":2}]},
+                     {"state":"pending"},{"state":"pending"},{"state":"needs_review"}],
+            "totals":{"done":14,"failed":1,"rejected":2,"needs_review":1,"invalid":0,
+                      "retries":3,"runs":20,"run_errors":4,"cost_usd":0.42,"turns":99,
+                      "duration_counts":[1,2,0,0,0,0,0,0,0,0,5],"duration_sum_s":4000.5},
+            "today":{"done":0,"failed":0,"rejected":0,"needs_review":0,"invalid":0,
+                     "retries":0,"runs":0,"run_errors":0,"cost_usd":0.0,"turns":0,
+                     "duration_counts":[],"duration_sum_s":0.0}}"#;
+        serde_json::from_str(json).expect("a valid snapshot")
+    }
+
+    #[test]
+    fn only_the_counts_of_the_snapshot_are_read() {
+        let c = counts();
+        // pending, running, waiting_approval, retry, awaiting_run_approval, needs_review
+        assert_eq!(c.tasks, [2, 1, 0, 0, 0, 1]);
+        assert_eq!(c.totals.runs, 20);
+        // What the loop writes is read back the same.
+        let snap = crate::agent::snapshot::Snapshot {
+            version: 1,
+            tasks: Vec::new(),
+            ..Default::default()
+        };
+        let back: TaskCounts =
+            serde_json::from_str(&serde_json::to_string(&snap).expect("serialises"))
+                .expect("parses");
+        assert_eq!(back.tasks, [0; 6]);
+    }
+
+    #[test]
+    fn task_families() {
+        let now = DateTime::parse_from_rfc3339("2026-12-06T05:10:02.5Z")
+            .expect("a valid time")
+            .with_timezone(&Utc);
+        let text = render_at(&report(), &Tasks::Ok(Box::new(counts())), Format::Text, now);
+        for want in [
+            "ai_employee_tasks_snapshot_ok 1\n",
+            "ai_employee_tasks_snapshot_age_seconds 2.5\n",
+            "ai_employee_tasks{state=\"pending\"} 2\n\
+             ai_employee_tasks{state=\"running\"} 1\n\
+             ai_employee_tasks{state=\"waiting_approval\"} 0\n\
+             ai_employee_tasks{state=\"retry\"} 0\n\
+             ai_employee_tasks{state=\"awaiting_run_approval\"} 0\n\
+             ai_employee_tasks{state=\"needs_review\"} 1\n",
+            "ai_employee_tasks_paused 1\n",
+            "ai_employee_task_outcomes_total{outcome=\"done\"} 14\n",
+            "ai_employee_task_outcomes_total{outcome=\"invalid\"} 0\n",
+            "ai_employee_task_runs_total 20\n",
+            "ai_employee_task_run_errors_total 4\n",
+            "ai_employee_task_retries_total 3\n",
+            "# TYPE ai_employee_task_run_duration_seconds histogram\n\
+             ai_employee_task_run_duration_seconds_bucket{le=\"1.0\"} 1\n\
+             ai_employee_task_run_duration_seconds_bucket{le=\"5.0\"} 3\n\
+             ai_employee_task_run_duration_seconds_bucket{le=\"15.0\"} 3\n",
+            "ai_employee_task_run_duration_seconds_bucket{le=\"3600.0\"} 3\n\
+             ai_employee_task_run_duration_seconds_bucket{le=\"+Inf\"} 8\n\
+             ai_employee_task_run_duration_seconds_sum 4000.5\n\
+             ai_employee_task_run_duration_seconds_count 8\n",
+            "ai_employee_task_cost_usd_total 0.42\n",
+            "ai_employee_task_turns_total 99\n",
+        ] {
+            assert!(text.contains(want), "{want}\nnot in\n{text}");
+        }
+        // Nothing of the tasks without a snapshot; a comment and snapshot_ok 0 for an
+        // unusable one (the comment only where the format allows it).
+        let none = render(&report(), &Tasks::Absent, Format::Text);
+        assert!(!none.contains("task"), "{none}");
+        let bad = Tasks::Unusable("tasks.json: expected value\nat line 1".into());
+        let text = render(&report(), &bad, Format::Text);
+        assert!(
+            text.starts_with("# task metrics left out: tasks.json: expected value at line 1\n")
+        );
+        assert!(text.ends_with(
+            "# TYPE ai_employee_tasks_snapshot_ok gauge\nai_employee_tasks_snapshot_ok 0\n"
+        ));
+        let om = render(&report(), &bad, Format::OpenMetrics);
+        assert!(
+            om.ends_with("ai_employee_tasks_snapshot_ok 0\n# EOF\n"),
+            "{om}"
+        );
+        assert!(!om.contains("left out"));
+    }
+
+    #[test]
+    fn snapshots_that_cannot_be_used() {
+        let vault = tempfile::tempdir().expect("tempdir");
+        assert_eq!(read_tasks(vault.path()), Tasks::Absent);
+        let state = vault.path().join(".ai-employee");
+        std::fs::create_dir(&state).expect("mkdir");
+        let file = state.join("tasks.json");
+        let unusable = |text: &str| {
+            std::fs::write(&file, text).expect("write");
+            match read_tasks(vault.path()) {
+                Tasks::Unusable(why) => why,
+                other => panic!("{text}: {other:?}"),
+            }
+        };
+        assert!(unusable("{\"version\":1,").contains("tasks.json"));
+        let mut c = serde_json::to_value(crate::agent::snapshot::Snapshot {
+            version: 2,
+            pid: std::process::id(),
+            ..Default::default()
+        })
+        .expect("serialises");
+        assert!(unusable(&c.to_string()).contains("version 2"));
+        c["version"] = 1.into();
+        c["pid"] = 0.into();
+        assert!(unusable(&c.to_string()).contains("is not running"));
+        c["pid"] = std::process::id().into();
+        std::fs::write(&file, c.to_string()).expect("write");
+        assert!(matches!(read_tasks(vault.path()), Tasks::Ok(_)));
+        // A symlink is not followed.
+        std::fs::remove_file(&file).expect("rm");
+        let elsewhere = vault.path().join("elsewhere.json");
+        std::fs::write(&elsewhere, c.to_string()).expect("write");
+        std::os::unix::fs::symlink(&elsewhere, &file).expect("symlink");
+        assert!(unusable(&c.to_string()).contains("cannot read"));
     }
 
     #[test]

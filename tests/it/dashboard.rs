@@ -9,7 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ai_employee_vault::dashboard::{HEADER, Row, append_rows};
+use ai_employee_vault::dashboard::{HEADER, Row, Section, append_rows, replace_section, update};
 use ai_employee_vault::layout::dashboard_template;
 
 const SEPARATOR: &str = "|---|---|---|---|";
@@ -198,6 +198,132 @@ fn a_symlinked_dashboard_is_updated_where_it_points() {
     );
 }
 
+// ---- the section kept between markers ----
+
+fn tasks_section(k: usize) -> Section {
+    Section {
+        id: "tasks".into(),
+        heading: "## Tasks".into(),
+        note: "kept current by the task loop; edits inside are replaced".into(),
+        lines: vec![format!("Pending {k} · Running 1"), format!("Updated {k}")],
+    }
+}
+
+const OPEN: &str =
+    "<!-- ai-employee:tasks (kept current by the task loop; edits inside are replaced) -->";
+const CLOSE: &str = "<!-- /ai-employee:tasks -->";
+
+#[test]
+fn the_section_goes_after_the_table_and_rows_keep_going_on_top() {
+    let (dir, d) = temp_vault();
+    fs::write(
+        &d,
+        format!(
+            "{}
+## Notes
+
+mine
+",
+            dashboard_template()
+        ),
+    )
+    .unwrap();
+    replace_section(&d, &tasks_section(1)).unwrap();
+    let section =
+        |k: usize| format!("## Tasks\n{OPEN}\nPending {k} · Running 1\nUpdated {k}\n{CLOSE}\n");
+    assert_eq!(
+        fs::read_to_string(&d).unwrap(),
+        format!(
+            "{}\n{}\n## Notes\n\nmine\n",
+            dashboard_template(),
+            section(1)
+        )
+    );
+    // Rows and the new section in one write; the table stays where it is.
+    update(&d, &[row("a", 1)], Some(&tasks_section(2))).unwrap();
+    let text = fs::read_to_string(&d).unwrap();
+    assert_eq!(
+        text,
+        format!(
+            "{}{}\n\n{}\n## Notes\n\nmine\n",
+            dashboard_template(),
+            row("a", 1).markdown(),
+            section(2)
+        )
+    );
+    // Rows alone leave the section alone; a section alone leaves the rows.
+    append_rows(&d, &[row("a", 2)]).unwrap();
+    replace_section(&d, &tasks_section(3)).unwrap();
+    let text = fs::read_to_string(&d).unwrap();
+    assert_eq!(
+        table_rows(&text),
+        [row("a", 2).markdown(), row("a", 1).markdown()]
+    );
+    assert_eq!(text.matches(OPEN).count(), 1);
+    assert!(text.contains(&format!(
+        "{OPEN}\nPending 3 · Running 1\nUpdated 3\n{CLOSE}\n"
+    )));
+    assert!(leftovers(dir.path()).is_empty());
+}
+
+#[test]
+fn a_missing_file_gets_the_template_and_the_section() {
+    let (_dir, d) = temp_vault();
+    update(&d, &[row("a", 1)], Some(&tasks_section(1))).unwrap();
+    assert_eq!(
+        fs::read_to_string(&d).unwrap(),
+        format!(
+            "{}{}\n\n## Tasks\n{OPEN}\nPending 1 · Running 1\nUpdated 1\n{CLOSE}\n",
+            dashboard_template(),
+            row("a", 1).markdown()
+        )
+    );
+}
+
+#[test]
+fn the_section_is_not_written_through_a_symlink_leading_outside_the_vault() {
+    let (dir, d) = temp_vault();
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("elsewhere.md");
+    fs::write(&target, "theirs\n").unwrap();
+    std::os::unix::fs::symlink(&target, &d).unwrap();
+    let err = replace_section(&d, &tasks_section(1)).unwrap_err();
+    assert!(err.to_string().contains("outside the vault"), "{err}");
+    assert_eq!(fs::read_to_string(&target).unwrap(), "theirs\n");
+    assert!(leftovers(dir.path()).is_empty());
+}
+
+/// An appender (`sh` loop, as above) while the section is replaced 200 times: every
+/// appended line is there exactly once, the section is there once with the last lines,
+/// and nothing else changed.
+#[test]
+fn appends_are_never_lost_while_the_section_is_replaced() {
+    let (dir, d) = temp_vault();
+    fs::write(&d, dashboard_template()).unwrap();
+    let (n, per_call) = with_an_appender(dir.path(), |k| {
+        replace_section(&d, &tasks_section(k)).unwrap();
+    });
+    let text = fs::read_to_string(&d).unwrap();
+    assert_appended_once(&line_counts(&text), n);
+    let section = format!("## Tasks\n{OPEN}\nPending 199 · Running 1\nUpdated 199\n{CLOSE}\n");
+    assert_eq!(text.matches(OPEN).count(), 1);
+    assert_eq!(text.matches(CLOSE).count(), 1);
+    assert!(text.contains(&section), "{text}");
+    assert!(text.starts_with(dashboard_template()));
+    // Nothing else: the template, the section with a blank line on each side (their
+    // first line was there before it), their lines.
+    assert_eq!(
+        text.lines().count(),
+        dashboard_template().lines().count() + 2 + section.lines().count() + n
+    );
+    assert!(
+        leftovers(dir.path()).is_empty(),
+        "{:?}",
+        leftovers(dir.path())
+    );
+    eprintln!("{n} lines appended concurrently; replace_section took {per_call:?} per call");
+}
+
 // ---- concurrency ----
 
 /// A reader never sees a file without the table, nor one with fewer rows than before.
@@ -249,8 +375,39 @@ fn readers_never_see_a_partial_file() {
 fn appends_by_another_process_are_never_lost() {
     let (dir, d) = temp_vault();
     fs::write(&d, dashboard_template()).unwrap();
+    let (n, per_call) = with_an_appender(dir.path(), |k| {
+        append_rows(&d, &[row("a", k)]).unwrap();
+    });
+
+    let text = fs::read_to_string(&d).unwrap();
+    let counts = line_counts(&text);
+    let ours: Vec<String> = (0..200).map(|k| row("a", k).markdown()).collect();
+    for r in &ours {
+        assert_eq!(counts.get(r.as_str()), Some(&1), "{r}");
+    }
+    assert_appended_once(&counts, n);
+    // Nothing else: no torn or glued lines.
+    let template_lines = dashboard_template().lines().count();
+    assert_eq!(text.lines().count(), template_lines + 200 + n);
+    // Ours still read newest first.
+    let mut want = ours.clone();
+    want.reverse();
+    assert_eq!(table_rows(&text), want);
+    assert!(
+        leftovers(dir.path()).is_empty(),
+        "{:?}",
+        leftovers(dir.path())
+    );
+    eprintln!("{n} lines appended concurrently; append_rows took {per_call:?} per call");
+}
+
+/// Run `write(k)` for k in 0..200 (a write to `dir/Dashboard.md`) while a separate `sh`
+/// process appends lines to it (`appended line N`), from before the first call to after
+/// the last. Returns how many lines it appended and the time per call.
+fn with_an_appender(dir: &Path, mut write: impl FnMut(usize)) -> (usize, Duration) {
+    let d = dir.join("Dashboard.md");
     let mut writer = sh(
-        dir.path(),
+        dir,
         // Per turn: 4 lines each with its own open(O_APPEND)/write/close (no fork: shell
         // builtins), then 4 lines through one descriptor kept open across an external
         // command (~1 ms): a late writer to a file we may have replaced meanwhile. A few
@@ -271,27 +428,24 @@ fn appends_by_another_process_are_never_lost() {
     }));
     let t = Instant::now();
     for k in 0..200 {
-        append_rows(&d, &[row("a", k)]).unwrap();
+        write(k);
     }
     let per_call = t.elapsed() / 200;
-    fs::write(dir.path().join("stop"), "").unwrap();
+    fs::write(dir.join("stop"), "").unwrap();
     assert!(wait_exit(&mut writer, Duration::from_secs(30)).success());
-    let n: usize = fs::read_to_string(dir.path().join("count"))
+    let n: usize = fs::read_to_string(dir.join("count"))
         .unwrap()
         .trim()
         .parse()
         .unwrap();
+    (n, per_call)
+}
 
-    let text = fs::read_to_string(&d).unwrap();
-    let counts = line_counts(&text);
-    let ours: Vec<String> = (0..200).map(|k| row("a", k).markdown()).collect();
-    for r in &ours {
-        assert_eq!(counts.get(r.as_str()), Some(&1), "{r}");
-    }
-    let theirs: Vec<String> = (0..n).map(|i| format!("appended line {i}")).collect();
-    let lost: Vec<&String> = theirs
-        .iter()
-        .filter(|l| counts.get(l.as_str()) != Some(&1))
+/// Every line the appender of [`with_an_appender`] wrote (`n` of them) is there exactly
+/// once.
+fn assert_appended_once(counts: &HashMap<&str, usize>, n: usize) {
+    let lost: Vec<usize> = (0..n)
+        .filter(|i| counts.get(format!("appended line {i}").as_str()) != Some(&1))
         .collect();
     assert!(
         lost.is_empty(),
@@ -299,19 +453,6 @@ fn appends_by_another_process_are_never_lost() {
         lost.len(),
         &lost[..lost.len().min(5)]
     );
-    // Nothing else: no torn or glued lines.
-    let template_lines = dashboard_template().lines().count();
-    assert_eq!(text.lines().count(), template_lines + 200 + n);
-    // Ours still read newest first.
-    let mut want = ours.clone();
-    want.reverse();
-    assert_eq!(table_rows(&text), want);
-    assert!(
-        leftovers(dir.path()).is_empty(),
-        "{:?}",
-        leftovers(dir.path())
-    );
-    eprintln!("{n} lines appended concurrently; append_rows took {per_call:?} per call");
 }
 
 /// The saver: a separate `sh` process that, in a loop, reads the Dashboard (`cat` to a

@@ -9,6 +9,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use ai_employee::agent::snapshot::{Snapshot, TaskState, TaskView};
+
 use crate::common::*;
 
 const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,\
@@ -117,7 +119,7 @@ fn parse_openmetrics(body: &str, dir: &Path) -> (Option<i32>, String) {
 
 /// Every sample's family was introduced by `# HELP` and `# TYPE` (classic: under the
 /// sample's own name; OpenMetrics: under the family name, counters' samples with
-/// `_total`). Returns the sample lines' `name{labels}` in order.
+/// `_total`; histograms' samples with `_bucket`, `_sum`, `_count` in both). Returns the sample lines' `name{labels}` in order.
 fn assert_described(body: &str, openmetrics: bool) -> Vec<String> {
     let mut help: Option<String> = None;
     let mut kind: Option<(String, String)> = None;
@@ -139,18 +141,25 @@ fn assert_described(body: &str, openmetrics: bool) -> Vec<String> {
             kind = Some((name, w.next().unwrap().to_string()));
             continue;
         }
-        if line == "# EOF" || line.is_empty() {
+        // `# EOF`, and other comments (the classic format allows them).
+        if line.starts_with('#') || line.is_empty() {
             continue;
         }
         let key = line.rsplit_once(' ').unwrap().0.to_string();
         let metric = key.split('{').next().unwrap();
         let (family, family_kind) = kind.clone().unwrap_or_else(|| panic!("no TYPE for {line}"));
-        let want = if openmetrics && family_kind == "counter" {
-            format!("{family}_total")
-        } else {
-            family.clone()
+        let want: Vec<String> = match family_kind.as_str() {
+            "counter" if openmetrics => vec![format!("{family}_total")],
+            "histogram" => ["_bucket", "_sum", "_count"]
+                .iter()
+                .map(|s| format!("{family}{s}"))
+                .collect(),
+            _ => vec![family.clone()],
         };
-        assert_eq!(metric, want, "{line} under # TYPE {family} {family_kind}");
+        assert!(
+            want.iter().any(|w| w == metric),
+            "{line} under # TYPE {family} {family_kind}"
+        );
         series.push(key);
     }
     series
@@ -189,6 +198,50 @@ fn promtool_accepts_both_formats_from_a_running_supervisor() {
         tv.system_log()
     );
 
+    assert_promtool_accepts_both(port);
+
+    // Stable order: families in the documented order, samples in the table's order,
+    // the same on every scrape.
+    let (_, first) = scrape(port, Some("text/plain"));
+    let families: Vec<&str> = first
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(
+        families,
+        [
+            "ai_employee_child_up",
+            "ai_employee_child_restarts_total",
+            "ai_employee_child_last_exit_code",
+            "ai_employee_child_rss_bytes",
+            "ai_employee_child_cpu_seconds_total",
+            "ai_employee_supervisor_uptime_seconds",
+            "ai_employee_supervisor_healthy",
+        ]
+    );
+    let series = assert_described(&first, false);
+    let ups: Vec<&String> = series
+        .iter()
+        .filter(|s| s.starts_with("ai_employee_child_up{"))
+        .collect();
+    assert_eq!(
+        ups,
+        [
+            "ai_employee_child_up{name=\"sleeper\"}",
+            "ai_employee_child_up{name=\"crasher\"}",
+            "ai_employee_child_up{name=\"killed\"}",
+        ]
+    );
+    for _ in 0..20 {
+        let (_, again) = scrape(port, Some("text/plain"));
+        assert_eq!(assert_described(&again, false), series);
+    }
+    assert!(sup.stop().is_some());
+}
+
+/// Both formats, asked for in the ways clients ask, pass promtool.
+fn assert_promtool_accepts_both(port: u16) {
     // The classic text format, asked for the way Prometheus' older servers and most
     // tools ask: promtool's linter finds nothing.
     for accept in [
@@ -232,45 +285,151 @@ fn promtool_accepts_both_formats_from_a_running_supervisor() {
             "Accept: {accept:?}: promtool says:\n{out}\n{body}"
         );
         assert_described(&body, true);
+        // A leftover from the previous format checked; absent the first time.
         let _ = std::fs::remove_dir_all(dir.path().join("blocks"));
     }
+}
 
-    // Stable order: families in the documented order, samples in the table's order,
-    // the same on every scrape.
-    let (_, first) = scrape(port, Some("text/plain"));
-    let families: Vec<&str> = first
+/// The task loop's snapshot as the loop writes it (`tasks` states as given, pid: this
+/// test process, alive), replaced atomically.
+fn write_tasks_json(vault: &Path, states: &[TaskState]) {
+    let task = |i: usize, state: TaskState| TaskView {
+        id: format!("task-{i}"),
+        file: format!("Needs_Action/task-{i}.md"),
+        title: format!("A task with a title of a realistic length, number {i}"),
+        state,
+        score: 0.5,
+        attempt: 1,
+        queued_at: chrono::Utc::now(),
+        started_at: Some(chrono::Utc::now()),
+        retry_at: None,
+        last_error: Some("the agent said something went wrong".into()),
+        priority: Some("high".into()),
+        deadline: None,
+        pid: None,
+        approvals: vec![format!("Pending_Approval/task-{i}-email.md")],
+        cost_usd: 0.01,
+        turns: 3,
+    };
+    let mut snap = Snapshot {
+        version: 1,
+        pid: std::process::id(),
+        written_at: Some(chrono::Utc::now()),
+        max_concurrent: 2,
+        tasks: states
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| task(i, s))
+            .collect(),
+        ..Snapshot::default()
+    };
+    snap.totals.done = 7;
+    snap.totals.failed = 2;
+    snap.totals.runs = 11;
+    snap.totals.run_errors = 2;
+    snap.totals.cost_usd = 1.25;
+    snap.totals.duration_counts = vec![0, 3, 4, 2, 0, 0, 0, 0, 0, 1, 1];
+    snap.totals.duration_sum_s = 9000.0;
+    let state = vault.join(".ai-employee");
+    let tmp = state.join("tasks.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(&snap).unwrap()).unwrap();
+    std::fs::rename(&tmp, state.join("tasks.json")).unwrap();
+}
+
+#[test]
+fn task_families_come_from_the_loops_snapshot_and_pass_promtool() {
+    let tv = TestVault::new();
+    let port = free_port();
+    tv.write_config(&format!(
+        "[supervisor]\nmetrics = \"127.0.0.1:{port}\"\n\n{}",
+        sh_process("sleeper", "exec sleep 1000", ""),
+    ));
+    let mut sup = tv.start();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && scrape(port, Some("text/plain"))
+                    .1
+                    .contains("ai_employee_child_up{name=\"sleeper\"} 1")
+        }),
+        "{}",
+        sup.console()
+    );
+    // No snapshot: no task families at all.
+    let (_, body) = scrape(port, Some("text/plain"));
+    assert!(!body.contains("task"), "{body}");
+
+    let vault = tv.path("vault");
+    use TaskState::*;
+    write_tasks_json(
+        &vault,
+        &[Running, Pending, Pending, WaitingApproval, NeedsReview],
+    );
+    let (_, body) = scrape(port, Some("text/plain"));
+    for want in [
+        "ai_employee_tasks_snapshot_ok 1\n",
+        "ai_employee_tasks{state=\"pending\"} 2\n",
+        "ai_employee_tasks{state=\"running\"} 1\n",
+        "ai_employee_tasks{state=\"retry\"} 0\n",
+        "ai_employee_task_outcomes_total{outcome=\"failed\"} 2\n",
+        "ai_employee_task_run_duration_seconds_bucket{le=\"15.0\"} 7\n",
+        "ai_employee_task_run_duration_seconds_count 11\n",
+        "ai_employee_task_cost_usd_total 1.25\n",
+        "ai_employee_tasks_paused 0\n",
+    ] {
+        assert!(body.contains(want), "{want} not in\n{body}");
+    }
+    let families: Vec<&str> = body
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
-        .map(|l| l.split(' ').next().unwrap())
+        .filter(|l| l.contains("task"))
         .collect();
     assert_eq!(
         families,
         [
-            "ai_employee_child_up",
-            "ai_employee_child_restarts_total",
-            "ai_employee_child_last_exit_code",
-            "ai_employee_child_rss_bytes",
-            "ai_employee_child_cpu_seconds_total",
-            "ai_employee_supervisor_uptime_seconds",
-            "ai_employee_supervisor_healthy",
+            "ai_employee_tasks_snapshot_ok gauge",
+            "ai_employee_tasks_snapshot_age_seconds gauge",
+            "ai_employee_tasks gauge",
+            "ai_employee_tasks_paused gauge",
+            "ai_employee_task_outcomes_total counter",
+            "ai_employee_task_runs_total counter",
+            "ai_employee_task_run_errors_total counter",
+            "ai_employee_task_retries_total counter",
+            "ai_employee_task_run_duration_seconds histogram",
+            "ai_employee_task_cost_usd_total counter",
+            "ai_employee_task_turns_total counter",
         ]
     );
-    let series = assert_described(&first, false);
-    let ups: Vec<&String> = series
-        .iter()
-        .filter(|s| s.starts_with("ai_employee_child_up{"))
-        .collect();
-    assert_eq!(
-        ups,
-        [
-            "ai_employee_child_up{name=\"sleeper\"}",
-            "ai_employee_child_up{name=\"crasher\"}",
-            "ai_employee_child_up{name=\"killed\"}",
-        ]
+    assert_promtool_accepts_both(port);
+
+    // 10,000 tasks (about 3 MB): the scrape stays cheap.
+    let many: Vec<TaskState> = (0..10_000).map(|i| [Pending, Retry][i % 2]).collect();
+    write_tasks_json(&vault, &many);
+    let size = std::fs::metadata(vault.join(".ai-employee/tasks.json"))
+        .unwrap()
+        .len();
+    let start = std::time::Instant::now();
+    let (_, body) = scrape(port, Some("text/plain"));
+    let took = start.elapsed();
+    assert!(
+        body.contains("ai_employee_tasks{state=\"retry\"} 5000\n"),
+        "{body}"
     );
-    for _ in 0..20 {
-        let (_, again) = scrape(port, Some("text/plain"));
-        assert_eq!(assert_described(&again, false), series);
-    }
+    eprintln!("a scrape with 10,000 tasks ({size} bytes of tasks.json) took {took:?}");
+
+    // A damaged snapshot: the scrape still works, says so, and stays valid.
+    std::fs::write(
+        vault.join(".ai-employee/tasks.json"),
+        "{\"version\": 1, \"pi",
+    )
+    .unwrap();
+    let (_, body) = scrape(port, Some("text/plain"));
+    assert!(body.contains("ai_employee_tasks_snapshot_ok 0\n"), "{body}");
+    assert!(
+        body.contains("# task metrics left out: .ai-employee/tasks.json: "),
+        "{body}"
+    );
+    assert!(!body.contains("ai_employee_tasks{"), "{body}");
+    assert_promtool_accepts_both(port);
     assert!(sup.stop().is_some());
 }

@@ -785,6 +785,63 @@ fn webhooks_get_exactly_the_configured_events() {
     );
 }
 
+/// The task loop's events (`ai-employee agent` sends them like the approval handler):
+/// each reaches the webhooks that subscribe to it, named in `text`; other names are
+/// refused with the list of those a child may send.
+#[test]
+fn a_failed_task_reaches_the_webhook_as_task_failed() {
+    let rx = Receiver::start(false);
+    let tv = TestVault::new();
+    tv.write_config(&format!(
+        "[[notify]]\nwebhook = \"http://127.0.0.1:{}/hook\"\nevents = [\"task_failed\", \"tasks_unhealthy\"]\n\n{}",
+        rx.port,
+        sh_process("sleeper", "exec sleep 1000", ""),
+    ));
+    let mut sup = start(&tv, |v| child(v, "sleeper")["state"] == "running");
+    let sock = tv.vault.join(".ai-employee/control.sock");
+    let details = "Needs_Action/invoice-acme.md: 3 attempts failed: the agent exited with 1";
+    for (event, want) in [
+        ("task_needs_review", r#"{"ok":true,"message":"noted"}"#),
+        ("task_failed", r#"{"ok":true,"message":"noted"}"#),
+        (
+            "child_fatal",
+            r#"{"ok":false,"error":"unknown event \"child_fatal\" (children may send: approval_failed, task_failed, task_needs_review, tasks_unhealthy)"}"#,
+        ),
+    ] {
+        let mut conn = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        let request = serde_json::json!({"cmd": "event", "event": event, "details": details});
+        conn.write_all(format!("{request}\n").as_bytes()).unwrap();
+        let mut reply = String::new();
+        BufReader::new(&conn).read_line(&mut reply).unwrap();
+        assert_eq!(reply.trim(), want, "{event}");
+    }
+    assert!(
+        wait_until(LONG, || rx.events() == ["task_failed"]),
+        "{:?}",
+        rx.events()
+    );
+    let body = rx.bodies.lock().unwrap()[0].clone();
+    assert_eq!(body["details"], details);
+    assert_eq!(body["child"], Value::Null);
+    let text = body["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("ai-employee on ") && text.ends_with(&format!(": task failed: {details}")),
+        "{text}"
+    );
+    assert!(
+        tv.system_log()
+            .contains(&format!("event task_failed: task failed: {details}")),
+        "{}",
+        tv.system_log()
+    );
+    assert!(sup.stop().is_some());
+    assert_eq!(
+        rx.events(),
+        ["task_failed"],
+        "task_needs_review was not subscribed to"
+    );
+}
+
 #[test]
 fn a_refused_approval_reaches_the_webhook_as_approval_failed() {
     let rx = Receiver::start(false);

@@ -93,9 +93,12 @@ impl Reporter {
         }
     }
 
-    /// An event a child sent over the control socket (`approval_failed`).
+    /// An event a child sent over the control socket (one of [`phrase::RELAYED`]).
     pub fn relay(&self, event: NotifyEvent, details: &str) {
-        info!("event {}: {details}", event.as_str());
+        match phrase::headline(event) {
+            Some(h) => info!("event {}: {h}: {details}", event.as_str()),
+            None => info!("event {}: {details}", event.as_str()),
+        }
         self.notify(event, None, details);
     }
 

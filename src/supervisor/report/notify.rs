@@ -6,7 +6,8 @@
 //!
 //! The body: `{"event", "child", "details", "text", "host", "vault", "timestamp"}`;
 //! `text` is a one-line summary, so Slack- and Mattermost-style incoming webhooks show
-//! something readable without a template.
+//! something readable without a template (an event a child sent is named in it:
+//! `task failed: …`, see `phrase::RELAYED`).
 
 use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -74,9 +75,10 @@ impl Notifier {
         if !self.hooks.iter().any(|h| h.events.contains(&event)) {
             return;
         }
-        let text = match child {
-            Some(c) => format!("ai-employee on {}: {c}: {details}", self.host),
-            None => format!("ai-employee on {}: {details}", self.host),
+        let text = match (child, super::phrase::headline(event)) {
+            (Some(c), _) => format!("ai-employee on {}: {c}: {details}", self.host),
+            (None, Some(h)) => format!("ai-employee on {}: {h}: {details}", self.host),
+            (None, None) => format!("ai-employee on {}: {details}", self.host),
         };
         let body = serde_json::json!({
             "event": event.as_str(),

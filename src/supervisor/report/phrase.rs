@@ -200,9 +200,36 @@ impl fmt::Display for Unhealthy {
     }
 }
 
+/// Events children send over the control socket for the `[[notify]]` webhooks, and what
+/// the supervisor calls each (before the sender's own details, in the log and in the
+/// webhook's `text`).
+pub const RELAYED: [(NotifyEvent, &str); 4] = [
+    (NotifyEvent::ApprovalFailed, "approval failed"),
+    (NotifyEvent::TaskFailed, "task failed"),
+    (NotifyEvent::TaskNeedsReview, "task needs review"),
+    (NotifyEvent::TasksUnhealthy, "tasks unhealthy"),
+];
+
+/// The headline of an event a child sent (`None` for the supervisor's own events, whose
+/// details are phrased whole).
+pub fn headline(event: NotifyEvent) -> Option<&'static str> {
+    RELAYED.iter().find(|(e, _)| *e == event).map(|(_, h)| *h)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relayed_events_have_a_headline_and_the_supervisors_do_not() {
+        assert_eq!(headline(NotifyEvent::TaskFailed), Some("task failed"));
+        assert_eq!(
+            headline(NotifyEvent::TasksUnhealthy),
+            Some("tasks unhealthy")
+        );
+        assert_eq!(headline(NotifyEvent::ChildFatal), None);
+        assert_eq!(headline(NotifyEvent::SystemOffline), None);
+    }
 
     /// Exit 78, in each place it is told (the status form is pinned by the `status`
     /// snapshots too).

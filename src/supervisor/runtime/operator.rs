@@ -12,7 +12,7 @@ use super::{Event, Runtime, Then};
 use crate::config::NotifyEvent;
 use crate::process::{self, ExitStatus};
 use crate::supervisor::machine::Phase;
-use crate::supervisor::report::phrase::{state_word, status_reason};
+use crate::supervisor::report::phrase::{RELAYED, headline, state_word, status_reason};
 use crate::supervisor::report::summary;
 
 /// CPU % is measured over at least this long (a shorter gap repeats the last figure).
@@ -51,13 +51,17 @@ impl Runtime {
                 )),
             },
             Request::Event { event, details } => match NotifyEvent::parse(&event) {
-                Some(e @ NotifyEvent::ApprovalFailed) => {
+                Some(e) if headline(e).is_some() => {
                     self.reporter.relay(e, &details);
                     Response::ok("noted")
                 }
-                _ => Response::error(format!(
-                    "unknown event {event:?} (children may send: approval_failed)"
-                )),
+                _ => {
+                    let names: Vec<&str> = RELAYED.iter().map(|(e, _)| e.as_str()).collect();
+                    Response::error(format!(
+                        "unknown event {event:?} (children may send: {})",
+                        names.join(", ")
+                    ))
+                }
             },
         }
     }

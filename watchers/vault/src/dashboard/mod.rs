@@ -1,13 +1,15 @@
-//! Dashboard.md status rows (SPEC §3). Owned by the vault helper.
+//! Dashboard.md status rows (SPEC §3) and sections kept current between markers (the
+//! task loop's `## Tasks`). Owned by the vault helper.
 //!
 //! The file is shared with Obsidian, the agent and scripts, so a write must be atomic and
-//! must not drop what they write at the same time. [`append_rows`] runs rounds of:
+//! must not drop what they write at the same time. [`update`] (and [`append_rows`],
+//! [`replace_section`]) runs rounds of:
 //!
 //! 1. read the file in place through a descriptor we keep (inode A, `known` bytes); a
 //!    text that may be a moment in someone's write (no status table, no final newline)
 //!    is read again when nobody has the file open for writing;
-//! 2. build the new text (our rows at the top of the status table), write it to a temp
-//!    file in the same folder, fsync;
+//! 2. build the new text (our rows at the top of the status table, our section's lines
+//!    between its markers), write it to a temp file in the same folder, fsync;
 //! 3. check that the name still points at A and that A was at most appended to, then
 //!    swap temp and Dashboard atomically (`renameat2(RENAME_EXCHANGE)` on Linux,
 //!    `renameatx_np(RENAME_SWAP)` on macOS); the temp name now holds what was in place;
@@ -17,8 +19,8 @@
 //!    size-stability window). Bytes appended after `known` are appended to the file now
 //!    in place with `O_APPEND`, at once, as their writers meant to; if A was instead
 //!    rewritten in place, the next round builds on that text and replaces ours;
-//! 6. a last read confirms that our rows are in the file in place (a save that dropped
-//!    them meanwhile gets them inserted again).
+//! 6. a last read confirms that our rows and our section are in the file in place (a save
+//!    that dropped them meanwhile gets them inserted again).
 //!
 //! Without an atomic swap (other filesystems and platforms) step 3 becomes
 //! check-then-rename. `docs/dashboard.md` states what is and is not guaranteed.
@@ -42,11 +44,14 @@ use text::{Text, file_len, only_appended};
 
 /// Old rows to `Logs/dashboard-YYYY.md`.
 pub mod archive;
+/// A section kept current between two markers: pure edits.
+mod section;
 /// The status table as text: rows, cells, pure edits.
 mod table;
 /// Dashboard texts read and written in chunks.
 pub mod text;
 
+pub use section::Section;
 #[cfg(any(test, feature = "fuzzing"))]
 pub use table::fuzz_insert;
 use table::insert_rows;
@@ -73,6 +78,23 @@ pub fn append_rows(path: &Path, rows: &[Row]) -> io::Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
+    update(path, rows, None)
+}
+
+/// Put `section`'s lines between its markers in the Dashboard at `path` (the section is
+/// added after the status table when it is missing; see [`Section`]), creating the file
+/// if missing. Everything else in the file stays byte for byte; the guarantees, costs
+/// and errors are those of [`append_rows`].
+pub fn replace_section(path: &Path, section: &Section) -> io::Result<()> {
+    update(path, &[], Some(section))
+}
+
+/// [`append_rows`] and [`replace_section`] in one write: the rows and the section appear
+/// together. With no rows, the status table is neither looked for nor added.
+pub fn update(path: &Path, rows: &[Row], section: Option<&Section>) -> io::Result<()> {
+    if rows.is_empty() && section.is_none() {
+        return Ok(());
+    }
     let (dir, name) = resolve(path)?;
     let shown = dir.display_path(&name);
     let mut job = Job {
@@ -80,6 +102,7 @@ pub fn append_rows(path: &Path, rows: &[Row]) -> io::Result<()> {
         name: &name,
         path: &shown,
         lines: rows.iter().map(Row::markdown).collect(),
+        section,
         baseline: None,
         tails: Vec::new(),
         placed: Text::from(Vec::new()),
@@ -223,6 +246,8 @@ struct Job<'a> {
     path: &'a Path,
     /// Our rows as table lines, oldest first.
     lines: Vec<String>,
+    /// Our section, if any.
+    section: Option<&'a Section>,
     /// How often each of our lines occurred in the first text we read (normally 0): a
     /// line counts as present when a text has it more often than that.
     baseline: Option<Vec<usize>>,
@@ -246,7 +271,7 @@ impl<'a> Job<'a> {
             },
         };
         let missing = self.missing(&basis)?;
-        if missing.is_empty() && !corrective {
+        if missing.is_empty() && self.section_current(&basis)? && !corrective {
             if self.tails.is_empty() {
                 return Ok(Step::Done);
             }
@@ -328,10 +353,32 @@ impl<'a> Job<'a> {
             .collect())
     }
 
+    /// Whether `text` has our section as it should be (or we have none).
+    fn section_current(&self, text: &Text) -> io::Result<bool> {
+        match self.section {
+            Some(s) => section::is_current(text, s),
+            None => Ok(true),
+        }
+    }
+
+    /// `basis` with the `missing` rows at the top of its status table and our section's
+    /// lines between its markers.
+    fn build(&mut self, basis: &Text, missing: &[String], perms: Perms) -> io::Result<Text> {
+        let with_rows = if self.lines.is_empty() {
+            basis.clone()
+        } else {
+            self.build_rows(basis, missing, perms)?
+        };
+        match self.section {
+            Some(s) => section::build(&with_rows, s, self.dir.path()),
+            None => Ok(with_rows),
+        }
+    }
+
     /// `basis` with the `missing` rows at the top of its status table. When the table's
     /// rows pass [`ARCHIVE_ABOVE`] bytes, the oldest are first appended to
     /// `Logs/dashboard-YYYY.md` (fsynced) and left out, down to [`KEEP`] bytes of rows.
-    fn build(&mut self, basis: &Text, missing: &[String], perms: Perms) -> io::Result<Text> {
+    fn build_rows(&mut self, basis: &Text, missing: &[String], perms: Perms) -> io::Result<Text> {
         let rows: Vec<&str> = missing.iter().map(String::as_str).collect();
         let extra: u64 = rows.iter().map(|r| r.len() as u64 + 1).sum();
         let scan = text::scan(basis, basis.len(), &[], extra, KEEP)?;
@@ -373,6 +420,10 @@ impl<'a> Job<'a> {
         let missing = self.missing(&Text::from(template.to_vec()))?;
         let missing: Vec<&str> = missing.iter().map(String::as_str).collect();
         let mut text = insert_rows(template, &missing);
+        if let Some(s) = self.section {
+            let t = section::build(&Text::from(text), s, self.dir.path())?;
+            text = t.slice_vec(0, t.len())?;
+        }
         for t in &self.tails {
             text.extend_from_slice(t);
         }
