@@ -112,9 +112,12 @@ pub struct Engine {
     last_snapshot: Instant,
     rows: Vec<Row>,
     dashboard: Option<(
-        std::sync::mpsc::Sender<Vec<Row>>,
+        std::sync::mpsc::Sender<DashWrite>,
         std::thread::JoinHandle<()>,
     )>,
+    /// The `## Tasks` summary last handed to the Dashboard writer, and when.
+    last_summary: String,
+    last_dashboard: Option<Instant>,
     approvals_dirty: bool,
 }
 
@@ -241,9 +244,24 @@ impl Engine {
                 .map_err(|e| WatcherError::failed_to("create the record of agent groups", e))?;
             (Some(journal), Some(log))
         };
-        let (totals, today) = match &events {
-            Some(j) => super::totals::fold(&j.path(), now),
-            None => (Totals::default(), Totals::default()),
+        let (totals, today) = if events.is_some() {
+            match super::metrics::read_totals(vault.root(), super::metrics::start_of_local_day(now))
+            {
+                Ok((all, today, skipped)) => {
+                    if skipped > 0 {
+                        warn!(
+                            "Logs/tasks.jsonl: {skipped} unreadable lines left out of the counters"
+                        );
+                    }
+                    (all, today)
+                }
+                Err(e) => {
+                    warn!("cannot read Logs/tasks.jsonl for the counters: {e}");
+                    (Totals::default(), Totals::default())
+                }
+            }
+        } else {
+            (Totals::default(), Totals::default())
         };
         Ok(Engine {
             vault,
@@ -269,6 +287,8 @@ impl Engine {
             last_snapshot: Instant::now(),
             rows: Vec::new(),
             dashboard: None,
+            last_summary: String::new(),
+            last_dashboard: None,
             approvals_dirty: true,
         })
     }
@@ -1540,8 +1560,9 @@ impl Engine {
     // ---- output -------------------------------------------------------------------------
 
     fn event(&mut self, ev: TaskEvent) {
-        super::totals::count(&mut self.totals, &ev);
-        super::totals::count(&mut self.today, &ev);
+        let record = super::metrics::Record::from(&ev);
+        super::metrics::count(&mut self.totals, &record);
+        super::metrics::count(&mut self.today, &record);
         if matches!(ev.event, EventKind::Done) {
             self.last_completion = Some(ev.ts);
         }
@@ -1565,10 +1586,28 @@ impl Engine {
     /// Write the snapshot if it changed (at most every [`SNAPSHOT_EVERY`] unless `force`),
     /// and hand Dashboard rows to their writer.
     fn flush(&mut self, force: bool) {
-        if !self.rows.is_empty()
+        let due = self
+            .last_dashboard
+            .is_none_or(|t| t.elapsed() >= self.s.dashboard_interval);
+        let section = if (due || force) && self.dashboard.is_some() {
+            let snap = self.snapshot();
+            let line = super::dashboard::summary(&snap);
+            (line != self.last_summary).then(|| {
+                self.last_summary = line;
+                self.last_dashboard = Some(Instant::now());
+                super::dashboard::section(&snap, &chrono::Local::now())
+            })
+        } else {
+            None
+        };
+        if (!self.rows.is_empty() || section.is_some())
             && let Some((tx, _)) = &self.dashboard
         {
-            let _ = tx.send(std::mem::take(&mut self.rows)); // its thread ends only with us
+            let write = DashWrite {
+                rows: std::mem::take(&mut self.rows),
+                section,
+            };
+            let _ = tx.send(write); // its thread ends only with us
         }
         if self.opts.dry_run
             || !(force || (self.snapshot_dirty && self.last_snapshot.elapsed() >= SNAPSHOT_EVERY))
@@ -1694,23 +1733,33 @@ fn tell_supervisor(vault: &Vault, event: &'static str, details: String) {
     });
 }
 
-/// The thread that writes Dashboard rows (each write may take milliseconds).
+/// Rows and the `## Tasks` section for the Dashboard writer.
+struct DashWrite {
+    rows: Vec<Row>,
+    section: Option<ai_employee_vault::dashboard::Section>,
+}
+
+/// The thread that writes Dashboard.md (each write may take milliseconds): rows and the
+/// newest section in one merge-safe write.
 fn start_dashboard_writer(
     path: PathBuf,
 ) -> (
-    std::sync::mpsc::Sender<Vec<Row>>,
+    std::sync::mpsc::Sender<DashWrite>,
     std::thread::JoinHandle<()>,
 ) {
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<Row>>();
+    let (tx, rx) = std::sync::mpsc::channel::<DashWrite>();
     let thread = std::thread::spawn(move || {
-        while let Ok(mut rows) = rx.recv() {
+        while let Ok(mut w) = rx.recv() {
             while let Ok(more) = rx.try_recv() {
-                rows.extend(more);
+                w.rows.extend(more.rows);
+                if more.section.is_some() {
+                    w.section = more.section;
+                }
             }
-            if let Err(e) = ai_employee_vault::dashboard::append_rows(&path, &rows) {
+            if let Err(e) = ai_employee_vault::dashboard::update(&path, &w.rows, w.section.as_ref())
+            {
                 warn!(
-                    "cannot write {} rows to {}: {e}",
-                    rows.len(),
+                    "cannot write the task rows and summary to {}: {e}",
                     path.display()
                 );
             }

@@ -26,5 +26,3 @@ pub mod score;
 pub mod snapshot;
 /// Task files: the facts, the loop's keys in the frontmatter, safe edits and moves.
 pub mod task;
-/// Counters folded from the event log.
-pub mod totals;
