@@ -284,7 +284,8 @@ impl Engine {
             needs_setup: None,
             started_at: now,
             snapshot_dirty: true,
-            last_snapshot: Instant::now(),
+            // The first snapshot is written at once.
+            last_snapshot: Instant::now().checked_sub(SNAPSHOT_EVERY).unwrap_or_else(Instant::now),
             rows: Vec::new(),
             dashboard: None,
             last_summary: String::new(),
@@ -860,8 +861,8 @@ impl Engine {
         let argv = if resumed {
             let outcome = self.approval_outcome_text(&e);
             let prompt = format!(
-                "The approval requests you drafted for {} were decided:\n{outcome}\nFinish the \
-                 task and end with the status line.",
+                "Task file: {}\n\nThe approval requests you drafted for this task were \
+                 decided:\n{outcome}\nFinish the task and end with the status line.",
                 Folder::InProgress.rel(&name)
             );
             match &e.session_id {
@@ -1221,7 +1222,7 @@ impl Engine {
             _ => {
                 self.last_completion = Some(now);
                 info!(
-                    "done: {id} ({} attempts{})",
+                    "done: {id} (attempt {}{})",
                     e.attempt,
                     if e.cost_usd > 0.0 {
                         format!(", ${:.4}", e.cost_usd)

@@ -6,8 +6,8 @@
 pub const DEFAULT_TEMPLATE: &str = ai_employee_vault::layout::AGENT_PROMPT_TEMPLATE;
 
 /// The continuation after a run that ended without a status line.
-pub const CONTINUE: &str = "You stopped without the status line. Continue the task {task_file} \
-where you left off, and end with exactly one status line: `STATUS: done`, \
+pub const CONTINUE: &str = "Task file: {task_file}\n\nYou stopped without the status line. \
+Continue the task where you left off, and end with exactly one status line: `STATUS: done`, \
 `STATUS: waiting for approval` or `STATUS: failed: <reason>`.";
 
 /// What fills a template.
