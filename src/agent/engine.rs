@@ -285,7 +285,9 @@ impl Engine {
             started_at: now,
             snapshot_dirty: true,
             // The first snapshot is written at once.
-            last_snapshot: Instant::now().checked_sub(SNAPSHOT_EVERY).unwrap_or_else(Instant::now),
+            last_snapshot: Instant::now()
+                .checked_sub(SNAPSHOT_EVERY)
+                .unwrap_or_else(Instant::now),
             rows: Vec::new(),
             dashboard: None,
             last_summary: String::new(),
@@ -405,6 +407,14 @@ impl Engine {
         let err_tx = tx.clone();
         let handler = move |res: notify::Result<notify::Event>| match res {
             Ok(ev) => {
+                // Opens and reads (ours too) and attribute changes say nothing new.
+                if matches!(
+                    ev.kind,
+                    notify::EventKind::Access(_)
+                        | notify::EventKind::Modify(notify::event::ModifyKind::Metadata(_))
+                ) {
+                    return;
+                }
                 let mut by: BTreeMap<Option<usize>, Vec<String>> = BTreeMap::new();
                 for p in &ev.paths {
                     let Some(name) = p.file_name().and_then(|n| n.to_str()) else {

@@ -11,14 +11,22 @@ use std::time::{Duration, Instant};
 use crate::approvals::{Handler, Smtp, field, files, new_vault, smtp_toml};
 use crate::common::{BIN, TestVault, alive, wait_child, wait_until};
 
-const FAKE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/agent/fake-claude");
+const FAKE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/agent/fake-claude"
+);
 const LONG: Duration = Duration::from_secs(30);
 
 /// The table: the stand-in agent, fast retries, plus `extra` keys in `[agent]`.
 fn table(tv: &TestVault, extra: &str) {
+    let retry = if extra.contains("retry_delays") {
+        ""
+    } else {
+        "retry_delays = [\"100ms\"]\n"
+    };
     tv.write_config(&format!(
         "[agent]\ncommand = [\"{FAKE}\", \"-p\", \"{{prompt}}\", \"--output-format\", \"json\", \
-         \"--permission-mode\", \"acceptEdits\"]\nretry_delays = [\"100ms\"]\nkill_after = \"300ms\"\n{extra}\n"
+         \"--permission-mode\", \"acceptEdits\"]\n{retry}kill_after = \"300ms\"\n{extra}\n"
     ));
 }
 
@@ -26,7 +34,11 @@ fn task(tv: &TestVault, name: &str, front: &str, directive: &str) {
     let text = format!("---\ntype: task\n{front}---\n# {name}\n\nfake: {directive}\n");
     let tmp = tv.vault.join(format!("Needs_Action/.{name}.tmp"));
     fs::write(&tmp, text).expect("write task");
-    fs::rename(&tmp, tv.vault.join("Needs_Action").join(format!("{name}.md"))).expect("publish");
+    fs::rename(
+        &tmp,
+        tv.vault.join("Needs_Action").join(format!("{name}.md")),
+    )
+    .expect("publish");
 }
 
 fn markers(tv: &TestVault) -> PathBuf {
@@ -70,7 +82,9 @@ impl Loop {
             .env("FAKE_AGENT_MARKERS", markers(tv))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
-            .stdout(Stdio::from(fs::File::create(err.with_extension("out")).expect("out")))
+            .stdout(Stdio::from(
+                fs::File::create(err.with_extension("out")).expect("out"),
+            ))
             .stderr(Stdio::from(fs::File::create(&err).expect("err")));
         Loop {
             child: Some(cmd.spawn().expect("spawn the loop")),
@@ -163,12 +177,23 @@ fn once_drives_every_task_to_done_and_an_invalid_one_to_failed_with_its_reason()
         task(&tv, &format!("T{i}"), "priority: high\n", "done");
     }
     // A note a person dropped, without frontmatter.
-    fs::write(tv.vault.join("Needs_Action/note.md"), "# Call the bank\nfake: done\n").unwrap();
-    fs::write(tv.vault.join("Needs_Action/BAD.md"), "---\ntitle: [\n---\nbody\n").unwrap();
+    fs::write(
+        tv.vault.join("Needs_Action/note.md"),
+        "# Call the bank\nfake: done\n",
+    )
+    .unwrap();
+    fs::write(
+        tv.vault.join("Needs_Action/BAD.md"),
+        "---\ntitle: [\n---\nbody\n",
+    )
+    .unwrap();
     let mut l = Loop::start(&tv, &["--once"]);
     let st = l.wait(LONG).and_then(|s| s.code());
     assert_eq!(st, Some(0), "{}", l.log());
-    assert_eq!(in_folder(&tv, "Done"), ["T1.md", "T2.md", "T3.md", "note.md"]);
+    assert_eq!(
+        in_folder(&tv, "Done"),
+        ["T1.md", "T2.md", "T3.md", "note.md"]
+    );
     assert!(in_folder(&tv, "Needs_Action").is_empty() && in_folder(&tv, "In_Progress").is_empty());
     let done = tv.vault.join("Done/T1.md");
     assert_eq!(field(&done, "state").as_deref(), Some("done"));
@@ -181,7 +206,10 @@ fn once_drives_every_task_to_done_and_an_invalid_one_to_failed_with_its_reason()
     let why = fs::read_to_string(tv.vault.join("Failed/BAD.md.error.txt")).unwrap();
     assert!(why.contains("frontmatter is not valid YAML"), "{why}");
     let dash = tv.dashboard();
-    assert!(dash.contains("| Task_Failed | ✗ Invalid | BAD: frontmatter"), "{dash}");
+    assert!(
+        dash.contains("| Task_Failed | ✗ Invalid | BAD: frontmatter"),
+        "{dash}"
+    );
     assert!(dash.contains("Done today 4"), "{dash}");
     // The event log has one done per task and the runs' costs.
     let events = fs::read_to_string(tv.vault.join("Logs/tasks.jsonl")).unwrap();
@@ -204,7 +232,10 @@ fn dry_run_shows_the_order_and_changes_nothing() {
     let out = l.stdout();
     let (h, lo) = (out.find("would run HIGH"), out.find("would run LOW"));
     assert!(h.is_some() && lo.is_some() && h < lo, "{out}");
-    assert_eq!(fs::read_to_string(tv.vault.join("Needs_Action/LOW.md")).unwrap(), before);
+    assert_eq!(
+        fs::read_to_string(tv.vault.join("Needs_Action/LOW.md")).unwrap(),
+        before
+    );
     assert!(runs(&tv).is_empty(), "no agent ran");
     assert!(!tv.vault.join("Logs/tasks.jsonl").exists());
 }
@@ -212,19 +243,34 @@ fn dry_run_shows_the_order_and_changes_nothing() {
 #[test]
 fn order_by_score_concurrency_never_exceeded_and_a_high_arrival_takes_the_next_slot() {
     let tv = new_vault();
-    table(&tv, "max_concurrent = 2\nvip_senders = [\"ceo@example.com\"]\n");
+    table(
+        &tv,
+        "max_concurrent = 2\nvip_senders = [\"ceo@example.com\"]\n",
+    );
     // Paused while the queue fills, so that the order is the score's alone.
     assert_eq!(tasks_cli(&tv, &["pause"]).0, Some(3), "paused, no loop yet");
     let soon = (chrono::Utc::now() + chrono::Duration::minutes(60)).to_rfc3339();
     task(&tv, "L1", "priority: low\n", "sleep 1");
     task(&tv, "M1", "priority: medium\n", "sleep 1");
     task(&tv, "H1", "priority: high\n", "sleep 1");
-    task(&tv, "D1", &format!("priority: medium\ndeadline: {soon}\n"), "sleep 1");
-    task(&tv, "V1", "priority: high\nfrom: \"The CEO <ceo@example.com>\"\n", "sleep 1");
+    task(
+        &tv,
+        "D1",
+        &format!("priority: medium\ndeadline: {soon}\n"),
+        "sleep 1",
+    );
+    task(
+        &tv,
+        "V1",
+        "priority: high\nfrom: \"The CEO <ceo@example.com>\"\n",
+        "sleep 1",
+    );
     let mut l = Loop::start(&tv, &[]);
     l.wait_log("paused");
     // Queue view while paused: all five, highest score first.
-    assert!(wait_until(LONG, || tasks_cli(&tv, &["--json"]).1.contains("\"L1\"")));
+    assert!(wait_until(LONG, || tasks_cli(&tv, &["--json"])
+        .1
+        .contains("\"L1\"")));
     let (code, json, _) = tasks_cli(&tv, &["--json"]);
     assert_eq!(code, Some(0));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -238,15 +284,35 @@ fn order_by_score_concurrency_never_exceeded_and_a_high_arrival_takes_the_next_s
     assert!(runs(&tv).is_empty(), "nothing starts while paused");
     let resumed = Instant::now();
     assert_eq!(tasks_cli(&tv, &["resume"]).0, Some(0));
-    assert!(wait_until(LONG, || start_order(&tv).len() >= 2), "{}", l.log());
+    assert!(
+        wait_until(LONG, || start_order(&tv).len() >= 2),
+        "{}",
+        l.log()
+    );
     eprintln!("first start {:?} after resume", resumed.elapsed());
     // A high-priority arrival while both slots are busy goes before M1 and L1.
     task(&tv, "H2", "priority: high\n", "sleep 1");
-    assert!(wait_until(LONG, || start_order(&tv).len() == 6), "{}", l.log());
+    assert!(
+        wait_until(LONG, || start_order(&tv).len() == 6),
+        "{}",
+        l.log()
+    );
     let order = start_order(&tv);
-    assert_eq!(order[..2].iter().collect::<std::collections::BTreeSet<_>>(), ["D1", "V1"].iter().map(|s| s.to_string()).collect::<Vec<_>>().iter().collect());
+    assert_eq!(
+        order[..2].iter().collect::<std::collections::BTreeSet<_>>(),
+        ["D1", "V1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .iter()
+            .collect()
+    );
     assert_eq!(&order[2..], ["H1", "H2", "M1", "L1"], "{order:?}");
-    assert!(wait_until(LONG, || in_folder(&tv, "Done").len() == 6), "{}", l.log());
+    assert!(
+        wait_until(LONG, || in_folder(&tv, "Done").len() == 6),
+        "{}",
+        l.log()
+    );
     let most = runs(&tv)
         .iter()
         .filter(|r| r[0] == "start")
@@ -266,7 +332,8 @@ fn failures_are_retried_then_failed_and_a_success_on_retry_clears_the_error() {
     task(&tv, "FLAKY", "", "fail_times 1");
     let mut l = Loop::start(&tv, &[]);
     assert!(
-        wait_until(LONG, || in_folder(&tv, "Failed").len() == 3 && in_folder(&tv, "Done").len() == 1),
+        wait_until(LONG, || in_folder(&tv, "Failed").len() == 3
+            && in_folder(&tv, "Done").len() == 1),
         "{}",
         l.log()
     );
@@ -274,14 +341,22 @@ fn failures_are_retried_then_failed_and_a_success_on_retry_clears_the_error() {
     assert_eq!(field(&crash, "attempt").as_deref(), Some("3"));
     assert_eq!(field(&crash, "state").as_deref(), Some("failed"));
     assert!(field(&crash, "last_error").unwrap().contains("exited 3"));
-    assert!(field(&tv.vault.join("Failed/JUNK.md"), "last_error").unwrap().contains("without a status line"));
+    assert!(
+        field(&tv.vault.join("Failed/JUNK.md"), "last_error")
+            .unwrap()
+            .contains("without a status line")
+    );
     assert_eq!(
         field(&tv.vault.join("Failed/SAYS.md"), "last_error").as_deref(),
         Some("the printer is on fire")
     );
     let flaky = tv.vault.join("Done/FLAKY.md");
     assert_eq!(field(&flaky, "attempt").as_deref(), Some("2"));
-    assert_eq!(field(&flaky, "last_error"), None, "a success clears the error");
+    assert_eq!(
+        field(&flaky, "last_error"),
+        None,
+        "a success clears the error"
+    );
     let dash = tv.dashboard();
     assert!(dash.contains("| Task_Failed | ✗ Failed | CRASH:"), "{dash}");
     let starts = start_order(&tv);
@@ -296,9 +371,20 @@ fn a_timeout_kills_the_agents_whole_group() {
     task(&tv, "HANG", "", "hang 60");
     let mut l = Loop::start(&tv, &[]);
     wait_in(&tv, "Failed/HANG.md", &l);
-    assert!(field(&tv.vault.join("Failed/HANG.md"), "last_error").unwrap().contains("timed out"));
-    let gc: i32 = fs::read_to_string(markers(&tv).join("grandchild.HANG")).unwrap().trim().parse().unwrap();
-    assert!(wait_until(Duration::from_secs(5), || !alive(gc)), "grandchild {gc} survived");
+    assert!(
+        field(&tv.vault.join("Failed/HANG.md"), "last_error")
+            .unwrap()
+            .contains("timed out")
+    );
+    let gc: i32 = fs::read_to_string(markers(&tv).join("grandchild.HANG"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || !alive(gc)),
+        "grandchild {gc} survived"
+    );
     assert_eq!(l.stop(), Some(0));
 }
 
@@ -311,7 +397,10 @@ fn an_agent_that_is_not_logged_in_is_a_setup_problem_not_a_failed_task() {
     let st = l.wait(LONG).and_then(|s| s.code());
     assert_eq!(st, Some(78), "{}", l.log());
     let log = l.log();
-    assert!(log.contains("Not logged in") && log.contains("docs/agent.md"), "{log}");
+    assert!(
+        log.contains("Not logged in") && log.contains("docs/agent.md"),
+        "{log}"
+    );
     // The task keeps its attempts and runs once the agent is set up.
     let t = tv.vault.join("In_Progress/T.md");
     assert_eq!(field(&t, "attempt").as_deref(), Some("0"));
@@ -320,14 +409,24 @@ fn an_agent_that_is_not_logged_in_is_a_setup_problem_not_a_failed_task() {
     tv.write_config("[agent]\ncommand = [\"/nonexistent/claude\", \"-p\", \"{prompt}\"]\n");
     let mut l = Loop::start(&tv, &[]);
     assert_eq!(l.wait(LONG).and_then(|s| s.code()), Some(78));
-    assert!(l.log().contains("\"/nonexistent/claude\" cannot be started"), "{}", l.log());
+    assert!(
+        l.log()
+            .contains("\"/nonexistent/claude\" cannot be started"),
+        "{}",
+        l.log()
+    );
 }
 
 #[test]
 fn a_sensitive_task_runs_only_after_a_person_approves_it() {
     let tv = new_vault();
     table(&tv, "");
-    task(&tv, "DEPLOY", "title: \"Deploy the site to production\"\n", "done");
+    task(
+        &tv,
+        "DEPLOY",
+        "title: \"Deploy the site to production\"\n",
+        "done",
+    );
     task(&tv, "DELETE", "title: \"Delete the old backups\"\n", "done");
     let mut h = Handler::start(&tv.vault, &[]);
     let mut l = Loop::start(&tv, &[]);
@@ -337,11 +436,18 @@ fn a_sensitive_task_runs_only_after_a_person_approves_it() {
     assert_eq!(field(&req, "action").as_deref(), Some("run_task"));
     assert_eq!(field(&req, "task").as_deref(), Some("DEPLOY"));
     assert!(
-        wait_until(LONG, || tasks_cli(&tv, &[]).1.matches("awaiting run approval").count() == 2),
+        wait_until(LONG, || tasks_cli(&tv, &[])
+            .1
+            .matches("awaiting run approval")
+            .count()
+            == 2),
         "{}",
         tasks_cli(&tv, &[]).1
     );
-    assert!(runs(&tv).is_empty(), "the agent did not start before the approval");
+    assert!(
+        runs(&tv).is_empty(),
+        "the agent did not start before the approval"
+    );
     // A person approves one and rejects the other.
     fs::rename(&req, tv.vault.join("Approved/RUN_DEPLOY.md")).unwrap();
     fs::rename(
@@ -352,7 +458,10 @@ fn a_sensitive_task_runs_only_after_a_person_approves_it() {
     wait_in(&tv, "Done/DEPLOY.md", &l);
     wait_in(&tv, "Rejected/DELETE.md", &l);
     assert_eq!(start_order(&tv), ["DEPLOY"]);
-    assert_eq!(field(&tv.vault.join("Done/RUN_DEPLOY.md"), "result").as_deref(), Some("approved"));
+    assert_eq!(
+        field(&tv.vault.join("Done/RUN_DEPLOY.md"), "result").as_deref(),
+        Some("approved")
+    );
     assert_eq!(l.stop(), Some(0));
     h.stop();
 }
@@ -371,7 +480,11 @@ fn a_drafted_email_is_sent_once_after_approval_and_the_task_finishes() {
     for t in ["REPLY", "NOPE", "SLOW"] {
         wait_in(&tv, &format!("Pending_Approval/APPROVAL_{t}_email.md"), &l);
     }
-    assert!(wait_until(LONG, || tasks_cli(&tv, &["--json"]).1.matches("waiting_approval").count() >= 2));
+    assert!(wait_until(LONG, || tasks_cli(&tv, &["--json"])
+        .1
+        .matches("waiting_approval")
+        .count()
+        >= 2));
     // The person approves one, rejects one and leaves the third.
     fs::rename(
         tv.vault.join("Pending_Approval/APPROVAL_REPLY_email.md"),
@@ -393,11 +506,19 @@ fn a_drafted_email_is_sent_once_after_approval_and_the_task_finishes() {
     assert_eq!(drafts.matches("REPLY ").count(), 1, "{drafts}");
     // No decision within approval_timeout: the task needs a person.
     assert!(
-        wait_until(LONG, || field(&tv.vault.join("In_Progress/SLOW.md"), "state").as_deref() == Some("needs_review")),
+        wait_until(LONG, || field(
+            &tv.vault.join("In_Progress/SLOW.md"),
+            "state"
+        )
+        .as_deref()
+            == Some("needs_review")),
         "{}",
         l.log()
     );
-    assert!(tv.dashboard().contains("| Task_Review | ⚠ Needs review | SLOW:"));
+    assert!(
+        tv.dashboard()
+            .contains("| Task_Review | ⚠ Needs review | SLOW:")
+    );
     assert_eq!(l.stop(), Some(0));
     h.stop();
 }
@@ -413,18 +534,40 @@ fn the_stop_file_pauses_new_starts_and_tasks_retry_runs_a_failed_task_again() {
     l.wait_log("paused");
     task(&tv, "B", "", "done");
     // B is queued but does not start while paused.
-    assert!(wait_until(LONG, || tasks_cli(&tv, &["--json"]).1.contains("\"B\"")));
+    assert!(wait_until(LONG, || tasks_cli(&tv, &["--json"])
+        .1
+        .contains("\"B\"")));
     assert_eq!(start_order(&tv), ["A"]);
     let (code, out, _) = tasks_cli(&tv, &["retry", "A"]);
     assert_eq!(code, Some(0), "{out}");
-    assert!(wait_until(LONG, || tasks_cli(&tv, &["--json"]).1.contains("\"A\"")));
+    assert!(wait_until(LONG, || tasks_cli(&tv, &["--json"])
+        .1
+        .contains("\"A\"")));
     fs::remove_file(tv.vault.join(".claude_stop")).unwrap();
     wait_in(&tv, "Done/B.md", &l);
-    assert!(wait_until(LONG, || start_order(&tv).len() == 3), "{:?}", start_order(&tv));
-    let (code, out, _) = tasks_cli(&tv, &["add", "Call the bank", "--priority", "high", "--deadline", "2h"]);
+    assert!(
+        wait_until(LONG, || start_order(&tv).len() == 3),
+        "{:?}",
+        start_order(&tv)
+    );
+    let (code, out, _) = tasks_cli(
+        &tv,
+        &[
+            "add",
+            "Call the bank",
+            "--priority",
+            "high",
+            "--deadline",
+            "2h",
+        ],
+    );
     assert_eq!(code, Some(0));
     assert!(out.trim().starts_with("Needs_Action/TASK_"), "{out}");
-    assert!(wait_until(LONG, || in_folder(&tv, "Done").len() == 2), "{}", l.log());
+    assert!(
+        wait_until(LONG, || in_folder(&tv, "Done").len() == 2),
+        "{}",
+        l.log()
+    );
     assert_eq!(l.stop(), Some(0));
 }
 
@@ -433,7 +576,10 @@ fn the_stop_file_pauses_new_starts_and_tasks_retry_runs_a_failed_task_again() {
 #[test]
 fn crash_injection_500_tasks_and_50_kills() {
     let tv = new_vault();
-    table(&tv, "max_concurrent = 10\nmax_attempts = 100\nretry_delays = [\"0s\"]\n");
+    table(
+        &tv,
+        "max_concurrent = 10\nmax_attempts = 100\nretry_delays = [\"0s\"]\n",
+    );
     const N: usize = 500;
     for i in 0..N {
         task(&tv, &format!("T{i:04}"), "", "done");
@@ -450,29 +596,59 @@ fn crash_injection_500_tasks_and_50_kills() {
     while in_folder(&tv, "Done").len() < N && Instant::now() < deadline {
         let mut l = Loop::start(&tv, &[]);
         if kills < 50 {
-            std::thread::sleep(Duration::from_millis(50 + next() % 250));
+            // Killed while it works: after its first start of this round.
+            let before = start_order(&tv).len();
+            assert!(
+                wait_until(LONG, || start_order(&tv).len() > before),
+                "round {kills}: {before} starts; runs.log {:?}; agent.err:\n{}",
+                fs::read_dir(markers(&tv)).map(|d| d.count()).ok(),
+                l.log()
+                    .lines()
+                    .filter(|l| !l.contains("queued"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(next() % 200));
             l.kill9();
             kills += 1;
         } else {
-            assert!(wait_until(Duration::from_secs(120), || in_folder(&tv, "Done").len() == N), "{}", l.log());
+            assert!(
+                wait_until(Duration::from_secs(120), || in_folder(&tv, "Done").len()
+                    == N),
+                "{}",
+                l.log()
+            );
             assert_eq!(l.stop(), Some(0));
         }
     }
     let done = in_folder(&tv, "Done");
     assert_eq!(done.len(), N, "every task in Done/ exactly once");
-    assert!(done.iter().all(|n| !n.contains("-2.md")), "no task done twice");
+    assert!(
+        done.iter().all(|n| !n.contains("-2.md")),
+        "no task done twice"
+    );
     assert!(in_folder(&tv, "Needs_Action").is_empty() && in_folder(&tv, "In_Progress").is_empty());
     assert!(in_folder(&tv, "Failed").is_empty());
-    // Interrupted runs were counted: the attempts add up to at least the runs' starts
-    // minus those still running at a kill… and each task has at least one.
+    // Every run the agent started was counted as an attempt (a run the kill interrupted
+    // too); a claim killed before its agent started may count one more.
+    let mut per_task = std::collections::HashMap::new();
+    for t in start_order(&tv) {
+        *per_task.entry(t).or_insert(0u32) += 1;
+    }
     let mut attempts = 0;
     for n in &done {
-        let a: u32 = field(&tv.vault.join("Done").join(n), "attempt").unwrap().parse().unwrap();
-        assert!(a >= 1);
+        let a: u32 = field(&tv.vault.join("Done").join(n), "attempt")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let id = n.trim_end_matches(".md");
+        let ran = per_task.get(id).copied().unwrap_or(0);
+        assert!(
+            ran >= 1 && a >= ran,
+            "{id}: {a} attempts counted, {ran} runs"
+        );
         attempts += a;
     }
     let starts = start_order(&tv).len() as u32;
-    assert!(attempts <= starts, "attempts {attempts} > runs {starts}");
     eprintln!("{N} tasks, {kills} kills: {starts} agent runs, {attempts} attempts counted");
 }
-
