@@ -357,8 +357,13 @@ fn failures_are_retried_then_failed_and_a_success_on_retry_clears_the_error() {
         None,
         "a success clears the error"
     );
-    let dash = tv.dashboard();
-    assert!(dash.contains("| Task_Failed | ✗ Failed | CRASH:"), "{dash}");
+    assert!(
+        wait_until(LONG, || tv
+            .dashboard()
+            .contains("| Task_Failed | ✗ Failed | CRASH:")),
+        "{}",
+        tv.dashboard()
+    );
     let starts = start_order(&tv);
     assert_eq!(starts.iter().filter(|t| *t == "CRASH").count(), 3);
     assert_eq!(l.stop(), Some(0));
@@ -515,10 +520,9 @@ fn a_drafted_email_is_sent_once_after_approval_and_the_task_finishes() {
         "{}",
         l.log()
     );
-    assert!(
-        tv.dashboard()
-            .contains("| Task_Review | ⚠ Needs review | SLOW:")
-    );
+    assert!(wait_until(LONG, || tv
+        .dashboard()
+        .contains("| Task_Review | ⚠ Needs review | SLOW:")));
     assert_eq!(l.stop(), Some(0));
     h.stop();
 }
@@ -599,7 +603,8 @@ fn crash_injection_500_tasks_and_50_kills() {
             // Killed while it works: after its first start of this round.
             let before = start_order(&tv).len();
             assert!(
-                wait_until(LONG, || start_order(&tv).len() > before),
+                wait_until(LONG, || start_order(&tv).len() > before
+                    || in_folder(&tv, "Done").len() == N),
                 "round {kills}: {before} starts; runs.log {:?}; agent.err:\n{}",
                 fs::read_dir(markers(&tv)).map(|d| d.count()).ok(),
                 l.log()

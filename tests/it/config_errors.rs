@@ -722,14 +722,17 @@ fn columns_count_characters_not_bytes() {
 }
 
 #[test]
-fn the_default_table_parses_to_the_four_watchers() {
+fn the_default_table_parses_to_the_four_watchers_and_the_task_loop() {
     let cfg = config::parse(config::DEFAULT_TABLE, Source::BuiltIn).unwrap();
     assert_eq!(cfg.source, Source::BuiltIn);
     assert_eq!(cfg.supervisor, SupervisorSettings::default());
     assert_eq!(cfg.agent, AgentSettings::default());
 
     let names: Vec<&str> = cfg.processes.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["filesystem", "gmail", "whatsapp", "approvals"]);
+    assert_eq!(
+        names,
+        ["filesystem", "gmail", "whatsapp", "approvals", "agent"]
+    );
     let descriptions: Vec<&str> = cfg
         .processes
         .iter()
@@ -741,12 +744,17 @@ fn the_default_table_parses_to_the_four_watchers() {
             "File System Watcher",
             "Gmail Inbox Watcher",
             "WhatsApp Watcher",
-            "Approval Handler (Safety Valve)"
+            "Approval Handler (Safety Valve)",
+            "Task Loop (Needs_Action -> the AI agent -> Done)"
         ]
     );
     for p in &cfg.processes {
         assert_eq!(p.command, "ai-employee");
-        assert_eq!(p.args, ["watch", p.name.as_str()]);
+        if p.name == "agent" {
+            assert_eq!(p.args, ["agent"]);
+        } else {
+            assert_eq!(p.args, ["watch", p.name.as_str()]);
+        }
         assert!(p.enabled);
         assert_eq!(p.restart, RestartPolicy::Always);
         assert_eq!(p.backoff, BackoffSpec::default());
@@ -762,7 +770,7 @@ fn the_default_table_parses_to_the_four_watchers() {
     let heartbeats: Vec<Option<Duration>> =
         cfg.processes.iter().map(|p| p.heartbeat_timeout).collect();
     let s = |n| Some(Duration::from_secs(n));
-    assert_eq!(heartbeats, [s(90), s(180), s(90), s(90)]);
+    assert_eq!(heartbeats, [s(90), s(180), s(90), s(90), s(90)]);
 }
 
 #[test]
@@ -771,7 +779,7 @@ fn the_default_table_file_is_the_embedded_one() {
     let on_disk = std::fs::read_to_string(&path).unwrap();
     assert_eq!(on_disk, config::DEFAULT_TABLE);
     let cfg = config::load_file(&path).unwrap();
-    assert_eq!(cfg.processes.len(), 4);
+    assert_eq!(cfg.processes.len(), 5);
 }
 
 /// The default table's commented-out `# [agent]` block, uncommented.

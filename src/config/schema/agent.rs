@@ -231,7 +231,7 @@ fn prompt_path(c: &mut Checker<'_>, field: &Field<'_>) -> Option<String> {
     let problem = if s.trim().is_empty() {
         format!(
             "must not be empty (the default is {:?})",
-            "Prompts/agent.md"
+            ai_employee_vault::layout::AGENT_PROMPT_FILE
         )
     } else if path.has_root() {
         format!("must be a path inside the vault, relative to it, found {s:?}")
