@@ -119,6 +119,8 @@ pub struct Engine {
     last_summary: String,
     last_dashboard: Option<Instant>,
     approvals_dirty: bool,
+    /// The last health the loop judged itself to have (`tasks health`'s rules).
+    health: super::health::State,
 }
 
 /// The vault's folders, opened once (never through a symlink).
@@ -293,6 +295,7 @@ impl Engine {
             last_summary: String::new(),
             last_dashboard: None,
             approvals_dirty: true,
+            health: super::health::State::Healthy,
         })
     }
 
@@ -365,6 +368,7 @@ impl Engine {
                 last_sweep = Instant::now();
                 self.sweep(Folder::NeedsAction);
                 self.snapshot_dirty = true;
+                self.judge_health();
             }
         }
         self.flush(true);
@@ -1528,6 +1532,57 @@ impl Engine {
             format!("task {id} needs human review: {why}"),
         );
         self.snapshot_dirty = true;
+    }
+
+    /// Judge the loop's health by `tasks health`'s rules; a change is a Dashboard row, and
+    /// turning degraded or unhealthy the `tasks_unhealthy` event.
+    fn judge_health(&mut self) {
+        use super::health::{self, Lock, Observed, State};
+        if self.opts.dry_run {
+            return;
+        }
+        let now = Utc::now();
+        let snap = self.snapshot();
+        let last_day =
+            match super::metrics::read(self.vault.root(), now - chrono::Duration::hours(24), now) {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!("cannot read Logs/tasks.jsonl for the health check: {e}");
+                    return;
+                }
+            };
+        let observed = Observed {
+            snapshot: Some(&snap),
+            lock: Lock::Held,
+            pid_alive: true,
+            now,
+        };
+        let h = health::assess(&observed, &last_day, &self.s);
+        if h.state == self.health {
+            return;
+        }
+        let was = self.health;
+        self.health = h.state;
+        let reasons = h.reasons.join("; ");
+        let status = match h.state {
+            State::Healthy => "✓ Healthy",
+            State::Degraded => "⚠ Degraded",
+            State::Unhealthy | State::NotRunning => "✗ Unhealthy",
+        };
+        let details = if h.state == State::Healthy {
+            format!("tasks are healthy again (were {})", was.as_str())
+        } else {
+            reasons.clone()
+        };
+        warn!("task health: {} ({details})", h.state.as_str());
+        self.row("Tasks_Health", status, &details);
+        if h.state > was && h.state != State::Healthy {
+            tell_supervisor(
+                &self.vault,
+                "tasks_unhealthy",
+                format!("tasks are {}: {reasons}", h.state.as_str()),
+            );
+        }
     }
 
     // ---- time -----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ use ai_employee_vault::nofollow::{Dir, Kind};
 use chrono::Utc;
 use serde_norway::Mapping;
 
-use super::{NOT_RUNNING, loop_pid};
+use super::{NOT_RUNNING, loop_runs};
 use crate::agent::engine::STOP_FILE;
 use crate::agent::task::{self, LoopState, TaskDoc, keys, time_text};
 use crate::cli::TaskPriority;
@@ -310,7 +310,7 @@ pub fn retry(vault: &Path, id: &str) -> i32 {
         folder.rel(&name)
     };
     println!("{shown}: queued to run again");
-    if loop_pid(vault).is_none() {
+    if !loop_runs(vault) {
         eprintln!("(no task loop is running on this vault: it runs when one starts)");
     }
     exit_codes::OK
@@ -370,7 +370,7 @@ pub fn resume(vault: &Path) -> i32 {
 }
 
 fn running_note(vault: &Path) -> i32 {
-    if loop_pid(vault).is_none() {
+    if !loop_runs(vault) {
         eprintln!("(no task loop is running on {})", vault.display());
         return NOT_RUNNING;
     }

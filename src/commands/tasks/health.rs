@@ -78,7 +78,7 @@ pub fn assess(vault: &Path, settings: &AgentSettings) -> Result<Health, String> 
 }
 
 /// `.ai-employee/tasks.json`, or `None` when there is none.
-fn read_snapshot(layout: &Vault) -> Result<Option<Snapshot>, String> {
+pub fn read_snapshot(layout: &Vault) -> Result<Option<Snapshot>, String> {
     let path = layout.state_file(snapshot::FILE_NAME);
     let bytes = match Dir::open(&layout.state_dir())
         .and_then(|d| d.read(snapshot::FILE_NAME, Some(SNAPSHOT_LIMIT)))

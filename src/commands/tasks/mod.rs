@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use ai_employee_vault::exit_codes;
 use ai_employee_vault::layout::Vault;
-use ai_employee_vault::lock::{LockError, VaultLock};
 
-use crate::agent::snapshot::{self, Snapshot};
+use crate::agent::health::Lock;
+use crate::agent::snapshot::Snapshot;
 use crate::cli::TasksCommand;
 
 /// Exit status when no task loop runs on the vault (as `status` says of the supervisor).
@@ -59,32 +59,12 @@ pub fn run(
     }
 }
 
-/// The pid of the task loop running on `vault`, if one runs (it holds its lock).
-pub fn loop_pid(vault: &Path) -> Option<i32> {
-    let v = Vault::new(vault.to_path_buf());
-    let path = v.watcher_lock("agent");
-    if !path.exists() {
-        return None;
-    }
-    match VaultLock::acquire(&path) {
-        Ok(_) => None,
-        Err(LockError::HeldBy { pid, .. }) => Some(pid),
-        Err(LockError::Held { .. }) => Some(0),
-        Err(LockError::Io { .. }) => None,
-    }
+/// Whether a task loop runs on `vault` (it holds its lock).
+pub fn loop_runs(vault: &Path) -> bool {
+    health::lock_state(&Vault::new(vault.to_path_buf())) == Lock::Held
 }
 
 /// The loop's last snapshot, if it wrote one.
 pub fn read_snapshot(vault: &Path) -> Result<Option<Snapshot>, String> {
-    let path = Vault::new(vault.to_path_buf()).state_file(snapshot::FILE_NAME);
-    let read = ai_employee_vault::nofollow::folder_of(&path)
-        .and_then(|(dir, name)| dir.read(name, Some(256 << 20)));
-    let bytes = match read {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+    health::read_snapshot(&Vault::new(vault.to_path_buf()))
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Local, Utc};
 
-use super::{NOT_RUNNING, loop_pid, read_snapshot};
+use super::{NOT_RUNNING, loop_runs, read_snapshot};
 use crate::agent::snapshot::{Snapshot, TaskState, TaskView};
 use crate::commands::status::Style;
 
@@ -37,7 +37,7 @@ pub fn run(vault: &Path, json: bool, watch: bool, verbose: bool, interval: Durat
 }
 
 fn frame(vault: &Path, json: bool, verbose: bool, style: Style) -> (String, i32) {
-    let pid = loop_pid(vault);
+    let running = loop_runs(vault);
     let snap = match read_snapshot(vault) {
         Ok(s) => s,
         Err(e) => {
@@ -47,10 +47,11 @@ fn frame(vault: &Path, json: bool, verbose: bool, style: Style) -> (String, i32)
             );
         }
     };
-    let code = if pid.is_some() { 0 } else { NOT_RUNNING };
+    let code = if running { 0 } else { NOT_RUNNING };
+    let pid = snap.as_ref().filter(|_| running).map(|s| s.pid);
     if json {
         let value = serde_json::json!({
-            "running": pid.is_some(),
+            "running": running,
             "pid": pid,
             "vault": vault.display().to_string(),
             "snapshot": snap,
@@ -60,17 +61,17 @@ fn frame(vault: &Path, json: bool, verbose: bool, style: Style) -> (String, i32)
         return (s, code);
     }
     let mut out = String::new();
-    match (pid, &snap) {
-        (None, _) => out.push_str(&format!(
+    match (running, &snap) {
+        (false, _) => out.push_str(&format!(
             "no task loop is running on {} (start it with `ai-employee agent`, or the \
              supervisor's `agent` entry)\n",
             vault.display()
         )),
-        (Some(_), None) => out.push_str("the task loop is starting (no queue written yet)\n"),
+        (true, None) => out.push_str("the task loop is starting (no queue written yet)\n"),
         _ => {}
     }
     if let Some(s) = &snap {
-        out.push_str(&render(s, Utc::now(), verbose, style, pid.is_some()));
+        out.push_str(&render(s, Utc::now(), verbose, style, running));
     }
     (out, code)
 }
