@@ -1,7 +1,7 @@
 //! The task loop's health (`tasks health`): pure rules over what was observed (the
 //! snapshot `.ai-employee/tasks.json`, whether the loop's lock is held, whether the
 //! snapshot's pid is alive), the last 24 hours' [`Metrics`] and the `[agent]` settings.
-//! docs/agent-metrics.md lists the rules.
+//! docs/agent.md ("Metrics and health") lists the rules.
 
 use std::time::Duration;
 

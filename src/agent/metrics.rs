@@ -1,6 +1,6 @@
 //! Task metrics: a fold over `Logs/tasks.jsonl` (see [`super::events`]) in a time window,
 //! for `tasks metrics` and `tasks health`, and the same fold over the whole log into
-//! [`Totals`] for the loop's start-up. docs/agent-metrics.md says what each number means.
+//! [`Totals`] for the loop's start-up. docs/agent.md ("Metrics and health") says what each number means.
 //!
 //! The log is append-only with non-decreasing `ts`, so a window's first line is found by
 //! a binary search over byte offsets ([`find_start`]) and only the window is parsed, each
@@ -50,7 +50,7 @@ impl From<&TaskEvent> for Record {
     }
 }
 
-/// The numbers of one window of the log. docs/agent-metrics.md defines each.
+/// The numbers of one window of the log. docs/agent.md ("Metrics and health") defines each.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     pub since: DateTime<Utc>,

@@ -1,5 +1,5 @@
 //! `ai-employee tasks health [--json]`: whether the task loop runs and is well
-//! ([`crate::agent::health`] has the rules; docs/agent-metrics.md lists them).
+//! ([`crate::agent::health`] has the rules; docs/agent.md ("Metrics and health") lists them).
 //!
 //! Exit status (also with `--json`), as `ai-employee status`: 0 healthy, 1 degraded or
 //! unhealthy, 3 no task loop runs, 4 unknown (its snapshot or log cannot be read).

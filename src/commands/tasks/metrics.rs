@@ -1,5 +1,5 @@
 //! `ai-employee tasks metrics [--since 24h] [--json]`: the numbers of a window of
-//! `Logs/tasks.jsonl` (docs/agent-metrics.md defines them), as a short table or as JSON.
+//! `Logs/tasks.jsonl` (docs/agent.md ("Metrics and health") defines them), as a short table or as JSON.
 //!
 //! Exit status: 0, or 1 when the log cannot be read.
 
