@@ -285,12 +285,14 @@ pub fn score(data: &[u8]) {
             .checked_sub_signed(minutes([q0, q1, q2, q3]))
             .unwrap_or(now),
     };
-    let mut settings = crate::config::AgentSettings::default();
-    settings.vip_senders = vec![
-        "boss@example.com".into(),
-        "@client.org".into(),
-        "+1 415 555 0123".into(),
-    ];
+    let mut settings = crate::config::AgentSettings {
+        vip_senders: vec![
+            "boss@example.com".into(),
+            "@client.org".into(),
+            "+1 415 555 0123".into(),
+        ],
+        ..crate::config::AgentSettings::default()
+    };
     settings.urgency_keywords.push("right now".into());
     settings.urgency_keywords.push("sofort erledigen".into());
     let s = score::score(&facts, &settings, now);

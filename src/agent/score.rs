@@ -291,8 +291,10 @@ mod tests {
 
     #[test]
     fn a_vip_sender_beats_the_same_task_from_anyone() {
-        let mut s = AgentSettings::default();
-        s.vip_senders = vec!["boss@example.com".into()];
+        let s = AgentSettings {
+            vip_senders: vec!["boss@example.com".into()],
+            ..AgentSettings::default()
+        };
         let mut vip = facts(None, "");
         vip.sender = Some("The Boss <Boss@Example.com>");
         let mut other = facts(None, "");

@@ -76,11 +76,11 @@ fn frame(vault: &Path, json: bool, verbose: bool, style: Style) -> (String, i32)
     (out, code)
 }
 
+/// An estimated start and finish.
+pub type Estimate = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// Estimated start and finish of each task, in queue order.
-pub fn estimates(
-    s: &Snapshot,
-    now: DateTime<Utc>,
-) -> Vec<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
+pub fn estimates(s: &Snapshot, now: DateTime<Utc>) -> Vec<Estimate> {
     let avg = chrono::Duration::milliseconds(s.recent_run_ms.unwrap_or(0) as i64);
     let known = s.recent_run_ms.is_some();
     let mut slots: Vec<DateTime<Utc>> = Vec::new();
