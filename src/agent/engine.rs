@@ -1469,6 +1469,21 @@ impl Engine {
                         );
                         continue;
                     }
+                    // Only an executed approval counts (a handler in dry-run mode
+                    // moves it to Done/ with `result: dry_run`).
+                    let executed = found.iter().all(|w| match w {
+                        Some(gate::Where::Done(rel)) => {
+                            gate::result_of(&self.dirs.done, rel).as_deref() == Some("approved")
+                        }
+                        _ => false,
+                    });
+                    if !executed {
+                        self.needs_review(
+                            &e.id,
+                            "the run approval reached Done/ without `result: approved` (an approval handler in dry-run mode?)",
+                        );
+                        continue;
+                    }
                     info!("{}: a person approved running it", e.id);
                     if let Err(err) = task::update(self.dirs.of(e.folder), &e.name, false, |d| {
                         d.set(keys::STATE, LoopState::Pending.as_str());

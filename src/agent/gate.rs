@@ -65,6 +65,15 @@ pub fn locate<'a>(of: impl Fn(Folder) -> &'a Dir, rel: &str) -> Option<Where> {
     None
 }
 
+/// The `result` the approval handler wrote into a request it finished (`rel` names it,
+/// `Done/NAME`; `dir` is its folder).
+pub fn result_of(dir: &Dir, rel: &str) -> Option<String> {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    TaskDoc::read(dir, name)
+        .ok()
+        .and_then(|(d, _)| d.str("result").map(str::to_string))
+}
+
 /// The requests in `pending` whose frontmatter says `task: <id>`.
 pub fn drafts_of(pending: &Dir, id: &str) -> Vec<String> {
     let Ok(list) = pending.list() else {

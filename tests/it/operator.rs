@@ -936,3 +936,47 @@ fn completions_and_man_page_come_from_the_command_line() {
     );
     assert!(s.contains("status"));
 }
+
+/// The task loop as the supervisor's child: a task whose every attempt crashes ends in
+/// Failed/, and the loop's `task_failed` reaches the webhook through the supervisor.
+#[test]
+fn the_task_loop_under_the_supervisor_reports_a_failed_task_to_the_webhook() {
+    const FAKE: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/agent/fake-claude"
+    );
+    let rx = Receiver::start(false);
+    let tv = TestVault::new();
+    let markers = tv.path("markers");
+    tv.write_config(&format!(
+        "[[notify]]\nwebhook = \"http://127.0.0.1:{port}/hook\"\nevents = [\"task_failed\"]\n\n\
+         [[process]]\nname = \"agent\"\ncommand = \"ai-employee\"\nargs = [\"agent\", \"--config\", \"{table}\"]\n\
+         env = {{ FAKE_AGENT_MARKERS = \"{markers}\" }}\n\n\
+         [agent]\ncommand = [\"{FAKE}\", \"-p\", \"{{prompt}}\", \"--output-format\", \"json\"]\n\
+         max_attempts = 2\nretry_delays = [\"100ms\"]\n",
+        port = rx.port,
+        table = tv.config.display(),
+        markers = markers.display(),
+    ));
+    let mut sup = start(&tv, |v| child(v, "agent")["state"] == "running");
+    let task = tv.vault.join("Needs_Action/INVOICE.md");
+    std::fs::write(&task, "---\ntitle: Invoice\n---\nfake: crash 4\n").unwrap();
+    assert!(
+        wait_until(LONG, || tv.vault.join("Failed/INVOICE.md").exists()),
+        "{}",
+        std::fs::read_to_string(tv.vault.join("Logs/agent.log")).unwrap_or_default()
+    );
+    assert!(
+        wait_until(LONG, || rx.events() == ["task_failed"]),
+        "{:?}",
+        rx.events()
+    );
+    let body = rx.bodies.lock().unwrap()[0].clone();
+    let details = body["details"].as_str().unwrap();
+    assert!(
+        details.contains("INVOICE failed after 2 attempts"),
+        "{details}"
+    );
+    assert_eq!(child(&status_json(&tv).1, "agent")["state"], "running");
+    sup.stop();
+}
