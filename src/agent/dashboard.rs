@@ -90,24 +90,7 @@ mod tests {
     use chrono::{FixedOffset, Utc};
 
     fn task(state: TaskState) -> TaskView {
-        TaskView {
-            id: "t".into(),
-            file: "Needs_Action/t.md".into(),
-            title: "t".into(),
-            state,
-            score: 0.0,
-            attempt: 0,
-            queued_at: Utc::now(),
-            started_at: None,
-            retry_at: None,
-            last_error: None,
-            priority: None,
-            deadline: None,
-            pid: None,
-            approvals: Vec::new(),
-            cost_usd: 0.0,
-            turns: 0,
-        }
+        TaskView::new("t", state, 0.0, Utc::now())
     }
 
     fn snap(states: &[TaskState]) -> Snapshot {

@@ -216,24 +216,7 @@ mod tests {
     }
 
     fn task(id: &str, state: TaskState) -> TaskView {
-        TaskView {
-            id: id.into(),
-            file: format!("Needs_Action/{id}.md"),
-            title: id.into(),
-            state,
-            score: 0.5,
-            attempt: 0,
-            queued_at: ago(7200),
-            started_at: None,
-            retry_at: None,
-            last_error: None,
-            priority: None,
-            deadline: None,
-            pid: None,
-            approvals: Vec::new(),
-            cost_usd: 0.0,
-            turns: 0,
-        }
+        TaskView::new(id, state, 0.5, ago(7200))
     }
 
     /// A fresh snapshot of a loop that completed a task a minute ago.

@@ -125,3 +125,28 @@ pub struct TaskView {
     #[serde(default)]
     pub turns: u64,
 }
+
+impl TaskView {
+    /// A task in `Needs_Action/` with nothing but its id, state, score and queue time
+    /// (tests build the rest from it).
+    pub fn new(id: &str, state: TaskState, score: f64, queued_at: DateTime<Utc>) -> TaskView {
+        TaskView {
+            id: id.into(),
+            file: format!("Needs_Action/{id}.md"),
+            title: id.into(),
+            state,
+            score,
+            attempt: 0,
+            queued_at,
+            started_at: None,
+            retry_at: None,
+            last_error: None,
+            priority: None,
+            deadline: None,
+            pid: None,
+            approvals: Vec::new(),
+            cost_usd: 0.0,
+            turns: 0,
+        }
+    }
+}

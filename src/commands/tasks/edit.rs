@@ -72,14 +72,17 @@ fn find(vault: &Path, id: &str) -> Result<(Folder, Dir, String), String> {
     }
 }
 
+/// [`find`], then read the task.
+fn find_and_read(vault: &Path, id: &str) -> Result<(Folder, Dir, String, TaskDoc), String> {
+    let (folder, dir, name) = find(vault, id)?;
+    let (doc, _) = TaskDoc::read(&dir, &name).map_err(|e| format!("{}: {e}", folder.rel(&name)))?;
+    Ok((folder, dir, name, doc))
+}
+
 pub fn show(vault: &Path, id: &str) -> i32 {
-    let (folder, dir, name) = match find(vault, id) {
+    let (folder, _, name, doc) = match find_and_read(vault, id) {
         Ok(x) => x,
         Err(e) => return fail(exit_codes::FAILURE, e),
-    };
-    let (doc, _) = match TaskDoc::read(&dir, &name) {
-        Ok(d) => d,
-        Err(e) => return fail(exit_codes::FAILURE, format!("{}: {e}", folder.rel(&name))),
     };
     let tid = task::id_of(&name);
     println!("{}  {}", tid, doc.title(tid));
@@ -243,13 +246,9 @@ pub fn add(
 }
 
 pub fn retry(vault: &Path, id: &str) -> i32 {
-    let (folder, dir, name) = match find(vault, id) {
+    let (folder, dir, name, doc) = match find_and_read(vault, id) {
         Ok(x) => x,
         Err(e) => return fail(exit_codes::FAILURE, e),
-    };
-    let (doc, _) = match TaskDoc::read(&dir, &name) {
-        Ok(d) => d,
-        Err(e) => return fail(exit_codes::FAILURE, format!("{}: {e}", folder.rel(&name))),
     };
     let state = doc.state();
     let from_end = matches!(folder, Folder::Failed | Folder::Rejected);
@@ -316,15 +315,20 @@ pub fn retry(vault: &Path, id: &str) -> i32 {
     exit_codes::OK
 }
 
+/// The vault's folder, or the exit code after saying why not.
+fn open_vault(vault: &Path) -> Result<Dir, i32> {
+    Dir::open(vault).map_err(|e| {
+        fail(
+            exit_codes::CONFIG,
+            format!("cannot open the vault {}: {e}", vault.display()),
+        )
+    })
+}
+
 pub fn pause(vault: &Path, now: bool) -> i32 {
-    let root = match Dir::open(vault) {
+    let root = match open_vault(vault) {
         Ok(d) => d,
-        Err(e) => {
-            return fail(
-                exit_codes::CONFIG,
-                format!("cannot open the vault {}: {e}", vault.display()),
-            );
-        }
+        Err(code) => return code,
     };
     let text = if now { "now\n" } else { "pause\n" };
     if let Err(e) = root.write_atomic(STOP_FILE, text.as_bytes(), 0o644) {
@@ -347,14 +351,9 @@ pub fn pause(vault: &Path, now: bool) -> i32 {
 }
 
 pub fn resume(vault: &Path) -> i32 {
-    let root = match Dir::open(vault) {
+    let root = match open_vault(vault) {
         Ok(d) => d,
-        Err(e) => {
-            return fail(
-                exit_codes::CONFIG,
-                format!("cannot open the vault {}: {e}", vault.display()),
-            );
-        }
+        Err(code) => return code,
     };
     match root.remove_file(STOP_FILE) {
         Ok(()) => println!("resumed: tasks start again"),

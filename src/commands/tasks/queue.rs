@@ -281,24 +281,7 @@ mod tests {
     use super::*;
 
     fn view(id: &str, state: TaskState, score: f64) -> TaskView {
-        TaskView {
-            id: id.into(),
-            file: format!("Needs_Action/{id}.md"),
-            title: id.into(),
-            state,
-            score,
-            attempt: 0,
-            queued_at: Utc::now(),
-            started_at: None,
-            retry_at: None,
-            last_error: None,
-            priority: None,
-            deadline: None,
-            pid: None,
-            approvals: Vec::new(),
-            cost_usd: 0.0,
-            turns: 0,
-        }
+        TaskView::new(id, state, score, Utc::now())
     }
 
     #[test]
