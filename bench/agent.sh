@@ -2,7 +2,7 @@
 # The task loop's benchmark (issue 11; results in docs/BENCHMARKS.md, "The task loop").
 #
 #   bench/agent.sh [--bin PATH] [--tasks N] [--latency N] [--idle SECONDS]
-#                  [--pueue-bin DIR] [--pueue-modes running,paused]
+#                  [--pueue-bin DIR] [--pueue-modes running,paused] [--pueue-tasks N]
 #                  [--phases floor,loop,pueue,queued,idle,latency]
 #
 # Every agent is bench/noop-agent.c (static C: prints a Claude-style JSON result and exits
@@ -13,7 +13,8 @@
 #            each exactly once (Done/ listing and the agents' exec records)
 #   pueue    pueued, `pueue parallel 10`, N `pueue add` of the same command; first add ->
 #            `pueue wait` returns; with --pueue-modes running,paused once more with the
-#            group paused while adding, start -> done (each mode takes minutes at 10,000)
+#            group paused while adding, start -> done. --pueue-tasks: fewer tasks for pueue
+#            (its daemon rewrites its whole state file on every change: quadratic)
 #   queued   the loop paused by .claude_stop, N tasks published: its RSS (VmRSS, VmHWM)
 #            and `ai-employee tasks --json` (best of 5); then the stop file is removed:
 #            resume -> all N in Done/
@@ -34,6 +35,7 @@ IDLE=60
 PUEUE_BIN=/tmp/pueue-bin/bin
 PHASES=floor,loop,pueue,queued,idle,latency
 PUEUE_MODES=running
+PN=
 while [ $# -gt 0 ]; do
     case $1 in
         --bin) BIN=$2; shift 2 ;;
@@ -43,9 +45,11 @@ while [ $# -gt 0 ]; do
         --pueue-bin) PUEUE_BIN=$2; shift 2 ;;
         --phases) PHASES=$2; shift 2 ;;
         --pueue-modes) PUEUE_MODES=$2; shift 2 ;;
+        --pueue-tasks) PN=$2; shift 2 ;;
         *) echo "agent.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
+PN=${PN:-$N}
 [ -x "$BIN" ] || { echo "agent.sh: no binary at $BIN (cargo build --release)" >&2; exit 2; }
 has() { case ",$PHASES," in *",$1,"*) return 0 ;; esac; return 1; }
 
@@ -220,7 +224,7 @@ EOF
             : >"$W/pueue.log"
             [ $mode = paused ] && pq pause >/dev/null
             t0=$(now_ns)
-            for i in $(seq -f '%05g' 0 $((N - 1))); do
+            for i in $(seq -f '%05g' 0 $((PN - 1))); do
                 NOOP_AGENT_LOG=$W/pueue.log pq add -- "$NOOP -p 'Task file: In_Progress/t-$i.md'" >/dev/null
             done
             t_added=$(now_ns)
@@ -230,9 +234,9 @@ EOF
             WALL[pueue_$mode]=$((t1 - t0))
             ok=$(pq status --json | python3 -c "import json,sys; t=json.load(sys.stdin)['tasks'].values(); print(sum(1 for x in t if 'Done' in x['status'] and x['status']['Done'].get('result')=='Success'))")
             if [ $mode = running ]; then
-                say "pueue: $N adds while running (adds took $(( (t_added - t0) / 1000000 )) ms), first add -> all done: $(rate "$N" "${WALL[pueue_$mode]}"); $ok succeeded, $(wc -l <"$W/pueue.log") exec records"
+                say "pueue: $PN adds while running (adds took $(( (t_added - t0) / 1000000 )) ms), first add -> all done: $(rate "$PN" "${WALL[pueue_$mode]}"); $ok succeeded, $(wc -l <"$W/pueue.log") exec records"
             else
-                say "pueue: $N adds into a paused group, start -> all done: $(rate "$N" "${WALL[pueue_$mode]}"); $ok succeeded, $(wc -l <"$W/pueue.log") exec records"
+                say "pueue: $PN adds into a paused group, start -> all done: $(rate "$PN" "${WALL[pueue_$mode]}"); $ok succeeded, $(wc -l <"$W/pueue.log") exec records"
             fi
         done
         pq shutdown >/dev/null 2>&1 || true
@@ -340,6 +344,6 @@ fi
 ratio() { python3 -c "import sys; print('%.2f' % (int(sys.argv[1]) / int(sys.argv[2])))" "$@"; }
 [ -n "${WALL[loop]:-}" ] && [ -n "${WALL[floor]:-}" ] && say "ratio: loop wall / floor wall = $(ratio "${WALL[loop]}" "${WALL[floor]}") (goal <= 1.5)"
 [ -n "${WALL[resume]:-}" ] && [ -n "${WALL[floor]:-}" ] && say "ratio: resume wall / floor wall = $(ratio "${WALL[resume]}" "${WALL[floor]}")"
-[ -n "${WALL[loop]:-}" ] && [ -n "${WALL[pueue_running]:-}" ] && say "ratio: loop throughput / pueue (adds while running) = $(ratio "${WALL[pueue_running]}" "${WALL[loop]}") (goal >= 2)"
-[ -n "${WALL[resume]:-}" ] && [ -n "${WALL[pueue_paused]:-}" ] && say "ratio: loop resume throughput / pueue (paused group, start) = $(ratio "${WALL[pueue_paused]}" "${WALL[resume]}")"
+[ -n "${WALL[loop]:-}" ] && [ -n "${WALL[pueue_running]:-}" ] && say "ratio: loop throughput / pueue (adds while running) = $(ratio "$(python3 -c "import sys; print(int(sys.argv[1]) * $N // $PN)" "${WALL[pueue_running]}")" "${WALL[loop]}") (per-task rates; goal >= 2)"
+[ -n "${WALL[resume]:-}" ] && [ -n "${WALL[pueue_paused]:-}" ] && say "ratio: loop resume throughput / pueue (paused group, start) = $(ratio "$(python3 -c "import sys; print(int(sys.argv[1]) * $N // $PN)" "${WALL[pueue_paused]}")" "${WALL[resume]}") (per-task rates)"
 say "report: $OUT"
