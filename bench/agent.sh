@@ -112,26 +112,31 @@ stop_loop() {
     LOOP_PID=
 }
 
-# publish VAULT N LOG [wait]: stage N task files, rename them all into Needs_Action/;
-# with "wait", wait until all N are in Done/ and print "<first publish ns> <last done ns>".
+# publish VAULT N: stage N task files, then rename them all into Needs_Action/; prints the
+# CLOCK_REALTIME ns of the first rename.
 publish() {
     python3 - "$@" <<'EOF'
 import os, sys, time
-vault, n, log = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-wait = len(sys.argv) > 4
+vault, n = sys.argv[1], int(sys.argv[2])
 stage = vault + ".stage"
 names = ["t-%05d.md" % i for i in range(n)]
 for name in names:
     with open(os.path.join(stage, name), "w") as f:
         f.write("---\ntitle: task %s\n---\nbody\n" % name)
 na = os.path.join(vault, "Needs_Action")
-t0 = time.time_ns()
+print(time.time_ns())
 for name in names:
     os.rename(os.path.join(stage, name), os.path.join(na, name))
-if not wait:
-    sys.exit(0)
-# Cheap waiting: count the agents' exec records (read incrementally) every 20 ms, then
-# list Done/ every 5 ms until every task is there.
+EOF
+}
+
+# wait_done VAULT N LOG: wait until all N are in Done/; prints the CLOCK_REALTIME ns then.
+# Cheap waiting: count the agents' exec records (read incrementally) every 20 ms, then list
+# Done/ every 5 ms until every task is there.
+wait_done() {
+    python3 - "$@" <<'EOF'
+import os, sys, time
+vault, n, log = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 lines, off = 0, 0
 deadline = time.monotonic() + 600
 while lines < n and time.monotonic() < deadline:
@@ -147,7 +152,7 @@ while lines < n and time.monotonic() < deadline:
 done = os.path.join(vault, "Done")
 while len(os.listdir(done)) < n and time.monotonic() < deadline:
     time.sleep(0.005)
-print(t0, time.time_ns())
+print(time.time_ns())
 EOF
 }
 
@@ -190,7 +195,8 @@ if has loop; then
     V=$W/v-loop
     mkvault "$V"
     start_loop "$V" "$W/loop.log"
-    read -r t0 t1 < <(publish "$V" "$N" "$W/loop.log" wait)
+    t0=$(publish "$V" "$N")
+    t1=$(wait_done "$V" "$N" "$W/loop.log")
     WALL[loop]=$((t1 - t0))
     say "loop: $N tasks, max_concurrent 10, first publish -> all in Done/: $(rate "$N" "${WALL[loop]}")"
     say "loop: $(check "$V" "$N" "$W/loop.log")"
@@ -252,7 +258,7 @@ if has queued; then
     mkvault "$V"
     touch "$V/.claude_stop"
     start_loop "$V" "$W/queued.log"
-    publish "$V" "$N" "$W/queued.log"
+    publish "$V" "$N" >/dev/null
     # Queued when the snapshot lists all N.
     python3 - "$V/.ai-employee/tasks.json" "$N" <<'EOF'
 import json, sys, time
@@ -281,27 +287,7 @@ EOF
     say "queued: tasks --json with $N queued ($(stat -c %s "$W/tasks.json") bytes): best of 5 $(python3 -c "print('%.1f ms' % ($best/1e6))")  (all, 0.1 ms:$all)"
     t0=$(now_ns)
     rm "$V/.claude_stop"
-    read -r _ t1 < <(python3 - "$V" "$N" "$W/queued.log" <<'EOF'
-import os, sys, time
-vault, n, log = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-lines, off = 0, 0
-deadline = time.monotonic() + 600
-while lines < n and time.monotonic() < deadline:
-    try:
-        with open(log, "rb") as f:
-            f.seek(off)
-            b = f.read()
-        off += len(b)
-        lines += b.count(b"\n")
-    except FileNotFoundError:
-        pass
-    time.sleep(0.02)
-done = os.path.join(vault, "Done")
-while len(os.listdir(done)) < n and time.monotonic() < deadline:
-    time.sleep(0.005)
-print(0, time.time_ns())
-EOF
-)
+    t1=$(wait_done "$V" "$N" "$W/queued.log")
     WALL[resume]=$((t1 - t0))
     say "queued: stop file removed -> all $N in Done/: $(rate "$N" "${WALL[resume]}")"
     say "queued: $(check "$V" "$N" "$W/queued.log")"
