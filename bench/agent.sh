@@ -178,6 +178,19 @@ EOF
 
 rate() { python3 -c "import sys; n,ns=int(sys.argv[1]),int(sys.argv[2]); print('%.3f s, %.0f tasks/s' % (ns/1e9, n/(ns/1e9)))" "$@"; }
 
+# finish_run PHASE KEY T0 TEXT: wait until the N tasks of vault $V are in Done/, record the
+# wall time since T0 as WALL[KEY], check exactly-once, show the RSS, stop the loop, clean up.
+finish_run() {
+    local t1
+    t1=$(wait_done "$V" "$N" "$W/$1.log")
+    WALL[$2]=$((t1 - $3))
+    say "$1: $4: $(rate "$N" "${WALL[$2]}")"
+    say "$1: $(check "$V" "$N" "$W/$1.log")"
+    say "$1: RSS after the run: $(grep -E 'VmHWM|VmRSS' /proc/"$LOOP_PID"/status | tr -s ' \t\n' ' ')"
+    stop_loop
+    rm -rf "$V" "$V.stage" "$W/$1.log"
+}
+
 declare -A WALL
 
 # ---- floor ------------------------------------------------------------------------------
@@ -196,13 +209,7 @@ if has loop; then
     mkvault "$V"
     start_loop "$V" "$W/loop.log"
     t0=$(publish "$V" "$N")
-    t1=$(wait_done "$V" "$N" "$W/loop.log")
-    WALL[loop]=$((t1 - t0))
-    say "loop: $N tasks, max_concurrent 10, first publish -> all in Done/: $(rate "$N" "${WALL[loop]}")"
-    say "loop: $(check "$V" "$N" "$W/loop.log")"
-    say "loop: RSS after the run: $(grep -E 'VmHWM|VmRSS' /proc/"$LOOP_PID"/status | tr -s ' \t\n' ' ')"
-    stop_loop
-    rm -rf "$V" "$V.stage" "$W/loop.log"
+    finish_run loop loop "$t0" "$N tasks, max_concurrent 10, first publish -> all in Done/"
 fi
 
 # ---- pueue ------------------------------------------------------------------------------
@@ -287,13 +294,7 @@ EOF
     say "queued: tasks --json with $N queued ($(stat -c %s "$W/tasks.json") bytes): best of 5 $(python3 -c "print('%.1f ms' % ($best/1e6))")  (all, 0.1 ms:$all)"
     t0=$(now_ns)
     rm "$V/.claude_stop"
-    t1=$(wait_done "$V" "$N" "$W/queued.log")
-    WALL[resume]=$((t1 - t0))
-    say "queued: stop file removed -> all $N in Done/: $(rate "$N" "${WALL[resume]}")"
-    say "queued: $(check "$V" "$N" "$W/queued.log")"
-    say "queued: RSS after the run: $(grep -E 'VmHWM|VmRSS' /proc/"$LOOP_PID"/status | tr -s ' \t\n' ' ')"
-    stop_loop
-    rm -rf "$V" "$V.stage" "$W/queued.log"
+    finish_run queued resume "$t0" "stop file removed -> all $N in Done/"
 fi
 
 # ---- idle and latency -------------------------------------------------------------------
