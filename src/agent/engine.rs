@@ -35,6 +35,8 @@ pub const STOP_FILE: &str = ".claude_stop";
 pub const GROUPS_FILE: &str = "agent-groups";
 /// How often the folders are listed again, in case an OS event was lost.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// The snapshot is rewritten at least this often, also when nothing changed.
+const SNAPSHOT_FRESH: Duration = Duration::from_secs(55);
 /// How often waiting approvals are looked at without an event.
 const APPROVALS_EVERY: Duration = Duration::from_secs(10);
 /// The snapshot is rewritten at most this often (and at least every [`SWEEP_EVERY`]).
@@ -327,7 +329,6 @@ impl Engine {
         let mut stopping = false;
         loop {
             self.check_approvals_if_due(&mut last_approvals);
-            self.timers();
             if !stopping && self.needs_setup.is_none() {
                 self.schedule(&prog_tx, &end_tx);
             }
@@ -367,7 +368,12 @@ impl Engine {
             if last_sweep.elapsed() >= SWEEP_EVERY {
                 last_sweep = Instant::now();
                 self.sweep(Folder::NeedsAction);
-                self.snapshot_dirty = true;
+                self.timers();
+                // Rewritten at least every SNAPSHOT_FRESH (tasks health calls an older one
+                // stale), otherwise only on a change.
+                if self.last_snapshot.elapsed() >= SNAPSHOT_FRESH {
+                    self.snapshot_dirty = true;
+                }
                 self.judge_health();
             }
         }
@@ -748,17 +754,13 @@ impl Engine {
     // ---- scheduling -------------------------------------------------------------------
 
     fn score_of(&self, e: &Entry, now: DateTime<Utc>) -> f64 {
-        let facts = Facts {
-            deadline: e.deadline,
-            queued_at: e.queued_at,
-            ..Facts::default()
-        };
-        let t = score::score(&facts, &self.s, now);
-        e.base + t.deadline + t.age
+        let (deadline, age) = score::time_parts(e.deadline, e.queued_at, &self.s, now);
+        e.base + deadline + age
     }
 
     fn is_runnable(&self, e: &Entry, now: DateTime<Utc>) -> bool {
-        if self.running.contains_key(&e.id) || (self.opts.dry_run && e.seen_dry) {
+        // A running task's state is `Running`.
+        if self.opts.dry_run && e.seen_dry {
             return false;
         }
         match e.state {

@@ -14,9 +14,9 @@ use super::snapshot::{Snapshot, TaskState};
 use crate::config::model::AgentSettings;
 
 /// How often the loop rewrites its snapshot at least.
-pub const HEARTBEAT: Duration = Duration::from_secs(30);
+pub const HEARTBEAT: Duration = Duration::from_secs(60);
 /// A snapshot older than this (three heartbeats) is stale.
-pub const STALE_AFTER: Duration = Duration::from_secs(3 * 30);
+pub const STALE_AFTER: Duration = Duration::from_secs(3 * 60);
 /// Runs in the window below which the error rate says nothing.
 pub const MIN_RUNS_FOR_ERROR_RATE: u64 = 5;
 
@@ -301,7 +301,7 @@ mod tests {
         );
         // 90 s is still fresh: the pid does not matter yet.
         let edge = Snapshot {
-            written_at: Some(ago(90)),
+            written_at: Some(ago(180)),
             ..fresh(vec![])
         };
         assert_eq!(
@@ -313,7 +313,7 @@ mod tests {
     #[test]
     fn a_stale_snapshot_of_a_loop_that_holds_its_lock_is_degraded() {
         let old = Snapshot {
-            written_at: Some(ago(91)),
+            written_at: Some(ago(181)),
             ..fresh(vec![])
         };
         for (lock, alive) in [(Lock::Held, false), (Lock::Unknown, true)] {
@@ -321,7 +321,7 @@ mod tests {
             assert_eq!(h.state, State::Degraded);
             assert_eq!(
                 h.reasons,
-                ["the snapshot was not rewritten for 1m31s (the loop does every 30s)"]
+                ["the snapshot was not rewritten for 3m01s (the loop does every 1m)"]
             );
         }
         // Held but no snapshot yet (starting): nothing to say.

@@ -45,12 +45,11 @@ pub struct Score {
 pub fn score(facts: &Facts<'_>, settings: &AgentSettings, now: DateTime<Utc>) -> Score {
     let w = &settings.weights;
     let urgency = w.urgency * urgency_value(facts, &settings.urgency_keywords);
-    let deadline = w.deadline * facts.deadline.map_or(0.0, |d| deadline_value(d, now));
+    let (deadline, age) = time_parts(facts.deadline, facts.queued_at, settings, now);
     let vip = facts
         .sender
         .is_some_and(|s| is_vip(s, &settings.vip_senders));
     let sender = if vip { w.sender } else { 0.0 };
-    let age = w.age_per_hour * hours_between(facts.queued_at, now).max(0.0);
     Score {
         total: urgency + deadline + sender + age,
         urgency,
@@ -58,6 +57,22 @@ pub fn score(facts: &Facts<'_>, settings: &AgentSettings, now: DateTime<Utc>) ->
         sender,
         age,
     }
+}
+
+/// The parts of the score that change with time, weighted: the deadline's and the age's.
+/// The loop keeps the rest of a task's score (it depends only on the file) and adds these
+/// when it orders the queue.
+pub fn time_parts(
+    deadline: Option<DateTime<Utc>>,
+    queued_at: DateTime<Utc>,
+    settings: &AgentSettings,
+    now: DateTime<Utc>,
+) -> (f64, f64) {
+    let w = &settings.weights;
+    (
+        w.deadline * deadline.map_or(0.0, |d| deadline_value(d, now)),
+        w.age_per_hour * hours_between(queued_at, now).max(0.0),
+    )
 }
 
 /// Why running this task needs a person's approval first (`approval_keywords` matched as
