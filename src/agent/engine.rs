@@ -123,6 +123,8 @@ pub struct Engine {
     approvals_dirty: bool,
     /// The last health the loop judged itself to have (`tasks health`'s rules).
     health: super::health::State,
+    /// Folders that received a finished task since the last sync.
+    unsynced: Vec<Folder>,
 }
 
 /// The vault's folders, opened once (never through a symlink).
@@ -298,6 +300,7 @@ impl Engine {
             last_dashboard: None,
             approvals_dirty: true,
             health: super::health::State::Healthy,
+            unsynced: Vec::new(),
         })
     }
 
@@ -1170,7 +1173,9 @@ impl Engine {
         };
         let now = Utc::now();
         let status = state.as_str();
-        let res = task::update(self.dirs.of(e.folder), &e.name, true, |d| {
+        // Not fsynced here: the final states of a batch are made durable together
+        // (`sync_finished`, one syncfs), before the loop waits again.
+        let res = task::update(self.dirs.of(e.folder), &e.name, false, |d| {
             d.set(keys::STATE, status);
             d.set(keys::STATUS, status);
             d.set_time(keys::FINISHED_AT, now);
@@ -1262,9 +1267,7 @@ impl Engine {
         };
         match task::move_task(self.dirs.of(e.folder), self.dirs.of(to), &e.name) {
             Ok(_) => {
-                if let Err(err) = self.dirs.of(to).sync() {
-                    warn!("cannot sync {}: {err}", to.name());
-                }
+                self.unsynced.push(to);
                 self.tasks.remove(id);
             }
             Err(err) => warn!(
@@ -1668,7 +1671,31 @@ impl Engine {
 
     /// Write the snapshot if it changed (at most every [`SNAPSHOT_EVERY`] unless `force`),
     /// and hand Dashboard rows to their writer.
+    /// Make the batch's finished tasks durable: one `syncfs` of the vault's file system
+    /// (where there is none, an fsync of each folder that received one).
+    fn sync_finished(&mut self) {
+        if self.unsynced.is_empty() {
+            return;
+        }
+        let mut folders = std::mem::take(&mut self.unsynced);
+        folders.push(Folder::InProgress);
+        match self.dirs.root.sync_file_system() {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+                folders.sort_by_key(|f| f.name());
+                folders.dedup();
+                for f in folders {
+                    if let Err(err) = self.dirs.of(f).sync() {
+                        warn!("cannot sync {}: {err}", f.name());
+                    }
+                }
+            }
+            Err(e) => warn!("cannot sync the vault's file system: {e}"),
+        }
+    }
+
     fn flush(&mut self, force: bool) {
+        self.sync_finished();
         let due = self
             .last_dashboard
             .is_none_or(|t| t.elapsed() >= self.s.dashboard_interval);
