@@ -179,7 +179,20 @@ impl Dirs {
 
 /// Run the loop until SIGTERM / SIGINT (or, with `--once`, until nothing is runnable).
 pub fn run(mut ctx: WatcherCtx, s: AgentSettings, opts: Options) -> Result<(), WatcherError> {
-    let _lock = ctx.single_instance("task loop")?;
+    // A loop killed while it forked an agent leaves the lock with that child until it
+    // execs or dies (a moment): wait that long before calling the lock held.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let _lock = loop {
+        match ctx.single_instance("task loop") {
+            Ok(lock) => break lock,
+            Err(WatcherError::Start { code, .. })
+                if code == ai_employee_vault::exit_codes::LOCKED && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let vault = ctx.vault().clone();
     let dirs = Dirs::open(&vault)?;
     let template = load_template(&dirs, &vault, &s);
