@@ -890,39 +890,16 @@ impl Engine {
                 return;
             }
         };
-        let argv = if resumed {
-            let outcome = self.approval_outcome_text(&e);
-            let prompt = format!(
-                "Task file: {}\n\nThe approval requests you drafted for this task were \
-                 decided:\n{outcome}\nFinish the task and end with the status line.",
-                Folder::InProgress.rel(&name)
-            );
-            match &e.session_id {
-                Some(sid) => runner::resume_argv(
-                    &self.fill_static(&self.s.command, &e, &name),
-                    &self.s.resume,
-                    &prompt,
-                    sid,
-                ),
-                None => self.fill(&self.s.command, &e, &name, &prompt),
-            }
-        } else {
-            let mut e2 = e.clone();
-            e2.attempt = attempt;
-            self.argv(&e2, &name, Folder::InProgress)
-        };
-        let spec = AttemptSpec {
+        let values = self.arg_values(&e.id, &name);
+        let mut spec = AttemptSpec {
             task: id.to_string(),
-            argv,
-            command: self.fill_static(&self.s.command, &e, &name),
+            argv: Vec::new(),
+            command: self.s.command.clone(),
             resume: self.s.resume.clone(),
+            values,
             continue_prompt: prompt::CONTINUE
                 .replace("{task_file}", &Folder::InProgress.rel(&name)),
-            verify: self
-                .s
-                .verify
-                .as_ref()
-                .map(|v| self.fill_static(v, &e, &name)),
+            verify: self.s.verify.clone(),
             max_iterations: self.s.max_iterations,
             cwd: self.vault.root().to_path_buf(),
             env: self.s.env.clone(),
@@ -934,6 +911,22 @@ impl Engine {
             timeout: self.s.timeout,
             kill_after: self.s.kill_after,
             dry_run: false,
+        };
+        spec.argv = if resumed {
+            let outcome = self.approval_outcome_text(&e);
+            let prompt = format!(
+                "Task file: {}\n\nThe approval requests you drafted for this task were \
+                 decided:\n{outcome}\nFinish the task and end with the status line.",
+                Folder::InProgress.rel(&name)
+            );
+            match &e.session_id {
+                Some(sid) => runner::resume_argv(&spec, &prompt, sid),
+                None => runner::fill(&spec.command, &spec.values, &prompt, ""),
+            }
+        } else {
+            let mut e2 = e.clone();
+            e2.attempt = attempt;
+            self.argv(&e2, &name, Folder::InProgress)
         };
         let (abort_tx, abort_rx) = watch::channel(self.pause_now);
         self.running.insert(id.to_string(), abort_tx);
@@ -968,23 +961,12 @@ impl Engine {
         });
     }
 
-    fn fill_static(&self, argv: &[String], e: &Entry, name: &str) -> Vec<String> {
-        let task_file = Folder::InProgress.rel(name);
-        let vault = self.vault.root().display().to_string();
-        argv.iter()
-            .map(|a| {
-                a.replace("{task_file}", &task_file)
-                    .replace("{task}", &e.id)
-                    .replace("{vault}", &vault)
-            })
-            .collect()
-    }
-
-    fn fill(&self, argv: &[String], e: &Entry, name: &str, prompt: &str) -> Vec<String> {
-        self.fill_static(argv, e, name)
-            .into_iter()
-            .map(|a| a.replace("{prompt}", prompt))
-            .collect()
+    fn arg_values(&self, id: &str, name: &str) -> runner::ArgValues {
+        runner::ArgValues {
+            task: id.to_string(),
+            task_file: Folder::InProgress.rel(name),
+            vault: self.vault.root().display().to_string(),
+        }
     }
 
     fn argv(&self, e: &Entry, name: &str, folder: Folder) -> Vec<String> {
@@ -1006,7 +988,7 @@ impl Engine {
                 attachment: attachment.as_deref(),
             },
         );
-        self.fill(&self.s.command, e, name, &prompt)
+        runner::fill(&self.s.command, &self.arg_values(&e.id, name), &prompt, "")
     }
 
     // ---- what runs report ---------------------------------------------------------------

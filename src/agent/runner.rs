@@ -28,10 +28,11 @@ pub struct AttemptSpec {
     pub task: String,
     /// The first run's argv (placeholders filled in).
     pub argv: Vec<String>,
-    /// `[agent] command` and `resume`, for resumes (placeholders other than `{prompt}` and
-    /// `{session_id}` filled in).
+    /// `[agent] command` and `resume` as written, for resumes.
     pub command: Vec<String>,
     pub resume: Vec<String>,
+    /// What fills their placeholders (and `verify`'s).
+    pub values: ArgValues,
     /// The prompt of a resume after a run without status.
     pub continue_prompt: String,
     pub verify: Option<Vec<String>>,
@@ -144,7 +145,8 @@ pub async fn attempt(
             && let Some(v) = &spec.verify
             && !spec.dry_run
         {
-            match verify(&spec, v, &progress, &mut abort).await {
+            let v = fill(v, &spec.values, "", "");
+            match verify(&spec, &v, &progress, &mut abort).await {
                 Ok(None) => {}
                 Ok(Some(out)) => {
                     result = RunResult::VerifyFailed;
@@ -186,26 +188,43 @@ pub async fn attempt(
         if *abort.borrow() {
             break;
         }
-        argv = resume_argv(&spec.command, &spec.resume, &prompt, &session);
+        argv = resume_argv(&spec, &prompt, &session);
     }
     end
 }
 
-/// `command` + `resume` with `{prompt}` and `{session_id}` filled in.
-pub fn resume_argv(
-    command: &[String],
-    resume: &[String],
-    prompt: &str,
-    session: &str,
-) -> Vec<String> {
-    command
-        .iter()
-        .chain(resume)
+/// The values of the argv templates' placeholders other than `{prompt}` and
+/// `{session_id}` (`config::template`).
+#[derive(Debug, Clone, Default)]
+pub struct ArgValues {
+    pub task: String,
+    /// Vault-relative, `In_Progress/<task>.md`.
+    pub task_file: String,
+    pub vault: String,
+}
+
+/// `args` with their placeholders filled in (`{{` and `}}` become braces). The table's
+/// reader has checked every template, so one that does not parse is left as written.
+pub fn fill(args: &[String], v: &ArgValues, prompt: &str, session: &str) -> Vec<String> {
+    use crate::config::template::{self, Placeholder};
+    args.iter()
         .map(|a| {
-            a.replace("{prompt}", prompt)
-                .replace("{session_id}", session)
+            template::render(a, |p| match p {
+                Placeholder::Prompt => prompt,
+                Placeholder::Task => &v.task,
+                Placeholder::TaskFile => &v.task_file,
+                Placeholder::Vault => &v.vault,
+                Placeholder::SessionId => session,
+            })
+            .unwrap_or_else(|_| a.clone())
         })
         .collect()
+}
+
+/// `command` + `resume`, filled in for a resumed session.
+pub fn resume_argv(spec: &AttemptSpec, prompt: &str, session: &str) -> Vec<String> {
+    let args: Vec<String> = spec.command.iter().chain(&spec.resume).cloned().collect();
+    fill(&args, &spec.values, prompt, session)
 }
 
 /// What one process run gave.
@@ -456,4 +475,32 @@ fn read_tail(path: &std::path::Path, from: u64) -> String {
     // A log we cannot read back only costs the error's detail.
     let _ = std::io::Read::read_to_end(&mut f, &mut buf);
     String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_replaces_placeholders_and_keeps_literal_braces() {
+        let v = ArgValues {
+            task: "T".into(),
+            task_file: "In_Progress/T.md".into(),
+            vault: "/v".into(),
+        };
+        let args = [
+            "--json={{\"task\":\"{task}\"}}",
+            "{prompt}",
+            "{vault}/{task_file}",
+        ]
+        .map(String::from);
+        assert_eq!(
+            fill(&args, &v, "do {task}", ""),
+            [
+                "--json={\"task\":\"T\"}",
+                "do {task}",
+                "/v/In_Progress/T.md"
+            ]
+        );
+    }
 }
