@@ -184,7 +184,7 @@ pub enum TasksCommand {
         #[arg(long)]
         now: bool,
     },
-    /// Remove the stop file: tasks start again within a second
+    /// Remove the stop file: tasks start again at once (on the file event)
     Resume,
     /// Throughput, durations, error rate, retries and cost from Logs/tasks.jsonl
     Metrics {

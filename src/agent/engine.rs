@@ -1100,11 +1100,9 @@ impl Engine {
             }
             RunResult::Done => self.finish(id, LoopState::Done, None, end.session_id.as_deref()),
             RunResult::WaitingApproval => self.wait_for_approvals(id, end.session_id.as_deref()),
-            RunResult::Interrupted if self.pause_now => {
-                // Stopped by `tasks pause --now`: counted, and run again after the pause.
-                self.attempt_failed(id, end.error.unwrap_or_default(), Some(now));
-            }
             RunResult::Interrupted => {
+                // Stopped by the loop's stop or `tasks pause --now`: counted, and run
+                // again at once (after the pause).
                 self.attempt_failed(id, end.error.unwrap_or_default(), Some(now));
             }
             _ => {
@@ -1691,16 +1689,18 @@ impl Engine {
 
     fn flush(&mut self, force: bool) {
         self.sync_finished();
+        // Built at most once per flush, for the Dashboard's section and the file.
+        let mut snap: Option<Snapshot> = None;
         let due = self
             .last_dashboard
             .is_none_or(|t| t.elapsed() >= self.s.dashboard_interval);
         let section = if (due || force) && self.dashboard.is_some() {
-            let snap = self.snapshot();
-            let line = super::dashboard::summary(&snap);
+            self.last_dashboard = Some(Instant::now());
+            let current = snap.insert(self.snapshot());
+            let line = super::dashboard::summary(current);
             (line != self.last_summary).then(|| {
                 self.last_summary = line;
-                self.last_dashboard = Some(Instant::now());
-                super::dashboard::section(&snap, &chrono::Local::now())
+                super::dashboard::section(current, &chrono::Local::now())
             })
         } else {
             None
@@ -1721,7 +1721,10 @@ impl Engine {
         }
         self.snapshot_dirty = false;
         self.last_snapshot = Instant::now();
-        let snap = self.snapshot();
+        let snap = match snap {
+            Some(s) => s,
+            None => self.snapshot(),
+        };
         let bytes = match serde_json::to_vec(&snap) {
             Ok(b) => b,
             Err(e) => {

@@ -319,7 +319,6 @@ pub fn update(
     mut edit: impl FnMut(&mut TaskDoc),
 ) -> Result<TaskDoc, TaskError> {
     const ROUNDS: usize = 16;
-    let mut last = None;
     for _ in 0..ROUNDS {
         let stat = dir.stat(name)?;
         if stat.kind != Kind::File {
@@ -358,9 +357,7 @@ pub fn update(
         }
         // Someone saved in between: put theirs back and start again from it.
         dir.exchange(tmp.name(), name)?;
-        last = Some(doc);
     }
-    drop(last);
     Err(TaskError::Io(io::Error::other(format!(
         "{name} kept changing; gave up after {ROUNDS} attempts"
     ))))
