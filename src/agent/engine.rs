@@ -28,6 +28,9 @@ use super::task::{self, LoopState, TaskDoc, keys};
 use crate::config::AgentSettings;
 use crate::process::records::{self, Record, RecordLog};
 
+mod table;
+use table::Tasks;
+
 /// The stop file (seed 000): while it exists no new task starts; `now` inside it also
 /// stops the running ones.
 pub const STOP_FILE: &str = ".claude_stop";
@@ -96,7 +99,7 @@ pub struct Engine {
     opts: Options,
     template: String,
     dirs: Dirs,
-    tasks: HashMap<String, Entry>,
+    tasks: Tasks,
     running: HashMap<String, watch::Sender<bool>>,
     paused: bool,
     pause_now: bool,
@@ -235,6 +238,7 @@ impl Engine {
         dirs: Dirs,
     ) -> Result<Engine, WatcherError> {
         let now = Utc::now();
+        let tasks = Tasks::new(s.weights.age_per_hour, now);
         let (events, records) = if opts.dry_run {
             (None, None)
         } else {
@@ -288,7 +292,7 @@ impl Engine {
             opts,
             template,
             dirs,
-            tasks: HashMap::new(),
+            tasks,
             running: HashMap::new(),
             paused: false,
             pause_now: false,
@@ -789,7 +793,37 @@ impl Engine {
 
     fn runnable_now(&self) -> bool {
         let now = Utc::now();
-        !self.paused && self.tasks.values().any(|e| self.is_runnable(e, now))
+        !self.paused
+            && (self.tasks.any_queued() || self.tasks.others().any(|e| self.is_runnable(e, now)))
+    }
+
+    /// The runnable task with the highest score (then the oldest, then by id): the best of
+    /// the ordered queue against every other runnable task.
+    fn pick(&self, now: DateTime<Utc>) -> Option<String> {
+        let better = |(a, x): &(f64, &Entry), (b, y): &(f64, &Entry)| {
+            a.total_cmp(b)
+                .then_with(|| y.queued_at.cmp(&x.queued_at))
+                .then_with(|| y.id.cmp(&x.id))
+        };
+        let best = self
+            .tasks
+            .others()
+            .chain(self.tasks.first_queued())
+            .filter(|e| self.is_runnable(e, now))
+            .map(|e| (self.score_of(e, now), e))
+            .max_by(better);
+        #[cfg(debug_assertions)]
+        if let Some((score, _)) = best {
+            // The ordered queue must agree with scoring every task.
+            let all = self
+                .tasks
+                .values()
+                .filter(|e| self.is_runnable(e, now))
+                .map(|e| self.score_of(e, now))
+                .fold(f64::MIN, f64::max);
+            debug_assert!(all - score < 1e-9, "picked {score}, the best scores {all}");
+        }
+        best.map(|(_, e)| e.id.clone())
     }
 
     fn schedule(
@@ -801,19 +835,9 @@ impl Engine {
             return;
         }
         while self.running.len() < self.s.max_concurrent as usize {
-            let now = Utc::now();
-            let best = self
-                .tasks
-                .values()
-                .filter(|e| self.is_runnable(e, now))
-                .map(|e| (self.score_of(e, now), e))
-                .max_by(|(a, x), (b, y)| {
-                    a.total_cmp(b)
-                        .then_with(|| y.queued_at.cmp(&x.queued_at))
-                        .then_with(|| y.id.cmp(&x.id))
-                })
-                .map(|(_, e)| e.id.clone());
-            let Some(id) = best else { return };
+            let Some(id) = self.pick(Utc::now()) else {
+                return;
+            };
             self.start(&id, prog, end);
         }
     }
@@ -841,7 +865,7 @@ impl Engine {
                 self.score_of(&e, now),
                 shown.join(" ")
             );
-            if let Some(x) = self.tasks.get_mut(id) {
+            if let Some(mut x) = self.tasks.get_mut(id) {
                 x.seen_dry = true;
             }
             return;
@@ -881,7 +905,7 @@ impl Engine {
                     "cannot mark {} as running: {err}",
                     Folder::InProgress.rel(&name)
                 );
-                if let Some(x) = self.tasks.get_mut(id) {
+                if let Some(mut x) = self.tasks.get_mut(id) {
                     x.folder = Folder::InProgress;
                     x.name = name;
                     x.state = LoopState::Retry;
@@ -930,7 +954,7 @@ impl Engine {
         };
         let (abort_tx, abort_rx) = watch::channel(self.pause_now);
         self.running.insert(id.to_string(), abort_tx);
-        if let Some(x) = self.tasks.get_mut(id) {
+        if let Some(mut x) = self.tasks.get_mut(id) {
             x.folder = Folder::InProgress;
             x.name = name.clone();
             x.state = LoopState::Running;
@@ -996,7 +1020,7 @@ impl Engine {
     fn progress(&mut self, p: Progress) {
         match p {
             Progress::Started { task, pgid } => {
-                if let Some(e) = self.tasks.get_mut(&task) {
+                if let Some(mut e) = self.tasks.get_mut(&task) {
                     e.pid = Some(pgid as u32);
                 }
                 let start_time = crate::process::stats::proc_info(pgid).map_or(0, |i| i.start_time);
@@ -1014,7 +1038,7 @@ impl Engine {
                 self.snapshot_dirty = true;
             }
             Progress::Ended { task, pgid } => {
-                if let Some(e) = self.tasks.get_mut(&task) {
+                if let Some(mut e) = self.tasks.get_mut(&task) {
                     e.pid = None;
                 }
                 self.groups.remove(&pgid);
@@ -1063,15 +1087,23 @@ impl Engine {
     fn attempt_ended(&mut self, id: &str, end: AttemptEnd) {
         self.running.remove(id);
         self.snapshot_dirty = true;
-        let Some(e) = self.tasks.get_mut(id) else {
-            return;
+        // Not the task's fault when the agent cannot run: the attempt is given back.
+        let given_back = {
+            let Some(mut e) = self.tasks.get_mut(id) else {
+                return;
+            };
+            e.pid = None;
+            e.cost_usd += end.cost_usd;
+            e.turns += end.turns;
+            if end.session_id.is_some() {
+                e.session_id.clone_from(&end.session_id);
+            }
+            (end.result == RunResult::NeedsSetup).then(|| {
+                e.attempt = e.attempt.saturating_sub(1);
+                e.state = LoopState::Pending;
+                (e.attempt, e.name.clone())
+            })
         };
-        e.pid = None;
-        e.cost_usd += end.cost_usd;
-        e.turns += end.turns;
-        if end.session_id.is_some() {
-            e.session_id.clone_from(&end.session_id);
-        }
         let now = Utc::now();
         match end.result {
             RunResult::NeedsSetup => {
@@ -1083,15 +1115,12 @@ impl Engine {
                     "the agent cannot run: {reason}; no task is started until it is set up (docs/agent.md)"
                 );
                 self.needs_setup = Some(task::one_line(&reason, 300));
-                // Not the task's fault: give the attempt back.
-                let attempt = e.attempt.saturating_sub(1);
-                e.attempt = attempt;
-                e.state = LoopState::Pending;
-                let name = e.name.clone();
-                if let Err(err) = task::update(&self.dirs.progress, &name, false, |d| {
-                    d.set(keys::STATE, LoopState::Pending.as_str());
-                    d.set(keys::ATTEMPT, attempt);
-                }) {
+                if let Some((attempt, name)) = given_back
+                    && let Err(err) = task::update(&self.dirs.progress, &name, false, |d| {
+                        d.set(keys::STATE, LoopState::Pending.as_str());
+                        d.set(keys::ATTEMPT, attempt);
+                    })
+                {
                     warn!("cannot put {} back: {err}", Folder::InProgress.rel(&name));
                 }
                 for tx in self.running.values() {
@@ -1146,7 +1175,7 @@ impl Engine {
         }) {
             warn!("cannot record the retry in {}: {err}", folder.rel(&name));
         }
-        if let Some(e) = self.tasks.get_mut(id) {
+        if let Some(mut e) = self.tasks.get_mut(id) {
             e.state = LoopState::Retry;
             e.retry_at = Some(retry_at);
             e.last_error = Some(why.clone());
@@ -1194,7 +1223,7 @@ impl Engine {
                 "cannot record the end of {}: {err}; trying again later",
                 e.folder.rel(&e.name)
             );
-            if let Some(x) = self.tasks.get_mut(id) {
+            if let Some(mut x) = self.tasks.get_mut(id) {
                 x.state = LoopState::Retry;
                 x.retry_at = Some(now + chrono::Duration::seconds(30));
             }
@@ -1212,7 +1241,7 @@ impl Engine {
         ev.turns = (e.turns > 0).then_some(e.turns as u32);
         ev.error = why.clone();
         self.event(ev);
-        if let Some(x) = self.tasks.get_mut(id) {
+        if let Some(mut x) = self.tasks.get_mut(id) {
             x.state = state;
         }
         self.finish_move(id, state);
@@ -1328,7 +1357,7 @@ impl Engine {
                 e.folder.rel(&e.name)
             );
         }
-        if let Some(x) = self.tasks.get_mut(id) {
+        if let Some(mut x) = self.tasks.get_mut(id) {
             x.state = LoopState::AwaitingRunApproval;
             x.run_approval = Some(rel.clone());
             x.waiting_since = Some(now);
@@ -1389,7 +1418,7 @@ impl Engine {
                 Folder::InProgress.rel(&e.name)
             );
         }
-        if let Some(x) = self.tasks.get_mut(id) {
+        if let Some(mut x) = self.tasks.get_mut(id) {
             x.state = LoopState::WaitingApproval;
             x.approvals = all.clone();
             x.waiting_since = Some(now);
@@ -1492,11 +1521,11 @@ impl Engine {
                             e.folder.rel(&e.name)
                         );
                     }
-                    if let Some(x) = self.tasks.get_mut(&e.id) {
+                    if let Some(mut x) = self.tasks.get_mut(&e.id) {
                         x.state = LoopState::Pending;
                     }
                     self.event(TaskEvent::new(now, EventKind::RunApproved, &e.id));
-                } else if let Some(x) = self.tasks.get_mut(&e.id) {
+                } else if let Some(mut x) = self.tasks.get_mut(&e.id) {
                     x.resume_after_approval = true;
                 }
                 self.snapshot_dirty = true;
@@ -1531,7 +1560,7 @@ impl Engine {
                 e.folder.rel(&e.name)
             );
         }
-        if let Some(x) = self.tasks.get_mut(id) {
+        if let Some(mut x) = self.tasks.get_mut(id) {
             x.state = LoopState::NeedsReview;
             x.last_error = Some(why.to_string());
         }
@@ -1613,7 +1642,8 @@ impl Engine {
         let now = Utc::now();
         let mut wake = SWEEP_EVERY.saturating_sub(last_sweep.elapsed());
         wake = wake.min(ai_employee_vault::watcher::HEARTBEAT_EVERY);
-        if self.tasks.values().any(|e| {
+        // Retries and approvals are never in the ordered queue.
+        if self.tasks.others().any(|e| {
             matches!(
                 e.state,
                 LoopState::AwaitingRunApproval | LoopState::WaitingApproval
@@ -1622,7 +1652,7 @@ impl Engine {
             wake = wake.min(APPROVALS_EVERY);
         }
         if !self.paused {
-            for e in self.tasks.values() {
+            for e in self.tasks.others() {
                 if e.state == LoopState::Retry
                     && let Some(t) = e.retry_at
                 {
