@@ -176,6 +176,19 @@ print("exactly once: " + ("yes (%d in Done/, %d execs, nothing left)" % (len(don
 EOF
 }
 
+# cpu_per_task PID N: the process's own user and system CPU time, in all and per task.
+cpu_per_task() {
+    python3 - "$@" <<'EOF'
+import os, sys
+pid, n = sys.argv[1], int(sys.argv[2])
+stat = open("/proc/%s/stat" % pid).read()
+f = stat[stat.rindex(")") + 2:].split()
+hz = os.sysconf("SC_CLK_TCK")
+u, s = int(f[11]) / hz, int(f[12]) / hz
+print("utime %.2f s + stime %.2f s = %.3f ms per task" % (u, s, (u + s) * 1000 / n))
+EOF
+}
+
 rate() { python3 -c "import sys; n,ns=int(sys.argv[1]),int(sys.argv[2]); print('%.3f s, %.0f tasks/s' % (ns/1e9, n/(ns/1e9)))" "$@"; }
 
 # finish_run PHASE KEY T0 TEXT: wait until the N tasks of vault $V are in Done/, record the
@@ -187,6 +200,7 @@ finish_run() {
     say "$1: $4: $(rate "$N" "${WALL[$2]}")"
     say "$1: $(check "$V" "$N" "$W/$1.log")"
     say "$1: RSS after the run: $(grep -E 'VmHWM|VmRSS' /proc/"$LOOP_PID"/status | tr -s ' \t\n' ' ')"
+    say "$1: the loop's own CPU (utime + stime, agents not counted): $(cpu_per_task "$LOOP_PID" "$N")"
     stop_loop
     rm -rf "$V" "$V.stage" "$W/$1.log"
 }

@@ -100,6 +100,8 @@ pub struct Engine {
     template: String,
     dirs: Dirs,
     tasks: Tasks,
+    /// The agents' added environment: `[agent] env` and the run marker.
+    run_env: BTreeMap<String, String>,
     running: HashMap<String, watch::Sender<bool>>,
     paused: bool,
     pause_now: bool,
@@ -182,8 +184,8 @@ impl Dirs {
 
 /// Run the loop until SIGTERM / SIGINT (or, with `--once`, until nothing is runnable).
 pub fn run(mut ctx: WatcherCtx, s: AgentSettings, opts: Options) -> Result<(), WatcherError> {
-    // A loop killed while it forked an agent leaves the lock with that child until it
-    // execs or dies (a moment): wait that long before calling the lock held.
+    // A loop killed while it spawned an agent may leave the lock with that child until it
+    // execs (a moment): wait that long before calling the lock held.
     let deadline = Instant::now() + Duration::from_secs(2);
     let _lock = loop {
         match ctx.single_instance("task loop") {
@@ -202,6 +204,15 @@ pub fn run(mut ctx: WatcherCtx, s: AgentSettings, opts: Options) -> Result<(), W
     let rt = ctx.runtime()?;
     let mut engine = Engine::new(vault, s, opts, template, dirs)?;
     rt.block_on(engine.main(&mut ctx))
+}
+
+/// The value of the agents' run marker: the vault's real path, the same however the vault
+/// was named on the command line.
+fn run_marker(vault: &Vault) -> String {
+    std::fs::canonicalize(vault.root())
+        .unwrap_or_else(|_| vault.root().to_path_buf())
+        .display()
+        .to_string()
 }
 
 /// The prompt template: the vault's file (never through a symlink), else the built-in one.
@@ -239,6 +250,11 @@ impl Engine {
     ) -> Result<Engine, WatcherError> {
         let now = Utc::now();
         let tasks = Tasks::new(s.weights.age_per_hour, now);
+        let mut run_env = s.env.clone();
+        run_env.insert(
+            crate::process::job::RUN_MARKER.to_string(),
+            run_marker(&vault),
+        );
         let (events, records) = if opts.dry_run {
             (None, None)
         } else {
@@ -261,6 +277,12 @@ impl Engine {
                 warn!(
                     "killed process group {} of an agent run the last loop left behind ({})",
                     r.pgid, r.name
+                );
+            }
+            for pgid in records::kill_marked(crate::process::job::RUN_MARKER, &run_marker(&vault)) {
+                warn!(
+                    "killed process group {pgid} of an agent run the last loop left behind (found by its {} marker)",
+                    crate::process::job::RUN_MARKER
                 );
             }
             let log = RecordLog::create(&groups)
@@ -293,6 +315,7 @@ impl Engine {
             template,
             dirs,
             tasks,
+            run_env,
             running: HashMap::new(),
             paused: false,
             pause_now: false,
@@ -926,7 +949,7 @@ impl Engine {
             verify: self.s.verify.clone(),
             max_iterations: self.s.max_iterations,
             cwd: self.vault.root().to_path_buf(),
-            env: self.s.env.clone(),
+            env: self.run_env.clone(),
             log: self
                 .vault
                 .logs_dir()

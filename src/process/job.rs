@@ -1,8 +1,13 @@
 //! One-shot jobs of the task loop (the agent, its `verify` command): argv without a shell,
 //! their own process group, stdin from /dev/null, stdout to a pipe the loop reads (the
-//! agent's answer), stderr straight into the task's log file. On Linux the job's leader
-//! is killed if the loop dies (`PR_SET_PDEATHSIG`); whatever else of its group survives is
-//! found through the loop's record of groups at its next start.
+//! agent's answer), stderr straight into the task's log file.
+//!
+//! Started with nothing to run between fork and exec, so the standard library uses
+//! `posix_spawn` (a `vfork`-style clone: no copy of the loop's page tables, which made a
+//! full `fork` a third of the loop's CPU per task). There is therefore no parent-death
+//! signal: a job the loop leaves behind when it is killed is found at its next start, by
+//! the loop's record of groups and by the marker its environment carries
+//! ([`RUN_MARKER`], see `records::kill_marked`), and killed with its whole group.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -11,6 +16,11 @@ use std::path::Path;
 use std::process::Stdio;
 
 use tokio::process::{Child, ChildStdout, Command};
+
+/// The environment variable that marks a job as the task loop's: its value names the
+/// vault (`<vault path>`), so that a loop's next start finds what it left behind, even a
+/// job whose group it had not recorded yet.
+pub const RUN_MARKER: &str = "AI_EMPLOYEE_AGENT_OF";
 
 /// A started job.
 pub struct Job {
@@ -47,24 +57,6 @@ pub fn spawn_job(
         cmd.env_remove(k);
     }
     cmd.envs(env);
-    #[cfg(target_os = "linux")]
-    {
-        let parent = std::process::id() as libc::pid_t;
-        // SAFETY: the closure runs in the forked child before exec and only calls
-        // async-signal-safe functions (prctl, getppid, _exit).
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // The loop may have died between fork and prctl.
-                if libc::getppid() != parent {
-                    libc::_exit(137);
-                }
-                Ok(())
-            });
-        }
-    }
     let mut child = cmd.spawn()?;
     let pgid = child
         .id()

@@ -140,6 +140,60 @@ pub fn kill_leftovers(path: &Path) -> Vec<Record> {
     killed
 }
 
+/// Kill every process group that has a process whose environment holds `name=value`
+/// (other than this process's own group), and return the groups. At a loop's start, no
+/// job of its vault runs yet, so each one found is left behind by a loop that was killed,
+/// including one started in the moment before its group was recorded. Linux only (it
+/// reads `/proc/PID/environ`, which only the process's owner and root can read); elsewhere
+/// the record alone is used.
+pub fn kill_marked(name: &str, value: &str) -> Vec<i32> {
+    let mut groups = std::collections::BTreeSet::new();
+    if cfg!(target_os = "linux") {
+        let want = format!("{name}={value}");
+        let me = std::process::id() as i32;
+        let my_group = nix::unistd::getpgrp().as_raw();
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        for entry in dir.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            // Gone meanwhile, or not ours: skipped.
+            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+                continue;
+            };
+            if !env.split(|b| *b == 0).any(|e| e == want.as_bytes()) {
+                continue;
+            }
+            if let Some(pgid) = group_of(pid)
+                && pgid > 1
+                && pgid != my_group
+            {
+                groups.insert(pgid);
+            }
+        }
+    }
+    for &g in &groups {
+        super::signal_group(g, nix::sys::signal::Signal::SIGKILL);
+    }
+    groups.into_iter().collect()
+}
+
+/// The process group of `pid` (field 5 of `/proc/PID/stat`).
+fn group_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_ascii_whitespace().nth(2)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -406,6 +406,48 @@ fn a_timeout_kills_the_agents_whole_group() {
     assert_eq!(l.stop(), Some(0));
 }
 
+/// The loop SIGKILLed after an agent started but (as if) before its group was recorded:
+/// the next start still finds the agent and its grandchild, by the marker in their
+/// environment, and kills them before it runs the task again.
+#[test]
+fn an_agent_left_behind_unrecorded_is_killed_at_the_next_start() {
+    let tv = new_vault();
+    table(&tv, "");
+    task(&tv, "ORPHAN", "", "hang 60");
+    let mut l = Loop::start(&tv, &[]);
+    let gc_file = markers(&tv).join("grandchild.ORPHAN");
+    assert!(
+        wait_until(LONG, || fs::read_to_string(&gc_file)
+            .is_ok_and(|t| t.ends_with('\n'))),
+        "the agent did not start:\n{}",
+        l.log()
+    );
+    let pid_of = |f: &str| -> i32 {
+        fs::read_to_string(markers(&tv).join(f))
+            .unwrap_or_default()
+            .trim()
+            .parse()
+            .unwrap_or(-1)
+    };
+    let (agent, gc) = (pid_of("pid.ORPHAN"), pid_of("grandchild.ORPHAN"));
+    assert!(agent > 1 && gc > 1);
+    l.kill9();
+    // The record of groups is gone, as when the loop died before writing it.
+    let _ = fs::remove_file(tv.vault.join(".ai-employee/agent-groups"));
+    assert!(
+        alive(gc),
+        "the grandchild outlived the loop until its next start"
+    );
+    let mut l = Loop::start(&tv, &[]);
+    assert!(
+        wait_until(Duration::from_secs(10), || !alive(agent) && !alive(gc)),
+        "agent {agent} or grandchild {gc} survived the next start:\n{}",
+        l.log()
+    );
+    l.wait_log("found by its AI_EMPLOYEE_AGENT_OF marker");
+    assert_eq!(l.stop(), Some(0));
+}
+
 #[test]
 fn an_agent_that_is_not_logged_in_is_a_setup_problem_not_a_failed_task() {
     let tv = new_vault();
