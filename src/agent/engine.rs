@@ -44,6 +44,12 @@ const SNAPSHOT_FRESH: Duration = Duration::from_secs(55);
 const APPROVALS_EVERY: Duration = Duration::from_secs(10);
 /// The snapshot is rewritten at most this often (and at least every [`SWEEP_EVERY`]).
 const SNAPSHOT_EVERY: Duration = Duration::from_millis(250);
+/// ... and, with a long queue, no sooner than this many times what its last write took
+/// (building, serialising and writing it), so that it costs the loop at most a twentieth
+/// of its time however many tasks are known; never further apart than
+/// [`SNAPSHOT_MAX_GAP`].
+const SNAPSHOT_COST_FACTOR: u32 = 20;
+const SNAPSHOT_MAX_GAP: Duration = Duration::from_secs(2);
 
 /// How the loop was started.
 #[derive(Debug, Clone, Copy, Default)]
@@ -117,6 +123,8 @@ pub struct Engine {
     started_at: DateTime<Utc>,
     snapshot_dirty: bool,
     last_snapshot: Instant,
+    /// The least time between two snapshot writes (see [`SNAPSHOT_COST_FACTOR`]).
+    snapshot_gap: Duration,
     rows: Vec<Row>,
     dashboard: Option<(
         std::sync::mpsc::Sender<DashWrite>,
@@ -334,6 +342,7 @@ impl Engine {
             last_snapshot: Instant::now()
                 .checked_sub(SNAPSHOT_EVERY)
                 .unwrap_or_else(Instant::now),
+            snapshot_gap: SNAPSHOT_EVERY,
             rows: Vec::new(),
             dashboard: None,
             last_summary: String::new(),
@@ -407,6 +416,10 @@ impl Engine {
             }
             while let Ok(p) = prog_rx.try_recv() {
                 self.progress(p);
+            }
+            // Every run that ended meanwhile, so that one sync makes the batch durable.
+            while let Ok((id, end)) = end_rx.try_recv() {
+                self.attempt_ended(&id, end);
             }
             if last_sweep.elapsed() >= SWEEP_EVERY {
                 last_sweep = Instant::now();
@@ -1684,7 +1697,10 @@ impl Engine {
             }
         }
         if self.snapshot_dirty {
-            wake = wake.min(SNAPSHOT_EVERY.saturating_sub(self.last_snapshot.elapsed()));
+            wake = wake.min(
+                self.snapshot_gap
+                    .saturating_sub(self.last_snapshot.elapsed()),
+            );
         }
         wake.max(Duration::from_millis(1))
     }
@@ -1768,12 +1784,14 @@ impl Engine {
             let _ = tx.send(write); // its thread ends only with us
         }
         if self.opts.dry_run
-            || !(force || (self.snapshot_dirty && self.last_snapshot.elapsed() >= SNAPSHOT_EVERY))
+            || !(force
+                || (self.snapshot_dirty && self.last_snapshot.elapsed() >= self.snapshot_gap))
         {
             return;
         }
         self.snapshot_dirty = false;
-        self.last_snapshot = Instant::now();
+        let t0 = Instant::now();
+        self.last_snapshot = t0;
         let snap = match snap {
             Some(s) => s,
             None => self.snapshot(),
@@ -1797,6 +1815,8 @@ impl Engine {
         if let Err(e) = write_quick(&dir, &name, &bytes) {
             warn!("cannot write .ai-employee/{}: {e}", snapshot::FILE_NAME);
         }
+        self.snapshot_gap =
+            (t0.elapsed() * SNAPSHOT_COST_FACTOR).clamp(SNAPSHOT_EVERY, SNAPSHOT_MAX_GAP);
     }
 
     fn snapshot(&self) -> Snapshot {
