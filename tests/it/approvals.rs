@@ -1894,8 +1894,8 @@ fn missing_or_broken_credentials_disable_only_their_own_action() {
     assert!(
         wait_until(Duration::from_secs(5), || tv.dashboard().contains(
             "| Approval | ⚠ Not set up | not enabled: send_email (credentials/smtp.toml does not \
-             exist), send_whatsapp (credentials/whatsapp.toml does not exist): see \
-             docs/approvals.md |"
+             exist), send_whatsapp (credentials/whatsapp.toml does not exist), github_comment \
+             (credentials/github.toml does not exist): see docs/approvals.md |"
         )),
         "{}",
         tv.dashboard()
