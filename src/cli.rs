@@ -222,4 +222,6 @@ pub enum WatchCommand {
     Whatsapp(ai_employee_whatsapp::Args),
     /// Executes what a human moved into Approved/ (the safety valve)
     Approvals(ai_employee_approvals::Args),
+    /// Open GitHub issues with a label → GITHUB_*.md tasks
+    Github(ai_employee_github::Args),
 }

@@ -17,6 +17,9 @@
 //!   non-negative number; set-up detection never fires on a run that succeeded.
 //! - the priority score: finite, never negative with non-negative weights, and the sum of
 //!   its parts, for any text, sender, priority, deadline and waiting time.
+//! - a page of GitHub issues: never a panic; each issue's task note parses back with its
+//!   fields as they came, only its own keys, and the issue's text inside one fence that
+//!   no line of the text can close.
 
 use ai_employee_vault::frontmatter;
 use chrono::{DateTime, Utc};
@@ -312,6 +315,96 @@ pub fn score(data: &[u8]) {
     }
 }
 
+/// A reply of `GET /repos/{owner}/{repo}/issues` → the task notes written from it.
+pub fn github_issues(data: &[u8]) {
+    use ai_employee_github::{issue, task};
+    use ai_employee_vault::github::Repo;
+    let Ok(page) = issue::parse_page(data) else {
+        return;
+    };
+    let Ok(repo) = Repo::parse("acme/widgets") else {
+        return;
+    };
+    for is in &page.issues {
+        let t = task::build(
+            &repo,
+            is,
+            ai_employee_vault::frontmatter::Priority::Normal,
+            fixed_now(),
+            4096,
+        );
+        let front = parsed_note(&t.text);
+        for (key, want) in [
+            ("type", "github_issue"),
+            ("status", "pending"),
+            ("repo", "acme/widgets"),
+            ("title", is.title.as_str()),
+            ("url", is.url.as_str()),
+            ("author", is.author.as_str()),
+            ("from", is.author.as_str()),
+            ("created_at", is.created_at.as_str()),
+            ("updated_at", is.updated_at.as_str()),
+        ] {
+            assert_field(&front, key, want, &t.text);
+        }
+        let keys: Vec<&str> = front.keys().filter_map(Value::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "type",
+                "status",
+                "priority",
+                "received",
+                "repo",
+                "number",
+                "title",
+                "url",
+                "author",
+                "from",
+                "labels",
+                "created_at",
+                "updated_at"
+            ],
+            "unexpected fields in:\n{}",
+            t.text
+        );
+        assert_eq!(
+            t.stem.as_deref(),
+            Some(format!("GITHUB_acme_widgets_{}", is.number).as_str())
+        );
+        // The text sits in one fence; no line of it can close the fence.
+        let body = t
+            .text
+            .split_once("\n## Issue text\n\n")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        let Some(first) = body.lines().next() else {
+            panic!("no issue text section in:\n{}", t.text);
+        };
+        if first == "(no text)" {
+            continue;
+        }
+        let fence = first.strip_suffix("markdown").unwrap_or_default();
+        assert!(
+            fence.len() >= 3 && fence.bytes().all(|b| b == b'`'),
+            "{first:?}"
+        );
+        let mut closed = false;
+        for line in body.lines().skip(1) {
+            if line == fence {
+                closed = true;
+                break;
+            }
+            let t = line.trim();
+            assert!(
+                !(t.len() >= fence.len() && t.bytes().all(|b| b == b'`')),
+                "{line:?} closes the fence early"
+            );
+        }
+        assert!(closed, "the fence is not closed:\n{body}");
+    }
+}
+
 /// Every input a fuzz target once failed on, kept in `fuzz/regressions/<target>/`, must pass.
 #[cfg(test)]
 mod tests {
@@ -327,6 +420,7 @@ mod tests {
         ("dashboard_merge", super::dashboard_merge),
         ("agent_answer", super::agent_answer),
         ("score", super::score),
+        ("github_issues", super::github_issues),
     ];
 
     #[test]

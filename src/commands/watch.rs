@@ -11,5 +11,6 @@ pub fn run(cmd: WatchCommand) -> i32 {
         WatchCommand::Approvals(args) => ai_employee_approvals::run(args),
         WatchCommand::Gmail(args) => ai_employee_gmail::run(args),
         WatchCommand::Whatsapp(args) => ai_employee_whatsapp::run(args),
+        WatchCommand::Github(args) => ai_employee_github::run(args),
     }
 }

@@ -1008,12 +1008,12 @@ fn malformed_approvals_are_refused_with_their_reason() {
         (
             "missing_action",
             "---\ntype: approval_request\n---\nx\n".into(),
-            "missing field `action` (one of send_email, send_whatsapp, linkedin_post, payment, run_task)",
+            "missing field `action` (one of send_email, send_whatsapp, linkedin_post, payment, run_task, github_comment)",
         ),
         (
             "unknown_action",
             "---\ntype: approval_request\naction: delete_all_files\n---\nx\n".into(),
-            "unknown action \"delete_all_files\": only send_email, send_whatsapp, linkedin_post, payment, run_task are allowed",
+            "unknown action \"delete_all_files\": only send_email, send_whatsapp, linkedin_post, payment, run_task, github_comment are allowed",
         ),
         (
             "action_is_a_list",
@@ -1859,7 +1859,8 @@ fn missing_or_broken_credentials_disable_only_their_own_action() {
         log.contains(
             "actions enabled: linkedin_post, payment, run_task; not enabled: send_email \
              (credentials/smtp.toml does not exist), send_whatsapp (credentials/whatsapp.toml \
-             does not exist): see docs/approvals.md"
+             does not exist), github_comment (credentials/github.toml does not exist): see \
+             docs/approvals.md"
         ),
         "{log}"
     );
@@ -1893,8 +1894,8 @@ fn missing_or_broken_credentials_disable_only_their_own_action() {
     assert!(
         wait_until(Duration::from_secs(5), || tv.dashboard().contains(
             "| Approval | ⚠ Not set up | not enabled: send_email (credentials/smtp.toml does not \
-             exist), send_whatsapp (credentials/whatsapp.toml does not exist): see \
-             docs/approvals.md |"
+             exist), send_whatsapp (credentials/whatsapp.toml does not exist), github_comment \
+             (credentials/github.toml does not exist): see docs/approvals.md |"
         )),
         "{}",
         tv.dashboard()

@@ -722,7 +722,7 @@ fn columns_count_characters_not_bytes() {
 }
 
 #[test]
-fn the_default_table_parses_to_the_four_watchers_and_the_task_loop() {
+fn the_default_table_parses_to_the_watchers_and_the_task_loop() {
     let cfg = config::parse(config::DEFAULT_TABLE, Source::BuiltIn).unwrap();
     assert_eq!(cfg.source, Source::BuiltIn);
     assert_eq!(cfg.supervisor, SupervisorSettings::default());
@@ -731,7 +731,14 @@ fn the_default_table_parses_to_the_four_watchers_and_the_task_loop() {
     let names: Vec<&str> = cfg.processes.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(
         names,
-        ["filesystem", "gmail", "whatsapp", "approvals", "agent"]
+        [
+            "filesystem",
+            "gmail",
+            "whatsapp",
+            "approvals",
+            "agent",
+            "github"
+        ]
     );
     let descriptions: Vec<&str> = cfg
         .processes
@@ -745,17 +752,31 @@ fn the_default_table_parses_to_the_four_watchers_and_the_task_loop() {
             "Gmail Inbox Watcher",
             "WhatsApp Watcher",
             "Approval Handler (Safety Valve)",
-            "Task Loop (Needs_Action -> the AI agent -> Done)"
+            "Task Loop (Needs_Action -> the AI agent -> Done)",
+            "GitHub Issues Watcher"
         ]
     );
     for p in &cfg.processes {
         assert_eq!(p.command, "ai-employee");
         if p.name == "agent" {
             assert_eq!(p.args, ["agent"]);
+        } else if p.name == "github" {
+            // Off until the user names a repository (the watcher refuses the placeholder).
+            assert_eq!(
+                p.args,
+                [
+                    "watch",
+                    "github",
+                    "--repo",
+                    "OWNER/NAME",
+                    "--label",
+                    "ai-employee"
+                ]
+            );
         } else {
             assert_eq!(p.args, ["watch", p.name.as_str()]);
         }
-        assert!(p.enabled);
+        assert_eq!(p.enabled, p.name != "github");
         assert_eq!(p.restart, RestartPolicy::Always);
         assert_eq!(p.backoff, BackoffSpec::default());
         assert_eq!(p.max_memory, Some(256 * 1024 * 1024));
@@ -770,7 +791,7 @@ fn the_default_table_parses_to_the_four_watchers_and_the_task_loop() {
     let heartbeats: Vec<Option<Duration>> =
         cfg.processes.iter().map(|p| p.heartbeat_timeout).collect();
     let s = |n| Some(Duration::from_secs(n));
-    assert_eq!(heartbeats, [s(90), s(180), s(90), s(90), s(90)]);
+    assert_eq!(heartbeats, [s(90), s(180), s(90), s(90), s(90), s(90)]);
 }
 
 #[test]
@@ -779,7 +800,7 @@ fn the_default_table_file_is_the_embedded_one() {
     let on_disk = std::fs::read_to_string(&path).unwrap();
     assert_eq!(on_disk, config::DEFAULT_TABLE);
     let cfg = config::load_file(&path).unwrap();
-    assert_eq!(cfg.processes.len(), 5);
+    assert_eq!(cfg.processes.len(), 6);
 }
 
 /// The default table's commented-out `# [agent]` block, uncommented.

@@ -13,6 +13,7 @@ mod dashboard_archive;
 mod failures;
 mod frozen_disk;
 mod fs_watcher;
+mod github;
 mod gmail;
 mod limits;
 mod metrics;

@@ -1,8 +1,10 @@
-//! `credentials/smtp.toml` and `credentials/whatsapp.toml`: how to reach the outside world.
+//! `credentials/smtp.toml`, `credentials/whatsapp.toml` and `credentials/github.toml`: how
+//! to reach the outside world.
 //! The SMTP login is a password or an OAuth2 token file (XOAUTH2, `oauth_token_file`),
 //! read through [`TokenSource`].
 //!
-//! Both are optional, each enables one action (`send_email`, `send_whatsapp`); a file
+//! All are optional, each enables one action (`send_email`, `send_whatsapp`,
+//! `github_comment`); a file
 //! that is missing or invalid disables only its action. They are re-read when they change
 //! (size, mtime, inode), so adding or fixing one needs no restart. Secrets are kept in [`Secret`], whose `Debug` and
 //! `Display` never show the value.
@@ -14,6 +16,7 @@ pub use ai_employee_vault::credentials::Secret;
 use ai_employee_vault::credentials::{
     Fields, MAIL_SERVER_KEYS, host_of, is_loopback, warn_if_open,
 };
+use ai_employee_vault::github::{self, GithubCredentials};
 use ai_employee_vault::layout::Folder;
 use ai_employee_vault::oauth::TokenSource;
 use ai_employee_vault::tls::CaFile;
@@ -176,6 +179,7 @@ impl<T> Channel<T> {
 pub struct Credentials {
     pub smtp: Channel<SmtpConfig>,
     pub whatsapp: Channel<WhatsappConfig>,
+    pub github: Channel<GithubCredentials>,
     vault: PathBuf,
 }
 
@@ -186,6 +190,9 @@ impl Credentials {
                 parse_smtp(rel, text).map(Some)
             }),
             whatsapp: Channel::new(vault, WHATSAPP_FILE, parse_whatsapp_if_set),
+            github: Channel::new(vault, github::CREDENTIALS_FILE, |rel, text| {
+                github::parse(rel, text).map(Some)
+            }),
             vault: vault.to_path_buf(),
         }
     }
@@ -199,6 +206,9 @@ impl Credentials {
             v.push(p.expose().to_string());
         }
         if let Loaded::Ready(c) = &self.whatsapp.loaded {
+            v.push(c.token.expose().to_string());
+        }
+        if let Loaded::Ready(c) = &self.github.loaded {
             v.push(c.token.expose().to_string());
         }
         v
@@ -220,12 +230,14 @@ impl Credentials {
             other => channel_state(other, SMTP_FILE, dry_run),
         };
         let whatsapp = channel_state(self.whatsapp.current(), WHATSAPP_FILE, dry_run);
+        let github = channel_state(self.github.current(), github::CREDENTIALS_FILE, dry_run);
         vec![
             ("linkedin_post", Ok(None)),
             ("payment", Ok(None)),
             ("run_task", Ok(None)),
             ("send_email", email),
             ("send_whatsapp", whatsapp),
+            ("github_comment", github),
         ]
     }
 }

@@ -672,7 +672,7 @@ impl Handler {
             subject.target
         );
         let success = action.result();
-        let outcome = if plan.effect.is_some() {
+        let outcome = if plan.effect.is_some() && !action.finds_its_own_mark() {
             // A write in the vault: quick, and found by its mark after a crash.
             action.perform()
         } else {

@@ -12,8 +12,8 @@
 //! | `outcome.rs` | the decision and the idempotent move to `Done/` or `Failed/` |
 //! | `retry.rs` | capped exponential backoff (pure) |
 //! | `util.rs` | SHA-256 in hex, the identity tag of an approval, secrets redacted |
-//! | `actions/` | the five actions behind one trait (`prepare` → `perform` → `result`) and their `Outcome`, one module each: `email.rs` (SMTP), `whatsapp.rs` (Cloud API), `linkedin.rs` (the queue), `payment.rs` (a task for a human), `run_task.rs` (the task loop's approval to run the agent: no effect of its own) |
-//! | `credentials.rs` | `credentials/smtp.toml`, `credentials/whatsapp.toml` |
+//! | `actions/` | the six actions behind one trait (`prepare` → `perform` → `result`) and their `Outcome`, one module each: `email.rs` (SMTP), `whatsapp.rs` (Cloud API), `linkedin.rs` (the queue), `payment.rs` (a task for a human), `run_task.rs` (the task loop's approval to run the agent: no effect of its own), `github.rs` (a comment on a GitHub issue, with a marker looked for before posting) |
+//! | `credentials.rs` | `credentials/smtp.toml`, `credentials/whatsapp.toml`, `credentials/github.toml` |
 //! | `audit.rs`, `dashboard_rows.rs` | `Logs/YYYY-MM-DD.json` (and what it says about an approval), Dashboard rows |
 
 mod actions;

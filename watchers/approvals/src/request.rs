@@ -16,6 +16,7 @@ use lettre::message::{Mailbox, Mailboxes};
 use serde_norway::{Mapping, Value};
 
 use super::actions::email::NAME as EMAIL;
+use super::actions::github::NAME as GITHUB;
 use super::actions::linkedin::NAME as LINKEDIN;
 use super::actions::payment::NAME as PAYMENT;
 use super::actions::run_task::NAME as RUN_TASK;
@@ -23,7 +24,7 @@ use super::actions::whatsapp::NAME as WHATSAPP;
 use super::outcome::results;
 
 /// The actions this handler carries out; nothing else is ever executed.
-pub const ACTIONS: &[&str] = &[EMAIL, WHATSAPP, LINKEDIN, PAYMENT, RUN_TASK];
+pub const ACTIONS: &[&str] = &[EMAIL, WHATSAPP, LINKEDIN, PAYMENT, RUN_TASK, GITHUB];
 
 /// Approval files larger than this are refused unread.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -35,6 +36,9 @@ pub const MAX_WHATSAPP_CHARS: usize = 4096;
 pub const MAX_LINKEDIN_CHARS: usize = 3000;
 /// The longest task id (`task`).
 pub const MAX_TASK_ID_CHARS: usize = 200;
+/// The longest GitHub comment: GitHub takes 65,536 characters, and the handler adds its
+/// marker (an HTML comment of about 60) to each.
+pub const MAX_GITHUB_COMMENT_CHARS: usize = 65_000;
 
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -56,7 +60,8 @@ impl Request {
     /// sorted, without display names), `subject`, the text and each attachment's path and
     /// SHA-256; for WhatsApp the number and the message; for LinkedIn the post; for a
     /// payment `amount`, `currency` (uppercase), `recipient`, `reason`; for `run_task`
-    /// `task` and `created` (a copy of one request, not a new request for the task).
+    /// `task` and `created` (a copy of one request, not a new request for the task); for
+    /// a GitHub comment the repository (lowercase), the issue number and the comment.
     /// Texts have their line ends made `\n` and trailing white space at the end removed.
     /// Not in: everything else in the frontmatter (`status`, `created` and `task` of the
     /// other actions, `expires`, `approved_by`, `message_id`, notes, key order, quoting,
@@ -111,6 +116,12 @@ impl Request {
                 "task": r.task,
                 "created": r.created,
             }),
+            Action::GithubComment(c) => json!({
+                "action": GITHUB,
+                "repo": c.repo.to_string().to_lowercase(),
+                "issue": c.issue,
+                "text": text(&c.body),
+            }),
         };
         super::util::sha256_hex(canonical.to_string().as_bytes())
     }
@@ -123,6 +134,16 @@ pub enum Action {
     Linkedin(Linkedin),
     Payment(Payment),
     RunTask(RunTask),
+    GithubComment(GithubComment),
+}
+
+/// `github_comment`: one comment on an issue (or pull request) of a repository.
+#[derive(Debug, Clone)]
+pub struct GithubComment {
+    pub repo: ai_employee_vault::github::Repo,
+    /// The issue's number.
+    pub issue: u64,
+    pub body: String,
 }
 
 #[derive(Debug, Clone)]
@@ -187,6 +208,7 @@ impl Action {
             Action::Linkedin(_) => LINKEDIN,
             Action::Payment(_) => PAYMENT,
             Action::RunTask(_) => RUN_TASK,
+            Action::GithubComment(_) => GITHUB,
         }
     }
 
@@ -203,6 +225,7 @@ impl Action {
             Action::Linkedin(_) => super::actions::linkedin::QUEUE_FILE.to_string(),
             Action::Payment(p) => p.recipient.clone(),
             Action::RunTask(r) => r.task.clone(),
+            Action::GithubComment(c) => format!("{}#{}", c.repo, c.issue),
         }
     }
 
@@ -238,6 +261,10 @@ impl Action {
                 Some(title) => json!({ "title": title }),
                 None => json!({}),
             },
+            Action::GithubComment(c) => json!({
+                "body_chars": c.body.chars().count(),
+                "body_preview": preview(&c.body),
+            }),
         }
     }
 }
@@ -377,6 +404,7 @@ pub fn validate(doc: &Document, now: DateTime<Utc>, vault: &Path) -> Result<Requ
         WHATSAPP => Action::Whatsapp(whatsapp(&f, &doc.body)?),
         LINKEDIN => Action::Linkedin(linkedin(&f, &doc.body)?),
         RUN_TASK => Action::RunTask(run_task(&f, task.as_deref())?),
+        GITHUB => Action::GithubComment(github_comment(&f, &doc.body)?),
         _ => Action::Payment(payment(&f)?),
     };
     Ok(Request {
@@ -756,6 +784,44 @@ fn phone_digits(s: &str) -> Option<String> {
     (8..=15).contains(&digits.len()).then_some(digits)
 }
 
+const GITHUB_NEEDS: &str = "`repo` (OWNER/NAME), `issue` (its number) and the comment";
+
+fn github_comment(f: &Fields, body: &str) -> Result<GithubComment, Invalid> {
+    let repo = f.required("repo", GITHUB, GITHUB_NEEDS)?;
+    let repo =
+        ai_employee_vault::github::Repo::parse(repo.trim()).map_err(|e| Invalid::BadValue {
+            field: "repo",
+            problem: e.to_string(),
+        })?;
+    let bad_issue = |found: String| Invalid::BadValue {
+        field: "issue",
+        problem: format!("must be an issue number (1 or more), found {found}"),
+    };
+    let issue = match f.0.get("issue") {
+        None | Some(Value::Null) => {
+            return Err(Invalid::Missing {
+                field: "issue",
+                needs: format!("{GITHUB} needs {GITHUB_NEEDS}"),
+            });
+        }
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(n) if n > 0 => n,
+            _ => return Err(bad_issue(n.to_string())),
+        },
+        Some(Value::String(s)) => {
+            let t = s.trim();
+            let digits = t.strip_prefix('#').unwrap_or(t);
+            match digits.parse::<u64>() {
+                Ok(n) if n > 0 && digits.bytes().all(|b| b.is_ascii_digit()) => n,
+                _ => return Err(bad_issue(format!("{s:?}"))),
+            }
+        }
+        Some(v) => return Err(f.wrong("issue", "an issue number", v)),
+    };
+    let body = message_body(f, body, "comment", "GitHub", MAX_GITHUB_COMMENT_CHARS)?;
+    Ok(GithubComment { repo, issue, body })
+}
+
 fn linkedin(f: &Fields, body: &str) -> Result<Linkedin, Invalid> {
     let body = message_body(f, body, "post", "LinkedIn", MAX_LINKEDIN_CHARS)?;
     Ok(Linkedin { body })
@@ -964,6 +1030,91 @@ mod tests {
     }
 
     #[test]
+    fn github_comments_and_their_refusals() {
+        let g = |extra: &str, body: &str| {
+            format!("---\ntype: approval_request\naction: github_comment\n{extra}---\n{body}")
+        };
+        let r = check(&g(
+            "repo: Acme/web-app\nissue: 42\n",
+            "Thanks, fixed in #43.\n",
+        ))
+        .expect("valid");
+        let Action::GithubComment(c) = &r.action else {
+            panic!("{:?}", r.action);
+        };
+        assert_eq!((c.repo.to_string(), c.issue), ("Acme/web-app".into(), 42));
+        assert_eq!(c.body, "Thanks, fixed in #43.");
+        assert_eq!(r.action.target(), "Acme/web-app#42");
+        // `#42` as a string, the text in `body`: the same comment, the same content key.
+        let same = check(&g(
+            "repo: acme/WEB-APP\nissue: '#42'\nbody: \"Thanks, fixed in #43.\"\n",
+            "",
+        ))
+        .expect("valid");
+        assert_eq!(r.content_key(), same.content_key());
+        let other = check(&g(
+            "repo: acme/web-app\nissue: 43\n",
+            "Thanks, fixed in #43.\n",
+        ))
+        .expect("valid");
+        assert_ne!(r.content_key(), other.content_key());
+        let long = "z".repeat(MAX_GITHUB_COMMENT_CHARS + 1);
+        let cases: Vec<(String, &str)> = vec![
+            (
+                g("issue: 1\n", "x"),
+                "missing field `repo` (github_comment needs `repo` (OWNER/NAME), `issue` (its number) and the comment)",
+            ),
+            (
+                g("repo: acme\nissue: 1\n", "x"),
+                "field `repo` \"acme\" is not OWNER/NAME: no `/`",
+            ),
+            (
+                g("repo: ../etc/passwd\nissue: 1\n", "x"),
+                "field `repo` \"../etc/passwd\" is not OWNER/NAME: the owner may hold only letters, digits and `-` (not first or last)",
+            ),
+            (
+                g("repo: [a]\nissue: 1\n", "x"),
+                "field `repo` must be a string, found a list",
+            ),
+            (
+                g("repo: a/b\n", "x"),
+                "missing field `issue` (github_comment needs `repo` (OWNER/NAME), `issue` (its number) and the comment)",
+            ),
+            (
+                g("repo: a/b\nissue: 0\n", "x"),
+                "field `issue` must be an issue number (1 or more), found 0",
+            ),
+            (
+                g("repo: a/b\nissue: -3\n", "x"),
+                "field `issue` must be an issue number (1 or more), found -3",
+            ),
+            (
+                g("repo: a/b\nissue: 1.5\n", "x"),
+                "field `issue` must be an issue number (1 or more), found 1.5",
+            ),
+            (
+                g("repo: a/b\nissue: 'twelve'\n", "x"),
+                "field `issue` must be an issue number (1 or more), found \"twelve\"",
+            ),
+            (
+                g("repo: a/b\nissue: [1]\n", "x"),
+                "field `issue` must be an issue number, found a list",
+            ),
+            (
+                g("repo: a/b\nissue: 1\n", "  \n"),
+                "the comment is empty (a `body` field or text after the frontmatter)",
+            ),
+            (
+                g("repo: a/b\nissue: 1\n", &long),
+                "the comment has 65001 characters, over GitHub's 65000",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(check(&text).err().as_deref(), Some(want), "{text}");
+        }
+    }
+
+    #[test]
     fn previews_are_short_and_flat() {
         assert_eq!(preview("a\n\nb"), "a b");
         assert_eq!(preview(&"x".repeat(50)).chars().count(), 41);
@@ -994,8 +1145,8 @@ mod tests {
             ("---\naction: send_email\n---\nx".into(), "missing field `type` (an approval file has `type: approval_request`)"),
             ("---\ntype: other\n---\nx".into(), "`type` is \"other\", not \"approval_request\": only approval requests are executed"),
             ("---\ntype: 5\n---\nx".into(), "field `type` must be a string, found a number"),
-            ("---\ntype: approval_request\n---\nx".into(), "missing field `action` (one of send_email, send_whatsapp, linkedin_post, payment, run_task)"),
-            ("---\ntype: approval_request\naction: bogus\n---\nx".into(), "unknown action \"bogus\": only send_email, send_whatsapp, linkedin_post, payment, run_task are allowed"),
+            ("---\ntype: approval_request\n---\nx".into(), "missing field `action` (one of send_email, send_whatsapp, linkedin_post, payment, run_task, github_comment)"),
+            ("---\ntype: approval_request\naction: bogus\n---\nx".into(), "unknown action \"bogus\": only send_email, send_whatsapp, linkedin_post, payment, run_task, github_comment are allowed"),
             ("---\ntype: approval_request\naction: linkedin_post\nresult: sent\nexecuted_at: 2026-01-01T00:00:00Z\n---\nx".into(), "already executed (result: sent at 2026-01-01T00:00:00Z): to run it again, remove `result` and `executed_at`"),
             ("---\ntype: approval_request\naction: linkedin_post\nresult: queued\n---\nx".into(), "already executed (result: queued): to run it again, remove `result` and `executed_at`"),
             ("---\ntype: approval_request\naction: linkedin_post\nexpires: tomorrow\n---\nx".into(), "field `expires` is not a time: \"tomorrow\" (expected RFC 3339 with a time zone, e.g. 2026-01-08T10:30:00Z)"),

@@ -389,6 +389,7 @@ impl Watcher {
             prefix: "EMAIL",
             when: received,
             title: email.subject.clone(),
+            stem: None,
             text: task::render(&origin, &email, &reasons, received),
         })
     }

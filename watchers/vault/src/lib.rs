@@ -22,6 +22,9 @@ pub mod dashboard;
 pub mod exit_codes;
 /// YAML frontmatter of task and approval files; typed task frontmatter.
 pub mod frontmatter;
+/// `credentials/github.toml`, repository names and pagination links of the GitHub REST
+/// API (the issues watcher and the approval handler's `github_comment`).
+pub mod github;
 /// The HTTP client set-up shared by webhooks, OAuth and the WhatsApp API.
 pub mod http;
 /// The append-only journal every ledger is written as (one torn-tail rule).

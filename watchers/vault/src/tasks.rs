@@ -48,6 +48,10 @@ pub struct NewTask {
     pub when: DateTime<Utc>,
     /// Turned into the file name's slug (a subject, a sender).
     pub title: String,
+    /// The file name's stem when the watcher names its tasks itself
+    /// (`GITHUB_<owner>_<repo>_<number>`: file-name-safe, never ending in `-<digits>`);
+    /// `None`: `<prefix>_<stamp>_<slug of title>`.
+    pub stem: Option<String>,
     /// The whole file: frontmatter and body.
     pub text: String,
 }
@@ -156,7 +160,10 @@ impl TaskSink {
     /// Write `t` into staging under a name free in both staging and `Needs_Action/`
     /// (not yet durable: see [`make_durable`]).
     fn stage(&mut self, t: &NewTask) -> io::Result<(String, File)> {
-        let base = format!("{}_{}_{}", t.prefix, stamp(t.when), slug(&t.title));
+        let base = match &t.stem {
+            Some(stem) => stem.clone(),
+            None => format!("{}_{}_{}", t.prefix, stamp(t.when), slug(&t.title)),
+        };
         if self.next_alternative.len() > 10_000 {
             self.next_alternative.clear();
         }
@@ -319,6 +326,7 @@ mod tests {
             prefix: "EMAIL",
             when: DateTime::from_timestamp(1_795_000_000, 0).unwrap_or_default(),
             title: title.into(),
+            stem: None,
             text: format!("---\nkey: \"{key}\"\n---\n"),
         }
     }

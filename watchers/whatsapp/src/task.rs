@@ -57,6 +57,7 @@ pub fn build(
         prefix: PREFIX,
         when: received,
         title,
+        stem: None,
         text: render(m, keywords, priority, received),
     }
 }

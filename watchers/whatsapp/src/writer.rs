@@ -204,6 +204,7 @@ mod tests {
             prefix: "WHATSAPP",
             when: DateTime::from_timestamp(1_795_000_000, 0).unwrap_or_default(),
             title: format!("t {key}"),
+            stem: None,
             text: format!("---\nmessage_id: {key}\n---\n"),
         }
     }

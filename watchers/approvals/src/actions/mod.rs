@@ -13,8 +13,10 @@
 //! | `linkedin.rs` | `linkedin_post` | a post appended to `LINKEDIN_QUEUE.md` |
 //! | `payment.rs` | `payment` | a task for a human in `Needs_Action/` (nothing is paid) |
 //! | `run_task.rs` | `run_task` | none: the approval itself, which the task loop acts on once the file is in `Done/` |
+//! | `github.rs` | `github_comment` | one comment on a GitHub issue, carrying a marker it looks for before posting |
 
 pub mod email;
+pub mod github;
 pub mod linkedin;
 pub mod payment;
 pub mod run_task;
@@ -78,6 +80,14 @@ pub trait Action: Send {
     fn perform(self: Box<Self>) -> Outcome;
     /// What a success is recorded as (`sent`, `queued`, `recorded`, `approved`).
     fn result(&self) -> &'static str;
+    /// Whether [`Action::perform`] looks on the other side for the mark of an earlier
+    /// attempt before it acts (`github_comment`'s marker): its [`Plan::effect`] then
+    /// names a mark on another system, `perform` runs where SIGTERM can cut the wait
+    /// short, and an attempt a crash interrupted is run again (it finds its mark or acts
+    /// once) instead of being reported as unknown.
+    fn finds_its_own_mark(&self) -> bool {
+        false
+    }
 }
 
 /// What an action is prepared with: the approval and the attempt.
@@ -254,7 +264,7 @@ pub trait Catalog {
     fn found(&self, vault: &Path, action: &str, effect: &str, tag: &str) -> Option<Found>;
 }
 
-/// The five actions this handler carries out, and the credentials two of them need.
+/// The six actions this handler carries out, and the credentials three of them need.
 pub struct Actions {
     creds: Credentials,
 }
@@ -279,6 +289,10 @@ impl Catalog for Actions {
             request::Action::Linkedin(p) => Box::new(linkedin::Post::new(p.clone())),
             request::Action::Payment(p) => Box::new(payment::Task::new(p.clone())),
             request::Action::RunTask(r) => Box::new(run_task::RunTask::new(r.clone())),
+            request::Action::GithubComment(c) => Box::new(github::PostComment::new(
+                c.clone(),
+                Creds::now(&mut self.creds.github),
+            )),
         }
     }
 
@@ -291,6 +305,8 @@ impl Catalog for Actions {
             linkedin::NAME => linkedin::found(vault, tag),
             payment::NAME => payment::found(vault, effect),
             run_task::NAME => Some(run_task::found()),
+            // Looked for on GitHub by the attempt itself, which runs again.
+            github::NAME => None,
             _ => None,
         }
     }
