@@ -99,6 +99,31 @@ enum Input {
     FsError(String),
 }
 
+/// The folders whose events the loop follows (besides the vault root's stop file).
+const WATCHED: [Folder; 7] = [
+    Folder::NeedsAction,
+    Folder::InProgress,
+    Folder::PendingApproval,
+    Folder::Approved,
+    Folder::Done,
+    Folder::Rejected,
+    Folder::Failed,
+];
+
+/// The folders' event source; the events stop when it is dropped.
+#[cfg(target_os = "linux")]
+struct FolderWatch(tokio::task::JoinHandle<()>);
+
+#[cfg(target_os = "linux")]
+impl Drop for FolderWatch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+struct FolderWatch(#[allow(dead_code)] notify::RecommendedWatcher);
+
 pub struct Engine {
     vault: Vault,
     s: AgentSettings,
@@ -453,21 +478,95 @@ impl Engine {
 
     // ---- discovery ------------------------------------------------------------------
 
-    fn watch_folders(
-        &self,
-        tx: mpsc::UnboundedSender<Input>,
-    ) -> Option<notify::RecommendedWatcher> {
+    /// Watch the task folders and the vault root (for the stop file). The events arrive
+    /// on the loop's own runtime; only those that can mean a task appeared, changed or
+    /// left are asked for: no opens, reads or attribute changes, and in the root only the
+    /// stop file's.
+    #[cfg(target_os = "linux")]
+    fn watch_folders(&self, tx: mpsc::UnboundedSender<Input>) -> Option<FolderWatch> {
+        use futures_util::StreamExt;
+        use inotify::{EventMask, Inotify, WatchMask};
+        let fail = |what: &str, e: std::io::Error| {
+            warn!(
+                "no file events ({what}: {e}); the folders are listed every {}s",
+                SWEEP_EVERY.as_secs()
+            );
+        };
+        let ino = match Inotify::init() {
+            Ok(i) => i,
+            Err(e) => {
+                fail("inotify", e);
+                return None;
+            }
+        };
+        let mask = WatchMask::CREATE
+            | WatchMask::CLOSE_WRITE
+            | WatchMask::MOVED_TO
+            | WatchMask::MOVED_FROM
+            | WatchMask::DELETE
+            | WatchMask::DELETE_SELF
+            | WatchMask::MOVE_SELF
+            | WatchMask::ONLYDIR
+            | WatchMask::DONT_FOLLOW;
+        let root = self.vault.root();
+        let mut map = Vec::new();
+        for folder in std::iter::once(None).chain(WATCHED.iter().copied().map(Some)) {
+            let dir = folder.map_or_else(|| root.to_path_buf(), |f| root.join(f.name()));
+            match ino.watches().add(&dir, mask) {
+                Ok(wd) => map.push((wd, folder)),
+                Err(e) => warn!("cannot watch {}: {e}", dir.display()),
+            }
+        }
+        let mut events = match ino.into_event_stream(vec![0u8; 64 * 1024]) {
+            Ok(s) => s,
+            Err(e) => {
+                fail("inotify", e);
+                return None;
+            }
+        };
+        let task = tokio::spawn(async move {
+            while let Some(ev) = events.next().await {
+                let input = match ev {
+                    Ok(ev) if ev.mask.contains(EventMask::Q_OVERFLOW) => {
+                        Input::FsError("too many file events at once (queue overflow)".into())
+                    }
+                    Ok(ev)
+                        if ev
+                            .mask
+                            .intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF) =>
+                    {
+                        Input::FsError("a watched folder was moved or removed".into())
+                    }
+                    Ok(ev) => {
+                        let Some(&(_, folder)) = map.iter().find(|(wd, _)| *wd == ev.wd) else {
+                            continue;
+                        };
+                        let Some(name) = ev.name.and_then(|n| n.into_string().ok()) else {
+                            continue;
+                        };
+                        if folder.is_none() && name != STOP_FILE {
+                            continue;
+                        }
+                        Input::Fs(folder, vec![name])
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Input::FsError(format!("inotify: {e}")));
+                        return;
+                    }
+                };
+                if tx.send(input).is_err() {
+                    return; // the loop has stopped
+                }
+            }
+        });
+        Some(FolderWatch(task))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn watch_folders(&self, tx: mpsc::UnboundedSender<Input>) -> Option<FolderWatch> {
         use notify::{RecursiveMode, Watcher};
         let root = self.vault.root().to_path_buf();
-        let folders = [
-            Folder::NeedsAction,
-            Folder::InProgress,
-            Folder::PendingApproval,
-            Folder::Approved,
-            Folder::Done,
-            Folder::Rejected,
-            Folder::Failed,
-        ];
+        let folders = WATCHED;
         let map: Vec<(PathBuf, Folder)> =
             folders.iter().map(|f| (root.join(f.name()), *f)).collect();
         let err_tx = tx.clone();
@@ -526,7 +625,7 @@ impl Engine {
                 );
             }
         }
-        Some(w)
+        Some(FolderWatch(w))
     }
 
     fn input(&mut self, input: Input) {
