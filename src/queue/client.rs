@@ -109,6 +109,14 @@ pub fn redacted(url: &str) -> String {
 /// Check a queue URL as the table and the worker's `--queue` take it: `redis://` or
 /// `rediss://`, a host, no password (it belongs in the credentials file).
 pub fn check_url(url: &str) -> Result<(), String> {
+    if let Some((scheme, _)) = url.split_once("://")
+        && !matches!(scheme, "redis" | "rediss")
+    {
+        return Err(format!(
+            "the scheme must be redis:// or rediss:// (TLS), found {}://",
+            crate::agent::task::one_line(scheme, 20)
+        ));
+    }
     let Some(u) = redis::parse_redis_url(url) else {
         return Err(format!(
             "{:?} is not a Redis URL (redis://host:6379/0 or rediss://host:6380/0)",
@@ -828,6 +836,16 @@ return lost";
         Ok(out)
     }
 
+    /// Whether the server answers on both connections (after an outage each connection
+    /// fails once before it reconnects: this takes those failures).
+    pub async fn ping_all(&mut self) -> Result<(), QueueError> {
+        for conn in [&mut self.conn, &mut self.reader] {
+            let r: Result<String, RedisError> = redis::cmd("PING").query_async(conn).await;
+            r.map_err(|e| classify(&self.url, e))?;
+        }
+        Ok(())
+    }
+
     /// Whether the server answers (a `PING`).
     pub async fn ping(&mut self) -> Result<(), QueueError> {
         redis::cmd("PING")
@@ -872,36 +890,36 @@ fn classify(url: &str, e: RedisError) -> QueueError {
 }
 
 /// Says once that the queue is unreachable, and once that it answers again (the worker
-/// and the loop retry meanwhile without repeating it).
-#[derive(Debug, Default)]
+/// and the loop retry meanwhile without repeating it). Clones share the state, so the
+/// tasks of one process say it once between them.
+#[derive(Debug, Clone, Default)]
 pub struct Reachability {
-    down: bool,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Reachability {
     /// A call failed: a set-up problem or an error answer is logged each time; the queue
     /// going away only at the first failure.
-    pub fn failed(&mut self, e: &QueueError) {
+    pub fn failed(&self, e: &QueueError) {
+        use std::sync::atomic::Ordering;
         if e.is_unreachable() {
-            if !self.down {
+            if !self.down.swap(true, Ordering::SeqCst) {
                 tracing::warn!("{e}; retrying every second");
             }
-            self.down = true;
         } else {
             tracing::warn!("{e}");
         }
     }
 
-    /// A call worked.
-    pub fn ok(&mut self, url: &str) {
-        if self.down {
+    /// The queue answered on every connection ([`QueueClient::ping_all`]).
+    pub fn ok(&self, url: &str) {
+        if self.down.swap(false, std::sync::atomic::Ordering::SeqCst) {
             tracing::info!("the queue at {url} answers again");
         }
-        self.down = false;
     }
 
-    /// Whether the last call found the queue unreachable.
+    /// Whether the queue was last found unreachable.
     pub fn is_down(&self) -> bool {
-        self.down
+        self.down.load(std::sync::atomic::Ordering::SeqCst)
     }
 }

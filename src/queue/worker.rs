@@ -102,8 +102,8 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
         std::fs::create_dir_all(&p)
             .map_err(|e| WorkerError::Setup(format!("cannot create {}: {e}", p.display())))?;
     }
-    let mut reach = Reachability::default();
-    let Some(mut client) = connect(&opts, &mut reach, &mut stop).await? else {
+    let reach = Reachability::default();
+    let Some(mut client) = connect(&opts, &reach, &mut stop).await? else {
         return Ok(());
     };
     tracing::info!(
@@ -127,6 +127,16 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
         if let Ok(why) = setup_rx.try_recv() {
             fatal = Some(why);
             break;
+        }
+        if reach.is_down() {
+            match client.ping_all().await {
+                Ok(()) => reach.ok(client.url()),
+                Err(e) => {
+                    reach.failed(&e);
+                    pause(Duration::from_secs(1), &mut stop).await;
+                    continue;
+                }
+            }
         }
         let step: Result<(), QueueError> = async {
             if Instant::now() >= next_beat {
@@ -169,13 +179,16 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
                 got = client.take_tasks(&opts.name, free, READ_BLOCK).await?;
             }
             for d in got {
-                start(d, &opts, &client, &running, &freed, &setup_tx, &stop).await?;
+                start(
+                    d, &opts, &client, &running, &freed, &setup_tx, &reach, &stop,
+                )
+                .await?;
             }
             Ok(())
         }
         .await;
         match step {
-            Ok(()) => reach.ok(client.url()),
+            Ok(()) => {}
             Err(QueueError::Setup(why)) => return Err(WorkerError::Setup(why)),
             Err(e) => {
                 reach.failed(&e);
@@ -226,7 +239,7 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
 /// to stop meanwhile.
 async fn connect(
     opts: &Options,
-    reach: &mut Reachability,
+    reach: &Reachability,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Option<QueueClient>, WorkerError> {
     loop {
@@ -316,6 +329,7 @@ async fn start(
     running: &Table,
     freed: &Arc<Notify>,
     setup_tx: &mpsc::UnboundedSender<String>,
+    reach: &Reachability,
     stop: &watch::Receiver<bool>,
 ) -> Result<(), QueueError> {
     let msg = match d.message {
@@ -348,12 +362,13 @@ async fn start(
         msg.attempt,
         d.id
     );
-    let (opts, mut client, running, freed, setup_tx, mut stop) = (
+    let (opts, mut client, running, freed, setup_tx, reach, mut stop) = (
         opts.clone(),
         client.clone(),
         running.clone(),
         freed.clone(),
         setup_tx.clone(),
+        reach.clone(),
         stop.clone(),
     );
     tokio::spawn(async move {
@@ -361,7 +376,6 @@ async fn start(
         let outcome = run_one(&opts, &msg, abort_rx).await;
         match outcome {
             Outcome::Answer(result) => {
-                let mut reach = Reachability::default();
                 // Published, then acknowledged: a crash between the two runs it again
                 // (at least once); the loop's fencing keeps the completion to one.
                 loop {
