@@ -738,7 +738,8 @@ mod tests {
 
     #[test]
     fn fields_out_of_bounds_are_refused() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut ResultMessage)>)> = vec![
+        type Change = Box<dyn Fn(&mut ResultMessage)>;
+        let cases: Vec<(&str, Change)> = vec![
             ("task_id", Box::new(|m| m.task_id = String::new())),
             ("task_id", Box::new(|m| m.task_id = "../x".into())),
             ("task_id", Box::new(|m| m.task_id = ".hidden".into())),
@@ -814,7 +815,8 @@ mod tests {
             published_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
         };
         assert_eq!(validate_task(&t.to_json()).unwrap(), t);
-        let bad: Vec<Box<dyn Fn(&mut TaskMessage)>> = vec![
+        type Change = Box<dyn Fn(&mut TaskMessage)>;
+        let bad: Vec<Change> = vec![
             Box::new(|t| t.task_id = "../../x".into()),
             Box::new(|t| t.attempt = 0),
             Box::new(|t| t.agent.command.clear()),

@@ -90,6 +90,19 @@ struct Running {
 
 type Table = Arc<Mutex<HashMap<String, Running>>>;
 
+/// What the runs share with the main loop.
+#[derive(Clone)]
+struct Ctx {
+    opts: Options,
+    running: Table,
+    /// A run ended (a slot is free).
+    freed: Arc<Notify>,
+    /// A run found that the agent cannot run here.
+    setup_tx: mpsc::UnboundedSender<String>,
+    reach: Reachability,
+    stop: watch::Receiver<bool>,
+}
+
 fn lock(t: &Table) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
     // A poisoned table only means a run's task panicked; its content is still right.
     t.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -117,6 +130,14 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
     let running: Table = Arc::new(Mutex::new(HashMap::new()));
     let freed = Arc::new(Notify::new());
     let (setup_tx, mut setup_rx) = mpsc::unbounded_channel::<String>();
+    let ctx = Ctx {
+        opts: opts.clone(),
+        running: running.clone(),
+        freed: freed.clone(),
+        setup_tx,
+        reach: reach.clone(),
+        stop: stop.clone(),
+    };
     let started_at = Utc::now();
     let beat_every = heartbeat_every(opts.claim_timeout);
     let mut next_beat = Instant::now();
@@ -179,10 +200,7 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
                 got = client.take_tasks(&opts.name, free, READ_BLOCK).await?;
             }
             for d in got {
-                start(
-                    d, &opts, &client, &running, &freed, &setup_tx, &reach, &stop,
-                )
-                .await?;
+                start(d, &client, &ctx).await?;
             }
             Ok(())
         }
@@ -322,16 +340,8 @@ async fn beat(
 }
 
 /// Start one run (or answer a refused message).
-async fn start(
-    d: TaskDelivery,
-    opts: &Options,
-    client: &QueueClient,
-    running: &Table,
-    freed: &Arc<Notify>,
-    setup_tx: &mpsc::UnboundedSender<String>,
-    reach: &Reachability,
-    stop: &watch::Receiver<bool>,
-) -> Result<(), QueueError> {
+async fn start(d: TaskDelivery, client: &QueueClient, ctx: &Ctx) -> Result<(), QueueError> {
+    let opts = &ctx.opts;
     let msg = match d.message {
         Ok(m) => m,
         Err(refusal) => {
@@ -347,7 +357,7 @@ async fn start(
         }
     };
     let (abort_tx, abort_rx) = watch::channel(false);
-    lock(running).insert(
+    lock(&ctx.running).insert(
         d.id.clone(),
         Running {
             task_id: msg.task_id.clone(),
@@ -362,15 +372,15 @@ async fn start(
         msg.attempt,
         d.id
     );
-    let (opts, mut client, running, freed, setup_tx, reach, mut stop) = (
-        opts.clone(),
-        client.clone(),
-        running.clone(),
-        freed.clone(),
-        setup_tx.clone(),
-        reach.clone(),
-        stop.clone(),
-    );
+    let Ctx {
+        opts,
+        running,
+        freed,
+        setup_tx,
+        reach,
+        mut stop,
+    } = ctx.clone();
+    let mut client = client.clone();
     tokio::spawn(async move {
         let id = d.id;
         let outcome = run_one(&opts, &msg, abort_rx).await;
