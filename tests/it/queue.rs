@@ -623,3 +623,28 @@ fn the_queue_keys_of_agent_are_strict() {
     assert!(err("[agent]\nqueue_unreachable = \"fallback\"\n").contains("expected one of"));
     assert!(err("[agent]\nredis_url = \"redis://h\"\n").contains("queue"));
 }
+
+#[test]
+fn a_worker_stopped_mid_run_releases_it_to_another_at_once() {
+    let Some(redis) = Redis::start() else { return };
+    let s = Setup::new();
+    let rt = rt();
+    let mut c = client(&rt, &redis.url());
+    rt.block_on(c.publish(&s.task("T_term", 1, true))).unwrap();
+    // A claim timeout far longer than the test: only the release can hand the run over.
+    let a = s.worker(&redis.url(), "a", "10m");
+    assert!(wait_until(DEADLINE, || s.marker.join("started").exists()));
+    stop(a);
+    assert!(
+        s.log("a").contains("released for another worker"),
+        "{}",
+        s.log("a")
+    );
+    let b = s.worker(&redis.url(), "b", "10m");
+    let got = results(&rt, &mut c, 1);
+    assert_eq!(got.len(), 1, "worker b:\n{}", s.log("b"));
+    let m = &got[0].result.as_ref().unwrap().message;
+    assert_eq!((m.worker.as_str(), m.task_id.as_str()), ("b", "T_term"));
+    rt.block_on(c.ack_result(&got[0].id)).unwrap();
+    stop(b);
+}
