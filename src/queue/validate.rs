@@ -313,6 +313,16 @@ pub fn validate_task(bytes: &[u8]) -> Result<TaskMessage, Refusal> {
         ));
     }
     for (k, v) in &a.env {
+        // Variables that change what a program loads or finds would widen the allowed
+        // programs to anything.
+        let loader = ["LD_", "DYLD_"].iter().any(|p| k.starts_with(p))
+            || ["PATH", "NODE_OPTIONS", "BASH_ENV", "ENV"].contains(&k.as_str());
+        if loader {
+            return Err(refuse(
+                "agent.env",
+                format!("{:?} may not be set by the queue", clip(k)),
+            ));
+        }
         if k.is_empty() || k.contains(['=', '\0']) || v.contains('\0') {
             return Err(refuse(
                 "agent.env",
@@ -827,6 +837,12 @@ mod tests {
             Box::new(|t| t.agent.verify = Some(vec![])),
             Box::new(|t| {
                 t.agent.env.insert("A=B".into(), "x".into());
+            }),
+            Box::new(|t| {
+                t.agent.env.insert("LD_PRELOAD".into(), "/tmp/x.so".into());
+            }),
+            Box::new(|t| {
+                t.agent.env.insert("PATH".into(), "/tmp".into());
             }),
             Box::new(|t| t.v = 9),
         ];

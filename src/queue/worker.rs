@@ -493,6 +493,20 @@ async fn run_one(opts: &Options, msg: &TaskMessage, abort: watch::Receiver<bool>
             opts.name
         ));
     }
+    if let Some(v) = &msg.agent.verify {
+        let program = runner::fill(v, &values, "", "")
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        if !allowed(&program, &opts.allow) {
+            cleanup(opts, &scratch);
+            return fail(format!(
+                "the verify program {program:?} is not allowed on worker {} (its \
+                 --allow-program)",
+                opts.name
+            ));
+        }
+    }
     let spec = AttemptSpec {
         task: msg.task_id.clone(),
         argv,
