@@ -134,6 +134,59 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<TasksCommand>,
     },
+    /// Run agents for a task loop on another host: take runs from the queue (Redis
+    /// Streams), run the agent in a scratch folder, answer with the result
+    ///
+    /// Exit status: 0 stopped (SIGTERM / Ctrl+C), 78 a set-up problem (the URL, the
+    /// credentials file, the agent cannot run here). See docs/workers.md.
+    Worker {
+        /// The queue: redis://host:6379/0, or rediss://host:6380/0 for TLS (no password
+        /// here: it goes in the --credentials file)
+        #[arg(long, value_name = "URL", env = "AI_EMPLOYEE_QUEUE")]
+        queue: String,
+        /// Runs at once
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+        concurrency: u32,
+        /// This worker's name in the queue (one per worker process) [default: the host name]
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// The Redis user, password and CA (the format of a vault's credentials/queue.toml)
+        #[arg(long, value_name = "FILE", env = "AI_EMPLOYEE_QUEUE_CREDENTIALS")]
+        credentials: Option<PathBuf>,
+        /// Take over runs of a worker silent this long (the loop's [agent] claim_timeout)
+        #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = ai_employee_vault::units::parse_positive_duration)]
+        claim_timeout: std::time::Duration,
+        /// Scratch folders and agent logs [default: $STATE_DIRECTORY, else
+        /// $XDG_STATE_HOME/ai-employee-worker, else ~/.local/state/ai-employee-worker]
+        #[arg(long, value_name = "DIR")]
+        work_dir: Option<PathBuf>,
+        /// A program the queue's agent command may name (repeat for more; a bare name
+        /// matches a program found on PATH, a path only itself)
+        #[arg(
+            long = "allow-program",
+            value_name = "PROGRAM",
+            default_value = "claude"
+        )]
+        allow_program: Vec<String>,
+        /// Keep each run's scratch folder (to look at what the agent did)
+        #[arg(long)]
+        keep_scratch: bool,
+    },
+    /// List the workers of the task loop's queue (name, host, concurrency, current runs,
+    /// last seen)
+    ///
+    /// Exit status: 0 listed, 3 no queue configured ([agent] queue) or it is unreachable,
+    /// 78 the table or credentials/queue.toml is invalid.
+    Workers {
+        #[command(flatten)]
+        vault: VaultArg,
+        /// Process table [default: <vault>/ai-employee.toml if present, else built-in]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print the workers and the queue's counts as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         /// The shell to complete for

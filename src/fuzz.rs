@@ -15,6 +15,9 @@
 //! - an agent's answer: never a panic; a failure reason is one clean line of at most 500
 //!   characters; a session id kept can never read as an option; a cost kept is a finite,
 //!   non-negative number; set-up detection never fires on a run that succeeded.
+//! - a worker's result from the queue: never a panic; an accepted one keeps every cap and
+//!   only names `Plans/<name>.md` / `Pending_Approval/<name>.md`, and reads back the same
+//!   from its own JSON; a task message likewise never panics.
 //! - the priority score: finite, never negative with non-negative weights, and the sum of
 //!   its parts, for any text, sender, priority, deadline and waiting time.
 //! - a page of GitHub issues: never a panic; each issue's task note parses back with its
@@ -405,6 +408,35 @@ pub fn github_issues(data: &[u8]) {
     }
 }
 
+/// A result from the queue's results stream (`queue::validate_result`), and the same bytes
+/// as a task message (`queue::validate::validate_task`).
+pub fn queue_result(data: &[u8]) {
+    use crate::queue::validate::{Limits, confine, validate_task};
+    let _ = validate_task(data);
+    let limits = Limits {
+        max_files: 4,
+        max_file_bytes: 64,
+        max_total_bytes: 128,
+        max_message_bytes: 4096,
+    };
+    let Ok(v) = crate::queue::validate_result(data, &limits) else {
+        return;
+    };
+    assert!(v.files.len() <= limits.max_files);
+    assert_eq!(v.files.len(), v.message.files.len());
+    let mut total = 0;
+    for (f, raw) in v.files.iter().zip(&v.message.files) {
+        let (folder, name) = confine(&raw.path).unwrap_or_else(|p| panic!("{p}"));
+        assert_eq!((folder, name), (f.folder, f.name.as_str()));
+        assert!(!name.contains('/') && !name.starts_with('.') && name.ends_with(".md"));
+        assert!(f.content.len() <= limits.max_file_bytes);
+        total += f.content.len();
+    }
+    assert!(total <= limits.max_total_bytes);
+    let again = crate::queue::validate_result(&v.message.to_json(), &Limits::default());
+    assert_eq!(again.map(|a| a.message), Ok(v.message));
+}
+
 /// Every input a fuzz target once failed on, kept in `fuzz/regressions/<target>/`, must pass.
 #[cfg(test)]
 mod tests {
@@ -421,6 +453,7 @@ mod tests {
         ("agent_answer", super::agent_answer),
         ("score", super::score),
         ("github_issues", super::github_issues),
+        ("queue_result", super::queue_result),
     ];
 
     #[test]

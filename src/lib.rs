@@ -24,5 +24,7 @@ pub mod control;
 pub mod fuzz;
 /// The only place that spawns, signals and reaps processes; the orphan guardian.
 pub mod process;
+/// The work queue to agent workers on other hosts (Redis Streams), and the worker.
+pub mod queue;
 /// The per-child state machine (pure), backoff (pure), and the async runtime.
 pub mod supervisor;

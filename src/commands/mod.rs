@@ -9,6 +9,8 @@ pub mod status;
 mod supervise;
 pub mod tasks;
 mod watch;
+mod worker;
+mod workers;
 
 use ai_employee_vault::cli::resolve_vault;
 
@@ -65,6 +67,30 @@ pub fn run(cli: Cli) -> i32 {
             verbose,
             interval,
         ),
+        Command::Worker {
+            queue,
+            concurrency,
+            name,
+            credentials,
+            claim_timeout,
+            work_dir,
+            allow_program,
+            keep_scratch,
+        } => worker::run(worker::Args {
+            queue,
+            concurrency,
+            name,
+            credentials,
+            claim_timeout,
+            work_dir,
+            allow_program,
+            keep_scratch,
+        }),
+        Command::Workers {
+            vault,
+            config,
+            json,
+        } => workers::run(&resolve_vault(&vault), config.as_deref(), json),
         Command::Completions { shell } => {
             let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "ai-employee", &mut std::io::stdout());

@@ -93,6 +93,45 @@ pub struct AgentSettings {
     pub dashboard_interval: Duration,
     /// `env`: extra environment of the agent.
     pub env: BTreeMap<String, String>,
+    /// `queue`, `claim_timeout`, `worker_timeout`, `queue_unreachable`: runs handed to
+    /// workers on other hosts (docs/workers.md).
+    pub queue: QueueSettings,
+}
+
+/// The `[agent]` keys of the work queue (docs/workers.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueSettings {
+    /// `queue`: `redis://host:6379/0` or `rediss://…` (TLS); unset, agents run locally.
+    /// Never a password (that is in `credentials/queue.toml`).
+    pub url: Option<String>,
+    /// `claim_timeout`, default 10 min: a worker silent this long (dead or stalled) loses
+    /// its runs to another worker.
+    pub claim_timeout: Duration,
+    /// `worker_timeout`, default 2 min: a worker not seen this long is gone (`tasks
+    /// health` is degraded when tasks wait and no worker is seen).
+    pub worker_timeout: Duration,
+    /// `queue_unreachable`, default `local`: what the loop does while Redis is unreachable.
+    pub unreachable: QueueUnreachable,
+}
+
+/// `queue_unreachable`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueUnreachable {
+    /// Run agents on this host meanwhile.
+    Local,
+    /// Wait for Redis; nothing new starts.
+    Wait,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            url: None,
+            claim_timeout: Duration::from_secs(10 * 60),
+            worker_timeout: Duration::from_secs(2 * 60),
+            unreachable: QueueUnreachable::Local,
+        }
+    }
 }
 
 /// `[agent.weights]`: how the score is made (docs/agent.md, "Priority").
@@ -154,6 +193,7 @@ impl Default for AgentSettings {
             max_idle: min(60),
             dashboard_interval: Duration::from_secs(5),
             env: BTreeMap::new(),
+            queue: QueueSettings::default(),
         }
     }
 }

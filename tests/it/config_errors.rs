@@ -1053,6 +1053,7 @@ age_per_hour = -0.0
                 ("EMPTY".to_string(), String::new()),
             ]
             .into(),
+            queue: Default::default(),
         }
     );
     assert!(

@@ -20,6 +20,7 @@ mod metrics;
 mod oauth;
 mod operator;
 mod postfix;
+mod queue;
 mod service_units;
 mod smtp_wire;
 mod supervisor;

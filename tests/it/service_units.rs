@@ -628,3 +628,151 @@ fn systemd_analyze_verify_catches_a_broken_unit() -> TestResult {
     );
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------
+// The worker's units (docs/workers.md)
+// ---------------------------------------------------------------------------------
+
+const WORKER_UNIT_FILE: &str = "systemd/ai-employee-worker.service";
+const WORKER_PLIST_FILE: &str = "launchd/com.ai-employee.worker.plist";
+
+/// Everything wrong with the worker's unit; empty when it is fine.
+fn worker_unit_problems(text: &str) -> Vec<String> {
+    let unit = match parse_unit(text) {
+        Ok(unit) => unit,
+        Err(err) => return vec![err],
+    };
+    let mut problems = Vec::new();
+    for (key, want) in [("KillMode", "mixed"), ("Restart", "on-failure")] {
+        if value(&unit, "Service", key) != Some(want) {
+            problems.push(format!("[Service] {key} is not {want}"));
+        }
+    }
+    match value(&unit, "Service", "ExecStart") {
+        Some(exec) if exec.split_whitespace().nth(1) == Some("worker") => {}
+        other => problems.push(format!(
+            "[Service] ExecStart {other:?} does not run `worker`"
+        )),
+    }
+    let env = values(&unit, "Service", "Environment");
+    for var in ["AI_EMPLOYEE_QUEUE=", "AI_EMPLOYEE_QUEUE_CREDENTIALS="] {
+        if !env.iter().any(|e| e.trim_matches('"').starts_with(var)) {
+            problems.push(format!("[Service] Environment does not set {var}"));
+        }
+    }
+    if env.iter().any(|e| e.contains('@')) {
+        problems.push("[Service] a queue URL with a user or password in the unit".into());
+    }
+    let prevent: Vec<&str> = values(&unit, "Service", "RestartPreventExitStatus")
+        .iter()
+        .flat_map(|v| v.split_whitespace())
+        .collect();
+    if !prevent.contains(&CONFIG) {
+        problems.push(format!("[Service] RestartPreventExitStatus lacks {CONFIG}"));
+    }
+    // The worker waits for its agents' kill_after (10 s by default) when it stops.
+    match value(&unit, "Service", "TimeoutStopSec").and_then(parse_timespan) {
+        Some(secs) if secs > 30 => {}
+        other => problems.push(format!("[Service] TimeoutStopSec {other:?}, want > 30s")),
+    }
+    if value(&unit, "Install", "WantedBy") != Some("default.target") {
+        problems.push("[Install] WantedBy is not default.target (a user unit)".to_owned());
+    }
+    problems
+}
+
+#[test]
+fn worker_unit_has_the_required_settings_and_the_check_catches_a_broken_one() -> TestResult {
+    let text = fs::read_to_string(repo_file(WORKER_UNIT_FILE))?;
+    let problems = worker_unit_problems(&text);
+    assert!(
+        problems.is_empty(),
+        "{WORKER_UNIT_FILE}:\n  {}",
+        problems.join("\n  ")
+    );
+    let broken = text
+        .replace("ai-employee worker", "ai-employee wroker")
+        .replace(
+            "RestartPreventExitStatus=2 78",
+            "RestartPreventExitStatus=2",
+        );
+    assert_ne!(broken, text, "the mutation did not apply; update this test");
+    let problems = worker_unit_problems(&broken);
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    Ok(())
+}
+
+#[test]
+fn worker_unit_passes_systemd_analyze_verify() -> TestResult {
+    let Some(systemd_analyze) = find_on_path("systemd-analyze") else {
+        eprintln!("skipped: systemd-analyze is not on PATH (not a systemd system)");
+        return Ok(());
+    };
+    let text = fs::read_to_string(repo_file(WORKER_UNIT_FILE))?;
+    let binary = env!("CARGO_BIN_EXE_ai-employee").replace('%', "%%");
+    let text = text.replace(
+        "ExecStart=%h/.cargo/bin/ai-employee ",
+        &format!("ExecStart=\"{binary}\" "),
+    );
+    assert!(text.contains(&binary), "ExecStart= was not rewritten");
+    let verdict = systemd_analyze_verify(&systemd_analyze, &text)?;
+    assert!(
+        verdict.success && verdict.about_unit.is_empty(),
+        "`{}` rejected {WORKER_UNIT_FILE}:\n  {}\nfull output:\n{}",
+        verdict.command,
+        verdict.about_unit.join("\n  "),
+        verdict.output
+    );
+    Ok(())
+}
+
+#[test]
+fn worker_plist_parses_and_has_the_required_keys() -> TestResult {
+    let path = repo_file(WORKER_PLIST_FILE);
+    let plist = plist::Value::from_file(&path)?;
+    let dict = plist.as_dictionary().ok_or("not a <dict>")?;
+    let string = |key: &str| dict.get(key).and_then(plist::Value::as_string);
+    assert_eq!(string("Label"), Some("com.ai-employee.worker"));
+    let args: Vec<&str> = dict
+        .get("ProgramArguments")
+        .and_then(plist::Value::as_array)
+        .ok_or("no ProgramArguments")?
+        .iter()
+        .filter_map(plist::Value::as_string)
+        .collect();
+    assert!(args[0].starts_with('/'), "{args:?}");
+    assert_eq!(args.get(1), Some(&"worker"));
+    for flag in ["--queue", "--credentials", "--work-dir"] {
+        let at = args.iter().position(|a| *a == flag).ok_or(flag)?;
+        let v = args.get(at + 1).ok_or(flag)?;
+        assert!(!v.starts_with("--") && !v.contains('@'), "{flag} {v}");
+    }
+    // The command line parses (the placeholders are values, not flags).
+    let out = Command::new(env!("CARGO_BIN_EXE_ai-employee"))
+        .args(&args[1..])
+        .arg("--help")
+        .output()?;
+    assert!(out.status.success(), "{}", output_text(&out));
+    let keep = dict
+        .get("KeepAlive")
+        .and_then(plist::Value::as_dictionary)
+        .and_then(|k| k.get("SuccessfulExit"))
+        .and_then(plist::Value::as_boolean);
+    assert_eq!(keep, Some(false));
+    assert_eq!(
+        dict.get("RunAtLoad").and_then(plist::Value::as_boolean),
+        Some(true)
+    );
+    let exit = dict
+        .get("ExitTimeOut")
+        .and_then(plist::Value::as_unsigned_integer);
+    assert!(exit.is_some_and(|s| s > 30), "ExitTimeOut {exit:?}");
+    for key in ["StandardOutPath", "StandardErrorPath"] {
+        assert!(string(key).is_some_and(|p| p.starts_with('/')), "{key}");
+    }
+    if let Some(plutil) = find_on_path("plutil") {
+        let output = Command::new(plutil).arg("-lint").arg(&path).output()?;
+        assert!(output.status.success(), "{}", output_text(&output));
+    }
+    Ok(())
+}

@@ -8,7 +8,7 @@ use toml_edit::{Item, Value};
 
 use super::{Checker, Key, Table, names as key_names, process, read_section, set};
 use crate::config::template::{self, Placeholder, TemplateError};
-use crate::config::{AgentSettings, Weights};
+use crate::config::{AgentSettings, QueueUnreachable, Weights};
 
 const MAX_CONCURRENT: i64 = 256;
 const MAX_ATTEMPTS: i64 = 100;
@@ -72,6 +72,18 @@ const KEYS: &[Key<AgentSettings>] = &[
         set(dashboard_interval(c, f), &mut s.dashboard_interval)
     }),
     ("env", |c, f, s| set(process::env(c, f), &mut s.env)),
+    ("queue", |c, f, s| {
+        set(queue_url(c, f).map(Some), &mut s.queue.url)
+    }),
+    ("claim_timeout", |c, f, s| {
+        set(c.positive_duration(f), &mut s.queue.claim_timeout)
+    }),
+    ("worker_timeout", |c, f, s| {
+        set(c.positive_duration(f), &mut s.queue.worker_timeout)
+    }),
+    ("queue_unreachable", |c, f, s| {
+        set(queue_unreachable(c, f), &mut s.queue.unreachable)
+    }),
 ];
 
 /// Names people bring from the orchestrator configurations the task loop replaces
@@ -88,6 +100,11 @@ const ALIASES: &[(&str, &str)] = &[
     ("refresh_interval", "dashboard_interval"),
     ("environment", "env"),
     ("cmd", "command"),
+    ("redis", "queue"),
+    ("redis_url", "queue"),
+    ("broker", "queue"),
+    ("broker_url", "queue"),
+    ("visibility_timeout", "claim_timeout"),
 ];
 
 const WEIGHT_KEYS: &[Key<Weights>] = &[
@@ -241,6 +258,22 @@ fn prompt_path(c: &mut Checker<'_>, field: &Field<'_>) -> Option<String> {
         return Some(s.to_string());
     };
     c.reject(field.at(), format!("{}: {problem}", field.path))
+}
+
+/// `queue`: a Redis URL without a password (docs/workers.md).
+fn queue_url(c: &mut Checker<'_>, field: &Field<'_>) -> Option<String> {
+    let s = c.string(field)?;
+    match crate::queue::client::check_url(s) {
+        Ok(()) => Some(s.to_string()),
+        Err(problem) => c.reject(field.at(), format!("{}: {problem}", field.path)),
+    }
+}
+
+fn queue_unreachable(c: &mut Checker<'_>, field: &Field<'_>) -> Option<QueueUnreachable> {
+    Some(match c.choice(field, &["local", "wait"])? {
+        "wait" => QueueUnreachable::Wait,
+        _ => QueueUnreachable::Local,
+    })
 }
 
 /// A count from 1 to `max`.
