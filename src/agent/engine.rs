@@ -28,7 +28,9 @@ use super::task::{self, LoopState, TaskDoc, keys};
 use crate::config::AgentSettings;
 use crate::process::records::{self, Record, RecordLog};
 
+mod alarm;
 mod table;
+use alarm::Alarm;
 use table::Tasks;
 
 /// The stop file (seed 000): while it exists no new task starts; `now` inside it also
@@ -404,6 +406,7 @@ impl Engine {
         let mut last_sweep = Instant::now();
         let mut last_approvals = Instant::now();
         let mut stopping = false;
+        let mut alarm = Alarm::new();
         loop {
             self.check_approvals_if_due(&mut last_approvals);
             if !stopping && self.needs_setup.is_none() {
@@ -430,7 +433,7 @@ impl Engine {
                 }
                 Some(p) = prog_rx.recv() => self.progress(p),
                 Some((id, end)) = end_rx.recv() => self.attempt_ended(&id, end),
-                _ = tokio::time::sleep(wake) => {}
+                _ = alarm.sleep(wake) => {}
                 _ = stop.recv(), if !stopping => {
                     info!("stopping: {} agent runs to stop", self.running.len());
                     stopping = true;
