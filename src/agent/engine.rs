@@ -29,6 +29,7 @@ use crate::config::AgentSettings;
 use crate::process::records::{self, Record, RecordLog};
 
 mod alarm;
+mod durable;
 mod table;
 use alarm::Alarm;
 use table::Tasks;
@@ -165,6 +166,8 @@ pub struct Engine {
     health: super::health::State,
     /// Folders that received a finished task since the last sync.
     unsynced: Vec<Folder>,
+    /// The sync thread (none in a dry run, or if it could not be started).
+    durable: Option<durable::Durable>,
 }
 
 /// The vault's folders, opened once (never through a symlink).
@@ -377,6 +380,7 @@ impl Engine {
             approvals_dirty: true,
             health: super::health::State::Healthy,
             unsynced: Vec::new(),
+            durable: None,
         })
     }
 
@@ -388,6 +392,15 @@ impl Engine {
         let (end_tx, mut end_rx) = mpsc::unbounded_channel::<(String, AttemptEnd)>();
         if !self.opts.dry_run {
             self.dashboard = Some(start_dashboard_writer(self.vault.dashboard()));
+            self.durable = match durable::Durable::start(&self.dirs) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    warn!(
+                        "cannot start the sync thread ({e}); finished tasks are synced on the loop's thread"
+                    );
+                    None
+                }
+            };
         }
         self.check_stop_file();
         self.sweep(Folder::InProgress);
@@ -462,6 +475,10 @@ impl Engine {
             }
         }
         self.flush(true);
+        // The last finished tasks are durable before the loop says it stopped.
+        if let Some(d) = &mut self.durable {
+            d.finish();
+        }
         if let Some((tx, thread)) = self.dashboard.take() {
             drop(tx);
             // Its rows are written before the loop exits; a panic there was already logged.
@@ -1333,8 +1350,8 @@ impl Engine {
         };
         let now = Utc::now();
         let status = state.as_str();
-        // Not fsynced here: the final states of a batch are made durable together
-        // (`sync_finished`, one syncfs), before the loop waits again.
+        // Not fsynced here: the final states of a batch are made durable together, by one
+        // syncfs on the sync thread (`sync_finished`, [`durable`]).
         let res = task::update(self.dirs.of(e.folder), &e.name, false, |d| {
             d.set(keys::STATE, status);
             d.set(keys::STATUS, status);
@@ -1833,15 +1850,19 @@ impl Engine {
         });
     }
 
-    /// Write the snapshot if it changed (at most every [`SNAPSHOT_EVERY`] unless `force`),
-    /// and hand Dashboard rows to their writer.
-    /// Make the batch's finished tasks durable: one `syncfs` of the vault's file system
+    /// Make the batch's finished tasks durable: handed to the sync thread
+    /// ([`durable`]), or where it is gone one `syncfs` of the vault's file system here
     /// (where there is none, an fsync of each folder that received one).
     fn sync_finished(&mut self) {
         if self.unsynced.is_empty() {
             return;
         }
-        let mut folders = std::mem::take(&mut self.unsynced);
+        let folders = std::mem::take(&mut self.unsynced);
+        let mut folders = match self.durable.as_mut().map(|d| d.request(folders.clone())) {
+            Some(Ok(_)) => return,
+            Some(Err(back)) => back,
+            None => folders,
+        };
         folders.push(Folder::InProgress);
         match self.dirs.root.sync_file_system() {
             Ok(()) => {}
@@ -1858,6 +1879,8 @@ impl Engine {
         }
     }
 
+    /// Write the snapshot if it changed (at most every [`SNAPSHOT_EVERY`] unless `force`),
+    /// and hand Dashboard rows to their writer.
     fn flush(&mut self, force: bool) {
         self.sync_finished();
         // Built at most once per flush, for the Dashboard's section and the file.
