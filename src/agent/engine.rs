@@ -1921,13 +1921,6 @@ impl Engine {
             Some(s) => s,
             None => self.snapshot(),
         };
-        let bytes = match serde_json::to_vec(&snap) {
-            Ok(b) => b,
-            Err(e) => {
-                warn!("cannot serialise the task snapshot: {e}");
-                return;
-            }
-        };
         let (dir, name) = match ai_employee_vault::nofollow::folder_of(
             &self.vault.state_file(snapshot::FILE_NAME),
         ) {
@@ -1937,7 +1930,10 @@ impl Engine {
                 return;
             }
         };
-        if let Err(e) = write_quick(&dir, &name, &bytes) {
+        // Serialised straight into the file: no copy of its megabytes in memory.
+        if let Err(e) = write_quick(&dir, &name, |w| {
+            serde_json::to_writer(w, &snap).map_err(std::io::Error::from)
+        }) {
             warn!("cannot write .ai-employee/{}: {e}", snapshot::FILE_NAME);
         }
         self.snapshot_gap =
@@ -2017,10 +2013,18 @@ fn doc_approved(doc: &TaskDoc) -> bool {
 }
 
 /// Replace `name` atomically, without fsync (a view, rebuilt at the next start).
-fn write_quick(dir: &Dir, name: &std::ffi::OsStr, bytes: &[u8]) -> std::io::Result<()> {
+fn write_quick(
+    dir: &Dir,
+    name: &std::ffi::OsStr,
+    fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     use std::io::Write;
     let mut tmp = dir.temp_file(".tmp-", "", 0o600)?;
-    tmp.write_all(bytes)?;
+    {
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, &mut tmp);
+        fill(&mut out)?;
+        out.flush()?;
+    }
     dir.rename(
         tmp.name(),
         dir,
