@@ -29,6 +29,7 @@ use crate::config::AgentSettings;
 use crate::process::records::{self, Record, RecordLog};
 
 mod alarm;
+mod remote;
 mod table;
 use alarm::Alarm;
 use table::Tasks;
@@ -165,6 +166,8 @@ pub struct Engine {
     health: super::health::State,
     /// Folders that received a finished task since the last sync.
     unsynced: Vec<Folder>,
+    /// The work queue to workers on other hosts (`[agent] queue`), when set.
+    remote: Option<remote::Remote>,
 }
 
 /// The vault's folders, opened once (never through a symlink).
@@ -324,6 +327,14 @@ impl Engine {
                 .map_err(|e| WatcherError::failed_to("create the record of agent groups", e))?;
             (Some(journal), Some(log))
         };
+        let remote = match &s.queue.url {
+            Some(_) if !opts.dry_run => {
+                let credentials = crate::queue::credentials::load_vault(vault.root())
+                    .map_err(|e| WatcherError::Setup(e.to_string()))?;
+                remote::Remote::new(&s.queue, credentials)
+            }
+            _ => None,
+        };
         let (totals, today) = if events.is_some() {
             match super::metrics::read_totals(vault.root(), super::metrics::start_of_local_day(now))
             {
@@ -377,6 +388,7 @@ impl Engine {
             approvals_dirty: true,
             health: super::health::State::Healthy,
             unsynced: Vec::new(),
+            remote,
         })
     }
 
@@ -386,6 +398,14 @@ impl Engine {
         let _watcher = self.watch_folders(in_tx);
         let (prog_tx, mut prog_rx) = mpsc::unbounded_channel::<Progress>();
         let (end_tx, mut end_rx) = mpsc::unbounded_channel::<(String, AttemptEnd)>();
+        // Without a queue, a channel that never yields (its sender kept here).
+        let (_no_queue, mut remote_rx) = match &mut self.remote {
+            Some(r) => (None, r.start()),
+            None => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (Some(tx), rx)
+            }
+        };
         if !self.opts.dry_run {
             self.dashboard = Some(start_dashboard_writer(self.vault.dashboard()));
         }
@@ -413,13 +433,18 @@ impl Engine {
                 self.schedule(&prog_tx, &end_tx);
             }
             self.flush(false);
+            self.ack_applied();
             if stopping && self.running.is_empty() {
                 break;
             }
             if self.needs_setup.is_some() && self.running.is_empty() {
                 break;
             }
-            if self.opts.once && self.running.is_empty() && !self.runnable_now() {
+            if self.opts.once
+                && self.running.is_empty()
+                && self.queue_idle()
+                && !self.runnable_now()
+            {
                 break;
             }
             ctx.beat();
@@ -433,6 +458,12 @@ impl Engine {
                 }
                 Some(p) = prog_rx.recv() => self.progress(p),
                 Some((id, end)) = end_rx.recv() => self.attempt_ended(&id, end),
+                Some(ev) = remote_rx.recv() => {
+                    self.remote_event(ev);
+                    while let Ok(more) = remote_rx.try_recv() {
+                        self.remote_event(more);
+                    }
+                }
                 _ = alarm.sleep(wake) => {}
                 _ = stop.recv(), if !stopping => {
                     info!("stopping: {} agent runs to stop", self.running.len());
@@ -462,6 +493,7 @@ impl Engine {
             }
         }
         self.flush(true);
+        self.ack_applied();
         if let Some((tx, thread)) = self.dashboard.take() {
             drop(tx);
             // Its rows are written before the loop exits; a panic there was already logged.
@@ -691,7 +723,10 @@ impl Engine {
             .tasks
             .values()
             .filter(|e| {
-                e.folder == folder && !names.contains(&e.name) && !self.running.contains_key(&e.id)
+                e.folder == folder
+                    && !names.contains(&e.name)
+                    && !self.running.contains_key(&e.id)
+                    && !self.on_queue(&e.id)
             })
             .map(|e| e.id.clone())
             .collect();
@@ -711,7 +746,7 @@ impl Engine {
             return;
         }
         let id = task::id_of(name).to_string();
-        if self.running.contains_key(&id) {
+        if self.running.contains_key(&id) || self.on_queue(&id) {
             return; // our own writes while it runs
         }
         let dir = self.dirs.of(folder);
@@ -792,6 +827,15 @@ impl Engine {
             self.event(TaskEvent::new(now, EventKind::Queued, &id));
         }
         match state {
+            LoopState::Running
+                if folder == Folder::InProgress
+                    && doc.str(remote::RUN_ON) == Some(remote::ON_QUEUE)
+                    && self.remote.is_some() =>
+            {
+                // Published by a loop that is gone: its run is still on the queue.
+                self.adopt_remote(e);
+                return;
+            }
             LoopState::Running => {
                 // Claimed by a loop that is gone: that run was interrupted.
                 e.state = LoopState::Retry;
@@ -972,6 +1016,11 @@ impl Engine {
         if self.paused {
             return;
         }
+        match self.queue_mode() {
+            remote::Mode::Queue => return self.schedule_remote(),
+            remote::Mode::Hold => return,
+            remote::Mode::Local | remote::Mode::Fallback => {}
+        }
         while self.running.len() < self.s.max_concurrent as usize {
             let Some(id) = self.pick(Utc::now()) else {
                 return;
@@ -1035,6 +1084,7 @@ impl Engine {
             d.set_time(keys::QUEUED_AT, e.queued_at);
             d.set_time(keys::STARTED_AT, now);
             d.remove(keys::RETRY_AT);
+            d.remove(remote::RUN_ON);
         });
         let doc = match written {
             Ok(d) => d,
@@ -1981,6 +2031,7 @@ impl Engine {
             totals: self.totals.clone(),
             today: self.today.clone(),
             last_completion: self.last_completion,
+            queue: self.remote.as_ref().map(|r| r.view(now)),
         }
     }
 }

@@ -1,0 +1,503 @@
+//! The task loop with `[agent] queue` set: a real Redis (`crate::queue::Redis`), the real
+//! loop (`ai-employee agent`) and real `ai-employee worker` processes running a stand-in
+//! agent (a shell script that writes a plan and a draft naming its worker, and answers
+//! Claude Code's JSON with `STATUS: done`). Workers are SIGKILLed and restarted, Redis is
+//! restarted empty, forged results are put in the results stream; every task must reach
+//! `Done/` exactly once with its files written once. Every wait is on a condition.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ai_employee::agent::events::RunResult;
+use ai_employee::queue::wire::{FileOut, ResultMessage, VERSION};
+use ai_employee::queue::{Credentials, QueueClient};
+
+use crate::approvals::{field, files, new_vault};
+use crate::common::{BIN, TestVault, signal, wait_child, wait_until};
+use crate::queue::Redis;
+
+/// The stand-in agent: `agent.sh TASK MARKERS`. Writes `Plans/PLAN_<task>.md` and
+/// `Pending_Approval/APPROVAL_<task>.md` naming the worker (`$STANDIN_WORKER`), records
+/// the run in `MARKERS/runs.log`, and answers done. With `MARKERS/slow`, it takes a
+/// little while (for kills mid-run).
+const AGENT: &str = r#"#!/bin/sh
+task="$1"; mark="$2"
+echo "$task $STANDIN_WORKER" >> "$mark/runs.log"
+if [ -e "$mark/slow" ]; then sleep 0.3; fi
+printf '# Plan for %s by %s\n' "$task" "$STANDIN_WORKER" > "Plans/PLAN_$task.md"
+printf -- '---\ntype: approval_request\naction: send_email\ntask: %s\n---\nBy %s\n' "$task" "$STANDIN_WORKER" > "Pending_Approval/APPROVAL_$task.md"
+printf '{"type":"result","subtype":"success","is_error":false,"result":"Done.\\nSTATUS: done","session_id":"s-%s","total_cost_usd":0.01,"num_turns":2}\n' "$task"
+"#;
+
+const LONG: Duration = Duration::from_secs(60);
+
+struct Bench {
+    tv: TestVault,
+    agent: PathBuf,
+    markers: PathBuf,
+    url: String,
+}
+
+impl Bench {
+    fn new(redis: &Redis, claim: &str, extra: &str) -> Bench {
+        let tv = new_vault();
+        let agent = tv.path("agent.sh");
+        fs::write(&agent, AGENT).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&agent, fs::Permissions::from_mode(0o755)).unwrap();
+        let markers = tv.path("markers");
+        fs::create_dir(&markers).unwrap();
+        let url = redis.url();
+        tv.write_config(&format!(
+            "[agent]\ncommand = [\"{}\", \"{{task}}\", \"{}\"]\nqueue = \"{url}\"\n\
+             claim_timeout = \"{claim}\"\nretry_delays = [\"100ms\"]\nmax_concurrent = 2\n{extra}\n",
+            agent.display(),
+            markers.display()
+        ));
+        Bench {
+            tv,
+            agent,
+            markers,
+            url,
+        }
+    }
+
+    fn task(&self, id: &str) {
+        let text = format!("---\ntype: task\n---\n# {id}\n\nPlan it.\n");
+        let tmp = self.tv.vault.join(format!("Needs_Action/.{id}.tmp"));
+        fs::write(&tmp, text).unwrap();
+        fs::rename(&tmp, self.tv.vault.join(format!("Needs_Action/{id}.md"))).unwrap();
+    }
+
+    fn loop_(&self) -> Child {
+        let n = crate::common::now_ns();
+        let err = fs::File::create(self.tv.path(&format!("loop-{n}.log"))).unwrap();
+        Command::new(BIN)
+            .args(["agent", "--vault"])
+            .arg(&self.tv.vault)
+            .arg("--config")
+            .arg(&self.tv.config)
+            .env_remove("AI_EMPLOYEE_VAULT")
+            .env_remove("AI_EMPLOYEE_HEARTBEAT")
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(err.try_clone().unwrap())
+            .stderr(err)
+            .spawn()
+            .unwrap()
+    }
+
+    fn loop_log(&self) -> String {
+        let mut names = files(self.tv.dir.path());
+        names.retain(|n| n.starts_with("loop-"));
+        names
+            .iter()
+            .map(|n| fs::read_to_string(self.tv.dir.path().join(n)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    }
+
+    fn worker(&self, name: &str, claim: &str, concurrency: u32) -> Child {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.tv.path(&format!("{name}.log")))
+            .unwrap();
+        Command::new(BIN)
+            .args(["worker", "--queue", &self.url, "--name", name])
+            .args(["--claim-timeout", claim, "--concurrency"])
+            .arg(concurrency.to_string())
+            .arg("--work-dir")
+            .arg(self.tv.path(&format!("work-{name}")))
+            .arg("--allow-program")
+            .arg(&self.agent)
+            .env_remove("AI_EMPLOYEE_QUEUE_CREDENTIALS")
+            .env("STANDIN_WORKER", name)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    fn in_folder(&self, folder: &str) -> Vec<String> {
+        files(&self.tv.vault.join(folder))
+            .into_iter()
+            .filter(|n| n.ends_with(".md"))
+            .collect()
+    }
+
+    /// Wait until every id is in Done/ (and nothing is left to do).
+    fn wait_done(&self, ids: &[String], timeout: Duration) {
+        let want: BTreeSet<String> = ids.iter().map(|i| format!("{i}.md")).collect();
+        let ok = wait_until(timeout, || {
+            let done: BTreeSet<String> = self.in_folder("Done").into_iter().collect();
+            want.is_subset(&done)
+        });
+        if !ok {
+            let done: BTreeSet<String> = self.in_folder("Done").into_iter().collect();
+            let missing: Vec<&String> = want.difference(&done).take(10).collect();
+            panic!(
+                "{} of {} tasks not in Done/ (e.g. {missing:?}); In_Progress: {:?}\nloop log (tail):\n{}",
+                want.difference(&done).count(),
+                want.len(),
+                self.in_folder("In_Progress")
+                    .iter()
+                    .take(10)
+                    .collect::<Vec<_>>(),
+                tail(&self.loop_log(), 60)
+            );
+        }
+    }
+
+    /// Every task is in Done/ once, its `done` event logged once, its plan and draft
+    /// written once, by the worker the task file names.
+    fn assert_exactly_once(&self, ids: &[String]) {
+        let done = self.in_folder("Done");
+        assert_eq!(done.len(), ids.len(), "Done/ holds each task once");
+        assert!(self.in_folder("Needs_Action").is_empty());
+        assert!(self.in_folder("In_Progress").is_empty());
+        assert!(
+            self.in_folder("Failed").is_empty(),
+            "{:?}",
+            self.in_folder("Failed")
+        );
+        let events = fs::read_to_string(self.tv.vault.join("Logs/tasks.jsonl")).unwrap();
+        let mut done_events: BTreeMap<String, u32> = BTreeMap::new();
+        for l in events.lines() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            if v["event"] == "done" {
+                *done_events
+                    .entry(v["task"].as_str().unwrap().to_string())
+                    .or_default() += 1;
+            }
+        }
+        for id in ids {
+            assert_eq!(done_events.get(id), Some(&1), "{id}: one done event");
+            let task = self.tv.vault.join(format!("Done/{id}.md"));
+            assert_eq!(field(&task, "state").as_deref(), Some("done"), "{id}");
+            let worker = field(&task, "worker").unwrap_or_else(|| panic!("{id}: no worker"));
+            let plan = fs::read_to_string(self.tv.vault.join(format!("Plans/PLAN_{id}.md")))
+                .unwrap_or_else(|e| panic!("{id}: no plan: {e}"));
+            assert_eq!(plan, format!("# Plan for {id} by {worker}\n"), "{id}");
+            let draft = fs::read_to_string(
+                self.tv
+                    .vault
+                    .join(format!("Pending_Approval/APPROVAL_{id}.md")),
+            )
+            .unwrap_or_else(|e| panic!("{id}: no draft: {e}"));
+            assert!(draft.ends_with(&format!("By {worker}\n")), "{id}: {draft}");
+        }
+        // Nothing but the results' files (no temp file left, nothing else written).
+        let plans = self.in_folder("Plans");
+        assert_eq!(plans.len(), ids.len(), "one plan per task");
+        assert_eq!(
+            files(&self.tv.vault.join("Plans")).len(),
+            ids.len(),
+            "nothing but the plans in Plans/"
+        );
+    }
+
+    fn runs(&self) -> Vec<String> {
+        fs::read_to_string(self.markers.join("runs.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn stop(mut c: Child) -> Option<i32> {
+    signal(c.id() as i32, libc::SIGTERM);
+    wait_child(&mut c, LONG).and_then(|s| s.code())
+}
+
+fn kill9(c: &mut Child) {
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
+/// A small pseudo-random sequence (the seed is printed so a failure can be replayed).
+struct Lcg(u64);
+
+impl Lcg {
+    fn seeded() -> Lcg {
+        let seed = std::env::var("QUEUE_LOOP_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| crate::common::now_ns() as u64);
+        eprintln!("seed {seed} (QUEUE_LOOP_SEED to replay)");
+        Lcg(seed)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+fn ids(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}_{i:04}")).collect()
+}
+
+#[test]
+fn the_loop_and_two_workers_do_200_tasks_exactly_once() {
+    let Some(redis) = Redis::start() else { return };
+    let b = Bench::new(&redis, "10m", "");
+    let ids = ids("T", 200);
+    for id in &ids {
+        b.task(id);
+    }
+    let mut lp = b.loop_();
+    let w1 = b.worker("w1", "10m", 4);
+    let w2 = b.worker("w2", "10m", 4);
+    b.wait_done(&ids, LONG * 2);
+    b.assert_exactly_once(&ids);
+    // Both workers took part; nothing ran here.
+    let by: BTreeSet<String> = ids
+        .iter()
+        .filter_map(|id| field(&b.tv.vault.join(format!("Done/{id}.md")), "worker"))
+        .collect();
+    assert_eq!(
+        by,
+        BTreeSet::from(["w1".to_string(), "w2".to_string()]),
+        "both workers ran tasks"
+    );
+    assert_eq!(
+        b.runs().len(),
+        200,
+        "each task ran once: {:?}",
+        b.runs().len()
+    );
+    // `tasks` sees the queue in the snapshot.
+    let snap: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(b.tv.vault.join(".ai-employee/tasks.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        snap["queue"]["results_applied"].as_u64() == Some(200),
+        "{}",
+        snap["queue"]
+    );
+    assert_eq!(stop(w1), Some(0));
+    assert_eq!(stop(w2), Some(0));
+    signal(lp.id() as i32, libc::SIGTERM);
+    let st = wait_child(&mut lp, LONG).expect("the loop stops");
+    assert_eq!(st.code(), Some(0), "{}", tail(&b.loop_log(), 30));
+    let log = b.loop_log();
+    assert!(log.contains("published Needs_Action") || log.contains("published In_Progress"));
+}
+
+#[test]
+fn workers_killed_and_restarted_at_random_lose_nothing() {
+    let Some(redis) = Redis::start() else { return };
+    let b = Bench::new(&redis, "2s", "");
+    fs::write(b.markers.join("slow"), "").unwrap();
+    let ids = ids("K", 300);
+    for id in &ids {
+        b.task(id);
+    }
+    let mut lp = b.loop_();
+    let names = ["k1", "k2", "k3"];
+    let mut ws: Vec<Child> = names.iter().map(|n| b.worker(n, "2s", 4)).collect();
+    let mut rng = Lcg::seeded();
+    let mut kills = 0;
+    let start = Instant::now();
+    // Kill a random worker every so often while tasks remain, restart it (same name:
+    // it takes its unfinished runs back at once) or, every third time, a while later
+    // (another worker takes them over after the claim timeout).
+    while b.in_folder("Done").len() < ids.len() && start.elapsed() < LONG * 3 {
+        let done_before = b.in_folder("Done").len();
+        wait_until(Duration::from_secs(5), || {
+            b.in_folder("Done").len() >= done_before + 15 + rng_peek(kills)
+        });
+        if b.in_folder("Done").len() >= ids.len() {
+            break;
+        }
+        let i = rng.below(names.len() as u64) as usize;
+        kill9(&mut ws[i]);
+        kills += 1;
+        if kills % 3 == 0 {
+            // Restarted only after the others made progress meanwhile.
+            let now_done = b.in_folder("Done").len();
+            wait_until(Duration::from_secs(5), || {
+                b.in_folder("Done").len() >= now_done + 5
+            });
+        }
+        ws[i] = b.worker(names[i], "2s", 4);
+    }
+    assert!(kills >= 5, "only {kills} kills happened");
+    b.wait_done(&ids, LONG * 2);
+    b.assert_exactly_once(&ids);
+    assert!(b.runs().len() >= ids.len());
+    for w in ws {
+        stop(w);
+    }
+    signal(lp.id() as i32, libc::SIGTERM);
+    assert_eq!(wait_child(&mut lp, LONG).and_then(|s| s.code()), Some(0));
+}
+
+/// Staggers the kills a little (never a fixed sleep: a wait on progress).
+fn rng_peek(kills: u32) -> usize {
+    (kills as usize * 7) % 11
+}
+
+#[test]
+fn redis_restarted_empty_mid_run_loses_nothing_and_does_nothing_twice() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let b = Bench::new(&redis, "10m", "");
+    fs::write(b.markers.join("slow"), "").unwrap();
+    let ids = ids("R", 120);
+    for id in &ids {
+        b.task(id);
+    }
+    let mut lp = b.loop_();
+    let w1 = b.worker("r1", "10m", 3);
+    let w2 = b.worker("r2", "10m", 3);
+    assert!(
+        wait_until(LONG, || b.in_folder("Done").len() >= 20),
+        "{}",
+        tail(&b.loop_log(), 40)
+    );
+    redis.restart();
+    assert!(
+        wait_until(LONG, || b.loop_log().contains("Redis lost it")),
+        "the loop republishes what Redis lost:\n{}",
+        tail(&b.loop_log(), 40)
+    );
+    b.wait_done(&ids, LONG * 2);
+    b.assert_exactly_once(&ids);
+    stop(w1);
+    stop(w2);
+    signal(lp.id() as i32, libc::SIGTERM);
+    assert_eq!(wait_child(&mut lp, LONG).and_then(|s| s.code()), Some(0));
+}
+
+#[test]
+fn a_hostile_result_fails_the_attempt_and_leaves_the_vault_untouched() {
+    let Some(redis) = Redis::start() else { return };
+    let b = Bench::new(&redis, "10m", "");
+    b.task("H_1");
+    let mut lp = b.loop_();
+    // No worker yet: the run waits on the queue, attempt 1 in the task file.
+    let task = b.tv.vault.join("In_Progress/H_1.md");
+    assert!(
+        wait_until(LONG, || field(&task, "run_on").as_deref() == Some("queue")),
+        "{}",
+        tail(&b.loop_log(), 30)
+    );
+    assert_eq!(field(&task, "attempt").as_deref(), Some("1"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let forged = |attempt: u32, path: &str| ResultMessage {
+        v: VERSION,
+        task_id: "H_1".into(),
+        attempt,
+        worker: "evil".into(),
+        host: "evil".into(),
+        status: RunResult::Done,
+        reason: None,
+        cost_usd: 0.0,
+        turns: 1,
+        session_id: None,
+        iterations: 1,
+        files: vec![FileOut {
+            path: path.into(),
+            content: "pwned\n".into(),
+        }],
+        finished_at: chrono::Utc::now(),
+    };
+    rt.block_on(async {
+        let mut c = QueueClient::connect(&b.url, &Credentials::default())
+            .await
+            .unwrap();
+        // A stale attempt with a good path: fenced off, nothing written.
+        c.publish_result(&forged(7, "Plans/STALE.md"))
+            .await
+            .unwrap();
+        // The current attempt, escaping the vault: refused, a failed attempt.
+        c.publish_result(&forged(1, "../../escaped.md"))
+            .await
+            .unwrap();
+    });
+    assert!(
+        wait_until(LONG, || field(&task, "attempt").as_deref() == Some("2")),
+        "the refused result fails attempt 1 and the task is published again:\n{}",
+        tail(&b.loop_log(), 30)
+    );
+    let log = b.loop_log();
+    assert!(log.contains("H_1#1 was refused"), "{log}");
+    assert!(log.contains("not current"), "{log}");
+    assert!(!b.tv.vault.join("Plans/STALE.md").exists());
+    assert!(!b.tv.dir.path().join("escaped.md").exists());
+    assert!(!b.tv.vault.join("escaped.md").exists());
+    assert!(
+        field(&task, "last_error")
+            .unwrap_or_default()
+            .contains("refused"),
+        "{:?}",
+        fs::read_to_string(&task)
+    );
+    // A real worker now finishes it, once.
+    let w = b.worker("good", "10m", 1);
+    b.wait_done(&["H_1".to_string()], LONG);
+    b.assert_exactly_once(&["H_1".to_string()]);
+    assert_eq!(
+        field(&b.tv.vault.join("Done/H_1.md"), "attempt").as_deref(),
+        Some("2")
+    );
+    stop(w);
+    signal(lp.id() as i32, libc::SIGTERM);
+    assert_eq!(wait_child(&mut lp, LONG).and_then(|s| s.code()), Some(0));
+}
+
+#[test]
+fn a_loop_restarted_while_runs_are_on_the_queue_waits_for_them() {
+    let Some(redis) = Redis::start() else { return };
+    let b = Bench::new(&redis, "10m", "");
+    let ids = ids("L", 10);
+    for id in &ids {
+        b.task(id);
+    }
+    let mut lp = b.loop_();
+    assert!(wait_until(LONG, || b.in_folder("In_Progress").len() == 10));
+    // Killed with its runs published; a new loop adopts them (no "interrupted").
+    kill9(&mut lp);
+    let mut lp = b.loop_();
+    assert!(
+        wait_until(LONG, || b
+            .loop_log()
+            .contains("runs on the queue (attempt 1)")),
+        "{}",
+        tail(&b.loop_log(), 30)
+    );
+    let w = b.worker("l1", "10m", 4);
+    b.wait_done(&ids, LONG);
+    b.assert_exactly_once(&ids);
+    for id in &ids {
+        assert_eq!(
+            field(&b.tv.vault.join(format!("Done/{id}.md")), "attempt").as_deref(),
+            Some("1"),
+            "{id}: the same attempt, not a retry"
+        );
+    }
+    assert!(!b.loop_log().contains("interrupted"));
+    stop(w);
+    signal(lp.id() as i32, libc::SIGTERM);
+    assert_eq!(wait_child(&mut lp, LONG).and_then(|s| s.code()), Some(0));
+}
