@@ -902,10 +902,12 @@ async fn reader(
                 }
             }
             Err(e) => {
-                if e.is_unreachable() && !reach.is_down() {
-                    let _ = events.send(Event::Unreachable);
+                // An outage is the queue task's to notice and say (its connection is
+                // checked every second); this connection may also report a failed
+                // reconnection once after the queue is back.
+                if !e.is_unreachable() {
+                    reach.failed(&e);
                 }
-                reach.failed(&e);
                 tokio::time::sleep(CHECK_EVERY).await;
             }
         }
