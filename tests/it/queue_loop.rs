@@ -519,3 +519,35 @@ fn a_loop_restarted_while_runs_are_on_the_queue_waits_for_them() {
     signal(lp.id() as i32, libc::SIGTERM);
     assert_eq!(wait_child(&mut lp, LONG).and_then(|s| s.code()), Some(0));
 }
+
+#[test]
+fn a_login_the_queue_refuses_stops_the_loop_with_78() {
+    let Some(redis) = Redis::start() else { return };
+    let b = Bench::new(&redis, "10m", "");
+    // The server now wants a password; the vault's credentials give a wrong one.
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+        s.write_all(b"CONFIG SET requirepass right-one\r\n")
+            .unwrap();
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"+OK\r\n");
+    }
+    crate::approvals::write_private(
+        &b.tv.vault.join("credentials/queue.toml"),
+        "password = \"wrong-one\"\n",
+    );
+    b.task("S_1");
+    let mut lp = b.loop_();
+    let st = wait_child(&mut lp, LONG).expect("the loop exits");
+    let log = b.loop_log();
+    assert_eq!(st.code(), Some(78), "{log}");
+    assert!(log.contains("refused the login"), "{log}");
+    assert!(
+        !log.contains("wrong-one"),
+        "the password is never logged: {log}"
+    );
+    // Nothing was claimed.
+    assert_eq!(b.in_folder("Needs_Action"), ["S_1.md"]);
+}

@@ -752,6 +752,21 @@ impl Engine {
     }
 }
 
+/// A failed call: an outage is told to the loop once (and logged once), a set-up problem
+/// (a login or ACL Redis refuses) stops new work with exit 78, an error answer is logged.
+fn failed(e: &QueueError, reach: &Reachability, events: &mpsc::UnboundedSender<Event>) {
+    match e {
+        QueueError::Setup(why) => {
+            let _ = events.send(Event::Setup(why.clone())); // the loop may have stopped
+        }
+        _ if e.is_unreachable() && !reach.is_down() => {
+            let _ = events.send(Event::Unreachable); // as above
+        }
+        _ => {}
+    }
+    reach.failed(e);
+}
+
 /// The queue task: see the module documentation.
 async fn queue_task(
     url: String,
@@ -764,16 +779,12 @@ async fn queue_task(
     let mut client = loop {
         match QueueClient::connect(&url, &credentials).await {
             Ok(c) => break c,
-            Err(QueueError::Setup(why)) => {
-                let _ = events.send(Event::Setup(why)); // the loop may have stopped
-                return;
-            }
             Err(e) => {
-                if !reach.is_down() {
-                    let _ = events.send(Event::Unreachable);
+                failed(&e, &reach, &events);
+                if matches!(e, QueueError::Setup(_)) {
+                    return;
                 }
-                reach.failed(&e);
-                // Publishes wait in the channel: reconciling sends what Redis lacks.
+                // Publishes wait in the channel; reconciling sends what Redis lacks.
                 tokio::time::sleep(CHECK_EVERY).await;
                 if events.is_closed() {
                     return;
@@ -783,107 +794,97 @@ async fn queue_task(
     };
     tokio::spawn(reader(client.clone(), reach.clone(), events.clone()));
     let mut run_id: Option<String> = None;
-    // Publishes handled so far (in order).
+    // The last publish handled (they arrive in order).
     let mut sent = 0u64;
     let mut must_reconcile = true;
     let mut check = tokio::time::interval(CHECK_EVERY);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_workers: Option<Instant> = None;
     loop {
-        tokio::select! {
+        let command = tokio::select! {
             c = commands.recv() => match c {
                 None => return,
-                Some(Command::Publish { seq, message }) => {
-                    sent = seq;
-                    if let Err(e) = client.publish(&message).await {
-                        if e.is_unreachable() && !reach.is_down() {
-                            let _ = events.send(Event::Unreachable);
-                        }
-                        reach.failed(&e);
-                        must_reconcile = true;
-                    }
-                }
-                Some(Command::Ack(id)) => {
-                    // An acknowledgement lost is harmless: the entry is read again at the
-                    // next start, and fenced off then.
-                    if let Err(e) = client.ack_result(&id).await {
-                        if e.is_unreachable() && !reach.is_down() {
-                            let _ = events.send(Event::Unreachable);
-                        }
-                        reach.failed(&e);
-                    }
-                }
+                Some(c) => Some(c),
             },
-            _ = check.tick() => {
-                // Publishes queued before this check are handled first.
-                while let Ok(c) = commands.try_recv() {
-                    match c {
-                        Command::Publish { seq, message } => {
-                            sent = seq;
-                            if let Err(e) = client.publish(&message).await {
-                                reach.failed(&e);
-                                must_reconcile = true;
-                            }
-                        }
-                        Command::Ack(id) => {
-                            if let Err(e) = client.ack_result(&id).await {
-                                reach.failed(&e);
-                            }
-                        }
-                    }
+            _ = check.tick() => None,
+        };
+        if let Some(c) = command {
+            if let Err(e) = handle(&mut client, c, &mut sent).await {
+                failed(&e, &reach, &events);
+                must_reconcile = true;
+            }
+            continue;
+        }
+        // Commands sent before this check are handled first, so that `sent` covers them.
+        while let Ok(c) = commands.try_recv() {
+            if let Err(e) = handle(&mut client, c, &mut sent).await {
+                failed(&e, &reach, &events);
+                must_reconcile = true;
+            }
+        }
+        match client.server_run_id().await {
+            Ok(id) => {
+                if run_id.as_deref().is_some_and(|old| old != id) {
+                    warn!(
+                        "the queue at {shown} restarted (a new server run id): checking what it lost"
+                    );
+                    must_reconcile = true;
                 }
-                match client.server_run_id().await {
-                    Ok(id) => {
-                        if run_id.as_deref() != Some(id.as_str()) {
-                            if run_id.is_some() {
-                                warn!("the queue at {shown} restarted (a new server run id): checking what it lost");
-                            }
-                            must_reconcile = true;
-                        }
-                        if reach.is_down() {
-                            must_reconcile = true;
-                        }
-                        if must_reconcile {
-                            let r = async {
-                                client.ensure_groups().await?;
-                                client.outstanding().await
-                            }
-                            .await;
-                            match r {
-                                Ok(outstanding) => {
-                                    run_id = Some(id);
-                                    must_reconcile = false;
-                                    reach.ok(&shown);
-                                    if events.send(Event::Outstanding { seq: sent, outstanding }).is_err() {
-                                        return;
-                                    }
-                                }
-                                Err(e) => reach.failed(&e),
-                            }
-                        }
+                if must_reconcile || reach.is_down() || run_id.is_none() {
+                    let r = async {
+                        client.ensure_groups().await?;
+                        client.outstanding().await
                     }
-                    Err(e) => {
-                        if e.is_unreachable() && !reach.is_down() {
-                            let _ = events.send(Event::Unreachable);
-                        }
-                        reach.failed(&e);
-                        must_reconcile = true;
-                    }
-                }
-                if !must_reconcile && last_workers.is_none_or(|t| t.elapsed() >= WORKERS_EVERY) {
-                    last_workers = Some(Instant::now());
-                    let r = async { Ok::<_, QueueError>((client.workers().await?, client.metrics().await?)) }.await;
+                    .await;
                     match r {
-                        Ok((w, m)) => {
-                            if events.send(Event::Workers(w, m)).is_err() {
+                        Ok(outstanding) => {
+                            run_id = Some(id);
+                            must_reconcile = false;
+                            reach.ok(&shown);
+                            let ev = Event::Outstanding {
+                                seq: sent,
+                                outstanding,
+                            };
+                            if events.send(ev).is_err() {
                                 return;
                             }
                         }
-                        Err(e) => reach.failed(&e),
+                        Err(e) => failed(&e, &reach, &events),
                     }
                 }
             }
+            Err(e) => {
+                failed(&e, &reach, &events);
+                must_reconcile = true;
+            }
         }
+        if !must_reconcile && last_workers.is_none_or(|t| t.elapsed() >= WORKERS_EVERY) {
+            last_workers = Some(Instant::now());
+            let r =
+                async { Ok::<_, QueueError>((client.workers().await?, client.metrics().await?)) }
+                    .await;
+            match r {
+                Ok((w, m)) => {
+                    if events.send(Event::Workers(w, m)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => failed(&e, &reach, &events),
+            }
+        }
+    }
+}
+
+/// One command of the loop. A failed publish is sent again by the next reconciliation; a
+/// lost acknowledgement is harmless (the entry is read again at the next start, and
+/// fenced off then).
+async fn handle(client: &mut QueueClient, c: Command, sent: &mut u64) -> Result<(), QueueError> {
+    match c {
+        Command::Publish { seq, message } => {
+            *sent = seq;
+            client.publish(&message).await.map(|_| ())
+        }
+        Command::Ack(id) => client.ack_result(&id).await,
     }
 }
 
@@ -906,7 +907,7 @@ async fn reader(
                 // checked every second); this connection may also report a failed
                 // reconnection once after the queue is back.
                 if !e.is_unreachable() {
-                    reach.failed(&e);
+                    failed(&e, &reach, &events);
                 }
                 tokio::time::sleep(CHECK_EVERY).await;
             }
