@@ -551,3 +551,46 @@ fn a_login_the_queue_refuses_stops_the_loop_with_78() {
     // Nothing was claimed.
     assert_eq!(b.in_folder("Needs_Action"), ["S_1.md"]);
 }
+
+#[test]
+fn an_unreachable_queue_runs_tasks_here_or_holds_them_as_configured() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    redis.kill();
+    // "local": the task runs on this host (the stand-in agent without a worker name).
+    let b = Bench::new(&redis, "10m", "");
+    b.task("U_1");
+    let mut lp = b.loop_();
+    b.wait_done(&["U_1".to_string()], LONG);
+    let log = b.loop_log();
+    assert!(log.contains("new tasks run on this host"), "{log}");
+    assert_eq!(log.matches("is unreachable").count(), 1, "said once: {log}");
+    assert_eq!(field(&b.tv.vault.join("Done/U_1.md"), "worker"), None);
+    assert_eq!(
+        fs::read_to_string(b.tv.vault.join("Plans/PLAN_U_1.md")).unwrap(),
+        "# Plan for U_1 by \n"
+    );
+    signal(lp.id() as i32, libc::SIGTERM);
+    assert_eq!(wait_child(&mut lp, LONG).and_then(|s| s.code()), Some(0));
+
+    // "wait": nothing starts until the queue answers; then a worker does it.
+    let b = Bench::new(&redis, "10m", "queue_unreachable = \"wait\"");
+    b.task("U_2");
+    let mut lp = b.loop_();
+    assert!(
+        wait_until(LONG, || b.loop_log().contains("no new task starts until")),
+        "{}",
+        b.loop_log()
+    );
+    assert_eq!(b.in_folder("Needs_Action"), ["U_2.md"]);
+    assert!(b.in_folder("In_Progress").is_empty());
+    redis.restart();
+    let w = b.worker("u1", "10m", 1);
+    b.wait_done(&["U_2".to_string()], LONG);
+    b.assert_exactly_once(&["U_2".to_string()]);
+    assert!(b.loop_log().contains("answers again"), "{}", b.loop_log());
+    stop(w);
+    signal(lp.id() as i32, libc::SIGTERM);
+    assert_eq!(wait_child(&mut lp, LONG).and_then(|s| s.code()), Some(0));
+}
