@@ -43,6 +43,14 @@ struct Bench {
 
 impl Bench {
     fn new(redis: &Redis, claim: &str, extra: &str) -> Bench {
+        Bench::with(&redis.url(), claim, extra)
+    }
+
+    fn new_at(url: &str, claim: &str) -> Bench {
+        Bench::with(url, claim, "")
+    }
+
+    fn with(url: &str, claim: &str, extra: &str) -> Bench {
         let tv = new_vault();
         let agent = tv.path("agent.sh");
         fs::write(&agent, AGENT).unwrap();
@@ -50,7 +58,7 @@ impl Bench {
         fs::set_permissions(&agent, fs::Permissions::from_mode(0o755)).unwrap();
         let markers = tv.path("markers");
         fs::create_dir(&markers).unwrap();
-        let url = redis.url();
+        let url = url.to_string();
         tv.write_config(&format!(
             "[agent]\ncommand = [\"{}\", \"{{task}}\", \"{}\"]\nqueue = \"{url}\"\n\
              claim_timeout = \"{claim}\"\nretry_delays = [\"100ms\"]\nmax_concurrent = 2\n{extra}\n",
@@ -593,4 +601,255 @@ fn an_unreachable_queue_runs_tasks_here_or_holds_them_as_configured() {
     stop(w);
     signal(lp.id() as i32, libc::SIGTERM);
     assert_eq!(wait_child(&mut lp, LONG).and_then(|s| s.code()), Some(0));
+}
+
+/// Network namespaces with a veth pair each, torn down on drop.
+struct Net {
+    namespaces: Vec<String>,
+    host_ifs: Vec<String>,
+}
+
+fn ip(args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl Net {
+    /// `n` namespaces, each reaching the host at `10.<net>.<i>.1` (itself `.2`); none
+    /// when namespaces cannot be made here (not root, no `ip`).
+    fn new(n: usize, net: u8) -> Option<Net> {
+        let tag = std::process::id() % 10_000;
+        let mut out = Net {
+            namespaces: Vec::new(),
+            host_ifs: Vec::new(),
+        };
+        for i in 0..n {
+            let ns = format!("aie-{tag}-{i}");
+            let (h, w) = (format!("aieh{tag}{i}"), format!("aiew{tag}{i}"));
+            if !ip(&["netns", "add", &ns]) {
+                return None;
+            }
+            out.namespaces.push(ns.clone());
+            let host = format!("10.{net}.{i}.1/30");
+            let peer = format!("10.{net}.{i}.2/30");
+            let ok = ip(&["link", "add", &h, "type", "veth", "peer", "name", &w])
+                && {
+                    out.host_ifs.push(h.clone());
+                    ip(&["link", "set", &w, "netns", &ns])
+                }
+                && ip(&["addr", "add", &host, "dev", &h])
+                && ip(&["link", "set", &h, "up"])
+                && ip(&["netns", "exec", &ns, "ip", "addr", "add", &peer, "dev", &w])
+                && ip(&["netns", "exec", &ns, "ip", "link", "set", &w, "up"])
+                && ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+            if !ok {
+                return None;
+            }
+        }
+        Some(out)
+    }
+
+    /// Cut (or restore) worker `i`'s link: packets are dropped, connections hang.
+    fn cut(&self, i: usize, down: bool) {
+        ip(&[
+            "link",
+            "set",
+            &self.host_ifs[i],
+            if down { "down" } else { "up" },
+        ]);
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for h in &self.host_ifs {
+            ip(&["link", "del", h]);
+        }
+        for ns in &self.namespaces {
+            ip(&["netns", "del", ns]);
+        }
+    }
+}
+
+/// The issue's chaos run: 2,000 tasks, 3 workers each in its own network namespace
+/// (reaching Redis over a veth pair, one of them through a lossy, slow link), while at
+/// random a worker is SIGKILLed and restarted, SIGSTOPped past the claim timeout, or its
+/// link is cut; Redis is restarted empty twice and the loop SIGKILLed and restarted once.
+/// Every task must end in `Done/` exactly once. Skipped (said on stderr) where network
+/// namespaces cannot be made (not root).
+#[test]
+fn chaos_2000_tasks_3_workers_in_network_namespaces() {
+    let Some(redis_probe) = Redis::start() else {
+        return;
+    };
+    drop(redis_probe);
+    let net_id = 200 + (std::process::id() % 50) as u8;
+    let Some(net) = Net::new(3, net_id) else {
+        eprintln!("SKIPPED: network namespaces cannot be made here (needs root and `ip netns`)");
+        return;
+    };
+    // lossy and slow: worker 2's link.
+    let lossy = Command::new("tc")
+        .args(["qdisc", "add", "dev", &net.host_ifs[2], "root", "netem"])
+        .args(["delay", "20ms", "5ms", "loss", "1%"])
+        .status()
+        .is_ok_and(|s| s.success());
+    // Redis on loopback (the loop) and on each veth's host address (the workers).
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let start_redis = || -> Child {
+        let mut binds = vec!["127.0.0.1".to_string()];
+        binds.extend((0..3).map(|i| format!("10.{net_id}.{i}.1")));
+        let c = Command::new("redis-server")
+            .arg("--bind")
+            .args(&binds)
+            .args(["--port", &port.to_string(), "--protected-mode", "no"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(wait_until(LONG, || std::net::TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()));
+        c
+    };
+    let mut redis = start_redis();
+    let tv_redis = RedisAt(port);
+    let b = Bench::new_at(&tv_redis.url(), "3s");
+    let n = 2000;
+    let ids = ids("C", n);
+    for id in &ids {
+        b.task(id);
+    }
+    let worker = |i: usize| -> Child {
+        let name = format!("c{i}");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(b.tv.path(&format!("{name}.log")))
+            .unwrap();
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &net.namespaces[i],
+                BIN,
+                "worker",
+                "--queue",
+            ])
+            .arg(format!("redis://10.{net_id}.{i}.1:{port}/0"))
+            .args([
+                "--name",
+                &name,
+                "--claim-timeout",
+                "3s",
+                "--concurrency",
+                "6",
+            ])
+            .arg("--work-dir")
+            .arg(b.tv.path(&format!("work-{name}")))
+            .arg("--allow-program")
+            .arg(&b.agent)
+            .env_remove("AI_EMPLOYEE_QUEUE_CREDENTIALS")
+            .env("STANDIN_WORKER", &name)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    };
+    let mut lp = b.loop_();
+    let mut ws: Vec<Child> = (0..3).map(worker).collect();
+    let mut rng = Lcg::seeded();
+    let start = Instant::now();
+    let done = || b.in_folder("Done").len();
+    let mut acts: BTreeMap<&str, u32> = BTreeMap::new();
+    let (mut redis_restarts, mut loop_restarts) = (0, 0);
+    while done() < n && start.elapsed() < Duration::from_secs(600) {
+        let before = done();
+        wait_until(Duration::from_secs(3), || done() >= before + 40);
+        if done() >= n {
+            break;
+        }
+        let progress = done() * 10 / n; // tenths
+        if redis_restarts < 2 && progress >= 3 + 3 * redis_restarts {
+            kill9(&mut redis);
+            redis = start_redis();
+            redis_restarts += 1;
+            *acts.entry("redis restarted empty").or_default() += 1;
+            continue;
+        }
+        if loop_restarts < 1 && progress >= 5 {
+            kill9(&mut lp);
+            lp = b.loop_();
+            loop_restarts += 1;
+            *acts.entry("loop killed").or_default() += 1;
+            continue;
+        }
+        let i = rng.below(3) as usize;
+        match rng.below(3) {
+            0 => {
+                kill9(&mut ws[i]);
+                ws[i] = worker(i);
+                *acts.entry("worker killed").or_default() += 1;
+            }
+            1 => {
+                signal(ws[i].id() as i32, libc::SIGSTOP);
+                let t = Instant::now();
+                // Past the claim timeout, while the others go on.
+                wait_until(Duration::from_secs(10), || {
+                    t.elapsed() > Duration::from_secs(4) && done() > before
+                });
+                signal(ws[i].id() as i32, libc::SIGCONT);
+                *acts.entry("worker stopped").or_default() += 1;
+            }
+            _ => {
+                net.cut(i, true);
+                let t = Instant::now();
+                wait_until(Duration::from_secs(10), || {
+                    t.elapsed() > Duration::from_secs(4) && done() > before
+                });
+                net.cut(i, false);
+                *acts.entry("link cut").or_default() += 1;
+            }
+        }
+    }
+    eprintln!(
+        "chaos: {acts:?}, lossy link {lossy}, {} runs for {n} tasks, {:.1}s",
+        b.runs().len(),
+        start.elapsed().as_secs_f64()
+    );
+    for i in 0..3 {
+        net.cut(i, false);
+    }
+    b.wait_done(&ids, Duration::from_secs(300));
+    b.assert_exactly_once(&ids);
+    assert!(acts.values().sum::<u32>() >= 5, "{acts:?}");
+    for w in ws {
+        stop(w);
+    }
+    signal(lp.id() as i32, libc::SIGTERM);
+    assert_eq!(wait_child(&mut lp, LONG).and_then(|s| s.code()), Some(0));
+    kill9(&mut redis);
+}
+
+/// A Redis URL on loopback at `port`.
+struct RedisAt(u16);
+
+impl RedisAt {
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.0)
+    }
 }
