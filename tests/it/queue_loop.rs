@@ -692,10 +692,11 @@ fn chaos_2000_tasks_3_workers_in_network_namespaces() {
         eprintln!("SKIPPED: network namespaces cannot be made here (needs root and `ip netns`)");
         return;
     };
-    // lossy and slow: worker 2's link.
+    // Lossy and slow: worker 2's link (where the kernel has netem).
     let lossy = Command::new("tc")
         .args(["qdisc", "add", "dev", &net.host_ifs[2], "root", "netem"])
         .args(["delay", "20ms", "5ms", "loss", "1%"])
+        .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     // Redis on loopback (the loop) and on each veth's host address (the workers).
