@@ -55,6 +55,8 @@ const WORKERS_EVERY: Duration = Duration::from_secs(3);
 const READ_COUNT: usize = 256;
 /// How long one read of the results stream blocks.
 const READ_BLOCK: Duration = Duration::from_secs(2);
+/// The most registry entries the loop looks at.
+const MAX_WORKERS: usize = 10_000;
 /// The most bytes of `Company_Handbook.md` sent with a run.
 const HANDBOOK_MAX: u64 = 1024 * 1024;
 
@@ -562,8 +564,17 @@ impl Engine {
         }
     }
 
-    fn workers_seen(&mut self, workers: Vec<WorkerInfo>, metrics: QueueMetrics) {
+    fn workers_seen(&mut self, mut workers: Vec<WorkerInfo>, metrics: QueueMetrics) {
         let now = Utc::now();
+        // The registry is written by workers, so untrusted: its names reach the snapshot,
+        // `tasks` (a terminal) and /metrics labels as one short printable line each.
+        workers.truncate(MAX_WORKERS);
+        for w in &mut workers {
+            w.name = task::one_line(&w.name, 64);
+            w.host = task::one_line(&w.host, 64);
+            w.current.truncate(1024);
+        }
+        workers.retain(|w| !w.name.is_empty());
         let Some(r) = &mut self.remote else { return };
         let mut changed = r.metrics != Some(metrics) || r.workers != workers;
         let mut by_task: HashMap<(&str, u32), (&WorkerInfo, DateTime<Utc>)> = HashMap::new();
