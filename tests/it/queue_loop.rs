@@ -405,7 +405,7 @@ fn redis_restarted_empty_mid_run_loses_nothing_and_does_nothing_twice() {
 #[test]
 fn a_hostile_result_fails_the_attempt_and_leaves_the_vault_untouched() {
     let Some(redis) = Redis::start() else { return };
-    let b = Bench::new(&redis, "10m", "");
+    let b = Bench::new(&redis, "10m", "worker_timeout = \"1s\"");
     b.task("H_1");
     let mut lp = b.loop_();
     // No worker yet: the run waits on the queue, attempt 1 in the task file.
@@ -416,6 +416,35 @@ fn a_hostile_result_fails_the_attempt_and_leaves_the_vault_untouched() {
         tail(&b.loop_log(), 30)
     );
     assert_eq!(field(&task, "attempt").as_deref(), Some("1"));
+    // `tasks` says it waits for a worker; `tasks health` is degraded once no worker was
+    // seen for worker_timeout.
+    let cli = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["tasks", "--vault"])
+            .arg(&b.tv.vault)
+            .args(args)
+            .env_remove("AI_EMPLOYEE_VAULT")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert!(
+        wait_until(LONG, || cli(&[]).1.contains("queued for a worker for")),
+        "{}",
+        cli(&[]).1
+    );
+    assert!(
+        wait_until(LONG, || {
+            let (code, out) = cli(&["health"]);
+            code == Some(1) && out.contains("no worker seen for")
+        }),
+        "{:?}",
+        cli(&["health"])
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
