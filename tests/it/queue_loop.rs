@@ -402,6 +402,20 @@ fn redis_restarted_empty_mid_run_loses_nothing_and_does_nothing_twice() {
     assert_eq!(wait_child(&mut lp, LONG).and_then(|s| s.code()), Some(0));
 }
 
+/// One command to Redis on loopback, as RESP (a stream entry nobody's client would write).
+fn xadd(port: u16, args: &[&str]) {
+    use std::io::{Read, Write};
+    let mut cmd = format!("*{}\r\n$4\r\nXADD\r\n", args.len() + 1);
+    for a in args {
+        cmd.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(cmd.as_bytes()).unwrap();
+    let mut first = [0u8; 1];
+    s.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"$", "XADD answers the entry's id");
+}
+
 #[test]
 fn a_hostile_result_fails_the_attempt_and_leaves_the_vault_untouched() {
     let Some(redis) = Redis::start() else { return };
@@ -486,7 +500,10 @@ fn a_hostile_result_fails_the_attempt_and_leaves_the_vault_untouched() {
         tail(&b.loop_log(), 30)
     );
     let log = b.loop_log();
-    assert!(log.contains("H_1#1 was refused"), "{log}");
+    assert!(
+        log.contains("H_1#1: result refused: file \"../../escaped.md\""),
+        "{log}"
+    );
     assert!(log.contains("not current"), "{log}");
     assert!(!b.tv.vault.join("Plans/STALE.md").exists());
     assert!(!b.tv.dir.path().join("escaped.md").exists());
@@ -498,13 +515,58 @@ fn a_hostile_result_fails_the_attempt_and_leaves_the_vault_untouched() {
         "{:?}",
         fs::read_to_string(&task)
     );
+    // Attempt 2: a file over the 1 MiB cap. Refused, attempt 3.
+    let mut huge = forged(2, "Plans/HUGE.md");
+    huge.files[0].content = "x".repeat(1024 * 1024 + 1);
+    rt.block_on(async {
+        let mut c = QueueClient::connect(&b.url, &Credentials::default())
+            .await
+            .unwrap();
+        c.publish_result(&huge).await.unwrap();
+    });
+    assert!(
+        wait_until(LONG, || field(&task, "attempt").as_deref() == Some("3")),
+        "{}",
+        tail(&b.loop_log(), 30)
+    );
+    assert!(!b.tv.vault.join("Plans/HUGE.md").exists());
+    // Attempt 3: not the schema at all (an entry written by hand). Refused, attempt 4.
+    xadd(
+        redis.port,
+        &[
+            "ai-employee:results",
+            "*",
+            "task",
+            "H_1",
+            "attempt",
+            "3",
+            "body",
+            "{\"v\":1,\"oops\":",
+        ],
+    );
+    assert!(
+        wait_until(LONG, || field(&task, "attempt").as_deref() == Some("4")),
+        "{}",
+        tail(&b.loop_log(), 30)
+    );
+    assert_eq!(
+        b.loop_log().matches("; the attempt failed").count(),
+        3,
+        "{}",
+        b.loop_log()
+    );
+    assert_eq!(files(&b.tv.vault.join("Plans")), Vec::<String>::new());
+    assert_eq!(
+        files(&b.tv.vault.join("Pending_Approval")),
+        Vec::<String>::new()
+    );
     // A real worker now finishes it, once.
     let w = b.worker("good", "10m", 1);
     b.wait_done(&["H_1".to_string()], LONG);
     b.assert_exactly_once(&["H_1".to_string()]);
     assert_eq!(
         field(&b.tv.vault.join("Done/H_1.md"), "attempt").as_deref(),
-        Some("2")
+        Some("4")
     );
     stop(w);
     signal(lp.id() as i32, libc::SIGTERM);

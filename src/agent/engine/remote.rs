@@ -624,13 +624,13 @@ impl Engine {
                 };
                 r.acks.push(inc.id);
                 if !accept {
-                    warn!("a result for {shown} was refused and is not current: {refusal}");
+                    warn!("{shown}: {refusal}; not the current attempt, ignored");
                     return;
                 }
                 let (Some(id), Some(attempt)) = (refusal.task_id.clone(), refusal.attempt) else {
                     return;
                 };
-                warn!("the result for {shown} was refused: {refusal}; the attempt failed");
+                warn!("{shown}: {refusal}; the attempt failed");
                 r.runs.remove(&id);
                 self.remote_run_event(
                     &id,
@@ -640,11 +640,7 @@ impl Engine {
                     Some(format!("refused result: {refusal}")),
                 );
                 self.unsynced.push(Folder::InProgress);
-                self.attempt_failed(
-                    &id,
-                    format!("the worker's result was refused: {refusal}"),
-                    None,
-                );
+                self.attempt_failed(&id, refusal.to_string(), None);
                 return;
             }
             Ok(v) => v,
