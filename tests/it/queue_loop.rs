@@ -945,3 +945,51 @@ impl RedisAt {
         format!("redis://127.0.0.1:{}/0", self.0)
     }
 }
+
+#[test]
+fn the_command_goes_to_workers_as_written_even_when_this_host_lacks_it() {
+    let Some(redis) = Redis::start() else { return };
+    let b = Bench::new(&redis, "10m", "");
+    // A bare program this host does not have: with a queue, not a set-up problem here.
+    let table = fs::read_to_string(&b.tv.config).unwrap();
+    let table = table.replace(&b.agent.display().to_string(), "no-such-agent-here");
+    b.tv.write_config(&table);
+    b.task("P_1");
+    let mut lp = b.loop_();
+    let task = b.tv.vault.join("In_Progress/P_1.md");
+    assert!(
+        wait_until(LONG, || field(&task, "run_on").as_deref() == Some("queue")),
+        "{}",
+        b.loop_log()
+    );
+    assert!(
+        b.loop_log().contains("runs go to workers"),
+        "{}",
+        b.loop_log()
+    );
+    // What a worker takes: the command as the table writes it, the prompt naming the
+    // task file the worker will write, the task's text with its attempt.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let got = rt.block_on(async {
+        let mut c = QueueClient::connect(&b.url, &Credentials::default())
+            .await
+            .unwrap();
+        c.take_tasks("probe", 10, Duration::from_secs(5))
+            .await
+            .unwrap()
+    });
+    assert_eq!(got.len(), 1);
+    let m = got[0].message.as_ref().expect("a valid task message");
+    assert_eq!(m.task_id, "P_1");
+    assert_eq!(m.attempt, 1);
+    assert_eq!(m.agent.command[0], "no-such-agent-here");
+    assert_eq!(m.agent.command[1], "{task}");
+    assert!(m.prompt.contains("In_Progress/P_1.md"), "{}", m.prompt);
+    assert!(m.task.contains("attempt: 1"), "{}", m.task);
+    assert!(m.agent.env.is_empty());
+    signal(lp.id() as i32, libc::SIGTERM);
+    assert_eq!(wait_child(&mut lp, LONG).and_then(|s| s.code()), Some(0));
+}
