@@ -993,3 +993,37 @@ fn the_command_goes_to_workers_as_written_even_when_this_host_lacks_it() {
     signal(lp.id() as i32, libc::SIGTERM);
     assert_eq!(wait_child(&mut lp, LONG).and_then(|s| s.code()), Some(0));
 }
+
+#[test]
+fn a_run_on_the_queue_found_later_is_checked_and_published_again() {
+    let Some(redis) = Redis::start() else { return };
+    let b = Bench::new(&redis, "10m", "");
+    let mut lp = b.loop_();
+    assert!(
+        wait_until(LONG, || b.loop_log().contains("task loop started")),
+        "{}",
+        b.loop_log()
+    );
+    // Put back from a backup, say: running on the queue as attempt 3, which Redis lacks.
+    let text = "---\ntype: task\nstate: running\nattempt: 3\nrun_on: queue\n---\n# B_1\n";
+    let tmp = b.tv.vault.join("In_Progress/.B_1.tmp");
+    fs::write(&tmp, text).unwrap();
+    fs::rename(&tmp, b.tv.vault.join("In_Progress/B_1.md")).unwrap();
+    assert!(
+        wait_until(LONG, || b
+            .loop_log()
+            .contains("B_1: attempt 3 is not on the queue")),
+        "{}",
+        b.loop_log()
+    );
+    let w = b.worker("b1", "10m", 1);
+    b.wait_done(&["B_1".to_string()], LONG);
+    b.assert_exactly_once(&["B_1".to_string()]);
+    assert_eq!(
+        field(&b.tv.vault.join("Done/B_1.md"), "attempt").as_deref(),
+        Some("3")
+    );
+    stop(w);
+    signal(lp.id() as i32, libc::SIGTERM);
+    assert_eq!(wait_child(&mut lp, LONG).and_then(|s| s.code()), Some(0));
+}

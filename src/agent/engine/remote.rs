@@ -66,6 +66,9 @@ pub(super) enum Command {
     Publish { seq: u64, message: Box<TaskMessage> },
     /// The result entry is applied and durable: acknowledge and delete it.
     Ack(String),
+    /// Compare what Redis holds with the loop's runs at the next check (a run found in
+    /// the vault after start).
+    Check,
 }
 
 /// What the queue tasks tell the loop.
@@ -494,6 +497,9 @@ impl Engine {
             "{} runs on the queue (attempt {}): waiting for its result",
             e.id, e.attempt
         );
+        if r.link != Link::Connecting {
+            r.send(Command::Check);
+        }
         self.tasks.insert(e.id.clone(), e);
         self.snapshot_dirty = true;
         true
@@ -816,6 +822,10 @@ async fn queue_task(
             _ = check.tick() => None,
         };
         if let Some(c) = command {
+            if matches!(c, Command::Check) {
+                must_reconcile = true;
+                continue;
+            }
             if let Err(e) = handle(&mut client, c, &mut sent).await {
                 failed(&e, &reach, &events);
                 must_reconcile = true;
@@ -824,6 +834,10 @@ async fn queue_task(
         }
         // Commands sent before this check are handled first, so that `sent` covers them.
         while let Ok(c) = commands.try_recv() {
+            if matches!(c, Command::Check) {
+                must_reconcile = true;
+                continue;
+            }
             if let Err(e) = handle(&mut client, c, &mut sent).await {
                 failed(&e, &reach, &events);
                 must_reconcile = true;
@@ -892,6 +906,7 @@ async fn handle(client: &mut QueueClient, c: Command, sent: &mut u64) -> Result<
             client.publish(&message).await.map(|_| ())
         }
         Command::Ack(id) => client.ack_result(&id).await,
+        Command::Check => Ok(()),
     }
 }
 
