@@ -21,12 +21,12 @@ use crate::queue::Redis;
 
 /// The stand-in agent: `agent.sh TASK MARKERS`. Writes `Plans/PLAN_<task>.md` and
 /// `Pending_Approval/APPROVAL_<task>.md` naming the worker (`$STANDIN_WORKER`), records
-/// the run in `MARKERS/runs.log`, and answers done. With `MARKERS/slow`, it takes a
-/// little while (for kills mid-run).
+/// the run in `MARKERS/runs.log`, and answers done. With `MARKERS/slow`, it first sleeps
+/// the seconds that file says (for kills mid-run).
 const AGENT: &str = r#"#!/bin/sh
 task="$1"; mark="$2"
 echo "$task $STANDIN_WORKER" >> "$mark/runs.log"
-if [ -e "$mark/slow" ]; then sleep 0.3; fi
+if [ -e "$mark/slow" ]; then sleep "$(cat "$mark/slow")"; fi
 printf '# Plan for %s by %s\n' "$task" "$STANDIN_WORKER" > "Plans/PLAN_$task.md"
 printf -- '---\ntype: approval_request\naction: send_email\ntask: %s\n---\nBy %s\n' "$task" "$STANDIN_WORKER" > "Pending_Approval/APPROVAL_$task.md"
 printf '{"type":"result","subtype":"success","is_error":false,"result":"Done.\\nSTATUS: done","session_id":"s-%s","total_cost_usd":0.01,"num_turns":2}\n' "$task"
@@ -319,7 +319,7 @@ fn the_loop_and_two_workers_do_200_tasks_exactly_once() {
 fn workers_killed_and_restarted_at_random_lose_nothing() {
     let Some(redis) = Redis::start() else { return };
     let b = Bench::new(&redis, "2s", "");
-    fs::write(b.markers.join("slow"), "").unwrap();
+    fs::write(b.markers.join("slow"), "0.3").unwrap();
     let ids = ids("K", 300);
     for id in &ids {
         b.task(id);
@@ -375,7 +375,7 @@ fn redis_restarted_empty_mid_run_loses_nothing_and_does_nothing_twice() {
         return;
     };
     let b = Bench::new(&redis, "10m", "");
-    fs::write(b.markers.join("slow"), "").unwrap();
+    fs::write(b.markers.join("slow"), "0.3").unwrap();
     let ids = ids("R", 120);
     for id in &ids {
         b.task(id);
@@ -1023,6 +1023,46 @@ fn a_run_on_the_queue_found_later_is_checked_and_published_again() {
         field(&b.tv.vault.join("Done/B_1.md"), "attempt").as_deref(),
         Some("3")
     );
+    stop(w);
+    signal(lp.id() as i32, libc::SIGTERM);
+    assert_eq!(wait_child(&mut lp, LONG).and_then(|s| s.code()), Some(0));
+}
+
+#[test]
+fn where_a_run_is_shows_in_tasks_and_in_the_task_file_while_it_runs() {
+    let Some(redis) = Redis::start() else { return };
+    let b = Bench::new(&redis, "10m", "");
+    fs::write(b.markers.join("slow"), "8").unwrap();
+    b.task("W_1");
+    let mut lp = b.loop_();
+    let w = b.worker("s1", "10m", 1);
+    let task = b.tv.vault.join("In_Progress/W_1.md");
+    // The worker's heartbeat names the run; the loop reads the registry every few seconds.
+    assert!(
+        wait_until(LONG, || field(&task, "worker").as_deref() == Some("s1")),
+        "{}",
+        tail(&b.loop_log(), 20)
+    );
+    assert_eq!(field(&task, "state").as_deref(), Some("running"));
+    assert!(field(&task, "host").is_some_and(|h| !h.is_empty()));
+    let shown = || {
+        let out = Command::new(BIN)
+            .args(["tasks", "--vault"])
+            .arg(&b.tv.vault)
+            .env_remove("AI_EMPLOYEE_VAULT")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        wait_until(LONG, || shown().contains("on s1@")),
+        "{}",
+        shown()
+    );
+    assert!(shown().contains("1 workers alive"), "{}", shown());
+    b.wait_done(&["W_1".to_string()], LONG);
+    b.assert_exactly_once(&["W_1".to_string()]);
     stop(w);
     signal(lp.id() as i32, libc::SIGTERM);
     assert_eq!(wait_child(&mut lp, LONG).and_then(|s| s.code()), Some(0));

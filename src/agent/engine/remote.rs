@@ -589,6 +589,7 @@ impl Engine {
                 by_task.insert((c.task_id.as_str(), c.attempt), (w, c.since));
             }
         }
+        let mut taken: Vec<(String, String, String)> = Vec::new();
         for (id, run) in r.runs.iter_mut() {
             if let Some((w, since)) = by_task.get(&(id.as_str(), run.attempt))
                 && run.worker.as_deref() != Some(w.name.as_str())
@@ -596,6 +597,7 @@ impl Engine {
                 run.worker = Some(w.name.clone());
                 run.host = Some(w.host.clone());
                 run.taken_at = Some(*since);
+                taken.push((id.clone(), w.name.clone(), w.host.clone()));
                 changed = true;
             }
         }
@@ -610,6 +612,19 @@ impl Engine {
         r.metrics = Some(metrics);
         if changed {
             self.snapshot_dirty = true;
+        }
+        // Where it runs, in the task file too (`tasks show`, a person reading it).
+        for (id, worker, host) in taken {
+            let Some(e) = self.tasks.get(&id) else {
+                continue;
+            };
+            let (folder, name) = (e.folder, e.name.clone());
+            if let Err(err) = task::update(self.dirs.of(folder), &name, false, |d| {
+                d.set(WORKER, worker.clone());
+                d.set(HOST, host.clone());
+            }) {
+                warn!("cannot record the worker in {}: {err}", folder.rel(&name));
+            }
         }
     }
 
