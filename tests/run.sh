@@ -23,6 +23,8 @@ command -v pgrep >/dev/null 2>&1 || pkgs+=(procps)
 command -v promtool >/dev/null 2>&1 || pkgs+=(prometheus)
 # The work queue's tests run a real Redis (tests/it/queue.rs), started on a loopback port.
 command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
+# The queue's chaos run puts each worker in a network namespace (ip netns, veth; as root).
+command -v ip >/dev/null 2>&1 || pkgs+=(iproute2)
 # Frontmatter is read back by a real YAML 1.1 reader (PyYAML) under Debian's python3.
 /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || pkgs+=(python3-yaml)
 # The real Claude Code CLI comes from npm (below); Debian's npm brings Node.js along. A

@@ -30,6 +30,7 @@ use crate::process::records::{self, Record, RecordLog};
 
 mod alarm;
 mod durable;
+mod remote;
 mod table;
 use alarm::Alarm;
 use table::Tasks;
@@ -166,8 +167,14 @@ pub struct Engine {
     health: super::health::State,
     /// Folders that received a finished task since the last sync.
     unsynced: Vec<Folder>,
-    /// The sync thread (none in a dry run, or if it could not be started).
+    /// The sync thread (none in a dry run, or if it could not be started or died).
     durable: Option<durable::Durable>,
+    /// The number of the last sync asked for (the sync thread's, else counted here).
+    sync_asked: u64,
+    /// Told when the sync thread completed one.
+    synced: durable::Synced,
+    /// The work queue to workers on other hosts (`[agent] queue`), when set.
+    remote: Option<remote::Remote>,
 }
 
 /// The vault's folders, opened once (never through a symlink).
@@ -327,6 +334,14 @@ impl Engine {
                 .map_err(|e| WatcherError::failed_to("create the record of agent groups", e))?;
             (Some(journal), Some(log))
         };
+        let remote = match &s.queue.url {
+            Some(_) if !opts.dry_run => {
+                let credentials = crate::queue::credentials::load_vault(vault.root())
+                    .map_err(|e| WatcherError::Setup(e.to_string()))?;
+                remote::Remote::new(&s.queue, credentials)
+            }
+            _ => None,
+        };
         let (totals, today) = if events.is_some() {
             match super::metrics::read_totals(vault.root(), super::metrics::start_of_local_day(now))
             {
@@ -381,6 +396,9 @@ impl Engine {
             health: super::health::State::Healthy,
             unsynced: Vec::new(),
             durable: None,
+            sync_asked: 0,
+            synced: durable::Synced::default(),
+            remote,
         })
     }
 
@@ -390,9 +408,17 @@ impl Engine {
         let _watcher = self.watch_folders(in_tx);
         let (prog_tx, mut prog_rx) = mpsc::unbounded_channel::<Progress>();
         let (end_tx, mut end_rx) = mpsc::unbounded_channel::<(String, AttemptEnd)>();
+        // Without a queue, a channel that never yields (its sender kept here).
+        let (_no_queue, mut remote_rx) = match &mut self.remote {
+            Some(r) => (None, r.start()),
+            None => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (Some(tx), rx)
+            }
+        };
         if !self.opts.dry_run {
             self.dashboard = Some(start_dashboard_writer(self.vault.dashboard()));
-            self.durable = match durable::Durable::start(&self.dirs) {
+            self.durable = match durable::Durable::start(&self.dirs, self.synced.clone()) {
                 Ok(d) => Some(d),
                 Err(e) => {
                     warn!(
@@ -420,24 +446,33 @@ impl Engine {
         let mut last_approvals = Instant::now();
         let mut stopping = false;
         let mut alarm = Alarm::new();
+        let synced = self.synced.clone();
         loop {
             self.check_approvals_if_due(&mut last_approvals);
             if !stopping && self.needs_setup.is_none() {
                 self.schedule(&prog_tx, &end_tx);
             }
             self.flush(false);
+            self.ack_applied();
             if stopping && self.running.is_empty() {
                 break;
             }
             if self.needs_setup.is_some() && self.running.is_empty() {
                 break;
             }
-            if self.opts.once && self.running.is_empty() && !self.runnable_now() {
+            if self.opts.once
+                && self.running.is_empty()
+                && self.queue_idle()
+                && !self.runnable_now()
+            {
                 break;
             }
             ctx.beat();
             let wake = self.next_wake(last_sweep);
+            let acks_waiting = self.acks_waiting();
             tokio::select! {
+                // A sync completed that acknowledgements of the queue's results wait for.
+                _ = synced.notified(), if acks_waiting => {}
                 Some(input) = in_rx.recv() => {
                     self.input(input);
                     while let Ok(more) = in_rx.try_recv() {
@@ -446,6 +481,12 @@ impl Engine {
                 }
                 Some(p) = prog_rx.recv() => self.progress(p),
                 Some((id, end)) = end_rx.recv() => self.attempt_ended(&id, end),
+                Some(ev) = remote_rx.recv() => {
+                    self.remote_event(ev);
+                    while let Ok(more) = remote_rx.try_recv() {
+                        self.remote_event(more);
+                    }
+                }
                 _ = alarm.sleep(wake) => {}
                 _ = stop.recv(), if !stopping => {
                     info!("stopping: {} agent runs to stop", self.running.len());
@@ -479,6 +520,7 @@ impl Engine {
         if let Some(d) = &mut self.durable {
             d.finish();
         }
+        self.ack_applied();
         if let Some((tx, thread)) = self.dashboard.take() {
             drop(tx);
             // Its rows are written before the loop exits; a panic there was already logged.
@@ -708,7 +750,10 @@ impl Engine {
             .tasks
             .values()
             .filter(|e| {
-                e.folder == folder && !names.contains(&e.name) && !self.running.contains_key(&e.id)
+                e.folder == folder
+                    && !names.contains(&e.name)
+                    && !self.running.contains_key(&e.id)
+                    && !self.on_queue(&e.id)
             })
             .map(|e| e.id.clone())
             .collect();
@@ -728,7 +773,7 @@ impl Engine {
             return;
         }
         let id = task::id_of(name).to_string();
-        if self.running.contains_key(&id) {
+        if self.running.contains_key(&id) || self.on_queue(&id) {
             return; // our own writes while it runs
         }
         let dir = self.dirs.of(folder);
@@ -809,6 +854,15 @@ impl Engine {
             self.event(TaskEvent::new(now, EventKind::Queued, &id));
         }
         match state {
+            LoopState::Running
+                if folder == Folder::InProgress
+                    && doc.str(remote::RUN_ON) == Some(remote::ON_QUEUE)
+                    && self.remote.is_some() =>
+            {
+                // Published by a loop that is gone: its run is still on the queue.
+                self.adopt_remote(e);
+                return;
+            }
             LoopState::Running => {
                 // Claimed by a loop that is gone: that run was interrupted.
                 e.state = LoopState::Retry;
@@ -989,6 +1043,11 @@ impl Engine {
         if self.paused {
             return;
         }
+        match self.queue_mode() {
+            remote::Mode::Queue => return self.schedule_remote(),
+            remote::Mode::Hold => return,
+            remote::Mode::Local | remote::Mode::Fallback => {}
+        }
         while self.running.len() < self.s.max_concurrent as usize {
             let Some(id) = self.pick(Utc::now()) else {
                 return;
@@ -1052,6 +1111,7 @@ impl Engine {
             d.set_time(keys::QUEUED_AT, e.queued_at);
             d.set_time(keys::STARTED_AT, now);
             d.remove(keys::RETRY_AT);
+            d.remove(remote::RUN_ON);
         });
         let doc = match written {
             Ok(d) => d,
@@ -1859,10 +1919,18 @@ impl Engine {
         }
         let folders = std::mem::take(&mut self.unsynced);
         let mut folders = match self.durable.as_mut().map(|d| d.request(folders.clone())) {
-            Some(Ok(_)) => return,
-            Some(Err(back)) => back,
+            Some(Ok(n)) => {
+                self.sync_asked = n;
+                return;
+            }
+            Some(Err(back)) => {
+                self.durable = None;
+                back
+            }
             None => folders,
         };
+        // Synced here, before anything waits on it.
+        self.sync_asked += 1;
         folders.push(Folder::InProgress);
         match self.dirs.root.sync_file_system() {
             Ok(()) => {}
@@ -1877,6 +1945,13 @@ impl Engine {
             }
             Err(e) => warn!("cannot sync the vault's file system: {e}"),
         }
+    }
+
+    /// The number of the last sync that completed.
+    fn synced_upto(&self) -> u64 {
+        self.durable
+            .as_ref()
+            .map_or(self.sync_asked, durable::Durable::completed)
     }
 
     /// Write the snapshot if it changed (at most every [`SNAPSHOT_EVERY`] unless `force`),
@@ -2000,6 +2075,7 @@ impl Engine {
             totals: self.totals.clone(),
             today: self.today.clone(),
             last_completion: self.last_completion,
+            queue: self.remote.as_ref().map(|r| r.view(now)),
         }
     }
 }

@@ -127,6 +127,7 @@ pub fn assess(o: &Observed, last_day: &Metrics, settings: &AgentSettings) -> Hea
         if let Some(reason) = idle(s, last_day, settings, o.now) {
             found.push((State::Degraded, reason));
         }
+        found.extend(queue(s, o.now).into_iter().map(|r| (State::Degraded, r)));
     }
     if let Some(rate) = last_day.error_rate
         && last_day.runs >= MIN_RUNS_FOR_ERROR_RATE
@@ -187,6 +188,51 @@ fn idle(
             format_duration(settings.max_idle)
         )
     })
+}
+
+/// The work queue (docs/workers.md): unreachable, or no worker seen for `worker_timeout`
+/// while tasks wait for one (not while paused).
+fn queue(s: &Snapshot, now: DateTime<Utc>) -> Vec<String> {
+    let Some(q) = &s.queue else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if !q.reachable {
+        out.push(format!(
+            "the queue {} is unreachable ({})",
+            q.url,
+            if q.unreachable_mode == "wait" {
+                "no task starts meanwhile: queue_unreachable = \"wait\""
+            } else {
+                "tasks run on this host meanwhile"
+            }
+        ));
+    }
+    if s.paused {
+        return out;
+    }
+    let waiting = s
+        .tasks
+        .iter()
+        .filter(|t| matches!(t.state, TaskState::Pending | TaskState::Retry))
+        .count() as u64
+        + q.in_flight;
+    if waiting == 0 || !q.reachable {
+        return out;
+    }
+    let timeout = Duration::from_secs(q.worker_timeout_s);
+    let Some(since) = q.last_worker_seen.or(s.started_at) else {
+        return out;
+    };
+    let ago = (now - since).to_std().unwrap_or_default();
+    if ago > timeout {
+        out.push(format!(
+            "no worker seen for {} while {waiting} tasks wait for one (worker_timeout {})",
+            format_age(ago.as_secs_f64()),
+            format_duration(timeout)
+        ));
+    }
+    out
 }
 
 /// `0.35` → `"35%"`, `0.125` → `"12.5%"`.
@@ -387,6 +433,55 @@ mod tests {
         assert_eq!(
             check(None, Lock::Held, true, &day(0, 5)).state,
             State::Degraded
+        );
+    }
+
+    #[test]
+    fn the_queue_is_degraded_unreachable_or_without_a_worker_while_tasks_wait() {
+        use crate::agent::snapshot::QueueView;
+        let q = |reachable, seen: Option<i64>, in_flight| QueueView {
+            url: "redis://q:6379/0".into(),
+            reachable,
+            unreachable_mode: "local".into(),
+            worker_timeout_s: 120,
+            in_flight,
+            last_worker_seen: seen.map(ago),
+            ..QueueView::default()
+        };
+        let with = |view: QueueView, tasks: Vec<TaskView>, paused| {
+            let s = Snapshot {
+                queue: Some(view),
+                paused,
+                ..fresh(tasks)
+            };
+            check(Some(&s), Lock::Held, true, &day(0, 0))
+        };
+        // A worker seen 10 s ago: healthy.
+        let h = with(q(true, Some(10), 3), vec![], false);
+        assert_eq!(h.state, State::Healthy, "{h:?}");
+        // None for 5 minutes while 3 runs wait on the queue and 1 in the vault.
+        let h = with(
+            q(true, Some(300), 3),
+            vec![task("a", TaskState::Pending)],
+            false,
+        );
+        assert_eq!(h.state, State::Degraded);
+        assert_eq!(
+            h.reasons,
+            ["no worker seen for 5m00s while 4 tasks wait for one (worker_timeout 2m)"]
+        );
+        // Nothing waits, or paused: no worker is needed.
+        assert_eq!(
+            with(q(true, Some(300), 0), vec![], false).state,
+            State::Healthy
+        );
+        assert_eq!(with(q(true, None, 2), vec![], true).state, State::Healthy);
+        // Unreachable: said, whatever waits.
+        let h = with(q(false, Some(1), 0), vec![], false);
+        assert_eq!(h.state, State::Degraded);
+        assert_eq!(
+            h.reasons,
+            ["the queue redis://q:6379/0 is unreachable (tasks run on this host meanwhile)"]
         );
     }
 

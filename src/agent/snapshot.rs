@@ -40,6 +40,60 @@ pub struct Snapshot {
     pub today: Totals,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_completion: Option<DateTime<Utc>>,
+    /// The work queue to workers on other hosts, when `[agent] queue` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueView>,
+}
+
+/// The loop's view of the work queue (docs/workers.md).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueView {
+    /// The queue's URL, without a password.
+    pub url: String,
+    /// Whether it answered at the last try.
+    pub reachable: bool,
+    /// `queue_unreachable`: `local` or `wait`.
+    pub unreachable_mode: String,
+    /// `worker_timeout`, in seconds.
+    pub worker_timeout_s: u64,
+    /// Runs published and not yet answered (as the vault says).
+    pub in_flight: u64,
+    /// Workers seen within `worker_timeout`.
+    pub workers_alive: u64,
+    /// Each live worker's runs in hand, by name.
+    #[serde(default)]
+    pub worker_runs: std::collections::BTreeMap<String, u32>,
+    /// The newest heartbeat of a live worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_worker_seen: Option<DateTime<Utc>>,
+    /// The streams' counts, as last read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<crate::queue::QueueMetrics>,
+    /// Results since the loop started: applied, refused (a failed attempt when current),
+    /// and fenced off as stale.
+    pub results_applied: u64,
+    pub results_refused: u64,
+    pub results_stale: u64,
+    /// Runs published again because Redis had lost them.
+    pub republished: u64,
+    /// Where each run on the queue is.
+    #[serde(default)]
+    pub runs: Vec<RemoteRunView>,
+}
+
+/// One run on the queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoteRunView {
+    pub task: String,
+    pub attempt: u32,
+    pub published_at: DateTime<Utc>,
+    /// The worker that has it (from its heartbeat); none while it waits in the queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -18,6 +18,9 @@ pub fn run(vault: &VaultArg, explicit: Option<&Path>, once: bool, dry_run: bool)
             return exit_codes::CONFIG;
         }
     };
+    // With a queue, the command goes to the workers as the table writes it (each resolves
+    // it on its own host); this host may not have the agent at all.
+    let queued = settings.queue.url.is_some();
     run_watcher("agent", vault, |ctx| {
         let program = settings.command.first().map(String::as_str).unwrap_or("");
         let path = settings.env.get("PATH").map(String::as_str);
@@ -34,16 +37,24 @@ pub fn run(vault: &VaultArg, explicit: Option<&Path>, once: bool, dry_run: bool)
                 }
             });
         match resolved {
-            Ok(p) => settings.command[0] = p.display().to_string(),
+            Ok(p) if !queued => settings.command[0] = p.display().to_string(),
+            Ok(_) => {}
             Err(e) => {
                 let why = format!(
                     "the agent command {program:?} cannot be started ({e}); install it or set \
                  [agent] command (see docs/agent.md, \"Setting up the agent\")"
                 );
-                if !dry_run {
+                if !dry_run && !queued {
                     return Err(WatcherError::Setup(why));
                 }
-                tracing::warn!("{why}");
+                if queued {
+                    tracing::warn!(
+                        "{why}; runs go to workers, but one run here while the queue is \
+                         unreachable (queue_unreachable = \"local\") would fail"
+                    );
+                } else {
+                    tracing::warn!("{why}");
+                }
             }
         }
         engine::run(ctx, settings, Options { once, dry_run })

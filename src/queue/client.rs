@@ -188,7 +188,7 @@ impl Outstanding {
 }
 
 /// The queue's gauges and counters (for `/metrics` and `tasks health`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueMetrics {
     /// Entries in the tasks stream (published, not yet answered).
     pub tasks_length: u64,

@@ -257,6 +257,29 @@ pub struct TaskCounts {
     #[serde(deserialize_with = "count_states")]
     pub tasks: [u64; STATES.len()],
     pub totals: Totals,
+    /// The work queue's part, when the loop uses one (its `runs` are skipped).
+    #[serde(default)]
+    pub queue: Option<QueueCounts>,
+}
+
+/// The numbers of the snapshot's `queue` (`crate::agent::snapshot::QueueView`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct QueueCounts {
+    pub reachable: bool,
+    pub in_flight: u64,
+    pub workers_alive: u64,
+    #[serde(default)]
+    pub worker_runs: std::collections::BTreeMap<String, u32>,
+    #[serde(default)]
+    pub metrics: Option<crate::queue::QueueMetrics>,
+    #[serde(default)]
+    pub results_applied: u64,
+    #[serde(default)]
+    pub results_refused: u64,
+    #[serde(default)]
+    pub results_stale: u64,
+    #[serde(default)]
+    pub republished: u64,
 }
 
 fn count_states<'de, D: Deserializer<'de>>(d: D) -> Result<[u64; STATES.len()], D::Error> {
@@ -431,6 +454,88 @@ fn task_families(tasks: &Tasks, now: DateTime<Utc>) -> Vec<Family> {
         ),
         counter("task_turns", "Agent turns.", int(t.turns)),
     ]
+    .into_iter()
+    .chain(c.queue.as_ref().map(queue_families).into_iter().flatten())
+    .collect()
+}
+
+/// The work queue's families (docs/workers.md), when the loop uses one.
+fn queue_families(q: &QueueCounts) -> Vec<Family> {
+    let gauge = |name, help, value| Family {
+        name,
+        help,
+        kind: Kind::Gauge,
+        samples: vec![Sample::plain(value)],
+    };
+    let m = q.metrics.unwrap_or_default();
+    let mut out = vec![
+        gauge(
+            "queue_reachable",
+            "1 if the work queue (Redis) answered at the loop's last try.",
+            Value::Int(i64::from(q.reachable)),
+        ),
+        gauge(
+            "queue_in_flight",
+            "Runs published for workers and not yet answered, as the vault says.",
+            int(q.in_flight),
+        ),
+        gauge(
+            "queue_depth",
+            "Runs in the tasks stream that no worker has taken yet.",
+            int(m.tasks_length.saturating_sub(m.tasks_pending)),
+        ),
+        gauge(
+            "queue_pending",
+            "Runs a worker has taken and not yet answered.",
+            int(m.tasks_pending),
+        ),
+        gauge(
+            "queue_results_waiting",
+            "Answers in the results stream not yet applied to the vault.",
+            int(m.results_length),
+        ),
+        Family {
+            name: "queue_reclaims",
+            help: "Runs a worker took over from a dead or stalled one.",
+            kind: Kind::Counter,
+            samples: vec![Sample::plain(int(m.reclaims))],
+        },
+        gauge(
+            "queue_workers",
+            "Workers seen within worker_timeout.",
+            int(q.workers_alive),
+        ),
+        Family {
+            name: "queue_worker_runs",
+            help: "Runs each live worker has in hand.",
+            kind: Kind::Gauge,
+            samples: q
+                .worker_runs
+                .iter()
+                .map(|(w, n)| Sample::labelled("worker", w.clone(), int(u64::from(*n))))
+                .collect(),
+        },
+        Family {
+            name: "queue_results",
+            help: "Workers' answers since the loop started: applied, refused (invalid), stale (fenced off).",
+            kind: Kind::Counter,
+            samples: [
+                ("applied", q.results_applied),
+                ("refused", q.results_refused),
+                ("stale", q.results_stale),
+            ]
+            .into_iter()
+            .map(|(o, n)| Sample::labelled("outcome", o.to_string(), int(n)))
+            .collect(),
+        },
+    ];
+    out.push(Family {
+        name: "queue_republished",
+        help: "Runs published again because Redis had lost them.",
+        kind: Kind::Counter,
+        samples: vec![Sample::plain(int(q.republished))],
+    });
+    out
 }
 
 /// The run-duration histogram: cumulative buckets of [`DURATION_BUCKETS`] and `+Inf`,
@@ -757,6 +862,62 @@ mod tests {
             serde_json::from_str(&serde_json::to_string(&snap).expect("serialises"))
                 .expect("parses");
         assert_eq!(back.tasks, [0; 6]);
+    }
+
+    #[test]
+    fn queue_families_come_from_the_snapshots_queue() {
+        let now = DateTime::parse_from_rfc3339("2026-12-06T05:10:02.5Z")
+            .expect("a valid time")
+            .with_timezone(&Utc);
+        let snap = crate::agent::snapshot::Snapshot {
+            version: 1,
+            pid: std::process::id(),
+            queue: Some(crate::agent::snapshot::QueueView {
+                url: "redis://q:6379/0".into(),
+                reachable: true,
+                in_flight: 7,
+                workers_alive: 2,
+                worker_runs: [("b\"1".to_string(), 3), ("m".to_string(), 1)].into(),
+                metrics: Some(crate::queue::QueueMetrics {
+                    tasks_length: 5,
+                    tasks_pending: 4,
+                    results_length: 2,
+                    results_pending: 1,
+                    reclaims: 9,
+                    workers: 2,
+                }),
+                results_applied: 40,
+                results_refused: 1,
+                results_stale: 3,
+                republished: 6,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let c: TaskCounts =
+            serde_json::from_str(&serde_json::to_string(&snap).expect("serialises"))
+                .expect("parses");
+        let text = render_at(&report(), &Tasks::Ok(Box::new(c)), Format::Text, now);
+        for want in [
+            "ai_employee_queue_reachable 1\n",
+            "ai_employee_queue_in_flight 7\n",
+            "ai_employee_queue_depth 1\n",
+            "ai_employee_queue_pending 4\n",
+            "ai_employee_queue_results_waiting 2\n",
+            "ai_employee_queue_reclaims_total 9\n",
+            "ai_employee_queue_workers 2\n",
+            "ai_employee_queue_worker_runs{worker=\"b\\\"1\"} 3\n\
+             ai_employee_queue_worker_runs{worker=\"m\"} 1\n",
+            "ai_employee_queue_results_total{outcome=\"applied\"} 40\n\
+             ai_employee_queue_results_total{outcome=\"refused\"} 1\n\
+             ai_employee_queue_results_total{outcome=\"stale\"} 3\n",
+            "ai_employee_queue_republished_total 6\n",
+        ] {
+            assert!(text.contains(want), "{want}\nnot in\n{text}");
+        }
+        // Without a queue, none of them.
+        let text = render_at(&report(), &Tasks::Ok(Box::new(counts())), Format::Text, now);
+        assert!(!text.contains("queue_"), "{text}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod oauth;
 mod operator;
 mod postfix;
 mod queue;
+mod queue_loop;
 mod service_units;
 mod smtp_wire;
 mod supervisor;

@@ -402,6 +402,40 @@ fn task_families_come_from_the_loops_snapshot_and_pass_promtool() {
     );
     assert_promtool_accepts_both(port);
 
+    // With the work queue (docs/workers.md): its families too, valid for promtool.
+    let path = vault.join(".ai-employee/tasks.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    v["queue"] = serde_json::to_value(ai_employee::agent::snapshot::QueueView {
+        url: "redis://127.0.0.1:6379/0".into(),
+        reachable: true,
+        in_flight: 4,
+        workers_alive: 2,
+        worker_runs: [("build1".to_string(), 3), ("mini".to_string(), 1)].into(),
+        metrics: Some(ai_employee::queue::QueueMetrics {
+            tasks_length: 4,
+            tasks_pending: 3,
+            reclaims: 2,
+            ..Default::default()
+        }),
+        results_applied: 10,
+        ..Default::default()
+    })
+    .unwrap();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec(&v).unwrap()).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    let (_, body) = scrape(port, Some("text/plain"));
+    for want in [
+        "ai_employee_queue_in_flight 4\n",
+        "ai_employee_queue_depth 1\n",
+        "ai_employee_queue_worker_runs{worker=\"build1\"} 3\n",
+        "ai_employee_queue_results_total{outcome=\"applied\"} 10\n",
+        "ai_employee_queue_reclaims_total 2\n",
+    ] {
+        assert!(body.contains(want), "{want} not in\n{body}");
+    }
+    assert_promtool_accepts_both(port);
+
     // 10,000 tasks (about 3 MB): the scrape stays cheap.
     let many: Vec<TaskState> = (0..10_000).map(|i| [Pending, Retry][i % 2]).collect();
     write_tasks_json(&vault, &many);

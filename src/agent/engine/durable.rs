@@ -28,8 +28,11 @@ pub(super) struct Durable {
     done: Arc<AtomicU64>,
 }
 
+/// Told after each completed sync (a permit is kept when nobody waits).
+pub(super) type Synced = Arc<tokio::sync::Notify>;
+
 impl Durable {
-    pub(super) fn start(dirs: &Dirs) -> std::io::Result<Durable> {
+    pub(super) fn start(dirs: &Dirs, synced: Synced) -> std::io::Result<Durable> {
         let mut own: Vec<(Folder, Dir)> = Vec::new();
         for f in [
             Folder::InProgress,
@@ -53,6 +56,7 @@ impl Durable {
                     }
                     sync(&root, &own, &folders);
                     done2.store(upto, Ordering::Release);
+                    synced.notify_one();
                 }
             })?;
         Ok(Durable {
@@ -82,7 +86,6 @@ impl Durable {
     }
 
     /// The last request made durable.
-    #[allow(dead_code)] // for callers that must wait for durability (the work queue's acks)
     pub(super) fn completed(&self) -> u64 {
         self.done.load(Ordering::Acquire)
     }
@@ -135,7 +138,7 @@ mod tests {
             Ok(d) => d,
             Err(e) => panic!("vault: {e}"),
         };
-        let mut d = match Durable::start(&dirs) {
+        let mut d = match Durable::start(&dirs, Synced::default()) {
             Ok(d) => d,
             Err(e) => panic!("start: {e}"),
         };

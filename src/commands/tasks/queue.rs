@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Local, Utc};
 
 use super::{NOT_RUNNING, loop_runs, read_snapshot};
-use crate::agent::snapshot::{Snapshot, TaskState, TaskView};
+use crate::agent::snapshot::{QueueView, RemoteRunView, Snapshot, TaskState, TaskView};
 use crate::commands::status::Style;
 
 pub fn run(vault: &Path, json: bool, watch: bool, verbose: bool, interval: Duration) -> i32 {
@@ -169,10 +169,18 @@ pub fn render(
             " (last written by a loop that is not running)"
         }
     ));
+    if let Some(q) = &s.queue {
+        out.push_str(&queue_line(q, now));
+    }
     if s.tasks.is_empty() {
         out.push_str("The queue is empty.\n");
         return out;
     }
+    let remote: std::collections::HashMap<&str, &RemoteRunView> = s
+        .queue
+        .iter()
+        .flat_map(|q| q.runs.iter().map(|r| (r.task.as_str(), r)))
+        .collect();
     let est = estimates(s, now);
     let rows: Vec<[String; 7]> = s
         .tasks
@@ -181,7 +189,7 @@ pub fn render(
         .map(|(t, (start, finish))| {
             [
                 t.id.clone(),
-                state_text(t, s.paused, now),
+                state_text(t, s.paused, now, remote.get(t.id.as_str()).copied()),
                 format!("{:.2}", t.score),
                 age(now - t.queued_at),
                 t.attempt.to_string(),
@@ -249,7 +257,48 @@ pub fn render(
     out
 }
 
-fn state_text(t: &TaskView, paused: bool, now: DateTime<Utc>) -> String {
+/// The work queue's line (docs/workers.md).
+fn queue_line(q: &QueueView, now: DateTime<Utc>) -> String {
+    let seen = q
+        .last_worker_seen
+        .map(|t| format!(", last heartbeat {} ago", age(now - t)))
+        .unwrap_or_default();
+    if !q.reachable {
+        return format!(
+            "Queue {}: UNREACHABLE ({}), {} runs on workers{seen}\n",
+            q.url,
+            if q.unreachable_mode == "wait" {
+                "no task starts meanwhile"
+            } else {
+                "tasks run on this host meanwhile"
+            },
+            q.in_flight
+        );
+    }
+    format!(
+        "Queue {}: {} runs on workers, {} workers alive{seen}\n",
+        q.url, q.in_flight, q.workers_alive
+    )
+}
+
+fn state_text(
+    t: &TaskView,
+    paused: bool,
+    now: DateTime<Utc>,
+    remote: Option<&RemoteRunView>,
+) -> String {
+    if t.state == TaskState::Running
+        && let Some(r) = remote
+    {
+        return match (&r.worker, &r.host) {
+            (Some(w), Some(h)) => format!(
+                "on {w}@{h} for {}",
+                age(now - r.taken_at.unwrap_or(r.published_at))
+            ),
+            (Some(w), None) => format!("on {w}"),
+            _ => format!("queued for a worker for {}", age(now - r.published_at)),
+        };
+    }
     match t.state {
         TaskState::Pending if paused => "paused".into(),
         TaskState::Retry => match t.retry_at {
@@ -282,6 +331,45 @@ mod tests {
 
     fn view(id: &str, state: TaskState, score: f64) -> TaskView {
         TaskView::new(id, state, score, Utc::now())
+    }
+
+    #[test]
+    fn runs_on_the_queue_show_their_worker_or_that_they_wait_for_one() {
+        let now = Utc::now();
+        let ago = |s| now - chrono::Duration::seconds(s);
+        let run = |task: &str, worker: Option<&str>| RemoteRunView {
+            task: task.into(),
+            attempt: 1,
+            published_at: ago(300),
+            worker: worker.map(str::to_string),
+            host: worker.map(|w| format!("{w}.lan")),
+            taken_at: worker.map(|_| ago(90)),
+        };
+        let mut a = view("a", TaskState::Running, 1.0);
+        a.attempt = 1;
+        let s = Snapshot {
+            max_concurrent: 2,
+            tasks: vec![a, view("b", TaskState::Running, 0.9)],
+            queue: Some(QueueView {
+                url: "redis://q:6379/0".into(),
+                reachable: true,
+                in_flight: 2,
+                workers_alive: 1,
+                last_worker_seen: Some(ago(2)),
+                runs: vec![run("a", Some("build1")), run("b", None)],
+                ..QueueView::default()
+            }),
+            ..Snapshot::default()
+        };
+        let text = render(&s, now, false, Style { colour: false }, true);
+        assert!(
+            text.contains(
+                "Queue redis://q:6379/0: 2 runs on workers, 1 workers alive, last heartbeat 2s ago"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("on build1@build1.lan for 1m30s"), "{text}");
+        assert!(text.contains("queued for a worker for 5m"), "{text}");
     }
 
     #[test]

@@ -1,0 +1,980 @@
+//! The loop's side of the work queue (docs/workers.md, "The task loop's side"): with
+//! `[agent] queue` set, a runnable task is claimed into `In_Progress/` exactly as for a
+//! local run (the attempt counted and made durable in its frontmatter, with
+//! `run_on: queue`) and then published for a worker; the workers' answers are read,
+//! checked, fenced and applied through the same path a local run's end takes.
+//!
+//! Two tokio tasks on the loop's runtime talk to Redis, so that the loop itself never
+//! waits on the network:
+//!
+//! - the *queue task* ([`queue_task`]) connects (again every second while Redis is
+//!   unreachable), publishes, acknowledges, polls the server's run id every second
+//!   (a restart, or a connection back after an outage, makes it compare what Redis holds
+//!   with what the loop says runs there: [`Event::Outstanding`]) and the worker registry
+//!   and the queue's counts every few seconds;
+//! - the *reader* ([`reader`]) blocks on the results stream and forwards what arrives.
+//!
+//! The loop decides everything else: the fence, writing a result's files, the task's new
+//! state, and acknowledging a result only after that state is durable (the sync the next `flush` asks
+//! for has completed on the sync thread, `durable.rs`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use ai_employee_vault::layout::Folder;
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::{Engine, Entry};
+use crate::agent::events::{EventKind, RunResult, TaskEvent};
+use crate::agent::prompt::{self, Fill};
+use crate::agent::runner::{AttemptEnd, Progress};
+use crate::agent::snapshot::{QueueView, RemoteRunView};
+use crate::agent::task::{self, keys};
+use crate::config::{QueueSettings, QueueUnreachable};
+use crate::queue::client::{Reachability, redacted};
+use crate::queue::wire::{AgentSpec, TaskMessage, VERSION};
+use crate::queue::{
+    Credentials, Incoming, Outstanding, QueueClient, QueueError, QueueMetrics, Verdict, WorkerInfo,
+    Written, fence, write_files,
+};
+
+/// The frontmatter key that says a task's run is on the queue (`run_on: queue`), so that a
+/// loop started again keeps waiting for its result instead of calling it interrupted.
+pub(super) const RUN_ON: &str = "run_on";
+/// Its value.
+pub(super) const ON_QUEUE: &str = "queue";
+/// The worker and host that answered, written into the task with its new state.
+pub(super) const WORKER: &str = "worker";
+pub(super) const HOST: &str = "host";
+/// How often the queue task checks the server (its run id: a restart, an outage's end).
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How often the worker registry and the queue's counts are read.
+const WORKERS_EVERY: Duration = Duration::from_secs(3);
+/// Results read at once.
+const READ_COUNT: usize = 256;
+/// How long one read of the results stream blocks.
+const READ_BLOCK: Duration = Duration::from_secs(2);
+/// The most registry entries the loop looks at.
+const MAX_WORKERS: usize = 10_000;
+/// The most bytes of `Company_Handbook.md` sent with a run.
+const HANDBOOK_MAX: u64 = 1024 * 1024;
+
+/// What the loop asks of the queue task.
+pub(super) enum Command {
+    /// Publish a run; `seq` orders publishes against [`Event::Outstanding`].
+    Publish { seq: u64, message: Box<TaskMessage> },
+    /// The result entry is applied and durable: acknowledge and delete it.
+    Ack(String),
+    /// Compare what Redis holds with the loop's runs at the next check (a run found in
+    /// the vault after start).
+    Check,
+}
+
+/// What the queue tasks tell the loop.
+pub(super) enum Event {
+    /// The queue answers (at start, after an outage, after a restart): what it holds.
+    /// Every publish up to `seq` was sent before this was read.
+    Outstanding { seq: u64, outstanding: Outstanding },
+    /// The queue stopped answering.
+    Unreachable,
+    /// The URL or credentials cannot work (exit 78).
+    Setup(String),
+    /// Results to apply.
+    Results(Vec<Incoming>),
+    /// The registry and the counts.
+    Workers(Vec<WorkerInfo>, QueueMetrics),
+}
+
+/// Whether the queue can take runs now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Link {
+    /// Not known yet (connecting at start): nothing starts.
+    Connecting,
+    Up,
+    Down,
+}
+
+/// A run on the queue.
+#[derive(Debug, Clone)]
+pub(super) struct Run {
+    pub attempt: u32,
+    /// When it was published (or claimed, for one found at start).
+    pub since: DateTime<Utc>,
+    /// The publish that sent it (0: found in the vault at start, never sent by this loop).
+    pub seq: u64,
+    /// The worker that has it, as its heartbeat says.
+    pub worker: Option<String>,
+    pub host: Option<String>,
+    pub taken_at: Option<DateTime<Utc>>,
+}
+
+/// The loop's state of the queue.
+pub(super) struct Remote {
+    url: String,
+    settings: QueueSettings,
+    credentials: Credentials,
+    tx: Option<mpsc::UnboundedSender<Command>>,
+    pub(super) link: Link,
+    /// Runs on the queue, by task id.
+    pub(super) runs: HashMap<String, Run>,
+    seq: u64,
+    /// Results applied, acknowledged after the next sync.
+    acks: Vec<String>,
+    /// Acknowledgements waiting for the sync (by its number) that makes their results
+    /// durable.
+    acks_waiting: Vec<(u64, String)>,
+    workers: Vec<WorkerInfo>,
+    metrics: Option<QueueMetrics>,
+    /// The last time a live worker was seen (a heartbeat within `worker_timeout`).
+    last_worker_seen: Option<DateTime<Utc>>,
+    /// Results refused, fenced off, applied, since start.
+    refused: u64,
+    stale: u64,
+    applied: u64,
+    republished: u64,
+}
+
+impl Remote {
+    /// The queue of `settings`, none when `[agent] queue` is not set.
+    pub(super) fn new(settings: &QueueSettings, credentials: Credentials) -> Option<Remote> {
+        let url = settings.url.clone()?;
+        Some(Remote {
+            url,
+            settings: settings.clone(),
+            credentials,
+            tx: None,
+            link: Link::Connecting,
+            runs: HashMap::new(),
+            seq: 0,
+            acks: Vec::new(),
+            acks_waiting: Vec::new(),
+            workers: Vec::new(),
+            metrics: None,
+            last_worker_seen: None,
+            refused: 0,
+            stale: 0,
+            applied: 0,
+            republished: 0,
+        })
+    }
+
+    /// Start the queue task and the reader; their events arrive on the receiver.
+    pub(super) fn start(&mut self) -> mpsc::UnboundedReceiver<Event> {
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        self.tx = Some(cmd_tx);
+        tokio::spawn(queue_task(
+            self.url.clone(),
+            self.credentials.clone(),
+            cmd_rx,
+            ev_tx,
+        ));
+        ev_rx
+    }
+
+    fn send(&self, c: Command) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(c); // the queue task ends only with the loop
+        }
+    }
+
+    /// How many runs may be on the queue at once: `max_concurrent` plus what the live
+    /// workers can run together, so that a short backlog waits in Redis and the rest in
+    /// the vault, in score order.
+    pub(super) fn limit(&self, max_concurrent: u32, now: DateTime<Utc>) -> usize {
+        let capacity: u64 = self
+            .workers
+            .iter()
+            .filter(|w| self.alive(w, now))
+            .map(|w| u64::from(w.concurrency))
+            .sum();
+        (u64::from(max_concurrent) + capacity) as usize
+    }
+
+    fn alive(&self, w: &WorkerInfo, now: DateTime<Utc>) -> bool {
+        (now - w.last_seen)
+            .to_std()
+            .map_or(true, |ago| ago <= self.settings.worker_timeout)
+    }
+
+    /// The attempt the vault says runs on a worker for `task` (the fence's `running`).
+    fn running(&self, task: &str) -> Option<u32> {
+        self.runs.get(task).map(|r| r.attempt)
+    }
+
+    /// The snapshot's part.
+    pub(super) fn view(&self, now: DateTime<Utc>) -> QueueView {
+        let mut runs: Vec<RemoteRunView> = self
+            .runs
+            .iter()
+            .map(|(id, r)| RemoteRunView {
+                task: id.clone(),
+                attempt: r.attempt,
+                published_at: r.since,
+                worker: r.worker.clone(),
+                host: r.host.clone(),
+                taken_at: r.taken_at,
+            })
+            .collect();
+        runs.sort_by(|a, b| {
+            a.published_at
+                .cmp(&b.published_at)
+                .then(a.task.cmp(&b.task))
+        });
+        let mut workers: BTreeMap<String, u32> = BTreeMap::new();
+        for w in self.workers.iter().filter(|w| self.alive(w, now)) {
+            workers.insert(w.name.clone(), w.current.len() as u32);
+        }
+        QueueView {
+            url: redacted(&self.url),
+            reachable: self.link == Link::Up,
+            unreachable_mode: match self.settings.unreachable {
+                QueueUnreachable::Local => "local".into(),
+                QueueUnreachable::Wait => "wait".into(),
+            },
+            worker_timeout_s: self.settings.worker_timeout.as_secs(),
+            in_flight: self.runs.len() as u64,
+            workers_alive: workers.len() as u64,
+            worker_runs: workers,
+            last_worker_seen: self.last_worker_seen,
+            metrics: self.metrics,
+            results_applied: self.applied,
+            results_refused: self.refused,
+            results_stale: self.stale,
+            republished: self.republished,
+            runs,
+        }
+    }
+}
+
+/// What the loop does with a runnable task now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// No queue: run it here.
+    Local,
+    /// Publish it (up to the limit).
+    Queue,
+    /// The queue is unreachable and `queue_unreachable = "local"`: run it here.
+    Fallback,
+    /// Start nothing (connecting, or unreachable with `queue_unreachable = "wait"`).
+    Hold,
+}
+
+impl Engine {
+    pub(super) fn queue_mode(&self) -> Mode {
+        let Some(r) = &self.remote else {
+            return Mode::Local;
+        };
+        match r.link {
+            Link::Up => Mode::Queue,
+            Link::Connecting => Mode::Hold,
+            Link::Down => match r.settings.unreachable {
+                QueueUnreachable::Local => Mode::Fallback,
+                QueueUnreachable::Wait => Mode::Hold,
+            },
+        }
+    }
+
+    /// Whether `id` runs on the queue now.
+    pub(super) fn on_queue(&self, id: &str) -> bool {
+        self.remote
+            .as_ref()
+            .is_some_and(|r| r.runs.contains_key(id))
+    }
+
+    /// No run is on the queue.
+    pub(super) fn queue_idle(&self) -> bool {
+        self.remote.as_ref().is_none_or(|r| r.runs.is_empty())
+    }
+
+    /// Publish the best runnable tasks while the queue has room.
+    pub(super) fn schedule_remote(&mut self) {
+        loop {
+            let now = Utc::now();
+            let room = match &self.remote {
+                Some(r) => r.runs.len() < r.limit(self.s.max_concurrent, now),
+                None => false,
+            };
+            if !room {
+                return;
+            }
+            let Some(id) = self.pick(now) else {
+                return;
+            };
+            let before = self.tasks.get(&id).map(|e| (e.state, e.attempt));
+            self.start_remote(&id);
+            // A claim that failed leaves the task not runnable for a while, or forgotten.
+            if self.tasks.get(&id).map(|e| (e.state, e.attempt)) == before && !self.on_queue(&id) {
+                return;
+            }
+        }
+    }
+
+    /// Claim `id` into `In_Progress/` (the attempt counted, durable) and publish it.
+    fn start_remote(&mut self, id: &str) {
+        let Some(e) = self.tasks.get(id).cloned() else {
+            return;
+        };
+        let now = Utc::now();
+        let name = if e.folder == Folder::InProgress {
+            e.name.clone()
+        } else {
+            match task::move_task(&self.dirs.needs, &self.dirs.progress, &e.name) {
+                Ok(n) => n,
+                Err(err) => {
+                    if err.kind() != std::io::ErrorKind::NotFound {
+                        warn!("cannot claim {}: {err}", Folder::NeedsAction.rel(&e.name));
+                    }
+                    self.tasks.remove(id);
+                    return;
+                }
+            }
+        };
+        let attempt = if e.resume_after_approval {
+            e.attempt.max(1)
+        } else {
+            e.attempt + 1
+        };
+        // Durable before it is published: the attempt is the run's fencing token.
+        let written = task::update(&self.dirs.progress, &name, true, |d| {
+            d.set(keys::STATE, crate::agent::task::LoopState::Running.as_str());
+            d.set(keys::ATTEMPT, attempt);
+            d.set(RUN_ON, ON_QUEUE);
+            d.set_time(keys::QUEUED_AT, e.queued_at);
+            d.set_time(keys::STARTED_AT, now);
+            d.remove(keys::RETRY_AT);
+            d.remove(WORKER);
+            d.remove(HOST);
+        });
+        let doc = match written {
+            Ok(d) => d,
+            Err(err) => {
+                warn!(
+                    "cannot mark {} as running: {err}",
+                    Folder::InProgress.rel(&name)
+                );
+                if let Some(mut x) = self.tasks.get_mut(id) {
+                    x.folder = Folder::InProgress;
+                    x.name = name;
+                    x.state = crate::agent::task::LoopState::Retry;
+                    x.retry_at = Some(now + chrono::Duration::seconds(60));
+                }
+                return;
+            }
+        };
+        let resumed = e.resume_after_approval;
+        let mut e2 = e.clone();
+        e2.attempt = attempt;
+        e2.name = name.clone();
+        e2.folder = Folder::InProgress;
+        let Some(message) = self.task_message(&e2, resumed) else {
+            // The file went away between the claim and now: forget it.
+            self.tasks.remove(id);
+            return;
+        };
+        if let Some(mut x) = self.tasks.get_mut(id) {
+            x.folder = Folder::InProgress;
+            x.name = name.clone();
+            x.state = crate::agent::task::LoopState::Running;
+            x.attempt = attempt;
+            x.started_at = Some(now);
+            x.retry_at = None;
+            x.resume_after_approval = false;
+            x.title = doc.title(id);
+        }
+        let mut ev = TaskEvent::new(now, EventKind::Started, id);
+        ev.attempt = Some(attempt);
+        self.event(ev);
+        info!(
+            "published {} for a worker (attempt {attempt}{})",
+            Folder::InProgress.rel(&name),
+            if resumed { ", after its approvals" } else { "" }
+        );
+        self.snapshot_dirty = true;
+        self.publish(id, attempt, now, message);
+    }
+
+    fn publish(&mut self, id: &str, attempt: u32, since: DateTime<Utc>, message: TaskMessage) {
+        let Some(r) = &mut self.remote else { return };
+        r.seq += 1;
+        let seq = r.seq;
+        r.runs.insert(
+            id.to_string(),
+            Run {
+                attempt,
+                since,
+                seq,
+                worker: None,
+                host: None,
+                taken_at: None,
+            },
+        );
+        r.send(Command::Publish {
+            seq,
+            message: Box::new(message),
+        });
+    }
+
+    /// The message of a run of `e` (in `In_Progress/` as `e.name`, `e.attempt` the run's
+    /// attempt); none when its file cannot be read.
+    fn task_message(&self, e: &Entry, resumed: bool) -> Option<TaskMessage> {
+        let text = match self.dirs.progress.read(&e.name, Some(8 * 1024 * 1024)) {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(err) => {
+                warn!("cannot read {}: {err}", Folder::InProgress.rel(&e.name));
+                return None;
+            }
+        };
+        let handbook = match self
+            .dirs
+            .root
+            .read("Company_Handbook.md", Some(HANDBOOK_MAX))
+        {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(_) => String::new(),
+        };
+        // The worker writes the task as `In_Progress/<id>.md` in its scratch folder.
+        let task_file = Folder::InProgress.rel(&format!("{}.md", e.id));
+        let existing = self.existing_approvals(&e.id);
+        let mut prompt = prompt::render(
+            &self.template,
+            &Fill {
+                task_file: &task_file,
+                task: &e.id,
+                title: &e.title,
+                attempt: e.attempt,
+                max_attempts: self.s.max_attempts,
+                last_error: e.last_error.as_deref(),
+                existing: &existing,
+                attachment: None,
+            },
+        );
+        if resumed {
+            // A worker has no session of an earlier run: the outcome goes with the prompt.
+            prompt.push_str(&format!(
+                "\n\nThe approval requests drafted for this task were decided:\n{}\nFinish \
+                 the task and end with the status line.",
+                self.approval_outcome_text(e)
+            ));
+        }
+        Some(TaskMessage {
+            v: VERSION,
+            task_id: e.id.clone(),
+            attempt: e.attempt,
+            task: text,
+            handbook,
+            prompt,
+            agent: AgentSpec {
+                command: self.s.command.clone(),
+                resume: self.s.resume.clone(),
+                continue_prompt: prompt::CONTINUE.replace("{task_file}", &task_file),
+                verify: self.s.verify.clone(),
+                max_iterations: self.s.max_iterations,
+                timeout_ms: self.s.timeout.as_millis() as u64,
+                kill_after_ms: self.s.kill_after.as_millis() as u64,
+                env: BTreeMap::new(),
+            },
+            published_at: Utc::now(),
+        })
+    }
+
+    /// A task found `running` with `run_on: queue` at start: its run is still on the
+    /// queue (or lost with Redis's data: published again once the queue answers).
+    pub(super) fn adopt_remote(&mut self, e: Entry) -> bool {
+        let Some(r) = &mut self.remote else {
+            return false;
+        };
+        let since = e.started_at.unwrap_or_else(Utc::now);
+        r.runs.insert(
+            e.id.clone(),
+            Run {
+                attempt: e.attempt,
+                since,
+                seq: 0,
+                worker: None,
+                host: None,
+                taken_at: None,
+            },
+        );
+        info!(
+            "{} runs on the queue (attempt {}): waiting for its result",
+            e.id, e.attempt
+        );
+        if r.link != Link::Connecting {
+            r.send(Command::Check);
+        }
+        self.tasks.insert(e.id.clone(), e);
+        self.snapshot_dirty = true;
+        true
+    }
+
+    /// An event of the queue tasks.
+    pub(super) fn remote_event(&mut self, ev: Event) {
+        match ev {
+            Event::Setup(why) => {
+                warn!("the queue cannot be used: {why}");
+                self.needs_setup = Some(task::one_line(&why, 300));
+            }
+            Event::Unreachable => {
+                if let Some(r) = &mut self.remote
+                    && r.link != Link::Down
+                {
+                    r.link = Link::Down;
+                    match r.settings.unreachable {
+                        QueueUnreachable::Local => info!(
+                            "new tasks run on this host until the queue answers (queue_unreachable = \"local\")"
+                        ),
+                        QueueUnreachable::Wait => info!(
+                            "no new task starts until the queue answers (queue_unreachable = \"wait\")"
+                        ),
+                    }
+                }
+                self.snapshot_dirty = true;
+            }
+            Event::Outstanding { seq, outstanding } => self.reconcile(seq, &outstanding),
+            Event::Results(list) => {
+                for inc in list {
+                    self.apply(inc);
+                }
+            }
+            Event::Workers(workers, metrics) => self.workers_seen(workers, metrics),
+        }
+    }
+
+    /// The queue answers: publish again every run it should hold and does not.
+    fn reconcile(&mut self, seq: u64, outstanding: &Outstanding) {
+        let missing: Vec<(String, u32)> = {
+            let Some(r) = &mut self.remote else { return };
+            r.link = Link::Up;
+            r.runs
+                .iter()
+                .filter(|(id, run)| run.seq <= seq && !outstanding.contains(id, run.attempt))
+                .map(|(id, run)| (id.clone(), run.attempt))
+                .collect()
+        };
+        self.snapshot_dirty = true;
+        for (id, attempt) in missing {
+            let Some(e) = self.tasks.get(&id).cloned() else {
+                continue;
+            };
+            let Some(message) = self.task_message(&e, false) else {
+                continue;
+            };
+            warn!("{id}: attempt {attempt} is not on the queue (Redis lost it): published again");
+            let since = self
+                .remote
+                .as_ref()
+                .and_then(|r| r.runs.get(&id))
+                .map_or_else(Utc::now, |r| r.since);
+            self.publish(&id, attempt, since, message);
+            if let Some(r) = &mut self.remote {
+                r.republished += 1;
+            }
+        }
+    }
+
+    fn workers_seen(&mut self, mut workers: Vec<WorkerInfo>, metrics: QueueMetrics) {
+        let now = Utc::now();
+        // The registry is written by workers, so untrusted: its names reach the snapshot,
+        // `tasks` (a terminal) and /metrics labels as one short printable line each.
+        workers.truncate(MAX_WORKERS);
+        for w in &mut workers {
+            w.name = task::one_line(&w.name, 64);
+            w.host = task::one_line(&w.host, 64);
+            w.current.truncate(1024);
+        }
+        workers.retain(|w| !w.name.is_empty());
+        let Some(r) = &mut self.remote else { return };
+        let mut changed = r.metrics != Some(metrics) || r.workers != workers;
+        let mut by_task: HashMap<(&str, u32), (&WorkerInfo, DateTime<Utc>)> = HashMap::new();
+        for w in &workers {
+            for c in &w.current {
+                by_task.insert((c.task_id.as_str(), c.attempt), (w, c.since));
+            }
+        }
+        let mut taken: Vec<(String, String, String)> = Vec::new();
+        for (id, run) in r.runs.iter_mut() {
+            if let Some((w, since)) = by_task.get(&(id.as_str(), run.attempt))
+                && run.worker.as_deref() != Some(w.name.as_str())
+            {
+                run.worker = Some(w.name.clone());
+                run.host = Some(w.host.clone());
+                run.taken_at = Some(*since);
+                taken.push((id.clone(), w.name.clone(), w.host.clone()));
+                changed = true;
+            }
+        }
+        if workers.iter().any(|w| r.alive(w, now)) {
+            r.last_worker_seen = workers
+                .iter()
+                .map(|w| w.last_seen)
+                .max()
+                .max(r.last_worker_seen);
+        }
+        r.workers = workers;
+        r.metrics = Some(metrics);
+        if changed {
+            self.snapshot_dirty = true;
+        }
+        // Where it runs, in the task file too (`tasks show`, a person reading it).
+        for (id, worker, host) in taken {
+            let Some(e) = self.tasks.get(&id) else {
+                continue;
+            };
+            let (folder, name) = (e.folder, e.name.clone());
+            if let Err(err) = task::update(self.dirs.of(folder), &name, false, |d| {
+                d.set(WORKER, worker.clone());
+                d.set(HOST, host.clone());
+            }) {
+                warn!("cannot record the worker in {}: {err}", folder.rel(&name));
+            }
+        }
+    }
+
+    /// One entry of the results stream (docs/workers.md, "Delivery and completion").
+    fn apply(&mut self, inc: Incoming) {
+        let Some(r) = &mut self.remote else { return };
+        let valid = match inc.result {
+            Err(refusal) => {
+                r.refused += 1;
+                let shown = format!(
+                    "{}#{}",
+                    refusal.task_id.as_deref().unwrap_or("?"),
+                    refusal.attempt.map_or("?".to_string(), |a| a.to_string())
+                );
+                let accept = match (&refusal.task_id, refusal.attempt) {
+                    (Some(t), Some(a)) => fence(a, r.running(t)) == Verdict::Accept,
+                    _ => false,
+                };
+                r.acks.push(inc.id);
+                if !accept {
+                    warn!("{shown}: {refusal}; not the current attempt, ignored");
+                    return;
+                }
+                let (Some(id), Some(attempt)) = (refusal.task_id.clone(), refusal.attempt) else {
+                    return;
+                };
+                warn!("{shown}: {refusal}; the attempt failed");
+                r.runs.remove(&id);
+                self.remote_run_event(
+                    &id,
+                    attempt,
+                    RunResult::Failed,
+                    None,
+                    Some(format!("refused result: {refusal}")),
+                );
+                self.unsynced.push(Folder::InProgress);
+                self.attempt_failed(&id, refusal.to_string(), None);
+                return;
+            }
+            Ok(v) => v,
+        };
+        let m = &valid.message;
+        let id = m.task_id.clone();
+        if fence(m.attempt, r.running(&id)) == Verdict::Stale {
+            r.stale += 1;
+            r.acks.push(inc.id);
+            info!(
+                "a late result for {id}#{} from {} is not current: discarded",
+                m.attempt, m.worker
+            );
+            return;
+        }
+        let run = r.runs.remove(&id);
+        r.applied += 1;
+        r.acks.push(inc.id);
+        self.unsynced.push(Folder::InProgress);
+        match write_files(self.vault.root(), &valid.files) {
+            Ok(written) => {
+                for w in written {
+                    if let Written::Conflict(rel) = w {
+                        warn!(
+                            "{id}: the worker's {rel} differs from the file already there; \
+                             the one there is kept"
+                        );
+                    }
+                }
+            }
+            Err(err) => {
+                warn!("{id}: cannot write the result's files: {err}");
+                self.remote_run_event(
+                    &id,
+                    m.attempt,
+                    RunResult::Failed,
+                    run.as_ref(),
+                    Some(format!("cannot write the result's files: {err}")),
+                );
+                self.attempt_failed(&id, format!("cannot write the result's files: {err}"), None);
+                return;
+            }
+        }
+        if let Some(e) = self.tasks.get(&id).cloned() {
+            let (worker, host) = (m.worker.clone(), m.host.clone());
+            if let Err(err) = task::update(self.dirs.of(e.folder), &e.name, false, |d| {
+                d.set(WORKER, worker.clone());
+                d.set(HOST, host.clone());
+            }) {
+                warn!(
+                    "cannot record the worker in {}: {err}",
+                    e.folder.rel(&e.name)
+                );
+            }
+        }
+        info!(
+            "{id}: attempt {} ran on {} ({}): {}",
+            m.attempt,
+            m.worker,
+            m.host,
+            serde_json::to_value(m.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        );
+        let duration = run.as_ref().map_or(Duration::ZERO, |r| {
+            (m.finished_at - r.since).to_std().unwrap_or_default()
+        });
+        self.progress(Progress::Run {
+            task: id.clone(),
+            iteration: m.iterations.max(1),
+            result: m.status,
+            duration,
+            cost_usd: Some(m.cost_usd),
+            turns: Some(m.turns.min(u64::from(u32::MAX)) as u32),
+            error: m.reason.clone(),
+        });
+        let end = AttemptEnd {
+            result: m.status,
+            error: m.reason.clone(),
+            session_id: m.session_id.clone(),
+            cost_usd: m.cost_usd,
+            turns: m.turns,
+            iterations: m.iterations,
+            setup: None,
+        };
+        self.attempt_ended(&id, end);
+    }
+
+    fn remote_run_event(
+        &mut self,
+        id: &str,
+        attempt: u32,
+        result: RunResult,
+        run: Option<&Run>,
+        error: Option<String>,
+    ) {
+        let now = Utc::now();
+        let mut ev = TaskEvent::new(now, EventKind::Run, id);
+        ev.attempt = Some(attempt);
+        ev.result = Some(result);
+        ev.duration_ms = run.map(|r| (now - r.since).num_milliseconds().max(0) as u64);
+        ev.error = error;
+        self.event(ev);
+    }
+
+    /// After a flush: the results applied since the last one wait for the sync it asked
+    /// for (their files and states are in it); acknowledge every result whose sync is done.
+    pub(super) fn ack_applied(&mut self) {
+        let asked = self.sync_asked;
+        let done = self.synced_upto();
+        let not_asked = !self.unsynced.is_empty();
+        let Some(r) = &mut self.remote else { return };
+        if !not_asked {
+            r.acks_waiting.extend(
+                std::mem::take(&mut r.acks)
+                    .into_iter()
+                    .map(|id| (asked, id)),
+            );
+        }
+        let (ready, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut r.acks_waiting)
+            .into_iter()
+            .partition(|(n, _)| *n <= done);
+        r.acks_waiting = wait;
+        for (_, id) in ready {
+            r.send(Command::Ack(id));
+        }
+    }
+
+    /// Whether acknowledgements wait for a sync to complete.
+    pub(super) fn acks_waiting(&self) -> bool {
+        self.remote
+            .as_ref()
+            .is_some_and(|r| !r.acks_waiting.is_empty())
+    }
+}
+
+/// A failed call: an outage is told to the loop once (and logged once), a set-up problem
+/// (a login or ACL Redis refuses) stops new work with exit 78, an error answer is logged.
+fn failed(e: &QueueError, reach: &Reachability, events: &mpsc::UnboundedSender<Event>) {
+    match e {
+        QueueError::Setup(why) => {
+            let _ = events.send(Event::Setup(why.clone())); // the loop may have stopped
+        }
+        _ if e.is_unreachable() && !reach.is_down() => {
+            let _ = events.send(Event::Unreachable); // as above
+        }
+        _ => {}
+    }
+    reach.failed(e);
+}
+
+/// The queue task: see the module documentation.
+async fn queue_task(
+    url: String,
+    credentials: Credentials,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    let reach = Reachability::default();
+    let shown = redacted(&url);
+    let mut client = loop {
+        match QueueClient::connect(&url, &credentials).await {
+            Ok(c) => break c,
+            Err(e) => {
+                failed(&e, &reach, &events);
+                if matches!(e, QueueError::Setup(_)) {
+                    return;
+                }
+                // Publishes wait in the channel; reconciling sends what Redis lacks.
+                tokio::time::sleep(CHECK_EVERY).await;
+                if events.is_closed() {
+                    return;
+                }
+            }
+        }
+    };
+    tokio::spawn(reader(client.clone(), reach.clone(), events.clone()));
+    let mut run_id: Option<String> = None;
+    // The last publish handled (they arrive in order).
+    let mut sent = 0u64;
+    let mut must_reconcile = true;
+    let mut check = tokio::time::interval(CHECK_EVERY);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_workers: Option<Instant> = None;
+    loop {
+        let command = tokio::select! {
+            c = commands.recv() => match c {
+                None => return,
+                Some(c) => Some(c),
+            },
+            _ = check.tick() => None,
+        };
+        if let Some(c) = command {
+            if matches!(c, Command::Check) {
+                must_reconcile = true;
+                continue;
+            }
+            if let Err(e) = handle(&mut client, c, &mut sent).await {
+                failed(&e, &reach, &events);
+                must_reconcile = true;
+            }
+            continue;
+        }
+        // Commands sent before this check are handled first, so that `sent` covers them.
+        while let Ok(c) = commands.try_recv() {
+            if matches!(c, Command::Check) {
+                must_reconcile = true;
+                continue;
+            }
+            if let Err(e) = handle(&mut client, c, &mut sent).await {
+                failed(&e, &reach, &events);
+                must_reconcile = true;
+            }
+        }
+        match client.server_run_id().await {
+            Ok(id) => {
+                if run_id.as_deref().is_some_and(|old| old != id) {
+                    warn!(
+                        "the queue at {shown} restarted (a new server run id): checking what it lost"
+                    );
+                    must_reconcile = true;
+                }
+                if must_reconcile || reach.is_down() || run_id.is_none() {
+                    let r = async {
+                        client.ensure_groups().await?;
+                        client.outstanding().await
+                    }
+                    .await;
+                    match r {
+                        Ok(outstanding) => {
+                            run_id = Some(id);
+                            must_reconcile = false;
+                            reach.ok(&shown);
+                            let ev = Event::Outstanding {
+                                seq: sent,
+                                outstanding,
+                            };
+                            if events.send(ev).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => failed(&e, &reach, &events),
+                    }
+                }
+            }
+            Err(e) => {
+                failed(&e, &reach, &events);
+                must_reconcile = true;
+            }
+        }
+        if !must_reconcile && last_workers.is_none_or(|t| t.elapsed() >= WORKERS_EVERY) {
+            last_workers = Some(Instant::now());
+            let r =
+                async { Ok::<_, QueueError>((client.workers().await?, client.metrics().await?)) }
+                    .await;
+            match r {
+                Ok((w, m)) => {
+                    if events.send(Event::Workers(w, m)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => failed(&e, &reach, &events),
+            }
+        }
+    }
+}
+
+/// One command of the loop. A failed publish is sent again by the next reconciliation; a
+/// lost acknowledgement is harmless (the entry is read again at the next start, and
+/// fenced off then).
+async fn handle(client: &mut QueueClient, c: Command, sent: &mut u64) -> Result<(), QueueError> {
+    match c {
+        Command::Publish { seq, message } => {
+            *sent = seq;
+            client.publish(&message).await.map(|_| ())
+        }
+        Command::Ack(id) => client.ack_result(&id).await,
+        Command::Check => Ok(()),
+    }
+}
+
+/// The reader: results as they arrive (the loop's own unacknowledged ones first).
+async fn reader(
+    mut client: QueueClient,
+    reach: Reachability,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    loop {
+        match client.read_results(READ_COUNT, READ_BLOCK).await {
+            Ok(list) if list.is_empty() => {}
+            Ok(list) => {
+                if events.send(Event::Results(list)).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // An outage is the queue task's to notice and say (its connection is
+                // checked every second); this connection may also report a failed
+                // reconnection once after the queue is back.
+                if !e.is_unreachable() {
+                    failed(&e, &reach, &events);
+                }
+                tokio::time::sleep(CHECK_EVERY).await;
+            }
+        }
+        if events.is_closed() {
+            return;
+        }
+    }
+}
