@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use ai_employee_vault::layout::Folder;
+use ai_employee_vault::nofollow::{Dir, How};
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -337,8 +338,9 @@ impl Engine {
         } else {
             e.attempt + 1
         };
-        // Durable before it is published: the attempt is the run's fencing token.
-        let written = task::update(&self.dirs.progress, &name, true, |d| {
+        // Durable before it is published: the attempt is the run's fencing token. Written
+        // here, made durable off the loop's thread just before the publish (`publish`).
+        let written = task::update(&self.dirs.progress, &name, false, |d| {
             d.set(keys::STATE, crate::agent::task::LoopState::Running.as_str());
             d.set(keys::ATTEMPT, attempt);
             d.set(RUN_ON, ON_QUEUE);
@@ -393,10 +395,31 @@ impl Engine {
             if resumed { ", after its approvals" } else { "" }
         );
         self.snapshot_dirty = true;
-        self.publish(id, attempt, now, message);
+        let dir = match self.dirs.progress.try_clone() {
+            Ok(d) => Some((d, name)),
+            Err(err) => {
+                // Synced here instead.
+                if let Err(e) = self.dirs.progress.sync() {
+                    warn!("cannot sync In_Progress/ ({err}; {e})");
+                }
+                None
+            }
+        };
+        self.publish(id, attempt, now, message, dir);
     }
 
-    fn publish(&mut self, id: &str, attempt: u32, since: DateTime<Utc>, message: TaskMessage) {
+    /// Record the run and send it to the queue; with `durable_first` (the folder and the
+    /// task file's name), once that file and its folder are synced, on a blocking thread:
+    /// the loop goes on claiming while the disk works, and claims in flight sync in
+    /// parallel.
+    fn publish(
+        &mut self,
+        id: &str,
+        attempt: u32,
+        since: DateTime<Utc>,
+        message: TaskMessage,
+        durable_first: Option<(Dir, String)>,
+    ) {
         let Some(r) = &mut self.remote else { return };
         r.seq += 1;
         let seq = r.seq;
@@ -411,10 +434,32 @@ impl Engine {
                 taken_at: None,
             },
         );
-        r.send(Command::Publish {
+        let command = Command::Publish {
             seq,
             message: Box::new(message),
-        });
+        };
+        match (durable_first, &r.tx) {
+            (Some((dir, name)), Some(tx)) => {
+                let tx = tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let synced = dir
+                        .file(&name, How::READ)
+                        .and_then(|f| f.sync_all())
+                        .and_then(|()| dir.sync());
+                    match synced {
+                        // The queue task ends only with the loop.
+                        Ok(()) => drop(tx.send(command)),
+                        // Not published: the loop publishes what the queue lacks when it
+                        // next compares the queue with the vault (its next start, or
+                        // Redis answering after an outage).
+                        Err(e) => warn!(
+                            "cannot sync In_Progress/{name}: {e}; its run is not published until the loop compares the queue with the vault again"
+                        ),
+                    }
+                });
+            }
+            _ => r.send(command),
+        }
     }
 
     /// The message of a run of `e` (in `In_Progress/` as `e.name`, `e.attempt` the run's
@@ -568,7 +613,7 @@ impl Engine {
                 .as_ref()
                 .and_then(|r| r.runs.get(&id))
                 .map_or_else(Utc::now, |r| r.since);
-            self.publish(&id, attempt, since, message);
+            self.publish(&id, attempt, since, message, None);
             if let Some(r) = &mut self.remote {
                 r.republished += 1;
             }
