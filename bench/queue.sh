@@ -135,10 +135,15 @@ while len(os.listdir(d)) < n and time.monotonic() < deadline:
 PY
         t1=$(now_ns)
         WALL[ours_$nw]=$((t1 - t0))
+        # CPU time (utime + stime, all threads) of the loop, the workers and Redis.
+        cpu_of() { awk '{printf "%.2f", ($14 + $15) / '"$(getconf CLK_TCK)"'}' /proc/"$1"/stat; }
+        wcpu=$(for p in "${WPIDS[@]}"; do cpu_of "$p"; echo; done | awk '{s += $1} END {printf "%.2f", s}')
+        CPU_LINE="CPU: loop $(cpu_of "$LOOP") s, workers $wcpu s (agents not counted), redis $(cpu_of "$REDIS_PID") s (since its start)"
         done_n=$(ls "$V/Done" | wc -l)
         execs=$(wc -l <"$LOG")
         distinct=$(cut -d' ' -f2 "$LOG" | sort -u | wc -l)
         say "ours: $nw worker(s) x $C: $N tasks, first publish -> all in Done/: $(rate "$N" "${WALL[ours_$nw]}"); Done/ $done_n, agent execs $execs ($distinct distinct); loop $(grep VmHWM /proc/$LOOP/status | tr -s ' \t' ' ')"
+        say "ours: $CPU_LINE"
         say "ours: redis used_memory_peak after the run: $(redis-cli -p "$PORT" info memory | grep '^used_memory_peak_human' | cut -d: -f2 | tr -d '\r')"
         if [ "$first" = 1 ] && [ "$LAT" -gt 0 ]; then
             "$W/agent-latency" "$V" "$V.stage" "$LOG" "$LAT" >"$W/ours.lat"
