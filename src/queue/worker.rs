@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ai_employee_vault::layout::Folder;
-use ai_employee_vault::nofollow::{Dir, Kind};
+use ai_employee_vault::nofollow::{Dir, How, Kind};
 use chrono::Utc;
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -590,12 +590,24 @@ fn seed(opts: &Options, msg: &TaskMessage) -> std::io::Result<PathBuf> {
     for f in [Folder::InProgress, Folder::Plans, Folder::PendingApproval] {
         root.make_folder(f.name(), false)?;
     }
-    root.folder(Folder::InProgress.name())?.create_new(
+    // Written plainly (O_EXCL, no temp file, no fsync): the folder is new and nothing
+    // reads it before the agent starts; a run cut off by a crash is run again from the
+    // message in a fresh folder, so durability buys nothing here (the fsyncs were a
+    // quarter of a worker's CPU).
+    let write = |dir: &Dir, name: String, bytes: &[u8]| -> std::io::Result<()> {
+        use std::io::Write;
+        dir.file(name, How::create_new(0o644))?.write_all(bytes)
+    };
+    write(
+        &root.folder(Folder::InProgress.name())?,
         format!("{}.md", msg.task_id),
         msg.task.as_bytes(),
-        0o644,
     )?;
-    root.create_new("Company_Handbook.md", msg.handbook.as_bytes(), 0o644)?;
+    write(
+        &root,
+        "Company_Handbook.md".to_string(),
+        msg.handbook.as_bytes(),
+    )?;
     Ok(scratch)
 }
 
