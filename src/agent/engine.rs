@@ -95,6 +95,16 @@ struct Entry {
     seen_dry: bool,
 }
 
+/// A task [claimed](Engine::claim) for a run: its file in `In_Progress/` says `running`.
+struct Claimed {
+    /// Its file name in `In_Progress/`.
+    name: String,
+    attempt: u32,
+    /// The run resumes its session after its approvals were decided.
+    resumed: bool,
+    title: String,
+}
+
 /// What the event sources send the loop.
 enum Input {
     /// Names changed in a watched folder (`None`: the vault root).
@@ -1084,50 +1094,14 @@ impl Engine {
             }
             return;
         }
-        // Claim: the rename is the commitment; a task already gone is forgotten.
-        let name = if e.folder == Folder::InProgress {
-            e.name.clone()
-        } else {
-            match task::move_task(&self.dirs.needs, &self.dirs.progress, &e.name) {
-                Ok(n) => n,
-                Err(err) => {
-                    if err.kind() != std::io::ErrorKind::NotFound {
-                        warn!("cannot claim {}: {err}", Folder::NeedsAction.rel(&e.name));
-                    }
-                    self.tasks.remove(id);
-                    return;
-                }
-            }
-        };
-        let attempt = if e.resume_after_approval {
-            e.attempt.max(1)
-        } else {
-            e.attempt + 1
-        };
-        let resumed = e.resume_after_approval;
-        let written = task::update(&self.dirs.progress, &name, false, |d| {
-            d.set(keys::STATE, LoopState::Running.as_str());
-            d.set(keys::ATTEMPT, attempt);
-            d.set_time(keys::QUEUED_AT, e.queued_at);
-            d.set_time(keys::STARTED_AT, now);
-            d.remove(keys::RETRY_AT);
-            d.remove(remote::RUN_ON);
-        });
-        let doc = match written {
-            Ok(d) => d,
-            Err(err) => {
-                warn!(
-                    "cannot mark {} as running: {err}",
-                    Folder::InProgress.rel(&name)
-                );
-                if let Some(mut x) = self.tasks.get_mut(id) {
-                    x.folder = Folder::InProgress;
-                    x.name = name;
-                    x.state = LoopState::Retry;
-                    x.retry_at = Some(now + chrono::Duration::seconds(60));
-                }
-                return;
-            }
+        let Some(Claimed {
+            name,
+            attempt,
+            resumed,
+            title,
+        }) = self.claim(&e, now, |d| d.remove(remote::RUN_ON))
+        else {
+            return;
         };
         let values = self.arg_values(&e.id, &name);
         let mut spec = AttemptSpec {
@@ -1169,19 +1143,7 @@ impl Engine {
         };
         let (abort_tx, abort_rx) = watch::channel(self.pause_now);
         self.running.insert(id.to_string(), abort_tx);
-        if let Some(mut x) = self.tasks.get_mut(id) {
-            x.folder = Folder::InProgress;
-            x.name = name.clone();
-            x.state = LoopState::Running;
-            x.attempt = attempt;
-            x.started_at = Some(now);
-            x.retry_at = None;
-            x.resume_after_approval = false;
-            x.title = doc.title(id);
-        }
-        let mut ev = TaskEvent::new(now, EventKind::Started, id);
-        ev.attempt = Some(attempt);
-        self.event(ev);
+        self.mark_running(id, &name, attempt, title, now);
         info!(
             "started {} (attempt {attempt}{})",
             Folder::InProgress.rel(&name),
@@ -1191,13 +1153,101 @@ impl Engine {
                 ""
             }
         );
-        self.snapshot_dirty = true;
         let (prog, end) = (prog.clone(), end.clone());
         let task_id = id.to_string();
         tokio::spawn(async move {
             let result = runner::attempt(spec, prog, abort_rx).await;
             let _ = end.send((task_id, result)); // the loop is gone only after every run ended
         });
+    }
+
+    /// Claim `e` for a run, here or on the queue: the rename into `In_Progress/` is the
+    /// commitment (a task already gone is forgotten), then the attempt is counted and the
+    /// running state written into its file, with `extra` edits, without an fsync (the
+    /// caller makes it durable when it must). `None` when the run cannot start: the task
+    /// was forgotten, or it retries in a minute when its file could not be written.
+    fn claim(
+        &mut self,
+        e: &Entry,
+        now: DateTime<Utc>,
+        mut extra: impl FnMut(&mut TaskDoc),
+    ) -> Option<Claimed> {
+        let id = e.id.as_str();
+        let name = if e.folder == Folder::InProgress {
+            e.name.clone()
+        } else {
+            match task::move_task(&self.dirs.needs, &self.dirs.progress, &e.name) {
+                Ok(n) => n,
+                Err(err) => {
+                    if err.kind() != std::io::ErrorKind::NotFound {
+                        warn!("cannot claim {}: {err}", Folder::NeedsAction.rel(&e.name));
+                    }
+                    self.tasks.remove(id);
+                    return None;
+                }
+            }
+        };
+        let resumed = e.resume_after_approval;
+        let attempt = if resumed {
+            e.attempt.max(1)
+        } else {
+            e.attempt + 1
+        };
+        let written = task::update(&self.dirs.progress, &name, false, |d| {
+            d.set(keys::STATE, LoopState::Running.as_str());
+            d.set(keys::ATTEMPT, attempt);
+            d.set_time(keys::QUEUED_AT, e.queued_at);
+            d.set_time(keys::STARTED_AT, now);
+            d.remove(keys::RETRY_AT);
+            extra(d);
+        });
+        match written {
+            Ok(doc) => Some(Claimed {
+                title: doc.title(id),
+                name,
+                attempt,
+                resumed,
+            }),
+            Err(err) => {
+                warn!(
+                    "cannot mark {} as running: {err}",
+                    Folder::InProgress.rel(&name)
+                );
+                if let Some(mut x) = self.tasks.get_mut(id) {
+                    x.folder = Folder::InProgress;
+                    x.name = name;
+                    x.state = LoopState::Retry;
+                    x.retry_at = Some(now + chrono::Duration::seconds(60));
+                }
+                None
+            }
+        }
+    }
+
+    /// The loop's record of a claimed task that now runs (here or on the queue), and its
+    /// `started` event.
+    fn mark_running(
+        &mut self,
+        id: &str,
+        name: &str,
+        attempt: u32,
+        title: String,
+        now: DateTime<Utc>,
+    ) {
+        if let Some(mut x) = self.tasks.get_mut(id) {
+            x.folder = Folder::InProgress;
+            x.name = name.to_string();
+            x.state = LoopState::Running;
+            x.attempt = attempt;
+            x.started_at = Some(now);
+            x.retry_at = None;
+            x.resume_after_approval = false;
+            x.title = title;
+        }
+        let mut ev = TaskEvent::new(now, EventKind::Started, id);
+        ev.attempt = Some(attempt);
+        self.event(ev);
+        self.snapshot_dirty = true;
     }
 
     fn arg_values(&self, id: &str, name: &str) -> runner::ArgValues {
@@ -1917,18 +1967,20 @@ impl Engine {
         if self.unsynced.is_empty() {
             return;
         }
-        let folders = std::mem::take(&mut self.unsynced);
-        let mut folders = match self.durable.as_mut().map(|d| d.request(folders.clone())) {
-            Some(Ok(n)) => {
-                self.sync_asked = n;
-                return;
+        let mut folders = std::mem::take(&mut self.unsynced);
+        if let Some(d) = &mut self.durable {
+            match d.request(folders) {
+                Ok(n) => {
+                    self.sync_asked = n;
+                    return;
+                }
+                // The thread is gone: the folders come back, synced here.
+                Err(back) => {
+                    self.durable = None;
+                    folders = back;
+                }
             }
-            Some(Err(back)) => {
-                self.durable = None;
-                back
-            }
-            None => folders,
-        };
+        }
         // Synced here, before anything waits on it.
         self.sync_asked += 1;
         folders.push(Folder::InProgress);

@@ -27,12 +27,12 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::{Engine, Entry};
+use super::{Claimed, Engine, Entry};
 use crate::agent::events::{EventKind, RunResult, TaskEvent};
 use crate::agent::prompt::{self, Fill};
 use crate::agent::runner::{AttemptEnd, Progress};
 use crate::agent::snapshot::{QueueView, RemoteRunView};
-use crate::agent::task::{self, keys};
+use crate::agent::task;
 use crate::config::{QueueSettings, QueueUnreachable};
 use crate::queue::client::{Reachability, redacted};
 use crate::queue::wire::{AgentSpec, TaskMessage, VERSION};
@@ -319,54 +319,21 @@ impl Engine {
             return;
         };
         let now = Utc::now();
-        let name = if e.folder == Folder::InProgress {
-            e.name.clone()
-        } else {
-            match task::move_task(&self.dirs.needs, &self.dirs.progress, &e.name) {
-                Ok(n) => n,
-                Err(err) => {
-                    if err.kind() != std::io::ErrorKind::NotFound {
-                        warn!("cannot claim {}: {err}", Folder::NeedsAction.rel(&e.name));
-                    }
-                    self.tasks.remove(id);
-                    return;
-                }
-            }
-        };
-        let attempt = if e.resume_after_approval {
-            e.attempt.max(1)
-        } else {
-            e.attempt + 1
-        };
         // Durable before it is published: the attempt is the run's fencing token. Written
         // here, made durable off the loop's thread just before the publish (`publish`).
-        let written = task::update(&self.dirs.progress, &name, false, |d| {
-            d.set(keys::STATE, crate::agent::task::LoopState::Running.as_str());
-            d.set(keys::ATTEMPT, attempt);
+        let Some(Claimed {
+            name,
+            attempt,
+            resumed,
+            title,
+        }) = self.claim(&e, now, |d| {
             d.set(RUN_ON, ON_QUEUE);
-            d.set_time(keys::QUEUED_AT, e.queued_at);
-            d.set_time(keys::STARTED_AT, now);
-            d.remove(keys::RETRY_AT);
             d.remove(WORKER);
             d.remove(HOST);
-        });
-        let doc = match written {
-            Ok(d) => d,
-            Err(err) => {
-                warn!(
-                    "cannot mark {} as running: {err}",
-                    Folder::InProgress.rel(&name)
-                );
-                if let Some(mut x) = self.tasks.get_mut(id) {
-                    x.folder = Folder::InProgress;
-                    x.name = name;
-                    x.state = crate::agent::task::LoopState::Retry;
-                    x.retry_at = Some(now + chrono::Duration::seconds(60));
-                }
-                return;
-            }
+        })
+        else {
+            return;
         };
-        let resumed = e.resume_after_approval;
         let mut e2 = e.clone();
         e2.attempt = attempt;
         e2.name = name.clone();
@@ -376,25 +343,12 @@ impl Engine {
             self.tasks.remove(id);
             return;
         };
-        if let Some(mut x) = self.tasks.get_mut(id) {
-            x.folder = Folder::InProgress;
-            x.name = name.clone();
-            x.state = crate::agent::task::LoopState::Running;
-            x.attempt = attempt;
-            x.started_at = Some(now);
-            x.retry_at = None;
-            x.resume_after_approval = false;
-            x.title = doc.title(id);
-        }
-        let mut ev = TaskEvent::new(now, EventKind::Started, id);
-        ev.attempt = Some(attempt);
-        self.event(ev);
+        self.mark_running(id, &name, attempt, title, now);
         info!(
             "published {} for a worker (attempt {attempt}{})",
             Folder::InProgress.rel(&name),
             if resumed { ", after its approvals" } else { "" }
         );
-        self.snapshot_dirty = true;
         let dir = match self.dirs.progress.try_clone() {
             Ok(d) => Some((d, name)),
             Err(err) => {
