@@ -9,8 +9,14 @@
 The task appends "<CLOCK_REALTIME ns at start> <name>" to the file $NOOP_AGENT_LOG names,
 as bench/noop-agent.c does for ours, with one O_APPEND write. Results are ignored (no
 result backend), acks late off (Celery's default), prefetch 1 per process.
+
+With CELERY_NOOP_EXEC=PATH in the worker's environment the task instead runs that program
+as `PATH -p "Task file: In_Progress/<name>.md"` (subprocess.run, output captured, no
+shell): the same no-op agent ours runs, which writes the record line itself. That is the
+work each side does per task in the product: start the agent program and take its output.
 """
 import os
+import subprocess
 import sys
 import time
 
@@ -27,8 +33,14 @@ def make(url):
         task_default_queue="bench",
     )
 
+    agent = os.environ.get("CELERY_NOOP_EXEC")
+
     @app.task(name="noop")
     def noop(name):
+        if agent:
+            subprocess.run([agent, "-p", "Task file: In_Progress/%s.md" % name],
+                           capture_output=True, check=False)
+            return
         line = ("%d %s\n" % (time.time_ns(), name)).encode()
         fd = os.open(os.environ["NOOP_AGENT_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:

@@ -2,7 +2,7 @@
 # The work queue's benchmark (issue 12; results in docs/BENCHMARKS.md, "Workers over Redis").
 #
 #   bench/queue.sh [--bin PATH] [--tasks N] [--latency N] [--workers 1,2,4]
-#                  [--concurrency C] [--celery-venv DIR] [--phases ours,celery]
+#                  [--concurrency C] [--celery-venv DIR] [--phases ours,celery,celery-exec]
 #
 # One private redis-server on a loopback port (no persistence), shared in turn by:
 #   ours    `ai-employee agent` with [agent] queue, and W `ai-employee worker --concurrency
@@ -14,6 +14,8 @@
 #   celery  Celery (PyPI `celery[redis]`, in --celery-venv) with the same Redis as broker,
 #           `-c C` prefork worker, a no-op task that records its start time: N tasks sent
 #           at once (first send -> all ran), then --latency one at a time (send -> ran).
+#   celery-exec  the same, but the task runs the same no-op agent program ours runs
+#           (subprocess.run, no shell): the per-task work of the product on both sides.
 # The report is printed and written to bench/results/queue-<time>.txt.
 set -euo pipefail
 
@@ -25,7 +27,7 @@ LAT=500
 WORKERS=1,2,4
 C=10
 VENV=/tmp/celery-venv
-PHASES=ours,celery
+PHASES=ours,celery,celery-exec
 while [ $# -gt 0 ]; do
     case $1 in
         --bin) BIN=$2; shift 2 ;;
@@ -157,33 +159,39 @@ PY
 fi
 
 # ---- celery -----------------------------------------------------------------------------
-if has celery; then
+celery_phase() {  # KEY EXEC: EXEC empty = the Python no-op, else the agent program
+    local key=$1 exec=$2
     if [ ! -x "$VENV/bin/python" ]; then
         say "celery: no venv at $VENV (python3 -m venv $VENV && $VENV/bin/pip install 'celery[redis]==5.7.0'); skipped"
     else
         redis-cli -p "$PORT" flushall >/dev/null
         say "celery: $("$VENV/bin/python" -c 'import celery, kombu, redis; print("celery", celery.__version__, "kombu", kombu.__version__, "redis-py", redis.__version__)')"
-        LOG=$W/celery.log
-        ( cd "$W" && NOOP_AGENT_LOG=$LOG exec "$VENV/bin/python" "$here/celery_noop.py" worker "$URL" "$C" >"$W/celery-worker.out" 2>&1 ) &
+        LOG=$W/$key.log
+        ( cd "$W" && NOOP_AGENT_LOG=$LOG CELERY_NOOP_EXEC=$exec exec "$VENV/bin/python" "$here/celery_noop.py" worker "$URL" "$C" >"$W/$key-worker.out" 2>&1 ) &
         CW=$!; PIDS+=("$CW")
         # Ready when a probe task has run.
         NOOP_AGENT_LOG=$LOG "$VENV/bin/python" "$here/celery_noop.py" burst "$URL" 1 "$LOG" >/dev/null
         : >"$LOG"
         read -r t0 t1 < <(NOOP_AGENT_LOG=$LOG "$VENV/bin/python" "$here/celery_noop.py" burst "$URL" "$N" "$LOG")
-        WALL[celery]=$((t1 - t0))
-        say "celery: -c $C: $N tasks, first send -> all ran: $(rate "$N" "${WALL[celery]}"); ran $(wc -l <"$LOG") ($(cut -d' ' -f2 "$LOG" | sort -u | wc -l) distinct)"
+        WALL[$key]=$((t1 - t0))
+        say "$key: -c $C: $N tasks, first send -> all ran: $(rate "$N" "${WALL[$key]}"); ran $(wc -l <"$LOG") ($(cut -d' ' -f2 "$LOG" | sort -u | wc -l) distinct)"
+        say "$key: CPU: worker pool $(ps -o cputimes= --ppid "$CW" | awk '{s += $1} END {printf "%.2f", s}') s + main $(ps -o cputimes= -p "$CW" | tr -d ' ') s (agents not counted), redis $(awk '{printf "%.2f", ($14 + $15) / '"$(getconf CLK_TCK)"'}' /proc/"$REDIS_PID"/stat) s (since its start)"
         if [ "$LAT" -gt 0 ]; then
-            NOOP_AGENT_LOG=$LOG "$VENV/bin/python" "$here/celery_noop.py" latency "$URL" "$LAT" "$LOG" >"$W/celery.lat"
-            say "celery: latency, send -> task started, $(pct "$W/celery.lat")"
+            NOOP_AGENT_LOG=$LOG "$VENV/bin/python" "$here/celery_noop.py" latency "$URL" "$LAT" "$LOG" >"$W/$key.lat"
+            say "$key: latency, send -> task started, $(pct "$W/$key.lat")"
         fi
         kill "$CW" 2>/dev/null || true
         wait "$CW" 2>/dev/null || true
     fi
-fi
+}
+has celery && celery_phase celery ""
+has celery-exec && celery_phase celery-exec "$NOOP"
 
 ratio() { python3 -c "import sys; print('%.2f' % (int(sys.argv[1]) / int(sys.argv[2])))" "$@"; }
 for nw in ${WORKERS//,/ }; do
-    [ -n "${WALL[ours_$nw]:-}" ] && [ -n "${WALL[celery]:-}" ] && \
-        say "ratio: ours with $nw worker(s) / celery throughput = $(ratio "${WALL[celery]}" "${WALL[ours_$nw]}") (goal >= 2)"
+    for key in celery celery-exec; do
+        [ -n "${WALL[ours_$nw]:-}" ] && [ -n "${WALL[$key]:-}" ] && \
+            say "ratio: ours with $nw worker(s) / $key throughput = $(ratio "${WALL[$key]}" "${WALL[ours_$nw]}") (goal >= 2)"
+    done
 done
 say "report: $OUT"

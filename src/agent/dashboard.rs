@@ -15,7 +15,7 @@ use std::fmt::Write;
 use ai_employee_vault::dashboard::Section;
 use chrono::{DateTime, TimeZone};
 
-use super::snapshot::{Snapshot, TaskState};
+use super::snapshot::{Snapshot, Stated, TaskState};
 
 /// The markers' id (`<!-- ai-employee:tasks … -->`).
 pub const SECTION_ID: &str = "tasks";
@@ -23,11 +23,11 @@ pub const SECTION_ID: &str = "tasks";
 /// The one line of counts. Waiting for approval counts both tasks whose run waits for
 /// approval and tasks whose drafted actions do; tasks waiting to retry, tasks that need
 /// review, a paused loop and an agent that needs setup are named only when so.
-pub fn summary(snap: &Snapshot) -> String {
+pub fn summary<T: Stated>(snap: &Snapshot<T>) -> String {
     let count = |states: &[TaskState]| {
         snap.tasks
             .iter()
-            .filter(|t| states.contains(&t.state))
+            .filter(|t| states.contains(&t.state()))
             .count()
     };
     let mut line = format!(
@@ -68,7 +68,15 @@ pub fn summary(snap: &Snapshot) -> String {
 
 /// The whole section: [`summary`] and when it was written (`now`, in the zone given:
 /// local time, as the status rows).
-pub fn section<Tz: TimeZone>(snap: &Snapshot, now: &DateTime<Tz>) -> Section
+pub fn section<T: Stated, Tz: TimeZone>(snap: &Snapshot<T>, now: &DateTime<Tz>) -> Section
+where
+    Tz::Offset: std::fmt::Display,
+{
+    section_of(summary(snap), now)
+}
+
+/// The section around a [`summary`] line already made.
+pub fn section_of<Tz: TimeZone>(summary: String, now: &DateTime<Tz>) -> Section
 where
     Tz::Offset: std::fmt::Display,
 {
@@ -77,7 +85,7 @@ where
         heading: "## Tasks".to_string(),
         note: "kept current by the task loop; edits inside are replaced".to_string(),
         lines: vec![
-            summary(snap),
+            summary,
             format!("Updated {}", now.format("%Y-%m-%d %H:%M:%S")),
         ],
     }
@@ -134,7 +142,7 @@ mod tests {
              not found on PATH"
         );
         assert_eq!(
-            summary(&Snapshot::default()),
+            summary(&Snapshot::<crate::agent::snapshot::TaskView>::default()),
             "Pending 0 · Running 0 · Waiting for approval 0 · Done today 0 · Failed today 0 · Cost today $0.00"
         );
     }

@@ -23,7 +23,7 @@ use super::gate;
 use super::prompt::{self, Fill};
 use super::runner::{self, AttemptEnd, AttemptSpec, Progress};
 use super::score::{self, Facts};
-use super::snapshot::{self, Snapshot, TaskView, Totals};
+use super::snapshot::{self, FileRef, Snapshot, Stated, TaskViewRef, Totals};
 use super::task::{self, LoopState, TaskDoc, keys};
 use crate::config::AgentSettings;
 use crate::process::records::{self, Record, RecordLog};
@@ -1260,7 +1260,7 @@ impl Engine {
 
     fn argv(&self, e: &Entry, name: &str, folder: Folder) -> Vec<String> {
         let task_file = folder.rel(name);
-        let existing = self.existing_approvals(&e.id);
+        let existing = self.existing_approvals(&e.id, e.attempt);
         let attachment = task::companion_of(name)
             .filter(|c| self.dirs.of(folder).stat(c).is_ok())
             .map(|c| folder.rel(c));
@@ -1568,8 +1568,16 @@ impl Engine {
 
     // ---- approvals ----------------------------------------------------------------------
 
-    fn existing_approvals(&self, id: &str) -> Vec<String> {
-        gate::drafts_of(&self.dirs.pending, id)
+    /// The approval requests a run of attempt `attempt` is told of: those an earlier run
+    /// of the task drafted (found by reading `Pending_Approval/`, so only looked for when
+    /// there was an earlier run) and those it waits for.
+    fn existing_approvals(&self, id: &str, attempt: u32) -> Vec<String> {
+        let drafted = if attempt > 1 {
+            gate::drafts_of(&self.dirs.pending, id)
+        } else {
+            Vec::new()
+        };
+        drafted
             .into_iter()
             .map(|n| Folder::PendingApproval.rel(&n))
             .chain(
@@ -2011,17 +2019,15 @@ impl Engine {
     fn flush(&mut self, force: bool) {
         self.sync_finished();
         // Built at most once per flush, for the Dashboard's section and the file.
-        let mut snap: Option<Snapshot> = None;
         let due = self
             .last_dashboard
             .is_none_or(|t| t.elapsed() >= self.s.dashboard_interval);
         let section = if (due || force) && self.dashboard.is_some() {
             self.last_dashboard = Some(Instant::now());
-            let current = snap.insert(self.snapshot());
-            let line = super::dashboard::summary(current);
+            let line = super::dashboard::summary(&self.snapshot());
             (line != self.last_summary).then(|| {
-                self.last_summary = line;
-                super::dashboard::section(current, &chrono::Local::now())
+                self.last_summary.clone_from(&line);
+                super::dashboard::section_of(line, &chrono::Local::now())
             })
         } else {
             None
@@ -2044,10 +2050,7 @@ impl Engine {
         self.snapshot_dirty = false;
         let t0 = Instant::now();
         self.last_snapshot = t0;
-        let snap = match snap {
-            Some(s) => s,
-            None => self.snapshot(),
-        };
+        let snap = self.snapshot();
         let (dir, name) = match ai_employee_vault::nofollow::folder_of(
             &self.vault.state_file(snapshot::FILE_NAME),
         ) {
@@ -2067,44 +2070,27 @@ impl Engine {
             (t0.elapsed() * SNAPSHOT_COST_FACTOR).clamp(SNAPSHOT_EVERY, SNAPSHOT_MAX_GAP);
     }
 
-    fn snapshot(&self) -> Snapshot {
+    /// The snapshot, its tasks borrowed from the table (no copy of their strings).
+    fn snapshot(&self) -> Snapshot<TaskOut<'_>> {
         let now = Utc::now();
-        let mut tasks: Vec<TaskView> = self
+        let mut tasks: Vec<TaskOut<'_>> = self
             .tasks
             .values()
             .filter_map(|e| {
-                let state = e.state.view()?;
-                Some(TaskView {
-                    id: e.id.clone(),
-                    file: e.folder.rel(&e.name),
-                    title: e.title.clone(),
-                    state,
+                Some(TaskOut {
+                    e,
+                    state: e.state.view()?,
                     score: (self.score_of(e, now) * 1000.0).round() / 1000.0,
-                    attempt: e.attempt,
-                    queued_at: e.queued_at,
-                    started_at: e.started_at.filter(|_| e.state == LoopState::Running),
-                    retry_at: e.retry_at.filter(|_| e.state == LoopState::Retry),
-                    last_error: e.last_error.clone(),
-                    priority: e.priority.clone(),
-                    deadline: e.deadline,
-                    pid: e.pid,
-                    approvals: match e.state {
-                        LoopState::AwaitingRunApproval => e.run_approval.iter().cloned().collect(),
-                        LoopState::WaitingApproval => e.approvals.clone(),
-                        _ => Vec::new(),
-                    },
-                    cost_usd: e.cost_usd,
-                    turns: e.turns,
                 })
             })
             .collect();
         tasks.sort_by(|a, b| {
-            let run = |t: &TaskView| t.state != snapshot::TaskState::Running;
+            let run = |t: &TaskOut<'_>| t.state != snapshot::TaskState::Running;
             run(a)
                 .cmp(&run(b))
                 .then_with(|| b.score.total_cmp(&a.score))
-                .then_with(|| a.queued_at.cmp(&b.queued_at))
-                .then_with(|| a.id.cmp(&b.id))
+                .then_with(|| a.e.queued_at.cmp(&b.e.queued_at))
+                .then_with(|| a.e.id.cmp(&b.e.id))
         });
         let recent = if self.recent_runs.is_empty() {
             None
@@ -2129,6 +2115,48 @@ impl Engine {
             last_completion: self.last_completion,
             queue: self.remote.as_ref().map(|r| r.view(now)),
         }
+    }
+}
+
+/// One task of the snapshot: its entry in the table, written as a [`TaskViewRef`].
+struct TaskOut<'a> {
+    e: &'a Entry,
+    state: snapshot::TaskState,
+    score: f64,
+}
+
+impl Stated for TaskOut<'_> {
+    fn state(&self) -> snapshot::TaskState {
+        self.state
+    }
+}
+
+impl serde::Serialize for TaskOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let e = self.e;
+        TaskViewRef {
+            id: &e.id,
+            file: FileRef(e.folder, &e.name),
+            title: &e.title,
+            state: self.state,
+            score: self.score,
+            attempt: e.attempt,
+            queued_at: e.queued_at,
+            started_at: e.started_at.filter(|_| e.state == LoopState::Running),
+            retry_at: e.retry_at.filter(|_| e.state == LoopState::Retry),
+            last_error: e.last_error.as_deref(),
+            priority: e.priority.as_deref(),
+            deadline: e.deadline,
+            pid: e.pid,
+            approvals: match e.state {
+                LoopState::AwaitingRunApproval => e.run_approval.as_slice(),
+                LoopState::WaitingApproval => &e.approvals,
+                _ => &[],
+            },
+            cost_usd: e.cost_usd,
+            turns: e.turns,
+        }
+        .serialize(s)
     }
 }
 

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::metrics::Metrics;
-use super::snapshot::{Snapshot, TaskState};
+use super::snapshot::{Snapshot, Stated, TaskState, TaskView};
 use crate::config::model::AgentSettings;
 
 /// How often the loop rewrites its snapshot at least.
@@ -62,9 +62,9 @@ pub enum Lock {
 }
 
 /// What was observed of the running loop.
-#[derive(Debug, Clone, Copy)]
-pub struct Observed<'a> {
-    pub snapshot: Option<&'a Snapshot>,
+#[derive(Debug)]
+pub struct Observed<'a, T = TaskView> {
+    pub snapshot: Option<&'a Snapshot<T>>,
     pub lock: Lock,
     /// Whether the snapshot's pid names a live process.
     pub pid_alive: bool,
@@ -72,7 +72,7 @@ pub struct Observed<'a> {
 }
 
 /// The loop's health. `last_day` is the metrics of the 24 hours before `o.now`.
-pub fn assess(o: &Observed, last_day: &Metrics, settings: &AgentSettings) -> Health {
+pub fn assess<T: Stated>(o: &Observed<T>, last_day: &Metrics, settings: &AgentSettings) -> Health {
     let age = o
         .snapshot
         .and_then(|s| s.written_at)
@@ -113,7 +113,7 @@ pub fn assess(o: &Observed, last_day: &Metrics, settings: &AgentSettings) -> Hea
         let backlog = s
             .tasks
             .iter()
-            .filter(|t| t.state != TaskState::Running)
+            .filter(|t| t.state() != TaskState::Running)
             .count();
         if backlog > settings.max_backlog as usize {
             found.push((
@@ -153,8 +153,8 @@ pub fn assess(o: &Observed, last_day: &Metrics, settings: &AgentSettings) -> Hea
 
 /// No completion for `max_idle` while tasks wait for the agent (pending, retrying or
 /// running; not while paused, and not for tasks that wait for a person).
-fn idle(
-    s: &Snapshot,
+fn idle<T: Stated>(
+    s: &Snapshot<T>,
     last_day: &Metrics,
     settings: &AgentSettings,
     now: DateTime<Utc>,
@@ -167,7 +167,7 @@ fn idle(
         .iter()
         .filter(|t| {
             matches!(
-                t.state,
+                t.state(),
                 TaskState::Pending | TaskState::Retry | TaskState::Running
             )
         })
@@ -192,7 +192,7 @@ fn idle(
 
 /// The work queue (docs/workers.md): unreachable, or no worker seen for `worker_timeout`
 /// while tasks wait for one (not while paused).
-fn queue(s: &Snapshot, now: DateTime<Utc>) -> Vec<String> {
+fn queue<T: Stated>(s: &Snapshot<T>, now: DateTime<Utc>) -> Vec<String> {
     let Some(q) = &s.queue else {
         return Vec::new();
     };
@@ -214,7 +214,7 @@ fn queue(s: &Snapshot, now: DateTime<Utc>) -> Vec<String> {
     let waiting = s
         .tasks
         .iter()
-        .filter(|t| matches!(t.state, TaskState::Pending | TaskState::Retry))
+        .filter(|t| matches!(t.state(), TaskState::Pending | TaskState::Retry))
         .count() as u64
         + q.in_flight;
     if waiting == 0 || !q.reachable {

@@ -371,12 +371,13 @@ async fn run_process(
             }
         })
         .collect();
-    writeln!(
-        log,
-        "==== {} {what}: {}",
+    // One write: `writeln!` on a file is a write per piece.
+    let header = format!(
+        "==== {} {what}: {}\n",
         chrono::Utc::now().format("%Y-%m-%d %H:%M:%S"),
         shown.join(" ")
-    )?;
+    );
+    log.write_all(header.as_bytes())?;
     let mut j = job::spawn_job(argv, &spec.cwd, &spec.env, log.try_clone()?)?;
     let pgid = j.pgid;
     let _ = progress.send(Progress::Started {

@@ -16,8 +16,11 @@ pub const DURATION_BUCKETS: &[f64] = &[
     1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
 ];
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Snapshot {
+/// The file's contents. Readers use the default `T` ([`TaskView`]); the loop writes it
+/// with [`TaskViewRef`]s borrowed from its own table (the same JSON, no copy of every
+/// task's strings while it is written).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot<T = TaskView> {
     pub version: u32,
     /// The loop's pid.
     pub pid: u32,
@@ -33,7 +36,7 @@ pub struct Snapshot {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recent_run_ms: Option<u64>,
     /// Every task the loop knows of, in queue order: running first, then by score.
-    pub tasks: Vec<TaskView>,
+    pub tasks: Vec<T>,
     /// Counters since the event log began (the loop folds `Logs/tasks.jsonl` at start).
     pub totals: Totals,
     /// The same for today (local date).
@@ -43,6 +46,37 @@ pub struct Snapshot {
     /// The work queue to workers on other hosts, when `[agent] queue` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueView>,
+}
+
+impl<T> Default for Snapshot<T> {
+    fn default() -> Self {
+        Snapshot {
+            version: 0,
+            pid: 0,
+            written_at: None,
+            started_at: None,
+            paused: false,
+            needs_setup: None,
+            max_concurrent: 0,
+            recent_run_ms: None,
+            tasks: Vec::new(),
+            totals: Totals::default(),
+            today: Totals::default(),
+            last_completion: None,
+            queue: None,
+        }
+    }
+}
+
+/// What the counts of the Dashboard's section and the health rules need of a task.
+pub trait Stated {
+    fn state(&self) -> TaskState;
+}
+
+impl Stated for TaskView {
+    fn state(&self) -> TaskState {
+        self.state
+    }
 }
 
 /// The loop's view of the work queue (docs/workers.md).
@@ -180,6 +214,45 @@ pub struct TaskView {
     pub turns: u64,
 }
 
+/// A [`TaskView`] borrowed from the loop's table, for writing: serialised to the same
+/// JSON (a unit test holds the two together).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct TaskViewRef<'a> {
+    pub id: &'a str,
+    pub file: FileRef<'a>,
+    pub title: &'a str,
+    pub state: TaskState,
+    pub score: f64,
+    pub attempt: u32,
+    pub queued_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub approvals: &'a [String],
+    pub cost_usd: f64,
+    pub turns: u64,
+}
+
+/// A task file's vault-relative path (`In_Progress/x.md`), written without building it.
+#[derive(Debug, Clone, Copy)]
+pub struct FileRef<'a>(pub ai_employee_vault::layout::Folder, pub &'a str);
+
+impl Serialize for FileRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{}/{}", self.0.name(), self.1))
+    }
+}
+
 impl TaskView {
     /// A task in `Needs_Action/` with nothing but its id, state, score and queue time
     /// (tests build the rest from it).
@@ -201,6 +274,78 @@ impl TaskView {
             approvals: Vec::new(),
             cost_usd: 0.0,
             turns: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ai_employee_vault::layout::Folder;
+
+    /// The loop writes [`TaskViewRef`]s; readers parse [`TaskView`]s: the same JSON for
+    /// the same task, with every optional field absent and present.
+    #[test]
+    fn borrowed_view_writes_what_readers_read() {
+        let t0 = "2026-12-06T10:00:00Z".parse().unwrap();
+        let t1 = "2026-12-06T11:30:00.250Z".parse().unwrap();
+        let approvals = vec!["Pending_Approval/EMAIL_x.md".to_string()];
+        let mut full = TaskView::new("t \"1\"", TaskState::WaitingApproval, 1.25, t0);
+        full.file = "In_Progress/t \"1\".md".into();
+        full.title = "Pay \\ invoice ✓".into();
+        full.attempt = 3;
+        full.started_at = Some(t1);
+        full.retry_at = Some(t1);
+        full.last_error = Some("exit 1\nline".into());
+        full.priority = Some("high".into());
+        full.deadline = Some(t1);
+        full.pid = Some(42);
+        full.approvals = approvals.clone();
+        full.cost_usd = 0.5;
+        full.turns = 7;
+        let full_ref = TaskViewRef {
+            id: "t \"1\"",
+            file: FileRef(Folder::InProgress, "t \"1\".md"),
+            title: "Pay \\ invoice ✓",
+            state: TaskState::WaitingApproval,
+            score: 1.25,
+            attempt: 3,
+            queued_at: t0,
+            started_at: Some(t1),
+            retry_at: Some(t1),
+            last_error: Some("exit 1\nline"),
+            priority: Some("high"),
+            deadline: Some(t1),
+            pid: Some(42),
+            approvals: &approvals,
+            cost_usd: 0.5,
+            turns: 7,
+        };
+        let bare = TaskView::new("b", TaskState::Pending, 0.0, t0);
+        let bare_ref = TaskViewRef {
+            id: "b",
+            file: FileRef(Folder::NeedsAction, "b.md"),
+            title: "b",
+            state: TaskState::Pending,
+            score: 0.0,
+            attempt: 0,
+            queued_at: t0,
+            started_at: None,
+            retry_at: None,
+            last_error: None,
+            priority: None,
+            deadline: None,
+            pid: None,
+            approvals: &[],
+            cost_usd: 0.0,
+            turns: 0,
+        };
+        for (owned, borrowed) in [(&full, full_ref), (&bare, bare_ref)] {
+            let a = serde_json::to_string(owned).unwrap();
+            let b = serde_json::to_string(&borrowed).unwrap();
+            assert_eq!(a, b);
+            let back: TaskView = serde_json::from_str(&b).unwrap();
+            assert_eq!(&back, owned);
         }
     }
 }

@@ -853,7 +853,7 @@ mod tests {
         assert_eq!(c.tasks, [2, 1, 0, 0, 0, 1]);
         assert_eq!(c.totals.runs, 20);
         // What the loop writes is read back the same.
-        let snap = crate::agent::snapshot::Snapshot {
+        let snap = crate::agent::snapshot::Snapshot::<crate::agent::snapshot::TaskView> {
             version: 1,
             tasks: Vec::new(),
             ..Default::default()
@@ -869,7 +869,7 @@ mod tests {
         let now = DateTime::parse_from_rfc3339("2026-12-06T05:10:02.5Z")
             .expect("a valid time")
             .with_timezone(&Utc);
-        let snap = crate::agent::snapshot::Snapshot {
+        let snap = crate::agent::snapshot::Snapshot::<crate::agent::snapshot::TaskView> {
             version: 1,
             pid: std::process::id(),
             queue: Some(crate::agent::snapshot::QueueView {
@@ -989,7 +989,9 @@ mod tests {
             }
         };
         assert!(unusable("{\"version\":1,").contains("tasks.json"));
-        let mut c = serde_json::to_value(crate::agent::snapshot::Snapshot {
+        let mut c = serde_json::to_value(crate::agent::snapshot::Snapshot::<
+            crate::agent::snapshot::TaskView,
+        > {
             version: 2,
             pid: std::process::id(),
             ..Default::default()

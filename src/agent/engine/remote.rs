@@ -436,7 +436,7 @@ impl Engine {
         };
         // The worker writes the task as `In_Progress/<id>.md` in its scratch folder.
         let task_file = Folder::InProgress.rel(&format!("{}.md", e.id));
-        let existing = self.existing_approvals(&e.id);
+        let existing = self.existing_approvals(&e.id, e.attempt);
         let mut prompt = prompt::render(
             &self.template,
             &Fill {

@@ -12,8 +12,30 @@ fn clock_ticks() -> u64 {
     if v > 0 { v as u64 } else { 100 }
 }
 
+/// `/proc/<pid>/stat` as text: one `read` into a buffer it fits in (std's
+/// `read_to_string` asks for its size, then reads in growing steps: six calls, not two).
+fn read_stat(pid: i32) -> Option<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let mut buf = vec![0u8; 1024];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).ok()
+}
+
 pub fn proc_info(pid: i32) -> Option<ProcInfo> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = read_stat(pid)?;
     // The command name is in parentheses and may contain spaces: split after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_ascii_whitespace().collect();

@@ -126,19 +126,38 @@ impl Journal {
             self.file.set_len(len)?;
             self.cut_to = None;
         }
-        let before = self.file.metadata()?.len();
-        // `write_all` makes one `write(2)` of the whole buffer; it only loops when that
-        // write is cut short (a full disk, a signal), to finish it or to fail.
-        let written = self.file.write_all(lines).and_then(|()| {
-            if durable {
-                self.file.sync_data()
-            } else {
-                Ok(())
+        // One `write(2)` of the whole buffer; more only when that write is cut short (a
+        // full disk, a signal), to finish it or to fail. What this call wrote is counted
+        // so that a failure can take exactly that back (no `fstat` before every append).
+        let mut done = 0usize;
+        let written = loop {
+            if done == lines.len() {
+                break if durable {
+                    self.file.sync_data()
+                } else {
+                    Ok(())
+                };
             }
-        });
+            match self.file.write(&lines[done..]) {
+                Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
         if let Err(e) = written {
-            if self.file.set_len(before).is_err() {
-                self.cut_to = Some(before);
+            if done > 0 {
+                let before = self
+                    .file
+                    .metadata()
+                    .map(|m| m.len().saturating_sub(done as u64));
+                match before {
+                    Ok(b) if self.file.set_len(b).is_ok() => {}
+                    Ok(b) => self.cut_to = Some(b),
+                    // Its size unknown (fstat failing on an open file): an unfinished
+                    // line is cut by the torn-tail rule at the next append or open.
+                    Err(_) => {}
+                }
             }
             return Err(e);
         }

@@ -363,10 +363,20 @@ impl Dir {
 
     /// [`Dir::file`]'s body, compiled once rather than once per path type.
     fn file_path(&self, rel: &Path, how: How) -> io::Result<File> {
+        self.file_stat(rel, how).map(|(f, _)| f)
+    }
+
+    /// [`Dir::file`], and the file's status when it was looked at (`None` for a file
+    /// this call created: `O_CREAT | O_EXCL` makes a new regular file or nothing).
+    fn file_stat(&self, rel: &Path, how: How) -> io::Result<(File, Option<Stat>)> {
         let flags = how.flags | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK;
         let fd = self
             .resolve(rel, flags, how.mode)
             .map_err(|e| self.explain(rel, e))?;
+        if how.flags.contains(OFlag::O_CREAT | OFlag::O_EXCL) {
+            // Only ever ours: O_NONBLOCK has no effect on a regular file's reads and writes.
+            return Ok((File::from(fd), None));
+        }
         let st = stat_file(&fd)?;
         if st.kind != Kind::File {
             return Err(io::Error::new(
@@ -374,9 +384,13 @@ impl Dir {
                 format!("{} is not a regular file", self.path.join(rel).display()),
             ));
         }
-        // Regular files never block; clear the flag so the descriptor is an ordinary one.
-        sys::set_blocking(fd.as_fd())?;
-        Ok(File::from(fd))
+        // A regular file never blocks (the flag only kept a FIFO from blocking the open).
+        // A descriptor that can write may be handed to a child process (an agent's log):
+        // make it an ordinary one; a read-only one stays ours and is left as it is.
+        if how.flags.intersects(OFlag::O_WRONLY | OFlag::O_RDWR) {
+            sys::set_blocking(fd.as_fd())?;
+        }
+        Ok((File::from(fd), Some(st)))
     }
 
     /// The whole content of the regular file `rel`, at most `limit` bytes (`None`: no
@@ -388,8 +402,11 @@ impl Dir {
     /// [`Dir::read`]'s body, compiled once rather than once per path type.
     fn read_path(&self, rel: &Path, limit: Option<u64>) -> io::Result<Vec<u8>> {
         use std::io::Read;
-        let f = self.file_path(rel, How::READ)?;
-        let len = f.metadata()?.len();
+        let (f, st) = self.file_stat(rel, How::READ)?;
+        let len = match st {
+            Some(st) => st.size,
+            None => f.metadata()?.len(),
+        };
         let cap = limit.unwrap_or(u64::MAX);
         if len > cap {
             return Err(too_large(&self.path.join(rel), len, cap));
