@@ -484,10 +484,11 @@ impl Engine {
                 // A sync completed that acknowledgements of the queue's results wait for.
                 _ = synced.notified(), if acks_waiting => {}
                 Some(input) = in_rx.recv() => {
-                    self.input(input);
+                    let mut batch = vec![input];
                     while let Ok(more) = in_rx.try_recv() {
-                        self.input(more);
+                        batch.push(more);
                     }
+                    self.inputs(batch);
                 }
                 Some(p) = prog_rx.recv() => self.progress(p),
                 Some((id, end)) = end_rx.recv() => self.attempt_ended(&id, end),
@@ -698,6 +699,27 @@ impl Engine {
             }
         }
         Some(FolderWatch(w))
+    }
+
+    /// The inputs that arrived together. A name with several events in one batch (an
+    /// edit swapped in, a move: two to four events each) is looked at once: [`Self::seen`]
+    /// reads what is there now, which already reflects every event of the batch.
+    fn inputs(&mut self, batch: Vec<Input>) {
+        let mut looked: HashSet<(Option<Folder>, String)> = HashSet::new();
+        for input in batch {
+            match input {
+                Input::Fs(folder, names) => {
+                    let fresh: Vec<String> = names
+                        .into_iter()
+                        .filter(|n| looked.insert((folder, n.clone())))
+                        .collect();
+                    if !fresh.is_empty() {
+                        self.input(Input::Fs(folder, fresh));
+                    }
+                }
+                other => self.input(other),
+            }
+        }
     }
 
     fn input(&mut self, input: Input) {

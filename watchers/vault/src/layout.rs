@@ -7,7 +7,7 @@ use super::nofollow::Dir;
 
 /// The vault's folders (SPEC §1). A `Folder` is also its path relative to the vault's
 /// root, for folder descriptors (`nofollow::Dir`); [`Vault::folder`] gives the full path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Folder {
     Inbox,
     NeedsAction,
