@@ -12,6 +12,7 @@ use nix::sys::signal::Signal;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
 
+use super::container::Contained;
 use super::events::RunResult;
 use super::outcome::{self, Answer, Status};
 use crate::process::{self, job};
@@ -43,6 +44,8 @@ pub struct AttemptSpec {
     pub timeout: Duration,
     pub kill_after: Duration,
     pub dry_run: bool,
+    /// Each process in a container of its own (a worker's `--runner podman`).
+    pub container: Option<Contained>,
 }
 
 /// Reported while an attempt runs.
@@ -377,6 +380,15 @@ async fn run_process(
         chrono::Utc::now().format("%Y-%m-%d %H:%M:%S"),
         shown.join(" ")
     )?;
+    let contained = spec.container.as_ref().map(|c| (c, c.step_name(what)));
+    let wrapped;
+    let argv = match &contained {
+        Some((c, name)) => {
+            wrapped = c.run_argv(name, &spec.cwd, spec.env.keys(), argv);
+            &wrapped[..]
+        }
+        None => argv,
+    };
     let mut j = job::spawn_job(argv, &spec.cwd, &spec.env, log.try_clone()?)?;
     let pgid = j.pgid;
     let _ = progress.send(Progress::Started {
@@ -437,6 +449,12 @@ async fn run_process(
     }); // see above
     let status = status.ok_or_else(|| std::io::Error::other("no exit status"))?;
     use std::os::unix::process::ExitStatusExt;
+    if let Some((c, name)) = &contained
+        && (timed_out || aborted || status.signal().is_some())
+    {
+        // The client is gone; its container may not be (podman's monitor keeps it).
+        remove_container(spec, c, name, &mut log).await;
+    }
     if !kept.ends_with(b"\n") && !kept.is_empty() {
         log.write_all(b"\n")?;
     }
@@ -449,6 +467,34 @@ async fn run_process(
         stdout: kept,
         stderr_tail,
     })
+}
+
+/// `podman rm --force` of a run's container, its output into the run's log; a failure is
+/// said there and in the worker's log.
+async fn remove_container(spec: &AttemptSpec, c: &Contained, name: &str, log: &mut File) {
+    const RM_TIMEOUT: Duration = Duration::from_secs(60);
+    let argv = c.rm_argv(name);
+    let _ = writeln!(log, "==== removing container {name}"); // the log is best effort
+    let run = async {
+        let mut j = job::spawn_job(&argv, &spec.cwd, &BTreeMap::new(), log.try_clone()?)?;
+        let mut sink = Vec::new();
+        let _ = j.stdout.read_to_end(&mut sink).await; // `rm` prints the name
+        match tokio::time::timeout(RM_TIMEOUT, j.child.wait()).await {
+            Ok(status) => Ok(status?),
+            Err(_) => {
+                process::signal_group(j.pgid, Signal::SIGKILL);
+                Err(std::io::Error::other("timed out"))
+            }
+        }
+    };
+    match run.await {
+        Ok(s) if s.success() => {}
+        Ok(s) => tracing::warn!(
+            "podman rm --force {name} failed ({s}); see {}",
+            spec.log.display()
+        ),
+        Err(e) => tracing::warn!("podman rm --force {name} failed: {e}"),
+    }
 }
 
 fn open_log(path: &std::path::Path) -> std::io::Result<File> {

@@ -35,7 +35,8 @@ use super::client::{
     Credentials, CurrentTask, QueueClient, QueueError, Reachability, TaskDelivery, WorkerInfo,
 };
 use super::validate::{Limits, confine};
-use super::wire::{FileOut, ResultMessage, TaskMessage, VERSION};
+use super::wire::{FileOut, ResultMessage, RunnerKind, TaskMessage, VERSION};
+use crate::agent::container::{self, Contained, Podman, User};
 use crate::agent::events::RunResult;
 use crate::agent::runner::{self, ArgValues, AttemptSpec};
 
@@ -59,6 +60,8 @@ pub struct Options {
     pub prefix: String,
     /// Keep each run's scratch folder (to look at what the agent did).
     pub keep_scratch: bool,
+    /// `--runner podman`: every run in a container, whatever the message says.
+    pub podman: Option<Podman>,
 }
 
 /// Why a worker stopped other than by a stop request.
@@ -127,6 +130,19 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
         opts.concurrency,
         ai_employee_vault::units::format_duration(opts.claim_timeout)
     );
+    if let Some(p) = &opts.podman {
+        tracing::info!(
+            "every run in a container: {} {} run … {} (network {}, user {})",
+            p.program,
+            p.global_args.join(" "),
+            p.image,
+            p.network.as_deref().unwrap_or("podman's default"),
+            match p.user {
+                User::KeepId => "--userns=keep-id".to_string(),
+                User::Id { uid, gid } => format!("{uid}:{gid}"),
+            }
+        );
+    }
     let running: Table = Arc::new(Mutex::new(HashMap::new()));
     let freed = Arc::new(Notify::new());
     let (setup_tx, mut setup_rx) = mpsc::unbounded_channel::<String>();
@@ -475,9 +491,33 @@ async fn run_one(opts: &Options, msg: &TaskMessage, abort: watch::Receiver<bool>
         r.reason = Some(crate::agent::task::one_line(&reason, 1000));
         Outcome::Answer(Box::new(r))
     };
+    if msg.agent.runner == Some(RunnerKind::Podman) && opts.podman.is_none() {
+        return fail(format!(
+            "the task loop asks for the agent in a container (runner = \"podman\"), but worker \
+             {} runs agents as plain processes (start one with --runner podman --image IMAGE)",
+            opts.name
+        ));
+    }
     let scratch = match seed(opts, msg) {
         Ok(s) => s,
         Err(e) => return fail(format!("the worker could not prepare the run: {e}")),
+    };
+    let contained = match &opts.podman {
+        None => None,
+        Some(p) => {
+            if let Some(asked) = msg.agent.image.as_deref().filter(|i| *i != p.image) {
+                tracing::info!(
+                    "task {}: the loop names image {asked:?}; this worker runs its own {:?}",
+                    msg.task_id,
+                    p.image
+                );
+            }
+            if let Err(why) = container::mountable(&scratch).and_then(|()| give(&scratch, p)) {
+                cleanup(opts, &scratch);
+                return fail(format!("the worker could not prepare the container: {why}"));
+            }
+            Some(Contained::new(p.clone(), &msg.task_id, msg.attempt))
+        }
     };
     let values = ArgValues {
         task: msg.task_id.clone(),
@@ -525,6 +565,7 @@ async fn run_one(opts: &Options, msg: &TaskMessage, abort: watch::Receiver<bool>
         timeout: Duration::from_millis(msg.agent.timeout_ms),
         kill_after: Duration::from_millis(msg.agent.kill_after_ms),
         dry_run: false,
+        container: contained,
     };
     // The runner's progress reports are for the task loop's records; none here.
     let (progress, _) = mpsc::unbounded_channel();
@@ -609,6 +650,31 @@ fn seed(opts: &Options, msg: &TaskMessage) -> std::io::Result<PathBuf> {
         msg.handbook.as_bytes(),
     )?;
     Ok(scratch)
+}
+
+/// With `--user UID:GID`, the scratch folder and what was seeded in it belong to that user
+/// (a worker running as root); nothing else is writable by them. The folder is new and
+/// only this worker has written in it, so there is no link to follow.
+fn give(scratch: &Path, p: &Podman) -> Result<(), String> {
+    let User::Id { uid, gid } = p.user else {
+        return Ok(());
+    };
+    let mut todo = vec![scratch.to_path_buf()];
+    while let Some(path) = todo.pop() {
+        std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
+            .map_err(|e| format!("cannot give {} to {uid}:{gid}: {e}", path.display()))?;
+        let meta = std::fs::symlink_metadata(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if meta.is_dir() {
+            let entries = std::fs::read_dir(&path)
+                .map_err(|e| format!("cannot list {}: {e}", path.display()))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| format!("cannot list {}: {e}", path.display()))?;
+                todo.push(entry.path());
+            }
+        }
+    }
+    Ok(())
 }
 
 fn cleanup(opts: &Options, scratch: &Path) {

@@ -1054,6 +1054,8 @@ age_per_hour = -0.0
             ]
             .into(),
             queue: Default::default(),
+            runner: Default::default(),
+            image: None,
         }
     );
     assert!(
