@@ -172,53 +172,44 @@ fn containers(c: &mut Checker<'_>, t: &dyn toml_edit::TableLike, s: &AgentSettin
     let at = |key: &str| {
         Field::entries(t, |k| format!("agent.{k}"))
             .find(|(name, _)| *name == key)
-            .map(|(_, f)| f.at())
+            .map(|(_, f)| (f.at(), f.str().ok()))
     };
-    let Some(runner_at) = at("runner") else {
-        if let Some(image_at) = at("image") {
+    let image_only = |c: &mut Checker<'_>, why: &str| {
+        if let Some((image_at, _)) = at("image") {
             c.error(
                 image_at,
-                "agent.image: used only with runner = \"podman\" (add it, or remove image)"
-                    .to_string(),
+                format!("agent.image: used only with runner = \"podman\" ({why})"),
             );
         }
-        return;
     };
-    match s.runner {
-        Runner::Process => {
-            if let Some(image_at) = at("image") {
-                c.error(
-                    image_at,
-                    "agent.image: used only with runner = \"podman\" (runner is \"process\")"
-                        .to_string(),
-                );
-            }
-        }
-        Runner::Podman => {
-            if s.image.is_none() && at("image").is_none() {
-                c.error(
-                    runner_at,
-                    "agent.runner: \"podman\" needs [agent] image, the container image the \
-                     workers run the agent in"
-                        .to_string(),
-                );
-            }
-            if s.queue.url.is_none() {
-                c.error(
-                    runner_at,
-                    "agent.runner: \"podman\" runs agents on workers only (ai-employee worker \
-                     --runner podman); set [agent] queue (docs/workers.md, \"Containers\")"
-                        .to_string(),
-                );
-            } else if s.queue.unreachable == QueueUnreachable::Local {
-                c.error(
-                    runner_at,
-                    "agent.runner: \"podman\" needs queue_unreachable = \"wait\": a run that \
-                     falls back to this host would not be contained"
-                        .to_string(),
-                );
-            }
-        }
+    let runner_at = match at("runner") {
+        None => return image_only(c, "set runner, or remove image"),
+        Some((_, Some("process"))) => return image_only(c, "runner is \"process\""),
+        Some((runner_at, Some("podman"))) => runner_at,
+        Some(_) => return, // said already
+    };
+    if s.image.is_none() && at("image").is_none() {
+        c.error(
+            runner_at,
+            "agent.runner: \"podman\" needs [agent] image, the container image the workers \
+             run the agent in"
+                .to_string(),
+        );
+    }
+    if s.queue.url.is_none() {
+        c.error(
+            runner_at,
+            "agent.runner: \"podman\" runs agents on workers only (ai-employee worker \
+             --runner podman); set [agent] queue (docs/workers.md, \"Containers\")"
+                .to_string(),
+        );
+    } else if s.queue.unreachable == QueueUnreachable::Local {
+        c.error(
+            runner_at,
+            "agent.runner: \"podman\" needs queue_unreachable = \"wait\": a run that falls \
+             back to this host would not be contained"
+                .to_string(),
+        );
     }
 }
 
