@@ -401,3 +401,34 @@ fn worker_container_flags_are_checked() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn a_worker_stopped_mid_run_leaves_no_container() {
+    let Some(redis) = Redis::start() else { return };
+    let p = podman_or_skip!();
+    let s = Setup::new();
+    let rt = rt();
+    let mut c = client(&rt, &redis.url());
+    let id = format!("STOPPED_{}", now_ns());
+    let mut m = s.task(&id, 1, false);
+    m.agent.command = vec!["/agent".into(), "sleep".into()];
+    m.agent.kill_after_ms = 500;
+    rt.block_on(c.publish(&m)).unwrap();
+    let w = s.worker_with(
+        &redis.url(),
+        "s1",
+        "10m",
+        &p.worker_args(Some("none")),
+        &p.worker_env(),
+    );
+    let prefix = format!("aie-{id}-a1-");
+    assert!(
+        wait_until(DEADLINE, || !p.containers(&prefix).is_empty()),
+        "no container {prefix}*; worker log:\n{}",
+        s.log("s1")
+    );
+    // SIGTERM: the run is abandoned (released for another worker), its container removed.
+    assert_eq!(stop(w), Some(0), "worker log:\n{}", s.log("s1"));
+    assert_eq!(p.containers(&prefix), Vec::<String>::new());
+    assert!(s.log("s1").contains("abandoned"), "{}", s.log("s1"));
+}
