@@ -118,6 +118,9 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
         std::fs::create_dir_all(&p)
             .map_err(|e| WorkerError::Setup(format!("cannot create {}: {e}", p.display())))?;
     }
+    if let Some(p) = &opts.podman {
+        check_podman(p).await.map_err(WorkerError::Setup)?;
+    }
     let reach = Reachability::default();
     let Some(mut client) = connect(&opts, &reach, &mut stop).await? else {
         return Ok(());
@@ -266,6 +269,33 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
     match fatal {
         Some(why) => Err(WorkerError::Setup(why)),
         None => Ok(()),
+    }
+}
+
+/// `podman image exists IMAGE`: podman runs here and the image is on this host (runs use
+/// `--pull=never`).
+async fn check_podman(p: &Podman) -> Result<(), String> {
+    let mut argv = vec![p.program.clone()];
+    argv.extend(p.global_args.iter().cloned());
+    argv.extend(["image".to_string(), "exists".to_string(), p.image.clone()]);
+    let out = crate::process::job::output(&argv, Duration::from_secs(60))
+        .await
+        .map_err(|e| format!("cannot run {:?} (--podman): {e}", p.program))?;
+    match out.status.code() {
+        Some(0) => Ok(()),
+        Some(1) => Err(format!(
+            "the image {:?} is not on this host (podman pull or podman import it first: runs \
+             never pull)",
+            p.image
+        )),
+        _ => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            Err(format!(
+                "podman fails here ({}): {}",
+                out.status,
+                crate::agent::task::one_line(err.trim(), 300)
+            ))
+        }
     }
 }
 

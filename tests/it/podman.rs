@@ -48,6 +48,8 @@ impl Podman {
         let mut a: Vec<String> = ["--runner", "podman", "--image", &self.image]
             .map(String::from)
             .into();
+        // A harmless global flag, in the two-argument form (a value starting with '-').
+        a.extend(["--podman-arg", "--log-level", "--podman-arg", "error"].map(String::from));
         for g in &self.args {
             a.push(format!("--podman-arg={g}"));
         }
@@ -431,4 +433,41 @@ fn a_worker_stopped_mid_run_leaves_no_container() {
     assert_eq!(stop(w), Some(0), "worker log:\n{}", s.log("s1"));
     assert_eq!(p.containers(&prefix), Vec::<String>::new());
     assert!(s.log("s1").contains("abandoned"), "{}", s.log("s1"));
+}
+
+#[test]
+fn a_worker_without_podman_or_its_image_needs_setup() {
+    let run = |args: &[String], env: &[(String, String)]| {
+        Command::new(crate::common::BIN)
+            .args(["worker", "--queue", "redis://127.0.0.1:1/0", "--work-dir"])
+            .arg(std::env::temp_dir().join(format!("aie-podman-setup-{}", now_ns())))
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap()
+    };
+    // No podman: exit 78 before Redis is even tried (port 1 would never answer).
+    let out = run(
+        &[
+            "--runner",
+            "podman",
+            "--image",
+            "x",
+            "--podman",
+            "/nonexistent/podman",
+        ]
+        .map(String::from),
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains("cannot run \"/nonexistent/podman\""), "{err}");
+    let p = podman_or_skip!();
+    let mut args = p.worker_args(None);
+    let at = args.iter().position(|a| a == &p.image).unwrap();
+    args[at] = "localhost/aie-no-such-image:1".to_string();
+    let out = run(&args, &p.worker_env());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains("is not on this host"), "{err}");
 }
