@@ -40,13 +40,19 @@ pub struct Contained {
     pub podman: Podman,
     /// `aie-<task>-a<attempt>`: each process's container is named this plus its step.
     pub name: String,
+    /// The worker's name, as the label [`LABEL`] (what its next start sweeps).
+    pub owner: String,
 }
 
+/// The label naming the worker that started a container.
+pub const LABEL: &str = "ai-employee.worker";
+
 impl Contained {
-    pub fn new(podman: Podman, task: &str, attempt: u32) -> Contained {
+    pub fn new(podman: Podman, owner: &str, task: &str, attempt: u32) -> Contained {
         Contained {
             podman,
             name: format!("aie-{}-a{attempt}", name_part(task)),
+            owner: owner.to_string(),
         }
     }
 
@@ -81,6 +87,7 @@ impl Contained {
             .map(String::from),
         );
         a.push(format!("--name={name}"));
+        a.push(format!("--label={LABEL}={}", self.owner));
         if let Some(net) = &p.network {
             a.push(format!("--network={net}"));
         }
@@ -98,13 +105,28 @@ impl Contained {
         a
     }
 
-    /// `podman rm --force --ignore <name>`.
+    /// `podman rm --force --ignore --time=0 <name>`.
     pub fn rm_argv(&self, name: &str) -> Vec<String> {
-        let p = &self.podman;
-        let mut a = vec![p.program.clone()];
-        a.extend(p.global_args.iter().cloned());
+        self.podman.rm_argv(&[name.to_string()])
+    }
+}
+
+impl Podman {
+    /// `podman ps --all --quiet --filter label=…=<owner>`: the containers a worker left.
+    pub fn left_by_argv(&self, owner: &str) -> Vec<String> {
+        let mut a = vec![self.program.clone()];
+        a.extend(self.global_args.iter().cloned());
+        a.extend(["ps", "--all", "--quiet", "--no-trunc", "--filter"].map(String::from));
+        a.push(format!("label={LABEL}={owner}"));
+        a
+    }
+
+    /// `podman rm --force --ignore --time=0 ids…`.
+    pub fn rm_argv(&self, ids: &[String]) -> Vec<String> {
+        let mut a = vec![self.program.clone()];
+        a.extend(self.global_args.iter().cloned());
         a.extend(["rm", "--force", "--ignore", "--time=0"].map(String::from));
-        a.push(name.to_string());
+        a.extend(ids.iter().cloned());
         a
     }
 }
@@ -189,7 +211,7 @@ mod tests {
 
     #[test]
     fn the_argv_mounts_only_scratch_and_passes_env_by_name() {
-        let c = Contained::new(podman(), "EMAIL 1/ü", 2);
+        let c = Contained::new(podman(), "w1", "EMAIL 1/ü", 2);
         let name = c.step_name("iteration 1");
         assert_eq!(name, "aie-EMAIL_1__-a2-iteration_1");
         let env = ["ANTHROPIC_API_KEY".to_string()];
@@ -212,6 +234,7 @@ mod tests {
                 "--tty=false",
                 "--pull=never",
                 "--name=aie-EMAIL_1__-a2-iteration_1",
+                "--label=ai-employee.worker=w1",
                 "--user=65534:65534",
                 "--volume=/w/runs/T-a2:/w/runs/T-a2:Z",
                 "--workdir=/w/runs/T-a2",

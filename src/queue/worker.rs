@@ -120,6 +120,7 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
     }
     if let Some(p) = &opts.podman {
         check_podman(p).await.map_err(WorkerError::Setup)?;
+        sweep(p, &opts.name).await;
     }
     let reach = Reachability::default();
     let Some(mut client) = connect(&opts, &reach, &mut stop).await? else {
@@ -296,6 +297,45 @@ async fn check_podman(p: &Podman) -> Result<(), String> {
                 crate::agent::task::one_line(err.trim(), 300)
             ))
         }
+    }
+}
+
+/// Remove the containers an earlier run of this worker (same `--name`) left behind: it was
+/// killed (SIGKILL, a crash) while runs were in containers, which podman's monitor keeps
+/// running. Their runs are taken back or over and run again anyway.
+async fn sweep(p: &Podman, name: &str) {
+    let timeout = Duration::from_secs(60);
+    let ids: Vec<String> = match crate::process::job::output(&p.left_by_argv(name), timeout).await {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect(),
+        Ok(out) => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            tracing::warn!(
+                "cannot list the containers this worker left: {}",
+                crate::agent::task::one_line(err.trim(), 300)
+            );
+            return;
+        }
+        Err(e) => {
+            tracing::warn!("cannot list the containers this worker left: {e}");
+            return;
+        }
+    };
+    if ids.is_empty() {
+        return;
+    }
+    match crate::process::job::output(&p.rm_argv(&ids), timeout).await {
+        Ok(out) if out.status.success() => tracing::info!(
+            "removed {} container(s) an earlier run of worker {name} left",
+            ids.len()
+        ),
+        Ok(out) => tracing::warn!(
+            "cannot remove the containers this worker left: {}",
+            crate::agent::task::one_line(String::from_utf8_lossy(&out.stderr).trim(), 300)
+        ),
+        Err(e) => tracing::warn!("cannot remove the containers this worker left: {e}"),
     }
 }
 
@@ -546,7 +586,12 @@ async fn run_one(opts: &Options, msg: &TaskMessage, abort: watch::Receiver<bool>
                 cleanup(opts, &scratch);
                 return fail(format!("the worker could not prepare the container: {why}"));
             }
-            Some(Contained::new(p.clone(), &msg.task_id, msg.attempt))
+            Some(Contained::new(
+                p.clone(),
+                &opts.name,
+                &msg.task_id,
+                msg.attempt,
+            ))
         }
     };
     let values = ArgValues {

@@ -471,3 +471,42 @@ fn a_worker_without_podman_or_its_image_needs_setup() {
     assert_eq!(out.status.code(), Some(78), "{err}");
     assert!(err.contains("is not on this host"), "{err}");
 }
+
+#[test]
+fn a_killed_workers_containers_are_removed_at_its_next_start() {
+    let Some(redis) = Redis::start() else { return };
+    let p = podman_or_skip!();
+    let s = Setup::new();
+    let rt = rt();
+    let mut c = client(&rt, &redis.url());
+    let id = format!("KILLED_{}", now_ns());
+    let mut m = s.task(&id, 1, false);
+    m.agent.command = vec!["/agent".into(), "sleep".into()];
+    rt.block_on(c.publish(&m)).unwrap();
+    let args = p.worker_args(Some("none"));
+    let mut w = s.worker_with(&redis.url(), "k1", "10m", &args, &p.worker_env());
+    let prefix = format!("aie-{id}-a1-");
+    assert!(
+        wait_until(DEADLINE, || !p.containers(&prefix).is_empty()),
+        "no container {prefix}*; worker log:\n{}",
+        s.log("k1")
+    );
+    // SIGKILL: nothing removes the container, which podman keeps running…
+    w.kill().unwrap();
+    w.wait().unwrap();
+    assert_eq!(p.containers(&prefix).len(), 1);
+    // … until a worker of the same name starts (here on a queue that never answers, so it
+    // cannot take the run back: only its start removes the container).
+    let w2 = s.worker_with("redis://127.0.0.1:1/0", "k1", "10m", &args, &p.worker_env());
+    assert!(
+        wait_until(DEADLINE, || p.containers(&prefix).is_empty()),
+        "the container stays; worker log:\n{}",
+        s.log("k1")
+    );
+    assert!(
+        s.log("k1").contains("removed 1 container(s)"),
+        "{}",
+        s.log("k1")
+    );
+    assert_eq!(stop(w2), Some(0));
+}
