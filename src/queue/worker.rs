@@ -17,6 +17,10 @@
 //!   and the worker exits 78 (needs setup).
 //! - Only the programs of `--allow-program` may be run (the message names the argv
 //!   template): whoever can write to the stream cannot make a worker run anything else.
+//! - `--runner podman`: every process of every run in a fresh container with only the
+//!   scratch folder mounted (`agent::container`); checked at start (`podman image
+//!   exists`), containers a killed earlier run of this worker left are removed. A message
+//!   asking for podman on a worker without it is refused.
 //!
 //! A worker holds no credential of the vault and sends nothing: the agent's drafts go back
 //! to the vault, where a person approves them.
