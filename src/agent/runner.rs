@@ -469,32 +469,21 @@ async fn run_process(
     })
 }
 
-/// `podman rm --force` of a run's container, its output into the run's log; a failure is
-/// said there and in the worker's log.
+/// `podman rm --force` of a run's container; a failure is said in the run's log and the
+/// worker's.
 async fn remove_container(spec: &AttemptSpec, c: &Contained, name: &str, log: &mut File) {
     const RM_TIMEOUT: Duration = Duration::from_secs(60);
-    let argv = c.rm_argv(name);
     let _ = writeln!(log, "==== removing container {name}"); // the log is best effort
-    let run = async {
-        let mut j = job::spawn_job(&argv, &spec.cwd, &BTreeMap::new(), log.try_clone()?)?;
-        let mut sink = Vec::new();
-        let _ = j.stdout.read_to_end(&mut sink).await; // `rm` prints the name
-        match tokio::time::timeout(RM_TIMEOUT, j.child.wait()).await {
-            Ok(status) => Ok(status?),
-            Err(_) => {
-                process::signal_group(j.pgid, Signal::SIGKILL);
-                Err(std::io::Error::other("timed out"))
-            }
+    let why = match job::output(&c.rm_argv(name), RM_TIMEOUT).await {
+        Ok(out) if out.status.success() => return,
+        Ok(out) => {
+            let _ = log.write_all(&out.stderr); // as above
+            format!("{}; see {}", out.status, spec.log.display())
         }
+        Err(e) => e.to_string(),
     };
-    match run.await {
-        Ok(s) if s.success() => {}
-        Ok(s) => tracing::warn!(
-            "podman rm --force {name} failed ({s}); see {}",
-            spec.log.display()
-        ),
-        Err(e) => tracing::warn!("podman rm --force {name} failed: {e}"),
-    }
+    let _ = writeln!(log, "==== podman rm --force {name} failed: {why}"); // as above
+    tracing::warn!("podman rm --force {name} failed: {why}");
 }
 
 fn open_log(path: &std::path::Path) -> std::io::Result<File> {

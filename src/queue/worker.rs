@@ -731,13 +731,17 @@ fn seed(opts: &Options, msg: &TaskMessage) -> std::io::Result<PathBuf> {
     Ok(scratch)
 }
 
-/// With `--user UID:GID`, the scratch folder and what was seeded in it belong to that user
-/// (a worker running as root); nothing else is writable by them. The folder is new and
-/// only this worker has written in it, so there is no link to follow.
+/// A worker running as root with `--user UID:GID`: the scratch folder and what was seeded
+/// in it are given to that user, so the agent can write there (rootless, podman maps the
+/// user: nothing to do). The folder is new and only this worker has written in it, so
+/// there is no link to follow.
 fn give(scratch: &Path, p: &Podman) -> Result<(), String> {
     let User::Id { uid, gid } = p.user else {
         return Ok(());
     };
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
     let mut todo = vec![scratch.to_path_buf()];
     while let Some(path) = todo.pop() {
         std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
