@@ -171,6 +171,8 @@ pub enum Command {
         /// Keep each run's scratch folder (to look at what the agent did)
         #[arg(long)]
         keep_scratch: bool,
+        #[command(flatten)]
+        containers: ContainerArgs,
     },
     /// List the workers of the task loop's queue (name, host, concurrency, current runs,
     /// last seen)
@@ -255,6 +257,40 @@ pub enum TasksCommand {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+}
+
+/// `ai-employee worker`'s container flags (docs/workers.md, "Containers").
+#[derive(Debug, Clone, clap::Args)]
+pub struct ContainerArgs {
+    /// How runs are run: as plain processes, or each in a fresh podman container with
+    /// only its scratch folder mounted (whatever the queue's message asks)
+    #[arg(long, value_name = "RUNNER", default_value = "process")]
+    pub runner: WorkerRunner,
+    /// The container image of --runner podman (it must hold the agent)
+    #[arg(long, value_name = "IMAGE", required_if_eq("runner", "podman"))]
+    pub image: Option<String>,
+    /// The podman program
+    #[arg(long, value_name = "PATH", default_value = "podman")]
+    pub podman: String,
+    /// A global podman flag, before `run` and `rm` (repeat for more; e.g.
+    /// --podman-arg=--runtime --podman-arg=/usr/sbin/runc)
+    #[arg(long = "podman-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub podman_arg: Vec<String>,
+    /// The containers' network: podman's default (the agent reaches its API), or a
+    /// network name; `none` for no network at all
+    #[arg(long, value_name = "NETWORK")]
+    pub container_network: Option<String>,
+    /// Who the agent runs as in the container [default: the worker's own user
+    /// (--userns=keep-id) when rootless, 65534:65534 (nobody) as root]
+    #[arg(long, value_name = "UID:GID")]
+    pub container_user: Option<String>,
+}
+
+/// `--runner`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WorkerRunner {
+    Process,
+    Podman,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -25,6 +25,9 @@ command -v promtool >/dev/null 2>&1 || pkgs+=(prometheus)
 command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
 # The queue's chaos run puts each worker in a network namespace (ip netns, veth; as root).
 command -v ip >/dev/null 2>&1 || pkgs+=(iproute2)
+# Workers' runs in containers (tests/it/podman.rs): podman with runc (Debian 12: 21 MB,
+# about 25 s of the install). The tests say SKIPPED where the sandbox refuses containers.
+command -v podman >/dev/null 2>&1 || pkgs+=(podman runc)
 # Frontmatter is read back by a real YAML 1.1 reader (PyYAML) under Debian's python3.
 /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || pkgs+=(python3-yaml)
 # The real Claude Code CLI comes from npm (below); Debian's npm brings Node.js along. A

@@ -1146,6 +1146,7 @@ impl Engine {
             timeout: self.s.timeout,
             kill_after: self.s.kill_after,
             dry_run: false,
+            container: None,
         };
         spec.argv = if resumed {
             let outcome = self.approval_outcome_text(&e);

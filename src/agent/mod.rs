@@ -2,6 +2,8 @@
 //! agent → Done/, Rejected/ or Failed/. See docs/agent.md for what it promises and
 //! docs/ARCHITECTURE.md for how the parts fit.
 
+/// Runs in podman containers: the `podman run` / `podman rm` argv (pure).
+pub mod container;
 /// The `## Tasks` section of Dashboard.md (pure formatting).
 pub mod dashboard;
 /// The loop: discovery, scheduling, claiming, what each attempt's end means.

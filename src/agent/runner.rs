@@ -12,6 +12,7 @@ use nix::sys::signal::Signal;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
 
+use super::container::Contained;
 use super::events::RunResult;
 use super::outcome::{self, Answer, Status};
 use crate::process::{self, job};
@@ -43,6 +44,8 @@ pub struct AttemptSpec {
     pub timeout: Duration,
     pub kill_after: Duration,
     pub dry_run: bool,
+    /// Each process in a container of its own (a worker's `--runner podman`).
+    pub container: Option<Contained>,
 }
 
 /// Reported while an attempt runs.
@@ -378,6 +381,15 @@ async fn run_process(
         shown.join(" ")
     );
     log.write_all(header.as_bytes())?;
+    let contained = spec.container.as_ref().map(|c| (c, c.step_name(what)));
+    let wrapped;
+    let argv = match &contained {
+        Some((c, name)) => {
+            wrapped = c.run_argv(name, &spec.cwd, spec.env.keys(), argv);
+            &wrapped[..]
+        }
+        None => argv,
+    };
     let mut j = job::spawn_job(argv, &spec.cwd, &spec.env, log.try_clone()?)?;
     let pgid = j.pgid;
     let _ = progress.send(Progress::Started {
@@ -438,6 +450,12 @@ async fn run_process(
     }); // see above
     let status = status.ok_or_else(|| std::io::Error::other("no exit status"))?;
     use std::os::unix::process::ExitStatusExt;
+    if let Some((c, name)) = &contained
+        && (timed_out || aborted || status.signal().is_some())
+    {
+        // The client is gone; its container may not be (podman's monitor keeps it).
+        remove_container(spec, c, name, &mut log).await;
+    }
     if !kept.ends_with(b"\n") && !kept.is_empty() {
         log.write_all(b"\n")?;
     }
@@ -450,6 +468,23 @@ async fn run_process(
         stdout: kept,
         stderr_tail,
     })
+}
+
+/// `podman rm --force` of a run's container; a failure is said in the run's log and the
+/// worker's.
+async fn remove_container(spec: &AttemptSpec, c: &Contained, name: &str, log: &mut File) {
+    const RM_TIMEOUT: Duration = Duration::from_secs(60);
+    let _ = writeln!(log, "==== removing container {name}"); // the log is best effort
+    let why = match job::output(&c.rm_argv(name), RM_TIMEOUT).await {
+        Ok(out) if out.status.success() => return,
+        Ok(out) => {
+            let _ = log.write_all(&out.stderr); // as above
+            format!("{}; see {}", out.status, spec.log.display())
+        }
+        Err(e) => e.to_string(),
+    };
+    let _ = writeln!(log, "==== podman rm --force {name} failed: {why}"); // as above
+    tracing::warn!("podman rm --force {name} failed: {why}");
 }
 
 fn open_log(path: &std::path::Path) -> std::io::Result<File> {

@@ -76,6 +76,7 @@ pub fn run(cli: Cli) -> i32 {
             work_dir,
             allow_program,
             keep_scratch,
+            containers,
         } => worker::run(worker::Args {
             queue,
             concurrency,
@@ -85,6 +86,7 @@ pub fn run(cli: Cli) -> i32 {
             work_dir,
             allow_program,
             keep_scratch,
+            containers,
         }),
         Command::Workers {
             vault,

@@ -8,6 +8,8 @@ use ai_employee_vault::exit_codes;
 use ai_employee_vault::logs::system::{self, SystemLogOptions};
 use tokio::sync::watch;
 
+use crate::agent::container::{self, Podman, User};
+use crate::cli::{ContainerArgs, WorkerRunner};
 use crate::queue::client::{DEFAULT_PREFIX, check_url};
 use crate::queue::worker::{self, Options, WorkerError};
 
@@ -21,6 +23,7 @@ pub struct Args {
     pub work_dir: Option<PathBuf>,
     pub allow_program: Vec<String>,
     pub keep_scratch: bool,
+    pub containers: ContainerArgs,
 }
 
 pub fn run(args: Args) -> i32 {
@@ -57,6 +60,10 @@ pub fn run(args: Args) -> i32 {
     let Some(work_dir) = args.work_dir.or_else(default_work_dir) else {
         return setup("no --work-dir, and neither $STATE_DIRECTORY nor $HOME is set".into());
     };
+    let podman = match podman(args.containers) {
+        Ok(p) => p,
+        Err(why) => return super::fail(exit_codes::USAGE, format!("worker: {why}")),
+    };
     let opts = Options {
         url: args.queue,
         credentials,
@@ -68,6 +75,7 @@ pub fn run(args: Args) -> i32 {
         allow: args.allow_program,
         prefix: DEFAULT_PREFIX.to_string(),
         keep_scratch: args.keep_scratch,
+        podman,
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -117,6 +125,47 @@ pub fn run(args: Args) -> i32 {
         Err(WorkerError::Setup(why)) => setup(why),
         Err(WorkerError::Failed(why)) => super::fail(exit_codes::FAILURE, format!("worker: {why}")),
     }
+}
+
+/// The container flags, checked: `None` for `--runner process`.
+fn podman(a: ContainerArgs) -> Result<Option<Podman>, String> {
+    if a.runner == WorkerRunner::Process {
+        let container_only = [
+            ("--image", a.image.is_some()),
+            ("--podman-arg", !a.podman_arg.is_empty()),
+            ("--container-network", a.container_network.is_some()),
+            ("--container-user", a.container_user.is_some()),
+        ];
+        if let Some((flag, _)) = container_only.iter().find(|(_, given)| *given) {
+            return Err(format!("{flag} is used only with --runner podman"));
+        }
+        return Ok(None);
+    }
+    let image = a.image.unwrap_or_default();
+    container::check_image(&image).map_err(|why| format!("--image: {why}"))?;
+    if a.podman.is_empty() {
+        return Err("--podman: must not be empty".to_string());
+    }
+    if let Some(net) = &a.container_network
+        && (net.is_empty() || net.starts_with('-'))
+    {
+        return Err(format!("--container-network: not a network name: {net:?}"));
+    }
+    let user = match &a.container_user {
+        Some(u) => container::parse_user(u).map_err(|why| format!("--container-user: {why}"))?,
+        None if nix::unistd::geteuid().is_root() => User::Id {
+            uid: 65534,
+            gid: 65534,
+        },
+        None => User::KeepId,
+    };
+    Ok(Some(Podman {
+        program: a.podman,
+        global_args: a.podman_arg,
+        image,
+        network: a.container_network,
+        user,
+    }))
 }
 
 fn host_name() -> String {

@@ -96,6 +96,23 @@ pub struct AgentSettings {
     /// `queue`, `claim_timeout`, `worker_timeout`, `queue_unreachable`: runs handed to
     /// workers on other hosts (docs/workers.md).
     pub queue: QueueSettings,
+    /// `runner`, default `process`: how a worker runs the agent (docs/workers.md,
+    /// "Containers").
+    pub runner: Runner,
+    /// `image`: the container image a worker runs the agent in (required with
+    /// `runner = "podman"`).
+    pub image: Option<String>,
+}
+
+/// `[agent] runner`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Runner {
+    /// The agent runs as a plain process (in the vault, or in a worker's scratch folder).
+    #[default]
+    Process,
+    /// Each run in a fresh podman container with only the scratch folder mounted; on
+    /// workers only (`ai-employee worker --runner podman`).
+    Podman,
 }
 
 /// The `[agent]` keys of the work queue (docs/workers.md).
@@ -194,6 +211,8 @@ impl Default for AgentSettings {
             dashboard_interval: Duration::from_secs(5),
             env: BTreeMap::new(),
             queue: QueueSettings::default(),
+            runner: Runner::Process,
+            image: None,
         }
     }
 }

@@ -72,3 +72,20 @@ pub fn spawn_job(
         stdout,
     })
 }
+
+/// Run `argv` to its end (no shell, stdin from /dev/null) and take its output; killed
+/// when it takes longer than `timeout` (an error of kind `TimedOut`).
+pub async fn output(
+    argv: &[String],
+    timeout: std::time::Duration,
+) -> io::Result<std::process::Output> {
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
+    let mut cmd = Command::new(program);
+    cmd.args(args).stdin(Stdio::null()).kill_on_drop(true);
+    match tokio::time::timeout(timeout, cmd.output()).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")),
+    }
+}

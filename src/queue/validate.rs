@@ -312,6 +312,11 @@ pub fn validate_task(bytes: &[u8]) -> Result<TaskMessage, Refusal> {
             "must be at most an hour".into(),
         ));
     }
+    if let Some(image) = &a.image
+        && let Err(p) = crate::agent::container::check_image(image)
+    {
+        return Err(refuse("agent.image", p));
+    }
     for (k, v) in &a.env {
         // Variables that change what a program loads or finds would widen the allowed
         // programs to anything.
@@ -821,6 +826,8 @@ mod tests {
                 timeout_ms: 60_000,
                 kill_after_ms: 1000,
                 env: Default::default(),
+                runner: None,
+                image: None,
             },
             published_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
         };
@@ -845,6 +852,7 @@ mod tests {
                 t.agent.env.insert("PATH".into(), "/tmp".into());
             }),
             Box::new(|t| t.v = 9),
+            Box::new(|t| t.agent.image = Some("--privileged".into())),
         ];
         for change in bad {
             let mut m = t.clone();

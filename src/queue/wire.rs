@@ -3,6 +3,12 @@
 //! entry. Both carry `v` ([`VERSION`]); a reader refuses any other version and any field
 //! it does not know, so a change of format is a new version, never a silent guess.
 //!
+//! Compatibility within a version: a field may be added only as optional, left out of
+//! the JSON when it has its default, so that a message that does not use it is byte for
+//! byte what an older build writes and reads. An older reader refuses a message that uses
+//! it (an unknown field), which is the safe answer: `runner` below is such a field (a
+//! worker that does not know containers refuses a run that asks for one).
+//!
 //! A stream entry also carries `task` and `attempt` as fields of their own, so that
 //! [`super::QueueClient::outstanding`] can list what is in the streams without parsing
 //! every body.
@@ -63,6 +69,23 @@ pub struct AgentSpec {
     /// agent is logged in on its own host).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// `[agent] runner`: `podman` asks for the run in a container (docs/workers.md,
+    /// "Containers"); absent means a plain process. A worker started with `--runner
+    /// podman` contains every run whatever this says; one without refuses `podman`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<RunnerKind>,
+    /// `[agent] image`, with `runner = "podman"`: the image the loop expects. The
+    /// worker's own `--image` is the one run (a different one is said in its log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+/// How a run asks to be run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunnerKind {
+    Process,
+    Podman,
 }
 
 /// A worker's answer for one run.

@@ -17,6 +17,10 @@
 //!   and the worker exits 78 (needs setup).
 //! - Only the programs of `--allow-program` may be run (the message names the argv
 //!   template): whoever can write to the stream cannot make a worker run anything else.
+//! - `--runner podman`: every process of every run in a fresh container with only the
+//!   scratch folder mounted (`agent::container`); checked at start (`podman image
+//!   exists`), containers a killed earlier run of this worker left are removed. A message
+//!   asking for podman on a worker without it is refused.
 //!
 //! A worker holds no credential of the vault and sends nothing: the agent's drafts go back
 //! to the vault, where a person approves them.
@@ -35,7 +39,8 @@ use super::client::{
     Credentials, CurrentTask, QueueClient, QueueError, Reachability, TaskDelivery, WorkerInfo,
 };
 use super::validate::{Limits, confine};
-use super::wire::{FileOut, ResultMessage, TaskMessage, VERSION};
+use super::wire::{FileOut, ResultMessage, RunnerKind, TaskMessage, VERSION};
+use crate::agent::container::{self, Contained, Podman, User};
 use crate::agent::events::RunResult;
 use crate::agent::runner::{self, ArgValues, AttemptSpec};
 
@@ -59,6 +64,8 @@ pub struct Options {
     pub prefix: String,
     /// Keep each run's scratch folder (to look at what the agent did).
     pub keep_scratch: bool,
+    /// `--runner podman`: every run in a container, whatever the message says.
+    pub podman: Option<Podman>,
 }
 
 /// Why a worker stopped other than by a stop request.
@@ -115,6 +122,10 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
         std::fs::create_dir_all(&p)
             .map_err(|e| WorkerError::Setup(format!("cannot create {}: {e}", p.display())))?;
     }
+    if let Some(p) = &opts.podman {
+        check_podman(p).await.map_err(WorkerError::Setup)?;
+        sweep(p, &opts.name).await;
+    }
     let reach = Reachability::default();
     let Some(mut client) = connect(&opts, &reach, &mut stop).await? else {
         return Ok(());
@@ -127,6 +138,19 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
         opts.concurrency,
         ai_employee_vault::units::format_duration(opts.claim_timeout)
     );
+    if let Some(p) = &opts.podman {
+        tracing::info!(
+            "every run in a container: {} {} run … {} (network {}, user {})",
+            p.program,
+            p.global_args.join(" "),
+            p.image,
+            p.network.as_deref().unwrap_or("podman's default"),
+            match p.user {
+                User::KeepId => "--userns=keep-id".to_string(),
+                User::Id { uid, gid } => format!("{uid}:{gid}"),
+            }
+        );
+    }
     let running: Table = Arc::new(Mutex::new(HashMap::new()));
     let freed = Arc::new(Notify::new());
     let (setup_tx, mut setup_rx) = mpsc::unbounded_channel::<String>();
@@ -250,6 +274,72 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
     match fatal {
         Some(why) => Err(WorkerError::Setup(why)),
         None => Ok(()),
+    }
+}
+
+/// `podman image exists IMAGE`: podman runs here and the image is on this host (runs use
+/// `--pull=never`).
+async fn check_podman(p: &Podman) -> Result<(), String> {
+    let mut argv = vec![p.program.clone()];
+    argv.extend(p.global_args.iter().cloned());
+    argv.extend(["image".to_string(), "exists".to_string(), p.image.clone()]);
+    let out = crate::process::job::output(&argv, Duration::from_secs(60))
+        .await
+        .map_err(|e| format!("cannot run {:?} (--podman): {e}", p.program))?;
+    match out.status.code() {
+        Some(0) => Ok(()),
+        Some(1) => Err(format!(
+            "the image {:?} is not on this host (podman pull or podman import it first: runs \
+             never pull)",
+            p.image
+        )),
+        _ => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            Err(format!(
+                "podman fails here ({}): {}",
+                out.status,
+                crate::agent::task::one_line(err.trim(), 300)
+            ))
+        }
+    }
+}
+
+/// Remove the containers an earlier run of this worker (same `--name`) left behind: it was
+/// killed (SIGKILL, a crash) while runs were in containers, which podman's monitor keeps
+/// running. Their runs are taken back or over and run again anyway.
+async fn sweep(p: &Podman, name: &str) {
+    let timeout = Duration::from_secs(60);
+    let ids: Vec<String> = match crate::process::job::output(&p.left_by_argv(name), timeout).await {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect(),
+        Ok(out) => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            tracing::warn!(
+                "cannot list the containers this worker left: {}",
+                crate::agent::task::one_line(err.trim(), 300)
+            );
+            return;
+        }
+        Err(e) => {
+            tracing::warn!("cannot list the containers this worker left: {e}");
+            return;
+        }
+    };
+    if ids.is_empty() {
+        return;
+    }
+    match crate::process::job::output(&p.rm_argv(&ids), timeout).await {
+        Ok(out) if out.status.success() => tracing::info!(
+            "removed {} container(s) an earlier run of worker {name} left",
+            ids.len()
+        ),
+        Ok(out) => tracing::warn!(
+            "cannot remove the containers this worker left: {}",
+            crate::agent::task::one_line(String::from_utf8_lossy(&out.stderr).trim(), 300)
+        ),
+        Err(e) => tracing::warn!("cannot remove the containers this worker left: {e}"),
     }
 }
 
@@ -475,9 +565,38 @@ async fn run_one(opts: &Options, msg: &TaskMessage, abort: watch::Receiver<bool>
         r.reason = Some(crate::agent::task::one_line(&reason, 1000));
         Outcome::Answer(Box::new(r))
     };
+    if msg.agent.runner == Some(RunnerKind::Podman) && opts.podman.is_none() {
+        return fail(format!(
+            "the task loop asks for the agent in a container (runner = \"podman\"), but worker \
+             {} runs agents as plain processes (start one with --runner podman --image IMAGE)",
+            opts.name
+        ));
+    }
     let scratch = match seed(opts, msg) {
         Ok(s) => s,
         Err(e) => return fail(format!("the worker could not prepare the run: {e}")),
+    };
+    let contained = match &opts.podman {
+        None => None,
+        Some(p) => {
+            if let Some(asked) = msg.agent.image.as_deref().filter(|i| *i != p.image) {
+                tracing::info!(
+                    "task {}: the loop names image {asked:?}; this worker runs its own {:?}",
+                    msg.task_id,
+                    p.image
+                );
+            }
+            if let Err(why) = container::mountable(&scratch).and_then(|()| give(&scratch, p)) {
+                cleanup(opts, &scratch);
+                return fail(format!("the worker could not prepare the container: {why}"));
+            }
+            Some(Contained::new(
+                p.clone(),
+                &opts.name,
+                &msg.task_id,
+                msg.attempt,
+            ))
+        }
     };
     let values = ArgValues {
         task: msg.task_id.clone(),
@@ -525,6 +644,7 @@ async fn run_one(opts: &Options, msg: &TaskMessage, abort: watch::Receiver<bool>
         timeout: Duration::from_millis(msg.agent.timeout_ms),
         kill_after: Duration::from_millis(msg.agent.kill_after_ms),
         dry_run: false,
+        container: contained,
     };
     // The runner's progress reports are for the task loop's records; none here.
     let (progress, _) = mpsc::unbounded_channel();
@@ -609,6 +729,35 @@ fn seed(opts: &Options, msg: &TaskMessage) -> std::io::Result<PathBuf> {
         msg.handbook.as_bytes(),
     )?;
     Ok(scratch)
+}
+
+/// A worker running as root with `--user UID:GID`: the scratch folder and what was seeded
+/// in it are given to that user, so the agent can write there (rootless, podman maps the
+/// user: nothing to do). The folder is new and only this worker has written in it, so
+/// there is no link to follow.
+fn give(scratch: &Path, p: &Podman) -> Result<(), String> {
+    let User::Id { uid, gid } = p.user else {
+        return Ok(());
+    };
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let mut todo = vec![scratch.to_path_buf()];
+    while let Some(path) = todo.pop() {
+        std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
+            .map_err(|e| format!("cannot give {} to {uid}:{gid}: {e}", path.display()))?;
+        let meta = std::fs::symlink_metadata(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if meta.is_dir() {
+            let entries = std::fs::read_dir(&path)
+                .map_err(|e| format!("cannot list {}: {e}", path.display()))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| format!("cannot list {}: {e}", path.display()))?;
+                todo.push(entry.path());
+            }
+        }
+    }
+    Ok(())
 }
 
 fn cleanup(opts: &Options, scratch: &Path) {

@@ -635,6 +635,26 @@ sender = "0.3"
 age = 0.05
 age_per_hour = nan
 "#;
+    agent_podman_without_image_or_queue: r#"
+[agent]
+runner = "podman"
+"#;
+    agent_podman_falling_back_to_this_host: r#"
+[agent]
+runner = "podman"
+image = "localhost/agent:1"
+queue = "redis://127.0.0.1:6379/0"
+"#;
+    agent_image_without_podman: r#"
+[agent]
+image = "localhost/agent:1"
+"#;
+    agent_bad_runner_and_image: r#"
+[agent]
+runner = "docker"
+image = "--privileged"
+container_image = "x"
+"#;
     agent_keys_at_the_top_level: r#"
 max_retries = 3
 vip_senders = ["ceo@example.com"]
@@ -1054,11 +1074,33 @@ age_per_hour = -0.0
             ]
             .into(),
             queue: Default::default(),
+            runner: Default::default(),
+            image: None,
         }
     );
     assert!(
         cfg.agent.weights.age_per_hour.is_sign_positive(),
         "-0.0 is read as 0"
+    );
+}
+
+#[test]
+fn a_podman_runner_on_workers_only_is_valid() {
+    let cfg = ok(r#"
+[agent]
+runner = "podman"
+image = "registry.example.com/agent:1"
+queue = "redis://127.0.0.1:6379/0"
+queue_unreachable = "wait"
+"#);
+    assert_eq!(cfg.agent.runner, config::Runner::Podman);
+    assert_eq!(
+        cfg.agent.image.as_deref(),
+        Some("registry.example.com/agent:1")
+    );
+    assert_eq!(
+        ok("[agent]\nrunner = \"process\"\n").agent.runner,
+        config::Runner::Process
     );
 }
 

@@ -19,6 +19,7 @@ mod limits;
 mod metrics;
 mod oauth;
 mod operator;
+mod podman;
 mod postfix;
 mod queue;
 mod queue_loop;

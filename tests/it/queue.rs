@@ -114,14 +114,14 @@ impl Drop for Redis {
     }
 }
 
-fn rt() -> tokio::runtime::Runtime {
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
 }
 
-fn client(rt: &tokio::runtime::Runtime, url: &str) -> QueueClient {
+pub(crate) fn client(rt: &tokio::runtime::Runtime, url: &str) -> QueueClient {
     rt.block_on(async {
         let mut c = QueueClient::connect(url, &Credentials::default()).await?;
         c.ensure_groups().await?;
@@ -146,14 +146,14 @@ printf 'scratch\n' > "Plans/notes.txt"
 printf '{"type":"result","subtype":"success","is_error":false,"result":"Planned.\\nSTATUS: waiting for approval","session_id":"s-%s","total_cost_usd":0.01,"num_turns":2}\n' "$task"
 "#;
 
-struct Setup {
-    dir: tempfile::TempDir,
+pub(crate) struct Setup {
+    pub(crate) dir: tempfile::TempDir,
     agent: PathBuf,
     marker: PathBuf,
 }
 
 impl Setup {
-    fn new() -> Setup {
+    pub(crate) fn new() -> Setup {
         let dir = tempfile::Builder::new()
             .prefix("aie-queue-")
             .tempdir()
@@ -167,7 +167,7 @@ impl Setup {
         Setup { dir, agent, marker }
     }
 
-    fn task(&self, id: &str, attempt: u32, blocking: bool) -> TaskMessage {
+    pub(crate) fn task(&self, id: &str, attempt: u32, blocking: bool) -> TaskMessage {
         let marker = if blocking {
             self.marker.display().to_string()
         } else {
@@ -189,6 +189,8 @@ impl Setup {
                 timeout_ms: 60_000,
                 kill_after_ms: 1_000,
                 env: Default::default(),
+                runner: None,
+                image: None,
             },
             published_at: chrono::Utc::now(),
         }
@@ -196,6 +198,18 @@ impl Setup {
 
     /// `ai-employee worker` named `name`, its output in `<name>.log`.
     fn worker(&self, url: &str, name: &str, claim: &str) -> Child {
+        self.worker_with(url, name, claim, &[], &[])
+    }
+
+    /// `worker` with more arguments and environment.
+    pub(crate) fn worker_with(
+        &self,
+        url: &str,
+        name: &str,
+        claim: &str,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> Child {
         let log = fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
         Command::new(BIN)
             .args([
@@ -211,6 +225,8 @@ impl Setup {
             .arg(self.dir.path().join(format!("work-{name}")))
             .arg("--allow-program")
             .arg(&self.agent)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env_remove("AI_EMPLOYEE_QUEUE_CREDENTIALS")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -219,13 +235,17 @@ impl Setup {
             .unwrap()
     }
 
-    fn log(&self, name: &str) -> String {
+    pub(crate) fn log(&self, name: &str) -> String {
         fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
     }
 }
 
 /// Results until `n` arrived (or the deadline).
-fn results(rt: &tokio::runtime::Runtime, c: &mut QueueClient, n: usize) -> Vec<Incoming> {
+pub(crate) fn results(
+    rt: &tokio::runtime::Runtime,
+    c: &mut QueueClient,
+    n: usize,
+) -> Vec<Incoming> {
     let mut out = Vec::new();
     let end = std::time::Instant::now() + DEADLINE;
     while out.len() < n && std::time::Instant::now() < end {

@@ -34,15 +34,15 @@ printf '{"type":"result","subtype":"success","is_error":false,"result":"Done.\\n
 
 const LONG: Duration = Duration::from_secs(60);
 
-struct Bench {
-    tv: TestVault,
+pub(crate) struct Bench {
+    pub(crate) tv: TestVault,
     agent: PathBuf,
     markers: PathBuf,
     url: String,
 }
 
 impl Bench {
-    fn new(redis: &Redis, claim: &str, extra: &str) -> Bench {
+    pub(crate) fn new(redis: &Redis, claim: &str, extra: &str) -> Bench {
         Bench::with(&redis.url(), claim, extra)
     }
 
@@ -73,14 +73,14 @@ impl Bench {
         }
     }
 
-    fn task(&self, id: &str) {
+    pub(crate) fn task(&self, id: &str) {
         let text = format!("---\ntype: task\n---\n# {id}\n\nPlan it.\n");
         let tmp = self.tv.vault.join(format!("Needs_Action/.{id}.tmp"));
         fs::write(&tmp, text).unwrap();
         fs::rename(&tmp, self.tv.vault.join(format!("Needs_Action/{id}.md"))).unwrap();
     }
 
-    fn loop_(&self) -> Child {
+    pub(crate) fn loop_(&self) -> Child {
         let n = crate::common::now_ns();
         let err = fs::File::create(self.tv.path(&format!("loop-{n}.log"))).unwrap();
         Command::new(BIN)
@@ -99,7 +99,7 @@ impl Bench {
             .unwrap()
     }
 
-    fn loop_log(&self) -> String {
+    pub(crate) fn loop_log(&self) -> String {
         let mut names = files(self.tv.dir.path());
         names.retain(|n| n.starts_with("loop-"));
         names
@@ -132,7 +132,7 @@ impl Bench {
             .unwrap()
     }
 
-    fn in_folder(&self, folder: &str) -> Vec<String> {
+    pub(crate) fn in_folder(&self, folder: &str) -> Vec<String> {
         files(&self.tv.vault.join(folder))
             .into_iter()
             .filter(|n| n.ends_with(".md"))
@@ -140,7 +140,7 @@ impl Bench {
     }
 
     /// Wait until every id is in Done/ (and nothing is left to do).
-    fn wait_done(&self, ids: &[String], timeout: Duration) {
+    pub(crate) fn wait_done(&self, ids: &[String], timeout: Duration) {
         let want: BTreeSet<String> = ids.iter().map(|i| format!("{i}.md")).collect();
         let ok = wait_until(timeout, || {
             let done: BTreeSet<String> = self.in_folder("Done").into_iter().collect();
@@ -225,7 +225,7 @@ fn tail(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-fn stop(mut c: Child) -> Option<i32> {
+pub(crate) fn stop(mut c: Child) -> Option<i32> {
     signal(c.id() as i32, libc::SIGTERM);
     wait_child(&mut c, LONG).and_then(|s| s.code())
 }

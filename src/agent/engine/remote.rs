@@ -33,9 +33,9 @@ use crate::agent::prompt::{self, Fill};
 use crate::agent::runner::{AttemptEnd, Progress};
 use crate::agent::snapshot::{QueueView, RemoteRunView};
 use crate::agent::task;
-use crate::config::{QueueSettings, QueueUnreachable};
+use crate::config::{QueueSettings, QueueUnreachable, Runner};
 use crate::queue::client::{Reachability, redacted};
-use crate::queue::wire::{AgentSpec, TaskMessage, VERSION};
+use crate::queue::wire::{AgentSpec, RunnerKind, TaskMessage, VERSION};
 use crate::queue::{
     Credentials, Incoming, Outstanding, QueueClient, QueueError, QueueMetrics, Verdict, WorkerInfo,
     Written, fence, write_files,
@@ -474,6 +474,11 @@ impl Engine {
                 timeout_ms: self.s.timeout.as_millis() as u64,
                 kill_after_ms: self.s.kill_after.as_millis() as u64,
                 env: BTreeMap::new(),
+                runner: match self.s.runner {
+                    Runner::Process => None,
+                    Runner::Podman => Some(RunnerKind::Podman),
+                },
+                image: self.s.image.clone(),
             },
             published_at: Utc::now(),
         })

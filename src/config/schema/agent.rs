@@ -8,7 +8,7 @@ use toml_edit::{Item, Value};
 
 use super::{Checker, Key, Table, names as key_names, process, read_section, set};
 use crate::config::template::{self, Placeholder, TemplateError};
-use crate::config::{AgentSettings, QueueUnreachable, Weights};
+use crate::config::{AgentSettings, QueueUnreachable, Runner, Weights};
 
 const MAX_CONCURRENT: i64 = 256;
 const MAX_ATTEMPTS: i64 = 100;
@@ -84,6 +84,8 @@ const KEYS: &[Key<AgentSettings>] = &[
     ("queue_unreachable", |c, f, s| {
         set(queue_unreachable(c, f), &mut s.queue.unreachable)
     }),
+    ("runner", |c, f, s| set(runner(c, f), &mut s.runner)),
+    ("image", |c, f, s| set(image(c, f).map(Some), &mut s.image)),
 ];
 
 /// Names people bring from the orchestrator configurations the task loop replaces
@@ -105,6 +107,8 @@ const ALIASES: &[(&str, &str)] = &[
     ("broker", "queue"),
     ("broker_url", "queue"),
     ("visibility_timeout", "claim_timeout"),
+    ("container_image", "image"),
+    ("container", "runner"),
 ];
 
 const WEIGHT_KEYS: &[Key<Weights>] = &[
@@ -157,7 +161,72 @@ pub(super) fn read(c: &mut Checker<'_>, field: &Field<'_>, table: &mut Table) {
         };
         format!("unknown key {key:?} in [agent]{hint}")
     });
+    containers(c, t, &settings);
     table.agent = settings;
+}
+
+/// `runner = "podman"` runs agents in containers on workers only: it needs `image`, a
+/// `queue`, and `queue_unreachable = "wait"` (no run falls back to this host, where it
+/// would run uncontained); `image` means nothing without it.
+fn containers(c: &mut Checker<'_>, t: &dyn toml_edit::TableLike, s: &AgentSettings) {
+    let at = |key: &str| {
+        Field::entries(t, |k| format!("agent.{k}"))
+            .find(|(name, _)| *name == key)
+            .map(|(_, f)| (f.at(), f.str().ok()))
+    };
+    let image_only = |c: &mut Checker<'_>, why: &str| {
+        if let Some((image_at, _)) = at("image") {
+            c.error(
+                image_at,
+                format!("agent.image: used only with runner = \"podman\" ({why})"),
+            );
+        }
+    };
+    let runner_at = match at("runner") {
+        None => return image_only(c, "set runner, or remove image"),
+        Some((_, Some("process"))) => return image_only(c, "runner is \"process\""),
+        Some((runner_at, Some("podman"))) => runner_at,
+        Some(_) => return, // said already
+    };
+    if s.image.is_none() && at("image").is_none() {
+        c.error(
+            runner_at,
+            "agent.runner: \"podman\" needs [agent] image, the container image the workers \
+             run the agent in"
+                .to_string(),
+        );
+    }
+    if s.queue.url.is_none() {
+        c.error(
+            runner_at,
+            "agent.runner: \"podman\" runs agents on workers only (ai-employee worker \
+             --runner podman); set [agent] queue (docs/workers.md, \"Containers\")"
+                .to_string(),
+        );
+    } else if s.queue.unreachable == QueueUnreachable::Local {
+        c.error(
+            runner_at,
+            "agent.runner: \"podman\" needs queue_unreachable = \"wait\": a run that falls \
+             back to this host would not be contained"
+                .to_string(),
+        );
+    }
+}
+
+fn runner(c: &mut Checker<'_>, field: &Field<'_>) -> Option<Runner> {
+    Some(match c.choice(field, &["process", "podman"])? {
+        "podman" => Runner::Podman,
+        _ => Runner::Process,
+    })
+}
+
+/// `image`: a container image reference (no spaces, not an option).
+fn image(c: &mut Checker<'_>, field: &Field<'_>) -> Option<String> {
+    let s = c.string(field)?;
+    match crate::agent::container::check_image(s) {
+        Ok(()) => Some(s.to_string()),
+        Err(problem) => c.reject(field.at(), format!("{}: {problem}", field.path)),
+    }
 }
 
 /// Which placeholders an argument list may use.
