@@ -142,7 +142,12 @@ pub enum Command {
     Worker {
         /// The queue: redis://host:6379/0, or rediss://host:6380/0 for TLS (no password
         /// here: it goes in the --credentials file)
-        #[arg(long, value_name = "URL", env = "AI_EMPLOYEE_QUEUE")]
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "AI_EMPLOYEE_QUEUE",
+            hide_env_values = true
+        )]
         queue: String,
         /// Runs at once
         #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
@@ -151,7 +156,12 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         name: Option<String>,
         /// The Redis user, password and CA (the format of a vault's credentials/queue.toml)
-        #[arg(long, value_name = "FILE", env = "AI_EMPLOYEE_QUEUE_CREDENTIALS")]
+        #[arg(
+            long,
+            value_name = "FILE",
+            env = "AI_EMPLOYEE_QUEUE_CREDENTIALS",
+            hide_env_values = true
+        )]
         credentials: Option<PathBuf>,
         /// Take over runs of a worker silent this long (the loop's [agent] claim_timeout)
         #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = ai_employee_vault::units::parse_positive_duration)]
@@ -192,8 +202,16 @@ pub enum Command {
         /// The shell to complete for
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) generated from this command line
-    Man,
+    /// Print the man page (roff) generated from this command line, or write every page
+    ///
+    /// With --dir, one page per subcommand is written there (ai-employee.1,
+    /// ai-employee-supervise.1, ai-employee-watch-gmail.1 …), the pages the main page's
+    /// SEE ALSO names.
+    Man {
+        /// Write all the pages into this folder (e.g. ~/.local/share/man/man1) instead
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Run one watcher (the supervisor starts these as its children)
     Watch {
         #[command(subcommand)]

@@ -335,3 +335,31 @@ fn a_dashboard_row_that_failed_on_a_full_disk_is_retried_and_the_newest_state_wi
     );
     assert_eq!(sup.stop().and_then(|s| s.code()), Some(0));
 }
+
+/// A child whose `cwd` is missing: the log and the Dashboard name the folder, not the
+/// program (which exists).
+#[test]
+fn a_missing_cwd_is_named_at_spawn() {
+    let tv = TestVault::new();
+    tv.write_config(&sh_process("nowhere", "exit 0", "cwd = \"Gone/Folder\""));
+    let mut sup = tv.start();
+    let missing = tv.vault.join("Gone/Folder");
+    let expected = format!("cwd {} does not exist", missing.display());
+    assert!(
+        wait_until(LONG, || tv.system_log().contains(&expected)),
+        "{}\n{}",
+        tv.system_log(),
+        sup.console()
+    );
+    assert!(
+        !tv.system_log().contains("No such file or directory"),
+        "{}",
+        tv.system_log()
+    );
+    assert!(
+        wait_until(LONG, || tv.dashboard().contains(&expected)),
+        "{}",
+        tv.dashboard()
+    );
+    sup.stop();
+}
