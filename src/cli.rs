@@ -5,6 +5,46 @@ use std::path::PathBuf;
 use ai_employee_vault::cli::VaultArg;
 use clap::{Parser, Subcommand};
 
+/// Parse the process's command line, or exit as clap does (help, version, usage error:
+/// exit 2). A usage error is told as if no variable were exported: an argument set only
+/// by `$AI_EMPLOYEE_VAULT` (or another variable) would otherwise show up in the usage
+/// line as though it had been typed.
+pub fn parse() -> Cli {
+    use clap::CommandFactory;
+    use clap::FromArgMatches;
+    use clap::error::ErrorKind;
+    let e = match Cli::try_parse() {
+        Ok(cli) => return cli,
+        Err(e) => e,
+    };
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    fn without_env(cmd: clap::Command) -> clap::Command {
+        cmd.mut_args(|a| {
+            if a.get_env().is_some() {
+                a.env(clap::builder::Resettable::Reset)
+            } else {
+                a
+            }
+        })
+        .mut_subcommands(without_env)
+    }
+    let again = without_env(Cli::command())
+        .try_get_matches_from(std::env::args_os())
+        .and_then(|m| Cli::from_arg_matches(&m));
+    match again {
+        // The same mistake, told without the variables.
+        Err(plain) if plain.kind() == e.kind() => plain.exit(),
+        _ => e.exit(),
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "ai-employee",

@@ -113,8 +113,9 @@ pub struct Runtime {
     /// Where the table in force came from (for `status`).
     table_source: String,
     started_wall: chrono::DateTime<chrono::Utc>,
-    /// The table file a reload reads, and its bytes when it was last read (a change that
-    /// leaves them as they were is not applied again).
+    /// The table file a reload reads, and the bytes of the table last read (a change
+    /// that leaves them as they were is not applied again; the built-in table's when the
+    /// file is not there, so `init` writing it changes nothing).
     table_path: PathBuf,
     table_seen: Option<Vec<u8>>,
     /// The watch on the table file while `reload_on_change` is on, its events' sender
@@ -142,6 +143,7 @@ impl Runtime {
         let reporter = Reporter::start(&vault, &config.notify);
         let records = guard::open_records(&vault);
         let table_path = table_watch::table_path(vault.root(), table.explicit.as_deref());
+        let table_seen = table_watch::bytes_in_force(&table_path, table.explicit.is_some());
         let (table_tx, table_rx) = mpsc::unbounded_channel();
         let mut rt = Runtime {
             vault,
@@ -165,7 +167,7 @@ impl Runtime {
             running_since: None,
             table_source: config.source.to_string(),
             started_wall: chrono::Utc::now(),
-            table_seen: std::fs::read(&table_path).ok(),
+            table_seen,
             table_path,
             table_watch: None,
             table_tx,

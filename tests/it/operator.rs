@@ -1099,6 +1099,40 @@ fn logs_follow_ends_at_once_on_ctrl_c() {
     }
 }
 
+/// An exported vault is neither shown in `--help` (set or not) nor put into the usage
+/// line of a usage error as if it had been typed.
+#[test]
+fn help_and_usage_errors_do_not_show_the_exported_vault() {
+    let run = |vault: Option<&str>, args: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).env_remove("AI_EMPLOYEE_VAULT");
+        if let Some(v) = vault {
+            cmd.env("AI_EMPLOYEE_VAULT", v);
+        }
+        cmd.output().unwrap()
+    };
+    for vault in [None, Some("/private/vault")] {
+        let o = run(vault, &["status", "--help"]);
+        assert_eq!(o.status.code(), Some(0));
+        let help = text(&o);
+        assert!(help.contains("[env: AI_EMPLOYEE_VAULT]"), "{help}");
+        assert!(!help.contains("AI_EMPLOYEE_VAULT="), "{help}");
+        assert!(!help.contains("/private/vault"), "{help}");
+
+        let o = run(vault, &["start"]);
+        assert_eq!(o.status.code(), Some(2));
+        let e = err(&o);
+        assert!(
+            e.contains("Usage: ai-employee start <NAME>\n"),
+            "{vault:?}: {e}"
+        );
+        assert!(
+            !e.contains("--vault") && !e.contains("/private/vault"),
+            "{e}"
+        );
+    }
+}
+
 #[test]
 fn completions_and_man_page_come_from_the_command_line() {
     for shell in ["bash", "zsh", "fish"] {

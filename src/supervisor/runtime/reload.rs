@@ -29,7 +29,8 @@ impl Runtime {
             return Err(ReloadError::ShuttingDown);
         }
         tell_service_manager(NotifyState::Reloading);
-        self.table_seen = std::fs::read(&self.table_path).ok();
+        self.table_seen =
+            table_watch::bytes_in_force(&self.table_path, self.table.explicit.is_some());
         let new = match config::load(self.vault.root(), self.table.explicit.as_deref()) {
             Ok(c) => c,
             Err(errors) => {

@@ -32,6 +32,18 @@ pub fn table_path(vault: &Path, explicit: Option<&Path>) -> PathBuf {
     std::path::absolute(&path).unwrap_or(path)
 }
 
+/// The bytes of the table a load of `path` uses: the file's, or (without `--config`)
+/// the built-in table's when there is no file.
+pub fn bytes_in_force(path: &Path, explicit: bool) -> Option<Vec<u8>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+            Some(crate::config::DEFAULT_TABLE.as_bytes().to_vec())
+        }
+        Err(_) => None,
+    }
+}
+
 /// Watch `path`'s folder and send `()` on `changed` for each event about `path`.
 pub fn watch(path: &Path, changed: UnboundedSender<()>) -> notify::Result<TableWatch> {
     let folder = path
