@@ -25,17 +25,7 @@ pub fn parse() -> Cli {
     ) {
         e.exit();
     }
-    fn without_env(cmd: clap::Command) -> clap::Command {
-        cmd.mut_args(|a| {
-            if a.get_env().is_some() {
-                a.env(clap::builder::Resettable::Reset)
-            } else {
-                a
-            }
-        })
-        .mut_subcommands(without_env)
-    }
-    let again = without_env(Cli::command())
+    let again = without_env(Cli::command(), false)
         .try_get_matches_from(std::env::args_os())
         .and_then(|m| Cli::from_arg_matches(&m));
     match again {
@@ -43,6 +33,21 @@ pub fn parse() -> Cli {
         Err(plain) if plain.kind() == e.kind() => plain.exit(),
         _ => e.exit(),
     }
+}
+
+/// `cmd` with no argument read from the environment; with `optional`, an argument that
+/// could come from a variable is not required either (the process table's check: the
+/// child's environment is not the one `check` runs in).
+pub fn without_env(cmd: clap::Command, optional: bool) -> clap::Command {
+    cmd.mut_args(move |a| {
+        if a.get_env().is_some() {
+            let a = a.env(clap::builder::Resettable::Reset);
+            if optional { a.required(false) } else { a }
+        } else {
+            a
+        }
+    })
+    .mut_subcommands(move |c| without_env(c, optional))
 }
 
 #[derive(Debug, Parser)]

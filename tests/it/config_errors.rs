@@ -667,6 +667,17 @@ name = "c"
 command = "ai-employee"
 args = ["agent", "--once=yes"]
 "#;
+    self_args_missing_value: r#"
+[[process]]
+name = "start"
+command = "ai-employee"
+args = ["start"]
+
+[[process]]
+name = "worker"
+command = "ai-employee"
+args = ["worker", "--concurrency", "0"]
+"#;
     self_args_missing: r#"
 [[process]]
 name = "bare"
@@ -1288,6 +1299,19 @@ args = ["watch", "filesytem"]
         r#"bad.toml:4:18: process[1].args: unknown subcommand "filesytem" (did you mean "filesystem"?)
 "#,
     );
+}
+
+#[test]
+fn a_command_line_whose_argument_may_come_from_the_environment_is_valid() {
+    // `worker` needs --queue or $AI_EMPLOYEE_QUEUE: the child's environment may have it.
+    let cfg = ok(r#"
+[[process]]
+name = "worker"
+command = "ai-employee"
+args = ["worker"]
+env = { AI_EMPLOYEE_QUEUE = "redis://127.0.0.1:6379/0" }
+"#);
+    assert_eq!(cfg.processes[0].args, ["worker"]);
 }
 
 #[test]

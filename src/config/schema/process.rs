@@ -282,11 +282,14 @@ fn self_command_line(
     command_at: usize,
     args_at: &[usize],
 ) {
-    use clap::Parser;
+    use clap::CommandFactory;
     use clap::error::{ContextKind, ContextValue, ErrorKind};
 
     let argv = std::iter::once(SELF_COMMAND).chain(args.iter().map(String::as_str));
-    let Err(e) = crate::cli::Cli::try_parse_from(argv) else {
+    // Without the environment: the child's is not the one the table is checked in (an
+    // argument a variable may give is not required here).
+    let cmd = crate::cli::without_env(crate::cli::Cli::command(), true);
+    let Err(e) = cmd.try_get_matches_from(argv) else {
         return;
     };
     let context = |kind| match e.get(kind) {
@@ -312,6 +315,17 @@ fn self_command_line(
             let hint = hint(ContextKind::SuggestedArg);
             let shown = word.clone().unwrap_or_default();
             (word, format!("unknown argument {shown:?}{hint}"))
+        }
+        ErrorKind::MissingRequiredArgument => {
+            let missing = match e.get(ContextKind::InvalidArg) {
+                Some(ContextValue::Strings(v)) => v.join(", "),
+                Some(ContextValue::String(s)) => s.clone(),
+                _ => String::new(),
+            };
+            (
+                None,
+                format!("`{SELF_COMMAND} {}` is missing {missing}", args.join(" ")),
+            )
         }
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => (
             args.iter()
