@@ -1099,6 +1099,33 @@ fn logs_follow_ends_at_once_on_ctrl_c() {
     }
 }
 
+/// `init` names everything it created, the vault's own folder too; `check` counts in
+/// the singular when there is one.
+#[test]
+fn init_and_check_say_what_they_did() {
+    let tv = TestVault::new();
+    let o = ctl(&tv, &["init"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let out = text(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], format!("Vault {}:", tv.vault.display()), "{out}");
+    assert_eq!(lines[1], "  created the vault folder", "{out}");
+    assert!(lines.contains(&"  created ai-employee.toml"), "{out}");
+    assert!(lines.iter().all(|l| l.trim_end() != "created"), "{out}");
+    tv.write_config("[[process]]\nname = \"one\"\ncommand = \"/bin/true\"\n");
+    let o = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&tv.config)
+        .arg("--vault")
+        .arg(&tv.vault)
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&o),
+        format!("{}: ok (1 process, 1 enabled)\n", tv.config.display())
+    );
+}
+
 /// An exported vault is neither shown in `--help` (set or not) nor put into the usage
 /// line of a usage error as if it had been typed.
 #[test]
