@@ -14,8 +14,15 @@ use crate::common::*;
 
 const LONG: Duration = Duration::from_secs(30);
 
+/// The pid a log line is about: its `pid=N` field, or `(pid N` in the message (a field
+/// the message says already is not repeated).
 fn pid_of(line: &str) -> Option<i32> {
-    line.rsplit_once("pid=")?.1.trim().parse().ok()
+    if let Some((_, n)) = line.rsplit_once("pid=") {
+        return n.trim().parse().ok();
+    }
+    let rest = line.split_once("(pid ")?.1;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 /// Children that exit every 50 ms while the health poll runs every millisecond: an exit
@@ -67,6 +74,7 @@ fn an_exit_between_health_polls_is_reaped_and_reported_with_its_code() {
         .filter(|l| l.contains(": stopping c"))
         .filter_map(pid_of)
         .collect();
+    assert!(!started.is_empty(), "no start found in the log:\n{log}");
     let unexplained: Vec<&i32> = started
         .iter()
         .filter(|p| !exited.contains(p) && !stopped_at_shutdown.contains(p))
