@@ -695,6 +695,54 @@ mod tests {
         exit(c, pid, ExitStatus::Code(1), now)
     }
 
+    /// The `Started` notice of a spawn.
+    fn started(c: &mut Child, pid: i32, now: Instant) -> Restart {
+        match c.on_event(Event::Spawned { pid }, now).as_slice() {
+            [Action::Notice(Notice::Started { restart, .. })] => *restart,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_supervisors_restarts_and_the_operators_starts_are_counted_apart() {
+        let t0 = Instant::now();
+        let mut c = child();
+        c.spec.backoff.initial = Duration::ZERO;
+        assert_eq!(c.on_event(Event::Start, t0), vec![Action::Spawn]);
+        assert_eq!(started(&mut c, 10, t0), Restart::First);
+        // A crash: restarted at once by the supervisor.
+        let _ = crash(&mut c, 10, t0);
+        assert_eq!(started(&mut c, 11, t0), Restart::Crash(1));
+        // The operator's restart: stop, then start at once.
+        feed(&mut c, Event::Stop(Then::Restart), t0);
+        feed(
+            &mut c,
+            Event::Exited {
+                pid: 11,
+                status: ExitStatus::Signal(15),
+                group_alive: false,
+            },
+            t0,
+        );
+        assert_eq!(started(&mut c, 12, t0), Restart::Manual(1));
+        // Stop, then the operator's start.
+        feed(&mut c, Event::Stop(Then::Rest), t0);
+        feed(
+            &mut c,
+            Event::Exited {
+                pid: 12,
+                status: ExitStatus::Signal(15),
+                group_alive: false,
+            },
+            t0,
+        );
+        assert_eq!(c.on_event(Event::Start, t0), vec![Action::Spawn]);
+        assert_eq!(started(&mut c, 13, t0), Restart::Manual(2));
+        let _ = crash(&mut c, 13, t0);
+        assert_eq!(started(&mut c, 14, t0), Restart::Crash(2));
+        assert_eq!((c.restarts(), c.manual_restarts()), (2, 2));
+    }
+
     #[test]
     fn crash_series_follows_backoff_and_resets_after_stable_run() {
         let t0 = Instant::now();
