@@ -55,7 +55,10 @@ pub fn sanitize(name: &OsStr) -> String {
         while out.ends_with(['.', ' ']) {
             out.pop();
         }
-        if out.len() > 3 && out[out.len() - 3..].eq_ignore_ascii_case(".md") {
+        // Compared as bytes: the three before the end need not start a character (when
+        // they are `.md`, they do).
+        let bytes = out.as_bytes();
+        if bytes.len() > 3 && bytes[bytes.len() - 3..].eq_ignore_ascii_case(b".md") {
             out.truncate(out.len() - 3);
         }
         if out.len() == before {
@@ -185,6 +188,10 @@ mod tests {
             ("a.md.md", "a"),
             ("b. .md", "b"),
             ("readme.mdx", "readme.mdx"),
+            // A multi-byte character just before the end is no boundary to cut at.
+            ("a\u{fffd}b", "a\u{fffd}b"),
+            ("é.md", "é"),
+            ("notes.мd", "notes.мd"),
         ] {
             assert_eq!(sanitize(OsStr::new(dropped)), clean, "{dropped}");
         }
