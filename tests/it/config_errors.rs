@@ -1315,7 +1315,7 @@ env = { AI_EMPLOYEE_QUEUE = "redis://127.0.0.1:6379/0" }
 }
 
 #[test]
-fn check_warns_of_a_missing_cwd_and_the_supervisor_names_it() {
+fn check_warns_of_a_missing_cwd() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("t.toml"),
