@@ -5,6 +5,51 @@ use std::path::PathBuf;
 use ai_employee_vault::cli::VaultArg;
 use clap::{Parser, Subcommand};
 
+/// Parse the process's command line, or exit as clap does (help, version, usage error:
+/// exit 2). A usage error is told as if no variable were exported: an argument set only
+/// by `$AI_EMPLOYEE_VAULT` (or another variable) would otherwise show up in the usage
+/// line as though it had been typed.
+pub fn parse() -> Cli {
+    use clap::CommandFactory;
+    use clap::FromArgMatches;
+    use clap::error::ErrorKind;
+    let e = match Cli::try_parse() {
+        Ok(cli) => return cli,
+        Err(e) => e,
+    };
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let again = without_env(Cli::command(), false)
+        .try_get_matches_from(std::env::args_os())
+        .and_then(|m| Cli::from_arg_matches(&m));
+    match again {
+        // The same mistake, told without the variables.
+        Err(plain) if plain.kind() == e.kind() => plain.exit(),
+        _ => e.exit(),
+    }
+}
+
+/// `cmd` with no argument read from the environment; with `optional`, an argument that
+/// could come from a variable is not required either (the process table's check: the
+/// child's environment is not the one `check` runs in).
+pub fn without_env(cmd: clap::Command, optional: bool) -> clap::Command {
+    cmd.mut_args(move |a| {
+        if a.get_env().is_some() {
+            let a = a.env(clap::builder::Resettable::Reset);
+            if optional { a.required(false) } else { a }
+        } else {
+            a
+        }
+    })
+    .mut_subcommands(move |c| without_env(c, optional))
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "ai-employee",
@@ -142,7 +187,12 @@ pub enum Command {
     Worker {
         /// The queue: redis://host:6379/0, or rediss://host:6380/0 for TLS (no password
         /// here: it goes in the --credentials file)
-        #[arg(long, value_name = "URL", env = "AI_EMPLOYEE_QUEUE")]
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "AI_EMPLOYEE_QUEUE",
+            hide_env_values = true
+        )]
         queue: String,
         /// Runs at once
         #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
@@ -151,7 +201,12 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         name: Option<String>,
         /// The Redis user, password and CA (the format of a vault's credentials/queue.toml)
-        #[arg(long, value_name = "FILE", env = "AI_EMPLOYEE_QUEUE_CREDENTIALS")]
+        #[arg(
+            long,
+            value_name = "FILE",
+            env = "AI_EMPLOYEE_QUEUE_CREDENTIALS",
+            hide_env_values = true
+        )]
         credentials: Option<PathBuf>,
         /// Take over runs of a worker silent this long (the loop's [agent] claim_timeout)
         #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = ai_employee_vault::units::parse_positive_duration)]
@@ -194,8 +249,16 @@ pub enum Command {
         /// The shell to complete for
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) generated from this command line
-    Man,
+    /// Print the man page (roff) generated from this command line, or write every page
+    ///
+    /// With --dir, one page per subcommand is written there (ai-employee.1,
+    /// ai-employee-supervise.1, ai-employee-watch-gmail.1 …), the pages the main page's
+    /// SEE ALSO names.
+    Man {
+        /// Write all the pages into this folder (e.g. ~/.local/share/man/man1) instead
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Run one watcher (the supervisor starts these as its children)
     Watch {
         #[command(subcommand)]

@@ -192,6 +192,15 @@ pub fn file_name(data: &[u8]) {
     assert_field(&front, "type", "file_drop", &note);
     assert_field(&front, "original_name", &name.to_string_lossy(), &note);
     assert_field(&front, "status", "pending", &note);
+    // The name its copy and note get: never empty, never a path, never a second note.
+    let clean = ai_employee_filesystem::names::sanitize(name);
+    assert!(!clean.is_empty() && !clean.contains('/'), "{clean:?}");
+    assert!(
+        clean.len() <= ai_employee_filesystem::names::MAX_NAME_BYTES,
+        "{clean:?}"
+    );
+    let lower = clean.to_ascii_lowercase();
+    assert!(!lower.ends_with(".md") || lower == ".md", "{clean:?}");
 }
 
 /// An approval request as the handler reads it from `Approved/`.

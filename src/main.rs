@@ -1,5 +1,3 @@
-use clap::Parser;
-
 fn main() {
     // The orphan guardian lives as long as the supervisor: dispatch it before argument
     // parsing so it touches as little of the binary as possible (its RSS counts).
@@ -9,7 +7,7 @@ fn main() {
     {
         std::process::exit(ai_employee::process::guardian::run_guardian());
     }
-    let cli = ai_employee::cli::Cli::parse();
+    let cli = ai_employee::cli::parse();
     let code = ai_employee::commands::run(cli);
     std::process::exit(code);
 }

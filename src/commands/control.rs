@@ -84,34 +84,9 @@ pub fn run(vault: &Path, verb: Verb, name: &str) -> i32 {
     let message = r.message.unwrap_or_default();
     let until = Instant::now() + WAIT_MAX;
     match verb {
-        Verb::Start => {
-            println!("{message}");
-            let now = find(&mut client, name);
-            let Some(pid) = now.as_ref().and_then(|c| c.pid) else {
-                return match now {
-                    Some(c) if c.state != "running" => {
-                        let last = c.last_exit.map(|e| format!(", {e}")).unwrap_or_default();
-                        eprintln!("ai-employee: {name} exited at once ({}{last})", c.state);
-                        exit_codes::FAILURE
-                    }
-                    _ => exit_codes::OK,
-                };
-            };
-            // Like supervisord's startsecs: a child that dies within a second did not start.
-            let settle = Instant::now() + START_SETTLE;
-            match wait(&mut client, name, settle, &|c| c.pid != Some(pid)) {
-                Some(c) => {
-                    let why = c.reason.map(|r| format!(": {r}")).unwrap_or_default();
-                    let last = c.last_exit.map(|e| format!(", {e}")).unwrap_or_default();
-                    eprintln!(
-                        "ai-employee: {name} exited at once ({}{last}){why}",
-                        c.state
-                    );
-                    exit_codes::FAILURE
-                }
-                None => exit_codes::OK,
-            }
-        }
+        // One line for what happened: "started" only once it stayed up.
+        Verb::Start => started(&mut client, name, &message, "not started"),
+        Verb::Restart if !active => started(&mut client, name, &message, "not restarted"),
         Verb::Stop => {
             println!("{message}");
             if !active {
@@ -144,10 +119,9 @@ pub fn run(vault: &Path, verb: Verb, name: &str) -> i32 {
                     exit_codes::OK
                 }
                 Some(c) => {
-                    let why = c.reason.map(|r| format!(": {r}")).unwrap_or_default();
                     eprintln!(
-                        "ai-employee: {name} did not come back up ({}){why}",
-                        c.state
+                        "ai-employee: {}",
+                        not_up(name, &c, "it did not come back up")
                     );
                     exit_codes::FAILURE
                 }
@@ -158,6 +132,53 @@ pub fn run(vault: &Path, verb: Verb, name: &str) -> i32 {
             }
         }
     }
+}
+
+/// After a start: `message` ("started NAME (pid N)") once the child has stayed up for
+/// [`START_SETTLE`], else one line saying why it is not running.
+fn started(client: &mut Client, name: &str, message: &str, outcome: &str) -> i32 {
+    let now = find(client, name);
+    let Some(pid) = now.as_ref().and_then(|c| c.pid) else {
+        return match now {
+            Some(c) if c.state != "running" => {
+                eprintln!("ai-employee: {}", not_up(name, &c, outcome));
+                exit_codes::FAILURE
+            }
+            _ => {
+                println!("{message}");
+                exit_codes::OK
+            }
+        };
+    };
+    // Like supervisord's startsecs: a child that dies within a second did not start.
+    let settle = Instant::now() + START_SETTLE;
+    match wait(client, name, settle, &|c| c.pid != Some(pid)) {
+        Some(c) => {
+            eprintln!("ai-employee: {}", not_up(name, &c, outcome));
+            exit_codes::FAILURE
+        }
+        None => {
+            println!("{message}");
+            exit_codes::OK
+        }
+    }
+}
+
+/// `gmail needs setup: exited 78 (…); not started`, or `gmail exited at once (backoff,
+/// exit 1): …` for a child that is not running after a start.
+fn not_up(name: &str, c: &ChildStatus, outcome: &str) -> String {
+    let reason = c.reason.clone();
+    if c.state == "needs-setup" {
+        let why = reason.unwrap_or_else(|| "see `ai-employee status`".into());
+        return format!("{name} needs setup: {why}; {outcome}");
+    }
+    let last = c
+        .last_exit
+        .as_ref()
+        .map(|e| format!(", {e}"))
+        .unwrap_or_default();
+    let why = reason.map(|r| format!(": {r}")).unwrap_or_default();
+    format!("{name} exited at once ({}{last}){why}; {outcome}", c.state)
 }
 
 fn find(client: &mut Client, name: &str) -> Option<ChildStatus> {
@@ -194,6 +215,9 @@ pub fn reload(vault: &Path) -> i32 {
     match call(&mut client, &Request::Reload) {
         Ok(r) if r.ok => {
             println!("{}", r.message.unwrap_or_default());
+            for w in r.reload.iter().flat_map(|r| &r.warnings) {
+                eprintln!("ai-employee: warning: {w}");
+            }
             exit_codes::OK
         }
         Ok(r) => {

@@ -14,8 +14,14 @@ pub fn run(root: &Path) -> i32 {
             } else {
                 println!("Vault {}:", root.display());
                 for p in &report.created {
-                    let shown = p.strip_prefix(root).unwrap_or(p);
-                    println!("  created {}", shown.display());
+                    match p.strip_prefix(root) {
+                        // The vault's own folder.
+                        Ok(rel) if rel.as_os_str().is_empty() => {
+                            println!("  created the vault folder");
+                        }
+                        Ok(rel) => println!("  created {}", rel.display()),
+                        Err(_) => println!("  created {}", p.display()),
+                    }
                 }
             }
             for line in &report.refused {

@@ -54,6 +54,10 @@ fn open_log(path: &Path) -> io::Result<File> {
 
 fn tail(path: &Path, lines: usize, follow: bool) -> io::Result<()> {
     let mut file = open_log(path)?;
+    if follow {
+        // Before the first line is out: whoever reads it may stop us right after.
+        end_on_stop_signals();
+    }
     let len = file.metadata()?.len();
     let start = last_lines_start(&mut file, len, lines)?;
     let mut out = io::stdout().lock();
@@ -65,6 +69,32 @@ fn tail(path: &Path, lines: usize, follow: bool) -> io::Result<()> {
     }
     drop(out);
     follow_file(path.to_path_buf(), file)
+}
+
+/// Ctrl+C, SIGTERM or SIGHUP end `-f` at once, also when they were ignored by whoever
+/// started it (a background job of a script inherits SIGINT ignored, and would otherwise
+/// follow forever): a thread waits for them, then the signal's default action ends the
+/// process as it would have.
+fn end_on_stop_signals() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<()>(1);
+    // Registered on the thread that acts on them: if it cannot start, nothing is caught
+    // and the default dispositions stay.
+    let waiter = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]);
+            let _ = ready_tx.send(());
+            let Ok(mut signals) = signals else { return };
+            if let Some(sig) = signals.forever().next() {
+                let _ = io::stdout().flush();
+                let _ = signal_hook::low_level::emulate_default_handler(sig);
+                std::process::exit(128 + sig);
+            }
+        });
+    if waiter.is_ok() {
+        let _ = ready_rx.recv();
+    }
 }
 
 /// Offset of the first of the last `n` lines of `file` (of length `len`).

@@ -98,11 +98,21 @@ pub fn run(cli: Cli) -> i32 {
             clap_complete::generate(shell, &mut cmd, "ai-employee", &mut std::io::stdout());
             ai_employee_vault::exit_codes::OK
         }
-        Command::Man => {
+        Command::Man { dir } => {
             let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
-            match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
-                Ok(()) => ai_employee_vault::exit_codes::OK,
-                Err(e) => fail(ai_employee_vault::exit_codes::FAILURE, e),
+            use ai_employee_vault::exit_codes::{CANT_CREATE, FAILURE, OK};
+            let written = match &dir {
+                Some(dir) => clap_mangen::generate_to(cmd, dir).map_err(|e| {
+                    let msg = format!("failed to write the man pages into {}: {e}", dir.display());
+                    (CANT_CREATE, msg)
+                }),
+                None => clap_mangen::Man::new(cmd)
+                    .render(&mut std::io::stdout())
+                    .map_err(|e| (FAILURE, e.to_string())),
+            };
+            match written {
+                Ok(()) => OK,
+                Err((code, e)) => fail(code, e),
             }
         }
         Command::Watch { watcher } => watch::run(watcher),

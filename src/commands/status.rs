@@ -269,7 +269,7 @@ fn row(c: &ChildStatus) -> [String; 8] {
         state,
         c.pid.map_or_else(dash, |p| p.to_string()),
         c.uptime_secs.map_or_else(dash, format_age),
-        c.restarts.to_string(),
+        crate::supervisor::report::console::restarts_cell(c.restarts, c.manual_restarts),
         c.last_exit.as_ref().map_or_else(dash, |e| e.to_string()),
         c.rss_bytes.map_or_else(dash, format_size_approx),
         c.cpu_percent.map_or_else(dash, |p| format!("{p:.1}%")),
@@ -290,6 +290,7 @@ mod tests {
         running.cpu_seconds = Some(1.5);
         let mut backoff = child("gmail", "backoff");
         backoff.restarts = 4;
+        backoff.manual_restarts = 1;
         backoff.backoff_left_secs = Some(11.2);
         backoff.last_exit = exited(1);
         let mut setup = child("whatsapp", "needs-setup");

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use ai_employee_vault::exit_codes;
 use ai_employee_vault::lock::{LockError, VaultLock};
@@ -54,6 +54,8 @@ pub fn run(root: &Path, explicit: Option<&Path>) -> i32 {
             );
         }
     };
+    // What the previous run left, read before the lock is taken (it writes our pid).
+    let previous = PreviousRun::look(&vault);
     let lock = match VaultLock::acquire(&vault.lock_file()) {
         Ok(l) => l,
         Err(e @ (LockError::HeldBy { .. } | LockError::Held { .. })) => {
@@ -153,7 +155,7 @@ pub fn run(root: &Path, explicit: Option<&Path>) -> i32 {
         Ok(rt) => rt,
         Err(e) => return super::fail(exit_codes::FAILURE, format_args!("failed to start: {e}")),
     };
-    let runtime = Runtime::new(
+    let mut runtime = Runtime::new(
         vault,
         TableLocation { explicit },
         cfg,
@@ -161,6 +163,11 @@ pub fn run(root: &Path, explicit: Option<&Path>) -> i32 {
         early_stop,
         logs.clone(),
     );
+    // We hold the lock, so no other supervisor runs: a records file left behind means
+    // the previous run ended without a clean stop.
+    if let Some(when) = previous.unclean_end() {
+        runtime.previous_run_unclean(previous.pid, when);
+    }
     let local = tokio::task::LocalSet::new();
     let outcome = local.block_on(&rt, runtime.run());
     // The last log lines reach their files, unless the disk does not answer: then the
@@ -178,5 +185,32 @@ pub fn run(root: &Path, explicit: Option<&Path>) -> i32 {
         Ok(Outcome::Clean) => exit_codes::OK,
         Ok(Outcome::Forced) => exit_codes::FORCED,
         Err(e) => super::fail(exit_codes::FAILURE, format_args!("supervisor failed: {e}")),
+    }
+}
+
+/// What a previous supervisor of the vault left: its pid (in the lock file) and, when it
+/// did not stop cleanly, its records file (removed by a clean stop).
+struct PreviousRun {
+    pid: Option<i32>,
+    /// When the records file and the system log were last written, if the records file
+    /// is there.
+    last_written: Option<SystemTime>,
+}
+
+impl PreviousRun {
+    fn look(vault: &Vault) -> PreviousRun {
+        let pid = std::fs::read_to_string(vault.lock_file())
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            .filter(|&p| p > 0);
+        let mtime = |p: &Path| std::fs::symlink_metadata(p).and_then(|m| m.modified()).ok();
+        let last_written = mtime(&vault.children_record())
+            .map(|records| mtime(&vault.system_log()).map_or(records, |log| log.max(records)));
+        PreviousRun { pid, last_written }
+    }
+
+    /// When the previous run was last seen alive, if it ended without a clean stop.
+    fn unclean_end(&self) -> Option<SystemTime> {
+        self.last_written
     }
 }

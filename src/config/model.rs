@@ -229,6 +229,12 @@ pub struct SupervisorSettings {
     pub log_max_files: u32,
     /// `metrics`, off by default: where to serve Prometheus metrics (`127.0.0.1:9464`).
     pub metrics: Option<std::net::SocketAddr>,
+    /// `reload_on_change`, default true: a saved change of the table file is applied like
+    /// `reload` (a broken one is refused, the running table kept).
+    pub reload_on_change: bool,
+    /// `log_timestamps`, default true: each line of a child's output is prefixed in its
+    /// log with the local time it was read.
+    pub log_timestamps: bool,
 }
 
 impl Default for SupervisorSettings {
@@ -239,6 +245,8 @@ impl Default for SupervisorSettings {
             log_max_size: 10 * 1024 * 1024,
             log_max_files: 5,
             metrics: None,
+            reload_on_change: true,
+            log_timestamps: true,
         }
     }
 }
@@ -352,9 +360,19 @@ pub struct ProcessSpec {
     /// Per-process log rotation overrides.
     pub log_max_size: Option<u64>,
     pub log_max_files: Option<u32>,
+    /// Per-process `log_timestamps`, overriding `[supervisor] log_timestamps`.
+    pub log_timestamps: Option<bool>,
 }
 
 impl ProcessSpec {
+    /// The folder the child runs in: `cwd` (relative to the vault), else the vault.
+    pub fn working_dir(&self, vault: &std::path::Path) -> PathBuf {
+        match &self.cwd {
+            Some(c) => vault.join(c),
+            None => vault.to_path_buf(),
+        }
+    }
+
     /// A spec with every optional field at its default (used by tests and the parser).
     pub fn new(name: &str, command: &str, args: &[&str]) -> Self {
         ProcessSpec {
@@ -375,6 +393,7 @@ impl ProcessSpec {
             stop_signal: StopSignal::Term,
             log_max_size: None,
             log_max_files: None,
+            log_timestamps: None,
         }
     }
 }

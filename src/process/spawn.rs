@@ -26,11 +26,27 @@ pub struct SpawnRequest<'a> {
 
 /// A child that could not be started, and why.
 #[derive(Debug, thiserror::Error)]
-#[error("failed to start {command:?}: {source}")]
 pub struct SpawnError {
     /// As written in the table.
     command: String,
     source: io::Error,
+    /// The working folder, when it is what is missing (`ENOENT` from `chdir` reads like a
+    /// missing program otherwise).
+    missing_cwd: Option<PathBuf>,
+}
+
+impl std::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.missing_cwd {
+            Some(cwd) => write!(
+                f,
+                "failed to start {:?}: cwd {} does not exist",
+                self.command,
+                cwd.display()
+            ),
+            None => write!(f, "failed to start {:?}: {}", self.command, self.source),
+        }
+    }
 }
 
 impl SpawnError {
@@ -116,9 +132,16 @@ const SCRUBBED_ENV: &[&str] = &[
 
 /// Start a child. Never goes through a shell.
 pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
-    start(req).map_err(|source| SpawnError {
-        command: req.command.to_string(),
-        source,
+    start(req).map_err(|source| {
+        // Checked after the failure, so a folder made meanwhile is not blamed.
+        let missing_cwd = (source.kind() == io::ErrorKind::NotFound
+            && std::fs::symlink_metadata(req.cwd).is_err())
+        .then(|| req.cwd.to_path_buf());
+        SpawnError {
+            command: req.command.to_string(),
+            source,
+            missing_cwd,
+        }
     })
 }
 
@@ -190,6 +213,13 @@ mod tests {
         assert!(start_error("/etc/hosts", Path::new("/")).needs_setup());
         // A working folder that is a file.
         assert!(start_error("/bin/sh", Path::new("/etc/hosts")).needs_setup());
+        // A working folder that does not exist is named, not the program.
+        let e = start_error("/bin/sh", Path::new("/nonexistent/folder"));
+        assert!(e.needs_setup());
+        assert_eq!(
+            e.to_string(),
+            "failed to start \"/bin/sh\": cwd /nonexistent/folder does not exist"
+        );
     }
 
     #[test]
@@ -197,6 +227,7 @@ mod tests {
         let e = SpawnError {
             command: "x".into(),
             source: io::Error::from_raw_os_error(libc::EMFILE),
+            missing_cwd: None,
         };
         assert!(!e.needs_setup());
         assert_eq!(

@@ -12,6 +12,7 @@ pub fn child(name: &str, state: &str) -> ChildStatus {
         pid: None,
         uptime_secs: None,
         restarts: 0,
+        manual_restarts: 0,
         last_exit: None,
         rss_bytes: None,
         cpu_percent: None,

@@ -126,12 +126,25 @@ pub enum Event {
     Kill,
 }
 
+/// Which start a spawn was, counted apart: the supervisor's own restarts after a crash or
+/// a failed health check, and the operator's (`start`, `restart`, a reload that changed
+/// the definition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    /// The first start this session.
+    First,
+    /// The n-th restart by the supervisor.
+    Crash(u32),
+    /// The n-th start asked for by the operator.
+    Manual(u32),
+}
+
 /// Something worth a log line, a console line or a Dashboard row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Notice {
     Started {
         pid: i32,
-        restart: u32,
+        restart: Restart,
     },
     SpawnFailed {
         reason: String,
@@ -194,8 +207,12 @@ pub struct Child {
     phase: Phase,
     /// Consecutive failed runs; drives the backoff, reset after `reset_after` up.
     attempt: u32,
-    /// Restarts in this supervisor's lifetime (not counting the first start).
+    /// Restarts by the supervisor in its lifetime (after a crash or failed health check).
     restarts: u32,
+    /// Starts asked for by the operator after the first (`start`, `restart`, a reload).
+    manual_restarts: u32,
+    /// Whether the spawn under way was asked for by the operator.
+    manual_start: bool,
     last_exit: Option<ExitStatus>,
     /// When the current crash series ends if the child stays up.
     stable_at: Option<Instant>,
@@ -213,6 +230,8 @@ impl Child {
             phase: Phase::Idle,
             attempt: 0,
             restarts: 0,
+            manual_restarts: 0,
+            manual_start: false,
             last_exit: None,
             stable_at: None,
             recent: VecDeque::new(),
@@ -238,9 +257,15 @@ impl Child {
         self.stop_timeout
     }
 
-    /// Restarts in this supervisor's lifetime (not counting the first start).
+    /// Restarts by the supervisor in its lifetime (after crashes and failed health
+    /// checks; the first start and the operator's starts are not counted).
     pub fn restarts(&self) -> u32 {
         self.restarts
+    }
+
+    /// Starts by the operator after the first (`start`, `restart`, a reload's change).
+    pub fn manual_restarts(&self) -> u32 {
+        self.manual_restarts
     }
 
     pub fn last_exit(&self) -> Option<ExitStatus> {
@@ -317,15 +342,18 @@ impl Child {
                     self.attempt = 0;
                     self.stable_at = None;
                     self.recent.clear();
-                    self.spawn(&mut out);
+                    self.spawn(self.spawned_once, &mut out);
                 }
             },
             Event::Spawned { pid } => {
-                let restart = if self.spawned_once {
-                    self.restarts += 1;
-                    self.restarts
+                let restart = if !self.spawned_once {
+                    Restart::First
+                } else if self.manual_start {
+                    self.manual_restarts += 1;
+                    Restart::Manual(self.manual_restarts)
                 } else {
-                    0
+                    self.restarts += 1;
+                    Restart::Crash(self.restarts)
                 };
                 self.spawned_once = true;
                 self.phase = Phase::Running { pid, since: now };
@@ -412,7 +440,7 @@ impl Child {
                 }
             }
             Event::Tick => match self.phase {
-                Phase::Backoff { until } if until <= now => self.spawn(&mut out),
+                Phase::Backoff { until } if until <= now => self.spawn(false, &mut out),
                 Phase::Running { .. } if self.stable_at.is_some_and(|t| t <= now) => {
                     self.stable_at = None;
                     self.attempt = 0;
@@ -461,8 +489,10 @@ impl Child {
         }
     }
 
-    fn spawn(&mut self, out: &mut Vec<Action>) {
+    /// Ask the runtime for a spawn; `manual`: the operator asked for it.
+    fn spawn(&mut self, manual: bool, out: &mut Vec<Action>) {
         self.phase = Phase::Starting;
+        self.manual_start = manual;
         out.push(Action::Spawn);
     }
 
@@ -535,7 +565,7 @@ impl Child {
             Then::Restart => {
                 self.attempt = 0;
                 self.stable_at = None;
-                self.spawn(out);
+                self.spawn(self.spawned_once, out);
             }
             Then::CrashRestart => {
                 // What follows was told with the health failure that caused the stop.
@@ -599,7 +629,7 @@ impl Child {
         self.attempt = self.attempt.saturating_add(1);
         let d = backoff::delay(&self.spec.backoff, self.attempt).max(min_delay);
         if d.is_zero() {
-            self.spawn(out);
+            self.spawn(false, out);
         } else {
             self.phase = Phase::Backoff {
                 until: later(now, d),
@@ -663,6 +693,54 @@ mod tests {
 
     fn crash(c: &mut Child, pid: i32, now: Instant) -> Vec<Action> {
         exit(c, pid, ExitStatus::Code(1), now)
+    }
+
+    /// The `Started` notice of a spawn.
+    fn started(c: &mut Child, pid: i32, now: Instant) -> Restart {
+        match c.on_event(Event::Spawned { pid }, now).as_slice() {
+            [Action::Notice(Notice::Started { restart, .. })] => *restart,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_supervisors_restarts_and_the_operators_starts_are_counted_apart() {
+        let t0 = Instant::now();
+        let mut c = child();
+        c.spec.backoff.initial = Duration::ZERO;
+        assert_eq!(c.on_event(Event::Start, t0), vec![Action::Spawn]);
+        assert_eq!(started(&mut c, 10, t0), Restart::First);
+        // A crash: restarted at once by the supervisor.
+        let _ = crash(&mut c, 10, t0);
+        assert_eq!(started(&mut c, 11, t0), Restart::Crash(1));
+        // The operator's restart: stop, then start at once.
+        feed(&mut c, Event::Stop(Then::Restart), t0);
+        feed(
+            &mut c,
+            Event::Exited {
+                pid: 11,
+                status: ExitStatus::Signal(15),
+                group_alive: false,
+            },
+            t0,
+        );
+        assert_eq!(started(&mut c, 12, t0), Restart::Manual(1));
+        // Stop, then the operator's start.
+        feed(&mut c, Event::Stop(Then::Rest), t0);
+        feed(
+            &mut c,
+            Event::Exited {
+                pid: 12,
+                status: ExitStatus::Signal(15),
+                group_alive: false,
+            },
+            t0,
+        );
+        assert_eq!(c.on_event(Event::Start, t0), vec![Action::Spawn]);
+        assert_eq!(started(&mut c, 13, t0), Restart::Manual(2));
+        let _ = crash(&mut c, 13, t0);
+        assert_eq!(started(&mut c, 14, t0), Restart::Crash(2));
+        assert_eq!((c.restarts(), c.manual_restarts()), (2, 2));
     }
 
     #[test]

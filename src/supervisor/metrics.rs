@@ -181,7 +181,7 @@ fn families(report: &StatusReport) -> Vec<Family> {
         },
         Family {
             name: "child_restarts",
-            help: "Restarts since the supervisor started.",
+            help: "Restarts by the supervisor (after a crash or failed health check) since it started.",
             kind: Kind::Counter,
             samples: per_child(&|c| Some(Value::Int(i64::from(c.restarts)))),
         },
@@ -799,7 +799,7 @@ mod tests {
     fn classic_text_names_help_and_type_after_the_sample() {
         let text = render(&report(), &Tasks::Absent, Format::Text);
         assert!(text.contains(
-            "# HELP ai_employee_child_restarts_total Restarts since the supervisor started.\n\
+            "# HELP ai_employee_child_restarts_total Restarts by the supervisor (after a crash or failed health check) since it started.\n\
              # TYPE ai_employee_child_restarts_total counter\n\
              ai_employee_child_restarts_total{name=\"zeta\"} 2\n\
              ai_employee_child_restarts_total{name=\"alpha\"} 2\n"

@@ -5,8 +5,9 @@
 //! Exits are noticed through SIGCHLD and reaped at once (never by polling); every deadline
 //! is on the monotonic clock. The rest of the runtime lives next to this file:
 //! `guard.rs` (the orphan guardian and the records file), `health.rs` (health checks),
-//! `output.rs` (children's output into their logs), `reload.rs` (a new table) and
-//! `operator.rs` (the control socket's requests).
+//! `output.rs` (children's output into their logs), `reload.rs` (a new table),
+//! `table_watch.rs` (the table file watched for saved changes) and `operator.rs` (the
+//! control socket's requests).
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -36,6 +37,7 @@ mod health;
 mod operator;
 mod output;
 mod reload;
+mod table_watch;
 
 pub use reload::ReloadError;
 
@@ -111,6 +113,18 @@ pub struct Runtime {
     /// Where the table in force came from (for `status`).
     table_source: String,
     started_wall: chrono::DateTime<chrono::Utc>,
+    /// The table file a reload reads, and the bytes of the table last read (a change
+    /// that leaves them as they were is not applied again; the built-in table's when the
+    /// file is not there, so `init` writing it changes nothing).
+    table_path: PathBuf,
+    table_seen: Option<Vec<u8>>,
+    /// The watch on the table file while `reload_on_change` is on, its events' sender
+    /// (for a watch started by a reload) and receiver (taken by `run`).
+    table_watch: Option<table_watch::TableWatch>,
+    table_tx: mpsc::UnboundedSender<()>,
+    table_rx: Option<mpsc::UnboundedReceiver<()>>,
+    /// When a saved change of the table is applied (pushed back by each event).
+    reload_due: Option<Instant>,
 }
 
 impl Runtime {
@@ -128,6 +142,9 @@ impl Runtime {
         let settings = config.supervisor.clone();
         let reporter = Reporter::start(&vault, &config.notify);
         let records = guard::open_records(&vault);
+        let table_path = table_watch::table_path(vault.root(), table.explicit.as_deref());
+        let table_seen = table_watch::bytes_in_force(&table_path, table.explicit.is_some());
+        let (table_tx, table_rx) = mpsc::unbounded_channel();
         let mut rt = Runtime {
             vault,
             table,
@@ -150,11 +167,23 @@ impl Runtime {
             running_since: None,
             table_source: config.source.to_string(),
             started_wall: chrono::Utc::now(),
+            table_seen,
+            table_path,
+            table_watch: None,
+            table_tx,
+            table_rx: Some(table_rx),
+            reload_due: None,
         };
         for spec in config.processes {
             rt.slots.push(rt.new_slot(spec));
         }
         rt
+    }
+
+    /// The previous supervisor of the vault (`pid`, if known) ended without a clean stop
+    /// (killed, or the machine went down); `last_seen` is when it last wrote its files.
+    pub fn previous_run_unclean(&mut self, pid: Option<i32>, last_seen: SystemTime) {
+        self.reporter.previous_run_unclean(pid, last_seen);
     }
 
     fn new_slot(&self, spec: ProcessSpec) -> Slot {
@@ -204,6 +233,8 @@ impl Runtime {
             tokio::task::spawn_local(super::metrics::serve(addr, calls_tx.clone()));
         }
         drop(calls_tx);
+        let mut table_events = self.table_rx.take();
+        self.sync_table_watch();
         if self.early_stop.load(Ordering::SeqCst) {
             self.reporter.stopped_early();
             self.shutting_down = true;
@@ -241,6 +272,9 @@ impl Runtime {
                     let response = self.on_control(call.request);
                     // It fails only when the asker stopped waiting: no one to answer.
                     let _ = call.reply.send(response);
+                }
+                Some(()) = recv_some(&mut table_events) => {
+                    self.reload_due = Some(later(Instant::now(), table_watch::SETTLE));
                 }
                 _ = sleep_until(deadline) => self.on_tick(),
             }
@@ -327,6 +361,10 @@ impl Runtime {
                 self.start_guardian();
             }
         }
+        if self.reload_due.is_some_and(|t| t <= now) {
+            self.reload_due = None;
+            self.table_changed();
+        }
         if let Some((period, last)) = self.watchdog
             && now >= later(last, period)
         {
@@ -356,6 +394,9 @@ impl Runtime {
             merge(t);
         }
         if let Some(t) = self.trim_due {
+            merge(t);
+        }
+        if let Some(t) = self.reload_due {
             merge(t);
         }
         if let Some((period, last)) = self.watchdog {
@@ -412,11 +453,7 @@ impl Runtime {
         let vault = self.vault.root().to_path_buf();
         let heartbeat = self.vault.heartbeat(self.slots[i].child.name());
         let spec = self.slots[i].child.spec();
-        let cwd = match &spec.cwd {
-            Some(c) if c.is_absolute() => c.clone(),
-            Some(c) => vault.join(c),
-            None => vault.clone(),
-        };
+        let cwd = spec.working_dir(&vault);
         // A heartbeat left by the last run would count as a fresh one. Not there is the
         // usual case; one that cannot be removed counts once, from its first sight (see
         // `health.rs`), which is the grace a child without a heartbeat has anyway.
@@ -441,7 +478,17 @@ impl Runtime {
                 slot.beat = None;
                 slot.start_time = None;
                 slot.setup_see = None;
-                output::start_drain(sp.output, slot.log.clone(), self.drains.clone());
+                let stamps = slot
+                    .child
+                    .spec()
+                    .log_timestamps
+                    .unwrap_or(self.settings.log_timestamps);
+                output::start_drain(
+                    sp.output,
+                    slot.log.clone(),
+                    self.drains.clone(),
+                    stamps.then(output::LineStamps::default),
+                );
                 if self.running_since.is_some() {
                     // After vfork the new child usually sits on our CPU, still loading;
                     // let it run before our bookkeeping (~0.15 ms off a restart). Not
@@ -517,6 +564,14 @@ async fn sleep_until(d: Option<Instant>) {
 /// Tell systemd (`Type=notify`) where we are. Without `NOTIFY_SOCKET` it does nothing; a
 /// send that fails leaves the service manager to its own timeouts, as for a service that
 /// never notifies, so it is only logged for debugging.
+/// The next message of `rx`, or never when there is none.
+async fn recv_some<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 fn tell_service_manager(state: sd_notify::NotifyState<'_>) {
     if let Err(e) = sd_notify::notify(&[state]) {
         debug!("failed to notify the service manager: {e}");

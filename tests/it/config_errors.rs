@@ -664,6 +664,55 @@ colour = "blue"
 [priority_weights]
 urgency = 0.4
 "#;
+    // ---- this program's own command lines, parsed as the child would parse them ----
+    self_args_misspelt_watcher: r#"
+[[process]]
+name = "fs"
+command = "ai-employee"
+args = ["watch", "filesytem"]
+"#;
+    self_args_unknown_subcommand_and_flag: r#"
+[[process]]
+name = "a"
+command = "ai-employee"
+args = ["agnet"]
+
+[[process]]
+name = "b"
+command = "ai-employee"
+args = ["agent", "--vualt", "/v"]
+
+[[process]]
+name = "c"
+command = "ai-employee"
+args = ["agent", "--once=yes"]
+"#;
+    self_args_missing_value: r#"
+[[process]]
+name = "start"
+command = "ai-employee"
+args = ["start"]
+
+[[process]]
+name = "worker"
+command = "ai-employee"
+args = ["worker", "--concurrency", "0"]
+"#;
+    self_args_missing: r#"
+[[process]]
+name = "bare"
+command = "ai-employee"
+
+[[process]]
+name = "watch"
+command = "ai-employee"
+args = ["watch"]
+
+[[process]]
+name = "help"
+command = "ai-employee"
+args = ["watch", "gmail", "--help"]
+"#;
 }
 
 #[test]
@@ -894,6 +943,8 @@ stop_timeout = "0"
 log_max_size = 4096
 log_max_files = 100
 metrics = "localhost:9464"
+reload_on_change = false
+log_timestamps = false
 
 [[process]]
 name = "all.keys_1-x"
@@ -915,6 +966,7 @@ stop_timeout = "3s"
 stop_signal = "SIGINT"
 log_max_size = "1MB"
 log_max_files = 1
+log_timestamps = true
 
 [process.env]
 RUST_LOG = "debug"
@@ -943,6 +995,8 @@ webhook = "http://127.0.0.1:9000/hook"
             log_max_size: 4096,
             log_max_files: 100,
             metrics: Some("127.0.0.1:9464".parse().unwrap()),
+            reload_on_change: false,
+            log_timestamps: false,
         }
     );
     assert_eq!(
@@ -987,6 +1041,7 @@ webhook = "http://127.0.0.1:9000/hook"
     assert_eq!(p.stop_signal, StopSignal::Int);
     assert_eq!(p.log_max_size, Some(1_000_000));
     assert_eq!(p.log_max_files, Some(1));
+    assert_eq!(p.log_timestamps, Some(true));
     assert_eq!(p.env.len(), 2);
     assert_eq!(p.env["RUST_LOG"], "debug");
     assert_eq!(p.env["with space"], "");
@@ -1226,8 +1281,10 @@ name = "gmail"
 command = "ai-employee"
 "#,
         r#"bad.toml:2:19: supervisor.health_interval: invalid duration "30" (use a unit: "30s", "5m", "500ms")
+bad.toml:6:11: process[1].args: missing: `ai-employee` needs a subcommand (e.g. args = ["watch", "filesystem"])
 bad.toml:7:1: unknown key "restrat" in [[process]] (did you mean "restart"?)
 bad.toml:10:8: duplicate process name "gmail" (first defined at line 5)
+bad.toml:11:11: process[2].args: missing: `ai-employee` needs a subcommand (e.g. args = ["watch", "filesystem"])
 "#,
     );
 }
@@ -1270,6 +1327,52 @@ bad.toml:3:28: agent.command[3]: unknown placeholder {promt} (did you mean "{pro
 bad.toml:4:10: agent.prompt: must be a path inside the vault, relative to it, found "/tmp/prompt.md"
 bad.toml:7:11: agent.weights.urgency: must not be negative, found -1
 "#,
+    );
+}
+
+#[test]
+fn check_exits_78_on_a_misspelt_watcher() {
+    check_fails_with(
+        r#"[[process]]
+name = "filesystem"
+command = "ai-employee"
+args = ["watch", "filesytem"]
+"#,
+        r#"bad.toml:4:18: process[1].args: unknown subcommand "filesytem" (did you mean "filesystem"?)
+"#,
+    );
+}
+
+#[test]
+fn a_command_line_whose_argument_may_come_from_the_environment_is_valid() {
+    // `worker` needs --queue or $AI_EMPLOYEE_QUEUE: the child's environment may have it.
+    let cfg = ok(r#"
+[[process]]
+name = "worker"
+command = "ai-employee"
+args = ["worker"]
+env = { AI_EMPLOYEE_QUEUE = "redis://127.0.0.1:6379/0" }
+"#);
+    assert_eq!(cfg.processes[0].args, ["worker"]);
+}
+
+#[test]
+fn check_warns_of_a_missing_cwd() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("t.toml"),
+        "[[process]]\nname = \"x\"\ncommand = \"/bin/true\"\ncwd = \"No/Such\"\n",
+    )
+    .unwrap();
+    let out = check(dir.path(), "t.toml");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let missing = dir.path().join("No/Such");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "t.toml: warning: process \"x\": cwd {} does not exist (it cannot start until fixed)\n",
+            missing.display()
+        )
     );
 }
 

@@ -14,8 +14,15 @@ use crate::common::*;
 
 const LONG: Duration = Duration::from_secs(30);
 
+/// The pid a log line is about: its `pid=N` field, or `(pid N` in the message (a field
+/// the message says already is not repeated).
 fn pid_of(line: &str) -> Option<i32> {
-    line.rsplit_once("pid=")?.1.trim().parse().ok()
+    if let Some((_, n)) = line.rsplit_once("pid=") {
+        return n.trim().parse().ok();
+    }
+    let rest = line.split_once("(pid ")?.1;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 /// Children that exit every 50 ms while the health poll runs every millisecond: an exit
@@ -67,6 +74,7 @@ fn an_exit_between_health_polls_is_reaped_and_reported_with_its_code() {
         .filter(|l| l.contains(": stopping c"))
         .filter_map(pid_of)
         .collect();
+    assert!(!started.is_empty(), "no start found in the log:\n{log}");
     let unexplained: Vec<&i32> = started
         .iter()
         .filter(|p| !exited.contains(p) && !stopped_at_shutdown.contains(p))
@@ -334,4 +342,32 @@ fn a_dashboard_row_that_failed_on_a_full_disk_is_retried_and_the_newest_state_wi
         sup.console()
     );
     assert_eq!(sup.stop().and_then(|s| s.code()), Some(0));
+}
+
+/// A child whose `cwd` is missing: the log and the Dashboard name the folder, not the
+/// program (which exists).
+#[test]
+fn a_missing_cwd_is_named_at_spawn() {
+    let tv = TestVault::new();
+    tv.write_config(&sh_process("nowhere", "exit 0", "cwd = \"Gone/Folder\""));
+    let mut sup = tv.start();
+    let missing = tv.vault.join("Gone/Folder");
+    let expected = format!("cwd {} does not exist", missing.display());
+    assert!(
+        wait_until(LONG, || tv.system_log().contains(&expected)),
+        "{}\n{}",
+        tv.system_log(),
+        sup.console()
+    );
+    assert!(
+        !tv.system_log().contains("No such file or directory"),
+        "{}",
+        tv.system_log()
+    );
+    assert!(
+        wait_until(LONG, || tv.dashboard().contains(&expected)),
+        "{}",
+        tv.dashboard()
+    );
+    sup.stop();
 }

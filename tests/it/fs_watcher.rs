@@ -172,6 +172,35 @@ fn a_dropped_file_becomes_exactly_one_copy_and_note() {
     assert_eq!(names(&vault.join("Inbox")), [name]);
 }
 
+/// A dropped Markdown note: one note in Needs_Action/ (not `foo.md` beside `foo.md.md`),
+/// its copy beside it without the extension.
+#[test]
+fn a_dropped_note_is_one_note_and_its_copy() {
+    let (_dir, vault) = new_vault();
+    let mut w = FsWatcher::start_ready(&vault, &[]);
+    let content = b"# Meeting notes\n\n- call the bank\n";
+    fs::write(vault.join("Inbox/foo.md"), content).unwrap();
+    wait_tasks(&vault, 1);
+    w.stop();
+    let all = names(&vault.join("Needs_Action"));
+    let notes: Vec<&String> = all.iter().filter(|n| n.ends_with(".md")).collect();
+    assert_eq!(notes.len(), 1, "{all:?}");
+    let note = notes[0];
+    assert!(
+        note.starts_with("FILE_") && note.ends_with("_foo.md"),
+        "{all:?}"
+    );
+    assert!(!note.ends_with(".md.md"), "{all:?}");
+    let copy = note.strip_suffix(".md").unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(
+        fs::read(vault.join("Needs_Action").join(copy)).unwrap(),
+        content
+    );
+    let doc = &tasks(&vault)[note];
+    assert_eq!(field(doc, "original_name"), "foo.md");
+}
+
 #[test]
 fn a_file_written_slowly_is_taken_once_complete() {
     let (_dir, vault) = new_vault();

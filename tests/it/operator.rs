@@ -409,26 +409,59 @@ fn start_reports_a_child_that_exits_at_once() {
     let tv = TestVault::new();
     tv.write_config(&sh_process("setup", "exit 78", ""));
     let mut sup = start(&tv, |v| child(v, "setup")["state"] == "needs-setup");
-    let o = ctl(&tv, &["start", "setup"]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        err(&o).contains("setup exited at once (needs-setup, exit 78)"),
-        "{}",
-        err(&o)
+    // One line each, saying what happened; no "started" before it.
+    for (verb, outcome) in [("restart", "not restarted"), ("start", "not started")] {
+        let o = ctl(&tv, &[verb, "setup"]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert_eq!(text(&o), "", "{verb}");
+        assert_eq!(
+            err(&o),
+            format!(
+                "ai-employee: setup needs setup: exited 78 (needs configuration; see \
+                 Logs/setup.log); {outcome}\n"
+            ),
+            "{verb}"
+        );
+    }
+    // The operator's starts are counted apart from the supervisor's restarts.
+    let (_, v) = status_json(&tv);
+    let c = child(&v, "setup");
+    assert_eq!(
+        (c["restarts"].as_u64(), c["manual_restarts"].as_u64()),
+        (Some(0), Some(2)),
+        "{c}"
     );
+    let table = text(&ctl(&tv, &["status"]));
+    assert!(table.contains("0 (+2 manual)"), "{table}");
+    let log = tv.system_log();
+    assert!(log.contains("(pid "), "{log}");
+    assert!(log.contains("on request; manual start #2)"), "{log}");
+    assert!(!log.contains("restart #"), "{log}");
     assert!(sup.stop().is_some());
+    // One Dashboard row for one state: the same "needs setup" three times is one row.
+    let dashboard = tv.dashboard();
+    assert_eq!(
+        dashboard
+            .lines()
+            .filter(|l| l.contains("Needs Setup"))
+            .count(),
+        1,
+        "{dashboard}"
+    );
 }
 
 #[test]
 fn reload_prints_what_changed_and_refuses_a_broken_table() {
     let tv = TestVault::new();
+    // Off, so that the explicit reload is the one that applies the change.
+    const MANUAL: &str = "[supervisor]\nreload_on_change = false\n\n";
     tv.write_config(&format!(
-        "{SLEEPER}\n{}",
+        "{MANUAL}{SLEEPER}\n{}",
         sh_process("gone", "sleep 1000", "")
     ));
     let mut sup = start(&tv, |v| child(v, "gone")["state"] == "running");
     tv.write_config(&format!(
-        "{SLEEPER}\n[[process]]\nname = \"new\"\ncommand = \"sleep\"\nargs = [\"999\"]\n"
+        "{MANUAL}{SLEEPER}\n[[process]]\nname = \"new\"\ncommand = \"sleep\"\nargs = [\"999\"]\n"
     ));
     let o = ctl(&tv, &["reload"]);
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
@@ -447,6 +480,118 @@ fn reload_prints_what_changed_and_refuses_a_broken_table() {
         err(&o)
     );
     assert_eq!(state(&tv, "new"), "running", "the running table is kept");
+    assert!(sup.stop().is_some());
+}
+
+/// Save `text` as an editor does: a new file renamed over the table.
+fn save_like_an_editor(tv: &TestVault, text: &str) {
+    let tmp = tv.config.with_extension("toml.swp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, &tv.config).unwrap();
+}
+
+#[test]
+fn a_saved_table_is_applied_and_a_broken_one_refused() {
+    let tv = TestVault::new();
+    tv.write_config(&format!(
+        "{SLEEPER}\n{}",
+        sh_process("old", "sleep 1000", "")
+    ));
+    let mut sup = start(&tv, |v| child(v, "old")["state"] == "running");
+    let sleeper_pid = child(&status_json(&tv).1, "sleeper")["pid"].clone();
+
+    // Disable one, add one, change one: applied without a `reload`.
+    let edited = format!(
+        "[[process]]\nname = \"sleeper\"\ncommand = \"sleep\"\nargs = [\"1001\"]\n\n{}{}",
+        sh_process("old", "sleep 1000", "enabled = false"),
+        sh_process("new", "sleep 1000", ""),
+    );
+    let saved = std::time::Instant::now();
+    save_like_an_editor(&tv, &edited);
+    assert!(
+        wait_until(LONG, || {
+            let v = status_json(&tv).1;
+            child(&v, "new")["state"] == "running"
+                && child(&v, "old")["state"] == "disabled"
+                && child(&v, "sleeper")["state"] == "running"
+                && child(&v, "sleeper")["pid"] != sleeper_pid
+        }),
+        "{}\n{}",
+        sup.console(),
+        tv.system_log()
+    );
+    eprintln!("saved change applied after {:?}", saved.elapsed());
+    let console = sup.console();
+    assert!(console.contains("changed: reloading"), "{console}");
+    assert!(
+        console.contains("reload: added new; changed sleeper; disabled old; 0 unchanged"),
+        "{console}"
+    );
+
+    // A broken save: refused on the console and the Dashboard, the running table kept.
+    save_like_an_editor(&tv, &format!("{edited}\n[[process]]\nname = \"x\"\n"));
+    assert!(
+        wait_until(LONG, || tv.dashboard().contains("Process_Table")),
+        "{}\n{}",
+        tv.dashboard(),
+        sup.console()
+    );
+    let dashboard = tv.dashboard();
+    let row = dashboard
+        .lines()
+        .find(|l| l.contains("Process_Table"))
+        .unwrap();
+    assert!(row.contains("✗ Refused"), "{row}");
+    assert!(
+        row.contains(&format!(
+            "{}:17:1: process[4]: missing required key \"command\"",
+            tv.config.display()
+        )),
+        "{row}"
+    );
+    assert!(
+        sup.console()
+            .contains("reload failed: keeping the current process table"),
+        "{}",
+        sup.console()
+    );
+    assert_eq!(state(&tv, "new"), "running", "the running table is kept");
+    assert_eq!(state(&tv, "sleeper"), "running");
+    assert!(sup.stop().is_some());
+}
+
+#[test]
+fn with_reload_on_change_off_a_saved_table_waits_for_reload() {
+    let tv = TestVault::new();
+    let off = "[supervisor]\nreload_on_change = false\n\n";
+    tv.write_config(&format!("{off}{SLEEPER}"));
+    let mut sup = start(&tv, |v| child(v, "sleeper")["state"] == "running");
+    save_like_an_editor(
+        &tv,
+        &format!(
+            "[supervisor]\nreload_on_change = false\nmetrics = \"127.0.0.1:1\"\n\n{SLEEPER}\n{}",
+            sh_process("late", "sleep 1000", "")
+        ),
+    );
+    // Four times the settling time of a watched table: nothing may happen.
+    assert!(
+        !wait_until(Duration::from_secs(2), || child(
+            &status_json(&tv).1,
+            "late"
+        ) != &Value::Null),
+        "applied without a reload: {}",
+        sup.console()
+    );
+    // The change was pending: the explicit reload is the one that applies it, and says
+    // what it could not apply.
+    let o = ctl(&tv, &["reload"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(text(&o).trim(), "reloaded: added late; 1 unchanged");
+    assert_eq!(
+        err(&o).trim(),
+        "ai-employee: warning: a new metrics address takes effect when the supervisor restarts"
+    );
+    assert!(wait_until(LONG, || state(&tv, "late") == "running"));
     assert!(sup.stop().is_some());
 }
 
@@ -475,7 +620,8 @@ fn logs_prints_the_last_lines_and_follows_across_rotation() {
     let s2 = seen.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Some(n) = line.strip_prefix("line ").and_then(|n| n.parse().ok()) {
+            // Each line as logged: `YYYY-MM-DD HH:MM:SS.mmm line N`.
+            if let Some(n) = line.split_once("line ").and_then(|(_, n)| n.parse().ok()) {
                 s2.lock().unwrap().push(n);
             }
         }
@@ -913,6 +1059,107 @@ fn a_hanging_or_dead_webhook_does_not_delay_restarts() {
     }
 }
 
+/// `logs -f` ends at once on Ctrl+C (SIGINT), also when it was started with SIGINT
+/// ignored, as a background job of a script is.
+#[test]
+fn logs_follow_ends_at_once_on_ctrl_c() {
+    use std::os::unix::process::CommandExt;
+    let tv = TestVault::new();
+    std::fs::create_dir_all(tv.vault.join("Logs")).unwrap();
+    std::fs::write(tv.vault.join("Logs/system.log"), "first line\n").unwrap();
+    for ignored in [false, true] {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["logs", "-f", "--vault"])
+            .arg(&tv.vault)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if ignored {
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::signal(libc::SIGINT, libc::SIG_IGN);
+                    Ok(())
+                });
+            }
+        }
+        let mut follower = cmd.spawn().unwrap();
+        let mut out = BufReader::new(follower.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line, "first line\n");
+        let sent = Instant::now();
+        crate::common::signal(follower.id() as i32, libc::SIGINT);
+        let st = crate::common::wait_child(&mut follower, Duration::from_secs(5));
+        let took = sent.elapsed();
+        eprintln!("logs -f (SIGINT ignored: {ignored}) exited {took:?} after SIGINT");
+        let st = st.unwrap_or_else(|| panic!("still following 5 s after SIGINT ({ignored})"));
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(st.signal(), Some(libc::SIGINT), "{st:?}");
+        assert!(took < Duration::from_millis(500), "took {took:?}");
+    }
+}
+
+/// `init` names everything it created, the vault's own folder too; `check` counts in
+/// the singular when there is one.
+#[test]
+fn init_and_check_say_what_they_did() {
+    let tv = TestVault::new();
+    let o = ctl(&tv, &["init"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let out = text(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], format!("Vault {}:", tv.vault.display()), "{out}");
+    assert_eq!(lines[1], "  created the vault folder", "{out}");
+    assert!(lines.contains(&"  created ai-employee.toml"), "{out}");
+    assert!(lines.iter().all(|l| l.trim_end() != "created"), "{out}");
+    tv.write_config("[[process]]\nname = \"one\"\ncommand = \"/bin/true\"\n");
+    let o = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&tv.config)
+        .arg("--vault")
+        .arg(&tv.vault)
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&o),
+        format!("{}: ok (1 process, 1 enabled)\n", tv.config.display())
+    );
+}
+
+/// An exported vault is neither shown in `--help` (set or not) nor put into the usage
+/// line of a usage error as if it had been typed.
+#[test]
+fn help_and_usage_errors_do_not_show_the_exported_vault() {
+    let run = |vault: Option<&str>, args: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).env_remove("AI_EMPLOYEE_VAULT");
+        if let Some(v) = vault {
+            cmd.env("AI_EMPLOYEE_VAULT", v);
+        }
+        cmd.output().unwrap()
+    };
+    for vault in [None, Some("/private/vault")] {
+        let o = run(vault, &["status", "--help"]);
+        assert_eq!(o.status.code(), Some(0));
+        let help = text(&o);
+        assert!(help.contains("[env: AI_EMPLOYEE_VAULT]"), "{help}");
+        assert!(!help.contains("AI_EMPLOYEE_VAULT="), "{help}");
+        assert!(!help.contains("/private/vault"), "{help}");
+
+        let o = run(vault, &["start"]);
+        assert_eq!(o.status.code(), Some(2));
+        let e = err(&o);
+        assert!(
+            e.contains("Usage: ai-employee start <NAME>\n"),
+            "{vault:?}: {e}"
+        );
+        assert!(
+            !e.contains("--vault") && !e.contains("/private/vault"),
+            "{e}"
+        );
+    }
+}
+
 #[test]
 fn completions_and_man_page_come_from_the_command_line() {
     for shell in ["bash", "zsh", "fish"] {
@@ -935,6 +1182,37 @@ fn completions_and_man_page_come_from_the_command_line() {
         &s[..s.len().min(200)]
     );
     assert!(s.contains("status"));
+
+    // Every page the main page names is written by `man --dir`.
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(BIN)
+        .args(["man", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let main = std::fs::read_to_string(dir.path().join("ai-employee.1")).unwrap();
+    let mut named = 0;
+    for word in main.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '\\')) {
+        // roff writes `ai\-employee\-init(1)` as `ai\-employee\-init`, then `(1)`.
+        let page = word.replace("\\-", "-");
+        if page.starts_with("ai-employee-") {
+            named += 1;
+            assert!(
+                dir.path().join(format!("{page}.1")).exists(),
+                "{page}(1) is named but not written"
+            );
+        }
+    }
+    assert!(named >= 10, "{named} pages named:\n{main}");
+    for page in [
+        "ai-employee-supervise.1",
+        "ai-employee-watch-gmail.1",
+        "ai-employee-tasks-add.1",
+    ] {
+        assert!(dir.path().join(page).exists(), "{page}");
+    }
+    assert!(!dir.path().join("ai-employee-__guardian.1").exists());
 }
 
 /// The task loop as the supervisor's child: a task whose every attempt crashes ends in

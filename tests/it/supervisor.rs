@@ -746,3 +746,140 @@ fn sigterm_during_start_up_still_shuts_down_cleanly() {
             .all(|p| !alive(*p))));
     }
 }
+
+/// After a `kill -9` of the supervisor, the next start says so: a log line and an Offline
+/// row naming the previous pid and when it was last seen. A clean stop says nothing.
+#[test]
+fn the_start_after_a_kill_9_says_the_previous_run_ended_uncleanly() {
+    let tv = TestVault::new();
+    tv.write_config(&format!("{FAST}{}", sh_process("w", "exec sleep 1000", "")));
+    let mut first = tv.start();
+    assert!(wait_until(Duration::from_secs(10), || tv
+        .system_log()
+        .contains("started w (pid")));
+    let first_pid = first.pid();
+    first.signal(libc::SIGKILL);
+    let _ = first.wait_exit(Duration::from_secs(5));
+    let killed_at = chrono::Local::now();
+
+    let mut second = tv.start();
+    let said = format!("the previous run (pid {first_pid}) ended without a clean stop");
+    assert!(
+        wait_until(Duration::from_secs(10), || tv.system_log().contains(&said)),
+        "{}",
+        tv.system_log()
+    );
+    assert!(second.console().contains(&said), "{}", second.console());
+    assert!(
+        wait_until(Duration::from_secs(10), || tv.dashboard().contains(&said)),
+        "{}",
+        tv.dashboard()
+    );
+    // "last seen at" the time of the kill, to the second (the file times it is read from
+    // were written just before).
+    let line = tv
+        .system_log()
+        .lines()
+        .find(|l| l.contains(&said))
+        .unwrap()
+        .to_string();
+    let seen = line
+        .rsplit("last seen at ")
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+    let seen = chrono::NaiveDateTime::parse_from_str(&seen, "%Y-%m-%d %H:%M:%S")
+        .unwrap_or_else(|e| panic!("{e}: {line}"));
+    let gap = killed_at.naive_local().signed_duration_since(seen);
+    assert!((0..=5).contains(&gap.num_seconds()), "{line}");
+    assert_eq!(second.stop().map(|s| s.code()), Some(Some(0)));
+
+    // After that clean stop, the next start is quiet.
+    let mut third = tv.start();
+    assert!(wait_until(Duration::from_secs(10), || tv
+        .system_log()
+        .matches("started w (pid")
+        .count()
+        == 3));
+    assert_eq!(third.stop().map(|s| s.code()), Some(Some(0)));
+    assert_eq!(tv.system_log().matches("without a clean stop").count(), 1);
+}
+
+/// What the console and the log say at a stop by SIGTERM, in one small session: no
+/// "Ctrl+C again" (nobody can press it), singular counts, a disabled child called
+/// disabled, and the pid once per line.
+#[test]
+fn a_sigterm_session_is_told_as_it_is() {
+    let tv = TestVault::new();
+    tv.write_config(&format!(
+        "{FAST}{}{}",
+        sh_process("w", "exec sleep 1000", ""),
+        sh_process("off", "exec sleep 1000", "enabled = false")
+    ));
+    let mut sup = tv.start();
+    assert!(wait_until(Duration::from_secs(10), || sup
+        .console()
+        .contains("1 process started")));
+    assert_eq!(sup.stop().map(|s| s.code()), Some(Some(0)));
+    let console = sup.console();
+    assert!(console.contains("(2 processes, 1 enabled)"), "{console}");
+    assert!(
+        console.contains("received SIGTERM: stopping all children\n"),
+        "{console}"
+    );
+    assert!(!console.contains("Ctrl+C again"), "{console}");
+    assert!(console.contains(", 1 start, 0 restarts"), "{console}");
+    let off = console
+        .lines()
+        .find(|l| l.trim_start().starts_with("off "))
+        .unwrap_or_else(|| panic!("{console}"));
+    assert!(off.contains("disabled"), "{off}");
+    let log = tv.system_log();
+    let started = log.lines().find(|l| l.contains("started w (pid")).unwrap();
+    assert!(!started.contains("pid="), "{started}");
+    assert!(
+        log.contains("1 start, 0 restarts, 0 manual starts, 0 crashes"),
+        "{log}"
+    );
+}
+
+/// Child output is stamped with the time each line was read, a line written in two
+/// pieces once; `log_timestamps = false` leaves it as written.
+#[test]
+fn child_log_lines_carry_the_time_they_were_read() {
+    let tv = TestVault::new();
+    tv.write_config(&format!(
+        "{FAST}{}{}",
+        sh_process(
+            "stamped",
+            "printf 'first\\n'; printf 'half '; sleep 0.2; printf 'and half\\n'; exec sleep 1000",
+            ""
+        ),
+        sh_process(
+            "plain",
+            "echo as written; exec sleep 1000",
+            "log_timestamps = false"
+        )
+    ));
+    let mut sup = tv.start();
+    assert!(wait_until(Duration::from_secs(10), || tv
+        .read("vault/Logs/stamped.log")
+        .contains("and half\n")
+        && tv.read("vault/Logs/plain.log").contains("as written")));
+    assert_eq!(sup.stop().map(|s| s.code()), Some(Some(0)));
+    let log = tv.read("vault/Logs/stamped.log");
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    let today = chrono::Local::now().format("%Y-%m-%d ").to_string();
+    for (line, text) in lines.iter().zip(["first", "half and half"]) {
+        // `2026-12-06 20:31:05.123 text`
+        assert!(line.starts_with(&today), "{line}");
+        assert_eq!(&line[24..], text, "{line}");
+        assert!(
+            chrono::NaiveDateTime::parse_from_str(&line[..23], "%Y-%m-%d %H:%M:%S%.3f").is_ok(),
+            "{line}"
+        );
+    }
+    assert_eq!(tv.read("vault/Logs/plain.log"), "as written\n");
+}

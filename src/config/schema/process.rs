@@ -9,6 +9,7 @@ use toml_edit::{Item, TableLike, Value};
 use super::{Checker, Key, Table, array_of_tables, backoff, names as key_names, read_section, set};
 use crate::config::read::{one_of, quote_hint};
 use crate::config::{MAX_RESTARTS, ProcessSpec, RestartPolicy, StopSignal};
+use crate::process::spawn::SELF_COMMAND;
 
 /// One `[[process]]` as read so far.
 struct Draft {
@@ -20,6 +21,12 @@ struct Draft {
     name_present: bool,
     command: Option<String>,
     command_present: bool,
+    /// Offsets of `command`'s value and of each `args` element, for the check of this
+    /// binary's own command lines.
+    command_at: usize,
+    args_at: Vec<usize>,
+    /// `args` was written but could not be read (its problem is reported already).
+    args_broken: bool,
     description: Option<String>,
 }
 
@@ -27,7 +34,7 @@ const KEYS: &[Key<Draft>] = &[
     ("name", name),
     ("description", description),
     ("command", command),
-    ("args", |c, f, d| set(c.string_list(f), &mut d.spec.args)),
+    ("args", args),
     ("enabled", |c, f, d| set(c.boolean(f), &mut d.spec.enabled)),
     ("restart", restart),
     ("backoff", |c, f, d| {
@@ -58,6 +65,9 @@ const KEYS: &[Key<Draft>] = &[
     ("log_max_files", |c, f, d| {
         set(c.log_files(f).map(Some), &mut d.spec.log_max_files)
     }),
+    ("log_timestamps", |c, f, d| {
+        set(c.boolean(f).map(Some), &mut d.spec.log_timestamps)
+    }),
 ];
 
 /// Names people bring from supervisord, systemd or docker-compose, mapped to ours.
@@ -85,6 +95,7 @@ pub(super) const ALIASES: &[(&str, &str)] = &[
     ("heartbeat", "heartbeat_timeout"),
     ("retries", "max_restarts"),
     ("startretries", "max_restarts"),
+    ("timestamps", "log_timestamps"),
 ];
 
 pub(super) const RESTART_VALUES: &[&str] = &["always", "on-failure", "never"];
@@ -136,6 +147,9 @@ fn read_one(
         name_present: false,
         command: None,
         command_present: false,
+        command_at: at,
+        args_at: Vec::new(),
+        args_broken: false,
         description: None,
     };
     let keys = names();
@@ -162,6 +176,9 @@ fn read_one(
             spec.description = d.description.unwrap_or_else(|| name.clone());
             spec.name = name.clone();
             spec.command = command;
+            if spec.command == SELF_COMMAND && !d.args_broken {
+                self_command_line(c, &prefix, &spec.args, d.command_at, &d.args_at);
+            }
             Some(spec)
         }
         _ => None,
@@ -224,6 +241,7 @@ fn description(c: &mut Checker<'_>, field: &Field<'_>, d: &mut Draft) {
 
 fn command(c: &mut Checker<'_>, field: &Field<'_>, d: &mut Draft) {
     d.command_present = true;
+    d.command_at = field.at();
     if let Some(hint) = split_command_hint(field.item) {
         c.error(
             field.at(),
@@ -236,6 +254,119 @@ fn command(c: &mut Checker<'_>, field: &Field<'_>, d: &mut Draft) {
             d.command = Some(command.to_string());
         }
     }
+}
+
+fn args(c: &mut Checker<'_>, field: &Field<'_>, d: &mut Draft) {
+    d.args_broken = true;
+    if let Some(args) = c.string_list(field) {
+        d.args_broken = false;
+        d.args_at = match field.value() {
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| v.span().map_or_else(|| field.at(), |s| s.start))
+                .collect(),
+            _ => vec![field.at(); args.len()],
+        };
+        d.spec.args = args;
+    }
+}
+
+/// `command = "ai-employee"`: its `args` must be a command line this binary accepts, or
+/// the child would exit 2 at each start and be restarted forever. They are parsed by the
+/// binary's own parser without running anything; a problem is reported at the argument
+/// it is about (else at `args`, else at `command`).
+fn self_command_line(
+    c: &mut Checker<'_>,
+    prefix: &str,
+    args: &[String],
+    command_at: usize,
+    args_at: &[usize],
+) {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+
+    let argv = std::iter::once(SELF_COMMAND).chain(args.iter().map(String::as_str));
+    // Without the environment: the child's is not the one the table is checked in (an
+    // argument a variable may give is not required here).
+    let cmd = crate::cli::without_env(crate::cli::Cli::command(), true);
+    let Err(e) = cmd.try_get_matches_from(argv) else {
+        return;
+    };
+    let context = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        Some(ContextValue::Strings(v)) => v.first().cloned(),
+        _ => None,
+    };
+    let hint = |kind| {
+        context(kind)
+            .map(|s| format!(" (did you mean {s:?}?)"))
+            .unwrap_or_default()
+    };
+    let (word, message) = match e.kind() {
+        ErrorKind::InvalidSubcommand => {
+            let word = context(ContextKind::InvalidSubcommand);
+            let hint = hint(ContextKind::SuggestedSubcommand);
+            let shown = word.clone().unwrap_or_default();
+            (word, format!("unknown subcommand {shown:?}{hint}"))
+        }
+        ErrorKind::UnknownArgument => {
+            // "--flag=value" is reported as "--flag".
+            let word = context(ContextKind::InvalidArg);
+            let hint = hint(ContextKind::SuggestedArg);
+            let shown = word.clone().unwrap_or_default();
+            (word, format!("unknown argument {shown:?}{hint}"))
+        }
+        ErrorKind::MissingRequiredArgument => {
+            let missing = match e.get(ContextKind::InvalidArg) {
+                Some(ContextValue::Strings(v)) => v.join(", "),
+                Some(ContextValue::String(s)) => s.clone(),
+                _ => String::new(),
+            };
+            (
+                None,
+                format!("`{SELF_COMMAND} {}` is missing {missing}", args.join(" ")),
+            )
+        }
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => (
+            args.iter()
+                .find(|a| matches!(a.as_str(), "-h" | "--help" | "-V" | "--version" | "help"))
+                .cloned(),
+            "would print help or the version and exit instead of running".to_string(),
+        ),
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand if args.is_empty() => (
+            None,
+            format!(
+                "missing: `{SELF_COMMAND}` needs a subcommand (e.g. args = [\"watch\", \
+                 \"filesystem\"])"
+            ),
+        ),
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => (
+            None,
+            format!("`{SELF_COMMAND} {}` needs a subcommand", args.join(" ")),
+        ),
+        _ => {
+            // clap's own first line, without its "error: " and styling.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or_default();
+            (
+                context(ContextKind::InvalidValue).or_else(|| context(ContextKind::InvalidArg)),
+                first.strip_prefix("error: ").unwrap_or(first).to_string(),
+            )
+        }
+    };
+    let position = word
+        .as_deref()
+        .and_then(|w| {
+            args.iter().position(|a| {
+                a == w
+                    || a.split_once('=')
+                        .is_some_and(|(flag, value)| flag == w || value == w)
+            })
+        })
+        .and_then(|i| args_at.get(i).copied())
+        .or_else(|| args_at.first().copied())
+        .unwrap_or(command_at);
+    c.error(position, format!("{prefix}.args: {message}"));
 }
 
 /// For `command = ["prog", "a", "b"]`: ` (write command = "prog" and args = ["a", "b"])`.

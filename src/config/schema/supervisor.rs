@@ -22,6 +22,12 @@ const KEYS: &[Key<SupervisorSettings>] = &[
         set(c.log_files(f), &mut s.log_max_files)
     }),
     ("metrics", |c, f, s| s.metrics = listen_address(c, f)),
+    ("reload_on_change", |c, f, s| {
+        set(c.boolean(f), &mut s.reload_on_change)
+    }),
+    ("log_timestamps", |c, f, s| {
+        set(c.boolean(f), &mut s.log_timestamps)
+    }),
 ];
 
 /// Names people bring from supervisord, systemd or docker-compose, mapped to ours.
@@ -30,6 +36,10 @@ const ALIASES: &[(&str, &str)] = &[
     ("health_check_interval", "health_interval"),
     ("grace_period", "stop_timeout"),
     ("stop_grace_period", "stop_timeout"),
+    ("watch", "reload_on_change"),
+    ("auto_reload", "reload_on_change"),
+    ("autoreload", "reload_on_change"),
+    ("timestamps", "log_timestamps"),
 ];
 
 pub(super) fn names() -> Vec<&'static str> {

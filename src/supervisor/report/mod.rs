@@ -16,19 +16,20 @@ pub mod notify;
 pub mod phrase;
 pub mod summary;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
 use ai_employee_vault::Vault;
 use ai_employee_vault::control::ReloadReport;
 use ai_employee_vault::logs::LogFile;
-use ai_employee_vault::units::format_elapsed;
+use ai_employee_vault::units::{count, format_elapsed};
 use nix::sys::signal::Signal;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{ConfigErrors, NotifyEvent, NotifySpec};
 use crate::process::ExitStatus;
-use crate::supervisor::machine::{Child, Next, Notice};
+use crate::supervisor::machine::{Child, Next, Notice, Restart};
 
 use dashboard::DashboardWriter;
 use notify::Notifier;
@@ -45,7 +46,9 @@ const NOTIFY_FLUSH_MAX: Duration = Duration::from_secs(2);
 #[derive(Default)]
 struct Counts {
     starts: u64,
+    /// The supervisor's own restarts; `manual` the operator's starts after the first.
     restarts: u64,
+    manual: u64,
     crashes: u64,
     health_failures: u64,
 }
@@ -59,6 +62,9 @@ pub struct Reporter {
     counts: Counts,
     /// The system status last written to the Dashboard.
     last_summary: Option<Summary>,
+    /// Per child, the status and details of its last Dashboard row (forgotten once it
+    /// runs stably again).
+    child_rows: HashMap<String, (String, String)>,
 }
 
 impl Reporter {
@@ -70,6 +76,7 @@ impl Reporter {
             webhook_specs: specs.to_vec(),
             counts: Counts::default(),
             last_summary: None,
+            child_rows: HashMap::new(),
         }
     }
 
@@ -116,14 +123,22 @@ impl Reporter {
         match notice {
             Notice::Started { pid, restart } => {
                 self.counts.starts += 1;
-                if restart == 0 {
-                    info!(child = name, pid, "started {desc} (pid {pid})");
-                } else {
-                    self.counts.restarts += 1;
-                    info!(
-                        child = name,
-                        pid, "restarted {desc} (pid {pid}, restart #{restart})"
-                    );
+                match restart {
+                    Restart::First => info!(child = name, pid, "started {desc} (pid {pid})"),
+                    Restart::Crash(n) => {
+                        self.counts.restarts += 1;
+                        info!(
+                            child = name,
+                            pid, "restarted {desc} (pid {pid}, restart #{n})"
+                        );
+                    }
+                    Restart::Manual(n) => {
+                        self.counts.manual += 1;
+                        info!(
+                            child = name,
+                            pid, "started {desc} (pid {pid}, on request; manual start #{n})"
+                        );
+                    }
                 }
             }
             Notice::SpawnFailed { reason, retry_in } => match retry_in {
@@ -179,7 +194,10 @@ impl Reporter {
                     Next::Stopped => info!(child = name, pid, "exited with {status}"),
                 }
             }
-            Notice::Stable => debug!(child = name, "stable: backoff reset"),
+            Notice::Stable => {
+                self.child_rows.remove(name);
+                debug!(child = name, "stable: backoff reset");
+            }
             Notice::Stopping {
                 pid,
                 signal,
@@ -216,12 +234,19 @@ impl Reporter {
         None
     }
 
-    /// A child that waits for a person gets a Dashboard row and a webhook event.
-    fn needs_person(&self, name: &str, desc: &str, fact: &NeedsPerson<'_>) {
-        self.dashboard.send(summary::child_row(
+    /// A child that waits for a person gets a Dashboard row and a webhook event; the same
+    /// row as the last one for that child is not written again (one row per change of
+    /// state: `restart` then `start` of a child that needs setup is still the one fact).
+    fn needs_person(&mut self, name: &str, desc: &str, fact: &NeedsPerson<'_>) {
+        let row = summary::child_row(
             fact.row_status(),
             format!("{desc}: {}", fact.say(Place::Dashboard)),
-        ));
+        );
+        let said = (row.status.clone(), row.details.clone());
+        if self.child_rows.get(name) != Some(&said) {
+            self.child_rows.insert(name.to_string(), said);
+            self.dashboard.send(row);
+        }
         self.notify(fact.event(), Some(name), &fact.say(Place::Webhook));
     }
 
@@ -234,6 +259,10 @@ impl Reporter {
         }
         self.dashboard
             .send(summary::system_row(s.status, s.details.clone()));
+        if s.status == summary::ONLINE {
+            // Every child is well: a later problem is a new change of state.
+            self.child_rows.clear();
+        }
         let was_degraded = self
             .last_summary
             .as_ref()
@@ -244,6 +273,25 @@ impl Reporter {
         self.last_summary = Some(s);
     }
 
+    /// The previous run ended without a clean stop: a log line and an Offline row for
+    /// it, so the Dashboard does not go from its last "online" to this start as if
+    /// nothing had happened.
+    pub fn previous_run_unclean(&self, pid: Option<i32>, last_seen: std::time::SystemTime) {
+        let who = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+        let when = chrono::DateTime::<chrono::Local>::from(last_seen)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string();
+        let fact = format!(
+            "the previous run{who} ended without a clean stop (killed, or the machine went \
+             down); last seen at {when}"
+        );
+        warn!("{fact}");
+        self.dashboard.send(summary::system_row(
+            summary::OFFLINE,
+            format!("System Offline: {fact}"),
+        ));
+    }
+
     /// A stop signal before the event loop listened: nothing is started.
     pub fn stopped_early(&self) {
         info!("stop requested during start-up: not starting any child");
@@ -251,10 +299,15 @@ impl Reporter {
 
     /// The first SIGINT / SIGTERM: every child is stopped.
     pub fn stopping(&self, signal: Signal) {
-        info!(
-            "received {}: stopping all children (Ctrl+C again to kill them at once)",
-            signal.as_str()
-        );
+        use std::io::IsTerminal;
+        // Only a person at a terminal can press Ctrl+C again (a SIGTERM from a service
+        // manager, or SIGINT sent by a script, cannot).
+        let again = if signal == Signal::SIGINT && std::io::stdin().is_terminal() {
+            " (Ctrl+C again to kill them at once)"
+        } else {
+            ""
+        };
+        info!("received {}: stopping all children{again}", signal.as_str());
         console::stopping();
     }
 
@@ -274,12 +327,30 @@ impl Reporter {
         info!("reload: {}", changes.describe());
     }
 
-    /// A reload that found `errors` in the table, which is then not applied.
+    /// The table file was saved with a change: it is reloaded.
+    pub fn table_changed(&self, path: &Path) {
+        info!("{} changed: reloading", path.display());
+    }
+
+    /// A reload that found `errors` in the table, which is then not applied: each on
+    /// the console and in the log, the first on the Dashboard.
     pub fn reload_failed(&self, errors: &ConfigErrors) {
         for e in &errors.0 {
             error!("reload failed: {e}");
         }
         error!("reload failed: keeping the current process table");
+        let first = errors
+            .0
+            .first()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let more = match errors.0.len() {
+            0 | 1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        self.dashboard.send(summary::table_row(format!(
+            "Process table refused, the running one kept: {first}{more}"
+        )));
     }
 
     /// The supervisor stops, after `up`: the last log line, the Offline row and event,
@@ -298,17 +369,18 @@ impl Reporter {
         };
         let c = &self.counts;
         info!(
-            "supervisor stopped ({how}); up {}, {} starts, {} restarts, {} crashes, {} health failures",
+            "supervisor stopped ({how}); up {}, {}, {}, {}, {}, {}",
             format_elapsed(up),
-            c.starts,
-            c.restarts,
-            c.crashes,
-            c.health_failures
+            count(c.starts, "start", "starts"),
+            count(c.restarts, "restart", "restarts"),
+            count(c.manual, "manual start", "manual starts"),
+            count(c.crashes, "crash", "crashes"),
+            count(c.health_failures, "health failure", "health failures")
         );
         let offline = format!(
-            "System Offline: supervisor stopped ({how}, up {}, {} restarts)",
+            "System Offline: supervisor stopped ({how}, up {}, {})",
             format_elapsed(up),
-            c.restarts
+            count(c.restarts, "restart", "restarts")
         );
         self.notify(NotifyEvent::SystemOffline, None, &offline);
         self.dashboard
@@ -321,10 +393,17 @@ impl Reporter {
             .map(|c| console::StatRow {
                 name: c.name().to_string(),
                 restarts: c.restarts(),
+                manual_restarts: c.manual_restarts(),
                 last_exit: c.last_exit(),
-                state: phrase::state_word(c.phase()),
+                state: phrase::child_state(c),
             })
             .collect();
-        console::session_stats(up, self.counts.starts, self.counts.restarts, &rows);
+        console::session_stats(
+            up,
+            self.counts.starts,
+            self.counts.restarts,
+            self.counts.manual,
+            &rows,
+        );
     }
 }

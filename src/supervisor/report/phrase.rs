@@ -138,6 +138,15 @@ pub fn status_reason(child: &Child, see: Option<&str>) -> Option<String> {
 }
 
 /// The word `status` shows for a phase.
+/// The state of `c` in a word, as `status` and the session statistics show it: an idle
+/// child that is not enabled is `disabled`, not `stopped`.
+pub fn child_state(c: &Child) -> &'static str {
+    match c.phase() {
+        Phase::Idle if !c.spec().enabled => "disabled",
+        p => state_word(p),
+    }
+}
+
 pub fn state_word(p: &Phase) -> &'static str {
     match p {
         Phase::Idle => "stopped",

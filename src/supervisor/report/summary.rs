@@ -65,6 +65,16 @@ pub fn system_row(status: &str, details: String) -> Row {
     }
 }
 
+/// A table that a reload refused.
+pub fn table_row(details: String) -> Row {
+    Row {
+        timestamp: now_stamp(),
+        action: "Process_Table".into(),
+        status: "✗ Refused".into(),
+        details,
+    }
+}
+
 pub fn child_row(status: &str, details: String) -> Row {
     Row {
         timestamp: now_stamp(),

@@ -12,7 +12,9 @@ use super::{Event, Runtime, Then};
 use crate::config::NotifyEvent;
 use crate::process::{self, ExitStatus};
 use crate::supervisor::machine::Phase;
-use crate::supervisor::report::phrase::{RELAYED, headline, state_word, status_reason};
+use crate::supervisor::report::phrase::{
+    RELAYED, child_state, headline, state_word, status_reason,
+};
 use crate::supervisor::report::summary;
 
 /// CPU % is measured over at least this long (a shorter gap repeats the last figure).
@@ -163,11 +165,7 @@ impl Runtime {
     /// The word `status` shows: the machine's phase, plus `disabled` for an entry the
     /// table turns off.
     fn state_of(&self, i: usize) -> &'static str {
-        let c = &self.slots[i].child;
-        match c.phase() {
-            Phase::Idle if !c.spec().enabled => "disabled",
-            p => state_word(p),
-        }
+        child_state(&self.slots[i].child)
     }
 
     pub(super) fn status_report(&mut self) -> StatusReport {
@@ -197,6 +195,7 @@ impl Runtime {
                 pid,
                 uptime_secs: uptime.map(|d| d.as_secs_f64()),
                 restarts: c.restarts(),
+                manual_restarts: c.manual_restarts(),
                 last_exit: c.last_exit().map(last_exit),
                 rss_bytes: info.map(|p| p.rss),
                 cpu_percent,

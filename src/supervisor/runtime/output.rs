@@ -4,6 +4,10 @@
 //! event loop only queues, so a stalled disk never stops supervision, and the pipe is
 //! always drained, so a chatty child never blocks. Whether writing a log fails is said
 //! on the console once when it starts failing and once when it works again.
+//!
+//! With `log_timestamps` (the default) each line gets the local time it was read,
+//! `2026-12-06 20:31:05.123 `, in front; a line that arrives in pieces gets one, at its
+//! first piece.
 
 use std::cell::{Cell, RefCell};
 use std::os::fd::OwnedFd;
@@ -34,9 +38,46 @@ thread_local! {
     static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0u8; 64 * 1024]);
 }
 
+/// Puts the time each line was read in front of it.
+#[derive(Debug)]
+pub(super) struct LineStamps {
+    /// Whether the next byte starts a line.
+    at_line_start: bool,
+}
+
+impl Default for LineStamps {
+    fn default() -> Self {
+        LineStamps {
+            at_line_start: true,
+        }
+    }
+}
+
+impl LineStamps {
+    /// `chunk` with `stamp` in front of each line that starts in it.
+    pub(super) fn apply(&mut self, chunk: &[u8], stamp: &[u8]) -> Vec<u8> {
+        let lines = chunk.iter().filter(|&&b| b == b'\n').count();
+        let mut out = Vec::with_capacity(chunk.len() + (lines + 1) * stamp.len());
+        for piece in chunk.split_inclusive(|&b| b == b'\n') {
+            if self.at_line_start {
+                out.extend_from_slice(stamp);
+            }
+            out.extend_from_slice(piece);
+            self.at_line_start = piece.ends_with(b"\n");
+        }
+        out
+    }
+}
+
 /// Copy a child's output pipe into its log until EOF (all writers, grandchildren too,
-/// have closed it). One shared buffer: the runtime is single-threaded.
-pub(super) fn start_drain(fd: OwnedFd, log: Rc<LogFile>, drains: Rc<Cell<usize>>) {
+/// have closed it), each line stamped with the time it was read when `stamps` is given.
+/// One shared buffer: the runtime is single-threaded.
+pub(super) fn start_drain(
+    fd: OwnedFd,
+    log: Rc<LogFile>,
+    drains: Rc<Cell<usize>>,
+    mut stamps: Option<LineStamps>,
+) {
     let rx = match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
         Ok(rx) => rx,
         Err(e) => {
@@ -57,9 +98,17 @@ pub(super) fn start_drain(fd: OwnedFd, log: Rc<LogFile>, drains: Rc<Cell<usize>>
                         Ok(0) => return true,
                         // A write that does not fit the writer's queue is dropped and
                         // counted there, and said in the log before the next one.
-                        Ok(n) => {
-                            log.write(&buf[..n]);
-                        }
+                        Ok(n) => match stamps.as_mut() {
+                            Some(s) => {
+                                let now = chrono::Local::now()
+                                    .format("%Y-%m-%d %H:%M:%S%.3f ")
+                                    .to_string();
+                                log.write(&s.apply(&buf[..n], now.as_bytes()));
+                            }
+                            None => {
+                                log.write(&buf[..n]);
+                            }
+                        },
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                         Err(_) => return true,
@@ -72,4 +121,27 @@ pub(super) fn start_drain(fd: OwnedFd, log: Rc<LogFile>, drains: Rc<Cell<usize>>
         }
         drains.set(drains.get() - 1);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LineStamps;
+
+    #[test]
+    fn each_line_is_stamped_once_however_it_arrives() {
+        let mut s = LineStamps::default();
+        let mut out = Vec::new();
+        for (chunk, stamp) in [
+            (&b"one\ntw"[..], &b"[1] "[..]),
+            (b"o\n", b"[2] "),
+            (b"\nthree", b"[3] "),
+            (b" and more\nfour\n", b"[4] "),
+        ] {
+            out.extend(s.apply(chunk, stamp));
+        }
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "[1] one\n[1] two\n[3] \n[3] three and more\n[4] four\n"
+        );
+    }
 }

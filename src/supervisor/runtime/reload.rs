@@ -9,7 +9,7 @@ use ai_employee_vault::control::ReloadReport;
 use sd_notify::NotifyState;
 use tracing::warn;
 
-use super::{Event, Runtime, Slot, Then, later, tell_service_manager};
+use super::{Event, Runtime, Slot, Then, later, table_watch, tell_service_manager};
 use crate::config::{self, ConfigErrors, ProcessSpec};
 
 /// Why a reload was not applied (the running table stays).
@@ -29,6 +29,8 @@ impl Runtime {
             return Err(ReloadError::ShuttingDown);
         }
         tell_service_manager(NotifyState::Reloading);
+        self.table_seen =
+            table_watch::bytes_in_force(&self.table_path, self.table.explicit.is_some());
         let new = match config::load(self.vault.root(), self.table.explicit.as_deref()) {
             Ok(c) => c,
             Err(errors) => {
@@ -37,18 +39,21 @@ impl Runtime {
                 return Err(ReloadError::Table(errors));
             }
         };
+        let mut changes = ReloadReport::default();
         if new.supervisor.metrics != self.settings.metrics {
-            warn!("reload: a new metrics address takes effect when the supervisor restarts");
+            let warning = "a new metrics address takes effect when the supervisor restarts";
+            warn!("reload: {warning}");
+            changes.warnings.push(warning.to_string());
         }
         let metrics = self.settings.metrics;
         self.settings = new.supervisor.clone();
         self.settings.metrics = metrics;
+        self.sync_table_watch();
         self.table_source = new.source.to_string();
         self.reporter.set_webhooks(&new.notify, self.vault.root());
         self.next_health = self
             .next_health
             .min(later(Instant::now(), self.settings.health_interval));
-        let mut changes = ReloadReport::default();
         let mut old: HashMap<String, Slot> = self
             .slots
             .drain(..)
@@ -120,6 +125,46 @@ impl Runtime {
         }
         tell_service_manager(NotifyState::Ready);
         Ok(changes)
+    }
+}
+
+impl Runtime {
+    /// Watch the table file while `reload_on_change` is on, and only then.
+    pub(super) fn sync_table_watch(&mut self) {
+        if !self.settings.reload_on_change {
+            self.table_watch = None;
+            self.reload_due = None;
+            return;
+        }
+        if self.table_watch.is_some() {
+            return;
+        }
+        match table_watch::watch(&self.table_path, self.table_tx.clone()) {
+            Ok(w) => self.table_watch = Some(w),
+            Err(e) => warn!(
+                "failed to watch {} for changes: {e}; use `ai-employee reload` after editing it",
+                self.table_path.display()
+            ),
+        }
+    }
+
+    /// The table file was saved (and then left alone for a moment): apply it unless its
+    /// bytes are those last read (a save without a change, or one `reload` took).
+    pub(super) fn table_changed(&mut self) {
+        if self.shutting_down || !self.settings.reload_on_change {
+            return;
+        }
+        let Ok(bytes) = std::fs::read(&self.table_path) else {
+            // Removed (or mid-replace: the rename brings another event). The running
+            // table stays; a later `reload` would fall back to the built-in one.
+            return;
+        };
+        if self.table_seen.as_deref() == Some(&bytes[..]) {
+            return;
+        }
+        self.reporter.table_changed(&self.table_path);
+        // The outcome is logged (and a refusal put on the Dashboard) by the reload.
+        let _ = self.reload();
     }
 }
 

@@ -16,7 +16,7 @@
 
 mod engine;
 mod ledger;
-mod names;
+pub mod names;
 mod ready;
 mod stage;
 pub mod task;

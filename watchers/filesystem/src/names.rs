@@ -47,9 +47,23 @@ pub fn sanitize(name: &OsStr) -> String {
         .chars()
         .map(|c| if is_unsafe(c) { '_' } else { c })
         .collect();
-    // Trailing dots and spaces vanish on Windows shares.
-    while out.ends_with(['.', ' ']) {
-        out.pop();
+    // Trailing dots and spaces vanish on Windows shares. A trailing `.md` goes too: the
+    // copy of a dropped note must not be a second note beside its task's (`notes.md`
+    // gives the copy `FILE_…_notes` and the one note `FILE_…_notes.md`).
+    loop {
+        let before = out.len();
+        while out.ends_with(['.', ' ']) {
+            out.pop();
+        }
+        // Compared as bytes: the three before the end need not start a character (when
+        // they are `.md`, they do).
+        let bytes = out.as_bytes();
+        if bytes.len() > 3 && bytes[bytes.len() - 3..].eq_ignore_ascii_case(b".md") {
+            out.truncate(out.len() - 3);
+        }
+        if out.len() == before {
+            break;
+        }
     }
     if out.len() > MAX_NAME_BYTES {
         out = shorten(&out);
@@ -164,6 +178,26 @@ mod tests {
         assert!(s.ends_with("é.pdf"));
         let no_ext = "x".repeat(400);
         assert_eq!(sanitize(OsStr::new(&no_ext)).len(), MAX_NAME_BYTES);
+    }
+
+    #[test]
+    fn a_dropped_note_gives_one_note() {
+        for (dropped, clean) in [
+            ("notes.md", "notes"),
+            ("Notes.MD", "Notes"),
+            ("a.md.md", "a"),
+            ("b. .md", "b"),
+            ("readme.mdx", "readme.mdx"),
+            // A multi-byte character just before the end is no boundary to cut at.
+            ("a\u{fffd}b", "a\u{fffd}b"),
+            ("é.md", "é"),
+            ("notes.мd", "notes.мd"),
+        ] {
+            assert_eq!(sanitize(OsStr::new(dropped)), clean, "{dropped}");
+        }
+        // Nothing but the extension: a name is still there.
+        assert_eq!(sanitize(OsStr::new(".md")), ".md");
+        assert_eq!(meta_name(&task_name("s", 1, "notes")), "FILE_s_notes.md");
     }
 
     #[test]

@@ -7,7 +7,12 @@ use clap::Args;
 #[derive(Debug, Args, Clone)]
 pub struct VaultArg {
     /// The vault folder [default: $AI_EMPLOYEE_VAULT, else ./AI_Employee_Vault]
-    #[arg(long, value_name = "DIR", env = "AI_EMPLOYEE_VAULT")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "AI_EMPLOYEE_VAULT",
+        hide_env_values = true
+    )]
     pub vault: Option<PathBuf>,
 }
 

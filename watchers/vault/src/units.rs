@@ -355,6 +355,12 @@ pub fn format_size(bytes: u64) -> String {
     format!("{bytes}B")
 }
 
+/// `1 process`, `2 processes`, `0 restarts`: a count and its noun, singular for one.
+pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// `250ms`, `2.5s`, `12s`, `1m05s`, `26h01m40s`: how long something took or lasted, in
 /// log lines. Milliseconds below a second; a tenth of a second below ten seconds unless
 /// whole; then whole seconds, minutes and hours (rounded down).

@@ -123,8 +123,13 @@ pub struct ChildStatus {
     pub enabled: bool,
     pub pid: Option<i32>,
     pub uptime_secs: Option<f64>,
-    /// Restarts since the supervisor started.
+    /// Restarts by the supervisor since it started (after a crash or a failed health
+    /// check).
     pub restarts: u32,
+    /// Starts the operator asked for after the first (`start`, `restart`, a reload that
+    /// changed the child's definition).
+    #[serde(default)]
+    pub manual_restarts: u32,
     pub last_exit: Option<LastExit>,
     pub rss_bytes: Option<u64>,
     /// Share of one CPU since the previous sample (at most one health interval ago).
@@ -162,6 +167,9 @@ pub struct ReloadReport {
     pub changed: Vec<String>,
     pub disabled: Vec<String>,
     pub unchanged: Vec<String>,
+    /// What the reload could not apply, one sentence each (also in the log).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl ReloadReport {

@@ -34,7 +34,23 @@ pub struct SystemLogLayer {
 struct Fields {
     message: String,
     child: Option<String>,
-    rest: String,
+    /// The other fields, `name` and value.
+    rest: Vec<(&'static str, String)>,
+}
+
+impl Fields {
+    /// ` name=value` for each other field, but those the message already says (`(pid
+    /// 42)` and `pid=42` are one fact).
+    fn rest(&self) -> String {
+        let mut out = String::new();
+        for (name, value) in &self.rest {
+            if !self.message.contains(&format!("{name} {value}")) {
+                // Writing into a String cannot fail.
+                let _ = write!(out, " {name}={value}");
+            }
+        }
+        out
+    }
 }
 
 impl Visit for Fields {
@@ -42,10 +58,7 @@ impl Visit for Fields {
         match field.name() {
             "message" => self.message.push_str(value),
             "child" => self.child = Some(value.to_string()),
-            name => {
-                // Writing into a String cannot fail.
-                let _ = write!(self.rest, " {name}={value}");
-            }
+            name => self.rest.push((name, value.to_string())),
         }
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
@@ -55,10 +68,7 @@ impl Visit for Fields {
                 let _ = write!(self.message, "{value:?}");
             }
             "child" => self.child = Some(format!("{value:?}")),
-            name => {
-                // Writing into a String cannot fail.
-                let _ = write!(self.rest, " {name}={value:?}");
-            }
+            name => self.rest.push((name, format!("{value:?}"))),
         }
     }
 }
@@ -87,7 +97,7 @@ impl<S: Subscriber> Layer<S> for SystemLogLayer {
                 "{stamp} {:<5} {who}{}{}\n",
                 level.as_str(),
                 f.message,
-                f.rest
+                f.rest()
             );
             file.write(line.as_bytes());
         }
