@@ -83,3 +83,38 @@ cargo test --workspace --all-targets --locked
 # disk is quiet): run alone.
 log "cargo test (alone): Dashboard saves in place from another process"
 cargo test --test it --locked -- --ignored --exact dashboard::saves_in_place_from_another_process_are_never_lost
+
+# The Debian package (docs/packages.md): cargo-deb from crates.io packages the debug binary
+# the tests built (same files as a release package, no second optimised build); dpkg
+# installs it; the installed binary, man pages, completions and units are checked; then
+# it is removed. Needs root and dpkg (CI has both); elsewhere it says SKIPPED.
+if [ "$(id -u)" -eq 0 ] && command -v dpkg >/dev/null 2>&1; then
+  if ! command -v cargo-deb >/dev/null 2>&1; then
+    log "installing cargo-deb (crates.io)"
+    cargo install cargo-deb --locked --version 3.8.0 --quiet
+  fi
+  log "Debian package: build, dpkg -i, check, remove"
+  cargo build --locked --bin ai-employee --quiet
+  packaging/deb.sh --profile dev --no-build --fast
+  deb=$(ls -t target/debian/ai-employee_*.deb | head -n1)
+  dpkg -i "$deb"
+  /usr/bin/ai-employee --version
+  test -s /usr/share/man/man1/ai-employee.1.gz && test -s /usr/share/man/man1/ai-employee-supervise.1.gz
+  test -s /usr/share/bash-completion/completions/ai-employee
+  test -s /usr/share/zsh/vendor-completions/_ai-employee
+  test -s /usr/share/fish/vendor_completions.d/ai-employee.fish
+  verify_dir=$(mktemp -d)
+  # A template is verified as an instance of it; a user unit needs a runtime folder only.
+  cp /lib/systemd/system/ai-employee@.service "$verify_dir/ai-employee@root.service"
+  SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --man=no --generators=no \
+    "$verify_dir/ai-employee@root.service"
+  for unit in ai-employee.service ai-employee-worker.service; do
+    XDG_RUNTIME_DIR=$verify_dir SYSTEMD_LOG_LEVEL=warning systemd-analyze --user verify \
+      --man=no --generators=no "/usr/lib/systemd/user/$unit"
+  done
+  rm -rf "$verify_dir"
+  dpkg -r ai-employee >/dev/null
+  echo "package: $deb installed, checked and removed"
+else
+  echo "SKIPPED: the Debian package check (needs root and dpkg)"
+fi
