@@ -1,0 +1,54 @@
+//! The terminal for `top`: raw mode and the alternate screen on the way in, and the way
+//! out taken on every exit path (the guard's drop, a panic, a signal via the event loop).
+
+use std::io::{self, Stdout, Write};
+
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use ratatui::crossterm::{cursor, execute, terminal};
+
+pub type Tty = Terminal<CrosstermBackend<Stdout>>;
+
+/// Owns the terminal while `top` runs; dropping it restores the terminal.
+pub struct Guard {
+    pub terminal: Tty,
+}
+
+impl Guard {
+    /// Raw mode, the alternate screen, no cursor; a panic restores the terminal before the
+    /// message is printed (so it is readable, and the shell usable).
+    pub fn enter() -> io::Result<Guard> {
+        terminal::enable_raw_mode()?;
+        if let Err(e) = execute!(io::stdout(), terminal::EnterAlternateScreen, cursor::Hide) {
+            restore();
+            return Err(e);
+        }
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore();
+            previous(info);
+        }));
+        match Terminal::new(CrosstermBackend::new(io::stdout())) {
+            Ok(terminal) => Ok(Guard { terminal }),
+            Err(e) => {
+                restore();
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        restore();
+    }
+}
+
+/// Leave the alternate screen, show the cursor, leave raw mode. Safe to call twice.
+pub fn restore() {
+    let mut out = io::stdout();
+    // Each step on its own: one failing (a closed terminal) must not skip the others.
+    let _ = execute!(out, terminal::LeaveAlternateScreen, cursor::Show);
+    let _ = terminal::disable_raw_mode();
+    let _ = out.flush();
+}
