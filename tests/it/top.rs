@@ -1,0 +1,360 @@
+//! `ai-employee top` in a real terminal: a tmux pane running a shell, keys sent with
+//! `send-keys`, the screen read with `capture-pane`, against a real supervisor with `sh`
+//! children. Skipped (SKIPPED: …) where tmux is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::{BIN, Supervisor, TestVault, sh_process, signal, wait_until};
+
+const LONG: Duration = Duration::from_secs(20);
+/// The pane's shell prompt (PS1 without its trailing space: capture-pane drops it).
+const PROMPT: &str = "PROMPT$";
+
+/// A tmux server of its own (socket in the test's temp dir) with one pane running `sh`.
+struct Tmux {
+    sock: PathBuf,
+}
+
+impl Tmux {
+    fn start(dir: &Path, width: u16, height: u16) -> Option<Tmux> {
+        if Command::new("tmux").arg("-V").output().is_err() {
+            println!("SKIPPED: tmux is not installed");
+            return None;
+        }
+        let t = Tmux {
+            sock: dir.join("tmux.sock"),
+        };
+        let o = t.tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+            &format!("env PS1='{PROMPT} ' sh"),
+        ]);
+        assert!(
+            o.status.success(),
+            "tmux: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            wait_until(LONG, || t.screen().contains(PROMPT)),
+            "no prompt"
+        );
+        Some(t)
+    }
+
+    fn tmux(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-S")
+            .arg(&self.sock)
+            .args(["-f", "/dev/null"])
+            .args(args)
+            .env_remove("TMUX")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run tmux")
+    }
+
+    /// Keys by tmux's names (`q`, `Escape`, `Down`).
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "t"];
+        args.extend(keys);
+        assert!(self.tmux(&args).status.success());
+    }
+
+    /// A command line typed into the shell.
+    fn type_line(&self, line: &str) {
+        assert!(
+            self.tmux(&["send-keys", "-t", "t", "-l", line])
+                .status
+                .success()
+        );
+        self.keys(&["Enter"]);
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "t"]).stdout).into_owned()
+    }
+
+    fn format(&self, f: &str) -> String {
+        let o = self.tmux(&["display-message", "-p", "-t", "t", f]);
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    fn alternate_on(&self) -> bool {
+        self.format("#{alternate_on}") == "1"
+    }
+
+    /// Wait until the screen satisfies `cond`; the screen, or a failure showing it.
+    fn wait_screen(&self, what: &str, cond: impl Fn(&str) -> bool) -> String {
+        let mut last = String::new();
+        let ok = wait_until(LONG, || {
+            last = self.screen();
+            cond(&last)
+        });
+        assert!(ok, "screen never showed {what}:\n{last}");
+        last
+    }
+
+    /// The pid of the program the pane's shell runs now (`top`).
+    fn foreground_pid(&self) -> i32 {
+        let shell: i32 = self.format("#{pane_pid}").parse().expect("pane pid");
+        let mut found = None;
+        assert!(
+            wait_until(LONG, || {
+                found = children_of(shell).into_iter().next();
+                found.is_some()
+            }),
+            "nothing runs in the pane"
+        );
+        found.unwrap_or_default()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+fn children_of(parent: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 2..].split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn status_json(tv: &TestVault) -> Value {
+    let o = Command::new(BIN)
+        .args(["status", "--json", "--vault"])
+        .arg(&tv.vault)
+        .stdin(Stdio::null())
+        .output()
+        .expect("status");
+    serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
+}
+
+fn child(v: &Value, name: &str) -> (String, Option<i64>) {
+    let c = v["children"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == name))
+        .cloned()
+        .unwrap_or(Value::Null);
+    (
+        c["state"].as_str().unwrap_or("").to_string(),
+        c["pid"].as_i64(),
+    )
+}
+
+/// Wait until `name` is running; its pid.
+fn running_pid(tv: &TestVault, name: &str, not: Option<i64>) -> i64 {
+    let mut pid = None;
+    assert!(
+        wait_until(LONG, || {
+            let (state, p) = child(&status_json(tv), name);
+            pid = p;
+            state == "running" && p.is_some() && p != not
+        }),
+        "{name} not running (again)"
+    );
+    pid.unwrap_or_default()
+}
+
+fn table() -> String {
+    format!(
+        "{}{}",
+        sh_process("alpha", "echo alpha says hi $$; exec sleep 1000", ""),
+        sh_process("beta", "echo beta says hi $$; exec sleep 1000", "")
+    )
+}
+
+fn start_supervisor(tv: &TestVault) -> Supervisor {
+    tv.write_config(&table());
+    let sup = tv.start();
+    running_pid(tv, "alpha", None);
+    running_pid(tv, "beta", None);
+    sup
+}
+
+fn top_line(tv: &TestVault) -> String {
+    format!("{BIN} top --vault {} --interval 100ms", tv.vault.display())
+}
+
+fn row_with<'a>(screen: &'a str, start: &str) -> &'a str {
+    screen
+        .lines()
+        .find(|l| l.starts_with(start))
+        .unwrap_or_default()
+}
+
+#[test]
+fn keys_stop_start_restart_follow_pause_and_q_restores_the_terminal() {
+    let tv = TestVault::new();
+    let Some(tmux) = Tmux::start(tv.dir.path(), 100, 30) else {
+        return;
+    };
+    let mut sup = start_supervisor(&tv);
+    let before = tv.path("stty-before");
+    tmux.type_line(&format!("stty -g > {}", before.display()));
+    assert!(wait_until(LONG, || before.exists()));
+    tmux.type_line(&top_line(&tv));
+
+    // The children with their state and pid.
+    let alpha = running_pid(&tv, "alpha", None);
+    let beta = running_pid(&tv, "beta", None);
+    tmux.wait_screen("both children", |s| {
+        row_with(s, "alpha ").contains(&format!("running {alpha}"))
+            && row_with(s, "beta ").contains(&format!("running {beta}"))
+    });
+    assert!(tmux.alternate_on());
+
+    // r asks, y restarts: a new pid, in `status` too.
+    tmux.keys(&["r"]);
+    tmux.wait_screen("the question", |s| s.contains("restart alpha? (y/n)"));
+    tmux.keys(&["y"]);
+    let alpha2 = running_pid(&tv, "alpha", Some(alpha));
+    tmux.wait_screen("the new pid", |s| {
+        row_with(s, "alpha ").contains(&format!("running {alpha2}"))
+            && s.contains(&format!("alpha running (pid {alpha2})"))
+    });
+
+    // Another key than y cancels.
+    tmux.keys(&["j", "s"]);
+    tmux.wait_screen("the question", |s| s.contains("stop beta? (y/n)"));
+    tmux.keys(&["n"]);
+    tmux.wait_screen("the cancel", |s| s.contains("stop beta: cancelled"));
+    assert_eq!(child(&status_json(&tv), "beta").1, Some(beta));
+
+    // s + y stops the selected child, t starts it.
+    tmux.keys(&["s"]);
+    tmux.wait_screen("the question", |s| s.contains("stop beta? (y/n)"));
+    tmux.keys(&["y"]);
+    assert!(wait_until(LONG, || child(&status_json(&tv), "beta").0 == "stopped"));
+    tmux.wait_screen("beta stopped", |s| {
+        row_with(s, "beta ").contains("stopped") && s.contains("beta stopped (SIGTERM)")
+    });
+    tmux.keys(&["t"]);
+    let beta2 = running_pid(&tv, "beta", None);
+    tmux.wait_screen("beta running", |s| {
+        row_with(s, "beta ").contains(&format!("running {beta2}"))
+    });
+
+    // l follows the selected child's log; Esc goes back to the system log.
+    tmux.keys(&["l"]);
+    tmux.wait_screen("beta's log", |s| {
+        s.contains("Logs/beta.log")
+            && s.contains(&format!("beta says hi {beta}"))
+            && s.contains(&format!("beta says hi {beta2}"))
+            && !s.contains("alpha says hi")
+    });
+    tmux.keys(&["Escape"]);
+    tmux.wait_screen("the system log", |s| {
+        s.contains("Logs/system.log") && !s.contains("Logs/beta.log")
+    });
+
+    // p pauses tasks (the stop file) and resumes them.
+    let stop = tv.vault.join(".claude_stop");
+    tmux.keys(&["p"]);
+    tmux.wait_screen("paused", |s| s.contains("tasks PAUSED"));
+    assert!(stop.exists());
+    tmux.keys(&["p"]);
+    tmux.wait_screen("resumed", |s| {
+        s.contains("resumed: tasks start again") && !s.contains("tasks PAUSED")
+    });
+    assert!(!stop.exists());
+
+    // ? shows the keys; any key closes it.
+    tmux.keys(&["?"]);
+    tmux.wait_screen("the help", |s| s.contains("follow its log"));
+    tmux.keys(&["x"]);
+    tmux.wait_screen("no help", |s| !s.contains("follow its log"));
+
+    // q: the shell again, out of the alternate screen, the tty settings as before.
+    tmux.keys(&["q"]);
+    let s = tmux.wait_screen("the prompt", |s| {
+        !s.contains(" children ") && s.trim_end().ends_with(PROMPT)
+    });
+    assert!(!s.contains("q quit"), "{s}");
+    assert!(wait_until(LONG, || !tmux.alternate_on()));
+    let after = tv.path("stty-after");
+    tmux.type_line(&format!("echo rc=$?; stty -g > {}", after.display()));
+    tmux.wait_screen("exit 0", |s| s.contains("rc=0"));
+    assert!(wait_until(LONG, || {
+        std::fs::read_to_string(&after).is_ok_and(|a| !a.is_empty())
+    }));
+    assert_eq!(
+        std::fs::read_to_string(&before).unwrap(),
+        std::fs::read_to_string(&after).unwrap(),
+        "the terminal settings were not restored"
+    );
+    sup.stop();
+}
+
+#[test]
+fn a_small_window_without_a_supervisor_then_sigterm() {
+    let tv = TestVault::new();
+    let Some(tmux) = Tmux::start(tv.dir.path(), 40, 12) else {
+        return;
+    };
+    tmux.type_line(&top_line(&tv));
+    // No supervisor yet: said on the screen, and top keeps asking.
+    tmux.wait_screen("no supervisor", |s| s.contains("no supervisor is"));
+    assert!(tmux.alternate_on());
+    let mut sup = start_supervisor(&tv);
+    let alpha = running_pid(&tv, "alpha", None);
+    let s = tmux.wait_screen("the children, narrow", |s| {
+        row_with(s, "alpha ").contains(&format!("running {alpha}"))
+    });
+    // 40 columns: the least useful columns are dropped.
+    assert!(!s.contains("LAST EXIT"), "{s}");
+    assert!(s.contains("NAME"), "{s}");
+
+    let top = tmux.foreground_pid();
+    signal(top, libc::SIGTERM);
+    tmux.wait_screen("the prompt", |s| !s.contains(" children "));
+    assert!(wait_until(LONG, || !tmux.alternate_on()));
+    // Raw mode off: the line discipline's icanon and echo are on again.
+    tmux.type_line(
+        "echo rc=$?; stty -a | tr ' ' '\\n' | grep -x -e -icanon -e icanon -e -echo -e echo | tr '\\n' ' '; echo",
+    );
+    let s = tmux.wait_screen("the exit status", |s| s.contains("rc=143"));
+    // The answer's line: `icanon echo` (raw mode would print `-icanon -echo`).
+    tmux.wait_screen("icanon and echo on", |s| {
+        s.lines().any(|l| l.trim() == "icanon echo")
+    });
+    sup.stop();
+}
+
+#[test]
+fn not_a_terminal_is_a_usage_error() {
+    let tv = TestVault::new();
+    let o = Command::new(BIN)
+        .args(["top", "--vault"])
+        .arg(&tv.vault)
+        .stdin(Stdio::null())
+        .output()
+        .expect("top");
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("status --watch"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
