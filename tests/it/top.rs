@@ -336,7 +336,7 @@ fn a_small_window_without_a_supervisor_then_sigterm() {
     tmux.type_line(
         "echo rc=$?; stty -a | tr ' ' '\\n' | grep -x -e -icanon -e icanon -e -echo -e echo | tr '\\n' ' '; echo",
     );
-    let s = tmux.wait_screen("the exit status", |s| s.contains("rc=143"));
+    tmux.wait_screen("the exit status", |s| s.contains("rc=143"));
     // The answer's line: `icanon echo` (raw mode would print `-icanon -echo`).
     tmux.wait_screen("icanon and echo on", |s| {
         s.lines().any(|l| l.trim() == "icanon echo")
