@@ -341,6 +341,17 @@ fn a_small_window_without_a_supervisor_then_sigterm() {
     tmux.wait_screen("icanon and echo on", |s| {
         s.lines().any(|l| l.trim() == "icanon echo")
     });
+
+    // SIGHUP (the terminal closed, or a kill -HUP): the same way out.
+    tmux.type_line("clear");
+    tmux.wait_screen("a clear screen", |s| !s.contains("rc=143"));
+    tmux.type_line(&top_line(&tv));
+    tmux.wait_screen("top again", |s| row_with(s, "alpha ").contains("running"));
+    assert!(tmux.alternate_on());
+    signal(tmux.foreground_pid(), libc::SIGHUP);
+    assert!(wait_until(LONG, || !tmux.alternate_on()));
+    tmux.type_line("echo rc=$?");
+    tmux.wait_screen("the exit status", |s| s.contains("rc=129"));
     sup.stop();
 }
 
