@@ -369,3 +369,53 @@ fn not_a_terminal_is_a_usage_error() {
     assert!(err.contains("status --watch"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// Bytes `pid` has written (to the terminal, here: nothing else is written without a
+/// supervisor to ask).
+fn written(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("wchar: ")?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Times the main thread of `pid` went to sleep and woke (one poll at least each).
+fn wakeups(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("voluntary_ctxt_switches:")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn an_unchanged_poll_draws_nothing() {
+    if !cfg!(target_os = "linux") {
+        println!("SKIPPED: reads /proc");
+        return;
+    }
+    let tv = TestVault::new();
+    let Some(tmux) = Tmux::start(tv.dir.path(), 80, 24) else {
+        return;
+    };
+    // No supervisor: every poll gives the same screen.
+    tmux.type_line(&top_line(&tv));
+    tmux.wait_screen("no supervisor", |s| s.contains("no supervisor is running"));
+    let top = tmux.foreground_pid();
+    let (bytes, woke) = (written(top), wakeups(top));
+    // At least ten polls (every 100 ms) later: not a byte more on the terminal.
+    assert!(wait_until(LONG, || wakeups(top) >= woke + 10));
+    assert_eq!(written(top), bytes, "top redrew an unchanged screen");
+    // A key that changes the screen is drawn.
+    tmux.keys(&["?"]);
+    tmux.wait_screen("the help", |s| s.contains("follow its log"));
+    assert!(written(top) > bytes);
+    tmux.keys(&["x", "q"]);
+    assert!(wait_until(LONG, || !tmux.alternate_on()));
+}
