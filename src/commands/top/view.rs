@@ -380,6 +380,7 @@ mod tests {
     #[test]
     fn a_full_frame() {
         let s = render(100, 20, false);
+        insta::assert_snapshot!(s);
         assert!(s.contains("tasks PAUSED"), "{s}");
         assert!(s.contains("LAST EXIT"), "{s}");
         assert!(s.contains("filesystem running"), "{s}");
@@ -391,6 +392,7 @@ mod tests {
     #[test]
     fn small_terminals_drop_columns_and_panes_never_panic() {
         let s = render(40, 12, false);
+        insta::assert_snapshot!(s);
         assert!(s.contains("NAME"), "{s}");
         assert!(!s.contains("LAST EXIT"), "{s}");
         for w in 0..60 {
