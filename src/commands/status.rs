@@ -183,6 +183,18 @@ pub fn render_text(outcome: &Outcome, style: Style) -> String {
     }
 }
 
+/// The table's columns, one per cell of [`row`] (`top` shows them too).
+pub(crate) const HEADER: [&str; 8] = [
+    "NAME",
+    "STATE",
+    "PID",
+    "UPTIME",
+    "RESTARTS",
+    "LAST EXIT",
+    "MEMORY",
+    "CPU",
+];
+
 /// `ai-employee 0.1.0 · pid 4242 · up 2h3m · healthy` (`top` shows it too).
 pub(crate) fn supervisor_line(r: &StatusReport, style: Style) -> String {
     let s = &r.supervisor;
@@ -205,16 +217,7 @@ pub fn render_report(r: &StatusReport, style: Style) -> String {
         s.vault,
         s.table
     );
-    let header = [
-        "NAME",
-        "STATE",
-        "PID",
-        "UPTIME",
-        "RESTARTS",
-        "LAST EXIT",
-        "MEMORY",
-        "CPU",
-    ];
+    let header = HEADER;
     let rows: Vec<[String; 8]> = r.children.iter().map(row).collect();
     let mut widths = header.map(str::len);
     for row in &rows {

@@ -12,6 +12,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Table, TableState,
 
 use super::data::{Child, Data, Supervisor};
 use crate::agent::snapshot::TaskState;
+use crate::commands::status::HEADER;
 
 /// Everything one frame shows.
 pub struct Screen<'a> {
@@ -28,16 +29,6 @@ pub struct Screen<'a> {
 /// Rows the task pane shows at most (its headline apart).
 const TASK_ROWS: usize = 5;
 
-const HEADER: [&str; 8] = [
-    "NAME",
-    "STATE",
-    "PID",
-    "UPTIME",
-    "RESTARTS",
-    "LAST EXIT",
-    "MEMORY",
-    "CPU",
-];
 /// Columns in the order they are kept when the width runs short.
 const KEEP_ORDER: [usize; 8] = [0, 1, 2, 7, 6, 3, 4, 5];
 /// The widest a NAME or STATE cell gets before it is cut.
