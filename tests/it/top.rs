@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use ai_employee::agent::snapshot::{Snapshot, TaskState, TaskView};
 use serde_json::Value;
 
 use crate::common::{BIN, Supervisor, TestVault, sh_process, signal, wait_until};
@@ -213,6 +214,22 @@ fn keys_stop_start_restart_follow_pause_and_q_restores_the_terminal() {
         return;
     };
     let mut sup = start_supervisor(&tv);
+    // A queue as a task loop last wrote it (no loop runs: top says so).
+    let snapshot = Snapshot {
+        max_concurrent: 1,
+        tasks: vec![
+            TaskView::new("EMAIL_first", TaskState::Running, 0.92, chrono::Utc::now()),
+            TaskView::new("FILE_second", TaskState::Pending, 0.55, chrono::Utc::now()),
+        ],
+        ..Snapshot::default()
+    };
+    let state = tv.vault.join(".ai-employee");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(
+        state.join("tasks.json"),
+        serde_json::to_vec(&snapshot).unwrap(),
+    )
+    .unwrap();
     let before = tv.path("stty-before");
     tmux.type_line(&format!("stty -g > {}", before.display()));
     assert!(wait_until(LONG, || before.exists()));
@@ -226,6 +243,12 @@ fn keys_stop_start_restart_follow_pause_and_q_restores_the_terminal() {
             && row_with(s, "beta ").contains(&format!("running {beta}"))
     });
     assert!(tmux.alternate_on());
+    tmux.wait_screen("the queue", |s| {
+        s.contains("Tasks: 1 running (of 1), 1 pending")
+            && row_with(s, "EMAIL_first ").contains("running 0.92")
+            && row_with(s, "FILE_second ").contains("pending 0.55")
+            && s.contains("(last written by a loop that is not running)")
+    });
 
     // r asks, y restarts: a new pid, in `status` too.
     tmux.keys(&["r"]);
