@@ -418,7 +418,7 @@ fn wakeups(pid: i32) -> u64 {
 }
 
 #[test]
-fn an_unchanged_poll_draws_nothing() {
+fn an_unchanged_poll_draws_nothing_and_ctrl_c_quits() {
     if !cfg!(target_os = "linux") {
         println!("SKIPPED: reads /proc");
         return;
@@ -439,6 +439,9 @@ fn an_unchanged_poll_draws_nothing() {
     tmux.keys(&["?"]);
     tmux.wait_screen("the help", |s| s.contains("follow its log"));
     assert!(written(top) > bytes);
-    tmux.keys(&["x", "q"]);
+    // Ctrl+C (a key in raw mode) quits as q does.
+    tmux.keys(&["x", "C-c"]);
     assert!(wait_until(LONG, || !tmux.alternate_on()));
+    tmux.type_line("echo rc=$?");
+    tmux.wait_screen("exit 0", |s| s.contains("rc=0"));
 }
