@@ -60,8 +60,9 @@ pub enum Command {
     /// A full-screen live view: children, the task queue and the log, with keys to stop,
     /// start, restart, follow a child's log and pause tasks (`?` lists them)
     ///
-    /// Exit status: 0 quit (q, Ctrl+C), 2 stdout is not a terminal (scripts: `status
-    /// --watch`), 128+N ended by signal N (SIGTERM, SIGHUP; the terminal is restored).
+    /// Exit status: 0 quit (q, Ctrl+C), 1 the terminal could not be set up or went away,
+    /// 2 stdout is not a terminal (scripts: `status --watch`), 128+N ended by signal N
+    /// (SIGTERM, SIGHUP; the terminal is restored).
     Top {
         #[command(flatten)]
         vault: VaultArg,
