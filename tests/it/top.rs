@@ -333,7 +333,7 @@ fn keys_stop_start_restart_follow_pause_and_q_restores_the_terminal() {
 }
 
 #[test]
-fn a_small_window_without_a_supervisor_then_sigterm() {
+fn a_small_window_without_a_supervisor_a_resize_then_sigterm_and_sighup() {
     let tv = TestVault::new();
     let Some(tmux) = Tmux::start(tv.dir.path(), 40, 12) else {
         return;
@@ -350,6 +350,14 @@ fn a_small_window_without_a_supervisor_then_sigterm() {
     // 40 columns: the least useful columns are dropped.
     assert!(!s.contains("LAST EXIT"), "{s}");
     assert!(s.contains("NAME"), "{s}");
+
+    // Resized: the frame follows (all the columns again).
+    assert!(
+        tmux.tmux(&["resize-window", "-t", "t", "-x", "100", "-y", "30"])
+            .status
+            .success()
+    );
+    tmux.wait_screen("every column", |s| s.contains("LAST EXIT"));
 
     let top = tmux.foreground_pid();
     signal(top, libc::SIGTERM);
