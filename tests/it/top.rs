@@ -447,8 +447,14 @@ fn an_unchanged_poll_draws_nothing_and_ctrl_c_quits() {
     tmux.keys(&["?"]);
     tmux.wait_screen("the help", |s| s.contains("follow its log"));
     assert!(written(top) > bytes);
+    tmux.keys(&["x"]);
+    tmux.wait_screen("no help", |s| !s.contains("follow its log"));
+    // Ctrl+L draws every cell again.
+    let bytes = written(top);
+    tmux.keys(&["C-l"]);
+    assert!(wait_until(LONG, || written(top) > bytes + 100));
     // Ctrl+C (a key in raw mode) quits as q does.
-    tmux.keys(&["x", "C-c"]);
+    tmux.keys(&["C-c"]);
     assert!(wait_until(LONG, || !tmux.alternate_on()));
     tmux.type_line("echo rc=$?");
     tmux.wait_screen("exit 0", |s| s.contains("rc=0"));

@@ -121,6 +121,8 @@ struct App {
 /// What a key asks of the loop.
 enum Next {
     Redraw,
+    /// Forget what the terminal shows and draw every cell.
+    Repaint,
     Poll,
     Quit,
 }
@@ -174,6 +176,11 @@ impl App {
             match rx.recv_timeout(wait) {
                 Ok(Msg::Key(k)) => match self.on_key(k) {
                     Next::Redraw => dirty = true,
+                    Next::Repaint => {
+                        // A failed clear shows in the draw that follows.
+                        let _ = terminal.clear();
+                        dirty = true;
+                    }
                     Next::Poll => {
                         dirty = true;
                         next_poll = Instant::now();
@@ -233,9 +240,14 @@ impl App {
     }
 
     fn on_key(&mut self, k: KeyEvent) -> Next {
-        let ctrl_c = k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char('c');
-        if ctrl_c {
-            return Next::Quit;
+        if k.modifiers.contains(KeyModifiers::CONTROL) {
+            return match k.code {
+                KeyCode::Char('c') => Next::Quit,
+                // Redraw every cell (a screen garbled by another program's output).
+                KeyCode::Char('l') => Next::Repaint,
+                // No other Ctrl key acts (Ctrl+S is not `s`).
+                _ => Next::Redraw,
+            };
         }
         if self.help {
             self.help = false;

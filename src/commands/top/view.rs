@@ -42,6 +42,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("l", "follow its log (Esc: back to the system log)"),
     ("p", "pause / resume tasks (the stop file .claude_stop)"),
     ("?", "this help (any key closes it)"),
+    ("Ctrl+L", "redraw the whole screen"),
     ("q Ctrl+C", "quit"),
 ];
 
