@@ -116,6 +116,7 @@ struct App {
     help: bool,
     status_line: String,
     input_error: Option<String>,
+    colour: bool,
 }
 
 /// What a key asks of the loop.
@@ -139,6 +140,7 @@ impl App {
             help: false,
             status_line: HINT.to_string(),
             input_error: None,
+            colour: super::status::Style::detect().colour,
         }
     }
 
@@ -164,6 +166,7 @@ impl App {
                         following: self.follow.is_some(),
                         help: self.help,
                         status_line: &self.status_line,
+                        colour: self.colour,
                     };
                     if let Err(e) = terminal.draw(|f| view::draw(f, &screen)) {
                         self.input_error = Some(e.to_string());

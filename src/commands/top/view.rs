@@ -24,6 +24,8 @@ pub struct Screen<'a> {
     pub help: bool,
     /// The result of the last action, a question, or the key hint.
     pub status_line: &'a str,
+    /// Colours (not with `NO_COLOR` or `TERM=dumb`); bold and reverse stay.
+    pub colour: bool,
 }
 
 /// Rows the task pane shows at most (its headline apart).
@@ -66,10 +68,7 @@ pub fn draw(frame: &mut Frame, s: &Screen) {
         Style::default().add_modifier(Modifier::BOLD),
     )];
     if s.data.tasks.paused {
-        head.push(Span::styled(
-            " · tasks PAUSED",
-            Style::default().fg(Color::Yellow),
-        ));
+        head.push(Span::styled(" · tasks PAUSED", fg(s, Color::Yellow)));
     }
     line_at(frame, Line::from(head));
     // The status line is the last row; the panes share what lies between.
@@ -130,11 +129,20 @@ fn wrapped_height(text: &str, width: u16) -> u16 {
     text.chars().count().div_ceil(w).max(1) as u16
 }
 
-fn state_colour(state: &str) -> Style {
+/// Text in `c`, when colours are on.
+fn fg(s: &Screen, c: Color) -> Style {
+    if s.colour {
+        Style::default().fg(c)
+    } else {
+        Style::default()
+    }
+}
+
+fn state_colour(s: &Screen, state: &str) -> Style {
     match state {
-        "running" => Style::default().fg(Color::Green),
-        "backoff" | "starting" | "stopping" => Style::default().fg(Color::Yellow),
-        "fatal" | "needs-setup" => Style::default().fg(Color::Red),
+        "running" => fg(s, Color::Green),
+        "backoff" | "starting" | "stopping" => fg(s, Color::Yellow),
+        "fatal" | "needs-setup" => fg(s, Color::Red),
         _ => Style::default(),
     }
 }
@@ -174,7 +182,7 @@ fn draw_children(frame: &mut Frame, s: &Screen, area: Rect) {
     let children = match &s.data.supervisor {
         Supervisor::Missing(message) => {
             let p = Paragraph::new(message.as_str())
-                .style(Style::default().fg(Color::Red))
+                .style(fg(s, Color::Red))
                 .wrap(Wrap { trim: true })
                 .block(pane("children"));
             frame.render_widget(p, area);
@@ -194,7 +202,7 @@ fn draw_children(frame: &mut Frame, s: &Screen, area: Rect) {
         Row::new(cols.iter().map(|&(i, _)| {
             let cell = ratatui::widgets::Cell::from(c.cells[i].clone());
             if i == 1 {
-                cell.style(state_colour(&c.state))
+                cell.style(state_colour(s, &c.state))
             } else {
                 cell
             }
@@ -233,10 +241,10 @@ fn draw_tasks(frame: &mut Frame, s: &Screen, area: Rect) {
         .min(40);
     for r in t.rows.iter().take(TASK_ROWS) {
         let colour = match r.state {
-            TaskState::Running => Style::default().fg(Color::Green),
+            TaskState::Running => fg(s, Color::Green),
             TaskState::Pending => Style::default(),
-            TaskState::NeedsReview => Style::default().fg(Color::Red),
-            _ => Style::default().fg(Color::Yellow),
+            TaskState::NeedsReview => fg(s, Color::Red),
+            _ => fg(s, Color::Yellow),
         };
         let id: String = r.id.chars().take(id_w).collect();
         lines.push(Line::from(vec![
@@ -343,6 +351,18 @@ mod tests {
     }
 
     fn render(w: u16, h: u16, help: bool) -> String {
+        let buf = buffer(w, h, help, true);
+        let mut out = String::new();
+        for y in 0..h {
+            for x in 0..w {
+                out.push_str(buf[(x, y)].symbol());
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    fn buffer(w: u16, h: u16, help: bool, colour: bool) -> ratatui::buffer::Buffer {
         let d = data();
         let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
         t.draw(|f| {
@@ -354,19 +374,20 @@ mod tests {
                     following: false,
                     help,
                     status_line: "q quit  ? help",
+                    colour,
                 },
             )
         })
         .unwrap();
-        let buf = t.backend().buffer().clone();
-        let mut out = String::new();
-        for y in 0..h {
-            for x in 0..w {
-                out.push_str(buf[(x, y)].symbol());
-            }
-            out.push('\n');
-        }
-        out
+        t.backend().buffer().clone()
+    }
+
+    #[test]
+    fn no_colour_when_asked() {
+        let coloured = buffer(100, 20, false, true);
+        assert!(coloured.content().iter().any(|c| c.fg == Color::Green));
+        let plain = buffer(100, 20, false, false);
+        assert!(plain.content().iter().all(|c| c.fg == Color::Reset));
     }
 
     #[test]
