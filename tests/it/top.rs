@@ -182,9 +182,14 @@ fn running_pid(tv: &TestVault, name: &str, not: Option<i64>) -> i64 {
 
 fn table() -> String {
     format!(
-        "{}{}",
+        "{}{}{}",
         sh_process("alpha", "echo alpha says hi $$; exec sleep 1000", ""),
-        sh_process("beta", "echo beta says hi $$; exec sleep 1000", "")
+        sh_process("beta", "echo beta says hi $$; exec sleep 1000", ""),
+        sh_process(
+            "crasher",
+            "exit 3",
+            "backoff = { initial = \"1h\", max = \"1h\" }"
+        )
     )
 }
 
@@ -200,11 +205,13 @@ fn top_line(tv: &TestVault) -> String {
     format!("{BIN} top --vault {} --interval 100ms", tv.vault.display())
 }
 
-fn row_with<'a>(screen: &'a str, start: &str) -> &'a str {
-    screen
-        .lines()
-        .find(|l| l.starts_with(start))
-        .unwrap_or_default()
+/// The screen's line starting with the cell `first` has `words` next to each other after
+/// it (columns are padded: compared word by word).
+fn row_has(screen: &str, first: &str, words: &[&str]) -> bool {
+    screen.lines().any(|l| {
+        let cells: Vec<&str> = l.split_whitespace().collect();
+        cells.first() == Some(&first) && cells[1..].windows(words.len()).any(|w| w == words)
+    })
 }
 
 #[test]
@@ -239,14 +246,14 @@ fn keys_stop_start_restart_follow_pause_and_q_restores_the_terminal() {
     let alpha = running_pid(&tv, "alpha", None);
     let beta = running_pid(&tv, "beta", None);
     tmux.wait_screen("both children", |s| {
-        row_with(s, "alpha ").contains(&format!("running {alpha}"))
-            && row_with(s, "beta ").contains(&format!("running {beta}"))
+        row_has(s, "alpha", &["running", &alpha.to_string()])
+            && row_has(s, "beta", &["running", &beta.to_string()])
     });
     assert!(tmux.alternate_on());
     tmux.wait_screen("the queue", |s| {
         s.contains("Tasks: 1 running (of 1), 1 pending")
-            && row_with(s, "EMAIL_first ").contains("running 0.92")
-            && row_with(s, "FILE_second ").contains("pending 0.55")
+            && row_has(s, "EMAIL_first", &["running", "0.92"])
+            && row_has(s, "FILE_second", &["pending", "0.55"])
             && s.contains("(last written by a loop that is not running)")
     });
 
@@ -256,7 +263,7 @@ fn keys_stop_start_restart_follow_pause_and_q_restores_the_terminal() {
     tmux.keys(&["y"]);
     let alpha2 = running_pid(&tv, "alpha", Some(alpha));
     tmux.wait_screen("the new pid", |s| {
-        row_with(s, "alpha ").contains(&format!("running {alpha2}"))
+        row_has(s, "alpha", &["running", &alpha2.to_string()])
             && s.contains(&format!("alpha running (pid {alpha2})"))
     });
 
@@ -273,12 +280,12 @@ fn keys_stop_start_restart_follow_pause_and_q_restores_the_terminal() {
     tmux.keys(&["y"]);
     assert!(wait_until(LONG, || child(&status_json(&tv), "beta").0 == "stopped"));
     tmux.wait_screen("beta stopped", |s| {
-        row_with(s, "beta ").contains("stopped") && s.contains("beta stopped (SIGTERM)")
+        row_has(s, "beta", &["stopped"]) && s.contains("beta stopped (SIGTERM)")
     });
     tmux.keys(&["t"]);
     let beta2 = running_pid(&tv, "beta", None);
     tmux.wait_screen("beta running", |s| {
-        row_with(s, "beta ").contains(&format!("running {beta2}"))
+        row_has(s, "beta", &["running", &beta2.to_string()])
     });
 
     // l follows the selected child's log; Esc goes back to the system log.
@@ -292,6 +299,13 @@ fn keys_stop_start_restart_follow_pause_and_q_restores_the_terminal() {
     tmux.keys(&["Escape"]);
     tmux.wait_screen("the system log", |s| {
         s.contains("Logs/system.log") && !s.contains("Logs/beta.log")
+    });
+
+    // A start that fails: the command's error on the status line.
+    tmux.keys(&["j", "t"]);
+    tmux.wait_screen("the failure", |s| {
+        s.lines()
+            .any(|l| l.starts_with("start crasher failed: crasher exited at once"))
     });
 
     // p pauses tasks (the stop file) and resumes them.
@@ -345,7 +359,7 @@ fn a_small_window_without_a_supervisor_a_resize_then_sigterm_and_sighup() {
     let mut sup = start_supervisor(&tv);
     let alpha = running_pid(&tv, "alpha", None);
     let s = tmux.wait_screen("the children, narrow", |s| {
-        row_with(s, "alpha ").contains(&format!("running {alpha}"))
+        row_has(s, "alpha", &["running", &alpha.to_string()])
     });
     // 40 columns: the least useful columns are dropped.
     assert!(!s.contains("LAST EXIT"), "{s}");
@@ -377,7 +391,7 @@ fn a_small_window_without_a_supervisor_a_resize_then_sigterm_and_sighup() {
     tmux.type_line("clear");
     tmux.wait_screen("a clear screen", |s| !s.contains("rc=143"));
     tmux.type_line(&top_line(&tv));
-    tmux.wait_screen("top again", |s| row_with(s, "alpha ").contains("running"));
+    tmux.wait_screen("top again", |s| row_has(s, "alpha", &["running"]));
     assert!(tmux.alternate_on());
     signal(tmux.foreground_pid(), libc::SIGHUP);
     assert!(wait_until(LONG, || !tmux.alternate_on()));
