@@ -126,22 +126,17 @@ impl Drop for Tmux {
     }
 }
 
+/// The processes whose parent is `parent` (`pgrep -P`: Linux and macOS).
 fn children_of(parent: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        let ppid = stat
-            .rfind(')')
-            .and_then(|i| stat[i + 2..].split_whitespace().nth(1))
-            .and_then(|p| p.parse::<i32>().ok());
-        if ppid == Some(parent) {
-            out.push(pid);
-        }
-    }
-    out
+    let o = Command::new("pgrep")
+        .args(["-P", &parent.to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pgrep");
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }
 
 fn status_json(tv: &TestVault) -> Value {
