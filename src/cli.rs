@@ -102,6 +102,19 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = ai_employee_vault::units::parse_positive_duration)]
         interval: std::time::Duration,
     },
+    /// A full-screen live view: children, the task queue and the log, with keys to stop,
+    /// start, restart, follow a child's log and pause tasks (`?` lists them)
+    ///
+    /// Exit status: 0 quit (q, Ctrl+C), 1 the terminal could not be set up or went away,
+    /// 2 stdout is not a terminal (scripts: `status --watch`), 128+N ended by signal N
+    /// (SIGTERM, SIGHUP; the terminal is restored).
+    Top {
+        #[command(flatten)]
+        vault: VaultArg,
+        /// How often to ask the supervisor and read the queue and the log
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = ai_employee_vault::units::parse_positive_duration)]
+        interval: std::time::Duration,
+    },
     /// Start a child that is stopped, needs setup, gave up or exited
     Start {
         #[command(flatten)]

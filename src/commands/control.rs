@@ -13,6 +13,7 @@ use ai_employee_vault::control::client::{Client, ConnectError};
 use ai_employee_vault::control::{ChildStatus, Request, Response};
 use ai_employee_vault::exit_codes;
 
+use super::Failure;
 use super::status::{NOT_RUNNING, UNKNOWN};
 
 /// How long `stop` / `restart` wait for the child to get there (a child's stop_timeout
@@ -29,37 +30,45 @@ pub enum Verb {
     Restart,
 }
 
-fn connect(vault: &Path) -> Result<Client, i32> {
+fn failure(code: i32, message: impl Into<String>) -> Failure {
+    Failure {
+        code,
+        message: message.into(),
+    }
+}
+
+fn connect(vault: &Path) -> Result<Client, Failure> {
     Client::connect(vault).map_err(|e| {
-        eprintln!("ai-employee: {e}");
-        match e {
+        let code = match e {
             ConnectError::NotRunning(_) => NOT_RUNNING,
             _ => UNKNOWN,
-        }
+        };
+        failure(code, e.to_string())
     })
 }
 
-fn call(client: &mut Client, req: &Request) -> Result<Response, i32> {
-    client.call(req).map_err(|e| {
-        eprintln!("ai-employee: the supervisor did not answer: {e}");
-        UNKNOWN
-    })
+fn call(client: &mut Client, req: &Request) -> Result<Response, Failure> {
+    client
+        .call(req)
+        .map_err(|e| failure(UNKNOWN, format!("the supervisor did not answer: {e}")))
 }
 
 pub fn run(vault: &Path, verb: Verb, name: &str) -> i32 {
-    let mut client = match connect(vault) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let before = match call(&mut client, &Request::Status) {
-        Ok(r) if r.ok => r
+    match act(vault, verb, name, &mut |line| println!("{line}")) {
+        Ok(()) => exit_codes::OK,
+        Err(f) => f.report(),
+    }
+}
+
+/// Send `verb` for `name` and wait until it took effect, as `run` does; what `run` prints
+/// on stdout goes to `say`, the error comes back. `top` calls this from a thread.
+pub fn act(vault: &Path, verb: Verb, name: &str, say: &mut dyn FnMut(&str)) -> Result<(), Failure> {
+    let mut client = connect(vault)?;
+    let before = match call(&mut client, &Request::Status)? {
+        r if r.ok => r
             .status
             .and_then(|s| s.children.into_iter().find(|c| c.name == name)),
-        Ok(r) => {
-            eprintln!("ai-employee: {}", r.error.unwrap_or_default());
-            return UNKNOWN;
-        }
-        Err(code) => return code,
+        r => return Err(failure(UNKNOWN, r.error.unwrap_or_default())),
     };
     let active = before.as_ref().is_some_and(|c| {
         matches!(
@@ -73,24 +82,24 @@ pub fn run(vault: &Path, verb: Verb, name: &str) -> i32 {
         Verb::Stop => Request::Stop { name: name.into() },
         Verb::Restart => Request::Restart { name: name.into() },
     };
-    let r = match call(&mut client, &req) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+    let r = call(&mut client, &req)?;
     if !r.ok {
-        eprintln!("ai-employee: {}", r.error.unwrap_or_default());
-        return exit_codes::FAILURE;
+        return Err(failure(exit_codes::FAILURE, r.error.unwrap_or_default()));
     }
     let message = r.message.unwrap_or_default();
     let until = Instant::now() + WAIT_MAX;
+    // A start says "started" only once the child stayed up (in `started`).
+    let starting = matches!(verb, Verb::Start) || (matches!(verb, Verb::Restart) && !active);
+    if !starting {
+        say(&message);
+    }
     match verb {
         // One line for what happened: "started" only once it stayed up.
-        Verb::Start => started(&mut client, name, &message, "not started"),
-        Verb::Restart if !active => started(&mut client, name, &message, "not restarted"),
+        Verb::Start => started(&mut client, name, &message, "not started", say),
+        Verb::Restart if !active => started(&mut client, name, &message, "not restarted", say),
         Verb::Stop => {
-            println!("{message}");
             if !active {
-                return exit_codes::OK;
+                return Ok(());
             }
             let done = wait(&mut client, name, until, &|c| {
                 !matches!(c.state.as_str(), "running" | "stopping" | "starting")
@@ -98,37 +107,36 @@ pub fn run(vault: &Path, verb: Verb, name: &str) -> i32 {
             match done {
                 Some(c) => {
                     let how = c.last_exit.map(|e| format!(" ({e})")).unwrap_or_default();
-                    println!("{name} stopped{how}");
-                    exit_codes::OK
+                    say(&format!("{name} stopped{how}"));
+                    Ok(())
                 }
-                None => {
-                    eprintln!("ai-employee: {name} has not stopped yet; see `ai-employee status`");
-                    exit_codes::FAILURE
-                }
+                None => Err(failure(
+                    exit_codes::FAILURE,
+                    format!("{name} has not stopped yet; see `ai-employee status`"),
+                )),
             }
         }
         Verb::Restart => {
-            println!("{message}");
             let done = wait(&mut client, name, until, &|c| {
                 (c.state == "running" && c.pid != before)
                     || !matches!(c.state.as_str(), "running" | "stopping" | "starting")
             });
             match done {
                 Some(c) if c.state == "running" => {
-                    println!("{name} running (pid {})", c.pid.unwrap_or_default());
-                    exit_codes::OK
+                    say(&format!(
+                        "{name} running (pid {})",
+                        c.pid.unwrap_or_default()
+                    ));
+                    Ok(())
                 }
-                Some(c) => {
-                    eprintln!(
-                        "ai-employee: {}",
-                        not_up(name, &c, "it did not come back up")
-                    );
-                    exit_codes::FAILURE
-                }
-                None => {
-                    eprintln!("ai-employee: {name} is not running yet; see `ai-employee status`");
-                    exit_codes::FAILURE
-                }
+                Some(c) => Err(failure(
+                    exit_codes::FAILURE,
+                    not_up(name, &c, "it did not come back up"),
+                )),
+                None => Err(failure(
+                    exit_codes::FAILURE,
+                    format!("{name} is not running yet; see `ai-employee status`"),
+                )),
             }
         }
     }
@@ -136,30 +144,32 @@ pub fn run(vault: &Path, verb: Verb, name: &str) -> i32 {
 
 /// After a start: `message` ("started NAME (pid N)") once the child has stayed up for
 /// [`START_SETTLE`], else one line saying why it is not running.
-fn started(client: &mut Client, name: &str, message: &str, outcome: &str) -> i32 {
+fn started(
+    client: &mut Client,
+    name: &str,
+    message: &str,
+    outcome: &str,
+    say: &mut dyn FnMut(&str),
+) -> Result<(), Failure> {
     let now = find(client, name);
     let Some(pid) = now.as_ref().and_then(|c| c.pid) else {
         return match now {
             Some(c) if c.state != "running" => {
-                eprintln!("ai-employee: {}", not_up(name, &c, outcome));
-                exit_codes::FAILURE
+                Err(failure(exit_codes::FAILURE, not_up(name, &c, outcome)))
             }
             _ => {
-                println!("{message}");
-                exit_codes::OK
+                say(message);
+                Ok(())
             }
         };
     };
     // Like supervisord's startsecs: a child that dies within a second did not start.
     let settle = Instant::now() + START_SETTLE;
     match wait(client, name, settle, &|c| c.pid != Some(pid)) {
-        Some(c) => {
-            eprintln!("ai-employee: {}", not_up(name, &c, outcome));
-            exit_codes::FAILURE
-        }
+        Some(c) => Err(failure(exit_codes::FAILURE, not_up(name, &c, outcome))),
         None => {
-            println!("{message}");
-            exit_codes::OK
+            say(message);
+            Ok(())
         }
     }
 }
@@ -210,7 +220,7 @@ fn wait(
 pub fn reload(vault: &Path) -> i32 {
     let mut client = match connect(vault) {
         Ok(c) => c,
-        Err(code) => return code,
+        Err(f) => return f.report(),
     };
     match call(&mut client, &Request::Reload) {
         Ok(r) if r.ok => {
@@ -227,6 +237,6 @@ pub fn reload(vault: &Path) -> i32 {
             );
             exit_codes::CONFIG
         }
-        Err(code) => code,
+        Err(f) => f.report(),
     }
 }

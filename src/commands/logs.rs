@@ -97,6 +97,19 @@ fn end_on_stop_signals() {
     }
 }
 
+/// The last `lines` lines of the log at `path` as text (invalid UTF-8 replaced); `top`
+/// shows these.
+pub fn last_lines(path: &Path, lines: usize) -> io::Result<String> {
+    let mut file = open_log(path)?;
+    let len = file.metadata()?.len();
+    // A screenful: never more than the last CHUNK bytes, however long the lines.
+    let start = last_lines_start(&mut file, len, lines)?.max(len.saturating_sub(CHUNK));
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::new();
+    file.take(CHUNK).read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 /// Offset of the first of the last `n` lines of `file` (of length `len`).
 fn last_lines_start(file: &mut File, len: u64, n: usize) -> io::Result<u64> {
     if n == 0 {

@@ -8,6 +8,7 @@ mod logs;
 pub mod status;
 mod supervise;
 pub mod tasks;
+mod top;
 mod watch;
 mod worker;
 mod workers;
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> i32 {
             watch,
             interval,
         } => status::run(&resolve_vault(&vault), json, watch, interval),
+        Command::Top { vault, interval } => top::run(&resolve_vault(&vault), interval),
         Command::Start { vault, name } => {
             control::run(&resolve_vault(&vault), control::Verb::Start, &name)
         }
@@ -117,6 +119,21 @@ pub fn run(cli: Cli) -> i32 {
         }
         Command::Watch { watcher } => watch::run(watcher),
         Command::Guardian => crate::process::guardian::run_guardian(),
+    }
+}
+
+/// Why an action failed: its exit code and a one-line message (without the
+/// `ai-employee: ` prefix). Commands that `top` also runs return this instead of printing.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Failure {
+    /// Print the message on stderr; returns the exit code.
+    pub fn report(self) -> i32 {
+        fail(self.code, self.message)
     }
 }
 

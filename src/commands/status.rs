@@ -183,29 +183,41 @@ pub fn render_text(outcome: &Outcome, style: Style) -> String {
     }
 }
 
-/// The table. Pure (a report in, text out), so it is pinned by snapshot tests.
-pub fn render_report(r: &StatusReport, style: Style) -> String {
+/// The table's columns, one per cell of [`row`] (`top` shows them too).
+pub(crate) const HEADER: [&str; 8] = [
+    "NAME",
+    "STATE",
+    "PID",
+    "UPTIME",
+    "RESTARTS",
+    "LAST EXIT",
+    "MEMORY",
+    "CPU",
+];
+
+/// `ai-employee 0.1.0 · pid 4242 · up 2h3m · healthy` (`top` shows it too).
+pub(crate) fn supervisor_line(r: &StatusReport, style: Style) -> String {
     let s = &r.supervisor;
-    let mut out = format!(
-        "{} {} · pid {} · up {} · {}\nvault {} · table {}\n\n",
+    format!(
+        "{} {} · pid {} · up {} · {}",
         style.bold("ai-employee"),
         s.version,
         s.pid,
         format_age(s.uptime_secs),
-        style.health(r.health),
+        style.health(r.health)
+    )
+}
+
+/// The table. Pure (a report in, text out), so it is pinned by snapshot tests.
+pub fn render_report(r: &StatusReport, style: Style) -> String {
+    let s = &r.supervisor;
+    let mut out = format!(
+        "{}\nvault {} · table {}\n\n",
+        supervisor_line(r, style),
         s.vault,
         s.table
     );
-    let header = [
-        "NAME",
-        "STATE",
-        "PID",
-        "UPTIME",
-        "RESTARTS",
-        "LAST EXIT",
-        "MEMORY",
-        "CPU",
-    ];
+    let header = HEADER;
     let rows: Vec<[String; 8]> = r.children.iter().map(row).collect();
     let mut widths = header.map(str::len);
     for row in &rows {
@@ -258,7 +270,7 @@ fn pad(s: &str, width: usize, last: bool) -> String {
     }
 }
 
-fn row(c: &ChildStatus) -> [String; 8] {
+pub(crate) fn row(c: &ChildStatus) -> [String; 8] {
     let dash = || "-".to_string();
     let state = match c.backoff_left_secs {
         Some(left) => format!("{} ({})", c.state, format_age(left.ceil())),

@@ -27,6 +27,7 @@ mod service_units;
 mod smtp_wire;
 mod supervisor;
 mod tasks_metrics;
+mod top;
 mod vault_symlinks;
 mod whatsapp;
 mod yaml_readers;

@@ -14,7 +14,7 @@ use super::{NOT_RUNNING, loop_runs};
 use crate::agent::engine::STOP_FILE;
 use crate::agent::task::{self, LoopState, TaskDoc, keys, time_text};
 use crate::cli::TaskPriority;
-use crate::commands::fail;
+use crate::commands::{Failure, fail};
 
 /// Where tasks can be, in the order `show` and `retry` look.
 const FOLDERS: [Folder; 5] = [
@@ -315,57 +315,58 @@ pub fn retry(vault: &Path, id: &str) -> i32 {
     exit_codes::OK
 }
 
-/// The vault's folder, or the exit code after saying why not.
-fn open_vault(vault: &Path) -> Result<Dir, i32> {
-    Dir::open(vault).map_err(|e| {
-        fail(
-            exit_codes::CONFIG,
-            format!("cannot open the vault {}: {e}", vault.display()),
-        )
+pub fn pause(vault: &Path, now: bool) -> i32 {
+    match write_pause(vault, now) {
+        Ok(message) => println!("{message}"),
+        Err(f) => return f.report(),
+    }
+    running_note(vault)
+}
+
+/// Write the stop file; returns what to tell the user. `top` calls this too.
+pub fn write_pause(vault: &Path, now: bool) -> Result<String, Failure> {
+    let root = Dir::open(vault).map_err(|e| open_failure(vault, e))?;
+    let text = if now { "now\n" } else { "pause\n" };
+    if let Err(e) = root.write_atomic(STOP_FILE, text.as_bytes(), 0o644) {
+        return Err(Failure {
+            code: exit_codes::FAILURE,
+            message: format!("cannot write {}: {e}", vault.join(STOP_FILE).display()),
+        });
+    }
+    Ok(if now {
+        "paused: no new task starts, and the running ones are stopped (retried after resume)"
+            .to_string()
+    } else {
+        format!("paused: no new task starts; running ones finish ({STOP_FILE} exists)")
     })
 }
 
-pub fn pause(vault: &Path, now: bool) -> i32 {
-    let root = match open_vault(vault) {
-        Ok(d) => d,
-        Err(code) => return code,
-    };
-    let text = if now { "now\n" } else { "pause\n" };
-    if let Err(e) = root.write_atomic(STOP_FILE, text.as_bytes(), 0o644) {
-        return fail(
-            exit_codes::FAILURE,
-            format!("cannot write {}: {e}", vault.join(STOP_FILE).display()),
-        );
-    }
-    if now {
-        println!(
-            "paused: no new task starts, and the running ones are stopped (retried after resume)"
-        );
-    } else {
-        println!(
-            "paused: no new task starts; running ones finish ({} exists)",
-            STOP_FILE
-        );
+pub fn resume(vault: &Path) -> i32 {
+    match remove_pause(vault) {
+        Ok(message) => println!("{message}"),
+        Err(f) => return f.report(),
     }
     running_note(vault)
 }
 
-pub fn resume(vault: &Path) -> i32 {
-    let root = match open_vault(vault) {
-        Ok(d) => d,
-        Err(code) => return code,
-    };
+/// Remove the stop file; returns what to tell the user. `top` calls this too.
+pub fn remove_pause(vault: &Path) -> Result<String, Failure> {
+    let root = Dir::open(vault).map_err(|e| open_failure(vault, e))?;
     match root.remove_file(STOP_FILE) {
-        Ok(()) => println!("resumed: tasks start again"),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => println!("not paused"),
-        Err(e) => {
-            return fail(
-                exit_codes::FAILURE,
-                format!("cannot remove {}: {e}", vault.join(STOP_FILE).display()),
-            );
-        }
+        Ok(()) => Ok("resumed: tasks start again".to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok("not paused".to_string()),
+        Err(e) => Err(Failure {
+            code: exit_codes::FAILURE,
+            message: format!("cannot remove {}: {e}", vault.join(STOP_FILE).display()),
+        }),
     }
-    running_note(vault)
+}
+
+fn open_failure(vault: &Path, e: std::io::Error) -> Failure {
+    Failure {
+        code: exit_codes::CONFIG,
+        message: format!("cannot open the vault {}: {e}", vault.display()),
+    }
 }
 
 fn running_note(vault: &Path) -> i32 {

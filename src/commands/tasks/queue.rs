@@ -122,16 +122,10 @@ pub fn estimates(s: &Snapshot, now: DateTime<Utc>) -> Vec<Estimate> {
     out
 }
 
-pub fn render(
-    s: &Snapshot,
-    now: DateTime<Utc>,
-    verbose: bool,
-    style: Style,
-    running: bool,
-) -> String {
-    let mut out = String::new();
+/// `Tasks: 1 running (of 2), 3 pending, …` (`top` shows it too).
+pub(crate) fn headline(s: &Snapshot) -> String {
     let count = |st: TaskState| s.tasks.iter().filter(|t| t.state == st).count();
-    let head = format!(
+    format!(
         "Tasks: {} running (of {}), {} pending, {} waiting for approval, {} to retry{}{}",
         count(TaskState::Running),
         s.max_concurrent,
@@ -148,7 +142,18 @@ pub fn render(
         } else {
             ""
         },
-    );
+    )
+}
+
+pub fn render(
+    s: &Snapshot,
+    now: DateTime<Utc>,
+    verbose: bool,
+    style: Style,
+    running: bool,
+) -> String {
+    let mut out = String::new();
+    let head = headline(s);
     out.push_str(&style.bold(&head));
     out.push('\n');
     if let Some(why) = &s.needs_setup {
@@ -281,7 +286,7 @@ fn queue_line(q: &QueueView, now: DateTime<Utc>) -> String {
     )
 }
 
-fn state_text(
+pub(crate) fn state_text(
     t: &TaskView,
     paused: bool,
     now: DateTime<Utc>,
