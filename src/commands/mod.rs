@@ -5,6 +5,7 @@ mod check;
 mod control;
 mod init;
 mod logs;
+mod setup;
 pub mod status;
 mod supervise;
 pub mod tasks;
@@ -91,6 +92,7 @@ pub fn run(cli: Cli) -> i32 {
             config,
             json,
         } => workers::run(&resolve_vault(&vault), config.as_deref(), json),
+        Command::Setup { vault, part } => setup::run(&resolve_vault(&vault), part),
         Command::Completions { shell } => {
             let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "ai-employee", &mut std::io::stdout());
