@@ -41,9 +41,10 @@ pub enum Command {
     },
     /// Show each child's state, pid, uptime, restarts, last exit, memory and CPU
     ///
-    /// Exit status: 0 healthy, 1 degraded (a child is restarting, needs setup, gave up or
-    /// failed), 3 no supervisor is running on the vault, 4 status unknown (the socket
-    /// belongs to another user, or the supervisor did not answer).
+    /// Exit status: 0 healthy, 1 degraded (a child is restarting, gave up or failed), 3 no
+    /// supervisor is running on the vault, 4 status unknown (the socket belongs to another
+    /// user, or the supervisor did not answer), 5 needs setup (nothing failed, but a child
+    /// waits for `ai-employee setup`, as on a fresh install).
     Status {
         #[command(flatten)]
         vault: VaultArg,
@@ -195,8 +196,10 @@ pub enum Command {
     /// failed or nothing was saved, 2 usage (a value missing with --no-input), 78 the vault
     /// or its table cannot be used (without a part: a part needs set-up).
     Setup {
-        #[command(flatten)]
-        vault: VaultArg,
+        /// The vault folder [default: $AI_EMPLOYEE_VAULT, else ./AI_Employee_Vault]
+        /// (before or after the part)
+        #[arg(long, value_name = "DIR", env = "AI_EMPLOYEE_VAULT", global = true)]
+        vault: Option<PathBuf>,
         #[command(subcommand)]
         part: Option<SetupPart>,
     },

@@ -5,7 +5,7 @@ mod check;
 mod control;
 mod init;
 mod logs;
-mod setup;
+pub mod setup;
 pub mod status;
 mod supervise;
 pub mod tasks;
@@ -92,7 +92,10 @@ pub fn run(cli: Cli) -> i32 {
             config,
             json,
         } => workers::run(&resolve_vault(&vault), config.as_deref(), json),
-        Command::Setup { vault, part } => setup::run(&resolve_vault(&vault), part),
+        Command::Setup { vault, part } => setup::run(
+            &resolve_vault(&ai_employee_vault::cli::VaultArg { vault }),
+            part,
+        ),
         Command::Completions { shell } => {
             let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "ai-employee", &mut std::io::stdout());

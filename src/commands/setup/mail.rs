@@ -6,6 +6,9 @@ use toml_edit::Value;
 use super::prompt::{AskError, Asker, SecretFrom};
 use crate::cli::{MailServerArgs, PasswordArgs};
 
+/// A file's keys and values, in the order it lists them.
+pub type Keys = Vec<(&'static str, Value)>;
+
 /// What differs between the two.
 pub struct Defaults {
     pub host_prompt: &'static str,
@@ -31,7 +34,7 @@ pub fn ask(
     asker: &Asker,
     a: &MailServerArgs,
     d: &Defaults,
-) -> Result<(Vec<(&'static str, Value)>, String), AskError> {
+) -> Result<(Keys, String), AskError> {
     let host = asker.text(a.host.as_deref(), d.host_prompt, d.host, "--host", false)?;
     let tls = asker.text(
         a.tls.as_deref(),
@@ -76,7 +79,7 @@ pub fn ask(
             false,
         )?
     };
-    let mut keys: Vec<(&'static str, Value)> = vec![
+    let mut keys: Keys = vec![
         ("host", host.into()),
         ("port", i64::from(port).into()),
         ("tls", tls.into()),

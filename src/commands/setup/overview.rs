@@ -52,6 +52,15 @@ pub fn state(vault: &Path, part: Part, agent_program: Option<&str>) -> State {
     }
 }
 
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            State::Configured => f.write_str("configured"),
+            State::Missing(d) | State::Invalid(d) => f.write_str(d),
+        }
+    }
+}
+
 fn github_load(vault: &Path) -> Result<(), LoadError> {
     ai_employee_vault::github::load(vault).map(|_| ())
 }
