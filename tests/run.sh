@@ -27,6 +27,8 @@ command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
 command -v ip >/dev/null 2>&1 || pkgs+=(iproute2)
 # Frontmatter is read back by a real YAML 1.1 reader (PyYAML) under Debian's python3.
 /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || pkgs+=(python3-yaml)
+# `ai-employee setup` is driven through a real terminal (tmux send-keys / capture-pane).
+command -v tmux >/dev/null 2>&1 || pkgs+=(tmux)
 # The real Claude Code CLI comes from npm (below); Debian's npm brings Node.js along. A
 # Node.js without npm (another vendor's) is left alone.
 command -v npm >/dev/null 2>&1 || command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)

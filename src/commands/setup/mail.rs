@@ -30,11 +30,7 @@ pub fn password_from(p: &PasswordArgs) -> SecretFrom<'_> {
 }
 
 /// The server's keys, in the order the file lists them, and the login (empty: none).
-pub fn ask(
-    asker: &Asker,
-    a: &MailServerArgs,
-    d: &Defaults,
-) -> Result<(Keys, String), AskError> {
+pub fn ask(asker: &Asker, a: &MailServerArgs, d: &Defaults) -> Result<(Keys, String), AskError> {
     let host = asker.text(a.host.as_deref(), d.host_prompt, d.host, "--host", false)?;
     let tls = asker.text(
         a.tls.as_deref(),
