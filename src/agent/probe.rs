@@ -46,14 +46,21 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Run `argv` in `cwd` (stderr into `log`, replaced) for at most `limit`.
-pub fn run(argv: &[String], cwd: &Path, log: &Path, limit: Duration) -> io::Result<Probe> {
+/// Run `argv` in `cwd` with `env` added (the table's `[agent] env`, as the loop does),
+/// stderr into `log` (replaced), for at most `limit`.
+pub fn run(
+    argv: &[String],
+    cwd: &Path,
+    env: &BTreeMap<String, String>,
+    log: &Path,
+    limit: Duration,
+) -> io::Result<Probe> {
     let file = std::fs::File::create(log)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let (code, stdout, timed_out) = rt.block_on(async {
-        let job = spawn_job(argv, cwd, &BTreeMap::new(), file)?;
+        let job = spawn_job(argv, cwd, env, file)?;
         let (mut child, pgid, mut stdout) = (job.child, job.pgid, job.stdout);
         let mut out = Vec::new();
         let ran = tokio::time::timeout(limit, async {

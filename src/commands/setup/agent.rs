@@ -54,7 +54,7 @@ pub fn run(vault: &Path, a: &SetupAgent) -> i32 {
     }
     let log = logs.join("setup-check.log");
     eprintln!("checking: one short run of {program} …");
-    match probe::run(&argv, vault, &log, a.timeout) {
+    match probe::run(&argv, vault, &cfg.agent.env, &log, a.timeout) {
         Ok(Probe::Answered(answer)) => {
             let cost = answer
                 .cost_usd

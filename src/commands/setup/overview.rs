@@ -149,7 +149,8 @@ pub fn run(vault: &Path) -> i32 {
         } else {
             format!(": {}", u.part.command())
         };
-        println!("  {:<9} {word:<10} {detail}{fix}{note}", u.part.name());
+        let line = format!("  {:<9} {word:<10} {detail}{fix}{note}", u.part.name());
+        println!("{}", line.trim_end());
         if u.required && s != State::Configured && next.is_none() {
             next = Some(u.part);
         }
