@@ -145,6 +145,32 @@ impl Tmux {
         self.tmux(&["send-keys", "Enter"]);
     }
 
+    /// Wait for the prompt `prompt` of a secret and for the terminal to stop echoing (the
+    /// prompt turns echo off with a flush: keys typed before that are lost), then type
+    /// `answer` and Enter.
+    fn answer_secret(&self, prompt: &str, answer: &str) {
+        self.wait_for(prompt);
+        let out = self.tmux(&["display-message", "-p", "#{pane_tty}"]);
+        let tty = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let echo_off = || {
+            Command::new("stty")
+                .args(["-a", "-F", &tty])
+                .output()
+                .is_ok_and(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .any(|w| w == "-echo")
+                })
+        };
+        assert!(
+            wait_until(LONG, echo_off),
+            "echo stays on:\n{}",
+            self.screen()
+        );
+        self.tmux(&["send-keys", "-l", answer]);
+        self.tmux(&["send-keys", "Enter"]);
+    }
+
     /// The command's exit code, once it ended.
     fn exit_code(&self) -> i32 {
         let screen = self.wait_for("[exit ");
@@ -190,7 +216,7 @@ fn smtp_through_a_terminal_is_checked_and_saved_0600_and_reads_back() {
     t.answer("TLS (tls, starttls or none)", "none");
     t.answer("Port", &smtp.port.to_string());
     t.answer("Login (empty for none)", "agent");
-    t.answer("Password", SMTP_PASSWORD);
+    t.answer_secret("Password", SMTP_PASSWORD);
     t.answer("Sender (Name <address>)", "AI Employee <ai@example.com>");
     assert_eq!(t.exit_code(), 0, "{}", t.screen());
     let screen = t.screen();
@@ -227,40 +253,7 @@ fn smtp_with_a_wrong_password_is_refused_and_nothing_is_written() {
     let tv = new_vault();
     let smtp = Smtp::start(tv.dir.path(), 0, true, 0);
     let port = smtp.port.to_string();
-    let o = setup(
-        &tv.vault,
-        &[
-            "smtp",
-            "--no-input",
-            "--host",
-            "127.0.0.1",
-            "--tls",
-            "none",
-            "--port",
-            &port,
-            "--user",
-            "agent",
-            "--password-stdin",
-            "--from",
-            "ai@example.com",
-        ],
-        "not-the-password\n",
-    );
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains(&format!(
-            "ai-employee: setup smtp: check failed: SMTP 127.0.0.1:{port}: login failed"
-        )),
-        "{}",
-        text(&o)
-    );
-    assert!(err.contains("nothing saved"), "{}", text(&o));
-    assert!(!err.contains("not-the-password"), "{}", text(&o));
-    assert!(!tv.vault.join("credentials/smtp.toml").exists());
-
-    // The right one from stdin: saved; then an existing file is not replaced without
-    // --force (no terminal to ask on).
+    // Everything from flags, the password from stdin.
     let args = [
         "smtp",
         "--no-input",
@@ -276,6 +269,22 @@ fn smtp_with_a_wrong_password_is_refused_and_nothing_is_written() {
         "--from",
         "ai@example.com",
     ];
+    let o = setup(&tv.vault, &args, "not-the-password\n");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "ai-employee: setup smtp: check failed: SMTP 127.0.0.1:{port}: login failed"
+        )),
+        "{}",
+        text(&o)
+    );
+    assert!(err.contains("nothing saved"), "{}", text(&o));
+    assert!(!err.contains("not-the-password"), "{}", text(&o));
+    assert!(!tv.vault.join("credentials/smtp.toml").exists());
+
+    // The right one from stdin: saved; then an existing file is not replaced without
+    // --force (no terminal to ask on).
     let o = setup(&tv.vault, &args, &format!("{SMTP_PASSWORD}\n"));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let before = fs::read_to_string(tv.vault.join("credentials/smtp.toml")).unwrap();
@@ -356,7 +365,7 @@ fn gmail_through_a_terminal_logs_in_to_dovecot_and_reads_its_capabilities() {
     t.answer("TLS (tls, starttls or none)", "");
     t.answer("Port", &d.imaps_port.to_string());
     t.answer("Login (the mail account)", "alice");
-    t.answer("Password", IMAP_PASSWORD);
+    t.answer_secret("Password", IMAP_PASSWORD);
     assert_eq!(t.exit_code(), 0, "{}", t.screen());
     let screen = t.screen();
     assert!(
@@ -549,7 +558,7 @@ fn github_token_through_a_terminal_and_a_refused_one_with_flags() {
         return;
     }
     let t = in_terminal(&tv, &["github", "--base-url", &base], &[]);
-    t.answer("GitHub token", gh::TOKEN);
+    t.answer_secret("GitHub token", gh::TOKEN);
     assert_eq!(t.exit_code(), 0, "{}", t.screen());
     let screen = t.screen();
     assert!(

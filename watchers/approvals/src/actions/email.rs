@@ -277,7 +277,14 @@ struct Site<'a> {
     cfg: &'a SmtpConfig,
 }
 
-impl Site<'_> {
+impl<'a> Site<'a> {
+    fn of(cfg: &'a SmtpConfig) -> Site<'a> {
+        Site {
+            server: format!("{}:{}", cfg.host, cfg.port),
+            cfg,
+        }
+    }
+
     fn cert_setup(&self) -> CertSetup<'_> {
         CertSetup {
             host: &self.cfg.host,
@@ -296,10 +303,7 @@ pub fn send(
     tokens: Option<&TokenSource>,
     credentials_dir: &Path,
 ) -> Outcome {
-    let site = Site {
-        server: format!("{}:{}", cfg.host, cfg.port),
-        cfg,
-    };
+    let site = Site::of(cfg);
     let mut conn = match open(&site, tokens, credentials_dir) {
         Ok(c) => c,
         Err(outcome) => return outcome,
@@ -318,10 +322,7 @@ pub fn send(
 /// smtp`): connect, EHLO, STARTTLS or TLS, AUTH as `send` does them, then QUIT.
 /// `Success`'s detail says what was accepted; any other outcome, what failed.
 pub fn check(cfg: &SmtpConfig, tokens: Option<&TokenSource>, credentials_dir: &Path) -> Outcome {
-    let site = Site {
-        server: format!("{}:{}", cfg.host, cfg.port),
-        cfg,
-    };
+    let site = Site::of(cfg);
     let mut conn = match open(&site, tokens, credentials_dir) {
         Ok(c) => c,
         Err(outcome) => return outcome,

@@ -75,25 +75,11 @@ pub fn payload(msg: &Whatsapp) -> serde_json::Value {
 
 pub fn send(cfg: &WhatsappConfig, msg: &Whatsapp) -> Outcome {
     let url = format!("{}/{}/messages", cfg.base_url, cfg.phone_number_id);
-    let agent: ureq::Agent = ai_employee_vault::http::client(cfg.timeout)
-        .timeout_connect(Some((cfg.timeout / 2).min(Duration::from_secs(10))))
-        .build()
-        .into();
     let body = payload(msg).to_string();
-    let response = agent
-        .post(&url)
-        .header("Authorization", &format!("Bearer {}", cfg.token.expose()))
-        .header("Content-Type", "application/json")
-        .send(&body);
-    let mut response = match response {
-        Ok(r) => r,
-        Err(e) => return classify_error(&cfg.base_url, &e),
+    let (status, text, reply, api) = match call(cfg, &url, Some(&body)) {
+        Ok(a) => a,
+        Err(outcome) => return outcome,
     };
-    let status = response.status().as_u16();
-    // A reply that cannot be read (cut off, too long) leaves the status to judge by.
-    let text = ai_employee_vault::http::reply_text(&mut response).unwrap_or_default();
-    let reply: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    let api = format!("WhatsApp API {}", cfg.base_url);
     match status {
         200..=299 => {
             let id = reply
@@ -129,22 +115,10 @@ pub fn check(cfg: &WhatsappConfig) -> Outcome {
         "{}/{}?fields=display_phone_number,verified_name",
         cfg.base_url, cfg.phone_number_id
     );
-    let agent: ureq::Agent = ai_employee_vault::http::client(cfg.timeout)
-        .timeout_connect(Some((cfg.timeout / 2).min(Duration::from_secs(10))))
-        .build()
-        .into();
-    let response = agent
-        .get(&url)
-        .header("Authorization", &format!("Bearer {}", cfg.token.expose()))
-        .call();
-    let mut response = match response {
-        Ok(r) => r,
-        Err(e) => return classify_error(&cfg.base_url, &e),
+    let (status, text, reply, api) = match call(cfg, &url, None) {
+        Ok(a) => a,
+        Err(outcome) => return outcome,
     };
-    let status = response.status().as_u16();
-    let text = ai_employee_vault::http::reply_text(&mut response).unwrap_or_default();
-    let reply: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    let api = format!("WhatsApp API {}", cfg.base_url);
     match status {
         200..=299 => {
             let number = reply
@@ -169,6 +143,40 @@ pub fn check(cfg: &WhatsappConfig) -> Outcome {
             reason(&reply, &text)
         )),
     }
+}
+
+/// `POST url` with the JSON `body`, or `GET url` without one, with the token: the reply's
+/// status, text and JSON, and the API's name for messages; a request that got no reply,
+/// as its outcome.
+fn call(
+    cfg: &WhatsappConfig,
+    url: &str,
+    body: Option<&str>,
+) -> Result<(u16, String, serde_json::Value, String), Outcome> {
+    let agent: ureq::Agent = ai_employee_vault::http::client(cfg.timeout)
+        .timeout_connect(Some((cfg.timeout / 2).min(Duration::from_secs(10))))
+        .build()
+        .into();
+    let auth = format!("Bearer {}", cfg.token.expose());
+    let response = match body {
+        Some(body) => agent
+            .post(url)
+            .header("Authorization", &auth)
+            .header("Content-Type", "application/json")
+            .send(body),
+        None => agent.get(url).header("Authorization", &auth).call(),
+    };
+    let mut response = response.map_err(|e| classify_error(&cfg.base_url, &e))?;
+    let status = response.status().as_u16();
+    // A reply that cannot be read (cut off, too long) leaves the status to judge by.
+    let text = ai_employee_vault::http::reply_text(&mut response).unwrap_or_default();
+    let reply = serde_json::from_str(&text).unwrap_or_default();
+    Ok((
+        status,
+        text,
+        reply,
+        format!("WhatsApp API {}", cfg.base_url),
+    ))
 }
 
 /// `: <Meta's error message>` or the start of the body.
