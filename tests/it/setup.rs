@@ -699,8 +699,12 @@ fn a_running_supervisors_child_goes_from_needs_setup_to_running() {
         sh_process("sleeper", "exec sleep 600", "")
     ));
     let mut sup = tv.start();
+    // The banner names what is missing and the command, before any child ran.
     assert!(
-        wait_until(LONG, || sup.console().contains("ai-employee setup gmail")),
+        wait_until(LONG, || sup.console().contains(
+            "Set-up needed (the children that use it wait for it, not restarted):\n  \
+             gmail  no credentials/gmail.toml: ai-employee setup gmail\n"
+        )),
         "{}",
         sup.console()
     );
