@@ -192,9 +192,10 @@ pub enum Command {
     /// it in credentials/ (0600) and restart its child if a supervisor runs
     ///
     /// Without a part: each part's state (configured, missing, invalid) and what to do
-    /// next. Exit status: 0 saved (without a part: every part is configured), 1 the check
-    /// failed or nothing was saved, 2 usage (a value missing with --no-input), 78 the vault
-    /// or its table cannot be used (without a part: a part needs set-up).
+    /// next. Exit status: 0 saved (without a part: every part the table needs is set up),
+    /// 1 the check failed or nothing was saved, 2 usage (a value missing with --no-input),
+    /// 73 the file could not be written, 78 no vault there or its table is invalid
+    /// (without a part: a part the table needs is not set up). See docs/operations.md.
     Setup {
         /// The vault folder [default: $AI_EMPLOYEE_VAULT, else ./AI_Employee_Vault]
         /// (before or after the part)
@@ -341,7 +342,8 @@ pub struct MailServerArgs {
     /// Log in with this OAuth token file in credentials/ instead of a password (docs/oauth.md)
     #[arg(long, value_name = "NAME", conflicts_with_all = ["password_file", "password_stdin"])]
     pub oauth_token_file: Option<String>,
-    /// An extra trusted root certificate (PEM), a file in credentials/ (self-hosted servers)
+    /// An extra trusted root certificate (PEM) for a self-hosted server: a file in
+    /// credentials/, or an absolute path
     #[arg(long, value_name = "NAME")]
     pub ca_file: Option<String>,
 }

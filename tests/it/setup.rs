@@ -171,6 +171,12 @@ impl Tmux {
         self.tmux(&["send-keys", "Enter"]);
     }
 
+    /// Wait for the yes/no prompt `prompt`, then press `key` (no Enter: a y or n answers).
+    fn answer_key(&self, prompt: &str, key: &str) {
+        self.wait_for(prompt);
+        self.tmux(&["send-keys", "-l", key]);
+    }
+
     /// The command's exit code, once it ended.
     fn exit_code(&self) -> i32 {
         let screen = self.wait_for("[exit ");
@@ -387,7 +393,7 @@ fn gmail_through_a_terminal_logs_in_to_dovecot_and_reads_its_capabilities() {
         &[BIN, "setup", "gmail", "--vault", &vault],
         &[],
     );
-    t.answer("credentials/gmail.toml exists. Replace it?", "n");
+    t.answer_key("credentials/gmail.toml exists. Replace it?", "n");
     assert_eq!(t.exit_code(), 1, "{}", t.screen());
     assert!(
         t.screen()
@@ -526,6 +532,39 @@ fn whatsapp_token_is_checked_against_the_api_base_url() {
     assert_eq!(mode(&tv.vault.join("credentials/whatsapp.toml")), 0o600);
     ai_employee_whatsapp::load_credentials(&tv.vault).expect("the watcher reads it");
     ai_employee_approvals::setup::read_whatsapp(&tv.vault).expect("the handler reads it");
+}
+
+#[test]
+fn whatsapp_through_a_terminal_asks_for_each_secret_hidden() {
+    if !Tmux::available() {
+        return;
+    }
+    let tv = new_vault();
+    let api = StandIn::start(vec![(
+        200,
+        r#"{"display_phone_number":"+1 555 0100","id":"1098765"}"#.into(),
+    )]);
+    let base = format!("http://127.0.0.1:{}/v21.0", api.port());
+    let t = in_terminal(&tv, &["whatsapp", "--base-url", &base], &[]);
+    t.answer_secret("Meta app secret", "app-secret-typed");
+    t.answer_secret("Webhook verify token", "verify-typed");
+    t.answer_key("Also set up sending approved replies", "y");
+    t.answer_secret("Cloud API access token", WA_TOKEN);
+    t.answer("Phone number ID", "1098765");
+    assert_eq!(t.exit_code(), 0, "{}", t.screen());
+    let screen = t.screen();
+    for secret in ["app-secret-typed", "verify-typed", WA_TOKEN] {
+        assert!(!screen.contains(secret), "{secret} shown:\n{screen}");
+    }
+    assert!(
+        screen.contains("the token may send from +1 555 0100"),
+        "{screen}"
+    );
+    let secrets = ai_employee_whatsapp::load_credentials(&tv.vault).expect("the watcher reads it");
+    assert_eq!(secrets.app_secret.expose(), "app-secret-typed");
+    assert_eq!(secrets.verify_token.expose(), "verify-typed");
+    ai_employee_approvals::setup::read_whatsapp(&tv.vault).expect("the handler reads it");
+    assert_eq!(api.requests().len(), 1);
 }
 
 #[test]
