@@ -79,20 +79,17 @@ pub fn run(vault: &Path, json: bool, watch: bool, interval: Duration) -> i32 {
     outcome.exit_code()
 }
 
-/// What to type for each child that needs set-up (empty when none does).
+/// What to type for each child that needs a part `ai-employee setup` sets up (empty when
+/// none does; the others' reasons are above, naming their logs).
 fn setup_hints(r: &StatusReport) -> String {
-    let waiting = super::setup::needing_setup(r);
-    if waiting.is_empty() {
+    let commands: Vec<String> = super::setup::needing_setup(r)
+        .into_iter()
+        .filter_map(|(name, part)| Some(format!("  {name}: {}\n", part?.command())))
+        .collect();
+    if commands.is_empty() {
         return String::new();
     }
-    let mut out = String::from("\nSet-up needed:\n");
-    for (name, part) in waiting {
-        match part {
-            Some(p) => out.push_str(&format!("  {name}: {}\n", p.command())),
-            None => out.push_str(&format!("  {name}: see Logs/{name}.log\n")),
-        }
-    }
-    out
+    format!("\nSet-up needed:\n{}", commands.concat())
 }
 
 fn run_watch(vault: &Path, json: bool, interval: Duration) -> i32 {
