@@ -291,7 +291,12 @@ fn smtp_with_a_wrong_password_is_refused_and_nothing_is_written() {
 
     // The right one from stdin: saved; then an existing file is not replaced without
     // --force (no terminal to ask on).
+    let t0 = std::time::Instant::now();
     let o = setup(&tv.vault, &args, &format!("{SMTP_PASSWORD}\n"));
+    eprintln!(
+        "setup smtp (check and save, loopback aiosmtpd): {:?}",
+        t0.elapsed()
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let before = fs::read_to_string(tv.vault.join("credentials/smtp.toml")).unwrap();
     let o = setup(&tv.vault, &args, &format!("{SMTP_PASSWORD}\n"));
@@ -462,7 +467,12 @@ fn gmail_with_flags_names_what_failed_and_writes_nothing() {
     // STARTTLS on the plain port, with the CA: saved.
     let mut args = base(&imap, "starttls");
     args.extend(["--ca-file".into(), cert]);
+    let t0 = std::time::Instant::now();
     let o = run(&args, &format!("{IMAP_PASSWORD}\n"));
+    eprintln!(
+        "setup gmail (STARTTLS check and save, loopback Dovecot): {:?}",
+        t0.elapsed()
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     ai_employee_gmail::load_credentials(&tv.vault).expect("the watcher reads it");
 }
@@ -780,6 +790,7 @@ fn a_running_supervisors_child_goes_from_needs_setup_to_running() {
     let pw = secret_file(tv.dir.path(), "pw", IMAP_PASSWORD);
     let port = d.imaps_port.to_string();
     let cert = d.cert.display().to_string();
+    let t0 = std::time::Instant::now();
     let o = setup(
         &tv.vault,
         &[
@@ -800,6 +811,10 @@ fn a_running_supervisors_child_goes_from_needs_setup_to_running() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
+    eprintln!(
+        "setup gmail (IMAPS check, save, restart under the supervisor): {:?}",
+        t0.elapsed()
+    );
     assert!(out.contains("gmail running (pid "), "{}", text(&o));
     let o = status(&["--json"]);
     let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
