@@ -700,13 +700,10 @@ fn agent_not_logged_in_is_reported_and_a_logged_in_one_passes() {
 #[test]
 fn agent_with_the_real_claude_cli_without_a_login() {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let Some(claude) = std::env::split_paths(&path)
-        .map(|d| d.join("claude"))
-        .find(|p| p.is_file())
-    else {
+    if !std::env::split_paths(&path).any(|d| d.join("claude").is_file()) {
         eprintln!("SKIPPED: `claude` (Claude Code) is not on PATH; tests/run.sh installs it");
         return;
-    };
+    }
     let tv = new_vault();
     let home = tv.dir.path().join("home");
     fs::create_dir_all(&home).unwrap();
@@ -716,10 +713,14 @@ fn agent_with_the_real_claude_cli_without_a_login() {
         .args(["setup", "agent", "--timeout", "60s", "--vault"])
         .arg(&tv.vault)
         .env_clear()
-        .env("PATH", claude.parent().unwrap().as_os_str())
+        .env("PATH", path)
         .env("HOME", &home)
+        .env("CLAUDE_CONFIG_DIR", home.join(".claude"))
+        .env("XDG_CONFIG_HOME", home.join(".config"))
         .env("DISABLE_AUTOUPDATER", "1")
         .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("DISABLE_TELEMETRY", "1")
+        .env("DISABLE_ERROR_REPORTING", "1")
         .env("ANTHROPIC_BASE_URL", format!("http://127.0.0.1:{closed}"))
         .output()
         .unwrap();
@@ -832,6 +833,14 @@ fn a_running_supervisors_child_goes_from_needs_setup_to_running() {
 
 #[test]
 fn the_overview_says_what_to_set_up_next() {
+    let nowhere = TestVault::new();
+    let o = setup(&nowhere.vault, &[], "");
+    assert_eq!(o.status.code(), Some(78), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no vault at "),
+        "{}",
+        text(&o)
+    );
     let tv = new_vault();
     let o = setup(&tv.vault, &[], "");
     assert_eq!(o.status.code(), Some(78), "{}", text(&o));

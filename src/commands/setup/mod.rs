@@ -110,9 +110,6 @@ impl std::fmt::Display for Part {
 }
 
 pub fn run(vault: &Path, part: Option<SetupPart>) -> i32 {
-    let Some(part) = part else {
-        return overview::run(vault);
-    };
     if !vault.is_dir() {
         return super::fail(
             exit_codes::CONFIG,
@@ -123,6 +120,9 @@ pub fn run(vault: &Path, part: Option<SetupPart>) -> i32 {
             ),
         );
     }
+    let Some(part) = part else {
+        return overview::run(vault);
+    };
     match part {
         SetupPart::Gmail(a) => gmail::run(vault, &a),
         SetupPart::Smtp(a) => smtp::run(vault, &a),
@@ -325,6 +325,25 @@ mod tests {
         );
         assert_eq!(Part::of_process(&args(&["watch", "filesystem"])), None);
         assert_eq!(Part::of_process(&args(&["-c", "sleep 1"])), None);
+    }
+
+    #[test]
+    fn values_are_escaped_and_read_back_as_written() {
+        let pw = "a\"b\\c 'd' # e\nf";
+        let text = render(
+            Part::Smtp,
+            "docs/approvals.md",
+            &[
+                ("host", "127.0.0.1".into()),
+                ("tls", "none".into()),
+                ("username", "me".into()),
+                ("password", pw.into()),
+                ("from", "Me <me@example.com>".into()),
+            ],
+        );
+        ai_employee_approvals::setup::parse_smtp_text(&text).unwrap();
+        let doc: toml_edit::DocumentMut = text.parse().unwrap();
+        assert_eq!(doc["password"].as_str(), Some(pw));
     }
 
     #[test]
