@@ -47,6 +47,12 @@ fn call(client: &mut Client, req: &Request) -> Result<Response, i32> {
 }
 
 pub fn run(vault: &Path, verb: Verb, name: &str) -> i32 {
+    run_with(vault, verb, name, true)
+}
+
+/// [`run`]; `echo`: print the supervisor's first answer (`restarting gmail (was pid 4)`)
+/// before the outcome (`gmail running (pid 9)`). `setup` prints only the outcome.
+pub fn run_with(vault: &Path, verb: Verb, name: &str, echo: bool) -> i32 {
     let mut client = match connect(vault) {
         Ok(c) => c,
         Err(code) => return code,
@@ -133,7 +139,9 @@ pub fn run(vault: &Path, verb: Verb, name: &str) -> i32 {
             }
         }
         Verb::Restart => {
-            println!("{message}");
+            if echo {
+                println!("{message}");
+            }
             let done = wait(&mut client, name, until, &|c| {
                 (c.state == "running" && c.pid != before)
                     || !matches!(c.state.as_str(), "running" | "stopping" | "starting")

@@ -816,7 +816,16 @@ fn a_running_supervisors_child_goes_from_needs_setup_to_running() {
         "setup gmail (IMAPS check, save, restart under the supervisor): {:?}",
         t0.elapsed()
     );
-    assert!(out.contains("gmail running (pid "), "{}", text(&o));
+    // What was checked, what was saved, and the child's new state: one line each.
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", text(&o));
+    assert!(
+        lines[0].starts_with("✓ logged in as alice@127.0.0.1:"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(lines[1], "saved credentials/gmail.toml (mode 0600)");
+    assert!(lines[2].starts_with("gmail running (pid "), "{}", text(&o));
     let o = status(&["--json"]);
     let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let gmail = json["children"]

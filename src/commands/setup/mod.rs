@@ -260,7 +260,7 @@ fn apply(vault: &Path, part: Part) {
                 c.pid.unwrap_or_default()
             );
         } else {
-            control::run(vault, Verb::Restart, name);
+            control::run_with(vault, Verb::Restart, name, false);
         }
     }
 }
