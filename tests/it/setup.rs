@@ -477,6 +477,59 @@ fn gmail_with_flags_names_what_failed_and_writes_nothing() {
     ai_employee_gmail::load_credentials(&tv.vault).expect("the watcher reads it");
 }
 
+#[test]
+fn gmail_with_an_oauth_token_file_logs_in_with_xoauth2_refreshing_it() {
+    if !dovecot::available() {
+        return;
+    }
+    let server = crate::oauth::TokenServer::start();
+    let tv = new_vault();
+    let d = Dovecot::start(
+        tv.dir.path(),
+        dovecot::Setup {
+            oauth_introspect: Some(server.introspect_url()),
+            ..dovecot::Setup::default()
+        },
+    );
+    // An expired access token: the check refreshes it as the watcher would.
+    let token_file = tv.vault.join("credentials/token.json");
+    fs::write(&token_file, server.token_json("alice", -60)).unwrap();
+    let port = d.imaps_port.to_string();
+    let cert = d.cert.display().to_string();
+    let o = setup(
+        &tv.vault,
+        &[
+            "gmail",
+            "--no-input",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--user",
+            "alice",
+            "--oauth-token-file",
+            "token.json",
+            "--ca-file",
+            &cert,
+        ],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(server.refresh_count() >= 1, "no refresh");
+    let saved = fs::read_to_string(tv.vault.join("credentials/gmail.toml")).unwrap();
+    assert!(
+        saved.contains("oauth_token_file = \"token.json\""),
+        "{saved}"
+    );
+    assert!(!saved.contains("password"), "{saved}");
+    let all = text(&o);
+    assert!(
+        !all.contains("ya29.") && !all.contains("1//refresh"),
+        "{all}"
+    );
+    ai_employee_gmail::load_credentials(&tv.vault).expect("the watcher reads it");
+}
+
 // ---------------------------------------------------------------------------------------
 // WhatsApp and GitHub (stand-ins for their APIs).
 // ---------------------------------------------------------------------------------------
