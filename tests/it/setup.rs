@@ -18,7 +18,7 @@ use crate::gmail::dovecot::{self, Dovecot, PASSWORD as IMAP_PASSWORD};
 const LONG: Duration = Duration::from_secs(30);
 
 /// `ai-employee setup ARGS --vault V` without a terminal (stdin from `stdin`).
-fn setup(vault: &Path, args: &[&str], stdin: &str) -> Output {
+fn setup<S: AsRef<std::ffi::OsStr>>(vault: &Path, args: &[S], stdin: &str) -> Output {
     use std::io::Write;
     let mut child = Command::new(BIN)
         .arg("setup")
@@ -477,6 +477,25 @@ fn gmail_with_flags_names_what_failed_and_writes_nothing() {
     ai_employee_gmail::load_credentials(&tv.vault).expect("the watcher reads it");
 }
 
+/// `setup gmail` for alice on `d`'s IMAPS port (its certificate as the CA), logging in
+/// as `auth` says.
+fn imaps_args(d: &Dovecot, auth: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "gmail",
+        "--no-input",
+        "--host",
+        "127.0.0.1",
+        "--user",
+        "alice",
+    ]
+    .map(String::from)
+    .into();
+    args.extend(["--port".into(), d.imaps_port.to_string()]);
+    args.extend(["--ca-file".into(), d.cert.display().to_string()]);
+    args.extend(auth.iter().map(|a| a.to_string()));
+    args
+}
+
 #[test]
 fn gmail_with_an_oauth_token_file_logs_in_with_xoauth2_refreshing_it() {
     if !dovecot::available() {
@@ -494,24 +513,9 @@ fn gmail_with_an_oauth_token_file_logs_in_with_xoauth2_refreshing_it() {
     // An expired access token: the check refreshes it as the watcher would.
     let token_file = tv.vault.join("credentials/token.json");
     fs::write(&token_file, server.token_json("alice", -60)).unwrap();
-    let port = d.imaps_port.to_string();
-    let cert = d.cert.display().to_string();
     let o = setup(
         &tv.vault,
-        &[
-            "gmail",
-            "--no-input",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--user",
-            "alice",
-            "--oauth-token-file",
-            "token.json",
-            "--ca-file",
-            &cert,
-        ],
+        &imaps_args(&d, &["--oauth-token-file", "token.json"]),
         "",
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -760,23 +764,12 @@ fn agent_with_the_real_claude_cli_without_a_login() {
     let tv = new_vault();
     let home = tv.dir.path().join("home");
     fs::create_dir_all(&home).unwrap();
-    let closed = crate::approvals::free_port();
     // As tests/it/claude_cli.rs: no login, no key, nothing sent anywhere.
-    let o = Command::new(BIN)
-        .args(["setup", "agent", "--timeout", "60s", "--vault"])
-        .arg(&tv.vault)
-        .env_clear()
-        .env("PATH", path)
-        .env("HOME", &home)
-        .env("CLAUDE_CONFIG_DIR", home.join(".claude"))
-        .env("XDG_CONFIG_HOME", home.join(".config"))
-        .env("DISABLE_AUTOUPDATER", "1")
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .env("DISABLE_TELEMETRY", "1")
-        .env("DISABLE_ERROR_REPORTING", "1")
-        .env("ANTHROPIC_BASE_URL", format!("http://127.0.0.1:{closed}"))
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["setup", "agent", "--timeout", "60s", "--vault"])
+        .arg(&tv.vault);
+    crate::claude_cli::isolate(&mut cmd, &home);
+    let o = cmd.output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -842,25 +835,10 @@ fn a_running_supervisors_child_goes_from_needs_setup_to_running() {
     );
 
     let pw = secret_file(tv.dir.path(), "pw", IMAP_PASSWORD);
-    let port = d.imaps_port.to_string();
-    let cert = d.cert.display().to_string();
     let t0 = std::time::Instant::now();
     let o = setup(
         &tv.vault,
-        &[
-            "gmail",
-            "--no-input",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--user",
-            "alice",
-            "--password-file",
-            pw.to_str().unwrap(),
-            "--ca-file",
-            &cert,
-        ],
+        &imaps_args(&d, &["--password-file", pw.to_str().unwrap()]),
         "",
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -896,7 +874,7 @@ fn a_running_supervisors_child_goes_from_needs_setup_to_running() {
 #[test]
 fn the_overview_says_what_to_set_up_next() {
     let nowhere = TestVault::new();
-    let o = setup(&nowhere.vault, &[], "");
+    let o = setup::<&str>(&nowhere.vault, &[], "");
     assert_eq!(o.status.code(), Some(78), "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("no vault at "),
@@ -904,7 +882,7 @@ fn the_overview_says_what_to_set_up_next() {
         text(&o)
     );
     let tv = new_vault();
-    let o = setup(&tv.vault, &[], "");
+    let o = setup::<&str>(&tv.vault, &[], "");
     assert_eq!(o.status.code(), Some(78), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -913,7 +891,7 @@ fn the_overview_says_what_to_set_up_next() {
     );
     assert!(out.contains("Next: ai-employee setup gmail"), "{out}");
     fs::write(tv.vault.join("credentials/gmail.toml"), "usrname = \"x\"\n").unwrap();
-    let out = String::from_utf8_lossy(&setup(&tv.vault, &[], "").stdout).into_owned();
+    let out = String::from_utf8_lossy(&setup::<&str>(&tv.vault, &[], "").stdout).into_owned();
     assert!(
         out.contains("gmail     invalid    credentials/gmail.toml:1:1: unknown key `usrname`"),
         "{out}"
