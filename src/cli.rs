@@ -86,9 +86,10 @@ pub enum Command {
     },
     /// Show each child's state, pid, uptime, restarts, last exit, memory and CPU
     ///
-    /// Exit status: 0 healthy, 1 degraded (a child is restarting, needs setup, gave up or
-    /// failed), 3 no supervisor is running on the vault, 4 status unknown (the socket
-    /// belongs to another user, or the supervisor did not answer).
+    /// Exit status: 0 healthy, 1 degraded (a child is restarting, gave up or failed), 3 no
+    /// supervisor is running on the vault, 4 status unknown (the socket belongs to another
+    /// user, or the supervisor did not answer), 5 needs setup (nothing failed, but a child
+    /// waits for `ai-employee setup`, as on a fresh install).
     Status {
         #[command(flatten)]
         vault: VaultArg,
@@ -257,6 +258,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Set up a part: ask for what it needs (or take it from flags), check it live, save
+    /// it in credentials/ (0600) and restart its child if a supervisor runs
+    ///
+    /// Without a part: each part's state (configured, missing, invalid) and what to do
+    /// next. Exit status: 0 saved (without a part: every part the table needs is set up),
+    /// 1 the check failed or nothing was saved, 2 usage (a value missing with --no-input),
+    /// 73 the file could not be written, 78 no vault there or its table is invalid
+    /// (without a part: a part the table needs is not set up). See docs/operations.md.
+    Setup {
+        /// The vault folder [default: $AI_EMPLOYEE_VAULT, else ./AI_Employee_Vault]
+        /// (before or after the part)
+        #[arg(long, value_name = "DIR", env = "AI_EMPLOYEE_VAULT", global = true)]
+        vault: Option<PathBuf>,
+        #[command(subcommand)]
+        part: Option<SetupPart>,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         /// The shell to complete for
@@ -374,6 +391,146 @@ pub enum TaskPriority {
     High,
     Medium,
     Low,
+}
+
+/// `ai-employee setup <part>`.
+#[derive(Debug, Subcommand)]
+pub enum SetupPart {
+    /// The mail watcher's IMAP login: credentials/gmail.toml (checked: login, capabilities)
+    Gmail(SetupGmail),
+    /// The approval handler's outgoing mail: credentials/smtp.toml (checked: EHLO, TLS, AUTH)
+    Smtp(SetupSmtp),
+    /// The WhatsApp webhook's secrets and the sending token: credentials/whatsapp.toml
+    /// (the token checked against the Cloud API)
+    Whatsapp(SetupWhatsapp),
+    /// The GitHub token: credentials/github.toml (checked against the API)
+    Github(SetupGithub),
+    /// The task loop's agent (Claude Code): found on PATH and logged in (nothing is saved)
+    Agent(SetupAgent),
+}
+
+/// What every `setup <part>` takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SetupCommon {
+    /// Never prompt: every value from flags or defaults (a missing one is exit 2)
+    #[arg(long)]
+    pub no_input: bool,
+    /// Replace an existing file without asking
+    #[arg(long)]
+    pub force: bool,
+    /// Save without the live check (the file is still read as the watcher reads it)
+    #[arg(long)]
+    pub skip_check: bool,
+}
+
+/// `--password-file` / `--password-stdin`: a password never has to be in argv.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PasswordArgs {
+    /// Read the password from this file (its first line)
+    #[arg(long, value_name = "FILE", conflicts_with = "password_stdin")]
+    pub password_file: Option<PathBuf>,
+    /// Read the password from standard input (its first line)
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// The server of a mail part.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MailServerArgs {
+    /// The server's host name
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// The server's port [default: from --tls]
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+    /// tls (from the first byte), starttls, or none (loopback hosts only)
+    #[arg(long, value_name = "MODE", value_parser = ["tls", "starttls", "none"])]
+    pub tls: Option<String>,
+    /// The login (the mail account)
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    #[command(flatten)]
+    pub password: PasswordArgs,
+    /// Log in with this OAuth token file in credentials/ instead of a password (docs/oauth.md)
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["password_file", "password_stdin"])]
+    pub oauth_token_file: Option<String>,
+    /// An extra trusted root certificate (PEM) for a self-hosted server: a file in
+    /// credentials/, or an absolute path
+    #[arg(long, value_name = "NAME")]
+    pub ca_file: Option<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SetupGmail {
+    #[command(flatten)]
+    pub common: SetupCommon,
+    #[command(flatten)]
+    pub server: MailServerArgs,
+    /// The mailbox the check opens (the watcher's --mailbox)
+    #[arg(long, value_name = "NAME", default_value = "INBOX")]
+    pub mailbox: String,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SetupSmtp {
+    #[command(flatten)]
+    pub common: SetupCommon,
+    #[command(flatten)]
+    pub server: MailServerArgs,
+    /// The sender of every email: `Name <address>` [default: the login, if an address]
+    #[arg(long, value_name = "ADDRESS")]
+    pub from: Option<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SetupWhatsapp {
+    #[command(flatten)]
+    pub common: SetupCommon,
+    /// Read the Meta app's secret (App settings → Basic) from this file
+    #[arg(long, value_name = "FILE")]
+    pub app_secret_file: Option<PathBuf>,
+    /// Read the webhook's verify token (any string, typed again into Meta's form) from this file
+    #[arg(long, value_name = "FILE")]
+    pub verify_token_file: Option<PathBuf>,
+    /// Read the Cloud API access token (for sending replies) from this file
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The sender's phone number ID (Meta's app dashboard; digits)
+    #[arg(long, value_name = "ID")]
+    pub phone_number_id: Option<String>,
+    /// Set up only the webhook (no access token: approved replies cannot be sent)
+    #[arg(long, conflicts_with_all = ["token_file", "phone_number_id"])]
+    pub no_sending: bool,
+    /// The Cloud API's base URL [default: https://graph.facebook.com/v21.0]
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SetupGithub {
+    #[command(flatten)]
+    pub common: SetupCommon,
+    /// Read the token from this file (its first line)
+    #[arg(long, value_name = "FILE", conflicts_with = "token_stdin")]
+    pub token_file: Option<PathBuf>,
+    /// Read the token from standard input (its first line)
+    #[arg(long)]
+    pub token_stdin: bool,
+    /// The REST API's base URL [default: https://api.github.com]
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SetupAgent {
+    #[command(flatten)]
+    pub common: SetupCommon,
+    /// Process table [default: <vault>/ai-employee.toml if present, else built-in]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The longest the check's run of the agent may take
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = ai_employee_vault::units::parse_positive_duration)]
+    pub timeout: std::time::Duration,
 }
 
 /// The watchers; each one's options live in its own crate under `watchers/`.

@@ -30,7 +30,7 @@ command -v ip >/dev/null 2>&1 || pkgs+=(iproute2)
 command -v podman >/dev/null 2>&1 || pkgs+=(podman runc)
 # Frontmatter is read back by a real YAML 1.1 reader (PyYAML) under Debian's python3.
 /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || pkgs+=(python3-yaml)
-# `top` is driven in a real terminal: a tmux pane (tests/it/top.rs).
+# `top` and `setup` are driven in a real terminal: a tmux pane (tests/it/top.rs, setup.rs).
 command -v tmux >/dev/null 2>&1 || pkgs+=(tmux)
 # The real Claude Code CLI comes from npm (below); Debian's npm brings Node.js along. A
 # Node.js without npm (another vendor's) is left alone.

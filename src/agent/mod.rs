@@ -18,6 +18,8 @@ pub mod health;
 pub mod metrics;
 /// The agent's answer: Claude Code's JSON result or plain text → what happened.
 pub mod outcome;
+/// One short run of the agent to see it can run (`ai-employee setup agent`).
+pub mod probe;
 /// The prompt template and how it is filled.
 pub mod prompt;
 /// One attempt: agent runs, resumes, `verify`, timeouts, logs.

@@ -54,7 +54,14 @@ fn call(client: &mut Client, req: &Request) -> Result<Response, Failure> {
 }
 
 pub fn run(vault: &Path, verb: Verb, name: &str) -> i32 {
-    match act(vault, verb, name, &mut |line| println!("{line}")) {
+    run_with(vault, verb, name, true)
+}
+
+/// [`run`]; `echo`: print the supervisor's first answer to a restart (`restarting gmail
+/// (was pid 4)`) before the outcome (`gmail running (pid 9)`). `setup` prints only the
+/// outcome.
+pub fn run_with(vault: &Path, verb: Verb, name: &str, echo: bool) -> i32 {
+    match act(vault, verb, name, echo, &mut |line| println!("{line}")) {
         Ok(()) => exit_codes::OK,
         Err(f) => f.report(),
     }
@@ -62,7 +69,13 @@ pub fn run(vault: &Path, verb: Verb, name: &str) -> i32 {
 
 /// Send `verb` for `name` and wait until it took effect, as `run` does; what `run` prints
 /// on stdout goes to `say`, the error comes back. `top` calls this from a thread.
-pub fn act(vault: &Path, verb: Verb, name: &str, say: &mut dyn FnMut(&str)) -> Result<(), Failure> {
+pub fn act(
+    vault: &Path,
+    verb: Verb,
+    name: &str,
+    echo: bool,
+    say: &mut dyn FnMut(&str),
+) -> Result<(), Failure> {
     let mut client = connect(vault)?;
     let before = match call(&mut client, &Request::Status)? {
         r if r.ok => r
@@ -90,7 +103,7 @@ pub fn act(vault: &Path, verb: Verb, name: &str, say: &mut dyn FnMut(&str)) -> R
     let until = Instant::now() + WAIT_MAX;
     // A start says "started" only once the child stayed up (in `started`).
     let starting = matches!(verb, Verb::Start) || (matches!(verb, Verb::Restart) && !active);
-    if !starting {
+    if !starting && (echo || !matches!(verb, Verb::Restart)) {
         say(&message);
     }
     match verb {

@@ -5,6 +5,7 @@ mod check;
 mod control;
 mod init;
 mod logs;
+pub mod setup;
 pub mod status;
 mod supervise;
 pub mod tasks;
@@ -95,6 +96,10 @@ pub fn run(cli: Cli) -> i32 {
             config,
             json,
         } => workers::run(&resolve_vault(&vault), config.as_deref(), json),
+        Command::Setup { vault, part } => setup::run(
+            &resolve_vault(&ai_employee_vault::cli::VaultArg { vault }),
+            part,
+        ),
         Command::Completions { shell } => {
             let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "ai-employee", &mut std::io::stdout());

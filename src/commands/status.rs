@@ -1,7 +1,9 @@
 //! `ai-employee status [--json] [--watch]`: the running supervisor's report over the
 //! control socket, as a table (coloured on a terminal) or JSON.
 //!
-//! Exit status (also with `--json`): 0 healthy, 1 degraded, 3 not running, 4 unknown.
+//! Exit status (also with `--json`): 0 healthy, 1 degraded, 3 not running, 4 unknown, 5
+//! needs setup (nothing failed, but a child waits for `ai-employee setup`; a fresh
+//! install). Degraded wins over needs setup.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -15,6 +17,8 @@ pub const HEALTHY: i32 = 0;
 pub const DEGRADED: i32 = 1;
 pub const NOT_RUNNING: i32 = 3;
 pub const UNKNOWN: i32 = 4;
+/// Nothing failed, but children wait for set-up (docs/operations.md: why not 0 or 1).
+pub const NEEDS_SETUP: i32 = 5;
 
 /// What asking for a status gave.
 pub enum Outcome {
@@ -26,8 +30,11 @@ pub enum Outcome {
 impl Outcome {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Outcome::Report(r) if r.health == Health::Healthy => HEALTHY,
-            Outcome::Report(_) => DEGRADED,
+            Outcome::Report(r) => match r.health {
+                Health::Healthy => HEALTHY,
+                Health::NeedsSetup => NEEDS_SETUP,
+                Health::Degraded => DEGRADED,
+            },
             Outcome::NotRunning(_) => NOT_RUNNING,
             Outcome::Unknown(_) => UNKNOWN,
         }
@@ -55,16 +62,34 @@ pub fn run(vault: &Path, json: bool, watch: bool, interval: Duration) -> i32 {
         return run_watch(vault, json, interval);
     }
     let outcome = fetch(vault);
-    let text = if json {
+    let mut text = if json {
         render_json(vault, &outcome)
     } else {
         render_text(&outcome, Style::detect())
     };
     match &outcome {
-        Outcome::Report(_) => print!("{text}"),
+        Outcome::Report(r) => {
+            if !json {
+                text.push_str(&setup_hints(r));
+            }
+            print!("{text}")
+        }
         _ => eprint!("{text}"),
     }
     outcome.exit_code()
+}
+
+/// What to type for each child that needs a part `ai-employee setup` sets up (empty when
+/// none does; the others' reasons are above, naming their logs).
+fn setup_hints(r: &StatusReport) -> String {
+    let commands: Vec<String> = super::setup::needing_setup(r)
+        .into_iter()
+        .filter_map(|(name, part)| Some(format!("  {name}: {}\n", part?.command())))
+        .collect();
+    if commands.is_empty() {
+        return String::new();
+    }
+    format!("\nSet-up needed:\n{}", commands.concat())
 }
 
 fn run_watch(vault: &Path, json: bool, interval: Duration) -> i32 {
@@ -170,6 +195,7 @@ impl Style {
     fn health(self, h: Health) -> String {
         match h {
             Health::Healthy => self.paint("32", "healthy"),
+            Health::NeedsSetup => self.paint("36", "needs setup"),
             Health::Degraded => self.paint("33", "degraded"),
         }
     }

@@ -112,11 +112,16 @@ pub fn run(root: &Path, explicit: Option<&Path>) -> i32 {
     });
 
     let enabled = cfg.processes.iter().filter(|p| p.enabled).count();
+    let setup: Vec<(&str, String, String)> = super::setup::missing(root, &cfg)
+        .into_iter()
+        .map(|(part, state)| (part.name(), state.to_string(), part.command()))
+        .collect();
     crate::supervisor::report::console::banner(
         root,
         &cfg.source.to_string(),
         cfg.processes.len(),
         enabled,
+        &setup,
     );
     tracing::info!(
         "supervisor starting (pid {}, version {}, table {})",

@@ -30,8 +30,8 @@ mod run_task;
 
 pub(crate) const FIXTURE: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/smtp/server.py");
-const SMTP_PASSWORD: &str = "Pw-7f3a9c-not-in-logs";
-const WA_TOKEN: &str = "EAAG-token-5d81e2-not-in-logs";
+pub(crate) const SMTP_PASSWORD: &str = "Pw-7f3a9c-not-in-logs";
+pub(crate) const WA_TOKEN: &str = "EAAG-token-5d81e2-not-in-logs";
 pub(crate) const FROM: &str = "AI Employee <ai@example.com>";
 /// Fast retries for tests.
 const FAST: &[&str] = &["--retry-initial", "100ms", "--retry-max", "300ms"];
@@ -351,7 +351,7 @@ pub(crate) fn free_port() -> u16 {
 
 /// The WhatsApp Cloud API stand-in: answers each request with the next scripted
 /// (status, body), then 200 with a message id.
-struct StandIn {
+pub(crate) struct StandIn {
     port: u16,
     requests: Arc<Mutex<Vec<HttpRequest>>>,
     stop: Arc<AtomicBool>,
@@ -359,7 +359,7 @@ struct StandIn {
 }
 
 impl StandIn {
-    fn start(script: Vec<(u16, String)>) -> StandIn {
+    pub(crate) fn start(script: Vec<(u16, String)>) -> StandIn {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind stand-in");
         let port = listener.local_addr().expect("addr").port();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -397,7 +397,11 @@ impl StandIn {
         }
     }
 
-    fn requests(&self) -> Vec<HttpRequest> {
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub(crate) fn requests(&self) -> Vec<HttpRequest> {
         self.requests.lock().expect("lock").clone()
     }
 }

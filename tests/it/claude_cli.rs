@@ -83,16 +83,11 @@ impl Run {
     }
 }
 
-/// Run `claude` with `argv` (argv[0] is replaced by the binary found) in `dir`, with
-/// `home` as its HOME.
-fn run(claude: &Path, argv: &[String], dir: &Path, home: &Path) -> Run {
-    let out = dir.join(".claude-test.out");
-    let err = dir.join(".claude-test.err");
-    let started = Instant::now();
-    let mut child = Command::new(claude)
-        .args(&argv[1..])
-        .current_dir(dir)
-        .env_clear()
+/// `cmd` cut off from everything (see the module doc): an emptied environment but PATH,
+/// `home` as HOME and Claude Code's config folders, no updater or telemetry, the API on a
+/// closed loopback port.
+pub(crate) fn isolate(cmd: &mut Command, home: &Path) {
+    cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home)
         .env("CLAUDE_CONFIG_DIR", home.join(".claude"))
@@ -102,7 +97,19 @@ fn run(claude: &Path, argv: &[String], dir: &Path, home: &Path) -> Run {
         .env("DISABLE_TELEMETRY", "1")
         .env("DISABLE_ERROR_REPORTING", "1")
         // Port 9 (discard) on loopback: nothing listens, a connection is refused at once.
-        .env("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
+        .env("ANTHROPIC_BASE_URL", "http://127.0.0.1:9");
+}
+
+/// Run `claude` with `argv` (argv[0] is replaced by the binary found) in `dir`, with
+/// `home` as its HOME.
+fn run(claude: &Path, argv: &[String], dir: &Path, home: &Path) -> Run {
+    let out = dir.join(".claude-test.out");
+    let err = dir.join(".claude-test.err");
+    let started = Instant::now();
+    let mut child = Command::new(claude);
+    child.args(&argv[1..]).current_dir(dir);
+    isolate(&mut child, home);
+    let mut child = child
         .stdin(Stdio::null())
         .stdout(File::create(&out).unwrap())
         .stderr(File::create(&err).unwrap())

@@ -3,7 +3,7 @@
 //! ETags and 304, `Link` pagination, rate-limit headers, the comments endpoint, the token
 //! checked). Every wait is on a condition with a deadline.
 
-mod standin;
+pub(crate) mod standin;
 
 use std::fs;
 use std::path::Path;

@@ -24,6 +24,7 @@ mod postfix;
 mod queue;
 mod queue_loop;
 mod service_units;
+mod setup;
 mod smtp_wire;
 mod supervisor;
 mod tasks_metrics;

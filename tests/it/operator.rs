@@ -227,13 +227,28 @@ fn status_exit_codes_healthy_degraded_not_running() {
     assert_eq!(ctl(&tv, &["stop", "sleeper"]).status.code(), Some(0));
     assert_eq!(status_json(&tv).0, 0);
 
-    // Add a child that needs setup: degraded, 1.
+    // Add a child that needs setup: nothing failed, so not degraded but needs setup, 5
+    // (a fresh install looks like this).
     tv.write_config(&format!(
         "{SLEEPER}\n{}",
         sh_process("setup", "exit 78", "")
     ));
     assert_eq!(ctl(&tv, &["reload"]).status.code(), Some(0));
     assert!(wait_until(LONG, || state(&tv, "setup") == "needs-setup"));
+    let (code, v) = status_json(&tv);
+    assert_eq!((code, v["health"].as_str()), (5, Some("needs_setup")));
+    // And a child that fails beside it: degraded wins, 1.
+    tv.write_config(&format!(
+        "{SLEEPER}\n{}\n{}",
+        sh_process("setup", "exit 78", ""),
+        sh_process(
+            "crasher",
+            "exit 1",
+            "backoff = { initial = \"1h\", max = \"1h\" }"
+        )
+    ));
+    assert_eq!(ctl(&tv, &["reload"]).status.code(), Some(0));
+    assert!(wait_until(LONG, || state(&tv, "crasher") == "backoff"));
     let (code, v) = status_json(&tv);
     assert_eq!((code, v["health"].as_str()), (1, Some("degraded")));
     assert!(sup.stop().is_some());
@@ -270,7 +285,8 @@ fn status_exit_code_for_each_state() {
             ),
             1,
         ),
-        ("needs-setup", sh_process("c", "exit 78", ""), 1),
+        // Not degraded: nothing failed, the child waits for its set-up (a fresh install).
+        ("needs-setup", sh_process("c", "exit 78", ""), 5),
         ("fatal", fatal, 1),
     ];
     for (want, table, code) in cases {

@@ -265,9 +265,17 @@ fn exit_78_means_needs_setup_and_no_restart() {
         "{}",
         tv.dashboard()
     );
-    assert!(wait_until(Duration::from_secs(10), || tv
-        .dashboard()
-        .contains("⚠ Degraded")));
+    // Nothing failed: the system waits for set-up, it is not degraded.
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            tv.dashboard().contains(
+            "| ⚙ Needs Setup | System Online (0 running); waiting for set-up: setup (run `ai-employee setup`) |"
+        )
+        }),
+        "{}",
+        tv.dashboard()
+    );
+    assert!(!tv.dashboard().contains("⚠ Degraded"), "{}", tv.dashboard());
     assert_eq!(starts(&m).len(), 1);
     assert!(wait_until(Duration::from_secs(5), || tv
         .read("vault/Logs/setup.log")

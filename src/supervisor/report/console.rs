@@ -8,13 +8,28 @@ use crate::process::ExitStatus;
 
 const RULE: &str = "============================================================";
 
-pub fn banner(vault: &std::path::Path, table: &str, processes: usize, enabled: usize) {
+/// The start banner. `setup`: (part, what is missing, the command that sets it up) for
+/// each part an enabled child needs and does not have yet.
+pub fn banner(
+    vault: &std::path::Path,
+    table: &str,
+    processes: usize,
+    enabled: usize,
+    setup: &[(&str, String, String)],
+) {
     let processes = count(processes as u64, "process", "processes");
     eprintln!("{RULE}");
     eprintln!("AI Employee Supervisor {}", env!("CARGO_PKG_VERSION"));
     eprintln!("{RULE}");
     eprintln!("Vault: {}", vault.display());
     eprintln!("Table: {table} ({processes}, {enabled} enabled)");
+    if !setup.is_empty() {
+        eprintln!("Set-up needed (the children that use it wait for it, not restarted):");
+        let w = setup.iter().map(|(p, ..)| p.len()).max().unwrap_or(0);
+        for (part, what, command) in setup {
+            eprintln!("  {part:<w$}  {what}: {command}");
+        }
+    }
     eprintln!();
 }
 

@@ -26,23 +26,37 @@ pub struct Summary {
 
 pub const ONLINE: &str = "✓ Online";
 pub const DEGRADED: &str = "⚠ Degraded";
+/// Nothing failed, but children wait for set-up (a fresh install): not degraded.
+pub const NEEDS_SETUP: &str = "⚙ Needs Setup";
 pub const OFFLINE: &str = "✗ Offline";
 
 pub fn summarize<'a>(children: impl Iterator<Item = &'a Child>) -> Summary {
     let mut running = 0;
     let mut problems = Vec::new();
+    let mut waiting = Vec::new();
     for c in children {
         if matches!(c.phase(), Phase::Running { .. }) {
             running += 1;
         }
         if let Some(t) = trouble(c) {
             problems.push(format!("{} {t}", c.name()));
+            if matches!(c.phase(), Phase::NeedsSetup { .. }) {
+                waiting.push(c.name());
+            }
         }
     }
     if problems.is_empty() {
         Summary {
             status: ONLINE,
             details: format!("System Online: All Watchers Active ({running} running)"),
+        }
+    } else if waiting.len() == problems.len() {
+        Summary {
+            status: NEEDS_SETUP,
+            details: format!(
+                "System Online ({running} running); waiting for set-up: {} (run `ai-employee setup`)",
+                waiting.join(", ")
+            ),
         }
     } else {
         Summary {

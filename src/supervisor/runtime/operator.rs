@@ -212,10 +212,10 @@ impl Runtime {
         let summary = summary::summarize(self.slots.iter().map(|s| &s.child));
         StatusReport {
             protocol: ai_employee_vault::control::PROTOCOL_VERSION,
-            health: if summary.status == summary::ONLINE {
-                Health::Healthy
-            } else {
-                Health::Degraded
+            health: match summary.status {
+                summary::ONLINE => Health::Healthy,
+                summary::NEEDS_SETUP => Health::NeedsSetup,
+                _ => Health::Degraded,
             },
             supervisor: SupervisorInfo {
                 pid: std::process::id(),

@@ -5,7 +5,8 @@
 //! (`GET` lists, `POST` creates: 201 with `id` and `html_url`), the bearer token checked
 //! (401 `Bad credentials` otherwise), and the primary rate limit (`x-ratelimit-*`
 //! headers; a 304 costs nothing; no request left → 403 `API rate limit exceeded` until
-//! the reset). Every request is logged with its time.
+//! the reset), and `GET /user` (the token's account). Every request is logged with its
+//! time.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -22,6 +23,8 @@ use crate::common::{HttpRequest, read_http_request};
 pub const TOKEN: &str = "github_pat_11TEST0-not-in-logs-5f2c";
 pub const OWNER: &str = "acme";
 pub const REPO: &str = "widgets";
+/// The account the token belongs to (`GET /user`).
+pub const LOGIN: &str = "acme-bot";
 
 /// One request as the stand-in saw it.
 #[derive(Debug, Clone)]
@@ -292,6 +295,10 @@ fn answer(req: &HttpRequest, port: u16, hub: &Mutex<Hub>) -> Answer {
         let mut a = json_err(403, "API rate limit exceeded for user ID 1.");
         a.1 = rate(&h);
         return a;
+    }
+    if req.path == "/user" && req.method == "GET" {
+        let body = json!({"login": LOGIN, "id": 1}).to_string();
+        return (200, rate(&h), body, false, false);
     }
     let prefix = format!("/repos/{OWNER}/{REPO}/issues");
     let Some(rest) = req.path.strip_prefix(&prefix) else {

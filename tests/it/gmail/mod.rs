@@ -3,7 +3,7 @@
 //! fixed sleeps: every wait is on a condition with a deadline. "Exactly one" is checked
 //! after the watcher stopped on SIGTERM, so nothing can still arrive after the count.
 
-mod dovecot;
+pub(crate) mod dovecot;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;

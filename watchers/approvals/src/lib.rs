@@ -14,6 +14,7 @@
 //! | `util.rs` | SHA-256 in hex, the identity tag of an approval, secrets redacted |
 //! | `actions/` | the six actions behind one trait (`prepare` → `perform` → `result`) and their `Outcome`, one module each: `email.rs` (SMTP), `whatsapp.rs` (Cloud API), `linkedin.rs` (the queue), `payment.rs` (a task for a human), `run_task.rs` (the task loop's approval to run the agent: no effect of its own), `github.rs` (a comment on a GitHub issue, with a marker looked for before posting) |
 //! | `credentials.rs` | `credentials/smtp.toml`, `credentials/whatsapp.toml`, `credentials/github.toml` |
+//! | `setup.rs` | the live checks `ai-employee setup smtp` and `setup whatsapp` run before saving, with the actions' own client code |
 //! | `audit.rs`, `dashboard_rows.rs` | `Logs/YYYY-MM-DD.json` (and what it says about an approval), Dashboard rows |
 
 mod actions;
@@ -27,6 +28,7 @@ mod outcome;
 mod reading;
 pub mod request;
 mod retry;
+pub mod setup;
 mod util;
 
 use std::time::{Duration, Instant};

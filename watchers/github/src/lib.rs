@@ -403,6 +403,22 @@ fn encode(s: &str) -> String {
     out
 }
 
+/// `ai-employee setup github`'s live check of a token, with the watcher's own client:
+/// `GET {base_url}/user`, which any valid token may call. Ok: the account's login; Err:
+/// one line saying what failed (the token refused, the server unreachable).
+pub fn check(creds: &github::GithubCredentials) -> Result<String, String> {
+    let api = Api::new(creds);
+    match api.get(&format!("{}/user", api.base()), None) {
+        Ok(Answer::Page { bytes, .. }) => {
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            let login = v.get("login").and_then(|l| l.as_str()).unwrap_or("?");
+            Ok(format!("{}: the token belongs to {login}", api.base()))
+        }
+        Ok(Answer::NotModified(_)) => Ok(format!("{}: the token is accepted", api.base())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -74,7 +74,8 @@ pub struct Config {
 
 /// What the watcher says when the file is missing, unreadable or invalid.
 const GUIDE: Guide = Guide {
-    create: "(IMAP host, username and an app password or OAuth token file); see docs/gmail.md",
+    create: "(IMAP host, username and an app password or OAuth token file); see docs/gmail.md, \
+             or run: ai-employee setup gmail",
     unreadable: "; see docs/gmail.md",
     invalid: "",
 };
@@ -295,7 +296,7 @@ mod tests {
             err,
             Some(format!(
                 "no credentials: create {} (IMAP host, username and an app password or OAuth \
-                 token file); see docs/gmail.md",
+                 token file); see docs/gmail.md, or run: ai-employee setup gmail",
                 path.display()
             ))
         );

@@ -8,9 +8,11 @@
 //! - `importance`: what counts as important, and the priority (pure).
 //! - `message`: MIME decoding; `task`: the task file's text.
 //! - `state`: UIDVALIDITY and the UID high-water mark, per mailbox.
+//! - `check`: the live check `ai-employee setup gmail` runs before saving.
 //!
 //! This module: options, start-up checks (exit 78), the lock, and the reconnect loop.
 
+pub mod check;
 mod config;
 mod conn;
 mod imap;
@@ -33,6 +35,10 @@ use self::importance::Rules;
 use self::session::{Failure, Options, Watcher};
 
 pub const NAME: &str = "gmail";
+/// Vault-relative path of the credentials file (`credentials/gmail.toml`).
+pub use self::config::CREDENTIALS_FILE;
+/// Read `credentials/gmail.toml` as the watcher does (for `setup`'s re-read).
+pub use self::config::load as load_credentials;
 
 /// First reconnect delay; doubled per failed attempt up to `--reconnect-max`.
 const FIRST_RETRY: Duration = Duration::from_secs(1);

@@ -208,63 +208,7 @@ impl Watcher {
     }
 
     async fn log_in(&mut self) -> Result<ImapSession, Failure> {
-        let user = self.cfg.username.clone();
-        match &self.cfg.auth {
-            Auth::Password(p) => {
-                let client = conn::connect(&self.cfg, &self.tls).await?;
-                conn::login(client, &self.cfg, &user, p)
-                    .await
-                    .map_err(|e| match e {
-                        ConnError::Refused(r) => Failure::Setup(format!(
-                            "the server refused the login of {user}: {r} (check the password \
-                             in {}; for Gmail use an app password; see docs/gmail.md)",
-                            super::config::CREDENTIALS_FILE
-                        )),
-                        e => e.into(),
-                    })
-            }
-            Auth::OAuth { rel, .. } => {
-                let rel = rel.clone();
-                let tokens = self
-                    .tokens
-                    .clone()
-                    .ok_or_else(|| Failure::Setup("OAuth token source missing".to_string()))?;
-                let t = tokens.clone();
-                let token = blocking(move || t.access_token()).await?;
-                let client = conn::connect(&self.cfg, &self.tls).await?;
-                let first = conn::xoauth2(
-                    client,
-                    &self.cfg,
-                    xoauth2_response(&user, &token),
-                    token.expose(),
-                )
-                .await;
-                let reason = match first {
-                    Ok(s) => return Ok(s),
-                    Err(ConnError::Refused(r)) => r,
-                    Err(e) => return Err(e.into()),
-                };
-                tracing::info!("the server refused the access token ({reason}): refreshing it");
-                let t = tokens.clone();
-                let rejected = token.clone();
-                let token = blocking(move || t.refresh_rejected(&rejected)).await?;
-                let client = conn::connect(&self.cfg, &self.tls).await?;
-                conn::xoauth2(
-                    client,
-                    &self.cfg,
-                    xoauth2_response(&user, &token),
-                    token.expose(),
-                )
-                .await
-                .map_err(|e| match e {
-                    ConnError::Refused(r) => Failure::Setup(format!(
-                        "the server refused a freshly refreshed OAuth token for {user}: {r} \
-                         (check {rel} and its scopes; see docs/gmail.md and docs/oauth.md)"
-                    )),
-                    e => e.into(),
-                })
-            }
-        }
+        log_in(&self.cfg, &self.tls, self.tokens.as_ref()).await
     }
 
     /// Take the important unread mail above the mark; advance the mark once its tasks are
@@ -415,6 +359,61 @@ impl Watcher {
             }
         }
         within(limit, "DONE", handle.done()).await
+    }
+}
+
+/// Connect and log in as `cfg` says: a password, or an OAuth access token (refreshed once
+/// when the server refuses it). The watcher and `ai-employee setup gmail` both log in here.
+pub async fn log_in(
+    cfg: &Config,
+    tls: &Arc<ClientConfig>,
+    tokens: Option<&TokenSource>,
+) -> Result<ImapSession, Failure> {
+    let user = cfg.username.clone();
+    match &cfg.auth {
+        Auth::Password(p) => {
+            let client = conn::connect(cfg, tls).await?;
+            conn::login(client, cfg, &user, p)
+                .await
+                .map_err(|e| match e {
+                    ConnError::Refused(r) => Failure::Setup(format!(
+                        "the server refused the login of {user}: {r} (check the password \
+                         in {}; for Gmail use an app password; see docs/gmail.md)",
+                        super::config::CREDENTIALS_FILE
+                    )),
+                    e => e.into(),
+                })
+        }
+        Auth::OAuth { rel, .. } => {
+            let rel = rel.clone();
+            let tokens = tokens
+                .cloned()
+                .ok_or_else(|| Failure::Setup("OAuth token source missing".to_string()))?;
+            let t = tokens.clone();
+            let token = blocking(move || t.access_token()).await?;
+            let client = conn::connect(cfg, tls).await?;
+            let first =
+                conn::xoauth2(client, cfg, xoauth2_response(&user, &token), token.expose()).await;
+            let reason = match first {
+                Ok(s) => return Ok(s),
+                Err(ConnError::Refused(r)) => r,
+                Err(e) => return Err(e.into()),
+            };
+            tracing::info!("the server refused the access token ({reason}): refreshing it");
+            let t = tokens.clone();
+            let rejected = token.clone();
+            let token = blocking(move || t.refresh_rejected(&rejected)).await?;
+            let client = conn::connect(cfg, tls).await?;
+            conn::xoauth2(client, cfg, xoauth2_response(&user, &token), token.expose())
+                .await
+                .map_err(|e| match e {
+                    ConnError::Refused(r) => Failure::Setup(format!(
+                        "the server refused a freshly refreshed OAuth token for {user}: {r} \
+                     (check {rel} and its scopes; see docs/gmail.md and docs/oauth.md)"
+                    )),
+                    e => e.into(),
+                })
+        }
     }
 }
 

@@ -49,7 +49,7 @@ impl GithubCredentials {
 
 /// What the watcher says when the file is missing, unreadable or invalid (exit 78).
 const GUIDE: Guide = Guide {
-    create: "with `token = \"github_pat_…\"` (a fine-grained token with Issues: read and write on the repository; see docs/github.md)",
+    create: "with `token = \"github_pat_…\"` (a fine-grained token with Issues: read and write on the repository; see docs/github.md), or run: ai-employee setup github",
     unreadable: " (see docs/github.md)",
     invalid: " (see docs/github.md)",
 };

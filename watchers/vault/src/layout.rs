@@ -204,7 +204,8 @@ pub fn create_folders(vault: &Vault) -> io::Result<InitReport> {
     let root = Dir::open(vault.root())?;
     for f in Folder::ALL {
         let existed = root.exists(f);
-        match root.make_folder(f, false) {
+        // `credentials/` holds passwords and tokens: private (0700), made so if it is not.
+        match root.make_folder(f, f == Folder::Credentials) {
             Ok(_) if !existed => report.created.push(vault.folder(f)),
             Ok(_) => {}
             Err(e) if e.is_symlink() && f == Folder::Logs => return Err(e.into()),

@@ -35,7 +35,8 @@ pub struct WebhookSecrets {
 
 /// What the watcher says when the file is missing, unreadable or invalid.
 const GUIDE: Guide = Guide {
-    create: "with `app_secret` and `verify_token` (see docs/whatsapp.md)",
+    create: "with `app_secret` and `verify_token` (see docs/whatsapp.md), or run: ai-employee \
+             setup whatsapp",
     unreadable: " (see docs/whatsapp.md)",
     invalid: " (see docs/whatsapp.md)",
 };

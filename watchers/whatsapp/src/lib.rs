@@ -12,6 +12,10 @@
 
 mod conns;
 mod credentials;
+/// `credentials/whatsapp.toml`'s webhook side, read as the watcher reads it (`setup`).
+pub use credentials::{
+    FILE as CREDENTIALS_FILE, load as load_credentials, parse as parse_credentials,
+};
 mod keywords;
 pub mod payload;
 mod server;

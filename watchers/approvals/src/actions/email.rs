@@ -277,7 +277,14 @@ struct Site<'a> {
     cfg: &'a SmtpConfig,
 }
 
-impl Site<'_> {
+impl<'a> Site<'a> {
+    fn of(cfg: &'a SmtpConfig) -> Site<'a> {
+        Site {
+            server: format!("{}:{}", cfg.host, cfg.port),
+            cfg,
+        }
+    }
+
     fn cert_setup(&self) -> CertSetup<'_> {
         CertSetup {
             host: &self.cfg.host,
@@ -296,45 +303,12 @@ pub fn send(
     tokens: Option<&TokenSource>,
     credentials_dir: &Path,
 ) -> Outcome {
-    let site = Site {
-        server: format!("{}:{}", cfg.host, cfg.port),
-        cfg,
-    };
-    let server = site.server.as_str();
-    // The access token first: no connection is opened for nothing when it cannot be had.
-    let oauth = match (&cfg.oauth, tokens) {
-        (Some(login), Some(tokens)) => match tokens.access_token() {
-            Ok(token) => Some((login, tokens, token)),
-            Err(e) => return token_failure(server, e),
-        },
-        (Some(_), None) => {
-            return Outcome::Permanent("internal error: no token file for XOAUTH2".into());
-        }
-        (None, _) => None,
-    };
-    let hello = ClientId::default();
-    let tls = match cfg.tls {
-        TlsMode::None => None,
-        TlsMode::StartTls | TlsMode::Tls => match tls_parameters(&site, credentials_dir) {
-            Ok(p) => Some(p),
-            Err(outcome) => return outcome,
-        },
-    };
-    let wrapper = match cfg.tls {
-        TlsMode::Tls => tls.as_ref(),
-        _ => None,
-    };
-    let mut conn = match SmtpConnection::connect(
-        (cfg.host.as_str(), cfg.port),
-        Some(cfg.timeout),
-        &hello,
-        wrapper,
-        None,
-    ) {
+    let site = Site::of(cfg);
+    let mut conn = match open(&site, tokens, credentials_dir) {
         Ok(c) => c,
-        Err(e) => return before_commit(&site, "connect", &e),
+        Err(outcome) => return outcome,
     };
-    let outcome = session(&site, &mut conn, &hello, tls.as_ref(), oauth, message);
+    let outcome = transaction(&site, &mut conn, message);
     if matches!(outcome, Outcome::Success { .. }) {
         // The message was accepted: a QUIT that fails changes nothing about that.
         let _ = conn.quit();
@@ -342,6 +316,76 @@ pub fn send(
         conn.abort();
     }
     outcome
+}
+
+/// Check the server and login of `cfg` without sending anything (`ai-employee setup
+/// smtp`): connect, EHLO, STARTTLS or TLS, AUTH as `send` does them, then QUIT.
+/// `Success`'s detail says what was accepted; any other outcome, what failed.
+pub fn check(cfg: &SmtpConfig, tokens: Option<&TokenSource>, credentials_dir: &Path) -> Outcome {
+    let site = Site::of(cfg);
+    let mut conn = match open(&site, tokens, credentials_dir) {
+        Ok(c) => c,
+        Err(outcome) => return outcome,
+    };
+    let _ = conn.quit();
+    let login = match (&cfg.login, &cfg.oauth) {
+        (Some((user, _)), _) => format!("logged in as {user}"),
+        (None, Some(o)) => format!("logged in as {} (XOAUTH2)", o.user),
+        (None, None) => "EHLO accepted (no login)".to_string(),
+    };
+    Outcome::Success {
+        detail: format!("{}: {login}", site.server),
+        fields: Vec::new(),
+    }
+}
+
+/// The session up to the first command of a message: connect and EHLO, TLS or
+/// STARTTLS, then the login (password, or XOAUTH2 with one refresh). The connection is
+/// closed on failure.
+fn open(
+    site: &Site<'_>,
+    tokens: Option<&TokenSource>,
+    credentials_dir: &Path,
+) -> Result<SmtpConnection, Outcome> {
+    let cfg = site.cfg;
+    let server = site.server.as_str();
+    // The access token first: no connection is opened for nothing when it cannot be had.
+    let oauth = match (&cfg.oauth, tokens) {
+        (Some(login), Some(tokens)) => match tokens.access_token() {
+            Ok(token) => Some((login, tokens, token)),
+            Err(e) => return Err(token_failure(server, e)),
+        },
+        (Some(_), None) => {
+            return Err(Outcome::Permanent(
+                "internal error: no token file for XOAUTH2".into(),
+            ));
+        }
+        (None, _) => None,
+    };
+    let hello = ClientId::default();
+    let tls = match cfg.tls {
+        TlsMode::None => None,
+        TlsMode::StartTls | TlsMode::Tls => Some(tls_parameters(site, credentials_dir)?),
+    };
+    let wrapper = match cfg.tls {
+        TlsMode::Tls => tls.as_ref(),
+        _ => None,
+    };
+    let mut conn = SmtpConnection::connect(
+        (cfg.host.as_str(), cfg.port),
+        Some(cfg.timeout),
+        &hello,
+        wrapper,
+        None,
+    )
+    .map_err(|e| before_commit(site, "connect", &e))?;
+    match log_in(site, &mut conn, &hello, tls.as_ref(), oauth) {
+        Ok(()) => Ok(conn),
+        Err(outcome) => {
+            conn.abort();
+            Err(outcome)
+        }
+    }
 }
 
 /// The TLS settings: the public roots, plus the certificates of `ca_file`.
@@ -377,21 +421,20 @@ fn tls_parameters(site: &Site<'_>, credentials_dir: &Path) -> Result<TlsParamete
     })
 }
 
-fn session(
+/// STARTTLS (when asked for) and the login, on a connection that said EHLO.
+fn log_in(
     site: &Site<'_>,
     conn: &mut SmtpConnection,
     hello: &ClientId,
     tls: Option<&TlsParameters>,
     oauth: Option<(&OauthLogin, &TokenSource, Secret)>,
-    message: &Outgoing,
-) -> Outcome {
+) -> Result<(), Outcome> {
     let cfg = site.cfg;
-    let server = site.server.as_str();
     if cfg.tls == TlsMode::StartTls
         && let Some(params) = tls
         && let Err(e) = conn.starttls(params, hello)
     {
-        return before_commit(site, "STARTTLS", &e);
+        return Err(before_commit(site, "STARTTLS", &e));
     }
     if let Some((user, password)) = &cfg.login
         && let Err(e) = conn.auth(
@@ -399,13 +442,17 @@ fn session(
             &Credentials::new(user.clone(), password.expose().to_string()),
         )
     {
-        return before_commit(site, "login", &e);
+        return Err(before_commit(site, "login", &e));
     }
-    if let Some((login, tokens, token)) = oauth
-        && let Err(outcome) = xoauth2_login(site, conn, &login.user, tokens, token)
-    {
-        return outcome;
+    if let Some((login, tokens, token)) = oauth {
+        xoauth2_login(site, conn, &login.user, tokens, token)?;
     }
+    Ok(())
+}
+
+/// One message: MAIL, its RCPTs, DATA and the text, on a logged-in connection.
+fn transaction(site: &Site<'_>, conn: &mut SmtpConnection, message: &Outgoing) -> Outcome {
+    let server = site.server.as_str();
     let envelope = &message.envelope;
     let mut options = Vec::new();
     let non_ascii = envelope.from().is_some_and(|a| !a.to_string().is_ascii())

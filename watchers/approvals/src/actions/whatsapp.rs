@@ -75,25 +75,11 @@ pub fn payload(msg: &Whatsapp) -> serde_json::Value {
 
 pub fn send(cfg: &WhatsappConfig, msg: &Whatsapp) -> Outcome {
     let url = format!("{}/{}/messages", cfg.base_url, cfg.phone_number_id);
-    let agent: ureq::Agent = ai_employee_vault::http::client(cfg.timeout)
-        .timeout_connect(Some((cfg.timeout / 2).min(Duration::from_secs(10))))
-        .build()
-        .into();
     let body = payload(msg).to_string();
-    let response = agent
-        .post(&url)
-        .header("Authorization", &format!("Bearer {}", cfg.token.expose()))
-        .header("Content-Type", "application/json")
-        .send(&body);
-    let mut response = match response {
-        Ok(r) => r,
-        Err(e) => return classify_error(&cfg.base_url, &e),
+    let (status, text, reply, api) = match call(cfg, &url, Some(&body)) {
+        Ok(a) => a,
+        Err(outcome) => return outcome,
     };
-    let status = response.status().as_u16();
-    // A reply that cannot be read (cut off, too long) leaves the status to judge by.
-    let text = ai_employee_vault::http::reply_text(&mut response).unwrap_or_default();
-    let reply: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    let api = format!("WhatsApp API {}", cfg.base_url);
     match status {
         200..=299 => {
             let id = reply
@@ -118,6 +104,79 @@ pub fn send(cfg: &WhatsappConfig, msg: &Whatsapp) -> Outcome {
             reason(&reply, &text)
         )),
     }
+}
+
+/// Check the token and sender of `cfg` against the API without sending anything
+/// (`ai-employee setup whatsapp`): `GET {base_url}/{phone_number_id}`, which answers the
+/// phone number's details to a token that may use it. `Success`'s detail names the
+/// number; any other outcome says what failed.
+pub fn check(cfg: &WhatsappConfig) -> Outcome {
+    let url = format!(
+        "{}/{}?fields=display_phone_number,verified_name",
+        cfg.base_url, cfg.phone_number_id
+    );
+    let (status, text, reply, api) = match call(cfg, &url, None) {
+        Ok(a) => a,
+        Err(outcome) => return outcome,
+    };
+    match status {
+        200..=299 => {
+            let number = reply
+                .get("display_phone_number")
+                .and_then(|v| v.as_str())
+                .unwrap_or(&cfg.phone_number_id);
+            Outcome::Success {
+                detail: format!("{api}: the token may send from {number}"),
+                fields: Vec::new(),
+            }
+        }
+        401 | 403 => Outcome::Permanent(format!(
+            "{api} refused the token: HTTP {status}{}",
+            reason(&reply, &text)
+        )),
+        429 | 500..=599 => {
+            Outcome::Transient(format!("{api}: HTTP {status}{}", reason(&reply, &text)))
+        }
+        _ => Outcome::Permanent(format!(
+            "{api}: phone number ID {} not usable: HTTP {status}{}",
+            cfg.phone_number_id,
+            reason(&reply, &text)
+        )),
+    }
+}
+
+/// `POST url` with the JSON `body`, or `GET url` without one, with the token: the reply's
+/// status, text and JSON, and the API's name for messages; a request that got no reply,
+/// as its outcome.
+fn call(
+    cfg: &WhatsappConfig,
+    url: &str,
+    body: Option<&str>,
+) -> Result<(u16, String, serde_json::Value, String), Outcome> {
+    let agent: ureq::Agent = ai_employee_vault::http::client(cfg.timeout)
+        .timeout_connect(Some((cfg.timeout / 2).min(Duration::from_secs(10))))
+        .build()
+        .into();
+    let auth = format!("Bearer {}", cfg.token.expose());
+    let response = match body {
+        Some(body) => agent
+            .post(url)
+            .header("Authorization", &auth)
+            .header("Content-Type", "application/json")
+            .send(body),
+        None => agent.get(url).header("Authorization", &auth).call(),
+    };
+    let mut response = response.map_err(|e| classify_error(&cfg.base_url, &e))?;
+    let status = response.status().as_u16();
+    // A reply that cannot be read (cut off, too long) leaves the status to judge by.
+    let text = ai_employee_vault::http::reply_text(&mut response).unwrap_or_default();
+    let reply = serde_json::from_str(&text).unwrap_or_default();
+    Ok((
+        status,
+        text,
+        reply,
+        format!("WhatsApp API {}", cfg.base_url),
+    ))
 }
 
 /// `: <Meta's error message>` or the start of the body.

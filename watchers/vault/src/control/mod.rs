@@ -85,12 +85,14 @@ impl Response {
     }
 }
 
-/// `healthy`: every enabled child runs (or rests as its policy says); `degraded`: some
-/// child is restarting, needs setup, gave up or failed.
+/// `healthy`: every enabled child runs (or rests as its policy says); `needs_setup`:
+/// nothing failed, but some child waits for its owner's set-up (`ai-employee setup`), as
+/// on a fresh install; `degraded`: some child is restarting, gave up or failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Health {
     Healthy,
+    NeedsSetup,
     Degraded,
 }
 
