@@ -106,14 +106,26 @@ if [ "$(id -u)" -eq 0 ] && command -v dpkg >/dev/null 2>&1; then
   test -s /usr/share/zsh/vendor-completions/_ai-employee
   test -s /usr/share/fish/vendor_completions.d/ai-employee.fish
   verify_dir=$(mktemp -d)
-  # A template is verified as an instance of it; a user unit needs a runtime folder only.
+  # systemd-analyze exits 0 on some problems (an unknown setting is only a warning): any
+  # line it prints that names the unit fails the check. A template is verified as an
+  # instance of it; a user unit needs a runtime folder only.
+  verify() {  # UNIT-NAME systemd-analyze-ARGS...
+    local name=$1 out; shift
+    out=$(SYSTEMD_LOG_LEVEL=warning XDG_RUNTIME_DIR=$verify_dir systemd-analyze "$@" 2>&1) \
+      || { echo "$out"; return 1; }
+    if grep -F "$name" <<<"$out"; then return 1; fi
+  }
   cp /lib/systemd/system/ai-employee@.service "$verify_dir/ai-employee@root.service"
-  SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --man=no --generators=no \
-    "$verify_dir/ai-employee@root.service"
+  verify ai-employee@ verify --man=no --generators=no "$verify_dir/ai-employee@root.service"
   for unit in ai-employee.service ai-employee-worker.service; do
-    XDG_RUNTIME_DIR=$verify_dir SYSTEMD_LOG_LEVEL=warning systemd-analyze --user verify \
-      --man=no --generators=no "/usr/lib/systemd/user/$unit"
+    verify "$unit" --user verify --man=no --generators=no "/usr/lib/systemd/user/$unit"
   done
+  # ... and the check itself catches a broken unit.
+  sed 's/^Type=notify$/Type=notify\nBogusSetting=1/' /lib/systemd/system/ai-employee@.service \
+    >"$verify_dir/ai-employee@root.service"
+  if verify ai-employee@ verify --man=no --generators=no "$verify_dir/ai-employee@root.service" >/dev/null; then
+    echo "the unit check did not catch an unknown setting" >&2; exit 1
+  fi
   rm -rf "$verify_dir"
   dpkg -r ai-employee >/dev/null
   echo "package: $deb installed, checked and removed"
