@@ -307,7 +307,8 @@ impl App {
         let tx = self.tx.clone();
         std::thread::spawn(move || {
             let mut last = String::new();
-            let line = match control::act(&vault, verb, &name, true, &mut |l| last = l.to_string()) {
+            let line = match control::act(&vault, verb, &name, true, &mut |l| last = l.to_string())
+            {
                 Ok(()) => last,
                 Err(f) => format!("{} {name} failed: {}", verb_word(verb), f.message),
             };
