@@ -856,7 +856,8 @@ fn a_running_supervisors_child_goes_from_needs_setup_to_running() {
         text(&o)
     );
     assert_eq!(lines[1], "saved credentials/gmail.toml (mode 0600)");
-    assert!(lines[2].starts_with("gmail running (pid "), "{}", text(&o));
+    // The child waited as needs setup: started, and said so once it stayed up.
+    assert!(lines[2].starts_with("started gmail (pid "), "{}", text(&o));
     let o = status(&["--json"]);
     let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let gmail = json["children"]
