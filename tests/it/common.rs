@@ -62,6 +62,21 @@ pub fn cpu_used_over(pid: i32, window: Duration) -> Duration {
     after.saturating_sub(before)
 }
 
+/// How often `pid`'s threads have been switched out so far (voluntary and not: each a
+/// wake-up or a preemption), from /proc/PID/task/*/status; None when not Linux.
+pub fn context_switches(pid: i32) -> Option<u64> {
+    let mut n = 0;
+    for task in fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let status = fs::read_to_string(task.ok()?.path().join("status")).unwrap_or_default();
+        n += status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    Some(n)
+}
+
 /// Whether `pid` is a live process (a zombie counts as dead).
 pub fn alive(pid: i32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {

@@ -198,7 +198,7 @@ impl Arrivals {
             }
         };
         let hint = match change {
-            Change::Written => Hint::Complete,
+            Change::Closed | Change::MovedIn => Hint::Complete,
             Change::Changed => Hint::Settling,
             // Handled (moved out by us) or removed by someone.
             Change::Left => return,

@@ -9,7 +9,8 @@
 //! dropped here before they reach the caller.
 //!
 //! The events are read on a thread of their own and handed to a callback; dropping the
-//! [`FolderEvents`] stops that thread.
+//! [`FolderEvents`] stops that thread. [`FolderPoll`] gives the same events from listings
+//! instead (for folders where OS events do not arrive, such as network shares).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -17,8 +18,10 @@ use std::path::{Path, PathBuf};
 /// What happened to a name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
-    /// Moved in, or closed after writing: complete as far as events can tell.
-    Written,
+    /// Closed after writing: complete unless another writer still has it open.
+    Closed,
+    /// Moved (renamed) in: complete, if it was complete where it came from.
+    MovedIn,
     /// Created, written to or its attributes changed: maybe still being written.
     Changed,
     /// Removed or moved out.
@@ -50,6 +53,11 @@ pub struct FolderEvents {
     _watcher: notify::RecommendedWatcher,
 }
 
+/// Listings every so often, in place of OS events; stops when dropped.
+pub struct FolderPoll {
+    _watcher: notify::PollWatcher,
+}
+
 impl FolderEvents {
     /// Watch `folders` (not their subfolders) and call `on_event` for each event, on a
     /// thread of this module's. Fails when the OS has no file events to give (inotify's
@@ -67,9 +75,26 @@ impl FolderEvents {
         #[cfg(not(target_os = "linux"))]
         {
             Ok(FolderEvents {
-                _watcher: with_notify::watch(folders, on_event)?,
+                _watcher: with_notify::watch(folders, on_event, notify::recommended_watcher)?,
             })
         }
+    }
+}
+
+impl FolderPoll {
+    /// List `folders` every `interval` and call `on_event` for each difference (a new
+    /// name is `Changed`, never `Closed`: a listing cannot see a writer close).
+    pub fn start(
+        folders: &[PathBuf],
+        interval: std::time::Duration,
+        on_event: impl FnMut(FolderEvent) + Send + 'static,
+    ) -> std::io::Result<FolderPoll> {
+        let config = notify::Config::default().with_poll_interval(interval);
+        Ok(FolderPoll {
+            _watcher: with_notify::watch(folders, on_event, |h| {
+                notify::PollWatcher::new(h, config)
+            })?,
+        })
     }
 }
 
@@ -80,7 +105,6 @@ impl std::fmt::Debug for FolderEvents {
 }
 
 /// The watched folder `path` is, if it is one of `folders`.
-#[cfg_attr(target_os = "linux", allow(dead_code))]
 fn folder_index(folders: &[PathBuf], path: &Path) -> Option<usize> {
     folders.iter().position(|f| f == path)
 }
@@ -124,10 +148,7 @@ mod linux {
             let mut ino = Inotify::init()?;
             let mut watches: Vec<(WatchDescriptor, usize)> = Vec::new();
             for (i, dir) in folders.iter().enumerate() {
-                let wd = ino.watches().add(dir, MASK).map_err(|e| {
-                    io::Error::new(e.kind(), format!("cannot watch {}: {e}", dir.display()))
-                })?;
-                watches.push((wd, i));
+                watches.push((ino.watches().add(dir, MASK)?, i));
             }
             let (stop_r, stop_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
             let thread = std::thread::Builder::new()
@@ -210,8 +231,10 @@ mod linux {
         if mask.intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF) {
             return Some(FolderEvent::FolderGone(folder));
         }
-        let change = if mask.intersects(EventMask::CLOSE_WRITE | EventMask::MOVED_TO) {
-            Change::Written
+        let change = if mask.contains(EventMask::CLOSE_WRITE) {
+            Change::Closed
+        } else if mask.contains(EventMask::MOVED_TO) {
+            Change::MovedIn
         } else if mask.intersects(EventMask::DELETE | EventMask::MOVED_FROM) {
             Change::Left
         } else if mask.intersects(EventMask::CREATE | EventMask::MODIFY | EventMask::ATTRIB) {
@@ -227,7 +250,6 @@ mod linux {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
 mod with_notify {
     use std::path::PathBuf;
 
@@ -236,26 +258,29 @@ mod with_notify {
 
     use super::{Change, FolderEvent, folder_index};
 
-    pub fn watch(
+    /// What notify calls with each event.
+    pub type Handler = Box<dyn FnMut(notify::Result<notify::Event>) + Send>;
+
+    /// A notify watcher made by `make`, watching `folders`, its events translated.
+    pub fn watch<W: Watcher>(
         folders: &[PathBuf],
         mut on_event: impl FnMut(FolderEvent) + Send + 'static,
-    ) -> std::io::Result<notify::RecommendedWatcher> {
+        make: impl FnOnce(Handler) -> notify::Result<W>,
+    ) -> std::io::Result<W> {
         let watched = folders.to_vec();
-        let handler = move |res: notify::Result<notify::Event>| {
+        let handler: Handler = Box::new(move |res| {
             for e in translate(&watched, res) {
                 on_event(e);
             }
+        });
+        let io = |e: notify::Error| match e.kind {
+            notify::ErrorKind::Io(io) => io,
+            notify::ErrorKind::PathNotFound => std::io::ErrorKind::NotFound.into(),
+            _ => std::io::Error::other(crate::watcher::notify_error_text(&e)),
         };
-        let text = |e: notify::Error| std::io::Error::other(crate::watcher::notify_error_text(&e));
-        let mut w = notify::recommended_watcher(handler).map_err(text)?;
+        let mut w = make(handler).map_err(io)?;
         for dir in folders {
-            w.watch(dir, RecursiveMode::NonRecursive).map_err(|e| {
-                std::io::Error::other(format!(
-                    "cannot watch {}: {}",
-                    dir.display(),
-                    crate::watcher::notify_error_text(&e)
-                ))
-            })?;
+            w.watch(dir, RecursiveMode::NonRecursive).map_err(io)?;
         }
         Ok(w)
     }
@@ -275,8 +300,10 @@ mod with_notify {
         let change = |i: usize| match ev.kind {
             // A rename with both names: the old one left, the new one arrived.
             EventKind::Modify(ModifyKind::Name(RenameMode::Both)) if i == 0 => Some(Change::Left),
-            EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
-            | EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(Change::Written),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => {
+                Some(Change::MovedIn)
+            }
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(Change::Closed),
             EventKind::Modify(ModifyKind::Name(RenameMode::From)) | EventKind::Remove(_) => {
                 Some(Change::Left)
             }
@@ -362,7 +389,7 @@ mod tests {
         // A marker change after the reads: every read's event (were there any) would
         // have come before it.
         std::fs::write(b.join("marker"), "").unwrap();
-        let seen = collect_until(&rx, &name(1, "marker", Change::Written));
+        let seen = collect_until(&rx, &name(1, "marker", Change::Closed));
         assert!(
             seen.iter()
                 .all(|e| matches!(e, FolderEvent::Name { folder: 1, .. })),
@@ -370,7 +397,7 @@ mod tests {
         );
         // Moved in, moved out, removed.
         std::fs::rename(b.join("marker"), a.join("new.md")).unwrap();
-        collect_until(&rx, &name(0, "new.md", Change::Written));
+        collect_until(&rx, &name(0, "new.md", Change::MovedIn));
         std::fs::remove_file(a.join("old.md")).unwrap();
         collect_until(&rx, &name(0, "old.md", Change::Left));
     }
@@ -395,10 +422,25 @@ mod tests {
     }
 
     #[test]
-    fn a_folder_that_cannot_be_watched_is_an_error_naming_it() {
+    fn a_missing_folder_cannot_be_watched() {
         let t = tempfile::tempdir().unwrap();
         let missing = t.path().join("missing");
         let e = FolderEvents::watch(std::slice::from_ref(&missing), |_| {}).unwrap_err();
-        assert!(e.to_string().contains("missing"), "{e}");
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+    }
+
+    #[test]
+    fn polling_sees_new_and_removed_names() {
+        let t = tempfile::tempdir().unwrap();
+        let a = t.path().join("a");
+        std::fs::create_dir(&a).unwrap();
+        let (tx, rx) = channel();
+        let every = Duration::from_millis(20);
+        let _p =
+            FolderPoll::start(std::slice::from_ref(&a), every, move |e| drop(tx.send(e))).unwrap();
+        std::fs::write(a.join("new.md"), "x").unwrap();
+        collect_until(&rx, &name(0, "new.md", Change::Changed));
+        std::fs::remove_file(a.join("new.md")).unwrap();
+        collect_until(&rx, &name(0, "new.md", Change::Left));
     }
 }
