@@ -22,6 +22,8 @@ use crate::common::{
 
 #[cfg(target_os = "linux")]
 mod disk_full;
+#[cfg(target_os = "linux")]
+mod idle;
 mod run_task;
 
 // ---------------------------------------------------------------------------------------

@@ -38,6 +38,45 @@ pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     }
 }
 
+/// CPU time `pid` has used so far (user + system, from /proc/PID/stat); None when the
+/// process is gone or this is not Linux.
+pub fn cpu_time(pid: i32) -> Option<Duration> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (which may hold spaces): state is the first,
+    // utime the 12th, stime the 13th.
+    let rest = &s[s.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // SAFETY: sysconf reads a constant; no memory involved.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok()?;
+    Some(Duration::from_millis((utime + stime) * 1000 / hz.max(1)))
+}
+
+/// The CPU time `pid` uses during the next `window` (a measurement: the window is the
+/// point, not a wait for something).
+pub fn cpu_used_over(pid: i32, window: Duration) -> Duration {
+    let before = cpu_time(pid).expect("the process's CPU time");
+    std::thread::sleep(window);
+    let after = cpu_time(pid).expect("the process's CPU time (still running)");
+    after.saturating_sub(before)
+}
+
+/// How often `pid`'s threads have been switched out so far (voluntary and not: each a
+/// wake-up or a preemption), from /proc/PID/task/*/status; None when not Linux.
+pub fn context_switches(pid: i32) -> Option<u64> {
+    let mut n = 0;
+    for task in fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let status = fs::read_to_string(task.ok()?.path().join("status")).unwrap_or_default();
+        n += status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    Some(n)
+}
+
 /// Whether `pid` is a live process (a zombie counts as dead).
 pub fn alive(pid: i32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {

@@ -1274,3 +1274,45 @@ fn the_task_loop_under_the_supervisor_reports_a_failed_task_to_the_webhook() {
     assert_eq!(child(&status_json(&tv).1, "agent")["state"], "running");
     sup.stop();
 }
+
+#[test]
+fn reading_the_table_never_reloads_it_and_a_watching_supervisor_sleeps() {
+    let tv = TestVault::new();
+    tv.write_config(SLEEPER);
+    let mut sup = start(&tv, |v| child(v, "sleeper")["state"] == "running");
+    let reloads = |sup: &Supervisor| sup.console().matches("changed: reloading").count();
+    // One saved change: one reload, which reads the table.
+    save_like_an_editor(
+        &tv,
+        &format!("{SLEEPER}\n{}", sh_process("new", "sleep 1000", "")),
+    );
+    assert!(
+        wait_until(LONG, || state(&tv, "new") == "running"),
+        "{}",
+        sup.console()
+    );
+    // Others read it too (an editor opening it, `cat`, a backup): none of that is a change.
+    let folder = tv.config.parent().unwrap();
+    for _ in 0..100 {
+        let _ = std::fs::read_to_string(&tv.config).unwrap();
+        let _ = std::fs::read_dir(folder).unwrap().count();
+    }
+    // Four times the settling time of a save: no second reload may start.
+    assert!(
+        !wait_until(Duration::from_secs(2), || reloads(&sup) > 1),
+        "reads reloaded the table: {}",
+        sup.console()
+    );
+    assert_eq!(reloads(&sup), 1, "{}", sup.console());
+    // And watching the table costs nothing while nothing changes: under 5 % of 3 s.
+    #[cfg(target_os = "linux")]
+    {
+        let window = Duration::from_secs(3);
+        let used = crate::common::cpu_used_over(sup.pid(), window);
+        assert!(
+            used < window / 20,
+            "the supervisor used {used:?} in {window:?}"
+        );
+    }
+    assert!(sup.stop().is_some());
+}

@@ -2,15 +2,17 @@
 //! applied like `reload`, after the edits have settled ([`SETTLE`]).
 //!
 //! The folder is watched, not the file: editors save by writing a new file and renaming
-//! it over the old one, which a watch on the file itself would lose. Events for other
-//! names in the folder (the vault root also holds Dashboard.md) are dropped on notify's
-//! thread, so they never wake the event loop.
+//! it over the old one, which a watch on the file itself would lose. Only changes make
+//! events (the vault's `folder_events`): reading the table on reload does not, so a
+//! reload never wakes the watch again. Events for other names in the folder (the vault
+//! root also holds Dashboard.md) are dropped on the events' own thread, so they never
+//! wake the event loop.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use notify::{EventKind, RecursiveMode, Watcher};
+use ai_employee_vault::folder_events::{FolderEvent, FolderEvents};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// How long the table must be left alone before a change is applied: an editor's save
@@ -19,7 +21,7 @@ pub const SETTLE: Duration = Duration::from_millis(500);
 
 /// A watch on the table file; events stop when it is dropped.
 pub struct TableWatch {
-    _watcher: notify::RecommendedWatcher,
+    _events: FolderEvents,
 }
 
 /// The file a running supervisor reloads: `--config FILE`, else the vault's table (which
@@ -44,29 +46,31 @@ pub fn bytes_in_force(path: &Path, explicit: bool) -> Option<Vec<u8>> {
     }
 }
 
-/// Watch `path`'s folder and send `()` on `changed` for each event about `path`.
-pub fn watch(path: &Path, changed: UnboundedSender<()>) -> notify::Result<TableWatch> {
+/// Watch `path`'s folder and send `()` on `changed` for each change to `path` (and when
+/// events were lost, or the folder went away: the reload compares the bytes anyway).
+pub fn watch(path: &Path, changed: UnboundedSender<()>) -> std::io::Result<TableWatch> {
     let folder = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    let name: Option<OsString> = path.file_name().map(OsString::from);
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        let Ok(event) = res else { return };
-        // Opens and reads (the reload's own) say nothing new.
-        if matches!(event.kind, EventKind::Access(_)) {
-            return;
-        }
-        if event
-            .paths
-            .iter()
-            .any(|p| p.file_name().map(OsString::from) == name)
-        {
+    let table: Option<OsString> = path.file_name().map(OsString::from);
+    let events = FolderEvents::watch(&[folder], move |event| {
+        let about_table = match event {
+            FolderEvent::Name { name, .. } => Some(name) == table,
+            FolderEvent::Lost | FolderEvent::FolderGone(_) => true,
+            FolderEvent::Failed(e) => {
+                tracing::warn!(
+                    "the table is no longer watched for changes ({e}); use `ai-employee \
+                     reload` after editing it"
+                );
+                false
+            }
+        };
+        if about_table {
             // Fails only when the loop has stopped.
             let _ = changed.send(());
         }
     })?;
-    watcher.watch(&folder, RecursiveMode::NonRecursive)?;
-    Ok(TableWatch { _watcher: watcher })
+    Ok(TableWatch { _events: events })
 }

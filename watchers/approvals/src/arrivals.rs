@@ -1,5 +1,6 @@
-//! Which files in `Approved/` are ready to be read: OS file events (`notify`: inotify,
-//! FSEvents, kqueue) plus a full listing at start and every few seconds, in case an event
+//! Which files in `Approved/` are ready to be read: the folder's change events (the vault's
+//! `folder_events`: inotify on Linux, FSEvents / kqueue elsewhere; the handler's own
+//! reads make none) plus a full listing at start and every few seconds, in case an event
 //! is lost or the platform has none.
 //!
 //! A file moved in (a rename is atomic) or closed after writing is ready at once. Any
@@ -12,9 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant, SystemTime};
 
+use ai_employee_vault::folder_events::{Change, FolderEvent, FolderEvents};
 use ai_employee_vault::nofollow;
-use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
-use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
 /// How often pending (settling) files are looked at again.
 const SETTLE_POLL: Duration = Duration::from_millis(20);
@@ -32,8 +32,8 @@ enum Hint {
 
 pub struct Arrivals {
     dir: PathBuf,
-    rx: Receiver<notify::Result<notify::Event>>,
-    _watcher: Option<RecommendedWatcher>,
+    rx: Receiver<FolderEvent>,
+    _watcher: Option<FolderEvents>,
     pending: HashMap<String, Hint>,
     settle: Duration,
     rescan_every: Duration,
@@ -50,16 +50,13 @@ impl Arrivals {
     /// Start watching `dir` and list what is already there.
     pub fn new(dir: &Path, settle: Duration, rescan_every: Duration) -> Arrivals {
         let (tx, rx) = channel();
-        let watcher = match notify::recommended_watcher(tx).and_then(|mut w| {
-            w.watch(dir, RecursiveMode::NonRecursive)?;
-            Ok(w)
-        }) {
+        // The send fails only when the handler has stopped.
+        let watcher = match FolderEvents::watch(&[dir.to_path_buf()], move |e| drop(tx.send(e))) {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::warn!(
-                    "cannot watch {} for events ({}); listing it every {} instead",
+                    "no file events for {} ({e}); listing it every {} instead",
                     dir.display(),
-                    ai_employee_vault::watcher::notify_error_text(&e),
                     ai_employee_vault::units::format_duration(rescan_every)
                 );
                 None
@@ -142,7 +139,12 @@ impl Arrivals {
         let mut ready = Vec::new();
         let now = SystemTime::now();
         let settle = self.settle;
-        let dir = nofollow::open_folder(&self.dir).ok();
+        // Opened only when a name needs looking at.
+        let dir = if self.pending.values().any(|h| *h == Hint::Settling) {
+            nofollow::open_folder(&self.dir).ok()
+        } else {
+            None
+        };
         let instant = Instant::now();
         self.pending.retain(|name, hint| {
             match *hint {
@@ -173,42 +175,35 @@ impl Arrivals {
         ready
     }
 
-    fn on_event(&mut self, ev: notify::Result<notify::Event>) {
-        let ev = match ev {
-            Ok(ev) => ev,
-            Err(e) => {
-                tracing::debug!(
-                    "file event error: {}; listing the folder again",
-                    ai_employee_vault::watcher::notify_error_text(&e)
-                );
+    fn on_event(&mut self, ev: FolderEvent) {
+        let (name, change) = match ev {
+            FolderEvent::Name { name, change, .. } => (name, change),
+            FolderEvent::Lost => {
+                tracing::debug!("file events were lost; listing the folder again");
                 self.scan();
                 return;
             }
-        };
-        if ev.need_rescan() {
-            self.scan();
-            return;
-        }
-        let hint = match ev.kind {
-            EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => {
-                Some(Hint::Complete)
+            // The handler's folder check says why (a symlink put in its place, say).
+            FolderEvent::FolderGone(_) => {
+                tracing::debug!("{} was removed or moved", self.dir.display());
+                return;
             }
-            EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(Hint::Complete),
-            EventKind::Create(_) | EventKind::Modify(_) | EventKind::Any | EventKind::Other => {
-                Some(Hint::Settling)
+            FolderEvent::Failed(e) => {
+                tracing::warn!(
+                    "file events stopped ({e}); listing {} every {} instead",
+                    self.dir.display(),
+                    ai_employee_vault::units::format_duration(self.rescan_every)
+                );
+                return;
             }
-            // Our own reads (open, close-after-read) and removals.
-            EventKind::Access(_) | EventKind::Remove(_) => None,
         };
-        let Some(hint) = hint else { return };
-        // For `Both`, the new name is the last path.
-        let Some(path) = ev.paths.last() else { return };
-        if path.parent() != Some(self.dir.as_path()) {
-            return;
-        }
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            return;
+        let hint = match change {
+            Change::Closed | Change::MovedIn => Hint::Complete,
+            Change::Changed => Hint::Settling,
+            // Handled (moved out by us) or removed by someone.
+            Change::Left => return,
         };
+        let Some(name) = name.to_str() else { return };
         if !is_candidate(name) {
             return;
         }

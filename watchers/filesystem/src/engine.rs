@@ -9,18 +9,17 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use ai_employee_vault::atomic::{self, Writers};
+use ai_employee_vault::folder_events::{Change, FolderEvent, FolderEvents, FolderPoll};
 use ai_employee_vault::layout::Folder;
 use ai_employee_vault::nofollow::{self, Dir, How, Kind as FileKind};
 use ai_employee_vault::watcher::WatcherCtx;
 use chrono::Utc;
-use notify::event::{AccessKind, AccessMode, ModifyKind};
-use notify::{EventKind, RecursiveMode, Watcher};
 
 use super::ledger::{Kind, Ledger, Record, Snap};
 use super::ready::{self, Decision, Track};
@@ -47,7 +46,7 @@ const STOP_GRACE: Duration = Duration::from_millis(600);
 const PLACE_CHECK: Duration = Duration::from_secs(1);
 
 pub enum Msg {
-    Fs(notify::Result<notify::Event>),
+    Fs(FolderEvent),
     Done(Done),
 }
 
@@ -117,7 +116,10 @@ pub struct Engine {
     /// Task names (copies and notes) handed out and not yet published.
     reserved: HashSet<String>,
     rx: Receiver<Msg>,
-    watcher: Box<dyn Watcher>,
+    /// Inbox's events (none while it is being watched again).
+    watcher: Option<InboxEvents>,
+    /// Where the events go (a new watch of Inbox sends there too).
+    events_tx: Sender<Msg>,
     rescan: bool,
     rewatch_at: Option<Instant>,
     place_checked: Instant,
@@ -163,13 +165,10 @@ impl Engine {
 
         let (tx, rx) = mpsc::channel();
         let jobs = spawn_workers(&paths.staging, &ctx, &opts, &tx)?;
-        let mut watcher = make_watcher(&tx, opts.poll)?;
-        watcher
-            .watch(&paths.inbox, RecursiveMode::NonRecursive)
-            .map_err(|source| Error::Watch {
-                path: paths.inbox.clone(),
-                source,
-            })?;
+        let watcher = watch_inbox(&tx, &paths.inbox, opts.poll).map_err(|source| Error::Watch {
+            path: paths.inbox.clone(),
+            source,
+        })?;
         Ok(Engine {
             cap: opts.workers * 4,
             ctx,
@@ -185,7 +184,8 @@ impl Engine {
             first_staged: None,
             reserved: HashSet::new(),
             rx,
-            watcher,
+            watcher: Some(watcher),
+            events_tx: tx,
             rescan: false,
             rewatch_at: None,
             place_checked: Instant::now(),
@@ -277,51 +277,35 @@ impl Engine {
 
     fn on_msg(&mut self, m: Msg) -> Result<(), Error> {
         match m {
-            Msg::Fs(Ok(ev)) => self.on_event(ev),
-            Msg::Fs(Err(e)) => {
-                tracing::warn!(
-                    "file events: {}; rescanning Inbox",
-                    ai_employee_vault::watcher::notify_error_text(&e)
-                );
-                self.rescan = true;
-            }
+            Msg::Fs(ev) => self.on_event(ev),
             Msg::Done(d) => self.on_done(d)?,
         }
         Ok(())
     }
 
-    fn on_event(&mut self, ev: notify::Event) {
-        if ev.need_rescan() {
-            tracing::info!("file events were lost (queue overflow); rescanning Inbox");
-            self.rescan = true;
-        }
-        let closed = matches!(
-            ev.kind,
-            EventKind::Access(AccessKind::Close(AccessMode::Write))
-        );
-        // Opens and read-only closes (our own reads among them) say nothing new.
-        if matches!(ev.kind, EventKind::Access(_)) && !closed {
-            return;
-        }
-        let closed = closed && !self.opts.settle_only;
-        for path in &ev.paths {
-            if *path == self.paths.inbox {
-                if matches!(
-                    ev.kind,
-                    EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
-                ) {
-                    tracing::warn!("Inbox was removed or renamed; watching it again");
-                    self.rewatch_at = Some(Instant::now());
-                }
-                continue;
+    fn on_event(&mut self, ev: FolderEvent) {
+        let (name, change) = match ev {
+            FolderEvent::Name { name, change, .. } => (name, change),
+            FolderEvent::Lost => {
+                tracing::info!("file events were lost (queue overflow); rescanning Inbox");
+                self.rescan = true;
+                return;
             }
-            if path.parent() != Some(self.paths.inbox.as_path()) {
-                continue;
+            FolderEvent::FolderGone(_) => {
+                tracing::warn!("Inbox was removed or renamed; watching it again");
+                self.rewatch_at = Some(Instant::now());
+                return;
             }
-            match path.file_name() {
-                Some(name) if !names::is_ignored(name) => self.mark(name.to_os_string(), closed),
-                _ => {}
+            FolderEvent::Failed(e) => {
+                tracing::warn!("file events: {e}; watching Inbox again");
+                self.rewatch_at = Some(Instant::now());
+                return;
             }
+        };
+        // Only a close after writing says a writer is done; a listing never sees one.
+        let closed = change == Change::Closed && !self.opts.settle_only;
+        if !names::is_ignored(&name) {
+            self.mark(name, closed);
         }
     }
 
@@ -776,7 +760,7 @@ impl Engine {
         self.rewatch_at = None;
         let inbox = self.paths.inbox.clone();
         // The old watch may have gone with the folder; a new one is made below either way.
-        let _ = self.watcher.unwatch(&inbox);
+        self.watcher = None;
         let opened = if self.paths.explicit_inbox {
             std::fs::create_dir_all(&inbox)
                 .and_then(|()| Dir::open(&inbox))
@@ -789,13 +773,13 @@ impl Engine {
             }
         };
         let res = opened.and_then(|dir| {
-            self.watcher
-                .watch(&inbox, RecursiveMode::NonRecursive)
-                .map_err(|e| e.to_string())?;
-            Ok(dir)
+            let w =
+                watch_inbox(&self.events_tx, &inbox, self.opts.poll).map_err(|e| e.to_string())?;
+            Ok((dir, w))
         });
         match res {
-            Ok(dir) => {
+            Ok((dir, w)) => {
+                self.watcher = Some(w);
                 self.paths.inbox_dir = Arc::new(dir);
                 self.rescan = true;
             }
@@ -901,27 +885,29 @@ fn spawn_workers(
     Ok(job_tx)
 }
 
-/// OS file events (inotify, FSEvents, kqueue), or polling when asked to or when the OS
-/// watcher cannot be had (inotify instance limit reached, say).
-fn make_watcher(tx: &Sender<Msg>, poll: Option<Duration>) -> Result<Box<dyn Watcher>, Error> {
-    let handler = |tx: Sender<Msg>| move |res| drop(tx.send(Msg::Fs(res)));
-    let poller = |interval: Duration| -> Result<Box<dyn Watcher>, Error> {
-        let config = notify::Config::default().with_poll_interval(interval);
-        notify::PollWatcher::new(handler(tx.clone()), config)
-            .map(|w| Box::new(w) as Box<dyn Watcher>)
-            .map_err(|source| Error::Watch {
-                path: PathBuf::from(Folder::Inbox.name()),
-                source,
-            })
-    };
+/// Inbox's events, from the OS or from listings; they stop when this is dropped.
+#[allow(dead_code)] // held for its Drop
+enum InboxEvents {
+    Os(FolderEvents),
+    Poll(FolderPoll),
+}
+
+/// Watch `inbox`: OS file events (inotify, FSEvents, kqueue: only changes, so the
+/// watcher's own reads of Inbox make none), or listings every `poll` when asked to or when
+/// the OS has no events to give (inotify instance limit reached, say).
+fn watch_inbox(tx: &Sender<Msg>, inbox: &Path, poll: Option<Duration>) -> io::Result<InboxEvents> {
+    let handler = |tx: Sender<Msg>| move |ev| drop(tx.send(Msg::Fs(ev)));
+    let folders = [inbox.to_path_buf()];
+    let poller = |interval| FolderPoll::start(&folders, interval, handler(tx.clone()));
     if let Some(interval) = poll {
-        return poller(interval);
+        return poller(interval).map(InboxEvents::Poll);
     }
-    match notify::recommended_watcher(handler(tx.clone())) {
-        Ok(w) => Ok(Box::new(w)),
-        Err(e) => {
+    match FolderEvents::watch(&folders, handler(tx.clone())) {
+        Ok(w) => Ok(InboxEvents::Os(w)),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
             tracing::warn!("OS file events unavailable ({e}); polling Inbox every second");
-            poller(Duration::from_secs(1))
+            poller(Duration::from_secs(1)).map(InboxEvents::Poll)
         }
+        Err(e) => Err(e),
     }
 }

@@ -214,11 +214,8 @@ pub enum Error {
         path: PathBuf,
         source: io::Error,
     },
-    #[error("failed to watch {}: {}", path.display(), ai_employee_vault::watcher::notify_error_text(source))]
-    Watch {
-        path: PathBuf,
-        source: notify::Error,
-    },
+    #[error("failed to watch {}: {source}", path.display())]
+    Watch { path: PathBuf, source: io::Error },
     #[error("the copy workers stopped unexpectedly")]
     Workers,
     /// A vault folder became unusable (replaced by a symlink, say): exit 78.

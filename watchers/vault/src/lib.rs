@@ -20,6 +20,8 @@ pub mod credentials;
 pub mod dashboard;
 /// Exit codes (API for scripts and service managers).
 pub mod exit_codes;
+/// Changes to the names in a few folders, without the events of reads (a watcher's own).
+pub mod folder_events;
 /// YAML frontmatter of task and approval files; typed task frontmatter.
 pub mod frontmatter;
 /// `credentials/github.toml`, repository names and pagination links of the GitHub REST

@@ -1,0 +1,52 @@
+//! An idle approval handler sleeps: its own reads of `Approved/` (listing it, opening it
+//! to look at a file) must not wake it, or it wakes itself again at once and spins.
+
+use std::time::Duration;
+
+use super::{Handler, approve, new_vault};
+use crate::common::{WatcherProc, cpu_used_over, wait_until};
+
+/// How long the CPU time is measured.
+const WINDOW: Duration = Duration::from_secs(3);
+
+/// The most CPU an idle handler may use in [`WINDOW`]: 5 % of it. A handler that wakes
+/// itself uses most of a core; one that sleeps, a few milliseconds.
+fn idle_bound() -> Duration {
+    WINDOW / 20
+}
+
+#[test]
+fn an_idle_handler_uses_almost_no_cpu_before_and_after_an_approval() {
+    let tv = new_vault();
+    let v = &tv.vault;
+    // As the default table starts it: no flags, no credentials.
+    let mut h = Handler(WatcherProc::spawn("approvals", v, &[]));
+    h.wait_log("watching ");
+    let used = cpu_used_over(h.pid(), WINDOW);
+    assert!(
+        used < idle_bound(),
+        "an idle handler used {used:?} of CPU in {WINDOW:?}:\n{}",
+        h.stderr()
+    );
+
+    // It still sees an approval at once, and sleeps again once it has carried it out
+    // (moving it to Done/ and reading it make events of its own).
+    approve(
+        v,
+        "post.md",
+        "---\ntype: approval_request\naction: linkedin_post\n---\nWe shipped v2!\n",
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || v.join("Done/post.md").exists()),
+        "the approval was not carried out:\n{}",
+        h.stderr()
+    );
+    let used = cpu_used_over(h.pid(), WINDOW);
+    assert!(
+        used < idle_bound(),
+        "after an approval the handler used {used:?} of CPU in {WINDOW:?}:\n{}",
+        h.stderr()
+    );
+    let (st, _) = h.stop();
+    assert_eq!(st.and_then(|s| s.code()), Some(0), "{}", h.stderr());
+}
