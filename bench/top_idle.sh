@@ -58,7 +58,7 @@ tmux -S "$sock" -f /dev/null new-session -d -s t -x 100 -y 30 \
     "exec $BIN top --vault $vault --interval $INTERVAL"
 top=$(tmux -S "$sock" display-message -p -t t '#{pane_pid}')
 
-cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%d", s}'; }
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}'; }
 ticks() { awk '{print $14 + $15}' /proc/"$1"/stat; }
 switches() { cat /proc/"$1"/task/*/status | awk '/ctxt_switches/ {s += $2} END {print s}'; }
 wchar() { awk '/^wchar/ {print $2}' /proc/"$1"/io; }
