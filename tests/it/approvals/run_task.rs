@@ -93,7 +93,14 @@ fn an_approved_run_task_ends_in_done_and_a_refused_one_in_failed_with_the_reason
         "field `task` is not a task id: \"../Done/x\" (1 to 200 characters of A-Z, a-z, 0-9, \
          `.`, `_`, `-`, not starting with `.`)"
     );
-    assert!(files(&v.join("Approved")).is_empty());
+    // An outcome is written into Done/ or Failed/ before the request leaves Approved/ (its
+    // frontmatter gains the result): wait for the last one to go.
+    assert!(
+        wait_until(Duration::from_secs(10), || files(&v.join("Approved"))
+            .is_empty()),
+        "{:?}",
+        files(&v.join("Approved"))
+    );
     assert!(v.join("Pending_Approval/RUN_pending.md").exists());
 
     // One audit record for the approval, carrying the task; the expired one is traced too.
