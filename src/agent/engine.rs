@@ -1282,25 +1282,30 @@ impl Engine {
     }
 
     fn argv(&self, e: &Entry, name: &str, folder: Folder) -> Vec<String> {
-        let task_file = folder.rel(name);
-        let existing = self.existing_approvals(&e.id, e.attempt);
         let attachment = task::companion_of(name)
             .filter(|c| self.dirs.of(folder).stat(c).is_ok())
             .map(|c| folder.rel(c));
-        let prompt = prompt::render(
+        let prompt = self.prompt_for(e, &folder.rel(name), attachment.as_deref());
+        runner::fill(&self.s.command, &self.arg_values(&e.id, name), &prompt, "")
+    }
+
+    /// The prompt template filled for a run of `e` (`e.attempt` the run's attempt) on the
+    /// task file `task_file`: here, or on a worker (`engine/remote.rs`).
+    fn prompt_for(&self, e: &Entry, task_file: &str, attachment: Option<&str>) -> String {
+        let existing = self.existing_approvals(&e.id, e.attempt);
+        prompt::render(
             &self.template,
             &Fill {
-                task_file: &task_file,
+                task_file,
                 task: &e.id,
                 title: &e.title,
                 attempt: e.attempt,
                 max_attempts: self.s.max_attempts,
                 last_error: e.last_error.as_deref(),
                 existing: &existing,
-                attachment: attachment.as_deref(),
+                attachment,
             },
-        );
-        runner::fill(&self.s.command, &self.arg_values(&e.id, name), &prompt, "")
+        )
     }
 
     // ---- what runs report ---------------------------------------------------------------

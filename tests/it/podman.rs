@@ -15,7 +15,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use ai_employee::agent::events::RunResult;
-use ai_employee::queue::wire::RunnerKind;
+use ai_employee::queue::client::QueueClient;
+use ai_employee::queue::wire::{RunnerKind, TaskMessage};
 
 use crate::common::{now_ns, wait_until};
 use crate::queue::{Redis, Setup, client, results, rt};
@@ -292,6 +293,37 @@ fn spawn_worker(
         .unwrap()
 }
 
+/// Task `<tag>_<ns>` running the agent's `sleep` (it ignores SIGTERM as its pid 1),
+/// `edit` applied to its message, published on `c`; a podman worker `worker` (no network)
+/// started for it. Returns the task's id, its run's container-name prefix and the worker
+/// once that container runs.
+#[allow(clippy::too_many_arguments)]
+fn sleeping_run(
+    s: &Setup,
+    p: &Podman,
+    rt: &tokio::runtime::Runtime,
+    c: &mut QueueClient,
+    url: &str,
+    tag: &str,
+    worker: &str,
+    edit: impl FnOnce(&mut TaskMessage),
+) -> (String, String, std::process::Child) {
+    let id = format!("{tag}_{}", now_ns());
+    let mut m = s.task(&id, 1, false);
+    m.agent.command = vec!["/agent".into(), "sleep".into()];
+    edit(&mut m);
+    rt.block_on(c.publish(&m)).unwrap();
+    let args = p.worker_args(Some("none"));
+    let w = s.worker_with(url, worker, "10m", &args, &p.worker_env());
+    let prefix = format!("aie-{id}-a1-");
+    assert!(
+        wait_until(DEADLINE, || !p.containers(&prefix).is_empty()),
+        "no container {prefix}*; worker log:\n{}",
+        s.log(worker)
+    );
+    (id, prefix, w)
+}
+
 #[test]
 fn a_container_past_its_timeout_is_removed() {
     let Some(redis) = Redis::start() else { return };
@@ -299,26 +331,11 @@ fn a_container_past_its_timeout_is_removed() {
     let s = Setup::new();
     let rt = rt();
     let mut c = client(&rt, &redis.url());
-    let id = format!("SLOW_{}", now_ns());
-    let mut m = s.task(&id, 1, false);
-    m.agent.command = vec!["/agent".into(), "sleep".into()];
-    m.agent.timeout_ms = 3_000;
-    m.agent.kill_after_ms = 500;
-    rt.block_on(c.publish(&m)).unwrap();
-    let w = s.worker_with(
-        &redis.url(),
-        "t1",
-        "10m",
-        &p.worker_args(Some("none")),
-        &p.worker_env(),
-    );
-    let prefix = format!("aie-{id}-a1-");
     // The container runs (the agent ignores SIGTERM as its pid 1)…
-    assert!(
-        wait_until(DEADLINE, || !p.containers(&prefix).is_empty()),
-        "no container {prefix}*; worker log:\n{}",
-        s.log("t1")
-    );
+    let (id, prefix, w) = sleeping_run(&s, p, &rt, &mut c, &redis.url(), "SLOW", "t1", |m| {
+        m.agent.timeout_ms = 3_000;
+        m.agent.kill_after_ms = 500;
+    });
     let got = results(&rt, &mut c, 1);
     assert_eq!(got.len(), 1, "worker log:\n{}", s.log("t1"));
     let r = &got[0].result.as_ref().unwrap().message;
@@ -411,24 +428,9 @@ fn a_worker_stopped_mid_run_leaves_no_container() {
     let s = Setup::new();
     let rt = rt();
     let mut c = client(&rt, &redis.url());
-    let id = format!("STOPPED_{}", now_ns());
-    let mut m = s.task(&id, 1, false);
-    m.agent.command = vec!["/agent".into(), "sleep".into()];
-    m.agent.kill_after_ms = 500;
-    rt.block_on(c.publish(&m)).unwrap();
-    let w = s.worker_with(
-        &redis.url(),
-        "s1",
-        "10m",
-        &p.worker_args(Some("none")),
-        &p.worker_env(),
-    );
-    let prefix = format!("aie-{id}-a1-");
-    assert!(
-        wait_until(DEADLINE, || !p.containers(&prefix).is_empty()),
-        "no container {prefix}*; worker log:\n{}",
-        s.log("s1")
-    );
+    let (_, prefix, w) = sleeping_run(&s, p, &rt, &mut c, &redis.url(), "STOPPED", "s1", |m| {
+        m.agent.kill_after_ms = 500;
+    });
     // SIGTERM: the run is abandoned (released for another worker), its container removed.
     assert_eq!(stop(w), Some(0), "worker log:\n{}", s.log("s1"));
     assert_eq!(p.containers(&prefix), Vec::<String>::new());
@@ -479,18 +481,8 @@ fn a_killed_workers_containers_are_removed_at_its_next_start() {
     let s = Setup::new();
     let rt = rt();
     let mut c = client(&rt, &redis.url());
-    let id = format!("KILLED_{}", now_ns());
-    let mut m = s.task(&id, 1, false);
-    m.agent.command = vec!["/agent".into(), "sleep".into()];
-    rt.block_on(c.publish(&m)).unwrap();
+    let (_, prefix, mut w) = sleeping_run(&s, p, &rt, &mut c, &redis.url(), "KILLED", "k1", |_| {});
     let args = p.worker_args(Some("none"));
-    let mut w = s.worker_with(&redis.url(), "k1", "10m", &args, &p.worker_env());
-    let prefix = format!("aie-{id}-a1-");
-    assert!(
-        wait_until(DEADLINE, || !p.containers(&prefix).is_empty()),
-        "no container {prefix}*; worker log:\n{}",
-        s.log("k1")
-    );
     // SIGKILL: nothing removes the container, which podman keeps running…
     w.kill().unwrap();
     w.wait().unwrap();

@@ -29,7 +29,7 @@ use tracing::{info, warn};
 
 use super::{Claimed, Engine, Entry};
 use crate::agent::events::{EventKind, RunResult, TaskEvent};
-use crate::agent::prompt::{self, Fill};
+use crate::agent::prompt;
 use crate::agent::runner::{AttemptEnd, Progress};
 use crate::agent::snapshot::{QueueView, RemoteRunView};
 use crate::agent::task;
@@ -436,20 +436,7 @@ impl Engine {
         };
         // The worker writes the task as `In_Progress/<id>.md` in its scratch folder.
         let task_file = Folder::InProgress.rel(&format!("{}.md", e.id));
-        let existing = self.existing_approvals(&e.id, e.attempt);
-        let mut prompt = prompt::render(
-            &self.template,
-            &Fill {
-                task_file: &task_file,
-                task: &e.id,
-                title: &e.title,
-                attempt: e.attempt,
-                max_attempts: self.s.max_attempts,
-                last_error: e.last_error.as_deref(),
-                existing: &existing,
-                attachment: None,
-            },
-        );
+        let mut prompt = self.prompt_for(e, &task_file, None);
         if resumed {
             // A worker has no session of an earlier run: the outcome goes with the prompt.
             prompt.push_str(&format!(
@@ -864,27 +851,24 @@ async fn queue_task(
             },
             _ = check.tick() => None,
         };
+        // A check asked for, or a command that failed: compare the queue with the vault.
+        let mut take = async |c: Command| match c {
+            Command::Check => true,
+            c => match handle(&mut client, c, &mut sent).await {
+                Ok(()) => false,
+                Err(e) => {
+                    failed(&e, &reach, &events);
+                    true
+                }
+            },
+        };
         if let Some(c) = command {
-            if matches!(c, Command::Check) {
-                must_reconcile = true;
-                continue;
-            }
-            if let Err(e) = handle(&mut client, c, &mut sent).await {
-                failed(&e, &reach, &events);
-                must_reconcile = true;
-            }
+            must_reconcile |= take(c).await;
             continue;
         }
         // Commands sent before this check are handled first, so that `sent` covers them.
         while let Ok(c) = commands.try_recv() {
-            if matches!(c, Command::Check) {
-                must_reconcile = true;
-                continue;
-            }
-            if let Err(e) = handle(&mut client, c, &mut sent).await {
-                failed(&e, &reach, &events);
-                must_reconcile = true;
-            }
+            must_reconcile |= take(c).await;
         }
         match client.server_run_id().await {
             Ok(id) => {

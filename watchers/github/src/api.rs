@@ -6,9 +6,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ai_employee_vault::github::{self, GithubCredentials};
 
-/// The largest reply read: 100 issues of GitHub's longest text (65,536 characters),
-/// escaped.
-pub const REPLY_LIMIT: u64 = 32 << 20;
 /// The longest wait a rate-limit header can ask for (a reset further away is capped).
 const MAX_WAIT: Duration = Duration::from_secs(2 * 3600);
 /// GitHub's advice for a secondary rate limit without `retry-after`: wait a minute.
@@ -126,11 +123,7 @@ impl Api {
         match status {
             304 => Ok(Answer::NotModified(rate)),
             200 => {
-                let bytes = resp
-                    .body_mut()
-                    .with_config()
-                    .limit(REPLY_LIMIT)
-                    .read_to_vec()
+                let bytes = ai_employee_vault::http::reply_bytes(&mut resp, github::REPLY_LIMIT)
                     .map_err(|e| {
                         Failure::Transient(format!(
                             "{}: reading the reply: {}",

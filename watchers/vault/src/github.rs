@@ -16,6 +16,9 @@ pub const DEFAULT_BASE_URL: &str = "https://api.github.com";
 pub const API_VERSION: &str = "2022-11-28";
 /// `Accept` of every request.
 pub const ACCEPT: &str = "application/vnd.github+json";
+/// The largest reply either side reads: a page of 100 issues or comments of GitHub's
+/// longest text (65,536 characters), escaped.
+pub const REPLY_LIMIT: u64 = 32 << 20;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The keys of `credentials/github.toml`.
 const KEYS: &[&str] = &["token", "base_url", "timeout"];

@@ -31,6 +31,15 @@ pub fn reply_text(response: &mut ureq::http::Response<ureq::Body>) -> Result<Str
         .read_to_string()
 }
 
+/// The body of `response`, at most `limit` bytes (a longer one is an error, never
+/// buffered whole).
+pub fn reply_bytes(
+    response: &mut ureq::http::Response<ureq::Body>,
+    limit: u64,
+) -> Result<Vec<u8>, ureq::Error> {
+    response.body_mut().with_config().limit(limit).read_to_vec()
+}
+
 /// A ureq error as people read it: its TLS failures explained (ureq shows rustls' own
 /// text, which uses Rust names such as `UnknownIssuer`), everything else as ureq says it.
 pub fn error_text(e: &ureq::Error) -> String {

@@ -24,8 +24,6 @@ pub const NAME: &str = "github_comment";
 
 /// The most pages of comments looked through for the marker (10,000 comments).
 const MAX_PAGES: usize = 100;
-/// The largest reply read (a page of 100 comments of GitHub's longest).
-const REPLY_LIMIT: u64 = 32 << 20;
 
 /// The marker that names the approval `tag` in the comment's text.
 pub fn marker(tag: &str) -> String {
@@ -211,12 +209,8 @@ fn find_marker(
             .get("link")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes = resp
-            .body_mut()
-            .with_config()
-            .limit(REPLY_LIMIT)
-            .read_to_vec()
-            .map_err(|e| {
+        let bytes =
+            ai_employee_vault::http::reply_bytes(&mut resp, github::REPLY_LIMIT).map_err(|e| {
                 Outcome::Transient(format!(
                     "GitHub API {}: reading the issue's comments: {}",
                     cfg.base_url,
