@@ -142,6 +142,20 @@ impl Failure {
     }
 }
 
+/// The one-thread tokio runtime a command runs on; if it cannot be made, the one line
+/// `<context>: <why>` is printed and the exit code (1) comes back.
+pub(crate) fn runtime(context: &str) -> Result<tokio::runtime::Runtime, i32> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            fail(
+                ai_employee_vault::exit_codes::FAILURE,
+                format!("{context}: {e}"),
+            )
+        })
+}
+
 /// Print a fatal error as one line on stderr and return its exit code.
 pub(crate) fn fail(code: i32, msg: impl std::fmt::Display) -> i32 {
     eprintln!("ai-employee: {msg}");

@@ -153,12 +153,9 @@ pub fn run(root: &Path, explicit: Option<&Path>) -> i32 {
     process::raise_fd_limit();
     process::become_subreaper();
 
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match super::runtime("failed to start") {
         Ok(rt) => rt,
-        Err(e) => return super::fail(exit_codes::FAILURE, format_args!("failed to start: {e}")),
+        Err(code) => return code,
     };
     let mut runtime = Runtime::new(
         vault,

@@ -77,17 +77,9 @@ pub fn run(args: Args) -> i32 {
         keep_scratch: args.keep_scratch,
         podman,
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match super::runtime("worker: failed to start the runtime") {
         Ok(rt) => rt,
-        Err(e) => {
-            return super::fail(
-                exit_codes::FAILURE,
-                format!("worker: failed to start the runtime: {e}"),
-            );
-        }
+        Err(code) => return code,
     };
     let result = rt.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(false);

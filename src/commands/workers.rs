@@ -32,17 +32,9 @@ pub fn run(vault: &Path, explicit: Option<&Path>, json: bool) -> i32 {
         Ok(c) => c,
         Err(e) => return super::fail(exit_codes::CONFIG, e),
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match super::runtime("failed to start the runtime") {
         Ok(rt) => rt,
-        Err(e) => {
-            return super::fail(
-                exit_codes::FAILURE,
-                format!("failed to start the runtime: {e}"),
-            );
-        }
+        Err(code) => return code,
     };
     let read = rt.block_on(async {
         let mut c = QueueClient::connect(&url, &credentials).await?;

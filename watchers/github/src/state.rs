@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use ai_employee_vault::nofollow;
+use ai_employee_vault::json_state::{self, LoadError};
 use serde::{Deserialize, Serialize};
 
 /// One page of a listing as last seen.
@@ -28,21 +28,6 @@ struct File {
     queries: BTreeMap<String, Vec<PageMark>>,
 }
 
-/// Why the state file cannot be used (the watcher needs setup).
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error(
-        "{} is damaged ({source}); remove it to list every issue again (no task is written twice)",
-        path.display()
-    )]
-    Damaged {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-    #[error("cannot read {}: {source}", path.display())]
-    Read { path: PathBuf, source: io::Error },
-}
-
 #[derive(Debug)]
 pub struct State {
     path: PathBuf,
@@ -52,19 +37,10 @@ pub struct State {
 impl State {
     /// Read the state (a missing file is an empty state).
     pub fn load(path: &Path) -> Result<State, LoadError> {
-        let file = match nofollow::folder_of(path).and_then(|(dir, name)| dir.read(name, None)) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| LoadError::Damaged {
-                path: path.to_path_buf(),
-                source,
-            })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => File::default(),
-            Err(source) => {
-                return Err(LoadError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                });
-            }
-        };
+        let file = json_state::load(
+            path,
+            "remove it to list every issue again (no task is written twice)",
+        )?;
         Ok(State {
             path: path.to_path_buf(),
             file,
@@ -106,8 +82,7 @@ impl State {
 
     fn save(&self) -> io::Result<()> {
         let bytes = serde_json::to_vec_pretty(&self.file).map_err(io::Error::other)?;
-        nofollow::folder_of(&self.path)
-            .and_then(|(dir, name)| dir.write_atomic(name, &bytes, 0o600))
+        json_state::save(&self.path, &bytes)
     }
 }
 

@@ -136,8 +136,7 @@ pub fn render(
     if text.trim().is_empty() {
         body.push_str("(no text)\n");
     } else {
-        let fence = "`".repeat(longest_backtick_run(text).max(2) + 1);
-        body.push_str(&format!("{fence}markdown\n{text}\n{fence}\n"));
+        body.push_str(&frontmatter::code_block("markdown", text));
     }
     if cut {
         body.push_str(&format!(
@@ -181,15 +180,6 @@ fn clip(text: &str, max: usize) -> (&str, bool) {
         end -= 1;
     }
     (&text[..end], true)
-}
-
-fn longest_backtick_run(s: &str) -> usize {
-    let (mut longest, mut run) = (0, 0);
-    for c in s.chars() {
-        run = if c == '`' { run + 1 } else { 0 };
-        longest = longest.max(run);
-    }
-    longest
 }
 
 /// Characters Markdown (CommonMark, GFM) or Obsidian give a meaning anywhere in a line.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use ai_employee_vault::nofollow;
+use ai_employee_vault::json_state::{self, LoadError};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,21 +23,6 @@ struct File {
     mailboxes: BTreeMap<String, Mark>,
 }
 
-/// Why the state file cannot be used: the watcher needs setup.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error(
-        "{} is damaged ({source}); remove it to start over from the unread mail",
-        path.display()
-    )]
-    Damaged {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-    #[error("cannot read {}: {source}", path.display())]
-    Read { path: PathBuf, source: io::Error },
-}
-
 /// The state file and its contents.
 #[derive(Debug)]
 pub struct State {
@@ -48,20 +33,7 @@ pub struct State {
 impl State {
     /// Read the state (a missing file is an empty state).
     pub fn load(path: &Path) -> Result<State, LoadError> {
-        // Neither the file nor `.ai-employee/` is reached through a symlink.
-        let file = match nofollow::folder_of(path).and_then(|(dir, name)| dir.read(name, None)) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| LoadError::Damaged {
-                path: path.to_path_buf(),
-                source,
-            })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => File::default(),
-            Err(source) => {
-                return Err(LoadError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                });
-            }
-        };
+        let file = json_state::load(path, "remove it to start over from the unread mail")?;
         Ok(State {
             path: path.to_path_buf(),
             file,
@@ -79,8 +51,7 @@ impl State {
         }
         let old = self.file.mailboxes.insert(mailbox.to_string(), mark);
         let bytes = serde_json::to_vec(&self.file).map_err(io::Error::other)?;
-        let written = nofollow::folder_of(&self.path)
-            .and_then(|(dir, name)| dir.write_atomic(name, &bytes, 0o600));
+        let written = json_state::save(&self.path, &bytes);
         if let Err(e) = written {
             match old {
                 Some(o) => self.file.mailboxes.insert(mailbox.to_string(), o),

@@ -97,8 +97,7 @@ pub fn render(o: &Origin<'_>, e: &Email, reasons: &[Reason], received: DateTime<
     if e.text.is_empty() {
         body.push_str("(no text)\n");
     } else {
-        let fence = "`".repeat(longest_backtick_run(&e.text).max(2) + 1);
-        body.push_str(&format!("{fence}text\n{}\n{fence}\n", e.text));
+        body.push_str(&frontmatter::code_block("text", &e.text));
     }
     if e.text_cut > 0 || o.partial {
         body.push_str(&format!(
@@ -109,15 +108,6 @@ pub fn render(o: &Origin<'_>, e: &Email, reasons: &[Reason], received: DateTime<
         ));
     }
     frontmatter::render_task(&front, &body)
-}
-
-fn longest_backtick_run(s: &str) -> usize {
-    let (mut longest, mut run) = (0, 0);
-    for c in s.chars() {
-        run = if c == '`' { run + 1 } else { 0 };
-        longest = longest.max(run);
-    }
-    longest
 }
 
 #[cfg(test)]

@@ -87,6 +87,18 @@ impl PartialEq<&str> for Priority {
     }
 }
 
+/// `text` in a fenced code block (info string `info`) whose fence of backticks is longer
+/// than any run of backticks in `text`, so nothing in it can end the block early.
+pub fn code_block(info: &str, text: &str) -> String {
+    let (mut longest, mut run) = (0, 0);
+    for c in text.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let fence = "`".repeat(longest.max(2) + 1);
+    format!("{fence}{info}\n{text}\n{fence}\n")
+}
+
 /// A task file: `type: T::TYPE`, then the fields of `front`, then `body`, written by
 /// [`render`] (so every value reads back as written, in YAML 1.1 and 1.2 readers).
 pub fn render_task<T: TaskFrontmatter>(front: &T, body: &str) -> String {
@@ -605,6 +617,15 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_code_block_outfences_the_backticks_inside() {
+        assert_eq!(code_block("text", "plain"), "```text\nplain\n```\n");
+        assert_eq!(
+            code_block("markdown", "a ```` b ` c"),
+            "`````markdown\na ```` b ` c\n`````\n"
+        );
+    }
 
     #[test]
     fn a_tag_that_cannot_be_written_back_is_refused() {

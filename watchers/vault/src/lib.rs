@@ -31,6 +31,8 @@ pub mod github;
 pub mod http;
 /// The append-only journal every ledger is written as (one torn-tail rule).
 pub mod journal;
+/// A watcher's JSON state file (`gmail.state`, `github.state`): load and atomic save.
+pub mod json_state;
 /// The vault's folders and `init`.
 pub mod layout;
 /// The vault lock (one supervisor, one instance of each watcher).
