@@ -911,6 +911,13 @@ impl Engine {
                 return;
             }
             LoopState::Done | LoopState::Failed | LoopState::Rejected => {
+                // A loop stopped after writing the final state: its event may not have
+                // been written yet (`finish` writes the state, then the event, then moves).
+                if folder == Folder::InProgress && !self.final_event_logged(&id, e.attempt) {
+                    let at = doc.time(keys::FINISHED_AT).unwrap_or(now);
+                    let why = e.last_error.clone().filter(|_| state != LoopState::Done);
+                    self.event(final_event(&e, state, at, why));
+                }
                 self.tasks.insert(id.clone(), e);
                 self.finish_move(&id, state);
                 return;
@@ -1522,18 +1529,7 @@ impl Engine {
             }
             return;
         }
-        let kind = match state {
-            LoopState::Done => EventKind::Done,
-            LoopState::Rejected => EventKind::Rejected,
-            _ => EventKind::Failed,
-        };
-        let mut ev = TaskEvent::new(now, kind, id);
-        ev.attempt = Some(e.attempt);
-        ev.duration_ms = Some((now - e.queued_at).num_milliseconds().max(0) as u64);
-        ev.cost_usd = (e.cost_usd > 0.0).then_some(e.cost_usd);
-        ev.turns = (e.turns > 0).then_some(e.turns as u32);
-        ev.error = why.clone();
-        self.event(ev);
+        self.event(final_event(&e, state, now, why.clone()));
         if let Some(mut x) = self.tasks.get_mut(id) {
             x.state = state;
         }
@@ -1568,6 +1564,46 @@ impl Engine {
                 );
             }
         }
+    }
+
+    /// Whether `Logs/tasks.jsonl` holds the final event of attempt `attempt` of `id`. Looked
+    /// for in its last MiB: this runs when a start finds a final state not yet moved,
+    /// before that start has written much. A journal that cannot be read counts as
+    /// holding it (a missing event is better than one counted twice).
+    fn final_event_logged(&self, id: &str, attempt: u32) -> bool {
+        use std::io::{Read, Seek, SeekFrom};
+        const TAIL: u64 = 1 << 20;
+        let path = self.vault.logs_dir().join(events::FILE_NAME);
+        let read = ai_employee_vault::nofollow::open_in_folder(
+            &path,
+            ai_employee_vault::nofollow::How::READ,
+        )
+        .and_then(|mut f| {
+            let len = f.seek(SeekFrom::End(0))?;
+            f.seek(SeekFrom::Start(len.saturating_sub(TAIL)))?;
+            let mut text = Vec::new();
+            f.read_to_end(&mut text)?;
+            Ok(text)
+        });
+        let text = match read {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+            Err(e) => {
+                warn!("cannot read Logs/{}: {e}", events::FILE_NAME);
+                return true;
+            }
+        };
+        // A line cut by the window or torn does not parse and is passed over.
+        text.split(|&b| b == b'\n').any(|line| {
+            serde_json::from_slice::<TaskEvent>(line).is_ok_and(|ev| {
+                ev.task == id
+                    && ev.attempt == Some(attempt)
+                    && matches!(
+                        ev.event,
+                        EventKind::Done | EventKind::Failed | EventKind::Rejected
+                    )
+            })
+        })
     }
 
     /// Move a task whose final state is written to its folder (again after a crash).
@@ -2144,6 +2180,22 @@ impl Engine {
             queue: self.remote.as_ref().map(|r| r.view(now)),
         }
     }
+}
+
+/// The event of `e` reaching final `state` at `at` (`why`: its reason, when not done).
+fn final_event(e: &Entry, state: LoopState, at: DateTime<Utc>, why: Option<String>) -> TaskEvent {
+    let kind = match state {
+        LoopState::Done => EventKind::Done,
+        LoopState::Rejected => EventKind::Rejected,
+        _ => EventKind::Failed,
+    };
+    let mut ev = TaskEvent::new(at, kind, &e.id);
+    ev.attempt = Some(e.attempt);
+    ev.duration_ms = Some((at - e.queued_at).num_milliseconds().max(0) as u64);
+    ev.cost_usd = (e.cost_usd > 0.0).then_some(e.cost_usd);
+    ev.turns = (e.turns > 0).then_some(e.turns as u32);
+    ev.error = why;
+    ev
 }
 
 /// One task of the snapshot: its entry in the table, written as a [`TaskViewRef`].

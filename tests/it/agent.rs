@@ -231,6 +231,51 @@ fn once_drives_every_task_to_done_and_an_invalid_one_to_failed_with_its_reason()
     assert!(log.contains("STATUS: done"), "{log}");
 }
 
+/// A loop killed after writing a task's final state but before its event (or its move):
+/// the next start moves the task and writes the missing event, once: a task whose event
+/// was written is not counted again.
+#[test]
+fn a_final_state_left_in_progress_is_moved_with_its_event_once() {
+    let tv = new_vault();
+    table(&tv, "");
+    let finished = |id: &str| {
+        format!(
+            "---\ntype: task\nstate: done\nstatus: done\nattempt: 2\n\
+             queued_at: 2026-12-06T10:00:00Z\nstarted_at: 2026-12-06T10:00:01Z\n\
+             finished_at: 2026-12-06T10:00:03Z\ncost_usd: 0.5\n---\n# {id}\n"
+        )
+    };
+    fs::write(tv.vault.join("In_Progress/LOST.md"), finished("LOST")).unwrap();
+    fs::write(tv.vault.join("In_Progress/KEPT.md"), finished("KEPT")).unwrap();
+    // KEPT's event was written before the kill; LOST's was not.
+    fs::write(
+        tv.vault.join("Logs/tasks.jsonl"),
+        "{\"ts\":\"2026-12-06T10:00:03Z\",\"event\":\"done\",\"task\":\"KEPT\",\"attempt\":2}\n",
+    )
+    .unwrap();
+    let mut l = Loop::start(&tv, &["--once"]);
+    assert_eq!(l.wait(LONG).and_then(|s| s.code()), Some(0), "{}", l.log());
+    assert_eq!(in_folder(&tv, "Done"), ["KEPT.md", "LOST.md"]);
+    let events = fs::read_to_string(tv.vault.join("Logs/tasks.jsonl")).unwrap();
+    let done_of = |id: &str| {
+        events
+            .lines()
+            .filter(|l| {
+                l.contains("\"event\":\"done\"") && l.contains(&format!("\"task\":\"{id}\""))
+            })
+            .count()
+    };
+    assert_eq!((done_of("LOST"), done_of("KEPT")), (1, 1), "{events}");
+    let lost = events
+        .lines()
+        .find(|l| l.contains("\"task\":\"LOST\"") && l.contains("\"event\":\"done\""))
+        .unwrap();
+    assert!(
+        lost.contains("\"attempt\":2") && lost.contains("\"cost_usd\":0.5"),
+        "{lost}"
+    );
+}
+
 #[test]
 fn dry_run_shows_the_order_and_changes_nothing() {
     let tv = new_vault();
