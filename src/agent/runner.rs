@@ -22,6 +22,8 @@ use crate::process::{self, job};
 const ANSWER_CAP: usize = 4 * 1024 * 1024;
 /// How much of `verify`'s output is fed into the next iteration.
 const VERIFY_TAIL: usize = 8 * 1024;
+/// How much of a failed run's log is read for its reason (and a set-up problem's words).
+const STDERR_TAIL: u64 = 4096;
 
 /// What an attempt needs; owned, so it can run on its own task.
 #[derive(Debug, Clone)]
@@ -177,8 +179,9 @@ pub async fn attempt(
             RunResult::NoStatus => Some(spec.continue_prompt.clone()),
             RunResult::VerifyFailed => verify_failure.map(|out| {
                 format!(
-                    "The check `{}` failed after you said done. Its output:\n\n{}\n\nFix \
-                     the problem and end with the status line again.",
+                    "Task file: {}\n\nThe check `{}` failed after you said done. Its \
+                     output:\n\n{}\n\nFix the problem and end with the status line again.",
+                    spec.values.task_file,
                     spec.verify.as_deref().unwrap_or_default().join(" "),
                     out
                 )
@@ -237,12 +240,62 @@ struct Output {
     timed_out: bool,
     aborted: bool,
     stdout: Vec<u8>,
-    stderr_tail: String,
+    /// The run's log (open for reading) and where this run's output starts in it; `None`
+    /// for a dry run.
+    log: Option<(File, u64)>,
+}
+
+impl Output {
+    /// The last `limit` bytes this run wrote to its log, after its header: its standard
+    /// error (only there) and its standard output (also kept in `stdout`), as they came.
+    /// Read only when a failure needs it.
+    fn log_tail(&self, limit: u64) -> String {
+        let Some((log, from)) = &self.log else {
+            return String::new();
+        };
+        use std::os::unix::fs::FileExt;
+        let Ok(len) = log.metadata().map(|m| m.len()) else {
+            return String::new();
+        };
+        let start = (*from).max(len.saturating_sub(limit));
+        let mut buf = vec![0u8; (len.saturating_sub(start)) as usize];
+        let mut got = 0;
+        // A log we cannot read back only costs the error's detail.
+        while got < buf.len() {
+            match log.read_at(&mut buf[got..], start + got as u64) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        buf.truncate(got);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// [`Output::log_tail`] without the lines the run printed on its standard output: what
+    /// it said on its standard error.
+    fn stderr_tail(&self) -> String {
+        let stdout = String::from_utf8_lossy(&self.stdout);
+        let said: std::collections::HashSet<&str> = stdout.lines().collect();
+        self.log_tail(STDERR_TAIL)
+            .lines()
+            .filter(|l| !said.contains(l))
+            .fold(String::new(), |mut acc, l| {
+                acc.push_str(l);
+                acc.push('\n');
+                acc
+            })
+    }
 }
 
 fn classify(out: &Output) -> (RunResult, Result<Answer, String>) {
     let answer = outcome::parse_output(&out.stdout);
-    if let Some(reason) = outcome::needs_setup(out.code, &answer, &out.stderr_tail) {
+    // A clean exit with an answer that is not an error needs nothing from the log.
+    let stderr_tail = if out.code == Some(0) && !answer.is_error {
+        String::new()
+    } else {
+        out.stderr_tail()
+    };
+    if let Some(reason) = outcome::needs_setup(out.code, &answer, &stderr_tail) {
         let mut a = answer;
         a.text = reason;
         return (RunResult::NeedsSetup, Ok(a));
@@ -270,7 +323,7 @@ fn classify(out: &Output) -> (RunResult, Result<Answer, String>) {
                 (None, Some(s)) => format!("killed by {}", process::signal_name(s)),
                 _ => "ended".to_string(),
             };
-            let tail = first_line(out.stderr_tail.trim());
+            let tail = first_line(stderr_tail.trim());
             let why = if tail.is_empty() {
                 format!("the agent {how}")
             } else {
@@ -317,8 +370,8 @@ async fn verify(
     if out.code == Some(0) {
         return Ok(None);
     }
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&out.stderr_tail);
+    // Both its streams, in the order it wrote them.
+    let text = out.log_tail(VERIFY_TAIL as u64);
     let start = text.len().saturating_sub(VERIFY_TAIL);
     let mut start = start;
     while !text.is_char_boundary(start) {
@@ -341,7 +394,7 @@ async fn run_once(
             timed_out: false,
             aborted: false,
             stdout: b"dry run: the agent was not started\nSTATUS: done\n".to_vec(),
-            stderr_tail: String::new(),
+            log: None,
         });
     }
     run_process(
@@ -363,7 +416,6 @@ async fn run_process(
     abort: &mut watch::Receiver<bool>,
 ) -> std::io::Result<Output> {
     let mut log = open_log(&spec.log)?;
-    let start_offset = log.seek(SeekFrom::End(0))?;
     let shown: Vec<&str> = argv
         .iter()
         .map(|a| {
@@ -381,6 +433,7 @@ async fn run_process(
         shown.join(" ")
     );
     log.write_all(header.as_bytes())?;
+    let start_offset = log.seek(SeekFrom::End(0))?;
     let contained = spec.container.as_ref().map(|c| (c, c.step_name(what)));
     let wrapped;
     let argv = match &contained {
@@ -397,7 +450,7 @@ async fn run_process(
         pgid,
     }); // see above
     let mut kept: Vec<u8> = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
+    let mut chunk = vec![0u8; 16 * 1024];
     let mut status = None;
     let mut stdout_open = true;
     let mut timed_out = false;
@@ -459,14 +512,13 @@ async fn run_process(
     if !kept.ends_with(b"\n") && !kept.is_empty() {
         log.write_all(b"\n")?;
     }
-    let stderr_tail = read_tail(&spec.log, start_offset);
     Ok(Output {
         code: status.code(),
         signal: status.signal(),
         timed_out,
         aborted,
         stdout: kept,
-        stderr_tail,
+        log: Some((log, start_offset)),
     })
 }
 
@@ -487,30 +539,13 @@ async fn remove_container(spec: &AttemptSpec, c: &Contained, name: &str, log: &m
     tracing::warn!("podman rm --force {name} failed: {why}");
 }
 
+/// The run's log, opened once for appending and for reading its tail back (a failure's
+/// reason); the agent's standard error is a copy of this descriptor.
 fn open_log(path: &std::path::Path) -> std::io::Result<File> {
     ai_employee_vault::nofollow::open_in_folder(
         path,
-        ai_employee_vault::nofollow::How::append(0o600),
+        ai_employee_vault::nofollow::How::read_append(0o600),
     )
-}
-
-/// The last few KiB the run wrote to its log (its standard error is only there).
-fn read_tail(path: &std::path::Path, from: u64) -> String {
-    const TAIL: u64 = 4096;
-    let Ok(mut f) = open_log(path) else {
-        return String::new();
-    };
-    let Ok(len) = f.seek(SeekFrom::End(0)) else {
-        return String::new();
-    };
-    let start = from.max(len.saturating_sub(TAIL));
-    if f.seek(SeekFrom::Start(start)).is_err() {
-        return String::new();
-    }
-    let mut buf = Vec::new();
-    // A log we cannot read back only costs the error's detail.
-    let _ = std::io::Read::read_to_end(&mut f, &mut buf);
-    String::from_utf8_lossy(&buf).into_owned()
 }
 
 #[cfg(test)]

@@ -398,7 +398,11 @@ fn failures_are_retried_then_failed_and_a_success_on_retry_clears_the_error() {
     let crash = tv.vault.join("Failed/CRASH.md");
     assert_eq!(field(&crash, "attempt").as_deref(), Some("3"));
     assert_eq!(field(&crash, "state").as_deref(), Some("failed"));
-    assert!(field(&crash, "last_error").unwrap().contains("exited 3"));
+    // The reason names the exit and the first line the agent wrote on its standard error.
+    assert_eq!(
+        field(&crash, "last_error").as_deref(),
+        Some("the agent exited 3: fake agent: crashing with exit 3")
+    );
     assert!(
         field(&tv.vault.join("Failed/JUNK.md"), "last_error")
             .unwrap()
@@ -424,6 +428,69 @@ fn failures_are_retried_then_failed_and_a_success_on_retry_clears_the_error() {
     );
     let starts = start_order(&tv);
     assert_eq!(starts.iter().filter(|t| *t == "CRASH").count(), 3);
+    assert_eq!(l.stop(), Some(0));
+}
+
+/// `verify` (bounded iteration): a check that fails after the agent says done is fed back
+/// into a resumed session of the same attempt, with the check's own words; one that
+/// never passes ends the attempt after `max_iterations`, and the task fails with them.
+#[test]
+fn a_failed_verify_is_fed_into_the_next_iteration_then_escalates() {
+    use std::os::unix::fs::PermissionsExt;
+    let tv = new_vault();
+    // Fails its first run for FIXED, every run for BROKEN; one line on each stream.
+    let check = tv.path("check");
+    let counts = tv.path("check-runs");
+    fs::create_dir_all(&counts).unwrap();
+    fs::write(
+        &check,
+        format!(
+            "#!/bin/sh\nf={}/$1\necho x >> \"$f\"\nif [ \"$1\" = FIXED ] && [ $(wc -l < \"$f\") -gt 1 ]; \
+             then exit 0; fi\necho \"ran 3 tests for $1\"\necho \"FAILED test_total: expected 2, \
+             got 3\" >&2\nexit 1\n",
+            counts.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&check, fs::Permissions::from_mode(0o755)).unwrap();
+    table(
+        &tv,
+        &format!(
+            "verify = [\"{}\", \"{{task}}\"]\nmax_iterations = 3\nmax_attempts = 1\n",
+            check.display()
+        ),
+    );
+    task(&tv, "FIXED", "", "done");
+    task(&tv, "BROKEN", "", "done");
+    let mut l = Loop::start(&tv, &[]);
+    wait_in(&tv, "Done/FIXED.md", &l);
+    wait_in(&tv, "Failed/BROKEN.md", &l);
+    let runs_of = |t: &str| {
+        fs::read_to_string(counts.join(t))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    assert_eq!(runs_of("FIXED"), 2);
+    assert_eq!(runs_of("BROKEN"), 3, "one check per iteration");
+    // The second prompt of FIXED resumes the session with what the check printed, both
+    // streams.
+    let prompts = fs::read_to_string(markers(&tv).join("prompts.FIXED")).unwrap();
+    let second = prompts.split("=== ").nth(2).expect("a second prompt");
+    let (header, _) = second.split_once('\n').unwrap();
+    assert!(!header.ends_with(" -"), "a resumed session: {prompts}");
+    assert!(second.contains("ran 3 tests for FIXED"), "{prompts}");
+    assert!(
+        second.contains("FAILED test_total: expected 2, got 3"),
+        "{prompts}"
+    );
+    assert_eq!(
+        start_order(&tv).iter().filter(|t| *t == "BROKEN").count(),
+        3,
+        "max_iterations runs in the one attempt"
+    );
+    let why = field(&tv.vault.join("Failed/BROKEN.md"), "last_error").unwrap();
+    assert!(why.starts_with("verify failed: "), "{why}");
     assert_eq!(l.stop(), Some(0));
 }
 
