@@ -198,10 +198,11 @@ finish_run() {
     t1=$(wait_done "$V" "$N" "$W/$1.log")
     WALL[$2]=$((t1 - $3))
     say "$1: $4: $(rate "$N" "${WALL[$2]}")"
-    say "$1: $(check "$V" "$N" "$W/$1.log")"
     say "$1: RSS after the run: $(grep -E 'VmHWM|VmRSS' /proc/"$LOOP_PID"/status | tr -s ' \t\n' ' ')"
     say "$1: the loop's own CPU (utime + stime, agents not counted): $(cpu_per_task "$LOOP_PID" "$N")"
     stop_loop
+    # After the stop: the loop removes what its edits replaced off its thread, before it exits.
+    say "$1: $(check "$V" "$N" "$W/$1.log")"
     rm -rf "$V" "$V.stage" "$W/$1.log"
 }
 

@@ -747,6 +747,32 @@ impl Engine {
         }
     }
 
+    /// Remove what edits of task files left behind in `folder` and no edit still uses: the
+    /// replaced texts a killed loop had not removed yet ([`durable::stale_leftover`]).
+    fn remove_stale_leftovers(&self, folder: Folder, list: &[ai_employee_vault::nofollow::Entry]) {
+        let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+        let dir = self.dirs.of(folder);
+        for e in list {
+            let Some(name) = e.name.to_str() else {
+                continue;
+            };
+            if !name.starts_with(task::TEMP_PREFIX) {
+                continue;
+            }
+            if let Ok(st) = dir.stat(name)
+                && durable::stale_leftover(name, &st, now_ns)
+            {
+                match dir.remove_file(name) {
+                    Ok(()) => info!(
+                        "removed {}, left by an edit that was interrupted",
+                        folder.rel(name)
+                    ),
+                    Err(err) => warn!("cannot remove {}: {err}", folder.rel(name)),
+                }
+            }
+        }
+    }
+
     /// List `folder` and take in every task not known yet.
     fn sweep(&mut self, folder: Folder) {
         let list = match self.dirs.of(folder).list() {
@@ -756,6 +782,7 @@ impl Engine {
                 return;
             }
         };
+        self.remove_stale_leftovers(folder, &list);
         let names: HashSet<String> = list
             .iter()
             .filter(|e| e.kind == Kind::File)
@@ -1223,7 +1250,7 @@ impl Engine {
         } else {
             e.attempt + 1
         };
-        let written = task::update(&self.dirs.progress, &name, false, |d| {
+        let written = self.edit(Folder::InProgress, &name, false, |d| {
             d.set(keys::STATE, LoopState::Running.as_str());
             d.set(keys::ATTEMPT, attempt);
             d.set_time(keys::QUEUED_AT, e.queued_at);
@@ -1416,7 +1443,7 @@ impl Engine {
                 );
                 self.needs_setup = Some(task::one_line(&reason, 300));
                 if let Some((attempt, name)) = given_back
-                    && let Err(err) = task::update(&self.dirs.progress, &name, false, |d| {
+                    && let Err(err) = self.edit(Folder::InProgress, &name, false, |d| {
                         d.set(keys::STATE, LoopState::Pending.as_str());
                         d.set(keys::ATTEMPT, attempt);
                     })
@@ -1467,7 +1494,7 @@ impl Engine {
             "{id}: attempt {attempt} failed ({why}); next attempt at {}",
             retry_at.with_timezone(&chrono::Local).format("%H:%M:%S")
         );
-        if let Err(err) = task::update(self.dirs.of(folder), &name, false, |d| {
+        if let Err(err) = self.edit(folder, &name, false, |d| {
             d.set(keys::STATE, LoopState::Retry.as_str());
             d.set_time(keys::RETRY_AT, retry_at);
             d.set(keys::LAST_ERROR, why.clone());
@@ -1497,7 +1524,7 @@ impl Engine {
         let status = state.as_str();
         // Not fsynced here: the final states of a batch are made durable together, by one
         // syncfs on the sync thread (`sync_finished`, [`durable`]).
-        let res = task::update(self.dirs.of(e.folder), &e.name, false, |d| {
+        let res = self.edit(e.folder, &e.name, false, |d| {
             d.set(keys::STATE, status);
             d.set(keys::STATUS, status);
             d.set_time(keys::FINISHED_AT, now);
@@ -1683,7 +1710,7 @@ impl Engine {
             }
         };
         let rel = Folder::PendingApproval.rel(&request);
-        if let Err(err) = task::update(self.dirs.of(e.folder), &e.name, false, |d| {
+        if let Err(err) = self.edit(e.folder, &e.name, false, |d| {
             d.set(keys::STATE, LoopState::AwaitingRunApproval.as_str());
             d.set(keys::RUN_APPROVAL, rel.clone());
             d.set_time(keys::WAITING_SINCE, now);
@@ -1734,7 +1761,7 @@ impl Engine {
         }
         let now = Utc::now();
         let list = all.clone();
-        if let Err(err) = task::update(&self.dirs.progress, &e.name, false, |d| {
+        if let Err(err) = self.edit(Folder::InProgress, &e.name, false, |d| {
             d.set(keys::STATE, LoopState::WaitingApproval.as_str());
             d.set(
                 keys::APPROVALS,
@@ -1849,7 +1876,7 @@ impl Engine {
                         continue;
                     }
                     info!("{}: a person approved running it", e.id);
-                    if let Err(err) = task::update(self.dirs.of(e.folder), &e.name, false, |d| {
+                    if let Err(err) = self.edit(e.folder, &e.name, false, |d| {
                         d.set(keys::STATE, LoopState::Pending.as_str());
                         d.set("run_approved", true);
                     }) {
@@ -1888,7 +1915,7 @@ impl Engine {
             return;
         };
         warn!("{id} needs human review: {why}");
-        if let Err(err) = task::update(self.dirs.of(e.folder), &e.name, true, |d| {
+        if let Err(err) = self.edit(e.folder, &e.name, true, |d| {
             d.set(keys::STATE, LoopState::NeedsReview.as_str());
             d.set(keys::LAST_ERROR, why);
         }) {
@@ -2030,6 +2057,32 @@ impl Engine {
             status: status.to_string(),
             details: task::one_line(details, 300),
         });
+    }
+
+    /// Edit the frontmatter of task file `name` in `folder` (`task::update`), what it
+    /// replaced left to the sync thread.
+    fn edit(
+        &self,
+        folder: Folder,
+        name: &str,
+        durable: bool,
+        edit: impl FnMut(&mut TaskDoc),
+    ) -> Result<TaskDoc, task::TaskError> {
+        task::update_with(
+            self.dirs.of(folder),
+            name,
+            durable,
+            &self.leftovers(folder),
+            edit,
+        )
+    }
+
+    /// Where an edit of a task file in `folder` leaves the text it replaced: the sync
+    /// thread removes it ([`durable::Leftovers`]).
+    fn leftovers(&self, folder: Folder) -> durable::Leftovers {
+        self.durable
+            .as_ref()
+            .map_or_else(|| durable::Leftovers::now(folder), |d| d.leftovers(folder))
     }
 
     /// Make the batch's finished tasks durable: handed to the sync thread

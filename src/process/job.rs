@@ -42,7 +42,7 @@ pub fn spawn_job(
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
     let mut cmd = Command::new(program);
     cmd.args(args)
-        .stdin(Stdio::null())
+        .stdin(dev_null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
         .current_dir(cwd)
@@ -71,6 +71,16 @@ pub fn spawn_job(
         pgid,
         stdout,
     })
+}
+
+/// Standard input from /dev/null: a copy of a descriptor opened once (`Stdio::null()`
+/// opens the path for every job).
+fn dev_null() -> Stdio {
+    static NULL: std::sync::OnceLock<Option<File>> = std::sync::OnceLock::new();
+    NULL.get_or_init(|| File::open("/dev/null").ok())
+        .as_ref()
+        .and_then(|f| f.try_clone().ok())
+        .map_or_else(Stdio::null, Stdio::from)
 }
 
 /// Run `argv` to its end (no shell, stdin from /dev/null) and take its output; killed

@@ -206,6 +206,15 @@ fn once_drives_every_task_to_done_and_an_invalid_one_to_failed_with_its_reason()
         ["T1.md", "T2.md", "T3.md", "note.md"]
     );
     assert!(in_folder(&tv, "Needs_Action").is_empty() && in_folder(&tv, "In_Progress").is_empty());
+    // What the frontmatter edits replaced is removed (off the loop's thread) before it exits.
+    for f in ["Needs_Action", "In_Progress", "Done"] {
+        let left: Vec<String> = fs::read_dir(tv.vault.join(f))
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(".tmp-task-"))
+            .collect();
+        assert!(left.is_empty(), "{f}: {left:?}");
+    }
     let done = tv.vault.join("Done/T1.md");
     assert_eq!(field(&done, "state").as_deref(), Some("done"));
     assert_eq!(field(&done, "status").as_deref(), Some("done"));

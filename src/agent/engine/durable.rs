@@ -7,20 +7,38 @@
 //! with its own `syncfs` per batch, 7.4 s with none; docs/BENCHMARKS.md). A clean stop waits for the last sync
 //! ([`Durable::finish`]). What is lost to a power cut before a sync completes is a final
 //! state not yet on disk: the task is found `running` in `In_Progress/` and retried.
+//!
+//! The same thread removes the texts the loop's frontmatter edits replaced
+//! ([`Leftovers`], `task::update_with`): an unlink that frees a file's blocks was a tenth
+//! of the loop's CPU per task. A leftover a killed loop did not remove is a hidden
+//! `.tmp-task-*` file, removed by a later start ([`stale_leftover`]).
 
+use std::ffi::OsString;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use ai_employee_vault::layout::Folder;
-use ai_employee_vault::nofollow::Dir;
+use ai_employee_vault::nofollow::{Dir, Kind, Stat};
 use tracing::warn;
 
 use super::Dirs;
+use crate::agent::task::{self, Leftover, RemoveNow};
+
+/// A request to the thread.
+enum Job {
+    /// Make the tasks moved into these folders durable (request number).
+    Sync(u64, Vec<Folder>),
+    /// Remove a leftover of an edit.
+    Remove(Folder, OsString),
+}
+
+/// The folders a task's file is edited in.
+const EDITED: [Folder; 2] = [Folder::NeedsAction, Folder::InProgress];
 
 pub(super) struct Durable {
-    tx: Option<mpsc::Sender<(u64, Vec<Folder>)>>,
+    tx: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
     /// The last request handed over.
     asked: u64,
@@ -35,6 +53,7 @@ impl Durable {
     pub(super) fn start(dirs: &Dirs, synced: Synced) -> std::io::Result<Durable> {
         let mut own: Vec<(Folder, Dir)> = Vec::new();
         for f in [
+            Folder::NeedsAction,
             Folder::InProgress,
             Folder::Done,
             Folder::Rejected,
@@ -43,20 +62,38 @@ impl Durable {
             own.push((f, dirs.of(f).try_clone()?));
         }
         let root = dirs.root.try_clone()?;
-        let (tx, rx) = mpsc::channel::<(u64, Vec<Folder>)>();
+        let (tx, rx) = mpsc::channel::<Job>();
         let done = Arc::new(AtomicU64::new(0));
         let done2 = done.clone();
         let thread = std::thread::Builder::new()
             .name("vault-sync".into())
             .spawn(move || {
-                while let Ok((mut upto, mut folders)) = rx.recv() {
-                    while let Ok((n, more)) = rx.try_recv() {
-                        upto = upto.max(n);
-                        folders.extend(more);
+                let mut removals = Vec::new();
+                while let Ok(first) = rx.recv() {
+                    // Everything asked meanwhile: one sync serves every request; it goes
+                    // before the removals, which nobody waits for.
+                    let mut upto = None;
+                    let mut folders = Vec::new();
+                    for job in std::iter::once(first).chain(rx.try_iter()) {
+                        match job {
+                            Job::Sync(n, more) => {
+                                upto = Some(upto.map_or(n, |u: u64| u.max(n)));
+                                folders.extend(more);
+                            }
+                            Job::Remove(f, name) => removals.push((f, name)),
+                        }
                     }
-                    sync(&root, &own, &folders);
-                    done2.store(upto, Ordering::Release);
-                    synced.notify_one();
+                    if let Some(upto) = upto {
+                        sync(&root, &own, &folders);
+                        done2.store(upto, Ordering::Release);
+                        synced.notify_one();
+                    }
+                    for (f, name) in removals.drain(..) {
+                        if let Some((_, dir)) = own.iter().find(|(o, _)| *o == f) {
+                            // As `task::RemoveNow`: best effort.
+                            let _ = dir.remove_file(&name);
+                        }
+                    }
                 }
             })?;
         Ok(Durable {
@@ -75,13 +112,25 @@ impl Durable {
             return Err(folders);
         };
         self.asked += 1;
-        match tx.send((self.asked, folders)) {
+        match tx.send(Job::Sync(self.asked, folders)) {
             Ok(()) => Ok(self.asked),
-            Err(mpsc::SendError((_, folders))) => {
+            Err(mpsc::SendError(job)) => {
+                let folders = match job {
+                    Job::Sync(_, folders) => folders,
+                    Job::Remove(..) => Vec::new(),
+                };
                 warn!("the sync thread is gone; syncing on the loop's thread");
                 self.tx = None;
                 Err(folders)
             }
+        }
+    }
+
+    /// Where the loop's edits of task files in `folder` leave what they replaced.
+    pub(super) fn leftovers(&self, folder: Folder) -> Leftovers {
+        Leftovers {
+            tx: self.tx.clone().filter(|_| EDITED.contains(&folder)),
+            folder,
         }
     }
 
@@ -103,6 +152,44 @@ impl Drop for Durable {
     fn drop(&mut self) {
         self.finish();
     }
+}
+
+/// Hands an edit's leftover to the thread ([`Durable::leftovers`]); removes it at once
+/// when there is no thread.
+pub(super) struct Leftovers {
+    tx: Option<mpsc::Sender<Job>>,
+    folder: Folder,
+}
+
+impl Leftovers {
+    /// No thread: every leftover removed at once.
+    pub(super) fn now(folder: Folder) -> Leftovers {
+        Leftovers { tx: None, folder }
+    }
+}
+
+impl Leftover for Leftovers {
+    fn left(&self, dir: &Dir, name: OsString) {
+        let name = match &self.tx {
+            Some(tx) => match tx.send(Job::Remove(self.folder, name)) {
+                Ok(()) => return,
+                Err(mpsc::SendError(Job::Remove(_, name))) => name,
+                Err(mpsc::SendError(Job::Sync(..))) => return,
+            },
+            None => name,
+        };
+        RemoveNow.left(dir, name);
+    }
+}
+
+/// Whether `name`, with status `st`, is a leftover of an edit (a hidden
+/// [`task::TEMP_PREFIX`] file) that no edit can still be using: its last change (the swap
+/// that made it one, or its creation) over a minute ago.
+pub(super) fn stale_leftover(name: &str, st: &Stat, now_ns: i64) -> bool {
+    const MIN_AGE_NS: i64 = 60 * 1_000_000_000;
+    name.starts_with(task::TEMP_PREFIX)
+        && st.kind == Kind::File
+        && now_ns.saturating_sub(st.ctime_ns) > MIN_AGE_NS
 }
 
 fn sync(root: &Dir, own: &[(Folder, Dir)], folders: &[Folder]) {
@@ -128,8 +215,8 @@ mod tests {
     use ai_employee_vault::layout::Vault;
     use std::time::{Duration, Instant};
 
-    #[test]
-    fn requests_complete_in_order_and_a_finished_thread_hands_work_back() {
+    /// A vault in a temporary folder, its folders, the thread started.
+    fn started() -> (tempfile::TempDir, Dirs, Durable) {
         let tmp = match tempfile::tempdir() {
             Ok(t) => t,
             Err(e) => panic!("tempdir: {e}"),
@@ -138,10 +225,15 @@ mod tests {
             Ok(d) => d,
             Err(e) => panic!("vault: {e}"),
         };
-        let mut d = match Durable::start(&dirs, Synced::default()) {
-            Ok(d) => d,
+        match Durable::start(&dirs, Synced::default()) {
+            Ok(d) => (tmp, dirs, d),
             Err(e) => panic!("start: {e}"),
-        };
+        }
+    }
+
+    #[test]
+    fn requests_complete_in_order_and_a_finished_thread_hands_work_back() {
+        let (_tmp, _dirs, mut d) = started();
         let mut last = 0;
         for _ in 0..20 {
             match d.request(vec![Folder::Done]) {
@@ -159,5 +251,58 @@ mod tests {
         assert_eq!(d.completed(), last, "every request served");
         d.finish();
         assert_eq!(d.request(vec![Folder::Failed]), Err(vec![Folder::Failed]));
+    }
+
+    #[test]
+    fn leftovers_are_removed_by_the_thread_before_it_stops_or_at_once_without_it() {
+        let (tmp, dirs, mut d) = started();
+        let names: Vec<String> = (0..50).map(|i| format!(".tmp-task-{i}")).collect();
+        for n in &names {
+            if let Err(e) = std::fs::write(tmp.path().join("In_Progress").join(n), "old") {
+                panic!("write: {e}");
+            }
+        }
+        let l = d.leftovers(Folder::InProgress);
+        assert!(l.tx.is_some(), "handed to the thread");
+        for n in &names {
+            l.left(&dirs.progress, n.into());
+        }
+        drop(l);
+        d.finish();
+        for n in &names {
+            assert!(!tmp.path().join("In_Progress").join(n).exists(), "{n} left");
+        }
+        // A folder the loop does not edit in, or no thread: removed at once.
+        if let Err(e) = std::fs::write(tmp.path().join("Done/.tmp-task-x"), "old") {
+            panic!("write: {e}");
+        }
+        Leftovers::now(Folder::Done).left(&dirs.done, ".tmp-task-x".into());
+        assert!(!tmp.path().join("Done/.tmp-task-x").exists());
+    }
+
+    #[test]
+    fn only_old_hidden_leftovers_are_stale() {
+        let st = |kind, ctime_ns| Stat {
+            kind,
+            size: 3,
+            mode: 0o644,
+            dev: 1,
+            ino: 2,
+            nlink: 1,
+            blocks: 8,
+            mtime_ns: 0,
+            ctime_ns,
+        };
+        let now = 1_000_000_000_000;
+        let old = now - 61_000_000_000;
+        let fresh = now - 59_000_000_000;
+        assert!(stale_leftover(".tmp-task-5a1", &st(Kind::File, old), now));
+        assert!(
+            !stale_leftover(".tmp-task-5a1", &st(Kind::File, fresh), now),
+            "an edit may still use it"
+        );
+        assert!(!stale_leftover(".tmp-task-5a1", &st(Kind::Dir, old), now));
+        assert!(!stale_leftover("task.md", &st(Kind::File, old), now));
+        assert!(!stale_leftover(".tmp-other", &st(Kind::File, old), now));
     }
 }

@@ -615,7 +615,7 @@ impl Engine {
                 continue;
             };
             let (folder, name) = (e.folder, e.name.clone());
-            if let Err(err) = task::update(self.dirs.of(folder), &name, false, |d| {
+            if let Err(err) = self.edit(folder, &name, false, |d| {
                 d.set(WORKER, worker.clone());
                 d.set(HOST, host.clone());
             }) {
@@ -703,7 +703,7 @@ impl Engine {
         }
         if let Some(e) = self.tasks.get(&id).cloned() {
             let (worker, host) = (m.worker.clone(), m.host.clone());
-            if let Err(err) = task::update(self.dirs.of(e.folder), &e.name, false, |d| {
+            if let Err(err) = self.edit(e.folder, &e.name, false, |d| {
                 d.set(WORKER, worker.clone());
                 d.set(HOST, host.clone());
             }) {
