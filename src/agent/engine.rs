@@ -620,6 +620,11 @@ impl Engine {
                         if folder.is_none() && name != STOP_FILE {
                             continue;
                         }
+                        // Hidden names in the folders are temporary files (the loop's own
+                        // edits among them): never a task or an approval request.
+                        if folder.is_some() && name.starts_with('.') {
+                            continue;
+                        }
                         Input::Fs(folder, vec![name])
                     }
                     Err(e) => {
@@ -743,7 +748,10 @@ impl Engine {
                     self.seen(Folder::InProgress, &name);
                 }
             }
-            Input::Fs(Some(_), _) => self.approvals_dirty = true,
+            // A request decided (moved by a person or the approval handler): checked when a
+            // task waits for one. The loop's own moves of finished tasks into Done/ wake
+            // nothing else.
+            Input::Fs(Some(_), _) => self.approvals_dirty |= self.any_waiting(),
         }
     }
 
@@ -968,9 +976,10 @@ impl Engine {
                 self.score_of(&e, now)
             );
         }
+        // One that waits for approvals: they may be decided already.
+        self.approvals_dirty |= e.state.waits_for_approval();
         self.tasks.insert(id, e);
         self.snapshot_dirty = true;
-        self.approvals_dirty = true;
     }
 
     fn invalid(&mut self, folder: Folder, name: &str, why: &str) {
@@ -1726,6 +1735,7 @@ impl Engine {
             x.run_approval = Some(rel.clone());
             x.waiting_since = Some(now);
         }
+        self.approvals_dirty = true;
         info!("{id} waits for a person to approve running it ({reason}): move {rel} to Approved/");
         let mut ev = TaskEvent::new(now, EventKind::ApprovalRequested, id);
         ev.error = Some(reason.to_string());
@@ -1787,6 +1797,8 @@ impl Engine {
             x.approvals = all.clone();
             x.waiting_since = Some(now);
         }
+        // A person may have decided some already.
+        self.approvals_dirty = true;
         info!(
             "{id} waits for {} approval request(s): {}",
             all.len(),
@@ -1810,6 +1822,11 @@ impl Engine {
             .join("\n")
     }
 
+    /// Whether a task waits for approvals (never one in the ordered queue).
+    fn any_waiting(&self) -> bool {
+        self.tasks.others().any(|e| e.state.waits_for_approval())
+    }
+
     fn check_approvals_if_due(&mut self, last: &mut Instant) {
         if !self.approvals_dirty && last.elapsed() < APPROVALS_EVERY {
             return;
@@ -1819,13 +1836,8 @@ impl Engine {
         let now = Utc::now();
         let waiting: Vec<Entry> = self
             .tasks
-            .values()
-            .filter(|e| {
-                matches!(
-                    e.state,
-                    LoopState::AwaitingRunApproval | LoopState::WaitingApproval
-                ) && !e.resume_after_approval
-            })
+            .others()
+            .filter(|e| e.state.waits_for_approval() && !e.resume_after_approval)
             .cloned()
             .collect();
         for e in waiting {
@@ -2007,12 +2019,7 @@ impl Engine {
         let mut wake = SWEEP_EVERY.saturating_sub(last_sweep.elapsed());
         wake = wake.min(ai_employee_vault::watcher::HEARTBEAT_EVERY);
         // Retries and approvals are never in the ordered queue.
-        if self.tasks.others().any(|e| {
-            matches!(
-                e.state,
-                LoopState::AwaitingRunApproval | LoopState::WaitingApproval
-            )
-        }) {
+        if self.any_waiting() {
             wake = wake.min(APPROVALS_EVERY);
         }
         if !self.paused {

@@ -11,7 +11,7 @@ use std::ffi::OsString;
 use std::io::{self, Write};
 
 use ai_employee_vault::frontmatter::{self, FrontmatterError};
-use ai_employee_vault::nofollow::{Dir, Kind, Replace};
+use ai_employee_vault::nofollow::{Dir, Kind, Replace, Stat};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use serde_norway::{Mapping, Value};
 
@@ -244,6 +244,14 @@ impl LoopState {
         .find(|st| st.as_str() == s)
     }
 
+    /// Waiting for approval requests to be decided (to run, or to go on).
+    pub fn waits_for_approval(self) -> bool {
+        matches!(
+            self,
+            LoopState::AwaitingRunApproval | LoopState::WaitingApproval
+        )
+    }
+
     /// As `tasks` shows it (final states are not shown: their files left the queue).
     pub fn view(self) -> Option<TaskState> {
         Some(match self {
@@ -300,11 +308,16 @@ pub fn one_line(s: &str, max: usize) -> String {
 }
 
 fn read_limited(dir: &Dir, name: &str) -> Result<Vec<u8>, TaskError> {
-    let bytes = dir.read(name, Some(MAX_TASK_BYTES + 1))?;
+    read_limited_stat(dir, name).map(|(bytes, _)| bytes)
+}
+
+/// [`read_limited`], and the file's status as opened.
+fn read_limited_stat(dir: &Dir, name: &str) -> Result<(Vec<u8>, Stat), TaskError> {
+    let (bytes, st) = dir.read_stat(name, Some(MAX_TASK_BYTES + 1))?;
     if bytes.len() as u64 > MAX_TASK_BYTES {
         return Err(TaskError::TooLarge);
     }
-    Ok(bytes)
+    Ok((bytes, st))
 }
 
 /// The prefix of the hidden temporary names [`update`] writes under (and leaves the
@@ -353,14 +366,10 @@ pub fn update_with(
 ) -> Result<TaskDoc, TaskError> {
     const ROUNDS: usize = 16;
     for _ in 0..ROUNDS {
-        let stat = dir.stat(name)?;
-        if stat.kind != Kind::File {
-            return Err(TaskError::Io(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{name} is not a regular file"),
-            )));
-        }
-        let (mut doc, before) = TaskDoc::read(dir, name)?;
+        // Opened without following a symlink, and refused when not a regular file.
+        let (before, stat) = read_limited_stat(dir, name)?;
+        let text = std::str::from_utf8(&before).map_err(|_| TaskError::NotText)?;
+        let mut doc = TaskDoc::parse(text)?;
         edit(&mut doc);
         let text = doc.render();
         let mut tmp = dir.temp_file(TEMP_PREFIX, "", stat.mode)?;

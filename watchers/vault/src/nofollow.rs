@@ -396,17 +396,27 @@ impl Dir {
     /// The whole content of the regular file `rel`, at most `limit` bytes (`None`: no
     /// limit); over it, `InvalidData` with the size.
     pub fn read(&self, rel: impl AsRef<Path>, limit: Option<u64>) -> io::Result<Vec<u8>> {
+        self.read_path(rel.as_ref(), limit).map(|(b, _)| b)
+    }
+
+    /// [`Dir::read`], and the file's status as it was opened (`fstat`).
+    pub fn read_stat(
+        &self,
+        rel: impl AsRef<Path>,
+        limit: Option<u64>,
+    ) -> io::Result<(Vec<u8>, Stat)> {
         self.read_path(rel.as_ref(), limit)
     }
 
     /// [`Dir::read`]'s body, compiled once rather than once per path type.
-    fn read_path(&self, rel: &Path, limit: Option<u64>) -> io::Result<Vec<u8>> {
+    fn read_path(&self, rel: &Path, limit: Option<u64>) -> io::Result<(Vec<u8>, Stat)> {
         use std::io::Read;
         let (f, st) = self.file_stat(rel, How::READ)?;
-        let len = match st {
-            Some(st) => st.size,
-            None => f.metadata()?.len(),
+        let st = match st {
+            Some(st) => st,
+            None => stat_file(&f)?,
         };
+        let len = st.size;
         let cap = limit.unwrap_or(u64::MAX);
         if len > cap {
             return Err(too_large(&self.path.join(rel), len, cap));
@@ -416,7 +426,7 @@ impl Dir {
         if buf.len() as u64 > cap {
             return Err(too_large(&self.path.join(rel), buf.len() as u64, cap));
         }
-        Ok(buf)
+        Ok((buf, st))
     }
 
     /// A refused symlink named in the error message.
