@@ -2148,7 +2148,7 @@ impl Engine {
             .is_none_or(|t| t.elapsed() >= self.s.dashboard_interval);
         let section = if (due || force) && self.dashboard.is_some() {
             self.last_dashboard = Some(Instant::now());
-            let line = super::dashboard::summary(&self.snapshot());
+            let line = super::dashboard::summary(&self.snapshot_of(false));
             (line != self.last_summary).then(|| {
                 self.last_summary.clone_from(&line);
                 super::dashboard::section_of(line, &chrono::Local::now())
@@ -2196,6 +2196,12 @@ impl Engine {
 
     /// The snapshot, its tasks borrowed from the table (no copy of their strings).
     fn snapshot(&self) -> Snapshot<TaskOut<'_>> {
+        self.snapshot_of(true)
+    }
+
+    /// The snapshot; `ordered: false` leaves the tasks unscored (0) and unsorted, for
+    /// counting them (the Dashboard's summary).
+    fn snapshot_of(&self, ordered: bool) -> Snapshot<TaskOut<'_>> {
         let now = Utc::now();
         let mut tasks: Vec<TaskOut<'_>> = self
             .tasks
@@ -2204,10 +2210,17 @@ impl Engine {
                 Some(TaskOut {
                     e,
                     state: e.state.view()?,
-                    score: (self.score_of(e, now) * 1000.0).round() / 1000.0,
+                    score: if ordered {
+                        (self.score_of(e, now) * 1000.0).round() / 1000.0
+                    } else {
+                        0.0
+                    },
                 })
             })
             .collect();
+        if !ordered {
+            return self.snapshot_with(now, tasks);
+        }
         tasks.sort_by(|a, b| {
             let run = |t: &TaskOut<'_>| t.state != snapshot::TaskState::Running;
             run(a)
@@ -2216,6 +2229,14 @@ impl Engine {
                 .then_with(|| a.e.queued_at.cmp(&b.e.queued_at))
                 .then_with(|| a.e.id.cmp(&b.e.id))
         });
+        self.snapshot_with(now, tasks)
+    }
+
+    fn snapshot_with<'a>(
+        &'a self,
+        now: DateTime<Utc>,
+        tasks: Vec<TaskOut<'a>>,
+    ) -> Snapshot<TaskOut<'a>> {
         let recent = if self.recent_runs.is_empty() {
             None
         } else {
