@@ -189,6 +189,18 @@ print("utime %.2f s + stime %.2f s = %.3f ms per task" % (u, s, (u + s) * 1000 /
 EOF
 }
 
+# proc_cpu PID own|children: user + system CPU seconds of the process (all its threads), or
+# of its reaped children (the loop's agents).
+proc_cpu() {
+    python3 - "$1" "$2" <<'EOF'
+import os, sys
+stat = open("/proc/%s/stat" % sys.argv[1]).read()
+f = stat[stat.rindex(")") + 2:].split()
+i = 11 if sys.argv[2] == "own" else 13
+print("%.2f" % ((int(f[i]) + int(f[i + 1])) / os.sysconf("SC_CLK_TCK")))
+EOF
+}
+
 rate() { python3 -c "import sys; n,ns=int(sys.argv[1]),int(sys.argv[2]); print('%.3f s, %.0f tasks/s' % (ns/1e9, n/(ns/1e9)))" "$@"; }
 
 # finish_run PHASE KEY T0 TEXT: wait until the N tasks of vault $V are in Done/, record the
@@ -200,22 +212,30 @@ finish_run() {
     say "$1: $4: $(rate "$N" "${WALL[$2]}")"
     say "$1: RSS after the run: $(grep -E 'VmHWM|VmRSS' /proc/"$LOOP_PID"/status | tr -s ' \t\n' ' ')"
     say "$1: the loop's own CPU (utime + stime, agents not counted): $(cpu_per_task "$LOOP_PID" "$N")"
+    CPU_LOOP[$2]=$(proc_cpu "$LOOP_PID" own)
+    CPU_AGENTS[$2]=$(proc_cpu "$LOOP_PID" children)
+    say "$1: the agents' CPU (reaped by the loop): ${CPU_AGENTS[$2]} s"
     stop_loop
     # After the stop: the loop removes what its edits replaced off its thread, before it exits.
     say "$1: $(check "$V" "$N" "$W/$1.log")"
     rm -rf "$V" "$V.stage" "$W/$1.log"
 }
 
-declare -A WALL
+declare -A WALL CPU_LOOP CPU_AGENTS
 
 # ---- floor ------------------------------------------------------------------------------
 if has floor; then
     seq -f 't-%05g.md' 0 $((N - 1)) >"$W/names"
     t0=$(now_ns)
-    NOOP_AGENT_LOG=$W/floor.log xargs -P10 -I{} "$NOOP" -p "Task file: In_Progress/{}" <"$W/names" >/dev/null
+    # In a subshell of its own, whose `times` gives xargs's and the agents' CPU.
+    FLOOR_CPU=$(
+        NOOP_AGENT_LOG=$W/floor.log xargs -P10 -I{} "$NOOP" -p "Task file: In_Progress/{}" <"$W/names" >/dev/null
+        times >"$W/times" # here, not in a pipeline's subshell, which has no children
+        tail -1 "$W/times" | tr 'ms' '  ' | awk '{printf "%.2f", $1 * 60 + $2 + $3 * 60 + $4}'
+    )
     t1=$(now_ns)
     WALL[floor]=$((t1 - t0))
-    say "floor: $N execs, xargs -P10: $(rate "$N" "${WALL[floor]}") ($(wc -l <"$W/floor.log") exec records)"
+    say "floor: $N execs, xargs -P10: $(rate "$N" "${WALL[floor]}") ($(wc -l <"$W/floor.log") exec records); CPU (xargs and the agents): $FLOOR_CPU s"
 fi
 
 # ---- the loop: N tasks at once ----------------------------------------------------------
@@ -345,6 +365,20 @@ fi
 # ---- ratios -----------------------------------------------------------------------------
 ratio() { python3 -c "import sys; print('%.2f' % (int(sys.argv[1]) / int(sys.argv[2])))" "$@"; }
 [ -n "${WALL[loop]:-}" ] && [ -n "${WALL[floor]:-}" ] && say "ratio: loop wall / floor wall = $(ratio "${WALL[loop]}" "${WALL[floor]}") (goal <= 1.5)"
+# The CPU bound: the run cannot take less than all the CPU it used spread over every core.
+if [ -n "${CPU_LOOP[loop]:-}" ] && [ -n "${FLOOR_CPU:-}" ]; then
+    python3 - "$N" "$(nproc)" "$FLOOR_CPU" "${CPU_LOOP[loop]}" "${CPU_AGENTS[loop]}" "${WALL[floor]}" "${WALL[loop]}" <<'EOF' | tee -a "$OUT"
+import sys
+n, cores = int(sys.argv[1]), int(sys.argv[2])
+floor_cpu, loop_cpu, agents_cpu = map(float, sys.argv[3:6])
+floor_wall, loop_wall = int(sys.argv[6]) / 1e9, int(sys.argv[7]) / 1e9
+ms = lambda s: s * 1000 / n
+print("cpu: floor %.3f ms per task (xargs and the agent), busy %.0f%% of %d cores" % (ms(floor_cpu), 100 * floor_cpu / floor_wall / cores, cores))
+print("cpu: loop run %.3f ms per task in the loop + %.3f in its agents, busy %.0f%% of %d cores" % (ms(loop_cpu), ms(agents_cpu), 100 * (loop_cpu + agents_cpu) / loop_wall / cores, cores))
+bound = (loop_cpu + agents_cpu) / cores
+print("cpu: the loop run's CPU alone, spread over %d cores, takes %.2f s = %.2f x the floor's wall" % (cores, bound, bound / floor_wall))
+EOF
+fi
 [ -n "${WALL[resume]:-}" ] && [ -n "${WALL[floor]:-}" ] && say "ratio: resume wall / floor wall = $(ratio "${WALL[resume]}" "${WALL[floor]}")"
 [ -n "${WALL[loop]:-}" ] && [ -n "${WALL[pueue_running]:-}" ] && say "ratio: loop throughput / pueue (adds while running) = $(ratio "$(python3 -c "import sys; print(int(sys.argv[1]) * $N // $PN)" "${WALL[pueue_running]}")" "${WALL[loop]}") (per-task rates; goal >= 2)"
 [ -n "${WALL[resume]:-}" ] && [ -n "${WALL[pueue_paused]:-}" ] && say "ratio: loop resume throughput / pueue (paused group, start) = $(ratio "$(python3 -c "import sys; print(int(sys.argv[1]) * $N // $PN)" "${WALL[pueue_paused]}")" "${WALL[resume]}") (per-task rates)"
