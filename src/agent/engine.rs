@@ -31,6 +31,7 @@ use crate::process::records::{self, Record, RecordLog};
 mod alarm;
 mod durable;
 mod remote;
+mod runs;
 mod table;
 use alarm::Alarm;
 use table::Tasks;
@@ -179,6 +180,8 @@ pub struct Engine {
     unsynced: Vec<Folder>,
     /// The sync thread (none in a dry run, or if it could not be started or died).
     durable: Option<durable::Durable>,
+    /// The thread the agents' runs are driven on ([`runs`]).
+    runs: Option<runs::Runs>,
     /// The number of the last sync asked for (the sync thread's, else counted here).
     sync_asked: u64,
     /// Told when the sync thread completed one.
@@ -406,6 +409,7 @@ impl Engine {
             health: super::health::State::Healthy,
             unsynced: Vec::new(),
             durable: None,
+            runs: None,
             sync_asked: 0,
             synced: durable::Synced::default(),
             remote,
@@ -424,6 +428,15 @@ impl Engine {
             None => {
                 let (tx, rx) = mpsc::unbounded_channel();
                 (Some(tx), rx)
+            }
+        };
+        self.runs = match runs::Runs::start() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                warn!(
+                    "cannot start the agents' thread ({e}); runs are driven on the loop's thread"
+                );
+                None
             }
         };
         if !self.opts.dry_run {
@@ -491,7 +504,14 @@ impl Engine {
                     self.inputs(batch);
                 }
                 Some(p) = prog_rx.recv() => self.progress(p),
-                Some((id, end)) = end_rx.recv() => self.attempt_ended(&id, end),
+                Some((id, end)) = end_rx.recv() => {
+                    // A run's progress was sent before its end (on its own thread): taken
+                    // first, so that its run events name the attempt that made them.
+                    while let Ok(p) = prog_rx.try_recv() {
+                        self.progress(p);
+                    }
+                    self.attempt_ended(&id, end);
+                }
                 Some(ev) = remote_rx.recv() => {
                     self.remote_event(ev);
                     while let Ok(more) = remote_rx.try_recv() {
@@ -1221,10 +1241,16 @@ impl Engine {
         );
         let (prog, end) = (prog.clone(), end.clone());
         let task_id = id.to_string();
-        tokio::spawn(async move {
+        let run = async move {
             let result = runner::attempt(spec, prog, abort_rx).await;
             let _ = end.send((task_id, result)); // the loop is gone only after every run ended
-        });
+        };
+        match &self.runs {
+            Some(r) => r.spawn(run),
+            None => {
+                tokio::spawn(run);
+            }
+        }
     }
 
     /// Claim `e` for a run, here or on the queue: the rename into `In_Progress/` is the
