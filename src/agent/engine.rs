@@ -1381,11 +1381,14 @@ impl Engine {
 
     fn progress(&mut self, p: Progress) {
         match p {
-            Progress::Started { task, pgid } => {
+            Progress::Started {
+                task,
+                pgid,
+                start_time,
+            } => {
                 if let Some(mut e) = self.tasks.get_mut(&task) {
                     e.pid = Some(pgid as u32);
                 }
-                let start_time = crate::process::stats::proc_info(pgid).map_or(0, |i| i.start_time);
                 let r = Record {
                     pgid,
                     start_time,

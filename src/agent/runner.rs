@@ -53,8 +53,14 @@ pub struct AttemptSpec {
 /// Reported while an attempt runs.
 #[derive(Debug)]
 pub enum Progress {
-    /// A process group started (the loop records it, to kill it if the loop dies).
-    Started { task: String, pgid: i32 },
+    /// A process group started (the loop records it, to kill it if the loop dies), with
+    /// its leader's start time (`/proc`; 0 where unknown), read here rather than on the
+    /// loop's thread.
+    Started {
+        task: String,
+        pgid: i32,
+        start_time: u64,
+    },
     /// It is gone.
     Ended { task: String, pgid: i32 },
     /// One agent run ended (an event for the metrics).
@@ -448,6 +454,7 @@ async fn run_process(
     let _ = progress.send(Progress::Started {
         task: spec.task.clone(),
         pgid,
+        start_time: crate::process::stats::proc_info(pgid).map_or(0, |i| i.start_time),
     }); // see above
     let mut kept: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 16 * 1024];

@@ -313,7 +313,14 @@ fn read_limited(dir: &Dir, name: &str) -> Result<Vec<u8>, TaskError> {
 
 /// [`read_limited`], and the file's status as opened.
 fn read_limited_stat(dir: &Dir, name: &str) -> Result<(Vec<u8>, Stat), TaskError> {
-    let (bytes, st) = dir.read_stat(name, Some(MAX_TASK_BYTES + 1))?;
+    let (bytes, st) = match dir.read_stat(name, Some(MAX_TASK_BYTES + 1)) {
+        Ok(x) => x,
+        // The one error `Dir::read` makes of a file over its limit: such a file is there
+        // and can never be a task (it was taken for a passing failure to read, and left
+        // in Needs_Action/ with a warning at every look).
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => return Err(TaskError::TooLarge),
+        Err(e) => return Err(e.into()),
+    };
     if bytes.len() as u64 > MAX_TASK_BYTES {
         return Err(TaskError::TooLarge);
     }

@@ -198,6 +198,12 @@ fn once_drives_every_task_to_done_and_an_invalid_one_to_failed_with_its_reason()
         "---\ntitle: [\n---\nbody\n",
     )
     .unwrap();
+    // Over the 1 MiB a task file is read up to, by far.
+    fs::write(
+        tv.vault.join("Needs_Action/BIG.md"),
+        format!("---\ntitle: big\n---\n{}", "x".repeat(3 << 20)),
+    )
+    .unwrap();
     let mut l = Loop::start(&tv, &["--once"]);
     let st = l.wait(LONG).and_then(|s| s.code());
     assert_eq!(st, Some(0), "{}", l.log());
@@ -205,6 +211,9 @@ fn once_drives_every_task_to_done_and_an_invalid_one_to_failed_with_its_reason()
         in_folder(&tv, "Done"),
         ["T1.md", "T2.md", "T3.md", "note.md"]
     );
+    // Too large to be read is not a task: in Failed/ with the reason, not retried forever.
+    let why = fs::read_to_string(tv.vault.join("Failed/BIG.md.error.txt")).unwrap_or_default();
+    assert!(why.contains("larger than 1024 KiB"), "{why:?}\n{}", l.log());
     assert!(in_folder(&tv, "Needs_Action").is_empty() && in_folder(&tv, "In_Progress").is_empty());
     // What the frontmatter edits replaced is removed (off the loop's thread) before it exits.
     for f in ["Needs_Action", "In_Progress", "Done"] {
@@ -222,7 +231,7 @@ fn once_drives_every_task_to_done_and_an_invalid_one_to_failed_with_its_reason()
     assert_eq!(field(&done, "cost_usd").as_deref(), Some("0.01"));
     assert!(field(&done, "session_id").is_some());
     // The invalid one: in Failed/ with the reason beside it, and a Dashboard row.
-    assert_eq!(in_folder(&tv, "Failed"), ["BAD.md"]);
+    assert_eq!(in_folder(&tv, "Failed"), ["BAD.md", "BIG.md"]);
     let why = fs::read_to_string(tv.vault.join("Failed/BAD.md.error.txt")).unwrap();
     assert!(why.contains("frontmatter is not valid YAML"), "{why}");
     let dash = tv.dashboard();
@@ -234,7 +243,7 @@ fn once_drives_every_task_to_done_and_an_invalid_one_to_failed_with_its_reason()
     // The event log has one done per task and the runs' costs.
     let events = fs::read_to_string(tv.vault.join("Logs/tasks.jsonl")).unwrap();
     assert_eq!(events.matches("\"event\":\"done\"").count(), 4, "{events}");
-    assert_eq!(events.matches("\"event\":\"invalid\"").count(), 1);
+    assert_eq!(events.matches("\"event\":\"invalid\"").count(), 2);
     // Each agent's output is in its own log.
     let log = fs::read_to_string(tv.vault.join("Logs/agent/T1.log")).unwrap();
     assert!(log.contains("STATUS: done"), "{log}");
