@@ -222,9 +222,10 @@ pub enum Command {
             hide_env_values = true
         )]
         credentials: Option<PathBuf>,
-        /// Take over runs of a worker silent this long (the loop's [agent] claim_timeout)
-        #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = ai_employee_vault::units::parse_positive_duration)]
-        claim_timeout: std::time::Duration,
+        /// Take over runs of a worker silent this long [default: the loop's [agent]
+        /// claim_timeout, followed while the worker runs; 10m until the loop has said it]
+        #[arg(long, value_name = "DURATION", value_parser = ai_employee_vault::units::parse_positive_duration)]
+        claim_timeout: Option<std::time::Duration>,
         /// Scratch folders and agent logs [default: $STATE_DIRECTORY, else
         /// $XDG_STATE_HOME/ai-employee-worker, else ~/.local/state/ai-employee-worker]
         #[arg(long, value_name = "DIR")]

@@ -19,7 +19,7 @@ pub struct Args {
     pub concurrency: u32,
     pub name: Option<String>,
     pub credentials: Option<PathBuf>,
-    pub claim_timeout: Duration,
+    pub claim_timeout: Option<Duration>,
     pub work_dir: Option<PathBuf>,
     pub allow_program: Vec<String>,
     pub keep_scratch: bool,
@@ -70,7 +70,10 @@ pub fn run(args: Args) -> i32 {
         name,
         host,
         concurrency: args.concurrency,
-        claim_timeout: args.claim_timeout,
+        claim_timeout: args
+            .claim_timeout
+            .unwrap_or(crate::config::model::QueueSettings::DEFAULT_CLAIM_TIMEOUT),
+        follow_loop: args.claim_timeout.is_none(),
         work_dir,
         allow: args.allow_program,
         prefix: DEFAULT_PREFIX.to_string(),

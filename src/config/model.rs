@@ -140,11 +140,16 @@ pub enum QueueUnreachable {
     Wait,
 }
 
+impl QueueSettings {
+    /// `claim_timeout`'s default (also a worker's until the loop has said its own).
+    pub const DEFAULT_CLAIM_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+}
+
 impl Default for QueueSettings {
     fn default() -> Self {
         QueueSettings {
             url: None,
-            claim_timeout: Duration::from_secs(10 * 60),
+            claim_timeout: QueueSettings::DEFAULT_CLAIM_TIMEOUT,
             worker_timeout: Duration::from_secs(2 * 60),
             unreachable: QueueUnreachable::Local,
         }

@@ -26,6 +26,8 @@ pub struct Keys {
     pub workers: String,
     /// Entries taken over from another (dead or stalled) worker, a counter.
     pub reclaims: String,
+    /// What the loop tells its workers, a hash: `claim_timeout_ms`.
+    pub settings: String,
 }
 
 /// The workers' consumer group on the tasks stream.
@@ -35,6 +37,8 @@ pub const LOOP_GROUP: &str = "loop";
 const LOOP_CONSUMER: &str = "loop";
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "ai-employee";
+/// The settings hash's field for the loop's `claim_timeout`, in milliseconds.
+const CLAIM_TIMEOUT_FIELD: &str = "claim_timeout_ms";
 
 impl Keys {
     pub fn new(prefix: &str) -> Keys {
@@ -43,6 +47,7 @@ impl Keys {
             results: format!("{prefix}:results"),
             workers: format!("{prefix}:workers"),
             reclaims: format!("{prefix}:reclaims"),
+            settings: format!("{prefix}:settings"),
         }
     }
 }
@@ -795,6 +800,34 @@ return lost";
             Err(e) if e.code() == Some("NOGROUP") => Ok(0),
             Err(e) => Err(self.err(e)),
         }
+    }
+
+    /// The loop's `claim_timeout`, for the workers started without `--claim-timeout`.
+    pub async fn publish_settings(&mut self, claim_timeout: Duration) -> Result<(), QueueError> {
+        redis::cmd("HSET")
+            .arg(&self.keys.settings)
+            .arg(CLAIM_TIMEOUT_FIELD)
+            .arg(u64::try_from(claim_timeout.as_millis()).unwrap_or(u64::MAX))
+            .query_async::<i64>(&mut self.conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The loop's `claim_timeout` ([`QueueClient::publish_settings`]); `None` when no loop
+    /// has said it (or what is there is not a positive number of milliseconds).
+    pub async fn loop_claim_timeout(&mut self) -> Result<Option<Duration>, QueueError> {
+        let all: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(&self.keys.settings)
+            .query_async(&mut self.conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(all
+            .iter()
+            .find(|(k, _)| k == CLAIM_TIMEOUT_FIELD)
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+            .filter(|&ms| ms > 0)
+            .map(Duration::from_millis))
     }
 
     /// A worker's heartbeat: its entry in the registry.

@@ -55,6 +55,9 @@ pub struct Options {
     pub concurrency: u32,
     /// Entries idle longer than this are taken over from their worker.
     pub claim_timeout: Duration,
+    /// `claim_timeout` was not given: follow the loop's (`<prefix>:settings`), this
+    /// value until the loop has said it.
+    pub follow_loop: bool,
     /// Scratch folders (`runs/`) and the agents' logs (`logs/`).
     pub work_dir: PathBuf,
     /// Programs the message's command may name (a bare name matches the program's file
@@ -163,7 +166,9 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
         stop: stop.clone(),
     };
     let started_at = Utc::now();
-    let beat_every = heartbeat_every(opts.claim_timeout);
+    let mut claim_timeout = opts.claim_timeout;
+    let mut beat_every = heartbeat_every(claim_timeout);
+    let mut told_mismatch = false;
     let mut next_beat = Instant::now();
     let mut next_reclaim = Instant::now();
     let mut own_backlog = true;
@@ -185,6 +190,28 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
         }
         let step: Result<(), QueueError> = async {
             if Instant::now() >= next_beat {
+                // The loop's claim timeout, which every worker's must match: followed, or
+                // a flag that differs said once.
+                if let Some(t) = client.loop_claim_timeout().await?
+                    && t != claim_timeout
+                {
+                    if opts.follow_loop {
+                        tracing::info!(
+                            "claim timeout {} (the loop's [agent] claim_timeout)",
+                            ai_employee_vault::units::format_duration(t)
+                        );
+                        claim_timeout = t;
+                        beat_every = heartbeat_every(t);
+                    } else if !told_mismatch {
+                        told_mismatch = true;
+                        tracing::warn!(
+                            "--claim-timeout {} differs from the loop's claim_timeout {}: runs of \
+                             a stalled worker are taken over after different times",
+                            ai_employee_vault::units::format_duration(claim_timeout),
+                            ai_employee_vault::units::format_duration(t)
+                        );
+                    }
+                }
                 next_beat = Instant::now() + beat_every;
                 beat(&mut client, &opts, &running, started_at).await?;
             }
@@ -210,13 +237,13 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
             }
             if got.is_empty() && Instant::now() >= next_reclaim {
                 next_reclaim = Instant::now() + beat_every;
-                got = client.reclaim(&opts.name, opts.claim_timeout, free).await?;
+                got = client.reclaim(&opts.name, claim_timeout, free).await?;
                 for d in &got {
                     tracing::info!(
                         "took over entry {} ({}) from a worker silent for over {}",
                         d.id,
                         describe(d),
-                        ai_employee_vault::units::format_duration(opts.claim_timeout)
+                        ai_employee_vault::units::format_duration(claim_timeout)
                     );
                 }
             }
@@ -256,11 +283,7 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
             held.len()
         );
         if let Err(e) = client
-            .release(
-                &opts.name,
-                &held,
-                opts.claim_timeout + Duration::from_secs(1),
-            )
+            .release(&opts.name, &held, claim_timeout + Duration::from_secs(1))
             .await
         {
             tracing::warn!(

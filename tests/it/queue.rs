@@ -211,16 +211,15 @@ impl Setup {
         env: &[(String, String)],
     ) -> Child {
         let log = fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
+        // An empty `claim`: no --claim-timeout (the loop's is followed).
+        let claim_args: &[&str] = if claim.is_empty() {
+            &[]
+        } else {
+            &["--claim-timeout", claim]
+        };
         Command::new(BIN)
-            .args([
-                "worker",
-                "--queue",
-                url,
-                "--name",
-                name,
-                "--claim-timeout",
-                claim,
-            ])
+            .args(["worker", "--queue", url, "--name", name])
+            .args(claim_args)
             .arg("--work-dir")
             .arg(self.dir.path().join(format!("work-{name}")))
             .arg("--allow-program")
@@ -387,6 +386,58 @@ fn a_killed_workers_run_is_taken_over_after_the_claim_timeout() {
     assert!(s.log("b").contains("took over entry"), "{}", s.log("b"));
     assert!(rt.block_on(c.metrics()).unwrap().reclaims >= 1);
     rt.block_on(c.ack_result(&got[0].id)).unwrap();
+    stop(b);
+}
+
+/// Workers started without `--claim-timeout` follow the loop's `claim_timeout` (the
+/// settings hash it writes): a killed worker's run is taken over after the loop's 1 s,
+/// not the 10 min default; one given a different value says so.
+#[test]
+fn workers_follow_the_loops_claim_timeout_unless_told_their_own() {
+    let Some(redis) = Redis::start() else { return };
+    let s = Setup::new();
+    let rt = rt();
+    let mut c = client(&rt, &redis.url());
+    rt.block_on(c.publish_settings(Duration::from_secs(1)))
+        .unwrap();
+    rt.block_on(c.publish(&s.task("T_follow", 1, true)))
+        .unwrap();
+    let mut a = s.worker(&redis.url(), "a", "");
+    assert!(
+        wait_until(DEADLINE, || s.marker.join("started").exists()),
+        "{}",
+        s.log("a")
+    );
+    assert!(
+        s.log("a").contains("claim timeout 1s (the loop's"),
+        "{}",
+        s.log("a")
+    );
+    signal(a.id() as i32, libc::SIGKILL);
+    wait_child(&mut a, DEADLINE).expect("killed");
+    let started = std::time::Instant::now();
+    let b = s.worker(&redis.url(), "b", "");
+    let got = results(&rt, &mut c, 1);
+    assert_eq!(got.len(), 1, "worker b:\n{}", s.log("b"));
+    let m = &got[0].result.as_ref().unwrap().message;
+    assert_eq!((m.worker.as_str(), m.task_id.as_str()), ("b", "T_follow"));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "taken over long after the loop's claim timeout:\n{}",
+        s.log("b")
+    );
+    assert!(s.log("b").contains("took over entry"), "{}", s.log("b"));
+    rt.block_on(c.ack_result(&got[0].id)).unwrap();
+    // Told its own: kept, and the difference said.
+    let own = s.worker(&redis.url(), "own", "5s");
+    assert!(
+        wait_until(DEADLINE, || s.log("own").contains(
+            "--claim-timeout 5s differs from the loop's claim_timeout 1s"
+        )),
+        "{}",
+        s.log("own")
+    );
+    stop(own);
     stop(b);
 }
 

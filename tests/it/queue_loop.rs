@@ -115,9 +115,16 @@ impl Bench {
             .append(true)
             .open(self.tv.path(&format!("{name}.log")))
             .unwrap();
+        // An empty `claim`: no --claim-timeout (the loop's is followed).
+        let claim_args: &[&str] = if claim.is_empty() {
+            &[]
+        } else {
+            &["--claim-timeout", claim]
+        };
         Command::new(BIN)
             .args(["worker", "--queue", &self.url, "--name", name])
-            .args(["--claim-timeout", claim, "--concurrency"])
+            .args(claim_args)
+            .arg("--concurrency")
             .arg(concurrency.to_string())
             .arg("--work-dir")
             .arg(self.tv.path(&format!("work-{name}")))
@@ -368,7 +375,9 @@ fn workers_killed_and_restarted_at_random_lose_nothing() {
     }
     let mut lp = b.loop_();
     let names = ["k1", "k2", "k3"];
-    let mut ws: Vec<Child> = names.iter().map(|n| b.worker(n, "2s", 4)).collect();
+    // Without --claim-timeout: the workers follow the loop's 2 s (a run of a worker
+    // restarted late is taken over after it, not after the 10 min default).
+    let mut ws: Vec<Child> = names.iter().map(|n| b.worker(n, "", 4)).collect();
     let mut rng = Lcg::seeded();
     let mut kills = 0;
     let start = Instant::now();
@@ -393,9 +402,13 @@ fn workers_killed_and_restarted_at_random_lose_nothing() {
                 b.in_folder("Done").len() >= now_done + 5
             });
         }
-        ws[i] = b.worker(names[i], "2s", 4);
+        ws[i] = b.worker(names[i], "", 4);
     }
     assert!(kills >= 5, "only {kills} kills happened");
+    for n in names {
+        let log = fs::read_to_string(b.tv.path(&format!("{n}.log"))).unwrap_or_default();
+        assert!(log.contains("claim timeout 2s (the loop's"), "{n}:\n{log}");
+    }
     b.wait_done(&ids, LONG * 2);
     b.assert_exactly_once(&ids);
     assert!(b.runs().len() >= ids.len());

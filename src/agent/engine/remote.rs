@@ -169,6 +169,7 @@ impl Remote {
         tokio::spawn(queue_task(
             self.url.clone(),
             self.credentials.clone(),
+            self.settings.claim_timeout,
             cmd_rx,
             ev_tx,
         ));
@@ -814,6 +815,7 @@ fn failed(e: &QueueError, reach: &Reachability, events: &mpsc::UnboundedSender<E
 async fn queue_task(
     url: String,
     credentials: Credentials,
+    claim_timeout: Duration,
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<Event>,
 ) {
@@ -881,6 +883,8 @@ async fn queue_task(
                 if must_reconcile || reach.is_down() || run_id.is_none() {
                     let r = async {
                         client.ensure_groups().await?;
+                        // Again after a Redis that lost its data: workers follow it.
+                        client.publish_settings(claim_timeout).await?;
                         client.outstanding().await
                     }
                     .await;
