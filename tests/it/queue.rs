@@ -358,14 +358,19 @@ fn a_worker_runs_a_task_and_its_files_reach_the_vault_once() {
     assert!(rt.block_on(c.workers()).unwrap().is_empty());
 }
 
-#[test]
-fn a_killed_workers_run_is_taken_over_after_the_claim_timeout() {
-    let Some(redis) = Redis::start() else { return };
-    let s = Setup::new();
-    let rt = rt();
-    let mut c = client(&rt, &redis.url());
-    rt.block_on(c.publish(&s.task("T_kill", 1, true))).unwrap();
-    let mut a = s.worker(&redis.url(), "a", "1s");
+/// Worker `a` (claim timeout `claim`; empty: none given) starts the run of `task`, and is
+/// SIGKILLed; worker `b` (the same) takes the run over well before 20 s and answers; its
+/// result is acknowledged. Returns `b`, still running.
+fn killed_and_taken_over(
+    redis: &Redis,
+    s: &Setup,
+    rt: &tokio::runtime::Runtime,
+    c: &mut QueueClient,
+    task: &str,
+    claim: &str,
+) -> Child {
+    rt.block_on(c.publish(&s.task(task, 1, true))).unwrap();
+    let mut a = s.worker(&redis.url(), "a", claim);
     assert!(
         wait_until(DEADLINE, || s.marker.join("started").exists()),
         "{}",
@@ -374,18 +379,29 @@ fn a_killed_workers_run_is_taken_over_after_the_claim_timeout() {
     signal(a.id() as i32, libc::SIGKILL);
     wait_child(&mut a, DEADLINE).expect("killed");
     let started = std::time::Instant::now();
-    let b = s.worker(&redis.url(), "b", "1s");
-    let got = results(&rt, &mut c, 1);
+    let b = s.worker(&redis.url(), "b", claim);
+    let got = results(rt, c, 1);
     assert_eq!(got.len(), 1, "worker b:\n{}", s.log("b"));
     let m = &got[0].result.as_ref().unwrap().message;
-    assert_eq!((m.worker.as_str(), m.task_id.as_str()), ("b", "T_kill"));
+    assert_eq!((m.worker.as_str(), m.task_id.as_str()), ("b", task));
     assert!(
         started.elapsed() < Duration::from_secs(20),
-        "taken over long after the claim timeout"
+        "taken over long after the claim timeout:\n{}",
+        s.log("b")
     );
     assert!(s.log("b").contains("took over entry"), "{}", s.log("b"));
-    assert!(rt.block_on(c.metrics()).unwrap().reclaims >= 1);
     rt.block_on(c.ack_result(&got[0].id)).unwrap();
+    b
+}
+
+#[test]
+fn a_killed_workers_run_is_taken_over_after_the_claim_timeout() {
+    let Some(redis) = Redis::start() else { return };
+    let s = Setup::new();
+    let rt = rt();
+    let mut c = client(&rt, &redis.url());
+    let b = killed_and_taken_over(&redis, &s, &rt, &mut c, "T_kill", "1s");
+    assert!(rt.block_on(c.metrics()).unwrap().reclaims >= 1);
     stop(b);
 }
 
@@ -400,34 +416,14 @@ fn workers_follow_the_loops_claim_timeout_unless_told_their_own() {
     let mut c = client(&rt, &redis.url());
     rt.block_on(c.publish_settings(Duration::from_secs(1)))
         .unwrap();
-    rt.block_on(c.publish(&s.task("T_follow", 1, true)))
-        .unwrap();
-    let mut a = s.worker(&redis.url(), "a", "");
-    assert!(
-        wait_until(DEADLINE, || s.marker.join("started").exists()),
-        "{}",
-        s.log("a")
-    );
-    assert!(
-        s.log("a").contains("claim timeout 1s (the loop's"),
-        "{}",
-        s.log("a")
-    );
-    signal(a.id() as i32, libc::SIGKILL);
-    wait_child(&mut a, DEADLINE).expect("killed");
-    let started = std::time::Instant::now();
-    let b = s.worker(&redis.url(), "b", "");
-    let got = results(&rt, &mut c, 1);
-    assert_eq!(got.len(), 1, "worker b:\n{}", s.log("b"));
-    let m = &got[0].result.as_ref().unwrap().message;
-    assert_eq!((m.worker.as_str(), m.task_id.as_str()), ("b", "T_follow"));
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "taken over long after the loop's claim timeout:\n{}",
-        s.log("b")
-    );
-    assert!(s.log("b").contains("took over entry"), "{}", s.log("b"));
-    rt.block_on(c.ack_result(&got[0].id)).unwrap();
+    let b = killed_and_taken_over(&redis, &s, &rt, &mut c, "T_follow", "");
+    for w in ["a", "b"] {
+        assert!(
+            s.log(w).contains("claim timeout 1s (the loop's"),
+            "{w}:\n{}",
+            s.log(w)
+        );
+    }
     // Told its own: kept, and the difference said.
     let own = s.worker(&redis.url(), "own", "5s");
     assert!(
