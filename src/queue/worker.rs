@@ -169,6 +169,7 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
     let mut claim_timeout = opts.claim_timeout;
     let mut beat_every = heartbeat_every(claim_timeout);
     let mut told_mismatch = false;
+    let mut told_settings = false;
     let mut next_beat = Instant::now();
     let mut next_reclaim = Instant::now();
     let mut own_backlog = true;
@@ -192,7 +193,21 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
             if Instant::now() >= next_beat {
                 // The loop's claim timeout, which every worker's must match: followed, or
                 // a flag that differs said once.
-                if let Some(t) = client.loop_claim_timeout().await?
+                let loops = match client.loop_claim_timeout().await {
+                    Ok(t) => t,
+                    // Not needed for the work itself (a user's ACL may lack the key).
+                    Err(e) => {
+                        if !told_settings {
+                            told_settings = true;
+                            tracing::warn!(
+                                "cannot read the loop's claim timeout ({e}); keeping {}",
+                                ai_employee_vault::units::format_duration(claim_timeout)
+                            );
+                        }
+                        None
+                    }
+                };
+                if let Some(t) = loops
                     && t != claim_timeout
                 {
                     if opts.follow_loop {

@@ -845,6 +845,7 @@ async fn queue_task(
     let mut check = tokio::time::interval(CHECK_EVERY);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_workers: Option<Instant> = None;
+    let mut told_settings = false;
     loop {
         let command = tokio::select! {
             c = commands.recv() => match c {
@@ -883,8 +884,17 @@ async fn queue_task(
                 if must_reconcile || reach.is_down() || run_id.is_none() {
                     let r = async {
                         client.ensure_groups().await?;
-                        // Again after a Redis that lost its data: workers follow it.
-                        client.publish_settings(claim_timeout).await?;
+                        // Again after a Redis that lost its data: workers follow it. Not
+                        // needed for the loop's own work (a user's ACL may lack the key).
+                        if let Err(e) = client.publish_settings(claim_timeout).await
+                            && !told_settings
+                        {
+                            told_settings = true;
+                            warn!(
+                                "cannot tell the workers the claim timeout ({e}); give them \
+                                 --claim-timeout"
+                            );
+                        }
                         client.outstanding().await
                     }
                     .await;
