@@ -195,6 +195,7 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
                 // a flag that differs said once.
                 let loops = match client.loop_claim_timeout().await {
                     Ok(t) => t,
+                    Err(e) if e.is_unreachable() => return Err(e),
                     // Not needed for the work itself (a user's ACL may lack the key).
                     Err(e) => {
                         if !told_settings {

@@ -93,6 +93,15 @@ impl Redis {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// Send one inline command as the default user; it must answer `+OK`.
+    pub fn ok(&self, command: &str) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.write_all(format!("{command}\r\n").as_bytes()).unwrap();
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"+OK\r\n", "{command}");
+    }
+
     /// SIGKILL the server (nothing is saved) and wait until it is gone.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -435,6 +444,47 @@ fn workers_follow_the_loops_claim_timeout_unless_told_their_own() {
     );
     stop(own);
     stop(b);
+}
+
+/// A worker logged in as an ACL user without the settings key (set up before the loop
+/// wrote it) still takes runs: it says once that it keeps its claim timeout.
+#[test]
+fn a_worker_that_cannot_read_the_loops_settings_still_works() {
+    let Some(redis) = Redis::start() else { return };
+    redis.ok(
+        "ACL SETUSER narrow on >narrow-pw resetkeys ~ai-employee:tasks ~ai-employee:results \
+         ~ai-employee:workers ~ai-employee:reclaims resetchannels -@all +ping +info +xadd \
+         +xreadgroup +xack +xdel +xautoclaim +xclaim +xpending +xrange +xlen +xgroup|create \
+         +hset +hdel +hgetall +hlen +get +incrby +evalsha +eval",
+    );
+    let s = Setup::new();
+    let rt = rt();
+    let mut c = client(&rt, &redis.url());
+    rt.block_on(c.publish_settings(Duration::from_secs(1)))
+        .unwrap();
+    let creds = s.dir.path().join("narrow.toml");
+    crate::approvals::write_private(&creds, "username = \"narrow\"\npassword = \"narrow-pw\"\n");
+    let w = s.worker_with(
+        &redis.url(),
+        "n",
+        "",
+        &["--credentials".to_string(), creds.display().to_string()],
+        &[],
+    );
+    rt.block_on(c.publish(&s.task("T_narrow", 1, false)))
+        .unwrap();
+    let got = results(&rt, &mut c, 1);
+    assert_eq!(got.len(), 1, "worker n:\n{}", s.log("n"));
+    assert_eq!(got[0].result.as_ref().unwrap().message.worker, "n");
+    rt.block_on(c.ack_result(&got[0].id)).unwrap();
+    let log = s.log("n");
+    assert_eq!(
+        log.matches("cannot read the loop's claim timeout").count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("keeping 10m"), "{log}");
+    stop(w);
 }
 
 #[test]

@@ -886,14 +886,16 @@ async fn queue_task(
                         client.ensure_groups().await?;
                         // Again after a Redis that lost its data: workers follow it. Not
                         // needed for the loop's own work (a user's ACL may lack the key).
-                        if let Err(e) = client.publish_settings(claim_timeout).await
-                            && !told_settings
-                        {
-                            told_settings = true;
-                            warn!(
-                                "cannot tell the workers the claim timeout ({e}); give them \
-                                 --claim-timeout"
-                            );
+                        match client.publish_settings(claim_timeout).await {
+                            Err(e) if e.is_unreachable() => return Err(e),
+                            Err(e) if !told_settings => {
+                                told_settings = true;
+                                warn!(
+                                    "cannot tell the workers the claim timeout ({e}); give \
+                                     them --claim-timeout"
+                                );
+                            }
+                            _ => {}
                         }
                         client.outstanding().await
                     }
