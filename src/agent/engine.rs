@@ -182,6 +182,10 @@ pub struct Engine {
     durable: Option<durable::Durable>,
     /// The thread the agents' runs are driven on ([`runs`]).
     runs: Option<runs::Runs>,
+    /// While a queue's result is taken in: its task file (folder, name) and the worker and
+    /// host that ran it, written by the edits of that file (its next state) rather than by
+    /// an edit of their own.
+    stamp: Option<(Folder, String, String, String)>,
     /// The number of the last sync asked for (the sync thread's, else counted here).
     sync_asked: u64,
     /// Told when the sync thread completed one.
@@ -410,6 +414,7 @@ impl Engine {
             unsynced: Vec::new(),
             durable: None,
             runs: None,
+            stamp: None,
             sync_asked: 0,
             synced: durable::Synced::default(),
             remote,
@@ -2102,14 +2107,24 @@ impl Engine {
         folder: Folder,
         name: &str,
         durable: bool,
-        edit: impl FnMut(&mut TaskDoc),
+        mut edit: impl FnMut(&mut TaskDoc),
     ) -> Result<TaskDoc, task::TaskError> {
+        let stamp = self
+            .stamp
+            .as_ref()
+            .filter(|(f, n, ..)| *f == folder && n == name);
         task::update_with(
             self.dirs.of(folder),
             name,
             durable,
             &self.leftovers(folder),
-            edit,
+            |d| {
+                edit(d);
+                if let Some((_, _, worker, host)) = stamp {
+                    d.set(remote::WORKER, worker.clone());
+                    d.set(remote::HOST, host.clone());
+                }
+            },
         )
     }
 

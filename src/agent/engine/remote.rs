@@ -702,18 +702,11 @@ impl Engine {
                 return;
             }
         }
-        if let Some(e) = self.tasks.get(&id).cloned() {
-            let (worker, host) = (m.worker.clone(), m.host.clone());
-            if let Err(err) = self.edit(e.folder, &e.name, false, |d| {
-                d.set(WORKER, worker.clone());
-                d.set(HOST, host.clone());
-            }) {
-                warn!(
-                    "cannot record the worker in {}: {err}",
-                    e.folder.rel(&e.name)
-                );
-            }
-        }
+        // Who ran it goes into the task file with its next state (one edit, not two).
+        self.stamp = self
+            .tasks
+            .get(&id)
+            .map(|e| (e.folder, e.name.clone(), m.worker.clone(), m.host.clone()));
         info!(
             "{id}: attempt {} ran on {} ({}): {}",
             m.attempt,
@@ -746,6 +739,7 @@ impl Engine {
             setup: None,
         };
         self.attempt_ended(&id, end);
+        self.stamp = None;
     }
 
     fn remote_run_event(
