@@ -22,7 +22,7 @@
 #            (context switches) over --idle seconds
 #   latency  bench/agent-latency.c publishes --latency tasks one at a time into the idle
 #            loop: published -> agent exec'd, p50/p99
-# Vaults live under a temporary folder in /tmp, removed at the end. The report is printed
+# Vaults live under a temporary folder in $TMPDIR (default /tmp), removed at the end. The report is printed
 # and written to bench/results/agent-<time>.txt.
 set -euo pipefail
 
@@ -53,7 +53,7 @@ PN=${PN:-$N}
 [ -x "$BIN" ] || { echo "agent.sh: no binary at $BIN (cargo build --release)" >&2; exit 2; }
 has() { case ",$PHASES," in *",$1,"*) return 0 ;; esac; return 1; }
 
-W=$(mktemp -d /tmp/aie-agent-bench.XXXXXX)
+W=$(mktemp -d "${TMPDIR:-/tmp}/aie-agent-bench.XXXXXX")
 LOOP_PID=
 PUEUED_PID=
 cleanup() {

@@ -44,7 +44,7 @@ done
 command -v redis-server >/dev/null || { echo "queue.sh: no redis-server (apt-get install redis-server)" >&2; exit 2; }
 has() { case ",$PHASES," in *",$1,"*) return 0 ;; esac; return 1; }
 
-W=$(mktemp -d /tmp/aie-queue-bench.XXXXXX)
+W=$(mktemp -d "${TMPDIR:-/tmp}/aie-queue-bench.XXXXXX")
 PIDS=()
 REDIS_PID=
 cleanup() {
