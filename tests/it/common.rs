@@ -113,6 +113,43 @@ pub struct TestVault {
     pub config: PathBuf,
 }
 
+/// What a failed test left running in its folder (a loop, a worker, an agent) must not
+/// live on into other tests (a worker retrying a Redis port another test's server gets
+/// later would take that test's runs): SIGKILL every process but this one whose command
+/// line mentions `dir` or whose working directory is under it. Linux (`/proc`); elsewhere
+/// nothing.
+pub fn kill_processes_in(dir: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let needle = dir.as_os_str().as_bytes();
+    let me = std::process::id();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let mentions = fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle));
+        let inside = fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|c| c.starts_with(dir));
+        if mentions || inside {
+            // SAFETY: kill(2) with a pid read from /proc; at worst the process is gone.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for TestVault {
+    fn drop(&mut self) {
+        kill_processes_in(self.dir.path());
+    }
+}
+
 impl TestVault {
     pub fn new() -> TestVault {
         let dir = tempfile::Builder::new()

@@ -161,6 +161,12 @@ pub(crate) struct Setup {
     marker: PathBuf,
 }
 
+impl Drop for Setup {
+    fn drop(&mut self) {
+        crate::common::kill_processes_in(self.dir.path());
+    }
+}
+
 impl Setup {
     pub(crate) fn new() -> Setup {
         let dir = tempfile::Builder::new()
