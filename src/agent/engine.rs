@@ -783,6 +783,9 @@ impl Engine {
     /// Remove what edits of task files left behind in `folder` and no edit still uses: the
     /// replaced texts a killed loop had not removed yet ([`durable::stale_leftover`]).
     fn remove_stale_leftovers(&self, folder: Folder, list: &[ai_employee_vault::nofollow::Entry]) {
+        if self.opts.dry_run {
+            return; // a dry run changes nothing
+        }
         let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
         let dir = self.dirs.of(folder);
         for e in list {

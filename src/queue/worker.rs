@@ -134,12 +134,17 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
         return Ok(());
     };
     tracing::info!(
-        "worker {} on {} takes runs from {} ({} at once, claim timeout {})",
+        "worker {} on {} takes runs from {} ({} at once, claim timeout {}{})",
         opts.name,
         opts.host,
         client.url(),
         opts.concurrency,
-        ai_employee_vault::units::format_duration(opts.claim_timeout)
+        ai_employee_vault::units::format_duration(opts.claim_timeout),
+        if opts.follow_loop {
+            " until the loop's is read"
+        } else {
+            ""
+        }
     );
     if let Some(p) = &opts.podman {
         tracing::info!(
