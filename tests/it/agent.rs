@@ -512,6 +512,37 @@ fn a_failed_verify_is_fed_into_the_next_iteration_then_escalates() {
     assert_eq!(l.stop(), Some(0));
 }
 
+/// A task file that stops being a task between its discovery and its claim (it grew past
+/// the 1 MiB a task is read up to, written without a close the loop would notice): the
+/// claim cannot mark it running, and the look at it in `In_Progress/` that follows sends it
+/// to `Failed/` with the reason; no agent runs it.
+#[test]
+fn a_task_that_became_invalid_before_its_claim_goes_to_failed() {
+    use std::io::Write;
+    let tv = new_vault();
+    table(&tv, "");
+    fs::write(tv.vault.join(".claude_stop"), "").unwrap();
+    let mut l = Loop::start(&tv, &[]);
+    l.wait_log("paused");
+    task(&tv, "GROWN", "", "done");
+    assert!(wait_until(LONG, || tasks_cli(&tv, &["--json"])
+        .1
+        .contains("\"GROWN\"")));
+    // Appended and kept open: no close-after-write event reaches the loop.
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(tv.vault.join("Needs_Action/GROWN.md"))
+        .unwrap();
+    f.write_all("x".repeat(2 << 20).as_bytes()).unwrap();
+    fs::remove_file(tv.vault.join(".claude_stop")).unwrap();
+    wait_in(&tv, "Failed/GROWN.md", &l);
+    drop(f);
+    let why = fs::read_to_string(tv.vault.join("Failed/GROWN.md.error.txt")).unwrap_or_default();
+    assert!(why.contains("larger than 1024 KiB"), "{why:?}\n{}", l.log());
+    assert!(start_order(&tv).is_empty(), "no agent ran it");
+    assert_eq!(l.stop(), Some(0));
+}
+
 #[test]
 fn a_timeout_kills_the_agents_whole_group() {
     let tv = new_vault();
