@@ -535,7 +535,8 @@ fn a_task_that_became_invalid_before_its_claim_goes_to_failed() {
         .unwrap();
     f.write_all("x".repeat(2 << 20).as_bytes()).unwrap();
     fs::remove_file(tv.vault.join(".claude_stop")).unwrap();
-    wait_in(&tv, "Failed/GROWN.md", &l);
+    // The reason is written beside the task once it is in Failed/.
+    wait_in(&tv, "Failed/GROWN.md.error.txt", &l);
     drop(f);
     let why = fs::read_to_string(tv.vault.join("Failed/GROWN.md.error.txt")).unwrap_or_default();
     assert!(why.contains("larger than 1024 KiB"), "{why:?}\n{}", l.log());
