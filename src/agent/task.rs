@@ -315,10 +315,10 @@ fn read_limited(dir: &Dir, name: &str) -> Result<Vec<u8>, TaskError> {
 fn read_limited_stat(dir: &Dir, name: &str) -> Result<(Vec<u8>, Stat), TaskError> {
     let (bytes, st) = match dir.read_stat(name, Some(MAX_TASK_BYTES + 1)) {
         Ok(x) => x,
-        // The one error `Dir::read` makes of a file over its limit: such a file is there
-        // and can never be a task (it was taken for a passing failure to read, and left
-        // in Needs_Action/ with a warning at every look).
-        Err(e) if e.kind() == io::ErrorKind::InvalidData => return Err(TaskError::TooLarge),
+        // Such a file is there and can never be a task (not a passing failure to read).
+        Err(e) if ai_employee_vault::nofollow::is_over_limit(&e) => {
+            return Err(TaskError::TooLarge);
+        }
         Err(e) => return Err(e.into()),
     };
     if bytes.len() as u64 > MAX_TASK_BYTES {

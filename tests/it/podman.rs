@@ -281,14 +281,9 @@ fn spawn_worker(
     env: &[(String, String)],
 ) -> std::process::Child {
     let log = fs::File::create(b.tv.path(&format!("{name}.log"))).unwrap();
-    Command::new(crate::common::BIN)
-        .args(["worker", "--queue", url, "--name", name])
+    crate::queue::worker_command(url, name, "", log)
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .env_remove("AI_EMPLOYEE_QUEUE_CREDENTIALS")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
         .spawn()
         .unwrap()
 }

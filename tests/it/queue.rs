@@ -226,25 +226,13 @@ impl Setup {
         env: &[(String, String)],
     ) -> Child {
         let log = fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
-        // An empty `claim`: no --claim-timeout (the loop's is followed).
-        let claim_args: &[&str] = if claim.is_empty() {
-            &[]
-        } else {
-            &["--claim-timeout", claim]
-        };
-        Command::new(BIN)
-            .args(["worker", "--queue", url, "--name", name])
-            .args(claim_args)
+        worker_command(url, name, claim, log)
             .arg("--work-dir")
             .arg(self.dir.path().join(format!("work-{name}")))
             .arg("--allow-program")
             .arg(&self.agent)
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
-            .env_remove("AI_EMPLOYEE_QUEUE_CREDENTIALS")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
             .spawn()
             .unwrap()
     }
@@ -252,6 +240,22 @@ impl Setup {
     pub(crate) fn log(&self, name: &str) -> String {
         fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
     }
+}
+
+/// `ai-employee worker --queue URL --name NAME`, with `--claim-timeout CLAIM` unless `claim`
+/// is empty (the loop's is followed), no queue credentials from the environment, its
+/// output into `log`; the caller adds the rest and spawns it.
+pub(crate) fn worker_command(url: &str, name: &str, claim: &str, log: fs::File) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(["worker", "--queue", url, "--name", name]);
+    if !claim.is_empty() {
+        c.args(["--claim-timeout", claim]);
+    }
+    c.env_remove("AI_EMPLOYEE_QUEUE_CREDENTIALS")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    c
 }
 
 /// Results until `n` arrived (or the deadline).

@@ -115,26 +115,14 @@ impl Bench {
             .append(true)
             .open(self.tv.path(&format!("{name}.log")))
             .unwrap();
-        // An empty `claim`: no --claim-timeout (the loop's is followed).
-        let claim_args: &[&str] = if claim.is_empty() {
-            &[]
-        } else {
-            &["--claim-timeout", claim]
-        };
-        Command::new(BIN)
-            .args(["worker", "--queue", &self.url, "--name", name])
-            .args(claim_args)
+        crate::queue::worker_command(&self.url, name, claim, log)
             .arg("--concurrency")
             .arg(concurrency.to_string())
             .arg("--work-dir")
             .arg(self.tv.path(&format!("work-{name}")))
             .arg("--allow-program")
             .arg(&self.agent)
-            .env_remove("AI_EMPLOYEE_QUEUE_CREDENTIALS")
             .env("STANDIN_WORKER", name)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
             .spawn()
             .unwrap()
     }

@@ -170,15 +170,14 @@ impl Leftovers {
 
 impl Leftover for Leftovers {
     fn left(&self, dir: &Dir, name: OsString) {
-        let name = match &self.tx {
-            Some(tx) => match tx.send(Job::Remove(self.folder, name)) {
-                Ok(()) => return,
-                Err(mpsc::SendError(Job::Remove(_, name))) => name,
-                Err(mpsc::SendError(Job::Sync(..))) => return,
-            },
-            None => name,
+        let Some(tx) = &self.tx else {
+            return RemoveNow.left(dir, name);
         };
-        RemoveNow.left(dir, name);
+        // Handed back only when the thread is gone (after a panic, already reported).
+        if let Err(mpsc::SendError(Job::Remove(_, name))) = tx.send(Job::Remove(self.folder, name))
+        {
+            RemoveNow.left(dir, name);
+        }
     }
 }
 

@@ -394,7 +394,7 @@ impl Dir {
     }
 
     /// The whole content of the regular file `rel`, at most `limit` bytes (`None`: no
-    /// limit); over it, `InvalidData` with the size.
+    /// limit); over it, `InvalidData` with the size ([`is_over_limit`]).
     pub fn read(&self, rel: impl AsRef<Path>, limit: Option<u64>) -> io::Result<Vec<u8>> {
         self.read_path(rel.as_ref(), limit).map(|(b, _)| b)
     }
@@ -809,14 +809,33 @@ fn invalid(path: &Path, why: &str) -> io::Error {
     )
 }
 
+/// The error [`Dir::read`] makes of a file over its limit (kind `InvalidData`), told from
+/// any other by [`is_over_limit`].
+#[derive(Debug)]
+struct OverLimit(String);
+
+impl std::fmt::Display for OverLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for OverLimit {}
+
 fn too_large(path: &Path, len: u64, cap: u64) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
-        format!(
+        OverLimit(format!(
             "{} is {len} bytes, over the limit of {cap} bytes",
             path.display()
-        ),
+        )),
     )
+}
+
+/// Whether `e` is [`Dir::read`]'s refusal of a file over its limit: the file is there and
+/// too large, not unreadable for a passing reason.
+pub fn is_over_limit(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<OverLimit>())
 }
 
 /// The normal components of a relative path; `..`, absolute paths and empty names are
@@ -865,6 +884,21 @@ mod tests {
         real.push(".real");
         std::fs::rename(path, &real)?;
         symlink(&real, path)
+    }
+
+    #[test]
+    fn a_file_over_the_read_limit_is_told_from_other_errors() -> io::Result<()> {
+        let (_t, root) = setup()?;
+        std::fs::write(root.path.join("Inbox/big.txt"), "0123456789")?;
+        let over = root.read("Inbox/big.txt", Some(4)).err();
+        assert!(over.as_ref().is_some_and(is_over_limit), "{over:?}");
+        assert_eq!(over.map(|e| e.kind()), Some(io::ErrorKind::InvalidData));
+        assert_eq!(root.read("Inbox/big.txt", Some(10))?, b"0123456789");
+        let missing = root.read("Inbox/none.txt", Some(4)).err();
+        assert!(missing.as_ref().is_some_and(|e| !is_over_limit(e)));
+        let other = io::Error::new(io::ErrorKind::InvalidData, "another");
+        assert!(!is_over_limit(&other));
+        Ok(())
     }
 
     fn read(f: File) -> String {
