@@ -168,7 +168,7 @@ pub fn parse(text: &str) -> Result<Document, FrontmatterError> {
         // nested key) would otherwise lose the whole frontmatter on the way to Done/, and
         // a tag it writes as read but no reader accepts (`!%5b` is read as `![`) would
         // leave a file nothing can parse.
-        Value::Mapping(front) if serde_norway::to_string(&front).is_err() => {
+        Value::Mapping(front) if !writable(&front) => {
             Err(FrontmatterError::Yaml(
                 "a key is not a plain value (tags and nested keys cannot be written back)".into(),
             ))
@@ -186,6 +186,28 @@ pub fn parse(text: &str) -> Result<Document, FrontmatterError> {
         }),
         other => Err(FrontmatterError::NotAMapping(kind(&other))),
     }
+}
+
+/// Whether serde_norway can write `front`: it cannot write a key that is a mapping or
+/// carries a tag. A document whose keys are all plain scalars and which has no tag
+/// anywhere always can, and is not written to find out (every task file the loop reads
+/// went through a whole serialization for this check); any other is tried.
+fn writable(front: &Mapping) -> bool {
+    fn scalar(k: &Value) -> bool {
+        matches!(
+            k,
+            Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_)
+        )
+    }
+    fn plain(v: &Value) -> bool {
+        match v {
+            Value::Tagged(_) => false,
+            Value::Mapping(m) => m.iter().all(|(k, v)| scalar(k) && plain(v)),
+            Value::Sequence(s) => s.iter().all(plain),
+            Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => true,
+        }
+    }
+    front.iter().all(|(k, v)| scalar(k) && plain(v)) || serde_norway::to_string(front).is_ok()
 }
 
 /// Whether `front`, written by [`render_yaml`], parses again. Only a tag can fail to
@@ -617,6 +639,30 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_that_cannot_be_written_back_is_refused_and_the_quick_check_agrees() {
+        for bad in ["? {a: 1}\n: x", "k: {!t a: b}", "? !t\n: v"] {
+            let text = format!("---\n{bad}\n---\nbody\n");
+            match parse(&text) {
+                Err(FrontmatterError::Yaml(e)) => assert!(e.contains("not a plain value"), "{e}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        // Whatever parses as a mapping: the quick check says what writing it says.
+        for yaml in [
+            "a: 1", "? [1, 2]\n: x", "k: !t v", "k: !!binary aGk=", "~: v", "1: v", "true: v",
+            "1.5: v", ".nan: v", "k:\n  ? [1]\n  : v", "k:\n  - ? [1]\n    : v", "k: [!t a]",
+            "k: !t {a: 1}", "k: !t [a]", "'': v", "k: \"\\x00\"", "k: .inf", "k: {a: [1, {b: c}]}",
+            "? {a: 1}\n: x", "k: {? {a: 1}\n: x}",
+        ] {
+            if let Ok(Value::Mapping(m)) = serde_norway::from_str::<Value>(yaml) {
+                assert_eq!(writable(&m), serde_norway::to_string(&m).is_ok(), "{yaml:?}");
+            }
+        }
+        let doc = parse("---\n? [1, 2]\n: x\ntitle: t\n---\nbody\n").unwrap();
+        assert_eq!(parse(&render(&doc.front, &doc.body)).unwrap(), doc);
+    }
 
     #[test]
     fn a_code_block_outfences_the_backticks_inside() {
