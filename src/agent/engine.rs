@@ -475,6 +475,7 @@ impl Engine {
         let mut stopping = false;
         let mut alarm = Alarm::new();
         let synced = self.synced.clone();
+        let mut ended: Vec<(String, AttemptEnd)> = Vec::new();
         loop {
             self.check_approvals_if_due(&mut last_approvals);
             if !stopping && self.needs_setup.is_none() {
@@ -509,14 +510,7 @@ impl Engine {
                     self.inputs(batch);
                 }
                 Some(p) = prog_rx.recv() => self.progress(p),
-                Some((id, end)) = end_rx.recv() => {
-                    // A run's progress was sent before its end (on its own thread): taken
-                    // first, so that its run events name the attempt that made them.
-                    while let Ok(p) = prog_rx.try_recv() {
-                        self.progress(p);
-                    }
-                    self.attempt_ended(&id, end);
-                }
+                Some(first) = end_rx.recv() => ended.push(first),
                 Some(ev) = remote_rx.recv() => {
                     self.remote_event(ev);
                     while let Ok(more) = remote_rx.try_recv() {
@@ -532,12 +526,17 @@ impl Engine {
                     }
                 }
             }
+            // A run's progress was sent before its end (on its own thread): taken first,
+            // so that its run events name the attempt that made them.
             while let Ok(p) = prog_rx.try_recv() {
                 self.progress(p);
             }
             // Every run that ended meanwhile, so that one sync makes the batch durable.
-            while let Ok((id, end)) = end_rx.try_recv() {
-                self.attempt_ended(&id, end);
+            while let Ok(more) = end_rx.try_recv() {
+                ended.push(more);
+            }
+            if !ended.is_empty() {
+                self.runs_ended(std::mem::take(&mut ended), !stopping, &prog_tx, &end_tx);
             }
             if last_sweep.elapsed() >= SWEEP_EVERY {
                 last_sweep = Instant::now();
@@ -1454,6 +1453,31 @@ impl Engine {
                 }
                 self.event(ev);
             }
+        }
+    }
+
+    /// Runs that ended: their slots are given to the next tasks first (when `start`), so
+    /// that those agents start on the runs' threads while these tasks are finished here
+    /// (their edits and moves are most of the loop's work per task; a slot waited for a
+    /// whole batch of them). A run that found the agent unusable starts nothing.
+    fn runs_ended(
+        &mut self,
+        batch: Vec<(String, AttemptEnd)>,
+        start: bool,
+        prog: &mpsc::UnboundedSender<Progress>,
+        end: &mpsc::UnboundedSender<(String, AttemptEnd)>,
+    ) {
+        if start
+            && self.needs_setup.is_none()
+            && batch.iter().all(|(_, e)| e.result != RunResult::NeedsSetup)
+        {
+            for (id, _) in &batch {
+                self.running.remove(id);
+            }
+            self.schedule(prog, end);
+        }
+        for (id, e) in batch {
+            self.attempt_ended(&id, e);
         }
     }
 

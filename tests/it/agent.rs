@@ -54,6 +54,15 @@ fn runs(tv: &TestVault) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The most agents the stand-in saw running at once (its `start` lines).
+fn most_at_once(tv: &TestVault) -> Option<u32> {
+    runs(tv)
+        .iter()
+        .filter(|r| r[0] == "start")
+        .filter_map(|r| r.get(4).and_then(|n| n.parse::<u32>().ok()))
+        .max()
+}
+
 /// Task ids in the order their runs started.
 fn start_order(tv: &TestVault) -> Vec<String> {
     runs(tv)
@@ -389,13 +398,42 @@ fn order_by_score_concurrency_never_exceeded_and_a_high_arrival_takes_the_next_s
         "{}",
         l.log()
     );
-    let most = runs(&tv)
-        .iter()
-        .filter(|r| r[0] == "start")
-        .filter_map(|r| r.get(4).and_then(|n| n.parse::<u32>().ok()))
-        .max();
+    let most = most_at_once(&tv);
     assert_eq!(most, Some(2), "never more than max_concurrent at once");
     assert_eq!(l.stop(), Some(0));
+}
+
+/// A run's end frees its slot before the task is finished: the next task's agent is
+/// started first, then the ended task's final state written and moved, without ever more
+/// agents than `max_concurrent`.
+#[test]
+fn a_freed_slot_goes_to_the_next_task_before_the_ended_one_is_finished() {
+    let tv = new_vault();
+    table(&tv, "max_concurrent = 1\n");
+    task(&tv, "A1", "priority: high\n", "done");
+    task(&tv, "B1", "priority: low\n", "done");
+    let mut l = Loop::start(&tv, &["--once"]);
+    assert_eq!(l.wait(LONG).and_then(|s| s.code()), Some(0), "{}", l.log());
+    assert_eq!(in_folder(&tv, "Done"), ["A1.md", "B1.md"]);
+    let events: Vec<(String, String)> = fs::read_to_string(tv.vault.join("Logs/tasks.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| {
+            Some((
+                v["event"].as_str()?.to_string(),
+                v["task"].as_str()?.to_string(),
+            ))
+        })
+        .filter(|(e, _)| e == "started" || e == "done")
+        .collect();
+    let at = |e: &str, t: &str| events.iter().position(|x| x.0 == e && x.1 == t);
+    assert!(
+        at("started", "B1") < at("done", "A1") && at("done", "A1").is_some(),
+        "{events:?}"
+    );
+    let most = most_at_once(&tv);
+    assert_eq!(most, Some(1), "never more than max_concurrent at once");
 }
 
 #[test]

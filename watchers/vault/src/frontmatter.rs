@@ -168,11 +168,9 @@ pub fn parse(text: &str) -> Result<Document, FrontmatterError> {
         // nested key) would otherwise lose the whole frontmatter on the way to Done/, and
         // a tag it writes as read but no reader accepts (`!%5b` is read as `![`) would
         // leave a file nothing can parse.
-        Value::Mapping(front) if !writable(&front) => {
-            Err(FrontmatterError::Yaml(
-                "a key is not a plain value (tags and nested keys cannot be written back)".into(),
-            ))
-        }
+        Value::Mapping(front) if !writable(&front) => Err(FrontmatterError::Yaml(
+            "a key is not a plain value (tags and nested keys cannot be written back)".into(),
+        )),
         Value::Mapping(front) if !reads_back(&front) => Err(FrontmatterError::Yaml(
             "a tag or value cannot be written back as read (use plain values)".into(),
         )),
@@ -651,13 +649,33 @@ mod tests {
         }
         // Whatever parses as a mapping: the quick check says what writing it says.
         for yaml in [
-            "a: 1", "? [1, 2]\n: x", "k: !t v", "k: !!binary aGk=", "~: v", "1: v", "true: v",
-            "1.5: v", ".nan: v", "k:\n  ? [1]\n  : v", "k:\n  - ? [1]\n    : v", "k: [!t a]",
-            "k: !t {a: 1}", "k: !t [a]", "'': v", "k: \"\\x00\"", "k: .inf", "k: {a: [1, {b: c}]}",
-            "? {a: 1}\n: x", "k: {? {a: 1}\n: x}",
+            "a: 1",
+            "? [1, 2]\n: x",
+            "k: !t v",
+            "k: !!binary aGk=",
+            "~: v",
+            "1: v",
+            "true: v",
+            "1.5: v",
+            ".nan: v",
+            "k:\n  ? [1]\n  : v",
+            "k:\n  - ? [1]\n    : v",
+            "k: [!t a]",
+            "k: !t {a: 1}",
+            "k: !t [a]",
+            "'': v",
+            "k: \"\\x00\"",
+            "k: .inf",
+            "k: {a: [1, {b: c}]}",
+            "? {a: 1}\n: x",
+            "k: {? {a: 1}\n: x}",
         ] {
             if let Ok(Value::Mapping(m)) = serde_norway::from_str::<Value>(yaml) {
-                assert_eq!(writable(&m), serde_norway::to_string(&m).is_ok(), "{yaml:?}");
+                assert_eq!(
+                    writable(&m),
+                    serde_norway::to_string(&m).is_ok(),
+                    "{yaml:?}"
+                );
             }
         }
         let doc = parse("---\n? [1, 2]\n: x\ntitle: t\n---\nbody\n").unwrap();
