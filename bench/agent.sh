@@ -72,7 +72,7 @@ cc -O2 -static -o "$W/noop-agent" "$here/noop-agent.c" 2>/dev/null && NOOP_KIND=
 cc -O2 -o "$W/agent-latency" "$here/agent-latency.c"
 NOOP=$W/noop-agent
 
-say "# bench/agent.sh $(date -u +%FT%TZ)  rev $(git -C "$repo" rev-parse --short HEAD)"
+say "# bench/agent.sh $(date -u +%FT%TZ)  rev $(git -C "$repo" rev-parse --short HEAD) (the checkout; binary: $BIN)"
 say "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -sr), load $(cut -d' ' -f1-3 /proc/loadavg)"
 say "no-op agent: $NOOP_KIND; tasks $N, latency probes $LAT, idle ${IDLE}s"
 
