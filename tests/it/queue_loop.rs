@@ -868,6 +868,11 @@ fn chaos_2000_tasks_3_workers_in_network_namespaces() {
     for id in &ids {
         b.task(id);
     }
+    // Each run takes a fifth of a second: the 2,000 are done in about half a minute
+    // rather than a few seconds, so that the chaos below happens while tasks are still
+    // outstanding (a faster loop once finished them all in 9 s, after three actions), and
+    // kills land mid-run.
+    fs::write(b.markers.join("slow"), "0.2").unwrap();
     let worker = |i: usize| -> Child {
         let name = format!("c{i}");
         let log = fs::OpenOptions::new()
