@@ -79,6 +79,9 @@ struct Slot {
     start_time: Option<u64>,
     /// The process group the guardian currently knows for this child.
     guarded: Option<i32>,
+    /// A group the guardian was told about at its spawn, before [`Runtime::sync_guard`]
+    /// (which then does not tell it again).
+    told_early: Option<i32>,
     /// Last CPU reading, for CPU %.
     cpu: Option<operator::CpuSample>,
     /// What its last exit said about its log, when it needs setup and that log could
@@ -199,6 +202,7 @@ impl Runtime {
             beat: None,
             start_time: None,
             guarded: None,
+            told_early: None,
             cpu: None,
             setup_see: None,
         }
@@ -473,6 +477,10 @@ impl Runtime {
         match spawn(&req) {
             Ok(sp) => {
                 let pid = sp.pid;
+                // Before anything else (the yield below lets the child run; then come its
+                // log lines and Dashboard row): a supervisor killed from here on takes the
+                // new group down with it.
+                self.tell_guardian_early(i, pid);
                 self.by_pid.insert(pid, i);
                 let slot = &mut self.slots[i];
                 slot.beat = None;

@@ -53,15 +53,40 @@ impl Runtime {
         }
     }
 
+    /// Tell the guardian about a group the moment it is spawned (its leader's pid), before
+    /// the spawn's bookkeeping: until [`Runtime::sync_guard`] runs, a supervisor killed
+    /// would have left it behind. A failure is left to `sync_guard`, which tells the
+    /// guardian again and replaces a dead one.
+    pub(super) fn tell_guardian_early(&mut self, i: usize, pgid: i32) {
+        if let Some(g) = self.guardian.as_mut()
+            && g.add(pgid).is_ok()
+        {
+            self.slots[i].told_early = Some(pgid);
+        }
+    }
+
     /// Tell the guardian about a child's group while it may have members: from spawn until
     /// the leader is reaped and, when stopping, until the whole group is gone.
     pub(super) fn sync_guard(&mut self, i: usize) {
         let slot = &mut self.slots[i];
         let now = slot.child.pgid();
+        let early = slot.told_early.take();
+        let mut lost = None;
+        // Told at its spawn but not (or no longer) this child's group: not to be killed.
+        if let Some(e) = early
+            && now != Some(e)
+            && slot.guarded != Some(e)
+            && let Some(g) = self.guardian.as_mut()
+            && let Err(err) = g.remove(e)
+        {
+            lost = Some(err);
+        }
         if slot.guarded == now {
+            if let Some(e) = lost {
+                self.replace_guardian(e);
+            }
             return;
         }
-        let mut lost = None;
         if let Some(old) = slot.guarded {
             if let Some(g) = self.guardian.as_mut()
                 && let Err(e) = g.remove(old)
@@ -75,7 +100,9 @@ impl Runtime {
             }
         }
         if let Some(new) = now {
-            if let Some(g) = self.guardian.as_mut()
+            let told = early == Some(new);
+            if !told
+                && let Some(g) = self.guardian.as_mut()
                 && let Err(e) = g.add(new)
             {
                 lost = Some(e);
