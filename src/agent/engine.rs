@@ -826,7 +826,9 @@ impl Engine {
         let mut sorted: Vec<&String> = names.iter().collect();
         sorted.sort();
         for name in sorted {
-            if !task::is_task_name(name) || names.contains(&format!("{name}.md")) {
+            if !task::is_task_name(name)
+                || (task::may_be_a_copy(name) && names.contains(&format!("{name}.md")))
+            {
                 continue; // the copy a filesystem task describes
             }
             let id = task::id_of(name);
@@ -886,7 +888,7 @@ impl Engine {
                 return;
             }
         }
-        if dir.stat(format!("{name}.md")).is_ok() {
+        if task::may_be_a_copy(name) && dir.stat(format!("{name}.md")).is_ok() {
             return; // a copy described by `name.md`
         }
         let (doc, _) = match TaskDoc::read(dir, name) {

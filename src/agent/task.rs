@@ -44,10 +44,17 @@ pub fn is_task_name(name: &str) -> bool {
     name.ends_with(".md") && !name.starts_with('.') && name.len() > 3
 }
 
-/// The name of the copy a filesystem task would describe (`X` for `X.md`); it exists only
-/// for those.
+/// The name of the copy a filesystem task would describe (`X` for `X.md`): only for the
+/// filesystem watcher's names (`FILE_…`), so that no other task costs a lookup of a copy
+/// it cannot have (three per task in a folder of thousands).
 pub fn companion_of(name: &str) -> Option<&str> {
-    name.strip_suffix(".md").filter(|c| !c.is_empty())
+    name.strip_suffix(".md")
+        .filter(|c| c.starts_with(ai_employee_filesystem::names::TASK_PREFIX))
+}
+
+/// Whether `name` can be the copy a filesystem task describes (its note `name.md` beside).
+pub fn may_be_a_copy(name: &str) -> bool {
+    name.starts_with(ai_employee_filesystem::names::TASK_PREFIX)
 }
 
 /// A task's id: its file name without `.md`.
@@ -486,6 +493,10 @@ mod tests {
         );
         assert_eq!(companion_of("FILE_x_notes.md.md"), Some("FILE_x_notes.md"));
         assert_eq!(companion_of(".md"), None);
+        // Only the filesystem watcher's tasks describe a copy.
+        assert_eq!(companion_of("EMAIL_x.md"), None);
+        assert_eq!(companion_of("report.pdf.md"), None);
+        assert!(may_be_a_copy("FILE_x_notes.md") && !may_be_a_copy("notes.md"));
     }
 
     #[test]

@@ -258,6 +258,38 @@ fn once_drives_every_task_to_done_and_an_invalid_one_to_failed_with_its_reason()
     assert!(log.contains("STATUS: done"), "{log}");
 }
 
+/// A filesystem task's copy (`FILE_…` beside its note `FILE_….md`) is not a task: it
+/// moves with its note and the prompt names it. Another name ending in `.md` beside a
+/// file of the same stem is a task of its own, and that file is left where it is.
+#[test]
+fn a_filesystem_tasks_copy_moves_with_it_and_only_theirs_is_a_copy() {
+    let tv = new_vault();
+    table(&tv, "");
+    let na = tv.vault.join("Needs_Action");
+    fs::write(na.join("FILE_20261207T000000Z_report.pdf"), "%PDF-1.4\n").unwrap();
+    task(&tv, "FILE_20261207T000000Z_report.pdf", "", "done");
+    fs::write(na.join("notes"), "a person's file\n").unwrap();
+    task(&tv, "notes", "", "done");
+    let mut l = Loop::start(&tv, &["--once"]);
+    assert_eq!(l.wait(LONG).and_then(|s| s.code()), Some(0), "{}", l.log());
+    assert_eq!(
+        files(&tv.vault.join("Done")),
+        [
+            "FILE_20261207T000000Z_report.pdf",
+            "FILE_20261207T000000Z_report.pdf.md",
+            "notes.md"
+        ]
+    );
+    assert_eq!(files(&na), ["notes"]);
+    assert!(files(&tv.vault.join("In_Progress")).is_empty());
+    let prompts = fs::read_to_string(markers(&tv).join("prompts.FILE_20261207T000000Z_report.pdf"))
+        .unwrap_or_default();
+    assert!(
+        prompts.contains("In_Progress/FILE_20261207T000000Z_report.pdf"),
+        "{prompts}"
+    );
+}
+
 /// A loop killed after writing a task's final state but before its event (or its move):
 /// the next start moves the task and writes the missing event, once: a task whose event
 /// was written is not counted again.

@@ -103,6 +103,9 @@ pub fn stamp(received: DateTime<Utc>) -> String {
     received.format("%Y%m%dT%H%M%SZ").to_string()
 }
 
+/// What every name this watcher gives a copy (and, with `.md`, its note) starts with.
+pub const TASK_PREFIX: &str = "FILE_";
+
 /// The task name for the `n`-th candidate (1 = the plain name): `FILE_<stamp>_<name>`,
 /// then `FILE_<stamp>-2_<name>`, `FILE_<stamp>-3_<name>` … when the plain one is taken.
 pub fn task_name(stamp: &str, n: u32, sanitized: &str) -> String {
@@ -135,6 +138,19 @@ mod tests {
     use super::*;
     use std::ffi::OsString;
     use std::os::unix::ffi::OsStringExt;
+
+    #[test]
+    fn every_task_name_starts_with_the_prefix_the_loop_looks_for() {
+        // The task loop looks for a copy beside a note only under this prefix.
+        for name in [
+            task_name("20261121T235901Z", 1, "a.pdf"),
+            task_name("20261121T235901Z", 3, "a.pdf"),
+            alternative("FILE_20261121T235901Z_a.pdf", 2),
+        ] {
+            assert!(name.starts_with(TASK_PREFIX), "{name}");
+            assert!(meta_name(&name).starts_with(TASK_PREFIX), "{name}");
+        }
+    }
 
     #[test]
     fn ignored_names() {
