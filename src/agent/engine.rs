@@ -180,12 +180,13 @@ pub struct Engine {
     unsynced: Vec<Folder>,
     /// The sync thread (none in a dry run, or if it could not be started or died).
     durable: Option<durable::Durable>,
-    /// The thread the agents' runs are driven on ([`runs`]).
-    runs: Option<runs::Runs>,
-    /// While a queue's result is taken in: its task file (folder, name) and the worker and
-    /// host that ran it, written by the edits of that file (its next state) rather than by
-    /// an edit of their own.
-    stamp: Option<(Folder, String, String, String)>,
+    /// The threads the agents' runs are driven on ([`runs`]), started with the first run
+    /// here (none in a dry run, nor while every run is on the queue); `None` inside when
+    /// they could not be started.
+    runs: std::cell::OnceCell<Option<runs::Runs>>,
+    /// While a queue's result is taken in: who ran it, written by the edits of its task
+    /// file (its next state) rather than by an edit of their own.
+    stamp: Option<remote::Stamp>,
     /// The number of the last sync asked for (the sync thread's, else counted here).
     sync_asked: u64,
     /// Told when the sync thread completed one.
@@ -413,7 +414,7 @@ impl Engine {
             health: super::health::State::Healthy,
             unsynced: Vec::new(),
             durable: None,
-            runs: None,
+            runs: std::cell::OnceCell::new(),
             stamp: None,
             sync_asked: 0,
             synced: durable::Synced::default(),
@@ -433,15 +434,6 @@ impl Engine {
             None => {
                 let (tx, rx) = mpsc::unbounded_channel();
                 (Some(tx), rx)
-            }
-        };
-        self.runs = match runs::Runs::start() {
-            Ok(r) => Some(r),
-            Err(e) => {
-                warn!(
-                    "cannot start the agents' thread ({e}); runs are driven on the loop's thread"
-                );
-                None
             }
         };
         if !self.opts.dry_run {
@@ -1254,7 +1246,16 @@ impl Engine {
             let result = runner::attempt(spec, prog, abort_rx).await;
             let _ = end.send((task_id, result)); // the loop is gone only after every run ended
         };
-        match &self.runs {
+        let runs = self.runs.get_or_init(|| match runs::Runs::start() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                warn!(
+                    "cannot start the agents' threads ({e}); runs are driven on the loop's thread"
+                );
+                None
+            }
+        });
+        match runs {
             Some(r) => r.spawn(run),
             None => {
                 tokio::spawn(run);
@@ -2141,7 +2142,7 @@ impl Engine {
         let stamp = self
             .stamp
             .as_ref()
-            .filter(|(f, n, ..)| *f == folder && n == name);
+            .filter(|s| s.folder == folder && s.name == name);
         task::update_with(
             self.dirs.of(folder),
             name,
@@ -2149,9 +2150,9 @@ impl Engine {
             &self.leftovers(folder),
             |d| {
                 edit(d);
-                if let Some((_, _, worker, host)) = stamp {
-                    d.set(remote::WORKER, worker.clone());
-                    d.set(remote::HOST, host.clone());
+                if let Some(s) = stamp {
+                    d.set(remote::WORKER, s.worker.clone());
+                    d.set(remote::HOST, s.host.clone());
                 }
             },
         )

@@ -45,11 +45,10 @@ pub fn is_task_name(name: &str) -> bool {
 }
 
 /// The name of the copy a filesystem task would describe (`X` for `X.md`): only for the
-/// filesystem watcher's names (`FILE_…`), so that no other task costs a lookup of a copy
-/// it cannot have (three per task in a folder of thousands).
+/// filesystem watcher's names ([`may_be_a_copy`]), so that no other task costs a lookup
+/// of a copy it cannot have (four per task, in folders of thousands).
 pub fn companion_of(name: &str) -> Option<&str> {
-    name.strip_suffix(".md")
-        .filter(|c| c.starts_with(ai_employee_filesystem::names::TASK_PREFIX))
+    name.strip_suffix(".md").filter(|c| may_be_a_copy(c))
 }
 
 /// Whether `name` can be the copy a filesystem task describes (its note `name.md` beside).

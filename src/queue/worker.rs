@@ -118,6 +118,66 @@ fn lock(t: &Table) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
     t.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The claim timeout a worker uses: its `--claim-timeout`, or the loop's `claim_timeout`
+/// (which every worker's must match) followed when it was not given.
+struct ClaimTimeout {
+    now: Duration,
+    follow: bool,
+    told_mismatch: bool,
+    told_unreadable: bool,
+}
+
+impl ClaimTimeout {
+    fn new(now: Duration, follow: bool) -> ClaimTimeout {
+        ClaimTimeout {
+            now,
+            follow,
+            told_mismatch: false,
+            told_unreadable: false,
+        }
+    }
+
+    /// What reading the loop's value at a heartbeat gave; whether `now` changed. Only an
+    /// unreachable queue is an error: the value is not needed for the work itself (a
+    /// user's ACL may lack its key), and a differing flag is said once.
+    fn heard(&mut self, loops: Result<Option<Duration>, QueueError>) -> Result<bool, QueueError> {
+        let fmt = ai_employee_vault::units::format_duration;
+        let t = match loops {
+            Ok(Some(t)) if t != self.now => t,
+            Ok(_) => return Ok(false),
+            Err(e) if e.is_unreachable() => return Err(e),
+            Err(e) => {
+                if !self.told_unreadable {
+                    self.told_unreadable = true;
+                    tracing::warn!(
+                        "cannot read the loop's claim timeout ({e}); keeping {}",
+                        fmt(self.now)
+                    );
+                }
+                return Ok(false);
+            }
+        };
+        if self.follow {
+            tracing::info!(
+                "claim timeout {} (the loop's [agent] claim_timeout)",
+                fmt(t)
+            );
+            self.now = t;
+            return Ok(true);
+        }
+        if !self.told_mismatch {
+            self.told_mismatch = true;
+            tracing::warn!(
+                "--claim-timeout {} differs from the loop's claim_timeout {}: runs of a \
+                 stalled worker are taken over after different times",
+                fmt(self.now),
+                fmt(t)
+            );
+        }
+        Ok(false)
+    }
+}
+
 /// Run the worker until `stop` turns true (Ok) or it cannot go on (Err).
 pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), WorkerError> {
     for sub in ["runs", "logs"] {
@@ -171,10 +231,8 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
         stop: stop.clone(),
     };
     let started_at = Utc::now();
-    let mut claim_timeout = opts.claim_timeout;
-    let mut beat_every = heartbeat_every(claim_timeout);
-    let mut told_mismatch = false;
-    let mut told_settings = false;
+    let mut claim = ClaimTimeout::new(opts.claim_timeout, opts.follow_loop);
+    let mut beat_every = heartbeat_every(claim.now);
     let mut next_beat = Instant::now();
     let mut next_reclaim = Instant::now();
     let mut own_backlog = true;
@@ -196,42 +254,8 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
         }
         let step: Result<(), QueueError> = async {
             if Instant::now() >= next_beat {
-                // The loop's claim timeout, which every worker's must match: followed, or
-                // a flag that differs said once.
-                let loops = match client.loop_claim_timeout().await {
-                    Ok(t) => t,
-                    Err(e) if e.is_unreachable() => return Err(e),
-                    // Not needed for the work itself (a user's ACL may lack the key).
-                    Err(e) => {
-                        if !told_settings {
-                            told_settings = true;
-                            tracing::warn!(
-                                "cannot read the loop's claim timeout ({e}); keeping {}",
-                                ai_employee_vault::units::format_duration(claim_timeout)
-                            );
-                        }
-                        None
-                    }
-                };
-                if let Some(t) = loops
-                    && t != claim_timeout
-                {
-                    if opts.follow_loop {
-                        tracing::info!(
-                            "claim timeout {} (the loop's [agent] claim_timeout)",
-                            ai_employee_vault::units::format_duration(t)
-                        );
-                        claim_timeout = t;
-                        beat_every = heartbeat_every(t);
-                    } else if !told_mismatch {
-                        told_mismatch = true;
-                        tracing::warn!(
-                            "--claim-timeout {} differs from the loop's claim_timeout {}: runs of \
-                             a stalled worker are taken over after different times",
-                            ai_employee_vault::units::format_duration(claim_timeout),
-                            ai_employee_vault::units::format_duration(t)
-                        );
-                    }
+                if claim.heard(client.loop_claim_timeout().await)? {
+                    beat_every = heartbeat_every(claim.now);
                 }
                 next_beat = Instant::now() + beat_every;
                 beat(&mut client, &opts, &running, started_at).await?;
@@ -258,13 +282,13 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
             }
             if got.is_empty() && Instant::now() >= next_reclaim {
                 next_reclaim = Instant::now() + beat_every;
-                got = client.reclaim(&opts.name, claim_timeout, free).await?;
+                got = client.reclaim(&opts.name, claim.now, free).await?;
                 for d in &got {
                     tracing::info!(
                         "took over entry {} ({}) from a worker silent for over {}",
                         d.id,
                         describe(d),
-                        ai_employee_vault::units::format_duration(claim_timeout)
+                        ai_employee_vault::units::format_duration(claim.now)
                     );
                 }
             }
@@ -304,7 +328,7 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
             held.len()
         );
         if let Err(e) = client
-            .release(&opts.name, &held, claim_timeout + Duration::from_secs(1))
+            .release(&opts.name, &held, claim.now + Duration::from_secs(1))
             .await
         {
             tracing::warn!(
@@ -870,6 +894,27 @@ pub fn collect(scratch: &Path, limits: &Limits) -> Result<Vec<FileOut>, String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_loops_claim_timeout_is_followed_unless_a_flag_was_given() {
+        let (s1, s3) = (Duration::from_secs(1), Duration::from_secs(3));
+        let unreachable = || QueueError::Unreachable {
+            url: "redis://x".into(),
+            error: "down".into(),
+        };
+        let mut f = ClaimTimeout::new(s3, true);
+        assert!(matches!(f.heard(Ok(None)), Ok(false)));
+        assert!(matches!(f.heard(Ok(Some(s1))), Ok(true)));
+        assert_eq!(f.now, s1);
+        assert!(matches!(f.heard(Ok(Some(s1))), Ok(false)));
+        assert!(f.heard(Err(unreachable())).is_err());
+        let denied = || Err(QueueError::Setup("NOPERM".into()));
+        assert!(matches!(f.heard(denied()), Ok(false)));
+        assert!(f.told_unreadable && f.now == s1);
+        let mut own = ClaimTimeout::new(s3, false);
+        assert!(matches!(own.heard(Ok(Some(s1))), Ok(false)));
+        assert!(own.told_mismatch && own.now == s3);
+    }
 
     #[test]
     fn only_allowed_programs_run() {

@@ -49,6 +49,15 @@ pub(super) const ON_QUEUE: &str = "queue";
 /// The worker and host that answered, written into the task with its new state.
 pub(super) const WORKER: &str = "worker";
 pub(super) const HOST: &str = "host";
+
+/// Who ran a queued task, while its result is taken in: written by the next edit of its
+/// file (folder, name), with its new state ([`WORKER`], [`HOST`]).
+pub(super) struct Stamp {
+    pub(super) folder: Folder,
+    pub(super) name: String,
+    pub(super) worker: String,
+    pub(super) host: String,
+}
 /// How often the queue task checks the server (its run id: a restart, an outage's end).
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How often the worker registry and the queue's counts are read.
@@ -703,10 +712,12 @@ impl Engine {
             }
         }
         // Who ran it goes into the task file with its next state (one edit, not two).
-        self.stamp = self
-            .tasks
-            .get(&id)
-            .map(|e| (e.folder, e.name.clone(), m.worker.clone(), m.host.clone()));
+        self.stamp = self.tasks.get(&id).map(|e| Stamp {
+            folder: e.folder,
+            name: e.name.clone(),
+            worker: m.worker.clone(),
+            host: m.host.clone(),
+        });
         info!(
             "{id}: attempt {} ran on {} ({}): {}",
             m.attempt,
