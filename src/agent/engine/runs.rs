@@ -17,8 +17,9 @@ use tokio::sync::oneshot;
 /// How many threads drive the runs: one per core, at least 2 and at most 4. A spawn
 /// blocks its thread until the agent has exec'd (`posix_spawn`'s vfork), and reading its
 /// start time right after waits for the exec to finish: with one thread every run queued
-/// behind those waits (the loop ran 10,000 no-op tasks in 1.8–2.2× the bare spawn time
-/// with one thread, 1.4–1.8× with two; 3 were no better than 2 on 2 cores).
+/// behind those waits (the loop ran 10,000 no-op tasks in 1.9–2.4× the bare spawn time
+/// with one thread, 1.4–1.9× with two, in alternating runs; 3 were no better than 2 on 2
+/// cores: docs/BENCHMARKS.md, "The task loop").
 fn threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4))
 }
