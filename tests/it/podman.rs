@@ -31,7 +31,6 @@ struct Podman {
     /// Global flags (`--runtime /usr/sbin/runc`).
     args: Vec<String>,
     image: String,
-    _dir: tempfile::TempDir,
 }
 
 impl Podman {
@@ -129,8 +128,12 @@ fn probe() -> Result<Podman, String> {
     {
         return Err("tar failed".into());
     }
-    let conf = dir.path().join("containers.conf");
-    fs::write(&conf, "[containers]\ndefault_ulimits = []\n").unwrap();
+    // Outlives the probe's folder (a static is never dropped, so that folder is removed when
+    // the probe ends): one file of fixed content for every test process, swapped in whole.
+    let conf = std::env::temp_dir().join("aie-podman-containers.conf");
+    let wrote = dir.path().join("containers.conf");
+    fs::write(&wrote, "[containers]\ndefault_ulimits = []\n").unwrap();
+    fs::rename(&wrote, &conf).unwrap();
     let mut tries: Vec<(Option<PathBuf>, Vec<String>)> =
         vec![(None, vec![]), (Some(conf.clone()), vec![])];
     if Path::new("/usr/sbin/runc").exists() {
@@ -155,7 +158,6 @@ fn probe() -> Result<Podman, String> {
             conf,
             args,
             image: image.clone(),
-            _dir: tempfile::tempdir().unwrap(),
         };
         let exists = p.cmd().args(["image", "exists", &image]).status();
         let import = if exists.is_ok_and(|s| s.success()) {
@@ -193,7 +195,7 @@ fn probe() -> Result<Podman, String> {
                 "podman runs here with CONTAINERS_CONF={:?} and global flags {:?}",
                 p.conf, p.args
             );
-            return Ok(Podman { _dir: dir, ..p });
+            return Ok(p);
         }
         last = format!(
             "podman run of an imported image fails here: {}",
@@ -434,10 +436,11 @@ fn a_worker_stopped_mid_run_leaves_no_container() {
 
 #[test]
 fn a_worker_without_podman_or_its_image_needs_setup() {
+    let work = tempfile::tempdir().unwrap();
     let run = |args: &[String], env: &[(String, String)]| {
         Command::new(crate::common::BIN)
             .args(["worker", "--queue", "redis://127.0.0.1:1/0", "--work-dir"])
-            .arg(std::env::temp_dir().join(format!("aie-podman-setup-{}", now_ns())))
+            .arg(work.path().join(format!("w-{}", now_ns())))
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .output()
