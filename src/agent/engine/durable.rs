@@ -1,12 +1,14 @@
 //! Finished tasks made durable off the loop's thread. A task's final state is written and
 //! the file moved to `Done/` (or `Rejected/`, `Failed/`) atomically but without an fsync;
 //! the loop then asks this thread for one `syncfs` of the vault's file system (where there
-//! is none, an fsync of each folder that received a task). Requests that arrive while a
-//! sync runs are served together by the next one, so a burst of finishes costs a few
-//! syncs, and the loop never waits for the disk (10,000 no-op tasks took the loop 12.4 s
+//! is none, an fsync of each folder that received a task). Syncs start at least
+//! [`SYNC_GAP`] (100 ms) apart, each serving every request made before it, so a burst of
+//! finishes costs one sync per gap (the first after a quiet spell starts at once), and the
+//! loop never waits for the disk (10,000 no-op tasks took the loop 12.4 s
 //! with its own `syncfs` per batch, 7.4 s with none; docs/BENCHMARKS.md). A clean stop waits for the last sync
-//! ([`Durable::finish`]). What is lost to a power cut before a sync completes is a final
-//! state not yet on disk: the task is found `running` in `In_Progress/` and retried.
+//! ([`Durable::finish`]), and syncs what is still asked at once. What is lost to a power
+//! cut before a sync completes (at most a gap's finishes) is a final state not yet on
+//! disk: the task is found `running` in `In_Progress/` and retried.
 //!
 //! The same thread removes the texts the loop's frontmatter edits replaced
 //! ([`Leftovers`], `task::update_with`): an unlink that frees a file's blocks was a tenth
@@ -18,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use ai_employee_vault::layout::Folder;
 use ai_employee_vault::nofollow::{Dir, Kind, Stat};
@@ -34,6 +37,13 @@ enum Job {
     Remove(Folder, OsString),
 }
 
+/// The least time from one sync's start to the next one's. A burst of finishes is made
+/// durable by one sync per gap instead of one after another: a file replaced or removed
+/// within the gap is then never written out, and on a file system mounted with `discard`
+/// its blocks are not discarded either (10,000 no-op tasks took the machine 12 % less CPU;
+/// docs/BENCHMARKS.md). The first sync after a quiet gap starts at once.
+const SYNC_GAP: Duration = Duration::from_millis(100);
+
 /// The folders a task's file is edited in.
 const EDITED: [Folder; 2] = [Folder::NeedsAction, Folder::InProgress];
 
@@ -44,6 +54,9 @@ pub(super) struct Durable {
     asked: u64,
     /// The last request whose sync completed.
     done: Arc<AtomicU64>,
+    /// Syncs made (counted for the tests of the gap).
+    #[cfg_attr(not(test), allow(dead_code))]
+    syncs: Arc<AtomicU64>,
 }
 
 /// Told after each completed sync (a permit is kept when nobody waits).
@@ -51,6 +64,11 @@ pub(super) type Synced = Arc<tokio::sync::Notify>;
 
 impl Durable {
     pub(super) fn start(dirs: &Dirs, synced: Synced) -> std::io::Result<Durable> {
+        Durable::start_with(dirs, synced, SYNC_GAP)
+    }
+
+    /// [`Durable::start`] with syncs `gap` apart.
+    fn start_with(dirs: &Dirs, synced: Synced, gap: Duration) -> std::io::Result<Durable> {
         let mut own: Vec<(Folder, Dir)> = Vec::new();
         for f in [
             Folder::NeedsAction,
@@ -64,43 +82,17 @@ impl Durable {
         let root = dirs.root.try_clone()?;
         let (tx, rx) = mpsc::channel::<Job>();
         let done = Arc::new(AtomicU64::new(0));
-        let done2 = done.clone();
+        let syncs = Arc::new(AtomicU64::new(0));
+        let (done2, syncs2) = (done.clone(), syncs.clone());
         let thread = std::thread::Builder::new()
             .name("vault-sync".into())
-            .spawn(move || {
-                let mut removals = Vec::new();
-                while let Ok(first) = rx.recv() {
-                    // Everything asked meanwhile: one sync serves every request; it goes
-                    // before the removals, which nobody waits for.
-                    let mut upto = None;
-                    let mut folders = Vec::new();
-                    for job in std::iter::once(first).chain(rx.try_iter()) {
-                        match job {
-                            Job::Sync(n, more) => {
-                                upto = Some(upto.map_or(n, |u: u64| u.max(n)));
-                                folders.extend(more);
-                            }
-                            Job::Remove(f, name) => removals.push((f, name)),
-                        }
-                    }
-                    if let Some(upto) = upto {
-                        sync(&root, &own, &folders);
-                        done2.store(upto, Ordering::Release);
-                        synced.notify_one();
-                    }
-                    for (f, name) in removals.drain(..) {
-                        if let Some((_, dir)) = own.iter().find(|(o, _)| *o == f) {
-                            // As `task::RemoveNow`: best effort.
-                            let _ = dir.remove_file(&name);
-                        }
-                    }
-                }
-            })?;
+            .spawn(move || serve(&rx, &root, &own, gap, (&done2, &syncs2), &synced))?;
         Ok(Durable {
             tx: Some(tx),
             thread: Some(thread),
             asked: 0,
             done,
+            syncs,
         })
     }
 
@@ -137,6 +129,12 @@ impl Durable {
     /// The last request made durable.
     pub(super) fn completed(&self) -> u64 {
         self.done.load(Ordering::Acquire)
+    }
+
+    /// How many syncs the thread made.
+    #[cfg(test)]
+    fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
     }
 
     /// Serve every request made so far, then stop the thread.
@@ -189,6 +187,79 @@ pub(super) fn stale_leftover(name: &str, st: &Stat, now_ns: i64) -> bool {
     name.starts_with(task::TEMP_PREFIX)
         && st.kind == Kind::File
         && now_ns.saturating_sub(st.ctime_ns) > MIN_AGE_NS
+}
+
+/// The thread: syncs at most every `gap` ([`SYNC_GAP`]), each serving every request made before it
+/// started; leftovers removed as they come. Ends when the loop's side is dropped, after a
+/// last sync of what was still asked.
+fn serve(
+    rx: &mpsc::Receiver<Job>,
+    root: &Dir,
+    own: &[(Folder, Dir)],
+    gap: Duration,
+    (done, syncs): (&AtomicU64, &AtomicU64),
+    synced: &Synced,
+) {
+    let mut asked: Option<u64> = None;
+    let mut folders = Vec::new();
+    let mut last: Option<Instant> = None;
+    let mut open = true;
+    while open || asked.is_some() {
+        // When the next sync may start (at once after a quiet gap).
+        let due = last.map(|l| l + gap);
+        let first = if !open {
+            None
+        } else if asked.is_none() {
+            rx.recv().ok()
+        } else {
+            let wait = due.map_or(Duration::ZERO, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            match rx.recv_timeout(wait) {
+                Ok(job) => Some(job),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    open = false;
+                    None
+                }
+            }
+        };
+        if first.is_none() && asked.is_none() {
+            open = false; // only `recv` ends with nothing asked: the loop has gone
+        }
+        let mut removals = Vec::new();
+        for job in first.into_iter().chain(rx.try_iter()) {
+            match job {
+                Job::Sync(n, more) => {
+                    asked = Some(asked.map_or(n, |a| a.max(n)));
+                    for f in more {
+                        if !folders.contains(&f) {
+                            folders.push(f);
+                        }
+                    }
+                }
+                Job::Remove(f, name) => removals.push((f, name)),
+            }
+        }
+        let now = Instant::now();
+        if let Some(upto) = asked
+            && (!open || due.is_none_or(|d| now >= d))
+        {
+            last = Some(now);
+            sync(root, own, &folders);
+            syncs.fetch_add(1, Ordering::Relaxed);
+            folders.clear();
+            asked = None;
+            done.store(upto, Ordering::Release);
+            synced.notify_one();
+        }
+        for (f, name) in removals {
+            if let Some((_, dir)) = own.iter().find(|(o, _)| *o == f) {
+                // As `task::RemoveNow`: best effort.
+                let _ = dir.remove_file(&name);
+            }
+        }
+    }
 }
 
 fn sync(root: &Dir, own: &[(Folder, Dir)], folders: &[Folder]) {
@@ -250,6 +321,55 @@ mod tests {
         assert_eq!(d.completed(), last, "every request served");
         d.finish();
         assert_eq!(d.request(vec![Folder::Failed]), Err(vec![Folder::Failed]));
+    }
+
+    /// Waits (with a deadline) until request `n` is durable.
+    fn wait_for(d: &Durable, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while d.completed() < n && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert_eq!(d.completed(), n, "request {n} served");
+    }
+
+    fn ask(d: &mut Durable) -> u64 {
+        match d.request(vec![Folder::Done]) {
+            Ok(n) => n,
+            Err(_) => panic!("the thread took no request"),
+        }
+    }
+
+    #[test]
+    fn a_burst_is_synced_once_per_gap_and_a_stop_syncs_at_once() {
+        let tmp = match tempfile::tempdir() {
+            Ok(t) => t,
+            Err(e) => panic!("tempdir: {e}"),
+        };
+        let dirs = match Dirs::open(&Vault::new(tmp.path().to_path_buf())) {
+            Ok(d) => d,
+            Err(e) => panic!("vault: {e}"),
+        };
+        // A gap no test waits for: whatever is served within it is served by the stop.
+        let mut d = match Durable::start_with(&dirs, Synced::default(), Duration::from_secs(3600)) {
+            Ok(d) => d,
+            Err(e) => panic!("start: {e}"),
+        };
+        // Quiet before: served at once, by a sync of its own.
+        let first = ask(&mut d);
+        wait_for(&d, first);
+        assert_eq!(d.syncs(), 1);
+        // Requests spread over 100 ms (each would have had a sync of its own): none is
+        // served before the gap is over, and the stop serves them all with one sync,
+        // without waiting for the gap.
+        let mut last = first;
+        for _ in 0..20 {
+            last = ask(&mut d);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(d.completed(), first, "served within the gap");
+        d.finish();
+        assert_eq!(d.completed(), last, "the stop made every request durable");
+        assert_eq!(d.syncs(), 2);
     }
 
     #[test]
