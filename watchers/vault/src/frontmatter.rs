@@ -282,6 +282,60 @@ pub fn decimal(text: &str) -> Value {
 /// that occurs in no string or tag of the document, and after serializing the
 /// placeholder is replaced by the value's text.
 pub fn render_yaml(front: &Mapping) -> String {
+    render_flat(front).unwrap_or_else(|| render_general(front))
+}
+
+/// The longest key [`render_flat`] writes.
+const FLAT_KEY: usize = 100;
+
+/// The common frontmatter written directly, byte for byte as [`render_general`] writes
+/// it (a test compares the two over generated documents): every key a plain word, every
+/// value a plain string of a few safe characters, a string that gets single quotes, a
+/// number, a boolean or null. `None` for anything else (lists, nested mappings, tags,
+/// other characters), which goes the general way. Every task file the loop
+/// edits is rendered twice per run, and the general way clones, serializes and searches
+/// the document (a tenth of the loop's scheduling thread).
+fn render_flat(front: &Mapping) -> Option<String> {
+    let mut out = String::with_capacity(32 * front.len());
+    for (k, v) in front {
+        let Value::String(k) = k else { return None };
+        // A key over 128 characters is written as a complex key (`? key`).
+        if !flat_text(k) || typed_when_plain(k) || k.len() > FLAT_KEY {
+            return None;
+        }
+        out.push_str(k);
+        out.push_str(": ");
+        match v {
+            Value::String(s) if typed_when_plain(s) => out.push_str(&single_quoted(s)),
+            Value::String(s) if flat_text(s) => out.push_str(s),
+            Value::Number(n) if n.is_i64() || n.is_u64() => out.push_str(&n.to_string()),
+            Value::Number(n) => match n.as_f64() {
+                Some(f) if f.is_finite() => out.push_str(&float_text(f)),
+                _ => return None,
+            },
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Null => out.push_str("null"),
+            _ => return None,
+        }
+        out.push('\n');
+    }
+    Some(out)
+}
+
+/// A string every reader takes as itself when written plain, in any position: it starts
+/// with a letter or digit, ends with no blank, and has only letters, digits, blanks and
+/// `_ . / + -` (no indicator, no `: ` or ` #`, no quote; never folded, however long).
+fn flat_text(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.first().is_some_and(u8::is_ascii_alphanumeric)
+        && b.last().is_some_and(|&c| c != b' ')
+        && b.iter().all(|&c| {
+            c.is_ascii_alphanumeric() || matches!(c, b' ' | b'_' | b'.' | b'/' | b'+' | b'-')
+        })
+}
+
+/// [`render_yaml`] for any document.
+fn render_general(front: &Mapping) -> String {
     let mut texts = Vec::new();
     collect_texts(front, &mut texts);
     let prefix = placeholder_prefix(&texts);
@@ -637,6 +691,188 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A small deterministic generator (xorshift): the same documents on every run.
+    struct Gen(u64);
+
+    impl Gen {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+            from[self.below(from.len())]
+        }
+        /// Text of the characters a frontmatter value has, the dangerous ones included,
+        /// or a word that readers type.
+        fn text(&mut self) -> String {
+            const WORDS: &[&str] = &[
+                "yes",
+                "No",
+                "null",
+                "~",
+                "",
+                "1.5",
+                "0x1F",
+                "0o17",
+                "1e3",
+                "1_000",
+                "190:20:30",
+                "2026-12-07",
+                "2026-12-07T03:52:48.547968Z",
+                "2001-12-14 21:59:43.10 -5",
+                "<<",
+                "=",
+                "-",
+                "---",
+                "...",
+                "a: b",
+                "a #b",
+                " lead",
+                "trail ",
+                ".inf",
+                "+1",
+                "-2",
+                "task t-00237.md",
+                "running",
+                "done",
+                "EMAIL_x",
+                "it's",
+                "on",
+                "off",
+                "y",
+            ];
+            const CHARS: &[u8] = b"abcXYZ019 _./+-:#'\",[]{}!&*?|>%@`~\t";
+            const SAFE: &[u8] = b"abcXYZ019  _./+-";
+            match self.below(4) {
+                0 => return self.pick(WORDS).to_string(),
+                // Long text of the flat writer's characters (blanks too), now and then
+                // with one that is not.
+                1 => {
+                    let len = 1 + self.below(200);
+                    let mut t: String = (0..len)
+                        .map(|_| SAFE[self.below(SAFE.len())] as char)
+                        .collect();
+                    if self.below(3) == 0 {
+                        let at = self.below(len);
+                        t.insert(at, CHARS[self.below(CHARS.len())] as char);
+                    }
+                    return t;
+                }
+                _ => {}
+            }
+            let most = if self.below(4) == 0 { 120 } else { 12 };
+            let len = self.below(most);
+            let mut t = String::new();
+            for _ in 0..len {
+                match self.below(40) {
+                    0 => t.push('\n'),
+                    1 => t.push('é'),
+                    _ => t.push(CHARS[self.below(CHARS.len())] as char),
+                }
+            }
+            t
+        }
+        fn value(&mut self) -> Value {
+            match self.below(9) {
+                0 => Value::Number(Number::from(self.next() as i64)),
+                1 => Value::Number(Number::from(self.below(5000) as u64)),
+                2 => {
+                    let f = [
+                        0.1,
+                        -2.5e-7,
+                        1e20,
+                        120.5,
+                        3.0,
+                        1e-300,
+                        f64::INFINITY,
+                        f64::NAN,
+                    ];
+                    Value::Number(Number::from(f[self.below(f.len())]))
+                }
+                3 => Value::Bool(self.below(2) == 0),
+                4 => Value::Null,
+                5 => Value::Sequence(vec![Value::String(self.text())]),
+                _ => Value::String(self.text()),
+            }
+        }
+    }
+
+    #[test]
+    fn the_flat_writer_writes_what_the_general_one_does() {
+        const KEYS: &[&str] = &[
+            "title",
+            "state",
+            "started_at",
+            "attempt",
+            "from",
+            "yes",
+            "1",
+            "a b",
+            "k:",
+            "x_y",
+            "priority",
+            "a-b.c",
+            "",
+        ];
+        let mut g = Gen(0x9e37_79b9_7f4a_7c15);
+        let (mut flat, mut all) = (0, 0);
+        for _ in 0..20_000 {
+            let mut m = Mapping::new();
+            for _ in 0..1 + g.below(8) {
+                let k = if g.below(10) == 0 {
+                    g.text()
+                } else {
+                    g.pick(KEYS).to_string()
+                };
+                // Mostly values of the kinds the flat writer takes, so both ways are tried.
+                let v = if g.below(2) == 0 {
+                    Value::String(
+                        g.pick(&[
+                            "task t-00237.md",
+                            "running",
+                            "2026-12-07T03:52:48Z",
+                            "a/b+c-1",
+                        ])
+                        .to_string(),
+                    )
+                } else {
+                    g.value()
+                };
+                m.insert(Value::String(k), v);
+            }
+            all += 1;
+            if let Some(out) = render_flat(&m) {
+                flat += 1;
+                assert_eq!(out, render_general(&m), "{m:?}");
+            }
+        }
+        // Not vacuous: a good share went the flat way, and a good share did not.
+        assert!(
+            flat > all / 10 && flat < all * 9 / 10,
+            "{flat} of {all} flat"
+        );
+    }
+
+    #[test]
+    fn a_task_files_frontmatter_goes_the_flat_way() {
+        let text = "---\ntype: email\ntitle: task t-00237.md\nstate: running\nattempt: 1\n\
+                    started_at: '2026-12-07T03:52:48.547968Z'\ncost_usd: 0.0125\n---\nbody\n";
+        let doc = match parse(text) {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(
+            render_flat(&doc.front).as_deref(),
+            Some(&text[4..text.len() - 9])
+        );
+        assert_eq!(render(&doc.front, &doc.body), text);
+    }
 
     #[test]
     fn a_key_that_cannot_be_written_back_is_refused_and_the_quick_check_agrees() {
