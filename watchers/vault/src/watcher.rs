@@ -166,6 +166,12 @@ impl WatcherCtx {
 
     /// Touch the heartbeat file if the last beat is older than [`HEARTBEAT_EVERY`]. Cheap
     /// to call often.
+    /// Whether there is a heartbeat file to touch (run by the supervisor): a watcher that
+    /// wakes only to beat need not wake without one.
+    pub fn beats(&self) -> bool {
+        self.heartbeat.is_some()
+    }
+
     pub fn beat(&mut self) {
         if self
             .last_beat
