@@ -489,7 +489,7 @@ impl Engine {
                 break;
             }
             ctx.beat();
-            let wake = self.next_wake(last_sweep, ctx.beats());
+            let wake = self.next_wake(last_sweep, ctx.next_beat_in());
             let acks_waiting = self.acks_waiting();
             tokio::select! {
                 // A sync completed that acknowledgements of the queue's results wait for.
@@ -2078,13 +2078,13 @@ impl Engine {
         }
     }
 
-    /// How long the loop may sleep: until the next sweep, heartbeat (`beats`: only when
-    /// it has a heartbeat file to touch), retry, look at approvals or snapshot.
-    fn next_wake(&self, last_sweep: Instant, beats: bool) -> Duration {
+    /// How long the loop may sleep: until the next sweep, heartbeat (`beat`: when it has
+    /// a heartbeat file to touch), retry, look at approvals or snapshot.
+    fn next_wake(&self, last_sweep: Instant, beat: Option<Duration>) -> Duration {
         let now = Utc::now();
         let mut wake = SWEEP_EVERY.saturating_sub(last_sweep.elapsed());
-        if beats {
-            wake = wake.min(ai_employee_vault::watcher::HEARTBEAT_EVERY);
+        if let Some(beat) = beat {
+            wake = wake.min(beat);
         }
         // Retries and approvals are never in the ordered queue.
         if self.any_waiting() {

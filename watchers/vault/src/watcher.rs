@@ -103,6 +103,11 @@ pub struct WatcherCtx {
 /// `heartbeat_timeout` is 90 s).
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 
+/// A beat due this soon is made now: a watcher woken a little before its beat for
+/// something else beats then, instead of waking again a moment later (or, sleeping until
+/// its next event, not beating for up to twice [`HEARTBEAT_EVERY`]).
+pub const BEAT_SLACK: Duration = Duration::from_millis(500);
+
 impl WatcherCtx {
     /// Set up logging (stderr, which the supervisor writes to `Logs/<name>.log`), SIGTERM
     /// and SIGINT handling, and the heartbeat from `$AI_EMPLOYEE_HEARTBEAT`.
@@ -164,18 +169,21 @@ impl WatcherCtx {
             .map_err(|e| WatcherError::failed_to("start the runtime", e))
     }
 
-    /// Touch the heartbeat file if the last beat is older than [`HEARTBEAT_EVERY`]. Cheap
-    /// to call often.
-    /// Whether there is a heartbeat file to touch (run by the supervisor): a watcher that
-    /// wakes only to beat need not wake without one.
-    pub fn beats(&self) -> bool {
-        self.heartbeat.is_some()
+    /// How long until the next beat is due, for a watcher that sleeps between events;
+    /// `None` without a heartbeat file (run by hand: nothing to wake for).
+    pub fn next_beat_in(&self) -> Option<Duration> {
+        self.heartbeat.as_ref()?;
+        Some(self.last_beat.map_or(Duration::ZERO, |t| {
+            HEARTBEAT_EVERY.saturating_sub(t.elapsed())
+        }))
     }
 
+    /// Touch the heartbeat file if the last beat is older than [`HEARTBEAT_EVERY`], or
+    /// will be within [`BEAT_SLACK`]. Cheap to call often.
     pub fn beat(&mut self) {
         if self
             .last_beat
-            .is_some_and(|t| t.elapsed() < HEARTBEAT_EVERY)
+            .is_some_and(|t| t.elapsed() + BEAT_SLACK < HEARTBEAT_EVERY)
         {
             return;
         }
@@ -368,6 +376,40 @@ mod tests {
         nix::sys::signal::raise(nix::sys::signal::Signal::SIGINT).expect("raise");
         let waited = rt.block_on(async { tokio::time::timeout(limit, signals.recv()).await });
         assert!(waited.is_ok(), "SIGINT ended the wait");
+    }
+
+    #[test]
+    fn a_beat_is_due_every_ten_seconds_and_one_due_within_the_slack_is_made_now() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vault = Vault::new(dir.path().to_path_buf());
+        std::fs::create_dir_all(vault.heartbeat_dir()).expect("heartbeat folder");
+        let file = vault.heartbeat("agent");
+        let mut ctx = WatcherCtx {
+            name: "agent",
+            vault,
+            stop: Arc::new(AtomicBool::new(false)),
+            heartbeat: Some(file.clone()),
+            last_beat: None,
+        };
+        let due = |ctx: &WatcherCtx| ctx.next_beat_in().expect("a heartbeat file");
+        assert_eq!(due(&ctx), Duration::ZERO, "never beaten: due now");
+        ctx.beat();
+        assert!(file.exists(), "the first beat made the file");
+        assert!(due(&ctx) > HEARTBEAT_EVERY - Duration::from_secs(1));
+        // Half way: not beaten again, due in about five seconds.
+        let half = Instant::now() - HEARTBEAT_EVERY / 2;
+        ctx.last_beat = Some(half);
+        ctx.beat();
+        assert_eq!(ctx.last_beat, Some(half));
+        assert!(due(&ctx) <= HEARTBEAT_EVERY / 2);
+        // Due within the slack (a wake-up for a sweep just before the beat): beaten now.
+        let nearly = Instant::now() - (HEARTBEAT_EVERY - BEAT_SLACK / 2);
+        ctx.last_beat = Some(nearly);
+        ctx.beat();
+        assert!(ctx.last_beat.is_some_and(|t| t > nearly), "beaten");
+        // Run by hand: nothing to beat, nothing to wake for.
+        ctx.heartbeat = None;
+        assert_eq!(ctx.next_beat_in(), None);
     }
 
     #[test]
