@@ -530,7 +530,9 @@ impl Engine {
             if !ended.is_empty() {
                 self.runs_ended(std::mem::take(&mut ended), !stopping, &prog_tx, &end_tx);
             }
-            if last_sweep.elapsed() >= SWEEP_EVERY {
+            // A sweep due within the slack goes with this wake-up (a heartbeat's, normally)
+            // instead of waking the loop again a moment later.
+            if last_sweep.elapsed() + ai_employee_vault::watcher::BEAT_SLACK >= SWEEP_EVERY {
                 last_sweep = Instant::now();
                 self.sweep(Folder::NeedsAction);
                 self.timers();
