@@ -96,6 +96,8 @@ pub struct WatcherCtx {
     vault: Vault,
     stop: Arc<AtomicBool>,
     heartbeat: Option<PathBuf>,
+    /// The heartbeat file, open since the last beat.
+    beat_file: Option<std::fs::File>,
     last_beat: Option<Instant>,
 }
 
@@ -128,6 +130,7 @@ impl WatcherCtx {
             vault: Vault::new(crate::cli::resolve_vault(vault)),
             stop,
             heartbeat,
+            beat_file: None,
             last_beat: None,
         };
         ctx.beat();
@@ -188,7 +191,7 @@ impl WatcherCtx {
             return;
         }
         if let Some(p) = &self.heartbeat {
-            touch(self.vault.root(), p);
+            touch(&mut self.beat_file, self.vault.root(), p);
         }
         self.last_beat = Some(Instant::now());
     }
@@ -288,17 +291,27 @@ impl StopSignals {
 
 /// Touch the heartbeat file `p`, never through a symlink: below the vault, no component
 /// is followed; elsewhere (a test's own path), its folder and the file are not.
-fn touch(vault: &Path, p: &Path) {
+/// The descriptor is kept for the next beats (one `fstat` and one `futimens` each instead
+/// of a walk and an open): while the file is still linked, touching it through the
+/// descriptor touches the file at `p`; once removed (or replaced), it is opened again.
+fn touch(held: &mut Option<std::fs::File>, vault: &Path, p: &Path) {
     use crate::nofollow::{self, How};
+    use std::os::unix::fs::MetadataExt;
     let now = std::time::SystemTime::now();
+    if let Some(f) = held {
+        if f.metadata().is_ok_and(|m| m.nlink() > 0) && f.set_modified(now).is_ok() {
+            return;
+        }
+        *held = None;
+    }
     let opened = if p.starts_with(vault) {
         nofollow::open_under(vault, p, How::write(0o600))
     } else {
         nofollow::open_in_folder(p, How::write(0o600))
     };
-    let ok = opened.and_then(|f| f.set_modified(now));
-    if let Err(e) = ok {
-        tracing::debug!("failed to touch heartbeat {}: {e}", p.display());
+    match opened.and_then(|f| f.set_modified(now).map(|()| f)) {
+        Ok(f) => *held = Some(f),
+        Err(e) => tracing::debug!("failed to touch heartbeat {}: {e}", p.display()),
     }
 }
 
@@ -389,6 +402,7 @@ mod tests {
             vault,
             stop: Arc::new(AtomicBool::new(false)),
             heartbeat: Some(file.clone()),
+            beat_file: None,
             last_beat: None,
         };
         let due = |ctx: &WatcherCtx| ctx.next_beat_in().expect("a heartbeat file");
@@ -407,6 +421,26 @@ mod tests {
         ctx.last_beat = Some(nearly);
         ctx.beat();
         assert!(ctx.last_beat.is_some_and(|t| t > nearly), "beaten");
+        // Removed (or replaced) since: the next beat makes it again, not the old one.
+        std::fs::remove_file(&file).expect("remove");
+        ctx.last_beat = Some(nearly);
+        ctx.beat();
+        assert!(file.exists(), "made again");
+        let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .and_then(|f| f.set_modified(old))
+            .expect("age the file");
+        ctx.last_beat = Some(nearly);
+        ctx.beat();
+        let touched = std::fs::metadata(&file)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        assert!(
+            touched > old + Duration::from_secs(60),
+            "touched through the kept file"
+        );
         // Run by hand: nothing to beat, nothing to wake for.
         ctx.heartbeat = None;
         assert_eq!(ctx.next_beat_in(), None);
