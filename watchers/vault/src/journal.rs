@@ -108,7 +108,7 @@ impl Journal {
     /// Its records from the first, on a descriptor of its own (appends may go on while
     /// it is read; lines appended meanwhile may or may not be seen).
     pub fn reader(&self) -> io::Result<Reader> {
-        Ok(Reader::new(self.file.try_clone()?))
+        Ok(Reader::new(self.file.try_clone()?, 0))
     }
 
     /// Append `lines` (one or more whole lines, each ending in a newline) with one write;
@@ -249,7 +249,7 @@ pub struct Reader {
 impl Reader {
     /// Read the journal `name` in `dir`, not following a symlink, without changing it.
     pub fn open(dir: &Dir, name: impl AsRef<OsStr>) -> io::Result<Reader> {
-        Ok(Reader::new(dir.file(name.as_ref(), How::READ)?))
+        Ok(Reader::new(dir.file(name.as_ref(), How::READ)?, 0))
     }
 
     /// Read `file`, a journal the caller opened, from byte `at`, which must be where a
@@ -257,14 +257,19 @@ impl Reader {
     /// such as a binary search over a journal kept in order. [`Line::number`] then counts
     /// from `at`.
     pub fn starting_at(file: File, at: u64) -> Reader {
-        let mut reader = Reader::new(file);
-        reader.input.get_mut().at = at;
-        reader
+        Reader::new(file, at)
     }
 
-    fn new(file: File) -> Reader {
+    /// The buffer is as large as what is left to read, from 4 KiB to 64 KiB: a reader of
+    /// a short journal (the task loop's health check reads the last day's events every
+    /// 30 s, mostly nothing at idle) does not fill, and so page in, 64 KiB each time.
+    fn new(file: File, at: u64) -> Reader {
+        let left = file
+            .metadata()
+            .map_or(u64::MAX, |m| m.len().saturating_sub(at));
+        let capacity = left.saturating_add(1).clamp(1 << 12, 1 << 16) as usize;
         Reader {
-            input: BufReader::with_capacity(1 << 16, Positioned { file, at: 0 }),
+            input: BufReader::with_capacity(capacity, Positioned { file, at }),
             buf: Vec::with_capacity(1024),
             number: 0,
             torn: 0,
@@ -390,6 +395,23 @@ mod tests {
 
     fn open(dir: &Path, name: &str) -> io::Result<(Journal, u64)> {
         Journal::open(Dir::open(dir)?, name)
+    }
+
+    #[test]
+    fn lines_longer_than_the_buffer_read_whole_from_any_start() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let long = "x".repeat(100_000);
+        std::fs::write(dir.path().join("j"), format!("a\n{long}\nb\n"))?;
+        assert_eq!(records(dir.path(), "j")?, ["a", long.as_str(), "b"]);
+        // From the long line's start: the buffer is sized by what is left (64 KiB at most).
+        let file = File::open(dir.path().join("j"))?;
+        let mut r = Reader::starting_at(file, 2);
+        let mut got = Vec::new();
+        while let Some(line) = r.next_line()? {
+            got.push(line.bytes.len());
+        }
+        assert_eq!(got, [100_000, 1]);
+        Ok(())
     }
 
     #[test]
