@@ -558,7 +558,14 @@ fn a_stopped_process_fails_its_health_check() {
         "{}",
         tv.system_log()
     );
-    assert!(tv.system_log().contains("process is stopped"));
+    // The log is written by its own thread: the line may land just after the restart.
+    assert!(
+        wait_until(Duration::from_secs(5), || tv
+            .system_log()
+            .contains("process is stopped")),
+        "{}",
+        tv.system_log()
+    );
     assert!(wait_until(Duration::from_secs(5), || !alive(pid)));
     assert_eq!(sup.stop().map(|s| s.code()), Some(Some(0)));
 }
