@@ -210,7 +210,13 @@ fn serve(
         let first = if !open {
             None
         } else if asked.is_none() {
-            rx.recv().ok()
+            match rx.recv() {
+                Ok(job) => Some(job),
+                Err(mpsc::RecvError) => {
+                    open = false; // the loop has gone
+                    None
+                }
+            }
         } else {
             let wait = due.map_or(Duration::ZERO, |d| {
                 d.saturating_duration_since(Instant::now())
@@ -224,9 +230,6 @@ fn serve(
                 }
             }
         };
-        if first.is_none() && asked.is_none() {
-            open = false; // only `recv` ends with nothing asked: the loop has gone
-        }
         let mut removals = Vec::new();
         for job in first.into_iter().chain(rx.try_iter()) {
             match job {
@@ -287,6 +290,11 @@ mod tests {
 
     /// A vault in a temporary folder, its folders, the thread started.
     fn started() -> (tempfile::TempDir, Dirs, Durable) {
+        started_with(SYNC_GAP)
+    }
+
+    /// [`started`], with syncs `gap` apart.
+    fn started_with(gap: Duration) -> (tempfile::TempDir, Dirs, Durable) {
         let tmp = match tempfile::tempdir() {
             Ok(t) => t,
             Err(e) => panic!("tempdir: {e}"),
@@ -295,7 +303,7 @@ mod tests {
             Ok(d) => d,
             Err(e) => panic!("vault: {e}"),
         };
-        match Durable::start(&dirs, Synced::default()) {
+        match Durable::start_with(&dirs, Synced::default(), gap) {
             Ok(d) => (tmp, dirs, d),
             Err(e) => panic!("start: {e}"),
         }
@@ -306,19 +314,11 @@ mod tests {
         let (_tmp, _dirs, mut d) = started();
         let mut last = 0;
         for _ in 0..20 {
-            match d.request(vec![Folder::Done]) {
-                Ok(n) => {
-                    assert_eq!(n, last + 1);
-                    last = n;
-                }
-                Err(_) => panic!("the thread took no request"),
-            }
+            let n = ask(&mut d);
+            assert_eq!(n, last + 1);
+            last = n;
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while d.completed() < last && Instant::now() < deadline {
-            std::thread::yield_now();
-        }
-        assert_eq!(d.completed(), last, "every request served");
+        wait_for(&d, last);
         d.finish();
         assert_eq!(d.request(vec![Folder::Failed]), Err(vec![Folder::Failed]));
     }
@@ -341,19 +341,8 @@ mod tests {
 
     #[test]
     fn a_burst_is_synced_once_per_gap_and_a_stop_syncs_at_once() {
-        let tmp = match tempfile::tempdir() {
-            Ok(t) => t,
-            Err(e) => panic!("tempdir: {e}"),
-        };
-        let dirs = match Dirs::open(&Vault::new(tmp.path().to_path_buf())) {
-            Ok(d) => d,
-            Err(e) => panic!("vault: {e}"),
-        };
         // A gap no test waits for: whatever is served within it is served by the stop.
-        let mut d = match Durable::start_with(&dirs, Synced::default(), Duration::from_secs(3600)) {
-            Ok(d) => d,
-            Err(e) => panic!("start: {e}"),
-        };
+        let (_tmp, _dirs, mut d) = started_with(Duration::from_secs(3600));
         // Quiet before: served at once, by a sync of its own.
         let first = ask(&mut d);
         wait_for(&d, first);

@@ -275,12 +275,8 @@ pub fn decimal(text: &str) -> Value {
 }
 
 /// serde_norway's output, with the strings only other readers would type single-quoted
-/// and floats in a form every reader types as a float.
-///
-/// serde_norway chooses a scalar's style itself, so each such value is first replaced by
-/// a placeholder (letters and digits only, so always written plain, as is, on one line)
-/// that occurs in no string or tag of the document, and after serializing the
-/// placeholder is replaced by the value's text.
+/// and floats in a form every reader types as a float: written directly when every key
+/// and value is plain ([`render_flat`]), otherwise by [`render_general`].
 pub fn render_yaml(front: &Mapping) -> String {
     render_flat(front).unwrap_or_else(|| render_general(front))
 }
@@ -334,7 +330,11 @@ fn flat_text(s: &str) -> bool {
         })
 }
 
-/// [`render_yaml`] for any document.
+/// [`render_yaml`] for any document. serde_norway chooses a scalar's style itself, so
+/// each value that needs its own text is first replaced by a placeholder (letters and
+/// digits only, so always written plain, as is, on one line) that occurs in no string or
+/// tag of the document, and after serializing the placeholder is replaced by the value's
+/// text.
 fn render_general(front: &Mapping) -> String {
     let mut texts = Vec::new();
     collect_texts(front, &mut texts);
