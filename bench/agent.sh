@@ -19,8 +19,9 @@
 #            and `ai-employee tasks --json` (best of 5); then the stop file is removed:
 #            resume -> all N in Done/
 #   idle     the loop on an empty vault: CPU (schedstat, all threads) and wake-ups
-#            (context switches) over --idle seconds, run by hand and then with the
-#            heartbeat file the supervisor gives it
+#            (context switches) over --idle seconds, run by hand, then with the
+#            heartbeat file and timeout (90 s) the supervisor gives it, then with a
+#            heartbeat file and no timeout (a touch every 10 s)
 #   latency  bench/agent-latency.c publishes --latency tasks one at a time into the idle
 #            loop: published -> agent exec'd, p50/p99
 # Vaults live under a temporary folder in $TMPDIR (default /tmp), removed at the end. The report is printed
@@ -36,6 +37,7 @@ IDLE=60
 PUEUE_BIN=/tmp/pueue-bin/bin
 PHASES=floor,loop,pueue,queued,idle,latency
 BEAT=
+BEAT_USEC=
 PUEUE_MODES=running
 PN=
 while [ $# -gt 0 ]; do
@@ -96,8 +98,9 @@ EOF
 
 start_loop() {
     local v=$1 log=$2
-    # With $BEAT set, the heartbeat file the supervisor would give it (touched every 10 s).
-    env ${BEAT:+AI_EMPLOYEE_HEARTBEAT=$BEAT} NOOP_AGENT_LOG="$log" "$BIN" agent --vault "$v" >"$W/loop.out" 2>&1 &
+    # With $BEAT set, the heartbeat file the supervisor would give it (touched every 10 s,
+    # or every third of $BEAT_USEC, the heartbeat_timeout the supervisor tells it).
+    env ${BEAT:+AI_EMPLOYEE_HEARTBEAT=$BEAT} ${BEAT_USEC:+AI_EMPLOYEE_HEARTBEAT_USEC=$BEAT_USEC} NOOP_AGENT_LOG="$log" "$BIN" agent --vault "$v" >"$W/loop.out" 2>&1 &
     LOOP_PID=$!
     # Up when its snapshot exists.
     for _ in $(seq 1 500); do
@@ -346,9 +349,12 @@ if has idle || has latency; then
     start_loop "$V" "$W/lat.log"
     sleep 2 # let start-up settle (the first snapshot and dashboard writes)
     if has idle; then
-        # Twice: run by hand (no heartbeat file), then as the supervisor runs it (its
-        # heartbeat file set: a touch every 10 s); the latency phase uses the second.
-        for how in "without a heartbeat file" "with the supervisor's heartbeat file"; do
+        # Three times: run by hand (no heartbeat file); as the supervisor runs it with the
+        # shipped table's heartbeat_timeout of 90 s (a touch every 30 s); and with a
+        # heartbeat file but no timeout told (a touch every 10 s, as for a table without
+        # one, or a supervisor before the timeout was passed on). The latency phase uses
+        # the last.
+        for how in "without a heartbeat file" "with the supervisor's heartbeat file, heartbeat_timeout 90s" "with a heartbeat file, no timeout told (10 s)"; do
             if [ -n "${BEAT:-}" ]; then
                 stop_loop
                 start_loop "$V" "$W/lat.log"
@@ -360,9 +366,14 @@ if has idle || has latency; then
             say "idle: empty queue, ${IDLE}s, $how: CPU $(python3 -c "print('%.3f ms' % (($c1-$c0)/1e6))") (schedstat, all threads), utime+stime $((k1 - k0)) ticks, $((s1 - s0)) context switches; $(grep -E 'VmHWM|VmRSS' /proc/"$LOOP_PID"/status | tr -s ' \t\n' ' ')"
             BEAT=$V/.ai-employee/heartbeat/agent
             mkdir -p "$(dirname "$BEAT")"
+            case $how in
+                "without"*) BEAT_USEC=90000000 ;;
+                *) BEAT_USEC= ;;
+            esac
         done
         [ -f "$BEAT" ] || say "idle: the heartbeat file was never touched"
         BEAT=
+        BEAT_USEC=
     fi
     if has latency; then
         "$W/agent-latency" "$V" "$V.stage" "$W/lat.log" "$LAT" >"$W/lat.ns"

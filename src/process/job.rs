@@ -52,7 +52,8 @@ pub fn spawn_job(
         "NOTIFY_SOCKET",
         "WATCHDOG_USEC",
         "WATCHDOG_PID",
-        "AI_EMPLOYEE_HEARTBEAT",
+        ai_employee_vault::watcher::HEARTBEAT_ENV,
+        ai_employee_vault::watcher::HEARTBEAT_USEC_ENV,
     ] {
         cmd.env_remove(k);
     }

@@ -8,6 +8,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use ai_employee_vault::watcher::{HEARTBEAT_ENV, HEARTBEAT_USEC_ENV};
+
 /// The program name that means "this executable" in a process table.
 pub const SELF_COMMAND: &str = "ai-employee";
 
@@ -22,6 +24,8 @@ pub struct SpawnRequest<'a> {
     /// Absolute; relative commands are resolved against it.
     pub vault: &'a Path,
     pub heartbeat: &'a Path,
+    /// The child's `heartbeat_timeout`, told to it so that it beats often enough.
+    pub heartbeat_timeout: Option<std::time::Duration>,
 }
 
 /// A child that could not be started, and why.
@@ -128,6 +132,8 @@ const SCRUBBED_ENV: &[&str] = &[
     "LISTEN_FDS",
     "LISTEN_PID",
     "LISTEN_FDNAMES",
+    // Ours, from a supervisor above this one: each child is told its own.
+    HEARTBEAT_USEC_ENV,
 ];
 
 /// Start a child. Never goes through a shell.
@@ -164,8 +170,11 @@ fn start(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
     for k in SCRUBBED_ENV {
         cmd.env_remove(k);
     }
-    cmd.env("AI_EMPLOYEE_HEARTBEAT", req.heartbeat)
+    cmd.env(HEARTBEAT_ENV, req.heartbeat)
         .env("AI_EMPLOYEE_VAULT", req.vault);
+    if let Some(t) = req.heartbeat_timeout {
+        cmd.env(HEARTBEAT_USEC_ENV, t.as_micros().to_string());
+    }
     cmd.envs(req.env);
     let child = cmd.spawn()?;
     // `cmd` holds the pipe's write ends; drop it so EOF arrives when the child's side closes.
@@ -194,6 +203,7 @@ mod tests {
             cwd,
             vault: Path::new("/"),
             heartbeat: Path::new("/nonexistent/heartbeat"),
+            heartbeat_timeout: None,
         };
         match spawn(&req) {
             Ok(s) => panic!("{command} started as pid {}", s.pid),

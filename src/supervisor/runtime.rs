@@ -473,6 +473,7 @@ impl Runtime {
             cwd: &cwd,
             vault: &vault,
             heartbeat: &heartbeat,
+            heartbeat_timeout: spec.heartbeat_timeout,
         };
         match spawn(&req) {
             Ok(sp) => {

@@ -898,3 +898,72 @@ fn child_log_lines_carry_the_time_they_were_read() {
     }
     assert_eq!(tv.read("vault/Logs/plain.log"), "as written\n");
 }
+
+#[test]
+fn a_child_is_told_its_heartbeat_timeout_and_only_its_own() {
+    let tv = TestVault::new();
+    tv.write_config(&format!(
+        "{FAST}{}{}",
+        sh_process("told", "env; exec sleep 1000", "heartbeat_timeout = \"9s\""),
+        sh_process("untold", "env; exec sleep 1000", "")
+    ));
+    // One from a supervisor above this one (its own child's) must not pass through.
+    let mut sup = tv.start_with(&[("AI_EMPLOYEE_HEARTBEAT_USEC", "7")]);
+    let env_of = |name: &str| tv.read(&format!("vault/Logs/{name}.log"));
+    assert!(
+        wait_until(Duration::from_secs(10), || env_of("told")
+            .contains("AI_EMPLOYEE_VAULT=")
+            && env_of("untold").contains("AI_EMPLOYEE_VAULT=")),
+        "{}",
+        tv.system_log()
+    );
+    let told = env_of("told");
+    assert!(
+        told.lines()
+            .any(|l| l.ends_with(" AI_EMPLOYEE_HEARTBEAT_USEC=9000000")),
+        "{told}"
+    );
+    assert!(
+        !env_of("untold").contains("AI_EMPLOYEE_HEARTBEAT_USEC"),
+        "{}",
+        env_of("untold")
+    );
+    assert_eq!(sup.stop().map(|s| s.code()), Some(Some(0)));
+}
+
+#[test]
+fn the_task_loop_beats_often_enough_for_a_short_heartbeat_timeout() {
+    let tv = TestVault::new();
+    // 1.5 s: a third of it is 0.5 s, well under the 10 s a child beats at by default.
+    tv.write_config(&format!(
+        "[supervisor]\nhealth_interval = \"100ms\"\nstop_timeout = \"5s\"\n\n\
+         [agent]\ncommand = [\"/bin/true\", \"-p\", \"{{prompt}}\"]\n\n\
+         [[process]]\nname = \"agent\"\ncommand = \"ai-employee\"\n\
+         args = [\"agent\", \"--config\", {:?}]\nheartbeat_timeout = \"1500ms\"\n",
+        tv.config.display().to_string()
+    ));
+    let mut sup = tv.start();
+    let beat = tv.vault.join(".ai-employee/heartbeat/agent");
+    let mtime = || {
+        std::fs::symlink_metadata(&beat)
+            .and_then(|m| m.modified())
+            .ok()
+    };
+    // Five beats seen: more than three timeouts' worth of time with the same child.
+    let mut seen = Vec::new();
+    let five = wait_until(Duration::from_secs(20), || {
+        if let Some(m) = mtime()
+            && seen.last() != Some(&m)
+        {
+            seen.push(m);
+        }
+        seen.len() >= 5
+    });
+    let log = tv.system_log();
+    assert!(five, "{} beats seen\n{log}", seen.len());
+    assert!(
+        !log.contains("health check failed"),
+        "restarted for its heartbeat:\n{log}"
+    );
+    assert_eq!(sup.stop().map(|s| s.code()), Some(Some(0)), "{log}");
+}

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use ai_employee_vault::cli::VaultArg;
 use ai_employee_vault::oauth::TokenSource;
 use ai_employee_vault::units::{format_duration, parse_positive_duration};
-use ai_employee_vault::watcher::{HEARTBEAT_EVERY, WatcherCtx, WatcherError, run_watcher};
+use ai_employee_vault::watcher::{WatcherCtx, WatcherError, run_watcher};
 use clap::Args as ClapArgs;
 
 use self::config::Auth;
@@ -120,7 +120,7 @@ async fn watch(
     reconnect_max: Duration,
 ) -> Result<(), WatcherError> {
     let mut signals = ctx.stop_signals();
-    let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
+    let mut beat = tokio::time::interval(ctx.beat_every());
     let first_retry = FIRST_RETRY.min(reconnect_max);
     let mut delay = first_retry;
     // Since when the server cannot be reached, and how many attempts failed.

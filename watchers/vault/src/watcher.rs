@@ -96,14 +96,38 @@ pub struct WatcherCtx {
     vault: Vault,
     stop: Arc<AtomicBool>,
     heartbeat: Option<PathBuf>,
+    /// How often it is touched ([`beat_every`]).
+    beat_every: Duration,
     /// The heartbeat file, open since the last beat.
     beat_file: Option<std::fs::File>,
     last_beat: Option<Instant>,
 }
 
-/// How often a watcher touches its heartbeat file (the supervisor's default
-/// `heartbeat_timeout` is 90 s).
+/// The heartbeat file's path, which the supervisor gives each child.
+pub const HEARTBEAT_ENV: &str = "AI_EMPLOYEE_HEARTBEAT";
+
+/// The child's `heartbeat_timeout` in microseconds, which the supervisor gives a child it
+/// checks (like systemd's `WATCHDOG_USEC`): the child beats every third of it.
+pub const HEARTBEAT_USEC_ENV: &str = "AI_EMPLOYEE_HEARTBEAT_USEC";
+
+/// How often a watcher touches its heartbeat file when it is not told the timeout.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+
+/// The shortest interval between beats, whatever the timeout.
+pub const MIN_BEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// How often to beat for the timeout `usec` says ([`HEARTBEAT_USEC_ENV`]): a third of it,
+/// so that two beats can be late (or fall between two of the supervisor's health checks)
+/// before it runs out; at least [`MIN_BEAT_EVERY`]. Not given, not a number or zero:
+/// [`HEARTBEAT_EVERY`].
+pub fn beat_every(usec: Option<&std::ffi::OsStr>) -> Duration {
+    usec.and_then(|v| v.to_str())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&us| us > 0)
+        .map_or(HEARTBEAT_EVERY, |us| {
+            (Duration::from_micros(us) / 3).max(MIN_BEAT_EVERY)
+        })
+}
 
 /// A beat due this soon is made now: a watcher woken a little before its beat for
 /// something else beats then, instead of waking again a moment later (or, sleeping until
@@ -124,12 +148,13 @@ impl WatcherCtx {
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
             signal_hook::flag::register(sig, stop.clone())?;
         }
-        let heartbeat = std::env::var_os("AI_EMPLOYEE_HEARTBEAT").map(PathBuf::from);
+        let heartbeat = std::env::var_os(HEARTBEAT_ENV).map(PathBuf::from);
         let mut ctx = WatcherCtx {
             name,
             vault: Vault::new(crate::cli::resolve_vault(vault)),
             stop,
             heartbeat,
+            beat_every: beat_every(std::env::var_os(HEARTBEAT_USEC_ENV).as_deref()),
             beat_file: None,
             last_beat: None,
         };
@@ -172,21 +197,26 @@ impl WatcherCtx {
             .map_err(|e| WatcherError::failed_to("start the runtime", e))
     }
 
+    /// How often the heartbeat file is touched ([`beat_every`]).
+    pub fn beat_every(&self) -> Duration {
+        self.beat_every
+    }
+
     /// How long until the next beat is due, for a watcher that sleeps between events;
     /// `None` without a heartbeat file (run by hand: nothing to wake for).
     pub fn next_beat_in(&self) -> Option<Duration> {
         self.heartbeat.as_ref()?;
         Some(self.last_beat.map_or(Duration::ZERO, |t| {
-            HEARTBEAT_EVERY.saturating_sub(t.elapsed())
+            self.beat_every.saturating_sub(t.elapsed())
         }))
     }
 
-    /// Touch the heartbeat file if the last beat is older than [`HEARTBEAT_EVERY`], or
-    /// will be within [`BEAT_SLACK`]. Cheap to call often.
+    /// Touch the heartbeat file if the last beat is older than [`WatcherCtx::beat_every`],
+    /// or will be within [`BEAT_SLACK`]. Cheap to call often.
     pub fn beat(&mut self) {
         if self
             .last_beat
-            .is_some_and(|t| t.elapsed() + BEAT_SLACK < HEARTBEAT_EVERY)
+            .is_some_and(|t| t.elapsed() + BEAT_SLACK < self.beat_every)
         {
             return;
         }
@@ -392,6 +422,28 @@ mod tests {
     }
 
     #[test]
+    fn a_child_told_its_timeout_beats_every_third_of_it_and_otherwise_every_ten_seconds() {
+        let every = |v: &str| beat_every(Some(std::ffi::OsStr::new(v)));
+        // The shipped table's 90 s: every 30 s, two beats may be late.
+        assert_eq!(every("90000000"), Duration::from_secs(30));
+        assert_eq!(every("30000000"), HEARTBEAT_EVERY);
+        // Shorter than the default interval: beats come more often, not less.
+        assert_eq!(every("6000000"), Duration::from_secs(2));
+        assert_eq!(every("1500"), MIN_BEAT_EVERY);
+        // Not told, or told something that is not a timeout: the default.
+        assert_eq!(beat_every(None), HEARTBEAT_EVERY);
+        for bad in ["", "0", "-5", "90s", "1e6", "18446744073709551616"] {
+            assert_eq!(every(bad), HEARTBEAT_EVERY, "{bad:?}");
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            let not_utf8 = std::ffi::OsStr::from_bytes(b"9\xff");
+            assert_eq!(beat_every(Some(not_utf8)), HEARTBEAT_EVERY);
+        }
+    }
+
+    #[test]
     fn a_beat_is_due_every_ten_seconds_and_one_due_within_the_slack_is_made_now() {
         let dir = tempfile::tempdir().expect("tempdir");
         let vault = Vault::new(dir.path().to_path_buf());
@@ -402,6 +454,7 @@ mod tests {
             vault,
             stop: Arc::new(AtomicBool::new(false)),
             heartbeat: Some(file.clone()),
+            beat_every: HEARTBEAT_EVERY,
             beat_file: None,
             last_beat: None,
         };
@@ -421,6 +474,18 @@ mod tests {
         ctx.last_beat = Some(nearly);
         ctx.beat();
         assert!(ctx.last_beat.is_some_and(|t| t > nearly), "beaten");
+        // A longer interval (the supervisor's timeout said so): a beat 10 s ago is not due.
+        ctx.beat_every = Duration::from_secs(30);
+        let ten = Instant::now() - HEARTBEAT_EVERY;
+        ctx.last_beat = Some(ten);
+        ctx.beat();
+        assert_eq!(
+            ctx.last_beat,
+            Some(ten),
+            "not beaten after a third of the interval"
+        );
+        assert!(due(&ctx) > Duration::from_secs(19) && due(&ctx) <= Duration::from_secs(20));
+        ctx.beat_every = HEARTBEAT_EVERY;
         // Removed (or replaced) since: the next beat makes it again, not the old one.
         std::fs::remove_file(&file).expect("remove");
         ctx.last_beat = Some(nearly);

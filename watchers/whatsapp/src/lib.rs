@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use ai_employee_vault::cli::VaultArg;
 use ai_employee_vault::units::UnitError;
-use ai_employee_vault::watcher::{HEARTBEAT_EVERY, WatcherCtx, WatcherError, run_watcher};
+use ai_employee_vault::watcher::{WatcherCtx, WatcherError, run_watcher};
 use clap::Args as ClapArgs;
 
 use self::keywords::{DEFAULT_HIGH_KEYWORDS, DEFAULT_KEYWORDS, Keywords};
@@ -145,6 +145,7 @@ fn serve(mut ctx: WatcherCtx, args: &Args) -> Result<(), WatcherError> {
         .map_err(|e| WatcherError::failed_to(&format!("listen on {}", args.listen), e))?;
     let mut signals = ctx.stop_signals();
     let vault = ctx.vault().root().to_path_buf();
+    let every_beat = ctx.beat_every();
     let writer = Writer::start(vault, sink, move || ctx.beat())
         .map_err(|e| WatcherError::failed_to("start the task writer", e))?;
     let local = listener.local_addr().unwrap_or(args.listen);
@@ -194,9 +195,9 @@ fn serve(mut ctx: WatcherCtx, args: &Args) -> Result<(), WatcherError> {
     let beats = writer.handle();
     runtime.block_on(async move {
         // The heartbeat travels through the writer, so it is fresh only while both run.
-        // Asked every second; `WatcherCtx::beat` touches the file every HEARTBEAT_EVERY.
+        // Asked ten times an interval; `WatcherCtx::beat` touches the file once in it.
         let heart = tokio::spawn(async move {
-            let mut every = tokio::time::interval(HEARTBEAT_EVERY / 10);
+            let mut every = tokio::time::interval(every_beat / 10);
             loop {
                 every.tick().await;
                 beats.beat();
