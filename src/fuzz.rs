@@ -5,7 +5,8 @@
 //! inside the parser is a finding too). The properties:
 //! - the process table: never a panic; a table `check` accepts can be represented by the
 //!   runtime (every duration can be added to the monotonic clock).
-//! - frontmatter: what parses renders back to text that parses to the same document.
+//! - frontmatter: what parses renders back to text that parses to the same document;
+//!   what the flat reader takes, it reads as serde_norway does.
 //! - task notes written from untrusted text (email, WhatsApp, a dropped file's name):
 //!   they parse back, every field reads back as the value it was written from, and no
 //!   field of the sender's choosing appears.
@@ -86,6 +87,13 @@ fn run_machine(cfg: &crate::config::Config) {
 /// Task and approval frontmatter.
 pub fn frontmatter(data: &[u8]) {
     let Some(t) = text(data) else { return };
+    // The input as the YAML between the markers: the flat reader never differs.
+    if let Some(front) = frontmatter::parse_flat(t) {
+        match serde_norway::from_str::<Value>(t) {
+            Ok(Value::Mapping(m)) => assert_eq!(front, m, "the flat reader differs on {t:?}"),
+            other => panic!("the flat reader took {t:?}, serde_norway read {other:?}"),
+        }
+    }
     let Ok(doc) = frontmatter::parse(t) else {
         return;
     };

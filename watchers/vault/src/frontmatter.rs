@@ -158,6 +158,8 @@ pub fn parse(text: &str) -> Result<Document, FrontmatterError> {
     let (yaml, body) = split_at_end_marker(rest).ok_or(FrontmatterError::MissingEnd)?;
     let value: Value = if yaml.trim().is_empty() {
         Value::Mapping(Mapping::new())
+    } else if let Some(front) = parse_flat(yaml) {
+        Value::Mapping(front)
     } else {
         serde_norway::from_str(yaml)
             .map_err(|e| FrontmatterError::Yaml(one_line(&e.to_string())))?
@@ -184,6 +186,98 @@ pub fn parse(text: &str) -> Result<Document, FrontmatterError> {
         }),
         other => Err(FrontmatterError::NotAMapping(kind(&other))),
     }
+}
+
+/// The common frontmatter read directly, to the very mapping serde_norway reads from it
+/// (a test compares the two over generated documents, and the fuzz target on every
+/// input): one `key: value` per line, every key a plain word, every value a plain string
+/// of a few safe characters that no reader types, a single-quoted string of printable
+/// ASCII on its line, a decimal integer or fraction, `true`, `false` or `null`, no key
+/// twice. `None` for anything else (comments, blank lines, other styles, lists, nested
+/// mappings, tags, other characters), which serde_norway reads. What [`render_flat`]
+/// writes reads this way; every task file the loop reads is such a file, and the YAML
+/// parser was a tenth of the loop's scheduling thread.
+pub fn parse_flat(yaml: &str) -> Option<Mapping> {
+    let mut front = Mapping::new();
+    for line in yaml.split_terminator('\n') {
+        let (key, value) = line.split_once(": ")?;
+        if !flat_text(key) || typed_when_plain(key) || key.len() > FLAT_KEY {
+            return None;
+        }
+        let value = if let Some(quoted) = value.strip_prefix('\'') {
+            Value::String(single_quoted_text(quoted)?)
+        } else {
+            flat_scalar(value)?
+        };
+        if front
+            .insert(Value::String(key.to_string()), value)
+            .is_some()
+        {
+            return None; // serde_norway refuses a key given twice
+        }
+    }
+    Some(front)
+}
+
+/// The text of a single-quoted scalar that ends its line (`quoted` is what follows the
+/// opening quote): printable ASCII, `''` for a quote.
+fn single_quoted_text(quoted: &str) -> Option<String> {
+    let inner = quoted.strip_suffix('\'')?;
+    let b = inner.as_bytes();
+    let mut out = String::with_capacity(inner.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\'' if b.get(i + 1) == Some(&b'\'') => {
+                out.push('\'');
+                i += 2;
+            }
+            b'\'' => return None,
+            c @ 0x20..=0x7e => {
+                out.push(c as char);
+                i += 1;
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// A plain value [`parse_flat`] takes: `true`, `false`, `null`, a decimal integer without
+/// a leading zero, a fraction `digits.digits`, or a string no reader types.
+fn flat_scalar(v: &str) -> Option<Value> {
+    match v {
+        "true" => return Some(Value::Bool(true)),
+        "false" => return Some(Value::Bool(false)),
+        "null" => return Some(Value::Null),
+        _ => {}
+    }
+    let digits = v.strip_prefix('-').unwrap_or(v);
+    let (whole, fraction) = match digits.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (digits, None),
+    };
+    let decimal = |d: &str| !d.is_empty() && d.bytes().all(|c| c.is_ascii_digit());
+    if decimal(whole) && (whole == "0" || !whole.starts_with('0')) {
+        return match fraction {
+            // 18 digits always fit an i64.
+            None if whole.len() <= 18 && digits.len() < v.len() => v
+                .parse::<i64>()
+                .ok()
+                .map(|n| Value::Number(Number::from(n))),
+            None if whole.len() <= 18 && digits.len() == v.len() => v
+                .parse::<u64>()
+                .ok()
+                .map(|n| Value::Number(Number::from(n))),
+            Some(f) if decimal(f) && v.len() <= 24 => v
+                .parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite())
+                .map(|x| Value::Number(Number::from(x))),
+            _ => None,
+        };
+    }
+    (flat_text(v) && !typed_when_plain(v)).then(|| Value::String(v.to_string()))
 }
 
 /// Whether serde_norway can write `front`: it cannot write a key that is a mapping or
@@ -860,6 +954,201 @@ mod tests {
     }
 
     #[test]
+    fn the_flat_reader_reads_what_serde_norway_reads() {
+        // Lines of keys and values from pieces that are near the flat reader's edges:
+        // words readers type, numbers of every spelling, quotes, blanks, indicators.
+        const KEYS: &[&str] = &[
+            "title", "state", "attempt", "yes", "1", "a b", "x_y", "a-b.c", "k:", "", " k", "k ",
+            "True", "null", "#c", "a#b", "title",
+        ];
+        const VALUES: &[&str] = &[
+            "task t-00237.md",
+            "running",
+            "done",
+            "true",
+            "false",
+            "null",
+            "True",
+            "FALSE",
+            "Null",
+            "~",
+            "yes",
+            "No",
+            "on",
+            "y",
+            "0",
+            "-0",
+            "+0",
+            "7",
+            "-7",
+            "+7",
+            "007",
+            "-007",
+            "12345678901234567890",
+            "-9223372036854775808",
+            "999999999999999999",
+            "0.5",
+            "-0.5",
+            "00.5",
+            "5.",
+            ".5",
+            "1.5.2",
+            "1e3",
+            "1E3",
+            "1.0e+20",
+            "2e-5",
+            "inf",
+            "-inf",
+            ".inf",
+            "nan",
+            ".NaN",
+            "NaN",
+            "infinity",
+            "0x1F",
+            "0o17",
+            "0b11",
+            "1_000",
+            "190:20:30",
+            "2026-12-07",
+            "2026-12-07T03:52:48Z",
+            "'2026-12-07T03:52:48Z'",
+            "'it''s'",
+            "'it's'",
+            "' lead'",
+            "'trail '",
+            "''",
+            "'a #b'",
+            "'é'",
+            "'a\tb'",
+            "'a\u{1}b'",
+            "'a\rb'",
+            "'a\u{7f}b'",
+            "'a\u{85}b'",
+            "\"dq\"",
+            "a #b",
+            "a#b",
+            "a: b",
+            "trail ",
+            " lead",
+            "- x",
+            "[a]",
+            "{a: 1}",
+            "&a x",
+            "*a",
+            "!t x",
+            "|",
+            ">",
+            "%x",
+            "@x",
+            "`x`",
+            "?",
+            "-",
+            "---",
+            "...",
+            "<<",
+            "=",
+            "é",
+            "00000000-0000-0000-0000-000000000000",
+            "a/b+c-1",
+            "1.0",
+            "0.0125",
+            "12.50",
+            "1234567890.12345678901234567890",
+            "0.1e1",
+        ];
+        let mut g = Gen(0x2545_f491_4f6c_dd1d);
+        let (mut flat, mut all) = (0, 0);
+        // Half the documents of the kind the loop reads (distinct keys, mostly flat
+        // values), so that both ways are taken; the other half anything.
+        const CLEAN_KEYS: &[&str] = &["title", "state", "attempt", "started_at", "x_y", "a-b.c"];
+        const CLEAN_VALUES: &[&str] = &[
+            "task t-00237.md",
+            "running",
+            "'2026-12-07T03:52:48Z'",
+            "1",
+            "-3",
+            "0.0125",
+            "true",
+            "null",
+            "00000000-0000-0000-0000-000000000000",
+            "'it''s'",
+        ];
+        for _ in 0..30_000 {
+            let mut yaml = String::new();
+            let clean = g.below(2) == 0;
+            for line in CLEAN_KEYS.iter().take(1 + g.below(CLEAN_KEYS.len())) {
+                let key = if clean {
+                    line.to_string()
+                } else if g.below(8) == 0 {
+                    g.text()
+                } else {
+                    g.pick(KEYS).to_string()
+                };
+                let value = match g.below(10) {
+                    _ if clean && g.below(4) != 0 => g.pick(CLEAN_VALUES).to_string(),
+                    0 => g.text(),
+                    1 => format!("'{}'", g.text()),
+                    _ => g.pick(VALUES).to_string(),
+                };
+                let odd = g.below(if clean { 40 } else { 12 }) == 0;
+                let sep = if odd {
+                    g.pick(&[":  ", ":", " : ", ":\t"])
+                } else {
+                    ": "
+                };
+                yaml.push_str(&format!("{key}{sep}{value}"));
+                let odd = g.below(if clean { 40 } else { 12 }) == 0;
+                yaml.push_str(if odd {
+                    g.pick(&["\r\n", " # c\n", "\n\n", " \n", ""])
+                } else {
+                    "\n"
+                });
+            }
+            all += 1;
+            let general = serde_norway::from_str::<Value>(&yaml);
+            if let Some(front) = parse_flat(&yaml) {
+                flat += 1;
+                match general {
+                    Ok(Value::Mapping(m)) => assert_eq!(front, m, "{yaml:?}"),
+                    other => {
+                        panic!("{yaml:?}: read flat as {front:?}, by serde_norway as {other:?}")
+                    }
+                }
+            }
+        }
+        assert!(
+            flat > all / 20 && flat < all * 9 / 10,
+            "{flat} of {all} flat"
+        );
+        // What the flat writer writes reads back the flat way unless it has a float in
+        // the writer's exponent form, and always to what serde_norway reads.
+        let mut g = Gen(0x9e37_79b9_7f4a_7c15);
+        let (mut back, mut written) = (0, 0);
+        for _ in 0..20_000 {
+            let mut m = Mapping::new();
+            for _ in 0..1 + g.below(8) {
+                m.insert(
+                    Value::String(g.pick(&["title", "state", "attempt", "x_y"]).into()),
+                    g.value(),
+                );
+            }
+            let Some(yaml) = render_flat(&m) else {
+                continue;
+            };
+            written += 1;
+            if let Some(front) = parse_flat(&yaml) {
+                back += 1;
+                assert_eq!(
+                    Value::Mapping(front),
+                    serde_norway::from_str::<Value>(&yaml).unwrap_or(Value::Null),
+                    "{yaml:?}"
+                );
+            }
+        }
+        assert!(back > written / 2, "{back} of {written} read back flat");
+    }
+
+    #[test]
     fn a_task_files_frontmatter_goes_the_flat_way() {
         let text = "---\ntype: email\ntitle: task t-00237.md\nstate: running\nattempt: 1\n\
                     started_at: '2026-12-07T03:52:48.547968Z'\ncost_usd: 0.0125\n---\nbody\n";
@@ -872,6 +1161,11 @@ mod tests {
             Some(&text[4..text.len() - 9])
         );
         assert_eq!(render(&doc.front, &doc.body), text);
+        // And read the flat way, to what the general way reads.
+        assert_eq!(
+            parse_flat(&text[4..text.len() - 9]),
+            serde_norway::from_str::<Mapping>(&text[4..text.len() - 9]).ok()
+        );
     }
 
     #[test]
