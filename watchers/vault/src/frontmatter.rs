@@ -193,11 +193,15 @@ pub fn parse(text: &str) -> Result<Document, FrontmatterError> {
 /// input): one `key: value` per line, every key a plain word, every value a plain string
 /// of a few safe characters that no reader types, a single-quoted string of printable
 /// ASCII on its line, a decimal integer or fraction, `true`, `false` or `null`, no key
-/// twice. `None` for anything else (comments, blank lines, other styles, lists, nested
-/// mappings, tags, other characters), which serde_norway reads. What [`render_flat`]
+/// twice, at least one line (no text at all reads as null, not as a mapping). `None` for
+/// anything else (comments, blank lines, other styles, lists, nested mappings, tags,
+/// other characters), which serde_norway reads. What [`render_flat`]
 /// writes reads this way; every task file the loop reads is such a file, and the YAML
 /// parser was a tenth of the loop's scheduling thread.
 pub fn parse_flat(yaml: &str) -> Option<Mapping> {
+    if yaml.is_empty() {
+        return None;
+    }
     let mut front = Mapping::new();
     for line in yaml.split_terminator('\n') {
         let (key, value) = line.split_once(": ")?;
@@ -1073,6 +1077,15 @@ mod tests {
             "00000000-0000-0000-0000-000000000000",
             "'it''s'",
         ];
+        // The edges no generated document reaches: no line at all reads as null.
+        for yaml in ["", "\n", " ", "k: v"] {
+            let general = serde_norway::from_str::<Value>(yaml);
+            match (parse_flat(yaml), general) {
+                (None, _) => {}
+                (Some(front), Ok(Value::Mapping(m))) => assert_eq!(front, m, "{yaml:?}"),
+                (Some(front), other) => panic!("{yaml:?}: flat {front:?}, serde_norway {other:?}"),
+            }
+        }
         for _ in 0..30_000 {
             let mut yaml = String::new();
             let clean = g.below(2) == 0;
