@@ -9,7 +9,8 @@
 //!   are taken over (`XAUTOCLAIM`). At start, the entries this worker's name took before
 //!   (a crash) are run again at once.
 //! - The heartbeat: its entry in the registry (name, host, concurrency, current runs,
-//!   last seen), every [`heartbeat_every`].
+//!   last seen), every [`heartbeat_every`]. Under `ai-employee supervise`, also the
+//!   supervisor's heartbeat file ([`Heartbeat`]), from the same loop.
 //! - SIGTERM / SIGINT: no new run; the running agents are stopped and their entries
 //!   released (made to look idle) so another worker takes them at its next sweep.
 //! - Redis unreachable: said once, retried every second, said again once it answers.
@@ -32,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use ai_employee_vault::layout::Folder;
 use ai_employee_vault::nofollow::{Dir, How, Kind};
+use ai_employee_vault::watcher::Heartbeat;
 use chrono::Utc;
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -190,7 +192,8 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
         sweep(p, &opts.name).await;
     }
     let reach = Reachability::default();
-    let Some(mut client) = connect(&opts, &reach, &mut stop).await? else {
+    let mut heartbeat = Heartbeat::from_env(None);
+    let Some(mut client) = connect(&opts, &reach, &mut stop, &mut heartbeat).await? else {
         return Ok(());
     };
     tracing::info!(
@@ -238,6 +241,7 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
     let mut own_backlog = true;
     let mut fatal = None;
     while !*stop.borrow() {
+        heartbeat.beat();
         if let Ok(why) = setup_rx.try_recv() {
             fatal = Some(why);
             break;
@@ -263,6 +267,7 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
             let free = (opts.concurrency as usize).saturating_sub(lock(&running).len());
             if free == 0 {
                 let wait = next_beat.saturating_duration_since(Instant::now());
+                let wait = heartbeat.next_in().map_or(wait, |b| b.min(wait));
                 tokio::select! {
                     _ = freed.notified() => {}
                     _ = tokio::time::sleep(wait) => {}
@@ -320,6 +325,7 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), W
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while !lock(&running).is_empty() && Instant::now() < deadline {
+        heartbeat.beat();
         let _ = tokio::time::timeout(Duration::from_millis(200), freed.notified()).await;
     }
     if !held.is_empty() {
@@ -417,11 +423,13 @@ async fn connect(
     opts: &Options,
     reach: &Reachability,
     stop: &mut watch::Receiver<bool>,
+    heartbeat: &mut Heartbeat,
 ) -> Result<Option<QueueClient>, WorkerError> {
     loop {
         if *stop.borrow() {
             return Ok(None);
         }
+        heartbeat.beat();
         let r = async {
             let mut c =
                 QueueClient::connect_with(&opts.url, &opts.credentials, &opts.prefix).await?;

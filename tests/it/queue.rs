@@ -775,3 +775,49 @@ fn a_worker_stopped_mid_run_releases_it_to_another_at_once() {
     rt.block_on(c.ack_result(&got[0].id)).unwrap();
     stop(b);
 }
+
+/// A worker under `ai-employee supervise` with a short `heartbeat_timeout` beats from its
+/// own loop, connected or retrying an unreachable queue, and is never restarted for it.
+#[test]
+fn a_supervised_worker_beats_whether_or_not_the_queue_answers() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let tv = crate::common::TestVault::new();
+    tv.write_config(&format!(
+        "[supervisor]\nhealth_interval = \"100ms\"\nstop_timeout = \"5s\"\n\n\
+         [[process]]\nname = \"worker\"\ncommand = \"ai-employee\"\n\
+         args = [\"worker\", \"--queue\", {:?}, \"--name\", \"w1\", \"--work-dir\", {:?}]\n\
+         heartbeat_timeout = \"1500ms\"\n",
+        redis.url(),
+        tv.path("work").display().to_string()
+    ));
+    let mut sup = tv.start();
+    let beat = tv.vault.join(".ai-employee/heartbeat/worker");
+    let mtime = || fs::symlink_metadata(&beat).and_then(|m| m.modified()).ok();
+    // Five beats seen, more than three timeouts' worth of time with the same child.
+    let beats = |want: usize| {
+        let mut seen = Vec::new();
+        let ok = wait_until(Duration::from_secs(20), || {
+            if let Some(m) = mtime()
+                && seen.last() != Some(&m)
+            {
+                seen.push(m);
+            }
+            seen.len() >= want
+        });
+        (ok, seen.len())
+    };
+    let (ok, n) = beats(5);
+    assert!(ok, "{n} beats seen with the queue up\n{}", tv.system_log());
+    // The queue goes away: the worker retries it every second, and beats meanwhile.
+    redis.kill();
+    let (ok, n) = beats(5);
+    let log = tv.system_log();
+    assert!(ok, "{n} beats seen with the queue down\n{log}");
+    assert!(
+        !log.contains("health check failed"),
+        "restarted for its heartbeat:\n{log}"
+    );
+    assert_eq!(sup.stop().map(|s| s.code()), Some(Some(0)), "{log}");
+}

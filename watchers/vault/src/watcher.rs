@@ -95,12 +95,73 @@ pub struct WatcherCtx {
     name: &'static str,
     vault: Vault,
     stop: Arc<AtomicBool>,
-    heartbeat: Option<PathBuf>,
+    heartbeat: Heartbeat,
+}
+
+/// The heartbeat file the supervisor gave this process ([`HEARTBEAT_ENV`]), touched every
+/// [`beat_every`] of the timeout it said ([`HEARTBEAT_USEC_ENV`]). Touched from the
+/// process's main loop, so a loop that stops turning stops beating.
+pub struct Heartbeat {
+    path: Option<PathBuf>,
+    /// The vault the file is below (opened without following a symlink under it).
+    vault: Option<PathBuf>,
     /// How often it is touched ([`beat_every`]).
-    beat_every: Duration,
-    /// The heartbeat file, open since the last beat.
-    beat_file: Option<std::fs::File>,
-    last_beat: Option<Instant>,
+    every: Duration,
+    /// The file, open since the last beat.
+    file: Option<std::fs::File>,
+    last: Option<Instant>,
+}
+
+impl Heartbeat {
+    /// The file and interval the supervisor set in the environment; without a file,
+    /// beating does nothing (run by hand).
+    pub fn from_env(vault: Option<&Path>) -> Heartbeat {
+        Heartbeat::new(
+            std::env::var_os(HEARTBEAT_ENV).map(PathBuf::from),
+            vault,
+            beat_every(std::env::var_os(HEARTBEAT_USEC_ENV).as_deref()),
+        )
+    }
+
+    fn new(path: Option<PathBuf>, vault: Option<&Path>, every: Duration) -> Heartbeat {
+        Heartbeat {
+            path,
+            vault: vault.map(Path::to_path_buf),
+            every,
+            file: None,
+            last: None,
+        }
+    }
+
+    /// How often the file is touched ([`beat_every`]).
+    pub fn every(&self) -> Duration {
+        self.every
+    }
+
+    /// How long until the next beat is due, for a loop that sleeps between events;
+    /// `None` without a heartbeat file (run by hand: nothing to wake for).
+    pub fn next_in(&self) -> Option<Duration> {
+        self.path.as_ref()?;
+        Some(
+            self.last
+                .map_or(Duration::ZERO, |t| self.every.saturating_sub(t.elapsed())),
+        )
+    }
+
+    /// Touch the file if the last beat is older than [`Heartbeat::every`], or will be
+    /// within [`BEAT_SLACK`]. Cheap to call often.
+    pub fn beat(&mut self) {
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() + BEAT_SLACK < self.every)
+        {
+            return;
+        }
+        if let Some(p) = &self.path {
+            touch(&mut self.file, self.vault.as_deref(), p);
+        }
+        self.last = Some(Instant::now());
+    }
 }
 
 /// The heartbeat file's path, which the supervisor gives each child.
@@ -148,15 +209,12 @@ impl WatcherCtx {
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
             signal_hook::flag::register(sig, stop.clone())?;
         }
-        let heartbeat = std::env::var_os(HEARTBEAT_ENV).map(PathBuf::from);
+        let vault = Vault::new(crate::cli::resolve_vault(vault));
         let mut ctx = WatcherCtx {
             name,
-            vault: Vault::new(crate::cli::resolve_vault(vault)),
+            heartbeat: Heartbeat::from_env(Some(vault.root())),
+            vault,
             stop,
-            heartbeat,
-            beat_every: beat_every(std::env::var_os(HEARTBEAT_USEC_ENV).as_deref()),
-            beat_file: None,
-            last_beat: None,
         };
         ctx.beat();
         Ok(ctx)
@@ -199,31 +257,19 @@ impl WatcherCtx {
 
     /// How often the heartbeat file is touched ([`beat_every`]).
     pub fn beat_every(&self) -> Duration {
-        self.beat_every
+        self.heartbeat.every()
     }
 
     /// How long until the next beat is due, for a watcher that sleeps between events;
     /// `None` without a heartbeat file (run by hand: nothing to wake for).
     pub fn next_beat_in(&self) -> Option<Duration> {
-        self.heartbeat.as_ref()?;
-        Some(self.last_beat.map_or(Duration::ZERO, |t| {
-            self.beat_every.saturating_sub(t.elapsed())
-        }))
+        self.heartbeat.next_in()
     }
 
     /// Touch the heartbeat file if the last beat is older than [`WatcherCtx::beat_every`],
     /// or will be within [`BEAT_SLACK`]. Cheap to call often.
     pub fn beat(&mut self) {
-        if self
-            .last_beat
-            .is_some_and(|t| t.elapsed() + BEAT_SLACK < self.beat_every)
-        {
-            return;
-        }
-        if let Some(p) = &self.heartbeat {
-            touch(&mut self.beat_file, self.vault.root(), p);
-        }
-        self.last_beat = Some(Instant::now());
+        self.heartbeat.beat();
     }
 
     /// The exclusive lock on `<vault>/.ai-employee/<name>.lock` (the state folder must
@@ -324,7 +370,7 @@ impl StopSignals {
 /// The descriptor is kept for the next beats (one `fstat` and one `futimens` each instead
 /// of a walk and an open): while the file is still linked, touching it through the
 /// descriptor touches the file at `p`; once removed (or replaced), it is opened again.
-fn touch(held: &mut Option<std::fs::File>, vault: &Path, p: &Path) {
+fn touch(held: &mut Option<std::fs::File>, vault: Option<&Path>, p: &Path) {
     use crate::nofollow::{self, How};
     use std::os::unix::fs::MetadataExt;
     let now = std::time::SystemTime::now();
@@ -334,10 +380,9 @@ fn touch(held: &mut Option<std::fs::File>, vault: &Path, p: &Path) {
         }
         *held = None;
     }
-    let opened = if p.starts_with(vault) {
-        nofollow::open_under(vault, p, How::write(0o600))
-    } else {
-        nofollow::open_in_folder(p, How::write(0o600))
+    let opened = match vault {
+        Some(vault) if p.starts_with(vault) => nofollow::open_under(vault, p, How::write(0o600)),
+        _ => nofollow::open_in_folder(p, How::write(0o600)),
     };
     match opened.and_then(|f| f.set_modified(now).map(|()| f)) {
         Ok(f) => *held = Some(f),
@@ -451,12 +496,9 @@ mod tests {
         let file = vault.heartbeat("agent");
         let mut ctx = WatcherCtx {
             name: "agent",
+            heartbeat: Heartbeat::new(Some(file.clone()), Some(vault.root()), HEARTBEAT_EVERY),
             vault,
             stop: Arc::new(AtomicBool::new(false)),
-            heartbeat: Some(file.clone()),
-            beat_every: HEARTBEAT_EVERY,
-            beat_file: None,
-            last_beat: None,
         };
         let due = |ctx: &WatcherCtx| ctx.next_beat_in().expect("a heartbeat file");
         assert_eq!(due(&ctx), Duration::ZERO, "never beaten: due now");
@@ -465,30 +507,30 @@ mod tests {
         assert!(due(&ctx) > HEARTBEAT_EVERY - Duration::from_secs(1));
         // Half way: not beaten again, due in about five seconds.
         let half = Instant::now() - HEARTBEAT_EVERY / 2;
-        ctx.last_beat = Some(half);
+        ctx.heartbeat.last = Some(half);
         ctx.beat();
-        assert_eq!(ctx.last_beat, Some(half));
+        assert_eq!(ctx.heartbeat.last, Some(half));
         assert!(due(&ctx) <= HEARTBEAT_EVERY / 2);
         // Due within the slack (a wake-up for a sweep just before the beat): beaten now.
         let nearly = Instant::now() - (HEARTBEAT_EVERY - BEAT_SLACK / 2);
-        ctx.last_beat = Some(nearly);
+        ctx.heartbeat.last = Some(nearly);
         ctx.beat();
-        assert!(ctx.last_beat.is_some_and(|t| t > nearly), "beaten");
+        assert!(ctx.heartbeat.last.is_some_and(|t| t > nearly), "beaten");
         // A longer interval (the supervisor's timeout said so): a beat 10 s ago is not due.
-        ctx.beat_every = Duration::from_secs(30);
+        ctx.heartbeat.every = Duration::from_secs(30);
         let ten = Instant::now() - HEARTBEAT_EVERY;
-        ctx.last_beat = Some(ten);
+        ctx.heartbeat.last = Some(ten);
         ctx.beat();
         assert_eq!(
-            ctx.last_beat,
+            ctx.heartbeat.last,
             Some(ten),
             "not beaten after a third of the interval"
         );
         assert!(due(&ctx) > Duration::from_secs(19) && due(&ctx) <= Duration::from_secs(20));
-        ctx.beat_every = HEARTBEAT_EVERY;
+        ctx.heartbeat.every = HEARTBEAT_EVERY;
         // Removed (or replaced) since: the next beat makes it again, not the old one.
         std::fs::remove_file(&file).expect("remove");
-        ctx.last_beat = Some(nearly);
+        ctx.heartbeat.last = Some(nearly);
         ctx.beat();
         assert!(file.exists(), "made again");
         let old = std::time::SystemTime::now() - Duration::from_secs(3600);
@@ -497,7 +539,7 @@ mod tests {
             .open(&file)
             .and_then(|f| f.set_modified(old))
             .expect("age the file");
-        ctx.last_beat = Some(nearly);
+        ctx.heartbeat.last = Some(nearly);
         ctx.beat();
         let touched = std::fs::metadata(&file)
             .and_then(|m| m.modified())
@@ -507,8 +549,13 @@ mod tests {
             "touched through the kept file"
         );
         // Run by hand: nothing to beat, nothing to wake for.
-        ctx.heartbeat = None;
+        ctx.heartbeat.path = None;
         assert_eq!(ctx.next_beat_in(), None);
+        // Outside a vault (a worker's): the file is made where it is said to be.
+        let elsewhere = dir.path().join("worker.beat");
+        let mut own = Heartbeat::new(Some(elsewhere.clone()), None, HEARTBEAT_EVERY);
+        own.beat();
+        assert!(elsewhere.exists(), "made without a vault");
     }
 
     #[test]
