@@ -187,6 +187,35 @@ fn open_labelled_issues_become_tasks_once_and_a_304_costs_nothing() {
     assert!(w.log().contains("0 new tasks"), "{}", w.log());
 }
 
+/// Between two polls (an hour apart here) the watcher sleeps: no wake-up to look at a
+/// stop flag, and SIGTERM still ends it at once.
+#[test]
+fn between_polls_it_sleeps_and_a_stop_wakes_it() {
+    use crate::common::context_switches;
+    let gh = StandIn::start(vec![issue(1, "Login fails", "", &["ai"])]);
+    let tv = vault_for(&gh);
+    let v = &tv.vault;
+    let repo = format!("{OWNER}/{REPO}");
+    let args = ["--repo", &repo, "--label", "ai", "--interval", "1h"];
+    let mut w = WatcherProc::spawn("github", v, &args);
+    wait_tasks(v, &[1], &w);
+    // Its first poll is over once the task is written; a window, not a wait.
+    let before = context_switches(w.pid()).expect("context switches");
+    let started = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let woken = context_switches(w.pid()).expect("context switches") - before;
+    let secs = started.elapsed().as_secs_f64();
+    // Ten a second before (a 100 ms look at the flag).
+    assert!(
+        (woken as f64) <= 3.0 + secs,
+        "{woken} wake-ups in {secs:.1} s:\n{}",
+        w.log()
+    );
+    // Stopped well before the next poll, cleanly.
+    w.stop_clean(Duration::from_secs(10));
+    assert_eq!(gh.listings().len(), 1, "{}", w.log());
+}
+
 #[test]
 fn every_page_is_read_through_link_headers() {
     let issues: Vec<_> = (1..=7)

@@ -50,3 +50,28 @@ fn an_idle_handler_uses_almost_no_cpu_before_and_after_an_approval() {
     let (st, _) = h.stop();
     assert_eq!(st.and_then(|s| s.code()), Some(0), "{}", h.stderr());
 }
+
+/// Idle, the handler sleeps until its once-a-second folder check or its listing of
+/// `Approved/` (every `--rescan`, 3 s) is due: a stop signal wakes it, so it does not
+/// look at a stop flag five times a second.
+#[test]
+fn an_idle_handler_wakes_only_for_its_checks() {
+    use crate::common::context_switches;
+    let tv = new_vault();
+    let mut h = Handler(WatcherProc::spawn("approvals", &tv.vault, &[]));
+    h.wait_log("watching ");
+    let before = context_switches(h.pid()).expect("context switches");
+    let started = std::time::Instant::now();
+    // A measurement window, not a wait for something.
+    std::thread::sleep(WINDOW);
+    let woken = context_switches(h.pid()).expect("context switches") - before;
+    let secs = started.elapsed().as_secs_f64();
+    // A check a second and a listing every 3 s: 1.3 a second; 5 a second before.
+    assert!(
+        (woken as f64) <= 3.0 + 2.0 * secs,
+        "{woken} wake-ups in {secs:.1} s:\n{}",
+        h.stderr()
+    );
+    let (st, _) = h.stop();
+    assert_eq!(st.and_then(|s| s.code()), Some(0), "{}", h.stderr());
+}

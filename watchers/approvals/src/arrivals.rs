@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::{Duration, Instant, SystemTime};
 
 use ai_employee_vault::folder_events::{Change, FolderEvent, FolderEvents};
@@ -30,9 +30,17 @@ enum Hint {
     Until(Instant),
 }
 
+/// What wakes [`Arrivals::poll`]: a change in the folder, or a [`Arrivals::waker`] call.
+enum Wake {
+    Folder(FolderEvent),
+    Asked,
+}
+
 pub struct Arrivals {
     dir: PathBuf,
-    rx: Receiver<FolderEvent>,
+    rx: Receiver<Wake>,
+    /// For [`Arrivals::waker`]; also keeps the channel open without file events.
+    tx: Sender<Wake>,
     _watcher: Option<FolderEvents>,
     pending: HashMap<String, Hint>,
     settle: Duration,
@@ -50,8 +58,11 @@ impl Arrivals {
     /// Start watching `dir` and list what is already there.
     pub fn new(dir: &Path, settle: Duration, rescan_every: Duration) -> Arrivals {
         let (tx, rx) = channel();
+        let events = tx.clone();
         // The send fails only when the handler has stopped.
-        let watcher = match FolderEvents::watch(&[dir.to_path_buf()], move |e| drop(tx.send(e))) {
+        let watcher = match FolderEvents::watch(&[dir.to_path_buf()], move |e| {
+            drop(events.send(Wake::Folder(e)))
+        }) {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::warn!(
@@ -65,6 +76,7 @@ impl Arrivals {
         let mut a = Arrivals {
             dir: dir.to_path_buf(),
             rx,
+            tx,
             _watcher: watcher,
             pending: HashMap::new(),
             settle,
@@ -116,21 +128,28 @@ impl Arrivals {
             .insert(name.to_string(), Hint::Until(Instant::now() + wait));
     }
 
-    /// Wait at most `max_wait` for events, then return the names that are ready, sorted.
-    /// `skip`: names the caller is not interested in right now (waiting for a retry).
+    /// Something that makes a [`Arrivals::poll`] waiting now (or the next one) return at
+    /// once, callable from any thread (a stop signal's).
+    pub fn waker(&self) -> impl Fn() + Send + 'static {
+        let tx = self.tx.clone();
+        move || drop(tx.send(Wake::Asked))
+    }
+
+    /// Wait at most `max_wait` for events (less when the next full listing or a settling
+    /// file is due sooner, and no longer once [`Arrivals::waker`] is called), then return
+    /// the names that are ready, sorted. `skip`: names the caller is not interested in
+    /// right now (waiting for a retry).
     pub fn poll(&mut self, max_wait: Duration, skip: &dyn Fn(&str) -> bool) -> Vec<String> {
-        let wait = if self.pending.is_empty() {
-            max_wait
-        } else {
-            max_wait.min(SETTLE_POLL)
-        };
-        match self.rx.recv_timeout(wait) {
-            Ok(ev) => self.on_event(ev),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
+        let mut wait = max_wait.min(self.rescan_every.saturating_sub(self.last_scan.elapsed()));
+        if !self.pending.is_empty() {
+            wait = wait.min(SETTLE_POLL);
         }
-        while let Ok(ev) = self.rx.try_recv() {
-            self.on_event(ev);
+        // Never disconnected: this holds a sender.
+        if let Ok(w) = self.rx.recv_timeout(wait) {
+            self.on_wake(w);
+        }
+        while let Ok(w) = self.rx.try_recv() {
+            self.on_wake(w);
         }
         if self.last_scan.elapsed() >= self.rescan_every {
             self.scan();
@@ -173,6 +192,13 @@ impl Arrivals {
         });
         ready.sort();
         ready
+    }
+
+    fn on_wake(&mut self, w: Wake) {
+        match w {
+            Wake::Folder(ev) => self.on_event(ev),
+            Wake::Asked => {}
+        }
     }
 
     fn on_event(&mut self, ev: FolderEvent) {

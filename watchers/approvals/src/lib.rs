@@ -46,9 +46,6 @@ use handler::{Handler, Options, Step};
 
 const NAME: &str = "approvals";
 
-/// Longest wait for events in the loop, so SIGTERM is seen quickly.
-const TICK: Duration = Duration::from_millis(200);
-
 /// The vault folders the handler reads or writes. None may be a symlink: `Approved/` as
 /// a link to `Pending_Approval/` would execute drafts nobody approved, `Done/` as a link
 /// would write outside the vault.
@@ -193,6 +190,10 @@ fn handle(mut ctx: WatcherCtx, args: &Args) -> Result<(), WatcherError> {
         args.settle,
         args.rescan,
     );
+    // The loop sleeps until an event, a retry, a check or the heartbeat is due; a stop
+    // signal wakes it at once.
+    ctx.wake_on_stop(arrivals.waker())
+        .map_err(|e| WatcherError::failed_to("set up signal handling", e))?;
 
     let mut folders_checked = Instant::now();
     'run: while !ctx.stopping() {
@@ -208,9 +209,13 @@ fn handle(mut ctx: WatcherCtx, args: &Args) -> Result<(), WatcherError> {
             }
         }
         let now = Instant::now();
-        let wait = handler
-            .next_retry()
-            .map_or(TICK, |t| t.saturating_duration_since(now).min(TICK));
+        let mut wait = FOLDER_CHECK.saturating_sub(folders_checked.elapsed());
+        if let Some(t) = handler.next_retry() {
+            wait = wait.min(t.saturating_duration_since(now));
+        }
+        if let Some(beat) = ctx.next_beat_in() {
+            wait = wait.min(beat);
+        }
         let ready = arrivals.poll(wait, &|n| handler.waiting(n));
         let due = handler.take_due(Instant::now());
         for name in due.into_iter().chain(ready) {

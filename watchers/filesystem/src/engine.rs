@@ -26,8 +26,6 @@ use super::ready::{self, Decision, Track};
 use super::stage::{self, Done, Job, Outcome, Stager};
 use super::{Error, Options, Paths, inbox_error, names};
 
-/// Longest wait for a message, so the stop flag and the heartbeat are looked at often.
-const MAX_WAIT: Duration = Duration::from_millis(200);
 /// A batch of staged tasks is committed when this old (if workers are still busy) …
 const COMMIT_DELAY: Duration = Duration::from_millis(10);
 /// … or when this large.
@@ -48,6 +46,9 @@ const PLACE_CHECK: Duration = Duration::from_secs(1);
 pub enum Msg {
     Fs(FolderEvent),
     Done(Done),
+    /// SIGTERM or SIGINT: the loop, asleep until its next event or timer, looks at the
+    /// stop flag.
+    Stop,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +165,9 @@ impl Engine {
         retire(&mut ledger, &paths)?;
 
         let (tx, rx) = mpsc::channel();
+        let stop_tx = tx.clone();
+        ctx.wake_on_stop(move || drop(stop_tx.send(Msg::Stop)))
+            .map_err(Error::io("set up signal handling for", &paths.inbox))?;
         let jobs = spawn_workers(&paths.staging, &ctx, &opts, &tx)?;
         let watcher = watch_inbox(&tx, &paths.inbox, opts.poll).map_err(|source| Error::Watch {
             path: paths.inbox.clone(),
@@ -259,7 +263,11 @@ impl Engine {
         if self.rescan || (!self.queue.is_empty() && self.running < self.cap) {
             return Duration::ZERO;
         }
-        let mut until = now + MAX_WAIT;
+        // The place check and the heartbeat are the only wake-ups of an idle watcher.
+        let mut until = self.place_checked + PLACE_CHECK;
+        if let Some(beat) = self.ctx.next_beat_in() {
+            until = until.min(now + beat);
+        }
         if let Some(Reverse((t, _))) = self.timers.peek() {
             until = until.min(*t);
         }
@@ -279,6 +287,7 @@ impl Engine {
         match m {
             Msg::Fs(ev) => self.on_event(ev),
             Msg::Done(d) => self.on_done(d)?,
+            Msg::Stop => {}
         }
         Ok(())
     }
@@ -800,7 +809,7 @@ impl Engine {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left) {
                 Ok(Msg::Done(d)) => self.on_done(d)?,
-                Ok(Msg::Fs(_)) => {}
+                Ok(Msg::Fs(_) | Msg::Stop) => {}
                 Err(_) => break,
             }
         }

@@ -41,8 +41,6 @@ const MAX_PAGES: usize = 100;
 const PLACEHOLDER_REPO: &str = "OWNER/NAME";
 /// First wait after a failure; doubled up to the poll interval (at least a minute).
 const FIRST_RETRY: Duration = Duration::from_secs(2);
-/// How often a wait looks at the stop flag.
-const TICK: Duration = Duration::from_millis(100);
 
 #[derive(Debug, ClapArgs)]
 pub struct Args {
@@ -168,7 +166,7 @@ fn start(mut ctx: WatcherCtx, args: &Args) -> Result<(), WatcherError> {
             retry = FIRST_RETRY;
             args.interval
         };
-        if pause(&mut ctx, wait) {
+        if ctx.pause(wait) {
             return stopped(&w);
         }
     }
@@ -223,7 +221,7 @@ impl Watcher {
         for i in 0..MAX_PAGES {
             let next = loop {
                 if let Some(t) = self.not_before {
-                    if pause(ctx, t.saturating_duration_since(Instant::now())) {
+                    if ctx.pause(t.saturating_duration_since(Instant::now())) {
                         return Err(Stop::Stopped);
                     }
                     self.not_before = None;
@@ -371,22 +369,6 @@ impl Watcher {
                 format_duration(since.elapsed())
             );
         }
-    }
-}
-
-/// Wait `d`, touching the heartbeat; true when a stop was asked for.
-fn pause(ctx: &mut WatcherCtx, d: Duration) -> bool {
-    let end = Instant::now() + d;
-    loop {
-        if ctx.stopping() {
-            return true;
-        }
-        ctx.beat();
-        let left = end.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        std::thread::sleep(left.min(TICK));
     }
 }
 

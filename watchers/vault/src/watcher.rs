@@ -96,6 +96,8 @@ pub struct WatcherCtx {
     vault: Vault,
     stop: Arc<AtomicBool>,
     heartbeat: Heartbeat,
+    /// What a stop signal sends to wake [`WatcherCtx::pause`] (made at its first call).
+    stop_rx: Option<std::sync::mpsc::Receiver<()>>,
 }
 
 /// The heartbeat file the supervisor gave this process ([`HEARTBEAT_ENV`]), touched every
@@ -215,6 +217,7 @@ impl WatcherCtx {
             heartbeat: Heartbeat::from_env(Some(vault.root())),
             vault,
             stop,
+            stop_rx: None,
         };
         ctx.beat();
         Ok(ctx)
@@ -237,6 +240,54 @@ impl WatcherCtx {
     /// The flag itself, for threads and wait loops.
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
         self.stop.clone()
+    }
+
+    /// Call `wake` from a thread of its own whenever SIGTERM or SIGINT arrives, after the
+    /// stop flag is set: a loop that sleeps on a channel until its next event or timer
+    /// (rather than waking every so often to look at the flag) sends itself a message
+    /// with it. A signal that came before this call has set the flag already.
+    pub fn wake_on_stop(&self, wake: impl Fn() + Send + 'static) -> std::io::Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+        std::thread::Builder::new()
+            .name("stop-signals".into())
+            .spawn(move || {
+                for _ in signals.forever() {
+                    wake();
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Sleep `d`, touching the heartbeat when it is due, and return early once a stop is
+    /// asked for (true). Sleeps through, woken only by the heartbeat and the signal.
+    pub fn pause(&mut self, d: Duration) -> bool {
+        let end = Instant::now() + d;
+        if self.stop_rx.is_none() {
+            let (tx, rx) = std::sync::mpsc::channel();
+            match self.wake_on_stop(move || {
+                let _ = tx.send(()); // the receiver lives as long as this context
+            }) {
+                Ok(()) => self.stop_rx = Some(rx),
+                // No signal thread (out of threads): the flag, every 100 ms.
+                Err(e) => tracing::debug!("no stop wake-up ({e}); looking every 100 ms"),
+            }
+        }
+        loop {
+            if self.stopping() {
+                return true;
+            }
+            self.beat();
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let wait = self.next_beat_in().map_or(left, |b| b.min(left));
+            match &self.stop_rx {
+                Some(rx) => drop(rx.recv_timeout(wait)),
+                None => std::thread::sleep(wait.min(Duration::from_millis(100))),
+            }
+        }
     }
 
     /// SIGTERM and SIGINT as a future, for a watcher on a runtime.
@@ -499,6 +550,7 @@ mod tests {
             heartbeat: Heartbeat::new(Some(file.clone()), Some(vault.root()), HEARTBEAT_EVERY),
             vault,
             stop: Arc::new(AtomicBool::new(false)),
+            stop_rx: None,
         };
         let due = |ctx: &WatcherCtx| ctx.next_beat_in().expect("a heartbeat file");
         assert_eq!(due(&ctx), Duration::ZERO, "never beaten: due now");
