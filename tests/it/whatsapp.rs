@@ -645,6 +645,50 @@ fn heartbeat_and_clean_stop_on_sigterm() {
     assert!(w.log().contains("stopped"), "{}", w.log());
 }
 
+/// Told a 3 s heartbeat timeout, an idle watcher touches its heartbeat every second and
+/// wakes for little else (it asked its writer thread for a beat ten times a second).
+#[test]
+fn an_idle_watcher_beats_every_third_of_its_timeout_and_sleeps_between() {
+    use crate::common::context_switches;
+    let (dir, vault) = new_vault();
+    let beat = dir.path().join("heartbeat");
+    let usec = Path::new("3000000");
+    let env = [
+        ("AI_EMPLOYEE_HEARTBEAT", beat.as_path()),
+        ("AI_EMPLOYEE_HEARTBEAT_USEC", usec),
+    ];
+    let mut w = Watcher::spawn(&vault, &[], &env);
+    w.wait_ready();
+    let mtime = || fs::metadata(&beat).and_then(|m| m.modified()).ok();
+    assert!(
+        wait_until(Duration::from_secs(10), || mtime().is_some()),
+        "no heartbeat file"
+    );
+    let before = context_switches(w.pid()).expect("context switches");
+    let started = std::time::Instant::now();
+    // Four beats seen, a second apart: watched for (polling its time is this test's
+    // own work, not the watcher's).
+    let mut seen = vec![mtime()];
+    let four = wait_until(Duration::from_secs(20), || {
+        let m = mtime();
+        if seen.last() != Some(&m) {
+            seen.push(m);
+        }
+        seen.len() >= 5
+    });
+    let woken = context_switches(w.pid()).expect("context switches") - before;
+    let secs = started.elapsed().as_secs_f64();
+    assert!(four, "{} beats in {secs:.1} s\n{}", seen.len() - 1, w.log());
+    assert!(
+        // About three a beat (the runtime's timer, its worker, the writer thread); some
+        // fifty a second before.
+        (woken as f64) <= 5.0 + 6.0 * secs,
+        "{woken} wake-ups in {secs:.1} s\n{}",
+        w.log()
+    );
+    w.stop();
+}
+
 #[test]
 fn a_request_in_flight_at_sigterm_is_finished() {
     let (_dir, vault) = new_vault();

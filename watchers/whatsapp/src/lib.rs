@@ -195,9 +195,11 @@ fn serve(mut ctx: WatcherCtx, args: &Args) -> Result<(), WatcherError> {
     let beats = writer.handle();
     runtime.block_on(async move {
         // The heartbeat travels through the writer, so it is fresh only while both run.
-        // Asked ten times an interval; `WatcherCtx::beat` touches the file once in it.
+        // Asked once an interval: `WatcherCtx::beat` touches the file when the last beat
+        // is that old or nearly (its slack), so each ask is one beat and one wake-up.
         let heart = tokio::spawn(async move {
-            let mut every = tokio::time::interval(every_beat / 10);
+            let mut every = tokio::time::interval(every_beat);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
                 beats.beat();
