@@ -77,6 +77,37 @@ pub fn context_switches(pid: i32) -> Option<u64> {
     Some(n)
 }
 
+/// How often `pid`'s threads have gone to sleep so far (voluntary context switches: each
+/// one a wait that ended in a wake-up), from /proc/PID/task/*/status; None when not
+/// Linux. Unlike [`context_switches`], not raised by preemptions on a busy machine.
+pub fn wake_ups(pid: i32) -> Option<u64> {
+    let mut n = 0;
+    for task in fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let status = fs::read_to_string(task.ok()?.path().join("status")).unwrap_or_default();
+        n += status
+            .lines()
+            .filter(|l| l.starts_with("voluntary_ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    Some(n)
+}
+
+/// Wait (10 s at most) until `pid` has not woken for half a second: the tail of its
+/// start-up (writes waiting for a busy disk, say) is over before an idle window is
+/// measured. A process that keeps waking (the behaviour such a window looks for) just
+/// uses up the 10 s.
+pub fn settle(pid: i32) {
+    let mut last = (wake_ups(pid), Instant::now());
+    let _ = wait_until(Duration::from_secs(10), || {
+        let now = wake_ups(pid);
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+        last.1.elapsed() >= Duration::from_millis(500)
+    });
+}
+
 /// Whether `pid` is a live process (a zombie counts as dead).
 pub fn alive(pid: i32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {

@@ -505,6 +505,32 @@ fn approved_replaced_by_a_symlink_while_running_executes_nothing() {
     assert_eq!(names(&v.join("Pending_Approval")), ["draft.md"]);
 }
 
+/// A working folder swapped for a symlink while a watcher sleeps is seen at once (the
+/// vault folder's file events), not at its next check (every 10 s where those events
+/// come): each watcher exits 78 within a few seconds, with nothing else happening.
+#[test]
+fn a_folder_swapped_for_a_symlink_is_seen_at_once() {
+    for (watcher, rel) in [("approvals", "Done"), ("filesystem", "Needs_Action")] {
+        let tv = new_vault();
+        let v = &tv.vault;
+        let target = tv.dir.path().join("elsewhere");
+        fs::create_dir(&target).expect("mkdir");
+        let mut w = WatcherProc::spawn(watcher, v, &[]);
+        w.wait_log("watching ");
+        let swapped = std::time::Instant::now();
+        swap_in_link(v, rel, &target);
+        let ended = wait_until(LIMIT, || w.log().contains("symbolic"));
+        let took = swapped.elapsed();
+        assert!(ended, "{watcher}: {}", w.log());
+        assert_eq!(exit_code(&mut w), Some(78), "{watcher}: {}", w.log());
+        assert!(
+            took < Duration::from_secs(5),
+            "{watcher}: {rel} seen as a symlink after {took:?}, not at once:\n{}",
+            w.log()
+        );
+    }
+}
+
 #[test]
 fn symlinked_done_or_failed_folders_are_refused() {
     for rel in ["Done", "Failed"] {

@@ -649,7 +649,7 @@ fn heartbeat_and_clean_stop_on_sigterm() {
 /// wakes for little else (it asked its writer thread for a beat ten times a second).
 #[test]
 fn an_idle_watcher_beats_every_third_of_its_timeout_and_sleeps_between() {
-    use crate::common::context_switches;
+    use crate::common::wake_ups;
     let (dir, vault) = new_vault();
     let beat = dir.path().join("heartbeat");
     let usec = Path::new("3000000");
@@ -664,7 +664,7 @@ fn an_idle_watcher_beats_every_third_of_its_timeout_and_sleeps_between() {
         wait_until(Duration::from_secs(10), || mtime().is_some()),
         "no heartbeat file"
     );
-    let before = context_switches(w.pid()).expect("context switches");
+    let before = wake_ups(w.pid()).expect("wake-ups");
     let started = std::time::Instant::now();
     // Four beats seen, a second apart: watched for (polling its time is this test's
     // own work, not the watcher's).
@@ -676,7 +676,7 @@ fn an_idle_watcher_beats_every_third_of_its_timeout_and_sleeps_between() {
         }
         seen.len() >= 5
     });
-    let woken = context_switches(w.pid()).expect("context switches") - before;
+    let woken = wake_ups(w.pid()).expect("wake-ups") - before;
     let secs = started.elapsed().as_secs_f64();
     assert!(four, "{} beats in {secs:.1} s\n{}", seen.len() - 1, w.log());
     assert!(

@@ -31,10 +31,13 @@ mod retry;
 pub mod setup;
 mod util;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ai_employee_vault::cli::VaultArg;
 use ai_employee_vault::exit_codes;
+use ai_employee_vault::folder_events::FolderEvents;
 use ai_employee_vault::layout::{Folder, STATE_DIR};
 use ai_employee_vault::lock::LockError;
 use ai_employee_vault::nofollow::Dir;
@@ -57,8 +60,12 @@ const FOLDERS: [Folder; 5] = [
     Folder::NeedsAction,
 ];
 
-/// How often the handler checks that its folders are still real folders.
+/// How often the handler checks that its folders are still real folders when the OS
+/// gives no file events for the vault folder ...
 const FOLDER_CHECK: Duration = Duration::from_secs(1);
+/// ... and when it does: the events say when a folder's name changed (checked at once);
+/// this is for what they cannot see (the vault folder itself replaced, say).
+const FOLDER_CHECK_WITH_EVENTS: Duration = Duration::from_secs(10);
 
 /// The first of the handler's folders that is now a symlink, as the one-line reason.
 fn symlinked_folder(root: &Dir) -> Option<String> {
@@ -194,11 +201,34 @@ fn handle(mut ctx: WatcherCtx, args: &Args) -> Result<(), WatcherError> {
     // signal wakes it at once.
     ctx.wake_on_stop(arrivals.waker())
         .map_err(|e| WatcherError::failed_to("set up signal handling", e))?;
+    // A change to one of the folders' names in the vault folder asks for a check at once.
+    let folders_changed = Arc::new(AtomicBool::new(false));
+    let names: Vec<&str> = FOLDERS
+        .iter()
+        .map(|f| f.name())
+        .chain(std::iter::once(STATE_DIR))
+        .collect();
+    let name_events = {
+        let (changed, wake) = (folders_changed.clone(), arrivals.waker());
+        FolderEvents::watch_names(&vault, &names, move || {
+            changed.store(true, Ordering::Relaxed);
+            wake();
+        })
+    };
+    let check_every = match &name_events {
+        Ok(_) => FOLDER_CHECK_WITH_EVENTS,
+        Err(e) => {
+            tracing::debug!("no file events for the vault folder ({e}); checking every second");
+            FOLDER_CHECK
+        }
+    };
 
     let mut folders_checked = Instant::now();
     'run: while !ctx.stopping() {
         ctx.beat();
-        if folders_checked.elapsed() >= FOLDER_CHECK {
+        if folders_changed.swap(false, Ordering::Relaxed)
+            || folders_checked.elapsed() >= check_every
+        {
             folders_checked = Instant::now();
             if let Some(problem) = symlinked_folder(&root) {
                 // Nothing is read or moved through it (every access refuses the link);
@@ -209,7 +239,7 @@ fn handle(mut ctx: WatcherCtx, args: &Args) -> Result<(), WatcherError> {
             }
         }
         let now = Instant::now();
-        let mut wait = FOLDER_CHECK.saturating_sub(folders_checked.elapsed());
+        let mut wait = check_every.saturating_sub(folders_checked.elapsed());
         if let Some(t) = handler.next_retry() {
             wait = wait.min(t.saturating_duration_since(now));
         }
@@ -233,6 +263,7 @@ fn handle(mut ctx: WatcherCtx, args: &Args) -> Result<(), WatcherError> {
     }
     tracing::info!("stopping");
     handler.shutdown(Duration::from_millis(250));
+    drop(name_events);
     Ok(())
 }
 

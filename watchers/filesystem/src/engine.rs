@@ -39,9 +39,12 @@ const CHECKS_PER_TURN: usize = 1024;
 const MESSAGES_PER_TURN: usize = 4096;
 /// How long stopping waits for copies in progress before leaving them to the next start.
 const STOP_GRACE: Duration = Duration::from_millis(600);
-/// How often the watcher checks that `Inbox/` is still the folder it opened (events say
-/// so too, where they arrive).
+/// How often the watcher checks that `Inbox/` and `Needs_Action/` are still the folders it
+/// opened when the OS gives no file events for the vault folder ...
 const PLACE_CHECK: Duration = Duration::from_secs(1);
+/// ... and when it does: a change to their names is checked at once ([`Msg::Place`]);
+/// this is for what the events cannot see (the vault folder itself replaced, say).
+const PLACE_CHECK_WITH_EVENTS: Duration = Duration::from_secs(10);
 
 pub enum Msg {
     Fs(FolderEvent),
@@ -49,6 +52,9 @@ pub enum Msg {
     /// SIGTERM or SIGINT: the loop, asleep until its next event or timer, looks at the
     /// stop flag.
     Stop,
+    /// `Inbox` or `Needs_Action` in the vault folder was created, removed or renamed:
+    /// check the folders now.
+    Place,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +130,12 @@ pub struct Engine {
     rescan: bool,
     rewatch_at: Option<Instant>,
     place_checked: Instant,
+    /// A [`Msg::Place`] came: check before the next wait.
+    place_asked: bool,
+    /// [`PLACE_CHECK_WITH_EVENTS`], or [`PLACE_CHECK`] without events for the vault folder.
+    place_every: Duration,
+    /// The events behind [`Msg::Place`]; stop when dropped.
+    _place_events: Option<FolderEvents>,
     stats: Stats,
 }
 
@@ -168,6 +180,21 @@ impl Engine {
         let stop_tx = tx.clone();
         ctx.wake_on_stop(move || drop(stop_tx.send(Msg::Stop)))
             .map_err(Error::io("set up signal handling for", &paths.inbox))?;
+        let place_tx = tx.clone();
+        // Polling was asked for (a share whose changes make no events here): the vault
+        // folder's events are not trusted either.
+        let place_events = opts.poll.is_none().then(|| {
+            FolderEvents::watch_names(
+                paths.vault.path(),
+                &[Folder::Inbox.name(), Folder::NeedsAction.name()],
+                move || drop(place_tx.send(Msg::Place)),
+            )
+            .inspect_err(|e| {
+                tracing::debug!("no file events for the vault folder ({e}); checking every second");
+            })
+            .ok()
+        });
+        let place_events = place_events.flatten();
         let jobs = spawn_workers(&paths.staging, &ctx, &opts, &tx)?;
         let watcher = watch_inbox(&tx, &paths.inbox, opts.poll).map_err(|source| Error::Watch {
             path: paths.inbox.clone(),
@@ -193,6 +220,13 @@ impl Engine {
             rescan: false,
             rewatch_at: None,
             place_checked: Instant::now(),
+            place_asked: false,
+            place_every: if place_events.is_some() {
+                PLACE_CHECK_WITH_EVENTS
+            } else {
+                PLACE_CHECK
+            },
+            _place_events: place_events,
             stats: Stats::default(),
         })
     }
@@ -232,7 +266,9 @@ impl Engine {
                 }
             }
             let now = Instant::now();
-            if now.duration_since(self.place_checked) >= PLACE_CHECK {
+            if std::mem::take(&mut self.place_asked)
+                || now.duration_since(self.place_checked) >= self.place_every
+            {
                 self.place_checked = now;
                 self.check_place()?;
             }
@@ -264,7 +300,7 @@ impl Engine {
             return Duration::ZERO;
         }
         // The place check and the heartbeat are the only wake-ups of an idle watcher.
-        let mut until = self.place_checked + PLACE_CHECK;
+        let mut until = self.place_checked + self.place_every;
         if let Some(beat) = self.ctx.next_beat_in() {
             until = until.min(now + beat);
         }
@@ -288,6 +324,7 @@ impl Engine {
             Msg::Fs(ev) => self.on_event(ev),
             Msg::Done(d) => self.on_done(d)?,
             Msg::Stop => {}
+            Msg::Place => self.place_asked = true,
         }
         Ok(())
     }
@@ -809,7 +846,7 @@ impl Engine {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left) {
                 Ok(Msg::Done(d)) => self.on_done(d)?,
-                Ok(Msg::Fs(_) | Msg::Stop) => {}
+                Ok(Msg::Fs(_) | Msg::Stop | Msg::Place) => {}
                 Err(_) => break,
             }
         }

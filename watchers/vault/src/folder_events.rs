@@ -81,6 +81,29 @@ impl FolderEvents {
     }
 }
 
+impl FolderEvents {
+    /// Call `alarm` whenever one of `names` directly in `folder` is created, changed,
+    /// removed or renamed (a working folder replaced by a symlink, say), when events were
+    /// lost, and when `folder` itself goes or its events stop: a watcher checks its
+    /// folders when told so instead of polling them. Fails as [`FolderEvents::watch`].
+    pub fn watch_names(
+        folder: &Path,
+        names: &[&str],
+        alarm: impl Fn() + Send + 'static,
+    ) -> std::io::Result<FolderEvents> {
+        let names: Vec<OsString> = names.iter().map(OsString::from).collect();
+        FolderEvents::watch(&[folder.to_path_buf()], move |e| {
+            let ours = match &e {
+                FolderEvent::Name { name, .. } => names.contains(name),
+                FolderEvent::Lost | FolderEvent::FolderGone(_) | FolderEvent::Failed(_) => true,
+            };
+            if ours {
+                alarm();
+            }
+        })
+    }
+}
+
 impl FolderPoll {
     /// List `folders` every `interval` and call `on_event` for each difference (a new
     /// name is `Changed`, never `Closed`: a listing cannot see a writer close).
@@ -419,6 +442,38 @@ mod tests {
                 Err(RecvTimeoutError::Timeout) => panic!("the reading thread still runs"),
             }
         }
+    }
+
+    #[test]
+    fn watched_names_alarm_and_other_names_do_not() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        std::fs::create_dir(root.join("Approved")).unwrap();
+        let (tx, rx) = channel();
+        let _w = FolderEvents::watch_names(root, &["Approved", "Done"], move || drop(tx.send(())))
+            .unwrap();
+        // Other names (the Dashboard's rewrites, say), and reads: no alarm.
+        for _ in 0..20 {
+            std::fs::write(root.join(".Dashboard.md.tmp"), "x").unwrap();
+            std::fs::rename(root.join(".Dashboard.md.tmp"), root.join("Dashboard.md")).unwrap();
+            let _ = std::fs::read_dir(root.join("Approved")).unwrap().count();
+        }
+        // Approved/ renamed away and a symlink put in its place: alarms.
+        std::fs::rename(root.join("Approved"), root.join("old")).unwrap();
+        rx.recv_timeout(Duration::from_secs(10)).expect("an alarm");
+        std::os::unix::fs::symlink(root.join("old"), root.join("Approved")).unwrap();
+        rx.recv_timeout(Duration::from_secs(10)).expect("an alarm");
+        // Only those: nothing came for the 20 rewrites before them (each alarm was one of
+        // the two changes, and nothing more is queued).
+        std::fs::write(root.join("Done"), "").unwrap();
+        rx.recv_timeout(Duration::from_secs(10)).expect("an alarm");
+        assert!(
+            rx.recv_timeout(Duration::from_millis(200)).is_err() || {
+                // A created file may give two events (created, closed after writing).
+                rx.recv_timeout(Duration::from_millis(200)).is_err()
+            },
+            "alarms for other names"
+        );
     }
 
     #[test]
