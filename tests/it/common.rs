@@ -65,12 +65,18 @@ pub fn cpu_used_over(pid: i32, window: Duration) -> Duration {
 /// How often `pid`'s threads have been switched out so far (voluntary and not: each a
 /// wake-up or a preemption), from /proc/PID/task/*/status; None when not Linux.
 pub fn context_switches(pid: i32) -> Option<u64> {
+    threads_status_sum(pid, |l| l.contains("ctxt_switches:"))
+}
+
+/// The sum over `pid`'s threads of the values of the `/proc/PID/task/*/status` lines
+/// `keep` takes.
+fn threads_status_sum(pid: i32, keep: impl Fn(&str) -> bool) -> Option<u64> {
     let mut n = 0;
     for task in fs::read_dir(format!("/proc/{pid}/task")).ok()? {
         let status = fs::read_to_string(task.ok()?.path().join("status")).unwrap_or_default();
         n += status
             .lines()
-            .filter(|l| l.contains("ctxt_switches:"))
+            .filter(|l| keep(l))
             .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
             .sum::<u64>();
     }
@@ -81,16 +87,7 @@ pub fn context_switches(pid: i32) -> Option<u64> {
 /// one a wait that ended in a wake-up), from /proc/PID/task/*/status; None when not
 /// Linux. Unlike [`context_switches`], not raised by preemptions on a busy machine.
 pub fn wake_ups(pid: i32) -> Option<u64> {
-    let mut n = 0;
-    for task in fs::read_dir(format!("/proc/{pid}/task")).ok()? {
-        let status = fs::read_to_string(task.ok()?.path().join("status")).unwrap_or_default();
-        n += status
-            .lines()
-            .filter(|l| l.starts_with("voluntary_ctxt_switches:"))
-            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-            .sum::<u64>();
-    }
-    Some(n)
+    threads_status_sum(pid, |l| l.starts_with("voluntary_ctxt_switches:"))
 }
 
 /// Wait (10 s at most) until `pid` has not woken for half a second: the tail of its
