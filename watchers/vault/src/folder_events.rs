@@ -450,8 +450,10 @@ mod tests {
         let root = t.path();
         std::fs::create_dir(root.join("Approved")).unwrap();
         let (tx, rx) = channel();
-        let _w = FolderEvents::watch_names(root, &["Approved", "Done"], move || drop(tx.send(())))
-            .unwrap();
+        let _w = FolderEvents::watch_names(root, &["Approved", "Done"], move || {
+            let _ = tx.send(());
+        })
+        .unwrap();
         // Other names (the Dashboard's rewrites, say), and reads: no alarm.
         for _ in 0..20 {
             std::fs::write(root.join(".Dashboard.md.tmp"), "x").unwrap();
