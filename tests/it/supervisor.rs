@@ -931,6 +931,51 @@ fn a_child_is_told_its_heartbeat_timeout_and_only_its_own() {
     assert_eq!(sup.stop().map(|s| s.code()), Some(Some(0)));
 }
 
+/// The watchers that sleep until their next event or check (the filesystem watcher, the
+/// approval handler) wake for their heartbeat too: under a 3 s timeout (a beat every
+/// second), neither is restarted for it, though both would sleep longer without it.
+#[test]
+fn sleeping_watchers_beat_often_enough_for_a_short_heartbeat_timeout() {
+    let tv = TestVault::new();
+    tv.write_config(
+        "[supervisor]\nhealth_interval = \"100ms\"\nstop_timeout = \"5s\"\n\n\
+         [[process]]\nname = \"filesystem\"\ncommand = \"ai-employee\"\n\
+         args = [\"watch\", \"filesystem\"]\nheartbeat_timeout = \"3s\"\n\n\
+         [[process]]\nname = \"approvals\"\ncommand = \"ai-employee\"\n\
+         args = [\"watch\", \"approvals\"]\nheartbeat_timeout = \"3s\"\n",
+    );
+    let mut sup = tv.start();
+    let mtime = |name: &str| {
+        std::fs::symlink_metadata(tv.vault.join(".ai-employee/heartbeat").join(name))
+            .and_then(|m| m.modified())
+            .ok()
+    };
+    // Eight beats of each seen: more than twice the timeout with the same children.
+    let mut seen: [Vec<std::time::SystemTime>; 2] = [Vec::new(), Vec::new()];
+    let eight = wait_until(Duration::from_secs(30), || {
+        for (i, name) in ["filesystem", "approvals"].iter().enumerate() {
+            if let Some(m) = mtime(name)
+                && seen[i].last() != Some(&m)
+            {
+                seen[i].push(m);
+            }
+        }
+        seen.iter().all(|s| s.len() >= 8)
+    });
+    let log = tv.system_log();
+    assert!(
+        eight,
+        "beats seen: filesystem {}, approvals {}\n{log}",
+        seen[0].len(),
+        seen[1].len()
+    );
+    assert!(
+        !log.contains("health check failed"),
+        "restarted for its heartbeat:\n{log}"
+    );
+    assert_eq!(sup.stop().map(|s| s.code()), Some(Some(0)), "{log}");
+}
+
 #[test]
 fn the_task_loop_beats_often_enough_for_a_short_heartbeat_timeout() {
     let tv = TestVault::new();
