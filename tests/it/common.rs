@@ -105,6 +105,17 @@ pub fn settle(pid: i32) {
     });
 }
 
+/// An idle window: once `pid` has [`settle`]d, its [`wake_ups`] over `window` (a
+/// measurement, not a wait for something) and the seconds the window really took.
+pub fn wake_ups_over(pid: i32, window: Duration) -> (u64, f64) {
+    settle(pid);
+    let before = wake_ups(pid).expect("wake-ups");
+    let started = Instant::now();
+    std::thread::sleep(window);
+    let woken = wake_ups(pid).expect("wake-ups (still running)") - before;
+    (woken, started.elapsed().as_secs_f64())
+}
+
 /// Whether `pid` is a live process (a zombie counts as dead).
 pub fn alive(pid: i32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {

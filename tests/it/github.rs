@@ -191,7 +191,6 @@ fn open_labelled_issues_become_tasks_once_and_a_304_costs_nothing() {
 /// stop flag, and SIGTERM still ends it at once.
 #[test]
 fn between_polls_it_sleeps_and_a_stop_wakes_it() {
-    use crate::common::{settle, wake_ups};
     let gh = StandIn::start(vec![issue(1, "Login fails", "", &["ai"])]);
     let tv = vault_for(&gh);
     let v = &tv.vault;
@@ -199,13 +198,8 @@ fn between_polls_it_sleeps_and_a_stop_wakes_it() {
     let args = ["--repo", &repo, "--label", "ai", "--interval", "1h"];
     let mut w = WatcherProc::spawn("github", v, &args);
     wait_tasks(v, &[1], &w);
-    // Its first poll is over once the task is written; a window, not a wait.
-    settle(w.pid());
-    let before = wake_ups(w.pid()).expect("wake-ups");
-    let started = std::time::Instant::now();
-    std::thread::sleep(Duration::from_secs(2));
-    let woken = wake_ups(w.pid()).expect("wake-ups") - before;
-    let secs = started.elapsed().as_secs_f64();
+    // Its first poll is over once the task is written.
+    let (woken, secs) = crate::common::wake_ups_over(w.pid(), Duration::from_secs(2));
     // Ten a second before (a 100 ms look at the flag).
     assert!(
         (woken as f64) <= 3.0 + secs,

@@ -263,7 +263,6 @@ fn handle(mut ctx: WatcherCtx, args: &Args) -> Result<(), WatcherError> {
     }
     tracing::info!("stopping");
     handler.shutdown(Duration::from_millis(250));
-    drop(name_events);
     Ok(())
 }
 

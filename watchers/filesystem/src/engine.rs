@@ -132,10 +132,9 @@ pub struct Engine {
     place_checked: Instant,
     /// A [`Msg::Place`] came: check before the next wait.
     place_asked: bool,
-    /// [`PLACE_CHECK_WITH_EVENTS`], or [`PLACE_CHECK`] without events for the vault folder.
-    place_every: Duration,
-    /// The events behind [`Msg::Place`]; stop when dropped.
-    _place_events: Option<FolderEvents>,
+    /// The events behind [`Msg::Place`] (none: polling, or the OS gave none); they stop
+    /// when dropped.
+    place_events: Option<FolderEvents>,
     stats: Stats,
 }
 
@@ -183,7 +182,9 @@ impl Engine {
         let place_tx = tx.clone();
         // Polling was asked for (a share whose changes make no events here): the vault
         // folder's events are not trusted either.
-        let place_events = opts.poll.is_none().then(|| {
+        let place_events = if opts.poll.is_some() {
+            None
+        } else {
             FolderEvents::watch_names(
                 paths.vault.path(),
                 &[Folder::Inbox.name(), Folder::NeedsAction.name()],
@@ -193,8 +194,7 @@ impl Engine {
                 tracing::debug!("no file events for the vault folder ({e}); checking every second");
             })
             .ok()
-        });
-        let place_events = place_events.flatten();
+        };
         let jobs = spawn_workers(&paths.staging, &ctx, &opts, &tx)?;
         let watcher = watch_inbox(&tx, &paths.inbox, opts.poll).map_err(|source| Error::Watch {
             path: paths.inbox.clone(),
@@ -221,12 +221,7 @@ impl Engine {
             rewatch_at: None,
             place_checked: Instant::now(),
             place_asked: false,
-            place_every: if place_events.is_some() {
-                PLACE_CHECK_WITH_EVENTS
-            } else {
-                PLACE_CHECK
-            },
-            _place_events: place_events,
+            place_events,
             stats: Stats::default(),
         })
     }
@@ -267,7 +262,7 @@ impl Engine {
             }
             let now = Instant::now();
             if std::mem::take(&mut self.place_asked)
-                || now.duration_since(self.place_checked) >= self.place_every
+                || now.duration_since(self.place_checked) >= self.place_every()
             {
                 self.place_checked = now;
                 self.check_place()?;
@@ -295,12 +290,22 @@ impl Engine {
         self.shutdown()
     }
 
+    /// How often the folders are checked without being asked: [`PLACE_CHECK_WITH_EVENTS`],
+    /// or [`PLACE_CHECK`] without events for the vault folder.
+    fn place_every(&self) -> Duration {
+        if self.place_events.is_some() {
+            PLACE_CHECK_WITH_EVENTS
+        } else {
+            PLACE_CHECK
+        }
+    }
+
     fn next_wait(&self, now: Instant) -> Duration {
         if self.rescan || (!self.queue.is_empty() && self.running < self.cap) {
             return Duration::ZERO;
         }
         // The place check and the heartbeat are the only wake-ups of an idle watcher.
-        let mut until = self.place_checked + self.place_every;
+        let mut until = self.place_checked + self.place_every();
         if let Some(beat) = self.ctx.next_beat_in() {
             until = until.min(now + beat);
         }

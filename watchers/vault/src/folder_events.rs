@@ -469,13 +469,9 @@ mod tests {
         // the two changes, and nothing more is queued).
         std::fs::write(root.join("Done"), "").unwrap();
         rx.recv_timeout(Duration::from_secs(10)).expect("an alarm");
-        assert!(
-            rx.recv_timeout(Duration::from_millis(200)).is_err() || {
-                // A created file may give two events (created, closed after writing).
-                rx.recv_timeout(Duration::from_millis(200)).is_err()
-            },
-            "alarms for other names"
-        );
+        // A created file may give a second event (created, then closed after writing).
+        let more = std::iter::from_fn(|| rx.recv_timeout(Duration::from_millis(200)).ok()).count();
+        assert!(more <= 1, "{more} more alarms: alarms for other names");
     }
 
     #[test]
