@@ -202,7 +202,9 @@ fn handle(mut ctx: WatcherCtx, args: &Args) -> Result<(), WatcherError> {
     ctx.wake_on_stop(arrivals.waker())
         .map_err(|e| WatcherError::failed_to("set up signal handling", e))?;
     // A change to one of the folders' names in the vault folder asks for a check at once.
-    let folders_changed = Arc::new(AtomicBool::new(false));
+    // The first turn checks anyway: a folder swapped after the start-up check and before
+    // these events were watched made no event here.
+    let folders_changed = Arc::new(AtomicBool::new(true));
     let names: Vec<&str> = FOLDERS
         .iter()
         .map(|f| f.name())

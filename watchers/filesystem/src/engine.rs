@@ -220,7 +220,9 @@ impl Engine {
             rescan: false,
             rewatch_at: None,
             place_checked: Instant::now(),
-            place_asked: false,
+            // The first turn checks: a folder swapped after `Paths::prepare` opened it and
+            // before the vault folder's events were watched made no event.
+            place_asked: true,
             place_events,
             stats: Stats::default(),
         })
