@@ -590,8 +590,10 @@ impl Engine {
                 return None;
             }
         };
-        let mask = WatchMask::CREATE
-            | WatchMask::CLOSE_WRITE
+        // No CREATE: a file written in place is read once its writer closes it, never as
+        // the empty or half-written file its creation shows (the sweep finds what
+        // appears another way, by `link` say).
+        let mask = WatchMask::CLOSE_WRITE
             | WatchMask::MOVED_TO
             | WatchMask::MOVED_FROM
             | WatchMask::DELETE

@@ -261,6 +261,35 @@ fn once_drives_every_task_to_done_and_an_invalid_one_to_failed_with_its_reason()
 /// A filesystem task's copy (`FILE_…` beside its note `FILE_….md`) is not a task: it
 /// moves with its note and the prompt names it. Another name ending in `.md` beside a
 /// file of the same stem is a task of its own, and that file is left where it is.
+/// A task file a person is still writing in place (created, open, half written) is not
+/// read until its writer closes it: the loop acts on a close after writing or a rename
+/// into the folder, never on the bare creation.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_task_file_still_being_written_waits_for_its_close() {
+    use std::io::Write;
+    let tv = new_vault();
+    table(&tv, "");
+    let mut l = Loop::start(&tv, &[]);
+    l.wait_log("task loop started");
+    let mut slow = fs::File::create(tv.vault.join("Needs_Action/SLOW.md")).unwrap();
+    slow.write_all(b"---\ntitle: Slow\n").unwrap();
+    // A complete task published after it: done once the loop has taken the events that
+    // came after SLOW's creation.
+    task(&tv, "QUICK", "", "done");
+    wait_in(&tv, "Done/QUICK.md", &l);
+    assert_eq!(in_folder(&tv, "Needs_Action"), ["SLOW.md"], "{}", l.log());
+    slow.write_all(b"---\n# Slow\n\nfake: done\n").unwrap();
+    drop(slow);
+    wait_in(&tv, "Done/SLOW.md", &l);
+    let done = fs::read_to_string(tv.vault.join("Done/SLOW.md")).unwrap();
+    assert!(
+        done.contains("title: Slow") && done.contains("fake: done"),
+        "{done}"
+    );
+    assert_eq!(l.stop(), Some(0), "{}", l.log());
+}
+
 #[test]
 fn a_filesystem_tasks_copy_moves_with_it_and_only_theirs_is_a_copy() {
     let tv = new_vault();
