@@ -18,7 +18,7 @@
 //! state, and acknowledging a result only after that state is durable (the sync the next `flush` asks
 //! for has completed on the sync thread, `durable.rs`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use ai_employee_vault::layout::Folder;
@@ -71,10 +71,43 @@ const MAX_WORKERS: usize = 10_000;
 /// The most bytes of `Company_Handbook.md` sent with a run.
 const HANDBOOK_MAX: u64 = 1024 * 1024;
 
+/// The publishes the queue task has handled (sent, or [`Command::Unsent`]): every `seq`
+/// up to `upto` and those in `above`. They arrive out of their order, each after its own
+/// sync on a blocking thread, so the last one handled says nothing of the others: a
+/// comparison with Redis that took it for a high-water mark skipped a run sent before it
+/// with a higher `seq`, and a run Redis then lost was never published again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Handled {
+    upto: u64,
+    /// Handled above `upto`, with a gap below them (a few: the syncs in flight).
+    above: BTreeSet<u64>,
+}
+
+impl Handled {
+    fn mark(&mut self, seq: u64) {
+        if seq <= self.upto {
+            return;
+        }
+        self.above.insert(seq);
+        while self.above.remove(&(self.upto + 1)) {
+            self.upto += 1;
+        }
+    }
+
+    /// Whether publish `seq` was handled (0: a run found at start, never published).
+    pub(super) fn covers(&self, seq: u64) -> bool {
+        seq <= self.upto || self.above.contains(&seq)
+    }
+}
+
 /// What the loop asks of the queue task.
 pub(super) enum Command {
-    /// Publish a run; `seq` orders publishes against [`Event::Outstanding`].
+    /// Publish a run; `seq` tells publishes sent before an [`Event::Outstanding`] from
+    /// those after it.
     Publish { seq: u64, message: Box<TaskMessage> },
+    /// Publish `seq` was not sent (its claim could not be synced): compare the queue
+    /// with the vault at the next check, which publishes it again.
+    Unsent(u64),
     /// The result entry is applied and durable: acknowledge and delete it.
     Ack(String),
     /// Compare what Redis holds with the loop's runs at the next check (a run found in
@@ -85,8 +118,11 @@ pub(super) enum Command {
 /// What the queue tasks tell the loop.
 pub(super) enum Event {
     /// The queue answers (at start, after an outage, after a restart): what it holds.
-    /// Every publish up to `seq` was sent before this was read.
-    Outstanding { seq: u64, outstanding: Outstanding },
+    /// Every publish `handled` covers was sent (or given up) before this was read.
+    Outstanding {
+        handled: Handled,
+        outstanding: Outstanding,
+    },
     /// The queue stopped answering.
     Unreachable,
     /// The URL or credentials cannot work (exit 78).
@@ -410,15 +446,17 @@ impl Engine {
                         .file(&name, How::READ)
                         .and_then(|f| f.sync_all())
                         .and_then(|()| dir.sync());
+                    // The queue task ends only with the loop.
                     match synced {
-                        // The queue task ends only with the loop.
                         Ok(()) => drop(tx.send(command)),
-                        // Not published: the loop publishes what the queue lacks when it
-                        // next compares the queue with the vault (its next start, or
-                        // Redis answering after an outage).
-                        Err(e) => warn!(
-                            "cannot sync In_Progress/{name}: {e}; its run is not published until the loop compares the queue with the vault again"
-                        ),
+                        // Not published: the next comparison of the queue with the vault
+                        // (asked for) publishes it again, once its claim is synced.
+                        Err(e) => {
+                            warn!(
+                                "cannot sync In_Progress/{name}: {e}; its run is published once it can be"
+                            );
+                            drop(tx.send(Command::Unsent(seq)));
+                        }
                     }
                 });
             }
@@ -534,7 +572,10 @@ impl Engine {
                 }
                 self.snapshot_dirty = true;
             }
-            Event::Outstanding { seq, outstanding } => self.reconcile(seq, &outstanding),
+            Event::Outstanding {
+                handled,
+                outstanding,
+            } => self.reconcile(&handled, &outstanding),
             Event::Results(list) => {
                 for inc in list {
                     self.apply(inc);
@@ -544,14 +585,17 @@ impl Engine {
         }
     }
 
-    /// The queue answers: publish again every run it should hold and does not.
-    fn reconcile(&mut self, seq: u64, outstanding: &Outstanding) {
+    /// The queue answers: publish again every run it should hold and does not (a publish
+    /// not yet handled when Redis was read is on its way).
+    fn reconcile(&mut self, handled: &Handled, outstanding: &Outstanding) {
         let missing: Vec<(String, u32)> = {
             let Some(r) = &mut self.remote else { return };
             r.link = Link::Up;
             r.runs
                 .iter()
-                .filter(|(id, run)| run.seq <= seq && !outstanding.contains(id, run.attempt))
+                .filter(|(id, run)| {
+                    handled.covers(run.seq) && !outstanding.contains(id, run.attempt)
+                })
                 .map(|(id, run)| (id.clone(), run.attempt))
                 .collect()
         };
@@ -569,7 +613,14 @@ impl Engine {
                 .as_ref()
                 .and_then(|r| r.runs.get(&id))
                 .map_or_else(Utc::now, |r| r.since);
-            self.publish(&id, attempt, since, message, None);
+            // Synced first again: the claim of a run whose sync failed is not durable yet.
+            let dir = self
+                .dirs
+                .progress
+                .try_clone()
+                .ok()
+                .map(|d| (d, e.name.clone()));
+            self.publish(&id, attempt, since, message, dir);
             if let Some(r) = &mut self.remote {
                 r.republished += 1;
             }
@@ -844,8 +895,8 @@ async fn queue_task(
     };
     tokio::spawn(reader(client.clone(), reach.clone(), events.clone()));
     let mut run_id: Option<String> = None;
-    // The last publish handled (they arrive in order).
-    let mut sent = 0u64;
+    // The publishes handled (they arrive out of order).
+    let mut sent = Handled::default();
     let mut must_reconcile = true;
     let mut check = tokio::time::interval(CHECK_EVERY);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -862,6 +913,10 @@ async fn queue_task(
         // A check asked for, or a command that failed: compare the queue with the vault.
         let mut take = async |c: Command| match c {
             Command::Check => true,
+            Command::Unsent(seq) => {
+                sent.mark(seq);
+                true
+            }
             c => match handle(&mut client, c, &mut sent).await {
                 Ok(()) => false,
                 Err(e) => {
@@ -911,7 +966,7 @@ async fn queue_task(
                             must_reconcile = false;
                             reach.ok(&shown);
                             let ev = Event::Outstanding {
-                                seq: sent,
+                                handled: sent.clone(),
                                 outstanding,
                             };
                             if events.send(ev).is_err() {
@@ -947,14 +1002,18 @@ async fn queue_task(
 /// One command of the loop. A failed publish is sent again by the next reconciliation; a
 /// lost acknowledgement is harmless (the entry is read again at the next start, and
 /// fenced off then).
-async fn handle(client: &mut QueueClient, c: Command, sent: &mut u64) -> Result<(), QueueError> {
+async fn handle(
+    client: &mut QueueClient,
+    c: Command,
+    sent: &mut Handled,
+) -> Result<(), QueueError> {
     match c {
         Command::Publish { seq, message } => {
-            *sent = seq;
+            sent.mark(seq);
             client.publish(&message).await.map(|_| ())
         }
         Command::Ack(id) => client.ack_result(&id).await,
-        Command::Check => Ok(()),
+        Command::Check | Command::Unsent(_) => Ok(()),
     }
 }
 
@@ -985,5 +1044,180 @@ async fn reader(
         if events.is_closed() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Child, Command as Process, Stdio};
+
+    /// A redis-server of its own on a free loopback port, without persistence; none
+    /// (said on stderr) where the binary is missing.
+    struct Server {
+        child: Child,
+        port: u16,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Server {
+        fn start() -> Option<Server> {
+            let dir = tempfile::tempdir().ok()?;
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .ok()?
+                .local_addr()
+                .ok()?
+                .port();
+            let child = match Process::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("SKIPPED: redis-server cannot be started ({e})");
+                    return None;
+                }
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "redis-server did not answer");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Some(Server {
+                child,
+                port,
+                _dir: dir,
+            })
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn message(task: &str) -> Box<TaskMessage> {
+        Box::new(TaskMessage {
+            v: VERSION,
+            task_id: task.into(),
+            attempt: 1,
+            task: format!("# {task}\n"),
+            handbook: String::new(),
+            prompt: "do it".into(),
+            agent: AgentSpec {
+                command: vec!["agent".into(), "{prompt}".into()],
+                resume: vec![],
+                continue_prompt: "go on".into(),
+                verify: None,
+                max_iterations: 1,
+                timeout_ms: 60_000,
+                kill_after_ms: 1000,
+                env: BTreeMap::new(),
+                runner: None,
+                image: None,
+            },
+            published_at: Utc::now(),
+        })
+    }
+
+    /// The next comparison the queue task sends (other events skipped).
+    async fn next_outstanding(
+        events: &mut mpsc::UnboundedReceiver<Event>,
+    ) -> (Handled, Outstanding) {
+        let wait = async {
+            loop {
+                match events.recv().await {
+                    Some(Event::Outstanding {
+                        handled,
+                        outstanding,
+                    }) => return (handled, outstanding),
+                    Some(_) => {}
+                    None => panic!("the queue task ended"),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), wait)
+            .await
+            .expect("no comparison within 20 s")
+    }
+
+    /// Publishes reach the queue task out of their order (each waits for its own sync on
+    /// a blocking thread). A comparison must count every run already sent as sent, or the
+    /// loop never publishes again a run Redis lost: here seq 2 is sent before seq 1, and
+    /// the comparison after both must cover both.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_comparison_covers_every_publish_sent_whatever_their_order() {
+        let Some(server) = Server::start() else {
+            return;
+        };
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+        let url = format!("redis://127.0.0.1:{}/0", server.port);
+        tokio::spawn(queue_task(
+            url,
+            Credentials::default(),
+            Duration::from_secs(3),
+            cmd_rx,
+            ev_tx,
+        ));
+        let (handled, _) = next_outstanding(&mut ev_rx).await;
+        assert!(handled.covers(0) && !handled.covers(1));
+        for (seq, task) in [(2, "T2"), (1, "T1")] {
+            let _ = cmd_tx.send(Command::Publish {
+                seq,
+                message: message(task),
+            });
+        }
+        let _ = cmd_tx.send(Command::Check);
+        let (handled, outstanding) = next_outstanding(&mut ev_rx).await;
+        assert!(outstanding.contains("T1", 1) && outstanding.contains("T2", 1));
+        assert!(
+            handled.covers(1) && handled.covers(2),
+            "the comparison covers only {handled:?}"
+        );
+        // 4 sent while 3 still waits for its sync: 3 is on its way, not lost.
+        let _ = cmd_tx.send(Command::Publish {
+            seq: 4,
+            message: message("T4"),
+        });
+        let _ = cmd_tx.send(Command::Check);
+        let (handled, outstanding) = next_outstanding(&mut ev_rx).await;
+        assert!(outstanding.contains("T4", 1));
+        assert!(handled.covers(4) && !handled.covers(3), "{handled:?}");
+        // 3's sync failed: the comparison it asks for counts it, and Redis lacks it.
+        let _ = cmd_tx.send(Command::Unsent(3));
+        let (handled, outstanding) = next_outstanding(&mut ev_rx).await;
+        assert!(handled.covers(3) && !outstanding.contains("T3", 1));
+        assert!(!handled.covers(5));
+    }
+
+    #[test]
+    fn handled_publishes_are_counted_whatever_their_order() {
+        let mut h = Handled::default();
+        assert!(h.covers(0) && !h.covers(1));
+        for seq in [3, 1, 5] {
+            h.mark(seq);
+        }
+        let covered: Vec<u64> = (0..7).filter(|s| h.covers(*s)).collect();
+        assert_eq!(covered, [0, 1, 3, 5]);
+        h.mark(2);
+        h.mark(4);
+        assert_eq!(
+            h,
+            Handled {
+                upto: 5,
+                above: BTreeSet::new()
+            }
+        );
+        h.mark(5); // again: no change
+        assert_eq!(h.upto, 5);
+        assert!(!h.covers(6));
     }
 }
