@@ -1115,3 +1115,101 @@ fn where_a_run_is_shows_in_tasks_and_in_the_task_file_while_it_runs() {
     signal(lp.id() as i32, libc::SIGTERM);
     assert_eq!(wait_child(&mut lp, LONG).and_then(|s| s.code()), Some(0));
 }
+
+/// The messages in the tasks stream, as `redis-cli` prints them (empty without it).
+fn tasks_stream(port: u16) -> String {
+    Command::new("redis-cli")
+        .args([
+            "-p",
+            &port.to_string(),
+            "--raw",
+            "XRANGE",
+            "ai-employee:tasks",
+            "-",
+            "+",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// A task resumed after its approvals were decided goes to a worker with their outcome in
+/// its prompt (a worker has no session of the earlier run). When Redis loses that run,
+/// the loop publishes it again as the same resumed run: the outcome is still in the
+/// prompt, not a fresh run that would draft the approvals a second time.
+#[test]
+fn a_resumed_run_that_redis_lost_is_published_again_with_its_approvals_outcome() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    if Command::new("redis-cli").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: redis-cli is not installed (Debian's redis-server brings it)");
+        return;
+    }
+    let b = Bench::new(&redis, "10m", "");
+    // The agent drafted one request, the task waits for it, and a person approved it
+    // (the approval handler executed it into Done/).
+    let done = b.tv.vault.join("Done/APPROVAL_W_1.md");
+    fs::write(
+        &done,
+        "---\ntype: approval_request\naction: send_email\ntask: W_1\nresult: approved\n---\nSend it.\n",
+    )
+    .unwrap();
+    let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let text = format!(
+        "---\ntype: task\nstate: waiting_approval\nattempt: 1\napprovals:\n- \
+         Pending_Approval/APPROVAL_W_1.md\nwaiting_since: {since}\n---\n# W_1\n\nPlan it.\n"
+    );
+    let tmp = b.tv.vault.join("In_Progress/.W_1.tmp");
+    fs::write(&tmp, text).unwrap();
+    fs::rename(&tmp, b.tv.vault.join("In_Progress/W_1.md")).unwrap();
+    let mut lp = b.loop_();
+    // No worker: the resumed run waits in the stream.
+    let outcome = "The approval requests drafted for this task were decided";
+    assert!(
+        wait_until(LONG, || tasks_stream(redis.port).contains(outcome)),
+        "the resumed run is published with the outcome:\n{}\n{}",
+        tasks_stream(redis.port),
+        tail(&b.loop_log(), 40)
+    );
+    redis.restart();
+    assert!(
+        wait_until(LONG, || b
+            .loop_log()
+            .contains("W_1: attempt 1 is not on the queue (Redis lost it)")),
+        "{}",
+        tail(&b.loop_log(), 40)
+    );
+    // What the stream holds once the run is published again.
+    let republished = |port: u16| -> String {
+        assert!(
+            wait_until(LONG, || tasks_stream(port).contains("W_1")),
+            "{}",
+            tail(&b.loop_log(), 40)
+        );
+        tasks_stream(port)
+    };
+    let stream = republished(redis.port);
+    assert!(
+        stream.contains(outcome) && stream.contains("APPROVAL_W_1.md"),
+        "published again without the approvals' outcome:\n{stream}"
+    );
+    // The same after a loop killed and started again: it finds the run on the queue in
+    // the task file, and publishes it as resumed when Redis has lost it once more.
+    kill9(&mut lp);
+    redis.restart();
+    let mut lp = b.loop_();
+    let stream = republished(redis.port);
+    assert!(
+        stream.contains(outcome),
+        "published again by a new loop without the approvals' outcome:\n{stream}"
+    );
+    // A worker finishes it, once.
+    let w = b.worker("w1", "10m", 1);
+    b.wait_done(&["W_1".to_string()], LONG);
+    assert_eq!(b.runs().len(), 1, "{:?}", b.runs());
+    stop(w);
+    signal(lp.id() as i32, libc::SIGTERM);
+    assert_eq!(wait_child(&mut lp, LONG).and_then(|s| s.code()), Some(0));
+}

@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::{Claimed, Engine, Entry};
+use super::{Claimed, Engine, Entry, gate};
 use crate::agent::events::{EventKind, RunResult, TaskEvent};
 use crate::agent::prompt;
 use crate::agent::runner::{AttemptEnd, Progress};
@@ -150,6 +150,9 @@ pub(super) struct Run {
     pub since: DateTime<Utc>,
     /// The publish that sent it (0: found in the vault at start, never sent by this loop).
     pub seq: u64,
+    /// A run resumed after the task's approvals were decided: its prompt tells their
+    /// outcome, published again the same way.
+    pub resumed: bool,
     /// The worker that has it, as its heartbeat says.
     pub worker: Option<String>,
     pub host: Option<String>,
@@ -405,7 +408,7 @@ impl Engine {
                 None
             }
         };
-        self.publish(id, attempt, now, message, dir);
+        self.publish(id, attempt, now, resumed, message, dir);
     }
 
     /// Record the run and send it to the queue; with `durable_first` (the folder and the
@@ -417,6 +420,7 @@ impl Engine {
         id: &str,
         attempt: u32,
         since: DateTime<Utc>,
+        resumed: bool,
         message: TaskMessage,
         durable_first: Option<(Dir, String)>,
     ) {
@@ -429,6 +433,7 @@ impl Engine {
                 attempt,
                 since,
                 seq,
+                resumed,
                 worker: None,
                 host: None,
                 taken_at: None,
@@ -522,6 +527,15 @@ impl Engine {
     /// A task found `running` with `run_on: queue` at start: its run is still on the
     /// queue (or lost with Redis's data: published again once the queue answers).
     pub(super) fn adopt_remote(&mut self, e: Entry) -> bool {
+        if self.remote.is_none() {
+            return false;
+        }
+        // Resumed after its approvals when every one of them is decided (a run of a task
+        // waiting for them does not start).
+        let resumed = !e.approvals.is_empty()
+            && e.approvals
+                .iter()
+                .all(|a| gate::locate(|f| self.dirs.of(f), a).is_some_and(|w| w.decided()));
         let Some(r) = &mut self.remote else {
             return false;
         };
@@ -532,6 +546,7 @@ impl Engine {
                 attempt: e.attempt,
                 since,
                 seq: 0,
+                resumed,
                 worker: None,
                 host: None,
                 taken_at: None,
@@ -588,7 +603,7 @@ impl Engine {
     /// The queue answers: publish again every run it should hold and does not (a publish
     /// not yet handled when Redis was read is on its way).
     fn reconcile(&mut self, handled: &Handled, outstanding: &Outstanding) {
-        let missing: Vec<(String, u32)> = {
+        let missing: Vec<(String, u32, bool)> = {
             let Some(r) = &mut self.remote else { return };
             r.link = Link::Up;
             r.runs
@@ -596,15 +611,15 @@ impl Engine {
                 .filter(|(id, run)| {
                     handled.covers(run.seq) && !outstanding.contains(id, run.attempt)
                 })
-                .map(|(id, run)| (id.clone(), run.attempt))
+                .map(|(id, run)| (id.clone(), run.attempt, run.resumed))
                 .collect()
         };
         self.snapshot_dirty = true;
-        for (id, attempt) in missing {
+        for (id, attempt, resumed) in missing {
             let Some(e) = self.tasks.get(&id).cloned() else {
                 continue;
             };
-            let Some(message) = self.task_message(&e, false) else {
+            let Some(message) = self.task_message(&e, resumed) else {
                 continue;
             };
             warn!("{id}: attempt {attempt} is not on the queue (Redis lost it): published again");
@@ -620,7 +635,7 @@ impl Engine {
                 .try_clone()
                 .ok()
                 .map(|d| (d, e.name.clone()));
-            self.publish(&id, attempt, since, message, dir);
+            self.publish(&id, attempt, since, resumed, message, dir);
             if let Some(r) = &mut self.remote {
                 r.republished += 1;
             }
