@@ -14,16 +14,18 @@ Set-up: a tmpfs we mount (--fs-size + 8 MiB) holds an ext4 image (--fs-size MiB,
 loop-mounted); the vault lives on that ext4, so the same file system can be filled to
 ENOSPC (a ballast file) and stalled (`fsfreeze -f` / `-u`; tmpfs cannot be frozen and
 this kernel has no device-mapper for dm-delay). `ai-employee supervise` (the release
-binary, copied first) runs a table with two children, `watch filesystem` and `watch
-approvals`; the SMTP fixture on a loopback port counts what it receives (outside the
+binary, copied first) runs a table with three children, `watch filesystem`, `watch
+approvals` and the task loop (`agent`; `--no-agent` leaves it out), whose agent is a
+stand-in shell script (writes the task's plan and answers done in Claude Code's JSON; at
+random it fails or takes 3 s); the SMTP fixture on a loopback port counts what it receives (outside the
 vault, on the real disk).
 
 Meanwhile, at random (seeded; the seed is printed): files dropped into Inbox/ (sizes
 0 B to 3 MiB; written at once, written slowly with pauses, renamed in from outside the
 Inbox, or written as NAME.part and renamed), approvals written to Pending_Approval/ and
 moved to Approved/ (some written slowly in place in Approved/), each with a unique marker
-in subject and body; SIGKILL of the filesystem watcher, the approval handler, the
-guardian and the supervisor itself (restarted after a short delay, as systemd's
+in subject and body; SIGKILL of the filesystem watcher, the approval handler, the task
+loop, the guardian and the supervisor itself (restarted after a short delay, as systemd's
 Restart=on-failure would; supervisor kills happen in the first half of the run only, so
 the second half is one long supervisor lifetime to measure RSS and fds on); ENOSPC
 phases (ballast topped up for 5-20 s, then removed); stalls (fsfreeze for 1-6 s,
@@ -33,7 +35,8 @@ At the end: chaos stops, the vault drains, the supervisor gets SIGTERM, and the
 invariants are checked and printed as PASS/FAIL with numbers: no Inbox file lost, no
 task twice or half, no email sent twice or approved-and-lost (counted per marker at the
 server), no half approval sent, outcome unknown only after a stop, no record lost to a
-cut-off write, no zombie, no orphan, a clean stop, supervisor RSS and fds flat (exit 1
+cut-off write, every task note driven to Done/ once by the loop with its plan, never more
+agent runs than attempts counted, no agent left running, no zombie, no orphan, a clean stop, supervisor RSS and fds flat (exit 1
 if any fails, 2 on a set-up error). See docs/BENCHMARKS.md, "Chaos run".
 """
 from __future__ import annotations
@@ -210,6 +213,7 @@ class Chaos:
         self.mounted = []
         self.smtp = None
         self.smtp_out = self.work / "smtp-out"
+        self.agent_runs = self.work / "agent-runs.log"
         self.sup = None  # Popen of the current supervisor
         self.sup_started = 0.0
         self.sup_gen = 0
@@ -228,7 +232,7 @@ class Chaos:
         self.stalls: list[list] = []  # [start, end or None]
         self.stall_probes: list[dict] = []
         self.fills: list[list] = []
-        self.max_same_watcher = {"filesystem": 0, "approvals": 0}
+        self.max_same_watcher = {"filesystem": 0, "approvals": 0, "agent": 0}
         self.dup_watchers: list[str] = []
         self.guardian_missing_since = None
         self.guardian_gaps: list[float] = []
@@ -267,7 +271,13 @@ class Chaos:
         self.outside.mkdir()
         env = self.env()
         run([str(self.binary), "init", "--vault", str(self.vault)], env=env)
-        (self.vault / "ai-employee.toml").write_text(TABLE)
+        table = TABLE
+        if a.agent:
+            agent = self.work / "bin" / "agent.sh"
+            agent.write_text(STANDIN_AGENT)
+            agent.chmod(0o755)
+            table += AGENT_TABLE.format(agent=agent, runs=self.agent_runs)
+        (self.vault / "ai-employee.toml").write_text(table)
         # SMTP server (its output on the real disk, not on the vault's file system).
         ready = self.work / "smtp-ready"
         self.smtp = subprocess.Popen(
@@ -343,10 +353,15 @@ class Chaos:
 
     def children(self):
         """(filesystem pids, approvals pids, guardian pids) of the current supervisor."""
+        fs, ap, gu, _, table = self.children_and_loop()
+        return fs, ap, gu, table
+
+    def children_and_loop(self):
+        """children(), and the task loop's pids."""
         p = self.sup
-        fs, ap, gu = [], [], []
+        fs, ap, gu, lp = [], [], [], []
         if p is None:
-            return fs, ap, gu, {}
+            return fs, ap, gu, lp, {}
         table = proc_table()
         for pid, info in table.items():
             if info["ppid"] != p.pid or info["state"] == "Z":
@@ -356,13 +371,15 @@ class Chaos:
                 fs.append(pid)
             elif cmd[1:3] == ["watch", "approvals"]:
                 ap.append(pid)
+            elif cmd[1:2] == ["agent"]:
+                lp.append(pid)
             elif len(cmd) > 1 and cmd[1] in ("supervise", "__guardian"):
                 gu.append(pid)
-        return fs, ap, gu, table
+        return fs, ap, gu, lp, table
 
     def kill(self, what: str) -> None:
-        fs, ap, gu, _ = self.children()
-        pids = {"filesystem": fs, "approvals": ap, "guardian": gu}.get(what)
+        fs, ap, gu, lp, _ = self.children_and_loop()
+        pids = {"filesystem": fs, "approvals": ap, "guardian": gu, "agent": lp}.get(what)
         if what == "supervisor":
             with self.lock:
                 p = self.sup
@@ -666,7 +683,7 @@ class Chaos:
     def sample(self) -> None:
         p, gen, started = self.sup, self.sup_gen, self.sup_started
         t = self.now()
-        fs, ap, gu, table = self.children()
+        fs, ap, gu, lp, table = self.children_and_loop()
         if p is not None and p.poll() is None:
             m = rss_fds(p.pid)
             if m is not None:
@@ -674,7 +691,8 @@ class Chaos:
                     self.samples[gen].append((time.monotonic() - started, *m))
             self.max_same_watcher["filesystem"] = max(self.max_same_watcher["filesystem"], len(fs))
             self.max_same_watcher["approvals"] = max(self.max_same_watcher["approvals"], len(ap))
-            for what, pids in (("filesystem", fs), ("approvals", ap)):
+            self.max_same_watcher["agent"] = max(self.max_same_watcher["agent"], len(lp))
+            for what, pids in (("filesystem", fs), ("approvals", ap), ("agent", lp)):
                 if len(pids) > 1 and not self.in_stall(t):
                     self.dup_watchers.append(f"t={t:.0f}s: {len(pids)} `watch {what}` children {pids}")
             if gu or time.monotonic() - started < 5:
@@ -715,6 +733,7 @@ class Chaos:
             "kill filesystem": a.kill_every,
             "kill approvals": a.kill_every,
             "kill guardian": a.kill_every * 15,
+            **({"kill agent": a.kill_every} if a.agent else {}),
             "kill supervisor": a.supervisor_every,
         }
         nxt = {k: self.now() + self.rng.expovariate(1.0 / v) for k, v in rates.items()}
@@ -756,15 +775,32 @@ class Chaos:
                 left = [n for n in os.listdir(self.vault / "Approved") if n.endswith(".md")]
             except OSError as e:
                 left = [str(e)]
-            if not missing and not left:
+            open_tasks = self.open_tasks() if self.args.agent else []
+            if not missing and not left and not open_tasks:
                 return True, ""
             why = f"{len(missing)} drops without a note, {len(left)} files left in Approved/"
+            if self.args.agent:
+                why += f", {len(open_tasks)} tasks not yet done (e.g. {open_tasks[:3]})"
             time.sleep(1)
         return False, why
 
+    def open_tasks(self) -> list[str]:
+        """Task notes the loop has not finished (in Needs_Action/ or In_Progress/)."""
+        out = []
+        for folder in ("Needs_Action", "In_Progress"):
+            for n in os.listdir(self.vault / folder):
+                if n.endswith(".md") and not n.startswith("."):
+                    out.append(f"{folder}/{n}")
+        return out
+
     def note_names(self) -> set:
         out = set()
-        na = self.vault / "Needs_Action"
+        for folder in TASK_FOLDERS:
+            out |= self.note_names_in(self.vault / folder)
+        return out
+
+    def note_names_in(self, na: Path) -> set:
+        out = set()
         for n in os.listdir(na):
             if not n.endswith(".md"):
                 continue
@@ -869,6 +905,49 @@ heartbeat_timeout = "60s"
 max_memory = "256MiB"
 """
 
+# With --agent (the default): the task loop as a third child, its agent the stand-in below.
+AGENT_TABLE = """
+[[process]]
+name = "agent"
+description = "Task Loop"
+command = "ai-employee"
+args = ["agent"]
+restart = "always"
+backoff = {{ initial = "200ms", max = "3s", reset_after = "30s" }}
+heartbeat_timeout = "60s"
+max_memory = "256MiB"
+
+[agent]
+command = ["{agent}", "{{task}}", "{runs}"]
+max_concurrent = 2
+timeout = "20s"
+kill_after = "2s"
+retry_delays = ["1s", "2s", "4s", "8s"]
+max_attempts = 12
+"""
+
+# The stand-in agent (`agent.sh TASK RUNS_LOG`, run by the loop in the vault): records
+# the run outside the vault, then at random fails (8 %), takes 3 s (4 %: a kill of the
+# loop lands mid-run), and otherwise writes Plans/PLAN_<task>.md and answers done in
+# Claude Code's JSON; a plan it cannot write (ENOSPC) is a failed attempt.
+STANDIN_AGENT = r"""#!/bin/sh
+task="$1"; runs="$2"
+echo "$task $$" >> "$runs"
+r=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
+r=$((r % 100))
+if [ "$r" -lt 8 ]; then echo "garbage, no JSON"; exit 1; fi
+if [ "$r" -lt 12 ]; then sleep 3; fi
+sleep "0.$((r % 4))"
+if ! printf '# Plan for %s\n' "$task" > "Plans/PLAN_$task.md"; then
+  printf '{"type":"result","subtype":"success","is_error":false,"result":"STATUS: failed: cannot write the plan"}\n'
+  exit 0
+fi
+printf '{"type":"result","subtype":"success","is_error":false,"result":"Done.\\nSTATUS: done","session_id":"s-%s","total_cost_usd":0.001,"num_turns":1}\n' "$task"
+"""
+
+# Where task notes can be once the loop runs.
+TASK_FOLDERS = ("Needs_Action", "In_Progress", "Done", "Failed", "Rejected")
+
 
 # --------------------------------------------------------------------------- checks
 
@@ -898,39 +977,47 @@ class Results:
 
 
 def check_tasks(c: Chaos, r: Results) -> None:
-    na = c.vault / "Needs_Action"
-    names = sorted(os.listdir(na))
     notes, unparsable, half, per_name = {}, [], [], {}
-    name_set = set(names)
-    for n in names:
-        if not n.endswith(".md") or n + ".md" in name_set:
-            continue  # a copy (of a dropped .md file), not a note
-        try:
-            fm = parse_frontmatter((na / n).read_text("utf-8"))
-        except (OSError, ValueError, UnicodeDecodeError) as e:
-            unparsable.append(f"{n}: {e}")
-            continue
-        if fm.get("type") != "file_drop":
-            unparsable.append(f"{n}: type {fm.get('type')!r}, not file_drop")
-            continue
-        orig = fm.get("original_name")
-        if not isinstance(orig, str):
-            unparsable.append(f"{n}: original_name {orig!r} is not a string")
-            continue
-        copy = na / n[:-3]
-        try:
-            got = sha256_file(copy)
-        except OSError as e:
-            half.append(f"{n}: copy {copy.name}: {e}")
-            got = None
-        if got is not None and got != str(fm.get("sha256")):
-            half.append(f"{n}: copy hashes to {got[:12]}…, note says {str(fm.get('sha256'))[:12]}…")
-        if got is not None and fm.get("size") != copy.stat().st_size:
-            half.append(f"{n}: size {fm.get('size')!r}, copy has {copy.stat().st_size}")
-        notes[n] = (orig, fm.get("sha256"), got)
-        per_name.setdefault(orig, []).append(n)
-    copies_without_note = [n for n in names if not n.endswith(".md") and n + ".md" not in name_set]
-    half += [f"{n}: copy without a note" for n in copies_without_note]
+    fronts = {}  # "Folder/note" -> its frontmatter
+    # Without the task loop every note stays in Needs_Action/; with it, a note and its copy
+    # move together to In_Progress/ and on to Done/ (or Failed/, Rejected/).
+    for folder in TASK_FOLDERS if c.args.agent else ("Needs_Action",):
+        na = c.vault / folder
+        names = sorted(n for n in os.listdir(na) if not n.startswith("."))
+        name_set = set(names)
+        for n in names:
+            if not n.endswith(".md") or n + ".md" in name_set:
+                continue  # a copy (of a dropped .md file), not a note
+            key = f"{folder}/{n}"
+            try:
+                fm = parse_frontmatter((na / n).read_text("utf-8"))
+            except (OSError, ValueError, UnicodeDecodeError) as e:
+                unparsable.append(f"{key}: {e}")
+                continue
+            if fm.get("type") == "approval_request" and folder in ("Done", "Failed", "Rejected"):
+                continue  # the approval handler's, once decided
+            if fm.get("type") != "file_drop":
+                unparsable.append(f"{key}: type {fm.get('type')!r}, not file_drop")
+                continue
+            orig = fm.get("original_name")
+            if not isinstance(orig, str):
+                unparsable.append(f"{key}: original_name {orig!r} is not a string")
+                continue
+            copy = na / n[:-3]
+            try:
+                got = sha256_file(copy)
+            except OSError as e:
+                half.append(f"{key}: copy {copy.name}: {e}")
+                got = None
+            if got is not None and got != str(fm.get("sha256")):
+                half.append(f"{key}: copy hashes to {got[:12]}…, note says {str(fm.get('sha256'))[:12]}…")
+            if got is not None and fm.get("size") != copy.stat().st_size:
+                half.append(f"{key}: size {fm.get('size')!r}, copy has {copy.stat().st_size}")
+            notes[key] = (orig, fm.get("sha256"), got)
+            fronts[key] = fm
+            per_name.setdefault(orig, []).append(key)
+        copies_without_note = [n for n in names if not n.endswith(".md") and n + ".md" not in name_set]
+        half += [f"{folder}/{n}: copy without a note" for n in copies_without_note]
 
     drops = c.drops
     ok_drops = {n: d for n, d in drops.items() if d["status"] == "ok"}
@@ -959,9 +1046,58 @@ def check_tasks(c: Chaos, r: Results) -> None:
           f"{len(notes)} tasks, {len(dup)} names with >1 task, {len(half)} half, "
           f"{len(unparsable)} unparsable, {len(phantom)} for files never dropped",
           dup + half + unparsable + phantom)
+    if c.args.agent:
+        check_loop(c, r, fronts)
     staging = c.vault / ".ai-employee" / "filesystem.staging"
     left = os.listdir(staging) if staging.is_dir() else []
     r.add("staging empty after stop", None, f"{len(left)} files left in filesystem.staging", left)
+
+
+def check_loop(c: Chaos, r: Results, fronts: dict) -> None:
+    """The task loop drove every note to Done/ once, each run counted as an attempt."""
+    runs: dict[str, int] = {}
+    try:
+        for line in c.agent_runs.read_text().splitlines():
+            task = line.split(" ", 1)[0]
+            runs[task] = runs.get(task, 0) + 1
+    except OSError:
+        pass
+    not_done, bad_state, over, no_plan = [], [], [], []
+    attempts = []
+    for key, fm in sorted(fronts.items()):
+        folder, name = key.split("/", 1)
+        task = name[:-3]
+        if folder != "Done":
+            why = fm.get("last_error") or fm.get("state")
+            not_done.append(f"{key} (state {fm.get('state')!r}: {why})")
+            continue
+        if fm.get("state") != "done" or fm.get("status") != "done":
+            bad_state.append(f"{key}: state {fm.get('state')!r}, status {fm.get('status')!r}")
+        try:
+            attempt = int(fm.get("attempt"))
+        except (TypeError, ValueError):
+            bad_state.append(f"{key}: attempt {fm.get('attempt')!r}")
+            continue
+        attempts.append(attempt)
+        # An attempt is counted (durably) before its agent starts, an interrupted one too:
+        # never more runs than attempts.
+        if runs.get(task, 0) > attempt:
+            over.append(f"{key}: {runs[task]} agent runs, attempt {attempt}")
+        if not (c.vault / "Plans" / f"PLAN_{task}.md").is_file():
+            no_plan.append(f"{key}: no Plans/PLAN_{task}.md")
+    r.add("every task done once by the loop", not not_done and not bad_state and not no_plan,
+          f"{len(fronts) - len(not_done)} of {len(fronts)} notes in Done/, {len(bad_state)} with a "
+          f"wrong state, {len(no_plan)} without their plan",
+          not_done + bad_state + no_plan)
+    runs_total = sum(runs.values())
+    r.add("agent runs within attempts", not over,
+          f"{runs_total} agent runs for {len(fronts)} tasks; attempts per done task "
+          f"max {max(attempts, default=0)}, total {sum(attempts)}; {len(over)} tasks with more runs "
+          "than attempts", over)
+    left = [f"pid {pid}: {' '.join(i['cmd'])}" for pid, i in proc_table().items()
+            if any("agent.sh" in a for a in i["cmd"][:2])]
+    r.add("no agent left running after stop", not left, f"{len(left)} stand-in agents still running",
+          left)
 
 
 def smtp_counts(c: Chaos) -> tuple[dict, int, list]:
@@ -1203,6 +1339,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=30.0)
     ap.add_argument("--keep", action="store_true", help="keep the work dir (a vault copy is kept on failure anyway)")
     ap.add_argument("--nice", action="store_true", help="run everything under nice 10")
+    ap.add_argument("--no-agent", dest="agent", action="store_false",
+                    help="without the task loop (the table of the runs before it was added)")
     args = ap.parse_args()
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1 << 32)
@@ -1278,7 +1416,8 @@ def main() -> int:
                     f"SIGKILLed by us; {len(c.errors)} unexpected events", c.errors)
         results.add("one watcher of each kind", None,
                     f"max children at once: filesystem {c.max_same_watcher['filesystem']}, approvals "
-                    f"{c.max_same_watcher['approvals']}; {len(c.dup_watchers)} samples with two",
+                    f"{c.max_same_watcher['approvals']}, task loop {c.max_same_watcher['agent']}; "
+                    f"{len(c.dup_watchers)} samples with two",
                     c.dup_watchers)
         results.add("guardian restarted after SIGKILL", None,
                     f"{len(c.guardian_gaps)} gaps, longest {max(c.guardian_gaps, default=0):.0f}s")
