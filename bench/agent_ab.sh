@@ -5,17 +5,20 @@
 #
 #   bench/agent_ab.sh [--rounds N] [--settle SECONDS] [--tasks N] BIN...
 #
-# Between two runs it waits --settle seconds (default 40): a run removes its 30,000-odd
-# files at its end, and on ext4 without a journal (this VM's root) a new file is not given
-# an inode freed in the last 5-35 s, so a run started at once after another paid up to
-# twice the loop's kernel time for it. Prints one line per run: the binary, loop/floor,
+# Between two runs it syncs, then waits --settle seconds (default 70): a run removes its
+# 30,000-odd files at its end, and on ext4 without a journal (this VM's root) the inode
+# allocator skips every inode freed in the last 60 s (RECENTCY_MIN in fs/ext4/ialloc.c;
+# 360 s while its inode-table block is not yet written back), one lookup each, before it
+# takes a free one. With 40 s between runs, a loop run that started inside that window paid
+# 1.4-1.5 ms of CPU per task instead of 0.5 (loop/floor 2.8-3.2 instead of 1.5) in 2 of 6
+# rounds (docs/BENCHMARKS.md, "The task loop"). Prints one line per run: the binary, loop/floor,
 # the loop's CPU per task, the agents' and how busy both cores were; the full reports are
 # in bench/results/agent-<time>.txt.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 ROUNDS=3
-SETTLE=40
+SETTLE=70
 N=10000
 BINS=()
 while [ $# -gt 0 ]; do
@@ -31,6 +34,7 @@ done
 
 for round in $(seq 1 "$ROUNDS"); do
     for bin in "${BINS[@]}"; do
+        sync
         sleep "$SETTLE"
         out=$("$here/agent.sh" --bin "$bin" --tasks "$N" --phases floor,loop 2>&1) || {
             echo "$bin: agent.sh failed:"; echo "$out" | tail -5; exit 1
