@@ -305,6 +305,7 @@ class Chaos:
         e = {k: v for k, v in os.environ.items()
              if not k.startswith("AI_EMPLOYEE_") and k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
         e["RUST_BACKTRACE"] = "1"
+        e["CHAOS_AGENT_SEED"] = str(self.seed)  # the stand-in agent's draws
         return e
 
     # ------------------------------------------------------------------ supervisor
@@ -929,11 +930,15 @@ max_attempts = 12
 # The stand-in agent (`agent.sh TASK RUNS_LOG`, run by the loop in the vault): records
 # the run outside the vault, then at random fails (8 %), takes 3 s (4 %: a kill of the
 # loop lands mid-run), and otherwise writes Plans/PLAN_<task>.md and answers done in
-# Claude Code's JSON; a plan it cannot write (ENOSPC) is a failed attempt.
+# Claude Code's JSON; a plan it cannot write (ENOSPC) is a failed attempt. "At random"
+# is a hash of the run's seed ($CHAOS_AGENT_SEED), the dropped file's name and how many
+# runs its task had, so --seed also says which runs fail.
 STANDIN_AGENT = r"""#!/bin/sh
 task="$1"; runs="$2"
 echo "$task $$" >> "$runs"
-r=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
+n=$(awk -v t="$task" '$1 == t' "$runs" | wc -l)
+# The dropped file's name (the seed's), without the watcher's FILE_<time>_ prefix.
+r=$(printf '%s %s %s' "${CHAOS_AGENT_SEED:-0}" "${task#FILE_*_}" "$n" | cksum | cut -d' ' -f1)
 r=$((r % 100))
 if [ "$r" -lt 8 ]; then echo "garbage, no JSON"; exit 1; fi
 if [ "$r" -lt 12 ]; then sleep 3; fi
