@@ -258,9 +258,6 @@ fn once_drives_every_task_to_done_and_an_invalid_one_to_failed_with_its_reason()
     assert!(log.contains("STATUS: done"), "{log}");
 }
 
-/// A filesystem task's copy (`FILE_…` beside its note `FILE_….md`) is not a task: it
-/// moves with its note and the prompt names it. Another name ending in `.md` beside a
-/// file of the same stem is a task of its own, and that file is left where it is.
 /// A task file a person is still writing in place (created, open, half written) is not
 /// read until its writer closes it: the loop acts on a close after writing or a rename
 /// into the folder, never on the bare creation.
@@ -290,6 +287,9 @@ fn a_task_file_still_being_written_waits_for_its_close() {
     assert_eq!(l.stop(), Some(0), "{}", l.log());
 }
 
+/// A filesystem task's copy (`FILE_…` beside its note `FILE_….md`) is not a task: it
+/// moves with its note and the prompt names it. Another name ending in `.md` beside a
+/// file of the same stem is a task of its own, and that file is left where it is.
 #[test]
 fn a_filesystem_tasks_copy_moves_with_it_and_only_theirs_is_a_copy() {
     let tv = new_vault();

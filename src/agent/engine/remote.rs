@@ -398,17 +398,23 @@ impl Engine {
             Folder::InProgress.rel(&name),
             if resumed { ", after its approvals" } else { "" }
         );
-        let dir = match self.dirs.progress.try_clone() {
+        let dir = self.synced_first(name);
+        self.publish(id, attempt, now, resumed, message, dir);
+    }
+
+    /// What [`Engine::publish`] syncs before it sends a run: `In_Progress/` and the task
+    /// file `name` in it. None when the folder cannot be opened again for the sync
+    /// thread: it is synced here instead.
+    fn synced_first(&self, name: String) -> Option<(Dir, String)> {
+        match self.dirs.progress.try_clone() {
             Ok(d) => Some((d, name)),
             Err(err) => {
-                // Synced here instead.
                 if let Err(e) = self.dirs.progress.sync() {
                     warn!("cannot sync In_Progress/ ({err}; {e})");
                 }
                 None
             }
-        };
-        self.publish(id, attempt, now, resumed, message, dir);
+        }
     }
 
     /// Record the run and send it to the queue; with `durable_first` (the folder and the
@@ -629,12 +635,7 @@ impl Engine {
                 .and_then(|r| r.runs.get(&id))
                 .map_or_else(Utc::now, |r| r.since);
             // Synced first again: the claim of a run whose sync failed is not durable yet.
-            let dir = self
-                .dirs
-                .progress
-                .try_clone()
-                .ok()
-                .map(|d| (d, e.name.clone()));
+            let dir = self.synced_first(e.name.clone());
             self.publish(&id, attempt, since, resumed, message, dir);
             if let Some(r) = &mut self.remote {
                 r.republished += 1;

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use ai_employee_vault::cli::VaultArg;
 use ai_employee_vault::exit_codes;
-use ai_employee_vault::folder_events::FolderEvents;
+use ai_employee_vault::folder_events::{FolderEvents, folder_check_every};
 use ai_employee_vault::layout::{Folder, STATE_DIR};
 use ai_employee_vault::lock::LockError;
 use ai_employee_vault::nofollow::Dir;
@@ -59,13 +59,6 @@ const FOLDERS: [Folder; 5] = [
     Folder::Logs,
     Folder::NeedsAction,
 ];
-
-/// How often the handler checks that its folders are still real folders when the OS
-/// gives no file events for the vault folder ...
-const FOLDER_CHECK: Duration = Duration::from_secs(1);
-/// ... and when it does: the events say when a folder's name changed (checked at once);
-/// this is for what they cannot see (the vault folder itself replaced, say).
-const FOLDER_CHECK_WITH_EVENTS: Duration = Duration::from_secs(10);
 
 /// The first of the handler's folders that is now a symlink, as the one-line reason.
 fn symlinked_folder(root: &Dir) -> Option<String> {
@@ -212,18 +205,12 @@ fn handle(mut ctx: WatcherCtx, args: &Args) -> Result<(), WatcherError> {
         .collect();
     let name_events = {
         let (changed, wake) = (folders_changed.clone(), arrivals.waker());
-        FolderEvents::watch_names(&vault, &names, move || {
+        FolderEvents::watch_names_or_none(&vault, &names, move || {
             changed.store(true, Ordering::Relaxed);
             wake();
         })
     };
-    let check_every = match &name_events {
-        Ok(_) => FOLDER_CHECK_WITH_EVENTS,
-        Err(e) => {
-            tracing::debug!("no file events for the vault folder ({e}); checking every second");
-            FOLDER_CHECK
-        }
-    };
+    let check_every = folder_check_every(name_events.is_some());
 
     let mut folders_checked = Instant::now();
     'run: while !ctx.stopping() {

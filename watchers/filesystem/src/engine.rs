@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use ai_employee_vault::atomic::{self, Writers};
-use ai_employee_vault::folder_events::{Change, FolderEvent, FolderEvents, FolderPoll};
+use ai_employee_vault::folder_events::{
+    Change, FolderEvent, FolderEvents, FolderPoll, folder_check_every,
+};
 use ai_employee_vault::layout::Folder;
 use ai_employee_vault::nofollow::{self, Dir, How, Kind as FileKind};
 use ai_employee_vault::watcher::WatcherCtx;
@@ -39,12 +41,6 @@ const CHECKS_PER_TURN: usize = 1024;
 const MESSAGES_PER_TURN: usize = 4096;
 /// How long stopping waits for copies in progress before leaving them to the next start.
 const STOP_GRACE: Duration = Duration::from_millis(600);
-/// How often the watcher checks that `Inbox/` and `Needs_Action/` are still the folders it
-/// opened when the OS gives no file events for the vault folder ...
-const PLACE_CHECK: Duration = Duration::from_secs(1);
-/// ... and when it does: a change to their names is checked at once ([`Msg::Place`]);
-/// this is for what the events cannot see (the vault folder itself replaced, say).
-const PLACE_CHECK_WITH_EVENTS: Duration = Duration::from_secs(10);
 
 pub enum Msg {
     Fs(FolderEvent),
@@ -185,15 +181,11 @@ impl Engine {
         let place_events = if opts.poll.is_some() {
             None
         } else {
-            FolderEvents::watch_names(
+            FolderEvents::watch_names_or_none(
                 paths.vault.path(),
                 &[Folder::Inbox.name(), Folder::NeedsAction.name()],
                 move || drop(place_tx.send(Msg::Place)),
             )
-            .inspect_err(|e| {
-                tracing::debug!("no file events for the vault folder ({e}); checking every second");
-            })
-            .ok()
         };
         let jobs = spawn_workers(&paths.staging, &ctx, &opts, &tx)?;
         let watcher = watch_inbox(&tx, &paths.inbox, opts.poll).map_err(|source| Error::Watch {
@@ -292,14 +284,10 @@ impl Engine {
         self.shutdown()
     }
 
-    /// How often the folders are checked without being asked: [`PLACE_CHECK_WITH_EVENTS`],
-    /// or [`PLACE_CHECK`] without events for the vault folder.
+    /// How often `Inbox/` and `Needs_Action/` are checked without being asked (a change
+    /// to their names in the vault folder asks at once: [`Msg::Place`]).
     fn place_every(&self) -> Duration {
-        if self.place_events.is_some() {
-            PLACE_CHECK_WITH_EVENTS
-        } else {
-            PLACE_CHECK
-        }
+        folder_check_every(self.place_events.is_some())
     }
 
     fn next_wait(&self, now: Instant) -> Duration {

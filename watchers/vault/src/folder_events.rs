@@ -81,7 +81,37 @@ impl FolderEvents {
     }
 }
 
+/// How often a watcher checks its working folders itself (still real folders, not
+/// symlinks): with [`FolderEvents::watch_names`] saying when a name changed, only for what
+/// those events cannot see (the vault folder itself replaced, say) ...
+pub const FOLDER_CHECK_WITH_EVENTS: std::time::Duration = std::time::Duration::from_secs(10);
+/// ... and without them (the OS gave none, or polling was asked for).
+pub const FOLDER_CHECK_WITHOUT_EVENTS: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// [`FOLDER_CHECK_WITH_EVENTS`] or [`FOLDER_CHECK_WITHOUT_EVENTS`].
+pub fn folder_check_every(name_events: bool) -> std::time::Duration {
+    if name_events {
+        FOLDER_CHECK_WITH_EVENTS
+    } else {
+        FOLDER_CHECK_WITHOUT_EVENTS
+    }
+}
+
 impl FolderEvents {
+    /// [`FolderEvents::watch_names`], none (said at debug level) where the OS gives no
+    /// events for `folder`: the caller then checks every [`FOLDER_CHECK_WITHOUT_EVENTS`].
+    pub fn watch_names_or_none(
+        folder: &Path,
+        names: &[&str],
+        alarm: impl Fn() + Send + 'static,
+    ) -> Option<FolderEvents> {
+        FolderEvents::watch_names(folder, names, alarm)
+            .inspect_err(|e| {
+                tracing::debug!("no file events for the vault folder ({e}); checking every second");
+            })
+            .ok()
+    }
+
     /// Call `alarm` whenever one of `names` directly in `folder` is created, changed,
     /// removed or renamed (a working folder replaced by a symlink, say), when events were
     /// lost, and when `folder` itself goes or its events stop: a watcher checks its
