@@ -1314,6 +1314,10 @@ impl Engine {
                 attempt,
                 resumed,
             }),
+            Err(err) if err.is_gone() => {
+                self.forget_removed(id, &Folder::InProgress.rel(&name));
+                None
+            }
             Err(err) => {
                 warn!(
                     "cannot mark {} as running: {err}",
@@ -1571,13 +1575,18 @@ impl Engine {
             "{id}: attempt {attempt} failed ({why}); next attempt at {}",
             retry_at.with_timezone(&chrono::Local).format("%H:%M:%S")
         );
-        if let Err(err) = self.edit(folder, &name, false, |d| {
+        match self.edit(folder, &name, false, |d| {
             d.set(keys::STATE, LoopState::Retry.as_str());
             d.set_time(keys::RETRY_AT, retry_at);
             d.set(keys::LAST_ERROR, why.clone());
             d.set(keys::ATTEMPT, attempt);
         }) {
-            warn!("cannot record the retry in {}: {err}", folder.rel(&name));
+            Ok(_) => {}
+            Err(err) if err.is_gone() => {
+                self.forget_removed(id, &folder.rel(&name));
+                return;
+            }
+            Err(err) => warn!("cannot record the retry in {}: {err}", folder.rel(&name)),
         }
         if let Some(mut e) = self.tasks.get_mut(id) {
             e.state = LoopState::Retry;
@@ -1623,6 +1632,10 @@ impl Engine {
             }
         });
         if let Err(err) = res {
+            if err.is_gone() {
+                self.forget_removed(id, &e.folder.rel(&e.name));
+                return;
+            }
             warn!(
                 "cannot record the end of {}: {err}; trying again later",
                 e.folder.rel(&e.name)
@@ -1730,6 +1743,19 @@ impl Engine {
                 e.folder.rel(&e.name),
                 to.name()
             ),
+        }
+        self.snapshot_dirty = true;
+    }
+
+    /// A task whose file someone removed or moved away while the loop held it (its run
+    /// ended, or it was being claimed): nothing is left to write its state into, so it is
+    /// forgotten rather than retried. Its events so far stay in the journal; a file moved
+    /// back into `Needs_Action/` is a new task.
+    fn forget_removed(&mut self, id: &str, rel: &str) {
+        info!("{rel} is gone (removed or moved away while the loop held it): {id} is forgotten");
+        self.tasks.remove(id);
+        if let Some(r) = &mut self.remote {
+            r.forget(id);
         }
         self.snapshot_dirty = true;
     }
@@ -1855,6 +1881,10 @@ impl Engine {
                 d.set(keys::SESSION_ID, s);
             }
         }) {
+            if err.is_gone() {
+                self.forget_removed(id, &Folder::InProgress.rel(&e.name));
+                return;
+            }
             warn!(
                 "cannot record the waiting approvals in {}: {err}",
                 Folder::InProgress.rel(&e.name)

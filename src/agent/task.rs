@@ -87,6 +87,11 @@ impl TaskError {
     pub fn is_invalid(&self) -> bool {
         !matches!(self, TaskError::Io(_))
     }
+
+    /// Whether the file is not there (removed, or moved away, by someone else).
+    pub fn is_gone(&self) -> bool {
+        matches!(self, TaskError::Io(e) if e.kind() == io::ErrorKind::NotFound)
+    }
 }
 
 impl TaskDoc {

@@ -891,6 +891,44 @@ fn the_stop_file_pauses_new_starts_and_tasks_retry_runs_a_failed_task_again() {
     assert_eq!(l.stop(), Some(0));
 }
 
+/// A person removes a task's file while its agent runs. When the run ends there is no file
+/// left to write its state into: the loop forgets the task (it went on editing a file that
+/// was gone, "trying again later", every minute for as long as it ran) and goes on.
+#[test]
+fn a_task_removed_while_its_agent_runs_is_forgotten_when_the_run_ends() {
+    let tv = new_vault();
+    table(&tv, "");
+    task(&tv, "GONE", "", "sleep 600");
+    let mut l = Loop::start(&tv, &[]);
+    let marker = markers(&tv).join("grandchild.GONE");
+    assert!(
+        wait_until(LONG, || marker.exists()),
+        "the agent did not start:\n{}",
+        l.log()
+    );
+    fs::remove_file(tv.vault.join("In_Progress/GONE.md")).unwrap();
+    let sleeper: i32 = fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
+    crate::common::signal(sleeper, libc::SIGTERM); // the agent then answers "done"
+    l.wait_log("In_Progress/GONE.md is gone");
+    assert!(
+        wait_until(LONG, || !tasks_cli(&tv, &["--json"]).1.contains("GONE")),
+        "still listed: {}",
+        tasks_cli(&tv, &["--json"]).1
+    );
+    // The loop goes on with the next task; nothing was made of the removed one.
+    task(&tv, "NEXT", "", "done");
+    wait_in(&tv, "Done/NEXT.md", &l);
+    for folder in ["Needs_Action", "In_Progress", "Done", "Failed"] {
+        assert!(
+            !in_folder(&tv, folder).contains(&"GONE.md".to_string()),
+            "GONE.md in {folder}/"
+        );
+    }
+    let log = l.log();
+    assert!(!log.contains("cannot record the end"), "{log}");
+    assert_eq!(l.stop(), Some(0));
+}
+
 /// Crash injection: the loop SIGKILLed at random moments while 500 tasks run. Every task
 /// reaches Done/ exactly once; a run the kill interrupted counts as an attempt.
 #[test]

@@ -1213,3 +1213,94 @@ fn a_resumed_run_that_redis_lost_is_published_again_with_its_approvals_outcome()
     signal(lp.id() as i32, libc::SIGTERM);
     assert_eq!(wait_child(&mut lp, LONG).and_then(|s| s.code()), Some(0));
 }
+
+/// A person removes a task's file while its run is on a worker: the worker's result is
+/// recorded as a run (it was paid for) but has nowhere to go. Its files are not written
+/// (no plan, no draft asking to approve work on a removed task), the task is forgotten and
+/// its place in the queue's limit is free for the next.
+#[test]
+fn a_task_removed_while_it_runs_on_a_worker_is_forgotten_and_its_files_not_written() {
+    let Some(redis) = Redis::start() else { return };
+    let b = Bench::new(&redis, "10m", "");
+    fs::write(b.markers.join("slow"), "3").unwrap();
+    b.task("R_1");
+    let mut lp = b.loop_();
+    let w = b.worker("r1", "10m", 1);
+    assert!(
+        wait_until(LONG, || b.runs().iter().any(|r| r.starts_with("R_1 "))),
+        "{}",
+        tail(&b.loop_log(), 20)
+    );
+    fs::remove_file(b.tv.vault.join("In_Progress/R_1.md")).unwrap();
+    assert!(
+        wait_until(LONG, || b.loop_log().contains("In_Progress/R_1.md is gone")),
+        "{}",
+        tail(&b.loop_log(), 20)
+    );
+    fs::remove_file(b.markers.join("slow")).unwrap();
+    b.task("R_2");
+    b.wait_done(&["R_2".to_string()], LONG);
+    assert!(b.tv.vault.join("Plans/PLAN_R_2.md").exists());
+    assert!(
+        !b.tv.vault.join("Plans/PLAN_R_1.md").exists(),
+        "R_1's plan written"
+    );
+    assert!(
+        !b.tv.vault.join("Pending_Approval/APPROVAL_R_1.md").exists(),
+        "R_1's draft written"
+    );
+    for folder in ["Needs_Action", "In_Progress", "Done", "Failed"] {
+        assert!(
+            !b.in_folder(folder).contains(&"R_1.md".to_string()),
+            "R_1.md in {folder}/"
+        );
+    }
+    // Its run is in the journal, with what it cost.
+    let journal = fs::read_to_string(b.tv.vault.join("Logs/tasks.jsonl")).unwrap();
+    assert!(
+        journal
+            .lines()
+            .any(|l| l.contains("\"task\":\"R_1\"") && l.contains("\"event\":\"run\"")),
+        "{journal}"
+    );
+    assert_eq!(stop(w), Some(0));
+    signal(lp.id() as i32, libc::SIGTERM);
+    assert_eq!(wait_child(&mut lp, LONG).and_then(|s| s.code()), Some(0));
+}
+
+/// A task removed while its run waits on the queue, and then Redis restarted empty: the
+/// loop has nothing to publish again and forgets the run (it kept it, holding a place of
+/// the queue's limit, until the loop restarted), and the tasks after it go on.
+#[test]
+fn a_removed_task_that_redis_lost_is_forgotten_not_published_again() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let b = Bench::new(&redis, "10m", "");
+    b.task("L_1");
+    let mut lp = b.loop_();
+    assert!(
+        wait_until(LONG, || tasks_stream(redis.port).contains("L_1")),
+        "not published:\n{}",
+        tail(&b.loop_log(), 20)
+    );
+    fs::remove_file(b.tv.vault.join("In_Progress/L_1.md")).unwrap();
+    redis.restart();
+    assert!(
+        wait_until(LONG, || b.loop_log().contains("In_Progress/L_1.md is gone")),
+        "{}",
+        tail(&b.loop_log(), 20)
+    );
+    b.task("L_2");
+    let w = b.worker("l1", "10m", 1);
+    b.wait_done(&["L_2".to_string()], LONG);
+    assert!(!b.loop_log().contains("L_1: attempt 1 is not on the queue"));
+    assert!(
+        !b.runs().iter().any(|r| r.starts_with("L_1 ")),
+        "L_1 ran: {:?}",
+        b.runs()
+    );
+    assert_eq!(stop(w), Some(0));
+    signal(lp.id() as i32, libc::SIGTERM);
+    assert_eq!(wait_child(&mut lp, LONG).and_then(|s| s.code()), Some(0));
+}

@@ -100,6 +100,55 @@ impl Handled {
     }
 }
 
+/// How often the warning about claims that cannot be synced is repeated while they keep
+/// failing (each is tried again at every comparison, a second apart).
+const UNSENT_WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// Publishes not sent because their claim could not be synced (a disk returning EIO, say).
+/// The next comparison publishes each again, every second until the sync works: they are
+/// not runs Redis lost (neither said nor counted so), and their warning is said once a
+/// minute with the number of failures since, not at every try.
+#[derive(Debug, Default)]
+pub(super) struct Unsent {
+    seqs: BTreeSet<u64>,
+    /// When the warning was last said, and the failures not said since.
+    warned: Option<Instant>,
+    quiet: u64,
+}
+
+impl Unsent {
+    /// Publish `seq` was not sent. `Some(failures not said before it)` when this one is to
+    /// be said.
+    fn failed(&mut self, seq: u64, now: Instant) -> Option<u64> {
+        self.seqs.insert(seq);
+        match self.warned {
+            Some(t) if now.saturating_duration_since(t) < UNSENT_WARN_EVERY => {
+                self.quiet += 1;
+                None
+            }
+            _ => {
+                self.warned = Some(now);
+                Some(std::mem::take(&mut self.quiet))
+            }
+        }
+    }
+
+    /// Whether publish `seq` was one of them; it is forgotten here (published again).
+    fn take(&mut self, seq: u64) -> bool {
+        self.seqs.remove(&seq)
+    }
+
+    /// A claim synced: true once, when failures had been said, so that their end is too.
+    fn synced(&mut self) -> bool {
+        if self.warned.is_none() || !self.seqs.is_empty() {
+            return false;
+        }
+        self.warned = None;
+        self.quiet = 0;
+        true
+    }
+}
+
 /// What the loop asks of the queue task.
 pub(super) enum Command {
     /// Publish a run; `seq` tells publishes sent before an [`Event::Outstanding`] from
@@ -183,6 +232,7 @@ pub(super) struct Remote {
     stale: u64,
     applied: u64,
     republished: u64,
+    unsent: std::sync::Arc<std::sync::Mutex<Unsent>>,
 }
 
 impl Remote {
@@ -206,6 +256,7 @@ impl Remote {
             stale: 0,
             applied: 0,
             republished: 0,
+            unsent: Default::default(),
         })
     }
 
@@ -227,6 +278,16 @@ impl Remote {
     fn send(&self, c: Command) {
         if let Some(tx) = &self.tx {
             let _ = tx.send(c); // the queue task ends only with the loop
+        }
+    }
+
+    /// Forget the run of `task` (its task file is gone).
+    pub(super) fn forget(&mut self, task: &str) {
+        if let Some(run) = self.runs.remove(task) {
+            self.unsent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(run.seq);
         }
     }
 
@@ -452,20 +513,37 @@ impl Engine {
         match (durable_first, &r.tx) {
             (Some((dir, name)), Some(tx)) => {
                 let tx = tx.clone();
+                let unsent = r.unsent.clone();
                 tokio::task::spawn_blocking(move || {
                     let synced = dir
                         .file(&name, How::READ)
                         .and_then(|f| f.sync_all())
                         .and_then(|()| dir.sync());
+                    let mut unsent = unsent.lock().unwrap_or_else(|p| p.into_inner());
                     // The queue task ends only with the loop.
                     match synced {
-                        Ok(()) => drop(tx.send(command)),
+                        Ok(()) => {
+                            if unsent.synced() {
+                                info!(
+                                    "claims in In_Progress/ are synced again; their runs are published"
+                                );
+                            }
+                            drop(tx.send(command));
+                        }
                         // Not published: the next comparison of the queue with the vault
                         // (asked for) publishes it again, once its claim is synced.
                         Err(e) => {
-                            warn!(
-                                "cannot sync In_Progress/{name}: {e}; its run is published once it can be"
-                            );
+                            if let Some(quiet) = unsent.failed(seq, Instant::now()) {
+                                let since = if quiet > 0 {
+                                    format!(" ({quiet} more failed since the last warning)")
+                                } else {
+                                    String::new()
+                                };
+                                warn!(
+                                    "cannot sync In_Progress/{name}: {e}; its run is published \
+                                     once it can be, tried every second{since}"
+                                );
+                            }
                             drop(tx.send(Command::Unsent(seq)));
                         }
                     }
@@ -609,26 +687,44 @@ impl Engine {
     /// The queue answers: publish again every run it should hold and does not (a publish
     /// not yet handled when Redis was read is on its way).
     fn reconcile(&mut self, handled: &Handled, outstanding: &Outstanding) {
-        let missing: Vec<(String, u32, bool)> = {
+        let missing: Vec<(String, u32, bool, bool)> = {
             let Some(r) = &mut self.remote else { return };
             r.link = Link::Up;
+            let mut unsent = r.unsent.lock().unwrap_or_else(|p| p.into_inner());
             r.runs
                 .iter()
                 .filter(|(id, run)| {
                     handled.covers(run.seq) && !outstanding.contains(id, run.attempt)
                 })
-                .map(|(id, run)| (id.clone(), run.attempt, run.resumed))
+                .map(|(id, run)| (id.clone(), run.attempt, run.resumed, unsent.take(run.seq)))
                 .collect()
         };
         self.snapshot_dirty = true;
-        for (id, attempt, resumed) in missing {
+        for (id, attempt, resumed, unsent) in missing {
             let Some(e) = self.tasks.get(&id).cloned() else {
                 continue;
             };
             let Some(message) = self.task_message(&e, resumed) else {
+                // A file someone removed leaves nothing to publish: its run is forgotten
+                // (it held a place of the queue's limit until the loop restarted).
+                if e.folder == Folder::InProgress
+                    && self
+                        .dirs
+                        .progress
+                        .stat(&e.name)
+                        .is_err_and(|x| x.kind() == std::io::ErrorKind::NotFound)
+                {
+                    self.forget_removed(&id, &Folder::InProgress.rel(&e.name));
+                }
                 continue;
             };
-            warn!("{id}: attempt {attempt} is not on the queue (Redis lost it): published again");
+            // A run whose claim could not be synced was never sent: tried again, said
+            // by the sync's own (rate-limited) warning.
+            if !unsent {
+                warn!(
+                    "{id}: attempt {attempt} is not on the queue (Redis lost it): published again"
+                );
+            }
             let since = self
                 .remote
                 .as_ref()
@@ -637,7 +733,9 @@ impl Engine {
             // Synced first again: the claim of a run whose sync failed is not durable yet.
             let dir = self.synced_first(e.name.clone());
             self.publish(&id, attempt, since, resumed, message, dir);
-            if let Some(r) = &mut self.remote {
+            if let Some(r) = &mut self.remote
+                && !unsent
+            {
                 r.republished += 1;
             }
         }
@@ -754,7 +852,24 @@ impl Engine {
         r.applied += 1;
         r.acks.push(inc.id);
         self.unsynced.push(Folder::InProgress);
-        match write_files(self.vault.root(), &valid.files) {
+        // Someone removed the task's file while it ran elsewhere: the run is recorded (it
+        // was paid for), its files are not written (its drafts would ask a person to
+        // approve work on a task they removed) and the task is forgotten.
+        let gone = self
+            .tasks
+            .get(&id)
+            .filter(|e| {
+                self.dirs
+                    .of(e.folder)
+                    .stat(&e.name)
+                    .is_err_and(|x| x.kind() == std::io::ErrorKind::NotFound)
+            })
+            .map(|e| e.folder.rel(&e.name));
+        let written = match gone {
+            Some(_) => Ok(Vec::new()),
+            None => write_files(self.vault.root(), &valid.files),
+        };
+        match written {
             Ok(written) => {
                 for w in written {
                     if let Written::Conflict(rel) = w {
@@ -807,6 +922,10 @@ impl Engine {
             turns: Some(m.turns.min(u64::from(u32::MAX)) as u32),
             error: m.reason.clone(),
         });
+        if let Some(rel) = gone {
+            self.forget_removed(&id, &rel);
+            return;
+        }
         let end = AttemptEnd {
             result: m.status,
             error: m.reason.clone(),
@@ -1235,5 +1354,29 @@ mod tests {
         h.mark(5); // again: no change
         assert_eq!(h.upto, 5);
         assert!(!h.covers(6));
+    }
+
+    #[test]
+    fn claims_that_keep_failing_to_sync_are_said_once_a_minute_and_their_end_once() {
+        let mut u = Unsent::default();
+        let t0 = Instant::now();
+        // The first failure is said; each retry a second apart is not, for a minute.
+        assert_eq!(u.failed(1, t0), Some(0));
+        let mut said = Vec::new();
+        for (i, seq) in (2..=130).enumerate() {
+            assert!(u.take(seq - 1), "publish {} was unsent", seq - 1);
+            let at = t0 + Duration::from_secs(i as u64 + 1);
+            if let Some(quiet) = u.failed(seq, at) {
+                said.push((i + 1, quiet));
+            }
+        }
+        // Said again at 60 s and 120 s, each with the failures left unsaid before it.
+        assert_eq!(said, [(60, 59), (120, 59)]);
+        assert!(!u.synced(), "a publish still unsent");
+        assert!(u.take(130) && !u.take(130));
+        assert!(u.synced(), "the end of the failures is said");
+        assert!(!u.synced(), "once");
+        // A later failure is said at once again.
+        assert_eq!(u.failed(131, t0 + Duration::from_secs(200)), Some(0));
     }
 }
