@@ -652,15 +652,18 @@ fn reads_of_inbox_wake_nothing() {
     // caused to happen.
     std::thread::sleep(Duration::from_millis(500));
     let after = context_switches(w.pid()).unwrap();
-    // The 500 reads made 2,000 events for a watcher that asked for opens and reads.
-    let ticks = 10 + 5 * started.elapsed().as_secs();
+    // The 500 reads made 2,000 events for a watcher that asked for opens and reads. Idle,
+    // it wakes only for its folder check and heartbeat, each every 10 s or more (0 in
+    // this window in three runs here); a timer's wake-up preempted under load counts
+    // twice.
+    let allowed = 6 + 2 * started.elapsed().as_secs();
     eprintln!(
         "{} wake-ups during 500 reads ({:?})",
         after - before,
         started.elapsed()
     );
     assert!(
-        after - before <= 4 * ticks,
+        after - before <= allowed,
         "{} wake-ups during 500 reads ({:?})",
         after - before,
         started.elapsed()
