@@ -1,7 +1,7 @@
 //! Which files in `Approved/` are ready to be read: the folder's change events (the vault's
 //! `folder_events`: inotify on Linux, FSEvents / kqueue elsewhere; the handler's own
-//! reads make none) plus a full listing at start and every few seconds, in case an event
-//! is lost or the platform has none.
+//! reads make none) plus a full listing at start, whenever events were lost, and every
+//! `--rescan` (3 s) where there are no events; with them, once a minute.
 //!
 //! A file moved in (a rename is atomic) or closed after writing is ready at once. Any
 //! other sighting (created, modified, found by a listing) is ready once neither its
@@ -18,6 +18,12 @@ use ai_employee_vault::nofollow;
 
 /// How often pending (settling) files are looked at again.
 const SETTLE_POLL: Duration = Duration::from_millis(20);
+
+/// How often the folder is listed while its file events work (at least; `--rescan` when
+/// longer). Lost events are reported (`FolderEvent::Lost`) and listed for at once; this
+/// listing is only a last resort, and a file that could not be handled is looked at
+/// again on its own timer (`later`), not by it.
+const LISTING_WITH_EVENTS: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Hint {
@@ -45,6 +51,8 @@ pub struct Arrivals {
     pending: HashMap<String, Hint>,
     settle: Duration,
     rescan_every: Duration,
+    /// Whether the folder's file events work (they could be watched and have not failed).
+    events: bool,
     last_scan: Instant,
 }
 
@@ -77,6 +85,7 @@ impl Arrivals {
             dir: dir.to_path_buf(),
             rx,
             tx,
+            events: watcher.is_some(),
             _watcher: watcher,
             pending: HashMap::new(),
             settle,
@@ -140,7 +149,8 @@ impl Arrivals {
     /// the names that are ready, sorted. `skip`: names the caller is not interested in
     /// right now (waiting for a retry).
     pub fn poll(&mut self, max_wait: Duration, skip: &dyn Fn(&str) -> bool) -> Vec<String> {
-        let mut wait = max_wait.min(self.rescan_every.saturating_sub(self.last_scan.elapsed()));
+        let every = self.listing_every();
+        let mut wait = max_wait.min(every.saturating_sub(self.last_scan.elapsed()));
         if !self.pending.is_empty() {
             wait = wait.min(SETTLE_POLL);
         }
@@ -151,7 +161,7 @@ impl Arrivals {
         while let Ok(w) = self.rx.try_recv() {
             self.on_wake(w);
         }
-        if self.last_scan.elapsed() >= self.rescan_every {
+        if self.last_scan.elapsed() >= self.listing_every() {
             self.scan();
         }
         self.pending.retain(|name, _| !skip(name));
@@ -194,6 +204,16 @@ impl Arrivals {
         ready
     }
 
+    /// How often the folder is listed in full: every `--rescan` without file events,
+    /// every [`LISTING_WITH_EVENTS`] (or `--rescan`, if longer) with them.
+    fn listing_every(&self) -> Duration {
+        if self.events {
+            self.rescan_every.max(LISTING_WITH_EVENTS)
+        } else {
+            self.rescan_every
+        }
+    }
+
     fn on_wake(&mut self, w: Wake) {
         match w {
             Wake::Folder(ev) => self.on_event(ev),
@@ -210,11 +230,15 @@ impl Arrivals {
                 return;
             }
             // The handler's folder check says why (a symlink put in its place, say).
+            // No more events come for it: a folder made in its place is listed every
+            // `--rescan`.
             FolderEvent::FolderGone(_) => {
+                self.events = false;
                 tracing::debug!("{} was removed or moved", self.dir.display());
                 return;
             }
             FolderEvent::Failed(e) => {
+                self.events = false;
                 tracing::warn!(
                     "file events stopped ({e}); listing {} every {} instead",
                     self.dir.display(),

@@ -44,7 +44,7 @@ pub enum Step {
     RetryAt(Instant),
     /// SIGTERM arrived during an external call; the handler must exit now.
     Interrupted,
-    /// Could not be handled now (an I/O error, logged); the next listing tries again.
+    /// Could not be handled now (an I/O error, logged); looked at again after `--rescan`.
     Deferred,
     /// Not complete yet (another process has it open for writing, or it changed too
     /// recently to be trusted): look again after this long, or as soon as its writer

@@ -92,7 +92,7 @@ pub struct Args {
     /// How long a file written in place (not moved in) must stay unchanged before it is read
     #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_flag_duration)]
     pub settle: Duration,
-    /// How often Approved/ is listed in full, besides OS file events
+    /// How often Approved/ is listed in full without OS file events (with them, every minute), and a file that hit an I/O error is looked at again
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_positive_duration)]
     pub rescan: Duration,
 }
@@ -185,11 +185,9 @@ fn handle(mut ctx: WatcherCtx, args: &Args) -> Result<(), WatcherError> {
     // The last start-up line: what the handler can do is said before it.
     tracing::info!("{watching}");
     handler.close_unfinished();
-    let mut arrivals = arrivals::Arrivals::new(
-        &ctx.vault().folder(Folder::Approved),
-        args.settle,
-        args.rescan,
-    );
+    let rescan = args.rescan;
+    let mut arrivals =
+        arrivals::Arrivals::new(&ctx.vault().folder(Folder::Approved), args.settle, rescan);
     // The loop sleeps until an event, a retry, a check or the heartbeat is due; a stop
     // signal wakes it at once.
     ctx.wake_on_stop(arrivals.waker())
@@ -246,7 +244,9 @@ fn handle(mut ctx: WatcherCtx, args: &Args) -> Result<(), WatcherError> {
             match handler.process(&name) {
                 Step::Interrupted => break 'run,
                 Step::Later(wait) => arrivals.later(&name, wait),
-                Step::Finished | Step::RetryAt(_) | Step::Deferred => {}
+                // An I/O error (a full disk, say): looked at again after `--rescan`.
+                Step::Deferred => arrivals.later(&name, rescan),
+                Step::Finished | Step::RetryAt(_) => {}
             }
         }
     }
