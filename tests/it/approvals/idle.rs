@@ -75,10 +75,11 @@ fn an_idle_handler_wakes_only_for_its_checks() {
 }
 
 /// `Approved/` removed and made again (by a person, a sync tool): the file events were for
-/// the folder that is gone, so the new one is listed every `--rescan` (3 s), not every
-/// minute, and an approval moved into it is carried out within seconds.
+/// the folder that is gone, so the new one is listed every `--rescan` (3 s) until the
+/// listing watches it: an approval moved into it is carried out within seconds, and the
+/// handler then sleeps as before (no listing every 3 s for good).
 #[test]
-fn an_approved_folder_made_again_is_listed_every_rescan() {
+fn an_approved_folder_made_again_is_watched_again() {
     let tv = new_vault();
     let v = &tv.vault;
     let mut h = Handler(WatcherProc::spawn("approvals", v, &[]));
@@ -93,6 +94,14 @@ fn an_approved_folder_made_again_is_listed_every_rescan() {
     assert!(
         wait_until(Duration::from_secs(15), || v.join("Done/post.md").exists()),
         "the approval in the new Approved/ was not carried out:\n{}",
+        h.stderr()
+    );
+    h.wait_log("Approved again");
+    let (woken, secs) = crate::common::wake_ups_over(h.pid(), Duration::from_secs(10));
+    eprintln!("{woken} wake-ups in {secs:.1} s after the new folder was watched");
+    assert!(
+        woken <= 3,
+        "{woken} wake-ups in {secs:.1} s:\n{}",
         h.stderr()
     );
     let (st, _) = h.stop();

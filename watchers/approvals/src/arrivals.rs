@@ -47,13 +47,24 @@ pub struct Arrivals {
     rx: Receiver<Wake>,
     /// For [`Arrivals::waker`]; also keeps the channel open without file events.
     tx: Sender<Wake>,
-    _watcher: Option<FolderEvents>,
+    watcher: Option<FolderEvents>,
     pending: HashMap<String, Hint>,
     settle: Duration,
     rescan_every: Duration,
     /// Whether the folder's file events work (they could be watched and have not failed).
     events: bool,
+    /// The watched folder was removed or moved away: a folder at its path is watched
+    /// again at the next listing.
+    gone: bool,
     last_scan: Instant,
+}
+
+/// The file events of `dir`, sent to `tx` (the send fails only when the handler stopped).
+fn watch(dir: &Path, tx: &Sender<Wake>) -> std::io::Result<FolderEvents> {
+    let events = tx.clone();
+    FolderEvents::watch(&[dir.to_path_buf()], move |e| {
+        drop(events.send(Wake::Folder(e)))
+    })
 }
 
 /// Whether a name in `Approved/` is an approval file: `*.md`, not hidden (editors' and
@@ -66,11 +77,7 @@ impl Arrivals {
     /// Start watching `dir` and list what is already there.
     pub fn new(dir: &Path, settle: Duration, rescan_every: Duration) -> Arrivals {
         let (tx, rx) = channel();
-        let events = tx.clone();
-        // The send fails only when the handler has stopped.
-        let watcher = match FolderEvents::watch(&[dir.to_path_buf()], move |e| {
-            drop(events.send(Wake::Folder(e)))
-        }) {
+        let watcher = match watch(dir, &tx) {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::warn!(
@@ -86,7 +93,8 @@ impl Arrivals {
             rx,
             tx,
             events: watcher.is_some(),
-            _watcher: watcher,
+            gone: false,
+            watcher,
             pending: HashMap::new(),
             settle,
             rescan_every,
@@ -120,6 +128,15 @@ impl Arrivals {
 
     fn scan(&mut self) {
         self.last_scan = Instant::now();
+        // Watched before it is listed, so that nothing arrives unseen in between.
+        if self.gone
+            && let Ok(w) = watch(&self.dir, &self.tx)
+        {
+            tracing::info!("watching {} again", self.dir.display());
+            self.watcher = Some(w);
+            self.events = true;
+            self.gone = false;
+        }
         for name in self.list() {
             self.pending.entry(name).or_insert(Hint::Settling);
         }
@@ -230,10 +247,11 @@ impl Arrivals {
                 return;
             }
             // The handler's folder check says why (a symlink put in its place, say).
-            // No more events come for it: a folder made in its place is listed every
-            // `--rescan`.
+            // No more events come for it: until a folder made in its place is watched
+            // (at a listing), it is listed every `--rescan`.
             FolderEvent::FolderGone(_) => {
                 self.events = false;
+                self.gone = true;
                 tracing::debug!("{} was removed or moved", self.dir.display());
                 return;
             }
