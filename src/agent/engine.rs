@@ -1747,6 +1747,14 @@ impl Engine {
         self.snapshot_dirty = true;
     }
 
+    /// Whether `e`'s task file is no longer where the loop left it.
+    fn file_gone(&self, e: &Entry) -> bool {
+        self.dirs
+            .of(e.folder)
+            .stat(&e.name)
+            .is_err_and(|x| x.kind() == std::io::ErrorKind::NotFound)
+    }
+
     /// A task whose file someone removed or moved away while the loop held it (its run
     /// ended, or it was being claimed): nothing is left to write its state into, so it is
     /// forgotten rather than retried. Its events so far stay in the journal; a file moved

@@ -157,6 +157,19 @@ impl Drop for Loop {
     }
 }
 
+/// The pid of the stand-in agent's grandchild (`fake: sleep` / `hang`) for `task`, once
+/// it has started (its marker is written atomically).
+fn grandchild_of(tv: &TestVault, task: &str, l: &Loop) -> i32 {
+    let marker = markers(tv).join(format!("grandchild.{task}"));
+    let pid = || fs::read_to_string(&marker).ok()?.trim().parse::<i32>().ok();
+    assert!(
+        wait_until(LONG, || pid().is_some()),
+        "the agent of {task} did not start:\n{}",
+        l.log()
+    );
+    pid().unwrap_or(-1)
+}
+
 fn in_folder(tv: &TestVault, folder: &str) -> Vec<String> {
     files(&tv.vault.join(folder))
         .into_iter()
@@ -655,11 +668,7 @@ fn a_timeout_kills_the_agents_whole_group() {
             .unwrap()
             .contains("timed out")
     );
-    let gc: i32 = fs::read_to_string(markers(&tv).join("grandchild.HANG"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let gc = grandchild_of(&tv, "HANG", &l);
     assert!(
         wait_until(Duration::from_secs(5), || !alive(gc)),
         "grandchild {gc} survived"
@@ -676,21 +685,12 @@ fn an_agent_left_behind_unrecorded_is_killed_at_the_next_start() {
     table(&tv, "");
     task(&tv, "ORPHAN", "", "hang 60");
     let mut l = Loop::start(&tv, &[]);
-    let gc_file = markers(&tv).join("grandchild.ORPHAN");
-    assert!(
-        wait_until(LONG, || fs::read_to_string(&gc_file)
-            .is_ok_and(|t| t.ends_with('\n'))),
-        "the agent did not start:\n{}",
-        l.log()
-    );
-    let pid_of = |f: &str| -> i32 {
-        fs::read_to_string(markers(&tv).join(f))
-            .unwrap_or_default()
-            .trim()
-            .parse()
-            .unwrap_or(-1)
-    };
-    let (agent, gc) = (pid_of("pid.ORPHAN"), pid_of("grandchild.ORPHAN"));
+    let gc = grandchild_of(&tv, "ORPHAN", &l);
+    let agent: i32 = fs::read_to_string(markers(&tv).join("pid.ORPHAN"))
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or(-1);
     assert!(agent > 1 && gc > 1);
     l.kill9();
     // The record of groups is gone, as when the loop died before writing it.
@@ -900,14 +900,8 @@ fn a_task_removed_while_its_agent_runs_is_forgotten_when_the_run_ends() {
     table(&tv, "");
     task(&tv, "GONE", "", "sleep 600");
     let mut l = Loop::start(&tv, &[]);
-    let marker = markers(&tv).join("grandchild.GONE");
-    assert!(
-        wait_until(LONG, || marker.exists()),
-        "the agent did not start:\n{}",
-        l.log()
-    );
+    let sleeper = grandchild_of(&tv, "GONE", &l);
     fs::remove_file(tv.vault.join("In_Progress/GONE.md")).unwrap();
-    let sleeper: i32 = fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
     crate::common::signal(sleeper, libc::SIGTERM); // the agent then answers "done"
     l.wait_log("In_Progress/GONE.md is gone");
     assert!(

@@ -1199,7 +1199,7 @@ fn a_resumed_run_that_redis_lost_is_published_again_with_its_approvals_outcome()
     // the task file, and publishes it as resumed when Redis has lost it once more.
     kill9(&mut lp);
     redis.restart();
-    let mut lp = b.loop_();
+    let lp = b.loop_();
     let stream = republished(redis.port);
     assert!(
         stream.contains(outcome),
@@ -1210,8 +1210,7 @@ fn a_resumed_run_that_redis_lost_is_published_again_with_its_approvals_outcome()
     b.wait_done(&["W_1".to_string()], LONG);
     assert_eq!(b.runs().len(), 1, "{:?}", b.runs());
     stop(w);
-    signal(lp.id() as i32, libc::SIGTERM);
-    assert_eq!(wait_child(&mut lp, LONG).and_then(|s| s.code()), Some(0));
+    assert_eq!(stop(lp), Some(0));
 }
 
 /// A person removes a task's file while its run is on a worker: the worker's result is
@@ -1224,7 +1223,7 @@ fn a_task_removed_while_it_runs_on_a_worker_is_forgotten_and_its_files_not_writt
     let b = Bench::new(&redis, "10m", "");
     fs::write(b.markers.join("slow"), "3").unwrap();
     b.task("R_1");
-    let mut lp = b.loop_();
+    let lp = b.loop_();
     let w = b.worker("r1", "10m", 1);
     assert!(
         wait_until(LONG, || b.runs().iter().any(|r| r.starts_with("R_1 "))),
@@ -1264,8 +1263,7 @@ fn a_task_removed_while_it_runs_on_a_worker_is_forgotten_and_its_files_not_writt
         "{journal}"
     );
     assert_eq!(stop(w), Some(0));
-    signal(lp.id() as i32, libc::SIGTERM);
-    assert_eq!(wait_child(&mut lp, LONG).and_then(|s| s.code()), Some(0));
+    assert_eq!(stop(lp), Some(0));
 }
 
 /// A task removed while its run waits on the queue, and then Redis restarted empty: the
@@ -1278,7 +1276,7 @@ fn a_removed_task_that_redis_lost_is_forgotten_not_published_again() {
     };
     let b = Bench::new(&redis, "10m", "");
     b.task("L_1");
-    let mut lp = b.loop_();
+    let lp = b.loop_();
     assert!(
         wait_until(LONG, || tasks_stream(redis.port).contains("L_1")),
         "not published:\n{}",
@@ -1301,6 +1299,5 @@ fn a_removed_task_that_redis_lost_is_forgotten_not_published_again() {
         b.runs()
     );
     assert_eq!(stop(w), Some(0));
-    signal(lp.id() as i32, libc::SIGTERM);
-    assert_eq!(wait_child(&mut lp, LONG).and_then(|s| s.code()), Some(0));
+    assert_eq!(stop(lp), Some(0));
 }

@@ -353,12 +353,8 @@ class Chaos:
             self.start_supervisor()
 
     def children(self):
-        """(filesystem pids, approvals pids, guardian pids) of the current supervisor."""
-        fs, ap, gu, _, table = self.children_and_loop()
-        return fs, ap, gu, table
-
-    def children_and_loop(self):
-        """children(), and the task loop's pids."""
+        """(filesystem pids, approvals pids, guardian pids, task loop pids, the process
+        table) of the current supervisor."""
         p = self.sup
         fs, ap, gu, lp = [], [], [], []
         if p is None:
@@ -379,7 +375,7 @@ class Chaos:
         return fs, ap, gu, lp, table
 
     def kill(self, what: str) -> None:
-        fs, ap, gu, lp, _ = self.children_and_loop()
+        fs, ap, gu, lp, _ = self.children()
         pids = {"filesystem": fs, "approvals": ap, "guardian": gu, "agent": lp}.get(what)
         if what == "supervisor":
             with self.lock:
@@ -617,7 +613,7 @@ class Chaos:
     def stall_probe(self, rng: random.Random, end: float) -> None:
         """SIGKILL one watcher while the disk is frozen: is it reaped and restarted before
         the thaw (does the supervisor's loop wait for the disk)?"""
-        fs, ap, _, _ = self.children()
+        fs, ap, *_ = self.children()
         sup = self.sup
         pool = [("filesystem", p) for p in fs] + [("approvals", p) for p in ap]
         if not pool or sup is None:
@@ -642,7 +638,7 @@ class Chaos:
                 died = now
             if reaped is None and state == "gone":
                 reaped = now
-            fs2, ap2, _, _ = self.children()
+            fs2, ap2, *_ = self.children()
             if restarted is None and [p for p in (fs2 if what == "filesystem" else ap2) if p != victim]:
                 restarted = now
             if restarted is not None and reaped is not None:
@@ -684,7 +680,7 @@ class Chaos:
     def sample(self) -> None:
         p, gen, started = self.sup, self.sup_gen, self.sup_started
         t = self.now()
-        fs, ap, gu, lp, table = self.children_and_loop()
+        fs, ap, gu, lp, table = self.children()
         if p is not None and p.poll() is None:
             m = rss_fds(p.pid)
             if m is not None:

@@ -707,14 +707,8 @@ impl Engine {
             let Some(message) = self.task_message(&e, resumed) else {
                 // A file someone removed leaves nothing to publish: its run is forgotten
                 // (it held a place of the queue's limit until the loop restarted).
-                if e.folder == Folder::InProgress
-                    && self
-                        .dirs
-                        .progress
-                        .stat(&e.name)
-                        .is_err_and(|x| x.kind() == std::io::ErrorKind::NotFound)
-                {
-                    self.forget_removed(&id, &Folder::InProgress.rel(&e.name));
+                if self.file_gone(&e) {
+                    self.forget_removed(&id, &e.folder.rel(&e.name));
                 }
                 continue;
             };
@@ -858,12 +852,7 @@ impl Engine {
         let gone = self
             .tasks
             .get(&id)
-            .filter(|e| {
-                self.dirs
-                    .of(e.folder)
-                    .stat(&e.name)
-                    .is_err_and(|x| x.kind() == std::io::ErrorKind::NotFound)
-            })
+            .filter(|e| self.file_gone(e))
             .map(|e| e.folder.rel(&e.name));
         let written = match gone {
             Some(_) => Ok(Vec::new()),

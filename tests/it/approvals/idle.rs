@@ -51,6 +51,18 @@ fn an_idle_handler_uses_almost_no_cpu_before_and_after_an_approval() {
     assert_eq!(st.and_then(|s| s.code()), Some(0), "{}", h.stderr());
 }
 
+/// Over 10 s the handler wakes at most 3 times: one folder check (two if the window spans
+/// both ends of one period), no listing; a listing every 3 s made 4 or 5.
+fn assert_sleeps(h: &Handler, when: &str) {
+    let (woken, secs) = crate::common::wake_ups_over(h.pid(), Duration::from_secs(10));
+    eprintln!("{woken} wake-ups in {secs:.1} s {when}");
+    assert!(
+        woken <= 3,
+        "{woken} wake-ups in {secs:.1} s {when}:\n{}",
+        h.stderr()
+    );
+}
+
 /// Idle, the handler sleeps until its folder check (every 10 s: the vault folder's file
 /// events say when one is needed sooner) or its listing of `Approved/` (every minute while
 /// file events work; every `--rescan`, 3 s, without them) is due, and a stop signal wakes
@@ -61,15 +73,7 @@ fn an_idle_handler_wakes_only_for_its_checks() {
     let tv = new_vault();
     let mut h = Handler(WatcherProc::spawn("approvals", &tv.vault, &[]));
     h.wait_log("watching ");
-    let (woken, secs) = crate::common::wake_ups_over(h.pid(), Duration::from_secs(10));
-    // One folder check in 10 s (two if the window spans both ends of one period), no
-    // listing; a listing every 3 s made 4 or 5.
-    eprintln!("{woken} wake-ups in {secs:.1} s");
-    assert!(
-        woken <= 3,
-        "{woken} wake-ups in {secs:.1} s:\n{}",
-        h.stderr()
-    );
+    assert_sleeps(&h, "idle");
     let (st, _) = h.stop();
     assert_eq!(st.and_then(|s| s.code()), Some(0), "{}", h.stderr());
 }
@@ -97,13 +101,7 @@ fn an_approved_folder_made_again_is_watched_again() {
         h.stderr()
     );
     h.wait_log("Approved again");
-    let (woken, secs) = crate::common::wake_ups_over(h.pid(), Duration::from_secs(10));
-    eprintln!("{woken} wake-ups in {secs:.1} s after the new folder was watched");
-    assert!(
-        woken <= 3,
-        "{woken} wake-ups in {secs:.1} s:\n{}",
-        h.stderr()
-    );
+    assert_sleeps(&h, "after the new folder was watched");
     let (st, _) = h.stop();
     assert_eq!(st.and_then(|s| s.code()), Some(0), "{}", h.stderr());
 }

@@ -47,15 +47,15 @@ pub struct Arrivals {
     rx: Receiver<Wake>,
     /// For [`Arrivals::waker`]; also keeps the channel open without file events.
     tx: Sender<Wake>,
+    /// The folder's file events, while they work (none: never watched, failed, or the
+    /// folder they were for is gone).
     watcher: Option<FolderEvents>,
     pending: HashMap<String, Hint>,
     settle: Duration,
     rescan_every: Duration,
-    /// Whether the folder's file events work (they could be watched and have not failed).
-    events: bool,
     /// The watched folder was removed or moved away: a folder at its path is watched
-    /// again at the next listing.
-    gone: bool,
+    /// at the next listing.
+    rewatch: bool,
     last_scan: Instant,
 }
 
@@ -92,8 +92,7 @@ impl Arrivals {
             dir: dir.to_path_buf(),
             rx,
             tx,
-            events: watcher.is_some(),
-            gone: false,
+            rewatch: false,
             watcher,
             pending: HashMap::new(),
             settle,
@@ -129,13 +128,12 @@ impl Arrivals {
     fn scan(&mut self) {
         self.last_scan = Instant::now();
         // Watched before it is listed, so that nothing arrives unseen in between.
-        if self.gone
+        if self.rewatch
             && let Ok(w) = watch(&self.dir, &self.tx)
         {
             tracing::info!("watching {} again", self.dir.display());
             self.watcher = Some(w);
-            self.events = true;
-            self.gone = false;
+            self.rewatch = false;
         }
         for name in self.list() {
             self.pending.entry(name).or_insert(Hint::Settling);
@@ -224,7 +222,7 @@ impl Arrivals {
     /// How often the folder is listed in full: every `--rescan` without file events,
     /// every [`LISTING_WITH_EVENTS`] (or `--rescan`, if longer) with them.
     fn listing_every(&self) -> Duration {
-        if self.events {
+        if self.watcher.is_some() {
             self.rescan_every.max(LISTING_WITH_EVENTS)
         } else {
             self.rescan_every
@@ -250,13 +248,13 @@ impl Arrivals {
             // No more events come for it: until a folder made in its place is watched
             // (at a listing), it is listed every `--rescan`.
             FolderEvent::FolderGone(_) => {
-                self.events = false;
-                self.gone = true;
+                self.watcher = None;
+                self.rewatch = true;
                 tracing::debug!("{} was removed or moved", self.dir.display());
                 return;
             }
             FolderEvent::Failed(e) => {
-                self.events = false;
+                self.watcher = None;
                 tracing::warn!(
                     "file events stopped ({e}); listing {} every {} instead",
                     self.dir.display(),
